@@ -1,0 +1,39 @@
+"""Framing grammars as construct objects: lines, netstrings, length prefixes, blocks, raw.
+
+Pure construct: this package imports nothing from statewire and is usable on its own. Every
+grammar parses and builds (``g.parse(g.build(v)) == v``), composes with construct's types,
+refuses oversize values when building and says what was wrong, and where, when parsing.
+"""
+
+from grammars.errors import (
+    GrammarError,
+    InvalidValueError,
+    MalformedError,
+    TooLongError,
+    TruncatedError,
+)
+from grammars.fixed import Fixed, Raw, fixed, raw
+from grammars.line import Line, line
+from grammars.netstring import Netstring, netstring
+from grammars.prefixed import LengthPrefixed, prefixed
+
+from grammars._base import Framing
+
+__all__ = [
+    "Fixed",
+    "Framing",
+    "GrammarError",
+    "InvalidValueError",
+    "LengthPrefixed",
+    "Line",
+    "MalformedError",
+    "Netstring",
+    "Raw",
+    "TooLongError",
+    "TruncatedError",
+    "fixed",
+    "line",
+    "netstring",
+    "prefixed",
+    "raw",
+]

@@ -1,0 +1,103 @@
+"""Fixed-size blocks and raw bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import FunctionType
+from typing import IO, Any
+
+from construct import evaluate, stream_write
+
+from grammars._base import Framing, as_bytes, read, tell
+from grammars.errors import InvalidValueError, TooLongError, TruncatedError
+
+Size = int | Callable[[Any], int]
+
+
+class Fixed(Framing):
+    """Exactly ``size`` bytes.
+
+    ``size`` is an int or, as everywhere in construct, a function of the context (for
+    example ``this.size``), so a length announced earlier can size the block.
+    """
+
+    def __init__(self, size: Size) -> None:
+        super().__init__()
+        if isinstance(size, int) and size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.size = size
+
+    def describe(self) -> str:
+        size = self.size
+        if isinstance(size, int):
+            return f"fixed({size})"
+        name = size.__name__ if isinstance(size, FunctionType) else str(size)
+        return f"fixed({name})"
+
+    def size_in(self, context: Any) -> int:
+        """The block size in ``context`` (a construct ``Container`` or a mapping)."""
+        size = evaluate(self.size, context)
+        if not isinstance(size, int) or size < 0:
+            raise InvalidValueError(f"fixed size must be an int >= 0, got {size!r}")
+        return size
+
+    def _parse(self, stream: IO[bytes], context: Any, path: str) -> bytes:
+        size = self.size_in(context)
+        start = tell(stream)
+        data = read(stream, size)
+        if len(data) < size:
+            raise TruncatedError(
+                f"stream ended inside a block of {size} bytes",
+                needed=start + size,
+                offset=start + len(data),
+                path=path,
+            )
+        return data
+
+    def _build(self, obj: object, stream: IO[bytes], context: Any, path: str) -> object:
+        data = as_bytes(obj, path)
+        size = self.size_in(context)
+        if len(data) > size:
+            raise TooLongError(
+                f"block of {len(data)} bytes exceeds its size {size}", limit=size, path=path
+            )
+        if len(data) < size:
+            raise InvalidValueError(f"block of {len(data)} bytes, expected {size}", path=path)
+        stream_write(stream, data, size, path)
+        return obj
+
+
+class Raw(Framing):
+    """Whatever bytes are available: the rest of the stream when parsing."""
+
+    def describe(self) -> str:
+        return "raw"
+
+    def _parse(self, stream: IO[bytes], context: Any, path: str) -> bytes:
+        return read(stream)
+
+    def _build(self, obj: object, stream: IO[bytes], context: Any, path: str) -> object:
+        data = as_bytes(obj, path)
+        stream_write(stream, data, len(data), path)
+        return obj
+
+
+def fixed(size: Size) -> Fixed:
+    """Exactly ``size`` bytes; ``size`` may come from the context.
+
+    >>> from construct import this
+    >>> fixed(3).parse(b"abc")
+    b'abc'
+    >>> fixed(this.n).parse(b"abcdef", n=2)
+    b'ab'
+    """
+    return Fixed(size)
+
+
+def raw() -> Raw:
+    """Whatever bytes are available (the framer delivers each read as one frame).
+
+    >>> raw().parse(b"anything")
+    b'anything'
+    """
+    return Raw()
