@@ -1,0 +1,304 @@
+"""The incremental framer: bytes in, in chunks of any size; frames out, to a callback.
+
+Theory of operation
+-------------------
+A :class:`Framer` holds one decoder, made for its current grammar (a fast path for the
+framings of :mod:`grammars`, the generic path for any other construct grammar). ``feed``
+hands the decoder the new bytes and gets back, as one list, every frame they complete; the
+framer then calls ``on_frame`` for each, checking one flag after each call. The flag is set
+when the callback switches the grammar, pauses the framer or ends it; the framer then
+rewinds the decoder to just after the frame that was delivered, so the bytes of the frames
+not yet delivered are pending again, exactly as they arrived, and either waits (pause) or
+hands them to a decoder for the new grammar (switch). That is how a switch between any two
+frames keeps every byte, and why flipping grammars on every byte is a loop, not recursion.
+
+Errors
+------
+A decoder that meets bad bytes returns the frames before them and an error; the framer
+delivers those frames, then reports the error: to ``on_error`` if given, else by raising it
+from the call that fed the bytes. What happens next is the policy:
+
+* ``Policy.CLOSE`` (Twisted's behaviour, the default): the framer stops. ``error`` holds the
+  error, ``buffered`` holds the bad frame's bytes and everything after them, and every later
+  ``feed`` raises the error again.
+* ``Policy.DISCARD`` (Netty's and tokio's): a too-long line is dropped through its
+  delimiter and a too-long length-prefixed frame through its announced length, without
+  buffering them, and framing goes on. Errors with no way to resynchronise (a malformed
+  netstring, a negative length, any error of the generic path) stop the framer as ``CLOSE``
+  does. With no ``on_error`` the error is raised and the frames after it wait for the next
+  ``feed`` (``feed(b"")`` resumes at once).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from operator import length_hint
+from typing import Any
+
+from construct import Container
+from grammars import Fixed, LengthPrefixed, Line, Netstring, Raw
+
+from statewire.framing._decoder import Decoder, FixedDecoder, RawDecoder
+from statewire.framing._generic import GenericDecoder
+from statewire.framing._line import LineDecoder
+from statewire.framing._netstring import NetstringDecoder
+from statewire.framing._prefixed import PrefixedDecoder
+from statewire.framing.errors import FramingError, TruncatedFrame
+
+#: Bytes one frame of a grammar without its own limit (the generic path) may need.
+DEFAULT_MAX_LENGTH = 1 << 20
+
+
+class Policy(enum.Enum):
+    """What a framer does after a framing error (see the module documentation)."""
+
+    CLOSE = "close"
+    DISCARD = "discard"
+
+
+def make_decoder(
+    grammar: Any, base: int, context: Mapping[str, Any], max_length: int, fast: bool = True
+) -> Decoder:
+    """The decoder for ``grammar``: a fast path for the framings, else the generic path."""
+    kind = type(grammar) if fast else None
+    if kind is Line:
+        return LineDecoder(grammar, base)
+    if kind is Netstring:
+        return NetstringDecoder(grammar, base)
+    if kind is LengthPrefixed:
+        return PrefixedDecoder(grammar, base)
+    if kind is Fixed:
+        return FixedDecoder(grammar, base, grammar.size_in(Container(context)))
+    if kind is Raw:
+        return RawDecoder(grammar, base)
+    return GenericDecoder(grammar, base, dict(context), max_length)
+
+
+class Framer:
+    """Cuts the frames of ``grammar`` out of the bytes fed to it and calls ``on_frame``.
+
+    :param grammar: a framing from :mod:`grammars` or any construct grammar.
+    :param on_frame: called with each complete frame, in order.
+    :param on_error: called with each :class:`FramingError`; if ``None`` errors are raised.
+    :param policy: what to do after an error: :attr:`Policy.CLOSE` or
+        :attr:`Policy.DISCARD`.
+    :param context: construct context for the grammar (e.g. ``{"size": 10}`` for
+        ``fixed(this.size)``).
+    :param max_length: bound on one frame of a grammar that has none of its own (the
+        generic path).
+    :param fast: ``False`` runs construct's own parser even for the framings (slow; for
+        checking the fast paths).
+    """
+
+    def __init__(
+        self,
+        grammar: Any,
+        on_frame: Callable[[Any], object],
+        *,
+        on_error: Callable[[FramingError], object] | None = None,
+        policy: Policy = Policy.CLOSE,
+        context: Mapping[str, Any] | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        fast: bool = True,
+    ) -> None:
+        self.on_frame = on_frame
+        self.on_error = on_error
+        self.policy = policy
+        self.max_length = max_length
+        self.fast = fast
+        #: the error that stopped the framer, if one did
+        self.error: FramingError | None = None
+        self._grammar = grammar
+        self._context: Mapping[str, Any] = context or {}
+        self._decoder = make_decoder(grammar, 0, self._context, max_length, fast)
+        self._held = bytearray()
+        self._running = False
+        self._paused = False
+        self._ended = False
+        self._interrupt = False
+        self._switch_to: tuple[Any, Mapping[str, Any]] | None = None
+
+    @property
+    def grammar(self) -> Any:
+        """The grammar framing the bytes now."""
+        return self._grammar
+
+    @property
+    def paused(self) -> bool:
+        """Whether delivery is paused (see :meth:`pause`)."""
+        return self._paused
+
+    @property
+    def offset(self) -> int:
+        """Stream offset of the first byte not yet delivered in a frame or discarded."""
+        return self._decoder.base
+
+    @property
+    def buffered(self) -> bytes:
+        """The bytes fed but not yet delivered in a frame, in stream order."""
+        return bytes(self._decoder.pending) + bytes(self._held)
+
+    def feed(self, data: bytes) -> None:
+        """Frame ``data``, the next bytes of the stream, delivering every complete frame.
+
+        While paused, or when called from inside ``on_frame``, the bytes are queued behind
+        the ones already buffered. After the framer stopped on an error this raises it.
+        """
+        if self.error is not None:
+            raise self.error
+        if self._ended:
+            raise RuntimeError("feed() after eof(): the stream has ended")
+        if self._paused or self._running:
+            self._held += data
+            return
+        self._run(data)
+
+    def switch(self, grammar: Any, *, context: Mapping[str, Any] | None = None) -> None:
+        """Frame the bytes after the current frame with ``grammar`` from now on.
+
+        From inside ``on_frame`` it takes effect when the callback returns; the bytes
+        already buffered are then framed by the new grammar, nothing lost, duplicated or
+        reordered. Called between feeds it re-frames the buffered bytes at once.
+        """
+        if self._running:
+            self._switch_to = (grammar, context or {})
+            self._interrupt = True
+            return
+        rest = self._install(grammar, context or {})
+        if self._paused or self.error is not None:
+            self._held[:0] = rest
+        else:
+            self._run(rest)
+
+    def pause(self) -> None:
+        """Stop delivering frames (after the current one); bytes fed meanwhile are kept."""
+        self._paused = True
+        if self._running:
+            self._interrupt = True
+
+    def resume(self) -> None:
+        """Deliver the frames held while paused, then carry on as bytes arrive."""
+        if not self._paused:
+            return
+        self._paused = False
+        if not self._running and self.error is None:
+            self._run(self._take_held())
+            if self._ended and not self._paused:
+                self._finish()
+
+    def eof(self) -> None:
+        """The stream ended: an unfinished frame is a :class:`TruncatedFrame` error.
+
+        While paused, the check waits until :meth:`resume` has delivered the held frames.
+        """
+        if self._running:
+            raise RuntimeError("eof() called from inside a framer callback")
+        self._ended = True
+        if not self._paused:
+            self._finish()
+
+    def _finish(self) -> None:
+        decoder = self._decoder
+        if self.error is None and (decoder.unfinished() or self._held):
+            self._report(
+                TruncatedFrame(
+                    f"stream ended inside a frame ({len(self.buffered)} bytes buffered)",
+                    offset=decoder.base,
+                    grammar=self._grammar,
+                ),
+                fatal=True,
+            )
+
+    def encode(self, value: Any) -> bytes:
+        """The bytes of ``value`` as a frame of the current grammar."""
+        return encode(self._grammar, value, **self._context)
+
+    def _install(self, grammar: Any, context: Mapping[str, Any]) -> bytes:
+        """Make ``grammar`` current; return the old decoder's pending bytes."""
+        old = self._decoder
+        base = old.base
+        rest = old.take()
+        self._grammar = grammar
+        self._context = context
+        self._decoder = make_decoder(grammar, base, context, self.max_length, self.fast)
+        return rest
+
+    def _take_held(self) -> bytes:
+        data = bytes(self._held)
+        self._held.clear()
+        return data
+
+    def _run(self, data: bytes) -> None:
+        self._running = True
+        try:
+            while True:
+                decoder = self._decoder
+                frames = decoder.feed(data)
+                data = b""
+                if frames and self._deliver(decoder, frames):
+                    if self._interrupted():
+                        return
+                    continue
+                if decoder.error is not None:
+                    if not self._recover(decoder):
+                        return
+                    continue
+                if not self._held:
+                    return
+                data = self._take_held()
+        finally:
+            self._running = False
+
+    def _deliver(self, decoder: Decoder, frames: list[Any]) -> bool:
+        """Call ``on_frame`` for each frame; True if a callback interrupted the batch."""
+        on_frame = self.on_frame
+        remaining = iter(frames)
+        for frame in remaining:
+            on_frame(frame)
+            if self._interrupt:
+                decoder.rewind(len(frames) - length_hint(remaining))
+                return True
+        return False
+
+    def _interrupted(self) -> bool:
+        """Act on a switch, pause or stop asked for by a callback; True to stop running."""
+        self._interrupt = False
+        if self._switch_to is not None:
+            grammar, context = self._switch_to
+            self._switch_to = None
+            self._held[:0] = self._install(grammar, context)
+        return self._paused or self.error is not None
+
+    def _recover(self, decoder: Decoder) -> bool:
+        """Report the decoder's error; True when framing goes on after it."""
+        error = decoder.error
+        assert error is not None
+        resync = self.policy is Policy.DISCARD and decoder.skip()
+        self._report(error, fatal=not resync)
+        return resync and not (self._interrupt and self._interrupted())
+
+    def _report(self, error: FramingError, *, fatal: bool) -> None:
+        if fatal:
+            self.error = error
+        if self.on_error is None:
+            raise error
+        self.on_error(error)
+
+
+def encode(grammar: Any, value: Any, **context: Any) -> bytes:
+    """The bytes of ``value`` as a frame of ``grammar`` (the grammar builds them)."""
+    data: bytes = grammar.build(value, **context)
+    return data
+
+
+def decode(grammar: Any, chunks: Iterable[bytes], **options: Any) -> list[Any]:
+    """Every frame of ``grammar`` in ``chunks``; raises the first framing error.
+
+    A convenience for tests and scripts; ``options`` are :class:`Framer`'s.
+    """
+    frames: list[Any] = []
+    framer = Framer(grammar, frames.append, **options)
+    for chunk in chunks:
+        framer.feed(chunk)
+    return frames
