@@ -12,6 +12,7 @@ from typing import Any
 
 from grammars import Line
 
+from statewire.framing import _accel
 from statewire.framing._decoder import Decoder
 from statewire.framing.errors import FramingError
 
@@ -22,6 +23,8 @@ class LineDecoder(Decoder):
         self.line = grammar
         self.delimiter = grammar.delimiter
         self.max_length = grammar.max_length
+        self.c_cut = _accel.cut_lines
+        self.c_limit = min(grammar.max_length, _accel.C_LIMIT)
         #: no delimiter starts before this index of ``pending``
         self.scanned = 0
         #: discarding a too-long line up to its delimiter (the DISCARD policy)
@@ -51,10 +54,16 @@ class LineDecoder(Decoder):
             src = data
         self._src = src
         self._src_base = self.base
-        lines = src.split(delimiter)
-        tail = lines.pop()
-        if len(src) > self.max_length and lines and max(map(len, lines)) > self.max_length:
-            return self._cut_before_long_line(src, lines)
+        if self.c_cut is not None:
+            lines, end = self.c_cut(src, 0, delimiter, self.c_limit)
+            tail = src[end:]
+            if tail.find(delimiter) >= 0:  # C stops before a line over the limit
+                return self._cut_before_long_line(src, [*lines, tail])
+        else:
+            lines = src.split(delimiter)
+            tail = lines.pop()
+            if len(src) > self.max_length and lines and max(map(len, lines)) > self.max_length:
+                return self._cut_before_long_line(src, lines)
         self._frames = lines
         self.base += len(src) - len(tail)
         if tail:

@@ -12,6 +12,7 @@ from typing import Any
 
 from grammars import GrammarError, Netstring
 
+from statewire.framing import _accel
 from statewire.framing._decoder import Decoder
 from statewire.framing.errors import FramingError
 
@@ -23,15 +24,17 @@ class NetstringDecoder(Decoder):
     def __init__(self, grammar: Netstring, base: int) -> None:
         super().__init__(grammar, base)
         self.netstring = grammar
+        self.c_cut = _accel.cut_netstring
+        self.c_limit = min(grammar.max_length, _accel.C_LIMIT)
 
     def _cut(self, src: bytes) -> list[Any]:
         grammar = self.netstring
         max_length = grammar.max_length
         span = grammar.max_digits + 1
         find = src.find
-        frames: list[bytes] = []
+        frames: list[bytes]
+        frames, i = self.c_cut(src, 0, self.c_limit) if self.c_cut else ([], 0)
         append = frames.append
-        i = 0
         n = len(src)
         while i < n:
             colon = find(b":", i, i + span)

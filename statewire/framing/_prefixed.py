@@ -13,6 +13,7 @@ from typing import Any
 
 from grammars import GrammarError, LengthPrefixed
 
+from statewire.framing import _accel
 from statewire.framing._decoder import Decoder
 from statewire.framing.errors import FramingError, FrameTooLong
 
@@ -25,6 +26,9 @@ class PrefixedDecoder(Decoder):
         self.prefixed = grammar
         order = ">" if grammar.byteorder == "big" else "<"
         self.unpack_from = struct.Struct(order + _FORMATS[grammar.width]).unpack_from
+        usable = abs(grammar.adjust) < _accel.C_LIMIT
+        self.c_cut = _accel.cut_prefixed if usable else None
+        self.c_limit = min(grammar.max_length, _accel.C_LIMIT)
         #: bytes of a discarded too-long frame still to drop
         self.discard = 0
         self._announced = 0
@@ -46,9 +50,13 @@ class PrefixedDecoder(Decoder):
         field_at = grammar.length_offset
         adjust = grammar.adjust
         max_length = grammar.max_length
-        frames: list[bytes] = []
+        frames: list[bytes]
+        if self.c_cut is None:
+            frames, i = [], 0
+        else:
+            big = grammar.byteorder == "big"
+            frames, i = self.c_cut(src, 0, field_at, grammar.width, big, adjust, self.c_limit)
         append = frames.append
-        i = 0
         n = len(src)
         while True:
             body = i + header

@@ -1,0 +1,136 @@
+"""Framing throughput: statewire's framers against Twisted's receivers, in one run.
+
+Each contender frames the same 200 000 small frames, fed in 64 KiB chunks, each frame going
+to a no-op callback. Contenders alternate round by round (A, B, A, B, ...); the table shows
+the median time per frame, the spread (min-max over rounds) and the ratio of Twisted's
+median to statewire's (above 1: statewire is faster). Then the linearity figure: one long
+line fed one byte at a time, 1 MiB against 10 MiB.
+
+    python bench/bench_framing.py [--frames N] [--rounds R] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
+
+from grammars import line, netstring, prefixed
+from statewire.framing import Framer
+from twisted.protocols import basic
+
+CHUNK = 64 * 1024
+
+
+class _Transport:
+    disconnecting = False
+
+    def loseConnection(self) -> None:  # noqa: N802 - Twisted's name
+        raise AssertionError("the benchmark input is well formed")
+
+
+def _noop(frame: object) -> None:
+    pass
+
+
+def _twisted(cls: type, method: str, **attributes: object) -> Callable[[list[bytes]], None]:
+    def run(chunks: list[bytes]) -> None:
+        receiver = type("Receiver", (cls,), {method: lambda self, frame: None, **attributes})()
+        receiver.makeConnection(_Transport())
+        data_received = receiver.dataReceived
+        for chunk in chunks:
+            data_received(chunk)
+
+    return run
+
+
+def _statewire(grammar: object) -> Callable[[list[bytes]], None]:
+    def run(chunks: list[bytes]) -> None:
+        feed = Framer(grammar, _noop).feed
+        for chunk in chunks:
+            feed(chunk)
+
+    return run
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    return [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+
+
+def _payloads(count: int) -> list[bytes]:
+    rng = random.Random(7)
+    return [bytes(rng.choice(b"abcdefghij ") for _ in range(rng.randint(4, 40))) for _ in range(count)]
+
+
+def _time(run: Callable[[list[bytes]], None], chunks: list[bytes]) -> float:
+    start = time.perf_counter()
+    run(chunks)
+    return time.perf_counter() - start
+
+
+def compare(frames: int, rounds: int) -> None:
+    payloads = _payloads(frames)
+    line_g = line(b"\r\n")
+    netstring_g = netstring(99999)
+    prefixed_g = prefixed(4, max_length=99999)
+    cases = [
+        ("line CRLF", line_g, "LineOnlyReceiver", _twisted(basic.LineOnlyReceiver, "lineReceived")),
+        ("line CRLF", line_g, "LineReceiver", _twisted(basic.LineReceiver, "lineReceived")),
+        ("netstring", netstring_g, "NetstringReceiver",
+         _twisted(basic.NetstringReceiver, "stringReceived")),
+        ("prefixed u32be", prefixed_g, "Int32StringReceiver",
+         _twisted(basic.Int32StringReceiver, "stringReceived")),
+    ]
+    print(f"{frames} frames of 4-40 bytes in {CHUNK // 1024} KiB chunks, {rounds} rounds, "
+          "median ns/frame [min-max]")
+    print(f"{'grammar':<16}{'statewire':>24}{'Twisted peer':>22}{'':>24}{'ratio':>8}")
+    for name, grammar, peer, peer_run in cases:
+        wire = b"".join(grammar.build(p) for p in payloads)
+        chunks = _chunks(wire)
+        ours_run = _statewire(grammar)
+        ours: list[float] = []
+        theirs: list[float] = []
+        for _ in range(rounds):
+            ours.append(_time(ours_run, chunks) / frames * 1e9)
+            theirs.append(_time(peer_run, chunks) / frames * 1e9)
+        ratio = statistics.median(theirs) / statistics.median(ours)
+        print(f"{name:<16}{_fmt(ours):>24}{peer:>22}{_fmt(theirs):>24}{ratio:>7.2f}x")
+
+
+def _fmt(samples: list[float]) -> str:
+    return f"{statistics.median(samples):7.0f} [{min(samples):.0f}-{max(samples):.0f}]"
+
+
+def linearity(sizes: tuple[int, ...]) -> None:
+    print("\none line fed 1 byte at a time (line LF, max_length = size)")
+    results = []
+    for size in sizes:
+        framer = Framer(line(b"\n", max_length=size), _noop)
+        feed = framer.feed
+        data = b"x" * size + b"\n"
+        pieces = [data[i : i + 1] for i in range(len(data))]
+        start = time.perf_counter()
+        for piece in pieces:
+            feed(piece)
+        elapsed = time.perf_counter() - start
+        results.append(elapsed)
+        print(f"{size / (1 << 20):6.1f} MiB: {elapsed:7.2f} s  ({elapsed / size * 1e9:.0f} ns/byte)")
+    print(f"time ratio {results[-1] / results[0]:.1f} for size ratio {sizes[-1] / sizes[0]:.0f} "
+          "(linear: equal)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="small linearity sizes")
+    args = parser.parse_args()
+    compare(args.frames, args.rounds)
+    mib = 1 << 20
+    linearity((mib // 8, 10 * mib // 8) if args.quick else (mib, 10 * mib))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""The optional C accelerator, or ``None`` for each function when it is unavailable.
+
+Set ``STATEWIRE_PURE=1`` in the environment to run the pure-Python decoders even when the
+extension is built. The decoders read these names when they are created, so tests can
+swap them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+#: Limits above this are clamped before reaching C (its arithmetic is 64-bit).
+C_LIMIT = 1 << 48
+
+cut_prefixed: Callable[[bytes, int, int, int, bool, int, int], tuple[list[bytes], int]] | None
+cut_netstring: Callable[[bytes, int, int], tuple[list[bytes], int]] | None
+cut_lines: Callable[[bytes, int, bytes, int], tuple[list[bytes], int]] | None
+
+try:
+    if os.environ.get("STATEWIRE_PURE") == "1":
+        raise ImportError("STATEWIRE_PURE=1")
+    from statewire.framing._speedups import cut_lines, cut_netstring, cut_prefixed
+except ImportError:
+    cut_prefixed = None
+    cut_netstring = None
+    cut_lines = None
+
+
+def available() -> bool:
+    """Whether the C accelerator is in use."""
+    return cut_prefixed is not None
