@@ -74,7 +74,7 @@ class PrefixedDecoder(Decoder):
             if end > n:
                 self._keep(src, i, end - i)
                 return frames
-            append(src[i:field_at] + src[body:end] if field_at else src[body:end])
+            append(src[i : i + field_at] + src[body:end] if field_at else src[body:end])
             i = end
         self._keep(src, i, header)
         return frames

@@ -1,0 +1,2 @@
+"""Testing helpers for statewire protocols and grammars (needs Hypothesis: the ``testing``
+extra). :mod:`statewire.testing.strategies` derives Hypothesis strategies from grammars."""

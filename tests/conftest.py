@@ -1,0 +1,53 @@
+"""Shared fixtures and the Hypothesis profiles.
+
+The default profile, ``ci``, is derandomized: the same examples on every run, so the suite
+is deterministic. ``HYPOTHESIS_PROFILE=long`` explores far more examples, randomly, for a
+local run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from statewire.framing import _accel
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+settings.register_profile(
+    "long",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+_C_NAMES = ("cut_lines", "cut_netstring", "cut_prefixed")
+
+
+@pytest.fixture(params=["c", "python"])
+def accel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Run a test with the C accelerator and with the pure-Python decoders."""
+    if request.param == "c":
+        if not _accel.available():
+            pytest.skip("the C accelerator is not built")
+    else:
+        for name in _C_NAMES:
+            monkeypatch.setattr(_accel, name, None)
+    yield request.param
