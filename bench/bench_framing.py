@@ -17,9 +17,10 @@ import statistics
 import time
 from collections.abc import Callable
 
+from twisted.protocols import basic
+
 from grammars import line, netstring, prefixed
 from statewire.framing import Framer
-from twisted.protocols import basic
 
 CHUNK = 64 * 1024
 
@@ -27,7 +28,7 @@ CHUNK = 64 * 1024
 class _Transport:
     disconnecting = False
 
-    def loseConnection(self) -> None:  # noqa: N802 - Twisted's name
+    def loseConnection(self) -> None:
         raise AssertionError("the benchmark input is well formed")
 
 
@@ -61,7 +62,9 @@ def _chunks(data: bytes) -> list[bytes]:
 
 def _payloads(count: int) -> list[bytes]:
     rng = random.Random(7)
-    return [bytes(rng.choice(b"abcdefghij ") for _ in range(rng.randint(4, 40))) for _ in range(count)]
+    return [
+        bytes(rng.choice(b"abcdefghij ") for _ in range(rng.randint(4, 40))) for _ in range(count)
+    ]
 
 
 def _time(run: Callable[[list[bytes]], None], chunks: list[bytes]) -> float:
@@ -76,15 +79,30 @@ def compare(frames: int, rounds: int) -> None:
     netstring_g = netstring(99999)
     prefixed_g = prefixed(4, max_length=99999)
     cases = [
-        ("line CRLF", line_g, "LineOnlyReceiver", _twisted(basic.LineOnlyReceiver, "lineReceived")),
+        (
+            "line CRLF",
+            line_g,
+            "LineOnlyReceiver",
+            _twisted(basic.LineOnlyReceiver, "lineReceived"),
+        ),
         ("line CRLF", line_g, "LineReceiver", _twisted(basic.LineReceiver, "lineReceived")),
-        ("netstring", netstring_g, "NetstringReceiver",
-         _twisted(basic.NetstringReceiver, "stringReceived")),
-        ("prefixed u32be", prefixed_g, "Int32StringReceiver",
-         _twisted(basic.Int32StringReceiver, "stringReceived")),
+        (
+            "netstring",
+            netstring_g,
+            "NetstringReceiver",
+            _twisted(basic.NetstringReceiver, "stringReceived"),
+        ),
+        (
+            "prefixed u32be",
+            prefixed_g,
+            "Int32StringReceiver",
+            _twisted(basic.Int32StringReceiver, "stringReceived"),
+        ),
     ]
-    print(f"{frames} frames of 4-40 bytes in {CHUNK // 1024} KiB chunks, {rounds} rounds, "
-          "median ns/frame [min-max]")
+    print(
+        f"{frames} frames of 4-40 bytes in {CHUNK // 1024} KiB chunks, {rounds} rounds, "
+        "median ns/frame [min-max]"
+    )
     print(f"{'grammar':<16}{'statewire':>24}{'Twisted peer':>22}{'':>24}{'ratio':>8}")
     for name, grammar, peer, peer_run in cases:
         wire = b"".join(grammar.build(p) for p in payloads)
@@ -116,9 +134,13 @@ def linearity(sizes: tuple[int, ...]) -> None:
             feed(piece)
         elapsed = time.perf_counter() - start
         results.append(elapsed)
-        print(f"{size / (1 << 20):6.1f} MiB: {elapsed:7.2f} s  ({elapsed / size * 1e9:.0f} ns/byte)")
-    print(f"time ratio {results[-1] / results[0]:.1f} for size ratio {sizes[-1] / sizes[0]:.0f} "
-          "(linear: equal)")
+        print(
+            f"{size / (1 << 20):6.1f} MiB: {elapsed:7.2f} s  ({elapsed / size * 1e9:.0f} ns/byte)"
+        )
+    print(
+        f"time ratio {results[-1] / results[0]:.1f} for size ratio {sizes[-1] / sizes[0]:.0f} "
+        "(linear: equal)"
+    )
 
 
 def main() -> None:

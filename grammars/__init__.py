@@ -5,6 +5,7 @@ grammar parses and builds (``g.parse(g.build(v)) == v``), composes with construc
 refuses oversize values when building and says what was wrong, and where, when parsing.
 """
 
+from grammars._base import Framing
 from grammars.errors import (
     GrammarError,
     InvalidValueError,
@@ -16,8 +17,6 @@ from grammars.fixed import Fixed, Raw, fixed, raw
 from grammars.line import Line, line
 from grammars.netstring import Netstring, netstring
 from grammars.prefixed import LengthPrefixed, prefixed
-
-from grammars._base import Framing
 
 __all__ = [
     "Fixed",

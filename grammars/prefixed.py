@@ -123,8 +123,7 @@ class LengthPrefixed(Framing):
         data = as_bytes(obj, path)
         if len(data) < self.length_offset:
             raise InvalidValueError(
-                f"value of {len(data)} bytes is shorter than its "
-                f"{self.length_offset}-byte header",
+                f"value of {len(data)} bytes is shorter than its {self.length_offset}-byte header",
                 path=path,
             )
         body = len(data) - self.length_offset

@@ -32,7 +32,11 @@ def run(
         result.errors.append((type(error), error.offset))
 
     framer = Framer(
-        grammar, result.frames.append, on_error=on_error, policy=policy, fast=fast,
+        grammar,
+        result.frames.append,
+        on_error=on_error,
+        policy=policy,
+        fast=fast,
         context=context,
     )
     for chunk in chunks:

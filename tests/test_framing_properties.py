@@ -128,7 +128,7 @@ def test_switching_between_any_two_frames_keeps_every_byte(
     def on_frame(frame: Any) -> None:
         received.append((framer.grammar, frame))
         position["count"] += 1
-        grammar, count = plan[position["segment"]]
+        _, count = plan[position["segment"]]
         if position["count"] == count:
             position["segment"] += 1
             position["count"] = 0

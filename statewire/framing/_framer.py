@@ -37,8 +37,8 @@ from operator import length_hint
 from typing import Any
 
 from construct import Container
-from grammars import Fixed, LengthPrefixed, Line, Netstring, Raw
 
+from grammars import Fixed, LengthPrefixed, Line, Netstring, Raw
 from statewire.framing._decoder import Decoder, FixedDecoder, RawDecoder
 from statewire.framing._generic import GenericDecoder
 from statewire.framing._line import LineDecoder

@@ -15,10 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from construct import ConstructError, StreamError
-from grammars import GrammarError, TruncatedError
 
+from grammars import GrammarError, TruncatedError
 from statewire.framing._decoder import Decoder
-from statewire.framing.errors import FramingError, FrameTooLong, MalformedFrame
+from statewire.framing.errors import FrameTooLong, FramingError, MalformedFrame
 
 
 class _Reader:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from grammars import Line
-
 from statewire.framing import _accel
 from statewire.framing._decoder import Decoder
 from statewire.framing.errors import FramingError
@@ -82,12 +81,8 @@ class LineDecoder(Decoder):
         return boundary.find(delimiter) >= 0 or data.find(delimiter) >= 0
 
     def _cut_before_long_line(self, src: bytes, lines: list[bytes]) -> list[Any]:
-        size = len(self.delimiter)
-        start = 0
-        for index, line in enumerate(lines):
-            if len(line) > self.max_length:
-                break
-            start += len(line) + size
+        index = next(i for i, line in enumerate(lines) if len(line) > self.max_length)
+        start = sum(map(len, lines[:index])) + index * len(self.delimiter)
         frames = lines[:index]
         self._frames = frames
         self.base += start

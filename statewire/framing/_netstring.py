@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from grammars import GrammarError, Netstring
-
 from statewire.framing import _accel
 from statewire.framing._decoder import Decoder
 from statewire.framing.errors import FramingError
@@ -61,8 +60,8 @@ class NetstringDecoder(Decoder):
                 self._keep(src, i, end + 1 - i)
                 return frames
             if src[end] != _COMMA:
-                error = grammar.missing_comma(src[end : end + 1], end)
-                self.error = FramingError.from_grammar(error, self._src_base, grammar)
+                missing = grammar.missing_comma(src[end : end + 1], end)
+                self.error = FramingError.from_grammar(missing, self._src_base, grammar)
                 break
             append(src[start:end])
             i = end + 1

@@ -12,10 +12,9 @@ import struct
 from typing import Any
 
 from grammars import GrammarError, LengthPrefixed
-
 from statewire.framing import _accel
 from statewire.framing._decoder import Decoder
-from statewire.framing.errors import FramingError, FrameTooLong
+from statewire.framing.errors import FrameTooLong, FramingError
 
 _FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 

@@ -12,11 +12,13 @@ Only the framings of :mod:`grammars` are derived so far; any other construct gra
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 from construct import Container
-from grammars import Fixed, LengthPrefixed, Line, Netstring, Raw
 from hypothesis import strategies as st
+
+from grammars import Fixed, LengthPrefixed, Line, Netstring, Raw
 
 #: Largest "small" value generated; values of exactly ``max_length`` come on top.
 SMALL = 64
@@ -52,9 +54,7 @@ def _prefixed_values(grammar: LengthPrefixed) -> st.SearchStrategy[bytes]:
     return st.builds(bytes.__add__, header, _sized(smallest, largest))
 
 
-def from_grammar(
-    grammar: Any, context: Mapping[str, Any] | None = None
-) -> st.SearchStrategy[Any]:
+def from_grammar(grammar: Any, context: Mapping[str, Any] | None = None) -> st.SearchStrategy[Any]:
     """A strategy of values that ``grammar`` builds and parses back unchanged.
 
     ``context`` is the construct context, needed for ``fixed(this.size)``.
@@ -92,7 +92,7 @@ def chunkings(data: bytes, *, max_chunks: int | None = None) -> st.SearchStrateg
 
     def cut(points: list[int]) -> list[bytes]:
         bounds = [0, *sorted(points), len(data)]
-        return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [data[a:b] for a, b in pairwise(bounds)]
 
     return cuts.map(cut)
 
