@@ -3,8 +3,9 @@
 Each contender frames the same 200 000 small frames, fed in 64 KiB chunks, each frame going
 to a no-op callback. Contenders alternate round by round (A, B, A, B, ...); the table shows
 the median time per frame, the spread (min-max over rounds) and the ratio of Twisted's
-median to statewire's (above 1: statewire is faster). Then the linearity figure: one long
-line fed one byte at a time, 1 MiB against 10 MiB.
+median to statewire's (above 1: statewire is faster). Then two linearity figures: a
+protocol that switches grammar on every frame (10x the frames should take 10x the time),
+and one long line fed one byte at a time, 1 MiB against 10 MiB.
 
     python bench/bench_framing.py [--frames N] [--rounds R] [--quick]
 """
@@ -19,8 +20,8 @@ from collections.abc import Callable
 
 from twisted.protocols import basic
 
-from grammars import line, netstring, prefixed
-from statewire.framing import Framer
+from grammars import fixed, line, netstring, prefixed
+from statewire.framing import Framer, _accel
 
 CHUNK = 64 * 1024
 
@@ -143,13 +144,73 @@ def linearity(sizes: tuple[int, ...]) -> None:
     )
 
 
+class _Switcher:
+    """Switches between a command line and a 16-byte block after every frame."""
+
+    def __init__(self) -> None:
+        self.commands = line()
+        self.block = fixed(16)
+        self.frames = 0
+        self.framer = Framer(self.commands, self.on_frame)
+
+    def on_frame(self, frame: bytes) -> None:
+        self.frames += 1
+        framer = self.framer
+        framer.switch(self.block if framer.grammar is self.commands else self.commands)
+
+
+class _TwistedSwitcher(basic.LineReceiver):
+    """The same protocol in Twisted: a line, then raw mode for the 16-byte block."""
+
+    frames = 0
+
+    def lineReceived(self, line: bytes) -> None:
+        self.frames += 1
+        self.setRawMode()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        self.frames += 1
+        self.setLineMode(data[16:])
+
+
+def switching(counts: tuple[int, ...]) -> None:
+    print("\nswitching grammar on every frame: 'set key 16' lines, each then a 16-byte block")
+    results = []
+    for count in counts:
+        chunks = _chunks((b"set key 16\r\n" + b"b" * 16) * count)
+        ours = _Switcher()
+        start = time.perf_counter()
+        for chunk in chunks:
+            ours.framer.feed(chunk)
+        elapsed = time.perf_counter() - start
+        theirs = _TwistedSwitcher()
+        theirs.makeConnection(_Transport())
+        start = time.perf_counter()
+        for chunk in chunks:
+            theirs.dataReceived(chunk)
+        peer = time.perf_counter() - start
+        assert ours.frames == 2 * count
+        results.append(elapsed)
+        print(
+            f"{ours.frames:>9} frames: {elapsed:6.2f} s ({elapsed / ours.frames * 1e9:.0f} "
+            f"ns/frame); Twisted LineReceiver {peer:6.2f} s (frames {theirs.frames}); "
+            f"ratio {peer / elapsed:.2f}x"
+        )
+    print(
+        f"time ratio {results[-1] / results[0]:.1f} for size ratio {counts[-1] / counts[0]:.0f} "
+        "(linear: equal)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="small linearity sizes")
     args = parser.parse_args()
+    print(f"C accelerator: {'on' if _accel.available() else 'off (pure Python)'}")
     compare(args.frames, args.rounds)
+    switching((10_000, 100_000) if args.quick else (100_000, 1_000_000))
     mib = 1 << 20
     linearity((mib // 8, 10 * mib // 8) if args.quick else (mib, 10 * mib))
 

@@ -13,9 +13,10 @@ from collections.abc import Callable
 #: Limits above this are clamped before reaching C (its arithmetic is 64-bit).
 C_LIMIT = 1 << 48
 
-cut_prefixed: Callable[[bytes, int, int, int, bool, int, int], tuple[list[bytes], int]] | None
-cut_netstring: Callable[[bytes, int, int], tuple[list[bytes], int]] | None
-cut_lines: Callable[[bytes, int, bytes, int], tuple[list[bytes], int]] | None
+Cut = tuple[list[bytes], int]
+cut_prefixed: Callable[[bytes, int, int, int, bool, int, int, int], Cut] | None
+cut_netstring: Callable[[bytes, int, int, int], Cut] | None
+cut_lines: Callable[[bytes, int, bytes, int, int], Cut] | None
 
 try:
     if os.environ.get("STATEWIRE_PURE") == "1":

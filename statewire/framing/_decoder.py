@@ -1,15 +1,20 @@
 """The decoder protocol: how one grammar's frames are cut out of the byte stream.
 
-A decoder owns the bytes it has not yet turned into frames (``pending``) and the absolute
-stream offset of the first of them (``base``). ``feed(data)`` returns, in order, every frame
-that ``pending + data`` completes; the bytes of an unfinished frame stay pending. The
-decoders never call back into user code: the framer delivers the frames, and when delivery
-stops early (a switch or a pause) it calls ``rewind(delivered)`` so that the frames not
-delivered become pending bytes again, exactly as they arrived.
+The framer owns the bytes not yet looked at, as ``(src, pos)``: a bytes object and the
+position of the first such byte, so nothing is copied when a batch stops early. A decoder
+owns only the bytes of an unfinished frame (``pending``) and knows the stream offset of the
+first byte not yet consumed (``base``).
 
-When the bytes prove a frame bad, ``feed`` returns the frames before it and sets ``error``;
-the bad frame's bytes and everything after stay pending. ``skip()`` then tries to discard
-the bad frame (the ``DISCARD`` policy) and says whether decoding can go on.
+``feed(src, pos, limit)`` cuts at most about ``limit`` frames from ``pending + src[pos:]``
+and returns them in order. Afterwards ``src``/``end`` say where the framer's bytes now stand:
+when the decoder stopped at ``limit`` (``more`` is true) or at a bad frame (``error`` is
+set) the bytes from ``end`` on are still the framer's; otherwise all of them were consumed
+or moved to ``pending``. The decoders never call user code: when delivery stops early (a
+switch or a pause), ``rewind(delivered)`` gives the position, in ``src``, just after the
+last frame delivered, and forgets the rest of the batch.
+
+``skip(src, pos)`` tries to discard a bad frame (the ``DISCARD`` policy); it returns where
+framing goes on, or ``None`` when there is no way to resynchronise.
 """
 
 from __future__ import annotations
@@ -20,78 +25,122 @@ from statewire.framing.errors import FramingError
 
 
 class Decoder:
-    """Base class: pending bytes, the last batch (for ``rewind``), and the error slot."""
+    """Base class: pending bytes, the batch bookkeeping, and the error slot."""
 
-    #: Decoders whose frames are bytes can rebuild positions from frame sizes.
+    #: whether the decoder has a frame to deliver even with no bytes (``fixed(0)``)
+    eager = False
+    #: whether the decoder can frame nothing more until the grammar changes (``fixed(0)``)
+    blocked = False
+
     def __init__(self, grammar: Any, base: int) -> None:
         self.grammar = grammar
-        self.base = base
         self.pending = bytearray()
-        #: bytes pending + data must reach before a frame can complete (0: try at once)
-        self.need = 0
         self.error: FramingError | None = None
-        self._src: bytes = b""
-        self._src_base = base
+        self.src: bytes = b""
+        self.end = 0
+        self.more = False
         self._frames: list[Any] = []
+        self.restart(base)
 
-    def feed(self, data: bytes) -> list[Any]:
+    def restart(self, base: int) -> None:
+        """Start afresh at stream offset ``base`` (a new decoder, or one reused)."""
+        self.base = base
+        self.pending.clear()
+        #: bytes ``pending`` must reach before its frame can complete (0: try at once)
+        self.need = 0
+        self.error = None
+        self._start = 0
+        self._src_base = base
+        #: position in ``src`` just after the last frame cut
+        self._after_last = 0
+        self._reset()
+
+    def feed(self, src: bytes, pos: int, limit: int) -> list[Any]:
         pending = self.pending
         if pending:
-            if len(pending) + len(data) < self.need:
-                pending += data
-                return []
-            src = bytes(pending) + data
+            if len(pending) + len(src) - pos < self.need:
+                pending += memoryview(src)[pos:]
+                return self._consumed(src, [])
+            src = bytes(pending) + src[pos:]
+            pos = 0
             pending.clear()
-        else:
-            src = data
-        if not src:
-            return []
-        self._src = src
-        self._src_base = self.base
-        self._frames = frames = self._cut(src)
+        self._begin(src, pos)
+        self._frames = frames = self._cut(src, pos, limit)
         return frames
 
-    def _cut(self, src: bytes) -> list[Any]:
-        """Cut every complete frame of ``src``; leave the rest pending (see ``_keep``)."""
+    def _begin(self, src: bytes, pos: int) -> None:
+        self.src = src
+        self._start = pos
+        self._src_base = self.base - pos
+        self.more = False
+
+    def _consumed(self, src: bytes, frames: list[Any]) -> list[Any]:
+        """Every byte of ``src`` was cut or is pending."""
+        self.src = src
+        self.end = len(src)
+        self.more = False
+        return frames
+
+    def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
+        """Cut frames from ``src[pos:]``; end with ``_keep``, ``_stop`` or ``_fail``."""
         raise NotImplementedError
 
     def _keep(self, src: bytes, start: int, need: int = 0) -> None:
-        """Make ``src[start:]`` pending; ``need`` is how many bytes its frame needs."""
+        """Make ``src[start:]``, an unfinished frame, pending; its frame needs ``need``."""
+        self._after_last = start
         self.pending += memoryview(src)[start:]
         self.base = self._src_base + start
         self.need = need
+        self.end = len(src)
+
+    def _stop(self, start: int) -> None:
+        """The batch is full: the framer keeps ``src[start:]`` for the next one."""
+        self._after_last = start
+        self.base = self._src_base + start
+        self.end = start
+        self.more = True
+
+    def _fail(self, start: int, error: FramingError) -> None:
+        """The frame at ``src[start]`` is bad: the framer keeps it and what follows."""
+        self._after_last = start
+        self.base = self._src_base + start
+        self.end = start
+        self.error = error
 
     def wire_size(self, frame: Any) -> int:
         """How many stream bytes ``frame`` was cut from."""
         raise NotImplementedError
 
     def _position_after(self, delivered: int) -> int:
-        return sum(map(self.wire_size, self._frames[:delivered]))
+        if delivered == len(self._frames):
+            return self._after_last
+        return self._start + sum(map(self.wire_size, self._frames[:delivered]))
 
-    def rewind(self, delivered: int) -> None:
-        """Only the first ``delivered`` frames of the last batch were used: pend the rest."""
-        start = self._position_after(delivered)
-        self.pending = bytearray(memoryview(self._src)[start:])
-        self.base = self._src_base + start
+    def rewind(self, delivered: int) -> int:
+        """Only ``delivered`` frames of the last batch were used: return the position in
+        ``src`` after them. The rest of the batch is forgotten; the framer keeps its bytes."""
+        end = self._position_after(delivered)
+        self.base = self._src_base + end
+        self.pending.clear()
         self.need = 0
         self.error = None
         self._frames = []
         self._reset()
+        return end
 
     def _reset(self) -> None:
-        """Forget scan state after ``rewind`` (pending may now hold whole frames)."""
+        """Forget the subclass's scan state (after ``rewind`` and on ``restart``)."""
 
     def take(self) -> bytes:
-        """Remove and return every pending byte (the framer is switching grammars)."""
+        """Remove and return the pending bytes (the framer is switching grammars)."""
         data = bytes(self.pending)
         self.pending.clear()
-        self.base += len(data)
         self.need = 0
         return data
 
-    def skip(self) -> bool:
-        """Discard the bad frame after ``error``; False when there is no way to resync."""
-        return False
+    def skip(self, src: bytes, pos: int) -> int | None:
+        """Discard the bad frame at ``src[pos]``; return where framing goes on, or None."""
+        return None
 
     def unfinished(self) -> bool:
         """Whether bytes of an incomplete frame are pending (for end of stream)."""
@@ -99,38 +148,51 @@ class Decoder:
 
 
 class RawDecoder(Decoder):
-    """Raw bytes: every feed is one frame, nothing is ever held back."""
+    """Raw bytes: whatever is there is one frame; nothing is ever held back."""
 
-    def _cut(self, src: bytes) -> list[Any]:
-        self.base += len(src)
-        return [src]
+    def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
+        self._consumed(src, [])
+        self.base = self._src_base + len(src)
+        return [src[pos:] if pos else src]
 
     def wire_size(self, frame: Any) -> int:
         return len(frame)
 
 
 class FixedDecoder(Decoder):
-    """Blocks of exactly ``size`` bytes (``size`` 0: one empty frame per feed)."""
+    """Blocks of exactly ``size`` bytes.
+
+    ``size`` 0 frames one empty block as soon as it becomes current, and then nothing: the
+    bytes after it wait for the next switch (a protocol switches after an empty body).
+    """
 
     def __init__(self, grammar: Any, base: int, size: int) -> None:
-        super().__init__(grammar, base)
         self.size = size
-        self.need = size
+        super().__init__(grammar, base)
 
-    def feed(self, data: bytes) -> list[Any]:
-        if self.size == 0 and not self.pending and not data:
-            self._src, self._src_base, self._frames = b"", self.base, [b""]
-            return self._frames
-        return super().feed(data)
+    def restart(self, base: int) -> None:
+        super().restart(base)
+        self.need = self.size
+        self.eager = self.size == 0
+        self.blocked = False
 
-    def _cut(self, src: bytes) -> list[Any]:
+    def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         size = self.size
         if size == 0:
-            self._keep(src, 0)
-            return [b""]
-        end = len(src) - len(src) % size
-        frames = [src[i : i + size] for i in range(0, end, size)]
-        self._keep(src, end, size)
+            self._stop(pos)
+            if self.eager:
+                self.eager = False
+                return [b""]
+            self.more = False
+            self.blocked = True
+            return []
+        whole = len(src) - (len(src) - pos) % size
+        end = min(whole, pos + limit * size)
+        frames = [src[i : i + size] for i in range(pos, end, size)]
+        if end < whole:
+            self._stop(end)
+        else:
+            self._keep(src, end, size)
         return frames
 
     def wire_size(self, frame: Any) -> int:

@@ -3,14 +3,20 @@
 Theory of operation
 -------------------
 A :class:`Framer` holds one decoder, made for its current grammar (a fast path for the
-framings of :mod:`grammars`, the generic path for any other construct grammar). ``feed``
-hands the decoder the new bytes and gets back, as one list, every frame they complete; the
-framer then calls ``on_frame`` for each, checking one flag after each call. The flag is set
-when the callback switches the grammar, pauses the framer or ends it; the framer then
-rewinds the decoder to just after the frame that was delivered, so the bytes of the frames
-not yet delivered are pending again, exactly as they arrived, and either waits (pause) or
-hands them to a decoder for the new grammar (switch). That is how a switch between any two
-frames keeps every byte, and why flipping grammars on every byte is a loop, not recursion.
+framings of :mod:`grammars`, the generic path for any other construct grammar), and the
+bytes not yet handed to it, as a bytes object and a position: nothing is copied when a
+batch stops early. ``feed`` asks the decoder for a batch of frames and calls ``on_frame``
+for each, checking one flag after each call. The flag is set when the callback switches the
+grammar or pauses the framer; the framer then rewinds to just after the frame that was
+delivered, so the bytes of the frames not yet delivered are the framer's again, exactly as
+they arrived, and either waits (pause) or hands them to a decoder for the new grammar
+(switch). That is how a switch between any two frames keeps every byte, and why flipping
+grammars on every byte is a loop, not recursion.
+
+Batches are unbounded until a callback first interrupts one; after each switch or pause
+they start again at one frame and double while nothing interrupts them. So a protocol that
+switches on every frame costs linear time (a batch never cuts much more than was delivered
+since the last interruption), while steady traffic is cut a whole read at a time.
 
 Errors
 ------
@@ -48,6 +54,11 @@ from statewire.framing.errors import FramingError, TruncatedFrame
 
 #: Bytes one frame of a grammar without its own limit (the generic path) may need.
 DEFAULT_MAX_LENGTH = 1 << 20
+#: Largest batch of frames cut at once (batches double up to this after an interruption).
+_MAX_BATCH = 1 << 30
+
+
+_CONTEXT_FREE = (Line, Netstring, LengthPrefixed, Raw)
 
 
 class Policy(enum.Enum):
@@ -55,6 +66,10 @@ class Policy(enum.Enum):
 
     CLOSE = "close"
     DISCARD = "discard"
+
+
+#: Decoders kept for reuse per framer (grammars that need no context); beyond, start over.
+_CACHED_DECODERS = 8
 
 
 def make_decoder(
@@ -112,7 +127,12 @@ class Framer:
         self._grammar = grammar
         self._context: Mapping[str, Any] = context or {}
         self._decoder = make_decoder(grammar, 0, self._context, max_length, fast)
+        self._decoders: dict[int, Decoder] = {}
+        #: the bytes not yet handed to the decoder: ``_src[_pos:]``, then ``_held``
+        self._src = b""
+        self._pos = 0
         self._held = bytearray()
+        self._budget = _MAX_BATCH
         self._running = False
         self._paused = False
         self._ended = False
@@ -137,7 +157,8 @@ class Framer:
     @property
     def buffered(self) -> bytes:
         """The bytes fed but not yet delivered in a frame, in stream order."""
-        return bytes(self._decoder.pending) + bytes(self._held)
+        rest = self._src[self._pos :]
+        return bytes(self._decoder.pending) + rest + bytes(self._held)
 
     def feed(self, data: bytes) -> None:
         """Frame ``data``, the next bytes of the stream, delivering every complete frame.
@@ -149,10 +170,13 @@ class Framer:
             raise self.error
         if self._ended:
             raise RuntimeError("feed() after eof(): the stream has ended")
-        if self._paused or self._running:
+        if self._paused or self._running or self._pos < len(self._src):
             self._held += data
-            return
-        self._run(data)
+        else:
+            self._src = data
+            self._pos = 0
+        if not (self._paused or self._running):
+            self._run()
 
     def switch(self, grammar: Any, *, context: Mapping[str, Any] | None = None) -> None:
         """Frame the bytes after the current frame with ``grammar`` from now on.
@@ -165,11 +189,9 @@ class Framer:
             self._switch_to = (grammar, context or {})
             self._interrupt = True
             return
-        rest = self._install(grammar, context or {})
-        if self._paused or self.error is not None:
-            self._held[:0] = rest
-        else:
-            self._run(rest)
+        self._install(grammar, context or {})
+        if not self._paused and self.error is None:
+            self._run()
 
     def pause(self) -> None:
         """Stop delivering frames (after the current one); bytes fed meanwhile are kept."""
@@ -183,7 +205,7 @@ class Framer:
             return
         self._paused = False
         if not self._running and self.error is None:
-            self._run(self._take_held())
+            self._run()
             if self._ended and not self._paused:
                 self._finish()
 
@@ -200,7 +222,8 @@ class Framer:
 
     def _finish(self) -> None:
         decoder = self._decoder
-        if self.error is None and (decoder.unfinished() or self._held):
+        unread = self._pos < len(self._src) or bool(self._held)
+        if self.error is None and (decoder.unfinished() or unread):
             self._report(
                 TruncatedFrame(
                     f"stream ended inside a frame ({len(self.buffered)} bytes buffered)",
@@ -214,39 +237,60 @@ class Framer:
         """The bytes of ``value`` as a frame of the current grammar."""
         return encode(self._grammar, value, **self._context)
 
-    def _install(self, grammar: Any, context: Mapping[str, Any]) -> bytes:
-        """Make ``grammar`` current; return the old decoder's pending bytes."""
+    def _install(self, grammar: Any, context: Mapping[str, Any]) -> None:
+        """Make ``grammar`` current; the old decoder's pending bytes come first."""
         old = self._decoder
         base = old.base
-        rest = old.take()
+        if old.pending:
+            self._src = old.take() + self._src[self._pos :]
+            self._pos = 0
         self._grammar = grammar
         self._context = context
-        self._decoder = make_decoder(grammar, base, context, self.max_length, self.fast)
-        return rest
+        self._decoder = self._decoder_for(grammar, base, context)
+        self._budget = 1
 
-    def _take_held(self) -> bytes:
-        data = bytes(self._held)
-        self._held.clear()
-        return data
+    def _decoder_for(self, grammar: Any, base: int, context: Mapping[str, Any]) -> Decoder:
+        """A fresh decoder, reused when ``grammar`` was current before and needs no context
+        (protocols that switch back and forth between a few grammars)."""
+        fixed_size = type(grammar) is Fixed and isinstance(grammar.size, int)
+        if context or not (fixed_size or type(grammar) in _CONTEXT_FREE):
+            return make_decoder(grammar, base, context, self.max_length, self.fast)
+        cache = self._decoders
+        decoder = cache.get(id(grammar))
+        if decoder is None or decoder.grammar is not grammar:
+            if len(cache) >= _CACHED_DECODERS:
+                cache.clear()
+            decoder = make_decoder(grammar, base, context, self.max_length, self.fast)
+            cache[id(grammar)] = decoder
+        else:
+            decoder.restart(base)
+        return decoder
 
-    def _run(self, data: bytes) -> None:
+    def _run(self) -> None:
         self._running = True
         try:
             while True:
                 decoder = self._decoder
-                frames = decoder.feed(data)
-                data = b""
-                if frames and self._deliver(decoder, frames):
-                    if self._interrupted():
+                if self._pos >= len(self._src) and not decoder.eager:
+                    if not self._held:
                         return
-                    continue
-                if decoder.error is not None:
-                    if not self._recover(decoder):
-                        return
-                    continue
-                if not self._held:
+                    self._src = bytes(self._held)
+                    self._pos = 0
+                    self._held.clear()
+                if decoder.blocked:
                     return
-                data = self._take_held()
+                frames = decoder.feed(self._src, self._pos, self._budget)
+                self._src = decoder.src
+                self._pos = decoder.end
+                if frames:
+                    if self._deliver(decoder, frames):
+                        self._budget = 1
+                        if self._interrupted():
+                            return
+                        continue
+                    self._budget = min(self._budget * 2, _MAX_BATCH)
+                if decoder.error is not None and not self._recover(decoder):
+                    return
         finally:
             self._running = False
 
@@ -257,26 +301,28 @@ class Framer:
         for frame in remaining:
             on_frame(frame)
             if self._interrupt:
-                decoder.rewind(len(frames) - length_hint(remaining))
+                self._pos = decoder.rewind(len(frames) - length_hint(remaining))
                 return True
         return False
 
     def _interrupted(self) -> bool:
-        """Act on a switch, pause or stop asked for by a callback; True to stop running."""
+        """Act on a switch or pause asked for by a callback; True to stop running."""
         self._interrupt = False
         if self._switch_to is not None:
             grammar, context = self._switch_to
             self._switch_to = None
-            self._held[:0] = self._install(grammar, context)
+            self._install(grammar, context)
         return self._paused or self.error is not None
 
     def _recover(self, decoder: Decoder) -> bool:
         """Report the decoder's error; True when framing goes on after it."""
         error = decoder.error
         assert error is not None
-        resync = self.policy is Policy.DISCARD and decoder.skip()
-        self._report(error, fatal=not resync)
-        return resync and not (self._interrupt and self._interrupted())
+        resume = decoder.skip(self._src, self._pos) if self.policy is Policy.DISCARD else None
+        if resume is not None:
+            self._pos = resume
+        self._report(error, fatal=resume is None)
+        return resume is not None and not (self._interrupt and self._interrupted())
 
     def _report(self, error: FramingError, *, fatal: bool) -> None:
         if fatal:

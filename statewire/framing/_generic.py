@@ -56,14 +56,17 @@ class GenericDecoder(Decoder):
         self.max_length = max_length
         self._ends: list[int] = []
 
-    def _cut(self, src: bytes) -> list[Any]:
+    def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         reader = _Reader(src)
         frames: list[Any] = []
         ends: list[int] = []
         self._ends = ends
-        position = 0
+        position = pos
         n = len(src)
         while position < n:
+            if len(frames) >= limit:
+                self._stop(position)
+                return frames
             reader.seek(position)
             reader.wanted = 0
             try:
@@ -73,15 +76,17 @@ class GenericDecoder(Decoder):
             except StreamError:
                 return self._wait(src, position, max(reader.wanted, n + 1), frames)
             except GrammarError as error:
-                self.error = FramingError.from_grammar(error, self._src_base, self.grammar)
-                break
+                bad = FramingError.from_grammar(error, self._src_base, self.grammar)
+                self._fail(position, bad)
+                return frames
             except ConstructError as error:
-                self.error = MalformedFrame(
+                malformed = MalformedFrame(
                     str(error).replace("\n", ": "),
                     offset=self._src_base + reader.position,
                     grammar=self.grammar,
                 )
-                break
+                self._fail(position, malformed)
+                return frames
             if reader.position == position:
                 raise ValueError(f"grammar {self.grammar!r} parsed a frame of no bytes")
             frames.append(frame)
@@ -93,14 +98,16 @@ class GenericDecoder(Decoder):
     def _wait(self, src: bytes, start: int, needed: int, frames: list[Any]) -> list[Any]:
         """Pend ``src[start:]`` until ``needed`` bytes of ``src`` exist (or refuse it)."""
         if needed - start > self.max_length:
-            self.error = FrameTooLong(
+            too_long = FrameTooLong(
                 f"frame needs more than max_length {self.max_length} bytes",
                 offset=self._src_base + start + self.max_length,
                 grammar=self.grammar,
                 limit=self.max_length,
             )
-        self._keep(src, start, needed - start)
+            self._fail(start, too_long)
+        else:
+            self._keep(src, start, needed - start)
         return frames
 
     def _position_after(self, delivered: int) -> int:
-        return self._ends[delivered - 1] if delivered else 0
+        return self._ends[delivered - 1] if delivered else self._start

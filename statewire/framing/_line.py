@@ -1,9 +1,10 @@
-"""The line decoder: ``bytes.split`` on whole reads, scan offsets across partial lines.
+"""The line decoder: lines cut in C (or by ``bytes.split``), scan offsets across reads.
 
-A read that completes at least one line is joined to the pending partial line once and
-split in C. A read that completes none is appended to the pending bytes, and only its own
-bytes (plus the ``len(delimiter) - 1`` before it, for a delimiter split across reads) are
-searched, so a long line fed one byte at a time costs linear time.
+Bytes that complete no line are appended to the pending partial line, and only they (plus
+the ``len(delimiter) - 1`` bytes before them, for a delimiter split across reads) are
+searched, so a long line fed one byte at a time costs linear time. Without the C
+accelerator, a batch that may take the whole buffer is cut by ``bytes.split``; a small batch
+(just after a switch) by ``find``, so its cost follows the lines it takes, not the buffer.
 """
 
 from __future__ import annotations
@@ -24,71 +25,91 @@ class LineDecoder(Decoder):
         self.max_length = grammar.max_length
         self.c_cut = _accel.cut_lines
         self.c_limit = min(grammar.max_length, _accel.C_LIMIT)
-        #: no delimiter starts before this index of ``pending``
-        self.scanned = 0
-        #: discarding a too-long line up to its delimiter (the DISCARD policy)
-        self.discarding = False
 
     def _reset(self) -> None:
+        #: no delimiter starts before this index of ``pending``
         self.scanned = 0
+        #: dropping a too-long line up to its delimiter (the DISCARD policy)
         self.discarding = False
 
-    def feed(self, data: bytes) -> list[Any]:
-        delimiter = self.delimiter
-        pending = self.pending
+    def feed(self, src: bytes, pos: int, limit: int) -> list[Any]:
         if self.discarding:
-            if not self._discard(data):
-                return []
-            data = self._rest
+            pos = self._discard(src, pos)
+            if self.discarding:
+                return self._consumed(src, [])
+        pending = self.pending
         if pending:
-            if not self._completes_line(data):
-                pending += data
-                self.scanned = max(len(pending) - len(delimiter) + 1, 0)
+            if not self._completes_line(src, pos):
+                pending += memoryview(src)[pos:]
+                self.scanned = max(len(pending) - len(self.delimiter) + 1, 0)
                 if self.line.exceeds(pending):
                     self.error = self._too_long(self.base)
-                return []
-            src = bytes(pending) + data
+                return self._consumed(src, [])
+            src = bytes(pending) + src[pos:]
+            pos = 0
             pending.clear()
-        else:
-            src = data
-        self._src = src
-        self._src_base = self.base
-        if self.c_cut is not None:
-            lines, end = self.c_cut(src, 0, delimiter, self.c_limit)
-            tail = src[end:]
-            if tail.find(delimiter) >= 0:  # C stops before a line over the limit
-                return self._cut_before_long_line(src, [*lines, tail])
-        else:
-            lines = src.split(delimiter)
-            tail = lines.pop()
-            if len(src) > self.max_length and lines and max(map(len, lines)) > self.max_length:
-                return self._cut_before_long_line(src, lines)
-        self._frames = lines
-        self.base += len(src) - len(tail)
-        if tail:
-            pending += tail
-            self.scanned = max(len(tail) - len(delimiter) + 1, 0)
-            if len(tail) > self.max_length and self.line.exceeds(tail):
-                self.error = self._too_long(self.base)
-        return lines
+        self._begin(src, pos)
+        self._frames = frames = self._cut(src, pos, limit)
+        return frames
 
-    def _completes_line(self, data: bytes) -> bool:
-        """Whether ``pending + data`` holds a delimiter (pending alone held none before)."""
+    def _completes_line(self, src: bytes, pos: int) -> bool:
+        """Whether ``pending + src[pos:]`` holds a delimiter (pending held none before)."""
         delimiter, pending, scanned = self.delimiter, self.pending, self.scanned
         if pending.find(delimiter, scanned) >= 0:
             return True
-        boundary = bytes(pending[scanned:]) + data[: len(delimiter) - 1]
-        return boundary.find(delimiter) >= 0 or data.find(delimiter) >= 0
+        boundary = bytes(pending[scanned:]) + src[pos : pos + len(delimiter) - 1]
+        return boundary.find(delimiter) >= 0 or src.find(delimiter, pos) >= 0
 
-    def _cut_before_long_line(self, src: bytes, lines: list[bytes]) -> list[Any]:
+    def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
+        delimiter = self.delimiter
+        if self.c_cut is not None:
+            lines, end = self.c_cut(src, pos, delimiter, self.c_limit, limit)
+        else:
+            if len(src) - pos <= limit:
+                lines = (src[pos:] if pos else src).split(delimiter)
+                tail = lines.pop()
+                end = len(src) - len(tail)
+            else:
+                lines, end = self._find_lines(src, pos, limit)
+            longest = max(map(len, lines), default=0) if len(src) - pos > self.max_length else 0
+            if longest > self.max_length:
+                return self._before_long_line(lines, pos)
+        if len(lines) >= limit:
+            self._stop(end)
+        else:
+            self._cut_tail(src, end)
+        return lines
+
+    def _find_lines(self, src: bytes, pos: int, limit: int) -> tuple[list[bytes], int]:
+        delimiter = self.delimiter
+        size = len(delimiter)
+        lines: list[bytes] = []
+        find = src.find
+        while len(lines) < limit:
+            hit = find(delimiter, pos)
+            if hit < 0:
+                break
+            lines.append(src[pos:hit])
+            pos = hit + size
+        return lines, pos
+
+    def _cut_tail(self, src: bytes, start: int) -> None:
+        """``src[start:]`` starts with no line the cut could take: pend it, or fail on it."""
+        rest = len(src) - start
+        if rest > self.max_length and (
+            src.find(self.delimiter, start) >= 0 or self.line.exceeds(src[start:])
+        ):
+            self._fail(start, self._too_long(self._src_base + start))
+        else:
+            self._keep(src, start)
+            self.scanned = max(rest - len(self.delimiter) + 1, 0)
+
+    def _before_long_line(self, lines: list[bytes], pos: int) -> list[Any]:
+        """The pure-Python split took a line over the limit: stop before it."""
         index = next(i for i, line in enumerate(lines) if len(line) > self.max_length)
-        start = sum(map(len, lines[:index])) + index * len(self.delimiter)
-        frames = lines[:index]
-        self._frames = frames
-        self.base += start
-        self.pending += memoryview(src)[start:]
-        self.error = self._too_long(self.base)
-        return frames
+        start = pos + sum(map(len, lines[:index])) + index * len(self.delimiter)
+        self._fail(start, self._too_long(self._src_base + start))
+        return lines[:index]
 
     def _too_long(self, line_start: int) -> FramingError:
         return FramingError.from_grammar(self.line.too_long(0), line_start, self.line)
@@ -99,33 +120,35 @@ class LineDecoder(Decoder):
     def unfinished(self) -> bool:
         return bool(self.pending) or self.discarding
 
-    def skip(self) -> bool:
-        """Discard the too-long line through its delimiter, now or as it arrives."""
+    def skip(self, src: bytes, pos: int) -> int | None:
+        """Drop the too-long line through its delimiter, now or as it arrives."""
         self.error = None
         self.discarding = True
-        if self._discard(b""):
-            self.pending += self._rest
-        return True
+        return self._discard(src, pos)
 
-    def _discard(self, data: bytes) -> bool:
-        """Drop bytes up to and including the next delimiter; keep only a possible
-        partial delimiter meanwhile. True when the delimiter was found (then ``_rest`` is
-        what follows it, and ``pending`` is empty)."""
+    def _discard(self, src: bytes, pos: int) -> int:
+        """Drop the stream through the next delimiter and return the position in ``src``
+        after it; or return ``len(src)``, still discarding, with only a possible partial
+        delimiter left pending. The stream here is ``pending + src[pos:]``."""
         delimiter = self.delimiter
-        window = bytes(self.pending) + data
-        self.pending.clear()
-        found = window.find(delimiter)
-        if found < 0:
-            keep = min(len(delimiter) - 1, len(window))
-            dropped = len(window) - keep
-            self.base += dropped
-            self.pending += window[dropped:]
+        keep = len(delimiter) - 1
+        pending = self.pending
+        carry = bytes(pending[max(len(pending) - keep, 0) :])
+        src_base = self.base + len(pending) - pos  # stream offset of src[0]
+        pending.clear()
+        hit = (carry + src[pos : pos + keep]).find(delimiter)
+        if hit >= 0:
+            after = pos + hit + len(delimiter) - len(carry)
+        else:
+            found = src.find(delimiter, pos)
+            after = found + len(delimiter) if found >= 0 else -1
+        if after >= 0:
+            self.base = src_base + after
+            self.discarding = False
             self.scanned = 0
-            return False
-        self.base += found + len(delimiter)
-        self.discarding = False
-        self.scanned = 0
-        self._rest = window[found + len(delimiter) :]
-        return True
-
-    _rest = b""
+            return after
+        stream_end = carry + src[max(pos, len(src) - keep) :]
+        tail = stream_end[max(len(stream_end) - keep, 0) :] if keep else b""
+        pending += tail
+        self.base = src_base + len(src) - len(tail)
+        return len(src)

@@ -1,9 +1,10 @@
 """The netstring decoder: ``find(b":")`` and ``int()`` per frame, the header checked exactly.
 
-Well-formed headers take the fast path; anything else goes through
-:meth:`grammars.Netstring.scan_header`, which either needs more bytes or raises the precise
-error. A netstring error cannot be resynchronised (there is no delimiter to look for), so
-every one is fatal whatever the policy, as Twisted treats it.
+The C accelerator, when built, cuts the run of well-formed netstrings; the Python loop
+carries on from where it stopped. Well-formed headers take the loop's fast path; anything
+else goes through :meth:`grammars.Netstring.scan_header`, which either needs more bytes or
+raises the precise error. A netstring error cannot be resynchronised (there is no
+delimiter to look for), so every one is fatal whatever the policy, as Twisted treats it.
 """
 
 from __future__ import annotations
@@ -26,16 +27,22 @@ class NetstringDecoder(Decoder):
         self.c_cut = _accel.cut_netstring
         self.c_limit = min(grammar.max_length, _accel.C_LIMIT)
 
-    def _cut(self, src: bytes) -> list[Any]:
+    def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         grammar = self.netstring
         max_length = grammar.max_length
         span = grammar.max_digits + 1
         find = src.find
         frames: list[bytes]
-        frames, i = self.c_cut(src, 0, self.c_limit) if self.c_cut else ([], 0)
+        if self.c_cut is None:
+            frames, i = [], pos
+        else:
+            frames, i = self.c_cut(src, pos, self.c_limit, limit)
         append = frames.append
         n = len(src)
         while i < n:
+            if len(frames) >= limit:
+                self._stop(i)
+                return frames
             colon = find(b":", i, i + span)
             length = -1
             if colon > i:
@@ -44,25 +51,24 @@ class NetstringDecoder(Decoder):
                     length = int(digits)
             if 0 <= length <= max_length:
                 start = colon + 1
-                end = start + length
             else:
                 try:
                     header = grammar.scan_header(src, i, n)
                 except GrammarError as error:
-                    self.error = FramingError.from_grammar(error, self._src_base, grammar)
-                    break
+                    self._fail(i, FramingError.from_grammar(error, self._src_base, grammar))
+                    return frames
                 if header is None:
                     self._keep(src, i, n - i + 1)
                     return frames
                 length, start = header
-                end = start + length
+            end = start + length
             if end >= n:
                 self._keep(src, i, end + 1 - i)
                 return frames
             if src[end] != _COMMA:
                 missing = grammar.missing_comma(src[end : end + 1], end)
-                self.error = FramingError.from_grammar(missing, self._src_base, grammar)
-                break
+                self._fail(i, FramingError.from_grammar(missing, self._src_base, grammar))
+                return frames
             append(src[start:end])
             i = end + 1
         self._keep(src, i)

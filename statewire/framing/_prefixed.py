@@ -1,9 +1,10 @@
 """The length-prefixed decoder: one ``unpack_from`` and one slice per frame.
 
-The header is checked against the limits as soon as it is complete, before any body byte is
-buffered. A too-long frame can be discarded (the ``DISCARD`` policy, as Netty's
-``LengthFieldBasedFrameDecoder`` does): its announced bytes are dropped as they arrive,
-never buffered. A negative body length is fatal.
+The C accelerator, when built, cuts the run of complete frames within the limit; the Python
+loop carries on from where it stopped. The header is checked against the limits as soon as
+it is complete, before any body byte is buffered. A too-long frame can be discarded (the
+``DISCARD`` policy, as Netty's ``LengthFieldBasedFrameDecoder`` does): its announced bytes
+are dropped as they arrive, never buffered. A negative body length is fatal.
 """
 
 from __future__ import annotations
@@ -21,28 +22,30 @@ _FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 class PrefixedDecoder(Decoder):
     def __init__(self, grammar: LengthPrefixed, base: int) -> None:
-        super().__init__(grammar, base)
         self.prefixed = grammar
+        super().__init__(grammar, base)
         order = ">" if grammar.byteorder == "big" else "<"
         self.unpack_from = struct.Struct(order + _FORMATS[grammar.width]).unpack_from
         usable = abs(grammar.adjust) < _accel.C_LIMIT
         self.c_cut = _accel.cut_prefixed if usable else None
         self.c_limit = min(grammar.max_length, _accel.C_LIMIT)
+
+    def _reset(self) -> None:
         #: bytes of a discarded too-long frame still to drop
         self.discard = 0
         self._announced = 0
 
-    def feed(self, data: bytes) -> list[Any]:
+    def feed(self, src: bytes, pos: int, limit: int) -> list[Any]:
         if self.discard:
-            dropped = min(self.discard, len(data))
+            dropped = min(self.discard, len(src) - pos)
             self.discard -= dropped
             self.base += dropped
-            data = data[dropped:]
+            pos += dropped
             if self.discard:
-                return []
-        return super().feed(data)
+                return self._consumed(src, [])
+        return super().feed(src, pos, limit)
 
-    def _cut(self, src: bytes) -> list[Any]:
+    def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         grammar = self.prefixed
         unpack_from = self.unpack_from
         header = grammar.header_size
@@ -51,29 +54,32 @@ class PrefixedDecoder(Decoder):
         max_length = grammar.max_length
         frames: list[bytes]
         if self.c_cut is None:
-            frames, i = [], 0
+            frames, i = [], pos
         else:
             big = grammar.byteorder == "big"
-            frames, i = self.c_cut(src, 0, field_at, grammar.width, big, adjust, self.c_limit)
+            frames, i = self.c_cut(
+                src, pos, field_at, grammar.width, big, adjust, self.c_limit, limit
+            )
         append = frames.append
         n = len(src)
-        while True:
-            body = i + header
-            if body > n:
-                break
+        while i + header <= n:
+            if len(frames) >= limit:
+                self._stop(i)
+                return frames
             length = unpack_from(src, i + field_at)[0] + adjust
             if not 0 <= length <= max_length:
                 try:
                     grammar.body_length(length - adjust, i + field_at)
                 except GrammarError as error:
-                    self.error = FramingError.from_grammar(error, self._src_base, grammar)
                     self._announced = header + length
-                break
-            end = body + length
+                    self._fail(i, FramingError.from_grammar(error, self._src_base, grammar))
+                    return frames
+            end = i + header + length
             if end > n:
                 self._keep(src, i, end - i)
                 return frames
-            append(src[i : i + field_at] + src[body:end] if field_at else src[body:end])
+            body = src[i + header : end]
+            append(src[i : i + field_at] + body if field_at else body)
             i = end
         self._keep(src, i, header)
         return frames
@@ -84,14 +90,12 @@ class PrefixedDecoder(Decoder):
     def unfinished(self) -> bool:
         return bool(self.pending) or self.discard > 0
 
-    def skip(self) -> bool:
+    def skip(self, src: bytes, pos: int) -> int | None:
         """Drop a too-long frame's announced bytes, now and as they arrive."""
         if not isinstance(self.error, FrameTooLong):
-            return False
+            return None
         self.error = None
-        dropped = min(self._announced, len(self.pending))
-        del self.pending[:dropped]
-        self.base += dropped
+        dropped = min(self._announced, len(src) - pos)
         self.discard = self._announced - dropped
-        self.need = 0
-        return True
+        self.base += dropped
+        return pos + dropped

@@ -1,7 +1,8 @@
 /* Optional C accelerator for the line, netstring and length-prefixed decoders.
  *
- * Each function cuts the well-formed, complete frames at the front of a buffer and stops at
- * the first frame it cannot take whole (incomplete, over a limit, malformed). It returns
+ * Each function cuts the well-formed, complete frames at the front of a buffer, at most
+ * max_frames of them, and stops at the first frame it cannot take whole (incomplete, over a
+ * limit, malformed). It returns
  * (frames, position): the Python decoder then carries on from `position` with its own loop,
  * which makes every decision about what remains (wait, or which error). So this file only
  * makes the common case fast; the pure-Python loop alone gives the same results.
@@ -41,21 +42,22 @@ append_frame(PyObject *frames, const char *prefix, Py_ssize_t prefix_size,
     return rc;
 }
 
-/* cut_prefixed(src, pos, length_offset, width, big, adjust, max_length) -> (frames, pos) */
+/* cut_prefixed(src, pos, length_offset, width, big, adjust, max_length, max_frames)
+ *   -> (frames, pos) */
 static PyObject *
 cut_prefixed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t pos, field_at, width, adjust, max_length;
-    if (nargs != 7 || !PyBytes_Check(args[0])) {
+    Py_ssize_t pos, field_at, width, adjust, max_length, max_frames;
+    if (nargs != 8 || !PyBytes_Check(args[0])) {
         PyErr_SetString(PyExc_TypeError,
                         "cut_prefixed(src: bytes, pos, length_offset, width, big, adjust, "
-                        "max_length)");
+                        "max_length, max_frames)");
         return NULL;
     }
     int big = PyObject_IsTrue(args[4]);
     if (get_ssize(args[1], &pos) || get_ssize(args[2], &field_at) ||
         get_ssize(args[3], &width) || big < 0 || get_ssize(args[5], &adjust) ||
-        get_ssize(args[6], &max_length)) {
+        get_ssize(args[6], &max_length) || get_ssize(args[7], &max_frames)) {
         return NULL;
     }
     if (width < 1 || width > 8 || field_at < 0 || pos < 0 || max_length < 0) {
@@ -69,7 +71,7 @@ cut_prefixed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (frames == NULL) {
         return NULL;
     }
-    while (pos <= n - header) {
+    while (pos <= n - header && PyList_GET_SIZE(frames) < max_frames) {
         const unsigned char *field = (const unsigned char *)buf + pos + field_at;
         unsigned long long value = 0;
         for (Py_ssize_t k = 0; k < width; k++) {
@@ -95,16 +97,17 @@ cut_prefixed(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return finish(frames, pos);
 }
 
-/* cut_netstring(src, pos, max_length) -> (frames, pos) */
+/* cut_netstring(src, pos, max_length, max_frames) -> (frames, pos) */
 static PyObject *
 cut_netstring(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t pos, max_length;
-    if (nargs != 3 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "cut_netstring(src: bytes, pos, max_length)");
+    Py_ssize_t pos, max_length, max_frames;
+    if (nargs != 4 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "cut_netstring(src: bytes, pos, max_length, max_frames)");
         return NULL;
     }
-    if (get_ssize(args[1], &pos) || get_ssize(args[2], &max_length)) {
+    if (get_ssize(args[1], &pos) || get_ssize(args[2], &max_length) ||
+        get_ssize(args[3], &max_frames)) {
         return NULL;
     }
     if (pos < 0 || max_length < 0) {
@@ -117,7 +120,7 @@ cut_netstring(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (frames == NULL) {
         return NULL;
     }
-    while (pos < n) {
+    while (pos < n && PyList_GET_SIZE(frames) < max_frames) {
         Py_ssize_t i = pos;
         Py_ssize_t length = 0;
         while (i < n && buf[i] >= '0' && buf[i] <= '9') {
@@ -168,16 +171,18 @@ find(const char *haystack, Py_ssize_t size, const char *needle, Py_ssize_t needl
     return NULL;
 }
 
-/* cut_lines(src, pos, delimiter, max_length) -> (frames, pos) */
+/* cut_lines(src, pos, delimiter, max_length, max_frames) -> (frames, pos) */
 static PyObject *
 cut_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_ssize_t pos, max_length;
-    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "cut_lines(src: bytes, pos, delimiter: bytes, max_length)");
+    Py_ssize_t pos, max_length, max_frames;
+    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "cut_lines(src: bytes, pos, delimiter: bytes, max_length, max_frames)");
         return NULL;
     }
-    if (get_ssize(args[1], &pos) || get_ssize(args[3], &max_length)) {
+    if (get_ssize(args[1], &pos) || get_ssize(args[3], &max_length) ||
+        get_ssize(args[4], &max_frames)) {
         return NULL;
     }
     const char *delimiter = PyBytes_AS_STRING(args[2]);
@@ -192,7 +197,7 @@ cut_lines(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (frames == NULL) {
         return NULL;
     }
-    while (pos < n) {
+    while (pos < n && PyList_GET_SIZE(frames) < max_frames) {
         /* A line within the limit has its delimiter end by pos + max_length + size. */
         Py_ssize_t window = n - pos;
         if (window > max_length + delimiter_size) {
