@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grammars import fixed, line, netstring, prefixed, raw
-from statewire.framing import Framer, FrameTooLong, decode
+from statewire.framing import Framer, FrameTooLong, Policy, decode
 from statewire.testing.strategies import chunked, chunkings, from_grammar
 
 FRAMINGS = [
@@ -195,4 +195,53 @@ def test_pausing_after_any_frame_changes_nothing(accel: str, data: st.DataObject
         while framer.paused:
             framer.resume()
     assert received == values
+    assert framer.buffered == b""
+
+
+@pytest.mark.parametrize("grammar", FRAMINGS, ids=repr)
+@given(data=st.data())
+def test_errors_do_not_depend_on_chunking(accel: str, grammar: Any, data: st.DataObject) -> None:
+    """Same frames and same errors (type, offset) for one read and for any reads."""
+    wire = data.draw(_noisy_stream(grammar))
+    whole = run(grammar, [wire])
+    cut = run(grammar, data.draw(chunkings(wire)))
+    assert (cut.frames, cut.errors) == (whole.frames, whole.errors)
+
+
+@pytest.mark.parametrize(
+    "grammar",
+    [line(b"\n", max_length=6), line(b"\r\n", max_length=3), prefixed(1, max_length=5)],
+    ids=repr,
+)
+@given(data=st.data())
+def test_discard_policy_does_not_depend_on_chunking(
+    accel: str, grammar: Any, data: st.DataObject
+) -> None:
+    wire = data.draw(_noisy_stream(grammar))
+    whole = run(grammar, [wire], policy=Policy.DISCARD)
+    cut = run(grammar, data.draw(chunkings(wire)), policy=Policy.DISCARD)
+    assert (cut.frames, cut.errors) == (whole.frames, whole.errors)
+
+
+@given(data=st.data())
+def test_switch_while_paused_then_resume_keeps_every_byte(
+    accel: str, data: st.DataObject
+) -> None:
+    values = data.draw(st.lists(from_grammar(line(b"\n")), min_size=1, max_size=5))
+    block = data.draw(st.binary(min_size=1, max_size=30))
+    wire = b"".join(v + b"\n" for v in values) + block
+    received: list[Any] = []
+
+    def on_frame(frame: Any) -> None:
+        received.append(frame)
+        if len(received) == len(values):
+            framer.pause()
+
+    framer = Framer(line(b"\n"), on_frame)
+    for chunk in data.draw(chunkings(wire)):
+        framer.feed(chunk)
+    assert received == values
+    framer.switch(fixed(len(block)))
+    framer.resume()
+    assert received == [*values, block]
     assert framer.buffered == b""
