@@ -224,9 +224,7 @@ def test_discard_policy_does_not_depend_on_chunking(
 
 
 @given(data=st.data())
-def test_switch_while_paused_then_resume_keeps_every_byte(
-    accel: str, data: st.DataObject
-) -> None:
+def test_switch_while_paused_then_resume_keeps_every_byte(accel: str, data: st.DataObject) -> None:
     values = data.draw(st.lists(from_grammar(line(b"\n")), min_size=1, max_size=5))
     block = data.draw(st.binary(min_size=1, max_size=30))
     wire = b"".join(v + b"\n" for v in values) + block
