@@ -9,7 +9,6 @@ import pytest
 from construct import Bytes, Const, Int16ub, Struct, Subconstruct, this
 from framing_helpers import run
 from hypothesis import given
-from hypothesis import strategies as st
 
 from grammars import fixed, line, netstring, prefixed
 from statewire.framing import (
@@ -22,7 +21,7 @@ from statewire.framing import (
     decode,
     encode,
 )
-from statewire.testing.strategies import chunked, from_grammar
+from statewire.testing.strategies import chunked
 
 # -- Twisted ticket #6556 and other edges --------------------------------------------------
 
@@ -276,41 +275,3 @@ def test_generic_path_refuses_a_frame_larger_than_max_length() -> None:
 def test_generic_path_refuses_a_grammar_that_reads_nothing() -> None:
     with pytest.raises(ValueError, match="no bytes"):
         decode(Struct(), [b"x"])
-
-
-# -- against Twisted's receivers -----------------------------------------------------------
-
-basic = pytest.importorskip("twisted.protocols.basic")
-
-
-def _twisted_frames(cls: type, method: str, chunks: list[bytes]) -> list[bytes]:
-    frames: list[bytes] = []
-    receiver = type("R", (cls,), {method: lambda self, f: frames.append(f)})()
-
-    class Transport:
-        disconnecting = False
-
-    receiver.makeConnection(Transport())
-    for chunk in chunks:
-        receiver.dataReceived(chunk)
-    return frames
-
-
-TWISTED_PEERS = [
-    (line(b"\r\n", max_length=16384), "LineOnlyReceiver", "lineReceived"),
-    (netstring(max_length=99999), "NetstringReceiver", "stringReceived"),
-    (prefixed(4, max_length=99999), "Int32StringReceiver", "stringReceived"),
-    (prefixed(2, max_length=99999), "Int16StringReceiver", "stringReceived"),
-    (prefixed(1, max_length=99999), "Int8StringReceiver", "stringReceived"),
-]
-
-
-@pytest.mark.parametrize(("grammar", "peer", "method"), TWISTED_PEERS, ids=lambda p: str(p))
-@given(data=st.data())
-def test_same_frames_as_twisted(
-    accel: str, grammar: Any, peer: str, method: str, data: st.DataObject
-) -> None:
-    values = data.draw(st.lists(from_grammar(grammar), max_size=6))
-    wire = b"".join(grammar.build(v) for v in values)
-    chunks = data.draw(chunked(wire))
-    assert decode(grammar, chunks) == _twisted_frames(getattr(basic, peer), method, chunks)
