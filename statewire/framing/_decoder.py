@@ -58,8 +58,9 @@ class Decoder:
     def feed(self, src: bytes, pos: int, limit: int) -> list[Any]:
         pending = self.pending
         if pending:
-            if len(pending) + len(src) - pos < self.need:
+            if not self._completes(src, pos):
                 pending += memoryview(src)[pos:]
+                self._absorbed()
                 return self._consumed(src, [])
             src = bytes(pending) + src[pos:]
             pos = 0
@@ -67,6 +68,13 @@ class Decoder:
         self._begin(src, pos)
         self._frames = frames = self._cut(src, pos, limit)
         return frames
+
+    def _completes(self, src: bytes, pos: int) -> bool:
+        """Whether ``pending + src[pos:]`` may complete the pending frame."""
+        return len(self.pending) + len(src) - pos >= self.need
+
+    def _absorbed(self) -> None:
+        """Hook: bytes that complete nothing were appended to ``pending``."""
 
     def _begin(self, src: bytes, pos: int) -> None:
         self.src = src

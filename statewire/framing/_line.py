@@ -37,22 +37,14 @@ class LineDecoder(Decoder):
             pos = self._discard(src, pos)
             if self.discarding:
                 return self._consumed(src, [])
-        pending = self.pending
-        if pending:
-            if not self._completes_line(src, pos):
-                pending += memoryview(src)[pos:]
-                self.scanned = max(len(pending) - len(self.delimiter) + 1, 0)
-                if self.line.exceeds(pending):
-                    self.error = self._too_long(self.base)
-                return self._consumed(src, [])
-            src = bytes(pending) + src[pos:]
-            pos = 0
-            pending.clear()
-        self._begin(src, pos)
-        self._frames = frames = self._cut(src, pos, limit)
-        return frames
+        return super().feed(src, pos, limit)
 
-    def _completes_line(self, src: bytes, pos: int) -> bool:
+    def _absorbed(self) -> None:
+        self.scanned = max(len(self.pending) - len(self.delimiter) + 1, 0)
+        if self.line.exceeds(self.pending):
+            self.error = self._too_long(self.base)
+
+    def _completes(self, src: bytes, pos: int) -> bool:
         """Whether ``pending + src[pos:]`` holds a delimiter (pending held none before)."""
         delimiter, pending, scanned = self.delimiter, self.pending, self.scanned
         if pending.find(delimiter, scanned) >= 0:
