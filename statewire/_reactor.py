@@ -1,0 +1,526 @@
+"""The reactor: Twisted's ``reactor`` API on an asyncio event loop.
+
+It runs on asyncio's default loop, or on uvloop after :meth:`Reactor.use_uvloop`. Ports bind
+at once (so a port in use raises :class:`~statewire.error.CannotListenError` before
+``run()``) and start accepting when the loop runs. Inside an asyncio program that already
+runs a loop, the reactor uses that loop and ``run()`` is not needed.
+
+Graceful stop (``stop()``, SIGINT, SIGTERM): stop accepting, flush what every connection
+has written and close it (waiting at most ``shutdown_timeout`` seconds, then aborting the
+rest), so every protocol gets ``connectionLost``; every factory gets ``stopFactory``; then
+``run()`` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from statewire._transport import Bridge
+from statewire.address import Address, UNIXAddress, from_sockaddr
+from statewire.error import CannotListenError, ConnectError, Failure
+from statewire.error import TimeoutError as ConnectTimeout
+
+log = logging.getLogger("statewire")
+
+
+class AlreadyCalled(ValueError):
+    """The delayed call already ran."""
+
+
+class AlreadyCancelled(ValueError):
+    """The delayed call was cancelled."""
+
+
+class DelayedCall:
+    """A call scheduled by :meth:`Reactor.callLater`."""
+
+    def __init__(
+        self, reactor: Reactor, when: float, f: Callable[..., Any], args: Any, kwargs: Any
+    ) -> None:
+        self._reactor = reactor
+        self.func = f
+        self.args = args
+        self.kwargs = kwargs
+        self.time = when
+        self.called = False
+        self.cancelled = False
+        self._handle = reactor.loop.call_at(when, self._run)
+
+    def _run(self) -> None:
+        self.called = True
+        try:
+            self.func(*self.args, **self.kwargs)
+        except Exception:
+            log.exception("delayed call %r raised", self.func)
+
+    def getTime(self) -> float:
+        """When the call will run, in :meth:`Reactor.seconds` time."""
+        return self.time
+
+    def active(self) -> bool:
+        """Whether the call is still to run."""
+        return not (self.called or self.cancelled)
+
+    def _check(self) -> None:
+        if self.cancelled:
+            raise AlreadyCancelled(self)
+        if self.called:
+            raise AlreadyCalled(self)
+
+    def cancel(self) -> None:
+        """Do not run the call."""
+        self._check()
+        self.cancelled = True
+        self._handle.cancel()
+
+    def reset(self, seconds_from_now: float) -> None:
+        """Run the call ``seconds_from_now`` seconds from now instead."""
+        self._check()
+        self._handle.cancel()
+        self.time = self._reactor.seconds() + seconds_from_now
+        self._handle = self._reactor.loop.call_at(self.time, self._run)
+
+    def delay(self, seconds_later: float) -> None:
+        """Run the call ``seconds_later`` seconds later than planned."""
+        self._check()
+        self.reset(self.time + seconds_later - self._reactor.seconds())
+
+    def __repr__(self) -> str:
+        state = "called" if self.called else "cancelled" if self.cancelled else "active"
+        return f"<DelayedCall {self.func!r} at {self.time:.3f} {state}>"
+
+
+class Port:
+    """A listening port: ``getHost()``, ``stopListening()``."""
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        sock: socket.socket,
+        factory: Any,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        backlog: int = 50,
+    ) -> None:
+        self.reactor = reactor
+        self.socket = sock
+        self.factory = factory
+        self._ssl = ssl_context
+        self._backlog = backlog
+        self._unix = sock.family == socket.AF_UNIX
+        self._path = sock.getsockname() if self._unix else None
+        self._server: asyncio.Server | None = None
+        self._stopped = False
+        loop = reactor.loop
+        reactor._ports.add(self)
+        #: resolves to this port once it accepts connections
+        self.ready: asyncio.Future[Port] = loop.create_future()
+        factory.doStart()
+        if factory.noisy:
+            log.info("%s starting on %s", type(factory).__name__, self._where())
+        self._task = loop.create_task(self._serve())
+
+    def _where(self) -> str:
+        host = self.getHost()
+        if isinstance(host, UNIXAddress):
+            return str(host.name)
+        return f"{host.host}:{host.port}"
+
+    async def _serve(self) -> None:
+        loop = self.reactor.loop
+        if self._unix:
+            server = await loop.create_unix_server(
+                self._bridge, sock=self.socket, ssl=self._ssl, backlog=self._backlog
+            )
+        else:
+            server = await loop.create_server(
+                self._bridge, sock=self.socket, ssl=self._ssl, backlog=self._backlog
+            )
+        self._server = server
+        if not self.ready.done():
+            self.ready.set_result(self)
+
+    def _bridge(self) -> Bridge:
+        return Bridge(self.reactor, self.factory)
+
+    def getHost(self) -> Address:
+        """The address this port listens on (the real port when 0 was asked for)."""
+        if self._unix:
+            return from_sockaddr(True, self._path)
+        return from_sockaddr(False, self.socket.getsockname())
+
+    def stopListening(self) -> asyncio.Future[None]:
+        """Stop accepting (open connections stay); the factory's ``doStop`` runs."""
+        done: asyncio.Future[None] = self.reactor.loop.create_future()
+        if self._stopped:
+            done.set_result(None)
+            return done
+        self._stopped = True
+        self.reactor._ports.discard(self)
+        if self._server is not None:
+            self._server.close()
+        else:
+            self._task.cancel()
+            self.socket.close()
+        if self._unix and self._path:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path)
+        if self.factory.noisy:
+            log.info("%s stopped listening", type(self.factory).__name__)
+        self.factory.doStop()
+        done.set_result(None)
+        return done
+
+    def __repr__(self) -> str:
+        return f"<Port {self.getHost()} {type(self.factory).__name__}>"
+
+
+class Connector:
+    """A client connection attempt (``connectTCP``/``connectUNIX``)."""
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        factory: Any,
+        open_connection: Callable[[Callable[[], Bridge]], Any],
+        destination: Address,
+        timeout: float,
+    ) -> None:
+        self.reactor = reactor
+        self.factory = factory
+        self._open = open_connection
+        self._destination = destination
+        self.timeout = timeout
+        self.protocol: Any = None
+        self.state = "disconnected"
+        self._task: asyncio.Task[None] | None = None
+        #: resolves to the protocol once connected; fails when the attempt fails
+        self.connected: asyncio.Future[Any] = reactor.loop.create_future()
+        factory.doStart()
+        self.connect()
+
+    def getDestination(self) -> Address:
+        """Where this connector connects to."""
+        return self._destination
+
+    def connect(self) -> None:
+        """Start (or restart, from ``clientConnectionLost``) a connection attempt."""
+        self.state = "connecting"
+        self._hook("startedConnecting", self)
+        self._task = self.reactor.loop.create_task(self._attempt())
+
+    async def _attempt(self) -> None:
+        bridge: Bridge | None = None
+
+        def make() -> Bridge:
+            nonlocal bridge
+            bridge = Bridge(self.reactor, self.factory, on_lost=self._lost)
+            return bridge
+
+        try:
+            await asyncio.wait_for(self._open(make), self.timeout)
+        except asyncio.CancelledError:
+            self._failed(ConnectError("connection attempt cancelled"))
+            return
+        except asyncio.TimeoutError:
+            self._failed(ConnectTimeout(f"connecting to {self._destination} timed out"))
+            return
+        except ConnectionRefusedError as error:
+            from statewire.error import ConnectionRefusedError as Refused
+
+            self._failed(Refused(str(error)))
+            return
+        except OSError as error:
+            self._failed(ConnectError(str(error)))
+            return
+        assert bridge is not None
+        self.state = "connected"
+        self.protocol = bridge.protocol
+        if not self.connected.done():
+            self.connected.set_result(bridge.protocol)
+
+    def _failed(self, error: Exception) -> None:
+        self.state = "disconnected"
+        self._hook("clientConnectionFailed", self, Failure(error))
+        if not self.connected.done():
+            self.connected.set_exception(error)
+            self.connected.exception()  # retrieved: an unawaited attempt logs no warning
+        self._maybe_stop()
+
+    def _lost(self, reason: Failure) -> None:
+        self.state = "disconnected"
+        self._hook("clientConnectionLost", self, reason)
+        self._maybe_stop()
+
+    def _hook(self, name: str, *args: Any) -> None:
+        """Call a ClientFactory hook; a plain Factory (as endpoints take) may lack it."""
+        hook = getattr(self.factory, name, None)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            log.exception("%s.%s raised", type(self.factory).__name__, name)
+
+    def _maybe_stop(self) -> None:
+        if self.state == "disconnected":
+            self.factory.doStop()
+
+    def stopConnecting(self) -> None:
+        """Give up a connection attempt in progress."""
+        if self.state == "connecting" and self._task is not None:
+            self._task.cancel()
+
+    def disconnect(self) -> None:
+        """Close the connection, or give up the attempt."""
+        if self.state == "connecting":
+            self.stopConnecting()
+        elif self.protocol is not None and self.protocol.transport is not None:
+            self.protocol.transport.loseConnection()
+
+
+def ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
+    """A server-side TLS context from a certificate file and its private key."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+class Reactor:
+    """Twisted's reactor API over asyncio. Use the shared instance: ``statewire.reactor``."""
+
+    #: seconds a graceful stop waits for connections to flush and close
+    shutdown_timeout = 5.0
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._uvloop = False
+        self._connections: set[Bridge] = set()
+        self._ports: set[Port] = set()
+        self._when_running: list[tuple[Callable[..., Any], Any, Any]] = []
+        self._stopping: asyncio.Task[None] | None = None
+        self.running = False
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def use_uvloop(self, enabled: bool = True) -> None:
+        """Run on uvloop (``pip install uvloop``); call before anything uses the loop."""
+        if enabled:
+            import uvloop  # noqa: F401 - fail now, with a clear ImportError
+
+        if self._loop is not None and enabled != self._uvloop:
+            raise RuntimeError("use_uvloop() must come before the reactor's loop is made")
+        self._uvloop = enabled
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running asyncio loop if there is one, else the reactor's own."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            self._loop = running
+            return running
+        if self._loop is None or self._loop.is_closed():
+            if self._uvloop:
+                import uvloop
+
+                self._loop = uvloop.new_event_loop()
+            else:
+                self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    def seconds(self) -> float:
+        """The reactor's clock (the loop's monotonic time)."""
+        return self.loop.time()
+
+    # -- listening -----------------------------------------------------------------------
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Port:
+        """Listen on TCP ``port`` (0: any free port); binds now, serves when running."""
+        return Port(self, _bound_tcp(port, interface, backlog), factory, backlog=backlog)
+
+    def listenSSL(
+        self,
+        port: int,
+        factory: Any,
+        contextFactory: ssl.SSLContext,
+        backlog: int = 50,
+        interface: str = "",
+    ) -> Port:
+        """Listen on TCP ``port`` with TLS, using a stdlib ``ssl.SSLContext``."""
+        sock = _bound_tcp(port, interface, backlog)
+        return Port(self, sock, factory, ssl_context=contextFactory, backlog=backlog)
+
+    def listenUNIX(self, address: str, factory: Any, backlog: int = 50, mode: int = 0o666) -> Port:
+        """Listen on the UNIX socket ``address`` (a stale socket file is replaced)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if _is_stale_socket(address):
+                    os.unlink(address)
+            sock.bind(address)
+            os.chmod(address, mode)
+            sock.listen(backlog)
+        except OSError as error:
+            sock.close()
+            raise CannotListenError(address, "", error) from error
+        sock.setblocking(False)
+        return Port(self, sock, factory, backlog=backlog)
+
+    # -- connecting ----------------------------------------------------------------------
+
+    def connectTCP(
+        self, host: str, port: int, factory: Any, timeout: float = 30, bindAddress: Any = None
+    ) -> Connector:
+        """Connect to ``host:port``; the factory hears of failure or loss."""
+        loop = self.loop
+        kind = from_sockaddr(False, (host, port, 0, 0) if ":" in host else (host, port))
+        return Connector(
+            self,
+            factory,
+            lambda make: loop.create_connection(make, host, port, local_addr=bindAddress),
+            kind,
+            timeout,
+        )
+
+    def connectSSL(
+        self,
+        host: str,
+        port: int,
+        factory: Any,
+        contextFactory: ssl.SSLContext,
+        timeout: float = 30,
+    ) -> Connector:
+        """Connect with TLS, using a stdlib client ``ssl.SSLContext``."""
+        loop = self.loop
+        return Connector(
+            self,
+            factory,
+            lambda make: loop.create_connection(make, host, port, ssl=contextFactory),
+            from_sockaddr(False, (host, port)),
+            timeout,
+        )
+
+    def connectUNIX(self, address: str, factory: Any, timeout: float = 30) -> Connector:
+        """Connect to the UNIX socket ``address``."""
+        loop = self.loop
+        return Connector(
+            self,
+            factory,
+            lambda make: loop.create_unix_connection(make, address),
+            from_sockaddr(True, address),
+            timeout,
+        )
+
+    # -- time ----------------------------------------------------------------------------
+
+    def callLater(
+        self, delay: float, f: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> DelayedCall:
+        """Call ``f(*args, **kwargs)`` in ``delay`` seconds."""
+        return DelayedCall(self, self.seconds() + delay, f, args, kwargs)
+
+    def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call ``f`` in the reactor's thread, soon; safe from any thread."""
+        self.loop.call_soon_threadsafe(lambda: f(*args, **kwargs))
+
+    def callWhenRunning(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Call ``f`` once the reactor runs (at once if it already does)."""
+        if self.running:
+            f(*args, **kwargs)
+        else:
+            self._when_running.append((f, args, kwargs))
+
+    # -- running and stopping ------------------------------------------------------------
+
+    def run(self, installSignalHandlers: bool = True) -> None:
+        """Run until :meth:`stop` (or SIGINT/SIGTERM, which stop gracefully)."""
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        signals = [signal.SIGINT, signal.SIGTERM] if installSignalHandlers else []
+        for number in signals:
+            loop.add_signal_handler(number, self.stop)
+        self.running = True
+        self._stopping = None
+        loop.call_soon(self._started)
+        try:
+            loop.run_forever()
+        finally:
+            self.running = False
+            for number in signals:
+                loop.remove_signal_handler(number)
+
+    def _started(self) -> None:
+        pending, self._when_running = self._when_running, []
+        for f, args, kwargs in pending:
+            try:
+                f(*args, **kwargs)
+            except Exception:
+                log.exception("callWhenRunning callback %r raised", f)
+
+    def stop(self) -> None:
+        """Stop gracefully (see the module documentation); ``run()`` then returns."""
+        if self._stopping is None:
+            self._stopping = self.loop.create_task(self._stop())
+
+    async def _stop(self) -> None:
+        await self.shutdown()
+        if self.running:
+            self.loop.stop()
+
+    async def shutdown(self) -> None:
+        """Stop accepting, close every connection (flushed), stop every factory."""
+        for port in list(self._ports):
+            port.stopListening()
+        for bridge in list(self._connections):
+            if bridge.transport is not None:
+                bridge.transport.loseConnection()
+        deadline = self.seconds() + self.shutdown_timeout
+        while self._connections and self.seconds() < deadline:
+            await asyncio.sleep(0.01)
+        for bridge in list(self._connections):
+            if bridge.transport is not None:
+                bridge.transport.abortConnection()
+        while self._connections:
+            await asyncio.sleep(0)
+
+
+def _bound_tcp(port: int, interface: str, backlog: int) -> socket.socket:
+    """A listening TCP socket bound now, so a port in use is known before ``run()``."""
+    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((interface or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
+        sock.listen(backlog)
+    except OSError as error:
+        sock.close()
+        raise CannotListenError(interface, port, error) from error
+    sock.setblocking(False)
+    return sock
+
+
+def _is_stale_socket(path: str) -> bool:
+    """Whether ``path`` is a socket file nobody listens on any more."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return False

@@ -1,0 +1,240 @@
+"""Endpoints: where to listen or connect, as objects or as Twisted's description strings.
+
+``listen(factory)`` binds at once (a port in use raises
+:class:`~statewire.error.CannotListenError` there and then) and returns an awaitable that
+resolves to the listening port once it accepts connections; it need not be awaited when the
+reactor is run afterwards, as in Twisted::
+
+    TCP4ServerEndpoint(reactor, 8007).listen(factory)
+    reactor.run()
+
+or, inside an asyncio program::
+
+    port = await TCP4ServerEndpoint(reactor, 8007).listen(factory)
+
+``connect(factory)`` returns an awaitable resolving to the connected protocol.
+
+Description strings (:func:`serverFromString`, :func:`clientFromString`) follow Twisted's
+syntax: ``type:positional:key=value``, with ``\\:`` for a colon inside a value::
+
+    tcp:8007:interface=127.0.0.1      tcp6:8007:interface=\\:\\:1
+    unix:/tmp/echo.sock               ssl:8443:privateKey=key.pem:certKey=cert.pem
+    tcp:host=127.0.0.1:port=8007      unix:path=/tmp/echo.sock
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any
+
+from statewire._reactor import Port, Reactor, ssl_context
+
+
+class TCP4ServerEndpoint:
+    """Listen on an IPv4 TCP port (``interface=""``: every IPv4 interface)."""
+
+    def __init__(self, reactor: Reactor, port: int, backlog: int = 50, interface: str = ""):
+        self.reactor = reactor
+        self.port = port
+        self.backlog = backlog
+        self.interface = interface
+
+    def listen(self, factory: Any) -> asyncio.Future[Port]:
+        """Bind now; the result resolves to the port once it accepts connections."""
+        port = self.reactor.listenTCP(self.port, factory, self.backlog, self.interface)
+        return port.ready
+
+
+class TCP6ServerEndpoint(TCP4ServerEndpoint):
+    """Listen on an IPv6 TCP port (``interface="::"`` by default: every IPv6 interface)."""
+
+    def __init__(self, reactor: Reactor, port: int, backlog: int = 50, interface: str = "::"):
+        super().__init__(reactor, port, backlog, interface)
+
+
+class SSL4ServerEndpoint:
+    """Listen on an IPv4 TCP port with TLS (a stdlib ``ssl.SSLContext``)."""
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        port: int,
+        sslContextFactory: ssl.SSLContext,
+        backlog: int = 50,
+        interface: str = "",
+    ):
+        self.reactor = reactor
+        self.port = port
+        self.context = sslContextFactory
+        self.backlog = backlog
+        self.interface = interface
+
+    def listen(self, factory: Any) -> asyncio.Future[Port]:
+        """Bind now; the result resolves to the port once it accepts connections."""
+        port = self.reactor.listenSSL(
+            self.port, factory, self.context, self.backlog, self.interface
+        )
+        return port.ready
+
+
+class UNIXServerEndpoint:
+    """Listen on a UNIX socket path."""
+
+    def __init__(self, reactor: Reactor, address: str, backlog: int = 50, mode: int = 0o666):
+        self.reactor = reactor
+        self.address = address
+        self.backlog = backlog
+        self.mode = mode
+
+    def listen(self, factory: Any) -> asyncio.Future[Port]:
+        """Bind now; the result resolves to the port once it accepts connections."""
+        port = self.reactor.listenUNIX(self.address, factory, self.backlog, self.mode)
+        return port.ready
+
+
+class TCP4ClientEndpoint:
+    """Connect to a TCP host and port."""
+
+    def __init__(self, reactor: Reactor, host: str, port: int, timeout: float = 30):
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+
+    def connect(self, factory: Any) -> asyncio.Future[Any]:
+        """Start connecting; the result resolves to the connected protocol."""
+        return self.reactor.connectTCP(self.host, self.port, factory, self.timeout).connected
+
+
+class UNIXClientEndpoint:
+    """Connect to a UNIX socket path."""
+
+    def __init__(self, reactor: Reactor, path: str, timeout: float = 30):
+        self.reactor = reactor
+        self.path = path
+        self.timeout = timeout
+
+    def connect(self, factory: Any) -> asyncio.Future[Any]:
+        """Start connecting; the result resolves to the connected protocol."""
+        return self.reactor.connectUNIX(self.path, factory, self.timeout).connected
+
+
+class SSL4ClientEndpoint:
+    """Connect to a TCP host and port with TLS (a stdlib client ``ssl.SSLContext``)."""
+
+    def __init__(
+        self, reactor: Reactor, host: str, port: int, context: ssl.SSLContext, timeout: float = 30
+    ):
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.context = context
+        self.timeout = timeout
+
+    def connect(self, factory: Any) -> asyncio.Future[Any]:
+        """Start connecting; the result resolves to the connected protocol."""
+        connector = self.reactor.connectSSL(
+            self.host, self.port, factory, self.context, self.timeout
+        )
+        return connector.connected
+
+
+def _split(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """``"tcp:8007:interface=127.0.0.1"`` -> ``("tcp", ["8007"], {"interface": ...})``."""
+    parts: list[str] = []
+    current: list[str] = []
+    chars = iter(description)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, "\\"))
+        elif char == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    kind, *rest = parts
+    args = [p for p in rest if "=" not in p]
+    kwargs = dict(p.split("=", 1) for p in rest if "=" in p)
+    return kind, args, kwargs
+
+
+def _int(value: str, what: str, description: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{what} {value!r} in {description!r} is not a number") from None
+
+
+def _take(
+    description: str,
+    args: list[str],
+    kwargs: dict[str, str],
+    names: tuple[str, ...],
+    required: int,
+) -> dict[str, str]:
+    """Positional then keyword values for ``names``; the first ``required`` must be there."""
+    if len(args) > len(names):
+        raise ValueError(f"too many values in {description!r}: {':'.join(args[len(names) :])}")
+    values = dict(zip(names, args, strict=False))
+    for key, value in kwargs.items():
+        if key not in names:
+            raise ValueError(f"unknown option {key!r} in {description!r}")
+        if key in values:
+            raise ValueError(f"{key!r} given twice in {description!r}")
+        values[key] = value
+    missing = [name for name in names[:required] if name not in values]
+    if missing:
+        raise ValueError(f"{description!r} lacks {', '.join(missing)}")
+    return values
+
+
+_SERVER_OPTIONS = {
+    "tcp": ("port", "backlog", "interface"),
+    "tcp6": ("port", "backlog", "interface"),
+    "unix": ("address", "backlog", "mode", "lockfile"),
+    "ssl": ("port", "privateKey", "certKey", "backlog", "interface"),
+}
+
+
+def serverFromString(reactor: Reactor, description: str) -> Any:
+    """A server endpoint from a description such as ``"tcp:8007:interface=127.0.0.1"``."""
+    kind, args, kwargs = _split(description)
+    if kind not in _SERVER_OPTIONS:
+        raise ValueError(f"unknown endpoint type {kind!r} in {description!r}")
+    values = _take(description, args, kwargs, _SERVER_OPTIONS[kind], 1)
+    backlog = _int(values.get("backlog", "50"), "backlog", description)
+    if kind == "unix":
+        mode = int(values.get("mode", "666"), 8)
+        return UNIXServerEndpoint(reactor, values["address"], backlog, mode)
+    port = _int(values["port"], "port", description)
+    if kind == "tcp":
+        return TCP4ServerEndpoint(reactor, port, backlog, values.get("interface", ""))
+    if kind == "tcp6":
+        return TCP6ServerEndpoint(reactor, port, backlog, values.get("interface", "::"))
+    key = values.get("privateKey")
+    if key is None:
+        raise ValueError(f"{description!r} lacks privateKey")
+    context = ssl_context(values.get("certKey", key), key)
+    return SSL4ServerEndpoint(reactor, port, context, backlog, values.get("interface", ""))
+
+
+_CLIENT_OPTIONS = {
+    "tcp": ("host", "port", "timeout"),
+    "unix": ("path", "timeout"),
+}
+
+
+def clientFromString(reactor: Reactor, description: str) -> Any:
+    """A client endpoint from a description such as ``"tcp:host=127.0.0.1:port=8007"``."""
+    kind, args, kwargs = _split(description)
+    if kind not in _CLIENT_OPTIONS:
+        raise ValueError(f"unknown endpoint type {kind!r} in {description!r}")
+    names = _CLIENT_OPTIONS[kind]
+    values = _take(description, args, kwargs, names, len(names) - 1)
+    timeout = float(values.get("timeout", "30"))
+    if kind == "unix":
+        return UNIXClientEndpoint(reactor, values["path"], timeout)
+    port = _int(values["port"], "port", description)
+    return TCP4ClientEndpoint(reactor, values["host"], port, timeout)

@@ -1,0 +1,117 @@
+"""``Protocol`` and ``Factory``: Twisted's server API, with Twisted's names and semantics.
+
+A server written against ``twisted.internet.protocol`` runs after changing its imports::
+
+    from statewire.protocol import Protocol, Factory
+
+One protocol instance serves one connection. The factory builds it (``buildProtocol``,
+which sets ``protocol.factory``), is told when the first port using it starts listening
+(``startFactory``) and after the last one stops (``stopFactory``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from statewire.error import Failure, connectionDone
+
+if TYPE_CHECKING:
+    from statewire.address import Address
+
+
+class BaseProtocol:
+    """The connection half of a protocol: ``makeConnection`` and ``connectionMade``."""
+
+    #: 1 while connected (Twisted uses ints)
+    connected = 0
+    #: the transport: ``write``, ``loseConnection``, ``getPeer``, ... (set on connection)
+    transport: Any = None
+
+    def makeConnection(self, transport: Any) -> None:
+        """Attach ``transport`` (any object with the transport methods), then call
+        :meth:`connectionMade`."""
+        self.connected = 1
+        self.transport = transport
+        self.connectionMade()
+
+    def connectionMade(self) -> None:
+        """Called when the connection is made; override to greet the peer."""
+
+
+class Protocol(BaseProtocol):
+    """A stream protocol: override :meth:`dataReceived` and the connection hooks."""
+
+    #: the factory that built this protocol (set by ``Factory.buildProtocol``)
+    factory: Any = None
+
+    def dataReceived(self, data: bytes) -> None:
+        """Called with bytes as they arrive, in chunks of any size."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Called once when the connection closes; ``reason`` says how."""
+
+
+class Factory:
+    """Builds one :class:`Protocol` per connection.
+
+    Set ``protocol`` to the protocol class, or override :meth:`buildProtocol`; returning
+    ``None`` from it refuses the connection.
+    """
+
+    protocol: Any = None
+    #: how many listening ports use this factory
+    numPorts = 0
+    #: log when ports start and stop
+    noisy = True
+
+    @classmethod
+    def forProtocol(cls, protocol: Any, *args: Any, **kwargs: Any) -> Any:
+        """A factory of this class (made with ``args``/``kwargs``) building ``protocol``."""
+        factory = cls(*args, **kwargs)
+        factory.protocol = protocol
+        return factory
+
+    def doStart(self) -> None:
+        """A port starts using this factory: the first one calls :meth:`startFactory`."""
+        if not self.numPorts:
+            self.startFactory()
+        self.numPorts += 1
+
+    def doStop(self) -> None:
+        """A port stopped using this factory: the last one calls :meth:`stopFactory`."""
+        if self.numPorts <= 0:
+            return
+        self.numPorts -= 1
+        if not self.numPorts:
+            self.stopFactory()
+
+    def startFactory(self) -> None:
+        """Open what the protocols share (files, pools); called once before serving."""
+
+    def stopFactory(self) -> None:
+        """Release what :meth:`startFactory` opened; called once after serving."""
+
+    def buildProtocol(self, addr: Address) -> Any:
+        """A protocol for a connection from ``addr``, or ``None`` to refuse it."""
+        if self.protocol is None:
+            raise TypeError(f"{type(self).__name__}.protocol is not set")
+        protocol = self.protocol()
+        protocol.factory = self
+        return protocol
+
+
+class ServerFactory(Factory):
+    """A factory for servers (Twisted's name; the same as :class:`Factory`)."""
+
+
+class ClientFactory(Factory):
+    """A factory for client connections, told when they fail or end."""
+
+    def startedConnecting(self, connector: Any) -> None:
+        """A connection attempt started."""
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        """The connection could not be made (refused, unreachable, timed out)."""
+
+    def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
+        """An established connection ended."""

@@ -1,0 +1,56 @@
+"""Find what a command line names: ``path/to/file.py:name`` or ``package.module:name``."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class TargetError(Exception):
+    """The target does not exist or is not what was asked for (a one-line message)."""
+
+
+def load(target: str) -> Any:
+    """The object ``target`` names."""
+    where, sep, name = target.rpartition(":")
+    if not sep or not where or not name:
+        raise TargetError(f"{target!r} is not MODULE:NAME or FILE.py:NAME")
+    if where.endswith(".py") or "/" in where:
+        path = Path(where)
+        if not path.is_file():
+            raise TargetError(f"no such file: {where}")
+        spec = importlib.util.spec_from_file_location(f"_statewire_target_{path.stem}", path)
+        if spec is None or spec.loader is None:
+            raise TargetError(f"cannot import {where}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as error:
+            raise TargetError(f"cannot import {where}: {error}") from None
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise TargetError(f"{where} has no attribute {name!r}") from None
+
+
+def factory_from(target: str) -> Any:
+    """A factory from ``target``: a Factory, a function returning one, or a Protocol class."""
+    from statewire.protocol import Factory, Protocol
+
+    found = load(target)
+    if isinstance(found, type) and issubclass(found, Protocol):
+        return Factory.forProtocol(found)
+    if isinstance(found, Factory):
+        return found
+    if callable(found) and not isinstance(found, type):
+        made = found()
+        if isinstance(made, Factory):
+            return made
+        raise TargetError(f"{target} returned {type(made).__name__}, not a Factory")
+    raise TargetError(f"{target} is a {type(found).__name__}, not a Factory or a Protocol")

@@ -1,0 +1,177 @@
+"""Endpoints and description strings; UNIX sockets and TLS over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runtime_helpers import scenario
+
+from statewire._reactor import Reactor, ssl_context
+from statewire.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    TCP6ServerEndpoint,
+    UNIXClientEndpoint,
+    UNIXServerEndpoint,
+    clientFromString,
+    serverFromString,
+)
+from statewire.protocol import Factory, Protocol
+from statewire.wire import Echo
+
+
+class Collect(Protocol):
+    """A client protocol that keeps what it receives."""
+
+    def connectionMade(self) -> None:
+        self.received = b""
+        self.arrived = asyncio.Event()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        self.arrived.set()
+
+
+async def _round_trip(client: Any) -> bytes:
+    protocol = await client.connect(Factory.forProtocol(Collect))
+    protocol.transport.write(b"ping")
+    while len(protocol.received) < 4:
+        protocol.arrived.clear()
+        await asyncio.wait_for(protocol.arrived.wait(), 5)
+    protocol.transport.loseConnection()
+    return bytes(protocol.received)
+
+
+def test_tcp_endpoints_listen_and_connect() -> None:
+    async def body(reactor: Reactor) -> bytes:
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Echo)
+        )
+        number = port.getHost().port  # type: ignore[union-attr]
+        return await _round_trip(TCP4ClientEndpoint(reactor, "127.0.0.1", number))
+
+    assert scenario(body) == b"ping"
+
+
+def test_unix_socket_endpoints(tmp_path: Path) -> None:
+    path = str(tmp_path / "echo.sock")
+
+    async def body(reactor: Reactor) -> tuple[bytes, Any]:
+        port = await UNIXServerEndpoint(reactor, path).listen(Factory.forProtocol(Echo))
+        echoed = await _round_trip(UNIXClientEndpoint(reactor, path))
+        host = port.getHost()
+        port.stopListening()
+        return echoed, host
+
+    echoed, host = scenario(body)
+    assert echoed == b"ping"
+    assert host.type == "UNIX" and host.name == path
+    assert not Path(path).exists()  # the socket file is removed on stop
+
+
+def _certificate(directory: Path) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1, made here (no files shipped)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    import ipaddress
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path = directory / "cert.pem"
+    key_path = directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+def test_tls_echo_and_plaintext_to_a_tls_port(tmp_path: Path) -> None:
+    cert, key = _certificate(tmp_path)
+
+    async def body(reactor: Reactor) -> tuple[bytes, bytes]:
+        port = await SSL4ServerEndpoint(
+            reactor, 0, ssl_context(cert, key), interface="127.0.0.1"
+        ).listen(Factory.forProtocol(Echo))
+        number = port.getHost().port  # type: ignore[union-attr]
+        # plaintext to the TLS port: that connection fails, the port carries on
+        reader, writer = await asyncio.open_connection("127.0.0.1", number)
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        junk = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        client = ssl.create_default_context(cafile=cert)
+        reader, writer = await asyncio.open_connection("127.0.0.1", number, ssl=client)
+        writer.write(b"secret")
+        echoed = await reader.readexactly(6)
+        writer.close()
+        return junk, echoed
+
+    junk, echoed = scenario(body)
+    assert b"secret" not in junk
+    assert echoed == b"secret"
+
+
+def test_server_from_string(tmp_path: Path) -> None:
+    reactor = Reactor()
+    tcp = serverFromString(reactor, "tcp:8007:interface=127.0.0.1")
+    assert (type(tcp), tcp.port, tcp.interface) == (TCP4ServerEndpoint, 8007, "127.0.0.1")
+    six = serverFromString(reactor, r"tcp6:port=8008:interface=\:\:1:backlog=7")
+    assert (type(six), six.port, six.interface, six.backlog) == (
+        TCP6ServerEndpoint,
+        8008,
+        "::1",
+        7,
+    )
+    unix = serverFromString(reactor, "unix:/tmp/x.sock")
+    assert (type(unix), unix.address) == (UNIXServerEndpoint, "/tmp/x.sock")
+    cert, key = _certificate(tmp_path)
+    tls = serverFromString(reactor, f"ssl:8443:privateKey={key}:certKey={cert}")
+    assert type(tls) is SSL4ServerEndpoint
+    client = clientFromString(reactor, "tcp:host=127.0.0.1:port=8007")
+    assert (client.host, client.port) == ("127.0.0.1", 8007)
+    assert clientFromString(reactor, "unix:/tmp/x.sock").path == "/tmp/x.sock"
+
+
+@pytest.mark.parametrize(
+    ("description", "message"),
+    [
+        ("udp:53", "unknown endpoint type 'udp'"),
+        ("tcp:http", "port 'http'"),
+        ("tcp:8007:colour=blue", "unknown option 'colour'"),
+        ("tcp", "lacks port"),
+        ("tcp:1:2:3:4", "too many values"),
+        ("ssl:8443", "lacks privateKey"),
+        ("tcp:8007:port=9", "'port' given twice"),
+    ],
+)
+def test_bad_descriptions_name_the_bad_part(description: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        serverFromString(Reactor(), description)

@@ -1,0 +1,290 @@
+"""The runtime over real loopback sockets: TCP, the seed's services, writes, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+from typing import Any
+
+import pytest
+from runtime_helpers import exchange, read_all, scenario
+
+from statewire._reactor import Reactor
+from statewire.error import CannotListenError, ConnectionDone, ConnectionLost, Failure
+from statewire.protocol import ClientFactory, Factory, Protocol
+from statewire.wire import QOTD, Chargen, Daytime, Discard, Echo, Time
+
+HOST = "127.0.0.1"
+
+
+async def listen(reactor: Reactor, factory: Any, backlog: int = 50) -> int:
+    port = reactor.listenTCP(0, factory, backlog=backlog, interface=HOST)
+    await port.ready
+    return port.getHost().port  # type: ignore[union-attr]
+
+
+def test_echo_over_tcp() -> None:
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, Factory.forProtocol(Echo))
+        return await exchange(HOST, port, b"hello, world", 12)
+
+    assert scenario(body) == b"hello, world"
+
+
+def test_qotd_daytime_time_send_then_close() -> None:
+    async def body(reactor: Reactor) -> tuple[bytes, bytes, bytes]:
+        qotd = await listen(reactor, Factory.forProtocol(QOTD))
+        daytime = await listen(reactor, Factory.forProtocol(Daytime))
+        clock = await listen(reactor, Factory.forProtocol(Time))
+        return (
+            await read_all(HOST, qotd),
+            await read_all(HOST, daytime),
+            await read_all(HOST, clock),
+        )
+
+    quote, daytime, clock = scenario(body)
+    assert quote == b"An apple a day keeps the doctor away\r\n"
+    assert daytime.endswith(b"\r\n") and str(time.gmtime().tm_year).encode() in daytime
+    (seconds,) = struct.unpack("!I", clock)
+    assert abs(seconds - 2208988800 - time.time()) < 5
+
+
+def test_discard_keeps_the_connection_and_answers_nothing() -> None:
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, Factory.forProtocol(Discard))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"x" * 100_000)
+        await writer.drain()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(reader.read(1), 0.2)
+        writer.close()
+        return b""
+
+    scenario(body)
+
+
+def test_chargen_pattern_and_slow_reader_memory_is_bounded() -> None:
+    async def body(reactor: Reactor) -> tuple[bytes, int]:
+        port = await listen(reactor, Factory.forProtocol(Chargen))
+        reader, writer = await asyncio.open_connection(HOST, port, limit=1 << 16)
+        first = await reader.readexactly(74 * 3)
+        transport = writer.transport
+        transport.pause_reading()  # a client that stops reading
+        await asyncio.sleep(0.5)
+        (bridge,) = reactor._connections
+        assert bridge.transport is not None
+        buffered = bridge.transport._transport.get_write_buffer_size()
+        writer.close()
+        return first, buffered
+
+    first, buffered = scenario(body)
+    lines = first.split(b"\r\n")
+    assert lines[0] == bytes(range(0x20, 0x20 + 72))
+    assert lines[1] == bytes(range(0x21, 0x21 + 72))
+    # bounded by the high-water mark plus one produced chunk, not growing with time
+    assert buffered < 256 * 1024 + 64 * 74 + 1
+
+
+def test_writes_in_one_callback_are_coalesced() -> None:
+    class Chatty(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            inner = self.transport._transport
+            if not hasattr(inner, "counted"):
+                inner.counted = 0
+                original = inner.write
+
+                def counting(chunk: bytes) -> None:
+                    inner.counted += 1
+                    original(chunk)
+
+                inner.write = counting
+                self.factory.inner = inner
+            for i in range(100):
+                self.transport.write(b"%d," % i)
+            self.transport.writeSequence([b"a", bytearray(b"b"), memoryview(b"c\n")])
+
+    factory = Factory.forProtocol(Chatty)
+
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, factory)
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"go")
+        line = await reader.readline()
+        writer.close()
+        return line
+
+    line = scenario(body)
+    assert line == b"".join(b"%d," % i for i in range(100)) + b"abc\n"
+    assert factory.inner.counted == 1
+
+
+def test_write_refuses_str_and_is_a_no_op_after_close() -> None:
+    outcome: dict[str, Any] = {}
+
+    class Strict(Protocol):
+        def connectionMade(self) -> None:
+            try:
+                self.transport.write("text")
+            except TypeError as error:
+                outcome["error"] = str(error)
+            self.transport.loseConnection()
+
+        def connectionLost(self, reason: Failure) -> None:
+            self.transport.write(b"late")  # no error
+            outcome["reason"] = reason
+
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, Factory.forProtocol(Strict))
+        data = await read_all(HOST, port)
+        await asyncio.sleep(0.05)
+        return data
+
+    assert scenario(body) == b""
+    assert "encode" in outcome["error"]
+    assert outcome["reason"].check(ConnectionDone)
+
+
+def test_port_in_use_raises_naming_the_address() -> None:
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, Factory.forProtocol(Echo))
+        with pytest.raises(CannotListenError, match=f"127.0.0.1:{port}.*in use"):
+            reactor.listenTCP(port, Factory.forProtocol(Echo), interface=HOST)
+
+    scenario(body)
+
+
+def test_build_protocol_returning_none_refuses() -> None:
+    class Refusing(Factory):
+        def buildProtocol(self, addr: Any) -> None:
+            return None
+
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, Refusing())
+        return await read_all(HOST, port)
+
+    assert scenario(body) == b""
+
+
+def test_client_connection_refused_and_lost() -> None:
+    class Client(ClientFactory):
+        protocol = Protocol
+
+        def __init__(self) -> None:
+            self.failed: list[Failure] = []
+            self.lost: list[Failure] = []
+            self.done = asyncio.Event()
+
+        def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+            self.failed.append(reason)
+            self.done.set()
+
+        def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
+            self.lost.append(reason)
+            self.done.set()
+
+    async def body(reactor: Reactor) -> tuple[Client, Client]:
+        closed = await listen(reactor, Factory.forProtocol(QOTD))
+        free = reactor.listenTCP(0, Factory.forProtocol(Echo), interface=HOST)
+        number = free.getHost().port  # type: ignore[union-attr]
+        free.stopListening()
+        refused = Client()
+        reactor.connectTCP(HOST, number, refused, timeout=5)
+        await refused.done.wait()
+        quoted = Client()
+        reactor.connectTCP(HOST, closed, quoted)
+        await quoted.done.wait()
+        return refused, quoted
+
+    refused, quoted = scenario(body)
+    from statewire.error import ConnectionRefusedError as Refused
+
+    assert refused.failed and refused.failed[0].check(Refused)
+    assert quoted.lost and quoted.lost[0].check(ConnectionDone)
+
+
+def test_peer_reset_is_a_lost_connection() -> None:
+    reasons: list[Failure] = []
+    lost = asyncio.Event()
+
+    class Watch(Protocol):
+        def connectionLost(self, reason: Failure) -> None:
+            reasons.append(reason)
+            lost.set()
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, Factory.forProtocol(Watch))
+        _, writer = await asyncio.open_connection(HOST, port)
+        await asyncio.sleep(0.05)
+        writer.transport.abort()  # RST
+        await asyncio.wait_for(lost.wait(), 5)
+
+    scenario(body)
+    assert reasons[0].check(ConnectionLost, ConnectionDone)
+
+
+def test_errors_in_user_code_close_only_that_connection(caplog: Any) -> None:
+    class Fragile(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.write(b"hi\n")
+
+        def dataReceived(self, data: bytes) -> None:
+            if data.startswith(b"boom"):
+                raise RuntimeError("boom in dataReceived")
+            self.transport.write(data)
+
+    async def body(reactor: Reactor) -> tuple[bytes, bytes]:
+        port = await listen(reactor, Factory.forProtocol(Fragile))
+        good_reader, good_writer = await asyncio.open_connection(HOST, port)
+        bad = await read_all(HOST, port, b"boom")
+        good_writer.write(b"still here\n")
+        await good_reader.readline()
+        echoed = await good_reader.readline()
+        good_writer.close()
+        return bad, echoed
+
+    with caplog.at_level(logging.ERROR, logger="statewire"):
+        bad, echoed = scenario(body)
+    assert bad == b"hi\n"
+    assert echoed == b"still here\n"
+    assert "boom in dataReceived" in caplog.text
+
+
+def test_thousand_concurrent_clients() -> None:
+    async def body(reactor: Reactor) -> list[bytes]:
+        port = await listen(reactor, Factory.forProtocol(Echo), backlog=1024)
+        return await asyncio.gather(
+            *(exchange(HOST, port, b"client %04d\n" % i, 12) for i in range(1000))
+        )
+
+    replies = scenario(body)
+    assert replies == [b"client %04d\n" % i for i in range(1000)]
+
+
+def test_call_later_and_delayed_call() -> None:
+    async def body(reactor: Reactor) -> list[str]:
+        seen: list[str] = []
+        first = reactor.callLater(0.05, seen.append, "first")
+        cancelled = reactor.callLater(0.01, seen.append, "cancelled")
+        cancelled.cancel()
+        later = reactor.callLater(0.01, seen.append, "delayed")
+        later.delay(0.1)
+        assert first.active() and not cancelled.active()
+        assert later.getTime() > first.getTime()
+        await asyncio.sleep(0.2)
+        assert not first.active()
+        return seen
+
+    assert scenario(body) == ["first", "delayed"]
+
+
+def test_ipv6_loopback() -> None:
+    async def body(reactor: Reactor) -> bytes:
+        port = reactor.listenTCP(0, Factory.forProtocol(Echo), interface="::1")
+        await port.ready
+        number = port.getHost().port  # type: ignore[union-attr]
+        assert port.getHost().host == "::1"  # type: ignore[union-attr]
+        return await exchange("::1", number, b"six", 3)
+
+    assert scenario(body) == b"six"
