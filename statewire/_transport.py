@@ -22,7 +22,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from statewire.address import Address, from_sockaddr
 from statewire.error import ConnectionDone, ConnectionLost, Failure
@@ -178,7 +178,8 @@ class Bridge(asyncio.Protocol):
         self._on_lost = on_lost
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports do not subclass asyncio's classes; both have these methods.
+        transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
         wrapped = Transport(self, transport)
         self.transport = wrapped

@@ -27,6 +27,8 @@ def load(target: str) -> Any:
             raise TargetError(f"cannot import {where}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
+        # as when the file is run as a script: its own folder is importable
+        sys.path.insert(0, str(path.resolve().parent))
         spec.loader.exec_module(module)
     else:
         try:
@@ -40,7 +42,8 @@ def load(target: str) -> Any:
 
 
 def factory_from(target: str) -> Any:
-    """A factory from ``target``: a Factory, a function returning one, or a Protocol class."""
+    """A factory from ``target``: a Factory, a function returning one (called with no
+    arguments), or a Protocol class (served by a plain ``Factory``)."""
     from statewire.protocol import Factory, Protocol
 
     found = load(target)
