@@ -40,6 +40,20 @@ LOW_WATER = 64 * 1024
 class Transport:
     """What ``protocol.transport`` is: write, close, addresses, flow control."""
 
+    __slots__ = (
+        "_bridge",
+        "_closed",
+        "_flush_scheduled",
+        "_in_callback",
+        "_out",
+        "_producer",
+        "_streaming",
+        "_transport",
+        "_unix",
+        "_write_paused",
+        "disconnecting",
+    )
+
     def __init__(self, bridge: Bridge, transport: asyncio.Transport) -> None:
         self._bridge = bridge
         self._transport = transport
@@ -163,6 +177,8 @@ class Transport:
 
 class Bridge(asyncio.Protocol):
     """The asyncio protocol behind one connection: builds and drives the user's protocol."""
+
+    __slots__ = ("_on_lost", "factory", "loop", "protocol", "reactor", "transport")
 
     def __init__(
         self,

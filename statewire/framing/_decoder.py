@@ -27,12 +27,29 @@ from statewire.framing.errors import FramingError
 class Decoder:
     """Base class: pending bytes, the batch bookkeeping, and the error slot."""
 
-    #: whether the decoder has a frame to deliver even with no bytes (``fixed(0)``)
-    eager = False
-    #: whether the decoder can frame nothing more until the grammar changes (``fixed(0)``)
-    blocked = False
+    # one decoder per connection: slots keep idle connections small
+    __slots__ = (
+        "_after_last",
+        "_frames",
+        "_src_base",
+        "_start",
+        "base",
+        "blocked",
+        "eager",
+        "end",
+        "error",
+        "grammar",
+        "more",
+        "need",
+        "pending",
+        "src",
+    )
 
     def __init__(self, grammar: Any, base: int) -> None:
+        #: whether the decoder has a frame to deliver even with no bytes (``fixed(0)``)
+        self.eager = False
+        #: whether the decoder can frame nothing more until the grammar changes
+        self.blocked = False
         self.grammar = grammar
         self.pending = bytearray()
         self.error: FramingError | None = None
@@ -158,6 +175,8 @@ class Decoder:
 class RawDecoder(Decoder):
     """Raw bytes: whatever is there is one frame; nothing is ever held back."""
 
+    __slots__ = ()
+
     def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         self._consumed(src, [])
         self.base = self._src_base + len(src)
@@ -173,6 +192,8 @@ class FixedDecoder(Decoder):
     ``size`` 0 frames one empty block as soon as it becomes current, and then nothing: the
     bytes after it wait for the next switch (a protocol switches after an empty body).
     """
+
+    __slots__ = ("size",)
 
     def __init__(self, grammar: Any, base: int, size: int) -> None:
         self.size = size

@@ -106,6 +106,28 @@ class Framer:
         checking the fast paths).
     """
 
+    __slots__ = (
+        "_budget",
+        "_context",
+        "_decoder",
+        "_decoders",
+        "_ended",
+        "_grammar",
+        "_held",
+        "_interrupt",
+        "_paused",
+        "_pos",
+        "_running",
+        "_src",
+        "_switch_to",
+        "error",
+        "fast",
+        "max_length",
+        "on_error",
+        "on_frame",
+        "policy",
+    )
+
     def __init__(
         self,
         grammar: Any,
@@ -127,7 +149,7 @@ class Framer:
         self._grammar = grammar
         self._context: Mapping[str, Any] = context or {}
         self._decoder = make_decoder(grammar, 0, self._context, max_length, fast)
-        self._decoders: dict[int, Decoder] = {}
+        self._decoders: dict[int, Decoder] | None = None  # made at the first switch
         #: the bytes not yet handed to the decoder: ``_src[_pos:]``, then ``_held``
         self._src = b""
         self._pos = 0
@@ -255,6 +277,8 @@ class Framer:
         fixed_size = type(grammar) is Fixed and isinstance(grammar.size, int)
         if context or not (fixed_size or type(grammar) in _CONTEXT_FREE):
             return make_decoder(grammar, base, context, self.max_length, self.fast)
+        if self._decoders is None:
+            self._decoders = {}
         cache = self._decoders
         decoder = cache.get(id(grammar))
         if decoder is None or decoder.grammar is not grammar:

@@ -24,6 +24,8 @@ from statewire.framing.errors import FrameTooLong, FramingError, MalformedFrame
 class _Reader:
     """A read-only stream over bytes that remembers the furthest short read."""
 
+    __slots__ = ("data", "position", "wanted")
+
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.position = 0
@@ -50,6 +52,8 @@ class _Reader:
 
 
 class GenericDecoder(Decoder):
+    __slots__ = ("_ends", "context", "max_length")
+
     def __init__(self, grammar: Any, base: int, context: dict[str, Any], max_length: int):
         super().__init__(grammar, base)
         self.context = context

@@ -18,6 +18,8 @@ from statewire.framing.errors import FramingError
 
 
 class LineDecoder(Decoder):
+    __slots__ = ("c_cut", "c_limit", "delimiter", "discarding", "line", "max_length", "scanned")
+
     def __init__(self, grammar: Line, base: int) -> None:
         super().__init__(grammar, base)
         self.line = grammar

@@ -21,6 +21,8 @@ _ZERO = 0x30
 
 
 class NetstringDecoder(Decoder):
+    __slots__ = ("c_cut", "c_limit", "netstring")
+
     def __init__(self, grammar: Netstring, base: int) -> None:
         super().__init__(grammar, base)
         self.netstring = grammar

@@ -21,6 +21,8 @@ _FORMATS = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 class PrefixedDecoder(Decoder):
+    __slots__ = ("_announced", "c_cut", "c_limit", "discard", "prefixed", "unpack_from")
+
     def __init__(self, grammar: LengthPrefixed, base: int) -> None:
         self.prefixed = grammar
         super().__init__(grammar, base)
