@@ -21,3 +21,23 @@ def announce(port: Any) -> None:
     """Print the listening address (tests read it to find a port chosen by the system)."""
     host = port.getHost()
     print(f"listening on {host.host}:{host.port}", flush=True)
+
+
+def run_with_endpoint(factory: Any, description: str) -> None:
+    """Serve ``factory`` the seed's first way: an endpoint's ``listen``, then ``run()``."""
+    from statewire import reactor
+    from statewire.endpoints import TCP4ServerEndpoint
+
+    args = options(description)
+    endpoint = TCP4ServerEndpoint(reactor, args.port, interface=args.interface)
+    endpoint.listen(factory).add_done_callback(lambda done: announce(done.result()))
+    reactor.run()
+
+
+def run_with_listen_tcp(factory: Any, description: str) -> None:
+    """Serve ``factory`` the seed's second way: ``reactor.listenTCP``, then ``run()``."""
+    from statewire import reactor
+
+    args = options(description)
+    announce(reactor.listenTCP(args.port, factory, interface=args.interface))
+    reactor.run()

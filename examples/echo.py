@@ -18,15 +18,9 @@ factory = Factory.forProtocol(Echo)
 
 
 def main() -> None:
-    from _cli import announce, options
+    from _cli import run_with_endpoint
 
-    from statewire import reactor
-    from statewire.endpoints import TCP4ServerEndpoint
-
-    args = options(__doc__)
-    endpoint = TCP4ServerEndpoint(reactor, args.port, interface=args.interface)
-    endpoint.listen(factory).add_done_callback(lambda done: announce(done.result()))
-    reactor.run()
+    run_with_endpoint(factory, __doc__)
 
 
 if __name__ == "__main__":

@@ -39,13 +39,9 @@ factory = EchoFactory()
 
 
 def main() -> None:
-    from _cli import announce, options
+    from _cli import run_with_listen_tcp
 
-    from statewire import reactor
-
-    args = options(__doc__)
-    announce(reactor.listenTCP(args.port, factory, interface=args.interface))
-    reactor.run()
+    run_with_listen_tcp(factory, __doc__)
 
 
 if __name__ == "__main__":

@@ -31,15 +31,9 @@ class QOTDFactory(Factory):
 
 
 def main() -> None:
-    from _cli import announce, options
+    from _cli import run_with_listen_tcp
 
-    from statewire import reactor
-
-    args = options(__doc__)
-    announce(
-        reactor.listenTCP(args.port, QOTDFactory("configurable quote"), interface=args.interface)
-    )
-    reactor.run()
+    run_with_listen_tcp(QOTDFactory("configurable quote"), __doc__)
 
 
 if __name__ == "__main__":
