@@ -13,7 +13,9 @@ writes made anywhere else (a timer), at the end of the current event-loop turn.
 
 Flow control: when asyncio's write buffer passes its high-water mark (a peer that does not
 read), the transport stops reading and pauses the registered producer; both resume at the
-low-water mark. So a slow reader costs at most the high-water mark of memory.
+low-water mark. So a slow reader costs at most the high-water mark of memory. A pull
+(non-streaming) producer is asked for more after each write it makes, while the buffer is
+below the high-water mark.
 """
 
 from __future__ import annotations
@@ -98,6 +100,14 @@ class Transport:
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
         self._transport.write(data)
+        if self._producer is not None and not self._streaming:
+            self._bridge.loop.call_soon(self._pull)
+
+    def _pull(self) -> None:
+        """Ask a pull (non-streaming) producer for more while the buffer has room."""
+        producer = self._producer
+        if producer is not None and not (self._streaming or self._write_paused or self._closed):
+            self._bridge.call_user(producer.resumeProducing)
 
     # -- closing -------------------------------------------------------------------------
 

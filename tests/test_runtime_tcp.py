@@ -288,3 +288,31 @@ def test_ipv6_loopback() -> None:
         return await exchange("::1", number, b"six", 3)
 
     assert scenario(body) == b"six"
+
+
+def test_pull_producer_is_asked_until_it_finishes() -> None:
+    class Pages:
+        def __init__(self, transport: Any) -> None:
+            self.transport = transport
+            self.left = 50
+
+        def resumeProducing(self) -> None:
+            if self.left:
+                self.left -= 1
+                self.transport.write(b"p" * 10_000)
+            else:
+                self.transport.unregisterProducer()
+                self.transport.loseConnection()
+
+        def stopProducing(self) -> None:
+            self.left = 0
+
+    class Serve(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.registerProducer(Pages(self.transport), False)
+
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, Factory.forProtocol(Serve))
+        return await read_all(HOST, port)
+
+    assert scenario(body) == b"p" * 500_000
