@@ -274,20 +274,19 @@ class Framer:
     def _decoder_for(self, grammar: Any, base: int, context: Mapping[str, Any]) -> Decoder:
         """A fresh decoder, reused when ``grammar`` was current before and needs no context
         (protocols that switch back and forth between a few grammars)."""
-        fixed_size = type(grammar) is Fixed and isinstance(grammar.size, int)
-        if context or not (fixed_size or type(grammar) in _CONTEXT_FREE):
-            return make_decoder(grammar, base, context, self.max_length, self.fast)
-        if self._decoders is None:
-            self._decoders = {}
         cache = self._decoders
-        decoder = cache.get(id(grammar))
-        if decoder is None or decoder.grammar is not grammar:
-            if len(cache) >= _CACHED_DECODERS:
-                cache.clear()
-            decoder = make_decoder(grammar, base, context, self.max_length, self.fast)
+        if cache is not None and not context:
+            decoder = cache.get(id(grammar))
+            if decoder is not None and decoder.grammar is grammar:
+                decoder.restart(base)
+                return decoder
+        decoder = make_decoder(grammar, base, context, self.max_length, self.fast)
+        kind = type(grammar)
+        reusable = kind in _CONTEXT_FREE or (kind is Fixed and type(grammar.size) is int)
+        if reusable and not context:
+            if cache is None or len(cache) >= _CACHED_DECODERS:
+                cache = self._decoders = {}
             cache[id(grammar)] = decoder
-        else:
-            decoder.restart(base)
         return decoder
 
     def _run(self) -> None:
