@@ -30,6 +30,19 @@ from typing import Any
 
 from statewire._reactor import Port, Reactor, ssl_context
 
+__all__ = [
+    "SSL4ClientEndpoint",
+    "SSL4ServerEndpoint",
+    "TCP4ClientEndpoint",
+    "TCP4ServerEndpoint",
+    "TCP6ServerEndpoint",
+    "UNIXClientEndpoint",
+    "UNIXServerEndpoint",
+    "clientFromString",
+    "serverFromString",
+    "ssl_context",
+]
+
 
 class TCP4ServerEndpoint:
     """Listen on an IPv4 TCP port (``interface=""``: every IPv4 interface)."""

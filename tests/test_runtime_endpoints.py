@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from runtime_helpers import scenario
 
-from statewire._reactor import Reactor, ssl_context
+from statewire._reactor import Reactor
 from statewire.endpoints import (
     SSL4ServerEndpoint,
     TCP4ClientEndpoint,
@@ -21,6 +21,7 @@ from statewire.endpoints import (
     UNIXServerEndpoint,
     clientFromString,
     serverFromString,
+    ssl_context,
 )
 from statewire.protocol import Factory, Protocol
 from statewire.wire import Echo
