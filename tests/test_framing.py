@@ -275,3 +275,21 @@ def test_generic_path_refuses_a_frame_larger_than_max_length() -> None:
 def test_generic_path_refuses_a_grammar_that_reads_nothing() -> None:
     with pytest.raises(ValueError, match="no bytes"):
         decode(Struct(), [b"x"])
+
+
+def test_an_exception_in_on_frame_keeps_the_later_frames(accel: str) -> None:
+    frames: list[bytes] = []
+
+    def on_frame(frame: bytes) -> None:
+        if frame == b"bad" and b"bad" not in frames:
+            frames.append(frame)
+            raise RuntimeError("user code failed")
+        frames.append(frame)
+
+    framer = Framer(line(b"\n"), on_frame)
+    with pytest.raises(RuntimeError):
+        framer.feed(b"one\nbad\ntwo\nthree")
+    assert frames == [b"one", b"bad"]
+    assert framer.buffered == b"two\nthree"
+    framer.feed(b"\n")
+    assert frames == [b"one", b"bad", b"two", b"three"]

@@ -94,7 +94,9 @@ class Framer:
     """Cuts the frames of ``grammar`` out of the bytes fed to it and calls ``on_frame``.
 
     :param grammar: a framing from :mod:`grammars` or any construct grammar.
-    :param on_frame: called with each complete frame, in order.
+    :param on_frame: called with each complete frame, in order. If it raises, the
+        exception propagates out of ``feed`` and the frames after that one stay buffered,
+        to be delivered by the next ``feed`` (``feed(b"")`` resumes at once).
     :param on_error: called with each :class:`FramingError`; if ``None`` errors are raised.
     :param policy: what to do after an error: :attr:`Policy.CLOSE` or
         :attr:`Policy.DISCARD`.
@@ -321,11 +323,18 @@ class Framer:
         """Call ``on_frame`` for each frame; True if a callback interrupted the batch."""
         on_frame = self.on_frame
         remaining = iter(frames)
-        for frame in remaining:
-            on_frame(frame)
-            if self._interrupt:
-                self._pos = decoder.rewind(len(frames) - length_hint(remaining))
-                return True
+        try:
+            for frame in remaining:
+                on_frame(frame)
+                if self._interrupt:
+                    self._pos = decoder.rewind(len(frames) - length_hint(remaining))
+                    return True
+        except BaseException:
+            # the frame that raised counts as delivered; the ones after it wait
+            self._pos = decoder.rewind(len(frames) - length_hint(remaining))
+            self._interrupt = False
+            self._switch_to = None
+            raise
         return False
 
     def _interrupted(self) -> bool:
