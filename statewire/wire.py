@@ -26,8 +26,8 @@ class Discard(Protocol):
 class Chargen(Protocol):
     """Character generator (RFC 864): an endless rotating pattern of printable ASCII.
 
-    It writes as the peer reads (a streaming producer on its transport), so a slow reader
-    costs no memory.
+    It is a pull producer on its transport: each time the transport has room it asks for
+    more, so a slow reader costs no memory and no timer is needed.
     """
 
     LINE = 72
@@ -35,36 +35,20 @@ class Chargen(Protocol):
 
     def connectionMade(self) -> None:
         self._offset = 0
-        self._paused = False
-        self.transport.registerProducer(self, True)
-        self.resumeProducing()
-
-    def _lines(self, count: int) -> bytes:
-        pattern = self._pattern * 2
-        out = []
-        for _ in range(count):
-            start = self._offset % len(self._pattern)
-            out.append(pattern[start : start + self.LINE] + b"\r\n")
-            self._offset += 1
-        return b"".join(out)
-
-    def pauseProducing(self) -> None:
-        self._paused = True
+        self.transport.registerProducer(self, False)
 
     def resumeProducing(self) -> None:
-        self._paused = False
-        self._produce()
-
-    def _produce(self) -> None:
-        from statewire import reactor
-
-        if self._paused or not self.connected:
-            return
-        self.transport.write(self._lines(64))
-        reactor.callLater(0, self._produce)
+        """Write the next 64 lines (the transport calls this while it has room)."""
+        pattern = self._pattern * 2
+        lines = []
+        for _ in range(64):
+            start = self._offset % len(self._pattern)
+            lines.append(pattern[start : start + self.LINE] + b"\r\n")
+            self._offset += 1
+        self.transport.write(b"".join(lines))
 
     def stopProducing(self) -> None:
-        self._paused = True
+        """The connection closed; nothing to release."""
 
 
 class QOTD(Protocol):
