@@ -10,7 +10,7 @@ from construct import Bytes, Const, Int16ub, Struct, Subconstruct, this
 from framing_helpers import run
 from hypothesis import given
 
-from grammars import fixed, line, netstring, prefixed
+from grammars import fixed, line, netstring, prefixed, raw
 from statewire.framing import (
     Framer,
     FrameTooLong,
@@ -293,3 +293,49 @@ def test_an_exception_in_on_frame_keeps_the_later_frames(accel: str) -> None:
     assert framer.buffered == b"two\nthree"
     framer.feed(b"\n")
     assert frames == [b"one", b"bad", b"two", b"three"]
+
+
+def test_switching_out_of_raw_keeps_every_byte(accel: str) -> None:
+    """A raw frame is the whole read; the grammar after it starts with the next byte."""
+    received: list[tuple[str, bytes]] = []
+    raw_mode, lines = raw(), line(b"\n")
+
+    def on_frame(frame: bytes) -> None:
+        received.append((framer.grammar.describe(), frame))
+        if framer.grammar is raw_mode:
+            framer.switch(lines)
+
+    framer = Framer(raw_mode, on_frame)
+    framer.feed(b"hello\n")
+    framer.feed(b"a\nb\n")
+    assert received == [
+        ("raw", b"hello\n"),
+        ("line LF ≤ 16 KiB", b"a"),
+        ("line LF ≤ 16 KiB", b"b"),
+    ]
+    assert framer.offset == 10
+
+
+@pytest.mark.parametrize(
+    ("grammar", "wire"),
+    [(line(b"\n", max_length=3), b"abcdefg\nXYZ"), (prefixed(1, max_length=3), b"\x05abcdeXYZ")],
+    ids=["line", "prefixed"],
+)
+def test_switch_from_on_error_frames_the_bad_bytes_under_any_chunking(
+    accel: str, grammar: Any, wire: bytes
+) -> None:
+    @given(chunks=chunked(wire))
+    def check(chunks: list[bytes]) -> None:
+        frames: list[bytes] = []
+        framer = Framer(
+            grammar,
+            frames.append,
+            on_error=lambda error: framer.switch(raw()),
+            policy=Policy.DISCARD,
+        )
+        for chunk in chunks:
+            framer.feed(chunk)
+        assert b"".join(frames) == wire
+        assert framer.offset == len(wire)
+
+    check()

@@ -179,6 +179,7 @@ class RawDecoder(Decoder):
 
     def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         self._consumed(src, [])
+        self._after_last = len(src)
         self.base = self._src_base + len(src)
         return [src[pos:] if pos else src]
 

@@ -32,7 +32,9 @@ from the call that fed the bytes. What happens next is the policy:
   buffering them, and framing goes on. Errors with no way to resynchronise (a malformed
   netstring, a negative length, any error of the generic path) stop the framer as ``CLOSE``
   does. With no ``on_error`` the error is raised and the frames after it wait for the next
-  ``feed`` (``feed(b"")`` resumes at once).
+  ``feed`` (``feed(b"")`` resumes at once). An ``on_error`` callback that switches the
+  grammar takes over instead: the new grammar frames the bad frame's bytes, nothing is
+  dropped (so what it gets does not depend on how the bytes were cut into reads).
 """
 
 from __future__ import annotations
@@ -350,11 +352,23 @@ class Framer:
         """Report the decoder's error; True when framing goes on after it."""
         error = decoder.error
         assert error is not None
-        resume = decoder.skip(self._src, self._pos) if self.policy is Policy.DISCARD else None
-        if resume is not None:
-            self._pos = resume
-        self._report(error, fatal=resume is None)
-        return resume is not None and not (self._interrupt and self._interrupted())
+        if self.policy is Policy.CLOSE or self.on_error is None:
+            resume = decoder.skip(self._src, self._pos) if self.policy is Policy.DISCARD else None
+            if resume is not None:
+                self._pos = resume
+            self._report(error, fatal=resume is None)
+            return resume is not None and not (self._interrupt and self._interrupted())
+        self.on_error(error)
+        if self._switch_to is not None:
+            # the callback chose the grammar that frames what follows, the bad bytes included
+            decoder.error = None
+            return not self._interrupted()
+        resume = decoder.skip(self._src, self._pos)
+        if resume is None:
+            self.error = error
+            return False
+        self._pos = resume
+        return not (self._interrupt and self._interrupted())
 
     def _report(self, error: FramingError, *, fatal: bool) -> None:
         if fatal:
