@@ -46,23 +46,16 @@ class Netstring(Framing):
         """
         stop = min(end, start + self.max_digits + 1)
         colon = buf.find(b":", start, stop)
-        digits = bytes(buf[start : stop if colon < 0 else colon])
-        if not digits.isdigit():
-            bad = next((i for i, b in enumerate(digits) if not 0x30 <= b <= 0x39), len(digits))
-            if colon >= 0 and bad == len(digits):
-                raise MalformedError("netstring length is empty", offset=base + start, path=path)
-            if bad < len(digits):
-                raise MalformedError(
-                    f"netstring length contains {digits[bad : bad + 1]!r}, not a digit",
-                    offset=base + start + bad,
-                    path=path,
-                )
-            return None  # nothing read yet
-        if len(digits) > 1 and digits[0] == _ZERO:
+        head = bytes(buf[start : stop if colon < 0 else colon])
+        count = next((i for i, b in enumerate(head) if not 0x30 <= b <= 0x39), len(head))
+        digits = head[:count]
+        # Conditions are checked in the order the bytes reveal them, so the error does not
+        # depend on how the header was cut into reads.
+        if count > 1 and digits[0] == _ZERO:
             raise MalformedError(
                 "netstring length has a leading zero", offset=base + start, path=path
             )
-        if len(digits) > self.max_digits or int(digits) > self.max_length:
+        if count > self.max_digits or (digits and int(digits) > self.max_length):
             raise TooLongError(
                 f"netstring announces {'' if colon >= 0 else 'at least '}{int(digits)} "
                 f"bytes, more than max_length {self.max_length}",
@@ -70,8 +63,16 @@ class Netstring(Framing):
                 offset=base + start,
                 path=path,
             )
+        if count < len(head):
+            raise MalformedError(
+                f"netstring length contains {head[count : count + 1]!r}, not a digit",
+                offset=base + start + count,
+                path=path,
+            )
         if colon < 0:
             return None
+        if not digits:
+            raise MalformedError("netstring length is empty", offset=base + start, path=path)
         return int(digits), colon + 1
 
     def missing_comma(self, found: bytes, offset: int, path: str | None = None) -> MalformedError:

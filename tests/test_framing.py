@@ -339,3 +339,37 @@ def test_switch_from_on_error_frames_the_bad_bytes_under_any_chunking(
         assert framer.offset == len(wire)
 
     check()
+
+
+@pytest.mark.parametrize(
+    ("max_length", "wire", "error", "offset"),
+    [
+        (12, b"13x", FrameTooLong, 0),
+        (100, b"01x", MalformedFrame, 0),
+        (12, b"1x", MalformedFrame, 1),
+    ],
+)
+def test_netstring_header_errors_do_not_depend_on_reads(
+    accel: str, max_length: int, wire: bytes, error: type, offset: int
+) -> None:
+    for cut in range(1, len(wire) + 1):
+        result = run(netstring(max_length), [wire[:cut], wire[cut:]])
+        assert result.errors == [(error, offset)], cut
+
+
+def test_eof_delivers_frames_left_behind_by_a_raised_error(accel: str) -> None:
+    frames: list[bytes] = []
+    framer = Framer(line(b"\n", max_length=3), frames.append, policy=Policy.DISCARD)
+    with pytest.raises(FrameTooLong):
+        framer.feed(b"toolong\nok\n")
+    framer.eof()
+    assert frames == [b"ok"]
+    assert framer.error is None
+
+
+def test_bytes_like_reads_give_bytes_frames(accel: str) -> None:
+    for grammar in (line(b"\n"), netstring(), prefixed(1), fixed(2), raw()):
+        wire = grammar.build(b"ab")
+        frames = decode(grammar, [bytearray(wire[:1]), memoryview(wire[1:])])
+        assert b"".join(frames) == b"ab"  # raw: one frame a read; the others: one frame
+        assert all(type(frame) is bytes for frame in frames)

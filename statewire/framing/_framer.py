@@ -196,6 +196,8 @@ class Framer:
             raise self.error
         if self._ended:
             raise RuntimeError("feed() after eof(): the stream has ended")
+        if type(data) is not bytes:
+            data = bytes(data)  # frames are bytes whatever the reads were
         if self._paused or self._running or self._pos < len(self._src):
             self._held += data
         else:
@@ -243,7 +245,8 @@ class Framer:
         if self._running:
             raise RuntimeError("eof() called from inside a framer callback")
         self._ended = True
-        if not self._paused:
+        if not self._paused and self.error is None:
+            self._run()  # frames still buffered (after a raised error) come first
             self._finish()
 
     def _finish(self) -> None:
