@@ -10,7 +10,7 @@ from construct import Bytes, Const, Int16ub, Struct, Subconstruct, this
 from framing_helpers import run
 from hypothesis import given
 
-from grammars import fixed, line, netstring, prefixed, raw
+from grammars import InvalidValueError, fixed, line, netstring, prefixed, raw
 from statewire.framing import (
     Framer,
     FrameTooLong,
@@ -373,3 +373,38 @@ def test_bytes_like_reads_give_bytes_frames(accel: str) -> None:
         frames = decode(grammar, [bytearray(wire[:1]), memoryview(wire[1:])])
         assert b"".join(frames) == b"ab"  # raw: one frame a read; the others: one frame
         assert all(type(frame) is bytes for frame in frames)
+
+
+def test_a_switch_that_cannot_be_made_changes_nothing(accel: str) -> None:
+    frames: list[bytes] = []
+    lines = line(b"\n")
+
+    def on_frame(frame: bytes) -> None:
+        frames.append(frame)
+        if frame.startswith(b"SIZE"):
+            framer.switch(fixed(this.size), context={"size": int(frame.split()[1])})
+
+    framer = Framer(lines, on_frame)
+    with pytest.raises(InvalidValueError):
+        framer.feed(b"SIZE -1\nabc\n")
+    assert framer.grammar is lines
+    framer.feed(b"x\n")
+    assert frames == [b"SIZE -1", b"abc", b"x"]
+
+
+def test_eof_waits_when_a_callback_pauses_during_it(accel: str) -> None:
+    frames: list[bytes] = []
+
+    def on_frame(frame: bytes) -> None:
+        frames.append(frame)
+        framer.pause()
+
+    framer = Framer(line(b"\n", max_length=3), on_frame, policy=Policy.DISCARD)
+    with pytest.raises(FrameTooLong):
+        framer.feed(b"toolong\nok\nok2\n")
+    framer.eof()
+    assert frames == [b"ok"]
+    while framer.paused:
+        framer.resume()
+    assert frames == [b"ok", b"ok2"]
+    assert framer.error is None

@@ -177,12 +177,18 @@ class Framer:
 
     @property
     def offset(self) -> int:
-        """Stream offset of the first byte not yet delivered in a frame or discarded."""
+        """Stream offset of the first byte not yet delivered in a frame or discarded.
+
+        Exact between calls; inside ``on_frame`` it is the end of the batch being delivered.
+        """
         return self._decoder.base
 
     @property
     def buffered(self) -> bytes:
-        """The bytes fed but not yet delivered in a frame, in stream order."""
+        """The bytes fed but not yet delivered in a frame, in stream order.
+
+        Exact between calls; inside ``on_frame`` it leaves out the rest of the batch.
+        """
         rest = self._src[self._pos :]
         return bytes(self._decoder.pending) + rest + bytes(self._held)
 
@@ -247,7 +253,8 @@ class Framer:
         self._ended = True
         if not self._paused and self.error is None:
             self._run()  # frames still buffered (after a raised error) come first
-            self._finish()
+            if not self._paused:
+                self._finish()
 
     def _finish(self) -> None:
         decoder = self._decoder
@@ -270,12 +277,18 @@ class Framer:
         """Make ``grammar`` current; the old decoder's pending bytes come first."""
         old = self._decoder
         base = old.base
-        if old.pending:
-            self._src = old.take() + self._src[self._pos :]
+        rest = old.take() if old.pending else b""
+        try:
+            decoder = self._decoder_for(grammar, base, context)
+        except BaseException:
+            old.pending += rest  # the grammar cannot frame (a bad size): nothing changes
+            raise
+        if rest:
+            self._src = rest + self._src[self._pos :]
             self._pos = 0
         self._grammar = grammar
         self._context = context
-        self._decoder = self._decoder_for(grammar, base, context)
+        self._decoder = decoder
         self._budget = 1
 
     def _decoder_for(self, grammar: Any, base: int, context: Mapping[str, Any]) -> Decoder:
