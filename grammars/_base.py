@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import Any
 
 from construct import Construct, SizeofError
 
@@ -36,15 +36,6 @@ def as_bytes(obj: object, path: str | None) -> bytes:
         return bytes(obj)
     hint = " (encode it first)" if isinstance(obj, str) else ""
     raise InvalidValueError(f"expected bytes, got {type(obj).__name__}{hint}", path=path)
-
-
-def tell(stream: IO[bytes]) -> int:
-    return stream.tell()
-
-
-def read(stream: IO[bytes], size: int = -1) -> bytes:
-    """Read up to ``size`` bytes (all when negative); short at the end of the stream."""
-    return stream.read(size)
 
 
 def human_size(n: int) -> str:

@@ -8,7 +8,7 @@ from typing import IO, Any
 
 from construct import evaluate, stream_write
 
-from grammars._base import Framing, as_bytes, read, tell
+from grammars._base import Framing, as_bytes
 from grammars.errors import InvalidValueError, TooLongError, TruncatedError
 
 Size = int | Callable[[Any], int]
@@ -43,8 +43,8 @@ class Fixed(Framing):
 
     def _parse(self, stream: IO[bytes], context: Any, path: str) -> bytes:
         size = self.size_in(context)
-        start = tell(stream)
-        data = read(stream, size)
+        start = stream.tell()
+        data = stream.read(size)
         if len(data) < size:
             raise TruncatedError(
                 f"stream ended inside a block of {size} bytes",
@@ -74,7 +74,7 @@ class Raw(Framing):
         return "raw"
 
     def _parse(self, stream: IO[bytes], context: Any, path: str) -> bytes:
-        return read(stream)
+        return stream.read()
 
     def _build(self, obj: object, stream: IO[bytes], context: Any, path: str) -> object:
         data = as_bytes(obj, path)

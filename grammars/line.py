@@ -6,7 +6,7 @@ from typing import IO, Any
 
 from construct import stream_seek, stream_write
 
-from grammars._base import Framing, as_bytes, human_size, read, tell
+from grammars._base import Framing, as_bytes, human_size
 from grammars.errors import InvalidValueError, TooLongError, TruncatedError
 
 _NAMES = {b"\r\n": "CRLF", b"\n": "LF", b"\r": "CR", b"\x00": "NUL"}
@@ -57,8 +57,8 @@ class Line(Framing):
         )
 
     def _parse(self, stream: IO[bytes], context: Any, path: str) -> bytes:
-        start = tell(stream)
-        window = read(stream, self.max_length + len(self.delimiter))
+        start = stream.tell()
+        window = stream.read(self.max_length + len(self.delimiter))
         end = window.find(self.delimiter)
         if end < 0:
             if self.exceeds(window):

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 from construct import stream_seek, stream_write
 
-from grammars._base import Framing, as_bytes, human_size, read, tell
+from grammars._base import Framing, as_bytes, human_size
 from grammars.errors import MalformedError, TooLongError, TruncatedError
 
 _ZERO = 0x30
@@ -82,8 +82,8 @@ class Netstring(Framing):
         )
 
     def _parse(self, stream: IO[bytes], context: Any, path: str) -> bytes:
-        start = tell(stream)
-        head = read(stream, self.max_digits + 1)
+        start = stream.tell()
+        head = stream.read(self.max_digits + 1)
         header = self.scan_header(head, 0, len(head), base=start, path=path)
         if header is None:
             raise TruncatedError(
@@ -94,7 +94,7 @@ class Netstring(Framing):
             )
         length, body_start = header
         stream_seek(stream, start + body_start, 0, path)
-        body = read(stream, length + 1)
+        body = stream.read(length + 1)
         if len(body) < length + 1:
             raise TruncatedError(
                 f"stream ended inside a netstring body of {length} bytes",

@@ -28,7 +28,7 @@ from typing import IO, Any, Literal
 
 from construct import stream_write
 
-from grammars._base import Framing, as_bytes, human_size, read, tell
+from grammars._base import Framing, as_bytes, human_size
 from grammars.errors import InvalidValueError, MalformedError, TooLongError, TruncatedError
 
 _WIDTHS = (1, 2, 4, 8)
@@ -98,8 +98,8 @@ class LengthPrefixed(Framing):
         return length
 
     def _parse(self, stream: IO[bytes], context: Any, path: str) -> bytes:
-        start = tell(stream)
-        head = read(stream, self.header_size)
+        start = stream.tell()
+        head = stream.read(self.header_size)
         if len(head) < self.header_size:
             raise TruncatedError(
                 "stream ended inside the length header",
@@ -109,7 +109,7 @@ class LengthPrefixed(Framing):
             )
         field = int.from_bytes(head[self.length_offset :], self.byteorder)
         length = self.body_length(field, start + self.length_offset, path)
-        body = read(stream, length)
+        body = stream.read(length)
         if len(body) < length:
             raise TruncatedError(
                 f"stream ended inside a body of {length} bytes",

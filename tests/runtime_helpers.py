@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from statewire._reactor import Reactor
 
@@ -43,12 +43,3 @@ async def read_all(host: str, port: int, send: bytes = b"") -> bytes:
     data = await reader.read()
     writer.close()
     return data
-
-
-class Recorder:
-    """A protocol class factory recording every event, for assertions."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self.lost = asyncio.Event()
-        self.made = asyncio.Event()
