@@ -54,6 +54,7 @@ class Transport:
         "_unix",
         "_write_paused",
         "disconnecting",
+        "on_closing",
     )
 
     def __init__(self, bridge: Bridge, transport: asyncio.Transport) -> None:
@@ -68,6 +69,9 @@ class Transport:
         self._streaming = True
         #: True once ``loseConnection`` was called
         self.disconnecting = False
+        #: called once when ``loseConnection`` or ``abortConnection`` is first called (a
+        #: declarative protocol stops framing the bytes it already holds)
+        self.on_closing: Callable[[], object] | None = None
         sock = transport.get_extra_info("socket")
         self._unix = sock is not None and sock.family == socket.AF_UNIX
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -115,15 +119,21 @@ class Transport:
         """Close once everything written so far has been sent."""
         if self.disconnecting or self._closed:
             return
-        self.disconnecting = True
+        self._closing()
         self._flush()
         self._transport.close()
 
     def abortConnection(self) -> None:
         """Close at once, dropping unsent data."""
-        self.disconnecting = True
+        self._closing()
         self._out.clear()
         self._transport.abort()
+
+    def _closing(self) -> None:
+        self.disconnecting = True
+        hook, self.on_closing = self.on_closing, None
+        if hook is not None:
+            hook()
 
     # -- addresses -----------------------------------------------------------------------
 

@@ -111,6 +111,7 @@ class Framer:
     """
 
     __slots__ = (
+        "_batch",
         "_budget",
         "_context",
         "_decoder",
@@ -123,6 +124,7 @@ class Framer:
         "_pos",
         "_running",
         "_src",
+        "_stop_batch",
         "_switch_to",
         "error",
         "fast",
@@ -159,10 +161,13 @@ class Framer:
         self._pos = 0
         self._held = bytearray()
         self._budget = _MAX_BATCH
+        #: the batch being delivered: its size and the iterator over what is left of it
+        self._batch: tuple[int, Any] | None = None
         self._running = False
         self._paused = False
         self._ended = False
         self._interrupt = False
+        self._stop_batch = False
         self._switch_to: tuple[Any, Mapping[str, Any]] | None = None
 
     @property
@@ -174,6 +179,12 @@ class Framer:
     def paused(self) -> bool:
         """Whether delivery is paused (see :meth:`pause`)."""
         return self._paused
+
+    @property
+    def waiting(self) -> bool:
+        """Whether bytes are buffered that no decoder has looked at yet (a batch was cut
+        short by :meth:`interrupt`, a pause, or a switch made with ``deliver=False``)."""
+        return self._pos < len(self._src) or bool(self._held)
 
     @property
     def offset(self) -> int:
@@ -212,25 +223,59 @@ class Framer:
         if not (self._paused or self._running):
             self._run()
 
-    def switch(self, grammar: Any, *, context: Mapping[str, Any] | None = None) -> None:
+    def switch(
+        self, grammar: Any, *, context: Mapping[str, Any] | None = None, deliver: bool = True
+    ) -> None:
         """Frame the bytes after the current frame with ``grammar`` from now on.
 
         From inside ``on_frame`` it takes effect when the callback returns; the bytes
         already buffered are then framed by the new grammar, nothing lost, duplicated or
-        reordered. Called between feeds it re-frames the buffered bytes at once.
+        reordered. Called between feeds it re-frames the buffered bytes at once, unless
+        ``deliver`` is false: then they wait for the next ``feed`` (``feed(b"")``).
         """
         if self._running:
             self._switch_to = (grammar, context or {})
             self._interrupt = True
             return
         self._install(grammar, context or {})
-        if not self._paused and self.error is None:
+        if deliver and not self._paused and self.error is None:
             self._run()
+
+    def clear(self) -> bytes:
+        """Drop every byte fed but not yet delivered, and the error that stopped the
+        framer if one did; return the dropped bytes (Twisted's ``clearLineBuffer``).
+
+        From inside ``on_frame`` it drops the frames after the current one too; framing
+        goes on with the bytes fed next, as the start of a frame.
+        """
+        self._rewind_batch()
+        data = self.buffered
+        decoder = self._decoder
+        decoder.restart(decoder.base + len(data))
+        self._src = b""
+        self._pos = 0
+        self._held.clear()
+        self.error = None
+        if self._running:
+            self._interrupt = True
+        return data
 
     def pause(self) -> None:
         """Stop delivering frames (after the current one); bytes fed meanwhile are kept."""
         self._paused = True
         if self._running:
+            self._interrupt = True
+
+    def interrupt(self) -> None:
+        """From inside ``on_frame``: return from ``feed`` after this frame.
+
+        The frames not yet delivered stay buffered, exactly as they arrived; ``feed(b"")``
+        goes on with them. Lets a caller act between two frames (run work the callback
+        queued) without pausing. Outside a callback, and during :meth:`eof`, it does
+        nothing.
+        """
+        if self._running and not self._ended:
+            self._stop_batch = True
             self._interrupt = True
 
     def resume(self) -> None:
@@ -341,19 +386,29 @@ class Framer:
         """Call ``on_frame`` for each frame; True if a callback interrupted the batch."""
         on_frame = self.on_frame
         remaining = iter(frames)
+        self._batch = (len(frames), remaining)
         try:
             for frame in remaining:
                 on_frame(frame)
                 if self._interrupt:
-                    self._pos = decoder.rewind(len(frames) - length_hint(remaining))
+                    self._rewind_batch()
                     return True
         except BaseException:
             # the frame that raised counts as delivered; the ones after it wait
-            self._pos = decoder.rewind(len(frames) - length_hint(remaining))
+            self._rewind_batch()
             self._interrupt = False
+            self._stop_batch = False
             self._switch_to = None
             raise
+        self._batch = None
         return False
+
+    def _rewind_batch(self) -> None:
+        """Give back the bytes of the frames of the batch not yet delivered."""
+        if self._batch is not None:
+            size, remaining = self._batch
+            self._batch = None
+            self._pos = self._decoder.rewind(size - length_hint(remaining))
 
     def _interrupted(self) -> bool:
         """Act on a switch or pause asked for by a callback; True to stop running."""
@@ -362,7 +417,8 @@ class Framer:
             grammar, context = self._switch_to
             self._switch_to = None
             self._install(grammar, context)
-        return self._paused or self.error is not None
+        stop, self._stop_batch = self._stop_batch, False
+        return stop or self._paused or self.error is not None
 
     def _recover(self, decoder: Decoder) -> bool:
         """Report the decoder's error; True when framing goes on after it."""

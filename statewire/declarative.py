@@ -1,0 +1,172 @@
+"""``MachineProtocol``: a Twisted-style protocol declared as an automat machine.
+
+A subclass names its machine and, per state, the framing, the route from frames to inputs
+and an optional timeout; connection loss becomes the ``lost`` input in every state that
+accepts it. ``TypeMachineBuilder`` machines take the protocol instance as their *core*:
+outputs get it and call :meth:`MachineProtocol.send`, :meth:`MachineProtocol.close`, reach
+``core.factory``, ... ::
+
+    class Commands(typing.Protocol):
+        def hello(self, line: bytes) -> None: ...
+
+    builder = TypeMachineBuilder(Commands, MachineProtocol)
+    ready = builder.state("ready")
+
+    @ready.upon(Commands.hello).loop()
+    def greet(machine: Commands, core: MachineProtocol, line: bytes) -> None:
+        core.send(b"hello " + line)
+
+    class Greeter(MachineProtocol):
+        machine = builder.build()
+        framings = {ready: line(b"\\r\\n", max_length=1024)}
+        routes = {ready: Commands.hello}
+
+With a ``MethodicalMachine`` the machine lives in the protocol class, as automat's own
+examples do, and ``machine = _machine`` names it. See ``examples/`` for complete protocols
+in both styles.
+
+Errors. A frame the routes cannot place, an input the state does not accept, or a framing
+error (too long, malformed) is a *remote* error: :meth:`MachineProtocol.remoteError` logs
+it, sends ``error_reply`` (when set) and closes the connection unless ``close_on_error`` is
+false; the state is unchanged either way. An exception from an output or a hook is a
+*local* error: :meth:`MachineProtocol.localError` logs it and aborts the connection.
+Closing the connection (``close()``, or ``transport.loseConnection()`` on statewire's own
+transports) stops the delivery of frames already received, as Twisted's ``LineReceiver``
+does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from statewire.error import Failure, connectionDone
+from statewire.framing import FramingError, Policy
+from statewire.machine import Driver, Plan, RemoteProtocolError, Timeout
+from statewire.protocol import Protocol
+
+log = logging.getLogger("statewire.declarative")
+
+#: the class attributes that declare a protocol (a subclass setting one is compiled again)
+_DECLARATIONS = ("machine", "framings", "routes", "timeouts", "lost", "policy")
+
+
+class MachineProtocol(Driver, Protocol):
+    """A protocol whose states, framings and inputs are declared (see the module docs)."""
+
+    #: the automat machine: ``TypeMachineBuilder(...).build()`` or a ``MethodicalMachine``
+    machine: ClassVar[Any] = None
+    #: state -> grammar, or a callable ``(protocol, state_data) -> grammar``; a state with
+    #: no framing reads nothing (any byte arriving in it is a remote error)
+    framings: ClassVar[Mapping[Any, Any]] = {}
+    #: state -> an input (each frame becomes ``input(frame)``) or a route (``by_verb``...)
+    routes: ClassVar[Mapping[Any, Any]] = {}
+    #: state -> :class:`~statewire.machine.Timeout`
+    timeouts: ClassVar[Mapping[Any, Timeout]] = {}
+    #: the input connection loss becomes (called with the reason), or ``None``
+    lost: ClassVar[Any] = None
+    #: what the framer does after a framing error (``Policy.DISCARD`` skips oversize frames)
+    policy: ClassVar[Policy] = Policy.CLOSE
+    #: grammar :meth:`send` builds frames with; ``None``: the current state's grammar
+    sends: ClassVar[Any] = None
+    #: a value sent (through :meth:`send`) on a remote error, or ``None``
+    error_reply: ClassVar[Any] = None
+    #: whether a remote error closes the connection (after a fatal framing error it always
+    #: does: the bytes after it cannot be framed)
+    close_on_error: ClassVar[bool] = True
+    #: timer source with ``callLater`` and ``seconds``; ``None``: statewire's reactor
+    clock: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.machine is not None and any(name in vars(cls) for name in _DECLARATIONS):
+            cls._sw_plan = Plan.compile(
+                cls, cls.machine, cls.framings, cls.routes, cls.timeouts, cls.lost, cls.policy
+            )
+
+    # -- connection ----------------------------------------------------------------------
+
+    def makeConnection(self, transport: Any) -> None:
+        """Start the machine in its initial state, then connect (``connectionMade``)."""
+        if getattr(type(self), "_sw_plan", None) is None:
+            raise TypeError(f"{type(self).__name__} declares no machine")
+        self._sw_start()
+        if hasattr(transport, "on_closing"):
+            transport.on_closing = self._sw_close_input
+        super().makeConnection(transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Frame ``data`` with the current state's grammar and run the inputs it makes."""
+        self._sw_receive(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Cancel the state timeout and deliver the ``lost`` input. Subclasses that
+        override this should call it."""
+        if self._sw_framer is not None:
+            self._sw_stop(reason)
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def send(self, value: Any, grammar: Any = None) -> None:
+        """Send ``value`` as a frame built by ``grammar`` (default: :attr:`sends`, else the
+        current state's grammar)."""
+        if grammar is None:
+            grammar = self.sends
+            if grammar is None:
+                assert self._sw_framer is not None
+                grammar = self._sw_framer.grammar
+        self.transport.write(grammar.build(value))
+
+    def close(self) -> None:
+        """Close the connection once what was sent is flushed; no more frames are read."""
+        self._sw_close_input()
+        self.transport.loseConnection()
+
+    def abort(self) -> None:
+        """Close the connection at once, dropping unsent data."""
+        self._sw_close_input()
+        self.transport.abortConnection()
+
+    # -- clock ---------------------------------------------------------------------------
+
+    def _clock(self) -> Any:
+        clock = self.clock
+        if clock is None:
+            from statewire import reactor
+
+            clock = reactor
+        return clock
+
+    def _sw_call_later(self, seconds: float, f: Any, *args: Any) -> Any:
+        return self._clock().callLater(seconds, f, *args)
+
+    def _sw_seconds(self) -> float:
+        seconds: float = self._clock().seconds()
+        return seconds
+
+    # -- errors --------------------------------------------------------------------------
+
+    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+        """The peer broke the protocol (the state is unchanged): log it, send
+        :attr:`error_reply` if set, and close unless :attr:`close_on_error` is false."""
+        fatal = isinstance(error, FramingError) and self._sw_framer_stopped()
+        close = self.close_on_error or fatal
+        log.info("%s: %s%s", type(self).__name__, error, "; closing" if close else "")
+        if self.error_reply is not None:
+            self.send(self.error_reply)
+        if close:
+            self.close()
+
+    def _sw_framer_stopped(self) -> bool:
+        return self._sw_framer is not None and self._sw_framer.error is not None
+
+    def localError(self, error: Exception) -> None:
+        """Our own code raised: log it with its traceback and abort the connection."""
+        log.error(
+            "%s: %s raised; aborting the connection",
+            type(self).__name__,
+            type(error).__name__,
+            exc_info=error,
+        )
+        self.abort()

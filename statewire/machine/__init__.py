@@ -1,0 +1,35 @@
+"""Layer 3: automat machines whose inputs are frames cut by per-state grammars (sans-IO).
+
+A declarative protocol names an automat machine (``TypeMachineBuilder`` or
+``MethodicalMachine``), the framing of each state, the route from frames to inputs, per-state
+timeouts and the input that connection loss becomes. This package checks those declarations
+against the machine (:class:`Plan`) and runs them per connection (:class:`Driver`); the
+Twisted-style face is :class:`statewire.declarative.MachineProtocol`.
+"""
+
+from statewire.machine._driver import Driver
+from statewire.machine._plan import Plan
+from statewire.machine._routes import ByKey, Route, Timeout, ToInput, by_key, by_verb
+from statewire.machine._styles import forward
+from statewire.machine.errors import (
+    DefinitionError,
+    RemoteProtocolError,
+    UnexpectedInput,
+    UnroutableFrame,
+)
+
+__all__ = [
+    "ByKey",
+    "DefinitionError",
+    "Driver",
+    "Plan",
+    "RemoteProtocolError",
+    "Route",
+    "Timeout",
+    "ToInput",
+    "UnexpectedInput",
+    "UnroutableFrame",
+    "by_key",
+    "by_verb",
+    "forward",
+]

@@ -1,0 +1,318 @@
+"""The per-connection engine of a declarative protocol (sans-IO).
+
+Theory of operation
+-------------------
+A :class:`Driver` owns one :class:`~statewire.framing.Framer` and one machine instance.
+The framer's grammar and its frame handler are always those of the machine's current state.
+Bytes go in through :meth:`Driver._sw_pump`; the framer cuts frames in batches and hands
+each to the state's handler:
+
+* a *direct* handler when the state routes every frame to one input whose transition
+  loops back to the same state with one plain output (``TypeMachineBuilder`` only): the
+  output itself, bound to the machine and core (or, for :func:`forward`, the protocol's
+  hook). Nothing of statewire runs between two such frames: this is the fast path that
+  makes a declarative ``LineReceiver`` faster than Twisted's hand-written one;
+* otherwise a handler that routes the frame to an input, refuses it when the state has no
+  transition for it (a remote error, state unchanged), runs the transition and, when the
+  state changed, switches the framer to the new state's grammar (the framer re-frames the
+  bytes it holds, so nothing is lost) and moves the state timeout.
+
+Reentrancy follows automat: an input called while another input's outputs run is postponed
+until they are done. During a pump the postponement queue is the pump's own; queueing
+interrupts the framer after the current frame, so the pump runs the postponed inputs
+*before* the next frame is cut, with the framing of whatever state they lead to. The
+compiled inputs call :meth:`_sw_sync` after they return, so a state changed from outside
+(a timer, another object calling an input) re-frames the buffered bytes at once.
+
+Hosts (the layer-4 ``MachineProtocol``) supply the clock and the error policy:
+``_sw_call_later``, ``_sw_seconds``, ``remoteError`` and ``localError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import fields, is_dataclass
+from functools import partial
+from typing import Any, ClassVar
+
+from construct import Construct
+
+from grammars import raw
+from statewire.framing import Framer, FramingError
+from statewire.machine._plan import Plan
+from statewire.machine._routes import ByKey, Timeout, ToInput
+from statewire.machine._styles import Handler
+from statewire.machine.errors import RemoteProtocolError, UnexpectedInput, UnroutableFrame
+
+#: the framing of a state that declares none: any byte arriving is unroutable
+_READS_NOTHING = raw()
+#: what a route's key or converter may raise for a frame it cannot make sense of
+_BAD_FRAME = (ValueError, TypeError, LookupError)
+
+
+class _Postponed(list[Callable[[], object]]):
+    """Inputs postponed during a pump; queueing one ends the framer's batch."""
+
+    __slots__ = ("framer",)
+    framer: Framer
+
+    def append(self, item: Callable[[], object]) -> None:
+        super().append(item)
+        self.framer.interrupt()
+
+
+def _context(data: Any) -> Mapping[str, Any] | None:
+    """Construct context from a state's data (for grammars like ``fixed(this.size)``)."""
+    if data is None:
+        return None
+    if isinstance(data, Mapping):
+        return data
+    if is_dataclass(data):
+        return {f.name: getattr(data, f.name) for f in fields(data)}
+    return getattr(data, "__dict__", None)
+
+
+class Driver:
+    """Mixin holding a declarative protocol's per-connection engine."""
+
+    _sw_plan: ClassVar[Plan]
+    _sw_framer: Framer | None = None
+    #: called by compiled inputs after they return (see _styles)
+    _sw_after: Callable[[], None] | None = None
+
+    # -- host interface ------------------------------------------------------------------
+
+    def _sw_call_later(self, seconds: float, f: Callable[..., object], *args: Any) -> Any:
+        """Schedule ``f(*args)``; return a handle with ``cancel()``."""
+        raise NotImplementedError
+
+    def _sw_seconds(self) -> float:
+        """The clock the timeouts use."""
+        raise NotImplementedError
+
+    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+        """The peer broke the protocol; the state is unchanged."""
+        raise NotImplementedError
+
+    def localError(self, error: Exception) -> None:
+        """Our own code raised (an output, a hook)."""
+        raise NotImplementedError
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    def _sw_start(self) -> None:
+        """Make the machine and the framer of its initial state."""
+        plan = self._sw_plan
+        style = plan.style
+        self._sw_impl = impl = style.new(self)
+        impl._sw_after = self._sw_sync
+        self._sw_busy = False
+        self._sw_closing = False
+        self._sw_backlog = b""
+        self._sw_resume = False
+        self._sw_timer: Any = None
+        self._sw_last_read = 0.0
+        self._sw_state = state = style.state(impl)
+        grammar, context = self._sw_framing(state)
+        self._sw_queue = queue = _Postponed()
+        self._sw_framer = queue.framer = Framer(
+            grammar,
+            self._sw_handler(state),
+            on_error=self._sw_remote,
+            policy=plan.policy,
+            context=context,
+        )
+        self._sw_arm(state)
+
+    def _sw_stop(self, lost_reason: Any) -> None:
+        """The connection is gone: stop framing, cancel the timeout, deliver the loss."""
+        self._sw_closing = True
+        self._sw_disarm()
+        name = self._sw_plan.lost
+        if name is not None and self._sw_plan.style.accepts(self._sw_state, name):
+            self._sw_input(name, (lost_reason,))
+
+    def _sw_close_input(self) -> None:
+        """The connection is closing: frames already buffered are not delivered."""
+        self._sw_closing = True
+        if self._sw_framer is not None:
+            self._sw_framer.interrupt()
+
+    @property
+    def state(self) -> str:
+        """The name of the machine's current state."""
+        plan = self._sw_plan
+        return plan.style.name_of(plan.style.state(self._sw_impl))
+
+    # -- bytes in ------------------------------------------------------------------------
+
+    def _sw_receive(self, data: bytes) -> None:
+        """Frame ``data``; an exception from our own code is a local error."""
+        if self._sw_closing:
+            return
+        if self._sw_plan.idle:
+            self._sw_last_read = self._sw_seconds()
+        try:
+            self._sw_pump(data)
+        except Exception as exc:
+            self.localError(exc)
+
+    def _sw_pump(self, data: bytes) -> None:
+        """Feed ``data`` and run postponed inputs between frames until nothing is left."""
+        if self._sw_busy:
+            self._sw_backlog += data  # fed from inside a frame or input: after what is held
+            return
+        framer = self._sw_framer
+        assert framer is not None
+        queue = self._sw_queue
+        hold = self._sw_plan.style.hold
+        impl = self._sw_impl
+        self._sw_busy = True
+        hold(impl, queue)
+        try:
+            if framer.error is None:
+                framer.feed(data)
+            while (queue or self._sw_backlog or self._sw_resume) and not self._sw_closing:
+                if queue:
+                    hold(impl, None)  # each postponed input runs as an outermost one
+                    while queue:
+                        queue.pop(0)()
+                    hold(impl, queue)
+                if framer.error is not None or self._sw_closing:
+                    break
+                if self._sw_resume:
+                    self._sw_resume = False
+                    framer.resume()
+                data, self._sw_backlog = self._sw_backlog, b""
+                framer.feed(data)
+        finally:
+            hold(impl, None)
+            self._sw_busy = False
+
+    def _sw_resume_input(self) -> None:
+        """Resume delivering frames after a pause (from anywhere, even a callback)."""
+        self._sw_resume = True
+        if not self._sw_busy:
+            self._sw_pump(b"")
+
+    # -- frames to inputs ----------------------------------------------------------------
+
+    def _sw_framing(self, state: Any) -> tuple[Any, Mapping[str, Any] | None]:
+        spec = self._sw_plan.framings.get(state, _READS_NOTHING)
+        data = self._sw_plan.style.data(self._sw_impl)
+        if not isinstance(spec, Construct) and callable(spec):
+            spec = spec(self, data)
+        return spec, _context(data)
+
+    def _sw_handler(self, state: Any) -> Handler:
+        plan = self._sw_plan
+        route = plan.routes.get(state)
+        if route is None:
+            return self._sw_unroutable
+        if isinstance(route, ToInput):
+            name = route.input
+            if plan.style.accepts(state, name):
+                direct = plan.style.loop_handler(self._sw_impl, self, state, name)
+                if direct is not None:
+                    return direct
+            return partial(self._sw_frame_input, name)
+        assert isinstance(route, ByKey)
+        return partial(self._sw_keyed, route)
+
+    def _sw_frame_input(self, name: str, frame: Any) -> None:
+        self._sw_dispatch(name, (frame,), frame)
+
+    def _sw_keyed(self, route: ByKey, frame: Any) -> None:
+        try:
+            key = route.key(frame)
+            entry = route.table.get(key)
+            args: tuple[Any, ...]
+            if entry is None:
+                if route.unknown is None:
+                    raise LookupError(f"no input for {key!r}")
+                name, args = route.unknown, (frame,)
+            else:
+                name, convert = entry
+                if route.words is not None:
+                    words = tuple(w for w in bytes(frame).split(route.words)[1:] if w)
+                    args = tuple(convert(*words)) if convert else words
+                else:
+                    args = tuple(convert(frame)) if convert else (frame,)
+        except _BAD_FRAME as exc:
+            self._sw_remote(
+                UnroutableFrame(f"cannot route {frame!r}: {exc}", state=self.state, frame=frame)
+            )
+            return
+        self._sw_dispatch(name, args, frame)
+
+    def _sw_unroutable(self, frame: Any) -> None:
+        self._sw_remote(
+            UnroutableFrame(
+                f"state {self.state!r} reads nothing, got {frame!r}",
+                state=self.state,
+                frame=frame,
+            )
+        )
+
+    def _sw_dispatch(self, name: str, args: tuple[Any, ...], frame: Any) -> None:
+        style = self._sw_plan.style
+        impl = self._sw_impl
+        state = style.state(impl)
+        if not style.accepts(state, name):
+            self._sw_remote(UnexpectedInput(state=style.name_of(state), input=name, frame=frame))
+            return
+        style.fire(impl, name, args)
+        if style.state(impl) is not self._sw_state:
+            self._sw_sync()
+
+    def _sw_remote(self, error: RemoteProtocolError | FramingError) -> None:
+        self.remoteError(error)
+
+    # -- state changes -------------------------------------------------------------------
+
+    def _sw_sync(self) -> None:
+        """After an input: if the state changed, switch framing and move the timeout."""
+        framer = self._sw_framer
+        state = self._sw_plan.style.state(self._sw_impl)
+        if framer is None or state is self._sw_state:
+            return
+        self._sw_state = state
+        self._sw_disarm()
+        if self._sw_closing:
+            return
+        grammar, context = self._sw_framing(state)
+        framer.on_frame = self._sw_handler(state)
+        framer.switch(grammar, context=context, deliver=False)
+        self._sw_arm(state)
+        if not self._sw_busy:
+            self._sw_pump(b"")
+
+    def _sw_arm(self, state: Any) -> None:
+        timeout = self._sw_plan.timeouts.get(state)
+        if timeout is not None:
+            if timeout.idle:
+                self._sw_last_read = self._sw_seconds()
+            self._sw_timer = self._sw_call_later(timeout.seconds, self._sw_expired, timeout)
+
+    def _sw_disarm(self) -> None:
+        timer, self._sw_timer = self._sw_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _sw_expired(self, timeout: Timeout) -> None:
+        self._sw_timer = None
+        if timeout.idle:
+            quiet = self._sw_seconds() - self._sw_last_read
+            if quiet < timeout.seconds:
+                self._sw_timer = self._sw_call_later(
+                    timeout.seconds - quiet, self._sw_expired, timeout
+                )
+                return
+        self._sw_input(timeout.input_name, ())
+
+    def _sw_input(self, name: str, args: tuple[Any, ...]) -> None:
+        """Call an input from outside the framer (a timeout, the connection's loss)."""
+        try:
+            self._sw_plan.style.call(self._sw_impl, name, args)
+        except Exception as exc:
+            self.localError(exc)

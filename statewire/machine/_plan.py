@@ -1,0 +1,97 @@
+"""A protocol class's declarations, checked and compiled once, when the class is made."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from statewire.framing import Policy
+from statewire.machine._routes import Route, Timeout, input_name, make_route
+from statewire.machine._styles import Style, style_for
+from statewire.machine.errors import DefinitionError
+
+
+def _state_name(ref: Any) -> str:
+    if isinstance(ref, str):
+        return ref
+    name = getattr(ref, "name", None)  # TypeMachineBuilder state
+    if isinstance(name, str):
+        return name
+    method = getattr(ref, "method", None)  # MethodicalMachine state
+    if method is not None:
+        return str(method.__name__)
+    raise DefinitionError(f"{ref!r} is not a state (a state object or its name)")
+
+
+@dataclass
+class Plan:
+    """The compiled declarations: per state object, its framing, route and timeout."""
+
+    style: Style
+    framings: dict[Any, Any]
+    routes: dict[Any, Route]
+    timeouts: dict[Any, Timeout]
+    lost: str | None
+    policy: Policy
+    #: whether any timeout measures silence (reads then note the time)
+    idle: bool
+
+    @classmethod
+    def compile(
+        cls,
+        owner: type,
+        machine: Any,
+        framings: Mapping[Any, Any],
+        routes: Mapping[Any, Any],
+        timeouts: Mapping[Any, Timeout],
+        lost: Any,
+        policy: Policy,
+    ) -> Plan:
+        """Check the declarations of protocol class ``owner`` against its machine."""
+        style = style_for(machine, owner)
+
+        def state(ref: Any, what: str) -> Any:
+            name = _state_name(ref)
+            found = style.states.get(name)
+            if found is None:
+                known = ", ".join(sorted(style.states))
+                raise DefinitionError(
+                    f"{owner.__name__}.{what} names state {name!r}; the machine has: {known}"
+                )
+            return found
+
+        def known_input(name: str, what: str) -> str:
+            if name not in style.inputs:
+                known = ", ".join(sorted(style.inputs))
+                raise DefinitionError(
+                    f"{owner.__name__}.{what} names input {name!r}; the machine has: {known}"
+                )
+            return name
+
+        compiled_routes: dict[Any, Route] = {}
+        for ref, spec in routes.items():
+            route = make_route(spec)
+            for name in route.inputs():
+                known_input(name, "routes")
+            compiled_routes[state(ref, "routes")] = route
+        compiled_timeouts: dict[Any, Timeout] = {}
+        for ref, timeout in timeouts.items():
+            where = state(ref, "timeouts")
+            name = known_input(timeout.input_name, "timeouts")
+            if not style.accepts(where, name):
+                raise DefinitionError(
+                    f"{owner.__name__}.timeouts: state {style.name_of(where)!r} has no "
+                    f"transition for its timeout input {name!r}"
+                )
+            compiled_timeouts[where] = timeout
+        lost_name = None if lost is None else known_input(input_name(lost), "lost")
+        return cls(
+            style=style,
+            framings={state(ref, "framings"): g for ref, g in framings.items()},
+            routes=compiled_routes,
+            timeouts=compiled_timeouts,
+            lost=lost_name,
+            policy=policy,
+            idle=any(t.idle for t in compiled_timeouts.values()),
+        )

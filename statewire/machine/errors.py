@@ -1,0 +1,47 @@
+"""Errors of the declarative layer: whose fault it was, and what it was about.
+
+A *remote* protocol error is the peer's fault: it sent a frame no route could turn into an
+input, or an input the current state does not accept. The protocol's ``remoteError`` hook
+decides what happens (by default: an optional reply, a log line, the connection closed);
+the state is unchanged. Framing errors (:class:`statewire.framing.FramingError`) are remote
+errors too and reach the same hook.
+
+A *local* error is ours: an exception raised by an output or a hook. It is logged and the
+connection aborted; the server and every other connection carry on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DefinitionError(TypeError):
+    """A declarative protocol's definition is inconsistent (raised at class creation)."""
+
+
+class RemoteProtocolError(Exception):
+    """The peer broke the protocol. ``frame`` is the frame at fault (or ``None``)."""
+
+    def __init__(self, message: str, *, state: str, frame: Any = None) -> None:
+        super().__init__(message)
+        #: name of the state the protocol was in (and is still in)
+        self.state = state
+        self.frame = frame
+
+
+class UnexpectedInput(RemoteProtocolError):
+    """A frame became an input the current state does not accept (automat's
+    ``NoTransition``, when the input came from the peer)."""
+
+    def __init__(self, *, state: str, input: str, frame: Any = None) -> None:
+        super().__init__(
+            f"input {input!r} is not accepted in state {state!r}", state=state, frame=frame
+        )
+        #: name of the input that was refused
+        self.input = input
+
+
+class UnroutableFrame(RemoteProtocolError):
+    """A frame no route of the current state turns into an input (an unknown command
+    with no fallback, arguments a converter refused, or bytes in a state that reads none).
+    """

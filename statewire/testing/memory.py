@@ -1,0 +1,163 @@
+"""In-memory stand-ins for the runtime: a transport that records what is written, and a
+clock that moves only when told. Protocols run on them exactly as on sockets (they have the
+same methods), so tests need no network and no real time.
+
+>>> from statewire.wire import Echo
+>>> transport = StringTransport()
+>>> protocol = Echo()
+>>> protocol.makeConnection(transport)
+>>> protocol.dataReceived(b"hi")
+>>> transport.value()
+b'hi'
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from statewire.address import Address, IPv4Address
+
+
+class StringTransport:
+    """A transport that keeps written bytes in memory (like Twisted's ``StringTransport``).
+
+    ``value()`` is everything written; ``clear()`` forgets it. ``disconnecting`` turns true
+    on ``loseConnection``, ``aborted`` on ``abortConnection``; nothing is ever delivered to
+    the protocol's ``connectionLost`` unless the test calls it. ``producerState`` is
+    ``"producing"``, ``"paused"`` or ``"stopped"`` (the read side, as the protocol asked).
+    """
+
+    def __init__(
+        self,
+        peer: Address | None = None,
+        host: Address | None = None,
+    ) -> None:
+        self._written = bytearray()
+        self.peer = peer or IPv4Address("TCP", "127.0.0.1", 50000)
+        self.host = host or IPv4Address("TCP", "127.0.0.1", 8000)
+        self.disconnecting = False
+        self.aborted = False
+        self.producer: Any = None
+        self.streaming: bool | None = None
+        self.producerState = "producing"
+        #: called once when the protocol starts closing (statewire transports have it)
+        self.on_closing: Callable[[], object] | None = None
+
+    def write(self, data: bytes) -> None:
+        """Record ``data``; a ``str`` is refused, as on the real transports."""
+        if isinstance(data, str):
+            raise TypeError("write() takes bytes, not str: encode the text first")
+        if not self.aborted:
+            self._written += data
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        """Record each item of ``data``."""
+        for item in data:
+            self.write(item)
+
+    def value(self) -> bytes:
+        """Everything written so far (since the last :meth:`clear`)."""
+        return bytes(self._written)
+
+    def clear(self) -> None:
+        """Forget what was written."""
+        self._written.clear()
+
+    def _closing(self) -> None:
+        self.disconnecting = True
+        hook, self.on_closing = self.on_closing, None
+        if hook is not None:
+            hook()
+
+    def loseConnection(self) -> None:
+        """Mark the transport as closing."""
+        self._closing()
+
+    def abortConnection(self) -> None:
+        """Mark the transport as aborted (writes after this are dropped)."""
+        self._closing()
+        self.aborted = True
+
+    def getPeer(self) -> Address:
+        return self.peer
+
+    def getHost(self) -> Address:
+        return self.host
+
+    def pauseProducing(self) -> None:
+        self.producerState = "paused"
+
+    def resumeProducing(self) -> None:
+        self.producerState = "producing"
+
+    def stopProducing(self) -> None:
+        self.producerState = "stopped"
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        if self.producer is not None:
+            raise RuntimeError("a producer is already registered")
+        self.producer = producer
+        self.streaming = streaming
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+        self.streaming = None
+
+
+class _Call:
+    """A call scheduled on a :class:`Clock`."""
+
+    def __init__(self, clock: Clock, when: float, f: Callable[..., Any], args: Any) -> None:
+        self.clock = clock
+        self.time = when
+        self.func = f
+        self.args = args
+        self.called = False
+        self.cancelled = False
+
+    def active(self) -> bool:
+        return not (self.called or self.cancelled)
+
+    def getTime(self) -> float:
+        return self.time
+
+    def cancel(self) -> None:
+        if not self.active():
+            raise RuntimeError("the call already ran or was cancelled")
+        self.cancelled = True
+
+
+class Clock:
+    """A clock for timeouts in tests: ``callLater`` schedules, :meth:`advance` runs what
+    falls due, in time order. An exception from a call propagates out of ``advance``."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._queue: list[tuple[float, int, _Call]] = []
+        self._order = itertools.count()
+
+    def seconds(self) -> float:
+        return self.now
+
+    def callLater(self, delay: float, f: Callable[..., Any], *args: Any) -> _Call:
+        call = _Call(self, self.now + delay, f, args)
+        heapq.heappush(self._queue, (call.time, next(self._order), call))
+        return call
+
+    def pending(self) -> list[_Call]:
+        """The calls still to run, soonest first."""
+        return [call for _, _, call in sorted(self._queue) if call.active()]
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, running every call that falls due."""
+        end = self.now + seconds
+        while self._queue and self._queue[0][0] <= end:
+            when, _, call = heapq.heappop(self._queue)
+            if call.active():
+                self.now = max(self.now, when)
+                call.called = True
+                call.func(*call.args)
+        self.now = end
