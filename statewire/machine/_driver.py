@@ -189,6 +189,24 @@ class Driver:
             hold(impl, None)
             self._sw_busy = False
 
+    def _sw_clear(self) -> bytes:
+        """Drop and return every byte received but not yet delivered in a frame."""
+        assert self._sw_framer is not None
+        data = self._sw_framer.clear() + self._sw_backlog
+        self._sw_backlog = b""
+        return data
+
+    def _sw_refresh(self) -> None:
+        """Frame what follows with the current state's framing as it evaluates now (for
+        framings computed from protocol attributes that changed, like a delimiter)."""
+        framer = self._sw_framer
+        assert framer is not None
+        grammar, context = self._sw_framing(self._sw_state)
+        if grammar is not framer.grammar:
+            framer.switch(grammar, context=context, deliver=False)
+            if not self._sw_busy:
+                self._sw_pump(b"")
+
     def _sw_resume_input(self) -> None:
         """Resume delivering frames after a pause (from anywhere, even a callback)."""
         self._sw_resume = True
