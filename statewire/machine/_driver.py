@@ -250,10 +250,15 @@ class Driver:
                     raise LookupError(f"no input for {key!r}")
                 name, args = route.unknown, (frame,)
             else:
-                name, convert = entry
+                name, convert, arity = entry
                 if route.words is not None:
                     words = tuple(w for w in bytes(frame).split(route.words)[1:] if w)
-                    args = tuple(convert(*words)) if convert else words
+                    if convert is not None:
+                        args = tuple(convert(*words))
+                    elif arity is None or arity[0] <= len(words) <= arity[1]:
+                        args = words
+                    else:
+                        raise TypeError(f"{name} takes {arity[0]} to {arity[1]} words")
                 else:
                     args = tuple(convert(frame)) if convert else (frame,)
         except _BAD_FRAME as exc:

@@ -9,6 +9,7 @@ named by the input itself (``Inputs.put`` of a ``TypeMachineBuilder``'s protocol
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,10 @@ class ToInput(Route):
         return self.input
 
 
+#: (input name, converter or None, (fewest, most) arguments the input takes, or None)
+Entry = tuple[str, "Callable[..., tuple[Any, ...]] | None", "tuple[int, float] | None"]
+
+
 @dataclass(frozen=True)
 class ByKey(Route):
     """``key(frame)`` picks the input; ``convert(frame)`` (default: ``(frame,)``) gives its
@@ -64,13 +69,13 @@ class ByKey(Route):
     :class:`~statewire.machine.errors.UnroutableFrame`."""
 
     key: Callable[[Any], Hashable]
-    table: Mapping[Hashable, tuple[str, Callable[..., tuple[Any, ...]] | None]]
+    table: Mapping[Hashable, Entry]
     unknown: str | None = None
     #: ``by_verb`` converts the words after the verb, not the frame
     words: bytes | None = None
 
     def inputs(self) -> set[str]:
-        names = {name for name, _ in self.table.values()}
+        names = {name for name, _, _ in self.table.values()}
         if self.unknown is not None:
             names.add(self.unknown)
         return names
@@ -79,16 +84,29 @@ class ByKey(Route):
         return "by " + ("verb" if self.words is not None else "key")
 
 
-def _targets(
-    table: Mapping[Any, Target],
-) -> dict[Hashable, tuple[str, Callable[..., tuple[Any, ...]] | None]]:
-    compiled: dict[Hashable, tuple[str, Callable[..., tuple[Any, ...]] | None]] = {}
+def _arity(ref: InputRef) -> tuple[int, float] | None:
+    """How many arguments (after ``self``) the input ``ref`` takes, when it can be told."""
+    if isinstance(ref, str):
+        return None
+    method = getattr(ref, "method", ref)
+    try:
+        parameters = list(inspect.signature(method).parameters.values())[1:]
+    except (TypeError, ValueError):
+        return None
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    fewest = sum(1 for p in positional if p.default is p.empty)
+    many = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    return fewest, float("inf") if many else float(len(positional))
+
+
+def _targets(table: Mapping[Any, Target]) -> dict[Hashable, Entry]:
+    compiled: dict[Hashable, Entry] = {}
     for key, target in table.items():
         if isinstance(target, tuple):
             ref, convert = target
-            compiled[key] = (input_name(ref), convert)
+            compiled[key] = (input_name(ref), convert, None)
         else:
-            compiled[key] = (input_name(target), None)
+            compiled[key] = (input_name(target), None, _arity(target))
     return compiled
 
 
@@ -114,10 +132,12 @@ def by_verb(
 ) -> ByKey:
     """Route text commands (``b"PUT name 10"``) by their first word, case-sensitively.
 
-    An input alone is called with no arguments when the command has none, else with the
-    words after the verb as bytes; ``(input, convert)`` calls ``convert(*words)`` for the
-    arguments (``(Inputs.put, lambda name, size: (name, int(size)))``): a wrong number of
-    words or a bad number is an unroutable frame. ``unknown`` gets the whole line.
+    An input alone is called with the words after the verb as bytes (none, one, ...); when
+    it is given as the input protocol's method (not a name), a command with a number of
+    words the method does not take is unroutable. ``(input, convert)`` calls
+    ``convert(*words)`` for the arguments (``(Inputs.put, lambda name, size: (name,
+    int(size)))``): a wrong number of words or a bad number is an unroutable frame, a remote
+    error. ``unknown`` gets the whole line.
     """
     route = ByKey(
         _verb(separator),
