@@ -88,7 +88,7 @@ def _arity(ref: InputRef) -> tuple[int, float] | None:
     """How many arguments (after ``self``) the input ``ref`` takes, when it can be told."""
     if isinstance(ref, str):
         return None
-    method = getattr(ref, "method", ref)
+    method: Any = getattr(ref, "method", ref)
     try:
         parameters = list(inspect.signature(method).parameters.values())[1:]
     except (TypeError, ValueError):
