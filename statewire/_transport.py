@@ -135,6 +135,11 @@ class Transport:
         if hook is not None:
             hook()
 
+    @property
+    def reactor(self) -> Reactor:
+        """The reactor serving this connection (its timers run on the same loop)."""
+        return self._bridge.reactor
+
     # -- addresses -----------------------------------------------------------------------
 
     def getPeer(self) -> Address:

@@ -75,7 +75,8 @@ class MachineProtocol(Driver, Protocol):
     #: whether a remote error closes the connection (after a fatal framing error it always
     #: does: the bytes after it cannot be framed)
     close_on_error: ClassVar[bool] = True
-    #: timer source with ``callLater`` and ``seconds``; ``None``: statewire's reactor
+    #: timer source with ``callLater`` and ``seconds``; ``None``: the reactor serving the
+    #: connection (statewire's global reactor for transports that do not say)
     clock: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -91,6 +92,7 @@ class MachineProtocol(Driver, Protocol):
         """Start the machine in its initial state, then connect (``connectionMade``)."""
         if getattr(type(self), "_sw_plan", None) is None:
             raise TypeError(f"{type(self).__name__} declares no machine")
+        self.transport = transport  # the initial state's timeout may need its reactor
         self._sw_start()
         if hasattr(transport, "on_closing"):
             transport.on_closing = self._sw_close_input
@@ -133,9 +135,9 @@ class MachineProtocol(Driver, Protocol):
     def _clock(self) -> Any:
         clock = self.clock
         if clock is None:
-            from statewire import reactor
-
-            clock = reactor
+            clock = getattr(self.transport, "reactor", None)
+            if clock is None:
+                from statewire import reactor as clock
         return clock
 
     def _sw_call_later(self, seconds: float, f: Any, *args: Any) -> Any:
