@@ -1,4 +1,5 @@
-"""The ``statewire`` command line: ``serve`` a protocol, or run the framing ``demo``."""
+"""The ``statewire`` command line: ``serve`` a protocol, draw its ``diagram``, or run the
+framing ``demo``."""
 
 from __future__ import annotations
 
@@ -36,6 +37,37 @@ def _serve(targets: str, listen: list[str], uvloop: bool) -> int:
     return 0
 
 
+def _diagram(target: str, fmt: str | None, output: str | None, check: str | None) -> int:
+    from pathlib import Path
+
+    from statewire.diagram import SUFFIXES, DiagramError, protocol_from, render
+    from statewire.target import TargetError
+
+    where = check or output
+    if fmt is None:
+        fmt = SUFFIXES.get(Path(where).suffix, "dot") if where else "dot"
+    try:
+        data = render(protocol_from(target), fmt)
+    except (TargetError, DiagramError, ImportError) as error:
+        print(f"statewire diagram: {error}", file=sys.stderr)
+        return 2
+    if check is not None:
+        path = Path(check)
+        if not path.is_file() or path.read_bytes() != data:
+            print(
+                f"statewire diagram: {check} differs from what {target} draws today; "
+                f"regenerate it: statewire diagram {target} --format {fmt} -o {check}",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    if output is not None:
+        Path(output).write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``statewire`` command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="statewire", description=__doc__)
@@ -52,11 +84,29 @@ def main(argv: list[str] | None = None) -> int:
         help="where to listen, e.g. tcp:8007:interface=127.0.0.1 (repeatable; default tcp:8007)",
     )
     serve.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")
+    diagram.add_argument(
+        "target",
+        help="FILE.py:NAME or MODULE:NAME: a declared protocol class, or a factory of one",
+    )
+    diagram.add_argument(
+        "--format",
+        choices=["svg", "png", "dot", "mermaid"],
+        help="default: from the file's suffix (.svg .png .dot .gv .mmd), else dot",
+    )
+    diagram.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
+    diagram.add_argument(
+        "--check",
+        metavar="FILE",
+        help="exit 1 if FILE differs from what the protocol draws today (for CI)",
+    )
     demo = commands.add_parser("demo", help="frame a sample byte stream and print the frames")
     demo.add_argument("--seed", type=int, default=2026, help="seed for the random read sizes")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args.target, args.listen or ["tcp:8007"], args.uvloop)
+    if args.command == "diagram":
+        return _diagram(args.target, args.format, args.output, args.check)
     from statewire import demo as demo_module
 
     demo_module.run(sys.stdout, seed=args.seed)

@@ -134,8 +134,8 @@ class _Receiver(MachineProtocol):
 class _Lines(Protocol):
     def line(self, line: bytes) -> None: ...
     def raw(self, data: bytes) -> None: ...
-    def to_raw(self) -> None: ...
-    def to_lines(self) -> None: ...
+    def setRawMode(self) -> None: ...
+    def setLineMode(self) -> None: ...
 
 
 _lines = TypeMachineBuilder(_Lines, MachineProtocol)
@@ -143,10 +143,10 @@ _line_mode = _lines.state("line")
 _raw_mode = _lines.state("raw")
 _line_mode.upon(_Lines.line).loop()(forward("lineReceived"))
 _raw_mode.upon(_Lines.raw).loop()(forward("rawDataReceived"))
-_line_mode.upon(_Lines.to_raw).to(_raw_mode).returns(None)
-_raw_mode.upon(_Lines.to_lines).to(_line_mode).returns(None)
-_line_mode.upon(_Lines.to_lines).loop().returns(None)
-_raw_mode.upon(_Lines.to_raw).loop().returns(None)
+_line_mode.upon(_Lines.setRawMode).to(_raw_mode).returns(None)
+_raw_mode.upon(_Lines.setLineMode).to(_line_mode).returns(None)
+_line_mode.upon(_Lines.setLineMode).loop().returns(None)
+_raw_mode.upon(_Lines.setRawMode).loop().returns(None)
 
 
 def _line_grammar(protocol: Any, data: object) -> Any:
@@ -181,13 +181,13 @@ class LineReceiver(_Receiver):
     def setRawMode(self) -> None:
         """Deliver what follows to :meth:`rawDataReceived`."""
         self.line_mode = 0
-        self._sw_impl.to_raw()
+        self._sw_impl.setRawMode()
 
     def setLineMode(self, extra: bytes = b"") -> None:
         """Deliver what follows as lines; ``extra`` (bytes a ``rawDataReceived`` did not
         use) is framed as lines too (see the module docs for the order)."""
         self.line_mode = 1
-        self._sw_impl.to_lines()
+        self._sw_impl.setLineMode()
         if extra:
             self._sw_pump(extra)
 

@@ -1,0 +1,314 @@
+"""Draw a declared protocol as a state diagram: Graphviz DOT, Mermaid, SVG and PNG.
+
+The picture is read from the protocol's own definition (its automat machine and its
+declarations), never from a running connection:
+
+* every state, with its name and its framing (``line CRLF ≤ 1 KiB``, ``fixed(size)``, ...;
+  a framing computed from the state's data is evaluated with symbolic data, so
+  ``fixed(incoming.size)`` reads ``fixed(size)``); a state that declares no framing reads
+  nothing;
+* the initial state (an arrow from a dot) and terminal states (no way out: a double border);
+* transitions labelled ``input / outputs``; for a text-command route the command verb is
+  shown with the input (``PUT (put) / start_upload``);
+* timeouts as dashed edges labelled ``after 30 s`` (``after 30 s idle`` for idle timeouts);
+* connection loss, when it leads every state to the same place, as one edge from an "any
+  state" node instead of one edge per state;
+* what happens to inputs a state does not accept, once, in a note.
+
+The output is deterministic: states, edges and labels come out in a sorted order, so the
+same protocol always gives the same bytes (diagrams can be committed and checked by CI with
+``statewire diagram TARGET --check FILE``).
+
+Rendering SVG and PNG needs Graphviz's ``dot`` on ``PATH`` or, failing that, the
+``graphviz-pure`` command (``pip install "statewire[diagram]"``). DOT and Mermaid need
+nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from construct import Construct
+
+from statewire.machine import ByKey, Plan
+
+#: the formats :func:`render` knows, and what each needs
+FORMATS = ("dot", "mermaid", "svg", "png")
+
+
+class DiagramError(Exception):
+    """The protocol cannot be drawn, or the renderer is missing or failed (one line)."""
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One arrow of the diagram."""
+
+    source: str
+    target: str
+    label: str
+    timeout: bool = False
+
+
+@dataclass
+class Model:
+    """What a diagram shows, in a fixed order (the formats are drawn from this)."""
+
+    name: str
+    initial: str
+    #: state name -> framing description
+    states: dict[str, str]
+    terminal: set[str]
+    edges: list[Edge]
+    #: label of the folded connection-loss edge and its target, if folded
+    lost: tuple[str, str] | None
+    notes: list[str] = field(default_factory=list)
+
+
+class _Symbol:
+    """Stands for a value of state data while a framing is described (``size``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, context: Any) -> Any:  # a construct context function
+        return context[self.name]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __getattr__(self, name: str) -> _Symbol:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Symbol(name)
+
+    def __getitem__(self, name: str) -> _Symbol:
+        return _Symbol(name)
+
+
+def describe_framing(spec: Any, protocol: type) -> str:
+    """A short description of a state's framing declaration."""
+    if spec is None:
+        return "reads nothing"
+    if not isinstance(spec, Construct) and callable(spec):
+        try:
+            spec = spec(protocol, _Symbol("data"))
+        except Exception:
+            return f"computed by {getattr(spec, '__name__', 'a function')}"
+    describe = getattr(spec, "describe", None)
+    if callable(describe):
+        return str(describe())
+    return type(spec).__name__
+
+
+def _output_names(outputs: tuple[Any, ...]) -> list[str]:
+    names = []
+    for output in outputs:
+        if hasattr(output, "dataFactory"):
+            continue  # the data of a data state, not an action
+        name = output._name() if hasattr(output, "_name") else getattr(output, "name", "")
+        if name and not name.startswith("returns("):
+            names.append(name)
+    return names
+
+
+def _verbs(route: Any) -> dict[str, str]:
+    """input name -> the command verbs that route to it (text-command routes)."""
+    if not isinstance(route, ByKey) or route.words is None:
+        return {}
+    found: dict[str, list[str]] = {}
+    for key, (name, _, _) in route.table.items():
+        verb = key.decode("ascii", "replace") if isinstance(key, bytes) else str(key)
+        found.setdefault(name, []).append(verb)
+    return {name: "|".join(sorted(verbs)) for name, verbs in found.items()}
+
+
+def model(protocol: type) -> Model:
+    """The diagram model of a declared protocol class."""
+    plan: Plan | None = getattr(protocol, "_sw_plan", None)
+    if plan is None:
+        raise DiagramError(f"{protocol.__name__} is not a declared protocol (no machine)")
+    style = plan.style
+    name_of = style.name_of
+    states = {
+        name_of(s): describe_framing(plan.framings.get(s), protocol)
+        for s in sorted(style.states.values(), key=name_of)
+    }
+    timeouts = {(name_of(s), t.input_name): t for s, t in plan.timeouts.items()}
+    lost_targets = {
+        name_of(new) for (old, name), (new, _) in style.table.items() if name == plan.lost
+    }
+    fold_lost = plan.lost is not None and len(lost_targets) == 1
+    edges: list[Edge] = []
+    leaving: set[str] = set()
+    for (old, name), (new, outputs) in style.table.items():
+        source, target = name_of(old), name_of(new)
+        if fold_lost and name == plan.lost:
+            continue
+        if source != target:
+            leaving.add(source)
+        timeout = timeouts.get((source, name))
+        if timeout is not None:
+            trigger = f"after {timeout.seconds:g} s{' idle' if timeout.idle else ''}"
+        else:
+            verb = _verbs(plan.routes.get(old)).get(name)
+            trigger = f"{verb} ({name})" if verb else name
+        actions = _output_names(outputs)
+        label = f"{trigger} / {', '.join(actions)}" if actions else trigger
+        edges.append(Edge(source, target, label, timeout is not None))
+    edges.sort(key=lambda e: (e.source, e.target, e.label))
+    lost = None
+    if fold_lost and plan.lost is not None:
+        target = lost_targets.pop()
+        lost = (f"connection lost ({plan.lost})", target)
+    close = getattr(protocol, "close_on_error", True)
+    notes = [
+        "an input a state does not accept, an unroutable frame or a framing error: "
+        + (
+            "remote error, state unchanged, connection closed"
+            if close
+            else "remote error, state unchanged, answered (connection kept)"
+        )
+    ]
+    return Model(
+        name=protocol.__name__,
+        initial=name_of(style.initial),
+        states=states,
+        terminal={s for s in states if s not in leaving},
+        edges=edges,
+        lost=lost,
+        notes=notes,
+    )
+
+
+# -- DOT ------------------------------------------------------------------------------------
+
+
+def _dot_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def to_dot(protocol: type) -> str:
+    """Graphviz DOT source for ``protocol``'s diagram."""
+    m = model(protocol)
+    q = _dot_string
+    lines = [
+        f"digraph {q(m.name)} {{",
+        "  rankdir=LR;",
+        '  node [shape=box, style=rounded, fontname="Helvetica", fontsize=11];',
+        '  edge [fontname="Helvetica", fontsize=10];',
+        '  "__start" [shape=point, width=0.15, label=""];',
+        f'  "__start" -> {q(m.initial)};',
+    ]
+    for name, framing in m.states.items():
+        extra = ", peripheries=2" if name in m.terminal else ""
+        lines.append(f"  {q(name)} [label={q(name + chr(10) + framing)}{extra}];")
+    for edge in m.edges:
+        style = ", style=dashed" if edge.timeout else ""
+        lines.append(f"  {q(edge.source)} -> {q(edge.target)} [label={q(edge.label)}{style}];")
+    if m.lost is not None:
+        label, target = m.lost
+        lines.append('  "__any" [shape=plaintext, label="any state", fontcolor=gray40];')
+        lines.append(f'  "__any" -> {q(target)} [label={q(label)}, style=dotted, color=gray40];')
+    for i, note in enumerate(m.notes):
+        wrapped = "\n".join(textwrap.wrap(note, 48))
+        lines.append(f'  "__note{i}" [shape=note, fontsize=9, label={q(wrapped)}];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+# -- Mermaid --------------------------------------------------------------------------------
+
+
+def _mermaid_id(name: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "_"
+
+
+def _mermaid_text(text: str) -> str:
+    # ';' would end the statement; '#' starts an entity code, so it is written as one
+    return text.replace(";", ",").replace("#", "#35;").replace("\n", " ")
+
+
+def to_mermaid(protocol: type) -> str:
+    """Mermaid ``stateDiagram-v2`` source for ``protocol``'s diagram."""
+    m = model(protocol)
+    ident = {name: _mermaid_id(name) for name in m.states}
+    lines = ["stateDiagram-v2"]
+    for name, framing in m.states.items():
+        lines.append(f'    state "{_mermaid_text(name)}" as {ident[name]}')
+        lines.append(f"    {ident[name]} : {_mermaid_text(framing)}")
+    lines.append(f"    [*] --> {ident[m.initial]}")
+    for edge in m.edges:
+        label = ("⏱ " if edge.timeout else "") + _mermaid_text(edge.label)
+        lines.append(f"    {ident[edge.source]} --> {ident[edge.target]} : {label}")
+    for name in sorted(m.terminal):
+        lines.append(f"    {ident[name]} --> [*]")
+    if m.lost is not None:
+        label, target = m.lost
+        lines.append(f"    note left of {ident[target]} : from any state, {_mermaid_text(label)}")
+    for note in m.notes:
+        lines.append(f"    note right of {ident[m.initial]} : {_mermaid_text(note)}")
+    return "\n".join(lines) + "\n"
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def renderer() -> list[str]:
+    """The command that renders DOT: Graphviz's ``dot``, else ``graphviz-pure``."""
+    for command in ("dot", "graphviz-pure"):
+        path = shutil.which(command)
+        if path is not None:
+            return [path]
+    raise DiagramError(
+        "rendering SVG or PNG needs Graphviz's `dot` on PATH (e.g. `apt-get install "
+        'graphviz`) or `pip install "statewire[diagram]"` (graphviz-pure); DOT and Mermaid '
+        "need neither"
+    )
+
+
+def render(protocol: type, fmt: str, run: Callable[..., Any] = subprocess.run) -> bytes:
+    """``protocol``'s diagram in ``fmt`` (one of :data:`FORMATS`), as bytes."""
+    if fmt == "dot":
+        return to_dot(protocol).encode()
+    if fmt == "mermaid":
+        return to_mermaid(protocol).encode()
+    if fmt not in FORMATS:
+        raise DiagramError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    command = [*renderer(), f"-T{fmt}"]
+    done = run(command, input=to_dot(protocol).encode(), capture_output=True, check=False)
+    if done.returncode != 0:
+        problem = done.stderr.decode(errors="replace").strip().splitlines()
+        raise DiagramError(f"{command[0]} failed: {problem[-1] if problem else done.returncode}")
+    data: bytes = done.stdout
+    return data
+
+
+# -- finding the protocol a command line names --------------------------------------------
+
+
+def protocol_from(target: str) -> type:
+    """The declared protocol class ``target`` names: the class itself, a factory whose
+    ``protocol`` it is, or a function returning such a factory."""
+    from statewire.declarative import MachineProtocol
+    from statewire.target import TargetError, load
+
+    found = load(target)
+    if callable(found) and not isinstance(found, type):
+        found = found()
+    candidate = getattr(found, "protocol", found) if not isinstance(found, type) else found
+    declared = isinstance(candidate, type) and issubclass(candidate, MachineProtocol)
+    if declared and getattr(candidate, "_sw_plan", None) is not None:
+        return candidate
+    raise TargetError(f"{target} is not a declared protocol (a MachineProtocol with a machine)")
+
+
+#: file suffix -> format, for ``--check`` and ``-o`` without ``--format``
+SUFFIXES = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid"}
+SUFFIXES.update({".svg": "svg", ".png": "png"})
