@@ -37,7 +37,6 @@ from automat import TypeMachineBuilder
 
 from grammars import fixed, line, netstring, prefixed, raw
 from statewire.declarative import MachineProtocol
-from statewire.error import Failure
 from statewire.framing import FramingError
 from statewire.machine import RemoteProtocolError, forward
 
@@ -384,7 +383,3 @@ class StatefulProtocol(_Receiver):
             self._sful_state = following
             if following[1] != state[1]:
                 self._sw_refresh()
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        """Stop framing."""
-        super().connectionLost(reason) if reason is not None else super().connectionLost()

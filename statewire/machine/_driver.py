@@ -129,7 +129,8 @@ class Driver:
         self._sw_closing = True
         self._sw_disarm()
         name = self._sw_plan.lost
-        if name is not None and self._sw_plan.style.accepts(self._sw_state, name):
+        style = self._sw_plan.style
+        if name is not None and style.accepts(style.state(self._sw_impl), name):
             self._sw_input(name, (lost_reason,))
 
     def _sw_close_input(self) -> None:
