@@ -37,6 +37,7 @@ does.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -82,9 +83,10 @@ class MachineProtocol(Driver, Protocol):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.machine is not None and any(name in vars(cls) for name in _DECLARATIONS):
-            cls._sw_plan = Plan.compile(
-                cls, cls.machine, cls.framings, cls.routes, cls.timeouts, cls.lost, cls.policy
-            )
+            # read statically: a MethodicalMachine input (``lost = disconnected``) is a
+            # descriptor that must not be bound to the class
+            declared = {name: inspect.getattr_static(cls, name) for name in _DECLARATIONS}
+            cls._sw_plan = Plan.compile(cls, **declared)
 
     # -- connection ----------------------------------------------------------------------
 

@@ -390,3 +390,18 @@ def test_errors_in_one_connection_leave_the_others_untouched() -> None:
     lost, started = scenario(body)
     assert lost == b""
     assert started == b"started\n"
+
+
+def test_error_messages_do_not_carry_whole_frames() -> None:
+    seen: list[str] = []
+
+    class Keyed(Demo):
+        framings = {idle: line(b"\n", max_length=100_000), busy: netstring(max_length=10)}
+        routes = {idle: by_key(lambda frame: frame, {b"x": Inputs.start}), busy: Inputs.data}
+
+        def remoteError(self, error: Any) -> None:
+            seen.append(str(error))
+
+    protocol, _, _ = connect(Keyed)
+    protocol.dataReceived(b"y" * 50_000 + b"\n")
+    assert len(seen) == 1 and len(seen[0]) < 300 and "50000 bytes" in seen[0]

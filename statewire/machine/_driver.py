@@ -42,7 +42,12 @@ from statewire.framing import Framer, FramingError
 from statewire.machine._plan import Plan
 from statewire.machine._routes import ByKey, Timeout, ToInput
 from statewire.machine._styles import Handler
-from statewire.machine.errors import RemoteProtocolError, UnexpectedInput, UnroutableFrame
+from statewire.machine.errors import (
+    RemoteProtocolError,
+    UnexpectedInput,
+    UnroutableFrame,
+    shown,
+)
 
 #: the framing of a state that declares none: any byte arriving is unroutable
 _READS_NOTHING = raw()
@@ -248,7 +253,7 @@ class Driver:
             args: tuple[Any, ...]
             if entry is None:
                 if route.unknown is None:
-                    raise LookupError(f"no input for {key!r}")
+                    raise LookupError(f"no input for {shown(key)}")
                 name, args = route.unknown, (frame,)
             else:
                 name, convert, arity = entry
@@ -264,7 +269,9 @@ class Driver:
                     args = tuple(convert(frame)) if convert else (frame,)
         except _BAD_FRAME as exc:
             self._sw_remote(
-                UnroutableFrame(f"cannot route {frame!r}: {exc}", state=self.state, frame=frame)
+                UnroutableFrame(
+                    f"cannot route {shown(frame)}: {exc}", state=self.state, frame=frame
+                )
             )
             return
         self._sw_dispatch(name, args, frame)
@@ -272,7 +279,7 @@ class Driver:
     def _sw_unroutable(self, frame: Any) -> None:
         self._sw_remote(
             UnroutableFrame(
-                f"state {self.state!r} reads nothing, got {frame!r}",
+                f"state {self.state!r} reads nothing, got {shown(frame)}",
                 state=self.state,
                 frame=frame,
             )

@@ -41,6 +41,7 @@ class Plan:
     def compile(
         cls,
         owner: type,
+        *,
         machine: Any,
         framings: Mapping[Any, Any],
         routes: Mapping[Any, Any],

@@ -26,6 +26,7 @@ def input_name(ref: InputRef) -> str:
     """The name of the input ``ref`` stands for."""
     if isinstance(ref, str):
         return ref
+    ref = getattr(ref, "original", ref)  # a MethodicalMachine input statewire wrapped
     method = getattr(ref, "method", None)  # a MethodicalInput
     name = getattr(method if method is not None else ref, "__name__", None)
     if not isinstance(name, str):

@@ -41,6 +41,16 @@ class UnexpectedInput(RemoteProtocolError):
         self.input = input
 
 
+def shown(frame: Any, limit: int = 60) -> str:
+    """``repr(frame)`` cut to about ``limit`` characters: the peer chooses a frame's size,
+    and error messages end up in logs."""
+    text = repr(frame)
+    if len(text) <= limit:
+        return text
+    size = f", {len(frame)} bytes" if isinstance(frame, (bytes, bytearray)) else ""
+    return f"{text[:limit]}...{size}"
+
+
 class UnroutableFrame(RemoteProtocolError):
     """A frame no route of the current state turns into an input (an unknown command
     with no fallback, arguments a converter refused, or bytes in a state that reads none).
