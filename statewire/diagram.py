@@ -8,8 +8,8 @@ declarations), never from a running connection:
   ``fixed(incoming.size)`` reads ``fixed(size)``); a state that declares no framing reads
   nothing;
 * the initial state (an arrow from a dot) and terminal states (no way out: a double border);
-* transitions labelled ``input / outputs``; for a text-command route the command verb is
-  shown with the input (``PUT (put) / start_upload``);
+* transitions labelled ``input / outputs``; for a routed input the command verb or message
+  key is shown with it (``PUT (put) / start_upload``);
 * timeouts as dashed edges labelled ``after 30 s`` (``after 30 s idle`` for idle timeouts);
 * connection loss, when it leads every state to the same place, as one edge from an "any
   state" node instead of one edge per state;
@@ -117,15 +117,15 @@ def _output_names(outputs: tuple[Any, ...]) -> list[str]:
     return names
 
 
-def _verbs(route: Any) -> dict[str, str]:
-    """input name -> the command verbs that route to it (text-command routes)."""
-    if not isinstance(route, ByKey) or route.words is None:
+def _keys(route: Any) -> dict[str, str]:
+    """input name -> the keys (command verbs, message types) that route to it."""
+    if not isinstance(route, ByKey):
         return {}
     found: dict[str, list[str]] = {}
     for key, (name, _, _) in route.table.items():
-        verb = key.decode("ascii", "replace") if isinstance(key, bytes) else str(key)
-        found.setdefault(name, []).append(verb)
-    return {name: "|".join(sorted(verbs)) for name, verbs in found.items()}
+        shown = key.decode("ascii", "backslashreplace") if isinstance(key, bytes) else str(key)
+        found.setdefault(name, []).append(shown)
+    return {name: "|".join(sorted(keys)) for name, keys in found.items()}
 
 
 def model(protocol: type) -> Model:
@@ -156,8 +156,8 @@ def model(protocol: type) -> Model:
         if timeout is not None:
             trigger = f"after {timeout.seconds:g} s{' idle' if timeout.idle else ''}"
         else:
-            verb = _verbs(plan.routes.get(old)).get(name)
-            trigger = f"{verb} ({name})" if verb else name
+            key = _keys(plan.routes.get(old)).get(name)
+            trigger = f"{key} ({name})" if key else name
         actions = _output_names(outputs)
         label = f"{trigger} / {', '.join(actions)}" if actions else trigger
         edges.append(Edge(source, target, label, timeout is not None))

@@ -23,6 +23,7 @@ DIAGRAMS = ROOT / "examples" / "diagrams"
 GOLDEN = [
     ("examples/upload.py:UploadServer", "upload"),
     ("statewire.basic:LineReceiver", "linereceiver"),
+    ("examples/keyvalue.py:factory", "keyvalue"),
 ]
 
 
