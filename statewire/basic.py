@@ -20,7 +20,19 @@ Where statewire differs from Twisted, on purpose:
   quirk its docstring warns about); from ``rawDataReceived`` nothing else is buffered, so
   ``extra`` simply comes first.
 * The value returned by ``lineReceived`` is ignored (Twisted stops the read loop on a true
-  value). Closing the connection stops delivery on statewire's transports, as in Twisted.
+  value).
+* Closing the connection from a callback (on statewire's transports and its in-memory
+  ``StringTransport``) stops the delivery of the frames already received, in every helper.
+  Twisted's line receivers and ``StatefulProtocol`` do the same; its ``NetstringReceiver``
+  and ``IntNStringReceiver`` go on delivering the rest of the read.
+* A line is refused as soon as it cannot fit ``MAX_LENGTH`` any more; Twisted's
+  ``LineReceiver`` waits until ``MAX_LENGTH + len(delimiter)`` bytes have no delimiter.
+  Conversely a line of exactly ``MAX_LENGTH`` bytes is accepted however its delimiter is
+  split across reads (Twisted's ``LineOnlyReceiver`` refuses it when the split falls
+  inside the delimiter).
+* ``lineLengthExceeded`` is called once per too-long line; what followed it in the buffer
+  is dropped and framing starts afresh with the next read (Twisted's ``LineOnlyReceiver``
+  reports the same line again on the next read when the method does not close).
 * ``delimiter`` and ``MAX_LENGTH`` may be changed per instance; the change applies from the
   next read.
 * After ``lengthLimitExceeded`` (``IntNStringReceiver``) nothing more is framed on that
@@ -227,13 +239,14 @@ class LineOnlyReceiver(_Receiver):
         self.transport.write(line + self.delimiter)
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        """A line longer than ``MAX_LENGTH`` arrived (``line``: it and what followed it).
-        By default the connection is closed."""
+        """A line longer than ``MAX_LENGTH`` arrived (``line``: that line, without what
+        followed it, which is dropped). By default the connection is closed."""
         self.transport.loseConnection()
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
-        """A line too long: :meth:`lineLengthExceeded` with the buffered bytes."""
-        self.lineLengthExceeded(self._sw_clear())
+        """A line too long: :meth:`lineLengthExceeded` with that line."""
+        line = self._sw_clear().partition(self.delimiter)[0]
+        self.lineLengthExceeded(line)
 
 
 class NetstringReceiver(_Receiver):

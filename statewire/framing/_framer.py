@@ -188,20 +188,29 @@ class Framer:
 
     @property
     def offset(self) -> int:
-        """Stream offset of the first byte not yet delivered in a frame or discarded.
-
-        Exact between calls; inside ``on_frame`` it is the end of the batch being delivered.
-        """
+        """Stream offset of the first byte not yet delivered in a frame or discarded
+        (inside ``on_frame``: just after the frame being delivered)."""
+        after = self._after_current()
+        if after is not None:
+            return self._decoder._src_base + after
         return self._decoder.base
 
     @property
     def buffered(self) -> bytes:
-        """The bytes fed but not yet delivered in a frame, in stream order.
-
-        Exact between calls; inside ``on_frame`` it leaves out the rest of the batch.
-        """
+        """The bytes fed but not yet delivered in a frame, in stream order (inside
+        ``on_frame``: everything after the frame being delivered)."""
+        after = self._after_current()
+        if after is not None:  # the batch's undelivered tail is still in _src
+            return self._src[after:] + bytes(self._held)
         rest = self._src[self._pos :]
         return bytes(self._decoder.pending) + rest + bytes(self._held)
+
+    def _after_current(self) -> int | None:
+        """Inside ``on_frame``: the position in ``_src`` just after the frame delivered."""
+        if self._batch is None:
+            return None
+        size, remaining = self._batch
+        return self._decoder._position_after(size - length_hint(remaining))
 
     def feed(self, data: bytes) -> None:
         """Frame ``data``, the next bytes of the stream, delivering every complete frame.
