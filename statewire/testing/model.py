@@ -1,0 +1,503 @@
+"""Model-based tests generated from a declared protocol's own diagram.
+
+:func:`protocol_state_machine` turns a declared protocol into a Hypothesis
+``RuleBasedStateMachine``. The test keeps its *own* model state, walked on the diagram (the
+protocol's declaration, or a separate ``spec`` protocol whose diagram the implementation
+must follow), and drives the implementation in memory (:class:`StringTransport`, a
+:class:`Clock`):
+
+* one rule per input a state's route can produce: a frame for it is generated from the
+  state's grammar and route (a verb and words for ``by_verb`` routes, the key and a tail for
+  ``by_key`` routes, any frame for a plain route; ``frames={input: strategy}`` overrides),
+  encoded with the state's framing and fed in an arbitrary chunking. An accepted input must
+  move the implementation to the diagram's target; a refused one must be reported as a
+  remote error with the state unchanged;
+* one rule per state timeout: the clock is moved on by its delay;
+* one rule per input that takes no arguments and no frame produces (``setRawMode``):
+  it is called directly;
+* invariants: the implementation is in the model's state, and ``invariants={state: check}``
+  hold there.
+
+Every transition exercised is recorded: :func:`check_protocol` runs the machine and can fail
+when some transition of the diagram was never reached. :func:`shortest_paths` lists, for
+every state and every transition, a shortest sequence of steps from the initial state (timeouts
+included), and :func:`check_path` drives one: pytest parameters for a test per edge.
+"""
+
+from __future__ import annotations
+
+import inspect
+import operator
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from grammars import LengthPrefixed, Line, Netstring, Raw
+from statewire.machine import ByKey, Plan, ToInput, UnexpectedInput
+from statewire.testing.memory import Clock, StringTransport
+from statewire.testing.strategies import UnsupportedGrammar, chunkings, from_grammar
+
+#: words ``by_verb`` frames are made of: names, small numbers, and nothing odd
+WORDS = st.one_of(
+    st.sampled_from([b"a", b"b", b"key", b"x1"]),
+    st.integers(1, 64).map(lambda n: str(n).encode()),
+)
+#: tails ``by_key`` frames get after their key
+TAILS = st.lists(
+    st.one_of(st.sampled_from([b"k", b"\0", b"v", b" ", b"1"]), st.binary(max_size=4)),
+    max_size=6,
+).map(b"".join)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a path: send a frame for ``input``, wait for a timeout, or call an
+    input directly; ``source`` -> ``target`` in the diagram."""
+
+    kind: str  # "frame", "timeout" or "call"
+    input: str
+    source: str
+    target: str
+
+    def __str__(self) -> str:
+        return f"{self.source} --{self.input}--> {self.target}"
+
+
+@dataclass(frozen=True)
+class Path:
+    """A shortest way to reach ``goal`` (a state, or a transition's ``Step``)."""
+
+    goal: str
+    steps: tuple[Step, ...]
+
+    @property
+    def id(self) -> str:
+        """A pytest id: the goal."""
+        return self.goal
+
+
+def _plan(protocol: type) -> Plan:
+    plan: Plan | None = getattr(protocol, "_sw_plan", None)
+    if plan is None:
+        raise TypeError(f"{protocol.__name__} is not a declared protocol")
+    return plan
+
+
+class _Diagram:
+    """The spec's transitions by state name, and what can trigger each."""
+
+    def __init__(self, protocol: type) -> None:
+        plan = _plan(protocol)
+        style = plan.style
+        self.plan = plan
+        self.name = style.name_of
+        self.initial = self.name(style.initial)
+        self.states = sorted(style.states)
+        self.table = {
+            (self.name(old), input): self.name(new)
+            for (old, input), (new, _) in style.table.items()
+        }
+        self.routes = {self.name(s): r for s, r in plan.routes.items()}
+        self.timeouts = {self.name(s): t for s, t in plan.timeouts.items()}
+        self.framings = {self.name(s): f for s, f in plan.framings.items()}
+        self.direct = {
+            input
+            for input in style.inputs
+            if input != plan.lost
+            and not any(input in r.inputs() for r in plan.routes.values())
+            and not any(t.input_name == input for t in plan.timeouts.values())
+            and _takes_no_arguments(input, protocol)
+        }
+
+    def producible(self, state: str) -> set[str]:
+        route = self.routes.get(state)
+        return set() if route is None else route.inputs()
+
+    def steps_from(self, state: str) -> list[Step]:
+        steps = []
+        for input in sorted(self.producible(state)):
+            if (state, input) in self.table:
+                steps.append(Step("frame", input, state, self.table[state, input]))
+        timeout = self.timeouts.get(state)
+        if timeout is not None:
+            steps.append(
+                Step("timeout", timeout.input_name, state, self.table[state, timeout.input_name])
+            )
+        for input in sorted(self.direct):
+            if (state, input) in self.table:
+                steps.append(Step("call", input, state, self.table[state, input]))
+        return steps
+
+
+def _takes_no_arguments(input: str, protocol: type) -> bool:
+    runtime = getattr(_plan(protocol).style, "runtime", protocol)
+    method = getattr(runtime, input, None)
+    if method is None:
+        return False
+    try:
+        signature = inspect.signature(method)
+    except (TypeError, ValueError):
+        return False
+    required = [
+        p
+        for p in list(signature.parameters.values())[1:]
+        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return not required
+
+
+# -- frames for an input ------------------------------------------------------------------
+
+
+def _fits(grammar: Any, context: Mapping[str, Any] | None) -> Callable[[Any], bool]:
+    def fits(value: Any) -> bool:
+        try:
+            wire = grammar.build(value, **(context or {}))
+            return bool(grammar.parse(wire, **(context or {})) == value)
+        except Exception:
+            return False
+
+    return fits
+
+
+def frames_for(
+    route: Any, input: str, grammar: Any, context: Mapping[str, Any] | None = None
+) -> st.SearchStrategy[Any]:
+    """Frames of ``grammar`` that ``route`` turns into ``input``."""
+    if isinstance(route, ToInput):
+        if isinstance(grammar, (Line, Netstring, LengthPrefixed, Raw)):
+            # small frames: limits are the framer's tests' business, and big draws are slow
+            return st.binary(min_size=1, max_size=64).filter(_fits(grammar, context))
+        return from_grammar(grammar, context)
+    if not isinstance(route, ByKey):
+        raise UnsupportedGrammar(f"no frames can be derived for route {route!r}")
+    fits = _fits(grammar, context)
+    if input == route.unknown and not any(name == input for name, _, _ in route.table.values()):
+        known = set(route.table)
+        if route.words is not None:
+            verbs = st.text("QWXZ", min_size=3, max_size=6).map(str.encode)
+            frames = verbs.filter(lambda v: v not in known)
+        else:
+            frames = from_grammar(grammar, context).filter(lambda f: _key(route, f) not in known)
+        return frames.filter(fits)
+    targets = [key for key, (name, _, _) in route.table.items() if name == input]
+    keys = [key for key in targets if isinstance(key, bytes)]
+    if not keys or len(keys) != len(targets):
+        raise UnsupportedGrammar(
+            f"cannot make frames for input {input!r} (keys that are not bytes); "
+            "pass frames={input: strategy}"
+        )
+    options: list[st.SearchStrategy[Any]] = []
+    for key in sorted(keys):
+        _, convert, arity = route.table[key]
+        if route.words is not None:
+            frames = _command_frames(key, route.words, _positional(convert) if convert else arity)
+        else:
+            frames = TAILS.map(partial(operator.add, key))
+        options.append(frames.filter(partial(_routes_to, route, input=input)))
+    return st.one_of(options).filter(fits)
+
+
+def _command_frames(
+    verb: bytes, separator: bytes, arity: tuple[int, float] | None
+) -> st.SearchStrategy[bytes]:
+    """``verb`` and as many words as the input (or its converter) takes."""
+    if arity is not None and arity[1] != float("inf"):
+        counts = st.integers(arity[0], int(arity[1]))
+    else:
+        counts = st.integers(0, 3)
+
+    def words(count: int) -> st.SearchStrategy[list[bytes]]:
+        return st.lists(WORDS, min_size=count, max_size=count)
+
+    def join(chosen: list[bytes]) -> bytes:
+        return separator.join([verb, *chosen])
+
+    return counts.flatmap(words).map(join)
+
+
+def _positional(function: Callable[..., Any]) -> tuple[int, float] | None:
+    """How many positional arguments ``function`` takes (fewest, most), if it can be told."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return None
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return sum(1 for p in positional if p.default is p.empty), float(len(positional))
+
+
+def _key(route: ByKey, frame: Any) -> Any:
+    try:
+        return route.key(frame)
+    except Exception:
+        return None
+
+
+def _routes_to(route: ByKey, frame: Any, input: str) -> bool:
+    entry = route.table.get(_key(route, frame))
+    if entry is None or entry[0] != input:
+        return False
+    _, convert, arity = entry
+    try:
+        if route.words is not None:
+            words = tuple(w for w in bytes(frame).split(route.words)[1:] if w)
+            if convert is not None:
+                convert(*words)
+            elif arity is not None and not arity[0] <= len(words) <= arity[1]:
+                return False
+        elif convert is not None:
+            convert(frame)
+    except Exception:
+        return False
+    return True
+
+
+# -- the state machine --------------------------------------------------------------------
+
+
+class ProtocolMachine(RuleBasedStateMachine):
+    """Base of the generated machines (see :func:`protocol_state_machine`)."""
+
+    implementation: type
+    #: what ``protocol.factory`` is (a callable is called for each connection)
+    factory: Any
+    diagram: _Diagram
+    frames: Mapping[str, st.SearchStrategy[Any]]
+    state_invariants: Mapping[str, Callable[[Any], object]]
+    #: transitions exercised, across every run of this class: (source, input, target)
+    covered: set[tuple[str, str, str]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.protocol: Any = _connect(self.implementation, self.factory, self.refused_log())
+        self.model = self.diagram.initial
+
+    def refused_log(self) -> list[Any]:
+        self.refused: list[Any] = []
+        return self.refused
+
+    @property
+    def open(self) -> bool:
+        return not self.protocol.transport.disconnecting
+
+    def _expect(self, input: str) -> str:
+        return self.diagram.table.get((self.model, input), self.model)
+
+    def _after(self, input: str, target: str, refusals: int) -> None:
+        if (self.model, input) in self.diagram.table:
+            self.covered.add((self.model, input, target))
+            assert len(self.refused) == refusals, (
+                f"{input!r} in state {self.model!r} was refused: {self.refused[-1]}"
+            )
+        else:
+            assert len(self.refused) == refusals + 1 and isinstance(
+                self.refused[-1], UnexpectedInput
+            ), f"{input!r} is not accepted in {self.model!r} but was not refused"
+        self.model = target
+        if self.open:
+            assert self.protocol.state == target, (
+                f"after {input!r}: implementation in {self.protocol.state!r}, "
+                f"diagram says {target!r}"
+            )
+
+    def send(self, input: str, data: st.DataObject) -> None:
+        framer = self.protocol._sw_framer
+        grammar = framer.grammar
+        context = dict(getattr(framer, "_context", {}) or {})
+        strategy = self.frames.get(input) or frames_for(
+            self.diagram.routes[self.model], input, grammar, context
+        )
+        frame = data.draw(strategy, label=f"{input} frame")
+        wire = grammar.build(frame, **context)
+        chunks = data.draw(chunkings(wire, max_chunks=6), label="reads")
+        target, refusals = self._expect(input), len(self.refused)
+        for chunk in chunks:
+            self.protocol.dataReceived(chunk)
+        self._after(input, target, refusals)
+
+    def wait(self) -> None:
+        timeout = self.diagram.timeouts[self.model]
+        target, refusals = self._expect(timeout.input_name), len(self.refused)
+        self.protocol.clock.advance(timeout.seconds)
+        self._after(timeout.input_name, target, refusals)
+
+    def call(self, input: str) -> None:
+        target, refusals = self._expect(input), len(self.refused)
+        if (self.model, input) not in self.diagram.table:
+            return  # calling an input a state refuses is the caller's error, not a peer's
+        getattr(self.protocol._sw_impl, input)()
+        self._after(input, target, refusals)
+
+    @precondition(lambda self: not self.open)
+    @rule()
+    def reconnect(self) -> None:
+        """The connection closed (a quit, a timeout): go on with a new one."""
+        self.protocol = _connect(self.implementation, self.factory, self.refused_log())
+        self.model = self.diagram.initial
+
+    @invariant()
+    def implementation_follows_the_diagram(self) -> None:
+        if self.open:
+            assert self.protocol.state == self.model
+            check = self.state_invariants.get(self.model)
+            if check is not None:
+                check(self.protocol)
+
+
+def _connect(implementation: type, factory: Any, refused: list[Any]) -> Any:
+    """An instance of ``implementation`` that records remote errors instead of closing."""
+
+    class UnderTest(implementation):  # type: ignore[misc]
+        close_on_error = False
+
+        def remoteError(self, error: Any) -> None:
+            refused.append(error)
+            super().remoteError(error)
+
+    UnderTest.__name__ = implementation.__name__
+    protocol = UnderTest()
+    protocol.factory = factory() if callable(factory) else factory
+    protocol.clock = Clock()
+    protocol.makeConnection(StringTransport())
+    return protocol
+
+
+def protocol_state_machine(
+    implementation: type,
+    *,
+    spec: type | None = None,
+    factory: Any = None,
+    frames: Mapping[Any, st.SearchStrategy[Any]] | None = None,
+    invariants: Mapping[Any, Callable[[Any], object]] | None = None,
+) -> type[ProtocolMachine]:
+    """A ``RuleBasedStateMachine`` testing ``implementation`` against the diagram of
+    ``spec`` (default: its own). ``factory`` becomes each protocol's ``factory`` (a
+    callable is called once per connection). ``frames`` maps input names to strategies of
+    frames that route to them; ``invariants`` maps state names to checks of the protocol in
+    that state. Run it with ``TestCase = machine.TestCase`` or :func:`check_protocol`."""
+    diagram = _Diagram(spec or implementation)
+    namespace: dict[str, Any] = {
+        "implementation": implementation,
+        "factory": factory,
+        "diagram": diagram,
+        "frames": {_name(k): v for k, v in (frames or {}).items()},
+        "state_invariants": {_name(k): v for k, v in (invariants or {}).items()},
+        "covered": set(),
+    }
+    for input in sorted({i for s in diagram.states for i in diagram.producible(s)}):
+        can = [s for s in diagram.states if input in diagram.producible(s)]
+        namespace[f"send_{input}"] = _send_rule(input, can)
+    if diagram.timeouts:
+        namespace["wait_for_timeout"] = precondition(
+            lambda self: self.open and self.model in self.diagram.timeouts
+        )(rule()(ProtocolMachine.wait))
+    for input in sorted(diagram.direct):
+        namespace[f"call_{input}"] = precondition(lambda self: self.open)(
+            rule()(lambda self, i=input: self.call(i))
+        )
+    return type(f"{implementation.__name__}Model", (ProtocolMachine,), namespace)
+
+
+def _name(ref: Any) -> str:
+    from statewire.machine._routes import input_name
+
+    if isinstance(ref, str):
+        return ref
+    name = getattr(ref, "name", None)
+    return name if isinstance(name, str) else input_name(ref)
+
+
+def _send_rule(input: str, states: list[str]) -> Any:
+    def send(self: ProtocolMachine, data: st.DataObject) -> None:
+        self.send(input, data)
+
+    send.__name__ = f"send_{input}"
+    return precondition(lambda self: self.open and self.model in states)(
+        rule(data=st.data())(send)
+    )
+
+
+# -- coverage and paths ---------------------------------------------------------------------
+
+
+def transitions(protocol: type) -> set[tuple[str, str, str]]:
+    """Every transition of the diagram a test can drive: (source, input, target)."""
+    diagram = _Diagram(protocol)
+    return {
+        (s.source, s.input, s.target)
+        for state in diagram.states
+        for s in diagram.steps_from(state)
+    }
+
+
+def check_protocol(
+    implementation: type,
+    *,
+    require_coverage: bool = False,
+    settings: Any = None,
+    **options: Any,
+) -> set[tuple[str, str, str]]:
+    """Run :func:`protocol_state_machine` (Hypothesis ``settings``, default: the active
+    profile's) and return the transitions it never exercised; with ``require_coverage``
+    that set must be empty."""
+    machine = protocol_state_machine(implementation, **options)
+    run_state_machine_as_test(machine, settings=settings)  # type: ignore[no-untyped-call]
+    missed = transitions(options.get("spec") or implementation) - machine.covered
+    if require_coverage and missed:
+        listed = ", ".join(f"{s} --{i}--> {t}" for s, i, t in sorted(missed))
+        raise AssertionError(f"transitions never exercised: {listed}")
+    return missed
+
+
+def shortest_paths(protocol: type) -> list[Path]:
+    """A shortest step sequence from the initial state to every state and through every
+    transition (breadth first, so timeouts count as one step like any input)."""
+    diagram = _Diagram(protocol)
+    reach: dict[str, tuple[Step, ...]] = {diagram.initial: ()}
+    queue = deque([diagram.initial])
+    while queue:
+        state = queue.popleft()
+        for step in diagram.steps_from(state):
+            if step.target not in reach:
+                reach[step.target] = (*reach[state], step)
+                queue.append(step.target)
+    paths = [Path(f"state {s}", reach[s]) for s in sorted(reach)]
+    for state in sorted(reach):
+        for step in diagram.steps_from(state):
+            paths.append(Path(str(step), (*reach[state], step)))
+    return paths
+
+
+def check_path(implementation: type, path: Path, **options: Any) -> None:
+    """Drive ``implementation`` along ``path`` (frames generated by Hypothesis) and check
+    every step lands where the diagram says."""
+    machine = protocol_state_machine(implementation, **options)
+
+    @given(st.data())
+    def walk(data: st.DataObject) -> None:
+        run = machine()
+        for step in path.steps:
+            assert run.model == step.source
+            if step.kind == "frame":
+                run.send(step.input, data)
+            elif step.kind == "timeout":
+                run.wait()
+            else:
+                run.call(step.input)
+            run.implementation_follows_the_diagram()
+
+    walk()
