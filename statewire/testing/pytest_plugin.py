@@ -15,17 +15,25 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from statewire.testing.memory import Clock, StringTransport
 
-_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
-settings.register_profile(
-    "statewire-ci", derandomize=True, max_examples=60, deadline=None, suppress_health_check=_QUIET
-)
-settings.register_profile(
-    "statewire-long", max_examples=2000, deadline=None, suppress_health_check=_QUIET
-)
+try:  # the plugin loads in every pytest run; Hypothesis is only the `testing` extra
+    from hypothesis import HealthCheck, settings
+except ImportError:  # pragma: no cover - depends on what is installed
+    pass
+else:
+    _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+    settings.register_profile(
+        "statewire-ci",
+        derandomize=True,
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=_QUIET,
+    )
+    settings.register_profile(
+        "statewire-long", max_examples=2000, deadline=None, suppress_health_check=_QUIET
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,95 @@
+"""The in-memory pieces of the testing kit and its pytest plugin's fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import settings
+
+from statewire.basic import LineReceiver
+from statewire.protocol import Protocol
+from statewire.testing.memory import Clock, Loopback, StringTransport
+from statewire.wire import Echo
+
+
+class Greeter(LineReceiver):
+    def connectionMade(self) -> None:
+        self.sendLine(b"hello")
+
+    def lineReceived(self, line: bytes) -> None:
+        if line == b"bye":
+            self.transport.loseConnection()
+        else:
+            self.sendLine(line.upper())
+
+
+class Client(LineReceiver):
+    def connectionMade(self) -> None:
+        self.lines: list[bytes] = []
+        self.sendLine(b"one")
+        self.sendLine(b"bye")
+
+    def lineReceived(self, line: bytes) -> None:
+        self.lines.append(line)
+
+
+def test_loopback_joins_two_protocols_in_memory() -> None:
+    link = Loopback(Client(), Greeter())
+    link.pump()
+    assert link.client.lines == [b"hello", b"ONE"]
+    assert link.server_transport.disconnecting
+
+
+def test_loopback_refuses_endless_chatter() -> None:
+    class Talker(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.write(b"x")
+
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    link = Loopback(Talker(), Echo())
+    try:
+        link.pump(rounds=10)
+    except RuntimeError as error:
+        assert "still talking" in str(error)
+    else:
+        raise AssertionError("pump() should give up")
+
+
+def test_the_clock_runs_calls_in_order_and_cancels() -> None:
+    clock = Clock()
+    ran: list[str] = []
+    clock.callLater(2, ran.append, "late")
+    clock.callLater(1, ran.append, "early")
+    cancelled = clock.callLater(1.5, ran.append, "never")
+    cancelled.cancel()
+    clock.advance(1)
+    assert ran == ["early"] and clock.seconds() == 1
+    clock.advance(5)
+    assert ran == ["early", "late"] and clock.pending() == []
+
+
+def test_string_transport_refuses_str_and_records_producers() -> None:
+    transport = StringTransport()
+    try:
+        transport.write("text")  # type: ignore[arg-type]
+    except TypeError as error:
+        assert "encode" in str(error)
+    producer = object()
+    transport.registerProducer(producer, True)
+    assert transport.producer is producer and transport.streaming
+
+
+def test_plugin_fixtures(
+    clock: Clock, string_transport: StringTransport, connect: Callable[[Any], StringTransport]
+) -> None:
+    transport = connect(Greeter())
+    assert transport.value() == b"hello\r\n"
+    assert isinstance(string_transport, StringTransport) and clock.seconds() == 0
+
+
+def test_plugin_profiles_are_registered() -> None:
+    assert settings.get_profile("statewire-ci").derandomize
+    assert settings.get_profile("statewire-long").max_examples == 2000
