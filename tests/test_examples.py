@@ -3,54 +3,16 @@ SIGTERM stop a served one gracefully (exit code 0, ``stopFactory`` ran)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-
-
-@contextmanager
-def running(*command: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """Start ``command``; yield it and the port from its "listening on HOST:PORT" line."""
-    process = subprocess.Popen(
-        [sys.executable, *command],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        port = _port_from(process)
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-
-
-def _port_from(process: subprocess.Popen[str]) -> int:
-    assert process.stdout is not None
-    deadline = time.monotonic() + 20
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        seen.append(line)
-        if "listening on" in line or "starting on" in line:
-            return int(line.strip().rsplit(":", 1)[1])
-        if not line and process.poll() is not None:
-            break
-    raise AssertionError(f"no listening line: {''.join(seen)}")
+from process_helpers import EXAMPLES, ROOT, running
 
 
 def talk(port: int, send: bytes = b"", expect: int | None = None) -> bytes:
@@ -71,29 +33,22 @@ def talk(port: int, send: bytes = b"", expect: int | None = None) -> bytes:
         return b"".join(chunks)
 
 
-def stop(process: subprocess.Popen[str], number: int = signal.SIGINT) -> str:
-    process.send_signal(number)
-    out, _ = process.communicate(timeout=20)
-    assert process.returncode == 0, out
-    return out
-
-
 def test_echo_example() -> None:
-    with running("examples/echo.py", "--port", "0") as (process, port):
-        assert talk(port, b"hello", 5) == b"hello"
-        stop(process)
+    with running("examples/echo.py", "--port", "0") as server:
+        assert talk(server.port, b"hello", 5) == b"hello"
+        server.stop()
 
 
 def test_qotd_example() -> None:
-    with running("examples/qotd.py", "--port", "0") as (process, port):
-        assert talk(port) == b"An apple a day keeps the doctor away\r\n"
-        stop(process, signal.SIGTERM)
+    with running("examples/qotd.py", "--port", "0") as server:
+        assert talk(server.port) == b"An apple a day keeps the doctor away\r\n"
+        server.stop(signal.SIGTERM)
 
 
 def test_qotd_factory_example_by_subclass() -> None:
-    with running("examples/qotd_factory.py", "--port", "0") as (process, port):
-        assert talk(port) == b"configurable quote\r\n"
-        stop(process)
+    with running("examples/qotd_factory.py", "--port", "0") as server:
+        assert talk(server.port) == b"configurable quote\r\n"
+        server.stop()
 
 
 def test_limited_echo_refuses_past_the_limit_and_frees_the_slot() -> None:
@@ -104,17 +59,8 @@ def test_limited_echo_refuses_past_the_limit_and_frees_the_slot() -> None:
         sys.path.remove(str(EXAMPLES))
     assert limited_echo.factory.limit == 100
     code = "import limited_echo; limited_echo.factory.limit = 2; limited_echo.main()"
-    env = {**os.environ, "PYTHONPATH": str(EXAMPLES)}
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        port = _port_from(process)
+    with running("-c", code, "--port", "0", env={"PYTHONPATH": str(EXAMPLES)}) as server:
+        port = server.port
         first = socket.create_connection(("127.0.0.1", port))
         second = socket.create_connection(("127.0.0.1", port))
         first.sendall(b"1")
@@ -126,10 +72,7 @@ def test_limited_echo_refuses_past_the_limit_and_frees_the_slot() -> None:
         time.sleep(0.2)
         assert talk(port, b"again", 5) == b"again"  # the slot was freed
         second.close()
-        stop(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
+        server.stop()
 
 
 @pytest.mark.parametrize(
@@ -138,12 +81,11 @@ def test_limited_echo_refuses_past_the_limit_and_frees_the_slot() -> None:
 )
 def test_serve_cli_accepts_factories_functions_and_protocol_classes(target: str) -> None:
     with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as (
-        process,
-        port,
+        server
     ):
-        reply = talk(port, b"x", 1) if "Echo" in target else talk(port)
+        reply = talk(server.port, b"x", 1) if "Echo" in target else talk(server.port)
         assert reply in (b"x", b"An apple a day keeps the doctor away\r\n")
-        out = stop(process)
+        out = server.stop()
     assert "stopped" in out
 
 
@@ -157,9 +99,9 @@ def test_serve_on_uvloop() -> None:
         "--uvloop",
         "--listen",
         "tcp:0:interface=127.0.0.1",
-    ) as (process, port):
-        assert talk(port, b"uv", 2) == b"uv"
-        out = stop(process)
+    ) as server:
+        assert talk(server.port, b"uv", 2) == b"uv"
+        out = server.stop()
     assert "(uvloop)" in out
 
 
@@ -189,17 +131,17 @@ def test_sigint_stops_gracefully_after_stop_factory(tmp_path: Path) -> None:
     )
     with running(
         "-m", "statewire", "serve", f"{server}:factory", "--listen", "tcp:0:interface=127.0.0.1"
-    ) as (process, port):
-        sock = socket.create_connection(("127.0.0.1", port))
+    ) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port))
         sock.sendall(b"go")
         assert sock.recv(9) == b"accepted\n"
-        process.send_signal(signal.SIGINT)
+        server.process.send_signal(signal.SIGINT)
         received = 0
         while chunk := sock.recv(65536):
             received += len(chunk)
         sock.close()
-        out, _ = process.communicate(timeout=20)
-    assert process.returncode == 0, out
+        out = server.wait()
+    assert server.process.returncode == 0, out
     assert received == 2_000_000
     assert "stopFactory ran" in out
 

@@ -3,84 +3,19 @@ run as its own process and talked to over a real socket on 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
-import queue
 import signal
 import socket
 import struct
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 from automat import MethodicalMachine
-from test_examples import EXAMPLES, ROOT
+from process_helpers import EXAMPLES, Server, running
 
 from statewire.declarative import MachineProtocol
-
-
-class Server:
-    """A served example's process, its port, and its output (read as it comes: a full pipe
-    would block the server, and statewire logs whole frames in its protocol errors)."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.process = process
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        self.port = self._port()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-
-    def _port(self) -> int:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                if self.process.poll() is not None and not self.reader.is_alive():
-                    break
-                continue
-            if "listening on" in line or "starting on" in line:
-                return int(line.strip().rsplit(":", 1)[1])
-        raise AssertionError(f"no listening line: {''.join(self.output)}")
-
-    def stop(self, number: int = signal.SIGINT) -> str:
-        """Stop the server with signal ``number``; it must exit with 0. Its output."""
-        self.process.send_signal(number)
-        self.process.wait(20)
-        self.reader.join(10)
-        out = "".join(self.output)
-        assert self.process.returncode == 0, out
-        return out
-
-
-@contextmanager
-def running(*command: str, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Run ``python COMMAND`` from the project's root until the block ends."""
-    process = subprocess.Popen(
-        [sys.executable, *command],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=None if env is None else {**os.environ, **env},
-    )
-    try:
-        yield Server(process)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
 
 
 def serve(target: str, env: dict[str, str] | None = None) -> AbstractContextManager[Server]:
