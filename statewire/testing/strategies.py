@@ -1,12 +1,75 @@
-"""Hypothesis strategies derived from framing grammars, and arbitrary chunkings.
+"""Hypothesis strategies derived from grammars, and arbitrary chunkings.
 
-``from_grammar(g)`` generates values ``g`` can build (and so parse back); ``encoded(g)`` the
-wire bytes of such values; ``chunkings(data)`` every way of cutting bytes into reads. Limits
-matter most at their edges, so the value strategies produce values of exactly
-``max_length`` bytes now and then, besides small ones.
+``from_grammar(g)`` generates values that ``g`` builds and parses back to an equal value;
+``encoded(g)`` the wire bytes of such values; ``chunkings(data)`` every way of cutting bytes
+into reads. One-line properties built on them are in :mod:`statewire.testing.properties`.
 
-Only the framings of :mod:`grammars` are derived so far; any other construct grammar raises
-:class:`UnsupportedGrammar` naming its type.
+What can be derived
+-------------------
+* The framings of :mod:`grammars` (line, netstring, prefixed, fixed, raw). Limits matter
+  most at their edges, so their values are of exactly ``max_length`` bytes now and then,
+  besides small ones.
+* construct's integers of every width and byte order (``FormatField``: ``Int8ub`` ..
+  ``Int64sl``, ``Byte``, ``Short`` ...; ``BytesInteger``, ``BitsInteger``, ``VarInt``,
+  ``ZigZag``), ``Flag``, and finite floats that survive packing (``Float16/32/64``).
+* ``Bytes(n)`` (``n`` an int or a function of the context), ``GreedyBytes``, and the
+  strings ``PascalString``, ``CString``, ``PaddedString``, ``GreedyString`` in any encoding:
+  text the encoding round-trips, with no NUL in a ``CString``, no trailing NUL in a
+  ``PaddedString`` (parsing strips it with the padding), and fitting the length field or
+  the size.
+* ``Enum`` (its names, as the ``EnumIntegerString`` parsing returns, and unnamed integers),
+  ``FlagsEnum`` (a ``Container`` of booleans, consistent for overlapping flags),
+  ``Mapping``, ``OneOf`` (its valid values), ``Const`` (its value), ``Computed`` and
+  ``Index`` (what they compute), ``Pass`` (``None``), ``Default``, ``Check``,
+  ``Terminated``.
+* ``Struct`` (a ``Container``; construct's equality ignores the ``_io`` key parsing adds),
+  ``Sequence`` (a list), ``FocusedSeq``, ``Array``, ``GreedyRange``, ``PrefixedArray``,
+  ``Prefixed``, ``FixedSized``, ``NullTerminated``, ``NullStripped``, ``Padded``,
+  ``Padding``, ``Aligned``, ``Optional``, ``Select`` (values of its first alternative only:
+  whether a later one's bytes are refused by the earlier ones, only parsing can tell),
+  ``If``/``IfThenElse``, ``Switch``, ``StopIf``, ``Renamed``, ``Rebuild``, ``Checksum``,
+  ``Transformed`` and ``Restreamed`` (so ``Bitwise``, ``BitStruct``, ``Bytewise``,
+  ``ByteSwapped``), ``ProcessXor``, ``ProcessRotateLeft``, any ``Tunnel`` (``Compressed``),
+  ``LazyBound``, ``NamedTuple``, and any other ``Adapter`` (``Hex``, ``ExprAdapter``,
+  validators, your own): its values are its ``_decode`` of its subcon's values, so an
+  encoder that does not invert the decoder fails the round trip, as it should.
+
+Sizes stay small: free lengths are at most :data:`SMALL` bytes or characters, free counts
+at most :data:`COUNT` elements; a fixed size (``Bytes(300)``, ``Array(100, ...)``) is
+honoured whatever it is.
+
+How values are made
+-------------------
+Values are drawn in stream order against a context shaped like the one construct parses
+with, so ``Bytes(this.length)``, ``Switch(this.type, ...)``, ``If(this.flag, ...)`` and
+``Computed(this.a * 2)`` see the fields drawn before them (and ``this._``, ``this._params``,
+``this._index`` work). A field that a later size or count depends on (found by calling the
+later fields' expressions on a stand-in context that records what they look up) is kept
+small enough to size something; a field a ``Switch`` selects on (``this.<field>``) is
+mostly one of the ``Switch``'s keys, so every case is reached.
+
+Computed fields take the value parsing gives them. ``Computed`` and ``Checksum`` are
+evaluated on the fields drawn before them: a checksum is computed from the data just drawn,
+which is what building writes and parsing reads back. A ``Rebuild`` is evaluated where it
+stands if it needs only earlier fields, else once the later ones are drawn (as building
+does); if a later field depends on it (``PrefixedArray``'s count,
+``Rebuild(Int8ub, len_(this.data))`` then ``Bytes(this.length)``) it is drawn first and
+the example is kept only when the rebuilt value agrees.
+
+Greedy constructs (``GreedyBytes``, ``GreedyRange``, ``Tunnel`` ...) round-trip only at the
+end of their stream, and an ``Optional`` is absent only there; padding, terminators and
+length fields limit what fits in them. The byte and text strategies aim inside those
+limits, and the rare values that still miss are discarded (``assume``); inside ``Bitwise``
+a variable number of bits must make whole bytes, which is found by drawing again.
+
+Anything else raises :class:`UnsupportedGrammar` naming the construct type and the path to
+it (``"no strategy for construct.core.RepeatUntil at header.items"``; ``items[]`` is an
+element of ``items``, ``[2]`` an unnamed field): ``RepeatUntil`` (its predicate decides
+where the list ends), ``Union``, ``RawCopy``, ``Pointer``, ``Peek``, ``Seek``, ``Tell``,
+``OffsettedEnd`` (their values depend on stream positions or overlap), the ``Lazy*`` types
+(they parse into functions), ``Pickled``, ``Numpy``, ``Error``, a value-needing field that is
+built from None (anonymous), and greedy constructs where nothing round-trips (followed by
+more bytes, or by a ``FixedSized``'s padding).
 """
 
 from __future__ import annotations
@@ -19,45 +82,45 @@ from construct import Container
 from hypothesis import strategies as st
 
 from grammars import Fixed, LengthPrefixed, Line, Netstring, Raw
+from statewire.testing._construct import (
+    _ANY_ROOM,
+    COUNT,
+    EDGE_LIMIT,
+    SMALL,
+    UnsupportedGrammar,
+    _derive,
+    _line_values,
+    _Place,
+    _prefixed_values,
+    _root_context,
+    _sized,
+)
 
-#: Largest "small" value generated; values of exactly ``max_length`` come on top.
-SMALL = 64
-#: Values of exactly ``max_length`` bytes are generated only below this size.
-EDGE_LIMIT = 1 << 16
-
-
-class UnsupportedGrammar(TypeError):
-    """No strategy can be derived for this construct type (yet)."""
-
-
-def _sized(smallest: int, largest: int) -> st.SearchStrategy[bytes]:
-    """Bytes of ``smallest`` to ``largest`` bytes: mostly short, sometimes the largest."""
-    small = st.binary(min_size=smallest, max_size=max(smallest, min(largest, SMALL)))
-    if largest > SMALL and largest <= EDGE_LIMIT:
-        return st.one_of(small, st.binary(min_size=largest, max_size=largest))
-    return small
-
-
-def _line_values(grammar: Line) -> st.SearchStrategy[bytes]:
-    delimiter = grammar.delimiter
-
-    def buildable(value: bytes) -> bool:
-        return (value + delimiter).find(delimiter) == len(value)
-
-    return _sized(0, grammar.max_length).map(lambda v: v.replace(delimiter, b"")).filter(buildable)
+__all__ = [
+    "COUNT",
+    "EDGE_LIMIT",
+    "SMALL",
+    "UnsupportedGrammar",
+    "chunked",
+    "chunkings",
+    "encoded",
+    "from_grammar",
+]
 
 
-def _prefixed_values(grammar: LengthPrefixed) -> st.SearchStrategy[bytes]:
-    smallest = max(0, grammar.adjust)
-    largest = min(grammar.max_length, (1 << (8 * grammar.width)) - 1 + grammar.adjust)
-    header = st.binary(min_size=grammar.length_offset, max_size=grammar.length_offset)
-    return st.builds(bytes.__add__, header, _sized(smallest, largest))
+# -- the public strategies -----------------------------------------------------------------
 
 
 def from_grammar(grammar: Any, context: Mapping[str, Any] | None = None) -> st.SearchStrategy[Any]:
-    """A strategy of values that ``grammar`` builds and parses back unchanged.
+    """A strategy of values that ``grammar`` builds and parses back to an equal value.
 
-    ``context`` is the construct context, needed for ``fixed(this.size)``.
+    ``grammar`` is a framing of :mod:`grammars` or a construct grammar made of the types
+    the module documentation lists. ``context`` is the construct context the grammar is
+    built and parsed with (``grammar.build(value, **context)``), e.g. for
+    ``fixed(this.size)`` or ``Bytes(this._params.n)``.
+
+    :raises UnsupportedGrammar: naming the first construct type no strategy can be derived
+        for, and where it is in ``grammar``.
     """
     kind = type(grammar)
     if kind is Line:
@@ -71,10 +134,14 @@ def from_grammar(grammar: Any, context: Mapping[str, Any] | None = None) -> st.S
         return st.binary(min_size=size, max_size=size)
     if kind is Raw:
         return st.binary(min_size=1, max_size=4 * SMALL)
-    raise UnsupportedGrammar(
-        f"no strategy for {kind.__module__}.{kind.__qualname__} yet; "
-        "from_grammar supports line, netstring, prefixed, fixed and raw"
-    )
+    gen = _derive(grammar, _Place())
+    params = dict(context or {})
+
+    @st.composite
+    def values(draw: st.DrawFn) -> Any:
+        return gen(draw, _root_context(params), _ANY_ROOM)
+
+    return values()
 
 
 def encoded(grammar: Any, context: Mapping[str, Any] | None = None) -> st.SearchStrategy[bytes]:
