@@ -17,6 +17,7 @@ from grammars import line
 from statewire import basic
 from statewire.declarative import MachineProtocol
 from statewire.machine import Timeout, by_verb
+from statewire.testing import assert_chunking_invariant
 from statewire.testing.model import check_path, check_protocol, shortest_paths
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
@@ -179,3 +180,18 @@ def test_unreached_transitions_are_reported() -> None:
     assert missed  # one step cannot reach every edge
     with pytest.raises(AssertionError, match="never exercised"):
         check_protocol(door(), settings=few, require_coverage=True)
+
+
+@pytest.mark.parametrize(("protocol", "factory"), PROTOCOLS, ids=IDS)
+def test_sessions_do_not_depend_on_the_reads(protocol: type, factory: Any) -> None:
+    assert_chunking_invariant(protocol, factory=factory)
+
+
+def test_a_protocol_that_depends_on_read_boundaries_is_caught() -> None:
+    class PerRead(door()):  # type: ignore[misc]
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(b"read\\n")  # one reply per read, not per frame
+            super().dataReceived(data)
+
+    with pytest.raises(AssertionError, match="differs"):
+        assert_chunking_invariant(PerRead)

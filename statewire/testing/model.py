@@ -314,7 +314,8 @@ class ProtocolMachine(RuleBasedStateMachine):
                 f"diagram says {target!r}"
             )
 
-    def send(self, input: str, data: st.DataObject) -> None:
+    def send(self, input: str, data: st.DataObject, *, whole: bool = False) -> bytes:
+        """Send a frame for ``input`` (in arbitrary reads, or in one); return its bytes."""
         framer = self.protocol._sw_framer
         grammar = framer.grammar
         context = dict(getattr(framer, "_context", {}) or {})
@@ -322,12 +323,13 @@ class ProtocolMachine(RuleBasedStateMachine):
             self.diagram.routes[self.model], input, grammar, context
         )
         frame = data.draw(strategy, label=f"{input} frame")
-        wire = grammar.build(frame, **context)
-        chunks = data.draw(chunkings(wire, max_chunks=6), label="reads")
+        wire: bytes = grammar.build(frame, **context)
+        chunks = [wire] if whole else data.draw(chunkings(wire, max_chunks=6), label="reads")
         target, refusals = self._expect(input), len(self.refused)
         for chunk in chunks:
             self.protocol.dataReceived(chunk)
         self._after(input, target, refusals)
+        return wire
 
     def wait(self) -> None:
         timeout = self.diagram.timeouts[self.model]
@@ -501,3 +503,36 @@ def check_path(implementation: type, path: Path, **options: Any) -> None:
             run.implementation_follows_the_diagram()
 
     walk()
+
+
+def check_chunking(
+    implementation: type, *, factory: Any = None, max_steps: int = 8, **options: Any
+) -> None:
+    """Check that what ``implementation`` does with a session does not depend on how the
+    session's bytes are cut into reads: a walk on the diagram (frames generated as in
+    :func:`protocol_state_machine`, each sent in one read) is replayed on a new connection
+    in arbitrary reads, which must write the same bytes and end in the same state."""
+    machine = protocol_state_machine(implementation, factory=factory, **options)
+
+    @given(st.data())
+    def replay(data: st.DataObject) -> None:
+        walk = machine()
+        wire = bytearray()
+        for _ in range(data.draw(st.integers(1, max_steps), label="steps")):
+            inputs = sorted(walk.diagram.producible(walk.model))
+            if not walk.open or not inputs:
+                break
+            wire += walk.send(data.draw(st.sampled_from(inputs), label="input"), data, whole=True)
+        first = walk.protocol
+        again = _connect(implementation, factory, [])
+        reads = data.draw(chunkings(bytes(wire)), label="reads")
+        for chunk in reads:
+            again.dataReceived(chunk)
+        for what in ("value", "disconnecting"):
+            ours, theirs = getattr(again.transport, what), getattr(first.transport, what)
+            if what == "value":
+                ours, theirs = ours(), theirs()
+            assert ours == theirs, f"{what} differs when {bytes(wire)!r} is read as {reads!r}"
+        assert again.state == first.state, f"{bytes(wire)!r} read as {reads!r}: state differs"
+
+    replay()

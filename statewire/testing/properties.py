@@ -1,4 +1,4 @@
-"""One-line property checks for grammars, to call from a test function.
+"""One-line property checks for grammars (and protocols), to call from a test function.
 
 >>> from construct import Int8ub, Struct
 >>> def test_my_grammar():
@@ -60,15 +60,27 @@ def assert_round_trip(grammar: Any, context: Mapping[str, Any] | None = None) ->
     round_trip()
 
 
-def assert_chunking_invariant(grammar: Any, context: Mapping[str, Any] | None = None) -> None:
+def assert_chunking_invariant(
+    grammar: Any, context: Mapping[str, Any] | None = None, *, factory: Any = None
+) -> None:
     """Check that a :class:`~statewire.framing.Framer` cuts the same frames out of a
     stream of several values of ``grammar`` however the stream is cut into reads.
+
+    Given a declared protocol class instead of a grammar, check the protocol: sessions
+    walked on its diagram, replayed in arbitrary reads, write the same bytes and end in the
+    same state (:func:`statewire.testing.model.check_chunking`; ``factory`` becomes each
+    connection's factory).
 
     The frames of one read of the whole stream are the reference; values that build to no
     bytes are left out of the stream (a framer cannot deliver empty frames). A grammar whose
     frames depend on where reads end (``raw()``, a ``GreedyBytes`` or an absent
     ``Optional`` at the end of a Struct) fails, as it should.
     """
+    if isinstance(grammar, type) and getattr(grammar, "_sw_plan", None) is not None:
+        from statewire.testing.model import check_chunking
+
+        check_chunking(grammar, factory=factory)
+        return
     values = st.lists(from_grammar(grammar, context), min_size=1, max_size=MAX_VALUES)
     params = dict(context or {})
 
