@@ -90,6 +90,15 @@ def test_plugin_fixtures(
     assert isinstance(string_transport, StringTransport) and clock.seconds() == 0
 
 
+def test_loopback_fixture_shares_the_clock(
+    clock: Clock, loopback: Callable[[Any, Any], Loopback]
+) -> None:
+    link = loopback(Client(), Greeter())
+    link.advance(3)
+    assert link.clock is clock and clock.seconds() == 3
+    assert link.client.lines == [b"hello", b"ONE"]
+
+
 def test_plugin_profiles_are_registered() -> None:
     assert settings.get_profile("statewire-ci").derandomize
     assert settings.get_profile("statewire-long").max_examples == 2000

@@ -1,8 +1,10 @@
 """statewire's pytest plugin (registered by installing statewire with Hypothesis present).
 
 Fixtures: ``string_transport`` (a :class:`~statewire.testing.memory.StringTransport`),
-``clock`` (a :class:`~statewire.testing.memory.Clock`), and ``connect``, which connects a
-protocol instance to a fresh transport and the test's clock and returns the transport.
+``clock`` (a :class:`~statewire.testing.memory.Clock`), ``connect``, which connects a
+protocol instance to a fresh transport and the test's clock and returns the transport, and
+``loopback``, which joins a client and a server protocol in memory on the test's clock
+(a :class:`~statewire.testing.memory.Loopback`).
 
 Hypothesis profiles: ``statewire-ci`` (derandomized, no deadline: the same examples on
 every run, for CI) and ``statewire-long`` (2000 random examples, for a local hunt). Choose
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from statewire.testing.memory import Clock, StringTransport
+from statewire.testing.memory import Clock, Loopback, StringTransport
 
 try:  # the plugin loads in every pytest run; Hypothesis is only the `testing` extra
     from hypothesis import HealthCheck, settings
@@ -60,3 +62,14 @@ def connect(clock: Clock) -> Callable[[Any], StringTransport]:
         return transport
 
     return attach
+
+
+@pytest.fixture
+def loopback(clock: Clock) -> Callable[[Any, Any], Loopback]:
+    """``loopback(client, server)``: the two protocols joined in memory, sharing the test's
+    clock; ``.pump()`` moves the bytes, ``.advance(seconds)`` moves time then pumps."""
+
+    def join(client: Any, server: Any) -> Loopback:
+        return Loopback(client, server, clock)
+
+    return join
