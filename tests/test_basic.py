@@ -867,3 +867,53 @@ def test_line_echo_over_tcp_pipelined() -> None:
         return await asyncio.wait_for(exchange(HOST, number, request, len(request)), 10)
 
     assert scenario(body) == request
+
+
+# -- found in review --------------------------------------------------------------------------
+
+
+class PauseThenRaw(sb.LineReceiver):
+    def connectionMade(self) -> None:
+        self.events: list[tuple[str, bytes]] = []
+
+    def lineReceived(self, line: bytes) -> None:
+        self.events.append(("line", line))
+        if line == b"PAUSE":
+            self.pauseProducing()
+            self.resumeProducing()
+        if line == b"RAW":
+            self.setRawMode()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        self.events.append(("raw", data))
+
+
+@pytest.mark.parametrize("cut", [0, 7, 12])
+def test_a_mode_switch_after_resuming_inside_a_callback(cut: int) -> None:
+    stream = b"PAUSE\r\nRAW\r\nbody\r\n"
+    protocol = PauseThenRaw()
+    protocol.makeConnection(StringTransport())
+    for chunk in (stream[:cut], stream[cut:]):
+        protocol.dataReceived(chunk)
+    assert protocol.events == [("line", b"PAUSE"), ("line", b"RAW"), ("raw", b"body\r\n")]
+
+
+def test_line_length_exceeded_that_calls_an_input_keeps_framing() -> None:
+    class Forgiving(sb.LineReceiver):
+        MAX_LENGTH = 5
+
+        def connectionMade(self) -> None:
+            self.lines: list[bytes] = []
+
+        def lineReceived(self, line: bytes) -> None:
+            self.lines.append(line)
+
+        def lineLengthExceeded(self, line: bytes) -> None:
+            self.sendLine(b"ERR")
+            self.setLineMode()
+
+    protocol = Forgiving()
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(b"aaaaaaaaaa\r\n")
+    protocol.dataReceived(b"x\r\ny\r\nz\r\n")
+    assert protocol.lines == [b"x", b"y", b"z"]

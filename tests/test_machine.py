@@ -405,3 +405,58 @@ def test_error_messages_do_not_carry_whole_frames() -> None:
     protocol, _, _ = connect(Keyed)
     protocol.dataReceived(b"y" * 50_000 + b"\n")
     assert len(seen) == 1 and len(seen[0]) < 300 and "50000 bytes" in seen[0]
+
+
+# -- timeouts across re-entry (found in review) ----------------------------------------------
+
+
+class Beat(Protocol):
+    def tick(self) -> None: ...
+    def back(self) -> None: ...
+    def ping(self, line: bytes) -> None: ...
+
+
+def _beating(loop: bool) -> type[MachineProtocol]:
+    builder = TypeMachineBuilder(Beat, Core)
+    a = builder.state("a")
+    b = builder.state("b")
+
+    if loop:
+        a.upon(Beat.tick).loop()(lambda machine, core: core.transport.write(b"PING\n"))
+    else:
+
+        @a.upon(Beat.tick).to(b)
+        def away(machine: Beat, core: Core) -> None:
+            core.transport.write(b"PING\n")
+            machine.back()  # postponed: b -> a within the same input
+
+    b.upon(Beat.back).to(a).returns(None)
+    a.upon(Beat.ping).to(b)(lambda machine, core, text: machine.back())
+    return type(
+        "Beating",
+        (Core,),
+        {
+            "machine": builder.build(),
+            "framings": {a: line(b"\n")},
+            "routes": {a: Beat.ping},
+            "timeouts": {a: Timeout(10, Beat.tick)},
+        },
+    )
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_a_timeout_whose_transition_comes_back_fires_again(loop: bool) -> None:
+    _, transport, clock = connect(_beating(loop))
+    clock.advance(35)
+    assert transport.value() == b"PING\n" * 3
+    assert [call.getTime() for call in clock.pending()] == [40]
+
+
+def test_leaving_and_reentering_a_state_in_one_input_rearms_its_timeout() -> None:
+    protocol, _, clock = connect(_beating(False))
+    clock.advance(5)
+    protocol.dataReceived(b"x\n")  # a -> b -> a: a's timeout starts again
+    assert [call.getTime() for call in clock.pending()] == [15]
+    clock.advance(4)
+    protocol._sw_impl.tick()  # called directly: a -> b -> a again
+    assert [call.getTime() for call in clock.pending()] == [19]

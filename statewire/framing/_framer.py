@@ -365,6 +365,8 @@ class Framer:
 
     def _run(self) -> None:
         self._running = True
+        if self._interrupt:  # asked for while no batch was delivered (an error callback)
+            self._interrupted()
         try:
             while True:
                 decoder = self._decoder

@@ -118,6 +118,7 @@ class Driver:
         self._sw_timer: Any = None
         self._sw_last_read = 0.0
         self._sw_state = state = style.state(impl)
+        self._sw_seen = style.moves(impl)
         grammar, context = self._sw_framing(state)
         self._sw_queue = queue = _Postponed()
         self._sw_framer = queue.framer = Framer(
@@ -189,6 +190,7 @@ class Driver:
                 if self._sw_resume:
                     self._sw_resume = False
                     framer.resume()
+                    continue  # what the resumed frames queued runs before more is framed
                 data, self._sw_backlog = self._sw_backlog, b""
                 framer.feed(data)
         finally:
@@ -293,8 +295,7 @@ class Driver:
             self._sw_remote(UnexpectedInput(state=style.name_of(state), input=name, frame=frame))
             return
         style.fire(impl, name, args)
-        if style.state(impl) is not self._sw_state:
-            self._sw_sync()
+        self._sw_sync()
 
     def _sw_remote(self, error: RemoteProtocolError | FramingError) -> None:
         self.remoteError(error)
@@ -302,12 +303,16 @@ class Driver:
     # -- state changes -------------------------------------------------------------------
 
     def _sw_sync(self) -> None:
-        """After an input: if the state changed, switch framing and move the timeout."""
+        """After an input: if the state changed (or was left and entered again), switch
+        framing and move the timeout."""
         framer = self._sw_framer
-        state = self._sw_plan.style.state(self._sw_impl)
-        if framer is None or state is self._sw_state:
+        style = self._sw_plan.style
+        state = style.state(self._sw_impl)
+        moves = style.moves(self._sw_impl)
+        if framer is None or (state is self._sw_state and moves == self._sw_seen):
             return
         self._sw_state = state
+        self._sw_seen = moves
         self._sw_disarm()
         if self._sw_closing:
             return
@@ -340,6 +345,8 @@ class Driver:
                 )
                 return
         self._sw_input(timeout.input_name, ())
+        if self._sw_timer is None and not self._sw_closing:
+            self._sw_arm(self._sw_state)  # the timeout looped: the next period starts now
 
     def _sw_input(self, name: str, args: tuple[Any, ...]) -> None:
         """Call an input from outside the framer (a timeout, the connection's loss)."""

@@ -161,9 +161,11 @@ class Timeout:
     """After ``seconds`` in the state, ``input`` is called (with no arguments).
 
     Armed on entering the state and cancelled on leaving it (Erlang's ``state_timeout``):
-    transitions that loop back to the same state do not re-arm it. With ``idle=True`` it
-    measures silence instead: every read re-arms it, so it fires only after ``seconds``
-    without a byte from the peer.
+    other transitions that loop back to the same state do not re-arm it, but a state left
+    and entered again (even within one input) does, and so does the timeout's own
+    transition when it loops (a periodic tick). With ``idle=True`` it measures silence
+    instead: a read postpones it, so it fires only after ``seconds`` without a byte from
+    the peer.
     """
 
     seconds: float

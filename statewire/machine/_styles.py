@@ -92,6 +92,12 @@ class Style:
         """The current state's data (``TypeMachineBuilder`` data states), else ``None``."""
         return None
 
+    def moves(self, impl: Any) -> int:
+        """How many transitions of ``impl`` so far changed its state (a state left and
+        entered again within one input counts)."""
+        moves: int = impl._sw_moves
+        return moves
+
     def call(self, impl: Any, name: str, args: tuple[Any, ...]) -> Any:
         """Call input ``name`` as user code would (postponed if an input is running)."""
         return getattr(impl, name)(*args)
@@ -118,6 +124,7 @@ class TypedStyle(Style):
         self.inputs |= set(names)
         methods: dict[str, Any] = {name: self._compile(name) for name in names}
         methods["_sw_after"] = None
+        methods["_sw_moves"] = 0
         self.runtime = type(base.__name__, (base,), methods)
 
     def _compile(self, name: str) -> Callable[..., Any]:
@@ -143,6 +150,8 @@ class TypedStyle(Style):
                 if txn._tracer:
                     txn._tracer(state, name, new)
                 txn._state = new
+                if new is not state:
+                    self._sw_moves += 1
                 result = None
                 for output in outputs:
                     result = output(self, data, *args, **kwargs)
@@ -178,6 +187,8 @@ class TypedStyle(Style):
         if txn._tracer:
             txn._tracer(state, name, new)
         txn._state = new
+        if new is not state:
+            impl._sw_moves += 1
         for output in outputs:
             output(impl, data, *args)
 
@@ -202,19 +213,24 @@ class _Observed:
     """Wraps a ``MethodicalMachine`` input: after the outermost input returns, the
     connection looks at the state again."""
 
-    def __init__(self, original: Any) -> None:
+    def __init__(self, original: Any, symbol: str) -> None:
         self.original = original
+        self.symbol = symbol
 
     def __get__(self, oself: Any, owner: Any = None) -> Any:
         if oself is None:
             return self.original
         run = self.original.__get__(oself, owner)
+        txn = getattr(oself, self.symbol)
 
         def observed(*args: Any, **kwargs: Any) -> Any:
             oself._sw_depth += 1
+            state = txn._state
             try:
                 return run(*args, **kwargs)
             finally:
+                if txn._state is not state:
+                    oself._sw_moves += 1
                 oself._sw_depth -= 1
                 after = oself._sw_after if oself._sw_depth == 0 else None
                 if after is not None:
@@ -234,8 +250,9 @@ class MethodicalStyle(Style):
             if found is None:
                 raise DefinitionError(f"{owner.__name__} has no input {name!r}")
             if not isinstance(found, _Observed):
-                setattr(owner, name, _Observed(found))
+                setattr(owner, name, _Observed(found, self._symbol))
         owner._sw_depth = 0  # type: ignore[attr-defined]
+        owner._sw_moves = 0  # type: ignore[attr-defined]
 
     def name_of(self, state: Any) -> str:
         return str(state.method.__name__)
