@@ -198,27 +198,33 @@ def to_dot(protocol: type) -> str:
     """Graphviz DOT source for ``protocol``'s diagram."""
     m = model(protocol)
     q = _dot_string
+
+    def node(state: str) -> str:
+        return q("s:" + state)  # the drawing's own nodes have ids no state can take
+
     lines = [
         f"digraph {q(m.name)} {{",
         "  rankdir=LR;",
         '  node [shape=box, style=rounded, fontname="Helvetica", fontsize=11];',
         '  edge [fontname="Helvetica", fontsize=10];',
-        '  "__start" [shape=point, width=0.15, label=""];',
-        f'  "__start" -> {q(m.initial)};',
+        '  "start" [shape=point, width=0.15, label=""];',
+        f'  "start" -> {node(m.initial)};',
     ]
     for name, framing in m.states.items():
         extra = ", peripheries=2" if name in m.terminal else ""
-        lines.append(f"  {q(name)} [label={q(name + chr(10) + framing)}{extra}];")
+        lines.append(f"  {node(name)} [label={q(name + chr(10) + framing)}{extra}];")
     for edge in m.edges:
         style = ", style=dashed" if edge.timeout else ""
-        lines.append(f"  {q(edge.source)} -> {q(edge.target)} [label={q(edge.label)}{style}];")
+        lines.append(
+            f"  {node(edge.source)} -> {node(edge.target)} [label={q(edge.label)}{style}];"
+        )
     if m.lost is not None:
         label, target = m.lost
-        lines.append('  "__any" [shape=plaintext, label="any state", fontcolor=gray40];')
-        lines.append(f'  "__any" -> {q(target)} [label={q(label)}, style=dotted, color=gray40];')
+        lines.append('  "any" [shape=plaintext, label="any state", fontcolor=gray40];')
+        lines.append(f'  "any" -> {node(target)} [label={q(label)}, style=dotted, color=gray40];')
     for i, note in enumerate(m.notes):
         wrapped = "\n".join(textwrap.wrap(note, 48))
-        lines.append(f'  "__note{i}" [shape=note, fontsize=9, label={q(wrapped)}];')
+        lines.append(f'  "note{i}" [shape=note, fontsize=9, label={q(wrapped)}];')
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -226,19 +232,37 @@ def to_dot(protocol: type) -> str:
 # -- Mermaid --------------------------------------------------------------------------------
 
 
-def _mermaid_id(name: str) -> str:
-    return "".join(c if c.isalnum() or c == "_" else "_" for c in name) or "_"
+def _mermaid_ids(names: list[str]) -> dict[str, str]:
+    """Mermaid ids for the states: letters, digits and ``_`` after an ``s_`` (so no id is a
+    keyword such as ``state`` or ``note``), made unique in sorted order."""
+    ids: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in sorted(names):
+        base = "s_" + "".join(
+            c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in name
+        )
+        candidate, n = base, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{base}_{n}"
+        taken.add(candidate)
+        ids[name] = candidate
+    return ids
+
+
+#: the characters Mermaid's syntax uses, as the entity codes it shows as those characters
+_MERMAID_CODES = str.maketrans({"#": "#35;", ":": "#58;", ";": "#59;", '"': "#quot;", "\n": " "})
 
 
 def _mermaid_text(text: str) -> str:
-    # ';' would end the statement; '#' starts an entity code, so it is written as one
-    return text.replace(";", ",").replace("#", "#35;").replace("\n", " ")
+    """Text Mermaid shows as is."""
+    return text.translate(_MERMAID_CODES)
 
 
 def to_mermaid(protocol: type) -> str:
     """Mermaid ``stateDiagram-v2`` source for ``protocol``'s diagram."""
     m = model(protocol)
-    ident = {name: _mermaid_id(name) for name in m.states}
+    ident = _mermaid_ids(list(m.states))
     lines = ["stateDiagram-v2"]
     for name, framing in m.states.items():
         lines.append(f'    state "{_mermaid_text(name)}" as {ident[name]}')

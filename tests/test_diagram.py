@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 from typing import Protocol
 
@@ -52,16 +53,18 @@ def test_the_upload_diagram_shows_what_the_issue_asks_for() -> None:
     assert m.lost == ("connection lost (lost)", "closed")  # folded: one edge, not four
     assert not any(e.label.startswith("lost") for e in m.edges)
     dot = to_dot(_protocol("examples/upload.py:UploadServer"))
-    assert '"receiving" -> "closed" [label="after 30 s idle / time_out", style=dashed];' in dot
-    assert '"closed" [label="closed\\nreads nothing", peripheries=2];' in dot
+    assert '"s:receiving" -> "s:closed" [label="after 30 s idle / time_out", style=dashed];' in dot
+    assert '"s:closed" [label="closed\\nreads nothing", peripheries=2];' in dot
 
 
+#: text in a label, description or note: no raw ``:``, ``;``, ``#`` or ``"`` (entity codes)
+_TEXT = r'(?:[^:;#"\n]|#\d+;|#quot;)+'
 _MERMAID_LINE = re.compile(
     r"^(stateDiagram-v2"
-    r'|    state "[^"]+" as (?P<declared>\w+)'
-    r"|    (?P<described>\w+) : .+"
-    r"|    (?P<source>\w+|\[\*\]) --> (?P<target>\w+|\[\*\])( : [^;]+)?"
-    r"|    note (left|right) of (?P<noted>\w+) : [^;]+)$"
+    rf'|    state "{_TEXT}" as (?P<declared>s_\w+)'
+    rf"|    (?P<described>s_\w+) : {_TEXT}"
+    rf"|    (?P<source>s_\w+|\[\*\]) --> (?P<target>s_\w+|\[\*\])( : {_TEXT})?"
+    rf"|    note (left|right) of (?P<noted>s_\w+) : {_TEXT})$"
 )
 
 
@@ -186,3 +189,38 @@ def test_a_protocol_with_a_timeout_on_a_loop() -> None:
     assert m.edges[0].label == "after 1.5 s" and m.edges[0].timeout
     assert m.states == {"waiting": "line CRLF ≤ 16 KiB"}
     assert m.terminal == {"waiting"}
+
+
+def awkward_protocol() -> type:
+    """States whose names are Mermaid keywords, carry quotes, or collide once sanitised."""
+
+    class Steps(Protocol):
+        def go(self, line: bytes) -> None: ...
+
+    names = ["state", "note", "wait data", "wait_data", 'say "hi": now', "start", "end", "é"]
+    builder = TypeMachineBuilder(Steps, MachineProtocol)
+    states = [builder.state(name) for name in names]
+    for here, there in pairwise(states):
+        here.upon(Steps.go).to(there).returns(None)
+    return type(
+        "Awkward",
+        (MachineProtocol,),
+        {
+            "machine": builder.build(),
+            "framings": {s: line(b"\n") for s in states},
+            "routes": {s: Steps.go for s in states},
+        },
+    )
+
+
+def test_awkward_state_names_stay_distinct_and_valid() -> None:
+    protocol = awkward_protocol()
+    mermaid = to_mermaid(protocol)
+    _check_mermaid(mermaid)
+    ids = re.findall(r" as (\w+)$", mermaid, re.MULTILINE)
+    assert len(ids) == len(set(ids)) == 8
+    assert all(i.startswith("s_") for i in ids)  # never a keyword such as `state` or `note`
+    assert 'state "say #quot;hi#quot;#58; now" as' in mermaid
+    dot = to_dot(protocol)
+    assert '"start" -> "s:state";' in dot  # a state called "start" is not the start dot
+    assert '"s:start" [label="start\\nline LF ≤ 16 KiB"];' in dot

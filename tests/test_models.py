@@ -195,3 +195,29 @@ def test_a_protocol_that_depends_on_read_boundaries_is_caught() -> None:
 
     with pytest.raises(AssertionError, match="differs"):
         assert_chunking_invariant(PerRead)
+
+
+def test_inputs_that_need_arguments_are_not_called_bare() -> None:
+    class Job(Protocol):
+        def start(self, line: bytes) -> None: ...
+        def fail(self, why: bytes) -> None: ...
+
+    builder = TypeMachineBuilder(Job, MachineProtocol)
+    idle = builder.state("idle")
+    failed = builder.state("failed")
+
+    @idle.upon(Job.start).loop()
+    def start(machine: Job, core: MachineProtocol, text: bytes) -> None:
+        if text == b"bad":
+            machine.fail(text)  # internal: only outputs call it, with an argument
+
+    @idle.upon(Job.fail).to(failed)
+    def fail(machine: Job, core: MachineProtocol, why: bytes) -> None:
+        core.transport.write(b"failed: " + why)
+
+    job = type(
+        "Job",
+        (MachineProtocol,),
+        {"machine": builder.build(), "framings": {idle: line(b"\n")}, "routes": {idle: Job.start}},
+    )
+    assert check_protocol(job) == set()  # `fail` is not driven directly, so nothing is missed

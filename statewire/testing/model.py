@@ -142,20 +142,32 @@ class _Diagram:
 
 
 def _takes_no_arguments(input: str, protocol: type) -> bool:
-    runtime = getattr(_plan(protocol).style, "runtime", protocol)
-    method = getattr(runtime, input, None)
-    if method is None:
-        return False
+    """Whether ``input`` can be called with no arguments. Told from what receives its
+    arguments: a ``MethodicalMachine`` input's own method, or the transition functions of a
+    ``TypeMachineBuilder`` machine (``(machine, core[, data], *arguments)``); when nothing
+    tells, the input is taken to need arguments."""
+    plan = _plan(protocol)
+    found = inspect.getattr_static(protocol, input, None)
+    original = getattr(found, "original", found)
+    if hasattr(original, "method"):  # a MethodicalInput
+        return _needs(original.method, 1) == 0
+    counts = set()
+    for (_, name), (_, outputs) in plan.style.table.items():
+        for output in outputs if name == input else ():
+            method = getattr(output, "method", None)
+            if method is not None and not getattr(method, "__statewire_forward__", None):
+                counts.add(_needs(method, 3 if output.requiresData else 2))
+    return counts == {0}
+
+
+def _needs(function: Callable[..., Any], skip: int) -> int | None:
+    """How many arguments ``function`` requires after its first ``skip``; None if unknown."""
     try:
-        signature = inspect.signature(method)
+        parameters = list(inspect.signature(function).parameters.values())[skip:]
     except (TypeError, ValueError):
-        return False
-    required = [
-        p
-        for p in list(signature.parameters.values())[1:]
-        if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
-    return not required
+        return None
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return sum(1 for p in parameters if p.default is p.empty and p.kind not in kinds)
 
 
 # -- frames for an input ------------------------------------------------------------------
