@@ -33,6 +33,8 @@ Where statewire differs from Twisted, on purpose:
 * ``lineLengthExceeded`` is called once per too-long line; what followed it in the buffer
   is dropped and framing starts afresh with the next read (Twisted's ``LineOnlyReceiver``
   reports the same line again on the next read when the method does not close).
+* The machine's state is ``machine_state``; ``state`` stays free for protocols of their own
+  (Twisted's chat example keeps ``self.state``).
 * ``delimiter`` and ``MAX_LENGTH`` may be changed per instance; the change applies from the
   next read.
 * After ``lengthLimitExceeded`` (``IntNStringReceiver``) nothing more is framed on that

@@ -917,3 +917,17 @@ def test_line_length_exceeded_that_calls_an_input_keeps_framing() -> None:
     protocol.dataReceived(b"aaaaaaaaaa\r\n")
     protocol.dataReceived(b"x\r\ny\r\nz\r\n")
     assert protocol.lines == [b"x", b"y", b"z"]
+
+
+def test_a_protocol_may_keep_its_own_state_attribute() -> None:
+    class Chat(sb.LineReceiver):  # as in Twisted's chat example
+        def __init__(self) -> None:
+            self.state = "GETNAME"
+
+        def lineReceived(self, line: bytes) -> None:
+            self.state = "CHAT"
+
+    protocol = Chat()
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(b"alice\r\n")
+    assert protocol.state == "CHAT" and protocol.machine_state == "line"

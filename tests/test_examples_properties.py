@@ -30,7 +30,7 @@ def run(factory: Any, chunks: list[bytes]) -> tuple[bytes, str, bool, Any]:
     protocol.makeConnection(transport)
     for chunk in chunks:
         protocol.dataReceived(chunk)
-    return transport.value(), protocol.state, transport.disconnecting, protocol
+    return transport.value(), protocol.machine_state, transport.disconnecting, protocol
 
 
 # -- upload ---------------------------------------------------------------------------------
@@ -78,9 +78,9 @@ def test_upload_idle_timeout_fires_in_its_states_only() -> None:
     _, _, _, protocol = run(upload.UploadFactory(), [b"USER ann\r\nPUT f 3\r\nab"])
     clock = protocol.clock
     clock.advance(upload.IDLE_SECONDS - 1)
-    assert protocol.state == "receiving"
+    assert protocol.machine_state == "receiving"
     clock.advance(2)
-    assert protocol.state == "closed" and protocol.transport.disconnecting
+    assert protocol.machine_state == "closed" and protocol.transport.disconnecting
     clock.advance(1000)
     assert clock.pending() == []  # closed has no timeout
 

@@ -127,7 +127,7 @@ def test_frames_become_inputs_and_framing_follows_the_state() -> None:
     protocol, transport, _ = connect()
     protocol.dataReceived(b"hello\nSTART\n4:a\nb\n,note\n")
     assert protocol.events == [("note", b"hello"), "start", ("data", b"a\nb\n"), ("note", b"note")]
-    assert protocol.state == "idle"
+    assert protocol.machine_state == "idle"
     assert transport.value() == b"started\n"
 
 
@@ -138,7 +138,7 @@ def test_an_unaccepted_input_leaves_the_state_and_closes_by_default() -> None:
 
     protocol, transport, _ = connect(Strict)
     protocol.dataReceived(b"DATA x\nmore\n")
-    assert protocol.state == "idle"
+    assert protocol.machine_state == "idle"
     assert transport.value() == b"503 bad sequence\n"
     assert transport.disconnecting
     assert protocol.events == []  # the frame after the refused one is not delivered
@@ -172,7 +172,7 @@ def test_a_framing_error_is_a_remote_error_and_closes() -> None:
     assert transport.disconnecting  # the framer cannot go on after a line over its limit
     protocol, transport, _ = connect(Patient)
     protocol.dataReceived(b"START\n99:")  # a netstring header over the limit of 10
-    assert transport.disconnecting and protocol.state == "busy"
+    assert transport.disconnecting and protocol.machine_state == "busy"
 
 
 def test_unroutable_frames_by_key() -> None:
@@ -220,7 +220,7 @@ def test_a_timeout_fires_only_in_its_state() -> None:
     assert protocol.events == ["start"]
     clock.advance(0.2)
     assert protocol.events == ["start", "timed out"]
-    assert protocol.state == "gone" and transport.disconnecting
+    assert protocol.machine_state == "gone" and transport.disconnecting
 
 
 def test_leaving_a_state_cancels_its_timeout() -> None:
@@ -359,12 +359,12 @@ def test_methodical_machines_drive_framing_and_timeouts() -> None:
     protocol.dataReceived(b"c1\nTICKc2")
     protocol.dataReceived(b"\n")
     assert protocol.events == [("coin", b"c1"), ("ticket", b"TICK"), ("coin", b"c2")]
-    assert protocol.state == "paying"
+    assert protocol.machine_state == "paying"
     clock.advance(2)
-    assert protocol.events[-1] == "expired" and protocol.state == "locked"
+    assert protocol.events[-1] == "expired" and protocol.machine_state == "locked"
     protocol.expire  # noqa: B018 - inputs stay reachable on the instance
     protocol.dataReceived(b"c3\n")
-    assert protocol.state == "paying"
+    assert protocol.machine_state == "paying"
 
 
 # -- isolation over real sockets ------------------------------------------------------------

@@ -167,7 +167,7 @@ class Declared(Core):
         if isinstance(error, UnexpectedInput):
             self.note("refused", error.state, error.input)
         else:
-            self.note("unroutable", self.state)
+            self.note("unroutable", self.machine_state)
 
     def localError(self, error: Exception) -> None:
         self.note("local error", type(error).__name__)
@@ -320,7 +320,7 @@ def declared(chunks: list[bytes]) -> tuple[list[object], bytes, str, bytes | Non
     assert protocol._sw_framer is not None
     if transport.aborted:  # what was left unread then depends on the reads: not compared
         return protocol.events, transport.value(), "aborted", None
-    return protocol.events, transport.value(), protocol.state, protocol._sw_framer.buffered
+    return protocol.events, transport.value(), protocol.machine_state, protocol._sw_framer.buffered
 
 
 @given(st.data(), STREAMS)

@@ -146,8 +146,9 @@ class Driver:
             self._sw_framer.interrupt()
 
     @property
-    def state(self) -> str:
-        """The name of the machine's current state."""
+    def machine_state(self) -> str:
+        """The name of the machine's current state (not ``state``: Twisted protocols often
+        keep a ``state`` attribute of their own)."""
         plan = self._sw_plan
         return plan.style.name_of(plan.style.state(self._sw_impl))
 
@@ -272,7 +273,7 @@ class Driver:
         except _BAD_FRAME as exc:
             self._sw_remote(
                 UnroutableFrame(
-                    f"cannot route {shown(frame)}: {exc}", state=self.state, frame=frame
+                    f"cannot route {shown(frame)}: {exc}", state=self.machine_state, frame=frame
                 )
             )
             return
@@ -281,8 +282,8 @@ class Driver:
     def _sw_unroutable(self, frame: Any) -> None:
         self._sw_remote(
             UnroutableFrame(
-                f"state {self.state!r} reads nothing, got {shown(frame)}",
-                state=self.state,
+                f"state {self.machine_state!r} reads nothing, got {shown(frame)}",
+                state=self.machine_state,
                 frame=frame,
             )
         )

@@ -321,8 +321,8 @@ class ProtocolMachine(RuleBasedStateMachine):
             ), f"{input!r} is not accepted in {self.model!r} but was not refused"
         self.model = target
         if self.open:
-            assert self.protocol.state == target, (
-                f"after {input!r}: implementation in {self.protocol.state!r}, "
+            assert self.protocol.machine_state == target, (
+                f"after {input!r}: implementation in {self.protocol.machine_state!r}, "
                 f"diagram says {target!r}"
             )
 
@@ -366,7 +366,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     @invariant()
     def implementation_follows_the_diagram(self) -> None:
         if self.open:
-            assert self.protocol.state == self.model
+            assert self.protocol.machine_state == self.model
             check = self.state_invariants.get(self.model)
             if check is not None:
                 check(self.protocol)
@@ -546,6 +546,8 @@ def check_chunking(
             if what == "value":
                 ours, theirs = ours(), theirs()
             assert ours == theirs, f"{what} differs when {bytes(wire)!r} is read as {reads!r}"
-        assert again.state == first.state, f"{bytes(wire)!r} read as {reads!r}: state differs"
+        assert again.machine_state == first.machine_state, (
+            f"{bytes(wire)!r} read as {reads!r}: state differs"
+        )
 
     replay()
