@@ -9,7 +9,20 @@ each line back; writes are coalesced per read) on asyncio and on uvloop; Twisted
 ``LineReceiver`` on its epoll reactor; and a hand-written asyncio protocol that writes each
 read back at once, without framing (the practical limit of the loop).
 
-    python bench/bench_echo.py [--rounds 3] [--lines 100000] [--memory 10000]
+Then (issue 7) a request/response protocol end to end: ``GET key`` lines answered with
+``VALUE ...`` lines, served by a declared statewire protocol (a ``MachineProtocol`` whose
+``TypeMachineBuilder`` machine routes ``GET`` with ``by_verb``) on asyncio and on uvloop,
+by Twisted's ``LineReceiver`` on epoll and by a hand-written asyncio protocol (the limit),
+pipelined and with one request in flight per connection, on 1 and 100 connections. The
+servers run side by side, in their own processes, and are measured in turn (alternated
+over rounds); the client runs on uvloop when it is installed. Then connections accepted
+per second (each cycle: connect, one request, its answer, close with RST so that no
+TIME_WAIT piles up), and the memory of one connection receiving a 100 MiB body in 64 KiB
+writes (a ``LineReceiver`` switched to raw mode by a ``BODY size`` line, counting bytes):
+server RSS growth, peak and final, which stays bounded by the read size, not the body.
+
+    python bench/bench_echo.py [--rounds 3] [--lines 100000] [--memory 10000] [--quick]
+        [--skip-echo] [--skip-rr] [--json PATH]
 """
 
 from __future__ import annotations
@@ -95,6 +108,137 @@ def serve(kind: str) -> None:
     reactor.run()
 
 
+#: the key/value store every request/response server answers from
+STORE = {b"key%d" % i: b"value-%d-" % i + b"v" * 16 for i in range(1000)}
+
+
+def _kv_answer(key: bytes) -> bytes:
+    value = STORE.get(key)
+    return b"VALUE " + value if value is not None else b"MISSING"
+
+
+def serve_app(kind: str, app: str) -> None:
+    """Serve ``app`` ("kv": GET key -> VALUE ...; "sink": BODY n, then n raw bytes -> OK)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4096)
+    port = sock.getsockname()[1]
+    if kind == "twisted":
+        from twisted.internet import epollreactor
+
+        epollreactor.install()
+        from twisted.internet import reactor
+        from twisted.internet.protocol import Factory
+        from twisted.protocols.basic import LineReceiver
+
+        class TwistedKV(LineReceiver):
+            delimiter = b"\n"
+
+            def lineReceived(self, line: bytes) -> None:
+                verb, _, key = line.partition(b" ")
+                self.sendLine(_kv_answer(key) if verb == b"GET" else b"ERROR")
+
+        class TwistedSink(LineReceiver):
+            delimiter = b"\n"
+            MAX_LENGTH = 1024
+            expected = received = 0
+
+            def lineReceived(self, line: bytes) -> None:
+                self.expected = int(line.split()[1])
+                self.setRawMode()
+
+            def rawDataReceived(self, data: bytes) -> None:
+                self.received += len(data)
+                if self.received >= self.expected:
+                    self.transport.write(b"OK %d\n" % self.received)
+
+        protocol = TwistedKV if app == "kv" else TwistedSink
+        sock.setblocking(False)
+        reactor.adoptStreamPort(sock.fileno(), socket.AF_INET, Factory.forProtocol(protocol))
+        print(f"ready {port}", flush=True)
+        reactor.run()
+        return
+    if kind == "asyncio":
+
+        class HandKV(asyncio.Protocol):
+            """What a careful hand-written asyncio server does: split, answer, one write."""
+
+            buffer = b""
+
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                if self.buffer:
+                    data = self.buffer + data
+                lines = data.split(b"\n")
+                self.buffer = lines.pop()
+                out = []
+                for line in lines:
+                    verb, _, key = line.partition(b" ")
+                    out.append(_kv_answer(key) if verb == b"GET" else b"ERROR")
+                if out:
+                    out.append(b"")
+                    self.transport.write(b"\n".join(out))  # type: ignore[attr-defined]
+
+        async def main() -> None:
+            server = await asyncio.get_running_loop().create_server(HandKV, sock=sock)
+            print(f"ready {port}", flush=True)
+            await server.serve_forever()
+
+        asyncio.run(main())
+        return
+    from typing import Protocol as Interface
+
+    from automat import TypeMachineBuilder
+
+    from grammars import line
+    from statewire import basic, reactor
+    from statewire.declarative import MachineProtocol
+    from statewire.machine import by_verb
+    from statewire.protocol import Factory
+
+    if kind == "statewire-uvloop":
+        reactor.use_uvloop()
+
+    class Commands(Interface):
+        def get(self, key: bytes) -> None: ...
+
+    builder = TypeMachineBuilder(Commands, MachineProtocol)
+    ready = builder.state("ready")
+
+    @ready.upon(Commands.get).loop()
+    def answer(machine: Commands, core: MachineProtocol, key: bytes) -> None:
+        core.send(_kv_answer(key))
+
+    class DeclaredKV(MachineProtocol):
+        machine = builder.build()
+        framings = {ready: line(b"\n", max_length=1024)}
+        routes = {ready: by_verb({b"GET": Commands.get})}
+
+    class Sink(basic.LineReceiver):
+        delimiter = b"\n"
+        MAX_LENGTH = 1024
+        expected = received = 0
+
+        def lineReceived(self, line: bytes) -> None:
+            self.expected = int(line.split()[1])
+            self.setRawMode()
+
+        def rawDataReceived(self, data: bytes) -> None:
+            self.received += len(data)
+            if self.received >= self.expected:
+                self.transport.write(b"OK %d\n" % self.received)
+
+    sock.close()
+    factory = Factory.forProtocol(DeclaredKV if app == "kv" else Sink)
+    port_object = reactor.listenTCP(port, factory, 4096, "127.0.0.1")
+    port_object.factory.noisy = False
+    print(f"ready {port}", flush=True)
+    reactor.run()
+
+
 SERVERS = {
     "statewire asyncio": "statewire",
     "statewire uvloop": "statewire-uvloop",
@@ -103,9 +247,17 @@ SERVERS = {
 }
 
 
-def start(kind: str) -> tuple[subprocess.Popen[str], int]:
+RR_SERVERS = {
+    "statewire asyncio": "statewire",
+    "statewire uvloop": "statewire-uvloop",
+    "Twisted epoll": "twisted",
+    "asyncio hand-written": "asyncio",
+}
+
+
+def start(kind: str, app: str = "echo") -> tuple[subprocess.Popen[str], int]:
     process = subprocess.Popen(
-        [sys.executable, HERE, "serve", kind], stdout=subprocess.PIPE, text=True
+        [sys.executable, HERE, "serve", kind, app], stdout=subprocess.PIPE, text=True
     )
     assert process.stdout is not None
     words = process.stdout.readline().split()
@@ -208,6 +360,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
-        serve(sys.argv[2])
+        if sys.argv[3:4] in ([], ["echo"]):
+            serve(sys.argv[2])
+        else:
+            serve_app(sys.argv[2], sys.argv[3])
     else:
         main()

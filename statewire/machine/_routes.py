@@ -41,10 +41,6 @@ class Route:
         """Every input the route may produce (for checks and diagrams)."""
         raise NotImplementedError
 
-    def describe(self) -> str:
-        """A short label for diagrams."""
-        raise NotImplementedError
-
 
 @dataclass(frozen=True)
 class ToInput(Route):
@@ -54,9 +50,6 @@ class ToInput(Route):
 
     def inputs(self) -> set[str]:
         return {self.input}
-
-    def describe(self) -> str:
-        return self.input
 
 
 #: (input name, converter or None, (fewest, most) arguments the input takes, or None)
@@ -80,9 +73,6 @@ class ByKey(Route):
         if self.unknown is not None:
             names.add(self.unknown)
         return names
-
-    def describe(self) -> str:
-        return "by " + ("verb" if self.words is not None else "key")
 
 
 def _arity(ref: InputRef) -> tuple[int, float] | None:
