@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from statewire.error import Failure, connectionDone
-from statewire.framing import FramingError, Policy
+from statewire.framing import FramingError, Policy, encode
 from statewire.machine import Driver, Plan, RemoteProtocolError, Timeout
 from statewire.protocol import Protocol
 
@@ -120,7 +120,7 @@ class MachineProtocol(Driver, Protocol):
             if grammar is None:
                 assert self._sw_framer is not None
                 grammar = self._sw_framer.grammar
-        self.transport.write(grammar.build(value))
+        self.transport.write(encode(grammar, value))
 
     def close(self) -> None:
         """Close the connection once what was sent is flushed; no more frames are read."""

@@ -9,6 +9,7 @@ import pytest
 from construct import Bytes, Const, Int16ub, Struct, Subconstruct, this
 from framing_helpers import run
 from hypothesis import given
+from hypothesis import strategies as st
 
 from grammars import InvalidValueError, fixed, line, netstring, prefixed, raw
 from statewire.framing import (
@@ -408,3 +409,21 @@ def test_eof_waits_when_a_callback_pauses_during_it(accel: str) -> None:
         framer.resume()
     assert frames == [b"ok", b"ok2"]
     assert framer.error is None
+
+
+@pytest.mark.parametrize(
+    "grammar",
+    [line(b"\r\n", max_length=8), line(b"\n", max_length=8), netstring(max_length=8), raw()],
+    ids=["crlf", "lf", "netstring", "raw"],
+)
+@given(value=st.one_of(st.binary(max_size=12), st.sampled_from([b"a\r", b"\r", b"x\ny", b"\r\n"])))
+def test_encode_fast_path_is_the_grammars_own_build(grammar: Any, value: bytes) -> None:
+    try:
+        expected: bytes | type[Exception] = grammar.build(value)
+    except Exception as error:
+        expected = type(error)
+    try:
+        got: bytes | type[Exception] = encode(grammar, value)
+    except Exception as error:
+        got = type(error)
+    assert got == expected

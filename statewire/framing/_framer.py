@@ -462,7 +462,24 @@ class Framer:
 
 
 def encode(grammar: Any, value: Any, **context: Any) -> bytes:
-    """The bytes of ``value`` as a frame of ``grammar`` (the grammar builds them)."""
+    """The bytes of ``value`` as a frame of ``grammar``.
+
+    Lines, netstrings and raw frames of valid bytes are put together directly (construct's
+    ``build`` costs about 1.5 µs a frame); anything else, and every value the grammar would
+    refuse, goes through the grammar's own ``build``, which gives its errors.
+    """
+    if type(value) is bytes and not context:
+        kind = type(grammar)
+        if kind is Line:
+            if len(value) <= grammar.max_length:
+                wire: bytes = value + grammar.delimiter
+                if wire.find(grammar.delimiter) == len(value):
+                    return wire
+        elif kind is Netstring:
+            if len(value) <= grammar.max_length:
+                return b"%d:%s," % (len(value), value)
+        elif kind is Raw:
+            return value
     data: bytes = grammar.build(value, **context)
     return data
 

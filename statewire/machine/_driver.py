@@ -30,7 +30,7 @@ Hosts (the layer-4 ``MachineProtocol``) supply the clock and the error policy:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import fields, is_dataclass
 from functools import partial
 from typing import Any, ClassVar
@@ -244,14 +244,25 @@ class Driver:
                     return direct
             return partial(self._sw_frame_input, name)
         assert isinstance(route, ByKey)
-        return partial(self._sw_keyed, route)
+        # inputs that loop here with one plain output are called straight away
+        loops: dict[str, Handler] = {}
+        for name in route.inputs():
+            if plan.style.accepts(state, name):
+                loop = plan.style.loop_handler(self._sw_impl, self, state, name)
+                if loop is not None:
+                    loops[name] = loop
+        return partial(self._sw_keyed, route, loops)
 
     def _sw_frame_input(self, name: str, frame: Any) -> None:
         self._sw_dispatch(name, (frame,), frame)
 
-    def _sw_keyed(self, route: ByKey, frame: Any) -> None:
+    def _sw_keyed(self, route: ByKey, loops: Mapping[str, Handler], frame: Any) -> None:
+        key: Hashable
         try:
-            key = route.key(frame)
+            if route.words is not None:  # a command: cut it once, verb and words
+                key, *rest = bytes(frame).split(route.words)
+            else:
+                key = route.key(frame)
             entry = route.table.get(key)
             args: tuple[Any, ...]
             if entry is None:
@@ -261,7 +272,7 @@ class Driver:
             else:
                 name, convert, arity = entry
                 if route.words is not None:
-                    words = tuple(w for w in bytes(frame).split(route.words)[1:] if w)
+                    words = tuple(w for w in rest if w)
                     if convert is not None:
                         args = tuple(convert(*words))
                     elif arity is None or arity[0] <= len(words) <= arity[1]:
@@ -277,7 +288,11 @@ class Driver:
                 )
             )
             return
-        self._sw_dispatch(name, args, frame)
+        loop = loops.get(name)
+        if loop is not None:
+            loop(*args)
+        else:
+            self._sw_dispatch(name, args, frame)
 
     def _sw_unroutable(self, frame: Any) -> None:
         self._sw_remote(
