@@ -42,6 +42,17 @@ HERE = os.path.abspath(__file__)
 LINE = b"x" * 31 + b"\n"
 
 
+def _serve_asyncio(protocol: type[asyncio.Protocol], sock: socket.socket, port: int) -> None:
+    """Serve ``protocol`` on ``sock`` with plain asyncio until killed."""
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(protocol, sock=sock)
+        print(f"ready {port}", flush=True)
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
 # -- servers, each run as `python bench_echo.py serve KIND` ---------------------------------
 
 
@@ -79,12 +90,7 @@ def serve(kind: str) -> None:
             def data_received(self, data: bytes) -> None:
                 self.transport.write(data)  # type: ignore[attr-defined]
 
-        async def main() -> None:
-            server = await asyncio.get_running_loop().create_server(Raw, sock=sock)
-            print(f"ready {port}", flush=True)
-            await server.serve_forever()
-
-        asyncio.run(main())
+        _serve_asyncio(Raw, sock, port)
         return
     from grammars import line
     from statewire import reactor
@@ -184,12 +190,7 @@ def serve_app(kind: str, app: str) -> None:
                     out.append(b"")
                     self.transport.write(b"\n".join(out))  # type: ignore[attr-defined]
 
-        async def main() -> None:
-            server = await asyncio.get_running_loop().create_server(HandKV, sock=sock)
-            print(f"ready {port}", flush=True)
-            await server.serve_forever()
-
-        asyncio.run(main())
+        _serve_asyncio(HandKV, sock, port)
         return
     from typing import Protocol as Interface
 
