@@ -56,12 +56,17 @@ def _serve_asyncio(protocol: type[asyncio.Protocol], sock: socket.socket, port: 
 # -- servers, each run as `python bench_echo.py serve KIND` ---------------------------------
 
 
-def serve(kind: str) -> None:
+def _listening() -> tuple[socket.socket, int]:
+    """A socket listening on a free loopback port, and the port."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(4096)
-    port = sock.getsockname()[1]
+    return sock, sock.getsockname()[1]
+
+
+def serve(kind: str) -> None:
+    sock, port = _listening()
     if kind == "twisted":
         from twisted.internet import epollreactor
 
@@ -127,11 +132,7 @@ def _kv_answer(key: bytes) -> bytes:
 
 def serve_app(kind: str, app: str) -> None:
     """Serve ``app`` ("kv": GET key -> VALUE ...; "sink": BODY n, then n raw bytes -> OK)."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4096)
-    port = sock.getsockname()[1]
+    sock, port = _listening()
     if kind == "twisted":
         from twisted.internet import epollreactor
 

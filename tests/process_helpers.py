@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -80,3 +81,15 @@ def running(*command: str, env: dict[str, str] | None = None) -> Iterator[Server
         if process.poll() is None:
             process.kill()
         process.wait(10)
+
+
+def recv_exactly(sock: socket.socket, count: int, timeout: float = 10) -> bytes:
+    """Read ``count`` bytes from ``sock``, or fewer if the peer closes first."""
+    sock.settimeout(timeout)
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data

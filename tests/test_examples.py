@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from process_helpers import EXAMPLES, ROOT, running
+from process_helpers import EXAMPLES, ROOT, recv_exactly, running
 
 
 def talk(port: int, send: bytes = b"", expect: int | None = None) -> bytes:
@@ -20,13 +20,7 @@ def talk(port: int, send: bytes = b"", expect: int | None = None) -> bytes:
         if send:
             sock.sendall(send)
         if expect is not None:
-            data = b""
-            while len(data) < expect:
-                chunk = sock.recv(expect - len(data))
-                if not chunk:
-                    break
-                data += chunk
-            return data
+            return recv_exactly(sock, expect)
         chunks = []
         while chunk := sock.recv(4096):
             chunks.append(chunk)

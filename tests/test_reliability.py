@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from process_helpers import EXAMPLES, ROOT, running
+from process_helpers import EXAMPLES, ROOT, recv_exactly, running
 from runtime_helpers import scenario
 from test_runtime_endpoints import _certificate
 
@@ -187,17 +187,6 @@ def read_until_closed(sock: socket.socket, timeout: float) -> tuple[bytes, str]:
         if not chunk:
             return b"".join(chunks), "eof"
         chunks.append(chunk)
-
-
-def recv_exactly(sock: socket.socket, count: int, timeout: float = 10) -> bytes:
-    sock.settimeout(timeout)
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def run_with_loop_errors(body: Callable[[Reactor], Awaitable[T]]) -> tuple[T, list[Any]]:

@@ -124,7 +124,7 @@ class Driver:
         self._sw_framer = queue.framer = Framer(
             grammar,
             self._sw_handler(state),
-            on_error=self._sw_remote,
+            on_error=self.remoteError,
             policy=plan.policy,
             context=context,
         )
@@ -282,7 +282,7 @@ class Driver:
                 else:
                     args = tuple(convert(frame)) if convert else (frame,)
         except _BAD_FRAME as exc:
-            self._sw_remote(
+            self.remoteError(
                 UnroutableFrame(
                     f"cannot route {shown(frame)}: {exc}", state=self.machine_state, frame=frame
                 )
@@ -295,7 +295,7 @@ class Driver:
             self._sw_dispatch(name, args, frame)
 
     def _sw_unroutable(self, frame: Any) -> None:
-        self._sw_remote(
+        self.remoteError(
             UnroutableFrame(
                 f"state {self.machine_state!r} reads nothing, got {shown(frame)}",
                 state=self.machine_state,
@@ -308,13 +308,10 @@ class Driver:
         impl = self._sw_impl
         state = style.state(impl)
         if not style.accepts(state, name):
-            self._sw_remote(UnexpectedInput(state=style.name_of(state), input=name, frame=frame))
+            self.remoteError(UnexpectedInput(state=style.name_of(state), input=name, frame=frame))
             return
         style.fire(impl, name, args)
         self._sw_sync()
-
-    def _sw_remote(self, error: RemoteProtocolError | FramingError) -> None:
-        self.remoteError(error)
 
     # -- state changes -------------------------------------------------------------------
 
