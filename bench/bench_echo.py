@@ -4,8 +4,8 @@ Each server runs in its own process; this process is the client. A round starts 
 server in turn (A, B, C, ... alternated over rounds), sends 100 000 lines of 32 bytes on
 each of 4 connections, all pipelined, and times until every echoed byte is back.
 
-Servers: statewire (a ``Protocol`` that frames lines with ``statewire.framing`` and writes
-each line back; writes are coalesced per read) on asyncio and on uvloop; Twisted's
+Servers: statewire's ``LineReceiver`` (``statewire.basic``; each line sent back with
+``sendLine``, writes coalesced per read) on asyncio and on uvloop; Twisted's
 ``LineReceiver`` on its epoll reactor; and a hand-written asyncio protocol that writes each
 read back at once, without framing (the practical limit of the loop).
 
@@ -97,22 +97,17 @@ def serve(kind: str) -> None:
 
         _serve_asyncio(Raw, sock, port)
         return
-    from grammars import line
-    from statewire import reactor
-    from statewire.framing import Framer
-    from statewire.protocol import Factory, Protocol
+    from statewire import basic, reactor
+    from statewire.protocol import Factory
 
     if kind == "statewire-uvloop":
         reactor.use_uvloop()
-    lines = line(b"\n")
 
-    class Echo(Protocol):
-        def connectionMade(self) -> None:
-            write = self.transport.write
-            self.framer = Framer(lines, lambda frame: write(frame + b"\n"))
+    class Echo(basic.LineReceiver):
+        delimiter = b"\n"
 
-        def dataReceived(self, data: bytes) -> None:
-            self.framer.feed(data)
+        def lineReceived(self, line: bytes) -> None:
+            self.sendLine(line)
 
     sock.close()
     port_object = reactor.listenTCP(port, Factory.forProtocol(Echo), 4096, "127.0.0.1")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -23,7 +24,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
-from statewire._transport import Bridge
+from statewire._transport import Bridge, Owner, Poller, SocketTransport, _Connection
 from statewire.address import Address, UNIXAddress, from_sockaddr
 from statewire.error import CannotListenError, ConnectError, Failure
 from statewire.error import TimeoutError as ConnectTimeout
@@ -98,8 +99,22 @@ class DelayedCall:
         return f"<DelayedCall {self.func!r} at {self.time:.3f} {state}>"
 
 
-class Port:
-    """A listening port: ``getHost()``, ``stopListening()``."""
+#: accept() errors that mean "out of descriptors or memory": wait, then accept again
+_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+#: seconds to wait before accepting again after running out of descriptors
+ACCEPT_RETRY_DELAY = 1.0
+
+
+class Port(Owner):
+    """A listening port: ``getHost()``, ``stopListening()``.
+
+    A plain (not TLS) port accepts by itself, as many connections per wake-up as its
+    backlog, and serves each with a :class:`~statewire._transport.SocketTransport`; a TLS
+    port (or any port, with ``Reactor.native_transports``) uses the loop's own server
+    and transports.
+    Out of file descriptors, it logs the error, stops accepting for
+    :data:`ACCEPT_RETRY_DELAY` seconds (pending clients wait in the backlog) and retries.
+    """
 
     def __init__(
         self,
@@ -118,6 +133,8 @@ class Port:
         self._unix = sock.family == socket.AF_UNIX
         self._path = sock.getsockname() if self._unix else None
         self._server: asyncio.Server | None = None
+        self._accepting = False
+        self._retry: asyncio.TimerHandle | None = None
         self._stopped = False
         loop = reactor.loop
         reactor._ports.add(self)
@@ -136,6 +153,9 @@ class Port:
 
     async def _serve(self) -> None:
         loop = self.reactor.loop
+        if self._ssl is None and not self.reactor.native_transports:
+            self._start_accepting()
+            return
         if self._unix:
             server = await loop.create_unix_server(
                 self._bridge, sock=self.socket, ssl=self._ssl, backlog=self._backlog
@@ -148,8 +168,45 @@ class Port:
         if not self.ready.done():
             self.ready.set_result(self)
 
+    def _start_accepting(self) -> None:
+        self._retry = None
+        if self._stopped:
+            return
+        self._accepting = True
+        self.reactor.loop.add_reader(self.socket.fileno(), self._accept)
+        if not self.ready.done():
+            self.ready.set_result(self)
+
+    def _accept(self) -> None:
+        sock = self.socket
+        poller = self.reactor._poller()
+        for _ in range(max(self._backlog, 1)):
+            try:
+                connection, peer = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno not in _EXHAUSTED:
+                    continue  # that one connection is gone (ECONNABORTED...): the next
+                log.error(
+                    "%s: cannot accept connections (%s); retrying in %s s",
+                    self._where(),
+                    error.strerror,
+                    ACCEPT_RETRY_DELAY,
+                )
+                self._stop_accepting()
+                loop = self.reactor.loop
+                self._retry = loop.call_later(ACCEPT_RETRY_DELAY, self._start_accepting)
+                return
+            SocketTransport.accepted(self, poller, connection, peer, self.factory)
+
+    def _stop_accepting(self) -> None:
+        if self._accepting:
+            self._accepting = False
+            self.reactor.loop.remove_reader(self.socket.fileno())
+
     def _bridge(self) -> Bridge:
-        return Bridge(self.reactor, self.factory)
+        return Bridge(self, self.factory)
 
     def getHost(self) -> Address:
         """The address this port listens on (the real port when 0 was asked for)."""
@@ -165,8 +222,13 @@ class Port:
             return done
         self._stopped = True
         self.reactor._ports.discard(self)
+        if self._retry is not None:
+            self._retry.cancel()
         if self._server is not None:
             self._server.close()
+        elif self._accepting:
+            self._stop_accepting()
+            self.socket.close()
         else:
             self._task.cancel()
             self.socket.close()
@@ -183,7 +245,7 @@ class Port:
         return f"<Port {self.getHost()} {type(self.factory).__name__}>"
 
 
-class Connector:
+class Connector(Owner):
     """A client connection attempt (``connectTCP``/``connectUNIX``)."""
 
     def __init__(
@@ -207,6 +269,14 @@ class Connector:
         factory.doStart()
         self.connect()
 
+    def getHost(self) -> Address:
+        """This side's address, once connected."""
+        transport = getattr(self.protocol, "transport", None)
+        if transport is None:
+            raise RuntimeError("not connected")
+        host: Address = transport.getHost()
+        return host
+
     def getDestination(self) -> Address:
         """Where this connector connects to."""
         return self._destination
@@ -222,7 +292,7 @@ class Connector:
 
         def make() -> Bridge:
             nonlocal bridge
-            bridge = Bridge(self.reactor, self.factory, on_lost=self._lost)
+            bridge = Bridge(self, self.factory)
             return bridge
 
         try:
@@ -299,14 +369,19 @@ class Reactor:
 
     #: seconds a graceful stop waits for connections to flush and close
     shutdown_timeout = 5.0
+    #: serve plain TCP/UNIX ports with the loop's own transports (``loop.create_server``)
+    #: instead of statewire's socket transports; for comparison, or for loops without
+    #: ``add_reader``
+    native_transports = False
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._uvloop = False
-        self._connections: set[Bridge] = set()
+        self._connections: set[_Connection] = set()
         self._ports: set[Port] = set()
         self._when_running: list[tuple[Callable[..., Any], Any, Any]] = []
         self._stopping: asyncio.Task[None] | None = None
+        self._current_poller: Poller | None = None
         self.running = False
 
     # -- the loop ------------------------------------------------------------------------
@@ -338,6 +413,16 @@ class Reactor:
             else:
                 self._loop = asyncio.new_event_loop()
         return self._loop
+
+    def _poller(self) -> Poller:
+        """The poller of the current loop's socket transports."""
+        poller = self._current_poller
+        loop = self.loop
+        if poller is None or poller.loop is not loop:
+            if poller is not None:
+                poller.close()
+            poller = self._current_poller = Poller.make(loop)
+        return poller
 
     def seconds(self) -> float:
         """The reactor's clock (the loop's monotonic time)."""
@@ -482,15 +567,13 @@ class Reactor:
         """Stop accepting, close every connection (flushed), stop every factory."""
         for port in list(self._ports):
             port.stopListening()
-        for bridge in list(self._connections):
-            if bridge.transport is not None:
-                bridge.transport.loseConnection()
+        for connection in list(self._connections):
+            connection.loseConnection()
         deadline = self.seconds() + self.shutdown_timeout
         while self._connections and self.seconds() < deadline:
             await asyncio.sleep(0.01)
-        for bridge in list(self._connections):
-            if bridge.transport is not None:
-                bridge.transport.abortConnection()
+        for connection in list(self._connections):
+            connection.abortConnection()
         while self._connections:
             await asyncio.sleep(0)
 

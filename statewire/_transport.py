@@ -1,32 +1,52 @@
-"""The transport a protocol writes to, bridged onto an asyncio transport.
+"""The transports a protocol writes to.
 
 Theory of operation
 -------------------
-asyncio calls a :class:`Bridge` (an ``asyncio.Protocol``); the bridge builds the user's
-protocol from the factory, hands it a :class:`Transport`, and forwards each event, guarding
-every call into user code: an exception there is logged with its traceback and closes that
-connection only.
+Two transports give protocols the same API (Twisted's ``ITransport`` plus producer and
+consumer methods):
+
+* :class:`SocketTransport`, for plain TCP and UNIX connections accepted by statewire's
+  own ports: it owns the socket. All such sockets of a loop share one :class:`Poller`: an
+  epoll set that the loop watches as a single reader (where epoll is missing, each socket
+  is registered with the loop's ``add_reader``/``add_writer``). One small object per
+  connection, no asyncio transport, protocol, task or callback handle behind it: an idle
+  connection costs about what it costs in Twisted, a read goes straight from ``recv`` to
+  ``dataReceived``, and accepting costs no coroutine.
+* :class:`Transport`, bridged onto an asyncio transport by a :class:`Bridge` (an
+  ``asyncio.Protocol``): for TLS, for client connections, and for loops that do not
+  support ``add_reader`` or have faster native transports of their own (uvloop).
+
+Both guard every call into user code: an exception there is logged with its traceback and
+closes that connection only.
 
 Writes are coalesced: ``write`` appends to a list, and the list goes to the socket as one
 write when the protocol's callback returns (``dataReceived``, ``connectionMade``) or, for
 writes made anywhere else (a timer), at the end of the current event-loop turn.
 
-Flow control: when asyncio's write buffer passes its high-water mark (a peer that does not
-read), the transport stops reading and pauses the registered producer; both resume at the
-low-water mark. So a slow reader costs at most the high-water mark of memory. A pull
-(non-streaming) producer is asked for more after each write it makes, while the buffer is
-below the high-water mark.
+Flow control: when the unsent data passes :data:`HIGH_WATER` (a peer that does not read),
+the transport stops reading and pauses the registered producer; both resume once it is
+back under :data:`LOW_WATER`. So a slow reader costs at most the high-water mark (plus one
+read) of memory. A pull (non-streaming) producer is asked for more after each write it
+makes, while the buffer is below the high-water mark. Reading is on exactly when the
+protocol has not paused it (``pauseProducing``), the write side is not congested, and the
+connection is not closing.
+
+Closing: ``loseConnection`` stops reading, sends what was written, then closes;
+``abortConnection`` closes at once. The end of the peer's stream (EOF) closes our side too,
+after what was written is sent, as Twisted does. ``connectionLost`` is always delivered
+from the event loop, never from inside the call that closed the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import select
 import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
-from statewire.address import Address, from_sockaddr
+from statewire.address import Address, UNIXAddress, from_sockaddr
 from statewire.error import ConnectionDone, ConnectionLost, Failure
 
 if TYPE_CHECKING:
@@ -34,61 +54,199 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("statewire")
 
-#: asyncio write-buffer limits: above ``HIGH`` reading and the producer pause.
+#: unsent bytes above which reading and the producer pause
 HIGH_WATER = 256 * 1024
+#: unsent bytes under which they resume
 LOW_WATER = 64 * 1024
+#: bytes asked of the socket per read (as Twisted; asyncio asks 256 KiB)
+READ_SIZE = 64 * 1024
 
 
-class Transport:
-    """What ``protocol.transport`` is: write, close, addresses, flow control."""
+class Owner:
+    """What a connection belongs to: a listening port or a client connector."""
+
+    reactor: Reactor
+
+    def getHost(self) -> Address:
+        """Where connections of this owner arrive (a closed socket's last resort)."""
+        raise NotImplementedError
+
+    def _lost(self, reason: Failure) -> None:
+        """A connection of this owner is gone (after ``connectionLost``)."""
+
+
+#: poller interest bits
+READ = 1
+WRITE = 2
+
+
+class Poller:
+    """Every :class:`SocketTransport` of one loop, in one epoll set the loop watches.
+
+    Level-triggered; a socket is in the set only while its transport reads or has bytes
+    to send (so a paused, hung-up socket does not wake the loop). When the loop reports
+    the set readable, one ``epoll.poll(0)`` returns the ready sockets and each transport
+    is called directly.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._epoll = select.epoll()
+        self._watched: dict[int, SocketTransport] = {}
+        loop.add_reader(self._epoll.fileno(), self._ready)
+
+    @staticmethod
+    def make(loop: asyncio.AbstractEventLoop) -> Poller:
+        """An epoll poller where the platform has epoll, else one on the loop's readers."""
+        if hasattr(select, "epoll"):
+            return Poller(loop)
+        return LoopPoller(loop)
+
+    def update(self, fd: int, transport: SocketTransport, interest: int) -> None:
+        """Watch ``fd`` for ``interest`` (``READ | WRITE``; 0: not at all)."""
+        mask = (select.EPOLLIN if interest & READ else 0) | (
+            select.EPOLLOUT if interest & WRITE else 0
+        )
+        watched = self._watched
+        if fd in watched:
+            if mask:
+                self._epoll.modify(fd, mask)
+            else:
+                del watched[fd]
+                self._epoll.unregister(fd)
+        elif mask:
+            self._epoll.register(fd, mask)
+            watched[fd] = transport
+
+    def _ready(self) -> None:
+        watched = self._watched
+        for fd, events in self._epoll.poll(0):
+            transport = watched.get(fd)
+            if transport is None:
+                continue
+            if events & _READABLE and transport._reading:
+                transport._read_ready()
+            if events & _WRITABLE and transport._pending is not None:
+                transport._write_ready()
+
+    def close(self) -> None:
+        """Stop watching (the loop is closing)."""
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self._epoll.fileno())
+        self._epoll.close()
+
+
+_READABLE = (
+    getattr(select, "EPOLLIN", 1) | getattr(select, "EPOLLHUP", 0) | getattr(select, "EPOLLERR", 0)
+)
+_WRITABLE = (
+    getattr(select, "EPOLLOUT", 4)
+    | getattr(select, "EPOLLHUP", 0)
+    | getattr(select, "EPOLLERR", 0)
+)
+
+
+class LoopPoller(Poller):
+    """The fallback: each socket registered with the loop's ``add_reader``/``add_writer``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._interest: dict[int, int] = {}
+
+    def update(self, fd: int, transport: SocketTransport, interest: int) -> None:
+        before = self._interest.pop(fd, 0)
+        if interest:
+            self._interest[fd] = interest
+        loop = self.loop
+        if interest & READ and not before & READ:
+            loop.add_reader(fd, transport._read_ready)
+        elif before & READ and not interest & READ:
+            loop.remove_reader(fd)
+        if interest & WRITE and not before & WRITE:
+            loop.add_writer(fd, transport._write_ready)
+        elif before & WRITE and not interest & WRITE:
+            loop.remove_writer(fd)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _Connection:
+    """What both transports share: coalesced writes, producers, guarded user calls."""
 
     __slots__ = (
-        "_bridge",
         "_closed",
         "_flush_scheduled",
         "_in_callback",
         "_out",
+        "_owner",
         "_producer",
+        "_read_paused",
         "_streaming",
-        "_transport",
-        "_unix",
         "_write_paused",
         "disconnecting",
         "on_closing",
+        "protocol",
     )
 
-    def __init__(self, bridge: Bridge, transport: asyncio.Transport) -> None:
-        self._bridge = bridge
-        self._transport = transport
-        self._out: list[bytes] = []
+    _loop: asyncio.AbstractEventLoop
+
+    def __init__(self, owner: Owner) -> None:
+        self._owner = owner
+        self.protocol: Any = None
+        self._out: list[bytes] | None = None  # made at the first write
         self._flush_scheduled = False
         self._in_callback = False
         self._closed = False
+        self._read_paused = False
         self._write_paused = False
         self._producer: Any = None
         self._streaming = True
-        #: True once ``loseConnection`` was called
+        #: True once the connection is closing (``loseConnection``, ``abortConnection``,
+        #: or the peer's end of stream)
         self.disconnecting = False
         #: called once when ``loseConnection`` or ``abortConnection`` is first called (a
         #: declarative protocol stops framing the bytes it already holds)
         self.on_closing: Callable[[], object] | None = None
-        sock = transport.get_extra_info("socket")
-        self._unix = sock is not None and sock.family == socket.AF_UNIX
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    # -- what each transport does its own way ---------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _set_reading(self, reading: bool) -> None:
+        raise NotImplementedError
+
+    def _is_reading(self) -> bool:
+        raise NotImplementedError
+
+    def _write_buffer_size(self) -> int:
+        """Bytes written to the transport and not yet taken by the kernel."""
+        raise NotImplementedError
+
+    def _sockaddr(self, peer: bool) -> Any:
+        raise NotImplementedError
+
+    def _unix(self) -> bool:
+        raise NotImplementedError
 
     # -- writing -------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
         """Queue ``data`` (bytes-like) for the peer; a no-op after the connection closed."""
-        if isinstance(data, str):
-            raise TypeError("write() takes bytes, not str: encode the text first")
+        if type(data) is not bytes:
+            if isinstance(data, str):
+                raise TypeError("write() takes bytes, not str: encode the text first")
+            data = bytes(data)
         if self._closed:
             return
-        self._out.append(data if type(data) is bytes else bytes(data))
+        out = self._out
+        if out is None:
+            out = self._out = []
+        out.append(data)
         if not self._in_callback and not self._flush_scheduled:
             self._flush_scheduled = True
-            self._bridge.loop.call_soon(self._flush)
+            self._loop.call_soon(self._flush)
 
     def writeSequence(self, data: Iterable[bytes]) -> None:
         """Queue each item of ``data`` in turn."""
@@ -98,36 +256,24 @@ class Transport:
     def _flush(self) -> None:
         self._flush_scheduled = False
         out = self._out
-        if not out or self._closed:
+        if not out:
+            return
+        if self._closed:
             out.clear()
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        self._transport.write(data)
+        self._send(data)
         if self._producer is not None and not self._streaming:
-            self._bridge.loop.call_soon(self._pull)
+            self._loop.call_soon(self._pull)
 
     def _pull(self) -> None:
         """Ask a pull (non-streaming) producer for more while the buffer has room."""
         producer = self._producer
         if producer is not None and not (self._streaming or self._write_paused or self._closed):
-            self._bridge.call_user(producer.resumeProducing)
+            self._call(producer.resumeProducing)
 
     # -- closing -------------------------------------------------------------------------
-
-    def loseConnection(self) -> None:
-        """Close once everything written so far has been sent."""
-        if self.disconnecting or self._closed:
-            return
-        self._closing()
-        self._flush()
-        self._transport.close()
-
-    def abortConnection(self) -> None:
-        """Close at once, dropping unsent data."""
-        self._closing()
-        self._out.clear()
-        self._transport.abort()
 
     def _closing(self) -> None:
         self.disconnecting = True
@@ -135,36 +281,59 @@ class Transport:
         if hook is not None:
             hook()
 
+    def _deliver_lost(self, exc: BaseException | None) -> None:
+        """Tell the protocol, the producer and the owner that the connection is gone."""
+        if self._out:
+            self._out.clear()
+        self._owner.reactor._connections.discard(self)
+        protocol = self.protocol
+        if protocol is None:
+            return
+        reason = Failure(ConnectionDone() if exc is None else ConnectionLost(str(exc)))
+        protocol.connected = 0
+        self._call(protocol.connectionLost, reason)
+        if self._producer is not None:
+            self._call(self._producer.stopProducing)
+            self._producer = None
+        self._owner._lost(reason)
+
     @property
     def reactor(self) -> Reactor:
         """The reactor serving this connection (its timers run on the same loop)."""
-        return self._bridge.reactor
+        return self._owner.reactor
 
     # -- addresses -----------------------------------------------------------------------
 
     def getPeer(self) -> Address:
         """The other side's address."""
-        return from_sockaddr(self._unix, self._transport.get_extra_info("peername"))
+        return from_sockaddr(self._unix(), self._sockaddr(True))
 
     def getHost(self) -> Address:
         """This side's address."""
-        return from_sockaddr(self._unix, self._transport.get_extra_info("sockname"))
+        return from_sockaddr(self._unix(), self._sockaddr(False))
 
     # -- the read side as a producer -----------------------------------------------------
 
+    def _update_reading(self) -> None:
+        if not self._closed:
+            self._set_reading(not (self._read_paused or self._write_paused or self.disconnecting))
+
     def pauseProducing(self) -> None:
         """Stop reading from the peer."""
-        if not self._closed and self._transport.is_reading():
-            self._transport.pause_reading()
+        self._read_paused = True
+        self._update_reading()
 
     def resumeProducing(self) -> None:
         """Read from the peer again (unless the peer is not reading what we write)."""
-        if not self._closed and not self._write_paused and not self._transport.is_reading():
-            self._transport.resume_reading()
+        self._read_paused = False
+        self._update_reading()
 
     def stopProducing(self) -> None:
         """Stop for good: close the connection."""
         self.loseConnection()
+
+    def loseConnection(self) -> None:
+        raise NotImplementedError
 
     # -- the write side: a producer that fills this transport -----------------------------
 
@@ -187,42 +356,315 @@ class Transport:
 
     def _pause_writing(self) -> None:
         self._write_paused = True
-        if self._transport.is_reading():
-            self._transport.pause_reading()
+        self._update_reading()
         if self._producer is not None and self._streaming:
-            self._bridge.call_user(self._producer.pauseProducing)
+            self._call(self._producer.pauseProducing)
 
     def _resume_writing(self) -> None:
         self._write_paused = False
-        if not self._closed and not self._transport.is_reading():
-            self._transport.resume_reading()
+        self._update_reading()
         if self._producer is not None:
-            self._bridge.call_user(self._producer.resumeProducing)
+            self._call(self._producer.resumeProducing)
+
+    # -- user code -----------------------------------------------------------------------
+
+    def _call(self, method: Callable[..., Any], *args: Any) -> None:
+        """Call user code; an exception is logged and closes this connection only."""
+        outer = self._in_callback
+        self._in_callback = True
+        try:
+            method(*args)
+        except Exception:
+            self._user_error(method)
+        finally:
+            self._in_callback = outer
+            if not outer and self._out:
+                self._flush()
+
+    def _user_error(self, method: Callable[..., Any]) -> None:
+        log.exception("%s raised; closing the connection from %s", _name(method), _peer(self))
+        if not self._closed:
+            self.abortConnection()
+
+    def abortConnection(self) -> None:
+        raise NotImplementedError
+
+
+class SocketTransport(_Connection):
+    """A plain TCP or UNIX connection driven straight from asyncio's selector loop."""
+
+    __slots__ = ("_peer", "_pending", "_poller", "_reading", "_sock")
+
+    def __init__(self, owner: Owner, poller: Poller, sock: socket.socket, peer: Any) -> None:
+        super().__init__(owner)
+        self._poller = poller
+        self._sock = sock
+        self._peer = peer
+        self._pending: bytearray | None = None  # unsent bytes, while the socket is full
+        self._reading = False
+
+    @classmethod
+    def accepted(
+        cls, owner: Owner, poller: Poller, sock: socket.socket, peer: Any, factory: Any
+    ) -> None:
+        """Serve an accepted connection: build its protocol, connect it, start reading."""
+        sock.setblocking(False)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reactor = owner.reactor
+        transport = cls(owner, poller, sock, peer)
+        try:
+            protocol = factory.buildProtocol(transport.getPeer())
+        except Exception:
+            log.exception("%r.buildProtocol raised; refusing the connection", factory)
+            protocol = None
+        if protocol is None:
+            sock.close()
+            return
+        transport.protocol = protocol
+        reactor._connections.add(transport)
+        transport._call(protocol.makeConnection, transport)
+        transport._update_reading()
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
+        return self._poller.loop
+
+    # -- the socket ----------------------------------------------------------------------
+
+    def _read_ready(self) -> None:
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close(exc)
+            return
+        if not data:
+            self._end_of_stream()
+            return
+        # _call, inlined: this runs once per read
+        self._in_callback = True
+        try:
+            self.protocol.dataReceived(data)
+        except Exception:
+            self._user_error(self.protocol.dataReceived)
+        finally:
+            self._in_callback = False
+        if self._out:
+            self._flush()
+
+    def _send(self, data: bytes) -> None:
+        pending = self._pending
+        if pending is None:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._close(exc)
+                return
+            if sent == len(data):
+                return
+            pending = self._pending = bytearray(memoryview(data)[sent:])
+            self._watch()
+        else:
+            pending += data
+        if len(pending) > HIGH_WATER and not self._write_paused:
+            self._pause_writing()
+
+    def _write_ready(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            sent = self._sock.send(pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close(exc)
+            return
+        del pending[:sent]
+        if not pending:
+            self._pending = None
+            self._watch()
+            if self.disconnecting:
+                self._close(None)
+                return
+        if self._write_paused and len(pending) <= LOW_WATER:
+            self._resume_writing()
+
+    def _set_reading(self, reading: bool) -> None:
+        if reading != self._reading:
+            self._reading = reading
+            self._watch()
+
+    def _watch(self) -> None:
+        interest = (READ if self._reading else 0) | (0 if self._pending is None else WRITE)
+        self._poller.update(self._sock.fileno(), self, interest)
+
+    def _is_reading(self) -> bool:
+        return self._reading
+
+    def _write_buffer_size(self) -> int:
+        return 0 if self._pending is None else len(self._pending)
+
+    def _unix(self) -> bool:
+        return self._sock.family == socket.AF_UNIX
+
+    def _sockaddr(self, peer: bool) -> Any:
+        if peer:
+            return self._peer
+        try:
+            return self._sock.getsockname()
+        except OSError:  # closed: where the port listens is the best we know
+            host = self._owner.getHost()
+            if isinstance(host, UNIXAddress):
+                return host.name
+            return (host.host, host.port)
+
+    # -- closing -------------------------------------------------------------------------
+
+    def loseConnection(self) -> None:
+        """Close once everything written so far has been sent."""
+        if self.disconnecting or self._closed:
+            return
+        self._closing()
+        self._flush()
+        self._update_reading()
+        if self._pending is None:
+            self._close(None)
+
+    def abortConnection(self) -> None:
+        """Close at once, dropping unsent data."""
+        if self._closed:
+            return
+        self._closing()
+        self._close(None)
+
+    def _end_of_stream(self) -> None:
+        """The peer sent everything it will: close our side too, once flushed (without
+        ``on_closing``: frames already buffered are still the protocol's to deliver)."""
+        self.disconnecting = True
+        self._update_reading()
+        if self._pending is None:
+            self._close(None)
+
+    def _close(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._reading or self._pending is not None:
+            self._reading = False
+            self._pending = None
+            self._watch()
+        self._sock.close()
+        self._loop.call_soon(self._deliver_lost, exc)
+
+
+class Transport(_Connection):
+    """A connection through an asyncio transport (TLS, clients, native transports).
+
+    A loop may deliver a read after the protocol paused reading (uvloop starts reading
+    only after ``connection_made`` returns, so a pause made there comes too late for
+    it): such data is held, and delivered in order once reading resumes.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(
+        self, owner: Owner, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport
+    ) -> None:
+        super().__init__(owner)
+        self._loop = loop
+        self._held = b""
+        self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _send(self, data: bytes) -> None:
+        self._transport.write(data)
+
+    def _set_reading(self, reading: bool) -> None:
+        # not guarded by is_reading(): uvloop's transports say False until they start
+        # reading, after connection_made (both loops' calls do nothing when redundant)
+        if reading:
+            self._transport.resume_reading()
+        else:
+            self._transport.pause_reading()
+
+    def _is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def _received(self, data: bytes) -> None:
+        """A read from the asyncio transport: delivered, or held while reading is paused
+        (or while older held data waits)."""
+        if self._read_paused or self._held:
+            self._held += data
+            if self._read_paused:
+                self._set_reading(False)
+            return
+        self._call(self.protocol.dataReceived, data)
+
+    def resumeProducing(self) -> None:
+        """Read from the peer again; data held while paused comes first."""
+        super().resumeProducing()
+        if self._held:
+            self._loop.call_soon(self._release)
+
+    def _release(self) -> None:
+        if self._held and not self._read_paused and not self._closed:
+            data, self._held = self._held, b""
+            self._call(self.protocol.dataReceived, data)
+
+    def _write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def _unix(self) -> bool:
+        sock = self._transport.get_extra_info("socket")
+        return sock is not None and sock.family == socket.AF_UNIX
+
+    def _sockaddr(self, peer: bool) -> Any:
+        return self._transport.get_extra_info("peername" if peer else "sockname")
+
+    def loseConnection(self) -> None:
+        """Close once everything written so far has been sent."""
+        if self.disconnecting or self._closed:
+            return
+        self._closing()
+        self._flush()
+        self._transport.close()
+
+    def abortConnection(self) -> None:
+        """Close at once, dropping unsent data."""
+        self._closing()
+        if self._out:
+            self._out.clear()
+        self._transport.abort()
 
 
 class Bridge(asyncio.Protocol):
-    """The asyncio protocol behind one connection: builds and drives the user's protocol."""
+    """The asyncio protocol behind one :class:`Transport`: builds and drives the user's
+    protocol."""
 
-    __slots__ = ("_on_lost", "factory", "loop", "protocol", "reactor", "transport")
+    __slots__ = ("factory", "owner", "transport")
 
-    def __init__(
-        self,
-        reactor: Reactor,
-        factory: Any,
-        on_lost: Callable[[Failure], None] | None = None,
-    ) -> None:
-        self.reactor = reactor
-        self.loop = reactor.loop
+    def __init__(self, owner: Owner, factory: Any) -> None:
+        self.owner = owner
         self.factory = factory
-        self.protocol: Any = None
         self.transport: Transport | None = None
-        self._on_lost = on_lost
+
+    @property
+    def protocol(self) -> Any:
+        """The user's protocol (``None`` until connected, or when refused)."""
+        return None if self.transport is None else self.transport.protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio's classes; both have these methods.
         transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
-        wrapped = Transport(self, transport)
+        wrapped = Transport(self.owner, self.owner.reactor.loop, transport)
         self.transport = wrapped
         try:
             protocol = self.factory.buildProtocol(wrapped.getPeer())
@@ -232,15 +674,18 @@ class Bridge(asyncio.Protocol):
         if protocol is None:
             transport.abort()
             return
-        self.protocol = protocol
-        self.reactor._connections.add(self)
-        self.call_user(protocol.makeConnection, wrapped)
+        wrapped.protocol = protocol
+        self.owner.reactor._connections.add(wrapped)
+        wrapped._call(protocol.makeConnection, wrapped)
 
     def data_received(self, data: bytes) -> None:
-        if self.protocol is not None:
-            self.call_user(self.protocol.dataReceived, data)
+        wrapped = self.transport
+        if wrapped is not None and wrapped.protocol is not None:
+            wrapped._received(data)
 
     def eof_received(self) -> bool:
+        if self.transport is not None:
+            self.transport.disconnecting = True
         return False  # close our side too, as Twisted does
 
     def pause_writing(self) -> None:
@@ -253,39 +698,10 @@ class Bridge(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         wrapped = self.transport
-        if wrapped is None or self.protocol is None:
+        if wrapped is None or wrapped.protocol is None:
             return
         wrapped._closed = True
-        wrapped._out.clear()
-        self.reactor._connections.discard(self)
-        reason = Failure(ConnectionDone() if exc is None else ConnectionLost(str(exc)))
-        protocol = self.protocol
-        protocol.connected = 0
-        self.call_user(protocol.connectionLost, reason)
-        if wrapped._producer is not None:
-            self.call_user(wrapped._producer.stopProducing)
-            wrapped._producer = None
-        if self._on_lost is not None:
-            self._on_lost(reason)
-
-    def call_user(self, method: Callable[..., Any], *args: Any) -> None:
-        """Call user code; an exception is logged and closes this connection only."""
-        wrapped = self.transport
-        assert wrapped is not None
-        outer = wrapped._in_callback
-        wrapped._in_callback = True
-        try:
-            method(*args)
-        except Exception:
-            log.exception(
-                "%s raised; closing the connection from %s", _name(method), _peer(wrapped)
-            )
-            if not wrapped._closed:
-                wrapped.abortConnection()
-        finally:
-            wrapped._in_callback = outer
-            if not outer and wrapped._out:
-                wrapped._flush()
+        wrapped._deliver_lost(exc)
 
 
 def _name(method: Callable[..., Any]) -> str:
@@ -294,7 +710,7 @@ def _name(method: Callable[..., Any]) -> str:
     return f"{type(owner).__name__}.{name}" if owner is not None else name
 
 
-def _peer(transport: Transport) -> str:
+def _peer(transport: _Connection) -> str:
     try:
         return str(transport.getPeer())
     except Exception:

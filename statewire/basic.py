@@ -127,8 +127,7 @@ class _Receiver(MachineProtocol):
         """Stop delivering (after the current frame) and stop reading."""
         self.paused = True
         self.transport.pauseProducing()
-        assert self._sw_framer is not None
-        self._sw_framer.pause()
+        self._sw_frames().pause()
 
     def resumeProducing(self) -> None:
         """Deliver what is buffered, then read again."""
@@ -140,8 +139,7 @@ class _Receiver(MachineProtocol):
         """Stop delivering and tell the transport to stop."""
         self.paused = True
         self.transport.stopProducing()
-        assert self._sw_framer is not None
-        self._sw_framer.pause()
+        self._sw_frames().pause()
 
 
 class _Lines(Protocol):
@@ -319,8 +317,7 @@ class IntNStringReceiver(_Receiver):
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
         """A prefix over the limit: :meth:`lengthLimitExceeded` with its length."""
-        assert self._sw_framer is not None
-        header = self._sw_framer.buffered[: self.prefixLength]
+        header = self._sw_frames().buffered[: self.prefixLength]
         (length,) = struct.unpack(self.structFormat, header)
         self.lengthLimitExceeded(length)
 
@@ -328,8 +325,8 @@ class IntNStringReceiver(_Receiver):
     def recvd(self) -> bytes:
         """The bytes received but not yet delivered (Twisted's compatibility buffer);
         assigning it replaces them."""
-        assert self._sw_framer is not None
-        return self._sw_framer.buffered + self._sw_backlog
+        held = b"" if self._sw_framer is None else self._sw_framer.buffered
+        return held + self._sw_backlog
 
     @recvd.setter
     def recvd(self, data: bytes) -> None:

@@ -107,7 +107,7 @@ class MachineProtocol(Driver, Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Cancel the state timeout and deliver the ``lost`` input. Subclasses that
         override this should call it."""
-        if self._sw_framer is not None:
+        if self._sw_impl is not None:
             self._sw_stop(reason)
 
     # -- outputs -------------------------------------------------------------------------
@@ -118,8 +118,11 @@ class MachineProtocol(Driver, Protocol):
         if grammar is None:
             grammar = self.sends
             if grammar is None:
-                assert self._sw_framer is not None
-                grammar = self._sw_framer.grammar
+                framer = self._sw_framer
+                if framer is not None:
+                    grammar = framer.grammar
+                else:
+                    grammar = self._sw_framing(self._sw_state)[0]
         self.transport.write(encode(grammar, value))
 
     def close(self) -> None:

@@ -317,10 +317,10 @@ def declared(chunks: list[bytes]) -> tuple[list[object], bytes, str, bytes | Non
     protocol.makeConnection(transport)
     for chunk in chunks:
         protocol.dataReceived(chunk)
-    assert protocol._sw_framer is not None
     if transport.aborted:  # what was left unread then depends on the reads: not compared
         return protocol.events, transport.value(), "aborted", None
-    return protocol.events, transport.value(), protocol.machine_state, protocol._sw_framer.buffered
+    buffered = protocol._sw_frames().buffered
+    return protocol.events, transport.value(), protocol.machine_state, buffered
 
 
 @given(st.data(), STREAMS)

@@ -594,13 +594,13 @@ def test_chargen_to_a_client_that_never_reads_stays_bounded() -> None:
         sock = await _never_reading_socket(port.getHost().port)  # type: ignore[union-attr]
         while not reactor._connections:
             await asyncio.sleep(0.01)
-        (bridge,) = reactor._connections
+        (connection,) = reactor._connections
         sizes = []
         produced = []
         for _ in range(40):
             await asyncio.sleep(0.05)
-            sizes.append(bridge.transport._transport.get_write_buffer_size())  # type: ignore[union-attr]
-            produced.append(bridge.protocol._offset)
+            sizes.append(connection._write_buffer_size())
+            produced.append(connection.protocol._offset)
         sock.close()
         assert max(sizes) <= HIGH_WATER + chunk
         assert max(sizes) >= LOW_WATER, "the write buffer never filled: nothing was tested"
@@ -613,7 +613,7 @@ def test_echo_to_a_client_that_streams_but_never_reads_stays_bounded() -> None:
     """Echo fed a stream by a client that never reads: the server stops reading once its
     write buffer passes the high-water mark, so the buffer stays under the mark plus one
     read, and the client's sending stalls (back-pressure reaches the peer)."""
-    one_read = 256 * 1024  # asyncio's largest single read
+    one_read = 256 * 1024  # the largest single read (asyncio's; statewire's own is 64 KiB)
 
     async def body(reactor: Reactor) -> None:
         loop = asyncio.get_running_loop()
@@ -632,14 +632,14 @@ def test_echo_to_a_client_that_streams_but_never_reads_stays_bounded() -> None:
         streaming = asyncio.ensure_future(stream())
         while not reactor._connections:
             await asyncio.sleep(0.01)
-        (bridge,) = reactor._connections
+        (connection,) = reactor._connections
         sizes = []
         sent_at = []
         for _ in range(40):
             await asyncio.sleep(0.05)
-            sizes.append(bridge.transport._transport.get_write_buffer_size())  # type: ignore[union-attr]
+            sizes.append(connection._write_buffer_size())
             sent_at.append(sent)
-        reading = bridge.transport._transport.is_reading()  # type: ignore[union-attr]
+        reading = connection._is_reading()
         streaming.cancel()
         sock.close()
         assert max(sizes) <= HIGH_WATER + one_read

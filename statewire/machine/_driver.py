@@ -81,9 +81,20 @@ class Driver:
     """Mixin holding a declarative protocol's per-connection engine."""
 
     _sw_plan: ClassVar[Plan]
+    #: the machine instance (``None`` until the connection starts)
+    _sw_impl: Any = None
+    #: made when the first bytes arrive (an idle connection never needs one)
     _sw_framer: Framer | None = None
-    #: called by compiled inputs after they return (see _styles)
-    _sw_after: Callable[[], None] | None = None
+    _sw_queue: _Postponed | None = None
+    #: the core whose ``_sw_sync`` compiled inputs call after they return (see _styles)
+    _sw_after: Any = None
+    # per-connection state; class defaults until a connection changes them
+    _sw_busy = False
+    _sw_closing = False
+    _sw_backlog = b""
+    _sw_resume = False
+    _sw_timer: Any = None
+    _sw_last_read = 0.0
 
     # -- host interface ------------------------------------------------------------------
 
@@ -106,29 +117,31 @@ class Driver:
     # -- life cycle ----------------------------------------------------------------------
 
     def _sw_start(self) -> None:
-        """Make the machine and the framer of its initial state."""
-        plan = self._sw_plan
-        style = plan.style
-        self._sw_impl = impl = style.new(self)
-        impl._sw_after = self._sw_sync
-        self._sw_busy = False
-        self._sw_closing = False
-        self._sw_backlog = b""
-        self._sw_resume = False
-        self._sw_timer: Any = None
-        self._sw_last_read = 0.0
+        """Make the machine and arm its initial state's timeout. The framer is made when
+        the first bytes arrive, with the framing of the state the machine is in then."""
+        style = self._sw_plan.style
+        impl = style.new(self)
         self._sw_state = state = style.state(impl)
         self._sw_seen = style.moves(impl)
-        grammar, context = self._sw_framing(state)
-        self._sw_queue = queue = _Postponed()
-        self._sw_framer = queue.framer = Framer(
-            grammar,
-            self._sw_handler(state),
-            on_error=self.remoteError,
-            policy=plan.policy,
-            context=context,
-        )
+        self._sw_impl = impl
+        impl._sw_after = self  # compiled inputs call our _sw_sync after they return
         self._sw_arm(state)
+
+    def _sw_frames(self) -> Framer:
+        """The framer, made now with the current state's framing if not made yet."""
+        framer = self._sw_framer
+        if framer is None:
+            state = self._sw_state
+            grammar, context = self._sw_framing(state)
+            self._sw_queue = queue = _Postponed()
+            self._sw_framer = framer = queue.framer = Framer(
+                grammar,
+                self._sw_handler(state),
+                on_error=self.remoteError,
+                policy=self._sw_plan.policy,
+                context=context,
+            )
+        return framer
 
     def _sw_stop(self, lost_reason: Any) -> None:
         """The connection is gone: stop framing, cancel the timeout, deliver the loss."""
@@ -171,7 +184,11 @@ class Driver:
             self._sw_backlog += data  # fed from inside a frame or input: after what is held
             return
         framer = self._sw_framer
-        assert framer is not None
+        if framer is None:
+            if not data:
+                self._sw_resume = False  # nothing was ever buffered
+                return
+            framer = self._sw_frames()
         queue = self._sw_queue
         hold = self._sw_plan.style.hold
         impl = self._sw_impl
@@ -200,8 +217,8 @@ class Driver:
 
     def _sw_clear(self) -> bytes:
         """Drop and return every byte received but not yet delivered in a frame."""
-        assert self._sw_framer is not None
-        data = self._sw_framer.clear() + self._sw_backlog
+        held = b"" if self._sw_framer is None else self._sw_framer.clear()
+        data = held + self._sw_backlog
         self._sw_backlog = b""
         return data
 
@@ -209,7 +226,8 @@ class Driver:
         """Frame what follows with the current state's framing as it evaluates now (for
         framings computed from protocol attributes that changed, like a delimiter)."""
         framer = self._sw_framer
-        assert framer is not None
+        if framer is None:
+            return  # the framer will be made with the framing as it evaluates then
         grammar, context = self._sw_framing(self._sw_state)
         if grammar is not framer.grammar:
             framer.switch(grammar, context=context, deliver=False)
@@ -318,22 +336,23 @@ class Driver:
     def _sw_sync(self) -> None:
         """After an input: if the state changed (or was left and entered again), switch
         framing and move the timeout."""
-        framer = self._sw_framer
         style = self._sw_plan.style
         state = style.state(self._sw_impl)
         moves = style.moves(self._sw_impl)
-        if framer is None or (state is self._sw_state and moves == self._sw_seen):
+        if state is self._sw_state and moves == self._sw_seen:
             return
         self._sw_state = state
         self._sw_seen = moves
         self._sw_disarm()
         if self._sw_closing:
             return
-        grammar, context = self._sw_framing(state)
-        framer.on_frame = self._sw_handler(state)
-        framer.switch(grammar, context=context, deliver=False)
+        framer = self._sw_framer
+        if framer is not None:
+            grammar, context = self._sw_framing(state)
+            framer.on_frame = self._sw_handler(state)
+            framer.switch(grammar, context=context, deliver=False)
         self._sw_arm(state)
-        if not self._sw_busy:
+        if framer is not None and not self._sw_busy:
             self._sw_pump(b"")
 
     def _sw_arm(self, state: Any) -> None:

@@ -1,17 +1,18 @@
 """The two automat styles behind one interface: how statewire reads and runs a machine.
 
-``TypeMachineBuilder`` machines get dispatch compiled from their transition table: statewire
-builds a subclass of the machine's own runtime type whose input methods do what automat's
-do (the same transitioner, the same data and postponement fields, the same outputs, in the
-same order; reentrant inputs are postponed until the running input's outputs are done) but
-look transitions up in a dict instead of scanning a list, and tell the connection when the
-state may have changed. A differential property test runs the compiled type and automat's
-own side by side. One difference, on purpose: automat refuses a *reentrant* call of an
-input whose declared return type is not ``None``; the compiled type postpones it and
-returns ``None``, because the machine alone no longer says what the input returns.
-
-``MethodicalMachine`` machines run through automat itself (about 6.5 µs an input); statewire
-only wraps their inputs to learn when the state may have changed.
+``TypeMachineBuilder`` machines get dispatch compiled from their transition table:
+statewire builds a subclass of the machine's own runtime type whose input methods do what
+automat's do (a transitioner with the same fields, the same data and postponement fields,
+the same outputs, in the same order; reentrant inputs are postponed until the running
+input's outputs are done) but look transitions up in a dict instead of scanning a list, and
+tell the connection when the state may have changed. The transitioner is a slotted one with
+automat's fields (``_automaton``, ``_state``, ``_tracer``) and methods: one small object
+per connection. A differential property test runs the compiled type and automat's own side
+by side. One difference, on purpose: automat refuses a *reentrant* call of an input whose
+declared return type is not ``None``; the compiled type postpones it and returns ``None``,
+because the machine alone no longer says what the input returns. ``MethodicalMachine``
+machines run through automat itself (about 6.5 µs an input); statewire only wraps their
+inputs to learn when the state may have changed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,29 @@ from statewire.machine.errors import DefinitionError
 
 Handler = Callable[[Any], object]
 _Table = dict[tuple[Any, str], tuple[Any, tuple[Any, ...]]]
+
+
+class SlotTransitioner:
+    """automat's ``Transitioner`` (state, automaton, tracer), without an instance dict."""
+
+    __slots__ = ("_automaton", "_state", "_tracer")
+
+    def __init__(self, automaton: Any, initial: Any) -> None:
+        self._automaton = automaton
+        self._state = initial
+        self._tracer: Any = None
+
+    def setTrace(self, tracer: Any) -> None:
+        """Call ``tracer(old, input, new)`` on each transition (``None``: stop)."""
+        self._tracer = tracer
+
+    def transition(self, symbol: str) -> tuple[Any, Any]:
+        """Move on ``symbol``; return the outputs and what the tracer returned."""
+        old = self._state
+        new, outputs = self._automaton.outputForInput(old, symbol)
+        traced = self._tracer(old, symbol, new) if self._tracer else None
+        self._state = new
+        return outputs, traced
 
 
 def forward(hook: str) -> Callable[..., None]:
@@ -159,9 +183,9 @@ class TypedStyle(Style):
                 self.__automat_postponed__ = None
             while queue:
                 queue.pop(0)()
-            after = self._sw_after
-            if after is not None:
-                after()
+            core = self._sw_after
+            if core is not None:
+                core._sw_sync()
             return result
 
         input_method.__name__ = input_method.__qualname__ = name
@@ -171,7 +195,7 @@ class TypedStyle(Style):
         return str(state.name)
 
     def new(self, core: Any) -> Any:
-        return self.runtime(core, Transitioner(self.automaton, self.initial))
+        return self.runtime(core, SlotTransitioner(self.automaton, self.initial))
 
     def state(self, impl: Any) -> Any:
         return impl.__automat_transitioner__._state
@@ -232,9 +256,9 @@ class _Observed:
                 if txn._state is not state:
                     oself._sw_moves += 1
                 oself._sw_depth -= 1
-                after = oself._sw_after if oself._sw_depth == 0 else None
-                if after is not None:
-                    after()
+                core = oself._sw_after if oself._sw_depth == 0 else None
+                if core is not None:
+                    core._sw_sync()
 
         return observed
 

@@ -328,7 +328,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def send(self, input: str, data: st.DataObject, *, whole: bool = False) -> bytes:
         """Send a frame for ``input`` (in arbitrary reads, or in one); return its bytes."""
-        framer = self.protocol._sw_framer
+        framer = self.protocol._sw_frames()
         grammar = framer.grammar
         context = dict(getattr(framer, "_context", {}) or {})
         strategy = self.frames.get(input) or frames_for(

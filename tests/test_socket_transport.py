@@ -1,0 +1,279 @@
+"""statewire's own socket transport, its epoll poller and the fallbacks, over loopback.
+
+Every behaviour is checked on each way a plain TCP connection can be served: the epoll
+poller (the default), the loop's per-socket readers (where epoll is missing), the loop's
+native transports (``Reactor.native_transports``), and the same on uvloop when installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import socket
+import textwrap
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+from process_helpers import recv_exactly, running
+
+from statewire._reactor import Reactor
+from statewire._transport import LoopPoller, Poller, SocketTransport
+from statewire.address import IPv4Address
+from statewire.error import ConnectionDone, Failure
+from statewire.protocol import Factory, Protocol
+
+HOST = "127.0.0.1"
+T = TypeVar("T")
+
+MODES = ["epoll", "loop-readers", "native"]
+if importlib.util.find_spec("uvloop") is not None:
+    MODES += ["uvloop-epoll", "uvloop-native"]
+
+
+@pytest.fixture(params=MODES)
+def run(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[Callable[[Reactor], Awaitable[T]]], T]:
+    """Run a scenario on a fresh reactor served the way the parameter names."""
+    mode: str = request.param
+    if mode == "loop-readers":
+        monkeypatch.setattr(Poller, "make", staticmethod(LoopPoller))
+
+    def scenario(body: Callable[[Reactor], Awaitable[T]]) -> T:
+        async def main() -> T:
+            reactor = Reactor()
+            reactor.native_transports = mode.endswith("native")
+            try:
+                return await asyncio.wait_for(body(reactor), 30)
+            finally:
+                await reactor.shutdown()
+
+        if mode.startswith("uvloop"):
+            import uvloop
+
+            loop = uvloop.new_event_loop()
+            try:
+                return loop.run_until_complete(main())
+            finally:
+                loop.close()
+        return asyncio.run(main())
+
+    scenario.mode = mode  # type: ignore[attr-defined]
+    return scenario
+
+
+async def listen(reactor: Reactor, factory: Any) -> int:
+    port = reactor.listenTCP(0, factory, interface=HOST)
+    await port.ready
+    return port.getHost().port  # type: ignore[union-attr]
+
+
+def test_half_close_flushes_then_closes(run: Any) -> None:
+    """The peer sends, then shuts its side: everything answered is delivered before our
+    side closes, and the protocol hears ConnectionDone."""
+    seen: dict[str, Any] = {}
+
+    class Upper(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(data.upper() * 1000)
+
+        def connectionLost(self, reason: Failure) -> None:
+            seen["reason"] = reason
+            seen["disconnecting"] = self.transport.disconnecting
+            seen["host"] = self.transport.getHost()
+
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, Factory.forProtocol(Upper))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"abc")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write_eof()
+        data = await reader.read()  # until the server closes
+        writer.close()
+        while "reason" not in seen:
+            await asyncio.sleep(0.01)
+        return data
+
+    assert run(body) == b"ABC" * 1000
+    assert seen["reason"].check(ConnectionDone)
+    assert seen["disconnecting"]
+    # the address is still known once the socket is closed
+    assert isinstance(seen["host"], IPv4Address) and seen["host"].host == HOST
+
+
+def test_pause_and_resume_reading(run: Any) -> None:
+    """A protocol that pauses reading gets nothing until it resumes; then all of it."""
+    got: list[bytes] = []
+
+    class Paused(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.pauseProducing()
+            self.factory.reactor.callLater(0.3, self.transport.resumeProducing)
+
+        def dataReceived(self, data: bytes) -> None:
+            got.append(data)
+            if b"".join(got).endswith(b"end"):
+                self.transport.write(b"%d" % len(b"".join(got)))
+                self.transport.loseConnection()
+
+    async def body(reactor: Reactor) -> tuple[list[bytes], bytes]:
+        factory = Factory.forProtocol(Paused)
+        factory.reactor = reactor  # type: ignore[attr-defined]
+        port = await listen(reactor, factory)
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"x" * 1000 + b"end")
+        await asyncio.sleep(0.15)
+        early = list(got)
+        answer = await reader.read()
+        writer.close()
+        return early, answer
+
+    early, answer = run(body)
+    assert early == []
+    assert answer == b"1003"
+
+
+def test_large_write_to_a_slow_reader_arrives_whole_then_closes(run: Any) -> None:
+    """One 8 MiB write, far over what the kernel takes at once, to a reader that takes it
+    slowly: every byte arrives in order, then loseConnection closes the connection."""
+    blob = bytes(range(256)) * (32 * 1024)
+
+    class Big(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.write(blob)
+            self.transport.loseConnection()
+
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, Factory.forProtocol(Big))
+        reader, writer = await asyncio.open_connection(HOST, port, limit=1 << 16)
+        parts = []
+        while True:
+            chunk = await reader.read(1 << 16)
+            if not chunk:
+                break
+            parts.append(chunk)
+            if len(parts) % 16 == 0:
+                await asyncio.sleep(0.001)
+        writer.close()
+        return b"".join(parts)
+
+    data = run(body)
+    assert len(data) == len(blob)
+    assert data == blob
+
+
+def test_closed_connections_leave_nothing_watched(run: Any) -> None:
+    """Connections opened and closed (by either side) leave no socket in the poller and no
+    connection in the reactor."""
+
+    class Quiet(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            if data == b"bye":
+                self.transport.loseConnection()
+
+    async def body(reactor: Reactor) -> tuple[int, int, int]:
+        port = await listen(reactor, Factory.forProtocol(Quiet))
+        writers = []
+        for _ in range(50):
+            _, writer = await asyncio.open_connection(HOST, port)
+            writers.append(writer)
+        while len(reactor._connections) < 50:
+            await asyncio.sleep(0.01)
+        busy = _watched(reactor)
+        for number, writer in enumerate(writers):
+            if number % 2:
+                writer.write(b"bye")
+            else:
+                writer.close()
+        for _ in range(500):
+            if not reactor._connections:
+                break
+            await asyncio.sleep(0.01)
+        return busy, len(reactor._connections), _watched(reactor)
+
+    busy, left, watched = run(body)
+    if run.mode in ("epoll", "uvloop-epoll", "loop-readers"):
+        assert busy == 50
+    assert left == 0
+    assert watched == 0
+
+
+def _watched(reactor: Reactor) -> int:
+    poller = reactor._current_poller
+    if poller is None:
+        return 0
+    if isinstance(poller, LoopPoller):
+        return len(poller._interest)
+    return len(poller._watched)
+
+
+def test_socket_transports_are_used_by_default() -> None:
+    kinds: list[type] = []
+
+    class Note(Protocol):
+        def connectionMade(self) -> None:
+            kinds.append(type(self.transport))
+            self.transport.loseConnection()
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, Factory.forProtocol(Note))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        await reader.read()
+        writer.close()
+
+    asyncio.run(_with_reactor(body))
+    assert kinds == [SocketTransport]
+
+
+async def _with_reactor(body: Callable[[Reactor], Awaitable[None]]) -> None:
+    reactor = Reactor()
+    try:
+        await body(reactor)
+    finally:
+        await reactor.shutdown()
+
+
+SERVER = textwrap.dedent(
+    """
+    import logging, resource, sys
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    import statewire._reactor as runtime
+    runtime.ACCEPT_RETRY_DELAY = 0.2
+    from statewire import reactor
+    from statewire.protocol import Factory
+    from statewire.wire import Echo
+    port = reactor.listenTCP(0, Factory.forProtocol(Echo), 200, "127.0.0.1")
+    print("listening on 127.0.0.1:%d" % port.getHost().port, flush=True)
+    reactor.run()
+    """
+)
+
+
+def test_running_out_of_descriptors_pauses_accepting_then_recovers() -> None:
+    """A server whose descriptor limit is reached logs it, stops accepting for a moment
+    (clients wait in the backlog) and serves again once descriptors are free: nothing
+    crashes, the connections it holds keep working."""
+    with running("-c", SERVER) as server:
+        held = [socket.create_connection((HOST, server.port)) for _ in range(100)]
+        try:
+            held[0].sendall(b"first")
+            assert recv_exactly(held[0], 5) == b"first"
+            for sock in held[70:]:  # some of these wait in the backlog
+                sock.close()
+            for sock in held[1:70]:
+                sock.close()
+            late = socket.create_connection((HOST, server.port))
+            late.sendall(b"late")
+            assert recv_exactly(late, 4) == b"late"
+            held[0].sendall(b"again")
+            assert recv_exactly(held[0], 5) == b"again"
+            late.close()
+        finally:
+            for sock in held:
+                sock.close()
+        out = server.stop()
+    assert "cannot accept connections" in out
