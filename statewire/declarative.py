@@ -43,7 +43,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from statewire.error import Failure, connectionDone
-from statewire.framing import FramingError, Policy, encode
+from statewire.framing import FramingError, Policy
+from statewire.framing._framer import encode_frame
 from statewire.machine import Driver, Plan, RemoteProtocolError, Timeout
 from statewire.protocol import Protocol
 
@@ -120,10 +121,10 @@ class MachineProtocol(Driver, Protocol):
             if grammar is None:
                 framer = self._sw_framer
                 if framer is not None:
-                    grammar = framer.grammar
+                    grammar = framer._grammar
                 else:
                     grammar = self._sw_framing(self._sw_state)[0]
-        self.transport.write(encode(grammar, value))
+        self.transport.write(encode_frame(grammar, value))
 
     def close(self) -> None:
         """Close the connection once what was sent is flushed; no more frames are read."""

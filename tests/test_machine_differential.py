@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import pytest
 from automat import NoTransition, TypeMachineBuilder
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from grammars import fixed, line
@@ -344,3 +344,92 @@ def test_declared_protocol_behaves_as_the_plain_machine(
 def test_declared_protocol_edge_cases_one_byte_at_a_time(stream: bytes) -> None:
     one_by_one = [stream[i : i + 1] for i in range(len(stream))]
     assert declared(one_by_one) == declared([stream]) == reference(stream)
+
+
+# -- by_verb's fast path against its general path ------------------------------------------
+
+
+class VerbInputs(Protocol):
+    def get(self, key: bytes) -> None: ...
+    def put(self, key: bytes, value: bytes = b"") -> None: ...
+    def tags(self, *words: bytes) -> None: ...
+    def size(self, n: int) -> None: ...
+    def quit(self) -> None: ...
+    def other(self, frame: bytes) -> None: ...
+
+
+verbs = TypeMachineBuilder(VerbInputs, MachineProtocol)
+serving = verbs.state("serving")
+closed = verbs.state("closed")
+
+
+def _record(name: str) -> Any:
+    def output(machine: VerbInputs, core: Any, *args: Any) -> None:
+        core.events.append((name, args))
+
+    output.__name__ = name
+    return output
+
+
+serving.upon(VerbInputs.get).loop()(_record("get"))
+serving.upon(VerbInputs.put).loop()(_record("put"))
+serving.upon(VerbInputs.tags).loop()(_record("tags"))
+serving.upon(VerbInputs.size).loop()(_record("size"))
+serving.upon(VerbInputs.other).loop()(_record("other"))
+serving.upon(VerbInputs.quit).to(closed)(_record("quit"))
+closed.upon(VerbInputs.other).loop()(_record("after"))
+
+
+class Verbs(MachineProtocol):
+    machine = verbs.build()
+    framings = {serving: line(b"\n", max_length=64), closed: line(b"\n", max_length=64)}
+    routes = {
+        serving: by_verb(
+            {
+                b"GET": VerbInputs.get,
+                b"PUT": VerbInputs.put,
+                b"TAGS": VerbInputs.tags,
+                b"SIZE": (VerbInputs.size, lambda n: (int(n),)),
+                b"QUIT": VerbInputs.quit,
+            },
+            unknown=VerbInputs.other,
+        ),
+        closed: VerbInputs.other,
+    }
+    close_on_error = False
+
+    def remoteError(self, error: Any) -> None:
+        self.events.append(("error", type(error).__name__))
+
+
+def _verb_run(general: bool, frames: list[bytes]) -> tuple[list[Any], str]:
+    protocol = Verbs()
+    protocol.events = []  # type: ignore[attr-defined]
+    protocol.makeConnection(StringTransport())
+    if general:  # by_verb frames through the general path, as before the fast path
+        plan = Verbs._sw_plan
+        route = plan.routes[protocol._sw_state]
+        handler = protocol._sw_handler
+
+        def general_path(state: Any) -> Any:
+            if plan.routes[state] is not route:
+                return handler(state)
+            return lambda frame: protocol._sw_keyed(route, plan.loops(state, route), frame)
+
+        protocol._sw_handler = general_path  # type: ignore[method-assign]
+    protocol.dataReceived(b"".join(frame + b"\n" for frame in frames))
+    return protocol.events, protocol.machine_state  # type: ignore[attr-defined]
+
+
+_verb = st.sampled_from([b"GET", b"PUT", b"TAGS", b"SIZE", b"QUIT", b"NOPE", b"", b"7"])
+_arg = st.sampled_from([b"k", b"7", b"x", b"v2", b""])  # b"": a doubled or trailing space
+_command = st.builds(lambda verb, args: b" ".join([verb, *args]), _verb, st.lists(_arg, max_size=3))
+
+
+@example([b"PUT k 7", b"GET  k", b"SIZE 12", b"SIZE x", b"TAGS", b"QUIT", b"GET k"])
+@given(st.lists(_command, max_size=12))
+def test_by_verb_fast_path_matches_the_general_path(frames: list[bytes]) -> None:
+    """Commands with any verb, any number of words, doubled and trailing spaces, bad
+    numbers: the fast path routes every one as the general path does (same outputs and
+    arguments, same refusals, same final state)."""
+    assert _verb_run(False, frames) == _verb_run(True, frames)

@@ -468,7 +468,15 @@ def encode(grammar: Any, value: Any, **context: Any) -> bytes:
     ``build`` costs about 1.5 µs a frame); anything else, and every value the grammar would
     refuse, goes through the grammar's own ``build``, which gives its errors.
     """
-    if type(value) is bytes and not context:
+    if context:
+        data: bytes = grammar.build(value, **context)
+        return data
+    return encode_frame(grammar, value)
+
+
+def encode_frame(grammar: Any, value: Any) -> bytes:
+    """:func:`encode` without a context (what a protocol's ``send`` calls per frame)."""
+    if type(value) is bytes:
         kind = type(grammar)
         if kind is Line:
             if len(value) <= grammar.max_length:
@@ -480,7 +488,7 @@ def encode(grammar: Any, value: Any, **context: Any) -> bytes:
                 return b"%d:%s," % (len(value), value)
         elif kind is Raw:
             return value
-    data: bytes = grammar.build(value, **context)
+    data: bytes = grammar.build(value)
     return data
 
 

@@ -39,9 +39,9 @@ from construct import Construct
 
 from grammars import raw
 from statewire.framing import Framer, FramingError
-from statewire.machine._plan import Plan
+from statewire.machine._plan import Plan, VerbEntry
 from statewire.machine._routes import ByKey, Timeout, ToInput
-from statewire.machine._styles import Handler
+from statewire.machine._styles import Handler, LoopTarget
 from statewire.machine.errors import (
     RemoteProtocolError,
     UnexpectedInput,
@@ -263,18 +263,42 @@ class Driver:
             return partial(self._sw_frame_input, name)
         assert isinstance(route, ByKey)
         # inputs that loop here with one plain output are called straight away
-        loops: dict[str, Handler] = {}
-        for name in route.inputs():
-            if plan.style.accepts(state, name):
-                loop = plan.style.loop_handler(self._sw_impl, self, state, name)
-                if loop is not None:
-                    loops[name] = loop
+        loops = plan.loops(state, route)
+        if route.words is not None:
+            return self._sw_verbs(route, loops, plan.verbs(state, route))
         return partial(self._sw_keyed, route, loops)
+
+    def _sw_verbs(
+        self, route: ByKey, loops: Mapping[str, LoopTarget], fast: Mapping[Any, VerbEntry]
+    ) -> Handler:
+        """``by_verb``'s handler. The common case, a verb whose input loops here, taking
+        its words as they are (no converter, the right count, no empty word), costs one
+        split and one call; anything else takes the general path, :meth:`_sw_keyed`."""
+        words = route.words
+        impl = self._sw_impl
+        keyed = self._sw_keyed
+
+        def verb(frame: Any) -> None:
+            if type(frame) is bytes:
+                parts = frame.split(words)
+                entry = fast.get(parts[0])
+                if entry is not None:
+                    function, hook, fewest, most = entry
+                    if fewest <= len(parts) <= most and b"" not in parts:
+                        del parts[0]
+                        if hook is None:
+                            function(impl, self, *parts)
+                        else:
+                            getattr(self, hook)(*parts)
+                        return
+            keyed(route, loops, frame)
+
+        return verb
 
     def _sw_frame_input(self, name: str, frame: Any) -> None:
         self._sw_dispatch(name, (frame,), frame)
 
-    def _sw_keyed(self, route: ByKey, loops: Mapping[str, Handler], frame: Any) -> None:
+    def _sw_keyed(self, route: ByKey, loops: Mapping[str, LoopTarget], frame: Any) -> None:
         key: Hashable
         try:
             if route.words is not None:  # a command: cut it once, verb and words
@@ -306,11 +330,15 @@ class Driver:
                 )
             )
             return
-        loop = loops.get(name)
-        if loop is not None:
-            loop(*args)
-        else:
+        target = loops.get(name)
+        if target is None:
             self._sw_dispatch(name, args, frame)
+            return
+        function, hook = target
+        if hook is not None:
+            getattr(self, hook)(*args)
+        elif function is not None:
+            function(self._sw_impl, self, *args)
 
     def _sw_unroutable(self, frame: Any) -> None:
         self.remoteError(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from statewire.framing import Policy
-from statewire.machine._routes import Route, Timeout, input_name, make_route
-from statewire.machine._styles import Style, style_for
+from statewire.machine._routes import ByKey, Route, Timeout, input_name, make_route
+from statewire.machine._styles import LoopTarget, Style, style_for
 from statewire.machine.errors import DefinitionError
 
 
@@ -24,6 +24,10 @@ def _state_name(ref: Any) -> str:
     raise DefinitionError(f"{ref!r} is not a state (a state object or its name)")
 
 
+#: a ``by_verb`` fast-path entry: output function, forwarded hook, fewest and most parts
+VerbEntry = tuple[Any, "str | None", float, float]
+
+
 @dataclass
 class Plan:
     """The compiled declarations: per state object, its framing, route and timeout."""
@@ -36,6 +40,39 @@ class Plan:
     policy: Policy
     #: whether any timeout measures silence (reads then note the time)
     idle: bool
+    #: per state, the inputs of its keyed route that loop there (see ``loops``)
+    _loops: dict[Any, dict[str, LoopTarget]] = field(default_factory=dict)
+    #: per state, its ``by_verb`` route's fast path (see ``verbs``)
+    _verbs: dict[Any, dict[Any, VerbEntry]] = field(default_factory=dict)
+
+    def loops(self, state: Any, route: ByKey) -> dict[str, LoopTarget]:
+        """The inputs of ``route`` that loop on ``state`` with one plain output, by name:
+        frames for them are handed to the output (or forwarded hook) directly."""
+        found = self._loops.get(state)
+        if found is None:
+            found = {}
+            for name in route.inputs():
+                target = self.style.loop_target(state, name)
+                if target is not None:
+                    found[name] = target
+            self._loops[state] = found
+        return found
+
+    def verbs(self, state: Any, route: ByKey) -> dict[Any, VerbEntry]:
+        """For ``by_verb`` routes: the verbs whose input loops on ``state`` and takes its
+        words unconverted, with the output to call and the bounds on the number of parts
+        (verb included) the frame may split into."""
+        found = self._verbs.get(state)
+        if found is None:
+            found = {}
+            loops = self.loops(state, route)
+            for verb, (name, convert, arity) in route.table.items():
+                target = loops.get(name)
+                if target is not None and convert is None:
+                    fewest, most = arity if arity is not None else (0, float("inf"))
+                    found[verb] = (target[0], target[1], fewest + 1, most + 1)
+            self._verbs[state] = found
+        return found
 
     @classmethod
     def compile(

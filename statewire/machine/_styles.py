@@ -28,6 +28,9 @@ from automat._core import Transitioner
 from statewire.machine.errors import DefinitionError
 
 Handler = Callable[[Any], object]
+#: a looping input's output function (called ``f(machine, core, *args)``), or the name of
+#: the protocol hook it forwards to (called ``core.hook(*args)``)
+LoopTarget = tuple[Callable[..., Any] | None, str | None]
 _Table = dict[tuple[Any, str], tuple[Any, tuple[Any, ...]]]
 
 
@@ -133,9 +136,22 @@ class Style:
     def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
         """Make inputs called from outputs wait in ``queue`` (``None``: run them at once)."""
 
+    def loop_target(self, state: Any, name: str) -> LoopTarget | None:
+        """When input ``name`` loops on ``state`` with one plain output: that output's
+        function, or the protocol hook it forwards to, to call with no machinery."""
+        return None
+
     def loop_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
         """A direct frame handler for ``state`` when input ``name`` loops on it."""
-        return None
+        target = self.loop_target(state, name)
+        if target is None:
+            return None
+        function, hook = target
+        if hook is not None:
+            handler: Handler = getattr(core, hook)
+            return handler
+        assert function is not None
+        return partial(function, impl, core)
 
 
 class TypedStyle(Style):
@@ -219,18 +235,18 @@ class TypedStyle(Style):
     def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
         impl.__automat_postponed__ = queue
 
-    def loop_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
-        new, outputs = self.table[state, name]
+    def loop_target(self, state: Any, name: str) -> LoopTarget | None:
+        entry = self.table.get((state, name))
+        if entry is None:
+            return None
+        new, outputs = entry
         if new is not state or len(outputs) != 1:
             return None
         method = getattr(outputs[0], "method", None)
         if method is None or outputs[0].requiresData:
             return None
         hook = getattr(method, "__statewire_forward__", None)
-        if hook is not None:
-            handler: Handler = getattr(core, hook)
-            return handler
-        return partial(method, impl, core)
+        return (None, hook) if hook is not None else (method, None)
 
 
 class _Observed:
