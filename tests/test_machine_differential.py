@@ -423,7 +423,9 @@ def _verb_run(general: bool, frames: list[bytes]) -> tuple[list[Any], str]:
 
 _verb = st.sampled_from([b"GET", b"PUT", b"TAGS", b"SIZE", b"QUIT", b"NOPE", b"", b"7"])
 _arg = st.sampled_from([b"k", b"7", b"x", b"v2", b""])  # b"": a doubled or trailing space
-_command = st.builds(lambda verb, args: b" ".join([verb, *args]), _verb, st.lists(_arg, max_size=3))
+_command = st.builds(
+    lambda verb, args: b" ".join([verb, *args]), _verb, st.lists(_arg, max_size=3)
+)
 
 
 @example([b"PUT k 7", b"GET  k", b"SIZE 12", b"SIZE x", b"TAGS", b"QUIT", b"GET k"])
