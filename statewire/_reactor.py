@@ -179,7 +179,13 @@ class Port(Owner):
 
     def _accept(self) -> None:
         sock = self.socket
-        poller = self.reactor._poller()
+        try:
+            poller = self.reactor._poller()  # its epoll set takes a descriptor too
+        except OSError as error:
+            if error.errno not in _EXHAUSTED:
+                raise
+            self._exhausted(error)
+            return
         for _ in range(max(self._backlog, 1)):
             try:
                 connection, peer = sock.accept()
@@ -188,17 +194,25 @@ class Port(Owner):
             except OSError as error:
                 if error.errno not in _EXHAUSTED:
                     continue  # that one connection is gone (ECONNABORTED...): the next
-                log.error(
-                    "%s: cannot accept connections (%s); retrying in %s s",
-                    self._where(),
-                    error.strerror,
-                    ACCEPT_RETRY_DELAY,
-                )
-                self._stop_accepting()
-                loop = self.reactor.loop
-                self._retry = loop.call_later(ACCEPT_RETRY_DELAY, self._start_accepting)
+                self._exhausted(error)
                 return
-            SocketTransport.accepted(self, poller, connection, peer, self.factory)
+            try:
+                SocketTransport.accepted(self, poller, connection, peer, self.factory)
+            except OSError as error:  # reset before we could set it up: the next one
+                log.info("%s: dropped a connection: %s", self._where(), error)
+                connection.close()
+
+    def _exhausted(self, error: OSError) -> None:
+        """Out of descriptors (or memory): stop accepting, try again in a moment."""
+        log.error(
+            "%s: cannot accept connections (%s); retrying in %s s",
+            self._where(),
+            error.strerror,
+            ACCEPT_RETRY_DELAY,
+        )
+        self._stop_accepting()
+        loop = self.reactor.loop
+        self._retry = loop.call_later(ACCEPT_RETRY_DELAY, self._start_accepting)
 
     def _stop_accepting(self) -> None:
         if self._accepting:
@@ -268,14 +282,6 @@ class Connector(Owner):
         self.connected: asyncio.Future[Any] = reactor.loop.create_future()
         factory.doStart()
         self.connect()
-
-    def getHost(self) -> Address:
-        """This side's address, once connected."""
-        transport = getattr(self.protocol, "transport", None)
-        if transport is None:
-            raise RuntimeError("not connected")
-        host: Address = transport.getHost()
-        return host
 
     def getDestination(self) -> Address:
         """Where this connector connects to."""
@@ -576,6 +582,9 @@ class Reactor:
             connection.abortConnection()
         while self._connections:
             await asyncio.sleep(0)
+        poller, self._current_poller = self._current_poller, None
+        if poller is not None:
+            poller.close()
 
 
 def _bound_tcp(port: int, interface: str, backlog: int) -> socket.socket:

@@ -46,7 +46,7 @@ import socket
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
-from statewire.address import Address, UNIXAddress, from_sockaddr
+from statewire.address import Address, from_sockaddr
 from statewire.error import ConnectionDone, ConnectionLost, Failure
 
 if TYPE_CHECKING:
@@ -66,10 +66,6 @@ class Owner:
     """What a connection belongs to: a listening port or a client connector."""
 
     reactor: Reactor
-
-    def getHost(self) -> Address:
-        """Where connections of this owner arrive (a closed socket's last resort)."""
-        raise NotImplementedError
 
     def _lost(self, reason: Failure) -> None:
         """A connection of this owner is gone (after ``connectionLost``)."""
@@ -341,11 +337,12 @@ class _Connection:
         """Let ``producer`` be paused (streaming) or pulled (not streaming) by our buffer."""
         if self._producer is not None:
             raise RuntimeError(f"producer {self._producer!r} is already registered")
+        if self._closed:
+            producer.stopProducing()  # as Twisted: stopped at once, and not kept
+            return
         self._producer = producer
         self._streaming = streaming
-        if self._closed:
-            producer.stopProducing()
-        elif not streaming:
+        if not streaming:
             producer.resumeProducing()
         elif self._write_paused:
             producer.pauseProducing()
@@ -393,13 +390,14 @@ class _Connection:
 class SocketTransport(_Connection):
     """A plain TCP or UNIX connection driven straight from asyncio's selector loop."""
 
-    __slots__ = ("_peer", "_pending", "_poller", "_reading", "_sock")
+    __slots__ = ("_host", "_peer", "_pending", "_poller", "_reading", "_sock")
 
     def __init__(self, owner: Owner, poller: Poller, sock: socket.socket, peer: Any) -> None:
         super().__init__(owner)
         self._poller = poller
         self._sock = sock
         self._peer = peer
+        self._host: Any = None  # the local address, noted when the socket closes
         self._pending: bytearray | None = None  # unsent bytes, while the socket is full
         self._reading = False
 
@@ -424,7 +422,10 @@ class SocketTransport(_Connection):
         transport.protocol = protocol
         reactor._connections.add(transport)
         transport._call(protocol.makeConnection, transport)
-        transport._update_reading()
+        try:
+            transport._update_reading()
+        except OSError as error:  # the poller could not take it (out of memory...)
+            transport._close(error)
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
@@ -515,13 +516,9 @@ class SocketTransport(_Connection):
     def _sockaddr(self, peer: bool) -> Any:
         if peer:
             return self._peer
-        try:
-            return self._sock.getsockname()
-        except OSError:  # closed: where the port listens is the best we know
-            host = self._owner.getHost()
-            if isinstance(host, UNIXAddress):
-                return host.name
-            return (host.host, host.port)
+        if self._closed:
+            return self._host
+        return self._sock.getsockname()
 
     # -- closing -------------------------------------------------------------------------
 
@@ -558,7 +555,12 @@ class SocketTransport(_Connection):
             self._reading = False
             self._pending = None
             self._watch()
-        self._sock.close()
+        sock = self._sock
+        try:
+            self._host = sock.getsockname()
+        except OSError:
+            self._host = "" if sock.family == socket.AF_UNIX else ("", 0)
+        sock.close()
         self._loop.call_soon(self._deliver_lost, exc)
 
 
@@ -632,12 +634,14 @@ class Transport(_Connection):
         """Close once everything written so far has been sent."""
         if self.disconnecting or self._closed:
             return
+        self._held = b""  # a closing transport reads no more: held reads were never read
         self._closing()
         self._flush()
         self._transport.close()
 
     def abortConnection(self) -> None:
         """Close at once, dropping unsent data."""
+        self._held = b""
         self._closing()
         if self._out:
             self._out.clear()

@@ -8,7 +8,10 @@ native transports (``Reactor.native_transports``), and the same on uvloop when i
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import importlib.util
+import os
 import socket
 import textwrap
 from collections.abc import Awaitable, Callable
@@ -209,6 +212,160 @@ def _watched(reactor: Reactor) -> int:
     return len(poller._watched)
 
 
+def test_a_producer_registered_after_close_is_stopped_once(run: Any) -> None:
+    """As Twisted: registering a producer on a closed (or closing) transport stops it at
+    once, and it is not kept to be stopped again when connectionLost comes."""
+    events: list[str] = []
+
+    class Producer:
+        def pauseProducing(self) -> None:
+            events.append("pause")
+
+        def resumeProducing(self) -> None:
+            events.append("resume")
+
+        def stopProducing(self) -> None:
+            events.append("stop")
+
+    class Late(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.abortConnection()
+            self.transport.registerProducer(Producer(), True)
+
+        def connectionLost(self, reason: Failure) -> None:
+            events.append("lost")
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, Factory.forProtocol(Late))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"x")
+        await reader.read()
+        writer.close()
+        while "lost" not in events:
+            await asyncio.sleep(0.01)
+
+    run(body)
+    assert events.count("stop") == 1
+    assert events[-1] == "lost" or events[-2:] == ["lost", "stop"]
+
+
+def test_reads_held_while_paused_are_dropped_by_a_close(run: Any) -> None:
+    """A protocol that paused reading, then resumes and closes in one go, gets no
+    dataReceived after it closed (on every path: the native one holds reads that arrive
+    while paused)."""
+    events: list[Any] = []
+
+    class PauseThenClose(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.pauseProducing()
+            self.factory.reactor.callLater(0.3, self.finish)
+
+        def finish(self) -> None:
+            self.transport.resumeProducing()
+            self.transport.loseConnection()
+            events.append("closing")
+
+        def dataReceived(self, data: bytes) -> None:
+            events.append(("data", self.transport.disconnecting))
+
+        def connectionLost(self, reason: Failure) -> None:
+            events.append("lost")
+
+    async def body(reactor: Reactor) -> None:
+        factory = Factory.forProtocol(PauseThenClose)
+        factory.reactor = reactor  # type: ignore[attr-defined]
+        port = await listen(reactor, factory)
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"y" * 1000)
+        with contextlib.suppress(ConnectionResetError):  # closed with unread data: RST
+            await reader.read()
+        writer.close()
+        while "lost" not in events:
+            await asyncio.sleep(0.01)
+
+    run(body)
+    assert ("data", True) not in events
+    assert events[-1] == "lost"
+
+
+@pytest.mark.parametrize("host", [HOST, "::1"])
+def test_get_host_is_the_same_after_close(run: Any, host: str) -> None:
+    """getHost() in connectionLost gives the connection's own address, as it did while
+    open (IPv4 and IPv6)."""
+    if host == "::1" and not _has_ipv6():
+        pytest.skip("no IPv6 loopback here")
+    seen: list[Any] = []
+
+    class Note(Protocol):
+        def connectionMade(self) -> None:
+            seen.append(self.transport.getHost())
+            self.transport.loseConnection()
+
+        def connectionLost(self, reason: Failure) -> None:
+            seen.append(self.transport.getHost())
+
+    async def body(reactor: Reactor) -> None:
+        port = reactor.listenTCP(0, Factory.forProtocol(Note), interface=host)
+        await port.ready
+        number = port.getHost().port  # type: ignore[union-attr]
+        reader, writer = await asyncio.open_connection(host, number)
+        await reader.read()
+        writer.close()
+        while len(seen) < 2:
+            await asyncio.sleep(0.01)
+
+    run(body)
+    assert seen[0] == seen[1]
+    assert seen[0].host == host
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("mode", ["epoll", "native"])
+def test_nothing_of_the_reactor_stays_open_after_shutdown(mode: str) -> None:
+    """After a reactor served connections and shut down, on a loop that is then closed,
+    no file descriptor of statewire's is left (the poller's epoll set included)."""
+
+    class Echo(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    reactor = Reactor()  # kept alive (as the global reactor is): it must close its own
+    reactor.native_transports = mode == "native"
+
+    async def body() -> None:
+        try:
+            port = await listen(reactor, Factory.forProtocol(Echo))
+            for _ in range(5):
+                reader, writer = await asyncio.open_connection(HOST, port)
+                writer.write(b"ping")
+                assert await reader.readexactly(4) == b"ping"
+                writer.close()
+        finally:
+            await reactor.shutdown()
+
+    before = _open_descriptors()
+    asyncio.run(body())
+    gc.collect()
+    assert _open_descriptors() == before
+
+
+def _open_descriptors() -> list[str]:
+    """What this process has open (links of /proc/self/fd; the listing's own fd vanishes)."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):
+            found.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return sorted(found)
+
+
 def test_socket_transports_are_used_by_default() -> None:
     kinds: list[type] = []
 
@@ -277,3 +434,45 @@ def test_running_out_of_descriptors_pauses_accepting_then_recovers() -> None:
                 sock.close()
         out = server.stop()
     assert "cannot accept connections" in out
+
+
+COLD = textwrap.dedent(
+    """
+    import logging, os, sys
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+    import statewire._reactor as runtime
+    runtime.ACCEPT_RETRY_DELAY = 0.2
+    from statewire import reactor
+    from statewire.protocol import Factory
+    from statewire.wire import Echo
+    port = reactor.listenTCP(0, Factory.forProtocol(Echo), 50, "127.0.0.1")
+    hogs = []
+    try:
+        while True:  # use up every descriptor before the first connection comes
+            hogs.append(os.open(os.devnull, os.O_RDONLY))
+    except OSError:
+        pass
+    def release():
+        for fd in hogs:
+            os.close(fd)
+        print("released", flush=True)
+    reactor.callLater(1.0, release)
+    print("listening on 127.0.0.1:%d" % port.getHost().port, flush=True)
+    reactor.run()
+    """
+)
+
+
+def test_out_of_descriptors_before_the_first_connection() -> None:
+    """No descriptor left even for the poller when the first client comes: the port logs
+    it and retries later (no busy loop, no traceback), then serves the client once
+    descriptors are free."""
+    with running("-c", COLD) as server:
+        client = socket.create_connection((HOST, server.port))
+        client.sendall(b"hello")
+        assert recv_exactly(client, 5, timeout=10) == b"hello"
+        client.close()
+        out = server.stop()
+    assert "cannot accept connections" in out
+    assert "Traceback" not in out
+    assert out.count("cannot accept connections") < 20  # a retry every 0.2 s, not a spin
