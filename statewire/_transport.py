@@ -31,23 +31,29 @@ makes, while the buffer is below the high-water mark. Reading is on exactly when
 protocol has not paused it (``pauseProducing``), the write side is not congested, and the
 connection is not closing.
 
-Closing: ``loseConnection`` stops reading, sends what was written, then closes;
-``abortConnection`` closes at once. The end of the peer's stream (EOF) closes our side too,
-after what was written is sent, as Twisted does. ``connectionLost`` is always delivered
-from the event loop, never from inside the call that closed the connection.
+Closing, as Twisted: ``loseConnection`` stops reading and closes once everything written
+has been sent, including what is written in the rest of the current callback (or, outside
+callbacks, the current event-loop turn); ``connectionLost`` then gets ``ConnectionDone``.
+``abortConnection`` drops unsent data and closes at once with a TCP reset;
+``connectionLost`` gets ``ConnectionAborted`` (a ``ConnectionLost``). The end of the peer's
+stream (EOF) closes our side too, after what was written is sent. ``connectionLost`` is
+always delivered from the event loop, never from inside the call that closed the
+connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import select
 import socket
+import struct
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 from statewire.address import Address, from_sockaddr
-from statewire.error import ConnectionDone, ConnectionLost, Failure
+from statewire.error import ConnectionAborted, ConnectionDone, ConnectionLost, Failure
 
 if TYPE_CHECKING:
     from statewire._reactor import Reactor
@@ -252,16 +258,22 @@ class _Connection:
     def _flush(self) -> None:
         self._flush_scheduled = False
         out = self._out
-        if not out:
-            return
         if self._closed:
-            out.clear()
+            if out:
+                out.clear()
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self._send(data)
-        if self._producer is not None and not self._streaming:
-            self._loop.call_soon(self._pull)
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()
+            self._send(data)
+            if self._producer is not None and not self._streaming:
+                self._loop.call_soon(self._pull)
+        if self.disconnecting and not self._closed:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Closing, and everything written has been handed over: close when sent."""
+        raise NotImplementedError
 
     def _pull(self) -> None:
         """Ask a pull (non-streaming) producer for more while the buffer has room."""
@@ -285,7 +297,12 @@ class _Connection:
         protocol = self.protocol
         if protocol is None:
             return
-        reason = Failure(ConnectionDone() if exc is None else ConnectionLost(str(exc)))
+        if exc is None:
+            reason = Failure(ConnectionDone())
+        elif isinstance(exc, ConnectionLost):
+            reason = Failure(exc)
+        else:
+            reason = Failure(ConnectionLost(str(exc)))
         protocol.connected = 0
         self._call(protocol.connectionLost, reason)
         if self._producer is not None:
@@ -329,7 +346,15 @@ class _Connection:
         self.loseConnection()
 
     def loseConnection(self) -> None:
-        raise NotImplementedError
+        """Stop reading; close once everything written has been sent, including what is
+        written in the rest of the current callback (or event-loop turn), as Twisted."""
+        if self.disconnecting or self._closed:
+            return
+        self._closing()
+        self._update_reading()
+        if not self._in_callback and not self._flush_scheduled:
+            self._flush_scheduled = True  # the end of this turn flushes and closes
+            self._loop.call_soon(self._flush)
 
     # -- the write side: a producer that fills this transport -----------------------------
 
@@ -375,15 +400,20 @@ class _Connection:
             self._user_error(method)
         finally:
             self._in_callback = outer
-            if not outer and self._out:
+            if not outer and (self._out or self.disconnecting):
                 self._flush()
 
     def _user_error(self, method: Callable[..., Any]) -> None:
-        log.exception("%s raised; closing the connection from %s", _name(method), _peer(self))
-        if not self._closed:
-            self.abortConnection()
+        name = _name(method)
+        log.exception("%s raised; closing the connection from %s", name, _peer(self))
+        if not self._closed:  # closed at once, unsent data dropped, but without a reset
+            self._abort(ConnectionLost(f"{name} raised"), reset=False)
 
     def abortConnection(self) -> None:
+        """Close at once with a reset, dropping unsent data (``ConnectionAborted``)."""
+        self._abort(ConnectionAborted(), reset=True)
+
+    def _abort(self, reason: ConnectionLost, reset: bool) -> None:
         raise NotImplementedError
 
 
@@ -452,7 +482,7 @@ class SocketTransport(_Connection):
             self._user_error(self.protocol.dataReceived)
         finally:
             self._in_callback = False
-        if self._out:
+        if self._out or self.disconnecting:
             self._flush()
 
     def _send(self, data: bytes) -> None:
@@ -522,22 +552,17 @@ class SocketTransport(_Connection):
 
     # -- closing -------------------------------------------------------------------------
 
-    def loseConnection(self) -> None:
-        """Close once everything written so far has been sent."""
-        if self.disconnecting or self._closed:
-            return
-        self._closing()
-        self._flush()
-        self._update_reading()
+    def _finish(self) -> None:
         if self._pending is None:
-            self._close(None)
+            self._close(None)  # else _write_ready closes once it is sent
 
-    def abortConnection(self) -> None:
-        """Close at once, dropping unsent data."""
+    def _abort(self, reason: ConnectionLost, reset: bool) -> None:
         if self._closed:
             return
         self._closing()
-        self._close(None)
+        if reset:
+            _reset_on_close(self._sock)
+        self._close(reason)
 
     def _end_of_stream(self) -> None:
         """The peer sent everything it will: close our side too, once flushed (without
@@ -572,7 +597,9 @@ class Transport(_Connection):
     it): such data is held, and delivered in order once reading resumes.
     """
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_aborted", "_held", "_loop", "_transport")
+
+    _aborted: ConnectionLost | None
 
     def __init__(
         self, owner: Owner, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport
@@ -580,6 +607,7 @@ class Transport(_Connection):
         super().__init__(owner)
         self._loop = loop
         self._held = b""
+        self._aborted = None  # why we aborted, when we did
         self._transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -631,20 +659,24 @@ class Transport(_Connection):
         return self._transport.get_extra_info("peername" if peer else "sockname")
 
     def loseConnection(self) -> None:
-        """Close once everything written so far has been sent."""
-        if self.disconnecting or self._closed:
-            return
         self._held = b""  # a closing transport reads no more: held reads were never read
-        self._closing()
-        self._flush()
+        super().loseConnection()
+
+    def _finish(self) -> None:
+        self._closed = True  # nothing more is written; asyncio sends its buffer, then closes
         self._transport.close()
 
-    def abortConnection(self) -> None:
-        """Close at once, dropping unsent data."""
+    def _abort(self, reason: ConnectionLost, reset: bool) -> None:
         self._held = b""
+        if self._aborted is not None:
+            return
         self._closing()
         if self._out:
             self._out.clear()
+        self._aborted = reason
+        sock = self._transport.get_extra_info("socket")
+        if reset and sock is not None:
+            _reset_on_close(sock)
         self._transport.abort()
 
 
@@ -705,7 +737,17 @@ class Bridge(asyncio.Protocol):
         if wrapped is None or wrapped.protocol is None:
             return
         wrapped._closed = True
-        wrapped._deliver_lost(exc)
+        wrapped._deliver_lost(wrapped._aborted or exc)
+
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def _reset_on_close(sock: Any) -> None:
+    """Make closing ``sock`` send a reset (TCP; as Twisted's ``abortConnection``)."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
 
 def _name(method: Callable[..., Any]) -> str:

@@ -26,6 +26,13 @@ class ConnectionLost(Exception):
         return f"Connection to the other side was lost in a non-clean fashion{detail}"
 
 
+class ConnectionAborted(ConnectionLost):
+    """The connection was aborted on this side (``abortConnection``)."""
+
+    def __str__(self) -> str:
+        return "Connection was aborted locally."
+
+
 class ConnectionRefusedError(ConnectionLost):
     """The other side refused the connection."""
 

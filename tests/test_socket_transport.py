@@ -23,7 +23,7 @@ from process_helpers import recv_exactly, running
 from statewire._reactor import Reactor
 from statewire._transport import LoopPoller, Poller, SocketTransport
 from statewire.address import IPv4Address
-from statewire.error import ConnectionDone, Failure
+from statewire.error import ConnectionAborted, ConnectionDone, ConnectionLost, Failure
 from statewire.protocol import Factory, Protocol
 
 HOST = "127.0.0.1"
@@ -239,7 +239,8 @@ def test_a_producer_registered_after_close_is_stopped_once(run: Any) -> None:
         port = await listen(reactor, Factory.forProtocol(Late))
         reader, writer = await asyncio.open_connection(HOST, port)
         writer.write(b"x")
-        await reader.read()
+        with contextlib.suppress(ConnectionResetError):  # aborted: a reset
+            await reader.read()
         writer.close()
         while "lost" not in events:
             await asyncio.sleep(0.01)
@@ -364,6 +365,68 @@ def _open_descriptors() -> list[str]:
         with contextlib.suppress(FileNotFoundError):
             found.append(os.readlink(f"/proc/self/fd/{fd}"))
     return sorted(found)
+
+
+def test_writes_after_lose_connection_in_the_same_callback_are_sent(run: Any) -> None:
+    """As Twisted: loseConnection closes once what is written in the rest of the callback
+    is sent too (here a farewell written after it, then a timer's write after close is
+    ignored)."""
+    seen: list[Any] = []
+
+    class Bye(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(b"got it; ")
+            self.transport.loseConnection()
+            self.transport.write(b"bye\n")
+
+        def connectionLost(self, reason: Failure) -> None:
+            seen.append(reason)
+            self.transport.write(b"too late")
+
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, Factory.forProtocol(Bye))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"hi")
+        data = await reader.read()
+        writer.close()
+        while not seen:
+            await asyncio.sleep(0.01)
+        return data
+
+    assert run(body) == b"got it; bye\n"
+    assert seen[0].check(ConnectionDone)
+
+
+def test_abort_resets_and_reports_connection_aborted(run: Any) -> None:
+    """abortConnection drops what was not sent, resets the connection (the peer sees a
+    reset, not an orderly end) and connectionLost gets ConnectionAborted, as Twisted."""
+    seen: list[Any] = []
+
+    class Abort(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(b"never sent")
+            self.transport.abortConnection()
+
+        def connectionLost(self, reason: Failure) -> None:
+            seen.append(reason)
+
+    async def body(reactor: Reactor) -> str:
+        port = await listen(reactor, Factory.forProtocol(Abort))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"hi")
+        try:
+            data = await reader.read()
+            outcome = f"read {data!r}"
+        except ConnectionResetError:
+            outcome = "reset"
+        writer.close()
+        while not seen:
+            await asyncio.sleep(0.01)
+        return outcome
+
+    assert run(body) == "reset"
+    assert seen[0].check(ConnectionAborted)
+    assert seen[0].check(ConnectionLost)
 
 
 def test_socket_transports_are_used_by_default() -> None:
