@@ -90,6 +90,13 @@ class LineDecoder(Decoder):
     def _cut_tail(self, src: bytes, start: int) -> None:
         """``src[start:]`` starts with no line the cut could take: pend it, or fail on it."""
         rest = len(src) - start
+        if not rest:  # the read ended with a delimiter: nothing to pend (_keep, shortened)
+            self._after_last = start
+            self.base = self._src_base + start
+            self.need = 0
+            self.end = start
+            self.scanned = 0
+            return
         if rest > self.max_length and (
             src.find(self.delimiter, start) >= 0 or self.line.exceeds(src[start:])
         ):

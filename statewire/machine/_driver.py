@@ -190,10 +190,12 @@ class Driver:
                 return
             framer = self._sw_frames()
         queue = self._sw_queue
-        hold = self._sw_plan.style.hold
+        style = self._sw_plan.style
+        hold = style.hold
         impl = self._sw_impl
         self._sw_busy = True
-        hold(impl, queue)
+        if style.postpones:  # hold(impl, queue), without the call: this runs once per read
+            impl.__automat_postponed__ = queue
         try:
             if framer.error is None:
                 framer.feed(data)
@@ -212,7 +214,8 @@ class Driver:
                 data, self._sw_backlog = self._sw_backlog, b""
                 framer.feed(data)
         finally:
-            hold(impl, None)
+            if style.postpones:
+                impl.__automat_postponed__ = None
             self._sw_busy = False
 
     def _sw_clear(self) -> bytes:
