@@ -501,8 +501,10 @@ def test_running_out_of_descriptors_pauses_accepting_then_recovers() -> None:
 
 COLD = textwrap.dedent(
     """
-    import logging, os, sys
+    import logging, os, resource, sys
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))  # few to use up
     import statewire._reactor as runtime
     runtime.ACCEPT_RETRY_DELAY = 0.2
     from statewire import reactor
