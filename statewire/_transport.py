@@ -569,8 +569,7 @@ class SocketTransport(_Connection):
         ``on_closing``: frames already buffered are still the protocol's to deliver)."""
         self.disconnecting = True
         self._update_reading()
-        if self._pending is None:
-            self._close(None)
+        self._flush()  # what was written this turn goes too; then it closes once sent
 
     def _close(self, exc: BaseException | None) -> None:
         if self._closed:
