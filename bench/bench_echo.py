@@ -65,14 +65,37 @@ def _listening() -> tuple[socket.socket, int]:
     return sock, sock.getsockname()[1]
 
 
+def _serve_twisted(protocol: type, sock: socket.socket, port: int) -> None:
+    """Serve ``protocol`` on ``sock`` with Twisted's epoll reactor until killed."""
+    from twisted.internet import epollreactor
+
+    epollreactor.install()
+    from twisted.internet import reactor
+    from twisted.internet.protocol import Factory
+
+    sock.setblocking(False)
+    reactor.adoptStreamPort(sock.fileno(), socket.AF_INET, Factory.forProtocol(protocol))
+    print(f"ready {port}", flush=True)
+    reactor.run()
+
+
+def _serve_statewire(kind: str, protocol: type, sock: socket.socket, port: int) -> None:
+    """Serve ``protocol`` on ``port`` with statewire (on uvloop for "statewire-uvloop")."""
+    from statewire import reactor
+    from statewire.protocol import Factory
+
+    if kind == "statewire-uvloop":
+        reactor.use_uvloop()
+    sock.close()
+    port_object = reactor.listenTCP(port, Factory.forProtocol(protocol), 4096, "127.0.0.1")
+    port_object.factory.noisy = False
+    print(f"ready {port}", flush=True)
+    reactor.run()
+
+
 def serve(kind: str) -> None:
     sock, port = _listening()
     if kind == "twisted":
-        from twisted.internet import epollreactor
-
-        epollreactor.install()
-        from twisted.internet import reactor
-        from twisted.internet.protocol import Factory
         from twisted.protocols.basic import LineReceiver
 
         class TwistedEcho(LineReceiver):
@@ -81,10 +104,7 @@ def serve(kind: str) -> None:
             def lineReceived(self, line: bytes) -> None:
                 self.sendLine(line)
 
-        sock.setblocking(False)
-        reactor.adoptStreamPort(sock.fileno(), socket.AF_INET, Factory.forProtocol(TwistedEcho))
-        print(f"ready {port}", flush=True)
-        reactor.run()
+        _serve_twisted(TwistedEcho, sock, port)
         return
     if kind == "asyncio":
 
@@ -97,11 +117,7 @@ def serve(kind: str) -> None:
 
         _serve_asyncio(Raw, sock, port)
         return
-    from statewire import basic, reactor
-    from statewire.protocol import Factory
-
-    if kind == "statewire-uvloop":
-        reactor.use_uvloop()
+    from statewire import basic
 
     class Echo(basic.LineReceiver):
         delimiter = b"\n"
@@ -109,11 +125,7 @@ def serve(kind: str) -> None:
         def lineReceived(self, line: bytes) -> None:
             self.sendLine(line)
 
-    sock.close()
-    port_object = reactor.listenTCP(port, Factory.forProtocol(Echo), 4096, "127.0.0.1")
-    port_object.factory.noisy = False
-    print(f"ready {port}", flush=True)
-    reactor.run()
+    _serve_statewire(kind, Echo, sock, port)
 
 
 #: the key/value store every request/response server answers from
@@ -129,11 +141,6 @@ def serve_app(kind: str, app: str) -> None:
     """Serve ``app`` ("kv": GET key -> VALUE ...; "sink": BODY n, then n raw bytes -> OK)."""
     sock, port = _listening()
     if kind == "twisted":
-        from twisted.internet import epollreactor
-
-        epollreactor.install()
-        from twisted.internet import reactor
-        from twisted.internet.protocol import Factory
         from twisted.protocols.basic import LineReceiver
 
         class TwistedKV(LineReceiver):
@@ -157,11 +164,7 @@ def serve_app(kind: str, app: str) -> None:
                 if self.received >= self.expected:
                     self.transport.write(b"OK %d\n" % self.received)
 
-        protocol = TwistedKV if app == "kv" else TwistedSink
-        sock.setblocking(False)
-        reactor.adoptStreamPort(sock.fileno(), socket.AF_INET, Factory.forProtocol(protocol))
-        print(f"ready {port}", flush=True)
-        reactor.run()
+        _serve_twisted(TwistedKV if app == "kv" else TwistedSink, sock, port)
         return
     if kind == "asyncio":
 
@@ -193,13 +196,9 @@ def serve_app(kind: str, app: str) -> None:
     from automat import TypeMachineBuilder
 
     from grammars import line
-    from statewire import basic, reactor
+    from statewire import basic
     from statewire.declarative import MachineProtocol
     from statewire.machine import by_verb
-    from statewire.protocol import Factory
-
-    if kind == "statewire-uvloop":
-        reactor.use_uvloop()
 
     class Commands(Interface):
         def get(self, key: bytes) -> None: ...
@@ -230,12 +229,7 @@ def serve_app(kind: str, app: str) -> None:
             if self.received >= self.expected:
                 self.transport.write(b"OK %d\n" % self.received)
 
-    sock.close()
-    factory = Factory.forProtocol(DeclaredKV if app == "kv" else Sink)
-    port_object = reactor.listenTCP(port, factory, 4096, "127.0.0.1")
-    port_object.factory.noisy = False
-    print(f"ready {port}", flush=True)
-    reactor.run()
+    _serve_statewire(kind, DeclaredKV if app == "kv" else Sink, sock, port)
 
 
 SERVERS = {

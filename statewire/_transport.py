@@ -83,6 +83,27 @@ WRITE = 2
 
 
 class Poller:
+    """What tells the :class:`SocketTransport` objects of one loop that their sockets
+    are ready: :class:`EpollPoller`, or :class:`LoopPoller` where epoll is missing."""
+
+    loop: asyncio.AbstractEventLoop
+
+    @staticmethod
+    def make(loop: asyncio.AbstractEventLoop) -> Poller:
+        """An epoll poller where the platform has epoll, else one on the loop's readers."""
+        if hasattr(select, "epoll"):
+            return EpollPoller(loop)
+        return LoopPoller(loop)
+
+    def update(self, fd: int, transport: SocketTransport, interest: int) -> None:
+        """Watch ``fd`` for ``interest`` (``READ | WRITE``; 0: not at all)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop watching (the reactor shut down, or its loop changed)."""
+
+
+class EpollPoller(Poller):
     """Every :class:`SocketTransport` of one loop, in one epoll set the loop watches.
 
     Level-triggered; a socket is in the set only while its transport reads or has bytes
@@ -97,15 +118,7 @@ class Poller:
         self._watched: dict[int, SocketTransport] = {}
         loop.add_reader(self._epoll.fileno(), self._ready)
 
-    @staticmethod
-    def make(loop: asyncio.AbstractEventLoop) -> Poller:
-        """An epoll poller where the platform has epoll, else one on the loop's readers."""
-        if hasattr(select, "epoll"):
-            return Poller(loop)
-        return LoopPoller(loop)
-
     def update(self, fd: int, transport: SocketTransport, interest: int) -> None:
-        """Watch ``fd`` for ``interest`` (``READ | WRITE``; 0: not at all)."""
         mask = (select.EPOLLIN if interest & READ else 0) | (
             select.EPOLLOUT if interest & WRITE else 0
         )
@@ -132,7 +145,6 @@ class Poller:
                 transport._write_ready()
 
     def close(self) -> None:
-        """Stop watching (the loop is closing)."""
         if not self.loop.is_closed():
             self.loop.remove_reader(self._epoll.fileno())
         self._epoll.close()
@@ -168,9 +180,6 @@ class LoopPoller(Poller):
             loop.add_writer(fd, transport._write_ready)
         elif before & WRITE and not interest & WRITE:
             loop.remove_writer(fd)
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 class _Connection:
@@ -217,9 +226,6 @@ class _Connection:
         raise NotImplementedError
 
     def _set_reading(self, reading: bool) -> None:
-        raise NotImplementedError
-
-    def _is_reading(self) -> bool:
         raise NotImplementedError
 
     def _write_buffer_size(self) -> int:
@@ -534,9 +540,6 @@ class SocketTransport(_Connection):
         interest = (READ if self._reading else 0) | (0 if self._pending is None else WRITE)
         self._poller.update(self._sock.fileno(), self, interest)
 
-    def _is_reading(self) -> bool:
-        return self._reading
-
     def _write_buffer_size(self) -> int:
         return 0 if self._pending is None else len(self._pending)
 
@@ -622,9 +625,6 @@ class Transport(_Connection):
             self._transport.resume_reading()
         else:
             self._transport.pause_reading()
-
-    def _is_reading(self) -> bool:
-        return self._transport.is_reading()
 
     def _received(self, data: bytes) -> None:
         """A read from the asyncio transport: delivered, or held while reading is paused

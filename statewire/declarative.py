@@ -43,8 +43,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from statewire.error import Failure, connectionDone
-from statewire.framing import FramingError, Policy
-from statewire.framing._framer import encode_frame
+from statewire.framing import FramingError, Policy, encode_frame
 from statewire.machine import Driver, Plan, RemoteProtocolError, Timeout
 from statewire.protocol import Protocol
 
@@ -121,7 +120,7 @@ class MachineProtocol(Driver, Protocol):
             if grammar is None:
                 framer = self._sw_framer
                 if framer is not None:
-                    grammar = framer._grammar
+                    grammar = framer.grammar
                 else:
                     grammar = self._sw_framing(self._sw_state)[0]
         self.transport.write(encode_frame(grammar, value))

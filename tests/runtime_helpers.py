@@ -4,24 +4,50 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from statewire._reactor import Reactor
 
 T = TypeVar("T")
 
 
-def scenario(body: Callable[[Reactor], Awaitable[T]], timeout: float = 60) -> T:
-    """Run ``body(reactor)`` inside a fresh asyncio loop, then shut the reactor down."""
+HOST = "127.0.0.1"
+
+
+def scenario(
+    body: Callable[[Reactor], Awaitable[T]],
+    timeout: float = 60,
+    *,
+    native: bool = False,
+    uvloop: bool = False,
+) -> T:
+    """Run ``body(reactor)`` inside a fresh asyncio loop (a uvloop one if ``uvloop``), then
+    shut the reactor down; ``native`` serves plain ports with the loop's own transports."""
 
     async def main() -> T:
         reactor = Reactor()
+        reactor.native_transports = native
         try:
             return await asyncio.wait_for(body(reactor), timeout)
         finally:
             await reactor.shutdown()
 
-    return asyncio.run(main())
+    if not uvloop:
+        return asyncio.run(main())
+    import uvloop as uv
+
+    loop = uv.new_event_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+async def listen(reactor: Reactor, factory: Any, backlog: int = 50, host: str = HOST) -> int:
+    """Listen on a free TCP port of ``host``; its number once it accepts."""
+    port = reactor.listenTCP(0, factory, backlog=backlog, interface=host)
+    await port.ready
+    return port.getHost().port  # type: ignore[union-attr]
 
 
 async def exchange(host: str, port: int, data: bytes, expect: int) -> bytes:

@@ -639,7 +639,7 @@ def test_echo_to_a_client_that_streams_but_never_reads_stays_bounded() -> None:
             await asyncio.sleep(0.05)
             sizes.append(connection._write_buffer_size())
             sent_at.append(sent)
-        reading = connection._is_reading()
+        reading = connection._reading
         streaming.cancel()
         sock.close()
         assert max(sizes) <= HIGH_WATER + one_read

@@ -9,21 +9,13 @@ import time
 from typing import Any
 
 import pytest
-from runtime_helpers import exchange, read_all, scenario
+from runtime_helpers import HOST, exchange, listen, read_all, scenario
 
 from statewire._reactor import Reactor
 from statewire._transport import SocketTransport, Transport
 from statewire.error import CannotListenError, ConnectionDone, ConnectionLost, Failure
 from statewire.protocol import ClientFactory, Factory, Protocol
 from statewire.wire import QOTD, Chargen, Daytime, Discard, Echo, Time
-
-HOST = "127.0.0.1"
-
-
-async def listen(reactor: Reactor, factory: Any, backlog: int = 50) -> int:
-    port = reactor.listenTCP(0, factory, backlog=backlog, interface=HOST)
-    await port.ready
-    return port.getHost().port  # type: ignore[union-attr]
 
 
 def test_echo_over_tcp() -> None:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 import pytest
 from process_helpers import recv_exactly, running
+from runtime_helpers import HOST, listen, scenario
 
 from statewire._reactor import Reactor
 from statewire._transport import LoopPoller, Poller, SocketTransport
@@ -26,7 +27,6 @@ from statewire.address import IPv4Address
 from statewire.error import ConnectionAborted, ConnectionDone, ConnectionLost, Failure
 from statewire.protocol import Factory, Protocol
 
-HOST = "127.0.0.1"
 T = TypeVar("T")
 
 MODES = ["epoll", "loop-readers", "native"]
@@ -43,33 +43,12 @@ def run(
     if mode == "loop-readers":
         monkeypatch.setattr(Poller, "make", staticmethod(LoopPoller))
 
-    def scenario(body: Callable[[Reactor], Awaitable[T]]) -> T:
-        async def main() -> T:
-            reactor = Reactor()
-            reactor.native_transports = mode.endswith("native")
-            try:
-                return await asyncio.wait_for(body(reactor), 30)
-            finally:
-                await reactor.shutdown()
+    def in_mode(body: Callable[[Reactor], Awaitable[T]]) -> T:
+        native, uvloop = mode.endswith("native"), mode.startswith("uvloop")
+        return scenario(body, 30, native=native, uvloop=uvloop)
 
-        if mode.startswith("uvloop"):
-            import uvloop
-
-            loop = uvloop.new_event_loop()
-            try:
-                return loop.run_until_complete(main())
-            finally:
-                loop.close()
-        return asyncio.run(main())
-
-    scenario.mode = mode  # type: ignore[attr-defined]
-    return scenario
-
-
-async def listen(reactor: Reactor, factory: Any) -> int:
-    port = reactor.listenTCP(0, factory, interface=HOST)
-    await port.ready
-    return port.getHost().port  # type: ignore[union-attr]
+    in_mode.mode = mode  # type: ignore[attr-defined]
+    return in_mode
 
 
 def test_half_close_flushes_then_closes(run: Any) -> None:
@@ -306,9 +285,7 @@ def test_get_host_is_the_same_after_close(run: Any, host: str) -> None:
             seen.append(self.transport.getHost())
 
     async def body(reactor: Reactor) -> None:
-        port = reactor.listenTCP(0, Factory.forProtocol(Note), interface=host)
-        await port.ready
-        number = port.getHost().port  # type: ignore[union-attr]
+        number = await listen(reactor, Factory.forProtocol(Note), host=host)
         reader, writer = await asyncio.open_connection(host, number)
         await reader.read()
         writer.close()
@@ -443,16 +420,8 @@ def test_socket_transports_are_used_by_default() -> None:
         await reader.read()
         writer.close()
 
-    asyncio.run(_with_reactor(body))
+    scenario(body)
     assert kinds == [SocketTransport]
-
-
-async def _with_reactor(body: Callable[[Reactor], Awaitable[None]]) -> None:
-    reactor = Reactor()
-    try:
-        await body(reactor)
-    finally:
-        await reactor.shutdown()
 
 
 SERVER = textwrap.dedent(

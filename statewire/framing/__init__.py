@@ -11,7 +11,14 @@
 b'three'
 """
 
-from statewire.framing._framer import DEFAULT_MAX_LENGTH, Framer, Policy, decode, encode
+from statewire.framing._framer import (
+    DEFAULT_MAX_LENGTH,
+    Framer,
+    Policy,
+    decode,
+    encode,
+    encode_frame,
+)
 from statewire.framing.errors import FrameTooLong, FramingError, MalformedFrame, TruncatedFrame
 
 __all__ = [
@@ -24,4 +31,5 @@ __all__ = [
     "TruncatedFrame",
     "decode",
     "encode",
+    "encode_frame",
 ]

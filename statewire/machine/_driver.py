@@ -190,12 +190,10 @@ class Driver:
                 return
             framer = self._sw_frames()
         queue = self._sw_queue
-        style = self._sw_plan.style
-        hold = style.hold
+        hold = self._sw_plan.style.hold
         impl = self._sw_impl
         self._sw_busy = True
-        if style.postpones:  # hold(impl, queue), without the call: this runs once per read
-            impl.__automat_postponed__ = queue
+        hold(impl, queue)
         try:
             if framer.error is None:
                 framer.feed(data)
@@ -214,8 +212,7 @@ class Driver:
                 data, self._sw_backlog = self._sw_backlog, b""
                 framer.feed(data)
         finally:
-            if style.postpones:
-                impl.__automat_postponed__ = None
+            hold(impl, None)
             self._sw_busy = False
 
     def _sw_clear(self) -> bytes:

@@ -133,10 +133,6 @@ class Style:
         """Run the transition for a frame (the connection checked that it exists)."""
         getattr(impl, name)(*args)
 
-    #: whether ``hold`` sets automat's ``__automat_postponed__`` on the machine instance
-    #: (the connection's pump sets it directly)
-    postpones = False
-
     def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
         """Make inputs called from outputs wait in ``queue`` (``None``: run them at once)."""
 
@@ -235,8 +231,6 @@ class TypedStyle(Style):
             impl._sw_moves += 1
         for output in outputs:
             output(impl, data, *args)
-
-    postpones = True
 
     def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
         impl.__automat_postponed__ = queue
