@@ -8,7 +8,14 @@ runs a loop, the reactor uses that loop and ``run()`` is not needed.
 Graceful stop (``stop()``, SIGINT, SIGTERM): stop accepting, flush what every connection
 has written and close it (waiting at most ``shutdown_timeout`` seconds, then aborting the
 rest), so every protocol gets ``connectionLost``; every factory gets ``stopFactory``; then
-``run()`` returns.
+``run()`` returns. A second SIGINT or SIGTERM during that stop aborts the connections still
+open instead of waiting for them.
+
+User code never stops the stop: a ``stopFactory``, ``connectionLost`` or client factory hook
+that raises is logged with its traceback and the shutdown goes on, so ``run()`` always
+returns. Arguments that would corrupt the loop are refused where they are given: a delay
+that is NaN, infinite or negative (``ValueError``), a callback that is not callable
+(``TypeError``), ``stop()`` when not running (:class:`~statewire.error.ReactorNotRunning`).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import math
 import os
 import signal
 import socket
@@ -26,7 +34,7 @@ from typing import Any
 
 from statewire._transport import Bridge, Owner, Poller, SocketTransport, _Connection
 from statewire.address import Address, UNIXAddress, from_sockaddr
-from statewire.error import CannotListenError, ConnectError, Failure
+from statewire.error import CannotListenError, ConnectError, Failure, ReactorNotRunning
 from statewire.error import TimeoutError as ConnectTimeout
 
 log = logging.getLogger("statewire")
@@ -40,8 +48,34 @@ class AlreadyCancelled(ValueError):
     """The delayed call was cancelled."""
 
 
+def _checked_delay(seconds: float, what: str) -> None:
+    """Refuse ``seconds`` unless it is a finite number >= 0.
+
+    A NaN deadline breaks the order of the loop's timer heap (every comparison with NaN is
+    false), delaying and reordering every other timer of the loop; an infinite or negative
+    one is a bug, often a delay computed from a peer's input: refuse it where it is given.
+    """
+    try:
+        valid = math.isfinite(seconds) and seconds >= 0
+    except TypeError:
+        raise TypeError(f"{what} must be a number of seconds, not {seconds!r}") from None
+    if not valid:
+        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {seconds!r}")
+
+
+def _checked_callable(f: object) -> None:
+    """Refuse a callback that is not callable now, not when it comes due."""
+    if not callable(f):
+        raise TypeError(f"the callback must be callable, not {f!r}")
+
+
 class DelayedCall:
-    """A call scheduled by :meth:`Reactor.callLater`."""
+    """A call scheduled by :meth:`Reactor.callLater`.
+
+    :meth:`reset` and :meth:`delay` refuse NaN and infinite values with ``ValueError``;
+    ``reset`` also refuses a negative delay, while ``delay`` takes one (sooner), as in
+    Twisted.
+    """
 
     def __init__(
         self, reactor: Reactor, when: float, f: Callable[..., Any], args: Any, kwargs: Any
@@ -83,16 +117,27 @@ class DelayedCall:
         self._handle.cancel()
 
     def reset(self, seconds_from_now: float) -> None:
-        """Run the call ``seconds_from_now`` seconds from now instead."""
+        """Run the call ``seconds_from_now`` (finite, >= 0) seconds from now instead."""
+        _checked_delay(seconds_from_now, "reset()'s delay")
         self._check()
-        self._handle.cancel()
-        self.time = self._reactor.seconds() + seconds_from_now
-        self._handle = self._reactor.loop.call_at(self.time, self._run)
+        self._reschedule(self._reactor.seconds() + seconds_from_now)
 
     def delay(self, seconds_later: float) -> None:
-        """Run the call ``seconds_later`` seconds later than planned."""
+        """Run the call ``seconds_later`` (finite; negative: sooner) seconds later than
+        planned; a time already past runs it at once."""
+        try:
+            finite = math.isfinite(seconds_later)
+        except TypeError:
+            raise TypeError(f"delay() takes a number of seconds, not {seconds_later!r}") from None
+        if not finite:
+            raise ValueError(f"delay() takes a finite number of seconds, not {seconds_later!r}")
         self._check()
-        self.reset(self.time + seconds_later - self._reactor.seconds())
+        self._reschedule(self.time + seconds_later)
+
+    def _reschedule(self, when: float) -> None:
+        self._handle.cancel()
+        self.time = when
+        self._handle = self._reactor.loop.call_at(when, self._run)
 
     def __repr__(self) -> str:
         state = "called" if self.called else "cancelled" if self.cancelled else "active"
@@ -103,6 +148,8 @@ class DelayedCall:
 _EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 #: seconds to wait before accepting again after running out of descriptors
 ACCEPT_RETRY_DELAY = 1.0
+#: seconds a shutdown waits for aborted connections to report their loss
+ABORT_GRACE = 1.0
 
 
 class Port(Owner):
@@ -137,10 +184,17 @@ class Port(Owner):
         self._retry: asyncio.TimerHandle | None = None
         self._stopped = False
         loop = reactor.loop
+        try:
+            factory.doStart()
+        except BaseException:
+            # A port whose factory cannot start must not stay bound: clients would queue
+            # in its backlog with nobody ever to accept them.
+            sock.close()
+            self._remove_socket_file()
+            raise
         reactor._ports.add(self)
         #: resolves to this port once it accepts connections
         self.ready: asyncio.Future[Port] = loop.create_future()
-        factory.doStart()
         if factory.noisy:
             log.info("%s starting on %s", type(factory).__name__, self._where())
         self._task = loop.create_task(self._serve())
@@ -229,31 +283,44 @@ class Port(Owner):
         return from_sockaddr(False, self.socket.getsockname())
 
     def stopListening(self) -> asyncio.Future[None]:
-        """Stop accepting (open connections stay); the factory's ``doStop`` runs."""
+        """Stop accepting (open connections stay); the factory's ``doStop`` runs.
+
+        The port stops even when ``stopFactory`` raises: the error is logged with its
+        traceback and the returned future fails with it (as Twisted's deferred does).
+        """
         done: asyncio.Future[None] = self.reactor.loop.create_future()
         if self._stopped:
             done.set_result(None)
             return done
         self._stopped = True
+        where = self._where()  # before the socket closes
         self.reactor._ports.discard(self)
         if self._retry is not None:
             self._retry.cancel()
         if self._server is not None:
-            self._server.close()
-        elif self._accepting:
-            self._stop_accepting()
-            self.socket.close()
+            self._server.close()  # and the socket with it
         else:
+            self._stop_accepting()
             self._task.cancel()
             self.socket.close()
+        self._remove_socket_file()
+        name = type(self.factory).__name__
+        if self.factory.noisy:
+            log.info("%s stopped listening", name)
+        try:
+            self.factory.doStop()
+        except Exception as error:
+            log.exception("%s.stopFactory raised after %s stopped listening", name, where)
+            done.set_exception(error)
+            done.exception()  # logged already: an unawaited future must not warn again
+        else:
+            done.set_result(None)
+        return done
+
+    def _remove_socket_file(self) -> None:
         if self._unix and self._path:
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
-        if self.factory.noisy:
-            log.info("%s stopped listening", type(self.factory).__name__)
-        self.factory.doStop()
-        done.set_result(None)
-        return done
 
     def __repr__(self) -> str:
         return f"<Port {self.getHost()} {type(self.factory).__name__}>"
@@ -317,7 +384,9 @@ class Connector(Owner):
         except OSError as error:
             self._failed(ConnectError(str(error)))
             return
-        assert bridge is not None
+        if bridge is None or bridge.protocol is None:  # buildProtocol refused or raised
+            self._failed(ConnectError(f"no protocol for the connection to {self._destination}"))
+            return
         self.state = "connected"
         self.protocol = bridge.protocol
         if not self.connected.done():
@@ -347,8 +416,14 @@ class Connector(Owner):
             log.exception("%s.%s raised", type(self.factory).__name__, name)
 
     def _maybe_stop(self) -> None:
-        if self.state == "disconnected":
+        if self.state != "disconnected":
+            return
+        # Called from the loop (a failed attempt, a lost connection): raising here would
+        # escape into the event loop, or into a shutdown, instead of being reported.
+        try:
             self.factory.doStop()
+        except Exception:
+            log.exception("%s.stopFactory raised", type(self.factory).__name__)
 
     def stopConnecting(self) -> None:
         """Give up a connection attempt in progress."""
@@ -518,15 +593,24 @@ class Reactor:
     def callLater(
         self, delay: float, f: Callable[..., Any], *args: Any, **kwargs: Any
     ) -> DelayedCall:
-        """Call ``f(*args, **kwargs)`` in ``delay`` seconds."""
+        """Call ``f(*args, **kwargs)`` in ``delay`` seconds.
+
+        ``delay`` must be a finite number >= 0 (else ``ValueError`` naming it) and ``f``
+        callable (else ``TypeError``): a bad value would otherwise disorder the timers of
+        every connection on the loop.
+        """
+        _checked_delay(delay, "callLater()'s delay")
+        _checked_callable(f)
         return DelayedCall(self, self.seconds() + delay, f, args, kwargs)
 
     def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Call ``f`` in the reactor's thread, soon; safe from any thread."""
+        _checked_callable(f)
         self.loop.call_soon_threadsafe(lambda: f(*args, **kwargs))
 
     def callWhenRunning(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Call ``f`` once the reactor runs (at once if it already does)."""
+        _checked_callable(f)
         if self.running:
             f(*args, **kwargs)
         else:
@@ -540,7 +624,7 @@ class Reactor:
         asyncio.set_event_loop(loop)
         signals = [signal.SIGINT, signal.SIGTERM] if installSignalHandlers else []
         for number in signals:
-            loop.add_signal_handler(number, self.stop)
+            loop.add_signal_handler(number, self._signalled, number)
         self.running = True
         self._stopping = None
         loop.call_soon(self._started)
@@ -560,31 +644,77 @@ class Reactor:
                 log.exception("callWhenRunning callback %r raised", f)
 
     def stop(self) -> None:
-        """Stop gracefully (see the module documentation); ``run()`` then returns."""
+        """Stop gracefully (see the module documentation); ``run()`` then returns.
+
+        As in Twisted, stopping a reactor that is not running, or that is stopping already,
+        raises :class:`~statewire.error.ReactorNotRunning`: a ``stop()`` before ``run()``
+        is a mistake, not a request to make the next ``run()`` return at once. (A second
+        SIGINT or SIGTERM is not an error: it aborts the connections still open.) Inside an
+        asyncio program that did not call ``run()``, ``await reactor.shutdown()`` instead.
+        """
+        if not self.running:
+            raise ReactorNotRunning(
+                "Can't stop reactor that isn't running "
+                "(inside an asyncio program without run(), await reactor.shutdown())."
+            )
+        if self._stopping is not None:
+            raise ReactorNotRunning("Can't stop reactor that is already stopping.")
+        self._stopping = self.loop.create_task(self._stop())
+
+    def _signalled(self, number: int) -> None:
+        """SIGINT or SIGTERM: stop; again during the stop: stop waiting for connections."""
         if self._stopping is None:
-            self._stopping = self.loop.create_task(self._stop())
+            self.stop()
+            return
+        log.warning(
+            "%s during shutdown: aborting the %d connections still open",
+            signal.Signals(number).name,
+            len(self._connections),
+        )
+        for connection in list(self._connections):
+            _guarded(connection.abortConnection)
 
     async def _stop(self) -> None:
-        await self.shutdown()
-        if self.running:
-            self.loop.stop()
+        try:
+            await self.shutdown()
+        finally:  # whatever happened, run() returns
+            if self.running:
+                self.loop.stop()
 
     async def shutdown(self) -> None:
-        """Stop accepting, close every connection (flushed), stop every factory."""
+        """Stop accepting, close every connection (flushed), stop every factory.
+
+        What raises on the way (a factory's ``stopFactory``...) is logged with its
+        traceback, and the shutdown goes on.
+        """
         for port in list(self._ports):
-            port.stopListening()
+            _guarded(port.stopListening)
         for connection in list(self._connections):
-            connection.loseConnection()
+            _guarded(connection.loseConnection)
         deadline = self.seconds() + self.shutdown_timeout
         while self._connections and self.seconds() < deadline:
             await asyncio.sleep(0.01)
         for connection in list(self._connections):
-            connection.abortConnection()
-        while self._connections:
+            _guarded(connection.abortConnection)
+        # An aborted connection is gone within a loop turn or two; bound the wait anyway,
+        # so that a transport that never reports its loss cannot hang the shutdown.
+        deadline = self.seconds() + ABORT_GRACE
+        while self._connections and self.seconds() < deadline:
             await asyncio.sleep(0)
+        if self._connections:
+            log.error("%d connections did not close; dropped", len(self._connections))
+            self._connections.clear()
         poller, self._current_poller = self._current_poller, None
         if poller is not None:
             poller.close()
+
+
+def _guarded(step: Callable[[], object]) -> None:
+    """Run one step of a shutdown; log what it raises, so the next steps still run."""
+    try:
+        step()
+    except Exception:
+        log.exception("%s raised during shutdown", getattr(step, "__qualname__", step))
 
 
 def _bound_tcp(port: int, interface: str, backlog: int) -> socket.socket:

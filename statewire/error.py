@@ -49,6 +49,11 @@ class TimeoutError(ConnectError):
     """A client connection attempt timed out."""
 
 
+class ReactorNotRunning(RuntimeError):
+    """``reactor.stop()`` was called when the reactor is not running, or already stopping
+    (as Twisted's ``twisted.internet.error.ReactorNotRunning``)."""
+
+
 class CannotListenError(OSError):
     """A port could not be bound; says which address and why."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -143,6 +144,21 @@ class Clock:
         return self.now
 
     def callLater(self, delay: float, f: Callable[..., Any], *args: Any) -> _Call:
+        """Call ``f(*args)`` when the clock has advanced ``delay`` seconds.
+
+        As the reactor's ``callLater``: a delay that is NaN, infinite or negative raises
+        ``ValueError`` (NaN would disorder the queue), a non-callable ``f`` ``TypeError``.
+        """
+        try:
+            valid = math.isfinite(delay) and delay >= 0
+        except TypeError:
+            raise TypeError(f"callLater()'s delay must be a number, not {delay!r}") from None
+        if not valid:
+            raise ValueError(
+                f"callLater()'s delay must be a finite number of seconds >= 0, not {delay!r}"
+            )
+        if not callable(f):
+            raise TypeError(f"the callback must be callable, not {f!r}")
         call = _Call(self, self.now + delay, f, args)
         heapq.heappush(self._queue, (call.time, next(self._order), call))
         return call
