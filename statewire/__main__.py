@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+
+#: where ``serve`` listens when not told: this machine only; ``--listen tcp:8007`` for every
+#: interface (a server reachable from the network should be asked for, not a default)
+DEFAULT_LISTEN = "tcp:8007:interface=127.0.0.1"
 
 
 def _serve(targets: str, listen: list[str], uvloop: bool) -> int:
@@ -22,12 +27,18 @@ def _serve(targets: str, listen: list[str], uvloop: bool) -> int:
         if uvloop:
             reactor.use_uvloop()
         factory = factory_from(targets)
-        for description in listen:
-            serverFromString(reactor, description).listen(factory)
+        endpoints = [serverFromString(reactor, description) for description in listen]
     except (TargetError, ValueError, ImportError) as error:
         print(f"statewire serve: {error}", file=sys.stderr)
         return 2
-    except CannotListenError as error:
+    try:
+        for endpoint in endpoints:
+            endpoint.listen(factory)
+    except Exception as error:
+        # the ports already listening stop (their factory too) before the one-line error
+        reactor.loop.run_until_complete(reactor.shutdown())
+        if not isinstance(error, CannotListenError):  # the factory's startFactory raised
+            error = f"{type(factory).__name__} did not start: {type(error).__name__}: {error}"
         print(f"statewire serve: {error}", file=sys.stderr)
         return 1
     loop = "uvloop" if uvloop else "asyncio"
@@ -53,7 +64,14 @@ def _diagram(target: str, fmt: str | None, output: str | None, check: str | None
         return 2
     if check is not None:
         path = Path(check)
-        if not path.is_file() or path.read_bytes() != data:
+        if not path.is_file():
+            print(
+                f"statewire diagram: {check} does not exist; make it: "
+                f"statewire diagram {target} --format {fmt} -o {check}",
+                file=sys.stderr,
+            )
+            return 1
+        if path.read_bytes() != data:
             print(
                 f"statewire diagram: {check} differs from what {target} draws today; "
                 f"regenerate it: statewire diagram {target} --format {fmt} -o {check}",
@@ -61,10 +79,18 @@ def _diagram(target: str, fmt: str | None, output: str | None, check: str | None
             )
             return 1
         return 0
-    if output is not None:
-        Path(output).write_bytes(data)
-    else:
-        sys.stdout.buffer.write(data)
+    try:
+        if output is not None:
+            Path(output).write_bytes(data)
+        else:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+    except OSError as error:
+        print(
+            f"statewire diagram: cannot write {output or 'to stdout'}: {error.strerror or error}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -81,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         "--listen",
         action="append",
         metavar="DESCRIPTION",
-        help="where to listen, e.g. tcp:8007:interface=127.0.0.1 (repeatable; default tcp:8007)",
+        help="where to listen, e.g. tcp:8007 for every interface (repeatable; default "
+        "tcp:8007:interface=127.0.0.1, this machine only)",
     )
     serve.add_argument("--uvloop", action="store_true", help="run on uvloop")
     diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")
@@ -104,12 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=2026, help="seed for the random read sizes")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return _serve(args.target, args.listen or ["tcp:8007"], args.uvloop)
+        return _serve(args.target, args.listen or [DEFAULT_LISTEN], args.uvloop)
     if args.command == "diagram":
         return _diagram(args.target, args.format, args.output, args.check)
     from statewire import demo as demo_module
 
-    demo_module.run(sys.stdout, seed=args.seed)
+    try:
+        demo_module.run(sys.stdout, seed=args.seed)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `statewire demo | head`: the reader has seen enough
+        # stdout's buffer would be flushed again at exit, into the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -318,15 +318,17 @@ def render(protocol: type, fmt: str, run: Callable[..., Any] = subprocess.run) -
 
 
 def protocol_from(target: str) -> type:
-    """The declared protocol class ``target`` names: the class itself, a factory whose
-    ``protocol`` it is, or a function returning such a factory."""
+    """The declared protocol class ``target`` names: the class itself, a factory (or a
+    factory class) whose ``protocol`` it is, or a function returning such a factory."""
     from statewire.declarative import MachineProtocol
     from statewire.target import TargetError, load
 
     found = load(target)
     if callable(found) and not isinstance(found, type):
         found = found()
-    candidate = getattr(found, "protocol", found) if not isinstance(found, type) else found
+    candidate = getattr(found, "protocol", found)
+    if isinstance(found, type) and issubclass(found, MachineProtocol):
+        candidate = found
     declared = isinstance(candidate, type) and issubclass(candidate, MachineProtocol)
     if declared and getattr(candidate, "_sw_plan", None) is not None:
         return candidate

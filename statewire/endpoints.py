@@ -25,6 +25,7 @@ syntax: ``type:positional:key=value``, with ``\\:`` for a colon inside a value::
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from typing import Any
 
@@ -173,11 +174,28 @@ def _split(description: str) -> tuple[str, list[str], dict[str, str]]:
     return kind, args, kwargs
 
 
-def _int(value: str, what: str, description: str) -> int:
+def _int(value: str, what: str, description: str, top: int | None = None) -> int:
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ValueError(f"{what} {value!r} in {description!r} is not a number") from None
+    if number < 0 or (top is not None and number > top):
+        bounds = f"0 to {top}" if top is not None else ">= 0"
+        raise ValueError(f"{what} {value!r} in {description!r} is not in {bounds}")
+    return number
+
+
+def _port(value: str, description: str) -> int:
+    return _int(value, "port", description, 65535)
+
+
+def _file(path: str, what: str, description: str) -> str:
+    """``path`` if it names a readable file, else a ``ValueError`` naming it."""
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ValueError(
+            f"{what} file {path!r} in {description!r} does not exist or is unreadable"
+        )
+    return path
 
 
 def _take(
@@ -219,9 +237,12 @@ def serverFromString(reactor: Reactor, description: str) -> Any:
     values = _take(description, args, kwargs, _SERVER_OPTIONS[kind], 1)
     backlog = _int(values.get("backlog", "50"), "backlog", description)
     if kind == "unix":
-        mode = int(values.get("mode", "666"), 8)
+        try:
+            mode = int(values.get("mode", "666"), 8)
+        except ValueError:
+            raise ValueError(f"mode in {description!r} is not an octal number") from None
         return UNIXServerEndpoint(reactor, values["address"], backlog, mode)
-    port = _int(values["port"], "port", description)
+    port = _port(values["port"], description)
     if kind == "tcp":
         return TCP4ServerEndpoint(reactor, port, backlog, values.get("interface", ""))
     if kind == "tcp6":
@@ -229,7 +250,14 @@ def serverFromString(reactor: Reactor, description: str) -> Any:
     key = values.get("privateKey")
     if key is None:
         raise ValueError(f"{description!r} lacks privateKey")
-    context = ssl_context(values.get("certKey", key), key)
+    key = _file(key, "privateKey", description)
+    cert = _file(values.get("certKey", key), "certKey", description)
+    try:
+        context = ssl_context(cert, key)
+    except ssl.SSLError as error:
+        raise ValueError(
+            f"cannot load the key or certificate of {description!r}: {error}"
+        ) from None
     return SSL4ServerEndpoint(reactor, port, context, backlog, values.get("interface", ""))
 
 
@@ -246,8 +274,11 @@ def clientFromString(reactor: Reactor, description: str) -> Any:
         raise ValueError(f"unknown endpoint type {kind!r} in {description!r}")
     names = _CLIENT_OPTIONS[kind]
     values = _take(description, args, kwargs, names, len(names) - 1)
-    timeout = float(values.get("timeout", "30"))
+    try:
+        timeout = float(values.get("timeout", "30"))
+    except ValueError:
+        raise ValueError(f"timeout in {description!r} is not a number") from None
     if kind == "unix":
         return UNIXClientEndpoint(reactor, values["path"], timeout)
-    port = _int(values["port"], "port", description)
+    port = _port(values["port"], description)
     return TCP4ClientEndpoint(reactor, values["host"], port, timeout)

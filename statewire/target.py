@@ -42,13 +42,18 @@ def load(target: str) -> Any:
 
 
 def factory_from(target: str) -> Any:
-    """A factory from ``target``: a Factory, a function returning one (called with no
-    arguments), or a Protocol class (served by a plain ``Factory``)."""
+    """A factory from ``target``: a Factory, a Factory class or a function returning a
+    Factory (called with no arguments), or a Protocol class (served by a plain ``Factory``)."""
     from statewire.protocol import Factory, Protocol
 
     found = load(target)
     if isinstance(found, type) and issubclass(found, Protocol):
         return Factory.forProtocol(found)
+    if isinstance(found, type) and issubclass(found, Factory):
+        try:
+            return found()
+        except TypeError as error:
+            raise TargetError(f"{target} cannot be made with no arguments: {error}") from None
     if isinstance(found, Factory):
         return found
     if callable(found) and not isinstance(found, type):

@@ -1,0 +1,165 @@
+"""Every mistake on the command line is one line on stderr and a non-zero exit, never a
+traceback; and a half-started ``serve`` stops what it started before it says so."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from statewire._reactor import Reactor
+from statewire.endpoints import clientFromString, serverFromString
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "statewire", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _one_line(done: subprocess.CompletedProcess[str], prefix: str) -> str:
+    lines = [line for line in done.stderr.splitlines() if prefix in line]
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("description", "message"),
+    [
+        ("tcp:99999", "port '99999' in 'tcp:99999' is not in 0 to 65535"),
+        ("tcp:-1", "is not in 0 to 65535"),
+        ("ssl:8443:privateKey=/no/such/key.pem", "privateKey file '/no/such/key.pem'"),
+        ("unix:/tmp/x.sock:mode=999", "not an octal number"),
+    ],
+)
+def test_serve_bad_listen_descriptions(description: str, message: str) -> None:
+    done = _cli("serve", "statewire.wire:Echo", "--listen", description)
+    assert done.returncode == 2
+    assert message in _one_line(done, "statewire serve:")
+
+
+def test_client_descriptions_are_checked_too() -> None:
+    with pytest.raises(ValueError, match="not in 0 to 65535"):
+        clientFromString(Reactor(), "tcp:host=127.0.0.1:port=70000")
+    with pytest.raises(ValueError, match="timeout in"):
+        clientFromString(Reactor(), "tcp:host=127.0.0.1:port=7:timeout=soon")
+
+
+def test_ssl_with_a_missing_certificate_names_it(tmp_path: Path) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("not a key")
+    with pytest.raises(ValueError, match=r"certKey file '/no/cert\.pem'"):
+        serverFromString(Reactor(), f"ssl:8443:privateKey={key}:certKey=/no/cert.pem")
+    with pytest.raises(ValueError, match="cannot load the key or certificate"):
+        serverFromString(Reactor(), f"ssl:8443:privateKey={key}")
+
+
+def test_a_second_port_in_use_stops_the_first_and_its_factory(tmp_path: Path) -> None:
+    script = tmp_path / "counted.py"
+    script.write_text(
+        "from statewire.protocol import Factory\n"
+        "from statewire.wire import Echo\n"
+        "class Counted(Factory):\n"
+        "    protocol = Echo\n"
+        "    def startFactory(self):\n"
+        "        print('startFactory ran', flush=True)\n"
+        "    def stopFactory(self):\n"
+        "        print('stopFactory ran', flush=True)\n"
+        "factory = Counted()\n"
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        done = _cli(
+            "serve",
+            f"{script}:factory",
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+            "--listen",
+            f"tcp:{busy}:interface=127.0.0.1",
+        )
+    assert done.returncode == 1
+    assert f"127.0.0.1:{busy}" in _one_line(done, "statewire serve:")
+    assert done.stdout.splitlines() == ["startFactory ran", "stopFactory ran"]
+    assert "was never awaited" not in done.stderr
+    assert "Task was destroyed" not in done.stderr
+
+
+def test_a_factory_that_cannot_start_is_one_line(tmp_path: Path) -> None:
+    script = tmp_path / "broken.py"
+    script.write_text(
+        "from statewire.protocol import Factory\n"
+        "from statewire.wire import Echo\n"
+        "class Broken(Factory):\n"
+        "    protocol = Echo\n"
+        "    def startFactory(self):\n"
+        "        raise RuntimeError('no database')\n"
+        "factory = Broken()\n"
+    )
+    done = _cli("serve", f"{script}:factory", "--listen", "tcp:0:interface=127.0.0.1")
+    assert done.returncode == 1
+    line = _one_line(done, "statewire serve:")
+    assert "Broken did not start: RuntimeError: no database" in line
+
+
+def test_a_factory_class_is_a_target_for_serve_and_diagram(tmp_path: Path) -> None:
+    done = _cli("diagram", "examples/upload.py:UploadFactory", "--format", "mermaid")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("stateDiagram-v2")
+    from statewire.protocol import Factory
+    from statewire.target import factory_from
+
+    made = factory_from("examples/upload.py:UploadFactory")
+    assert isinstance(made, Factory) and type(made).__name__ == "UploadFactory"
+
+
+def test_diagram_output_into_a_missing_folder() -> None:
+    done = _cli("diagram", "statewire.basic:LineReceiver", "-o", "/nonexistent/dir/x.svg")
+    assert done.returncode == 1
+    assert "cannot write /nonexistent/dir/x.svg" in _one_line(done, "statewire diagram:")
+
+
+def test_check_on_a_missing_file_says_so(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.dot"
+    done = _cli("diagram", "statewire.basic:LineReceiver", "--check", str(missing))
+    assert done.returncode == 1
+    line = _one_line(done, "statewire diagram:")
+    assert "does not exist" in line and "differs" not in line
+
+
+def test_demo_into_a_closed_pipe() -> None:
+    # like `statewire demo | head -0`: the reader is gone before the first write
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "statewire", "demo"],
+            cwd=ROOT,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 0
+    assert done.stderr == ""
+
+
+def test_serve_listens_on_this_machine_only_by_default() -> None:
+    from statewire.__main__ import DEFAULT_LISTEN
+
+    endpoint = serverFromString(Reactor(), DEFAULT_LISTEN)
+    assert endpoint.interface == "127.0.0.1"
