@@ -37,9 +37,10 @@ def _serve(targets: str, listen: list[str], uvloop: bool) -> int:
     except Exception as error:
         # the ports already listening stop (their factory too) before the one-line error
         reactor.loop.run_until_complete(reactor.shutdown())
+        message = str(error)
         if not isinstance(error, CannotListenError):  # the factory's startFactory raised
-            error = f"{type(factory).__name__} did not start: {type(error).__name__}: {error}"
-        print(f"statewire serve: {error}", file=sys.stderr)
+            message = f"{type(factory).__name__} did not start: {type(error).__name__}: {error}"
+        print(f"statewire serve: {message}", file=sys.stderr)
         return 1
     loop = "uvloop" if uvloop else "asyncio"
     log.info("serving %s on %s (%s)", targets, ", ".join(listen), loop)

@@ -326,11 +326,12 @@ def protocol_from(target: str) -> type:
     found = load(target)
     if callable(found) and not isinstance(found, type):
         found = found()
-    candidate = getattr(found, "protocol", found)
+    candidate: object = getattr(found, "protocol", found)
     if isinstance(found, type) and issubclass(found, MachineProtocol):
         candidate = found
     declared = isinstance(candidate, type) and issubclass(candidate, MachineProtocol)
     if declared and getattr(candidate, "_sw_plan", None) is not None:
+        assert isinstance(candidate, type)
         return candidate
     raise TargetError(f"{target} is not a declared protocol (a MachineProtocol with a machine)")
 
