@@ -26,8 +26,10 @@ nothing.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sysconfig
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -157,8 +159,10 @@ def model(protocol: type) -> Model:
             trigger = f"after {timeout.seconds:g} s{' idle' if timeout.idle else ''}"
         else:
             key = _keys(plan.routes.get(old)).get(name)
-            trigger = f"{key} ({name})" if key else name
-        actions = _output_names(outputs)
+            # a verb that is the input's name says it once: "GET", not "GET (get)"
+            trigger = f"{key} ({name})" if key and key.lower() != name.lower() else key or name
+        # an output named as its input says nothing more: "get", not "get / get"
+        actions = [action for action in _output_names(outputs) if action != name]
         label = f"{trigger} / {', '.join(actions)}" if actions else trigger
         edges.append(Edge(source, target, label, timeout is not None))
     edges.sort(key=lambda e: (e.source, e.target, e.label))
@@ -194,6 +198,27 @@ def _dot_string(text: str) -> str:
     return f'"{escaped}"'
 
 
+def _dot_edges(edges: list[Edge]) -> list[tuple[str, str, str, bool]]:
+    """The arrows to draw: a state's self-loops become one loop, its label a line per
+    transition (Graphviz stacks separate loops on one side, their lines crossing the
+    labels); timeouts stay a dashed loop of their own."""
+    drawn: list[tuple[str, str, str, bool]] = []
+    loops: dict[tuple[str, bool], list[str]] = {}
+    for edge in edges:
+        if edge.source == edge.target:
+            key = (edge.source, edge.timeout)
+            if key not in loops:
+                loops[key] = []
+                drawn.append((edge.source, edge.target, "", edge.timeout))
+            loops[key].append(edge.label)
+        else:
+            drawn.append((edge.source, edge.target, edge.label, edge.timeout))
+    return [
+        (source, target, "\n".join(loops[source, timeout]) if source == target else label, timeout)
+        for source, target, label, timeout in drawn
+    ]
+
+
 def to_dot(protocol: type) -> str:
     """Graphviz DOT source for ``protocol``'s diagram."""
     m = model(protocol)
@@ -213,11 +238,9 @@ def to_dot(protocol: type) -> str:
     for name, framing in m.states.items():
         extra = ", peripheries=2" if name in m.terminal else ""
         lines.append(f"  {node(name)} [label={q(name + chr(10) + framing)}{extra}];")
-    for edge in m.edges:
-        style = ", style=dashed" if edge.timeout else ""
-        lines.append(
-            f"  {node(edge.source)} -> {node(edge.target)} [label={q(edge.label)}{style}];"
-        )
+    for source, target, label, timeout in _dot_edges(m.edges):
+        style = ", style=dashed" if timeout else ""
+        lines.append(f"  {node(source)} -> {node(target)} [label={q(label)}{style}];")
     if m.lost is not None:
         label, target = m.lost
         lines.append('  "any" [shape=plaintext, label="any state", fontcolor=gray40];')
@@ -284,10 +307,17 @@ def to_mermaid(protocol: type) -> str:
 # -- rendering ------------------------------------------------------------------------------
 
 
+#: PNG resolution: Graphviz's default 96 dpi makes a picture too small to read on a screen
+PNG_DPI = 192
+
+
 def renderer() -> list[str]:
-    """The command that renders DOT: Graphviz's ``dot``, else ``graphviz-pure``."""
+    """The command that renders DOT: Graphviz's ``dot``, else ``graphviz-pure`` — looked
+    for beside the running interpreter first (installed in this environment, activated or
+    not), then on ``PATH``."""
+    here = sysconfig.get_path("scripts")
     for command in ("dot", "graphviz-pure"):
-        path = shutil.which(command)
+        path = shutil.which(command, path=os.pathsep.join([here, os.environ.get("PATH", "")]))
         if path is not None:
             return [path]
     raise DiagramError(
@@ -306,6 +336,8 @@ def render(protocol: type, fmt: str, run: Callable[..., Any] = subprocess.run) -
     if fmt not in FORMATS:
         raise DiagramError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     command = [*renderer(), f"-T{fmt}"]
+    if fmt == "png":
+        command.append(f"-Gdpi={PNG_DPI}")
     done = run(command, input=to_dot(protocol).encode(), capture_output=True, check=False)
     if done.returncode != 0:
         problem = done.stderr.decode(errors="replace").strip().splitlines()

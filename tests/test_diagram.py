@@ -48,7 +48,7 @@ def test_the_upload_diagram_shows_what_the_issue_asks_for() -> None:
     assert m.states["ready"] == "line CRLF ≤ 1 KiB"
     assert m.terminal == {"closed"}
     labels = {(e.source, e.target, e.label, e.timeout) for e in m.edges}
-    assert ("ready", "receiving", "PUT (put) / start_upload", False) in labels
+    assert ("ready", "receiving", "PUT / start_upload", False) in labels
     assert ("receiving", "closed", "after 30 s idle / time_out", True) in labels
     assert m.lost == ("connection lost (lost)", "closed")  # folded: one edge, not four
     assert not any(e.label.startswith("lost") for e in m.edges)
@@ -113,7 +113,7 @@ def test_the_readme_shows_the_upload_diagram_as_drawn_today() -> None:
 
 
 def test_a_missing_renderer_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("shutil.which", lambda command: None)
+    monkeypatch.setattr("shutil.which", lambda command, path=None: None)
     protocol = _protocol("statewire.basic:LineReceiver")
     with pytest.raises(DiagramError, match="graphviz-pure"):
         render(protocol, "svg")
@@ -224,3 +224,80 @@ def test_awkward_state_names_stay_distinct_and_valid() -> None:
     dot = to_dot(protocol)
     assert '"start" -> "s:state";' in dot  # a state called "start" is not the start dot
     assert '"s:start" [label="start\\nline LF ≤ 16 KiB"];' in dot
+
+
+@pytest.mark.parametrize(("target", "stem"), GOLDEN)
+def test_committed_svg_is_what_graphviz_pure_renders(target: str, stem: str) -> None:
+    """The README says the pictures are checked: the SVGs too, as graphviz-pure draws them."""
+    import shutil
+    import sysconfig
+
+    command = shutil.which("graphviz-pure", path=sysconfig.get_path("scripts")) or shutil.which(
+        "graphviz-pure"
+    )
+    if command is None:
+        pytest.skip("graphviz-pure is not installed (the test extra installs it)")
+    dot = to_dot(_protocol(target)).encode()
+    drawn = subprocess.run([command, "-Tsvg"], input=dot, capture_output=True, check=True)
+    assert drawn.stdout == (DIAGRAMS / f"{stem}.svg").read_bytes()
+
+
+def test_self_loops_are_one_loop_with_a_line_each() -> None:
+    dot = to_dot(_protocol("examples/keyvalue.py:factory"))
+    loops = [row for row in dot.splitlines() if '"s:ready" -> "s:ready"' in row]
+    assert loops == [
+        '  "s:ready" -> "s:ready" '
+        '[label="D (delete) / _forget\\nG (get) / _send_value\\nS (set) / _store\\n'
+        'unknown / _refuse"];'
+    ]
+
+
+def test_labels_do_not_repeat_names() -> None:
+    class Commands(Protocol):
+        def get(self, key: bytes) -> None: ...
+
+    class Core(MachineProtocol):
+        pass
+
+    builder = TypeMachineBuilder(Commands, Core)
+    ready = builder.state("ready")
+
+    @ready.upon(Commands.get).loop()
+    def get(machine: Commands, core: Core, key: bytes) -> None:
+        pass
+
+    from statewire.machine import by_verb
+
+    class Server(Core):
+        machine = builder.build()
+        framings = {ready: line()}
+        routes = {ready: by_verb({b"get": Commands.get})}
+
+    (edge,) = model(Server).edges
+    assert edge.label == "get"
+
+
+def test_png_is_rendered_at_a_readable_resolution() -> None:
+    seen: list[list[str]] = []
+
+    def run(command: list[str], **_: object) -> subprocess.CompletedProcess[bytes]:
+        seen.append(command)
+        return subprocess.CompletedProcess(command, 0, b"png", b"")
+
+    render(_protocol("statewire.basic:LineReceiver"), "png", run=run)
+    assert "-Gdpi=192" in seen[0]
+
+
+def test_the_renderer_is_found_beside_the_running_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A virtual environment with graphviz-pure renders without being activated."""
+    import sysconfig
+
+    installed = Path(sysconfig.get_path("scripts")) / "graphviz-pure"
+    if not installed.exists():
+        pytest.skip("graphviz-pure is not installed beside this interpreter")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    from statewire.diagram import renderer
+
+    command = renderer()
+    assert Path(command[0]).name in ("dot", "graphviz-pure")
+    assert Path(command[0]).parent == installed.parent
