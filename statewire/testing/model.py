@@ -29,13 +29,15 @@ from __future__ import annotations
 import inspect
 import operator
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.errors import FailedHealthCheck
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
@@ -54,6 +56,8 @@ WORDS = st.one_of(
     st.sampled_from([b"a", b"b", b"key", b"x1"]),
     st.integers(1, 64).map(lambda n: str(n).encode()),
 )
+#: words for arguments the input takes as ``int``
+NUMBERS = st.integers(0, 64).map(lambda n: str(n).encode())
 #: tails ``by_key`` frames get after their key
 TAILS = st.lists(
     st.one_of(st.sampled_from([b"k", b"\0", b"v", b" ", b"1"]), st.binary(max_size=4)),
@@ -102,6 +106,8 @@ class _Diagram:
         plan = _plan(protocol)
         style = plan.style
         self.plan = plan
+        self.protocol = protocol
+        self._numbers: dict[str, list[bool] | None] = {}
         self.name = style.name_of
         self.initial = self.name(style.initial)
         self.states = sorted(style.states)
@@ -120,6 +126,12 @@ class _Diagram:
             and not any(t.input_name == input for t in plan.timeouts.values())
             and _takes_no_arguments(input, protocol)
         }
+
+    def numbers(self, input: str) -> list[bool] | None:
+        """Per argument of ``input``, whether it is annotated ``int`` (None: unknown)."""
+        if input not in self._numbers:
+            self._numbers[input] = _int_arguments(input, self.protocol)
+        return self._numbers[input]
 
     def producible(self, state: str) -> set[str]:
         route = self.routes.get(state)
@@ -160,6 +172,35 @@ def _takes_no_arguments(input: str, protocol: type) -> bool:
     return counts == {0}
 
 
+def _int_arguments(input: str, protocol: type) -> list[bool] | None:
+    """Per argument of ``input``, whether it is annotated ``int``: read from the input's
+    own method (``MethodicalMachine``) or from the first transition function that takes
+    its arguments (``TypeMachineBuilder``); None when nothing tells."""
+    plan = _plan(protocol)
+    found = inspect.getattr_static(protocol, input, None)
+    original = getattr(found, "original", found)
+    if hasattr(original, "method"):
+        candidates = [(original.method, 1)]
+    else:
+        candidates = [
+            (output.method, 3 if output.requiresData else 2)
+            for (_, name), (_, outputs) in plan.style.table.items()
+            if name == input
+            for output in outputs
+            if getattr(output, "method", None) is not None
+            and not getattr(output.method, "__statewire_forward__", None)
+        ]
+    for function, skip in candidates:
+        try:
+            parameters = list(inspect.signature(function).parameters.values())[skip:]
+        except (TypeError, ValueError):
+            continue
+        if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+            continue
+        return [p.annotation in (int, "int") for p in parameters]
+    return None
+
+
 def _needs(function: Callable[..., Any], skip: int) -> int | None:
     """How many arguments ``function`` requires after its first ``skip``; None if unknown."""
     try:
@@ -185,9 +226,18 @@ def _fits(grammar: Any, context: Mapping[str, Any] | None) -> Callable[[Any], bo
 
 
 def frames_for(
-    route: Any, input: str, grammar: Any, context: Mapping[str, Any] | None = None
+    route: Any,
+    input: str,
+    grammar: Any,
+    context: Mapping[str, Any] | None = None,
+    numbers: Sequence[bool] | None = None,
 ) -> st.SearchStrategy[Any]:
-    """Frames of ``grammar`` that ``route`` turns into ``input``."""
+    """Frames of ``grammar`` that ``route`` turns into ``input``.
+
+    ``numbers`` says, per argument of ``input``, whether it is an ``int``: a command's words
+    for those are then generated as decimal numbers, so that a converter that validates
+    them (``int(size)``) is given words it takes instead of having most draws filtered out.
+    """
     if isinstance(route, ToInput):
         if isinstance(grammar, (Line, Netstring, LengthPrefixed, Raw)):
             # small frames: limits are the framer's tests' business, and big draws are slow
@@ -215,7 +265,8 @@ def frames_for(
     for key in sorted(keys):
         _, convert, arity = route.table[key]
         if route.words is not None:
-            frames = _command_frames(key, route.words, _positional(convert) if convert else arity)
+            counts = _positional(convert) if convert else arity
+            frames = _command_frames(key, route.words, counts, numbers)
         else:
             frames = TAILS.map(partial(operator.add, key))
         options.append(frames.filter(partial(_routes_to, route, input=input)))
@@ -223,16 +274,23 @@ def frames_for(
 
 
 def _command_frames(
-    verb: bytes, separator: bytes, arity: tuple[int, float] | None
+    verb: bytes,
+    separator: bytes,
+    arity: tuple[int, float] | None,
+    numbers: Sequence[bool] | None = None,
 ) -> st.SearchStrategy[bytes]:
-    """``verb`` and as many words as the input (or its converter) takes."""
+    """``verb`` and as many words as the input (or its converter) takes; a number where
+    ``numbers`` says the argument is an ``int``."""
     if arity is not None and arity[1] != float("inf"):
         counts = st.integers(arity[0], int(arity[1]))
     else:
         counts = st.integers(0, 3)
 
     def words(count: int) -> st.SearchStrategy[list[bytes]]:
-        return st.lists(WORDS, min_size=count, max_size=count)
+        kinds = list(numbers or ())
+        return st.tuples(
+            *(NUMBERS if i < len(kinds) and kinds[i] else WORDS for i in range(count))
+        ).map(list)
 
     def join(chosen: list[bytes]) -> bytes:
         return separator.join([verb, *chosen])
@@ -331,9 +389,11 @@ class ProtocolMachine(RuleBasedStateMachine):
         framer = self.protocol._sw_frames()
         grammar = framer.grammar
         context = dict(getattr(framer, "_context", {}) or {})
-        strategy = self.frames.get(input) or frames_for(
-            self.diagram.routes[self.model], input, grammar, context
-        )
+        strategy = self.frames.get(input)  # never bool() a strategy: Hypothesis warns
+        if strategy is None:
+            route = self.diagram.routes[self.model]
+            numbers = self.diagram.numbers(input)
+            strategy = frames_for(route, input, grammar, context, numbers)
         frame = data.draw(strategy, label=f"{input} frame")
         wire: bytes = grammar.build(frame, **context)
         chunks = [wire] if whole else data.draw(chunkings(wire, max_chunks=6), label="reads")
@@ -470,11 +530,15 @@ def check_protocol(
     that set must be empty."""
     machine = protocol_state_machine(implementation, **options)
     run: Any = run_state_machine_as_test  # typed in some Hypothesis releases, not in others
-    run(machine, settings=settings)
+    with _explained(implementation):
+        run(machine, settings=settings)
     missed = transitions(options.get("spec") or implementation) - machine.covered
     if require_coverage and missed:
         listed = ", ".join(f"{s} --{i}--> {t}" for s, i, t in sorted(missed))
-        raise AssertionError(f"transitions never exercised: {listed}")
+        raise AssertionError(
+            f"transitions never exercised: {listed} (when frames for an input are hard to "
+            "generate, pass frames={Commands.input: strategy}; more examples may help too)"
+        )
     return missed
 
 
@@ -497,9 +561,10 @@ def shortest_paths(protocol: type) -> list[Path]:
     return paths
 
 
-def check_path(implementation: type, path: Path, **options: Any) -> None:
-    """Drive ``implementation`` along ``path`` (frames generated by Hypothesis) and check
-    every step lands where the diagram says."""
+def check_path(implementation: type, path: Path, *, settings: Any = None, **options: Any) -> None:
+    """Drive ``implementation`` along ``path`` (frames generated by Hypothesis, with
+    ``settings``, default: the active profile's) and check every step lands where the
+    diagram says."""
     machine = protocol_state_machine(implementation, **options)
 
     @given(st.data())
@@ -515,7 +580,8 @@ def check_path(implementation: type, path: Path, **options: Any) -> None:
                 run.call(step.input)
             run.implementation_follows_the_diagram()
 
-    walk()
+    with _explained(implementation):
+        (walk if settings is None else settings(walk))()
 
 
 def check_chunking(
@@ -550,4 +616,21 @@ def check_chunking(
             f"{bytes(wire)!r} read as {reads!r}: state differs"
         )
 
-    replay()
+    with _explained(implementation):
+        replay()
+
+
+@contextmanager
+def _explained(implementation: type) -> Iterator[None]:
+    """Say what to do when Hypothesis gives up generating frames: most were refused by a
+    route's converter (which validates the arguments) or by the grammar."""
+    try:
+        yield
+    except FailedHealthCheck as error:
+        raise FailedHealthCheck(
+            f"{error}\n\nstatewire: the frames generated for {implementation.__name__} were "
+            "mostly refused by a route's converter or by the state's grammar. Pass "
+            "frames={Commands.input: strategy} with a strategy of frames the route accepts "
+            "(e.g. st.builds(b'SET %b %d'.__mod__, ...)), or annotate the input's int "
+            "arguments as int so that numbers are generated for them."
+        ) from None

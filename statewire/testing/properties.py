@@ -61,7 +61,11 @@ def assert_round_trip(grammar: Any, context: Mapping[str, Any] | None = None) ->
 
 
 def assert_chunking_invariant(
-    grammar: Any, context: Mapping[str, Any] | None = None, *, factory: Any = None
+    grammar: Any,
+    context: Mapping[str, Any] | None = None,
+    *,
+    factory: Any = None,
+    frames: Mapping[Any, st.SearchStrategy[Any]] | None = None,
 ) -> None:
     """Check that a :class:`~statewire.framing.Framer` cuts the same frames out of a
     stream of several values of ``grammar`` however the stream is cut into reads.
@@ -69,7 +73,8 @@ def assert_chunking_invariant(
     Given a declared protocol class instead of a grammar, check the protocol: sessions
     walked on its diagram, replayed in arbitrary reads, write the same bytes and end in the
     same state (:func:`statewire.testing.model.check_chunking`; ``factory`` becomes each
-    connection's factory).
+    connection's factory, ``frames`` maps inputs to strategies of their frames as for
+    :func:`~statewire.testing.model.protocol_state_machine`).
 
     The frames of one read of the whole stream are the reference; values that build to no
     bytes are left out of the stream (a framer cannot deliver empty frames). A grammar whose
@@ -79,8 +84,10 @@ def assert_chunking_invariant(
     if isinstance(grammar, type) and getattr(grammar, "_sw_plan", None) is not None:
         from statewire.testing.model import check_chunking
 
-        check_chunking(grammar, factory=factory)
+        check_chunking(grammar, factory=factory, frames=frames)
         return
+    if frames is not None:
+        raise TypeError("frames= applies to a declared protocol, not to a grammar")
     values = st.lists(from_grammar(grammar, context), min_size=1, max_size=MAX_VALUES)
     params = dict(context or {})
 

@@ -8,11 +8,15 @@ protocol instance to a fresh transport and the test's clock and returns the tran
 
 Hypothesis profiles: ``statewire-ci`` (derandomized, no deadline: the same examples on
 every run, for CI) and ``statewire-long`` (2000 random examples, for a local hunt). Choose
-one with ``pytest --hypothesis-profile statewire-ci``.
+one with ``pytest --hypothesis-profile statewire-ci``, or with the environment variable
+``HYPOTHESIS_PROFILE=statewire-ci`` (``ci`` and ``long`` name them too, unless the project
+registers profiles of those names itself): the same variable statewire's own suite reads,
+so a protocol's tests run deterministically in CI the same way.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +29,12 @@ try:  # the plugin loads in every pytest run; Hypothesis is only the `testing` e
 except ImportError:  # pragma: no cover - depends on what is installed
     pass
 else:
-    _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+    # slow draws and big frames are what protocol tests are made of; fixtures are per test
+    _QUIET = [
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ]
     settings.register_profile(
         "statewire-ci",
         derandomize=True,
@@ -36,6 +45,29 @@ else:
     settings.register_profile(
         "statewire-long", max_examples=2000, deadline=None, suppress_health_check=_QUIET
     )
+
+#: short names ``HYPOTHESIS_PROFILE`` may use for statewire's profiles
+_ALIASES = {"ci": "statewire-ci", "long": "statewire-long"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Load the profile ``HYPOTHESIS_PROFILE`` names, if any (after the conftests, which
+    may have registered it). ``--hypothesis-profile`` wins: Hypothesis's plugin loads it."""
+    name = os.environ.get("HYPOTHESIS_PROFILE")
+    if not name or config.getoption("hypothesis_profile", None):
+        return
+    try:
+        from hypothesis import settings
+    except ImportError:  # pragma: no cover - depends on what is installed
+        return
+    for candidate in (name, _ALIASES.get(name)):
+        if candidate is None:
+            continue
+        try:
+            settings.load_profile(candidate)
+        except Exception:  # not registered: try the alias, then leave it to Hypothesis
+            continue
+        return
 
 
 @pytest.fixture
