@@ -24,7 +24,7 @@ from statewire.declarative import MachineProtocol
 from statewire.machine import by_verb
 from statewire.protocol import Factory
 from statewire.testing import assert_chunking_invariant
-from statewire.testing.model import check_path, check_protocol, shortest_paths
+from statewire.testing.model import Exchange, check_path, check_protocol, shortest_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,3 +191,88 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != "HYPOTHESIS_PROFILE"}
+
+
+def _get_reply(exchange: Exchange) -> bool:
+    """What ``get KEY`` must answer, from the store the model's session filled."""
+    key = exchange.frame.split()[1]
+    found = exchange.protocol.factory.store.get(key)
+    if found is None:
+        return exchange.reply == b"END\r\n"
+    flags, value = found
+    return exchange.reply == b"VALUE %s %d %d\r\n%s\r\nEND\r\n" % (key, flags, len(value), value)
+
+
+REPLIES = {Commands.block: b"STORED\r\n", Commands.get: _get_reply}
+
+
+def test_replies_are_checked_and_values_come_back() -> None:
+    found: list[bytes] = []
+
+    def get_reply(exchange: Exchange) -> bool:
+        if exchange.reply.startswith(b"VALUE"):
+            found.append(exchange.reply)
+        return _get_reply(exchange)
+
+    keys = st.sampled_from([b"a", b"key"])
+    frames = {
+        Commands.set: st.tuples(keys, st.integers(0, 9), st.integers(0, 64)).map(
+            lambda t: b"set %s %d 0 %d" % t
+        ),
+        Commands.get: keys.map(lambda k: b"get " + k),
+    }
+    check_protocol(
+        Memcache,
+        factory=Store,
+        settings=STRICT,
+        frames=frames,
+        replies={**REPLIES, Commands.get: get_reply},
+        require_coverage=True,
+    )
+    assert found, "no get ever found a stored value"
+
+
+def test_a_wrong_reply_is_caught() -> None:
+    class Amnesia(dict[bytes, tuple[int, bytes]]):
+        def __setitem__(self, key: bytes, value: tuple[int, bytes]) -> None:
+            pass  # says STORED, keeps nothing
+
+    class Forgetful(Store):
+        def __init__(self) -> None:
+            self.store = Amnesia()
+
+    frames = {Commands.get: st.just(b"get a"), Commands.set: st.just(b"set a 1 0 3")}
+
+    # the test's own model, kept on each connection's factory: was "a" stored there?
+    def on_block(exchange: Exchange) -> bool:
+        exchange.protocol.factory.expected = True
+        return exchange.reply == b"STORED\r\n"
+
+    def on_get(exchange: Exchange) -> bool:
+        if getattr(exchange.protocol.factory, "expected", False):
+            return exchange.reply.startswith(b"VALUE a 1 3\r\n")
+        return exchange.reply == b"END\r\n"
+
+    replies = {Commands.block: on_block, Commands.get: on_get}
+    check_protocol(Memcache, factory=Store, settings=STRICT, frames=frames, replies=replies)
+    with pytest.raises(AssertionError, match=r"reply to get b'get a' in 'command'"):
+        check_protocol(
+            Memcache, factory=Forgetful, settings=STRICT, frames=frames, replies=replies
+        )
+    with pytest.raises(AssertionError, match=r"b'STORED\\r\\n', expected b'OK\\r\\n'"):
+        check_protocol(
+            Memcache,
+            factory=Store,
+            settings=STRICT,
+            frames=frames,
+            replies={Commands.block: b"OK\r\n"},
+        )
+    import re
+
+    check_protocol(
+        Memcache,
+        factory=Store,
+        settings=STRICT,
+        frames=frames,
+        replies={Commands.block: re.compile(rb"STORED\r\n")},
+    )

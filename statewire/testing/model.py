@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import operator
+import re
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -63,6 +64,39 @@ TAILS = st.lists(
     st.one_of(st.sampled_from([b"k", b"\0", b"v", b" ", b"1"]), st.binary(max_size=4)),
     max_size=6,
 ).map(b"".join)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One accepted frame and what the protocol sent back for it: what a reply check
+    (``replies={input: check}``) is given."""
+
+    input: str
+    #: the frame sent (its value, before the framing encoded it)
+    frame: Any
+    #: every byte the protocol wrote while handling it (a whole reply, or several)
+    reply: bytes
+    #: the connection, after the frame (its factory, its state data...)
+    protocol: Any
+    source: str
+    target: str
+
+
+#: what a reply check may be: the exact bytes, a pattern they must match whole, or a
+#: function of the :class:`Exchange` that raises or returns False when the reply is wrong
+ReplyCheck = bytes | re.Pattern[bytes] | Callable[[Exchange], object]
+
+
+def _check_reply(check: ReplyCheck, exchange: Exchange) -> None:
+    what = f"reply to {exchange.input} {exchange.frame!r} in {exchange.source!r}"
+    if isinstance(check, bytes):
+        assert exchange.reply == check, f"{what}: {exchange.reply!r}, expected {check!r}"
+    elif isinstance(check, re.Pattern):
+        assert check.fullmatch(exchange.reply), (
+            f"{what}: {exchange.reply!r} does not match {check.pattern!r}"
+        )
+    else:
+        assert check(exchange) is not False, f"{what}: {exchange.reply!r} refused by the check"
 
 
 @dataclass(frozen=True)
@@ -347,6 +381,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     factory: Any
     diagram: _Diagram
     frames: Mapping[str, st.SearchStrategy[Any]]
+    replies: Mapping[str, ReplyCheck]
     state_invariants: Mapping[str, Callable[[Any], object]]
     #: transitions exercised, across every run of this class: (source, input, target)
     covered: set[tuple[str, str, str]]
@@ -397,10 +432,15 @@ class ProtocolMachine(RuleBasedStateMachine):
         frame = data.draw(strategy, label=f"{input} frame")
         wire: bytes = grammar.build(frame, **context)
         chunks = [wire] if whole else data.draw(chunkings(wire, max_chunks=6), label="reads")
-        target, refusals = self._expect(input), len(self.refused)
+        source, target, refusals = self.model, self._expect(input), len(self.refused)
+        written = len(self.protocol.transport.value())
         for chunk in chunks:
             self.protocol.dataReceived(chunk)
         self._after(input, target, refusals)
+        check = self.replies.get(input)
+        if check is not None and (source, input) in self.diagram.table:
+            reply = self.protocol.transport.value()[written:]
+            _check_reply(check, Exchange(input, frame, reply, self.protocol, source, target))
         return wire
 
     def wait(self) -> None:
@@ -457,12 +497,17 @@ def protocol_state_machine(
     factory: Any = None,
     frames: Mapping[Any, st.SearchStrategy[Any]] | None = None,
     invariants: Mapping[Any, Callable[[Any], object]] | None = None,
+    replies: Mapping[Any, ReplyCheck] | None = None,
 ) -> type[ProtocolMachine]:
     """A ``RuleBasedStateMachine`` testing ``implementation`` against the diagram of
     ``spec`` (default: its own). ``factory`` becomes each protocol's ``factory`` (a
-    callable is called once per connection). ``frames`` maps input names to strategies of
-    frames that route to them; ``invariants`` maps state names to checks of the protocol in
-    that state. Run it with ``TestCase = machine.TestCase`` or :func:`check_protocol`."""
+    callable is called once per connection). ``frames`` maps inputs (``Commands.put``, or
+    their names) to strategies of frames that route to them; ``invariants`` maps states
+    (or their names) to checks of the protocol in that state; ``replies`` maps inputs to
+    what the protocol must send back for each frame of theirs it accepts: the exact bytes,
+    a ``re.Pattern`` of bytes they match whole, or a function of the :class:`Exchange`
+    that raises or returns False when the reply is wrong. Run it with
+    ``TestCase = machine.TestCase`` or :func:`check_protocol`."""
     diagram = _Diagram(spec or implementation)
     namespace: dict[str, Any] = {
         "implementation": implementation,
@@ -470,6 +515,7 @@ def protocol_state_machine(
         "diagram": diagram,
         "frames": {_name(k): v for k, v in (frames or {}).items()},
         "state_invariants": {_name(k): v for k, v in (invariants or {}).items()},
+        "replies": {_name(k): v for k, v in (replies or {}).items()},
         "covered": set(),
     }
     for input in sorted({i for s in diagram.states for i in diagram.producible(s)}):
