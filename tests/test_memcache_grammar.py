@@ -1,0 +1,246 @@
+"""grammars.memcache: commands round-trip, data blocks, and every refusal answered with the
+reply the real memcached gives (line by line against memcached itself, when installed)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grammars import MalformedError, TruncatedError
+from grammars.memcache import (
+    MAX_KEY,
+    Arithmetic,
+    BadCommandLine,
+    BadDataChunk,
+    Command,
+    Delete,
+    MemcacheError,
+    Meta,
+    Retrieval,
+    Simple,
+    Storage,
+    Touch,
+    UnknownCommand,
+    build_command,
+    command,
+    data_block,
+    parse_command,
+    value_line,
+)
+
+KEYS = st.binary(min_size=1, max_size=MAX_KEY).filter(lambda k: b" " not in k and b"\r\n" not in k)
+U32 = st.integers(0, (1 << 32) - 1)
+I32 = st.integers(-(1 << 31), (1 << 31) - 1)
+SIZES = st.integers(0, (1 << 31) - 1)
+META_FLAGS = st.tuples(
+    st.sampled_from([b"v", b"f", b"t", b"c", b"k", b"s", b"q", b"O", b"T", b"N", b"I"]),
+    st.sampled_from([b"", b"30", b"opaque"]),
+)
+
+COMMANDS: st.SearchStrategy[Command] = st.one_of(
+    st.builds(
+        Storage,
+        st.sampled_from([b"set", b"add", b"replace", b"append", b"prepend"]),
+        KEYS,
+        U32,
+        I32,
+        SIZES,
+        st.none(),
+        st.booleans(),
+    ),
+    st.builds(Storage, st.just(b"cas"), KEYS, U32, I32, SIZES, st.integers(0, (1 << 64) - 1)),
+    st.builds(
+        Retrieval,
+        st.sampled_from([b"get", b"gets"]),
+        st.lists(KEYS, min_size=1, max_size=4).map(tuple),
+    ),
+    st.builds(
+        Retrieval, st.sampled_from([b"gat", b"gats"]), st.lists(KEYS, max_size=4).map(tuple), I32
+    ),
+    st.builds(Delete, KEYS, st.booleans()),
+    st.builds(
+        Arithmetic,
+        st.sampled_from([b"incr", b"decr"]),
+        KEYS,
+        st.integers(0, (1 << 64) - 1),
+        st.booleans(),
+    ),
+    st.builds(Touch, KEYS, I32, st.booleans()),
+    st.builds(Simple, st.sampled_from([b"version", b"stats", b"quit"])),
+    st.builds(
+        Meta,
+        st.sampled_from([b"mg", b"md", b"ma", b"me"]),
+        KEYS,
+        st.none(),
+        st.lists(META_FLAGS, max_size=4, unique_by=lambda f: f[0]).map(tuple),
+    ),
+    st.builds(
+        Meta,
+        st.just(b"ms"),
+        KEYS,
+        SIZES,
+        st.lists(META_FLAGS, max_size=4, unique_by=lambda f: f[0]).map(tuple),
+    ),
+)
+
+
+@given(COMMANDS)
+def test_every_command_round_trips(value: Command) -> None:
+    wire = build_command(value)
+    assert parse_command(wire) == value
+    assert command().parse(command().build(value)) == value
+
+
+def test_examples() -> None:
+    assert parse_command(b"set  k 1 -1 5 noreply") == Storage(b"set", b"k", 1, -1, 5, None, True)
+    assert parse_command(b"set k 1 0 5 junk") == Storage(b"set", b"k", 1, 0, 5)  # as memcached
+    assert parse_command(b"cas k 0 0 2 77") == Storage(b"cas", b"k", 0, 0, 2, 77)
+    assert parse_command(b"gat 10") == Retrieval(b"gat", (), 10)
+    assert parse_command(b"delete k 0 noreply") == Delete(b"k", noreply=True)
+    meta = parse_command(b"mg k v T30 q")
+    assert isinstance(meta, Meta) and meta.flag(b"T") == b"30" and meta.flag(b"v") == b""
+    assert meta.flag(b"k") is None
+    assert parse_command(b"mn anything") == Meta(b"mn")
+    assert value_line(b"k", 3, 5) == b"VALUE k 3 5"
+    assert value_line(b"k", 3, 5, cas=9) == b"VALUE k 3 5 9"
+
+
+@pytest.mark.parametrize(
+    ("line", "error", "reply"),
+    [
+        (b"", UnknownCommand, b"ERROR"),
+        (b"bogus", UnknownCommand, b"ERROR"),
+        (b"get", UnknownCommand, b"ERROR"),
+        (b"set k 0 0", UnknownCommand, b"ERROR"),
+        (b"set k 0 0 5 noreply extra", UnknownCommand, b"ERROR"),
+        (b"cas k 0 0 5", UnknownCommand, b"ERROR"),
+        (b"set k x 0 5", BadCommandLine, b"CLIENT_ERROR bad command line format"),
+        (b"set k 0 0 -1", BadCommandLine, b"CLIENT_ERROR bad command line format"),
+        (b"set k 0 0 1x", BadCommandLine, b"CLIENT_ERROR bad command line format"),
+        (b"get " + b"k" * 251, BadCommandLine, b"CLIENT_ERROR bad command line format"),
+        (b"incr k abc", BadCommandLine, b"CLIENT_ERROR invalid numeric delta argument"),
+        (b"incr k -1", BadCommandLine, b"CLIENT_ERROR invalid numeric delta argument"),
+        (b"touch k abc", BadCommandLine, b"CLIENT_ERROR invalid exptime argument"),
+        (b"gat x k", BadCommandLine, b"CLIENT_ERROR invalid exptime argument"),
+        (
+            b"delete k x",
+            BadCommandLine,
+            b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]",
+        ),
+        (b"mg f %", BadCommandLine, b"CLIENT_ERROR invalid flag"),
+        (b"ms k", BadCommandLine, b"CLIENT_ERROR bad command line format"),
+    ],
+)
+def test_refusals_carry_memcacheds_reply(line: bytes, error: type, reply: bytes) -> None:
+    with pytest.raises(error) as raised:
+        parse_command(line)
+    assert isinstance(raised.value, MalformedError)
+    assert raised.value.reply == reply
+
+
+def test_data_blocks() -> None:
+    assert data_block(0).parse(b"\r\n") == b""
+    assert data_block(5).build(b"he\r\nl") == b"he\r\nl\r\n"
+    with pytest.raises(BadDataChunk) as raised:
+        data_block(5).parse(b"helloXY")
+    assert raised.value.reply == b"CLIENT_ERROR bad data chunk" and raised.value.offset == 5
+    with pytest.raises(TruncatedError):
+        data_block(5).parse(b"hel")
+    assert data_block(5).describe() == "data block(5) + CRLF"
+
+
+@given(st.binary(max_size=300))
+def test_any_line_parses_or_is_refused_with_a_reply(line: bytes) -> None:
+    try:
+        parsed = parse_command(line)
+    except MemcacheError as error:
+        assert error.reply.startswith((b"ERROR", b"CLIENT_ERROR"))
+    else:
+        assert parse_command(bytes(parsed)) == parsed
+
+
+# -- against the real memcached -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def memcached() -> Iterator[int]:
+    binary = shutil.which("memcached")
+    if binary is None:
+        pytest.skip("memcached is not installed (.ci/run installs it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    user = ["-u", getpass.getuser()] if os.geteuid() == 0 else []
+    server = subprocess.Popen(
+        [binary, "-p", str(port), "-l", "127.0.0.1", "-U", "0", *user],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("memcached did not start")
+                time.sleep(0.05)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _first_reply(port: int, wire: bytes) -> bytes:
+    """The first line memcached answers to ``wire``; empty if it answered nothing."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(wire + b"mn\r\n")  # mn answers MN: the end of what this line caused
+        seen = b""
+        while b"MN\r\n" not in seen:
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            seen += chunk
+    first = seen.split(b"\r\n", 1)[0]
+    return b"" if first == b"MN" else first
+
+
+WORDS = st.sampled_from(
+    [
+        *(b"set", b"get", b"gat", b"delete", b"incr", b"touch", b"cas", b"mg", b"ms", b"md"),
+        *(b"k", b"0", b"1", b"-1", b"x", b"noreply", b"v", b"T5", b"%", b"18446744073709551616"),
+    ]
+)
+
+
+@given(st.lists(WORDS, min_size=1, max_size=7))
+def test_refusals_match_memcached(memcached: int, words: list[bytes]) -> None:
+    """Each line: refused here with memcached's own reply, or accepted here and not
+    refused by memcached (a storage command is sent with its data block)."""
+    line = b" ".join(words)
+    if words[0] == b"ms":
+        return  # whether memcached reads ms's data block after a refusal is the server's part
+    try:
+        parsed = parse_command(line)
+    except MemcacheError as error:
+        assert _first_reply(memcached, line + b"\r\n") == error.reply, line
+        return
+    if isinstance(parsed, Meta):
+        return  # a meta flag's token is the server's to check, not the line's
+    block = b""
+    if isinstance(parsed, Storage):
+        if parsed.size > 64:
+            return  # memcached would wait for that many bytes
+        block = b"v" * parsed.size + b"\r\n"
+    reply = _first_reply(memcached, line + b"\r\n" + block)
+    assert not reply.startswith((b"ERROR", b"CLIENT_ERROR")), (line, reply)
