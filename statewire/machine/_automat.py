@@ -1,0 +1,370 @@
+"""automat's internals, read and reproduced in this one module.
+
+Theory of operation
+-------------------
+automat's public API declares machines; running them fast needs what it keeps private: the
+transition list of an ``Automaton``, the ``Transitioner`` holding an instance's state, the
+``__automat_*__`` fields of a ``TypeMachineBuilder`` runtime object, the argument filtering
+of ``MethodicalMachine`` outputs. Everything statewire takes from there is in this module,
+and ``pyproject.toml`` pins automat to the releases it was checked against. The gate for
+raising that pin is ``tests/test_machine_differential.py``: random machines and random
+input sequences run through automat's own dispatch and through the compiled one here must
+give the same outputs, return values, states and errors.
+
+Both styles get *compiled dispatch*: each input is a function that looks its transition up
+in a dict built once from the machine's transition table (automat scans a list per input)
+and does, in the same order, exactly what automat's input does.
+
+* ``TypeMachineBuilder``: a subclass of the machine's own runtime type, with a slotted
+  transitioner with automat's fields. Reentrant inputs are postponed until the running
+  input's outputs are done, as automat does. One difference, on purpose: automat refuses a
+  *reentrant* call of an input whose declared return type is not ``None``; the compiled
+  type postpones it and returns ``None``, because the machine alone no longer says what the
+  input returns.
+* ``MethodicalMachine``: the protocol class's input descriptors are replaced by plain
+  functions that keep automat's order: the input's own (empty) method is called first, so
+  wrong arguments raise ``TypeError`` before anything moves; then the tracer, the new
+  state, each output (traced, with automat's argument filtering when the output's
+  signature differs from the input's), and the state's collector over the outputs' values.
+  Reentrant inputs run at once, nested, as automat runs them. The state stays in automat's
+  own ``Transitioner`` at the instance attribute automat uses, so inputs called by user
+  code, ``setTrace``, serializers and unserializers all see the one current state. A frame
+  whose input loops on the state with one output, the default collector and no tracer
+  runs just that output, with the input's bookkeeping (``loop_handler``): what makes a
+  declared line protocol cheaper than Twisted's ``LineReceiver``.
+
+Both tell the connection when the state may have changed: after the outermost input
+returns, they call its ``_sw_sync``. An unserializer changes a ``MethodicalMachine``'s
+state without an input: the connection sees it at the next input; a frame cut before then
+is cut with the old state's framing, and its input runs, as automat's would, in the new
+state.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from functools import partial, update_wrapper
+from typing import Any
+
+from automat import MethodicalMachine, NoTransition
+from automat._methodical import _filterArgs, _transitionerFromInstance
+
+from statewire.machine._style import FORWARD_MARK, Handler, LoopTarget, Style, Table
+from statewire.machine.errors import DefinitionError
+
+#: automat's own filtering of an input's arguments for one output (untyped in automat)
+_filter_arguments: Callable[..., tuple[Any, dict[str, Any]]] = _filterArgs
+
+
+def _table(automaton: Any) -> Table:
+    return {
+        (old, name if isinstance(name, str) else name._name()): (new, tuple(outputs))
+        for old, name, new, outputs in automaton.allTransitions()
+    }
+
+
+# -- TypeMachineBuilder -----------------------------------------------------------------------
+
+
+class SlotTransitioner:
+    """automat's ``Transitioner`` (state, automaton, tracer), without an instance dict."""
+
+    __slots__ = ("_automaton", "_state", "_tracer")
+
+    def __init__(self, automaton: Any, initial: Any) -> None:
+        self._automaton = automaton
+        self._state = initial
+        self._tracer: Any = None
+
+    def setTrace(self, tracer: Any) -> None:
+        """Call ``tracer(old, input, new)`` on each transition (``None``: stop)."""
+        self._tracer = tracer
+
+    def transition(self, symbol: str) -> tuple[Any, Any]:
+        """Move on ``symbol``; return the outputs and what the tracer returned."""
+        old = self._state
+        new, outputs = self._automaton.outputForInput(old, symbol)
+        traced = self._tracer(old, symbol, new) if self._tracer else None
+        self._state = new
+        return outputs, traced
+
+
+class TypedStyle(Style):
+    """A built ``TypeMachineBuilder`` machine, with compiled dispatch."""
+
+    def __init__(self, machine: Any) -> None:
+        automaton = machine.__automat_automaton__
+        self._index(automaton, _table(automaton), automaton.initialState)
+        base = machine.__automat_type__
+        names = [n for n, v in vars(base).items() if callable(v) and not n.startswith("__")]
+        self.inputs |= set(names)
+        methods: dict[str, Any] = {name: self._compile(name) for name in names}
+        methods["_sw_after"] = None
+        methods["_sw_moves"] = 0
+        self.runtime = type(base.__name__, (base,), methods)
+
+    def _compile(self, name: str) -> Callable[..., Any]:
+        table = self.table
+        automaton = self.automaton
+
+        def input_method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            queue = self.__automat_postponed__
+            if queue is not None:
+                queue.append(partial(input_method, self, *args, **kwargs))
+                return None
+            txn = self.__automat_transitioner__
+            data = self.__automat_data__
+            queue = self.__automat_postponed__ = []
+            try:
+                state = txn._state
+                entry = table.get((state, name))
+                if entry is None:
+                    entry = automaton._unhandledTransition
+                    if entry is None:
+                        raise NoTransition(state=state, symbol=name)
+                new, outputs = entry
+                if txn._tracer:
+                    txn._tracer(state, name, new)
+                txn._state = new
+                if new is not state:
+                    self._sw_moves += 1
+                result = None
+                for output in outputs:
+                    result = output(self, data, *args, **kwargs)
+            finally:
+                self.__automat_postponed__ = None
+            while queue:
+                queue.pop(0)()
+            core = self._sw_after
+            if core is not None:
+                core._sw_sync()
+            return result
+
+        input_method.__name__ = input_method.__qualname__ = name
+        return input_method
+
+    def name_of(self, state: Any) -> str:
+        return str(state.name)
+
+    def new(self, core: Any) -> Any:
+        return self.runtime(core, SlotTransitioner(self.automaton, self.initial))
+
+    def state(self, impl: Any) -> Any:
+        return impl.__automat_transitioner__._state
+
+    def data(self, impl: Any) -> Any:
+        return impl.__automat_data__
+
+    def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> None:
+        txn = impl.__automat_transitioner__
+        data = impl.__automat_data__
+        state = txn._state
+        new, outputs = self.table[state, name]
+        if txn._tracer:
+            txn._tracer(state, name, new)
+        txn._state = new
+        if new is not state:
+            impl._sw_moves += 1
+        for output in outputs:
+            output(impl, data, *args)
+
+    def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
+        impl.__automat_postponed__ = queue
+
+    def loop_target(self, state: Any, name: str) -> LoopTarget | None:
+        entry = self.table.get((state, name))
+        if entry is None:
+            return None
+        new, outputs = entry
+        if new is not state or len(outputs) != 1:
+            return None
+        method = getattr(outputs[0], "method", None)
+        if method is None or outputs[0].requiresData:
+            return None
+        hook = getattr(method, FORWARD_MARK, None)
+        return (None, hook) if hook is not None else (method, None)
+
+
+# -- MethodicalMachine ------------------------------------------------------------------------
+
+#: one output of a transition: automat's output object (for the tracer), its method, and
+#: whether the output takes the input's positional arguments as they are (no filtering)
+_Step = tuple[Any, Callable[..., Any], bool]
+#: per state: the new state, the outputs, the collector of their values
+_Move = tuple[Any, tuple[_Step, ...], Callable[[Iterable[Any]], Any]]
+
+
+def _same_arguments(input: Any, output: Any) -> bool:
+    """Whether automat's ``_filterArgs`` hands ``output`` exactly the positional arguments
+    ``input`` was called with, when it was called with no keyword argument: no input
+    default fills in a keyword, and the output takes every positional one."""
+    given, takes = input.argSpec, output.argSpec
+    if given.defaults:
+        return False
+    return bool(takes.varargs) or (not given.varargs and set(given.args[1:]) <= set(takes.args))
+
+
+def _takes_one(input: Any) -> bool:
+    """Whether a call with exactly one positional argument always fits ``input``'s method."""
+    spec = input.argSpec
+    defaulted = {name for name, _ in spec.kwonlydefaults}
+    return len(spec.args) == 2 and not spec.varargs and set(spec.kwonlyargs) <= defaulted
+
+
+def _compile_input(machine: Any, input: Any) -> Callable[..., Any]:
+    """``input``'s compiled method (see the module documentation)."""
+    automaton = machine._automaton
+    symbol = machine._symbol
+    body = input.method
+    moves: dict[Any, _Move] = {}
+    for old, symbol_in, new, outputs in automaton.allTransitions():
+        if symbol_in is input:
+            steps = tuple((o, o.method, _same_arguments(input, o)) for o in outputs)
+            moves[old] = (new, steps, input.collectors[old])
+
+    def run(oself: Any, *args: Any, **kwargs: Any) -> Any:
+        body(oself, *args, **kwargs)  # automat calls it first: wrong arguments raise here
+        txn = getattr(oself, symbol, None)
+        if txn is None:
+            txn = _transitionerFromInstance(oself, symbol, automaton)
+        state = txn._state
+        move = moves.get(state)
+        if move is None:
+            # (MethodicalMachine has no unhandled transition, Automaton's fallback)
+            raise NoTransition(state=state, symbol=input)
+        new, steps, collector = move
+        tracer = txn._tracer
+        traced = tracer(state, input, new) if tracer else None
+        txn._state = new
+        if new is not state:
+            oself._sw_moves += 1
+        oself._sw_depth += 1
+        try:
+            values = []
+            for output, method, same in steps:
+                if traced is not None:
+                    traced(output)
+                if same and not kwargs:
+                    values.append(method(oself, *args))
+                else:
+                    some, named = _filter_arguments(args, kwargs, input.argSpec, output.argSpec)
+                    values.append(method(oself, *some, **named))
+            return collector(values)
+        finally:
+            oself._sw_depth -= 1
+            if not oself._sw_depth:
+                core = oself._sw_after
+                if core is not None:
+                    core._sw_sync()
+
+    update_wrapper(run, body)
+    run.original = input  # type: ignore[attr-defined]  # what routes name the input by
+    return run
+
+
+class MethodicalStyle(Style):
+    """A ``MethodicalMachine`` declared in the protocol class, with compiled dispatch: the
+    class's inputs are replaced by compiled ones when the protocol is declared."""
+
+    def __init__(self, machine: MethodicalMachine, owner: type) -> None:
+        automaton = machine._automaton
+        self._index(automaton, _table(automaton), automaton.initialState)
+        self._symbol = machine._symbol
+        #: input name -> compiled input (also the class attribute of that name)
+        self._runs: dict[str, Callable[..., Any]] = {}
+        for input in {i for _, i, _, _ in automaton.allTransitions()}:
+            name = input._name()
+            found = inspect.getattr_static(owner, name, None)
+            if found is None:
+                raise DefinitionError(f"{owner.__name__} has no input {name!r}")
+            if getattr(found, "original", None) is input:  # compiled for a base class
+                self._runs[name] = found
+            elif found is input:
+                self._runs[name] = _compile_input(machine, input)
+                setattr(owner, name, self._runs[name])
+            else:
+                raise DefinitionError(
+                    f"{owner.__name__}.{name} is not the machine's input {name!r}"
+                )
+        owner._sw_depth = 0  # type: ignore[attr-defined]
+        owner._sw_moves = 0  # type: ignore[attr-defined]
+        if not hasattr(owner, "_sw_after"):  # a class that is no protocol (tests, tools)
+            owner._sw_after = None  # type: ignore[attr-defined]
+
+    def name_of(self, state: Any) -> str:
+        return str(state.method.__name__)
+
+    def new(self, core: Any) -> Any:
+        # the instance's own transitioner, made as automat makes it, if it has none yet
+        _transitionerFromInstance(core, self._symbol, self.automaton)
+        return core
+
+    def state(self, impl: Any) -> Any:
+        return getattr(impl, self._symbol)._state
+
+    def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> None:
+        self._runs[name](impl, *args)
+
+    def loop_target(self, state: Any, name: str) -> LoopTarget | None:
+        entry = self.table.get((state, name))
+        if entry is None or entry[0] is not state:
+            return None
+        run = self._runs[name]
+
+        def looped(machine: Any, core: Any, *args: Any) -> None:
+            run(machine, *args)
+
+        return (looped, None)
+
+    def loop_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
+        """For a one-output loop whose output takes the frame as the input does, run by
+        the default collector, untraced: just the output, with the input's bookkeeping.
+        Anything else (a tracer set, a state changed by an unserializer): the full input."""
+        entry = self.table.get((state, name))
+        if entry is None or entry[0] is not state:
+            return None
+        run = self._runs[name]
+        input = run.original  # type: ignore[attr-defined]
+        outputs = entry[1]
+        if (
+            len(outputs) != 1
+            or input.collectors[state] is not list
+            or not _same_arguments(input, outputs[0])
+        ):
+            return partial(run, impl)
+        method = outputs[0].method
+        check = None if _takes_one(input) else input.method
+        txn = getattr(impl, self._symbol)
+
+        def handler(frame: Any) -> None:
+            if txn._state is not state or txn._tracer is not None:
+                run(impl, frame)
+                return
+            if check is not None:
+                check(impl, frame)
+            moves = impl._sw_moves
+            impl._sw_depth += 1
+            try:
+                method(impl, frame)
+            finally:
+                impl._sw_depth -= 1
+                if not impl._sw_depth and (txn._state is not state or impl._sw_moves != moves):
+                    core._sw_sync()
+
+        return handler
+
+
+def style_for(machine: Any, owner: type) -> Style:
+    """The style adapter for ``machine`` (built ``TypeMachineBuilder`` or
+    ``MethodicalMachine``) used by protocol class ``owner``."""
+    if isinstance(machine, MethodicalMachine):
+        return MethodicalStyle(machine, owner)
+    if hasattr(machine, "__automat_automaton__"):
+        return TypedStyle(machine)
+    if hasattr(machine, "build") and hasattr(machine, "_automaton"):
+        raise DefinitionError("pass the built machine: TypeMachineBuilder(...).build()")
+    raise DefinitionError(
+        f"{owner.__name__}.machine must be a built TypeMachineBuilder machine or a "
+        f"MethodicalMachine, not {type(machine).__name__}"
+    )

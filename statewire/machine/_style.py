@@ -1,0 +1,94 @@
+"""What the engine needs from an automat machine: the :class:`Style` interface.
+
+The driver and the plan see a machine only through this interface; its two implementations
+(one per automat style) live in :mod:`statewire.machine._automat`, the one module that reads
+automat's internals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+Handler = Callable[[Any], object]
+#: a looping input's output function (called ``f(machine, core, *args)``), or the name of
+#: the protocol hook it forwards to (called ``core.hook(*args)``)
+LoopTarget = tuple[Callable[..., Any] | None, str | None]
+#: ``(state, input name) -> (new state, outputs)``: a machine's transitions
+Table = dict[tuple[Any, str], tuple[Any, tuple[Any, ...]]]
+#: the attribute :func:`statewire.machine.forward` marks a transition body with
+FORWARD_MARK = "__statewire_forward__"
+
+
+class Style:
+    """How statewire reads and runs one kind of automat machine."""
+
+    automaton: Any
+    table: Table
+    initial: Any
+    #: state name -> state object
+    states: dict[str, Any]
+    inputs: set[str]
+
+    def _index(self, automaton: Any, table: Table, initial: Any) -> None:
+        self.automaton = automaton
+        self.table = table
+        self.initial = initial
+        found = {initial} | {s for s, _ in table} | {n for n, _ in table.values()}
+        self.states = {self.name_of(s): s for s in found}
+        self.inputs = {name for _, name in table}
+
+    def name_of(self, state: Any) -> str:
+        """The state's name."""
+        raise NotImplementedError
+
+    def accepts(self, state: Any, name: str) -> bool:
+        """Whether ``state`` has a transition for input ``name``."""
+        return (state, name) in self.table
+
+    def new(self, core: Any) -> Any:
+        """A machine instance for one connection whose core is ``core``."""
+        raise NotImplementedError
+
+    def state(self, impl: Any) -> Any:
+        """The current state of ``impl``."""
+        raise NotImplementedError
+
+    def data(self, impl: Any) -> Any:
+        """The current state's data (``TypeMachineBuilder`` data states), else ``None``."""
+        return None
+
+    def moves(self, impl: Any) -> int:
+        """How many transitions of ``impl`` so far changed its state (a state left and
+        entered again within one input counts)."""
+        moves: int = impl._sw_moves
+        return moves
+
+    def call(self, impl: Any, name: str, args: tuple[Any, ...]) -> Any:
+        """Call input ``name`` as user code would (postponed if an input is running)."""
+        return getattr(impl, name)(*args)
+
+    def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> None:
+        """Run the transition for a frame (the connection checked that it exists)."""
+        getattr(impl, name)(*args)
+
+    def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
+        """Make inputs called from outputs wait in ``queue`` (``None``: run them at once)."""
+
+    def loop_target(self, state: Any, name: str) -> LoopTarget | None:
+        """When input ``name`` loops on ``state`` with one plain output: that output's
+        function, or the protocol hook it forwards to, to call with no machinery."""
+        return None
+
+    def loop_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
+        """A direct frame handler for ``state`` when input ``name`` loops on it."""
+        target = self.loop_target(state, name)
+        if target is None:
+            return None
+        function, hook = target
+        if hook is not None:
+            handler: Handler = getattr(core, hook)
+            return handler
+        assert function is not None
+        return partial(function, impl, core)
