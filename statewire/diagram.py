@@ -37,7 +37,7 @@ from typing import Any
 
 from construct import Construct
 
-from statewire.machine import ByKey, Plan
+from statewire.machine import ByKey, graph_of, is_declared
 
 #: the formats :func:`render` knows, and what each needs
 FORMATS = ("dot", "mermaid", "svg", "png")
@@ -108,17 +108,6 @@ def describe_framing(spec: Any, protocol: type) -> str:
     return type(spec).__name__
 
 
-def _output_names(outputs: tuple[Any, ...]) -> list[str]:
-    names = []
-    for output in outputs:
-        if hasattr(output, "dataFactory"):
-            continue  # the data of a data state, not an action
-        name = output._name() if hasattr(output, "_name") else getattr(output, "name", "")
-        if name and not name.startswith("returns("):
-            names.append(name)
-    return names
-
-
 def _keys(route: Any) -> dict[str, str]:
     """input name -> the keys (command verbs, message types) that route to it."""
     if not isinstance(route, ByKey):
@@ -132,44 +121,38 @@ def _keys(route: Any) -> dict[str, str]:
 
 def model(protocol: type) -> Model:
     """The diagram model of a declared protocol class."""
-    plan: Plan | None = getattr(protocol, "_sw_plan", None)
-    if plan is None:
+    if not is_declared(protocol):
         raise DiagramError(f"{protocol.__name__} is not a declared protocol (no machine)")
-    style = plan.style
-    name_of = style.name_of
-    states = {
-        name_of(s): describe_framing(plan.framings.get(s), protocol)
-        for s in sorted(style.states.values(), key=name_of)
-    }
-    timeouts = {(name_of(s), t.input_name): t for s, t in plan.timeouts.items()}
-    lost_targets = {
-        name_of(new) for (old, name), (new, _) in style.table.items() if name == plan.lost
-    }
-    fold_lost = plan.lost is not None and len(lost_targets) == 1
+    graph = graph_of(protocol)
+    states = {s: describe_framing(graph.framings.get(s), protocol) for s in graph.states}
+    lost_targets = {t.target for t in graph.transitions if t.input == graph.lost}
+    fold_lost = graph.lost is not None and len(lost_targets) == 1
     edges: list[Edge] = []
     leaving: set[str] = set()
-    for (old, name), (new, outputs) in style.table.items():
-        source, target = name_of(old), name_of(new)
-        if fold_lost and name == plan.lost:
+    for transition in graph.transitions:
+        source, name, target = transition.source, transition.input, transition.target
+        if fold_lost and name == graph.lost:
             continue
         if source != target:
             leaving.add(source)
-        timeout = timeouts.get((source, name))
+        timeout = graph.timeouts.get(source)
+        if timeout is not None and timeout.input_name != name:
+            timeout = None
         if timeout is not None:
             trigger = f"after {timeout.seconds:g} s{' idle' if timeout.idle else ''}"
         else:
-            key = _keys(plan.routes.get(old)).get(name)
+            key = _keys(graph.routes.get(source)).get(name)
             # a verb that is the input's name says it once: "GET", not "GET (get)"
             trigger = f"{key} ({name})" if key and key.lower() != name.lower() else key or name
         # an output named as its input says nothing more: "get", not "get / get"
-        actions = [action for action in _output_names(outputs) if action != name]
+        actions = [action for action in transition.outputs if action != name]
         label = f"{trigger} / {', '.join(actions)}" if actions else trigger
         edges.append(Edge(source, target, label, timeout is not None))
     edges.sort(key=lambda e: (e.source, e.target, e.label))
     lost = None
-    if fold_lost and plan.lost is not None:
+    if fold_lost and graph.lost is not None:
         target = lost_targets.pop()
-        lost = (f"connection lost ({plan.lost})", target)
+        lost = (f"connection lost ({graph.lost})", target)
     close = getattr(protocol, "close_on_error", True)
     notes = [
         "an input a state does not accept, an unroutable frame or a framing error: "
@@ -181,7 +164,7 @@ def model(protocol: type) -> Model:
     ]
     return Model(
         name=protocol.__name__,
-        initial=name_of(style.initial),
+        initial=graph.initial,
         states=states,
         terminal={s for s in states if s not in leaving},
         edges=edges,
@@ -362,7 +345,7 @@ def protocol_from(target: str) -> type:
     if isinstance(found, type) and issubclass(found, MachineProtocol):
         candidate = found
     declared = isinstance(candidate, type) and issubclass(candidate, MachineProtocol)
-    if declared and getattr(candidate, "_sw_plan", None) is not None:
+    if declared and is_declared(candidate):
         assert isinstance(candidate, type)
         return candidate
     raise TargetError(f"{target} is not a declared protocol (a MachineProtocol with a machine)")

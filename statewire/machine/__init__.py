@@ -8,8 +8,17 @@ Twisted-style face is :class:`statewire.declarative.MachineProtocol`.
 """
 
 from statewire.machine._driver import Driver
+from statewire.machine._graph import Graph, Transition, graph_of, is_declared
 from statewire.machine._plan import Plan
-from statewire.machine._routes import ByKey, Route, Timeout, ToInput, by_key, by_verb
+from statewire.machine._routes import (
+    ByKey,
+    Route,
+    Timeout,
+    ToInput,
+    by_key,
+    by_verb,
+    input_name,
+)
 from statewire.machine._styles import forward
 from statewire.machine.errors import (
     DefinitionError,
@@ -22,14 +31,19 @@ __all__ = [
     "ByKey",
     "DefinitionError",
     "Driver",
+    "Graph",
     "Plan",
     "RemoteProtocolError",
     "Route",
     "Timeout",
     "ToInput",
+    "Transition",
     "UnexpectedInput",
     "UnroutableFrame",
     "by_key",
     "by_verb",
     "forward",
+    "graph_of",
+    "input_name",
+    "is_declared",
 ]

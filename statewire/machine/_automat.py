@@ -57,11 +57,35 @@ from statewire.machine.errors import DefinitionError
 _filter_arguments: Callable[..., tuple[Any, dict[str, Any]]] = _filterArgs
 
 
+def _order(item: tuple[tuple[Any, str], Any]) -> tuple[str, str]:
+    (state, input), _ = item
+    return (repr(state), input)
+
+
 def _table(automaton: Any) -> Table:
     return {
         (old, name if isinstance(name, str) else name._name()): (new, tuple(outputs))
         for old, name, new, outputs in automaton.allTransitions()
     }
+
+
+def _output_names(outputs: tuple[Any, ...]) -> tuple[str, ...]:
+    names = []
+    for output in outputs:
+        if hasattr(output, "dataFactory"):
+            continue  # the data of a data state, not an action
+        name = output._name() if hasattr(output, "_name") else getattr(output, "name", "")
+        if name and not name.startswith("returns("):
+            names.append(name)
+    return tuple(names)
+
+
+def _parameters(function: Any, skip: int) -> tuple[inspect.Parameter, ...] | None:
+    """``function``'s parameters after its first ``skip``; None if it cannot be told."""
+    try:
+        return tuple(inspect.signature(function).parameters.values())[skip:]
+    except (TypeError, ValueError):
+        return None
 
 
 # -- TypeMachineBuilder -----------------------------------------------------------------------
@@ -146,6 +170,29 @@ class TypedStyle(Style):
 
     def name_of(self, state: Any) -> str:
         return str(state.name)
+
+    def output_names(self, outputs: tuple[Any, ...]) -> tuple[str, ...]:
+        return _output_names(outputs)
+
+    def parameters(self, name: str) -> tuple[inspect.Parameter, ...] | None:
+        # the input protocol's methods are stubs: its transition functions
+        # (``machine, core[, data], *arguments``) say what the arguments are; one that
+        # names them beats one that takes ``*args``
+        fallback = None
+        for (_, input), (_, outputs) in sorted(self.table.items(), key=_order):
+            if input != name:
+                continue
+            for output in outputs:
+                method = getattr(output, "method", None)
+                if method is None or getattr(method, FORWARD_MARK, None):
+                    continue
+                found = _parameters(method, 3 if output.requiresData else 2)
+                if found is None:
+                    continue
+                if not any(p.kind is p.VAR_POSITIONAL for p in found):
+                    return found
+                fallback = fallback or found
+        return fallback
 
     def new(self, core: Any) -> Any:
         return self.runtime(core, SlotTransitioner(self.automaton, self.initial))
@@ -294,6 +341,14 @@ class MethodicalStyle(Style):
 
     def name_of(self, state: Any) -> str:
         return str(state.method.__name__)
+
+    def output_names(self, outputs: tuple[Any, ...]) -> tuple[str, ...]:
+        return _output_names(outputs)
+
+    def parameters(self, name: str) -> tuple[inspect.Parameter, ...] | None:
+        run = self._runs.get(name)
+        input = getattr(run, "original", None)
+        return None if input is None else _parameters(input.method, 1)
 
     def new(self, core: Any) -> Any:
         # the instance's own transitioner, made as automat makes it, if it has none yet

@@ -7,6 +7,7 @@ automat's internals.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -41,6 +42,15 @@ class Style:
 
     def name_of(self, state: Any) -> str:
         """The state's name."""
+        raise NotImplementedError
+
+    def output_names(self, outputs: tuple[Any, ...]) -> tuple[str, ...]:
+        """The names of a transition's outputs that are actions (not state data)."""
+        raise NotImplementedError
+
+    def parameters(self, name: str) -> tuple[inspect.Parameter, ...] | None:
+        """The arguments input ``name`` takes (after the machine's own ones), read from its
+        method or from the transitions that receive them; ``None`` when nothing tells."""
         raise NotImplementedError
 
     def accepts(self, state: Any, name: str) -> bool:

@@ -48,7 +48,7 @@ from hypothesis.stateful import (
 )
 
 from grammars import LengthPrefixed, Line, Netstring, Raw
-from statewire.machine import ByKey, Plan, ToInput, UnexpectedInput
+from statewire.machine import ByKey, ToInput, UnexpectedInput, graph_of, input_name
 from statewire.testing.memory import Clock, StringTransport
 from statewire.testing.strategies import UnsupportedGrammar, chunkings, from_grammar
 
@@ -126,46 +126,33 @@ class Path:
         return self.goal
 
 
-def _plan(protocol: type) -> Plan:
-    plan: Plan | None = getattr(protocol, "_sw_plan", None)
-    if plan is None:
-        raise TypeError(f"{protocol.__name__} is not a declared protocol")
-    return plan
-
-
 class _Diagram:
     """The spec's transitions by state name, and what can trigger each."""
 
     def __init__(self, protocol: type) -> None:
-        plan = _plan(protocol)
-        style = plan.style
-        self.plan = plan
-        self.protocol = protocol
-        self._numbers: dict[str, list[bool] | None] = {}
-        self.name = style.name_of
-        self.initial = self.name(style.initial)
-        self.states = sorted(style.states)
-        self.table = {
-            (self.name(old), input): self.name(new)
-            for (old, input), (new, _) in style.table.items()
-        }
-        self.routes = {self.name(s): r for s, r in plan.routes.items()}
-        self.timeouts = {self.name(s): t for s, t in plan.timeouts.items()}
-        self.framings = {self.name(s): f for s, f in plan.framings.items()}
+        graph = graph_of(protocol)
+        self.graph = graph
+        self.initial = graph.initial
+        self.states = list(graph.states)
+        self.table = {(t.source, t.input): t.target for t in graph.transitions}
+        self.routes = graph.routes
+        self.timeouts = graph.timeouts
+        self.framings = graph.framings
         self.direct = {
             input
-            for input in style.inputs
-            if input != plan.lost
-            and not any(input in r.inputs() for r in plan.routes.values())
-            and not any(t.input_name == input for t in plan.timeouts.values())
-            and _takes_no_arguments(input, protocol)
+            for input in graph.inputs
+            if input != graph.lost
+            and not any(input in r.inputs() for r in graph.routes.values())
+            and not any(t.input_name == input for t in graph.timeouts.values())
+            and _required(graph.parameters[input]) == 0
         }
 
     def numbers(self, input: str) -> list[bool] | None:
         """Per argument of ``input``, whether it is annotated ``int`` (None: unknown)."""
-        if input not in self._numbers:
-            self._numbers[input] = _int_arguments(input, self.protocol)
-        return self._numbers[input]
+        parameters = self.graph.parameters.get(input)
+        if parameters is None or any(p.kind is p.VAR_POSITIONAL for p in parameters):
+            return None
+        return [p.annotation in (int, "int") for p in parameters]
 
     def producible(self, state: str) -> set[str]:
         route = self.routes.get(state)
@@ -187,59 +174,10 @@ class _Diagram:
         return steps
 
 
-def _takes_no_arguments(input: str, protocol: type) -> bool:
-    """Whether ``input`` can be called with no arguments. Told from what receives its
-    arguments: a ``MethodicalMachine`` input's own method, or the transition functions of a
-    ``TypeMachineBuilder`` machine (``(machine, core[, data], *arguments)``); when nothing
-    tells, the input is taken to need arguments."""
-    plan = _plan(protocol)
-    found = inspect.getattr_static(protocol, input, None)
-    original = getattr(found, "original", found)
-    if hasattr(original, "method"):  # a MethodicalInput
-        return _needs(original.method, 1) == 0
-    counts = set()
-    for (_, name), (_, outputs) in plan.style.table.items():
-        for output in outputs if name == input else ():
-            method = getattr(output, "method", None)
-            if method is not None and not getattr(method, "__statewire_forward__", None):
-                counts.add(_needs(method, 3 if output.requiresData else 2))
-    return counts == {0}
-
-
-def _int_arguments(input: str, protocol: type) -> list[bool] | None:
-    """Per argument of ``input``, whether it is annotated ``int``: read from the input's
-    own method (``MethodicalMachine``) or from the first transition function that takes
-    its arguments (``TypeMachineBuilder``); None when nothing tells."""
-    plan = _plan(protocol)
-    found = inspect.getattr_static(protocol, input, None)
-    original = getattr(found, "original", found)
-    if hasattr(original, "method"):
-        candidates = [(original.method, 1)]
-    else:
-        candidates = [
-            (output.method, 3 if output.requiresData else 2)
-            for (_, name), (_, outputs) in plan.style.table.items()
-            if name == input
-            for output in outputs
-            if getattr(output, "method", None) is not None
-            and not getattr(output.method, "__statewire_forward__", None)
-        ]
-    for function, skip in candidates:
-        try:
-            parameters = list(inspect.signature(function).parameters.values())[skip:]
-        except (TypeError, ValueError):
-            continue
-        if any(p.kind is p.VAR_POSITIONAL for p in parameters):
-            continue
-        return [p.annotation in (int, "int") for p in parameters]
-    return None
-
-
-def _needs(function: Callable[..., Any], skip: int) -> int | None:
-    """How many arguments ``function`` requires after its first ``skip``; None if unknown."""
-    try:
-        parameters = list(inspect.signature(function).parameters.values())[skip:]
-    except (TypeError, ValueError):
+def _required(parameters: tuple[inspect.Parameter, ...] | None) -> int | None:
+    """How many arguments must be given for ``parameters``; None when unknown (an input
+    whose arguments nothing tells is taken to need some)."""
+    if parameters is None:
         return None
     kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     return sum(1 for p in parameters if p.default is p.empty and p.kind not in kinds)
@@ -533,8 +471,6 @@ def protocol_state_machine(
 
 
 def _name(ref: Any) -> str:
-    from statewire.machine._routes import input_name
-
     if isinstance(ref, str):
         return ref
     name = getattr(ref, "name", None)

@@ -21,6 +21,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from statewire.framing import FramingError, decode
+from statewire.machine import is_declared
 from statewire.testing.strategies import chunkings, from_grammar
 
 #: Most values encoded into the stream ``assert_chunking_invariant`` cuts.
@@ -81,7 +82,7 @@ def assert_chunking_invariant(
     frames depend on where reads end (``raw()``, a ``GreedyBytes`` or an absent
     ``Optional`` at the end of a Struct) fails, as it should.
     """
-    if isinstance(grammar, type) and getattr(grammar, "_sw_plan", None) is not None:
+    if is_declared(grammar):
         from statewire.testing.model import check_chunking
 
         check_chunking(grammar, factory=factory, frames=frames)
