@@ -29,6 +29,7 @@ import os
 import signal
 import socket
 import ssl
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -63,6 +64,16 @@ def _checked_delay(seconds: float, what: str) -> None:
         raise ValueError(f"{what} must be a finite number of seconds >= 0, not {seconds!r}")
 
 
+def _finite(seconds: float, what: str) -> None:
+    """Refuse ``seconds`` unless it is a finite number (of either sign)."""
+    try:
+        finite = math.isfinite(seconds)
+    except TypeError:
+        raise TypeError(f"{what} takes a number of seconds, not {seconds!r}") from None
+    if not finite:
+        raise ValueError(f"{what} takes a finite number of seconds, not {seconds!r}")
+
+
 def _checked_callable(f: object) -> None:
     """Refuse a callback that is not callable now, not when it comes due."""
     if not callable(f):
@@ -73,8 +84,7 @@ class DelayedCall:
     """A call scheduled by :meth:`Reactor.callLater`.
 
     :meth:`reset` and :meth:`delay` refuse NaN and infinite values with ``ValueError``;
-    ``reset`` also refuses a negative delay, while ``delay`` takes one (sooner), as in
-    Twisted.
+    a negative value runs the call sooner (at once at most), as in Twisted.
     """
 
     def __init__(
@@ -117,21 +127,18 @@ class DelayedCall:
         self._handle.cancel()
 
     def reset(self, seconds_from_now: float) -> None:
-        """Run the call ``seconds_from_now`` (finite, >= 0) seconds from now instead."""
-        _checked_delay(seconds_from_now, "reset()'s delay")
+        """Run the call ``seconds_from_now`` seconds from now instead (finite; a negative
+        delay, a deadline just passed, runs it at once, as in Twisted)."""
+        _finite(seconds_from_now, "reset()")
         self._check()
-        self._reschedule(self._reactor.seconds() + seconds_from_now)
+        self._reschedule(self._reactor.seconds() + max(seconds_from_now, 0.0))
 
     def delay(self, seconds_later: float) -> None:
         """Run the call ``seconds_later`` (finite; negative: sooner) seconds later than
         planned; a time already past runs it at once."""
-        try:
-            finite = math.isfinite(seconds_later)
-        except TypeError:
-            raise TypeError(f"delay() takes a number of seconds, not {seconds_later!r}") from None
-        if not finite:
-            raise ValueError(f"delay() takes a finite number of seconds, not {seconds_later!r}")
+        _finite(seconds_later, "delay()")
         self._check()
+        _finite(self.time + seconds_later, "delay()'s new time")  # two huge delays add up
         self._reschedule(self.time + seconds_later)
 
     def _reschedule(self, when: float) -> None:
@@ -318,7 +325,8 @@ class Port(Owner):
         return done
 
     def _remove_socket_file(self) -> None:
-        if self._unix and self._path:
+        # an abstract-namespace address (a leading NUL) has no file to remove
+        if self._unix and isinstance(self._path, str) and self._path[:1] not in ("", "\0"):
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
 
@@ -345,9 +353,10 @@ class Connector(Owner):
         self.protocol: Any = None
         self.state = "disconnected"
         self._task: asyncio.Task[None] | None = None
+        #: whether the factory was started for the current attempt (stopped after it)
+        self.factoryStarted = False
         #: resolves to the protocol once connected; fails when the attempt fails
         self.connected: asyncio.Future[Any] = reactor.loop.create_future()
-        factory.doStart()
         self.connect()
 
     def getDestination(self) -> Address:
@@ -355,10 +364,30 @@ class Connector(Owner):
         return self._destination
 
     def connect(self) -> None:
-        """Start (or restart, from ``clientConnectionLost``) a connection attempt."""
+        """Start (or restart, from ``clientConnectionLost``) a connection attempt.
+
+        As in Twisted: only a disconnected connector connects (``RuntimeError`` otherwise),
+        the factory is started again if the last attempt stopped it, and a reactor that is
+        stopping fails the attempt at once.
+        """
+        if self.state != "disconnected":
+            raise RuntimeError(f"can't connect in this state ({self.state})")
+        if not self.factoryStarted:
+            self.factory.doStart()
+            self.factoryStarted = True
         self.state = "connecting"
+        self.reactor._connectors.add(self)
         self._hook("startedConnecting", self)
+        if self.reactor.stopping:
+            self._failed(ConnectError("the reactor is stopping"))
+            return
         self._task = self.reactor.loop.create_task(self._attempt())
+        self._task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        # cancelled before it ran: the attempt never got to say it failed
+        if task.cancelled() and self.state == "connecting":
+            self._failed(ConnectError("connection attempt cancelled"))
 
     async def _attempt(self) -> None:
         bridge: Bridge | None = None
@@ -418,6 +447,10 @@ class Connector(Owner):
     def _maybe_stop(self) -> None:
         if self.state != "disconnected":
             return
+        self.reactor._connectors.discard(self)
+        if not self.factoryStarted:
+            return
+        self.factoryStarted = False
         # Called from the loop (a failed attempt, a lost connection): raising here would
         # escape into the event loop, or into a shutdown, instead of being reported.
         try:
@@ -460,8 +493,12 @@ class Reactor:
         self._uvloop = False
         self._connections: set[_Connection] = set()
         self._ports: set[Port] = set()
+        #: client connectors connecting or connected (a shutdown gives up their attempts)
+        self._connectors: set[Connector] = set()
         self._when_running: list[tuple[Callable[..., Any], Any, Any]] = []
         self._stopping: asyncio.Task[None] | None = None
+        #: whether a shutdown is under way (new client attempts then fail at once)
+        self.stopping = False
         self._current_poller: Poller | None = None
         self.running = False
 
@@ -530,15 +567,22 @@ class Reactor:
     def listenUNIX(self, address: str, factory: Any, backlog: int = 50, mode: int = 0o666) -> Port:
         """Listen on the UNIX socket ``address`` (a stale socket file is replaced)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        abstract = address.startswith("\0")  # Linux's abstract namespace: no file at all
+        bound = False
         try:
-            with contextlib.suppress(FileNotFoundError):
-                if _is_stale_socket(address):
+            if not abstract and _is_stale_socket(address):
+                with contextlib.suppress(FileNotFoundError):
                     os.unlink(address)
             sock.bind(address)
-            os.chmod(address, mode)
+            bound = True
+            if not abstract:
+                os.chmod(address, mode)
             sock.listen(backlog)
-        except OSError as error:
+        except (OSError, OverflowError, ValueError) as error:
             sock.close()
+            if bound and not abstract:  # ours: a file left behind would look stale later
+                with contextlib.suppress(OSError):
+                    os.unlink(address)
             raise CannotListenError(address, "", error) from error
         sock.setblocking(False)
         return Port(self, sock, factory, backlog=backlog)
@@ -687,8 +731,21 @@ class Reactor:
         What raises on the way (a factory's ``stopFactory``...) is logged with its
         traceback, and the shutdown goes on.
         """
+        self.stopping = True
+        try:
+            await self._shut_down()
+        finally:
+            self.stopping = False
+
+    async def _shut_down(self) -> None:
         for port in list(self._ports):
             _guarded(port.stopListening)
+        attempts = [c._task for c in list(self._connectors) if c.state == "connecting"]
+        for connector in list(self._connectors):
+            _guarded(connector.stopConnecting)  # clientConnectionFailed, then stopFactory
+        pending = [task for task in attempts if task is not None and not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=ABORT_GRACE)
         for connection in list(self._connections):
             _guarded(connection.loseConnection)
         deadline = self.seconds() + self.shutdown_timeout
@@ -727,7 +784,7 @@ def _bound_tcp(port: int, interface: str, backlog: int) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((interface or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
         sock.listen(backlog)
-    except OSError as error:
+    except (OSError, OverflowError) as error:
         sock.close()
         raise CannotListenError(interface, port, error) from error
     sock.setblocking(False)
@@ -735,13 +792,20 @@ def _bound_tcp(port: int, interface: str, backlog: int) -> socket.socket:
 
 
 def _is_stale_socket(path: str) -> bool:
-    """Whether ``path`` is a socket file nobody listens on any more."""
+    """Whether ``path`` is a socket file nobody listens on any more (never a file of
+    another kind: that one is the user's, and binding over it fails as "in use")."""
+    try:
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return False
+    except OSError:
+        return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)  # a live server with a full backlog must not block us
     try:
         probe.connect(path)
     except ConnectionRefusedError:
         return True
-    except OSError:
+    except OSError:  # in progress, would block, refused for another reason: someone is there
         return False
     finally:
         probe.close()

@@ -9,10 +9,13 @@ process on a fresh :class:`~statewire._reactor.Reactor`. Every socket is on 127.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import os
 import signal
 import socket
+import ssl
 import subprocess
 import textwrap
 import time
@@ -26,7 +29,13 @@ from test_runtime_endpoints import _certificate
 
 from statewire._reactor import Reactor, ssl_context
 from statewire.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
-from statewire.error import ConnectError, Failure, ReactorNotRunning, connectionDone
+from statewire.error import (
+    CannotListenError,
+    ConnectError,
+    Failure,
+    ReactorNotRunning,
+    connectionDone,
+)
 from statewire.error import ConnectionRefusedError as Refused
 from statewire.protocol import ClientFactory, Factory, Protocol
 from statewire.testing.memory import Clock
@@ -463,7 +472,7 @@ def test_call_later_refuses_non_callables_and_non_numbers() -> None:
     scenario(body, timeout=10)
 
 
-@pytest.mark.parametrize("delay", BAD_DELAYS, ids=repr)
+@pytest.mark.parametrize("delay", [math.nan, math.inf, -math.inf], ids=repr)
 def test_delayed_call_reset_refuses_bad_delays(delay: float) -> None:
     async def body(reactor: Reactor) -> None:
         call = reactor.callLater(10, print)
@@ -598,3 +607,175 @@ def test_second_signal_during_stop_aborts_without_a_traceback() -> None:
     assert "run() returned" in out
     assert "SIGINT during shutdown: aborting the 1 connections still open" in out
     assert "Traceback" not in out
+
+
+def test_reset_to_a_deadline_just_passed_runs_the_call_at_once() -> None:
+    """As in Twisted: ``reset(deadline - now)`` with the deadline just gone is not an error."""
+
+    async def body(reactor: Reactor) -> None:
+        ran = asyncio.get_running_loop().create_future()
+        call = reactor.callLater(10, ran.set_result, "ran")
+        call.reset(-0.001)
+        assert await asyncio.wait_for(ran, 2) == "ran"
+
+    scenario(body, timeout=10)
+
+
+def test_two_huge_delays_do_not_make_an_infinite_deadline() -> None:
+    async def body(reactor: Reactor) -> None:
+        call = reactor.callLater(10, print)
+        call.delay(1e308)
+        with pytest.raises(ValueError, match="finite"):
+            call.delay(1e308)
+        assert math.isfinite(call.getTime())
+        call.cancel()
+
+    scenario(body, timeout=10)
+
+
+def test_testing_clock_refuses_bad_advances() -> None:
+    clock = Clock()
+    for bad in (math.nan, math.inf, -5.0):
+        with pytest.raises(ValueError):
+            clock.advance(bad)
+    assert clock.seconds() == 0
+
+
+def test_listen_unix_never_deletes_a_file_that_is_not_a_socket(tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("precious data")
+    with pytest.raises(CannotListenError):
+        Reactor().listenUNIX(str(precious), Factory.forProtocol(Protocol))
+    assert precious.read_text() == "precious data"
+
+
+def test_listen_unix_on_a_live_server_with_a_full_backlog_fails_at_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "busy.sock")
+    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    live.bind(path)
+    live.listen(0)
+    waiting = []
+    try:
+        for _ in range(4):  # fill its backlog: a blocking connect would now wait for ever
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                client.connect(path)
+            waiting.append(client)
+        started = time.monotonic()
+        with pytest.raises(CannotListenError):
+            Reactor().listenUNIX(path, Factory.forProtocol(Protocol))
+        assert time.monotonic() - started < 5
+        assert os.path.exists(path)  # the live server's socket is left alone
+    finally:
+        for client in waiting:
+            client.close()
+        live.close()
+
+
+def test_listen_unix_in_the_abstract_namespace() -> None:
+    async def body(reactor: Reactor) -> None:
+        name = f"\0statewire-test-{os.getpid()}"
+        port = reactor.listenUNIX(name, Factory.forProtocol(Echo))
+        await port.ready
+        reader, writer = await asyncio.open_unix_connection(name)
+        writer.write(b"abstract")
+        assert await reader.readexactly(8) == b"abstract"
+        writer.close()
+        await port.stopListening()
+
+    scenario(body, timeout=10)
+
+
+def test_a_unix_mode_that_cannot_be_set_leaves_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "x.sock"
+    with pytest.raises(CannotListenError):
+        Reactor().listenUNIX(str(path), Factory.forProtocol(Protocol), mode=1 << 40)
+    assert not path.exists()
+
+
+class Noting(ClientFactory):
+    """A client factory that writes down its hooks, in order."""
+
+    protocol = Protocol
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def startFactory(self) -> None:
+        self.events.append("start")
+
+    def stopFactory(self) -> None:
+        self.events.append("stop")
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        self.events.append("failed")
+
+    def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
+        self.events.append("lost")
+
+
+def _silent_server() -> socket.socket:
+    """A TCP server that accepts (in the kernel) and never says a word: a TLS handshake to
+    it waits for ever."""
+    server = socket.socket()
+    server.bind((HOST, 0))
+    server.listen(8)
+    return server
+
+
+def test_a_connector_connects_only_when_disconnected() -> None:
+    async def body(reactor: Reactor) -> None:
+        with _silent_server() as server:
+            factory = Noting()
+            client = ssl.create_default_context()
+            connector = reactor.connectSSL(HOST, server.getsockname()[1], factory, client, 30)
+            with pytest.raises(RuntimeError, match="can't connect in this state"):
+                connector.connect()
+            connector.stopConnecting()
+            with pytest.raises(ConnectError):
+                await connector.connected
+        assert factory.events == ["start", "failed", "stop"]
+
+    scenario(body, timeout=10)
+
+
+def test_a_retry_later_starts_the_factory_again() -> None:
+    async def body(reactor: Reactor) -> None:
+        with socket.socket() as closed:
+            closed.bind((HOST, 0))
+            port = closed.getsockname()[1]  # bound, not listening: refused
+            factory = Noting()
+            done = asyncio.get_running_loop().create_future()
+
+            def failed(connector: Any, reason: Failure) -> None:
+                factory.events.append("failed")
+                if factory.events.count("failed") < 3:
+                    reactor.callLater(0.01, connector.connect)
+                else:
+                    reactor.callLater(0.05, done.set_result, None)
+
+            factory.clientConnectionFailed = failed  # type: ignore[method-assign]
+            reactor.connectTCP(HOST, port, factory)
+            await done
+        assert factory.events == ["start", "failed", "stop"] * 3
+
+    scenario(body, timeout=10)
+
+
+def test_shutdown_gives_up_attempts_in_progress() -> None:
+    async def body(reactor: Reactor) -> None:
+        with _silent_server() as server:
+            factory = Noting()
+            client = ssl.create_default_context()
+            connector = reactor.connectSSL(HOST, server.getsockname()[1], factory, client, 30)
+            await asyncio.sleep(0.1)
+            started = time.monotonic()
+            await reactor.shutdown()
+            assert time.monotonic() - started < 2
+            assert connector.state == "disconnected"
+            assert factory.events == ["start", "failed", "stop"]
+            # once stopping, a reconnect fails at once instead of holding the shutdown
+            assert reactor.stopping is False
+
+    scenario(body, timeout=10)

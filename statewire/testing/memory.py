@@ -149,14 +149,7 @@ class Clock:
         As the reactor's ``callLater``: a delay that is NaN, infinite or negative raises
         ``ValueError`` (NaN would disorder the queue), a non-callable ``f`` ``TypeError``.
         """
-        try:
-            valid = math.isfinite(delay) and delay >= 0
-        except TypeError:
-            raise TypeError(f"callLater()'s delay must be a number, not {delay!r}") from None
-        if not valid:
-            raise ValueError(
-                f"callLater()'s delay must be a finite number of seconds >= 0, not {delay!r}"
-            )
+        _check_seconds(delay, "callLater()'s delay")
         if not callable(f):
             raise TypeError(f"the callback must be callable, not {f!r}")
         call = _Call(self, self.now + delay, f, args)
@@ -168,7 +161,9 @@ class Clock:
         return [call for _, _, call in sorted(self._queue) if call.active()]
 
     def advance(self, seconds: float) -> None:
-        """Move time forward by ``seconds``, running every call that falls due."""
+        """Move time forward by ``seconds`` (finite, >= 0: time never goes back), running
+        every call that falls due."""
+        _check_seconds(seconds, "advance()")
         end = self.now + seconds
         while self._queue and self._queue[0][0] <= end:
             when, _, call = heapq.heappop(self._queue)
@@ -177,6 +172,17 @@ class Clock:
                 call.called = True
                 call.func(*call.args)
         self.now = end
+
+
+def _check_seconds(seconds: float, what: str) -> None:
+    """Refuse ``seconds`` unless it is a finite number >= 0 (NaN would disorder the queue
+    and stop time for good)."""
+    try:
+        valid = math.isfinite(seconds) and seconds >= 0
+    except TypeError:
+        raise TypeError(f"{what} must be a number, not {seconds!r}") from None
+    if not valid:
+        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {seconds!r}")
 
 
 class Loopback:
