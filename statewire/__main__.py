@@ -17,7 +17,7 @@ def _serve(targets: str, listen: list[str], uvloop: bool) -> int:
     from statewire import reactor
     from statewire.endpoints import serverFromString
     from statewire.error import CannotListenError
-    from statewire.target import TargetError, factory_from
+    from statewire.target import TargetError, TargetRaised, factory_from
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -28,6 +28,9 @@ def _serve(targets: str, listen: list[str], uvloop: bool) -> int:
             reactor.use_uvloop()
         factory = factory_from(targets)
         endpoints = [serverFromString(reactor, description) for description in listen]
+    except TargetRaised as error:  # the application's code failed, not the command line
+        print(f"statewire serve: {error}", file=sys.stderr)
+        return 1
     except (TargetError, ValueError, ImportError) as error:
         print(f"statewire serve: {error}", file=sys.stderr)
         return 2
@@ -53,18 +56,24 @@ def _diagram(target: str, fmt: str | None, output: str | None, check: str | None
     from pathlib import Path
 
     from statewire.diagram import SUFFIXES, DiagramError, protocol_from, render
-    from statewire.target import TargetError
+    from statewire.target import TargetError, TargetRaised
 
     where = check or output
     if fmt is None:
         fmt = SUFFIXES.get(Path(where).suffix, "dot") if where else "dot"
     try:
         data = render(protocol_from(target), fmt)
+    except TargetRaised as error:
+        print(f"statewire diagram: {error}", file=sys.stderr)
+        return 1
     except (TargetError, DiagramError, ImportError) as error:
         print(f"statewire diagram: {error}", file=sys.stderr)
         return 2
     if check is not None:
         path = Path(check)
+        if path.exists() and not path.is_file():
+            print(f"statewire diagram: {check} is not a regular file", file=sys.stderr)
+            return 1
         if not path.is_file():
             print(
                 f"statewire diagram: {check} does not exist; make it: "
@@ -72,7 +81,12 @@ def _diagram(target: str, fmt: str | None, output: str | None, check: str | None
                 file=sys.stderr,
             )
             return 1
-        if path.read_bytes() != data:
+        try:
+            committed = path.read_bytes()
+        except OSError as error:
+            print(f"statewire diagram: cannot read {check}: {error.strerror}", file=sys.stderr)
+            return 1
+        if committed != data:
             print(
                 f"statewire diagram: {check} differs from what {target} draws today; "
                 f"regenerate it: statewire diagram {target} --format {fmt} -o {check}",
@@ -83,6 +97,9 @@ def _diagram(target: str, fmt: str | None, output: str | None, check: str | None
     try:
         if output is not None:
             Path(output).write_bytes(data)
+        elif sys.stdout is None:
+            print("statewire diagram: no standard output to write to", file=sys.stderr)
+            return 1
         else:
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
@@ -137,12 +154,19 @@ def main(argv: list[str] | None = None) -> int:
         return _diagram(args.target, args.format, args.output, args.check)
     from statewire import demo as demo_module
 
+    if sys.stdout is None:  # started with stdout closed
+        print("statewire demo: no standard output to write to", file=sys.stderr)
+        return 1
     try:
         demo_module.run(sys.stdout, seed=args.seed)
         sys.stdout.flush()
     except BrokenPipeError:  # `statewire demo | head`: the reader has seen enough
         # stdout's buffer would be flushed again at exit, into the closed pipe
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as error:  # a full disk, ...
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"statewire demo: cannot write: {error.strerror or error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -30,6 +30,7 @@ import signal
 import socket
 import ssl
 import stat
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -666,7 +667,10 @@ class Reactor:
         """Run until :meth:`stop` (or SIGINT/SIGTERM, which stop gracefully)."""
         loop = self.loop
         asyncio.set_event_loop(loop)
-        signals = [signal.SIGINT, signal.SIGTERM] if installSignalHandlers else []
+        # signal handlers can only be installed from the main thread (as Twisted, run
+        # without them elsewhere)
+        main = threading.current_thread() is threading.main_thread()
+        signals = [signal.SIGINT, signal.SIGTERM] if installSignalHandlers and main else []
         for number in signals:
             loop.add_signal_handler(number, self._signalled, number)
         self.running = True

@@ -336,11 +336,11 @@ def protocol_from(target: str) -> type:
     """The declared protocol class ``target`` names: the class itself, a factory (or a
     factory class) whose ``protocol`` it is, or a function returning such a factory."""
     from statewire.declarative import MachineProtocol
-    from statewire.target import TargetError, load
+    from statewire.target import TargetError, call, load
 
     found = load(target)
     if callable(found) and not isinstance(found, type):
-        found = found()
+        found = call(target, "calling", found)
     candidate: object = getattr(found, "protocol", found)
     if isinstance(found, type) and issubclass(found, MachineProtocol):
         candidate = found

@@ -235,12 +235,14 @@ def serverFromString(reactor: Reactor, description: str) -> Any:
     if kind not in _SERVER_OPTIONS:
         raise ValueError(f"unknown endpoint type {kind!r} in {description!r}")
     values = _take(description, args, kwargs, _SERVER_OPTIONS[kind], 1)
-    backlog = _int(values.get("backlog", "50"), "backlog", description)
+    backlog = _int(values.get("backlog", "50"), "backlog", description, (1 << 31) - 1)
     if kind == "unix":
         try:
             mode = int(values.get("mode", "666"), 8)
         except ValueError:
             raise ValueError(f"mode in {description!r} is not an octal number") from None
+        if not 0 <= mode <= 0o777:
+            raise ValueError(f"mode in {description!r} is not in 0 to 777 (octal)")
         return UNIXServerEndpoint(reactor, values["address"], backlog, mode)
     port = _port(values["port"], description)
     if kind == "tcp":

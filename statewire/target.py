@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,19 @@ from typing import Any
 
 class TargetError(Exception):
     """The target does not exist or is not what was asked for (a one-line message)."""
+
+
+class TargetRaised(TargetError):
+    """The target's own code raised while it was imported or called (a one-line message
+    naming the target and the exception)."""
+
+
+def call(target: str, what: str, function: Any) -> Any:
+    """``function()``, an exception from it reported as :class:`TargetRaised`."""
+    try:
+        return function()
+    except Exception as error:
+        raise TargetRaised(f"{what} {target} raised {type(error).__name__}: {error}") from error
 
 
 def load(target: str) -> Any:
@@ -29,12 +43,17 @@ def load(target: str) -> Any:
         sys.modules[spec.name] = module
         # as when the file is run as a script: its own folder is importable
         sys.path.insert(0, str(path.resolve().parent))
-        spec.loader.exec_module(module)
+        loader = spec.loader
+        call(target, "importing", lambda: loader.exec_module(module))
     else:
         try:
             module = importlib.import_module(where)
         except ImportError as error:
             raise TargetError(f"cannot import {where}: {error}") from None
+        except Exception as error:
+            raise TargetRaised(
+                f"importing {target} raised {type(error).__name__}: {error}"
+            ) from error
     try:
         return getattr(module, name)
     except AttributeError:
@@ -50,15 +69,24 @@ def factory_from(target: str) -> Any:
     if isinstance(found, type) and issubclass(found, Protocol):
         return Factory.forProtocol(found)
     if isinstance(found, type) and issubclass(found, Factory):
-        try:
-            return found()
-        except TypeError as error:
-            raise TargetError(f"{target} cannot be made with no arguments: {error}") from None
+        _no_arguments(target, found)
+        return call(target, "making", found)
     if isinstance(found, Factory):
         return found
     if callable(found) and not isinstance(found, type):
-        made = found()
+        _no_arguments(target, found)
+        made = call(target, "calling", found)
         if isinstance(made, Factory):
             return made
         raise TargetError(f"{target} returned {type(made).__name__}, not a Factory")
     raise TargetError(f"{target} is a {type(found).__name__}, not a Factory or a Protocol")
+
+
+def _no_arguments(target: str, function: Any) -> None:
+    """Refuse a factory (function or class) that cannot be called with no arguments."""
+    try:
+        inspect.signature(function).bind()
+    except TypeError as error:
+        raise TargetError(f"{target} cannot be called with no arguments: {error}") from None
+    except ValueError:  # no signature to read (a builtin): calling it will tell
+        pass

@@ -163,3 +163,94 @@ def test_serve_listens_on_this_machine_only_by_default() -> None:
 
     endpoint = serverFromString(Reactor(), DEFAULT_LISTEN)
     assert endpoint.interface == "127.0.0.1"
+
+
+TARGETS = """
+from statewire.protocol import Factory
+from statewire.wire import Echo
+
+def raises_runtime():
+    raise RuntimeError("no database")
+
+class NeedsArguments(Factory):
+    protocol = Echo
+    def __init__(self, path):
+        self.path = path
+
+class Buggy(Factory):
+    protocol = Echo
+    def __init__(self):
+        len(5)
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "message"),
+    [
+        ("raises_runtime", 1, "calling {t} raised RuntimeError: no database"),
+        ("NeedsArguments", 2, "{t} cannot be called with no arguments"),
+        ("Buggy", 1, "making {t} raised TypeError"),
+    ],
+)
+def test_a_target_whose_code_fails_is_one_line(
+    tmp_path: Path, name: str, code: int, message: str
+) -> None:
+    script = tmp_path / "targets.py"
+    script.write_text(TARGETS)
+    target = f"{script}:{name}"
+    done = _cli("serve", target, "--listen", "tcp:0:interface=127.0.0.1")
+    assert done.returncode == code
+    assert message.format(t=target) in _one_line(done, "statewire serve:")
+
+
+def test_a_module_that_raises_on_import_is_one_line(tmp_path: Path) -> None:
+    script = tmp_path / "broken_import.py"
+    script.write_text("raise RuntimeError('half written')\n")
+    for command in ("serve", "diagram"):
+        done = _cli(command, f"{script}:factory")
+        assert done.returncode == 1
+        assert "raised RuntimeError: half written" in _one_line(done, f"statewire {command}:")
+
+
+@pytest.mark.parametrize(
+    ("description", "message"),
+    [
+        ("tcp:0:interface=127.0.0.1:backlog=99999999999", "backlog '99999999999'"),
+        ("unix:/tmp/statewire-x.sock:mode=-1", "not in 0 to 777"),
+        ("unix:/tmp/statewire-x.sock:mode=9", "not an octal number"),
+        ("unix:/tmp/statewire-x.sock:mode=7777", "not in 0 to 777"),
+    ],
+)
+def test_backlog_and_mode_out_of_range(description: str, message: str) -> None:
+    done = _cli("serve", "statewire.wire:Echo", "--listen", description)
+    assert done.returncode == 2
+    assert message in _one_line(done, "statewire serve:")
+
+
+def test_demo_into_a_full_disk_and_without_stdout() -> None:
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "statewire", "demo"],
+            cwd=ROOT,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert "cannot write" in _one_line(done, "statewire demo:")
+    closed = subprocess.run(
+        ["sh", "-c", f"{sys.executable} -m statewire demo >&-"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert closed.returncode == 1
+    assert "no standard output" in _one_line(closed, "statewire demo:")
+
+
+def test_check_on_a_folder(tmp_path: Path) -> None:
+    done = _cli("diagram", "statewire.basic:LineReceiver", "--check", str(tmp_path))
+    assert done.returncode == 1
+    assert "is not a regular file" in _one_line(done, "statewire diagram:")
