@@ -14,9 +14,11 @@ from grammars.errors import (
     TruncatedError,
 )
 from grammars.fixed import Fixed, Raw, fixed, raw
+from grammars.limited import Limited, limited
 from grammars.line import Line, line
 from grammars.netstring import Netstring, netstring
 from grammars.prefixed import LengthPrefixed, prefixed
+from grammars.resp import Request, Resp, request, resp
 
 __all__ = [
     "Fixed",
@@ -24,15 +26,21 @@ __all__ = [
     "GrammarError",
     "InvalidValueError",
     "LengthPrefixed",
+    "Limited",
     "Line",
     "MalformedError",
     "Netstring",
     "Raw",
+    "Request",
+    "Resp",
     "TooLongError",
     "TruncatedError",
     "fixed",
+    "limited",
     "line",
     "netstring",
     "prefixed",
     "raw",
+    "request",
+    "resp",
 ]

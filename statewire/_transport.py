@@ -23,13 +23,34 @@ Writes are coalesced: ``write`` appends to a list, and the list goes to the sock
 write when the protocol's callback returns (``dataReceived``, ``connectionMade``) or, for
 writes made anywhere else (a timer), at the end of the current event-loop turn.
 
-Flow control: when the unsent data passes :data:`HIGH_WATER` (a peer that does not read),
-the transport stops reading and pauses the registered producer; both resume once it is
-back under :data:`LOW_WATER`. So a slow reader costs at most the high-water mark (plus one
-read) of memory. A pull (non-streaming) producer is asked for more after each write it
-makes, while the buffer is below the high-water mark. Reading is on exactly when the
-protocol has not paused it (``pauseProducing``), the write side is not congested, and the
+Flow control: when the unsent data -- what the socket has not taken plus what was written
+during the current callback and is not yet flushed -- passes :data:`HIGH_WATER` (a peer
+that does not read), the transport stops reading, pauses the registered producer and
+calls the protocol's ``transportCongested(True)`` (a declared protocol then stops cutting
+frames after the current one: pipelined requests wait, in order, in its buffer). The check
+is made in ``write`` itself, so a read that holds many requests stops producing replies
+as soon as they fill the mark, not after the whole read was handled. All resume once the
+unsent data is back under :data:`LOW_WATER` (``transportCongested(False)``). So a peer
+that does not read costs at most the high-water mark plus one reply (plus one read) of
+memory. A pull (non-streaming) producer is asked for more after each write it makes,
+while the buffer is below the high-water mark. Reading is on exactly when the protocol
+has not paused it (``pauseProducing``), the write side is not congested, and the
 connection is not closing.
+
+Deadlines on the write side, so a peer that never reads cannot hold a connection and its
+buffers for ever: a connection closing with unsent data is aborted after
+:attr:`~_Connection.close_timeout` seconds (default :data:`CLOSE_TIMEOUT`, 30 s; ``None``
+waits for ever), and, when :attr:`~_Connection.write_timeout` is set, a connection whose
+unsent data has not moved at all for that many seconds is aborted (checked every
+``write_timeout`` seconds: the abort comes between one and two periods after the peer
+stopped taking bytes). Both are ``ConnectionAborted`` and logged at INFO (the peer's
+fault). Timers run on the connection's own loop. Connections that keep the defaults carry
+nothing for them (a :class:`_WriteLimits` is made when one is changed or armed): an idle
+connection costs what it did.
+
+Failures of the transport's own I/O path (a ``MemoryError`` joining the output, an error
+no handler expected) never reach the event loop: the connection is aborted, its buffers
+freed, and the failure logged once at ERROR; every other connection carries on.
 
 Closing, as Twisted: ``loseConnection`` stops reading and closes once everything written
 has been sent, including what is written in the rest of the current callback (or, outside
@@ -66,6 +87,9 @@ HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 #: bytes asked of the socket per read (as Twisted; asyncio asks 256 KiB)
 READ_SIZE = 64 * 1024
+#: default :attr:`_Connection.close_timeout`: seconds a closing connection may take to
+#: hand its unsent data to a peer before it is aborted
+CLOSE_TIMEOUT = 30.0
 
 
 class Owner:
@@ -189,10 +213,12 @@ class _Connection:
         "_closed",
         "_flush_scheduled",
         "_in_callback",
+        "_limits",
         "_out",
         "_owner",
         "_producer",
         "_read_paused",
+        "_room",
         "_streaming",
         "_write_paused",
         "disconnecting",
@@ -213,6 +239,11 @@ class _Connection:
         self._write_paused = False
         self._producer: Any = None
         self._streaming = True
+        #: bytes that may still be written before the unsent data passes HIGH_WATER (kept
+        #: exact by the socket transport, recounted when it runs out on the others)
+        self._room = HIGH_WATER
+        #: the write deadlines and their timers; ``None`` while all are the defaults
+        self._limits: _WriteLimits | None = None
         #: True once the connection is closing (``loseConnection``, ``abortConnection``,
         #: or the peer's end of stream)
         self.disconnecting = False
@@ -241,41 +272,90 @@ class _Connection:
     # -- writing -------------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Queue ``data`` (bytes-like) for the peer; a no-op after the connection closed."""
+        """Queue ``data`` for the peer; a no-op after the connection closed.
+
+        ``data`` is a bytes-like object: ``bytes``, ``bytearray`` or ``memoryview`` (the
+        last two are copied). Anything else raises ``TypeError`` naming its type.
+        """
         if type(data) is not bytes:
-            if isinstance(data, str):
-                raise TypeError("write() takes bytes, not str: encode the text first")
-            data = bytes(data)
+            data = _as_bytes(data, "write")
         if self._closed:
             return
         out = self._out
         if out is None:
             out = self._out = []
         out.append(data)
+        room = self._room - len(data)
+        self._room = room
+        if room < 0 and not self._write_paused:
+            self._recount()
         if not self._in_callback and not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
     def writeSequence(self, data: Iterable[bytes]) -> None:
-        """Queue each item of ``data`` in turn."""
+        """Queue each item of ``data`` (bytes-like objects, as :meth:`write`) in turn."""
+        if isinstance(data, (bytes, bytearray, memoryview, str)):
+            raise TypeError(
+                f"writeSequence() takes an iterable of bytes, not {type(data).__name__}"
+            )
         for item in data:
             self.write(item)
 
+    def _recount(self) -> None:
+        """The write budget ran out: count it again (the peer may have taken bytes since
+        it was last counted) and pause when the unsent data really is over the mark."""
+        out = self._out
+        queued = sum(map(len, out)) if out else 0
+        self._room = HIGH_WATER - self._write_buffer_size() - queued
+        if self._room < 0:
+            self._pause_writing()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
-        out = self._out
-        if self._closed:
+        try:
+            out = self._out
+            if self._closed:
+                if out:
+                    out.clear()
+                return
             if out:
+                data = out[0] if len(out) == 1 else b"".join(out)
                 out.clear()
-            return
-        if out:
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            self._send(data)
-            if self._producer is not None and not self._streaming:
-                self._loop.call_soon(self._pull)
-        if self.disconnecting and not self._closed:
-            self._finish()
+                limits = self._limits
+                if limits is not None:
+                    limits.handed += len(data)
+                self._send(data)
+                unsent = self._write_buffer_size()
+                self._room = HIGH_WATER - unsent
+                if (
+                    unsent
+                    and limits is not None
+                    and limits.write_timeout is not None
+                    and limits.stall_timer is None
+                ):
+                    self._watch_stall(limits)
+                if self._write_paused and self._drained():
+                    # paused from write() before anything was sent, and the peer took it
+                    # all: resume, from the loop (not from inside this flush)
+                    self._loop.call_soon(self._resume_if_drained)
+                if self._producer is not None and not self._streaming:
+                    self._loop.call_soon(self._pull)
+            if self.disconnecting and not self._closed:
+                self._finish()
+        except Exception as exc:
+            self._fail(exc)
+
+    def _drained(self) -> bool:
+        """Whether a pause no one will lift any more (the buffer never filled) may end."""
+        raise NotImplementedError
+
+    def _resume_if_drained(self) -> None:
+        try:
+            if self._write_paused and not self._closed and self._drained():
+                self._resume_writing()
+        except Exception as exc:
+            self._fail(exc)
 
     def _finish(self) -> None:
         """Closing, and everything written has been handed over: close when sent."""
@@ -287,6 +367,87 @@ class _Connection:
         if producer is not None and not (self._streaming or self._write_paused or self._closed):
             self._call(producer.resumeProducing)
 
+    # -- deadlines on the write side -----------------------------------------------------
+
+    def _watch_stall(self, limits: _WriteLimits) -> None:
+        seconds = limits.write_timeout
+        if seconds is not None:
+            sent = limits.handed - self._write_buffer_size()
+            limits.stall_timer = self._loop.call_later(seconds, self._check_stall, sent)
+
+    def _check_stall(self, sent_before: int) -> None:
+        """``write_timeout`` seconds ago ``sent_before`` bytes had been taken by the peer
+        (counted from when the limit was set): abort if it has taken none since (and data
+        is waiting), else watch on."""
+        limits = self._write_limits()
+        limits.stall_timer = None
+        try:
+            unsent = self._write_buffer_size()
+            if not unsent or limits.write_timeout is None:  # drained, or the limit lifted
+                return
+            if limits.handed - unsent == sent_before:
+                log.info(
+                    "the connection from %s took no byte of %d unsent in %s s; aborting it",
+                    _peer(self),
+                    unsent,
+                    limits.write_timeout,
+                )
+                self._abort(ConnectionAborted("write timeout"), reset=True)
+            else:
+                self._watch_stall(limits)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _close_when_sent(self) -> None:
+        """Closing with unsent data: abort if the peer does not take it in time."""
+        seconds = self.close_timeout
+        if seconds is not None:
+            limits = self._write_limits()
+            if limits.close_timer is None:
+                limits.close_timer = self._loop.call_later(seconds, self._close_expired)
+
+    def _close_expired(self) -> None:
+        self._write_limits().close_timer = None
+        try:
+            unsent = self._write_buffer_size()
+            log.info(
+                "the connection from %s did not take its last %d bytes within %s s of "
+                "closing; aborting it",
+                _peer(self),
+                unsent,
+                self.close_timeout,
+            )
+            self._abort(ConnectionAborted("close timeout"), reset=True)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _cancel_timers(self) -> None:
+        limits = self._limits
+        if limits is not None:
+            for timer in (limits.close_timer, limits.stall_timer):
+                if timer is not None:
+                    timer.cancel()
+            limits.close_timer = limits.stall_timer = None
+
+    def _fail(self, exc: Exception) -> None:
+        """The transport's own I/O path raised (out of memory, ...): abort this
+        connection only, free its buffers, log it once."""
+        self._out = None
+        if self._closed:
+            return
+        try:
+            log.error(
+                "the transport of the connection from %s failed (%s); aborting it",
+                _peer(self),
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            self._abort(ConnectionLost(f"transport failed: {type(exc).__name__}"), reset=True)
+        except Exception:  # nothing more can be done for it; the loop must not see it
+            log.exception("aborting the failed connection from %s raised", _peer(self))
+        finally:
+            self._closed = True
+
     # -- closing -------------------------------------------------------------------------
 
     def _closing(self) -> None:
@@ -297,8 +458,8 @@ class _Connection:
 
     def _deliver_lost(self, exc: BaseException | None) -> None:
         """Tell the protocol, the producer and the owner that the connection is gone."""
-        if self._out:
-            self._out.clear()
+        self._cancel_timers()
+        self._out = None
         self._owner.reactor._connections.discard(self)
         protocol = self.protocol
         if protocol is None:
@@ -320,6 +481,38 @@ class _Connection:
     def reactor(self) -> Reactor:
         """The reactor serving this connection (its timers run on the same loop)."""
         return self._owner.reactor
+
+    def _write_limits(self) -> _WriteLimits:
+        limits = self._limits
+        if limits is None:
+            limits = self._limits = _WriteLimits()
+        return limits
+
+    @property
+    def close_timeout(self) -> float | None:
+        """Seconds a closing connection with unsent data may take to hand it to the peer
+        before it is aborted (default :data:`CLOSE_TIMEOUT`, 30 s; ``None``: wait for
+        ever, as Twisted). Set it per connection, e.g. in ``connectionMade``."""
+        limits = self._limits
+        return CLOSE_TIMEOUT if limits is None else limits.close_timeout
+
+    @close_timeout.setter
+    def close_timeout(self, seconds: float | None) -> None:
+        if seconds != self.close_timeout:
+            self._write_limits().close_timeout = seconds
+
+    @property
+    def write_timeout(self) -> float | None:
+        """Seconds unsent data may wait without the peer taking a byte of it before the
+        connection is aborted (default ``None``: no limit). What the kernel takes counts,
+        and it takes in steps of up to half its send buffer: use seconds, not fractions."""
+        limits = self._limits
+        return None if limits is None else limits.write_timeout
+
+    @write_timeout.setter
+    def write_timeout(self, seconds: float | None) -> None:
+        if seconds != self.write_timeout:
+            self._write_limits().write_timeout = seconds
 
     # -- addresses -----------------------------------------------------------------------
 
@@ -383,15 +576,27 @@ class _Connection:
         self._producer = None
 
     def _pause_writing(self) -> None:
+        if self._write_paused:
+            return
         self._write_paused = True
         self._update_reading()
+        hook = getattr(self.protocol, "transportCongested", None)
+        if hook is not None:
+            self._call(hook, True)
         if self._producer is not None and self._streaming:
             self._call(self._producer.pauseProducing)
 
     def _resume_writing(self) -> None:
+        if not self._write_paused:
+            return
         self._write_paused = False
+        out = self._out
+        self._room = HIGH_WATER - self._write_buffer_size() - (sum(map(len, out)) if out else 0)
         self._update_reading()
-        if self._producer is not None:
+        hook = getattr(self.protocol, "transportCongested", None)
+        if hook is not None:
+            self._call(hook, False)  # may fill the buffer again: then it paused again
+        if self._producer is not None and not self._write_paused:
             self._call(self._producer.resumeProducing)
 
     # -- user code -----------------------------------------------------------------------
@@ -421,6 +626,21 @@ class _Connection:
 
     def _abort(self, reason: ConnectionLost, reset: bool) -> None:
         raise NotImplementedError
+
+
+class _WriteLimits:
+    """A connection's write deadlines, once one differs from the default or is armed."""
+
+    __slots__ = ("close_timeout", "close_timer", "handed", "stall_timer", "write_timeout")
+
+    def __init__(self) -> None:
+        self.close_timeout: float | None = CLOSE_TIMEOUT
+        self.write_timeout: float | None = None
+        #: bytes handed to the socket (or asyncio transport) since this was made: with
+        #: what is still unsent, how much the peer took (progress, for write_timeout)
+        self.handed = 0
+        self.close_timer: asyncio.TimerHandle | None = None
+        self.stall_timer: asyncio.TimerHandle | None = None
 
 
 class SocketTransport(_Connection):
@@ -477,6 +697,9 @@ class SocketTransport(_Connection):
         except OSError as exc:
             self._close(exc)
             return
+        except Exception as exc:  # MemoryError...
+            self._fail(exc)
+            return
         if not data:
             self._end_of_stream()
             return
@@ -515,21 +738,29 @@ class SocketTransport(_Connection):
         if pending is None:
             return
         try:
-            sent = self._sock.send(pending)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._close(exc)
-            return
-        del pending[:sent]
-        if not pending:
-            self._pending = None
-            self._watch()
-            if self.disconnecting:
-                self._close(None)
+            try:
+                sent = self._sock.send(pending)
+            except (BlockingIOError, InterruptedError):
                 return
-        if self._write_paused and len(pending) <= LOW_WATER:
-            self._resume_writing()
+            except OSError as exc:
+                self._close(exc)
+                return
+            del pending[:sent]
+            self._room += sent
+            if not pending:
+                self._pending = None
+                self._watch()
+                if self.disconnecting:
+                    self._close(None)
+                    return
+            if self._write_paused and len(pending) <= LOW_WATER:
+                self._resume_writing()
+        except Exception as exc:
+            self._fail(exc)
+
+    def _drained(self) -> bool:
+        pending = self._pending
+        return pending is None or len(pending) <= LOW_WATER
 
     def _set_reading(self, reading: bool) -> None:
         if reading != self._reading:
@@ -557,7 +788,9 @@ class SocketTransport(_Connection):
 
     def _finish(self) -> None:
         if self._pending is None:
-            self._close(None)  # else _write_ready closes once it is sent
+            self._close(None)
+        else:  # _write_ready closes once it is sent, or close_timeout aborts
+            self._close_when_sent()
 
     def _abort(self, reason: ConnectionLost, reset: bool) -> None:
         if self._closed:
@@ -571,17 +804,23 @@ class SocketTransport(_Connection):
         """The peer sent everything it will: close our side too, once flushed (without
         ``on_closing``: frames already buffered are still the protocol's to deliver)."""
         self.disconnecting = True
-        self._update_reading()
+        try:
+            self._update_reading()
+        except Exception as exc:
+            self._fail(exc)
+            return
         self._flush()  # what was written this turn goes too; then it closes once sent
 
     def _close(self, exc: BaseException | None) -> None:
         if self._closed:
             return
         self._closed = True
+        self._cancel_timers()
         if self._reading or self._pending is not None:
             self._reading = False
             self._pending = None
-            self._watch()
+            with contextlib.suppress(OSError):  # the socket is closed below all the same
+                self._watch()
         sock = self._sock
         try:
             self._host = sock.getsockname()
@@ -599,7 +838,7 @@ class Transport(_Connection):
     it): such data is held, and delivered in order once reading resumes.
     """
 
-    __slots__ = ("_aborted", "_held", "_loop", "_transport")
+    __slots__ = ("_aborted", "_held", "_loop", "_loop_paused", "_transport")
 
     _aborted: ConnectionLost | None
 
@@ -610,6 +849,7 @@ class Transport(_Connection):
         self._loop = loop
         self._held = b""
         self._aborted = None  # why we aborted, when we did
+        self._loop_paused = False  # asyncio's own buffer is over its high-water mark
         self._transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -650,6 +890,11 @@ class Transport(_Connection):
     def _write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size()
 
+    def _drained(self) -> bool:
+        # asyncio says resume_writing only after it said pause_writing: when it did not,
+        # nothing else would lift a pause made from write()
+        return not self._loop_paused
+
     def _unix(self) -> bool:
         sock = self._transport.get_extra_info("socket")
         return sock is not None and sock.family == socket.AF_UNIX
@@ -664,6 +909,8 @@ class Transport(_Connection):
     def _finish(self) -> None:
         self._closed = True  # nothing more is written; asyncio sends its buffer, then closes
         self._transport.close()
+        if self._transport.get_write_buffer_size():
+            self._close_when_sent()
 
     def _abort(self, reason: ConnectionLost, reset: bool) -> None:
         self._held = b""
@@ -725,10 +972,12 @@ class Bridge(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.transport is not None:
+            self.transport._loop_paused = True
             self.transport._pause_writing()
 
     def resume_writing(self) -> None:
         if self.transport is not None:
+            self.transport._loop_paused = False
             self.transport._resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -747,6 +996,19 @@ def _reset_on_close(sock: Any) -> None:
     if sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+
+
+def _as_bytes(data: Any, method: str) -> bytes:
+    """``data`` as bytes if it is bytes-like, else a ``TypeError`` naming its type (an
+    int would otherwise make ``bytes(n)``: n NUL bytes)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, str):
+        raise TypeError(f"{method}() takes bytes, not str: encode the text first")
+    raise TypeError(
+        f"{method}() takes a bytes-like object (bytes, bytearray, memoryview), "
+        f"not {type(data).__name__}"
+    )
 
 
 def _name(method: Callable[..., Any]) -> str:

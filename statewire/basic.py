@@ -39,6 +39,11 @@ Where statewire differs from Twisted, on purpose:
   next read.
 * After ``lengthLimitExceeded`` (``IntNStringReceiver``) nothing more is framed on that
   connection (Twisted would call it again on each later read of the same header).
+* A peer that does not read what the callbacks write holds them back: once the
+  transport's unsent data passes its high-water mark, no more frames are delivered (the
+  rest of the read waits, in order) until it drains; Twisted's helpers go on through the
+  whole read. This pause and the protocol's own ``pauseProducing`` are independent: each
+  resume lifts only its own.
 """
 
 from __future__ import annotations
@@ -127,19 +132,20 @@ class _Receiver(MachineProtocol):
         """Stop delivering (after the current frame) and stop reading."""
         self.paused = True
         self.transport.pauseProducing()
-        self._sw_frames().pause()
+        self._sw_hold("producer")
 
     def resumeProducing(self) -> None:
-        """Deliver what is buffered, then read again."""
+        """Deliver what is buffered, then read again (unless the transport's write buffer
+        is still over its high-water mark: that pause is the transport's to lift)."""
         self.paused = False
         self.transport.resumeProducing()
-        self._sw_resume_input()
+        self._sw_release("producer")
 
     def stopProducing(self) -> None:
         """Stop delivering and tell the transport to stop."""
         self.paused = True
         self.transport.stopProducing()
-        self._sw_frames().pause()
+        self._sw_hold("stopped")
 
 
 class _Lines(Protocol):

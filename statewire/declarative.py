@@ -33,6 +33,17 @@ false; the state is unchanged either way. An exception from an output or a hook 
 Closing the connection (``close()``, or ``transport.loseConnection()`` on statewire's own
 transports) stops the delivery of frames already received, as Twisted's ``LineReceiver``
 does.
+
+Flow control and write deadlines. While the transport's unsent data is over its high-water
+mark (a peer that sends requests and does not read the replies), no frame is delivered:
+the framer stops after the current frame, the rest of the read waits in its buffer, in
+order, reading from the peer stops, and all resumes when the peer has taken enough. So a
+pipelining non-reader costs the high-water mark plus one reply, whatever it sends. A peer
+that never reads is then stopped by the deadlines: an idle or state :class:`Timeout`
+fires (no request is read any more), and its ``close()`` waits at most
+:attr:`MachineProtocol.close_timeout` for the unsent reply before aborting;
+:attr:`MachineProtocol.write_timeout` aborts a connection whose unsent data has not moved
+at all for that long, in any state.
 """
 
 from __future__ import annotations
@@ -69,7 +80,8 @@ class MachineProtocol(Driver, Protocol):
     lost: ClassVar[Any] = None
     #: what the framer does after a framing error (``Policy.DISCARD`` skips oversize frames)
     policy: ClassVar[Policy] = Policy.CLOSE
-    #: grammar :meth:`send` builds frames with; ``None``: the current state's grammar
+    #: grammar :meth:`send` builds frames with; ``None``: the framing of the state the
+    #: machine is in (inside a transition: the state it leads to; see :meth:`send`)
     sends: ClassVar[Any] = None
     #: a value sent (through :meth:`send`) on a remote error, or ``None``
     error_reply: ClassVar[Any] = None
@@ -79,6 +91,16 @@ class MachineProtocol(Driver, Protocol):
     #: timer source with ``callLater`` and ``seconds``; ``None``: the reactor serving the
     #: connection (statewire's global reactor for transports that do not say)
     clock: Any = None
+    #: seconds a closing connection (``close()``, a timeout's close...) with unsent data
+    #: may wait for the peer to take it before it is aborted; ``None`` waits for ever.
+    #: 30 s, as statewire's transports by default
+    close_timeout: ClassVar[float | None] = 30.0
+    #: seconds unsent data may wait without the peer taking a byte of it before the
+    #: connection is aborted, in any state (a peer that never reads); ``None``: no limit.
+    #: Progress is what the kernel takes, which it does in steps of up to half its send
+    #: buffer: use seconds, not fractions. An output may set
+    #: ``core.transport.write_timeout`` for the state it leads to
+    write_timeout: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -98,11 +120,25 @@ class MachineProtocol(Driver, Protocol):
         self._sw_start()
         if hasattr(transport, "on_closing"):
             transport.on_closing = self._sw_close_input
+        if hasattr(transport, "write_timeout"):  # statewire's own transports
+            transport.close_timeout = self.close_timeout
+            transport.write_timeout = self.write_timeout
         super().makeConnection(transport)
 
     def dataReceived(self, data: bytes) -> None:
         """Frame ``data`` with the current state's grammar and run the inputs it makes."""
         self._sw_receive(data)
+
+    def transportCongested(self, congested: bool) -> None:
+        """The transport's unsent data passed its high-water mark: hold the frames after
+        the current one (``congested``); it drained: deliver them again."""
+        try:
+            if congested:
+                self._sw_hold("backpressure")
+            else:
+                self._sw_release("backpressure")
+        except Exception as exc:
+            self.localError(exc)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Cancel the state timeout and deliver the ``lost`` input. Subclasses that
@@ -113,17 +149,29 @@ class MachineProtocol(Driver, Protocol):
     # -- outputs -------------------------------------------------------------------------
 
     def send(self, value: Any, grammar: Any = None) -> None:
-        """Send ``value`` as a frame built by ``grammar`` (default: :attr:`sends`, else the
-        current state's grammar)."""
+        """Send ``value`` as a frame built by ``grammar``; by default by :attr:`sends` or,
+        when the protocol declares none, by the framing of the state the machine is in —
+        inside a transition, the state it leads to (a ``STORED`` sent on leaving a
+        ``fixed(n)`` block state is built as a line of the command state it returns to).
+        A state that reads nothing lends none: the framing frames were last cut with is
+        used."""
         if grammar is None:
             grammar = self.sends
             if grammar is None:
-                framer = self._sw_framer
-                if framer is not None:
-                    grammar = framer.grammar
-                else:
-                    grammar = self._sw_framing(self._sw_state)[0]
+                grammar = self._reply_grammar()
         self.transport.write(encode_frame(grammar, value))
+
+    def _reply_grammar(self) -> Any:
+        plan = self._sw_plan
+        framer = self._sw_framer
+        state = plan.style.state(self._sw_impl)
+        if state is self._sw_state and framer is not None:
+            return framer.grammar  # no transition under way: the framing in use
+        if state in plan.framings:
+            return self._sw_framing(state)[0]
+        if framer is not None:
+            return framer.grammar
+        return self._sw_framing(self._sw_state)[0]
 
     def close(self) -> None:
         """Close the connection once what was sent is flushed; no more frames are read."""

@@ -39,13 +39,42 @@ class BaseProtocol:
 
 
 class Protocol(BaseProtocol):
-    """A stream protocol: override :meth:`dataReceived` and the connection hooks."""
+    """A stream protocol: override :meth:`dataReceived` and the connection hooks.
+
+    Flow control. When what the transport has not yet sent passes its high-water mark
+    (256 KiB; a peer that does not read), the transport stops reading from the peer,
+    calls :meth:`transportCongested` with ``True`` and ``pauseProducing`` on the producer
+    registered with it; once the peer has taken enough, ``transportCongested(False)`` and
+    ``resumeProducing``. The check is made as you write, so these calls come between two
+    writes of one callback. What a plain protocol gets depends on whether it listens:
+
+    * a protocol that only overrides :meth:`dataReceived` receives whole reads (a read
+      cannot be split): it handles every request in the read it was given, however much
+      that writes, but no more reads come until the peer catches up. A peer pipelining
+      many requests in one read can still make it queue one reply per request of that
+      read (one read: 64 KiB on statewire's socket transport);
+    * a protocol that stops working through its own buffer of requests when told
+      (:meth:`transportCongested`, or ``pauseProducing`` after registering itself with
+      ``transport.registerProducer(self, True)``) and goes on when told again holds at
+      most the mark plus one reply, whatever the peer sends.
+
+    Declared protocols (:mod:`statewire.declarative`) and the helpers of
+    :mod:`statewire.basic` do the second without being asked: frames stop being cut
+    after the current one and wait, in order, until the transport drains.
+    """
 
     #: the factory that built this protocol (set by ``Factory.buildProtocol``)
     factory: Any = None
 
     def dataReceived(self, data: bytes) -> None:
         """Called with bytes as they arrive, in chunks of any size."""
+
+    def transportCongested(self, congested: bool) -> None:
+        """Called with ``True`` when the transport's unsent data passes its high-water
+        mark (reading from the peer has stopped), with ``False`` once the peer has taken
+        enough (reading goes on). Override it to stop making replies in between, even in
+        the middle of a read; it is called from inside ``write``. (Not Twisted's: there,
+        only a registered producer hears of it.)"""
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Called once when the connection closes; ``reason`` says how."""

@@ -42,6 +42,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from process_helpers import EXAMPLES, ROOT, recv_exactly, running
 from runtime_helpers import scenario
+from test_hardening_framing import CStringGreeter
 from test_runtime_endpoints import _certificate
 
 from statewire._reactor import Reactor, ssl_context
@@ -435,6 +436,13 @@ TARGETS: dict[str, tuple[Callable[[], Any], bytes, bytes, bool]] = {
         b"\x05hello\x00\x01x",
         False,
     ),
+    # a declared protocol framed by a scanning grammar on the generic path (issue 15)
+    "declared CString": (
+        lambda: Factory.forProtocol(CStringGreeter),
+        b"fresh\0",
+        b"hello fresh\0",
+        False,
+    ),
 }
 
 SPECIALS = [
@@ -646,6 +654,38 @@ def test_echo_to_a_client_that_streams_but_never_reads_stays_bounded() -> None:
         assert max(sizes) >= LOW_WATER, "the write buffer never filled: nothing was tested"
         assert not reading, "the server still reads from a peer that does not read"
         assert sent_at[-1] == sent_at[len(sent_at) // 2], "the client could keep sending"
+
+    scenario(body, timeout=20)
+
+
+def test_pipelined_gets_from_a_client_that_never_reads_stay_bounded() -> None:
+    """upload serving a 1 MiB file to a client that pipelines 200 ``GET``s in one send
+    and never reads: the server answers only what fits its high-water mark (its buffer
+    stays under the mark plus one reply), stops reading, and the other requests wait
+    unparsed in the framer instead of becoming 200 MiB of replies."""
+    file = bytes(range(256)) * 4096
+    reply = b"213 %d\r\n" % len(file) + file
+
+    async def body(reactor: Reactor) -> None:
+        factory = _quiet(upload.UploadFactory())
+        factory.files[b"f"] = file
+        port = reactor.listenTCP(0, factory, interface=HOST)
+        await port.ready
+        sock = await _never_reading_socket(port.getHost().port)  # type: ignore[union-attr]
+        await asyncio.get_running_loop().sock_sendall(sock, b"USER a\r\n" + b"GET f\r\n" * 200)
+        while not reactor._connections:
+            await asyncio.sleep(0.01)
+        (connection,) = reactor._connections
+        sizes = []
+        for _ in range(40):
+            await asyncio.sleep(0.025)
+            sizes.append(connection._write_buffer_size())
+        waiting = connection.protocol._sw_framer.buffered.count(b"GET f\r\n")
+        reading = connection._reading
+        sock.close()
+        assert max(sizes) <= HIGH_WATER + len(reply)
+        assert waiting > 150, f"only {waiting} of 200 GETs still wait: the rest were answered"
+        assert not reading, "the server still reads from a peer that does not read"
 
     scenario(body, timeout=20)
 

@@ -14,7 +14,9 @@ switch or a pause), ``rewind(delivered)`` gives the position, in ``src``, just a
 last frame delivered, and forgets the rest of the batch.
 
 ``skip(src, pos)`` tries to discard a bad frame (the ``DISCARD`` policy); it returns where
-framing goes on, or ``None`` when there is no way to resynchronise.
+framing goes on, or ``None`` when there is no way to resynchronise. ``retry()`` asks a
+decoder that held pending bytes back without trying them (the generic path) to try them
+on the next ``feed``, at the end of the stream or when the framer is fed ``b""``.
 """
 
 from __future__ import annotations
@@ -170,6 +172,11 @@ class Decoder:
     def unfinished(self) -> bool:
         """Whether bytes of an incomplete frame are pending (for end of stream)."""
         return bool(self.pending)
+
+    def retry(self) -> bool:
+        """Make the next ``feed`` try the pending bytes even if no byte is added, when
+        some were held back untried (the generic path defers retries); True if so."""
+        return False
 
 
 class RawDecoder(Decoder):

@@ -18,6 +18,11 @@ they start again at one frame and double while nothing interrupts them. So a pro
 switches on every frame costs linear time (a batch never cuts much more than was delivered
 since the last interruption), while steady traffic is cut a whole read at a time.
 
+The generic path (any construct grammar that is not one of the framings) cannot resume a
+parse: it retries an unfinished frame from its start, but only when the new bytes could
+finish it, so a frame dribbled one byte at a time still costs linear time. :meth:`eof` and
+``feed(b"")`` also retry a frame it held back (see :mod:`statewire.framing._generic`).
+
 Errors
 ------
 A decoder that meets bad bytes returns the frames before them and an error; the framer
@@ -34,7 +39,9 @@ from the call that fed the bytes. What happens next is the policy:
   does. With no ``on_error`` the error is raised and the frames after it wait for the next
   ``feed`` (``feed(b"")`` resumes at once). An ``on_error`` callback that switches the
   grammar takes over instead: the new grammar frames the bad frame's bytes, nothing is
-  dropped (so what it gets does not depend on how the bytes were cut into reads).
+  dropped (so what it gets does not depend on how the bytes were cut into reads). A
+  second error at the same offset, with no byte consumed since the callback switched, is
+  fatal: grammars that refuse the same bytes in turn would otherwise loop for ever.
 """
 
 from __future__ import annotations
@@ -46,12 +53,13 @@ from typing import Any
 
 from construct import Container
 
-from grammars import Fixed, LengthPrefixed, Line, Netstring, Raw
+from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request
 from statewire.framing._decoder import Decoder, FixedDecoder, RawDecoder
 from statewire.framing._generic import GenericDecoder
 from statewire.framing._line import LineDecoder
 from statewire.framing._netstring import NetstringDecoder
 from statewire.framing._prefixed import PrefixedDecoder
+from statewire.framing._resp import RespDecoder
 from statewire.framing.errors import FramingError, TruncatedFrame
 
 #: Bytes one frame of a grammar without its own limit (the generic path) may need.
@@ -89,6 +97,10 @@ def make_decoder(
         return FixedDecoder(grammar, base, grammar.size_in(Container(context)))
     if kind is Raw:
         return RawDecoder(grammar, base)
+    if kind is Request:
+        return RespDecoder(grammar, base)
+    if kind is Limited:  # the framing's own bound replaces the framer's
+        return GenericDecoder(grammar.subcon, base, dict(context), grammar.max_length)
     return GenericDecoder(grammar, base, dict(context), max_length)
 
 
@@ -105,7 +117,7 @@ class Framer:
     :param context: construct context for the grammar (e.g. ``{"size": 10}`` for
         ``fixed(this.size)``).
     :param max_length: bound on one frame of a grammar that has none of its own (the
-        generic path).
+        generic path); :func:`grammars.limited` sets one per grammar.
     :param fast: ``False`` runs construct's own parser even for the framings (slow; for
         checking the fast paths).
     """
@@ -120,6 +132,7 @@ class Framer:
         "_grammar",
         "_held",
         "_interrupt",
+        "_looped_at",
         "_paused",
         "_pos",
         "_running",
@@ -169,6 +182,8 @@ class Framer:
         self._interrupt = False
         self._stop_batch = False
         self._switch_to: tuple[Any, Mapping[str, Any]] | None = None
+        #: stream offset of the last bad frame an ``on_error`` switch took over
+        self._looped_at: int | None = None
 
     @property
     def grammar(self) -> Any:
@@ -217,20 +232,22 @@ class Framer:
 
         While paused, or when called from inside ``on_frame``, the bytes are queued behind
         the ones already buffered. After the framer stopped on an error this raises it.
+        ``data`` is any bytes-like object; ``feed(b"")`` also delivers what a raised error
+        left buffered and retries a frame the generic path held back.
         """
         if self.error is not None:
             raise self.error
         if self._ended:
             raise RuntimeError("feed() after eof(): the stream has ended")
         if type(data) is not bytes:
-            data = bytes(data)  # frames are bytes whatever the reads were
+            data = _as_bytes(data)  # frames are bytes whatever the reads were
         if self._paused or self._running or self._pos < len(self._src):
             self._held += data
         else:
             self._src = data
             self._pos = 0
         if not (self._paused or self._running):
-            self._run()
+            self._run(flush=not data)
 
     def switch(
         self, grammar: Any, *, context: Mapping[str, Any] | None = None, deliver: bool = True
@@ -293,7 +310,7 @@ class Framer:
             return
         self._paused = False
         if not self._running and self.error is None:
-            self._run()
+            self._run(flush=self._ended)
             if self._ended and not self._paused:
                 self._finish()
 
@@ -306,7 +323,7 @@ class Framer:
             raise RuntimeError("eof() called from inside a framer callback")
         self._ended = True
         if not self._paused and self.error is None:
-            self._run()  # frames still buffered (after a raised error) come first
+            self._run(flush=True)  # frames still buffered (after a raised error) come first
             if not self._paused:
                 self._finish()
 
@@ -363,7 +380,9 @@ class Framer:
             cache[id(grammar)] = decoder
         return decoder
 
-    def _run(self) -> None:
+    def _run(self, flush: bool = False) -> None:
+        """Deliver frames until the bytes run out or a callback stops it; ``flush``: when
+        they run out, have a frame the decoder held back untried tried now."""
         self._running = True
         if self._interrupt:  # asked for while no batch was delivered (an error callback)
             self._interrupted()
@@ -371,11 +390,14 @@ class Framer:
             while True:
                 decoder = self._decoder
                 if self._pos >= len(self._src) and not decoder.eager:
-                    if not self._held:
+                    if self._held:
+                        self._src = bytes(self._held)
+                        self._pos = 0
+                        self._held.clear()
+                    elif flush and decoder.retry():
+                        flush = False  # once: the decoder tries what it has, no byte added
+                    else:
                         return
-                    self._src = bytes(self._held)
-                    self._pos = 0
-                    self._held.clear()
                 if decoder.blocked:
                     return
                 frames = decoder.feed(self._src, self._pos, self._budget)
@@ -441,9 +463,18 @@ class Framer:
                 self._pos = resume
             self._report(error, fatal=resume is None)
             return resume is not None and not (self._interrupt and self._interrupted())
+        looped = decoder.base == self._looped_at
         self.on_error(error)
         if self._switch_to is not None:
+            if looped:
+                # the grammar it switched to last time refused the same bytes: switching
+                # again could go round for ever without consuming a byte
+                self._switch_to = None
+                self._interrupt = self._stop_batch = False
+                self.error = error
+                return False
             # the callback chose the grammar that frames what follows, the bad bytes included
+            self._looped_at = decoder.base
             decoder.error = None
             return not self._interrupted()
         resume = decoder.skip(self._src, self._pos)
@@ -459,6 +490,16 @@ class Framer:
         if self.on_error is None:
             raise error
         self.on_error(error)
+
+
+def _as_bytes(data: object) -> bytes:
+    """``data``, a bytes-like object, as bytes; anything else is a ``TypeError`` (``bytes``
+    would turn an int into that many NULs and a list of ints into bytes)."""
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"feed() takes a bytes-like object, not {type(data).__name__}") from None
+    return view.tobytes()
 
 
 def encode(grammar: Any, value: Any, **context: Any) -> bytes:

@@ -24,6 +24,13 @@ interrupts the framer after the current frame, so the pump runs the postponed in
 compiled inputs call :meth:`_sw_sync` after they return, so a state changed from outside
 (a timer, another object calling an input) re-frames the buffered bytes at once.
 
+Holding. Delivery stops after the current frame while anything *holds* it:
+:meth:`Driver._sw_hold` with a reason (the protocol paused as a producer, the transport's
+write buffer is over its high-water mark, ...) pauses the framer, and only when the last
+reason is released does it resume. Bytes that arrive meanwhile stay in the framer, in
+order; so a peer pipelining requests and not reading the replies gets no more replies
+than fit the transport's buffer, and the requests wait unparsed.
+
 Hosts (the layer-4 ``MachineProtocol``) supply the clock and the error policy:
 ``_sw_call_later``, ``_sw_seconds``, ``remoteError`` and ``localError``.
 """
@@ -95,6 +102,8 @@ class Driver:
     _sw_resume = False
     _sw_timer: Any = None
     _sw_last_read = 0.0
+    #: why delivery is held (see :meth:`_sw_hold`); empty: frames flow
+    _sw_holds: frozenset[str] = frozenset()
 
     # -- host interface ------------------------------------------------------------------
 
@@ -141,6 +150,8 @@ class Driver:
                 policy=self._sw_plan.policy,
                 context=context,
             )
+            if self._sw_holds:
+                framer.pause()
         return framer
 
     def _sw_stop(self, lost_reason: Any) -> None:
@@ -207,7 +218,8 @@ class Driver:
                     break
                 if self._sw_resume:
                     self._sw_resume = False
-                    framer.resume()
+                    if not self._sw_holds:  # held again since the resume was asked for
+                        framer.resume()
                     continue  # what the resumed frames queued runs before more is framed
                 data, self._sw_backlog = self._sw_backlog, b""
                 framer.feed(data)
@@ -239,6 +251,23 @@ class Driver:
         self._sw_resume = True
         if not self._sw_busy:
             self._sw_pump(b"")
+
+    def _sw_hold(self, reason: str) -> None:
+        """Stop delivering frames after the current one until ``reason`` is released
+        (reasons compose: delivery resumes when none is left). Bytes fed meanwhile are
+        kept, in order."""
+        self._sw_holds = self._sw_holds | {reason}
+        framer = self._sw_framer
+        if framer is not None:
+            framer.pause()
+
+    def _sw_release(self, reason: str) -> None:
+        """Drop ``reason`` for holding; the last one gone, deliver what is buffered (from
+        anywhere, even a callback)."""
+        holds = self._sw_holds - {reason}
+        self._sw_holds = holds
+        if not holds:
+            self._sw_resume_input()
 
     # -- frames to inputs ----------------------------------------------------------------
 
