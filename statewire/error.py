@@ -1,14 +1,43 @@
-"""Connection errors and :class:`Failure`, with Twisted's names.
+"""Connection errors and :class:`Failure`, with Twisted's names; the roots of protocol
+errors.
 
 ``connectionLost(reason)`` receives a :class:`Failure` wrapping :class:`ConnectionDone` (a
 clean close) or :class:`ConnectionLost` (anything else), so code written for Twisted that
 calls ``reason.check(ConnectionDone)`` or ``reason.getErrorMessage()`` keeps working.
+
+Protocol errors say whose fault they were, as h11's do: :class:`RemoteProtocolError` when
+the peer broke the protocol (framing errors — :class:`statewire.framing.FramingError` and
+its kinds — and the machine's refusals, :class:`statewire.machine.UnexpectedInput` and
+:class:`statewire.machine.UnroutableFrame`), :class:`LocalProtocolError` when our side did;
+both are :class:`ProtocolError`. This module imports nothing of statewire, so every layer
+can build on these roots.
 """
 
 from __future__ import annotations
 
 import traceback
 from types import TracebackType
+from typing import Any
+
+
+class ProtocolError(Exception):
+    """Root of the protocol errors: catch it for "the protocol was broken, by either side"."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer broke the protocol. ``state`` names the state the connection was in (and is
+    still in), when a machine was running; ``frame`` is the frame at fault, if any."""
+
+    def __init__(self, message: str, *, state: str | None = None, frame: Any = None) -> None:
+        super().__init__(message)
+        self.state = state
+        self.frame = frame
+
+
+class LocalProtocolError(ProtocolError):
+    """Our side broke the protocol: a reply the protocol's grammar cannot build, an output
+    used out of turn. Code raising it in an output gets the local-error handling (logged,
+    that connection aborted)."""
 
 
 class ConnectionDone(Exception):

@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from grammars import GrammarError, TooLongError
+from statewire.error import RemoteProtocolError
 
 
-class FramingError(Exception):
+class FramingError(RemoteProtocolError):
     """Base of the errors a :class:`~statewire.framing.Framer` reports.
 
     ``offset`` counts bytes from the start of the stream the framer was fed (across grammar
     switches), so it points at the offending byte in the peer's whole byte stream.
-    ``grammar`` is the grammar that was framing the bytes. These are *remote* errors: the
-    peer sent bytes the grammar refuses.
+    ``grammar`` is the grammar that was framing the bytes. These are *remote* errors (a
+    :class:`~statewire.error.RemoteProtocolError`): the peer sent bytes the grammar refuses.
     """
 
     def __init__(self, message: str, *, offset: int, grammar: Any = None) -> None:

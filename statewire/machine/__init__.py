@@ -22,6 +22,8 @@ from statewire.machine._routes import (
 from statewire.machine._styles import forward
 from statewire.machine.errors import (
     DefinitionError,
+    LocalProtocolError,
+    ProtocolError,
     RemoteProtocolError,
     UnexpectedInput,
     UnroutableFrame,
@@ -32,7 +34,9 @@ __all__ = [
     "DefinitionError",
     "Driver",
     "Graph",
+    "LocalProtocolError",
     "Plan",
+    "ProtocolError",
     "RemoteProtocolError",
     "Route",
     "Timeout",

@@ -14,19 +14,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from statewire.error import LocalProtocolError, ProtocolError, RemoteProtocolError
+
+__all__ = [
+    "DefinitionError",
+    "LocalProtocolError",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "UnexpectedInput",
+    "UnroutableFrame",
+    "shown",
+]
+
 
 class DefinitionError(TypeError):
     """A declarative protocol's definition is inconsistent (raised at class creation)."""
-
-
-class RemoteProtocolError(Exception):
-    """The peer broke the protocol. ``frame`` is the frame at fault (or ``None``)."""
-
-    def __init__(self, message: str, *, state: str, frame: Any = None) -> None:
-        super().__init__(message)
-        #: name of the state the protocol was in (and is still in)
-        self.state = state
-        self.frame = frame
 
 
 class UnexpectedInput(RemoteProtocolError):
