@@ -463,3 +463,44 @@ def test_leaving_and_reentering_a_state_in_one_input_rearms_its_timeout() -> Non
     clock.advance(4)
     protocol._sw_impl.tick()  # called directly: a -> b -> a again
     assert [call.getTime() for call in clock.pending()] == [19]
+
+
+def test_an_unannotated_state_data_parameter_is_refused_when_the_class_is_made() -> None:
+    """automat checks a state's data against the annotation of the transition function's
+    data parameter at every call: an empty one would fail at the first frame, so it is
+    refused when the protocol is declared, naming the function and the parameter."""
+    from dataclasses import dataclass
+    from typing import Protocol as Inputs
+
+    from automat import TypeMachineBuilder
+
+    from grammars import fixed, line
+    from statewire.declarative import MachineProtocol
+    from statewire.machine import DefinitionError
+
+    class Commands(Inputs):
+        def put(self, size: int) -> None: ...
+        def body(self, data: bytes) -> None: ...
+
+    @dataclass
+    class Incoming:
+        size: int
+
+    builder = TypeMachineBuilder(Commands, MachineProtocol)
+    ready = builder.state("ready")
+    receiving = builder.state("receiving", lambda machine, core, size: Incoming(size))
+
+    @ready.upon(Commands.put).to(receiving)
+    def start(machine: Commands, core: MachineProtocol, size: int) -> None:
+        pass
+
+    @receiving.upon(Commands.body).to(ready)
+    def store(machine, core, incoming, data):  # type: ignore[no-untyped-def]
+        pass
+
+    with pytest.raises(DefinitionError, match=r"store: annotate .*'incoming'.*'receiving'"):
+
+        class Server(MachineProtocol):
+            machine = builder.build()
+            framings = {ready: line(), receiving: lambda p, i: fixed(i.size)}
+            routes = {ready: Commands.put, receiving: Commands.body}

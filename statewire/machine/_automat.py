@@ -50,7 +50,14 @@ from typing import Any
 from automat import MethodicalMachine, NoTransition
 from automat._methodical import _filterArgs, _transitionerFromInstance
 
-from statewire.machine._style import FORWARD_MARK, Handler, LoopTarget, Style, Table
+from statewire.machine._style import (
+    FORWARD_MARK,
+    Handler,
+    LoopTarget,
+    Style,
+    Table,
+    checked,
+)
 from statewire.machine.errors import DefinitionError
 
 #: automat's own filtering of an input's arguments for one output (untyped in automat)
@@ -114,12 +121,31 @@ class SlotTransitioner:
         return outputs, traced
 
 
+def _check_data_annotations(table: Table, name_of: Callable[[Any], str]) -> None:
+    """Refuse, when the protocol is declared, a transition function whose state-data
+    parameter has no annotation: automat checks the data against it at every call, and
+    an empty annotation fails there, at the first frame, as an error in our code."""
+    for (state, _), (_, outputs) in sorted(table.items(), key=_order):
+        for output in outputs:
+            method = getattr(output, "method", None)
+            if method is None or not getattr(output, "requiresData", False):
+                continue
+            found = _parameters(method, 2)
+            if found and found[0].annotation is inspect.Parameter.empty:
+                raise DefinitionError(
+                    f"{method.__qualname__}: annotate its state-data parameter "
+                    f"{found[0].name!r} with the type of the data of state "
+                    f"{name_of(state)!r} (automat checks the data against it at every call)"
+                )
+
+
 class TypedStyle(Style):
     """A built ``TypeMachineBuilder`` machine, with compiled dispatch."""
 
     def __init__(self, machine: Any) -> None:
         automaton = machine.__automat_automaton__
         self._index(automaton, _table(automaton), automaton.initialState)
+        _check_data_annotations(self.table, self.name_of)
         base = machine.__automat_type__
         names = [n for n, v in vars(base).items() if callable(v) and not n.startswith("__")]
         self.inputs |= set(names)
@@ -203,7 +229,7 @@ class TypedStyle(Style):
     def data(self, impl: Any) -> Any:
         return impl.__automat_data__
 
-    def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> None:
+    def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> Any:
         txn = impl.__automat_transitioner__
         data = impl.__automat_data__
         state = txn._state
@@ -213,8 +239,10 @@ class TypedStyle(Style):
         txn._state = new
         if new is not state:
             impl._sw_moves += 1
+        result = None
         for output in outputs:
-            output(impl, data, *args)
+            result = output(impl, data, *args)
+        return result  # as the input would: the last output's
 
     def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
         impl.__automat_postponed__ = queue
@@ -358,8 +386,8 @@ class MethodicalStyle(Style):
     def state(self, impl: Any) -> Any:
         return getattr(impl, self._symbol)._state
 
-    def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> None:
-        self._runs[name](impl, *args)
+    def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> Any:
+        return self._runs[name](impl, *args)
 
     def loop_target(self, state: Any, name: str) -> LoopTarget | None:
         entry = self.table.get((state, name))
@@ -367,8 +395,8 @@ class MethodicalStyle(Style):
             return None
         run = self._runs[name]
 
-        def looped(machine: Any, core: Any, *args: Any) -> None:
-            run(machine, *args)
+        def looped(machine: Any, core: Any, *args: Any) -> Any:
+            return run(machine, *args)
 
         return (looped, None)
 
@@ -387,25 +415,29 @@ class MethodicalStyle(Style):
             or input.collectors[state] is not list
             or not _same_arguments(input, outputs[0])
         ):
-            return partial(run, impl)
+            return checked(partial(run, impl), core._sw_wait)
         method = outputs[0].method
         check = None if _takes_one(input) else input.method
         txn = getattr(impl, self._symbol)
 
+        wait = core._sw_wait
+
         def handler(frame: Any) -> None:
             if txn._state is not state or txn._tracer is not None:
-                run(impl, frame)
-                return
-            if check is not None:
-                check(impl, frame)
-            moves = impl._sw_moves
-            impl._sw_depth += 1
-            try:
-                method(impl, frame)
-            finally:
-                impl._sw_depth -= 1
-                if not impl._sw_depth and (txn._state is not state or impl._sw_moves != moves):
-                    core._sw_sync()
+                result = run(impl, frame)
+            else:
+                if check is not None:
+                    check(impl, frame)
+                moves = impl._sw_moves
+                impl._sw_depth += 1
+                try:
+                    result = method(impl, frame)
+                finally:
+                    impl._sw_depth -= 1
+                    if not impl._sw_depth and (txn._state is not state or impl._sw_moves != moves):
+                        core._sw_sync()
+            if result is not None:  # an awaitable (see statewire.machine._waiting)
+                wait(result)
 
         return handler
 
