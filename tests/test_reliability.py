@@ -5,7 +5,7 @@ Every test is bounded in time (the whole file runs in well under a minute) and a
 behaviour observed over real sockets on 127.0.0.1. ``STATEWIRE_RELIABILITY_CONNECTIONS``
 sets how many concurrent connections :func:`test_many_idle_connections_are_all_served`
 holds (10 000 by default, fewer where the descriptor limit cannot be raised that far).
-The README's reliability table lists each test with the command that reproduces it.
+docs/reliability.md lists each test with the command that reproduces it.
 
 "An exception escaped" is checked the same way everywhere: a handler on the root logger
 collects every record of level ERROR or above, and the event loop's exception handler
