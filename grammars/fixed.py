@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from types import FunctionType
 from typing import IO, Any
@@ -31,7 +32,7 @@ class Fixed(Framing):
         size = self.size
         if isinstance(size, int):
             return f"fixed({size})"
-        name = size.__name__ if isinstance(size, FunctionType) else str(size)
+        name = size.__name__ if isinstance(size, FunctionType) else _expression(size)
         return f"fixed({name})"
 
     def size_in(self, context: Any) -> int:
@@ -65,6 +66,24 @@ class Fixed(Framing):
             raise InvalidValueError(f"block of {len(data)} bytes, expected {size}", path=path)
         stream_write(stream, data, size, path)
         return obj
+
+
+def _expression(expression: object) -> str:
+    """A construct context expression as a reader writes it: ``this.size + 2`` reads
+    ``size + 2`` (construct prints ``(this['size'] + 2)``)."""
+    text = re.sub(r"this\['([^']*)'\]", r"\1", str(expression))
+    if text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+        text = text[1:-1]
+    return text
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 class Raw(Framing):

@@ -109,3 +109,23 @@ def test_a_state_that_reads_nothing_replies_with_the_framing_last_used() -> None
     written, server = _run(b"QUIT\r\n")
     assert written == b"BYE\r\n"
     assert server.machine_state == "closed"
+
+
+def test_a_framing_declared_as_an_expression_of_the_state_data() -> None:
+    """``fixed(this.size + 2)`` frames from the state's data at run time (a block and its
+    CRLF, as memcached's) and the diagram prints it as the author wrote it."""
+    from construct import this
+
+    from statewire.diagram import to_mermaid
+
+    class Blocks(Server):
+        framings = {command: line(), receiving: fixed(this.size + 2)}
+
+    server = Blocks()
+    server.clock = Clock()
+    transport = StringTransport()
+    server.makeConnection(transport)
+    server.dataReceived(b"PUT 3\r\nab")
+    server.dataReceived(b"c\r\nQUIT\r\n")
+    assert transport.value() == b"STORED\r\nBYE\r\n"
+    assert "s_receiving : fixed(size + 2)" in to_mermaid(Blocks)
