@@ -276,3 +276,14 @@ def test_a_wrong_reply_is_caught() -> None:
         frames=frames,
         replies={Commands.block: re.compile(rb"STORED\r\n")},
     )
+
+
+def test_a_block_framed_by_an_expression_of_the_state_data_is_generated_to_fit() -> None:
+    """``fixed(this.size + 2)`` takes its size from the state's data: the model generates
+    blocks of exactly that many bytes, so every edge is walked and values are stored."""
+    from construct import this
+
+    class Expressed(Memcache):
+        framings = {command: line(max_length=2048), receiving: fixed(this.size + 2)}
+
+    check_protocol(Expressed, factory=Store, settings=STRICT, require_coverage=True)

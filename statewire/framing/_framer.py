@@ -191,6 +191,11 @@ class Framer:
         return self._grammar
 
     @property
+    def context(self) -> Mapping[str, Any]:
+        """The construct context the grammar is evaluated in (``this.size``...)."""
+        return self._context
+
+    @property
     def paused(self) -> bool:
         """Whether delivery is paused (see :meth:`pause`)."""
         return self._paused

@@ -361,7 +361,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         """Send a frame for ``input`` (in arbitrary reads, or in one); return its bytes."""
         framer = self.protocol._sw_frames()
         grammar = framer.grammar
-        context = dict(getattr(framer, "_context", {}) or {})
+        context = dict(framer.context)
         strategy = self.frames.get(input)  # never bool() a strategy: Hypothesis warns
         if strategy is None:
             route = self.diagram.routes[self.model]
