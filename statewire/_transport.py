@@ -67,9 +67,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import select
 import socket
 import struct
+import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -369,23 +371,34 @@ class _Connection:
 
     # -- deadlines on the write side -----------------------------------------------------
 
+    def _taken(self, limits: _WriteLimits) -> int:
+        """How far the peer has taken what we wrote: bytes handed over, less what waits in
+        our buffer and what the kernel still holds for the peer (sent or not, never
+        acknowledged; Linux tells it). It grows only when the peer reads: the kernel's
+        send buffer filling up is no progress (a stalled peer's window closes, and the
+        kernel takes nothing until half its buffer drains)."""
+        return limits.handed - self._write_buffer_size() - _unacked(self._socket())
+
+    def _socket(self) -> Any:
+        """The connection's socket (anything with ``fileno``), or None."""
+        raise NotImplementedError
+
     def _watch_stall(self, limits: _WriteLimits) -> None:
         seconds = limits.write_timeout
         if seconds is not None:
-            sent = limits.handed - self._write_buffer_size()
-            limits.stall_timer = self._loop.call_later(seconds, self._check_stall, sent)
+            taken = self._taken(limits)
+            limits.stall_timer = self._loop.call_later(seconds, self._check_stall, taken)
 
-    def _check_stall(self, sent_before: int) -> None:
-        """``write_timeout`` seconds ago ``sent_before`` bytes had been taken by the peer
-        (counted from when the limit was set): abort if it has taken none since (and data
-        is waiting), else watch on."""
+    def _check_stall(self, taken_before: int) -> None:
+        """``write_timeout`` seconds ago the peer had taken ``taken_before`` bytes: abort
+        if it has taken none since (and data is waiting), else watch on."""
         limits = self._write_limits()
         limits.stall_timer = None
         try:
             unsent = self._write_buffer_size()
             if not unsent or limits.write_timeout is None:  # drained, or the limit lifted
                 return
-            if limits.handed - unsent == sent_before:
+            if self._taken(limits) <= taken_before:
                 log.info(
                     "the connection from %s took no byte of %d unsent in %s s; aborting it",
                     _peer(self),
@@ -399,23 +412,34 @@ class _Connection:
             self._fail(exc)
 
     def _close_when_sent(self) -> None:
-        """Closing with unsent data: abort if the peer does not take it in time."""
+        """Closing with unsent data: abort if the peer stops taking it."""
         seconds = self.close_timeout
         if seconds is not None:
             limits = self._write_limits()
             if limits.close_timer is None:
-                limits.close_timer = self._loop.call_later(seconds, self._close_expired)
+                taken = self._taken(limits)
+                limits.close_timer = self._loop.call_later(seconds, self._close_expired, taken)
 
-    def _close_expired(self) -> None:
-        self._write_limits().close_timer = None
+    def _close_expired(self, taken_before: int) -> None:
+        """``close_timeout`` seconds ago the peer had taken ``taken_before`` bytes: a peer
+        still reading (a long download) gets another period; one that took nothing is
+        aborted."""
+        limits = self._write_limits()
+        limits.close_timer = None
         try:
-            unsent = self._write_buffer_size()
+            seconds = self.close_timeout
+            if seconds is None:  # lifted since
+                return
+            taken = self._taken(limits)
+            if taken > taken_before:
+                limits.close_timer = self._loop.call_later(seconds, self._close_expired, taken)
+                return
             log.info(
-                "the connection from %s did not take its last %d bytes within %s s of "
+                "the connection from %s took none of its last %d bytes in the %s s after "
                 "closing; aborting it",
                 _peer(self),
-                unsent,
-                self.close_timeout,
+                self._write_buffer_size(),
+                seconds,
             )
             self._abort(ConnectionAborted("close timeout"), reset=True)
         except Exception as exc:
@@ -498,6 +522,7 @@ class _Connection:
 
     @close_timeout.setter
     def close_timeout(self, seconds: float | None) -> None:
+        _check_timeout(seconds, "close_timeout")
         if seconds != self.close_timeout:
             self._write_limits().close_timeout = seconds
 
@@ -511,6 +536,7 @@ class _Connection:
 
     @write_timeout.setter
     def write_timeout(self, seconds: float | None) -> None:
+        _check_timeout(seconds, "write_timeout")
         if seconds != self.write_timeout:
             self._write_limits().write_timeout = seconds
 
@@ -575,9 +601,16 @@ class _Connection:
         """Forget the registered producer."""
         self._producer = None
 
+    def peer_progress(self) -> int:
+        """A count that grows as the peer reads what we wrote (bytes it acknowledged,
+        where the platform tells, else bytes the kernel took); counted from the first
+        congestion or write deadline of the connection: compare two readings."""
+        return self._taken(self._write_limits())
+
     def _pause_writing(self) -> None:
         if self._write_paused:
             return
+        self._write_limits()  # count what is handed over from now (peer_progress)
         self._write_paused = True
         self._update_reading()
         hook = getattr(self.protocol, "transportCongested", None)
@@ -592,10 +625,14 @@ class _Connection:
         self._write_paused = False
         out = self._out
         self._room = HIGH_WATER - self._write_buffer_size() - (sum(map(len, out)) if out else 0)
-        self._update_reading()
+        # the frames held back are answered before reading starts again: a read now could
+        # bring the peer's end of stream (over TLS, asyncio then shuts the transport and
+        # what those frames write is lost)
         hook = getattr(self.protocol, "transportCongested", None)
         if hook is not None:
             self._call(hook, False)  # may fill the buffer again: then it paused again
+        if not self._write_paused:
+            self._update_reading()
         if self._producer is not None and not self._write_paused:
             self._call(self._producer.resumeProducing)
 
@@ -626,6 +663,39 @@ class _Connection:
 
     def _abort(self, reason: ConnectionLost, reset: bool) -> None:
         raise NotImplementedError
+
+
+def _check_timeout(seconds: float | None, name: str) -> None:
+    """``None``, or a finite number of seconds > 0 (NaN would disorder the loop's timers)."""
+    if seconds is None:
+        return
+    try:
+        valid = math.isfinite(seconds) and seconds > 0
+    except TypeError:
+        raise TypeError(f"{name} must be a number of seconds or None, not {seconds!r}") from None
+    if not valid:
+        raise ValueError(f"{name} must be a finite number of seconds > 0 or None, not {seconds!r}")
+
+
+#: the ioctl that tells the bytes a socket's kernel holds for the peer, unacknowledged
+_OUTQ: int | None = None
+if sys.platform == "linux":
+    import fcntl
+    import termios
+
+    _OUTQ = termios.TIOCOUTQ
+
+
+def _unacked(sock: Any) -> int:
+    """Bytes the kernel holds for the peer on ``sock`` (sent or not, unacknowledged); 0
+    where the platform cannot tell or the socket is gone."""
+    if sock is None or _OUTQ is None:
+        return 0
+    try:
+        count: int = struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+    except (OSError, ValueError):
+        return 0
+    return count
 
 
 class _WriteLimits:
@@ -774,6 +844,9 @@ class SocketTransport(_Connection):
     def _write_buffer_size(self) -> int:
         return 0 if self._pending is None else len(self._pending)
 
+    def _socket(self) -> Any:
+        return self._sock
+
     def _unix(self) -> bool:
         return self._sock.family == socket.AF_UNIX
 
@@ -889,6 +962,9 @@ class Transport(_Connection):
 
     def _write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size()
+
+    def _socket(self) -> Any:
+        return self._transport.get_extra_info("socket")
 
     def _drained(self) -> bool:
         # asyncio says resume_writing only after it said pause_writing: when it did not,

@@ -20,7 +20,10 @@ Where statewire differs from Twisted, on purpose:
   quirk its docstring warns about); from ``rawDataReceived`` nothing else is buffered, so
   ``extra`` simply comes first.
 * The value returned by ``lineReceived`` is ignored (Twisted stops the read loop on a true
-  value).
+  value), unless it is awaitable: a callback may be ``async def`` or return a future, and
+  no frame is delivered after it until that completes (see
+  :mod:`statewire.declarative`, "Asynchronous outputs"); so do ``rawDataReceived`` and
+  ``stringReceived``. ``StatefulProtocol``'s handlers return the next state, not work.
 * Closing the connection from a callback (on statewire's transports and its in-memory
   ``StringTransport``) stops the delivery of the frames already received, in every helper.
   Twisted's line receivers and ``StatefulProtocol`` do the same; its ``NetstringReceiver``
@@ -136,9 +139,11 @@ class _Receiver(MachineProtocol):
 
     def resumeProducing(self) -> None:
         """Deliver what is buffered, then read again (unless the transport's write buffer
-        is still over its high-water mark: that pause is the transport's to lift)."""
+        is still over its high-water mark: that pause is the transport's to lift; nor
+        while too much arrived during a callback's pending work)."""
         self.paused = False
-        self.transport.resumeProducing()
+        if not self._sw_reading_held:
+            self.transport.resumeProducing()
         self._sw_release("producer")
 
     def stopProducing(self) -> None:
@@ -146,6 +151,10 @@ class _Receiver(MachineProtocol):
         self.paused = True
         self.transport.stopProducing()
         self._sw_hold("stopped")
+
+    def _sw_resume_reading(self) -> None:
+        if not self.paused:  # the protocol's own pause is for it to lift
+            super()._sw_resume_reading()
 
 
 class _Lines(Protocol):

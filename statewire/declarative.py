@@ -44,10 +44,21 @@ fires (no request is read any more), and its ``close()`` waits at most
 :attr:`MachineProtocol.close_timeout` for the unsent reply before aborting;
 :attr:`MachineProtocol.write_timeout` aborts a connection whose unsent data has not moved
 at all for that long, in any state.
+
+Asynchronous outputs. An output (or a ``basic`` callback) may return an awaitable: a
+coroutine (``async def``), an asyncio future or task, a ``concurrent.futures.Future``,
+anything with ``add_done_callback``. No frame after the current one is delivered until it
+completes, so pipelined requests get their replies in request order, and bytes arriving
+meanwhile wait in order (past :attr:`~statewire.machine.Driver.waiting_read_limit`
+buffered bytes, reading pauses). Framing then resumes in the state the machine is in
+(an input the work called is honoured); a value result is ignored. A coroutine runs on the
+connection's loop (the running one, else its reactor's). An exception in the work is a
+local error; a connection lost meanwhile cancels it. Timeouts keep running meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Mapping
@@ -196,9 +207,30 @@ class MachineProtocol(Driver, Protocol):
     def _sw_call_later(self, seconds: float, f: Any, *args: Any) -> Any:
         return self._clock().callLater(seconds, f, *args)
 
+    def _sw_peer_progress(self) -> int | None:
+        progress = getattr(self.transport, "peer_progress", None)
+        return None if progress is None else int(progress())
+
     def _sw_seconds(self) -> float:
         seconds: float = self._clock().seconds()
         return seconds
+
+    # -- waiting for outputs' work -------------------------------------------------------
+
+    def _sw_loop(self) -> asyncio.AbstractEventLoop | None:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        reactor = getattr(self.transport, "reactor", None)  # statewire's transports
+        loop: asyncio.AbstractEventLoop | None = getattr(reactor, "loop", None)
+        return loop
+
+    def _sw_pause_reading(self) -> None:
+        self.transport.pauseProducing()
+
+    def _sw_resume_reading(self) -> None:
+        self.transport.resumeProducing()
 
     # -- errors --------------------------------------------------------------------------
 

@@ -12,14 +12,20 @@ import pytest
 from automat import TypeMachineBuilder
 from construct import (
     Array,
+    Byte,
     Bytes,
     Const,
     CString,
+    GreedyBytes,
     GreedyRange,
     Int8ub,
     Int16ub,
+    Int32ub,
+    Prefixed,
+    Sequence,
     Struct,
     Subconstruct,
+    VarInt,
     this,
 )
 from framing_helpers import run
@@ -457,3 +463,46 @@ def test_feed_refuses_what_is_not_bytes_like(bad: Any) -> None:
     framer.feed(bytearray(b"a\n"))
     framer.feed(memoryview(b"b\n"))
     assert frames == [b"a", b"b"]
+
+
+@pytest.mark.parametrize(
+    ("grammar", "wire"),
+    [
+        (Sequence(*[Int32ub] * 10), bytes(range(40))),
+        (Sequence(*[CString("ascii")] * 20), b"ab\0" * 20),
+        (Struct(*[f"f{i}" / VarInt for i in range(5)]), b"\x80\x80\x80\x80\x04" * 5),
+        (Struct("a" / Byte, *[Const(b"\r\n")] * 16), b"\x07" + b"\r\n" * 16),
+    ],
+    ids=["Int32ub x10", "CString x20", "VarInt x5", "Const x16"],
+)
+def test_a_shared_or_bytewise_part_does_not_strand_a_frame(grammar: Any, wire: bytes) -> None:
+    """Review regression: a construct used at several places counts at each (one
+    instance, many parts), and a VarInt counts a part per byte, so the retry budget never
+    runs out before the frame is whole: each frame is delivered by the feed that brings
+    its last byte, however small the reads."""
+    value = grammar.parse(wire)
+    for size in (1, 2, 4):
+        frames: list[Any] = []
+        framer = Framer(grammar, frames.append)
+        for start in range(0, len(wire), size):
+            framer.feed(wire[start : start + size])
+        assert frames == [value], (size, len(wire))
+
+
+def test_what_a_grammar_raises_on_the_peers_bytes_is_a_malformed_frame() -> None:
+    """Review regression: construct formats a huge VarInt length into its error message,
+    and Python refuses to print an int of 4300 digits: that ValueError escaped ``feed``."""
+    errors: list[Any] = []
+    framer = Framer(Prefixed(VarInt, GreedyBytes), lambda frame: None, on_error=errors.append)
+    framer.feed(b"\x80" * 3000 + b"\x01")
+    assert [type(e).__name__ for e in errors] == ["MalformedFrame"]
+
+
+def test_a_grammar_matching_no_bytes_waits_instead_of_raising() -> None:
+    """Review regression: ``GreedyRange(Int16ub)`` matched nothing on a lone byte after a
+    read that ended mid-item, and ``feed`` raised; it now waits for the next byte."""
+    frames: list[Any] = []
+    framer = Framer(GreedyRange(Int16ub), frames.append)
+    for read in (b"\x00\x01", b"\x00", b"\x02", b""):
+        framer.feed(read)
+    assert [item for frame in frames for item in frame] == [1, 2]

@@ -39,7 +39,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from construct import Construct, ConstructError, NullTerminated, StreamError
+from construct import Construct, ConstructError, NullTerminated, StreamError, VarInt, ZigZag
 from construct.core import stream_read
 
 from grammars import GrammarError, Line, TruncatedError
@@ -125,12 +125,20 @@ class _Reader:
         return self.position
 
 
-def count_parts(grammar: Any, seen: set[int] | None = None) -> int:
-    """How many constructs ``grammar`` is made of (shared ones counted once)."""
-    seen = set() if seen is None else seen
-    if not isinstance(grammar, Construct) or id(grammar) in seen:
+#: constructs that make one short read per byte they take, up to this many bytes
+_BYTEWISE = {id(VarInt): 10, id(ZigZag): 10}
+
+
+def count_parts(grammar: Any, path: frozenset[int] = frozenset()) -> int:
+    """How many short reads parsing ``grammar`` may run into: one per construct it is
+    made of, counted at each place it is used (``Sequence(Int32ub, Int32ub)`` has two),
+    ten for a ``VarInt`` (a read per byte); a construct inside itself counts once."""
+    if not isinstance(grammar, Construct) or id(grammar) in path:
         return 0
-    seen.add(id(grammar))
+    bytewise = _BYTEWISE.get(id(grammar))
+    if bytewise is not None:
+        return bytewise
+    path = path | {id(grammar)}
     children: list[Any] = []
     for name in ("subcon", "thensubcon", "elsesubcon", "default"):
         children.append(getattr(grammar, name, None))
@@ -138,7 +146,7 @@ def count_parts(grammar: Any, seen: set[int] | None = None) -> int:
     cases = getattr(grammar, "cases", None)
     if isinstance(cases, dict):
         children.extend(cases.values())
-    return 1 + sum(count_parts(child, seen) for child in children)
+    return 1 + sum(count_parts(child, path) for child in children)
 
 
 class GenericDecoder(Decoder):
@@ -267,16 +275,24 @@ class GenericDecoder(Decoder):
                 bad = FramingError.from_grammar(error, self._src_base, self.grammar)
                 self._fail(position, bad)
                 return frames
-            except ConstructError as error:
+            except Exception as error:
+                # construct's own errors, and whatever else a grammar raises on bytes the
+                # peer chose (a huge VarInt length put in a message...): the peer's fault
+                text = str(error).replace("\n", ": ")
+                if not isinstance(error, ConstructError):
+                    text = f"{type(error).__name__}: {text[:200]}"
                 malformed = MalformedFrame(
-                    str(error).replace("\n", ": "),
-                    offset=self._src_base + reader.position,
-                    grammar=self.grammar,
+                    text, offset=self._src_base + reader.position, grammar=self.grammar
                 )
                 self._fail(position, malformed)
                 return frames
             if reader.position == position:
-                raise ValueError(f"grammar {self.grammar!r} parsed a frame of no bytes")
+                if not reader.short:  # it never even looked: no bytes make it a frame
+                    raise ValueError(f"grammar {self.grammar!r} parsed a frame of no bytes")
+                # it looked and found too few (a GreedyRange on a partial item): a frame
+                # takes at least a byte, so wait for more, as on a short read
+                self._wait(src, position, reader, position + 1, bool(frames) or not resumed)
+                return frames
             frames.append(frame)
             position = reader.position
             ends.append(position)

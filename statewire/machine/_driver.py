@@ -31,12 +31,21 @@ reason is released does it resume. Bytes that arrive meanwhile stay in the frame
 order; so a peer pipelining requests and not reading the replies gets no more replies
 than fit the transport's buffer, and the requests wait unparsed.
 
+Waiting. An output (or the hook it forwards to) may return an awaitable: every path a
+frame takes to user code (the direct handlers, the ``by_verb`` fast path, the keyed loops,
+the full dispatch) and the timeout inputs hand a result that is not ``None`` to
+:meth:`_sw_wait`, which holds delivery with the reason ``"waiting"`` until the awaitable
+completes (see :mod:`statewire.machine._waiting` for the rules). Direct handlers whose
+function provably returns nothing are used as they are, so synchronous protocols pay
+nothing for this.
+
 Hosts (the layer-4 ``MachineProtocol``) supply the clock and the error policy:
 ``_sw_call_later``, ``_sw_seconds``, ``remoteError`` and ``localError``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import fields, is_dataclass
 from functools import partial
@@ -49,6 +58,7 @@ from statewire.framing import Framer, FramingError
 from statewire.machine._plan import Plan, VerbEntry
 from statewire.machine._routes import ByKey, Timeout, ToInput
 from statewire.machine._styles import Handler, LoopTarget
+from statewire.machine._waiting import cancel, failure_of, future_of
 from statewire.machine.errors import (
     RemoteProtocolError,
     UnexpectedInput,
@@ -104,8 +114,30 @@ class Driver:
     _sw_last_read = 0.0
     #: why delivery is held (see :meth:`_sw_hold`); empty: frames flow
     _sw_holds: frozenset[str] = frozenset()
+    #: the awaitables returned by outputs and not completed yet (see :meth:`_sw_wait`)
+    _sw_waits: list[Any] | tuple[()] = ()
+    #: the connection is gone (``_sw_closing`` is also set by a close still flushing)
+    _sw_lost = False
+    #: bytes handed to :meth:`_sw_pump` so far (less the backlog dropped by a clear):
+    #: with the framer's offset, what is buffered, without copying it
+    _sw_fed = 0
+    #: whether reading from the peer is paused because too much arrived while waiting
+    _sw_reading_held = False
+    #: bytes that may wait in the buffer, unframed, while an output's awaitable is
+    #: pending, before reading from the peer pauses until the wait ends (one more read
+    #: may arrive after the pause is asked for)
+    waiting_read_limit: ClassVar[int] = 64 * 1024
+
+    #: while held for backpressure: how far the peer had read our replies when the idle
+    #: timeout last looked (see :meth:`_sw_expired`)
+    _sw_idle_mark: int | None = None
 
     # -- host interface ------------------------------------------------------------------
+
+    def _sw_peer_progress(self) -> int | None:
+        """How far the peer has read what we sent (a count that grows as it reads), or
+        None when the host cannot tell."""
+        return None
 
     def _sw_call_later(self, seconds: float, f: Callable[..., object], *args: Any) -> Any:
         """Schedule ``f(*args)``; return a handle with ``cancel()``."""
@@ -121,6 +153,18 @@ class Driver:
 
     def localError(self, error: Exception) -> None:
         """Our own code raised (an output, a hook)."""
+        raise NotImplementedError
+
+    def _sw_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop to run an output's coroutine on; ``None`` when there is none."""
+        raise NotImplementedError
+
+    def _sw_pause_reading(self) -> None:
+        """Stop reading from the peer (too much arrived while an output's work runs)."""
+        raise NotImplementedError
+
+    def _sw_resume_reading(self) -> None:
+        """Read from the peer again after :meth:`_sw_pause_reading`."""
         raise NotImplementedError
 
     # -- life cycle ----------------------------------------------------------------------
@@ -157,7 +201,11 @@ class Driver:
     def _sw_stop(self, lost_reason: Any) -> None:
         """The connection is gone: stop framing, cancel the timeout, deliver the loss."""
         self._sw_closing = True
+        self._sw_lost = True
         self._sw_disarm()
+        waits, self._sw_waits = self._sw_waits, ()
+        for future in waits:
+            cancel(future)  # its completion, if it still comes, finds nothing to resume
         name = self._sw_plan.lost
         style = self._sw_plan.style
         if name is not None and style.accepts(style.state(self._sw_impl), name):
@@ -186,11 +234,14 @@ class Driver:
             self._sw_last_read = self._sw_seconds()
         try:
             self._sw_pump(data)
+            if self._sw_waits:
+                self._sw_bound_reading()
         except Exception as exc:
             self.localError(exc)
 
     def _sw_pump(self, data: bytes) -> None:
         """Feed ``data`` and run postponed inputs between frames until nothing is left."""
+        self._sw_fed += len(data)
         if self._sw_busy:
             self._sw_backlog += data  # fed from inside a frame or input: after what is held
             return
@@ -231,6 +282,7 @@ class Driver:
         """Drop and return every byte received but not yet delivered in a frame."""
         held = b"" if self._sw_framer is None else self._sw_framer.clear()
         data = held + self._sw_backlog
+        self._sw_fed -= len(self._sw_backlog)  # the framer's offset skips what it held
         self._sw_backlog = b""
         return data
 
@@ -266,6 +318,9 @@ class Driver:
         anywhere, even a callback)."""
         holds = self._sw_holds - {reason}
         self._sw_holds = holds
+        if reason == "backpressure" and self._sw_plan.idle:
+            # the peer took our replies: it is not idle, and we were the ones not reading
+            self._sw_last_read = self._sw_seconds()
         if not holds:
             self._sw_resume_input()
 
@@ -316,9 +371,11 @@ class Driver:
                     if fewest <= len(parts) <= most and b"" not in parts:
                         del parts[0]
                         if hook is None:
-                            function(impl, self, *parts)
+                            result = function(impl, self, *parts)
                         else:
-                            getattr(self, hook)(*parts)
+                            result = getattr(self, hook)(*parts)
+                        if result is not None:
+                            self._sw_wait(result)
                         return
             keyed(route, loops, frame)
 
@@ -365,9 +422,12 @@ class Driver:
             return
         function, hook = target
         if hook is not None:
-            getattr(self, hook)(*args)
-        elif function is not None:
-            function(self._sw_impl, self, *args)
+            result = getattr(self, hook)(*args)
+        else:
+            assert function is not None
+            result = function(self._sw_impl, self, *args)
+        if result is not None:
+            self._sw_wait(result)
 
     def _sw_unroutable(self, frame: Any) -> None:
         self.remoteError(
@@ -385,8 +445,10 @@ class Driver:
         if not style.accepts(state, name):
             self.remoteError(UnexpectedInput(state=style.name_of(state), input=name, frame=frame))
             return
-        style.fire(impl, name, args)
+        result = style.fire(impl, name, args)
         self._sw_sync()
+        if result is not None:
+            self._sw_wait(result)
 
     # -- state changes -------------------------------------------------------------------
 
@@ -426,6 +488,14 @@ class Driver:
 
     def _sw_expired(self, timeout: Timeout) -> None:
         self._sw_timer = None
+        if timeout.idle and "backpressure" in self._sw_holds:
+            # we stopped reading, not the peer: it is idle only if it stopped reading our
+            # replies too
+            mark = self._sw_peer_progress()
+            if mark is not None and mark != self._sw_idle_mark:
+                self._sw_idle_mark = mark
+                self._sw_timer = self._sw_call_later(timeout.seconds, self._sw_expired, timeout)
+                return
         if timeout.idle:
             quiet = self._sw_seconds() - self._sw_last_read
             if quiet < timeout.seconds:
@@ -440,6 +510,73 @@ class Driver:
     def _sw_input(self, name: str, args: tuple[Any, ...]) -> None:
         """Call an input from outside the framer (a timeout, the connection's loss)."""
         try:
-            self._sw_plan.style.call(self._sw_impl, name, args)
+            result = self._sw_plan.style.call(self._sw_impl, name, args)
+            if result is not None:
+                self._sw_wait(result)
         except Exception as exc:
             self.localError(exc)
+
+    # -- waiting for outputs' work ---------------------------------------------------------
+
+    def _sw_wait(self, result: object) -> None:
+        """An output returned ``result``: if it is awaitable, deliver no frame after the
+        current one until it completes (a value is ignored; a ``MethodicalMachine``
+        collector's list or tuple is looked into)."""
+        if type(result) is list or type(result) is tuple:
+            for item in result:
+                if item is not None:
+                    self._sw_wait(item)
+            return
+        future = future_of(result, self._sw_loop)
+        if future is None:
+            return
+        if self._sw_lost:
+            # the ``lost`` input's own clean-up: run, waited for by nobody, failures logged
+            future.add_done_callback(self._sw_after_loss)
+            return
+        waits = self._sw_waits
+        if not waits:
+            waits = self._sw_waits = []
+            self._sw_hold("waiting")  # before it can complete: a done future calls back now
+        waits.append(future)
+        self._sw_bound_reading()
+        future.add_done_callback(self._sw_done)
+
+    def _sw_done(self, future: Any) -> None:
+        """An awaitable completed: a failure is a local error; the last one done, frames
+        flow again, with the framing of the state the machine is in now."""
+        failure = failure_of(future)
+        waits = self._sw_waits
+        if future not in waits:
+            return  # cancelled because the connection was lost: nothing to resume
+        assert isinstance(waits, list)
+        waits.remove(future)
+        if failure is not None:
+            if not isinstance(failure, Exception):  # cancelled by someone else, ...
+                failure = RuntimeError(f"an output's work ended: {type(failure).__name__}")
+            self.localError(failure)
+            return
+        if waits or self._sw_closing:
+            return
+        try:
+            if self._sw_reading_held:
+                self._sw_reading_held = False
+                self._sw_resume_reading()
+            self._sw_release("waiting")  # a frame it lets through may start more work
+        except Exception as exc:
+            self.localError(exc)
+
+    def _sw_after_loss(self, future: Any) -> None:
+        failure = failure_of(future)
+        if isinstance(failure, Exception):  # (a cancellation is no Exception)
+            self.localError(failure)
+
+    def _sw_bound_reading(self) -> None:
+        """Pause reading when more than :attr:`waiting_read_limit` bytes are buffered."""
+        if self._sw_reading_held:
+            return
+        framer = self._sw_framer
+        buffered = self._sw_fed - (0 if framer is None else framer.offset)
+        if buffered > self.waiting_read_limit:
+            self._sw_reading_held = True
+            self._sw_pause_reading()

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from statewire.machine._waiting import returns_nothing
+
 Handler = Callable[[Any], object]
 #: a looping input's output function (called ``f(machine, core, *args)``), or the name of
 #: the protocol hook it forwards to (called ``core.hook(*args)``)
@@ -79,9 +81,10 @@ class Style:
         """Call input ``name`` as user code would (postponed if an input is running)."""
         return getattr(impl, name)(*args)
 
-    def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> None:
-        """Run the transition for a frame (the connection checked that it exists)."""
-        getattr(impl, name)(*args)
+    def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> Any:
+        """Run the transition for a frame (the connection checked that it exists); return
+        what the input returns (an awaitable makes the connection wait for it)."""
+        return getattr(impl, name)(*args)
 
     def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
         """Make inputs called from outputs wait in ``queue`` (``None``: run them at once)."""
@@ -92,13 +95,30 @@ class Style:
         return None
 
     def loop_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
-        """A direct frame handler for ``state`` when input ``name`` loops on it."""
+        """A direct frame handler for ``state`` when input ``name`` loops on it; a result
+        that is not ``None`` goes to ``core._sw_wait`` (unless the function provably
+        returns nothing: then it is the handler itself)."""
         target = self.loop_target(state, name)
         if target is None:
             return None
         function, hook = target
+        handler: Handler
         if hook is not None:
-            handler: Handler = getattr(core, hook)
+            handler = getattr(core, hook)
+        else:
+            assert function is not None
+            handler = partial(function, impl, core)
+        if returns_nothing(handler):
             return handler
-        assert function is not None
-        return partial(function, impl, core)
+        return checked(handler, core._sw_wait)
+
+
+def checked(handler: Handler, wait: Callable[[Any], object]) -> Handler:
+    """``handler``, handing what it returns, when not ``None``, to ``wait``."""
+
+    def call(frame: Any) -> None:
+        result = handler(frame)
+        if result is not None:
+            wait(result)
+
+    return call

@@ -1,0 +1,122 @@
+"""Asynchronous outputs: what an output may return, and when it need not be looked at.
+
+Theory of operation
+-------------------
+An output (or a hook it forwards to, such as ``lineReceived``) may return an *awaitable*:
+a coroutine, an asyncio future or task, a ``concurrent.futures.Future``, or anything with
+``add_done_callback``. The connection then stops cutting frames after the current one
+until the awaitable completes (the driver holds its framer with the reason
+``"waiting"``), so the reply of each pipelined request is sent before the next request is
+even framed: replies leave in request order however the work completes. Bytes arriving
+meanwhile stay in the framer, in order; past :attr:`Driver.waiting_read_limit` buffered
+bytes, reading from the peer pauses until the wait ends (bounded memory).
+
+When it completes, framing resumes with the framing of the state the machine is in then:
+an input called by the work (the reply came: ``machine.done()``) is honoured. A value
+result is ignored. An exception (or a cancellation the connection did not ask for) is a
+*local* error: the connection is aborted, nothing else is touched. A connection lost while
+waiting cancels the awaitable, then the ``lost`` input runs as usual; a completion after
+the loss touches nothing. Timeouts keep running while waiting: a state's timeout bounds
+the work too (its close cancels the work when the connection is lost), and an idle
+timeout measures the peer's silence, as always.
+
+Looking at every result would cost the fast paths (one frame, one call of the output and
+nothing else) a call each. :func:`returns_nothing` reads a plain function's bytecode once:
+a function whose every ``return`` returns the constant ``None``, and which is no coroutine
+or generator function, can never return an awaitable, so its frames need no check. Any
+other callable (``async def``, ``return value``, a builtin, a callable object) is checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dis
+import inspect
+from collections.abc import Callable
+from functools import lru_cache, partial
+from types import CodeType, FunctionType
+from typing import Any
+
+#: code flags of functions whose call returns an object (a coroutine, a generator)
+_MAKES_OBJECT = (
+    inspect.CO_GENERATOR
+    | inspect.CO_COROUTINE
+    | inspect.CO_ASYNC_GENERATOR
+    | inspect.CO_ITERABLE_COROUTINE
+)
+
+
+@lru_cache(maxsize=4096)
+def _returns_none_only(code: CodeType) -> bool:
+    if code.co_flags & _MAKES_OBJECT:
+        return False
+    previous: dis.Instruction | None = None
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "RETURN_CONST" and instruction.argval is not None:
+            return False  # (Python 3.12+)
+        # only a ``LOAD_CONST None`` right before a RETURN_VALUE, and no jump landing on
+        # it, proves the value returned is None
+        if instruction.opname == "RETURN_VALUE" and (
+            instruction.is_jump_target
+            or previous is None
+            or previous.opname != "LOAD_CONST"
+            or previous.argval is not None
+        ):
+            return False
+        previous = instruction
+    return True
+
+
+def returns_nothing(function: Callable[..., Any]) -> bool:
+    """Whether calling ``function`` (a plain function, a bound method or a partial of
+    one) can only ever return ``None``; ``False`` whenever that cannot be proved."""
+    while isinstance(function, partial):
+        function = function.func
+    function = getattr(function, "__func__", function)  # a bound method's function
+    if type(function) is not FunctionType:
+        return False
+    return _returns_none_only(function.__code__)
+
+
+def future_of(result: object, loop: Callable[[], asyncio.AbstractEventLoop | None]) -> Any | None:
+    """The future to wait for when an output returned ``result``, or ``None`` when it is
+    no awaitable (a value: ignored). ``loop()`` gives the loop to run a coroutine on (or
+    to hand a ``concurrent.futures.Future``'s completion to); it is asked only then."""
+    if asyncio.iscoroutine(result):
+        running = loop()
+        if running is None:
+            result.close()  # it will never run: no "never awaited" warning
+            raise RuntimeError("an output returned a coroutine but no event loop runs it")
+        return running.create_task(result)
+    if isinstance(result, concurrent.futures.Future):
+        running = loop()
+        if running is None:
+            raise RuntimeError("an output returned a thread's future but no event loop runs")
+        return asyncio.wrap_future(result, loop=running)  # its callbacks run on our loop
+    if hasattr(result, "add_done_callback"):
+        return result
+    return None
+
+
+def cancel(future: Any) -> None:
+    """Cancel ``future`` if it can be cancelled."""
+    cancel = getattr(future, "cancel", None)
+    if cancel is not None:
+        cancel()
+
+
+def failure_of(future: Any) -> BaseException | None:
+    """The exception ``future`` (done) ended with, a cancellation included; ``None``
+    when it succeeded. Reading it also keeps asyncio from logging it as never retrieved."""
+    cancelled = getattr(future, "cancelled", None)
+    if cancelled is not None and cancelled():
+        return asyncio.CancelledError()
+    exception = getattr(future, "exception", None)
+    if exception is None:
+        return None
+    try:
+        failure: BaseException | None = exception()
+    except BaseException as exc:  # a fake future whose exception() raises what it holds
+        return exc
+    return failure
