@@ -275,5 +275,5 @@ def test_descriptions() -> None:
     assert netstring().describe() == "netstring ≤ 1 MiB"
     assert netstring(99999).describe() == "netstring ≤ 99999 B"
     assert prefixed(2, "little").describe() == "prefixed u16le ≤ 1 MiB"
-    assert fixed(this.size).describe() == "fixed(this['size'])"
+    assert fixed(this.size).describe() == "fixed(size)"
     assert raw().describe() == "raw"
