@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from statewire._reactor import Reactor
@@ -69,3 +72,37 @@ async def read_all(host: str, port: int, send: bytes = b"") -> bytes:
     data = await reader.read()
     writer.close()
     return data
+
+
+class _ErrorRecords(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@contextmanager
+def error_records() -> Iterator[list[logging.LogRecord]]:
+    """Collect every ERROR (or worse) record logged while the block runs."""
+    handler = _ErrorRecords()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        root.removeHandler(handler)
+
+
+async def client_socket(port: int, send: bytes = b"", rcvbuf: int = 4096) -> socket.socket:
+    """A non-blocking client connected to ``port`` on 127.0.0.1 with a receive buffer of
+    ``rcvbuf`` bytes, after sending ``send``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, (HOST, port))
+    if send:
+        await loop.sock_sendall(sock, send)
+    return sock

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import socket
 import subprocess
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import listen, scenario
+from runtime_helpers import client_socket, error_records, listen, scenario
 
 from statewire import _transport
 from statewire._reactor import Reactor
@@ -63,26 +62,6 @@ MiB = 1 << 20
 # -- helpers ------------------------------------------------------------------------------
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def error_records() -> Iterator[list[logging.LogRecord]]:
-    """Every ERROR record logged while the block runs."""
-    handler = _Records()
-    logging.getLogger().addHandler(handler)
-    try:
-        yield handler.records
-    finally:
-        logging.getLogger().removeHandler(handler)
-
-
 def watch_loop(seen: list[dict[str, Any]]) -> None:
     """Collect what reaches the running loop's exception handler."""
     asyncio.get_running_loop().set_exception_handler(lambda loop, context: seen.append(context))
@@ -90,14 +69,7 @@ def watch_loop(seen: list[dict[str, Any]]) -> None:
 
 async def non_reader(port: int, send: bytes = b"", rcvbuf: int = 4096) -> socket.socket:
     """A connected client with a small receive buffer that will not read."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, (HOST, port))
-    if send:
-        await loop.sock_sendall(sock, send)
-    return sock
+    return await client_socket(port, send, rcvbuf)
 
 
 async def read_exactly(sock: socket.socket, size: int, timeout: float) -> bytes:

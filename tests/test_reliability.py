@@ -41,7 +41,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from process_helpers import EXAMPLES, ROOT, recv_exactly, running
-from runtime_helpers import scenario
+from runtime_helpers import error_records, scenario
 from test_hardening_framing import CStringGreeter
 from test_runtime_endpoints import _certificate
 
@@ -86,27 +86,6 @@ CONNECTIONS = _connections()
 
 
 # -- shared helpers -----------------------------------------------------------------------
-
-
-class _ErrorRecords(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def error_records() -> Iterator[list[logging.LogRecord]]:
-    """Collect every ERROR (or worse) record logged while the block runs."""
-    handler = _ErrorRecords()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    try:
-        yield handler.records
-    finally:
-        root.removeHandler(handler)
 
 
 def _describe(records: list[logging.LogRecord]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import HOST, listen, scenario
+from runtime_helpers import client_socket, listen, scenario
 
 from statewire._reactor import Reactor
 from statewire.machine import Timeout
@@ -27,14 +27,7 @@ MiB = 1 << 20
 
 
 async def _client(port: int, send: bytes = b"", rcvbuf: int = 65536) -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_connect(sock, (HOST, port))
-    if send:
-        await loop.sock_sendall(sock, send)
-    return sock
+    return await client_socket(port, send, rcvbuf)
 
 
 async def _read_slowly(sock: socket.socket, step: int, pause: float, limit: float) -> bytes:
