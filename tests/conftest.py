@@ -28,6 +28,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "long",
+    derandomize=False,  # stated: under CI Hypothesis's own default is derandomized
     max_examples=2000,
     deadline=None,
     suppress_health_check=[

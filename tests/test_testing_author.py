@@ -161,7 +161,7 @@ def _magic(words: tuple[bytes, ...]) -> tuple[bytes, int, int, int]:
     return b"magic", 1, 2, 3
 
 
-@pytest.mark.parametrize(("value", "examples"), [("statewire-ci", 60), ("long", 2000)])
+@pytest.mark.parametrize(("value", "examples"), [("statewire-ci", 60), ("ci", 60), ("long", 2000)])
 def test_hypothesis_profile_works_in_a_users_project(
     tmp_path: Path, value: str, examples: int
 ) -> None:

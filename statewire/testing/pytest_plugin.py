@@ -42,12 +42,31 @@ else:
         deadline=None,
         suppress_health_check=_QUIET,
     )
+    # stated, not inherited: under CI Hypothesis's own default profile is derandomized
     settings.register_profile(
-        "statewire-long", max_examples=2000, deadline=None, suppress_health_check=_QUIET
+        "statewire-long",
+        derandomize=False,
+        max_examples=2000,
+        deadline=None,
+        suppress_health_check=_QUIET,
     )
 
 #: short names ``HYPOTHESIS_PROFILE`` may use for statewire's profiles
 _ALIASES = {"ci": "statewire-ci", "long": "statewire-long"}
+
+
+def _registered(name: str) -> object:
+    try:
+        from hypothesis import settings
+
+        return settings.get_profile(name)
+    except Exception:  # Hypothesis missing, or no profile of that name
+        return None
+
+
+#: what the short names meant before any conftest ran: Hypothesis registers a ``ci``
+#: profile of its own, which statewire's alias replaces unless the project re-registers it
+_BEFORE_CONFTESTS = {name: _registered(name) for name in _ALIASES}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,13 +79,13 @@ def pytest_configure(config: pytest.Config) -> None:
         from hypothesis import settings
     except ImportError:  # pragma: no cover - depends on what is installed
         return
-    for candidate in (name, _ALIASES.get(name)):
-        if candidate is None:
-            continue
-        try:
-            settings.load_profile(candidate)
-        except Exception:  # not registered: try the alias, then leave it to Hypothesis
-            continue
+    alias = _ALIASES.get(name)
+    mine = _registered(name)
+    if alias is not None and (mine is None or mine is _BEFORE_CONFTESTS[name]):
+        name = alias
+    try:
+        settings.load_profile(name)
+    except Exception:  # not registered: leave it to Hypothesis, which reports it
         return
 
 
