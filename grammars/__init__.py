@@ -19,6 +19,7 @@ from grammars.line import Line, line
 from grammars.netstring import Netstring, netstring
 from grammars.prefixed import LengthPrefixed, prefixed
 from grammars.resp import Request, Resp, request, resp
+from grammars.streamed import Piece, Streamed, streamed
 
 __all__ = [
     "Fixed",
@@ -30,9 +31,11 @@ __all__ = [
     "Line",
     "MalformedError",
     "Netstring",
+    "Piece",
     "Raw",
     "Request",
     "Resp",
+    "Streamed",
     "TooLongError",
     "TruncatedError",
     "fixed",
@@ -43,4 +46,5 @@ __all__ = [
     "raw",
     "request",
     "resp",
+    "streamed",
 ]

@@ -184,6 +184,14 @@ class MachineProtocol(Driver, Protocol):
             return framer.grammar
         return self._sw_framing(self._sw_state)[0]
 
+    def discard_input(self) -> bytes:
+        """Drop and return every byte received but not yet delivered in a frame.
+
+        For a switch that must not act on what the peer sent ahead of it: after
+        ``STARTTLS`` (RFC 3207), plaintext pipelined behind the command in the same read is
+        discarded, never executed once the handshake is done (the CVE-2011-0411 class)."""
+        return self._sw_clear()
+
     def close(self) -> None:
         """Close the connection once what was sent is flushed; no more frames are read."""
         self._sw_close_input()

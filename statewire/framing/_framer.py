@@ -53,13 +53,14 @@ from typing import Any
 
 from construct import Container
 
-from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request
+from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request, Streamed
 from statewire.framing._decoder import Decoder, FixedDecoder, RawDecoder
 from statewire.framing._generic import GenericDecoder
 from statewire.framing._line import LineDecoder
 from statewire.framing._netstring import NetstringDecoder
 from statewire.framing._prefixed import PrefixedDecoder
 from statewire.framing._resp import RespDecoder
+from statewire.framing._streamed import StreamedDecoder
 from statewire.framing.errors import FramingError, TruncatedFrame
 
 #: Bytes one frame of a grammar without its own limit (the generic path) may need.
@@ -97,6 +98,8 @@ def make_decoder(
         return FixedDecoder(grammar, base, grammar.size_in(Container(context)))
     if kind is Raw:
         return RawDecoder(grammar, base)
+    if kind is Streamed:
+        return StreamedDecoder(grammar, base, grammar.size_in(Container(context)))
     if kind is Request:
         return RespDecoder(grammar, base)
     if kind is Limited:  # the framing's own bound replaces the framer's
