@@ -223,6 +223,11 @@ class MachineProtocol(Driver, Protocol):
         seconds: float = self._clock().seconds()
         return seconds
 
+    def seconds(self) -> float:
+        """The connection's clock: :attr:`clock`'s ``seconds()``, else the reactor's that
+        serves the connection (what timeouts count with; a test's clock in tests)."""
+        return self._sw_seconds()
+
     # -- waiting for outputs' work -------------------------------------------------------
 
     def _sw_loop(self) -> asyncio.AbstractEventLoop | None:

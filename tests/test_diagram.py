@@ -25,6 +25,8 @@ GOLDEN = [
     ("examples/upload.py:UploadServer", "upload"),
     ("statewire.basic:LineReceiver", "linereceiver"),
     ("examples/keyvalue.py:factory", "keyvalue"),
+    ("statewire.protocols.resp:RESPServer", "resp"),
+    ("statewire.protocols.memcache:MemcacheServer", "memcache"),
 ]
 
 

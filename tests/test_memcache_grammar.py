@@ -3,17 +3,13 @@ reply the real memcached gives (line by line against memcached itself, when inst
 
 from __future__ import annotations
 
-import getpass
-import os
-import shutil
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from memcached_helpers import start_memcached
 
 from grammars import MalformedError, TruncatedError
 from grammars.memcache import (
@@ -173,32 +169,7 @@ def test_any_line_parses_or_is_refused_with_a_reply(line: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def memcached() -> Iterator[int]:
-    binary = shutil.which("memcached")
-    if binary is None:
-        pytest.skip("memcached is not installed (.ci/run installs it)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    user = ["-u", getpass.getuser()] if os.geteuid() == 0 else []
-    server = subprocess.Popen(
-        [binary, "-p", str(port), "-l", "127.0.0.1", "-U", "0", *user],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    pytest.fail("memcached did not start")
-                time.sleep(0.05)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    yield from start_memcached()
 
 
 def _first_reply(port: int, wire: bytes) -> bytes:

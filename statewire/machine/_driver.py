@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 
 from construct import Construct
 
-from grammars import raw
+from grammars import GrammarError, raw
 from statewire.framing import Framer, FramingError
 from statewire.machine._plan import Plan, VerbEntry
 from statewire.machine._routes import ByKey, Timeout, ToInput
@@ -68,8 +68,9 @@ from statewire.machine.errors import (
 
 #: the framing of a state that declares none: any byte arriving is unroutable
 _READS_NOTHING = raw()
-#: what a route's key or converter may raise for a frame it cannot make sense of
-_BAD_FRAME = (ValueError, TypeError, LookupError)
+#: what a route's key or converter may raise for a frame it cannot make sense of (a grammar's
+#: refusal too: a converter may parse the frame further)
+_BAD_FRAME = (ValueError, TypeError, LookupError, GrammarError)
 
 
 class _Postponed(list[Callable[[], object]]):
@@ -410,11 +411,11 @@ class Driver:
                 else:
                     args = tuple(convert(frame)) if convert else (frame,)
         except _BAD_FRAME as exc:
-            self.remoteError(
-                UnroutableFrame(
-                    f"cannot route {shown(frame)}: {exc}", state=self.machine_state, frame=frame
-                )
+            error = UnroutableFrame(
+                f"cannot route {shown(frame)}: {exc}", state=self.machine_state, frame=frame
             )
+            error.__cause__ = exc  # what the key or converter said (a reply a protocol words)
+            self.remoteError(error)
             return
         target = loops.get(name)
         if target is None:

@@ -106,8 +106,9 @@ def by_key(
 ) -> ByKey:
     """Route each frame by ``key(frame)``. Table values are an input (called with the
     frame) or ``(input, convert)`` where ``convert(frame)`` returns the input's arguments.
-    ``key`` or ``convert`` raising ``ValueError``, ``TypeError``, ``KeyError`` or
-    ``IndexError`` makes the frame unroutable (a remote error), not a crash."""
+    ``key`` or ``convert`` raising ``ValueError``, ``TypeError``, ``KeyError``,
+    ``IndexError`` or a :class:`grammars.GrammarError` makes the frame unroutable (a remote
+    error, whose ``__cause__`` is that exception), not a crash."""
     return ByKey(key, _targets(table), None if unknown is None else input_name(unknown))
 
 

@@ -56,4 +56,5 @@ def shown(frame: Any, limit: int = 60) -> str:
 class UnroutableFrame(RemoteProtocolError):
     """A frame no route of the current state turns into an input (an unknown command
     with no fallback, arguments a converter refused, or bytes in a state that reads none).
+    When a route's key or converter refused the frame, its exception is ``__cause__``.
     """

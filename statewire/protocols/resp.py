@@ -205,16 +205,6 @@ class RESPConnection(MachineProtocol):
         """Send one reply, built for the client's RESP version."""
         self.transport.write(self.encoder.encode(value))
 
-    def seconds(self) -> float:
-        """The connection's clock (the reactor's ``seconds()``, or :attr:`clock`'s)."""
-        clock = self.clock
-        if clock is None:
-            clock = getattr(self.transport, "reactor", None)
-            if clock is None:
-                from statewire import reactor as clock
-        now: float = clock.seconds()
-        return now
-
     def use_protocol(self, version: int) -> None:
         """Build replies for RESP ``version`` (2 or 3) from now on."""
         self.protocol_version = version

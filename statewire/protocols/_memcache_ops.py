@@ -1,0 +1,391 @@
+"""What each memcached command does to the items, and the reply it gets (the connection's
+machine, in :mod:`statewire.protocols.memcache`, decides when a command runs).
+
+Replies are memcached 1.6's, word for word, checked session by session against the real
+server (``tests/test_memcache_server.py``). Two of its quirks are kept because clients see
+them: ``decr`` that shortens a number pads the stored value with spaces, and a ``set``
+refused as too large removes the old item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Protocol
+
+from grammars.memcache import (
+    Arithmetic,
+    Command,
+    Delete,
+    Meta,
+    Retrieval,
+    Simple,
+    Storage,
+    Touch,
+    value_line,
+)
+
+if TYPE_CHECKING:
+    from statewire.protocols.memcache import MemcacheConnection
+
+#: the largest item memcached stores by default (its ``-I``), value, key and header
+MAX_ITEM = 1 << 20
+#: what an item costs beyond its key and value, as this server counts it
+ITEM_OVERHEAD = 56
+_WRAP = 1 << 64
+_NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+_BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
+_BAD_TOKEN = b"CLIENT_ERROR bad token in command line format\r\n"
+_NO_MEMORY = b"SERVER_ERROR out of memory storing object\r\n"
+
+
+@dataclass
+class Item:
+    """A stored value: its client ``flags``, when it ``expires`` (seconds on the server's
+    clock; 0 never) and its ``cas`` unique."""
+
+    value: bytes
+    flags: int
+    expires: float
+    cas: int
+
+
+class ItemStore(Protocol):
+    """What the server needs of a store. ``get`` returns live items only (expired ones, and
+    those a ``flush`` reached, are the store's to drop); ``put`` replaces, and may refuse
+    for want of memory; ``flush(at)`` drops every item stored before ``at`` once the
+    clock reaches it."""
+
+    def get(self, key: bytes, now: float) -> Item | None: ...
+    def put(self, key: bytes, item: Item, now: float) -> bool: ...
+    def delete(self, key: bytes) -> bool: ...
+    def flush(self, at: float, now: float) -> None: ...
+
+
+class _BadToken(Exception):
+    """A meta flag whose token is not what the flag takes."""
+
+
+def run(core: MemcacheConnection, command: Command) -> bytes:
+    """Run a command that has no data block; return its reply (empty: none)."""
+    core.factory.count(b"cmd_" + command.name)
+    if isinstance(command, Retrieval):
+        return _retrieve(core, command)
+    if isinstance(command, Delete):
+        return _quiet(command.noreply, _delete(core, command.key))
+    if isinstance(command, Arithmetic):
+        reply = _arithmetic(core, command.key, command.delta, command.name == b"incr")
+        return _quiet(command.noreply, reply)
+    if isinstance(command, Touch):
+        return _quiet(command.noreply, _touch(core, command))
+    if isinstance(command, Meta):
+        try:
+            return _meta(core, command)
+        except _BadToken:
+            return _BAD_TOKEN
+    assert isinstance(command, Simple)
+    return _simple(core, command)
+
+
+def _quiet(noreply: bool, reply: bytes) -> bytes:
+    return b"" if noreply else reply
+
+
+def _retrieve(core: MemcacheConnection, command: Retrieval) -> bytes:
+    storage, now = core.factory.storage, core.seconds()
+    with_cas = command.name in (b"gets", b"gats")
+    out: list[bytes] = []
+    for key in command.keys:
+        item = storage.get(key, now)
+        if item is None:
+            core.factory.count(b"get_misses")
+            continue
+        core.factory.count(b"get_hits")
+        if command.exptime is not None:
+            item = replace(item, expires=core.expiry(command.exptime))
+            storage.put(key, item, now)
+        cas = item.cas if with_cas else None
+        out += [value_line(key, item.flags, len(item.value), cas), b"\r\n", item.value, b"\r\n"]
+    out.append(b"END\r\n")
+    return b"".join(out)
+
+
+def _delete(core: MemcacheConnection, key: bytes) -> bytes:
+    storage = core.factory.storage
+    if storage.get(key, core.seconds()) is None:
+        return b"NOT_FOUND\r\n"
+    storage.delete(key)
+    return b"DELETED\r\n"
+
+
+def _number(value: bytes) -> int | None:
+    """``value`` as memcached reads a counter (C's ``strtoull`` and its checks): spaces
+    first, a sign, digits, then nothing or a space and anything; a negative number only if
+    it wraps to less than 2**63."""
+    text = value.lstrip(b" \t\n\v\f\r")
+    sign = text[:1]
+    if sign in (b"+", b"-"):
+        text = text[1:]
+    end = 0
+    while end < len(text) and 48 <= text[end] <= 57:
+        end += 1
+    if end == 0 or (end < len(text) and text[end] not in b" \t\n\v\f\r"):
+        return None
+    number = int(text[:end])
+    if number >= _WRAP:
+        return None  # ERANGE
+    if sign == b"-":
+        number = -number % _WRAP
+        if number >= 1 << 63:
+            return None
+    return number
+
+
+def _arithmetic(core: MemcacheConnection, key: bytes, delta: int, incr: bool) -> bytes:
+    storage, now = core.factory.storage, core.seconds()
+    item = storage.get(key, now)
+    if item is None:
+        return b"NOT_FOUND\r\n"
+    changed = _add_delta(core, item, delta, incr)
+    if changed is None:
+        return _NON_NUMERIC
+    storage.put(key, changed, now)
+    return changed.value.rstrip(b" ") + b"\r\n"
+
+
+def _add_delta(core: MemcacheConnection, item: Item, delta: int, incr: bool) -> Item | None:
+    """``item`` with its number moved by ``delta`` (None: it holds no number). As memcached
+    does, a number that got no longer is rewritten in place, padded with spaces."""
+    number = _number(item.value)
+    if number is None:
+        return None
+    number = (number + delta) % _WRAP if incr else max(number - delta, 0)
+    text = b"%d" % number
+    value = text.ljust(len(item.value)) if len(text) <= len(item.value) else text
+    return replace(item, value=value, cas=core.factory.next_cas())
+
+
+def _touch(core: MemcacheConnection, command: Touch) -> bytes:
+    storage, now = core.factory.storage, core.seconds()
+    item = storage.get(command.key, now)
+    if item is None:
+        return b"NOT_FOUND\r\n"
+    storage.put(command.key, replace(item, expires=core.expiry(command.exptime)), now)
+    return b"TOUCHED\r\n"
+
+
+def _simple(core: MemcacheConnection, command: Simple) -> bytes:
+    args = list(command.args)
+    noreply = bool(args) and args[-1] == b"noreply"
+    if noreply:
+        args.pop()
+    name = command.name
+    if name == b"version":
+        return b"VERSION " + core.factory.version + b"\r\n"
+    if name == b"quit":
+        return b""
+    if name == b"verbosity":
+        if not args and not noreply:
+            return b"ERROR\r\n"
+        return _quiet(noreply, b"OK\r\n")
+    if name == b"flush_all":
+        delay = 0
+        if args:
+            if not args[0].isdigit() or len(args) > 1:
+                return _quiet(noreply, _BAD_FORMAT)
+            delay = int(args[0])
+        now = core.seconds()
+        if not delay:
+            core.factory.next_cas()  # as memcached's flush marks its place in the CAS order
+        core.factory.storage.flush(core.expiry(delay) if delay else now, now)
+        return _quiet(noreply, b"OK\r\n")
+    if args:  # ``stats`` with a group this server does not keep
+        return b"ERROR\r\n"
+    return _stats(core)
+
+
+def _stats(core: MemcacheConnection) -> bytes:
+    factory = core.factory
+    lines = [b"STAT version " + factory.version]
+    lines += [b"STAT %s %d" % (name, value) for name, value in sorted(factory.stats.items())]
+    return b"".join(line + b"\r\n" for line in lines) + b"END\r\n"
+
+
+# -- storage commands ----------------------------------------------------------------------
+
+
+def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> bytes:
+    """Run a storage command with its data block; return its reply (empty: none)."""
+    core.factory.count(b"cmd_set")
+    if isinstance(command, Meta):
+        try:
+            return _meta_set(core, command, value)
+        except _BadToken:
+            return _BAD_TOKEN
+    storage, now = core.factory.storage, core.seconds()
+    old = storage.get(command.key, now)
+    name = command.name
+    flags, expires = command.flags, core.expiry(command.exptime)
+    if name == b"add" and old is not None:
+        return _quiet(command.noreply, b"NOT_STORED\r\n")
+    if name in (b"replace", b"append", b"prepend") and old is None:
+        return _quiet(command.noreply, b"NOT_STORED\r\n")
+    if name == b"cas":
+        if old is None:
+            return _quiet(command.noreply, b"NOT_FOUND\r\n")
+        if old.cas != command.cas:
+            return _quiet(command.noreply, b"EXISTS\r\n")
+    if old is not None and name in (b"append", b"prepend"):
+        value = old.value + value if name == b"append" else value + old.value
+        flags, expires = old.flags, old.expires
+    item = Item(value, flags, expires, core.factory.next_cas())
+    if not _fits(command.key, value) or not storage.put(command.key, item, now):
+        return _quiet(command.noreply, _NO_MEMORY)
+    return _quiet(command.noreply, b"STORED\r\n")
+
+
+def fits(key: bytes, size: int) -> bool:
+    """Whether an item of ``key`` and a value of ``size`` bytes is not too large."""
+    return len(key) + size + ITEM_OVERHEAD <= MAX_ITEM
+
+
+def _fits(key: bytes, value: bytes) -> bool:
+    return fits(key, len(value))
+
+
+# -- meta commands -------------------------------------------------------------------------
+
+
+def _token(command: Meta, letter: bytes, signed: bool = False) -> int | None:
+    token = command.flag(letter)
+    if token is None:
+        return None
+    digits = token[1:] if signed and token[:1] == b"-" else token
+    if not digits.isdigit() or len(digits) > 20:
+        raise _BadToken(letter)
+    return int(token)
+
+
+def _returned(command: Meta, key: bytes, item: Item | None, now: float) -> bytes:
+    """The flags a meta reply echoes, in the order the request gave them."""
+    out: list[bytes] = []
+    for letter, token in command.flags:
+        if letter == b"O":
+            out.append(b"O" + token)
+        elif letter == b"k":
+            out.append(b"k" + key)
+        elif item is None:
+            continue
+        elif letter == b"c":
+            out.append(b"c%d" % item.cas)
+        elif letter == b"f":
+            out.append(b"f%d" % item.flags)
+        elif letter == b"s":
+            out.append(b"s%d" % len(item.value))
+        elif letter == b"t":
+            left = -1 if item.expires == 0 else max(int(item.expires - now + 0.5), 0)
+            out.append(b"t%d" % left)
+    return b"".join(b" " + word for word in out)
+
+
+def _meta(core: MemcacheConnection, command: Meta) -> bytes:
+    name = command.name
+    if name == b"mn":
+        return b"MN\r\n"
+    storage, now = core.factory.storage, core.seconds()
+    key = command.key or b""
+    quiet = command.flag(b"q") is not None
+    item = storage.get(key, now)
+    if name == b"me":
+        if item is None:
+            return b"EN\r\n"
+        left = -1 if item.expires == 0 else int(item.expires - now)
+        return b"ME %s exp=%d la=0 cas=%d fetch=no cls=1 size=%d\r\n" % (
+            key,
+            left,
+            item.cas,
+            len(item.value) + len(key) + ITEM_OVERHEAD,
+        )
+    if name == b"mg":
+        ttl = _token(command, b"T", signed=True)
+        if item is None:
+            return b"" if quiet else b"EN" + _returned(command, key, None, now) + b"\r\n"
+        if ttl is not None:
+            item = replace(item, expires=core.expiry(ttl))
+            storage.put(key, item, now)
+        flags = _returned(command, key, item, now)
+        if command.flag(b"v") is None:
+            return b"HD" + flags + b"\r\n"
+        return b"VA %d%s\r\n%s\r\n" % (len(item.value), flags, item.value)
+    if name == b"md":
+        compare = _token(command, b"C")
+        if item is None:
+            return b"NF" + _returned(command, key, None, now) + b"\r\n"
+        if compare is not None and compare != item.cas:
+            return b"EX" + _returned(command, key, None, now) + b"\r\n"
+        storage.delete(key)
+        return b"" if quiet else b"HD" + _returned(command, key, None, now) + b"\r\n"
+    return _meta_arithmetic(core, command, key, item, now)
+
+
+def _meta_arithmetic(
+    core: MemcacheConnection, command: Meta, key: bytes, item: Item | None, now: float
+) -> bytes:
+    storage = core.factory.storage
+    delta = _token(command, b"D")
+    delta = 1 if delta is None else delta
+    mode = command.flag(b"M") or b"I"
+    if mode not in (b"I", b"i", b"+", b"D", b"d", b"-"):
+        return b"CLIENT_ERROR invalid mode for ma M token\r\n"
+    vivify = _token(command, b"N", signed=True)
+    quiet = False
+    if item is None:
+        if vivify is None:
+            return b"NF" + _returned(command, key, None, now) + b"\r\n"
+        initial = _token(command, b"J") or 0
+        item = Item(b"%d" % initial, 0, core.expiry(vivify), core.factory.next_cas())
+        storage.put(key, item, now)
+    else:
+        changed = _add_delta(core, item, delta, mode in (b"I", b"i", b"+"))
+        if changed is None:
+            return _NON_NUMERIC
+        item = changed
+        ttl = _token(command, b"T", signed=True)
+        if ttl is not None:
+            item = replace(item, expires=core.expiry(ttl))
+        storage.put(key, item, now)
+        quiet = command.flag(b"q") is not None  # memcached quiets the update, not the rest
+    if quiet:
+        return b""
+    flags = _returned(command, key, item, now)
+    if command.flag(b"v") is None:
+        return b"HD" + flags + b"\r\n"
+    number = item.value.rstrip(b" ")  # the number, not the padding it is stored with
+    return b"VA %d%s\r\n%s\r\n" % (len(number), flags, number)
+
+
+def _meta_set(core: MemcacheConnection, command: Meta, value: bytes) -> bytes:
+    storage, now = core.factory.storage, core.seconds()
+    key = command.key or b""
+    old = storage.get(key, now)
+    flags = _token(command, b"F") or 0
+    ttl = _token(command, b"T", signed=True)
+    compare = _token(command, b"C")
+    mode = (command.flag(b"M") or b"S").upper()
+    if mode not in (b"S", b"E", b"A", b"P", b"R"):
+        return b"CLIENT_ERROR invalid mode for ms STORE\r\n"
+    expires = core.expiry(ttl or 0)
+    if compare is not None and old is None:
+        return b"NF" + _returned(command, key, None, now) + b"\r\n"
+    if compare is not None and old is not None and compare != old.cas:
+        return b"EX" + _returned(command, key, None, now) + b"\r\n"
+    if (mode == b"E" and old is not None) or (mode in (b"A", b"P", b"R") and old is None):
+        return b"NS" + _returned(command, key, None, now) + b"\r\n"
+    if old is not None and mode in (b"A", b"P"):
+        value = old.value + value if mode == b"A" else value + old.value
+        flags, expires = old.flags, old.expires
+    item = Item(value, flags, expires, core.factory.next_cas())
+    if not _fits(key, value) or not storage.put(key, item, now):
+        return _NO_MEMORY
+    if command.flag(b"q") is not None:
+        return b""
+    return b"HD" + _returned(command, key, item, now) + b"\r\n"
