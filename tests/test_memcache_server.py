@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -371,6 +374,46 @@ def test_hostile_input_is_answered_as_memcached_answers_it(served: int, memcache
         b"set k 0 0 1\r\nx\r\nset k 0 0 %d\r\n" % size + b"y" * (size + 2) + b"get k\r\n",
     )
     same_replies(served, memcached, b"get a b c d\r\nincr\r\nget\r\nset k 0 0 -1\r\n")
+
+
+def test_the_simple_commands_word_counts_match_memcached(served: int, memcached: int) -> None:
+    same_replies(
+        served,
+        memcached,
+        b"verbosity\r\nverbosity 1\r\nverbosity 1 noreply\r\nverbosity noreply\r\n"
+        b"verbosity a b c\r\nstats noreply\r\nflush_all 0 5\r\nflush_all abc\r\n"
+        b"flush_all noreply\r\nflush_all 1 2 3\r\nmn\r\n",
+    )
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (Debian's libmemcached-tools; .ci/run installs it)")
+    return path
+
+
+def test_memccapable_finds_the_text_protocol_complete(served: int) -> None:
+    """libmemcached's conformance checker, every ASCII test."""
+    done = subprocess.run(
+        [_tool("memccapable"), "-a", "-h", HOST, "-p", str(served)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[FAIL]" not in done.stdout and done.stdout.count("[pass]") >= 27, done.stdout
+
+
+def test_memccp_and_memccat_round_trip_a_file(served: int, tmp_path: Path) -> None:
+    data = bytes(range(256)) * 1000
+    (tmp_path / "blob.bin").write_bytes(data)
+    servers = f"--servers={HOST}:{served}"
+    subprocess.run([_tool("memccp"), servers, "blob.bin"], cwd=tmp_path, check=True, timeout=30)
+    got = subprocess.run(
+        [_tool("memccat"), servers, "blob.bin"], capture_output=True, check=True, timeout=30
+    )
+    assert got.stdout == data + b"\n"  # memccat ends what it prints with a newline
 
 
 def test_a_set_of_2_gib_announced_is_refused_before_its_bytes(served: int) -> None:

@@ -33,7 +33,7 @@ MAX_ITEM = 1 << 20
 ITEM_OVERHEAD = 56
 _WRAP = 1 << 64
 _NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
-_BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
+_BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
 _BAD_TOKEN = b"CLIENT_ERROR bad token in command line format\r\n"
 _NO_MEMORY = b"SERVER_ERROR out of memory storing object\r\n"
 
@@ -174,33 +174,31 @@ def _touch(core: MemcacheConnection, command: Touch) -> bytes:
 
 
 def _simple(core: MemcacheConnection, command: Simple) -> bytes:
-    args = list(command.args)
-    noreply = bool(args) and args[-1] == b"noreply"
-    if noreply:
-        args.pop()
-    name = command.name
+    args, name = command.args, command.name
     if name == b"version":
         return b"VERSION " + core.factory.version + b"\r\n"
     if name == b"quit":
         return b""
-    if name == b"verbosity":
-        if not args and not noreply:
-            return b"ERROR\r\n"
-        return _quiet(noreply, b"OK\r\n")
-    if name == b"flush_all":
-        delay = 0
-        if args:
-            if not args[0].isdigit() or len(args) > 1:
-                return _quiet(noreply, _BAD_FORMAT)
-            delay = int(args[0])
-        now = core.seconds()
-        if not delay:
-            core.factory.next_cas()  # as memcached's flush marks its place in the CAS order
-        core.factory.storage.flush(core.expiry(delay) if delay else now, now)
-        return _quiet(noreply, b"OK\r\n")
-    if args:  # ``stats`` with a group this server does not keep
+    if name == b"stats":
+        # a group this server does not keep (``noreply`` too) is memcached's ERROR
+        return b"ERROR\r\n" if args else _stats(core)
+    # verbosity LEVEL [noreply], flush_all [DELAY] [noreply]: memcached's word counts
+    noreply = bool(args) and args[-1] == b"noreply"
+    if not (1 if name == b"verbosity" else 0) <= len(args) <= 2:
         return b"ERROR\r\n"
-    return _stats(core)
+    if name == b"verbosity":
+        return _quiet(noreply, b"OK\r\n")
+    rest = args[:-1] if noreply else args
+    delay = 0
+    if rest:  # the delay; memcached ignores a word after it
+        if not rest[0].isdigit():
+            return _quiet(noreply, _BAD_EXPTIME)
+        delay = int(rest[0])
+    now = core.seconds()
+    if not delay:
+        core.factory.next_cas()  # as memcached's flush marks its place in the CAS order
+    core.factory.storage.flush(core.expiry(delay) if delay else now, now)
+    return _quiet(noreply, b"OK\r\n")
 
 
 def _stats(core: MemcacheConnection) -> bytes:
