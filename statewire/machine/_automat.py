@@ -49,6 +49,7 @@ from typing import Any
 
 from automat import MethodicalMachine, NoTransition
 from automat._methodical import _filterArgs, _transitionerFromInstance
+from automat._typed import MethodOutput, TypedDataState
 
 from statewire.machine._style import (
     FORWARD_MARK,
@@ -121,6 +122,27 @@ class SlotTransitioner:
         return outputs, traced
 
 
+def _direct(output: Any) -> Any:
+    """An output of the table as a plain call ``(impl, data, *args)``: automat's own
+    output object rebuilds its arguments and re-checks the state data's type at every call
+    (the annotation is checked once, when the protocol is declared). Data factories and
+    anything else stay as automat made them."""
+    if type(output) is not MethodOutput:
+        return output
+    method = output.method
+    if output.requiresData:
+
+        def with_data(impl: Any, data: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return method(impl, impl.__automat_core__, data, *args, **kwargs)
+
+        return with_data
+
+    def without_data(impl: Any, data: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return method(impl, impl.__automat_core__, *args, **kwargs)
+
+    return without_data
+
+
 def _check_data_annotations(table: Table, name_of: Callable[[Any], str]) -> None:
     """Refuse, when the protocol is declared, a transition function whose state-data
     parameter has no annotation: automat checks the data against it at every call, and
@@ -146,6 +168,11 @@ class TypedStyle(Style):
         automaton = machine.__automat_automaton__
         self._index(automaton, _table(automaton), automaton.initialState)
         _check_data_annotations(self.table, self.name_of)
+        #: the table with each output compiled to a plain call (see :func:`_direct`)
+        self.calls: Table = {
+            key: (new, tuple(_direct(output) for output in outputs))
+            for key, (new, outputs) in self.table.items()
+        }
         base = machine.__automat_type__
         names = [n for n, v in vars(base).items() if callable(v) and not n.startswith("__")]
         self.inputs |= set(names)
@@ -155,7 +182,7 @@ class TypedStyle(Style):
         self.runtime = type(base.__name__, (base,), methods)
 
     def _compile(self, name: str) -> Callable[..., Any]:
-        table = self.table
+        table = self.calls
         automaton = self.automaton
 
         def input_method(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -227,13 +254,16 @@ class TypedStyle(Style):
         return impl.__automat_transitioner__._state
 
     def data(self, impl: Any) -> Any:
+        # automat keeps the data of the last data state after it is left: not this state's
+        if type(impl.__automat_transitioner__._state) is not TypedDataState:
+            return None
         return impl.__automat_data__
 
     def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> Any:
         txn = impl.__automat_transitioner__
         data = impl.__automat_data__
         state = txn._state
-        new, outputs = self.table[state, name]
+        new, outputs = self.calls[state, name]
         if txn._tracer:
             txn._tracer(state, name, new)
         txn._state = new
