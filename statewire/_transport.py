@@ -19,6 +19,10 @@ consumer methods):
 Both guard every call into user code: an exception there is logged with its traceback and
 closes that connection only.
 
+Both switch to TLS in the middle of the stream (``startTLS``, for STARTTLS): the socket
+transport puts a sans-IO :class:`~statewire._tls.TLSSession` between its socket and its
+protocol, the asyncio one hands its transport to the loop's ``start_tls`` (docs/tls.md).
+
 Writes are coalesced: ``write`` appends to a list, and the list goes to the socket as one
 write when the protocol's callback returns (``dataReceived``, ``connectionMade``) or, for
 writes made anywhere else (a timer), at the end of the current event-loop turn.
@@ -70,11 +74,13 @@ import logging
 import math
 import select
 import socket
+import ssl
 import struct
 import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
+from statewire._tls import TLSSession
 from statewire.address import Address, from_sockaddr
 from statewire.error import ConnectionAborted, ConnectionDone, ConnectionLost, Failure
 
@@ -101,6 +107,11 @@ class Owner:
 
     def _lost(self, reason: Failure) -> None:
         """A connection of this owner is gone (after ``connectionLost``)."""
+
+    def getDestination(self) -> Address | None:
+        """Where a client connector's connections go; ``None`` for a port, whose
+        connections were accepted (``startTLS`` takes the server side on those)."""
+        return None
 
 
 #: poller interest bits
@@ -328,13 +339,12 @@ class _Connection:
                 if limits is not None:
                     limits.handed += len(data)
                 self._send(data)
-                unsent = self._write_buffer_size()
-                self._room = HIGH_WATER - unsent
+                self._room = HIGH_WATER - self._write_buffer_size()
                 if (
-                    unsent
-                    and limits is not None
+                    limits is not None
                     and limits.write_timeout is not None
                     and limits.stall_timer is None
+                    and self._unsent()
                 ):
                     self._watch_stall(limits)
                 if self._write_paused and self._drained():
@@ -377,7 +387,12 @@ class _Connection:
         acknowledged; Linux tells it). It grows only when the peer reads: the kernel's
         send buffer filling up is no progress (a stalled peer's window closes, and the
         kernel takes nothing until half its buffer drains)."""
-        return limits.handed - self._write_buffer_size() - _unacked(self._socket())
+        return limits.handed - self._unsent() - _unacked(self._socket())
+
+    def _unsent(self) -> int:
+        """Bytes written and not yet taken by the kernel, wherever they wait (what the
+        write deadlines watch; flow control counts :meth:`_write_buffer_size`)."""
+        return self._write_buffer_size()
 
     def _socket(self) -> Any:
         """The connection's socket (anything with ``fileno``), or None."""
@@ -395,7 +410,7 @@ class _Connection:
         limits = self._write_limits()
         limits.stall_timer = None
         try:
-            unsent = self._write_buffer_size()
+            unsent = self._unsent()
             if not unsent or limits.write_timeout is None:  # drained, or the limit lifted
                 return
             if self._taken(limits) <= taken_before:
@@ -438,7 +453,7 @@ class _Connection:
                 "the connection from %s took none of its last %d bytes in the %s s after "
                 "closing; aborting it",
                 _peer(self),
-                self._write_buffer_size(),
+                self._unsent(),
                 seconds,
             )
             self._abort(ConnectionAborted("close timeout"), reset=True)
@@ -490,7 +505,7 @@ class _Connection:
             return
         if exc is None:
             reason = Failure(ConnectionDone())
-        elif isinstance(exc, ConnectionLost):
+        elif isinstance(exc, (ConnectionLost, ssl.SSLError)):  # TLS failures as Twisted's
             reason = Failure(exc)
         else:
             reason = Failure(ConnectionLost(str(exc)))
@@ -549,6 +564,78 @@ class _Connection:
     def getHost(self) -> Address:
         """This side's address."""
         return from_sockaddr(self._unix(), self._sockaddr(False))
+
+    # -- TLS -----------------------------------------------------------------------------
+
+    def startTLS(
+        self,
+        context: ssl.SSLContext,
+        server_side: bool | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        """Switch this connection to TLS with ``context``, from this point of the stream
+        on (as Twisted's ``ITLSTransport.startTLS``; SMTP's STARTTLS, RFC 3207).
+
+        ``server_side`` defaults to this side's role: the server side on an accepted
+        connection, the client side on one made with ``connectTCP``/``connectUNIX``, which
+        then names ``server_hostname`` (default: the host it connected to) to the server
+        and, when ``context.check_hostname`` is set, checks the certificate against it.
+
+        * Bytes written before the call go first, in plaintext, in order; bytes written
+          after it are encrypted (held until the handshake completes).
+        * Every byte read after the call is TLS. What the protocol was already given is
+          its own business (a STARTTLS server drops what followed the command in its
+          buffer before calling this); what was received but not yet given to it (held
+          while it paused reading) is dropped, never delivered: plaintext a client sent
+          behind its command cannot pass for protected data (CVE-2011-0411).
+        * The handshake reads even while the protocol pauses reading (it gets no data
+          until it resumes). A handshake that fails loses the connection, and
+          ``connectionLost`` gets a ``Failure`` of the ``ssl.SSLError``
+          (``ssl.SSLEOFError`` when the peer closed during it).
+        * Flow control, ``loseConnection`` (our close_notify, then close),
+          ``abortConnection``, ``close_timeout`` and ``write_timeout`` work on as before;
+          unsent bytes count plaintext until encrypted, then ciphertext (docs/tls.md).
+
+        Raises ``RuntimeError`` on a connection that already is TLS (``startTLS`` called
+        before, ``listenSSL``, ``connectSSL``) or that is closing; ``TypeError`` when
+        ``context`` is not an ``ssl.SSLContext``; ``ValueError`` for a client side that
+        checks host names with no host name to check.
+        """
+        if not isinstance(context, ssl.SSLContext):
+            raise TypeError(f"startTLS() takes an ssl.SSLContext, not {type(context).__name__}")
+        already = self._tls_in_use()
+        if already:
+            raise RuntimeError(f"startTLS() on a connection that {already}")
+        if self._closed or self.disconnecting:
+            raise RuntimeError("startTLS() on a connection that is closing")
+        destination = self._owner.getDestination()
+        if server_side is None:
+            server_side = destination is None
+        if not server_side and server_hostname is None:
+            server_hostname = getattr(destination, "host", None)
+            if server_hostname is None and context.check_hostname:
+                raise ValueError("startTLS(): the context checks host names: give one")
+        self._start_tls(context, server_side, server_hostname)
+
+    def _tls_in_use(self) -> str | None:
+        """Why this connection cannot start TLS (it already did), or None."""
+        raise NotImplementedError
+
+    def _start_tls(
+        self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
+    ) -> None:
+        raise NotImplementedError
+
+    def _ssl_object(self) -> ssl.SSLObject | None:
+        """The connection's ``SSLObject`` once its TLS handshake completed, else None."""
+        raise NotImplementedError
+
+    def getPeerCertificate(self, binary_form: bool = False) -> Any:
+        """The peer's certificate once a TLS handshake completed, as
+        ``ssl.SSLObject.getpeercert(binary_form)`` gives it (a dict, empty when it was
+        not verified, or DER bytes); ``None`` without TLS or when the peer sent none."""
+        ssl_object = self._ssl_object()
+        return None if ssl_object is None else ssl_object.getpeercert(binary_form)
 
     # -- the read side as a producer -----------------------------------------------------
 
@@ -714,9 +801,14 @@ class _WriteLimits:
 
 
 class SocketTransport(_Connection):
-    """A plain TCP or UNIX connection driven straight from asyncio's selector loop."""
+    """A TCP or UNIX connection driven straight from asyncio's selector loop.
 
-    __slots__ = ("_host", "_peer", "_pending", "_poller", "_reading", "_sock")
+    After ``startTLS`` a :class:`~statewire._tls.TLSSession` sits between the socket and
+    the protocol: what is read goes through it before ``dataReceived``, what is flushed
+    goes through it before ``send``; buffers, poller, timers and deadlines are the same.
+    """
+
+    __slots__ = ("_host", "_peer", "_pending", "_poller", "_reading", "_sock", "_tls")
 
     def __init__(self, owner: Owner, poller: Poller, sock: socket.socket, peer: Any) -> None:
         super().__init__(owner)
@@ -725,7 +817,8 @@ class SocketTransport(_Connection):
         self._peer = peer
         self._host: Any = None  # the local address, noted when the socket closes
         self._pending: bytearray | None = None  # unsent bytes, while the socket is full
-        self._reading = False
+        self._reading = False  # whether the socket is watched for reads
+        self._tls: TLSSession | None = None  # after startTLS
 
     @classmethod
     def accepted(
@@ -773,6 +866,13 @@ class SocketTransport(_Connection):
         if not data:
             self._end_of_stream()
             return
+        if self._tls is not None:
+            self._tls.receive(data)
+            try:
+                self._tls_pump()
+            except Exception as exc:  # MemoryError...
+                self._fail(exc)
+            return
         # _call, inlined: this runs once per read
         self._in_callback = True
         try:
@@ -785,6 +885,15 @@ class SocketTransport(_Connection):
             self._flush()
 
     def _send(self, data: bytes) -> None:
+        tls = self._tls
+        if tls is not None:
+            data = tls.encrypt(data)
+            if not data:  # held until the handshake completes
+                return
+        self._put(data)
+
+    def _put(self, data: bytes) -> None:
+        """Send ``data`` as it is (ciphertext, over TLS), or queue what the socket refuses."""
         pending = self._pending
         if pending is None:
             try:
@@ -820,19 +929,28 @@ class SocketTransport(_Connection):
             if not pending:
                 self._pending = None
                 self._watch()
-                if self.disconnecting:
-                    self._close(None)
-                    return
-            if self._write_paused and len(pending) <= LOW_WATER:
+                # closing, and what was written is sent: close, over TLS after our
+                # close_notify (a flush to come, when something was written since,
+                # closes after it)
+                if self.disconnecting and not self._out:
+                    self._finish()
+                    if self._closed:
+                        return
+            if self._write_paused and self._drained():
                 self._resume_writing()
         except Exception as exc:
             self._fail(exc)
 
     def _drained(self) -> bool:
-        pending = self._pending
-        return pending is None or len(pending) <= LOW_WATER
+        return self._write_buffer_size() <= LOW_WATER
 
     def _set_reading(self, reading: bool) -> None:
+        tls = self._tls
+        if tls is not None:
+            if tls.handshaking:
+                reading = True  # the handshake goes on whether the protocol reads or not
+            elif reading and tls.unread:  # kept while the protocol did not read: its turn
+                self._loop.call_soon(self._tls_resume)
         if reading != self._reading:
             self._reading = reading
             self._watch()
@@ -842,7 +960,9 @@ class SocketTransport(_Connection):
         self._poller.update(self._sock.fileno(), self, interest)
 
     def _write_buffer_size(self) -> int:
-        return 0 if self._pending is None else len(self._pending)
+        unsent = 0 if self._pending is None else len(self._pending)
+        tls = self._tls
+        return unsent if tls is None else unsent + tls.buffered
 
     def _socket(self) -> Any:
         return self._sock
@@ -857,9 +977,84 @@ class SocketTransport(_Connection):
             return self._host
         return self._sock.getsockname()
 
+    # -- TLS -----------------------------------------------------------------------------
+
+    def _tls_in_use(self) -> str | None:
+        return None if self._tls is None else "already called it"
+
+    def _start_tls(
+        self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
+    ) -> None:
+        session = TLSSession(context, server_side, server_hostname)
+        self._flush()  # what was written before the call goes first, in plaintext
+        if self._closed:
+            return
+        self._tls = session
+        self._update_reading()  # on, for the handshake, even if the protocol paused it
+        self._tls_pump()  # a client says hello
+
+    def _ssl_object(self) -> ssl.SSLObject | None:
+        return None if self._tls is None else self._tls.ssl_object
+
+    def _tls_pump(self) -> None:
+        """Run the TLS session on what it received: the handshake, then plaintext for
+        the protocol (while it reads), then the peer's end of stream."""
+        tls = self._tls
+        assert tls is not None
+        handshaking = tls.handshaking
+        try:
+            data = tls.read(not (self._read_paused or self._write_paused or self.disconnecting))
+        except ssl.SSLError as error:
+            self._tls_failed(error)
+            return
+        output = tls.take_output()
+        if output:
+            self._put(output)
+            if self._closed:
+                return
+        if handshaking and not tls.handshaking:
+            self._update_reading()  # the protocol's pauses rule reading again
+            if self._write_paused and self._drained():
+                self._loop.call_soon(self._resume_if_drained)
+        if data:
+            self._call(self.protocol.dataReceived, data)
+        if tls.eof and not self.disconnecting:
+            self._end_of_stream()
+        elif not self._in_callback and (self._out or self.disconnecting):
+            self._flush()
+
+    def _tls_resume(self) -> None:
+        """Reading resumed: deliver what TLS kept while it was off."""
+        if self._reading and not self._closed and self._tls is not None:
+            try:
+                self._tls_pump()
+            except Exception as exc:
+                self._fail(exc)
+
+    def _tls_failed(self, error: ssl.SSLError) -> None:
+        """The peer broke TLS (or left during the handshake): send it our alert if there
+        is one, then close; ``connectionLost`` gets the error."""
+        log.info("TLS with %s failed (%s); closing the connection", _peer(self), error)
+        tls = self._tls
+        alert = b"" if tls is None else tls.take_output()
+        if alert and self._pending is None:
+            with contextlib.suppress(OSError):  # a courtesy: the socket closes either way
+                self._sock.send(alert)
+        self._close(error)
+
     # -- closing -------------------------------------------------------------------------
 
     def _finish(self) -> None:
+        tls = self._tls
+        if tls is not None:
+            if tls.buffered:  # written for after the handshake: it must complete first
+                self._close_when_sent()
+                return
+            notify = tls.close()
+            if notify:
+                self._put(notify)
+                if self._closed:
+                    return
         if self._pending is None:
             self._close(None)
         else:  # _write_ready closes once it is sent, or close_timeout aborts
@@ -876,6 +1071,9 @@ class SocketTransport(_Connection):
     def _end_of_stream(self) -> None:
         """The peer sent everything it will: close our side too, once flushed (without
         ``on_closing``: frames already buffered are still the protocol's to deliver)."""
+        if self._tls is not None and self._tls.handshaking:
+            self._tls_failed(ssl.SSLEOFError("the peer closed during the TLS handshake"))
+            return
         self.disconnecting = True
         try:
             self._update_reading()
@@ -909,9 +1107,23 @@ class Transport(_Connection):
     A loop may deliver a read after the protocol paused reading (uvloop starts reading
     only after ``connection_made`` returns, so a pause made there comes too late for
     it): such data is held, and delivered in order once reading resumes.
+
+    ``startTLS`` hands the asyncio transport to the loop's ``start_tls`` (asyncio's or
+    uvloop's), with the same :class:`Bridge` as the protocol above TLS; what is written
+    during the handshake is held here, then written to the TLS transport that comes out
+    of it, which the connection uses from then on.
     """
 
-    __slots__ = ("_aborted", "_held", "_loop", "_loop_paused", "_transport")
+    __slots__ = (
+        "_aborted",
+        "_held",
+        "_loop",
+        "_loop_paused",
+        "_reported",
+        "_tls_held",
+        "_transport",
+        "_under",
+    )
 
     _aborted: ConnectionLost | None
 
@@ -923,15 +1135,26 @@ class Transport(_Connection):
         self._held = b""
         self._aborted = None  # why we aborted, when we did
         self._loop_paused = False  # asyncio's own buffer is over its high-water mark
+        self._reported = False  # connectionLost was delivered
+        #: written since startTLS, while the handshake runs (None: not upgrading)
+        self._tls_held: bytearray | None = None
         self._transport = transport
+        #: the plain transport beneath TLS, after startTLS
+        self._under: asyncio.Transport | None = None
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _send(self, data: bytes) -> None:
+        held = self._tls_held
+        if held is not None:  # for after the TLS handshake
+            held += data
+            return
         self._transport.write(data)
 
     def _set_reading(self, reading: bool) -> None:
+        if self._tls_held is not None:
+            return  # start_tls reads for the handshake; the switch applies our wish
         # not guarded by is_reading(): uvloop's transports say False until they start
         # reading, after connection_made (both loops' calls do nothing when redundant)
         if reading:
@@ -941,8 +1164,8 @@ class Transport(_Connection):
 
     def _received(self, data: bytes) -> None:
         """A read from the asyncio transport: delivered, or held while reading is paused
-        (or while older held data waits)."""
-        if self._read_paused or self._held:
+        (or while older held data waits, or until the switch to TLS is made)."""
+        if self._read_paused or self._held or self._tls_held is not None:
             self._held += data
             if self._read_paused:
                 self._set_reading(False)
@@ -956,12 +1179,21 @@ class Transport(_Connection):
             self._loop.call_soon(self._release)
 
     def _release(self) -> None:
-        if self._held and not self._read_paused and not self._closed:
+        if self._held and not self._read_paused and not self._closed and self._tls_held is None:
             data, self._held = self._held, b""
             self._call(self.protocol.dataReceived, data)
 
     def _write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size()
+        size = self._transport.get_write_buffer_size()
+        held = self._tls_held
+        return size if held is None else size + len(held)
+
+    def _unsent(self) -> int:
+        # asyncio's TLS transport counts only what it holds: the ciphertext it handed to
+        # the transport beneath waits there (all of a large write, at once)
+        under = self._under
+        size = self._write_buffer_size()
+        return size if under is None else size + under.get_write_buffer_size()
 
     def _socket(self) -> Any:
         return self._transport.get_extra_info("socket")
@@ -983,9 +1215,12 @@ class Transport(_Connection):
         super().loseConnection()
 
     def _finish(self) -> None:
+        if self._tls_held:  # written for after the handshake: it must complete first
+            self._close_when_sent()
+            return
         self._closed = True  # nothing more is written; asyncio sends its buffer, then closes
         self._transport.close()
-        if self._transport.get_write_buffer_size():
+        if self._unsent():
             self._close_when_sent()
 
     def _abort(self, reason: ConnectionLost, reset: bool) -> None:
@@ -995,11 +1230,98 @@ class Transport(_Connection):
         self._closing()
         if self._out:
             self._out.clear()
+        if self._tls_held:
+            self._tls_held.clear()
         self._aborted = reason
         sock = self._transport.get_extra_info("socket")
         if reset and sock is not None:
             _reset_on_close(sock)
         self._transport.abort()
+
+    def _deliver_lost(self, exc: BaseException | None) -> None:
+        # once: a connection lost around the end of a TLS handshake is reported both by
+        # the handshake's end and by asyncio's TLS protocol
+        if not self._reported:
+            self._reported = True
+            super()._deliver_lost(exc)
+
+    # -- TLS -----------------------------------------------------------------------------
+
+    def _tls_in_use(self) -> str | None:
+        if self._tls_held is not None:
+            return "already called it"
+        if self._transport.get_extra_info("sslcontext") is not None:
+            return "is TLS already"
+        return None
+
+    def _ssl_object(self) -> ssl.SSLObject | None:
+        if self._tls_held is not None:
+            return None
+        ssl_object: ssl.SSLObject | None = self._transport.get_extra_info("ssl_object")
+        return ssl_object
+
+    def _start_tls(
+        self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
+    ) -> None:
+        plain = self._transport
+        bridge = cast(Bridge, plain.get_protocol())
+        self._held = b""  # received as plaintext, never delivered: never will be
+        plain.pause_reading()  # from here on, asyncio reads for TLS only
+        self._flush()  # what was written before the call goes first, in plaintext
+        self._tls_held = bytearray()
+        task = self._loop.create_task(
+            self._upgrade(plain, bridge, context, server_side, server_hostname)
+        )
+        _upgrades.add(task)
+        task.add_done_callback(_upgrades.discard)
+
+    async def _upgrade(
+        self,
+        plain: asyncio.Transport,
+        bridge: Bridge,
+        context: ssl.SSLContext,
+        server_side: bool,
+        server_hostname: str | None,
+    ) -> None:
+        """Run the handshake on ``plain``, then write through the TLS transport."""
+        try:
+            tls = await self._loop.start_tls(
+                plain, bridge, context, server_side=server_side, server_hostname=server_hostname
+            )
+        except asyncio.CancelledError:  # the loop is closing
+            self._upgrade_failed(ConnectionLost("the TLS handshake was cancelled"))
+            raise
+        except Exception as error:
+            aborted = self._aborted  # by us: then that is the reason
+            self._upgrade_failed(aborted if aborted else _handshake_error(error, self))
+            return
+        if tls is None or tls.is_closing() or self._closed or self._aborted is not None:
+            # closed during the handshake: by us, or (reported by the bridge) just after it
+            self._loop.call_soon(self._upgrade_failed, None)
+            return
+        try:
+            self._transport, self._under = tls, plain
+            held, self._tls_held = self._tls_held, None
+            self._loop_paused = False  # asyncio's pauses come from the TLS transport now
+            tls.set_write_buffer_limits(HIGH_WATER, LOW_WATER)
+            if held:
+                tls.write(bytes(held))
+            self._update_reading()
+            if self._held:
+                self._loop.call_soon(self._release)
+            if self._write_paused:
+                self._loop.call_soon(self._resume_if_drained)
+            if self.disconnecting:
+                self._flush()  # closing: now with TLS's close_notify
+        except Exception as exc:
+            self._fail(exc)
+
+    def _upgrade_failed(self, error: BaseException | None) -> None:
+        """The connection ended before it could switch to TLS: report it."""
+        if self._tls_held:
+            self._tls_held.clear()
+        self._closed = True
+        self._deliver_lost(self._aborted or error)
 
 
 class Bridge(asyncio.Protocol):
@@ -1062,6 +1384,24 @@ class Bridge(asyncio.Protocol):
             return
         wrapped._closed = True
         wrapped._deliver_lost(wrapped._aborted or exc)
+
+
+#: the TLS upgrades under way (the loop keeps only weak references to tasks)
+_upgrades: set[asyncio.Task[None]] = set()
+
+
+def _handshake_error(error: Exception, connection: _Connection) -> BaseException:
+    """What ``connectionLost`` is told of a TLS handshake that raised ``error``."""
+    if not isinstance(error, OSError):  # a bug, ours or the loop's
+        log.error("startTLS on the connection from %s failed", _peer(connection), exc_info=error)
+        return ConnectionLost(f"startTLS failed: {type(error).__name__}")
+    if not isinstance(error, ssl.SSLError):
+        if isinstance(error, ConnectionError) and not isinstance(error, ConnectionAbortedError):
+            error = ssl.SSLEOFError("the peer closed during the TLS handshake")
+        else:  # asyncio's handshake timeout, ...
+            error = ssl.SSLError(f"the TLS handshake failed: {error}")
+    log.info("TLS with %s failed (%s); closing the connection", _peer(connection), error)
+    return error
 
 
 _LINGER_RESET = struct.pack("ii", 1, 0)

@@ -29,6 +29,7 @@ class StringTransport:
     on ``loseConnection``, ``aborted`` on ``abortConnection``; nothing is ever delivered to
     the protocol's ``connectionLost`` unless the test calls it. ``producerState`` is
     ``"producing"``, ``"paused"`` or ``"stopped"`` (the read side, as the protocol asked).
+    ``startTLS`` is recorded in :attr:`tls`; no TLS is made (bytes stay as written).
     """
 
     def __init__(
@@ -46,6 +47,10 @@ class StringTransport:
         self.producerState = "producing"
         #: called once when the protocol starts closing (statewire transports have it)
         self.on_closing: Callable[[], object] | None = None
+        #: the ``startTLS`` call once made: its ``context``, ``server_side`` and
+        #: ``server_hostname``, and ``written``: how many bytes of ``value()`` (since the
+        #: last ``clear()``) were written before it
+        self.tls: dict[str, Any] | None = None
 
     def write(self, data: bytes) -> None:
         """Record ``data``; a ``str`` is refused, as on the real transports."""
@@ -81,6 +86,22 @@ class StringTransport:
         """Mark the transport as aborted (writes after this are dropped)."""
         self._closing()
         self.aborted = True
+
+    def startTLS(
+        self, context: Any, server_side: bool | None = None, server_hostname: str | None = None
+    ) -> None:
+        """Record the call; as on the real transports, a second one raises
+        ``RuntimeError``, and so does one on a closing transport."""
+        if self.tls is not None:
+            raise RuntimeError("startTLS() on a connection that already called it")
+        if self.disconnecting:
+            raise RuntimeError("startTLS() on a connection that is closing")
+        self.tls = {
+            "context": context,
+            "server_side": server_side,
+            "server_hostname": server_hostname,
+            "written": len(self._written),
+        }
 
     def getPeer(self) -> Address:
         return self.peer
