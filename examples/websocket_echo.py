@@ -1,0 +1,321 @@
+"""A WebSocket echo server (RFC 6455): an HTTP ``Upgrade`` to ``101``, then WebSocket frames.
+
+    GET / with Upgrade: websocket    101 Switching Protocols, then every message is echoed
+    GET / without                    426 Upgrade Required
+
+The HTTP side is statewire's HTTP machine: the handler answers ``101`` with
+``response.upgrade(protocol, headers)`` and the connection's remaining bytes, those already
+received included, are framed from then on by :class:`WebSocketEcho`, a declared machine
+whose one framing is a WebSocket frame (a construct grammar, below)::
+
+    open        text/binary frame, FIN set       the message is echoed
+                text/binary frame, FIN clear     -> fragmented (a message begins)
+                ping                             pong with the same payload
+                close                            the close is echoed -> closed
+    fragmented  continuation, FIN clear          the message grows
+                continuation, FIN set            -> open, the whole message echoed
+                ping / pong / close              as in open (control frames interleave)
+
+Refused, with a close frame and the connection closed: an unmasked client frame, RSV bits,
+an unknown opcode, a fragmented or long (> 125 bytes) control frame, a continuation with
+no message begun or a new message inside one (``1002``), a text message that is not UTF-8
+(``1007``), a message over 16 MiB (``1009``).
+
+python examples/websocket_echo.py --port 8080
+statewire diagram examples/websocket_echo.py:WebSocketEcho
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any, Protocol
+
+from automat import TypeMachineBuilder
+from construct import (
+    BitsInteger,
+    BitStruct,
+    Bytes,
+    Computed,
+    Flag,
+    If,
+    Int16ub,
+    Int64ub,
+    Struct,
+    Switch,
+    this,
+)
+
+from grammars import limited
+from statewire.declarative import MachineProtocol
+from statewire.framing import FrameTooLong, FramingError
+from statewire.machine import RemoteProtocolError, UnexpectedInput, by_key
+from statewire.protocols.http import HTTPFactory, Request, Response
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: largest message (and frame payload) accepted
+MAX_MESSAGE = 16 << 20
+CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0, 1, 2, 8, 9, 10
+
+#: one WebSocket frame (RFC 6455 §5.2), the 7-, 16- and 64-bit payload lengths
+FRAME = Struct(
+    "header"
+    / BitStruct(
+        "fin" / Flag,
+        "rsv" / BitsInteger(3),
+        "opcode" / BitsInteger(4),
+        "masked" / Flag,
+        "length7" / BitsInteger(7),
+    ),
+    "length"
+    / Switch(
+        this.header.length7, {126: Int16ub, 127: Int64ub}, default=Computed(this.header.length7)
+    ),
+    "mask" / If(this.header.masked, Bytes(4)),
+    "payload" / Bytes(this.length),
+)
+#: a client's frames: refused from the header when their payload is over the limit
+CLIENT_FRAMES = limited(FRAME, MAX_MESSAGE + 14)
+
+
+class ProtocolViolation(ValueError):
+    """A frame RFC 6455 forbids; ``code`` is the close code to answer."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+def unmask(mask: bytes, payload: bytes) -> bytes:
+    """``payload`` XOR the repeated 4-byte ``mask`` (one big-integer XOR, not a loop)."""
+    n = len(payload)
+    if not n:
+        return payload
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+def frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
+    """A server frame (never masked)."""
+    n = len(payload)
+    length7 = n if n < 126 else 126 if n < 1 << 16 else 127
+    header = {"fin": fin, "rsv": 0, "opcode": opcode, "masked": False, "length7": length7}
+    built: bytes = FRAME.build({"header": header, "length": n, "mask": None, "payload": payload})
+    return built
+
+
+def kind(parsed: Any) -> str:
+    """What a client frame is, for the route; a forbidden frame raises."""
+    header = parsed.header
+    if not header.masked:
+        raise ProtocolViolation(1002, "client frames must be masked")
+    if header.rsv:
+        raise ProtocolViolation(1002, "RSV bits without an extension")
+    opcode = header.opcode
+    if opcode >= CLOSE:
+        if not header.fin or parsed.length > 125:
+            raise ProtocolViolation(1002, "control frames are short and not fragmented")
+        names = {CLOSE: "close", PING: "ping", PONG: "pong"}
+        if opcode not in names:
+            raise ProtocolViolation(1002, f"unknown opcode {opcode}")
+        return names[opcode]
+    if opcode == CONTINUATION:
+        return "last" if header.fin else "more"
+    if opcode in (TEXT, BINARY):
+        return "message" if header.fin else "begin"
+    raise ProtocolViolation(1002, f"unknown opcode {opcode}")
+
+
+def payload_of(parsed: Any) -> tuple[int, bytes]:
+    """The route's converter: the frame's opcode and unmasked payload."""
+    return parsed.header.opcode, unmask(parsed.mask, parsed.payload)
+
+
+class Frames(Protocol):
+    """The machine's inputs: one per kind of frame, and the loss."""
+
+    def message(self, opcode: int, data: bytes) -> None: ...
+    def begin(self, opcode: int, data: bytes) -> None: ...
+    def more(self, opcode: int, data: bytes) -> None: ...
+    def last(self, opcode: int, data: bytes) -> None: ...
+    def ping(self, opcode: int, data: bytes) -> None: ...
+    def pong(self, opcode: int, data: bytes) -> None: ...
+    def close(self, opcode: int, data: bytes) -> None: ...
+    def lost(self, reason: object) -> None: ...
+
+
+class WebSocketConnection(MachineProtocol):
+    """The machine's core: the message being put together and how to answer."""
+
+    opcode = TEXT
+    parts: list[bytes]
+    size = 0
+
+    def send_message(self, opcode: int, data: bytes) -> None:
+        """Echo one whole message (checked first)."""
+        if opcode == TEXT:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.fail(1007, "text message is not UTF-8")
+                return
+        self.transport.write(frame(opcode, data))
+
+    def grow(self, data: bytes) -> bool:
+        """Add a fragment to the message under way; ``False`` if it grew too big."""
+        self.size += len(data)
+        if self.size > MAX_MESSAGE:
+            self.fail(1009, "message too big")
+            return False
+        self.parts.append(data)
+        return True
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close with ``code``: the peer broke the protocol."""
+        self.transport.write(frame(CLOSE, code.to_bytes(2, "big") + reason.encode()))
+        self.close()
+
+    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+        """A refused frame: 1009 when too long, the violation's code, else 1002."""
+        cause = error.__cause__
+        if isinstance(error, FrameTooLong):
+            self.fail(1009, "frame too big")
+        elif isinstance(cause, ProtocolViolation):
+            self.fail(cause.code, str(cause))
+        elif isinstance(error, UnexpectedInput):
+            self.fail(1002, f"{error.input} frame out of sequence")
+        else:
+            self.fail(1002, "malformed frame")
+
+
+builder = TypeMachineBuilder(Frames, WebSocketConnection)
+open_ = builder.state("open")
+fragmented = builder.state("fragmented")
+closed = builder.state("closed")
+
+
+@open_.upon(Frames.message).loop()
+def echo(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -> None:
+    core.send_message(opcode, data)
+
+
+@open_.upon(Frames.begin).to(fragmented)
+def begin(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -> None:
+    core.opcode, core.parts, core.size = opcode, [], 0
+    core.grow(data)
+
+
+@fragmented.upon(Frames.more).loop()
+def grow(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -> None:
+    core.grow(data)
+
+
+@fragmented.upon(Frames.last).to(open_)
+def finish(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -> None:
+    if core.grow(data):
+        core.send_message(core.opcode, b"".join(core.parts))
+    core.parts = []
+
+
+def pong(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -> None:
+    core.transport.write(frame(PONG, data))
+
+
+def ignore(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -> None:
+    pass
+
+
+def close_back(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -> None:
+    if len(data) == 1:
+        core.fail(1002, "close payload of one byte")
+        return
+    if data:
+        code = int.from_bytes(data[:2], "big")
+        if code < 1000 or code in (1004, 1005, 1006, 1015) or 1012 <= code < 3000:
+            core.fail(1002, "invalid close code")
+            return
+        try:
+            data[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            core.fail(1007, "close reason is not UTF-8")
+            return
+    core.transport.write(frame(CLOSE, data[:2]))
+    core.close()
+
+
+def gone(machine: Frames, core: WebSocketConnection, reason: object) -> None:
+    pass
+
+
+for _state in (open_, fragmented):
+    _state.upon(Frames.ping).loop()(pong)
+    _state.upon(Frames.pong).loop()(ignore)
+    _state.upon(Frames.close).to(closed)(close_back)
+    _state.upon(Frames.lost).to(closed)(gone)
+closed.upon(Frames.lost).loop()(gone)
+
+_ROUTE = by_key(
+    kind,
+    {
+        name: (getattr(Frames, name), payload_of)
+        for name in ("message", "begin", "more", "last", "ping", "pong", "close")
+    },
+)
+
+
+class WebSocketEcho(WebSocketConnection):
+    """The echo: the machine above, WebSocket frames in every open state."""
+
+    machine = builder.build()
+    framings = {open_: CLIENT_FRAMES, fragmented: CLIENT_FRAMES}
+    routes = {open_: _ROUTE, fragmented: _ROUTE}
+    lost = Frames.lost
+
+
+def accept_key(key: bytes) -> bytes:
+    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key``."""
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+def _valid_key(key: bytes) -> bool:
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        return False
+
+
+async def handle(request: Request, response: Response) -> None:
+    """Upgrade a valid WebSocket handshake (RFC 6455 §4.2); anything else is refused."""
+    headers = request.headers
+    key = headers.get(b"sec-websocket-key") or b""
+    if b"websocket" not in headers.tokens(b"upgrade"):
+        await response.send(426, [("Upgrade", "websocket")], b"a WebSocket endpoint\n")
+    elif (
+        request.method != b"GET"
+        or b"upgrade" not in headers.tokens(b"connection")
+        or headers.get(b"sec-websocket-version") != b"13"
+        or not _valid_key(key)
+    ):
+        await response.send(400, [("Sec-WebSocket-Version", "13")], b"bad handshake\n")
+    else:
+        await response.upgrade(
+            WebSocketEcho(),
+            [
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", accept_key(key)),
+            ],
+        )
+
+
+factory = HTTPFactory(handle)
+
+
+def main() -> None:
+    from _cli import run_with_endpoint
+
+    run_with_endpoint(factory, __doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,355 @@
+"""The core of an HTTP/1.1 server connection: what the transitions of the machine in
+:mod:`statewire.protocols.http` do to the connection. It reads a request's head and body
+(through :mod:`statewire.protocols._http_head`), runs the handler (eagerly, see
+:mod:`statewire.protocols._http_task`), gives the response writer its connection (writes
+held while the client does not read), and refuses what must be refused."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, Protocol
+
+from grammars.http1 import (
+    MAX_FIELD_BYTES,
+    MAX_REQUEST_LINE,
+    Fields,
+    ResponseHead,
+    build_response_head,
+)
+from statewire.declarative import MachineProtocol
+from statewire.framing import FrameTooLong, FramingError
+from statewire.machine import RemoteProtocolError
+from statewire.protocols._http_exchange import Body, Headers, Request, Response
+from statewire.protocols._http_head import (
+    FieldSection,
+    Refusal,
+    body_length,
+    expects_continue,
+    keeps_alive,
+)
+from statewire.protocols._http_head import chunk_size as chunk_size_of
+from statewire.protocols._http_task import start as start_eagerly
+
+if TYPE_CHECKING:
+    from statewire.protocols.http import HTTPFactory
+
+log = logging.getLogger("statewire.protocols.http")
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Inputs(Protocol):
+    """The machine's inputs: frames of each state, the body framing the head announced,
+    the end of the exchange, the deadlines and the loss."""
+
+    def blank_line(self, frame: bytes) -> None: ...
+    def request_line(self, frame: bytes) -> None: ...
+    def field(self, frame: bytes) -> Awaitable[None] | None: ...
+    def no_body(self) -> None: ...
+    def length_body(self) -> None: ...
+    def chunked_body(self) -> None: ...
+    def body(self, data: bytes) -> Awaitable[None] | None: ...
+    def chunk_size(self, frame: bytes) -> None: ...
+    def chunk(self) -> None: ...
+    def last_chunk(self) -> None: ...
+    def chunk_data(self, data: bytes) -> Awaitable[None] | None: ...
+    def chunk_end(self, data: bytes) -> None: ...
+    def trailer(self, frame: bytes) -> Awaitable[None] | None: ...
+    def message_end(self) -> None: ...
+    def next_piece(self) -> None: ...
+    def chunk_read(self) -> None: ...
+    def responded(self) -> None: ...
+    def finished(self) -> None: ...
+    def idle(self) -> None: ...
+    def stalled(self) -> None: ...
+    def upgraded(self) -> None: ...
+    def tunnel(self, data: bytes) -> None: ...
+    def lost(self, reason: object) -> None: ...
+
+
+class _Exchange:
+    """One request and its response, with the task running the handler."""
+
+    def __init__(self, request: Request, response: Response, expects_continue: bool) -> None:
+        self.request = request
+        self.response = response
+        self.expects_continue = expects_continue
+        self.continued = False
+        #: the handler still running (``None``: not started, or done without waiting)
+        self.task: asyncio.Task[None] | None = None
+        #: whether the request was read to its end
+        self.complete = False
+
+
+class HTTPConnection(MachineProtocol):
+    """The machine's core: one client's connection and what the transitions use."""
+
+    factory: HTTPFactory
+    exchange: _Exchange | None = None
+    #: the request being read: start line, fields, how many bytes they took
+    method = b""
+    target = b""
+    version = (1, 1)
+    #: the field section being read (headers, then trailers)
+    section: FieldSection
+    blank_lines = 0
+    #: body bytes announced so far (Content-Length, or the chunk sizes), and those of the
+    #: body or chunk being read still to come
+    body_size = 0
+    block_left = 0
+    closing = False
+    #: the machine, for the work that ends an exchange outside any output
+    inputs: Inputs
+    #: the protocol the connection switches to after a ``101`` (see ``Response.upgrade``)
+    upgraded_to: Any = None
+    _congested: asyncio.Future[None] | None = None
+    _date: tuple[int, bytes] = (0, b"")
+
+    def connectionMade(self) -> None:
+        """Ready for the first request."""
+        self.section = FieldSection()
+
+    # -- the request ---------------------------------------------------------------------
+
+    def start_exchange(self, machine: Inputs) -> Awaitable[None] | None:
+        """The head is complete: check it, start the handler, choose the body's state;
+        for a request without a body, the work to wait for before the next request."""
+        headers = Headers(tuple(self.section.fields))
+        length = body_length(self.version, headers)
+        if length is not None and length > self.factory.max_body:
+            raise Refusal(413, f"body of {length} bytes over the limit")
+        waits = expects_continue(self.version, headers) and length != 0
+        body = Body(self._continue if waits else None)
+        request = Request(
+            self.method,
+            self.target,
+            self.version,
+            headers,
+            body,
+            _address(self.transport.getPeer()),
+            _address(self.transport.getHost()),
+        )
+        keep_alive = keeps_alive(self.version, headers)
+        response = Response(self, self.version, self.method == b"HEAD", keep_alive)
+        exchange = self.exchange = _Exchange(request, response, waits)
+        self.inputs = machine
+        self.body_size = 0
+        if length == 0:
+            body.finish()
+        exchange.task = start_eagerly(self._serve(exchange), self._loop)
+        if length == 0:
+            machine.no_body()
+            return self.end_of_request()
+        if length is None:
+            machine.chunked_body()
+        else:
+            self.block_left = self.body_size = length
+            machine.length_body()
+        return None
+
+    def end_of_request(self) -> Awaitable[None] | None:
+        """The request was read whole: once its handler is done, the next request (the
+        handler's task, if it still runs, is what the framing waits for)."""
+        exchange = self.exchange
+        assert exchange is not None
+        exchange.complete = True
+        task = exchange.task
+        if task is not None and not task.done():
+            return task  # _serve ends the exchange
+        self._end_exchange()
+        return None
+
+    def _end_exchange(self) -> None:
+        if self.closing:
+            self.inputs.finished()
+        elif self.upgraded_to is not None:
+            self.inputs.upgraded()
+        else:
+            self.inputs.responded()
+
+    def chunk_line(self, frame: bytes, machine: Inputs) -> None:
+        """A chunk-size line: the next chunk, or the last one."""
+        size = chunk_size_of(frame)
+        self.body_size += size
+        if self.body_size > self.factory.max_body:
+            raise Refusal(413, "chunked body over the limit")
+        if size:
+            self.block_left = size
+            machine.chunk()
+        else:
+            self.section = FieldSection()  # the trailers
+            machine.last_chunk()
+
+    @property
+    def body(self) -> Body:
+        """The body of the request being read."""
+        assert self.exchange is not None
+        return self.exchange.request.body
+
+    # -- the handler ---------------------------------------------------------------------
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            loop: asyncio.AbstractEventLoop = self.transport.reactor.loop
+            return loop
+
+    async def _serve(self, exchange: _Exchange) -> None:
+        """Run the handler; finish or replace its response when it does not."""
+        response = exchange.response
+        try:
+            await self.factory.handler(exchange.request, response)
+            if not response.started:
+                raise RuntimeError("the handler returned without a response")
+            if not response.finished:
+                await response.end()
+        except Exception as error:
+            if self.closing:
+                return
+            log.error("HTTP handler raised; answering 500", exc_info=error)
+            if response.head_sent:
+                self.abort()  # the response's framing is broken: nothing else is safe
+            else:
+                self.refuse(500, "the server failed")
+            return
+        finally:
+            exchange.request.body.abandon()
+        if not response.keep_alive or (exchange.expects_continue and not exchange.continued):
+            # a client told to wait for 100 may never send the body: its framing is lost
+            self.close()
+        if exchange.complete and exchange.task is not None:
+            self._end_exchange()  # the framing waits for this task: move on before it ends
+
+    def _continue(self) -> None:
+        exchange = self.exchange
+        if (
+            exchange is not None
+            and not exchange.response.head_sent
+            and not exchange.request.body.complete
+            and not self.closing
+        ):
+            exchange.continued = True
+            self.transport.write(_CONTINUE)
+
+    # -- the response's connection -------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Send bytes of a response."""
+        if not self.closing:
+            self.transport.write(data)
+
+    async def writable(self) -> None:
+        """Return when the client has taken enough of what was written."""
+        while self._congested is not None and not self.closing:
+            await asyncio.shield(self._congested)
+
+    def transportCongested(self, congested: bool) -> None:
+        """Hold response writers while the client does not read."""
+        super().transportCongested(congested)
+        inner = getattr(self.upgraded_to, "transportCongested", None)
+        if inner is not None and self.machine_state == "upgraded":
+            inner(congested)
+        if congested:
+            if self._congested is None:
+                self._congested = self._loop().create_future()
+        else:
+            self._release_writers()
+
+    def _release_writers(self) -> None:
+        waiting, self._congested = self._congested, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
+
+    def upgrade(self, protocol: Any) -> None:
+        """After this request, hand the connection to ``protocol`` (``101`` was sent)."""
+        self.upgraded_to = protocol
+
+    def response_fields(self) -> list[tuple[bytes, bytes]]:
+        """The fields the server adds to every response (``Date``, ``Server``)."""
+        fields = []
+        if self.factory.date:
+            now = int(time.time())  # wall time: the reactor's clock is monotonic
+            if self._date[0] != now:
+                self._date = (now, formatdate(now, usegmt=True).encode())
+            fields.append((b"Date", self._date[1]))
+        if self.factory.server:
+            fields.append((b"Server", self.factory.server))
+        return fields
+
+    # -- refusals and the end ------------------------------------------------------------
+
+    def refuse(self, status: int, detail: str) -> None:
+        """Answer ``status`` (when no response is under way) and close."""
+        exchange = self.exchange
+        if exchange is not None and exchange.task is not None and not exchange.task.done():
+            if exchange.task is not _current_task():
+                exchange.task.cancel()
+            exchange.request.body.fail(ConnectionError(detail))
+            if exchange.response.head_sent:
+                self.close()
+                return
+        if self.closing:
+            return
+        log.info("HTTP %d: %s; closing", status, detail)
+        text = f"{status} {detail}\n".encode("utf-8", "replace")
+        fields: Fields = (
+            *self.response_fields(),
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Length", b"%d" % len(text)),
+            (b"Connection", b"close"),
+        )
+        self.transport.write(build_response_head(ResponseHead(status, fields)) + text)
+        self.close()
+
+    def close(self) -> None:
+        """Close once what was written is sent; no more requests are read."""
+        self.closing = True
+        self._release_writers()
+        super().close()
+
+    def abort(self) -> None:
+        """Close at once."""
+        self.closing = True
+        self._release_writers()
+        super().abort()
+
+    def forget(self, reason: object) -> None:
+        """The connection is gone: stop the handler, fail the body it may be reading."""
+        self.closing = True
+        self._release_writers()
+        exchange = self.exchange
+        if exchange is not None and exchange.task is not None and not exchange.task.done():
+            exchange.task.cancel()
+            exchange.request.body.fail(ConnectionError("connection lost"))
+
+    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+        """A line over its limit is ``414`` or ``431``; anything else the peer got wrong
+        is ``400``. Either way the connection closes."""
+        state = self.machine_state
+        if isinstance(error, FrameTooLong) and state == "request_line":
+            self.refuse(414, f"request line over {MAX_REQUEST_LINE} bytes")
+        elif isinstance(error, FrameTooLong) and state in ("headers", "trailers"):
+            self.refuse(431, f"field section over {MAX_FIELD_BYTES} bytes")
+        elif isinstance(error, FramingError):
+            self.refuse(400, error.message)
+        else:
+            self.refuse(400, str(error))
+
+
+def _address(address: Any) -> tuple[str, int] | None:
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    return (str(host), int(port)) if host is not None and port is not None else None
+
+
+def _current_task() -> asyncio.Task[Any] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+__all__ = ["HTTPConnection", "Inputs"]

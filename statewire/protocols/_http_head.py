@@ -1,0 +1,130 @@
+"""The rules of a request head (RFC 9112): each line checked as it arrives, then what the
+complete head says about the body's framing, the connection and ``Expect``. Every
+breach is a :class:`Refusal` carrying the status to answer; the connection's machine
+(:mod:`statewire.protocols.http`) answers it and closes."""
+
+from __future__ import annotations
+
+from grammars import MalformedError
+from grammars.http1 import (
+    MAX_FIELD_BYTES,
+    MAX_FIELDS,
+    UnsupportedVersion,
+    content_of,
+    parse_chunk_line,
+    parse_field_line,
+    parse_request_line,
+)
+from statewire.protocols._http_exchange import Headers
+
+#: longest Content-Length written in digits (18 digits fit any size a server takes)
+MAX_LENGTH_DIGITS = 18
+
+
+class Refusal(Exception):
+    """A request refused with ``status``; the connection closes after the answer."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def request_line(frame: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
+    """The method, target and version of a request line cut at its LF."""
+    try:
+        return parse_request_line(content_of(frame))
+    except UnsupportedVersion as error:
+        raise Refusal(505, error.message) from None
+    except MalformedError as error:
+        raise Refusal(400, error.message) from None
+
+
+class FieldSection:
+    """A field section (the headers, or the trailers) read one line at a time, within
+    :data:`~grammars.http1.MAX_FIELD_BYTES` and :data:`~grammars.http1.MAX_FIELDS`."""
+
+    def __init__(self) -> None:
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.size = 0
+
+    def add(self, frame: bytes) -> bool:
+        """One line cut at its LF; ``True`` when it is the blank line ending the section."""
+        self.size += len(frame) + 1
+        if self.size > MAX_FIELD_BYTES:
+            raise Refusal(431, f"field section over {MAX_FIELD_BYTES} bytes")
+        try:
+            content = content_of(frame)
+            if not content:
+                return True
+            if len(self.fields) >= MAX_FIELDS:
+                raise Refusal(431, f"more than {MAX_FIELDS} fields")
+            self.fields.append(parse_field_line(content))
+        except MalformedError as error:
+            raise Refusal(400, error.message) from None
+        return False
+
+
+def body_length(version: tuple[int, int], headers: Headers) -> int | None:
+    """How the request's body is framed (RFC 9112 §6.3): its length, or ``None`` for
+    chunked. Anything two parsers could read two ways is refused."""
+    if version >= (1, 1) and len(headers.get_all(b"host")) != 1:
+        raise Refusal(400, "an HTTP/1.1 request needs exactly one Host field")
+    codings = headers.tokens(b"transfer-encoding")
+    if codings:
+        if version < (1, 1):
+            raise Refusal(400, "Transfer-Encoding in an HTTP/1.0 request")
+        if b"content-length" in headers:
+            raise Refusal(400, "both Content-Length and Transfer-Encoding")
+        if b"" in codings or codings.count(b"chunked") > 1 or codings[-1] != b"chunked":
+            raise Refusal(400, "Transfer-Encoding does not end in one chunked")
+        if len(codings) > 1:
+            raise Refusal(501, "transfer codings other than chunked are not supported")
+        return None
+    lengths = set(headers.tokens(b"content-length"))
+    if not lengths:
+        return 0
+    if len(lengths) > 1:
+        raise Refusal(400, "differing Content-Length values")
+    (length,) = lengths
+    if not length.isdigit() or not length.isascii() or len(length) > MAX_LENGTH_DIGITS:
+        raise Refusal(400, "Content-Length is not a number of bytes")
+    return int(length)
+
+
+def keeps_alive(version: tuple[int, int], headers: Headers) -> bool:
+    """Whether the client lets the connection carry another request."""
+    connection = headers.tokens(b"connection")
+    if version >= (1, 1):
+        return b"close" not in connection
+    return b"keep-alive" in connection and b"close" not in connection
+
+
+def expects_continue(version: tuple[int, int], headers: Headers) -> bool:
+    """Whether the client waits for ``100 Continue``; other expectations are ``417``."""
+    expectation = headers.tokens(b"expect")
+    if not expectation or version < (1, 1):
+        return False
+    if expectation != [b"100-continue"]:
+        raise Refusal(417, "only 100-continue is expected")
+    return True
+
+
+def chunk_size(frame: bytes) -> int:
+    """The size of a chunk-size line cut at its LF (its extensions are ignored)."""
+    try:
+        size, _ = parse_chunk_line(content_of(frame))
+    except MalformedError as error:
+        raise Refusal(400, error.message) from None
+    return size
+
+
+__all__ = [
+    "FieldSection",
+    "Refusal",
+    "body_length",
+    "chunk_size",
+    "expects_continue",
+    "keeps_alive",
+    "request_line",
+]

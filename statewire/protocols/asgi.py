@@ -1,0 +1,112 @@
+"""Serve an ASGI 3 application's ``http`` scope on statewire's HTTP/1.1 server.
+
+``asgi(app)`` returns an :class:`~statewire.protocols.http.HTTPFactory` whose handler turns
+each request into an ASGI ``http`` scope and its ``receive``/``send`` pair:
+
+* ``receive()`` gives the request body as it arrives (``http.request`` messages,
+  ``more_body`` true until its last bytes), then waits and gives ``http.disconnect``
+  once the response is complete or the connection is gone.
+* ``send()`` takes ``http.response.start`` (status, headers) and ``http.response.body``
+  messages; a response sent in one body message gets a ``Content-Length``, one sent in
+  several is streamed (chunked for HTTP/1.1), exactly as the server's own response writer
+  decides (see :mod:`statewire.protocols._http_exchange`).
+
+Everything HTTP is the server's: limits, refusals, keep-alive, pipelining, ``100
+Continue`` (sent on the application's first ``receive()``). The ``lifespan`` and
+``websocket`` scopes are not served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import unquote
+
+from statewire.protocols.http import HTTPFactory, Request, Response
+
+#: an ASGI message
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+#: an ASGI 3 application
+Application = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+
+def scope_of(request: Request) -> dict[str, Any]:
+    """The ASGI ``http`` scope of ``request``."""
+    target = request.target
+    if target.startswith((b"http://", b"https://")):  # absolute-form: keep the path
+        slash = target.find(b"/", target.find(b"//") + 2)
+        target = b"/" if slash < 0 else target[slash:]
+    raw_path, _, query = target.partition(b"?")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "{}.{}".format(*request.version),
+        "method": request.method.decode("ascii"),
+        "scheme": "http",
+        "path": unquote(raw_path.decode("latin-1")),
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": "",
+        "headers": [(name.lower(), value) for name, value in request.headers],
+        "client": request.client,
+        "server": request.server,
+    }
+
+
+class _Exchange:
+    """One request's ``receive`` and ``send``."""
+
+    def __init__(self, request: Request, response: Response) -> None:
+        self.request = request
+        self.response = response
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: whether the last ``http.request`` message was given
+        self.read_all = False
+
+    async def receive(self) -> Message:
+        body = self.request.body
+        if self.read_all or self.response.finished:
+            await asyncio.shield(self.done)
+            return {"type": "http.disconnect"}
+        data = await body.chunk()
+        self.read_all = body.exhausted
+        return {"type": "http.request", "body": data, "more_body": not self.read_all}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        response = self.response
+        if kind == "http.response.start":
+            response.start(int(message["status"]), message.get("headers", ()))
+        elif kind == "http.response.body":
+            if not response.started:
+                raise RuntimeError("http.response.body before http.response.start")
+            data = bytes(message.get("body", b""))
+            if message.get("more_body", False):
+                await response.write(data)
+            else:
+                await response.end(data)
+                if not self.done.done():
+                    self.done.set_result(None)
+        else:
+            raise ValueError(f"unexpected ASGI message {kind!r} in an http scope")
+
+
+def asgi(app: Application, **options: Any) -> HTTPFactory:
+    """A factory serving ``app``'s ``http`` scope; ``options`` are
+    :class:`~statewire.protocols.http.HTTPFactory`'s (``max_body``, ``server``...)."""
+
+    async def handler(request: Request, response: Response) -> None:
+        exchange = _Exchange(request, response)
+        try:
+            await app(scope_of(request), exchange.receive, exchange.send)
+        finally:
+            if not exchange.done.done():
+                exchange.done.set_result(None)
+
+    return HTTPFactory(handler, **options)
+
+
+__all__ = ["Application", "Message", "asgi", "scope_of"]

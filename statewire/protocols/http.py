@@ -1,0 +1,384 @@
+"""An HTTP/1.1 server (RFC 9110/9112) whose connection is a declared state machine.
+
+Theory of operation
+-------------------
+Each state frames the bytes that arrive while it is current, and each frame is an input::
+
+    request_line   line LF ≤ 8 KiB    the request line          -> headers
+                                      one blank line before it  ignored
+    headers        line LF ≤ 64 KiB   a field line              (kept; 64 KiB, 100 fields)
+                                      the blank line            -> no_body / length_body /
+                                                                   chunk_size (the framing the
+                                                                   fields announce), handler
+                                                                   started
+    length_body    fixed(≤ 64 KiB)    a piece of the body       -> body_piece
+    body_piece     nothing            (decides at once)         -> length_body for the next
+                                                                   piece, or -> responding
+    chunk_size     line LF ≤ 4 KiB    a chunk-size line         -> chunk_data, or -> trailers
+                                                                   for the last chunk
+    chunk_data     fixed(≤ 64 KiB)    a piece of the chunk      -> chunk_piece
+    chunk_piece    nothing            (decides at once)         -> chunk_data, or chunk_end
+    chunk_end      fixed(2)           its CRLF                  -> chunk_size
+    trailers       line LF ≤ 64 KiB   a trailer field / blank   -> responding at the blank
+    responding     nothing            (reading is held)         -> request_line (keep-alive),
+                                                                   upgraded (after a 101)
+                                                                   or closed
+    upgraded       raw                every byte                -> the protocol upgraded to
+    any state      connection lost                              -> closed
+
+Lines are cut at LF and :func:`grammars.http1.content_of` insists on the CR before it, so
+a bare LF or a bare CR is refused at the line that holds it, whatever the reads were.
+
+The handler (``async def handler(request, response)``) starts as soon as the head is read,
+eagerly: it runs inside the output that read the blank line until it first waits, and
+only then becomes a task (:mod:`statewire.protocols._http_task`). It may answer before
+reading the body, or stream the body as it arrives (``async for chunk in request.body``).
+When the frame that completes the request (the blank line, the body, the last trailer
+line) arrives while the handler still runs, its output returns the handler's task, and
+statewire frames nothing more until it is done; so pipelined requests are read, and
+answered, one after the other, in order, and a handler that never waits answers a whole
+pipelined read without a single task or loop turn. While the handler leaves more than
+64 KiB of the body unread, reading pauses too.
+
+A piece state reads nothing: the output that leaves the reading state queues the input
+that takes it on (to the next piece, or past the body) before another frame is cut, and
+entering the reading state again computes the next piece's size (framings are evaluated
+on entering a state).
+
+Refusals (see ``docs/http.md``) are answered with a status and ``Connection: close`` and
+close the connection, since the framing of what follows is no longer known: ``400`` for
+malformed syntax and every request-smuggling vector (``Content-Length`` with
+``Transfer-Encoding``, differing lengths, a ``Transfer-Encoding`` not ending in
+``chunked``, obs-fold, whitespace before a colon, bare CR or LF, control bytes, bad chunk
+sizes, a chunk not followed by CRLF), ``413`` past ``max_body`` (from ``Content-Length``
+or the chunk sizes, before the bytes are read), ``414``, ``431``, ``417`` for an
+expectation other than ``100-continue``, ``501`` for transfer codings other than
+``chunked``, ``505`` for versions other than 1.0 and 1.1, ``408`` when the field section
+or a body stalls.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from automat import TypeMachineBuilder
+
+from grammars import fixed, line, raw
+from grammars.http1 import MAX_CHUNK_LINE, MAX_FIELD_BYTES, MAX_REQUEST_LINE
+from statewire.machine import Timeout, by_key
+from statewire.protocol import Factory
+from statewire.protocols._http_connection import HTTPConnection, Inputs
+from statewire.protocols._http_exchange import Body, Headers, Request, Response
+from statewire.protocols._http_head import FieldSection, Refusal
+from statewire.protocols._http_head import request_line as request_line_of
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: an application: called with each request and its response writer
+Handler = Callable[[Request, Response], Awaitable[None]]
+
+#: default largest request body (``413`` beyond)
+MAX_BODY = 1 << 20
+#: the largest piece of a body read at once (a body is streamed in such pieces)
+BODY_PIECE = 64 << 10
+#: seconds a kept-alive connection may stay silent between requests
+KEEP_ALIVE_TIMEOUT = 15.0
+#: seconds the field section may take after the request line (slowloris)
+HEADER_TIMEOUT = 10.0
+#: seconds a body may stay silent
+BODY_IDLE_TIMEOUT = 30.0
+
+
+def _refusing(
+    output: Callable[Concatenate[Inputs, HTTPConnection, P], R],
+) -> Callable[Concatenate[Inputs, HTTPConnection, P], R | None]:
+    """An output whose :class:`Refusal` answers the client and closes the connection."""
+
+    @functools.wraps(output)
+    def refusing(
+        machine: Inputs, core: HTTPConnection, /, *args: P.args, **kwargs: P.kwargs
+    ) -> R | None:
+        try:
+            return output(machine, core, *args, **kwargs)
+        except Refusal as refusal:
+            core.refuse(refusal.status, refusal.detail)
+            return None
+
+    return refusing
+
+
+@dataclass(frozen=True)
+class Block:
+    """A state reading a piece of a body or of a chunk's data, and the piece's size."""
+
+    size: int
+
+    @classmethod
+    def next(cls, core: HTTPConnection) -> Block:
+        """The next piece: what is left of the body or chunk, at most :data:`BODY_PIECE`."""
+        return cls(min(core.block_left, BODY_PIECE))
+
+
+builder = TypeMachineBuilder(Inputs, HTTPConnection)
+request_line = builder.state("request_line")
+headers = builder.state("headers")
+length_body = builder.state("length_body", lambda machine, core: Block.next(core))
+body_piece = builder.state("body_piece")
+chunk_size = builder.state("chunk_size")
+chunk_data = builder.state("chunk_data", lambda machine, core: Block.next(core))
+chunk_piece = builder.state("chunk_piece")
+chunk_end = builder.state("chunk_end")
+trailers = builder.state("trailers")
+responding = builder.state("responding")
+upgraded = builder.state("upgraded")
+closed = builder.state("closed")
+
+
+@request_line.upon(Inputs.blank_line).loop()
+@_refusing
+def skip_blank_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
+    # RFC 9112 §2.2: a server should ignore a CRLF before the request line (some clients
+    # send one after a body); more than one is no client's habit
+    core.blank_lines += 1
+    if core.blank_lines > 1:
+        raise Refusal(400, "blank lines before the request line")
+
+
+@request_line.upon(Inputs.request_line).to(headers)
+@_refusing
+def read_request_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
+    core.method, core.target, core.version = request_line_of(frame)
+    core.section = FieldSection()
+
+
+@headers.upon(Inputs.field).loop()
+@_refusing
+def read_field(machine: Inputs, core: HTTPConnection, frame: bytes) -> Awaitable[None] | None:
+    if core.section.add(frame):
+        return core.start_exchange(machine)
+    return None
+
+
+headers.upon(Inputs.no_body).to(responding).returns(None)
+headers.upon(Inputs.length_body).to(length_body).returns(None)
+headers.upon(Inputs.chunked_body).to(chunk_size).returns(None)
+
+
+@length_body.upon(Inputs.body).to(body_piece)
+def read_body(
+    machine: Inputs, core: HTTPConnection, block: Block, data: bytes
+) -> Awaitable[None] | None:
+    waiting = core.body.feed(data)
+    core.block_left -= len(data)
+    if core.block_left:
+        machine.next_piece()
+        return waiting
+    core.body.finish()
+    machine.message_end()
+    return core.end_of_request()
+
+
+# the piece states read nothing: the input their entry queues takes them on at once
+body_piece.upon(Inputs.next_piece).to(length_body).returns(None)
+body_piece.upon(Inputs.message_end).to(responding).returns(None)
+
+
+@chunk_size.upon(Inputs.chunk_size).loop()
+@_refusing
+def read_chunk_size(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
+    core.chunk_line(frame, machine)
+
+
+chunk_size.upon(Inputs.chunk).to(chunk_data).returns(None)
+chunk_size.upon(Inputs.last_chunk).to(trailers).returns(None)
+
+
+@chunk_data.upon(Inputs.chunk_data).to(chunk_piece)
+def read_chunk(
+    machine: Inputs, core: HTTPConnection, block: Block, data: bytes
+) -> Awaitable[None] | None:
+    core.block_left -= len(data)
+    if core.block_left:
+        machine.next_piece()
+    else:
+        machine.chunk_read()
+    return core.body.feed(data)
+
+
+chunk_piece.upon(Inputs.next_piece).to(chunk_data).returns(None)
+chunk_piece.upon(Inputs.chunk_read).to(chunk_end).returns(None)
+
+
+@chunk_end.upon(Inputs.chunk_end).to(chunk_size)
+@_refusing
+def read_chunk_end(machine: Inputs, core: HTTPConnection, data: bytes) -> None:
+    if data != b"\r\n":
+        raise Refusal(400, "chunk data not followed by CRLF")
+
+
+@trailers.upon(Inputs.trailer).loop()
+@_refusing
+def read_trailer(machine: Inputs, core: HTTPConnection, frame: bytes) -> Awaitable[None] | None:
+    if not core.section.add(frame):
+        return None
+    core.body.finish(tuple(core.section.fields))
+    machine.message_end()
+    return core.end_of_request()
+
+
+trailers.upon(Inputs.message_end).to(responding).returns(None)
+
+
+@responding.upon(Inputs.responded).to(request_line)
+def next_request(machine: Inputs, core: HTTPConnection) -> None:
+    core.exchange = None
+    core.blank_lines = 0
+
+
+@responding.upon(Inputs.upgraded).to(upgraded)
+def switch_protocols(machine: Inputs, core: HTTPConnection) -> None:
+    core.upgraded_to.makeConnection(core.transport)
+
+
+@upgraded.upon(Inputs.tunnel).loop()
+def pass_on(machine: Inputs, core: HTTPConnection, data: bytes) -> None:
+    core.upgraded_to.dataReceived(data)
+
+
+@upgraded.upon(Inputs.lost).to(closed)
+def pass_on_loss(machine: Inputs, core: HTTPConnection, reason: Any) -> None:
+    core.closing = True
+    core.upgraded_to.connectionLost(reason)
+
+
+@responding.upon(Inputs.finished).to(closed)
+def hang_up(machine: Inputs, core: HTTPConnection) -> None:
+    core.close()
+
+
+@request_line.upon(Inputs.idle).to(closed)
+def close_idle(machine: Inputs, core: HTTPConnection) -> None:
+    core.close()
+
+
+def time_out(machine: Inputs, core: HTTPConnection) -> None:
+    core.refuse(408, "the request stalled")
+
+
+def gone(machine: Inputs, core: HTTPConnection, reason: object) -> None:
+    core.forget(reason)
+
+
+def gone_reading(machine: Inputs, core: HTTPConnection, block: Block, reason: object) -> None:
+    core.forget(reason)
+
+
+def time_out_reading(machine: Inputs, core: HTTPConnection, block: Block) -> None:
+    core.refuse(408, "the request stalled")
+
+
+for _state in (headers, chunk_size, chunk_end, trailers):
+    _state.upon(Inputs.stalled).to(closed)(time_out)
+for _state in (
+    request_line,
+    headers,
+    body_piece,
+    chunk_size,
+    chunk_piece,
+    chunk_end,
+    trailers,
+    responding,
+    closed,
+):
+    _state.upon(Inputs.lost).to(closed)(gone)
+for _reading in (length_body, chunk_data):  # the states holding the size of their block
+    _reading.upon(Inputs.stalled).to(closed)(time_out_reading)
+    _reading.upon(Inputs.lost).to(closed)(gone_reading)
+
+
+def _line_kind(frame: bytes) -> str:
+    return "blank" if frame == b"\r" else "request"
+
+
+_FIELD_LINE = line(b"\n", max_length=MAX_FIELD_BYTES)
+_BODY_IDLE = Timeout(BODY_IDLE_TIMEOUT, Inputs.stalled, idle=True)
+
+
+class HTTPServer(HTTPConnection):
+    """An HTTP/1.1 server connection: the machine above, a framing per state."""
+
+    machine = builder.build()
+    framings = {
+        request_line: line(b"\n", max_length=MAX_REQUEST_LINE + 1),
+        headers: _FIELD_LINE,
+        length_body: lambda protocol, block: fixed(block.size),
+        chunk_size: line(b"\n", max_length=MAX_CHUNK_LINE + 1),
+        chunk_data: lambda protocol, block: fixed(block.size),
+        chunk_end: fixed(2),
+        trailers: _FIELD_LINE,
+        upgraded: raw(),
+    }
+    routes = {
+        request_line: by_key(
+            _line_kind, {"blank": Inputs.blank_line, "request": Inputs.request_line}
+        ),
+        headers: Inputs.field,
+        length_body: Inputs.body,
+        chunk_size: Inputs.chunk_size,
+        chunk_data: Inputs.chunk_data,
+        chunk_end: Inputs.chunk_end,
+        trailers: Inputs.trailer,
+        upgraded: Inputs.tunnel,
+    }
+    timeouts = {
+        request_line: Timeout(KEEP_ALIVE_TIMEOUT, Inputs.idle, idle=True),
+        headers: Timeout(HEADER_TIMEOUT, Inputs.stalled),
+        length_body: _BODY_IDLE,
+        chunk_size: _BODY_IDLE,
+        chunk_data: _BODY_IDLE,
+        chunk_end: _BODY_IDLE,
+        trailers: _BODY_IDLE,
+    }
+    lost = Inputs.lost
+    #: a peer that never reads our responses is dropped after this long
+    write_timeout = 30.0
+
+
+class HTTPFactory(Factory):
+    """Serves :class:`HTTPServer` connections, each request answered by ``handler``."""
+
+    protocol = HTTPServer
+
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_body: int = MAX_BODY,
+        server: bytes | None = b"statewire",
+        date: bool = True,
+    ) -> None:
+        self.handler = handler
+        #: largest request body accepted (``413`` beyond, said before reading it)
+        self.max_body = max_body
+        #: the ``Server`` field of responses (``None``: none)
+        self.server = server
+        #: whether responses carry a ``Date`` field
+        self.date = date
+
+
+__all__ = [
+    "Body",
+    "HTTPConnection",
+    "HTTPFactory",
+    "HTTPServer",
+    "Handler",
+    "Headers",
+    "Inputs",
+    "Refusal",
+    "Request",
+    "Response",
+]

@@ -1,0 +1,400 @@
+"""The HTTP/1.1 server machine (statewire.protocols.http), in memory: framing of every body
+kind, keep-alive, pipelining in order, the request-smuggling refusals one by one, limits,
+deadlines on a test clock, and the invariance of it all under any chunking of the input.
+Responses are read back by h11's client."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from http_helpers import Served, application, responses, serve
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from runtime_helpers import error_records
+
+from statewire.diagram import to_mermaid
+from statewire.protocols.http import HTTPServer, Request, Response
+from statewire.testing.memory import Clock
+
+GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+TE = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+POST = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+CHUNKED = (
+    b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"2;ext=1\r\nhe\r\n3\r\nllo\r\n0\r\nT: 1\r\n\r\n"
+)
+HTTP10 = b"GET /d HTTP/1.0\r\n\r\n"
+ANSWERS = [
+    (200, b"GET /a 0  "),
+    (200, b"POST /b 5 hello "),
+    (200, b"POST /c 5 hello T=1;"),
+]
+
+
+def refused(served: Served, status: int) -> None:
+    """The one response is ``status``, with ``Connection: close``, and the server closed."""
+    assert [s for s, _ in responses(served.output)] == [status], served.output
+    assert b"\r\nConnection: close\r\n" in served.output
+    assert served.closed
+
+
+def test_the_diagram_reads_like_http() -> None:
+    text = to_mermaid(HTTPServer)
+    for edge in (
+        "s_request_line --> s_headers : request (request_line)",
+        "s_headers --> s_length_body : length_body",
+        "s_length_body : fixed(size)",
+        "s_chunk_data : fixed(size)",
+        "s_headers --> s_chunk_size : chunked_body",
+        "s_chunk_size --> s_chunk_data : chunk",
+        "s_length_body --> s_body_piece : body",
+        "s_body_piece --> s_length_body : next_piece",
+        "s_body_piece --> s_responding : message_end",
+        "s_chunk_data --> s_chunk_piece : chunk_data",
+        "s_chunk_piece --> s_chunk_data : next_piece",
+        "s_chunk_piece --> s_chunk_end : chunk_read",
+        "s_chunk_end --> s_chunk_size : chunk_end",
+        "s_chunk_size --> s_trailers : last_chunk",
+        "s_trailers --> s_responding : message_end",
+        "s_responding --> s_request_line : responded",
+    ):
+        assert edge in text, edge
+
+
+def test_pipelined_requests_of_every_body_kind_are_answered_in_order() -> None:
+    served = serve([GET + POST + CHUNKED])
+    assert responses(served.output) == ANSWERS
+    assert not served.closed
+    assert served.state == "request_line"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_any_chunking_of_a_pipelined_stream_gives_the_same_responses(data: st.DataObject) -> None:
+    wire = GET + POST + CHUNKED + b"\r\n" + GET + b"GET / HTTP/1.1\r\nHost : x\r\n\r\n"
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(wire) - 1), max_size=30)))
+    chunks = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True)]
+    served = serve(chunks)
+    refusal = (400, b"400 whitespace between a field name and its colon\n")
+    assert responses(served.output) == [*ANSWERS, ANSWERS[0], refusal]
+    assert served.closed
+
+
+def test_byte_by_byte_gives_the_same_responses() -> None:
+    wire = GET + POST + CHUNKED
+    served = serve([wire[i : i + 1] for i in range(len(wire))])
+    assert responses(served.output) == ANSWERS
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=100), max_size=6))
+def test_chunked_bodies_arrive_whole(chunks: list[bytes]) -> None:
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    head = b"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    joined = b"".join(chunks)
+    expected = b"POST /u %d %s " % (len(joined), joined)
+    assert responses(serve([head + body]).output) == [(200, expected)]
+
+
+def test_http10_closes_unless_kept_alive() -> None:
+    served = serve([HTTP10 + GET])
+    assert responses(served.output) == [(200, b"GET /d 0  ")]
+    assert b"Connection: close" in served.output and served.closed
+    kept = serve([b"GET /d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + GET])
+    assert [s for s, _ in responses(kept.output)] == [200, 200]
+    assert b"Connection: keep-alive" in kept.output and not kept.closed
+
+
+def test_connection_close_ends_the_connection_after_the_response() -> None:
+    served = serve([b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + GET])
+    assert [s for s, _ in responses(served.output)] == [200]
+    assert served.closed
+
+
+def test_one_blank_line_before_a_request_is_ignored_two_are_refused() -> None:
+    assert [s for s, _ in responses(serve([b"\r\n" + GET]).output)] == [200]
+    refused(serve([b"\r\n\r\n" + GET]), 400)
+
+
+# -- request smuggling and malformed heads: each one refused, the connection closed ----------
+
+SMUGGLING = {
+    "CL.TE": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "TE.CL": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    b"Content-Length: 4\r\n\r\n0\r\n\r\n",
+    "differing Content-Length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n"
+    b"Content-Length: 2\r\n\r\nab",
+    "differing Content-Length list": b"POST / HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Length: 1, 2\r\n\r\nab",
+    "signed Content-Length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\na",
+    "hex Content-Length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x1\r\n\r\na",
+    "overflowing Content-Length": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: "
+    + b"9" * 40
+    + b"\r\n\r\n",
+    "TE not ending in chunked": b"POST / HTTP/1.1\r\nHost: x\r\n"
+    b"Transfer-Encoding: chunked, identity\r\n\r\n",
+    "TE chunked twice": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "TE with an empty coding": b"POST / HTTP/1.1\r\nHost: x\r\n"
+    b"Transfer-Encoding: ,chunked\r\n\r\n",
+    "TE xchunked": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n",
+    "TE in HTTP/1.0": b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "obs-fold": b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n",
+    "whitespace before colon": b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n",
+    "bare LF in fields": b"GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n",
+    "bare LF ending the head": b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+    "bare LF request line": b"GET / HTTP/1.1\nHost: x\r\n\r\n",
+    "bare CR in a value": b"GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",
+    "NUL in a value": b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n",
+    "control in a name": b"GET / HTTP/1.1\r\nHost: x\r\nX\x01: a\r\n\r\n",
+    "no Host": b"GET / HTTP/1.1\r\n\r\n",
+    "two Hosts": b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+    "space in target": b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n",
+    "invalid chunk size": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nz\r\n",
+    "chunk size with a sign": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"-0\r\n",
+    "overflowing chunk size": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"1" * 17 + b"\r\n",
+    "chunk size then space": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"1 \r\na\r\n0\r\n\r\n",
+    "missing CRLF after chunk": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"1\r\naXX0\r\n\r\n",
+    "bare LF after chunk size": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+    b"\r\n1\na\r\n0\r\n\r\n",
+    "oversized chunk-size line": TE + b"1;" + b"a" * 5000 + b"\r\n",
+    "obs-fold in trailers": b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"0\r\nT: 1\r\n 2\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMUGGLING))
+def test_smuggling_vectors_are_refused_with_400_and_close(name: str) -> None:
+    served = serve([SMUGGLING[name] + GET])
+    refused(served, 400)
+    # the same bytes dribbled in one at a time are refused the same way
+    wire = SMUGGLING[name] + GET
+    assert serve([wire[i : i + 1] for i in range(len(wire))]).output == served.output
+
+
+@pytest.mark.parametrize(
+    ("wire", "status"),
+    [
+        (b"GET /" + b"a" * (8 << 10) + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"a" * (64 << 10) + b"\r\n\r\n", 431),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X: a\r\n" * 100 + b"\r\n",
+            431,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: x\r\n"
+            + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 1000) for i in range(66))
+            + b"\r\n",
+            431,
+        ),
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nExpect: something\r\nContent-Length: 1\r\n\r\na", 417),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n\r\n", 413),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"400\r\n" + b"a" * 1024 + b"\r\n2\r\n",
+            413,
+        ),
+    ],
+)
+def test_limits_answer_their_status_and_close(wire: bytes, status: int) -> None:
+    refused(serve([wire + GET], max_body=1024), status)
+
+
+def test_a_request_line_of_exactly_the_limit_is_fine() -> None:
+    target = b"/" + b"a" * ((8 << 10) - len(b"GET  HTTP/1.1") - 1)
+    line = b"GET " + target + b" HTTP/1.1"
+    assert len(line) == 8 << 10
+    served = serve([line + b"\r\nHost: x\r\n\r\n"])
+    assert [s for s, _ in responses(served.output)] == [200]
+
+
+def test_identical_content_lengths_are_one() -> None:
+    wire = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\nhello"
+    assert responses(serve([wire]).output) == [(200, b"POST /b 5 hello ")]
+
+
+def test_413_is_said_before_any_body_byte() -> None:
+    served = serve([b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n"], max_body=1024)
+    refused(served, 413)
+
+
+# -- responses -------------------------------------------------------------------------------
+
+
+async def streaming(request: Request, response: Response) -> None:
+    if request.target == b"/empty":
+        await response.send(204, [("Content-Length", "5")])
+        return
+    response.start(200, [("X-Kind", "stream")])
+    await response.write(b"ab")
+    await response.write(b"cd")
+    await response.end(b"e")
+
+
+def test_streamed_responses_are_chunked_in_11_and_close_delimited_in_10() -> None:
+    served = serve([GET], streaming)
+    assert b"Transfer-Encoding: chunked" in served.output
+    assert served.output.endswith(b"2\r\nab\r\n2\r\ncd\r\n1\r\ne\r\n0\r\n\r\n")
+    assert responses(served.output) == [(200, b"abcde")]
+    old = serve([HTTP10], streaming)
+    assert old.output.endswith(b"\r\n\r\nabcde") and old.closed
+    assert b"Connection: close" in old.output
+
+
+def test_head_and_204_have_no_body() -> None:
+    served = serve([b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + GET])
+    head, rest = served.output.split(b"\r\n\r\n", 1)
+    assert b"Content-Length: 10" in head  # the length a GET would have had
+    assert rest.startswith(b"HTTP/1.1 200 OK")
+    no_content = serve([b"GET /empty HTTP/1.1\r\nHost: x\r\n\r\n" + GET], streaming)
+    assert no_content.output.startswith(b"HTTP/1.1 204 No Content\r\nServer: statewire\r\n\r\n")
+    assert b"Content-Length" not in no_content.output.split(b"\r\n\r\n")[0]
+
+
+def test_a_handler_that_raises_gets_a_500_and_the_connection_closes() -> None:
+    async def broken(request: Request, response: Response) -> None:
+        raise ValueError("oops")
+
+    refused(serve([GET + GET], broken), 500)
+
+
+def test_expect_100_continue_is_answered_when_the_body_is_read() -> None:
+    head = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    served = serve([head, b"hello"])
+    assert served.output.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK")
+    assert responses(served.output) == [(200, b"POST /b 5 hello ")]
+
+
+def test_expect_100_unanswered_means_no_body_comes_so_the_connection_closes() -> None:
+    async def refuse(request: Request, response: Response) -> None:
+        await response.send(403, body=b"no")
+
+    head = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    served = serve([head], refuse)
+    assert b"100 Continue" not in served.output
+    assert [s for s, _ in responses(served.output)] == [403]
+    assert served.closed
+
+
+def test_a_handler_may_answer_before_the_body_which_is_then_skipped() -> None:
+    async def early(request: Request, response: Response) -> None:
+        await response.send(200, body=b"early")
+
+    served = serve([POST[:-3], POST[-3:] + GET], early)
+    assert responses(served.output) == [(200, b"early"), (200, b"early")]
+
+
+def test_a_slow_body_reader_pauses_the_connection_but_gets_everything() -> None:
+    got: list[int] = []
+
+    async def slow(request: Request, response: Response) -> None:
+        total = 0
+        async for chunk in request.body:
+            total += len(chunk)
+            await asyncio.sleep(0)
+        got.append(total)
+        await response.send(200, body=b"%d" % total)
+
+    chunk = b"%x\r\n%s\r\n" % (40000, b"a" * 40000)
+    wire = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    wire += chunk * 5 + b"0\r\n\r\n"
+    assert responses(serve([wire], slow).output) == [(200, b"200000")]
+
+
+# -- deadlines -------------------------------------------------------------------------------
+
+
+def test_a_stalled_field_section_gets_408() -> None:
+    clock = Clock()
+    refused(serve([b"GET / HTTP/1.1\r\nHost: x\r\n"], clock=clock, advance=11), 408)
+
+
+def test_an_idle_kept_alive_connection_is_closed_quietly() -> None:
+    clock = Clock()
+    served = serve([GET], clock=clock, advance=16)
+    assert [s for s, _ in responses(served.output)] == [200]
+    assert served.closed and served.state == "closed"
+
+
+def test_a_stalled_body_gets_408() -> None:
+    clock = Clock()
+    served = serve([POST[:-2]], clock=clock, advance=31)
+    assert b"408 Request Timeout" in served.output and served.closed
+
+
+def test_the_application_sees_headers_and_trailers() -> None:
+    seen: list[object] = []
+
+    async def look(request: Request, response: Response) -> None:
+        await request.body.read()
+        seen.append((request.headers.get(b"x-a"), request.headers.get_all(b"X-B")))
+        seen.append(request.body.trailers.get(b"t"))
+        await application(request, response)
+
+    wire = b"POST / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-B: 2\r\nx-b: 3\r\n"
+    wire += b"Transfer-Encoding: chunked\r\n\r\n0\r\nT: z\r\n\r\n"
+    serve([wire], look)
+    assert seen == [(b"1", [b"2", b"3"]), b"z"]
+
+
+# -- hostile input ---------------------------------------------------------------------------
+
+_PIECES = [GET, POST, CHUNKED, b"\r\n", b"\n", b"\r", b"\x00", b" ", b":", b"0\r\n", b"zz\r\n"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.one_of(st.sampled_from(_PIECES), st.binary(max_size=40)), max_size=8),
+    st.integers(1, 64),
+)
+def test_any_bytes_get_answers_never_a_crash(pieces: list[bytes], size: int) -> None:
+    wire = b"".join(pieces)
+    with error_records() as errors:
+        served = serve([wire[i : i + size] for i in range(0, len(wire), size)])
+    assert not errors  # a local error (our bug) is logged as an ERROR
+    statuses = [s for s, _ in responses(served.output)]
+    assert all(s in (200, 400, 408, 413, 414, 417, 431, 501, 505) for s in statuses)
+    if statuses and statuses[-1] >= 400:
+        assert served.closed
+
+
+def test_handlers_that_wait_still_answer_pipelined_requests_in_order() -> None:
+    async def slow_then_fast(request: Request, response: Response) -> None:
+        for _ in range(int(request.target[1:])):
+            await asyncio.sleep(0)
+        await response.send(200, body=request.target)
+
+    wire = b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in (5, 0, 3, 0, 1))
+    served = serve([wire], slow_then_fast)
+    assert responses(served.output) == [(200, b"/%d" % n) for n in (5, 0, 3, 0, 1)]
+    assert served.state == "request_line"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_large_bodies_reach_the_handler_in_bounded_pieces(chunked: bool) -> None:
+    pieces: list[int] = []
+
+    async def sizes(request: Request, response: Response) -> None:
+        async for piece in request.body:
+            pieces.append(len(piece))
+            await asyncio.sleep(0)  # a handler slower than the network
+        await response.send(200, body=b"%d" % sum(pieces))
+
+    size = 300_000
+    if chunked:
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (size, b"b" * size)
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    else:
+        body = b"b" * size
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
+    served = serve([head + body + GET], sizes, max_body=1 << 20)
+    assert responses(served.output)[0] == (200, b"%d" % size)
+    assert max(pieces) <= 64 << 10 and len(pieces) >= 5
