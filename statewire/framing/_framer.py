@@ -371,18 +371,21 @@ class Framer:
         self._budget = 1
 
     def _decoder_for(self, grammar: Any, base: int, context: Mapping[str, Any]) -> Decoder:
-        """A fresh decoder, reused when ``grammar`` was current before and needs no context
-        (protocols that switch back and forth between a few grammars)."""
+        """A fresh decoder, reused when ``grammar`` was current before (protocols switch
+        back and forth between a few grammars): as it was when it needs no context; a
+        block whose size comes from the context gets the size it has now."""
         cache = self._decoders
-        if cache is not None and not context:
+        kind = type(grammar)
+        sized = (kind is Fixed or kind is Streamed) and self.fast
+        if cache is not None and (sized or not context):
             decoder = cache.get(id(grammar))
             if decoder is not None and decoder.grammar is grammar:
+                if sized and type(grammar.size) is not int:
+                    decoder.size = grammar.size_in(Container(context))  # type: ignore[attr-defined]
                 decoder.restart(base)
                 return decoder
         decoder = make_decoder(grammar, base, context, self.max_length, self.fast)
-        kind = type(grammar)
-        reusable = kind in _CONTEXT_FREE or (kind is Fixed and type(grammar.size) is int)
-        if reusable and not context:
+        if (sized or (kind in _CONTEXT_FREE and not context)) and decoder.grammar is grammar:
             if cache is None or len(cache) >= _CACHED_DECODERS:
                 cache = self._decoders = {}
             cache[id(grammar)] = decoder

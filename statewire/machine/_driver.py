@@ -84,14 +84,22 @@ class _Postponed(list[Callable[[], object]]):
         self.framer.interrupt()
 
 
+#: the field names of each dataclass a state's data was made of
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _context(data: Any) -> Mapping[str, Any] | None:
     """Construct context from a state's data (for grammars like ``fixed(this.size)``)."""
     if data is None:
         return None
+    names = _FIELDS.get(type(data))
+    if names is not None:
+        return {name: getattr(data, name) for name in names}
     if isinstance(data, Mapping):
         return data
     if is_dataclass(data):
-        return {f.name: getattr(data, f.name) for f in fields(data)}
+        names = _FIELDS[type(data)] = tuple(f.name for f in fields(data))
+        return {name: getattr(data, name) for name in names}
     return getattr(data, "__dict__", None)
 
 
@@ -104,6 +112,8 @@ class Driver:
     #: made when the first bytes arrive (an idle connection never needs one)
     _sw_framer: Framer | None = None
     _sw_queue: _Postponed | None = None
+    #: each state's frame handler, made when the state is first entered again
+    _sw_handlers: dict[Any, Handler] | None = None
     #: the core whose ``_sw_sync`` compiled inputs call after they return (see _styles)
     _sw_after: Any = None
     # per-connection state; class defaults until a connection changes them
@@ -469,7 +479,13 @@ class Driver:
         framer = self._sw_framer
         if framer is not None:
             grammar, context = self._sw_framing(state)
-            framer.on_frame = self._sw_handler(state)
+            handlers = self._sw_handlers
+            if handlers is None:
+                handlers = self._sw_handlers = {}
+            handler = handlers.get(state)
+            if handler is None:  # a state's handler depends on nothing but the state
+                handler = handlers[state] = self._sw_handler(state)
+            framer.on_frame = handler
             framer.switch(grammar, context=context, deliver=False)
         self._sw_arm(state)
         if framer is not None and not self._sw_busy:
