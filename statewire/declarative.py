@@ -184,6 +184,19 @@ class MachineProtocol(Driver, Protocol):
             return framer.grammar
         return self._sw_framing(self._sw_state)[0]
 
+    @property
+    def inputs(self) -> Any:
+        """The machine driving this connection, to feed it an event that is not a frame
+        (``self.inputs.admitted()``): its inputs are the input protocol's methods. Called
+        from inside a transition, the input runs when that transition is done."""
+        return self._sw_impl
+
+    def refresh_framing(self) -> None:
+        """Frame what follows with the current state's framing as it evaluates now: for a
+        framing computed from state data or attributes that a loop changed (a state that
+        reads a body in bounded pieces, counting down what is left)."""
+        self._sw_refresh()
+
     def discard_input(self) -> bytes:
         """Drop and return every byte received but not yet delivered in a frame.
 

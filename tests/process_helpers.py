@@ -81,6 +81,8 @@ def running(*command: str, env: dict[str, str] | None = None) -> Iterator[Server
         if process.poll() is None:
             process.kill()
         process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def recv_exactly(sock: socket.socket, count: int, timeout: float = 10) -> bytes:

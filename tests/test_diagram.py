@@ -27,6 +27,7 @@ GOLDEN = [
     ("examples/keyvalue.py:factory", "keyvalue"),
     ("statewire.protocols.resp:RESPServer", "resp"),
     ("statewire.protocols.memcache:MemcacheServer", "memcache"),
+    ("examples/smtpd.py:factory", "smtpd"),
 ]
 
 

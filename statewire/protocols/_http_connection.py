@@ -101,8 +101,6 @@ class HTTPConnection(MachineProtocol):
     body_size = 0
     block_left = 0
     closing = False
-    #: the machine, for the work that ends an exchange outside any output
-    inputs: Inputs
     #: the protocol the connection switches to after a ``101`` (see ``Response.upgrade``)
     upgraded_to: Any = None
     _congested: asyncio.Future[None] | None = None
@@ -135,7 +133,6 @@ class HTTPConnection(MachineProtocol):
         keep_alive = keeps_alive(self.version, headers)
         response = Response(self, self.version, self.method == b"HEAD", keep_alive)
         exchange = self.exchange = _Exchange(request, response, waits)
-        self.inputs = machine
         self.body_size = 0
         if length == 0:
             body.finish()

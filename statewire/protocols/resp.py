@@ -197,7 +197,7 @@ class RESPConnection(MachineProtocol):
         if self.factory.password is None:
             # the machine starts in ``anonymous``; statewire has no way yet to start it
             # elsewhere, so the admission is an input, as after AUTH
-            self._sw_impl.admitted()
+            self.inputs.admitted()
 
     # -- replies ---------------------------------------------------------------------------
 

@@ -1,0 +1,546 @@
+"""An ESMTP server (RFC 5321) whose session is a declared machine.
+
+Theory of operation
+-------------------
+The states are the session as RFC 5321 tells it::
+
+    greeted         220 sent         EHLO/HELO -> identified
+    identified      EHLO done        MAIL -> (the handler accepts) -> transaction
+                                     AUTH -> authenticating -> identified
+                                     STARTTLS -> greeted, encrypted
+    transaction     MAIL accepted    RCPT (loops, recipients collected)
+                                     DATA -> (some recipient) -> data
+                                     BDAT -> chunk
+    data            354 sent         text lines; "." -> identified, the message decided
+    chunk           BDAT n           n raw octets, in pieces; -> chunking, or the LAST
+                                     -> identified, the message decided
+    chunking        between chunks   BDAT -> chunk
+    any             QUIT, idle timeout, connection lost -> closed
+
+A command the state has no transition for is a sequence error (``503 5.5.1``), answered
+by :meth:`SMTPServer.remoteError`; the state is unchanged. Where the next state depends
+on a decision (the handler accepting a sender, recipients existing for ``DATA``, a TLS
+context being configured) the command loops and the decision is a second, internal
+input (``sender_accepted``, ``body_started``...): the diagram shows both.
+
+Framing per state: command lines of at most 512 octets (``grammars.smtp.command_line``)
+in the command states, text lines of at most 1000 (``text_line``) in ``data``, blocks of
+at most :attr:`SMTPServer.piece_size` octets of the announced BDAT size in ``chunk``
+(re-evaluated after each piece), SASL lines in ``authenticating``. Only CRLF ends a line,
+so only CRLF.CRLF ends ``DATA``: bare LF or CR stays inside a line, and a message
+holding one is refused (``500 5.5.2``) when :attr:`SMTPServer.refuse_bare_newlines`.
+
+The body goes to the handler's :class:`MessageSink` in pieces as it arrives, never held
+whole; the size limit is checked from ``MAIL FROM``'s ``SIZE=`` before any body byte and
+counted as the body comes. Handler decisions may be awaitables: the engine reads no
+further command until one completes, so pipelined replies leave in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from automat import TypeMachineBuilder
+
+from grammars import line
+from grammars.smtp import (
+    END_OF_DATA,
+    ArgumentError,
+    Reply,
+    bare_newline,
+    command_line,
+    parse_bdat,
+    reply,
+    text_line,
+)
+from statewire.framing import Policy
+from statewire.machine import Timeout, by_key
+from statewire.protocol import Factory
+from statewire.protocols._smtp_auth import Credentials, Exchange
+from statewire.protocols._smtp_handler import (
+    CredentialCheck,
+    Decision,
+    Envelope,
+    MessageSink,
+    Pending,
+    SMTPHandler,
+    then,
+)
+from statewire.protocols._smtp_session import OK, SENDER_OK, SMTPConnection
+
+GO_AHEAD = reply(354, "End data with <CR><LF>.<CR><LF>")
+#: idle seconds before ``421`` (RFC 5321 4.5.3.2.7 asks at least five minutes)
+IDLE_SECONDS = 300.0
+#: octets of an AUTH exchange's line (RFC 4954 4)
+AUTH_LINE_LIMIT = 12288
+
+
+class Inputs(Protocol):
+    """The machine's inputs: one per command, the body's frames, and internal events."""
+
+    def ehlo(self, argument: bytes) -> None: ...
+    def helo(self, argument: bytes) -> None: ...
+    def mail(self, argument: bytes) -> None: ...
+    def rcpt(self, argument: bytes) -> None: ...
+    def data(self, argument: bytes) -> None: ...
+    def bdat(self, argument: bytes) -> None: ...
+    def rset(self, argument: bytes) -> None: ...
+    def noop(self, argument: bytes) -> None: ...
+    def vrfy(self, argument: bytes) -> None: ...
+    def help(self, argument: bytes) -> None: ...
+    def quit(self, argument: bytes) -> None: ...
+    def starttls(self, argument: bytes) -> None: ...
+    def auth(self, argument: bytes) -> None: ...
+    def unknown(self, line: bytes) -> None: ...
+    def text(self, line: bytes) -> None: ...
+    def end_of_data(self, line: bytes) -> None: ...
+    def piece(self, data: bytes) -> None: ...
+    def response(self, line: bytes) -> None: ...
+    def sender_accepted(self) -> None: ...
+    def body_started(self) -> None: ...
+    def secured(self) -> None: ...
+    def challenged(self) -> None: ...
+    def auth_ended(self) -> None: ...
+    def chunk_ended(self) -> None: ...
+    def message_ended(self) -> None: ...
+    def timed_out(self) -> None: ...
+    def shutting_down(self) -> None: ...
+    def lost(self, reason: object) -> None: ...
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+builder = TypeMachineBuilder(Inputs, SMTPConnection)
+greeted = builder.state("greeted")
+identified = builder.state("identified")
+transaction = builder.state("transaction")
+data = builder.state("data")
+chunk = builder.state("chunk")
+chunking = builder.state("chunking")
+authenticating = builder.state("authenticating")
+closed = builder.state("closed")
+
+_COMMANDS = (greeted, identified, transaction, chunking)
+_READING = (*_COMMANDS, data, chunk, authenticating)
+
+
+# greeted, identified, transaction: EHLO / HELO start over
+
+
+def greet_ehlo(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    core.identify(argument, True)
+
+
+def greet_helo(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    core.identify(argument, False)
+
+
+greeted.upon(Inputs.ehlo).to(identified)(greet_ehlo)
+greeted.upon(Inputs.helo).to(identified)(greet_helo)
+identified.upon(Inputs.ehlo).loop()(greet_ehlo)
+identified.upon(Inputs.helo).loop()(greet_helo)
+transaction.upon(Inputs.ehlo).to(identified)(greet_ehlo)
+transaction.upon(Inputs.helo).to(identified)(greet_helo)
+
+
+# identified: MAIL, AUTH, STARTTLS
+
+
+@identified.upon(Inputs.mail).loop()
+def check_sender(machine: Inputs, core: SMTPConnection, argument: bytes) -> Any:
+    def answer(decision: Decision) -> None:
+        if decision is None or decision.code < 300:
+            core.reply(SENDER_OK if decision is None else decision)
+            machine.sender_accepted()
+        else:
+            core.envelope = None
+            core.reply(decision)
+
+    return then(core.check_sender(argument), answer)
+
+
+identified.upon(Inputs.sender_accepted).to(transaction).returns(None)
+
+
+@identified.upon(Inputs.auth).loop()
+def begin_auth(machine: Inputs, core: SMTPConnection, argument: bytes) -> Any:
+    if core.user is not None:
+        core.reply(reply(503, "5.5.1 Error: already authenticated"))
+        return None
+    if core.factory.check_credentials is None:
+        core.reply(reply(502, "5.5.1 Error: authentication not enabled"))
+        return None
+    if not core.auth_offered():
+        core.reply(reply(538, "5.7.11 Encryption required for requested authentication mechanism"))
+        return None
+    exchange, step = Exchange.start(argument)
+    if exchange is not None and isinstance(step, bytes):
+        core.exchange = exchange
+        core.reply(reply(334, step))
+        machine.challenged()
+        return None
+    return _conclude_auth(core, step)
+
+
+def _conclude_auth(core: SMTPConnection, step: object) -> Any:
+    """An AUTH exchange's last step: credentials to check, or a refusal to send."""
+    if isinstance(step, Reply):
+        core.reply(step)
+        return None
+    assert isinstance(step, Credentials)
+    check = core.factory.check_credentials
+    assert check is not None
+
+    def answer(accepted: bool) -> None:
+        if accepted:
+            core.user = step.identity
+            core.reply(reply(235, "2.7.0 Authentication successful"))
+        else:
+            core.reply(reply(535, "5.7.8 Authentication credentials invalid"))
+
+    return then(check(core, step.mechanism, step.identity, step.password), answer)
+
+
+identified.upon(Inputs.challenged).to(authenticating).returns(None)
+
+
+@authenticating.upon(Inputs.response).loop()
+def continue_auth(machine: Inputs, core: SMTPConnection, line: bytes) -> Any:
+    exchange = core.exchange
+    assert exchange is not None
+    step = exchange.respond(line)
+    if isinstance(step, bytes):
+        core.reply(reply(334, step))
+        return None
+    core.exchange = None
+    machine.auth_ended()
+    return _conclude_auth(core, step)
+
+
+authenticating.upon(Inputs.auth_ended).to(identified).returns(None)
+
+
+@identified.upon(Inputs.starttls).loop()
+def start_tls(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    context = core.factory.tls_context
+    if argument:
+        core.reply(reply(501, "5.5.4 Syntax: STARTTLS"))
+    elif core.tls:
+        core.reply(reply(503, "5.5.1 Error: TLS already active"))
+    elif context is None or not core.can_start_tls():
+        core.reply(reply(502, "5.5.1 Error: command not implemented"))
+    else:
+        core.reply(reply(220, "2.0.0 Ready to start TLS"))
+        # plaintext pipelined behind STARTTLS is never executed (CVE-2011-0411)
+        core.discard_input()
+        core.transport.startTLS(context)
+        core.forget()
+        core.tls, core.helo, core.extended, core.user = True, b"", False, None
+        machine.secured()
+
+
+identified.upon(Inputs.secured).to(greeted).returns(None)
+
+
+# transaction: RCPT, DATA, BDAT
+
+
+@transaction.upon(Inputs.rcpt).loop()
+def check_recipient(machine: Inputs, core: SMTPConnection, argument: bytes) -> Any:
+    decision = core.check_recipient(argument)
+    if isinstance(decision, Reply):
+        core.reply(decision)
+        return None
+    return decision
+
+
+@transaction.upon(Inputs.data).loop()
+def start_data(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    assert core.envelope is not None
+    if argument:
+        core.reply(reply(501, "5.5.4 Syntax: DATA"))
+    elif not core.envelope.recipients:
+        core.reply(reply(554, "5.5.1 Error: no valid recipients"))
+    else:
+        core.open_message()
+        core.reply(GO_AHEAD)
+        machine.body_started()
+
+
+transaction.upon(Inputs.body_started).to(data).returns(None)
+
+
+@data.upon(Inputs.text).loop()
+def take_line(machine: Inputs, core: SMTPConnection, line: bytes) -> Any:
+    return core.take_line(line)
+
+
+@data.upon(Inputs.end_of_data).to(identified)
+def end_data(machine: Inputs, core: SMTPConnection, line: bytes) -> Any:
+    return core.finish()
+
+
+def _bdat(core: SMTPConnection, argument: bytes) -> tuple[int, bool] | None:
+    try:
+        return parse_bdat(argument)
+    except ArgumentError:
+        # without a size the chunk's end is unknown: the session cannot go on
+        core.reply(reply(501, "5.5.4 Syntax: BDAT size [LAST]; closing"))
+        core.close()
+        return None
+
+
+def skip_chunk(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    """BDAT outside a transaction able to take it: read the chunk, then refuse it."""
+    parsed = _bdat(core, argument)
+    if parsed is not None:
+        envelope = core.envelope
+        refusal = (
+            reply(554, "5.5.1 Error: no valid recipients")
+            if envelope is not None
+            else reply(503, "5.5.1 Error: need MAIL command")
+        )
+        core.start_chunk(*parsed, skipping=refusal)
+
+
+def read_chunk(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    parsed = _bdat(core, argument)
+    if parsed is None:
+        return
+    envelope = core.envelope
+    assert envelope is not None
+    if not envelope.recipients:
+        skip_chunk(machine, core, argument)
+        return
+    if core.sink is None and core.refusal is None:
+        core.open_message()
+    core.start_chunk(*parsed, skipping=None)
+
+
+identified.upon(Inputs.bdat).to(chunk)(skip_chunk)
+transaction.upon(Inputs.bdat).to(chunk)(read_chunk)
+chunking.upon(Inputs.bdat).to(chunk)(read_chunk)
+
+
+@chunk.upon(Inputs.piece).loop()
+def take_piece(machine: Inputs, core: SMTPConnection, data: bytes) -> Any:
+    return core.take_piece(machine, data)
+
+
+chunk.upon(Inputs.chunk_ended).to(chunking).returns(None)
+chunk.upon(Inputs.message_ended).to(identified).returns(None)
+
+
+# anywhere a command is read: RSET, NOOP, VRFY, HELP, QUIT, the unknown
+
+
+def reset(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    core.forget()
+    core.reply(OK)
+
+
+greeted.upon(Inputs.rset).loop()(reset)
+identified.upon(Inputs.rset).loop()(reset)
+transaction.upon(Inputs.rset).to(identified)(reset)
+chunking.upon(Inputs.rset).to(identified)(reset)
+
+
+def noop(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    core.reply(OK)
+
+
+def verify(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    if not argument:
+        core.reply(reply(501, "5.5.4 Syntax: VRFY address"))
+    else:
+        core.reply(
+            reply(252, "2.0.0 Cannot VRFY user, but will accept message and attempt delivery")
+        )
+
+
+def help_(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    core.reply(
+        reply(
+            214,
+            "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
+            "2.0.0 STARTTLS AUTH; see RFC 5321",
+        )
+    )
+
+
+def unknown(machine: Inputs, core: SMTPConnection, line: bytes) -> None:
+    if not line or bare_newline(line) or not line[:1].isalpha():
+        core.reply(reply(500, "5.5.2 Error: bad syntax"))
+    else:
+        core.reply(reply(502, "5.5.2 Error: command not recognized"))
+
+
+def say_bye(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    core.forget()
+    core.reply(reply(221, "2.0.0 Bye"))
+    core.close()
+
+
+for _state in _COMMANDS:
+    for _input, _output in (
+        (Inputs.vrfy, verify),
+        (Inputs.help, help_),
+        (Inputs.unknown, unknown),
+    ):
+        _state.upon(_input).loop()(_output)
+    _state.upon(Inputs.quit).to(closed)(say_bye)
+for _state in (greeted, identified, transaction, chunking):
+    _state.upon(Inputs.noop).loop()(noop)
+
+
+def time_out(machine: Inputs, core: SMTPConnection) -> None:
+    core.forget()
+    core.reply(reply(421, f"4.4.2 {core.factory.hostname} Error: timeout exceeded"))
+    core.close()
+
+
+def shut_down(machine: Inputs, core: SMTPConnection) -> None:
+    core.forget()
+    core.reply(reply(421, f"4.3.2 {core.factory.hostname} Service shutting down"))
+    core.close()
+
+
+def hang_up(machine: Inputs, core: SMTPConnection, reason: object) -> None:
+    core.forget()
+
+
+for _state in _READING:
+    _state.upon(Inputs.timed_out).to(closed)(time_out)
+    _state.upon(Inputs.shutting_down).to(closed)(shut_down)
+    _state.upon(Inputs.lost).to(closed)(hang_up)
+closed.upon(Inputs.lost).loop()(hang_up)
+
+
+# -- routes and framings -------------------------------------------------------------------
+
+
+def _verb(frame: bytes) -> bytes:
+    if b"\n" in frame or b"\r" in frame:
+        return b""  # a bare newline in a command: a syntax error (``unknown``)
+    return frame.partition(b" ")[0].upper()
+
+
+def _argument(frame: bytes) -> tuple[bytes]:
+    return (frame.partition(b" ")[2],)
+
+
+_COMMAND_ROUTE = by_key(
+    _verb,
+    {
+        verb: (target, _argument)
+        for verb, target in {
+            b"EHLO": Inputs.ehlo,
+            b"HELO": Inputs.helo,
+            b"MAIL": Inputs.mail,
+            b"RCPT": Inputs.rcpt,
+            b"DATA": Inputs.data,
+            b"BDAT": Inputs.bdat,
+            b"RSET": Inputs.rset,
+            b"NOOP": Inputs.noop,
+            b"VRFY": Inputs.vrfy,
+            b"HELP": Inputs.help,
+            b"QUIT": Inputs.quit,
+            b"STARTTLS": Inputs.starttls,
+            b"AUTH": Inputs.auth,
+        }.items()
+    },
+    unknown=Inputs.unknown,
+)
+
+
+def _body_line(frame: bytes) -> str:
+    return "." if frame == END_OF_DATA else "line"
+
+
+#: in DATA: the line that is one dot ends the body, any other is text
+_DATA_ROUTE = by_key(_body_line, {".": Inputs.end_of_data, "line": Inputs.text})
+
+
+def bdat_piece(protocol: SMTPConnection, state_data: object) -> Any:
+    """The next piece of a BDAT chunk: at most ``piece_size`` of the octets left."""
+    return protocol.piece_framing()
+
+
+class SMTPServer(SMTPConnection):
+    """An ESMTP server connection: the machine above, its framings, routes, timeouts."""
+
+    machine = builder.build()
+    framings = {
+        **{state: command_line() for state in _COMMANDS},
+        data: text_line(),
+        chunk: bdat_piece,
+        authenticating: line(b"\r\n", AUTH_LINE_LIMIT - 2),
+    }
+    routes = {
+        **{state: _COMMAND_ROUTE for state in _COMMANDS},
+        data: _DATA_ROUTE,
+        chunk: Inputs.piece,
+        authenticating: Inputs.response,
+    }
+    timeouts = {state: Timeout(IDLE_SECONDS, Inputs.timed_out, idle=True) for state in _READING}
+    lost = Inputs.lost
+    #: a line over the limit is skipped and answered, and the session goes on
+    policy = Policy.DISCARD
+    close_on_error = False
+
+
+class SMTPFactory(Factory):
+    """Serves :class:`SMTPServer` sessions for ``handler``, with the server's settings."""
+
+    protocol = SMTPServer
+
+    def __init__(
+        self,
+        handler: SMTPHandler | None = None,
+        *,
+        hostname: str = "localhost",
+        max_size: int = 32 * 1024 * 1024,
+        max_recipients: int = 100,
+        tls_context: Any = None,
+        check_credentials: CredentialCheck | None = None,
+        require_auth: bool = False,
+        auth_over_plaintext: bool = False,
+    ) -> None:
+        #: decides on senders, recipients and messages
+        self.handler = handler if handler is not None else SMTPHandler()
+        #: the name the server greets with
+        self.hostname = hostname
+        #: octets a message may have (``SIZE`` in EHLO; ``552 5.3.4`` past it)
+        self.max_size = max_size
+        #: recipients one transaction may have (``452 4.5.3`` past it)
+        self.max_recipients = max_recipients
+        #: an ``ssl.SSLContext`` (server side) to offer STARTTLS with, or ``None``
+        self.tls_context = tls_context
+        #: the credential check AUTH uses; ``None``: no AUTH
+        self.check_credentials = check_credentials
+        #: whether MAIL needs AUTH first (``530 5.7.0``)
+        self.require_auth = require_auth
+        #: whether AUTH is offered without TLS (passwords in clear text)
+        self.auth_over_plaintext = auth_over_plaintext
+        #: the open sessions (told ``421`` when the server stops)
+        self.sessions: set[SMTPConnection] = set()
+
+    def stopFactory(self) -> None:
+        """The last port stopped listening (the server stops): every open session is
+        told ``421 4.3.2`` and closed."""
+        for session in list(self.sessions):
+            session.stop_serving()
+
+
+__all__ = [
+    "CredentialCheck",
+    "Decision",
+    "Envelope",
+    "Inputs",
+    "MessageSink",
+    "Pending",
+    "SMTPConnection",
+    "SMTPFactory",
+    "SMTPHandler",
+    "SMTPServer",
+]
