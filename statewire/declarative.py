@@ -113,6 +113,31 @@ class MachineProtocol(Driver, Protocol):
     #: ``core.transport.write_timeout`` for the state it leads to
     write_timeout: ClassVar[float | None] = None
 
+    @classmethod
+    def declare(
+        cls,
+        machine: Any,
+        *,
+        framings: Mapping[Any, Any] | None = None,
+        routes: Mapping[Any, Any] | None = None,
+        timeouts: Mapping[Any, Timeout] | None = None,
+        lost: Any = None,
+        policy: Policy | None = None,
+    ) -> None:
+        """Declare the protocol once the class exists: one class can then be both the
+        core a ``TypeMachineBuilder`` machine is built for and the protocol that runs it
+        (the class attributes say the same thing from a subclass). Checked as a
+        subclass's declarations are; anything not given keeps the class's value."""
+        cls.machine = machine
+        given = {"framings": framings, "routes": routes, "timeouts": timeouts, "lost": lost}
+        for name, value in given.items():
+            if value is not None:
+                setattr(cls, name, value)
+        if policy is not None:
+            cls.policy = policy
+        declared = {name: inspect.getattr_static(cls, name) for name in _DECLARATIONS}
+        cls._sw_plan = Plan.compile(cls, **declared)
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.machine is not None and any(name in vars(cls) for name in _DECLARATIONS):

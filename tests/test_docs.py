@@ -1,7 +1,8 @@
 """The snippets of README.md and docs/*.md run as written.
 
 A ``python`` block made of ``>>>`` lines is run as a doctest; any other is run as a module
-(functions named ``test_*`` in it are then called, as pytest would). A block preceded by
+(functions named ``test_*`` in it are then called, as pytest would), after the blocks of
+the same page above it, as a reader runs them one after the other. A block preceded by
 ``<!-- not run: why -->`` is skipped, and must say why (what runs it instead).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import doctest
 import re
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -23,9 +25,16 @@ def _blocks() -> list[tuple[str, str, str | None]]:
     found = []
     for page in PAGES:
         text = page.read_text()
+        before = ""  # the page's module blocks so far: what a block may build on
         for match in BLOCK.finditer(text):
             line = text.count("\n", 0, match.start("code"))
-            found.append((f"{page.name}:{line}", match["code"], match["why"]))
+            code = match["code"]
+            runs_as_module = match["why"] is None and not code.lstrip().startswith(">>>")
+            found.append(
+                (f"{page.name}:{line}", before + code if runs_as_module else code, match["why"])
+            )
+            if runs_as_module:
+                before += code
     return found
 
 
@@ -51,8 +60,12 @@ def test_snippet_runs(
         runner.run(test, out=sys.stdout.write)
         assert runner.failures == 0, capsys.readouterr().out
         return
-    namespace: dict[str, object] = {"__name__": f"snippet_{where}"}
-    exec(compile(code, where, "exec"), namespace)
-    for name, value in namespace.items():
+    module = types.ModuleType("snippet_" + re.sub(r"\W", "_", where))
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    try:
+        exec(compile(code, where, "exec"), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+    for name, value in vars(module).items():
         if name.startswith("test_") and callable(value):
             value()

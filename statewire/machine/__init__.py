@@ -7,6 +7,7 @@ against the machine (:class:`Plan`) and runs them per connection (:class:`Driver
 Twisted-style face is :class:`statewire.declarative.MachineProtocol`.
 """
 
+from statewire.machine._arguments import arguments
 from statewire.machine._driver import Driver
 from statewire.machine._graph import Graph, Transition, graph_of, is_declared
 from statewire.machine._plan import Plan
@@ -44,6 +45,7 @@ __all__ = [
     "Transition",
     "UnexpectedInput",
     "UnroutableFrame",
+    "arguments",
     "by_key",
     "by_verb",
     "forward",

@@ -51,6 +51,7 @@ from automat import MethodicalMachine, NoTransition
 from automat._methodical import _filterArgs, _transitionerFromInstance
 from automat._typed import MethodOutput, TypedDataState
 
+from statewire.machine._arguments import check_arguments
 from statewire.machine._style import (
     FORWARD_MARK,
     Handler,
@@ -168,6 +169,11 @@ class TypedStyle(Style):
         automaton = machine.__automat_automaton__
         self._index(automaton, _table(automaton), automaton.initialState)
         _check_data_annotations(self.table, self.name_of)
+        for (_, name), (new, outputs) in sorted(self.table.items(), key=_order):
+            for output in outputs:
+                factory = getattr(output, "dataFactory", None)
+                if factory is not None:
+                    check_arguments(factory, name, self.parameters(name), self.name_of(new))
         #: the table with each output compiled to a plain call (see :func:`_direct`)
         self.calls: Table = {
             key: (new, tuple(_direct(output) for output in outputs))
