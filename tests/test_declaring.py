@@ -85,6 +85,6 @@ def test_declare_refuses_what_a_subclass_would() -> None:
     class Upload(MachineProtocol):
         pass
 
-    machine, ready, receiving = _machine(Upload, Incoming)
+    machine, ready, _ = _machine(Upload, Incoming)
     with pytest.raises(DefinitionError):
         Upload.declare(machine, routes={ready: by_verb({b"PUT": ("no_such_input", _words)})})
