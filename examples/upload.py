@@ -26,9 +26,7 @@ from automat import TypeMachineBuilder
 
 from grammars import fixed, line
 from statewire.declarative import MachineProtocol
-from statewire.framing import FramingError
 from statewire.machine import (
-    RemoteProtocolError,
     Timeout,
     UnexpectedInput,
     UnroutableFrame,
@@ -175,17 +173,13 @@ class UploadServer(UploadSession):
         receiving: Timeout(IDLE_SECONDS, Commands.idle, idle=True),
     }
     lost = Commands.lost
+    # answer and stay: a command out of order, or with bad arguments; a line over 1 KiB
+    # closes (framing cannot go on after it)
     close_on_error = False
-
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
-        """Answer and stay: a command out of order (``503``) or with bad arguments
-        (``501``); a framing error (a line over 1 KiB) closes, as by default."""
-        if isinstance(error, UnexpectedInput):
-            self.send(b"503 bad sequence of commands")
-        elif isinstance(error, UnroutableFrame):
-            self.send(b"501 bad arguments")
-        else:
-            super().remoteError(error)
+    error_reply = {
+        UnexpectedInput: b"503 bad sequence of commands",
+        UnroutableFrame: b"501 bad arguments",
+    }
 
 
 class UploadFactory(Factory):

@@ -76,7 +76,44 @@ _DECLARATIONS = ("machine", "framings", "routes", "timeouts", "lost", "policy")
 
 
 class MachineProtocol(Driver, Protocol):
-    """A protocol whose states, framings and inputs are declared (see the module docs)."""
+    """A protocol whose states, framings and inputs are declared (see the module docs).
+
+    Declared by class attributes (or :meth:`declare`):
+
+    ``machine``
+        the automat machine: ``TypeMachineBuilder(...).build()`` or a ``MethodicalMachine``.
+    ``framings``
+        state -> grammar (``fixed(this.size)`` may use the state's data), or a callable
+        ``(protocol, state_data) -> grammar``; a state with none reads nothing.
+    ``routes``
+        state -> an input (each frame becomes ``input(frame)``) or a route (``by_verb``,
+        ``by_key``).
+    ``timeouts``
+        state -> :class:`~statewire.machine.Timeout`.
+    ``lost``
+        the input connection loss becomes (called with the reason), or ``None``.
+
+    Behaviour, all optional:
+
+    ``sends``
+        the grammar :meth:`send` builds frames with; ``None`` (the default): the framing of
+        the state the machine is in (inside a transition, the state it leads to).
+    ``error_reply``
+        what :meth:`remoteError` sends: one value for every remote error, or a mapping from
+        kinds of error to values (``{UnknownKey: b"500 unknown", ...}``).
+    ``close_on_error``
+        whether a remote error closes the connection (default true). A frame too long or
+        malformed closes it anyway under ``policy = Policy.CLOSE``, the default: the
+        framer cannot go on; ``Policy.DISCARD`` skips such a frame when it can.
+    ``policy``
+        what the framer does after a framing error (``Policy.CLOSE`` or ``DISCARD``).
+    ``clock``
+        where timers come from (``callLater``/``seconds``); ``None``: the reactor serving
+        the connection. Tests set a :class:`~statewire.testing.memory.Clock`.
+    ``close_timeout``, ``write_timeout``
+        seconds a closing connection may wait for the peer to take unsent data (30), and
+        unsent data may wait without the peer taking any of it (``None``: no limit).
+    """
 
     #: the automat machine: ``TypeMachineBuilder(...).build()`` or a ``MethodicalMachine``
     machine: ClassVar[Any] = None
@@ -94,7 +131,8 @@ class MachineProtocol(Driver, Protocol):
     #: grammar :meth:`send` builds frames with; ``None``: the framing of the state the
     #: machine is in (inside a transition: the state it leads to; see :meth:`send`)
     sends: ClassVar[Any] = None
-    #: a value sent (through :meth:`send`) on a remote error, or ``None``
+    #: a value sent (through :meth:`send`) on a remote error, or ``None``; or a mapping
+    #: from kinds of remote error to the value each gets (see :meth:`remoteError`)
     error_reply: ClassVar[Any] = None
     #: whether a remote error closes the connection (after a fatal framing error it always
     #: does: the bytes after it cannot be framed)
@@ -286,13 +324,31 @@ class MachineProtocol(Driver, Protocol):
     # -- errors --------------------------------------------------------------------------
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
-        """The peer broke the protocol (the state is unchanged): log it, send
-        :attr:`error_reply` if set, and close unless :attr:`close_on_error` is false."""
+        """The peer broke the protocol (the state is unchanged): log it, send the
+        :attr:`error_reply` for it if there is one, and close unless :attr:`close_on_error`
+        is false — or unless framing cannot go on: under ``Policy.CLOSE`` (the default) a
+        frame too long or malformed stops the framer, so the connection closes whatever
+        ``close_on_error`` says (``Policy.DISCARD`` skips the bad frame when it can).
+
+        ``error_reply`` may map kinds of error to replies; the most specific kind of the
+        error that has an entry wins. The kinds: :class:`~statewire.machine.UnknownKey`
+        (an unknown command), :class:`~statewire.machine.BadArguments`,
+        :class:`~statewire.machine.UnroutableFrame` (both, and bytes in a state that reads
+        none), :class:`~statewire.machine.UnexpectedInput` (a command out of sequence),
+        :class:`~statewire.framing.FrameTooLong`, :class:`~statewire.framing.MalformedFrame`,
+        :class:`~statewire.framing.FramingError`, :class:`RemoteProtocolError` (any)::
+
+            error_reply = {UnknownKey: b"500 unknown command", BadArguments: b"501 bad
+            arguments", UnexpectedInput: b"503 bad sequence", FrameTooLong: b"500 too long"}
+        """
         fatal = isinstance(error, FramingError) and self._sw_framer_stopped()
         close = self.close_on_error or fatal
         log.info("%s: %s%s", type(self).__name__, error, "; closing" if close else "")
-        if self.error_reply is not None:
-            self.send(self.error_reply)
+        reply = self.error_reply
+        if isinstance(reply, Mapping):
+            reply = next((reply[kind] for kind in type(error).__mro__ if kind in reply), None)
+        if reply is not None:
+            self.send(reply)
         if close:
             self.close()
 

@@ -88,3 +88,40 @@ def test_declare_refuses_what_a_subclass_would() -> None:
     machine, ready, _ = _machine(Upload, Incoming)
     with pytest.raises(DefinitionError):
         Upload.declare(machine, routes={ready: by_verb({b"PUT": ("no_such_input", _words)})})
+
+
+def test_error_replies_per_kind_of_remote_error() -> None:
+    from statewire.framing import FrameTooLong
+    from statewire.machine import BadArguments, UnexpectedInput, UnknownKey
+
+    class Upload(MachineProtocol):
+        sends = line()
+        close_on_error = False
+        error_reply = {
+            UnknownKey: b"500 unknown command",
+            BadArguments: b"501 bad arguments",
+            UnexpectedInput: b"503 bad sequence",
+            FrameTooLong: b"500 line too long",
+        }
+
+    machine, ready, receiving = _machine(Upload, Incoming)
+    Upload.declare(
+        machine,
+        framings={ready: line(max_length=64), receiving: fixed(this.size)},
+        routes={
+            ready: by_verb({b"PUT": (Inputs.put, _words), b"BODY": Inputs.body}),
+            receiving: Inputs.body,
+        },
+    )
+    protocol = Upload()
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"NOPE\r\nPUT x\r\nPUT x y\r\nBODY z\r\n")
+    assert transport.value() == (
+        b"500 unknown command\r\n501 bad arguments\r\n501 bad arguments\r\n503 bad sequence\r\n"
+    )
+    assert protocol.machine_state == "ready" and not transport.disconnecting
+    transport.clear()
+    protocol.dataReceived(b"x" * 100)
+    assert transport.value() == b"500 line too long\r\n"
+    assert transport.disconnecting  # Policy.CLOSE: framing cannot go on, close_on_error or not

@@ -22,15 +22,18 @@ from statewire.machine._routes import (
 )
 from statewire.machine._styles import forward
 from statewire.machine.errors import (
+    BadArguments,
     DefinitionError,
     LocalProtocolError,
     ProtocolError,
     RemoteProtocolError,
     UnexpectedInput,
+    UnknownKey,
     UnroutableFrame,
 )
 
 __all__ = [
+    "BadArguments",
     "ByKey",
     "DefinitionError",
     "Driver",
@@ -44,6 +47,7 @@ __all__ = [
     "ToInput",
     "Transition",
     "UnexpectedInput",
+    "UnknownKey",
     "UnroutableFrame",
     "arguments",
     "by_key",

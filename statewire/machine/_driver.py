@@ -60,8 +60,10 @@ from statewire.machine._routes import ByKey, Timeout, ToInput
 from statewire.machine._styles import Handler, LoopTarget
 from statewire.machine._waiting import cancel, failure_of, future_of
 from statewire.machine.errors import (
+    BadArguments,
     RemoteProtocolError,
     UnexpectedInput,
+    UnknownKey,
     UnroutableFrame,
     shown,
 )
@@ -71,6 +73,10 @@ _READS_NOTHING = raw()
 #: what a route's key or converter may raise for a frame it cannot make sense of (a grammar's
 #: refusal too: a converter may parse the frame further)
 _BAD_FRAME = (ValueError, TypeError, LookupError, GrammarError)
+
+
+class _NoInput(LookupError):
+    """A frame's key has no input (raised and caught inside the driver)."""
 
 
 class _Postponed(list[Callable[[], object]]):
@@ -406,7 +412,7 @@ class Driver:
             args: tuple[Any, ...]
             if entry is None:
                 if route.unknown is None:
-                    raise LookupError(f"no input for {shown(key)}")
+                    raise _NoInput(f"no input for {shown(key)}")
                 name, args = route.unknown, (frame,)
             else:
                 name, convert, arity = entry
@@ -421,7 +427,8 @@ class Driver:
                 else:
                     args = tuple(convert(frame)) if convert else (frame,)
         except _BAD_FRAME as exc:
-            error = UnroutableFrame(
+            kind = UnknownKey if type(exc) is _NoInput else BadArguments
+            error = kind(
                 f"cannot route {shown(frame)}: {exc}", state=self.machine_state, frame=frame
             )
             error.__cause__ = exc  # what the key or converter said (a reply a protocol words)

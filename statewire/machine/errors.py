@@ -17,11 +17,13 @@ from typing import Any
 from statewire.error import LocalProtocolError, ProtocolError, RemoteProtocolError
 
 __all__ = [
+    "BadArguments",
     "DefinitionError",
     "LocalProtocolError",
     "ProtocolError",
     "RemoteProtocolError",
     "UnexpectedInput",
+    "UnknownKey",
     "UnroutableFrame",
     "shown",
 ]
@@ -58,3 +60,13 @@ class UnroutableFrame(RemoteProtocolError):
     with no fallback, arguments a converter refused, or bytes in a state that reads none).
     When a route's key or converter refused the frame, its exception is ``__cause__``.
     """
+
+
+class UnknownKey(UnroutableFrame):
+    """The frame's key (a command's verb, a message's type) has no input in the state's
+    route, and the route has no ``unknown`` input: an unknown command."""
+
+
+class BadArguments(UnroutableFrame):
+    """The frame's key has an input, but its arguments do not fit: the converter refused
+    them, or a verb came with too few or too many words."""
