@@ -13,7 +13,13 @@ import sys
 DEFAULT_LISTEN = "tcp:8007:interface=127.0.0.1"
 
 
-def _serve(targets: str, listen: list[str], uvloop: bool) -> int:
+def _serve(
+    targets: str,
+    listen: list[str],
+    uvloop: bool,
+    trace: bool = False,
+    metrics_at: str | None = None,
+) -> int:
     from statewire import reactor
     from statewire.endpoints import serverFromString
     from statewire.error import CannotListenError
@@ -28,13 +34,23 @@ def _serve(targets: str, listen: list[str], uvloop: bool) -> int:
             reactor.use_uvloop()
         factory = factory_from(targets)
         endpoints = [serverFromString(reactor, description) for description in listen]
+        if metrics_at is not None:
+            serverFromString(reactor, metrics_at)  # a bad description is a usage error
     except TargetRaised as error:  # the application's code failed, not the command line
         print(f"statewire serve: {error}", file=sys.stderr)
         return 1
     except (TargetError, ValueError, ImportError) as error:
         print(f"statewire serve: {error}", file=sys.stderr)
         return 2
+    if trace:
+        from statewire import tracing
+
+        tracing.enable()
     try:
+        if metrics_at is not None:
+            from statewire import metrics
+
+            metrics.serve(metrics.enable(), metrics_at, reactor)
         for endpoint in endpoints:
             endpoint.listen(factory)
     except Exception as error:
@@ -52,7 +68,22 @@ def _serve(targets: str, listen: list[str], uvloop: bool) -> int:
     return 0
 
 
-def _diagram(target: str, fmt: str | None, output: str | None, check: str | None) -> int:
+def _counts(url: str, protocol: type) -> dict[tuple[str, str, str], int]:
+    """The transitions per edge a running server's metrics endpoint reports."""
+    import urllib.request
+
+    from statewire.metrics import transitions_in
+
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"--counts takes the metrics URL (http://HOST:PORT/metrics), got {url!r}")
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode("utf-8", "replace")
+    return transitions_in(text, protocol.__name__)
+
+
+def _diagram(
+    target: str, fmt: str | None, output: str | None, check: str | None, counts: str | None = None
+) -> int:
     from pathlib import Path
 
     from statewire.diagram import SUFFIXES, DiagramError, protocol_from, render
@@ -62,7 +93,13 @@ def _diagram(target: str, fmt: str | None, output: str | None, check: str | None
     if fmt is None:
         fmt = SUFFIXES.get(Path(where).suffix, "dot") if where else "dot"
     try:
-        data = render(protocol_from(target), fmt)
+        protocol = protocol_from(target)
+        try:
+            edges = None if counts is None else _counts(counts, protocol)
+        except (ValueError, OSError) as error:
+            print(f"statewire diagram: cannot read the counts: {error}", file=sys.stderr)
+            return 1
+        data = render(protocol, fmt, counts=edges)
     except TargetRaised as error:
         print(f"statewire diagram: {error}", file=sys.stderr)
         return 1
@@ -129,6 +166,17 @@ def main(argv: list[str] | None = None) -> int:
         "tcp:8007:interface=127.0.0.1, this machine only)",
     )
     serve.add_argument("--uvloop", action="store_true", help="run on uvloop")
+    serve.add_argument(
+        "--trace",
+        action="store_true",
+        help="log each transition of each connection (rate-limited; logger statewire.trace)",
+    )
+    serve.add_argument(
+        "--metrics",
+        metavar="DESCRIPTION",
+        help="serve counters at GET /metrics (Prometheus text) on this endpoint, e.g. "
+        "tcp:9100:interface=127.0.0.1",
+    )
     diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")
     diagram.add_argument(
         "target",
@@ -145,13 +193,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="exit 1 if FILE differs from what the protocol draws today (for CI)",
     )
+    diagram.add_argument(
+        "--counts",
+        metavar="URL",
+        help="a running server's metrics URL (serve --metrics): each edge says how often "
+        "it was taken",
+    )
     demo = commands.add_parser("demo", help="frame a sample byte stream and print the frames")
     demo.add_argument("--seed", type=int, default=2026, help="seed for the random read sizes")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return _serve(args.target, args.listen or [DEFAULT_LISTEN], args.uvloop)
+        listen = args.listen or [DEFAULT_LISTEN]
+        return _serve(args.target, listen, args.uvloop, args.trace, args.metrics)
     if args.command == "diagram":
-        return _diagram(args.target, args.format, args.output, args.check)
+        return _diagram(args.target, args.format, args.output, args.check, args.counts)
     from statewire import demo as demo_module
 
     if sys.stdout is None:  # started with stdout closed

@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sysconfig
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,8 +119,13 @@ def _keys(route: Any) -> dict[str, str]:
     return {name: "|".join(sorted(keys)) for name, keys in found.items()}
 
 
-def model(protocol: type) -> Model:
-    """The diagram model of a declared protocol class."""
+#: transitions counted per edge: ``(state left, input, state entered) -> count``
+Counts = Mapping[tuple[str, str, str], int]
+
+
+def model(protocol: type, counts: Counts | None = None) -> Model:
+    """The diagram model of a declared protocol class; with ``counts`` (from a running
+    server's metrics), each edge's label ends with how often it was taken: ``[12]``."""
     if not is_declared(protocol):
         raise DiagramError(f"{protocol.__name__} is not a declared protocol (no machine)")
     graph = graph_of(protocol)
@@ -147,6 +152,8 @@ def model(protocol: type) -> Model:
         # an output named as its input says nothing more: "get", not "get / get"
         actions = [action for action in transition.outputs if action != name]
         label = f"{trigger} / {', '.join(actions)}" if actions else trigger
+        if counts is not None:
+            label += f" [{counts.get((source, name, target), 0)}]"
         edges.append(Edge(source, target, label, timeout is not None))
     edges.sort(key=lambda e: (e.source, e.target, e.label))
     lost = None
@@ -202,9 +209,9 @@ def _dot_edges(edges: list[Edge]) -> list[tuple[str, str, str, bool]]:
     ]
 
 
-def to_dot(protocol: type) -> str:
+def to_dot(protocol: type, counts: Counts | None = None) -> str:
     """Graphviz DOT source for ``protocol``'s diagram."""
-    m = model(protocol)
+    m = model(protocol, counts)
     q = _dot_string
 
     def node(state: str) -> str:
@@ -265,9 +272,9 @@ def _mermaid_text(text: str) -> str:
     return text.translate(_MERMAID_CODES)
 
 
-def to_mermaid(protocol: type) -> str:
+def to_mermaid(protocol: type, counts: Counts | None = None) -> str:
     """Mermaid ``stateDiagram-v2`` source for ``protocol``'s diagram."""
-    m = model(protocol)
+    m = model(protocol, counts)
     ident = _mermaid_ids(list(m.states))
     lines = ["stateDiagram-v2"]
     for name, framing in m.states.items():
@@ -310,18 +317,25 @@ def renderer() -> list[str]:
     )
 
 
-def render(protocol: type, fmt: str, run: Callable[..., Any] = subprocess.run) -> bytes:
-    """``protocol``'s diagram in ``fmt`` (one of :data:`FORMATS`), as bytes."""
+def render(
+    protocol: type,
+    fmt: str,
+    run: Callable[..., Any] = subprocess.run,
+    counts: Counts | None = None,
+) -> bytes:
+    """``protocol``'s diagram in ``fmt`` (one of :data:`FORMATS`), as bytes; ``counts``:
+    see :func:`model`."""
     if fmt == "dot":
-        return to_dot(protocol).encode()
+        return to_dot(protocol, counts).encode()
     if fmt == "mermaid":
-        return to_mermaid(protocol).encode()
+        return to_mermaid(protocol, counts).encode()
     if fmt not in FORMATS:
         raise DiagramError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
     command = [*renderer(), f"-T{fmt}"]
     if fmt == "png":
         command.append(f"-Gdpi={PNG_DPI}")
-    done = run(command, input=to_dot(protocol).encode(), capture_output=True, check=False)
+    dot = to_dot(protocol, counts).encode()
+    done = run(command, input=dot, capture_output=True, check=False)
     if done.returncode != 0:
         problem = done.stderr.decode(errors="replace").strip().splitlines()
         raise DiagramError(f"{command[0]} failed: {problem[-1] if problem else done.returncode}")

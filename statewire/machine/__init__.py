@@ -10,6 +10,7 @@ Twisted-style face is :class:`statewire.declarative.MachineProtocol`.
 from statewire.machine._arguments import arguments
 from statewire.machine._driver import Driver
 from statewire.machine._graph import Graph, Transition, graph_of, is_declared
+from statewire.machine._observe import Observer, TransitionCallback, observe, unobserve
 from statewire.machine._plan import Plan
 from statewire.machine._routes import (
     ByKey,
@@ -39,6 +40,7 @@ __all__ = [
     "Driver",
     "Graph",
     "LocalProtocolError",
+    "Observer",
     "Plan",
     "ProtocolError",
     "RemoteProtocolError",
@@ -46,6 +48,7 @@ __all__ = [
     "Timeout",
     "ToInput",
     "Transition",
+    "TransitionCallback",
     "UnexpectedInput",
     "UnknownKey",
     "UnroutableFrame",
@@ -56,4 +59,6 @@ __all__ = [
     "graph_of",
     "input_name",
     "is_declared",
+    "observe",
+    "unobserve",
 ]

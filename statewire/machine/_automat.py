@@ -259,6 +259,9 @@ class TypedStyle(Style):
     def state(self, impl: Any) -> Any:
         return impl.__automat_transitioner__._state
 
+    def set_tracer(self, impl: Any, tracer: Any) -> None:
+        impl.__automat_transitioner__.setTrace(tracer)
+
     def data(self, impl: Any) -> Any:
         # automat keeps the data of the last data state after it is left: not this state's
         if type(impl.__automat_transitioner__._state) is not TypedDataState:
@@ -421,6 +424,9 @@ class MethodicalStyle(Style):
 
     def state(self, impl: Any) -> Any:
         return getattr(impl, self._symbol)._state
+
+    def set_tracer(self, impl: Any, tracer: Any) -> None:
+        getattr(impl, self._symbol).setTrace(tracer)
 
     def fire(self, impl: Any, name: str, args: tuple[Any, ...]) -> Any:
         return self._runs[name](impl, *args)

@@ -55,8 +55,9 @@ from construct import Construct
 
 from grammars import GrammarError, raw
 from statewire.framing import Framer, FramingError
+from statewire.machine._observe import Observer, observers
 from statewire.machine._plan import Plan, VerbEntry
-from statewire.machine._routes import ByKey, Timeout, ToInput
+from statewire.machine._routes import ByKey, Timeout, ToInput, input_name
 from statewire.machine._styles import Handler, LoopTarget
 from statewire.machine._waiting import cancel, failure_of, future_of
 from statewire.machine.errors import (
@@ -120,6 +121,11 @@ class Driver:
     _sw_queue: _Postponed | None = None
     #: each state's frame handler, made when the state is first entered again
     _sw_handlers: dict[Any, Handler] | None = None
+    #: the observers told of this connection (see :mod:`._observe`), and whether its
+    #: transitions are traced (then ``_sw_frame`` is the frame being dispatched)
+    _sw_observers: tuple[Observer, ...] = ()
+    _sw_traced = False
+    _sw_frame: Any = None
     #: the core whose ``_sw_sync`` compiled inputs call after they return (see _styles)
     _sw_after: Any = None
     # per-connection state; class defaults until a connection changes them
@@ -195,7 +201,36 @@ class Driver:
         self._sw_seen = style.moves(impl)
         self._sw_impl = impl
         impl._sw_after = self  # compiled inputs call our _sw_sync after they return
+        if observers():
+            self._sw_observe(style, impl)
         self._sw_arm(state)
+
+    def _sw_observe(self, style: Any, impl: Any) -> None:
+        """Tell the observers the connection started; trace transitions for those that
+        asked (self-loops then take the traced path: their shortcuts skip the tracer)."""
+        self._sw_observers = watching = observers()
+        callbacks = [c for c in (o.started(self) for o in watching) if c is not None]
+        if not callbacks:
+            return
+        name_of = style.name_of
+
+        def traced(old: Any, input: Any, new: Any) -> None:
+            name = input_name(input)
+            for callback in callbacks:
+                callback(name_of(old), name, name_of(new), self._sw_frame)
+
+        style.set_tracer(impl, traced)
+        self._sw_traced = True
+
+    def _sw_remote(self, error: RemoteProtocolError | FramingError) -> None:
+        for observer in self._sw_observers:
+            observer.failed(self, error, False)
+        self.remoteError(error)
+
+    def _sw_local(self, error: Exception) -> None:
+        for observer in self._sw_observers:
+            observer.failed(self, error, True)
+        self.localError(error)
 
     def _sw_frames(self) -> Framer:
         """The framer, made now with the current state's framing if not made yet."""
@@ -207,7 +242,7 @@ class Driver:
             self._sw_framer = framer = queue.framer = Framer(
                 grammar,
                 self._sw_handler(state),
-                on_error=self.remoteError,
+                on_error=self._sw_remote,
                 policy=self._sw_plan.policy,
                 context=context,
             )
@@ -227,6 +262,8 @@ class Driver:
         style = self._sw_plan.style
         if name is not None and style.accepts(style.state(self._sw_impl), name):
             self._sw_input(name, (lost_reason,))
+        for observer in self._sw_observers:
+            observer.stopped(self)
 
     def _sw_close_input(self) -> None:
         """The connection is closing: frames already buffered are not delivered."""
@@ -247,6 +284,8 @@ class Driver:
         """Frame ``data``; an exception from our own code is a local error."""
         if self._sw_closing:
             return
+        for observer in self._sw_observers:
+            observer.received(self, len(data))
         if self._sw_plan.idle:
             self._sw_last_read = self._sw_seconds()
         try:
@@ -254,7 +293,7 @@ class Driver:
             if self._sw_waits:
                 self._sw_bound_reading()
         except Exception as exc:
-            self.localError(exc)
+            self._sw_local(exc)
 
     def _sw_pump(self, data: bytes) -> None:
         """Feed ``data`` and run postponed inputs between frames until nothing is left."""
@@ -355,18 +394,19 @@ class Driver:
         route = plan.routes.get(state)
         if route is None:
             return self._sw_unroutable
+        traced = self._sw_traced  # then every frame takes the path the tracer sees
         if isinstance(route, ToInput):
             name = route.input
-            if plan.style.accepts(state, name):
+            if plan.style.accepts(state, name) and not traced:
                 direct = plan.style.loop_handler(self._sw_impl, self, state, name)
                 if direct is not None:
                     return direct
             return partial(self._sw_frame_input, name)
         assert isinstance(route, ByKey)
         # inputs that loop here with one plain output are called straight away
-        loops = plan.loops(state, route)
+        loops = {} if traced else plan.loops(state, route)
         if route.words is not None:
-            return self._sw_verbs(route, loops, plan.verbs(state, route))
+            return self._sw_verbs(route, loops, {} if traced else plan.verbs(state, route))
         return partial(self._sw_keyed, route, loops)
 
     def _sw_verbs(
@@ -432,7 +472,7 @@ class Driver:
                 f"cannot route {shown(frame)}: {exc}", state=self.machine_state, frame=frame
             )
             error.__cause__ = exc  # what the key or converter said (a reply a protocol words)
-            self.remoteError(error)
+            self._sw_remote(error)
             return
         target = loops.get(name)
         if target is None:
@@ -448,7 +488,7 @@ class Driver:
             self._sw_wait(result)
 
     def _sw_unroutable(self, frame: Any) -> None:
-        self.remoteError(
+        self._sw_remote(
             UnroutableFrame(
                 f"state {self.machine_state!r} reads nothing, got {shown(frame)}",
                 state=self.machine_state,
@@ -461,9 +501,16 @@ class Driver:
         impl = self._sw_impl
         state = style.state(impl)
         if not style.accepts(state, name):
-            self.remoteError(UnexpectedInput(state=style.name_of(state), input=name, frame=frame))
+            self._sw_remote(UnexpectedInput(state=style.name_of(state), input=name, frame=frame))
             return
-        result = style.fire(impl, name, args)
+        if self._sw_traced:
+            self._sw_frame = frame
+            try:
+                result = style.fire(impl, name, args)
+            finally:
+                self._sw_frame = None
+        else:
+            result = style.fire(impl, name, args)
         self._sw_sync()
         if result is not None:
             self._sw_wait(result)
@@ -538,7 +585,7 @@ class Driver:
             if result is not None:
                 self._sw_wait(result)
         except Exception as exc:
-            self.localError(exc)
+            self._sw_local(exc)
 
     # -- waiting for outputs' work ---------------------------------------------------------
 
@@ -578,7 +625,7 @@ class Driver:
         if failure is not None:
             if not isinstance(failure, Exception):  # cancelled by someone else, ...
                 failure = RuntimeError(f"an output's work ended: {type(failure).__name__}")
-            self.localError(failure)
+            self._sw_local(failure)
             return
         if waits or self._sw_closing:
             return
@@ -588,12 +635,12 @@ class Driver:
                 self._sw_resume_reading()
             self._sw_release("waiting")  # a frame it lets through may start more work
         except Exception as exc:
-            self.localError(exc)
+            self._sw_local(exc)
 
     def _sw_after_loss(self, future: Any) -> None:
         failure = failure_of(future)
         if isinstance(failure, Exception):  # (a cancellation is no Exception)
-            self.localError(failure)
+            self._sw_local(failure)
 
     def _sw_bound_reading(self) -> None:
         """Pause reading when more than :attr:`waiting_read_limit` bytes are buffered."""

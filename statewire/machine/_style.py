@@ -46,6 +46,10 @@ class Style:
         """The state's name."""
         raise NotImplementedError
 
+    def set_tracer(self, impl: Any, tracer: Any) -> None:
+        """Have ``tracer(old, input, new)`` called on each transition of ``impl``."""
+        raise NotImplementedError
+
     def output_names(self, outputs: tuple[Any, ...]) -> tuple[str, ...]:
         """The names of a transition's outputs that are actions (not state data)."""
         raise NotImplementedError

@@ -1,0 +1,208 @@
+"""Counters of every declared connection, in the text format Prometheus scrapes.
+
+    from statewire import metrics
+    counting = metrics.enable()            # or: statewire serve TARGET --metrics tcp:9100
+    counting.snapshot()                    # the figures, as Python values
+    counting.exposition()                  # the same, as Prometheus text
+    metrics.serve(counting, "tcp:9100:interface=127.0.0.1")   # GET /metrics
+
+Per protocol class (the ``protocol`` label):
+
+* ``statewire_connections_open{state}``: connections open, by the state they are in now
+  (read when asked: counting them costs nothing per transition);
+* ``statewire_connections_total``: connections started;
+* ``statewire_transitions_total{from,input,to}``: transitions, per edge of the diagram
+  (``statewire diagram TARGET --counts URL`` draws them on it);
+* ``statewire_errors_total{kind,side}``: remote (the peer's) and local (our code's)
+  errors by the error's class;
+* ``statewire_received_bytes_total``: bytes read from peers.
+
+Connections started after :func:`enable` are counted. Counting transitions takes the
+traced path (self-loop shortcuts off), so an observed connection costs more than one that
+is not: ``bench/bench_tracing.py`` measures it. Bytes sent are not counted (yet).
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections import Counter
+from typing import Any
+
+from statewire.machine import TransitionCallback, observe, unobserve
+
+
+class Metrics:
+    """The observer :func:`enable` registers (see the module)."""
+
+    def __init__(self) -> None:
+        self._live: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.connections: Counter[str] = Counter()
+        self.transitions: Counter[tuple[str, str, str, str]] = Counter()
+        self.errors: Counter[tuple[str, str, str]] = Counter()
+        self.bytes_in: Counter[str] = Counter()
+
+    # -- the observer ------------------------------------------------------------------------
+
+    def started(self, protocol: Any) -> TransitionCallback:
+        name = type(protocol).__name__
+        self._live.add(protocol)
+        self.connections[name] += 1
+        transitions = self.transitions
+
+        def transition(old: str, input: str, new: str, frame: Any) -> None:
+            transitions[name, old, input, new] += 1
+
+        return transition
+
+    def received(self, protocol: Any, size: int) -> None:
+        self.bytes_in[type(protocol).__name__] += size
+
+    def failed(self, protocol: Any, error: BaseException, local: bool) -> None:
+        side = "local" if local else "remote"
+        self.errors[type(protocol).__name__, type(error).__name__, side] += 1
+
+    def stopped(self, protocol: Any) -> None:
+        self._live.discard(protocol)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def open_by_state(self) -> Counter[tuple[str, str]]:
+        """Connections open now, by protocol class and state."""
+        found: Counter[tuple[str, str]] = Counter()
+        for protocol in list(self._live):
+            found[type(protocol).__name__, protocol.machine_state] += 1
+        return found
+
+    def snapshot(self) -> dict[str, dict[Any, int]]:
+        """Every figure, keyed as the labels are."""
+        return {
+            "connections_open": dict(self.open_by_state()),
+            "connections_total": dict(self.connections),
+            "transitions_total": dict(self.transitions),
+            "errors_total": dict(self.errors),
+            "received_bytes_total": dict(self.bytes_in),
+        }
+
+    def exposition(self) -> str:
+        """The figures in Prometheus's text exposition format (version 0.0.4)."""
+        out: list[str] = []
+        _family(
+            out,
+            "statewire_connections_open",
+            "gauge",
+            "Connections open, by protocol and the state they are in.",
+            (({"protocol": p, "state": s}, n) for (p, s), n in self.open_by_state().items()),
+        )
+        _family(
+            out,
+            "statewire_connections_total",
+            "counter",
+            "Connections started, by protocol.",
+            (({"protocol": p}, n) for p, n in self.connections.items()),
+        )
+        _family(
+            out,
+            "statewire_transitions_total",
+            "counter",
+            "Transitions, by protocol and edge of its diagram.",
+            (
+                ({"protocol": p, "from": a, "input": i, "to": b}, n)
+                for (p, a, i, b), n in self.transitions.items()
+            ),
+        )
+        _family(
+            out,
+            "statewire_errors_total",
+            "counter",
+            "Remote (the peer's) and local (our code's) errors, by protocol and kind.",
+            (
+                ({"protocol": p, "kind": k, "side": side}, n)
+                for (p, k, side), n in self.errors.items()
+            ),
+        )
+        _family(
+            out,
+            "statewire_received_bytes_total",
+            "counter",
+            "Bytes read from peers, by protocol.",
+            (({"protocol": p}, n) for p, n in self.bytes_in.items()),
+        )
+        return "".join(out)
+
+
+_SAMPLE = re.compile(r"^statewire_transitions_total\{(?P<labels>.*)\} (?P<value>\d+)$")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def transitions_in(exposition: str, protocol: str) -> dict[tuple[str, str, str], int]:
+    """The transitions per edge of ``protocol`` (its class name) in an exposition this
+    module wrote: what ``statewire diagram --counts`` draws."""
+    found: dict[tuple[str, str, str], int] = {}
+    for line in exposition.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None:
+            continue
+        labels = {k: _unescaped(v) for k, v in _LABEL.findall(match["labels"])}
+        if labels.get("protocol") == protocol:
+            found[labels["from"], labels["input"], labels["to"]] = int(match["value"])
+    return found
+
+
+def _unescaped(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], value)
+
+
+def _family(out: list[str], name: str, kind: str, help: str, samples: Any) -> None:
+    out.append(f"# HELP {name} {help}\n# TYPE {name} {kind}\n")
+    for labels, value in sorted(samples, key=lambda sample: sorted(sample[0].items())):
+        text = ",".join(f'{key}="{_escaped(str(value))}"' for key, value in labels.items())
+        out.append(f"{name}{{{text}}} {value}\n")
+
+
+def _escaped(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+_current: Metrics | None = None
+
+
+def enable() -> Metrics:
+    """Count every declared connection started from now on; the same counters if already
+    counting."""
+    global _current
+    if _current is None:
+        _current = Metrics()
+        observe(_current)
+    return _current
+
+
+def disable() -> None:
+    """Count no connection started from now on (the counters are dropped)."""
+    global _current
+    if _current is not None:
+        unobserve(_current)
+        _current = None
+
+
+def serve(metrics: Metrics, description: str, reactor: Any = None) -> Any:
+    """Serve ``GET /metrics`` (the exposition) on the endpoint ``description``
+    (``tcp:9100:interface=127.0.0.1``), with statewire's own HTTP server. Returns the
+    listening port's ``Deferred``-like result of the endpoint's ``listen``."""
+    from statewire.endpoints import serverFromString
+    from statewire.protocols.http import HTTPFactory, Request, Response
+
+    if reactor is None:
+        from statewire import reactor
+
+    async def handle(request: Request, response: Response) -> None:
+        if request.target.split(b"?", 1)[0] != b"/metrics":
+            await response.send(404, [("Content-Type", "text/plain")], b"try /metrics\n")
+            return
+        body = metrics.exposition().encode()
+        await response.send(200, [("Content-Type", "text/plain; version=0.0.4")], body)
+
+    return serverFromString(reactor, description).listen(HTTPFactory(handle))
+
+
+__all__ = ["Metrics", "disable", "enable", "serve", "transitions_in"]
