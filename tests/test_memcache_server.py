@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from memcached_helpers import HOST, session, start_memcached
+from memcached_helpers import HOST, SENTINEL, session, start_memcached
 from process_helpers import EXAMPLES, running
 
 from statewire.diagram import to_mermaid
 from statewire.protocols.memcache import MemcacheServer
+from statewire.testing import differential
 from statewire.testing.memory import Clock, StringTransport
 from statewire.testing.strategies import chunkings
 
@@ -297,9 +298,9 @@ def unpadded(replies: bytes) -> bytes:
 
 def same_replies(ours: int, theirs: int, data: bytes) -> bytes:
     _aligned(ours, theirs)
-    mine, real = session(ours, b"flush_all\r\n" + data), session(theirs, b"flush_all\r\n" + data)
-    assert unpadded(mine) == unpadded(real), data
-    return mine
+    return differential.same_replies(
+        ours, theirs, b"flush_all\r\n" + data, sentinel=SENTINEL, normalize=unpadded
+    )
 
 
 KEYS = [b"k1", b"k2", b"n"]

@@ -24,6 +24,8 @@ from process_helpers import EXAMPLES, running
 from grammars import request, resp
 from statewire.diagram import to_mermaid
 from statewire.protocols.resp import RESPServer
+from statewire.testing import differential
+from statewire.testing.differential import Sentinel, server
 from statewire.testing.memory import Clock, StringTransport
 from statewire.testing.strategies import chunkings
 
@@ -32,6 +34,7 @@ END = b"__end__!!"
 #: PING with an argument, sent after every session: its reply says the session is over
 SENTINEL = request().build([b"PING", END])
 SENTINEL_REPLY = b"$9\r\n__end__!!\r\n"
+END = Sentinel(SENTINEL, SENTINEL_REPLY)
 
 
 def load_miniredis() -> ModuleType:
@@ -216,48 +219,15 @@ def test_keys_expire_on_the_connection_clock() -> None:
 # -- over sockets ------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_for(port: int) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
-
-
 def start_redis(*extra: str) -> Iterator[int]:
     executable = shutil.which("redis-server")
     if executable is None:
         pytest.skip("redis-server is not installed (Debian package redis-server)")
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            executable,
-            *("--save", "", "--appendonly", "no"),
-            "--port",
-            str(port),
-            "--bind",
-            HOST,
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(port)
+    persistence_off = ("--save", "", "--appendonly", "no")
+    with server(
+        [executable, *persistence_off, "--port", "{port}", "--bind", HOST, *extra]
+    ) as port:
         yield port
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture(scope="module")
@@ -291,25 +261,10 @@ def mini_auth_port() -> Iterator[int]:
 def exchange(
     port: int, data: bytes, until: bytes | None = SENTINEL_REPLY, closing: bool = False
 ) -> bytes:
-    """Send ``data`` (then the sentinel PING) and read until its reply, or until the server
-    closes when ``until`` is None (or when ``closing`` says it may). Bounded: 10 s, 4 MiB."""
-    with socket.create_connection((HOST, port), timeout=10) as sock:
-        sock.sendall(data + (SENTINEL if until else b""))
-        got = b""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(got) < 4 << 20:
-            if until is not None and got.endswith(until):
-                return got
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            got += chunk
-        if until is not None and not closing:
-            raise AssertionError(f"no end of session in {got[-200:]!r}")
-        return got
+    """Send ``data`` (then the sentinel PING) and return the replies before its reply; or,
+    when ``until`` is None, everything until the server closes (or when ``closing`` says
+    it may close first). Bounded: 10 s, 8 MiB."""
+    return differential.exchange(port, data, END if until else None, closing=closing)
 
 
 def normalized(replies: bytes) -> bytes:
@@ -318,9 +273,8 @@ def normalized(replies: bytes) -> bytes:
 
 
 def same_replies(mini: int, real: int, data: bytes, until: bytes | None = SENTINEL_REPLY) -> bytes:
-    ours, theirs = exchange(mini, data, until), exchange(real, data, until)
-    assert normalized(ours) == normalized(theirs), data
-    return ours
+    sentinel = END if until else None
+    return differential.same_replies(mini, real, data, sentinel=sentinel, normalize=normalized)
 
 
 # -- sessions generated: replayed against both ---------------------------------------------
@@ -539,7 +493,7 @@ def test_random_bytes_never_break_the_server(mini_port: int, garbage: bytes) -> 
         found = resp(2).scan(replies, i, len(replies))
         assert found is not None, replies
         i = found[1]
-    assert exchange(mini_port, b"") == SENTINEL_REPLY  # and the server carries on
+    assert exchange(mini_port, b"") == b""  # and the server carries on: it answers the PING
 
 
 # -- clients: redis-py and redis-cli -------------------------------------------------------

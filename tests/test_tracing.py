@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from types import ModuleType
 
 import pytest
-from memcached_helpers import free_port
 from process_helpers import EXAMPLES, ROOT, recv_exactly
 
 from statewire import metrics, tracing
 from statewire.machine import graph_of
+from statewire.testing.differential import free_port
 from statewire.testing.memory import Clock, StringTransport
 
 SESSION = b"USER alice\r\nPUT notes 5\r\nhelloGET notes\r\nNOPE\r\nPUT early\r\nQUIT\r\n"
@@ -108,7 +108,9 @@ def test_connections_started_after_disable_are_not_traced(lines: list[str]) -> N
 
 def test_lines_past_the_rate_are_dropped_and_counted(lines: list[str]) -> None:
     now = [0.0]
-    tracer = tracing.Tracer(logging.getLogger("statewire.trace.test"), rate=2, clock=lambda: now[0])
+    tracer = tracing.Tracer(
+        logging.getLogger("statewire.trace.test"), rate=2, clock=lambda: now[0]
+    )
     callback = tracer.started(object())
     for _ in range(5):
         callback("a", "go", "b", b"x")
