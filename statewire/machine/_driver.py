@@ -53,7 +53,18 @@ from typing import Any, ClassVar
 
 from construct import Construct
 
-from grammars import GrammarError, raw
+from grammars import (
+    Fixed,
+    GrammarError,
+    LengthPrefixed,
+    Limited,
+    Line,
+    Netstring,
+    Raw,
+    Request,
+    Streamed,
+    raw,
+)
 from statewire.framing import Framer, FramingError
 from statewire.machine._observe import Observer, observers
 from statewire.machine._plan import Plan, VerbEntry
@@ -71,6 +82,8 @@ from statewire.machine.errors import (
 
 #: the framing of a state that declares none: any byte arriving is unroutable
 _READS_NOTHING = raw()
+#: framings that are grammars as they stand (not functions of the state's data)
+_STATIC = frozenset({Line, Fixed, Raw, Netstring, LengthPrefixed, Request, Streamed, Limited})
 #: what a route's key or converter may raise for a frame it cannot make sense of (a grammar's
 #: refusal too: a converter may parse the frame further)
 _BAD_FRAME = (ValueError, TypeError, LookupError, GrammarError)
@@ -527,12 +540,18 @@ class Driver:
             return
         self._sw_state = state
         self._sw_seen = moves
-        self._sw_disarm()
+        if self._sw_timer is not None:
+            self._sw_disarm()
         if self._sw_closing:
             return
         framer = self._sw_framer
         if framer is not None:
-            grammar, context = self._sw_framing(state)
+            plan = self._sw_plan
+            spec = plan.framings.get(state, _READS_NOTHING)
+            if type(spec) in _STATIC and plan.style.data(self._sw_impl) is None:
+                grammar, context = spec, None  # the common case, without the general path
+            else:
+                grammar, context = self._sw_framing(state)
             handlers = self._sw_handlers
             if handlers is None:
                 handlers = self._sw_handlers = {}
@@ -541,7 +560,8 @@ class Driver:
                 handler = handlers[state] = self._sw_handler(state)
             framer.on_frame = handler
             framer.switch(grammar, context=context, deliver=False)
-        self._sw_arm(state)
+        if self._sw_plan.timeouts:
+            self._sw_arm(state)
         if framer is not None and not self._sw_busy:
             self._sw_pump(b"")
 
