@@ -405,7 +405,7 @@ class Driver:
     def _sw_handler(self, state: Any) -> Handler:
         plan = self._sw_plan
         route = plan.routes.get(state)
-        if route is None:
+        if route is None or state not in plan.framings:  # no framing: it reads nothing
             return self._sw_unroutable
         traced = self._sw_traced  # then every frame takes the path the tracer sees
         if isinstance(route, ToInput):
