@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import Any, Protocol
 
 import pytest
-from automat import MethodicalMachine, TypeMachineBuilder
+from automat import MethodicalMachine, NoTransition, TypeMachineBuilder
 from hypothesis import given
 from hypothesis import strategies as st
 from runtime_helpers import HOST, listen, scenario
@@ -674,3 +674,68 @@ def test_a_connection_lost_while_a_coroutine_waits_cancels_it() -> None:
 
     scenario(body)
     assert events == ["started", "lost", "cancelled"]
+
+
+# -- work that fails after the connection started closing -----------------------------------
+
+
+class Decisions(Protocol):
+    def ask(self, line: bytes) -> None: ...
+    def decided(self) -> None: ...
+    def idle(self) -> None: ...
+
+
+class Asking(MachineProtocol):
+    sends = line()
+    pending: Work
+
+
+_asking = TypeMachineBuilder(Decisions, Asking)
+_waiting_for_it = _asking.state("waiting")
+_over = _asking.state("over")
+
+
+@_waiting_for_it.upon(Decisions.ask).loop()
+def _ask(machine: Decisions, core: Asking, line: bytes) -> Work:
+    # stands for ``async def``: await the handler, then ``machine.decided()``; an input
+    # the state then refuses fails the work with automat's NoTransition
+    core.pending = Work(line)
+    return core.pending
+
+
+@_waiting_for_it.upon(Decisions.decided).loop()
+def _decided(machine: Decisions, core: Asking) -> None:
+    core.send(b"250 ok")
+
+
+@_waiting_for_it.upon(Decisions.idle).to(_over)
+def _time_out(machine: Decisions, core: Asking) -> None:
+    core.send(b"421 closing")
+    core.close()
+
+
+Asking.declare(
+    _asking.build(),
+    framings={_waiting_for_it: line()},
+    routes={_waiting_for_it: Decisions.ask},
+    timeouts={_waiting_for_it: Timeout(5, Decisions.idle, idle=True)},
+)
+
+
+def test_work_that_fails_once_the_connection_is_closing_does_not_abort_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The late decision's input is refused by the final state: logged, and the 421 the
+    timeout sent still leaves (the connection closes, it is not aborted)."""
+    protocol, transport, clock = Asking(), StringTransport(), Clock()
+    protocol.clock = clock
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"MAIL\r\n")
+    clock.advance(6)  # the idle timeout fires while the decision is pending
+    assert transport.value() == b"421 closing\r\n" and transport.disconnecting
+    refused = NoTransition(state=_over, symbol="decided")
+    with caplog.at_level(logging.INFO, logger="statewire.machine"):
+        protocol.pending.finish(refused)  # the decision came after the end: refused
+    assert not transport.aborted
+    assert transport.value() == b"421 closing\r\n"
+    assert "failed while closing" in caplog.text

@@ -46,11 +46,13 @@ Hosts (the layer-4 ``MachineProtocol``) supply the clock and the error policy:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import fields, is_dataclass
 from functools import partial
 from typing import Any, ClassVar
 
+from automat import NoTransition
 from construct import Construct
 
 from grammars import (
@@ -79,6 +81,8 @@ from statewire.machine.errors import (
     UnroutableFrame,
     shown,
 )
+
+_log = logging.getLogger("statewire.machine")
 
 #: the framing of a state that declares none: any byte arriving is unroutable
 _READS_NOTHING = raw()
@@ -645,6 +649,17 @@ class Driver:
         if failure is not None:
             if not isinstance(failure, Exception):  # cancelled by someone else, ...
                 failure = RuntimeError(f"an output's work ended: {type(failure).__name__}")
+            if self._sw_closing:
+                # the connection is closing (a close, a timeout's, a shutdown): aborting it
+                # would drop what it still has to send (a 421...); the work's failure (an
+                # input the final state refuses, as often as not) is only logged
+                _log.info(
+                    "%s: an output's work failed while closing: %r",
+                    type(self).__name__,
+                    failure,
+                    exc_info=failure if not isinstance(failure, NoTransition) else None,
+                )
+                return
             self._sw_local(failure)
             return
         if waits or self._sw_closing:
