@@ -41,6 +41,8 @@ from statewire.protocols.smtp import (
 )
 
 _counter = itertools.count(1)
+#: the host part of a Maildir file name: "/" and ":" written as the Maildir spec says
+_HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
 
 class MaildirMessage(MessageSink):
@@ -48,10 +50,12 @@ class MaildirMessage(MessageSink):
 
     def __init__(self, maildir: Path, envelope: Envelope) -> None:
         self.queue_id = secrets.token_hex(6).upper()
-        self.name = f"{time.time_ns()}.P{os.getpid()}Q{next(_counter)}.{socket.gethostname()}"
+        self.name = f"{time.time_ns()}.P{os.getpid()}Q{next(_counter)}.{_HOST}"
         self.maildir = maildir
         self.path = maildir / "tmp" / self.name
-        self.file: IO[bytes] | None = self.path.open("xb")
+        # mail is private: readable by its owner only, whatever the umask
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.file: IO[bytes] | None = os.fdopen(descriptor, "wb")
         header = b"Return-Path: <%s>\r\n" % envelope.sender
         for recipient in envelope.recipients:
             header += b"Delivered-To: %s\r\n" % recipient
@@ -83,7 +87,7 @@ class MaildirHandler(SMTPHandler):
 
     def message(self, session: SMTPConnection, envelope: Envelope) -> MessageSink:
         for sub in ("tmp", "new", "cur"):  # made at the first message, not on import
-            (self.maildir / sub).mkdir(parents=True, exist_ok=True)
+            (self.maildir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         return MaildirMessage(self.maildir, envelope)
 
 

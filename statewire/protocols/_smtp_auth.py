@@ -19,6 +19,7 @@ MECHANISMS = ("PLAIN", "LOGIN")
 UNKNOWN_MECHANISM = reply(504, "5.5.4 Unrecognized authentication type")
 BAD_BASE64 = reply(501, "5.5.2 Cannot decode response")
 ABORTED = reply(501, "5.7.0 Authentication aborted")
+INVALID = reply(535, "5.7.8 Authentication credentials invalid")
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,20 @@ class Exchange:
         if self.mechanism == "PLAIN":
             parts = decoded.split(b"\x00")
             if len(parts) != 3 or not parts[1] or parts[0] not in (b"", parts[1]):
-                return reply(535, "5.7.8 Authentication credentials invalid")
-            return Credentials(self.mechanism, parts[1], parts[2])
+                return INVALID
+            return _credentials(self.mechanism, parts[1], parts[2])
         if self._identity is None:
             self._identity = decoded
             return base64.b64encode(b"Password:")
-        return Credentials(self.mechanism, self._identity, decoded)
+        return _credentials(self.mechanism, self._identity, decoded)
+
+
+def _credentials(mechanism: str, identity: bytes, password: bytes) -> Step:
+    """The credentials to check; an identity holding a control character (CR, LF, NUL...:
+    it would end up in the envelope, then in headers and logs) is refused unchecked."""
+    if any(c < 0x20 or c == 0x7F for c in identity):
+        return INVALID
+    return Credentials(mechanism, identity, password)
 
 
 __all__ = ["ABORTED", "BAD_BASE64", "MECHANISMS", "Credentials", "Exchange", "Step"]

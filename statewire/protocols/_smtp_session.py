@@ -10,11 +10,12 @@ the wording of refusals.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from grammars import fixed
-from grammars.smtp import ArgumentError, Reply, parse_path, reply
+from grammars.smtp import REPLY_LIMIT, ArgumentError, Reply, parse_path, reply
 from statewire.declarative import MachineProtocol
 from statewire.error import Failure, connectionDone
 from statewire.framing import FrameTooLong, FramingError
@@ -41,6 +42,10 @@ BARE_NEWLINE = reply(500, "5.5.2 Bare CR or LF in the message refused (RFC 5321 
 NEED_AUTH = reply(530, "5.7.0 Authentication required")
 SENDER_OK = reply(250, "2.1.0 Ok")
 RECIPIENT_OK = reply(250, "2.1.5 Ok")
+#: the replies that count against :attr:`SMTPFactory.max_errors`: the client's mistakes
+#: (syntax, unknown or out-of-sequence commands, lines too long, failed or refused AUTH),
+#: not the handler's refusals nor the limits of a well-formed transaction
+CLIENT_ERRORS = frozenset({500, 501, 502, 503, 504, 530, 535, 538, 555})
 
 
 class SMTPConnection(MachineProtocol):
@@ -66,12 +71,18 @@ class SMTPConnection(MachineProtocol):
     refusal: Reply | None = None
     #: body octets not yet handed to the sink
     pending: bytearray
+    #: BDAT: whether the message's last octet so far is a CR (its LF may open the next piece)
+    carriage = False
     #: the BDAT chunk being read: octets left, LAST, the reply owed when it is skipped
     chunk_left = 0
     chunk_last = False
     skipping: Reply | None = None
     #: the AUTH exchange under way
     exchange: Exchange | None = None
+    #: replies so far for the client's mistakes (see ``CLIENT_ERRORS``)
+    errors = 0
+    #: the session was closed for too many errors (no transition to ``closed`` was taken)
+    cut_off = False
 
     def connectionMade(self) -> None:
         """Greet: ``220 <hostname> ESMTP``."""
@@ -96,8 +107,36 @@ class SMTPConnection(MachineProtocol):
         return self.factory.handler
 
     def reply(self, answer: Reply) -> None:
-        """Send one reply."""
+        """Send one reply. The :attr:`SMTPFactory.max_errors`-th reply to a mistake of the
+        client's is followed by ``421 4.7.0`` and the connection closes (as Postfix's
+        ``smtpd_hard_error_limit``): no endless password guessing or junk on one
+        connection."""
+        if self.cut_off:
+            return  # the 421 was the last reply
         self.transport.write(answer.wire)
+        if answer.code in CLIENT_ERRORS:
+            self.errors += 1
+            if self.errors >= self.factory.max_errors:
+                self.cut_off = True
+                host = self.factory.hostname
+                self.transport.write(reply(421, f"4.7.0 {host} Error: too many errors").wire)
+                self.close()
+
+    @property
+    def over(self) -> bool:
+        """Whether the session ended (QUIT, ``421``, the connection lost): a decision that
+        completes now is too late to be answered or acted on."""
+        return self.cut_off or self.machine_state == "closed"
+
+    def then(self, first: Any, step: Callable[[Any], Any]) -> Awaitable[None] | None:
+        """:func:`then` for a decision of this session: ``step`` is skipped if the session
+        ended before the decision came (a ``421`` for a timeout or a shutdown was sent;
+        no reply may follow it, no transition is left to take)."""
+
+        def unless_over(value: Any) -> Any:
+            return None if self.over else step(value)
+
+        return then(first, unless_over)
 
     # -- the session ---------------------------------------------------------------------
 
@@ -113,7 +152,10 @@ class SMTPConnection(MachineProtocol):
         if not extended:
             self.reply(reply(250, host))
             return
-        self.reply(reply(250, host.encode("ascii") + b" greets " + name, *self.extensions()))
+        first = host.encode("ascii") + b" greets " + name
+        if len(first) + 6 > REPLY_LIMIT:  # a name near 512 octets: echoed, it would not fit
+            first = host.encode("ascii")
+        self.reply(reply(250, first, *self.extensions()))
 
     def extensions(self) -> list[str]:
         """The extensions EHLO lists for this connection now."""
@@ -141,6 +183,7 @@ class SMTPConnection(MachineProtocol):
             self.sink.abort()
         self.envelope = self.sink = self.refusal = self.skipping = None
         self.received = 0
+        self.carriage = False
         self.pending = bytearray()
 
     # -- the transaction -----------------------------------------------------------------
@@ -192,7 +235,7 @@ class SMTPConnection(MachineProtocol):
                 envelope.recipients.append(recipient)
             self.reply(RECIPIENT_OK if answer is None else answer)
 
-        return then(decision, record)
+        return self.then(decision, record)
 
     def open_message(self) -> None:
         """The body starts: ask the handler where it goes."""
@@ -200,6 +243,7 @@ class SMTPConnection(MachineProtocol):
         self.received = 0
         self.refusal = None
         self.pending = bytearray()
+        self.carriage = False
         self.sink = self.handler.message(self, self.envelope)
 
     def take(self, data: bytes) -> Any:
@@ -234,22 +278,25 @@ class SMTPConnection(MachineProtocol):
 
     def finish(self) -> Any:
         """The message is complete: hand the rest on, get the decision, answer it; the
-        transaction is over."""
+        transaction is over.
+
+        The sink stays the session's until its ``close()`` is called, so a timeout, a
+        shutdown or a lost connection while the last ``write()`` is pending aborts it."""
         written = self.flush()
-        refusal, sink = self.refusal, self.sink
-        self.sink = None
 
         def decide(_: object) -> Any:
+            refusal, sink = self.refusal, self.sink
+            self.sink = None
+            self.forget()
             if refusal is not None or sink is None:
                 self.reply(refusal or TOO_BIG)
                 return None
-            return then(sink.close(), answer)
+            return self.then(sink.close(), answer)
 
         def answer(decision: Decision) -> None:
             self.reply(OK if decision is None else decision)
 
-        self.forget()
-        return then(written, decide)
+        return self.then(written, decide)
 
     # -- DATA ----------------------------------------------------------------------------
 
@@ -279,6 +326,9 @@ class SMTPConnection(MachineProtocol):
         """A piece of a BDAT chunk; at the chunk's end, the reply and the next state.
         Returns what to wait for."""
         self.chunk_left -= len(data)
+        checked = self.skipping is None and self.refusal is None and self.refuse_bare_newlines
+        if checked and self.bare_newline_in(data):
+            self.refuse(BARE_NEWLINE)
         written = None if self.skipping is not None else self.take(data)
         if self.chunk_left:
             # the chunk's framing is computed from chunk_left: frame the next piece anew
@@ -294,8 +344,26 @@ class SMTPConnection(MachineProtocol):
             self.reply(reply(250, f"2.0.0 {self.received} octets received"))
             machine.chunk_ended()
             return written
+        if self.carriage and self.refuse_bare_newlines:  # the message ends in a bare CR
+            self.refuse(BARE_NEWLINE)
         machine.message_ended()
-        return then(written, lambda _: self.finish())
+        return self.then(written, lambda _: self.finish())
+
+    def bare_newline_in(self, data: bytes) -> bool:
+        """Whether a BDAT piece holds a CR or LF that is not part of a CRLF, the CRLFs cut
+        between two pieces (or two chunks) included. Counting, not rescanning per octet:
+        each piece is looked at once."""
+        if not data:
+            return False
+        crlf, cr, lf = data.count(b"\r\n"), data.count(b"\r"), data.count(b"\n")
+        if self.carriage:
+            if data[:1] != b"\n":
+                return True  # the CR that ended the last piece was bare
+            crlf, cr = crlf + 1, cr + 1  # that CR and this LF make a CRLF
+        self.carriage = data[-1:] == b"\r"
+        if self.carriage:
+            cr -= 1  # its LF may come with the next piece
+        return cr != crlf or lf != crlf
 
     # -- errors --------------------------------------------------------------------------
 

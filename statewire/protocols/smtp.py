@@ -28,7 +28,8 @@ in the command states, text lines of at most 1000 (``text_line``) in ``data``, b
 at most :attr:`SMTPServer.piece_size` octets of the announced BDAT size in ``chunk``
 (re-evaluated after each piece), SASL lines in ``authenticating``. Only CRLF ends a line,
 so only CRLF.CRLF ends ``DATA``: bare LF or CR stays inside a line, and a message
-holding one is refused (``500 5.5.2``) when :attr:`SMTPServer.refuse_bare_newlines`.
+holding one, by DATA or by BDAT, is refused (``500 5.5.2``) when
+:attr:`SMTPServer.refuse_bare_newlines`.
 
 The body goes to the handler's :class:`MessageSink` in pieces as it arrives, never held
 whole; the size limit is checked from ``MAIL FROM``'s ``SIZE=`` before any body byte and
@@ -64,7 +65,6 @@ from statewire.protocols._smtp_handler import (
     MessageSink,
     Pending,
     SMTPHandler,
-    then,
 )
 from statewire.protocols._smtp_session import OK, SENDER_OK, SMTPConnection
 
@@ -156,7 +156,7 @@ def check_sender(machine: Inputs, core: SMTPConnection, argument: bytes) -> Any:
             core.envelope = None
             core.reply(decision)
 
-    return then(core.check_sender(argument), answer)
+    return core.then(core.check_sender(argument), answer)
 
 
 identified.upon(Inputs.sender_accepted).to(transaction).returns(None)
@@ -198,7 +198,7 @@ def _conclude_auth(core: SMTPConnection, step: object) -> Any:
         else:
             core.reply(reply(535, "5.7.8 Authentication credentials invalid"))
 
-    return then(check(core, step.mechanism, step.identity, step.password), answer)
+    return core.then(check(core, step.mechanism, step.identity, step.password), answer)
 
 
 identified.upon(Inputs.challenged).to(authenticating).returns(None)
@@ -501,6 +501,7 @@ class SMTPFactory(Factory):
         hostname: str = "localhost",
         max_size: int = 32 * 1024 * 1024,
         max_recipients: int = 100,
+        max_errors: int = 20,
         tls_context: Any = None,
         check_credentials: CredentialCheck | None = None,
         require_auth: bool = False,
@@ -514,6 +515,9 @@ class SMTPFactory(Factory):
         self.max_size = max_size
         #: recipients one transaction may have (``452 4.5.3`` past it)
         self.max_recipients = max_recipients
+        #: replies to the client's mistakes (syntax, sequence, unknown commands, failed
+        #: AUTH...) a session may get; the last is followed by ``421 4.7.0`` and a close
+        self.max_errors = max_errors
         #: an ``ssl.SSLContext`` (server side) to offer STARTTLS with, or ``None``
         self.tls_context = tls_context
         #: the credential check AUTH uses; ``None``: no AUTH
