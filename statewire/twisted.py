@@ -1,0 +1,627 @@
+"""Serve statewire protocols on Twisted's reactor: :func:`adapt` a statewire ``Factory``.
+
+Needs Twisted (``pip install 'statewire[twisted]'``)::
+
+    from twisted.internet import reactor
+    from statewire.twisted import adapt
+    from examples.upload import factory        # a statewire Factory
+
+    reactor.listenTCP(8007, adapt(factory), interface="127.0.0.1")
+    reactor.run()
+
+Theory of operation
+-------------------
+:func:`adapt` wraps a statewire :class:`~statewire.protocol.Factory` (of declared
+protocols, :mod:`statewire.basic` helpers or plain :class:`~statewire.protocol.Protocol`
+subclasses) as a Twisted ``IProtocolFactory``. For each connection it builds the statewire
+protocol and a :class:`TwistedProtocol`, the Twisted protocol Twisted's transport talks to,
+which hands the statewire protocol a :class:`TwistedTransport`: statewire's transport
+methods over Twisted's transport. Neither side is changed: the statewire protocol sees a
+statewire transport, Twisted sees a Twisted protocol.
+
+* **Events.** ``makeConnection``, ``dataReceived`` and ``connectionLost`` are forwarded;
+  the ``Failure`` Twisted gives ``connectionLost`` becomes statewire's
+  (:func:`failure_from_twisted`: ``ConnectionDone``, ``ConnectionLost``,
+  ``ConnectionAborted``... of :mod:`statewire.error`, the original as ``__cause__``).
+  Addresses (``buildProtocol``, ``getPeer``, ``getHost``) become statewire's
+  (:func:`address_from_twisted`).
+* **Time.** The transport's ``reactor`` is the Twisted reactor serving the connection (or
+  the ``clock`` given to :func:`adapt`, such as ``twisted.internet.task.Clock`` in tests):
+  declared timeouts are scheduled with its ``callLater`` and measured with its
+  ``seconds``.
+* **Flow control.** The :class:`TwistedProtocol` registers itself with Twisted's transport
+  as a streaming producer. When Twisted's write buffer fills (its ``bufferSize``, 64 KiB)
+  Twisted calls its ``pauseProducing``; as on statewire's own transports, reading from the
+  peer then stops, the statewire protocol gets ``transportCongested(True)`` (a declared
+  protocol stops cutting frames after the current one) and a producer the protocol
+  registered is paused. When Twisted's buffer is empty again, all resume (the held frames
+  are answered before reading starts again). Closing unregisters it first (Twisted would
+  not close a connection with a paused producer registered).
+* **Closing.** ``loseConnection`` and ``abortConnection`` tell a declared protocol to stop
+  delivering the frames it holds (``on_closing``), as statewire's transports do;
+  ``close_timeout`` (a declared protocol's, else 30 s) bounds how long a closing
+  connection may wait for the peer to take its unsent data before it is aborted. The
+  peer's end of stream (a half-close) closes our side once what was written is sent, as
+  on statewire's transports (Twisted alone would drop the unsent replies).
+
+Asynchronous outputs. A declared output may return a coroutine, an asyncio future or
+anything with ``add_done_callback``: on Twisted's asyncio reactor
+(``twisted.internet.asyncioreactor``) every callback runs inside the asyncio loop, so a
+coroutine runs as a task of that loop, and a Twisted ``Deferred`` can be awaited as
+``await d.asFuture(loop)``. On any other reactor (epoll, select, a ``task.Clock`` test)
+there is no running asyncio loop: an output returning a coroutine is a local error (the
+connection is aborted). A ``Deferred`` returned as it is is **not** waited for: it has no
+``add_done_callback``, so the driver takes it for a value and goes on with the next frame
+(replies may then leave out of request order). Return :func:`from_deferred` (``d``)
+instead: it works on every reactor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+try:
+    from twisted.internet import address as taddress
+    from twisted.internet import error as terror
+    from twisted.internet.defer import CancelledError as DeferredCancelled
+    from twisted.internet.interfaces import (
+        IHalfCloseableProtocol,
+        ILoggingContext,
+        IProtocol,
+        IProtocolFactory,
+        IPushProducer,
+    )
+    from twisted.python.failure import Failure as TwistedFailure
+    from zope.interface import implementer  # type: ignore[import-untyped]
+except ImportError as missing:  # pragma: no cover - the test environment has Twisted
+    raise ImportError(
+        "statewire.twisted needs Twisted: install the extra, pip install 'statewire[twisted]'"
+    ) from missing
+
+from statewire.address import Address, IPv4Address, IPv6Address, UNIXAddress
+from statewire.declarative import MachineProtocol
+from statewire.error import (
+    ConnectError,
+    ConnectionAborted,
+    ConnectionDone,
+    ConnectionLost,
+    ConnectionRefusedError,
+    Failure,
+    TimeoutError,
+)
+from statewire.protocol import ClientFactory
+from statewire.runtime.limits import CLOSE_TIMEOUT
+
+__all__ = [
+    "AdaptedClientFactory",
+    "AdaptedFactory",
+    "DeferredFuture",
+    "TwistedProtocol",
+    "TwistedTransport",
+    "adapt",
+    "address_from_twisted",
+    "failure_from_twisted",
+    "from_deferred",
+]
+
+log = logging.getLogger("statewire.twisted")
+
+
+# -- values crossing the boundary ---------------------------------------------------------
+
+
+def failure_from_twisted(reason: Any) -> Failure:
+    """Statewire's :class:`~statewire.error.Failure` for a Twisted ``Failure`` (or
+    exception): Twisted's ``ConnectionDone``, ``ConnectionAborted``, ``ConnectionLost``,
+    ``ConnectionRefusedError``, ``TimeoutError`` and ``ConnectError`` become statewire's
+    classes of the same names; anything else (a TLS error, an exception a callback raised)
+    becomes ``ConnectionLost`` with its message. The original is the ``__cause__``."""
+    value: Any = reason.value if isinstance(reason, TwistedFailure) else reason
+    if isinstance(value, (ConnectionDone, ConnectionLost, ConnectError)):
+        return Failure(value)  # statewire's already
+    detail = value.args[0] if value.args and isinstance(value.args[0], str) else None
+    details = () if detail is None else (detail,)
+    exc: Exception
+    if isinstance(value, terror.ConnectionDone):
+        exc = ConnectionDone()
+    elif isinstance(value, terror.ConnectionAborted):
+        exc = ConnectionAborted()
+    elif isinstance(value, terror.ConnectionLost):
+        exc = ConnectionLost(*details)
+    elif isinstance(value, terror.ConnectionRefusedError):
+        exc = ConnectionRefusedError(*details)
+    elif isinstance(value, terror.TimeoutError):
+        exc = TimeoutError(*details)
+    elif isinstance(value, terror.ConnectError):
+        exc = ConnectError(str(value))
+    else:
+        exc = ConnectionLost(f"{type(value).__name__}: {value}")
+    exc.__cause__ = value
+    return Failure(exc)
+
+
+def address_from_twisted(address: Any) -> Address:
+    """Statewire's address for a Twisted ``IPv4Address``, ``IPv6Address`` or
+    ``UNIXAddress`` (Twisted's IPv6 flow info and scope id are dropped; a UNIX name given
+    as bytes is decoded with the file system's encoding). ``TypeError`` for any other."""
+    if isinstance(address, (IPv4Address, IPv6Address, UNIXAddress)):
+        return address
+    if isinstance(address, taddress.IPv4Address):
+        return IPv4Address("TCP", address.host, address.port)
+    if isinstance(address, taddress.IPv6Address):
+        return IPv6Address("TCP", address.host, address.port)
+    if isinstance(address, taddress.UNIXAddress):
+        name = address.name
+        return UNIXAddress(os.fsdecode(name) if name is not None else None)
+    raise TypeError(f"no statewire address for {address!r}")
+
+
+# -- Deferreds as awaitables ----------------------------------------------------------------
+
+
+class DeferredFuture:
+    """A Twisted ``Deferred`` seen as the future-like object a declared output may return
+    (``add_done_callback``, ``cancel``, ``cancelled``, ``exception``): works on every
+    reactor, with no asyncio loop. Made by :func:`from_deferred`."""
+
+    def __init__(self, deferred: Any) -> None:
+        self._deferred = deferred
+        self._done = False
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._cancelled = False
+        self._callbacks: list[Callable[[DeferredFuture], object]] = []
+        deferred.addBoth(self._settle)
+
+    def _settle(self, result: Any) -> None:
+        if isinstance(result, TwistedFailure):
+            if self._cancelled and isinstance(result.value, DeferredCancelled):
+                pass  # our own cancel(): cancelled(), not an exception
+            else:
+                self._exception = result.value
+        else:
+            self._result = result
+        self._done = True
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(self)
+        # returning None consumes a failure: it is ours to report (no "Unhandled error")
+
+    def add_done_callback(self, callback: Callable[[DeferredFuture], object]) -> None:
+        """Call ``callback(self)`` once the Deferred has fired (at once if it has)."""
+        if self._done:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def done(self) -> bool:
+        """Whether the Deferred has fired."""
+        return self._done
+
+    def cancel(self) -> bool:
+        """Cancel the Deferred (``Deferred.cancel``) if it has not fired."""
+        if self._done:
+            return False
+        self._cancelled = True
+        self._deferred.cancel()
+        return True
+
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` ended it."""
+        return self._cancelled and self._exception is None
+
+    def exception(self) -> BaseException | None:
+        """What the Deferred failed with, else ``None``."""
+        return self._exception
+
+    def result(self) -> Any:
+        """What the Deferred fired with (raises what it failed with)."""
+        if self._exception is not None:
+            raise self._exception
+        return self._result
+
+
+def from_deferred(deferred: Any) -> DeferredFuture:
+    """Wrap a Twisted ``Deferred`` so that a declared output (or a ``basic`` callback) can
+    return it and have the connection wait for it, on any reactor: no frame after the
+    current one is delivered until it fires; a failure is a local error."""
+    return DeferredFuture(deferred)
+
+
+# -- the transport the statewire protocol writes to ----------------------------------------
+
+
+class TwistedTransport:
+    """Statewire's transport methods over a Twisted transport (see the module docs).
+
+    ``reactor`` is the Twisted reactor (or clock) the connection's timers use; ``twisted``
+    is Twisted's transport itself, for what statewire does not cover.
+    """
+
+    def __init__(self, transport: Any, clock: Any = None) -> None:
+        #: Twisted's transport
+        self.twisted = transport
+        self._clock = clock
+        #: called once when the connection starts closing (a declared protocol then stops
+        #: delivering the frames it holds)
+        self.on_closing: Callable[[], object] | None = None
+        #: seconds a closing connection may wait for the peer to take its unsent data
+        #: before it is aborted; ``None`` waits for ever
+        self.close_timeout: float | None = CLOSE_TIMEOUT
+        self._closing = False
+        self._lost = False
+        self._close_timer: Any = None
+        self._read_paused = False
+        self._congested = False
+        self._reading = True
+        self._producer: Any = None
+        self._streaming = True
+        self._pull_timer: Any = None
+        self._registered = False
+        self._eof = False
+
+    # -- time ----------------------------------------------------------------------------
+
+    @property
+    def reactor(self) -> Any:
+        """The Twisted reactor (or clock) serving this connection: ``callLater``,
+        ``seconds``."""
+        clock = self._clock
+        if clock is None:
+            clock = getattr(self.twisted, "reactor", None)
+            if clock is None:
+                from twisted.internet import reactor as clock  # the global one, installed now
+            self._clock = clock
+        return clock
+
+    # -- writing -------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Send ``data`` (bytes-like; ``str`` raises ``TypeError``); nothing after close."""
+        if type(data) is not bytes:
+            if isinstance(data, str) or not isinstance(data, (bytearray, memoryview)):
+                raise TypeError(f"write() takes bytes, not {type(data).__name__}")
+            data = bytes(data)
+        if self._lost:
+            return
+        self.twisted.write(data)
+        if self._producer is not None and not self._streaming:
+            self._schedule_pull()
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        """Send each item of ``data`` in turn."""
+        if isinstance(data, (bytes, bytearray, memoryview, str)):
+            raise TypeError(
+                f"writeSequence() takes an iterable of bytes, not {type(data).__name__}"
+            )
+        for item in data:
+            self.write(item)
+
+    # -- closing -------------------------------------------------------------------------
+
+    @property
+    def disconnecting(self) -> bool:
+        """Whether the connection is closing (or closed)."""
+        closing = self._closing or self._lost or self._eof
+        return closing or bool(getattr(self.twisted, "disconnecting", 0))
+
+    def loseConnection(self) -> None:
+        """Close once what was written is sent (bounded by :attr:`close_timeout`)."""
+        if self._closing or self._lost:
+            return
+        self._start_closing(notify=True)
+        self.twisted.loseConnection()
+
+    def abortConnection(self) -> None:
+        """Close at once, dropping unsent data (``ConnectionAborted``)."""
+        if self._lost:
+            return
+        if not self._closing:
+            self._start_closing(notify=True, timed=False)
+        self.twisted.abortConnection()
+
+    def _start_closing(self, notify: bool, timed: bool = True) -> None:
+        self._closing = True
+        if self._registered:  # Twisted keeps a connection open while a producer is paused
+            self._registered = False
+            self.twisted.unregisterProducer()
+        if notify:
+            hook, self.on_closing = self.on_closing, None
+            if hook is not None:
+                hook()
+        # a test double (Twisted's StringTransport) has no reactor, and no unsent data to
+        # wait for: no timer then, unless a clock was given
+        clock = self._clock if self._clock is not None else getattr(self.twisted, "reactor", None)
+        if timed and clock is not None and self.close_timeout is not None and not self._lost:
+            self._close_timer = clock.callLater(self.close_timeout, self._close_expired)
+
+    def _close_expired(self) -> None:
+        self._close_timer = None
+        if not self._lost:
+            log.info("the peer did not take our data in %s s; aborting", self.close_timeout)
+            self.twisted.abortConnection()
+
+    def _end_of_stream(self) -> None:
+        """The peer will send nothing more: close our side once what was written is sent
+        (frames already buffered are still the protocol's to deliver)."""
+        if self._closing or self._lost or self._eof:
+            return
+        self._eof = True
+        if not self._congested:  # else the frames held for backpressure go first
+            self._start_closing(notify=False)
+            self.twisted.loseConnection()
+
+    def _connection_lost(self) -> None:
+        self._lost = True
+        for name in ("_close_timer", "_pull_timer"):
+            timer = getattr(self, name)
+            setattr(self, name, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+
+    # -- addresses -----------------------------------------------------------------------
+
+    def getPeer(self) -> Address:
+        """The other side's address, as statewire shapes it."""
+        return address_from_twisted(self.twisted.getPeer())
+
+    def getHost(self) -> Address:
+        """This side's address, as statewire shapes it."""
+        return address_from_twisted(self.twisted.getHost())
+
+    # -- the read side as a producer -----------------------------------------------------
+
+    def _update_reading(self) -> None:
+        if self._closing or self._lost or self._eof:
+            return  # Twisted stopped reading when closing began (or the peer's stream ended)
+        reading = not (self._read_paused or self._congested)
+        if reading != self._reading:
+            self._reading = reading
+            if reading:
+                self.twisted.resumeProducing()
+            else:
+                self.twisted.pauseProducing()
+
+    def pauseProducing(self) -> None:
+        """Stop reading from the peer."""
+        self._read_paused = True
+        self._update_reading()
+
+    def resumeProducing(self) -> None:
+        """Read from the peer again (unless the peer is not reading what we write)."""
+        self._read_paused = False
+        self._update_reading()
+
+    def stopProducing(self) -> None:
+        """Stop for good: close the connection."""
+        self.loseConnection()
+
+    # -- the write side: a producer that fills this transport -----------------------------
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """Let ``producer`` be paused (streaming) or pulled (not streaming) as Twisted's
+        write buffer fills and drains."""
+        if self._producer is not None:
+            raise RuntimeError(f"producer {self._producer!r} is already registered")
+        if self._lost:
+            producer.stopProducing()
+            return
+        self._producer = producer
+        self._streaming = streaming
+        if not streaming:
+            producer.resumeProducing()
+        elif self._congested:
+            producer.pauseProducing()
+
+    def unregisterProducer(self) -> None:
+        """Forget the registered producer."""
+        self._producer = None
+
+    def _schedule_pull(self) -> None:
+        if self._pull_timer is None:
+            self._pull_timer = self.reactor.callLater(0, self._pull)
+
+    def _pull(self) -> None:
+        self._pull_timer = None
+        producer = self._producer
+        if producer is not None and not (self._streaming or self._congested or self._lost):
+            producer.resumeProducing()
+
+    def _set_congested(self, congested: bool, protocol: Any) -> None:
+        """Twisted paused (or resumed) us as its producer: its write buffer is full (or
+        empty). Same order as statewire's transports."""
+        if congested == self._congested:
+            return
+        self._congested = congested
+        hook = getattr(protocol, "transportCongested", None)
+        producer = self._producer
+        if congested:
+            self._update_reading()
+            if hook is not None:
+                hook(True)
+            if producer is not None and self._streaming:
+                producer.pauseProducing()
+            return
+        if hook is not None:
+            hook(False)  # may fill the buffer again: then it paused again
+        if self._congested:
+            return
+        if self._eof:  # the peer is done sending, and what it asked for is written
+            self._start_closing(notify=False)
+            self.twisted.loseConnection()
+            return
+        self._update_reading()
+        producer = self._producer
+        if producer is not None:
+            if self._streaming:
+                producer.resumeProducing()
+            else:
+                self._pull()
+
+    def _stop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.stopProducing()
+
+
+# -- the protocol Twisted talks to ----------------------------------------------------------
+
+
+@implementer(IProtocol, IPushProducer, IHalfCloseableProtocol, ILoggingContext)
+class TwistedProtocol:
+    """The Twisted protocol of one connection: forwards Twisted's events to the statewire
+    ``protocol`` it wraps, which writes to a :class:`TwistedTransport`. Twisted's transport
+    pauses and resumes it as a streaming producer (see the module docs)."""
+
+    #: the adapted factory that built it (set by :meth:`AdaptedFactory.buildProtocol`)
+    factory: Any = None
+
+    def __init__(self, protocol: Any, clock: Any = None) -> None:
+        #: the statewire protocol
+        self.protocol = protocol
+        self.clock = clock
+        #: Twisted's transport (set by :meth:`makeConnection`)
+        self.transport: Any = None
+        #: the transport the statewire protocol writes to (set by :meth:`makeConnection`)
+        self.facade: TwistedTransport | None = None
+        self.connected = 0
+
+    def logPrefix(self) -> str:
+        """How Twisted's logs name this connection: the statewire protocol's class."""
+        return type(self.protocol).__name__
+
+    def makeConnection(self, transport: Any) -> None:
+        """Twisted connected us: give the statewire protocol its transport."""
+        self.connected = 1
+        self.transport = transport
+        facade = self.facade = TwistedTransport(transport, self.clock)
+        if isinstance(self.protocol, MachineProtocol):
+            facade.close_timeout = self.protocol.close_timeout
+        transport.registerProducer(self, True)
+        facade._registered = True
+        self.protocol.makeConnection(facade)
+        self.connectionMade()
+
+    def connectionMade(self) -> None:
+        """Nothing more: the statewire protocol's ``connectionMade`` already ran."""
+
+    def dataReceived(self, data: bytes) -> None:
+        """Bytes from the peer, to the statewire protocol."""
+        self.protocol.dataReceived(data)
+
+    def connectionLost(self, reason: Any = None) -> None:
+        """The connection is gone: the statewire protocol gets statewire's ``Failure``,
+        then a producer it registered is stopped (statewire's order)."""
+        self.connected = 0
+        facade = self.facade
+        if facade is not None:
+            facade._connection_lost()
+        lost = failure_from_twisted(reason if reason is not None else terror.ConnectionDone())
+        self.protocol.connected = 0
+        try:
+            self.protocol.connectionLost(lost)
+        finally:
+            if facade is not None:
+                facade._stop_producer()
+
+    # IHalfCloseableProtocol: the peer's end of stream closes our side once flushed
+    def readConnectionLost(self) -> None:
+        """The peer sent everything it will: close once what was written is sent."""
+        if self.facade is not None:
+            self.facade._end_of_stream()
+
+    def writeConnectionLost(self) -> None:
+        """Our side's write half closed: nothing to do."""
+
+    # IPushProducer: Twisted's write buffer filled or drained
+    def pauseProducing(self) -> None:
+        """Twisted's write buffer is full: stop reading, ``transportCongested(True)``."""
+        if self.facade is not None:
+            self.facade._set_congested(True, self.protocol)
+
+    def resumeProducing(self) -> None:
+        """Twisted's write buffer drained: ``transportCongested(False)``, read again."""
+        if self.facade is not None:
+            self.facade._set_congested(False, self.protocol)
+
+    def stopProducing(self) -> None:
+        """Twisted is losing the connection: the producer the statewire protocol
+        registered is stopped after its ``connectionLost`` (see :meth:`connectionLost`)."""
+
+
+# -- factories -----------------------------------------------------------------------------
+
+
+@implementer(IProtocolFactory, ILoggingContext)
+class AdaptedFactory:
+    """A statewire ``Factory`` as a Twisted ``IProtocolFactory`` (made by :func:`adapt`)."""
+
+    def __init__(self, factory: Any, clock: Any = None) -> None:
+        #: the statewire factory
+        self.factory = factory
+        #: timer source given to every connection, or ``None``: the serving reactor
+        self.clock = clock
+
+    @property
+    def noisy(self) -> bool:
+        """The statewire factory's ``noisy``."""
+        return bool(getattr(self.factory, "noisy", True))
+
+    def logPrefix(self) -> str:
+        """How Twisted's logs name the port: the statewire factory's class."""
+        return type(self.factory).__name__
+
+    def doStart(self) -> None:
+        """A Twisted port starts using the factory: the statewire factory's ``doStart``
+        (its ``startFactory`` for the first one)."""
+        self.factory.doStart()
+
+    def doStop(self) -> None:
+        """A Twisted port stopped using it: ``doStop`` (``stopFactory`` for the last)."""
+        self.factory.doStop()
+
+    def buildProtocol(self, addr: Any) -> TwistedProtocol | None:
+        """The statewire factory's protocol for ``addr`` (a statewire address), wrapped;
+        ``None`` when it refuses the connection."""
+        protocol = self.factory.buildProtocol(address_from_twisted(addr))
+        if protocol is None:
+            return None
+        shim = TwistedProtocol(protocol, self.clock)
+        shim.factory = self
+        return shim
+
+    def __repr__(self) -> str:
+        return f"<adapt({self.factory!r})>"
+
+
+class AdaptedClientFactory(AdaptedFactory):
+    """A statewire ``ClientFactory`` as a Twisted client factory: Twisted's connector
+    events reach it with statewire's failures (the connector is Twisted's)."""
+
+    def startedConnecting(self, connector: Any) -> None:
+        """A connection attempt started."""
+        self.factory.startedConnecting(connector)
+
+    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
+        """The connection could not be made; ``reason`` as statewire's ``Failure``."""
+        self.factory.clientConnectionFailed(connector, failure_from_twisted(reason))
+
+    def clientConnectionLost(self, connector: Any, reason: Any) -> None:
+        """An established connection ended; ``reason`` as statewire's ``Failure``."""
+        self.factory.clientConnectionLost(connector, failure_from_twisted(reason))
+
+
+def adapt(factory: Any, clock: Any = None) -> AdaptedFactory:
+    """Wrap the statewire ``factory`` for Twisted's ``listenTCP``/``listenUNIX``/endpoints
+    (an :class:`AdaptedClientFactory`, for ``connectTCP``, when it is a ``ClientFactory``).
+
+    ``clock`` (``callLater`` and ``seconds``; a ``twisted.internet.task.Clock`` in tests)
+    drives the connections' timeouts; by default the reactor of Twisted's transport, else
+    ``twisted.internet.reactor``.
+    """
+    if isinstance(factory, ClientFactory):
+        return AdaptedClientFactory(factory, clock)
+    return AdaptedFactory(factory, clock)
