@@ -50,10 +50,9 @@ anything with ``add_done_callback``: on Twisted's asyncio reactor
 coroutine runs as a task of that loop, and a Twisted ``Deferred`` can be awaited as
 ``await d.asFuture(loop)``. On any other reactor (epoll, select, a ``task.Clock`` test)
 there is no running asyncio loop: an output returning a coroutine is a local error (the
-connection is aborted). A ``Deferred`` returned as it is is **not** waited for: it has no
-``add_done_callback``, so the driver takes it for a value and goes on with the next frame
-(replies may then leave out of request order). Return :func:`from_deferred` (``d``)
-instead: it works on every reactor.
+connection is aborted). A ``Deferred`` returned as it is is waited for on every reactor
+(the driver sees anything with ``addBoth`` and ``cancel`` as a future), as is
+:func:`from_deferred` (``d``), kept for code written before.
 """
 
 from __future__ import annotations

@@ -739,3 +739,30 @@ def test_work_that_fails_once_the_connection_is_closing_does_not_abort_it(
     assert not transport.aborted
     assert transport.value() == b"421 closing\r\n"
     assert "failed while closing" in caplog.text
+
+
+def test_a_twisted_deferred_is_waited_for_and_its_failure_is_a_local_error() -> None:
+    from twisted.internet import defer
+
+    deferreds: list[defer.Deferred[None]] = []
+
+    class Deferring(LineReceiver):
+        def lineReceived(self, line: bytes) -> defer.Deferred[None]:
+            deferred: defer.Deferred[None] = defer.Deferred()
+            deferred.addCallback(lambda _: self.sendLine(b"done " + line))
+            deferreds.append(deferred)
+            return deferred
+
+    protocol, transport = Deferring(), StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"one\r\ntwo\r\n")
+    assert len(deferreds) == 1  # "two" waits for the first Deferred
+    deferreds[0].callback(None)
+    assert len(deferreds) == 2 and transport.value() == b"done one\r\n"
+    deferreds[1].errback(ValueError("no"))  # a failure: a local error, nothing unhandled
+    assert transport.aborted
+    lost, other = Deferring(), StringTransport()
+    lost.makeConnection(other)
+    lost.dataReceived(b"three\r\n")
+    lost.connectionLost(connectionDone)  # the loss cancels the pending Deferred
+    assert deferreds[2].called and other.value() == b""

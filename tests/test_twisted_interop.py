@@ -470,12 +470,10 @@ def test_deferred_work_orders_replies(wait: bool) -> None:
     protocol, transport = connect(factory, clock=clock)
     protocol.dataReceived(b"a\r\nb\r\n")
     clock.advance(1)
-    if wait:  # from_deferred: "b" is framed only once "a" is answered
-        assert transport.value() == b"done a\r\n"
-        clock.advance(1)
-        assert transport.value() == b"done a\r\ndone b\r\n"
-    else:  # a bare Deferred is a value: both were started at once
-        assert transport.value() == b"done a\r\ndone b\r\n"
+    # from_deferred or a bare Deferred: "b" is framed only once "a" is answered
+    assert transport.value() == b"done a\r\n"
+    clock.advance(1)
+    assert transport.value() == b"done a\r\ndone b\r\n"
 
 
 def test_failed_deferred_is_a_local_error(caplog: pytest.LogCaptureFixture) -> None:

@@ -2,14 +2,15 @@
 
 Theory of operation
 -------------------
-An output (or a hook it forwards to, such as ``lineReceived``) may return an *awaitable*:
-a coroutine, an asyncio future or task, a ``concurrent.futures.Future``, or anything with
-``add_done_callback``. The connection then stops cutting frames after the current one
-until the awaitable completes (the driver holds its framer with the reason
-``"waiting"``), so the reply of each pipelined request is sent before the next request is
-even framed: replies leave in request order however the work completes. Bytes arriving
-meanwhile stay in the framer, in order; past :attr:`Driver.waiting_read_limit` buffered
-bytes, reading from the peer pauses until the wait ends (bounded memory).
+An output (or a hook it forwards to, such as ``lineReceived``) may return an *awaitable*: a
+coroutine, an asyncio future or task, a ``concurrent.futures.Future``, anything with
+``add_done_callback``, or a Twisted ``Deferred`` (anything with ``addBoth`` and ``cancel``:
+waited for on any reactor, Twisted not imported). The connection then stops cutting frames
+after the current one until the awaitable completes (the driver holds its framer with the
+reason ``"waiting"``), so the reply of each pipelined request is sent before the next
+request is even framed: replies leave in request order however the work completes. Bytes
+arriving meanwhile stay in the framer, in order; past :attr:`Driver.waiting_read_limit`
+buffered bytes, reading from the peer pauses until the wait ends (bounded memory).
 
 When it completes, framing resumes with the framing of the state the machine is in then:
 an input called by the work (the reply came: ``machine.done()``) is honoured. A value
@@ -96,7 +97,52 @@ def future_of(result: object, loop: Callable[[], asyncio.AbstractEventLoop | Non
         return asyncio.wrap_future(result, loop=running)  # its callbacks run on our loop
     if hasattr(result, "add_done_callback"):
         return result
+    if hasattr(result, "addBoth") and hasattr(result, "cancel"):
+        return DeferredFuture(result)
     return None
+
+
+class DeferredFuture:
+    """A Twisted ``Deferred`` (anything with ``addBoth`` and ``cancel``) seen as the
+    future the driver waits for, without importing Twisted: its result, or the exception
+    a ``Failure`` holds; the Deferred's error is consumed (never "unhandled")."""
+
+    def __init__(self, deferred: Any) -> None:
+        self._deferred = deferred
+        self._callbacks: list[Callable[[DeferredFuture], object]] | None = []
+        self._error: BaseException | None = None
+        self._cancelled = False
+        deferred.addBoth(self._settle)
+
+    def _settle(self, result: object) -> None:
+        if hasattr(result, "trap") and isinstance(getattr(result, "value", None), BaseException):
+            error: BaseException = result.value  # type: ignore[attr-defined]
+            if self._cancelled or type(error).__name__ == "CancelledError":
+                self._cancelled = True
+            else:
+                self._error = error
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback(self)
+
+    def add_done_callback(self, callback: Callable[[DeferredFuture], object]) -> None:
+        if self._callbacks is None:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def cancel(self) -> bool:
+        if self._callbacks is None:
+            return False
+        self._cancelled = True
+        self._deferred.cancel()
+        return True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def exception(self) -> BaseException | None:
+        return self._error
 
 
 def cancel(future: Any) -> None:
