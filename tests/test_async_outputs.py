@@ -567,6 +567,34 @@ def test_an_async_line_receiver_replies_in_order() -> None:
     assert asyncio.run(main()) == b"C\r\nB\r\nA\r\nZ\r\n"
 
 
+def test_an_object_with_await_is_waited_for() -> None:
+    class Later:
+        def __init__(self, send: Callable[[], None]) -> None:
+            self.send = send
+
+        def __await__(self) -> Any:
+            yield from asyncio.sleep(0.002).__await__()
+            self.send()
+
+    class Lines(LineReceiver):
+        def lineReceived(self, line: bytes) -> Later:
+            return Later(lambda: self.sendLine(line.upper()))
+
+    async def main() -> bytes:
+        protocol = Lines()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"a\r\nb\r\n")
+        assert transport.value() == b""  # "b" waits for the first awaitable
+        for _ in range(2000):
+            if transport.value().count(b"\r\n") == 2:
+                break
+            await asyncio.sleep(0.001)
+        return transport.value()
+
+    assert asyncio.run(main()) == b"A\r\nB\r\n"
+
+
 def test_a_netstring_receiver_waits_for_returned_futures() -> None:
     class Strings(NetstringReceiver):
         def connectionMade(self) -> None:

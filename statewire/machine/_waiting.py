@@ -99,6 +99,11 @@ def future_of(result: object, loop: Callable[[], asyncio.AbstractEventLoop | Non
         return result
     if hasattr(result, "addBoth") and hasattr(result, "cancel"):
         return DeferredFuture(result)
+    if inspect.isawaitable(result):  # an object with ``__await__``: run it as a task
+        running = loop()
+        if running is None:
+            raise RuntimeError("an output returned an awaitable but no event loop runs it")
+        return asyncio.ensure_future(result, loop=running)
     return None
 
 
