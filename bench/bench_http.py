@@ -1,0 +1,473 @@
+"""statewire's HTTP/1.1 server against h11, twisted.web and hand-written asyncio, one run.
+
+Each server runs in its own process on a free loopback port and answers the same two
+routes: ``GET /`` a 22-byte text, ``POST /echo`` the request body back.
+
+* ``statewire``: ``examples/httpd.py:factory`` served by ``statewire serve`` (``--uvloop``
+  adds a row on uvloop);
+* ``h11``: an ``asyncio.Protocol`` driving an ``h11.Connection`` (written below);
+* ``twisted``: ``twisted.web.server.Site`` with a leaf ``Resource``, access log off;
+* ``httptools``: an ``asyncio.Protocol`` on llhttp's parser, as uvicorn uses it (only if
+  ``httptools`` is installed: said so and skipped otherwise);
+* ``asyncio``: a minimal hand-written ``asyncio.Protocol`` (head cut at the blank line,
+  ``Content-Length`` read by hand, canned response): the loop's limit, not a real server.
+
+Three loads, ``--connections`` (50) keep-alive connections for ``--seconds`` each: ``GET /``
+one request in flight per connection, ``GET /`` pipelined ``--depth`` (16) deep, and a
+``POST /echo`` of ``--post-kib`` (1024) KiB. The load comes from ``wrk -t1`` when it is
+installed (pipelining and the POST by a Lua script), else from a Python client (one
+process, non-blocking sockets, ``selectors``, pre-built requests, responses counted by
+``HTTP/1.1 200``). Rounds alternate the servers; medians are printed with the server's
+CPU microseconds per request and the ratios. Targets (issue 17): >= 3x twisted.web,
+>= 2x h11, >= 0.8x httptools.
+
+    python bench/bench_http.py [--seconds 3] [--rounds 3] [--uvloop] [--client python]
+    python bench/bench_http.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import re
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_resp import HOST, ROOT, free_port, wait_for
+
+GREETING = b"Hello from statewire.\n"
+TEXT = b"text/plain; charset=utf-8"
+OCTETS = b"application/octet-stream"
+#: seconds a wrk run or a blocking socket operation may take beyond the load itself
+GRACE = 30.0
+
+
+def canned(content_type: bytes, body: bytes) -> bytes:
+    """A whole keep-alive response with ``body``."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
+    return head % (content_type, len(body)) + body
+
+
+# -- the peers (each run in its own process: ``bench_http.py serve NAME PORT``) -------------
+
+
+class H11Server(asyncio.Protocol):
+    """One connection served through h11's state machine."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        import h11
+
+        assert isinstance(transport, asyncio.Transport)
+        self.h11 = h11
+        self.transport = transport
+        self.connection = h11.Connection(h11.SERVER)
+        self.method = b""
+        self.body: list[bytes] = []
+
+    def data_received(self, data: bytes) -> None:
+        h11, connection = self.h11, self.connection
+        connection.receive_data(data)
+        out = []
+        while True:
+            try:
+                event = connection.next_event()
+            except h11.RemoteProtocolError:
+                self.transport.close()
+                return
+            if event is h11.NEED_DATA:
+                break
+            if event is h11.PAUSED:
+                if connection.our_state is not h11.DONE:
+                    break
+                connection.start_next_cycle()
+            elif isinstance(event, h11.Request):
+                self.method, self.body = event.method, []
+            elif isinstance(event, h11.Data):
+                self.body.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                post = self.method == b"POST"
+                body = b"".join(self.body) if post else GREETING
+                fields = [
+                    ("Content-Type", OCTETS if post else TEXT),
+                    ("Content-Length", str(len(body))),
+                ]
+                out.append(connection.send(h11.Response(status_code=200, headers=fields)))
+                out.append(connection.send(h11.Data(data=body)))
+                out.append(connection.send(h11.EndOfMessage()))
+            elif isinstance(event, h11.ConnectionClosed):
+                break
+        if out:
+            self.transport.write(b"".join(chunk for chunk in out if chunk))
+        if connection.our_state is h11.MUST_CLOSE:
+            self.transport.close()
+
+
+class HttptoolsServer(asyncio.Protocol):
+    """One connection parsed by httptools (llhttp), callbacks as uvicorn has them."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        import httptools
+
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.parser = httptools.HttpRequestParser(self)
+        self.error = httptools.HttpParserError
+        self.body: list[bytes] = []
+        self.out: list[bytes] = []
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except self.error:
+            self.transport.close()
+            return
+        if self.out:
+            self.transport.write(b"".join(self.out))
+            self.out.clear()
+
+    def on_message_begin(self) -> None:
+        self.body = []
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.parser.get_method() == b"POST":
+            self.out.append(canned(OCTETS, b"".join(self.body)))
+        else:
+            self.out.append(canned(TEXT, GREETING))
+
+
+class AsyncioServer(asyncio.Protocol):
+    """The least an HTTP/1.1 keep-alive server can do: no validation at all."""
+
+    hello = canned(TEXT, GREETING)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        out = []
+        pos = 0
+        while True:
+            end = buffer.find(b"\r\n\r\n", pos)
+            if end < 0:
+                break
+            if buffer.startswith(b"POST", pos):
+                field = buffer.find(b"content-length:", pos, end)
+                if field < 0:
+                    field = buffer.find(b"Content-Length:", pos, end)
+                stop = buffer.find(b"\r\n", field, end + 2)
+                size = int(buffer[field + 15 : stop])
+                if len(buffer) < end + 4 + size:
+                    break
+                out.append(canned(OCTETS, bytes(buffer[end + 4 : end + 4 + size])))
+                pos = end + 4 + size
+            else:
+                out.append(self.hello)
+                pos = end + 4
+        del buffer[:pos]
+        if out:
+            self.transport.write(b"".join(out))
+
+
+def serve_asyncio_protocol(kind: type[asyncio.Protocol], port: int) -> None:
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(kind, HOST, port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def serve_twisted(port: int) -> None:
+    from twisted.internet import reactor
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    class Root(Resource):
+        isLeaf = True
+
+        def render_GET(self, request: Any) -> bytes:
+            request.setHeader(b"content-type", TEXT)
+            return GREETING
+
+        def render_POST(self, request: Any) -> bytes:
+            request.setHeader(b"content-type", OCTETS)
+            body: bytes = request.content.read()
+            return body
+
+    site = Site(Root())
+    site.noisy = False
+    site.log = lambda request: None  # type: ignore[method-assign]
+    reactor.listenTCP(port, site, interface=HOST)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+
+
+SERVE = {
+    "h11": lambda port: serve_asyncio_protocol(H11Server, port),
+    "httptools": lambda port: serve_asyncio_protocol(HttptoolsServer, port),
+    "asyncio": lambda port: serve_asyncio_protocol(AsyncioServer, port),
+    "twisted": serve_twisted,
+}
+
+
+def command(name: str, port: int) -> list[str]:
+    """The command line serving ``name`` on ``port``."""
+    if name.startswith("statewire"):
+        serve = [sys.executable, "-m", "statewire", "serve", "examples/httpd.py:factory"]
+        uvloop = ["--uvloop"] if name.endswith("uvloop") else []
+        return [*serve, "--listen", f"tcp:{port}:interface={HOST}", *uvloop]
+    return [sys.executable, "bench/bench_http.py", "serve", name, str(port)]
+
+
+@contextmanager
+def server(name: str) -> Iterator[tuple[int, int]]:
+    """Serve ``name`` in its own process: (port, pid)."""
+    port = free_port()
+    process = subprocess.Popen(
+        command(name, port), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(port)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(20)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the loads -------------------------------------------------------------------------------
+
+
+class Load:
+    """One load: the request bytes, how deep each connection pipelines them."""
+
+    def __init__(self, name: str, method: str, path: str, body: bytes, depth: int) -> None:
+        self.name, self.method, self.path, self.body, self.depth = name, method, path, body, depth
+
+    def request(self, port: int) -> bytes:
+        head = f"{self.method} {self.path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+        if self.body:
+            head += (
+                f"Content-Type: application/octet-stream\r\nContent-Length: {len(self.body)}\r\n"
+            )
+        return head.encode() + b"\r\n" + self.body
+
+    def lua(self) -> str:
+        """The wrk script of this load (``None`` lines are wrk's defaults)."""
+        lines = []
+        if self.body:
+            lines += [
+                f'wrk.method = "{self.method}"',
+                f'wrk.body = string.rep("x", {len(self.body)})',
+                'wrk.headers["Content-Type"] = "application/octet-stream"',
+            ]
+        if self.depth > 1:
+            lines += [
+                "init = function(args)",
+                "  local r = {}",
+                f'  for i = 1, {self.depth} do r[i] = wrk.format(nil, "{self.path}") end',
+                "  req = table.concat(r)",
+                "end",
+                "request = function() return req end",
+            ]
+        return "\n".join(lines) + "\n"
+
+
+def check(port: int, loads: list[Load]) -> None:
+    """Each load's request once: a 200 carrying the whole body."""
+    for load in loads:
+        with socket.create_connection((HOST, port), timeout=GRACE) as sock:
+            sock.sendall(load.request(port))
+            data = b""
+            # the echoed body is all "x" (chunked or not); the text comes whole
+            while not (data.count(b"x") >= len(load.body) if load.body else GREETING in data):
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    raise RuntimeError(f"{load.name}: closed after {data[:200]!r}")
+                data += chunk
+            if not data.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"{load.name}: unexpected {data[:200]!r}")
+
+
+def run_wrk(port: int, load: Load, connections: int, seconds: float, folder: str) -> float:
+    """Requests per second wrk measured (errors and non-2xx responses refused)."""
+    script = Path(folder) / f"{load.name.replace(' ', '_')}.lua"
+    script.write_text(load.lua())
+    url = f"http://{HOST}:{port}{load.path}"
+    wrk = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script)]
+    done = subprocess.run(
+        [*wrk, url], capture_output=True, text=True, timeout=seconds + GRACE, check=True
+    )
+    for bad in ("Non-2xx or 3xx responses", "Socket errors"):
+        if bad in done.stdout:
+            raise SystemExit(f"wrk on {load.name}: {bad}\n{done.stdout}")
+    found = re.search(r"^Requests/sec:\s+([\d.]+)", done.stdout, re.M)
+    if found is None:
+        raise SystemExit(f"wrk printed no rate:\n{done.stdout}{done.stderr}")
+    return float(found.group(1))
+
+
+def run_python(port: int, load: Load, connections: int, seconds: float) -> float:
+    """Requests per second from one selector loop: each connection sends ``depth``
+    requests, waits for as many responses (counted by their status line), and again."""
+    batch = load.request(port) * load.depth
+    marker = b"HTTP/1.1 200"
+    selector = selectors.DefaultSelector()
+    owed: dict[socket.socket, int] = {}
+    tails: dict[socket.socket, bytes] = {}
+    outgoing: dict[socket.socket, memoryview] = {}
+    for _ in range(connections):
+        sock = socket.create_connection((HOST, port), timeout=GRACE)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        owed[sock], tails[sock], outgoing[sock] = load.depth, b"", memoryview(batch)
+    done = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    try:
+        while (now := time.perf_counter()) < deadline:
+            for key, events in selector.select(timeout=deadline - now):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                if events & selectors.EVENT_WRITE and outgoing[sock]:
+                    sent = sock.send(outgoing[sock])
+                    outgoing[sock] = outgoing[sock][sent:]
+                    if not outgoing[sock]:
+                        selector.modify(sock, selectors.EVENT_READ)
+                if not events & selectors.EVENT_READ:
+                    continue
+                data = sock.recv(1 << 20)
+                if not data:
+                    raise RuntimeError("the server closed a connection")
+                scanned = tails[sock] + data
+                count = scanned.count(marker)
+                # a status line cut by the read; the marker cannot overlap itself
+                tails[sock] = scanned[-(len(marker) - 1) :]
+                owed[sock] -= count
+                done += count
+                if owed[sock] <= 0 and not outgoing[sock]:
+                    owed[sock] += load.depth
+                    outgoing[sock] = memoryview(batch)
+                    selector.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        elapsed = time.perf_counter() - start
+    finally:
+        for sock in owed:
+            selector.unregister(sock)
+            sock.close()
+        selector.close()
+    return done / elapsed
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per load and server")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--depth", type=int, default=16, help="pipelined requests")
+    parser.add_argument("--post-kib", type=int, default=1024, help="POST /echo body size")
+    parser.add_argument("--uvloop", action="store_true", help="add statewire on uvloop")
+    parser.add_argument("--client", choices=("wrk", "python"), help="default: wrk if found")
+    parser.add_argument("--quick", action="store_true", help="1 round of 1 s")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 1.0, 1
+    client = args.client or ("wrk" if shutil.which("wrk") else "python")
+    if client == "wrk" and shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (Debian: wrk); or --client python")
+    names = ["statewire", *(["statewire-uvloop"] if args.uvloop else []), "h11", "twisted"]
+    if importlib.util.find_spec("httptools") is None:
+        print("httptools is not installed: its peer is skipped (pip install httptools)")
+    else:
+        names.append("httptools")
+    names.append("asyncio")
+    loads = [
+        Load("GET keep-alive", "GET", "/", b"", 1),
+        Load(f"GET pipelined x{args.depth}", "GET", "/", b"", args.depth),
+        Load(f"POST {args.post_kib} KiB", "POST", "/echo", b"x" * (args.post_kib << 10), 1),
+    ]
+    rates: dict[tuple[str, str], list[float]] = {}
+    costs: dict[tuple[str, str], list[float]] = {}
+    with ExitStack() as running, tempfile.TemporaryDirectory() as folder:
+        found = {name: running.enter_context(server(name)) for name in names}
+        for port, _ in found.values():
+            check(port, loads)
+        # rounds alternate the servers: a busy spell of the machine hits each alike
+        for _ in range(args.rounds):
+            for load in loads:
+                for name, (port, pid) in found.items():
+                    cpu = cpu_seconds(pid)
+                    if client == "wrk":
+                        rate = run_wrk(port, load, args.connections, args.seconds, folder)
+                        elapsed = max(1, round(args.seconds))
+                    else:
+                        start = time.perf_counter()
+                        rate = run_python(port, load, args.connections, args.seconds)
+                        elapsed = time.perf_counter() - start
+                    cpu = cpu_seconds(pid) - cpu
+                    rates.setdefault((name, load.name), []).append(rate)
+                    costs.setdefault((name, load.name), []).append(cpu * 1e6 / (rate * elapsed))
+    median_rate = {key: statistics.median(values) for key, values in rates.items()}
+    median_cost = {key: statistics.median(values) for key, values in costs.items()}
+    print(
+        f"{client}, {args.connections} connections, {args.seconds:g} s a load, "
+        f"median of {args.rounds} alternated rounds"
+    )
+    print("requests/s [min-max]; server CPU microseconds per request")
+    print(f"{'server':<17}" + "".join(f"{load.name:>34}" for load in loads))
+    for name in names:
+        cells = ""
+        for load in loads:
+            spread = f"[{min(rates[name, load.name]):,.0f}-{max(rates[name, load.name]):,.0f}]"
+            key = (name, load.name)
+            cell = f"{median_rate[key]:,.0f} {spread} {median_cost[key]:.0f} us"
+            cells += cell.rjust(34)
+        print(f"{name:<17}{cells}")
+    targets = {"twisted": ">= 3x", "h11": ">= 2x", "httptools": ">= 0.8x", "asyncio": "limit"}
+    for ours in (name for name in names if name.startswith("statewire")):
+        for peer in (name for name in names if name in targets):
+            ratios = "  ".join(
+                f"{median_rate[ours, load.name] / median_rate[peer, load.name]:.2f}x"
+                f" (CPU {median_cost[peer, load.name] / median_cost[ours, load.name]:.2f}x)"
+                for load in loads
+            )
+            print(f"{ours} / {peer}: {ratios}  target {targets[peer]}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["serve"]:
+        SERVE[sys.argv[2]](int(sys.argv[3]))
+    else:
+        main()

@@ -1,0 +1,415 @@
+"""statewire's SMTP server against aiosmtpd and Twisted's ESMTP, in the same run.
+
+Three servers, each in its own process on a free loopback port, each with a do-nothing
+handler (every sender and recipient accepted, the body thrown away): statewire's
+``statewire.protocols.smtp`` with the base ``SMTPHandler``, served by ``statewire serve``
+(``--uvloop`` adds a row on uvloop); ``aiosmtpd`` (skipped, and said so, when it is not
+installed) with a ``handle_DATA`` answering ``250``; Twisted's ``twisted.mail.smtp.ESMTP``
+with an ``IMessageDelivery`` whose messages drop their lines.
+
+Messages accepted per second, small messages (about 1 KiB), over one connection and over
+``--connections`` concurrent ones, for ``--seconds`` each. The client is one process with
+non-blocking sockets and ``selectors``, pre-built bytes and replies counted by scanning for
+line ends. It pipelines as RFC 2920 allows: ``MAIL``/``RCPT``/``DATA`` in one write, the
+body only after ``354``, and the end-of-data dot sent together with the next message's
+``MAIL``/``RCPT``/``DATA``: one round trip per message. Targets (issue 16): >= 3x aiosmtpd,
+>= 2x Twisted.
+
+Then a ``--big-mib`` (50) MiB message of 76-octet lines, via ``DATA`` to each server and
+via ``BDAT LAST`` to statewire, each to a fresh server: the server's peak RSS (VmHWM of
+``/proc/PID/status``) before and after shows whether memory stays bounded.
+
+    python bench/bench_smtp.py [--seconds 3] [--connections 50] [--big-mib 50] [--uvloop]
+    python bench/bench_smtp.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_resp import HOST, ROOT, free_port, wait_for
+
+#: the largest message every server is configured to take
+MAX_SIZE = 128 << 20
+ENVELOPE = b"MAIL FROM:<bench@example.org>\r\nRCPT TO:<sink@example.net>\r\nDATA\r\n"
+MESSAGE = (
+    b"From: bench@example.org\r\nTo: sink@example.net\r\nSubject: bench\r\n"
+    b"Message-ID: <bench@example.org>\r\n\r\n"
+    + b"".join(b"%02d " % n + b"x" * 69 + b"\r\n" for n in range(12))
+)
+END = b".\r\n"
+#: seconds any single blocking socket operation may take
+TIMEOUT = 60.0
+
+
+# -- the servers (each run in its own process: ``bench_smtp.py serve NAME PORT``) ----------
+
+
+def statewire_factory() -> Any:
+    """statewire's server with the base handler: accepts everyone, discards the body."""
+    from statewire.protocols.smtp import SMTPFactory, SMTPHandler
+
+    return SMTPFactory(SMTPHandler(), max_size=MAX_SIZE)
+
+
+def serve_aiosmtpd(port: int) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    class Discard:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            return "250 OK"
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        handler = Discard()
+
+        def protocol() -> SMTP:
+            return SMTP(handler, data_size_limit=MAX_SIZE, hostname="localhost", loop=loop)
+
+        server = await loop.create_server(protocol, HOST, port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+def serve_twisted(port: int) -> None:
+    from twisted.internet import defer, protocol, reactor
+    from twisted.mail import smtp
+    from zope.interface import implementer
+
+    @implementer(smtp.IMessage)
+    class Discard:
+        def lineReceived(self, line: bytes) -> None:
+            pass
+
+        def eomReceived(self) -> defer.Deferred[None]:
+            return defer.succeed(None)
+
+        def connectionLost(self) -> None:
+            pass
+
+    @implementer(smtp.IMessageDelivery)
+    class Delivery:
+        def receivedHeader(self, helo: Any, origin: Any, recipients: Any) -> None:
+            return None
+
+        def validateFrom(self, helo: Any, origin: Any) -> Any:
+            return origin
+
+        def validateTo(self, user: Any) -> Any:
+            return Discard
+
+    class Factory(protocol.ServerFactory):
+        noisy = False
+
+        def buildProtocol(self, addr: Any) -> smtp.ESMTP:
+            server = smtp.ESMTP()
+            server.factory, server.delivery, server.host, server.noisy = (
+                self,
+                delivery,
+                b"localhost",
+                False,
+            )
+            return server
+
+    delivery = Delivery()
+    reactor.listenTCP(port, Factory(), interface=HOST)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+
+
+SERVE = {"aiosmtpd": serve_aiosmtpd, "twisted": serve_twisted}
+
+
+def command(name: str, port: int) -> list[str]:
+    """The command line serving ``name`` on ``port``."""
+    if name.startswith("statewire"):
+        serve = [
+            sys.executable,
+            "-m",
+            "statewire",
+            "serve",
+            "bench/bench_smtp.py:statewire_factory",
+        ]
+        uvloop = ["--uvloop"] if name.endswith("uvloop") else []
+        return [*serve, "--listen", f"tcp:{port}:interface={HOST}", *uvloop]
+    return [sys.executable, "bench/bench_smtp.py", "serve", name, str(port)]
+
+
+@contextmanager
+def server(name: str) -> Iterator[tuple[int, int]]:
+    """Serve ``name`` in its own process: (port, pid)."""
+    port = free_port()
+    process = subprocess.Popen(
+        command(name, port), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for(port)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(20)
+
+
+# -- the client ------------------------------------------------------------------------------
+
+
+class Replies:
+    """Whole replies (multi-line ones too) read blocking from ``sock``, one at a time."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def next(self) -> bytes:
+        while True:
+            end = 0
+            while (found := self.buffer.find(b"\r\n", end)) >= 0:
+                if self.buffer[end + 3 : end + 4] != b"-":
+                    answer, self.buffer = self.buffer[: found + 2], self.buffer[found + 2 :]
+                    return answer
+                end = found + 2
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError(f"connection closed after {self.buffer!r}")
+            self.buffer += chunk
+
+
+def session(port: int) -> Replies:
+    """A connection past the greeting and EHLO, and its replies."""
+    sock = socket.create_connection((HOST, port), timeout=TIMEOUT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    replies = Replies(sock)
+    for expected in (b"220", b"250"):
+        answer = replies.next()
+        if not answer.startswith(expected):
+            raise RuntimeError(f"expected {expected!r}, got {answer!r}")
+        if expected == b"220":
+            sock.sendall(b"EHLO bench.example.org\r\n")
+    return replies
+
+
+def send_one(replies: Replies) -> None:
+    """One small message, one command at a time, each reply as expected."""
+    for line, code in zip(ENVELOPE.split(b"\r\n"), (b"250", b"250", b"354"), strict=False):
+        replies.sock.sendall(line + b"\r\n")
+        answer = replies.next()
+        if not answer.startswith(code):
+            raise RuntimeError(f"{line!r} answered {answer!r}")
+    replies.sock.sendall(MESSAGE + END)
+    answer = replies.next()
+    if not answer.startswith(b"250"):
+        raise RuntimeError(f"the message was answered {answer!r}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drive(port: int, pid: int, connections: int, seconds: float) -> tuple[float, float, int]:
+    """Messages accepted per second over ``connections`` connections, the server's CPU
+    microseconds per message, and the replies that were refusals (4xx or 5xx). Each
+    connection has one message's round trip in flight: ``<previous body> . MAIL RCPT
+    DATA`` out, four replies back (the last one ``354``)."""
+    batch = MESSAGE + END + ENVELOPE
+    selector = selectors.DefaultSelector()
+    owed: dict[socket.socket, int] = {}
+    carrying: dict[socket.socket, bool] = {}
+    tails: dict[socket.socket, bytes] = {}
+    for _ in range(connections):
+        sock = session(port).sock
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ)
+        owed[sock], carrying[sock], tails[sock] = 3, False, b"\n"
+    for sock in owed:
+        sock.send(ENVELOPE)
+    messages = refused = 0
+    cpu = cpu_seconds(pid)
+    start = time.perf_counter()
+    deadline = start + seconds
+    try:
+        while True:
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+            for key, _ in selector.select(timeout=deadline - now):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                data = sock.recv(1 << 20)
+                if not data:
+                    raise RuntimeError("the server closed a connection")
+                # single-line replies: one per line end; a refusal starts a line with 4 or 5
+                owed[sock] -= data.count(b"\n")
+                scanned = tails[sock] + data
+                refused += scanned.count(b"\n4") + scanned.count(b"\n5")
+                tails[sock] = data[-1:]
+                if owed[sock] <= 0:
+                    messages += carrying[sock]
+                    owed[sock], carrying[sock] = 4, True
+                    sock.sendall(batch)  # small: fits the empty socket buffer
+        elapsed = time.perf_counter() - start
+        cpu = cpu_seconds(pid) - cpu
+    finally:
+        for sock in owed:
+            selector.unregister(sock)
+            sock.close()
+        selector.close()
+    return messages / elapsed, cpu * 1e6 / max(messages, 1), refused
+
+
+# -- memory with one big message -------------------------------------------------------------
+
+
+def status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for row in status:
+            if row.startswith(field + ":"):
+                return int(row.split()[1])
+    raise RuntimeError(f"no {field} for {pid}")
+
+
+def big_message(mib: int) -> bytes:
+    """``mib`` MiB of 76-octet lines (as base64 attachments come), after a header."""
+    line = b"QmVuY2htYXJrIGJvZHkgbGluZSBvZiBzZXZlbnR5LXNpeCBvY3RldHMsIGJhc2U2NCBzdHlsZS4u\r\n"
+    assert len(line) == 78
+    return b"Subject: big\r\n\r\n" + line * ((mib << 20) // len(line))
+
+
+def send_big(name: str, body: bytes, bdat: bool) -> tuple[int, int, float, bytes]:
+    """A fresh ``name`` server takes ``body``: its (RSS before, peak RSS after) in KiB,
+    the seconds the message took, and the final reply."""
+    with server(name) as (port, pid):
+        replies = session(port)
+        sock = replies.sock
+        send_one(replies)  # warm
+        time.sleep(0.2)
+        try:  # reset the peak RSS (VmHWM) to the current RSS
+            with open(f"/proc/{pid}/clear_refs", "w") as refs:
+                refs.write("5")
+        except OSError:
+            pass
+        before = status_kib(pid, "VmRSS")
+        start = time.perf_counter()
+        if bdat:
+            head = ENVELOPE.replace(b"DATA\r\n", b"BDAT %d LAST\r\n" % len(body))
+            sock.sendall(head)
+            sock.sendall(body)
+            answers = [replies.next() for _ in range(3)]
+        else:
+            sock.sendall(ENVELOPE)
+            answers = [replies.next() for _ in range(3)]
+            if not answers[-1].startswith(b"354"):
+                raise RuntimeError(f"DATA answered {answers[-1]!r}")
+            sock.sendall(body)
+            sock.sendall(END)
+            answers.append(replies.next())
+        elapsed = time.perf_counter() - start
+        peak = status_kib(pid, "VmHWM")
+        sock.close()
+        return before, peak, elapsed, answers[-1].strip()
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="per load and server")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--big-mib", type=int, default=50, help="the big message (0: skip)")
+    parser.add_argument("--uvloop", action="store_true", help="add statewire on uvloop")
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds")
+    parser.add_argument("--quick", action="store_true", help="1 round of 0.5 s, 10 MiB")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds, args.big_mib = 0.5, 1, min(args.big_mib, 10)
+    names = ["statewire", *(["statewire-uvloop"] if args.uvloop else []), "twisted"]
+    if importlib.util.find_spec("aiosmtpd") is None:
+        print("aiosmtpd is not installed: skipped (pip install aiosmtpd)")
+    else:
+        names.append("aiosmtpd")
+    loads = {"1 conn": 1, f"{args.connections} conns": args.connections}
+    rates: dict[tuple[str, str], list[float]] = {}
+    costs: dict[tuple[str, str], list[float]] = {}
+    with ExitStack() as running:
+        found = {name: running.enter_context(server(name)) for name in names}
+        for port, _ in found.values():
+            replies = session(port)
+            with replies.sock:
+                send_one(replies)
+        # rounds alternate the servers: a busy spell of the machine hits each alike
+        for _ in range(args.rounds):
+            for load, connections in loads.items():
+                for name, (port, pid) in found.items():
+                    rate, cost, refused = drive(port, pid, connections, args.seconds)
+                    if refused:
+                        raise SystemExit(f"{name} refused {refused} replies under {load}")
+                    rates.setdefault((name, load), []).append(rate)
+                    costs.setdefault((name, load), []).append(cost)
+    median_rate = {key: statistics.median(values) for key, values in rates.items()}
+    median_cost = {key: statistics.median(values) for key, values in costs.items()}
+    print(
+        f"small messages ({len(MESSAGE)} octets) via DATA, {args.seconds:g} s a load, "
+        f"median of {args.rounds} alternated rounds"
+    )
+    print("messages/s [min-max]; server CPU microseconds per message")
+    print(f"{'server':<18}" + "".join(f"{load:>32}" for load in loads))
+    for name in names:
+        cells = "".join(
+            f"{median_rate[name, load]:>10,.0f} [{min(rates[name, load]):,.0f}-"
+            f"{max(rates[name, load]):,.0f}] {median_cost[name, load]:>5.0f} us".rjust(32)
+            for load in loads
+        )
+        print(f"{name:<18}{cells}")
+    targets = {"twisted": 2.0, "aiosmtpd": 3.0}
+    for ours in (name for name in names if name.startswith("statewire")):
+        for peer in (name for name in names if name in targets):
+            ratios = "  ".join(
+                f"{load} {median_rate[ours, load] / median_rate[peer, load]:.2f}x"
+                f" (CPU {median_cost[peer, load] / median_cost[ours, load]:.2f}x)"
+                for load in loads
+            )
+            print(f"{ours} / {peer}: {ratios}  target >= {targets[peer]:g}x")
+    if args.big_mib <= 0:
+        return
+    body = big_message(args.big_mib)
+    print(f"\none {len(body) / (1 << 20):.0f} MiB message of 78-octet lines, a fresh server each")
+    columns = ("via", "RSS before", "peak RSS", "growth", "seconds")
+    print(f"{'server':<18}" + "".join(f"{column:>12}" for column in columns) + "  reply")
+    runs = [(name, False) for name in names]
+    runs += [(name, True) for name in names if name.startswith("statewire")]
+    for name, bdat in runs:
+        before, peak, elapsed, answer = send_big(name, body, bdat)
+        figures = [f"{before / 1024:.1f} MiB", f"{peak / 1024:.1f} MiB"]
+        figures += [f"{(peak - before) / 1024:.1f} MiB", f"{elapsed:.2f}"]
+        shown = answer[:40].decode(errors="replace")
+        row = "".join(f"{cell:>12}" for cell in ["BDAT" if bdat else "DATA", *figures])
+        print(f"{name:<18}{row}  {shown}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["serve"]:
+        SERVE[sys.argv[2]](int(sys.argv[3]))
+    else:
+        main()
