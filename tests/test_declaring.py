@@ -4,7 +4,7 @@ data made from the input's arguments (``arguments()``), checked when declared.""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 from automat import TypeMachineBuilder
@@ -125,3 +125,62 @@ def test_error_replies_per_kind_of_remote_error() -> None:
     protocol.dataReceived(b"x" * 100)
     assert transport.value() == b"500 line too long\r\n"
     assert transport.disconnecting  # Policy.CLOSE: framing cannot go on, close_on_error or not
+
+
+def test_one_idle_timeout_over_two_states_keeps_its_timer_and_its_meaning() -> None:
+    from statewire.machine import Timeout
+    from statewire.testing.memory import Clock
+
+    class Idle(Protocol):
+        def put(self, name: bytes, size: int) -> None: ...
+        def body(self, data: bytes) -> None: ...
+        def idle(self) -> None: ...
+
+    class Upload(MachineProtocol):
+        sends = line()
+
+    builder = TypeMachineBuilder(Idle, Upload)
+    ready = builder.state("ready")
+    receiving = builder.state("receiving", arguments(Incoming))
+    done = builder.state("done")
+
+    @ready.upon(Idle.put).to(receiving)
+    def start(machine: Idle, core: Upload, name: bytes, size: int) -> None:
+        pass
+
+    @receiving.upon(Idle.body).to(ready)
+    def store(machine: Idle, core: Upload, incoming: Incoming, block: bytes) -> None:
+        core.send(b"stored")
+
+    def bye(machine: Idle, core: Upload, *rest: object) -> None:
+        core.send(b"idle")
+        core.close()
+
+    ready.upon(Idle.idle).to(done)(bye)
+    receiving.upon(Idle.idle).to(done)(bye)
+    quiet = Timeout(10, Idle.idle, idle=True)
+    Upload.declare(
+        builder.build(),
+        framings={ready: line(), receiving: fixed(this.size)},
+        routes={ready: by_verb({b"PUT": (Idle.put, _words)}), receiving: Idle.body},
+        timeouts={ready: quiet, receiving: quiet},
+    )
+
+    class Counting(Clock):
+        scheduled = 0
+
+        def callLater(self, delay: float, f: Any, *args: Any) -> Any:
+            self.scheduled += 1
+            return super().callLater(delay, f, *args)
+
+    protocol, transport, clock = Upload(), StringTransport(), Counting()
+    protocol.clock = clock
+    protocol.makeConnection(transport)
+    clock.advance(6)
+    protocol.dataReceived(b"PUT x 2\r\n")  # ready -> receiving: the same idle timeout
+    protocol.dataReceived(b"ab")  # -> ready again
+    assert clock.scheduled == 1  # one timer all along, not one per state entered
+    clock.advance(9)
+    assert transport.value() == b"stored\r\n"  # 9 s of silence: not idle yet
+    clock.advance(1.5)
+    assert transport.value() == b"stored\r\nidle\r\n" and transport.disconnecting

@@ -151,6 +151,8 @@ class Driver:
     _sw_backlog = b""
     _sw_resume = False
     _sw_timer: Any = None
+    #: the timeout ``_sw_timer`` was armed for
+    _sw_armed: Timeout | None = None
     _sw_last_read = 0.0
     #: why delivery is held (see :meth:`_sw_hold`); empty: frames flow
     _sw_holds: frozenset[str] = frozenset()
@@ -544,8 +546,17 @@ class Driver:
             return
         self._sw_state = state
         self._sw_seen = moves
+        keep = False
         if self._sw_timer is not None:
-            self._sw_disarm()
+            following = self._sw_plan.timeouts.get(state)
+            if following is not None and following.idle and following == self._sw_armed:
+                # the same idle timeout: it measures the peer's silence, not the state, so
+                # its timer goes on (entering the state counts as activity, as arming does)
+                keep = not self._sw_closing
+            if keep:
+                self._sw_last_read = self._sw_seconds()
+            else:
+                self._sw_disarm()
         if self._sw_closing:
             return
         framer = self._sw_framer
@@ -564,7 +575,7 @@ class Driver:
                 handler = handlers[state] = self._sw_handler(state)
             framer.on_frame = handler
             framer.switch(grammar, context=context, deliver=False)
-        if self._sw_plan.timeouts:
+        if self._sw_plan.timeouts and not keep:
             self._sw_arm(state)
         if framer is not None and not self._sw_busy:
             self._sw_pump(b"")
@@ -575,6 +586,7 @@ class Driver:
             if timeout.idle:
                 self._sw_last_read = self._sw_seconds()
             self._sw_timer = self._sw_call_later(timeout.seconds, self._sw_expired, timeout)
+            self._sw_armed = timeout
 
     def _sw_disarm(self) -> None:
         timer, self._sw_timer = self._sw_timer, None
