@@ -15,7 +15,6 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -26,7 +25,7 @@ from process_helpers import EXAMPLES, running
 from statewire.diagram import to_mermaid
 from statewire.protocols.memcache import MemcacheServer
 from statewire.testing import differential
-from statewire.testing.memory import Clock, StringTransport
+from statewire.testing.memory import Conversation
 from statewire.testing.strategies import chunkings
 
 
@@ -44,26 +43,12 @@ example = load_example()
 # -- in memory: the machine ------------------------------------------------------------------
 
 
-class Client:
+class Client(Conversation):
     """A connection to the example's server in memory, on a test clock."""
 
-    def __init__(self, limit: int = 64 << 20, factory: Any = None) -> None:
-        self.factory = factory or example.MemcacheFactory(example.LRUStore(limit))
-        self.clock = Clock()
+    def __init__(self, limit: int = 64 << 20) -> None:
+        super().__init__(example.MemcacheFactory(example.LRUStore(limit)))
         self.clock.advance(1_000_000)
-        self.protocol = self.factory.buildProtocol(None)
-        self.protocol.clock = self.clock
-        self.transport = StringTransport()
-        self.protocol.makeConnection(self.transport)
-
-    def __call__(self, data: bytes) -> bytes:
-        self.transport.clear()
-        self.protocol.dataReceived(data)
-        return self.transport.value()
-
-    @property
-    def state(self) -> str:
-        return str(self.protocol.machine_state)
 
 
 def test_the_diagram_reads_as_the_connection_states() -> None:

@@ -26,7 +26,7 @@ from statewire.diagram import to_mermaid
 from statewire.protocols.resp import RESPServer
 from statewire.testing import differential
 from statewire.testing.differential import Sentinel, server
-from statewire.testing.memory import Clock, StringTransport
+from statewire.testing.memory import Conversation
 from statewire.testing.strategies import chunkings
 
 HOST = "127.0.0.1"
@@ -51,25 +51,11 @@ miniredis = load_miniredis()
 # -- in memory: the machine ------------------------------------------------------------------
 
 
-class Client:
+class Client(Conversation):
     """A miniredis connection in memory, on a test clock."""
 
     def __init__(self, password: bytes | None = None, factory: Any = None) -> None:
-        self.factory = factory or miniredis.MiniRedisFactory(password)
-        self.clock = Clock()
-        self.protocol = self.factory.buildProtocol(None)
-        self.protocol.clock = self.clock
-        self.transport = StringTransport()
-        self.protocol.makeConnection(self.transport)
-
-    def __call__(self, data: bytes) -> bytes:
-        self.transport.clear()
-        self.protocol.dataReceived(data)
-        return self.transport.value()
-
-    @property
-    def state(self) -> str:
-        return str(self.protocol.machine_state)
+        super().__init__(factory or miniredis.MiniRedisFactory(password))
 
 
 def test_the_diagram_reads_as_the_connection_states() -> None:

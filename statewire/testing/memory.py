@@ -256,3 +256,34 @@ class Loopback:
         """Move the shared clock on, then pump."""
         self.clock.advance(seconds)
         self.pump()
+
+
+class Conversation:
+    """A protocol from ``factory`` connected in memory, on a test :class:`Clock` (its own
+    unless one is given): call it with bytes, get back what the protocol wrote since.
+
+    >>> from statewire.wire import Echo
+    >>> from statewire.protocol import Factory
+    >>> talk = Conversation(Factory.forProtocol(Echo))
+    >>> talk(b"hello")
+    b'hello'
+    """
+
+    def __init__(self, factory: Any, clock: Clock | None = None) -> None:
+        self.factory = factory
+        self.clock = clock if clock is not None else Clock()
+        self.protocol = factory.buildProtocol(None)
+        self.protocol.clock = self.clock
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def __call__(self, data: bytes) -> bytes:
+        """Feed ``data``; return what was written in answer."""
+        self.transport.clear()
+        self.protocol.dataReceived(data)
+        return self.transport.value()
+
+    @property
+    def state(self) -> str:
+        """The name of the declared protocol's state now."""
+        return str(self.protocol.machine_state)
