@@ -148,8 +148,9 @@ class WebSocketConnection(MachineProtocol):
     """The machine's core: the message being put together and how to answer."""
 
     opcode = TEXT
-    parts: list[bytes]
-    size = 0
+    #: the fragmented message under way: one buffer, so a fragment costs its payload
+    #: bytes only (a list of fragments would grow with empty ones for ever)
+    message: bytearray
 
     def send_message(self, opcode: int, data: bytes) -> None:
         """Echo one whole message (checked first)."""
@@ -163,11 +164,10 @@ class WebSocketConnection(MachineProtocol):
 
     def grow(self, data: bytes) -> bool:
         """Add a fragment to the message under way; ``False`` if it grew too big."""
-        self.size += len(data)
-        if self.size > MAX_MESSAGE:
+        if len(self.message) + len(data) > MAX_MESSAGE:
             self.fail(1009, "message too big")
             return False
-        self.parts.append(data)
+        self.message += data
         return True
 
     def fail(self, code: int, reason: str) -> None:
@@ -201,7 +201,7 @@ def echo(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -
 
 @open_.upon(Frames.begin).to(fragmented)
 def begin(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -> None:
-    core.opcode, core.parts, core.size = opcode, [], 0
+    core.opcode, core.message = opcode, bytearray()
     core.grow(data)
 
 
@@ -213,8 +213,8 @@ def grow(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -
 @fragmented.upon(Frames.last).to(open_)
 def finish(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -> None:
     if core.grow(data):
-        core.send_message(core.opcode, b"".join(core.parts))
-    core.parts = []
+        core.send_message(core.opcode, bytes(core.message))
+    core.message = bytearray()
 
 
 def pong(machine: Frames, core: WebSocketConnection, opcode: int, data: bytes) -> None:
@@ -231,7 +231,7 @@ def close_back(machine: Frames, core: WebSocketConnection, opcode: int, data: by
         return
     if data:
         code = int.from_bytes(data[:2], "big")
-        if code < 1000 or code in (1004, 1005, 1006, 1015) or 1012 <= code < 3000:
+        if code < 1000 or code in (1004, 1005, 1006, 1015) or 1012 <= code < 3000 or code >= 5000:
             core.fail(1002, "invalid close code")
             return
         try:

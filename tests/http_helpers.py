@@ -46,7 +46,7 @@ def serve(
 
     async def main() -> Served:
         factory = HTTPFactory(handler, max_body=max_body, date=False)  # type: ignore[arg-type]
-        protocol = factory.buildProtocol(None)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
         protocol.clock = clock or Clock()
         transport = StringTransport()
         protocol.makeConnection(transport)

@@ -232,19 +232,34 @@ class Response:
             raise RuntimeError("the response was already started")
         if not 200 <= status <= 999:
             raise ValueError("a final status is 200 to 999 (1xx are the server's)")
-        self.started = True
-        self.status = status
+        fields = []
+        length = None
         for name, value in headers:
             name_b, value_b = _bytes(name), _bytes(value)
             lower = name_b.lower()
             if lower == b"transfer-encoding":
                 continue  # the writer frames the body itself
-            if lower == b"connection" and b"close" in value_b.lower():
+            if lower == b"content-length":
+                # the client and any proxy between must read the one length we frame
+                # with: no sign, no list, no second value (RFC 9110 §8.6)
+                if not (value_b.isdigit() and value_b.isascii()) or length not in (None, value_b):
+                    raise ValueError(f"Content-Length {value_b!r} is not one number of bytes")
+                if length is not None:
+                    continue
+                length = value_b
+            fields.append((name_b, value_b))
+        self.started = True
+        self.status = status
+        for name_b, value_b in fields:
+            if name_b.lower() == b"connection" and b"close" in value_b.lower():
                 self.keep_alive = False
             self._fields.append((name_b, value_b))
 
     async def write(self, data: bytes) -> None:
         """Send ``data`` as more of the body."""
+        if self.finished:
+            # bytes after the end of a response would be read as the start of the next
+            raise RuntimeError("the response is already finished")
         if not self.head_sent:
             self._send_head(None)
         self._body(bytes(data))

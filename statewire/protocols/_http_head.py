@@ -19,6 +19,10 @@ from statewire.protocols._http_exchange import Headers
 
 #: longest Content-Length written in digits (18 digits fit any size a server takes)
 MAX_LENGTH_DIGITS = 18
+#: what a Host's reg-name or IPv4 address may hold (RFC 3986: unreserved, pct-encoded,
+#: sub-delims but ``,``, which would make the field read as a list); an IP literal
+#: between brackets may hold ``:`` too
+_HOST_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+;="
 
 
 class Refusal(Exception):
@@ -68,8 +72,11 @@ class FieldSection:
 def body_length(version: tuple[int, int], headers: Headers) -> int | None:
     """How the request's body is framed (RFC 9112 §6.3): its length, or ``None`` for
     chunked. Anything two parsers could read two ways is refused."""
-    if version >= (1, 1) and len(headers.get_all(b"host")) != 1:
+    hosts = headers.get_all(b"host")
+    if len(hosts) > 1 or (version >= (1, 1) and not hosts):
         raise Refusal(400, "an HTTP/1.1 request needs exactly one Host field")
+    if hosts and not valid_host(hosts[0]):
+        raise Refusal(400, "Host is not host[:port]")
     codings = headers.tokens(b"transfer-encoding")
     if codings:
         if version < (1, 1):
@@ -90,6 +97,24 @@ def body_length(version: tuple[int, int], headers: Headers) -> int | None:
     if not length.isdigit() or not length.isascii() or len(length) > MAX_LENGTH_DIGITS:
         raise Refusal(400, "Content-Length is not a number of bytes")
     return int(length)
+
+
+def valid_host(value: bytes) -> bool:
+    """Whether ``value`` is a Host field value, ``uri-host [ ":" port ]`` (RFC 9112 §3.2:
+    anything else is ``400``). Empty is valid (a target without an authority). Refused
+    among others: whitespace, ``/``, ``@``, ``\\``, a list (``a, b``), a port that is not
+    digits: the forms where a proxy and an application could pick different hosts."""
+    if value.startswith(b"["):
+        end = value.find(b"]")
+        literal, rest = value[1:end], value[end + 1 :]
+        if end < 0 or not literal or literal.translate(None, _HOST_BYTES + b":"):
+            return False
+    else:
+        colon = value.find(b":")
+        literal, rest = (value, b"") if colon < 0 else (value[:colon], value[colon:])
+        if literal.translate(None, _HOST_BYTES):
+            return False
+    return not rest or (rest[:1] == b":" and (rest[1:].isdigit() or rest == b":"))
 
 
 def keeps_alive(version: tuple[int, int], headers: Headers) -> bool:
@@ -127,4 +152,5 @@ __all__ = [
     "expects_continue",
     "keeps_alive",
     "request_line",
+    "valid_host",
 ]

@@ -15,32 +15,39 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 
-class _Resume:
-    """Awaitable that carries on driving ``coro`` from where it first waited."""
+class _Resume(Coroutine[Any, Any, None]):
+    """The rest of ``coro``, from where it first waited, as the coroutine a task drives.
+
+    A coroutine object of its own rather than an ``async def`` around ``coro``: a task
+    cancelled before its first step throws into the coroutine it drives without starting
+    it, and an ``async def`` wrapper never started would leave ``coro`` suspended, its
+    ``finally`` blocks and ``async with`` exits run only by the garbage collector (and
+    an ``async for`` in it reported as "asynchronous generator is already running").
+    Here the first step hands the task what ``coro`` waits for, and everything else,
+    that early cancellation included, goes to ``coro`` itself."""
 
     def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-        self.coro = coro
-        self.waiting = waiting
+        self._coro = coro
+        self._first: Any = waiting
+        self._started = False
+
+    def send(self, value: Any) -> Any:
+        if not self._started:
+            self._started = True
+            return self._first  # what the coroutine already waits for
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self._started = True
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)  # pragma: no cover - asyncio throws one
+
+    def close(self) -> None:
+        self._coro.close()
 
     def __await__(self) -> Generator[Any, Any, None]:
-        coro, waiting = self.coro, self.waiting
-        while True:
-            try:
-                sent = yield waiting  # the task waits for what the coroutine waits for
-            except BaseException as error:  # cancellation included: hand it on
-                try:
-                    waiting = coro.throw(error)
-                except StopIteration:
-                    return
-            else:
-                try:
-                    waiting = coro.send(sent)
-                except StopIteration:
-                    return
-
-
-async def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-    await _Resume(coro, waiting)
+        raise TypeError("_Resume is driven by its task only")  # pragma: no cover
 
 
 def start(
@@ -53,7 +60,7 @@ def start(
         waiting = coro.send(None)
     except StopIteration:
         return None
-    return loop().create_task(_resume(coro, waiting))
+    return loop().create_task(_Resume(coro, waiting))
 
 
 __all__ = ["start"]

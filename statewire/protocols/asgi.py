@@ -9,7 +9,12 @@ each request into an ASGI ``http`` scope and its ``receive``/``send`` pair:
 * ``send()`` takes ``http.response.start`` (status, headers) and ``http.response.body``
   messages; a response sent in one body message gets a ``Content-Length``, one sent in
   several is streamed (chunked for HTTP/1.1), exactly as the server's own response writer
-  decides (see :mod:`statewire.protocols._http_exchange`).
+  decides (see :mod:`statewire.protocols._http_exchange`). A body message after the last
+  one raises; an application that returns before its last body message gets the
+  connection aborted (``500`` if nothing was sent yet), as uvicorn does, never a
+  truncated body passed off as complete.
+* A lost connection cancels the application (``CancelledError`` at its ``await``) rather
+  than answering its pending ``receive()`` with ``http.disconnect``.
 
 Everything HTTP is the server's: limits, refusals, keep-alive, pipelining, ``100
 Continue`` (sent on the application's first ``receive()``). The ``lifespan`` and
@@ -105,6 +110,9 @@ def asgi(app: Application, **options: Any) -> HTTPFactory:
         finally:
             if not exchange.done.done():
                 exchange.done.set_result(None)
+        if response.started and not response.finished:
+            # ending it for the application would pass a truncated body off as whole
+            raise RuntimeError("the ASGI application returned before its response's end")
 
     return HTTPFactory(handler, **options)
 

@@ -54,7 +54,9 @@ sizes, a chunk not followed by CRLF), ``413`` past ``max_body`` (from ``Content-
 or the chunk sizes, before the bytes are read), ``414``, ``431``, ``417`` for an
 expectation other than ``100-continue``, ``501`` for transfer codings other than
 ``chunked``, ``505`` for versions other than 1.0 and 1.1, ``408`` when the field section
-or a body stalls.
+or a body stalls. A request line not complete :data:`KEEP_ALIVE_TIMEOUT` seconds after the
+connection or the previous exchange closes the connection quietly (a deadline: a client
+dribbling it cannot hold the connection).
 """
 
 from __future__ import annotations
@@ -85,7 +87,9 @@ Handler = Callable[[Request, Response], Awaitable[None]]
 MAX_BODY = 1 << 20
 #: the largest piece of a body read at once (a body is streamed in such pieces)
 BODY_PIECE = 64 << 10
-#: seconds a kept-alive connection may stay silent between requests
+#: seconds a connection has to send a whole request line, from its start or the end of
+#: the previous exchange: a deadline, not an idle timer (a request line dribbled a byte
+#: every few seconds would otherwise hold the connection for hours)
 KEEP_ALIVE_TIMEOUT = 15.0
 #: seconds the field section may take after the request line (slowloris)
 HEADER_TIMEOUT = 10.0
@@ -335,7 +339,7 @@ class HTTPServer(HTTPConnection):
         upgraded: Inputs.tunnel,
     }
     timeouts = {
-        request_line: Timeout(KEEP_ALIVE_TIMEOUT, Inputs.idle, idle=True),
+        request_line: Timeout(KEEP_ALIVE_TIMEOUT, Inputs.idle),
         headers: Timeout(HEADER_TIMEOUT, Inputs.stalled),
         length_body: _BODY_IDLE,
         chunk_size: _BODY_IDLE,
