@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from grammars import fixed, line
 from statewire.declarative import MachineProtocol
 from statewire.framing import FramingError
-from statewire.machine import RemoteProtocolError, UnexpectedInput, by_verb
+from statewire.machine import ByKey, RemoteProtocolError, ToInput, UnexpectedInput, by_verb
 from statewire.machine._automat import MethodicalStyle, TypedStyle
 from statewire.testing.memory import StringTransport
 from statewire.testing.strategies import chunkings
@@ -413,15 +413,17 @@ def _verb_run(general: bool, frames: list[bytes]) -> tuple[list[Any], str]:
     protocol = Verbs()
     protocol.events = []  # type: ignore[attr-defined]
     protocol.makeConnection(StringTransport())
-    if general:  # by_verb frames through the general path, as before the fast path
+    if general:  # every frame through the general path: no loop or transition shortcut
         plan = Verbs._sw_plan
-        route = plan.routes[protocol._sw_state]
         handler = protocol._sw_handler
 
         def general_path(state: Any) -> Any:
-            if plan.routes[state] is not route:
-                return handler(state)
-            return lambda frame: protocol._sw_keyed(route, plan.loops(state, route), frame)
+            route = plan.routes.get(state)
+            if isinstance(route, ByKey):
+                return lambda frame: protocol._sw_keyed(route, {}, {}, frame)
+            if isinstance(route, ToInput):
+                return lambda frame: protocol._sw_frame_input(route.input, frame)
+            return handler(state)
 
         protocol._sw_handler = general_path  # type: ignore[method-assign]
     protocol.dataReceived(b"".join(frame + b"\n" for frame in frames))

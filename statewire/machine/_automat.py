@@ -286,6 +286,44 @@ class TypedStyle(Style):
     def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
         impl.__automat_postponed__ = queue
 
+    def transit_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
+        found = self.transit_call(impl, core, state, name)
+        if found is None:
+            return None
+        call = found
+
+        def transit(frame: Any) -> None:
+            call((frame,), frame)
+
+        return transit
+
+    def transit_call(
+        self, impl: Any, core: Any, state: Any, name: str
+    ) -> Callable[[tuple[Any, ...], Any], None] | None:
+        entry = self.calls.get((state, name))
+        if entry is None or entry[0] is state:
+            return None
+        new, outputs = entry
+        txn = impl.__automat_transitioner__
+        sync, wait, dispatch = core._sw_sync, core._sw_wait, core._sw_dispatch
+
+        def transit(args: tuple[Any, ...], frame: Any) -> None:
+            # what the general path does (_sw_dispatch, fire, _sw_sync), lookups done once
+            if txn._state is not state or txn._tracer is not None:
+                dispatch(name, args, frame)
+                return
+            data = impl.__automat_data__
+            txn._state = new
+            impl._sw_moves += 1
+            result = None
+            for output in outputs:
+                result = output(impl, data, *args)
+            sync()
+            if result is not None:
+                wait(result)
+
+        return transit
+
     def loop_target(self, state: Any, name: str) -> LoopTarget | None:
         entry = self.table.get((state, name))
         if entry is None:

@@ -55,18 +55,7 @@ from typing import Any, ClassVar
 from automat import NoTransition
 from construct import Construct
 
-from grammars import (
-    Fixed,
-    GrammarError,
-    LengthPrefixed,
-    Limited,
-    Line,
-    Netstring,
-    Raw,
-    Request,
-    Streamed,
-    raw,
-)
+from grammars import GrammarError, raw
 from statewire.framing import Framer, FramingError
 from statewire.machine._observe import Observer, observers
 from statewire.machine._plan import Plan, VerbEntry
@@ -86,8 +75,6 @@ _log = logging.getLogger("statewire.machine")
 
 #: the framing of a state that declares none: any byte arriving is unroutable
 _READS_NOTHING = raw()
-#: framings that are grammars as they stand (not functions of the state's data)
-_STATIC = frozenset({Line, Fixed, Raw, Netstring, LengthPrefixed, Request, Streamed, Limited})
 #: what a route's key or converter may raise for a frame it cannot make sense of (a grammar's
 #: refusal too: a converter may parse the frame further)
 _BAD_FRAME = (ValueError, TypeError, LookupError, GrammarError)
@@ -417,19 +404,34 @@ class Driver:
         if isinstance(route, ToInput):
             name = route.input
             if plan.style.accepts(state, name) and not traced:
-                direct = plan.style.loop_handler(self._sw_impl, self, state, name)
+                style, impl = plan.style, self._sw_impl
+                direct = style.loop_handler(impl, self, state, name)
+                if direct is None:
+                    direct = style.transit_handler(impl, self, state, name)
                 if direct is not None:
                     return direct
             return partial(self._sw_frame_input, name)
         assert isinstance(route, ByKey)
-        # inputs that loop here with one plain output are called straight away
+        # inputs that loop here with one plain output are called straight away, inputs
+        # that leave the state by their compiled transition
         loops = {} if traced else plan.loops(state, route)
+        transits: dict[str, Any] = {}
+        if not traced:
+            for name in route.inputs():
+                call = plan.style.transit_call(self._sw_impl, self, state, name)
+                if call is not None:
+                    transits[name] = call
         if route.words is not None:
-            return self._sw_verbs(route, loops, {} if traced else plan.verbs(state, route))
-        return partial(self._sw_keyed, route, loops)
+            fast = {} if traced else plan.verbs(state, route)
+            return self._sw_verbs(route, loops, fast, transits)
+        return partial(self._sw_keyed, route, loops, transits)
 
     def _sw_verbs(
-        self, route: ByKey, loops: Mapping[str, LoopTarget], fast: Mapping[Any, VerbEntry]
+        self,
+        route: ByKey,
+        loops: Mapping[str, LoopTarget],
+        fast: Mapping[Any, VerbEntry],
+        transits: Mapping[str, Any],
     ) -> Handler:
         """``by_verb``'s handler. The common case, a verb whose input loops here, taking
         its words as they are (no converter, the right count, no empty word), costs one
@@ -453,14 +455,20 @@ class Driver:
                         if result is not None:
                             self._sw_wait(result)
                         return
-            keyed(route, loops, frame)
+            keyed(route, loops, transits, frame)
 
         return verb
 
     def _sw_frame_input(self, name: str, frame: Any) -> None:
         self._sw_dispatch(name, (frame,), frame)
 
-    def _sw_keyed(self, route: ByKey, loops: Mapping[str, LoopTarget], frame: Any) -> None:
+    def _sw_keyed(
+        self,
+        route: ByKey,
+        loops: Mapping[str, LoopTarget],
+        transits: Mapping[str, Any],
+        frame: Any,
+    ) -> None:
         key: Hashable
         try:
             if route.words is not None:  # a command: cut it once, verb and words
@@ -495,7 +503,11 @@ class Driver:
             return
         target = loops.get(name)
         if target is None:
-            self._sw_dispatch(name, args, frame)
+            transit = transits.get(name)
+            if transit is not None:
+                transit(args, frame)
+            else:
+                self._sw_dispatch(name, args, frame)
             return
         function, hook = target
         if hook is not None:
@@ -561,10 +573,9 @@ class Driver:
             return
         framer = self._sw_framer
         if framer is not None:
-            plan = self._sw_plan
-            spec = plan.framings.get(state, _READS_NOTHING)
-            if type(spec) in _STATIC and plan.style.data(self._sw_impl) is None:
-                grammar, context = spec, None  # the common case, without the general path
+            grammar = self._sw_plan.plain.get(state)
+            if grammar is not None:
+                context = None  # the common case, without the general path
             else:
                 grammar, context = self._sw_framing(state)
             handlers = self._sw_handlers

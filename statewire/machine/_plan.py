@@ -44,6 +44,14 @@ class Plan:
     _loops: dict[Any, dict[str, LoopTarget]] = field(default_factory=dict)
     #: per state, its ``by_verb`` route's fast path (see ``verbs``)
     _verbs: dict[Any, dict[Any, VerbEntry]] = field(default_factory=dict)
+    #: the states whose framing is a grammar that needs no context (not computed from the
+    #: state's data, no ``this`` in it): their grammar, taken as it is on entering them
+    plain: dict[Any, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for state, spec in self.framings.items():
+            if _plain(spec):
+                self.plain[state] = spec
 
     def loops(self, state: Any, route: ByKey) -> dict[str, LoopTarget]:
         """The inputs of ``route`` that loop on ``state`` with one plain output, by name:
@@ -133,3 +141,13 @@ class Plan:
             policy=policy,
             idle=any(t.idle for t in compiled_timeouts.values()),
         )
+
+
+def _plain(spec: Any) -> bool:
+    """Whether framing ``spec`` is a grammar that no context can change."""
+    from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request, Streamed
+
+    kind = type(spec)
+    if kind in (Fixed, Streamed):
+        return type(spec.size) is int
+    return kind in (Line, Raw, Netstring, LengthPrefixed, Request, Limited)

@@ -116,6 +116,17 @@ class Style:
             return handler
         return checked(handler, core._sw_wait)
 
+    def transit_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
+        """A direct frame handler for ``state`` when input ``name`` leaves it: the
+        transition without the general path's lookups; ``None`` when the style has none."""
+        return None
+
+    def transit_call(
+        self, impl: Any, core: Any, state: Any, name: str
+    ) -> Callable[[tuple[Any, ...], Any], None] | None:
+        """As :meth:`transit_handler`, called with the input's arguments and the frame."""
+        return None
+
 
 def checked(handler: Handler, wait: Callable[[Any], object]) -> Handler:
     """``handler``, handing what it returns, when not ``None``, to ``wait``."""
