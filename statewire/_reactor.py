@@ -16,6 +16,9 @@ that raises is logged with its traceback and the shutdown goes on, so ``run()`` 
 returns. Arguments that would corrupt the loop are refused where they are given: a delay
 that is NaN, infinite or negative (``ValueError``), a callback that is not callable
 (``TypeError``), ``stop()`` when not running (:class:`~statewire.error.ReactorNotRunning`).
+
+The connections, transports and pollers beneath, the delayed calls and the listening
+sockets are in :mod:`statewire.runtime` (its docstring has the map).
 """
 
 from __future__ import annotations
@@ -24,132 +27,27 @@ import asyncio
 import contextlib
 import errno
 import logging
-import math
 import os
 import signal
 import socket
 import ssl
-import stat
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from statewire._transport import Bridge, Owner, Poller, SocketTransport, _Connection
 from statewire.address import Address, UNIXAddress, from_sockaddr
-from statewire.error import CannotListenError, ConnectError, Failure, ReactorNotRunning
+from statewire.error import ConnectError, Failure, ReactorNotRunning
 from statewire.error import TimeoutError as ConnectTimeout
+from statewire.runtime.asyncio_transport import Bridge
+from statewire.runtime.connection import Connection, Owner
+from statewire.runtime.delayed_call import AlreadyCalled as AlreadyCalled
+from statewire.runtime.delayed_call import AlreadyCancelled as AlreadyCancelled
+from statewire.runtime.delayed_call import DelayedCall, checked_callable, checked_delay
+from statewire.runtime.listening import bound_tcp, bound_unix
+from statewire.runtime.pollers import Poller
+from statewire.runtime.socket_transport import SocketTransport
 
 log = logging.getLogger("statewire")
-
-
-class AlreadyCalled(ValueError):
-    """The delayed call already ran."""
-
-
-class AlreadyCancelled(ValueError):
-    """The delayed call was cancelled."""
-
-
-def _checked_delay(seconds: float, what: str) -> None:
-    """Refuse ``seconds`` unless it is a finite number >= 0.
-
-    A NaN deadline breaks the order of the loop's timer heap (every comparison with NaN is
-    false), delaying and reordering every other timer of the loop; an infinite or negative
-    one is a bug, often a delay computed from a peer's input: refuse it where it is given.
-    """
-    try:
-        valid = math.isfinite(seconds) and seconds >= 0
-    except TypeError:
-        raise TypeError(f"{what} must be a number of seconds, not {seconds!r}") from None
-    if not valid:
-        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {seconds!r}")
-
-
-def _finite(seconds: float, what: str) -> None:
-    """Refuse ``seconds`` unless it is a finite number (of either sign)."""
-    try:
-        finite = math.isfinite(seconds)
-    except TypeError:
-        raise TypeError(f"{what} takes a number of seconds, not {seconds!r}") from None
-    if not finite:
-        raise ValueError(f"{what} takes a finite number of seconds, not {seconds!r}")
-
-
-def _checked_callable(f: object) -> None:
-    """Refuse a callback that is not callable now, not when it comes due."""
-    if not callable(f):
-        raise TypeError(f"the callback must be callable, not {f!r}")
-
-
-class DelayedCall:
-    """A call scheduled by :meth:`Reactor.callLater`.
-
-    :meth:`reset` and :meth:`delay` refuse NaN and infinite values with ``ValueError``;
-    a negative value runs the call sooner (at once at most), as in Twisted.
-    """
-
-    def __init__(
-        self, reactor: Reactor, when: float, f: Callable[..., Any], args: Any, kwargs: Any
-    ) -> None:
-        self._reactor = reactor
-        self.func = f
-        self.args = args
-        self.kwargs = kwargs
-        self.time = when
-        self.called = False
-        self.cancelled = False
-        self._handle = reactor.loop.call_at(when, self._run)
-
-    def _run(self) -> None:
-        self.called = True
-        try:
-            self.func(*self.args, **self.kwargs)
-        except Exception:
-            log.exception("delayed call %r raised", self.func)
-
-    def getTime(self) -> float:
-        """When the call will run, in :meth:`Reactor.seconds` time."""
-        return self.time
-
-    def active(self) -> bool:
-        """Whether the call is still to run."""
-        return not (self.called or self.cancelled)
-
-    def _check(self) -> None:
-        if self.cancelled:
-            raise AlreadyCancelled(self)
-        if self.called:
-            raise AlreadyCalled(self)
-
-    def cancel(self) -> None:
-        """Do not run the call."""
-        self._check()
-        self.cancelled = True
-        self._handle.cancel()
-
-    def reset(self, seconds_from_now: float) -> None:
-        """Run the call ``seconds_from_now`` seconds from now instead (finite; a negative
-        delay, a deadline just passed, runs it at once, as in Twisted)."""
-        _finite(seconds_from_now, "reset()")
-        self._check()
-        self._reschedule(self._reactor.seconds() + max(seconds_from_now, 0.0))
-
-    def delay(self, seconds_later: float) -> None:
-        """Run the call ``seconds_later`` (finite; negative: sooner) seconds later than
-        planned; a time already past runs it at once."""
-        _finite(seconds_later, "delay()")
-        self._check()
-        _finite(self.time + seconds_later, "delay()'s new time")  # two huge delays add up
-        self._reschedule(self.time + seconds_later)
-
-    def _reschedule(self, when: float) -> None:
-        self._handle.cancel()
-        self.time = when
-        self._handle = self._reactor.loop.call_at(when, self._run)
-
-    def __repr__(self) -> str:
-        state = "called" if self.called else "cancelled" if self.cancelled else "active"
-        return f"<DelayedCall {self.func!r} at {self.time:.3f} {state}>"
 
 
 #: accept() errors that mean "out of descriptors or memory": wait, then accept again
@@ -160,13 +58,23 @@ ACCEPT_RETRY_DELAY = 1.0
 ABORT_GRACE = 1.0
 
 
-class Port(Owner):
+class _Counted(Owner):
+    """An owner whose connections the reactor counts (and closes when it stops)."""
+
+    def track(self, connection: Connection) -> None:
+        self.reactor._connections.add(connection)
+
+    def untrack(self, connection: Connection) -> None:
+        self.reactor._connections.discard(connection)
+
+
+class Port(_Counted):
     """A listening port: ``getHost()``, ``stopListening()``.
 
     A plain (not TLS) port accepts by itself, as many connections per wake-up as its
-    backlog, and serves each with a :class:`~statewire._transport.SocketTransport`; a TLS
-    port (or any port, with ``Reactor.native_transports``) uses the loop's own server
-    and transports.
+    backlog, and serves each with a
+    :class:`~statewire.runtime.socket_transport.SocketTransport`; a TLS port (or any
+    port, with ``Reactor.native_transports``) uses the loop's own server and transports.
     Out of file descriptors, it logs the error, stops accepting for
     :data:`ACCEPT_RETRY_DELAY` seconds (pending clients wait in the backlog) and retries.
     """
@@ -335,7 +243,7 @@ class Port(Owner):
         return f"<Port {self.getHost()} {type(self.factory).__name__}>"
 
 
-class Connector(Owner):
+class Connector(_Counted):
     """A client connection attempt (``connectTCP``/``connectUNIX``)."""
 
     def __init__(
@@ -430,7 +338,9 @@ class Connector(Owner):
             self.connected.exception()  # retrieved: an unawaited attempt logs no warning
         self._maybe_stop()
 
-    def _lost(self, reason: Failure) -> None:
+    def connectionLost(self, reason: Failure) -> None:
+        """The connection is gone: ``clientConnectionLost``, then the factory stops
+        unless the hook connected again (as Twisted)."""
         self.state = "disconnected"
         self._hook("clientConnectionLost", self, reason)
         self._maybe_stop()
@@ -492,7 +402,7 @@ class Reactor:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._uvloop = False
-        self._connections: set[_Connection] = set()
+        self._connections: set[Connection] = set()
         self._ports: set[Port] = set()
         #: client connectors connecting or connected (a shutdown gives up their attempts)
         self._connectors: set[Connector] = set()
@@ -551,7 +461,7 @@ class Reactor:
 
     def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Port:
         """Listen on TCP ``port`` (0: any free port); binds now, serves when running."""
-        return Port(self, _bound_tcp(port, interface, backlog), factory, backlog=backlog)
+        return Port(self, bound_tcp(port, interface, backlog), factory, backlog=backlog)
 
     def listenSSL(
         self,
@@ -562,30 +472,12 @@ class Reactor:
         interface: str = "",
     ) -> Port:
         """Listen on TCP ``port`` with TLS, using a stdlib ``ssl.SSLContext``."""
-        sock = _bound_tcp(port, interface, backlog)
+        sock = bound_tcp(port, interface, backlog)
         return Port(self, sock, factory, ssl_context=contextFactory, backlog=backlog)
 
     def listenUNIX(self, address: str, factory: Any, backlog: int = 50, mode: int = 0o666) -> Port:
         """Listen on the UNIX socket ``address`` (a stale socket file is replaced)."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        abstract = address.startswith("\0")  # Linux's abstract namespace: no file at all
-        bound = False
-        try:
-            if not abstract and _is_stale_socket(address):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(address)
-            sock.bind(address)
-            bound = True
-            if not abstract:
-                os.chmod(address, mode)
-            sock.listen(backlog)
-        except (OSError, OverflowError, ValueError) as error:
-            sock.close()
-            if bound and not abstract:  # ours: a file left behind would look stale later
-                with contextlib.suppress(OSError):
-                    os.unlink(address)
-            raise CannotListenError(address, "", error) from error
-        sock.setblocking(False)
+        sock = bound_unix(address, backlog, mode)
         return Port(self, sock, factory, backlog=backlog)
 
     # -- connecting ----------------------------------------------------------------------
@@ -644,18 +536,18 @@ class Reactor:
         callable (else ``TypeError``): a bad value would otherwise disorder the timers of
         every connection on the loop.
         """
-        _checked_delay(delay, "callLater()'s delay")
-        _checked_callable(f)
+        checked_delay(delay, "callLater()'s delay")
+        checked_callable(f)
         return DelayedCall(self, self.seconds() + delay, f, args, kwargs)
 
     def callFromThread(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Call ``f`` in the reactor's thread, soon; safe from any thread."""
-        _checked_callable(f)
+        checked_callable(f)
         self.loop.call_soon_threadsafe(lambda: f(*args, **kwargs))
 
     def callWhenRunning(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Call ``f`` once the reactor runs (at once if it already does)."""
-        _checked_callable(f)
+        checked_callable(f)
         if self.running:
             f(*args, **kwargs)
         else:
@@ -776,41 +668,3 @@ def _guarded(step: Callable[[], object]) -> None:
         step()
     except Exception:
         log.exception("%s raised during shutdown", getattr(step, "__qualname__", step))
-
-
-def _bound_tcp(port: int, interface: str, backlog: int) -> socket.socket:
-    """A listening TCP socket bound now, so a port in use is known before ``run()``."""
-    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((interface or ("::" if family == socket.AF_INET6 else "0.0.0.0"), port))
-        sock.listen(backlog)
-    except (OSError, OverflowError) as error:
-        sock.close()
-        raise CannotListenError(interface, port, error) from error
-    sock.setblocking(False)
-    return sock
-
-
-def _is_stale_socket(path: str) -> bool:
-    """Whether ``path`` is a socket file nobody listens on any more (never a file of
-    another kind: that one is the user's, and binding over it fails as "in use")."""
-    try:
-        if not stat.S_ISSOCK(os.lstat(path).st_mode):
-            return False
-    except OSError:
-        return False
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.setblocking(False)  # a live server with a full backlog must not block us
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        return True
-    except OSError:  # in progress, would block, refused for another reason: someone is there
-        return False
-    finally:
-        probe.close()
-    return False

@@ -1,5 +1,6 @@
-"""TLS as bytes in, bytes out: what :class:`~statewire._transport.SocketTransport` runs
-once a protocol calls ``startTLS``.
+"""TLS as bytes in, bytes out: what
+:class:`~statewire.runtime.socket_transport.SocketTransport` runs once a protocol calls
+``startTLS``.
 
 Theory of operation
 -------------------

@@ -67,6 +67,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from automat import TypeMachineBuilder
+from construct import this
 
 from grammars import fixed, line, raw
 from grammars.http1 import MAX_CHUNK_LINE, MAX_FIELD_BYTES, MAX_REQUEST_LINE
@@ -319,9 +320,9 @@ class HTTPServer(HTTPConnection):
     framings = {
         request_line: line(b"\n", max_length=MAX_REQUEST_LINE + 1),
         headers: _FIELD_LINE,
-        length_body: lambda protocol, block: fixed(block.size),
+        length_body: fixed(this.size),
         chunk_size: line(b"\n", max_length=MAX_CHUNK_LINE + 1),
-        chunk_data: lambda protocol, block: fixed(block.size),
+        chunk_data: fixed(this.size),
         chunk_end: fixed(2),
         trailers: _FIELD_LINE,
         upgraded: raw(),

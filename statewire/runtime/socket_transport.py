@@ -1,0 +1,335 @@
+"""statewire's own transport for plain TCP and UNIX connections accepted by its ports.
+
+A :class:`SocketTransport` owns its socket. All such sockets of a loop share one
+:class:`~statewire.runtime.pollers.Poller`: one small object per connection, no asyncio
+transport, protocol, task or callback handle behind it. An idle connection costs about
+what it costs in Twisted, a read goes straight from ``recv`` to ``dataReceived``, and
+accepting costs no coroutine.
+
+``startTLS`` (STARTTLS) puts a sans-IO :class:`~statewire._tls.TLSSession` between the
+socket and the protocol (the section "TLS" below): what is read goes through it before
+``dataReceived``, what is flushed goes through it before ``send``; buffers, poller, timers
+and deadlines are the same (docs/tls.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from typing import Any
+
+from statewire._tls import TLSSession
+from statewire.error import ConnectionLost
+from statewire.runtime.connection import Connection, Owner
+from statewire.runtime.kernel import reset_on_close
+from statewire.runtime.limits import HIGH_WATER, LOW_WATER
+from statewire.runtime.naming import peer_of
+from statewire.runtime.pollers import READ, WRITE, Poller, Watched
+
+log = logging.getLogger("statewire")
+
+#: bytes asked of the socket per read (as Twisted; asyncio asks 256 KiB)
+READ_SIZE = 64 * 1024
+
+
+class SocketTransport(Connection, Watched):
+    """A TCP or UNIX connection driven straight from asyncio's selector loop.
+
+    After ``startTLS`` a :class:`~statewire._tls.TLSSession` sits between the socket and
+    the protocol: what is read goes through it before ``dataReceived``, what is flushed
+    goes through it before ``send``; buffers, poller, timers and deadlines are the same.
+    """
+
+    __slots__ = ("_host", "_peer", "_pending", "_poller", "_reading", "_sock", "_tls")
+
+    def __init__(self, owner: Owner, poller: Poller, sock: socket.socket, peer: Any) -> None:
+        super().__init__(owner)
+        self._poller = poller
+        self._sock = sock
+        self._peer = peer
+        self._host: Any = None  # the local address, noted when the socket closes
+        self._pending: bytearray | None = None  # unsent bytes, while the socket is full
+        self._reading = False  # whether the socket is watched for reads
+        self._tls: TLSSession | None = None  # after startTLS
+
+    @classmethod
+    def accepted(
+        cls, owner: Owner, poller: Poller, sock: socket.socket, peer: Any, factory: Any
+    ) -> None:
+        """Serve an accepted connection: build its protocol, connect it, start reading."""
+        sock.setblocking(False)
+        if sock.family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = cls(owner, poller, sock, peer)
+        try:
+            protocol = factory.buildProtocol(transport.getPeer())
+        except Exception:
+            log.exception("%r.buildProtocol raised; refusing the connection", factory)
+            protocol = None
+        if protocol is None:
+            sock.close()
+            return
+        transport.protocol = protocol
+        owner.track(transport)
+        transport._call(protocol.makeConnection, transport)
+        try:
+            transport._update_reading()
+        except OSError as error:  # the poller could not take it (out of memory...)
+            transport._close(error)
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
+        return self._poller.loop
+
+    # -- the socket ----------------------------------------------------------------------
+
+    def _read_ready(self) -> None:
+        try:
+            data = self._sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close(exc)
+            return
+        except Exception as exc:  # MemoryError...
+            self._fail(exc)
+            return
+        if not data:
+            self._end_of_stream()
+            return
+        if self._tls is not None:
+            self._tls.receive(data)
+            try:
+                self._tls_pump()
+            except Exception as exc:  # MemoryError...
+                self._fail(exc)
+            return
+        # _call, inlined: this runs once per read
+        self._in_callback = True
+        try:
+            self.protocol.dataReceived(data)
+        except Exception:
+            self._user_error(self.protocol.dataReceived)
+        finally:
+            self._in_callback = False
+        if self._out or self.disconnecting:
+            self._flush()
+
+    def _send(self, data: bytes) -> None:
+        tls = self._tls
+        if tls is not None:
+            data = tls.encrypt(data)
+            if not data:  # held until the handshake completes
+                return
+        self._put(data)
+
+    def _put(self, data: bytes) -> None:
+        """Send ``data`` as it is (ciphertext, over TLS), or queue what the socket refuses."""
+        pending = self._pending
+        if pending is None:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._close(exc)
+                return
+            if sent == len(data):
+                return
+            pending = self._pending = bytearray(memoryview(data)[sent:])
+            self._watch()
+        else:
+            pending += data
+        if len(pending) > HIGH_WATER and not self._write_paused:
+            self._pause_writing()
+
+    def _write_ready(self) -> None:
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            try:
+                sent = self._sock.send(pending)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._close(exc)
+                return
+            del pending[:sent]
+            self._room += sent
+            if not pending:
+                self._pending = None
+                self._watch()
+                # closing, and what was written is sent: close, over TLS after our
+                # close_notify (a flush to come, when something was written since,
+                # closes after it)
+                if self.disconnecting and not self._out:
+                    self._finish()
+                    if self._closed:
+                        return
+            if self._write_paused and self._drained():
+                self._resume_writing()
+        except Exception as exc:
+            self._fail(exc)
+
+    def _drained(self) -> bool:
+        return self._write_buffer_size() <= LOW_WATER
+
+    def _set_reading(self, reading: bool) -> None:
+        tls = self._tls
+        if tls is not None:
+            if tls.handshaking:
+                reading = True  # the handshake goes on whether the protocol reads or not
+            elif reading and tls.unread:  # kept while the protocol did not read: its turn
+                self._loop.call_soon(self._tls_resume)
+        if reading != self._reading:
+            self._reading = reading
+            self._watch()
+
+    def _watch(self) -> None:
+        interest = (READ if self._reading else 0) | (0 if self._pending is None else WRITE)
+        self._poller.update(self._sock.fileno(), self, interest)
+
+    def _write_buffer_size(self) -> int:
+        unsent = 0 if self._pending is None else len(self._pending)
+        tls = self._tls
+        return unsent if tls is None else unsent + tls.buffered
+
+    def _socket(self) -> Any:
+        return self._sock
+
+    def _unix(self) -> bool:
+        return self._sock.family == socket.AF_UNIX
+
+    def _sockaddr(self, peer: bool) -> Any:
+        if peer:
+            return self._peer
+        if self._closed:
+            return self._host
+        return self._sock.getsockname()
+
+    # -- TLS -----------------------------------------------------------------------------
+
+    def _tls_in_use(self) -> str | None:
+        return None if self._tls is None else "already called it"
+
+    def _start_tls(
+        self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
+    ) -> None:
+        session = TLSSession(context, server_side, server_hostname)
+        self._flush()  # what was written before the call goes first, in plaintext
+        if self._closed:
+            return
+        self._tls = session
+        self._update_reading()  # on, for the handshake, even if the protocol paused it
+        self._tls_pump()  # a client says hello
+
+    def _ssl_object(self) -> ssl.SSLObject | None:
+        return None if self._tls is None else self._tls.ssl_object
+
+    def _tls_pump(self) -> None:
+        """Run the TLS session on what it received: the handshake, then plaintext for
+        the protocol (while it reads), then the peer's end of stream."""
+        tls = self._tls
+        assert tls is not None
+        handshaking = tls.handshaking
+        try:
+            data = tls.read(not (self._read_paused or self._write_paused or self.disconnecting))
+        except ssl.SSLError as error:
+            self._tls_failed(error)
+            return
+        output = tls.take_output()
+        if output:
+            self._put(output)
+            if self._closed:
+                return
+        if handshaking and not tls.handshaking:
+            self._update_reading()  # the protocol's pauses rule reading again
+            if self._write_paused and self._drained():
+                self._loop.call_soon(self._resume_if_drained)
+        if data:
+            self._call(self.protocol.dataReceived, data)
+        if tls.eof and not self.disconnecting:
+            self._end_of_stream()
+        elif not self._in_callback and (self._out or self.disconnecting):
+            self._flush()
+
+    def _tls_resume(self) -> None:
+        """Reading resumed: deliver what TLS kept while it was off."""
+        if self._reading and not self._closed and self._tls is not None:
+            try:
+                self._tls_pump()
+            except Exception as exc:
+                self._fail(exc)
+
+    def _tls_failed(self, error: ssl.SSLError) -> None:
+        """The peer broke TLS (or left during the handshake): send it our alert if there
+        is one, then close; ``connectionLost`` gets the error."""
+        log.info("TLS with %s failed (%s); closing the connection", peer_of(self), error)
+        tls = self._tls
+        alert = b"" if tls is None else tls.take_output()
+        if alert and self._pending is None:
+            with contextlib.suppress(OSError):  # a courtesy: the socket closes either way
+                self._sock.send(alert)
+        self._close(error)
+
+    # -- closing -------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        tls = self._tls
+        if tls is not None:
+            if tls.buffered:  # written for after the handshake: it must complete first
+                self._close_when_sent()
+                return
+            notify = tls.close()
+            if notify:
+                self._put(notify)
+                if self._closed:
+                    return
+        if self._pending is None:
+            self._close(None)
+        else:  # _write_ready closes once it is sent, or close_timeout aborts
+            self._close_when_sent()
+
+    def _abort(self, reason: ConnectionLost, reset: bool) -> None:
+        if self._closed:
+            return
+        self._closing()
+        if reset:
+            reset_on_close(self._sock)
+        self._close(reason)
+
+    def _end_of_stream(self) -> None:
+        """The peer sent everything it will: close our side too, once flushed (without
+        ``on_closing``: frames already buffered are still the protocol's to deliver)."""
+        if self._tls is not None and self._tls.handshaking:
+            self._tls_failed(ssl.SSLEOFError("the peer closed during the TLS handshake"))
+            return
+        self.disconnecting = True
+        try:
+            self._update_reading()
+        except Exception as exc:
+            self._fail(exc)
+            return
+        self._flush()  # what was written this turn goes too; then it closes once sent
+
+    def _close(self, exc: BaseException | None) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel_timers()
+        if self._reading or self._pending is not None:
+            self._reading = False
+            self._pending = None
+            with contextlib.suppress(OSError):  # the socket is closed below all the same
+                self._watch()
+        sock = self._sock
+        try:
+            self._host = sock.getsockname()
+        except OSError:
+            self._host = "" if sock.family == socket.AF_UNIX else ("", 0)
+        sock.close()
+        self._loop.call_soon(self._deliver_lost, exc)
