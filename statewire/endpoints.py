@@ -25,6 +25,7 @@ syntax: ``type:positional:key=value``, with ``\\:`` for a colon inside a value::
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import ssl
 from typing import Any
@@ -204,10 +205,13 @@ def _take(
     kwargs: dict[str, str],
     names: tuple[str, ...],
     required: int,
+    positional: int | None = None,
 ) -> dict[str, str]:
-    """Positional then keyword values for ``names``; the first ``required`` must be there."""
-    if len(args) > len(names):
-        raise ValueError(f"too many values in {description!r}: {':'.join(args[len(names) :])}")
+    """Positional then keyword values for ``names`` (the first ``positional`` of them may
+    be given by position; default all); the first ``required`` must be there."""
+    most = len(names) if positional is None else positional
+    if len(args) > most:
+        raise ValueError(f"too many values in {description!r}: {':'.join(args[most:])}")
     values = dict(zip(names, args, strict=False))
     for key, value in kwargs.items():
         if key not in names:
@@ -229,12 +233,78 @@ _SERVER_OPTIONS = {
 }
 
 
+#: options any server endpoint takes: its connections come through a proxy speaking the
+#: PROXY protocol (``proxy=v1|v2|any``), from these networks only (``proxyTrusted``, CIDRs
+#: separated by commas, ``unix`` for UNIX-socket peers; default: any peer), whose header
+#: must come within ``proxyTimeout`` seconds (default 5)
+_PROXY_OPTIONS = ("proxy", "proxyTrusted", "proxyTimeout")
+_PROXY_VERSIONS = {"v1": ("v1",), "v2": ("v2",), "any": ("v1", "v2")}
+
+
+class ProxyServerEndpoint:
+    """A server endpoint whose connections start with a PROXY protocol header (see
+    :class:`statewire.proxy.ProxyProtocolFactory`): the factory's protocols see the
+    clients' own addresses."""
+
+    def __init__(
+        self,
+        inner: Any,
+        versions: tuple[str, ...],
+        trusted: list[str] | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        for network in trusted or ():
+            if network != "unix":
+                ipaddress.ip_network(network, strict=False)  # a ValueError names it
+        self.inner = inner
+        self.versions = versions
+        self.trusted = trusted
+        self.timeout = timeout
+
+    def listen(self, factory: Any) -> Any:
+        """Listen with ``factory`` behind the PROXY protocol."""
+        from statewire.proxy import ProxyProtocolFactory
+
+        proxied = ProxyProtocolFactory(
+            factory, self.versions, trusted=self.trusted, timeout=self.timeout
+        )
+        return self.inner.listen(proxied)
+
+
 def serverFromString(reactor: Reactor, description: str) -> Any:
-    """A server endpoint from a description such as ``"tcp:8007:interface=127.0.0.1"``."""
+    """A server endpoint from a description such as ``"tcp:8007:interface=127.0.0.1"``;
+    ``proxy=v2`` (and ``proxyTrusted``, ``proxyTimeout``) puts it behind the PROXY
+    protocol (see :data:`_PROXY_OPTIONS`)."""
     kind, args, kwargs = _split(description)
     if kind not in _SERVER_OPTIONS:
         raise ValueError(f"unknown endpoint type {kind!r} in {description!r}")
-    values = _take(description, args, kwargs, _SERVER_OPTIONS[kind], 1)
+    names = _SERVER_OPTIONS[kind]
+    values = _take(description, args, kwargs, names + _PROXY_OPTIONS, 1, len(names))
+    endpoint = _server(reactor, description, kind, values)
+    if "proxy" not in values:
+        for option in _PROXY_OPTIONS[1:]:
+            if option in values:
+                raise ValueError(f"{option!r} without proxy= in {description!r}")
+        return endpoint
+    versions = _PROXY_VERSIONS.get(values["proxy"])
+    if versions is None:
+        raise ValueError(f"proxy in {description!r} is not v1, v2 or any")
+    trusted = values.get("proxyTrusted")
+    timeout = values.get("proxyTimeout", "5")
+    try:
+        seconds = float(timeout)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"proxyTimeout in {description!r} is not a number of seconds > 0")
+    networks = None if trusted is None else [n.strip() for n in trusted.split(",") if n]
+    try:
+        return ProxyServerEndpoint(endpoint, versions, networks, seconds)
+    except ValueError as error:  # a bad network
+        raise ValueError(f"proxyTrusted in {description!r}: {error}") from None
+
+
+def _server(reactor: Reactor, description: str, kind: str, values: dict[str, str]) -> Any:
     backlog = _int(values.get("backlog", "50"), "backlog", description, (1 << 31) - 1)
     if kind == "unix":
         try:

@@ -171,8 +171,38 @@ def test_server_from_string(tmp_path: Path) -> None:
         ("tcp:1:2:3:4", "too many values"),
         ("ssl:8443", "lacks privateKey"),
         ("tcp:8007:port=9", "'port' given twice"),
+        ("tcp:8007:proxy=v3", "proxy in .* is not v1, v2 or any"),
+        ("tcp:8007:proxyTrusted=10.0.0.0/8", "'proxyTrusted' without proxy="),
+        ("tcp:8007:proxy=v2:proxyTimeout=0", "proxyTimeout in .* seconds > 0"),
+        ("tcp:8007:proxy=v2:proxyTrusted=10.0.0.300/8", "proxyTrusted in .*10.0.0.300"),
     ],
 )
 def test_bad_descriptions_name_the_bad_part(description: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         serverFromString(Reactor(), description)
+
+
+def test_an_endpoint_behind_the_proxy_protocol_gives_the_clients_address() -> None:
+    """``proxy=v1`` on a description: the protocol's ``getPeer()`` is the address the
+    PROXY header names, over a real loopback socket."""
+    from statewire.endpoints import ProxyServerEndpoint
+
+    class Peer(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            peer = self.transport.getPeer()
+            self.transport.write(f"{peer.host}:{peer.port} {data.decode()}".encode())
+            self.transport.loseConnection()
+
+    async def body(reactor: Reactor) -> bytes:
+        endpoint = serverFromString(
+            reactor, "tcp:0:interface=127.0.0.1:proxy=any:proxyTrusted=127.0.0.0/8"
+        )
+        assert type(endpoint) is ProxyServerEndpoint and endpoint.versions == ("v1", "v2")
+        port = await endpoint.listen(Factory.forProtocol(Peer))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port.getHost().port)
+        writer.write(b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\nhello")
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return answer
+
+    assert scenario(body) == b"192.0.2.7:40000 hello"
