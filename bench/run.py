@@ -1,7 +1,8 @@
 """Run every benchmark and print one table of ratios (statewire against its peer).
 
-Runs ``bench_framing.py``, ``bench_protocols.py``, ``bench_scaling.py``, ``bench_echo.py``
-(line echo, request/response, accept rate, body memory) and ``bench_diagram.py``, each in
+Runs ``bench_framing.py``, ``bench_protocols.py``, ``bench_switching.py``,
+``bench_scaling.py``, ``bench_echo.py`` (line echo, request/response, accept rate, body
+memory), ``bench_memcache.py`` and ``bench_diagram.py``, each in
 its own process, prints their output, then the combined table; writes ``bench/RESULTS.md``
 (machine, versions, date, command, table, full output) and ``bench/results.png`` (the
 end-to-end figures: statewire on asyncio and uvloop against Twisted and the asyncio limit).
@@ -36,6 +37,8 @@ LINEAR = re.compile(r"^time ratio ([\d.]+) for size ratio (\d+)")
 SCALE = re.compile(r"^(line LF|u32 prefix)\s+(\d+) KiB\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x$")
 PER_BYTE = re.compile(r"^(.+): ns/byte at 1 MiB / at 1 KiB = ([\d.]+)")
 DIAGRAM = re.compile(r"^(\d+) states, (.+): ([\d.]+) ms$")
+SWITCHED = re.compile(r"^(statewire|Twisted)[^:]*:\s+(\d+) ns/request$")
+MEMCACHE = re.compile(r"^statewire / (.+): get ([\d.]+)x\s+set ([\d.]+)x$")
 
 Row = tuple[str, str, str, str, str, str]  # section, case, statewire, peer, ratio, target
 
@@ -87,6 +90,39 @@ def parse_micro(section: str, unit: str, output: str, rows: list[Row]) -> None:
             rows.append(
                 (section, f"{what} x{match[2]}", f"time x{match[1]}", "", "", f"x{match[2]}")
             )
+
+
+def parse_switching(output: str, rows: list[Row]) -> None:
+    found = dict(match.groups() for match in map(SWITCHED.match, output.splitlines()) if match)
+    if len(found) == 2:
+        ours, theirs = int(found["statewire"]), int(found["Twisted"])
+        rows.append(
+            (
+                "protocols",
+                "declared, a state change every frame (set + block)",
+                f"{ours} ns/req",
+                f"LineReceiver raw mode {theirs} ns/req",
+                f"{theirs / ours:.2f}x",
+                ">=1.5x",
+            )
+        )
+
+
+def parse_memcache(output: str, rows: list[Row]) -> None:
+    for text in output.splitlines():
+        if match := MEMCACHE.match(text):
+            target = ">=3x" if match[1] == "twisted" else ">=1x" if match[1] == "asyncio" else "-"
+            for load, ratio in (("get", match[2]), ("set", match[3])):
+                rows.append(
+                    (
+                        "real protocols",
+                        f"memcached pipelined {load}",
+                        "",
+                        match[1],
+                        f"{ratio}x",
+                        target,
+                    )
+                )
 
 
 def parse_scaling(output: str, rows: list[Row]) -> None:
@@ -278,6 +314,9 @@ def main() -> None:
     protocols = run("bench_protocols.py", *quick)
     outputs.append(("bench_protocols.py", protocols))
     parse_micro("protocols", "ns/frame", protocols, rows)
+    switching = run("bench_switching.py", *(["--requests", "10000"] if args.quick else []))
+    outputs.append(("bench_switching.py", switching))
+    parse_switching(switching, rows)
     scaling = run("bench_scaling.py", *quick)
     outputs.append(("bench_scaling.py", scaling))
     parse_scaling(scaling, rows)
@@ -291,6 +330,9 @@ def main() -> None:
             results = json.load(source)
     outputs.append(("bench_echo.py", echo))
     parse_echo(results, rows)
+    memcache = run("bench_memcache.py", *(["--seconds", "1"] if args.quick else []))
+    outputs.append(("bench_memcache.py", memcache))
+    parse_memcache(memcache, rows)
     diagram = run("bench_diagram.py")
     outputs.append(("bench_diagram.py", diagram))
     parse_diagram(diagram, rows)
