@@ -66,7 +66,7 @@ from typing import Any, ClassVar
 
 from statewire.error import Failure, connectionDone
 from statewire.framing import FramingError, Policy, encode_frame
-from statewire.machine import Driver, Plan, RemoteProtocolError, Timeout
+from statewire.machine import DefinitionError, Driver, Plan, RemoteProtocolError, Timeout
 from statewire.protocol import Protocol
 
 log = logging.getLogger("statewire.declarative")
@@ -165,16 +165,31 @@ class MachineProtocol(Driver, Protocol):
         """Declare the protocol once the class exists: one class can then be both the
         core a ``TypeMachineBuilder`` machine is built for and the protocol that runs it
         (the class attributes say the same thing from a subclass). Checked as a
-        subclass's declarations are; anything not given keeps the class's value."""
-        cls.machine = machine
-        given = {"framings": framings, "routes": routes, "timeouts": timeouts, "lost": lost}
+        subclass's declarations are; anything not given keeps the class's value.
+
+        A class is declared once: a second ``declare()`` (or one on a class whose own
+        attributes already declared it) is a :class:`DefinitionError`, since connections
+        already open run the plan they started with. A refused declaration changes nothing.
+        """
+        if "_sw_plan" in vars(cls):
+            raise DefinitionError(
+                f"{cls.__name__} is declared already: declare a subclass for another machine"
+            )
+        given = {
+            "machine": machine,
+            "framings": framings,
+            "routes": routes,
+            "timeouts": timeouts,
+            "lost": lost,
+            "policy": policy,
+        }
+        declared = {name: inspect.getattr_static(cls, name) for name in _DECLARATIONS}
+        declared.update((name, value) for name, value in given.items() if value is not None)
+        plan = Plan.compile(cls, **declared)  # before any change: a refusal leaves none
         for name, value in given.items():
             if value is not None:
                 setattr(cls, name, value)
-        if policy is not None:
-            cls.policy = policy
-        declared = {name: inspect.getattr_static(cls, name) for name in _DECLARATIONS}
-        cls._sw_plan = Plan.compile(cls, **declared)
+        cls._sw_plan = plan
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

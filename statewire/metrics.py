@@ -139,7 +139,7 @@ def transitions_in(exposition: str, protocol: str) -> dict[tuple[str, str, str],
     """The transitions per edge of ``protocol`` (its class name) in an exposition this
     module wrote: what ``statewire diagram --counts`` draws."""
     found: dict[tuple[str, str, str], int] = {}
-    for line in exposition.splitlines():
+    for line in exposition.split("\n"):  # not splitlines: a label may hold a \r
         match = _SAMPLE.match(line)
         if match is None:
             continue

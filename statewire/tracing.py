@@ -92,9 +92,17 @@ def _peer(protocol: Any) -> str:
     except Exception:  # an in-memory transport, a closed one
         return "?"
     host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-    if host is None:
-        return str(getattr(peer, "name", peer))
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if host is None:  # a UNIX socket's name, which a PROXY v2 header may give: any bytes
+        return _printable(str(getattr(peer, "name", peer)))
+    text = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return _printable(text)
+
+
+def _printable(text: str) -> str:
+    """``text`` with what is not printable escaped: one log line stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _size(frame: Any) -> int | str:

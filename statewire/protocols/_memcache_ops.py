@@ -35,6 +35,11 @@ _WRAP = 1 << 64
 _NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
 _BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
 _BAD_TOKEN = b"CLIENT_ERROR bad token in command line format\r\n"
+_BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
+_BAD_FLAG = b"CLIENT_ERROR invalid or duplicate flag\r\n"
+_LONG_OPAQUE = b"CLIENT_ERROR opaque token too long\r\n"
+#: memcached's longest ``O`` flag, its letter included (its MFLAG_MAX_OPAQUE_LENGTH)
+_MAX_OPAQUE = 32
 _NO_MEMORY = b"SERVER_ERROR out of memory storing object\r\n"
 
 
@@ -78,10 +83,12 @@ def run(core: MemcacheConnection, command: Command) -> bytes:
     if isinstance(command, Touch):
         return _quiet(command.noreply, _touch(core, command))
     if isinstance(command, Meta):
+        if _long_opaque(command):
+            return _LONG_OPAQUE
         try:
             return _meta(core, command)
-        except _BadToken:
-            return _BAD_TOKEN
+        except _BadToken:  # memcached's words: md and ma say it otherwise than mg
+            return _BAD_FLAG if command.name in (b"md", b"ma") else _BAD_TOKEN
     assert isinstance(command, Simple)
     return _simple(core, command)
 
@@ -130,7 +137,10 @@ def _number(value: bytes) -> int | None:
         end += 1
     if end == 0 or (end < len(text) and text[end] not in b" \t\n\v\f\r"):
         return None
-    number = int(text[:end])
+    digits = text[:end].lstrip(b"0") or b"0"
+    if len(digits) > 20:
+        return None  # ERANGE, found without converting (a value may hold 1 MiB of digits)
+    number = int(digits)
     if number >= _WRAP:
         return None  # ERANGE
     if sign == b"-":
@@ -186,19 +196,40 @@ def _simple(core: MemcacheConnection, command: Simple) -> bytes:
     noreply = bool(args) and args[-1] == b"noreply"
     if not (1 if name == b"verbosity" else 0) <= len(args) <= 2:
         return b"ERROR\r\n"
-    if name == b"verbosity":
-        return _quiet(noreply, b"OK\r\n")
+    if name == b"verbosity":  # a level memcached's strtoul takes, or a refusal
+        level = _c_integer(args[0], signed=False)
+        return _quiet(noreply, b"OK\r\n" if level is not None else _BAD_FORMAT)
     rest = args[:-1] if noreply else args
     delay = 0
     if rest:  # the delay; memcached ignores a word after it
-        if not rest[0].isdigit():
+        number = _c_integer(rest[0], signed=True)
+        if number is None:
             return _quiet(noreply, _BAD_EXPTIME)
-        delay = int(rest[0])
+        delay = max((number + (1 << 31)) % (1 << 32) - (1 << 31), 0)  # its int32; < 0: now
     now = core.seconds()
-    if not delay:
+    at = core.expiry(delay) if delay else now
+    if at <= now:
         core.factory.next_cas()  # as memcached's flush marks its place in the CAS order
-    core.factory.storage.flush(core.expiry(delay) if delay else now, now)
+    if not delay or at > now:  # a Unix time already past flushes nothing in memcached
+        core.factory.storage.flush(at, now)
     return _quiet(noreply, b"OK\r\n")
+
+
+def _c_integer(word: bytes, signed: bool) -> int | None:
+    """``word`` as memcached's ``safe_strtol``/``safe_strtoul`` read a whole word: a sign,
+    digits, in the range of a 64-bit long (unsigned: no minus); ``None`` if not (bounded:
+    never converts more than 20 significant digits)."""
+    sign = word[:1]
+    digits = word[1:] if sign in (b"+", b"-") else word
+    if not digits.isdigit():
+        return None
+    digits = digits.lstrip(b"0") or b"0"
+    if len(digits) > 20:
+        return None
+    number = -int(digits) if sign == b"-" else int(digits)
+    if not signed:
+        return number if 0 <= number < _WRAP else None
+    return number if -(1 << 63) <= number < 1 << 63 else None
 
 
 def _stats(core: MemcacheConnection) -> bytes:
@@ -215,10 +246,12 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
     """Run a storage command with its data block; return its reply (empty: none)."""
     core.factory.count(b"cmd_set")
     if isinstance(command, Meta):
+        if _long_opaque(command):
+            return _LONG_OPAQUE
         try:
             return _meta_set(core, command, value)
-        except _BadToken:
-            return _BAD_TOKEN
+        except _BadToken as error:  # memcached reads ms's client flags otherwise
+            return _BAD_FORMAT if error.args[0] == b"F" else _BAD_TOKEN
     storage, now = core.factory.storage, core.seconds()
     old = storage.get(command.key, now)
     name = command.name
@@ -253,14 +286,23 @@ def _fits(key: bytes, value: bytes) -> bool:
 # -- meta commands -------------------------------------------------------------------------
 
 
+def _long_opaque(command: Meta) -> bool:
+    """Whether an ``O`` flag is longer than memcached echoes (refused before anything)."""
+    if command.name not in (b"mg", b"ms", b"md", b"ma"):  # me, mn: flags not read
+        return False
+    return any(letter == b"O" and 1 + len(token) > _MAX_OPAQUE for letter, token in command.flags)
+
+
 def _token(command: Meta, letter: bytes, signed: bool = False) -> int | None:
+    """The number a flag carries, read as memcached reads it (a 64-bit long, or unsigned
+    long); a token that is no such number is :class:`_BadToken`."""
     token = command.flag(letter)
     if token is None:
         return None
-    digits = token[1:] if signed and token[:1] == b"-" else token
-    if not digits.isdigit() or len(digits) > 20:
+    number = _c_integer(token, signed)
+    if number is None:
         raise _BadToken(letter)
-    return int(token)
+    return number
 
 
 def _returned(command: Meta, key: bytes, item: Item | None, now: float) -> bytes:
@@ -335,11 +377,12 @@ def _meta_arithmetic(
     if mode not in (b"I", b"i", b"+", b"D", b"d", b"-"):
         return b"CLIENT_ERROR invalid mode for ma M token\r\n"
     vivify = _token(command, b"N", signed=True)
+    initial = _token(command, b"J") or 0  # every token is read (and checked) first
+    ttl = _token(command, b"T", signed=True)
     quiet = False
     if item is None:
         if vivify is None:
             return b"NF" + _returned(command, key, None, now) + b"\r\n"
-        initial = _token(command, b"J") or 0
         item = Item(b"%d" % initial, 0, core.expiry(vivify), core.factory.next_cas())
         storage.put(key, item, now)
     else:
@@ -347,7 +390,6 @@ def _meta_arithmetic(
         if changed is None:
             return _NON_NUMERIC
         item = changed
-        ttl = _token(command, b"T", signed=True)
         if ttl is not None:
             item = replace(item, expires=core.expiry(ttl))
         storage.put(key, item, now)
@@ -365,13 +407,17 @@ def _meta_set(core: MemcacheConnection, command: Meta, value: bytes) -> bytes:
     storage, now = core.factory.storage, core.seconds()
     key = command.key or b""
     old = storage.get(key, now)
-    flags = _token(command, b"F") or 0
+    flags = (_token(command, b"F") or 0) % (1 << 32)  # memcached keeps 32 bits
     ttl = _token(command, b"T", signed=True)
     compare = _token(command, b"C")
     mode = (command.flag(b"M") or b"S").upper()
     if mode not in (b"S", b"E", b"A", b"P", b"R"):
-        return b"CLIENT_ERROR invalid mode for ms STORE\r\n"
+        return b"CLIENT_ERROR invalid mode for ms M token\r\n"
     expires = core.expiry(ttl or 0)
+    if mode == b"E":
+        compare = None  # memcached's add takes no CAS: C is ignored
+    elif mode in (b"A", b"P") and old is None:
+        return b"NS" + _returned(command, key, None, now) + b"\r\n"  # before the CAS
     if compare is not None and old is None:
         return b"NF" + _returned(command, key, None, now) + b"\r\n"
     if compare is not None and old is not None and compare != old.cas:

@@ -114,11 +114,14 @@ class MemcacheConnection(MachineProtocol):
         if exptime == 0:
             return 0.0
         now = self.seconds()
-        if exptime < 0:
-            return now - 1.0
         if exptime > RELATIVE_LIMIT:
-            return now + (exptime - self.factory.wall_clock())
-        return now + exptime
+            at = now + (exptime - self.factory.wall_clock())
+            if at > now:
+                return at
+        elif exptime > 0:
+            return now + exptime
+        # already expired: a time in the past, never 0 (which means never) whatever ``now``
+        return min(now - 1.0, -1.0)
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
         """Word a refusal as memcached does (see the module)."""
