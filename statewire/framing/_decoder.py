@@ -72,6 +72,7 @@ class Decoder:
         self._src_base = base
         #: position in ``src`` just after the last frame cut
         self._after_last = 0
+        self._frames = []
         self._reset()
 
     def feed(self, src: bytes, pos: int, limit: int) -> list[Any]:

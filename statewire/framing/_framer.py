@@ -134,6 +134,7 @@ class Framer:
         "_ended",
         "_grammar",
         "_held",
+        "_installed",
         "_interrupt",
         "_looped_at",
         "_paused",
@@ -183,6 +184,7 @@ class Framer:
         self._paused = False
         self._ended = False
         self._interrupt = False
+        self._installed = False
         self._stop_batch = False
         self._switch_to: tuple[Any, Mapping[str, Any]] | None = None
         #: stream offset of the last bad frame an ``on_error`` switch took over
@@ -268,6 +270,20 @@ class Framer:
         ``deliver`` is false: then they wait for the next ``feed`` (``feed(b"")``).
         """
         if self._running:
+            batch = self._batch
+            if (
+                batch is not None
+                and not self._interrupt
+                and self._switch_to is None
+                and length_hint(batch[1]) == 0
+                and self._decoder.error is None  # bytes after the batch it refused: re-frame
+            ):
+                # the last frame of the batch asked: nothing of the batch is left to give
+                # back, so the new grammar is installed at once (what a protocol changing
+                # state on every frame does); the batch ends as it would have
+                self._batch = None
+                self._install(grammar, context or {})
+                return
             self._switch_to = (grammar, context or {})
             self._interrupt = True
             return
@@ -369,6 +385,7 @@ class Framer:
         self._context = context
         self._decoder = decoder
         self._budget = 1
+        self._installed = True
 
     def _decoder_for(self, grammar: Any, base: int, context: Mapping[str, Any]) -> Decoder:
         """A fresh decoder, reused when ``grammar`` was current before (protocols switch
@@ -420,7 +437,10 @@ class Framer:
                         if self._interrupted():
                             return
                         continue
-                    self._budget = min(self._budget * 2, _MAX_BATCH)
+                    if self._installed:  # a switch made at the batch's end: batches of 1
+                        self._installed = False
+                    else:
+                        self._budget = min(self._budget * 2, _MAX_BATCH)
                 if decoder.error is not None and not self._recover(decoder):
                     return
         finally:
