@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import os
 import re
 import selectors
 import shutil
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_resp import HOST, ROOT, free_port, wait_for
+from bench_resp import HOST, cpu_seconds, free_port, served
 
 GREETING = b"Hello from statewire.\n"
 TEXT = b"text/plain; charset=utf-8"
@@ -242,26 +241,8 @@ def command(name: str, port: int) -> list[str]:
 def server(name: str) -> Iterator[tuple[int, int]]:
     """Serve ``name`` in its own process: (port, pid)."""
     port = free_port()
-    process = subprocess.Popen(
-        command(name, port), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for(port)
-        yield port, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(20)
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) process ``pid`` has used."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    with served(command(name, port), port) as found:
+        yield found
 
 
 # -- the loads -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ side with their ratio. Every step is bounded in time.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import socket
@@ -46,15 +47,34 @@ def wait_for(port: int, seconds: float = 20) -> None:
 
 @contextmanager
 def serving(command: list[str], port: int) -> Iterator[int]:
+    """Run ``command`` (a server listening on ``port``) until the block ends."""
+    with served(command, port) as (listening, _):
+        yield listening
+
+
+@contextmanager
+def served(command: list[str], port: int) -> Iterator[tuple[int, int]]:
+    """Run ``command`` (a server listening on ``port``): the block gets (port, pid)."""
     process = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_for(port)
-        yield port
+        yield port, process.pid
     finally:
         process.terminate()
-        process.wait(20)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(20)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) process ``pid`` has used."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def benchmark(port: int, requests: int) -> dict[str, float]:

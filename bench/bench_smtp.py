@@ -28,11 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import os
 import selectors
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -41,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_resp import HOST, ROOT, free_port, wait_for
+from bench_resp import HOST, cpu_seconds, free_port, served
 
 #: the largest message every server is configured to take
 MAX_SIZE = 128 << 20
@@ -154,19 +152,8 @@ def command(name: str, port: int) -> list[str]:
 def server(name: str) -> Iterator[tuple[int, int]]:
     """Serve ``name`` in its own process: (port, pid)."""
     port = free_port()
-    process = subprocess.Popen(
-        command(name, port), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for(port)
-        yield port, process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(20)
+    with served(command(name, port), port) as found:
+        yield found
 
 
 # -- the client ------------------------------------------------------------------------------
@@ -218,13 +205,6 @@ def send_one(replies: Replies) -> None:
     answer = replies.next()
     if not answer.startswith(b"250"):
         raise RuntimeError(f"the message was answered {answer!r}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) process ``pid`` has used."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def drive(port: int, pid: int, connections: int, seconds: float) -> tuple[float, float, int]:
