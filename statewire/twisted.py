@@ -65,7 +65,6 @@ from typing import Any
 try:
     from twisted.internet import address as taddress
     from twisted.internet import error as terror
-    from twisted.internet.defer import CancelledError as DeferredCancelled
     from twisted.internet.interfaces import (
         IHalfCloseableProtocol,
         ILoggingContext,
@@ -91,6 +90,7 @@ from statewire.error import (
     Failure,
     TimeoutError,
 )
+from statewire.machine import DeferredFuture
 from statewire.protocol import ClientFactory
 from statewire.runtime.limits import CLOSE_TIMEOUT
 
@@ -159,68 +159,7 @@ def address_from_twisted(address: Any) -> Address:
 
 
 # -- Deferreds as awaitables ----------------------------------------------------------------
-
-
-class DeferredFuture:
-    """A Twisted ``Deferred`` seen as the future-like object a declared output may return
-    (``add_done_callback``, ``cancel``, ``cancelled``, ``exception``): works on every
-    reactor, with no asyncio loop. Made by :func:`from_deferred`."""
-
-    def __init__(self, deferred: Any) -> None:
-        self._deferred = deferred
-        self._done = False
-        self._result: Any = None
-        self._exception: BaseException | None = None
-        self._cancelled = False
-        self._callbacks: list[Callable[[DeferredFuture], object]] = []
-        deferred.addBoth(self._settle)
-
-    def _settle(self, result: Any) -> None:
-        if isinstance(result, TwistedFailure):
-            if self._cancelled and isinstance(result.value, DeferredCancelled):
-                pass  # our own cancel(): cancelled(), not an exception
-            else:
-                self._exception = result.value
-        else:
-            self._result = result
-        self._done = True
-        callbacks, self._callbacks = self._callbacks, []
-        for callback in callbacks:
-            callback(self)
-        # returning None consumes a failure: it is ours to report (no "Unhandled error")
-
-    def add_done_callback(self, callback: Callable[[DeferredFuture], object]) -> None:
-        """Call ``callback(self)`` once the Deferred has fired (at once if it has)."""
-        if self._done:
-            callback(self)
-        else:
-            self._callbacks.append(callback)
-
-    def done(self) -> bool:
-        """Whether the Deferred has fired."""
-        return self._done
-
-    def cancel(self) -> bool:
-        """Cancel the Deferred (``Deferred.cancel``) if it has not fired."""
-        if self._done:
-            return False
-        self._cancelled = True
-        self._deferred.cancel()
-        return True
-
-    def cancelled(self) -> bool:
-        """Whether :meth:`cancel` ended it."""
-        return self._cancelled and self._exception is None
-
-    def exception(self) -> BaseException | None:
-        """What the Deferred failed with, else ``None``."""
-        return self._exception
-
-    def result(self) -> Any:
-        """What the Deferred fired with (raises what it failed with)."""
-        if self._exception is not None:
-            raise self._exception
-        return self._result
+# (the engine waits for a Deferred itself: :class:`statewire.machine.DeferredFuture`)
 
 
 def from_deferred(deferred: Any) -> DeferredFuture:

@@ -22,6 +22,7 @@ from statewire.machine._routes import (
     input_name,
 )
 from statewire.machine._styles import forward
+from statewire.machine._waiting import DeferredFuture
 from statewire.machine.errors import (
     BadArguments,
     DefinitionError,
@@ -36,6 +37,7 @@ from statewire.machine.errors import (
 __all__ = [
     "BadArguments",
     "ByKey",
+    "DeferredFuture",
     "DefinitionError",
     "Driver",
     "Graph",

@@ -109,12 +109,14 @@ def future_of(result: object, loop: Callable[[], asyncio.AbstractEventLoop | Non
 
 class DeferredFuture:
     """A Twisted ``Deferred`` (anything with ``addBoth`` and ``cancel``) seen as the
-    future the driver waits for, without importing Twisted: its result, or the exception
-    a ``Failure`` holds; the Deferred's error is consumed (never "unhandled")."""
+    future the driver waits for, on any reactor, without importing Twisted: its result,
+    or the exception a ``Failure`` holds; the Deferred's error is consumed (never
+    "unhandled"). Only our own :meth:`cancel` makes it :meth:`cancelled`."""
 
     def __init__(self, deferred: Any) -> None:
         self._deferred = deferred
         self._callbacks: list[Callable[[DeferredFuture], object]] | None = []
+        self._result: Any = None
         self._error: BaseException | None = None
         self._cancelled = False
         deferred.addBoth(self._settle)
@@ -122,21 +124,28 @@ class DeferredFuture:
     def _settle(self, result: object) -> None:
         if hasattr(result, "trap") and isinstance(getattr(result, "value", None), BaseException):
             error: BaseException = result.value  # type: ignore[attr-defined]
-            if self._cancelled or type(error).__name__ == "CancelledError":
-                self._cancelled = True
-            else:
+            if not (self._cancelled and type(error).__name__ == "CancelledError"):
                 self._error = error
+        else:
+            self._result = result
         callbacks, self._callbacks = self._callbacks, None
         for callback in callbacks or ():
             callback(self)
+        # returning None consumes a failure: it is ours to report
 
     def add_done_callback(self, callback: Callable[[DeferredFuture], object]) -> None:
+        """Call ``callback(self)`` once the Deferred has fired (at once if it has)."""
         if self._callbacks is None:
             callback(self)
         else:
             self._callbacks.append(callback)
 
+    def done(self) -> bool:
+        """Whether the Deferred has fired."""
+        return self._callbacks is None
+
     def cancel(self) -> bool:
+        """Cancel the Deferred (``Deferred.cancel``) if it has not fired."""
         if self._callbacks is None:
             return False
         self._cancelled = True
@@ -144,10 +153,18 @@ class DeferredFuture:
         return True
 
     def cancelled(self) -> bool:
-        return self._cancelled
+        """Whether :meth:`cancel` ended it."""
+        return self._cancelled and self._error is None
 
     def exception(self) -> BaseException | None:
+        """What the Deferred failed with, else ``None``."""
         return self._error
+
+    def result(self) -> Any:
+        """What the Deferred fired with (raises what it failed with)."""
+        if self._error is not None:
+            raise self._error
+        return self._result
 
 
 def cancel(future: Any) -> None:
