@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from statewire.machine import TransitionCallback, observe, unobserve
+from statewire.machine import Observer, TransitionCallback, observe, unobserve
 
 log = logging.getLogger("statewire.trace")
 
 
-class Tracer:
+class Tracer(Observer):
     """The observer :func:`enable` registers: numbered connections, rate-limited lines."""
 
     def __init__(
@@ -75,15 +75,6 @@ class Tracer:
             return False
         self._tokens -= 1
         return True
-
-    def received(self, protocol: Any, size: int) -> None:
-        pass
-
-    def failed(self, protocol: Any, error: BaseException, local: bool) -> None:
-        pass
-
-    def stopped(self, protocol: Any) -> None:
-        pass
 
 
 def _peer(protocol: Any) -> str:

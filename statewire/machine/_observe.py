@@ -26,19 +26,24 @@ TransitionCallback = Callable[[str, str, str, Any], None]
 
 
 class Observer(Protocol):
-    """What :func:`observe` takes (every method is called on the connection's loop)."""
+    """What :func:`observe` takes (every method is called on the connection's loop). A
+    subclass overrides what it needs: the others do nothing."""
 
     def started(self, protocol: Any) -> TransitionCallback | None:
         """A connection started; return a callback for its transitions, or ``None``."""
+        return None
 
     def received(self, protocol: Any, size: int) -> None:
         """``size`` bytes arrived on the connection."""
+        return None
 
     def failed(self, protocol: Any, error: BaseException, local: bool) -> None:
         """A remote (the peer's) or local (our code's) error on the connection."""
+        return None
 
     def stopped(self, protocol: Any) -> None:
         """The connection is gone."""
+        return None
 
 
 class Guarded:
