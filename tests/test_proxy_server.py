@@ -34,6 +34,7 @@ from statewire.error import Failure, connectionDone
 from statewire.protocol import Factory, Protocol
 from statewire.protocols.http import HTTPFactory, Request, Response
 from statewire.proxy import ProxiedTransport, ProxyProtocolFactory
+from statewire.testing.differential import free_port
 from statewire.testing.memory import Clock, StringTransport
 from statewire.testing.strategies import chunked
 
@@ -495,13 +496,6 @@ def haproxy_config(frontends: dict[str, int], backends: list[int], host: str = "
                 "check check-send-proxy inter 100ms fall 1 rise 1"
             )
     return "\n".join(lines) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

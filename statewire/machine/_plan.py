@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request, Streamed
 from statewire.framing import Policy
 from statewire.machine._routes import ByKey, Route, Timeout, input_name, make_route
 from statewire.machine._styles import LoopTarget, Style, style_for
@@ -145,8 +146,6 @@ class Plan:
 
 def _plain(spec: Any) -> bool:
     """Whether framing ``spec`` is a grammar that no context can change."""
-    from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request, Streamed
-
     kind = type(spec)
     if kind in (Fixed, Streamed):
         return type(spec.size) is int

@@ -269,7 +269,7 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
         value = old.value + value if name == b"append" else value + old.value
         flags, expires = old.flags, old.expires
     item = Item(value, flags, expires, core.factory.next_cas())
-    if not _fits(command.key, value) or not storage.put(command.key, item, now):
+    if not fits(command.key, len(value)) or not storage.put(command.key, item, now):
         return _quiet(command.noreply, _NO_MEMORY)
     return _quiet(command.noreply, b"STORED\r\n")
 
@@ -277,10 +277,6 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
 def fits(key: bytes, size: int) -> bool:
     """Whether an item of ``key`` and a value of ``size`` bytes is not too large."""
     return len(key) + size + ITEM_OVERHEAD <= MAX_ITEM
-
-
-def _fits(key: bytes, value: bytes) -> bool:
-    return fits(key, len(value))
 
 
 # -- meta commands -------------------------------------------------------------------------
@@ -428,7 +424,7 @@ def _meta_set(core: MemcacheConnection, command: Meta, value: bytes) -> bytes:
         value = old.value + value if mode == b"A" else value + old.value
         flags, expires = old.flags, old.expires
     item = Item(value, flags, expires, core.factory.next_cas())
-    if not _fits(key, value) or not storage.put(key, item, now):
+    if not fits(key, len(value)) or not storage.put(key, item, now):
         return _NO_MEMORY
     if command.flag(b"q") is not None:
         return b""
