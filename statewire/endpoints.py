@@ -25,7 +25,6 @@ syntax: ``type:positional:key=value``, with ``\\:`` for a colon inside a value::
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import os
 import ssl
 from typing import Any
@@ -253,9 +252,9 @@ class ProxyServerEndpoint:
         trusted: list[str] | None = None,
         timeout: float = 5.0,
     ) -> None:
-        for network in trusted or ():
-            if network != "unix":
-                ipaddress.ip_network(network, strict=False)  # a ValueError names it
+        from statewire.proxy import trusted_networks
+
+        trusted_networks(trusted or ())  # refused now, with the description, if bad
         self.inner = inner
         self.versions = versions
         self.trusted = trusted

@@ -46,6 +46,7 @@ __all__ = [
     "ProxiedTransport",
     "ProxyProtocolFactory",
     "header_address",
+    "trusted_networks",
 ]
 
 log = logging.getLogger("statewire")
@@ -357,6 +358,21 @@ class Deadlines:
             self._timer = self._clock.callLater(self._period, self._tick)
 
 
+def trusted_networks(entries: Iterable[str | Network]) -> tuple[bool, tuple[Network, ...]]:
+    """Whether ``entries`` name ``"unix"`` (UNIX-socket peers), and the IP networks they
+    name (CIDR text or network objects); a bad network raises ``ValueError`` naming it."""
+    unix = False
+    networks: list[Network] = []
+    for entry in entries:
+        if entry == "unix":
+            unix = True
+        elif isinstance(entry, str):
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        else:
+            networks.append(entry)
+    return unix, tuple(networks)
+
+
 class ProxyProtocolFactory(Factory):
     """Serve ``wrapped``'s protocol behind a proxy that sends a PROXY header.
 
@@ -408,15 +424,7 @@ class ProxyProtocolFactory(Factory):
         self.trust_unix = False
         self.trusted: tuple[Network, ...] | None = None
         if trusted is not None:
-            networks = []
-            for entry in trusted:
-                if entry == "unix":
-                    self.trust_unix = True
-                elif isinstance(entry, str):
-                    networks.append(ipaddress.ip_network(entry, strict=False))
-                else:
-                    networks.append(entry)
-            self.trusted = tuple(networks)
+            self.trust_unix, self.trusted = trusted_networks(trusted)
 
     def startFactory(self) -> None:
         """Start the wrapped factory."""
