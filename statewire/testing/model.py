@@ -391,7 +391,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         target, refusals = self._expect(input), len(self.refused)
         if (self.model, input) not in self.diagram.table:
             return  # calling an input a state refuses is the caller's error, not a peer's
-        getattr(self.protocol._sw_impl, input)()
+        getattr(self.protocol.inputs, input)()
         self._after(input, target, refusals)
 
     @precondition(lambda self: not self.open)
