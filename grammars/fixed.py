@@ -7,7 +7,7 @@ from collections.abc import Callable
 from types import FunctionType
 from typing import IO, Any
 
-from construct import evaluate, stream_write
+from construct import Container, evaluate, stream_write
 
 from grammars._base import Framing, as_bytes
 from grammars.errors import InvalidValueError, TooLongError, TruncatedError
@@ -27,6 +27,7 @@ class Fixed(Framing):
         if isinstance(size, int) and size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
         self.size = size
+        self._size_of = _compiled(size)
 
     def describe(self) -> str:
         size = self.size
@@ -36,8 +37,18 @@ class Fixed(Framing):
         return f"fixed({name})"
 
     def size_in(self, context: Any) -> int:
-        """The block size in ``context`` (a construct ``Container`` or a mapping)."""
-        size = evaluate(self.size, context)
+        """The block size in ``context`` (a construct ``Container`` or a mapping).
+
+        An arithmetic expression of context fields and integers (``this.size + 2``) is
+        evaluated by a function compiled from it once (construct's own evaluation walks the
+        expression's objects at every call); anything else by construct."""
+        compiled = self._size_of
+        if compiled is not None:
+            size = compiled(context)
+        else:
+            if type(context) is not Container:
+                context = Container(context)
+            size = evaluate(self.size, context)
         if not isinstance(size, int) or size < 0:
             raise InvalidValueError(f"fixed size must be an int >= 0, got {size!r}")
         return size
@@ -66,6 +77,25 @@ class Fixed(Framing):
             raise InvalidValueError(f"block of {len(data)} bytes, expected {size}", path=path)
         stream_write(stream, data, size, path)
         return obj
+
+
+#: what construct writes for an expression of context fields, integers and ``+ - * // %``
+_ARITHMETIC = re.compile(r"(?:this(?:\['[A-Za-z_][A-Za-z0-9_]*'\])+|[0-9]+|//|[-+*%() ])+")
+
+
+def _compiled(size: Size) -> Callable[[Any], int] | None:
+    """``size`` as a Python function of the context, when it is a construct expression of
+    context fields, integers and ``+ - * // %`` (construct writes ``this.size + 2`` as
+    ``(this['size'] + 2)``, which is Python reading the context as a mapping); else None.
+    ``tests/test_grammars.py`` checks the compiled function against construct."""
+    if isinstance(size, (int, FunctionType)):
+        return None
+    text = str(size)
+    if not _ARITHMETIC.fullmatch(text) or "this" not in text:
+        return None
+    # the text was checked above: context fields, integers, + - * // % and parentheses
+    function: Callable[[Any], int] = eval(f"lambda this: {text}", {"__builtins__": {}})
+    return function
 
 
 def _expression(expression: object) -> str:

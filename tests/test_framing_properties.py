@@ -142,6 +142,68 @@ def test_switching_between_any_two_frames_keeps_every_byte(
     assert b"".join(frame for _, frame in received[len(expected) :]) == tail
 
 
+@given(data=st.data())
+def test_a_protocol_switching_on_every_frame_sees_exact_offsets(
+    accel: str, data: st.DataObject
+) -> None:
+    """The step path (one frame after each switch): inside the callback ``offset`` and
+    ``buffered`` say exactly where the stream stands; a callback that raises, pauses or
+    interrupts loses no frame and repeats none."""
+    commands, block = line(b"\n", max_length=6), fixed(4)
+    values = data.draw(
+        st.lists(
+            st.tuples(
+                st.binary(max_size=6).filter(lambda v: b"\n" not in v),
+                st.binary(min_size=4, max_size=4),
+            ),
+            max_size=8,
+        )
+    )
+    wire = b"".join(c + b"\n" + b for c, b in values)
+    actions = data.draw(
+        st.lists(
+            st.sampled_from(["none", "raise", "pause", "interrupt"]),
+            min_size=2 * len(values),
+            max_size=2 * len(values),
+        )
+    )
+    received: list[bytes] = []
+    fed = {"n": 0}
+    offset = {"n": 0}
+
+    def on_frame(frame: bytes) -> None:
+        grammar = framer.grammar
+        offset["n"] += len(frame) + (1 if grammar is commands else 0)
+        assert framer.offset == offset["n"]
+        assert framer.buffered == wire[offset["n"] : fed["n"]]
+        received.append(frame)
+        framer.switch(block if grammar is commands else commands)
+        action = actions[len(received) - 1]
+        if action == "raise":
+            raise KeyError("the callback failed")
+        if action == "pause":
+            framer.pause()
+        elif action == "interrupt":
+            framer.interrupt()
+
+    framer = Framer(commands, on_frame)
+    for chunk in data.draw(chunkings(wire)):
+        fed["n"] += len(chunk)
+        pending = [chunk]
+        while pending or framer.waiting or framer.paused:
+            try:
+                if framer.paused:
+                    framer.resume()
+                else:
+                    framer.feed(pending.pop() if pending else b"")
+            except KeyError:
+                pass
+            if not pending and not framer.waiting and not framer.paused:
+                break
+    assert received == [part for pair in values for part in pair]
+    assert framer.buffered == b""
+
+
 @given(data=st.data(), limit=st.integers(0, 20), extra=st.integers(0, 1))
 def test_line_limit_is_exact_at_the_edge(
     accel: str, data: st.DataObject, limit: int, extra: int

@@ -88,6 +88,57 @@ def test_fixed_size_from_context() -> None:
     assert fixed(this.size).build(b"ab", size=2) == b"ab"
 
 
+def _size_expressions() -> st.SearchStrategy[Any]:
+    """construct expressions of the fields ``a``, ``b`` and small integers."""
+    leaves = st.sampled_from("ab").map(lambda name: getattr(this, name)) | st.integers(0, 9)
+    ops = [
+        lambda x, y: x + y,
+        lambda x, y: x - y,
+        lambda x, y: x * y,
+        lambda x, y: x // y,
+        lambda x, y: x % y,
+    ]
+
+    def apply(op: Any, x: Any, y: Any) -> Any:
+        try:
+            return op(x, y)
+        except ZeroDivisionError:  # two constants folded by Python, not an expression
+            return x
+
+    def combine(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        return st.builds(apply, st.sampled_from(ops), children, children)
+
+    return st.recursive(leaves, combine, max_leaves=6).filter(lambda e: not isinstance(e, int))
+
+
+@given(_size_expressions(), st.integers(0, 50), st.integers(1, 50))
+def test_fixed_size_compiled_equals_constructs_evaluation(expr: Any, a: int, b: int) -> None:
+    from construct import Container, evaluate
+
+    block = fixed(expr)
+    assert block._size_of is not None  # every arithmetic expression is compiled
+    context = {"a": a, "b": b}
+    try:
+        expected: Any = evaluate(expr, Container(context))
+    except ZeroDivisionError:
+        with pytest.raises(ZeroDivisionError):
+            block.size_in(context)
+        return
+    if expected < 0:
+        with pytest.raises(InvalidValueError):
+            block.size_in(context)
+    else:
+        assert block.size_in(context) == expected
+        assert block.size_in(Container(context)) == expected
+
+
+def test_fixed_size_other_callables_are_constructs() -> None:
+    assert fixed(lambda ctx: ctx.n * 2)._size_of is None
+    assert fixed(lambda ctx: ctx.n * 2).size_in({"n": 3}) == 6
+    with pytest.raises(KeyError):
+        fixed(this.missing + 1).size_in({"n": 3})
+
+
 def test_compiled_struct_falls_back_for_framings() -> None:
     message = Struct("kind" / Int8ub, "text" / line()).compile()
     assert message.parse(b"\x07hi\r\n").text == b"hi"

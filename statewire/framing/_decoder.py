@@ -46,6 +46,9 @@ class Decoder:
         "pending",
         "src",
     )
+    #: whether the decoder frames blocks whose ``size`` the framer sets from the context
+    #: (then it is reused whatever the context, with the size of the moment)
+    sized = False
 
     def __init__(self, grammar: Any, base: int) -> None:
         #: whether the decoder has a frame to deliver even with no bytes (``fixed(0)``)
@@ -59,21 +62,32 @@ class Decoder:
         self.end = 0
         self.more = False
         self._frames: list[Any] = []
-        self.restart(base)
-
-    def restart(self, base: int) -> None:
-        """Start afresh at stream offset ``base`` (a new decoder, or one reused)."""
-        self.base = base
-        self.pending.clear()
-        #: bytes ``pending`` must reach before its frame can complete (0: try at once)
-        self.need = 0
-        self.error = None
+        # a batch's bookkeeping (set by each feed and by ``one``)
         self._start = 0
         self._src_base = base
         #: position in ``src`` just after the last frame cut
         self._after_last = 0
-        self._frames = []
+        self.restart(base)
+
+    def restart(self, base: int) -> None:
+        """Start afresh at stream offset ``base`` (a new decoder, or one reused).
+
+        What a batch leaves behind (``_frames``, ``_start``, ...) is set again by the next
+        one; only the partial frame and the error are forgotten here."""
+        self.base = base
+        if self.pending:
+            self.pending.clear()
+        #: bytes ``pending`` must reach before its frame can complete (0: try at once)
+        self.need = 0
+        self.error = None
         self._reset()
+
+    def one(self, src: bytes, pos: int) -> Any:
+        """The frame at ``src[pos]`` when it is whole and good, cut with no bookkeeping
+        beyond ``base`` and ``end``; else ``None`` and nothing changed (the framer then
+        takes :meth:`feed`). Only called with nothing pending and no error: the framer's
+        step after a switch, when one frame is all a batch may take."""
+        return None
 
     def feed(self, src: bytes, pos: int, limit: int) -> list[Any]:
         pending = self.pending
@@ -203,16 +217,32 @@ class FixedDecoder(Decoder):
     """
 
     __slots__ = ("size",)
+    sized = True
 
     def __init__(self, grammar: Any, base: int, size: int) -> None:
         self.size = size
         super().__init__(grammar, base)
 
     def restart(self, base: int) -> None:
-        super().restart(base)
-        self.need = self.size
-        self.eager = self.size == 0
+        self.base = base
+        if self.pending:
+            self.pending.clear()
+        self.error = None
+        size = self.size
+        self.need = size
+        self.eager = size == 0
         self.blocked = False
+
+    def one(self, src: bytes, pos: int) -> Any:
+        size = self.size
+        end = pos + size
+        if not size or end > len(src):
+            return None
+        base = self.base
+        self._src_base = base - pos
+        self.base = base + size
+        self.end = end
+        return src[pos:end]
 
     def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         size = self.size

@@ -51,8 +51,6 @@ from collections.abc import Callable, Iterable, Mapping
 from operator import length_hint
 from typing import Any
 
-from construct import Container
-
 from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request, Streamed
 from statewire.framing._decoder import Decoder, FixedDecoder, RawDecoder
 from statewire.framing._generic import GenericDecoder
@@ -70,6 +68,15 @@ _MAX_BATCH = 1 << 30
 
 
 _CONTEXT_FREE = (Line, Netstring, LengthPrefixed, Raw)
+
+
+class _OneFrame:
+    """``Framer._batch`` while a frame cut by the step path (:meth:`Decoder.one`) is being
+    delivered: nothing of a batch is left to give back, ``_pos`` is just after it."""
+
+
+_ONE = _OneFrame()
+_NO_CONTEXT: Mapping[str, Any] = {}
 
 
 class Policy(enum.Enum):
@@ -95,11 +102,11 @@ def make_decoder(
     if kind is LengthPrefixed:
         return PrefixedDecoder(grammar, base)
     if kind is Fixed:
-        return FixedDecoder(grammar, base, grammar.size_in(Container(context)))
+        return FixedDecoder(grammar, base, grammar.size_in(context))
     if kind is Raw:
         return RawDecoder(grammar, base)
     if kind is Streamed:
-        return StreamedDecoder(grammar, base, grammar.size_in(Container(context)))
+        return StreamedDecoder(grammar, base, grammar.size_in(context))
     if kind is Request:
         return RespDecoder(grammar, base)
     if kind is Limited:  # the framing's own bound replaces the framer's
@@ -113,7 +120,8 @@ class Framer:
     :param grammar: a framing from :mod:`grammars` or any construct grammar.
     :param on_frame: called with each complete frame, in order. If it raises, the
         exception propagates out of ``feed`` and the frames after that one stay buffered,
-        to be delivered by the next ``feed`` (``feed(b"")`` resumes at once).
+        to be delivered by the next ``feed`` (``feed(b"")`` resumes at once), in the
+        grammar the callback switched to before raising, if it did.
     :param on_error: called with each :class:`FramingError`; if ``None`` errors are raised.
     :param policy: what to do after an error: :attr:`Policy.CLOSE` or
         :attr:`Policy.DISCARD`.
@@ -178,8 +186,9 @@ class Framer:
         self._pos = 0
         self._held = bytearray()
         self._budget = _MAX_BATCH
-        #: the batch being delivered: its size and the iterator over what is left of it
-        self._batch: tuple[int, Any] | None = None
+        #: the batch being delivered: its size and the iterator over what is left of it,
+        #: or ``_ONE`` for a frame of the step path
+        self._batch: tuple[int, Any] | _OneFrame | None = None
         self._running = False
         self._paused = False
         self._ended = False
@@ -232,9 +241,13 @@ class Framer:
 
     def _after_current(self) -> int | None:
         """Inside ``on_frame``: the position in ``_src`` just after the frame delivered."""
-        if self._batch is None:
+        batch = self._batch
+        if batch is None:
             return None
-        size, remaining = self._batch
+        if batch is _ONE:
+            return self._pos
+        assert isinstance(batch, tuple)
+        size, remaining = batch
         return self._decoder._position_after(size - length_hint(remaining))
 
     def feed(self, data: bytes) -> None:
@@ -275,13 +288,31 @@ class Framer:
                 batch is not None
                 and not self._interrupt
                 and self._switch_to is None
-                and length_hint(batch[1]) == 0
+                and (batch is _ONE or length_hint(batch[1]) == 0)  # type: ignore[index]
                 and self._decoder.error is None  # bytes after the batch it refused: re-frame
             ):
                 # the last frame of the batch asked: nothing of the batch is left to give
                 # back, so the new grammar is installed at once (what a protocol changing
                 # state on every frame does); the batch ends as it would have
                 self._batch = None
+                old = self._decoder
+                cache = self._decoders
+                if not context and not old.pending and cache is not None:
+                    # the common case made short: a decoder of a grammar that was current
+                    # before and needs no context (what _install and _decoder_for do)
+                    decoder = cache.get(id(grammar))
+                    if (
+                        decoder is not None
+                        and decoder.grammar is grammar
+                        and (not decoder.sized or type(grammar.size) is int)
+                    ):
+                        decoder.restart(old.base)
+                        self._grammar = grammar
+                        self._context = _NO_CONTEXT
+                        self._decoder = decoder
+                        self._budget = 1
+                        self._installed = True
+                        return
                 self._install(grammar, context or {})
                 return
             self._switch_to = (grammar, context or {})
@@ -392,17 +423,22 @@ class Framer:
         back and forth between a few grammars): as it was when it needs no context; a
         block whose size comes from the context gets the size it has now."""
         cache = self._decoders
-        kind = type(grammar)
-        sized = (kind is Fixed or kind is Streamed) and self.fast
-        if cache is not None and (sized or not context):
+        if cache is not None:
             decoder = cache.get(id(grammar))
             if decoder is not None and decoder.grammar is grammar:
-                if sized and type(grammar.size) is not int:
-                    decoder.size = grammar.size_in(Container(context))  # type: ignore[attr-defined]
-                decoder.restart(base)
-                return decoder
+                if decoder.sized:
+                    if type(grammar.size) is not int:
+                        decoder.size = grammar.size_in(context)  # type: ignore[attr-defined]
+                    decoder.restart(base)
+                    return decoder
+                if not context:
+                    decoder.restart(base)
+                    return decoder
         decoder = make_decoder(grammar, base, context, self.max_length, self.fast)
-        if (sized or (kind in _CONTEXT_FREE and not context)) and decoder.grammar is grammar:
+        kind = type(grammar)
+        if (decoder.sized or (kind in _CONTEXT_FREE and not context)) and (
+            decoder.grammar is grammar
+        ):
             if cache is None or len(cache) >= _CACHED_DECODERS:
                 cache = self._decoders = {}
             cache[id(grammar)] = decoder
@@ -428,6 +464,29 @@ class Framer:
                         return
                 if decoder.blocked:
                     return
+                if self._budget == 1 and not decoder.pending:
+                    # just after a switch: one frame is all this batch may take, and the
+                    # step path cuts it without a batch's bookkeeping
+                    frame = decoder.one(self._src, self._pos)
+                    if frame is not None:
+                        self._pos = decoder.end
+                        self._batch = _ONE
+                        try:
+                            self.on_frame(frame)
+                        except BaseException:
+                            self._batch = None
+                            self._interrupt = self._stop_batch = False
+                            self._switch_to = None
+                            raise
+                        self._batch = None
+                        if self._interrupt:
+                            if self._interrupted():
+                                return
+                        elif self._installed:
+                            self._installed = False
+                        else:
+                            self._budget = 2
+                        continue
                 frames = decoder.feed(self._src, self._pos, self._budget)
                 self._src = decoder.src
                 self._pos = decoder.end
@@ -458,21 +517,28 @@ class Framer:
                     self._rewind_batch()
                     return True
         except BaseException:
-            # the frame that raised counts as delivered; the ones after it wait
+            # the frame that raised counts as delivered; the ones after it wait, for the
+            # grammar the callback switched to before raising, if it did (as when the
+            # switch was installed at once)
             self._rewind_batch()
+            switch_to, self._switch_to = self._switch_to, None
             self._interrupt = False
             self._stop_batch = False
-            self._switch_to = None
+            if switch_to is not None:
+                self._install(*switch_to)
             raise
         self._batch = None
         return False
 
     def _rewind_batch(self) -> None:
         """Give back the bytes of the frames of the batch not yet delivered."""
-        if self._batch is not None:
-            size, remaining = self._batch
+        batch = self._batch
+        if batch is not None:
             self._batch = None
-            self._pos = self._decoder.rewind(size - length_hint(remaining))
+            if batch is not _ONE:  # a frame of the step path leaves nothing to give back
+                assert isinstance(batch, tuple)
+                size, remaining = batch
+                self._pos = self._decoder.rewind(size - length_hint(remaining))
 
     def _interrupted(self) -> bool:
         """Act on a switch or pause asked for by a callback; True to stop running."""

@@ -34,12 +34,37 @@ class LineDecoder(Decoder):
         #: dropping a too-long line up to its delimiter (the DISCARD policy)
         self.discarding = False
 
+    def restart(self, base: int) -> None:
+        # the base class's restart and _reset in one call (a switch back to lines)
+        self.base = base
+        if self.pending:
+            self.pending.clear()
+        self.need = 0
+        self.error = None
+        self.scanned = 0
+        self.discarding = False
+
     def feed(self, src: bytes, pos: int, limit: int) -> list[Any]:
         if self.discarding:
             pos = self._discard(src, pos)
             if self.discarding:
                 return self._consumed(src, [])
         return super().feed(src, pos, limit)
+
+    def one(self, src: bytes, pos: int) -> Any:
+        if self.discarding:
+            return None
+        delimiter = self.delimiter
+        end = pos + self.max_length + len(delimiter)  # no need to look further
+        hit = src.find(delimiter, pos, end)
+        if hit < 0:
+            return None
+        end = hit + len(delimiter)
+        base = self.base
+        self._src_base = base - pos
+        self.base = base + end - pos
+        self.end = end
+        return src[pos:hit]
 
     def _absorbed(self) -> None:
         self.scanned = max(len(self.pending) - len(self.delimiter) + 1, 0)

@@ -18,6 +18,7 @@ class StreamedDecoder(Decoder):
     """Pieces of a block of ``size`` bytes; ``left`` bytes of it are still to come."""
 
     __slots__ = ("left", "size")
+    sized = True
 
     def __init__(self, grammar: Any, base: int, size: int) -> None:
         self.size = size
