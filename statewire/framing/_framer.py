@@ -297,22 +297,25 @@ class Framer:
                 self._batch = None
                 old = self._decoder
                 cache = self._decoders
-                if not context and not old.pending and cache is not None:
-                    # the common case made short: a decoder of a grammar that was current
-                    # before and needs no context (what _install and _decoder_for do)
+                if not old.pending and cache is not None:
+                    # the common case made short (what _install and _decoder_for do): the
+                    # decoder of a grammar that was current before and needs no context,
+                    # or of a block whose size the context gives
                     decoder = cache.get(id(grammar))
-                    if (
-                        decoder is not None
-                        and decoder.grammar is grammar
-                        and (not decoder.sized or type(grammar.size) is int)
-                    ):
-                        decoder.restart(old.base)
-                        self._grammar = grammar
-                        self._context = _NO_CONTEXT
-                        self._decoder = decoder
-                        self._budget = 1
-                        self._installed = True
-                        return
+                    if decoder is not None and decoder.grammar is grammar:
+                        if decoder.sized:
+                            if type(grammar.size) is not int:
+                                decoder.size = grammar.size_in(context or _NO_CONTEXT)  # type: ignore[attr-defined]
+                        elif context:
+                            decoder = None
+                        if decoder is not None:
+                            decoder.restart(old.base)
+                            self._grammar = grammar
+                            self._context = context or _NO_CONTEXT
+                            self._decoder = decoder
+                            self._budget = 1
+                            self._installed = True
+                            return
                 self._install(grammar, context or {})
                 return
             self._switch_to = (grammar, context or {})

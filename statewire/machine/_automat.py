@@ -49,7 +49,7 @@ from typing import Any
 
 from automat import MethodicalMachine, NoTransition
 from automat._methodical import _filterArgs, _transitionerFromInstance
-from automat._typed import MethodOutput, TypedDataState
+from automat._typed import DataOutput, MethodOutput, TypedDataState
 
 from statewire.machine._arguments import check_arguments
 from statewire.machine._style import (
@@ -58,6 +58,7 @@ from statewire.machine._style import (
     LoopTarget,
     Style,
     Table,
+    Transit,
     checked,
 )
 from statewire.machine.errors import DefinitionError
@@ -142,6 +143,26 @@ def _direct(output: Any) -> Any:
         return method(impl, impl.__automat_core__, *args, **kwargs)
 
     return without_data
+
+
+# what a step of a compiled transition calls (see _steps)
+_PLAIN, _WITH_DATA, _NEW_DATA, _OTHER = "plain", "with data", "new data", "other"
+
+
+def _steps(outputs: tuple[Any, ...]) -> tuple[tuple[str, Any], ...]:
+    """A transition's outputs as ``(kind, function)`` steps a compiled transition calls
+    without automat's objects in between: an output's method with ``(impl, core, *args)``
+    or ``(impl, core, data, *args)``, a data factory with ``(impl, core, *args)`` (what it
+    returns is the new state's data); anything else as automat made it."""
+    steps: list[tuple[str, Any]] = []
+    for output in outputs:
+        if type(output) is MethodOutput:
+            steps.append((_WITH_DATA if output.requiresData else _PLAIN, output.method))
+        elif type(output) is DataOutput:
+            steps.append((_NEW_DATA, output.dataFactory))
+        else:
+            steps.append((_OTHER, output))
+    return tuple(steps)
 
 
 def _check_data_annotations(table: Table, name_of: Callable[[Any], str]) -> None:
@@ -286,29 +307,23 @@ class TypedStyle(Style):
     def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
         impl.__automat_postponed__ = queue
 
-    def transit_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
-        found = self.transit_call(impl, core, state, name)
-        if found is None:
-            return None
-        call = found
-
-        def transit(frame: Any) -> None:
-            call((frame,), frame)
-
-        return transit
-
-    def transit_call(
-        self, impl: Any, core: Any, state: Any, name: str
-    ) -> Callable[[tuple[Any, ...], Any], None] | None:
-        entry = self.calls.get((state, name))
+    def transit(self, impl: Any, core: Any, state: Any, name: str) -> Transit | None:
+        """The compiled transition of ``name`` leaving ``state`` (None for a loop): what
+        the general path does (``_sw_dispatch``, ``fire``, ``_sw_sync``) with every lookup
+        done once and automat's output objects unwrapped (:func:`_steps`). Called with
+        the frame, and the input's arguments when they are not just the frame."""
+        entry = self.table.get((state, name))
         if entry is None or entry[0] is state:
             return None
         new, outputs = entry
+        steps = _steps(outputs)
         txn = impl.__automat_transitioner__
-        sync, wait, dispatch = core._sw_sync, core._sw_wait, core._sw_dispatch
+        wait, dispatch = core._sw_wait, core._sw_dispatch
+        enter = core._sw_entry(new)  # the state changes: what _sw_sync would find
 
-        def transit(args: tuple[Any, ...], frame: Any) -> None:
-            # what the general path does (_sw_dispatch, fire, _sw_sync), lookups done once
+        def transit(frame: Any, args: tuple[Any, ...] | None = None) -> None:
+            if args is None:
+                args = (frame,)
             if txn._state is not state or txn._tracer is not None:
                 dispatch(name, args, frame)
                 return
@@ -316,9 +331,16 @@ class TypedStyle(Style):
             txn._state = new
             impl._sw_moves += 1
             result = None
-            for output in outputs:
-                result = output(impl, data, *args)
-            sync()
+            for kind, function in steps:
+                if kind is _PLAIN:
+                    result = function(impl, core, *args)
+                elif kind is _WITH_DATA:
+                    result = function(impl, core, data, *args)
+                elif kind is _NEW_DATA:
+                    result = impl.__automat_data__ = function(impl, core, *args)
+                else:
+                    result = function(impl, data, *args)
+            enter()
             if result is not None:
                 wait(result)
 

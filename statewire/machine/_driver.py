@@ -60,7 +60,7 @@ from statewire.framing import Framer, FramingError
 from statewire.machine._observe import Observer, observers
 from statewire.machine._plan import Plan, VerbEntry
 from statewire.machine._routes import ByKey, Timeout, ToInput, input_name
-from statewire.machine._styles import Handler, LoopTarget
+from statewire.machine._styles import Handler, LoopTarget, Transit
 from statewire.machine._waiting import cancel, failure_of, future_of
 from statewire.machine.errors import (
     BadArguments,
@@ -80,6 +80,11 @@ _READS_NOTHING = raw()
 _BAD_FRAME = (ValueError, TypeError, LookupError, GrammarError)
 
 
+#: a ``by_verb`` verb whose input leaves the state: its compiled transition, its converter,
+#: the fewest and most words it takes (without a converter)
+_Moving = tuple[Transit, Any, float, float]
+
+
 class _NoInput(LookupError):
     """A frame's key has no input (raised and caught inside the driver)."""
 
@@ -95,22 +100,31 @@ class _Postponed(list[Callable[[], object]]):
         self.framer.interrupt()
 
 
-#: the field names of each dataclass a state's data was made of
+#: the field names of each dataclass a state's data was made of (``_OWN`` for a dataclass
+#: whose instances keep their fields in their ``__dict__``: that is the context)
 _FIELDS: dict[type, tuple[str, ...]] = {}
+_OWN: tuple[str, ...] = ("__dict__",)
 
 
 def _context(data: Any) -> Mapping[str, Any] | None:
-    """Construct context from a state's data (for grammars like ``fixed(this.size)``)."""
+    """Construct context from a state's data (for grammars like ``fixed(this.size)``).
+
+    A dataclass instance with a ``__dict__`` is read through it, not copied: the context
+    is the data as it is (extra attributes an instance was given come along, unused)."""
     if data is None:
         return None
     names = _FIELDS.get(type(data))
+    if names is _OWN:
+        return data.__dict__  # type: ignore[no-any-return]
     if names is not None:
         return {name: getattr(data, name) for name in names}
     if isinstance(data, Mapping):
         return data
     if is_dataclass(data):
-        names = _FIELDS[type(data)] = tuple(f.name for f in fields(data))
-        return {name: getattr(data, name) for name in names}
+        names = tuple(f.name for f in fields(data))
+        own = getattr(data, "__dict__", None)
+        _FIELDS[type(data)] = _OWN if own is not None and set(names) <= set(own) else names
+        return _context(data)
     return getattr(data, "__dict__", None)
 
 
@@ -123,8 +137,8 @@ class Driver:
     #: made when the first bytes arrive (an idle connection never needs one)
     _sw_framer: Framer | None = None
     _sw_queue: _Postponed | None = None
-    #: each state's frame handler, made when the state is first entered again
-    _sw_handlers: dict[Any, Handler] | None = None
+    #: what entering each state does (see :meth:`_sw_entry`), made when first entered
+    _sw_entries: dict[Any, Callable[[], None]] | None = None
     #: the observers told of this connection (see :mod:`._observe`), and whether its
     #: transitions are traced (then ``_sw_frame`` is the frame being dispatched)
     _sw_observers: tuple[Observer, ...] = ()
@@ -407,7 +421,7 @@ class Driver:
                 style, impl = plan.style, self._sw_impl
                 direct = style.loop_handler(impl, self, state, name)
                 if direct is None:
-                    direct = style.transit_handler(impl, self, state, name)
+                    direct = style.transit(impl, self, state, name)
                 if direct is not None:
                     return direct
             return partial(self._sw_frame_input, name)
@@ -418,12 +432,18 @@ class Driver:
         transits: dict[str, Any] = {}
         if not traced:
             for name in route.inputs():
-                call = plan.style.transit_call(self._sw_impl, self, state, name)
+                call = plan.style.transit(self._sw_impl, self, state, name)
                 if call is not None:
                     transits[name] = call
         if route.words is not None:
             fast = {} if traced else plan.verbs(state, route)
-            return self._sw_verbs(route, loops, fast, transits)
+            moving: dict[Any, _Moving] = {}
+            for verb, (name, convert, arity) in route.table.items():
+                transit = transits.get(name)
+                if transit is not None:
+                    fewest, most = arity if arity is not None else (0, float("inf"))
+                    moving[verb] = (transit, convert, fewest, most)
+            return self._sw_verbs(route, loops, fast, moving, transits)
         return partial(self._sw_keyed, route, loops, transits)
 
     def _sw_verbs(
@@ -431,11 +451,14 @@ class Driver:
         route: ByKey,
         loops: Mapping[str, LoopTarget],
         fast: Mapping[Any, VerbEntry],
+        moving: Mapping[Any, _Moving],
         transits: Mapping[str, Any],
     ) -> Handler:
-        """``by_verb``'s handler. The common case, a verb whose input loops here, taking
-        its words as they are (no converter, the right count, no empty word), costs one
-        split and one call; anything else takes the general path, :meth:`_sw_keyed`."""
+        """``by_verb``'s handler. The common cases cost one split and one call: a verb
+        whose input loops here, taking its words as they are (no converter, the right
+        count, no empty word), and a verb whose input leaves the state by its compiled
+        transition (its words converted, or counted); anything else takes the general
+        path, :meth:`_sw_keyed`."""
         words = route.words
         impl = self._sw_impl
         keyed = self._sw_keyed
@@ -455,6 +478,22 @@ class Driver:
                         if result is not None:
                             self._sw_wait(result)
                         return
+                else:
+                    move = moving.get(parts[0])
+                    if move is not None and b"" not in parts:
+                        transit, convert, least, most = move
+                        del parts[0]
+                        if convert is not None:
+                            try:
+                                args = tuple(convert(*parts))
+                            except _BAD_FRAME as exc:
+                                self._sw_bad_frame(exc, frame)
+                                return
+                            transit(frame, args)
+                            return
+                        if least <= len(parts) <= most:
+                            transit(frame, tuple(parts))
+                            return
             keyed(route, loops, transits, frame)
 
         return verb
@@ -494,18 +533,13 @@ class Driver:
                 else:
                     args = tuple(convert(frame)) if convert else (frame,)
         except _BAD_FRAME as exc:
-            kind = UnknownKey if type(exc) is _NoInput else BadArguments
-            error = kind(
-                f"cannot route {shown(frame)}: {exc}", state=self.machine_state, frame=frame
-            )
-            error.__cause__ = exc  # what the key or converter said (a reply a protocol words)
-            self._sw_remote(error)
+            self._sw_bad_frame(exc, frame)
             return
         target = loops.get(name)
         if target is None:
             transit = transits.get(name)
             if transit is not None:
-                transit(args, frame)
+                transit(frame, args)
             else:
                 self._sw_dispatch(name, args, frame)
             return
@@ -517,6 +551,13 @@ class Driver:
             result = function(self._sw_impl, self, *args)
         if result is not None:
             self._sw_wait(result)
+
+    def _sw_bad_frame(self, exc: Exception, frame: Any) -> None:
+        """A route's key or converter refused ``frame``: a remote error, state unchanged."""
+        kind = UnknownKey if type(exc) is _NoInput else BadArguments
+        error = kind(f"cannot route {shown(frame)}: {exc}", state=self.machine_state, frame=frame)
+        error.__cause__ = exc  # what the key or converter said (a reply a protocol words)
+        self._sw_remote(error)
 
     def _sw_unroutable(self, frame: Any) -> None:
         self._sw_remote(
@@ -553,43 +594,75 @@ class Driver:
         framing and move the timeout."""
         style = self._sw_plan.style
         state = style.state(self._sw_impl)
-        moves = style.moves(self._sw_impl)
-        if state is self._sw_state and moves == self._sw_seen:
+        if state is self._sw_state and style.moves(self._sw_impl) == self._sw_seen:
             return
-        self._sw_state = state
-        self._sw_seen = moves
-        keep = False
-        if self._sw_timer is not None:
-            following = self._sw_plan.timeouts.get(state)
-            if following is not None and following.idle and following == self._sw_armed:
-                # the same idle timeout: it measures the peer's silence, not the state, so
-                # its timer goes on (entering the state counts as activity, as arming does)
-                keep = not self._sw_closing
-            if keep:
-                self._sw_last_read = self._sw_seconds()
-            else:
-                self._sw_disarm()
-        if self._sw_closing:
-            return
-        framer = self._sw_framer
-        if framer is not None:
-            grammar = self._sw_plan.plain.get(state)
-            if grammar is not None:
-                context = None  # the common case, without the general path
-            else:
-                grammar, context = self._sw_framing(state)
-            handlers = self._sw_handlers
-            if handlers is None:
-                handlers = self._sw_handlers = {}
-            handler = handlers.get(state)
-            if handler is None:  # a state's handler depends on nothing but the state
-                handler = handlers[state] = self._sw_handler(state)
-            framer.on_frame = handler
-            framer.switch(grammar, context=context, deliver=False)
-        if self._sw_plan.timeouts and not keep:
-            self._sw_arm(state)
-        if framer is not None and not self._sw_busy:
-            self._sw_pump(b"")
+        self._sw_entry(state)()
+
+    def _sw_entry(self, state: Any) -> Callable[[], None]:
+        """What entering ``state`` does to this connection, made once per state: note the
+        state, move the timeout, switch the framer to the state's framing and handler,
+        and frame what is buffered. Compiled transitions call it straight after their
+        outputs (they know the state changed); :meth:`_sw_sync` when it finds it did."""
+        entries = self._sw_entries
+        if entries is None:
+            entries = self._sw_entries = {}
+        entry = entries.get(state)
+        if entry is None:
+            entry = entries[state] = self._sw_make_entry(state)
+        return entry
+
+    def _sw_make_entry(self, state: Any) -> Callable[[], None]:
+        plan = self._sw_plan
+        style, impl = plan.style, self._sw_impl
+        state_data = style.data
+        timeouts = bool(plan.timeouts)
+        plain = plan.plain.get(state)
+        spec = plan.framings.get(state, _READS_NOTHING)
+        computed = not isinstance(spec, Construct) and callable(spec)  # from the data
+        handler: Handler | None = None
+
+        def enter() -> None:
+            nonlocal handler
+            self._sw_state = state
+            self._sw_seen = impl._sw_moves  # (what style.moves reads)
+            keep = self._sw_retime(state) if timeouts else False
+            if self._sw_closing:
+                return
+            framer = self._sw_framer
+            if framer is not None:
+                if handler is None:  # a state's handler depends on nothing but the state
+                    handler = self._sw_handler(state)
+                framer.on_frame = handler
+                if plain is not None:  # the common case, without the general path
+                    framer.switch(plain, deliver=False)
+                else:
+                    data = state_data(impl)
+                    grammar = spec(self, data) if computed else spec
+                    framer.switch(grammar, context=_context(data), deliver=False)
+            if timeouts and not keep:
+                self._sw_arm(state)
+            if framer is not None and not self._sw_busy:
+                self._sw_pump(b"")
+
+        return enter
+
+    def _sw_retime(self, state: Any) -> bool:
+        """Entering ``state``: stop the timer of the state left, unless ``state`` has the
+        same idle timeout (it measures the peer's silence, not the state: its timer goes
+        on, and entering counts as activity); True when it goes on."""
+        if self._sw_timer is None:
+            return False
+        following = self._sw_plan.timeouts.get(state)
+        if (
+            following is not None
+            and following.idle
+            and following == self._sw_armed
+            and not self._sw_closing
+        ):
+            self._sw_last_read = self._sw_seconds()
+            return True
+        self._sw_disarm()
+        return False
 
     def _sw_arm(self, state: Any) -> None:
         timeout = self._sw_plan.timeouts.get(state)

@@ -15,6 +15,8 @@ from typing import Any
 from statewire.machine._waiting import returns_nothing
 
 Handler = Callable[[Any], object]
+#: a compiled transition leaving a state (see :meth:`Style.transit`)
+Transit = Callable[..., None]
 #: a looping input's output function (called ``f(machine, core, *args)``), or the name of
 #: the protocol hook it forwards to (called ``core.hook(*args)``)
 LoopTarget = tuple[Callable[..., Any] | None, str | None]
@@ -116,15 +118,10 @@ class Style:
             return handler
         return checked(handler, core._sw_wait)
 
-    def transit_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
-        """A direct frame handler for ``state`` when input ``name`` leaves it: the
-        transition without the general path's lookups; ``None`` when the style has none."""
-        return None
-
-    def transit_call(
-        self, impl: Any, core: Any, state: Any, name: str
-    ) -> Callable[[tuple[Any, ...], Any], None] | None:
-        """As :meth:`transit_handler`, called with the input's arguments and the frame."""
+    def transit(self, impl: Any, core: Any, state: Any, name: str) -> Transit | None:
+        """The transition of input ``name`` leaving ``state``, compiled for one
+        connection: called ``(frame)`` when the frame is the input's one argument, else
+        ``(frame, args)``; ``None`` when the style has none (then the general path runs)."""
         return None
 
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 from statewire.machine._automat import style_for
-from statewire.machine._style import FORWARD_MARK, Handler, LoopTarget, Style
+from statewire.machine._style import FORWARD_MARK, Handler, LoopTarget, Style, Transit
 
-__all__ = ["Handler", "LoopTarget", "Style", "forward", "style_for"]
+__all__ = ["Handler", "LoopTarget", "Style", "Transit", "forward", "style_for"]
 
 
 def forward(hook: str) -> Callable[..., Any]:
