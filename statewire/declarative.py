@@ -140,6 +140,8 @@ class MachineProtocol(Driver, Protocol):
     #: timer source with ``callLater`` and ``seconds``; ``None``: the reactor serving the
     #: connection (statewire's global reactor for transports that do not say)
     clock: Any = None
+    #: the reactor of the connection's transport, once looked up (the clock without one)
+    _sw_reactor: Any = None
     #: seconds a closing connection (``close()``, a timeout's close...) with unsent data
     #: may wait for the peer to take it before it is aborted; ``None`` waits for ever.
     #: 30 s, as statewire's transports by default
@@ -298,9 +300,13 @@ class MachineProtocol(Driver, Protocol):
     def _clock(self) -> Any:
         clock = self.clock
         if clock is None:
-            clock = getattr(self.transport, "reactor", None)
+            clock = self._sw_reactor
             if clock is None:
-                from statewire import reactor as clock
+                clock = getattr(self.transport, "reactor", None)
+                if clock is None:
+                    from statewire import reactor as clock
+                if self.transport is not None:  # the transport's reactor stays its own
+                    self._sw_reactor = clock
         return clock
 
     def _sw_call_later(self, seconds: float, f: Any, *args: Any) -> Any:

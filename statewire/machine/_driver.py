@@ -151,9 +151,12 @@ class Driver:
     _sw_closing = False
     _sw_backlog = b""
     _sw_resume = False
+    #: the wake-up scheduled on the clock, and when it comes (see :meth:`_sw_arm`)
     _sw_timer: Any = None
-    #: the timeout ``_sw_timer`` was armed for
+    _sw_wake_at = 0.0
+    #: the current state's timeout, and when it expires (idle ones: if nothing is read)
     _sw_armed: Timeout | None = None
+    _sw_deadline = 0.0
     _sw_last_read = 0.0
     #: why delivery is held (see :meth:`_sw_hold`); empty: frames flow
     _sw_holds: frozenset[str] = frozenset()
@@ -625,9 +628,11 @@ class Driver:
             nonlocal handler
             self._sw_state = state
             self._sw_seen = impl._sw_moves  # (what style.moves reads)
-            keep = self._sw_retime(state) if timeouts else False
             if self._sw_closing:
+                self._sw_disarm()
                 return
+            if timeouts:
+                self._sw_arm(state)
             framer = self._sw_framer
             if framer is not None:
                 if handler is None:  # a state's handler depends on nothing but the state
@@ -639,60 +644,67 @@ class Driver:
                     data = state_data(impl)
                     grammar = spec(self, data) if computed else spec
                     framer.switch(grammar, context=_context(data), deliver=False)
-            if timeouts and not keep:
-                self._sw_arm(state)
             if framer is not None and not self._sw_busy:
                 self._sw_pump(b"")
 
         return enter
 
-    def _sw_retime(self, state: Any) -> bool:
-        """Entering ``state``: stop the timer of the state left, unless ``state`` has the
-        same idle timeout (it measures the peer's silence, not the state: its timer goes
-        on, and entering counts as activity); True when it goes on."""
-        if self._sw_timer is None:
-            return False
-        following = self._sw_plan.timeouts.get(state)
-        if (
-            following is not None
-            and following.idle
-            and following == self._sw_armed
-            and not self._sw_closing
-        ):
-            self._sw_last_read = self._sw_seconds()
-            return True
-        self._sw_disarm()
-        return False
-
     def _sw_arm(self, state: Any) -> None:
+        """Arm ``state``'s timeout, if it has one, from now.
+
+        Timers are lazy: a state change only notes the new timeout and its deadline; the
+        wake-up already scheduled stays when it comes no later than the new deadline, and
+        when it comes early :meth:`_sw_expired` sleeps again until the deadline. So a
+        protocol whose every state has a timeout (HTTP, SMTP) does not cancel and schedule
+        a timer at each transition. An idle timeout shared by two states goes on measuring
+        the peer's silence; entering the state counts as activity, as arming does."""
         timeout = self._sw_plan.timeouts.get(state)
-        if timeout is not None:
-            if timeout.idle:
-                self._sw_last_read = self._sw_seconds()
-            self._sw_timer = self._sw_call_later(timeout.seconds, self._sw_expired, timeout)
-            self._sw_armed = timeout
+        self._sw_armed = timeout
+        if timeout is None:
+            return  # a wake-up still scheduled finds nothing armed
+        now = self._sw_seconds()
+        if timeout.idle:
+            self._sw_last_read = now
+        self._sw_deadline = deadline = now + timeout.seconds
+        if self._sw_timer is None or self._sw_wake_at > deadline:
+            self._sw_sleep(timeout.seconds, now)
+
+    def _sw_sleep(self, seconds: float, now: float) -> None:
+        """Schedule the wake-up in ``seconds`` (replacing the one scheduled)."""
+        if self._sw_timer is not None:
+            self._sw_timer.cancel()
+        self._sw_timer = self._sw_call_later(seconds, self._sw_expired)
+        self._sw_wake_at = now + seconds
 
     def _sw_disarm(self) -> None:
+        self._sw_armed = None
         timer, self._sw_timer = self._sw_timer, None
         if timer is not None:
             timer.cancel()
 
-    def _sw_expired(self, timeout: Timeout) -> None:
+    def _sw_expired(self) -> None:
         self._sw_timer = None
+        timeout = self._sw_armed
+        if timeout is None:
+            return  # the state it was scheduled for was left for one without a timeout
+        now = self._sw_seconds()
+        if now < self._sw_deadline:  # re-armed since it was scheduled
+            self._sw_sleep(self._sw_deadline - now, now)
+            return
         if timeout.idle and "backpressure" in self._sw_holds:
             # we stopped reading, not the peer: it is idle only if it stopped reading our
             # replies too
             mark = self._sw_peer_progress()
             if mark is not None and mark != self._sw_idle_mark:
                 self._sw_idle_mark = mark
-                self._sw_timer = self._sw_call_later(timeout.seconds, self._sw_expired, timeout)
+                self._sw_deadline = now + timeout.seconds
+                self._sw_sleep(timeout.seconds, now)
                 return
         if timeout.idle:
-            quiet = self._sw_seconds() - self._sw_last_read
+            quiet = now - self._sw_last_read
             if quiet < timeout.seconds:
-                self._sw_timer = self._sw_call_later(
-                    timeout.seconds - quiet, self._sw_expired, timeout
-                )
+                self._sw_deadline = now + timeout.seconds - quiet
+                self._sw_sleep(timeout.seconds - quiet, now)
                 return
         self._sw_input(timeout.input_name, ())
         if self._sw_timer is None and not self._sw_closing:
