@@ -85,6 +85,10 @@ _BAD_FRAME = (ValueError, TypeError, LookupError, GrammarError)
 _Moving = tuple[Transit, Any, float, float]
 
 
+#: the key not computed yet (``_sw_keyed``'s default)
+_NO_KEY: Any = object()
+
+
 class _NoInput(LookupError):
     """A frame's key has no input (raised and caught inside the driver)."""
 
@@ -447,7 +451,63 @@ class Driver:
                     fewest, most = arity if arity is not None else (0, float("inf"))
                     moving[verb] = (transit, convert, fewest, most)
             return self._sw_verbs(route, loops, fast, moving, transits)
-        return partial(self._sw_keyed, route, loops, transits)
+        looping: dict[Any, LoopTarget] = {}
+        leaving: dict[Any, tuple[Transit, Any]] = {}
+        for key, (name, convert, _) in route.table.items():
+            if name in loops and convert is None:
+                looping[key] = loops[name]
+            elif name in transits:
+                leaving[key] = (transits[name], convert)
+        return self._sw_keys(route, loops, looping, leaving, transits)
+
+    def _sw_keys(
+        self,
+        route: ByKey,
+        loops: Mapping[str, LoopTarget],
+        looping: Mapping[Any, LoopTarget],
+        leaving: Mapping[Any, tuple[Transit, Any]],
+        transits: Mapping[str, Any],
+    ) -> Handler:
+        """``by_key``'s handler. The common cases cost the key and one call: a key whose
+        input loops here taking the frame as it is, and a key whose input leaves the state
+        by its compiled transition; anything else takes the general path."""
+        key_of = route.key
+        impl = self._sw_impl
+        keyed = self._sw_keyed
+
+        def by_key(frame: Any) -> None:
+            try:
+                key = key_of(frame)
+                target = looping.get(key)
+            except _BAD_FRAME as exc:  # (an unhashable key too)
+                self._sw_bad_frame(exc, frame)
+                return
+            if target is not None:
+                function, hook = target
+                if function is not None:
+                    result = function(impl, self, frame)
+                else:
+                    assert hook is not None
+                    result = getattr(self, hook)(frame)
+                if result is not None:
+                    self._sw_wait(result)
+                return
+            move = leaving.get(key)
+            if move is None:
+                keyed(route, loops, transits, frame, key)
+                return
+            transit, convert = move
+            if convert is None:
+                transit(frame)
+                return
+            try:
+                args = tuple(convert(frame))
+            except _BAD_FRAME as exc:
+                self._sw_bad_frame(exc, frame)
+                return
+            transit(frame, args)
+
+        return by_key
 
     def _sw_verbs(
         self,
@@ -510,12 +570,12 @@ class Driver:
         loops: Mapping[str, LoopTarget],
         transits: Mapping[str, Any],
         frame: Any,
+        key: Hashable = _NO_KEY,
     ) -> None:
-        key: Hashable
         try:
             if route.words is not None:  # a command: cut it once, verb and words
                 key, *rest = bytes(frame).split(route.words)
-            else:
+            elif key is _NO_KEY:  # (else the fast path computed it)
                 key = route.key(frame)
             entry = route.table.get(key)
             args: tuple[Any, ...]
