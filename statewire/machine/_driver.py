@@ -5,17 +5,13 @@ Theory of operation
 A :class:`Driver` owns one :class:`~statewire.framing.Framer` and one machine instance.
 The framer's grammar and its frame handler are always those of the machine's current state.
 Bytes go in through :meth:`Driver._sw_pump`; the framer cuts frames in batches and hands
-each to the state's handler:
-
-* a *direct* handler when the state routes every frame to one input whose transition
-  loops back to the same state with one plain output (``TypeMachineBuilder`` only): the
-  output itself, bound to the machine and core (or, for :func:`forward`, the protocol's
-  hook). Nothing of statewire runs between two such frames: this is the fast path that
-  makes a declarative ``LineReceiver`` faster than Twisted's hand-written one;
-* otherwise a handler that routes the frame to an input, refuses it when the state has no
-  transition for it (a remote error, state unchanged), runs the transition and, when the
-  state changed, switches the framer to the new state's grammar (the framer re-frames the
-  bytes it holds, so nothing is lost) and moves the state timeout.
+each to the state's handler (:mod:`statewire.machine._dispatch`: the output itself for an
+input looping on the state, the compiled transition for one leaving it, the general path
+for anything else). A state change runs the new state's *entry*, made once per connection
+and state (:meth:`Driver._sw_entry`): note the state, arm its timeout (the lazy timer of
+:mod:`statewire.machine._timers`), switch the framer to its framing and handler (the framer
+re-frames the bytes it holds, so nothing is lost). Compiled transitions run the entry
+straight after their outputs; anything else finds the change in :meth:`Driver._sw_sync`.
 
 Reentrancy follows automat: an input called while another input's outputs run is postponed
 until they are done. During a pump the postponement queue is the pump's own; queueing
@@ -47,50 +43,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
-from functools import partial
 from typing import Any, ClassVar
 
 from automat import NoTransition
 from construct import Construct
 
-from grammars import GrammarError, raw
+from grammars import raw
 from statewire.framing import Framer, FramingError
+from statewire.machine._dispatch import Dispatch
 from statewire.machine._observe import Observer, observers
-from statewire.machine._plan import Plan, VerbEntry
-from statewire.machine._routes import ByKey, Timeout, ToInput, input_name
-from statewire.machine._styles import Handler, LoopTarget, Transit
+from statewire.machine._plan import Plan
+from statewire.machine._routes import input_name
+from statewire.machine._styles import Handler
+from statewire.machine._timers import Timers
 from statewire.machine._waiting import cancel, failure_of, future_of
 from statewire.machine.errors import (
-    BadArguments,
     RemoteProtocolError,
-    UnexpectedInput,
-    UnknownKey,
-    UnroutableFrame,
-    shown,
 )
 
 _log = logging.getLogger("statewire.machine")
 
 #: the framing of a state that declares none: any byte arriving is unroutable
 _READS_NOTHING = raw()
-#: what a route's key or converter may raise for a frame it cannot make sense of (a grammar's
-#: refusal too: a converter may parse the frame further)
-_BAD_FRAME = (ValueError, TypeError, LookupError, GrammarError)
-
-
-#: a ``by_verb`` verb whose input leaves the state: its compiled transition, its converter,
-#: the fewest and most words it takes (without a converter)
-_Moving = tuple[Transit, Any, float, float]
-
-
-#: the key not computed yet (``_sw_keyed``'s default)
-_NO_KEY: Any = object()
-
-
-class _NoInput(LookupError):
-    """A frame's key has no input (raised and caught inside the driver)."""
 
 
 class _Postponed(list[Callable[[], object]]):
@@ -132,7 +108,7 @@ def _context(data: Any) -> Mapping[str, Any] | None:
     return getattr(data, "__dict__", None)
 
 
-class Driver:
+class Driver(Dispatch, Timers):
     """Mixin holding a declarative protocol's per-connection engine."""
 
     _sw_plan: ClassVar[Plan]
@@ -155,13 +131,6 @@ class Driver:
     _sw_closing = False
     _sw_backlog = b""
     _sw_resume = False
-    #: the wake-up scheduled on the clock, and when it comes (see :meth:`_sw_arm`)
-    _sw_timer: Any = None
-    _sw_wake_at = 0.0
-    #: the current state's timeout, and when it expires (idle ones: if nothing is read)
-    _sw_armed: Timeout | None = None
-    _sw_deadline = 0.0
-    _sw_last_read = 0.0
     #: why delivery is held (see :meth:`_sw_hold`); empty: frames flow
     _sw_holds: frozenset[str] = frozenset()
     #: the awaitables returned by outputs and not completed yet (see :meth:`_sw_wait`)
@@ -177,10 +146,6 @@ class Driver:
     #: pending, before reading from the peer pauses until the wait ends (one more read
     #: may arrive after the pause is asked for)
     waiting_read_limit: ClassVar[int] = 64 * 1024
-
-    #: while held for backpressure: how far the peer had read our replies when the idle
-    #: timeout last looked (see :meth:`_sw_expired`)
-    _sw_idle_mark: int | None = None
 
     # -- host interface ------------------------------------------------------------------
 
@@ -407,7 +372,7 @@ class Driver:
         if not holds:
             self._sw_resume_input()
 
-    # -- frames to inputs ----------------------------------------------------------------
+    # -- frames to inputs (the handlers are in _dispatch) -------------------------------
 
     def _sw_framing(self, state: Any) -> tuple[Any, Mapping[str, Any] | None]:
         spec = self._sw_plan.framings.get(state, _READS_NOTHING)
@@ -415,240 +380,6 @@ class Driver:
         if not isinstance(spec, Construct) and callable(spec):
             spec = spec(self, data)
         return spec, _context(data)
-
-    def _sw_handler(self, state: Any) -> Handler:
-        plan = self._sw_plan
-        route = plan.routes.get(state)
-        if route is None or state not in plan.framings:  # no framing: it reads nothing
-            return self._sw_unroutable
-        traced = self._sw_traced  # then every frame takes the path the tracer sees
-        if isinstance(route, ToInput):
-            name = route.input
-            if plan.style.accepts(state, name) and not traced:
-                style, impl = plan.style, self._sw_impl
-                direct = style.loop_handler(impl, self, state, name)
-                if direct is None:
-                    direct = style.transit(impl, self, state, name)
-                if direct is not None:
-                    return direct
-            return partial(self._sw_frame_input, name)
-        assert isinstance(route, ByKey)
-        # inputs that loop here with one plain output are called straight away, inputs
-        # that leave the state by their compiled transition
-        loops = {} if traced else plan.loops(state, route)
-        transits: dict[str, Any] = {}
-        if not traced:
-            for name in route.inputs():
-                call = plan.style.transit(self._sw_impl, self, state, name)
-                if call is not None:
-                    transits[name] = call
-        if route.words is not None:
-            fast = {} if traced else plan.verbs(state, route)
-            moving: dict[Any, _Moving] = {}
-            for verb, (name, convert, arity) in route.table.items():
-                transit = transits.get(name)
-                if transit is not None:
-                    fewest, most = arity if arity is not None else (0, float("inf"))
-                    moving[verb] = (transit, convert, fewest, most)
-            return self._sw_verbs(route, loops, fast, moving, transits)
-        looping: dict[Any, LoopTarget] = {}
-        leaving: dict[Any, tuple[Transit, Any]] = {}
-        for key, (name, convert, _) in route.table.items():
-            if name in loops and convert is None:
-                looping[key] = loops[name]
-            elif name in transits:
-                leaving[key] = (transits[name], convert)
-        return self._sw_keys(route, loops, looping, leaving, transits)
-
-    def _sw_keys(
-        self,
-        route: ByKey,
-        loops: Mapping[str, LoopTarget],
-        looping: Mapping[Any, LoopTarget],
-        leaving: Mapping[Any, tuple[Transit, Any]],
-        transits: Mapping[str, Any],
-    ) -> Handler:
-        """``by_key``'s handler. The common cases cost the key and one call: a key whose
-        input loops here taking the frame as it is, and a key whose input leaves the state
-        by its compiled transition; anything else takes the general path."""
-        key_of = route.key
-        impl = self._sw_impl
-        keyed = self._sw_keyed
-
-        def by_key(frame: Any) -> None:
-            try:
-                key = key_of(frame)
-                target = looping.get(key)
-            except _BAD_FRAME as exc:  # (an unhashable key too)
-                self._sw_bad_frame(exc, frame)
-                return
-            if target is not None:
-                function, hook = target
-                if function is not None:
-                    result = function(impl, self, frame)
-                else:
-                    assert hook is not None
-                    result = getattr(self, hook)(frame)
-                if result is not None:
-                    self._sw_wait(result)
-                return
-            move = leaving.get(key)
-            if move is None:
-                keyed(route, loops, transits, frame, key)
-                return
-            transit, convert = move
-            if convert is None:
-                transit(frame)
-                return
-            try:
-                args = tuple(convert(frame))
-            except _BAD_FRAME as exc:
-                self._sw_bad_frame(exc, frame)
-                return
-            transit(frame, args)
-
-        return by_key
-
-    def _sw_verbs(
-        self,
-        route: ByKey,
-        loops: Mapping[str, LoopTarget],
-        fast: Mapping[Any, VerbEntry],
-        moving: Mapping[Any, _Moving],
-        transits: Mapping[str, Any],
-    ) -> Handler:
-        """``by_verb``'s handler. The common cases cost one split and one call: a verb
-        whose input loops here, taking its words as they are (no converter, the right
-        count, no empty word), and a verb whose input leaves the state by its compiled
-        transition (its words converted, or counted); anything else takes the general
-        path, :meth:`_sw_keyed`."""
-        words = route.words
-        impl = self._sw_impl
-        keyed = self._sw_keyed
-
-        def verb(frame: Any) -> None:
-            if type(frame) is bytes:
-                parts = frame.split(words)
-                entry = fast.get(parts[0])
-                if entry is not None:
-                    function, hook, fewest, most = entry
-                    if fewest <= len(parts) <= most and b"" not in parts:
-                        del parts[0]
-                        if hook is None:
-                            result = function(impl, self, *parts)
-                        else:
-                            result = getattr(self, hook)(*parts)
-                        if result is not None:
-                            self._sw_wait(result)
-                        return
-                else:
-                    move = moving.get(parts[0])
-                    if move is not None and b"" not in parts:
-                        transit, convert, least, most = move
-                        del parts[0]
-                        if convert is not None:
-                            try:
-                                args = tuple(convert(*parts))
-                            except _BAD_FRAME as exc:
-                                self._sw_bad_frame(exc, frame)
-                                return
-                            transit(frame, args)
-                            return
-                        if least <= len(parts) <= most:
-                            transit(frame, tuple(parts))
-                            return
-            keyed(route, loops, transits, frame)
-
-        return verb
-
-    def _sw_frame_input(self, name: str, frame: Any) -> None:
-        self._sw_dispatch(name, (frame,), frame)
-
-    def _sw_keyed(
-        self,
-        route: ByKey,
-        loops: Mapping[str, LoopTarget],
-        transits: Mapping[str, Any],
-        frame: Any,
-        key: Hashable = _NO_KEY,
-    ) -> None:
-        try:
-            if route.words is not None:  # a command: cut it once, verb and words
-                key, *rest = bytes(frame).split(route.words)
-            elif key is _NO_KEY:  # (else the fast path computed it)
-                key = route.key(frame)
-            entry = route.table.get(key)
-            args: tuple[Any, ...]
-            if entry is None:
-                if route.unknown is None:
-                    raise _NoInput(f"no input for {shown(key)}")
-                name, args = route.unknown, (frame,)
-            else:
-                name, convert, arity = entry
-                if route.words is not None:
-                    words = tuple(w for w in rest if w)
-                    if convert is not None:
-                        args = tuple(convert(*words))
-                    elif arity is None or arity[0] <= len(words) <= arity[1]:
-                        args = words
-                    else:
-                        raise TypeError(f"{name} takes {arity[0]} to {arity[1]} words")
-                else:
-                    args = tuple(convert(frame)) if convert else (frame,)
-        except _BAD_FRAME as exc:
-            self._sw_bad_frame(exc, frame)
-            return
-        target = loops.get(name)
-        if target is None:
-            transit = transits.get(name)
-            if transit is not None:
-                transit(frame, args)
-            else:
-                self._sw_dispatch(name, args, frame)
-            return
-        function, hook = target
-        if hook is not None:
-            result = getattr(self, hook)(*args)
-        else:
-            assert function is not None
-            result = function(self._sw_impl, self, *args)
-        if result is not None:
-            self._sw_wait(result)
-
-    def _sw_bad_frame(self, exc: Exception, frame: Any) -> None:
-        """A route's key or converter refused ``frame``: a remote error, state unchanged."""
-        kind = UnknownKey if type(exc) is _NoInput else BadArguments
-        error = kind(f"cannot route {shown(frame)}: {exc}", state=self.machine_state, frame=frame)
-        error.__cause__ = exc  # what the key or converter said (a reply a protocol words)
-        self._sw_remote(error)
-
-    def _sw_unroutable(self, frame: Any) -> None:
-        self._sw_remote(
-            UnroutableFrame(
-                f"state {self.machine_state!r} reads nothing, got {shown(frame)}",
-                state=self.machine_state,
-                frame=frame,
-            )
-        )
-
-    def _sw_dispatch(self, name: str, args: tuple[Any, ...], frame: Any) -> None:
-        style = self._sw_plan.style
-        impl = self._sw_impl
-        state = style.state(impl)
-        if not style.accepts(state, name):
-            self._sw_remote(UnexpectedInput(state=style.name_of(state), input=name, frame=frame))
-            return
-        if self._sw_traced:
-            self._sw_frame = frame
-            try:
-                result = style.fire(impl, name, args)
-            finally:
-                self._sw_frame = None
-        else:
-            result = style.fire(impl, name, args)
-        self._sw_sync()
-        if result is not None:
-            self._sw_wait(result)
 
     # -- state changes -------------------------------------------------------------------
 
@@ -708,67 +439,6 @@ class Driver:
                 self._sw_pump(b"")
 
         return enter
-
-    def _sw_arm(self, state: Any) -> None:
-        """Arm ``state``'s timeout, if it has one, from now.
-
-        Timers are lazy: a state change only notes the new timeout and its deadline; the
-        wake-up already scheduled stays when it comes no later than the new deadline, and
-        when it comes early :meth:`_sw_expired` sleeps again until the deadline. So a
-        protocol whose every state has a timeout (HTTP, SMTP) does not cancel and schedule
-        a timer at each transition. An idle timeout shared by two states goes on measuring
-        the peer's silence; entering the state counts as activity, as arming does."""
-        timeout = self._sw_plan.timeouts.get(state)
-        self._sw_armed = timeout
-        if timeout is None:
-            return  # a wake-up still scheduled finds nothing armed
-        now = self._sw_seconds()
-        if timeout.idle:
-            self._sw_last_read = now
-        self._sw_deadline = deadline = now + timeout.seconds
-        if self._sw_timer is None or self._sw_wake_at > deadline:
-            self._sw_sleep(timeout.seconds, now)
-
-    def _sw_sleep(self, seconds: float, now: float) -> None:
-        """Schedule the wake-up in ``seconds`` (replacing the one scheduled)."""
-        if self._sw_timer is not None:
-            self._sw_timer.cancel()
-        self._sw_timer = self._sw_call_later(seconds, self._sw_expired)
-        self._sw_wake_at = now + seconds
-
-    def _sw_disarm(self) -> None:
-        self._sw_armed = None
-        timer, self._sw_timer = self._sw_timer, None
-        if timer is not None:
-            timer.cancel()
-
-    def _sw_expired(self) -> None:
-        self._sw_timer = None
-        timeout = self._sw_armed
-        if timeout is None:
-            return  # the state it was scheduled for was left for one without a timeout
-        now = self._sw_seconds()
-        if now < self._sw_deadline:  # re-armed since it was scheduled
-            self._sw_sleep(self._sw_deadline - now, now)
-            return
-        if timeout.idle and "backpressure" in self._sw_holds:
-            # we stopped reading, not the peer: it is idle only if it stopped reading our
-            # replies too
-            mark = self._sw_peer_progress()
-            if mark is not None and mark != self._sw_idle_mark:
-                self._sw_idle_mark = mark
-                self._sw_deadline = now + timeout.seconds
-                self._sw_sleep(timeout.seconds, now)
-                return
-        if timeout.idle:
-            quiet = now - self._sw_last_read
-            if quiet < timeout.seconds:
-                self._sw_deadline = now + timeout.seconds - quiet
-                self._sw_sleep(timeout.seconds - quiet, now)
-                return
-        self._sw_input(timeout.input_name, ())
-        if self._sw_timer is None and not self._sw_closing:
-            self._sw_arm(self._sw_state)  # the timeout looped: the next period starts now
 
     def _sw_input(self, name: str, args: tuple[Any, ...]) -> None:
         """Call an input from outside the framer (a timeout, the connection's loss)."""

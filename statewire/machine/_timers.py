@@ -1,0 +1,106 @@
+"""State timeouts: one lazy timer per connection (part of the
+:class:`~statewire.machine._driver.Driver`, as a mixin).
+
+A state's :class:`~statewire.machine.Timeout` is armed when the state is entered. The timer
+is lazy: a state change only notes the new timeout and its deadline; the wake-up already
+scheduled stays when it comes no later than the new deadline, and a wake-up that comes
+early sleeps again until the deadline. So a protocol whose every state has a timeout (HTTP,
+SMTP) does not cancel and schedule a timer at each transition. An idle timeout measures
+the peer's silence: each read moves it (``_sw_last_read``), and while delivery is held for
+backpressure the peer is idle only if it stopped reading our replies too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from statewire.machine._plan import Plan
+from statewire.machine._routes import Timeout
+
+
+class Timers:
+    """The connection's state timer (a mixin of the driver)."""
+
+    #: the wake-up scheduled on the clock, and when it comes
+    _sw_timer: Any = None
+    _sw_wake_at = 0.0
+    #: the current state's timeout, and when it expires (idle ones: if nothing is read)
+    _sw_armed: Timeout | None = None
+    _sw_deadline = 0.0
+    _sw_last_read = 0.0
+    #: while held for backpressure: how far the peer had read our replies when the idle
+    #: timeout last looked
+    _sw_idle_mark: int | None = None
+
+    if TYPE_CHECKING:  # what the driver provides
+        _sw_plan: ClassVar[Plan]
+        _sw_state: Any
+        _sw_closing: bool
+        _sw_holds: frozenset[str]
+
+        def _sw_call_later(self, seconds: float, f: Callable[..., object], *args: Any) -> Any: ...
+        def _sw_seconds(self) -> float: ...
+        def _sw_peer_progress(self) -> int | None: ...
+        def _sw_input(self, name: str, args: tuple[Any, ...]) -> None: ...
+
+    def _sw_arm(self, state: Any) -> None:
+        """Arm ``state``'s timeout, if it has one, from now.
+
+        Timers are lazy: a state change only notes the new timeout and its deadline; the
+        wake-up already scheduled stays when it comes no later than the new deadline, and
+        when it comes early :meth:`_sw_expired` sleeps again until the deadline. So a
+        protocol whose every state has a timeout (HTTP, SMTP) does not cancel and schedule
+        a timer at each transition. An idle timeout shared by two states goes on measuring
+        the peer's silence; entering the state counts as activity, as arming does."""
+        timeout = self._sw_plan.timeouts.get(state)
+        self._sw_armed = timeout
+        if timeout is None:
+            return  # a wake-up still scheduled finds nothing armed
+        now = self._sw_seconds()
+        if timeout.idle:
+            self._sw_last_read = now
+        self._sw_deadline = deadline = now + timeout.seconds
+        if self._sw_timer is None or self._sw_wake_at > deadline:
+            self._sw_sleep(timeout.seconds, now)
+
+    def _sw_sleep(self, seconds: float, now: float) -> None:
+        """Schedule the wake-up in ``seconds`` (replacing the one scheduled)."""
+        if self._sw_timer is not None:
+            self._sw_timer.cancel()
+        self._sw_timer = self._sw_call_later(seconds, self._sw_expired)
+        self._sw_wake_at = now + seconds
+
+    def _sw_disarm(self) -> None:
+        self._sw_armed = None
+        timer, self._sw_timer = self._sw_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _sw_expired(self) -> None:
+        self._sw_timer = None
+        timeout = self._sw_armed
+        if timeout is None:
+            return  # the state it was scheduled for was left for one without a timeout
+        now = self._sw_seconds()
+        if now < self._sw_deadline:  # re-armed since it was scheduled
+            self._sw_sleep(self._sw_deadline - now, now)
+            return
+        if timeout.idle and "backpressure" in self._sw_holds:
+            # we stopped reading, not the peer: it is idle only if it stopped reading our
+            # replies too
+            mark = self._sw_peer_progress()
+            if mark is not None and mark != self._sw_idle_mark:
+                self._sw_idle_mark = mark
+                self._sw_deadline = now + timeout.seconds
+                self._sw_sleep(timeout.seconds, now)
+                return
+        if timeout.idle:
+            quiet = now - self._sw_last_read
+            if quiet < timeout.seconds:
+                self._sw_deadline = now + timeout.seconds - quiet
+                self._sw_sleep(timeout.seconds - quiet, now)
+                return
+        self._sw_input(timeout.input_name, ())
+        if self._sw_timer is None and not self._sw_closing:
+            self._sw_arm(self._sw_state)  # the timeout looped: the next period starts now
