@@ -19,15 +19,15 @@ def _serve(
     uvloop: bool,
     trace: bool = False,
     metrics_at: str | None = None,
+    worker_of: int | None = None,
+    drain_timeout: float = 30.0,
 ) -> int:
     from statewire import reactor
     from statewire.endpoints import serverFromString
     from statewire.error import CannotListenError
     from statewire.target import TargetError, TargetRaised, factory_from
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-    )
+    _log_setup(worker_of is not None)
     log = logging.getLogger("statewire.serve")
     try:
         if uvloop:
@@ -51,8 +51,7 @@ def _serve(
             from statewire import metrics
 
             metrics.serve(metrics.enable(), metrics_at, reactor)
-        for endpoint in endpoints:
-            endpoint.listen(factory)
+        ports = [endpoint.listen(factory) for endpoint in endpoints]
     except Exception as error:
         # the ports already listening stop (their factory too) before the one-line error
         reactor.loop.run_until_complete(reactor.shutdown())
@@ -61,11 +60,44 @@ def _serve(
             message = f"{type(factory).__name__} did not start: {type(error).__name__}: {error}"
         print(f"statewire serve: {message}", file=sys.stderr)
         return 1
+    link = None
+    if worker_of is not None:
+        from statewire.workers import WorkerLink
+
+        link = WorkerLink(reactor, worker_of, ports, drain_timeout)
     loop = "uvloop" if uvloop else "asyncio"
     log.info("serving %s on %s (%s)", targets, ", ".join(listen), loop)
     reactor.run()
+    if link is not None:
+        link.close()
     log.info("stopped")
     return 0
+
+
+def _log_setup(process: bool) -> None:
+    """Log to stderr; with the process id where several processes share it (workers)."""
+    where = " [%(process)d]" if process else ""
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s{where} %(name)s %(levelname)s %(message)s"
+    )
+
+
+def _supervise(
+    target: str, listen: list[str], workers: str, arguments: list[str], drain_timeout: float
+) -> int:
+    """``serve --workers``: a supervisor running the workers (:mod:`statewire.workers`)."""
+    from statewire.workers import Supervisor, worker_count
+
+    try:
+        count = worker_count(workers)
+    except ValueError as error:
+        print(f"statewire serve: {error}", file=sys.stderr)
+        return 2
+    _log_setup(True)
+    supervisor = Supervisor(
+        target, listen, count, arguments=arguments, drain_timeout=drain_timeout
+    )
+    return supervisor.run()
 
 
 def _counts(url: str, protocol: type) -> dict[tuple[str, str, str], int]:
@@ -177,6 +209,21 @@ def main(argv: list[str] | None = None) -> int:
         help="serve counters at GET /metrics (Prometheus text) on this endpoint, e.g. "
         "tcp:9100:interface=127.0.0.1",
     )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        help="serve in N worker processes (a number, or auto: one per CPU) run by a "
+        "supervisor: SIGHUP reloads them without downtime, a worker that dies is restarted "
+        "(default: serve in this one process)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="with --workers: how long a reloaded worker lets its connections finish (default 30)",
+    )
+    serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")
     diagram.add_argument(
         "target",
@@ -204,7 +251,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         listen = args.listen or [DEFAULT_LISTEN]
-        return _serve(args.target, listen, args.uvloop, args.trace, args.metrics)
+        if args.workers is not None:
+            if args.metrics is not None:
+                print(
+                    "statewire serve: --metrics is not served with --workers yet", file=sys.stderr
+                )
+                return 2
+            passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace
+            return _supervise(args.target, listen, args.workers, passed, args.drain_timeout)
+        return _serve(
+            args.target,
+            listen,
+            args.uvloop,
+            args.trace,
+            args.metrics,
+            args.worker_of,
+            args.drain_timeout,
+        )
     if args.command == "diagram":
         return _diagram(args.target, args.format, args.output, args.check, args.counts)
     from statewire import demo as demo_module

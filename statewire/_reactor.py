@@ -43,7 +43,7 @@ from statewire.runtime.connection import Connection, Owner
 from statewire.runtime.delayed_call import AlreadyCalled as AlreadyCalled
 from statewire.runtime.delayed_call import AlreadyCancelled as AlreadyCancelled
 from statewire.runtime.delayed_call import DelayedCall, checked_callable, checked_delay
-from statewire.runtime.listening import bound_tcp, bound_unix
+from statewire.runtime.listening import adopted_stream, bound_tcp, bound_unix
 from statewire.runtime.pollers import Poller
 from statewire.runtime.socket_transport import SocketTransport
 
@@ -77,6 +77,8 @@ class Port(_Counted):
     port, with ``Reactor.native_transports``) uses the loop's own server and transports.
     Out of file descriptors, it logs the error, stops accepting for
     :data:`ACCEPT_RETRY_DELAY` seconds (pending clients wait in the backlog) and retries.
+    An ``adopted`` socket (``adoptStreamPort``) belongs to whoever made it: stopping the
+    port closes our duplicate of it but never removes its UNIX socket file.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class Port(_Counted):
         *,
         ssl_context: ssl.SSLContext | None = None,
         backlog: int = 50,
+        adopted: bool = False,
     ) -> None:
         self.reactor = reactor
         self.socket = sock
@@ -95,6 +98,7 @@ class Port(_Counted):
         self._backlog = backlog
         self._unix = sock.family == socket.AF_UNIX
         self._path = sock.getsockname() if self._unix else None
+        self._adopted = adopted
         self._server: asyncio.Server | None = None
         self._accepting = False
         self._retry: asyncio.TimerHandle | None = None
@@ -235,6 +239,8 @@ class Port(_Counted):
 
     def _remove_socket_file(self) -> None:
         # an abstract-namespace address (a leading NUL) has no file to remove
+        if self._adopted:
+            return
         if self._unix and isinstance(self._path, str) and self._path[:1] not in ("", "\0"):
             with contextlib.suppress(OSError):
                 os.unlink(self._path)
@@ -325,10 +331,18 @@ class Connector(_Counted):
         if bridge is None or bridge.protocol is None:  # buildProtocol refused or raised
             self._failed(ConnectError(f"no protocol for the connection to {self._destination}"))
             return
-        self.state = "connected"
-        self.protocol = bridge.protocol
+        # (the connector was marked connected when the protocol was built, see ``track``:
+        # the connection may even be lost already, and the attempt made again)
         if not self.connected.done():
             self.connected.set_result(bridge.protocol)
+
+    def track(self, connection: Connection) -> None:
+        """The attempt connected and its protocol is built: connected from now on, before
+        the protocol can lose the connection (a peer closing at once) and the factory's
+        ``clientConnectionLost`` can connect again."""
+        super().track(connection)
+        self.state = "connected"
+        self.protocol = connection.protocol
 
     def _failed(self, error: Exception) -> None:
         self.state = "disconnected"
@@ -455,13 +469,42 @@ class Reactor:
 
     def seconds(self) -> float:
         """The reactor's clock (the loop's monotonic time)."""
+        loop = self._loop
+        if loop is not None and loop is asyncio._get_running_loop():
+            return loop.time()  # the common case without the ``loop`` property's checks
         return self.loop.time()
 
     # -- listening -----------------------------------------------------------------------
 
-    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Port:
-        """Listen on TCP ``port`` (0: any free port); binds now, serves when running."""
-        return Port(self, bound_tcp(port, interface, backlog), factory, backlog=backlog)
+    def listenTCP(
+        self,
+        port: int,
+        factory: Any,
+        backlog: int = 50,
+        interface: str = "",
+        reusePort: bool = False,
+    ) -> Port:
+        """Listen on TCP ``port`` (0: any free port); binds now, serves when running.
+
+        ``reusePort=True`` binds with ``SO_REUSEPORT``: other sockets (of this user) may
+        listen on the same port, and the kernel spreads the new connections among them.
+        Where the platform has no ``SO_REUSEPORT`` it raises
+        :class:`~statewire.error.CannotListenError` saying so.
+        """
+        sock = bound_tcp(port, interface, backlog, reuse_port=reusePort)
+        return Port(self, sock, factory, backlog=backlog)
+
+    def adoptStreamPort(self, fileDescriptor: int, addressFamily: int, factory: Any) -> Port:
+        """Serve an already-listening stream socket (as Twisted's ``adoptStreamPort``).
+
+        ``fileDescriptor`` must be a listening stream socket of ``addressFamily``
+        (``socket.AF_INET``, ``AF_INET6`` or ``AF_UNIX``), else
+        :class:`~statewire.error.CannotListenError`. The port serves a duplicate of it:
+        the caller still owns ``fileDescriptor`` and should close it. Stopping the port
+        never removes a UNIX socket's file (it is not ours).
+        """
+        sock = adopted_stream(fileDescriptor, addressFamily)
+        return Port(self, sock, factory, adopted=True)
 
     def listenSSL(
         self,
@@ -620,6 +663,18 @@ class Reactor:
         finally:  # whatever happened, run() returns
             if self.running:
                 self.loop.stop()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting on every port (their factories stop), then wait at most
+        ``timeout`` seconds for the open connections to close by themselves; the ones
+        still open are left for :meth:`stop` to close. A reloaded worker drains so that
+        no request in progress is cut."""
+        checked_delay(timeout, "drain()'s timeout")
+        for port in list(self._ports):
+            _guarded(port.stopListening)
+        deadline = self.seconds() + timeout
+        while self._connections and self.seconds() < deadline:
+            await asyncio.sleep(0.01)
 
     async def shutdown(self) -> None:
         """Stop accepting, close every connection (flushed), stop every factory.

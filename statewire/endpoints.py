@@ -20,18 +20,28 @@ syntax: ``type:positional:key=value``, with ``\\:`` for a colon inside a value::
     tcp:8007:interface=127.0.0.1      tcp6:8007:interface=\\:\\:1
     unix:/tmp/echo.sock               ssl:8443:privateKey=key.pem:certKey=cert.pem
     tcp:host=127.0.0.1:port=8007      unix:path=/tmp/echo.sock
+    fd:3                              systemd:domain=INET:index=0
+
+``fd:`` serves a listening socket this process was handed as that descriptor (``domain=``
+INET, INET6 or UNIX; default: the socket's own), ``systemd:`` one that systemd's socket
+activation handed (``LISTEN_FDS``, ``LISTEN_PID``; by ``index=`` from 0, or by ``name=``
+from ``LISTEN_FDNAMES``; ``domain=`` is required there, as in Twisted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import ssl
 from typing import Any
 
 from statewire._reactor import Port, Reactor, ssl_context
+from statewire.hostname import HostnameEndpoint
 
 __all__ = [
+    "AdoptedStreamServerEndpoint",
+    "HostnameEndpoint",
     "SSL4ClientEndpoint",
     "SSL4ServerEndpoint",
     "TCP4ClientEndpoint",
@@ -40,7 +50,10 @@ __all__ = [
     "UNIXClientEndpoint",
     "UNIXServerEndpoint",
     "clientFromString",
+    "handedDescriptor",
+    "serverDescription",
     "serverFromString",
+    "serverParts",
     "ssl_context",
 ]
 
@@ -104,6 +117,30 @@ class UNIXServerEndpoint:
     def listen(self, factory: Any) -> asyncio.Future[Port]:
         """Bind now; the result resolves to the port once it accepts connections."""
         port = self.reactor.listenUNIX(self.address, factory, self.backlog, self.mode)
+        return port.ready
+
+
+class AdoptedStreamServerEndpoint:
+    """Serve a stream socket that is listening already, handed to this process as the
+    file descriptor ``fileno`` (by systemd, a supervisor, ``fd:``), as Twisted's.
+
+    ``listen`` adopts it (:meth:`~statewire._reactor.Reactor.adoptStreamPort`) and closes
+    ``fileno`` (the port keeps its own duplicate); it can listen only once.
+    """
+
+    def __init__(self, reactor: Reactor, fileno: int, addressFamily: int):
+        self.reactor = reactor
+        self.fileno = fileno
+        self.addressFamily = addressFamily
+        self._used = False
+
+    def listen(self, factory: Any) -> asyncio.Future[Port]:
+        """Adopt the socket now; the result resolves to the port once it accepts."""
+        if self._used:
+            raise RuntimeError(f"file descriptor {self.fileno} was adopted already")
+        port = self.reactor.adoptStreamPort(self.fileno, self.addressFamily, factory)
+        self._used = True
+        os.close(self.fileno)
         return port.ready
 
 
@@ -229,7 +266,14 @@ _SERVER_OPTIONS = {
     "tcp6": ("port", "backlog", "interface"),
     "unix": ("address", "backlog", "mode", "lockfile"),
     "ssl": ("port", "privateKey", "certKey", "backlog", "interface"),
+    "fd": ("fileno", "domain"),
+    "systemd": ("domain", "index", "name"),
 }
+
+#: the ``domain=`` of ``fd:`` and ``systemd:`` descriptions (Twisted's names)
+_DOMAINS = {"INET": socket.AF_INET, "INET6": socket.AF_INET6, "UNIX": socket.AF_UNIX}
+#: the first descriptor systemd hands (``SD_LISTEN_FDS_START``)
+_SYSTEMD_FIRST_FD = 3
 
 
 #: options any server endpoint takes: its connections come through a proxy speaking the
@@ -274,11 +318,7 @@ def serverFromString(reactor: Reactor, description: str) -> Any:
     """A server endpoint from a description such as ``"tcp:8007:interface=127.0.0.1"``;
     ``proxy=v2`` (and ``proxyTrusted``, ``proxyTimeout``) puts it behind the PROXY
     protocol (see :data:`_PROXY_OPTIONS`)."""
-    kind, args, kwargs = _split(description)
-    if kind not in _SERVER_OPTIONS:
-        raise ValueError(f"unknown endpoint type {kind!r} in {description!r}")
-    names = _SERVER_OPTIONS[kind]
-    values = _take(description, args, kwargs, names + _PROXY_OPTIONS, 1, len(names))
+    kind, values = serverParts(description)
     endpoint = _server(reactor, description, kind, values)
     if "proxy" not in values:
         for option in _PROXY_OPTIONS[1:]:
@@ -303,7 +343,84 @@ def serverFromString(reactor: Reactor, description: str) -> Any:
         raise ValueError(f"proxyTrusted in {description!r}: {error}") from None
 
 
+def serverParts(description: str) -> tuple[str, dict[str, str]]:
+    """The kind of a server description and its values by name (positional values named
+    too): ``"tcp:8007:proxy=v1"`` -> ``("tcp", {"port": "8007", "proxy": "v1"})``. An
+    unknown kind or option raises ``ValueError`` naming it."""
+    kind, args, kwargs = _split(description)
+    if kind not in _SERVER_OPTIONS:
+        raise ValueError(f"unknown endpoint type {kind!r} in {description!r}")
+    names = _SERVER_OPTIONS[kind]
+    return kind, _take(description, args, kwargs, names + _PROXY_OPTIONS, 1, len(names))
+
+
+def serverDescription(kind: str, values: dict[str, str]) -> str:
+    """The description of ``kind`` and ``values``, colons and backslashes escaped (the
+    inverse of :func:`serverParts`)."""
+
+    def escaped(text: str) -> str:
+        return text.replace("\\", "\\\\").replace(":", "\\:")
+
+    return ":".join([kind, *(f"{escaped(k)}={escaped(v)}" for k, v in values.items())])
+
+
+def handedDescriptor(description: str) -> tuple[int, int]:
+    """The file descriptor and address family an ``fd:`` or ``systemd:`` description
+    names; ``ValueError`` when it names none (systemd handed nothing to this process, an
+    index past what it handed, a descriptor that is not a socket...)."""
+    kind, values = serverParts(description)
+    if kind == "fd":
+        fileno = _int(values["fileno"], "fileno", description)
+    elif kind == "systemd":
+        fileno = _systemd_descriptor(description, values)
+    else:
+        raise ValueError(f"{description!r} names no handed socket (fd: or systemd:)")
+    domain = values.get("domain")
+    if domain is not None:
+        if domain not in _DOMAINS:
+            raise ValueError(f"domain in {description!r} is not INET, INET6 or UNIX")
+        return fileno, _DOMAINS[domain]
+    try:
+        with socket.socket(fileno=os.dup(fileno)) as sock:
+            return fileno, int(sock.family)
+    except OSError as error:
+        raise ValueError(
+            f"file descriptor {fileno} in {description!r} is not an open socket: "
+            f"{error.strerror or error}"
+        ) from None
+
+
+def _systemd_descriptor(description: str, values: dict[str, str]) -> int:
+    """The descriptor systemd handed for ``index=`` or ``name=`` (sd_listen_fds(3))."""
+    if ("index" in values) == ("name" in values):
+        raise ValueError(f"{description!r} needs one of index= or name=")
+    pid = os.environ.get("LISTEN_PID")
+    count = os.environ.get("LISTEN_FDS")
+    if pid is None or count is None:
+        raise ValueError(f"{description!r}: systemd handed no sockets (no LISTEN_FDS)")
+    if pid != str(os.getpid()):
+        raise ValueError(f"{description!r}: LISTEN_PID={pid} names another process")
+    handed = _int(count, "LISTEN_FDS", description)
+    if "name" in values:
+        names = os.environ.get("LISTEN_FDNAMES", "").split(":")[:handed]
+        if values["name"] not in names:
+            raise ValueError(
+                f"{description!r}: no socket named {values['name']!r} in LISTEN_FDNAMES"
+            )
+        index = names.index(values["name"])
+    else:
+        index = _int(values["index"], "index", description)
+        if index >= handed:
+            raise ValueError(
+                f"{description!r}: index {index}, but systemd handed {handed} sockets"
+            )
+    return _SYSTEMD_FIRST_FD + index
+
+
 def _server(reactor: Reactor, description: str, kind: str, values: dict[str, str]) -> Any:
+    if kind in ("fd", "systemd"):
+        fileno, family = handedDescriptor(description)
+        return AdoptedStreamServerEndpoint(reactor, fileno, family)
     backlog = _int(values.get("backlog", "50"), "backlog", description, (1 << 31) - 1)
     if kind == "unix":
         try:
@@ -332,24 +449,51 @@ def _server(reactor: Reactor, description: str, kind: str, values: dict[str, str
     return SSL4ServerEndpoint(reactor, port, context, backlog, values.get("interface", ""))
 
 
+#: each client endpoint type's options, and how many of them are required
 _CLIENT_OPTIONS = {
-    "tcp": ("host", "port", "timeout"),
-    "unix": ("path", "timeout"),
+    "tcp": (("host", "port", "timeout"), 2),
+    "unix": (("path", "timeout"), 1),
+    "hostname": (("host", "port", "timeout", "attemptDelay", "bindAddress"), 2),
 }
 
 
 def clientFromString(reactor: Reactor, description: str) -> Any:
-    """A client endpoint from a description such as ``"tcp:host=127.0.0.1:port=8007"``."""
+    """A client endpoint from a description such as ``"tcp:host=127.0.0.1:port=8007"``.
+
+    ``tcp:host=H:port=P[:timeout=S]`` is a :class:`TCP4ClientEndpoint`, as in Twisted
+    (``H`` a name or an address, the loop's ``create_connection`` trying its addresses one
+    after the other), ``unix:path=F[:timeout=S]`` a :class:`UNIXClientEndpoint`.
+
+    ``hostname:host=H:port=P[:timeout=S][:attemptDelay=S][:bindAddress=A]`` is a
+    :class:`HostnameEndpoint` (Happy Eyeballs: RFC 8305). Twisted has no description for
+    it; statewire names it after the class and its arguments, and leaves ``tcp:`` as
+    Twisted has it. ``bindAddress=A`` binds each attempt to address ``A``, any port (as
+    Twisted's ``tcp:`` client does); an IPv6 ``A`` escapes its colons (``\\:``).
+    """
     kind, args, kwargs = _split(description)
     if kind not in _CLIENT_OPTIONS:
         raise ValueError(f"unknown endpoint type {kind!r} in {description!r}")
-    names = _CLIENT_OPTIONS[kind]
-    values = _take(description, args, kwargs, names, len(names) - 1)
-    try:
-        timeout = float(values.get("timeout", "30"))
-    except ValueError:
-        raise ValueError(f"timeout in {description!r} is not a number") from None
+    names, required = _CLIENT_OPTIONS[kind]
+    values = _take(description, args, kwargs, names, required)
+    timeout = _client_seconds(values.get("timeout", "30"), "timeout", description)
     if kind == "unix":
         return UNIXClientEndpoint(reactor, values["path"], timeout)
     port = _port(values["port"], description)
-    return TCP4ClientEndpoint(reactor, values["host"], port, timeout)
+    if kind == "tcp":
+        return TCP4ClientEndpoint(reactor, values["host"], port, timeout)
+    delay = _client_seconds(values.get("attemptDelay", "0.3"), "attemptDelay", description)
+    bind = values.get("bindAddress")
+    return HostnameEndpoint(
+        reactor, values["host"], port, timeout, None if bind is None else (bind, 0), delay
+    )
+
+
+def _client_seconds(value: str, what: str, description: str) -> float:
+    """``value`` as a finite number of seconds >= 0, else a ``ValueError`` naming it."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(f"{what} in {description!r} is not a number of seconds >= 0")
+    return seconds

@@ -194,6 +194,48 @@ def test_client_connection_refused_and_lost() -> None:
     assert quoted.lost and quoted.lost[0].check(ConnectionDone)
 
 
+def test_a_connection_the_server_closes_at_once_can_be_made_again() -> None:
+    """The connector is connected as soon as its protocol is built: a server closing at
+    once (before the attempt's task resumes) leaves it disconnected, and connecting again
+    from ``clientConnectionLost`` works, time after time."""
+
+    class Closer(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.loseConnection()
+
+    class Again(ClientFactory):
+        protocol = Protocol
+
+        def __init__(self) -> None:
+            self.lost = 0
+            self.errors: list[BaseException] = []
+            self.done = asyncio.Event()
+
+        def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
+            self.lost += 1
+            if self.lost == 5:
+                self.done.set()
+                return
+            try:
+                connector.connect()
+            except RuntimeError as error:
+                self.errors.append(error)
+                self.done.set()
+
+    async def body(reactor: Reactor) -> Again:
+        port = await listen(reactor, Factory.forProtocol(Closer))
+        client = Again()
+        connector = reactor.connectTCP(HOST, port, client, timeout=5)
+        await client.done.wait()
+        await asyncio.sleep(0.05)  # the last attempt's task has resumed by now
+        assert connector.state == "disconnected"
+        return client
+
+    client = scenario(body)
+    assert client.errors == []
+    assert client.lost == 5
+
+
 def test_peer_reset_is_a_lost_connection() -> None:
     reasons: list[Failure] = []
     lost = asyncio.Event()

@@ -1,0 +1,539 @@
+"""Serving one target in N worker processes: the supervisor, and the worker's link to it.
+
+Theory of operation
+-------------------
+The supervisor serves nothing itself. It binds the listening sockets once, then runs N
+workers, each ``python -m statewire serve TARGET --listen fd:K ... --worker-of L``: the
+same one-process ``serve`` a user runs by hand, serving the sockets it inherits. Workers
+are subprocesses, not ``multiprocessing`` children or forks, so that each imports TARGET
+afresh (a reload picks up new code), nothing is pickled, and nothing of the supervisor but
+its sockets is inherited. The supervisor never imports TARGET nor runs the reactor: it is a
+plain asyncio program watching processes.
+
+Sockets. Where the platform has ``SO_REUSEPORT``, the supervisor binds one listening TCP
+socket per worker slot, all on one port, and hands slot *i*'s socket to the worker of slot
+*i*: the kernel spreads new connections evenly over the slots. Without it, one socket is
+shared by every worker (they take turns in ``accept``); UNIX sockets and handed sockets
+(``fd:``, ``systemd:``) are always shared. The supervisor holds every listening socket open
+until it exits, which is what makes restarts and reloads lose nothing: closing a socket
+drops the connections queued on it, so no worker ever owns one alone.
+
+* A worker that dies leaves its slot's socket open: what arrives before its replacement
+  accepts waits in that socket's backlog. It is restarted after a back-off (0.1 s, doubling
+  up to 10 s; back to 0.1 s once a worker has lived 10 s), and logged.
+* ``SIGHUP`` (:meth:`Supervisor.reload`): N new workers start on the same sockets; once all
+  accept, each old one is told to drain: it stops accepting, lets its connections finish
+  (at most ``drain_timeout`` seconds), then stops gracefully. If a new worker fails to
+  start, the reload is abandoned and the old workers go on serving.
+* ``SIGTERM``/``SIGINT``: every worker gets ``SIGTERM`` (the reactor's graceful stop), the
+  supervisor waits for them and exits 0; a second signal is passed on too (the workers then
+  abort the connections still open).
+
+The link. Each worker gets one end of a socket pair (``--worker-of L``, :class:`WorkerLink`
+on the worker's side): it writes ``ready`` once every port accepts; the supervisor writes
+``drain`` to retire it; when the supervisor is gone, even killed, the worker reads the end
+of the stream and stops gracefully. Workers run in their own session, so a Ctrl-C reaches
+the supervisor alone, which stops them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from statewire.endpoints import handedDescriptor, serverDescription, serverParts
+from statewire.error import CannotListenError, ReactorNotRunning
+from statewire.runtime.listening import REUSE_PORT, adopted_stream, bound_tcp, bound_unix
+
+log = logging.getLogger("statewire.workers")
+
+#: seconds before the first restart of a worker that died; doubled at each death in a row
+BACKOFF_FIRST = 0.1
+#: the longest wait before a restart
+BACKOFF_MAX = 10.0
+#: seconds a worker must live for its death to count as the first in a row again
+STABLE_AFTER = 10.0
+
+
+class WorkersError(Exception):
+    """The workers could not be set up: a listening description they cannot serve."""
+
+
+def worker_count(value: str) -> int:
+    """``--workers``' value: a number >= 1, or ``auto`` for the number of CPUs."""
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"--workers takes a number or auto, not {value!r}") from None
+    if count < 1:
+        raise ValueError(f"--workers must be at least 1, not {count}")
+    return count
+
+
+@dataclass
+class _Listener:
+    """One listening description: its socket per slot (or one shared), how workers name
+    it, and what to remove when the supervisor exits."""
+
+    sockets: list[socket.socket]
+    options: dict[str, str]  # passed on to each worker's fd: description (proxy=...)
+    path: str | None = None  # a UNIX socket file this supervisor made
+
+    def worker_description(self, slot: int) -> tuple[str, int]:
+        sock = self.sockets[slot % len(self.sockets)]
+        fileno = sock.fileno()
+        return serverDescription("fd", {"fileno": str(fileno), **self.options}), fileno
+
+    def where(self) -> str:
+        sock = self.sockets[0]
+        if sock.family == socket.AF_UNIX:
+            return str(sock.getsockname())
+        host, port = sock.getsockname()[:2]
+        return f"{host}:{port}"
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        if self.path and not self.path.startswith("\0"):
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+def _number(
+    values: dict[str, str], name: str, default: str, description: str, base: int = 10
+) -> int:
+    try:
+        return int(values.get(name, default), base)
+    except ValueError:
+        raise WorkersError(f"{name} in {description!r} is not a number") from None
+
+
+def _exit_status(code: int) -> str:
+    """``code 3``, or ``signal SIGKILL`` for a process a signal ended."""
+    if code >= 0:
+        return f"code {code}"
+    try:
+        return f"signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"signal {-code}"
+
+
+def _bind(description: str, count: int) -> _Listener:
+    """The sockets for ``description``: ``count`` with SO_REUSEPORT, else one shared."""
+    try:
+        kind, values = serverParts(description)
+    except ValueError as error:
+        raise WorkersError(str(error)) from None
+    options = {k: v for k, v in values.items() if k.startswith("proxy")}
+    backlog = _number(values, "backlog", "50", description)
+    if kind in ("tcp", "tcp6"):
+        port = _number(values, "port", "0", description)
+        interface = values.get("interface", "" if kind == "tcp" else "::")
+        first = bound_tcp(port, interface, backlog, reuse_port=REUSE_PORT)
+        sockets = [first]
+        try:
+            port = first.getsockname()[1]  # port 0: every slot on the port the first got
+            while REUSE_PORT and len(sockets) < count:
+                sockets.append(bound_tcp(port, interface, backlog, reuse_port=True))
+        except CannotListenError:
+            for sock in sockets:
+                sock.close()
+            raise
+        return _Listener(sockets, options)
+    if kind == "unix":
+        mode = _number(values, "mode", "666", description, base=8)
+        sock = bound_unix(values["address"], backlog, mode)
+        return _Listener([sock], options, path=values["address"])
+    if kind in ("fd", "systemd"):
+        try:
+            fileno, family = handedDescriptor(description)
+        except ValueError as error:
+            raise WorkersError(str(error)) from None
+        sock = adopted_stream(fileno, family)
+        os.close(fileno)  # ours is the duplicate, handed on to each worker
+        return _Listener([sock], options)
+    raise WorkersError(
+        f"workers cannot serve {description!r} yet: {kind}: is served by one process "
+        "(terminate TLS in front of the workers, or run without --workers)"
+    )
+
+
+@dataclass(eq=False)
+class _Worker:
+    """One worker process and what the supervisor knows of it."""
+
+    slot: int
+    process: asyncio.subprocess.Process
+    link: socket.socket
+    ready: asyncio.Future[None]
+    started: float = field(default_factory=time.monotonic)
+    #: asked to stop (a reload's old worker, a stop): its exit is not a death
+    retiring: bool = False
+
+
+class Supervisor:
+    """Serve ``target`` (``FILE.py:NAME`` or ``MODULE:NAME``, as ``statewire serve``
+    takes it) on the ``listen`` descriptions in ``workers`` processes, until ``SIGTERM``
+    or ``SIGINT``; ``SIGHUP`` reloads. See the module documentation.
+
+    ``arguments`` are passed on to each worker's ``statewire serve`` (``--uvloop``,
+    ``--trace``). :meth:`run` blocks in the main thread and returns the exit code.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        listen: Sequence[str],
+        workers: int,
+        *,
+        arguments: Sequence[str] = (),
+        drain_timeout: float = 30.0,
+        start_timeout: float = 60.0,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
+        self.target = target
+        self.listen = list(listen)
+        self.workers = workers
+        self.arguments = list(arguments)
+        self.drain_timeout = drain_timeout
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self._listeners: list[_Listener] = []
+        self._slots: list[_Worker | None] = [None] * workers
+        self._alive: set[_Worker] = set()
+        self._failures = [0] * workers
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_asked: asyncio.Event | None = None
+        self._serving = False  # the first workers all accepted: deaths are restarted
+        self._stopping = False
+        self._reloading: asyncio.Task[bool] | None = None
+        self._reload_again = False
+
+    def run(self) -> int:
+        """Bind, start the workers, serve until told to stop; the exit code: 0 after a
+        stop; 2 for a description the workers cannot serve, or when the first workers
+        cannot load the target; 1 when a socket cannot be bound or the first workers fail
+        otherwise."""
+        try:
+            self._listeners = [_bind(d, self.workers) for d in self.listen]
+        except (WorkersError, CannotListenError, ValueError) as error:
+            for listener in self._listeners:
+                listener.close()
+            print(f"statewire serve: {error}", file=sys.stderr)
+            return 1 if isinstance(error, CannotListenError) else 2
+        try:
+            return asyncio.run(self._main())
+        finally:
+            for listener in self._listeners:
+                listener.close()
+
+    async def _main(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop_asked = asyncio.Event()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, self._stop_signal, number)
+        loop.add_signal_handler(signal.SIGHUP, self._hup)
+        try:
+            code = await self._start_first()
+            if code is None:
+                await self._stop_asked.wait()
+                code = 0
+            await self._stop()
+            return code
+        finally:
+            for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(number)
+
+    async def _start_first(self) -> int | None:
+        """Start the first workers; ``None`` once all accept, else the exit code."""
+        assert self._stop_asked is not None
+        mode = "SO_REUSEPORT" if REUSE_PORT else "one shared socket"
+        for listener in self._listeners:
+            shared = "shared" if len(listener.sockets) == 1 else mode
+            log.info("%d workers (%s) listening on %s", self.workers, shared, listener.where())
+        try:
+            first = [await self._start(slot) for slot in range(self.workers)]
+        except OSError as error:
+            log.error("cannot start the workers: %s", error)
+            return 1
+        self._slots = list(first)
+        stopped = asyncio.ensure_future(self._stop_asked.wait())
+        ready = asyncio.ensure_future(self._all_ready(first))
+        await asyncio.wait([stopped, ready], return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not ready.done():
+            ready.cancel()
+            return None  # told to stop while starting: a normal stop
+        if ready.result():
+            self._serving = True
+            log.info("serving %s in %d workers", self.target, self.workers)
+            return None
+        codes = [w.process.returncode for w in first if w.process.returncode]
+        return 2 if 2 in codes else 1
+
+    async def _start(self, slot: int) -> _Worker:
+        """Start the worker of ``slot`` on its slot's sockets."""
+        ours, theirs = socket.socketpair()  # OSError (out of descriptors): the caller's
+        ours.setblocking(False)
+        descriptions: list[str] = []
+        handed = [theirs.fileno()]
+        for listener in self._listeners:
+            description, fileno = listener.worker_description(slot)
+            descriptions += ["--listen", description]
+            handed.append(fileno)
+        command = [sys.executable, "-m", "statewire", "serve", self.target, *descriptions]
+        command += ["--worker-of", str(theirs.fileno()), "--drain-timeout"]
+        command += [repr(self.drain_timeout), *self.arguments]
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *command, pass_fds=handed, start_new_session=True
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        worker = _Worker(slot, process, ours, asyncio.get_running_loop().create_future())
+        self._alive.add(worker)
+        self._spawn(self._watch(worker))
+        log.info("worker %d (pid %d) started", slot, process.pid)
+        return worker
+
+    def _spawn(self, coroutine: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self, worker: _Worker) -> None:
+        """Hear the worker say it is ready; when it exits, restart it if it died."""
+        loop = asyncio.get_running_loop()
+        reading = asyncio.ensure_future(self._hear(loop, worker))
+        code = await worker.process.wait()
+        reading.cancel()
+        worker.link.close()
+        self._alive.discard(worker)
+        if not worker.ready.done():
+            worker.ready.set_result(None)
+        how = _exit_status(code)
+        if not self._serving:
+            log.error(
+                "worker %d (pid %d) did not start (%s)", worker.slot, worker.process.pid, how
+            )
+            return
+        if worker.retiring or self._stopping:
+            log.info("worker %d (pid %d) exited with %s", worker.slot, worker.process.pid, how)
+            return
+        if self._slots[worker.slot] is not worker:
+            log.error("worker %d (pid %d) exited with %s", worker.slot, worker.process.pid, how)
+            return  # a reload's new worker that did not start: the reload gives up
+        self._slots[worker.slot] = None
+        lived = time.monotonic() - worker.started
+        if lived >= STABLE_AFTER:
+            self._failures[worker.slot] = 0
+        delay = min(BACKOFF_FIRST * 2 ** self._failures[worker.slot], BACKOFF_MAX)
+        self._failures[worker.slot] += 1
+        log.error(
+            "worker %d (pid %d) died (%s); restarting it in %.1f s",
+            worker.slot,
+            worker.process.pid,
+            how,
+            delay,
+        )
+        self._spawn(self._restart(worker.slot, delay))
+
+    async def _hear(self, loop: asyncio.AbstractEventLoop, worker: _Worker) -> None:
+        with contextlib.suppress(OSError):
+            while data := await loop.sock_recv(worker.link, 64):
+                if data.startswith(b"ready") and not worker.ready.done():
+                    log.info("worker %d (pid %d) ready", worker.slot, worker.process.pid)
+                    worker.ready.set_result(None)
+
+    async def _restart(self, slot: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        # a reload may have filled the slot meanwhile
+        if self._stopping or self._slots[slot] is not None:
+            return
+        try:
+            self._slots[slot] = await self._start(slot)
+        except OSError as error:
+            delay = min(delay * 2, BACKOFF_MAX)
+            log.error("cannot start worker %d (%s); trying again in %.1f s", slot, error, delay)
+            self._spawn(self._restart(slot, delay))
+
+    async def _all_ready(self, workers: Sequence[_Worker]) -> bool:
+        """Whether every one of ``workers`` says it accepts within ``start_timeout``."""
+        try:
+            await asyncio.wait_for(asyncio.gather(*(w.ready for w in workers)), self.start_timeout)
+        except asyncio.TimeoutError:
+            log.error("workers did not start within %s s", self.start_timeout)
+            return False
+        return all(w.process.returncode is None for w in workers)
+
+    def _stop_signal(self, number: int) -> None:
+        assert self._stop_asked is not None
+        if self._stopping:  # again: pass it on, the workers abort what is still open
+            log.warning(
+                "%s during the stop: passed on to the workers", signal.Signals(number).name
+            )
+            for worker in list(self._alive):
+                self._signal(worker, signal.SIGTERM)
+            return
+        log.info("%s: stopping the workers", signal.Signals(number).name)
+        self._stop_asked.set()
+
+    def _hup(self) -> None:
+        if self._stopping or not self._serving:
+            log.warning("SIGHUP before the workers serve, or while they stop: ignored")
+            return
+        if self._reloading is not None and not self._reloading.done():
+            self._reload_again = True
+            return
+        self._reloading = asyncio.ensure_future(self.reload())
+
+    async def reload(self) -> bool:
+        """Start new workers; once all accept, drain the old ones. Whether it did (when
+        a new worker cannot start, the old ones go on serving)."""
+        while True:
+            self._reload_again = False
+            log.info("reloading: starting %d new workers", self.workers)
+            old = [w for w in self._slots if w is not None]
+            new: list[_Worker] = []
+            try:
+                for slot in range(self.workers):
+                    new.append(await self._start(slot))
+            except OSError as error:
+                log.error("cannot start a new worker: %s", error)
+            if len(new) < self.workers or not await self._all_ready(new) or self._stopping:
+                for worker in new:
+                    worker.retiring = True
+                    self._signal(worker, signal.SIGTERM)
+                log.error("reload abandoned: the old workers go on serving")
+                return False
+            self._slots = list(new)
+            self._failures = [0] * self.workers
+            for worker in old:
+                worker.retiring = True
+                with contextlib.suppress(OSError):
+                    worker.link.send(b"drain\n")
+            log.info("reloaded: the %d old workers drain", len(old))
+            if not self._reload_again:
+                return True
+
+    def _signal(self, worker: _Worker, number: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            worker.process.send_signal(number)
+
+    async def _stop(self) -> None:
+        """Stop every worker gracefully; kill the ones still there after
+        ``stop_timeout``."""
+        self._stopping = True
+        if self._reloading is not None:
+            self._reloading.cancel()
+        alive = list(self._alive)
+        for worker in alive:
+            worker.retiring = True
+            self._signal(worker, signal.SIGTERM)
+        waits = [w.process.wait() for w in alive]
+        if waits:
+            _, late = await asyncio.wait(
+                [asyncio.ensure_future(w) for w in waits], timeout=self.stop_timeout
+            )
+            if late:
+                log.error(
+                    "%d workers did not stop within %s s; killed", len(late), self.stop_timeout
+                )
+                for worker in alive:
+                    if worker.process.returncode is None:
+                        self._signal(worker, signal.SIGKILL)
+                await asyncio.wait(late)
+        log.info("stopped")
+
+
+class WorkerLink:
+    """A worker's side of the link to its supervisor (``serve --worker-of FD``).
+
+    It writes ``ready`` once every one of ``ports`` (the endpoints' ``listen`` results)
+    accepts; on ``drain`` it drains the reactor (stops accepting, waits at most
+    ``drain_timeout`` seconds for the connections to finish) and stops it; at the end
+    of the stream (the supervisor is gone) it stops the reactor gracefully.
+    """
+
+    def __init__(
+        self, reactor: Any, fileno: int, ports: Sequence[Awaitable[Any]], drain_timeout: float
+    ) -> None:
+        self.reactor = reactor
+        self.drain_timeout = drain_timeout
+        self._link = socket.socket(fileno=fileno)
+        self._link.setblocking(False)
+        self._ports = list(ports)
+        self._tasks: set[asyncio.Task[None]] = set()
+        reactor.loop.add_reader(self._link.fileno(), self._readable)
+        reactor.callWhenRunning(self._spawn, self._ready())
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = self.reactor.loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ready(self) -> None:
+        await asyncio.gather(*self._ports)
+        with contextlib.suppress(OSError):
+            self._link.send(b"ready\n")
+
+    def _readable(self) -> None:
+        try:
+            data = self._link.recv(64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data.startswith(b"drain"):
+            self.reactor.loop.remove_reader(self._link.fileno())
+            self._spawn(self._drain())
+        elif not data:
+            log.warning("the supervisor is gone: stopping")
+            self.reactor.loop.remove_reader(self._link.fileno())
+            self._stop()
+
+    async def _drain(self) -> None:
+        log.info("draining (at most %s s)", self.drain_timeout)
+        await self.reactor.drain(self.drain_timeout)
+        self._stop()
+
+    def _stop(self) -> None:
+        with contextlib.suppress(ReactorNotRunning):  # stopping already
+            self.reactor.stop()
+
+    def close(self) -> None:
+        """Stop listening to the supervisor (the reactor has stopped)."""
+        with contextlib.suppress(ValueError, OSError):
+            self.reactor.loop.remove_reader(self._link.fileno())
+        self._link.close()
+
+
+def serve(
+    target: str,
+    listen: Sequence[str],
+    workers: int,
+    **options: Any,
+) -> int:
+    """Serve ``target`` in ``workers`` processes until ``SIGTERM`` or ``SIGINT`` (see
+    :class:`Supervisor`, which takes the same ``options``); the exit code.
+
+    ``target`` is a name (``FILE.py:NAME`` or ``MODULE:NAME``), not a factory object:
+    each worker imports it itself, and a reload imports it again.
+    """
+    return Supervisor(target, listen, workers, **options).run()
