@@ -317,6 +317,9 @@ class Connector(_Counted):
         except asyncio.CancelledError:
             self._failed(ConnectError("connection attempt cancelled"))
             return
+        except ConnectError as error:  # the opener's own words (a HostnameEndpoint's)
+            self._failed(error)
+            return
         except asyncio.TimeoutError:
             self._failed(ConnectTimeout(f"connecting to {self._destination} timed out"))
             return

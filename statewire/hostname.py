@@ -40,6 +40,7 @@ from typing import Any
 
 from statewire._reactor import Connector, Reactor
 from statewire.address import from_sockaddr
+from statewire.error import TimeoutError as ConnectTimeout
 from statewire.runtime.delayed_call import checked_delay
 
 __all__ = ["HostnameEndpoint", "happy_eyeballs_order"]
@@ -122,7 +123,7 @@ class HostnameEndpoint:
             return await asyncio.wait_for(self._connect(loop, race, make), self.timeout)
         except asyncio.TimeoutError:
             what = f"timed out after {self.timeout:g} s"
-            raise OSError(self._failure(what, race.outcomes())) from None
+            raise ConnectTimeout(self._failure(what, race.outcomes())) from None
         except _AllFailed as failed:
             outcomes = race.outcomes()
             if all(isinstance(e, ConnectionRefusedError) for e in failed.errors):

@@ -28,6 +28,7 @@ from statewire.endpoints import (
     clientFromString,
 )
 from statewire.error import ConnectError, ConnectionRefusedError, Failure, connectionDone
+from statewire.error import TimeoutError as ConnectTimeout
 from statewire.hostname import AddressInfo, happy_eyeballs_order
 from statewire.protocol import ClientFactory, Factory, Protocol
 
@@ -336,6 +337,7 @@ def test_timeout_names_the_host_and_each_address() -> None:
             return error, client.hooks
 
     error, hooks = named(body)
+    assert isinstance(error, ConnectTimeout)
     message = str(error)
     assert "dark.test" in message and "timed out after 0.3 s" in message
     assert "[::1]:" in message and "127.0.0.1:" in message and "no answer" in message
@@ -359,7 +361,7 @@ def test_timeout_while_resolving() -> None:
         return await failure(HostnameEndpoint(reactor, "stuck.test", 80, timeout=0.1))
 
     error = named(body)
-    assert type(error) is ConnectError
+    assert type(error) is ConnectTimeout  # a ConnectError, typed as Twisted's TimeoutError
     assert str(error) == (
         "connecting to stuck.test port 80 timed out after 0.1 s; while resolving the name"
     )
