@@ -96,12 +96,45 @@ class Decoder:
                 pending += memoryview(src)[pos:]
                 self._absorbed()
                 return self._consumed(src, [])
+            whole = self._pending_frame(src, pos)
+            if whole is not None:
+                return self._after_pending(src, limit, *whole)
             src = bytes(pending) + src[pos:]
             pos = 0
             pending.clear()
         self._begin(src, pos)
         self._frames = frames = self._cut(src, pos, limit)
         return frames
+
+    def _pending_frame(self, src: bytes, pos: int) -> tuple[Any, int, int] | None:
+        """When the pending frame's size is known (a block, a prefixed frame whose header
+        has come) and ``src[pos:]`` completes it: the frame, its size on the wire and the
+        position in ``src`` just after it, the pending bytes used up; else ``None`` (the
+        pending bytes and ``src`` are then cut together, which copies ``src``)."""
+        return None
+
+    def _after_pending(self, src: bytes, limit: int, frame: Any, size: int, end: int) -> list[Any]:
+        """``frame`` (``size`` bytes on the wire, its last at ``src[end - 1]``) completed
+        the pending bytes: cut what follows from ``src`` itself, with no copy of it."""
+        self.need = 0
+        self.base += size
+        self._begin(src, end)
+        self._start = end - size  # (may be negative: the frame's start was pending)
+        frames = [frame]
+        if limit > 1:
+            frames += self._cut(src, end, limit - 1)
+        elif end < len(src):
+            self._stop(end)
+        else:
+            self._keep(src, end)
+        self._frames = frames
+        return frames
+
+    def settle(self) -> None:
+        """The framer has delivered every frame cut: drop the batch's references (its
+        frames and the bytes they were cut from)."""
+        self.src = b""
+        self._frames = []
 
     def _completes(self, src: bytes, pos: int) -> bool:
         """Whether ``pending + src[pos:]`` may complete the pending frame."""
@@ -232,6 +265,14 @@ class FixedDecoder(Decoder):
         self.need = size
         self.eager = size == 0
         self.blocked = False
+
+    def _pending_frame(self, src: bytes, pos: int) -> tuple[Any, int, int] | None:
+        pending = self.pending
+        end = pos + self.size - len(pending)
+        pending += memoryview(src)[pos:end]
+        frame = bytes(pending)
+        pending.clear()
+        return frame, self.size, end
 
     def one(self, src: bytes, pos: int) -> Any:
         size = self.size

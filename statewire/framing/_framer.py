@@ -309,6 +309,7 @@ class Framer:
                         elif context:
                             decoder = None
                         if decoder is not None:
+                            old.settle()
                             decoder.restart(old.base)
                             self._grammar = grammar
                             self._context = context or _NO_CONTEXT
@@ -415,6 +416,8 @@ class Framer:
         if rest:
             self._src = rest + self._src[self._pos :]
             self._pos = 0
+        if old is not decoder:
+            old.settle()  # (a decoder kept for reuse keeps no bytes of its own)
         self._grammar = grammar
         self._context = context
         self._decoder = decoder
@@ -464,6 +467,11 @@ class Framer:
                     elif flush and decoder.retry():
                         flush = False  # once: the decoder tries what it has, no byte added
                     else:
+                        # every byte read is framed or pending: keep no reference to the
+                        # reads (a 100 MiB one would stay alive until the next read)
+                        self._src = b""
+                        self._pos = 0
+                        decoder.settle()
                         return
                 if decoder.blocked:
                     return

@@ -47,6 +47,23 @@ class PrefixedDecoder(Decoder):
                 return self._consumed(src, [])
         return super().feed(src, pos, limit)
 
+    def _pending_frame(self, src: bytes, pos: int) -> tuple[Any, int, int] | None:
+        pending = self.pending
+        header = self.prefixed.header_size
+        if len(pending) < header:
+            return None  # the length is not known yet
+        size = self.need  # the whole frame, header included (see _cut's _keep)
+        end = pos + size - len(pending)
+        pending += memoryview(src)[pos:end]
+        view = memoryview(pending)
+        field_at = self.prefixed.length_offset
+        body = view[header:]
+        frame = bytes(view[:field_at]) + bytes(body) if field_at else bytes(body)
+        body.release()
+        view.release()
+        pending.clear()
+        return frame, size, end
+
     def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         grammar = self.prefixed
         unpack_from = self.unpack_from
