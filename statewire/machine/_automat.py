@@ -307,25 +307,26 @@ class TypedStyle(Style):
     def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
         impl.__automat_postponed__ = queue
 
-    def transit(self, impl: Any, core: Any, state: Any, name: str) -> Transit | None:
+    def transit(self, state: Any, name: str, entry_of: Any) -> Transit | None:
         """The compiled transition of ``name`` leaving ``state`` (None for a loop): what
-        the general path does (``_sw_dispatch``, ``fire``, ``_sw_sync``) with every lookup
-        done once and automat's output objects unwrapped (:func:`_steps`). Called with
-        the frame, and the input's arguments when they are not just the frame."""
+        the general path does (``_sw_dispatch``, ``fire``, ``_sw_sync``) with the lookups
+        done once and automat's output objects unwrapped (:func:`_steps`); one function
+        for every connection, called with the core, the frame, and the input's arguments
+        when they are not just the frame."""
         entry = self.table.get((state, name))
         if entry is None or entry[0] is state:
             return None
         new, outputs = entry
         steps = _steps(outputs)
-        txn = impl.__automat_transitioner__
-        wait, dispatch = core._sw_wait, core._sw_dispatch
-        enter = core._sw_entry(new)  # the state changes: what _sw_sync would find
+        enter = entry_of(new)  # the state changes: what _sw_sync would find
 
-        def transit(frame: Any, args: tuple[Any, ...] | None = None) -> None:
+        def transit(core: Any, frame: Any, args: tuple[Any, ...] | None = None) -> None:
             if args is None:
                 args = (frame,)
+            impl = core._sw_impl
+            txn = impl.__automat_transitioner__
             if txn._state is not state or txn._tracer is not None:
-                dispatch(name, args, frame)
+                core._sw_dispatch(name, args, frame)
                 return
             data = impl.__automat_data__
             txn._state = new
@@ -340,9 +341,9 @@ class TypedStyle(Style):
                     result = impl.__automat_data__ = function(impl, core, *args)
                 else:
                     result = function(impl, data, *args)
-            enter()
+            enter(core)
             if result is not None:
-                wait(result)
+                core._sw_wait(result)
 
         return transit
 

@@ -18,7 +18,7 @@ A state's handler is made once per connection, when the state is first entered (
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -66,6 +66,7 @@ class Dispatch:
         def _sw_remote(self, error: RemoteProtocolError | FramingError) -> None: ...
         def _sw_wait(self, result: object) -> None: ...
         def _sw_sync(self) -> None: ...
+        def _sw_entry(self, state: Any) -> Callable[[Any], None]: ...
 
     def _sw_handler(self, state: Any) -> Handler:
         plan = self._sw_plan
@@ -76,40 +77,43 @@ class Dispatch:
         if isinstance(route, ToInput):
             name = route.input
             if plan.style.accepts(state, name) and not traced:
-                style, impl = plan.style, self._sw_impl
-                direct = style.loop_handler(impl, self, state, name)
-                if direct is None:
-                    direct = style.transit(impl, self, state, name)
+                direct = plan.style.loop_handler(self._sw_impl, self, state, name)
                 if direct is not None:
                     return direct
+                transit = plan.transits(state, route, self._sw_entry).get(name)
+                if transit is not None:
+                    return partial(transit, self)
             return partial(self._sw_frame_input, name)
         assert isinstance(route, ByKey)
+        if traced:  # every frame by the general path
+            return partial(self._sw_keyed, route, {}, {})
         # inputs that loop here with one plain output are called straight away, inputs
-        # that leave the state by their compiled transition
-        loops = {} if traced else plan.loops(state, route)
-        transits: dict[str, Any] = {}
-        if not traced:
-            for name in route.inputs():
-                call = plan.style.transit(self._sw_impl, self, state, name)
-                if call is not None:
-                    transits[name] = call
+        # that leave the state by their compiled transition (tables shared by every
+        # connection: a connection's handler is one closure)
+        loops = plan.loops(state, route)
+        transits = plan.transits(state, route, self._sw_entry)
+        shared = plan.shared
         if route.words is not None:
-            fast = {} if traced else plan.verbs(state, route)
-            moving: dict[Any, _Moving] = {}
-            for verb, (name, convert, arity) in route.table.items():
-                transit = transits.get(name)
-                if transit is not None:
-                    fewest, most = arity if arity is not None else (0, float("inf"))
-                    moving[verb] = (transit, convert, fewest, most)
-            return self._sw_verbs(route, loops, fast, moving, transits)
-        looping: dict[Any, LoopTarget] = {}
-        leaving: dict[Any, tuple[Transit, Any]] = {}
-        for key, (name, convert, _) in route.table.items():
-            if name in loops and convert is None:
-                looping[key] = loops[name]
-            elif name in transits:
-                leaving[key] = (transits[name], convert)
-        return self._sw_keys(route, loops, looping, leaving, transits)
+            moving = shared.get(("moving", state))
+            if moving is None:
+                moving = shared["moving", state] = {}
+                for verb, (name, convert, arity) in route.table.items():
+                    transit = transits.get(name)
+                    if transit is not None:
+                        fewest, most = arity if arity is not None else (0, float("inf"))
+                        moving[verb] = (transit, convert, fewest, most)
+            return self._sw_verbs(route, loops, plan.verbs(state, route), moving, transits)
+        tables = shared.get(("keys", state))
+        if tables is None:
+            looping: dict[Any, LoopTarget] = {}
+            leaving: dict[Any, tuple[Transit, Any]] = {}
+            for key, (name, convert, _) in route.table.items():
+                if name in loops and convert is None:
+                    looping[key] = loops[name]
+                elif name in transits:
+                    leaving[key] = (transits[name], convert)
+            tables = shared["keys", state] = (looping, leaving)
+        return self._sw_keys(route, loops, tables[0], tables[1], transits)
 
     def _sw_keys(
         self,
@@ -149,14 +153,14 @@ class Dispatch:
                 return
             transit, convert = move
             if convert is None:
-                transit(frame)
+                transit(self, frame)
                 return
             try:
                 args = tuple(convert(frame))
             except _BAD_FRAME as exc:
                 self._sw_bad_frame(exc, frame)
                 return
-            transit(frame, args)
+            transit(self, frame, args)
 
         return by_key
 
@@ -203,10 +207,10 @@ class Dispatch:
                             except _BAD_FRAME as exc:
                                 self._sw_bad_frame(exc, frame)
                                 return
-                            transit(frame, args)
+                            transit(self, frame, args)
                             return
                         if least <= len(parts) <= most:
-                            transit(frame, tuple(parts))
+                            transit(self, frame, tuple(parts))
                             return
             keyed(route, loops, transits, frame)
 
@@ -253,7 +257,7 @@ class Dispatch:
         if target is None:
             transit = transits.get(name)
             if transit is not None:
-                transit(frame, args)
+                transit(self, frame, args)
             else:
                 self._sw_dispatch(name, args, frame)
             return

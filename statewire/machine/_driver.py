@@ -117,8 +117,8 @@ class Driver(Dispatch, Timers):
     #: made when the first bytes arrive (an idle connection never needs one)
     _sw_framer: Framer | None = None
     _sw_queue: _Postponed | None = None
-    #: what entering each state does (see :meth:`_sw_entry`), made when first entered
-    _sw_entries: dict[Any, Callable[[], None]] | None = None
+    #: each state's frame handler, made when the state is first entered
+    _sw_handlers: dict[Any, Handler] | None = None
     #: the observers told of this connection (see :mod:`._observe`), and whether its
     #: transitions are traced (then ``_sw_frame`` is the frame being dispatched)
     _sw_observers: tuple[Observer, ...] = ()
@@ -390,55 +390,19 @@ class Driver(Dispatch, Timers):
         state = style.state(self._sw_impl)
         if state is self._sw_state and style.moves(self._sw_impl) == self._sw_seen:
             return
-        self._sw_entry(state)()
+        self._sw_entry(state)(self)
 
-    def _sw_entry(self, state: Any) -> Callable[[], None]:
-        """What entering ``state`` does to this connection, made once per state: note the
-        state, move the timeout, switch the framer to the state's framing and handler,
-        and frame what is buffered. Compiled transitions call it straight after their
-        outputs (they know the state changed); :meth:`_sw_sync` when it finds it did."""
-        entries = self._sw_entries
-        if entries is None:
-            entries = self._sw_entries = {}
-        entry = entries.get(state)
+    def _sw_entry(self, state: Any) -> Callable[[Any], None]:
+        """What entering ``state`` does, one function for every connection of the class
+        (called with the connection): note the state, move the timeout, switch the framer
+        to the state's framing and handler (the handler made once per connection), and
+        frame what is buffered. Compiled transitions call it straight after their outputs
+        (they know the state changed); :meth:`_sw_sync` when it finds it did."""
+        entries = self._sw_plan.entries
+        entry: Callable[[Any], None] | None = entries.get(state)
         if entry is None:
-            entry = entries[state] = self._sw_make_entry(state)
+            entry = entries[state] = _entry(self._sw_plan, state)
         return entry
-
-    def _sw_make_entry(self, state: Any) -> Callable[[], None]:
-        plan = self._sw_plan
-        style, impl = plan.style, self._sw_impl
-        state_data = style.data
-        timeouts = bool(plan.timeouts)
-        plain = plan.plain.get(state)
-        spec = plan.framings.get(state, _READS_NOTHING)
-        computed = not isinstance(spec, Construct) and callable(spec)  # from the data
-        handler: Handler | None = None
-
-        def enter() -> None:
-            nonlocal handler
-            self._sw_state = state
-            self._sw_seen = impl._sw_moves  # (what style.moves reads)
-            if self._sw_closing:
-                self._sw_disarm()
-                return
-            if timeouts:
-                self._sw_arm(state)
-            framer = self._sw_framer
-            if framer is not None:
-                if handler is None:  # a state's handler depends on nothing but the state
-                    handler = self._sw_handler(state)
-                framer.on_frame = handler
-                if plain is not None:  # the common case, without the general path
-                    framer.switch(plain, deliver=False)
-                else:
-                    data = state_data(impl)
-                    grammar = spec(self, data) if computed else spec
-                    framer.switch(grammar, context=_context(data), deliver=False)
-            if framer is not None and not self._sw_busy:
-                self._sw_pump(b"")
-
-        return enter
 
     def _sw_input(self, name: str, args: tuple[Any, ...]) -> None:
         """Call an input from outside the framer (a timeout, the connection's loss)."""
@@ -524,3 +488,41 @@ class Driver(Dispatch, Timers):
         if buffered > self.waiting_read_limit:
             self._sw_reading_held = True
             self._sw_pause_reading()
+
+
+def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
+    """The entry of ``state`` (see ``Driver._sw_entry``), compiled for ``plan``."""
+    state_data = plan.style.data
+    timeouts = bool(plan.timeouts)
+    plain = plan.plain.get(state)
+    spec = plan.framings.get(state, _READS_NOTHING)
+    computed = not isinstance(spec, Construct) and callable(spec)  # from the data
+
+    def enter(core: Any) -> None:
+        core._sw_state = state
+        impl = core._sw_impl
+        core._sw_seen = impl._sw_moves  # (what style.moves reads)
+        if core._sw_closing:
+            core._sw_disarm()
+            return
+        if timeouts:
+            core._sw_arm(state)
+        framer = core._sw_framer
+        if framer is not None:
+            handlers = core._sw_handlers
+            if handlers is None:
+                handlers = core._sw_handlers = {}
+            handler = handlers.get(state)
+            if handler is None:  # a state's handler depends on nothing but the state
+                handler = handlers[state] = core._sw_handler(state)
+            framer.on_frame = handler
+            if plain is not None:  # the common case, without the general path
+                framer.switch(plain, deliver=False)
+            else:
+                data = state_data(impl)
+                grammar = spec(core, data) if computed else spec
+                framer.switch(grammar, context=_context(data), deliver=False)
+            if not core._sw_busy:
+                core._sw_pump(b"")
+
+    return enter

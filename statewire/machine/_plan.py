@@ -48,6 +48,13 @@ class Plan:
     #: the states whose framing is a grammar that needs no context (not computed from the
     #: state's data, no ``this`` in it): their grammar, taken as it is on entering them
     plain: dict[Any, Any] = field(default_factory=dict)
+    #: what entering each state does, for any connection (made by the driver, when first
+    #: entered: see ``Driver._sw_entry``)
+    entries: dict[Any, Any] = field(default_factory=dict)
+    #: per state, the compiled transitions of its route's inputs that leave it (see
+    #: ``transits``), and other per-state tables the connections' handlers share
+    _transits: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    shared: dict[tuple[str, Any], Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for state, spec in self.framings.items():
@@ -81,6 +88,20 @@ class Plan:
                     fewest, most = arity if arity is not None else (0, float("inf"))
                     found[verb] = (target[0], target[1], fewest + 1, most + 1)
             self._verbs[state] = found
+        return found
+
+    def transits(self, state: Any, route: Route, entry_of: Any) -> dict[str, Any]:
+        """The compiled transitions (shared by every connection: called with the core
+        first) of the inputs of ``route`` that leave ``state``, by name; ``entry_of(new)``
+        gives the entry of the state each leads to."""
+        found = self._transits.get(state)
+        if found is None:
+            found = {}
+            for name in route.inputs():
+                transit = self.style.transit(state, name, entry_of)
+                if transit is not None:
+                    found[name] = transit
+            self._transits[state] = found
         return found
 
     @classmethod

@@ -118,10 +118,12 @@ class Style:
             return handler
         return checked(handler, core._sw_wait)
 
-    def transit(self, impl: Any, core: Any, state: Any, name: str) -> Transit | None:
-        """The transition of input ``name`` leaving ``state``, compiled for one
-        connection: called ``(frame)`` when the frame is the input's one argument, else
-        ``(frame, args)``; ``None`` when the style has none (then the general path runs)."""
+    def transit(self, state: Any, name: str, entry_of: Any) -> Transit | None:
+        """The transition of input ``name`` leaving ``state``, compiled once for every
+        connection: called ``(core, frame)`` when the frame is the input's one argument,
+        else ``(core, frame, args)``; ``entry_of(new)`` is what entering the new state
+        does (called with the core). ``None`` when the style has none (then the general
+        path runs)."""
         return None
 
 
