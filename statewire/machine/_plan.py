@@ -57,6 +57,8 @@ class Plan:
     shared: dict[tuple[str, Any], Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        #: the shortest timeout of any state (how far a state timer's wake-up may be)
+        self.shortest = min((t.seconds for t in self.timeouts.values()), default=float("inf"))
         for state, spec in self.framings.items():
             if _plain(spec):
                 self.plain[state] = spec

@@ -5,7 +5,10 @@ A state's :class:`~statewire.machine.Timeout` is armed when the state is entered
 is lazy: a state change only notes the new timeout and its deadline; the wake-up already
 scheduled stays when it comes no later than the new deadline, and a wake-up that comes
 early sleeps again until the deadline. So a protocol whose every state has a timeout (HTTP,
-SMTP) does not cancel and schedule a timer at each transition. An idle timeout measures
+SMTP) does not cancel and schedule a timer at each transition. A wake-up is never scheduled
+further than the protocol's shortest timeout (``Plan.shortest``): entering a state with a
+shorter deadline then finds one early enough, at the price of a wake-up at most that often
+per connection while a timeout is armed. An idle timeout measures
 the peer's silence: each read moves it (``_sw_last_read``), and while delivery is held for
 backpressure the peer is idle only if it stopped reading our replies too.
 """
@@ -62,7 +65,7 @@ class Timers:
             self._sw_last_read = now
         self._sw_deadline = deadline = now + timeout.seconds
         if self._sw_timer is None or self._sw_wake_at > deadline:
-            self._sw_sleep(timeout.seconds, now)
+            self._sw_sleep(min(timeout.seconds, self._sw_plan.shortest), now)
 
     def _sw_sleep(self, seconds: float, now: float) -> None:
         """Schedule the wake-up in ``seconds`` (replacing the one scheduled)."""
@@ -84,7 +87,7 @@ class Timers:
             return  # the state it was scheduled for was left for one without a timeout
         now = self._sw_seconds()
         if now < self._sw_deadline:  # re-armed since it was scheduled
-            self._sw_sleep(self._sw_deadline - now, now)
+            self._sw_sleep(min(self._sw_deadline - now, self._sw_plan.shortest), now)
             return
         if timeout.idle and "backpressure" in self._sw_holds:
             # we stopped reading, not the peer: it is idle only if it stopped reading our
