@@ -794,3 +794,59 @@ def test_a_twisted_deferred_is_waited_for_and_its_failure_is_a_local_error() -> 
     lost.dataReceived(b"three\r\n")
     lost.connectionLost(connectionDone)  # the loss cancels the pending Deferred
     assert deferreds[2].called and other.value() == b""
+
+
+# -- an input an output calls (postponed) whose own output returns an awaitable ---------------
+
+
+class Relay(Protocol):
+    def line(self, text: bytes) -> None: ...
+    def finish(self, text: bytes) -> None: ...
+
+
+class RelayCore(MachineProtocol):
+    works: list[Work]
+
+
+def _relay_protocol() -> type[RelayCore]:
+    builder = TypeMachineBuilder(Relay, RelayCore)
+    reading = builder.state("reading")
+
+    @reading.upon(Relay.line).loop()
+    def take(machine: Relay, core: RelayCore, text: bytes) -> None:
+        if text == b".":
+            machine.finish(text)  # postponed: runs once this output returns
+        else:
+            core.transport.write(b"got " + text + b"\n")
+
+    @reading.upon(Relay.finish).loop()
+    def finish(machine: Relay, core: RelayCore, text: bytes) -> Work:
+        work = Work(text)
+        work.add_done_callback(lambda _: core.transport.write(b"finished\n"))
+        core.works.append(work)
+        return work
+
+    return type(
+        "Relaying",
+        (RelayCore,),
+        {
+            "machine": builder.build(),
+            "framings": {reading: line(b"\n")},
+            "routes": {reading: Relay.line},
+        },
+    )
+
+
+def test_the_work_of_a_postponed_input_holds_the_frames_after_it() -> None:
+    """An output calls another input (postponed until it returns); that input's output
+    returns an awaitable: it is waited for as a frame's own work would be (the frames
+    after it wait), not dropped."""
+    protocol = _relay_protocol()()
+    protocol.works = []
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"a\n.\nb\n")
+    assert transport.value() == b"got a\n"
+    assert len(protocol.works) == 1
+    protocol.works[0].finish()
+    assert transport.value() == b"got a\nfinished\ngot b\n"

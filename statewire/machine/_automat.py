@@ -238,9 +238,11 @@ class TypedStyle(Style):
                     result = output(self, data, *args, **kwargs)
             finally:
                 self.__automat_postponed__ = None
-            while queue:
-                queue.pop(0)()
             core = self._sw_after
+            while queue:
+                later = queue.pop(0)()  # a postponed input, run as an outermost one
+                if later is not None and core is not None:
+                    core._sw_wait(later)  # its work is waited for as a frame's would be
             if core is not None:
                 core._sw_sync()
             return result

@@ -311,7 +311,9 @@ class Driver(Dispatch, Timers):
                 if queue:
                     hold(impl, None)  # each postponed input runs as an outermost one
                     while queue:
-                        queue.pop(0)()
+                        result = queue.pop(0)()
+                        if result is not None:  # its work is waited for, as a frame's
+                            self._sw_wait(result)
                     hold(impl, queue)
                 if framer.error is not None or self._sw_closing:
                     break
