@@ -105,11 +105,12 @@ class Dispatch:
             return self._sw_verbs(route, loops, plan.verbs(state, route), moving, transits)
         tables = shared.get(("keys", state))
         if tables is None:
-            looping: dict[Any, LoopTarget] = {}
+            looping: dict[Any, tuple[Any, str | None, Any]] = {}
             leaving: dict[Any, tuple[Transit, Any]] = {}
             for key, (name, convert, _) in route.table.items():
-                if name in loops and convert is None:
-                    looping[key] = loops[name]
+                if name in loops:
+                    function, hook = loops[name]
+                    looping[key] = (function, hook, convert)
                 elif name in transits:
                     leaving[key] = (transits[name], convert)
             tables = shared["keys", state] = (looping, leaving)
@@ -119,13 +120,14 @@ class Dispatch:
         self,
         route: ByKey,
         loops: Mapping[str, LoopTarget],
-        looping: Mapping[Any, LoopTarget],
+        looping: Mapping[Any, tuple[Any, str | None, Any]],
         leaving: Mapping[Any, tuple[Transit, Any]],
         transits: Mapping[str, Any],
     ) -> Handler:
-        """``by_key``'s handler. The common cases cost the key and one call: a key whose
-        input loops here taking the frame as it is, and a key whose input leaves the state
-        by its compiled transition; anything else takes the general path."""
+        """``by_key``'s handler. The common cases cost the key, the converter if any, and
+        one call: a key whose input loops here (its output, or the hook it forwards to),
+        and a key whose input leaves the state by its compiled transition; anything else
+        takes the general path."""
         key_of = route.key
         impl = self._sw_impl
         keyed = self._sw_keyed
@@ -138,12 +140,20 @@ class Dispatch:
                 self._sw_bad_frame(exc, frame)
                 return
             if target is not None:
-                function, hook = target
+                function, hook, convert = target
+                if convert is None:
+                    args: tuple[Any, ...] = (frame,)
+                else:
+                    try:
+                        args = tuple(convert(frame))
+                    except _BAD_FRAME as exc:
+                        self._sw_bad_frame(exc, frame)
+                        return
                 if function is not None:
-                    result = function(impl, self, frame)
+                    result = function(impl, self, *args)
                 else:
                     assert hook is not None
-                    result = getattr(self, hook)(frame)
+                    result = getattr(self, hook)(*args)
                 if result is not None:
                     self._sw_wait(result)
                 return
@@ -156,11 +166,11 @@ class Dispatch:
                 transit(self, frame)
                 return
             try:
-                args = tuple(convert(frame))
+                moved = tuple(convert(frame))
             except _BAD_FRAME as exc:
                 self._sw_bad_frame(exc, frame)
                 return
-            transit(self, frame, args)
+            transit(self, frame, moved)
 
         return by_key
 
