@@ -269,8 +269,43 @@ class Framer:
         else:
             self._src = data
             self._pos = 0
+            decoder = self._decoder
+            if not decoder.pending and not self._interrupt and data:
+                # the common read of a request/response protocol: one whole frame
+                frame = decoder.one(data, 0)
+                if frame is not None:
+                    if decoder.end == len(data):
+                        self._deliver_read(frame)
+                        return
+                    decoder.rewind_one(frame)  # more than one frame: the general path
         if not (self._paused or self._running):
             self._run(flush=not data)
+
+    def _deliver_read(self, frame: Any) -> None:
+        """Deliver ``frame``, the whole of the read just fed (``feed``'s shortcut: what
+        ``_run`` would do for it, with no batch)."""
+        self._pos = len(self._src)
+        self._running = True
+        self._batch = _ONE
+        try:
+            self.on_frame(frame)
+        except BaseException:
+            self._interrupt = self._stop_batch = False
+            switch_to, self._switch_to = self._switch_to, None
+            if switch_to is not None:
+                self._install(*switch_to)
+            raise
+        finally:
+            self._batch = None
+            self._running = False
+        self._installed = False
+        if self._interrupt and self._interrupted():  # a switch, a pause, an interrupt
+            return
+        if (self._held or self._decoder.eager) and self.error is None:
+            self._run()  # bytes fed from inside the callback, a switch to ``fixed(0)``
+        else:
+            self._src = b""
+            self._pos = 0
 
     def switch(
         self, grammar: Any, *, context: Mapping[str, Any] | None = None, deliver: bool = True
