@@ -18,6 +18,15 @@ they start again at one frame and double while nothing interrupts them. So a pro
 switches on every frame costs linear time (a batch never cuts much more than was delivered
 since the last interruption), while steady traffic is cut a whole read at a time.
 
+Three shortcuts keep a state change as cheap as a frame: a switch asked for by the last
+frame of a batch installs the new decoder at once (a decoder made before is reused with a
+few attribute stores); the frame after a switch is cut by the decoder's ``one`` (no batch:
+no list, no iterator, nothing to rewind); and a read that is exactly one frame (a request
+of a request/response protocol) is delivered by ``feed`` itself. Each keeps the semantics
+of the general path: ``offset`` and ``buffered`` inside the callback, pauses, interrupts,
+switches, and exceptions (the frame that raised counts as delivered, the switch it asked
+for is kept); ``tests/test_framing_properties.py`` checks them under any chunking.
+
 The generic path (any construct grammar that is not one of the framings) cannot resume a
 parse: it retries an unfinished frame from its start, but only when the new bytes could
 finish it, so a frame dribbled one byte at a time still costs linear time. :meth:`eof` and
