@@ -273,8 +273,8 @@ class Framer:
             raise RuntimeError("feed() after eof(): the stream has ended")
         if type(data) is not bytes:
             data = _as_bytes(data)  # frames are bytes whatever the reads were
-        if self._paused or self._running or self._pos < len(self._src):
-            self._held += data
+        if self._paused or self._running or self._pos < len(self._src) or self._held:
+            self._held += data  # behind what is buffered (a callback that raised left some)
         else:
             self._src = data
             self._pos = 0
@@ -529,9 +529,13 @@ class Framer:
                         try:
                             self.on_frame(frame)
                         except BaseException:
+                            # as _deliver: the frame counts as delivered, a switch it
+                            # asked for is kept
                             self._batch = None
                             self._interrupt = self._stop_batch = False
-                            self._switch_to = None
+                            switch_to, self._switch_to = self._switch_to, None
+                            if switch_to is not None:
+                                self._install(*switch_to)
                             raise
                         self._batch = None
                         if self._interrupt:

@@ -334,16 +334,20 @@ class TypedStyle(Style):
             txn._state = new
             impl._sw_moves += 1
             result = None
-            for kind, function in steps:
-                if kind is _PLAIN:
-                    result = function(impl, core, *args)
-                elif kind is _WITH_DATA:
-                    result = function(impl, core, data, *args)
-                elif kind is _NEW_DATA:
-                    result = impl.__automat_data__ = function(impl, core, *args)
-                else:
-                    result = function(impl, data, *args)
-            enter(core)
+            try:
+                for kind, function in steps:
+                    if kind is _PLAIN:
+                        result = function(impl, core, *args)
+                    elif kind is _WITH_DATA:
+                        result = function(impl, core, data, *args)
+                    elif kind is _NEW_DATA:
+                        result = impl.__automat_data__ = function(impl, core, *args)
+                    else:
+                        result = function(impl, data, *args)
+            finally:
+                # the machine is in the new state even when an output raised: its
+                # framing and handler follow (as _sw_dispatch's sync does)
+                enter(core)
             if result is not None:
                 core._sw_wait(result)
 

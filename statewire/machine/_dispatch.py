@@ -303,14 +303,16 @@ class Dispatch:
         if not style.accepts(state, name):
             self._sw_remote(UnexpectedInput(state=style.name_of(state), input=name, frame=frame))
             return
-        if self._sw_traced:
-            self._sw_frame = frame
-            try:
+        try:
+            if self._sw_traced:
+                self._sw_frame = frame
+                try:
+                    result = style.fire(impl, name, args)
+                finally:
+                    self._sw_frame = None
+            else:
                 result = style.fire(impl, name, args)
-            finally:
-                self._sw_frame = None
-        else:
-            result = style.fire(impl, name, args)
-        self._sw_sync()
+        finally:
+            self._sw_sync()  # an output that raised left the machine in its new state
         if result is not None:
             self._sw_wait(result)

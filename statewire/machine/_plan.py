@@ -172,4 +172,6 @@ def _plain(spec: Any) -> bool:
     kind = type(spec)
     if kind in (Fixed, Streamed):
         return type(spec.size) is int
-    return kind in (Line, Raw, Netstring, LengthPrefixed, Request, Limited)
+    if kind is Limited:  # a bound on any grammar: plain if that grammar is
+        return _plain(spec.subcon)
+    return kind in (Line, Raw, Netstring, LengthPrefixed, Request)

@@ -6,11 +6,12 @@ is lazy: a state change only notes the new timeout and its deadline; the wake-up
 scheduled stays when it comes no later than the new deadline, and a wake-up that comes
 early sleeps again until the deadline. So a protocol whose every state has a timeout (HTTP,
 SMTP) does not cancel and schedule a timer at each transition. A wake-up is never scheduled
-further than the protocol's shortest timeout (``Plan.shortest``): entering a state with a
-shorter deadline then finds one early enough, at the price of a wake-up at most that often
-per connection while a timeout is armed. An idle timeout measures
-the peer's silence: each read moves it (``_sw_last_read``), and while delivery is held for
-backpressure the peer is idle only if it stopped reading our replies too.
+further than the protocol's shortest timeout (``Plan.shortest``) or a quarter of the armed
+timeout, whichever is longer: entering a state with a shorter deadline then mostly finds a
+wake-up early enough, and a long timeout wakes a connection up at most four times. An idle
+timeout measures the peer's silence: each read moves it (``_sw_last_read``), and while
+delivery is held for backpressure the peer is idle only if it stopped reading our replies
+too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from statewire.machine._plan import Plan
 from statewire.machine._routes import Timeout
+
+#: how early a wake-up may find its deadline and still act: times are floats, and
+#: ``now + (deadline - now)`` may round past ``deadline`` (a sleep that short would wake
+#: up at once, again and again)
+_ROUNDING = 1e-6
 
 
 class Timers:
@@ -65,7 +71,13 @@ class Timers:
             self._sw_last_read = now
         self._sw_deadline = deadline = now + timeout.seconds
         if self._sw_timer is None or self._sw_wake_at > deadline:
-            self._sw_sleep(min(timeout.seconds, self._sw_plan.shortest), now)
+            self._sw_sleep(min(timeout.seconds, self._sw_nap(timeout)), now)
+
+    def _sw_nap(self, timeout: Timeout) -> float:
+        """The longest sleep while ``timeout`` is armed: the protocol's shortest timeout
+        (entering its state then finds a wake-up early enough), but no shorter than a
+        quarter of ``timeout`` (a long timeout wakes up at most four times)."""
+        return max(self._sw_plan.shortest, timeout.seconds / 4)
 
     def _sw_sleep(self, seconds: float, now: float) -> None:
         """Schedule the wake-up in ``seconds`` (replacing the one scheduled)."""
@@ -86,8 +98,9 @@ class Timers:
         if timeout is None:
             return  # the state it was scheduled for was left for one without a timeout
         now = self._sw_seconds()
-        if now < self._sw_deadline:  # re-armed since it was scheduled
-            self._sw_sleep(min(self._sw_deadline - now, self._sw_plan.shortest), now)
+        left = self._sw_deadline - now
+        if left > _ROUNDING:  # re-armed since it was scheduled
+            self._sw_sleep(min(left, self._sw_nap(timeout)), now)
             return
         if timeout.idle and "backpressure" in self._sw_holds:
             # we stopped reading, not the peer: it is idle only if it stopped reading our
@@ -99,10 +112,10 @@ class Timers:
                 self._sw_sleep(timeout.seconds, now)
                 return
         if timeout.idle:
-            quiet = now - self._sw_last_read
-            if quiet < timeout.seconds:
-                self._sw_deadline = now + timeout.seconds - quiet
-                self._sw_sleep(timeout.seconds - quiet, now)
+            left = timeout.seconds - (now - self._sw_last_read)
+            if left > _ROUNDING:  # something was read since: the peer is not idle
+                self._sw_deadline = now + left
+                self._sw_sleep(left, now)
                 return
         self._sw_input(timeout.input_name, ())
         if self._sw_timer is None and not self._sw_closing:
