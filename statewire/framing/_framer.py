@@ -353,7 +353,8 @@ class Framer:
                         elif context:
                             decoder = None
                         if decoder is not None:
-                            old.settle()
+                            if old.src:  # (the step path leaves none)
+                                old.settle()
                             decoder.restart(old.base)
                             self._grammar = grammar
                             self._context = context or _NO_CONTEXT

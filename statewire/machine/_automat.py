@@ -60,6 +60,7 @@ from statewire.machine._style import (
     Table,
     Transit,
     checked,
+    entered_anyway,
 )
 from statewire.machine.errors import DefinitionError
 
@@ -143,6 +144,10 @@ def _direct(output: Any) -> Any:
         return method(impl, impl.__automat_core__, *args, **kwargs)
 
     return without_data
+
+
+def _sync(core: Any) -> None:
+    core._sw_sync()
 
 
 # what a step of a compiled transition calls (see _steps)
@@ -236,6 +241,12 @@ class TypedStyle(Style):
                 result = None
                 for output in outputs:
                     result = output(self, data, *args, **kwargs)
+            except BaseException:
+                self.__automat_postponed__ = None
+                core = self._sw_after
+                if core is not None:  # the state may have moved: framing follows
+                    entered_anyway(_sync, core)
+                raise
             finally:
                 self.__automat_postponed__ = None
             core = self._sw_after
@@ -344,10 +355,13 @@ class TypedStyle(Style):
                         result = impl.__automat_data__ = function(impl, core, *args)
                     else:
                         result = function(impl, data, *args)
-            finally:
-                # the machine is in the new state even when an output raised: its
-                # framing and handler follow (as _sw_dispatch's sync does)
-                enter(core)
+            except BaseException:
+                # the machine is in the new state even when an output raised: its framing
+                # and handler follow as far as they can (as _sw_dispatch's sync does);
+                # the output's error is the one reported
+                entered_anyway(enter, core)
+                raise
+            enter(core)
             if result is not None:
                 core._sw_wait(result)
 

@@ -26,6 +26,7 @@ from grammars import GrammarError
 from statewire.framing import FramingError
 from statewire.machine._plan import Plan, VerbEntry
 from statewire.machine._routes import ByKey, ToInput
+from statewire.machine._style import entered_anyway
 from statewire.machine._styles import Handler, LoopTarget, Transit
 from statewire.machine.errors import (
     BadArguments,
@@ -312,7 +313,11 @@ class Dispatch:
                     self._sw_frame = None
             else:
                 result = style.fire(impl, name, args)
-        finally:
-            self._sw_sync()  # an output that raised left the machine in its new state
+        except BaseException:
+            # an output that raised left the machine in its new state: follow it as far
+            # as possible, and report the output's error
+            entered_anyway(lambda core: core._sw_sync(), self)
+            raise
+        self._sw_sync()
         if result is not None:
             self._sw_wait(result)

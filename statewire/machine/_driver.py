@@ -117,8 +117,8 @@ class Driver(Dispatch, Timers):
     #: made when the first bytes arrive (an idle connection never needs one)
     _sw_framer: Framer | None = None
     _sw_queue: _Postponed | None = None
-    #: each state's frame handler, made when the state is first entered
-    _sw_handlers: dict[Any, Handler] | None = None
+    #: each state's frame handler (by ``Plan.state_index``), made when first entered
+    _sw_handlers: list[Handler | None] | None = None
     #: the observers told of this connection (see :mod:`._observe`), and whether its
     #: transitions are traced (then ``_sw_frame`` is the frame being dispatched)
     _sw_observers: tuple[Observer, ...] = ()
@@ -499,6 +499,7 @@ def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
     plain = plan.plain.get(state)
     spec = plan.framings.get(state, _READS_NOTHING)
     computed = not isinstance(spec, Construct) and callable(spec)  # from the data
+    index = plan.state_index(state)  # the state's handler in the connection's list
 
     def enter(core: Any) -> None:
         core._sw_state = state
@@ -512,11 +513,13 @@ def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
         framer = core._sw_framer
         if framer is not None:
             handlers = core._sw_handlers
-            if handlers is None:
-                handlers = core._sw_handlers = {}
-            handler = handlers.get(state)
+            if handlers is None or index >= len(handlers):
+                known = handlers or []
+                handlers = [*known, *[None] * (len(plan.entries_order) - len(known))]
+                core._sw_handlers = handlers
+            handler = handlers[index]
             if handler is None:  # a state's handler depends on nothing but the state
-                handler = handlers[state] = core._sw_handler(state)
+                handler = handlers[index] = core._sw_handler(state)
             framer.on_frame = handler
             if plain is not None:  # the common case, without the general path
                 framer.switch(plain, deliver=False)

@@ -56,7 +56,19 @@ class Plan:
     _transits: dict[Any, dict[str, Any]] = field(default_factory=dict)
     shared: dict[tuple[str, Any], Any] = field(default_factory=dict)
 
+    def state_index(self, state: Any) -> int:
+        """A small number for ``state``, the same for every connection: where its frame
+        handler is in a connection's list (no hashing of the state on each entry)."""
+        order = self.entries_order
+        if state not in order:
+            order[state] = len(order)
+        return order[state]
+
     def __post_init__(self) -> None:
+        #: the states' numbers (see ``state_index``): every state of the machine
+        self.entries_order: dict[Any, int] = {}
+        for state in self.style.states.values():
+            self.state_index(state)
         #: the shortest timeout of any state (how far a state timer's wake-up may be)
         self.shortest = min((t.seconds for t in self.timeouts.values()), default=float("inf"))
         for state, spec in self.framings.items():

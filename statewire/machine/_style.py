@@ -8,11 +8,14 @@ automat's internals.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from statewire.machine._waiting import returns_nothing
+
+_log = logging.getLogger("statewire.machine")
 
 Handler = Callable[[Any], object]
 #: a compiled transition leaving a state (see :meth:`Style.transit`)
@@ -125,6 +128,16 @@ class Style:
         does (called with the core). ``None`` when the style has none (then the general
         path runs)."""
         return None
+
+
+def entered_anyway(enter: Callable[[Any], None], core: Any) -> None:
+    """Run the entry of a state an output left the machine in before raising; what the
+    entry itself raises (the state's framing computed from data that was never made...) is
+    logged, not raised: the output's error is the one to report."""
+    try:
+        enter(core)
+    except Exception:
+        _log.debug("entering the new state after an output raised failed too", exc_info=True)
 
 
 def checked(handler: Handler, wait: Callable[[Any], object]) -> Handler:
