@@ -2,9 +2,9 @@
 compiled fixed sizes, compiled state entries and transitions, lazy state timers, and the
 ``by_key`` / ``by_verb`` fast handlers.
 
-Tests marked ``# BUG:`` fail on the code as reviewed; ``# FIXED:`` ones failed at
-d617639 and pass with the fixes made during the review. The others pin behaviour the suite
-did not check (differential properties: fast paths against the traced general path,
+Tests marked ``# FIXED`` each failed on a bug the review found (the comment says which);
+the bugs are fixed and the tests guard them. The others pin behaviour the suite did not
+check (differential properties: fast paths against the traced general path,
 any chunking against one read, the C accelerator against pure Python, a timer model).
 """
 
@@ -797,7 +797,7 @@ class RefusedBlocks(SizedCore):
 def test_the_error_of_a_data_factory_that_raised_is_the_one_reported() -> None:
     """The data factory of the state a transition enters raises: that is the local
     error reported (its message, its traceback), whatever entering the state does."""
-    # BUG: the review's fix runs the entry in a `finally` (TypedStyle.transit): the new
+    # FIXED (was a bug): the review's fix runs the entry in a `finally` (TypedStyle.transit): the new
     # state's data was never made, so its fixed(this.size) is evaluated in no context and
     # KeyError('size') replaces the factory's RuntimeError (before the fix the factory's
     # error was the one reported)
@@ -836,7 +836,7 @@ def test_an_input_from_outside_whose_output_raised_moves_the_framing_too(how: st
     """As above for an input that is not a frame: a timeout's, or one the protocol calls
     itself (``self.inputs.tick()``). automat left ``a`` for ``z``: what follows is ``z``'s,
     framed by ``z``'s grammar."""
-    # BUG: TypedStyle's compiled input (_automat.py, _compile's input_method) calls
+    # FIXED (was a bug): TypedStyle's compiled input (_automat.py, _compile's input_method) calls
     # core._sw_sync() only when every output returned: after a raise the framer keeps a's
     # line framing and a's direct handler, so b"y\n" runs a's output in state z
     protocol, _, clock = _connect(TickFails)
