@@ -797,7 +797,7 @@ class RefusedBlocks(SizedCore):
 def test_the_error_of_a_data_factory_that_raised_is_the_one_reported() -> None:
     """The data factory of the state a transition enters raises: that is the local
     error reported (its message, its traceback), whatever entering the state does."""
-    # FIXED (was a bug): the review's fix runs the entry in a `finally` (TypedStyle.transit): the new
+    # FIXED: the review's fix runs the entry in a `finally` (TypedStyle.transit): the new
     # state's data was never made, so its fixed(this.size) is evaluated in no context and
     # KeyError('size') replaces the factory's RuntimeError (before the fix the factory's
     # error was the one reported)
@@ -836,7 +836,7 @@ def test_an_input_from_outside_whose_output_raised_moves_the_framing_too(how: st
     """As above for an input that is not a frame: a timeout's, or one the protocol calls
     itself (``self.inputs.tick()``). automat left ``a`` for ``z``: what follows is ``z``'s,
     framed by ``z``'s grammar."""
-    # FIXED (was a bug): TypedStyle's compiled input (_automat.py, _compile's input_method) calls
+    # FIXED: TypedStyle's compiled input (_automat.py, _compile's input_method) calls
     # core._sw_sync() only when every output returned: after a raise the framer keeps a's
     # line framing and a's direct handler, so b"y\n" runs a's output in state z
     protocol, _, clock = _connect(TickFails)
