@@ -15,11 +15,13 @@ Per protocol class (the ``protocol`` label):
   (``statewire diagram TARGET --counts URL`` draws them on it);
 * ``statewire_errors_total{kind,side}``: remote (the peer's) and local (our code's)
   errors by the error's class;
-* ``statewire_received_bytes_total``: bytes read from peers.
+* ``statewire_received_bytes_total``: bytes read from peers;
+* ``statewire_sent_bytes_total``: bytes handed to the peers' sockets (read from each
+  connection's transport when asked, added up when it closes: nothing counted per write).
 
 Connections started after :func:`enable` are counted. Counting transitions takes the
 traced path (self-loop shortcuts off), so an observed connection costs more than one that
-is not: ``bench/bench_tracing.py`` measures it. Bytes sent are not counted (yet).
+is not: ``bench/bench_tracing.py`` measures it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Metrics:
         self.transitions: Counter[tuple[str, str, str, str]] = Counter()
         self.errors: Counter[tuple[str, str, str]] = Counter()
         self.bytes_in: Counter[str] = Counter()
+        #: bytes sent by the connections that have closed (the open ones are read live)
+        self.bytes_out: Counter[str] = Counter()
 
     # -- the observer ------------------------------------------------------------------------
 
@@ -64,6 +68,7 @@ class Metrics:
 
     def stopped(self, protocol: Any) -> None:
         self._live.discard(protocol)
+        self.bytes_out[type(protocol).__name__] += _sent(protocol)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -74,6 +79,13 @@ class Metrics:
             found[type(protocol).__name__, protocol.machine_state] += 1
         return found
 
+    def sent(self) -> Counter[str]:
+        """Bytes sent, by protocol class: the closed connections' and the open ones' now."""
+        found = Counter(self.bytes_out)
+        for protocol in list(self._live):
+            found[type(protocol).__name__] += _sent(protocol)
+        return found
+
     def snapshot(self) -> dict[str, dict[Any, int]]:
         """Every figure, keyed as the labels are."""
         return {
@@ -82,6 +94,7 @@ class Metrics:
             "transitions_total": dict(self.transitions),
             "errors_total": dict(self.errors),
             "received_bytes_total": dict(self.bytes_in),
+            "sent_bytes_total": dict(self.sent()),
         }
 
     def exposition(self) -> str:
@@ -128,7 +141,20 @@ class Metrics:
             "Bytes read from peers, by protocol.",
             (({"protocol": p}, n) for p, n in self.bytes_in.items()),
         )
+        _family(
+            out,
+            "statewire_sent_bytes_total",
+            "counter",
+            "Bytes handed to the peers' sockets, by protocol.",
+            (({"protocol": p}, n) for p, n in self.sent().items()),
+        )
         return "".join(out)
+
+
+def _sent(protocol: Any) -> int:
+    """What ``protocol``'s transport has sent (0 when it does not count)."""
+    sent = getattr(getattr(protocol, "transport", None), "bytes_sent", 0)
+    return sent if isinstance(sent, int) else 0
 
 
 _SAMPLE = re.compile(r"^statewire_transitions_total\{(?P<labels>.*)\} (?P<value>\d+)$")

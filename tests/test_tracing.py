@@ -141,6 +141,8 @@ def test_metrics_count_connections_edges_errors_and_bytes(lines: list[str]) -> N
     assert edges[("UploadServer", "ready", "get", "ready")] == 1
     assert snapshot["errors_total"] == {("UploadServer", "BadArguments", "remote"): 1}
     assert snapshot["received_bytes_total"] == {"UploadServer": len(SESSION) + 21}
+    sent = len(first.transport.value()) + len(second.transport.value())  # type: ignore[attr-defined]
+    assert snapshot["sent_bytes_total"] == {"UploadServer": sent} and sent > 0
     families = {f.name: f for f in text_string_to_metric_families(counting.exposition())}
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -192,12 +194,15 @@ def test_serve_trace_and_metrics_then_the_diagram_with_its_counts() -> None:
             client.sendall(SESSION)
             expected = b"230 hello alice\r\n"
             assert recv_exactly(client, len(expected)) == expected
-            while client.recv(65536):  # until QUIT closes it
-                pass
+            received = len(expected)
+            while chunk := client.recv(65536):  # until QUIT closes it
+                received += len(chunk)
         with urllib.request.urlopen(url, timeout=10) as answer:
             text = answer.read().decode()
-        names = {family.name for family in text_string_to_metric_families(text)}
-        assert {"statewire_transitions", "statewire_connections_open"} <= names
+        families = {family.name: family for family in text_string_to_metric_families(text)}
+        assert {"statewire_transitions", "statewire_connections_open"} <= set(families)
+        sent = {s.labels["protocol"]: s.value for s in families["statewire_sent_bytes"].samples}
+        assert sent["UploadServer"] == received  # every byte the client read, counted
         drawn = subprocess.run(
             [
                 sys.executable,

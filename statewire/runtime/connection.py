@@ -108,6 +108,7 @@ class Connection(Deadlines):
         "_room",
         "_streaming",
         "_write_paused",
+        "bytes_sent",
         "disconnecting",
         "on_closing",
         "protocol",
@@ -128,6 +129,9 @@ class Connection(Deadlines):
         #: bytes that may still be written before the unsent data passes HIGH_WATER (kept
         #: exact by the socket transport, recounted when it runs out on the others)
         self._room = HIGH_WATER
+        #: bytes handed to the socket (or the loop's transport) so far: what metrics
+        #: count as sent (read when asked, nothing counted per write)
+        self.bytes_sent = 0
         #: True once the connection is closing (``loseConnection``, ``abortConnection``,
         #: or the peer's end of stream)
         self.disconnecting = False
@@ -206,6 +210,7 @@ class Connection(Deadlines):
             if out:
                 data = out[0] if len(out) == 1 else b"".join(out)
                 out.clear()
+                self.bytes_sent += len(data)
                 limits = self._limits
                 if limits is not None:
                     limits.handed += len(data)

@@ -51,6 +51,9 @@ class StringTransport:
         #: ``server_hostname``, and ``written``: how many bytes of ``value()`` (since the
         #: last ``clear()``) were written before it
         self.tls: dict[str, Any] | None = None
+        #: bytes written so far (``clear()`` does not reset it), as statewire's transports
+        #: count what they hand to the socket
+        self.bytes_sent = 0
 
     def write(self, data: bytes) -> None:
         """Record ``data``; a ``str`` is refused, as on the real transports."""
@@ -58,6 +61,7 @@ class StringTransport:
             raise TypeError("write() takes bytes, not str: encode the text first")
         if not self.aborted:
             self._written += data
+            self.bytes_sent += len(data)
 
     def writeSequence(self, data: Iterable[bytes]) -> None:
         """Record each item of ``data``."""
