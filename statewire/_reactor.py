@@ -39,6 +39,7 @@ from statewire.address import Address, UNIXAddress, from_sockaddr
 from statewire.error import ConnectError, Failure, ReactorNotRunning
 from statewire.error import TimeoutError as ConnectTimeout
 from statewire.runtime.asyncio_transport import Bridge
+from statewire.runtime.connecting import Opened, tcp_socket, unix_socket
 from statewire.runtime.connection import Connection, Owner
 from statewire.runtime.delayed_call import AlreadyCalled as AlreadyCalled
 from statewire.runtime.delayed_call import AlreadyCancelled as AlreadyCancelled
@@ -313,7 +314,7 @@ class Connector(_Counted):
             return bridge
 
         try:
-            await asyncio.wait_for(self._open(make), self.timeout)
+            opened = await asyncio.wait_for(self._open(make), self.timeout)
         except asyncio.CancelledError:
             self._failed(ConnectError("connection attempt cancelled"))
             return
@@ -331,13 +332,19 @@ class Connector(_Counted):
         except OSError as error:
             self._failed(ConnectError(str(error)))
             return
-        if bridge is None or bridge.protocol is None:  # buildProtocol refused or raised
+        if bridge is not None:
+            protocol = bridge.protocol
+        elif isinstance(opened, Opened):  # statewire's own socket transport
+            protocol = opened.protocol
+        else:
+            protocol = None
+        if protocol is None:  # buildProtocol refused or raised
             self._failed(ConnectError(f"no protocol for the connection to {self._destination}"))
             return
         # (the connector was marked connected when the protocol was built, see ``track``:
         # the connection may even be lost already, and the attempt made again)
         if not self.connected.done():
-            self.connected.set_result(bridge.protocol)
+            self.connected.set_result(protocol)
 
     def track(self, connection: Connection) -> None:
         """The attempt connected and its protocol is built: connected from now on, before
@@ -531,16 +538,38 @@ class Reactor:
     def connectTCP(
         self, host: str, port: int, factory: Any, timeout: float = 30, bindAddress: Any = None
     ) -> Connector:
-        """Connect to ``host:port``; the factory hears of failure or loss."""
+        """Connect to ``host:port``; the factory hears of failure or loss.
+
+        The connection is served by statewire's own socket transport, as accepted ones are
+        (``native_transports``: by the loop's)."""
         loop = self.loop
         kind = from_sockaddr(False, (host, port, 0, 0) if ":" in host else (host, port))
-        return Connector(
-            self,
-            factory,
-            lambda make: loop.create_connection(make, host, port, local_addr=bindAddress),
-            kind,
-            timeout,
-        )
+        if self.native_transports:
+            return Connector(
+                self,
+                factory,
+                lambda make: loop.create_connection(make, host, port, local_addr=bindAddress),
+                kind,
+                timeout,
+            )
+
+        async def open_socket(make: Any) -> Opened:
+            sock = await tcp_socket(loop, host, port, bindAddress)
+            return self._serve_socket(connector, sock, factory, (host, port))
+
+        connector = Connector(self, factory, open_socket, kind, timeout)
+        return connector
+
+    def _serve_socket(
+        self, connector: Connector, sock: socket.socket, factory: Any, destination: Any
+    ) -> Opened:
+        """Serve a connected client socket with statewire's socket transport."""
+        try:
+            peer = sock.getpeername()
+        except OSError:  # reset already: served, it reads the end at once
+            peer = destination
+        transport = SocketTransport.accepted(connector, self._poller(), sock, peer, factory)
+        return Opened(None if transport is None else transport.protocol)
 
     def connectSSL(
         self,
@@ -561,15 +590,23 @@ class Reactor:
         )
 
     def connectUNIX(self, address: str, factory: Any, timeout: float = 30) -> Connector:
-        """Connect to the UNIX socket ``address``."""
+        """Connect to the UNIX socket ``address`` (served as ``connectTCP``'s are)."""
         loop = self.loop
-        return Connector(
-            self,
-            factory,
-            lambda make: loop.create_unix_connection(make, address),
-            from_sockaddr(True, address),
-            timeout,
-        )
+        if self.native_transports:
+            return Connector(
+                self,
+                factory,
+                lambda make: loop.create_unix_connection(make, address),
+                from_sockaddr(True, address),
+                timeout,
+            )
+
+        async def open_socket(make: Any) -> Opened:
+            sock = await unix_socket(loop, address)
+            return self._serve_socket(connector, sock, factory, address)
+
+        connector = Connector(self, factory, open_socket, from_sockaddr(True, address), timeout)
+        return connector
 
     # -- time ----------------------------------------------------------------------------
 

@@ -355,3 +355,33 @@ def test_pull_producer_is_asked_until_it_finishes() -> None:
         return await read_all(HOST, port)
 
     assert scenario(body) == b"p" * 500_000
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_client_connections_are_served_by_statewire_s_socket_transport(native: bool) -> None:
+    """``connectTCP`` serves a client connection as accepted ones are, with statewire's
+    socket transport (the loop's own with ``native_transports``); the exchange is the
+    same either way."""
+    from statewire.runtime.socket_transport import SocketTransport
+
+    class Client(ClientFactory):
+        protocol = Protocol
+
+    async def body(reactor: Reactor) -> tuple[type, bytes, object]:
+        reactor.native_transports = native
+        port = await listen(reactor, Factory.forProtocol(Echo))
+        connector = reactor.connectTCP(HOST, port, Client(), timeout=5)
+        protocol = await connector.connected
+        got: list[bytes] = []
+        protocol.dataReceived = got.append
+        protocol.transport.write(b"ping")
+        for _ in range(200):
+            if b"".join(got) == b"ping":
+                break
+            await asyncio.sleep(0.01)
+        return type(protocol.transport), b"".join(got), protocol.transport.getPeer().port
+
+    kind, echoed, peer_port = scenario(body)
+    assert (kind is SocketTransport) is not native
+    assert echoed == b"ping"
+    assert isinstance(peer_port, int)

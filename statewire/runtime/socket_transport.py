@@ -58,8 +58,9 @@ class SocketTransport(Connection, Watched):
     @classmethod
     def accepted(
         cls, owner: Owner, poller: Poller, sock: socket.socket, peer: Any, factory: Any
-    ) -> None:
-        """Serve an accepted connection: build its protocol, connect it, start reading."""
+    ) -> SocketTransport | None:
+        """Serve an accepted connection (or a client's, connected): build its protocol,
+        connect it, start reading; the transport, or ``None`` when the factory refused."""
         sock.setblocking(False)
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -71,7 +72,7 @@ class SocketTransport(Connection, Watched):
             protocol = None
         if protocol is None:
             sock.close()
-            return
+            return None
         transport.protocol = protocol
         owner.track(transport)
         transport._call(protocol.makeConnection, transport)
@@ -79,6 +80,7 @@ class SocketTransport(Connection, Watched):
             transport._update_reading()
         except OSError as error:  # the poller could not take it (out of memory...)
             transport._close(error)
+        return transport
 
     @property
     def _loop(self) -> asyncio.AbstractEventLoop:  # type: ignore[override]
