@@ -270,7 +270,7 @@ def test_shutdown_goes_on_past_a_raising_stop_factory(caplog: Any) -> None:
         second = reactor.listenTCP(0, Factory.forProtocol(Noting), interface=HOST)
         await asyncio.gather(first.ready, second.ready)
         _, writer = await asyncio.open_connection(HOST, second.getHost().port)  # type: ignore[union-attr]
-        while not reactor._connections:
+        while not reactor.connections:
             await asyncio.sleep(0.01)
         await asyncio.wait_for(reactor.shutdown(), 10)
         writer.close()

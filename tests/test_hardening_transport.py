@@ -155,7 +155,7 @@ def test_pipelined_gets_from_a_non_reader_stop_at_the_high_water_mark(native: bo
         request = b"USER a\r\n" + b"GET f\r\n" * gets
         sock = await non_reader(port, request, rcvbuf=64 * 1024)
         await until(lambda: factory.files.gets > 0, 5, "the first GET")
-        (connection,) = reactor._connections
+        (connection,) = reactor.connections
         held = []
         for _ in range(50):  # half a second of a client that does not read
             await asyncio.sleep(0.01)
@@ -248,7 +248,7 @@ def test_pipelined_lines_from_a_non_reader_stay_bounded(native: bool, protocol: 
         port = await listen(reactor, Factory.forProtocol(protocol))
         sock = await non_reader(port, b"x\r\n" * lines, rcvbuf=64 * 1024)
         await until(lambda: protocol.handled > 0, 5, "the first line")
-        (connection,) = reactor._connections
+        (connection,) = reactor.connections
         held = []
         for _ in range(30):
             await asyncio.sleep(0.01)
@@ -353,7 +353,7 @@ def test_a_failing_flush_ends_that_connection_only(
         await until(lambda: len(Fragile.lost) == 1, 5, "connectionLost")
         (transport,) = victims
         assert transport._out is None  # the pending output was freed
-        assert transport not in reactor._connections
+        assert transport not in reactor.connections
         await loop.sock_sendall(other, b"still there")
         assert await read_exactly(other, 11, 5) == b"still there"
         other.close()
@@ -416,7 +416,7 @@ def test_non_readers_timed_out_are_aborted_after_close_timeout(native: bool) -> 
         port = await listen(reactor, factory)
         socks = [await non_reader(port, b"USER a\r\nGET f\r\n") for _ in range(clients)]
         await until(lambda: factory.files.gets == clients, 5, "every GET")
-        await until(lambda: not reactor._connections, 10, "every non-reader aborted")
+        await until(lambda: not reactor.connections, 10, "every non-reader aborted")
         for sock in socks:  # (whether a client sees the reset depends on its window)
             sock.close()
         assert len(QuickUpload.reasons) == clients
@@ -452,7 +452,7 @@ def test_write_timeout_aborts_a_peer_that_never_reads(native: bool) -> None:
         assert await read_exactly(slow, 9, 5) == b"221 bye\r\n"
         for sock in (stalled, slow):
             sock.close()
-        await until(lambda: not reactor._connections, 5, "both closed")
+        await until(lambda: not reactor.connections, 5, "both closed")
 
     scenario(body, timeout=40, native=native)
 

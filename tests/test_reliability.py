@@ -130,7 +130,7 @@ class ServerThread:
 
     def connections(self) -> int:
         """How many connections the reactor holds now."""
-        return int(self.call(lambda: len(self.reactor._connections)))
+        return int(self.call(lambda: len(self.reactor.connections)))
 
     def stop(self) -> None:
         self.call(self.reactor.shutdown)
@@ -579,9 +579,9 @@ def test_chargen_to_a_client_that_never_reads_stays_bounded() -> None:
         port = reactor.listenTCP(0, _quiet(Factory.forProtocol(Chargen)), interface=HOST)
         await port.ready
         sock = await _never_reading_socket(port.getHost().port)  # type: ignore[union-attr]
-        while not reactor._connections:
+        while not reactor.connections:
             await asyncio.sleep(0.01)
-        (connection,) = reactor._connections
+        (connection,) = reactor.connections
         sizes = []
         produced = []
         for _ in range(40):
@@ -617,9 +617,9 @@ def test_echo_to_a_client_that_streams_but_never_reads_stays_bounded() -> None:
                 sent += len(block)
 
         streaming = asyncio.ensure_future(stream())
-        while not reactor._connections:
+        while not reactor.connections:
             await asyncio.sleep(0.01)
-        (connection,) = reactor._connections
+        (connection,) = reactor.connections
         sizes = []
         sent_at = []
         for _ in range(40):
@@ -652,9 +652,9 @@ def test_pipelined_gets_from_a_client_that_never_reads_stay_bounded() -> None:
         await port.ready
         sock = await _never_reading_socket(port.getHost().port)  # type: ignore[union-attr]
         await asyncio.get_running_loop().sock_sendall(sock, b"USER a\r\n" + b"GET f\r\n" * 200)
-        while not reactor._connections:
+        while not reactor.connections:
             await asyncio.sleep(0.01)
-        (connection,) = reactor._connections
+        (connection,) = reactor.connections
         sizes = []
         for _ in range(40):
             await asyncio.sleep(0.025)

@@ -66,7 +66,7 @@ def test_chargen_pattern_and_slow_reader_memory_is_bounded() -> None:
         transport = writer.transport
         transport.pause_reading()  # a client that stops reading
         await asyncio.sleep(0.5)
-        (connection,) = reactor._connections
+        (connection,) = reactor.connections
         buffered = connection._write_buffer_size()
         writer.close()
         return first, buffered

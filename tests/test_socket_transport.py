@@ -161,7 +161,7 @@ def test_closed_connections_leave_nothing_watched(run: Any) -> None:
         for _ in range(50):
             _, writer = await asyncio.open_connection(HOST, port)
             writers.append(writer)
-        while len(reactor._connections) < 50:
+        while len(reactor.connections) < 50:
             await asyncio.sleep(0.01)
         busy = _watched(reactor)
         for number, writer in enumerate(writers):
@@ -170,10 +170,10 @@ def test_closed_connections_leave_nothing_watched(run: Any) -> None:
             else:
                 writer.close()
         for _ in range(500):
-            if not reactor._connections:
+            if not reactor.connections:
                 break
             await asyncio.sleep(0.01)
-        return busy, len(reactor._connections), _watched(reactor)
+        return busy, len(reactor.connections), _watched(reactor)
 
     busy, left, watched = run(body)
     if run.mode in ("epoll", "uvloop-epoll", "loop-readers"):
@@ -430,7 +430,7 @@ SERVER = textwrap.dedent(
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
-    import statewire._reactor as runtime
+    import statewire.runtime.ports as runtime
     runtime.ACCEPT_RETRY_DELAY = 0.2
     from statewire import reactor
     from statewire.protocol import Factory
@@ -474,7 +474,7 @@ COLD = textwrap.dedent(
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))  # few to use up
-    import statewire._reactor as runtime
+    import statewire.runtime.ports as runtime
     runtime.ACCEPT_RETRY_DELAY = 0.2
     from statewire import reactor
     from statewire.protocol import Factory

@@ -26,10 +26,19 @@ Beside them, for the reactor:
 
 * :mod:`~statewire.runtime.delayed_call` -- ``DelayedCall`` (``callLater``) and the checks
   that refuse delays and callbacks that would corrupt the loop.
-* :mod:`~statewire.runtime.listening` -- listening TCP and UNIX sockets, bound at once.
+* :mod:`~statewire.runtime.listening` -- listening TCP and UNIX sockets, bound at once,
+  or handed to us already listening (checked the same way).
+* :mod:`~statewire.runtime.ports` -- ``Port`` (accepting, stopping) and ``Counted``, an
+  owner whose connections the reactor counts.
+* :mod:`~statewire.runtime.connecting` -- client sockets connected with the loop, to be
+  served by the socket transport.
+* :mod:`~statewire.runtime.connector` -- ``Connector``, a client connection attempt
+  (Twisted's ``IConnector``).
 
-The reactor (:mod:`statewire._reactor`: its ports, connectors, run and stop) sits on top
-of all these; ``statewire._transport`` re-exports the transports' names under their old
-path, and ``statewire._reactor`` still exports ``DelayedCall``, ``AlreadyCalled`` and
-``AlreadyCancelled``.
+Ports and connectors reach the reactor through its public registry (``connections``,
+``ports``, ``connectors``), ``poller()``, ``loop`` and ``stopping``. The reactor
+(:mod:`statewire._reactor`: listening, connecting, time, run and stop) sits on top of all
+these; ``statewire._transport`` re-exports the transports' names under their old path, and
+``statewire._reactor`` still exports ``Port``, ``Connector``, ``DelayedCall``,
+``AlreadyCalled`` and ``AlreadyCancelled``.
 """
