@@ -31,8 +31,6 @@ control byte, over 250 bytes) is refused before anything is sent.
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,13 +39,9 @@ from construct import this
 
 from grammars import fixed, line
 from grammars.memcache import MAX_KEY, Arithmetic, Delete, Retrieval, Storage
-from statewire.declarative import MachineProtocol
-from statewire.error import ConnectionDone, ConnectionLost, Failure
-from statewire.framing import FramingError
+from statewire.error import Failure
 from statewire.machine import RemoteProtocolError, arguments, by_verb
-from statewire.protocol import ClientFactory
-
-log = logging.getLogger("statewire.protocols.memcache_client")
+from statewire.protocols._pipelined import PipelinedClient, PipelinedConnection
 
 #: the longest reply line read (a VALUE line: a 250-byte key and three numbers)
 MAX_LINE = 4096
@@ -109,33 +103,18 @@ class Waiting:
         self.items: list[Item] | None = [] if retrieval else None
 
 
-class MemcacheClientConnection(MachineProtocol):
-    """The machine's core: the requests waiting for their replies, oldest first."""
-
-    #: why the connection ended (``None`` while it is open)
-    failure: str | None = None
-    #: how the server broke the protocol, if it did
-    broken: RemoteProtocolError | FramingError | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-    #: made by :meth:`ended`, resolved by :meth:`end`
-    _ended: asyncio.Future[None] | None = None
-
-    def connectionMade(self) -> None:
-        """Start with no request waiting."""
-        self.waiting: deque[Waiting] = deque()
+class MemcacheClientConnection(PipelinedConnection):
+    """The machine's core: the requests waiting for their replies, oldest first (each a
+    :class:`Waiting`)."""
 
     def request(self, wire: bytes, retrieval: bool = False) -> asyncio.Future[Any]:
         """Send one request (its bytes, CRLFs included); the future gets the reply line,
         or for a ``retrieval`` the list of :class:`Item` found."""
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if self.failure is not None:
-            future.set_exception(ConnectionLost(f"{self.failure}; the request was not sent"))
-            return future
-        self.waiting.append(Waiting(future, retrieval))
-        self.transport.write(wire)
+        return self.ask(wire, lambda future: Waiting(future, retrieval))
+
+    @staticmethod
+    def future_of(entry: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = entry.future
         return future
 
     def oldest(self, retrieval: bool) -> Waiting | None:
@@ -143,7 +122,8 @@ class MemcacheClientConnection(MachineProtocol):
         retrieval's items for ``VALUE`` and ``END``); else the server broke the protocol:
         ``None``, and the connection closes."""
         if self.waiting and (self.waiting[0].items is not None) is retrieval:
-            return self.waiting[0]
+            waiting: Waiting = self.waiting[0]
+            return waiting
         what = "a retrieval's reply" if retrieval else "a reply line"
         self.remoteError(RemoteProtocolError(f"{what} came with no request waiting for it"))
         return None
@@ -160,38 +140,6 @@ class MemcacheClientConnection(MachineProtocol):
             future.set_exception(error)
         else:
             future.set_result(result)
-
-    def ended(self) -> asyncio.Future[None]:
-        """A future resolved once the connection has ended."""
-        if self._ended is None:
-            self._ended = asyncio.get_running_loop().create_future()
-            if self.failure is not None:
-                self._ended.set_result(None)
-        return self._ended
-
-    def end(self, reason: Failure) -> None:
-        """The connection is gone: fail every request still waiting, and any made later."""
-        cause: BaseException = reason.value if self.broken is None else self.broken
-        self.failure = why = (
-            "the connection was closed" if isinstance(cause, ConnectionDone) else str(cause)
-        )
-        if self.waiting:
-            failure = ConnectionLost(f"{why} before the reply came")
-            failure.__cause__ = cause
-            while self.waiting:
-                future = self.waiting.popleft().future
-                if not future.done():
-                    future.set_exception(failure)
-        if self._ended is not None and not self._ended.done():
-            self._ended.set_result(None)
-
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
-        """The server broke the protocol: log it and close; the requests waiting fail
-        with a :class:`~statewire.error.ConnectionLost` that says so."""
-        log.warning("%s: the server broke the protocol: %s; closing", type(self).__name__, error)
-        if self.broken is None:
-            self.broken = error
-        self.abort()
 
 
 builder = TypeMachineBuilder(Replies, MemcacheClientConnection)
@@ -303,7 +251,7 @@ def _key(key: bytes | str) -> bytes:
     return word
 
 
-class MemcacheClient:
+class MemcacheClient(PipelinedClient):
     """A memcached client on one pipelined connection (see the module).
 
     Every method returns once its reply came: a value, or :class:`ErrorReply` raised for
@@ -311,24 +259,8 @@ class MemcacheClient:
     ended first.
     """
 
-    def __init__(self, protocol: MemcacheClientProtocol) -> None:
-        self.protocol = protocol
-
-    @classmethod
-    async def connect(
-        cls, reactor: Any, host: str, port: int, *, timeout: float = 30.0
-    ) -> MemcacheClient:
-        """Connect to memcached at ``host:port`` through ``reactor`` (``statewire.reactor``);
-        ``timeout`` bounds the connection attempt."""
-        connector = reactor.connectTCP(host, port, _factory(), timeout)
-        protocol: MemcacheClientProtocol = await connector.connected
-        return cls(protocol)
-
-    @classmethod
-    async def from_endpoint(cls, endpoint: Any) -> MemcacheClient:
-        """Connect through a client endpoint (``TCP4ClientEndpoint``, ``clientFromString``...)."""
-        protocol: MemcacheClientProtocol = await endpoint.connect(_factory())
-        return cls(protocol)
+    protocol_class = MemcacheClientProtocol
+    protocol: MemcacheClientProtocol
 
     async def get_items(self, *keys: bytes | str, cas: bool = False) -> list[Item]:
         """``get`` (``gets`` with ``cas``) of ``keys``: the items found, in reply order."""
@@ -391,27 +323,6 @@ class MemcacheClient:
         """The server's version (``1.6.21``)."""
         reply: bytes = await self.protocol.request(b"version\r\n")
         return reply.removeprefix(b"VERSION ")
-
-    @property
-    def waiting(self) -> int:
-        """How many requests have been sent and wait for their replies."""
-        return len(self.protocol.waiting)
-
-    async def close(self) -> None:
-        """Close the connection now; requests still waiting fail with
-        :class:`~statewire.error.ConnectionLost`. Returns once it has closed."""
-        protocol = self.protocol
-        if protocol.failure is None:
-            ended = protocol.ended()
-            protocol.close()
-            await ended
-
-
-def _factory() -> ClientFactory:
-    factory = ClientFactory()
-    factory.protocol = MemcacheClientProtocol
-    factory.noisy = False
-    return factory
 
 
 __all__ = [

@@ -38,8 +38,6 @@ It writes each request at once; everything written while the loop runs one callb
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -65,13 +63,9 @@ from grammars.resp import (
     Verbatim,
     parse_integer,
 )
-from statewire.declarative import MachineProtocol
-from statewire.error import ConnectionDone, ConnectionLost, Failure
-from statewire.framing import FramingError
+from statewire.error import Failure
 from statewire.machine import RemoteProtocolError, arguments, by_key
-from statewire.protocol import ClientFactory
-
-log = logging.getLogger("statewire.protocols.resp_client")
+from statewire.protocols._pipelined import PipelinedClient, PipelinedConnection
 
 #: what a request's arguments may be: bytes as they are, text in UTF-8, numbers in decimal
 Argument = bytes | bytearray | memoryview | str | int | float
@@ -132,38 +126,23 @@ class _Aggregate:
         return Attributed(Map(pairs), items[-1])  # the attributes' pairs, then the value
 
 
-class RespConnection(MachineProtocol):
+class RespConnection(PipelinedConnection):
     """The machine's core: the requests waiting for their replies, oldest first."""
 
     #: called with each RESP3 push (``Push``); ``None``: pushes are dropped
     on_push: Callable[[Push], object] | None = None
-    #: why the connection ended (``None`` while it is open)
-    failure: str | None = None
-    #: how the server broke the protocol, if it did
-    broken: RemoteProtocolError | FramingError | None = None
-    _loop: asyncio.AbstractEventLoop | None = None
-    #: made by :meth:`ended`, resolved by :meth:`end`
-    _ended: asyncio.Future[None] | None = None
+    speaks = "RESP"
 
     def connectionMade(self) -> None:
         """Start with no request waiting."""
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        super().connectionMade()
         self.encoder: Resp = resp(2)  # a request is an array of bulk strings
         #: the aggregates being read, outermost first
         self.stack: list[_Aggregate] = []
 
     def request(self, args: list[bytes]) -> asyncio.Future[Any]:
         """Send one request (its words as bytes); the future gets its reply."""
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        if self.failure is not None:
-            future.set_exception(ConnectionLost(f"{self.failure}; the request was not sent"))
-            return future
-        self.waiting.append(future)
-        self.transport.write(self.encoder.encode(args))
-        return future
+        return self.ask(self.encoder.encode(args))
 
     def complete(self, value: Any) -> None:
         """A value was read: into the aggregate being read, or, alone, a reply."""
@@ -207,38 +186,6 @@ class RespConnection(MachineProtocol):
             self.stack.append(_Aggregate(tag, left))
         else:
             self.complete(_Aggregate(tag, 0).value())
-
-    def ended(self) -> asyncio.Future[None]:
-        """A future resolved once the connection has ended."""
-        if self._ended is None:
-            self._ended = asyncio.get_running_loop().create_future()
-            if self.failure is not None:
-                self._ended.set_result(None)
-        return self._ended
-
-    def end(self, reason: Failure) -> None:
-        """The connection is gone: fail every request still waiting, and any made later."""
-        cause: BaseException = reason.value if self.broken is None else self.broken
-        self.failure = why = (
-            "the connection was closed" if isinstance(cause, ConnectionDone) else str(cause)
-        )
-        if self.waiting:
-            failure = ConnectionLost(f"{why} before the reply came")
-            failure.__cause__ = cause
-            while self.waiting:
-                future = self.waiting.popleft()
-                if not future.done():
-                    future.set_exception(failure)
-        if self._ended is not None and not self._ended.done():
-            self._ended.set_result(None)
-
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
-        """The server broke the protocol: log it and close; the requests waiting fail
-        with a :class:`~statewire.error.ConnectionLost` that says so."""
-        log.warning("%s: the server broke RESP: %s; closing", type(self).__name__, error)
-        if self.broken is None:
-            self.broken = error
-        self.abort()
 
 
 builder = TypeMachineBuilder(Replies, RespConnection)
@@ -373,7 +320,7 @@ def _word(arg: Argument) -> bytes:
     raise TypeError(f"a Redis argument is bytes, str, int or float, not {type(arg).__name__}")
 
 
-class RespClient:
+class RespClient(PipelinedClient):
     """A Redis client on one pipelined connection (see the module).
 
     Make one with :meth:`connect` (or :meth:`from_endpoint`); every method returns an
@@ -381,26 +328,8 @@ class RespClient:
     only) or :class:`statewire.error.ConnectionLost` (the connection ended first).
     """
 
-    def __init__(self, protocol: RespClientProtocol) -> None:
-        self.protocol = protocol
-
-    @classmethod
-    async def connect(
-        cls, reactor: Any, host: str, port: int, *, timeout: float = 30.0
-    ) -> RespClient:
-        """Connect to the Redis server at ``host:port`` through ``reactor``
-        (``statewire.reactor``); ``timeout`` bounds the connection attempt."""
-        factory = _factory()
-        protocol: RespClientProtocol = await reactor.connectTCP(
-            host, port, factory, timeout
-        ).connected
-        return cls(protocol)
-
-    @classmethod
-    async def from_endpoint(cls, endpoint: Any) -> RespClient:
-        """Connect through a client endpoint (``TCP4ClientEndpoint``, ``clientFromString``...)."""
-        protocol: RespClientProtocol = await endpoint.connect(_factory())
-        return cls(protocol)
+    protocol_class = RespClientProtocol
+    protocol: RespClientProtocol
 
     def call(self, *args: Argument) -> asyncio.Future[Any]:
         """Send the command ``args`` (``b"SET", b"k", b"v"``); the future resolves to the
@@ -428,27 +357,6 @@ class RespClient:
         """``INCRBY key by``: the new value."""
         value: int = await self.call(b"INCRBY", key, by)
         return value
-
-    @property
-    def waiting(self) -> int:
-        """How many requests have been sent and wait for their replies."""
-        return len(self.protocol.waiting)
-
-    async def close(self) -> None:
-        """Close the connection now; requests still waiting fail with
-        :class:`~statewire.error.ConnectionLost`. Returns once it has closed."""
-        protocol = self.protocol
-        if protocol.failure is None:
-            ended = protocol.ended()
-            protocol.close()
-            await ended
-
-
-def _factory() -> ClientFactory:
-    factory = ClientFactory()
-    factory.protocol = RespClientProtocol
-    factory.noisy = False
-    return factory
 
 
 __all__ = [
