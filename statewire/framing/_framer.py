@@ -299,10 +299,7 @@ class Framer:
         try:
             self.on_frame(frame)
         except BaseException:
-            self._interrupt = self._stop_batch = False
-            switch_to, self._switch_to = self._switch_to, None
-            if switch_to is not None:
-                self._install(*switch_to)
+            self._raised()
             raise
         finally:
             self._batch = None
@@ -530,13 +527,7 @@ class Framer:
                         try:
                             self.on_frame(frame)
                         except BaseException:
-                            # as _deliver: the frame counts as delivered, a switch it
-                            # asked for is kept
-                            self._batch = None
-                            self._interrupt = self._stop_batch = False
-                            switch_to, self._switch_to = self._switch_to, None
-                            if switch_to is not None:
-                                self._install(*switch_to)
+                            self._raised()
                             raise
                         self._batch = None
                         if self._interrupt:
@@ -577,18 +568,20 @@ class Framer:
                     self._rewind_batch()
                     return True
         except BaseException:
-            # the frame that raised counts as delivered; the ones after it wait, for the
-            # grammar the callback switched to before raising, if it did (as when the
-            # switch was installed at once)
-            self._rewind_batch()
-            switch_to, self._switch_to = self._switch_to, None
-            self._interrupt = False
-            self._stop_batch = False
-            if switch_to is not None:
-                self._install(*switch_to)
+            self._raised()
             raise
         self._batch = None
         return False
+
+    def _raised(self) -> None:
+        """``on_frame`` raised: the frame counts as delivered; the ones after it wait, for
+        the grammar the callback switched to before raising, if it did (as when the switch
+        was installed at once)."""
+        self._rewind_batch()
+        self._interrupt = self._stop_batch = False
+        switch_to, self._switch_to = self._switch_to, None
+        if switch_to is not None:
+            self._install(*switch_to)
 
     def _rewind_batch(self) -> None:
         """Give back the bytes of the frames of the batch not yet delivered."""
