@@ -52,6 +52,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_echo import client_loop
+
 LINE = b"x" * 31 + b"\n"
 TARGET = """
 import os
@@ -217,16 +220,6 @@ def _machine_busy() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def _client_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when installed (as bench/bench_echo.py's client): less client CPU."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
-    return loop
-
-
 REQUESTS = [b"GET key%d\n" % (i % 1000) for i in range(1000)]
 BATCH = b"".join(REQUESTS)
 
@@ -329,7 +322,7 @@ def _side_by_side(
     try:
         for workers in (1, 2):
             servers[workers] = Served(target, workers, "tcp:0:interface=127.0.0.1")
-        loop = _client_loop()
+        loop = client_loop()  # uvloop when installed: less client CPU
         try:
             seconds: dict[int, list[float]] = {1: [], 2: []}
             shares: dict[int, list[float]] = {1: [], 2: []}
