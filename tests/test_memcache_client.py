@@ -6,16 +6,14 @@ sockets against the real ``memcached`` and statewire's own ``examples/memcached.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from collections.abc import Awaitable, Callable, Iterator
-from types import ModuleType
 from typing import Any
 
 import pytest
+from client_helpers import Sink, load_example, run
 from hypothesis import given
 from hypothesis import strategies as st
 from memcached_helpers import HOST, start_memcached
-from process_helpers import EXAMPLES
 from runtime_helpers import listen, scenario
 
 from grammars.memcache import Arithmetic, Delete, Retrieval, Storage, parse_command
@@ -36,17 +34,7 @@ from statewire.testing.memory import Loopback, StringTransport
 from statewire.testing.model import check_protocol
 from statewire.testing.strategies import chunked
 
-
-def load_example() -> ModuleType:
-    path = EXAMPLES / "memcached.py"
-    spec = importlib.util.spec_from_file_location("memcached_for_clients", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-example = load_example()
+example = load_example("memcached.py", "memcached_for_clients")
 
 
 def in_memory() -> tuple[MemcacheClient, StringTransport]:
@@ -54,13 +42,6 @@ def in_memory() -> tuple[MemcacheClient, StringTransport]:
     transport = StringTransport()
     protocol.makeConnection(transport)
     return MemcacheClient(protocol), transport
-
-
-def run(body: Callable[[], Awaitable[Any]]) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(body(), 30)
-
-    return asyncio.run(bounded())
 
 
 async def started(*calls: Awaitable[Any]) -> list[asyncio.Future[Any]]:
@@ -416,19 +397,6 @@ def test_a_client_from_an_endpoint_description() -> None:
 # -- the model-based kit: the client walked on its own diagram --------------------------------
 
 
-class _Sink:
-    """A request the model's application made: it takes any reply."""
-
-    def done(self) -> bool:
-        return False
-
-    def set_result(self, value: Any) -> None:
-        pass
-
-    def set_exception(self, error: BaseException) -> None:
-        pass
-
-
 class AskedClient(MemcacheClientProtocol):
     """The client with, before each reply, a request of the kind it answers waiting (a
     retrieval for ``VALUE`` and ``END``, another command for a line): the model plays the
@@ -436,12 +404,12 @@ class AskedClient(MemcacheClientProtocol):
 
     def oldest(self, retrieval: bool) -> Any:
         if not self.waiting or (self.waiting[0].items is not None) is not retrieval:
-            self.waiting.appendleft(Waiting(_Sink(), retrieval))  # type: ignore[arg-type]
+            self.waiting.appendleft(Waiting(Sink(), retrieval))  # type: ignore[arg-type]
         return super().oldest(retrieval)
 
     def settle(self, result: Any = None, error: BaseException | None = None) -> None:
         if not self.waiting:
-            self.waiting.append(Waiting(_Sink(), False))  # type: ignore[arg-type]
+            self.waiting.append(Waiting(Sink(), False))  # type: ignore[arg-type]
         super().settle(result, error)
 
 

@@ -6,17 +6,15 @@ against a declared server in memory, and over real loopback sockets against the 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import shutil
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from types import ModuleType
 from typing import Any
 
 import pytest
+from client_helpers import Sink, load_example, run
 from hypothesis import given
 from hypothesis import strategies as st
-from process_helpers import EXAMPLES
 from runtime_helpers import listen, scenario
 
 from grammars import request, resp
@@ -48,18 +46,7 @@ from statewire.testing.memory import Loopback, StringTransport
 from statewire.testing.model import check_protocol
 from statewire.testing.strategies import chunked
 
-
-def load_miniredis() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "miniredis_for_clients", EXAMPLES / "miniredis.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-miniredis = load_miniredis()
+miniredis = load_example("miniredis.py", "miniredis_for_clients")
 
 
 def in_memory() -> tuple[RespClient, StringTransport]:
@@ -67,13 +54,6 @@ def in_memory() -> tuple[RespClient, StringTransport]:
     transport = StringTransport()
     protocol.makeConnection(transport)
     return RespClient(protocol), transport
-
-
-def run(body: Callable[[], Awaitable[Any]]) -> Any:
-    async def bounded() -> Any:
-        return await asyncio.wait_for(body(), 30)
-
-    return asyncio.run(bounded())
 
 
 def outcome(future: asyncio.Future[Any]) -> Any:
@@ -440,27 +420,14 @@ def test_a_client_from_an_endpoint_description() -> None:
 # -- the model-based kit: the client walked on its own diagram --------------------------------
 
 
-class _Sink:
-    """A request the model's application made: it takes any reply."""
-
-    def done(self) -> bool:
-        return False
-
-    def set_result(self, value: Any) -> None:
-        pass
-
-    def set_exception(self, error: BaseException) -> None:
-        pass
-
-
 class _AlwaysAsked(deque):  # type: ignore[type-arg]
     """The model plays the application: a request is always waiting for the next reply."""
 
     def __len__(self) -> int:
         return 1
 
-    def popleft(self) -> _Sink:
-        return _Sink()
+    def popleft(self) -> Sink:
+        return Sink()
 
 
 class AskedClient(RespClientProtocol):
