@@ -29,11 +29,12 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from statewire.address import from_sockaddr
+from statewire.address import Address, from_sockaddr
 from statewire.error import ReactorNotRunning
+from statewire.runtime.asyncio_transport import Bridge
 from statewire.runtime.connecting import Opened, tcp_socket, unix_socket
 from statewire.runtime.connection import Connection
 from statewire.runtime.connector import Connector as Connector
@@ -191,33 +192,42 @@ class Reactor:
         The connection is served by statewire's own socket transport, as accepted ones are
         (``native_transports``: by the loop's)."""
         loop = self.loop
-        kind = from_sockaddr(False, (host, port, 0, 0) if ":" in host else (host, port))
+        return self._connect(
+            factory,
+            from_sockaddr(False, (host, port, 0, 0) if ":" in host else (host, port)),
+            timeout,
+            lambda make: loop.create_connection(make, host, port, local_addr=bindAddress),
+            lambda: tcp_socket(loop, host, port, bindAddress),
+            (host, port),
+        )
+
+    def _connect(
+        self,
+        factory: Any,
+        destination: Address,
+        timeout: float,
+        native: Callable[[Callable[[], Bridge]], Any],
+        connected: Callable[[], Awaitable[socket.socket]],
+        peer: Any,
+    ) -> Connector:
+        """A connector whose attempt is served by statewire's socket transport (the socket
+        ``connected()`` makes, served as an accepted one), or with ``native_transports``
+        by the loop's transport ``native`` makes. ``peer``: the address ``getPeer`` gives
+        if the socket was reset before it could be asked."""
         if self.native_transports:
-            return Connector(
-                self,
-                factory,
-                lambda make: loop.create_connection(make, host, port, local_addr=bindAddress),
-                kind,
-                timeout,
-            )
+            return Connector(self, factory, native, destination, timeout)
 
         async def open_socket(make: Any) -> Opened:
-            sock = await tcp_socket(loop, host, port, bindAddress)
-            return self._serve_socket(connector, sock, factory, (host, port))
+            sock = await connected()
+            try:
+                peer_now = sock.getpeername()
+            except OSError:  # reset already: served, it reads the end at once
+                peer_now = peer
+            transport = SocketTransport.accepted(connector, self.poller(), sock, peer_now, factory)
+            return Opened(None if transport is None else transport.protocol)
 
-        connector = Connector(self, factory, open_socket, kind, timeout)
+        connector = Connector(self, factory, open_socket, destination, timeout)
         return connector
-
-    def _serve_socket(
-        self, connector: Connector, sock: socket.socket, factory: Any, destination: Any
-    ) -> Opened:
-        """Serve a connected client socket with statewire's socket transport."""
-        try:
-            peer = sock.getpeername()
-        except OSError:  # reset already: served, it reads the end at once
-            peer = destination
-        transport = SocketTransport.accepted(connector, self.poller(), sock, peer, factory)
-        return Opened(None if transport is None else transport.protocol)
 
     def connectSSL(
         self,
@@ -240,21 +250,14 @@ class Reactor:
     def connectUNIX(self, address: str, factory: Any, timeout: float = 30) -> Connector:
         """Connect to the UNIX socket ``address`` (served as ``connectTCP``'s are)."""
         loop = self.loop
-        if self.native_transports:
-            return Connector(
-                self,
-                factory,
-                lambda make: loop.create_unix_connection(make, address),
-                from_sockaddr(True, address),
-                timeout,
-            )
-
-        async def open_socket(make: Any) -> Opened:
-            sock = await unix_socket(loop, address)
-            return self._serve_socket(connector, sock, factory, address)
-
-        connector = Connector(self, factory, open_socket, from_sockaddr(True, address), timeout)
-        return connector
+        return self._connect(
+            factory,
+            from_sockaddr(True, address),
+            timeout,
+            lambda make: loop.create_unix_connection(make, address),
+            lambda: unix_socket(loop, address),
+            address,
+        )
 
     # -- time ----------------------------------------------------------------------------
 
