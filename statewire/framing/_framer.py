@@ -337,28 +337,20 @@ class Framer:
                 # state on every frame does); the batch ends as it would have
                 self._batch = None
                 old = self._decoder
-                cache = self._decoders
-                if not old.pending and cache is not None:
-                    # the common case made short (what _install and _decoder_for do): the
-                    # decoder of a grammar that was current before and needs no context,
-                    # or of a block whose size the context gives
-                    decoder = cache.get(id(grammar))
-                    if decoder is not None and decoder.grammar is grammar:
-                        if decoder.sized:
-                            if type(grammar.size) is not int:
-                                decoder.size = grammar.size_in(context or _NO_CONTEXT)  # type: ignore[attr-defined]
-                        elif context:
-                            decoder = None
-                        if decoder is not None:
-                            if old.src:  # (the step path leaves none)
-                                old.settle()
-                            decoder.restart(old.base)
-                            self._grammar = grammar
-                            self._context = context or _NO_CONTEXT
-                            self._decoder = decoder
-                            self._budget = 1
-                            self._installed = True
-                            return
+                if not old.pending:
+                    # the common case made short (what _install does): the decoder of a
+                    # grammar that was current before
+                    decoder = self._reusable(grammar, context or _NO_CONTEXT)
+                    if decoder is not None:
+                        if old.src:  # (the step path leaves none)
+                            old.settle()
+                        decoder.restart(old.base)
+                        self._grammar = grammar
+                        self._context = context or _NO_CONTEXT
+                        self._decoder = decoder
+                        self._budget = 1
+                        self._installed = True
+                        return
                 self._install(grammar, context or {})
                 return
             self._switch_to = (grammar, context or {})
@@ -467,30 +459,39 @@ class Framer:
         self._installed = True
 
     def _decoder_for(self, grammar: Any, base: int, context: Mapping[str, Any]) -> Decoder:
-        """A fresh decoder, reused when ``grammar`` was current before (protocols switch
-        back and forth between a few grammars): as it was when it needs no context; a
-        block whose size comes from the context gets the size it has now."""
-        cache = self._decoders
-        if cache is not None:
-            decoder = cache.get(id(grammar))
-            if decoder is not None and decoder.grammar is grammar:
-                if decoder.sized:
-                    if type(grammar.size) is not int:
-                        decoder.size = grammar.size_in(context)  # type: ignore[attr-defined]
-                    decoder.restart(base)
-                    return decoder
-                if not context:
-                    decoder.restart(base)
-                    return decoder
+        """A fresh decoder for ``grammar`` at stream offset ``base``: one made before when
+        there is one (see :meth:`_reusable`), else a new one, kept for reuse when it can
+        be."""
+        decoder = self._reusable(grammar, context)
+        if decoder is not None:
+            decoder.restart(base)
+            return decoder
         decoder = make_decoder(grammar, base, context, self.max_length, self.fast)
         kind = type(grammar)
         if (decoder.sized or (kind in _CONTEXT_FREE and not context)) and (
             decoder.grammar is grammar
         ):
+            cache = self._decoders
             if cache is None or len(cache) >= _CACHED_DECODERS:
                 cache = self._decoders = {}
             cache[id(grammar)] = decoder
         return decoder
+
+    def _reusable(self, grammar: Any, context: Mapping[str, Any]) -> Decoder | None:
+        """The decoder made before for ``grammar`` (protocols switch back and forth between
+        a few grammars), to be restarted: as it was when it needs no context; a block whose
+        size comes from the context gets the size it has now. ``None`` if there is none."""
+        cache = self._decoders
+        if cache is None:
+            return None
+        decoder = cache.get(id(grammar))
+        if decoder is None or decoder.grammar is not grammar:
+            return None
+        if decoder.sized:
+            if type(grammar.size) is not int:
+                decoder.size = grammar.size_in(context)  # type: ignore[attr-defined]
+            return decoder
+        return None if context else decoder
 
     def _run(self, flush: bool = False) -> None:
         """Deliver frames until the bytes run out or a callback stops it; ``flush``: when
