@@ -515,7 +515,7 @@ def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
             handlers = core._sw_handlers
             if handlers is None or index >= len(handlers):
                 known = handlers or []
-                handlers = [*known, *[None] * (len(plan.entries_order) - len(known))]
+                handlers = [*known, *[None] * (len(plan.state_numbers) - len(known))]
                 core._sw_handlers = handlers
             handler = handlers[index]
             if handler is None:  # a state's handler depends on nothing but the state

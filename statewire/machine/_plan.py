@@ -59,14 +59,14 @@ class Plan:
     def state_index(self, state: Any) -> int:
         """A small number for ``state``, the same for every connection: where its frame
         handler is in a connection's list (no hashing of the state on each entry)."""
-        order = self.entries_order
+        order = self.state_numbers
         if state not in order:
             order[state] = len(order)
         return order[state]
 
     def __post_init__(self) -> None:
         #: the states' numbers (see ``state_index``): every state of the machine
-        self.entries_order: dict[Any, int] = {}
+        self.state_numbers: dict[Any, int] = {}
         for state in self.style.states.values():
             self.state_index(state)
         #: the shortest timeout of any state (how far a state timer's wake-up may be)
