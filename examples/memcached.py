@@ -11,6 +11,9 @@ sessions the tests replay against a real ``memcached`` see memcached's replies.
     set add replace append prepend cas get gets gat gats delete incr decr touch
     flush_all version verbosity stats quit mg ms md ma mn me
 
+The meta commands take memcached's common flags, with its recache protocol (``mg N`` and
+``R``, ``md I``, ``ms I``: the ``W``, ``Z`` and ``X`` flags) and base64 keys (``b``).
+
 python examples/memcached.py --port 11311 [--memory 64]
 statewire serve examples/memcached.py:factory --listen tcp:11311:interface=127.0.0.1
 """

@@ -10,7 +10,11 @@ commands below. Keys expire lazily, on the connection's clock (the reactor's ``s
     PING ECHO HELLO AUTH SELECT QUIT RESET INFO DBSIZE FLUSHDB FLUSHALL KEYS EXISTS DEL TYPE
     EXPIRE PEXPIRE TTL PTTL PERSIST GET SET GETDEL MGET MSET INCR INCRBY DECR DECRBY APPEND
     STRLEN LPUSH RPUSH LPOP RPOP LLEN LRANGE HSET HGET HDEL HGETALL HLEN SADD SREM SMEMBERS
-    SCARD SISMEMBER MULTI EXEC DISCARD SUBSCRIBE UNSUBSCRIBE PUBLISH CLIENT COMMAND
+    SCARD SISMEMBER MULTI EXEC DISCARD WATCH UNWATCH SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE
+    PUNSUBSCRIBE PUBLISH CLIENT COMMAND
+
+Every change a command makes to a key is reported to the server (``touch``), as Redis
+signals it, so that ``WATCH`` sees it: writes, deletions, expiries, flushes.
 
 python examples/miniredis.py --port 6380 [--password secret]
 statewire serve examples/miniredis.py:factory --listen tcp:6380:interface=127.0.0.1
@@ -18,11 +22,11 @@ statewire serve examples/miniredis.py:factory --listen tcp:6380:interface=127.0.
 
 from __future__ import annotations
 
-import fnmatch
+from collections.abc import Callable
 from typing import Any
 
 from grammars.resp import NULL_ARRAY, OK, Map, Set, Simple, Verbatim, parse_integer
-from statewire.protocols.resp import CommandTable, ReplyError, RESPConnection, RESPFactory
+from statewire.protocols.resp import CommandTable, Glob, ReplyError, RESPConnection, RESPFactory
 
 DATABASES = 16
 WRONGTYPE = b"WRONGTYPE Operation against a key holding the wrong kind of value"
@@ -35,11 +39,14 @@ command = commands.command
 
 
 class Keyspace:
-    """One database: values (bytes, list, dict or set) and their deadlines, in seconds."""
+    """One database: values (bytes, list, dict or set) and their deadlines, in seconds;
+    ``touch(key)`` is told of every change (a value changed in place is the caller's to
+    tell)."""
 
-    def __init__(self) -> None:
+    def __init__(self, touch: Callable[[bytes], None] = lambda key: None) -> None:
         self.values: dict[bytes, Any] = {}
         self.deadlines: dict[bytes, float] = {}
+        self.touch = touch
 
     def get(self, key: bytes, now: float, kind: type | None = None) -> Any:
         """The live value of ``key`` (``None`` if none); of ``kind`` or WRONGTYPE."""
@@ -54,13 +61,33 @@ class Keyspace:
     def delete(self, key: bytes) -> bool:
         """Forget ``key``; whether it was there."""
         self.deadlines.pop(key, None)
-        return self.values.pop(key, None) is not None
+        if self.values.pop(key, None) is None:
+            return False
+        self.touch(key)
+        return True
 
     def store(self, key: bytes, value: Any, keep_ttl: bool = False) -> None:
         """Set ``key`` (a new value forgets the old deadline unless ``keep_ttl``)."""
         self.values[key] = value
         if not keep_ttl:
             self.deadlines.pop(key, None)
+        self.touch(key)
+
+    def expire_at(self, key: bytes, deadline: float | None) -> None:
+        """Give ``key`` a deadline (``None``: none)."""
+        if deadline is None:
+            self.deadlines.pop(key, None)
+        else:
+            self.deadlines[key] = deadline
+        self.touch(key)
+
+    def clear(self) -> None:
+        """Forget every key (``FLUSHDB``)."""
+        keys = list(self.values)
+        self.values.clear()
+        self.deadlines.clear()
+        for key in keys:
+            self.touch(key)
 
 
 class MiniRedisFactory(RESPFactory):
@@ -68,11 +95,22 @@ class MiniRedisFactory(RESPFactory):
 
     def __init__(self, password: bytes | None = None) -> None:
         super().__init__(commands, password)
-        self.flush()
+        self.databases = [Keyspace(self._toucher(i)) for i in range(DATABASES)]
 
     def flush(self) -> None:
         """Empty every database (``FLUSHALL``)."""
-        self.databases = [Keyspace() for _ in range(DATABASES)]
+        for space in self.databases:
+            space.clear()
+
+    def _toucher(self, index: int) -> Callable[[bytes], None]:
+        def touch(key: bytes) -> None:
+            if self.watchers:  # (the common case: nobody watches, nothing to do)
+                self.touch(index, key)
+
+        return touch
+
+    def expire_watched(self, db: int, key: bytes, now: float) -> None:
+        self.databases[db].get(key, now)
 
 
 def db(conn: RESPConnection) -> Keyspace:
@@ -132,7 +170,7 @@ def _flush_mode(args: list[bytes]) -> None:
 @command(b"flushdb", -1)
 def flushdb(conn: RESPConnection, args: list[bytes]) -> Any:
     _flush_mode(args)
-    conn.factory.databases[conn.db] = Keyspace()  # type: ignore[attr-defined]
+    db(conn).clear()
     return OK
 
 
@@ -176,10 +214,12 @@ def command_info(conn: RESPConnection, args: list[bytes]) -> Any:
 def keys(conn: RESPConnection, args: list[bytes]) -> Any:
     now = conn.seconds()
     space = db(conn)
+    everything = args[0] == b"*"  # Redis's shortcut, which takes the empty key too
+    glob = Glob(args[0])
     return [
         key
         for key in list(space.values)
-        if space.get(key, now) is not None and fnmatch.fnmatchcase(key, args[0])
+        if space.get(key, now) is not None and (everything or glob.match(key))
     ]
 
 
@@ -197,7 +237,7 @@ def delete(conn: RESPConnection, args: list[bytes]) -> Any:
 @command(b"type", 2)
 def type_of(conn: RESPConnection, args: list[bytes]) -> Any:
     value = lookup(conn, args[0])
-    names = {bytes: b"string", list: b"list", dict: b"hash", set: b"set"}
+    names: dict[type, bytes] = {bytes: b"string", list: b"list", dict: b"hash", set: b"set"}
     return Simple(b"none" if value is None else names[type(value)])
 
 
@@ -221,7 +261,7 @@ def _expire(conn: RESPConnection, args: list[bytes], scale: float) -> Any:
     if amount <= 0:
         space.delete(args[0])
     else:
-        space.deadlines[args[0]] = deadline
+        space.expire_at(args[0], deadline)
     return 1
 
 
@@ -258,9 +298,11 @@ def pttl(conn: RESPConnection, args: list[bytes]) -> Any:
 
 @command(b"persist", 2)
 def persist(conn: RESPConnection, args: list[bytes]) -> Any:
-    if lookup(conn, args[0]) is None:
+    space = db(conn)
+    if lookup(conn, args[0]) is None or args[0] not in space.deadlines:
         return 0
-    return int(db(conn).deadlines.pop(args[0], None) is not None)
+    space.expire_at(args[0], None)
+    return 1
 
 
 # -- strings -------------------------------------------------------------------------------
@@ -308,7 +350,7 @@ def set_(conn: RESPConnection, args: list[bytes]) -> Any:
     space = db(conn)
     space.store(key, value, keep_ttl=b"KEEPTTL" in flags)
     if ttl is not None:
-        space.deadlines[key] = conn.seconds() + ttl
+        space.expire_at(key, conn.seconds() + ttl)
     return old if b"GET" in flags else OK
 
 
@@ -392,15 +434,21 @@ def _container(conn: RESPConnection, key: bytes, kind: type) -> Any:
     return value
 
 
-def _drop_if_empty(conn: RESPConnection, key: bytes, value: Any) -> None:
-    if not value:
-        db(conn).delete(key)
+def _changed(conn: RESPConnection, key: bytes, value: Any) -> None:
+    """``value``, held at ``key``, was changed in place: tell the keyspace, and drop the
+    key if it is now empty (Redis keeps no empty container)."""
+    space = db(conn)
+    if value:
+        space.touch(key)
+    else:
+        space.delete(key)
 
 
 @command(b"lpush", -3)
 def lpush(conn: RESPConnection, args: list[bytes]) -> Any:
     items = _container(conn, args[0], list)
     items[:0] = reversed(args[1:])
+    _changed(conn, args[0], items)
     return len(items)
 
 
@@ -408,6 +456,7 @@ def lpush(conn: RESPConnection, args: list[bytes]) -> Any:
 def rpush(conn: RESPConnection, args: list[bytes]) -> Any:
     items = _container(conn, args[0], list)
     items.extend(args[1:])
+    _changed(conn, args[0], items)
     return len(items)
 
 
@@ -431,7 +480,8 @@ def _pop(conn: RESPConnection, args: list[bytes], left: bool) -> Any:
     else:
         taken = items[::-1][:n]
         del items[len(items) - len(taken) :]
-    _drop_if_empty(conn, args[0], items)
+    if taken:
+        _changed(conn, args[0], items)
     return taken[0] if count is None else taken
 
 
@@ -469,6 +519,7 @@ def hset(conn: RESPConnection, args: list[bytes]) -> Any:
     for field, value in zip(args[1::2], args[2::2], strict=True):
         added += field not in fields
         fields[field] = value
+    _changed(conn, args[0], fields)
     return added
 
 
@@ -483,7 +534,8 @@ def hdel(conn: RESPConnection, args: list[bytes]) -> Any:
     if fields is None:
         return 0
     removed = sum(fields.pop(field, None) is not None for field in args[1:])
-    _drop_if_empty(conn, args[0], fields)
+    if removed:
+        _changed(conn, args[0], fields)
     return removed
 
 
@@ -502,6 +554,8 @@ def sadd(conn: RESPConnection, args: list[bytes]) -> Any:
     members = _container(conn, args[0], set)
     before = len(members)
     members.update(args[1:])
+    if len(members) > before:
+        _changed(conn, args[0], members)
     return len(members) - before
 
 
@@ -512,7 +566,8 @@ def srem(conn: RESPConnection, args: list[bytes]) -> Any:
         return 0
     before = len(members)
     members.difference_update(args[1:])
-    _drop_if_empty(conn, args[0], members)
+    if len(members) < before:
+        _changed(conn, args[0], members)
     return before - len(members)
 
 

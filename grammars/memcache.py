@@ -17,8 +17,10 @@ one — is :class:`BadCommandLine` (``CLIENT_ERROR bad command line format``, or
 precise words memcached uses for deltas, expiry times and meta flags); a data block whose
 CRLF is missing is :class:`BadDataChunk` (``CLIENT_ERROR bad data chunk``). As memcached
 does, a word where ``noreply`` may stand that is not ``noreply`` is ignored, and keys may hold
-any byte but a space. One deliberate difference: flags over 32 bits are refused, where
-memcached keeps their low 32 bits.
+any byte but a space. An expiry time is read as memcached reads it, any 64-bit signed
+number (what it means, memcached's 32 bits of it, is the server's business). One
+deliberate difference: flags over 32 bits are refused, where memcached keeps their low 32
+bits.
 """
 
 from __future__ import annotations
@@ -84,7 +86,8 @@ _DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [no
 @dataclass(frozen=True)
 class Storage:
     """``set|add|replace|append|prepend KEY FLAGS EXPTIME BYTES [noreply]``, ``cas`` with a
-    CAS unique before ``noreply``; BYTES of data follow, then CRLF."""
+    CAS unique before ``noreply``; BYTES of data follow, then CRLF. EXPTIME is as written
+    (64 bits, signed)."""
 
     name: bytes
     key: bytes
@@ -253,7 +256,7 @@ def _parse(words: list[bytes]) -> Command:
         fixed = 6 if name == b"cas" else 5
         noreply = _tail(words, fixed, fixed + 1)
         key, flags = _key(words[1]), _number(words[2], 32)
-        exptime, size = _number(words[3], 32, signed=True), _number(words[4], 31)
+        exptime, size = _number(words[3], 64, signed=True), _number(words[4], 31)
         cas = _number(words[5], 64) if name == b"cas" else None
         return Storage(name, key, flags, exptime, size, cas, noreply)
     if name in (b"get", b"gets"):
@@ -261,7 +264,7 @@ def _parse(words: list[bytes]) -> Command:
         return Retrieval(name, tuple(_key(k) for k in words[1:]))
     if name in (b"gat", b"gats"):
         _tail(words, 2, len(words))
-        exptime = _number(words[1], 32, signed=True, reply=_BAD_EXPTIME)
+        exptime = _number(words[1], 64, signed=True, reply=_BAD_EXPTIME)
         return Retrieval(name, tuple(_key(k) for k in words[2:]), exptime)
     if name == b"delete":
         _tail(words, 2, 4)
@@ -274,7 +277,7 @@ def _parse(words: list[bytes]) -> Command:
         return Arithmetic(name, _key(words[1]), _number(words[2], 64, reply=_BAD_DELTA), noreply)
     if name == b"touch":
         noreply = _tail(words, 3, 4)
-        exptime = _number(words[2], 32, signed=True, reply=_BAD_EXPTIME)
+        exptime = _number(words[2], 64, signed=True, reply=_BAD_EXPTIME)
         return Touch(_key(words[1]), exptime, noreply)
     if name in SIMPLE:
         return Simple(name, tuple(words[1:]))

@@ -35,7 +35,8 @@ from grammars.memcache import (
 
 KEYS = st.binary(min_size=1, max_size=MAX_KEY).filter(lambda k: b" " not in k and b"\r\n" not in k)
 U32 = st.integers(0, (1 << 32) - 1)
-I32 = st.integers(-(1 << 31), (1 << 31) - 1)
+#: an expiry time: memcached reads 64 bits (and keeps 32 of them, the server's business)
+I64 = st.integers(-(1 << 63), (1 << 63) - 1)
 SIZES = st.integers(0, (1 << 31) - 1)
 META_FLAGS = st.tuples(
     st.sampled_from([b"v", b"f", b"t", b"c", b"k", b"s", b"q", b"O", b"T", b"N", b"I"]),
@@ -48,19 +49,19 @@ COMMANDS: st.SearchStrategy[Command] = st.one_of(
         st.sampled_from([b"set", b"add", b"replace", b"append", b"prepend"]),
         KEYS,
         U32,
-        I32,
+        I64,
         SIZES,
         st.none(),
         st.booleans(),
     ),
-    st.builds(Storage, st.just(b"cas"), KEYS, U32, I32, SIZES, st.integers(0, (1 << 64) - 1)),
+    st.builds(Storage, st.just(b"cas"), KEYS, U32, I64, SIZES, st.integers(0, (1 << 64) - 1)),
     st.builds(
         Retrieval,
         st.sampled_from([b"get", b"gets"]),
         st.lists(KEYS, min_size=1, max_size=4).map(tuple),
     ),
     st.builds(
-        Retrieval, st.sampled_from([b"gat", b"gats"]), st.lists(KEYS, max_size=4).map(tuple), I32
+        Retrieval, st.sampled_from([b"gat", b"gats"]), st.lists(KEYS, max_size=4).map(tuple), I64
     ),
     st.builds(Delete, KEYS, st.booleans()),
     st.builds(
@@ -70,7 +71,7 @@ COMMANDS: st.SearchStrategy[Command] = st.one_of(
         st.integers(0, (1 << 64) - 1),
         st.booleans(),
     ),
-    st.builds(Touch, KEYS, I32, st.booleans()),
+    st.builds(Touch, KEYS, I64, st.booleans()),
     st.builds(Simple, st.sampled_from([b"version", b"stats", b"quit"])),
     st.builds(
         Meta,
@@ -106,6 +107,9 @@ def test_examples() -> None:
     assert isinstance(meta, Meta) and meta.flag(b"T") == b"30" and meta.flag(b"v") == b""
     assert meta.flag(b"k") is None
     assert parse_command(b"mn anything") == Meta(b"mn")
+    assert parse_command(b"set k 0 4294967306 1") == Storage(b"set", b"k", 0, (1 << 32) + 10, 1)
+    assert parse_command(b"touch k -9223372036854775808") == Touch(b"k", -(1 << 63))
+    assert parse_command(b"gat 9223372036854775807 k") == Retrieval(b"gat", (b"k",), (1 << 63) - 1)
     assert value_line(b"k", 3, 5) == b"VALUE k 3 5"
     assert value_line(b"k", 3, 5, cas=9) == b"VALUE k 3 5 9"
 
@@ -126,6 +130,13 @@ def test_examples() -> None:
         (b"incr k abc", BadCommandLine, b"CLIENT_ERROR invalid numeric delta argument"),
         (b"incr k -1", BadCommandLine, b"CLIENT_ERROR invalid numeric delta argument"),
         (b"touch k abc", BadCommandLine, b"CLIENT_ERROR invalid exptime argument"),
+        (b"touch k 9223372036854775808", BadCommandLine, b"CLIENT_ERROR invalid exptime argument"),
+        (b"gat -9223372036854775809 k", BadCommandLine, b"CLIENT_ERROR invalid exptime argument"),
+        (
+            b"set k 0 9223372036854775808 1",
+            BadCommandLine,
+            b"CLIENT_ERROR bad command line format",
+        ),
         (b"gat x k", BadCommandLine, b"CLIENT_ERROR invalid exptime argument"),
         (
             b"delete k x",
@@ -190,6 +201,7 @@ WORDS = st.sampled_from(
     [
         *(b"set", b"get", b"gat", b"delete", b"incr", b"touch", b"cas", b"mg", b"ms", b"md"),
         *(b"k", b"0", b"1", b"-1", b"x", b"noreply", b"v", b"T5", b"%", b"18446744073709551616"),
+        *(b"4294967306", b"9223372036854775807", b"-9223372036854775809"),
     ]
 )
 

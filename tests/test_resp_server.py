@@ -331,13 +331,18 @@ commands = st.one_of(
     _cmd(b"SELECT", st.sampled_from([b"0", b"1", b"16", b"x"])),
     _cmd(b"CLIENT", st.sampled_from([[b"GETNAME"], [b"SETNAME", b"me"], [b"SETNAME"], [b"NOPE"]])),
     _cmd(st.sampled_from([b"GET", b"SET", b"LLEN", b"HGET"])),  # wrong arity
+    # a session watches its own writes (inside MULTI, WATCH is refused)
+    _cmd(b"WATCH", st.lists(key, max_size=2)),
+    _cmd(b"UNWATCH", st.lists(key, max_size=1)),
     _cmd(st.sampled_from([b"NOSUCH", b"get2"]), st.lists(value, max_size=2)),  # unknown
 )
 transaction = st.tuples(
     st.lists(commands, max_size=4), st.sampled_from([[b"EXEC"], [b"DISCARD"]])
 ).map(lambda block: [[b"MULTI"], *block[0], block[1]])
 # (UN)SUBSCRIBE inside MULTI is not supported (miniredis refuses it inside EXEC)
-alone = st.one_of(commands, _cmd(b"UNSUBSCRIBE", st.lists(key, max_size=2)))
+alone = st.one_of(
+    commands, _cmd(st.sampled_from([b"UNSUBSCRIBE", b"PUNSUBSCRIBE"]), st.lists(key, max_size=2))
+)
 blocks = st.one_of(alone.map(lambda c: [c]), transaction)
 
 

@@ -9,6 +9,7 @@ refused as too large removes the old item.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -41,17 +42,31 @@ _LONG_OPAQUE = b"CLIENT_ERROR opaque token too long\r\n"
 #: memcached's longest ``O`` flag, its letter included (its MFLAG_MAX_OPAQUE_LENGTH)
 _MAX_OPAQUE = 32
 _NO_MEMORY = b"SERVER_ERROR out of memory storing object\r\n"
+#: what memcached answers to a ``b`` key that is no base64, by command
+_BAD_KEY = {
+    b"mg": b"CLIENT_ERROR error decoding key\r\n",
+    b"ms": b"CLIENT_ERROR error decoding key\r\n",
+    b"md": _BAD_FLAG,
+    b"ma": _BAD_FLAG,
+    b"me": _BAD_FORMAT,
+}
 
 
 @dataclass
 class Item:
     """A stored value: its client ``flags``, when it ``expires`` (seconds on the server's
-    clock; 0 never) and its ``cas`` unique."""
+    clock; 0 never) and its ``cas`` unique; for the meta commands, whether it is ``stale``
+    (``md I``), whether a client was told it ``won`` the right to recache it (the ``W``
+    flag, sent once), and whether ``ms`` was given its key in base64 (``b``): ``mg`` names
+    it so."""
 
     value: bytes
     flags: int
     expires: float
     cas: int
+    stale: bool = False
+    won: bool = False
+    binary_key: bool = False
 
 
 class ItemStore(Protocol):
@@ -68,6 +83,10 @@ class ItemStore(Protocol):
 
 class _BadToken(Exception):
     """A meta flag whose token is not what the flag takes."""
+
+
+class _BadKey(Exception):
+    """A ``b`` key that does not decode."""
 
 
 def run(core: MemcacheConnection, command: Command) -> bytes:
@@ -89,6 +108,8 @@ def run(core: MemcacheConnection, command: Command) -> bytes:
             return _meta(core, command)
         except _BadToken:  # memcached's words: md and ma say it otherwise than mg
             return _BAD_FLAG if command.name in (b"md", b"ma") else _BAD_TOKEN
+        except _BadKey:
+            return _BAD_KEY[command.name]
     assert isinstance(command, Simple)
     return _simple(core, command)
 
@@ -252,6 +273,8 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
             return _meta_set(core, command, value)
         except _BadToken as error:  # memcached reads ms's client flags otherwise
             return _BAD_FORMAT if error.args[0] == b"F" else _BAD_TOKEN
+        except _BadKey:
+            return _BAD_KEY[b"ms"]
     storage, now = core.factory.storage, core.seconds()
     old = storage.get(command.key, now)
     name = command.name
@@ -301,26 +324,76 @@ def _token(command: Meta, letter: bytes, signed: bool = False) -> int | None:
     return number
 
 
-def _returned(command: Meta, key: bytes, item: Item | None, now: float) -> bytes:
+def _meta_key(command: Meta) -> tuple[bytes, bool]:
+    """The key a meta command names, and whether it came in base64 (the ``b`` flag)."""
+    key = command.key or b""
+    if command.flag(b"b") is None:
+        return key, False
+    decoded = _from_base64(key)
+    if decoded is None:
+        raise _BadKey(key)
+    return decoded, True
+
+
+_BASE64 = {
+    symbol: value
+    for value, symbol in enumerate(
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    )
+}
+_PAD = 0x3D  # =
+
+
+def _from_base64(text: bytes) -> bytes | None:
+    """``text`` decoded as memcached decodes a ``b`` key (``None``: it does not): bytes
+    outside the alphabet are skipped, the rest must come in groups of four, ``=`` counts
+    as a zero, and the first group with padding (one or two ``=``) is the last read."""
+    symbols = [symbol for symbol in text if symbol in _BASE64 or symbol == _PAD]
+    if not symbols or len(symbols) % 4:
+        return None
+    out = bytearray()
+    for start in range(0, len(symbols), 4):
+        group = symbols[start : start + 4]
+        a, b, c, d = (_BASE64.get(symbol, 0) for symbol in group)
+        out += bytes(((a << 2 | b >> 4) & 255, (b << 4 | c >> 2) & 255, (c << 6 | d) & 255))
+        padding = group.count(_PAD)
+        if padding:
+            if padding > 2:
+                return None
+            del out[-padding:]
+            break
+    return bytes(out)
+
+
+def _flag_word(
+    letter: bytes, token: bytes, key: bytes, item: Item | None, now: float, binary: bool
+) -> bytes | None:
+    """What a reply says for one flag of the request (``None``: nothing); a ``binary`` key
+    is given back in base64, marked `` b``."""
+    if letter == b"O":
+        return b"O" + token
+    if letter == b"k":
+        return b"k" + base64.b64encode(key) + b" b" if binary else b"k" + key
+    if item is None:
+        return None
+    if letter == b"c":
+        return b"c%d" % item.cas
+    if letter == b"f":
+        return b"f%d" % item.flags
+    if letter == b"s":
+        return b"s%d" % len(item.value)
+    if letter == b"t":
+        left = -1 if item.expires == 0 else max(int(item.expires - now + 0.5), 0)
+        return b"t%d" % left
+    return None
+
+
+def _returned(
+    command: Meta, key: bytes, item: Item | None, now: float, binary: bool = False
+) -> bytes:
     """The flags a meta reply echoes, in the order the request gave them."""
-    out: list[bytes] = []
-    for letter, token in command.flags:
-        if letter == b"O":
-            out.append(b"O" + token)
-        elif letter == b"k":
-            out.append(b"k" + key)
-        elif item is None:
-            continue
-        elif letter == b"c":
-            out.append(b"c%d" % item.cas)
-        elif letter == b"f":
-            out.append(b"f%d" % item.flags)
-        elif letter == b"s":
-            out.append(b"s%d" % len(item.value))
-        elif letter == b"t":
-            left = -1 if item.expires == 0 else max(int(item.expires - now + 0.5), 0)
-            out.append(b"t%d" % left)
-    return b"".join(b" " + word for word in out)
+    words = (_flag_word(letter, token, key, item, now, binary) for letter, token in command.flags)
+    return b"".join(b" " + word for word in words if word is not None)
 
 
 def _meta(core: MemcacheConnection, command: Meta) -> bytes:
@@ -328,7 +401,7 @@ def _meta(core: MemcacheConnection, command: Meta) -> bytes:
     if name == b"mn":
         return b"MN\r\n"
     storage, now = core.factory.storage, core.seconds()
-    key = command.key or b""
+    key, binary = _meta_key(command)
     quiet = command.flag(b"q") is not None
     item = storage.get(key, now)
     if name == b"me":
@@ -342,29 +415,89 @@ def _meta(core: MemcacheConnection, command: Meta) -> bytes:
             len(item.value) + len(key) + ITEM_OVERHEAD,
         )
     if name == b"mg":
-        ttl = _token(command, b"T", signed=True)
-        if item is None:
-            return b"" if quiet else b"EN" + _returned(command, key, None, now) + b"\r\n"
-        if ttl is not None:
-            item = replace(item, expires=core.expiry(ttl))
-            storage.put(key, item, now)
-        flags = _returned(command, key, item, now)
-        if command.flag(b"v") is None:
-            return b"HD" + flags + b"\r\n"
-        return b"VA %d%s\r\n%s\r\n" % (len(item.value), flags, item.value)
+        return _meta_get(core, command, key, binary, item, now)
     if name == b"md":
         compare = _token(command, b"C")
+        ttl = _token(command, b"T", signed=True)
         if item is None:
-            return b"NF" + _returned(command, key, None, now) + b"\r\n"
+            return b"NF" + _returned(command, key, None, now, binary) + b"\r\n"
         if compare is not None and compare != item.cas:
-            return b"EX" + _returned(command, key, None, now) + b"\r\n"
-        storage.delete(key)
-        return b"" if quiet else b"HD" + _returned(command, key, None, now) + b"\r\n"
-    return _meta_arithmetic(core, command, key, item, now)
+            return b"EX" + _returned(command, key, None, now, binary) + b"\r\n"
+        if command.flag(b"I") is not None:  # invalidate: kept, stale, to be recached
+            expires = item.expires if ttl is None else core.expiry(ttl)
+            stale = replace(item, stale=True, won=False, cas=core.factory.next_cas())
+            storage.put(key, replace(stale, expires=expires), now)
+        else:
+            storage.delete(key)
+        return b"" if quiet else b"HD" + _returned(command, key, None, now, binary) + b"\r\n"
+    return _meta_arithmetic(core, command, key, binary, item, now)
+
+
+def _meta_get(
+    core: MemcacheConnection,
+    command: Meta,
+    key: bytes,
+    binary: bool,
+    item: Item | None,
+    now: float,
+) -> bytes:
+    """``mg``: the flags act in the order given (a ``t`` before a ``T`` says the old TTL);
+    then ``Z`` if a client already won the item, ``X`` if it is stale, ``W`` if this one
+    wins it: ``N`` created it, ``R`` found its TTL short, or it is stale and unclaimed."""
+    ttl = _token(command, b"T", signed=True)
+    vivify = _token(command, b"N", signed=True)
+    recache = _token(command, b"R", signed=True)
+    created = item is None
+    if item is None:
+        if vivify is None:
+            miss = b"EN" + _returned(command, key, None, now, binary) + b"\r\n"
+            return b"" if command.flag(b"q") is not None else miss
+        item = Item(b"", 0, 0.0, core.factory.next_cas())  # (named plainly, as memcached)
+    won = changed = False
+    words: list[bytes] = []
+    for letter, token in command.flags:
+        if letter == b"T" and ttl is not None:
+            item, changed = replace(item, expires=core.expiry(ttl)), True
+        elif letter == b"N" and created and vivify is not None:
+            item, won = replace(item, expires=core.expiry(vivify)), True
+        elif letter == b"R" and recache is not None:
+            won = won or (not created and not item.won and _short_lived(core, item, recache, now))
+        else:
+            word = _flag_word(letter, token, key, item, now, item.binary_key)
+            if word is not None:
+                words.append(word)
+    if item.won:
+        words.append(b"Z")
+    if item.stale:
+        words.append(b"X")
+        won = won or not item.won
+    if won:
+        words.append(b"W")
+        item = replace(item, won=True)
+    if created or changed or won:
+        core.factory.storage.put(key, item, now)
+    flags = b"".join(b" " + word for word in words)
+    if command.flag(b"v") is None:
+        return b"HD" + flags + b"\r\n"
+    return b"VA %d%s\r\n%s\r\n" % (len(item.value), flags, item.value)
+
+
+def _short_lived(core: MemcacheConnection, item: Item, recache: int, now: float) -> bool:
+    """Whether ``item`` expires before ``recache`` would (``mg R``); in whole seconds, as
+    memcached counts them, so a TTL just given is not already shorter than itself."""
+    deadline = core.expiry(recache)
+    if item.expires == 0 or deadline <= now:
+        return False
+    return round(item.expires - now) < round(deadline - now)
 
 
 def _meta_arithmetic(
-    core: MemcacheConnection, command: Meta, key: bytes, item: Item | None, now: float
+    core: MemcacheConnection,
+    command: Meta,
+    key: bytes,
+    binary: bool,
+    item: Item | None,
+    now: float,
 ) -> bytes:
     storage = core.factory.storage
     delta = _token(command, b"D")
@@ -378,7 +511,7 @@ def _meta_arithmetic(
     quiet = False
     if item is None:
         if vivify is None:
-            return b"NF" + _returned(command, key, None, now) + b"\r\n"
+            return b"NF" + _returned(command, key, None, now, binary) + b"\r\n"
         item = Item(b"%d" % initial, 0, core.expiry(vivify), core.factory.next_cas())
         storage.put(key, item, now)
     else:
@@ -392,7 +525,7 @@ def _meta_arithmetic(
         quiet = command.flag(b"q") is not None  # memcached quiets the update, not the rest
     if quiet:
         return b""
-    flags = _returned(command, key, item, now)
+    flags = _returned(command, key, item, now, binary)
     if command.flag(b"v") is None:
         return b"HD" + flags + b"\r\n"
     number = item.value.rstrip(b" ")  # the number, not the padding it is stored with
@@ -401,7 +534,7 @@ def _meta_arithmetic(
 
 def _meta_set(core: MemcacheConnection, command: Meta, value: bytes) -> bytes:
     storage, now = core.factory.storage, core.seconds()
-    key = command.key or b""
+    key, binary = _meta_key(command)
     old = storage.get(key, now)
     flags = (_token(command, b"F") or 0) % (1 << 32)  # memcached keeps 32 bits
     ttl = _token(command, b"T", signed=True)
@@ -413,19 +546,24 @@ def _meta_set(core: MemcacheConnection, command: Meta, value: bytes) -> bytes:
     if mode == b"E":
         compare = None  # memcached's add takes no CAS: C is ignored
     elif mode in (b"A", b"P") and old is None:
-        return b"NS" + _returned(command, key, None, now) + b"\r\n"  # before the CAS
+        return b"NS" + _returned(command, key, None, now, binary) + b"\r\n"  # before the CAS
     if compare is not None and old is None:
-        return b"NF" + _returned(command, key, None, now) + b"\r\n"
+        return b"NF" + _returned(command, key, None, now, binary) + b"\r\n"
+    stale = False
     if compare is not None and old is not None and compare != old.cas:
-        return b"EX" + _returned(command, key, None, now) + b"\r\n"
+        # I: a CAS older than the item's still stores, as a stale value
+        if command.flag(b"I") is None or compare > old.cas:
+            return b"EX" + _returned(command, key, None, now, binary) + b"\r\n"
+        stale = True
     if (mode == b"E" and old is not None) or (mode in (b"A", b"P", b"R") and old is None):
-        return b"NS" + _returned(command, key, None, now) + b"\r\n"
+        return b"NS" + _returned(command, key, None, now, binary) + b"\r\n"
     if old is not None and mode in (b"A", b"P"):
         value = old.value + value if mode == b"A" else value + old.value
         flags, expires = old.flags, old.expires
-    item = Item(value, flags, expires, core.factory.next_cas())
+    won = stale and old is not None and old.won  # a stale value keeps its winner
+    item = Item(value, flags, expires, core.factory.next_cas(), stale, won, binary)
     if not fits(key, len(value)) or not storage.put(key, item, now):
         return _NO_MEMORY
     if command.flag(b"q") is not None:
         return b""
-    return b"HD" + _returned(command, key, item, now) + b"\r\n"
+    return b"HD" + _returned(command, key, item, now, binary) + b"\r\n"

@@ -28,7 +28,8 @@ so removes the old item. A line longer than :attr:`MemcacheFactory.max_line` is 
 
 Items live in a :class:`Storage` the application provides (``examples/memcached.py`` has
 an LRU one with a memory limit); expiry times are memcached's: 0 never, up to 30 days
-relative, beyond that a Unix time, negative already expired; all on the connection's clock.
+relative, beyond that a Unix time, negative already expired, of a larger number its low 32
+bits (as memcached's C ``int`` keeps them); all on the connection's clock.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from statewire.protocols._memcache_ops import (
 
 #: an expiry time beyond this many seconds is a Unix time, not a delay
 RELATIVE_LIMIT = 60 * 60 * 24 * 30
+_INT32 = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,9 @@ class MemcacheConnection(MachineProtocol):
 
     def expiry(self, exptime: int) -> float:
         """When an item given ``exptime`` expires, on the connection's clock (0: never;
-        negative: already)."""
+        negative: already). As memcached, which keeps it in a C ``int``, only its low 32
+        bits count, read as signed: ``2**32 + 10`` is 10 seconds, ``2**31`` already past."""
+        exptime = (exptime + _INT32) % (2 * _INT32) - _INT32
         if exptime == 0:
             return 0.0
         now = self.seconds()

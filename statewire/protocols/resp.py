@@ -9,19 +9,29 @@ upper-cased name to an input of the machine below; any name without an input of 
     anonymous   AUTH, HELLO ... AUTH        -> ready (credentials accepted: ``admitted``)
                 anything else               refused: -NOAUTH Authentication required.
     ready       a command                   run, answered
+                WATCH                       watches keys (see below)
                 MULTI                       -> queuing
-                SUBSCRIBE                   -> subscribed
+                (P)SUBSCRIBE                -> subscribed
                 EXEC, DISCARD               refused: -ERR EXEC without MULTI
     queuing     a command                   checked and queued: +QUEUED (or its error,
                                             which dooms the transaction)
-                EXEC                        -> ready: the replies, or -EXECABORT
+                EXEC                        -> ready: the replies, or -EXECABORT, or a
+                                            null array when a watched key changed
                 DISCARD                     -> ready: +OK
                 MULTI                       refused: -ERR MULTI calls can not be nested
-    subscribed  (UN)SUBSCRIBE, PING         answered; unsubscribed from the last channel:
-                                            -> ready (``emptied``)
+                WATCH                       refused: -ERR WATCH inside MULTI is not allowed
+    subscribed  (P)(UN)SUBSCRIBE, PING      answered; unsubscribed from the last channel
+                                            and pattern: -> ready (``emptied``)
                 anything else (RESP2)       refused: -ERR Can't execute '...': only ...
     any state   QUIT -> closed, RESET -> anonymous (-> ready at once with no password),
                 connection lost -> closed
+
+Pub/sub counts a client's channels and patterns together (each confirmation carries the
+sum); a pattern is a Redis glob (:class:`Glob`) and a message it matches is a ``pmessage``.
+``WATCH`` keeps ``(database, key)`` pairs; the application calls
+:meth:`RESPFactory.touch` for each key a command changes (Redis's ``signalModifiedKey``)
+and :meth:`RESPFactory.expire_watched` lets an expiry count as a change; ``EXEC``,
+``DISCARD``, ``RESET`` and the end of the connection forget the watched keys.
 
 A refusal is the machine's own: the state has no transition for the input, and
 :meth:`RESPServer.remoteError` words it as Redis does. Unknown commands and wrong arities
@@ -48,11 +58,12 @@ from typing import Any, Protocol
 
 from automat import TypeMachineBuilder
 
-from grammars.resp import OK, Error, Push, Resp, Simple, request, resp
+from grammars.resp import NULL_ARRAY, OK, Error, Push, Resp, Simple, request, resp
 from statewire.declarative import MachineProtocol
 from statewire.framing import FramingError
 from statewire.machine import RemoteProtocolError, UnexpectedInput, UnroutableFrame, by_key
 from statewire.protocol import Factory
+from statewire.protocols.glob import Glob
 
 #: what a handler returns (any value :func:`grammars.resp.resp` builds)
 Reply = Any
@@ -101,10 +112,8 @@ class CommandTable:
     def __init__(self) -> None:
         self._commands: dict[bytes, Command] = {}
         for name, arity in _MACHINE_COMMANDS.items():
-            self.register(name, arity, None)
-        self.register(b"auth", -2, _auth)
-        self.register(b"hello", -1, _hello)
-        self.register(b"ping", -1, _ping)
+            self.register(name, arity, _BUILT_IN.get(name))
+        self.register(b"unwatch", 1, _unwatch)
 
     def register(
         self,
@@ -138,15 +147,22 @@ class CommandTable:
         return len(self._commands)
 
 
-#: the commands the machine answers (their arity is checked before the machine sees them)
+#: the commands the machine routes by name (their arity is checked before the machine sees
+#: them: see ``_name``)
 _MACHINE_COMMANDS = {
     b"multi": 1,
     b"exec": 1,
     b"discard": 1,
     b"subscribe": -2,
     b"unsubscribe": -1,
+    b"psubscribe": -2,
+    b"punsubscribe": -1,
     b"quit": -1,
     b"reset": 1,
+    b"auth": -2,
+    b"hello": -1,
+    b"ping": -1,
+    b"watch": -2,
 }
 
 
@@ -165,6 +181,9 @@ class Inputs(Protocol):
     def discard(self, argv: list[bytes]) -> None: ...
     def subscribe(self, argv: list[bytes]) -> None: ...
     def unsubscribe(self, argv: list[bytes]) -> None: ...
+    def psubscribe(self, argv: list[bytes]) -> None: ...
+    def punsubscribe(self, argv: list[bytes]) -> None: ...
+    def watch(self, argv: list[bytes]) -> None: ...
     def quit(self, argv: list[bytes]) -> None: ...
     def reset(self, argv: list[bytes]) -> None: ...
     def admitted(self) -> None: ...
@@ -187,13 +206,20 @@ class RESPConnection(MachineProtocol):
     #: the commands queued by ``MULTI``, and whether one was refused (``EXECABORT``)
     queued: list[list[bytes]]
     doomed = False
+    #: the channels and the glob patterns (in the order given) the client listens to
     channels: set[bytes]
+    patterns: dict[bytes, None]
+    #: the ``(database, key)`` pairs ``WATCH`` keeps, and whether one of them changed
+    watched: set[tuple[int, bytes]]
+    dirty = False
 
     def connectionMade(self) -> None:
         """Number the client; admit it at once when no password is set."""
         self.client_id = self.factory.new_client_id()
         self.queued = []
         self.channels = set()
+        self.patterns = {}
+        self.watched = set()
         if self.factory.password is None:
             # the machine starts in ``anonymous``; statewire has no way yet to start it
             # elsewhere, so the admission is an input, as after AUTH
@@ -254,30 +280,55 @@ class RESPConnection(MachineProtocol):
 
     # -- pub/sub -----------------------------------------------------------------------------
 
+    @property
+    def subscriptions(self) -> int:
+        """How many channels and patterns the client listens to (what Redis confirms)."""
+        return len(self.channels) + len(self.patterns)
+
     def join(self, channels: list[bytes]) -> None:
         """Subscribe to ``channels``, confirming each."""
         for channel in channels:
             self.channels.add(channel)
             self.factory.subscribers.setdefault(channel, set()).add(self)
-            self.reply(Push((b"subscribe", channel, len(self.channels))))
+            self.reply(Push((b"subscribe", channel, self.subscriptions)))
+
+    def join_patterns(self, patterns: list[bytes]) -> None:
+        """Subscribe to the glob ``patterns``, confirming each."""
+        for pattern in patterns:
+            self.patterns[pattern] = None
+            self.factory.follow_pattern(pattern, self)
+            self.reply(Push((b"psubscribe", pattern, self.subscriptions)))
 
     def leave(self, channels: list[bytes]) -> None:
         """Unsubscribe from ``channels`` (all when empty), confirming each."""
-        if not channels:
-            channels = sorted(self.channels)
-            if not channels:
-                self.reply(Push((b"unsubscribe", None, 0)))
-                return
-        for channel in channels:
+        for channel in channels or self._all(b"unsubscribe", sorted(self.channels)):
             self._unsubscribe(channel)
-            self.reply(Push((b"unsubscribe", channel, len(self.channels))))
+            self.reply(Push((b"unsubscribe", channel, self.subscriptions)))
+
+    def leave_patterns(self, patterns: list[bytes]) -> None:
+        """Unsubscribe from ``patterns`` (all when empty), confirming each."""
+        for pattern in patterns or self._all(b"punsubscribe", list(self.patterns)):
+            self.patterns.pop(pattern, None)
+            self.factory.unfollow_pattern(pattern, self)
+            self.reply(Push((b"punsubscribe", pattern, self.subscriptions)))
+
+    def _all(self, kind: bytes, names: list[bytes]) -> list[bytes]:
+        """``names``; when there are none, Redis still confirms, naming nothing."""
+        if not names:
+            self.reply(Push((kind, None, self.subscriptions)))
+        return names
 
     def forget(self) -> None:
-        """Drop the connection's subscriptions and transaction (QUIT, RESET, the loss)."""
+        """Drop the connection's subscriptions, transaction and watched keys (QUIT, RESET,
+        the loss)."""
         for channel in list(self.channels):
             self._unsubscribe(channel)
+        for pattern in self.patterns:
+            self.factory.unfollow_pattern(pattern, self)
+        self.patterns.clear()
         self.queued.clear()
         self.doomed = False
+        self.unwatch()
 
     def _unsubscribe(self, channel: bytes) -> None:
         self.channels.discard(channel)
@@ -286,6 +337,37 @@ class RESPConnection(MachineProtocol):
             listeners.discard(self)
             if not listeners:
                 del self.factory.subscribers[channel]
+
+    # -- WATCH ---------------------------------------------------------------------------------
+
+    def watch(self, keys: list[bytes]) -> None:
+        """Watch ``keys`` of the current database until the next ``EXEC`` (or ``UNWATCH``,
+        ``DISCARD``, ``RESET``)."""
+        factory, now = self.factory, self.seconds()
+        for key in keys:
+            # a key already expired goes now, so that its going is not a change seen later
+            factory.expire_watched(self.db, key, now)
+            self.watched.add((self.db, key))
+            factory.watchers.setdefault((self.db, key), set()).add(self)
+
+    def unwatch(self) -> None:
+        """Forget the watched keys (and whether one changed)."""
+        watchers = self.factory.watchers
+        for pair in self.watched:
+            clients = watchers.get(pair)
+            if clients is not None:
+                clients.discard(self)
+                if not clients:
+                    del watchers[pair]
+        self.watched.clear()
+        self.dirty = False
+
+    def watched_changed(self) -> bool:
+        """Whether a watched key changed since ``WATCH`` (an expiry due now included)."""
+        now = self.seconds()
+        for db, key in list(self.watched):
+            self.factory.expire_watched(db, key, now)
+        return self.dirty
 
     # -- errors ------------------------------------------------------------------------------
 
@@ -323,6 +405,8 @@ def _refusal(state: str, name: str, verb: bytes) -> Error:
     if state == "queuing":
         if name == "multi":
             return Error(b"ERR MULTI calls can not be nested")
+        if name == "watch":
+            return Error(b"ERR WATCH inside MULTI is not allowed")
         return Error(b"ERR Command not allowed inside a transaction")
     if state == "subscribed":
         return _error(b"ERR Can't execute '%s': %s" % (verb.lower(), _PUBSUB_ONLY.encode()))
@@ -378,7 +462,7 @@ def run(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
     core.transport.write(core.encoder.encode(answer))
 
 
-for _input in (Inputs.auth, Inputs.hello, Inputs.ping):
+for _input in (Inputs.auth, Inputs.hello, Inputs.ping, Inputs.watch):
     ready.upon(_input).loop()(run)
 
 
@@ -392,9 +476,19 @@ def join(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
     core.join(argv[1:])
 
 
+@ready.upon(Inputs.psubscribe).to(subscribed)
+def join_patterns(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
+    core.join_patterns(argv[1:])
+
+
 @ready.upon(Inputs.unsubscribe).loop()
 def leave_none(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
     core.leave(argv[1:])
+
+
+@ready.upon(Inputs.punsubscribe).loop()
+def leave_no_pattern(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
+    core.leave_patterns(argv[1:])
 
 
 # queuing: a transaction
@@ -411,7 +505,15 @@ def enqueue(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
     core.reply(Simple(b"QUEUED"))
 
 
-for _input in (Inputs.auth, Inputs.hello, Inputs.ping, Inputs.subscribe, Inputs.unsubscribe):
+for _input in (
+    Inputs.auth,
+    Inputs.hello,
+    Inputs.ping,
+    Inputs.subscribe,
+    Inputs.unsubscribe,
+    Inputs.psubscribe,
+    Inputs.punsubscribe,
+):
     queuing.upon(_input).loop()(enqueue)
 
 
@@ -419,8 +521,12 @@ for _input in (Inputs.auth, Inputs.hello, Inputs.ping, Inputs.subscribe, Inputs.
 def commit(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
     queued, doomed = core.queued, core.doomed
     core.queued, core.doomed = [], False
+    changed = not doomed and core.watched_changed()
+    core.unwatch()  # before the commands run: what they change is no one's news
     if doomed:
         core.reply(Error(b"EXECABORT Transaction discarded because of previous errors."))
+    elif changed:
+        core.reply(NULL_ARRAY)
     else:
         core.reply([core.execute(request) for request in queued])
 
@@ -428,6 +534,7 @@ def commit(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
 @queuing.upon(Inputs.discard).to(ready)
 def abandon(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
     core.queued, core.doomed = [], False
+    core.unwatch()
     core.reply(OK)
 
 
@@ -435,12 +542,20 @@ def abandon(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
 
 
 subscribed.upon(Inputs.subscribe).loop()(join)
+subscribed.upon(Inputs.psubscribe).loop()(join_patterns)
 
 
 @subscribed.upon(Inputs.unsubscribe).loop()
 def leave(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
     core.leave(argv[1:])
-    if not core.channels:
+    if not core.subscriptions:
+        machine.emptied()
+
+
+@subscribed.upon(Inputs.punsubscribe).loop()
+def leave_patterns(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
+    core.leave_patterns(argv[1:])
+    if not core.subscriptions:
         machine.emptied()
 
 
@@ -462,6 +577,9 @@ def run_subscribed(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> 
         core.reply(core.execute(argv))
     else:
         core.reply(_refusal("subscribed", "command", argv[0]))
+
+
+subscribed.upon(Inputs.watch).loop()(run_subscribed)
 
 
 # any state: QUIT, RESET, the loss
@@ -554,8 +672,37 @@ def _ping(core: RESPConnection, args: list[bytes]) -> Reply:
     return args[0] if args else Simple(b"PONG")
 
 
+def _watch(core: RESPConnection, args: list[bytes]) -> Reply:
+    """``WATCH key...`` (inside ``MULTI`` the machine refuses it)."""
+    core.watch(args)
+    return OK
+
+
+def _unwatch(core: RESPConnection, args: list[bytes]) -> Reply:
+    core.unwatch()
+    return OK
+
+
+#: the machine's commands that run a handler as well (in ``ready``, say)
+_BUILT_IN: dict[bytes, Handler] = {
+    b"auth": _auth,
+    b"hello": _hello,
+    b"ping": _ping,
+    b"watch": _watch,
+}
+#: the arity of each command the machine routes by name
+_ROUTED_ARITY = {name.upper(): arity for name, arity in _MACHINE_COMMANDS.items()}
+
+
 def _name(argv: list[bytes]) -> bytes:
-    return argv[0].upper()
+    """The route key: the command's name; but a machine command of the wrong arity goes
+    where any command goes, to be refused with Redis's words in every state (Redis checks
+    the arity before anything else)."""
+    name = argv[0].upper()
+    arity = _ROUTED_ARITY.get(name)
+    if arity is not None and not _fits(arity, len(argv)):
+        return b""
+    return name
 
 
 #: requests by name; any other name is a ``command``
@@ -570,6 +717,9 @@ _ROUTE = by_key(
         b"DISCARD": Inputs.discard,
         b"SUBSCRIBE": Inputs.subscribe,
         b"UNSUBSCRIBE": Inputs.unsubscribe,
+        b"PSUBSCRIBE": Inputs.psubscribe,
+        b"PUNSUBSCRIBE": Inputs.punsubscribe,
+        b"WATCH": Inputs.watch,
         b"QUIT": Inputs.quit,
         b"RESET": Inputs.reset,
     },
@@ -593,7 +743,8 @@ class RESPServer(RESPConnection):
 
 class RESPFactory(Factory):
     """Serves :class:`RESPServer` connections running ``commands``; shared by them all:
-    the password (``None``: no ``AUTH`` needed) and the pub/sub channels."""
+    the password (``None``: no ``AUTH`` needed), the pub/sub channels and patterns, and
+    the watched keys."""
 
     protocol = RESPServer
     #: the Redis version the server reports (``HELLO``, ``INFO``)
@@ -603,6 +754,10 @@ class RESPFactory(Factory):
         self.commands = commands
         self.password = password
         self.subscribers: dict[bytes, set[RESPConnection]] = {}
+        #: pattern -> its glob and the clients subscribed to it
+        self.pattern_subscribers: dict[bytes, tuple[Glob, set[RESPConnection]]] = {}
+        #: ``(database, key)`` -> the clients watching it
+        self.watchers: dict[tuple[int, bytes], set[RESPConnection]] = {}
         self._ids = itertools.count(1)
 
     def new_client_id(self) -> int:
@@ -610,16 +765,52 @@ class RESPFactory(Factory):
         return next(self._ids)
 
     def publish(self, channel: bytes, message: bytes) -> int:
-        """Send ``message`` to the subscribers of ``channel``; return how many got it."""
+        """Send ``message`` to the subscribers of ``channel``, then to those of each
+        pattern it matches; return how many messages went (a client listening twice
+        gets it twice, as in Redis)."""
         listeners = self.subscribers.get(channel, ())
         for listener in listeners:
             listener.reply(Push((b"message", channel, message)))
-        return len(listeners)
+        sent = len(listeners)
+        for pattern, (glob, followers) in self.pattern_subscribers.items():
+            if glob.match(channel):
+                for follower in followers:
+                    follower.reply(Push((b"pmessage", pattern, channel, message)))
+                sent += len(followers)
+        return sent
+
+    def follow_pattern(self, pattern: bytes, client: RESPConnection) -> None:
+        """Send ``client`` the messages of the channels ``pattern`` matches."""
+        entry = self.pattern_subscribers.get(pattern)
+        if entry is None:
+            entry = self.pattern_subscribers[pattern] = (Glob(pattern), set())
+        entry[1].add(client)
+
+    def unfollow_pattern(self, pattern: bytes, client: RESPConnection) -> None:
+        """Stop :meth:`follow_pattern`."""
+        entry = self.pattern_subscribers.get(pattern)
+        if entry is not None:
+            entry[1].discard(client)
+            if not entry[1]:
+                del self.pattern_subscribers[pattern]
+
+    def touch(self, db: int, key: bytes) -> None:
+        """Key ``key`` of database ``db`` changed: the transactions watching it will fail.
+        The application calls it for every change a command makes (Redis's
+        ``signalModifiedKey``), a deletion and an expiry included."""
+        for client in self.watchers.get((db, key), ()):
+            client.dirty = True
+
+    def expire_watched(self, db: int, key: bytes, now: float) -> None:
+        """Drop ``key`` of database ``db`` if it expired by ``now`` (calling :meth:`touch`
+        as for any deletion), so that an expiry counts as a change; asked at ``WATCH``
+        and at ``EXEC``. The keyspace is the application's: this default does nothing."""
 
 
 __all__ = [
     "Command",
     "CommandTable",
+    "Glob",
     "Inputs",
     "RESPConnection",
     "RESPFactory",

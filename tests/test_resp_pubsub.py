@@ -1,0 +1,378 @@
+"""Pattern pub/sub (PSUBSCRIBE, PUNSUBSCRIBE, pmessage) and the Redis glob matcher: the
+matcher against a real redis-server's KEYS on generated patterns, the connection's machine
+in memory, and whole subscriber/publisher sessions replayed against miniredis and
+redis-server, RESP2 and RESP3, compared byte for byte (up to the order Redis gives its own
+hash tables)."""
+
+from __future__ import annotations
+
+import socket
+import time
+import tracemalloc
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from process_helpers import running
+from test_resp_server import Client, normalized, start_redis
+
+from grammars import request, resp
+from grammars.resp import Push
+from statewire.protocols.resp import Glob
+from statewire.testing import differential
+from statewire.testing.differential import HOST, Sentinel
+
+END = Sentinel(request().build([b"PING", b"__end__!!"]), b"$9\r\n__end__!!\r\n")
+
+
+@pytest.fixture(scope="module")
+def redis_port() -> Iterator[int]:
+    yield from start_redis()
+
+
+@pytest.fixture(scope="module")
+def mini_port() -> Iterator[int]:
+    target = "examples/miniredis.py:factory"
+    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
+        yield s.port
+        s.stop()
+
+
+# -- the glob matcher -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "subject", "matches"),
+    [
+        (b"*", b"anything", True),
+        (b"*", b"", False),  # the empty string matches only the empty pattern
+        (b"", b"", True),
+        (b"**", b"a", True),
+        (b"a*", b"a", True),
+        (b"a*b", b"a", False),
+        (b"a*b*c", b"aXbYc", True),
+        (b"a*b*c", b"aXbYcd", False),
+        (b"?", b"", False),
+        (b"?", b"\xff", True),
+        (b"h[ae]llo", b"hallo", True),
+        (b"h[^e]llo", b"hello", False),
+        (b"h[a-b]llo", b"hbllo", True),
+        (b"[z-a]", b"b", True),  # a range's ends in either order
+        (b"[a-]", b"]", True),  # the range from a to ]
+        (b"[a-]", b"\\", False),
+        (b"[a-]]", b"a", True),
+        (b"[", b"a", False),  # an unclosed [ is a set ending with the pattern
+        (b"[a", b"a", True),
+        (b"[]", b"a", False),
+        (b"[^]", b"a", True),
+        (b"[^", b"z", True),
+        (b"[]a]", b"a]", False),
+        (b"[\\]]", b"]", True),
+        (b"\\*", b"*", True),
+        (b"\\*", b"a", False),
+        (b"\\", b"\\", True),  # a trailing backslash is itself
+        (b"[\x7f-\x80]", b"a", True),  # compared as signed chars: -128..127
+        (b"[\x01-\x80]", b"a", False),
+        (b"a" + b"*a" * 1000, b"a" * 1001, True),
+        (b"a" + b"*a" * 1001, b"a" * 1002, False),  # past Redis's nesting limit
+        (b"*" * 5000 + b"x", b"a" * 5000, False),  # runs of stars are one, no blow-up
+    ],
+)
+def test_globs_read_as_redis_reads_them(pattern: bytes, subject: bytes, matches: bool) -> None:
+    assert Glob(pattern).match(subject) is matches
+
+
+def test_a_long_pattern_costs_memory_in_proportion_to_its_length() -> None:
+    pattern = b"[a-z\x80-\xff]" * 20_000  # 200 KB of sets, each of 150 bytes
+    tracemalloc.start()
+    try:
+        glob = Glob(pattern)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 100 * len(pattern)  # (a set of 150 Python ints would be 40 times this)
+    assert glob.match(b"q" * 20_000) and not glob.match(b"Q" * 20_000)
+
+
+#: what patterns and subjects are made of: the special bytes and a few ordinary ones
+GLOB_BYTES = [b"*", b"?", b"[", b"]", b"^", b"-", b"\\", b"a", b"b", b"z", b"\x80", b"\xff"]
+glob_text = st.lists(st.sampled_from(GLOB_BYTES), max_size=8).map(b"".join)
+
+
+def _keys(port: int, subjects: list[bytes], pattern: bytes) -> set[bytes]:
+    """The subjects a real Redis's ``KEYS pattern`` finds among ``subjects``."""
+    words = [[b"FLUSHALL"], *([b"SET", s, b"1"] for s in subjects), [b"KEYS", pattern]]
+    replies = differential.exchange(port, b"".join(request().build(w) for w in words), END)
+    found, i = None, 0
+    while i < len(replies):
+        scanned = resp(2).scan(replies, i, len(replies))
+        assert scanned is not None
+        found, i = scanned
+    assert isinstance(found, list)
+    return set(found)
+
+
+@given(pattern=glob_text, subjects=st.lists(glob_text, min_size=1, max_size=8, unique=True))
+def test_the_matcher_agrees_with_redis_keys(
+    redis_port: int, pattern: bytes, subjects: list[bytes]
+) -> None:
+    if pattern == b"*":
+        return  # KEYS * is Redis's shortcut (it takes the empty key); not the matcher
+    glob = Glob(pattern)
+    assert {s for s in subjects if glob.match(s)} == _keys(redis_port, subjects, pattern)
+
+
+@given(pattern=glob_text, subjects=st.lists(glob_text, min_size=1, max_size=8, unique=True))
+def test_miniredis_keys_finds_what_redis_finds(
+    mini_port: int, redis_port: int, pattern: bytes, subjects: list[bytes]
+) -> None:
+    assert _keys(mini_port, subjects, pattern) == _keys(redis_port, subjects, pattern)
+
+
+# -- in memory: the machine ------------------------------------------------------------------
+
+
+def test_patterns_and_channels_share_one_count_and_leave_together() -> None:
+    client = Client()
+    assert client(b"PSUBSCRIBE n* x?\r\nSUBSCRIBE news\r\n") == (
+        b"*3\r\n$10\r\npsubscribe\r\n$2\r\nn*\r\n:1\r\n"
+        b"*3\r\n$10\r\npsubscribe\r\n$2\r\nx?\r\n:2\r\n"
+        b"*3\r\n$9\r\nsubscribe\r\n$4\r\nnews\r\n:3\r\n"
+    )
+    assert client.state == "subscribed"
+    assert client(b"UNSUBSCRIBE\r\n") == b"*3\r\n$11\r\nunsubscribe\r\n$4\r\nnews\r\n:2\r\n"
+    assert client.state == "subscribed"  # patterns remain
+    assert client(b"UNSUBSCRIBE\r\n") == b"*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:2\r\n"
+    assert client(b"PUNSUBSCRIBE nope\r\n") == b"*3\r\n$12\r\npunsubscribe\r\n$4\r\nnope\r\n:2\r\n"
+    assert client(b"PUNSUBSCRIBE\r\n") == (
+        b"*3\r\n$12\r\npunsubscribe\r\n$2\r\nn*\r\n:1\r\n"
+        b"*3\r\n$12\r\npunsubscribe\r\n$2\r\nx?\r\n:0\r\n"
+    )
+    assert client.state == "ready"
+    assert client(b"PUNSUBSCRIBE\r\n") == b"*3\r\n$12\r\npunsubscribe\r\n$-1\r\n:0\r\n"
+    assert client.state == "ready"
+    assert not client.factory.pattern_subscribers
+
+
+def test_a_pattern_subscriber_gets_pmessages_and_is_counted_per_subscription() -> None:
+    listener = Client()
+    listener(b"PSUBSCRIBE news.*\r\nSUBSCRIBE news.art\r\n")
+    listener.transport.clear()
+    publisher = Client(factory=listener.factory)
+    assert publisher(b"PUBLISH news.art hi\r\nPUBLISH sport x\r\n") == b":2\r\n:0\r\n"
+    assert listener.transport.value() == (
+        b"*3\r\n$7\r\nmessage\r\n$8\r\nnews.art\r\n$2\r\nhi\r\n"
+        b"*4\r\n$8\r\npmessage\r\n$6\r\nnews.*\r\n$8\r\nnews.art\r\n$2\r\nhi\r\n"
+    )
+    listener(b"QUIT\r\n")
+    assert publisher(b"PUBLISH news.art hi\r\n") == b":0\r\n"
+    assert not listener.factory.pattern_subscribers and not listener.factory.subscribers
+
+
+def test_resp3_pattern_messages_are_pushes_and_any_command_runs() -> None:
+    client = Client()
+    client(b"HELLO 3\r\n")
+    assert client(b"PSUBSCRIBE c*\r\nPUBLISH cat x\r\nGET k\r\n") == (
+        b">3\r\n$10\r\npsubscribe\r\n$2\r\nc*\r\n:1\r\n"
+        b">4\r\n$8\r\npmessage\r\n$2\r\nc*\r\n$3\r\ncat\r\n$1\r\nx\r\n:1\r\n_\r\n"
+    )
+    assert client(b"PUNSUBSCRIBE\r\nPUNSUBSCRIBE\r\n") == (
+        b">3\r\n$12\r\npunsubscribe\r\n$2\r\nc*\r\n:0\r\n>3\r\n$12\r\npunsubscribe\r\n_\r\n:0\r\n"
+    )
+    assert client.state == "ready"
+
+
+def test_reset_and_a_lost_connection_drop_the_patterns() -> None:
+    client = Client()
+    client(b"PSUBSCRIBE a* b*\r\n")
+    other = Client(factory=client.factory)
+    other(b"PSUBSCRIBE a*\r\n")
+    assert client(b"RESET\r\n") == b"+RESET\r\n"
+    assert client.state == "ready" and not client.protocol.patterns
+    assert set(client.factory.pattern_subscribers) == {b"a*"}
+    other.protocol.connectionLost()
+    assert not client.factory.pattern_subscribers
+
+
+def test_psubscribe_in_a_transaction_is_queued_like_subscribe() -> None:
+    client = Client()
+    assert client(b"MULTI\r\nPSUBSCRIBE x\r\nPUNSUBSCRIBE\r\nDISCARD\r\n") == (
+        b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+OK\r\n"
+    )
+
+
+# -- over sockets: a subscriber and a publisher, against both servers -----------------------
+
+
+def _read_until(sock: socket.socket, end: bytes, deadline: float) -> bytes:
+    got = b""
+    while not got.endswith(end):
+        if time.monotonic() > deadline or len(got) > 1 << 20:
+            raise AssertionError(f"no {end!r} in {got[-200:]!r}")
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"closed before {end!r}: {got[-200:]!r}")
+        got += chunk
+    return got
+
+
+def two_clients(port: int, subscriber: bytes, publisher: bytes) -> tuple[bytes, bytes]:
+    """A subscriber sends ``subscriber`` (its subscriptions), then a publisher sends
+    ``publisher``; then the subscriber resets. Both transcripts. Bounded: 10 s, 1 MiB."""
+    deadline = time.monotonic() + 10
+    mark = b"__subscribed__"
+    with socket.create_connection((HOST, port), timeout=10) as sub:
+        # PING answers in every mode; its argument closes the reply in each of them
+        sub.sendall(subscriber + request().build([b"PING", mark]))
+        heard = _read_until(sub, mark + b"\r\n", deadline)
+        published = differential.exchange(port, publisher, END)
+        sub.sendall(b"RESET\r\n")
+        heard += _read_until(sub, b"+RESET\r\n", deadline)
+    return heard, published
+
+
+def _frames(replies: bytes) -> list[tuple[bytes, Any]]:
+    out, i = [], 0
+    while i < len(replies):
+        scanned = resp(3).scan(replies, i, len(replies))
+        assert scanned is not None, replies[i:]
+        value, j = scanned
+        out.append((replies[i:j], value))
+        i = j
+    return out
+
+
+def _kind(value: Any) -> bytes | None:
+    items = value.items if isinstance(value, Push) else value
+    if isinstance(items, (list, tuple)) and items and isinstance(items[0], bytes):
+        return items[0]
+    return None
+
+
+def unordered(replies: bytes) -> bytes:
+    """The replies, with what Redis orders by its hash tables put in one order: the
+    channels an ``UNSUBSCRIBE`` of all lists (each confirmation keeps its count), and the
+    ``pmessage`` of several patterns a message matched."""
+    frames = _frames(normalized(replies))
+    out: list[bytes] = []
+    i = 0
+    while i < len(frames):
+        kind = _kind(frames[i][1])
+        j = i
+        while j < len(frames) and _kind(frames[j][1]) == kind:
+            j += 1
+        run = frames[i:j] if kind in (b"unsubscribe", b"pmessage") else frames[i : i + 1]
+        if kind == b"pmessage":
+            out += sorted(frame for frame, _ in run)
+        elif kind == b"unsubscribe":  # (a confirmation naming no channel stays as it is)
+            names = iter(sorted(_name_of(value) for _, value in run if _name_of(value)))
+            out += [
+                frame.replace(_name_of(value), next(names), 1) if _name_of(value) else frame
+                for frame, value in run
+            ]
+        else:
+            out.append(run[0][0])
+        i += len(run)
+    return b"".join(out)
+
+
+def _name_of(value: Any) -> bytes:
+    items = value.items if isinstance(value, Push) else value
+    name = items[1]
+    return b"$%d\r\n%s\r\n" % (len(name), name) if isinstance(name, bytes) else b""
+
+
+def same_transcripts(mini: int, real: int, subscriber: bytes, publisher: bytes) -> None:
+    ours = two_clients(mini, subscriber, publisher)
+    theirs = two_clients(real, subscriber, publisher)
+    assert unordered(ours[0]) == unordered(theirs[0]), (subscriber, publisher)
+    assert ours[1] == theirs[1], (subscriber, publisher)
+
+
+CHANNELS = [b"news", b"news.art", b"nexus", b"a[b", b"x*", b"", b"\xff"]
+PATTERNS = [b"news*", b"ne?s", b"n[ae]*", b"*", b"x\\*", b"a[[]b", b"[^n]*", b"*s"]
+
+
+def _words(*words: bytes) -> bytes:
+    wire: bytes = request().build(list(words))
+    return wire
+
+
+subscriptions = st.lists(
+    st.one_of(
+        st.tuples(
+            st.sampled_from([b"SUBSCRIBE", b"UNSUBSCRIBE"]),
+            st.lists(st.sampled_from(CHANNELS), max_size=3),
+        ),
+        st.tuples(
+            st.sampled_from([b"PSUBSCRIBE", b"PUNSUBSCRIBE"]),
+            st.lists(st.sampled_from(PATTERNS), max_size=3),
+        ),
+        st.tuples(st.just(b"PING"), st.sampled_from([[], [b"hi"]])),
+    ).filter(lambda c: c[1] or c[0] in (b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"PING")),
+    max_size=6,
+)
+publications = st.lists(st.tuples(st.sampled_from(CHANNELS), st.sampled_from([b"m", b""])))
+
+
+@given(
+    version=st.sampled_from([b"", b"HELLO 3\r\n"]),
+    subscribing=subscriptions,
+    publishing=publications.map(lambda ps: ps[:4]),
+)
+def test_subscriber_and_publisher_sessions_match_redis(
+    mini_port: int,
+    redis_port: int,
+    version: bytes,
+    subscribing: list[tuple[bytes, list[bytes]]],
+    publishing: list[tuple[bytes, bytes]],
+) -> None:
+    subscriber = version + b"".join(_words(name, *args) for name, args in subscribing)
+    publisher = b"".join(_words(b"PUBLISH", channel, text) for channel, text in publishing)
+    same_transcripts(mini_port, redis_port, subscriber, publisher)
+
+
+@pytest.mark.parametrize(
+    ("subscriber", "publisher"),
+    [
+        (b"PSUBSCRIBE news* n?ws\r\n", b"PUBLISH news x\r\nPUBLISH nows y\r\nPUBLISH no z\r\n"),
+        (
+            b"PSUBSCRIBE * a\r\nSUBSCRIBE a\r\nPUNSUBSCRIBE a\r\n",
+            b"PUBLISH a x\r\nPUBLISH b y\r\n",
+        ),
+        (b"HELLO 3\r\nPSUBSCRIBE *\r\nGET k\r\nPING\r\n", b"PUBLISH k v\r\n"),
+        (b"PSUBSCRIBE a*\r\nGET k\r\nPUNSUBSCRIBE\r\nGET k\r\n", b"PUBLISH ab x\r\n"),
+        (b"PUNSUBSCRIBE\r\nPSUBSCRIBE\r\nPSUBSCRIBE a\r\nUNSUBSCRIBE\r\n", b"PUBLISH a x\r\n"),
+    ],
+)
+def test_pattern_sessions_answer_as_redis(
+    mini_port: int, redis_port: int, subscriber: bytes, publisher: bytes
+) -> None:
+    same_transcripts(mini_port, redis_port, subscriber, publisher)
+
+
+def test_redis_py_pattern_subscriptions(mini_port: int) -> None:
+    redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install redis)")
+    for version in (2, 3):
+        client = redis.Redis(host=HOST, port=mini_port, protocol=version)
+        pubsub = client.pubsub()
+        try:
+            pubsub.psubscribe("news.*")
+            first = pubsub.get_message(timeout=5)
+            assert first is not None and first["type"] == "psubscribe"
+            assert client.publish("news.art", "hello") == 1
+            message = pubsub.get_message(timeout=5)
+            assert message is not None and message["type"] == "pmessage"
+            assert (message["pattern"], message["channel"], message["data"]) == (
+                b"news.*",
+                b"news.art",
+                b"hello",
+            )
+            pubsub.punsubscribe()
+            last = pubsub.get_message(timeout=5)
+            assert last is not None and last["type"] == "punsubscribe" and last["data"] == 0
+        finally:
+            pubsub.close()
+            client.close()
