@@ -1,5 +1,5 @@
 """State timeouts: one lazy timer per connection (part of the
-:class:`~statewire.machine._driver.Driver`, as a mixin).
+:class:`~statewire.machine.Engine`, as a mixin).
 
 A state's :class:`~statewire.machine.Timeout` is armed when the state is entered. The timer
 is lazy: a state change only notes the new timeout and its deadline; the wake-up already
@@ -16,9 +16,9 @@ too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+from statewire.machine._host import Host
 from statewire.machine._plan import Plan
 from statewire.machine._routes import Timeout
 
@@ -43,14 +43,12 @@ class Timers:
     _sw_idle_mark: int | None = None
 
     if TYPE_CHECKING:  # what the driver provides
-        _sw_plan: ClassVar[Plan]
+        _sw_plan: Plan
+        _sw_host: Host
         _sw_state: Any
         _sw_closing: bool
         _sw_holds: frozenset[str]
 
-        def _sw_call_later(self, seconds: float, f: Callable[..., object], *args: Any) -> Any: ...
-        def _sw_seconds(self) -> float: ...
-        def _sw_peer_progress(self) -> int | None: ...
         def _sw_input(self, name: str, args: tuple[Any, ...]) -> None: ...
 
     def _sw_arm(self, state: Any) -> None:
@@ -66,7 +64,7 @@ class Timers:
         self._sw_armed = timeout
         if timeout is None:
             return  # a wake-up still scheduled finds nothing armed
-        now = self._sw_seconds()
+        now = self._sw_host.seconds()
         if timeout.idle:
             self._sw_last_read = now
         self._sw_deadline = deadline = now + timeout.seconds
@@ -83,7 +81,7 @@ class Timers:
         """Schedule the wake-up in ``seconds`` (replacing the one scheduled)."""
         if self._sw_timer is not None:
             self._sw_timer.cancel()
-        self._sw_timer = self._sw_call_later(seconds, self._sw_expired)
+        self._sw_timer = self._sw_host.call_later(seconds, self._sw_expired)
         self._sw_wake_at = now + seconds
 
     def _sw_disarm(self) -> None:
@@ -97,7 +95,7 @@ class Timers:
         timeout = self._sw_armed
         if timeout is None:
             return  # the state it was scheduled for was left for one without a timeout
-        now = self._sw_seconds()
+        now = self._sw_host.seconds()
         left = self._sw_deadline - now
         if left > _ROUNDING:  # re-armed since it was scheduled
             self._sw_sleep(min(left, self._sw_nap(timeout)), now)
@@ -105,7 +103,7 @@ class Timers:
         if timeout.idle and "backpressure" in self._sw_holds:
             # we stopped reading, not the peer: it is idle only if it stopped reading our
             # replies too
-            mark = self._sw_peer_progress()
+            mark = self._sw_host.peer_progress()
             if mark is not None and mark != self._sw_idle_mark:
                 self._sw_idle_mark = mark
                 self._sw_deadline = now + timeout.seconds

@@ -9,7 +9,7 @@ waited for on any reactor, Twisted not imported). The connection then stops cutt
 after the current one until the awaitable completes (the driver holds its framer with the
 reason ``"waiting"``), so the reply of each pipelined request is sent before the next
 request is even framed: replies leave in request order however the work completes. Bytes
-arriving meanwhile stay in the framer, in order; past :attr:`Driver.waiting_read_limit`
+arriving meanwhile stay in the framer, in order; past :attr:`MachineProtocol.waiting_read_limit`
 buffered bytes, reading from the peer pauses until the wait ends (bounded memory).
 
 When it completes, framing resumes with the framing of the state the machine is in then:
