@@ -1,5 +1,5 @@
 """Frames to inputs: the handler each state gives the framer (part of the
-:class:`~statewire.machine.Engine`, as a mixin).
+:class:`~statewire.machine.Engine`, as one of its bases).
 
 A state's handler is made once per connection, when the state is first entered (see
 ``Engine._sw_entry``), from its route:
@@ -54,9 +54,9 @@ class _NoInput(LookupError):
 
 
 class Dispatch:
-    """The frame handlers of a connection's states (a mixin of the driver)."""
+    """The frame handlers of a connection's states (a base of the engine)."""
 
-    if TYPE_CHECKING:  # what the driver provides
+    if TYPE_CHECKING:  # what the engine provides
         _sw_plan: Plan
         _sw_core: Any
         _sw_impl: Any

@@ -1,6 +1,6 @@
 """What the engine needs from an automat machine: the :class:`Style` interface.
 
-The driver and the plan see a machine only through this interface; its two implementations
+The engine and the plan see a machine only through this interface; its two implementations
 (one per automat style) live in :mod:`statewire.machine._automat`, the one module that reads
 automat's internals.
 """

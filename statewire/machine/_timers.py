@@ -1,5 +1,5 @@
 """State timeouts: one lazy timer per connection (part of the
-:class:`~statewire.machine.Engine`, as a mixin).
+:class:`~statewire.machine.Engine`, as one of its bases).
 
 A state's :class:`~statewire.machine.Timeout` is armed when the state is entered. The timer
 is lazy: a state change only notes the new timeout and its deadline; the wake-up already
@@ -29,7 +29,7 @@ _ROUNDING = 1e-6
 
 
 class Timers:
-    """The connection's state timer (a mixin of the driver)."""
+    """The connection's state timer (a base of the engine)."""
 
     #: the wake-up scheduled on the clock, and when it comes
     _sw_timer: Any = None
@@ -42,7 +42,7 @@ class Timers:
     #: timeout last looked
     _sw_idle_mark: int | None = None
 
-    if TYPE_CHECKING:  # what the driver provides
+    if TYPE_CHECKING:  # what the engine provides
         _sw_plan: Plan
         _sw_host: Host
         _sw_state: Any
