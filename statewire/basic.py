@@ -163,14 +163,14 @@ class _ReceiverHost(ProtocolHost):
     """A helper's host: reading paused by the protocol itself is for it to resume."""
 
     __slots__ = ()
-    protocol: _Receiver
 
-    def resume_reading(self) -> None:
-        if not self.protocol.paused:
-            super().resume_reading()
+    def resume_reading(self, core: MachineProtocol) -> None:
+        assert isinstance(core, _Receiver)
+        if not core.paused:
+            super().resume_reading(core)
 
 
-_Receiver.host = _ReceiverHost
+_Receiver.host = _ReceiverHost()
 
 
 class _Lines(Protocol):

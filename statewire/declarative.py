@@ -146,8 +146,8 @@ class MachineProtocol(Protocol):
     #: pending, before reading from the peer pauses until the wait ends (one more read
     #: may arrive after the pause is asked for)
     waiting_read_limit: ClassVar[int] = 64 * 1024
-    #: the :class:`~statewire.machine.Host` class the connection's engine is made with
-    host: ClassVar[type[ProtocolHost]]
+    #: the :class:`~statewire.machine.Host` the connections' engines are made with
+    host: ClassVar[ProtocolHost]
     #: the connection's engine (layer 3): its machine, framer, holds and timer; made by
     #: :meth:`makeConnection` (``None`` before)
     machine_engine: Engine | None = None
@@ -218,8 +218,7 @@ class MachineProtocol(Protocol):
         if plan is None:
             raise TypeError(f"{type(self).__name__} declares no machine")
         self.transport = transport  # the initial state's timeout may need its reactor
-        limit = self.waiting_read_limit
-        self.machine_engine = engine = Engine(plan, self, self.host(self), read_limit=limit)
+        self.machine_engine = engine = Engine(plan, self, self.host)
         engine.start()
         if hasattr(transport, "on_closing"):
             transport.on_closing = engine.close_input
@@ -373,48 +372,51 @@ class MachineProtocol(Protocol):
 class ProtocolHost:
     """What a :class:`MachineProtocol` gives its engine (the
     :class:`~statewire.machine.Host` interface): its clock (:attr:`MachineProtocol.clock`,
-    else the transport's reactor), its transport's reading, its error methods. A subclass
-    named by a protocol's ``host`` attribute may change one (``basic``'s helpers keep
-    reading paused while the protocol itself paused it)."""
+    else the transport's reactor), its transport's reading, its error methods. One
+    instance serves every connection of a class (a protocol's ``host`` attribute); a
+    subclass may change a method (``basic``'s helpers keep reading paused while the
+    protocol itself paused it)."""
 
-    __slots__ = ("protocol",)
+    __slots__ = ()
 
-    def __init__(self, protocol: MachineProtocol) -> None:
-        self.protocol = protocol
+    def call_later(
+        self, core: MachineProtocol, seconds: float, f: Callable[..., object], *args: Any
+    ) -> Any:
+        return core._clock().callLater(seconds, f, *args)
 
-    def call_later(self, seconds: float, f: Callable[..., object], *args: Any) -> Any:
-        return self.protocol._clock().callLater(seconds, f, *args)
+    def seconds(self, core: MachineProtocol) -> float:
+        return core.seconds()
 
-    def seconds(self) -> float:
-        return self.protocol.seconds()
-
-    def loop(self) -> asyncio.AbstractEventLoop | None:
+    def loop(self, core: MachineProtocol) -> asyncio.AbstractEventLoop | None:
         try:
             return asyncio.get_running_loop()
         except RuntimeError:
             pass
-        reactor = getattr(self.protocol.transport, "reactor", None)  # statewire's transports
+        reactor = getattr(core.transport, "reactor", None)  # statewire's transports
         loop: asyncio.AbstractEventLoop | None = getattr(reactor, "loop", None)
         return loop
 
-    def pause_reading(self) -> None:
-        self.protocol.transport.pauseProducing()
+    def read_limit(self, core: MachineProtocol) -> int:
+        return core.waiting_read_limit
 
-    def resume_reading(self) -> None:
-        self.protocol.transport.resumeProducing()
+    def pause_reading(self, core: MachineProtocol) -> None:
+        core.transport.pauseProducing()
 
-    def peer_progress(self) -> int | None:
-        progress = getattr(self.protocol.transport, "peer_progress", None)
+    def resume_reading(self, core: MachineProtocol) -> None:
+        core.transport.resumeProducing()
+
+    def peer_progress(self, core: MachineProtocol) -> int | None:
+        progress = getattr(core.transport, "peer_progress", None)
         return None if progress is None else int(progress())
 
-    def remote_error(self, error: RemoteProtocolError) -> None:
-        self.protocol.remoteError(error)
+    def remote_error(self, core: MachineProtocol, error: RemoteProtocolError) -> None:
+        core.remoteError(error)
 
-    def local_error(self, error: Exception) -> None:
-        self.protocol.localError(error)
+    def local_error(self, core: MachineProtocol, error: Exception) -> None:
+        core.localError(error)
 
 
-MachineProtocol.host = ProtocolHost
+MachineProtocol.host = ProtocolHost()
 
 #: what :func:`default_clock` returns (see :func:`set_default_clock`)
 _default: list[Any] = []

@@ -56,6 +56,8 @@ class _NoInput(LookupError):
 class Dispatch:
     """The frame handlers of a connection's states (a base of the engine)."""
 
+    __slots__ = ()
+
     if TYPE_CHECKING:  # what the engine provides
         _sw_plan: Plan
         _sw_core: Any

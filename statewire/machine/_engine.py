@@ -46,6 +46,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
+from functools import partial
 from typing import Any
 
 from automat import NoTransition
@@ -69,6 +70,8 @@ _log = logging.getLogger("statewire.machine")
 
 #: the framing of a state that declares none: any byte arriving is unroutable
 _READS_NOTHING = raw()
+#: nothing holds delivery (one object: an empty frozenset is not shared by Python)
+_NO_HOLDS: frozenset[str] = frozenset()
 
 
 class _Postponed(list[Callable[[], object]]):
@@ -121,43 +124,83 @@ class Engine(Dispatch, Timers):
     :meth:`close_input`, :meth:`lost`; :attr:`state`, :attr:`machine`, :attr:`buffered`.
     """
 
-    #: the machine instance (``None`` until :meth:`start`)
-    _sw_impl: Any = None
+    # Slots, set in __init__: a connection's engine is one small object (no dict), and
+    # every attribute is there from the start (the hot paths read them unconditionally);
+    # the timer's are Timers' own.
+    __slots__ = (
+        "_sw_backlog",
+        "_sw_busy",
+        "_sw_closing",
+        "_sw_core",
+        "_sw_fed",
+        "_sw_frame",
+        "_sw_framer",
+        "_sw_handlers",
+        "_sw_holds",
+        "_sw_host",
+        "_sw_impl",
+        "_sw_lost",
+        "_sw_observers",
+        "_sw_plan",
+        "_sw_queue",
+        "_sw_reading_held",
+        "_sw_resume",
+        "_sw_seen",
+        "_sw_state",
+        "_sw_traced",
+        "_sw_waits",
+    )
+
+    _sw_plan: Plan
+    #: the object the machine is made for (the protocol), and the connection's host
+    _sw_core: Any
+    _sw_host: Host
+    #: the machine instance (``None`` until :meth:`start`), its state as the engine last
+    #: entered it, and the machine's count of state changes then (see ``Style.moves``)
+    _sw_impl: Any
+    _sw_state: Any
+    _sw_seen: int
     #: made when the first bytes arrive (an idle connection never needs one)
-    _sw_framer: Framer | None = None
-    _sw_queue: _Postponed | None = None
+    _sw_framer: Framer | None
+    _sw_queue: _Postponed | None
     #: each state's frame handler (by ``Plan.state_index``), made when first entered
-    _sw_handlers: list[Handler | None] | None = None
+    _sw_handlers: list[Handler | None] | None
     #: the observers told of this connection (see :mod:`._observe`), and whether its
     #: transitions are traced (then ``_sw_frame`` is the frame being dispatched)
-    _sw_observers: tuple[Observer, ...] = ()
-    _sw_traced = False
-    _sw_frame: Any = None
-    # per-connection state; class defaults until a connection changes them
-    _sw_busy = False
-    _sw_closing = False
-    _sw_backlog = b""
-    _sw_resume = False
+    _sw_observers: tuple[Observer, ...]
+    _sw_traced: bool
+    _sw_frame: Any
+    #: feeding now (bytes fed meanwhile go to the backlog); the connection is closing
+    _sw_busy: bool
+    _sw_closing: bool
+    _sw_backlog: bytes
+    #: a resume was asked for while feeding
+    _sw_resume: bool
     #: why delivery is held (see :meth:`hold`); empty: frames flow
-    _sw_holds: frozenset[str] = frozenset()
+    _sw_holds: frozenset[str]
     #: the awaitables returned by outputs and not completed yet (see :meth:`_sw_wait`)
-    _sw_waits: list[Any] | tuple[()] = ()
+    _sw_waits: list[Any] | tuple[()]
     #: the connection is gone (``_sw_closing`` is also set by a close still flushing)
-    _sw_lost = False
+    _sw_lost: bool
     #: bytes handed to :meth:`feed` so far (less the backlog dropped by a clear):
     #: with the framer's offset, what is buffered, without copying it
-    _sw_fed = 0
+    _sw_fed: int
     #: whether reading from the peer is paused because too much arrived while waiting
-    _sw_reading_held = False
-    #: bytes that may wait in the buffer, unframed, while an output's awaitable is pending
-    _sw_read_limit = 64 * 1024
+    _sw_reading_held: bool
 
-    def __init__(self, plan: Plan, core: Any, host: Host, *, read_limit: int | None = None):
+    def __init__(self, plan: Plan, core: Any, host: Host) -> None:
         self._sw_plan = plan
         self._sw_core = core
         self._sw_host = host
-        if read_limit is not None and read_limit != self._sw_read_limit:
-            self._sw_read_limit = read_limit
+        self._sw_impl = self._sw_state = self._sw_framer = self._sw_queue = None
+        self._sw_handlers = self._sw_frame = None
+        self._sw_seen = self._sw_fed = 0
+        self._sw_observers = self._sw_waits = ()
+        self._sw_traced = self._sw_busy = self._sw_closing = self._sw_resume = False
+        self._sw_lost = self._sw_reading_held = False
+        self._sw_backlog = b""
+        self._sw_holds = _NO_HOLDS
+        self._sw_timers()
 
     # -- what the host and the protocol read ---------------------------------------------
 
@@ -242,12 +285,12 @@ class Engine(Dispatch, Timers):
     def _sw_remote(self, error: RemoteProtocolError | FramingError) -> None:
         for observer in self._sw_observers:
             observer.failed(self._sw_core, error, False)
-        self._sw_host.remote_error(error)
+        self._sw_host.remote_error(self._sw_core, error)
 
     def _sw_local(self, error: Exception) -> None:
         for observer in self._sw_observers:
             observer.failed(self._sw_core, error, True)
-        self._sw_host.local_error(error)
+        self._sw_host.local_error(self._sw_core, error)
 
     def _sw_frames(self) -> Framer:
         """The framer, made now with the current state's framing if not made yet."""
@@ -297,7 +340,7 @@ class Engine(Dispatch, Timers):
         for observer in self._sw_observers:
             observer.received(self._sw_core, len(data))
         if self._sw_plan.idle:
-            self._sw_last_read = self._sw_host.seconds()
+            self._sw_last_read = self._sw_host.seconds(self._sw_core)
         try:
             self.feed(data)
             if self._sw_waits:
@@ -388,7 +431,7 @@ class Engine(Dispatch, Timers):
         self._sw_holds = holds
         if reason == "backpressure" and self._sw_plan.idle:
             # the peer took our replies: it is not idle, and we were the ones not reading
-            self._sw_last_read = self._sw_host.seconds()
+            self._sw_last_read = self._sw_host.seconds(self._sw_core)
         if not holds:
             self._sw_resume_input()
 
@@ -444,7 +487,7 @@ class Engine(Dispatch, Timers):
                 if item is not None:
                     self._sw_wait(item)
             return
-        future = future_of(result, self._sw_host.loop)
+        future = future_of(result, partial(self._sw_host.loop, self._sw_core))
         if future is None:
             return
         if self._sw_lost:
@@ -489,7 +532,7 @@ class Engine(Dispatch, Timers):
         try:
             if self._sw_reading_held:
                 self._sw_reading_held = False
-                self._sw_host.resume_reading()
+                self._sw_host.resume_reading(self._sw_core)
             self.release("waiting")  # a frame it lets through may start more work
         except Exception as exc:
             self._sw_local(exc)
@@ -505,9 +548,9 @@ class Engine(Dispatch, Timers):
             return
         framer = self._sw_framer
         buffered = self._sw_fed - (0 if framer is None else framer.offset)
-        if buffered > self._sw_read_limit:
+        if buffered > self._sw_host.read_limit(self._sw_core):
             self._sw_reading_held = True
-            self._sw_host.pause_reading()
+            self._sw_host.pause_reading(self._sw_core)
 
 
 def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
