@@ -170,7 +170,7 @@ class _ReceiverHost(ProtocolHost):
             super().resume_reading(core)
 
 
-_Receiver.host = _ReceiverHost()
+_Receiver.machine_host = _ReceiverHost()
 
 
 class _Lines(Protocol):

@@ -141,13 +141,14 @@ class MachineProtocol(Protocol):
     #: connection (statewire's global reactor for transports that do not say)
     clock: Any = None
     #: the reactor of the connection's transport, once looked up (the clock without one)
-    _reactor: Any = None
+    _sw_reactor: Any = None
     #: bytes that may wait in the buffer, unframed, while an output's awaitable is
     #: pending, before reading from the peer pauses until the wait ends (one more read
     #: may arrive after the pause is asked for)
     waiting_read_limit: ClassVar[int] = 64 * 1024
-    #: the :class:`~statewire.machine.Host` the connections' engines are made with
-    host: ClassVar[ProtocolHost]
+    #: the :class:`~statewire.machine.Host` the connections' engines are made with (named
+    #: so as not to clash with the ``host`` a Twisted client often keeps)
+    machine_host: ClassVar[ProtocolHost]
     #: the connection's engine (layer 3): its machine, framer, holds and timer; made by
     #: :meth:`makeConnection` (``None`` before)
     machine_engine: Engine | None = None
@@ -217,8 +218,10 @@ class MachineProtocol(Protocol):
         plan = Plan.of(type(self))
         if plan is None:
             raise TypeError(f"{type(self).__name__} declares no machine")
+        if self.machine_engine is not None:  # connected again: the old engine acts no more
+            self.machine_engine.retire()
         self.transport = transport  # the initial state's timeout may need its reactor
-        self.machine_engine = engine = Engine(plan, self, self.host)
+        self.machine_engine = engine = Engine(plan, self, self.machine_host)
         engine.start()
         if hasattr(transport, "on_closing"):
             transport.on_closing = engine.close_input
@@ -308,22 +311,22 @@ class MachineProtocol(Protocol):
 
     # -- clock ---------------------------------------------------------------------------
 
-    def _clock(self) -> Any:
+    def _sw_clock(self) -> Any:
         clock = self.clock
         if clock is None:
-            clock = self._reactor
+            clock = self._sw_reactor
             if clock is None:
                 clock = getattr(self.transport, "reactor", None)
                 if clock is None:
                     clock = default_clock()
                 if self.transport is not None:  # the transport's reactor stays its own
-                    self._reactor = clock
+                    self._sw_reactor = clock
         return clock
 
     def seconds(self) -> float:
         """The connection's clock: :attr:`clock`'s ``seconds()``, else the reactor's that
         serves the connection (what timeouts count with; a test's clock in tests)."""
-        seconds: float = self._clock().seconds()
+        seconds: float = self._sw_clock().seconds()
         return seconds
 
     # -- errors --------------------------------------------------------------------------
@@ -375,17 +378,18 @@ class ProtocolHost:
     else the transport's reactor), its transport's reading, its error methods. One
     instance serves every connection of a class (a protocol's ``host`` attribute); a
     subclass may change a method (``basic``'s helpers keep reading paused while the
-    protocol itself paused it)."""
+    protocol itself paused it); a protocol's ``machine_host`` names it."""
 
     __slots__ = ()
 
     def call_later(
         self, core: MachineProtocol, seconds: float, f: Callable[..., object], *args: Any
     ) -> Any:
-        return core._clock().callLater(seconds, f, *args)
+        return core._sw_clock().callLater(seconds, f, *args)
 
     def seconds(self, core: MachineProtocol) -> float:
-        return core.seconds()
+        seconds: float = core._sw_clock().seconds()  # (not core.seconds: it may be shadowed)
+        return seconds
 
     def loop(self, core: MachineProtocol) -> asyncio.AbstractEventLoop | None:
         try:
@@ -416,7 +420,7 @@ class ProtocolHost:
         core.localError(error)
 
 
-MachineProtocol.host = ProtocolHost()
+MachineProtocol.machine_host = ProtocolHost()
 
 #: what :func:`default_clock` returns (see :func:`set_default_clock`)
 _default: list[Any] = []
@@ -455,5 +459,5 @@ def default_clock() -> Any:
     except RuntimeError:
         raise RuntimeError(
             "this connection has no clock: its transport has no reactor and no loop is "
-            "running; set the protocol's `clock` (statewire.testing.Clock in tests)"
+            "running; set the protocol's `clock` (statewire.testing.memory.Clock in tests)"
         ) from None

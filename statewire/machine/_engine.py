@@ -325,6 +325,17 @@ class Engine(Dispatch, Timers):
         for observer in self._sw_observers:
             observer.stopped(self._sw_core)
 
+    def retire(self) -> None:
+        """This engine's connection is over without a loss to deliver (its protocol is
+        connected again, with a new engine): cancel the timeout, deliver no more frames,
+        wait for no work."""
+        self.close_input()
+        self._sw_lost = True
+        self._sw_disarm()
+        waits, self._sw_waits = self._sw_waits, ()
+        for future in waits:
+            cancel(future)
+
     def close_input(self) -> None:
         """The connection is closing: frames already buffered are not delivered."""
         self._sw_closing = True
@@ -520,7 +531,7 @@ class Engine(Dispatch, Timers):
                 # input the final state refuses, as often as not) is only logged
                 _log.info(
                     "%s: an output's work failed while closing: %r",
-                    type(self).__name__,
+                    type(self._sw_core).__name__,
                     failure,
                     exc_info=failure if not isinstance(failure, NoTransition) else None,
                 )
