@@ -22,8 +22,10 @@ def __getattr__(name: str) -> Any:
     # The reactor is made on first use, so importing the sans-IO layers starts no I/O.
     if name == "reactor":
         from statewire._reactor import Reactor
+        from statewire.declarative import set_default_clock
 
         shared = Reactor()
         globals()["reactor"] = shared
+        set_default_clock(shared)
         return shared
     raise AttributeError(f"module 'statewire' has no attribute {name!r}")

@@ -58,7 +58,7 @@ from typing import Any, Protocol
 from automat import TypeMachineBuilder
 
 from grammars import fixed, line, netstring, prefixed, raw
-from statewire.declarative import MachineProtocol
+from statewire.declarative import MachineProtocol, ProtocolHost
 from statewire.framing import FramingError
 from statewire.machine import RemoteProtocolError, forward
 
@@ -128,33 +128,49 @@ class _Receiver(MachineProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Frame ``data`` (after taking in a changed delimiter or limit)."""
-        self._sw_refresh()
-        self._sw_receive(data)
+        engine = self.machine_engine
+        assert engine is not None
+        engine.refresh()
+        engine.receive(data)
 
     def pauseProducing(self) -> None:
         """Stop delivering (after the current frame) and stop reading."""
         self.paused = True
         self.transport.pauseProducing()
-        self._sw_hold("producer")
+        if self.machine_engine is not None:
+            self.machine_engine.hold("producer")
 
     def resumeProducing(self) -> None:
         """Deliver what is buffered, then read again (unless the transport's write buffer
         is still over its high-water mark: that pause is the transport's to lift; nor
         while too much arrived during a callback's pending work)."""
         self.paused = False
-        if not self._sw_reading_held:
+        engine = self.machine_engine
+        if engine is None or not engine.reading_held:
             self.transport.resumeProducing()
-        self._sw_release("producer")
+        if engine is not None:
+            engine.release("producer")
 
     def stopProducing(self) -> None:
         """Stop delivering and tell the transport to stop."""
         self.paused = True
         self.transport.stopProducing()
-        self._sw_hold("stopped")
+        if self.machine_engine is not None:
+            self.machine_engine.hold("stopped")
 
-    def _sw_resume_reading(self) -> None:
-        if not self.paused:  # the protocol's own pause is for it to lift
-            super()._sw_resume_reading()
+
+class _ReceiverHost(ProtocolHost):
+    """A helper's host: reading paused by the protocol itself is for it to resume."""
+
+    __slots__ = ()
+
+    def resume_reading(self, core: MachineProtocol) -> None:
+        assert isinstance(core, _Receiver)
+        if not core.paused:
+            super().resume_reading(core)
+
+
+_Receiver.machine_host = _ReceiverHost()
 
 
 class _Lines(Protocol):
@@ -207,19 +223,19 @@ class LineReceiver(_Receiver):
     def setRawMode(self) -> None:
         """Deliver what follows to :meth:`rawDataReceived`."""
         self.line_mode = 0
-        self._sw_impl.setRawMode()
+        self.inputs.setRawMode()
 
     def setLineMode(self, extra: bytes = b"") -> None:
         """Deliver what follows as lines; ``extra`` (bytes a ``rawDataReceived`` did not
         use) is framed as lines too (see the module docs for the order)."""
         self.line_mode = 1
-        self._sw_impl.setLineMode()
+        self.inputs.setLineMode()
         if extra:
-            self._sw_pump(extra)
+            self.machine_engine.feed(extra)  # type: ignore[union-attr]
 
     def clearLineBuffer(self) -> bytes:
         """Drop and return the bytes received but not yet delivered."""
-        return self._sw_clear()
+        return self.discard_input()
 
     def sendLine(self, line: bytes) -> None:
         """Send ``line`` followed by the delimiter."""
@@ -232,7 +248,7 @@ class LineReceiver(_Receiver):
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
         """A line too long: :meth:`lineLengthExceeded` with the buffered bytes."""
-        self.lineLengthExceeded(self._sw_clear())
+        self.lineLengthExceeded(self.discard_input())
 
 
 class LineOnlyReceiver(_Receiver):
@@ -260,7 +276,7 @@ class LineOnlyReceiver(_Receiver):
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
         """A line too long: :meth:`lineLengthExceeded` with that line."""
-        line = self._sw_clear().partition(self.delimiter)[0]
+        line = self.discard_input().partition(self.delimiter)[0]
         self.lineLengthExceeded(line)
 
 
@@ -332,7 +348,7 @@ class IntNStringReceiver(_Receiver):
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
         """A prefix over the limit: :meth:`lengthLimitExceeded` with its length."""
-        header = self._sw_frames().buffered[: self.prefixLength]
+        header = self.machine_engine.framer().buffered[: self.prefixLength]  # type: ignore[union-attr]
         (length,) = struct.unpack(self.structFormat, header)
         self.lengthLimitExceeded(length)
 
@@ -340,13 +356,12 @@ class IntNStringReceiver(_Receiver):
     def recvd(self) -> bytes:
         """The bytes received but not yet delivered (Twisted's compatibility buffer);
         assigning it replaces them."""
-        held = b"" if self._sw_framer is None else self._sw_framer.buffered
-        return held + self._sw_backlog
+        return b"" if self.machine_engine is None else self.machine_engine.buffered
 
     @recvd.setter
     def recvd(self, data: bytes) -> None:
-        self._sw_clear()
-        self._sw_pump(data)
+        self.discard_input()
+        self.machine_engine.feed(data)  # type: ignore[union-attr]
 
 
 class Int32StringReceiver(IntNStringReceiver):
@@ -396,7 +411,7 @@ class StatefulProtocol(_Receiver):
         """Connect, then ask :meth:`getInitialState` for the first block (as Twisted)."""
         super().makeConnection(transport)
         self._sful_state = self.getInitialState()
-        self._sw_refresh()
+        self.refresh_framing()
 
     def getInitialState(self) -> tuple[Any, int]:
         """Return ``(handler, size)`` for the first block."""
@@ -409,4 +424,4 @@ class StatefulProtocol(_Receiver):
         if following is not None:
             self._sful_state = following
             if following[1] != state[1]:
-                self._sw_refresh()
+                self.refresh_framing()

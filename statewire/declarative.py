@@ -49,7 +49,7 @@ Asynchronous outputs. An output (or a ``basic`` callback) may return an awaitabl
 coroutine (``async def``), an asyncio future or task, a ``concurrent.futures.Future``,
 anything with ``add_done_callback``. No frame after the current one is delivered until it
 completes, so pipelined requests get their replies in request order, and bytes arriving
-meanwhile wait in order (past :attr:`~statewire.machine.Driver.waiting_read_limit`
+meanwhile wait in order (past :attr:`MachineProtocol.waiting_read_limit`
 buffered bytes, reading pauses). Framing then resumes in the state the machine is in
 (an input the work called is honoured); a value result is ignored. A coroutine runs on the
 connection's loop (the running one, else its reactor's). An exception in the work is a
@@ -61,12 +61,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from statewire.error import Failure, connectionDone
 from statewire.framing import FramingError, Policy, encode_frame
-from statewire.machine import DefinitionError, Driver, Plan, RemoteProtocolError, Timeout
+from statewire.machine import DefinitionError, Engine, Plan, RemoteProtocolError, Timeout
 from statewire.protocol import Protocol
 
 log = logging.getLogger("statewire.declarative")
@@ -75,7 +75,7 @@ log = logging.getLogger("statewire.declarative")
 _DECLARATIONS = ("machine", "framings", "routes", "timeouts", "lost", "policy")
 
 
-class MachineProtocol(Driver, Protocol):
+class MachineProtocol(Protocol):
     """A protocol whose states, framings and inputs are declared (see the module docs).
 
     Declared by class attributes (or :meth:`declare`):
@@ -142,6 +142,16 @@ class MachineProtocol(Driver, Protocol):
     clock: Any = None
     #: the reactor of the connection's transport, once looked up (the clock without one)
     _sw_reactor: Any = None
+    #: bytes that may wait in the buffer, unframed, while an output's awaitable is
+    #: pending, before reading from the peer pauses until the wait ends (one more read
+    #: may arrive after the pause is asked for)
+    waiting_read_limit: ClassVar[int] = 64 * 1024
+    #: the :class:`~statewire.machine.Host` the connections' engines are made with (named
+    #: so as not to clash with the ``host`` a Twisted client often keeps)
+    machine_host: ClassVar[ProtocolHost]
+    #: the connection's engine (layer 3): its machine, framer, holds and timer; made by
+    #: :meth:`makeConnection` (``None`` before)
+    machine_engine: Engine | None = None
     #: seconds a closing connection (``close()``, a timeout's close...) with unsent data
     #: may wait for the peer to take it before it is aborted; ``None`` waits for ever.
     #: 30 s, as statewire's transports by default
@@ -173,7 +183,7 @@ class MachineProtocol(Driver, Protocol):
         attributes already declared it) is a :class:`DefinitionError`, since connections
         already open run the plan they started with. A refused declaration changes nothing.
         """
-        if "_sw_plan" in vars(cls):
+        if Plan.declared_on(cls):
             raise DefinitionError(
                 f"{cls.__name__} is declared already: declare a subclass for another machine"
             )
@@ -191,7 +201,7 @@ class MachineProtocol(Driver, Protocol):
         for name, value in given.items():
             if value is not None:
                 setattr(cls, name, value)
-        cls._sw_plan = plan
+        plan.install(cls)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -199,18 +209,22 @@ class MachineProtocol(Driver, Protocol):
             # read statically: a MethodicalMachine input (``lost = disconnected``) is a
             # descriptor that must not be bound to the class
             declared = {name: inspect.getattr_static(cls, name) for name in _DECLARATIONS}
-            cls._sw_plan = Plan.compile(cls, **declared)
+            Plan.compile(cls, **declared).install(cls)
 
     # -- connection ----------------------------------------------------------------------
 
     def makeConnection(self, transport: Any) -> None:
         """Start the machine in its initial state, then connect (``connectionMade``)."""
-        if getattr(type(self), "_sw_plan", None) is None:
+        plan = Plan.of(type(self))
+        if plan is None:
             raise TypeError(f"{type(self).__name__} declares no machine")
+        if self.machine_engine is not None:  # connected again: the old engine acts no more
+            self.machine_engine.retire()
         self.transport = transport  # the initial state's timeout may need its reactor
-        self._sw_start()
+        self.machine_engine = engine = Engine(plan, self, self.machine_host)
+        engine.start()
         if hasattr(transport, "on_closing"):
-            transport.on_closing = self._sw_close_input
+            transport.on_closing = engine.close_input
         if hasattr(transport, "write_timeout"):  # statewire's own transports
             transport.close_timeout = self.close_timeout
             transport.write_timeout = self.write_timeout
@@ -218,24 +232,27 @@ class MachineProtocol(Driver, Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Frame ``data`` with the current state's grammar and run the inputs it makes."""
-        self._sw_receive(data)
+        self.machine_engine.receive(data)  # type: ignore[union-attr]
 
     def transportCongested(self, congested: bool) -> None:
         """The transport's unsent data passed its high-water mark: hold the frames after
         the current one (``congested``); it drained: deliver them again."""
+        engine = self.machine_engine
+        if engine is None:
+            return
         try:
             if congested:
-                self._sw_hold("backpressure")
+                engine.hold("backpressure")
             else:
-                self._sw_release("backpressure")
+                engine.release("backpressure")
         except Exception as exc:
             self.localError(exc)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Cancel the state timeout and deliver the ``lost`` input. Subclasses that
         override this should call it."""
-        if self._sw_impl is not None:
-            self._sw_stop(reason)
+        if self.machine_engine is not None:
+            self.machine_engine.lost(reason)
 
     # -- outputs -------------------------------------------------------------------------
 
@@ -249,33 +266,28 @@ class MachineProtocol(Driver, Protocol):
         if grammar is None:
             grammar = self.sends
             if grammar is None:
-                grammar = self._reply_grammar()
+                grammar = self.machine_engine.framing()  # type: ignore[union-attr]
         self.transport.write(encode_frame(grammar, value))
-
-    def _reply_grammar(self) -> Any:
-        plan = self._sw_plan
-        framer = self._sw_framer
-        state = plan.style.state(self._sw_impl)
-        if state is self._sw_state and framer is not None:
-            return framer.grammar  # no transition under way: the framing in use
-        if state in plan.framings:
-            return self._sw_framing(state)[0]
-        if framer is not None:
-            return framer.grammar
-        return self._sw_framing(self._sw_state)[0]
 
     @property
     def inputs(self) -> Any:
         """The machine driving this connection, to feed it an event that is not a frame
         (``self.inputs.admitted()``): its inputs are the input protocol's methods. Called
         from inside a transition, the input runs when that transition is done."""
-        return self._sw_impl
+        return None if self.machine_engine is None else self.machine_engine.machine
+
+    @property
+    def machine_state(self) -> str:
+        """The name of the machine's current state (not ``state``: Twisted protocols often
+        keep a ``state`` attribute of their own)."""
+        return self.machine_engine.state  # type: ignore[union-attr]
 
     def refresh_framing(self) -> None:
         """Frame what follows with the current state's framing as it evaluates now: for a
         framing computed from state data or attributes that a loop changed (a state that
         reads a body in bounded pieces, counting down what is left)."""
-        self._sw_refresh()
+        if self.machine_engine is not None:
+            self.machine_engine.refresh()
 
     def discard_input(self) -> bytes:
         """Drop and return every byte received but not yet delivered in a frame.
@@ -283,64 +295,39 @@ class MachineProtocol(Driver, Protocol):
         For a switch that must not act on what the peer sent ahead of it: after
         ``STARTTLS`` (RFC 3207), plaintext pipelined behind the command in the same read is
         discarded, never executed once the handshake is done (the CVE-2011-0411 class)."""
-        return self._sw_clear()
+        return b"" if self.machine_engine is None else self.machine_engine.clear()
 
     def close(self) -> None:
         """Close the connection once what was sent is flushed; no more frames are read."""
-        self._sw_close_input()
+        if self.machine_engine is not None:
+            self.machine_engine.close_input()
         self.transport.loseConnection()
 
     def abort(self) -> None:
         """Close the connection at once, dropping unsent data."""
-        self._sw_close_input()
+        if self.machine_engine is not None:
+            self.machine_engine.close_input()
         self.transport.abortConnection()
 
     # -- clock ---------------------------------------------------------------------------
 
-    def _clock(self) -> Any:
+    def _sw_clock(self) -> Any:
         clock = self.clock
         if clock is None:
             clock = self._sw_reactor
             if clock is None:
                 clock = getattr(self.transport, "reactor", None)
                 if clock is None:
-                    from statewire import reactor as clock
+                    clock = default_clock()
                 if self.transport is not None:  # the transport's reactor stays its own
                     self._sw_reactor = clock
         return clock
 
-    def _sw_call_later(self, seconds: float, f: Any, *args: Any) -> Any:
-        return self._clock().callLater(seconds, f, *args)
-
-    def _sw_peer_progress(self) -> int | None:
-        progress = getattr(self.transport, "peer_progress", None)
-        return None if progress is None else int(progress())
-
-    def _sw_seconds(self) -> float:
-        seconds: float = self._clock().seconds()
-        return seconds
-
     def seconds(self) -> float:
         """The connection's clock: :attr:`clock`'s ``seconds()``, else the reactor's that
         serves the connection (what timeouts count with; a test's clock in tests)."""
-        return self._sw_seconds()
-
-    # -- waiting for outputs' work -------------------------------------------------------
-
-    def _sw_loop(self) -> asyncio.AbstractEventLoop | None:
-        try:
-            return asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        reactor = getattr(self.transport, "reactor", None)  # statewire's transports
-        loop: asyncio.AbstractEventLoop | None = getattr(reactor, "loop", None)
-        return loop
-
-    def _sw_pause_reading(self) -> None:
-        self.transport.pauseProducing()
-
-    def _sw_resume_reading(self) -> None:
-        self.transport.resumeProducing()
+        seconds: float = self._sw_clock().seconds()
+        return seconds
 
     # -- errors --------------------------------------------------------------------------
 
@@ -362,7 +349,8 @@ class MachineProtocol(Driver, Protocol):
             error_reply = {UnknownKey: b"500 unknown command", BadArguments: b"501 bad
             arguments", UnexpectedInput: b"503 bad sequence", FrameTooLong: b"500 too long"}
         """
-        fatal = isinstance(error, FramingError) and self._sw_framer_stopped()
+        engine = self.machine_engine
+        fatal = isinstance(error, FramingError) and engine is not None and engine.framing_failed
         close = self.close_on_error or fatal
         log.info("%s: %s%s", type(self).__name__, error, "; closing" if close else "")
         reply = self.error_reply
@@ -373,9 +361,6 @@ class MachineProtocol(Driver, Protocol):
         if close:
             self.close()
 
-    def _sw_framer_stopped(self) -> bool:
-        return self._sw_framer is not None and self._sw_framer.error is not None
-
     def localError(self, error: Exception) -> None:
         """Our own code raised: log it with its traceback and abort the connection."""
         log.error(
@@ -385,3 +370,94 @@ class MachineProtocol(Driver, Protocol):
             exc_info=error,
         )
         self.abort()
+
+
+class ProtocolHost:
+    """What a :class:`MachineProtocol` gives its engine (the
+    :class:`~statewire.machine.Host` interface): its clock (:attr:`MachineProtocol.clock`,
+    else the transport's reactor), its transport's reading, its error methods. One
+    instance serves every connection of a class (a protocol's ``host`` attribute); a
+    subclass may change a method (``basic``'s helpers keep reading paused while the
+    protocol itself paused it); a protocol's ``machine_host`` names it."""
+
+    __slots__ = ()
+
+    def call_later(
+        self, core: MachineProtocol, seconds: float, f: Callable[..., object], *args: Any
+    ) -> Any:
+        return core._sw_clock().callLater(seconds, f, *args)
+
+    def seconds(self, core: MachineProtocol) -> float:
+        seconds: float = core._sw_clock().seconds()  # (not core.seconds: it may be shadowed)
+        return seconds
+
+    def loop(self, core: MachineProtocol) -> asyncio.AbstractEventLoop | None:
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        reactor = getattr(core.transport, "reactor", None)  # statewire's transports
+        loop: asyncio.AbstractEventLoop | None = getattr(reactor, "loop", None)
+        return loop
+
+    def read_limit(self, core: MachineProtocol) -> int:
+        return core.waiting_read_limit
+
+    def pause_reading(self, core: MachineProtocol) -> None:
+        core.transport.pauseProducing()
+
+    def resume_reading(self, core: MachineProtocol) -> None:
+        core.transport.resumeProducing()
+
+    def peer_progress(self, core: MachineProtocol) -> int | None:
+        progress = getattr(core.transport, "peer_progress", None)
+        return None if progress is None else int(progress())
+
+    def remote_error(self, core: MachineProtocol, error: RemoteProtocolError) -> None:
+        core.remoteError(error)
+
+    def local_error(self, core: MachineProtocol, error: Exception) -> None:
+        core.localError(error)
+
+
+MachineProtocol.machine_host = ProtocolHost()
+
+#: what :func:`default_clock` returns (see :func:`set_default_clock`)
+_default: list[Any] = []
+
+
+def set_default_clock(clock: Any) -> None:
+    """The clock (``callLater`` and ``seconds``) of connections whose protocol names no
+    :attr:`~MachineProtocol.clock` and whose transport has no reactor (a test's transport):
+    statewire's global reactor sets itself when it is made (layer 5 tells layer 4; layer 4
+    never imports the reactor)."""
+    _default[:] = [clock]
+
+
+class _LoopClock:
+    """The running event loop as a clock."""
+
+    __slots__ = ("loop",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def callLater(self, seconds: float, f: Callable[..., object], *args: Any) -> Any:
+        return self.loop.call_later(seconds, f, *args)
+
+    def seconds(self) -> float:
+        return self.loop.time()
+
+
+def default_clock() -> Any:
+    """The clock :func:`set_default_clock` gave, else the running event loop's; with
+    neither, a :class:`RuntimeError` that says what to do."""
+    if _default:
+        return _default[0]
+    try:
+        return _LoopClock(asyncio.get_running_loop())
+    except RuntimeError:
+        raise RuntimeError(
+            "this connection has no clock: its transport has no reactor and no loop is "
+            "running; set the protocol's `clock` (statewire.testing.memory.Clock in tests)"
+        ) from None

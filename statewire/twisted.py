@@ -51,7 +51,7 @@ coroutine runs as a task of that loop, and a Twisted ``Deferred`` can be awaited
 ``await d.asFuture(loop)``. On any other reactor (epoll, select, a ``task.Clock`` test)
 there is no running asyncio loop: an output returning a coroutine is a local error (the
 connection is aborted). A ``Deferred`` returned as it is is waited for on every reactor
-(the driver sees anything with ``addBoth`` and ``cancel`` as a future), as is
+(the engine sees anything with ``addBoth`` and ``cancel`` as a future), as is
 :func:`from_deferred` (``d``), kept for code written before.
 """
 

@@ -392,7 +392,7 @@ def test_reading_pauses_while_too_much_waits_and_resumes_after() -> None:
     protocol.dataReceived(b"GET a\r\n")
     while transport.producerState == "producing":
         protocol.dataReceived(b"PING\r\n" * 1000)
-    buffered = len(protocol._sw_frames().buffered)
+    buffered = len(protocol.machine_engine.buffered)
     assert TypedService.waiting_read_limit < buffered <= TypedService.waiting_read_limit + 6000
     protocol.works[0].finish()
     assert transport.producerState == "producing"
@@ -542,7 +542,7 @@ def test_the_direct_handler_of_a_synchronous_output_is_the_output_itself() -> No
     protocol = Lines()
     protocol.makeConnection(StringTransport())
     protocol.dataReceived(b"x\r\n")
-    assert protocol._sw_frames().on_frame == protocol.lineReceived
+    assert protocol.machine_engine.framer().on_frame == protocol.lineReceived
 
 
 # -- basic helpers ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from automat import MethodicalMachine
 from process_helpers import EXAMPLES, Server, running
 
 from statewire.declarative import MachineProtocol
+from statewire.machine import Plan
 
 
 def serve(target: str, env: dict[str, str] | None = None) -> AbstractContextManager[Server]:
@@ -332,4 +333,4 @@ def test_methodical_input_can_be_declared_as_lost() -> None:
         open.upon(disconnected, enter=gone, outputs=[])
         lost = disconnected
 
-    assert Probe._sw_plan.lost == "disconnected"
+    assert Plan.of(Probe).lost == "disconnected"

@@ -114,4 +114,4 @@ def test_keyvalue_does_not_depend_on_the_reads(data: st.DataObject, session: byt
 def test_keyvalue_oversize_prefix_is_refused_from_the_header() -> None:
     out, _, closed, protocol = run(keyvalue.KeyValueFactory(), [struct.pack("!I", 1 << 30)])
     assert closed and out.endswith(frame(b"\x02bad request"))
-    assert len(protocol._sw_framer.buffered) == 4  # nothing of the announced body was kept
+    assert len(protocol.machine_engine.buffered) == 4  # nothing of the announced body was kept

@@ -298,7 +298,7 @@ def test_an_input_called_from_an_output_switches_framing_before_the_next_frame(s
     for i in range(0, len(stream), size):
         protocol.dataReceived(stream[i : i + size])
     assert protocol.events == [("header", b"go"), "ready", ("block", b"abc"), ("block", b"def")]
-    assert protocol._sw_framer.buffered == b"\n"
+    assert protocol.machine_engine.buffered == b"\n"
 
 
 # -- MethodicalMachine ----------------------------------------------------------------------
@@ -460,7 +460,7 @@ def test_leaving_and_reentering_a_state_in_one_input_rearms_its_timeout() -> Non
     clock.advance(5)
     protocol.dataReceived(b"x\n")  # a -> b -> a: a's timeout starts again
     clock.advance(4)
-    protocol._sw_impl.tick()  # called directly at 9: a -> b -> a again
+    protocol.inputs.tick()  # called directly at 9: a -> b -> a again
     assert transport.value() == b"PING\n"
     clock.advance(9.9)  # 18.9: not yet (the timers are lazy: one may wake up and sleep)
     assert transport.value() == b"PING\n"

@@ -32,7 +32,15 @@ from hypothesis import strategies as st
 from grammars import fixed, line
 from statewire.declarative import MachineProtocol
 from statewire.framing import FramingError
-from statewire.machine import ByKey, RemoteProtocolError, ToInput, UnexpectedInput, by_verb
+from statewire.machine import (
+    Observer,
+    RemoteProtocolError,
+    TransitionCallback,
+    UnexpectedInput,
+    by_verb,
+    observe,
+    unobserve,
+)
 from statewire.machine._automat import MethodicalStyle, TypedStyle
 from statewire.testing.memory import StringTransport
 from statewire.testing.strategies import chunkings
@@ -326,7 +334,7 @@ def declared(chunks: list[bytes]) -> tuple[list[object], bytes, str, bytes | Non
         protocol.dataReceived(chunk)
     if transport.aborted:  # what was left unread then depends on the reads: not compared
         return protocol.events, transport.value(), "aborted", None
-    buffered = protocol._sw_frames().buffered
+    buffered = protocol.machine_engine.buffered
     return protocol.events, transport.value(), protocol.machine_state, buffered
 
 
@@ -409,23 +417,24 @@ class Verbs(MachineProtocol):
         self.events.append(("error", type(error).__name__))
 
 
+class _EveryTransition(Observer):
+    """An observer of transitions: a traced connection sends every frame by the general
+    path (no loop or transition shortcut skips the tracer)."""
+
+    def started(self, protocol: Any) -> TransitionCallback | None:
+        return lambda old, input, new, frame: None
+
+
 def _verb_run(general: bool, frames: list[bytes]) -> tuple[list[Any], str]:
     protocol = Verbs()
     protocol.events = []  # type: ignore[attr-defined]
-    protocol.makeConnection(StringTransport())
-    if general:  # every frame through the general path: no loop or transition shortcut
-        plan = Verbs._sw_plan
-        handler = protocol._sw_handler
-
-        def general_path(state: Any) -> Any:
-            route = plan.routes.get(state)
-            if isinstance(route, ByKey):
-                return lambda frame: protocol._sw_keyed(route, {}, {}, frame)
-            if isinstance(route, ToInput):
-                return lambda frame: protocol._sw_frame_input(route.input, frame)
-            return handler(state)
-
-        protocol._sw_handler = general_path  # type: ignore[method-assign]
+    tracer = _EveryTransition()
+    if general:  # every frame through the general path
+        observe(tracer)
+    try:
+        protocol.makeConnection(StringTransport())
+    finally:
+        unobserve(tracer)
     protocol.dataReceived(b"".join(frame + b"\n" for frame in frames))
     return protocol.events, protocol.machine_state  # type: ignore[attr-defined]
 
@@ -1039,7 +1048,7 @@ def test_declared_methodical_protocol_behaves_as_automat(steps: list[tuple[Any, 
     assert events == _methodical_steps(reference, steps)
     if not fed.transport.aborted:
         assert fed.machine.machine_state == reference.machine.save()
-        assert fed.machine._sw_frames().buffered == reference.data
+        assert fed.machine.machine_engine.buffered == reference.data
 
 
 def test_methodical_reentrant_inputs_run_nested_as_in_automat() -> None:

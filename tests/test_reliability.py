@@ -659,7 +659,7 @@ def test_pipelined_gets_from_a_client_that_never_reads_stay_bounded() -> None:
         for _ in range(40):
             await asyncio.sleep(0.025)
             sizes.append(connection._write_buffer_size())
-        waiting = connection.protocol._sw_framer.buffered.count(b"GET f\r\n")
+        waiting = connection.protocol.machine_engine.buffered.count(b"GET f\r\n")
         reading = connection._reading
         sock.close()
         assert max(sizes) <= HIGH_WATER + len(reply)

@@ -597,7 +597,11 @@ class Engine(Core):
 
 
 class _Tracing(Observer):
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
     def started(self, protocol: Any) -> Any:
+        self.seen.append(protocol)
         return lambda old, input, new, frame: None
 
 
@@ -609,15 +613,15 @@ def _engine_run(chunks: list[bytes], traced: bool) -> tuple[Any, ...]:
         protocol, transport, _ = _connect(Engine)
     finally:
         unobserve(observer)
-    assert protocol._sw_traced is traced
+    assert (protocol in observer.seen) is traced
     for chunk in chunks:
         protocol.dataReceived(chunk)
-    framer = protocol._sw_framer
+    engine = protocol.machine_engine
     return (
         protocol.log,
         protocol.machine_state,
-        None if framer is None else framer.grammar,
-        None if framer is None else framer.buffered,
+        engine.framer().grammar,
+        engine.buffered,
         transport.value(),
     )
 
@@ -1168,8 +1172,7 @@ def _jobs_run(script: list[Any], traced: bool) -> tuple[Any, ...]:
     protocol.transportCongested(False)
     while protocol.works:  # everything completes in the end
         protocol.works.pop(0).finish()
-    framer = protocol._sw_framer
-    return protocol.log, protocol.machine_state, framer and framer.buffered
+    return protocol.log, protocol.machine_state, protocol.machine_engine.buffered
 
 
 @given(

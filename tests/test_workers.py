@@ -33,6 +33,7 @@ from tests.runtime_helpers import HOST, scenario
 
 TARGET = """
 import os
+import sys
 from statewire.protocol import Factory, Protocol
 
 VERSION = b"{version}"
@@ -47,10 +48,14 @@ class Answer(Protocol):
 
 class Tracked(Factory):
     protocol = Answer
+    # one write a line: unbuffered, print() writes the text and the newline apart, and
+    # another process's line may land between them
     def startFactory(self):
-        print(f"startFactory in {{os.getpid()}}", flush=True)
+        sys.stdout.write(f"startFactory in {{os.getpid()}}\\n")
+        sys.stdout.flush()
     def stopFactory(self):
-        print(f"stopFactory in {{os.getpid()}}", flush=True)
+        sys.stdout.write(f"stopFactory in {{os.getpid()}}\\n")
+        sys.stdout.flush()
 
 factory = Tracked()
 """

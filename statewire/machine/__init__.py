@@ -3,13 +3,15 @@
 A declarative protocol names an automat machine (``TypeMachineBuilder`` or
 ``MethodicalMachine``), the framing of each state, the route from frames to inputs, per-state
 timeouts and the input that connection loss becomes. This package checks those declarations
-against the machine (:class:`Plan`) and runs them per connection (:class:`Driver`); the
-Twisted-style face is :class:`statewire.declarative.MachineProtocol`.
+against the machine (:class:`Plan`) and runs them per connection (:class:`Engine`: the
+connection owns one and is its :class:`Host`); the Twisted-style face is
+:class:`statewire.declarative.MachineProtocol`.
 """
 
 from statewire.machine._arguments import arguments
-from statewire.machine._driver import Driver
+from statewire.machine._engine import Engine
 from statewire.machine._graph import Graph, Transition, graph_of, is_declared
+from statewire.machine._host import Host
 from statewire.machine._observe import Observer, TransitionCallback, observe, unobserve
 from statewire.machine._plan import Plan
 from statewire.machine._routes import (
@@ -39,8 +41,9 @@ __all__ = [
     "ByKey",
     "DeferredFuture",
     "DefinitionError",
-    "Driver",
+    "Engine",
     "Graph",
+    "Host",
     "LocalProtocolError",
     "Observer",
     "Plan",

@@ -146,8 +146,8 @@ def _direct(output: Any) -> Any:
     return without_data
 
 
-def _sync(core: Any) -> None:
-    core._sw_sync()
+def _sync(engine: Any) -> None:
+    engine._sw_sync()
 
 
 # what a step of a compiled transition calls (see _steps)
@@ -243,19 +243,19 @@ class TypedStyle(Style):
                     result = output(self, data, *args, **kwargs)
             except BaseException:
                 self.__automat_postponed__ = None
-                core = self._sw_after
-                if core is not None:  # the state may have moved: framing follows
-                    entered_anyway(_sync, core)
+                engine = self._sw_after
+                if engine is not None:  # the state may have moved: framing follows
+                    entered_anyway(_sync, engine)
                 raise
             finally:
                 self.__automat_postponed__ = None
-            core = self._sw_after
+            engine = self._sw_after
             while queue:
                 later = queue.pop(0)()  # a postponed input, run as an outermost one
-                if later is not None and core is not None:
-                    core._sw_wait(later)  # its work is waited for as a frame's would be
-            if core is not None:
-                core._sw_sync()
+                if later is not None and engine is not None:
+                    engine._sw_wait(later)  # its work is waited for as a frame's would be
+            if engine is not None:
+                engine._sw_sync()
             return result
 
         input_method.__name__ = input_method.__qualname__ = name
@@ -324,7 +324,7 @@ class TypedStyle(Style):
         """The compiled transition of ``name`` leaving ``state`` (None for a loop): what
         the general path does (``_sw_dispatch``, ``fire``, ``_sw_sync``) with the lookups
         done once and automat's output objects unwrapped (:func:`_steps`); one function
-        for every connection, called with the core, the frame, and the input's arguments
+        for every connection, called with the engine, the frame, and the input's arguments
         when they are not just the frame."""
         entry = self.table.get((state, name))
         if entry is None or entry[0] is state:
@@ -333,14 +333,15 @@ class TypedStyle(Style):
         steps = _steps(outputs)
         enter = entry_of(new)  # the state changes: what _sw_sync would find
 
-        def transit(core: Any, frame: Any, args: tuple[Any, ...] | None = None) -> None:
+        def transit(engine: Any, frame: Any, args: tuple[Any, ...] | None = None) -> None:
             if args is None:
                 args = (frame,)
-            impl = core._sw_impl
+            impl = engine._sw_impl
             txn = impl.__automat_transitioner__
             if txn._state is not state or txn._tracer is not None:
-                core._sw_dispatch(name, args, frame)
+                engine._sw_dispatch(name, args, frame)
                 return
+            core = engine._sw_core  # what the machine was made for: the protocol
             data = impl.__automat_data__
             txn._state = new
             impl._sw_moves += 1
@@ -359,11 +360,11 @@ class TypedStyle(Style):
                 # the machine is in the new state even when an output raised: its framing
                 # and handler follow as far as they can (as _sw_dispatch's sync does);
                 # the output's error is the one reported
-                entered_anyway(enter, core)
+                entered_anyway(enter, engine)
                 raise
-            enter(core)
+            enter(engine)
             if result is not None:
-                core._sw_wait(result)
+                engine._sw_wait(result)
 
         return transit
 
@@ -449,9 +450,9 @@ def _compile_input(machine: Any, input: Any) -> Callable[..., Any]:
         finally:
             oself._sw_depth -= 1
             if not oself._sw_depth:
-                core = oself._sw_after
-                if core is not None:
-                    core._sw_sync()
+                engine = oself._sw_after
+                if engine is not None:
+                    engine._sw_sync()
 
     update_wrapper(run, body)
     run.original = input  # type: ignore[attr-defined]  # what routes name the input by
@@ -523,7 +524,7 @@ class MethodicalStyle(Style):
 
         return (looped, None)
 
-    def loop_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
+    def loop_handler(self, impl: Any, engine: Any, state: Any, name: str) -> Handler | None:
         """For a one-output loop whose output takes the frame as the input does, run by
         the default collector, untraced: just the output, with the input's bookkeeping.
         Anything else (a tracer set, a state changed by an unserializer): the full input."""
@@ -538,12 +539,12 @@ class MethodicalStyle(Style):
             or input.collectors[state] is not list
             or not _same_arguments(input, outputs[0])
         ):
-            return checked(partial(run, impl), core._sw_wait)
+            return checked(partial(run, impl), engine._sw_wait)
         method = outputs[0].method
         check = None if _takes_one(input) else input.method
         txn = getattr(impl, self._symbol)
 
-        wait = core._sw_wait
+        wait = engine._sw_wait
 
         def handler(frame: Any) -> None:
             if txn._state is not state or txn._tracer is not None:
@@ -558,7 +559,7 @@ class MethodicalStyle(Style):
                 finally:
                     impl._sw_depth -= 1
                     if not impl._sw_depth and (txn._state is not state or impl._sw_moves != moves):
-                        core._sw_sync()
+                        engine._sw_sync()
             if result is not None:  # an awaitable (see statewire.machine._waiting)
                 wait(result)
 

@@ -1,8 +1,8 @@
 """Frames to inputs: the handler each state gives the framer (part of the
-:class:`~statewire.machine._driver.Driver`, as a mixin).
+:class:`~statewire.machine.Engine`, as one of its bases).
 
 A state's handler is made once per connection, when the state is first entered (see
-``Driver._sw_entry``), from its route:
+``Engine._sw_entry``), from its route:
 
 * a *direct* handler when the state routes every frame to one input whose transition
   loops back to the same state with one plain output (``TypeMachineBuilder`` only): the
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from grammars import GrammarError
 from statewire.framing import FramingError
@@ -54,16 +54,19 @@ class _NoInput(LookupError):
 
 
 class Dispatch:
-    """The frame handlers of a connection's states (a mixin of the driver)."""
+    """The frame handlers of a connection's states (a base of the engine)."""
 
-    if TYPE_CHECKING:  # what the driver provides
-        _sw_plan: ClassVar[Plan]
+    __slots__ = ()
+
+    if TYPE_CHECKING:  # what the engine provides
+        _sw_plan: Plan
+        _sw_core: Any
         _sw_impl: Any
         _sw_traced: bool
         _sw_frame: Any
 
         @property
-        def machine_state(self) -> str: ...
+        def state(self) -> str: ...
         def _sw_remote(self, error: RemoteProtocolError | FramingError) -> None: ...
         def _sw_wait(self, result: object) -> None: ...
         def _sw_sync(self) -> None: ...
@@ -131,6 +134,7 @@ class Dispatch:
         takes the general path."""
         key_of = route.key
         impl = self._sw_impl
+        core = self._sw_core
         keyed = self._sw_keyed
 
         def by_key(frame: Any) -> None:
@@ -151,10 +155,10 @@ class Dispatch:
                         self._sw_bad_frame(exc, frame)
                         return
                 if function is not None:
-                    result = function(impl, self, *args)
+                    result = function(impl, core, *args)
                 else:
                     assert hook is not None
-                    result = getattr(self, hook)(*args)
+                    result = getattr(core, hook)(*args)
                 if result is not None:
                     self._sw_wait(result)
                 return
@@ -190,6 +194,7 @@ class Dispatch:
         path, :meth:`_sw_keyed`."""
         words = route.words
         impl = self._sw_impl
+        core = self._sw_core
         keyed = self._sw_keyed
 
         def verb(frame: Any) -> None:
@@ -201,9 +206,9 @@ class Dispatch:
                     if fewest <= len(parts) <= most and b"" not in parts:
                         del parts[0]
                         if hook is None:
-                            result = function(impl, self, *parts)
+                            result = function(impl, core, *parts)
                         else:
-                            result = getattr(self, hook)(*parts)
+                            result = getattr(core, hook)(*parts)
                         if result is not None:
                             self._sw_wait(result)
                         return
@@ -274,25 +279,25 @@ class Dispatch:
             return
         function, hook = target
         if hook is not None:
-            result = getattr(self, hook)(*args)
+            result = getattr(self._sw_core, hook)(*args)
         else:
             assert function is not None
-            result = function(self._sw_impl, self, *args)
+            result = function(self._sw_impl, self._sw_core, *args)
         if result is not None:
             self._sw_wait(result)
 
     def _sw_bad_frame(self, exc: Exception, frame: Any) -> None:
         """A route's key or converter refused ``frame``: a remote error, state unchanged."""
         kind = UnknownKey if type(exc) is _NoInput else BadArguments
-        error = kind(f"cannot route {shown(frame)}: {exc}", state=self.machine_state, frame=frame)
+        error = kind(f"cannot route {shown(frame)}: {exc}", state=self.state, frame=frame)
         error.__cause__ = exc  # what the key or converter said (a reply a protocol words)
         self._sw_remote(error)
 
     def _sw_unroutable(self, frame: Any) -> None:
         self._sw_remote(
             UnroutableFrame(
-                f"state {self.machine_state!r} reads nothing, got {shown(frame)}",
-                state=self.machine_state,
+                f"state {self.state!r} reads nothing, got {shown(frame)}",
+                state=self.state,
                 frame=frame,
             )
         )

@@ -65,7 +65,7 @@ _GRAPHS: WeakKeyDictionary[type, Graph] = WeakKeyDictionary()
 
 def is_declared(protocol: object) -> bool:
     """Whether ``protocol`` is a declared protocol class (it has a machine)."""
-    return isinstance(protocol, type) and isinstance(getattr(protocol, "_sw_plan", None), Plan)
+    return isinstance(protocol, type) and Plan.of(protocol) is not None
 
 
 def graph_of(protocol: type) -> Graph:
@@ -74,8 +74,8 @@ def graph_of(protocol: type) -> Graph:
     found = _GRAPHS.get(protocol)
     if found is not None:
         return found
-    plan = getattr(protocol, "_sw_plan", None)
-    if not isinstance(plan, Plan):
+    plan = Plan.of(protocol)
+    if plan is None:
         raise TypeError(f"{getattr(protocol, '__name__', protocol)!r} is not a declared protocol")
     style = plan.style
     name = style.name_of

@@ -48,13 +48,29 @@ class Plan:
     #: the states whose framing is a grammar that needs no context (not computed from the
     #: state's data, no ``this`` in it): their grammar, taken as it is on entering them
     plain: dict[Any, Any] = field(default_factory=dict)
-    #: what entering each state does, for any connection (made by the driver, when first
-    #: entered: see ``Driver._sw_entry``)
+    #: what entering each state does, for any connection (made by the engine, when first
+    #: entered: see ``Engine._sw_entry``)
     entries: dict[Any, Any] = field(default_factory=dict)
     #: per state, the compiled transitions of its route's inputs that leave it (see
     #: ``transits``), and other per-state tables the connections' handlers share
     _transits: dict[Any, dict[str, Any]] = field(default_factory=dict)
     shared: dict[tuple[str, Any], Any] = field(default_factory=dict)
+
+    @staticmethod
+    def of(protocol: Any) -> Plan | None:
+        """The plan a protocol class (or instance) runs, or ``None`` if it declares none."""
+        plan = getattr(protocol, "_sw_plan", None)
+        return plan if isinstance(plan, Plan) else None
+
+    @staticmethod
+    def declared_on(cls: type) -> bool:
+        """Whether ``cls`` itself (not a base class) was given a plan."""
+        return "_sw_plan" in vars(cls)
+
+    def install(self, cls: type) -> None:
+        """Make this the plan of protocol class ``cls`` (and of subclasses that declare
+        nothing of their own)."""
+        type.__setattr__(cls, "_sw_plan", self)
 
     def state_index(self, state: Any) -> int:
         """A small number for ``state``, the same for every connection: where its frame

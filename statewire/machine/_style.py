@@ -1,6 +1,6 @@
 """What the engine needs from an automat machine: the :class:`Style` interface.
 
-The driver and the plan see a machine only through this interface; its two implementations
+The engine and the plan see a machine only through this interface; its two implementations
 (one per automat style) live in :mod:`statewire.machine._automat`, the one module that reads
 automat's internals.
 """
@@ -103,15 +103,16 @@ class Style:
         function, or the protocol hook it forwards to, to call with no machinery."""
         return None
 
-    def loop_handler(self, impl: Any, core: Any, state: Any, name: str) -> Handler | None:
+    def loop_handler(self, impl: Any, engine: Any, state: Any, name: str) -> Handler | None:
         """A direct frame handler for ``state`` when input ``name`` loops on it; a result
-        that is not ``None`` goes to ``core._sw_wait`` (unless the function provably
+        that is not ``None`` goes to ``engine._sw_wait`` (unless the function provably
         returns nothing: then it is the handler itself)."""
         target = self.loop_target(state, name)
         if target is None:
             return None
         function, hook = target
         handler: Handler
+        core = engine._sw_core  # what the machine was made for: the protocol
         if hook is not None:
             handler = getattr(core, hook)
         else:
@@ -119,13 +120,13 @@ class Style:
             handler = partial(function, impl, core)
         if returns_nothing(handler):
             return handler
-        return checked(handler, core._sw_wait)
+        return checked(handler, engine._sw_wait)
 
     def transit(self, state: Any, name: str, entry_of: Any) -> Transit | None:
         """The transition of input ``name`` leaving ``state``, compiled once for every
-        connection: called ``(core, frame)`` when the frame is the input's one argument,
-        else ``(core, frame, args)``; ``entry_of(new)`` is what entering the new state
-        does (called with the core). ``None`` when the style has none (then the general
+        connection: called ``(engine, frame)`` when the frame is the input's one argument,
+        else ``(engine, frame, args)``; ``entry_of(new)`` is what entering the new state
+        does (called with the engine). ``None`` when the style has none (then the general
         path runs)."""
         return None
 

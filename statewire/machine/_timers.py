@@ -1,5 +1,5 @@
 """State timeouts: one lazy timer per connection (part of the
-:class:`~statewire.machine._driver.Driver`, as a mixin).
+:class:`~statewire.machine.Engine`, as one of its bases).
 
 A state's :class:`~statewire.machine.Timeout` is armed when the state is entered. The timer
 is lazy: a state change only notes the new timeout and its deadline; the wake-up already
@@ -16,9 +16,9 @@ too.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+from statewire.machine._host import Host
 from statewire.machine._plan import Plan
 from statewire.machine._routes import Timeout
 
@@ -29,28 +29,41 @@ _ROUNDING = 1e-6
 
 
 class Timers:
-    """The connection's state timer (a mixin of the driver)."""
+    """The connection's state timer (a base of the engine)."""
+
+    __slots__ = (
+        "_sw_armed",
+        "_sw_deadline",
+        "_sw_idle_mark",
+        "_sw_last_read",
+        "_sw_timer",
+        "_sw_wake_at",
+    )
 
     #: the wake-up scheduled on the clock, and when it comes
-    _sw_timer: Any = None
-    _sw_wake_at = 0.0
+    _sw_timer: Any
+    _sw_wake_at: float
     #: the current state's timeout, and when it expires (idle ones: if nothing is read)
-    _sw_armed: Timeout | None = None
-    _sw_deadline = 0.0
-    _sw_last_read = 0.0
+    _sw_armed: Timeout | None
+    _sw_deadline: float
+    _sw_last_read: float
     #: while held for backpressure: how far the peer had read our replies when the idle
     #: timeout last looked
-    _sw_idle_mark: int | None = None
+    _sw_idle_mark: int | None
 
-    if TYPE_CHECKING:  # what the driver provides
-        _sw_plan: ClassVar[Plan]
+    def _sw_timers(self) -> None:
+        """No timeout armed (called when the engine is made)."""
+        self._sw_timer = self._sw_armed = self._sw_idle_mark = None
+        self._sw_wake_at = self._sw_deadline = self._sw_last_read = 0.0
+
+    if TYPE_CHECKING:  # what the engine provides
+        _sw_plan: Plan
+        _sw_host: Host
+        _sw_core: Any
         _sw_state: Any
         _sw_closing: bool
         _sw_holds: frozenset[str]
 
-        def _sw_call_later(self, seconds: float, f: Callable[..., object], *args: Any) -> Any: ...
-        def _sw_seconds(self) -> float: ...
-        def _sw_peer_progress(self) -> int | None: ...
         def _sw_input(self, name: str, args: tuple[Any, ...]) -> None: ...
 
     def _sw_arm(self, state: Any) -> None:
@@ -66,7 +79,7 @@ class Timers:
         self._sw_armed = timeout
         if timeout is None:
             return  # a wake-up still scheduled finds nothing armed
-        now = self._sw_seconds()
+        now = self._sw_host.seconds(self._sw_core)
         if timeout.idle:
             self._sw_last_read = now
         self._sw_deadline = deadline = now + timeout.seconds
@@ -83,7 +96,7 @@ class Timers:
         """Schedule the wake-up in ``seconds`` (replacing the one scheduled)."""
         if self._sw_timer is not None:
             self._sw_timer.cancel()
-        self._sw_timer = self._sw_call_later(seconds, self._sw_expired)
+        self._sw_timer = self._sw_host.call_later(self._sw_core, seconds, self._sw_expired)
         self._sw_wake_at = now + seconds
 
     def _sw_disarm(self) -> None:
@@ -97,7 +110,7 @@ class Timers:
         timeout = self._sw_armed
         if timeout is None:
             return  # the state it was scheduled for was left for one without a timeout
-        now = self._sw_seconds()
+        now = self._sw_host.seconds(self._sw_core)
         left = self._sw_deadline - now
         if left > _ROUNDING:  # re-armed since it was scheduled
             self._sw_sleep(min(left, self._sw_nap(timeout)), now)
@@ -105,7 +118,7 @@ class Timers:
         if timeout.idle and "backpressure" in self._sw_holds:
             # we stopped reading, not the peer: it is idle only if it stopped reading our
             # replies too
-            mark = self._sw_peer_progress()
+            mark = self._sw_host.peer_progress(self._sw_core)
             if mark is not None and mark != self._sw_idle_mark:
                 self._sw_idle_mark = mark
                 self._sw_deadline = now + timeout.seconds

@@ -6,10 +6,10 @@ An output (or a hook it forwards to, such as ``lineReceived``) may return an *aw
 coroutine, an asyncio future or task, a ``concurrent.futures.Future``, anything with
 ``add_done_callback``, or a Twisted ``Deferred`` (anything with ``addBoth`` and ``cancel``:
 waited for on any reactor, Twisted not imported). The connection then stops cutting frames
-after the current one until the awaitable completes (the driver holds its framer with the
+after the current one until the awaitable completes (the engine holds its framer with the
 reason ``"waiting"``), so the reply of each pipelined request is sent before the next
 request is even framed: replies leave in request order however the work completes. Bytes
-arriving meanwhile stay in the framer, in order; past :attr:`Driver.waiting_read_limit`
+arriving meanwhile stay in the framer, in order; past :attr:`MachineProtocol.waiting_read_limit`
 buffered bytes, reading from the peer pauses until the wait ends (bounded memory).
 
 When it completes, framing resumes with the framing of the state the machine is in then:
@@ -109,7 +109,7 @@ def future_of(result: object, loop: Callable[[], asyncio.AbstractEventLoop | Non
 
 class DeferredFuture:
     """A Twisted ``Deferred`` (anything with ``addBoth`` and ``cancel``) seen as the
-    future the driver waits for, on any reactor, without importing Twisted: its result,
+    future the engine waits for, on any reactor, without importing Twisted: its result,
     or the exception a ``Failure`` holds; the Deferred's error is consumed (never
     "unhandled"). Only our own :meth:`cancel` makes it :meth:`cancelled`."""
 

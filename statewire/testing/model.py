@@ -359,7 +359,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def send(self, input: str, data: st.DataObject, *, whole: bool = False) -> bytes:
         """Send a frame for ``input`` (in arbitrary reads, or in one); return its bytes."""
-        framer = self.protocol._sw_frames()
+        framer = self.protocol.machine_engine.framer()
         grammar = framer.grammar
         context = dict(framer.context)
         strategy = self.frames.get(input)  # never bool() a strategy: Hypothesis warns

@@ -2,16 +2,16 @@
 
 Theory of operation
 -------------------
-A :class:`Driver` owns one :class:`~statewire.framing.Framer` and one machine instance.
+A :class:`Engine` owns one :class:`~statewire.framing.Framer` and one machine instance.
 The framer's grammar and its frame handler are always those of the machine's current state.
-Bytes go in through :meth:`Driver._sw_pump`; the framer cuts frames in batches and hands
+Bytes go in through :meth:`Engine.feed`; the framer cuts frames in batches and hands
 each to the state's handler (:mod:`statewire.machine._dispatch`: the output itself for an
 input looping on the state, the compiled transition for one leaving it, the general path
 for anything else). A state change runs the new state's *entry*, made once per connection
-and state (:meth:`Driver._sw_entry`): note the state, arm its timeout (the lazy timer of
+and state (:meth:`Engine._sw_entry`): note the state, arm its timeout (the lazy timer of
 :mod:`statewire.machine._timers`), switch the framer to its framing and handler (the framer
 re-frames the bytes it holds, so nothing is lost). Compiled transitions run the entry
-straight after their outputs; anything else finds the change in :meth:`Driver._sw_sync`.
+straight after their outputs; anything else finds the change in :meth:`Engine._sw_sync`.
 
 Reentrancy follows automat: an input called while another input's outputs run is postponed
 until they are done. During a pump the postponement queue is the pump's own; queueing
@@ -21,7 +21,7 @@ compiled inputs call :meth:`_sw_sync` after they return, so a state changed from
 (a timer, another object calling an input) re-frames the buffered bytes at once.
 
 Holding. Delivery stops after the current frame while anything *holds* it:
-:meth:`Driver._sw_hold` with a reason (the protocol paused as a producer, the transport's
+:meth:`Engine.hold` with a reason (the protocol paused as a producer, the transport's
 write buffer is over its high-water mark, ...) pauses the framer, and only when the last
 reason is released does it resume. Bytes that arrive meanwhile stay in the framer, in
 order; so a peer pipelining requests and not reading the replies gets no more replies
@@ -35,17 +35,19 @@ completes (see :mod:`statewire.machine._waiting` for the rules). Direct handlers
 function provably returns nothing are used as they are, so synchronous protocols pay
 nothing for this.
 
-Hosts (the layer-4 ``MachineProtocol``) supply the clock and the error policy:
-``_sw_call_later``, ``_sw_seconds``, ``remoteError`` and ``localError``.
+The connection is the engine's :class:`~statewire.machine.Host` (the layer-4
+``MachineProtocol`` makes one): the clock, pausing the reads, and where errors go. The
+protocol *has* an engine (``protocol.machine_engine``); nothing outside
+:mod:`statewire.machine` reads the engine's private names.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import fields, is_dataclass
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any
 
 from automat import NoTransition
 from construct import Construct
@@ -53,6 +55,7 @@ from construct import Construct
 from grammars import raw
 from statewire.framing import Framer, FramingError
 from statewire.machine._dispatch import Dispatch
+from statewire.machine._host import Host
 from statewire.machine._observe import Observer, observers
 from statewire.machine._plan import Plan
 from statewire.machine._routes import input_name
@@ -67,6 +70,8 @@ _log = logging.getLogger("statewire.machine")
 
 #: the framing of a state that declares none: any byte arriving is unroutable
 _READS_NOTHING = raw()
+#: nothing holds delivery (one object: an empty frozenset is not shared by Python)
+_NO_HOLDS: frozenset[str] = frozenset()
 
 
 class _Postponed(list[Callable[[], object]]):
@@ -108,87 +113,150 @@ def _context(data: Any) -> Mapping[str, Any] | None:
     return getattr(data, "__dict__", None)
 
 
-class Driver(Dispatch, Timers):
-    """Mixin holding a declarative protocol's per-connection engine."""
+class Engine(Dispatch, Timers):
+    """One connection's engine: its machine, framer, holds and timer.
 
-    _sw_plan: ClassVar[Plan]
-    #: the machine instance (``None`` until the connection starts)
-    _sw_impl: Any = None
+    ``Engine(plan, core, host)``: ``plan`` is the protocol class's compiled declarations
+    (:meth:`Plan.of`), ``core`` the object the machine is made for (the protocol: outputs,
+    forwarded hooks and computed framings get it), ``host`` the :class:`Host` that gives
+    the clock and takes the errors. The verbs: :meth:`start`, :meth:`receive` (and
+    :meth:`feed`), :meth:`hold`/:meth:`release`, :meth:`refresh`, :meth:`clear`,
+    :meth:`close_input`, :meth:`lost`; :attr:`state`, :attr:`machine`, :attr:`buffered`.
+    """
+
+    # Slots, set in __init__: a connection's engine is one small object (no dict), and
+    # every attribute is there from the start (the hot paths read them unconditionally);
+    # the timer's are Timers' own.
+    __slots__ = (
+        "_sw_backlog",
+        "_sw_busy",
+        "_sw_closing",
+        "_sw_core",
+        "_sw_fed",
+        "_sw_frame",
+        "_sw_framer",
+        "_sw_handlers",
+        "_sw_holds",
+        "_sw_host",
+        "_sw_impl",
+        "_sw_lost",
+        "_sw_observers",
+        "_sw_plan",
+        "_sw_queue",
+        "_sw_reading_held",
+        "_sw_resume",
+        "_sw_seen",
+        "_sw_state",
+        "_sw_traced",
+        "_sw_waits",
+    )
+
+    _sw_plan: Plan
+    #: the object the machine is made for (the protocol), and the connection's host
+    _sw_core: Any
+    _sw_host: Host
+    #: the machine instance (``None`` until :meth:`start`), its state as the engine last
+    #: entered it, and the machine's count of state changes then (see ``Style.moves``)
+    _sw_impl: Any
+    _sw_state: Any
+    _sw_seen: int
     #: made when the first bytes arrive (an idle connection never needs one)
-    _sw_framer: Framer | None = None
-    _sw_queue: _Postponed | None = None
+    _sw_framer: Framer | None
+    _sw_queue: _Postponed | None
     #: each state's frame handler (by ``Plan.state_index``), made when first entered
-    _sw_handlers: list[Handler | None] | None = None
+    _sw_handlers: list[Handler | None] | None
     #: the observers told of this connection (see :mod:`._observe`), and whether its
     #: transitions are traced (then ``_sw_frame`` is the frame being dispatched)
-    _sw_observers: tuple[Observer, ...] = ()
-    _sw_traced = False
-    _sw_frame: Any = None
-    #: the core whose ``_sw_sync`` compiled inputs call after they return (see _styles)
-    _sw_after: Any = None
-    # per-connection state; class defaults until a connection changes them
-    _sw_busy = False
-    _sw_closing = False
-    _sw_backlog = b""
-    _sw_resume = False
-    #: why delivery is held (see :meth:`_sw_hold`); empty: frames flow
-    _sw_holds: frozenset[str] = frozenset()
+    _sw_observers: tuple[Observer, ...]
+    _sw_traced: bool
+    _sw_frame: Any
+    #: feeding now (bytes fed meanwhile go to the backlog); the connection is closing
+    _sw_busy: bool
+    _sw_closing: bool
+    _sw_backlog: bytes
+    #: a resume was asked for while feeding
+    _sw_resume: bool
+    #: why delivery is held (see :meth:`hold`); empty: frames flow
+    _sw_holds: frozenset[str]
     #: the awaitables returned by outputs and not completed yet (see :meth:`_sw_wait`)
-    _sw_waits: list[Any] | tuple[()] = ()
+    _sw_waits: list[Any] | tuple[()]
     #: the connection is gone (``_sw_closing`` is also set by a close still flushing)
-    _sw_lost = False
-    #: bytes handed to :meth:`_sw_pump` so far (less the backlog dropped by a clear):
+    _sw_lost: bool
+    #: bytes handed to :meth:`feed` so far (less the backlog dropped by a clear):
     #: with the framer's offset, what is buffered, without copying it
-    _sw_fed = 0
+    _sw_fed: int
     #: whether reading from the peer is paused because too much arrived while waiting
-    _sw_reading_held = False
-    #: bytes that may wait in the buffer, unframed, while an output's awaitable is
-    #: pending, before reading from the peer pauses until the wait ends (one more read
-    #: may arrive after the pause is asked for)
-    waiting_read_limit: ClassVar[int] = 64 * 1024
+    _sw_reading_held: bool
 
-    # -- host interface ------------------------------------------------------------------
+    def __init__(self, plan: Plan, core: Any, host: Host) -> None:
+        self._sw_plan = plan
+        self._sw_core = core
+        self._sw_host = host
+        self._sw_impl = self._sw_state = self._sw_framer = self._sw_queue = None
+        self._sw_handlers = self._sw_frame = None
+        self._sw_seen = self._sw_fed = 0
+        self._sw_observers = self._sw_waits = ()
+        self._sw_traced = self._sw_busy = self._sw_closing = self._sw_resume = False
+        self._sw_lost = self._sw_reading_held = False
+        self._sw_backlog = b""
+        self._sw_holds = _NO_HOLDS
+        self._sw_timers()
 
-    def _sw_peer_progress(self) -> int | None:
-        """How far the peer has read what we sent (a count that grows as it reads), or
-        None when the host cannot tell."""
-        return None
+    # -- what the host and the protocol read ---------------------------------------------
 
-    def _sw_call_later(self, seconds: float, f: Callable[..., object], *args: Any) -> Any:
-        """Schedule ``f(*args)``; return a handle with ``cancel()``."""
-        raise NotImplementedError
+    @property
+    def state(self) -> str:
+        """The name of the machine's current state."""
+        plan = self._sw_plan
+        return plan.style.name_of(plan.style.state(self._sw_impl))
 
-    def _sw_seconds(self) -> float:
-        """The clock the timeouts use."""
-        raise NotImplementedError
+    @property
+    def machine(self) -> Any:
+        """The machine instance (its inputs are the input protocol's methods)."""
+        return self._sw_impl
 
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
-        """The peer broke the protocol; the state is unchanged."""
-        raise NotImplementedError
+    @property
+    def buffered(self) -> bytes:
+        """The bytes received and not yet delivered in a frame (a copy)."""
+        held = b"" if self._sw_framer is None else self._sw_framer.buffered
+        return held + self._sw_backlog
 
-    def localError(self, error: Exception) -> None:
-        """Our own code raised (an output, a hook)."""
-        raise NotImplementedError
+    @property
+    def reading_held(self) -> bool:
+        """Whether the engine paused reading (too much arrived while an output's work runs)."""
+        return self._sw_reading_held
 
-    def _sw_loop(self) -> asyncio.AbstractEventLoop | None:
-        """The event loop to run an output's coroutine on; ``None`` when there is none."""
-        raise NotImplementedError
+    @property
+    def framing_failed(self) -> bool:
+        """Whether the framer stopped on an error (the bytes after it cannot be framed)."""
+        return self._sw_framer is not None and self._sw_framer.error is not None
 
-    def _sw_pause_reading(self) -> None:
-        """Stop reading from the peer (too much arrived while an output's work runs)."""
-        raise NotImplementedError
+    def framing(self) -> Any:
+        """The grammar of the state the machine is in — inside a transition, of the state
+        it leads to; a state that reads nothing lends none: the grammar frames were last
+        cut with."""
+        plan = self._sw_plan
+        framer = self._sw_framer
+        state = plan.style.state(self._sw_impl)
+        if state is self._sw_state and framer is not None:
+            return framer.grammar  # no transition under way: the framing in use
+        if state in plan.framings:
+            return self._sw_framing(state)[0]
+        if framer is not None:
+            return framer.grammar
+        return self._sw_framing(self._sw_state)[0]
 
-    def _sw_resume_reading(self) -> None:
-        """Read from the peer again after :meth:`_sw_pause_reading`."""
-        raise NotImplementedError
+    def framer(self) -> Framer:
+        """The framer, made now with the current state's framing if not made yet."""
+        return self._sw_frames()
 
     # -- life cycle ----------------------------------------------------------------------
 
-    def _sw_start(self) -> None:
+    def start(self) -> None:
         """Make the machine and arm its initial state's timeout. The framer is made when
         the first bytes arrive, with the framing of the state the machine is in then."""
         style = self._sw_plan.style
-        impl = style.new(self)
+        impl = style.new(self._sw_core)
         self._sw_state = state = style.state(impl)
         self._sw_seen = style.moves(impl)
         self._sw_impl = impl
@@ -201,7 +269,7 @@ class Driver(Dispatch, Timers):
         """Tell the observers the connection started; trace transitions for those that
         asked (self-loops then take the traced path: their shortcuts skip the tracer)."""
         self._sw_observers = watching = observers()
-        callbacks = [c for c in (o.started(self) for o in watching) if c is not None]
+        callbacks = [c for c in (o.started(self._sw_core) for o in watching) if c is not None]
         if not callbacks:
             return
         name_of = style.name_of
@@ -216,13 +284,13 @@ class Driver(Dispatch, Timers):
 
     def _sw_remote(self, error: RemoteProtocolError | FramingError) -> None:
         for observer in self._sw_observers:
-            observer.failed(self, error, False)
-        self.remoteError(error)
+            observer.failed(self._sw_core, error, False)
+        self._sw_host.remote_error(self._sw_core, error)
 
     def _sw_local(self, error: Exception) -> None:
         for observer in self._sw_observers:
-            observer.failed(self, error, True)
-        self.localError(error)
+            observer.failed(self._sw_core, error, True)
+        self._sw_host.local_error(self._sw_core, error)
 
     def _sw_frames(self) -> Framer:
         """The framer, made now with the current state's framing if not made yet."""
@@ -242,7 +310,7 @@ class Driver(Dispatch, Timers):
                 framer.pause()
         return framer
 
-    def _sw_stop(self, lost_reason: Any) -> None:
+    def lost(self, lost_reason: Any) -> None:
         """The connection is gone: stop framing, cancel the timeout, deliver the loss."""
         self._sw_closing = True
         self._sw_lost = True
@@ -255,39 +323,43 @@ class Driver(Dispatch, Timers):
         if name is not None and style.accepts(style.state(self._sw_impl), name):
             self._sw_input(name, (lost_reason,))
         for observer in self._sw_observers:
-            observer.stopped(self)
+            observer.stopped(self._sw_core)
 
-    def _sw_close_input(self) -> None:
+    def retire(self) -> None:
+        """This engine's connection is over without a loss to deliver (its protocol is
+        connected again, with a new engine): cancel the timeout, deliver no more frames,
+        wait for no work."""
+        self.close_input()
+        self._sw_lost = True
+        self._sw_disarm()
+        waits, self._sw_waits = self._sw_waits, ()
+        for future in waits:
+            cancel(future)
+
+    def close_input(self) -> None:
         """The connection is closing: frames already buffered are not delivered."""
         self._sw_closing = True
         if self._sw_framer is not None:
             self._sw_framer.interrupt()
 
-    @property
-    def machine_state(self) -> str:
-        """The name of the machine's current state (not ``state``: Twisted protocols often
-        keep a ``state`` attribute of their own)."""
-        plan = self._sw_plan
-        return plan.style.name_of(plan.style.state(self._sw_impl))
-
     # -- bytes in ------------------------------------------------------------------------
 
-    def _sw_receive(self, data: bytes) -> None:
+    def receive(self, data: bytes) -> None:
         """Frame ``data``; an exception from our own code is a local error."""
         if self._sw_closing:
             return
         for observer in self._sw_observers:
-            observer.received(self, len(data))
+            observer.received(self._sw_core, len(data))
         if self._sw_plan.idle:
-            self._sw_last_read = self._sw_seconds()
+            self._sw_last_read = self._sw_host.seconds(self._sw_core)
         try:
-            self._sw_pump(data)
+            self.feed(data)
             if self._sw_waits:
                 self._sw_bound_reading()
         except Exception as exc:
             self._sw_local(exc)
 
-    def _sw_pump(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         """Feed ``data`` and run postponed inputs between frames until nothing is left."""
         self._sw_fed += len(data)
         if self._sw_busy:
@@ -328,7 +400,7 @@ class Driver(Dispatch, Timers):
             hold(impl, None)
             self._sw_busy = False
 
-    def _sw_clear(self) -> bytes:
+    def clear(self) -> bytes:
         """Drop and return every byte received but not yet delivered in a frame."""
         held = b"" if self._sw_framer is None else self._sw_framer.clear()
         data = held + self._sw_backlog
@@ -336,7 +408,7 @@ class Driver(Dispatch, Timers):
         self._sw_backlog = b""
         return data
 
-    def _sw_refresh(self) -> None:
+    def refresh(self) -> None:
         """Frame what follows with the current state's framing as it evaluates now (for
         framings computed from protocol attributes that changed, like a delimiter)."""
         framer = self._sw_framer
@@ -346,15 +418,15 @@ class Driver(Dispatch, Timers):
         if grammar is not framer.grammar:
             framer.switch(grammar, context=context, deliver=False)
             if not self._sw_busy:
-                self._sw_pump(b"")
+                self.feed(b"")
 
     def _sw_resume_input(self) -> None:
         """Resume delivering frames after a pause (from anywhere, even a callback)."""
         self._sw_resume = True
         if not self._sw_busy:
-            self._sw_pump(b"")
+            self.feed(b"")
 
-    def _sw_hold(self, reason: str) -> None:
+    def hold(self, reason: str) -> None:
         """Stop delivering frames after the current one until ``reason`` is released
         (reasons compose: delivery resumes when none is left). Bytes fed meanwhile are
         kept, in order."""
@@ -363,14 +435,14 @@ class Driver(Dispatch, Timers):
         if framer is not None:
             framer.pause()
 
-    def _sw_release(self, reason: str) -> None:
+    def release(self, reason: str) -> None:
         """Drop ``reason`` for holding; the last one gone, deliver what is buffered (from
         anywhere, even a callback)."""
         holds = self._sw_holds - {reason}
         self._sw_holds = holds
         if reason == "backpressure" and self._sw_plan.idle:
             # the peer took our replies: it is not idle, and we were the ones not reading
-            self._sw_last_read = self._sw_seconds()
+            self._sw_last_read = self._sw_host.seconds(self._sw_core)
         if not holds:
             self._sw_resume_input()
 
@@ -380,7 +452,7 @@ class Driver(Dispatch, Timers):
         spec = self._sw_plan.framings.get(state, _READS_NOTHING)
         data = self._sw_plan.style.data(self._sw_impl)
         if not isinstance(spec, Construct) and callable(spec):
-            spec = spec(self, data)
+            spec = spec(self._sw_core, data)
         return spec, _context(data)
 
     # -- state changes -------------------------------------------------------------------
@@ -426,7 +498,7 @@ class Driver(Dispatch, Timers):
                 if item is not None:
                     self._sw_wait(item)
             return
-        future = future_of(result, self._sw_loop)
+        future = future_of(result, partial(self._sw_host.loop, self._sw_core))
         if future is None:
             return
         if self._sw_lost:
@@ -436,7 +508,7 @@ class Driver(Dispatch, Timers):
         waits = self._sw_waits
         if not waits:
             waits = self._sw_waits = []
-            self._sw_hold("waiting")  # before it can complete: a done future calls back now
+            self.hold("waiting")  # before it can complete: a done future calls back now
         waits.append(future)
         self._sw_bound_reading()
         future.add_done_callback(self._sw_done)
@@ -459,7 +531,7 @@ class Driver(Dispatch, Timers):
                 # input the final state refuses, as often as not) is only logged
                 _log.info(
                     "%s: an output's work failed while closing: %r",
-                    type(self).__name__,
+                    type(self._sw_core).__name__,
                     failure,
                     exc_info=failure if not isinstance(failure, NoTransition) else None,
                 )
@@ -471,8 +543,8 @@ class Driver(Dispatch, Timers):
         try:
             if self._sw_reading_held:
                 self._sw_reading_held = False
-                self._sw_resume_reading()
-            self._sw_release("waiting")  # a frame it lets through may start more work
+                self._sw_host.resume_reading(self._sw_core)
+            self.release("waiting")  # a frame it lets through may start more work
         except Exception as exc:
             self._sw_local(exc)
 
@@ -487,13 +559,13 @@ class Driver(Dispatch, Timers):
             return
         framer = self._sw_framer
         buffered = self._sw_fed - (0 if framer is None else framer.offset)
-        if buffered > self.waiting_read_limit:
+        if buffered > self._sw_host.read_limit(self._sw_core):
             self._sw_reading_held = True
-            self._sw_pause_reading()
+            self._sw_host.pause_reading(self._sw_core)
 
 
 def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
-    """The entry of ``state`` (see ``Driver._sw_entry``), compiled for ``plan``."""
+    """The entry of ``state`` (see ``Engine._sw_entry``), compiled for ``plan``."""
     state_data = plan.style.data
     timeouts = bool(plan.timeouts)
     plain = plan.plain.get(state)
@@ -525,9 +597,9 @@ def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
                 framer.switch(plain, deliver=False)
             else:
                 data = state_data(impl)
-                grammar = spec(core, data) if computed else spec
+                grammar = spec(core._sw_core, data) if computed else spec
                 framer.switch(grammar, context=_context(data), deliver=False)
             if not core._sw_busy:
-                core._sw_pump(b"")
+                core.feed(b"")
 
     return enter
