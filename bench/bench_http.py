@@ -23,6 +23,12 @@ CPU microseconds per request and the ratios. Targets (issue 17): >= 3x twisted.w
 
     python bench/bench_http.py [--seconds 3] [--rounds 3] [--uvloop] [--client python]
     python bench/bench_http.py --quick
+    python bench/bench_http.py --tiny-chunks 20000
+
+``--tiny-chunks N`` measures only, in process, a chunked body of N 1-byte chunks read in one
+piece and one byte a read, and a ``Content-Length`` body of N bytes read one byte a read:
+CPU time and the machine's transitions a body byte, against h11's parser fed the same
+bytes.
 """
 
 from __future__ import annotations
@@ -372,6 +378,89 @@ def run_python(port: int, load: Load, connections: int, seconds: float) -> float
 # -- the run ---------------------------------------------------------------------------------
 
 
+def tiny_chunks(count: int) -> None:
+    """In process: a body of ``count`` 1-byte chunks, read in one piece and one byte a read,
+    and a ``Content-Length`` body of ``count`` bytes read one byte a read, by statewire's
+    machine and by h11: CPU microseconds a chunk (a body byte), transitions a chunk."""
+    import h11
+
+    from statewire.machine import observe, unobserve
+    from statewire.protocols.http import HTTPFactory, Request, Response
+    from statewire.testing.memory import Clock, StringTransport
+
+    head = b"POST / HTTP/1.1\r\nHost: x\r\n"
+    chunked = head + b"Transfer-Encoding: chunked\r\n\r\n" + b"1\r\nx\r\n" * count + b"0\r\n\r\n"
+    sized = head + b"Content-Length: %d\r\n\r\n" % count + b"x" * count
+
+    async def handler(request: Request, response: Response) -> None:
+        await response.send(200, [], b"%d" % len(await request.body.read()))
+
+    class Counter:
+        transitions = 0
+
+        def started(self, protocol: Any) -> Any:
+            def transition(*_: Any) -> None:
+                Counter.transitions += 1
+
+            return transition
+
+        def received(self, protocol: Any, size: int) -> None: ...
+        def failed(self, protocol: Any, error: BaseException, local: bool) -> None: ...
+        def stopped(self, protocol: Any) -> None: ...
+
+    async def ours(wire: bytes, step: int) -> float:
+        factory = HTTPFactory(handler, max_body=count, date=False)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol.clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        start = time.process_time()
+        for i in range(0, len(wire), step):
+            protocol.dataReceived(wire[i : i + step])
+        for _ in range(10):
+            await asyncio.sleep(0)
+        spent = time.process_time() - start
+        assert transport.value().endswith(b"\r\n\r\n%d" % count), transport.value()[-60:]
+        return spent
+
+    def theirs(wire: bytes, step: int) -> float:
+        server = h11.Connection(h11.SERVER)
+        size = 0
+        start = time.process_time()
+        for i in range(0, len(wire), step):
+            server.receive_data(wire[i : i + step])
+            while True:
+                event = server.next_event()
+                if event is h11.NEED_DATA or isinstance(event, h11.EndOfMessage):
+                    break
+                if isinstance(event, h11.Data):
+                    size += len(event.data)
+        spent = time.process_time() - start
+        assert size == count
+        return spent
+
+    counter = Counter()
+    print(f"a body of {count:,} bytes, in process; CPU microseconds, best of 3")
+    for wire, step, how in (
+        (chunked, len(chunked), "1-byte chunks, one read"),
+        (chunked, 1, "1-byte chunks, 1 byte a read"),
+        (sized, 1, "Content-Length, 1 byte a read"),
+    ):
+        Counter.transitions = 0
+        observe(counter)
+        try:
+            asyncio.run(ours(wire, step))
+        finally:
+            unobserve(counter)
+        mine = min(asyncio.run(ours(wire, step)) for _ in range(3)) * 1e6 / count
+        peer = min(theirs(wire, step) for _ in range(3)) * 1e6 / count
+        print(
+            f"{how:>30}: statewire {mine:.1f} us a body byte"
+            f" ({Counter.transitions / count:.2f} transitions), h11 {peer:.1f} us:"
+            f" {peer / mine:.2f}x h11"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per load and server")
@@ -382,7 +471,13 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="add statewire on uvloop")
     parser.add_argument("--client", choices=("wrk", "python"), help="default: wrk if found")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s")
+    parser.add_argument(
+        "--tiny-chunks", type=int, metavar="N", help="only: N-byte bodies fed tiny, in process"
+    )
     args = parser.parse_args()
+    if args.tiny_chunks:
+        tiny_chunks(args.tiny_chunks)
+        return
     if args.quick:
         args.seconds, args.rounds = 1.0, 1
     client = args.client or ("wrk" if shutil.which("wrk") else "python")

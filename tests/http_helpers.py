@@ -41,8 +41,10 @@ def serve(
     max_body: int = 1 << 20,
     clock: Clock | None = None,
     advance: float = 0.0,
+    half_close: bool = False,
 ) -> Served:
-    """Feed ``chunks`` to one server connection, letting handlers run between them."""
+    """Feed ``chunks`` to one server connection, letting handlers run between them; then,
+    with ``half_close``, the end of the client's stream (``readConnectionLost``)."""
 
     async def main() -> Served:
         factory = HTTPFactory(handler, max_body=max_body, date=False)  # type: ignore[arg-type]
@@ -52,6 +54,10 @@ def serve(
         protocol.makeConnection(transport)
         for chunk in chunks:
             protocol.dataReceived(chunk)
+            for _ in range(TURNS):
+                await asyncio.sleep(0)
+        if half_close:
+            protocol.readConnectionLost()
             for _ in range(TURNS):
                 await asyncio.sleep(0)
         if advance:

@@ -4,6 +4,7 @@ on a loopback port of a fresh reactor and exercised with httpx."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -113,3 +114,154 @@ def test_a_starlette_app_with_a_streaming_response_and_a_request_body() -> None:
         assert (await client.post("/")).status_code == 405
 
     serving(app, body)
+
+
+# -- http.disconnect ----------------------------------------------------------------------
+
+
+class Recorder:
+    """What an application saw, and an event set when it is done."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.done = asyncio.Event()
+
+
+def _disconnecting(app: Any, client: Callable[[int], Awaitable[None]]) -> None:
+    """Serve ``app``, run ``client`` against it (it goes away mid-request)."""
+
+    async def main(reactor: Reactor) -> None:
+        port = await listen(reactor, asgi(app))
+        await client(port)
+
+    with error_records() as errors:
+        scenario(main, timeout=60)
+    assert not errors
+
+
+def test_a_client_gone_mid_body_is_an_http_disconnect_from_receive() -> None:
+    record = Recorder()
+    reached = asyncio.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        try:
+            for _ in range(100):  # bounded: the client sends 2 pieces and goes
+                message = await receive()
+                record.seen.append(message["type"])
+                if message["type"] == "http.request":
+                    reached.set()
+                if message["type"] == "http.disconnect" or not message["more_body"]:
+                    break
+            try:
+                await send({"type": "http.response.start", "status": 200})
+                await send({"type": "http.response.body", "body": b"late"})
+            except OSError as error:  # the spec: send on a closed connection
+                record.seen.append(type(error).__name__)
+        finally:
+            record.done.set()
+
+    async def client(port: int) -> None:
+        stop = asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"first piece"
+            await stop.wait()  # never set: the upload stalls until it is cancelled
+            yield b"never"
+
+        async with httpx.AsyncClient(trust_env=False, timeout=20) as http:
+            post = asyncio.ensure_future(http.post(f"http://127.0.0.1:{port}/", content=body()))
+            await asyncio.wait_for(reached.wait(), 20)
+            post.cancel()  # httpx drops the connection mid-body
+            with pytest.raises(asyncio.CancelledError):
+                await post
+        await asyncio.wait_for(record.done.wait(), 20)
+
+    _disconnecting(app, client)
+    assert record.seen == ["http.request", "http.disconnect", "ConnectionError"]
+
+
+def test_receive_after_the_body_waits_for_the_client_to_go() -> None:
+    record = Recorder()
+    waiting = asyncio.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        try:
+            first = await receive()
+            record.seen.append(f"{first['type']} more={first['more_body']}")
+            waiting.set()
+            record.seen.append((await receive())["type"])  # a long poll: the client goes
+            record.seen.append((await receive())["type"])  # and stays gone
+        finally:
+            record.done.set()
+
+    async def client(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(waiting.wait(), 20)
+        await asyncio.sleep(0.05)  # the app is in receive(), not answering
+        assert not record.done.is_set()
+        writer.close()
+        await writer.wait_closed()
+        await asyncio.wait_for(record.done.wait(), 20)
+        assert await reader.read() == b""
+
+    _disconnecting(app, client)
+    assert record.seen == ["http.request more=False", "http.disconnect", "http.disconnect"]
+
+
+def test_after_the_response_receive_says_disconnect_at_once() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"ok"})
+        seen.append((await receive())["type"])  # the response is sent: no waiting
+
+    async def body(client: httpx.AsyncClient) -> None:
+        assert (await client.get("/")).content == b"ok"
+        assert (await client.get("/")).content == b"ok"  # and the connection carries on
+
+    serving(app, body)
+    assert seen == ["http.disconnect", "http.disconnect"]
+
+
+def test_a_starlette_stream_stops_when_its_client_goes() -> None:
+    starlette = pytest.importorskip("starlette")
+    assert starlette
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    record = Recorder()
+
+    async def endless(request: Request) -> StreamingResponse:
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                for i in range(100_000):  # bounded; the client leaves after a few
+                    yield b"%d\n" % i
+                    await asyncio.sleep(0.01)
+                record.seen.append("ran to the end")
+            finally:
+                record.seen.append("stream closed")
+                record.done.set()
+
+        return StreamingResponse(stream(), media_type="text/plain")
+
+    app = Starlette(routes=[Route("/", endless)])
+
+    async def client(port: int) -> None:
+        async with (
+            httpx.AsyncClient(trust_env=False, timeout=20) as http,
+            http.stream("GET", f"http://127.0.0.1:{port}/") as response,
+        ):
+            lines = 0
+            async for _ in response.aiter_lines():
+                lines += 1
+                if lines == 3:
+                    break
+        await asyncio.wait_for(record.done.wait(), 20)
+
+    _disconnecting(app, client)
+    assert record.seen == ["stream closed"]

@@ -1,11 +1,13 @@
 """examples/httpd.py over real loopback sockets, judged by real clients: curl (keep-alive,
-chunked upload, HTTP/1.0, Expect: 100-continue), httpx, and http.client reading the
-responses to requests pipelined on one raw socket."""
+chunked upload, HTTP/1.0, Expect: 100-continue), httpx, http.client reading the responses
+to requests pipelined on one raw socket, and wrk under load (a smoke test: every response
+a 200, no socket error; nothing timed)."""
 
 from __future__ import annotations
 
 import http.client
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -180,3 +182,19 @@ def test_a_slow_reader_gets_a_large_response_whole(port: int) -> None:
     assert b"Content-Length: %d" % size in head
     assert rest[:size] == b"x" * size
     assert rest[size:].startswith(b"HTTP/1.1 200 OK") and rest.endswith(GREETING)
+
+
+def test_wrk_under_load_gets_only_200s_and_no_socket_errors(port: int) -> None:
+    if shutil.which("wrk") is None:
+        pytest.skip("wrk is not installed (Debian package wrk)")
+    done = subprocess.run(
+        ["wrk", "-t1", "-c16", "-d1s", "--timeout", "10s", f"http://{HOST}:{port}/"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+        env=CURL_ENV,
+    )
+    report = done.stdout.decode()
+    assert "Non-2xx" not in report and "Socket errors" not in report, report
+    count = re.search(r"(\d+) requests in", report)
+    assert count is not None and int(count.group(1)) > 0, report

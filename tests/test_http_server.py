@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from runtime_helpers import error_records
 
 from statewire.diagram import to_mermaid
-from statewire.protocols.http import HTTPServer, Request, Response
-from statewire.testing.memory import Clock
+from statewire.protocols.http import HTTPFactory, HTTPServer, Request, Response
+from statewire.testing.memory import Clock, StringTransport
 
 GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
 TE = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -47,6 +47,10 @@ def test_the_diagram_reads_like_http() -> None:
         "s_length_body : fixed(size)",
         "s_chunk_data : fixed(size)",
         "s_headers --> s_chunk_size : chunked_body",
+        "s_chunk_size --> s_chunk_whole : short (short_chunk)",
+        "s_chunk_whole : fixed(size)",
+        "s_chunk_whole --> s_chunk_size : whole_chunk",
+        "s_chunk_size --> s_chunk_size : other (chunk_size)",
         "s_chunk_size --> s_chunk_data : chunk",
         "s_length_body --> s_body_piece : body",
         "s_body_piece --> s_length_body : next_piece",
@@ -55,7 +59,7 @@ def test_the_diagram_reads_like_http() -> None:
         "s_chunk_piece --> s_chunk_data : next_piece",
         "s_chunk_piece --> s_chunk_end : chunk_read",
         "s_chunk_end --> s_chunk_size : chunk_end",
-        "s_chunk_size --> s_trailers : last_chunk",
+        "s_chunk_size --> s_trailers : last (last_chunk)",
         "s_trailers --> s_responding : message_end",
         "s_responding --> s_request_line : responded",
     ):
@@ -398,3 +402,39 @@ def test_large_bodies_reach_the_handler_in_bounded_pieces(chunked: bool) -> None
     served = serve([head + body + GET], sizes, max_body=1 << 20)
     assert responses(served.output)[0] == (200, b"%d" % size)
     assert max(pieces) <= 64 << 10 and len(pieces) >= 5
+
+
+@pytest.mark.parametrize("cancel", [True, False])
+def test_a_lost_client_cancels_the_handler_or_tells_it(cancel: bool) -> None:
+    seen: list[str] = []
+
+    async def streaming_forever(request: Request, response: Response) -> None:
+        request.on_disconnect(lambda: seen.append("told"))
+        response.start(200)
+        try:
+            for _ in range(10_000):  # bounded; the client is gone after a few turns
+                await response.write(b"tick")
+                await asyncio.sleep(0)
+        except BaseException as error:
+            seen.append(f"{type(error).__name__} disconnected={request.disconnected}")
+            raise
+
+    async def main() -> None:
+        factory = HTTPFactory(streaming_forever, date=False, cancel_on_disconnect=cancel)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol.clock = Clock()
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(GET)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        protocol.connectionLost()
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    with error_records() as errors:
+        asyncio.run(main())
+    assert errors == []
+    if cancel:
+        assert seen == ["told", "CancelledError disconnected=True"]
+    else:  # its next write says the client is gone
+        assert seen == ["told", "ConnectionError disconnected=True"]

@@ -53,8 +53,10 @@ class Inputs(Protocol):
     def chunked_body(self) -> None: ...
     def body(self, data: bytes) -> Awaitable[None] | None: ...
     def chunk_size(self, frame: bytes) -> None: ...
+    def short_chunk(self, frame: bytes) -> None: ...
     def chunk(self) -> None: ...
-    def last_chunk(self) -> None: ...
+    def last_chunk(self, frame: bytes) -> None: ...
+    def whole_chunk(self, data: bytes) -> Awaitable[None] | None: ...
     def chunk_data(self, data: bytes) -> Awaitable[None] | None: ...
     def chunk_end(self, data: bytes) -> None: ...
     def trailer(self, frame: bytes) -> Awaitable[None] | None: ...
@@ -101,9 +103,15 @@ class HTTPConnection(MachineProtocol):
     body_size = 0
     block_left = 0
     closing = False
+    #: whether the connection was lost
+    gone = False
     #: the protocol the connection switches to after a ``101`` (see ``Response.upgrade``)
     upgraded_to: Any = None
     _congested: asyncio.Future[None] | None = None
+    #: whether the client shut down its sending side (see :meth:`readConnectionLost`)
+    client_done = False
+    #: the last work an output handed the framing to wait for (framing holds until done)
+    _awaited: Awaitable[Any] | None = None
     _date: tuple[int, bytes] = (0, b"")
 
     def connectionMade(self) -> None:
@@ -129,14 +137,20 @@ class HTTPConnection(MachineProtocol):
             body,
             _address(self.transport.getPeer()),
             _address(self.transport.getHost()),
+            self.factory.cancel_on_disconnect,
         )
         keep_alive = keeps_alive(self.version, headers)
         response = Response(self, self.version, self.method == b"HEAD", keep_alive)
         exchange = self.exchange = _Exchange(request, response, waits)
+        if self.client_done:
+            request.disconnect()  # a request the client sent before ending its stream
         self.body_size = 0
         if length == 0:
             body.finish()
-        exchange.task = start_eagerly(self._serve(exchange), self._loop)
+        if self.factory.eager:
+            exchange.task = start_eagerly(self._serve(exchange), self._loop)
+        else:
+            exchange.task = self._loop().create_task(self._serve(exchange))
         if length == 0:
             machine.no_body()
             return self.end_of_request()
@@ -155,9 +169,23 @@ class HTTPConnection(MachineProtocol):
         exchange.complete = True
         task = exchange.task
         if task is not None and not task.done():
+            if not exchange.request.cancel_on_disconnect:
+                # the framing's wait is cancelled when the connection is lost: let that
+                # not cancel a handler that asked to be told of the loss instead
+                self._awaited = asyncio.shield(task)
+                return self._awaited
+            self._awaited = task
             return task  # _serve ends the exchange
         self._end_exchange()
         return None
+
+    def feed_body(self, data: bytes) -> asyncio.Future[None] | None:
+        """Body bytes for the handler; a future to wait on while it leaves too many
+        unread."""
+        waiting = self.body.feed(data)
+        if waiting is not None:
+            self._awaited = waiting
+        return waiting
 
     def _end_exchange(self) -> None:
         if self.closing:
@@ -167,18 +195,18 @@ class HTTPConnection(MachineProtocol):
         else:
             self.inputs.responded()
 
-    def chunk_line(self, frame: bytes, machine: Inputs) -> None:
-        """A chunk-size line: the next chunk, or the last one."""
+    def chunk_line(self, frame: bytes) -> int:
+        """A chunk-size line: the size of the next chunk (``0``: the last one, the
+        trailers follow)."""
         size = chunk_size_of(frame)
         self.body_size += size
         if self.body_size > self.factory.max_body:
             raise Refusal(413, "chunked body over the limit")
         if size:
             self.block_left = size
-            machine.chunk()
         else:
             self.section = FieldSection()  # the trailers
-            machine.last_chunk()
+        return size
 
     @property
     def body(self) -> Body:
@@ -207,6 +235,14 @@ class HTTPConnection(MachineProtocol):
         except Exception as error:
             if self.closing:
                 return
+            if exchange.request.disconnected:
+                # told that the client ended its stream, the handler gave up on it
+                log.info("HTTP handler stopped after its client's end of stream: %r", error)
+                if response.head_sent:
+                    self.abort()
+                else:
+                    self.close()
+                return
             log.error("HTTP handler raised; answering 500", exc_info=error)
             if response.head_sent:
                 self.abort()  # the response's framing is broken: nothing else is safe
@@ -215,6 +251,8 @@ class HTTPConnection(MachineProtocol):
             return
         finally:
             exchange.request.body.abandon()
+        if self.gone:
+            return  # a handler told of the loss instead of cancelled: nothing follows
         if not response.keep_alive or (exchange.expects_continue and not exchange.continued):
             # a client told to wait for 100 may never send the body: its framing is lost
             self.close()
@@ -255,6 +293,48 @@ class HTTPConnection(MachineProtocol):
                 self._congested = self._loop().create_future()
         else:
             self._release_writers()
+            if self.client_done:
+                self._close_when_answered()  # the requests held meanwhile were framed
+
+    # -- the client's end of stream ------------------------------------------------------
+
+    def readConnectionLost(self) -> None:
+        """The client shut down its sending side (a half-close: ``shutdown(SHUT_WR)``, or
+        a close: the two look the same until a write fails). Every complete request it
+        sent is still answered, in order; then the connection closes. A request cut
+        short by the end of the stream is dropped unanswered (as nginx does: the client
+        that sent it can no longer send the rest). Handlers that asked to be told of a
+        client gone (``cancel_on_disconnect`` false, as ASGI applications) are told now:
+        one waiting for the client to go (a long poll) may stop."""
+        if self.client_done or self.closing:
+            return
+        self.client_done = True
+        if self.exchange is not None:
+            self.exchange.request.disconnect()  # a handler waiting to be told may stop
+        if self.machine_state == "upgraded":
+            inner = getattr(self.upgraded_to, "readConnectionLost", None)
+            if inner is not None:
+                inner()
+            else:
+                self.close()
+            return
+        self._close_when_answered()
+
+    def _close_when_answered(self, _: object = None) -> None:
+        """Close once nothing buffered can make another request: no work the framing
+        waits for (a handler answering a complete request, a body the handler has not
+        caught up with), no write congestion. Then what the framer holds, if anything,
+        is the start of a request that will never be complete."""
+        if self.closing or self.machine_state == "upgraded":
+            return
+        awaited, self._awaited = self._awaited, None
+        if awaited is not None:
+            # called back after the framing's own callback has resumed it (callbacks run
+            # in the order they were added, even on a future already done)
+            asyncio.ensure_future(awaited).add_done_callback(self._close_when_answered)
+            return
+        if self._congested is None:
+            self.close()
 
     def _release_writers(self) -> None:
         waiting, self._congested = self._congested, None
@@ -315,13 +395,18 @@ class HTTPConnection(MachineProtocol):
         super().abort()
 
     def forget(self, reason: object) -> None:
-        """The connection is gone: stop the handler, fail the body it may be reading."""
-        self.closing = True
+        """The connection is gone: fail the body the handler may be reading and its
+        later writes, and stop it (cancel it, unless it asked to be told instead)."""
+        self.closing = self.gone = True
         self._release_writers()
         exchange = self.exchange
         if exchange is not None and exchange.task is not None and not exchange.task.done():
-            exchange.task.cancel()
-            exchange.request.body.fail(ConnectionError("connection lost"))
+            request = exchange.request
+            exchange.response.gone("the client went away")
+            if request.cancel_on_disconnect:
+                exchange.task.cancel()
+            request.body.fail(ConnectionError("connection lost"))
+            request.disconnect()
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
         """A line over its limit is ``414`` or ``431``; anything else the peer got wrong

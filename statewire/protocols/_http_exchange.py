@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from grammars.http1 import (
@@ -192,6 +192,35 @@ class Request:
     #: the client's and the server's (host, port), when the transport says
     client: tuple[str, int] | None = None
     server: tuple[str, int] | None = None
+    #: whether the handler is cancelled when the connection is lost (the default); set it
+    #: false to be told instead: reading the body raises ``ConnectionError``, so does
+    #: writing the response, and :meth:`on_disconnect` callbacks run
+    cancel_on_disconnect: bool = True
+    #: whether the client is gone: the connection was lost, or the client ended its
+    #: stream (it sends nothing more; it may still read the response, which is sent)
+    disconnected: bool = field(default=False, init=False)
+    _on_disconnect: list[Callable[[], object]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def on_disconnect(self, callback: Callable[[], object]) -> None:
+        """Call ``callback()`` once the client is gone, see :attr:`disconnected` (now, if
+        it already is)."""
+        if self.disconnected:
+            callback()
+        elif self._on_disconnect is None:
+            self._on_disconnect = [callback]
+        else:
+            self._on_disconnect.append(callback)
+
+    def disconnect(self) -> None:
+        """The connection's side: the client is gone; run the callbacks, once."""
+        if self.disconnected:
+            return
+        self.disconnected = True
+        callbacks, self._on_disconnect = self._on_disconnect or [], None
+        for callback in callbacks:
+            callback()
 
 
 class Connection(Protocol):
@@ -225,6 +254,13 @@ class Response:
         self.head_sent = False
         #: whether the response is complete
         self.finished = False
+        #: why nothing more may be written: the client went away (see :meth:`gone`)
+        self._gone: str | None = None
+
+    def gone(self, reason: str) -> None:
+        """The connection's side: the client is gone, so every later write raises
+        ``ConnectionError(reason)`` (the handler learns it instead of writing into the void)."""
+        self._gone = reason
 
     def start(self, status: int, headers: Iterable[FieldLike] = ()) -> None:
         """Set the status and fields; they leave with the first bytes of the body."""
@@ -257,6 +293,8 @@ class Response:
 
     async def write(self, data: bytes) -> None:
         """Send ``data`` as more of the body."""
+        if self._gone is not None:
+            raise ConnectionError(self._gone)
         if self.finished:
             # bytes after the end of a response would be read as the start of the next
             raise RuntimeError("the response is already finished")
@@ -267,6 +305,8 @@ class Response:
 
     async def end(self, data: bytes = b"") -> None:
         """Send the last bytes of the body (all of it when nothing was written)."""
+        if self._gone is not None:
+            raise ConnectionError(self._gone)
         if self.finished:
             raise RuntimeError("the response is already finished")
         if not self.started:

@@ -23,6 +23,8 @@ MAX_LENGTH_DIGITS = 18
 #: sub-delims but ``,``, which would make the field read as a list); an IP literal
 #: between brackets may hold ``:`` too
 _HOST_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+;="
+#: what a URI scheme holds after its first letter (RFC 3986 §3.1)
+_SCHEME_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-."
 
 
 class Refusal(Exception):
@@ -37,11 +39,61 @@ class Refusal(Exception):
 def request_line(frame: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
     """The method, target and version of a request line cut at its LF."""
     try:
-        return parse_request_line(content_of(frame))
+        method, target, version = parse_request_line(content_of(frame))
     except UnsupportedVersion as error:
         raise Refusal(505, error.message) from None
     except MalformedError as error:
         raise Refusal(400, error.message) from None
+    check_target(method, target)
+    return method, target, version
+
+
+def check_target(method: bytes, target: bytes) -> None:
+    """Refuse (``400``) a request target whose form ``method`` may not use (RFC 9112
+    §3.2): ``CONNECT`` takes the authority-form (``host:port``) and nothing else; any
+    other method the origin-form (``/path?query``) or the absolute-form
+    (``scheme://authority/path?query``, as sent to a proxy); ``OPTIONS`` the asterisk-form
+    (``*``) too. A fragment (``#``) belongs to no form."""
+    if b"#" in target:
+        raise Refusal(400, "a fragment (#) in the request target")
+    if method == b"CONNECT":
+        if not is_authority_form(target):
+            raise Refusal(400, "the target of CONNECT is not host:port (authority-form)")
+    elif target[:1] == b"/":
+        return
+    elif target == b"*":
+        if method != b"OPTIONS":
+            raise Refusal(400, "the asterisk-form target (*) is for OPTIONS only")
+    elif split_absolute_form(target) is None:
+        if is_authority_form(target):
+            raise Refusal(400, "an authority-form target (host:port) is for CONNECT only")
+        raise Refusal(400, "the request target is not /path (origin-form) or scheme://host/path")
+
+
+def is_authority_form(target: bytes) -> bool:
+    """Whether ``target`` is ``uri-host ":" port``, the port given (RFC 9110 §9.3.6: a
+    CONNECT names no default port)."""
+    host, colon, port = target.rpartition(b":")
+    return bool(host and colon and port.isdigit() and port.isascii() and valid_host(target))
+
+
+def split_absolute_form(target: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """``(scheme, authority, rest)`` of an absolute-form target ``scheme://authority``
+    followed by nothing, a path or a query; ``None`` when ``target`` is not one. The
+    authority must be a valid, non-empty ``host[:port]`` (no userinfo: RFC 9110 §4.2.4
+    has it treated as an error; ``a@b`` reads as two hosts to two parsers)."""
+    scheme, slashes, after = target.partition(b"://")
+    if not slashes or not scheme[:1].isalpha() or scheme[1:].translate(None, _SCHEME_BYTES):
+        return None
+    end = len(after)
+    for mark in (b"/", b"?"):
+        found = after.find(mark)
+        if 0 <= found < end:
+            end = found
+    authority, rest = after[:end], after[end:]
+    if not authority or not valid_host(authority):
+        return None
+    return scheme, authority, rest
 
 
 class FieldSection:
@@ -148,9 +200,12 @@ __all__ = [
     "FieldSection",
     "Refusal",
     "body_length",
+    "check_target",
     "chunk_size",
     "expects_continue",
+    "is_authority_form",
     "keeps_alive",
     "request_line",
+    "split_absolute_form",
     "valid_host",
 ]

@@ -5,7 +5,8 @@ each request into an ASGI ``http`` scope and its ``receive``/``send`` pair:
 
 * ``receive()`` gives the request body as it arrives (``http.request`` messages,
   ``more_body`` true until its last bytes), then waits and gives ``http.disconnect``
-  once the response is complete or the connection is gone.
+  once the response is complete or the client is gone. A client gone before the body's
+  end gets the pending (or next) ``receive()`` an ``http.disconnect`` too.
 * ``send()`` takes ``http.response.start`` (status, headers) and ``http.response.body``
   messages; a response sent in one body message gets a ``Content-Length``, one sent in
   several is streamed (chunked for HTTP/1.1), exactly as the server's own response writer
@@ -13,8 +14,10 @@ each request into an ASGI ``http`` scope and its ``receive``/``send`` pair:
   one raises; an application that returns before its last body message gets the
   connection aborted (``500`` if nothing was sent yet), as uvicorn does, never a
   truncated body passed off as complete.
-* A lost connection cancels the application (``CancelledError`` at its ``await``) rather
-  than answering its pending ``receive()`` with ``http.disconnect``.
+* A lost connection does not cancel the application (as the ASGI spec has it, and as
+  uvicorn does): its ``receive()`` gives ``http.disconnect`` and its ``send()`` of a body
+  raises ``ConnectionError`` (an ``OSError``), so a streaming response stops (Starlette's
+  ``StreamingResponse`` listens for the disconnect).
 
 Everything HTTP is the server's: limits, refusals, keep-alive, pipelining, ``100
 Continue`` (sent on the application's first ``receive()``). The ``lifespan`` and
@@ -28,6 +31,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
+from statewire.protocols._http_head import split_absolute_form
 from statewire.protocols.http import HTTPFactory, Request, Response
 
 #: an ASGI message
@@ -41,9 +45,15 @@ Application = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None
 def scope_of(request: Request) -> dict[str, Any]:
     """The ASGI ``http`` scope of ``request``."""
     target = request.target
-    if target.startswith((b"http://", b"https://")):  # absolute-form: keep the path
-        slash = target.find(b"/", target.find(b"//") + 2)
-        target = b"/" if slash < 0 else target[slash:]
+    headers = [(name.lower(), value) for name, value in request.headers]
+    absolute = None if target[:1] == b"/" else split_absolute_form(target)
+    if absolute is not None:
+        # RFC 9112 §3.2.2: the target's authority is the host, whatever Host says
+        _, authority, target = absolute
+        if target[:1] != b"/":
+            target = b"/" + target
+        headers = [(name, v) for name, v in headers if name != b"host"]
+        headers.append((b"host", authority))
     raw_path, _, query = target.partition(b"?")
     return {
         "type": "http",
@@ -55,7 +65,7 @@ def scope_of(request: Request) -> dict[str, Any]:
         "raw_path": raw_path,
         "query_string": query,
         "root_path": "",
-        "headers": [(name.lower(), value) for name, value in request.headers],
+        "headers": headers,
         "client": request.client,
         "server": request.server,
     }
@@ -67,16 +77,26 @@ class _Exchange:
     def __init__(self, request: Request, response: Response) -> None:
         self.request = request
         self.response = response
+        #: done once the response is complete, the application returned or the client
+        #: went away: what a ``receive()`` after the body waits for
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         #: whether the last ``http.request`` message was given
         self.read_all = False
+        request.on_disconnect(self.end)
+
+    def end(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
     async def receive(self) -> Message:
         body = self.request.body
         if self.read_all or self.response.finished:
             await asyncio.shield(self.done)
             return {"type": "http.disconnect"}
-        data = await body.chunk()
+        try:
+            data = await body.chunk()
+        except ConnectionError:  # the client went away before the body's end
+            return {"type": "http.disconnect"}
         self.read_all = body.exhausted
         return {"type": "http.request", "body": data, "more_body": not self.read_all}
 
@@ -93,27 +113,32 @@ class _Exchange:
                 await response.write(data)
             else:
                 await response.end(data)
-                if not self.done.done():
-                    self.done.set_result(None)
+                self.end()
         else:
             raise ValueError(f"unexpected ASGI message {kind!r} in an http scope")
 
 
 def asgi(app: Application, **options: Any) -> HTTPFactory:
     """A factory serving ``app``'s ``http`` scope; ``options`` are
-    :class:`~statewire.protocols.http.HTTPFactory`'s (``max_body``, ``server``...)."""
+    :class:`~statewire.protocols.http.HTTPFactory`'s (``max_body``, ``server``...).
+    The application runs as a task from its first step (``eager=False``): anyio, under
+    Starlette and FastAPI, finds no current task in an eager start. ``eager=True`` saves
+    the task for an application that answers without waiting and uses no anyio."""
 
     async def handler(request: Request, response: Response) -> None:
         exchange = _Exchange(request, response)
         try:
             await app(scope_of(request), exchange.receive, exchange.send)
         finally:
-            if not exchange.done.done():
-                exchange.done.set_result(None)
+            exchange.end()
         if response.started and not response.finished:
             # ending it for the application would pass a truncated body off as whole
             raise RuntimeError("the ASGI application returned before its response's end")
 
+    # a task from the start: anyio (Starlette, FastAPI) needs asyncio.current_task()
+    options.setdefault("eager", False)
+    # the application is told of a client gone, by receive(), not cancelled
+    options.setdefault("cancel_on_disconnect", False)
     return HTTPFactory(handler, **options)
 
 

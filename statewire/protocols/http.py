@@ -14,9 +14,14 @@ Each state frames the bytes that arrive while it is current, and each frame is a
     length_body    fixed(≤ 64 KiB)    a piece of the body       -> body_piece
     body_piece     nothing            (decides at once)         -> length_body for the next
                                                                    piece, or -> responding
-    chunk_size     line LF ≤ 4 KiB    a chunk-size line         -> chunk_data, or -> trailers
-                                                                   for the last chunk
-    chunk_data     fixed(≤ 64 KiB)    a piece of the chunk      -> chunk_piece
+    chunk_size     line LF ≤ 4 KiB    a chunk-size line         -> chunk_whole for a short
+                                                                   chunk, chunk_data for a
+                                                                   long one, trailers for
+                                                                   the last (routed by the
+                                                                   size the line starts with)
+    chunk_whole    fixed(size + 2)    a short chunk's data and  -> chunk_size
+                                      its CRLF, one frame
+    chunk_data     fixed(≤ 64 KiB)    a piece of a long chunk   -> chunk_piece
     chunk_piece    nothing            (decides at once)         -> chunk_data, or chunk_end
     chunk_end      fixed(2)           its CRLF                  -> chunk_size
     trailers       line LF ≤ 64 KiB   a trailer field / blank   -> responding at the blank
@@ -27,7 +32,18 @@ Each state frames the bytes that arrive while it is current, and each frame is a
     any state      connection lost                              -> closed
 
 Lines are cut at LF and :func:`grammars.http1.content_of` insists on the CR before it, so
-a bare LF or a bare CR is refused at the line that holds it, whatever the reads were.
+a bare LF or a bare CR is refused at the line that holds it, whatever the reads were. A
+chunk whose data and CRLF fit one piece (64 KiB) costs two transitions: a body sent as
+many tiny chunks costs two frames a chunk, not five.
+
+The request target's form is checked against the method on the request line (RFC 9112
+§3.2: authority-form for ``CONNECT`` only and only it, asterisk-form for ``OPTIONS``
+only), before any field is read.
+
+When the client ends its stream (a half-close), :meth:`HTTPConnection.readConnectionLost`
+lets the framing finish what it holds: each complete request is still answered, in
+order, and once nothing buffered can make another request, the connection closes; the
+start of a request the stream cut short is dropped unanswered.
 
 The handler (``async def handler(request, response)``) starts as soon as the head is read,
 eagerly: it runs inside the output that read the blank line until it first waits, and
@@ -50,18 +66,19 @@ close the connection, since the framing of what follows is no longer known: ``40
 malformed syntax and every request-smuggling vector (``Content-Length`` with
 ``Transfer-Encoding``, differing lengths, a ``Transfer-Encoding`` not ending in
 ``chunked``, obs-fold, whitespace before a colon, bare CR or LF, control bytes, bad chunk
-sizes, a chunk not followed by CRLF), ``413`` past ``max_body`` (from ``Content-Length``
-or the chunk sizes, before the bytes are read), ``414``, ``431``, ``417`` for an
-expectation other than ``100-continue``, ``501`` for transfer codings other than
-``chunked``, ``505`` for versions other than 1.0 and 1.1, ``408`` when the field section
-or a body stalls. A request line not complete :data:`KEEP_ALIVE_TIMEOUT` seconds after the
-connection or the previous exchange closes the connection quietly (a deadline: a client
-dribbling it cannot hold the connection).
+sizes, a chunk not followed by CRLF) and for a target form its method may not use,
+``413`` past ``max_body`` (from ``Content-Length`` or the chunk sizes, before the bytes
+are read), ``414``, ``431``, ``417`` for an expectation other than ``100-continue``,
+``501`` for transfer codings other than ``chunked``, ``505`` for versions other than 1.0
+and 1.1, ``408`` when the field section or a body stalls. A request line not complete
+:data:`KEEP_ALIVE_TIMEOUT` seconds after the connection or the previous exchange closes
+the connection quietly (a deadline: a client dribbling it cannot hold the connection).
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -70,7 +87,7 @@ from automat import TypeMachineBuilder
 from construct import this
 
 from grammars import fixed, line, raw
-from grammars.http1 import MAX_CHUNK_LINE, MAX_FIELD_BYTES, MAX_REQUEST_LINE
+from grammars.http1 import MAX_CHUNK_DIGITS, MAX_CHUNK_LINE, MAX_FIELD_BYTES, MAX_REQUEST_LINE
 from statewire.machine import Timeout, by_key
 from statewire.protocol import Factory
 from statewire.protocols._http_connection import HTTPConnection, Inputs
@@ -127,6 +144,22 @@ class Block:
         """The next piece: what is left of the body or chunk, at most :data:`BODY_PIECE`."""
         return cls(min(core.block_left, BODY_PIECE))
 
+    @classmethod
+    def whole_chunk(cls, machine: Inputs, core: HTTPConnection, frame: bytes) -> Block:
+        """The data of the short chunk whose size line is ``frame``, and its CRLF."""
+        return cls(_size_of(frame) + 2)
+
+
+# a state's data is made before the output of the transition entering it runs: a short
+# chunk's block is sized from its size line (the output then refuses a line malformed
+# after the size); _chunk_kind sends only lines starting with a size there
+_HEX_PREFIX = re.compile(rb"[0-9A-Fa-f]{1,%d}" % MAX_CHUNK_DIGITS)
+
+
+def _size_of(line: bytes) -> int:
+    digits = _HEX_PREFIX.match(line)
+    return 0 if digits is None else int(digits.group(), 16)
+
 
 builder = TypeMachineBuilder(Inputs, HTTPConnection)
 request_line = builder.state("request_line")
@@ -134,6 +167,7 @@ headers = builder.state("headers")
 length_body = builder.state("length_body", lambda machine, core: Block.next(core))
 body_piece = builder.state("body_piece")
 chunk_size = builder.state("chunk_size")
+chunk_whole = builder.state("chunk_whole", Block.whole_chunk)
 chunk_data = builder.state("chunk_data", lambda machine, core: Block.next(core))
 chunk_piece = builder.state("chunk_piece")
 chunk_end = builder.state("chunk_end")
@@ -177,7 +211,7 @@ headers.upon(Inputs.chunked_body).to(chunk_size).returns(None)
 def read_body(
     machine: Inputs, core: HTTPConnection, block: Block, data: bytes
 ) -> Awaitable[None] | None:
-    waiting = core.body.feed(data)
+    waiting = core.feed_body(data)
     core.block_left -= len(data)
     if core.block_left:
         machine.next_piece()
@@ -192,14 +226,37 @@ body_piece.upon(Inputs.next_piece).to(length_body).returns(None)
 body_piece.upon(Inputs.message_end).to(responding).returns(None)
 
 
+@chunk_size.upon(Inputs.short_chunk).to(chunk_whole)
+@_refusing
+def read_short_chunk_size(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
+    core.chunk_line(frame)
+
+
 @chunk_size.upon(Inputs.chunk_size).loop()
 @_refusing
 def read_chunk_size(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
-    core.chunk_line(frame, machine)
+    # a long chunk (read in pieces), or a line not starting with a size (refused)
+    core.chunk_line(frame)
+    machine.chunk()
 
 
 chunk_size.upon(Inputs.chunk).to(chunk_data).returns(None)
-chunk_size.upon(Inputs.last_chunk).to(trailers).returns(None)
+
+
+@chunk_size.upon(Inputs.last_chunk).to(trailers)
+@_refusing
+def read_last_chunk(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
+    core.chunk_line(frame)
+
+
+@chunk_whole.upon(Inputs.whole_chunk).to(chunk_size)
+@_refusing
+def read_whole_chunk(
+    machine: Inputs, core: HTTPConnection, block: Block, data: bytes
+) -> Awaitable[None] | None:
+    if data[-2:] != b"\r\n":
+        raise Refusal(400, "chunk data not followed by CRLF")
+    return core.feed_body(data[:-2])
 
 
 @chunk_data.upon(Inputs.chunk_data).to(chunk_piece)
@@ -211,7 +268,7 @@ def read_chunk(
         machine.next_piece()
     else:
         machine.chunk_read()
-    return core.body.feed(data)
+    return core.feed_body(data)
 
 
 chunk_piece.upon(Inputs.next_piece).to(chunk_data).returns(None)
@@ -300,13 +357,26 @@ for _state in (
     closed,
 ):
     _state.upon(Inputs.lost).to(closed)(gone)
-for _reading in (length_body, chunk_data):  # the states holding the size of their block
+for _reading in (length_body, chunk_whole, chunk_data):  # the states sizing their block
     _reading.upon(Inputs.stalled).to(closed)(time_out_reading)
     _reading.upon(Inputs.lost).to(closed)(gone_reading)
 
 
 def _line_kind(frame: bytes) -> str:
     return "blank" if frame == b"\r" else "request"
+
+
+def _chunk_kind(frame: bytes) -> str:
+    """Which input a chunk-size line is, from the size it starts with: the last chunk, a
+    short one (its data and CRLF read as one frame: two transitions a chunk), or any
+    other line (a long chunk, read in pieces, or a line not starting with a size, which
+    is refused). Each output checks the whole line."""
+    if _HEX_PREFIX.match(frame) is None:
+        return "other"
+    size = _size_of(frame)
+    if not size:
+        return "last"
+    return "short" if size + 2 <= BODY_PIECE else "other"
 
 
 _FIELD_LINE = line(b"\n", max_length=MAX_FIELD_BYTES)
@@ -322,6 +392,7 @@ class HTTPServer(HTTPConnection):
         headers: _FIELD_LINE,
         length_body: fixed(this.size),
         chunk_size: line(b"\n", max_length=MAX_CHUNK_LINE + 1),
+        chunk_whole: fixed(this.size),
         chunk_data: fixed(this.size),
         chunk_end: fixed(2),
         trailers: _FIELD_LINE,
@@ -333,7 +404,15 @@ class HTTPServer(HTTPConnection):
         ),
         headers: Inputs.field,
         length_body: Inputs.body,
-        chunk_size: Inputs.chunk_size,
+        chunk_size: by_key(
+            _chunk_kind,
+            {
+                "short": Inputs.short_chunk,
+                "last": Inputs.last_chunk,
+                "other": Inputs.chunk_size,
+            },
+        ),
+        chunk_whole: Inputs.whole_chunk,
         chunk_data: Inputs.chunk_data,
         chunk_end: Inputs.chunk_end,
         trailers: Inputs.trailer,
@@ -344,6 +423,7 @@ class HTTPServer(HTTPConnection):
         headers: Timeout(HEADER_TIMEOUT, Inputs.stalled),
         length_body: _BODY_IDLE,
         chunk_size: _BODY_IDLE,
+        chunk_whole: _BODY_IDLE,
         chunk_data: _BODY_IDLE,
         chunk_end: _BODY_IDLE,
         trailers: _BODY_IDLE,
@@ -365,6 +445,8 @@ class HTTPFactory(Factory):
         max_body: int = MAX_BODY,
         server: bytes | None = b"statewire",
         date: bool = True,
+        eager: bool = True,
+        cancel_on_disconnect: bool = True,
     ) -> None:
         self.handler = handler
         #: largest request body accepted (``413`` beyond, said before reading it)
@@ -373,6 +455,13 @@ class HTTPFactory(Factory):
         self.server = server
         #: whether responses carry a ``Date`` field
         self.date = date
+        #: whether a handler starts eagerly, inside the read of its request's head, and
+        #: becomes a task only when it first waits (false: a task from the start, for
+        #: code that needs ``asyncio.current_task()``, as anyio's task groups do)
+        self.eager = eager
+        #: whether a handler is cancelled when its client goes away (false: it is told,
+        #: see :attr:`Request.cancel_on_disconnect`)
+        self.cancel_on_disconnect = cancel_on_disconnect
 
 
 __all__ = [

@@ -312,8 +312,12 @@ class Bridge(asyncio.Protocol):
             wrapped._received(data)
 
     def eof_received(self) -> bool:
-        if self.transport is not None:
-            self.transport.disconnecting = True
+        wrapped = self.transport
+        if wrapped is None:
+            return False
+        if wrapped.protocol is not None and not wrapped._held and wrapped._half_close():
+            return True  # the protocol closes our side when it is done
+        wrapped.disconnecting = True
         return False  # close our side too, as Twisted does
 
     def pause_writing(self) -> None:

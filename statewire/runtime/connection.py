@@ -104,6 +104,7 @@ class Connection(Deadlines):
         "_out",
         "_owner",
         "_producer",
+        "_read_ended",
         "_read_paused",
         "_room",
         "_streaming",
@@ -118,6 +119,8 @@ class Connection(Deadlines):
         super().__init__()
         self._owner = owner
         self.protocol: Any = None
+        #: the peer ended its stream and the protocol took the half-close
+        self._read_ended = False
         self._out: list[bytes] | None = None  # made at the first write
         self._flush_scheduled = False
         self._in_callback = False
@@ -397,7 +400,10 @@ class Connection(Deadlines):
 
     def _update_reading(self) -> None:
         if not self._closed:
-            self._set_reading(not (self._read_paused or self._write_paused or self.disconnecting))
+            self._set_reading(
+                not (self._read_paused or self._write_paused or self.disconnecting)
+                and not self._read_ended
+            )
 
     def pauseProducing(self) -> None:
         """Stop reading from the peer."""
@@ -472,6 +478,20 @@ class Connection(Deadlines):
             self._update_reading()
         if self._producer is not None and not self._write_paused:
             self._call(self._producer.resumeProducing)
+
+    def _half_close(self) -> bool:
+        """The peer ended its stream (EOF). A protocol with ``readConnectionLost`` (Twisted's
+        ``IHalfCloseableProtocol``) is told, reading stops for good, and our side stays
+        open until the protocol closes it (it may still write: answers to what it has
+        read). ``False`` when the protocol has no such method: the caller closes as
+        before, once what was written is sent."""
+        hook = getattr(self.protocol, "readConnectionLost", None)
+        if hook is None:
+            return False
+        self._read_ended = True
+        self._update_reading()
+        self._call(hook)
+        return True
 
     # -- user code -----------------------------------------------------------------------
 

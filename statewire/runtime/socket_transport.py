@@ -310,6 +310,14 @@ class SocketTransport(Connection, Watched):
         if self._tls is not None and self._tls.handshaking:
             self._tls_failed(ssl.SSLEOFError("the peer closed during the TLS handshake"))
             return
+        if self._read_ended:
+            return
+        try:
+            if self._half_close():
+                return
+        except Exception as exc:
+            self._fail(exc)
+            return
         self.disconnecting = True
         try:
             self._update_reading()
