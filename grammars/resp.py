@@ -672,3 +672,324 @@ def resp(
     Map(items=((Simple(text=b'a'), True),))
     """
     return Resp(version, max_bulk, max_array, max_depth)
+
+
+# -- values: reading a stream of them, resumably ---------------------------------------------
+
+#: type bytes whose header line is a length: blobs, then aggregates
+_BLOBS = b"$!="
+_AGGREGATES = b"*%~>|"
+#: a length header: the type byte, at most 20 characters, CRLF
+_LENGTH_SPAN = _MAX_DIGITS + 3
+
+
+def _aggregate_value(tag: int, items: list[Any]) -> Any:
+    """The finished aggregate of type byte ``tag`` holding ``items``, as :func:`resp` reads it."""
+    if tag == 0x2A:  # *
+        return items
+    if tag == 0x7E:  # ~
+        return Set(tuple(items))
+    if tag == 0x3E:  # >
+        return Push(tuple(items))
+    if tag == 0x25:  # %
+        return Map(tuple(zip(items[::2], items[1::2], strict=True)))
+    # |: the attributes' pairs, then the value they are about
+    return Attributed(Map(tuple(zip(items[:-1:2], items[1:-1:2], strict=True))), items[-1])
+
+
+class ReplyReader:
+    """Reads RESP values — replies — from a stream cut anywhere, resuming where it stopped.
+
+    :meth:`Resp.scan` reads a value whole; a value cut short is read again from its start
+    once more bytes come, which costs a reply's size at every read that brings part of it.
+    This reader keeps what it has read of an unfinished value instead: the aggregates still
+    open, with the values they hold so far, and the offset of the next one; a header line
+    searched for its CRLF is not searched again. Each byte of the stream is looked at a
+    bounded number of times however it is cut: a 512 MiB bulk string fed a byte at a time,
+    or a million-element array, costs time linear in its size.
+
+    It reads what :meth:`Resp.scan` reads and refuses what it refuses (the tests hold the two
+    equal), as early: a length over ``max_bulk`` or ``max_array`` or below -1, a null of a
+    type that has none, nesting deeper than ``max_depth``, a type byte RESP does not have,
+    a line of more than :data:`MAX_INLINE` bytes; a length header is refused as soon as it
+    is longer than a 64-bit integer can be written. After an error, call :meth:`reset`.
+
+    Two ways to use it: :meth:`feed` takes each read and returns the values it completed,
+    keeping the bytes of an unfinished one; :meth:`scan` is the step under it, for a caller
+    that keeps those bytes itself (an incremental framer).
+    """
+
+    __slots__ = (
+        "_at",
+        "_pending",
+        "_seen",
+        "_stack",
+        "max_array",
+        "max_bulk",
+        "max_depth",
+        "need",
+        "offset",
+    )
+
+    def __init__(
+        self, max_bulk: int = MAX_BULK, max_array: int = MAX_ARRAY, max_depth: int = MAX_DEPTH
+    ) -> None:
+        self.max_bulk = max_bulk
+        self.max_array = max_array
+        self.max_depth = max_depth
+        #: the bytes of the unfinished value (:meth:`feed` only)
+        self._pending = bytearray()
+        #: the stream offset of the first byte not in a value read whole (:meth:`feed`)
+        self.offset = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the unfinished value, if any: the next byte starts a new one."""
+        #: the aggregates open, outermost first: [type byte, values so far, values missing]
+        self._stack: list[list[Any]] = []
+        #: where, from the value's first byte, the next part of it starts
+        self._at = 0
+        #: where the CRLF of the line being read may start, from the value's first byte
+        self._seen = 0
+        #: how many bytes of the unfinished value must be there before it may progress
+        #: (a blob's whole body); 0: any byte may help
+        self.need = 0
+        self._pending.clear()
+
+    @property
+    def unfinished(self) -> bool:
+        """Whether :meth:`feed` holds the first bytes of a value whose rest has not come."""
+        return bool(self._pending)
+
+    def feed(self, data: bytes, values: list[Any] | None = None) -> list[Any]:
+        """Append to ``values`` (a new list if not given), and return it, the values that
+        ``data``, the next bytes of the stream, completes, in order; the bytes of a value
+        it leaves unfinished are kept for the next call. A bad value raises
+        :class:`MalformedError` or :class:`TooLongError`, its offset counted from the
+        stream's first byte (``values`` then holds the values before it)."""
+        if values is None:
+            values = []
+        pending = self._pending
+        if pending:
+            held = len(pending)
+            pending += data
+            if len(pending) < self.need:
+                return values
+            found = self.scan(pending, 0, len(pending), self.offset)
+            if found is None:
+                return values
+            values.append(found[0])
+            self.offset += found[1]
+            data = data[found[1] - held :]
+            pending.clear()
+        i = self.read(data, 0, len(data), values, None, self.offset)
+        if i < len(data):
+            pending += memoryview(data)[i:]
+        self.offset += i
+        return values
+
+    def read(
+        self,
+        data: bytes,
+        start: int,
+        end: int,
+        values: list[Any],
+        ends: list[int] | None = None,
+        base: int = 0,
+        limit: int = -1,
+    ) -> int:
+        """Append to ``values`` the whole values of ``data[start:end]`` (at most ``limit``
+        of them; -1: all), and to ``ends``, if given, the index after each; return the
+        index of the first byte not read: ``end``, the first byte of a value past the
+        limit, or that of an unfinished value (then resume it with :meth:`scan`, given its
+        bytes from there). A bad value raises, ``values`` and ``ends`` holding those
+        before it (it starts at ``ends[-1]``, or ``start``); errors carry the offset
+        ``base`` plus the index in ``data``."""
+        # the commonest replies, whole, are read here (a bulk string, +OK, an integer);
+        # anything else, or anything odd about these, by scan
+        scan, find, max_bulk = self.scan, data.find, self.max_bulk
+        append = values.append
+        mark = None if ends is None else ends.append
+        last = len(values) + limit if limit >= 0 else -1
+        i = start
+        while i < end:
+            if len(values) == last:
+                return i
+            tag = data[i]
+            if tag == 0x24:  # $
+                cr = find(CRLF, i + 1, min(end, i + _LENGTH_SPAN))
+                digits = data[i + 1 : cr] if cr > 0 else b""
+                if digits.isdigit() and (digits[0] != 0x30 or len(digits) == 1):
+                    size = int(digits)
+                    stop = cr + 2 + size
+                    if size <= max_bulk and stop + 2 <= end and data[stop : stop + 2] == CRLF:
+                        append(data[cr + 2 : stop])
+                        i = stop + 2
+                        if mark is not None:
+                            mark(i)
+                        continue
+            elif tag == 0x2B:  # +
+                cr = find(CRLF, i + 1, min(end, i + MAX_INLINE + 3))
+                if cr > 0:
+                    text = data[i + 1 : cr]
+                    append(OK if text == b"OK" else Simple(text))
+                    i = cr + 2
+                    if mark is not None:
+                        mark(i)
+                    continue
+            elif tag == 0x3A:  # :
+                cr = find(CRLF, i + 1, min(end, i + _LENGTH_SPAN))
+                number = parse_integer(data[i + 1 : cr]) if cr > 0 else None
+                if number is not None:
+                    append(number)
+                    i = cr + 2
+                    if mark is not None:
+                        mark(i)
+                    continue
+            found = scan(data, i, end, base)
+            if found is None:
+                return i
+            append(found[0])
+            i = found[1]
+            if mark is not None:
+                mark(i)
+        return i
+
+    def scan(
+        self, buf: bytes | bytearray, start: int, end: int, base: int = 0
+    ) -> tuple[Any, int] | None:
+        """The value whose first byte is ``buf[start]`` and the index after it; ``None``
+        while ``buf[start:end]`` is not all of it. The reader then remembers how far it
+        got: the next call must give the same value's bytes from its first one, with more
+        after them (only the new ones are looked at). Errors carry the offset ``base`` plus
+        the index in ``buf`` of the header at fault."""
+        stack = self._stack
+        i = start + self._at
+        seen = start + self._seen
+        while True:
+            if i >= end:
+                return self._wait(i - start, 0, 0)
+            tag = buf[i]
+            if tag in _BLOBS or tag in _AGGREGATES:
+                cr = buf.find(CRLF, i + 1, i + _LENGTH_SPAN)
+                if cr < 0:
+                    if end < i + _LENGTH_SPAN:
+                        return self._wait(i - start, 0, 0)
+                    raise MalformedError(
+                        f"bad RESP length {bytes(buf[i + 1 : i + _LENGTH_SPAN])!r}",
+                        offset=base + i,
+                    )
+                size = parse_integer(bytes(buf[i + 1 : cr]))
+                if size is None or size < -1:
+                    raise MalformedError(
+                        f"bad RESP length {bytes(buf[i + 1 : cr])!r}", offset=base + i
+                    )
+                after = cr + 2
+                if tag in _BLOBS:
+                    if size > self.max_bulk:
+                        raise TooLongError(
+                            f"RESP length {size} over the limit {self.max_bulk}",
+                            limit=self.max_bulk,
+                            offset=base + i,
+                        )
+                    if size < 0:
+                        if tag != 0x24:
+                            raise MalformedError(
+                                "a blob error or verbatim string cannot be null", offset=base + i
+                            )
+                        value: Any = None
+                    else:
+                        stop = after + size
+                        if stop + 2 > end:
+                            return self._wait(i - start, stop + 2 - start, 0)
+                        if buf[stop : stop + 2] != CRLF:
+                            raise MalformedError(
+                                "expected CRLF after a RESP blob", offset=base + stop
+                            )
+                        value = bytes(buf[after:stop])
+                        if tag == 0x21:  # !
+                            value = BlobError(value)
+                        elif tag == 0x3D:  # =
+                            if value[3:4] != b":":
+                                raise MalformedError(
+                                    "a verbatim string starts with 'fmt:'", offset=base + i
+                                )
+                            value = Verbatim(value[:3], value[4:])
+                        after = stop + 2
+                else:
+                    if size > self.max_array:
+                        raise TooLongError(
+                            f"RESP length {size} over the limit {self.max_array}",
+                            limit=self.max_array,
+                            offset=base + i,
+                        )
+                    if size < 0:
+                        if tag != 0x2A:
+                            raise MalformedError("only arrays have a null length", offset=base + i)
+                        value = NULL_ARRAY
+                    else:
+                        left = size * 2 + (tag == 0x7C) if tag in b"%|" else size
+                        if left:
+                            if len(stack) >= self.max_depth:
+                                raise TooLongError(
+                                    f"RESP value nested deeper than {self.max_depth}",
+                                    limit=self.max_depth,
+                                    offset=base + i,
+                                )
+                            stack.append([tag, [], left])
+                            i = after
+                            continue
+                        value = _aggregate_value(tag, [])
+            else:
+                text_at = i + 1
+                cr = buf.find(CRLF, max(text_at, seen), min(end, text_at + MAX_INLINE + 2))
+                if cr < 0:
+                    if end - text_at > MAX_INLINE:
+                        raise TooLongError("RESP line too long", limit=MAX_INLINE, offset=base + i)
+                    # the CR may be the last byte: look from it next time
+                    return self._wait(i - start, 0, max(end - 1, text_at) - start)
+                seen = 0
+                value = _line_value(tag, bytes(buf[text_at:cr]), base + i)
+                after = cr + 2
+            i = after
+            while stack:
+                top = stack[-1]
+                top[1].append(value)
+                top[2] -= 1
+                if top[2]:
+                    break
+                stack.pop()
+                value = _aggregate_value(top[0], top[1])
+            else:
+                self._at = self._seen = self.need = 0
+                return value, i
+
+    def _wait(self, at: int, need: int, seen: int) -> tuple[Any, int] | None:
+        """Remember how far the unfinished value was read; ``None`` (it is not all here)."""
+        self._at = at
+        self.need = need
+        self._seen = seen
+        return None
+
+
+def _line_value(tag: int, text: bytes, offset: int) -> Any:
+    """The value of a one-line reply of type byte ``tag`` (``+OK``, ``:1``, ``_``...)."""
+    if tag == 0x2B:  # +
+        return Simple(text)
+    if tag == 0x2D:  # -
+        return Error(text)
+    if tag == 0x3A or tag == 0x28:  # : (
+        number = parse_integer(text) if tag == 0x3A else _big(text)
+        if number is None:
+            raise MalformedError(f"bad RESP integer {text!r}", offset=offset)
+        return number if tag == 0x3A else BigNumber(number)
+    if tag == 0x5F and not text:  # _
+        return None
+    if tag == 0x23 and text in (b"t", b"f"):  # #
+        return text == b"t"
+    if tag == 0x2C:  # ,
+        try:
+            return float(text)
+        except ValueError:
+            pass
+    raise MalformedError(f"bad RESP value starting {bytes([tag])!r}", offset=offset)

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 from client_helpers import Sink, load_example, run
-from hypothesis import given
+from hypothesis import given, reject
 from hypothesis import strategies as st
 from runtime_helpers import listen, scenario
 
 from grammars import request, resp
+from grammars.errors import InvalidValueError
 from grammars.resp import (
     NULL_ARRAY,
     Attributed,
@@ -34,6 +35,7 @@ from statewire._reactor import Reactor
 from statewire.diagram import to_mermaid
 from statewire.endpoints import clientFromString
 from statewire.error import ConnectionDone, ConnectionLost, Failure
+from statewire.framing import FramingError
 from statewire.protocol import Factory, Protocol
 from statewire.protocols.resp_client import (
     ErrorReply,
@@ -69,12 +71,9 @@ def outcome(future: asyncio.Future[Any]) -> Any:
 def test_the_diagram_reads_as_the_client_states() -> None:
     text = to_mermaid(RespClientProtocol)
     for part in (
-        "s_lines : line CRLF ≤ 64 KiB",
-        "s_bulk : fixed(size + 2)",
-        "s_lines --> s_bulk : blob / expect_body",
-        "s_bulk --> s_lines : block / complete_blob",
-        "s_lines --> s_lines : aggregate / open_aggregate",
-        "s_lines --> s_lines : value / complete",
+        "s_replies : raw",
+        "s_replies --> s_replies : received / read_replies",
+        "s_closed : reads nothing",
         "from any state, connection lost (lost)",
     ):
         assert part in text
@@ -110,7 +109,7 @@ def test_an_error_reply_fails_its_request_only() -> None:
         error = outcome(calls[1])
         assert isinstance(error, ErrorReply)
         assert error.kind == b"WRONGTYPE" and error.text == b"WRONGTYPE no"
-        assert client.protocol.machine_state == "lines"
+        assert client.protocol.machine_state == "replies"
 
     run(body)
 
@@ -150,6 +149,42 @@ def test_bytes_that_are_not_resp_fail_the_waiting_requests_saying_so() -> None:
         client.protocol.connectionLost(Failure(ConnectionDone()))
         with pytest.raises(ConnectionLost, match="bad RESP value"):
             await waiting
+
+    run(body)
+
+
+#: replies the grammar refuses: too long a bulk, too deep, a bad type byte, bad lengths
+HOSTILE = {
+    b"$536870913\r\n": "RESP length 536870913 over the limit",
+    b"*1\r\n" * 65 + b":1\r\n": "nested deeper than 64",
+    b"?what\r\n": "bad RESP value starting b'?'",
+    b"$-2\r\n": "bad RESP length b'-2'",
+    b"*-7\r\n": "bad RESP length b'-7'",
+    b"~-1\r\n": "only arrays have a null length",
+    b"$" + b"9" * 40: "bad RESP length",
+}
+
+
+@pytest.mark.parametrize("hostile", list(HOSTILE), ids=list(HOSTILE.values()))
+def test_a_hostile_reply_fails_every_waiting_request_saying_why(hostile: bytes) -> None:
+    """The replies before it answer their requests; the connection is closed and every
+    request still waiting fails with ConnectionLost saying what the server did wrong."""
+
+    async def body() -> None:
+        client, transport = in_memory()
+        calls = [client.call(b"GET", b"k%d" % i) for i in range(4)]
+        client.protocol.dataReceived(b"$1\r\na\r\n" + hostile[:7])
+        client.protocol.dataReceived(hostile[7:] + b"$1\r\nb\r\n")
+        assert transport.aborted
+        client.protocol.connectionLost(Failure(ConnectionDone()))
+        assert outcome(calls[0]) == b"a"
+        for call in calls[1:]:
+            lost = outcome(call)
+            assert isinstance(lost, ConnectionLost) and HOSTILE[hostile] in str(lost)
+            assert isinstance(lost.__cause__, FramingError)
+        assert client.protocol.machine_state == "closed"
+        with pytest.raises(ConnectionLost):
+            await client.get(b"k")
 
     run(body)
 
@@ -217,11 +252,15 @@ replies = st.recursive(
 def test_any_chunking_of_the_replies_gives_each_request_what_the_grammar_reads(
     data: st.DataObject, values: list[Any], version: int
 ) -> None:
-    """The client reads a reply a header line and a blob at a time; the grammar reads it
-    whole: the same value, however the bytes are cut (1-byte reads included)."""
+    """The client reads replies as the bytes come; the grammar reads each one whole: the
+    same value, however the bytes are cut (1-byte reads included)."""
     grammar = resp(version)
-    wire = b"".join(grammar.encode(v) for v in values)
-    expected = [grammar.parse(grammar.encode(v)) for v in values]
+    try:
+        encoded = [grammar.encode(v) for v in values]
+    except InvalidValueError:  # RESP2 writes a blob error as a line: no CR or LF in it
+        reject()
+    wire = b"".join(encoded)
+    expected = [grammar.parse(e) for e in encoded]
     chunks = data.draw(chunked(wire))
 
     async def body() -> list[Any]:
@@ -229,12 +268,12 @@ def test_any_chunking_of_the_replies_gives_each_request_what_the_grammar_reads(
         calls = [client.call(b"GET", b"k%d" % i) for i in range(len(values))]
         for chunk in chunks:
             client.protocol.dataReceived(chunk)
-        assert not transport.aborted and client.protocol.machine_state == "lines"
+        assert not transport.aborted and client.protocol.machine_state == "replies"
         return [outcome(c) for c in calls]
 
     got = run(body)
     for value, result in zip(expected, got, strict=True):
-        if isinstance(value, Error):
+        if isinstance(value, (Error, BlobError)):
             assert isinstance(result, ErrorReply) and result.text == value.text
         else:
             assert result == value
@@ -260,7 +299,7 @@ def test_a_declared_client_and_a_declared_server_in_memory() -> None:
         link.pump()
         assert [outcome(c) for c in calls[:2]] == [Simple(b"OK"), b"v"]
         assert isinstance(outcome(calls[2]), ErrorReply)
-        assert protocol.machine_state == "lines" and server.machine_state == "ready"
+        assert protocol.machine_state == "replies" and server.machine_state == "ready"
 
     run(body)
 
@@ -338,6 +377,24 @@ def test_pipelined_requests_get_their_replies_in_order(serve: Serve) -> None:
         assert results[:count] == [Simple(b"OK")] * count
         assert results[count : 2 * count] == [b"v%d" % i for i in range(count)]
         assert results[2 * count :] == list(range(1, count + 1))
+
+    with_client(serve, body)
+
+
+def test_big_values_split_across_reads_among_small_replies(serve: Serve) -> None:
+    """Values of megabytes come in many reads, between small replies and nested ones."""
+
+    async def body(client: RespClient) -> None:
+        big = [bytes([65 + i]) * (3 << 20) + b"\r\n" for i in range(3)]
+        await asyncio.gather(*[client.call(b"SET", b"big%d" % i, v) for i, v in enumerate(big)])
+        calls = []
+        for i in range(3):
+            calls += [client.call(b"GET", b"big%d" % i), client.call(b"PING")]
+            calls.append(client.call(b"MGET", b"big%d" % i, b"missing"))
+        results = await asyncio.gather(*calls)
+        for i in range(3):
+            got, pong, both = results[3 * i : 3 * i + 3]
+            assert got == big[i] and pong == Simple(b"PONG") and both == [big[i], None]
 
     with_client(serve, body)
 
@@ -439,20 +496,23 @@ class AskedClient(RespClientProtocol):
         self.waiting = _AlwaysAsked()
 
 
-#: header lines and bodies of consistent sizes (a body of 7 bytes fits ``$``, ``!`` and ``=``)
+#: whole replies of every type, the model cuts them into reads of its own
 MODEL_FRAMES = {
-    Replies.value: st.sampled_from(
-        [b"+OK", b":12", b"$-1", b"*-1", b"_", b"#t", b",1.5", b"(123", b"-ERR x", b"*0"]
+    Replies.received: st.sampled_from(
+        [
+            b"+OK\r\n",
+            b":12\r\n$-1\r\n*-1\r\n_\r\n#t\r\n,1.5\r\n(123\r\n-ERR x\r\n*0\r\n",
+            b"$7\r\ntxt:abc\r\n!7\r\ntxt:abc\r\n=7\r\ntxt:abc\r\n",
+            b"*2\r\n%1\r\n+k\r\n~1\r\n:1\r\n|1\r\n+a\r\n:1\r\n$1\r\nv\r\n",
+            b">1\r\n+pushed\r\n",
+        ]
     ),
-    Replies.blob: st.sampled_from([b"$7", b"!7", b"=7"]),
-    Replies.block: st.just(b"txt:abc\r\n"),
-    Replies.aggregate: st.sampled_from([b"*1", b"*2", b"%1", b"~1", b">1", b"|1"]),
 }
 
 
 def test_the_model_walks_every_transition_of_the_clients_diagram() -> None:
-    """statewire.testing.model drives the client from its diagram: each header line and
-    body generated for its input, fed in arbitrary reads; every accepted one must land in
-    the state the diagram says, none refused."""
+    """statewire.testing.model drives the client from its diagram: reads of replies
+    generated for its input, fed in arbitrary reads; every accepted one must land in the
+    state the diagram says, none refused."""
     missed = check_protocol(AskedClient, frames=MODEL_FRAMES, require_coverage=True)
     assert missed == set()
