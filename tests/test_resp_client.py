@@ -71,8 +71,8 @@ def outcome(future: asyncio.Future[Any]) -> Any:
 def test_the_diagram_reads_as_the_client_states() -> None:
     text = to_mermaid(RespClientProtocol)
     for part in (
-        "s_replies : raw",
-        "s_replies --> s_replies : received / read_replies",
+        "s_replies : RESP3 value",
+        "s_replies --> s_replies : reply / answer",
         "s_closed : reads nothing",
         "from any state, connection lost (lost)",
     ):
@@ -496,15 +496,24 @@ class AskedClient(RespClientProtocol):
         self.waiting = _AlwaysAsked()
 
 
-#: whole replies of every type, the model cuts them into reads of its own
+#: replies of every type (built by the state's framing, ``resp()``; the model cuts them
+#: into reads of its own)
 MODEL_FRAMES = {
-    Replies.received: st.sampled_from(
+    Replies.reply: st.sampled_from(
         [
-            b"+OK\r\n",
-            b":12\r\n$-1\r\n*-1\r\n_\r\n#t\r\n,1.5\r\n(123\r\n-ERR x\r\n*0\r\n",
-            b"$7\r\ntxt:abc\r\n!7\r\ntxt:abc\r\n=7\r\ntxt:abc\r\n",
-            b"*2\r\n%1\r\n+k\r\n~1\r\n:1\r\n|1\r\n+a\r\n:1\r\n$1\r\nv\r\n",
-            b">1\r\n+pushed\r\n",
+            Simple(b"OK"),
+            b"v",
+            12,
+            None,
+            True,
+            1.5,
+            BigNumber(123),
+            Error(b"ERR x"),
+            BlobError(b"txt:abc"),
+            Verbatim(b"txt", b"abc"),
+            [b"a", 1, [None, b""]],
+            Map([(Simple(b"k"), Set([1]))]),
+            Push([Simple(b"pushed")]),
         ]
     ),
 }

@@ -61,11 +61,13 @@ from operator import length_hint
 from typing import Any
 
 from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request, Streamed
+from grammars.resp import Resp
 from statewire.framing._decoder import Decoder, FixedDecoder, RawDecoder
 from statewire.framing._generic import GenericDecoder
 from statewire.framing._line import LineDecoder
 from statewire.framing._netstring import NetstringDecoder
 from statewire.framing._prefixed import PrefixedDecoder
+from statewire.framing._replies import ReplyDecoder
 from statewire.framing._resp import RespDecoder
 from statewire.framing._streamed import StreamedDecoder
 from statewire.framing.errors import FramingError, TruncatedFrame
@@ -118,6 +120,8 @@ def make_decoder(
         return StreamedDecoder(grammar, base, grammar.size_in(context))
     if kind is Request:
         return RespDecoder(grammar, base)
+    if kind is Resp:
+        return ReplyDecoder(grammar, base)
     if kind is Limited:  # the framing's own bound replaces the framer's
         return GenericDecoder(grammar.subcon, base, dict(context), grammar.max_length)
     return GenericDecoder(grammar, base, dict(context), max_length)

@@ -11,21 +11,17 @@ A reply is one RESP value, however deep: a line (``+OK``, ``:1``, ``-ERR ...``),
 (``$5`` and its body), or an aggregate of values (``*2``, RESP3's ``%``, ``~``, ``>``,
 ``|``). The machine has one state that reads replies, and the closed one::
 
-    replies  bytes as they come -> every reply they complete             (received)
+    replies  framing resp(): a whole reply is one frame -> answer it         (reply)
     any      connection lost -> closed: every request still waiting fails with
              :class:`statewire.error.ConnectionLost`; later ones fail at once
     closed   reads nothing
 
-The bytes are read by :class:`grammars.resp.ReplyReader`, which reads what
+The framing layer reads replies with :class:`grammars.resp.ReplyReader`, which reads what
 :func:`grammars.resp` parses (the tests hold the two equal under any chunking) and keeps
 the part of a reply that has come so far, so a reply cut anywhere across reads (a byte at
 a time, a bulk value split in two) costs time linear in its size; the sizes, counts and
-depths the grammar refuses are refused from the header, before the body. Each read is one
-input of the machine, however many replies it completes: a pipeline of a hundred ``GET``
-is a state change or two, not two hundred. (Why ``raw`` and not ``resp()``, a reply per
-frame: the framer runs ``resp()`` on its generic path, which re-parses an unfinished value
-from its start and may hold a complete one; once it frames ``resp()`` with this reader,
-the state's framing becomes ``resp()`` and its input ``reply(value)``.)
+depths the grammar refuses are refused from the header, before the body. A reply is one
+state change, however nested: a ``GET`` answered by ``$5`` and its body is one frame.
 
 A reply that is an error (``-ERR ...``, ``!``) fails the oldest request with
 :class:`ErrorReply` and the connection goes on; a push (RESP3 ``>``: pub/sub, client
@@ -48,17 +44,13 @@ from typing import Any, Protocol
 
 from automat import TypeMachineBuilder
 
-from grammars import GrammarError, raw
-from grammars.resp import BlobError, Error, Push, ReplyReader, Simple, resp
+from grammars.resp import BlobError, Error, Push, Simple, resp
 from statewire.error import Failure
-from statewire.framing import FramingError
 from statewire.machine import RemoteProtocolError
 from statewire.protocols._pipelined import PipelinedClient, PipelinedConnection
 
 #: what a request's arguments may be: bytes as they are, text in UTF-8, numbers in decimal
 Argument = bytes | bytearray | memoryview | str | int | float
-#: the grammar a reply is read as (named in errors)
-_REPLY = resp()
 
 
 class ErrorReply(Exception):
@@ -73,9 +65,9 @@ class ErrorReply(Exception):
 
 
 class Replies(Protocol):
-    """The machine's inputs: bytes of replies, and the loss."""
+    """The machine's inputs: a reply, and the loss."""
 
-    def received(self, data: bytes) -> None: ...
+    def reply(self, value: Any) -> None: ...
     def lost(self, reason: Failure) -> None: ...
 
 
@@ -90,52 +82,33 @@ def _command(args: list[bytes]) -> bytes:
 
 
 class RespConnection(PipelinedConnection):
-    """The machine's core: the requests waiting for their replies, oldest first, and
-    the reader of the replies."""
+    """The machine's core: the requests waiting for their replies, oldest first."""
 
     #: called with each RESP3 push (``Push``); ``None``: pushes are dropped
     on_push: Callable[[Push], object] | None = None
     speaks = "RESP"
 
-    def connectionMade(self) -> None:
-        """Start with no request waiting and no reply begun."""
-        super().connectionMade()
-        self.reader = ReplyReader()
-
     def request(self, args: list[bytes]) -> asyncio.Future[Any]:
         """Send one request (its words as bytes); the future gets its reply."""
         return self.ask(_command(args))
 
-    def receive(self, data: bytes) -> None:
-        """Read ``data``; answer the oldest requests with the replies it completes."""
-        replies: list[Any] = []
-        try:
-            self.reader.feed(data, replies)
-        except GrammarError as error:
-            self.answer(replies)
-            self.remoteError(FramingError.from_grammar(error, 0, _REPLY))
+    def answer(self, value: Any) -> None:
+        """Resolve the oldest request with the reply ``value`` (a push goes to on_push)."""
+        kind = type(value)
+        if kind is Push:
+            if self.on_push is not None:
+                self.on_push(value)
             return
-        self.answer(replies)
-
-    def answer(self, replies: list[Any]) -> None:
-        """Resolve the oldest requests with ``replies``, in order."""
-        waiting = self.waiting
-        for value in replies:
-            kind = type(value)
-            if kind is Push:
-                if self.on_push is not None:
-                    self.on_push(value)
-                continue
-            if not waiting:
-                self.remoteError(RemoteProtocolError("a reply came with no request waiting"))
-                return
-            future = waiting.popleft()
-            if future.done():  # its caller stopped waiting
-                continue
-            if kind is Error or kind is BlobError:
-                future.set_exception(ErrorReply(value.text))
-            else:
-                future.set_result(value)
+        if not self.waiting:
+            self.remoteError(RemoteProtocolError("a reply came with no request waiting"))
+            return
+        future = self.waiting.popleft()
+        if future.done():  # its caller stopped waiting
+            return
+        if kind is Error or kind is BlobError:
+            future.set_exception(ErrorReply(value.text))
+        else:
+            future.set_result(value)
 
 
 builder = TypeMachineBuilder(Replies, RespConnection)
@@ -143,9 +116,9 @@ replies = builder.state("replies")
 closed = builder.state("closed")
 
 
-@replies.upon(Replies.received).loop()
-def read_replies(machine: Replies, core: RespConnection, data: bytes) -> None:
-    core.receive(data)
+@replies.upon(Replies.reply).loop()
+def answer(machine: Replies, core: RespConnection, value: Any) -> None:
+    core.answer(value)
 
 
 @replies.upon(Replies.lost).to(closed)
@@ -154,11 +127,11 @@ def fail_waiting(machine: Replies, core: RespConnection, reason: Failure) -> Non
 
 
 class RespClientProtocol(RespConnection):
-    """The client connection: replies read in ``replies`` as they come."""
+    """The client connection: a reply per frame in ``replies``."""
 
     machine = builder.build()
-    framings = {replies: raw()}
-    routes = {replies: Replies.received}
+    framings = {replies: resp()}
+    routes = {replies: Replies.reply}
     lost = Replies.lost
 
 
