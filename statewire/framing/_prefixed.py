@@ -54,13 +54,14 @@ class PrefixedDecoder(Decoder):
             return None  # the length is not known yet
         size = self.need  # the whole frame, header included (see _cut's _keep)
         end = pos + size - len(pending)
-        pending += memoryview(src)[pos:end]
-        view = memoryview(pending)
         field_at = self.prefixed.length_offset
-        body = view[header:]
-        frame = bytes(view[:field_at]) + bytes(body) if field_at else bytes(body)
-        body.release()
-        view.release()
+        with memoryview(pending) as view:
+            # one copy: the pending part and the read's part joined straight into the frame
+            # (appending the read's part to ``pending`` first copied it twice, and
+            # reallocating ``pending`` a third time)
+            parts = (view[:field_at], view[header:], memoryview(src)[pos:end])
+            frame = b"".join(parts if field_at else parts[1:])
+            del parts
         pending.clear()
         return frame, size, end
 
