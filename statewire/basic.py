@@ -59,7 +59,6 @@ from automat import TypeMachineBuilder
 
 from grammars import fixed, line, netstring, prefixed, raw
 from statewire.declarative import MachineProtocol, ProtocolHost
-from statewire.framing import FramingError
 from statewire.machine import RemoteProtocolError, forward
 
 __all__ = [
@@ -246,7 +245,7 @@ class LineReceiver(_Receiver):
         buffered after it (all dropped). By default the connection is closed."""
         self.transport.loseConnection()
 
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+    def remoteError(self, error: RemoteProtocolError) -> None:
         """A line too long: :meth:`lineLengthExceeded` with the buffered bytes."""
         self.lineLengthExceeded(self.discard_input())
 
@@ -274,7 +273,7 @@ class LineOnlyReceiver(_Receiver):
         followed it, which is dropped). By default the connection is closed."""
         self.transport.loseConnection()
 
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+    def remoteError(self, error: RemoteProtocolError) -> None:
         """A line too long: :meth:`lineLengthExceeded` with that line."""
         line = self.discard_input().partition(self.delimiter)[0]
         self.lineLengthExceeded(line)
@@ -303,7 +302,7 @@ class NetstringReceiver(_Receiver):
         """Send ``string`` as a netstring."""
         self.transport.write(b"%d:%s," % (len(string), string))
 
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+    def remoteError(self, error: RemoteProtocolError) -> None:
         """Not a netstring, or too long: set :attr:`brokenPeer` and close."""
         self.brokenPeer = 1
         self.transport.loseConnection()
@@ -346,7 +345,7 @@ class IntNStringReceiver(_Receiver):
         connection is closed."""
         self.transport.loseConnection()
 
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+    def remoteError(self, error: RemoteProtocolError) -> None:
         """A prefix over the limit: :meth:`lengthLimitExceeded` with its length."""
         header = self.machine_engine.framer().buffered[: self.prefixLength]  # type: ignore[union-attr]
         (length,) = struct.unpack(self.structFormat, header)

@@ -331,7 +331,7 @@ class MachineProtocol(Protocol):
 
     # -- errors --------------------------------------------------------------------------
 
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+    def remoteError(self, error: RemoteProtocolError) -> None:
         """The peer broke the protocol (the state is unchanged): log it, send the
         :attr:`error_reply` for it if there is one, and close unless :attr:`close_on_error`
         is false — or unless framing cannot go on: under ``Policy.CLOSE`` (the default) a

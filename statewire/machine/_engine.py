@@ -53,7 +53,7 @@ from automat import NoTransition
 from construct import Construct
 
 from grammars import raw
-from statewire.framing import Framer, FramingError
+from statewire.framing import Framer
 from statewire.machine._dispatch import Dispatch
 from statewire.machine._host import Host
 from statewire.machine._observe import Observer, observers
@@ -282,7 +282,7 @@ class Engine(Dispatch, Timers):
         style.set_tracer(impl, traced)
         self._sw_traced = True
 
-    def _sw_remote(self, error: RemoteProtocolError | FramingError) -> None:
+    def _sw_remote(self, error: RemoteProtocolError) -> None:
         for observer in self._sw_observers:
             observer.failed(self._sw_core, error, False)
         self._sw_host.remote_error(self._sw_core, error)

@@ -14,7 +14,6 @@ from typing import Any, ClassVar, TypeVar
 
 from statewire.declarative import MachineProtocol
 from statewire.error import ConnectionDone, ConnectionLost, Failure
-from statewire.framing import FramingError
 from statewire.machine import RemoteProtocolError
 from statewire.protocol import ClientFactory
 
@@ -29,7 +28,7 @@ class PipelinedConnection(MachineProtocol):
     #: why the connection ended (``None`` while it is open)
     failure: str | None = None
     #: how the server broke the protocol, if it did
-    broken: RemoteProtocolError | FramingError | None = None
+    broken: RemoteProtocolError | None = None
     #: the protocol's name in the log line of a server breaking it
     speaks: ClassVar[str] = "the protocol"
     _loop: asyncio.AbstractEventLoop | None = None
@@ -86,7 +85,7 @@ class PipelinedConnection(MachineProtocol):
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(None)
 
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+    def remoteError(self, error: RemoteProtocolError) -> None:
         """The server broke the protocol: log it and close; the requests waiting fail
         with a :class:`~statewire.error.ConnectionLost` that says so."""
         logging.getLogger(type(self).__module__).warning(

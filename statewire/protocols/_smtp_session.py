@@ -18,7 +18,7 @@ from grammars import fixed
 from grammars.smtp import REPLY_LIMIT, ArgumentError, Reply, parse_path, reply
 from statewire.declarative import MachineProtocol
 from statewire.error import Failure, connectionDone
-from statewire.framing import FrameTooLong, FramingError
+from statewire.framing import FrameTooLong
 from statewire.machine import RemoteProtocolError, UnexpectedInput
 from statewire.protocols._smtp_auth import MECHANISMS, Exchange
 from statewire.protocols._smtp_handler import (
@@ -367,7 +367,7 @@ class SMTPConnection(MachineProtocol):
 
     # -- errors --------------------------------------------------------------------------
 
-    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+    def remoteError(self, error: RemoteProtocolError) -> None:
         """Answer as SMTP does; the session goes on (a framing error that leaves no way to
         read on closes it)."""
         state = self.machine_state
