@@ -329,6 +329,11 @@ class MachineProtocol(Protocol):
         seconds: float = self._sw_clock().seconds()
         return seconds
 
+    def callLater(self, seconds: float, f: Callable[..., object], *args: Any) -> Any:
+        """Call ``f(*args)`` in ``seconds`` on the connection's clock (see :meth:`seconds`);
+        return the delayed call (``cancel()``)."""
+        return self._sw_clock().callLater(seconds, f, *args)
+
     # -- errors --------------------------------------------------------------------------
 
     def remoteError(self, error: RemoteProtocolError) -> None:

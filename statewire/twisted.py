@@ -465,10 +465,16 @@ class TwistedProtocol:
             if facade is not None:
                 facade._stop_producer()
 
-    # IHalfCloseableProtocol: the peer's end of stream closes our side once flushed
+    # IHalfCloseableProtocol: the peer's end of stream goes to a protocol that takes it
+    # (its ``readConnectionLost``: it closes when it is done); else it closes our side once
+    # flushed
     def readConnectionLost(self) -> None:
-        """The peer sent everything it will: close once what was written is sent."""
-        if self.facade is not None:
+        """The peer sent everything it will: the protocol's ``readConnectionLost`` if it
+        has one, else close once what was written is sent."""
+        hook = getattr(self.protocol, "readConnectionLost", None)
+        if hook is not None:
+            hook()
+        elif self.facade is not None:
             self.facade._end_of_stream()
 
     def writeConnectionLost(self) -> None:

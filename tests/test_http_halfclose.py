@@ -1,8 +1,9 @@
-"""A client that half-closes (sends its pipelined requests, then ``shutdown(SHUT_WR)``) gets
-every complete request answered, in order, and then the connection closes; a request cut
-short by the end of its stream is dropped unanswered (as nginx does). In memory, wherever
-the stream is cut, with handlers that answer at once and handlers that wait; then over
-loopback sockets on both transports."""
+"""With ``HTTPFactory(half_close=True)``, a client that half-closes (sends its pipelined
+requests, then ``shutdown(SHUT_WR)``) gets every complete request answered, in order, and
+then the connection closes; a request cut short by the end of its stream is dropped
+unanswered (as nginx does). In memory, wherever the stream is cut, with handlers that
+answer at once and handlers that wait; then over loopback sockets on both transports. By
+default the end of the stream is the client gone: handlers are cancelled or told."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def half_closed(wire: bytes, handler: Any) -> tuple[bytes, bool]:
     still run), then let everything settle: what was written, and whether it closed."""
 
     async def main() -> tuple[bytes, bool]:
-        protocol = HTTPFactory(handler, date=False).buildProtocol(None)  # type: ignore[arg-type]
+        factory = HTTPFactory(handler, date=False, half_close=True)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
         protocol.clock = Clock()
         transport = StringTransport()
         protocol.makeConnection(transport)
@@ -134,34 +136,63 @@ def test_a_handler_reading_a_body_cut_short_is_stopped_and_nothing_is_answered()
     assert errors == []
 
 
-def test_a_handler_that_asked_to_be_told_hears_of_the_end_and_may_still_answer() -> None:
+def _long_poll_run(half_close: bool, advance: float) -> tuple[bytes, bool, list[Any]]:
+    """A long poll that asked to be told of its client's going (not cancelled), its
+    client's stream ended; the clock then moved on by ``advance``: what was written,
+    whether the connection closed, what the handler heard."""
+    heard: list[Any] = []
+
     async def long_poll(request: Request, response: Response) -> None:
         told = asyncio.get_running_loop().create_future()
         request.on_disconnect(lambda: told.set_result(request.disconnected))
-        assert await told  # the client sends nothing more; it may still read
-        await response.send(200, [], b"told")
+        heard.append(await told)
+        try:
+            await response.send(200, [], b"told")
+        except ConnectionError as error:
+            heard.append(type(error).__name__)
 
-    async def main() -> tuple[bytes, bool]:
-        factory = HTTPFactory(long_poll, date=False, cancel_on_disconnect=False)
+    async def main() -> tuple[bytes, bool, list[Any]]:
+        factory = HTTPFactory(
+            long_poll, date=False, cancel_on_disconnect=False, half_close=half_close
+        )
         protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
-        protocol.clock = Clock()
+        clock = protocol.clock = Clock()
         transport = StringTransport()
         protocol.makeConnection(transport)
-        protocol.dataReceived(GET + GET)
+        protocol.dataReceived(GET)
         for _ in range(TURNS):
             await asyncio.sleep(0)
         assert transport.value() == b""  # it waits for its client to go
         protocol.readConnectionLost()
+        clock.advance(advance)
+        closed = bool(transport.disconnecting)
+        if closed:
+            protocol.connectionLost()  # (what the transport does once it has closed)
         for _ in range(TURNS):
             await asyncio.sleep(0)
-        closed = transport.disconnecting
-        protocol.connectionLost()
-        return transport.value(), closed
+        output, seen = transport.value(), list(heard)
+        protocol.connectionLost()  # the end of the test: nothing left running
+        for _ in range(TURNS):
+            await asyncio.sleep(0)
+        return output, closed, seen
 
     with error_records() as errors:
-        output, closed = asyncio.run(main())
-    assert responses(output) == [(200, b"told"), (200, b"told")]  # the second told at once
-    assert closed and errors == []
+        result = asyncio.run(main())
+    assert errors == []
+    return result
+
+
+def test_by_default_the_end_of_the_stream_is_the_client_gone() -> None:
+    output, closed, heard = _long_poll_run(half_close=False, advance=0)
+    assert output == b"" and closed
+    assert heard == [True, "ConnectionError"]  # told, and its answer goes nowhere
+
+
+def test_a_half_close_tells_the_handler_nothing_until_its_deadline() -> None:
+    output, closed, heard = _long_poll_run(half_close=True, advance=29)
+    assert output == b"" and not closed and heard == []  # still answering when looked at
+    output, closed, heard = _long_poll_run(half_close=True, advance=30)
+    assert output == b"" and closed and heard == [True, "ConnectionError"]
 
 
 # -- over sockets --------------------------------------------------------------------------
@@ -213,7 +244,7 @@ def test_a_real_half_close_gets_its_pipelined_requests_answered(native: bool) ->
         pytest.skip("the runtime closes on the peer's end of stream (no half-close hook yet)")
 
     async def main(reactor: Reactor) -> bytes:
-        port = await listen(reactor, HTTPFactory(slow, date=False))
+        port = await listen(reactor, HTTPFactory(slow, date=False, half_close=True))
         loop = asyncio.get_running_loop()
         with socket.create_connection((HOST, port)) as sock:
             sock.setblocking(False)
@@ -251,7 +282,7 @@ def test_asgi_applications_get_their_bodies_and_answer_after_the_end_of_the_stre
         assert (await receive())["type"] == "http.disconnect"
 
     async def main() -> tuple[bytes, bool]:
-        protocol = asgi(echo, date=False).buildProtocol(None)  # type: ignore[arg-type]
+        protocol = asgi(echo, date=False, half_close=True).buildProtocol(None)  # type: ignore[arg-type]
         protocol.clock = Clock()
         transport = StringTransport()
         protocol.makeConnection(transport)

@@ -28,10 +28,8 @@ ACCEPTED = [
     (b"GET", b"http://example.com?q"),
     (b"DELETE", b"https://[::1]:8443/x"),
     (b"PUT", b"ftp://h/f"),
-    (b"CONNECT", b"example.com:443"),
-    (b"CONNECT", b"[2001:db8::1]:80"),
-    (b"CONNECT", b"10.0.0.1:8080"),
 ]
+CONNECTS = [b"example.com:443", b"[2001:db8::1]:80", b"10.0.0.1:8080"]
 REFUSED = [
     (b"GET", b"*", "the asterisk-form target (*) is for OPTIONS only"),
     (b"POST", b"*", "the asterisk-form target (*) is for OPTIONS only"),
@@ -69,6 +67,19 @@ def test_each_form_its_methods_may_use_reaches_the_handler(method: bytes, target
         (200, b"GET /next 0  "),
     ]
     assert not served.closed
+
+
+@pytest.mark.parametrize("target", CONNECTS)
+def test_connect_reaches_the_handler_and_its_2xx_opens_no_http_after_it(target: bytes) -> None:
+    """A 2xx to CONNECT has no Content-Length or Transfer-Encoding (RFC 9110 §9.3.6) and
+    what follows it is the tunnel's: never parsed as another request (without a protocol
+    the handler upgraded the connection to, it closes after the response)."""
+    served = serve([request(b"CONNECT", target) + request(b"GET", b"/next")])
+    head, _, body = served.output.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert b"content-length" not in head.lower() and b"transfer-encoding" not in head.lower()
+    assert body == b"CONNECT %s 0  " % target  # the application's text, then the close
+    assert served.closed and b"/next" not in body
 
 
 @pytest.mark.parametrize(("method", "target", "reason"), REFUSED)

@@ -132,6 +132,7 @@ class Engine(Dispatch, Timers):
         "_sw_busy",
         "_sw_closing",
         "_sw_core",
+        "_sw_ending",
         "_sw_fed",
         "_sw_frame",
         "_sw_framer",
@@ -173,6 +174,8 @@ class Engine(Dispatch, Timers):
     #: feeding now (bytes fed meanwhile go to the backlog); the connection is closing
     _sw_busy: bool
     _sw_closing: bool
+    #: what to call once everything deliverable was delivered, after :meth:`end`
+    _sw_ending: Callable[[], object] | None
     _sw_backlog: bytes
     #: a resume was asked for while feeding
     _sw_resume: bool
@@ -193,6 +196,7 @@ class Engine(Dispatch, Timers):
         self._sw_core = core
         self._sw_host = host
         self._sw_impl = self._sw_state = self._sw_framer = self._sw_queue = None
+        self._sw_ending = None
         self._sw_handlers = self._sw_frame = None
         self._sw_seen = self._sw_fed = 0
         self._sw_observers = self._sw_waits = ()
@@ -369,6 +373,8 @@ class Engine(Dispatch, Timers):
         if framer is None:
             if not data:
                 self._sw_resume = False  # nothing was ever buffered
+                if self._sw_ending is not None:
+                    self._sw_drained()
                 return
             framer = self._sw_frames()
         queue = self._sw_queue
@@ -399,6 +405,34 @@ class Engine(Dispatch, Timers):
         finally:
             hold(impl, None)
             self._sw_busy = False
+        if self._sw_ending is not None:
+            self._sw_drained()
+
+    def end(self, then: Callable[[], object]) -> None:
+        """The peer will send nothing more (it shut down its sending side): deliver every
+        complete frame buffered, as frames are always delivered (holds and the work of
+        outputs waited for), then call ``then()`` once nothing more can be: the bytes
+        still buffered, if any, are the start of a frame that will never be complete.
+        ``then`` runs at once when nothing is buffered and nothing holds delivery; an
+        exception it raises is a local error. A frame the generic path held back untried
+        is tried first."""
+        if self._sw_closing or self._sw_ending is not None:
+            return
+        self._sw_ending = then
+        if self._sw_busy:
+            return  # the pump running now calls it when it is done
+        try:
+            self.feed(b"")  # (and the framer's feed(b"") retries a held-back frame)
+        except Exception as exc:
+            self._sw_local(exc)
+
+    def _sw_drained(self) -> None:
+        """After a pump: once nothing holds delivery, :meth:`end`'s callback."""
+        if self._sw_holds or self._sw_closing or self._sw_busy:
+            return  # a release pumps again, and comes back here
+        then, self._sw_ending = self._sw_ending, None
+        if then is not None:
+            then()
 
     def clear(self) -> bytes:
         """Drop and return every byte received but not yet delivered in a frame."""

@@ -110,8 +110,8 @@ class HTTPConnection(MachineProtocol):
     _congested: asyncio.Future[None] | None = None
     #: whether the client shut down its sending side (see :meth:`readConnectionLost`)
     client_done = False
-    #: the last work an output handed the framing to wait for (framing holds until done)
-    _awaited: Awaitable[Any] | None = None
+    #: the deadline of a half-closed connection's answers (see :meth:`readConnectionLost`)
+    _draining: Any = None
     _date: tuple[int, bytes] = (0, b"")
 
     def connectionMade(self) -> None:
@@ -140,10 +140,11 @@ class HTTPConnection(MachineProtocol):
             self.factory.cancel_on_disconnect,
         )
         keep_alive = keeps_alive(self.version, headers)
-        response = Response(self, self.version, self.method == b"HEAD", keep_alive)
+        method = self.method
+        response = Response(
+            self, self.version, method == b"HEAD", keep_alive, method == b"CONNECT"
+        )
         exchange = self.exchange = _Exchange(request, response, waits)
-        if self.client_done:
-            request.disconnect()  # a request the client sent before ending its stream
         self.body_size = 0
         if length == 0:
             body.finish()
@@ -172,9 +173,7 @@ class HTTPConnection(MachineProtocol):
             if not exchange.request.cancel_on_disconnect:
                 # the framing's wait is cancelled when the connection is lost: let that
                 # not cancel a handler that asked to be told of the loss instead
-                self._awaited = asyncio.shield(task)
-                return self._awaited
-            self._awaited = task
+                return asyncio.shield(task)
             return task  # _serve ends the exchange
         self._end_exchange()
         return None
@@ -182,10 +181,7 @@ class HTTPConnection(MachineProtocol):
     def feed_body(self, data: bytes) -> asyncio.Future[None] | None:
         """Body bytes for the handler; a future to wait on while it leaves too many
         unread."""
-        waiting = self.body.feed(data)
-        if waiting is not None:
-            self._awaited = waiting
-        return waiting
+        return self.body.feed(data)
 
     def _end_exchange(self) -> None:
         if self.closing:
@@ -293,48 +289,56 @@ class HTTPConnection(MachineProtocol):
                 self._congested = self._loop().create_future()
         else:
             self._release_writers()
-            if self.client_done:
-                self._close_when_answered()  # the requests held meanwhile were framed
 
     # -- the client's end of stream ------------------------------------------------------
 
     def readConnectionLost(self) -> None:
-        """The client shut down its sending side (a half-close: ``shutdown(SHUT_WR)``, or
-        a close: the two look the same until a write fails). Every complete request it
-        sent is still answered, in order; then the connection closes. A request cut
-        short by the end of the stream is dropped unanswered (as nginx does: the client
-        that sent it can no longer send the rest). Handlers that asked to be told of a
-        client gone (``cancel_on_disconnect`` false, as ASGI applications) are told now:
-        one waiting for the client to go (a long poll) may stop."""
+        """The client ended its stream: a close, or a half-close (``shutdown(SHUT_WR)``);
+        the two look the same until a write fails.
+
+        By default (:attr:`HTTPFactory.half_close` false) the client is gone, as nginx
+        and uvicorn take it: the connection closes once what was written is sent, a
+        handler still running is cancelled (or told, when it asked to be: ASGI's
+        ``http.disconnect``), requests pipelined behind it are dropped.
+
+        With ``half_close``, every complete request the client sent is answered, in
+        order (its handlers are not told of anything), then the connection closes; a
+        request the end cut short is dropped unanswered (its client can no longer send
+        the rest). :attr:`HTTPFactory.half_close_timeout` bounds it: answers not done by
+        then are abandoned as for a client gone. After a ``101``, the upgraded protocol
+        is told (its ``readConnectionLost``) or the connection closes."""
         if self.client_done or self.closing:
             return
         self.client_done = True
-        if self.exchange is not None:
-            self.exchange.request.disconnect()  # a handler waiting to be told may stop
+        if not self.factory.half_close:
+            self.close()
+            return
+        self._draining = self.callLater(self.factory.half_close_timeout, self._drain_expired)
+        engine = self.machine_engine
+        assert engine is not None
+        engine.end(self._answered)
+
+    def _answered(self) -> None:
+        """Every complete request of a half-closed client was answered."""
+        self._stop_draining()
+        if self.closing:
+            return
         if self.machine_state == "upgraded":
             inner = getattr(self.upgraded_to, "readConnectionLost", None)
             if inner is not None:
                 inner()
-            else:
-                self.close()
-            return
-        self._close_when_answered()
+                return
+        self.close()
 
-    def _close_when_answered(self, _: object = None) -> None:
-        """Close once nothing buffered can make another request: no work the framing
-        waits for (a handler answering a complete request, a body the handler has not
-        caught up with), no write congestion. Then what the framer holds, if anything,
-        is the start of a request that will never be complete."""
-        if self.closing or self.machine_state == "upgraded":
-            return
-        awaited, self._awaited = self._awaited, None
-        if awaited is not None:
-            # called back after the framing's own callback has resumed it (callbacks run
-            # in the order they were added, even on a future already done)
-            asyncio.ensure_future(awaited).add_done_callback(self._close_when_answered)
-            return
-        if self._congested is None:
-            self.close()
+    def _drain_expired(self) -> None:
+        self._draining = None
+        log.info("HTTP: a half-closed client's answers took too long; closing")
+        self.abort()
+
+    def _stop_draining(self) -> None:
+        draining, self._draining = self._draining, None
+        if draining is not None and draining.active():
+            draining.cancel()
 
     def _release_writers(self) -> None:
         waiting, self._congested = self._congested, None
@@ -399,6 +403,7 @@ class HTTPConnection(MachineProtocol):
         later writes, and stop it (cancel it, unless it asked to be told instead)."""
         self.closing = self.gone = True
         self._release_writers()
+        self._stop_draining()
         exchange = self.exchange
         if exchange is not None and exchange.task is not None and not exchange.task.done():
             request = exchange.request

@@ -237,11 +237,18 @@ class Response:
     :meth:`send` at once. Writes wait while the client is not reading."""
 
     def __init__(
-        self, connection: Connection, version: tuple[int, int], head: bool, keep_alive: bool
+        self,
+        connection: Connection,
+        version: tuple[int, int],
+        head: bool,
+        keep_alive: bool,
+        tunnel: bool = False,
     ) -> None:
         self._connection = connection
         self._version = version
         self._head_request = head
+        #: the request is a ``CONNECT``: a 2xx answer opens a tunnel, with no body framing
+        self._tunnel = tunnel
         #: whether the connection may carry another request after this response
         self.keep_alive = keep_alive
         self.status = 0
@@ -351,7 +358,15 @@ class Response:
         status = self.status
         fields = self._fields
         declared = [v for n, v in fields if n.lower() == b"content-length"]
-        if status < 200 or status in (204, 304):
+        if self._tunnel and 200 <= status < 300:
+            # RFC 9110 §9.3.6: a 2xx to CONNECT has no Content-Length or Transfer-Encoding;
+            # what follows it is the tunnel's, never another request (the connection
+            # closes after the response unless the handler upgraded it to a protocol)
+            self._framing = "close"
+            self.keep_alive = False
+            framing_fields = (b"content-length", b"transfer-encoding")
+            fields = [(n, v) for n, v in fields if n.lower() not in framing_fields]
+        elif status < 200 or status in (204, 304):
             self._framing = "none"
             fields = [(n, v) for n, v in fields if n.lower() != b"content-length"]
         elif declared:
@@ -372,6 +387,8 @@ class Response:
         if self.keep_alive:
             if self._version < (1, 1):
                 fields = [*fields, (b"Connection", b"keep-alive")]
+        elif self._framing == "close" and self._tunnel:
+            pass  # a tunnel: no Connection field either
         elif not any(n.lower() == b"connection" for n, _ in fields):
             fields = [*fields, (b"Connection", b"close")]
         fields = self._connection.response_fields() + fields

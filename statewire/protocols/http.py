@@ -447,6 +447,8 @@ class HTTPFactory(Factory):
         date: bool = True,
         eager: bool = True,
         cancel_on_disconnect: bool = True,
+        half_close: bool = False,
+        half_close_timeout: float = 30.0,
     ) -> None:
         self.handler = handler
         #: largest request body accepted (``413`` beyond, said before reading it)
@@ -462,6 +464,12 @@ class HTTPFactory(Factory):
         #: whether a handler is cancelled when its client goes away (false: it is told,
         #: see :attr:`Request.cancel_on_disconnect`)
         self.cancel_on_disconnect = cancel_on_disconnect
+        #: whether a client's end of stream is a half-close (every complete request it
+        #: sent is answered, then the connection closes) rather than the client gone
+        #: (the default, as nginx and uvicorn: see :meth:`HTTPServer.readConnectionLost`)
+        self.half_close = half_close
+        #: seconds a half-closed client's answers may take before they are abandoned
+        self.half_close_timeout = half_close_timeout
 
 
 __all__ = [

@@ -315,7 +315,13 @@ class Bridge(asyncio.Protocol):
         wrapped = self.transport
         if wrapped is None:
             return False
-        if wrapped.protocol is not None and not wrapped._held and wrapped._half_close():
+        if (
+            wrapped.protocol is not None
+            and not wrapped._held
+            and not wrapped.disconnecting
+            and wrapped._ssl_object() is None  # (over TLS asyncio ends the session anyway)
+            and wrapped._half_close()
+        ):
             return True  # the protocol closes our side when it is done
         wrapped.disconnecting = True
         return False  # close our side too, as Twisted does

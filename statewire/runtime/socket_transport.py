@@ -313,7 +313,8 @@ class SocketTransport(Connection, Watched):
         if self._read_ended:
             return
         try:
-            if self._half_close():
+            # (over TLS an end of stream ends the session: no half-close)
+            if self._tls is None and self._half_close():
                 return
         except Exception as exc:
             self._fail(exc)
