@@ -549,16 +549,18 @@ class Resp(Framing):
         except _Incomplete:
             return None
 
-    def _line(self, buf: bytes, i: int, end: int) -> tuple[bytes, int]:
+    def _line(self, buf: bytes, i: int, end: int, base: int) -> tuple[bytes, int]:
+        """The text of the line at ``buf[i]`` (just after its type byte) and the index
+        after its CRLF; a line too long is refused at its type byte's offset."""
         crlf = buf.find(CRLF, i, min(end, i + MAX_INLINE + 2))
         if crlf < 0:
-            if end - i > MAX_INLINE:
-                raise TooLongError("RESP line too long", limit=MAX_INLINE, offset=i)
+            if _over_inline(buf, i, end):
+                raise TooLongError("RESP line too long", limit=MAX_INLINE, offset=base + i - 1)
             raise _Incomplete
         return bytes(buf[i:crlf]), crlf + 2
 
     def _length(self, buf: bytes, i: int, end: int, base: int, limit: int) -> tuple[int, int]:
-        text, after = self._line(buf, i + 1, end)
+        text, after = self._line(buf, i + 1, end, base)
         size = parse_integer(text)
         if size is None or size < -1:
             raise MalformedError(f"bad RESP length {text!r}", offset=base + i)
@@ -621,7 +623,7 @@ class Resp(Framing):
             if blob[3:4] != b":":
                 raise MalformedError("a verbatim string starts with 'fmt:'", offset=base + i)
             return Verbatim(blob[:3], blob[4:]), after
-        text, after = self._line(buf, i + 1, end)
+        text, after = self._line(buf, i + 1, end, base)
         if tag == 0x2B:  # +
             return Simple(text), after
         if tag == 0x2D:  # -
@@ -643,13 +645,26 @@ class Resp(Framing):
         raise MalformedError(f"bad RESP value starting {bytes(buf[i : i + 1])!r}", offset=base + i)
 
 
+def _over_inline(buf: bytes | bytearray, i: int, end: int) -> bool:
+    """Whether the line starting at ``buf[i]``, with no CRLF in ``buf[i:end]``, is over
+    :data:`MAX_INLINE` already: a CR as the last of ``MAX_INLINE + 1`` bytes may still be
+    the end of a line of ``MAX_INLINE`` (its LF in the next read)."""
+    size = end - i
+    return size > MAX_INLINE + 1 or (size == MAX_INLINE + 1 and buf[end - 1] != 0x0D)
+
+
 class _Incomplete(Exception):
     """More bytes are needed (internal to :meth:`Resp.scan`)."""
 
 
 def _big(text: bytes) -> int | None:
     body = text[1:] if text[:1] == b"-" else text
-    return int(text) if body.isdigit() else None
+    if not body.isdigit():
+        return None
+    try:
+        return int(text)
+    except ValueError:  # past Python's digit limit for int(): refused as malformed
+        return None
 
 
 def _items(value: Any) -> tuple[Any, ...]:
@@ -869,6 +884,12 @@ class ReplyReader:
         while True:
             if i >= end:
                 return self._wait(i - start, 0, 0)
+            if len(stack) > self.max_depth:  # (where the grammar refuses it: this value)
+                raise TooLongError(
+                    f"RESP value nested deeper than {self.max_depth}",
+                    limit=self.max_depth,
+                    offset=base + i,
+                )
             tag = buf[i]
             if tag in _BLOBS or tag in _AGGREGATES:
                 cr = buf.find(CRLF, i + 1, i + _LENGTH_SPAN)
@@ -930,12 +951,6 @@ class ReplyReader:
                     else:
                         left = size * 2 + (tag == 0x7C) if tag in b"%|" else size
                         if left:
-                            if len(stack) >= self.max_depth:
-                                raise TooLongError(
-                                    f"RESP value nested deeper than {self.max_depth}",
-                                    limit=self.max_depth,
-                                    offset=base + i,
-                                )
                             stack.append([tag, [], left])
                             i = after
                             continue
@@ -944,7 +959,7 @@ class ReplyReader:
                 text_at = i + 1
                 cr = buf.find(CRLF, max(text_at, seen), min(end, text_at + MAX_INLINE + 2))
                 if cr < 0:
-                    if end - text_at > MAX_INLINE:
+                    if _over_inline(buf, text_at, end):
                         raise TooLongError("RESP line too long", limit=MAX_INLINE, offset=base + i)
                     # the CR may be the last byte: look from it next time
                     return self._wait(i - start, 0, max(end - 1, text_at) - start)
