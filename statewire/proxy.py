@@ -4,14 +4,31 @@ load balancer sees its clients' own addresses.
 Theory of operation
 -------------------
 :class:`ProxyProtocolFactory` wraps the factory of any protocol (declared or plain). Each
-connection first gets a :class:`HeaderReader`, which reads one PROXY header
-(:mod:`grammars.proxy`) and nothing more. Once the header is whole it asks the wrapped
-factory for the real protocol -- ``buildProtocol`` gets the client's address -- and
-connects it to a :class:`ProxiedTransport`: the real transport, except that ``getPeer()``
-and ``getHost()`` answer with the header's addresses (``LOCAL`` and ``UNKNOWN`` headers,
-and families other than TCP over IPv4/IPv6 and UNIX streams, keep the real ones). The
-bytes that came with the header in the same read, and every read after, go to that
-protocol unchanged and in order; the reader then only forwards.
+connection first gets a :class:`ProxiedTransport` as its protocol, which reads one PROXY
+header (:mod:`grammars.proxy`) and nothing more. Once the header is whole it asks the
+wrapped factory for the real protocol -- ``buildProtocol`` gets the client's address --
+and connects it to itself: from then on it is that protocol's transport, the real one
+except that ``getPeer()`` and ``getHost()`` answer with the header's addresses (``LOCAL``
+and ``UNKNOWN`` headers, and families other than TCP over IPv4/IPv6 and UNIX streams,
+keep the real ones). The bytes that came with the header in the same read, and every read
+after, go to that protocol unchanged and in order.
+
+Then it steps out of the way of the reads: on statewire's transports (whose ``protocol``
+is the protocol they deliver to) it makes the wrapped protocol the transport's own, so
+every later read, congestion signal and the connection's loss go to it directly; its
+writes go to the real transport's own ``write``. On other transports (Twisted's, test
+doubles) it stays the protocol and forwards those events.
+
+Cost: a header is paid for once per connection, so the common ones -- a v1 ``TCP4`` line,
+a v2 ``PROXY`` header of TCP over IPv4 or IPv6, with or without TLVs -- whole in the first
+read are read by :func:`quick_scan`: one regular expression, or one ``struct`` call and a
+walk over the TLVs (the CRC32C in C when ``google-crc32c`` is installed, the ``proxy``
+extra). It makes only the client's address; the :class:`~grammars.proxy.ProxyHeader`
+itself is made from the header's bytes if ``transport.header`` (or ``getHost()``) is ever
+asked for (:func:`read_header`). Everything else (a header cut across reads, ``LOCAL``,
+``UNKNOWN``, UNIX, IPv6 in v1, anything malformed) is read by :func:`grammars.proxy.scan`,
+which also words every refusal: :func:`quick_scan` answers as ``scan`` does, or not at
+all (tests/test_proxy_fast.py holds it to that).
 
 Trust: a PROXY header is a claim, believed because of who sends it. Enable this only on a
 port that nothing but the proxy can reach, or name the proxies (``trusted=``): a connection
@@ -27,25 +44,47 @@ complete within ``timeout`` seconds, a connection from an untrusted source.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import logging
 import os
+import re
+import socket
+import struct
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from grammars.errors import GrammarError
-from grammars.proxy import Command, Family, ProxyHeader, Transport, scan
-from statewire.address import Address, IPv4Address, IPv6Address, UNIXAddress
+from grammars import proxy as grammar
+from grammars.errors import GrammarError, MalformedError
+from grammars.proxy import (
+    PP2_TYPE_CRC32C,
+    PP2_TYPE_SSL,
+    PP2_TYPE_UNIQUE_ID,
+    SIGNATURE,
+    UNIQUE_ID_MAX,
+    V2_FIXED,
+    Command,
+    Family,
+    ProxyHeader,
+    Transport,
+    parse_ssl,
+    scan,
+)
+from statewire.address import Address, UNIXAddress, tcp4, tcp6
+from statewire.declarative import default_clock
 from statewire.error import Failure, connectionDone
-from statewire.protocol import Factory, Protocol
+from statewire.protocol import Factory
 
 __all__ = [
+    "CRC32C_IN_C",
     "Deadlines",
-    "HeaderReader",
     "ProxiedTransport",
     "ProxyProtocolFactory",
+    "crc32c",
     "header_address",
+    "quick_scan",
+    "read_header",
     "trusted_networks",
 ]
 
@@ -56,11 +95,184 @@ log = logging.getLogger("statewire")
 MAX_LENGTH = 2048
 #: seconds a connection has to send its whole header (the spec: at least 3)
 TIMEOUT = 5.0
+#: the hosts whose trust a factory remembers (then it forgets them all and starts again)
+VERDICTS = 1024
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # read once: an enum member looked up on its class costs more than the rest of the test
-_PROXY, _STREAM, _UNIX, _INET = Command.PROXY, Transport.STREAM, Family.UNIX, Family.INET
+_PROXY, _STREAM, _UNIX, _INET, _INET6 = (
+    Command.PROXY,
+    Transport.STREAM,
+    Family.UNIX,
+    Family.INET,
+    Family.INET6,
+)
+
+
+# -- CRC32C ---------------------------------------------------------------------------------
+
+
+def _c_crc32c() -> Callable[[bytes], int] | None:
+    """google-crc32c's CRC32C, if it is installed and built in C (its own fallback is
+    pure Python too, and slower than the grammar's table)."""
+    try:
+        module = importlib.import_module("google_crc32c")
+    except ImportError:
+        return None
+    if getattr(module, "implementation", None) != "c":
+        return None
+    value: Callable[[bytes], int] = module.value
+    return value
+
+
+# the CRC32C of bytes, called per header
+_crc32c: Callable[[bytes], int] = _c_crc32c() or grammar.crc32c
+#: whether :func:`crc32c` runs in C (``pip install statewire[proxy]``: google-crc32c)
+CRC32C_IN_C = _crc32c is not grammar.crc32c
+
+
+def crc32c(data: bytes | bytearray) -> int:
+    """The CRC32C of ``data``, as :func:`grammars.proxy.crc32c` computes it: in C when
+    google-crc32c is installed (a v2 header's check then costs well under a microsecond,
+    not some twenty), else by the grammar's pure-Python table."""
+    return _crc32c(data if type(data) is bytes else bytes(data))
+
+
+# -- the common headers, read fast ----------------------------------------------------------
+
+_new = tuple.__new__  # a named tuple made without its Python-level __new__
+_ntop = socket.inet_ntop
+_AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
+_ZERO_CRC = bytes(4)
+
+_OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = rb"((?:%s\.){3}%s)" % (_OCTET, _OCTET)
+_PORT = (
+    rb"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
+)
+# a v1 TCP4 line as the spec's strict reading takes it: dotted quads without leading
+# zeros (as inet_ntop writes them), ports 0-65535 without leading zeros, single spaces
+_V1_TCP4 = re.compile(rb"PROXY TCP4 %s %s %s %s\r\n" % (_IPV4, _IPV4, _PORT, _PORT))
+
+
+_v4 = tcp4
+_v6 = tcp6
+
+
+# the 16 fixed bytes of a v2 PROXY header of TCP without TLVs -> how to read its address
+# block: the source address and port, its address family, its address class, its size
+_V2_PLAIN: dict[bytes, tuple[struct.Struct, int, Callable[[str, int], Address], int]] = {
+    SIGNATURE + b"\x21\x11\x00\x0c": (struct.Struct("!16x4s4xH"), _AF_INET, _v4, V2_FIXED + 12),
+    SIGNATURE + b"\x21\x21\x00\x24": (struct.Struct("!16x16s16xH"), _AF_INET6, _v6, V2_FIXED + 36),
+}
+# v2's family/transport byte of TCP -> how to read its address block (whole, and the
+# source address and port alone from the header's start), its address family, its
+# family, its address class, its size
+_V2_TCP: dict[
+    int, tuple[struct.Struct, struct.Struct, int, Family, Callable[[str, int], Address], int]
+] = {
+    0x11: (struct.Struct("!4s4sHH"), struct.Struct("!16x4s4xH"), _AF_INET, _INET, _v4, 12),
+    0x21: (struct.Struct("!16s16sHH"), struct.Struct("!16x16s16xH"), _AF_INET6, _INET6, _v6, 36),
+}
+_V2_PROXY = 0x21  # version 2, command PROXY
+_U32 = struct.Struct("!I")
+
+
+def quick_scan(
+    data: bytes, max_length: int = grammar.V2_MAX_LENGTH
+) -> tuple[int, Address, bytes, int] | None:
+    """The common PROXY headers, whole at the start of ``data``, read fast: a v1 ``TCP4``
+    line, or a v2 ``PROXY`` header of TCP over IPv4 or IPv6 (any TLVs, checked as
+    :func:`~grammars.proxy.scan` checks them). Returns the header's version, the client's
+    address, the header's bytes (:func:`read_header` makes the
+    :class:`~grammars.proxy.ProxyHeader` of them, if it is ever asked for) and its length.
+
+    ``None`` for anything else: incomplete, malformed, over ``max_length`` or simply less
+    common; :func:`~grammars.proxy.scan` then decides, and says why it refuses. When this
+    answers, ``scan`` gives the same header and length.
+    """
+    plain = _V2_PLAIN.get(data[:16])
+    if plain is not None:
+        block, family, address, size = plain
+        if len(data) < size or size - V2_FIXED > max_length:
+            return None
+        source, port = block.unpack_from(data)
+        return 2, address(_ntop(family, source), port), data[:size], size
+    if data[:11] == b"PROXY TCP4 ":
+        match = _V1_TCP4.match(data)
+        if match is None:
+            return None
+        source, port = match.group(1, 3)
+        end = match.end()
+        return 1, _v4(source.decode(), int(port)), data[:end], end
+    if data[:12] == SIGNATURE and len(data) > 16 and data[12] == _V2_PROXY:
+        return _v2_tlvs(data, max_length)
+    return None
+
+
+def _v2_tlvs(data: bytes, max_length: int) -> tuple[int, Address, bytes, int] | None:
+    """A v2 PROXY header of TCP with TLVs (HAProxy's ``proxy-v2-options``, a cloud load
+    balancer's own TLVs), checked; ``None`` when it is anything else or a check fails."""
+    tcp = _V2_TCP.get(data[13])
+    if tcp is None:
+        return None
+    _, source_block, family, _, address, size = tcp
+    length = (data[14] << 8) | data[15]
+    total = V2_FIXED + length
+    if length > max_length or length < size or len(data) < total:
+        return None
+    header = data[:total]
+    at = V2_FIXED + size
+    while at < total:  # each turn consumes at least a TLV's 3-byte head
+        if at + 3 > total:
+            return None
+        tlv = header[at]
+        end = at + 3 + ((header[at + 1] << 8) | header[at + 2])
+        if end > total:
+            return None
+        if tlv == PP2_TYPE_CRC32C:
+            if end - at != 7:
+                return None
+            sealed = header[: at + 3] + _ZERO_CRC + header[end:]
+            if _crc32c(sealed) != _U32.unpack_from(header, at + 3)[0]:
+                return None
+        elif tlv == PP2_TYPE_UNIQUE_ID:
+            if end - at - 3 > UNIQUE_ID_MAX:
+                return None
+        elif tlv == PP2_TYPE_SSL:
+            try:
+                parse_ssl(header[at + 3 : end])
+            except MalformedError:
+                return None
+        at = end
+    source, port = source_block.unpack_from(header)
+    return 2, address(_ntop(family, source), port), header, total
+
+
+def read_header(raw: bytes) -> ProxyHeader:
+    """The :class:`~grammars.proxy.ProxyHeader` of ``raw``, a whole header that
+    :func:`quick_scan` (or :func:`~grammars.proxy.scan`) read and checked already: made
+    when asked, its CRC32C not checked again."""
+    tcp = _V2_TCP.get(raw[13]) if raw[:12] == SIGNATURE else None
+    if tcp is None:  # a v1 line, read by scan's own one-expression reading
+        found = scan(raw)
+        if found is None:
+            raise ValueError(f"not a whole PROXY header: {raw!r}")
+        return found[0]
+    block, _, family, kind, _, size = tcp
+    source, destination, source_port, destination_port = block.unpack_from(raw, V2_FIXED)
+    tlvs = []
+    at, total = V2_FIXED + size, len(raw)
+    while at < total:  # checked already: every TLV ends inside the header
+        end = at + 3 + ((raw[at + 1] << 8) | raw[at + 2])
+        tlvs.append((raw[at], raw[at + 3 : end]))
+        at = end
+    return _new(
+        ProxyHeader,
+        (2, _PROXY, kind, _STREAM, _ntop(family, source), _ntop(family, destination),
+         source_port, destination_port, tuple(tlvs)),
+    )  # fmt: skip
 
 
 def header_address(header: ProxyHeader, source: bool = True) -> Address | None:
@@ -72,7 +284,7 @@ def header_address(header: ProxyHeader, source: bool = True) -> Address | None:
         return None
     address, port = (src, sport) if source else (dst, dport)
     if type(address) is str:
-        return (IPv4Address if family is _INET else IPv6Address)("TCP", address, port or 0)
+        return (_v4 if family is _INET else _v6)(address, port or 0)
     if type(address) is bytes and family is _UNIX:
         return UNIXAddress(os.fsdecode(address) or None)
     return None
@@ -98,126 +310,89 @@ def _forwarded(name: str) -> Any:
 
 
 class ProxiedTransport:
-    """The transport a wrapped protocol writes to: the real one, whose ``getPeer()`` and
-    ``getHost()`` are the PROXY header's addresses.
+    """One connection behind a proxy, in two roles, one after the other.
 
-    Every other attribute is the real transport's to read; the ones protocols set on
-    statewire's transports (``on_closing``, ``close_timeout``, ``write_timeout``) are set
-    on it too, and setting any other raises ``AttributeError``. ``header`` is the PROXY
-    header (its TLVs: ``header.tlv(PP2_TYPE_UNIQUE_ID)``, ``header.ssl()``); ``proxy`` is
-    the address of the proxy that sent it (the real peer).
+    First it is the connection's protocol: it reads the PROXY header and nothing more
+    (``dataReceived``), refusing what is not one. Once the header is whole it builds the
+    wrapped protocol and becomes that protocol's transport: the real one, whose
+    ``getPeer()`` and ``getHost()`` are the header's addresses. (One object for both: a
+    connection pays for one, not for a reader and a transport.)
+
+    As a transport, every other attribute is the real transport's to read; the ones
+    protocols set on statewire's transports (``on_closing``, ``close_timeout``,
+    ``write_timeout``) are set on it too, and setting any other raises
+    ``AttributeError``. ``header`` is the PROXY header (its TLVs:
+    ``header.tlv(PP2_TYPE_UNIQUE_ID)``, ``header.ssl()``); ``proxy`` is the address of the
+    proxy that sent it (the real peer); ``wrapped`` the wrapped protocol.
     """
 
-    __slots__ = ("_peer", "_reader", "_transport", "header", "write", "writeSequence")
-    #: bound to the real transport's own methods on first use: no forwarding per write
-    _bound = frozenset({"write", "writeSequence"})
-
-    def __init__(
-        self,
-        transport: Any,
-        peer: Address,
-        header: ProxyHeader,
-        reader: HeaderReader,
-    ) -> None:
-        self._transport = transport
-        self._peer = peer
-        self._reader = reader
-        #: the PROXY header the connection started with
-        self.header = header
-
-    @property
-    def proxy(self) -> Address:
-        """The real peer: the proxy that sent the header."""
-        peer: Address = self._transport.getPeer()
-        return peer
-
-    def getPeer(self) -> Address:
-        """The client's address, as the PROXY header gave it."""
-        peer: Address = self._peer
-        return peer
-
-    def getHost(self) -> Address:
-        """The address the client connected to, as the PROXY header gave it (made when
-        asked: few protocols do)."""
-        host: Address = header_address(self.header, False) or self._transport.getHost()
-        return host
-
-    def pauseProducing(self) -> None:
-        """Stop reading from the peer (bytes that came with the header wait too)."""
-        self._reader.paused = True
-        self._transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        """Read from the peer again; the bytes that came with the header come first."""
-        self._reader.paused = False
-        if self._reader.pending:
-            self._reader.schedule_pending()  # it resumes the transport once delivered
-        else:
-            self._transport.resumeProducing()
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._transport, name)
-        if name in self._bound:
-            object.__setattr__(self, name, value)
-        return value
-
-    on_closing = _forwarded("on_closing")
-    close_timeout = _forwarded("close_timeout")
-    write_timeout = _forwarded("write_timeout")
-
-    def __repr__(self) -> str:
-        return f"<ProxiedTransport {_describe(self._peer)} via {_describe(self.proxy)}>"
-
-    def __dir__(self) -> list[str]:
-        return sorted({*super().__dir__(), *dir(self._transport)})
-
-
-class HeaderReader(Protocol):
-    """A connection's first protocol: reads the PROXY header, then connects the wrapped
-    protocol and forwards every later event to it."""
-
-    #: the wrapped protocol once connected
-    wrapped: Any = None
-    #: bytes read with the header, held while the wrapped protocol paused reading
-    pending = b""
-    #: whether the wrapped protocol paused reading
-    paused = False
-    # the header's first pieces, when it came in more than one read
-    _buffer: bytearray | None = None
-    # refused, or lost before the header was whole: nothing more to do
-    _done = False
-    # the generation of header deadlines this connection is in, while it waits
-    _generation: set[HeaderReader] | None = None
+    __slots__ = (
+        "_buffer",
+        "_done",
+        "_factory",
+        "_generation",
+        "_header",
+        "_paused",
+        "_peer",
+        "_pending",
+        "_transport",
+        "connected",
+        "wrapped",
+        "write",
+    )
 
     def __init__(self, factory: ProxyProtocolFactory) -> None:
-        self.factory = factory
+        self._factory = factory
+        #: the wrapped protocol, once the header is read
+        self.wrapped: Any = None
+        #: 1 while connected (as a protocol's)
+        self.connected = 0
+        # the header's first pieces, when it came in more than one read
+        self._buffer: bytearray | None = None
+        # refused, or lost before the header was whole: nothing more to do
+        self._done = False
+        # the generation of header deadlines this connection is in, while it waits
+        self._generation: set[ProxiedTransport] | None = None
+        # bytes read with the header, held while the wrapped protocol paused reading
+        self._pending = b""
+        self._paused = False
 
-    # -- before the header ------------------------------------------------------------------
+    # -- the first role: the protocol that reads the header -------------------------------
 
-    def connectionMade(self) -> None:
-        """Start the header's clock."""
-        deadlines = self.factory.deadlines
+    def makeConnection(self, transport: Any) -> None:
+        """Attach the real transport and start the header's clock."""
+        self.connected = 1
+        self._transport = transport
+        deadlines = self._factory.deadlines
         if deadlines is not None:
-            self._generation = deadlines.add(self, self.factory.clock_for(self.transport))
+            self._generation = deadlines.add(self, transport)
 
     def dataReceived(self, data: bytes) -> None:
         """Read the header; once connected, hand ``data`` to the wrapped protocol."""
         wrapped = self.wrapped
-        if wrapped is not None:
-            if self.pending:
-                self.pending += data  # order: what came first is delivered first
+        if wrapped is not None:  # a transport that still delivers here: see _connect
+            if self._pending:
+                self._pending += data  # order: what came first is delivered first
             else:
                 wrapped.dataReceived(data)
             return
         if self._done:
             return
-        seen: bytes | bytearray = data
+        factory = self._factory
         buffer = self._buffer
-        if buffer is not None:  # the header came in pieces: gather them (one header at most)
+        if buffer is None:  # the first read: most often the whole header, and more
+            quick = quick_scan(data, factory.max_length) if type(data) is bytes else None
+            if quick is not None:
+                version, peer, raw, size = quick
+                if factory.accepts[version]:
+                    self._connect(peer, raw, data[size:])
+                    return
+            seen: bytes | bytearray = data
+        else:  # the header came in pieces: gather them (one header at most)
             buffer += data
             seen = buffer
         try:
-            found = scan(seen, self.factory.max_length)
+            found = scan(seen, factory.max_length)
         except GrammarError as error:
             self.refuse(str(error))
             return
@@ -226,21 +401,21 @@ class HeaderReader(Protocol):
                 self._buffer = bytearray(data)
             return
         header, size = found
-        if not self.factory.accepts[header.version]:
+        if not factory.accepts[header.version]:
             self.refuse(
                 f"a PROXY v{header.version} header; this port takes "
-                f"{' or '.join(self.factory.versions)}"
+                f"{' or '.join(factory.versions)}"
             )
             return
         self._buffer = None
-        self._connect(header, bytes(seen[size:]))
+        self._connect(header_address(header), header, bytes(seen[size:]))
 
     def timed_out(self) -> None:
         """The header's time is up: refuse the connection if it is still waiting for it."""
         if self.wrapped is None and not self._done:
             seen = len(self._buffer or b"")
             self.refuse(
-                f"no complete PROXY header within {self.factory.timeout} s ({seen} bytes read)"
+                f"no complete PROXY header within {self._factory.timeout} s ({seen} bytes read)"
             )
 
     def refuse(self, why: str) -> None:
@@ -251,9 +426,9 @@ class HeaderReader(Protocol):
         self._buffer = None
         self._untime()
         log.info(
-            "PROXY header refused from %s: %s; closing", _describe(self.transport.getPeer()), why
+            "PROXY header refused from %s: %s; closing", _describe(self._transport.getPeer()), why
         )
-        self.transport.loseConnection()
+        self._transport.loseConnection()
 
     def _untime(self) -> None:
         generation = self._generation
@@ -261,58 +436,124 @@ class HeaderReader(Protocol):
             generation.discard(self)
             self._generation = None
 
-    def _connect(self, header: ProxyHeader, rest: bytes) -> None:
-        self._untime()
-        transport = self.transport
-        peer = header_address(header) or transport.getPeer()
-        protocol = self.factory.wrapped.buildProtocol(peer)
+    def _connect(self, peer: Address | None, header: ProxyHeader | bytes, rest: bytes) -> None:
+        """Build and connect the wrapped protocol (``peer``: the client's address, ``None``
+        to keep the real one; ``header``: the header, or its bytes to read when asked) and
+        give it ``rest``, the bytes read after the header."""
+        if self._generation is not None:
+            self._untime()
+        transport = self._transport
+        if peer is None:
+            peer = transport.getPeer()
+        protocol = self._factory.wrapped.buildProtocol(peer)
         if protocol is None:
             self._done = True
             transport.loseConnection()
             return
         self.wrapped = protocol
-        protocol.makeConnection(ProxiedTransport(transport, peer, header, self))
+        self._peer = peer
+        self._header = header
+        #: the real transport's own: nothing in between on the path of every write
+        self.write = transport.write
+        if getattr(transport, "protocol", None) is self:
+            # statewire's transports deliver to their ``protocol``: from now on, straight
+            # to the wrapped one (reads, congestion, the loss), nothing in between
+            transport.protocol = protocol
+        protocol.makeConnection(self)
         if rest and not getattr(transport, "disconnecting", False):
-            if self.paused:
-                self.pending = rest
+            if self._paused:
+                self._pending = rest
             else:
                 protocol.dataReceived(rest)
 
-    # -- bytes read with the header, held across a pause ----------------------------------
-
-    def schedule_pending(self) -> None:
-        """Deliver the held bytes on the next turn of the clock (not from inside the
-        wrapped protocol's own ``resumeProducing`` call), then resume reading."""
-        self.factory.clock_for(self.transport).callLater(0, self._deliver_pending)
-
-    def _deliver_pending(self) -> None:
-        if self.paused or self.wrapped is None or not self.pending:
-            return
-        if getattr(self.transport, "disconnecting", False):
-            self.pending = b""
-            return
-        data, self.pending = self.pending, b""
-        self.wrapped.dataReceived(data)
-        if not self.paused and not self.pending:
-            self.transport.resumeProducing()
-
-    # -- forwarded ----------------------------------------------------------------------
-
     def transportCongested(self, congested: bool) -> None:
-        """Forwarded to the wrapped protocol, if it listens."""
+        """Forwarded to the wrapped protocol, if it listens (while the transport still
+        delivers here)."""
         hook = getattr(self.wrapped, "transportCongested", None)
         if hook is not None:
             hook(congested)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Forwarded to the wrapped protocol, if it was connected."""
+        """Forwarded to the wrapped protocol, if it was connected (while the transport
+        still delivers here)."""
+        self.connected = 0
         self._done = True
         self._buffer = None
-        self.pending = b""
+        self._pending = b""
         self._untime()
         wrapped = self.wrapped
         if wrapped is not None:
             wrapped.connectionLost(reason)
+
+    # -- the second role: the wrapped protocol's transport ---------------------------------
+
+    @property
+    def header(self) -> ProxyHeader:
+        """The PROXY header the connection started with."""
+        header = self._header
+        if isinstance(header, bytes):  # read and checked by quick_scan: made when asked
+            header = self._header = read_header(header)
+        return header
+
+    @property
+    def proxy(self) -> Address:
+        """The real peer: the proxy that sent the header."""
+        peer: Address = self._transport.getPeer()
+        return peer
+
+    def getPeer(self) -> Address:
+        """The client's address, as the PROXY header gave it."""
+        return self._peer
+
+    def getHost(self) -> Address:
+        """The address the client connected to, as the PROXY header gave it (made when
+        asked: few protocols do)."""
+        host: Address = header_address(self.header, False) or self._transport.getHost()
+        return host
+
+    def pauseProducing(self) -> None:
+        """Stop reading from the peer (bytes that came with the header wait too)."""
+        self._paused = True
+        self._transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """Read from the peer again; the bytes that came with the header come first."""
+        self._paused = False
+        if self._pending:
+            # on the next turn of the clock, not from inside the protocol's own call
+            clock = self._factory.clock_for(self._transport)
+            clock.callLater(0, self._deliver_pending)
+        else:
+            self._transport.resumeProducing()
+
+    def _deliver_pending(self) -> None:
+        if self._paused or not self._pending:
+            return
+        if getattr(self._transport, "disconnecting", False):
+            self._pending = b""
+            return
+        data, self._pending = self._pending, b""
+        self.wrapped.dataReceived(data)
+        if not self._paused and not self._pending:
+            self._transport.resumeProducing()
+
+    def __getattr__(self, name: str) -> Any:
+        if name[0] == "_":  # its own, not set yet (or a special name): not forwarded
+            raise AttributeError(name)
+        return getattr(self._transport, name)
+
+    on_closing = _forwarded("on_closing")
+    close_timeout = _forwarded("close_timeout")
+    write_timeout = _forwarded("write_timeout")
+
+    def __repr__(self) -> str:
+        if self.wrapped is None:
+            return "<ProxiedTransport reading a PROXY header>"
+        return f"<ProxiedTransport {_describe(self._peer)} via {_describe(self.proxy)}>"
+
+    def __dir__(self) -> list[str]:
+        transport = getattr(self, "_transport", None)
+        return sorted({*super().__dir__(), *(dir(transport) if transport is not None else ())})
 
 
 class Deadlines:
@@ -322,7 +563,7 @@ class Deadlines:
     every half timeout while connections wait, refuses the oldest generation's waiting
     ones and starts a new generation. So a header has at least ``timeout`` and at most
     1.5 x ``timeout`` seconds, and a connection costs a set's add and discard: no timer
-    set and cancelled, not even a clock read. A reader leaves its generation as soon as
+    set and cancelled, not even a clock read. A connection leaves its generation as soon as
     its header is read or its connection ends, so nothing is held past its time.
     """
 
@@ -332,18 +573,22 @@ class Deadlines:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._period = timeout / 2
-        self._generations: deque[set[HeaderReader]] = deque(set() for _ in range(self.GENERATIONS))
+        self._generations: deque[set[ProxiedTransport]] = deque(
+            set() for _ in range(self.GENERATIONS)
+        )
         self._clock: Any = None
         self._timer: Any = None
 
-    def add(self, reader: HeaderReader, clock: Any) -> set[HeaderReader]:
-        """Time ``reader``'s header from now on ``clock`` (the first clock given is kept:
-        a factory serves one reactor); the generation it is in, to leave it when done."""
+    def add(self, reader: ProxiedTransport, transport: Any) -> set[ProxiedTransport]:
+        """Time ``reader``'s header from now; the generation it is in, to leave it when
+        done. The timer runs on the factory's clock for the connection's ``transport``,
+        looked up only when the timer must start (the first clock is kept: a factory
+        serves one reactor)."""
         generation = self._generations[-1]
         generation.add(reader)
         if self._timer is None:
             if self._clock is None:
-                self._clock = clock
+                self._clock = reader._factory.clock_for(transport)
             self._timer = self._clock.callLater(self._period, self._tick)
         return generation
 
@@ -423,6 +668,8 @@ class ProxyProtocolFactory(Factory):
         self.noisy = getattr(wrapped, "noisy", True)
         self.trust_unix = False
         self.trusted: tuple[Network, ...] | None = None
+        # is_trusted's answers by host (at most VERDICTS), and the networks they are for
+        self._verdicts: tuple[tuple[Network, ...] | None, dict[str, bool]] = (None, {})
         if trusted is not None:
             self.trust_unix, self.trusted = trusted_networks(trusted)
 
@@ -435,33 +682,50 @@ class ProxyProtocolFactory(Factory):
         self.wrapped.doStop()
 
     def clock_for(self, transport: Any) -> Any:
-        """The clock of a connection's timers: :attr:`clock`, else its reactor."""
+        """The clock of a connection's timers: :attr:`clock`, else its reactor, else the
+        default clock of declared protocols (:func:`statewire.declarative.default_clock`:
+        layer 4 never imports the reactor)."""
         clock = self.clock
         if clock is None:
             clock = getattr(transport, "reactor", None)
             if clock is None:
-                from statewire import reactor as clock
+                clock = default_clock()
         return clock
 
     def is_trusted(self, address: Address | None) -> bool:
         """Whether a connection from ``address`` may send a PROXY header."""
-        if self.trusted is None:
+        trusted = self.trusted
+        if trusted is None:
             return True
         if isinstance(address, UNIXAddress):
             return self.trust_unix
-        try:
-            ip = ipaddress.ip_address(str(getattr(address, "host", "")).split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # a dual-stack socket's IPv4 peer
-        return any(ip in network for network in self.trusted)
+        host = str(getattr(address, "host", ""))
+        # the answer depends on the host alone, and the proxies are few: remembered, as
+        # reading the address and matching the networks costs microseconds a connection
+        verdicts = self._verdicts
+        if verdicts[0] is not trusted:  # new networks: what was decided no longer holds
+            verdicts = self._verdicts = (trusted, {})
+        known = verdicts[1].get(host)
+        if known is None:
+            try:
+                ip = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                known = False
+            else:
+                if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                    ip = ip.ipv4_mapped  # a dual-stack socket's IPv4 peer
+                known = any(ip in network for network in trusted)
+            if len(verdicts[1]) >= VERDICTS:  # bounded, whoever connects
+                verdicts[1].clear()
+            verdicts[1][host] = known
+        return known
 
     def buildProtocol(self, addr: Address) -> Any:
-        """A :class:`HeaderReader` for a trusted peer; for another, nothing (the connection
-        is closed) or, when not ``required``, the wrapped protocol itself."""
-        if self.is_trusted(addr):
-            return HeaderReader(self)
+        """A :class:`ProxiedTransport` (reading the header) for a trusted peer; for
+        another, nothing (the connection is closed) or, when not ``required``, the wrapped
+        protocol itself."""
+        if self.trusted is None or self.is_trusted(addr):
+            return ProxiedTransport(self)
         if self.required:
             log.info("PROXY header refused from %s: not a trusted proxy; closing", _describe(addr))
             return None

@@ -83,11 +83,14 @@ class Recorders(Factory):
 class Memory:
     """One connection through a :class:`ProxyProtocolFactory`, in memory."""
 
+    #: the in-memory transport's class
+    transport_kind: type[StringTransport] = StringTransport
+
     def __init__(self, peer: Address = REAL_PEER, **options: Any) -> None:
         self.clock = Clock()
         self.inner = Recorders(options.pop("kind", Recorder))
         self.factory = ProxyProtocolFactory(self.inner, clock=self.clock, **options)
-        self.transport = StringTransport(peer=peer, host=REAL_HOST)
+        self.transport = self.transport_kind(peer=peer, host=REAL_HOST)
         self.protocol = self.factory.buildProtocol(peer)
         if self.protocol is not None:
             self.protocol.makeConnection(self.transport)
