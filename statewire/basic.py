@@ -127,10 +127,8 @@ class _Receiver(MachineProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         """Frame ``data`` (after taking in a changed delimiter or limit)."""
-        engine = self.machine_engine
-        assert engine is not None
-        engine.refresh()
-        engine.receive(data)
+        self.refresh_framing()
+        super().dataReceived(data)
 
     def pauseProducing(self) -> None:
         """Stop delivering (after the current frame) and stop reading."""

@@ -149,9 +149,11 @@ class MachineProtocol(Protocol):
     #: the :class:`~statewire.machine.Host` the connections' engines are made with (named
     #: so as not to clash with the ``host`` a Twisted client often keeps)
     machine_host: ClassVar[ProtocolHost]
-    #: the connection's engine (layer 3): its machine, framer, holds and timer; made by
-    #: :meth:`makeConnection` (``None`` before)
-    machine_engine: Engine | None = None
+    #: the connection's engine, once made (see :attr:`machine_engine`)
+    _sw_eng: Engine | None = None
+    #: between makeConnection and connectionLost; and whether close() stopped the input
+    _sw_open = False
+    _sw_input_closed = False
     #: seconds a closing connection (``close()``, a timeout's close...) with unsent data
     #: may wait for the peer to take it before it is aborted; ``None`` waits for ever.
     #: 30 s, as statewire's transports by default
@@ -218,21 +220,58 @@ class MachineProtocol(Protocol):
         plan = Plan.of(type(self))
         if plan is None:
             raise TypeError(f"{type(self).__name__} declares no machine")
-        if self.machine_engine is not None:  # connected again: the old engine acts no more
-            self.machine_engine.retire()
+        old, self._sw_eng = self._sw_eng, None
+        if old is not None:  # connected again: the old engine acts no more
+            old.retire()
         self.transport = transport  # the initial state's timeout may need its reactor
-        self.machine_engine = engine = Engine(plan, self, self.machine_host)
-        engine.start()
+        self._sw_open = True
+        self._sw_input_closed = False
+        if Engine.needed_from_start(plan):
+            self._sw_engine_now()
         if hasattr(transport, "on_closing"):
-            transport.on_closing = engine.close_input
+            transport.on_closing = self._sw_close_input
         if hasattr(transport, "write_timeout"):  # statewire's own transports
             transport.close_timeout = self.close_timeout
             transport.write_timeout = self.write_timeout
         super().makeConnection(transport)
 
+    @property
+    def machine_engine(self) -> Engine | None:
+        """The connection's engine (layer 3): its machine, framer, holds and timer.
+
+        Made by :meth:`makeConnection` when the protocol needs it from the start (a state
+        timeout, a ``lost`` input, an observer registered), else when first needed (the
+        first read, :attr:`inputs`, :attr:`machine_state`...): an idle connection of a
+        protocol without them holds no engine and no machine. ``None`` before
+        ``makeConnection``, and after ``connectionLost`` if it was never needed."""
+        engine = self._sw_eng
+        if engine is None and self._sw_open:
+            engine = self._sw_engine_now()
+        return engine
+
+    def _sw_engine_now(self) -> Engine:
+        plan = Plan.of(type(self))
+        assert plan is not None
+        self._sw_eng = engine = Engine(plan, self, self.machine_host)
+        engine.start()
+        if self._sw_input_closed:
+            engine.close_input()
+        return engine
+
+    def _sw_close_input(self) -> None:
+        """The connection is closing: frames already buffered are not delivered."""
+        self._sw_input_closed = True
+        if self._sw_eng is not None:
+            self._sw_eng.close_input()
+
     def dataReceived(self, data: bytes) -> None:
         """Frame ``data`` with the current state's grammar and run the inputs it makes."""
-        self.machine_engine.receive(data)  # type: ignore[union-attr]
+        engine = self._sw_eng
+        if engine is None:
+            engine = self.machine_engine
+            if engine is None:
+                return  # not connected
+        engine.receive(data)
 
     def transportCongested(self, congested: bool) -> None:
         """The transport's unsent data passed its high-water mark: hold the frames after
@@ -251,8 +290,9 @@ class MachineProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Cancel the state timeout and deliver the ``lost`` input. Subclasses that
         override this should call it."""
-        if self.machine_engine is not None:
-            self.machine_engine.lost(reason)
+        self._sw_open = False
+        if self._sw_eng is not None:
+            self._sw_eng.lost(reason)
 
     # -- outputs -------------------------------------------------------------------------
 
@@ -274,20 +314,26 @@ class MachineProtocol(Protocol):
         """The machine driving this connection, to feed it an event that is not a frame
         (``self.inputs.admitted()``): its inputs are the input protocol's methods. Called
         from inside a transition, the input runs when that transition is done."""
-        return None if self.machine_engine is None else self.machine_engine.machine
+        engine = self.machine_engine
+        return None if engine is None else engine.machine
 
     @property
     def machine_state(self) -> str:
         """The name of the machine's current state (not ``state``: Twisted protocols often
         keep a ``state`` attribute of their own)."""
-        return self.machine_engine.state  # type: ignore[union-attr]
+        engine = self.machine_engine
+        if engine is None:  # never needed: the machine never left its initial state
+            plan = Plan.of(type(self))
+            assert plan is not None
+            return plan.style.name_of(plan.style.initial)
+        return engine.state
 
     def refresh_framing(self) -> None:
         """Frame what follows with the current state's framing as it evaluates now: for a
         framing computed from state data or attributes that a loop changed (a state that
         reads a body in bounded pieces, counting down what is left)."""
-        if self.machine_engine is not None:
-            self.machine_engine.refresh()
+        if self._sw_eng is not None:  # (else it is made with the framing as it is then)
+            self._sw_eng.refresh()
 
     def discard_input(self) -> bytes:
         """Drop and return every byte received but not yet delivered in a frame.
@@ -295,18 +341,16 @@ class MachineProtocol(Protocol):
         For a switch that must not act on what the peer sent ahead of it: after
         ``STARTTLS`` (RFC 3207), plaintext pipelined behind the command in the same read is
         discarded, never executed once the handshake is done (the CVE-2011-0411 class)."""
-        return b"" if self.machine_engine is None else self.machine_engine.clear()
+        return b"" if self._sw_eng is None else self._sw_eng.clear()
 
     def close(self) -> None:
         """Close the connection once what was sent is flushed; no more frames are read."""
-        if self.machine_engine is not None:
-            self.machine_engine.close_input()
+        self._sw_close_input()
         self.transport.loseConnection()
 
     def abort(self) -> None:
         """Close the connection at once, dropping unsent data."""
-        if self.machine_engine is not None:
-            self.machine_engine.close_input()
+        self._sw_close_input()
         self.transport.abortConnection()
 
     # -- clock ---------------------------------------------------------------------------

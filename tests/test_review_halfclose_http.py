@@ -334,7 +334,8 @@ async def slow(request, response):
     await asyncio.sleep(0.02)
     await response.send(200, [], b"slow " + request.target)
 
-port = reactor.listenTCP(0, adapt(HTTPFactory(slow, date=False, half_close=True)), interface="127.0.0.1")
+factory = adapt(HTTPFactory(slow, date=False, half_close=True))
+port = reactor.listenTCP(0, factory, interface="127.0.0.1")
 print("port", port.getHost().port, flush=True)
 reactor.callLater(60, reactor.stop)
 reactor.run()

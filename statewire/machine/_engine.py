@@ -206,6 +206,14 @@ class Engine(Dispatch, Timers):
         self._sw_holds = _NO_HOLDS
         self._sw_timers()
 
+    @staticmethod
+    def needed_from_start(plan: Plan) -> bool:
+        """Whether a connection of ``plan`` needs its engine from its start: a state
+        timeout to arm, a ``lost`` input to deliver, observers to tell. Else the host may
+        make the engine when first needed (the first bytes): an idle connection then
+        holds no engine and no machine."""
+        return bool(plan.timeouts) or plan.lost is not None or bool(observers())
+
     # -- what the host and the protocol read ---------------------------------------------
 
     @property
