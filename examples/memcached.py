@@ -12,7 +12,9 @@ sessions the tests replay against a real ``memcached`` see memcached's replies.
     flush_all version verbosity stats quit mg ms md ma mn me
 
 The meta commands take memcached's common flags, with its recache protocol (``mg N`` and
-``R``, ``md I``, ``ms I``: the ``W``, ``Z`` and ``X`` flags) and base64 keys (``b``).
+``R``, ``md I``, ``ms I``: the ``W``, ``Z`` and ``X`` flags), base64 keys (``b``), and
+``mg h`` and ``l`` (fetched before; seconds since the last access), which the server
+records on the very item :meth:`LRUStore.get` returns.
 
 python examples/memcached.py --port 11311 [--memory 64]
 statewire serve examples/memcached.py:factory --listen tcp:11311:interface=127.0.0.1

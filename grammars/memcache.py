@@ -38,14 +38,26 @@ from grammars.line import Line
 MAX_COMMAND = 2048
 #: longest key memcached accepts
 MAX_KEY = 250
+#: largest data block memcached reads the length of (its ``INT_MAX - 2``); a larger one is
+#: a bad command line, its block then read as commands
+MAX_DATA = (1 << 31) - 3
 
 STORAGE = frozenset({b"set", b"add", b"replace", b"append", b"prepend", b"cas"})
 RETRIEVAL = frozenset({b"get", b"gets", b"gat", b"gats"})
 ARITHMETIC = frozenset({b"incr", b"decr"})
 META = frozenset({b"mg", b"ms", b"md", b"ma", b"mn", b"me"})
-#: the letters memcached 1.6 takes as meta flags; what their tokens mean (and whether one
-#: is needed) is the server's business, not the line's
-META_FLAGS = frozenset(bytes([letter]) for letter in b"bcfhklqstuvCDEFIJLMNOPRST")
+_FLAG_LETTERS = frozenset(bytes([letter]) for letter in b"bcfhklqstuvCDFIJLMNOPRT")
+#: the letters memcached 1.6.18 takes as flags, by meta command (probed letter by letter:
+#: one parser serves them all, so each takes every letter, ``I`` in ``mg`` as ``D`` in
+#: ``md``, and refuses the others, ``E`` and ``S`` among them; ``me`` reads none of its
+#: words, ``mn`` none at all). What a token means, and whether one is needed, is the
+#: server's business, not the line's.
+META_FLAGS: dict[bytes, frozenset[bytes]] = {
+    name: _FLAG_LETTERS for name in (b"mg", b"ms", b"md", b"ma")
+}
+#: most words memcached reads on a meta line (its ``MFLAG_MAX_OPT_LENGTH`` tokens, the
+#: command and the end of line among them)
+MAX_META_WORDS = 19
 #: commands of a word or a few that take no key
 SIMPLE = frozenset({b"flush_all", b"version", b"verbosity", b"stats", b"quit"})
 
@@ -222,6 +234,13 @@ def _number(word: bytes, bits: int, signed: bool = False, reply: bytes | None = 
     return value
 
 
+def _size(word: bytes) -> int:
+    size = _number(word, 31)
+    if size > MAX_DATA:
+        raise BadCommandLine(f"a data block of {size} bytes (at most {MAX_DATA})")
+    return size
+
+
 def _tail(words: list[bytes], fixed: int, most: int) -> bool:
     """Whether ``noreply`` follows the ``fixed`` words; memcached ignores any other word
     there, and answers ``ERROR`` to lines of fewer than ``fixed`` or more than ``most``."""
@@ -256,7 +275,7 @@ def _parse(words: list[bytes]) -> Command:
         fixed = 6 if name == b"cas" else 5
         noreply = _tail(words, fixed, fixed + 1)
         key, flags = _key(words[1]), _number(words[2], 32)
-        exptime, size = _number(words[3], 64, signed=True), _number(words[4], 31)
+        exptime, size = _number(words[3], 64, signed=True), _size(words[4])
         cas = _number(words[5], 64) if name == b"cas" else None
         return Storage(name, key, flags, exptime, size, cas, noreply)
     if name in (b"get", b"gets"):
@@ -292,16 +311,24 @@ def _meta(name: bytes, words: list[bytes]) -> Meta:
     if not words:
         raise UnknownCommand(f"{name.decode()} without a key")
     key = _key(words[0])
+    if name == b"me":  # memcached reads no word after the key but a ``b``
+        return Meta(name, key, None, tuple((word[:1], word[1:]) for word in words[1:]))
     size = None
+    if name == b"ms" and len(words) < 2:
+        raise BadCommandLine("ms without a data length")
+    if len(words) + 1 > MAX_META_WORDS:
+        too_long = b"are too long" if name == b"mg" else b"too long"
+        raise BadCommandLine(
+            f"{len(words) - 1} meta flags", b"CLIENT_ERROR options flags " + too_long
+        )
     if name == b"ms":
-        if len(words) < 2:
-            raise BadCommandLine("ms without a data length")
-        size = _number(words[1], 31)
+        size = _size(words[1])
         words = words[1:]
+    letters = META_FLAGS[name]
     flags: list[tuple[bytes, bytes]] = []
     for word in words[1:]:
         letter = word[:1]
-        if letter not in META_FLAGS:
+        if letter not in letters:
             raise BadCommandLine(
                 f"unknown meta flag {word[:32]!r}", _meta_refusal(name, "invalid")
             )

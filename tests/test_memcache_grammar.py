@@ -13,6 +13,7 @@ from memcached_helpers import start_memcached
 
 from grammars import MalformedError, TruncatedError
 from grammars.memcache import (
+    MAX_DATA,
     MAX_KEY,
     Arithmetic,
     BadCommandLine,
@@ -37,7 +38,7 @@ KEYS = st.binary(min_size=1, max_size=MAX_KEY).filter(lambda k: b" " not in k an
 U32 = st.integers(0, (1 << 32) - 1)
 #: an expiry time: memcached reads 64 bits (and keeps 32 of them, the server's business)
 I64 = st.integers(-(1 << 63), (1 << 63) - 1)
-SIZES = st.integers(0, (1 << 31) - 1)
+SIZES = st.integers(0, MAX_DATA)
 META_FLAGS = st.tuples(
     st.sampled_from([b"v", b"f", b"t", b"c", b"k", b"s", b"q", b"O", b"T", b"N", b"I"]),
     st.sampled_from([b"", b"30", b"opaque"]),
@@ -107,6 +108,13 @@ def test_examples() -> None:
     assert isinstance(meta, Meta) and meta.flag(b"T") == b"30" and meta.flag(b"v") == b""
     assert meta.flag(b"k") is None
     assert parse_command(b"mn anything") == Meta(b"mn")
+    # me reads no flag: any word after its key is kept as it came, E, S or twice
+    assert parse_command(b"me k E S S") == Meta(
+        b"me", b"k", None, ((b"E", b""), (b"S", b""), (b"S", b""))
+    )
+    assert parse_command(b"mg k " + b"v" * 17) == Meta(b"mg", b"k", None, ((b"v", b"v" * 16),))
+    seventeen = parse_command(b"mg k " + b" ".join(bytes([c]) for c in b"bcfhklqstuvCDFIJL"))
+    assert isinstance(seventeen, Meta) and len(seventeen.flags) == 17  # memcached's most
     assert parse_command(b"set k 0 4294967306 1") == Storage(b"set", b"k", 0, (1 << 32) + 10, 1)
     assert parse_command(b"touch k -9223372036854775808") == Touch(b"k", -(1 << 63))
     assert parse_command(b"gat 9223372036854775807 k") == Retrieval(b"gat", (b"k",), (1 << 63) - 1)
@@ -145,6 +153,17 @@ def test_examples() -> None:
         ),
         (b"mg f %", BadCommandLine, b"CLIENT_ERROR invalid flag"),
         (b"ms k", BadCommandLine, b"CLIENT_ERROR bad command line format"),
+        # memcached 1.6.18 takes neither E nor S, in any meta command
+        (b"mg k E5", BadCommandLine, b"CLIENT_ERROR invalid flag"),
+        (b"ms k 1 E7", BadCommandLine, b"CLIENT_ERROR invalid flag"),
+        (b"md k S", BadCommandLine, b"CLIENT_ERROR invalid or duplicate flag"),
+        (b"ma k E", BadCommandLine, b"CLIENT_ERROR invalid or duplicate flag"),
+        (b"mg k v v", BadCommandLine, b"CLIENT_ERROR duplicate flag"),
+        (b"mg k " + b"v " * 18, BadCommandLine, b"CLIENT_ERROR options flags are too long"),
+        (b"ms k 1 " + b"v " * 17, BadCommandLine, b"CLIENT_ERROR options flags too long"),
+        (b"md k " + b"v " * 18, BadCommandLine, b"CLIENT_ERROR options flags too long"),
+        (b"set k 0 0 2147483646", BadCommandLine, b"CLIENT_ERROR bad command line format"),
+        (b"ms k 2147483646", BadCommandLine, b"CLIENT_ERROR bad command line format"),
     ],
 )
 def test_refusals_carry_memcacheds_reply(line: bytes, error: type, reply: bytes) -> None:

@@ -35,21 +35,32 @@ ITEM_OVERHEAD = 56
 _WRAP = 1 << 64
 _NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
 _BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
-_BAD_TOKEN = b"CLIENT_ERROR bad token in command line format\r\n"
 _BAD_FORMAT = b"CLIENT_ERROR bad command line format\r\n"
-_BAD_FLAG = b"CLIENT_ERROR invalid or duplicate flag\r\n"
-_LONG_OPAQUE = b"CLIENT_ERROR opaque token too long\r\n"
+_LONG_OPAQUE = b"CLIENT_ERROR opaque token too long"
 #: memcached's longest ``O`` flag, its letter included (its MFLAG_MAX_OPAQUE_LENGTH)
 _MAX_OPAQUE = 32
 _NO_MEMORY = b"SERVER_ERROR out of memory storing object\r\n"
-#: what memcached answers to a ``b`` key that is no base64, by command
-_BAD_KEY = {
-    b"mg": b"CLIENT_ERROR error decoding key\r\n",
-    b"ms": b"CLIENT_ERROR error decoding key\r\n",
-    b"md": _BAD_FLAG,
-    b"ma": _BAD_FLAG,
-    b"me": _BAD_FORMAT,
+#: the flags whose token memcached's flag parser reads, and the words it refuses a token
+#: with (``F``: none of its own, the words of a refusal before it stand)
+_TOKENS: dict[bytes, tuple[bool, bytes | None]] = {
+    b"N": (True, b"CLIENT_ERROR bad token in command line format"),
+    b"T": (True, b"CLIENT_ERROR bad token in command line format"),
+    b"R": (True, b"CLIENT_ERROR bad token in command line format"),
+    b"C": (False, b"CLIENT_ERROR bad token in command line format"),
+    b"F": (False, None),
+    b"J": (False, b"CLIENT_ERROR invalid numeric initial value"),
+    b"D": (False, b"CLIENT_ERROR invalid numeric delta value"),
 }
+#: the flags each meta command's reply gives back, when the request has them (``mg``:
+#: every one it knows)
+_ECHOED = {
+    b"mg": frozenset(b"Okcfstlh"),
+    b"ms": frozenset(b"Okc"),
+    b"md": frozenset(b"Ok"),
+    b"ma": frozenset(b"Okct"),
+}
+#: ``me``'s item size: memcached's item header, the key's NUL, the block's CRLF, the CAS
+_ME_HEADER = 48 + 1 + 2 + 8
 
 
 @dataclass
@@ -58,7 +69,9 @@ class Item:
     clock; 0 never) and its ``cas`` unique; for the meta commands, whether it is ``stale``
     (``md I``), whether a client was told it ``won`` the right to recache it (the ``W``
     flag, sent once), and whether ``ms`` was given its key in base64 (``b``): ``mg`` names
-    it so."""
+    it so. ``fetched`` (``mg h``) and ``accessed``, when it was last accessed (``mg l``;
+    ``None``: unknown, reported as just now), the server records on the item the store
+    gives it, in place."""
 
     value: bytes
     flags: int
@@ -67,26 +80,21 @@ class Item:
     stale: bool = False
     won: bool = False
     binary_key: bool = False
+    fetched: bool = False
+    accessed: float | None = None
 
 
 class ItemStore(Protocol):
     """What the server needs of a store. ``get`` returns live items only (expired ones, and
     those a ``flush`` reached, are the store's to drop); ``put`` replaces, and may refuse
     for want of memory; ``flush(at)`` drops every item stored before ``at`` once the
-    clock reaches it."""
+    clock reaches it. A fetch is recorded on the item ``get`` returned (its ``fetched``
+    and ``accessed``): a store that gives copies only loses ``mg h`` and ``l``."""
 
     def get(self, key: bytes, now: float) -> Item | None: ...
     def put(self, key: bytes, item: Item, now: float) -> bool: ...
     def delete(self, key: bytes) -> bool: ...
     def flush(self, at: float, now: float) -> None: ...
-
-
-class _BadToken(Exception):
-    """A meta flag whose token is not what the flag takes."""
-
-
-class _BadKey(Exception):
-    """A ``b`` key that does not decode."""
 
 
 def run(core: MemcacheConnection, command: Command) -> bytes:
@@ -102,14 +110,8 @@ def run(core: MemcacheConnection, command: Command) -> bytes:
     if isinstance(command, Touch):
         return _quiet(command.noreply, _touch(core, command))
     if isinstance(command, Meta):
-        if _long_opaque(command):
-            return _LONG_OPAQUE
-        try:
-            return _meta(core, command)
-        except _BadToken:  # memcached's words: md and ma say it otherwise than mg
-            return _BAD_FLAG if command.name in (b"md", b"ma") else _BAD_TOKEN
-        except _BadKey:
-            return _BAD_KEY[command.name]
+        refusal = meta_refusal(command)
+        return _meta(core, command) if refusal is None else refusal + b"\r\n"
     assert isinstance(command, Simple)
     return _simple(core, command)
 
@@ -128,6 +130,7 @@ def _retrieve(core: MemcacheConnection, command: Retrieval) -> bytes:
             core.factory.count(b"get_misses")
             continue
         core.factory.count(b"get_hits")
+        _fetch(item, now)
         if command.exptime is not None:
             item = replace(item, expires=core.expiry(command.exptime))
             storage.put(key, item, now)
@@ -176,23 +179,38 @@ def _arithmetic(core: MemcacheConnection, key: bytes, delta: int, incr: bool) ->
     item = storage.get(key, now)
     if item is None:
         return b"NOT_FOUND\r\n"
-    changed = _add_delta(core, item, delta, incr)
+    changed = _add_delta(core, item, delta, incr, now)
     if changed is None:
         return _NON_NUMERIC
     storage.put(key, changed, now)
     return changed.value.rstrip(b" ") + b"\r\n"
 
 
-def _add_delta(core: MemcacheConnection, item: Item, delta: int, incr: bool) -> Item | None:
+def _add_delta(
+    core: MemcacheConnection, item: Item, delta: int, incr: bool, now: float
+) -> Item | None:
     """``item`` with its number moved by ``delta`` (None: it holds no number). As memcached
-    does, a number that got no longer is rewritten in place, padded with spaces."""
+    does, a number that got no longer is rewritten in place, padded with spaces (the item
+    keeps what it was, stale, fetched...); a longer one is a new item."""
     number = _number(item.value)
     if number is None:
         return None
     number = (number + delta) % _WRAP if incr else max(number - delta, 0)
     text = b"%d" % number
-    value = text.ljust(len(item.value)) if len(text) <= len(item.value) else text
-    return replace(item, value=value, cas=core.factory.next_cas())
+    cas = core.factory.next_cas()
+    if len(text) <= len(item.value):
+        return replace(item, value=text.ljust(len(item.value)), cas=cas, accessed=now)
+    return Item(text, item.flags, item.expires, cas, accessed=now)
+
+
+def _fetch(item: Item, now: float) -> None:
+    """Record a fetch as memcached's LRU does: the first marks the item fetched, each
+    later one is its last access (memcached's maintainer thread, which moves items
+    between its LRUs, is not imitated: its effect on the time depends on its timing)."""
+    if item.fetched:
+        item.accessed = now
+    else:
+        item.fetched = True
 
 
 def _touch(core: MemcacheConnection, command: Touch) -> bytes:
@@ -200,6 +218,7 @@ def _touch(core: MemcacheConnection, command: Touch) -> bytes:
     item = storage.get(command.key, now)
     if item is None:
         return b"NOT_FOUND\r\n"
+    _fetch(item, now)
     storage.put(command.key, replace(item, expires=core.expiry(command.exptime)), now)
     return b"TOUCHED\r\n"
 
@@ -266,15 +285,8 @@ def _stats(core: MemcacheConnection) -> bytes:
 def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> bytes:
     """Run a storage command with its data block; return its reply (empty: none)."""
     core.factory.count(b"cmd_set")
-    if isinstance(command, Meta):
-        if _long_opaque(command):
-            return _LONG_OPAQUE
-        try:
-            return _meta_set(core, command, value)
-        except _BadToken as error:  # memcached reads ms's client flags otherwise
-            return _BAD_FORMAT if error.args[0] == b"F" else _BAD_TOKEN
-        except _BadKey:
-            return _BAD_KEY[b"ms"]
+    if isinstance(command, Meta):  # its flags were checked before its block came
+        return _meta_set(core, command, value)
     storage, now = core.factory.storage, core.seconds()
     old = storage.get(command.key, now)
     name = command.name
@@ -291,7 +303,7 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
     if old is not None and name in (b"append", b"prepend"):
         value = old.value + value if name == b"append" else value + old.value
         flags, expires = old.flags, old.expires
-    item = Item(value, flags, expires, core.factory.next_cas())
+    item = Item(value, flags, expires, core.factory.next_cas(), accessed=now)
     if not fits(command.key, len(value)) or not storage.put(command.key, item, now):
         return _quiet(command.noreply, _NO_MEMORY)
     return _quiet(command.noreply, b"STORED\r\n")
@@ -305,23 +317,38 @@ def fits(key: bytes, size: int) -> bool:
 # -- meta commands -------------------------------------------------------------------------
 
 
-def _long_opaque(command: Meta) -> bool:
-    """Whether an ``O`` flag is longer than memcached echoes (refused before anything)."""
-    if command.name not in (b"mg", b"ms", b"md", b"ma"):  # me, mn: flags not read
-        return False
-    return any(letter == b"O" and 1 + len(token) > _MAX_OPAQUE for letter, token in command.flags)
+def meta_refusal(command: Meta) -> bytes | None:
+    """What memcached answers (no CRLF) to a meta command whose flags it refuses, or
+    ``None``. As its flag parser does, every flag is read in order, the words of the last
+    refusal kept (``md`` and ``ma`` word them all alike); then an ``O`` too long, and an
+    ``ms`` mode it does not know, are refused (for ``ms``: before its block is read)."""
+    name = command.name
+    if name not in _ECHOED:  # me, mn: flags not read
+        return None
+    failed, words = False, b"CLIENT_ERROR bad command line format"
+    for letter, token in command.flags:
+        if letter == b"b" and _from_base64(command.key or b"") is None:
+            failed, words = True, b"CLIENT_ERROR error decoding key"
+        elif letter == b"M" and len(token) != 1:
+            failed, words = True, b"CLIENT_ERROR incorrect length for M token"
+        elif letter in _TOKENS:
+            signed, refusal = _TOKENS[letter]
+            if _c_integer(token, signed) is None:
+                failed, words = True, refusal or words
+    if failed:
+        return b"CLIENT_ERROR invalid or duplicate flag" if name in (b"md", b"ma") else words
+    if any(letter == b"O" and 1 + len(token) > _MAX_OPAQUE for letter, token in command.flags):
+        return _LONG_OPAQUE
+    if name == b"ms" and command.flag(b"M") not in (None, b"S", b"E", b"A", b"P", b"R"):
+        return b"CLIENT_ERROR invalid mode for ms M token"
+    return None
 
 
 def _token(command: Meta, letter: bytes, signed: bool = False) -> int | None:
     """The number a flag carries, read as memcached reads it (a 64-bit long, or unsigned
-    long); a token that is no such number is :class:`_BadToken`."""
+    long; :func:`meta_refusal` refused a token that is no such number)."""
     token = command.flag(letter)
-    if token is None:
-        return None
-    number = _c_integer(token, signed)
-    if number is None:
-        raise _BadToken(letter)
-    return number
+    return None if token is None else _c_integer(token, signed)
 
 
 def _meta_key(command: Meta) -> tuple[bytes, bool]:
@@ -329,10 +356,7 @@ def _meta_key(command: Meta) -> tuple[bytes, bool]:
     key = command.key or b""
     if command.flag(b"b") is None:
         return key, False
-    decoded = _from_base64(key)
-    if decoded is None:
-        raise _BadKey(key)
-    return decoded, True
+    return _from_base64(key) or key, True
 
 
 _BASE64 = {
@@ -383,16 +407,35 @@ def _flag_word(
     if letter == b"s":
         return b"s%d" % len(item.value)
     if letter == b"t":
-        left = -1 if item.expires == 0 else max(int(item.expires - now + 0.5), 0)
-        return b"t%d" % left
+        return b"t%d" % _ttl(item, now)
+    if letter == b"h":
+        return b"h1" if item.fetched else b"h0"
+    if letter == b"l":
+        return b"l%d" % _idle(item, now)
     return None
+
+
+def _ttl(item: Item, now: float) -> int:
+    """The seconds ``item`` has left (-1: it never expires)."""
+    return -1 if item.expires == 0 else max(int(item.expires - now + 0.5), 0)
+
+
+def _idle(item: Item, now: float) -> int:
+    """The seconds since ``item`` was last accessed."""
+    return 0 if item.accessed is None else max(int(now - item.accessed), 0)
 
 
 def _returned(
     command: Meta, key: bytes, item: Item | None, now: float, binary: bool = False
 ) -> bytes:
-    """The flags a meta reply echoes, in the order the request gave them."""
-    words = (_flag_word(letter, token, key, item, now, binary) for letter, token in command.flags)
+    """The flags a meta reply echoes, those its command gives back, in the order the
+    request gave them."""
+    echoed = _ECHOED[command.name]
+    words = (
+        _flag_word(letter, token, key, item, now, binary)
+        for letter, token in command.flags
+        if letter[0] in echoed
+    )
     return b"".join(b" " + word for word in words if word is not None)
 
 
@@ -400,20 +443,12 @@ def _meta(core: MemcacheConnection, command: Meta) -> bytes:
     name = command.name
     if name == b"mn":
         return b"MN\r\n"
+    if name == b"me":
+        return _meta_debug(core, command)
     storage, now = core.factory.storage, core.seconds()
     key, binary = _meta_key(command)
     quiet = command.flag(b"q") is not None
     item = storage.get(key, now)
-    if name == b"me":
-        if item is None:
-            return b"EN\r\n"
-        left = -1 if item.expires == 0 else int(item.expires - now)
-        return b"ME %s exp=%d la=0 cas=%d fetch=no cls=1 size=%d\r\n" % (
-            key,
-            left,
-            item.cas,
-            len(item.value) + len(key) + ITEM_OVERHEAD,
-        )
     if name == b"mg":
         return _meta_get(core, command, key, binary, item, now)
     if name == b"md":
@@ -431,6 +466,31 @@ def _meta(core: MemcacheConnection, command: Meta) -> bytes:
             storage.delete(key)
         return b"" if quiet else b"HD" + _returned(command, key, None, now, binary) + b"\r\n"
     return _meta_arithmetic(core, command, key, binary, item, now)
+
+
+def _meta_debug(core: MemcacheConnection, command: Meta) -> bytes:
+    """``me``: what memcached knows of an item, in its words; as memcached, its ``exp`` is
+    the TTL left with its sign turned, and its size the item's with memcached's header.
+    Only a ``b`` right after the key is read (the key then in base64)."""
+    key = command.key or b""
+    if command.flags[:1] == ((b"b", b""),):
+        decoded = _from_base64(key)
+        if decoded is None:
+            return _BAD_FORMAT
+        key = decoded
+    now = core.seconds()
+    item = core.factory.storage.get(key, now)
+    if item is None:
+        return b"EN\r\n"
+    size = _ME_HEADER + len(key) + len(item.value) + (4 if item.flags else 0)
+    return b"ME %s exp=%d la=%d cas=%d fetch=%s cls=1 size=%d\r\n" % (
+        key,
+        -_ttl(item, now) if item.expires else -1,
+        _idle(item, now),
+        item.cas,
+        b"yes" if item.fetched else b"no",
+        size,
+    )
 
 
 def _meta_get(
@@ -452,7 +512,7 @@ def _meta_get(
         if vivify is None:
             miss = b"EN" + _returned(command, key, None, now, binary) + b"\r\n"
             return b"" if command.flag(b"q") is not None else miss
-        item = Item(b"", 0, 0.0, core.factory.next_cas())  # (named plainly, as memcached)
+        item = Item(b"", 0, 0.0, core.factory.next_cas(), accessed=now)  # a plain name
     won = changed = False
     words: list[bytes] = []
     for letter, token in command.flags:
@@ -474,6 +534,8 @@ def _meta_get(
     if won:
         words.append(b"W")
         item = replace(item, won=True)
+    if command.flag(b"u") is None:  # u: leave the item as if not fetched
+        _fetch(item, now)
     if created or changed or won:
         core.factory.storage.put(key, item, now)
     flags = b"".join(b" " + word for word in words)
@@ -506,26 +568,36 @@ def _meta_arithmetic(
     if mode not in (b"I", b"i", b"+", b"D", b"d", b"-"):
         return b"CLIENT_ERROR invalid mode for ma M token\r\n"
     vivify = _token(command, b"N", signed=True)
-    initial = _token(command, b"J") or 0  # every token is read (and checked) first
+    initial = _token(command, b"J") or 0
     ttl = _token(command, b"T", signed=True)
-    quiet = False
+    compare = _token(command, b"C")
+    created = quiet = False
     if item is None:
         if vivify is None:
             return b"NF" + _returned(command, key, None, now, binary) + b"\r\n"
-        item = Item(b"%d" % initial, 0, core.expiry(vivify), core.factory.next_cas())
-        storage.put(key, item, now)
+        item, created = Item(b"%d" % initial, 0, 0.0, core.factory.next_cas(), accessed=now), True
+    elif compare and compare != item.cas:  # C0: no CAS given, as memcached reads it
+        return b"EX" + _returned(command, key, None, now, binary) + b"\r\n"
     else:
-        changed = _add_delta(core, item, delta, mode in (b"I", b"i", b"+"))
+        changed = _add_delta(core, item, delta, mode in (b"I", b"i", b"+"), now)
         if changed is None:
             return _NON_NUMERIC
         item = changed
-        if ttl is not None:
-            item = replace(item, expires=core.expiry(ttl))
-        storage.put(key, item, now)
         quiet = command.flag(b"q") is not None  # memcached quiets the update, not the rest
+    words: list[bytes] = []
+    for letter, token in command.flags:  # in order: a t before a T says the old TTL
+        if letter == b"T" and ttl is not None:
+            item.expires = core.expiry(ttl)
+        elif letter == b"N" and created and vivify is not None:
+            item.expires = core.expiry(vivify)
+        elif letter[0] in _ECHOED[b"ma"]:
+            word = _flag_word(letter, token, key, item, now, binary)
+            if word is not None:
+                words.append(word)
+    storage.put(key, item, now)
     if quiet:
         return b""
-    flags = _returned(command, key, item, now, binary)
+    flags = b"".join(b" " + word for word in words)
     if command.flag(b"v") is None:
         return b"HD" + flags + b"\r\n"
     number = item.value.rstrip(b" ")  # the number, not the padding it is stored with
@@ -539,31 +611,40 @@ def _meta_set(core: MemcacheConnection, command: Meta, value: bytes) -> bytes:
     flags = (_token(command, b"F") or 0) % (1 << 32)  # memcached keeps 32 bits
     ttl = _token(command, b"T", signed=True)
     compare = _token(command, b"C")
-    mode = (command.flag(b"M") or b"S").upper()
-    if mode not in (b"S", b"E", b"A", b"P", b"R"):
-        return b"CLIENT_ERROR invalid mode for ms M token\r\n"
+    mode = command.flag(b"M") or b"S"  # one meta_refusal knows
     expires = core.expiry(ttl or 0)
     if mode == b"E":
         compare = None  # memcached's add takes no CAS: C is ignored
     elif mode in (b"A", b"P") and old is None:
-        return b"NS" + _returned(command, key, None, now, binary) + b"\r\n"  # before the CAS
+        return b"NS" + _not_stored(command, key, binary)  # before the CAS
     if compare is not None and old is None:
-        return b"NF" + _returned(command, key, None, now, binary) + b"\r\n"
+        return b"NF" + _not_stored(command, key, binary)
     stale = False
     if compare is not None and old is not None and compare != old.cas:
         # I: a CAS older than the item's still stores, as a stale value
         if command.flag(b"I") is None or compare > old.cas:
-            return b"EX" + _returned(command, key, None, now, binary) + b"\r\n"
+            return b"EX" + _not_stored(command, key, binary)
         stale = True
     if (mode == b"E" and old is not None) or (mode in (b"A", b"P", b"R") and old is None):
-        return b"NS" + _returned(command, key, None, now, binary) + b"\r\n"
+        return b"NS" + _not_stored(command, key, binary)
     if old is not None and mode in (b"A", b"P"):
         value = old.value + value if mode == b"A" else value + old.value
         flags, expires = old.flags, old.expires
     won = stale and old is not None and old.won  # a stale value keeps its winner
-    item = Item(value, flags, expires, core.factory.next_cas(), stale, won, binary)
+    item = Item(value, flags, expires, core.factory.next_cas(), stale, won, binary, False, now)
     if not fits(key, len(value)) or not storage.put(key, item, now):
         return _NO_MEMORY
     if command.flag(b"q") is not None:
         return b""
     return b"HD" + _returned(command, key, item, now, binary) + b"\r\n"
+
+
+def _not_stored(command: Meta, key: bytes, binary: bool) -> bytes:
+    """The flags an ``ms`` that stored nothing gives back, its CRLF too: as memcached,
+    ``O``, ``k`` and a ``c`` of 0."""
+    words = (
+        b"c0" if letter == b"c" else _flag_word(letter, token, key, None, 0.0, binary)
+        for letter, token in command.flags
+        if letter[0] in _ECHOED[b"ms"]
+    )
+    return b"".join(b" " + word for word in words if word is not None) + b"\r\n"

@@ -20,7 +20,10 @@ which is what makes memcached a mixed line/raw protocol; here it is three states
     any state    connection lost -> closed
 
 A refused line gets memcached's own reply (the grammar carries it: ``ERROR``, ``CLIENT_ERROR
-bad command line format``...) and the connection goes on, as memcached's does. An oversize
+bad command line format``...) and the connection goes on, as memcached's does. An ``ms``
+refused before memcached reads its length (no length, or a bad one, a key over 250 bytes,
+too many flags) leaves its block to be read as commands; refused after (a flag, a token,
+a mode), its block is dropped unread, as memcached drops it. An oversize
 item is never held: its bytes are dropped as they arrive, however large the announced size
 (a ``set`` of 2 GiB costs nothing but the reads), and, as memcached does, a ``set`` refused
 so removes the old item. A line longer than :attr:`MemcacheFactory.max_line` is answered
@@ -41,7 +44,16 @@ from automat import TypeMachineBuilder
 from construct import this
 
 from grammars import fixed, line, streamed
-from grammars.memcache import Command, MemcacheError, Meta, Storage, parse_command
+from grammars.memcache import (
+    MAX_DATA,
+    MAX_KEY,
+    MAX_META_WORDS,
+    Command,
+    MemcacheError,
+    Meta,
+    Storage,
+    parse_command,
+)
 from statewire.declarative import MachineProtocol
 from statewire.framing import FrameTooLong, FramingError
 from statewire.machine import RemoteProtocolError, UnroutableFrame, by_key
@@ -52,6 +64,7 @@ from statewire.protocols._memcache_ops import (
     Item,
     ItemStore,
     fits,
+    meta_refusal,
     run,
     store,
 )
@@ -149,12 +162,16 @@ _last: list[Any] = [None, None]
 
 
 def _ms_size(text: bytes) -> int | None:
-    """The data length of an ``ms`` line, if it has a valid one."""
+    """The data length of an ``ms`` line refused after memcached read it (its block is
+    then dropped); ``None`` if refused before: no length, a key over 250 bytes, too many
+    flags, a length that is none (the block is then read as commands)."""
     words = text.split()
-    if len(words) < 3 or words[0] != b"ms" or not words[2].isdigit() or len(words[2]) > 10:
+    if len(words) < 3 or words[0] != b"ms" or len(words[1]) > MAX_KEY:
+        return None
+    if len(words) > MAX_META_WORDS or not words[2].isdigit() or len(words[2]) > 10:
         return None
     size = int(words[2])
-    return size if size < (1 << 31) - 2 else None
+    return size if size <= MAX_DATA else None
 
 
 def _parsed(frame: bytes) -> Command | Refused:
@@ -169,6 +186,11 @@ def _parsed(frame: bytes) -> Command | Refused:
         if size is None:
             raise
         command = Refused(error.reply, size)
+    else:
+        if isinstance(command, Meta) and command.name == b"ms":
+            refusal = meta_refusal(command)  # flags memcached refuses before the block
+            if refusal is not None:
+                command = Refused(refusal, command.size or 0)
     _last[0], _last[1] = frame, command
     return command
 
