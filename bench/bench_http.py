@@ -10,7 +10,13 @@ routes: ``GET /`` a 22-byte text, ``POST /echo`` the request body back.
 * ``httptools``: an ``asyncio.Protocol`` on llhttp's parser, as uvicorn uses it (only if
   ``httptools`` is installed: said so and skipped otherwise);
 * ``asyncio``: a minimal hand-written ``asyncio.Protocol`` (head cut at the blank line,
-  ``Content-Length`` read by hand, canned response): the loop's limit, not a real server.
+  ``Content-Length`` read by hand, canned response): the loop's limit, not a real server;
+* ASGI (only if ``uvicorn`` is installed: said so and skipped otherwise): the small ASGI
+  application :func:`app` below (``GET /`` the same text with a ``Content-Length``,
+  ``POST /echo`` each body message sent back as it arrives) served by
+  ``statewire.protocols.asgi.asgi(app)`` (``asgi statewire``) and by ``uvicorn`` in its
+  own process with ``--loop asyncio`` and each of its HTTP parsers installed (``--http
+  httptools``, ``--http h11``); when ``uvloop`` is installed, both again on uvloop.
 
 Three loads, ``--connections`` (50) keep-alive connections for ``--seconds`` each: ``GET /``
 one request in flight per connection, ``GET /`` pipelined ``--depth`` (16) deep, and a
@@ -19,10 +25,11 @@ installed (pipelining and the POST by a Lua script), else from a Python client (
 process, non-blocking sockets, ``selectors``, pre-built requests, responses counted by
 ``HTTP/1.1 200``). Rounds alternate the servers; medians are printed with the server's
 CPU microseconds per request and the ratios. Targets (issue 17): >= 3x twisted.web,
->= 2x h11, >= 0.8x httptools.
+>= 2x h11, >= 0.8x httptools; ASGI: ``asgi(app)`` >= 1x uvicorn on the same event loop.
 
     python bench/bench_http.py [--seconds 3] [--rounds 3] [--uvloop] [--client python]
     python bench/bench_http.py --quick
+    python bench/bench_http.py --quick --asgi-only
     python bench/bench_http.py --tiny-chunks 20000
 
 ``--tiny-chunks N`` measures only, in process, a chunked body of N 1-byte chunks read in one
@@ -45,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -226,6 +233,39 @@ def serve_twisted(port: int) -> None:
     reactor.run()  # type: ignore[attr-defined]
 
 
+# -- the ASGI application (served by uvicorn and by statewire's asgi()) ---------------------
+
+
+async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+    """``GET /`` the greeting (one body message: a ``Content-Length``), ``POST /echo``
+    each body message sent back as it arrives (streamed: chunked)."""
+    if scope["type"] != "http":
+        raise RuntimeError(f"only the http scope is served, not {scope['type']!r}")
+    if scope["method"] == "POST" and scope["path"] == "/echo":
+        start = {"type": "http.response.start", "status": 200}
+        await send({**start, "headers": [(b"content-type", OCTETS)]})
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            more = message.get("more_body", False)
+            body = message.get("body", b"")
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+        return
+    fields = [(b"content-type", TEXT), (b"content-length", b"%d" % len(GREETING))]
+    await send({"type": "http.response.start", "status": 200, "headers": fields})
+    await send({"type": "http.response.body", "body": GREETING})
+
+
+def asgi_factory() -> Any:
+    """What ``statewire serve bench/bench_http.py:asgi_factory`` serves: :func:`app`
+    through :func:`statewire.protocols.asgi.asgi`, its defaults untouched."""
+    from statewire.protocols.asgi import asgi
+
+    return asgi(app)
+
+
 SERVE = {
     "h11": lambda port: serve_asyncio_protocol(H11Server, port),
     "httptools": lambda port: serve_asyncio_protocol(HttptoolsServer, port),
@@ -236,11 +276,38 @@ SERVE = {
 
 def command(name: str, port: int) -> list[str]:
     """The command line serving ``name`` on ``port``."""
-    if name.startswith("statewire"):
-        serve = [sys.executable, "-m", "statewire", "serve", "examples/httpd.py:factory"]
-        uvloop = ["--uvloop"] if name.endswith("uvloop") else []
-        return [*serve, "--listen", f"tcp:{port}:interface={HOST}", *uvloop]
+    uvloop = name.endswith("uvloop")
+    if name.startswith(("statewire", "asgi statewire")):
+        target = "bench/bench_http.py:asgi_factory" if name.startswith("asgi") else None
+        serve = [sys.executable, "-m", "statewire", "serve", target or "examples/httpd.py:factory"]
+        return [*serve, "--listen", f"tcp:{port}:interface={HOST}", *(["--uvloop"] * uvloop)]
+    if name.startswith("uvicorn"):
+        # "uvicorn PARSER [uvloop]": the same app, uvicorn's HTTP parser, its event loop
+        parser = name.split()[1]
+        where = ["--app-dir", "bench", "bench_http:app", "--host", HOST, "--port", str(port)]
+        quiet = ["--lifespan", "off", "--no-access-log", "--log-level", "warning"]
+        how = ["--loop", "uvloop" if uvloop else "asyncio", "--http", parser]
+        return [sys.executable, "-m", "uvicorn", *where, *how, *quiet]
     return [sys.executable, "bench/bench_http.py", "serve", name, str(port)]
+
+
+def asgi_servers() -> list[str]:
+    """The ASGI rows: statewire's ``asgi(app)`` and uvicorn with each HTTP parser it has
+    here, on asyncio, and on uvloop too when it is installed."""
+    if importlib.util.find_spec("uvicorn") is None:
+        print("uvicorn is not installed: the ASGI comparison is skipped (pip install uvicorn)")
+        return []
+    parsers = [p for p in ("httptools", "h11") if importlib.util.find_spec(p) is not None]
+    loops = [""]
+    if importlib.util.find_spec("uvloop") is not None:
+        loops.append(" uvloop")
+    else:
+        print("uvloop is not installed: the ASGI rows on uvloop are skipped")
+    return [
+        name
+        for loop in loops
+        for name in (f"asgi statewire{loop}", *(f"uvicorn {p}{loop}" for p in parsers))
+    ]
 
 
 @contextmanager
@@ -305,7 +372,9 @@ def check(port: int, loads: list[Load]) -> None:
                 raise RuntimeError(f"{load.name}: unexpected {data[:200]!r}")
 
 
-def run_wrk(port: int, load: Load, connections: int, seconds: float, folder: str) -> float:
+def run_wrk(
+    port: int, load: Load, connections: int, seconds: float, folder: str, name: str
+) -> float:
     """Requests per second wrk measured (errors and non-2xx responses refused)."""
     script = Path(folder) / f"{load.name.replace(' ', '_')}.lua"
     script.write_text(load.lua())
@@ -316,7 +385,7 @@ def run_wrk(port: int, load: Load, connections: int, seconds: float, folder: str
     )
     for bad in ("Non-2xx or 3xx responses", "Socket errors"):
         if bad in done.stdout:
-            raise SystemExit(f"wrk on {load.name}: {bad}\n{done.stdout}")
+            raise SystemExit(f"wrk on {name}, {load.name}: {bad}\n{done.stdout}")
     found = re.search(r"^Requests/sec:\s+([\d.]+)", done.stdout, re.M)
     if found is None:
         raise SystemExit(f"wrk printed no rate:\n{done.stdout}{done.stderr}")
@@ -472,6 +541,9 @@ def main() -> None:
     parser.add_argument("--client", choices=("wrk", "python"), help="default: wrk if found")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s")
     parser.add_argument(
+        "--asgi-only", action="store_true", help="only the ASGI rows: asgi(app) and uvicorn"
+    )
+    parser.add_argument(
         "--tiny-chunks", type=int, metavar="N", help="only: N-byte bodies fed tiny, in process"
     )
     args = parser.parse_args()
@@ -489,6 +561,11 @@ def main() -> None:
     else:
         names.append("httptools")
     names.append("asyncio")
+    if args.asgi_only:
+        names = []
+    names += asgi_servers()
+    if not names:
+        raise SystemExit("nothing to measure")
     loads = [
         Load("GET keep-alive", "GET", "/", b"", 1),
         Load(f"GET pipelined x{args.depth}", "GET", "/", b"", args.depth),
@@ -506,7 +583,7 @@ def main() -> None:
                 for name, (port, pid) in found.items():
                     cpu = cpu_seconds(pid)
                     if client == "wrk":
-                        rate = run_wrk(port, load, args.connections, args.seconds, folder)
+                        rate = run_wrk(port, load, args.connections, args.seconds, folder, name)
                         elapsed = max(1, round(args.seconds))
                     else:
                         start = time.perf_counter()
@@ -522,7 +599,8 @@ def main() -> None:
         f"median of {args.rounds} alternated rounds"
     )
     print("requests/s [min-max]; server CPU microseconds per request")
-    print(f"{'server':<17}" + "".join(f"{load.name:>34}" for load in loads))
+    width = max(len(name) for name in names) + 2
+    print(f"{'server':<{width}}" + "".join(f"{load.name:>34}" for load in loads))
     for name in names:
         cells = ""
         for load in loads:
@@ -530,16 +608,30 @@ def main() -> None:
             key = (name, load.name)
             cell = f"{median_rate[key]:,.0f} {spread} {median_cost[key]:.0f} us"
             cells += cell.rjust(34)
-        print(f"{name:<17}{cells}")
+        print(f"{name:<{width}}{cells}")
     targets = {"twisted": ">= 3x", "h11": ">= 2x", "httptools": ">= 0.8x", "asyncio": "limit"}
-    for ours in (name for name in names if name.startswith("statewire")):
-        for peer in (name for name in names if name in targets):
-            ratios = "  ".join(
-                f"{median_rate[ours, load.name] / median_rate[peer, load.name]:.2f}x"
-                f" (CPU {median_cost[peer, load.name] / median_cost[ours, load.name]:.2f}x)"
-                for load in loads
-            )
-            print(f"{ours} / {peer}: {ratios}  target {targets[peer]}")
+    pairs = [
+        (ours, peer, targets[peer])
+        for ours in names
+        if ours.startswith("statewire")
+        for peer in names
+        if peer in targets
+    ]
+    # ASGI: asgi(app) against uvicorn on the same event loop (asyncio, or uvloop)
+    pairs += [
+        (ours, peer, ">= 1x")
+        for ours in names
+        if ours.startswith("asgi statewire")
+        for peer in names
+        if peer.startswith("uvicorn") and peer.endswith("uvloop") == ours.endswith("uvloop")
+    ]
+    for ours, peer, target in pairs:
+        ratios = "  ".join(
+            f"{median_rate[ours, load.name] / median_rate[peer, load.name]:.2f}x"
+            f" (CPU {median_cost[peer, load.name] / median_cost[ours, load.name]:.2f}x)"
+            for load in loads
+        )
+        print(f"{ours} / {peer}: {ratios}  target {target}")
 
 
 if __name__ == "__main__":

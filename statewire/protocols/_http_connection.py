@@ -383,7 +383,9 @@ class HTTPConnection(MachineProtocol):
             (b"Content-Length", b"%d" % len(text)),
             (b"Connection", b"close"),
         )
-        self.transport.write(build_response_head(ResponseHead(status, fields)) + text)
+        head = build_response_head(ResponseHead(status, fields))
+        # a response to HEAD has no content (RFC 9110 §9.3.2), only its length
+        self.transport.write(head if self.method == b"HEAD" else head + text)
         self.close()
 
     def close(self) -> None:

@@ -190,6 +190,7 @@ def skip_blank_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None
 @request_line.upon(Inputs.request_line).to(headers)
 @_refusing
 def read_request_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
+    core.method = b""  # (a line refused here is no HEAD's: its refusal has a body)
     core.method, core.target, core.version = request_line_of(frame)
     core.section = FieldSection()
 

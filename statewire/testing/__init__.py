@@ -20,6 +20,7 @@ _EXPORTS = {
     "from_grammar": "statewire.testing.strategies",
     "assert_chunking_invariant": "statewire.testing.properties",
     "assert_round_trip": "statewire.testing.properties",
+    "check_conversation": "statewire.testing.conversation",
 }
 
 __all__ = sorted(_EXPORTS)
