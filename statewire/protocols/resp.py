@@ -53,7 +53,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from automat import TypeMachineBuilder
@@ -73,6 +75,11 @@ Handler = Callable[["RESPConnection", list[bytes]], Reply]
 _PUBSUB_ONLY = (
     "only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
 )
+#: the empty set and mapping a connection's subscriptions and watched keys start as (one
+#: object each for every connection: an empty frozenset is not shared by Python)
+_NONE: frozenset[Any] = frozenset()
+_NO_PATTERNS: Mapping[bytes, None] = MappingProxyType({})
+
 NOAUTH = Error(b"NOAUTH Authentication required.")
 WRONGPASS = Error(b"WRONGPASS invalid username-password pair or user is disabled.")
 
@@ -206,20 +213,18 @@ class RESPConnection(MachineProtocol):
     #: the commands queued by ``MULTI``, and whether one was refused (``EXECABORT``)
     queued: list[list[bytes]]
     doomed = False
-    #: the channels and the glob patterns (in the order given) the client listens to
-    channels: set[bytes]
-    patterns: dict[bytes, None]
+    #: the channels and the glob patterns (in the order given) the client listens to; the
+    #: class's empty ones until the client subscribes (an idle connection holds none)
+    channels: AbstractSet[bytes] = _NONE
+    patterns: Mapping[bytes, None] = _NO_PATTERNS
     #: the ``(database, key)`` pairs ``WATCH`` keeps, and whether one of them changed
-    watched: set[tuple[int, bytes]]
+    watched: AbstractSet[tuple[int, bytes]] = _NONE
     dirty = False
 
     def connectionMade(self) -> None:
         """Number the client; admit it at once when no password is set."""
         self.client_id = self.factory.new_client_id()
         self.queued = []
-        self.channels = set()
-        self.patterns = {}
-        self.watched = set()
         if self.factory.password is None:
             # the machine starts in ``anonymous``; statewire has no way yet to start it
             # elsewhere, so the admission is an input, as after AUTH
@@ -288,6 +293,8 @@ class RESPConnection(MachineProtocol):
     def join(self, channels: list[bytes]) -> None:
         """Subscribe to ``channels``, confirming each."""
         for channel in channels:
+            if type(self.channels) is not set:
+                self.channels = set()
             self.channels.add(channel)
             self.factory.subscribers.setdefault(channel, set()).add(self)
             self.reply(Push((b"subscribe", channel, self.subscriptions)))
@@ -295,6 +302,8 @@ class RESPConnection(MachineProtocol):
     def join_patterns(self, patterns: list[bytes]) -> None:
         """Subscribe to the glob ``patterns``, confirming each."""
         for pattern in patterns:
+            if type(self.patterns) is not dict:
+                self.patterns = {}
             self.patterns[pattern] = None
             self.factory.follow_pattern(pattern, self)
             self.reply(Push((b"psubscribe", pattern, self.subscriptions)))
@@ -308,7 +317,8 @@ class RESPConnection(MachineProtocol):
     def leave_patterns(self, patterns: list[bytes]) -> None:
         """Unsubscribe from ``patterns`` (all when empty), confirming each."""
         for pattern in patterns or self._all(b"punsubscribe", list(self.patterns)):
-            self.patterns.pop(pattern, None)
+            if type(self.patterns) is dict:
+                self.patterns.pop(pattern, None)
             self.factory.unfollow_pattern(pattern, self)
             self.reply(Push((b"punsubscribe", pattern, self.subscriptions)))
 
@@ -325,13 +335,14 @@ class RESPConnection(MachineProtocol):
             self._unsubscribe(channel)
         for pattern in self.patterns:
             self.factory.unfollow_pattern(pattern, self)
-        self.patterns.clear()
+        self.patterns = _NO_PATTERNS
         self.queued.clear()
         self.doomed = False
         self.unwatch()
 
     def _unsubscribe(self, channel: bytes) -> None:
-        self.channels.discard(channel)
+        if type(self.channels) is set:
+            self.channels.discard(channel)
         listeners = self.factory.subscribers.get(channel)
         if listeners is not None:
             listeners.discard(self)
@@ -347,6 +358,8 @@ class RESPConnection(MachineProtocol):
         for key in keys:
             # a key already expired goes now, so that its going is not a change seen later
             factory.expire_watched(self.db, key, now)
+            if type(self.watched) is not set:
+                self.watched = set()
             self.watched.add((self.db, key))
             factory.watchers.setdefault((self.db, key), set()).add(self)
 
@@ -359,7 +372,7 @@ class RESPConnection(MachineProtocol):
                 clients.discard(self)
                 if not clients:
                     del watchers[pair]
-        self.watched.clear()
+        self.watched = _NONE
         self.dirty = False
 
     def watched_changed(self) -> bool:
