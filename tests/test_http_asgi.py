@@ -5,6 +5,7 @@ on a loopback port of a fresh reactor and exercised with httpx."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -265,3 +266,38 @@ def test_a_starlette_stream_stops_when_its_client_goes() -> None:
 
     _disconnecting(app, client)
     assert record.seen == ["stream closed"]
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["socket transport", "loop's transport"])
+def test_the_scope_says_https_over_tls_and_http_without(
+    tmp_path_factory: pytest.TempPathFactory, native: bool
+) -> None:
+    from test_runtime_endpoints import _certificate
+
+    from statewire._reactor import ssl_context
+
+    certificate, key = _certificate(tmp_path_factory.mktemp("tls"))
+    schemes: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        schemes.append(scope["scheme"])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main(reactor: Reactor) -> None:
+        reactor.native_transports = native
+        secure = reactor.listenSSL(
+            0, asgi(app), ssl_context(certificate, key), interface="127.0.0.1"
+        )
+        await secure.ready
+        plain = await listen(reactor, asgi(app))
+        https = f"https://127.0.0.1:{secure.getHost().port}/"  # type: ignore[union-attr]
+        verify = ssl.create_default_context(cafile=certificate)
+        async with httpx.AsyncClient(verify=verify, trust_env=False, timeout=20) as client:
+            assert (await client.get(https)).status_code == 204
+            assert (await client.get(f"http://127.0.0.1:{plain}/")).status_code == 204
+
+    with error_records() as errors:
+        scenario(main, timeout=60)
+    assert not errors
+    assert schemes == ["https", "http"]

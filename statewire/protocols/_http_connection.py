@@ -138,6 +138,7 @@ class HTTPConnection(MachineProtocol):
             _address(self.transport.getPeer()),
             _address(self.transport.getHost()),
             self.factory.cancel_on_disconnect,
+            bool(getattr(self.transport, "TLS", False)),
         )
         keep_alive = keeps_alive(self.version, headers)
         method = self.method

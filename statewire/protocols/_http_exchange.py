@@ -196,8 +196,10 @@ class Request:
     #: false to be told instead: reading the body raises ``ConnectionError``, so does
     #: writing the response, and :meth:`on_disconnect` callbacks run
     cancel_on_disconnect: bool = True
-    #: whether the client is gone: the connection was lost, or the client ended its
-    #: stream (it sends nothing more; it may still read the response, which is sent)
+    #: whether the request came over TLS (ASGI's ``https`` scheme)
+    secure: bool = False
+    #: whether the client is gone: the connection was lost (by default a client's end of
+    #: stream closes it; see ``HTTPServer.readConnectionLost``)
     disconnected: bool = field(default=False, init=False)
     _on_disconnect: list[Callable[[], object]] | None = field(
         default=None, init=False, repr=False, compare=False

@@ -60,7 +60,7 @@ def scope_of(request: Request) -> dict[str, Any]:
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "{}.{}".format(*request.version),
         "method": request.method.decode("ascii"),
-        "scheme": "http",
+        "scheme": "https" if request.secure else "http",
         "path": unquote(raw_path.decode("latin-1")),
         "raw_path": raw_path,
         "query_string": query,

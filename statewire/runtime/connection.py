@@ -389,6 +389,12 @@ class Connection(Deadlines):
         """The connection's ``SSLObject`` once its TLS handshake completed, else None."""
         raise NotImplementedError
 
+    @property
+    def TLS(self) -> bool:
+        """Whether the connection runs TLS, its handshake done (Twisted's transports have
+        a ``TLS`` attribute too)."""
+        return self._ssl_object() is not None
+
     def getPeerCertificate(self, binary_form: bool = False) -> Any:
         """The peer's certificate once a TLS handshake completed, as
         ``ssl.SSLObject.getpeercert(binary_form)`` gives it (a dict, empty when it was
