@@ -156,15 +156,16 @@ _PORT = (
 _V1_TCP4 = re.compile(rb"PROXY TCP4 %s %s %s %s\r\n" % (_IPV4, _IPV4, _PORT, _PORT))
 
 
-_v4 = tcp4
-_v6 = tcp6
-
-
 # the 16 fixed bytes of a v2 PROXY header of TCP without TLVs -> how to read its address
 # block: the source address and port, its address family, its address class, its size
 _V2_PLAIN: dict[bytes, tuple[struct.Struct, int, Callable[[str, int], Address], int]] = {
-    SIGNATURE + b"\x21\x11\x00\x0c": (struct.Struct("!16x4s4xH"), _AF_INET, _v4, V2_FIXED + 12),
-    SIGNATURE + b"\x21\x21\x00\x24": (struct.Struct("!16x16s16xH"), _AF_INET6, _v6, V2_FIXED + 36),
+    SIGNATURE + b"\x21\x11\x00\x0c": (struct.Struct("!16x4s4xH"), _AF_INET, tcp4, V2_FIXED + 12),
+    SIGNATURE + b"\x21\x21\x00\x24": (
+        struct.Struct("!16x16s16xH"),
+        _AF_INET6,
+        tcp6,
+        V2_FIXED + 36,
+    ),
 }
 # v2's family/transport byte of TCP -> how to read its address block (whole, and the
 # source address and port alone from the header's start), its address family, its
@@ -172,8 +173,8 @@ _V2_PLAIN: dict[bytes, tuple[struct.Struct, int, Callable[[str, int], Address], 
 _V2_TCP: dict[
     int, tuple[struct.Struct, struct.Struct, int, Family, Callable[[str, int], Address], int]
 ] = {
-    0x11: (struct.Struct("!4s4sHH"), struct.Struct("!16x4s4xH"), _AF_INET, _INET, _v4, 12),
-    0x21: (struct.Struct("!16s16sHH"), struct.Struct("!16x16s16xH"), _AF_INET6, _INET6, _v6, 36),
+    0x11: (struct.Struct("!4s4sHH"), struct.Struct("!16x4s4xH"), _AF_INET, _INET, tcp4, 12),
+    0x21: (struct.Struct("!16s16sHH"), struct.Struct("!16x16s16xH"), _AF_INET6, _INET6, tcp6, 36),
 }
 _V2_PROXY = 0x21  # version 2, command PROXY
 _U32 = struct.Struct("!I")
@@ -205,7 +206,7 @@ def quick_scan(
             return None
         source, port = match.group(1, 3)
         end = match.end()
-        return 1, _v4(source.decode(), int(port)), data[:end], end
+        return 1, tcp4(source.decode(), int(port)), data[:end], end
     if data[:12] == SIGNATURE and len(data) > 16 and data[12] == _V2_PROXY:
         return _v2_tlvs(data, max_length)
     return None
@@ -284,7 +285,7 @@ def header_address(header: ProxyHeader, source: bool = True) -> Address | None:
         return None
     address, port = (src, sport) if source else (dst, dport)
     if type(address) is str:
-        return (_v4 if family is _INET else _v6)(address, port or 0)
+        return (tcp4 if family is _INET else tcp6)(address, port or 0)
     if type(address) is bytes and family is _UNIX:
         return UNIXAddress(os.fsdecode(address) or None)
     return None

@@ -52,3 +52,23 @@ def accel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         for name in _C_NAMES:
             monkeypatch.setattr(_accel, name, None)
     yield request.param
+
+
+@pytest.fixture(scope="module")
+def redis_port() -> Iterator[int]:
+    """A real redis-server on a free loopback port, for this module."""
+    from resp_helpers import start_redis
+
+    yield from start_redis()
+
+
+@pytest.fixture(scope="module")
+def mini_port() -> Iterator[int]:
+    """miniredis served by ``statewire serve`` in its own process, for this module."""
+    from process_helpers import running
+
+    target = "examples/miniredis.py:factory"
+    listen = "tcp:0:interface=127.0.0.1"
+    with running("-m", "statewire", "serve", target, "--listen", listen) as served:
+        yield served.port
+        served.stop()

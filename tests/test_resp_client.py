@@ -6,9 +6,8 @@ against a declared server in memory, and over real loopback sockets against the 
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -43,7 +42,7 @@ from statewire.protocols.resp_client import (
     RespClient,
     RespClientProtocol,
 )
-from statewire.testing.differential import HOST, server
+from statewire.testing.differential import HOST
 from statewire.testing.memory import Loopback, StringTransport
 from statewire.testing.model import check_protocol
 from statewire.testing.strategies import chunked
@@ -305,17 +304,6 @@ def test_a_declared_client_and_a_declared_server_in_memory() -> None:
 
 
 # -- over sockets -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    """A real redis-server on a free loopback port, for this module."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.skip("redis-server is not installed (Debian package redis-server)")
-    persistence = ("--save", "", "--appendonly", "no")
-    with server([executable, *persistence, "--port", "{port}", "--bind", HOST]) as port:
-        yield port
 
 
 Serve = Callable[[Reactor], Awaitable[int]]

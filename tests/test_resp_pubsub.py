@@ -9,14 +9,12 @@ from __future__ import annotations
 import socket
 import time
 import tracemalloc
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from process_helpers import running
-from test_resp_server import Client, normalized, start_redis
+from test_resp_server import Client, normalized
 
 from grammars import request, resp
 from grammars.resp import Push
@@ -25,19 +23,6 @@ from statewire.testing import differential
 from statewire.testing.differential import HOST, Sentinel
 
 END = Sentinel(request().build([b"PING", b"__end__!!"]), b"$9\r\n__end__!!\r\n")
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    yield from start_redis()
-
-
-@pytest.fixture(scope="module")
-def mini_port() -> Iterator[int]:
-    target = "examples/miniredis.py:factory"
-    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
-        yield s.port
-        s.stop()
 
 
 # -- the glob matcher -----------------------------------------------------------------------

@@ -20,12 +20,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from process_helpers import EXAMPLES, running
+from resp_helpers import start_redis
 
 from grammars import request, resp
 from statewire.diagram import to_mermaid
 from statewire.protocols.resp import RESPServer
 from statewire.testing import differential
-from statewire.testing.differential import Sentinel, server
+from statewire.testing.differential import Sentinel
 from statewire.testing.memory import Conversation
 from statewire.testing.strategies import chunkings
 
@@ -205,36 +206,9 @@ def test_keys_expire_on_the_connection_clock() -> None:
 # -- over sockets ------------------------------------------------------------------------
 
 
-def start_redis(*extra: str) -> Iterator[int]:
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.skip("redis-server is not installed (Debian package redis-server)")
-    persistence_off = ("--save", "", "--appendonly", "no")
-    with server(
-        [executable, *persistence_off, "--port", "{port}", "--bind", HOST, *extra]
-    ) as port:
-        yield port
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    """A real redis-server on a free loopback port, for this module."""
-    yield from start_redis()
-
-
 @pytest.fixture(scope="module")
 def redis_auth_port() -> Iterator[int]:
     yield from start_redis("--requirepass", "secret")
-
-
-@pytest.fixture(scope="module")
-def mini_port() -> Iterator[int]:
-    """miniredis served by ``statewire serve`` in its own process."""
-    target = "examples/miniredis.py:factory"
-    listen = "tcp:0:interface=127.0.0.1"
-    with running("-m", "statewire", "serve", target, "--listen", listen) as server:
-        yield server.port
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from process_helpers import running
-from test_resp_server import KEYS, Client, encode, normalized, start_redis
+from test_resp_server import KEYS, Client, encode, normalized
 from test_resp_server import commands as any_command
 
 from grammars import request
@@ -22,19 +20,6 @@ from statewire.testing.differential import HOST
 
 SENTINEL = request().build([b"PING", b"__end__!!"])
 SENTINEL_REPLY = b"$9\r\n__end__!!\r\n"
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    yield from start_redis()
-
-
-@pytest.fixture(scope="module")
-def mini_port() -> Iterator[int]:
-    target = "examples/miniredis.py:factory"
-    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
-        yield s.port
-        s.stop()
 
 
 # -- in memory ----------------------------------------------------------------------------

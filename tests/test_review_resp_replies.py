@@ -15,7 +15,6 @@ import pytest
 from memcached_helpers import session, start_memcached
 from process_helpers import running
 from runtime_helpers import listen, scenario
-from test_resp_server import start_redis
 
 from grammars import GrammarError, raw
 from grammars.resp import MAX_INLINE, NULL_ARRAY, OK, BigNumber, ReplyReader, Simple, resp
@@ -276,19 +275,6 @@ def test_a_huge_array_of_tiny_elements_fed_byte_by_byte_costs_linear_work(elemen
 
 
 # -- globs against redis-server ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def redis_port() -> Iterator[int]:
-    yield from start_redis()
-
-
-@pytest.fixture(scope="module")
-def mini_port() -> Iterator[int]:
-    target = "examples/miniredis.py:factory"
-    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
-        yield s.port
-        s.stop()
 
 
 def command(*words: bytes) -> bytes:

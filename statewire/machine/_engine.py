@@ -325,11 +325,7 @@ class Engine(Dispatch, Timers):
     def lost(self, lost_reason: Any) -> None:
         """The connection is gone: stop framing, cancel the timeout, deliver the loss."""
         self._sw_closing = True
-        self._sw_lost = True
-        self._sw_disarm()
-        waits, self._sw_waits = self._sw_waits, ()
-        for future in waits:
-            cancel(future)  # its completion, if it still comes, finds nothing to resume
+        self._sw_stop()
         name = self._sw_plan.lost
         style = self._sw_plan.style
         if name is not None and style.accepts(style.state(self._sw_impl), name):
@@ -342,11 +338,15 @@ class Engine(Dispatch, Timers):
         connected again, with a new engine): cancel the timeout, deliver no more frames,
         wait for no work."""
         self.close_input()
+        self._sw_stop()
+
+    def _sw_stop(self) -> None:
+        """No timeout, and no work waited for: the connection is over."""
         self._sw_lost = True
         self._sw_disarm()
         waits, self._sw_waits = self._sw_waits, ()
         for future in waits:
-            cancel(future)
+            cancel(future)  # its completion, if it still comes, finds nothing to resume
 
     def close_input(self) -> None:
         """The connection is closing: frames already buffered are not delivered."""
