@@ -258,13 +258,49 @@ def parse_command(line: bytes) -> Command:
 
     A line ending in ``noreply`` gets no reply from memcached, not even for a bad argument:
     the error's ``reply`` is then empty."""
-    words = [word for word in line.split(b" ") if word]
+    words = line.split(b" ")
+    if b"" in words:
+        words = [word for word in words if word]
+    else:
+        quick = _quick(words)
+        if quick is not None:
+            return quick
     try:
         return _parse(words)
     except BadCommandLine as error:
         if words[0] in _NOREPLY and words[-1] == b"noreply":
             error.reply = b""
         raise
+
+
+def _quick(words: list[bytes]) -> Command | None:
+    """The commands of almost every request, ``get``/``gets`` of keys and ``set`` of a small
+    block, made without :func:`_parse`'s checks when no check can fail (plain digits, short
+    keys); ``None`` for anything else, which :func:`_parse` then reads (or refuses)."""
+    name = words[0]
+    count = len(words)
+    if name == b"get" or name == b"gets":
+        if count == 2:
+            key = words[1]
+            if len(key) <= MAX_KEY:
+                return Retrieval(name, (key,))
+        elif count > 2 and max(map(len, words)) <= MAX_KEY:
+            return Retrieval(name, tuple(words[1:]))
+        return None
+    if name == b"set" and (count == 5 or (count == 6 and words[5] == b"noreply")):
+        key, flags, exptime, size = words[1], words[2], words[3], words[4]
+        if (
+            len(key) <= MAX_KEY
+            and len(flags) < 10
+            and len(exptime) < 19
+            and len(size) < 10
+            and flags.isdigit()
+            and exptime.isdigit()
+            and size.isdigit()
+        ):
+            # nine digits or fewer are below 2**32 and MAX_DATA: no range to check
+            return Storage(name, key, int(flags), int(exptime), int(size), None, count == 6)
+    return None
 
 
 def _parse(words: list[bytes]) -> Command:

@@ -37,6 +37,7 @@ from statewire.machine import (
     RemoteProtocolError,
     TransitionCallback,
     UnexpectedInput,
+    by_key,
     by_verb,
     observe,
     unobserve,
@@ -453,6 +454,52 @@ def test_by_verb_fast_path_matches_the_general_path(frames: list[bytes]) -> None
     numbers: the fast path routes every one as the general path does (same outputs and
     arguments, same refusals, same final state)."""
     assert _verb_run(False, frames) == _verb_run(True, frames)
+
+
+def _first_word(frame: bytes) -> bytes:
+    return frame.split(b" ", 1)[0]
+
+
+_KEYED = by_key(
+    _first_word,
+    {
+        b"GET": (VerbInputs.get, lambda frame: (frame[4:],)),
+        b"SIZE": (VerbInputs.size, lambda frame: (int(frame[5:]),)),
+        b"QUIT": (VerbInputs.quit, lambda frame: ()),
+    },
+    unknown=VerbInputs.other,
+)
+
+
+class Keyed(Verbs):
+    """The same machine routed ``by_key``, with an ``unknown`` input that loops (the fast
+    path calls it straight away) in both states, next to inputs ``closed`` refuses."""
+
+    routes = {serving: _KEYED, closed: _KEYED}
+
+
+def _keyed_run(general: bool, frames: list[bytes]) -> tuple[list[Any], str]:
+    protocol = Keyed()
+    protocol.events = []  # type: ignore[attr-defined]
+    tracer = _EveryTransition()
+    if general:
+        observe(tracer)
+    try:
+        protocol.makeConnection(StringTransport())
+    finally:
+        unobserve(tracer)
+    protocol.dataReceived(b"".join(frame + b"\n" for frame in frames))
+    return protocol.events, protocol.machine_state  # type: ignore[attr-defined]
+
+
+@example([b"GET k", b"NOPE x", b"SIZE 3", b"SIZE x", b"QUIT", b"NOPE", b"GET k", b"QUIT"])
+@given(st.lists(_command, max_size=12))
+def test_by_key_fast_path_matches_the_general_path(frames: list[bytes]) -> None:
+    """Keys the table names and keys it does not (the ``unknown`` input, looping), before
+    and after a state that refuses some inputs: the fast path routes every frame as the
+    general path does."""
+    events, state = _keyed_run(False, frames)
+    assert (events, state) == _keyed_run(True, frames)
 
 
 # -- MethodicalMachine: random machines, compiled against automat's own ---------------------

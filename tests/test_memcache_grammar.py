@@ -184,6 +184,71 @@ def test_data_blocks() -> None:
     assert data_block(5).describe() == "data block(5) + CRLF"
 
 
+#: words of the lines the quick path reads (get, gets, set), and of the lines it must leave
+_HOT_WORDS = st.one_of(
+    st.sampled_from([b"get", b"gets", b"set", b"noreply", b"0", b"00", b"+1", b"-1", b"k"]),
+    st.sampled_from([b"4294967295", b"4294967296", b"999999999", b"2147483645", b"2147483646"]),
+    st.sampled_from([b"9" * 18, b"9" * 19, b"\xff", b"k" * MAX_KEY, b"k" * (MAX_KEY + 1)]),
+    st.binary(min_size=1, max_size=4).filter(lambda w: b" " not in w),
+)
+
+
+def _outcome(line: bytes) -> object:
+    try:
+        return parse_command(line)
+    except MemcacheError as error:
+        return type(error), error.reply
+
+
+_NUMBERS = st.one_of(
+    st.sampled_from([b"0", b"00", b"+1", b"-1", b"4294967295", b"4294967296", b"2147483645"]),
+    st.sampled_from([b"2147483646", b"999999999", b"9" * 18, b"9" * 19, b"x", b"1x"]),
+    st.integers(0, 1 << 70).map(lambda n: b"%d" % n),
+)
+_SETS = st.tuples(
+    st.sampled_from([b"set", b"add"]),
+    st.sampled_from([b"k", b"k" * MAX_KEY, b"k" * (MAX_KEY + 1)]),
+    _NUMBERS,
+    _NUMBERS,
+    _NUMBERS,
+    st.sampled_from([(), (b"noreply",), (b"other",), (b"noreply", b"x")]),
+).map(lambda t: [*t[:5], *t[5]])
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"set k 4294967295 0 5",
+        b"set k 4294967296 0 5",
+        b"set k 0 999999999999999999 5",
+        b"set k 0 9999999999999999999 5",
+        b"set k 0 99999999999999999999 5",
+        b"set k 0 0 2147483645",
+        b"set k 0 0 2147483646",
+        b"set k 0 0 999999999",
+        b"set k 0 0 9999999999",
+        b"set k 0 -1 5",
+        b"set k +0 0 5 noreply",
+        b"set " + b"k" * MAX_KEY + b" 0 0 5",
+        b"set " + b"k" * (MAX_KEY + 1) + b" 0 0 5",
+        b"get " + b"k" * (MAX_KEY + 1),
+        b"get a " + b"k" * (MAX_KEY + 1),
+        b"gets a b c",
+        b"get",
+    ],
+)
+def test_the_quick_paths_edges(line: bytes) -> None:
+    assert _outcome(line) == _outcome(b" " + line)
+
+
+@given(st.one_of(st.lists(_HOT_WORDS, min_size=1, max_size=7), _SETS))
+def test_the_quick_path_reads_as_the_general_one(words: list[bytes]) -> None:
+    """``get``/``gets``/``set`` lines take a quick path; a leading space (which memcached
+    ignores) sends the same line down the general one: both read it alike."""
+    line = b" ".join(words)
+    assert _outcome(line) == _outcome(b" " + line)
+
+
 @given(st.binary(max_size=300))
 def test_any_line_parses_or_is_refused_with_a_reply(line: bytes) -> None:
     try:

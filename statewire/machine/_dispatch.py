@@ -135,6 +135,10 @@ class Dispatch:
         impl = self._sw_impl
         core = self._sw_core
         keyed = self._sw_keyed
+        table = route.table
+        # a key the table does not name goes to ``unknown``: straight to it when it loops
+        # here (a Redis command, by far the most frequent request)
+        otherwise = None if route.unknown is None else loops.get(route.unknown)
 
         def by_key(frame: Any) -> None:
             try:
@@ -163,6 +167,16 @@ class Dispatch:
                 return
             move = leaving.get(key)
             if move is None:
+                if otherwise is not None and key not in table:
+                    function, hook = otherwise
+                    if function is not None:
+                        result = function(impl, core, frame)
+                    else:
+                        assert hook is not None
+                        result = getattr(core, hook)(frame)
+                    if result is not None:
+                        self._sw_wait(result)
+                    return
                 keyed(route, loops, transits, frame, key)
                 return
             transit, convert = move

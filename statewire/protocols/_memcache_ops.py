@@ -22,7 +22,6 @@ from grammars.memcache import (
     Simple,
     Storage,
     Touch,
-    value_line,
 )
 
 if TYPE_CHECKING:
@@ -40,6 +39,8 @@ _LONG_OPAQUE = b"CLIENT_ERROR opaque token too long"
 #: memcached's longest ``O`` flag, its letter included (its MFLAG_MAX_OPAQUE_LENGTH)
 _MAX_OPAQUE = 32
 _NO_MEMORY = b"SERVER_ERROR out of memory storing object\r\n"
+#: the statistic each retrieval counts
+_CMD = {name: b"cmd_" + name for name in (b"get", b"gets", b"gat", b"gats")}
 #: the flags whose token memcached's flag parser reads, and the words it refuses a token
 #: with (``F``: none of its own, the words of a refusal before it stand)
 _TOKENS: dict[bytes, tuple[bool, bytes | None]] = {
@@ -99,9 +100,9 @@ class ItemStore(Protocol):
 
 def run(core: MemcacheConnection, command: Command) -> bytes:
     """Run a command that has no data block; return its reply (empty: none)."""
-    core.factory.count(b"cmd_" + command.name)
-    if isinstance(command, Retrieval):
+    if type(command) is Retrieval:  # most requests: no statistic named, no dispatch
         return _retrieve(core, command)
+    core.factory.count(b"cmd_" + command.name)
     if isinstance(command, Delete):
         return _quiet(command.noreply, _delete(core, command.key))
     if isinstance(command, Arithmetic):
@@ -121,21 +122,39 @@ def _quiet(noreply: bool, reply: bytes) -> bytes:
 
 
 def _retrieve(core: MemcacheConnection, command: Retrieval) -> bytes:
-    storage, now = core.factory.storage, core.seconds()
-    with_cas = command.name in (b"gets", b"gats")
+    factory = core.factory
+    storage, now = factory.storage, core.seconds()
+    name, keys, exptime = command.name, command.keys, command.exptime
+    with_cas = name == b"gets" or name == b"gats"
     out: list[bytes] = []
-    for key in command.keys:
+    for key in keys:
         item = storage.get(key, now)
         if item is None:
-            core.factory.count(b"get_misses")
             continue
-        core.factory.count(b"get_hits")
-        _fetch(item, now)
-        if command.exptime is not None:
-            item = replace(item, expires=core.expiry(command.exptime))
+        if item.fetched:  # the fetch recorded (see _fetch)
+            item.accessed = now
+        else:
+            item.fetched = True
+        if exptime is not None:
+            item = replace(item, expires=core.expiry(exptime))
             storage.put(key, item, now)
-        cas = item.cas if with_cas else None
-        out += [value_line(key, item.flags, len(item.value), cas), b"\r\n", item.value, b"\r\n"]
+        value = item.value
+        if with_cas:
+            out.append(b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(value), item.cas))
+        else:
+            out.append(b"VALUE %s %d %d\r\n" % (key, item.flags, len(value)))
+        out.append(value)
+        out.append(b"\r\n")
+    stats = factory.stats
+    hits = len(out) // 3
+    stat = _CMD.get(name) or b"cmd_" + name
+    stats[stat] = stats.get(stat, 0) + 1
+    if hits:
+        stats[b"get_hits"] = stats.get(b"get_hits", 0) + hits
+    if hits < len(keys):
+        stats[b"get_misses"] = stats.get(b"get_misses", 0) + len(keys) - hits
+    if hits == 1:
+        return out[0] + out[1] + b"\r\nEND\r\n"
     out.append(b"END\r\n")
     return b"".join(out)
 
@@ -288,9 +307,11 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
     if isinstance(command, Meta):  # its flags were checked before its block came
         return _meta_set(core, command, value)
     storage, now = core.factory.storage, core.seconds()
-    old = storage.get(command.key, now)
     name = command.name
-    flags, expires = command.flags, core.expiry(command.exptime)
+    # a plain set needs no old item (nor a second size check: the route checked the size
+    # it announced, which its block has)
+    old = None if name == b"set" else storage.get(command.key, now)
+    flags, expires = command.flags, core.expiry(command.exptime) if command.exptime else 0.0
     if name == b"add" and old is not None:
         return _quiet(command.noreply, b"NOT_STORED\r\n")
     if name in (b"replace", b"append", b"prepend") and old is None:
@@ -304,7 +325,8 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
         value = old.value + value if name == b"append" else value + old.value
         flags, expires = old.flags, old.expires
     item = Item(value, flags, expires, core.factory.next_cas(), accessed=now)
-    if not fits(command.key, len(value)) or not storage.put(command.key, item, now):
+    too_large = name != b"set" and not fits(command.key, len(value))
+    if too_large or not storage.put(command.key, item, now):
         return _quiet(command.noreply, _NO_MEMORY)
     return _quiet(command.noreply, b"STORED\r\n")
 

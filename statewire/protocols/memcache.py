@@ -207,6 +207,8 @@ def _kind(frame: bytes) -> bytes:
 
 
 def _command(frame: bytes) -> tuple[Command | Refused]:
+    if _last[0] is frame:  # parsed by the key just before (what _parsed would find)
+        return (_last[1],)
     return (_parsed(frame),)
 
 
