@@ -11,7 +11,7 @@ commands below. Keys expire lazily, on the connection's clock (the reactor's ``s
     EXPIRE PEXPIRE TTL PTTL PERSIST GET SET GETDEL MGET MSET INCR INCRBY DECR DECRBY APPEND
     STRLEN LPUSH RPUSH LPOP RPOP LLEN LRANGE HSET HGET HDEL HGETALL HLEN SADD SREM SMEMBERS
     SCARD SISMEMBER MULTI EXEC DISCARD WATCH UNWATCH SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE
-    PUNSUBSCRIBE PUBLISH CLIENT COMMAND
+    PUNSUBSCRIBE PUBLISH SSUBSCRIBE SUNSUBSCRIBE SPUBLISH CLIENT COMMAND
 
 Every change a command makes to a key is reported to the server (``touch``), as Redis
 signals it, so that ``WATCH`` sees it: writes, deletions, expiries, flushes.
@@ -589,6 +589,11 @@ def sismember(conn: RESPConnection, args: list[bytes]) -> Any:
 @command(b"publish", 3)
 def publish(conn: RESPConnection, args: list[bytes]) -> Any:
     return conn.factory.publish(args[0], args[1])
+
+
+@command(b"spublish", 3)
+def spublish(conn: RESPConnection, args: list[bytes]) -> Any:
+    return conn.factory.spublish(args[0], args[1])
 
 
 factory = MiniRedisFactory()

@@ -181,6 +181,51 @@ def test_reset_and_a_lost_connection_drop_the_patterns() -> None:
     assert not client.factory.pattern_subscribers
 
 
+def test_shard_channels_keep_their_own_count_and_keep_the_client_subscribed() -> None:
+    client = Client()
+    assert client(b"SSUBSCRIBE a b\r\nSUBSCRIBE c\r\n") == (
+        b"*3\r\n$10\r\nssubscribe\r\n$1\r\na\r\n:1\r\n"
+        b"*3\r\n$10\r\nssubscribe\r\n$1\r\nb\r\n:2\r\n"
+        b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n"
+    )
+    assert client(b"UNSUBSCRIBE\r\n") == b"*3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:0\r\n"
+    assert client.state == "subscribed"  # shard channels remain
+    publisher = Client(factory=client.factory)
+    client.transport.clear()
+    assert (
+        publisher(b"SPUBLISH a hi\r\nPUBLISH a no\r\nSPUBLISH c no\r\n") == b":1\r\n:0\r\n:0\r\n"
+    )
+    assert client.transport.value() == b"*3\r\n$8\r\nsmessage\r\n$1\r\na\r\n$2\r\nhi\r\n"
+    assert client(b"SUNSUBSCRIBE b\r\nSUNSUBSCRIBE\r\n") == (
+        b"*3\r\n$12\r\nsunsubscribe\r\n$1\r\nb\r\n:1\r\n"
+        b"*3\r\n$12\r\nsunsubscribe\r\n$1\r\na\r\n:0\r\n"
+    )
+    assert client.state == "ready" and not client.factory.shard_subscribers
+    assert client(b"SUNSUBSCRIBE\r\n") == b"*3\r\n$12\r\nsunsubscribe\r\n$-1\r\n:0\r\n"
+
+
+def test_reset_quit_and_a_lost_connection_drop_the_shard_channels() -> None:
+    client = Client()
+    client(b"SSUBSCRIBE a b\r\n")
+    other = Client(factory=client.factory)
+    other(b"SSUBSCRIBE a\r\n")
+    assert client(b"RESET\r\n") == b"+RESET\r\n"
+    assert client.state == "ready" and not client.protocol.shard_channels
+    assert set(client.factory.shard_subscribers) == {b"a"}
+    other.protocol.connectionLost()
+    assert not client.factory.shard_subscribers
+    client(b"SSUBSCRIBE x\r\nQUIT\r\n")
+    assert not client.factory.shard_subscribers
+
+
+def test_ssubscribe_in_a_transaction_is_queued_like_subscribe() -> None:
+    client = Client()
+    assert client(b"MULTI\r\nSSUBSCRIBE x\r\nSUNSUBSCRIBE\r\nDISCARD\r\n") == (
+        b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+OK\r\n"
+    )
+    assert client.state == "ready"
+
+
 def test_psubscribe_in_a_transaction_is_queued_like_subscribe() -> None:
     client = Client()
     assert client(b"MULTI\r\nPSUBSCRIBE x\r\nPUNSUBSCRIBE\r\nDISCARD\r\n") == (
@@ -236,10 +281,13 @@ def _kind(value: Any) -> bytes | None:
     return None
 
 
+_ORDERED_BY_HASH = (b"unsubscribe", b"sunsubscribe", b"pmessage")
+
+
 def unordered(replies: bytes) -> bytes:
     """The replies, with what Redis orders by its hash tables put in one order: the
-    channels an ``UNSUBSCRIBE`` of all lists (each confirmation keeps its count), and the
-    ``pmessage`` of several patterns a message matched."""
+    channels an ``UNSUBSCRIBE`` (or ``SUNSUBSCRIBE``) of all lists (each confirmation
+    keeps its count), and the ``pmessage`` of several patterns a message matched."""
     frames = _frames(normalized(replies))
     out: list[bytes] = []
     i = 0
@@ -248,10 +296,13 @@ def unordered(replies: bytes) -> bytes:
         j = i
         while j < len(frames) and _kind(frames[j][1]) == kind:
             j += 1
-        run = frames[i:j] if kind in (b"unsubscribe", b"pmessage") else frames[i : i + 1]
+        run = frames[i:j] if kind in _ORDERED_BY_HASH else frames[i : i + 1]
         if kind == b"pmessage":
             out += sorted(frame for frame, _ in run)
-        elif kind == b"unsubscribe":  # (a confirmation naming no channel stays as it is)
+        elif kind in (
+            b"unsubscribe",
+            b"sunsubscribe",
+        ):  # (a confirmation naming no channel stays as it is)
             names = iter(sorted(_name_of(value) for _, value in run if _name_of(value)))
             out += [
                 frame.replace(_name_of(value), next(names), 1) if _name_of(value) else frame
@@ -295,11 +346,22 @@ subscriptions = st.lists(
             st.sampled_from([b"PSUBSCRIBE", b"PUNSUBSCRIBE"]),
             st.lists(st.sampled_from(PATTERNS), max_size=3),
         ),
+        st.tuples(
+            st.sampled_from([b"SSUBSCRIBE", b"SUNSUBSCRIBE"]),
+            st.lists(st.sampled_from(CHANNELS), max_size=3),
+        ),
         st.tuples(st.just(b"PING"), st.sampled_from([[], [b"hi"]])),
-    ).filter(lambda c: c[1] or c[0] in (b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"PING")),
+    ).filter(lambda c: c[1] or c[0] in _TAKE_NONE),
     max_size=6,
 )
-publications = st.lists(st.tuples(st.sampled_from(CHANNELS), st.sampled_from([b"m", b""])))
+_TAKE_NONE = (b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE", b"PING")
+publications = st.lists(
+    st.tuples(
+        st.sampled_from([b"PUBLISH", b"SPUBLISH"]),
+        st.sampled_from(CHANNELS),
+        st.sampled_from([b"m", b""]),
+    )
+)
 
 
 @given(
@@ -312,10 +374,10 @@ def test_subscriber_and_publisher_sessions_match_redis(
     redis_port: int,
     version: bytes,
     subscribing: list[tuple[bytes, list[bytes]]],
-    publishing: list[tuple[bytes, bytes]],
+    publishing: list[tuple[bytes, bytes, bytes]],
 ) -> None:
     subscriber = version + b"".join(_words(name, *args) for name, args in subscribing)
-    publisher = b"".join(_words(b"PUBLISH", channel, text) for channel, text in publishing)
+    publisher = b"".join(_words(*publication) for publication in publishing)
     same_transcripts(mini_port, redis_port, subscriber, publisher)
 
 
@@ -330,6 +392,21 @@ def test_subscriber_and_publisher_sessions_match_redis(
         (b"HELLO 3\r\nPSUBSCRIBE *\r\nGET k\r\nPING\r\n", b"PUBLISH k v\r\n"),
         (b"PSUBSCRIBE a*\r\nGET k\r\nPUNSUBSCRIBE\r\nGET k\r\n", b"PUBLISH ab x\r\n"),
         (b"PUNSUBSCRIBE\r\nPSUBSCRIBE\r\nPSUBSCRIBE a\r\nUNSUBSCRIBE\r\n", b"PUBLISH a x\r\n"),
+        # shard channels: their own count, no pattern sees them, pub/sub mode until all go
+        (
+            b"SSUBSCRIBE a b\r\nSUBSCRIBE c\r\nPSUBSCRIBE *\r\nGET k\r\nSUNSUBSCRIBE a\r\n",
+            b"SPUBLISH b x\r\nPUBLISH b y\r\nSPUBLISH a z\r\nSPUBLISH\r\n",
+        ),
+        (
+            b"SSUBSCRIBE a\r\nSUBSCRIBE c\r\nUNSUBSCRIBE c\r\nGET k\r\nSUNSUBSCRIBE\r\n"
+            b"SUNSUBSCRIBE\r\nGET k\r\n",
+            b"SPUBLISH a x\r\n",
+        ),
+        (
+            b"SUNSUBSCRIBE\r\nSUNSUBSCRIBE a b\r\nSSUBSCRIBE\r\nSSUBSCRIBE a a\r\n",
+            b"PUBLISH a x\r\n",
+        ),
+        (b"HELLO 3\r\nSSUBSCRIBE a\r\nGET k\r\nSPUBLISH a me\r\n", b"SPUBLISH a x\r\n"),
     ],
 )
 def test_pattern_sessions_answer_as_redis(
@@ -358,6 +435,28 @@ def test_redis_py_pattern_subscriptions(mini_port: int) -> None:
             pubsub.punsubscribe()
             last = pubsub.get_message(timeout=5)
             assert last is not None and last["type"] == "punsubscribe" and last["data"] == 0
+        finally:
+            pubsub.close()
+            client.close()
+
+
+def test_redis_py_shard_channels(mini_port: int) -> None:
+    redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install redis)")
+    for version in (2, 3):
+        client = redis.Redis(host=HOST, port=mini_port, protocol=version)
+        pubsub = client.pubsub()
+        try:
+            pubsub.ssubscribe("orders")
+            first = pubsub.get_sharded_message(timeout=5)
+            assert first is not None and first["type"] == "ssubscribe"
+            assert client.publish("orders", "not for shards") == 0
+            assert client.spublish("orders", "hello") == 1
+            message = pubsub.get_sharded_message(timeout=5)
+            assert message is not None and message["type"] == "smessage"
+            assert (message["channel"], message["data"]) == (b"orders", b"hello")
+            pubsub.sunsubscribe()
+            last = pubsub.get_sharded_message(timeout=5)
+            assert last is not None and last["type"] == "sunsubscribe" and last["data"] == 0
         finally:
             pubsub.close()
             client.close()

@@ -11,7 +11,7 @@ upper-cased name to an input of the machine below; any name without an input of 
     ready       a command                   run, answered
                 WATCH                       watches keys (see below)
                 MULTI                       -> queuing
-                (P)SUBSCRIBE                -> subscribed
+                (P|S)SUBSCRIBE              -> subscribed
                 EXEC, DISCARD               refused: -ERR EXEC without MULTI
     queuing     a command                   checked and queued: +QUEUED (or its error,
                                             which dooms the transaction)
@@ -20,14 +20,18 @@ upper-cased name to an input of the machine below; any name without an input of 
                 DISCARD                     -> ready: +OK
                 MULTI                       refused: -ERR MULTI calls can not be nested
                 WATCH                       refused: -ERR WATCH inside MULTI is not allowed
-    subscribed  (P)(UN)SUBSCRIBE, PING      answered; unsubscribed from the last channel
-                                            and pattern: -> ready (``emptied``)
+    subscribed  (P|S)(UN)SUBSCRIBE, PING    answered; unsubscribed from the last channel,
+                                            pattern and shard channel: -> ready (``emptied``)
                 anything else (RESP2)       refused: -ERR Can't execute '...': only ...
     any state   QUIT -> closed, RESET -> anonymous (-> ready at once with no password),
                 connection lost -> closed
 
 Pub/sub counts a client's channels and patterns together (each confirmation carries the
 sum); a pattern is a Redis glob (:class:`Glob`) and a message it matches is a ``pmessage``.
+Shard channels (``SSUBSCRIBE``, ``SUNSUBSCRIBE``, ``SPUBLISH``; Redis 7) are a namespace of
+their own, counted apart (their confirmations carry their own count; patterns never match
+them; a message is an ``smessage``), as a Redis server that is not a cluster keeps them;
+the client leaves pub/sub mode when all three counts are zero.
 ``WATCH`` keeps ``(database, key)`` pairs; the application calls
 :meth:`RESPFactory.touch` for each key a command changes (Redis's ``signalModifiedKey``)
 and :meth:`RESPFactory.expire_watched` lets an expiry count as a change; ``EXEC``,
@@ -164,6 +168,8 @@ _MACHINE_COMMANDS = {
     b"unsubscribe": -1,
     b"psubscribe": -2,
     b"punsubscribe": -1,
+    b"ssubscribe": -2,
+    b"sunsubscribe": -1,
     b"quit": -1,
     b"reset": 1,
     b"auth": -2,
@@ -190,6 +196,8 @@ class Inputs(Protocol):
     def unsubscribe(self, argv: list[bytes]) -> None: ...
     def psubscribe(self, argv: list[bytes]) -> None: ...
     def punsubscribe(self, argv: list[bytes]) -> None: ...
+    def ssubscribe(self, argv: list[bytes]) -> None: ...
+    def sunsubscribe(self, argv: list[bytes]) -> None: ...
     def watch(self, argv: list[bytes]) -> None: ...
     def quit(self, argv: list[bytes]) -> None: ...
     def reset(self, argv: list[bytes]) -> None: ...
@@ -217,6 +225,8 @@ class RESPConnection(MachineProtocol):
     #: class's empty ones until the client subscribes (an idle connection holds none)
     channels: AbstractSet[bytes] = _NONE
     patterns: Mapping[bytes, None] = _NO_PATTERNS
+    #: the shard channels the client listens to (``SSUBSCRIBE``)
+    shard_channels: AbstractSet[bytes] = _NONE
     #: the ``(database, key)`` pairs ``WATCH`` keeps, and whether one of them changed
     watched: AbstractSet[tuple[int, bytes]] = _NONE
     dirty = False
@@ -290,6 +300,12 @@ class RESPConnection(MachineProtocol):
         """How many channels and patterns the client listens to (what Redis confirms)."""
         return len(self.channels) + len(self.patterns)
 
+    @property
+    def listening(self) -> bool:
+        """Whether the client listens to anything: a channel, a pattern, a shard channel
+        (while it does, a RESP2 client is in pub/sub mode)."""
+        return bool(self.channels or self.patterns or self.shard_channels)
+
     def join(self, channels: list[bytes]) -> None:
         """Subscribe to ``channels``, confirming each."""
         for channel in channels:
@@ -322,10 +338,27 @@ class RESPConnection(MachineProtocol):
             self.factory.unfollow_pattern(pattern, self)
             self.reply(Push((b"punsubscribe", pattern, self.subscriptions)))
 
-    def _all(self, kind: bytes, names: list[bytes]) -> list[bytes]:
-        """``names``; when there are none, Redis still confirms, naming nothing."""
+    def join_shards(self, channels: list[bytes]) -> None:
+        """Subscribe to the shard ``channels``, confirming each with the shard count."""
+        for channel in channels:
+            if type(self.shard_channels) is not set:
+                self.shard_channels = set()
+            self.shard_channels.add(channel)
+            self.factory.shard_subscribers.setdefault(channel, set()).add(self)
+            self.reply(Push((b"ssubscribe", channel, len(self.shard_channels))))
+
+    def leave_shards(self, channels: list[bytes]) -> None:
+        """Unsubscribe from the shard ``channels`` (all when empty), confirming each."""
+        every = sorted(self.shard_channels)
+        for channel in channels or self._all(b"sunsubscribe", every, len(every)):
+            self._unsubscribe_shard(channel)
+            self.reply(Push((b"sunsubscribe", channel, len(self.shard_channels))))
+
+    def _all(self, kind: bytes, names: list[bytes], count: int | None = None) -> list[bytes]:
+        """``names``; when there are none, Redis still confirms, naming nothing (with the
+        channels and patterns counted, or ``count``)."""
         if not names:
-            self.reply(Push((kind, None, self.subscriptions)))
+            self.reply(Push((kind, None, self.subscriptions if count is None else count)))
         return names
 
     def forget(self) -> None:
@@ -333,6 +366,8 @@ class RESPConnection(MachineProtocol):
         the loss)."""
         for channel in list(self.channels):
             self._unsubscribe(channel)
+        for channel in list(self.shard_channels):
+            self._unsubscribe_shard(channel)
         for pattern in self.patterns:
             self.factory.unfollow_pattern(pattern, self)
         self.patterns = _NO_PATTERNS
@@ -348,6 +383,15 @@ class RESPConnection(MachineProtocol):
             listeners.discard(self)
             if not listeners:
                 del self.factory.subscribers[channel]
+
+    def _unsubscribe_shard(self, channel: bytes) -> None:
+        if type(self.shard_channels) is set:
+            self.shard_channels.discard(channel)
+        listeners = self.factory.shard_subscribers.get(channel)
+        if listeners is not None:
+            listeners.discard(self)
+            if not listeners:
+                del self.factory.shard_subscribers[channel]
 
     # -- WATCH ---------------------------------------------------------------------------------
 
@@ -494,6 +538,16 @@ def join_patterns(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> N
     core.join_patterns(argv[1:])
 
 
+@ready.upon(Inputs.ssubscribe).to(subscribed)
+def join_shards(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
+    core.join_shards(argv[1:])
+
+
+@ready.upon(Inputs.sunsubscribe).loop()
+def leave_no_shard(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
+    core.leave_shards(argv[1:])
+
+
 @ready.upon(Inputs.unsubscribe).loop()
 def leave_none(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
     core.leave(argv[1:])
@@ -526,6 +580,8 @@ for _input in (
     Inputs.unsubscribe,
     Inputs.psubscribe,
     Inputs.punsubscribe,
+    Inputs.ssubscribe,
+    Inputs.sunsubscribe,
 ):
     queuing.upon(_input).loop()(enqueue)
 
@@ -556,19 +612,27 @@ def abandon(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
 
 subscribed.upon(Inputs.subscribe).loop()(join)
 subscribed.upon(Inputs.psubscribe).loop()(join_patterns)
+subscribed.upon(Inputs.ssubscribe).loop()(join_shards)
 
 
 @subscribed.upon(Inputs.unsubscribe).loop()
 def leave(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
     core.leave(argv[1:])
-    if not core.subscriptions:
+    if not core.listening:
         machine.emptied()
 
 
 @subscribed.upon(Inputs.punsubscribe).loop()
 def leave_patterns(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
     core.leave_patterns(argv[1:])
-    if not core.subscriptions:
+    if not core.listening:
+        machine.emptied()
+
+
+@subscribed.upon(Inputs.sunsubscribe).loop()
+def leave_shards(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
+    core.leave_shards(argv[1:])
+    if not core.listening:
         machine.emptied()
 
 
@@ -732,6 +796,8 @@ _ROUTE = by_key(
         b"UNSUBSCRIBE": Inputs.unsubscribe,
         b"PSUBSCRIBE": Inputs.psubscribe,
         b"PUNSUBSCRIBE": Inputs.punsubscribe,
+        b"SSUBSCRIBE": Inputs.ssubscribe,
+        b"SUNSUBSCRIBE": Inputs.sunsubscribe,
         b"WATCH": Inputs.watch,
         b"QUIT": Inputs.quit,
         b"RESET": Inputs.reset,
@@ -769,6 +835,8 @@ class RESPFactory(Factory):
         self.subscribers: dict[bytes, set[RESPConnection]] = {}
         #: pattern -> its glob and the clients subscribed to it
         self.pattern_subscribers: dict[bytes, tuple[Glob, set[RESPConnection]]] = {}
+        #: shard channel -> the clients subscribed to it
+        self.shard_subscribers: dict[bytes, set[RESPConnection]] = {}
         #: ``(database, key)`` -> the clients watching it
         self.watchers: dict[tuple[int, bytes], set[RESPConnection]] = {}
         self._ids = itertools.count(1)
@@ -791,6 +859,14 @@ class RESPFactory(Factory):
                     follower.reply(Push((b"pmessage", pattern, channel, message)))
                 sent += len(followers)
         return sent
+
+    def spublish(self, channel: bytes, message: bytes) -> int:
+        """Send ``message`` to the subscribers of the shard ``channel`` (``smessage``; no
+        pattern sees it); return how many went."""
+        listeners = self.shard_subscribers.get(channel, ())
+        for listener in listeners:
+            listener.reply(Push((b"smessage", channel, message)))
+        return len(listeners)
 
     def follow_pattern(self, pattern: bytes, client: RESPConnection) -> None:
         """Send ``client`` the messages of the channels ``pattern`` matches."""
