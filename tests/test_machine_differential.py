@@ -426,8 +426,10 @@ class _EveryTransition(Observer):
         return lambda old, input, new, frame: None
 
 
-def _verb_run(general: bool, frames: list[bytes]) -> tuple[list[Any], str]:
-    protocol = Verbs()
+def _verb_run(
+    general: bool, frames: list[bytes], kind: type[Verbs] = Verbs
+) -> tuple[list[Any], str]:
+    protocol = kind()
     protocol.events = []  # type: ignore[attr-defined]
     tracer = _EveryTransition()
     if general:  # every frame through the general path
@@ -478,28 +480,13 @@ class Keyed(Verbs):
     routes = {serving: _KEYED, closed: _KEYED}
 
 
-def _keyed_run(general: bool, frames: list[bytes]) -> tuple[list[Any], str]:
-    protocol = Keyed()
-    protocol.events = []  # type: ignore[attr-defined]
-    tracer = _EveryTransition()
-    if general:
-        observe(tracer)
-    try:
-        protocol.makeConnection(StringTransport())
-    finally:
-        unobserve(tracer)
-    protocol.dataReceived(b"".join(frame + b"\n" for frame in frames))
-    return protocol.events, protocol.machine_state  # type: ignore[attr-defined]
-
-
 @example([b"GET k", b"NOPE x", b"SIZE 3", b"SIZE x", b"QUIT", b"NOPE", b"GET k", b"QUIT"])
 @given(st.lists(_command, max_size=12))
 def test_by_key_fast_path_matches_the_general_path(frames: list[bytes]) -> None:
     """Keys the table names and keys it does not (the ``unknown`` input, looping), before
     and after a state that refuses some inputs: the fast path routes every frame as the
     general path does."""
-    events, state = _keyed_run(False, frames)
-    assert (events, state) == _keyed_run(True, frames)
+    assert _verb_run(False, frames, Keyed) == _verb_run(True, frames, Keyed)
 
 
 # -- MethodicalMachine: random machines, compiled against automat's own ---------------------

@@ -169,16 +169,27 @@ def test_resp3_pattern_messages_are_pushes_and_any_command_runs() -> None:
     assert client.state == "ready"
 
 
-def test_reset_and_a_lost_connection_drop_the_patterns() -> None:
+@pytest.mark.parametrize(
+    ("verb", "mine", "registry"),
+    [
+        (b"PSUBSCRIBE", "patterns", "pattern_subscribers"),
+        (b"SSUBSCRIBE", "shard_channels", "shard_subscribers"),
+    ],
+)
+def test_reset_quit_and_a_lost_connection_drop_the_subscriptions(
+    verb: bytes, mine: str, registry: str
+) -> None:
     client = Client()
-    client(b"PSUBSCRIBE a* b*\r\n")
+    client(verb + b" a b\r\n")
     other = Client(factory=client.factory)
-    other(b"PSUBSCRIBE a*\r\n")
+    other(verb + b" a\r\n")
     assert client(b"RESET\r\n") == b"+RESET\r\n"
-    assert client.state == "ready" and not client.protocol.patterns
-    assert set(client.factory.pattern_subscribers) == {b"a*"}
+    assert client.state == "ready" and not getattr(client.protocol, mine)
+    assert set(getattr(client.factory, registry)) == {b"a"}
     other.protocol.connectionLost()
-    assert not client.factory.pattern_subscribers
+    assert not getattr(client.factory, registry)
+    client(verb + b" x\r\nQUIT\r\n")
+    assert not getattr(client.factory, registry)
 
 
 def test_shard_channels_keep_their_own_count_and_keep_the_client_subscribed() -> None:
@@ -202,20 +213,6 @@ def test_shard_channels_keep_their_own_count_and_keep_the_client_subscribed() ->
     )
     assert client.state == "ready" and not client.factory.shard_subscribers
     assert client(b"SUNSUBSCRIBE\r\n") == b"*3\r\n$12\r\nsunsubscribe\r\n$-1\r\n:0\r\n"
-
-
-def test_reset_quit_and_a_lost_connection_drop_the_shard_channels() -> None:
-    client = Client()
-    client(b"SSUBSCRIBE a b\r\n")
-    other = Client(factory=client.factory)
-    other(b"SSUBSCRIBE a\r\n")
-    assert client(b"RESET\r\n") == b"+RESET\r\n"
-    assert client.state == "ready" and not client.protocol.shard_channels
-    assert set(client.factory.shard_subscribers) == {b"a"}
-    other.protocol.connectionLost()
-    assert not client.factory.shard_subscribers
-    client(b"SSUBSCRIBE x\r\nQUIT\r\n")
-    assert not client.factory.shard_subscribers
 
 
 def test_ssubscribe_in_a_transaction_is_queued_like_subscribe() -> None:

@@ -378,20 +378,12 @@ class RESPConnection(MachineProtocol):
     def _unsubscribe(self, channel: bytes) -> None:
         if type(self.channels) is set:
             self.channels.discard(channel)
-        listeners = self.factory.subscribers.get(channel)
-        if listeners is not None:
-            listeners.discard(self)
-            if not listeners:
-                del self.factory.subscribers[channel]
+        _drop(self.factory.subscribers, channel, self)
 
     def _unsubscribe_shard(self, channel: bytes) -> None:
         if type(self.shard_channels) is set:
             self.shard_channels.discard(channel)
-        listeners = self.factory.shard_subscribers.get(channel)
-        if listeners is not None:
-            listeners.discard(self)
-            if not listeners:
-                del self.factory.shard_subscribers[channel]
+        _drop(self.factory.shard_subscribers, channel, self)
 
     # -- WATCH ---------------------------------------------------------------------------------
 
@@ -443,6 +435,15 @@ class RESPConnection(MachineProtocol):
         if refusal is None:
             refusal = _refusal(self.machine_state, error.input, argv[0])
         self.reply(refusal)
+
+
+def _drop(listeners: dict[bytes, set[RESPConnection]], channel: bytes, client: Any) -> None:
+    """Take ``client`` off the listeners of ``channel``; a channel nobody listens to goes."""
+    clients = listeners.get(channel)
+    if clients is not None:
+        clients.discard(client)
+        if not clients:
+            del listeners[channel]
 
 
 def _fits(arity: int, count: int) -> bool:
