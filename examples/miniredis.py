@@ -127,7 +127,8 @@ def integer(word: bytes, error: bytes = NOT_INTEGER) -> int:
 
 
 def lookup(conn: RESPConnection, key: bytes, kind: type | None = None) -> Any:
-    return db(conn).get(key, conn.seconds(), kind)
+    keyspace: Keyspace = conn.factory.databases[conn.db]  # type: ignore[attr-defined]
+    return keyspace.get(key, conn.seconds(), kind)
 
 
 # -- server --------------------------------------------------------------------------------

@@ -442,6 +442,15 @@ class Resp(Framing):
 
     def encode(self, value: Any) -> bytes:
         """The bytes of ``value`` (faster than ``build``: no construct stream)."""
+        kind = type(value)
+        if kind is bytes:  # the replies of most commands, made at once
+            return b"$%d\r\n%s\r\n" % (len(value), value)
+        if kind is int:
+            return b":%d\r\n" % value
+        if value is None:
+            return b"_\r\n" if self.version == 3 else b"$-1\r\n"
+        if value is OK:
+            return b"+OK\r\n"
         out: list[bytes] = []
         self._encode(value, out, 0, None)
         return b"".join(out)

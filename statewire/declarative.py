@@ -370,7 +370,12 @@ class MachineProtocol(Protocol):
     def seconds(self) -> float:
         """The connection's clock: :attr:`clock`'s ``seconds()``, else the reactor's that
         serves the connection (what timeouts count with; a test's clock in tests)."""
-        seconds: float = self._sw_clock().seconds()
+        clock = self.clock
+        if clock is None:
+            clock = self._sw_reactor  # (what _sw_clock finds, once it found it)
+            if clock is None:
+                clock = self._sw_clock()
+        seconds: float = clock.seconds()
         return seconds
 
     def callLater(self, seconds: float, f: Callable[..., object], *args: Any) -> Any:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from grammars import MalformedError, TooLongError, request, resp
 from grammars.resp import (
     NULL_ARRAY,
+    OK,
     Attributed,
     BigNumber,
     BlobError,
@@ -72,7 +73,16 @@ arguments = st.lists(st.binary(max_size=30), min_size=1, max_size=6)
 @given(values2)
 def test_resp2_values_round_trip(value: Any) -> None:
     grammar = resp(2)
-    assert grammar.parse(grammar.build(value)) == value
+    wire = grammar.build(value)
+    assert grammar.parse(wire) == value
+    assert grammar.encode(value) == wire
+
+
+@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("value", [b"", b"v", 0, -7, None, OK, Simple(b"OK"), True, NULL_ARRAY])
+def test_the_replies_encoded_at_once_are_the_ones_built(version: int, value: Any) -> None:
+    grammar = resp(version)
+    assert grammar.encode(value) == grammar.build(value)
 
 
 @given(values3)

@@ -122,6 +122,8 @@ class CommandTable:
 
     def __init__(self) -> None:
         self._commands: dict[bytes, Command] = {}
+        #: the same by upper-case name (what clients send), found without a lower()
+        self._upper: dict[bytes, Command] = {}
         for name, arity in _MACHINE_COMMANDS.items():
             self.register(name, arity, _BUILT_IN.get(name))
         self.register(b"unwatch", 1, _unwatch)
@@ -134,7 +136,9 @@ class CommandTable:
         subcommands: Mapping[bytes, int] | None = None,
     ) -> None:
         """Add (or replace) the command ``name``."""
-        self._commands[name.lower()] = Command(name.lower(), arity, handler, subcommands)
+        command = Command(name.lower(), arity, handler, subcommands)
+        self._commands[command.name] = command
+        self._upper[command.name.upper()] = command
 
     def command(
         self, name: bytes, arity: int, subcommands: Mapping[bytes, int] | None = None
@@ -149,7 +153,8 @@ class CommandTable:
 
     def get(self, name: bytes) -> Command | None:
         """The command called ``name`` (any case), or ``None``."""
-        return self._commands.get(name.lower())
+        command = self._upper.get(name)
+        return self._commands.get(name.lower()) if command is None else command
 
     def __iter__(self) -> Iterator[Command]:
         return iter(self._commands.values())
@@ -281,7 +286,12 @@ class RESPConnection(MachineProtocol):
     def execute(self, argv: list[bytes]) -> Reply:
         """Run one request (checked) and return its reply."""
         command = self.factory.commands.get(argv[0])
-        if command is None or not command.accepts(len(argv)) or command.subcommands:
+        if (
+            command is None
+            or command.subcommands
+            # the arity, as _fits reads it (a call less on every request)
+            or (len(argv) != command.arity if command.arity >= 0 else len(argv) < -command.arity)
+        ):
             refusal = self.check(argv)
             if refusal is not None:
                 return refusal
