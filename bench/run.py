@@ -2,10 +2,11 @@
 
 Runs ``bench_framing.py``, ``bench_protocols.py``, ``bench_switching.py``,
 ``bench_scaling.py``, ``bench_echo.py`` (line echo, request/response, accept rate, body
-memory), ``bench_memcache.py`` and ``bench_diagram.py``, each in
-its own process, prints their output, then the combined table; writes ``bench/RESULTS.md``
-(machine, versions, date, command, table, full output) and ``bench/results.png`` (the
-end-to-end figures: statewire on asyncio and uvloop against Twisted and the asyncio limit).
+memory), the real protocols' (``bench_memcache.py``, ``bench_resp.py``: their rows are read
+by ``real_rows.py``) and ``bench_diagram.py``, each in its own process, prints their
+output, then the combined table; writes ``bench/RESULTS.md`` (machine, versions, date,
+command, table, full output) and ``bench/results.png`` (the end-to-end figures: statewire
+on asyncio and uvloop against Twisted and the asyncio limit).
 
     python bench/run.py [--quick]
 """
@@ -24,6 +25,8 @@ import tempfile
 import time
 from importlib import metadata
 
+import real_rows
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SERVERS = ("statewire asyncio", "statewire uvloop", "Twisted epoll", "asyncio hand-written")
@@ -38,7 +41,6 @@ SCALE = re.compile(r"^(line LF|u32 prefix)\s+(\d+) KiB\s+([\d.]+)\s+([\d.]+)\s+(
 PER_BYTE = re.compile(r"^(.+): ns/byte at 1 MiB / at 1 KiB = ([\d.]+)")
 DIAGRAM = re.compile(r"^(\d+) states, (.+): ([\d.]+) ms$")
 SWITCHED = re.compile(r"^(statewire|Twisted)[^:]*:\s+(\d+) ns/request$")
-MEMCACHE = re.compile(r"^statewire / (.+): get ([\d.]+)x\s+set ([\d.]+)x$")
 
 Row = tuple[str, str, str, str, str, str]  # section, case, statewire, peer, ratio, target
 
@@ -106,23 +108,6 @@ def parse_switching(output: str, rows: list[Row]) -> None:
                 ">=1.5x",
             )
         )
-
-
-def parse_memcache(output: str, rows: list[Row]) -> None:
-    for text in output.splitlines():
-        if match := MEMCACHE.match(text):
-            target = ">=3x" if match[1] == "twisted" else ">=1x" if match[1] == "asyncio" else "-"
-            for load, ratio in (("get", match[2]), ("set", match[3])):
-                rows.append(
-                    (
-                        "real protocols",
-                        f"memcached pipelined {load}",
-                        "",
-                        match[1],
-                        f"{ratio}x",
-                        target,
-                    )
-                )
 
 
 def parse_scaling(output: str, rows: list[Row]) -> None:
@@ -332,7 +317,10 @@ def main() -> None:
     parse_echo(results, rows)
     memcache = run("bench_memcache.py", *(["--seconds", "1"] if args.quick else []))
     outputs.append(("bench_memcache.py", memcache))
-    parse_memcache(memcache, rows)
+    rows += real_rows.memcache(memcache)
+    resp = run("bench_resp.py", *quick)
+    outputs.append(("bench_resp.py", resp))
+    rows += real_rows.resp(resp)
     diagram = run("bench_diagram.py")
     outputs.append(("bench_diagram.py", diagram))
     parse_diagram(diagram, rows)
