@@ -214,7 +214,9 @@ class TypedStyle(Style):
         self.runtime = type(base.__name__, (base,), methods)
 
     def _compile(self, name: str) -> Callable[..., Any]:
-        table = self.calls
+        # this input's transitions by the identity of the state they leave (automat's
+        # states hash in Python; the table is made once and never changes)
+        table = {id(state): entry for (state, input), entry in self.calls.items() if input == name}
         automaton = self.automaton
 
         def input_method(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -227,7 +229,7 @@ class TypedStyle(Style):
             queue = self.__automat_postponed__ = []
             try:
                 state = txn._state
-                entry = table.get((state, name))
+                entry = table.get(id(state))
                 if entry is None:
                     entry = automaton._unhandledTransition
                     if entry is None:

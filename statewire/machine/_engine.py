@@ -515,9 +515,10 @@ class Engine(Dispatch, Timers):
         frame what is buffered. Compiled transitions call it straight after their outputs
         (they know the state changed); :meth:`_sw_sync` when it finds it did."""
         entries = self._sw_plan.entries
-        entry: Callable[[Any], None] | None = entries.get(state)
+        # by identity: automat's states hash in Python (the plan keeps them alive)
+        entry: Callable[[Any], None] | None = entries.get(id(state))
         if entry is None:
-            entry = entries[state] = _entry(self._sw_plan, state)
+            entry = entries[id(state)] = _entry(self._sw_plan, state)
         return entry
 
     def _sw_input(self, name: str, args: tuple[Any, ...]) -> None:
@@ -614,6 +615,7 @@ def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
     spec = plan.framings.get(state, _READS_NOTHING)
     computed = not isinstance(spec, Construct) and callable(spec)  # from the data
     index = plan.state_index(state)  # the state's handler in the connection's list
+    timeout = plan.timeouts.get(state)
 
     def enter(core: Any) -> None:
         core._sw_state = state
@@ -623,7 +625,7 @@ def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
             core._sw_disarm()
             return
         if timeouts:
-            core._sw_arm(state)
+            core._sw_arm_timeout(timeout)
         framer = core._sw_framer
         if framer is not None:
             handlers = core._sw_handlers

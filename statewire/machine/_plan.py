@@ -48,9 +48,9 @@ class Plan:
     #: the states whose framing is a grammar that needs no context (not computed from the
     #: state's data, no ``this`` in it): their grammar, taken as it is on entering them
     plain: dict[Any, Any] = field(default_factory=dict)
-    #: what entering each state does, for any connection (made by the engine, when first
-    #: entered: see ``Engine._sw_entry``)
-    entries: dict[Any, Any] = field(default_factory=dict)
+    #: what entering each state does, for any connection, by the state's ``id`` (made by
+    #: the engine, when first entered: see ``Engine._sw_entry``)
+    entries: dict[int, Any] = field(default_factory=dict)
     #: per state, the compiled transitions of its route's inputs that leave it (see
     #: ``transits``), and other per-state tables the connections' handlers share
     _transits: dict[Any, dict[str, Any]] = field(default_factory=dict)

@@ -75,7 +75,11 @@ class Timers:
         protocol whose every state has a timeout (HTTP, SMTP) does not cancel and schedule
         a timer at each transition. An idle timeout shared by two states goes on measuring
         the peer's silence; entering the state counts as activity, as arming does."""
-        timeout = self._sw_plan.timeouts.get(state)
+        self._sw_arm_timeout(self._sw_plan.timeouts.get(state))
+
+    def _sw_arm_timeout(self, timeout: Timeout | None) -> None:
+        """:meth:`_sw_arm` with the state's timeout found (a state's entry finds it once:
+        automat's states hash in Python)."""
         self._sw_armed = timeout
         if timeout is None:
             return  # a wake-up still scheduled finds nothing armed
