@@ -19,8 +19,15 @@ Then a ``--big-mib`` (50) MiB message of 76-octet lines, via ``DATA`` to each se
 via ``BDAT LAST`` to statewire, each to a fresh server: the server's peak RSS (VmHWM of
 ``/proc/PID/status``) before and after shows whether memory stays bounded.
 
+``--in-process`` measures statewire alone, without sockets: one session in memory (a
+test clock, a transport that keeps what is written) fed the reads the client sends, the
+body, its dot and the next envelope in one read a message; it prints the microseconds and
+the Python function calls (``cProfile``'s count, built-ins included) a message costs,
+and the writes. ``--lines`` sets the body's lines of 74 octets (0: the message above).
+
     python bench/bench_smtp.py [--seconds 3] [--connections 50] [--big-mib 50] [--uvloop]
     python bench/bench_smtp.py --quick
+    python bench/bench_smtp.py --in-process [--lines 43]
 """
 
 from __future__ import annotations
@@ -310,6 +317,79 @@ def send_big(name: str, body: bytes, bdat: bool) -> tuple[int, int, float, bytes
         return before, peak, elapsed, answers[-1].strip()
 
 
+# -- in process ------------------------------------------------------------------------------
+
+
+class _Kept:
+    """A transport that keeps nothing but the count of writes (what the server sends is
+    not looked at: the socket runs measure that)."""
+
+    writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def loseConnection(self) -> None:
+        pass
+
+    def abortConnection(self) -> None:
+        pass
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+
+def in_process(lines: int, messages: int = 2000, rounds: int = 5) -> None:
+    """statewire's cost per message in process: microseconds (the median of ``rounds``),
+    Python calls and writes."""
+    import cProfile
+    import pstats
+
+    from statewire.testing.memory import Clock
+
+    message = MESSAGE
+    if lines:
+        message = b"".join(b"%02d " % (n % 100) + b"x" * 69 + b"\r\n" for n in range(lines))
+    read = message + END + ENVELOPE
+
+    def connected() -> tuple[Any, _Kept]:
+        protocol = statewire_factory().buildProtocol(None)
+        protocol.clock = Clock()
+        transport = _Kept()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"EHLO bench.example.org\r\n")
+        protocol.dataReceived(ENVELOPE)
+        return protocol, transport
+
+    def run(profile: Any = None) -> tuple[float, float]:
+        protocol, transport = connected()
+        feed, before = protocol.dataReceived, transport.writes
+        if profile is not None:
+            profile.enable()
+        start = time.perf_counter()
+        for _ in range(messages):
+            feed(read)
+        elapsed = time.perf_counter() - start
+        if profile is not None:
+            profile.disable()
+        return elapsed * 1e6 / messages, (transport.writes - before) / messages
+
+    run()  # warm
+    costs = [run()[0] for _ in range(rounds)]
+    profile = cProfile.Profile()
+    _, writes = run(profile)
+    calls = pstats.Stats(profile).total_calls / messages  # type: ignore[attr-defined]
+    count = message.count(b"\n")
+    print(
+        f"in process, {count}-line messages ({len(message)} octets), one read "
+        f"a message: {statistics.median(costs):.1f} us a message [{min(costs):.1f}-"
+        f"{max(costs):.1f}], {calls:.0f} Python calls, {writes:g} writes"
+    )
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -321,7 +401,12 @@ def main() -> None:
     parser.add_argument("--uvloop", action="store_true", help="add statewire on uvloop")
     parser.add_argument("--rounds", type=int, default=3, help="alternated rounds")
     parser.add_argument("--quick", action="store_true", help="1 round of 0.5 s, 10 MiB")
+    parser.add_argument("--in-process", action="store_true", help="statewire alone, in memory")
+    parser.add_argument("--lines", type=int, default=0, help="--in-process: body lines")
     args = parser.parse_args()
+    if args.in_process:
+        in_process(args.lines)
+        return
     if args.quick:
         args.seconds, args.rounds, args.big_mib = 0.5, 1, min(args.big_mib, 10)
     names = ["statewire", *(["statewire-uvloop"] if args.uvloop else []), "twisted"]

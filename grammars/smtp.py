@@ -12,8 +12,9 @@ Pure construct and plain functions, no I/O. A session is three kinds of bytes:
   ``CRLF . CRLF`` ends it: :func:`text_line` cuts at CRLF alone, so a bare LF or CR stays
   inside a line (where :func:`bare_newline` finds it) and never ends anything (the 2023
   "SMTP smuggling" family). :func:`dot_body` is the whole body as one construct (for
-  clients and tests); a server frames it line by line and unstuffs each with
-  :func:`unstuff`. After ``BDAT n`` (RFC 3030) come exactly ``n`` raw octets
+  clients and tests); a server reads it as it comes, finds its end (:data:`BODY_END`,
+  or ``.CRLF`` first) and unstuffs its lines (:func:`unstuff`, or one ``replace`` of
+  ``CRLF .`` for many whole lines). After ``BDAT n`` (RFC 3030) come exactly ``n`` raw octets
   (:func:`parse_bdat`).
 """
 
@@ -39,10 +40,22 @@ REPLY_LIMIT = 512
 PATH_LIMIT = 256
 #: the last line of a ``DATA`` body, without its CRLF
 END_OF_DATA = b"."
+#: what ends a ``DATA`` body after its first line: CRLF, the line ".", its CRLF
+BODY_END = b"\r\n.\r\n"
 
 _CODE = re.compile(rb"[2-5][0-5][0-9]")
 _VERB = re.compile(rb"[A-Za-z][A-Za-z0-9-]*")
 _KEYWORD = re.compile(rb"[A-Za-z0-9][A-Za-z0-9-]*")
+#: what a path may not hold: controls, space, DEL, a second opening bracket
+_BAD_IN_PATH = re.compile(rb"[\x00-\x20\x7f<]")
+#: ``FROM:<path>`` and ``TO:<path>`` alone, with a path that is neither empty nor a source
+#: route (what :func:`parse_path` takes at once; anything else takes the long way)
+_SIMPLE_PATHS = {
+    keyword: re.compile(
+        rb"(?i:%s):<([^\x00-\x20\x7f<>@][^\x00-\x20\x7f<>]{0,%d})>" % (keyword, PATH_LIMIT - 3)
+    )
+    for keyword in (b"FROM", b"TO")
+}
 
 
 class ArgumentError(ValueError):
@@ -90,6 +103,9 @@ def parse_path(argument: bytes, keyword: bytes) -> tuple[bytes, dict[bytes, byte
     >>> parse_path(b"FROM:<a@example.org> SIZE=10 BODY=8BITMIME", b"FROM")
     (b'a@example.org', {b'SIZE': b'10', b'BODY': b'8BITMIME'})
     """
+    simple = _SIMPLE_PATHS[keyword].fullmatch(argument)
+    if simple is not None:  # ``FROM:<a@b>``: the common case, in one match
+        return simple[1], {}
     head, colon, rest = argument.partition(b":")
     if not colon or head.upper() != keyword:
         raise ArgumentError(f"expected {keyword.decode()}:<address>")
@@ -102,7 +118,7 @@ def parse_path(argument: bytes, keyword: bytes) -> tuple[bytes, dict[bytes, byte
     path = rest[1:end]
     if end + 1 > PATH_LIMIT:
         raise ArgumentError("address too long")
-    if any(c <= 0x20 or c == 0x7F for c in path) or b"<" in path:
+    if _BAD_IN_PATH.search(path) is not None:
         raise ArgumentError("bad character in the address")
     if path.startswith(b"@"):  # a source route (RFC 5321 C): kept for the mailbox only
         path = path.partition(b":")[2]
@@ -328,6 +344,7 @@ def dot_body(max_length: int = 1 << 20) -> DotBody:
 
 
 __all__ = [
+    "BODY_END",
     "COMMAND_LIMIT",
     "END_OF_DATA",
     "PATH_LIMIT",

@@ -45,8 +45,9 @@ class Envelope:
 
 
 class MessageSink:
-    """Where one message's content goes, in pieces as it arrives (at most
-    ``SMTPServer.piece_size`` octets each, CRLF lines, dots unstuffed for ``DATA``).
+    """Where one message's content goes, in pieces as it arrives (about
+    ``SMTPServer.piece_size`` octets each: for ``DATA`` the whole CRLF lines that first
+    reach it, dots unstuffed; for BDAT the octets as sent, at most that many).
 
     The base class throws the content away and accepts the message."""
 

@@ -9,13 +9,23 @@ the wording of refusals.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from grammars import fixed
-from grammars.smtp import REPLY_LIMIT, ArgumentError, Reply, parse_path, reply
+from grammars.smtp import (
+    BODY_END,
+    END_OF_DATA,
+    REPLY_LIMIT,
+    TEXT_LIMIT,
+    ArgumentError,
+    Reply,
+    parse_path,
+    reply,
+)
 from statewire.declarative import MachineProtocol
 from statewire.error import Failure, connectionDone
 from statewire.framing import FrameTooLong
@@ -46,6 +56,11 @@ RECIPIENT_OK = reply(250, "2.1.5 Ok")
 #: (syntax, unknown or out-of-sequence commands, lines too long, failed or refused AUTH),
 #: not the handler's refusals nor the limits of a well-formed transaction
 CLIENT_ERRORS = frozenset({500, 501, 502, 503, 504, 530, 535, 538, 555})
+#: replies gathered from one read before they are written anyway (a client pipelining a
+#: read full of commands and reading nothing meets the transport's high-water mark soon)
+BATCH_LIMIT = 64
+#: decisions that are never awaitables (looked up first: the common case)
+_PLAIN = frozenset({Reply, bool})
 
 
 class SMTPConnection(MachineProtocol):
@@ -71,6 +86,10 @@ class SMTPConnection(MachineProtocol):
     refusal: Reply | None = None
     #: body octets not yet handed to the sink
     pending: bytearray
+    #: DATA: the start of a text line whose CRLF has not come yet; whether a line too long
+    #: is being skipped (then the tail is its last CR, if it ended a read)
+    text_tail = b""
+    text_skipping = False
     #: BDAT: whether the message's last octet so far is a CR (its LF may open the next piece)
     carriage = False
     #: the BDAT chunk being read: octets left, LAST, the reply owed when it is skipped
@@ -83,6 +102,10 @@ class SMTPConnection(MachineProtocol):
     errors = 0
     #: the session was closed for too many errors (no transition to ``closed`` was taken)
     cut_off = False
+    #: the machine is taking (or took) its transition to ``closed``
+    ended = False
+    #: the replies made while a read is handled, written together at its end
+    batch: list[bytes] | None = None
 
     def connectionMade(self) -> None:
         """Greet: ``220 <hostname> ESMTP``."""
@@ -113,25 +136,73 @@ class SMTPConnection(MachineProtocol):
         connection."""
         if self.cut_off:
             return  # the 421 was the last reply
-        self.transport.write(answer.wire)
+        batch = self.batch
+        if batch is None:
+            self.transport.write(answer.wire)
+        else:
+            batch.append(answer.wire)
+            if len(batch) >= BATCH_LIMIT:
+                self.send_replies()
         if answer.code in CLIENT_ERRORS:
             self.errors += 1
             if self.errors >= self.factory.max_errors:
                 self.cut_off = True
                 host = self.factory.hostname
+                self.send_replies()
                 self.transport.write(reply(421, f"4.7.0 {host} Error: too many errors").wire)
                 self.close()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Frame and answer a read; the replies it makes leave in one write (a pipelining
+        client's group of commands gets its replies together, RFC 2920)."""
+        if self.batch is not None:  # (a read handed in from inside one)
+            super().dataReceived(data)
+            return
+        batch: list[bytes] = []
+        self.batch = batch
+        try:
+            super().dataReceived(data)
+        finally:
+            self.batch = None
+            if batch:
+                self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+
+    def send_replies(self) -> None:
+        """Write the replies the read being handled made so far (before anything else
+        reaches the transport: a close, the TLS handshake)."""
+        batch = self.batch
+        if batch:
+            self.transport.write(batch[0] if len(batch) == 1 else b"".join(batch))
+            batch.clear()
+
+    def close(self) -> None:
+        """Close once the replies made so far are sent; no more commands are read."""
+        self.send_replies()
+        super().close()
+
+    def abort(self) -> None:
+        """Close at once, dropping the replies not sent yet."""
+        if self.batch:
+            self.batch.clear()
+        super().abort()
 
     @property
     def over(self) -> bool:
         """Whether the session ended (QUIT, ``421``, the connection lost): a decision that
         completes now is too late to be answered or acted on."""
-        return self.cut_off or self.machine_state == "closed"
+        return self.cut_off or self.ended
 
     def then(self, first: Any, step: Callable[[Any], Any]) -> Awaitable[None] | None:
         """:func:`then` for a decision of this session: ``step`` is skipped if the session
         ended before the decision came (a ``421`` for a timeout or a shutdown was sent;
         no reply may follow it, no transition is left to take)."""
+        if first is None or type(first) in _PLAIN:  # a decision now: the common case
+            if self.cut_off or self.ended:
+                return None
+            second = step(first)
+            if second is None or type(second) in _PLAIN:
+                return None
+            return second if inspect.isawaitable(second) else None
 
         def unless_over(value: Any) -> Any:
             return None if self.over else step(value)
@@ -183,7 +254,8 @@ class SMTPConnection(MachineProtocol):
             self.sink.abort()
         self.envelope = self.sink = self.refusal = self.skipping = None
         self.received = 0
-        self.carriage = False
+        self.carriage = self.text_skipping = False
+        self.text_tail = b""
         self.pending = bytearray()
 
     # -- the transaction -----------------------------------------------------------------
@@ -196,6 +268,17 @@ class SMTPConnection(MachineProtocol):
             sender, parameters = parse_path(argument, b"FROM")
         except ArgumentError as error:
             return _syntax(error, "MAIL FROM:<address>")
+        if parameters:
+            refusal = self.check_sender_parameters(parameters)
+            if refusal is not None:
+                return refusal
+        if not sender.isascii() and b"SMTPUTF8" not in parameters:
+            return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
+        self.envelope = Envelope(sender, parameters, helo=self.helo, user=self.user, tls=self.tls)
+        return self.factory.handler.mail(self, sender, parameters)
+
+    def check_sender_parameters(self, parameters: dict[bytes, bytes | None]) -> Reply | None:
+        """MAIL FROM's parameters: the refusal, if one is refused."""
         size = parameters.get(b"SIZE")
         if size is not None and (not size.isdigit() or len(size) > 18):
             return reply(501, "5.5.4 Bad SIZE parameter")
@@ -207,10 +290,7 @@ class SMTPConnection(MachineProtocol):
         unknown = set(parameters) - {b"SIZE", b"BODY", b"SMTPUTF8", b"AUTH"}
         if unknown:
             return reply(555, "5.5.4 Unsupported option: " + min(unknown).decode("ascii"))
-        if not sender.isascii() and b"SMTPUTF8" not in parameters:
-            return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
-        self.envelope = Envelope(sender, parameters, helo=self.helo, user=self.user, tls=self.tls)
-        return self.handler.mail(self, sender, parameters)
+        return None
 
     def check_recipient(self, argument: bytes) -> Pending:
         """RCPT TO: the server's checks, then the handler's."""
@@ -228,7 +308,11 @@ class SMTPConnection(MachineProtocol):
             return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
         if len(envelope.recipients) >= self.factory.max_recipients:
             return reply(452, "4.5.3 Error: too many recipients")
-        decision = self.handler.rcpt(self, recipient, parameters)
+        decision = self.factory.handler.rcpt(self, recipient, parameters)
+        if decision is None:  # accepted now, with the usual reply: the common case made short
+            envelope.recipients.append(recipient)
+            self.reply(RECIPIENT_OK)
+            return None
 
         def record(answer: Decision) -> None:
             if answer is None or answer.code < 300:
@@ -243,8 +327,9 @@ class SMTPConnection(MachineProtocol):
         self.received = 0
         self.refusal = None
         self.pending = bytearray()
-        self.carriage = False
-        self.sink = self.handler.message(self, self.envelope)
+        self.carriage = self.text_skipping = False
+        self.text_tail = b""
+        self.sink = self.factory.handler.message(self, self.envelope)
 
     def take(self, data: bytes) -> Any:
         """Count ``data`` (body octets, unstuffed) and pass it on in pieces."""
@@ -283,6 +368,20 @@ class SMTPConnection(MachineProtocol):
         The sink stays the session's until its ``close()`` is called, so a timeout, a
         shutdown or a lost connection while the last ``write()`` is pending aborts it."""
         written = self.flush()
+        if written is None and self.refusal is None and self.sink is not None:
+            # written now, decided now: the common case made short (as ``decide`` does)
+            sink, self.sink = self.sink, None
+            self.forget()
+            decision = sink.close()
+            if decision is None:
+                self.reply(OK)
+                return None
+            if type(decision) is Reply:
+                self.reply(decision)
+                return None
+            return self.then(
+                decision, lambda decision: self.reply(OK if decision is None else decision)
+            )
 
         def decide(_: object) -> Any:
             refusal, sink = self.refusal, self.sink
@@ -300,13 +399,138 @@ class SMTPConnection(MachineProtocol):
 
     # -- DATA ----------------------------------------------------------------------------
 
-    def take_line(self, text: bytes) -> Any:
-        """One text line of DATA (not the end): unstuffed, checked, taken."""
-        if text[:1] == b".":
-            text = text[1:]
-        if self.refuse_bare_newlines and (b"\n" in text or b"\r" in text):
-            self.refuse(BARE_NEWLINE)
-        return self.take(text + b"\r\n")
+    def take_text(self, machine: Inputs, data: bytes) -> Any:
+        """Octets of the DATA body as a read brought them. The whole lines are checked,
+        unstuffed and taken together (:meth:`take_lines`); the start of a line waits for
+        its CRLF; the line that is one dot ends the body, and the octets after it are given
+        back (:meth:`unread`) to be framed as commands. Returns what to wait for.
+
+        Only CRLF ends a line, so only CRLF.CRLF ends the body: the search is for the
+        line ``.`` after a CRLF (or first), never for LF or CR alone."""
+        tail = self.text_tail
+        if tail:
+            data = tail + data
+            self.text_tail = b""
+        if self.text_skipping:  # the rest of a line too long, through its CRLF
+            found = data.find(b"\r\n")
+            if found < 0:
+                self.text_tail = b"\r" if data[-1:] == b"\r" else b""
+                return None
+            self.text_skipping = False
+            data = data[found + 2 :]
+        end = 0 if data[:3] == BODY_END[2:] else data.find(BODY_END) + 2
+        if end > 1:  # the line "." at ``end``: the lines before it are the last ones
+            lines = data[:end]
+            written = self.take_lines(lines) if lines else None
+            if written is not None:  # the sink takes its time: the end is read after it
+                self.unread(data[end:])
+                return written
+            machine.end_of_data(END_OF_DATA)  # (runs once this output returns)
+            self.unread(data[end + 3 :])  # (framed after that, as commands)
+            return None
+        if end == 0:
+            machine.end_of_data(END_OF_DATA)
+            self.unread(data[3:])
+            return None
+        cut = data.rfind(b"\r\n") + 2
+        if cut > 1:
+            written = self.take_lines(data[:cut])
+            if written is not None:
+                self.unread(data[cut:])
+                return written
+            tail = data[cut:]
+        else:
+            tail = data
+        if len(tail) - (tail[-1:] == b"\r") > TEXT_LIMIT - 2:
+            # a line too long: refused at the end of the message, skipped (not held)
+            self.refuse(TOO_LONG)
+            self.text_skipping = True
+            tail = b"\r" if tail[-1:] == b"\r" else b""
+        self.text_tail = tail
+        return None
+
+    def take_lines(self, lines: bytes) -> Any:
+        """Whole text lines of DATA (each ending CRLF, none the end), taken at once when
+        none is too long, none holds a bare CR or LF (refused) and the size limit is not
+        reached: unstuffed with one ``replace``, counted, and handed on in pieces;
+        otherwise line by line (:meth:`take_lines_one_by_one`), with the same result."""
+        if self.refusal is not None:
+            return None  # the message is refused already: nothing more to look at
+        crlf = lines.count(b"\r\n")
+        if (
+            self.refuse_bare_newlines
+            and (lines.count(b"\n") != crlf or lines.count(b"\r") != crlf)
+        ) or (
+            # (no line can be too long when all of them together are not)
+            len(lines) - 2 * crlf > TEXT_LIMIT - 2
+            and max(map(len, lines.split(b"\r\n"))) > TEXT_LIMIT - 2
+        ):
+            return self.take_lines_one_by_one(lines)
+        body = lines[1:] if lines[:1] == b"." else lines
+        if b"\r\n." in body:
+            body = body.replace(b"\r\n.", b"\r\n")
+        received = self.received + len(body)
+        if received > self.factory.max_size:
+            return self.take_lines_one_by_one(lines)
+        self.received = received
+        pending = self.pending
+        pending += body
+        if len(pending) < self.piece_size:
+            return None
+        return self.write_pieces()
+
+    def take_lines_one_by_one(self, lines: bytes) -> Any:
+        """:meth:`take_lines` one line at a time: each refusal in its place (the first
+        one is the answer), a line too long skipped, a sink that takes its time waited
+        for before the lines after it (they are given back, :meth:`unread`)."""
+        texts = lines.split(b"\r\n")
+        del texts[-1]  # (after the last CRLF: nothing)
+        limit = TEXT_LIMIT - 2
+        position = 0
+        for text in texts:
+            position += len(text) + 2
+            if len(text) > limit:
+                self.refuse(TOO_LONG)
+                continue
+            if text[:1] == b".":
+                text = text[1:]
+            if self.refuse_bare_newlines and (b"\n" in text or b"\r" in text):
+                self.refuse(BARE_NEWLINE)
+            written = self.take(text + b"\r\n")
+            if written is not None:
+                self.unread(lines[position:])
+                return written
+        return None
+
+    def write_pieces(self) -> Any:
+        """Hand the sink the pending body in pieces, each the whole lines that first
+        reach :attr:`piece_size` octets (as one line at a time would); a piece whose
+        ``write`` is awaited holds back the next ones. Returns what to wait for."""
+        size = self.piece_size
+        while len(self.pending) >= size:
+            pending, sink = self.pending, self.sink
+            if sink is None:  # (no sink to write to: nothing is kept, as ``flush`` does)
+                pending.clear()
+                return None
+            cut = pending.find(b"\r\n", max(size - 2, 0)) + 2
+            piece = bytes(pending[:cut])
+            del pending[:cut]
+            written = sink.write(piece)
+            if written is not None and inspect.isawaitable(written):
+                if len(self.pending) < size:
+                    return written
+                return self.then(written, lambda _: self.write_pieces())
+        return None
+
+    def unread(self, data: bytes) -> None:
+        """Give back octets a raw read brought past what the current state takes: they
+        are framed next, before anything received later, by the framing of the state the
+        machine is in then (the engine feeds them behind what it holds; a raw framing
+        holds nothing behind the read it delivered)."""
+        if data:
+            engine = self.machine_engine
+            assert engine is not None
+            engine.feed(data)
 
     # -- BDAT ----------------------------------------------------------------------------
 
@@ -371,14 +595,11 @@ class SMTPConnection(MachineProtocol):
         """Answer as SMTP does; the session goes on (a framing error that leaves no way to
         read on closes it)."""
         state = self.machine_state
-        if isinstance(error, FrameTooLong):
-            if state == "data":
-                self.refuse(TOO_LONG)
-            else:
-                self.reply(TOO_LONG)
-                if state == "authenticating":
-                    self.exchange = None
-                    self.inputs.auth_ended()
+        if isinstance(error, FrameTooLong):  # (a text line too long is take_text's)
+            self.reply(TOO_LONG)
+            if state == "authenticating":
+                self.exchange = None
+                self.inputs.auth_ended()
             return
         if isinstance(error, UnexpectedInput):
             if error.input == "bdat" and state == "greeted":

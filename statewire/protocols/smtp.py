@@ -24,7 +24,8 @@ context being configured) the command loops and the decision is a second, intern
 input (``sender_accepted``, ``body_started``...): the diagram shows both.
 
 Framing per state: command lines of at most 512 octets (``grammars.smtp.command_line``)
-in the command states, text lines of at most 1000 (``text_line``) in ``data``, blocks of
+in the command states, the reads as they come in ``data`` (cut into text lines of at most
+1000 octets by :meth:`SMTPConnection.take_text`, whole lines at a time), blocks of
 at most :attr:`SMTPServer.piece_size` octets of the announced BDAT size in ``chunk``
 (re-evaluated after each piece), SASL lines in ``authenticating``. Only CRLF ends a line,
 so only CRLF.CRLF ends ``DATA``: bare LF or CR stays inside a line, and a message
@@ -43,16 +44,14 @@ from typing import Any, Protocol
 
 from automat import TypeMachineBuilder
 
-from grammars import line
+from grammars import line, raw
 from grammars.smtp import (
-    END_OF_DATA,
     ArgumentError,
     Reply,
     bare_newline,
     command_line,
     parse_bdat,
     reply,
-    text_line,
 )
 from statewire.framing import Policy
 from statewire.machine import Timeout, by_key
@@ -92,7 +91,7 @@ class Inputs(Protocol):
     def starttls(self, argument: bytes) -> None: ...
     def auth(self, argument: bytes) -> None: ...
     def unknown(self, line: bytes) -> None: ...
-    def text(self, line: bytes) -> None: ...
+    def text(self, data: bytes) -> None: ...
     def end_of_data(self, line: bytes) -> None: ...
     def piece(self, data: bytes) -> None: ...
     def response(self, line: bytes) -> None: ...
@@ -148,6 +147,12 @@ transaction.upon(Inputs.helo).to(identified)(greet_helo)
 
 @identified.upon(Inputs.mail).loop()
 def check_sender(machine: Inputs, core: SMTPConnection, argument: bytes) -> Any:
+    decision = core.check_sender(argument)
+    if decision is None:  # accepted now, with the usual reply: the common case made short
+        core.reply(SENDER_OK)
+        machine.sender_accepted()
+        return None
+
     def answer(decision: Decision) -> None:
         if decision is None or decision.code < 300:
             core.reply(SENDER_OK if decision is None else decision)
@@ -156,7 +161,7 @@ def check_sender(machine: Inputs, core: SMTPConnection, argument: bytes) -> Any:
             core.envelope = None
             core.reply(decision)
 
-    return core.then(core.check_sender(argument), answer)
+    return core.then(decision, answer)
 
 
 identified.upon(Inputs.sender_accepted).to(transaction).returns(None)
@@ -233,6 +238,7 @@ def start_tls(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
         core.reply(reply(220, "2.0.0 Ready to start TLS"))
         # plaintext pipelined behind STARTTLS is never executed (CVE-2011-0411)
         core.discard_input()
+        core.send_replies()  # the 220 in plaintext, before the handshake
         core.transport.startTLS(context)
         core.forget()
         core.tls, core.helo, core.extended, core.user = True, b"", False, None
@@ -271,13 +277,10 @@ transaction.upon(Inputs.body_started).to(data).returns(None)
 
 
 @data.upon(Inputs.text).loop()
-def take_line(machine: Inputs, core: SMTPConnection, line: bytes) -> Any:
-    if line == END_OF_DATA:
-        # the line that is one dot ends the body: the input runs once this output returns,
-        # before the framer cuts the next frame (with the framing of the state it leads to)
-        machine.end_of_data(line)
-        return None
-    return core.take_line(line)
+def take_text(machine: Inputs, core: SMTPConnection, data: bytes) -> Any:
+    # the line that is one dot ends the body: core.take_text calls end_of_data, which runs
+    # once this output returns, and gives back the octets after the dot (read as commands)
+    return core.take_text(machine, data)
 
 
 @data.upon(Inputs.end_of_data).to(identified)
@@ -381,6 +384,7 @@ def unknown(machine: Inputs, core: SMTPConnection, line: bytes) -> None:
 
 
 def say_bye(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
+    core.ended = True
     core.forget()
     core.reply(reply(221, "2.0.0 Bye"))
     core.close()
@@ -399,18 +403,21 @@ for _state in (greeted, identified, transaction, chunking):
 
 
 def time_out(machine: Inputs, core: SMTPConnection) -> None:
+    core.ended = True
     core.forget()
     core.reply(reply(421, f"4.4.2 {core.factory.hostname} Error: timeout exceeded"))
     core.close()
 
 
 def shut_down(machine: Inputs, core: SMTPConnection) -> None:
+    core.ended = True
     core.forget()
     core.reply(reply(421, f"4.3.2 {core.factory.hostname} Service shutting down"))
     core.close()
 
 
 def hang_up(machine: Inputs, core: SMTPConnection, reason: object) -> None:
+    core.ended = True
     core.forget()
 
 
@@ -468,18 +475,19 @@ class SMTPServer(SMTPConnection):
 
     machine = builder.build()
     framings = {
-        **{state: command_line() for state in _COMMANDS},
-        data: text_line(),
+        # one grammar for every command state: a decision's state change keeps the framing
+        **dict.fromkeys(_COMMANDS, command_line()),
+        data: raw(),  # the body as it comes: SMTPConnection.take_text cuts its lines
         chunk: bdat_piece,
         authenticating: line(b"\r\n", AUTH_LINE_LIMIT - 2),
     }
     routes = {
         **{state: _COMMAND_ROUTE for state in _COMMANDS},
-        data: Inputs.text,  # every line, handed to take_line as it is (the cheapest path)
+        data: Inputs.text,  # every read, handed to take_text as it is (the cheapest path)
         chunk: Inputs.piece,
         authenticating: Inputs.response,
     }
-    timeouts = {state: Timeout(IDLE_SECONDS, Inputs.timed_out, idle=True) for state in _READING}
+    timeouts = dict.fromkeys(_READING, Timeout(IDLE_SECONDS, Inputs.timed_out, idle=True))
     lost = Inputs.lost
     #: a line over the limit is skipped and answered, and the session goes on
     policy = Policy.DISCARD
