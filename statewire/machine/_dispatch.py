@@ -144,7 +144,10 @@ class Dispatch:
             try:
                 key = key_of(frame)
                 target = looping.get(key)
-            except _BAD_FRAME as exc:  # (an unhashable key too)
+                if target is None:
+                    move = leaving.get(key)
+                    unknown = move is None and otherwise is not None and key not in table
+            except _BAD_FRAME as exc:  # (an unhashable key, or one that cannot compare)
                 self._sw_bad_frame(exc, frame)
                 return
             if target is not None:
@@ -165,18 +168,18 @@ class Dispatch:
                 if result is not None:
                     self._sw_wait(result)
                 return
-            move = leaving.get(key)
+            if unknown:
+                assert otherwise is not None
+                function, hook = otherwise
+                if function is not None:
+                    result = function(impl, core, frame)
+                else:
+                    assert hook is not None
+                    result = getattr(core, hook)(frame)
+                if result is not None:
+                    self._sw_wait(result)
+                return
             if move is None:
-                if otherwise is not None and key not in table:
-                    function, hook = otherwise
-                    if function is not None:
-                        result = function(impl, core, frame)
-                    else:
-                        assert hook is not None
-                        result = getattr(core, hook)(frame)
-                    if result is not None:
-                        self._sw_wait(result)
-                    return
                 keyed(route, loops, transits, frame, key)
                 return
             transit, convert = move

@@ -145,14 +145,12 @@ def _retrieve(core: MemcacheConnection, command: Retrieval) -> bytes:
             out.append(b"VALUE %s %d %d\r\n" % (key, item.flags, len(value)))
         out.append(value)
         out.append(b"\r\n")
-    stats = factory.stats
     hits = len(out) // 3
-    stat = _CMD.get(name) or b"cmd_" + name
-    stats[stat] = stats.get(stat, 0) + 1
-    if hits:
-        stats[b"get_hits"] = stats.get(b"get_hits", 0) + hits
+    factory.count(_CMD.get(name) or b"cmd_" + name)
+    if hits:  # (counted once a request, not once a key)
+        factory.count(b"get_hits", hits)
     if hits < len(keys):
-        stats[b"get_misses"] = stats.get(b"get_misses", 0) + len(keys) - hits
+        factory.count(b"get_misses", len(keys) - hits)
     if hits == 1:
         return out[0] + out[1] + b"\r\nEND\r\n"
     out.append(b"END\r\n")
@@ -308,9 +306,9 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
         return _meta_set(core, command, value)
     storage, now = core.factory.storage, core.seconds()
     name = command.name
-    # a plain set needs no old item (nor a second size check: the route checked the size
-    # it announced, which its block has)
-    old = None if name == b"set" else storage.get(command.key, now)
+    # read for every command: the read is itself an access (a store drops an expired
+    # item, refreshes a live one in its LRU) even when the new value is refused
+    old = storage.get(command.key, now)
     flags, expires = command.flags, core.expiry(command.exptime) if command.exptime else 0.0
     if name == b"add" and old is not None:
         return _quiet(command.noreply, b"NOT_STORED\r\n")
@@ -325,6 +323,7 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
         value = old.value + value if name == b"append" else value + old.value
         flags, expires = old.flags, old.expires
     item = Item(value, flags, expires, core.factory.next_cas(), accessed=now)
+    # (a plain set's size was checked by the route, from the size its block has)
     too_large = name != b"set" and not fits(command.key, len(value))
     if too_large or not storage.put(command.key, item, now):
         return _quiet(command.noreply, _NO_MEMORY)

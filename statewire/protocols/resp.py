@@ -668,6 +668,7 @@ def run_subscribed(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> 
 
 
 subscribed.upon(Inputs.watch).loop()(run_subscribed)
+subscribed.upon(Inputs.hello).loop()(run_subscribed)  # RESP3: HELLO 2 too (then RESP2 rules)
 
 
 # any state: QUIT, RESET, the loss
@@ -772,11 +773,17 @@ def _unwatch(core: RESPConnection, args: list[bytes]) -> Reply:
 
 
 #: the machine's commands that run a handler as well (in ``ready``, say)
+def _ssubscribe_in_exec(core: RESPConnection, args: list[bytes]) -> Reply:
+    """``SSUBSCRIBE`` queued in a transaction, at ``EXEC``: Redis refuses it so."""
+    return Error(b"ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client")
+
+
 _BUILT_IN: dict[bytes, Handler] = {
     b"auth": _auth,
     b"hello": _hello,
     b"ping": _ping,
     b"watch": _watch,
+    b"ssubscribe": _ssubscribe_in_exec,
 }
 #: the arity of each command the machine routes by name
 _ROUTED_ARITY = {name.upper(): arity for name, arity in _MACHINE_COMMANDS.items()}
