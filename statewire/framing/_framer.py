@@ -311,11 +311,32 @@ class Framer:
         self._installed = False
         if self._interrupt and self._interrupted():  # a switch, a pause, an interrupt
             return
-        if (self._held or self._decoder.eager) and self.error is None:
-            self._run()  # bytes fed from inside the callback, a switch to ``fixed(0)``
+        if (self._held or self._decoder.eager or self._pos < len(self._src)) and (
+            self.error is None
+        ):
+            # bytes fed from inside the callback, a switch to ``fixed(0)``, bytes unread
+            self._run()
         else:
             self._src = b""
             self._pos = 0
+
+    def unread(self, data: bytes) -> None:
+        """From inside ``on_frame``: ``data``, the end of the frame being delivered, was not
+        used. It is framed again, first — before the rest of the read and the reads held
+        behind it — by the grammar current when the callback returns (a state that reads
+        ``raw`` and finds where its part of the stream ends gives back what follows).
+        Stream offsets go back by its length: nothing is counted twice. (A block framing,
+        ``fixed`` or ``streamed``, does not count the bytes given back out of its block:
+        meant for a callback whose state then leaves that framing.)"""
+        if not self._running:
+            raise RuntimeError("unread() is for a framer callback: the frame being delivered")
+        if not data:
+            return
+        self._rewind_batch()  # the frames after this one go back to the source, unread
+        self._src = bytes(data) + self._src[self._pos :]
+        self._pos = 0
+        self._decoder.base -= len(data)
+        self._interrupt = True  # the batch under way (if any) ends: the source changed
 
     def switch(
         self, grammar: Any, *, context: Mapping[str, Any] | None = None, deliver: bool = True

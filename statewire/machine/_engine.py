@@ -371,6 +371,17 @@ class Engine(Dispatch, Timers):
         except Exception as exc:
             self._sw_local(exc)
 
+    def unread(self, data: bytes) -> None:
+        """From an input a frame made: ``data``, the end of that frame, was not used; it is
+        framed again before any other byte, by the framing of the state the machine is in
+        once the input is done (see :meth:`Framer.unread
+        <statewire.framing.Framer.unread>`). A ``raw`` state that finds the end of its part
+        of the stream gives back what follows it so."""
+        framer = self._sw_framer
+        if framer is None:
+            raise RuntimeError("unread() is for an input a frame made: no frame was delivered")
+        framer.unread(data)
+
     def feed(self, data: bytes) -> None:
         """Feed ``data`` and run postponed inputs between frames until nothing is left."""
         self._sw_fed += len(data)

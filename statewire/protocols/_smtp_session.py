@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 from grammars import fixed
@@ -482,7 +482,7 @@ class SMTPConnection(MachineProtocol):
     def take_lines_one_by_one(self, lines: bytes) -> Any:
         """:meth:`take_lines` one line at a time: each refusal in its place (the first
         one is the answer), a line too long skipped, a sink that takes its time waited
-        for before the lines after it (they are given back, :meth:`unread`)."""
+        for before the lines after it (taken once it is done)."""
         texts = lines.split(b"\r\n")
         del texts[-1]  # (after the last CRLF: nothing)
         limit = TEXT_LIMIT - 2
@@ -498,9 +498,15 @@ class SMTPConnection(MachineProtocol):
                 self.refuse(BARE_NEWLINE)
             written = self.take(text + b"\r\n")
             if written is not None:
-                self.unread(lines[position:])
-                return written
+                rest = lines[position:]
+                if not rest:
+                    return written
+                # the lines after it once the sink took its time (each line looked at once)
+                return self.then(written, partial(self._lines_after, rest))
         return None
+
+    def _lines_after(self, lines: bytes, _: object) -> Any:
+        return self.take_lines_one_by_one(lines)
 
     def write_pieces(self) -> Any:
         """Hand the sink the pending body in pieces, each the whole lines that first
@@ -525,12 +531,11 @@ class SMTPConnection(MachineProtocol):
     def unread(self, data: bytes) -> None:
         """Give back octets a raw read brought past what the current state takes: they
         are framed next, before anything received later, by the framing of the state the
-        machine is in then (the engine feeds them behind what it holds; a raw framing
-        holds nothing behind the read it delivered)."""
+        machine is in then (:meth:`statewire.machine.Engine.unread`)."""
         if data:
             engine = self.machine_engine
             assert engine is not None
-            engine.feed(data)
+            engine.unread(data)
 
     # -- BDAT ----------------------------------------------------------------------------
 
