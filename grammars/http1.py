@@ -153,6 +153,45 @@ def parse_request_line(line: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
     return method, target, known
 
 
+def request_line_of(frame: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
+    """:func:`parse_request_line` of :func:`content_of` ``frame``, in one call: a
+    well-formed line costs one split and two scans; anything else is left to those two,
+    which refuse it with their own errors (so both paths refuse exactly the same lines)."""
+    if frame[-1:] == b"\r":
+        parts = frame[:-1].split(b" ")
+        if len(parts) == 3:
+            method, target, version = parts
+            known = _VERSIONS.get(version)
+            if (
+                known is not None
+                and method
+                and target
+                and not method.translate(None, _TCHARS)
+                and not target.translate(None, _TARGET_BYTES)
+            ):
+                return method, target, known
+    return parse_request_line(content_of(frame))
+
+
+def field_of(frame: bytes) -> tuple[bytes, bytes] | None:
+    """:func:`parse_field_line` of :func:`content_of` ``frame`` (a field line as cut at its
+    LF), in one call; ``None`` for the blank line that ends a field section. A
+    well-formed line costs one search and two scans (a CR, whitespace before the colon or
+    a control byte all fail them); anything else is left to those two, which refuse it
+    with their own errors."""
+    if frame[-1:] == b"\r":
+        colon = frame.find(b":")
+        if colon > 0:
+            name = frame[:colon]
+            value = frame[colon + 1 : -1].strip(_OWS)
+            if not name.translate(None, _TCHARS) and not value.translate(None, _VALUE_BYTES):
+                return name, value
+        elif len(frame) == 1:
+            return None
+    content = content_of(frame)
+    return parse_field_line(content) if content else None
+
+
 def parse_field_line(line: bytes) -> tuple[bytes, bytes]:
     """``field-name ":" OWS field-value OWS`` (CRLF removed): the name as sent and the
     value without its surrounding whitespace."""
@@ -322,17 +361,39 @@ def _parse_fields(lines: list[bytes], offset: int, path: str) -> Fields:
         raise
 
 
+def field_line(name: bytes, value: bytes, path: str = "(field)") -> bytes:
+    """The field line ``name: value`` of a head, its CRLF included; a name that is not a
+    token, or a value with surrounding whitespace or a control byte (a CR or LF that
+    would start another field) is an :class:`InvalidValueError`."""
+    if not is_token(name):
+        raise InvalidValueError(f"field name {name!r} is not a token", path=path)
+    if value != value.strip(_OWS) or not _only(value, _VALUE_BYTES):
+        raise InvalidValueError(
+            f"value of {name!r} has surrounding whitespace or a control byte", path=path
+        )
+    return b"%s: %s\r\n" % (name, value)
+
+
 def _build_fields(fields: Fields, path: str) -> bytes:
-    parts = []
-    for name, value in fields:
-        if not is_token(name):
-            raise InvalidValueError(f"field name {name!r} is not a token", path=path)
-        if value != value.strip(_OWS) or not _only(value, _VALUE_BYTES):
-            raise InvalidValueError(
-                f"value of {name!r} has surrounding whitespace or a control byte", path=path
-            )
-        parts.append(b"%s: %s\r\n" % (name, value))
-    return b"".join(parts)
+    return b"".join([field_line(name, value, path) for name, value in fields])
+
+
+#: status lines built so far, by (status, version) (see :func:`status_line`)
+_STATUS_LINES: dict[tuple[int, tuple[int, int]], bytes] = {}
+
+
+def status_line(status: int, version: tuple[int, int] = (1, 1)) -> bytes:
+    """The status line of a response (CRLF included) with the status's usual reason
+    phrase: what :func:`build_response_head` starts with, built once per status."""
+    line = _STATUS_LINES.get((status, version))
+    if line is None:
+        if not 100 <= status <= 999:
+            raise InvalidValueError("a status is 100-999", path="(status line)")
+        reason = REASONS.get(status, b"")
+        line = b"%s %d %s\r\n" % (_version(version, "(status line)"), status, reason)
+        if len(_STATUS_LINES) < 1024:
+            _STATUS_LINES[status, version] = line
+    return line
 
 
 def _version(version: tuple[int, int], path: str) -> bytes:
@@ -544,10 +605,14 @@ __all__ = [
     "chunk_header",
     "chunked",
     "content_of",
+    "field_line",
+    "field_of",
     "is_token",
     "parse_chunk_line",
     "parse_field_line",
     "parse_request_line",
     "request_head",
+    "request_line_of",
     "response_head",
+    "status_line",
 ]

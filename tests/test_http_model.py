@@ -253,7 +253,8 @@ CHAINS: dict[str, list[T]] = {
         for name in ("request", "request_10", "request_get")
     },
     **{name: [_FIELD] for name, target in RESTS["headers"].items() if target == "headers"},
-    "end": [_FIELD, ("headers", "no_body", "responding"), _RESPONDED],
+    # the handler answers inside the blank line's output, kept alive: straight back
+    "end": [_FIELD, ("headers", "answered", "request_line")],
     # the handler answers inside the blank line's output and closes (not kept alive): the
     # machine takes no input once closing, so the queued no_body and finished are dropped
     # and the state stays headers (the kit does not look at a closing connection's state)

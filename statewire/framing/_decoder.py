@@ -89,10 +89,6 @@ class Decoder:
         step after a switch, when one frame is all a batch may take."""
         return None
 
-    def rewind_one(self, frame: Any) -> None:
-        """Undo :meth:`one`, which cut ``frame`` (the framer takes the general path)."""
-        self.base -= self.wire_size(frame)
-
     def feed(self, src: bytes, pos: int, limit: int) -> list[Any]:
         pending = self.pending
         if pending:

@@ -284,20 +284,20 @@ class Framer:
             self._pos = 0
             decoder = self._decoder
             if not decoder.pending and not self._interrupt and data:
-                # the common read of a request/response protocol: one whole frame
+                # the common read of a request/response protocol: one whole frame (or
+                # the first of several: the rest by the general path)
                 frame = decoder.one(data, 0)
                 if frame is not None:
-                    if decoder.end == len(data):
-                        self._deliver_read(frame)
-                        return
-                    decoder.rewind_one(frame)  # more than one frame: the general path
+                    self._deliver_read(frame)
+                    return
         if not (self._paused or self._running):
             self._run(flush=not data)
 
     def _deliver_read(self, frame: Any) -> None:
-        """Deliver ``frame``, the whole of the read just fed (``feed``'s shortcut: what
-        ``_run`` would do for it, with no batch)."""
-        self._pos = len(self._src)
+        """Deliver ``frame``, the first of the read just fed, cut by the decoder's ``one``
+        (``feed``'s shortcut: what ``_run``'s step does for it, with no batch); the rest of
+        the read, if any, then takes the general path."""
+        self._pos = self._decoder.end
         self._running = True
         self._batch = _ONE
         try:

@@ -20,12 +20,11 @@ from statewire.framing.errors import FramingError
 
 
 class ReplyDecoder(Decoder):
-    __slots__ = ("_ends", "_one_size", "reader")
+    __slots__ = ("_ends", "reader")
 
     def __init__(self, grammar: Resp, base: int) -> None:
         self.reader = ReplyReader(grammar.max_bulk, grammar.max_array, grammar.max_depth)
         self._ends: list[int] = []
-        self._one_size = 0
         super().__init__(grammar, base)
 
     def _reset(self) -> None:
@@ -40,15 +39,12 @@ class ReplyDecoder(Decoder):
         if not replies:  # unfinished or bad: the general path cuts it again
             self.reader.reset()
             return None
-        self._one_size = size = after - pos
+        size = after - pos
         base = self.base
         self._src_base = base - pos
         self.base = base + size
         self.end = after
         return replies[0]
-
-    def rewind_one(self, frame: Any) -> None:
-        self.base -= self._one_size
 
     def feed(self, src: bytes, pos: int, limit: int) -> list[Any]:
         pending = self.pending

@@ -362,14 +362,18 @@ class Engine(Dispatch, Timers):
             return
         for observer in self._sw_observers:
             observer.received(self._sw_core, len(data))
+        outer = self._sw_now
         if self._sw_plan.idle:
-            self._sw_last_read = self._sw_host.seconds(self._sw_core)
+            # one reading of the clock for the read and the deadlines its handling arms
+            self._sw_now = self._sw_last_read = self._sw_host.seconds(self._sw_core)
         try:
             self.feed(data)
             if self._sw_waits:
                 self._sw_bound_reading()
         except Exception as exc:
             self._sw_local(exc)
+        finally:
+            self._sw_now = outer
 
     def unread(self, data: bytes) -> None:
         """From an input a frame made: ``data``, the end of that frame, was not used; it is

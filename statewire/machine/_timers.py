@@ -36,6 +36,7 @@ class Timers:
         "_sw_deadline",
         "_sw_idle_mark",
         "_sw_last_read",
+        "_sw_now",
         "_sw_timer",
         "_sw_wake_at",
     )
@@ -47,13 +48,16 @@ class Timers:
     _sw_armed: Timeout | None
     _sw_deadline: float
     _sw_last_read: float
+    #: while a read is handled, the time it came (the handling of a read is one instant
+    #: for the timers: the deadlines its state changes arm count from it); else None
+    _sw_now: float | None
     #: while held for backpressure: how far the peer had read our replies when the idle
     #: timeout last looked
     _sw_idle_mark: int | None
 
     def _sw_timers(self) -> None:
         """No timeout armed (called when the engine is made)."""
-        self._sw_timer = self._sw_armed = self._sw_idle_mark = None
+        self._sw_timer = self._sw_armed = self._sw_idle_mark = self._sw_now = None
         self._sw_wake_at = self._sw_deadline = self._sw_last_read = 0.0
 
     if TYPE_CHECKING:  # what the engine provides
@@ -83,7 +87,9 @@ class Timers:
         self._sw_armed = timeout
         if timeout is None:
             return  # a wake-up still scheduled finds nothing armed
-        now = self._sw_host.seconds(self._sw_core)
+        now = self._sw_now
+        if now is None:
+            now = self._sw_host.seconds(self._sw_core)
         if timeout.idle:
             self._sw_last_read = now
         self._sw_deadline = deadline = now + timeout.seconds

@@ -9,28 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
-from grammars.http1 import (
-    MAX_FIELD_BYTES,
-    MAX_REQUEST_LINE,
-    Fields,
-    ResponseHead,
-    build_response_head,
-)
+from grammars.http1 import MAX_FIELD_BYTES, MAX_REQUEST_LINE, field_line, status_line
 from statewire.declarative import MachineProtocol
 from statewire.framing import FrameTooLong, FramingError
 from statewire.machine import RemoteProtocolError
-from statewire.protocols._http_exchange import Body, Headers, Request, Response
-from statewire.protocols._http_head import (
-    FieldSection,
-    Refusal,
-    body_length,
-    expects_continue,
-    keeps_alive,
-)
+from statewire.protocols._http_exchange import Body, Request, Response
+from statewire.protocols._http_head import FieldSection, Refusal, head_rules
 from statewire.protocols._http_head import chunk_size as chunk_size_of
 from statewire.protocols._http_task import start as start_eagerly
 
@@ -39,6 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("statewire.protocols.http")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: the field lines the server adds (``Date``, ``Server``), with the second and settings
+#: they were made for: shared by every connection (a new connection makes no date)
+_server_fields: list[tuple[int, bool, bytes | None, bytes]] = [(0, False, None, b"")]
 
 
 class Inputs(Protocol):
@@ -47,8 +38,9 @@ class Inputs(Protocol):
 
     def blank_line(self, frame: bytes) -> None: ...
     def request_line(self, frame: bytes) -> None: ...
-    def field(self, frame: bytes) -> Awaitable[None] | None: ...
-    def no_body(self) -> None: ...
+    def field(self, frame: bytes) -> None: ...
+    def no_body(self) -> Awaitable[None] | None: ...
+    def answered(self) -> None: ...
     def length_body(self) -> None: ...
     def chunked_body(self) -> None: ...
     def body(self, data: bytes) -> Awaitable[None] | None: ...
@@ -74,6 +66,8 @@ class Inputs(Protocol):
 
 class _Exchange:
     """One request and its response, with the task running the handler."""
+
+    __slots__ = ("complete", "continued", "expects_continue", "request", "response", "task")
 
     def __init__(self, request: Request, response: Response, expects_continue: bool) -> None:
         self.request = request
@@ -108,11 +102,16 @@ class HTTPConnection(MachineProtocol):
     #: the protocol the connection switches to after a ``101`` (see ``Response.upgrade``)
     upgraded_to: Any = None
     _congested: asyncio.Future[None] | None = None
+    #: whether response writers wait (:meth:`writable`) before writing more
+    congested = False
+    #: the machine the last head was read by (what a handler's task ends the exchange of)
+    _machine: Inputs | None = None
+    #: the client's and the server's address and whether over TLS, once looked up
+    _addresses: tuple[tuple[str, int] | None, tuple[str, int] | None, bool] | None = None
     #: whether the client shut down its sending side (see :meth:`readConnectionLost`)
     client_done = False
     #: the deadline of a half-closed connection's answers (see :meth:`readConnectionLost`)
     _draining: Any = None
-    _date: tuple[int, bytes] = (0, b"")
 
     def connectionMade(self) -> None:
         """Ready for the first request."""
@@ -120,50 +119,61 @@ class HTTPConnection(MachineProtocol):
 
     # -- the request ---------------------------------------------------------------------
 
-    def start_exchange(self, machine: Inputs) -> Awaitable[None] | None:
-        """The head is complete: check it, start the handler, choose the body's state;
-        for a request without a body, the work to wait for before the next request."""
-        headers = Headers(tuple(self.section.fields))
-        length = body_length(self.version, headers)
-        if length is not None and length > self.factory.max_body:
-            raise Refusal(413, f"body of {length} bytes over the limit")
-        waits = expects_continue(self.version, headers) and length != 0
+    def start_exchange(self, machine: Inputs) -> None:
+        """The head is complete: check it, start the handler, choose the body's state (a
+        request without a body: ``no_body``, whose output waits for the handler, or at
+        once the next request when the handler answered already)."""
+        factory = self.factory
+        version = self.version
+        headers, length, keep_alive, waits = head_rules(
+            version, tuple(self.section.fields), factory.max_body
+        )
         body = Body(self._continue if waits else None)
+        addresses = self._addresses
+        if addresses is None:
+            transport = self.transport
+            addresses = self._addresses = (
+                _address(transport.getPeer()),
+                _address(transport.getHost()),
+                bool(getattr(transport, "TLS", False)),
+            )
+        method = self.method
         request = Request(
-            self.method,
+            method,
             self.target,
-            self.version,
+            version,
             headers,
             body,
-            _address(self.transport.getPeer()),
-            _address(self.transport.getHost()),
-            self.factory.cancel_on_disconnect,
-            bool(getattr(self.transport, "TLS", False)),
+            addresses[0],
+            addresses[1],
+            factory.cancel_on_disconnect,
+            addresses[2],
         )
-        keep_alive = keeps_alive(self.version, headers)
-        method = self.method
-        response = Response(
-            self, self.version, method == b"HEAD", keep_alive, method == b"CONNECT"
-        )
+        response = Response(self, version, method == b"HEAD", keep_alive, method == b"CONNECT")
         exchange = self.exchange = _Exchange(request, response, waits)
+        self._machine = machine
         self.body_size = 0
         if length == 0:
             body.finish()
-        if self.factory.eager:
+        if factory.eager:
             exchange.task = start_eagerly(self._serve(exchange), self._loop)
         else:
             exchange.task = self._loop().create_task(self._serve(exchange))
         if length == 0:
-            machine.no_body()
-            return self.end_of_request()
-        if length is None:
+            if exchange.task is None and not self.closing and self.upgraded_to is None:
+                # answered already, inside this frame, and kept alive: the next request
+                # line at once (one transition, not two through responding)
+                exchange.complete = True
+                machine.answered()
+            else:
+                machine.no_body()
+        elif length is None:
             machine.chunked_body()
         else:
             self.block_left = self.body_size = length
             machine.length_body()
-        return None
 
-    def end_of_request(self) -> Awaitable[None] | None:
+    def end_of_request(self, machine: Inputs) -> Awaitable[None] | None:
         """The request was read whole: once its handler is done, the next request (the
         handler's task, if it still runs, is what the framing waits for)."""
         exchange = self.exchange
@@ -174,9 +184,9 @@ class HTTPConnection(MachineProtocol):
             if not exchange.request.cancel_on_disconnect:
                 # the framing's wait is cancelled when the connection is lost: let that
                 # not cancel a handler that asked to be told of the loss instead
-                return asyncio.shield(task)
+                return _Uncancelled(task)
             return task  # _serve ends the exchange
-        self._end_exchange()
+        self._end_exchange(machine)
         return None
 
     def feed_body(self, data: bytes) -> asyncio.Future[None] | None:
@@ -184,13 +194,15 @@ class HTTPConnection(MachineProtocol):
         unread."""
         return self.body.feed(data)
 
-    def _end_exchange(self) -> None:
+    def _end_exchange(self, machine: Inputs | None = None) -> None:
+        if machine is None:  # (a handler's task ending: the machine its head was read by)
+            machine = self._machine or self.inputs
         if self.closing:
-            self.inputs.finished()
+            machine.finished()
         elif self.upgraded_to is not None:
-            self.inputs.upgraded()
+            machine.upgraded()
         else:
-            self.inputs.responded()
+            machine.responded()
 
     def chunk_line(self, frame: bytes) -> int:
         """A chunk-size line: the size of the next chunk (``0``: the last one, the
@@ -288,6 +300,7 @@ class HTTPConnection(MachineProtocol):
         if congested:
             if self._congested is None:
                 self._congested = self._loop().create_future()
+                self.congested = True
         else:
             self._release_writers()
 
@@ -343,6 +356,7 @@ class HTTPConnection(MachineProtocol):
 
     def _release_writers(self) -> None:
         waiting, self._congested = self._congested, None
+        self.congested = False
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
 
@@ -350,17 +364,22 @@ class HTTPConnection(MachineProtocol):
         """After this request, hand the connection to ``protocol`` (``101`` was sent)."""
         self.upgraded_to = protocol
 
-    def response_fields(self) -> list[tuple[bytes, bytes]]:
-        """The fields the server adds to every response (``Date``, ``Server``)."""
-        fields = []
-        if self.factory.date:
-            now = int(time.time())  # wall time: the reactor's clock is monotonic
-            if self._date[0] != now:
-                self._date = (now, formatdate(now, usegmt=True).encode())
-            fields.append((b"Date", self._date[1]))
-        if self.factory.server:
-            fields.append((b"Server", self.factory.server))
-        return fields
+    def server_fields(self) -> bytes:
+        """The field lines the server adds to every response (``Date``, ``Server``), made
+        again once a second."""
+        factory = self.factory
+        date, server = factory.date, factory.server
+        now = int(time.time()) if date else 0  # wall time: the reactor's clock is monotonic
+        made = _server_fields[0]
+        if made[0] == now and made[1] is date and made[2] is server:
+            return made[3]
+        lines = b""
+        if date:
+            lines += field_line(b"Date", formatdate(now, usegmt=True).encode())
+        if server:
+            lines += field_line(b"Server", server)
+        _server_fields[0] = (now, date, server, lines)
+        return lines
 
     # -- refusals and the end ------------------------------------------------------------
 
@@ -378,13 +397,15 @@ class HTTPConnection(MachineProtocol):
             return
         log.info("HTTP %d: %s; closing", status, detail)
         text = f"{status} {detail}\n".encode("utf-8", "replace")
-        fields: Fields = (
-            *self.response_fields(),
-            (b"Content-Type", b"text/plain; charset=utf-8"),
-            (b"Content-Length", b"%d" % len(text)),
-            (b"Connection", b"close"),
+        head = b"".join(
+            [
+                status_line(status),
+                self.server_fields(),
+                b"Content-Type: text/plain; charset=utf-8\r\n",
+                b"Content-Length: %d\r\n" % len(text),
+                b"Connection: close\r\n\r\n",
+            ]
         )
-        head = build_response_head(ResponseHead(status, fields))
         # a response to HEAD has no content (RFC 9110 §9.3.2), only its length
         self.transport.write(head if self.method == b"HEAD" else head + text)
         self.close()
@@ -428,6 +449,35 @@ class HTTPConnection(MachineProtocol):
             self.refuse(400, error.message)
         else:
             self.refuse(400, str(error))
+
+
+class _Uncancelled(Awaitable[None]):
+    """``task`` as the framing waits for it (see ``statewire.machine``'s waiting: anything
+    with ``add_done_callback``), except that cancelling the wait does not cancel the task:
+    what ``asyncio.shield`` does, without its future and the loop turn it costs."""
+
+    __slots__ = ("_task",)
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return asyncio.shield(self._task).__await__()
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self._task = task
+
+    def add_done_callback(self, callback: Any) -> None:
+        self._task.add_done_callback(lambda _: callback(self))
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    def cancel(self) -> bool:
+        return False  # the task goes on: its handler is told of the loss instead
+
+    def cancelled(self) -> bool:
+        return self._task.cancelled()
+
+    def exception(self) -> BaseException | None:
+        return self._task.exception()
 
 
 def _address(address: Any) -> tuple[str, int] | None:

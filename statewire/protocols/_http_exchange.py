@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from grammars.http1 import (
-    CRLF,
     LAST_CHUNK,
     REASONS,
     Fields,
-    ResponseHead,
-    build_response_head,
-    chunk_header,
+    field_line,
+    status_line,
 )
 
 #: a field as a handler may give it: name and value as ``str`` (latin-1) or ``bytes``
@@ -42,29 +40,36 @@ class Headers:
 
     def __init__(self, fields: Fields) -> None:
         self.fields = fields
-        self._index: dict[bytes, list[bytes]] = {}
-        for name, value in fields:
-            self._index.setdefault(name.lower(), []).append(value)
+        #: lower-cased name -> values, made at the first lookup (most handlers make none)
+        self._index: dict[bytes, list[bytes]] | None = None
+
+    def _lookup(self) -> dict[bytes, list[bytes]]:
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for name, value in self.fields:
+                index.setdefault(name.lower(), []).append(value)
+        return index
 
     def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
         """The field's value, several fields of the name joined with ``", "``."""
-        values = self._index.get(name.lower())
+        values = self._lookup().get(name.lower())
         return default if values is None else b", ".join(values)
 
     def get_all(self, name: bytes) -> list[bytes]:
         """Every value of the field, in order (``[]`` when absent)."""
-        return list(self._index.get(name.lower(), ()))
+        return list(self._lookup().get(name.lower(), ()))
 
     def tokens(self, name: bytes) -> list[bytes]:
         """The comma-separated list elements of the field, lower-cased, empty ones kept."""
         return [
             part.strip(b" \t").lower()
-            for value in self._index.get(name.lower(), ())
+            for value in self._lookup().get(name.lower(), ())
             for part in value.split(b",")
         ]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, bytes) and name.lower() in self._index
+        return isinstance(name, bytes) and name.lower() in self._lookup()
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self.fields)
@@ -76,6 +81,10 @@ class Headers:
         return f"Headers({self.fields!r})"
 
 
+#: the (empty) trailers of a body that has none
+_NO_FIELDS = Headers(())
+
+
 class Body:
     """A request body, streamed: ``async for chunk in body`` or ``await body.read()``.
 
@@ -83,17 +92,19 @@ class Body:
     connection pauses reading while more than :data:`BODY_HIGH_WATER` bytes wait unread.
     """
 
+    # (what every body starts with is the class's: a request makes one body)
+    _buffered = 0
+    _complete = False
+    _abandoned = False
+    _error: BaseException | None = None
+    _arrived: asyncio.Future[None] | None = None
+    _drained: asyncio.Future[None] | None = None
+    #: the trailer fields of a chunked body, once it is complete
+    trailers = _NO_FIELDS
+
     def __init__(self, on_first_read: Callable[[], None] | None = None) -> None:
         self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._complete = False
-        self._abandoned = False
-        self._error: BaseException | None = None
-        self._arrived: asyncio.Future[None] | None = None
-        self._drained: asyncio.Future[None] | None = None
         self._on_first_read = on_first_read
-        #: the trailer fields of a chunked body, once it is complete
-        self.trailers = Headers(())
 
     @property
     def complete(self) -> bool:
@@ -121,9 +132,11 @@ class Body:
 
     def finish(self, trailers: Fields = ()) -> None:
         """The body is complete."""
-        self.trailers = Headers(trailers)
+        if trailers:
+            self.trailers = Headers(trailers)
         self._complete = True
-        self._wake()
+        if self._arrived is not None:
+            self._wake()
 
     def fail(self, error: BaseException) -> None:
         """The body will never be complete (the connection was lost)."""
@@ -134,9 +147,11 @@ class Body:
     def abandon(self) -> None:
         """Nobody will read what is left: drop it and stop holding the connection."""
         self._abandoned = True
-        self._chunks.clear()
-        self._buffered = 0
-        self._release()
+        if self._buffered:
+            self._chunks.clear()
+            self._buffered = 0
+        if self._drained is not None:
+            self._release()
 
     def _wake(self) -> None:
         arrived, self._arrived = self._arrived, None
@@ -228,15 +243,58 @@ class Request:
 class Connection(Protocol):
     """What a response needs from its connection."""
 
+    #: whether writers should wait (:meth:`writable`) before writing more
+    congested: bool
+
     def write(self, data: bytes) -> None: ...
     async def writable(self) -> None: ...
-    def response_fields(self) -> list[tuple[bytes, bytes]]: ...
+    def server_fields(self) -> bytes: ...
     def upgrade(self, protocol: Any) -> None: ...
+
+
+# what a field a handler gives means to the writer (see _field)
+_PLAIN, _LENGTH, _CODING, _CONNECTION = 0, 1, 2, 3
+_KINDS = {b"content-length": _LENGTH, b"transfer-encoding": _CODING, b"connection": _CONNECTION}
+#: fields handlers gave, checked and built: (name, value) as given -> (line, kind, value)
+_CHECKED: dict[tuple[Any, Any], tuple[bytes, int, bytes]] = {}
+#: fields kept checked (a handler giving ever new values starts the cache afresh)
+_CHECKED_MAX = 4096
+
+
+def _field(name: bytes | str, value: bytes | str) -> tuple[bytes, int, bytes]:
+    """A field a handler gave: its line (CRLF included), its kind, its value as bytes.
+    A ``Transfer-Encoding`` is dropped (the writer frames the body itself) unchecked; a
+    name that is not a token or a value with a CR, LF or other control byte is refused
+    (:class:`~grammars.InvalidValueError`: the handler gets ``500``)."""
+    key: tuple[Any, Any] | None = (name, value)
+    try:
+        known = _CHECKED.get((name, value))
+    except TypeError:  # an unhashable value (a bytearray): checked every time
+        key, known = None, None
+    if known is not None:
+        return known
+    name_b, value_b = _bytes(name), _bytes(value)
+    kind = _KINDS.get(name_b.lower(), _PLAIN)
+    if kind is _CODING:
+        return b"", kind, value_b
+    if kind is _LENGTH and not (value_b.isdigit() and value_b.isascii()):
+        # the client and any proxy between must read the one length we frame with: no
+        # sign, no list, no second value (RFC 9110 §8.6)
+        raise ValueError(f"Content-Length {value_b!r} is not one number of bytes")
+    known = (field_line(name_b, value_b), kind, value_b)
+    if key is not None:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED[key] = known
+    return known
 
 
 class Response:
     """Writes one response: :meth:`start` then :meth:`write` and :meth:`end`, or
-    :meth:`send` at once. Writes wait while the client is not reading."""
+    :meth:`send` at once. Writes wait while the client is not reading.
+
+    A response given whole (:meth:`send`, or :meth:`end` with nothing written before)
+    leaves in one write: its head and its body joined."""
 
     def __init__(
         self,
@@ -253,18 +311,25 @@ class Response:
         self._tunnel = tunnel
         #: whether the connection may carry another request after this response
         self.keep_alive = keep_alive
-        self.status = 0
-        self._fields: list[tuple[bytes, bytes]] = []
-        self._framing = ""  # "", "length", "chunked", "close", "none" once the head is out
-        self._left = 0
-        #: whether the handler called :meth:`start` (or :meth:`send`)
-        self.started = False
-        #: whether the head was written
-        self.head_sent = False
-        #: whether the response is complete
-        self.finished = False
-        #: why nothing more may be written: the client went away (see :meth:`gone`)
-        self._gone: str | None = None
+
+    # (what every response starts with is the class's: a request makes one response)
+    status = 0
+    #: the handler's fields, as lines; the index of its ``Content-Length`` among them
+    #: and its value; whether it gave a ``Connection``
+    _lines: Sequence[bytes] = ()
+    _length_at = -1
+    _length: bytes | None = None
+    _connection_field = False
+    _framing = ""  # "", "length", "chunked", "close", "none" once the head is out
+    _left = 0
+    #: whether the handler called :meth:`start` (or :meth:`send`)
+    started = False
+    #: whether the head was written
+    head_sent = False
+    #: whether the response is complete
+    finished = False
+    #: why nothing more may be written: the client went away (see :meth:`gone`)
+    _gone: str | None = None
 
     def gone(self, reason: str) -> None:
         """The connection's side: the client is gone, so every later write raises
@@ -272,33 +337,52 @@ class Response:
         self._gone = reason
 
     def start(self, status: int, headers: Iterable[FieldLike] = ()) -> None:
-        """Set the status and fields; they leave with the first bytes of the body."""
+        """Set the status and fields; they leave with the first bytes of the body. A field
+        that could not be sent as given raises: a name that is not a token or a value with
+        a CR, LF or other control byte (:class:`~grammars.InvalidValueError`), a
+        ``Content-Length`` that is not one number (``ValueError``)."""
         if self.started:
             raise RuntimeError("the response was already started")
         if not 200 <= status <= 999:
             raise ValueError("a final status is 200 to 999 (1xx are the server's)")
-        fields = []
+        lines: list[bytes] = []
         length = None
+        length_at = -1
+        connection = False
+        keep_alive = self.keep_alive
         for name, value in headers:
-            name_b, value_b = _bytes(name), _bytes(value)
-            lower = name_b.lower()
-            if lower == b"transfer-encoding":
-                continue  # the writer frames the body itself
-            if lower == b"content-length":
-                # the client and any proxy between must read the one length we frame
-                # with: no sign, no list, no second value (RFC 9110 §8.6)
-                if not (value_b.isdigit() and value_b.isascii()) or length not in (None, value_b):
-                    raise ValueError(f"Content-Length {value_b!r} is not one number of bytes")
-                if length is not None:
+            try:  # (a field given before, checked then: the common case, one lookup)
+                known = _CHECKED.get((name, value))
+            except TypeError:  # an unhashable value (a bytearray)
+                known = None
+            line, kind, value_b = known if known is not None else _field(name, value)
+            if kind:
+                if kind is _CODING:
                     continue
-                length = value_b
-            fields.append((name_b, value_b))
+                if kind is _LENGTH:
+                    if length is not None:
+                        if value_b != length:
+                            raise ValueError(
+                                f"Content-Length {value_b!r} is not one number of bytes"
+                            )
+                        continue  # the same value twice is sent once
+                    length = value_b
+                    length_at = len(lines)
+                else:
+                    connection = True
+                    if b"close" in value_b.lower():
+                        keep_alive = False
+            lines.append(line)
         self.started = True
         self.status = status
-        for name_b, value_b in fields:
-            if name_b.lower() == b"connection" and b"close" in value_b.lower():
-                self.keep_alive = False
-            self._fields.append((name_b, value_b))
+        self._lines = lines
+        if not keep_alive:
+            self.keep_alive = False
+        if length is not None:
+            self._length = length
+            self._length_at = length_at
+        if connection:
+            self._connection_field = True
 
     async def write(self, data: bytes) -> None:
         """Send ``data`` as more of the body."""
@@ -307,35 +391,69 @@ class Response:
         if self.finished:
             # bytes after the end of a response would be read as the start of the next
             raise RuntimeError("the response is already finished")
+        data = bytes(data)
+        connection = self._connection
         if not self.head_sent:
-            self._send_head(None)
-        self._body(bytes(data))
-        await self._connection.writable()
+            head = self._head(None)
+            try:
+                body = self._framed(data) if data else b""
+            except BaseException:
+                connection.write(head)  # (the head leaves even when the body is wrong)
+                raise
+            connection.write(head + body)
+        elif data:
+            connection.write(self._framed(data))
+        if connection.congested:
+            await connection.writable()
 
     async def end(self, data: bytes = b"") -> None:
         """Send the last bytes of the body (all of it when nothing was written)."""
+        self._end(data)
+        if self._connection.congested:
+            await self._connection.writable()
+
+    async def send(
+        self, status: int, headers: Iterable[FieldLike] = (), body: bytes = b""
+    ) -> None:
+        """The whole response at once (one write)."""
+        self.start(status, headers)
+        self._end(body)
+        if self._connection.congested:
+            await self._connection.writable()
+
+    def _end(self, data: bytes) -> None:
         if self._gone is not None:
             raise ConnectionError(self._gone)
         if self.finished:
             raise RuntimeError("the response is already finished")
         if not self.started:
             self.start(200)
+        if type(data) is not bytes:
+            data = bytes(data)
         if not self.head_sent:
-            self._send_head(len(data))
-        self._body(bytes(data))
-        if self._framing == "chunked":
-            self._connection.write(LAST_CHUNK)
-        elif self._framing == "length" and self._left:
-            raise RuntimeError(f"response ended {self._left} bytes short of its Content-Length")
+            head = self._head(len(data))
+            if self._framing == "length" and self._length is None:
+                # the whole body, framed by the Content-Length the head just gave it
+                self._left = 0
+                self._connection.write(head + data if data else head)
+                self.finished = True
+                return
+            wire = [head]
+        else:
+            wire = []
+        try:
+            if data:
+                wire.append(self._framed(data))
+            if self._framing == "chunked":
+                wire.append(LAST_CHUNK)
+            elif self._framing == "length" and self._left:
+                raise RuntimeError(
+                    f"response ended {self._left} bytes short of its Content-Length"
+                )
+        finally:
+            if wire:  # (what was framed leaves even when the end was wrong)
+                self._connection.write(wire[0] if len(wire) == 1 else b"".join(wire))
         self.finished = True
-        await self._connection.writable()
-
-    async def send(
-        self, status: int, headers: Iterable[FieldLike] = (), body: bytes = b""
-    ) -> None:
-        """The whole response at once."""
-        self.start(status, headers)
-        await self.end(body)
 
     async def upgrade(self, protocol: Any, headers: Iterable[FieldLike] = ()) -> None:
         """Answer ``101 Switching Protocols`` with ``headers`` (``Upgrade: ...`` among
@@ -346,72 +464,77 @@ class Response:
         fields = [(_bytes(name), _bytes(value)) for name, value in headers]
         if not any(name.lower() == b"connection" for name, _ in fields):
             fields.append((b"Connection", b"Upgrade"))
-        head = ResponseHead(101, tuple(self._connection.response_fields() + fields))
-        self._connection.write(build_response_head(head))
+        lines = [field_line(name, value) for name, value in fields]
+        connection = self._connection
+        connection.write(b"".join([status_line(101), connection.server_fields(), *lines, b"\r\n"]))
         self.status = 101
         self.started = self.head_sent = self.finished = True
         self.keep_alive = True
-        self._connection.upgrade(protocol)
-        await self._connection.writable()
+        connection.upgrade(protocol)
+        await connection.writable()
 
-    def _send_head(self, whole: int | None) -> None:
+    def _head(self, whole: int | None) -> bytes:
+        """The head, its framing chosen (``whole``: the body's size, when it is given at
+        once): noted, and the bytes to write."""
         if not self.started:
             self.start(200)
         status = self.status
-        fields = self._fields
-        declared = [v for n, v in fields if n.lower() == b"content-length"]
+        lines = self._lines
+        extra = b""
+        keep_alive = self.keep_alive
         if self._tunnel and 200 <= status < 300:
             # RFC 9110 §9.3.6: a 2xx to CONNECT has no Content-Length or Transfer-Encoding;
             # what follows it is the tunnel's, never another request (the connection
             # closes after the response unless the handler upgraded it to a protocol)
-            self._framing = "close"
-            self.keep_alive = False
-            framing_fields = (b"content-length", b"transfer-encoding")
-            fields = [(n, v) for n, v in fields if n.lower() not in framing_fields]
-        elif status < 200 or status in (204, 304):
-            self._framing = "none"
-            fields = [(n, v) for n, v in fields if n.lower() != b"content-length"]
-        elif declared:
-            self._framing = "length"
-            self._left = int(declared[0])
+            framing = "close"
+            keep_alive = False
+            if self._length is not None:
+                lines = [*lines[: self._length_at], *lines[self._length_at + 1 :]]
+        elif status < 200 or status == 204 or status == 304:
+            framing = "none"
+            if self._length is not None:
+                lines = [*lines[: self._length_at], *lines[self._length_at + 1 :]]
+        elif self._length is not None:
+            framing = "length"
+            self._left = int(self._length)
         elif whole is not None:
-            self._framing = "length"
+            framing = "length"
             self._left = whole
-            fields = [*fields, (b"Content-Length", b"%d" % whole)]
+            extra = b"Content-Length: %d\r\n" % whole
         elif self._version >= (1, 1):
-            self._framing = "chunked"
-            fields = [*fields, (b"Transfer-Encoding", b"chunked")]
+            framing = "chunked"
+            extra = b"Transfer-Encoding: chunked\r\n"
         else:
-            self._framing = "close"
-            self.keep_alive = False
-        if self._head_request and self._framing != "none":
-            self._framing = "head"
-        if self.keep_alive:
+            framing = "close"
+            keep_alive = False
+        if self._head_request and framing != "none":
+            framing = "head"
+        if keep_alive:
             if self._version < (1, 1):
-                fields = [*fields, (b"Connection", b"keep-alive")]
-        elif self._framing == "close" and self._tunnel:
-            pass  # a tunnel: no Connection field either
-        elif not any(n.lower() == b"connection" for n, _ in fields):
-            fields = [*fields, (b"Connection", b"close")]
-        fields = self._connection.response_fields() + fields
-        head = ResponseHead(status, tuple(fields))
-        self._connection.write(build_response_head(head))
+                extra += b"Connection: keep-alive\r\n"
+        else:
+            self.keep_alive = False
+            if not (framing == "close" and self._tunnel) and not self._connection_field:
+                extra += b"Connection: close\r\n"  # (a tunnel has no Connection field)
+        self._framing = framing
         self.head_sent = True
+        return b"".join(
+            [status_line(status), self._connection.server_fields(), *lines, extra, b"\r\n"]
+        )
 
-    def _body(self, data: bytes) -> None:
-        if not data:
-            return
+    def _framed(self, data: bytes) -> bytes:
+        """``data`` as the body's framing sends it (``b""``: not at all)."""
         framing = self._framing
-        if framing == "chunked":
-            self._connection.write(chunk_header(len(data)) + data + CRLF)
-        elif framing == "length":
+        if framing == "length":
             if len(data) > self._left:
                 raise RuntimeError("response body longer than its Content-Length")
             self._left -= len(data)
-            self._connection.write(data)
-        elif framing == "close":
-            self._connection.write(data)
-        # "none", "head": the body is not sent
+            return data
+        if framing == "chunked":
+            return b"%x\r\n%s\r\n" % (len(data), data)
+        if framing == "close":
+            return data
+        return b""  # "none", "head": the body is not sent
 
 
 def reason(status: int) -> bytes:

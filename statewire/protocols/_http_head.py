@@ -9,11 +9,12 @@ from grammars import MalformedError
 from grammars.http1 import (
     MAX_FIELD_BYTES,
     MAX_FIELDS,
+    Fields,
     UnsupportedVersion,
     content_of,
+    field_of,
     parse_chunk_line,
-    parse_field_line,
-    parse_request_line,
+    request_line_of,
 )
 from statewire.protocols._http_exchange import Headers
 
@@ -39,12 +40,13 @@ class Refusal(Exception):
 def request_line(frame: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
     """The method, target and version of a request line cut at its LF."""
     try:
-        method, target, version = parse_request_line(content_of(frame))
+        method, target, version = request_line_of(frame)
     except UnsupportedVersion as error:
         raise Refusal(505, error.message) from None
     except MalformedError as error:
         raise Refusal(400, error.message) from None
-    check_target(method, target)
+    if target[:1] != b"/" or method == b"CONNECT" or b"#" in target:
+        check_target(method, target)  # (the origin-form of any other method passes)
     return method, target, version
 
 
@@ -100,25 +102,117 @@ class FieldSection:
     """A field section (the headers, or the trailers) read one line at a time, within
     :data:`~grammars.http1.MAX_FIELD_BYTES` and :data:`~grammars.http1.MAX_FIELDS`."""
 
+    __slots__ = ("fields", "size")
+
     def __init__(self) -> None:
         self.fields: list[tuple[bytes, bytes]] = []
         self.size = 0
 
     def add(self, frame: bytes) -> bool:
         """One line cut at its LF; ``True`` when it is the blank line ending the section."""
-        self.size += len(frame) + 1
-        if self.size > MAX_FIELD_BYTES:
+        size = self.size = self.size + len(frame) + 1
+        if size > MAX_FIELD_BYTES:
             raise Refusal(431, f"field section over {MAX_FIELD_BYTES} bytes")
-        try:
-            content = content_of(frame)
-            if not content:
+        fields = self.fields
+        if len(fields) < MAX_FIELDS:  # the common case, one call
+            try:
+                field = field_of(frame)
+            except MalformedError as error:
+                raise Refusal(400, error.message) from None
+            if field is None:
                 return True
-            if len(self.fields) >= MAX_FIELDS:
-                raise Refusal(431, f"more than {MAX_FIELDS} fields")
-            self.fields.append(parse_field_line(content))
+            fields.append(field)
+            return False
+        try:  # at the limit: a blank line ends the section, a bare LF is still a 400
+            content = content_of(frame)
         except MalformedError as error:
             raise Refusal(400, error.message) from None
+        if not content:
+            return True
+        raise Refusal(431, f"more than {MAX_FIELDS} fields")
+
+
+#: the fields whose meaning the server decides, by lower-cased name: read by
+#: :func:`head_rules` in one pass (``True``: only the general path reads it)
+_READ = {
+    b"host": False,
+    b"content-length": False,
+    b"connection": False,
+    b"transfer-encoding": True,
+    b"expect": True,
+}
+
+
+#: Host values found valid (a server sees the same few again and again)
+_HOSTS: dict[bytes, bool] = {}
+
+
+def _valid_host_noted(host: bytes) -> bool:
+    if not valid_host(host):
         return False
+    if len(_HOSTS) >= 1024:
+        _HOSTS.clear()
+    _HOSTS[host] = True
+    return True
+
+
+def head_rules(
+    version: tuple[int, int], fields: Fields, max_body: int
+) -> tuple[Headers, int | None, bool, bool]:
+    """What a complete head says, with every refusal of :func:`body_length`,
+    :func:`expects_continue` and the ``413`` past ``max_body``, in their order: the
+    headers, the body's length (``None``: chunked), whether the connection is kept alive
+    and whether the client waits for ``100 Continue``.
+
+    One pass over the fields for the common head (one ``Host``, at most one
+    ``Content-Length`` of digits and one ``Connection``, no ``Transfer-Encoding`` or
+    ``Expect``); any other head is read by those functions."""
+    host = length = connection = None
+    for name, value in fields:
+        general = _READ.get(name.lower())
+        if general is None:
+            continue
+        if general:
+            break
+        lower = name.lower()
+        if lower == b"host":
+            if host is not None:
+                break
+            host = value
+        elif lower == b"content-length":
+            if length is not None:
+                break
+            length = value
+        elif connection is not None:
+            break
+        else:
+            connection = value
+    else:
+        if (
+            host is not None
+            and (_HOSTS.get(host) or _valid_host_noted(host))
+            and (
+                length is None
+                or (length.isdigit() and length.isascii() and len(length) <= MAX_LENGTH_DIGITS)
+            )
+        ):
+            size = 0 if length is None else int(length)
+            if size > max_body:
+                raise Refusal(413, f"body of {size} bytes over the limit")
+            if connection is None:
+                keep_alive = version >= (1, 1)
+            else:
+                options = [part.strip(b" \t") for part in connection.lower().split(b",")]
+                keep_alive = b"close" not in options and (
+                    version >= (1, 1) or b"keep-alive" in options
+                )
+            return Headers(fields), size, keep_alive, False
+    headers = Headers(fields)
+    body = body_length(version, headers)
+    if body is not None and body > max_body:
+        raise Refusal(413, f"body of {body} bytes over the limit")
+    waits = expects_continue(version, headers) and body != 0
+    return headers, body, keeps_alive(version, headers), waits
 
 
 def body_length(version: tuple[int, int], headers: Headers) -> int | None:
@@ -203,6 +297,7 @@ __all__ = [
     "check_target",
     "chunk_size",
     "expects_continue",
+    "head_rules",
     "is_authority_form",
     "keeps_alive",
     "request_line",

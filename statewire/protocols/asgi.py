@@ -42,10 +42,17 @@ Send = Callable[[Message], Awaitable[None]]
 Application = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 
+_VERSIONS = {(1, 1): "1.1", (1, 0): "1.0"}
+_METHODS = {
+    name.encode(): name
+    for name in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+}
+
+
 def scope_of(request: Request) -> dict[str, Any]:
     """The ASGI ``http`` scope of ``request``."""
     target = request.target
-    headers = [(name.lower(), value) for name, value in request.headers]
+    headers = [(name.lower(), value) for name, value in request.headers.fields]
     absolute = None if target[:1] == b"/" else split_absolute_form(target)
     if absolute is not None:
         # RFC 9112 §3.2.2: the target's authority is the host, whatever Host says
@@ -55,13 +62,15 @@ def scope_of(request: Request) -> dict[str, Any]:
         headers = [(name, v) for name, v in headers if name != b"host"]
         headers.append((b"host", authority))
     raw_path, _, query = target.partition(b"?")
+    path = raw_path.decode("latin-1")
+    method = request.method
     return {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "{}.{}".format(*request.version),
-        "method": request.method.decode("ascii"),
+        "http_version": _VERSIONS.get(request.version) or "{}.{}".format(*request.version),
+        "method": _METHODS.get(method) or method.decode("ascii"),
         "scheme": "https" if request.secure else "http",
-        "path": unquote(raw_path.decode("latin-1")),
+        "path": unquote(path) if "%" in path else path,
         "raw_path": raw_path,
         "query_string": query,
         "root_path": "",
@@ -74,24 +83,33 @@ def scope_of(request: Request) -> dict[str, Any]:
 class _Exchange:
     """One request's ``receive`` and ``send``."""
 
+    __slots__ = ("done", "ended", "read_all", "request", "response")
+
     def __init__(self, request: Request, response: Response) -> None:
         self.request = request
         self.response = response
-        #: done once the response is complete, the application returned or the client
-        #: went away: what a ``receive()`` after the body waits for
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: whether the response is complete, the application returned or the client went
+        #: away: what a ``receive()`` after the body waits for (on ``done``, made then)
+        self.ended = False
+        self.done: asyncio.Future[None] | None = None
         #: whether the last ``http.request`` message was given
         self.read_all = False
-        request.on_disconnect(self.end)
 
     def end(self) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
+        self.ended = True
+        done = self.done
+        if done is not None and not done.done():
+            done.set_result(None)
 
     async def receive(self) -> Message:
         body = self.request.body
         if self.read_all or self.response.finished:
-            await asyncio.shield(self.done)
+            if not self.ended:
+                if self.done is None:
+                    self.done = asyncio.get_running_loop().create_future()
+                    # a client gone ends the wait (at once if it is gone already)
+                    self.request.on_disconnect(self.end)
+                await asyncio.shield(self.done)
             return {"type": "http.disconnect"}
         try:
             data = await body.chunk()

@@ -10,7 +10,10 @@ Each state frames the bytes that arrive while it is current, and each frame is a
                                       the blank line            -> no_body / length_body /
                                                                    chunk_size (the framing the
                                                                    fields announce), handler
-                                                                   started
+                                                                   started; -> request_line
+                                                                   at once (answered) when it
+                                                                   answered a request without
+                                                                   a body inside that frame
     length_body    fixed(≤ 64 KiB)    a piece of the body       -> body_piece
     body_piece     nothing            (decides at once)         -> length_body for the next
                                                                    piece, or -> responding
@@ -49,12 +52,15 @@ The handler (``async def handler(request, response)``) starts as soon as the hea
 eagerly: it runs inside the output that read the blank line until it first waits, and
 only then becomes a task (:mod:`statewire.protocols._http_task`). It may answer before
 reading the body, or stream the body as it arrives (``async for chunk in request.body``).
-When the frame that completes the request (the blank line, the body, the last trailer
-line) arrives while the handler still runs, its output returns the handler's task, and
-statewire frames nothing more until it is done; so pipelined requests are read, and
-answered, one after the other, in order, and a handler that never waits answers a whole
-pipelined read without a single task or loop turn. While the handler leaves more than
-64 KiB of the body unread, reading pauses too.
+When the frame that completes the request (the body, the last trailer line; for a request
+without a body, the blank line, whose ``no_body`` output does it) arrives while the
+handler still runs, its output returns the handler's task, and statewire frames nothing
+more until it is done; so pipelined requests are read, and answered, one after the other,
+in order, and a handler that never waits answers a whole pipelined read without a single
+task or loop turn: a request without a body answered inside the read of its head goes
+straight back to ``request_line`` (``answered``), one transition instead of two through
+``responding``. While the handler leaves more than 64 KiB of the body unread, reading
+pauses too.
 
 A piece state reads nothing: the output that leaves the reading state queues the input
 that takes it on (to the next piece, or past the body) before another frame is cut, and
@@ -92,7 +98,7 @@ from statewire.machine import Timeout, by_key
 from statewire.protocol import Factory
 from statewire.protocols._http_connection import HTTPConnection, Inputs
 from statewire.protocols._http_exchange import Body, Headers, Request, Response
-from statewire.protocols._http_head import FieldSection, Refusal
+from statewire.protocols._http_head import Refusal
 from statewire.protocols._http_head import request_line as request_line_of
 
 P = ParamSpec("P")
@@ -187,23 +193,36 @@ def skip_blank_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None
         raise Refusal(400, "blank lines before the request line")
 
 
+# the two outputs every request runs catch their refusals themselves (as _refusing does)
 @request_line.upon(Inputs.request_line).to(headers)
-@_refusing
 def read_request_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
-    core.method = b""  # (a line refused here is no HEAD's: its refusal has a body)
-    core.method, core.target, core.version = request_line_of(frame)
-    core.section = FieldSection()
+    try:
+        core.method, core.target, core.version = request_line_of(frame)
+    except Refusal as refusal:
+        core.method = b""  # (a line refused here is no HEAD's: its refusal has a body)
+        core.refuse(refusal.status, refusal.detail)
+        return
+    section = core.section  # (emptied: the last head's fields were copied)
+    section.fields = []
+    section.size = 0
 
 
 @headers.upon(Inputs.field).loop()
-@_refusing
-def read_field(machine: Inputs, core: HTTPConnection, frame: bytes) -> Awaitable[None] | None:
-    if core.section.add(frame):
-        return core.start_exchange(machine)
-    return None
+def read_field(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
+    # returns nothing (what a handler still running makes the framing wait for is
+    # returned by wait_for_handler): the engine calls it with nothing around it
+    try:
+        if core.section.add(frame):
+            core.start_exchange(machine)
+    except Refusal as refusal:
+        core.refuse(refusal.status, refusal.detail)
 
 
-headers.upon(Inputs.no_body).to(responding).returns(None)
+@headers.upon(Inputs.no_body).to(responding)
+def wait_for_handler(machine: Inputs, core: HTTPConnection) -> Awaitable[None] | None:
+    return core.end_of_request(machine)
+
+
 headers.upon(Inputs.length_body).to(length_body).returns(None)
 headers.upon(Inputs.chunked_body).to(chunk_size).returns(None)
 
@@ -219,7 +238,7 @@ def read_body(
         return waiting
     core.body.finish()
     machine.message_end()
-    return core.end_of_request()
+    return core.end_of_request(machine)
 
 
 # the piece states read nothing: the input their entry queues takes them on at once
@@ -290,7 +309,7 @@ def read_trailer(machine: Inputs, core: HTTPConnection, frame: bytes) -> Awaitab
         return None
     core.body.finish(tuple(core.section.fields))
     machine.message_end()
-    return core.end_of_request()
+    return core.end_of_request(machine)
 
 
 trailers.upon(Inputs.message_end).to(responding).returns(None)
@@ -300,6 +319,11 @@ trailers.upon(Inputs.message_end).to(responding).returns(None)
 def next_request(machine: Inputs, core: HTTPConnection) -> None:
     core.exchange = None
     core.blank_lines = 0
+
+
+# a request without a body whose handler answered inside the frame that ended its head,
+# the connection kept alive: nothing to wait for, the next request line at once
+headers.upon(Inputs.answered).to(request_line)(next_request)
 
 
 @responding.upon(Inputs.upgraded).to(upgraded)
