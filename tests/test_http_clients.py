@@ -1,7 +1,7 @@
 """examples/httpd.py over real loopback sockets, judged by real clients: curl (keep-alive,
 chunked upload, HTTP/1.0, Expect: 100-continue), httpx, http.client reading the responses
-to requests pipelined on one raw socket, and wrk under load (a smoke test: every response
-a 200, no socket error; nothing timed)."""
+to requests pipelined on one raw socket, and wrk and h2load (pipelining HTTP/1.1) under
+load (smoke tests: every response a 2xx, no socket error; nothing timed)."""
 
 from __future__ import annotations
 
@@ -198,3 +198,20 @@ def test_wrk_under_load_gets_only_200s_and_no_socket_errors(port: int) -> None:
     assert "Non-2xx" not in report and "Socket errors" not in report, report
     count = re.search(r"(\d+) requests in", report)
     assert count is not None and int(count.group(1)) > 0, report
+
+
+def test_h2load_pipelined_http1_requests_all_succeed(port: int) -> None:
+    """h2load in HTTP/1.1 mode, 4 requests in flight on each of 8 connections (pipelined):
+    every response a 2xx, none failed or errored (a smoke test; nothing timed)."""
+    if shutil.which("h2load") is None:
+        pytest.skip("h2load is not installed (Debian package nghttp2-client)")
+    done = subprocess.run(
+        ["h2load", "--h1", "-n", "800", "-c", "8", "-m", "4", f"http://{HOST}:{port}/"],
+        capture_output=True,
+        timeout=60,
+        check=True,
+        env=CURL_ENV,
+    )
+    report = done.stdout.decode()
+    assert "800 total, 800 started, 800 done, 800 succeeded, 0 failed, 0 errored" in report, report
+    assert "status codes: 800 2xx" in report, report
