@@ -40,6 +40,8 @@ miniredis = load_example("miniredis.py", "miniredis_for_conversations")
 
 #: few examples of a few steps: every step is a round trip on a real socket
 CONVERSATIONS = settings(max_examples=30, stateful_step_count=50)
+#: Redis's machine has the most edges (a subscribed client's WATCH among them)
+RESP_CONVERSATIONS = settings(max_examples=60, stateful_step_count=50)
 #: fewer, where no coverage is required
 SHORT = settings(max_examples=10, stateful_step_count=30)
 #: a broken end: the first failure is enough (no shrinking, which replays it)
@@ -86,6 +88,8 @@ RESP_FRAMES = {
     Inputs.unsubscribe: argv(b"UNSUBSCRIBE", CHANNELS),
     Inputs.psubscribe: argv(b"PSUBSCRIBE", PATTERNS),
     Inputs.punsubscribe: argv(b"PUNSUBSCRIBE", PATTERNS),
+    Inputs.ssubscribe: argv(b"SSUBSCRIBE", CHANNELS),
+    Inputs.sunsubscribe: argv(b"SUNSUBSCRIBE", CHANNELS),
     Inputs.watch: argv(b"WATCH", KEYS),
     Inputs.quit: argv(b"QUIT"),
     Inputs.reset: argv(b"RESET"),
@@ -130,7 +134,7 @@ def test_the_resp_client_and_miniredis_make_every_edge_of_both_diagrams() -> Non
     coverage = converse_resp(
         lambda: miniredis.MiniRedisFactory(PASSWORD),
         require_coverage=True,
-        settings=CONVERSATIONS,
+        settings=RESP_CONVERSATIONS,
     )
     server = {(t.source, t.input, t.target) for t in graph_of(RESPServer).transitions}
     assert coverage.server == server and coverage.server_missed == frozenset()
