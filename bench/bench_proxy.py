@@ -2,9 +2,11 @@
 over loopback.
 
 In process, each contender serves the same connections in memory: build the protocol,
-connect it to an in-memory transport that delivers reads to its ``protocol`` attribute as
-statewire's transports do, then deliver the first read (the header, if any, and a 16-byte
-request) and a second read (another request), each echoed. The wrapped protocol asks
+connect it to an in-memory transport that works as statewire's transports do (its state in
+slots; reads delivered to its ``protocol`` attribute; the hand-over, ``handOver`` and
+``relay``, as ``statewire.runtime.connection.Connection`` does it from inside a read), then
+deliver the first read (the header, if any, and a 16-byte request) and a second read
+(another request), each echoed. The wrapped protocol asks
 ``getPeer()`` as a real one would: statewire's transports make a new address object at
 each call, and so does this one; behind a proxy, the address made from the header is
 given. (The address ``buildProtocol`` gets is made once for all: the runtime makes it for
@@ -14,7 +16,8 @@ a port open to more than the proxy must. "v2 crc32c+id" is the header HAProxy se
 with ``proxy-v2-options crc32c,unique-id`` (as in tests/test_proxy_server.py): its CRC32C
 is checked, in C when google-crc32c is installed (the first line says which). "parse" is
 the header's reading alone: ``grammars.proxy.scan`` (every header, the grammar's own
-reading) and ``statewire.proxy.quick_scan`` (the common headers, what a connection uses).
+reading) and ``statewire.proxy.quick_scan`` (the common headers: the reading a connection runs,
+inline in ``ProxyRelay.dataReceived``).
 Times are this thread's CPU time: what the neighbours' processes take of the cores is not
 counted (what they do to the caches still is).
 
@@ -81,15 +84,43 @@ V2_CRC = encode(
 
 
 class _Transport:
-    """The least a connection needs: addresses, writes, closing. Like statewire's
-    transports, it delivers reads to its ``protocol`` and makes the address objects from
-    the socket's addresses when asked (``from_sockaddr``, as ``Connection.getPeer``)."""
+    """The least a connection needs: addresses, writes, closing, the hand-over. Like
+    statewire's transports (``statewire.runtime.connection.Connection``), it delivers
+    reads to its ``protocol``, makes the address objects from the socket's addresses when
+    asked (``from_sockaddr``) unless a ``relay`` gives them, and hands the connection
+    over (``handOver``, as called from inside a read: no guard of its own)."""
 
-    disconnecting = False
-    protocol: Any = None
+    # its state in slots set at creation, as a Connection's (an attribute read from the
+    # class through an instance takes the interpreter's slow road)
+    __slots__ = ("_closed", "_held", "_in_callback", "_read_paused", "disconnecting",
+                 "protocol", "relay")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.protocol: Any = None
+        self.relay: Any = None
+        self.disconnecting = self._closed = self._read_paused = False
+        self._in_callback = True  # handOver is called from inside a read here
+        self._held = b""
 
     def getPeer(self) -> Address:
+        relay = self.relay
+        if relay is not None:
+            peer: Address | None = relay.peer
+            if peer is not None:
+                return peer
         return from_sockaddr(False, PEER_SOCKADDR)
+
+    def handOver(self, protocol: Any, data: bytes = b"") -> None:
+        if not self._in_callback:
+            raise AssertionError("the benchmark hands over from inside a read")
+        self.protocol = protocol
+        if data:
+            self._held += data
+        protocol.makeConnection(self)
+        held = self._held
+        if held and not (self._read_paused or self._closed or self.disconnecting):
+            self._held = b""
+            protocol.dataReceived(held)
 
     def getHost(self) -> Address:
         return from_sockaddr(False, HOST_SOCKADDR)
@@ -108,7 +139,14 @@ class _FixedPeer(_Transport):
     """``--fixed-peer``: ``getPeer()`` returns one address made once (as this benchmark
     did before; it leaves out what the address costs the direct connection)."""
 
+    __slots__ = ()
+
     def getPeer(self) -> Address:
+        relay = self.relay
+        if relay is not None:
+            peer: Address | None = relay.peer
+            if peer is not None:
+                return peer
         return PEER
 
 

@@ -4,31 +4,37 @@ load balancer sees its clients' own addresses.
 Theory of operation
 -------------------
 :class:`ProxyProtocolFactory` wraps the factory of any protocol (declared or plain). Each
-connection first gets a :class:`ProxiedTransport` as its protocol, which reads one PROXY
-header (:mod:`grammars.proxy`) and nothing more. Once the header is whole it asks the
-wrapped factory for the real protocol -- ``buildProtocol`` gets the client's address --
-and connects it to itself: from then on it is that protocol's transport, the real one
-except that ``getPeer()`` and ``getHost()`` answer with the header's addresses (``LOCAL``
-and ``UNKNOWN`` headers, and families other than TCP over IPv4/IPv6 and UNIX streams,
-keep the real ones). The bytes that came with the header in the same read, and every read
-after, go to that protocol unchanged and in order.
+connection first gets a :class:`ProxyRelay` as its protocol, which reads one PROXY header
+(:mod:`grammars.proxy`) and nothing more. Once the header is whole it asks the wrapped
+factory for the real protocol -- ``buildProtocol`` gets the client's address -- and
+passes the connection on to it: ``getPeer()`` and ``getHost()`` answer with the header's
+addresses (``LOCAL`` and ``UNKNOWN`` headers, and families other than TCP over IPv4/IPv6
+and UNIX streams, keep the real ones), ``transport.header`` is the header and
+``transport.proxy`` the real peer. The bytes that came with the header in the same read,
+and every read after, go to that protocol unchanged and in order (if it pauses reading
+when connected, they wait until it resumes).
 
-Then it steps out of the way of the reads: on statewire's transports (whose ``protocol``
-is the protocol they deliver to) it makes the wrapped protocol the transport's own, so
-every later read, congestion signal and the connection's loss go to it directly; its
-writes go to the real transport's own ``write``. On other transports (Twisted's, test
-doubles) it stays the protocol and forwards those events.
+On statewire's transports the connection is handed over
+(:meth:`statewire.runtime.connection.Connection.handOver`): the relay becomes the
+transport's ``relay`` -- what the transport reports as its addresses and header -- and the
+wrapped protocol the transport's own protocol, so nothing stands between them: its
+``transport`` is the real one, and every later read, write, congestion signal and the
+connection's loss go straight between them. On other transports (Twisted's, test
+doubles) the wrapped protocol gets a :class:`ProxiedTransport` over the real one, and the
+relay stays that transport's protocol, passing its events on.
 
 Cost: a header is paid for once per connection, so the common ones -- a v1 ``TCP4`` line,
 a v2 ``PROXY`` header of TCP over IPv4 or IPv6, with or without TLVs -- whole in the first
-read are read by :func:`quick_scan`: one regular expression, or one ``struct`` call and a
-walk over the TLVs (the CRC32C in C when ``google-crc32c`` is installed, the ``proxy``
-extra). It makes only the client's address; the :class:`~grammars.proxy.ProxyHeader`
-itself is made from the header's bytes if ``transport.header`` (or ``getHost()``) is ever
-asked for (:func:`read_header`). Everything else (a header cut across reads, ``LOCAL``,
-``UNKNOWN``, UNIX, IPv6 in v1, anything malformed) is read by :func:`grammars.proxy.scan`,
-which also words every refusal: :func:`quick_scan` answers as ``scan`` does, or not at
-all (tests/test_proxy_fast.py holds it to that).
+read are read by :func:`quick_scan`'s reading (inlined in the relay's ``dataReceived``):
+one regular expression, or one ``struct`` call and a walk over the TLVs (the CRC32C in C
+when ``google-crc32c`` is installed, the ``proxy`` extra). It makes only the client's
+address; the :class:`~grammars.proxy.ProxyHeader` itself is made from the header's bytes
+if ``transport.header`` (or ``getHost()``) is ever asked for (:func:`read_header`).
+Everything else (a header cut across reads, ``LOCAL``, ``UNKNOWN``, UNIX, IPv6 in v1,
+anything malformed) is read by :func:`grammars.proxy.scan`, which also words every
+refusal: :func:`quick_scan` (and the relay's reading) answers as ``scan`` does, or not at
+all (tests/test_proxy_fast.py holds them to that). A connection costs one object besides
+the wrapped protocol, the relay, and a handful of Python calls (``bench/bench_proxy.py``).
 
 Trust: a PROXY header is a claim, believed because of who sends it. Enable this only on a
 port that nothing but the proxy can reach, or name the proxies (``trusted=``): a connection
@@ -53,6 +59,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from grammars import proxy as grammar
@@ -81,6 +88,7 @@ __all__ = [
     "Deadlines",
     "ProxiedTransport",
     "ProxyProtocolFactory",
+    "ProxyRelay",
     "crc32c",
     "header_address",
     "quick_scan",
@@ -142,27 +150,41 @@ def crc32c(data: bytes | bytearray) -> int:
 # -- the common headers, read fast ----------------------------------------------------------
 
 _new = tuple.__new__  # a named tuple made without its Python-level __new__
+# where a ProxyRelay's reading of the header is
+_FIRST, _GATHERING, _PASSING, _DONE = range(4)
+_new_reader = object.__new__
 _ntop = socket.inet_ntop
 _AF_INET, _AF_INET6 = socket.AF_INET, socket.AF_INET6
 _ZERO_CRC = bytes(4)
 
 _OCTET = rb"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = rb"((?:%s\.){3}%s)" % (_OCTET, _OCTET)
+# written out, not ``(?:OCTET\.){3}``: a counted repeat of a group is the slowest thing
+# the regular expression engine does (a quarter of the line's reading)
+_IPV4 = rb"%s\.%s\.%s\.%s" % (_OCTET, _OCTET, _OCTET, _OCTET)
 _PORT = (
-    rb"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
+    rb"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
 )
 # a v1 TCP4 line as the spec's strict reading takes it: dotted quads without leading
-# zeros (as inet_ntop writes them), ports 0-65535 without leading zeros, single spaces
-_V1_TCP4 = re.compile(rb"PROXY TCP4 %s %s %s %s\r\n" % (_IPV4, _IPV4, _PORT, _PORT))
+# zeros (as inet_ntop writes them), ports 0-65535 without leading zeros, single spaces;
+# the client's address and port captured (1, 2), the rest read when asked (read_header)
+_V1_TCP4 = re.compile(rb"PROXY TCP4 (%s) %s (%s) %s\r\n" % (_IPV4, _IPV4, _PORT, _PORT))
 
 
 # the 16 fixed bytes of a v2 PROXY header of TCP without TLVs -> how to read its address
-# block: the source address and port, its address family, its address class, its size
-_V2_PLAIN: dict[bytes, tuple[struct.Struct, int, Callable[[str, int], Address], int]] = {
-    SIGNATURE + b"\x21\x11\x00\x0c": (struct.Struct("!16x4s4xH"), _AF_INET, tcp4, V2_FIXED + 12),
+# block: the source address and port, the source address as text, its address class,
+# the header's size
+_V2_PLAIN: dict[
+    bytes, tuple[struct.Struct, Callable[[bytes], str], Callable[[str, int], Address], int]
+] = {
+    SIGNATURE + b"\x21\x11\x00\x0c": (
+        struct.Struct("!16x4s4xH"),
+        socket.inet_ntoa,  # inet_ntop's text, without the family argument
+        tcp4,
+        V2_FIXED + 12,
+    ),
     SIGNATURE + b"\x21\x21\x00\x24": (
         struct.Struct("!16x16s16xH"),
-        _AF_INET6,
+        partial(_ntop, _AF_INET6),
         tcp6,
         V2_FIXED + 36,
     ),
@@ -195,16 +217,16 @@ def quick_scan(
     """
     plain = _V2_PLAIN.get(data[:16])
     if plain is not None:
-        block, family, address, size = plain
+        block, text, address, size = plain
         if len(data) < size or size - V2_FIXED > max_length:
             return None
         source, port = block.unpack_from(data)
-        return 2, address(_ntop(family, source), port), data[:size], size
+        return 2, address(text(source), port), data[:size], size
     if data[:11] == b"PROXY TCP4 ":
         match = _V1_TCP4.match(data)
         if match is None:
             return None
-        source, port = match.group(1, 3)
+        source, port = match.group(1, 2)
         end = match.end()
         return 1, tcp4(source.decode(), int(port)), data[:end], end
     if data[:12] == SIGNATURE and len(data) > 16 and data[12] == _V2_PROXY:
@@ -310,124 +332,179 @@ def _forwarded(name: str) -> Any:
     return property(get, set, doc=f"The real transport's ``{name}``.")
 
 
-class ProxiedTransport:
-    """One connection behind a proxy, in two roles, one after the other.
+class ProxyRelay:
+    """One connection behind a proxy: it reads the PROXY header, then tells what the
+    header said for as long as the connection lasts.
 
-    First it is the connection's protocol: it reads the PROXY header and nothing more
+    First it is the connection's protocol: it reads the header and nothing more
     (``dataReceived``), refusing what is not one. Once the header is whole it builds the
-    wrapped protocol and becomes that protocol's transport: the real one, whose
-    ``getPeer()`` and ``getHost()`` are the header's addresses. (One object for both: a
-    connection pays for one, not for a reader and a transport.)
+    wrapped protocol (``buildProtocol`` gets the client's address) and passes the
+    connection on:
 
-    As a transport, every other attribute is the real transport's to read; the ones
-    protocols set on statewire's transports (``on_closing``, ``close_timeout``,
-    ``write_timeout``) are set on it too, and setting any other raises
-    ``AttributeError``. ``header`` is the PROXY header (its TLVs:
-    ``header.tlv(PP2_TYPE_UNIQUE_ID)``, ``header.ssl()``); ``proxy`` is the address of the
-    proxy that sent it (the real peer); ``wrapped`` the wrapped protocol.
+    * On statewire's transports (they have ``handOver``) it becomes the transport's
+      ``relay`` and the wrapped protocol the transport's own
+      (:meth:`statewire.runtime.connection.Connection.handOver`): the wrapped protocol's
+      ``transport`` is the real one, nothing in between, and its ``getPeer()``,
+      ``getHost()`` and ``header`` report this relay's :attr:`peer`, :attr:`host` and
+      :attr:`header`; ``transport.proxy`` is the real peer.
+    * On other transports (Twisted's, test doubles) the wrapped protocol gets a
+      :class:`ProxiedTransport` over the real one, which reports the same, and this
+      relay stays the real transport's protocol, passing its events on (a transport that
+      delivers to its ``protocol`` attribute delivers to the wrapped protocol instead).
+
+    ``wrapped`` is the wrapped protocol (``None`` until the header is read); ``proxy``
+    the address of the proxy that sent the header (the real peer).
     """
 
+    # (no __getattr__, here or on the runtime's transports: a class with one has every
+    # attribute read through the slow, generic lookup)
     __slots__ = (
         "_buffer",
-        "_done",
         "_factory",
         "_generation",
         "_header",
-        "_paused",
-        "_peer",
-        "_pending",
+        "_state",
         "_transport",
+        "_wrapper",
         "connected",
+        "peer",
+        "proxy",
         "wrapped",
-        "write",
     )
 
-    def __init__(self, factory: ProxyProtocolFactory) -> None:
+    _buffer: bytearray  # the header's first pieces, while _GATHERING
+
+    def __init__(self, factory: ProxyProtocolFactory, proxy: Address | None = None) -> None:
+        # (ProxyProtocolFactory.buildProtocol sets the same attributes without this call)
         self._factory = factory
+        #: the real peer, the proxy that sends the header: the address ``buildProtocol``
+        #: got (``None`` when made without it: the transport is asked where it is needed)
+        self.proxy: Address | None = proxy
         #: the wrapped protocol, once the header is read
         self.wrapped: Any = None
-        #: 1 while connected (as a protocol's)
-        self.connected = 0
-        # the header's first pieces, when it came in more than one read
-        self._buffer: bytearray | None = None
-        # refused, or lost before the header was whole: nothing more to do
-        self._done = False
-        # the generation of header deadlines this connection is in, while it waits
-        self._generation: set[ProxiedTransport] | None = None
-        # bytes read with the header, held while the wrapped protocol paused reading
-        self._pending = b""
-        self._paused = False
+        # where the header's reading is: _FIRST, _GATHERING (its first pieces in
+        # _buffer), _PASSING (reads passed on, see _wrap) or _DONE
+        self._state = _FIRST
 
-    # -- the first role: the protocol that reads the header -------------------------------
+    # -- the protocol that reads the header ------------------------------------------------
 
     def makeConnection(self, transport: Any) -> None:
         """Attach the real transport and start the header's clock."""
+        #: 1 while connected (as a protocol's)
         self.connected = 1
         self._transport = transport
         deadlines = self._factory.deadlines
-        if deadlines is not None:
-            self._generation = deadlines.add(self, transport)
+        # the generation of header deadlines this connection is in, while it waits
+        self._generation: set[ProxyRelay] | None = (
+            None if deadlines is None else deadlines.add(self, transport)
+        )
 
     def dataReceived(self, data: bytes) -> None:
-        """Read the header; once connected, hand ``data`` to the wrapped protocol."""
-        wrapped = self.wrapped
-        if wrapped is not None:  # a transport that still delivers here: see _connect
-            if self._pending:
-                self._pending += data  # order: what came first is delivered first
-            else:
-                wrapped.dataReceived(data)
-            return
-        if self._done:
+        """Read the header; once connected (on a transport without hand-over), pass
+        ``data`` on to the wrapped protocol."""
+        state = self._state
+        if state > _GATHERING:
+            if state == _PASSING:  # a transport that still delivers here: see _wrap
+                self._wrapper.deliver(data)
             return
         factory = self._factory
-        buffer = self._buffer
-        if buffer is None:  # the first read: most often the whole header, and more
-            quick = quick_scan(data, factory.max_length) if type(data) is bytes else None
-            if quick is not None:
-                version, peer, raw, size = quick
-                if factory.accepts[version]:
-                    self._connect(peer, raw, data[size:])
-                    return
+        peer: Address | None = None
+        if state == _FIRST and type(data) is bytes and data:
+            # the first read, most often the whole header and more: quick_scan's reading,
+            # inline (its call and its tuple are a measurable part of what a header costs
+            # a connection): a v1 TCP4 line, a v2 TCP header without TLVs, then with them
+            if data[0] == 0x50:  # b"P"
+                match = _V1_TCP4.match(data)
+                if match is not None and factory.accepts[1]:
+                    size = match.end()
+                    peer = tcp4(match[1].decode(), int(match[2]))
+            else:
+                plain = _V2_PLAIN.get(data[:16])
+                if plain is not None:
+                    block, text, address, size = plain
+                    if (
+                        len(data) >= size
+                        and size - V2_FIXED <= factory.max_length
+                        and factory.accepts[2]
+                    ):
+                        source, port = block.unpack_from(data)
+                        peer = address(text(source), port)
+                elif data[:12] == SIGNATURE and len(data) > 16 and data[12] == _V2_PROXY:
+                    found = _v2_tlvs(data, factory.max_length)
+                    if found is not None and factory.accepts[2]:
+                        _, peer, _, size = found
+        if peer is not None:
+            header: ProxyHeader | bytes = data[:size]  # read when asked (read_header)
+            rest = data[size:]
+        else:  # anything else, and a header cut across reads: the grammar's reading
             seen: bytes | bytearray = data
-        else:  # the header came in pieces: gather them (one header at most)
-            buffer += data
-            seen = buffer
+            if state == _GATHERING:  # the header came in pieces (one header at most)
+                seen = self._buffer
+                seen += data
+            try:
+                found_header = scan(seen, factory.max_length)
+            except GrammarError as error:
+                self.refuse(str(error))
+                return
+            if found_header is None:
+                if state == _FIRST:
+                    self._buffer = bytearray(data)
+                    self._state = _GATHERING
+                return
+            header, size = found_header
+            if not factory.accepts[header.version]:
+                self.refuse(
+                    f"a PROXY v{header.version} header; this port takes "
+                    f"{' or '.join(factory.versions)}"
+                )
+                return
+            self._buffer = bytearray()  # (the pieces: not kept)
+            peer = header_address(header)
+            rest = bytes(seen[size:])
+        # the header is read: build the wrapped protocol and pass the connection on
+        generation = self._generation
+        if generation is not None:  # (_untime, inline: one call less per connection)
+            generation.discard(self)
+            self._generation = None
+        transport = self._transport
+        protocol = factory.wrapped.buildProtocol(peer or self.proxy or transport.getPeer())
+        if protocol is None:
+            self._state = _DONE
+            transport.loseConnection()
+            return
+        self.wrapped = protocol
+        #: the client's address as the header gave it (``None``: the real one stays)
+        self.peer = peer
+        self._header = header
         try:
-            found = scan(seen, factory.max_length)
-        except GrammarError as error:
-            self.refuse(str(error))
-            return
-        if found is None:
-            if buffer is None:
-                self._buffer = bytearray(data)
-            return
-        header, size = found
-        if not factory.accepts[header.version]:
-            self.refuse(
-                f"a PROXY v{header.version} header; this port takes "
-                f"{' or '.join(factory.versions)}"
-            )
-            return
-        self._buffer = None
-        self._connect(header_address(header), header, bytes(seen[size:]))
+            hand_over = transport.handOver
+        except AttributeError:
+            self._wrap(transport, protocol, rest)
+        else:
+            # statewire's transports: the wrapped protocol becomes the transport's own
+            # (reads, congestion, the loss: straight to it), the addresses this relay's
+            transport.relay = self
+            hand_over(protocol, rest)
 
     def timed_out(self) -> None:
         """The header's time is up: refuse the connection if it is still waiting for it."""
-        if self.wrapped is None and not self._done:
-            seen = len(self._buffer or b"")
+        if self.wrapped is None and self._state != _DONE:
+            seen = len(self._buffer) if self._state == _GATHERING else 0
             self.refuse(
                 f"no complete PROXY header within {self._factory.timeout} s ({seen} bytes read)"
             )
 
     def refuse(self, why: str) -> None:
         """Close the connection before the wrapped protocol saw anything; log ``why``."""
-        if self._done:
+        if self._state == _DONE:
             return
-        self._done = True
-        self._buffer = None
+        self._state = _DONE
+        self._buffer = bytearray()
         self._untime()
         log.info(
-            "PROXY header refused from %s: %s; closing", _describe(self._transport.getPeer()), why
+            "PROXY header refused from %s: %s; closing",
+            _describe(self.proxy or self._transport.getPeer()),
+            why,
         )
         self._transport.loseConnection()
 
@@ -437,56 +514,39 @@ class ProxiedTransport:
             generation.discard(self)
             self._generation = None
 
-    def _connect(self, peer: Address | None, header: ProxyHeader | bytes, rest: bytes) -> None:
-        """Build and connect the wrapped protocol (``peer``: the client's address, ``None``
-        to keep the real one; ``header``: the header, or its bytes to read when asked) and
-        give it ``rest``, the bytes read after the header."""
-        if self._generation is not None:
-            self._untime()
-        transport = self._transport
-        if peer is None:
-            peer = transport.getPeer()
-        protocol = self._factory.wrapped.buildProtocol(peer)
-        if protocol is None:
-            self._done = True
-            transport.loseConnection()
-            return
-        self.wrapped = protocol
-        self._peer = peer
-        self._header = header
-        #: the real transport's own: nothing in between on the path of every write
-        self.write = transport.write
+    def _wrap(self, transport: Any, protocol: Any, rest: bytes) -> None:
+        """On a transport without hand-over: connect ``protocol`` to a
+        :class:`ProxiedTransport`, and give it ``rest``."""
+        wrapper = self._wrapper = ProxiedTransport(self, transport)
+        self._state = _PASSING
         if getattr(transport, "protocol", None) is self:
-            # statewire's transports deliver to their ``protocol``: from now on, straight
-            # to the wrapped one (reads, congestion, the loss), nothing in between
+            # a transport that delivers to its ``protocol``: from now on, straight to the
+            # wrapped one (reads, congestion, the loss), nothing in between
             transport.protocol = protocol
-        protocol.makeConnection(self)
+        protocol.makeConnection(wrapper)
         if rest and not getattr(transport, "disconnecting", False):
-            if self._paused:
-                self._pending = rest
-            else:
-                protocol.dataReceived(rest)
+            wrapper.deliver(rest)
 
     def transportCongested(self, congested: bool) -> None:
-        """Forwarded to the wrapped protocol, if it listens (while the transport still
+        """Passed on to the wrapped protocol, if it listens (while the transport still
         delivers here)."""
         hook = getattr(self.wrapped, "transportCongested", None)
         if hook is not None:
             hook(congested)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Forwarded to the wrapped protocol, if it was connected (while the transport
+        """Passed on to the wrapped protocol, if it was connected (while the transport
         still delivers here)."""
         self.connected = 0
-        self._done = True
-        self._buffer = None
-        self._pending = b""
+        passing = self._state == _PASSING
+        self._state = _DONE
+        self._buffer = bytearray()
         self._untime()
-        wrapped = self.wrapped
-        if wrapped is not None:
-            wrapped.connectionLost(reason)
+        if passing:
+            self._wrapper.drop()
+            self.wrapped.connectionLost(reason)
 
-    # -- the second role: the wrapped protocol's transport ---------------------------------
+    # -- what the header said -------------------------------------------------------------
 
     @property
     def header(self) -> ProxyHeader:
@@ -497,20 +557,73 @@ class ProxiedTransport:
         return header
 
     @property
+    def host(self) -> Address | None:
+        """The address the client connected to, as the header gave it (made when asked:
+        few protocols ask); ``None`` when the real one stays (``LOCAL``, ``UNKNOWN``)."""
+        return header_address(self.header, False)
+
+    def __repr__(self) -> str:
+        if self.wrapped is None:
+            return "<ProxyRelay reading a PROXY header>"
+        return f"<ProxyRelay {_describe(self.peer or self.proxy)} via {_describe(self.proxy)}>"
+
+
+class ProxiedTransport:
+    """The wrapped protocol's transport on a transport without hand-over (Twisted's, test
+    doubles): the real one, except that ``getPeer()``, ``getHost()``, ``header`` and
+    ``proxy`` report what the PROXY header said (:attr:`relay`, a :class:`ProxyRelay`).
+
+    Every other attribute is the real transport's to read; the ones protocols set on
+    statewire's transports (``on_closing``, ``close_timeout``, ``write_timeout``) are set
+    on it too, and setting any other raises ``AttributeError``. ``write`` is the real
+    transport's own. The bytes read with the header wait here while the wrapped protocol
+    pauses reading.
+    """
+
+    __slots__ = ("_paused", "_pending", "_transport", "relay", "write")
+
+    def __init__(self, relay: ProxyRelay, transport: Any) -> None:
+        #: what the header said
+        self.relay = relay
+        self._transport = transport
+        #: the real transport's own: nothing in between on the path of every write
+        self.write = transport.write
+        # bytes read with the header, held while the wrapped protocol paused reading
+        self._pending = b""
+        self._paused = False
+
+    @property
+    def header(self) -> ProxyHeader:
+        """The PROXY header the connection started with."""
+        return self.relay.header
+
+    @property
     def proxy(self) -> Address:
         """The real peer: the proxy that sent the header."""
-        peer: Address = self._transport.getPeer()
-        return peer
+        proxy: Address = self.relay.proxy or self._transport.getPeer()
+        return proxy
 
     def getPeer(self) -> Address:
         """The client's address, as the PROXY header gave it."""
-        return self._peer
+        peer: Address = self.relay.peer or self._transport.getPeer()
+        return peer
 
     def getHost(self) -> Address:
-        """The address the client connected to, as the PROXY header gave it (made when
-        asked: few protocols do)."""
-        host: Address = header_address(self.header, False) or self._transport.getHost()
+        """The address the client connected to, as the PROXY header gave it."""
+        host: Address = self.relay.host or self._transport.getHost()
         return host
+
+    def deliver(self, data: bytes) -> None:
+        """``data`` read for the wrapped protocol: given to it now, or once it resumes
+        reading (after what waits already)."""
+        if self._paused or self._pending:
+            self._pending += data  # order: what came first is delivered first
+        else:
+            self.relay.wrapped.dataReceived(data)
+
+    def drop(self) -> None:
+        """The connection is gone: what waits will never be read."""
+        self._pending = b""
 
     def pauseProducing(self) -> None:
         """Stop reading from the peer (bytes that came with the header wait too)."""
@@ -522,7 +635,7 @@ class ProxiedTransport:
         self._paused = False
         if self._pending:
             # on the next turn of the clock, not from inside the protocol's own call
-            clock = self._factory.clock_for(self._transport)
+            clock = self.relay._factory.clock_for(self._transport)
             clock.callLater(0, self._deliver_pending)
         else:
             self._transport.resumeProducing()
@@ -534,7 +647,7 @@ class ProxiedTransport:
             self._pending = b""
             return
         data, self._pending = self._pending, b""
-        self.wrapped.dataReceived(data)
+        self.relay.wrapped.dataReceived(data)
         if not self._paused and not self._pending:
             self._transport.resumeProducing()
 
@@ -548,13 +661,10 @@ class ProxiedTransport:
     write_timeout = _forwarded("write_timeout")
 
     def __repr__(self) -> str:
-        if self.wrapped is None:
-            return "<ProxiedTransport reading a PROXY header>"
-        return f"<ProxiedTransport {_describe(self._peer)} via {_describe(self.proxy)}>"
+        return f"<ProxiedTransport {_describe(self.getPeer())} via {_describe(self.proxy)}>"
 
     def __dir__(self) -> list[str]:
-        transport = getattr(self, "_transport", None)
-        return sorted({*super().__dir__(), *(dir(transport) if transport is not None else ())})
+        return sorted({*super().__dir__(), *dir(self._transport)})
 
 
 class Deadlines:
@@ -574,13 +684,11 @@ class Deadlines:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._period = timeout / 2
-        self._generations: deque[set[ProxiedTransport]] = deque(
-            set() for _ in range(self.GENERATIONS)
-        )
+        self._generations: deque[set[ProxyRelay]] = deque(set() for _ in range(self.GENERATIONS))
         self._clock: Any = None
         self._timer: Any = None
 
-    def add(self, reader: ProxiedTransport, transport: Any) -> set[ProxiedTransport]:
+    def add(self, reader: ProxyRelay, transport: Any) -> set[ProxyRelay]:
         """Time ``reader``'s header from now; the generation it is in, to leave it when
         done. The timer runs on the factory's clock for the connection's ``transport``,
         looked up only when the timer must start (the first clock is kept: a factory
@@ -722,11 +830,18 @@ class ProxyProtocolFactory(Factory):
         return known
 
     def buildProtocol(self, addr: Address) -> Any:
-        """A :class:`ProxiedTransport` (reading the header) for a trusted peer; for
+        """A :class:`ProxyRelay` (reading the header) for a trusted peer; for
         another, nothing (the connection is closed) or, when not ``required``, the wrapped
         protocol itself."""
         if self.trusted is None or self.is_trusted(addr):
-            return ProxiedTransport(self)
+            # ProxyRelay(self, addr) without the call of its __init__ (one Python call
+            # less per connection): the same attributes set, as a test holds them
+            reader = _new_reader(ProxyRelay)
+            reader._factory = self
+            reader.proxy = addr
+            reader.wrapped = None
+            reader._state = _FIRST
+            return reader
         if self.required:
             log.info("PROXY header refused from %s: not a trusted proxy; closing", _describe(addr))
             return None

@@ -1,12 +1,16 @@
 """The fast road of the PROXY protocol (statewire/proxy.py): ``quick_scan`` against the
 grammar's ``scan``, the CRC32C in C against the pure-Python one, and the hand-over of the
-connection to the wrapped protocol, in memory and over loopback sockets (statewire's own
-transports and the loop's)."""
+connection to the wrapped protocol -- on transports without hand-over (a
+:class:`~statewire.proxy.ProxiedTransport` in between), and on statewire's own (the runtime's
+hand-over: nothing in between) in memory, over loopback sockets (statewire's transport, the
+loop's, uvloop's), over a TLS port and through the Twisted adapter."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -20,12 +24,14 @@ from runtime_helpers import listen, scenario
 from test_proxy_grammar import headers, near_v1_lines, v2_headers
 from test_proxy_server import (
     CLIENT,
+    REAL_HOST,
     REAL_PEER,
     SERVER,
     Greeter,
     Memory,
     Pauser,
     Recorder,
+    Recorders,
     _talk,
     tcp,
 )
@@ -43,13 +49,14 @@ from grammars.proxy import (
     scan,
 )
 from statewire._reactor import Reactor
-from statewire.address import IPv4Address, IPv6Address
+from statewire.address import Address, IPv4Address, IPv6Address
 from statewire.error import Failure
 from statewire.protocol import Factory
 from statewire.proxy import (
     CRC32C_IN_C,
     ProxiedTransport,
     ProxyProtocolFactory,
+    ProxyRelay,
     crc32c,
     header_address,
     quick_scan,
@@ -261,7 +268,7 @@ def test_the_transport_is_handed_to_the_wrapped_protocol(wire: bytes) -> None:
     conn.feed(wire[:5], wire[5:] + b"one")
     wrapped = conn.wrapped
     assert conn.transport.protocol is wrapped  # later reads go straight to it
-    assert isinstance(wrapped.transport, ProxiedTransport) and wrapped.transport is reader
+    assert isinstance(wrapped.transport, ProxiedTransport) and wrapped.transport.relay is reader
     conn.feed(b" two")
     assert bytes(wrapped.data) == b"one two"
     header = scan(wire)
@@ -350,29 +357,261 @@ def test_a_wrapped_protocol_that_closes_at_once_gets_no_bytes() -> None:
     assert conn.wrapped.data == b""
 
 
+# -- the runtime's hand-over, in memory -------------------------------------------------------
+
+
+class HandingOver(StringTransport):
+    """A memory transport with the hand-over of statewire's transports
+    (``Connection.handOver``, ``relay``): it delivers to its ``protocol``, reports its
+    relay's addresses, holds handed bytes while paused."""
+
+    protocol: Any = None
+    relay: Any = None
+    held = b""
+
+    def getPeer(self) -> Address:
+        relay = self.relay
+        return self.peer if relay is None or relay.peer is None else relay.peer
+
+    def getHost(self) -> Address:
+        relay = self.relay
+        return self.host if relay is None or relay.host is None else relay.host
+
+    @property
+    def header(self) -> Any:
+        return None if self.relay is None else self.relay.header
+
+    def handOver(self, protocol: Any, data: bytes = b"") -> None:
+        self.protocol = protocol
+        self.held += data
+        protocol.makeConnection(self)
+        held = self.held
+        if held and not self.disconnecting and self.producerState != "paused":
+            self.held = b""
+            protocol.dataReceived(held)
+
+    def receive(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+
+class Relayed(Handed):
+    """:class:`Memory`, through a :class:`HandingOver` transport."""
+
+    transport_kind = HandingOver
+    transport: HandingOver  # type: ignore[assignment]
+
+
+@given(headers, st.binary(max_size=16))
+def test_handed_over_the_wrapped_protocol_sees_every_header_as_scan_reads_it(
+    header: ProxyHeader, after: bytes
+) -> None:
+    conn = Relayed()
+    reader = conn.protocol
+    assert isinstance(reader, ProxyRelay)
+    conn.feed(encode(header) + after)
+    wrapped = conn.wrapped
+    assert wrapped.transport is conn.transport  # nothing in between
+    assert conn.transport.protocol is wrapped and conn.transport.relay is reader
+    assert conn.transport.header == header
+    assert wrapped.peer == (header_address(header) or REAL_PEER)
+    assert wrapped.host == (header_address(header, False) or REAL_HOST)
+    assert conn.inner.addresses == [header_address(header) or REAL_PEER]
+    assert bytes(wrapped.data) == after
+    assert reader.proxy == REAL_PEER
+
+
+@given(near_v1_lines(), st.binary(max_size=8), st.integers(1, 8))
+def test_handed_over_a_v1_line_is_taken_exactly_when_scan_takes_it(
+    line: bytes, after: bytes, pieces: int
+) -> None:
+    data = line + b"\r\n" + after
+    try:
+        found = scan(data)
+    except GrammarError:
+        found = None
+    for cut in {0, len(data) // pieces}:  # whole in the first read, and cut
+        conn = Relayed()
+        conn.feed(*((data,) if not cut else (data[:cut], data[cut:])))
+        if found is None:
+            assert conn.wrapped is None and conn.transport.disconnecting
+        else:
+            assert conn.transport.header == found[0]
+            assert conn.wrapped.peer == (header_address(found[0]) or REAL_PEER)
+            assert bytes(conn.wrapped.data) == data[found[1] :]
+
+
+@given(headers, st.data())
+def test_handed_over_a_spoiled_header_is_taken_exactly_when_scan_takes_it(
+    header: ProxyHeader, data: st.DataObject
+) -> None:
+    """A byte of a header changed (a CRC, a length, an address, a TLV), whole in the first
+    read: the relay's own reading takes it only if scan takes it, and then reads it alike."""
+    wire = bytearray(encode(header) + b"rest")
+    at = data.draw(st.integers(0, len(wire) - 1))
+    wire[at] = data.draw(st.integers(0, 255))
+    changed = bytes(wire)
+    max_length = data.draw(st.sampled_from([grammar.V2_MAX_LENGTH, 2048, 40, 12, 0]))
+    try:
+        found = scan(changed, max_length)
+    except GrammarError:
+        found = None
+    conn = Relayed(max_length=min(max_length, 0xFFFF))
+    conn.feed(changed)
+    if found is None:  # refused, or waiting for more
+        assert conn.wrapped is None
+        return
+    assert conn.transport.header == found[0]
+    assert conn.wrapped.peer == (header_address(found[0]) or REAL_PEER)
+    assert bytes(conn.wrapped.data) == changed[found[1] :]
+
+
+def test_the_factory_makes_its_relays_as_the_class_does() -> None:
+    factory = ProxyProtocolFactory(Recorders(), timeout=None)
+    made, built = ProxyRelay(factory, REAL_PEER), factory.buildProtocol(REAL_PEER)
+    assert type(built) is ProxyRelay
+    for name in ProxyRelay.__slots__:
+        assert getattr(made, name, "unset") == getattr(built, name, "unset"), name
+
+
+def test_handed_over_bytes_wait_while_the_wrapped_protocol_pauses() -> None:
+    conn = Relayed(kind=Pauser)
+    conn.feed(encode(tcp(1)) + b"first")
+    assert conn.wrapped.data == b"" and conn.transport.held == b"first"
+
+
+def test_a_refused_header_is_never_handed_over(caplog: pytest.LogCaptureFixture) -> None:
+    conn = Relayed()
+    with caplog.at_level(logging.INFO, logger="statewire"):
+        conn.feed(b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\nGET /")
+    assert conn.wrapped is None and conn.transport.relay is None
+    assert conn.transport.disconnecting
+    assert "PROXY header refused from 10.1.1.1:40000" in caplog.text
+
+
 # -- over loopback: statewire's socket transport and the loop's own ----------------------------
 
 
 class Owner(Greeter):
-    """Greets, and says whether its transport delivers to it directly."""
+    """Greets, and says whether its transport delivers to it directly, and what it says of
+    the proxy and the header."""
 
     def connectionMade(self) -> None:
-        handed = self.transport.protocol is self  # the real transport's, read through
+        transport = self.transport
+        handed = transport.protocol is self and isinstance(transport.relay, ProxyRelay)
         self.transport.write(b"handed\n" if handed else b"not handed\n")
+        host, proxy = transport.getHost(), transport.proxy
+        self.transport.write(
+            b"v%d %s:%d via %s\n"
+            % (transport.header.version, host.host.encode(), host.port, proxy.host.encode())
+        )
         super().connectionMade()
 
 
-@pytest.mark.parametrize("native", [False, True], ids=["socket transport", "asyncio transport"])
-def test_over_sockets_the_connection_is_handed_to_the_wrapped_protocol(native: bool) -> None:
+TRANSPORTS = pytest.mark.parametrize(
+    "kind", ["socket", "native", "uvloop"], ids=["socket transport", "asyncio", "uvloop"]
+)
+
+
+def _run(body: Any, kind: str) -> Any:
+    return scenario(body, native=kind != "socket", uvloop=kind == "uvloop")
+
+
+@TRANSPORTS
+def test_over_sockets_the_connection_is_handed_to_the_wrapped_protocol(kind: str) -> None:
     async def body(reactor: Reactor) -> None:
         port = await listen(reactor, ProxyProtocolFactory(Factory.forProtocol(Owner)))
-        for wire in (encode(tcp(1)), encode(tcp(2))):
-            got = await _talk(port, [wire + b"hi"], 26)
-            assert got == b"handed\n203.0.113.7 4242\nhi"
-            cut = [wire[:7], wire[7:], b"yo"]
-            assert await _talk(port, cut, 26) == b"handed\n203.0.113.7 4242\nyo"
+        for version, wire in ((1, encode(tcp(1))), (2, encode(tcp(2)))):
+            said = b"handed\nv%d 198.51.100.1:443 via 127.0.0.1\n" % version
+            expect = said + b"203.0.113.7 4242\nhi"
+            assert await _talk(port, [wire + b"hi"], len(expect)) == expect
+            cut = [wire[:7], wire[7:], b"hi"]
+            assert await _talk(port, cut, len(expect)) == expect
 
-    scenario(body, native=native)
+    _run(body, kind)
+
+
+@TRANSPORTS
+def test_over_sockets_a_local_header_keeps_the_real_addresses(kind: str) -> None:
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, ProxyProtocolFactory(Factory.forProtocol(Greeter)))
+        return await _talk(port, [encode(ProxyHeader.local()) + b"hi"], 18)  # an ephemeral port
+
+    got = _run(body, kind)
+    assert got.startswith(b"127.0.0.1 ") and got.endswith(b"\nhi")
+
+
+@TRANSPORTS
+def test_over_sockets_bytes_with_the_header_wait_while_the_wrapped_protocol_pauses(
+    kind: str,
+) -> None:
+    class Slow(Greeter):
+        def connectionMade(self) -> None:
+            super().connectionMade()
+            self.transport.pauseProducing()
+            self.transport.reactor.callLater(0.1, self.transport.resumeProducing)
+
+    async def body(reactor: Reactor) -> bytes:
+        port = await listen(reactor, ProxyProtocolFactory(Factory.forProtocol(Slow)))
+        return await _talk(port, [encode(tcp(2)) + b"first", b" second"], 29)
+
+    assert _run(body, kind) == b"203.0.113.7 4242\nfirst second"
+
+
+def test_over_a_tls_port_the_header_inside_tls_is_read_and_handed_over(tmp_path: Any) -> None:
+    from test_runtime_handover import _certificate
+
+    from statewire.endpoints import ssl_context
+
+    cert, key = _certificate(tmp_path)
+    client = ssl.create_default_context(cafile=cert)
+
+    async def body(reactor: Reactor) -> bytes:
+        factory = ProxyProtocolFactory(Factory.forProtocol(Owner))
+        port = reactor.listenSSL(0, factory, ssl_context(cert, key), interface="127.0.0.1")
+        await port.ready
+        number = port.getHost().port  # type: ignore[union-attr]
+        reader, writer = await asyncio.open_connection("127.0.0.1", number, ssl=client)
+        writer.write(encode(tcp(2)) + b"hi")
+        got = b""
+        while not got.endswith(b"hi"):
+            more = await asyncio.wait_for(reader.read(4096), 20)
+            if not more:
+                break
+            got += more
+        writer.close()
+        return got
+
+    got = scenario(body)
+    assert got == b"handed\nv2 198.51.100.1:443 via 127.0.0.1\n203.0.113.7 4242\nhi"
+
+
+def test_through_the_twisted_adapter_the_wrapped_protocol_sees_the_client() -> None:
+    """Twisted's transports have no hand-over: the wrapped protocol gets a
+    ProxiedTransport, and the relay passes the reads on."""
+    pytest.importorskip("twisted")
+    from twisted.internet import address as taddress
+    from twisted.internet.error import ConnectionDone
+    from twisted.internet.testing import StringTransport as TwistedStringTransport
+    from twisted.python.failure import Failure as TwistedFailure
+
+    from statewire.twisted import adapt
+
+    inner = Recorders()
+    factory = adapt(ProxyProtocolFactory(inner, timeout=None))
+    protocol = factory.buildProtocol(taddress.IPv4Address("TCP", "10.1.1.1", 40000))
+    transport = TwistedStringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(encode(tcp(2)) + b"one")
+    protocol.dataReceived(b" two")
+    (wrapped,) = inner.built
+    assert isinstance(wrapped.transport, ProxiedTransport)
+    assert wrapped.peer == IPv4Address("TCP", *CLIENT)
+    assert wrapped.host == IPv4Address("TCP", *SERVER)
+    assert wrapped.transport.header == tcp(2)
+    assert wrapped.transport.proxy == IPv4Address("TCP", "10.1.1.1", 40000)
+    assert bytes(wrapped.data) == b"one two"
+    protocol.connectionLost(TwistedFailure(ConnectionDone()))
+    assert wrapped.lost is not None
 
 
 # -- trust: decided once per host ----------------------------------------------------------

@@ -43,7 +43,6 @@ class Transport(Connection):
 
     __slots__ = (
         "_aborted",
-        "_held",
         "_loop",
         "_loop_paused",
         "_reported",
@@ -59,7 +58,6 @@ class Transport(Connection):
     ) -> None:
         super().__init__(owner)
         self._loop = loop
-        self._held = b""
         self._aborted = None  # why we aborted, when we did
         self._loop_paused = False  # asyncio's own buffer is over its high-water mark
         self._reported = False  # connectionLost was delivered
@@ -122,12 +120,6 @@ class Transport(Connection):
 
     # -- reading -------------------------------------------------------------------------
 
-    def resumeProducing(self) -> None:
-        """Read from the peer again; data held while paused comes first."""
-        super().resumeProducing()
-        if self._held:
-            self._loop.call_soon(self._release)
-
     def _release(self) -> None:
         if self._held and not self._read_paused and not self._closed and self._tls_held is None:
             data, self._held = self._held, b""
@@ -159,10 +151,6 @@ class Transport(Connection):
 
     def _sockaddr(self, peer: bool) -> Any:
         return self._transport.get_extra_info("peername" if peer else "sockname")
-
-    def loseConnection(self) -> None:
-        self._held = b""  # a closing transport reads no more: held reads were never read
-        super().loseConnection()
 
     def _finish(self) -> None:
         if self._tls_held:  # written for after the handshake: it must complete first

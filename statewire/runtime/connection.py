@@ -48,6 +48,13 @@ stream (EOF) closes our side too, after what was written is sent. ``connectionLo
 always delivered from the event loop, never from inside the call that closed the
 connection.
 
+Hand-over: a protocol that reads only the start of the stream (statewire.proxy reads a
+PROXY header) passes the connection on with :meth:`Connection.handOver`: the new protocol
+becomes the connection's own (every later read, congestion signal and the loss go straight
+to it, nothing in between), gets the bytes read after that start first, and -- when a
+:attr:`Connection.relay` is set -- ``getPeer()``/``getHost()`` report the addresses the
+relay gives instead of the socket's.
+
 An :class:`Owner` (the reactor's listening ports and client connectors) is told when its
 connections open and close.
 """
@@ -100,6 +107,7 @@ class Connection(Deadlines):
     __slots__ = (
         "_closed",
         "_flush_scheduled",
+        "_held",
         "_in_callback",
         "_out",
         "_owner",
@@ -113,12 +121,21 @@ class Connection(Deadlines):
         "disconnecting",
         "on_closing",
         "protocol",
+        "relay",
     )
 
     def __init__(self, owner: Owner) -> None:
         super().__init__()
         self._owner = owner
         self.protocol: Any = None
+        #: who relayed this connection, as the protocol that read the start of the
+        #: stream says (statewire.proxy, after a PROXY header); ``None`` for a direct
+        #: one. Its ``peer`` and ``host`` (addresses; ``None``: the socket's own) are what
+        #: ``getPeer()`` and ``getHost()`` report, its ``header`` is :attr:`header`
+        self.relay: Any = None
+        #: bytes read and not yet delivered: handed over (``handOver``) while the
+        #: protocol paused reading, or held by the asyncio transport while paused
+        self._held = b""
         #: the peer ended its stream and the protocol took the half-close
         self._read_ended = False
         self._out: list[bytes] | None = None  # made at the first write
@@ -317,12 +334,68 @@ class Connection(Deadlines):
     # -- addresses -----------------------------------------------------------------------
 
     def getPeer(self) -> Address:
-        """The other side's address."""
+        """The other side's address: the :attr:`relay`'s ``peer`` when it gives one
+        (the client behind a proxy), else the socket's peer."""
+        relay = self.relay
+        if relay is not None:
+            peer: Address | None = relay.peer
+            if peer is not None:
+                return peer
         return from_sockaddr(self._unix(), self._sockaddr(True))
 
     def getHost(self) -> Address:
-        """This side's address."""
+        """This side's address: the :attr:`relay`'s ``host`` when it gives one (the
+        address the client connected to, at the proxy), else the socket's own."""
+        relay = self.relay
+        if relay is not None:
+            host: Address | None = relay.host
+            if host is not None:
+                return host
         return from_sockaddr(self._unix(), self._sockaddr(False))
+
+    @property
+    def header(self) -> Any:
+        """What the :attr:`relay` read at the start of the stream (statewire.proxy: the
+        PROXY header, with its TLVs); ``None`` on a direct connection."""
+        relay = self.relay
+        return None if relay is None else relay.header
+
+    @property
+    def proxy(self) -> Address | None:
+        """The socket's own peer -- the proxy the connection came through -- when a
+        :attr:`relay` is set; ``None`` on a direct connection."""
+        if self.relay is None:
+            return None
+        return from_sockaddr(self._unix(), self._sockaddr(True))
+
+    # -- hand-over -----------------------------------------------------------------------
+
+    def handOver(self, protocol: Any, data: bytes = b"") -> None:
+        """Make ``protocol`` this connection's protocol from now on: connect it
+        (``makeConnection``), then give it ``data`` -- bytes already read from the
+        connection that are its own -- as its first read.
+
+        For a protocol that reads only the start of the stream and passes the connection
+        on (statewire.proxy, after a PROXY header): every later read, congestion signal
+        and the connection's loss go straight to ``protocol``. If it pauses reading in
+        ``connectionMade``, ``data`` waits until it resumes (and comes before anything
+        read after); if it closes the connection or switches to TLS there (``startTLS``),
+        ``data`` is dropped, as any read held then (plaintext read before the switch never
+        passes for protected data). Set :attr:`relay` first for ``protocol`` to see the
+        relayed addresses from ``connectionMade`` on. An exception ``protocol`` raises
+        closes this connection only, as from any callback.
+        """
+        if not self._in_callback:  # from a timer, say: guarded as any call into user code
+            self._call(self.handOver, protocol, data)
+            return
+        self.protocol = protocol
+        if data:  # held while it connects: pausing, closing or startTLS there keep it back
+            self._held += data
+        protocol.makeConnection(self)
+        held = self._held
+        if held and not (self._read_paused or self._closed or self.disconnecting):
+            self._held = b""
+            protocol.dataReceived(held)
 
     # -- TLS -----------------------------------------------------------------------------
 
@@ -374,6 +447,7 @@ class Connection(Deadlines):
             server_hostname = getattr(destination, "host", None)
             if server_hostname is None and context.check_hostname:
                 raise ValueError("startTLS(): the context checks host names: give one")
+        self._held = b""  # read as plaintext and never delivered: it never will be
         self._start_tls(context, server_side, server_hostname)
 
     def _tls_in_use(self) -> str | None:
@@ -417,9 +491,19 @@ class Connection(Deadlines):
         self._update_reading()
 
     def resumeProducing(self) -> None:
-        """Read from the peer again (unless the peer is not reading what we write)."""
+        """Read from the peer again (unless the peer is not reading what we write); bytes
+        held while paused come first."""
         self._read_paused = False
         self._update_reading()
+        if self._held:
+            # on the next turn, not from inside the protocol's own call; before any read
+            # (the loop runs what is scheduled before it polls the sockets again)
+            self._loop.call_soon(self._release)
+
+    def _release(self) -> None:
+        if self._held and not self._read_paused and not self._closed:
+            data, self._held = self._held, b""
+            self._call(self.protocol.dataReceived, data)
 
     def stopProducing(self) -> None:
         """Stop for good: close the connection."""
@@ -428,6 +512,7 @@ class Connection(Deadlines):
     def loseConnection(self) -> None:
         """Stop reading; close once everything written has been sent, including what is
         written in the rest of the current callback (or event-loop turn), as Twisted."""
+        self._held = b""  # a closing connection reads no more: held bytes were never read
         if self.disconnecting or self._closed:
             return
         self._closing()
