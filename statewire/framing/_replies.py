@@ -36,7 +36,9 @@ class ReplyDecoder(Decoder):
             after = self.reader.read(src, pos, len(src), replies, None, 0, 1)
         except GrammarError:
             after = pos
-        if not replies:  # unfinished or bad: the general path cuts it again
+        if not replies or replies[0] is None:
+            # unfinished or bad: the general path cuts it again; so does a null reply
+            # (``one`` answers None for "no frame here": a null cut here would be cut twice)
             self.reader.reset()
             return None
         size = after - pos
