@@ -147,6 +147,7 @@ class Framer:
     """
 
     __slots__ = (
+        "_after",
         "_batch",
         "_budget",
         "_context",
@@ -209,6 +210,8 @@ class Framer:
         self._installed = False
         self._stop_batch = False
         self._switch_to: tuple[Any, Mapping[str, Any]] | None = None
+        #: what to call once the current callback returns (``after_frame``)
+        self._after: Callable[[], object] | None = None
         #: stream offset of the last bad frame an ``on_error`` switch took over
         self._looped_at: int | None = None
 
@@ -302,15 +305,18 @@ class Framer:
         self._batch = _ONE
         try:
             self.on_frame(frame)
+            self._batch = None
+            self._installed = False
+            # a switch, work after the frame, a pause, an interrupt: acted on while running,
+            # as in ``_run`` (work after the frame is a callback's too)
+            if self._interrupt and self._interrupted():
+                return
         except BaseException:
             self._raised()
             raise
         finally:
             self._batch = None
             self._running = False
-        self._installed = False
-        if self._interrupt and self._interrupted():  # a switch, a pause, an interrupt
-            return
         if (self._held or self._decoder.eager or self._pos < len(self._src)) and (
             self.error is None
         ):
@@ -409,6 +415,18 @@ class Framer:
         self._paused = True
         if self._running:
             self._interrupt = True
+
+    def after_frame(self, callback: Callable[[], object]) -> bool:
+        """From inside ``on_frame``: call ``callback()`` once the callback returns, before
+        the next frame is cut (the frames after this one in a batch are given back and cut
+        again: with the grammar ``callback`` switches to, if it switches). One callback at
+        a time (a second call replaces the first). Returns False, and does nothing,
+        outside a callback and during :meth:`eof` (as :meth:`interrupt`)."""
+        if self._running and not self._ended:
+            self._after = callback
+            self._interrupt = True
+            return True
+        return False
 
     def interrupt(self) -> None:
         """From inside ``on_frame``: return from ``feed`` after this frame.
@@ -605,6 +623,7 @@ class Framer:
         was installed at once)."""
         self._rewind_batch()
         self._interrupt = self._stop_batch = False
+        self._after = None
         switch_to, self._switch_to = self._switch_to, None
         if switch_to is not None:
             self._install(*switch_to)
@@ -620,12 +639,19 @@ class Framer:
                 self._pos = self._decoder.rewind(size - length_hint(remaining))
 
     def _interrupted(self) -> bool:
-        """Act on a switch or pause asked for by a callback; True to stop running."""
-        self._interrupt = False
-        if self._switch_to is not None:
-            grammar, context = self._switch_to
-            self._switch_to = None
-            self._install(grammar, context)
+        """Act on what a callback asked for — a switch, then work after it (which may ask
+        for more), a pause; True to stop running."""
+        while True:
+            self._interrupt = False
+            if self._switch_to is not None:  # (asked before the work: it comes first)
+                grammar, context = self._switch_to
+                self._switch_to = None
+                self._install(grammar, context)
+            after = self._after
+            if after is None:
+                break
+            self._after = None
+            after()
         stop, self._stop_batch = self._stop_batch, False
         return stop or self._paused or self.error is not None
 

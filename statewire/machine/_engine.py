@@ -75,14 +75,17 @@ _NO_HOLDS: frozenset[str] = frozenset()
 
 
 class _Postponed(list[Callable[[], object]]):
-    """Inputs postponed during a pump; queueing one ends the framer's batch."""
+    """Inputs postponed during a pump. Queued from inside a frame's callback, they run as
+    soon as it returns, before the framer cuts the next frame (``drain``: no return from
+    the framer's loop and no new feed for it); queued elsewhere, the pump runs them."""
 
-    __slots__ = ("framer",)
+    __slots__ = ("drain", "framer")
     framer: Framer
+    drain: Callable[[], None]
 
     def append(self, item: Callable[[], object]) -> None:
         super().append(item)
-        self.framer.interrupt()
+        self.framer.after_frame(self.drain)
 
 
 #: the field names of each dataclass a state's data was made of (``_OWN`` for a dataclass
@@ -311,6 +314,7 @@ class Engine(Dispatch, Timers):
             state = self._sw_state
             grammar, context = self._sw_framing(state)
             self._sw_queue = queue = _Postponed()
+            queue.drain = self._sw_drain
             self._sw_framer = framer = queue.framer = Framer(
                 grammar,
                 self._sw_handler(state),
@@ -430,6 +434,23 @@ class Engine(Dispatch, Timers):
             self._sw_busy = False
         if self._sw_ending is not None:
             self._sw_drained()
+
+    def _sw_drain(self) -> None:
+        """Run the inputs postponed during a frame's callback, right after it (from the
+        framer's loop, before the next frame is cut): what the pump's loop does with them,
+        without leaving the framer."""
+        queue = self._sw_queue
+        assert queue is not None
+        hold = self._sw_plan.style.hold
+        impl = self._sw_impl
+        hold(impl, None)  # each postponed input runs as an outermost one
+        try:
+            while queue and not self._sw_closing:
+                result = queue.pop(0)()
+                if result is not None:  # its work is waited for, as a frame's
+                    self._sw_wait(result)
+        finally:
+            hold(impl, queue)
 
     def end(self, then: Callable[[], object]) -> None:
         """The peer will send nothing more (it shut down its sending side): deliver every
