@@ -1,6 +1,8 @@
 """The rows ``run.py`` takes from the benchmarks of the real protocols (memcached, Redis,
 HTTP, SMTP, the PROXY header): each reads the summary lines its benchmark prints, and a
-benchmark whose lines changed adds no row rather than a wrong one."""
+benchmark whose lines changed adds no row rather than a wrong one. HTTP and SMTP run in
+their one-round ``--quick`` form there (a round is wrk's or the client's few seconds a
+server and load): their own scripts, run alone, give the figures over more rounds."""
 
 from __future__ import annotations
 
@@ -35,4 +37,58 @@ def resp(output: str) -> list[Row]:
             case = f"Redis, redis-benchmark -P {pipeline} geomean ({loop})"
             target = target.split(" (")[0].split(" at ")[0]  # ">=1x (floor 0.8x)": ">=1x"
             rows.append((SECTION, case, "", peer, f"{ratio}x", target))
+    return rows
+
+
+#: ``statewire / h11: 1.77x (CPU 1.79x)  2.22x (CPU 2.20x)  0.47x (CPU 0.46x)  target >= 2x``
+#: (and ``asgi statewire uvloop / uvicorn httptools uvloop: ...``): one ratio per load
+HTTP = re.compile(
+    r"^(asgi )?statewire( uvloop)? / (.+?): "
+    r"([\d.]+)x \(CPU [\d.]+x\)\s+([\d.]+)x \(CPU [\d.]+x\)\s+([\d.]+)x \(CPU [\d.]+x\)"
+    r"\s+target (.+)$"
+)
+HTTP_LOADS = ("GET keep-alive", "GET pipelined x16", "POST 1 MiB")
+#: ``statewire / twisted: 1 conn 1.51x (CPU 1.63x)  50 conns 1.66x (CPU 1.69x)  target >= 2x``
+SMTP = re.compile(
+    r"^statewire( uvloop)? / (\S+): (\d+) conns? ([\d.]+)x \(CPU [\d.]+x\)\s+"
+    r"(\d+) conns? ([\d.]+)x \(CPU [\d.]+x\)\s+target (.+)$"
+)
+#: ``v1      5944.1       +3695   6119.1 [...]``: the added cost of a header, in process
+PROXY = re.compile(r"^(v1|v2)\s+[\d.]+\s+\+(\d+)\s")
+
+
+def http(output: str) -> list[Row]:
+    """wrk's requests per second, statewire's over the peer's, per load."""
+    rows: list[Row] = []
+    for text in output.splitlines():
+        if match := HTTP.match(text):
+            asgi, uvloop, peer, *ratios, target = match.groups()
+            what = ("ASGI " if asgi else "HTTP ") + ("(uvloop)" if uvloop else "(asyncio)")
+            target = "-" if target == "limit" else target.replace(" ", "")
+            for load, ratio in zip(HTTP_LOADS, ratios, strict=True):
+                rows.append((SECTION, f"{what}, {load}", "", peer, f"{ratio}x", target))
+    return rows
+
+
+def smtp(output: str) -> list[Row]:
+    """Messages accepted per second, statewire's over the peer's."""
+    rows: list[Row] = []
+    for text in output.splitlines():
+        if match := SMTP.match(text):
+            uvloop, peer, one, first, many, second, target = match.groups()
+            loop = "uvloop" if uvloop else "asyncio"
+            for conns, ratio in ((one, first), (many, second)):
+                case = f"SMTP messages, {conns} conn{'' if conns == '1' else 's'} ({loop})"
+                rows.append((SECTION, case, "", peer, f"{ratio}x", target.replace(" ", "")))
+    return rows
+
+
+def proxy(output: str) -> list[Row]:
+    """What a PROXY header adds to a connection, in process (target: under 2 µs)."""
+    rows: list[Row] = []
+    for text in output.splitlines():
+        if match := PROXY.match(text):
+            version, added = match.groups()
+            case = f"PROXY {version} header, added a connection"
+            rows.append((SECTION, case, f"+{added} ns", "no header", "", "<2000 ns"))
     return rows

@@ -2,8 +2,9 @@
 
 Runs ``bench_framing.py``, ``bench_protocols.py``, ``bench_switching.py``,
 ``bench_scaling.py``, ``bench_echo.py`` (line echo, request/response, accept rate, body
-memory), the real protocols' (``bench_memcache.py``, ``bench_resp.py``: their rows are read
-by ``real_rows.py``) and ``bench_diagram.py``, each in its own process, prints their
+memory), the real protocols' (``bench_memcache.py``, ``bench_resp.py``, ``bench_http.py``
+and ``bench_smtp.py`` in their one-round ``--quick`` form, ``bench_proxy.py``: their rows
+are read by ``real_rows.py``) and ``bench_diagram.py``, each in its own process, prints their
 output, then the combined table; writes ``bench/RESULTS.md`` (machine, versions, date,
 command, table, full output) and ``bench/results.png`` (the end-to-end figures: statewire
 on asyncio and uvloop against Twisted and the asyncio limit).
@@ -321,6 +322,15 @@ def main() -> None:
     resp = run("bench_resp.py", *quick)
     outputs.append(("bench_resp.py", resp))
     rows += real_rows.resp(resp)
+    http = run("bench_http.py", "--quick")  # (one round of 1 s a load: wrk's)
+    outputs.append(("bench_http.py", http))
+    rows += real_rows.http(http)
+    smtp = run("bench_smtp.py", "--quick", "--big-mib", "0")
+    outputs.append(("bench_smtp.py", smtp))
+    rows += real_rows.smtp(smtp)
+    proxy = run("bench_proxy.py", *quick)
+    outputs.append(("bench_proxy.py", proxy))
+    rows += real_rows.proxy(proxy)
     diagram = run("bench_diagram.py")
     outputs.append(("bench_diagram.py", diagram))
     parse_diagram(diagram, rows)
