@@ -137,8 +137,9 @@ class Dispatch:
         keyed = self._sw_keyed
         table = route.table
         # a key the table does not name goes to ``unknown``: straight to it when it loops
-        # here (a Redis command, by far the most frequent request)
-        otherwise = None if route.unknown is None else loops.get(route.unknown)
+        # here (a Redis command, by far the most frequent request), as a looping key does
+        unknown_loop = None if route.unknown is None else loops.get(route.unknown)
+        otherwise = None if unknown_loop is None else (*unknown_loop, None)
 
         def by_key(frame: Any) -> None:
             try:
@@ -146,7 +147,8 @@ class Dispatch:
                 target = looping.get(key)
                 if target is None:
                     move = leaving.get(key)
-                    unknown = move is None and otherwise is not None and key not in table
+                    if move is None and otherwise is not None and key not in table:
+                        target = otherwise
             except _BAD_FRAME as exc:  # (an unhashable key, or one that cannot compare)
                 self._sw_bad_frame(exc, frame)
                 return
@@ -165,17 +167,6 @@ class Dispatch:
                 else:
                     assert hook is not None
                     result = getattr(core, hook)(*args)
-                if result is not None:
-                    self._sw_wait(result)
-                return
-            if unknown:
-                assert otherwise is not None
-                function, hook = otherwise
-                if function is not None:
-                    result = function(impl, core, frame)
-                else:
-                    assert hook is not None
-                    result = getattr(core, hook)(frame)
                 if result is not None:
                     self._sw_wait(result)
                 return

@@ -413,13 +413,8 @@ class Engine(Dispatch, Timers):
             if framer.error is None:
                 framer.feed(data)
             while (queue or self._sw_backlog or self._sw_resume) and not self._sw_closing:
-                if queue:
-                    hold(impl, None)  # each postponed input runs as an outermost one
-                    while queue:
-                        result = queue.pop(0)()
-                        if result is not None:  # its work is waited for, as a frame's
-                            self._sw_wait(result)
-                    hold(impl, queue)
+                if queue:  # (queued outside a frame's callback: a timeout's, a release's)
+                    self._sw_drain()
                 if framer.error is not None or self._sw_closing:
                     break
                 if self._sw_resume:
@@ -436,16 +431,19 @@ class Engine(Dispatch, Timers):
             self._sw_drained()
 
     def _sw_drain(self) -> None:
-        """Run the inputs postponed during a frame's callback, right after it (from the
-        framer's loop, before the next frame is cut): what the pump's loop does with them,
-        without leaving the framer."""
+        """Run the postponed inputs, each as an outermost one: right after the frame's
+        callback that queued them (from the framer's loop, before the next frame is cut),
+        or from the pump's loop for those queued elsewhere. None once the connection is
+        closing (a callback that closed it: what it queued is not run)."""
         queue = self._sw_queue
         assert queue is not None
+        if self._sw_closing:
+            return
         hold = self._sw_plan.style.hold
         impl = self._sw_impl
-        hold(impl, None)  # each postponed input runs as an outermost one
+        hold(impl, None)
         try:
-            while queue and not self._sw_closing:
+            while queue:
                 result = queue.pop(0)()
                 if result is not None:  # its work is waited for, as a frame's
                     self._sw_wait(result)
