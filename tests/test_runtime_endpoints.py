@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import scenario
+from runtime_helpers import scenario, self_signed_certificate
 
 from statewire._reactor import Reactor
 from statewire.endpoints import (
@@ -76,47 +75,8 @@ def test_unix_socket_endpoints(tmp_path: Path) -> None:
     assert not Path(path).exists()  # the socket file is removed on stop
 
 
-def _certificate(directory: Path) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1, made here (no files shipped)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    import ipaddress
-
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / "cert.pem"
-    key_path = directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
 def test_tls_echo_and_plaintext_to_a_tls_port(tmp_path: Path) -> None:
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
 
     async def body(reactor: Reactor) -> tuple[bytes, bytes]:
         port = await SSL4ServerEndpoint(
@@ -153,7 +113,7 @@ def test_server_from_string(tmp_path: Path) -> None:
     )
     unix = serverFromString(reactor, "unix:/tmp/x.sock")
     assert (type(unix), unix.address) == (UNIXServerEndpoint, "/tmp/x.sock")
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     tls = serverFromString(reactor, f"ssl:8443:privateKey={key}:certKey={cert}")
     assert type(tls) is SSL4ServerEndpoint
     client = clientFromString(reactor, "tcp:host=127.0.0.1:port=8007")

@@ -12,15 +12,13 @@ paused), and sees the addresses a relay gives. statewire.proxy is the real user
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import socket
 import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime_helpers import HOST, listen, scenario
+from runtime_helpers import HOST, listen, scenario, self_signed_certificate
 
 from statewire._reactor import Reactor
 from statewire.address import Address, IPv4Address
@@ -244,45 +242,9 @@ def test_a_direct_connection_has_no_relay(kind: str) -> None:
     assert line.startswith(b"- 127.0.0.1:") and line.endswith(b" direct 1")
 
 
-def _certificate(directory: Path) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1, made here (no files shipped)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
 @pytest.mark.parametrize("pause", [False, True], ids=["reading", "paused when connected"])
 def test_over_a_tls_port_the_hand_over_is_the_same(tmp_path: Path, pause: bool) -> None:
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     client = ssl.create_default_context(cafile=cert)
 
     async def body(reactor: Reactor) -> bytes:
@@ -312,7 +274,7 @@ class Upgrader(Recorder):
 def test_bytes_handed_over_and_held_are_dropped_by_starttls(tmp_path: Path, kind: str) -> None:
     """Plaintext that came before the switch to TLS, held for a paused protocol, is never
     delivered as if it were protected (CVE-2011-0411), as for any held read."""
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     server = ssl_context(cert, key)
     client = ssl.create_default_context(cafile=cert)
 
