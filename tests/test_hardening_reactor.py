@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 from process_helpers import Server, running
-from runtime_helpers import HOST, scenario
-from test_runtime_endpoints import _certificate
+from runtime_helpers import HOST, scenario, self_signed_certificate
 
 from statewire._reactor import Reactor, ssl_context
 from statewire.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
@@ -198,7 +197,7 @@ def test_raising_start_factory_raises_from_listen_and_unbinds(kind: str, tmp_pat
             if kind == "tcp":
                 reactor.listenTCP(port, StartFails(), interface=HOST)
             elif kind == "ssl":
-                context = ssl_context(*_certificate(tmp_path))
+                context = ssl_context(*self_signed_certificate(tmp_path))
                 reactor.listenSSL(port, StartFails(), context, interface=HOST)
             elif kind == "unix":
                 reactor.listenUNIX(path, StartFails())

@@ -272,11 +272,11 @@ def test_a_starlette_stream_stops_when_its_client_goes() -> None:
 def test_the_scope_says_https_over_tls_and_http_without(
     tmp_path_factory: pytest.TempPathFactory, native: bool
 ) -> None:
-    from test_runtime_endpoints import _certificate
+    from runtime_helpers import self_signed_certificate
 
     from statewire._reactor import ssl_context
 
-    certificate, key = _certificate(tmp_path_factory.mktemp("tls"))
+    certificate, key = self_signed_certificate(tmp_path_factory.mktemp("tls"))
     schemes: list[str] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:

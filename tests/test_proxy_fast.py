@@ -558,11 +558,11 @@ def test_over_sockets_bytes_with_the_header_wait_while_the_wrapped_protocol_paus
 
 
 def test_over_a_tls_port_the_header_inside_tls_is_read_and_handed_over(tmp_path: Any) -> None:
-    from test_runtime_handover import _certificate
+    from runtime_helpers import self_signed_certificate
 
     from statewire.endpoints import ssl_context
 
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     client = ssl.create_default_context(cafile=cert)
 
     async def body(reactor: Reactor) -> bytes:

@@ -41,9 +41,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from process_helpers import EXAMPLES, ROOT, recv_exactly, running
-from runtime_helpers import error_records, scenario
+from runtime_helpers import error_records, scenario, self_signed_certificate
 from test_hardening_framing import CStringGreeter
-from test_runtime_endpoints import _certificate
 
 from statewire._reactor import Reactor, ssl_context
 from statewire._transport import HIGH_WATER, LOW_WATER
@@ -760,7 +759,7 @@ def test_broken_tls_handshakes_do_not_disturb_a_proper_client(tmp_path: Path) ->
     that sends nothing hold their connections open; a proper TLS client, meanwhile, gets
     its echo. Then the stalled ones disconnect mid-handshake and a second proper client is
     served too. Nothing is logged at ERROR and nothing reaches the loop's handler."""
-    cert, key = _certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     hello = _client_hello()
     assert len(hello) > 20
 

@@ -29,8 +29,7 @@ import h11
 import httpx
 import pytest
 from http_helpers import responses, serve
-from runtime_helpers import HOST, error_records, listen, scenario
-from test_runtime_endpoints import _certificate
+from runtime_helpers import HOST, error_records, listen, scenario, self_signed_certificate
 
 from statewire._reactor import Reactor, ssl_context
 from statewire.protocol import Protocol
@@ -47,7 +46,7 @@ PATIENCE = 10.0
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1 and its key, made for this module."""
-    return _certificate(tmp_path_factory.mktemp("tls"))
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 async def talk(port: int, data: bytes, *, rcvbuf: int = 0, before_reading: float = 0.0) -> bytes:
