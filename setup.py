@@ -17,5 +17,12 @@ if os.environ.get("STATEWIRE_PURE") != "1":
             optional=True,
         )
     )
+    extensions.append(
+        Extension(
+            "statewire._proxy_speedups",
+            ["statewire/_proxy_speedups.c"],
+            optional=True,
+        )
+    )
 
 setup(ext_modules=extensions)

@@ -1,0 +1,116 @@
+/* Optional C accelerator for the PROXY protocol's most common header: a v1 TCP4 line.
+ *
+ * v1_tcp4(data) reads "PROXY TCP4 <src> <dst> <sport> <dport>\r\n" at the start of data,
+ * in the spec's strict form (as statewire.proxy's _V1_TCP4 expression does): dotted quads
+ * of decimal octets 0-255 without leading zeros, ports 0-65535 without leading zeros,
+ * single spaces, CRLF. It returns (source address, source port, header length), or None
+ * for anything else (incomplete, malformed, another family): the Python caller then asks
+ * the grammar, which decides and says why it refuses. The expression alone gives the same
+ * answers (tests/test_proxy_speedups.py holds them equal).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+/* A decimal number of 1..digits digits without a leading zero, at most max; the position
+ * after it, or -1. */
+static Py_ssize_t
+number(const unsigned char *s, Py_ssize_t at, Py_ssize_t size, int digits, long max,
+       long *out)
+{
+    long value = 0;
+    int count = 0;
+    while (at < size && s[at] >= '0' && s[at] <= '9') {
+        if (count == digits) {
+            return -1;
+        }
+        if (count == 1 && value == 0) {
+            return -1; /* a leading zero */
+        }
+        value = value * 10 + (s[at] - '0');
+        count++;
+        at++;
+    }
+    if (count == 0 || value > max) {
+        return -1;
+    }
+    *out = value;
+    return at;
+}
+
+/* A dotted quad; the position after it, or -1. */
+static Py_ssize_t
+quad(const unsigned char *s, Py_ssize_t at, Py_ssize_t size)
+{
+    long octet;
+    for (int i = 0; i < 4; i++) {
+        if (i) {
+            if (at >= size || s[at] != '.') {
+                return -1;
+            }
+            at++;
+        }
+        at = number(s, at, size, 3, 255, &octet);
+        if (at < 0) {
+            return -1;
+        }
+    }
+    return at;
+}
+
+static Py_ssize_t
+space(const unsigned char *s, Py_ssize_t at, Py_ssize_t size)
+{
+    return (at >= 0 && at < size && s[at] == ' ') ? at + 1 : -1;
+}
+
+static PyObject *
+v1_tcp4(PyObject *module, PyObject *data)
+{
+    static const char prefix[] = "PROXY TCP4 ";
+    const Py_ssize_t prefix_size = (Py_ssize_t)sizeof(prefix) - 1;
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "v1_tcp4() takes bytes");
+        return NULL;
+    }
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    if (size < prefix_size || memcmp(s, prefix, (size_t)prefix_size) != 0) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t source = prefix_size;
+    Py_ssize_t source_end = quad(s, source, size);
+    if (source_end < 0) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t at = quad(s, space(s, source_end, size), size);
+    long source_port, destination_port;
+    if (at < 0 || (at = space(s, at, size)) < 0 ||
+        (at = number(s, at, size, 5, 65535, &source_port)) < 0 ||
+        (at = space(s, at, size)) < 0 ||
+        (at = number(s, at, size, 5, 65535, &destination_port)) < 0) {
+        Py_RETURN_NONE;
+    }
+    if (at + 2 > size || s[at] != '\r' || s[at + 1] != '\n') {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(s#ln)", (const char *)s + source, source_end - source,
+                         source_port, at + 2);
+}
+
+static PyMethodDef methods[] = {
+    {"v1_tcp4", (PyCFunction)v1_tcp4, METH_O,
+     "A strict v1 TCP4 PROXY line at the start of data: (source, port, length) or None."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "statewire._proxy_speedups",
+    "Optional C accelerator for the PROXY protocol's v1 TCP4 header.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__proxy_speedups(void)
+{
+    return PyModule_Create(&module);
+}
