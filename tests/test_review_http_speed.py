@@ -34,6 +34,7 @@ from typing import Any
 
 import h11
 import pytest
+from base_tree import NO_BASE, base_tree
 from http_helpers import responses, serve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -50,9 +51,10 @@ from statewire.protocols.http import HTTPFactory, Request, Response
 from statewire.testing.memory import Clock, StringTransport
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = Path(os.environ.get("STATEWIRE_BASE", "/tmp/base"))
-HAVE_BASE = (BASE / "statewire" / "protocols" / "http.py").exists()
-needs_base = pytest.mark.skipif(not HAVE_BASE, reason="no copy of the code before the change")
+_BASE = base_tree()
+BASE = _BASE if _BASE is not None else ROOT / "no-base-tree"
+HAVE_BASE = _BASE is not None
+needs_base = pytest.mark.skipif(not HAVE_BASE, reason=NO_BASE)
 
 TURNS = 50
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from base_tree import NO_BASE, base_tree
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runtime_helpers import listen, scenario
@@ -42,7 +43,8 @@ from statewire.protocols.smtp import Envelope, MessageSink, SMTPConnection, SMTP
 from statewire.testing.strategies import chunkings
 
 ROOT = Path(__file__).resolve().parent.parent
-OLD_TREE = Path("/tmp/base")
+_BASE = base_tree()
+OLD_TREE = _BASE if _BASE is not None else ROOT / "no-base-tree"
 DATA = ENVELOPE + b"DATA\r\n"
 
 
@@ -191,8 +193,8 @@ else:
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (OLD_TREE / "statewire" / "protocols" / "smtp.py").exists():
-        pytest.skip("the tree before the rework is not at /tmp/base")
+    if _BASE is None:
+        pytest.skip(NO_BASE)
     path = tmp_path_factory.mktemp("review") / "driver.py"
     path.write_text(DRIVER)
     return path
