@@ -38,11 +38,15 @@ number(const unsigned char *s, Py_ssize_t at, Py_ssize_t size, int digits, long 
     return at;
 }
 
-/* A dotted quad; the position after it, or -1. */
+/* A dotted quad at `at` (-1: none, what went before failed); the position after it, or
+ * -1. */
 static Py_ssize_t
 quad(const unsigned char *s, Py_ssize_t at, Py_ssize_t size)
 {
     long octet;
+    if (at < 0) {
+        return -1;
+    }
     for (int i = 0; i < 4; i++) {
         if (i) {
             if (at >= size || s[at] != '.') {
