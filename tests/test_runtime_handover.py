@@ -302,3 +302,38 @@ def test_bytes_handed_over_and_held_are_dropped_by_starttls(tmp_path: Path, kind
         return await asyncio.to_thread(talk_tls, port)
 
     assert run(body, kind) == b"secret"
+
+
+class LateReader(Protocol):
+    """Reads one line, then hands the connection over from a timer that fires after the
+    client closed: once the loss was delivered here."""
+
+    lost: list[Failure] = []  # (set per test)
+
+    def dataReceived(self, data: bytes) -> None:
+        if b"\n" in data:
+            self.transport.reactor.callLater(0.2, self.transport.handOver, Recorder(), b"x")
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.append(reason)
+
+
+@TRANSPORTS
+def test_a_hand_over_after_the_loss_connects_then_tells_the_new_protocol(kind: str) -> None:
+    LateReader.lost = []
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, Factory.forProtocol(LateReader))
+        _, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"hello\n")
+        await writer.drain()
+        writer.close()
+        for _ in range(200):  # bounded: the timer fires 0.2 s after the line
+            if Recorder.lost:
+                break
+            await asyncio.sleep(0.01)
+
+    run(body, kind)
+    assert len(LateReader.lost) == 1
+    assert len(Recorder.lost) == 1  # told of the end once, with the same reason
+    assert Recorder.lost[0] is LateReader.lost[0]

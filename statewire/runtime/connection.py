@@ -109,6 +109,7 @@ class Connection(Deadlines):
         "_flush_scheduled",
         "_held",
         "_in_callback",
+        "_loss",
         "_out",
         "_owner",
         "_producer",
@@ -142,6 +143,7 @@ class Connection(Deadlines):
         self._flush_scheduled = False
         self._in_callback = False
         self._closed = False
+        self._loss: Failure | None = None  # the reason given at the loss, once delivered
         self._read_paused = False
         self._write_paused = False
         self._producer: Any = None
@@ -320,6 +322,7 @@ class Connection(Deadlines):
         else:
             reason = Failure(ConnectionLost(str(exc)))
         protocol.connected = 0
+        self._loss = reason  # a protocol handed the connection after this gets it too
         self._call(protocol.connectionLost, reason)
         if self._producer is not None:
             self._call(self._producer.stopProducing)
@@ -383,12 +386,21 @@ class Connection(Deadlines):
         ``data`` is dropped, as any read held then (plaintext read before the switch never
         passes for protected data). Set :attr:`relay` first for ``protocol`` to see the
         relayed addresses from ``connectionMade`` on. An exception ``protocol`` raises
-        closes this connection only, as from any callback.
+        closes this connection only, as from any callback. On a connection whose loss was
+        already delivered (a hand-over from a timer that fired after it), ``protocol`` is
+        connected, then gets ``connectionLost`` with the same reason at once; ``data`` is
+        dropped: every protocol a connection is handed is told of its end, once.
         """
         if not self._in_callback:  # from a timer, say: guarded as any call into user code
             self._call(self.handOver, protocol, data)
             return
         self.protocol = protocol
+        lost = self._loss
+        if lost is not None:  # gone already: connected, then told, as any protocol is
+            protocol.makeConnection(self)
+            protocol.connected = 0
+            protocol.connectionLost(lost)
+            return
         if data:  # held while it connects: pausing, closing or startTLS there keep it back
             self._held += data
         protocol.makeConnection(self)
