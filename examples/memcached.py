@@ -29,12 +29,18 @@ from statewire.protocols.memcache import ITEM_OVERHEAD, Item, MemcacheFactory
 
 class LRUStore:
     """Items by key, least recently used first; ``limit`` bytes of keys, values and
-    :data:`~statewire.protocols.memcache.ITEM_OVERHEAD` at most."""
+    :data:`~statewire.protocols.memcache.ITEM_OVERHEAD` at most. It counts what only
+    it sees (:meth:`stats`): the items it holds, those it evicted, and the lookups that
+    found an item expired, or flushed by a delayed ``flush_all`` (one at once is dropped
+    whole: memcached keeps such items, counted in ``curr_items``, until a lookup or its
+    crawler reaps them)."""
 
     def __init__(self, limit: int = 64 << 20) -> None:
         self.limit = limit
         self.used = 0
         self.evictions = 0
+        self.expired = 0
+        self.flushed = 0
         self._items: OrderedDict[bytes, tuple[Item, float]] = OrderedDict()
         self._flush_at: float | None = None
 
@@ -47,8 +53,12 @@ class LRUStore:
             return None
         item, stored = entry
         flush_at = self._flush_at
-        flushed = flush_at is not None and stored <= flush_at <= now
-        if flushed or (item.expires and item.expires <= now):
+        if flush_at is not None and stored <= flush_at <= now:
+            self.flushed += 1
+            self.delete(key)
+            return None
+        if item.expires and item.expires <= now:
+            self.expired += 1
             self.delete(key)
             return None
         self._items.move_to_end(key)
@@ -73,6 +83,15 @@ class LRUStore:
             return False
         self.used -= len(key) + len(entry[0].value) + ITEM_OVERHEAD
         return True
+
+    def stats(self) -> dict[bytes, int]:
+        """The statistics only the store can count, by memcached's names."""
+        return {
+            b"get_expired": self.expired,
+            b"get_flushed": self.flushed,
+            b"curr_items": len(self._items),
+            b"evictions": self.evictions,
+        }
 
     def flush(self, at: float, now: float) -> None:
         if at <= now:

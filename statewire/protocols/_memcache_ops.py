@@ -5,6 +5,12 @@ Replies are memcached 1.6's, word for word, checked session by session against t
 server (``tests/test_memcache_server.py``). Two of its quirks are kept because clients see
 them: ``decr`` that shortens a number pads the stored value with spaces, and a ``set``
 refused as too large removes the old item.
+
+The statistics are memcached's too, counted as it counts them
+(``tests/test_memcache_stats.py``): a retrieval counts once a key, not once a request; a
+``gat`` or an ``mg`` with a ``T`` that finds its item is a touch, not a get; ``total_items``
+counts the items made (a store, a number grown longer, an ``mg``/``ma`` that vivifies),
+not those changed in place.
 """
 
 from __future__ import annotations
@@ -39,8 +45,34 @@ _LONG_OPAQUE = b"CLIENT_ERROR opaque token too long"
 #: memcached's longest ``O`` flag, its letter included (its MFLAG_MAX_OPAQUE_LENGTH)
 _MAX_OPAQUE = 32
 _NO_MEMORY = b"SERVER_ERROR out of memory storing object\r\n"
-#: the statistic each retrieval counts
-_CMD = {name: b"cmd_" + name for name in (b"get", b"gets", b"gat", b"gats")}
+#: the statistics the server counts, in the order memcached's ``stats`` lists them (the
+#: store may report more: see :class:`ItemStore`)
+COUNTERS = (
+    b"cmd_get",
+    b"cmd_set",
+    b"cmd_flush",
+    b"cmd_touch",
+    b"cmd_meta",
+    b"get_hits",
+    b"get_misses",
+    b"delete_misses",
+    b"delete_hits",
+    b"incr_misses",
+    b"incr_hits",
+    b"decr_misses",
+    b"decr_hits",
+    b"cas_misses",
+    b"cas_hits",
+    b"cas_badval",
+    b"touch_hits",
+    b"touch_misses",
+    b"store_too_large",
+    b"store_no_memory",
+    b"total_items",
+)
+#: what a retrieval counts: requests, hits, misses (a ``get``; a ``gat``, which touches)
+_GET = (b"cmd_get", b"get_hits", b"get_misses")
+_GAT = (b"cmd_touch", b"touch_hits", b"touch_misses")
 #: the flags whose token memcached's flag parser reads, and the words it refuses a token
 #: with (``F``: none of its own, the words of a refusal before it stand)
 _TOKENS: dict[bytes, tuple[bool, bytes | None]] = {
@@ -90,7 +122,11 @@ class ItemStore(Protocol):
     those a ``flush`` reached, are the store's to drop); ``put`` replaces, and may refuse
     for want of memory; ``flush(at)`` drops every item stored before ``at`` once the
     clock reaches it. A fetch is recorded on the item ``get`` returned (its ``fetched``
-    and ``accessed``): a store that gives copies only loses ``mg h`` and ``l``."""
+    and ``accessed``): a store that gives copies only loses ``mg h`` and ``l``.
+
+    A store may also have a ``stats()`` method, a mapping of the statistics only it can
+    count (memcached's ``curr_items``, ``evictions``, ``get_expired``, ``get_flushed``):
+    ``stats`` lists them after the server's."""
 
     def get(self, key: bytes, now: float) -> Item | None: ...
     def put(self, key: bytes, item: Item, now: float) -> bool: ...
@@ -100,9 +136,8 @@ class ItemStore(Protocol):
 
 def run(core: MemcacheConnection, command: Command) -> bytes:
     """Run a command that has no data block; return its reply (empty: none)."""
-    if type(command) is Retrieval:  # most requests: no statistic named, no dispatch
+    if type(command) is Retrieval:  # most requests: no dispatch
         return _retrieve(core, command)
-    core.factory.count(b"cmd_" + command.name)
     if isinstance(command, Delete):
         return _quiet(command.noreply, _delete(core, command.key))
     if isinstance(command, Arithmetic):
@@ -145,12 +180,13 @@ def _retrieve(core: MemcacheConnection, command: Retrieval) -> bytes:
             out.append(b"VALUE %s %d %d\r\n" % (key, item.flags, len(value)))
         out.append(value)
         out.append(b"\r\n")
-    hits = len(out) // 3
-    factory.count(_CMD.get(name) or b"cmd_" + name)
-    if hits:  # (counted once a request, not once a key)
-        factory.count(b"get_hits", hits)
-    if hits < len(keys):
-        factory.count(b"get_misses", len(keys) - hits)
+    hits, asked, count = len(out) // 3, len(keys), factory.count
+    requests, hit, miss = _GET if exptime is None else _GAT
+    count(requests, asked)  # memcached counts each key
+    if hits:
+        count(hit, hits)
+    if hits < asked:
+        count(miss, asked - hits)
     if hits == 1:
         return out[0] + out[1] + b"\r\nEND\r\n"
     out.append(b"END\r\n")
@@ -160,7 +196,9 @@ def _retrieve(core: MemcacheConnection, command: Retrieval) -> bytes:
 def _delete(core: MemcacheConnection, key: bytes) -> bytes:
     storage = core.factory.storage
     if storage.get(key, core.seconds()) is None:
+        core.factory.count(b"delete_misses")
         return b"NOT_FOUND\r\n"
+    core.factory.count(b"delete_hits")
     storage.delete(key)
     return b"DELETED\r\n"
 
@@ -195,6 +233,7 @@ def _arithmetic(core: MemcacheConnection, key: bytes, delta: int, incr: bool) ->
     storage, now = core.factory.storage, core.seconds()
     item = storage.get(key, now)
     if item is None:
+        core.factory.count(b"incr_misses" if incr else b"decr_misses")
         return b"NOT_FOUND\r\n"
     changed = _add_delta(core, item, delta, incr, now)
     if changed is None:
@@ -206,17 +245,20 @@ def _arithmetic(core: MemcacheConnection, key: bytes, delta: int, incr: bool) ->
 def _add_delta(
     core: MemcacheConnection, item: Item, delta: int, incr: bool, now: float
 ) -> Item | None:
-    """``item`` with its number moved by ``delta`` (None: it holds no number). As memcached
-    does, a number that got no longer is rewritten in place, padded with spaces (the item
-    keeps what it was, stale, fetched...); a longer one is a new item."""
+    """``item`` with its number moved by ``delta`` (None: it holds no number), counted a
+    hit. As memcached does, a number that got no longer is rewritten in place, padded with
+    spaces (the item keeps what it was, stale, fetched...); a longer one is a new item."""
     number = _number(item.value)
     if number is None:
         return None
     number = (number + delta) % _WRAP if incr else max(number - delta, 0)
     text = b"%d" % number
-    cas = core.factory.next_cas()
+    factory = core.factory
+    factory.count(b"incr_hits" if incr else b"decr_hits")
+    cas = factory.next_cas()
     if len(text) <= len(item.value):
         return replace(item, value=text.ljust(len(item.value)), cas=cas, accessed=now)
+    factory.count(b"total_items")
     return Item(text, item.flags, item.expires, cas, accessed=now)
 
 
@@ -233,8 +275,11 @@ def _fetch(item: Item, now: float) -> None:
 def _touch(core: MemcacheConnection, command: Touch) -> bytes:
     storage, now = core.factory.storage, core.seconds()
     item = storage.get(command.key, now)
+    core.factory.count(b"cmd_touch")
     if item is None:
+        core.factory.count(b"touch_misses")
         return b"NOT_FOUND\r\n"
+    core.factory.count(b"touch_hits")
     _fetch(item, now)
     storage.put(command.key, replace(item, expires=core.expiry(command.exptime)), now)
     return b"TOUCHED\r\n"
@@ -256,6 +301,7 @@ def _simple(core: MemcacheConnection, command: Simple) -> bytes:
     if name == b"verbosity":  # a level memcached's strtoul takes, or a refusal
         level = _c_integer(args[0], signed=False)
         return _quiet(noreply, b"OK\r\n" if level is not None else _BAD_FORMAT)
+    core.factory.count(b"cmd_flush")  # a delay refused too, as memcached counts it
     rest = args[:-1] if noreply else args
     delay = 0
     if rest:  # the delay; memcached ignores a word after it
@@ -291,8 +337,12 @@ def _c_integer(word: bytes, signed: bool) -> int | None:
 
 def _stats(core: MemcacheConnection) -> bytes:
     factory = core.factory
+    counted = dict(factory.stats)
+    report = getattr(factory.storage, "stats", None)  # the store's own (see ItemStore)
+    if callable(report):
+        counted.update(report())
     lines = [b"STAT version " + factory.version]
-    lines += [b"STAT %s %d" % (name, value) for name, value in sorted(factory.stats.items())]
+    lines += [b"STAT %s %d" % (name, value) for name, value in counted.items()]
     return b"".join(line + b"\r\n" for line in lines) + b"END\r\n"
 
 
@@ -316,9 +366,12 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
         return _quiet(command.noreply, b"NOT_STORED\r\n")
     if name == b"cas":
         if old is None:
+            core.factory.count(b"cas_misses")
             return _quiet(command.noreply, b"NOT_FOUND\r\n")
         if old.cas != command.cas:
+            core.factory.count(b"cas_badval")
             return _quiet(command.noreply, b"EXISTS\r\n")
+        core.factory.count(b"cas_hits")
     if old is not None and name in (b"append", b"prepend"):
         value = old.value + value if name == b"append" else value + old.value
         flags, expires = old.flags, old.expires
@@ -326,7 +379,9 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
     # (a plain set's size was checked by the route, from the size its block has)
     too_large = name != b"set" and not fits(command.key, len(value))
     if too_large or not storage.put(command.key, item, now):
+        core.factory.count(b"store_no_memory")
         return _quiet(command.noreply, _NO_MEMORY)
+    core.factory.count(b"total_items")
     return _quiet(command.noreply, b"STORED\r\n")
 
 
@@ -475,15 +530,16 @@ def _meta(core: MemcacheConnection, command: Meta) -> bytes:
     if name == b"md":
         compare = _token(command, b"C")
         ttl = _token(command, b"T", signed=True)
-        if item is None:
-            return b"NF" + _returned(command, key, None, now, binary) + b"\r\n"
-        if compare is not None and compare != item.cas:
-            return b"EX" + _returned(command, key, None, now, binary) + b"\r\n"
+        if item is None or (compare is not None and compare != item.cas):
+            core.factory.count(b"delete_misses")  # a CAS that differs too, in memcached
+            status = b"NF" if item is None else b"EX"
+            return status + _returned(command, key, None, now, binary) + b"\r\n"
         if command.flag(b"I") is not None:  # invalidate: kept, stale, to be recached
             expires = item.expires if ttl is None else core.expiry(ttl)
             stale = replace(item, stale=True, won=False, cas=core.factory.next_cas())
-            storage.put(key, replace(stale, expires=expires), now)
+            storage.put(key, replace(stale, expires=expires), now)  # (memcached: no count)
         else:
+            core.factory.count(b"delete_hits")
             storage.delete(key)
         return b"" if quiet else b"HD" + _returned(command, key, None, now, binary) + b"\r\n"
     return _meta_arithmetic(core, command, key, binary, item, now)
@@ -499,6 +555,7 @@ def _meta_debug(core: MemcacheConnection, command: Meta) -> bytes:
         if decoded is None:
             return _BAD_FORMAT
         key = decoded
+    core.factory.count(b"cmd_meta")
     now = core.seconds()
     item = core.factory.storage.get(key, now)
     if item is None:
@@ -528,12 +585,18 @@ def _meta_get(
     ttl = _token(command, b"T", signed=True)
     vivify = _token(command, b"N", signed=True)
     recache = _token(command, b"R", signed=True)
-    created = item is None
+    created, count = item is None, core.factory.count
     if item is None:
         if vivify is None:
+            count(b"cmd_get")  # with a T too: memcached counts a miss as a get
+            count(b"get_misses")
             miss = b"EN" + _returned(command, key, None, now, binary) + b"\r\n"
             return b"" if command.flag(b"q") is not None else miss
+        count(b"total_items")
         item = Item(b"", 0, 0.0, core.factory.next_cas(), accessed=now)  # a plain name
+    # a hit, the item vivified too; with a T, memcached counts a touch instead of a get
+    count(b"cmd_get" if ttl is None else b"cmd_touch")
+    count(b"get_hits" if ttl is None else b"touch_hits")
     won = changed = False
     words: list[bytes] = []
     for letter, token in command.flags:
@@ -593,14 +656,17 @@ def _meta_arithmetic(
     ttl = _token(command, b"T", signed=True)
     compare = _token(command, b"C")
     created = quiet = False
+    incr = mode in (b"I", b"i", b"+")
     if item is None:
         if vivify is None:
+            core.factory.count(b"incr_misses" if incr else b"decr_misses")
             return b"NF" + _returned(command, key, None, now, binary) + b"\r\n"
+        core.factory.count(b"total_items")  # (neither a hit nor a miss, in memcached)
         item, created = Item(b"%d" % initial, 0, 0.0, core.factory.next_cas(), accessed=now), True
     elif compare and compare != item.cas:  # C0: no CAS given, as memcached reads it
         return b"EX" + _returned(command, key, None, now, binary) + b"\r\n"
     else:
-        changed = _add_delta(core, item, delta, mode in (b"I", b"i", b"+"), now)
+        changed = _add_delta(core, item, delta, incr, now)
         if changed is None:
             return _NON_NUMERIC
         item = changed
@@ -639,11 +705,13 @@ def _meta_set(core: MemcacheConnection, command: Meta, value: bytes) -> bytes:
     elif mode in (b"A", b"P") and old is None:
         return b"NS" + _not_stored(command, key, binary)  # before the CAS
     if compare is not None and old is None:
+        core.factory.count(b"cas_misses")
         return b"NF" + _not_stored(command, key, binary)
     stale = False
     if compare is not None and old is not None and compare != old.cas:
         # I: a CAS older than the item's still stores, as a stale value
         if command.flag(b"I") is None or compare > old.cas:
+            core.factory.count(b"cas_badval")
             return b"EX" + _not_stored(command, key, binary)
         stale = True
     if (mode == b"E" and old is not None) or (mode in (b"A", b"P", b"R") and old is None):
@@ -654,7 +722,11 @@ def _meta_set(core: MemcacheConnection, command: Meta, value: bytes) -> bytes:
     won = stale and old is not None and old.won  # a stale value keeps its winner
     item = Item(value, flags, expires, core.factory.next_cas(), stale, won, binary, False, now)
     if not fits(key, len(value)) or not storage.put(key, item, now):
+        core.factory.count(b"store_no_memory")
         return _NO_MEMORY
+    if compare is not None:
+        core.factory.count(b"cas_hits")  # a stale store too, as memcached counts it
+    core.factory.count(b"total_items")
     if command.flag(b"q") is not None:
         return b""
     return b"HD" + _returned(command, key, item, now, binary) + b"\r\n"

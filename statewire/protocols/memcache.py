@@ -59,6 +59,7 @@ from statewire.framing import FrameTooLong, FramingError
 from statewire.machine import RemoteProtocolError, UnroutableFrame, by_key
 from statewire.protocol import Factory
 from statewire.protocols._memcache_ops import (
+    COUNTERS,
     ITEM_OVERHEAD,
     MAX_ITEM,
     Item,
@@ -269,6 +270,7 @@ def expect_block(machine: Inputs, core: MemcacheConnection, command: Storage | M
 
 @commands.upon(Inputs.oversize).to(swallowing)
 def refuse_item(machine: Inputs, core: MemcacheConnection, command: Storage | Meta) -> None:
+    core.factory.count(b"store_too_large")
     if command.name in (b"set", b"ms") and command.key is not None:
         core.factory.storage.delete(command.key)  # as memcached: no stale value survives
     quiet = command.noreply if isinstance(command, Storage) else command.flag(b"q") is not None
@@ -294,6 +296,7 @@ def hang_up(machine: Inputs, core: MemcacheConnection, command: Command) -> None
 @storing.upon(Inputs.block).to(commands)
 def stored(machine: Inputs, core: MemcacheConnection, announced: Announced, data: bytes) -> None:
     if data[-2:] != b"\r\n":
+        core.factory.count(b"cmd_set")  # as memcached counts it
         core.reply(b"CLIENT_ERROR bad data chunk\r\n")
         return
     command = announced.command
@@ -342,7 +345,8 @@ class MemcacheServer(MemcacheConnection):
 
 class MemcacheFactory(Factory):
     """Serves :class:`MemcacheServer` connections over ``storage``, shared by them all
-    with the CAS counter and the statistics."""
+    with the CAS counter and the statistics (memcached's counters, by name: ``stats``
+    lists them, then those the store reports)."""
 
     protocol = MemcacheServer
     #: what ``version`` answers
@@ -351,7 +355,7 @@ class MemcacheFactory(Factory):
     def __init__(self, storage: ItemStore) -> None:
         self.storage = storage
         self.cas = 0
-        self.stats: dict[bytes, int] = {}
+        self.stats: dict[bytes, int] = dict.fromkeys(COUNTERS, 0)
 
     def next_cas(self) -> int:
         """A fresh CAS unique (memcached counts them from 1, server-wide)."""
@@ -370,6 +374,7 @@ class MemcacheFactory(Factory):
 
 
 __all__ = [
+    "COUNTERS",
     "ITEM_OVERHEAD",
     "MAX_ITEM",
     "Announced",
