@@ -651,7 +651,13 @@ class Framer:
             if after is None:
                 break
             self._after = None
-            after()
+            # between frames, the batch given back: a switch the work makes is installed
+            # at once (switch's short way), as one made by the last frame of a batch
+            self._batch = _ONE
+            try:
+                after()
+            finally:
+                self._batch = None
         stop, self._stop_batch = self._stop_batch, False
         return stop or self._paused or self.error is not None
 

@@ -170,6 +170,19 @@ def _steps(outputs: tuple[Any, ...]) -> tuple[tuple[str, Any], ...]:
     return tuple(steps)
 
 
+def _input_steps(outputs: tuple[Any, ...]) -> tuple[tuple[str, Any], ...]:
+    """A transition's outputs as an input method calls them (see :func:`_steps`): an
+    output's method with ``(impl, core, *args)`` or ``(impl, core, data, *args)``;
+    anything else, data factories included, as automat made it, with ``(impl, data,
+    *args)``."""
+    return tuple(
+        (_WITH_DATA if output.requiresData else _PLAIN, output.method)
+        if type(output) is MethodOutput
+        else (_OTHER, output)
+        for output in outputs
+    )
+
+
 def _check_data_annotations(table: Table, name_of: Callable[[Any], str]) -> None:
     """Refuse, when the protocol is declared, a transition function whose state-data
     parameter has no annotation: automat checks the data against it at every call, and
@@ -216,7 +229,11 @@ class TypedStyle(Style):
     def _compile(self, name: str) -> Callable[..., Any]:
         # this input's transitions by the identity of the state they leave (automat's
         # states hash in Python; the table is made once and never changes)
-        table = {id(state): entry for (state, input), entry in self.calls.items() if input == name}
+        table = {
+            id(state): (new, _input_steps(outputs))
+            for (state, input), (new, outputs) in self.table.items()
+            if input == name
+        }
         automaton = self.automaton
 
         def input_method(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -231,18 +248,25 @@ class TypedStyle(Style):
                 state = txn._state
                 entry = table.get(id(state))
                 if entry is None:
-                    entry = automaton._unhandledTransition
-                    if entry is None:
+                    unhandled = automaton._unhandledTransition
+                    if unhandled is None:
                         raise NoTransition(state=state, symbol=name)
-                new, outputs = entry
+                    entry = (unhandled[0], _input_steps(unhandled[1]))
+                new, steps = entry
                 if txn._tracer:
                     txn._tracer(state, name, new)
                 txn._state = new
                 if new is not state:
                     self._sw_moves += 1
                 result = None
-                for output in outputs:
-                    result = output(self, data, *args, **kwargs)
+                core = self.__automat_core__
+                for kind, function in steps:
+                    if kind is _PLAIN:
+                        result = function(self, core, *args, **kwargs)
+                    elif kind is _WITH_DATA:
+                        result = function(self, core, data, *args, **kwargs)
+                    else:
+                        result = function(self, data, *args, **kwargs)
             except BaseException:
                 self.__automat_postponed__ = None
                 engine = self._sw_after

@@ -540,7 +540,10 @@ class Engine(Dispatch, Timers):
         state = style.state(self._sw_impl)
         if state is self._sw_state and style.moves(self._sw_impl) == self._sw_seen:
             return
-        self._sw_entry(state)(self)
+        entry = self._sw_plan.entries.get(id(state))  # (_sw_entry's lookup, inline)
+        if entry is None:
+            entry = self._sw_entry(state)
+        entry(self)
 
     def _sw_entry(self, state: Any) -> Callable[[Any], None]:
         """What entering ``state`` does, one function for every connection of the class
