@@ -174,7 +174,8 @@ _V1_TCP4 = re.compile(rb"PROXY TCP4 (%s) %s (%s) %s\r\n" % (_IPV4, _IPV4, _PORT,
 
 
 def scan_v1_tcp4(data: bytes) -> tuple[str, int, int] | None:
-    """A v1 ``TCP4`` PROXY line in the spec's strict form at the start of ``data``: the
+    """A v1 ``TCP4`` PROXY line in the spec's strict form at the start of ``data`` (bytes:
+    the C reading takes nothing else; :func:`quick_scan` takes any bytes-like object): the
     client's address, its port and the line's length; ``None`` for anything else
     (incomplete, malformed, another family), which :func:`~grammars.proxy.scan` decides.
 
@@ -240,6 +241,8 @@ def quick_scan(
     common; :func:`~grammars.proxy.scan` then decides, and says why it refuses. When this
     answers, ``scan`` gives the same header and length.
     """
+    if type(data) is not bytes:
+        data = bytes(data)  # any bytes-like object, read as bytes (the C reading takes bytes)
     plain = _V2_PLAIN.get(data[:16])
     if plain is not None:
         block, text, address, size = plain

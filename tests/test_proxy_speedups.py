@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -18,7 +19,8 @@ from hypothesis import strategies as st
 from process_helpers import ROOT
 from test_proxy_grammar import near_v1_lines
 
-from statewire.proxy import V1_IN_C, scan_v1_tcp4
+from statewire.address import IPv4Address
+from statewire.proxy import V1_IN_C, quick_scan, scan_v1_tcp4
 
 v1_tcp4: Callable[[bytes], tuple[str, int, int] | None] | None
 try:
@@ -38,7 +40,17 @@ def _same(data: bytes) -> tuple[str, int, int] | None:
 
 
 def test_connections_read_v1_lines_in_c_when_it_is_built() -> None:
-    assert V1_IN_C is (v1_tcp4 is not None)
+    assert V1_IN_C is (v1_tcp4 is not None and os.environ.get("STATEWIRE_PURE") != "1")
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_quick_scan_reads_any_bytes_like_line(kind: Callable[[bytes], Any]) -> None:
+    line = b"PROXY TCP4 203.0.113.9 198.51.100.2 61000 8080\r\n"
+    found = quick_scan(kind(line + b"GET"))
+    assert found is not None
+    version, peer, header, size = found
+    assert isinstance(peer, IPv4Address)
+    assert (version, peer.host, peer.port, header, size) == (1, "203.0.113.9", 61000, line, 48)
 
 
 @needs_c
@@ -61,14 +73,17 @@ quads = st.lists(octet, min_size=3, max_size=5).map(b".".join)
 
 
 @needs_c
-@given(quads, quads, port, port, st.sampled_from([b" ", b"  ", b"\t"]))
+@pytest.mark.parametrize("gap", [b" ", b"  ", b"\t", b"_", b""])
+@given(quads, quads, port, port)
 def test_c_checks_each_number_and_separator_as_the_expression(
-    source: bytes, destination: bytes, sport: bytes, dport: bytes, gap: bytes
+    gap: bytes, source: bytes, destination: bytes, sport: bytes, dport: bytes
 ) -> None:
     line = b"PROXY TCP4 " + gap.join([source, destination, sport, dport]) + b"\r\n"
     read = _same(line + b"rest")
     if gap == b" " and read is not None:
         assert read == (source.decode(), int(sport), len(line))
+    elif gap != b" ":
+        assert read is None
 
 
 @needs_c
@@ -90,6 +105,15 @@ def test_c_checks_each_number_and_separator_as_the_expression(
         (b"PROXY TCP4 1.1.1.1 1.1.1.1 1 1\r\r\n", None),
         (b"PROXY TCP4 1.1.1.1 1.1.1.1 1 1\rX", None),
         (b"PROXY TCP4 1.1.1.1 1.1.1.1 1 99999999999999999999999\r\n", None),
+        (b"PROXY TCP4 1.1.1.1 1.1.1.1 18446744073709551616 1\r\n", None),  # 2**64: no wrap
+        (b"PROXY TCP4 18446744073709551616.1.1.1 1.1.1.1 1 1\r\n", None),
+        (b"PROXY TCP4 4294967297.1.1.1 1.1.1.1 1 1\r\n", None),
+        (b"PROXY TCP4 1..1.1 1.1.1.1 1 1\r\n", None),
+        (b"PROXY TCP4 1.1.1.1 1.1.1.1  1\r\n", None),
+        (b"PROXY TCP4 1,1.1.1 1.1.1.1 1 1\r\n", None),
+        (b"PROXY TCP4 1.1.1.1_1.1.1.1 1 1\r\n", None),
+        (b"PROXY TCP4 1.1.1.1\t1.1.1.1 1 1\r\n", None),
+        (b"PROXY TCP4 1.1.1.1 1.1.1.1 1 1X\n", None),
         (b"PROXY TCP6 ::1 ::1 1 1\r\n", None),
         (b"PROXY UNKNOWN\r\n", None),
         (b"proxy TCP4 1.1.1.1 1.1.1.1 1 1\r\n", None),
