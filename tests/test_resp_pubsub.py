@@ -352,6 +352,36 @@ subscriptions = st.lists(
     max_size=6,
 )
 _TAKE_NONE = (b"UNSUBSCRIBE", b"PUNSUBSCRIBE", b"SUNSUBSCRIBE", b"PING")
+#: what a transaction queues: the pub/sub commands run at EXEC, inside its array, and GET and
+#: PING (answered as in pub/sub mode once a SUBSCRIBE ran). Each names what it (un)subscribes
+#: (to all: Redis's order of several channels is its hash table's, which ``unordered`` puts
+#: right only outside an array) but PUNSUBSCRIBE (patterns: in the order given)
+queued = st.one_of(
+    st.tuples(
+        st.sampled_from([b"SUBSCRIBE", b"UNSUBSCRIBE", b"SSUBSCRIBE", b"SUNSUBSCRIBE"]),
+        st.lists(st.sampled_from(CHANNELS), min_size=1, max_size=2),
+    ),
+    st.tuples(
+        st.sampled_from([b"PSUBSCRIBE", b"PUNSUBSCRIBE"]),
+        st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=2),
+    ),
+    st.tuples(st.sampled_from([b"PUNSUBSCRIBE", b"GET", b"PING"]), st.just([])).map(
+        lambda c: (c[0], [b"k"] if c[0] == b"GET" else [])
+    ),
+)
+transactions = st.tuples(st.lists(queued, max_size=4), st.sampled_from([b"EXEC", b"DISCARD"])).map(
+    lambda t: [(b"MULTI", []), *t[0], (t[1], [])]
+)
+#: a subscriber's session: requests alone, transactions, and GET (refused or not: the state
+#: after a transaction shows)
+sessions = st.lists(
+    st.one_of(
+        subscriptions.map(lambda commands: commands[:2]),
+        transactions,
+        st.just([(b"GET", [b"k"])]),
+    ),
+    max_size=4,
+).map(lambda blocks: [command for block in blocks for command in block])
 publications = st.lists(
     st.tuples(
         st.sampled_from([b"PUBLISH", b"SPUBLISH"]),
@@ -376,6 +406,71 @@ def test_subscriber_and_publisher_sessions_match_redis(
     subscriber = version + b"".join(_words(name, *args) for name, args in subscribing)
     publisher = b"".join(_words(*publication) for publication in publishing)
     same_transcripts(mini_port, redis_port, subscriber, publisher)
+
+
+@given(
+    version=st.sampled_from([b"", b"HELLO 3\r\n"]),
+    subscribing=sessions,
+    publishing=publications.map(lambda ps: ps[:3]),
+)
+def test_sessions_with_transactions_match_redis(
+    mini_port: int,
+    redis_port: int,
+    version: bytes,
+    subscribing: list[tuple[bytes, list[bytes]]],
+    publishing: list[tuple[bytes, bytes, bytes]],
+) -> None:
+    # pub/sub commands queued in MULTI run at EXEC, inside its array; a RESP3 subscriber may
+    # run a transaction (RESP2 pub/sub mode refuses MULTI, EXEC, DISCARD, GET)
+    subscriber = version + b"".join(_words(name, *args) for name, args in subscribing)
+    publisher = b"".join(_words(*publication) for publication in publishing)
+    same_transcripts(mini_port, redis_port, subscriber, publisher)
+
+
+#: pub/sub in a transaction, then GET and PING: whether the client is in pub/sub mode
+#: after EXEC; then the publisher's messages (whether its subscriptions are live)
+IN_TRANSACTIONS = [
+    (b"MULTI\r\nSUBSCRIBE a b\r\nGET k\r\nEXEC\r\nGET k\r\nPING\r\n", b"PUBLISH a x\r\n"),
+    (b"MULTI\r\nPSUBSCRIBE a*\r\nEXEC\r\nGET k\r\nPING x\r\n", b"PUBLISH ab x\r\n"),
+    (
+        b"MULTI\r\nUNSUBSCRIBE\r\nUNSUBSCRIBE a\r\nPUNSUBSCRIBE\r\nPUNSUBSCRIBE x y\r\n"
+        b"SUNSUBSCRIBE\r\nSUNSUBSCRIBE a\r\nEXEC\r\nGET k\r\n",
+        b"PUBLISH a x\r\n",
+    ),
+    (b"MULTI\r\nSSUBSCRIBE a\r\nEXEC\r\nGET k\r\n", b"SPUBLISH a x\r\n"),
+    (b"MULTI\r\nSUBSCRIBE a\r\nUNSUBSCRIBE a\r\nPING\r\nEXEC\r\nGET k\r\n", b"PUBLISH a x\r\n"),
+    (b"MULTI\r\nSUBSCRIBE a\r\nDISCARD\r\nGET k\r\n", b"PUBLISH a x\r\n"),
+    (b"MULTI\r\nSUBSCRIBE a\r\nGET\r\nEXEC\r\nGET k\r\n", b"PUBLISH a x\r\n"),
+    (b"WATCH k\r\nSET k 1\r\nMULTI\r\nSUBSCRIBE a\r\nEXEC\r\nGET k\r\n", b"PUBLISH a x\r\n"),
+    (b"MULTI\r\nSUBSCRIBE a\r\nPUBLISH a me\r\nEXEC\r\n", b"PUBLISH a x\r\n"),
+    (b"MULTI\r\nPUBLISH a x\r\nSUBSCRIBE a\r\nPUBLISH a y\r\nEXEC\r\n", b""),
+    (b"MULTI\r\nHELLO 3\r\nSUBSCRIBE a\r\nGET k\r\nEXEC\r\nGET k\r\n", b"PUBLISH a x\r\n"),
+    (b"MULTI\r\nSUBSCRIBE a\r\nEXEC\r\nMULTI\r\nEXEC\r\nDISCARD\r\n", b""),
+    (b"SUBSCRIBE a\r\nMULTI\r\nEXEC\r\nAUTH x\r\n", b""),
+    # a RESP3 subscriber's transaction
+    (
+        b"SUBSCRIBE a\r\nMULTI\r\nPUBLISH a me\r\nGET k\r\nEXEC\r\nGET k\r\n",
+        b"PUBLISH a x\r\n",
+    ),
+    (b"SSUBSCRIBE a\r\nMULTI\r\nSPUBLISH a me\r\nEXEC\r\n", b"SPUBLISH a x\r\n"),
+    (b"SUBSCRIBE a\r\nMULTI\r\nUNSUBSCRIBE a\r\nEXEC\r\nGET k\r\n", b"PUBLISH a x\r\n"),
+    (b"SUBSCRIBE a\r\nMULTI\r\nUNSUBSCRIBE a\r\nDISCARD\r\n", b"PUBLISH a x\r\n"),
+    (b"SUBSCRIBE a\r\nMULTI\r\nHELLO 2\r\nPING\r\nEXEC\r\nGET k\r\n", b"PUBLISH a x\r\n"),
+    (b"SUBSCRIBE a\r\nMULTI\r\nSUBSCRIBE b\r\nHELLO 2\r\nEXEC\r\nGET k\r\n", b"PUBLISH b x\r\n"),
+    (
+        b"SUBSCRIBE a\r\nWATCH k\r\nMULTI\r\nMULTI\r\nWATCH k\r\nPING\r\nEXEC\r\n"
+        b"EXEC\r\nDISCARD\r\nAUTH x\r\n",
+        b"SET k v\r\nPUBLISH a x\r\n",
+    ),
+]
+
+
+@pytest.mark.parametrize("version", [b"", b"HELLO 3\r\n"], ids=["resp2", "resp3"])
+@pytest.mark.parametrize(("subscriber", "publisher"), IN_TRANSACTIONS)
+def test_pub_sub_in_transactions_answers_as_redis(
+    mini_port: int, redis_port: int, version: bytes, subscriber: bytes, publisher: bytes
+) -> None:
+    same_transcripts(mini_port, redis_port, version + subscriber, publisher)
 
 
 @pytest.mark.parametrize(

@@ -15,13 +15,18 @@ upper-cased name to an input of the machine below; any name without an input of 
                 EXEC, DISCARD               refused: -ERR EXEC without MULTI
     queuing     a command                   checked and queued: +QUEUED (or its error,
                                             which dooms the transaction)
+                (P)SUBSCRIBE                queued: -> queuing_subscribed
                 EXEC                        -> ready: the replies, or -EXECABORT, or a
                                             null array when a watched key changed
                 DISCARD                     -> ready: +OK
                 MULTI                       refused: -ERR MULTI calls can not be nested
                 WATCH                       refused: -ERR WATCH inside MULTI is not allowed
+    queuing_subscribed                      as queuing, but EXEC and DISCARD -> subscribed
+                                            (-> ready at once when no subscription is
+                                            left: ``emptied``)
     subscribed  (P|S)(UN)SUBSCRIBE, PING    answered; unsubscribed from the last channel,
                                             pattern and shard channel: -> ready (``emptied``)
+                MULTI (RESP3)               -> queuing_subscribed (``resp3_multi``)
                 anything else (RESP2)       refused: -ERR Can't execute '...': only ...
     any state   QUIT -> closed, RESET -> anonymous (-> ready at once with no password),
                 connection lost -> closed
@@ -32,6 +37,11 @@ Shard channels (``SSUBSCRIBE``, ``SUNSUBSCRIBE``, ``SPUBLISH``; Redis 7) are a n
 their own, counted apart (their confirmations carry their own count; patterns never match
 them; a message is an ``smessage``), as a Redis server that is not a cluster keeps them;
 the client leaves pub/sub mode when all three counts are zero.
+A transaction runs the pub/sub commands it queued as Redis does, at ``EXEC``: EXEC's array
+counts the commands, and a command's confirmations (one per channel) are its elements, so
+the array holds more elements than it announces; whether the client is in pub/sub mode
+after ``EXEC`` (or ``DISCARD``) is whether it then listens to anything. In RESP3 a
+subscribed client may run any command, a transaction included.
 ``WATCH`` keeps ``(database, key)`` pairs; the application calls
 :meth:`RESPFactory.touch` for each key a command changes (Redis's ``signalModifiedKey``)
 and :meth:`RESPFactory.expire_watched` lets an expiry count as a change; ``EXEC``,
@@ -69,6 +79,15 @@ from statewire.declarative import MachineProtocol
 from statewire.framing import FramingError
 from statewire.machine import RemoteProtocolError, UnexpectedInput, UnroutableFrame, by_key
 from statewire.protocol import Factory
+from statewire.protocols._resp_builtins import (
+    BUILT_IN,
+    auth,
+    exec_abort,
+    hello,
+    refusal,
+    unwatch,
+)
+from statewire.protocols._resp_builtins import one_line as _error
 from statewire.protocols.glob import Glob
 
 #: what a handler returns (any value :func:`grammars.resp.resp` builds)
@@ -76,16 +95,10 @@ Reply = Any
 #: a command handler: the connection and the arguments after the command's name
 Handler = Callable[["RESPConnection", list[bytes]], Reply]
 
-_PUBSUB_ONLY = (
-    "only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
-)
 #: the empty set and mapping a connection's subscriptions and watched keys start as (one
 #: object each for every connection: an empty frozenset is not shared by Python)
 _NONE: frozenset[Any] = frozenset()
 _NO_PATTERNS: Mapping[bytes, None] = MappingProxyType({})
-
-NOAUTH = Error(b"NOAUTH Authentication required.")
-WRONGPASS = Error(b"WRONGPASS invalid username-password pair or user is disabled.")
 
 
 class ReplyError(Exception):
@@ -125,8 +138,8 @@ class CommandTable:
         #: the same by upper-case name (what clients send), found without a lower()
         self._upper: dict[bytes, Command] = {}
         for name, arity in _MACHINE_COMMANDS.items():
-            self.register(name, arity, _BUILT_IN.get(name))
-        self.register(b"unwatch", 1, _unwatch)
+            self.register(name, arity, BUILT_IN.get(name))
+        self.register(b"unwatch", 1, unwatch)
 
     def register(
         self,
@@ -208,6 +221,7 @@ class Inputs(Protocol):
     def reset(self, argv: list[bytes]) -> None: ...
     def admitted(self) -> None: ...
     def emptied(self) -> None: ...
+    def resp3_multi(self) -> None: ...
     def lost(self, reason: object) -> None: ...
 
 
@@ -292,9 +306,9 @@ class RESPConnection(MachineProtocol):
             # the arity, as _fits reads it (a call less on every request)
             or (len(argv) != command.arity if command.arity >= 0 else len(argv) < -command.arity)
         ):
-            refusal = self.check(argv)
-            if refusal is not None:
-                return refusal
+            refused = self.check(argv)
+            if refused is not None:
+                return refused
         assert command is not None
         if command.handler is None:
             return Error(b"ERR Command not allowed inside a transaction")
@@ -302,6 +316,45 @@ class RESPConnection(MachineProtocol):
             return command.handler(self, argv[1:])
         except ReplyError as error:
             return _error(error.text)
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def run_transaction(self, argv: list[bytes]) -> None:
+        """``EXEC``: the queued requests' replies, or -EXECABORT (one was refused, or this
+        EXEC is), or a null array (a watched key changed); the transaction and the watched
+        keys are forgotten."""
+        queued, doomed, refused = self.queued, self.doomed, self.check(argv)
+        self.queued, self.doomed = [], False
+        changed = not doomed and refused is None and self.watched_changed()
+        self.unwatch()  # before the commands run: what they change is no one's news
+        if refused is not None:  # (EXEC of the wrong arity)
+            self.reply(exec_abort(refused))
+        elif doomed:
+            self.reply(Error(b"EXECABORT Transaction discarded because of previous errors."))
+        elif changed:
+            self.reply(NULL_ARRAY)
+        else:
+            self.exec_queued(queued)
+
+    def drop_transaction(self) -> None:
+        """``DISCARD``: forget the transaction and the watched keys; +OK."""
+        self.queued, self.doomed = [], False
+        self.unwatch()
+        self.reply(OK)
+
+    def exec_queued(self, queued: list[list[bytes]]) -> None:
+        """Run the requests ``MULTI`` queued, answering as Redis's ``EXEC`` does: an array
+        header counting them, then what each one writes as it runs, in the RESP version of
+        that moment (a queued ``HELLO`` changes it); a pub/sub command confirms each channel
+        (and a message the client publishes to itself comes where it is sent), so the array
+        may hold more elements than it announces."""
+        self.transport.write(b"*%d\r\n" % len(queued))  # the same in RESP2 and RESP3
+        for argv in queued:
+            pubsub = _PUBSUB_IN_EXEC.get(argv[0].upper())
+            if pubsub is not None:
+                pubsub(self, argv[1:])
+            else:
+                self.reply(self.execute(argv))
 
     # -- pub/sub -----------------------------------------------------------------------------
 
@@ -441,10 +494,16 @@ class RESPConnection(MachineProtocol):
         if not isinstance(error, UnexpectedInput) or self.machine_state == "closed":
             return
         argv: list[bytes] = error.frame
-        refusal = self.check(argv)
-        if refusal is None:
-            refusal = _refusal(self.machine_state, error.input, argv[0])
-        self.reply(refusal)
+        answer, state = self.check(argv), self.machine_state
+        if state == "subscribed" and self.protocol_version == 3:
+            state = "ready"  # RESP3 pub/sub mode takes any command: EXEC without MULTI
+        # rejected before it runs (EXEC without MULTI is its answer; NOAUTH: not yet here)
+        rejected = answer is not None or state == "subscribed"
+        if answer is None:
+            answer = refusal(state, error.input, argv[0])
+        if rejected and error.input == "exec":
+            answer = exec_abort(answer)
+        self.reply(answer)
 
 
 def _drop(listeners: dict[bytes, set[RESPConnection]], channel: bytes, client: Any) -> None:
@@ -461,30 +520,22 @@ def _fits(arity: int, count: int) -> bool:
     return count == arity if arity >= 0 else count >= -arity
 
 
-def _error(text: bytes) -> Error:
-    """An error reply whose text cannot break the reply's line (Redis does the same)."""
-    return Error(text.replace(b"\r", b" ").replace(b"\n", b" "))
-
-
-def _refusal(state: str, name: str, verb: bytes) -> Error:
-    """What Redis answers to a command the connection's state does not take."""
-    if state == "anonymous":
-        return NOAUTH
-    if state == "queuing":
-        if name == "multi":
-            return Error(b"ERR MULTI calls can not be nested")
-        if name == "watch":
-            return Error(b"ERR WATCH inside MULTI is not allowed")
-        return Error(b"ERR Command not allowed inside a transaction")
-    if state == "subscribed":
-        return _error(b"ERR Can't execute '%s': %s" % (verb.lower(), _PUBSUB_ONLY.encode()))
-    return Error(b"ERR %s without MULTI" % name.upper().encode())
+#: the pub/sub commands a transaction runs at ``EXEC``: they answer as they go, as in
+#: pub/sub mode (``SSUBSCRIBE`` is refused there: its handler says so)
+_PUBSUB_IN_EXEC: dict[bytes, Callable[[RESPConnection, list[bytes]], None]] = {
+    b"SUBSCRIBE": RESPConnection.join,
+    b"PSUBSCRIBE": RESPConnection.join_patterns,
+    b"UNSUBSCRIBE": RESPConnection.leave,
+    b"PUNSUBSCRIBE": RESPConnection.leave_patterns,
+    b"SUNSUBSCRIBE": RESPConnection.leave_shards,
+}
 
 
 builder = TypeMachineBuilder(Inputs, RESPConnection)
 anonymous = builder.state("anonymous")
 ready = builder.state("ready")
 queuing = builder.state("queuing")
+queuing_subscribed = builder.state("queuing_subscribed")
 subscribed = builder.state("subscribed")
 closed = builder.state("closed")
 
@@ -494,7 +545,7 @@ closed = builder.state("closed")
 
 @anonymous.upon(Inputs.auth).loop()
 def authenticate(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
-    answer = _auth(core, argv[1:])
+    answer = auth(core, argv[1:])
     core.reply(answer)
     if answer is OK:
         machine.admitted()
@@ -512,7 +563,7 @@ def hello_anonymous(machine: Inputs, core: RESPConnection, argv: list[bytes]) ->
             )
         )
         return
-    answer = _hello(core, argv[1:])
+    answer = hello(core, argv[1:])
     core.reply(answer)
     if not isinstance(answer, Error):
         machine.admitted()
@@ -574,16 +625,17 @@ def leave_no_pattern(machine: Inputs, core: RESPConnection, argv: list[bytes]) -
 
 @queuing.upon(Inputs.command).loop()
 def enqueue(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
-    refusal = core.check(argv)
-    if refusal is not None:
+    refused = core.check(argv)
+    if refused is not None:
         core.doomed = True  # Redis refuses the whole transaction at EXEC
-        core.reply(refusal)
+        core.reply(refused)
         return
     core.queued.append(argv)
     core.reply(Simple(b"QUEUED"))
 
 
-for _input in (
+#: the machine's commands a transaction queues
+_QUEUED = (
     Inputs.auth,
     Inputs.hello,
     Inputs.ping,
@@ -593,29 +645,43 @@ for _input in (
     Inputs.punsubscribe,
     Inputs.ssubscribe,
     Inputs.sunsubscribe,
-):
-    queuing.upon(_input).loop()(enqueue)
+)
+for _input in _QUEUED:
+    if _input not in (Inputs.subscribe, Inputs.psubscribe):  # (see queuing_subscribed)
+        queuing.upon(_input).loop()(enqueue)
 
 
 @queuing.upon(Inputs.exec).to(ready)
 def commit(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
-    queued, doomed = core.queued, core.doomed
-    core.queued, core.doomed = [], False
-    changed = not doomed and core.watched_changed()
-    core.unwatch()  # before the commands run: what they change is no one's news
-    if doomed:
-        core.reply(Error(b"EXECABORT Transaction discarded because of previous errors."))
-    elif changed:
-        core.reply(NULL_ARRAY)
-    else:
-        core.reply([core.execute(request) for request in queued])
+    core.run_transaction(argv)
 
 
 @queuing.upon(Inputs.discard).to(ready)
 def abandon(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
-    core.queued, core.doomed = [], False
-    core.unwatch()
-    core.reply(OK)
+    core.drop_transaction()
+
+
+# queuing_subscribed: a transaction that leaves the client in pub/sub mode (it queued a
+# (P)SUBSCRIBE, or began subscribed, in RESP3), unless no subscription is left by then
+
+queuing.upon(Inputs.subscribe).to(queuing_subscribed)(enqueue)
+queuing.upon(Inputs.psubscribe).to(queuing_subscribed)(enqueue)
+for _input in (Inputs.command, *_QUEUED):
+    queuing_subscribed.upon(_input).loop()(enqueue)
+
+
+@queuing_subscribed.upon(Inputs.exec).to(subscribed)
+def commit_subscribed(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
+    core.run_transaction(argv)
+    if not core.listening:
+        machine.emptied()
+
+
+@queuing_subscribed.upon(Inputs.discard).to(subscribed)
+def abandon_subscribed(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
+    core.drop_transaction()
+    if not core.listening:
+        machine.emptied()
 
 
 # subscribed: pub/sub mode
@@ -652,10 +718,19 @@ subscribed.upon(Inputs.emptied).to(ready).returns(None)
 
 @subscribed.upon(Inputs.ping).loop()
 def pong(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
-    if core.protocol_version == 3:
-        core.reply(core.execute(argv))
-    else:  # RESP2 pub/sub answers in the shape of a message
-        core.reply([b"pong", argv[1] if len(argv) > 1 else b""])
+    core.reply(core.execute(argv))  # (RESP2 pub/sub mode: in the shape of a message)
+
+
+@subscribed.upon(Inputs.multi).loop()
+def begin_subscribed(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> None:
+    if core.protocol_version == 2:  # RESP2 pub/sub mode takes no transaction
+        core.reply(refusal("subscribed", "multi", argv[0]))
+        return
+    core.reply(OK)
+    machine.resp3_multi()
+
+
+subscribed.upon(Inputs.resp3_multi).to(queuing_subscribed).returns(None)
 
 
 @subscribed.upon(Inputs.command).loop()
@@ -664,10 +739,11 @@ def run_subscribed(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> 
     if core.protocol_version == 3 or core.check(argv) is not None:
         core.reply(core.execute(argv))
     else:
-        core.reply(_refusal("subscribed", "command", argv[0]))
+        core.reply(refusal("subscribed", "command", argv[0]))
 
 
 subscribed.upon(Inputs.watch).loop()(run_subscribed)
+subscribed.upon(Inputs.auth).loop()(run_subscribed)
 subscribed.upon(Inputs.hello).loop()(run_subscribed)  # RESP3: HELLO 2 too (then RESP2 rules)
 
 
@@ -694,97 +770,12 @@ def hang_up(machine: Inputs, core: RESPConnection, reason: object) -> None:
     core.forget()
 
 
-for _state in (anonymous, ready, queuing, subscribed):
+for _state in (anonymous, ready, queuing, queuing_subscribed, subscribed):
     _state.upon(Inputs.quit).to(closed)(say_bye)
     _state.upon(Inputs.reset).to(anonymous)(start_over)
     _state.upon(Inputs.lost).to(closed)(hang_up)
 
 
-# -- the built-in commands --------------------------------------------------------------------
-
-
-def _auth(core: RESPConnection, args: list[bytes]) -> Reply:
-    """``AUTH [user] password``: only the ``default`` user exists."""
-    if len(args) > 2:
-        return Error(b"ERR syntax error")
-    password = core.factory.password
-    if password is None:
-        return Error(
-            b"ERR AUTH <password> called without any password configured for the default "
-            b"user. Are you sure your configuration is correct?"
-        )
-    user = args[0] if len(args) == 2 else b"default"
-    return OK if (user, args[-1]) == (b"default", password) else WRONGPASS
-
-
-def _hello(core: RESPConnection, args: list[bytes]) -> Reply:
-    """``HELLO [protover [AUTH user pass] [SETNAME name]]``: the server's description,
-    in the RESP version asked for."""
-    version = core.protocol_version
-    if args:
-        try:
-            version = int(args[0])
-        except ValueError:
-            return Error(b"ERR Protocol version is not an integer or out of range")
-        if version not in (2, 3):
-            return Error(b"NOPROTO unsupported protocol version")
-    options, name = args[1:], None
-    while options:
-        option = options[0].lower()
-        if option == b"auth" and len(options) >= 3:
-            answer = _auth(core, options[1:3])
-            if answer is not OK:
-                return answer
-            options = options[3:]
-        elif option == b"setname" and len(options) >= 2:
-            name = options[1]
-            options = options[2:]
-        else:
-            return _error(b"ERR Syntax error in HELLO option '%s'" % options[0])
-    if name is not None:
-        core.client_name = name
-    core.use_protocol(version)
-    return {
-        b"server": b"redis",
-        b"version": core.factory.version,
-        b"proto": version,
-        b"id": core.client_id,
-        b"mode": b"standalone",
-        b"role": b"master",
-        b"modules": [],
-    }
-
-
-def _ping(core: RESPConnection, args: list[bytes]) -> Reply:
-    if len(args) > 1:
-        return Error(b"ERR wrong number of arguments for 'ping' command")
-    return args[0] if args else Simple(b"PONG")
-
-
-def _watch(core: RESPConnection, args: list[bytes]) -> Reply:
-    """``WATCH key...`` (inside ``MULTI`` the machine refuses it)."""
-    core.watch(args)
-    return OK
-
-
-def _unwatch(core: RESPConnection, args: list[bytes]) -> Reply:
-    core.unwatch()
-    return OK
-
-
-#: the machine's commands that run a handler as well (in ``ready``, say)
-def _ssubscribe_in_exec(core: RESPConnection, args: list[bytes]) -> Reply:
-    """``SSUBSCRIBE`` queued in a transaction, at ``EXEC``: Redis refuses it so."""
-    return Error(b"ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client")
-
-
-_BUILT_IN: dict[bytes, Handler] = {
-    b"auth": _auth,
-    b"hello": _hello,
-    b"ping": _ping,
-    b"watch": _watch,
-    b"ssubscribe": _ssubscribe_in_exec,
-}
 #: the arity of each command the machine routes by name
 _ROUTED_ARITY = {name.upper(): arity for name, arity in _MACHINE_COMMANDS.items()}
 
@@ -792,10 +783,10 @@ _ROUTED_ARITY = {name.upper(): arity for name, arity in _MACHINE_COMMANDS.items(
 def _name(argv: list[bytes]) -> bytes:
     """The route key: the command's name; but a machine command of the wrong arity goes
     where any command goes, to be refused with Redis's words in every state (Redis checks
-    the arity before anything else)."""
+    the arity before anything else); but EXEC, whose refusal ends a transaction."""
     name = argv[0].upper()
     arity = _ROUTED_ARITY.get(name)
-    if arity is not None and not _fits(arity, len(argv)):
+    if arity is not None and not _fits(arity, len(argv)) and name != b"EXEC":
         return b""
     return name
 
@@ -832,8 +823,16 @@ class RESPServer(RESPConnection):
     every state but ``closed``, and the same route everywhere."""
 
     machine = builder.build()
-    framings = {anonymous: _STRANGERS, ready: _REQUESTS, queuing: _REQUESTS, subscribed: _REQUESTS}
-    routes = {state: _ROUTE for state in (anonymous, ready, queuing, subscribed)}
+    framings = {
+        anonymous: _STRANGERS,
+        ready: _REQUESTS,
+        queuing: _REQUESTS,
+        queuing_subscribed: _REQUESTS,
+        subscribed: _REQUESTS,
+    }
+    routes = {
+        state: _ROUTE for state in (anonymous, ready, queuing, queuing_subscribed, subscribed)
+    }
     lost = Inputs.lost
     close_on_error = False
 

@@ -165,8 +165,10 @@ class _Recorder:
 class _Diagram:
     """A diagram as the conversation reads it: edges by (state, input), routes."""
 
-    def __init__(self, protocol: type) -> None:
+    def __init__(self, protocol: type, unreachable: frozenset[Edge] = frozenset()) -> None:
         self.graph: Graph = graph_of(protocol)
+        #: edges no client call causes: a way never counts on them
+        self.unreachable = unreachable
         self.table = {(t.source, t.input): t.target for t in self.graph.transitions}
         produced = {i for route in self.graph.routes.values() for i in route.inputs()}
         timeouts = {t.input_name for t in self.graph.timeouts.values()}
@@ -204,6 +206,8 @@ class _Diagram:
             source = todo.pop()
             for input in self.internal:
                 target = self.table.get((source, input))
+                if (source, input, target) in self.unreachable:
+                    continue
                 if target is not None and target not in found:
                     found.add(target)
                     todo.append(target)
@@ -572,7 +576,7 @@ def conversation_state_machine(
     Every wait lasts ``timeout`` seconds at most."""
     shared = isinstance(factory, Factory)
     server_class = (factory if shared else factory()).protocol
-    server = _Diagram(server_class)
+    server = _Diagram(server_class, frozenset(unreachable))
     namespace: dict[str, Any] = {
         "make_factory": staticmethod((lambda: factory) if shared else factory),
         "connect": staticmethod(connect),
