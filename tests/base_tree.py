@@ -26,19 +26,20 @@ BASE_COMMIT = "c77a38429c86b1e5dc92e58845263f47a978bb65"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def base_tree() -> Path | None:
-    """The tree of :data:`BASE_COMMIT` (or ``$STATEWIRE_BASE``), or ``None``."""
-    named = os.environ.get("STATEWIRE_BASE")
+def base_tree(commit: str = BASE_COMMIT, named_by: str = "STATEWIRE_BASE") -> Path | None:
+    """The tree of ``commit`` (default :data:`BASE_COMMIT`), or the one the environment
+    variable ``named_by`` names, or ``None``."""
+    named = os.environ.get(named_by)
     if named:
         return Path(named)
-    target = Path(tempfile.gettempdir()) / f"statewire-base-{BASE_COMMIT[:12]}"
+    target = Path(tempfile.gettempdir()) / f"statewire-base-{commit[:12]}"
     if (target / "statewire" / "__init__.py").is_file():
         return target
     # extracted beside the target, then renamed: parallel test processes never see half
     work = Path(tempfile.mkdtemp(prefix=target.name + "-", dir=target.parent))
     try:
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", "--format=tar", BASE_COMMIT],
+            ["git", "-C", str(ROOT), "archive", "--format=tar", commit],
             capture_output=True,
             timeout=60,
             check=False,

@@ -55,6 +55,7 @@ from the call that fed the bytes. What happens next is the policy:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from operator import length_hint
@@ -87,6 +88,15 @@ class _OneFrame:
 
 
 _ONE = _OneFrame()
+
+
+class _BetweenFrames:
+    """``Framer._batch`` while an ``after_frame`` callback runs: the frame it follows is
+    delivered and the batch given back, so a switch may be installed at once; for
+    ``offset`` and ``buffered`` it is no batch at all."""
+
+
+_BETWEEN = _BetweenFrames()
 _NO_CONTEXT: Mapping[str, Any] = {}
 
 
@@ -202,7 +212,7 @@ class Framer:
         self._budget = _MAX_BATCH
         #: the batch being delivered: its size and the iterator over what is left of it,
         #: or ``_ONE`` for a frame of the step path
-        self._batch: tuple[int, Any] | _OneFrame | None = None
+        self._batch: tuple[int, Any] | _OneFrame | _BetweenFrames | None = None
         self._running = False
         self._paused = False
         self._ended = False
@@ -258,7 +268,7 @@ class Framer:
     def _after_current(self) -> int | None:
         """Inside ``on_frame``: the position in ``_src`` just after the frame delivered."""
         batch = self._batch
-        if batch is None:
+        if batch is None or batch is _BETWEEN:
             return None
         if batch is _ONE:
             return self._pos
@@ -360,14 +370,38 @@ class Framer:
                 batch is not None
                 and not self._interrupt
                 and self._switch_to is None
-                and (batch is _ONE or length_hint(batch[1]) == 0)  # type: ignore[index]
+                and (
+                    batch is _ONE or batch is _BETWEEN or length_hint(batch[1]) == 0  # type: ignore[index]
+                )
                 and self._decoder.error is None  # bytes after the batch it refused: re-frame
             ):
-                # the last frame of the batch asked: nothing of the batch is left to give
-                # back, so the new grammar is installed at once (what a protocol changing
-                # state on every frame does); the batch ends as it would have
-                self._batch = None
+                # the last frame of the batch asked, or work between frames: nothing of the
+                # batch is left to give back, so the new grammar is installed at once (what
+                # a protocol changing state on every frame does); the batch ends as it would
+                # have
                 old = self._decoder
+                if batch is _BETWEEN:
+                    # work after a frame: only the short way (a grammar that cannot frame
+                    # -- a bad size -- is refused where a deferred switch is, once it ends)
+                    decoder = None
+                    if not old.pending:
+                        with contextlib.suppress(Exception):
+                            decoder = self._reusable(grammar, context or _NO_CONTEXT)
+                    if decoder is None:
+                        self._switch_to = (grammar, context or {})
+                        self._interrupt = True
+                        return
+                    self._batch = None
+                    if old.src:
+                        old.settle()
+                    decoder.restart(old.base)
+                    self._grammar = grammar
+                    self._context = context or _NO_CONTEXT
+                    self._decoder = decoder
+                    self._budget = 1
+                    self._installed = True
+                    return
+                self._batch = None
                 if not old.pending:
                     # the common case made short (what _install does): the decoder of a
                     # grammar that was current before
@@ -633,7 +667,7 @@ class Framer:
         batch = self._batch
         if batch is not None:
             self._batch = None
-            if batch is not _ONE:  # a frame of the step path leaves nothing to give back
+            if batch is not _ONE and batch is not _BETWEEN:  # nothing to give back
                 assert isinstance(batch, tuple)
                 size, remaining = batch
                 self._pos = self._decoder.rewind(size - length_hint(remaining))
@@ -653,7 +687,7 @@ class Framer:
             self._after = None
             # between frames, the batch given back: a switch the work makes is installed
             # at once (switch's short way), as one made by the last frame of a batch
-            self._batch = _ONE
+            self._batch = _BETWEEN
             try:
                 after()
             finally:

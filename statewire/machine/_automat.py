@@ -251,7 +251,8 @@ class TypedStyle(Style):
                     unhandled = automaton._unhandledTransition
                     if unhandled is None:
                         raise NoTransition(state=state, symbol=name)
-                    entry = (unhandled[0], _input_steps(unhandled[1]))
+                    # automat's own outputs, as automat calls them (checks included)
+                    entry = (unhandled[0], tuple((_OTHER, o) for o in unhandled[1]))
                 new, steps = entry
                 if txn._tracer:
                     txn._tracer(state, name, new)
