@@ -574,9 +574,9 @@ class Framer:
         """Deliver frames until the bytes run out or a callback stops it; ``flush``: when
         they run out, have a frame the decoder held back untried tried now."""
         self._running = True
-        if self._interrupt:  # asked for while no batch was delivered (an error callback)
-            self._interrupted()
         try:
+            if self._interrupt:  # asked for while no batch was delivered (an error callback)
+                self._interrupted()  # (inside the try: work that raises leaves it running)
             while True:
                 decoder = self._decoder
                 if self._pos >= len(self._src) and not decoder.eager:
