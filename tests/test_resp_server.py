@@ -484,6 +484,9 @@ def test_inline_commands_are_split_as_redis_splits_them(
         b"AUTH default nope\r\nAUTH secret\r\nGET k\r\nRESET\r\nGET k\r\n",
         b"HELLO 2 AUTH default secret\r\nPING\r\n",
         b"SUBSCRIBE a\r\nAUTH secret\r\nSUBSCRIBE a\r\nRESET\r\nPING\r\n",
+        # EXEC refused before AUTH ends a transaction as Redis says it (EXECABORT ...
+        # NOAUTH); of the wrong arity, the arity is checked first
+        b"EXEC\r\nEXEC x\r\nMULTI\r\nDISCARD\r\nHELLO 3\r\n",
     ],
 )
 def test_authentication_answers_as_redis(

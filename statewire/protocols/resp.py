@@ -497,8 +497,8 @@ class RESPConnection(MachineProtocol):
         answer, state = self.check(argv), self.machine_state
         if state == "subscribed" and self.protocol_version == 3:
             state = "ready"  # RESP3 pub/sub mode takes any command: EXEC without MULTI
-        # rejected before it runs (EXEC without MULTI is its answer; NOAUTH: not yet here)
-        rejected = answer is not None or state == "subscribed"
+        # rejected before it runs (EXEC without MULTI is its answer), before AUTH too
+        rejected = answer is not None or state in ("subscribed", "anonymous")
         if answer is None:
             answer = refusal(state, error.input, argv[0])
         if rejected and error.input == "exec":
