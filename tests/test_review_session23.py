@@ -181,7 +181,9 @@ def _mc_command(rng: random.Random, tiny: bool) -> bytes:
         return head + b"\r\n" + value + b"\r\n"
     if kind == 4 and not tiny:  # the largest items: fits or not, by the key's length too
         # (not in a tiny LRU: a set its limit refuses is test_a_refused_set_...'s case)
-        size = MAX_ITEM - ITEM_OVERHEAD - len(key) + rng.choice([-1, 0, 1])
+        # the limit moved since the base (memcached's, to the byte: 59 bytes of header,
+        # not ITEM_OVERHEAD's 56): the sizes are those both trees store, or both refuse
+        size = MAX_ITEM - ITEM_OVERHEAD - len(key) + rng.choice([-4, -3, 1])
         head = b"set %s 0 0 %d%s" % (key, size, noreply)
         return head + b"\r\n" + b"z" * size + b"\r\n"
     if kind <= 7 and kind != 4:
@@ -198,7 +200,8 @@ def _mc_command(rng: random.Random, tiny: bool) -> bytes:
             + b"\r\n"
         )
     if kind == 10:
-        return rng.choice([b"stats\r\n", b"flush_all\r\n", b"flush_all 2\r\n", b"mn\r\n"])
+        # (a delay no session reaches: since the base, a flush is due a second earlier)
+        return rng.choice([b"stats\r\n", b"flush_all\r\n", b"flush_all 100\r\n", b"mn\r\n"])
     if kind == 11:
         return b"mg %s v f c t\r\n" % key
     if kind == 12:  # refused lines next to the quick path's
@@ -237,12 +240,22 @@ def test_memcache_sessions_answer_count_and_store_as_before() -> None:
     fetched mark, LRU order) and the memory used: as before the changes, for sessions
     of plain and doubled-space lines (quick and general paths), hits, misses and repeated
     keys, sets over expired and flushed items, the largest items, evictions."""
-    _same_under_both("memcache", _mc_sessions(23, 300))
+    sessions = [s for s in _mc_sessions(23, 300) if not _appends_to_a_big_item(s)]
+    _same_under_both("memcache", sessions)
+
+
+def _appends_to_a_big_item(session: tuple[int, Steps]) -> bool:
+    """Whether an append or a prepend follows one of the largest items: since the base,
+    one that would grow an item over the limit is ``NOT_STORED`` (memcached's reply, no
+    CAS taken), not ``SERVER_ERROR out of memory``."""
+    datas = [data for _, data, _ in session[1]]
+    big = [i for i, data in enumerate(datas) if len(data) > MAX_ITEM // 2]
+    return bool(big) and any(d.startswith((b"append", b"prepend")) for d in datas[big[0] :])
 
 
 @needs_base
 def test_memcache_targeted_sessions_as_before() -> None:
-    big = MAX_ITEM - ITEM_OVERHEAD - len(_LONG)
+    big = MAX_ITEM - ITEM_OVERHEAD - len(_LONG) - 3  # the largest item both trees store
     sessions: list[tuple[int, Steps]] = [
         # a set over an item that expired, was flushed, was fetched
         (
@@ -250,16 +263,17 @@ def test_memcache_targeted_sessions_as_before() -> None:
             [
                 (0, b"set k 0 1 1\r\na\r\nget k\r\n", 0),
                 (0, b"set k 0 0 1\r\nb\r\nget k k k\r\n", 5),
-                (1, b"flush_all 1\r\nset k2 0 0 1\r\nc\r\n", 0),
+                # (2, not 1: since the base, a flush is due a second before its time)
+                (1, b"flush_all 2\r\nset k2 0 0 1\r\nc\r\n", 0),
                 (0, b"set k2 3 4294967296 2\r\ndd\r\ngets k2 k\r\nstats\r\n", 3),
             ],
         ),
-        # the largest item with the longest key, then one byte more
+        # the largest item with the longest key, then 4 bytes more (over in both trees)
         (
             64 << 20,
             [
                 (0, b"set %s 0 0 %d\r\n%s\r\n" % (_LONG, big, b"z" * big), 0),
-                (0, b"set %s 0 0 %d\r\n%s\r\n" % (_LONG, big + 1, b"z" * (big + 1)), 0),
+                (0, b"set %s 0 0 %d\r\n%s\r\n" % (_LONG, big + 4, b"z" * (big + 4)), 0),
                 (0, b"get %s\r\nstats\r\n" % _LONG, 0),
             ],
         ),

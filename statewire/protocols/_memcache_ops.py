@@ -4,7 +4,9 @@ machine, in :mod:`statewire.protocols.memcache`, decides when a command runs).
 Replies are memcached 1.6's, word for word, checked session by session against the real
 server (``tests/test_memcache_server.py``). Two of its quirks are kept because clients see
 them: ``decr`` that shortens a number pads the stored value with spaces, and a ``set``
-refused as too large removes the old item.
+refused as too large removes the old item. An append (``append``, ``prepend``, ``ms`` with
+``MA`` or ``MP``) whose item would grow over the size limit is not stored (``NOT_STORED``,
+``NS``), as memcached answers a failed allocation there: no error, nothing counted.
 
 The statistics are memcached's too, counted as it counts them
 (``tests/test_memcache_stats.py``): a retrieval counts once a key, not once a request; a
@@ -35,8 +37,12 @@ if TYPE_CHECKING:
 
 #: the largest item memcached stores by default (its ``-I``), value, key and header
 MAX_ITEM = 1 << 20
-#: what an item costs beyond its key and value, as this server counts it
+#: what an item costs beyond its key and value, as this server counts it (memory, not
+#: the size limit: see :func:`fits`)
 ITEM_OVERHEAD = 56
+#: memcached's item header, the key's NUL, the block's CRLF, the CAS: what an item's size
+#: counts beyond its key and value (4 more when its client flags are not 0)
+_HEADER = 48 + 1 + 2 + 8
 _WRAP = 1 << 64
 _NON_NUMERIC = b"CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
 _BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument\r\n"
@@ -92,8 +98,6 @@ _ECHOED = {
     b"md": frozenset(b"Ok"),
     b"ma": frozenset(b"Okct"),
 }
-#: ``me``'s item size: memcached's item header, the key's NUL, the block's CRLF, the CAS
-_ME_HEADER = 48 + 1 + 2 + 8
 
 
 @dataclass
@@ -310,10 +314,14 @@ def _simple(core: MemcacheConnection, command: Simple) -> bytes:
             return _quiet(noreply, _BAD_EXPTIME)
         delay = max((number + (1 << 31)) % (1 << 32) - (1 << 31), 0)  # its int32; < 0: now
     now = core.seconds()
-    at = core.expiry(delay) if delay else now
+    # memcached flushes a second before the time it is given (its oldest_live is that
+    # time less 1): ``flush_all 1`` at once, ``flush_all 2`` a second later. (On its
+    # whole-second clock it then also drops what is stored in the rest of that second,
+    # which depends on where its clock ticks: not imitated)
+    at = core.expiry(delay) - 1 if delay else now
     if at <= now:
         core.factory.next_cas()  # as memcached's flush marks its place in the CAS order
-    if not delay or at > now:  # a Unix time already past flushes nothing in memcached
+    if not delay or at > now - 1:  # a Unix time already past flushes nothing in memcached
         core.factory.storage.flush(at, now)
     return _quiet(noreply, b"OK\r\n")
 
@@ -375,19 +383,30 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
     if old is not None and name in (b"append", b"prepend"):
         value = old.value + value if name == b"append" else value + old.value
         flags, expires = old.flags, old.expires
+        if not fits(command.key, len(value), flags):  # memcached: no item made, no count
+            return _quiet(command.noreply, b"NOT_STORED\r\n")
+    # (the route checked the size of any other: the size its block has)
     item = Item(value, flags, expires, core.factory.next_cas(), accessed=now)
-    # (a plain set's size was checked by the route, from the size its block has)
-    too_large = name != b"set" and not fits(command.key, len(value))
-    if too_large or not storage.put(command.key, item, now):
+    if not storage.put(command.key, item, now):
         core.factory.count(b"store_no_memory")
         return _quiet(command.noreply, _NO_MEMORY)
     core.factory.count(b"total_items")
     return _quiet(command.noreply, b"STORED\r\n")
 
 
-def fits(key: bytes, size: int) -> bool:
-    """Whether an item of ``key`` and a value of ``size`` bytes is not too large."""
-    return len(key) + size + ITEM_OVERHEAD <= MAX_ITEM
+def fits(key: bytes, size: int, flags: int = 0) -> bool:
+    """Whether an item of ``key``, a value of ``size`` bytes and client ``flags`` is not
+    too large: memcached's ``item_size_ok``, to the byte (its header, and 4 bytes more for
+    flags other than 0, count)."""
+    return len(key) + size + (_HEADER + 4 if flags else _HEADER) <= MAX_ITEM
+
+
+def ms_fits(command: Meta) -> bool:
+    """Whether an ``ms`` item is not too large, as memcached checks it: by the key it
+    names (decoded, with ``b``) and the client flags its ``F`` gives (32 bits kept)."""
+    key, _ = _meta_key(command)
+    flags = (_token(command, b"F") or 0) % (1 << 32)
+    return fits(key, command.size or 0, flags)
 
 
 # -- meta commands -------------------------------------------------------------------------
@@ -425,6 +444,11 @@ def _token(command: Meta, letter: bytes, signed: bool = False) -> int | None:
     long; :func:`meta_refusal` refused a token that is no such number)."""
     token = command.flag(letter)
     return None if token is None else _c_integer(token, signed)
+
+
+def meta_item_key(command: Meta) -> bytes:
+    """The key of the item a meta command names: decoded when it came in base64 (``b``)."""
+    return _meta_key(command)[0]
 
 
 def _meta_key(command: Meta) -> tuple[bytes, bool]:
@@ -560,7 +584,7 @@ def _meta_debug(core: MemcacheConnection, command: Meta) -> bytes:
     item = core.factory.storage.get(key, now)
     if item is None:
         return b"EN\r\n"
-    size = _ME_HEADER + len(key) + len(item.value) + (4 if item.flags else 0)
+    size = _HEADER + len(key) + len(item.value) + (4 if item.flags else 0)
     return b"ME %s exp=%d la=%d cas=%d fetch=%s cls=1 size=%d\r\n" % (
         key,
         -_ttl(item, now) if item.expires else -1,
@@ -708,23 +732,29 @@ def _meta_set(core: MemcacheConnection, command: Meta, value: bytes) -> bytes:
         core.factory.count(b"cas_misses")
         return b"NF" + _not_stored(command, key, binary)
     stale = False
+    # an append's CAS is checked, but not counted (memcached's do_store_item counts those
+    # of a set, a replace, and a stale store)
+    appending = mode == b"A" or mode == b"P"
     if compare is not None and old is not None and compare != old.cas:
         # I: a CAS older than the item's still stores, as a stale value
         if command.flag(b"I") is None or compare > old.cas:
-            core.factory.count(b"cas_badval")
+            if not appending:
+                core.factory.count(b"cas_badval")
             return b"EX" + _not_stored(command, key, binary)
         stale = True
-    if (mode == b"E" and old is not None) or (mode in (b"A", b"P", b"R") and old is None):
+    if (mode == b"E" and old is not None) or ((appending or mode == b"R") and old is None):
         return b"NS" + _not_stored(command, key, binary)
-    if old is not None and mode in (b"A", b"P"):
+    if old is not None and appending:
         value = old.value + value if mode == b"A" else value + old.value
         flags, expires = old.flags, old.expires
+        if not fits(key, len(value), flags):  # memcached: no item made, nothing counted
+            return b"NS" + _not_stored(command, key, binary)
     won = stale and old is not None and old.won  # a stale value keeps its winner
     item = Item(value, flags, expires, core.factory.next_cas(), stale, won, binary, False, now)
-    if not fits(key, len(value)) or not storage.put(key, item, now):
+    if not storage.put(key, item, now):  # (the route checked the block's size)
         core.factory.count(b"store_no_memory")
         return _NO_MEMORY
-    if compare is not None:
+    if compare is not None and not appending:
         core.factory.count(b"cas_hits")  # a stale store too, as memcached counts it
     core.factory.count(b"total_items")
     if command.flag(b"q") is not None:

@@ -65,7 +65,9 @@ from statewire.protocols._memcache_ops import (
     Item,
     ItemStore,
     fits,
+    meta_item_key,
     meta_refusal,
+    ms_fits,
     run,
     store,
 )
@@ -202,8 +204,10 @@ def _kind(frame: bytes) -> bytes:
     command = _parsed(frame)
     if isinstance(command, Refused):
         return b"refused"
-    if isinstance(command, Storage) or (isinstance(command, Meta) and command.name == b"ms"):
-        return b"store" if fits(command.key or b"", command.size or 0) else b"oversize"
+    if isinstance(command, Storage):
+        return b"store" if fits(command.key, command.size, command.flags) else b"oversize"
+    if isinstance(command, Meta) and command.name == b"ms":
+        return b"store" if ms_fits(command) else b"oversize"
     return command.name
 
 
@@ -272,9 +276,12 @@ def expect_block(machine: Inputs, core: MemcacheConnection, command: Storage | M
 def refuse_item(machine: Inputs, core: MemcacheConnection, command: Storage | Meta) -> None:
     core.factory.count(b"store_too_large")
     if command.name in (b"set", b"ms") and command.key is not None:
-        core.factory.storage.delete(command.key)  # as memcached: no stale value survives
-    quiet = command.noreply if isinstance(command, Storage) else command.flag(b"q") is not None
-    if not quiet:
+        # as memcached: no stale value survives (an ``ms`` names its item's key decoded)
+        key = meta_item_key(command) if isinstance(command, Meta) else command.key
+        core.factory.storage.delete(key)
+    # a classic command's noreply silences it; an ``ms`` q does not (memcached's q hides
+    # only the replies of success: an error is always sent)
+    if not (isinstance(command, Storage) and command.noreply):
         core.reply(b"SERVER_ERROR object too large for cache\r\n")
 
 
