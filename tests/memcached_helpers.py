@@ -12,7 +12,7 @@ import pytest
 
 from statewire.testing.differential import HOST, Sentinel, exchange, free_port, server
 
-__all__ = ["HOST", "SENTINEL", "free_port", "session", "start_memcached"]
+__all__ = ["HOST", "SENTINEL", "free_port", "serve_example", "session", "start_memcached"]
 
 #: sent after a session, its reply says the session is over (a miss that names its key,
 #: so a session may hold any command, ``mn`` too, as long as it leaves that key alone)
@@ -27,6 +27,17 @@ def start_memcached(*extra: str) -> Iterator[int]:
     user = ["-u", getpass.getuser()] if os.geteuid() == 0 else []
     with server([binary, "-p", "{port}", "-l", HOST, "-U", "0", *user, *extra]) as port:
         yield port
+
+
+def serve_example() -> Iterator[int]:
+    """``examples/memcached.py`` served by ``statewire serve`` in its own process, on a
+    free loopback port, until the generator is closed (a module fixture's body)."""
+    from process_helpers import running
+
+    target = "examples/memcached.py:factory"
+    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
+        yield s.port
+        s.stop()
 
 
 def session(port: int, data: bytes, closing: bool = False) -> bytes:

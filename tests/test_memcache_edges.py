@@ -19,8 +19,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from memcached_helpers import session, start_memcached
-from process_helpers import running
+from memcached_helpers import serve_example, session, start_memcached
 from test_memcache_server import Client, same_replies
 from test_memcache_stats import counted_alike
 
@@ -38,10 +37,7 @@ def largest(key: bytes, flags: int = 0) -> int:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[int]:
-    target = "examples/memcached.py:factory"
-    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
-        yield s.port
-        s.stop()
+    yield from serve_example()
 
 
 @pytest.fixture(scope="module")

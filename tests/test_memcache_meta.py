@@ -13,8 +13,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from memcached_helpers import start_memcached
-from process_helpers import running
+from memcached_helpers import serve_example, start_memcached
 from test_memcache_server import Client, same_replies
 
 from grammars.memcache import Meta, parse_command
@@ -290,10 +289,7 @@ def test_ms_refused_before_its_length_leaves_the_block_to_be_read_as_a_command()
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[int]:
-    target = "examples/memcached.py:factory"
-    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
-        yield s.port
-        s.stop()
+    yield from serve_example()
 
 
 @pytest.fixture(scope="module")

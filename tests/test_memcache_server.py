@@ -19,7 +19,7 @@ from types import ModuleType
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from memcached_helpers import HOST, SENTINEL, session, start_memcached
+from memcached_helpers import HOST, SENTINEL, serve_example, session, start_memcached
 from process_helpers import EXAMPLES, running
 
 from statewire.diagram import to_mermaid
@@ -181,10 +181,7 @@ def test_any_chunking_of_a_session_gives_the_same_replies(data: st.DataObject) -
 @pytest.fixture(scope="module")
 def served() -> Iterator[int]:
     """examples/memcached.py served by ``statewire serve`` in its own process."""
-    target = "examples/memcached.py:factory"
-    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
-        yield s.port
-        s.stop()
+    yield from serve_example()
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from memcached_helpers import session, start_memcached
-from process_helpers import running
+from memcached_helpers import serve_example, session, start_memcached
 from test_memcache_server import Client, same_replies
 
 from statewire.protocols.memcache import COUNTERS
@@ -28,10 +27,7 @@ STORE_COUNTERS = (b"curr_items", b"evictions", b"get_expired", b"get_flushed")
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[int]:
-    target = "examples/memcached.py:factory"
-    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
-        yield s.port
-        s.stop()
+    yield from serve_example()
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from memcached_helpers import session, start_memcached
-from process_helpers import running
+from memcached_helpers import serve_example, session, start_memcached
 from runtime_helpers import listen, scenario
 
 from grammars import GrammarError, raw
@@ -439,10 +438,7 @@ def memcached() -> Iterator[int]:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[int]:
-    target = "examples/memcached.py:factory"
-    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
-        yield s.port
-        s.stop()
+    yield from serve_example()
 
 
 def same_session(ours: int, theirs: int, data: bytes) -> None:

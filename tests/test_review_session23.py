@@ -28,6 +28,7 @@ from automat import TypeMachineBuilder
 from base_tree import NO_BASE, base_tree
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from memcached_helpers import serve_example
 from test_machine_differential import (
     VerbInputs,
     Verbs,
@@ -434,12 +435,7 @@ def test_retrievals_are_counted_through_the_factory_s_count() -> None:
 
 @pytest.fixture(scope="module")
 def mc_served() -> Any:
-    from process_helpers import running
-
-    target = "examples/memcached.py:factory"
-    with running("-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1") as s:
-        yield s.port
-        s.stop()
+    yield from serve_example()
 
 
 @pytest.fixture(scope="module")
