@@ -380,19 +380,20 @@ class Framer:
                 # a protocol changing state on every frame does); the batch ends as it would
                 # have
                 old = self._decoder
-                if batch is _BETWEEN:
-                    # work after a frame: only the short way (a grammar that cannot frame
-                    # -- a bad size -- is refused where a deferred switch is, once it ends)
-                    decoder = None
-                    if not old.pending:
+                decoder = None
+                if not old.pending:
+                    # the common case made short (what _install does): the decoder of a
+                    # grammar that was current before
+                    if batch is not _BETWEEN:
+                        self._batch = None  # (before: a bad size raises with the batch ended)
+                        decoder = self._reusable(grammar, context or _NO_CONTEXT)
+                    else:  # a grammar that cannot frame (a bad size) is refused where a
+                        # deferred switch is, once the work ends
                         with contextlib.suppress(Exception):
                             decoder = self._reusable(grammar, context or _NO_CONTEXT)
-                    if decoder is None:
-                        self._switch_to = (grammar, context or {})
-                        self._interrupt = True
-                        return
+                if decoder is not None:
                     self._batch = None
-                    if old.src:
+                    if old.src:  # (the step path leaves none)
                         old.settle()
                     decoder.restart(old.base)
                     self._grammar = grammar
@@ -401,21 +402,11 @@ class Framer:
                     self._budget = 1
                     self._installed = True
                     return
+                if batch is _BETWEEN:  # work after a frame: only the short way
+                    self._switch_to = (grammar, context or {})
+                    self._interrupt = True
+                    return
                 self._batch = None
-                if not old.pending:
-                    # the common case made short (what _install does): the decoder of a
-                    # grammar that was current before
-                    decoder = self._reusable(grammar, context or _NO_CONTEXT)
-                    if decoder is not None:
-                        if old.src:  # (the step path leaves none)
-                            old.settle()
-                        decoder.restart(old.base)
-                        self._grammar = grammar
-                        self._context = context or _NO_CONTEXT
-                        self._decoder = decoder
-                        self._budget = 1
-                        self._installed = True
-                        return
                 self._install(grammar, context or {})
                 return
             self._switch_to = (grammar, context or {})
