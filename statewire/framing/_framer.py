@@ -55,7 +55,6 @@ from the call that fed the bytes. What happens next is the policy:
 
 from __future__ import annotations
 
-import contextlib
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from operator import length_hint
@@ -389,8 +388,10 @@ class Framer:
                         decoder = self._reusable(grammar, context or _NO_CONTEXT)
                     else:  # a grammar that cannot frame (a bad size) is refused where a
                         # deferred switch is, once the work ends
-                        with contextlib.suppress(Exception):
+                        try:  # (not contextlib.suppress: three calls more)
                             decoder = self._reusable(grammar, context or _NO_CONTEXT)
+                        except Exception:
+                            decoder = None
                 if decoder is not None:
                     self._batch = None
                     if old.src:  # (the step path leaves none)
