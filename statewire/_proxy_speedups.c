@@ -1,4 +1,5 @@
-/* Optional C accelerator for the PROXY protocol's most common header: a v1 TCP4 line.
+/* Optional C accelerator for the PROXY protocol's most common headers: a v1 TCP4 line, a
+ * v2 PROXY header of TCP over IPv4 or IPv6 without TLVs.
  *
  * v1_tcp4(data) reads "PROXY TCP4 <src> <dst> <sport> <dport>\r\n" at the start of data,
  * in the spec's strict form (as statewire.proxy's _V1_TCP4 expression does): dotted quads
@@ -11,6 +12,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include <arpa/inet.h>
 
 /* A decimal number of 1..digits digits without a leading zero, at most max; the position
  * after it, or -1. */
@@ -102,7 +104,43 @@ v1_tcp4(PyObject *module, PyObject *data)
                          source_port, at + 2);
 }
 
+/* v2_plain(data): a v2 PROXY header of TCP over IPv4 or IPv6 without TLVs, whole at the
+ * start of data: (source address as inet_ntop writes it, source port, header length,
+ * whether IPv6), or None for anything else (another command, family or length, TLVs, an
+ * incomplete header): the Python caller reads those (statewire.proxy._V2_PLAIN does the
+ * same in Python). */
+static PyObject *
+v2_plain(PyObject *module, PyObject *data)
+{
+    static const unsigned char v4[16] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
+                                         0x55, 0x49, 0x54, 0x0A, 0x21, 0x11, 0x00, 0x0C};
+    static const unsigned char v6[16] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
+                                         0x55, 0x49, 0x54, 0x0A, 0x21, 0x21, 0x00, 0x24};
+    if (!PyBytes_Check(data)) {
+        PyErr_SetString(PyExc_TypeError, "v2_plain() takes bytes");
+        return NULL;
+    }
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    char text[INET6_ADDRSTRLEN];
+    if (size >= 28 && memcmp(s, v4, 16) == 0) {
+        if (inet_ntop(AF_INET, s + 16, text, sizeof(text)) == NULL) {
+            Py_RETURN_NONE;
+        }
+        return Py_BuildValue("(sinO)", text, (s[24] << 8) | s[25], (Py_ssize_t)28, Py_False);
+    }
+    if (size >= 52 && memcmp(s, v6, 16) == 0) {
+        if (inet_ntop(AF_INET6, s + 16, text, sizeof(text)) == NULL) {
+            Py_RETURN_NONE;
+        }
+        return Py_BuildValue("(sinO)", text, (s[48] << 8) | s[49], (Py_ssize_t)52, Py_True);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"v2_plain", (PyCFunction)v2_plain, METH_O,
+     "A v2 TCP header without TLVs at the start of data: (source, port, length, v6) or None."},
     {"v1_tcp4", (PyCFunction)v1_tcp4, METH_O,
      "A strict v1 TCP4 PROXY line at the start of data: (source, port, length) or None."},
     {NULL, NULL, 0, NULL},
@@ -110,7 +148,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "statewire._proxy_speedups",
-    "Optional C accelerator for the PROXY protocol's v1 TCP4 header.", -1, methods,
+    "Optional C accelerator for the PROXY protocol's common headers.", -1, methods,
 };
 
 PyMODINIT_FUNC

@@ -96,6 +96,7 @@ __all__ = [
     "quick_scan",
     "read_header",
     "scan_v1_tcp4",
+    "scan_v2_plain",
     "trusted_networks",
 ]
 
@@ -192,29 +193,53 @@ _v1_tcp4: Callable[[bytes], tuple[str, int, int] | None] = scan_v1_tcp4
 if os.environ.get("STATEWIRE_PURE") != "1":
     with contextlib.suppress(ImportError):  # not built: the expression
         from statewire._proxy_speedups import v1_tcp4 as _v1_tcp4
-#: whether connections read v1 ``TCP4`` lines in C (``statewire._proxy_speedups``)
+#: whether connections read v1 ``TCP4`` lines and plain v2 TCP headers in C
+#: (``statewire._proxy_speedups``)
 V1_IN_C = _v1_tcp4 is not scan_v1_tcp4
 
 
 # the 16 fixed bytes of a v2 PROXY header of TCP without TLVs -> how to read its address
-# block: the source address and port, the source address as text, its address class,
-# the header's size
-_V2_PLAIN: dict[
-    bytes, tuple[struct.Struct, Callable[[bytes], str], Callable[[str, int], Address], int]
-] = {
+# block: the source address and port, the source address as text, the header's size,
+# whether it is IPv6
+_V2_PLAIN: dict[bytes, tuple[struct.Struct, Callable[[bytes], str], int, bool]] = {
     SIGNATURE + b"\x21\x11\x00\x0c": (
         struct.Struct("!16x4s4xH"),
         socket.inet_ntoa,  # inet_ntop's text, without the family argument
-        tcp4,
         V2_FIXED + 12,
+        False,
     ),
     SIGNATURE + b"\x21\x21\x00\x24": (
         struct.Struct("!16x16s16xH"),
         partial(_ntop, _AF_INET6),
-        tcp6,
         V2_FIXED + 36,
+        True,
     ),
 }
+
+
+def scan_v2_plain(data: bytes) -> tuple[str, int, int, bool] | None:
+    """A v2 ``PROXY`` header of TCP over IPv4 or IPv6 without TLVs, whole at the start of
+    ``data`` (bytes): the client's address (as ``inet_ntop`` writes it), its port, the
+    header's length and whether it is IPv6; ``None`` for anything else.
+
+    The pure-Python reading; connections use the C one when it is built (see
+    :func:`scan_v1_tcp4`)."""
+    plain = _V2_PLAIN.get(data[:16])
+    if plain is None:
+        return None
+    block, text, size, v6 = plain
+    if len(data) < size:
+        return None
+    source, port = block.unpack_from(data)
+    return text(source), port, size, v6
+
+
+_v2_plain: Callable[[bytes], tuple[str, int, int, bool] | None] = scan_v2_plain
+if os.environ.get("STATEWIRE_PURE") != "1":
+    with contextlib.suppress(ImportError):  # not built: struct and inet_ntop
+        from statewire._proxy_speedups import v2_plain as _v2_plain
+
+
 # v2's family/transport byte of TCP -> how to read its address block (whole, and the
 # source address and port alone from the header's start), its address family, its
 # family, its address class, its size
@@ -243,13 +268,12 @@ def quick_scan(
     """
     if type(data) is not bytes:
         data = bytes(data)  # any bytes-like object, read as bytes (the C reading takes bytes)
-    plain = _V2_PLAIN.get(data[:16])
+    plain = _v2_plain(data)
     if plain is not None:
-        block, text, address, size = plain
-        if len(data) < size or size - V2_FIXED > max_length:
+        host, port, size, v6 = plain
+        if size - V2_FIXED > max_length:
             return None
-        source, port = block.unpack_from(data)
-        return 2, address(text(source), port), data[:size], size
+        return 2, (tcp6 if v6 else tcp4)(host, port), data[:size], size
     if data[:11] == b"PROXY TCP4 ":
         line = _v1_tcp4(data)
         if line is None:
@@ -446,16 +470,11 @@ class ProxyRelay:
                     host, port, size = line
                     peer = tcp4(host, port)
             else:
-                plain = _V2_PLAIN.get(data[:16])
+                plain = _v2_plain(data)
                 if plain is not None:
-                    block, text, address, size = plain
-                    if (
-                        len(data) >= size
-                        and size - V2_FIXED <= factory.max_length
-                        and factory.accepts[2]
-                    ):
-                        source, port = block.unpack_from(data)
-                        peer = address(text(source), port)
+                    host, port, size, v6 = plain
+                    if size - V2_FIXED <= factory.max_length and factory.accepts[2]:
+                        peer = (tcp6 if v6 else tcp4)(host, port)
                 elif data[:12] == SIGNATURE and len(data) > 16 and data[12] == _V2_PROXY:
                     found = _v2_tlvs(data, factory.max_length)
                     if found is not None and factory.accepts[2]:

@@ -1,11 +1,14 @@
-"""The v1 ``TCP4`` line read in C (``statewire._proxy_speedups``) answers exactly as the
-pure-Python expression (``statewire.proxy.scan_v1_tcp4``) does: on valid lines, on lines
-with bytes changed, inserted or removed, on every cut of a line, and on numbers at and
-past their bounds; and without the accelerator (``STATEWIRE_PURE=1``) connections read
-the same lines with the expression."""
+"""The v1 ``TCP4`` line and the plain v2 TCP header read in C (``statewire._proxy_speedups``)
+answer exactly as the pure-Python readings (``statewire.proxy.scan_v1_tcp4``,
+``scan_v2_plain``) do. v1: on valid lines, on lines with bytes changed, inserted or
+removed, on every cut of a line, and on numbers at and past their bounds; v2: on headers of
+any address and port, every cut, a byte of the fixed part changed, TLVs and other
+commands; and without the accelerator (``STATEWIRE_PURE=1``) connections read the same
+headers in Python."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -19,14 +22,16 @@ from hypothesis import strategies as st
 from process_helpers import ROOT
 from test_proxy_grammar import near_v1_lines
 
+from grammars.proxy import ProxyHeader, encode
 from statewire.address import IPv4Address
-from statewire.proxy import V1_IN_C, quick_scan, scan_v1_tcp4
+from statewire.proxy import V1_IN_C, quick_scan, scan_v1_tcp4, scan_v2_plain
 
 v1_tcp4: Callable[[bytes], tuple[str, int, int] | None] | None
+v2_plain: Callable[[bytes], tuple[str, int, int, bool] | None] | None
 try:
-    from statewire._proxy_speedups import v1_tcp4
+    from statewire._proxy_speedups import v1_tcp4, v2_plain
 except ImportError:  # not built
-    v1_tcp4 = None
+    v1_tcp4 = v2_plain = None
 
 needs_c = pytest.mark.skipif(v1_tcp4 is None, reason="statewire._proxy_speedups is not built")
 
@@ -165,3 +170,53 @@ def test_without_the_accelerator_connections_read_v1_lines_with_the_expression()
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "pure"
+
+
+# -- v2: a TCP header without TLVs ------------------------------------------------------------
+
+
+def _same_v2(data: bytes) -> tuple[str, int, int, bool] | None:
+    assert v2_plain is not None
+    fast = v2_plain(data)
+    assert fast == scan_v2_plain(data)
+    return fast
+
+
+ipv4 = st.ip_addresses(v=4).map(str)
+ipv6 = st.ip_addresses(v=6).map(str)
+ports = st.integers(0, 65535)
+
+
+@needs_c
+@given(
+    st.one_of(st.tuples(ipv4, ipv4), st.tuples(ipv6, ipv6)),
+    ports,
+    ports,
+    st.binary(max_size=8),
+    st.data(),
+)
+def test_c_reads_a_plain_v2_header_as_python(
+    addresses: tuple[str, str], sport: int, dport: int, after: bytes, data: st.DataObject
+) -> None:
+    source, destination = addresses
+    wire = encode(ProxyHeader.tcp((source, sport), (destination, dport), 2))
+    read = _same_v2(wire + after)
+    assert read is not None
+    assert read == (str(ipaddress.ip_address(source)), sport, len(wire), ":" in source)
+    for cut in range(len(wire)):  # never a header from a part of one
+        assert _same_v2(wire[:cut]) is None
+    changed = bytearray(wire + after)  # a byte of the fixed part changed: only what Python takes
+    at = data.draw(st.integers(0, 15))
+    changed[at] = data.draw(st.integers(0, 255))
+    _same_v2(bytes(changed))
+
+
+@needs_c
+def test_c_leaves_v2_headers_with_tlvs_or_other_commands_to_python() -> None:
+    tlv = encode(ProxyHeader.tcp(("192.0.2.7", 1), ("192.0.2.1", 2), 2, [(0x04, b"")]))
+    local = encode(ProxyHeader.local())
+    for wire in (tlv, local, b"", b"PROXY TCP4 1.1.1.1 1.1.1.1 1 1\r\n"):
+        assert _same_v2(wire) is None
+    assert v2_plain is not None
+    with pytest.raises(TypeError):
+        v2_plain(bytearray(tlv))  # type: ignore[arg-type]
