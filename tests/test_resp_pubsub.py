@@ -403,6 +403,17 @@ def test_subscriber_and_publisher_sessions_match_redis(
     subscribing: list[tuple[bytes, list[bytes]]],
     publishing: list[tuple[bytes, bytes, bytes]],
 ) -> None:
+    _play(mini_port, redis_port, version, subscribing, publishing)
+
+
+def _play(
+    mini_port: int,
+    redis_port: int,
+    version: bytes,
+    subscribing: list[tuple[bytes, list[bytes]]],
+    publishing: list[tuple[bytes, bytes, bytes]],
+) -> None:
+    """A subscriber's session (after ``version``) and a publisher's, on both servers."""
     subscriber = version + b"".join(_words(name, *args) for name, args in subscribing)
     publisher = b"".join(_words(*publication) for publication in publishing)
     same_transcripts(mini_port, redis_port, subscriber, publisher)
@@ -422,9 +433,7 @@ def test_sessions_with_transactions_match_redis(
 ) -> None:
     # pub/sub commands queued in MULTI run at EXEC, inside its array; a RESP3 subscriber may
     # run a transaction (RESP2 pub/sub mode refuses MULTI, EXEC, DISCARD, GET)
-    subscriber = version + b"".join(_words(name, *args) for name, args in subscribing)
-    publisher = b"".join(_words(*publication) for publication in publishing)
-    same_transcripts(mini_port, redis_port, subscriber, publisher)
+    _play(mini_port, redis_port, version, subscribing, publishing)
 
 
 #: pub/sub in a transaction, then GET and PING: whether the client is in pub/sub mode
