@@ -49,7 +49,7 @@ class LineDecoder(Decoder):
             pos = self._discard(src, pos)
             if self.discarding:
                 return self._consumed(src, [])
-        return super().feed(src, pos, limit)
+        return Decoder.feed(self, src, pos, limit)  # (not super(): a read's cost)
 
     def one(self, src: bytes, pos: int) -> Any:
         if self.discarding:

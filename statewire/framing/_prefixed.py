@@ -45,7 +45,7 @@ class PrefixedDecoder(Decoder):
             pos += dropped
             if self.discard:
                 return self._consumed(src, [])
-        return super().feed(src, pos, limit)
+        return Decoder.feed(self, src, pos, limit)  # (not super(): a read's cost)
 
     def _pending_frame(self, src: bytes, pos: int) -> tuple[Any, int, int] | None:
         pending = self.pending
