@@ -204,6 +204,8 @@ def _check_data_annotations(table: Table, name_of: Callable[[Any], str]) -> None
 class TypedStyle(Style):
     """A built ``TypeMachineBuilder`` machine, with compiled dispatch."""
 
+    postponed = "__automat_postponed__"  # (what hold sets)
+
     def __init__(self, machine: Any) -> None:
         automaton = machine.__automat_automaton__
         self._index(automaton, _table(automaton), automaton.initialState)

@@ -405,10 +405,14 @@ class Engine(Dispatch, Timers):
                 return
             framer = self._sw_frames()
         queue = self._sw_queue
-        hold = self._sw_plan.style.hold
+        style = self._sw_plan.style
+        attribute, hold = style.postponed, style.hold
         impl = self._sw_impl
         self._sw_busy = True
-        hold(impl, queue)
+        if attribute is not None:  # (hold's work, without its call: once a read)
+            setattr(impl, attribute, queue)
+        else:
+            hold(impl, queue)
         try:
             if framer.error is None:
                 framer.feed(data)
@@ -425,7 +429,10 @@ class Engine(Dispatch, Timers):
                 data, self._sw_backlog = self._sw_backlog, b""
                 framer.feed(data)
         finally:
-            hold(impl, None)
+            if attribute is not None:
+                setattr(impl, attribute, None)
+            else:
+                hold(impl, None)
             self._sw_busy = False
         if self._sw_ending is not None:
             self._sw_drained()
@@ -439,16 +446,23 @@ class Engine(Dispatch, Timers):
         assert queue is not None
         if self._sw_closing:
             return
-        hold = self._sw_plan.style.hold
+        style = self._sw_plan.style
+        attribute, hold = style.postponed, style.hold
         impl = self._sw_impl
-        hold(impl, None)
+        if attribute is not None:  # (hold's work, without its call: as in feed)
+            setattr(impl, attribute, None)
+        else:
+            hold(impl, None)
         try:
             while queue:
                 result = queue.pop(0)()
                 if result is not None:  # its work is waited for, as a frame's
                     self._sw_wait(result)
         finally:
-            hold(impl, queue)
+            if attribute is not None:
+                setattr(impl, attribute, queue)
+            else:
+                hold(impl, queue)
 
     def end(self, then: Callable[[], object]) -> None:
         """The peer will send nothing more (it shut down its sending side): deliver every

@@ -95,6 +95,11 @@ class Style:
         what the input returns (an awaitable makes the connection wait for it)."""
         return getattr(impl, name)(*args)
 
+    #: the attribute of a machine where inputs called from outputs wait, when the style
+    #: keeps them in one (the engine sets it straight: the cost of a read); ``None``: it
+    #: keeps none, or :meth:`hold` does more than set it
+    postponed: str | None = None
+
     def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
         """Make inputs called from outputs wait in ``queue`` (``None``: run them at once)."""
 
