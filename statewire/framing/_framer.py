@@ -297,43 +297,40 @@ class Framer:
             decoder = self._decoder
             if not decoder.pending and not self._interrupt and data:
                 # the common read of a request/response protocol: one whole frame (or
-                # the first of several: the rest by the general path)
+                # the first of several: the rest by the general path), delivered here --
+                # what ``_run``'s step does for it, with no batch and no call more
                 frame = decoder.one(data, 0)
                 if frame is not None:
-                    self._deliver_read(frame)
+                    self._pos = decoder.end
+                    self._running = True
+                    self._batch = _ONE
+                    try:
+                        self.on_frame(frame)
+                        self._batch = None
+                        self._installed = False
+                        # a switch, work after the frame, a pause, an interrupt: acted on
+                        # while running, as in ``_run`` (work after the frame is a
+                        # callback's too)
+                        if self._interrupt and self._interrupted():
+                            return
+                    except BaseException:
+                        self._raised()
+                        raise
+                    finally:
+                        self._batch = None
+                        self._running = False
+                    if (self._held or self._decoder.eager or self._pos < len(self._src)) and (
+                        self.error is None
+                    ):
+                        # bytes fed from inside the callback, a switch to ``fixed(0)``,
+                        # bytes unread
+                        self._run()
+                    else:
+                        self._src = b""
+                        self._pos = 0
                     return
         if not (self._paused or self._running):
             self._run(flush=not data)
-
-    def _deliver_read(self, frame: Any) -> None:
-        """Deliver ``frame``, the first of the read just fed, cut by the decoder's ``one``
-        (``feed``'s shortcut: what ``_run``'s step does for it, with no batch); the rest of
-        the read, if any, then takes the general path."""
-        self._pos = self._decoder.end
-        self._running = True
-        self._batch = _ONE
-        try:
-            self.on_frame(frame)
-            self._batch = None
-            self._installed = False
-            # a switch, work after the frame, a pause, an interrupt: acted on while running,
-            # as in ``_run`` (work after the frame is a callback's too)
-            if self._interrupt and self._interrupted():
-                return
-        except BaseException:
-            self._raised()
-            raise
-        finally:
-            self._batch = None
-            self._running = False
-        if (self._held or self._decoder.eager or self._pos < len(self._src)) and (
-            self.error is None
-        ):
-            # bytes fed from inside the callback, a switch to ``fixed(0)``, bytes unread
-            self._run()
-        else:
-            self._src = b""
-            self._pos = 0
 
     def unread(self, data: bytes) -> None:
         """From inside ``on_frame``: ``data``, the end of the frame being delivered, was not
