@@ -11,7 +11,7 @@ commands below. Keys expire lazily, on the connection's clock (the reactor's ``s
     EXPIRE PEXPIRE TTL PTTL PERSIST GET SET GETDEL MGET MSET INCR INCRBY DECR DECRBY APPEND
     STRLEN LPUSH RPUSH LPOP RPOP LLEN LRANGE HSET HGET HDEL HGETALL HLEN SADD SREM SMEMBERS
     SCARD SISMEMBER MULTI EXEC DISCARD WATCH UNWATCH SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE
-    PUNSUBSCRIBE PUBLISH SSUBSCRIBE SUNSUBSCRIBE SPUBLISH CLIENT COMMAND
+    PUNSUBSCRIBE PUBLISH SSUBSCRIBE SUNSUBSCRIBE SPUBLISH PUBSUB CLIENT COMMAND
 
 Every change a command makes to a key is reported to the server (``touch``), as Redis
 signals it, so that ``WATCH`` sees it: writes, deletions, expiries, flushes.
@@ -595,6 +595,57 @@ def publish(conn: RESPConnection, args: list[bytes]) -> Any:
 @command(b"spublish", 3)
 def spublish(conn: RESPConnection, args: list[bytes]) -> Any:
     return conn.factory.spublish(args[0], args[1])
+
+
+#: ``PUBSUB HELP``, line for line as Redis 7.0 answers it
+PUBSUB_HELP = (
+    b"PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    b"CHANNELS [<pattern>]",
+    b"    Return the currently active channels matching a <pattern> (default: '*').",
+    b"NUMPAT",
+    b"    Return number of subscriptions to patterns.",
+    b"NUMSUB [<channel> ...]",
+    b"    Return the number of subscribers for the specified channels, excluding",
+    b"    pattern subscriptions(default: no channels).",
+    b"SHARDCHANNELS [<pattern>]",
+    b"    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    b"SHARDNUMSUB [<shardchannel> ...]",
+    b"    Return the number of subscribers for the specified shard level channel(s)",
+    b"HELP",
+    b"    Prints this help.",
+)
+
+
+@command(
+    b"pubsub",
+    -2,
+    {
+        b"channels": -2,
+        b"numpat": 2,
+        b"numsub": -2,
+        b"shardchannels": -2,
+        b"shardnumsub": -2,
+        b"help": 2,
+    },
+)
+def pubsub(conn: RESPConnection, args: list[bytes]) -> Any:
+    """``PUBSUB CHANNELS|SHARDCHANNELS [pattern]``, ``NUMSUB|SHARDNUMSUB [channel...]``
+    (flat name, count pairs, in RESP3 too), ``NUMPAT``, ``HELP``; the channels come in the
+    server's order, which is Redis's hash table's there."""
+    sub, server = args[0].lower(), conn.factory
+    if sub == b"help":
+        return [Simple(line) for line in PUBSUB_HELP]
+    if sub == b"numpat":
+        return server.pattern_count()
+    shard = sub.startswith(b"shard")
+    if sub.endswith(b"channels"):
+        if len(args) > 2:
+            raise ReplyError(
+                b"ERR unknown subcommand or wrong number of arguments for '%s'. "
+                b"Try PUBSUB HELP." % args[0][:128]
+            )
+        return server.active_channels(args[1] if len(args) == 2 else None, shard)
+    return [word for name in args[1:] for word in (name, server.subscriber_count(name, shard))]
 
 
 factory = MiniRedisFactory()

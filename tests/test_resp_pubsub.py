@@ -230,6 +230,112 @@ def test_psubscribe_in_a_transaction_is_queued_like_subscribe() -> None:
     )
 
 
+# -- PUBSUB: what the registries hold ---------------------------------------------------------
+
+IN_PUBSUB_MODE = (
+    b"only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+)
+
+
+def test_pubsub_reads_the_channel_pattern_and_shard_registries() -> None:
+    listener = Client()
+    listener(b"SUBSCRIBE news news.art\r\nPSUBSCRIBE n* n*\r\nSSUBSCRIBE s1 s2\r\n")
+    other = Client(factory=listener.factory)
+    other(b"HELLO 3\r\nSUBSCRIBE news\r\nPSUBSCRIBE n* x?\r\nSSUBSCRIBE s1\r\n")
+    asker = Client(factory=listener.factory)
+    assert asker(b"PUBSUB NUMSUB news news.art zz news\r\nPUBSUB NUMSUB\r\n") == (
+        b"*8\r\n$4\r\nnews\r\n:2\r\n$8\r\nnews.art\r\n:1\r\n$2\r\nzz\r\n:0\r\n"
+        b"$4\r\nnews\r\n:2\r\n*0\r\n"
+    )
+    assert asker(b"PUBSUB NUMPAT\r\n") == b":2\r\n"  # n* and x?: each pattern once
+    assert sorted(asker.protocol.factory.active_channels()) == [b"news", b"news.art"]
+    assert asker(b"pubsub channels *.art\r\nPUBSUB CHANNELS s*\r\n") == (
+        b"*1\r\n$8\r\nnews.art\r\n*0\r\n"  # shard channels are not channels
+    )
+    assert asker(b"PUBSUB SHARDCHANNELS ?1\r\nPUBSUB SHARDNUMSUB s1 s2 news\r\n") == (
+        b"*1\r\n$2\r\ns1\r\n*6\r\n$2\r\ns1\r\n:2\r\n$2\r\ns2\r\n:1\r\n$4\r\nnews\r\n:0\r\n"
+    )
+    listener(b"RESET\r\n")  # what is left: the other client's
+    assert asker(b"PUBSUB CHANNELS\r\nPUBSUB NUMPAT\r\nPUBSUB SHARDCHANNELS\r\n") == (
+        b"*1\r\n$4\r\nnews\r\n:2\r\n*1\r\n$2\r\ns1\r\n"
+    )
+    other.protocol.connectionLost()
+    assert asker(b"PUBSUB CHANNELS\r\nPUBSUB NUMPAT\r\nPUBSUB SHARDNUMSUB s1\r\n") == (
+        b"*0\r\n:0\r\n*2\r\n$2\r\ns1\r\n:0\r\n"
+    )
+
+
+def test_pubsub_patterns_are_redis_globs_without_the_star_shortcut() -> None:
+    listener = Client()
+    listener(b'SUBSCRIBE "" a[b\r\n')
+    asker = Client(factory=listener.factory)
+    # "*" matches no empty name (Redis's KEYS has a shortcut for it; PUBSUB has none)
+    assert asker(b'PUBSUB CHANNELS *\r\nPUBSUB CHANNELS ""\r\n') == (
+        b"*1\r\n$3\r\na[b\r\n*1\r\n$0\r\n\r\n"
+    )
+    assert asker(b"PUBSUB CHANNELS a[[]b\r\nPUBSUB CHANNELS a\\[b\r\n") == (
+        b"*1\r\n$3\r\na[b\r\n" * 2
+    )
+
+
+def test_pubsub_subcommands_and_arities_are_checked_as_redis_checks_them() -> None:
+    client = Client()
+    assert client(b"PUBSUB\r\nPUBSUB nOpE x\r\nPUBSUB NUMPAT x\r\nPUBSUB HELP x\r\n") == (
+        b"-ERR wrong number of arguments for 'pubsub' command\r\n"
+        b"-ERR unknown subcommand 'nOpE'. Try PUBSUB HELP.\r\n"
+        b"-ERR wrong number of arguments for 'pubsub|numpat' command\r\n"
+        b"-ERR wrong number of arguments for 'pubsub|help' command\r\n"
+    )
+    # CHANNELS takes one pattern: its handler says so, naming the subcommand as sent
+    assert client(b"PUBSUB channels a b\r\nPUBSUB SHARDCHANNELS a b\r\n") == (
+        b"-ERR unknown subcommand or wrong number of arguments for 'channels'. "
+        b"Try PUBSUB HELP.\r\n"
+        b"-ERR unknown subcommand or wrong number of arguments for 'SHARDCHANNELS'. "
+        b"Try PUBSUB HELP.\r\n"
+    )
+    help_text = client(b"PUBSUB help\r\n")
+    assert help_text.startswith(
+        b"*14\r\n+PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n"
+    )
+    assert help_text.endswith(b"+HELP\r\n+    Prints this help.\r\n")
+    client(b"HELLO 3\r\n")
+    assert client(b"PUBSUB HELP\r\n") == help_text  # simple strings in RESP3 as well
+
+
+def test_resp2_pub_sub_mode_refuses_pubsub_naming_the_subcommand() -> None:
+    client = Client()
+    client(b"SUBSCRIBE a\r\n")
+    assert client(b"PUBSUB NUMSUB a\r\npubsub Channels x y\r\nCLIENT id\r\n") == (
+        b"-ERR Can't execute 'pubsub|numsub': " + IN_PUBSUB_MODE + b"\r\n"
+        b"-ERR Can't execute 'pubsub|channels': " + IN_PUBSUB_MODE + b"\r\n"
+        b"-ERR Can't execute 'client|id': " + IN_PUBSUB_MODE + b"\r\n"
+    )
+    # an unknown subcommand and a wrong arity are answered first, as anywhere
+    assert client(b"PUBSUB NOPE\r\nPUBSUB\r\n") == (
+        b"-ERR unknown subcommand 'NOPE'. Try PUBSUB HELP.\r\n"
+        b"-ERR wrong number of arguments for 'pubsub' command\r\n"
+    )
+    assert client.state == "subscribed"
+
+
+def test_resp3_pub_sub_mode_and_transactions_run_pubsub() -> None:
+    client = Client()
+    client(b"HELLO 3\r\nSUBSCRIBE a\r\n")
+    assert client(b"PUBSUB NUMSUB a\r\nPUBSUB CHANNELS\r\n") == (
+        b"*2\r\n$1\r\na\r\n:1\r\n*1\r\n$1\r\na\r\n"  # NUMSUB: a flat array, no map
+    )
+    assert client(b"MULTI\r\nPUBSUB NUMPAT\r\nPUBSUB CHANNELS a b\r\nEXEC\r\n") == (
+        b"+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:0\r\n"
+        b"-ERR unknown subcommand or wrong number of arguments for 'CHANNELS'. "
+        b"Try PUBSUB HELP.\r\n"
+    )
+    assert client(b"MULTI\r\nPUBSUB NUMPAT x\r\nEXEC\r\n") == (
+        b"+OK\r\n-ERR wrong number of arguments for 'pubsub|numpat' command\r\n"
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    )
+    assert client.state == "subscribed"
+
+
 # -- over sockets: a subscriber and a publisher, against both servers -----------------------
 
 
@@ -317,15 +423,42 @@ def _name_of(value: Any) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(name), name) if isinstance(name, bytes) else b""
 
 
+def channel_lists_sorted(replies: bytes) -> bytes:
+    """The publisher's replies, each array of names alone (``PUBSUB CHANNELS``,
+    ``SHARDCHANNELS``: in Redis's hash table's order) sorted; the rest as it is. (The
+    publisher never subscribes, so no message is such an array.)"""
+    out = []
+    for frame, value in _frames(replies):
+        if isinstance(value, list) and all(isinstance(name, bytes) for name in value):
+            names = sorted(b"$%d\r\n%s\r\n" % (len(name), name) for name in value)
+            frame = b"*%d\r\n%s" % (len(value), b"".join(names))
+        out.append(frame)
+    return b"".join(out)
+
+
 def same_transcripts(mini: int, real: int, subscriber: bytes, publisher: bytes) -> None:
     ours = two_clients(mini, subscriber, publisher)
     theirs = two_clients(real, subscriber, publisher)
     assert unordered(ours[0]) == unordered(theirs[0]), (subscriber, publisher)
-    assert ours[1] == theirs[1], (subscriber, publisher)
+    assert channel_lists_sorted(ours[1]) == channel_lists_sorted(theirs[1]), (
+        subscriber,
+        publisher,
+    )
 
 
 CHANNELS = [b"news", b"news.art", b"nexus", b"a[b", b"x*", b"", b"\xff"]
 PATTERNS = [b"news*", b"ne?s", b"n[ae]*", b"*", b"x\\*", b"a[[]b", b"[^n]*", b"*s"]
+
+
+#: ``PUBSUB``'s counting subcommands, whose replies keep the order asked (no hash table's):
+#: NUMPAT, and NUMSUB and SHARDNUMSUB of up to two channels
+counting = st.one_of(
+    st.just([b"NUMPAT"]),
+    st.tuples(
+        st.sampled_from([b"NUMSUB", b"SHARDNUMSUB", b"numsub"]),
+        st.lists(st.sampled_from(CHANNELS), max_size=2),
+    ).map(lambda q: [q[0], *q[1]]),
+)
 
 
 def _words(*words: bytes) -> bytes:
@@ -348,6 +481,8 @@ subscriptions = st.lists(
             st.lists(st.sampled_from(CHANNELS), max_size=3),
         ),
         st.tuples(st.just(b"PING"), st.sampled_from([[], [b"hi"]])),
+        # refused in RESP2 pub/sub mode; their replies do not depend on hash tables
+        st.tuples(st.just(b"PUBSUB"), counting),
     ).filter(lambda c: c[1] or c[0] in _TAKE_NONE),
     max_size=6,
 )
@@ -368,6 +503,7 @@ queued = st.one_of(
     st.tuples(st.sampled_from([b"PUNSUBSCRIBE", b"GET", b"PING"]), st.just([])).map(
         lambda c: (c[0], [b"k"] if c[0] == b"GET" else [])
     ),
+    st.tuples(st.just(b"PUBSUB"), counting),
 )
 transactions = st.tuples(st.lists(queued, max_size=4), st.sampled_from([b"EXEC", b"DISCARD"])).map(
     lambda t: [(b"MULTI", []), *t[0], (t[1], [])]
@@ -382,11 +518,20 @@ sessions = st.lists(
     ),
     max_size=4,
 ).map(lambda blocks: [command for block in blocks for command in block])
+#: the publisher's requests: messages, and what PUBSUB says of the subscriber's channels
+#: (CHANNELS' order is Redis's hash table's: ``channel_lists_sorted`` sorts it)
 publications = st.lists(
-    st.tuples(
-        st.sampled_from([b"PUBLISH", b"SPUBLISH"]),
-        st.sampled_from(CHANNELS),
-        st.sampled_from([b"m", b""]),
+    st.one_of(
+        st.tuples(
+            st.sampled_from([b"PUBLISH", b"SPUBLISH"]),
+            st.sampled_from(CHANNELS),
+            st.sampled_from([b"m", b""]),
+        ),
+        counting.map(lambda words: (b"PUBSUB", *words)),
+        st.tuples(
+            st.sampled_from([b"CHANNELS", b"SHARDCHANNELS"]),
+            st.lists(st.sampled_from(PATTERNS), max_size=1),
+        ).map(lambda q: (b"PUBSUB", q[0], *q[1])),
     )
 )
 
@@ -401,7 +546,7 @@ def test_subscriber_and_publisher_sessions_match_redis(
     redis_port: int,
     version: bytes,
     subscribing: list[tuple[bytes, list[bytes]]],
-    publishing: list[tuple[bytes, bytes, bytes]],
+    publishing: list[tuple[bytes, ...]],
 ) -> None:
     _play(mini_port, redis_port, version, subscribing, publishing)
 
@@ -411,7 +556,7 @@ def _play(
     redis_port: int,
     version: bytes,
     subscribing: list[tuple[bytes, list[bytes]]],
-    publishing: list[tuple[bytes, bytes, bytes]],
+    publishing: list[tuple[bytes, ...]],
 ) -> None:
     """A subscriber's session (after ``version``) and a publisher's, on both servers."""
     subscriber = version + b"".join(_words(name, *args) for name, args in subscribing)
@@ -429,7 +574,7 @@ def test_sessions_with_transactions_match_redis(
     redis_port: int,
     version: bytes,
     subscribing: list[tuple[bytes, list[bytes]]],
-    publishing: list[tuple[bytes, bytes, bytes]],
+    publishing: list[tuple[bytes, ...]],
 ) -> None:
     # pub/sub commands queued in MULTI run at EXEC, inside its array; a RESP3 subscriber may
     # run a transaction (RESP2 pub/sub mode refuses MULTI, EXEC, DISCARD, GET)
@@ -516,6 +661,44 @@ def test_pattern_sessions_answer_as_redis(
     same_transcripts(mini_port, redis_port, subscriber, publisher)
 
 
+#: PUBSUB asked by the publisher while the subscriber listens, and by the subscriber itself
+#: (RESP2 pub/sub mode refuses it; RESP3 runs it, in a transaction too)
+PUBSUB_SESSIONS = [
+    (
+        b'SUBSCRIBE news news.art a[b ""\r\nPSUBSCRIBE n* x? n*\r\nSSUBSCRIBE s1 s2\r\n',
+        b"PUBSUB CHANNELS\r\nPUBSUB CHANNELS n*\r\nPUBSUB CHANNELS *\r\nPUBSUB CHANNELS a[[]b\r\n"
+        b"PUBSUB NUMSUB news zz news a[b\r\nPUBSUB NUMSUB\r\nPUBSUB NUMPAT\r\n"
+        b"PUBSUB SHARDCHANNELS\r\nPUBSUB shardchannels ?2\r\nPUBSUB SHARDNUMSUB s1 news\r\n"
+        b"PUBSUB SHARDNUMSUB\r\nPUBSUB channels a b\r\nPUBSUB SHARDCHANNELS a b\r\n"
+        b"PUBSUB NOPE\r\nPUBSUB\r\nPUBSUB NUMPAT x\r\nPUBSUB HELP\r\nPUBSUB help x\r\n"
+        b"MULTI\r\nPUBSUB NUMSUB news\r\nPUBSUB CHANNELS x y\r\nEXEC\r\n"
+        b"MULTI\r\nPUBSUB NOPE\r\nEXEC\r\n",
+    ),
+    (
+        b"SUBSCRIBE a\r\nPUBSUB NUMSUB a\r\nPUBSUB CHANNELS a b\r\nPUBSUB NOPE\r\n"
+        b"PUBSUB NUMPAT x\r\nCLIENT ID\r\nCLIENT NOPE\r\nUNSUBSCRIBE\r\nPUBSUB NUMSUB a\r\n",
+        b"PUBSUB NUMSUB a\r\n",
+    ),
+    (
+        b"HELLO 3\r\nSUBSCRIBE a\r\nPSUBSCRIBE a*\r\nPUBSUB NUMSUB a\r\nPUBSUB CHANNELS\r\n"
+        b"PUBSUB NUMPAT\r\nPUBSUB HELP\r\nPUBSUB CHANNELS a b\r\n"
+        b"MULTI\r\nPUBSUB SHARDNUMSUB a\r\nPUBSUB NUMSUB a\r\nEXEC\r\n",
+        b"PUBSUB NUMSUB a\r\nPUBSUB NUMPAT\r\n",
+    ),
+    (
+        b"MULTI\r\nSUBSCRIBE a\r\nPUBSUB NUMSUB a\r\nEXEC\r\nPUBSUB NUMSUB a\r\n",
+        b"PUBSUB NUMSUB a\r\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("subscriber", "publisher"), PUBSUB_SESSIONS)
+def test_pubsub_answers_as_redis(
+    mini_port: int, redis_port: int, subscriber: bytes, publisher: bytes
+) -> None:
+    same_transcripts(mini_port, redis_port, subscriber, publisher)
+
+
 def test_redis_py_pattern_subscriptions(mini_port: int) -> None:
     redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install redis)")
     for version in (2, 3):
@@ -560,4 +743,41 @@ def test_redis_py_shard_channels(mini_port: int) -> None:
             assert last is not None and last["type"] == "sunsubscribe" and last["data"] == 0
         finally:
             pubsub.close()
+            client.close()
+
+
+def _settled(client: Any) -> None:
+    """Wait (5 s at most) until the server has dropped the earlier tests' subscriptions
+    (a closed connection's go when the server sees it close)."""
+    deadline = time.monotonic() + 5
+    while client.pubsub_channels() or client.pubsub_shardchannels() or client.pubsub_numpat():
+        assert time.monotonic() < deadline, "subscriptions left over"
+        time.sleep(0.01)
+
+
+def test_redis_py_pubsub_introspection(mini_port: int) -> None:
+    redis = pytest.importorskip("redis", reason="redis-py is not installed (pip install redis)")
+    for version in (2, 3):
+        client = redis.Redis(host=HOST, port=mini_port, protocol=version)
+        listener = client.pubsub()
+        try:
+            _settled(client)
+            assert client.pubsub_numsub("news") == [(b"news", 0)]
+            listener.subscribe("news", "news.art")
+            listener.psubscribe("n*")
+            for _ in range(3):
+                confirmed = listener.get_message(timeout=5)
+                assert confirmed is not None and "subscribe" in confirmed["type"]
+            listener.ssubscribe("orders")
+            confirmed = listener.get_sharded_message(timeout=5)
+            assert confirmed is not None and confirmed["type"] == "ssubscribe"
+            assert sorted(client.pubsub_channels()) == [b"news", b"news.art"]
+            assert client.pubsub_channels("*.art") == [b"news.art"]
+            assert client.pubsub_numsub("news", "zz") == [(b"news", 1), (b"zz", 0)]
+            assert client.pubsub_numpat() == 1
+            assert client.pubsub_shardchannels() == [b"orders"]
+            assert client.pubsub_shardchannels("x*") == []
+            assert client.pubsub_shardnumsub("orders", "news") == [(b"orders", 1), (b"news", 0)]
+        finally:
+            listener.close()
             client.close()

@@ -397,6 +397,23 @@ commands = st.one_of(
     _cmd(b"WATCH", st.lists(key, max_size=2)),
     _cmd(b"UNWATCH", st.lists(key, max_size=1)),
     _cmd(st.sampled_from([b"NOSUCH", b"get2"]), st.lists(value, max_size=2)),  # unknown
+    # PUBSUB on a server where no one listens (CHANNELS with a pattern no earlier test's
+    # channel matches); its wrong subcommands and arities
+    _cmd(
+        b"PUBSUB",
+        st.sampled_from([b"NUMSUB", b"SHARDNUMSUB", b"numsub"]),
+        st.lists(key, max_size=3),
+    ),
+    _cmd(
+        b"PUBSUB",
+        st.sampled_from(
+            [
+                *([b"NUMPAT"], [b"HELP"], [b"CHANNELS", b"k*"], [b"shardChannels", b"k?"]),
+                *([], [b"NUMPAT", b"x"], [b"HELP", b"x"], [b"CHANNELS", b"k*", b"x"]),
+                *([b"SHARDCHANNELS", b"a", b"b"], [b"NOPE"], [b"NOPE", b"x"]),
+            ]
+        ),
+    ),
 )
 #: unsubscribing from nothing (confirmed, naming nothing or each name: the client stays
 #: out of pub/sub mode), and SSUBSCRIBE, which EXEC refuses; (P)SUBSCRIBE would change the

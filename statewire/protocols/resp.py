@@ -36,7 +36,10 @@ sum); a pattern is a Redis glob (:class:`Glob`) and a message it matches is a ``
 Shard channels (``SSUBSCRIBE``, ``SUNSUBSCRIBE``, ``SPUBLISH``; Redis 7) are a namespace of
 their own, counted apart (their confirmations carry their own count; patterns never match
 them; a message is an ``smessage``), as a Redis server that is not a cluster keeps them;
-the client leaves pub/sub mode when all three counts are zero.
+the client leaves pub/sub mode when all three counts are zero. What ``PUBSUB`` asks, the
+factory answers (:meth:`RESPFactory.active_channels`, ``subscriber_count``,
+``pattern_count``); the application registers the command, as it does ``PUBLISH``. RESP2
+pub/sub mode refuses it (a container's refusal names ``container|sub``: ``pubsub|numsub``).
 A transaction runs the pub/sub commands it queued as Redis does, at ``EXEC``: EXEC's array
 counts the commands, and a command's confirmations (one per channel) are its elements, so
 the array holds more elements than it announces; whether the client is in pub/sub mode
@@ -296,6 +299,16 @@ class RESPConnection(MachineProtocol):
                     b"ERR wrong number of arguments for '%s|%s' command" % (command.name, sub)
                 )
         return None
+
+    def full_name(self, argv: list[bytes]) -> bytes:
+        """The name Redis gives a (checked) request in its refusals: a container's
+        subcommand is ``container|sub`` (``pubsub|numsub``), lower-case."""
+        command = self.factory.commands.get(argv[0])
+        if command is None:
+            return argv[0]
+        if command.subcommands and len(argv) > 1:
+            return command.name + b"|" + argv[1].lower()
+        return command.name
 
     def execute(self, argv: list[bytes]) -> Reply:
         """Run one request (checked) and return its reply."""
@@ -739,7 +752,7 @@ def run_subscribed(machine: Inputs, core: RESPConnection, argv: list[bytes]) -> 
     if core.protocol_version == 3 or core.check(argv) is not None:
         core.reply(core.execute(argv))
     else:
-        core.reply(refusal("subscribed", "command", argv[0]))
+        core.reply(refusal("subscribed", "command", core.full_name(argv)))
 
 
 subscribed.upon(Inputs.watch).loop()(run_subscribed)
@@ -884,6 +897,26 @@ class RESPFactory(Factory):
         for listener in listeners:
             listener.reply(Push((b"smessage", channel, message)))
         return len(listeners)
+
+    def active_channels(self, pattern: bytes | None = None, shard: bool = False) -> list[bytes]:
+        """The channels (``shard``: the shard channels) someone listens to, in no order;
+        only those the glob ``pattern`` matches when one is given (``PUBSUB CHANNELS``,
+        ``PUBSUB SHARDCHANNELS``: no ``*`` shortcut, so ``*`` leaves out the empty name)."""
+        channels = self.shard_subscribers if shard else self.subscribers
+        if pattern is None:
+            return list(channels)
+        glob = Glob(pattern)
+        return [channel for channel in channels if glob.match(channel)]
+
+    def subscriber_count(self, channel: bytes, shard: bool = False) -> int:
+        """How many clients listen to ``channel`` (``shard``: the shard channel), patterns
+        left out (``PUBSUB NUMSUB``, ``PUBSUB SHARDNUMSUB``)."""
+        return len((self.shard_subscribers if shard else self.subscribers).get(channel, ()))
+
+    def pattern_count(self) -> int:
+        """How many patterns someone listens to, each counted once however many clients
+        follow it (``PUBSUB NUMPAT``, as Redis 7.0 counts)."""
+        return len(self.pattern_subscribers)
 
     def follow_pattern(self, pattern: bytes, client: RESPConnection) -> None:
         """Send ``client`` the messages of the channels ``pattern`` matches."""
