@@ -736,8 +736,9 @@ def _meta_set(core: MemcacheConnection, command: Meta, value: bytes) -> bytes:
     # of a set, a replace, and a stale store)
     appending = mode == b"A" or mode == b"P"
     if compare is not None and old is not None and compare != old.cas:
-        # I: a CAS older than the item's still stores, as a stale value
-        if command.flag(b"I") is None or compare > old.cas:
+        # I: a CAS older than the item's still stores, as a stale value -- a set or a
+        # replace; an append or prepend is EX whatever (memcached's do_store_item)
+        if command.flag(b"I") is None or compare > old.cas or appending:
             if not appending:
                 core.factory.count(b"cas_badval")
             return b"EX" + _not_stored(command, key, binary)

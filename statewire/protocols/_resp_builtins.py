@@ -56,12 +56,14 @@ def auth(core: RESPConnection, args: list[bytes]) -> Any:
     if len(args) > 2:
         return Error(b"ERR syntax error")
     password = core.factory.password
+    user = args[0] if len(args) == 2 else b"default"
     if password is None:
+        if len(args) == 2:  # as Redis: the default user takes any password, no other user
+            return OK if user == b"default" else WRONGPASS
         return Error(
             b"ERR AUTH <password> called without any password configured for the default "
             b"user. Are you sure your configuration is correct?"
         )
-    user = args[0] if len(args) == 2 else b"default"
     return OK if (user, args[-1]) == (b"default", password) else WRONGPASS
 
 
