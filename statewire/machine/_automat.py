@@ -204,7 +204,7 @@ def _check_data_annotations(table: Table, name_of: Callable[[Any], str]) -> None
 class TypedStyle(Style):
     """A built ``TypeMachineBuilder`` machine, with compiled dispatch."""
 
-    postponed = "__automat_postponed__"  # (what hold sets)
+    postponed = "__automat_postponed__"  # (the input methods' queue: see _compile)
 
     def __init__(self, machine: Any) -> None:
         automaton = machine.__automat_automaton__
@@ -345,9 +345,6 @@ class TypedStyle(Style):
         for output in outputs:
             result = output(impl, data, *args)
         return result  # as the input would: the last output's
-
-    def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
-        impl.__automat_postponed__ = queue
 
     def transit(self, state: Any, name: str, entry_of: Any) -> Transit | None:
         """The compiled transition of ``name`` leaving ``state`` (None for a loop): what

@@ -15,8 +15,9 @@ straight after their outputs; anything else finds the change in :meth:`Engine._s
 
 Reentrancy follows automat: an input called while another input's outputs run is postponed
 until they are done. During a pump the postponement queue is the pump's own; queueing
-interrupts the framer after the current frame, so the pump runs the postponed inputs
-*before* the next frame is cut, with the framing of whatever state they lead to. The
+asks the framer to run them once the current frame's callback returns
+(``Framer.after_frame``), *before* the next frame is cut, with the framing of whatever
+state they lead to. The
 compiled inputs call :meth:`_sw_sync` after they return, so a state changed from outside
 (a timer, another object calling an input) re-frames the buffered bytes at once.
 
@@ -405,14 +406,11 @@ class Engine(Dispatch, Timers):
                 return
             framer = self._sw_frames()
         queue = self._sw_queue
-        style = self._sw_plan.style
-        attribute, hold = style.postponed, style.hold
+        attribute = self._sw_plan.style.postponed
         impl = self._sw_impl
         self._sw_busy = True
-        if attribute is not None:  # (hold's work, without its call: once a read)
+        if attribute is not None:  # inputs called from outputs wait in the pump's queue
             setattr(impl, attribute, queue)
-        else:
-            hold(impl, queue)
         try:
             if framer.error is None:
                 framer.feed(data)
@@ -431,8 +429,6 @@ class Engine(Dispatch, Timers):
         finally:
             if attribute is not None:
                 setattr(impl, attribute, None)
-            else:
-                hold(impl, None)
             self._sw_busy = False
         if self._sw_ending is not None:
             self._sw_drained()
@@ -446,13 +442,10 @@ class Engine(Dispatch, Timers):
         assert queue is not None
         if self._sw_closing:
             return
-        style = self._sw_plan.style
-        attribute, hold = style.postponed, style.hold
+        attribute = self._sw_plan.style.postponed
         impl = self._sw_impl
-        if attribute is not None:  # (hold's work, without its call: as in feed)
+        if attribute is not None:  # each runs as an outermost input
             setattr(impl, attribute, None)
-        else:
-            hold(impl, None)
         try:
             while queue:
                 result = queue.pop(0)()
@@ -461,8 +454,6 @@ class Engine(Dispatch, Timers):
         finally:
             if attribute is not None:
                 setattr(impl, attribute, queue)
-            else:
-                hold(impl, queue)
 
     def end(self, then: Callable[[], object]) -> None:
         """The peer will send nothing more (it shut down its sending side): deliver every

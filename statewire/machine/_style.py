@@ -95,13 +95,10 @@ class Style:
         what the input returns (an awaitable makes the connection wait for it)."""
         return getattr(impl, name)(*args)
 
-    #: the attribute of a machine where inputs called from outputs wait, when the style
-    #: keeps them in one (the engine sets it straight: the cost of a read); ``None``: it
-    #: keeps none, or :meth:`hold` does more than set it
+    #: the attribute of a machine where inputs called from outputs wait: the engine sets it
+    #: to its queue while it pumps (``None`` there: they run at once); ``None`` for a
+    #: style whose inputs are never postponed
     postponed: str | None = None
-
-    def hold(self, impl: Any, queue: list[Callable[[], object]] | None) -> None:
-        """Make inputs called from outputs wait in ``queue`` (``None``: run them at once)."""
 
     def loop_target(self, state: Any, name: str) -> LoopTarget | None:
         """When input ``name`` loops on ``state`` with one plain output: that output's
