@@ -396,14 +396,13 @@ class Connection(Deadlines):
             return
         self.protocol = protocol
         lost = self._loss
-        if lost is not None:  # gone already: connected, then told, as any protocol is
-            protocol.makeConnection(self)
+        if data and lost is None:  # held while it connects: pausing, closing or startTLS
+            self._held += data  # there keep it back
+        protocol.makeConnection(self)
+        if lost is not None:  # gone already: told at once, as any protocol is
             protocol.connected = 0
             protocol.connectionLost(lost)
             return
-        if data:  # held while it connects: pausing, closing or startTLS there keep it back
-            self._held += data
-        protocol.makeConnection(self)
         held = self._held
         if held and not (self._read_paused or self._closed or self.disconnecting):
             self._held = b""
