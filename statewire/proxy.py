@@ -25,14 +25,15 @@ relay stays that transport's protocol, passing its events on.
 
 Cost: a header is paid for once per connection, so the common ones -- a v1 ``TCP4`` line,
 a v2 ``PROXY`` header of TCP over IPv4 or IPv6, with or without TLVs -- whole in the first
-read are read by :func:`quick_scan`'s reading (inlined in the relay's ``dataReceived``):
-one regular expression, or one ``struct`` call and a walk over the TLVs (the CRC32C in C
-when ``google-crc32c`` is installed, the ``proxy`` extra). It makes only the client's
+read are read by :func:`quick_scan`: in C when the accelerator is built
+(``statewire._proxy_speedups``: a v1 line, a v2 header without TLVs; else one regular
+expression, one ``struct`` call), TLVs by a walk over them (the CRC32C in C when
+``google-crc32c`` is installed, the ``proxy`` extra). It makes only the client's
 address; the :class:`~grammars.proxy.ProxyHeader` itself is made from the header's bytes
 if ``transport.header`` (or ``getHost()``) is ever asked for (:func:`read_header`).
 Everything else (a header cut across reads, ``LOCAL``, ``UNKNOWN``, UNIX, IPv6 in v1,
 anything malformed) is read by :func:`grammars.proxy.scan`, which also words every
-refusal: :func:`quick_scan` (and the relay's reading) answers as ``scan`` does, or not at
+refusal: :func:`quick_scan` answers as ``scan`` does, or not at
 all (tests/test_proxy_fast.py holds them to that). A connection costs one object besides
 the wrapped protocol, the relay, and a handful of Python calls (``bench/bench_proxy.py``).
 
@@ -459,28 +460,14 @@ class ProxyRelay:
                 self._wrapper.deliver(data)
             return
         factory = self._factory
-        peer: Address | None = None
+        found = None
+        header: ProxyHeader | bytes  # bytes: read when asked (read_header)
+        peer: Address | None
         if state == _FIRST and type(data) is bytes and data:
-            # the first read, most often the whole header and more: quick_scan's reading,
-            # inline (its call and its tuple are a measurable part of what a header costs
-            # a connection): a v1 TCP4 line, a v2 TCP header without TLVs, then with them
-            if data[0] == 0x50:  # b"P"
-                line = _v1_tcp4(data)
-                if line is not None and factory.accepts[1]:
-                    host, port, size = line
-                    peer = tcp4(host, port)
-            else:
-                plain = _v2_plain(data)
-                if plain is not None:
-                    host, port, size, v6 = plain
-                    if size - V2_FIXED <= factory.max_length and factory.accepts[2]:
-                        peer = (tcp6 if v6 else tcp4)(host, port)
-                elif data[:12] == SIGNATURE and len(data) > 16 and data[12] == _V2_PROXY:
-                    found = _v2_tlvs(data, factory.max_length)
-                    if found is not None and factory.accepts[2]:
-                        _, peer, _, size = found
-        if peer is not None:
-            header: ProxyHeader | bytes = data[:size]  # read when asked (read_header)
+            # the first read, most often the whole header and more: the common headers
+            found = quick_scan(data, factory.max_length)
+        if found is not None and factory.accepts[found[0]]:
+            _, peer, header, size = found
             rest = data[size:]
         else:  # anything else, and a header cut across reads: the grammar's reading
             seen: bytes | bytearray = data
