@@ -15,11 +15,14 @@ comparisons are of behaviour, which the accelerator does not change.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 #: the head of the stop before this file's first users (their "code before the changes")
 BASE_COMMIT = "c77a38429c86b1e5dc92e58845263f47a978bb65"
@@ -63,3 +66,31 @@ NO_BASE = (
     f"no tree of commit {BASE_COMMIT[:12]} (git or the commit is missing here: a shallow "
     "clone?); $STATEWIRE_BASE may name one"
 )
+
+
+def play_under(
+    tree: Path,
+    args: list[str],
+    payload: Any = None,
+    *,
+    cwd: Path | str | None = None,
+    timeout: float = 120,
+    pure: bool = False,
+) -> Any:
+    """Run ``python ARGS`` with ``tree`` first on its path (its ``statewire`` and
+    ``grammars``; ``pure``: without the C accelerator), ``payload`` as JSON on its standard
+    input, and answer the JSON it prints. A failing run fails the test, with its errors."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    if pure:
+        env["STATEWIRE_PURE"] = "1"
+    done = subprocess.run(
+        [sys.executable, *args],
+        input=json.dumps(payload).encode(),
+        capture_output=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    return json.loads(done.stdout)

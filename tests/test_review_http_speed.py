@@ -25,16 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import h11
 import pytest
-from base_tree import NO_BASE, base_tree
+from base_tree import NO_BASE, base_tree, play_under
 from http_helpers import responses, serve
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -1571,19 +1568,7 @@ HANDLER_NAMES = [
 
 
 def _run_driver(path: Path, scenarios: list[dict[str, Any]]) -> list[Any]:
-    env = dict(os.environ, PYTHONPATH=str(path))
-    done = subprocess.run(
-        [sys.executable, "-c", DRIVER],
-        input=json.dumps(scenarios),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd="/",
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result: list[Any] = json.loads(done.stdout)
+    result: list[Any] = play_under(path, ["-c", DRIVER], scenarios, cwd="/", timeout=300)
     return result
 
 
@@ -1749,19 +1734,7 @@ json.dump([run(sc) for sc in json.load(sys.stdin)], sys.stdout)
 
 
 def _run_framer_driver(path: Path, scenarios: list[dict[str, Any]]) -> list[Any]:
-    env = dict(os.environ, PYTHONPATH=str(path))
-    done = subprocess.run(
-        [sys.executable, "-c", FRAMER_DRIVER],
-        input=json.dumps(scenarios),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd="/",
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result: list[Any] = json.loads(done.stdout)
+    result: list[Any] = play_under(path, ["-c", FRAMER_DRIVER], scenarios, cwd="/", timeout=300)
     return result
 
 

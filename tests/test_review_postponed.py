@@ -24,9 +24,6 @@ automat's own data check (it calls automat's outputs again).
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import tempfile
 import types
@@ -34,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from base_tree import base_tree
+from base_tree import base_tree, play_under
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the commit before the one reviewed here
@@ -410,17 +407,9 @@ def parent() -> Path:
 
 def _play(tree: Path, kind: str, seed: int, count: int, flag: bool = False) -> list[Any]:
     program = (ENGINE if kind == "engine" else FRAMER) + MAIN
-    env = dict(os.environ, PYTHONPATH=str(tree), STATEWIRE_PURE="1")
-    done = subprocess.run(
-        [sys.executable, "-c", program, kind, str(seed), str(count), "1" if flag else "0"],
-        capture_output=True,
-        env=env,
-        cwd=tempfile.gettempdir(),  # (not the checkout: the tree comes from PYTHONPATH only)
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
-    result: list[Any] = json.loads(done.stdout)
+    args = ["-c", program, kind, str(seed), str(count), "1" if flag else "0"]
+    # (not from the checkout: the tree comes from PYTHONPATH only)
+    result: list[Any] = play_under(tree, args, cwd=tempfile.gettempdir(), pure=True)
     return result
 
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import enum
 import importlib.util
-import json
-import os
 import random
-import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +22,7 @@ from typing import Protocol as _Protocol
 
 import pytest
 from automat import TypeMachineBuilder
-from base_tree import NO_BASE, base_tree
+from base_tree import NO_BASE, base_tree, play_under
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from memcached_helpers import serve_example
@@ -121,19 +118,7 @@ def _under(root: Path, kind: str, sessions: list[Any]) -> list[Any]:
         else [[who, data.hex(), advance] for who, data, advance in s]
         for s in sessions
     ]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    done = subprocess.run(
-        [sys.executable, "-c", _RUNNER, str(root), kind],
-        input=json.dumps(encoded),
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result: list[Any] = json.loads(done.stdout)
+    result: list[Any] = play_under(root, ["-c", _RUNNER, str(root), kind], encoded, cwd=root)
     return result
 
 

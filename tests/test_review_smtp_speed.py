@@ -19,19 +19,15 @@ held reads; lines given back again and again): fixed by ``Framer.unread``."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
 import socket
 import ssl
-import subprocess
-import sys
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
-from base_tree import NO_BASE, base_tree
+from base_tree import NO_BASE, base_tree, play_under
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from runtime_helpers import listen, scenario
@@ -201,18 +197,7 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _play(driver: Path, tree: Path, request: dict[str, Any]) -> list[Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run(
-        [sys.executable, str(driver)],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result: list[Any] = json.loads(done.stdout)
+    result: list[Any] = play_under(tree, [str(driver)], request)
     return result
 
 
