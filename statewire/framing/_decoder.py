@@ -232,6 +232,18 @@ class RawDecoder(Decoder):
 
     __slots__ = ()
 
+    def one(self, src: bytes, pos: int) -> Any:
+        # the bytes there are the frame: a raw state's read is delivered by the framer's
+        # one-frame path (no batch, nothing to give back)
+        end = len(src)
+        if pos >= end:
+            return None
+        base = self.base
+        self._src_base = base - pos
+        self.base = base + end - pos
+        self.end = end
+        return src[pos:] if pos else src
+
     def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         self._consumed(src, [])
         self._after_last = len(src)
