@@ -409,6 +409,71 @@ def test_a_decision_that_comes_after_the_421_is_dropped(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
+# -- a refused MAIL or DATA moves back before anything more is read --------------------------
+# (MAIL and DATA move at once, to ``transaction`` and ``data``; a refusal moves back: the
+# commands pipelined behind are read in the state the refusal left, never in the one the
+# refused command moved to -- above all, no line after a refused DATA is message text)
+
+REFUSED = {
+    "MAIL refused by the handler": (
+        b"MAIL FROM:<bad@b>\r\nRCPT TO:<c@d>\r\nNOOP\r\n",
+        ["550 5.7.1", "503 5.5.1", "250 2.0.0"],
+        "identified",
+    ),
+    "MAIL syntax": (
+        b"MAIL FROM:a@b\r\nDATA\r\nNOOP\r\n",
+        ["501 5.5.4", "503 5.5.1", "250 2.0.0"],
+        "identified",
+    ),
+    "DATA without recipients": (
+        b"MAIL FROM:<a@b>\r\nDATA\r\nRCPT TO:<c@d>\r\n.\r\n",
+        ["250 2.1.0", "554 5.5.1", "250 2.1.5", "500 5.5.2"],
+        "transaction",
+    ),
+    "DATA with an argument": (
+        b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA now\r\nQUIT x\r\nRSET\r\n",
+        ["250 2.1.0", "250 2.1.5", "501 5.5.4", "221 2.0.0"],
+        "closed",
+    ),
+}
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["one read", "byte by byte"])
+@pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
+def test_a_refused_mail_or_data_moves_back_before_the_next_command(
+    case: tuple[bytes, list[str], str], whole: bool
+) -> None:
+    wire, expected, state = case
+    session = Session()
+    session(b"EHLO c\r\n")
+    session.transport.clear()
+    for piece in [wire] if whole else [wire[i : i + 1] for i in range(len(wire))]:
+        session.protocol.dataReceived(piece)
+    assert Session.codes_of(session.transport.value()) == expected
+    assert session.state == state and session.handler.messages == []
+
+
+def test_a_mail_refused_later_moves_back_before_the_next_command() -> None:
+    async def body() -> tuple[list[str], str, list[str], str]:
+        session = Session()
+        handler = session.factory.handler = Slow()
+        session(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nNOOP\r\n")
+        waiting = session.state  # moved with MAIL; nothing more read until the decision
+        handler.pending[0].set_result(reply(550, "5.7.1 Sender refused"))
+        await _settle()
+        first = Session.codes_of(session.transport.value())
+        session.transport.clear()
+        session(b"MAIL FROM:<a@b>\r\n")
+        handler.pending[1].set_result(None)
+        await _settle()
+        return first, waiting, Session.codes_of(session.transport.value()), session.state
+
+    first, waiting, second, state = asyncio.run(body())
+    assert waiting == "transaction"
+    assert first == ["250", "550 5.7.1", "503 5.5.1", "250 2.0.0"]  # RCPT read in identified
+    assert second == ["250 2.1.0"] and state == "transaction"
+
+
 class SlowSink(MessageSink):
     """A sink whose writes complete when the test says so."""
 

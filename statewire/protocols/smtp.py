@@ -5,11 +5,11 @@ Theory of operation
 The states are the session as RFC 5321 tells it::
 
     greeted         220 sent         EHLO/HELO -> identified
-    identified      EHLO done        MAIL -> (the handler accepts) -> transaction
+    identified      EHLO done        MAIL -> transaction (-> identified if refused)
                                      AUTH -> authenticating -> identified
                                      STARTTLS -> greeted, encrypted
     transaction     MAIL accepted    RCPT (loops, recipients collected)
-                                     DATA -> (some recipient) -> data
+                                     DATA -> data (-> transaction if refused)
                                      BDAT -> chunk
     data            354 sent         text lines; "." -> identified, the message decided
     chunk           BDAT n           n raw octets, in pieces; -> chunking, or the LAST
@@ -19,9 +19,14 @@ The states are the session as RFC 5321 tells it::
 
 A command the state has no transition for is a sequence error (``503 5.5.1``), answered
 by :meth:`SMTPServer.remoteError`; the state is unchanged. Where the next state depends
-on a decision (the handler accepting a sender, recipients existing for ``DATA``, a TLS
-context being configured) the command loops and the decision is a second, internal
-input (``sender_accepted``, ``body_started``...): the diagram shows both.
+on a decision, the diagram shows both the command and the decision's internal input.
+``MAIL`` and ``DATA``, accepted by far the most often, move at once (to ``transaction``,
+to ``data``) and a refusal moves back (``sender_refused``, ``data_refused``): the
+accepted command is one transition, with no second input to run. No frame is read while
+a decision is pending (or before a refusal has moved back), so nothing is ever read in
+the state a refused command moved to. The rarer decisions (a TLS context configured, a
+SASL exchange needing another line) loop, and the decision's input moves (``secured``,
+``challenged``...).
 
 Framing per state: command lines of at most 512 octets (``grammars.smtp.command_line``)
 in the command states, the reads as they come in ``data`` (cut into text lines of at most
@@ -95,8 +100,8 @@ class Inputs(Protocol):
     def end_of_data(self, line: bytes) -> None: ...
     def piece(self, data: bytes) -> None: ...
     def response(self, line: bytes) -> None: ...
-    def sender_accepted(self) -> None: ...
-    def body_started(self) -> None: ...
+    def sender_refused(self) -> None: ...
+    def data_refused(self) -> None: ...
     def secured(self) -> None: ...
     def challenged(self) -> None: ...
     def auth_ended(self) -> None: ...
@@ -145,26 +150,25 @@ transaction.upon(Inputs.helo).to(identified)(greet_helo)
 # identified: MAIL, AUTH, STARTTLS
 
 
-@identified.upon(Inputs.mail).loop()
+@identified.upon(Inputs.mail).to(transaction)
 def check_sender(machine: Inputs, core: SMTPConnection, argument: bytes) -> Any:
     decision = core.check_sender(argument)
     if decision is None:  # accepted now, with the usual reply: the common case made short
         core.reply(SENDER_OK)
-        machine.sender_accepted()
         return None
 
     def answer(decision: Decision) -> None:
         if decision is None or decision.code < 300:
             core.reply(SENDER_OK if decision is None else decision)
-            machine.sender_accepted()
         else:
             core.envelope = None
             core.reply(decision)
+            machine.sender_refused()
 
     return core.then(decision, answer)
 
 
-identified.upon(Inputs.sender_accepted).to(transaction).returns(None)
+transaction.upon(Inputs.sender_refused).to(identified).returns(None)
 
 
 @identified.upon(Inputs.auth).loop()
@@ -260,20 +264,21 @@ def check_recipient(machine: Inputs, core: SMTPConnection, argument: bytes) -> A
     return decision
 
 
-@transaction.upon(Inputs.data).loop()
+@transaction.upon(Inputs.data).to(data)
 def start_data(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
     assert core.envelope is not None
     if argument:
         core.reply(reply(501, "5.5.4 Syntax: DATA"))
+        machine.data_refused()
     elif not core.envelope.recipients:
         core.reply(reply(554, "5.5.1 Error: no valid recipients"))
+        machine.data_refused()
     else:
         core.open_message()
         core.reply(GO_AHEAD)
-        machine.body_started()
 
 
-transaction.upon(Inputs.body_started).to(data).returns(None)
+data.upon(Inputs.data_refused).to(transaction).returns(None)
 
 
 @data.upon(Inputs.text).loop()
