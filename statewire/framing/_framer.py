@@ -76,6 +76,9 @@ from statewire.framing.errors import FramingError, TruncatedFrame
 DEFAULT_MAX_LENGTH = 1 << 20
 #: Largest batch of frames cut at once (batches double up to this after an interruption).
 _MAX_BATCH = 1 << 30
+#: After a switch, frames are cut one at a time by the step path until this budget: the
+#: first ``_STEPS - 1`` frames; then in batches (of ``_STEPS``, doubling).
+_STEPS = 3
 
 
 _CONTEXT_FREE = (Line, Netstring, LengthPrefixed, Raw)
@@ -584,9 +587,10 @@ class Framer:
                         return
                 if decoder.blocked:
                     return
-                if self._budget == 1 and not decoder.pending:
-                    # just after a switch: one frame is all this batch may take, and the
-                    # step path cuts it without a batch's bookkeeping
+                if self._budget < _STEPS and not decoder.pending:
+                    # just after a switch: one frame at a time, cut by the step path without
+                    # a batch's bookkeeping (a request's few frames before the next switch
+                    # cost less so than in a batch)
                     frame = decoder.one(self._src, self._pos)
                     if frame is not None:
                         self._pos = decoder.end
@@ -603,7 +607,7 @@ class Framer:
                         elif self._installed:
                             self._installed = False
                         else:
-                            self._budget = 2
+                            self._budget += 1
                         continue
                 frames = decoder.feed(self._src, self._pos, self._budget)
                 self._src = decoder.src

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from grammars.resp import OK, Error, Simple
 
 if TYPE_CHECKING:
-    from statewire.protocols.resp import RESPConnection
+    from statewire.protocols._resp_connection import RESPConnection
 
 #: a handler: the connection and the arguments after the command's name; its reply
 Handler = Callable[["RESPConnection", list[bytes]], Any]
