@@ -382,12 +382,20 @@ class Framer:
                 decoder = None
                 if not old.pending:
                     # the common case made short (what _install does): the decoder of a
-                    # grammar that was current before
-                    if batch is not _BETWEEN:
+                    # grammar that was current before; one that needs no context, found
+                    # here (what _reusable finds for it, one call less a state change)
+                    cache = self._decoders
+                    if cache is not None and not context:
+                        decoder = cache.get(id(grammar))
+                        if decoder is not None and (
+                            decoder.grammar is not grammar or decoder.sized
+                        ):
+                            decoder = None
+                    if decoder is None and batch is not _BETWEEN:
                         self._batch = None  # (before: a bad size raises with the batch ended)
                         decoder = self._reusable(grammar, context or _NO_CONTEXT)
-                    else:  # a grammar that cannot frame (a bad size) is refused where a
-                        # deferred switch is, once the work ends
+                    elif decoder is None:  # a grammar that cannot frame (a bad size) is
+                        # refused where a deferred switch is, once the work ends
                         try:  # (not contextlib.suppress: three calls more)
                             decoder = self._reusable(grammar, context or _NO_CONTEXT)
                         except Exception:

@@ -45,6 +45,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable
 from functools import partial, update_wrapper
+from operator import attrgetter
 from typing import Any
 
 from automat import MethodicalMachine, NoTransition
@@ -227,6 +228,8 @@ class TypedStyle(Style):
         methods["_sw_after"] = None
         methods["_sw_moves"] = 0
         self.runtime = type(base.__name__, (base,), methods)
+        # the engine reads the state after every input that moves: a C getter, no call
+        self.state = attrgetter("__automat_transitioner__._state")  # type: ignore[method-assign,assignment]
 
     def _compile(self, name: str) -> Callable[..., Any]:
         # this input's transitions by the identity of the state they leave (automat's
