@@ -78,7 +78,7 @@ DEFAULT_MAX_LENGTH = 1 << 20
 _MAX_BATCH = 1 << 30
 #: After a switch, frames are cut one at a time by the step path until this budget: the
 #: first ``_STEPS - 1`` frames; then in batches (of ``_STEPS``, doubling).
-_STEPS = 3
+_STEPS = 4
 
 
 _CONTEXT_FREE = (Line, Netstring, LengthPrefixed, Raw)
