@@ -73,3 +73,33 @@ def test_outside_a_callback_it_does_nothing() -> None:
     assert framer.after_frame(lambda: called.append(1)) is False
     framer.feed(b"x\n")
     assert called == []
+
+
+@given(st.data())
+def test_an_after_queue_appended_to_in_a_callback_is_drained_before_the_next_frame(
+    data: Any,
+) -> None:
+    """``Framer.after_queue``: what a callback appends is drained once it returns, before
+    the next frame is cut (the drain's switch frames what follows), under any chunking;
+    appended to outside a callback it is a plain list: nothing is drained."""
+    events: list[Any] = []
+    framer = Framer(line(b"\n"), lambda frame: (events.append(frame), queue.append(queued)))
+
+    def queued() -> None:
+        events.append("queued")
+
+    def drain() -> None:
+        while queue:
+            queue.pop(0)()
+        events.append("drained")
+        framer.switch(fixed(2) if framer.grammar is lines else lines)
+
+    lines = framer.grammar
+    queue = framer.after_queue(drain)
+    queue.append(queued)
+    assert events == [] and queue == [queued]  # outside a callback: nothing more
+    queue.clear()
+    for chunk in data.draw(chunkings(b"go\nabxy\n")):
+        framer.feed(chunk)
+    each = ["queued", "drained"]
+    assert events == [b"go", *each, b"ab", *each, b"xy", *each]

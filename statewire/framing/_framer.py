@@ -462,6 +462,16 @@ class Framer:
             return True
         return False
 
+    def after_queue(self, drain: Callable[[], None]) -> list[Callable[[], object]]:
+        """A list whose ``append``, from inside ``on_frame``, also asks for ``drain()``
+        after the frame (:meth:`after_frame`, with no call more): for work queued by the
+        callback that ``drain`` runs (the engine's postponed inputs). Appended to
+        elsewhere, it is a list; whoever appended runs ``drain`` then."""
+        queue = _AfterQueue()
+        queue.framer = self
+        queue.drain = drain
+        return queue
+
     def interrupt(self) -> None:
         """From inside ``on_frame``: return from ``feed`` after this frame.
 
@@ -733,6 +743,21 @@ class Framer:
         if self.on_error is None:
             raise error
         self.on_error(error)
+
+
+class _AfterQueue(list[Callable[[], object]]):
+    """:meth:`Framer.after_queue`'s list."""
+
+    __slots__ = ("drain", "framer")
+    framer: Framer
+    drain: Callable[[], None]
+
+    def append(self, item: Callable[[], object]) -> None:
+        list.append(self, item)  # (not super(): twice the cost)
+        framer = self.framer
+        if framer._running and not framer._ended:  # (what after_frame does)
+            framer._after = self.drain
+            framer._interrupt = True
 
 
 def _as_bytes(data: object) -> bytes:

@@ -75,20 +75,6 @@ _READS_NOTHING = raw()
 _NO_HOLDS: frozenset[str] = frozenset()
 
 
-class _Postponed(list[Callable[[], object]]):
-    """Inputs postponed during a pump. Queued from inside a frame's callback, they run as
-    soon as it returns, before the framer cuts the next frame (``drain``: no return from
-    the framer's loop and no new feed for it); queued elsewhere, the pump runs them."""
-
-    __slots__ = ("drain", "framer")
-    framer: Framer
-    drain: Callable[[], None]
-
-    def append(self, item: Callable[[], object]) -> None:
-        list.append(self, item)  # (not super(): twice the cost, once an input)
-        self.framer.after_frame(self.drain)
-
-
 #: the field names of each dataclass a state's data was made of (``_OWN`` for a dataclass
 #: whose instances keep their fields in their ``__dict__``: that is the context)
 _FIELDS: dict[type, tuple[str, ...]] = {}
@@ -167,7 +153,7 @@ class Engine(Dispatch, Timers):
     _sw_seen: int
     #: made when the first bytes arrive (an idle connection never needs one)
     _sw_framer: Framer | None
-    _sw_queue: _Postponed | None
+    _sw_queue: list[Callable[[], object]] | None
     #: each state's frame handler (by ``Plan.state_index``), made when first entered
     _sw_handlers: list[Handler | None] | None
     #: the observers told of this connection (see :mod:`._observe`), and whether its
@@ -314,15 +300,17 @@ class Engine(Dispatch, Timers):
         if framer is None:
             state = self._sw_state
             grammar, context = self._sw_framing(state)
-            self._sw_queue = queue = _Postponed()
-            queue.drain = self._sw_drain
-            self._sw_framer = framer = queue.framer = Framer(
+            self._sw_framer = framer = Framer(
                 grammar,
                 self._sw_handler(state),
                 on_error=self._sw_remote,
                 policy=self._sw_plan.policy,
                 context=context,
             )
+            # inputs postponed during a pump: queued from inside a frame's callback, they
+            # run as soon as it returns, before the framer cuts the next frame (no return
+            # from the framer's loop, no new feed); queued elsewhere, the pump runs them
+            self._sw_queue = framer.after_queue(self._sw_drain)
             if self._sw_holds:
                 framer.pause()
         return framer
