@@ -30,6 +30,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
+from time import monotonic as _monotonic
 from typing import Any
 
 from statewire.address import Address, from_sockaddr
@@ -45,6 +46,9 @@ from statewire.runtime.listening import adopted_stream, bound_tcp, bound_unix
 from statewire.runtime.pollers import Poller
 from statewire.runtime.ports import Port as Port
 from statewire.runtime.socket_transport import SocketTransport
+
+#: asyncio's loops' clock (uvloop's has its own)
+_ASYNCIO_TIME = asyncio.BaseEventLoop.time
 
 log = logging.getLogger("statewire")
 
@@ -130,7 +134,11 @@ class Reactor:
         """The reactor's clock (the loop's monotonic time)."""
         loop = self._loop
         if loop is not None and loop is asyncio._get_running_loop():
-            return loop.time()  # the common case without the ``loop`` property's checks
+            # the common case without the ``loop`` property's checks; asyncio's own loops
+            # tell ``time.monotonic()`` (read here with no call more: once a read)
+            if type(loop).time is _ASYNCIO_TIME:
+                return _monotonic()
+            return loop.time()
         return self.loop.time()
 
     # -- listening -----------------------------------------------------------------------

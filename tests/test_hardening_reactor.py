@@ -778,3 +778,27 @@ def test_shutdown_gives_up_attempts_in_progress() -> None:
             assert reactor.stopping is False
 
     scenario(body, timeout=10)
+
+
+@pytest.mark.parametrize("uvloop", [False, True], ids=["asyncio", "uvloop"])
+def test_the_reactor_clock_is_the_running_loops(uvloop: bool) -> None:
+    """``seconds()`` is the loop's ``time()`` (what ``callLater`` counts with): read with
+    ``time.monotonic`` on asyncio's loops, with the loop's own clock on uvloop's."""
+    if uvloop:
+        uv = pytest.importorskip("uvloop")
+        loop = uv.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+    reactor = Reactor()
+
+    async def readings() -> tuple[float, float, float]:
+        before = loop.time()
+        await asyncio.sleep(0.02)
+        ours = reactor.seconds()
+        return before, ours, loop.time()
+
+    try:
+        before, ours, after = loop.run_until_complete(readings())
+    finally:
+        loop.close()
+    assert before + 0.015 <= ours <= after + 0.002  # (uvloop's clock has ms steps)

@@ -347,7 +347,8 @@ class Framer:
             raise RuntimeError("unread() is for a framer callback: the frame being delivered")
         if not data:
             return
-        self._rewind_batch()  # the frames after this one go back to the source, unread
+        if self._batch is not _ONE:
+            self._rewind_batch()  # the frames after this one go back to the source, unread
         self._src = bytes(data) + self._src[self._pos :]
         self._pos = 0
         self._decoder.base -= len(data)

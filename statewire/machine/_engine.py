@@ -646,6 +646,8 @@ def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
     computed = not isinstance(spec, Construct) and callable(spec)  # from the data
     index = plan.state_index(state)  # the state's handler in the connection's list
     timeout = plan.timeouts.get(state)
+    seconds = 0.0 if timeout is None else timeout.seconds
+    idle = timeout is not None and timeout.idle
 
     def enter(core: Any) -> None:
         core._sw_state = state
@@ -655,7 +657,21 @@ def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
             core._sw_disarm()
             return
         if timeouts:
-            core._sw_arm_timeout(timeout)
+            now = core._sw_now
+            if (
+                now is not None
+                and timeout is not None
+                and core._sw_timer is not None
+                and core._sw_wake_at <= now + seconds
+            ):
+                # inside a read, a wake-up scheduled early enough: what _sw_arm_timeout
+                # does then, with no call (a protocol timing every state, at each change)
+                core._sw_armed = timeout
+                if idle:
+                    core._sw_last_read = now
+                core._sw_deadline = now + seconds
+            else:
+                core._sw_arm_timeout(timeout)
         framer = core._sw_framer
         if framer is not None:
             handlers = core._sw_handlers
