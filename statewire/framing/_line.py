@@ -18,12 +18,22 @@ from statewire.framing.errors import FramingError
 
 
 class LineDecoder(Decoder):
-    __slots__ = ("c_cut", "c_limit", "delimiter", "discarding", "line", "max_length", "scanned")
+    __slots__ = (
+        "c_cut",
+        "c_limit",
+        "delimiter",
+        "delimiter_size",
+        "discarding",
+        "line",
+        "max_length",
+        "scanned",
+    )
 
     def __init__(self, grammar: Line, base: int) -> None:
         super().__init__(grammar, base)
         self.line = grammar
         self.delimiter = grammar.delimiter
+        self.delimiter_size = len(grammar.delimiter)
         self.max_length = grammar.max_length
         self.c_cut = _accel.cut_lines
         self.c_limit = min(grammar.max_length, _accel.C_LIMIT)
@@ -54,12 +64,11 @@ class LineDecoder(Decoder):
     def one(self, src: bytes, pos: int) -> Any:
         if self.discarding:
             return None
-        delimiter = self.delimiter
-        end = pos + self.max_length + len(delimiter)  # no need to look further
-        hit = src.find(delimiter, pos, end)
+        size = self.delimiter_size
+        hit = src.find(self.delimiter, pos, pos + self.max_length + size)  # (no further)
         if hit < 0:
             return None
-        end = hit + len(delimiter)
+        end = hit + size
         base = self.base
         self._src_base = base - pos
         self.base = base + end - pos

@@ -675,11 +675,13 @@ def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
         framer = core._sw_framer
         if framer is not None:
             handlers = core._sw_handlers
-            if handlers is None or index >= len(handlers):
+            try:
+                handler = handlers[index]
+            except (TypeError, IndexError):  # none yet, or a state numbered since
                 known = handlers or []
                 handlers = [*known, *[None] * (len(plan.state_numbers) - len(known))]
                 core._sw_handlers = handlers
-            handler = handlers[index]
+                handler = handlers[index]
             if handler is None:  # a state's handler depends on nothing but the state
                 handler = handlers[index] = core._sw_handler(state)
             framer.on_frame = handler
