@@ -370,7 +370,13 @@ class MachineProtocol(Protocol):
     def seconds(self) -> float:
         """The connection's clock: :attr:`clock`'s ``seconds()``, else the reactor's that
         serves the connection (what timeouts count with; a test's clock in tests)."""
-        return _clock_seconds(self)
+        clock = self.clock
+        if clock is None:
+            clock = self._sw_reactor  # (what _sw_clock finds, once it found it)
+            if clock is None:
+                clock = self._sw_clock()
+        seconds: float = clock.seconds()
+        return seconds
 
     def callLater(self, seconds: float, f: Callable[..., object], *args: Any) -> Any:
         """Call ``f(*args)`` in ``seconds`` on the connection's clock (see :meth:`seconds`);
@@ -420,18 +426,6 @@ class MachineProtocol(Protocol):
         self.abort()
 
 
-def _clock_seconds(core: MachineProtocol) -> float:
-    """``core``'s clock's ``seconds()``: its :attr:`~MachineProtocol.clock`, else the
-    reactor :meth:`MachineProtocol._sw_clock` found (once found, with no call for it)."""
-    clock = core.clock
-    if clock is None:
-        clock = core._sw_reactor
-        if clock is None:
-            clock = core._sw_clock()
-    seconds: float = clock.seconds()
-    return seconds
-
-
 class ProtocolHost:
     """What a :class:`MachineProtocol` gives its engine (the
     :class:`~statewire.machine.Host` interface): its clock (:attr:`MachineProtocol.clock`,
@@ -447,8 +441,9 @@ class ProtocolHost:
     ) -> Any:
         return core._sw_clock().callLater(seconds, f, *args)
 
-    # (not core.seconds: it may be shadowed; the engine reads the clock at every read)
-    seconds = staticmethod(_clock_seconds)
+    # MachineProtocol's own (core.seconds may be shadowed), with no call more: the engine
+    # reads the clock at every read
+    seconds = staticmethod(MachineProtocol.seconds)
 
     def loop(self, core: MachineProtocol) -> asyncio.AbstractEventLoop | None:
         try:
