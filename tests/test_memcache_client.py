@@ -375,7 +375,10 @@ def test_the_server_closing_fails_the_requests_behind_it(serve: Serve) -> None:
         assert results[0] is True
         for lost in results[1:]:
             assert isinstance(lost, ConnectionLost)
-            assert "the connection was closed before the reply came" in str(lost)
+            # closed, or reset: a request that reaches a server which has closed after
+            # ``quit`` gets a reset from the kernel (memcached's case, now and then)
+            assert str(lost).endswith("before the reply came"), lost
+            assert "was closed" in str(lost) or "reset" in str(lost), lost
         with pytest.raises(ConnectionLost):
             await client.get(b"a")
 
