@@ -135,8 +135,9 @@ class Reactor:
         loop = self._loop
         if loop is not None and loop is asyncio._get_running_loop():
             # the common case without the ``loop`` property's checks; asyncio's own loops
-            # tell ``time.monotonic()`` (read here with no call more: once a read)
-            if type(loop).time is _ASYNCIO_TIME:
+            # tell ``time.monotonic()`` (read here with no call more: once a read), unless
+            # their ``time`` was replaced (a virtual clock in a test: callLater counts with it)
+            if type(loop).time is _ASYNCIO_TIME and "time" not in loop.__dict__:
                 return _monotonic()
             return loop.time()
         return self.loop.time()

@@ -24,7 +24,10 @@ on a decision, the diagram shows both the command and the decision's internal in
 to ``data``) and a refusal moves back (``sender_refused``, ``data_refused``): the
 accepted command is one transition, with no second input to run. No frame is read while
 a decision is pending (or before a refusal has moved back), so nothing is ever read in
-the state a refused command moved to. The rarer decisions (a TLS context configured, a
+the state a refused command moved to. A refusal that is the client's last allowed mistake
+(:attr:`SMTPFactory.max_errors`: ``421 4.7.0``) closes the session at once, and a closing
+connection runs no postponed input: the machine stays where the refused command moved,
+reading nothing, until the loss takes it to ``closed``. The rarer decisions (a TLS context configured, a
 SASL exchange needing another line) loop, and the decision's input moves (``secured``,
 ``challenged``...).
 
