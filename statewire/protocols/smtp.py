@@ -27,9 +27,9 @@ a decision is pending (or before a refusal has moved back), so nothing is ever r
 the state a refused command moved to. A refusal that is the client's last allowed mistake
 (:attr:`SMTPFactory.max_errors`: ``421 4.7.0``) closes the session at once, and a closing
 connection runs no postponed input: the machine stays where the refused command moved,
-reading nothing, until the loss takes it to ``closed``. The rarer decisions (a TLS context configured, a
-SASL exchange needing another line) loop, and the decision's input moves (``secured``,
-``challenged``...).
+reading nothing, until the loss takes it to ``closed``. The rarer decisions (a TLS context
+configured, a SASL exchange needing another line) loop, and the decision's input moves
+(``secured``, ``challenged``...).
 
 Framing per state: command lines of at most 512 octets (``grammars.smtp.command_line``)
 in the command states, the reads as they come in ``data`` (cut into text lines of at most
