@@ -244,14 +244,6 @@ class RawDecoder(Decoder):
         self.end = end
         return src[pos:] if pos else src
 
-    def restart(self, base: int) -> None:
-        # (Decoder.restart without the scan state raw bytes do not have)
-        self.base = base
-        if self.pending:
-            self.pending.clear()
-        self.need = 0
-        self.error = None
-
     def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         self._consumed(src, [])
         self._after_last = len(src)

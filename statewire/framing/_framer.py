@@ -383,24 +383,22 @@ class Framer:
                 decoder = None
                 if not old.pending:
                     # the common case made short (what _install does): the decoder of a
-                    # grammar that was current before; one that needs no context, found
-                    # here (what _reusable finds for it, one call less a state change)
+                    # grammar that was current before, found here; only one that takes
+                    # the context (a block's size) is fitted by a call
                     cache = self._decoders
-                    if cache is not None and not context:
-                        decoder = cache.get(id(grammar))
-                        if decoder is not None and (
-                            decoder.grammar is not grammar or decoder.sized
-                        ):
-                            decoder = None
-                    if decoder is None and batch is not _BETWEEN:
-                        self._batch = None  # (before: a bad size raises with the batch ended)
-                        decoder = self._reusable(grammar, context or _NO_CONTEXT)
-                    elif decoder is None:  # a grammar that cannot frame (a bad size) is
-                        # refused where a deferred switch is, once the work ends
-                        try:  # (not contextlib.suppress: three calls more)
-                            decoder = self._reusable(grammar, context or _NO_CONTEXT)
-                        except Exception:
-                            decoder = None
+                    decoder = None if cache is None else cache.get(id(grammar))
+                    if decoder is not None and decoder.grammar is not grammar:
+                        decoder = None
+                    if decoder is not None and (decoder.sized or context):
+                        if batch is not _BETWEEN:
+                            self._batch = None  # (before: a bad size raises, batch ended)
+                            decoder = self._fitted(decoder, grammar, context or _NO_CONTEXT)
+                        else:  # a grammar that cannot frame (a bad size) is refused where a
+                            # deferred switch is, once the work ends
+                            try:  # (not contextlib.suppress: three calls more)
+                                decoder = self._fitted(decoder, grammar, context or _NO_CONTEXT)
+                            except Exception:
+                                decoder = None
                 if decoder is not None:
                     self._batch = None
                     if old.src:  # (the step path leaves none)
@@ -575,6 +573,13 @@ class Framer:
         decoder = cache.get(id(grammar))
         if decoder is None or decoder.grammar is not grammar:
             return None
+        return self._fitted(decoder, grammar, context)
+
+    @staticmethod
+    def _fitted(decoder: Decoder, grammar: Any, context: Mapping[str, Any]) -> Decoder | None:
+        """``decoder``, made before for ``grammar``, for ``context``: a block whose size
+        comes from the context gets the size it has now; one that takes no context is
+        refused a context (``None``)."""
         if decoder.sized:
             if type(grammar.size) is not int:
                 decoder.size = grammar.size_in(context)  # type: ignore[attr-defined]

@@ -83,7 +83,8 @@ class Timers:
 
     def _sw_arm_timeout(self, timeout: Timeout | None) -> None:
         """:meth:`_sw_arm` with the state's timeout found (a state's entry finds it once:
-        automat's states hash in Python)."""
+        automat's states hash in Python). A state's entry (``_engine._entry``) does the
+        branch that schedules nothing itself, inside a read: keep the two alike."""
         self._sw_armed = timeout
         if timeout is None:
             return  # a wake-up still scheduled finds nothing armed
