@@ -39,7 +39,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-_C_NAMES = ("cut_lines", "cut_netstring", "cut_prefixed")
+_C_NAMES = ("cut_lines", "cut_netstring", "cut_prefixed", "cut_resp", "one_resp")
 
 
 @pytest.fixture(params=["c", "python"])

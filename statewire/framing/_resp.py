@@ -1,8 +1,9 @@
 """The RESP command decoder: Redis requests cut without construct, scan offsets across reads.
 
-A read usually holds whole commands: the loop takes each ``*N`` array of ``$len`` bulk
-strings with a ``find`` and an ``int`` per header and a slice per argument. Anything else
-(an inline command, a header it does not expect, bytes that end inside a command) goes to
+A read usually holds whole commands: the C accelerator cuts each ``*N`` array of ``$len``
+bulk strings, and each inline command of plain words; without it, the loop takes each array
+with a ``find`` and an ``int`` per header and a slice per argument. Anything else (an inline
+command with quotes, a header it does not expect, bytes that end inside a command) goes to
 :meth:`grammars.resp.Request.scan`, the grammar's own reader, which returns the command,
 says it needs more bytes, or raises the precise error with Redis's words.
 
@@ -20,6 +21,7 @@ from typing import Any
 
 from grammars import GrammarError
 from grammars.resp import Request, read_header, split_inline
+from statewire.framing import _accel
 from statewire.framing._decoder import Decoder
 from statewire.framing.errors import FramingError
 
@@ -40,7 +42,20 @@ def _count(digits: bytes) -> int:
 
 
 class RespDecoder(Decoder):
-    __slots__ = ("_ends", "_left", "_scan", "max_array", "max_bulk", "max_inline", "request")
+    __slots__ = (
+        "_ends",
+        "_left",
+        "_scan",
+        "c_array",
+        "c_bulk",
+        "c_cut",
+        "c_inline",
+        "c_one",
+        "max_array",
+        "max_bulk",
+        "max_inline",
+        "request",
+    )
 
     def __init__(self, grammar: Request, base: int) -> None:
         self.request = grammar
@@ -48,7 +63,27 @@ class RespDecoder(Decoder):
         self.max_array = grammar.max_array
         self.max_inline = grammar.max_inline
         self._ends: list[int] = []
+        # (no bulk or array in memory comes near C_LIMIT: clamping changes no decision)
+        self.c_bulk = min(grammar.max_bulk, _accel.C_LIMIT)
+        self.c_array = min(grammar.max_array, _accel.C_LIMIT)
+        self.c_inline = min(grammar.max_inline, _accel.C_LIMIT)
+        self.c_cut = _accel.cut_resp
+        self.c_one = _accel.one_resp
         super().__init__(grammar, base)
+
+    def one(self, src: bytes, pos: int) -> Any:
+        one = self.c_one
+        if one is None:
+            return None
+        found = one(src, pos, self.c_bulk, self.c_array, self.c_inline)
+        if found is None:
+            return None
+        command, end = found
+        base = self.base
+        self._src_base = base - pos
+        self.base = base + end - pos
+        self.end = end
+        return command
 
     def _reset(self) -> None:
         #: index in ``pending`` after the elements of the unfinished command checked so far
@@ -130,7 +165,10 @@ class RespDecoder(Decoder):
         frames: list[Any] = []
         ends: list[int] = []
         self._ends = ends
-        if len(src) - pos <= limit:  # a batch that may take the whole read: split it once
+        c_cut = self.c_cut
+        if c_cut is not None:  # the plain commands in C, what follows them below
+            pos = c_cut(src, pos, self.c_bulk, self.c_array, self.c_inline, limit, frames, ends)
+        elif len(src) - pos <= limit:  # a batch that may take the whole read: split it once
             pos = self._cut_split(src, pos, frames, ends)
         return self._cut_each(src, pos, limit, frames, ends)
 

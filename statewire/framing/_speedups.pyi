@@ -1,3 +1,5 @@
+from typing import Any
+
 def cut_prefixed(
     src: bytes,
     pos: int,
@@ -14,3 +16,16 @@ def cut_netstring(
 def cut_lines(
     src: bytes, pos: int, delimiter: bytes, max_length: int, max_frames: int
 ) -> tuple[list[bytes], int]: ...
+def cut_resp(
+    src: bytes,
+    pos: int,
+    max_bulk: int,
+    max_array: int,
+    max_inline: int,
+    max_frames: int,
+    frames: list[Any],
+    ends: list[int],
+) -> int: ...
+def one_resp(
+    src: bytes, pos: int, max_bulk: int, max_array: int, max_inline: int
+) -> tuple[list[bytes], int] | None: ...
