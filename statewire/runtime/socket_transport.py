@@ -31,8 +31,10 @@ from statewire.runtime.pollers import READ, WRITE, Poller, Watched
 
 log = logging.getLogger("statewire")
 
-#: bytes asked of the socket per read (as Twisted; asyncio asks 256 KiB)
-READ_SIZE = 64 * 1024
+#: bytes asked of the socket per read, as asyncio asks (Twisted asks 64 KiB): a large body
+#: costs a quarter of the reads, and the buffer of a short read is shrunk to its size at
+#: once, so connections hold no more memory for it
+READ_SIZE = 256 * 1024
 
 
 class SocketTransport(Connection, Watched):
