@@ -318,6 +318,9 @@ def get(conn: RESPConnection, args: list[bytes]) -> Any:
 
 @command(b"set", -3)
 def set_(conn: RESPConnection, args: list[bytes]) -> Any:
+    if len(args) == 2:  # a plain SET (most): no option to read, the old value not needed
+        db(conn).store(args[0], args[1])
+        return OK
     key, value, options = args[0], args[1], [o.upper() for o in args[2:]]
     # the options as Redis parses them: a repeated flag is fine, a conflict is not, and
     # the expire time is read only once the options are known to be well-formed

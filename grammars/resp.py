@@ -451,6 +451,8 @@ class Resp(Framing):
             return b"_\r\n" if self.version == 3 else b"$-1\r\n"
         if value is OK:
             return b"+OK\r\n"
+        if kind is Simple:  # (PONG, QUEUED...: no list to join)
+            return b"+%s\r\n" % _line_text(value.text, "simple string", None)
         out: list[bytes] = []
         self._encode(value, out, 0, None)
         return b"".join(out)

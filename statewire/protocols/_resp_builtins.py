@@ -105,12 +105,15 @@ def hello(core: RESPConnection, args: list[bytes]) -> Any:
     }
 
 
+_PONG = Simple(b"PONG")
+
+
 def ping(core: RESPConnection, args: list[bytes]) -> Any:
     if len(args) > 1:
         return Error(b"ERR wrong number of arguments for 'ping' command")
     if core.protocol_version == 2 and core.listening:  # pub/sub mode: a message's shape
         return [b"pong", args[0] if args else b""]
-    return args[0] if args else Simple(b"PONG")
+    return args[0] if args else _PONG
 
 
 def watch(core: RESPConnection, args: list[bytes]) -> Any:
