@@ -51,6 +51,7 @@ from grammars.memcache import (
     Command,
     MemcacheError,
     Meta,
+    Retrieval,
     Storage,
     parse_command,
 )
@@ -202,6 +203,8 @@ def _kind(frame: bytes) -> bytes:
     """The route key: the command's name; for a storage command, ``store`` or
     ``oversize`` (which the item's size decides)."""
     command = _parsed(frame)
+    if type(command) is Retrieval:  # most requests: named at once
+        return command.name
     if isinstance(command, Refused):
         return b"refused"
     if isinstance(command, Storage):
