@@ -95,7 +95,7 @@ _BAD_EXPTIME = b"CLIENT_ERROR invalid exptime argument"
 _DELETE_USAGE = b"CLIENT_ERROR bad command line format.  Usage: delete <key> [noreply]"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Storage:
     """``set|add|replace|append|prepend KEY FLAGS EXPTIME BYTES [noreply]``, ``cas`` with a
     CAS unique before ``noreply``; BYTES of data follow, then CRLF. EXPTIME is as written
@@ -109,6 +109,22 @@ class Storage:
     cas: int | None = None
     noreply: bool = False
 
+    def __init__(
+        self,
+        name: bytes,
+        key: bytes,
+        flags: int,
+        exptime: int,
+        size: int,
+        cas: int | None = None,
+        noreply: bool = False,
+    ) -> None:
+        # every field in one step: a frozen dataclass's own ``__init__`` sets them one at a
+        # time through ``object.__setattr__``, twice the cost (one made a set request)
+        self.__dict__.update(
+            name=name, key=key, flags=flags, exptime=exptime, size=size, cas=cas, noreply=noreply
+        )
+
     def __bytes__(self) -> bytes:
         words = [self.name, self.key, b"%d" % self.flags, b"%d" % self.exptime, b"%d" % self.size]
         if self.cas is not None:
@@ -116,13 +132,16 @@ class Storage:
         return _join(words, self.noreply)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Retrieval:
     """``get|gets KEY...``; ``gat|gats EXPTIME KEY...``."""
 
     name: bytes
     keys: tuple[bytes, ...]
     exptime: int | None = None
+
+    def __init__(self, name: bytes, keys: tuple[bytes, ...], exptime: int | None = None) -> None:
+        self.__dict__.update(name=name, keys=keys, exptime=exptime)  # (as Storage's)
 
     def __bytes__(self) -> bytes:
         head = [self.name] if self.exptime is None else [self.name, b"%d" % self.exptime]

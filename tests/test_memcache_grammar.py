@@ -3,6 +3,7 @@ reply the real memcached gives (line by line against memcached itself, when inst
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterator
 
@@ -96,6 +97,25 @@ def test_every_command_round_trips(value: Command) -> None:
     wire = build_command(value)
     assert parse_command(wire) == value
     assert command().parse(command().build(value)) == value
+
+
+def test_commands_are_values() -> None:
+    """Storage and Retrieval set their fields in one step (the hot path's own __init__):
+    still frozen, equal and hashed by value, keyword or positional, with their defaults."""
+    made = [
+        Storage(b"set", b"k", 1, 2, 3),
+        Storage(name=b"cas", key=b"k", flags=1, exptime=2, size=3, cas=9, noreply=True),
+        Retrieval(b"get", (b"a", b"b")),
+        Retrieval(name=b"gat", keys=(b"a",), exptime=5),
+    ]
+    assert made[0] == Storage(b"set", b"k", 1, 2, 3, None, False)
+    assert hash(made[2]) == hash(Retrieval(b"get", (b"a", b"b"), None))
+    assert made[3].exptime == 5 and made[1].cas == 9 and made[1].noreply
+    for value in made:
+        assert parse_command(bytes(value)) == value
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            value.name = b"x"  # type: ignore[misc]
+    assert dataclasses.replace(made[0], key=b"z").key == b"z"
 
 
 def test_examples() -> None:
