@@ -254,6 +254,7 @@ ODD_PIECES = [
     b"SET a\x0bb\r\n",  # VT and FF: kept inside a word, skipped before one
     b"\x0bGET \x0ca\r\n",
     b"$3\r\nfoo\r\n",
+    b"*2\r\n$1\r\naXY",  # no CRLF after a bulk, the command unfinished: refused at once
 ]
 hostile = st.sampled_from(ODD_PIECES)
 

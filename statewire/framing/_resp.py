@@ -143,6 +143,8 @@ class RespDecoder(Decoder):
             if after > n:
                 self.need = after  # no need to look again before the body is here
                 break
+            if buf[after - 2 : after] != b"\r\n":
+                return True  # proved bad: _cut reports it (not a wait for more bytes)
             i = after
             self._left -= 1
         self._scan = i

@@ -261,8 +261,8 @@ resp_inline(const char *buf, Py_ssize_t n, Py_ssize_t pos, long long max_inline,
             Py_ssize_t *end)
 {
     Py_ssize_t window = n - pos;
-    if ((long long)window > max_inline + 1) {
-        window = (Py_ssize_t)(max_inline + 1);
+    if ((long long)window - 1 > max_inline) { /* (max_inline + 1 may overflow) */
+        window = (Py_ssize_t)max_inline + 1;
     }
     const char *newline = memchr(buf + pos, '\n', (size_t)window);
     if (newline == NULL) {
