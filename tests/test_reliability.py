@@ -599,7 +599,7 @@ def test_echo_to_a_client_that_streams_but_never_reads_stays_bounded() -> None:
     """Echo fed a stream by a client that never reads: the server stops reading once its
     write buffer passes the high-water mark, so the buffer stays under the mark plus one
     read, and the client's sending stalls (back-pressure reaches the peer)."""
-    one_read = 256 * 1024  # the largest single read (statewire's and asyncio's)
+    one_read = 256 * 1024  # the largest single read (statewire's BIG_READ_SIZE, asyncio's)
 
     async def body(reactor: Reactor) -> None:
         loop = asyncio.get_running_loop()
