@@ -146,9 +146,10 @@ class Dispatch:
                 key = key_of(frame)
                 target = looping.get(key)
                 if target is None:
-                    move = leaving.get(key)
-                    if move is None and otherwise is not None and key not in table:
-                        target = otherwise
+                    if otherwise is not None and key not in table:
+                        target = otherwise  # (no key the table lacks can leave)
+                    else:
+                        move = leaving.get(key)
             except _BAD_FRAME as exc:  # (an unhashable key, or one that cannot compare)
                 self._sw_bad_frame(exc, frame)
                 return
