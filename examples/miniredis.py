@@ -22,7 +22,7 @@ statewire serve examples/miniredis.py:factory --listen tcp:6380:interface=127.0.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any
 
 from grammars.resp import NULL_ARRAY, OK, Map, Set, Simple, Verbatim, parse_integer
@@ -41,12 +41,16 @@ command = commands.command
 class Keyspace:
     """One database: values (bytes, list, dict or set) and their deadlines, in seconds;
     ``touch(key)`` is told of every change (a value changed in place is the caller's to
-    tell)."""
+    tell); when ``watched`` is given, only while it is not empty (the server's watched
+    keys: nobody watching, nobody to tell, and no call made)."""
 
-    def __init__(self, touch: Callable[[bytes], None] = lambda key: None) -> None:
+    def __init__(
+        self, touch: Callable[[bytes], None] = lambda key: None, watched: Sized | None = None
+    ) -> None:
         self.values: dict[bytes, Any] = {}
         self.deadlines: dict[bytes, float] = {}
         self.touch = touch
+        self.watched = watched
 
     def get(self, key: bytes, now: float, kind: type | None = None) -> Any:
         """The live value of ``key`` (``None`` if none); of ``kind`` or WRONGTYPE."""
@@ -63,7 +67,8 @@ class Keyspace:
         self.deadlines.pop(key, None)
         if self.values.pop(key, None) is None:
             return False
-        self.touch(key)
+        if self.watched is None or self.watched:
+            self.touch(key)
         return True
 
     def store(self, key: bytes, value: Any, keep_ttl: bool = False) -> None:
@@ -71,7 +76,8 @@ class Keyspace:
         self.values[key] = value
         if not keep_ttl:
             self.deadlines.pop(key, None)
-        self.touch(key)
+        if self.watched is None or self.watched:
+            self.touch(key)
 
     def expire_at(self, key: bytes, deadline: float | None) -> None:
         """Give ``key`` a deadline (``None``: none)."""
@@ -79,7 +85,8 @@ class Keyspace:
             self.deadlines.pop(key, None)
         else:
             self.deadlines[key] = deadline
-        self.touch(key)
+        if self.watched is None or self.watched:
+            self.touch(key)
 
     def clear(self) -> None:
         """Forget every key (``FLUSHDB``)."""
@@ -95,7 +102,7 @@ class MiniRedisFactory(RESPFactory):
 
     def __init__(self, password: bytes | None = None) -> None:
         super().__init__(commands, password)
-        self.databases = [Keyspace(self._toucher(i)) for i in range(DATABASES)]
+        self.databases = [Keyspace(self._toucher(i), self.watchers) for i in range(DATABASES)]
 
     def flush(self) -> None:
         """Empty every database (``FLUSHALL``)."""
