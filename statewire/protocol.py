@@ -52,7 +52,8 @@ class Protocol(BaseProtocol):
       cannot be split): it handles every request in the read it was given, however much
       that writes, but no more reads come until the peer catches up. A peer pipelining
       many requests in one read can still make it queue one reply per request of that
-      read (one read: 64 KiB on statewire's socket transport);
+      read (one read: 64 KiB on statewire's socket transport, 256 KiB while reads come
+      full);
     * a protocol that stops working through its own buffer of requests when told
       (:meth:`transportCongested`, or ``pauseProducing`` after registering itself with
       ``transport.registerProducer(self, True)``) and goes on when told again holds at

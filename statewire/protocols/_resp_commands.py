@@ -56,9 +56,8 @@ class CommandTable:
 
     def __init__(self) -> None:
         self._commands: dict[bytes, Command] = {}
-        #: the same by upper-case name (what clients send), found without a lower(): read
-        #: it, do not change it (:meth:`register` keeps both)
-        self.by_upper: dict[bytes, Command] = {}
+        #: the same by upper-case name (what clients send), found without a lower()
+        self._upper: dict[bytes, Command] = {}
         for name, arity in MACHINE_COMMANDS.items():
             self.register(name, arity, BUILT_IN.get(name))
         self.register(b"unwatch", 1, unwatch)
@@ -73,7 +72,7 @@ class CommandTable:
         """Add (or replace) the command ``name``."""
         command = Command(name.lower(), arity, handler, subcommands)
         self._commands[command.name] = command
-        self.by_upper[command.name.upper()] = command
+        self._upper[command.name.upper()] = command
 
     def command(
         self, name: bytes, arity: int, subcommands: Mapping[bytes, int] | None = None
@@ -88,7 +87,7 @@ class CommandTable:
 
     def get(self, name: bytes) -> Command | None:
         """The command called ``name`` (any case), or ``None``."""
-        command = self.by_upper.get(name)
+        command = self._upper.get(name)
         return self._commands.get(name.lower()) if command is None else command
 
     def __iter__(self) -> Iterator[Command]:

@@ -116,9 +116,7 @@ class RESPConnection(MachineProtocol):
 
     def execute(self, argv: list[bytes]) -> Reply:
         """Run one request (checked) and return its reply."""
-        commands = self.factory.commands
-        # (the name as clients send it found by the dict itself: a call less a request)
-        command = commands.by_upper.get(argv[0]) or commands.get(argv[0])
+        command = self.factory.commands.get(argv[0])
         if (
             command is None
             or command.subcommands
