@@ -45,12 +45,12 @@ class Keyspace:
     keys: nobody watching, nobody to tell, and no call made)."""
 
     def __init__(
-        self, touch: Callable[[bytes], None] = lambda key: None, watched: Sized | None = None
+        self, touch: Callable[[bytes], None] = lambda key: None, watched: Sized = (True,)
     ) -> None:
         self.values: dict[bytes, Any] = {}
         self.deadlines: dict[bytes, float] = {}
         self.touch = touch
-        self.watched = watched
+        self.watched = watched  # (the default is never empty: every change is told)
 
     def get(self, key: bytes, now: float, kind: type | None = None) -> Any:
         """The live value of ``key`` (``None`` if none); of ``kind`` or WRONGTYPE."""
@@ -67,7 +67,7 @@ class Keyspace:
         self.deadlines.pop(key, None)
         if self.values.pop(key, None) is None:
             return False
-        if self.watched is None or self.watched:
+        if self.watched:
             self.touch(key)
         return True
 
@@ -76,7 +76,7 @@ class Keyspace:
         self.values[key] = value
         if not keep_ttl:
             self.deadlines.pop(key, None)
-        if self.watched is None or self.watched:
+        if self.watched:
             self.touch(key)
 
     def expire_at(self, key: bytes, deadline: float | None) -> None:
@@ -85,7 +85,7 @@ class Keyspace:
             self.deadlines.pop(key, None)
         else:
             self.deadlines[key] = deadline
-        if self.watched is None or self.watched:
+        if self.watched:
             self.touch(key)
 
     def clear(self) -> None:
