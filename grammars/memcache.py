@@ -119,11 +119,17 @@ class Storage:
         cas: int | None = None,
         noreply: bool = False,
     ) -> None:
-        # every field in one step: a frozen dataclass's own ``__init__`` sets them one at a
-        # time through ``object.__setattr__``, twice the cost (one made a set request)
-        self.__dict__.update(
-            name=name, key=key, flags=flags, exptime=exptime, size=size, cas=cas, noreply=noreply
-        )
+        # straight into the instance's dict: a frozen dataclass's own ``__init__`` sets
+        # each field through ``object.__setattr__``, and ``__dict__.update(**fields)``
+        # builds a dict of keywords first; this costs half the first (one made a request)
+        fields = self.__dict__
+        fields["name"] = name
+        fields["key"] = key
+        fields["flags"] = flags
+        fields["exptime"] = exptime
+        fields["size"] = size
+        fields["cas"] = cas
+        fields["noreply"] = noreply
 
     def __bytes__(self) -> bytes:
         words = [self.name, self.key, b"%d" % self.flags, b"%d" % self.exptime, b"%d" % self.size]
@@ -141,7 +147,10 @@ class Retrieval:
     exptime: int | None = None
 
     def __init__(self, name: bytes, keys: tuple[bytes, ...], exptime: int | None = None) -> None:
-        self.__dict__.update(name=name, keys=keys, exptime=exptime)  # (as Storage's)
+        fields = self.__dict__  # (as Storage's)
+        fields["name"] = name
+        fields["keys"] = keys
+        fields["exptime"] = exptime
 
     def __bytes__(self) -> bytes:
         head = [self.name] if self.exptime is None else [self.name, b"%d" % self.exptime]
@@ -308,16 +317,10 @@ def _quick(words: list[bytes]) -> Command | None:
         return None
     if name == b"set" and (count == 5 or (count == 6 and words[5] == b"noreply")):
         key, flags, exptime, size = words[1], words[2], words[3], words[4]
-        if (
-            len(key) <= MAX_KEY
-            and len(flags) < 10
-            and len(exptime) < 19
-            and len(size) < 10
-            and flags.isdigit()
-            and exptime.isdigit()
-            and size.isdigit()
-        ):
-            # nine digits or fewer are below 2**32 and MAX_DATA: no range to check
+        # the three numbers, none empty (split found no empty word), checked together:
+        # nine digits in all, so each is below 2**32 and MAX_DATA, no range to check
+        digits = flags + exptime + size
+        if len(key) <= MAX_KEY and len(digits) < 10 and digits.isdigit():
             return Storage(name, key, int(flags), int(exptime), int(size), None, count == 6)
     return None
 

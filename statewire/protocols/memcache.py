@@ -191,7 +191,7 @@ def _parsed(frame: bytes) -> Command | Refused:
             raise
         command = Refused(error.reply, size)
     else:
-        if isinstance(command, Meta) and command.name == b"ms":
+        if type(command) is not Storage and isinstance(command, Meta) and command.name == b"ms":
             refusal = meta_refusal(command)  # flags memcached refuses before the block
             if refusal is not None:
                 command = Refused(refusal, command.size or 0)
@@ -203,12 +203,13 @@ def _kind(frame: bytes) -> bytes:
     """The route key: the command's name; for a storage command, ``store`` or
     ``oversize`` (which the item's size decides)."""
     command = _parsed(frame)
-    if type(command) is Retrieval:  # most requests: named at once
+    kind = type(command)
+    if kind is Retrieval:  # most requests: named at once
         return command.name
+    if kind is Storage or (kind is not Refused and isinstance(command, Storage)):
+        return b"store" if fits(command.key, command.size, command.flags) else b"oversize"
     if isinstance(command, Refused):
         return b"refused"
-    if isinstance(command, Storage):
-        return b"store" if fits(command.key, command.size, command.flags) else b"oversize"
     if isinstance(command, Meta) and command.name == b"ms":
         return b"store" if ms_fits(command) else b"oversize"
     return command.name
@@ -309,8 +310,8 @@ def stored(machine: Inputs, core: MemcacheConnection, announced: Announced, data
         core.factory.count(b"cmd_set")  # as memcached counts it
         core.reply(b"CLIENT_ERROR bad data chunk\r\n")
         return
-    command = announced.command
-    assert not isinstance(command, Refused)  # a refused line is swallowed, never stored
+    # (a refused line is swallowed, never stored: the route sends only a Storage or a Meta)
+    command: Storage | Meta = announced.command  # type: ignore[assignment]
     reply = store(core, command, data[:-2])
     if reply:
         core.reply(reply)
@@ -379,7 +380,10 @@ class MemcacheFactory(Factory):
         return time.time()
 
     def count(self, name: bytes, by: int = 1) -> None:
-        """Add to a statistic ``stats`` reports."""
+        """Add to a statistic ``stats`` reports. (The server's own counters, those of
+        :data:`COUNTERS`, are added to ``stats`` directly on the paths of ``get`` and the
+        storage commands: a call less a request; overriding this method does not see
+        them.)"""
         self.stats[name] = self.stats.get(name, 0) + by
 
 
