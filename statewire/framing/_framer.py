@@ -394,7 +394,8 @@ class Framer:
                             self._batch = None  # (before: a bad size raises, batch ended)
                             if decoder.sized and type(grammar.size) is not int:
                                 # (what _fitted does for a block sized by the context, inline)
-                                decoder.size = grammar.size_in(context or _NO_CONTEXT)
+                                size = grammar.size_in(context or _NO_CONTEXT)
+                                decoder.size = size  # type: ignore[attr-defined]
                             elif not decoder.sized:  # a context for a grammar without one
                                 decoder = None
                         else:  # a grammar that cannot frame (a bad size) is refused where a

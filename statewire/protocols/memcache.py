@@ -203,10 +203,9 @@ def _kind(frame: bytes) -> bytes:
     """The route key: the command's name; for a storage command, ``store`` or
     ``oversize`` (which the item's size decides)."""
     command = _parsed(frame)
-    kind = type(command)
-    if kind is Retrieval:  # most requests: named at once
+    if type(command) is Retrieval:  # most requests: named at once
         return command.name
-    if kind is Storage or (kind is not Refused and isinstance(command, Storage)):
+    if type(command) is Storage or isinstance(command, Storage):
         return b"store" if fits(command.key, command.size, command.flags) else b"oversize"
     if isinstance(command, Refused):
         return b"refused"
