@@ -27,11 +27,9 @@ def _get(store: Store, keys: list[bytes]) -> bytes:
     return b"".join(out)
 
 
-def serve_twisted(port: int) -> None:
-    from twisted.internet import protocol, reactor
+def twisted_memcache(store: Store) -> type:
+    """The Twisted peer's protocol class, serving ``store``."""
     from twisted.protocols.basic import LineReceiver
-
-    store: Store = {}
 
     class Memcache(LineReceiver):
         delimiter = b"\r\n"
@@ -67,7 +65,13 @@ def serve_twisted(port: int) -> None:
             self.pending = None
             self.setLineMode(rest)
 
-    factory = protocol.ServerFactory.forProtocol(Memcache)
+    return Memcache
+
+
+def serve_twisted(port: int) -> None:
+    from twisted.internet import protocol, reactor
+
+    factory = protocol.ServerFactory.forProtocol(twisted_memcache({}))
     reactor.listenTCP(port, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
 
