@@ -21,6 +21,7 @@ from statewire.protocols._http_exchange import Body, Request, Response
 from statewire.protocols._http_head import FieldSection, Refusal, head_rules
 from statewire.protocols._http_head import chunk_size as chunk_size_of
 from statewire.protocols._http_task import start as start_eagerly
+from statewire.protocols._http_task import start_in_task
 
 if TYPE_CHECKING:
     from statewire.protocols.http import HTTPFactory
@@ -156,7 +157,8 @@ class HTTPConnection(MachineProtocol):
         if length == 0:
             body.finish()
         if factory.eager:
-            exchange.task = start_eagerly(self._serve(exchange), self._loop)
+            start = start_in_task if factory.in_task else start_eagerly
+            exchange.task = start(self._serve(exchange), self._loop)
         else:
             exchange.task = self._loop().create_task(self._serve(exchange))
         if length == 0:

@@ -11,8 +11,23 @@ hold of the framing per request. Python 3.12's ``eager_start`` does the same; th
 from __future__ import annotations
 
 import asyncio
+import asyncio.tasks
+import contextvars
+import sys
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
+
+#: Python 3.12's own eager start of a task (``Task(..., eager_start=True)``)
+_NATIVE_EAGER = sys.version_info >= (3, 12)
+#: what makes a task the current one while its coroutine's first step runs outside it
+#: (asyncio's own bookkeeping, as ``Task.__step`` uses it; absent: no eager start in a task)
+_enter_task = getattr(asyncio.tasks, "_enter_task", None)
+_leave_task = getattr(asyncio.tasks, "_leave_task", None)
+#: ``_Resume``'s first step when the coroutine was not started before it, and when it
+#: finished in the step run before the task's (what it waits for may be ``None``: a bare
+#: ``yield``, as ``asyncio.sleep(0)``'s)
+_NOT_STARTED = object()
+_FINISHED = object()
 
 
 class _Resume(Coroutine[Any, Any, None]):
@@ -28,13 +43,19 @@ class _Resume(Coroutine[Any, Any, None]):
 
     def __init__(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
         self._coro = coro
+        #: what the coroutine waits for after its first step (``_NOT_STARTED``: its first
+        #: step is the task's; ``_FINISHED``: it finished in that step)
         self._first: Any = waiting
         self._started = False
 
     def send(self, value: Any) -> Any:
         if not self._started:
             self._started = True
-            return self._first  # what the coroutine already waits for
+            first = self._first
+            if first is _FINISHED:  # (in the step run before the task's: start_in_task)
+                raise StopIteration
+            if first is not _NOT_STARTED:
+                return first  # what the coroutine already waits for
         return self._coro.send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
@@ -63,4 +84,43 @@ def start(
     return loop().create_task(_Resume(coro, waiting))
 
 
-__all__ = ["start"]
+def start_in_task(
+    coro: Coroutine[Any, Any, None], loop: Callable[[], asyncio.AbstractEventLoop]
+) -> asyncio.Task[None] | None:
+    """:func:`start` with a task from the first step: ``coro`` runs at once until it first
+    waits, as the current task of its own (``asyncio.current_task()`` is it: anyio's task
+    groups and cancel scopes, under Starlette and FastAPI, work), in that task's context;
+    ``None`` if it finished (its task then ends at its first turn, with nothing to do),
+    else the task, which goes on from there. Python 3.12's ``eager_start``; on 3.11 the
+    same by asyncio's own task bookkeeping. Where a task is running already (bytes fed
+    from inside one), the coroutine starts as a task's first step, as ``create_task``
+    starts it. An exception it raises before waiting propagates."""
+    running = loop()
+    context = contextvars.copy_context()
+    if _NATIVE_EAGER:  # pragma: no cover - on Python 3.12 and later
+        task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg]
+            coro, loop=running, context=context, eager_start=True
+        )
+        if not task.done():
+            return task
+        task.result()  # (an exception propagates, as from start())
+        return None
+    if _enter_task is None or _leave_task is None or asyncio.tasks.current_task(running):
+        return running.create_task(coro, context=context)  # type: ignore[call-arg]  # pragma: no cover
+    resume = _Resume(coro, _NOT_STARTED)
+    task = running.create_task(resume, context=context)  # type: ignore[call-arg]
+    _enter_task(running, task)
+    try:
+        resume._first = context.run(coro.send, None)
+    except StopIteration:
+        resume._first = _FINISHED
+        return None
+    except BaseException:
+        resume._first = _FINISHED
+        raise
+    finally:
+        _leave_task(running, task)
+    return task
+
+
+__all__ = ["start", "start_in_task"]

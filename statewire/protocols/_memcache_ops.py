@@ -165,15 +165,15 @@ def _retrieve(core: MemcacheConnection, command: Retrieval) -> bytes:
     storage, now = factory.storage, core.seconds()
     name, keys, exptime = command.name, command.keys, command.exptime
     with_cas = name == b"gets" or name == b"gats"
-    stats = factory.stats  # (the server's own counters, at once: see count())
+    count = factory.count  # (an application's factory may count elsewhere too)
     if exptime is None and len(keys) == 1:  # a get of one key, most requests: no list
         key = keys[0]
-        stats[b"cmd_get"] += 1
+        count(b"cmd_get")
         item = storage.get(key, now)
         if item is None:
-            stats[b"get_misses"] += 1
+            count(b"get_misses")
             return b"END\r\n"
-        stats[b"get_hits"] += 1
+        count(b"get_hits")
         return _hit(key, item, now, with_cas) + item.value + b"\r\nEND\r\n"
     out: list[bytes] = []
     for key in keys:
@@ -188,11 +188,11 @@ def _retrieve(core: MemcacheConnection, command: Retrieval) -> bytes:
         out.append(b"\r\n")
     hits, asked = len(out) // 3, len(keys)
     requests, hit, miss = _GET if exptime is None else _GAT
-    stats[requests] += asked  # memcached counts each key
+    count(requests, asked)  # memcached counts each key
     if hits:
-        stats[hit] += hits
+        count(hit, hits)
     if hits < asked:
-        stats[miss] += asked - hits
+        count(miss, asked - hits)
     out.append(b"END\r\n")
     return b"".join(out)
 
@@ -371,8 +371,7 @@ def _stats(core: MemcacheConnection) -> bytes:
 def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> bytes:
     """Run a storage command with its data block; return its reply (empty: none)."""
     factory = core.factory
-    stats = factory.stats  # (the server's own counters, at once: see count())
-    stats[b"cmd_set"] += 1
+    factory.count(b"cmd_set")
     if type(command) is not Storage and isinstance(command, Meta):  # (flags checked)
         return _meta_set(core, command, value)
     storage, now = factory.storage, core.seconds()
@@ -401,9 +400,9 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
     # (the route checked the size of any other: the size its block has)
     item = Item(value, flags, expires, factory.next_cas(), accessed=now)
     if not storage.put(command.key, item, now):
-        stats[b"store_no_memory"] += 1
+        factory.count(b"store_no_memory")
         return _quiet(command.noreply, _NO_MEMORY)
-    stats[b"total_items"] += 1
+    factory.count(b"total_items")
     return b"" if command.noreply else b"STORED\r\n"
 
 

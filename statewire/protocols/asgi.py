@@ -139,9 +139,12 @@ class _Exchange:
 def asgi(app: Application, **options: Any) -> HTTPFactory:
     """A factory serving ``app``'s ``http`` scope; ``options`` are
     :class:`~statewire.protocols.http.HTTPFactory`'s (``max_body``, ``server``...).
-    The application runs as a task from its first step (``eager=False``): anyio, under
-    Starlette and FastAPI, finds no current task in an eager start. ``eager=True`` saves
-    the task for an application that answers without waiting and uses no anyio."""
+    The application runs in a task of its own from its first step, and that step runs at
+    once, inside the read of the request's head (``eager=True, in_task=True``): anyio,
+    under Starlette and FastAPI, finds its current task, and an application that answers
+    without waiting answers inside the read, as the server's own handlers do (its task
+    then ends at its first turn). ``eager=False`` schedules the task instead, as before;
+    ``in_task=False`` saves the task, for an application that uses no anyio."""
 
     async def handler(request: Request, response: Response) -> None:
         exchange = _Exchange(request, response)
@@ -154,7 +157,8 @@ def asgi(app: Application, **options: Any) -> HTTPFactory:
             raise RuntimeError("the ASGI application returned before its response's end")
 
     # a task from the start: anyio (Starlette, FastAPI) needs asyncio.current_task()
-    options.setdefault("eager", False)
+    options.setdefault("eager", True)
+    options.setdefault("in_task", True)
     # the application is told of a client gone, by receive(), not cancelled
     options.setdefault("cancel_on_disconnect", False)
     return HTTPFactory(handler, **options)

@@ -471,6 +471,7 @@ class HTTPFactory(Factory):
         server: bytes | None = b"statewire",
         date: bool = True,
         eager: bool = True,
+        in_task: bool = False,
         cancel_on_disconnect: bool = True,
         half_close: bool = False,
         half_close_timeout: float = 30.0,
@@ -486,6 +487,10 @@ class HTTPFactory(Factory):
         #: becomes a task only when it first waits (false: a task from the start, for
         #: code that needs ``asyncio.current_task()``, as anyio's task groups do)
         self.eager = eager
+        #: whether an eager start runs inside the handler's own task, made first
+        #: (``asyncio.current_task()`` is it: anyio works; a task a request, even for a
+        #: handler that never waits): what ``asgi()`` does
+        self.in_task = in_task
         #: whether a handler is cancelled when its client goes away (false: it is told,
         #: see :attr:`Request.cancel_on_disconnect`)
         self.cancel_on_disconnect = cancel_on_disconnect

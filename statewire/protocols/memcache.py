@@ -379,10 +379,7 @@ class MemcacheFactory(Factory):
         return time.time()
 
     def count(self, name: bytes, by: int = 1) -> None:
-        """Add to a statistic ``stats`` reports. (The server's own counters, those of
-        :data:`COUNTERS`, are added to ``stats`` directly on the paths of ``get`` and the
-        storage commands: a call less a request; overriding this method does not see
-        them.)"""
+        """Add to a statistic ``stats`` reports."""
         self.stats[name] = self.stats.get(name, 0) + by
 
 
