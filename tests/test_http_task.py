@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -18,6 +19,8 @@ from statewire.protocols._http_task import start_in_task
 from statewire.protocols.asgi import asgi
 
 SEEN: contextvars.ContextVar[str] = contextvars.ContextVar("SEEN", default="unset")
+#: before Python 3.11 a task cannot be made in a chosen context: no eager start in a task
+eager = pytest.mark.skipif(sys.version_info < (3, 11), reason="Python 3.11 or later")
 
 
 def _from_a_callback(body: Callable[[asyncio.AbstractEventLoop], Any]) -> Any:
@@ -36,6 +39,7 @@ def _from_a_callback(body: Callable[[asyncio.AbstractEventLoop], Any]) -> Any:
     return asyncio.run(main())
 
 
+@eager
 def test_a_coroutine_that_never_waits_finishes_inside_the_call_as_its_own_task() -> None:
     seen: list[Any] = []
 
@@ -52,6 +56,7 @@ def test_a_coroutine_that_never_waits_finishes_inside_the_call_as_its_own_task()
     assert seen[0].done() and not seen[0].cancelled() and seen[0].exception() is None
 
 
+@eager
 @pytest.mark.parametrize("wait", ["sleep(0)", "future", "sleep"])
 def test_a_coroutine_that_waits_goes_on_in_the_same_task(wait: str) -> None:
     seen: list[Any] = []
@@ -89,6 +94,7 @@ def test_a_coroutine_that_waits_goes_on_in_the_same_task(wait: str) -> None:
     assert value == "first step"  # set in the first step, read in its task after the wait
 
 
+@eager
 def test_an_exception_before_the_first_wait_propagates_and_its_task_ends_quietly() -> None:
     async def handler() -> None:
         raise KeyError("before any wait")
@@ -144,9 +150,88 @@ def test_a_task_cancelled_before_its_turn_cancels_the_coroutine_where_it_waits()
     assert seen == ["cancelled"]
 
 
+@eager
+def test_a_cancelled_error_raised_before_the_first_wait_ends_the_task_cancelled() -> None:
+    async def handler() -> None:
+        raise asyncio.CancelledError
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        loop.call_soon(lambda: done.set_result(start_in_task(handler(), lambda: loop)))
+        task = await done  # (no exception out of the call: a transport's read goes on)
+        assert isinstance(task, asyncio.Task)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+
+    asyncio.run(main())
+
+
+@eager
+def test_a_finished_task_cancelled_before_its_turn_ends_cancelled_quietly() -> None:
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def handler() -> None:
+        tasks.append(asyncio.current_task())  # type: ignore[arg-type]
+
+    def body(loop: asyncio.AbstractEventLoop) -> Any:
+        assert start_in_task(handler(), lambda: loop) is None
+        (task,) = tasks
+        assert task.cancel()  # before its first turn, its coroutine already done
+        return task
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        loop.call_soon(lambda: done.set_result(body(loop)))
+        task = await done
+        with pytest.raises(asyncio.CancelledError):
+            await task  # (not "cannot reuse already awaited coroutine")
+
+    with error_records() as errors:
+        asyncio.run(main())
+    assert not errors
+
+
+def test_a_loop_s_task_factory_gets_the_coroutine_itself_and_runs_it_as_a_task() -> None:
+    wrapped: list[str] = []
+    seen: list[Any] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> Any:
+        async def instrumented() -> None:  # as tracing integrations wrap coroutines
+            wrapped.append("in")
+            await coro
+            wrapped.append("out")
+
+        return asyncio.Task(instrumented(), loop=loop, **options)
+
+    async def handler() -> None:
+        seen.append(asyncio.current_task())
+        await asyncio.sleep(0)
+        seen.append(asyncio.current_task())
+
+    def body(loop: asyncio.AbstractEventLoop) -> Any:
+        task = start_in_task(handler(), lambda: loop)
+        assert isinstance(task, asyncio.Task) and not seen  # scheduled, not started
+        return task
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(factory)
+        done: asyncio.Future[Any] = loop.create_future()
+        loop.call_soon(lambda: done.set_result(body(loop)))
+        await (await done)
+        loop.set_task_factory(None)
+
+    asyncio.run(main())
+    assert wrapped == ["in", "out"] and seen[0] is seen[1] is not None
+
+
 # -- through asgi(app) on a loopback port ------------------------------------------------------
 
 
+@eager
 def test_an_asgi_app_has_its_task_from_its_first_line_and_keeps_its_context() -> None:
     seen: list[tuple[str, Any, str]] = []
 
@@ -186,6 +271,7 @@ def test_an_asgi_app_has_its_task_from_its_first_line_and_keeps_its_context() ->
     assert [before for _, _, before in seen] == ["unset"] * 4  # no request sees another's
 
 
+@eager
 def test_an_anyio_task_group_and_cancel_scope_work_in_the_first_step() -> None:
     anyio = pytest.importorskip("anyio")
 

@@ -19,6 +19,8 @@ from typing import Any
 
 #: Python 3.12's own eager start of a task (``Task(..., eager_start=True)``)
 _NATIVE_EAGER = sys.version_info >= (3, 12)
+#: a task made in a context of our choosing (``create_task(..., context=)``: 3.11)
+_TASK_CONTEXT = sys.version_info >= (3, 11)
 #: what makes a task the current one while its coroutine's first step runs outside it
 #: (asyncio's own bookkeeping, as ``Task.__step`` uses it; absent: no eager start in a task)
 _enter_task = getattr(asyncio.tasks, "_enter_task", None)
@@ -47,18 +49,29 @@ class _Resume(Coroutine[Any, Any, None]):
         #: step is the task's; ``_FINISHED``: it finished in that step)
         self._first: Any = waiting
         self._started = False
+        #: what the coroutine's first step, run before the task's, raised for the task
+        #: to end with (a ``CancelledError``: the task ends cancelled, as if its own)
+        self._raised: BaseException | None = None
 
     def send(self, value: Any) -> Any:
         if not self._started:
             self._started = True
             first = self._first
             if first is _FINISHED:  # (in the step run before the task's: start_in_task)
+                raised, self._raised = self._raised, None
+                if raised is not None:
+                    raise raised
                 raise StopIteration
             if first is not _NOT_STARTED:
                 return first  # what the coroutine already waits for
         return self._coro.send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        if not self._started and self._first is _FINISHED:
+            # cancelled before its first turn, its coroutine already done: the task ends
+            # with what was thrown (the coroutine cannot take it any more)
+            self._started = True
+            raise typ if val is None else val
         self._started = True
         if val is None and tb is None:
             return self._coro.throw(typ)
@@ -93,16 +106,22 @@ def start_in_task(
     ``None`` if it finished (its task then ends at its first turn, with nothing to do),
     else the task, which goes on from there. Python 3.12's ``eager_start``; on 3.11 the
     same by asyncio's own task bookkeeping. Where a task is running already (bytes fed
-    from inside one), the coroutine starts as a task's first step, as ``create_task``
-    starts it. An exception it raises before waiting propagates."""
+    from inside one), where the loop has a task factory (instrumentation that wraps
+    coroutines), and before Python 3.11, the coroutine starts as a task's first step, as
+    ``create_task`` starts it. A ``CancelledError`` it raises before waiting ends its task
+    cancelled (the task is returned); any other exception propagates."""
     running = loop()
+    if running.get_task_factory() is not None or not _TASK_CONTEXT:
+        # a factory (instrumentation) gets the coroutine itself, as create_task gives it;
+        # before 3.11 a task cannot be made in a context of ours: a task's first step
+        return running.create_task(coro)
     context = contextvars.copy_context()
     if _NATIVE_EAGER:  # pragma: no cover - on Python 3.12 and later
         task: asyncio.Task[None] = asyncio.Task(  # type: ignore[call-arg]
             coro, loop=running, context=context, eager_start=True
         )
-        if not task.done():
-            return task
+        if not task.done() or task.cancelled():
+            return task  # (cancelled: what waits for it is told so, as below)
         task.result()  # (an exception propagates, as from start())
         return None
     if _enter_task is None or _leave_task is None or asyncio.tasks.current_task(running):
@@ -115,6 +134,11 @@ def start_in_task(
     except StopIteration:
         resume._first = _FINISHED
         return None
+    except asyncio.CancelledError as error:
+        # the application cancelled itself: its task ends cancelled, as a task's own
+        # first step would have ended it (what waits for it is told so)
+        resume._first, resume._raised = _FINISHED, error
+        return task
     except BaseException:
         resume._first = _FINISHED
         raise
