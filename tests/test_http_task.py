@@ -23,15 +23,20 @@ SEEN: contextvars.ContextVar[str] = contextvars.ContextVar("SEEN", default="unse
 eager = pytest.mark.skipif(sys.version_info < (3, 11), reason="Python 3.11 or later")
 
 
+async def _in_a_callback(body: Callable[[asyncio.AbstractEventLoop], Any]) -> Any:
+    """What ``body(loop)`` returns, run from a loop callback (no task current, as a
+    transport's read runs)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+    loop.call_soon(lambda: done.set_result(body(loop)))
+    return await done
+
+
 def _from_a_callback(body: Callable[[asyncio.AbstractEventLoop], Any]) -> Any:
-    """Run ``body(loop)`` from a loop callback (no task current, as a transport's read),
-    then let the loop turn a few times; what ``body`` returned."""
+    """:func:`_in_a_callback` in a loop of its own, which then turns a few times."""
 
     async def main() -> Any:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        loop.call_soon(lambda: done.set_result(body(loop)))
-        result = await done
+        result = await _in_a_callback(body)
         for _ in range(5):
             await asyncio.sleep(0)
         return result
@@ -80,10 +85,7 @@ def test_a_coroutine_that_waits_goes_on_in_the_same_task(wait: str) -> None:
         return task
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        loop.call_soon(lambda: done.set_result(body(loop)))
-        task = await done
+        task = await _in_a_callback(body)
         assert isinstance(task, asyncio.Task)
         await task
         assert SEEN.get() == "unset"  # the handler's context is its task's, not the loop's
@@ -138,10 +140,7 @@ def test_a_task_cancelled_before_its_turn_cancels_the_coroutine_where_it_waits()
             raise
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        loop.call_soon(lambda: done.set_result(start_in_task(handler(loop), lambda: loop)))
-        task = await done
+        task = await _in_a_callback(lambda loop: start_in_task(handler(loop), lambda: loop))
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -156,10 +155,8 @@ def test_a_cancelled_error_raised_before_the_first_wait_ends_the_task_cancelled(
         raise asyncio.CancelledError
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        loop.call_soon(lambda: done.set_result(start_in_task(handler(), lambda: loop)))
-        task = await done  # (no exception out of the call: a transport's read goes on)
+        # (no exception out of the call: a transport's read goes on)
+        task = await _in_a_callback(lambda loop: start_in_task(handler(), lambda: loop))
         assert isinstance(task, asyncio.Task)
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -182,10 +179,7 @@ def test_a_finished_task_cancelled_before_its_turn_ends_cancelled_quietly() -> N
         return task
 
     async def main() -> None:
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-        loop.call_soon(lambda: done.set_result(body(loop)))
-        task = await done
+        task = await _in_a_callback(body)
         with pytest.raises(asyncio.CancelledError):
             await task  # (not "cannot reuse already awaited coroutine")
 
@@ -219,9 +213,7 @@ def test_a_loop_s_task_factory_gets_the_coroutine_itself_and_runs_it_as_a_task()
     async def main() -> None:
         loop = asyncio.get_running_loop()
         loop.set_task_factory(factory)
-        done: asyncio.Future[Any] = loop.create_future()
-        loop.call_soon(lambda: done.set_result(body(loop)))
-        await (await done)
+        await (await _in_a_callback(body))
         loop.set_task_factory(None)
 
     asyncio.run(main())
