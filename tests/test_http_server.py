@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from runtime_helpers import error_records
 
 from statewire.diagram import to_mermaid
-from statewire.protocols.http import HTTPFactory, HTTPServer, Request, Response
+from statewire.protocols.http import BODY_PIECE, HTTPFactory, HTTPServer, Request, Response
 from statewire.testing.memory import Clock, StringTransport
 
 GET = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -392,7 +392,7 @@ def test_large_bodies_reach_the_handler_in_bounded_pieces(chunked: bool) -> None
             await asyncio.sleep(0)  # a handler slower than the network
         await response.send(200, body=b"%d" % sum(pieces))
 
-    size = 300_000
+    size = 2 * BODY_PIECE + 44_000
     if chunked:
         body = b"%x\r\n%s\r\n0\r\n\r\n" % (size, b"b" * size)
         head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -401,7 +401,7 @@ def test_large_bodies_reach_the_handler_in_bounded_pieces(chunked: bool) -> None
         head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
     served = serve([head + body + GET], sizes, max_body=1 << 20)
     assert responses(served.output)[0] == (200, b"%d" % size)
-    assert max(pieces) <= 64 << 10 and len(pieces) >= 5
+    assert max(pieces) <= BODY_PIECE and len(pieces) >= 3
 
 
 @pytest.mark.parametrize("cancel", [True, False])

@@ -27,8 +27,10 @@ from grammars.http1 import (
 
 #: a field as a handler may give it: name and value as ``str`` (latin-1) or ``bytes``
 FieldLike = tuple[bytes | str, bytes | str]
-#: unread body bytes past which the connection stops reading the body (a slow handler)
-BODY_HIGH_WATER = 64 << 10
+#: unread body bytes past which the connection stops reading the body (a slow handler):
+#: as large as a piece (``BODY_PIECE`` of ``statewire.protocols.http``): a read's piece
+#: reaches the handler without a wait
+BODY_HIGH_WATER = 256 << 10
 
 
 def _bytes(value: bytes | str) -> bytes:
