@@ -27,10 +27,9 @@ from grammars.http1 import (
 
 #: a field as a handler may give it: name and value as ``str`` (latin-1) or ``bytes``
 FieldLike = tuple[bytes | str, bytes | str]
-#: unread body bytes past which the connection stops reading the body (a slow handler):
-#: as large as a piece (``BODY_PIECE`` of ``statewire.protocols.http``): a read's piece
-#: reaches the handler without a wait
-BODY_HIGH_WATER = 256 << 10
+#: unread body bytes past which the connection stops reading the body (a slow handler);
+#: the piece that passed it is already queued: at most this and a piece wait unread
+BODY_HIGH_WATER = 64 << 10
 
 
 def _bytes(value: bytes | str) -> bytes:

@@ -59,7 +59,7 @@ more until it is done; so pipelined requests are read, and answered, one after t
 in order, and a handler that never waits answers a whole pipelined read without a single
 task or loop turn: a request without a body answered inside the read of its head goes
 straight back to ``request_line`` (``answered``), one transition instead of two through
-``responding``. While the handler leaves more than 256 KiB of the body unread, reading
+``responding``. While the handler leaves more than 64 KiB of the body unread, reading
 pauses too.
 
 A piece state reads nothing: the output that leaves the reading state queues the input
