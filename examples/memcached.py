@@ -68,9 +68,7 @@ class LRUStore:
         cost = len(key) + len(item.value) + ITEM_OVERHEAD
         if cost > self.limit:
             return False
-        old = self._items.pop(key, None)  # (what delete does, without the call)
-        if old is not None:
-            self.used -= len(key) + len(old[0].value) + ITEM_OVERHEAD
+        self.delete(key)
         while self.used + cost > self.limit:
             oldest = next(iter(self._items))
             self.delete(oldest)

@@ -49,7 +49,7 @@ class Fixed(Framing):
             if type(context) is not Container:
                 context = Container(context)
             size = evaluate(self.size, context)
-        if (type(size) is not int and not isinstance(size, int)) or size < 0:
+        if not isinstance(size, int) or size < 0:
             raise InvalidValueError(f"fixed size must be an int >= 0, got {size!r}")
         return size
 

@@ -392,12 +392,7 @@ class Framer:
                     if decoder is not None and (decoder.sized or context):
                         if batch is not _BETWEEN:
                             self._batch = None  # (before: a bad size raises, batch ended)
-                            if decoder.sized and type(grammar.size) is not int:
-                                # (what _fitted does for a block sized by the context, inline)
-                                size = grammar.size_in(context or _NO_CONTEXT)
-                                decoder.size = size  # type: ignore[attr-defined]
-                            elif not decoder.sized:  # a context for a grammar without one
-                                decoder = None
+                            decoder = self._fitted(decoder, grammar, context or _NO_CONTEXT)
                         else:  # a grammar that cannot frame (a bad size) is refused where a
                             # deferred switch is, once the work ends
                             try:  # (not contextlib.suppress: three calls more)

@@ -690,11 +690,7 @@ def _entry(plan: Plan, state: Any) -> Callable[[Any], None]:
             else:
                 data = state_data(impl)
                 grammar = spec(core._sw_core, data) if computed else spec
-                if data is not None and _FIELDS.get(type(data)) is _OWN:
-                    context = data.__dict__  # (what _context gives it, without the call)
-                else:
-                    context = _context(data)
-                framer.switch(grammar, context=context, deliver=False)
+                framer.switch(grammar, context=_context(data), deliver=False)
             if not core._sw_busy:
                 core.feed(b"")
 

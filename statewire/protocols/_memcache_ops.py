@@ -165,47 +165,36 @@ def _retrieve(core: MemcacheConnection, command: Retrieval) -> bytes:
     storage, now = factory.storage, core.seconds()
     name, keys, exptime = command.name, command.keys, command.exptime
     with_cas = name == b"gets" or name == b"gats"
-    count = factory.count  # (an application's factory may count elsewhere too)
-    if exptime is None and len(keys) == 1:  # a get of one key, most requests: no list
-        key = keys[0]
-        count(b"cmd_get")
-        item = storage.get(key, now)
-        if item is None:
-            count(b"get_misses")
-            return b"END\r\n"
-        count(b"get_hits")
-        return _hit(key, item, now, with_cas) + item.value + b"\r\nEND\r\n"
     out: list[bytes] = []
     for key in keys:
         item = storage.get(key, now)
         if item is None:
             continue
-        out.append(_hit(key, item, now, with_cas))
+        if item.fetched:  # the fetch recorded (see _fetch)
+            item.accessed = now
+        else:
+            item.fetched = True
         if exptime is not None:
             item = replace(item, expires=core.expiry(exptime))
             storage.put(key, item, now)
-        out.append(item.value)
+        value = item.value
+        if with_cas:
+            out.append(b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(value), item.cas))
+        else:
+            out.append(b"VALUE %s %d %d\r\n" % (key, item.flags, len(value)))
+        out.append(value)
         out.append(b"\r\n")
-    hits, asked = len(out) // 3, len(keys)
+    hits, asked, count = len(out) // 3, len(keys), factory.count
     requests, hit, miss = _GET if exptime is None else _GAT
     count(requests, asked)  # memcached counts each key
     if hits:
         count(hit, hits)
     if hits < asked:
         count(miss, asked - hits)
+    if hits == 1:
+        return out[0] + out[1] + b"\r\nEND\r\n"
     out.append(b"END\r\n")
     return b"".join(out)
-
-
-def _hit(key: bytes, item: Item, now: float, with_cas: bool) -> bytes:
-    """The ``VALUE`` line of ``item`` found for a retrieval, the fetch recorded on it."""
-    if item.fetched:  # the fetch recorded (see _fetch)
-        item.accessed = now
-    else:
-        item.fetched = True
-    if with_cas:
-        return b"VALUE %s %d %d %d\r\n" % (key, item.flags, len(item.value), item.cas)
-    return b"VALUE %s %d %d\r\n" % (key, item.flags, len(item.value))
 
 
 def _delete(core: MemcacheConnection, key: bytes) -> bytes:
@@ -370,11 +359,10 @@ def _stats(core: MemcacheConnection) -> bytes:
 
 def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> bytes:
     """Run a storage command with its data block; return its reply (empty: none)."""
-    factory = core.factory
-    factory.count(b"cmd_set")
-    if type(command) is not Storage and isinstance(command, Meta):  # (flags checked)
+    core.factory.count(b"cmd_set")
+    if isinstance(command, Meta):  # its flags were checked before its block came
         return _meta_set(core, command, value)
-    storage, now = factory.storage, core.seconds()
+    storage, now = core.factory.storage, core.seconds()
     name = command.name
     # read for every command: the read is itself an access (a store drops an expired
     # item, refreshes a live one in its LRU) even when the new value is refused
@@ -398,12 +386,12 @@ def store(core: MemcacheConnection, command: Storage | Meta, value: bytes) -> by
         if not fits(command.key, len(value), flags):  # memcached: no item made, no count
             return _quiet(command.noreply, b"NOT_STORED\r\n")
     # (the route checked the size of any other: the size its block has)
-    item = Item(value, flags, expires, factory.next_cas(), accessed=now)
+    item = Item(value, flags, expires, core.factory.next_cas(), accessed=now)
     if not storage.put(command.key, item, now):
-        factory.count(b"store_no_memory")
+        core.factory.count(b"store_no_memory")
         return _quiet(command.noreply, _NO_MEMORY)
-    factory.count(b"total_items")
-    return b"" if command.noreply else b"STORED\r\n"
+    core.factory.count(b"total_items")
+    return _quiet(command.noreply, b"STORED\r\n")
 
 
 def fits(key: bytes, size: int, flags: int = 0) -> bool:

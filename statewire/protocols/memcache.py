@@ -191,7 +191,7 @@ def _parsed(frame: bytes) -> Command | Refused:
             raise
         command = Refused(error.reply, size)
     else:
-        if type(command) is not Storage and isinstance(command, Meta) and command.name == b"ms":
+        if isinstance(command, Meta) and command.name == b"ms":
             refusal = meta_refusal(command)  # flags memcached refuses before the block
             if refusal is not None:
                 command = Refused(refusal, command.size or 0)
@@ -205,10 +205,10 @@ def _kind(frame: bytes) -> bytes:
     command = _parsed(frame)
     if type(command) is Retrieval:  # most requests: named at once
         return command.name
-    if type(command) is Storage or isinstance(command, Storage):
-        return b"store" if fits(command.key, command.size, command.flags) else b"oversize"
     if isinstance(command, Refused):
         return b"refused"
+    if isinstance(command, Storage):
+        return b"store" if fits(command.key, command.size, command.flags) else b"oversize"
     if isinstance(command, Meta) and command.name == b"ms":
         return b"store" if ms_fits(command) else b"oversize"
     return command.name
@@ -309,8 +309,8 @@ def stored(machine: Inputs, core: MemcacheConnection, announced: Announced, data
         core.factory.count(b"cmd_set")  # as memcached counts it
         core.reply(b"CLIENT_ERROR bad data chunk\r\n")
         return
-    # (a refused line is swallowed, never stored: the route sends only a Storage or a Meta)
-    command: Storage | Meta = announced.command  # type: ignore[assignment]
+    command = announced.command
+    assert not isinstance(command, Refused)  # a refused line is swallowed, never stored
     reply = store(core, command, data[:-2])
     if reply:
         core.reply(reply)
