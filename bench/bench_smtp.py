@@ -1,11 +1,12 @@
 """statewire's SMTP server against aiosmtpd and Twisted's ESMTP, in the same run.
 
-Three servers, each in its own process on a free loopback port, each with a do-nothing
+Four servers, each in its own process on a free loopback port, each with a do-nothing
 handler (every sender and recipient accepted, the body thrown away): statewire's
 ``statewire.protocols.smtp`` with the base ``SMTPHandler``, served by ``statewire serve``
 (``--uvloop`` adds a row on uvloop); ``aiosmtpd`` (skipped, and said so, when it is not
 installed) with a ``handle_DATA`` answering ``250``; Twisted's ``twisted.mail.smtp.ESMTP``
-with an ``IMessageDelivery`` whose messages drop their lines.
+with an ``IMessageDelivery`` whose messages drop their lines; and ``asyncio``, the least
+an SMTP server can do (:class:`AsyncioSink`: the hand-written limit, no target).
 
 Messages accepted per second, small messages (about 1 KiB), over one connection and over
 ``--connections`` concurrent ones, for ``--seconds`` each. The client is one process with
@@ -137,7 +138,67 @@ def serve_twisted(port: int) -> None:
     reactor.run()  # type: ignore[attr-defined]
 
 
-SERVE = {"aiosmtpd": serve_aiosmtpd, "twisted": serve_twisted}
+class AsyncioSink(asyncio.Protocol):
+    """The least an SMTP server can do: every command but ``DATA``, ``EHLO`` and ``QUIT``
+    answered ``250``, the body skipped to its ``CRLF.CRLF``; no syntax, no state, no
+    limits. The hand-written asyncio limit, as ``bench_http.py``'s ``asyncio`` row."""
+
+    EHLO = b"250-localhost\r\n250-PIPELINING\r\n250 SIZE %d\r\n" % MAX_SIZE
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.buffer = b""
+        #: in a body: where its end may start in ``buffer`` (else ``-1``)
+        self.body_from = -1
+        transport.write(b"220 localhost ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data if self.buffer else data
+        out = []
+        pos = 0
+        while True:
+            if self.body_from >= 0:
+                end = buffer.find(b"\r\n.\r\n", self.body_from)
+                if end < 0:  # keep what may start the end, drop the rest of the body
+                    keep = max(len(buffer) - 4, self.body_from)
+                    buffer, pos, self.body_from = buffer[keep:], 0, 0
+                    break
+                pos, self.body_from = end + 5, -1
+                out.append(b"250 2.0.0 Ok: queued\r\n")
+                continue
+            end = buffer.find(b"\r\n", pos)
+            if end < 0:
+                break
+            verb = buffer[pos : pos + 4].upper()
+            pos = end + 2
+            if verb == b"DATA":
+                self.body_from = end  # (an empty body ends at this CRLF's dot)
+                out.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            elif verb == b"EHLO":
+                out.append(self.EHLO)
+            elif verb == b"QUIT":
+                out.append(b"221 Bye\r\n")
+                self.transport.write(b"".join(out))
+                self.transport.close()
+                return
+            else:
+                out.append(b"250 OK\r\n")
+        self.buffer = buffer[pos:]
+        if out:
+            self.transport.write(b"".join(out))
+
+
+def serve_asyncio(port: int) -> None:
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(AsyncioSink, HOST, port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+SERVE = {"aiosmtpd": serve_aiosmtpd, "twisted": serve_twisted, "asyncio": serve_asyncio}
 
 
 def command(name: str, port: int) -> list[str]:
@@ -409,7 +470,7 @@ def main() -> None:
         return
     if args.quick:
         args.seconds, args.rounds, args.big_mib = 0.5, 1, min(args.big_mib, 10)
-    names = ["statewire", *(["statewire-uvloop"] if args.uvloop else []), "twisted"]
+    names = ["statewire", *(["statewire-uvloop"] if args.uvloop else []), "twisted", "asyncio"]
     if importlib.util.find_spec("aiosmtpd") is None:
         print("aiosmtpd is not installed: skipped (pip install aiosmtpd)")
     else:
@@ -447,15 +508,17 @@ def main() -> None:
             for load in loads
         )
         print(f"{name:<18}{cells}")
-    targets = {"twisted": 2.0, "aiosmtpd": 3.0}
+    targets = {"twisted": 2.0, "aiosmtpd": 3.0, "asyncio": None}
     for ours in (name for name in names if name.startswith("statewire")):
         for peer in (name for name in names if name in targets):
+            target = targets[peer]
             ratios = "  ".join(
                 f"{load} {median_rate[ours, load] / median_rate[peer, load]:.2f}x"
                 f" (CPU {median_cost[peer, load] / median_cost[ours, load]:.2f}x)"
                 for load in loads
             )
-            print(f"{ours} / {peer}: {ratios}  target >= {targets[peer]:g}x")
+            goal = "limit" if target is None else f">= {target:g}x"
+            print(f"{ours} / {peer}: {ratios}  target {goal}")
     if args.big_mib <= 0:
         return
     body = big_message(args.big_mib)

@@ -79,7 +79,8 @@ def smtp(output: str) -> list[Row]:
             loop = "uvloop" if uvloop else "asyncio"
             for conns, ratio in ((one, first), (many, second)):
                 case = f"SMTP messages, {conns} conn{'' if conns == '1' else 's'} ({loop})"
-                rows.append((SECTION, case, "", peer, f"{ratio}x", target.replace(" ", "")))
+                limit = "-" if target == "limit" else target.replace(" ", "")
+                rows.append((SECTION, case, "", peer, f"{ratio}x", limit))
     return rows
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from http_helpers import Served, application, responses, serve
+from http_helpers import TURNS, Served, application, responses, serve
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from runtime_helpers import error_records
@@ -332,6 +332,53 @@ def test_a_stalled_body_gets_408() -> None:
     clock = Clock()
     served = serve([POST[:-2]], clock=clock, advance=31)
     assert b"408 Request Timeout" in served.output and served.closed
+
+
+def _busy_then_reading(size: int, sent: int, busy: float, silent: float) -> bytes:
+    """What the client reads: it sends the head and ``sent`` bytes of a ``size``-byte
+    body, the handler is busy for ``busy`` seconds before reading it all (echoing its
+    length), then the client stays silent for ``silent`` more seconds."""
+
+    async def main() -> bytes:
+        gate = asyncio.Event()
+
+        async def slow(request: Request, response: Response) -> None:
+            await gate.wait()  # slow storage, a lock: the handler is behind
+            size = len(await request.body.read())
+            await response.send(200, [(b"content-type", b"text/plain")], b"%d" % size)
+
+        protocol = HTTPFactory(slow, date=False).buildProtocol(None)  # type: ignore[arg-type]
+        clock = protocol.clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size
+        protocol.dataReceived(head + b"x" * sent)
+        for _ in range(TURNS):
+            await asyncio.sleep(0)
+        clock.advance(busy)
+        gate.set()
+        for _ in range(TURNS):
+            await asyncio.sleep(0)
+        clock.advance(silent)
+        for _ in range(TURNS):
+            await asyncio.sleep(0)
+        protocol.connectionLost()
+        return transport.value()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.parametrize("size", [3 * BODY_PIECE // 2, 4 * BODY_PIECE])
+def test_a_handler_behind_on_a_sent_body_gets_no_408(size: int) -> None:
+    """The client sent the whole body; the handler takes longer than the body deadline to
+    read it (the rest buffered, or reading paused): the silence is the server's."""
+    output = _busy_then_reading(size, size, busy=95, silent=0)
+    assert responses(output) == [(200, b"%d" % size)]
+
+
+def test_a_client_stalling_after_a_handler_behind_caught_up_gets_408() -> None:
+    output = _busy_then_reading(4 * BODY_PIECE, 3 * BODY_PIECE, busy=95, silent=31)
+    assert b"408 Request Timeout" in output
 
 
 def test_the_application_sees_headers_and_trailers() -> None:

@@ -616,6 +616,10 @@ class Engine(Dispatch, Timers):
         try:
             if self._sw_reading_held:
                 self._sw_reading_held = False
+                if self._sw_plan.idle:
+                    # the peer could not send while we did not read: its silence counts
+                    # from now (as after a hold for backpressure)
+                    self._sw_last_read = self._sw_host.seconds(self._sw_core)
                 self._sw_host.resume_reading(self._sw_core)
             self.release("waiting")  # a frame it lets through may start more work
         except Exception as exc:

@@ -9,9 +9,10 @@ SMTP) does not cancel and schedule a timer at each transition. A wake-up is neve
 further than the protocol's shortest timeout (``Plan.shortest``) or a quarter of the armed
 timeout, whichever is longer: entering a state with a shorter deadline then mostly finds a
 wake-up early enough, and a long timeout wakes a connection up at most four times. An idle
-timeout measures the peer's silence: each read moves it (``_sw_last_read``), and while
+timeout measures the peer's silence: each read moves it (``_sw_last_read``); while
 delivery is held for backpressure the peer is idle only if it stopped reading our replies
-too.
+too, and while reading is paused behind an output's work (too much buffered) it is not
+idle at all: its silence counts again from when reading resumes.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Timers:
         _sw_state: Any
         _sw_closing: bool
         _sw_holds: frozenset[str]
+        _sw_reading_held: bool
 
         def _sw_input(self, name: str, args: tuple[Any, ...]) -> None: ...
 
@@ -125,6 +127,12 @@ class Timers:
         left = self._sw_deadline - now
         if left > _ROUNDING:  # re-armed since it was scheduled
             self._sw_sleep(min(left, self._sw_nap(timeout)), now)
+            return
+        if timeout.idle and self._sw_reading_held:
+            # we paused reading (too much buffered behind an output's work): the peer is
+            # not idle, its silence counts once reading resumes
+            self._sw_deadline = now + timeout.seconds
+            self._sw_sleep(timeout.seconds, now)
             return
         if timeout.idle and "backpressure" in self._sw_holds:
             # we stopped reading, not the peer: it is idle only if it stopped reading our

@@ -113,6 +113,12 @@ class Body:
         return self._complete
 
     @property
+    def behind(self) -> bool:
+        """Whether the handler leaves more unread than the connection buffers for it: the
+        connection reads no more of the body until it catches up."""
+        return self._drained is not None
+
+    @property
     def exhausted(self) -> bool:
         """Whether the body is complete and every byte of it was read."""
         return self._complete and not self._chunks

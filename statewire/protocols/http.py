@@ -367,12 +367,23 @@ def gone_reading(machine: Inputs, core: HTTPConnection, block: Block, reason: ob
     core.forget(reason)
 
 
-def time_out_reading(machine: Inputs, core: HTTPConnection, block: Block) -> None:
-    core.refuse(408, "the request stalled")
+# a body's deadline measures the client's silence: while the handler is the one behind
+# (more of the body unread than is buffered for it, so nothing more is read), the silence
+# is the server's, and the deadline loops (it looks again a period later); else 408,
+# and the connection closes (the loss then ends in closed)
+def body_stalled(machine: Inputs, core: HTTPConnection) -> None:
+    if not core.body.behind:
+        core.refuse(408, "the request stalled")
 
 
-for _state in (headers, chunk_size, chunk_end, trailers):
-    _state.upon(Inputs.stalled).to(closed)(time_out)
+def body_stalled_reading(machine: Inputs, core: HTTPConnection, block: Block) -> None:
+    if not core.body.behind:
+        core.refuse(408, "the request stalled")
+
+
+headers.upon(Inputs.stalled).to(closed)(time_out)
+for _state in (chunk_size, chunk_end, trailers):
+    _state.upon(Inputs.stalled).loop()(body_stalled)
 for _state in (
     request_line,
     headers,
@@ -386,7 +397,7 @@ for _state in (
 ):
     _state.upon(Inputs.lost).to(closed)(gone)
 for _reading in (length_body, chunk_whole, chunk_data):  # the states sizing their block
-    _reading.upon(Inputs.stalled).to(closed)(time_out_reading)
+    _reading.upon(Inputs.stalled).loop()(body_stalled_reading)
     _reading.upon(Inputs.lost).to(closed)(gone_reading)
 
 
