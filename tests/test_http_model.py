@@ -69,7 +69,6 @@ from statewire.machine import Timeout, by_key, graph_of, observe, unobserve
 from statewire.protocols.http import (
     BODY_IDLE_TIMEOUT,
     BODY_PIECE,
-    HEADER_TIMEOUT,
     KEEP_ALIVE_TIMEOUT,
     HTTPFactory,
     HTTPServer,
@@ -180,7 +179,7 @@ RESTS: dict[str, dict[str, str]] = {
 #: the states with a deadline, and its seconds (the server's own)
 DEADLINES = {
     "request_line": KEEP_ALIVE_TIMEOUT,
-    "headers": HEADER_TIMEOUT,
+    "headers": KEEP_ALIVE_TIMEOUT,
     **{
         state: BODY_IDLE_TIMEOUT
         for state in ("length_body", "chunk_size", "chunk_whole", "chunk_data", "chunk_end")
@@ -242,28 +241,28 @@ HEADS = wire_spec(HEAD_INPUTS)
 # -- the real transitions each kind of frame takes -------------------------------------------
 
 T = tuple[str, str, str]
-_FIELD: T = ("headers", "field", "headers")
-_RESPONDED: T = ("responding", "responded", "request_line")
-#: the server's transitions for each spec input, in order (a deadline in a state: ``stalled``
-#: there, or ``idle`` in ``request_line``)
+#: the server reads a whole head in one state: the spec's two, as a client sees them
+REAL_STATES = {"request_line": "head", "headers": "head"}
+#: every line of a head is the one input of ``head``, a loop
+_LINE: T = ("head", "line", "head")
+_RESPONDED: T = ("responding", "responded", "head")
+#: the server's transitions for each spec input, in order (a deadline: see :func:`chain_of`)
 CHAINS: dict[str, list[T]] = {
-    "blank": [("request_line", "blank_line", "request_line")],
-    **{
-        name: [("request_line", "request_line", "headers")]
-        for name in ("request", "request_10", "request_get")
-    },
-    **{name: [_FIELD] for name, target in RESTS["headers"].items() if target == "headers"},
-    # the handler answers inside the blank line's output, kept alive: straight back
-    "end": [_FIELD, ("headers", "answered", "request_line")],
+    "blank": [_LINE],
+    **{name: [_LINE] for name in ("request", "request_10", "request_get")},
+    **{name: [_LINE] for name, target in RESTS["headers"].items() if target == "headers"},
+    # the handler answers inside the blank line's output, kept alive: no transition but the
+    # line's own, the next request is read in head as this one was
+    "end": [_LINE],
     # the handler answers inside the blank line's output and closes (not kept alive): the
     # machine takes no input once closing, so the queued no_body and finished are dropped
-    # and the state stays headers (the kit does not look at a closing connection's state)
-    "end_closing": [_FIELD],
-    "end_length": [_FIELD, ("headers", "length_body", "length_body")],
-    "end_chunked": [_FIELD, ("headers", "chunked_body", "chunk_size")],
+    # and the state stays head (the kit does not look at a closing connection's state)
+    "end_closing": [_LINE],
+    "end_length": [_LINE, ("head", "length_body", "length_body")],
+    "end_chunked": [_LINE, ("head", "chunked_body", "chunk_size")],
     "end_upgrade": [
-        _FIELD,
-        ("headers", "no_body", "responding"),
+        _LINE,
+        ("head", "no_body", "responding"),
         ("responding", "upgraded", "upgraded"),
     ],
     "body_more": [
@@ -307,10 +306,12 @@ BODY_DEADLINES = set(DEADLINES) - {"request_line", "headers"}
 
 
 def chain_of(step: Step) -> list[T]:
-    """The server's transitions for one step of a spec walk."""
+    """The server's transitions for one step of a spec walk (a head's deadline, the
+    request line's or the fields', is the ``idle`` input of ``head``)."""
     if step.kind == "timeout":
-        target = step.source if step.source in BODY_DEADLINES else "closed"
-        return [(step.source, step.input, target)]
+        if step.source in BODY_DEADLINES:
+            return [(step.source, step.input, step.source)]
+        return [(REAL_STATES[step.source], "idle", "closed")]
     return CHAINS[step.input]
 
 
@@ -710,6 +711,7 @@ def drive(path: Path, **options: Any) -> set[T]:
             HTTPServer,
             path,
             spec=WIRE,
+            states=REAL_STATES,
             factory=factory_for(path),
             frames=FRAMES,
             replies=REPLIES,
@@ -749,7 +751,7 @@ def test_the_diagram_is_the_committed_one() -> None:
         named = re.fullmatch(r"\w+ \((\w+)\)", trigger)
         input = named.group(1) if named else trigger
         if input.startswith("⏱"):
-            input = "idle" if source == "request_line" else "stalled"
+            input = "idle" if source == "head" else "stalled"
         drawn.add((source, input, target))
     assert drawn == {t for t in DIAGRAM if t[1] != "lost"}
     assert "from any state, connection lost (lost)" in mmd
@@ -771,6 +773,7 @@ def test_random_heads_follow_the_diagram_and_cover_it() -> None:
         missed = check_protocol(
             HTTPServer,
             spec=HEADS,
+            states=REAL_STATES,
             factory=httpd.factory,
             frames=FRAMES,
             replies=REPLIES,
@@ -780,7 +783,7 @@ def test_random_heads_follow_the_diagram_and_cover_it() -> None:
     assert missed == set()
     assert len(recorder.connections) > 1
     heads = {t for name in HEAD_INPUTS for t in CHAINS[name]}
-    deadlines = {("request_line", "idle", "closed"), ("headers", "stalled", "closed")}
+    deadlines = {("head", "idle", "closed")}
     # a second blank line is refused (400, closed): no transition, the spec's target unchecked
     assert heads | deadlines == recorder.taken()
 
@@ -791,6 +794,7 @@ def test_pipelined_heads_do_not_depend_on_reads() -> None:
     check_chunking(
         HTTPServer,
         spec=HEADS,
+        states=REAL_STATES,
         factory=HTTPFactory(httpd.handle, date=False),
         frames=FRAMES,
         max_steps=16,
@@ -814,6 +818,7 @@ def test_a_wrong_answer_is_caught() -> None:
             HTTPServer,
             PATHS[0],
             spec=WIRE,
+            states=REAL_STATES,
             factory=HTTPFactory(wrong),
             frames=FRAMES,
             replies=REPLIES,

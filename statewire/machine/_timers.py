@@ -83,6 +83,27 @@ class Timers:
         the peer's silence; entering the state counts as activity, as arming does."""
         self._sw_arm_timeout(self._sw_plan.timeouts.get(state))
 
+    def restart_timeout(self) -> None:
+        """The current state's timeout starts again from now, as if the state were
+        entered again (Erlang's ``repeat_state``): for a state that loops through a whole
+        exchange, a deadline per exchange. Nothing when the state has none."""
+        timeout = self._sw_armed
+        if timeout is None:
+            return
+        now = self._sw_now
+        if (
+            now is not None
+            and self._sw_timer is not None
+            and self._sw_wake_at <= now + (seconds := timeout.seconds)
+        ):
+            # inside a read, a wake-up scheduled early enough: only the deadline moves
+            # (what a state's entry does, with no call)
+            if timeout.idle:
+                self._sw_last_read = now
+            self._sw_deadline = now + seconds
+            return
+        self._sw_arm_timeout(timeout)
+
     def _sw_arm_timeout(self, timeout: Timeout | None) -> None:
         """:meth:`_sw_arm` with the state's timeout found (a state's entry finds it once:
         automat's states hash in Python). A state's entry (``_engine._entry``) does the

@@ -20,6 +20,7 @@ from statewire.machine import RemoteProtocolError
 from statewire.protocols._http_exchange import Body, Request, Response
 from statewire.protocols._http_head import FieldSection, Refusal, head_rules
 from statewire.protocols._http_head import chunk_size as chunk_size_of
+from statewire.protocols._http_head import request_line as request_line_of
 from statewire.protocols._http_task import start as start_eagerly
 from statewire.protocols._http_task import start_in_task
 
@@ -37,11 +38,8 @@ class Inputs(Protocol):
     """The machine's inputs: frames of each state, the body framing the head announced,
     the end of the exchange, the deadlines and the loss."""
 
-    def blank_line(self, frame: bytes) -> None: ...
-    def request_line(self, frame: bytes) -> None: ...
-    def field(self, frame: bytes) -> None: ...
+    def line(self, frame: bytes) -> None: ...
     def no_body(self) -> Awaitable[None] | None: ...
-    def answered(self) -> None: ...
     def length_body(self) -> None: ...
     def chunked_body(self) -> None: ...
     def body(self, data: bytes) -> Awaitable[None] | None: ...
@@ -92,6 +90,8 @@ class HTTPConnection(MachineProtocol):
     version = (1, 1)
     #: the field section being read (headers, then trailers)
     section: FieldSection
+    #: whether the request line was read and the head's field lines are being read
+    in_fields = False
     blank_lines = 0
     #: body bytes announced so far (Content-Length, or the chunk sizes), and those of the
     #: body or chunk being read still to come
@@ -119,6 +119,30 @@ class HTTPConnection(MachineProtocol):
         self.section = FieldSection()
 
     # -- the request ---------------------------------------------------------------------
+
+    def read_request_line(self, frame: bytes) -> None:
+        """The request line (cut at its LF): its parts, then the field lines; the fields
+        have :data:`~statewire.protocols.http.KEEP_ALIVE_TIMEOUT` from now."""
+        if len(frame) > MAX_REQUEST_LINE + 1:  # (its CR)
+            self.method = b""  # (a line refused here is no HEAD's: its refusal has a body)
+            raise Refusal(414, f"request line over {MAX_REQUEST_LINE} bytes")
+        try:
+            self.method, self.target, self.version = request_line_of(frame)
+        except Refusal:
+            self.method = b""
+            raise
+        self.in_fields = True
+        section = self.section  # (emptied: the last head's fields were copied)
+        section.fields = []
+        section.size = 0
+        engine = self.machine_engine
+        assert engine is not None
+        engine.restart_timeout()
+
+    def next_request(self) -> None:
+        """The exchange is over: the next request's head is read."""
+        self.exchange = None
+        self.blank_lines = 0
 
     def start_exchange(self, machine: Inputs) -> None:
         """The head is complete: check it, start the handler, choose the body's state (a
@@ -161,12 +185,17 @@ class HTTPConnection(MachineProtocol):
             exchange.task = start(self._serve(exchange), self._loop)
         else:
             exchange.task = self._loop().create_task(self._serve(exchange))
+        self.in_fields = False
         if length == 0:
             if exchange.task is None and not self.closing and self.upgraded_to is None:
                 # answered already, inside this frame, and kept alive: the next request
-                # line at once (one transition, not two through responding)
+                # at once, with no transition (the head state's deadline starts again,
+                # as it does when a transition enters it)
                 exchange.complete = True
-                machine.answered()
+                self.next_request()
+                engine = self.machine_engine
+                assert engine is not None
+                engine.restart_timeout()
             else:
                 machine.no_body()
         elif length is None:
@@ -443,9 +472,9 @@ class HTTPConnection(MachineProtocol):
         """A line over its limit is ``414`` or ``431``; anything else the peer got wrong
         is ``400``. Either way the connection closes."""
         state = self.machine_state
-        if isinstance(error, FrameTooLong) and state == "request_line":
+        if isinstance(error, FrameTooLong) and state == "head" and not self.in_fields:
             self.refuse(414, f"request line over {MAX_REQUEST_LINE} bytes")
-        elif isinstance(error, FrameTooLong) and state in ("headers", "trailers"):
+        elif isinstance(error, FrameTooLong) and state in ("head", "trailers"):
             self.refuse(431, f"field section over {MAX_FIELD_BYTES} bytes")
         elif isinstance(error, FramingError):
             self.refuse(400, error.message)

@@ -93,13 +93,12 @@ from automat import TypeMachineBuilder
 from construct import this
 
 from grammars import fixed, line, raw
-from grammars.http1 import MAX_CHUNK_DIGITS, MAX_CHUNK_LINE, MAX_FIELD_BYTES, MAX_REQUEST_LINE
+from grammars.http1 import MAX_CHUNK_DIGITS, MAX_CHUNK_LINE, MAX_FIELD_BYTES
 from statewire.machine import Timeout, by_key
 from statewire.protocol import Factory
 from statewire.protocols._http_connection import HTTPConnection, Inputs
 from statewire.protocols._http_exchange import Body, Headers, Request, Response
 from statewire.protocols._http_head import Refusal
-from statewire.protocols._http_head import request_line as request_line_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -115,11 +114,10 @@ MAX_BODY = 1 << 20
 #: took a quarter more of the server's CPU)
 BODY_PIECE = 256 << 10
 #: seconds a connection has to send a whole request line, from its start or the end of
-#: the previous exchange: a deadline, not an idle timer (a request line dribbled a byte
-#: every few seconds would otherwise hold the connection for hours)
+#: the previous exchange, and then the whole field section, from the request line:
+#: deadlines, not idle timers (a head dribbled a byte every few seconds would otherwise
+#: hold the connection for hours: slowloris)
 KEEP_ALIVE_TIMEOUT = 15.0
-#: seconds the field section may take after the request line (slowloris)
-HEADER_TIMEOUT = 10.0
 #: seconds a body may stay silent
 BODY_IDLE_TIMEOUT = 30.0
 
@@ -171,8 +169,7 @@ def _size_of(line: bytes) -> int:
 
 
 builder = TypeMachineBuilder(Inputs, HTTPConnection)
-request_line = builder.state("request_line")
-headers = builder.state("headers")
+head = builder.state("head")
 length_body = builder.state("length_body", lambda machine, core: Block.next(core))
 body_piece = builder.state("body_piece")
 chunk_size = builder.state("chunk_size")
@@ -186,48 +183,34 @@ upgraded = builder.state("upgraded")
 closed = builder.state("closed")
 
 
-@request_line.upon(Inputs.blank_line).loop()
-@_refusing
-def skip_blank_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
-    # RFC 9112 §2.2: a server should ignore a CRLF before the request line (some clients
-    # send one after a body); more than one is no client's habit
-    core.blank_lines += 1
-    if core.blank_lines > 1:
-        raise Refusal(400, "blank lines before the request line")
-
-
-# the two outputs every request runs catch their refusals themselves (as _refusing does)
-@request_line.upon(Inputs.request_line).to(headers)
-def read_request_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
+@head.upon(Inputs.line).loop()
+def read_head_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
+    # every line of a head, one output (a loop: the engine calls it with nothing around
+    # it); a request without a body answered inside the blank line's frame leaves the
+    # machine here, ready for the next one, with no transition at all
     try:
-        core.method, core.target, core.version = request_line_of(frame)
-    except Refusal as refusal:
-        core.method = b""  # (a line refused here is no HEAD's: its refusal has a body)
-        core.refuse(refusal.status, refusal.detail)
-        return
-    section = core.section  # (emptied: the last head's fields were copied)
-    section.fields = []
-    section.size = 0
-
-
-@headers.upon(Inputs.field).loop()
-def read_field(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
-    # returns nothing (what a handler still running makes the framing wait for is
-    # returned by wait_for_handler): the engine calls it with nothing around it
-    try:
-        if core.section.add(frame):
-            core.start_exchange(machine)
+        if core.in_fields:
+            if core.section.add(frame):
+                core.start_exchange(machine)
+        elif frame == b"\r":
+            # RFC 9112 §2.2: a server should ignore a CRLF before the request line (some
+            # clients send one after a body); more than one is no client's habit
+            core.blank_lines += 1
+            if core.blank_lines > 1:
+                raise Refusal(400, "blank lines before the request line")
+        else:
+            core.read_request_line(frame)
     except Refusal as refusal:
         core.refuse(refusal.status, refusal.detail)
 
 
-@headers.upon(Inputs.no_body).to(responding)
+@head.upon(Inputs.no_body).to(responding)
 def wait_for_handler(machine: Inputs, core: HTTPConnection) -> Awaitable[None] | None:
     return core.end_of_request(machine)
 
 
-headers.upon(Inputs.length_body).to(length_body).returns(None)
-headers.upon(Inputs.chunked_body).to(chunk_size).returns(None)
+head.upon(Inputs.length_body).to(length_body).returns(None)
+head.upon(Inputs.chunked_body).to(chunk_size).returns(None)
 
 
 @length_body.upon(Inputs.body).to(body_piece)
@@ -318,15 +301,9 @@ def read_trailer(machine: Inputs, core: HTTPConnection, frame: bytes) -> Awaitab
 trailers.upon(Inputs.message_end).to(responding).returns(None)
 
 
-@responding.upon(Inputs.responded).to(request_line)
+@responding.upon(Inputs.responded).to(head)
 def next_request(machine: Inputs, core: HTTPConnection) -> None:
-    core.exchange = None
-    core.blank_lines = 0
-
-
-# a request without a body whose handler answered inside the frame that ended its head,
-# the connection kept alive: nothing to wait for, the next request line at once
-headers.upon(Inputs.answered).to(request_line)(next_request)
+    core.next_request()
 
 
 @responding.upon(Inputs.upgraded).to(upgraded)
@@ -350,13 +327,14 @@ def hang_up(machine: Inputs, core: HTTPConnection) -> None:
     core.close()
 
 
-@request_line.upon(Inputs.idle).to(closed)
+@head.upon(Inputs.idle).to(closed)
 def close_idle(machine: Inputs, core: HTTPConnection) -> None:
-    core.close()
-
-
-def time_out(machine: Inputs, core: HTTPConnection) -> None:
-    core.refuse(408, "the request stalled")
+    # past the request line's deadline the connection closes quietly (a kept-alive
+    # connection left idle); past the field section's, the client is told
+    if core.in_fields:
+        core.refuse(408, "the request stalled")
+    else:
+        core.close()
 
 
 def gone(machine: Inputs, core: HTTPConnection, reason: object) -> None:
@@ -381,12 +359,10 @@ def body_stalled_reading(machine: Inputs, core: HTTPConnection, block: Block) ->
         core.refuse(408, "the request stalled")
 
 
-headers.upon(Inputs.stalled).to(closed)(time_out)
 for _state in (chunk_size, chunk_end, trailers):
     _state.upon(Inputs.stalled).loop()(body_stalled)
 for _state in (
-    request_line,
-    headers,
+    head,
     body_piece,
     chunk_size,
     chunk_piece,
@@ -399,10 +375,6 @@ for _state in (
 for _reading in (length_body, chunk_whole, chunk_data):  # the states sizing their block
     _reading.upon(Inputs.stalled).loop()(body_stalled_reading)
     _reading.upon(Inputs.lost).to(closed)(gone_reading)
-
-
-def _line_kind(frame: bytes) -> str:
-    return "blank" if frame == b"\r" else "request"
 
 
 def _chunk_kind(frame: bytes) -> str:
@@ -427,8 +399,7 @@ class HTTPServer(HTTPConnection):
 
     machine = builder.build()
     framings = {
-        request_line: line(b"\n", max_length=MAX_REQUEST_LINE + 1),
-        headers: _FIELD_LINE,
+        head: _FIELD_LINE,
         length_body: fixed(this.size),
         chunk_size: line(b"\n", max_length=MAX_CHUNK_LINE + 1),
         chunk_whole: fixed(this.size),
@@ -438,10 +409,7 @@ class HTTPServer(HTTPConnection):
         upgraded: raw(),
     }
     routes = {
-        request_line: by_key(
-            _line_kind, {"blank": Inputs.blank_line, "request": Inputs.request_line}
-        ),
-        headers: Inputs.field,
+        head: Inputs.line,
         length_body: Inputs.body,
         chunk_size: by_key(
             _chunk_kind,
@@ -458,8 +426,7 @@ class HTTPServer(HTTPConnection):
         upgraded: Inputs.tunnel,
     }
     timeouts = {
-        request_line: Timeout(KEEP_ALIVE_TIMEOUT, Inputs.idle),
-        headers: Timeout(HEADER_TIMEOUT, Inputs.stalled),
+        head: Timeout(KEEP_ALIVE_TIMEOUT, Inputs.idle),
         length_body: _BODY_IDLE,
         chunk_size: _BODY_IDLE,
         chunk_whole: _BODY_IDLE,

@@ -323,6 +323,8 @@ class ProtocolMachine(RuleBasedStateMachine):
     state_invariants: Mapping[str, Callable[[Any], object]]
     #: transitions exercised, across every run of this class: (source, input, target)
     covered: set[tuple[str, str, str]]
+    #: the implementation's state for each state of the spec named otherwise
+    state_names: Mapping[str, str]
 
     def __init__(self) -> None:
         super().__init__()
@@ -352,7 +354,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             ), f"{input!r} is not accepted in {self.model!r} but was not refused"
         self.model = target
         if self.open:
-            assert self.protocol.machine_state == target, (
+            assert self.protocol.machine_state == self.state_names.get(target, target), (
                 f"after {input!r}: implementation in {self.protocol.machine_state!r}, "
                 f"diagram says {target!r}"
             )
@@ -404,7 +406,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     @invariant()
     def implementation_follows_the_diagram(self) -> None:
         if self.open:
-            assert self.protocol.machine_state == self.model
+            assert self.protocol.machine_state == self.state_names.get(self.model, self.model)
             check = self.state_invariants.get(self.model)
             if check is not None:
                 check(self.protocol)
@@ -436,6 +438,7 @@ def protocol_state_machine(
     frames: Mapping[Any, st.SearchStrategy[Any]] | None = None,
     invariants: Mapping[Any, Callable[[Any], object]] | None = None,
     replies: Mapping[Any, ReplyCheck] | None = None,
+    states: Mapping[str, str] | None = None,
 ) -> type[ProtocolMachine]:
     """A ``RuleBasedStateMachine`` testing ``implementation`` against the diagram of
     ``spec`` (default: its own). ``factory`` becomes each protocol's ``factory`` (a
@@ -444,7 +447,10 @@ def protocol_state_machine(
     (or their names) to checks of the protocol in that state; ``replies`` maps inputs to
     what the protocol must send back for each frame of theirs it accepts: the exact bytes,
     a ``re.Pattern`` of bytes they match whole, or a function of the :class:`Exchange`
-    that raises or returns False when the reply is wrong. Run it with
+    that raises or returns False when the reply is wrong. ``states`` names the
+    implementation's state for each state of ``spec`` named otherwise: a spec may tell
+    apart, as a client sees them, what the implementation does in one state (HTTP's
+    request line and field lines, both read in ``head``). Run it with
     ``TestCase = machine.TestCase`` or :func:`check_protocol`."""
     diagram = _Diagram(spec or implementation)
     namespace: dict[str, Any] = {
@@ -455,6 +461,7 @@ def protocol_state_machine(
         "state_invariants": {_name(k): v for k, v in (invariants or {}).items()},
         "replies": {_name(k): v for k, v in (replies or {}).items()},
         "covered": set(),
+        "state_names": dict(states or {}),
     }
     for input in sorted({i for s in diagram.states for i in diagram.producible(s)}):
         can = [s for s in diagram.states if input in diagram.producible(s)]
