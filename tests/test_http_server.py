@@ -324,6 +324,28 @@ def test_a_stalled_field_section_gets_408() -> None:
     refused(serve([b"GET / HTTP/1.1\r\nHost: x\r\n"], clock=clock, advance=15.1), 408)
 
 
+def test_each_deadline_of_a_head_counts_from_its_own_start() -> None:
+    """The request line has 15 s from the previous answer, its fields 15 s from it: a
+    request answered inside its read restarts the first, its request line the second."""
+
+    async def main() -> None:
+        protocol = HTTPFactory(application, date=False).buildProtocol(None)  # type: ignore[arg-type]
+        clock = protocol.clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(GET)  # answered at t = 0
+        clock.advance(14.9)
+        protocol.dataReceived(b"GET /b HTTP/1.1\r\n")  # t = 14.9: the fields' 15 s
+        clock.advance(14.9)  # t = 29.8
+        assert not transport.disconnecting
+        clock.advance(0.2)  # t = 30.0: the field section stalled
+        assert [s for s, _ in responses(transport.value())] == [200, 408]
+        assert transport.disconnecting
+        protocol.connectionLost()
+
+    asyncio.run(main())
+
+
 def test_an_idle_kept_alive_connection_is_closed_quietly() -> None:
     clock = Clock()
     served = serve([GET], clock=clock, advance=16)

@@ -246,6 +246,74 @@ def test_an_idle_timeout_is_rearmed_by_reads() -> None:
     assert protocol.events[-1] == "timed out"
 
 
+class Beats(Protocol):
+    def beat(self, line: bytes) -> None: ...
+    def late(self) -> None: ...
+
+
+class Beating(MachineProtocol):
+    sends = line(b"\n")
+
+
+_beats = TypeMachineBuilder(Beats, Beating)
+_waiting = _beats.state("waiting")
+_over = _beats.state("over")
+
+
+@_waiting.upon(Beats.beat).loop()
+def _beat(machine: Beats, core: Beating, line: bytes) -> None:
+    if line == b"again":  # (a loop: the deadline goes on, unless restarted)
+        engine = core.machine_engine
+        assert engine is not None
+        engine.restart_timeout()
+
+
+@_waiting.upon(Beats.late).to(_over)
+def _late(machine: Beats, core: Beating) -> None:
+    core.send(b"late")
+
+
+_BEATS = _beats.build()
+
+
+@pytest.mark.parametrize("idle", [False, True])
+def test_restart_timeout_starts_the_state_s_timeout_again_from_now(idle: bool) -> None:
+    class Deadline(Beating):
+        machine = _BEATS
+        framings = {_waiting: line(b"\n")}
+        routes = {_waiting: Beats.beat}
+        timeouts = {_waiting: Timeout(5, Beats.late, idle=idle)}
+
+    protocol, transport, clock = connect(Deadline)
+    engine = protocol.machine_engine
+    clock.advance(3)
+    protocol.dataReceived(b"again\n")  # inside a read, from an output: from t = 3
+    clock.advance(4.9)
+    assert protocol.machine_state == "waiting"
+    engine.restart_timeout()  # outside a read: from t = 7.9, the clock read now
+    clock.advance(4.9)
+    assert protocol.machine_state == "waiting"
+    clock.advance(0.2)
+    assert protocol.machine_state == "over" and transport.value() == b"late\n"
+    engine.restart_timeout()  # a state without a timeout: nothing
+    clock.advance(100)
+    assert transport.value() == b"late\n"
+
+
+def test_a_loop_does_not_restart_a_deadline() -> None:
+    class Deadline(Beating):
+        machine = _BEATS
+        framings = {_waiting: line(b"\n")}
+        routes = {_waiting: Beats.beat}
+        timeouts = {_waiting: Timeout(5, Beats.late)}
+
+    protocol, _, clock = connect(Deadline)
+    clock.advance(3)
+    protocol.dataReceived(b"beat\n")
+    clock.advance(2.1)
+    assert protocol.machine_state == "over"
+
+
 def test_connection_loss_is_an_input_and_cancels_the_timeout() -> None:
     protocol, _, clock = connect()
     protocol.dataReceived(b"START\n")

@@ -117,6 +117,12 @@ class HTTPConnection(MachineProtocol):
     def connectionMade(self) -> None:
         """Ready for the first request."""
         self.section = FieldSection()
+        engine = self.machine_engine  # (made by makeConnection: the machine has timeouts)
+        assert engine is not None
+        #: the head state's deadline starts again (at each request line, and at the end
+        #: of each exchange answered inside its head's read): bound once, used twice a
+        #: request
+        self.restart_deadline = engine.restart_timeout
 
     # -- the request ---------------------------------------------------------------------
 
@@ -135,9 +141,7 @@ class HTTPConnection(MachineProtocol):
         section = self.section  # (emptied: the last head's fields were copied)
         section.fields = []
         section.size = 0
-        engine = self.machine_engine
-        assert engine is not None
-        engine.restart_timeout()
+        self.restart_deadline()
 
     def next_request(self) -> None:
         """The exchange is over: the next request's head is read."""
@@ -193,9 +197,7 @@ class HTTPConnection(MachineProtocol):
                 # as it does when a transition enters it)
                 exchange.complete = True
                 self.next_request()
-                engine = self.machine_engine
-                assert engine is not None
-                engine.restart_timeout()
+                self.restart_deadline()
             else:
                 machine.no_body()
         elif length is None:

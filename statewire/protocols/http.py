@@ -4,16 +4,18 @@ Theory of operation
 -------------------
 Each state frames the bytes that arrive while it is current, and each frame is an input::
 
-    request_line   line LF ≤ 8 KiB    the request line          -> headers
-                                      one blank line before it  ignored
-    headers        line LF ≤ 64 KiB   a field line              (kept; 64 KiB, 100 fields)
+    head           line LF ≤ 64 KiB   every line of a head:     (a loop, one output)
+                                      one blank line            ignored
+                                      the request line          (414 past 8 KiB)
+                                      a field line              (kept; 64 KiB, 100 fields)
                                       the blank line            -> no_body / length_body /
                                                                    chunk_size (the framing the
                                                                    fields announce), handler
-                                                                   started; -> request_line
-                                                                   at once (answered) when it
-                                                                   answered a request without
-                                                                   a body inside that frame
+                                                                   started; no transition
+                                                                   when it answered a request
+                                                                   without a body inside that
+                                                                   frame: the next head is
+                                                                   read here at once
     length_body    fixed(≤ 256 KiB)   a piece of the body       -> body_piece
     body_piece     nothing            (decides at once)         -> length_body for the next
                                                                    piece, or -> responding
@@ -28,7 +30,7 @@ Each state frames the bytes that arrive while it is current, and each frame is a
     chunk_piece    nothing            (decides at once)         -> chunk_data, or chunk_end
     chunk_end      fixed(2)           its CRLF                  -> chunk_size
     trailers       line LF ≤ 64 KiB   a trailer field / blank   -> responding at the blank
-    responding     nothing            (reading is held)         -> request_line (keep-alive),
+    responding     nothing            (reading is held)         -> head (keep-alive),
                                                                    upgraded (after a 101)
                                                                    or closed
     upgraded       raw                every byte                -> the protocol upgraded to
@@ -57,10 +59,10 @@ without a body, the blank line, whose ``no_body`` output does it) arrives while 
 handler still runs, its output returns the handler's task, and statewire frames nothing
 more until it is done; so pipelined requests are read, and answered, one after the other,
 in order, and a handler that never waits answers a whole pipelined read without a single
-task or loop turn: a request without a body answered inside the read of its head goes
-straight back to ``request_line`` (``answered``), one transition instead of two through
-``responding``. While the handler leaves more than 64 KiB of the body unread, reading
-pauses too.
+task or loop turn: a request without a body answered inside the read of its head changes
+no state at all (the machine stays in ``head``; the head's deadline is started again,
+:meth:`statewire.machine.Engine.restart_timeout`, as entering ``head`` would). While the
+handler leaves more than 64 KiB of the body unread, reading pauses too.
 
 A piece state reads nothing: the output that leaves the reading state queues the input
 that takes it on (to the next piece, or past the body) before another frame is cut, and
@@ -78,7 +80,8 @@ are read), ``414``, ``431``, ``417`` for an expectation other than ``100-continu
 ``501`` for transfer codings other than ``chunked``, ``505`` for versions other than 1.0
 and 1.1, ``408`` when the field section or a body stalls. A request line not complete
 :data:`KEEP_ALIVE_TIMEOUT` seconds after the connection or the previous exchange closes
-the connection quietly (a deadline: a client dribbling it cannot hold the connection).
+the connection quietly, a field section not complete as long after its request line is
+``408`` (deadlines: a client dribbling a head cannot hold the connection).
 """
 
 from __future__ import annotations
@@ -187,7 +190,7 @@ closed = builder.state("closed")
 def read_head_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
     # every line of a head, one output (a loop: the engine calls it with nothing around
     # it); a request without a body answered inside the blank line's frame leaves the
-    # machine here, ready for the next one, with no transition at all
+    # machine here, ready for the next one, with no state change at all
     try:
         if core.in_fields:
             if core.section.add(frame):
