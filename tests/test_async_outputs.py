@@ -387,29 +387,36 @@ def test_timeouts_keep_running_while_waiting() -> None:
     assert work.is_cancelled and protocol.job_work is work
 
 
-def test_an_idle_timeout_does_not_count_while_reading_is_paused() -> None:
-    """A peer whose bytes we stopped reading (too much buffered behind the work) is not
-    idle: its silence counts from when reading resumes, and then the timeout closes."""
+def test_a_peer_s_silence_counts_from_when_paused_reading_resumes() -> None:
+    """A peer whose bytes we stopped reading (too much buffered behind the work) could not
+    send: once the work ends and reading resumes, its silence counts from then. The pause
+    stops nothing: an idle timeout still bounds work that never ends."""
 
     class Small(TimedProtocol):
         waiting_read_limit = 100
 
-    protocol = Small()
-    clock = protocol.clock = Clock()
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    protocol.dataReceived(b"a\r\n" + b"b" * 200)  # (the start of a line, over the limit)
-    work = protocol.job_work
-    assert work is not None and transport.producerState == "paused"
-    clock.advance(60)  # paused by us for a minute: not the peer's silence
-    assert not transport.disconnecting
-    clock.advance(2)  # (the work ends between two looks of the timer)
-    work.finish()
+    def paused() -> tuple[Small, StringTransport, Clock, Work]:
+        protocol = Small()
+        clock = protocol.clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"a\r\n" + b"b" * 200)  # (the start of a line, over the limit)
+        work = protocol.job_work
+        assert work is not None and transport.producerState == "paused"
+        return protocol, transport, clock, work
+
+    _, transport, clock, work = paused()
+    clock.advance(4)
+    work.finish()  # reading resumes at t = 4
     assert transport.producerState == "producing"
     clock.advance(4.9)
     assert not transport.disconnecting
     clock.advance(0.1)  # silent for 5 s since reading resumed
     assert transport.disconnecting
+
+    _, transport, clock, work = paused()
+    clock.advance(5)  # the work never ends: the idle timeout bounds it, paused or not
+    assert transport.disconnecting and not work.done
 
 
 def test_reading_pauses_while_too_much_waits_and_resumes_after() -> None:

@@ -346,6 +346,28 @@ def test_each_deadline_of_a_head_counts_from_its_own_start() -> None:
     asyncio.run(main())
 
 
+def test_a_refusal_after_a_head_request_has_its_body() -> None:
+    """A refusal before the next request line answers no HEAD: it has its body, whatever
+    the request before it was."""
+    served = serve([b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n\r\n\r\n"])
+    assert served.output.endswith(b"\r\n\r\n400 blank lines before the request line\n")
+    assert served.closed
+
+
+def test_a_body_stalling_after_its_response_gets_no_second_response() -> None:
+    """The handler answered without reading the body; the body then stalls: the
+    connection closes, with no 408 after the 200 (two responses to one request)."""
+
+    async def hasty(request: Request, response: Response) -> None:
+        await response.send(200, [], b"hi")
+
+    clock = Clock()
+    post = b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+    served = serve([post], hasty, clock=clock, advance=31)
+    assert responses(served.output) == [(200, b"hi")]
+    assert served.closed
+
+
 def test_an_idle_kept_alive_connection_is_closed_quietly() -> None:
     clock = Clock()
     served = serve([GET], clock=clock, advance=16)

@@ -11,8 +11,9 @@ timeout, whichever is longer: entering a state with a shorter deadline then most
 wake-up early enough, and a long timeout wakes a connection up at most four times. An idle
 timeout measures the peer's silence: each read moves it (``_sw_last_read``); while
 delivery is held for backpressure the peer is idle only if it stopped reading our replies
-too, and while reading is paused behind an output's work (too much buffered) it is not
-idle at all: its silence counts again from when reading resumes.
+too, and once reading paused behind an output's work (too much buffered) resumes, its
+silence counts from then (it could not send while we did not read). The pause itself
+stops nothing: an idle timeout still bounds work that never ends.
 """
 
 from __future__ import annotations
@@ -148,12 +149,6 @@ class Timers:
         left = self._sw_deadline - now
         if left > _ROUNDING:  # re-armed since it was scheduled
             self._sw_sleep(min(left, self._sw_nap(timeout)), now)
-            return
-        if timeout.idle and self._sw_reading_held:
-            # we paused reading (too much buffered behind an output's work): the peer is
-            # not idle, its silence counts once reading resumes
-            self._sw_deadline = now + timeout.seconds
-            self._sw_sleep(timeout.seconds, now)
             return
         if timeout.idle and "backpressure" in self._sw_holds:
             # we stopped reading, not the peer: it is idle only if it stopped reading our

@@ -19,9 +19,8 @@ result is ignored. An exception (or a cancellation the connection did not ask fo
 waiting cancels the awaitable, then the ``lost`` input runs as usual; a completion after
 the loss touches nothing. Timeouts keep running while waiting: a state's timeout bounds
 the work too (its close cancels the work when the connection is lost), and an idle
-timeout measures the peer's silence, as always -- but not while reading is paused: a peer
-we do not read from is not silent by its own doing, so its silence counts from when
-reading resumes.
+timeout measures the peer's silence, as always; when reading paused for the work resumes,
+the silence counts from then (a peer we did not read from could not send).
 
 Looking at every result would cost the fast paths (one frame, one call of the output and
 nothing else) a call each. :func:`returns_nothing` reads a plain function's bytecode once:

@@ -419,11 +419,15 @@ class HTTPConnection(MachineProtocol):
     def refuse(self, status: int, detail: str) -> None:
         """Answer ``status`` (when no response is under way) and close."""
         exchange = self.exchange
-        if exchange is not None and exchange.task is not None and not exchange.task.done():
-            if exchange.task is not _current_task():
-                exchange.task.cancel()
-            exchange.request.body.fail(ConnectionError(detail))
+        if exchange is not None:
+            if exchange.task is not None and not exchange.task.done():
+                if exchange.task is not _current_task():
+                    exchange.task.cancel()
+                exchange.request.body.fail(ConnectionError(detail))
             if exchange.response.head_sent:
+                # the request was answered already (its body refused or stalled after
+                # the response): a second response would answer nothing; close
+                log.info("HTTP %d after the response: %s; closing", status, detail)
                 self.close()
                 return
         if self.closing:
@@ -439,8 +443,11 @@ class HTTPConnection(MachineProtocol):
                 b"Connection: close\r\n\r\n",
             ]
         )
-        # a response to HEAD has no content (RFC 9110 §9.3.2), only its length
-        self.transport.write(head if self.method == b"HEAD" else head + text)
+        # a response to HEAD has no content (RFC 9110 §9.3.2), only its length; before
+        # a request line is read, ``method`` is the last request's: the refusal is no
+        # HEAD's
+        answers_head = self.method == b"HEAD" and (self.in_fields or exchange is not None)
+        self.transport.write(head if answers_head else head + text)
         self.close()
 
     def close(self) -> None:
