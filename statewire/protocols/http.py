@@ -11,7 +11,7 @@ Each state frames the bytes that arrive while it is current, and each frame is a
                                       the blank line            -> no_body / length_body /
                                                                    chunk_size (the framing the
                                                                    fields announce), handler
-                                                                   started; no transition
+                                                                   started; no state change
                                                                    when it answered a request
                                                                    without a body inside that
                                                                    frame: the next head is
