@@ -558,6 +558,30 @@ def test_a_handler_that_never_decides_meets_the_idle_timeout() -> None:
     assert asyncio.run(body()) == b"421 4.4.2 mx.test Error: timeout exceeded\r\n"
 
 
+def test_a_command_trickled_a_byte_at_a_time_meets_the_deadline() -> None:
+    """Slowloris: each byte would reset an idle timer; a command has 300 s from the last
+    reply to arrive whole, however its bytes come."""
+    session = Session()
+    session(b"EHLO c\r\n")  # answered at t = 0
+    session.transport.clear()
+    for byte in b"NOOP":
+        session.clock.advance(74)
+        session(bytes([byte]))  # t = 74, 148, 222, 296
+    session.clock.advance(3.9)
+    assert session.transport.value() == b""
+    session.clock.advance(0.2)  # t = 300.1
+    assert session.transport.value() == b"421 4.4.2 mx.test Error: timeout exceeded\r\n"
+    assert session.transport.disconnecting
+
+
+def test_a_command_every_few_minutes_keeps_the_session() -> None:
+    session = Session()
+    for _ in range(5):
+        session.clock.advance(299)
+        assert session.codes(b"NOOP\r\n") == ["250 2.0.0"]
+    assert not session.transport.disconnecting
+
+
 def test_a_handler_that_raises_closes_only_its_session() -> None:
     class Raising(Recorder):
         def rcpt(self, session: SMTPConnection, recipient: bytes, parameters: Any) -> Any:

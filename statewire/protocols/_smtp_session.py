@@ -111,6 +111,12 @@ class SMTPConnection(MachineProtocol):
         """Greet: ``220 <hostname> ESMTP``."""
         self.pending = bytearray()
         self.factory.sessions.add(self)
+        engine = self.machine_engine  # (made by makeConnection: the machine has timeouts)
+        assert engine is not None
+        #: the state's timeout starts again with each reply (once a read: the read's
+        #: instant is the reply's): the client has the timeout's seconds from the last
+        #: reply to send its next command whole
+        self.restart_deadline = engine.restart_timeout
         self.reply(reply(220, f"{self.factory.hostname} ESMTP statewire"))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -139,7 +145,10 @@ class SMTPConnection(MachineProtocol):
         batch = self.batch
         if batch is None:
             self.transport.write(answer.wire)
+            self.restart_deadline()
         else:
+            if not batch:  # a read's first reply: the deadline counts from the read
+                self.restart_deadline()
             batch.append(answer.wire)
             if len(batch) >= BATCH_LIMIT:
                 self.send_replies()

@@ -495,7 +495,14 @@ class SMTPServer(SMTPConnection):
         chunk: Inputs.piece,
         authenticating: Inputs.response,
     }
-    timeouts = dict.fromkeys(_READING, Timeout(IDLE_SECONDS, Inputs.timed_out, idle=True))
+    timeouts = {
+        # awaiting a command (or an AUTH response): a deadline from the server's last
+        # reply (SMTPConnection restarts it at each), so a command trickled a byte at a
+        # time cannot hold the session (RFC 5321 4.5.3.2.7: 5 minutes for the next one)
+        **dict.fromkeys((*_COMMANDS, authenticating), Timeout(IDLE_SECONDS, Inputs.timed_out)),
+        # a body: the client's silence (a large message may take longer than 5 minutes)
+        **dict.fromkeys((data, chunk), Timeout(IDLE_SECONDS, Inputs.timed_out, idle=True)),
+    }
     lost = Inputs.lost
     #: a line over the limit is skipped and answered, and the session goes on
     policy = Policy.DISCARD
