@@ -582,6 +582,38 @@ def test_a_command_every_few_minutes_keeps_the_session() -> None:
     assert not session.transport.disconnecting
 
 
+def test_a_slow_decision_on_a_command_in_time_is_not_the_client_s_delay() -> None:
+    """The deadline counts the client's time: a RCPT that came at t = 299 (a loop, no reply
+    until its decision) is answered when the decision comes at t = 301; a decision that
+    never comes meets the deadline 300 s after the command."""
+
+    async def body() -> tuple[bytes, bytes]:
+        session = Session()
+        slow = session.factory.handler = Slow()
+        session(b"EHLO c\r\nMAIL FROM:<a@b>\r\n")
+        slow.pending[0].set_result(None)
+        await _settle()
+        session.transport.clear()
+        session.clock.advance(299)
+        session(b"RCPT TO:<c@d>\r\n")
+        session.clock.advance(2)
+        slow.pending[1].set_result(None)
+        await _settle()
+        answered = session.transport.value()
+        session.transport.clear()
+        session(b"RCPT TO:<e@f>\r\n")  # at t = 301, never decided
+        session.clock.advance(299.9)
+        await _settle()
+        assert session.transport.value() == b""
+        session.clock.advance(0.2)
+        await _settle()
+        return answered, session.transport.value()
+
+    answered, late = asyncio.run(body())
+    assert answered == b"250 2.1.5 Ok\r\n"
+    assert late == b"421 4.4.2 mx.test Error: timeout exceeded\r\n"
+
+
 def test_a_handler_that_raises_closes_only_its_session() -> None:
     class Raising(Recorder):
         def rcpt(self, session: SMTPConnection, recipient: bytes, parameters: Any) -> Any:

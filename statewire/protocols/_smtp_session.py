@@ -216,6 +216,10 @@ class SMTPConnection(MachineProtocol):
         def unless_over(value: Any) -> Any:
             return None if self.over else step(value)
 
+        # the client's part is whole (its command, or the lines of a body): from now the
+        # deadline bounds the decision, not the client (a command in a state it loops in
+        # makes no reply, and no state change, until the decision comes)
+        self.restart_deadline()
         return then(first, unless_over)
 
     # -- the session ---------------------------------------------------------------------
