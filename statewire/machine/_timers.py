@@ -69,7 +69,6 @@ class Timers:
         _sw_state: Any
         _sw_closing: bool
         _sw_holds: frozenset[str]
-        _sw_reading_held: bool
 
         def _sw_input(self, name: str, args: tuple[Any, ...]) -> None: ...
 
@@ -88,22 +87,7 @@ class Timers:
         """The current state's timeout starts again from now, as if the state were
         entered again (Erlang's ``repeat_state``): for a state that loops through a whole
         exchange, a deadline per exchange. Nothing when the state has none."""
-        timeout = self._sw_armed
-        if timeout is None:
-            return
-        now = self._sw_now
-        if (
-            now is not None
-            and self._sw_timer is not None
-            and self._sw_wake_at <= now + (seconds := timeout.seconds)
-        ):
-            # inside a read, a wake-up scheduled early enough: only the deadline moves
-            # (what a state's entry does, with no call)
-            if timeout.idle:
-                self._sw_last_read = now
-            self._sw_deadline = now + seconds
-            return
-        self._sw_arm_timeout(timeout)
+        self._sw_arm_timeout(self._sw_armed)
 
     def _sw_arm_timeout(self, timeout: Timeout | None) -> None:
         """:meth:`_sw_arm` with the state's timeout found (a state's entry finds it once:

@@ -129,13 +129,12 @@ class HTTPConnection(MachineProtocol):
     def read_request_line(self, frame: bytes) -> None:
         """The request line (cut at its LF): its parts, then the field lines; the fields
         have :data:`~statewire.protocols.http.KEEP_ALIVE_TIMEOUT` from now."""
-        if len(frame) > MAX_REQUEST_LINE + 1:  # (its CR)
-            self.method = b""  # (a line refused here is no HEAD's: its refusal has a body)
-            raise Refusal(414, f"request line over {MAX_REQUEST_LINE} bytes")
         try:
+            if len(frame) > MAX_REQUEST_LINE + 1:  # (its CR)
+                raise Refusal(414, f"request line over {MAX_REQUEST_LINE} bytes")
             self.method, self.target, self.version = request_line_of(frame)
         except Refusal:
-            self.method = b""
+            self.method = b""  # (a line refused here is no HEAD's: its refusal has a body)
             raise
         self.in_fields = True
         section = self.section  # (emptied: the last head's fields were copied)

@@ -358,8 +358,7 @@ def body_stalled(machine: Inputs, core: HTTPConnection) -> None:
 
 
 def body_stalled_reading(machine: Inputs, core: HTTPConnection, block: Block) -> None:
-    if not core.body.behind:
-        core.refuse(408, "the request stalled")
+    body_stalled(machine, core)
 
 
 for _state in (chunk_size, chunk_end, trailers):
