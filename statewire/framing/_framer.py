@@ -354,6 +354,44 @@ class Framer:
         self._decoder.base -= len(data)
         self._interrupt = True  # the batch under way (if any) ends: the source changed
 
+    def take_ahead(self, size: int) -> bytes | None:
+        """From inside ``on_frame``: the ``size`` bytes right after the frame being
+        delivered, when the read they came in holds them all, consumed as a frame of their
+        own would be (``offset`` moves past them; what follows them is framed by the
+        grammar current when the callback returns); else ``None``, nothing consumed.
+
+        For a callback that knows what follows its frame, and how long it is (a body of an
+        announced length), and would otherwise switch to a block framing and back to read
+        it: when it has arrived whole, with the frame, it costs no switch. ``None`` also
+        where the frame's callback already changed what follows (a switch, an
+        :meth:`unread`, a pause): the callback then reads the bytes its usual way."""
+        if not self._running:
+            raise RuntimeError("take_ahead() is for a framer callback: the frame being delivered")
+        batch = self._batch
+        if (
+            batch is None
+            or batch is _BETWEEN
+            or self._interrupt
+            or self._switch_to is not None
+            or self._paused
+            or size < 0
+        ):
+            return None
+        after = self._pos if batch is _ONE else self._after_current()
+        assert after is not None
+        if len(self._src) - after < size:
+            return None  # (bytes held behind the read: rare, and read the usual way)
+        if batch is not _ONE:
+            # the frames cut after this one are given back (their bytes are the ones
+            # taken, and what follows them is framed again), as an unread gives them back
+            self._rewind_batch()
+            self._batch = _ONE  # (what is left: this frame, with _pos just after it)
+            self._interrupt = True  # the batch under way ends
+        pos = self._pos
+        self._pos = pos + size
+        self._decoder.base += size  # (base is the stream offset of _src[_pos])
+        return self._src[pos : pos + size]
+
     def switch(
         self, grammar: Any, *, context: Mapping[str, Any] | None = None, deliver: bool = True
     ) -> None:

@@ -379,6 +379,18 @@ class Engine(Dispatch, Timers):
             raise RuntimeError("unread() is for an input a frame made: no frame was delivered")
         framer.unread(data)
 
+    def take_ahead(self, size: int) -> bytes | None:
+        """From an input a frame made: the ``size`` bytes after that frame when the read
+        holds them all, consumed (the state's framing goes on after them); else ``None``
+        and nothing consumed (see :meth:`Framer.take_ahead
+        <statewire.framing.Framer.take_ahead>`). An output that would move to a state
+        reading a block of known size, and back, reads it so at no state change when it
+        came with its frame; the machine's diagram keeps the state for the other cases."""
+        framer = self._sw_framer
+        if framer is None:
+            raise RuntimeError("take_ahead() is for an input a frame made: no frame was delivered")
+        return framer.take_ahead(size)
+
     def feed(self, data: bytes) -> None:
         """Feed ``data`` and run postponed inputs between frames until nothing is left."""
         self._sw_fed += len(data)

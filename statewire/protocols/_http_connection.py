@@ -17,7 +17,7 @@ from grammars.http1 import MAX_FIELD_BYTES, MAX_REQUEST_LINE, field_line, status
 from statewire.declarative import MachineProtocol
 from statewire.framing import FrameTooLong, FramingError
 from statewire.machine import RemoteProtocolError
-from statewire.protocols._http_exchange import Body, Request, Response
+from statewire.protocols._http_exchange import BODY_HIGH_WATER, Body, Request, Response
 from statewire.protocols._http_head import FieldSection, Refusal, head_rules
 from statewire.protocols._http_head import chunk_size as chunk_size_of
 from statewire.protocols._http_head import request_line as request_line_of
@@ -123,6 +123,9 @@ class HTTPConnection(MachineProtocol):
         #: of each exchange answered inside its head's read): bound once, used twice a
         #: request
         self.restart_deadline = engine.restart_timeout
+        #: a body of known length that arrived with its head, read at once (see
+        #: :meth:`start_exchange`)
+        self.take_ahead = engine.take_ahead
 
     # -- the request ---------------------------------------------------------------------
 
@@ -181,6 +184,14 @@ class HTTPConnection(MachineProtocol):
         exchange = self.exchange = _Exchange(request, response, waits)
         self._machine = machine
         self.body_size = 0
+        if length and length <= BODY_HIGH_WATER and not waits:
+            # a body that came whole with its head (a small POST) is read here, before the
+            # handler starts: no state change to read it, none after it when the handler
+            # answers at once (the length_body state reads any other body)
+            data = self.take_ahead(length)
+            if data is not None:
+                body.feed(data)
+                length = 0
         if length == 0:
             body.finish()
         if factory.eager:

@@ -1,0 +1,129 @@
+"""``Framer.take_ahead``: a callback reads the bytes after its frame, of a length it knows,
+when the read holds them all, with no switch; the frames after them, the offsets and what
+is delivered are the same as when it switches to a block framing to read them, however the
+stream was cut into reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grammars import fixed, line
+from statewire.framing import Framer
+from statewire.testing.strategies import chunkings
+
+
+class Session:
+    """Lines ``N`` announce a body of ``N`` bytes (which may hold line ends); a body is
+    read by ``take_ahead`` when it came whole, else by switching to ``fixed(N)`` and back
+    (or always so, ``ahead=False``). A line ``!`` pauses the framer until :meth:`feed`
+    resumes it."""
+
+    def __init__(self, ahead: bool = True) -> None:
+        self.ahead = ahead
+        self.lines = line(b"\n", max_length=64)
+        self.framer = Framer(self.lines, self.on_frame)
+        #: what was delivered, each with the framer's offset inside its callback
+        self.events: list[tuple[str, bytes, int]] = []
+        self.taken = 0
+
+    def on_frame(self, frame: Any) -> None:
+        framer = self.framer
+        if framer.grammar is not self.lines:
+            self.events.append(("body", frame, framer.offset))
+            framer.switch(self.lines)
+            return
+        self.events.append(("line", frame, framer.offset))
+        if frame == b"!":
+            framer.pause()
+        elif frame.isdigit():
+            size = int(frame)
+            body = framer.take_ahead(size) if self.ahead else None
+            if body is not None:
+                self.taken += 1
+                self.events.append(("body", body, framer.offset))
+            else:
+                framer.switch(fixed(size))
+
+    def feed(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self.framer.feed(chunk)
+            while self.framer.paused:
+                self.framer.resume()
+
+
+MESSAGES = st.lists(
+    st.one_of(
+        st.binary(max_size=12).map(lambda body: b"%d\n" % len(body) + body),
+        st.sampled_from([b"word\n", b"!\n", b"\n"]),
+    ),
+    max_size=8,
+)
+
+
+@given(st.data(), MESSAGES)
+def test_taken_ahead_or_switched_for_alike_under_any_chunking(
+    data: Any, messages: list[bytes]
+) -> None:
+    stream = b"".join(messages)
+    switching = Session(ahead=False)
+    switching.feed([stream])
+    taking = Session()
+    taking.feed(data.draw(chunkings(stream)))
+    assert taking.events == switching.events
+    assert taking.framer.offset == switching.framer.offset == len(stream)
+
+
+def test_a_body_in_the_read_of_its_line_is_taken_even_past_lines_cut_ahead() -> None:
+    # one read: the line framer cut "b\n" and "c\n" out of the body in its batch before the
+    # first callback ran; take_ahead gives them back and takes the body whole
+    session = Session()
+    session.feed([b"a\n" + b"4\n" + b"b\nc\n" + b"z\n"])
+    assert session.taken == 1
+    assert session.events == [
+        ("line", b"a", 2),
+        ("line", b"4", 4),
+        ("body", b"b\nc\n", 8),
+        ("line", b"z", 10),
+    ]
+
+
+def test_a_body_not_all_there_is_not_taken_and_nothing_is_consumed() -> None:
+    session = Session()
+    session.feed([b"5\nabc", b"de\nz\n"])
+    assert session.taken == 0
+    assert session.events == [
+        ("line", b"5", 2),
+        ("body", b"abcde", 7),
+        ("line", b"", 8),
+        ("line", b"z", 10),
+    ]
+
+
+def test_take_ahead_outside_a_callback_is_refused() -> None:
+    framer = Framer(line(), lambda frame: None)
+    with pytest.raises(RuntimeError, match="callback"):
+        framer.take_ahead(1)
+
+
+def test_after_a_switch_or_an_unread_nothing_is_taken() -> None:
+    seen: list[Any] = []
+
+    def on_frame(frame: bytes) -> None:
+        if frame == b"switch":
+            framer.switch(line(b";"))
+            seen.append(framer.take_ahead(1))
+        elif frame == b"unread":
+            framer.unread(b"\n")  # (framed again first: an empty line)
+            seen.append(framer.take_ahead(1))
+        elif frame == b"negative":
+            seen.append(framer.take_ahead(-1))
+        else:
+            seen.append(frame)
+
+    framer = Framer(line(b"\n"), on_frame)
+    framer.feed(b"negative\nunread\nswitch\nab;")
+    assert seen == [None, None, b"", None, b"ab"]
