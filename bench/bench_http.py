@@ -18,9 +18,11 @@ routes: ``GET /`` a 22-byte text, ``POST /echo`` the request body back.
   own process with ``--loop asyncio`` and each of its HTTP parsers installed (``--http
   httptools``, ``--http h11``); when ``uvloop`` is installed, both again on uvloop.
 
-Three loads, ``--connections`` (50) keep-alive connections for ``--seconds`` each: ``GET /``
-one request in flight per connection, ``GET /`` pipelined ``--depth`` (16) deep, and a
-``POST /echo`` of ``--post-kib`` (1024) KiB. The load comes from ``wrk -t1`` when it is
+Four loads, ``--connections`` (50) keep-alive connections for ``--seconds`` each: ``GET /``
+one request in flight per connection, ``GET /`` pipelined ``--depth`` (16) deep, a ``POST
+/echo`` of ``--post-kib`` (1) KiB, the issue's, which the targets are for, and one of
+``--big-post-kib`` (1024) KiB, a body streamed in pieces (``0``: not run; until
+2026-12-02 the only ``POST`` load, then of 1 MiB by default). The load comes from ``wrk -t1`` when it is
 installed (pipelining and the POST by a Lua script), else from a Python client (one
 process, non-blocking sockets, ``selectors``, pre-built requests, responses counted by
 ``HTTP/1.1 200``). Rounds alternate the servers; medians are printed with the server's
@@ -536,7 +538,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternated rounds")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--depth", type=int, default=16, help="pipelined requests")
-    parser.add_argument("--post-kib", type=int, default=1024, help="POST /echo body size")
+    parser.add_argument(
+        "--post-kib", type=int, default=1, help="POST /echo body size (the issue's: 1 KiB)"
+    )
+    parser.add_argument(
+        "--big-post-kib", type=int, default=1024, help="a second POST /echo load (0: none)"
+    )
     parser.add_argument("--uvloop", action="store_true", help="add statewire on uvloop")
     parser.add_argument("--client", choices=("wrk", "python"), help="default: wrk if found")
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s")
@@ -571,6 +578,9 @@ def main() -> None:
         Load(f"GET pipelined x{args.depth}", "GET", "/", b"", args.depth),
         Load(f"POST {args.post_kib} KiB", "POST", "/echo", b"x" * (args.post_kib << 10), 1),
     ]
+    if args.big_post_kib:  # a body streamed in pieces (the echo's copies, the body states)
+        kib = args.big_post_kib
+        loads.append(Load(f"POST {kib} KiB", "POST", "/echo", b"x" * (kib << 10), 1))
     rates: dict[tuple[str, str], list[float]] = {}
     costs: dict[tuple[str, str], list[float]] = {}
     with ExitStack() as running, tempfile.TemporaryDirectory() as folder:
