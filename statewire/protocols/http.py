@@ -62,7 +62,11 @@ in order, and a handler that never waits answers a whole pipelined read without 
 task or loop turn: a request without a body answered inside the read of its head changes
 no state at all (the machine stays in ``head``; the head's deadline is started again,
 :meth:`statewire.machine.Engine.restart_timeout`, as entering ``head`` would). While the
-handler leaves more than 64 KiB of the body unread, reading pauses too.
+handler leaves more than 64 KiB of the body unread, reading pauses too. A body of
+announced length up to 64 KiB that came whole in the read of its head (and whose client
+does not wait for ``100 Continue``) is read by the blank line's output, before the handler
+starts (:meth:`statewire.machine.Engine.take_ahead`): the request is then one without a
+body to read, and a small ``POST`` answered at once changes no state either.
 
 A piece state reads nothing: the output that leaves the reading state queues the input
 that takes it on (to the next piece, or past the body) before another frame is cut, and
