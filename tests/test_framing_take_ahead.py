@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grammars import fixed, line
-from statewire.framing import Framer
+from statewire.framing import Framer, Policy
 from statewire.testing.strategies import chunkings
 
 
@@ -20,23 +20,35 @@ class Session:
     """Lines ``N`` announce a body of ``N`` bytes (which may hold line ends); a body is
     read by ``take_ahead`` when it came whole, else by switching to ``fixed(N)`` and back
     (or always so, ``ahead=False``). A line ``!`` pauses the framer until :meth:`feed`
-    resumes it."""
+    resumes it; a line over 16 bytes is refused (``DISCARD``: dropped, framing goes on)."""
 
     def __init__(self, ahead: bool = True) -> None:
         self.ahead = ahead
-        self.lines = line(b"\n", max_length=64)
-        self.framer = Framer(self.lines, self.on_frame)
-        #: what was delivered, each with the framer's offset inside its callback
-        self.events: list[tuple[str, bytes, int]] = []
+        self.lines = line(b"\n", max_length=16)
+        self.framer = Framer(
+            self.lines, self.on_frame, on_error=self.on_error, policy=Policy.DISCARD
+        )
+        #: what was delivered, each with the framer's offset inside its callback (and what
+        #: it holds after, with ``buffered=True``)
+        self.events: list[tuple[Any, ...]] = []
         self.taken = 0
+        self.buffered = False
+
+    def seen(self, kind: str, frame: bytes) -> None:
+        framer = self.framer
+        after = (framer.buffered,) if self.buffered else ()
+        self.events.append((kind, frame, framer.offset, *after))
+
+    def on_error(self, error: Exception) -> None:
+        self.events.append(("error", type(error).__name__, self.framer.offset))
 
     def on_frame(self, frame: Any) -> None:
         framer = self.framer
         if framer.grammar is not self.lines:
-            self.events.append(("body", frame, framer.offset))
+            self.seen("body", frame)
             framer.switch(self.lines)
             return
-        self.events.append(("line", frame, framer.offset))
+        self.seen("line", frame)
         if frame == b"!":
             framer.pause()
         elif frame.isdigit():
@@ -44,7 +56,7 @@ class Session:
             body = framer.take_ahead(size) if self.ahead else None
             if body is not None:
                 self.taken += 1
-                self.events.append(("body", body, framer.offset))
+                self.seen("body", body)
             else:
                 framer.switch(fixed(size))
 
@@ -58,7 +70,7 @@ class Session:
 MESSAGES = st.lists(
     st.one_of(
         st.binary(max_size=12).map(lambda body: b"%d\n" % len(body) + body),
-        st.sampled_from([b"word\n", b"!\n", b"\n"]),
+        st.sampled_from([b"word\n", b"!\n", b"\n", b"a line over sixteen bytes\n"]),
     ),
     max_size=8,
 )
@@ -66,15 +78,22 @@ MESSAGES = st.lists(
 
 @given(st.data(), MESSAGES)
 def test_taken_ahead_or_switched_for_alike_under_any_chunking(
-    data: Any, messages: list[bytes]
+    accel: str, data: Any, messages: list[bytes]
 ) -> None:
     stream = b"".join(messages)
-    switching = Session(ahead=False)
-    switching.feed([stream])
-    taking = Session()
-    taking.feed(data.draw(chunkings(stream)))
+    reads = data.draw(chunkings(stream))
+    sessions = []
+    for ahead in (False, True):  # the same reads: the same frames, offsets, bytes held
+        session = Session(ahead=ahead)
+        session.buffered = True
+        session.feed(reads)
+        sessions.append(session)
+    switching, taking = sessions
     assert taking.events == switching.events
-    assert taking.framer.offset == switching.framer.offset == len(stream)
+    whole = Session(ahead=False)
+    whole.feed([stream])  # and what one read gives, whatever the reads
+    assert [event[:3] for event in taking.events] == whole.events
+    assert taking.framer.offset == whole.framer.offset == len(stream)
 
 
 def test_a_body_in_the_read_of_its_line_is_taken_even_past_lines_cut_ahead() -> None:
@@ -127,3 +146,52 @@ def test_after_a_switch_or_an_unread_nothing_is_taken() -> None:
     framer = Framer(line(b"\n"), on_frame)
     framer.feed(b"negative\nunread\nswitch\nab;")
     assert seen == [None, None, b"", None, b"ab"]
+
+
+@pytest.mark.parametrize("before", [b"", b"x\n"], ids=["alone", "in a batch"])
+def test_a_callback_may_take_twice(before: bytes) -> None:
+    # the one-frame path and a batch alike (a batch's first take gives the batch back)
+    taken: list[Any] = []
+
+    def on_frame(frame: bytes) -> None:
+        if frame == b"4T":
+            taken.extend([framer.take_ahead(2), framer.take_ahead(2)])
+
+    framer = Framer(line(b"\n"), on_frame)
+    framer.feed(before + b"4T\nabcd")
+    assert taken == [b"ab", b"cd"]
+    assert framer.offset == len(before) + 7
+
+
+def test_a_size_that_is_no_integer_is_refused_and_nothing_moves() -> None:
+    seen: list[Any] = []
+
+    def on_frame(frame: bytes) -> None:
+        if frame == b"float":
+            with pytest.raises(TypeError):
+                framer.take_ahead(2.0)  # type: ignore[arg-type]
+        seen.append(frame)
+
+    framer = Framer(line(b"\n"), on_frame)
+    framer.feed(b"float\nab\n")
+    framer.feed(b"c\n")
+    assert seen == [b"float", b"ab", b"c"]
+
+
+def test_work_after_the_frame_or_an_interrupt_takes_nothing() -> None:
+    seen: list[Any] = []
+
+    def on_frame(frame: bytes) -> None:
+        if frame == b"after":
+            framer.after_frame(lambda: None)
+            seen.append(framer.take_ahead(1))
+        elif frame == b"interrupt":
+            framer.interrupt()
+            seen.append(framer.take_ahead(1))
+        else:
+            seen.append(frame)
+
+    framer = Framer(line(b"\n"), on_frame)
+    framer.feed(b"after\ninterrupt\nz\n")
+    framer.feed(b"")
+    assert seen == [None, None, b"z"]

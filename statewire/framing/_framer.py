@@ -56,6 +56,7 @@ from the call that fed the bytes. What happens next is the policy:
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from operator import length_hint
 from typing import Any
@@ -160,6 +161,7 @@ class Framer:
 
     __slots__ = (
         "_after",
+        "_ahead",
         "_batch",
         "_budget",
         "_context",
@@ -219,6 +221,8 @@ class Framer:
         self._paused = False
         self._ended = False
         self._interrupt = False
+        #: whether the interrupt was asked by a take_ahead (which may take again after it)
+        self._ahead = False
         self._installed = False
         self._stop_batch = False
         self._switch_to: tuple[Any, Mapping[str, Any]] | None = None
@@ -356,23 +360,30 @@ class Framer:
 
     def take_ahead(self, size: int) -> bytes | None:
         """From inside ``on_frame``: the ``size`` bytes right after the frame being
-        delivered, when the read they came in holds them all, consumed as a frame of their
-        own would be (``offset`` moves past them; what follows them is framed by the
-        grammar current when the callback returns); else ``None``, nothing consumed.
+        delivered, when the framer's bytes not yet framed (the read under way; after a
+        pause, the reads held meanwhile) hold them all, consumed as a frame of their own
+        would be (``offset`` moves past them; what follows them is framed by the grammar
+        current when the callback returns); else ``None``, nothing consumed.
 
         For a callback that knows what follows its frame, and how long it is (a body of an
         announced length), and would otherwise switch to a block framing and back to read
-        it: when it has arrived whole, with the frame, it costs no switch. ``None`` also
-        where the frame's callback already changed what follows (a switch, an
-        :meth:`unread`, a pause): the callback then reads the bytes its usual way."""
+        it: when it has arrived whole, with the frame, it costs no switch. A callback may
+        take again after a take. ``None`` too where the callback already changed what
+        follows its frame or asked for something after it (a switch, an :meth:`unread`, a
+        pause, an :meth:`interrupt`, work after the frame: an input the machine postponed),
+        and between frames; the callback then reads the bytes its usual way. After a take,
+        :meth:`unread` is not for the callback: the bytes it would give back come before
+        the ones taken."""
+        size = operator.index(size)  # (before anything moves: a float is refused whole)
         if not self._running:
             raise RuntimeError("take_ahead() is for a framer callback: the frame being delivered")
         batch = self._batch
         if (
             batch is None
             or batch is _BETWEEN
-            or self._interrupt
+            or (self._interrupt and not self._ahead)
             or self._switch_to is not None
+            or self._after is not None
             or self._paused
             or size < 0
         ):
@@ -386,7 +397,7 @@ class Framer:
             # taken, and what follows them is framed again), as an unread gives them back
             self._rewind_batch()
             self._batch = _ONE  # (what is left: this frame, with _pos just after it)
-            self._interrupt = True  # the batch under way ends
+            self._interrupt = self._ahead = True  # the batch under way ends
         pos = self._pos
         self._pos = pos + size
         self._decoder.base += size  # (base is the stream offset of _src[_pos])
@@ -711,7 +722,7 @@ class Framer:
         the grammar the callback switched to before raising, if it did (as when the switch
         was installed at once)."""
         self._rewind_batch()
-        self._interrupt = self._stop_batch = False
+        self._interrupt = self._stop_batch = self._ahead = False
         self._after = None
         switch_to, self._switch_to = self._switch_to, None
         if switch_to is not None:
@@ -730,6 +741,7 @@ class Framer:
     def _interrupted(self) -> bool:
         """Act on what a callback asked for — a switch, then work after it (which may ask
         for more), a pause; True to stop running."""
+        self._ahead = False
         while True:
             self._interrupt = False
             if self._switch_to is not None:  # (asked before the work: it comes first)

@@ -44,7 +44,8 @@ class Inputs(Protocol):
     def chunked_body(self) -> None: ...
     def body(self, data: bytes) -> Awaitable[None] | None: ...
     def chunk_size(self, frame: bytes) -> None: ...
-    def short_chunk(self, frame: bytes) -> None: ...
+    def short_chunk(self, frame: bytes) -> Awaitable[None] | None: ...
+    def chunk_follows(self, frame: bytes) -> None: ...
     def chunk(self) -> None: ...
     def last_chunk(self, frame: bytes) -> None: ...
     def whole_chunk(self, data: bytes) -> Awaitable[None] | None: ...
@@ -237,6 +238,13 @@ class HTTPConnection(MachineProtocol):
         unread."""
         return self.body.feed(data)
 
+    def feed_chunk(self, data: bytes) -> asyncio.Future[None] | None:
+        """A short chunk's data and the CRLF after it (refused without): the data for the
+        handler, as :meth:`feed_body`."""
+        if data[-2:] != b"\r\n":
+            raise Refusal(400, "chunk data not followed by CRLF")
+        return self.body.feed(data[:-2])
+
     def _end_exchange(self, machine: Inputs | None = None) -> None:
         if machine is None:  # (a handler's task ending: the machine its head was read by)
             machine = self._machine or self.inputs
@@ -305,8 +313,13 @@ class HTTPConnection(MachineProtocol):
             exchange.request.body.abandon()
         if self.gone:
             return  # a handler told of the loss instead of cancelled: nothing follows
-        if not response.keep_alive or (exchange.expects_continue and not exchange.continued):
+        if not response.keep_alive or (
+            exchange.expects_continue
+            and not exchange.continued
+            and not exchange.request.body.complete
+        ):
             # a client told to wait for 100 may never send the body: its framing is lost
+            # (unless the body came anyway, whole: then what follows it is the next request)
             self.close()
         if exchange.complete and exchange.task is not None:
             self._end_exchange()  # the framing waits for this task: move on before it ends

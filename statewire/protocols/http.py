@@ -19,11 +19,14 @@ Each state frames the bytes that arrive while it is current, and each frame is a
     length_body    fixed(≤ 256 KiB)   a piece of the body       -> body_piece
     body_piece     nothing            (decides at once)         -> length_body for the next
                                                                    piece, or -> responding
-    chunk_size     line LF ≤ 4 KiB    a chunk-size line         -> chunk_whole for a short
-                                                                   chunk, chunk_data for a
-                                                                   long one, trailers for
-                                                                   the last (routed by the
-                                                                   size the line starts with)
+    chunk_size     line LF ≤ 4 KiB    a chunk-size line         a short chunk: its data and
+                                                                   CRLF read with the line
+                                                                   (a loop), else ->
+                                                                   chunk_whole; chunk_data
+                                                                   for a long one, trailers
+                                                                   for the last (routed by
+                                                                   the size the line starts
+                                                                   with)
     chunk_whole    fixed(size + 2)    a short chunk's data and  -> chunk_size
                                       its CRLF, one frame
     chunk_data     fixed(≤ 256 KiB)   a piece of a long chunk   -> chunk_piece
@@ -38,8 +41,10 @@ Each state frames the bytes that arrive while it is current, and each frame is a
 
 Lines are cut at LF and :func:`grammars.http1.content_of` insists on the CR before it, so
 a bare LF or a bare CR is refused at the line that holds it, whatever the reads were. A
-chunk whose data and CRLF fit one piece (256 KiB) costs two transitions: a body sent as
-many tiny chunks costs two frames a chunk, not five.
+chunk whose data and CRLF fit one piece (256 KiB) costs one transition when they came in
+the read of its size line (taken with it: :meth:`statewire.machine.Engine.take_ahead`),
+three when the reads cut them from it: a body sent as many tiny chunks costs one frame a
+chunk.
 
 The request target's form is checked against the method on the request line (RFC 9112
 §3.2: authority-form for ``CONNECT`` only and only it, asterisk-form for ``OPTIONS``
@@ -239,10 +244,22 @@ body_piece.upon(Inputs.next_piece).to(length_body).returns(None)
 body_piece.upon(Inputs.message_end).to(responding).returns(None)
 
 
-@chunk_size.upon(Inputs.short_chunk).to(chunk_whole)
+@chunk_size.upon(Inputs.short_chunk).loop()
 @_refusing
-def read_short_chunk_size(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
-    core.chunk_line(frame)
+def read_short_chunk(
+    machine: Inputs, core: HTTPConnection, frame: bytes
+) -> Awaitable[None] | None:
+    # the data and CRLF of a short chunk that came in the read of its size line are read
+    # here (Engine.take_ahead): no state change a chunk; else chunk_whole reads them
+    size = core.chunk_line(frame)
+    data = core.take_ahead(size + 2)
+    if data is None:
+        machine.chunk_follows(frame)
+        return None
+    return core.feed_chunk(data)
+
+
+chunk_size.upon(Inputs.chunk_follows).to(chunk_whole).returns(None)
 
 
 @chunk_size.upon(Inputs.chunk_size).loop()
@@ -267,9 +284,7 @@ def read_last_chunk(machine: Inputs, core: HTTPConnection, frame: bytes) -> None
 def read_whole_chunk(
     machine: Inputs, core: HTTPConnection, block: Block, data: bytes
 ) -> Awaitable[None] | None:
-    if data[-2:] != b"\r\n":
-        raise Refusal(400, "chunk data not followed by CRLF")
-    return core.feed_body(data[:-2])
+    return core.feed_chunk(data)
 
 
 @chunk_data.upon(Inputs.chunk_data).to(chunk_piece)
