@@ -335,6 +335,20 @@ class MachineProtocol(Protocol):
         if self._sw_eng is not None:  # (else it is made with the framing as it is then)
             self._sw_eng.refresh()
 
+    def take_ahead(self, size: int) -> bytes | None:
+        """From an output of an input a frame made: the ``size`` bytes right after that
+        frame when the read holds them all, consumed (the state's framing goes on after
+        them); else ``None``, nothing consumed (:meth:`statewire.machine.Engine.take_ahead`).
+
+        For an output that knows what follows its frame and how long it is (a body, a data
+        block): when that came with the frame, it is read there, with no move to a state
+        framing it and back; otherwise the output moves to that state, as the diagram
+        says."""
+        engine = self._sw_eng
+        if engine is None:
+            raise RuntimeError("take_ahead() is for an output of a frame's input")
+        return engine.take_ahead(size)
+
     def discard_input(self) -> bytes:
         """Drop and return every byte received but not yet delivered in a frame.
 

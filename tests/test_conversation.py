@@ -245,6 +245,8 @@ MC_KEYS = st.sampled_from([b"k", b"n"])
 SIZES = st.integers(0, 8)
 #: just over the item limit (a key, the value and the item's overhead): dropped as it comes
 OVERSIZE = MAX_ITEM - ITEM_OVERHEAD
+#: a value that fits the item limit but no read of the server's (see STORES)
+CUT_BLOCK = 600 << 10
 STORES = st.one_of(
     # plain sets first (what Hypothesis draws most): the retrievals then find items
     MC_KEYS.flatmap(lambda k: SIZES.map(lambda n: b"set %s 0 0 %d" % (k, n))),
@@ -253,6 +255,9 @@ STORES = st.one_of(
     ),
     st.tuples(MC_KEYS, SIZES, st.integers(1, 3)).map(b"cas %s 0 0 %d %d".__mod__),
     st.tuples(MC_KEYS, SIZES).map(b"ms %s %d".__mod__),
+    # a block larger than a read (the server reads at most 256 KiB at a time): it cannot
+    # come whole with its line, so ``storing`` reads it (a small one is read with its line)
+    MC_KEYS.map(lambda k: b"set %s 0 0 %d" % (k, CUT_BLOCK)),
 )
 #: the requests of each input of the server, as the memcached client sends them: one reply
 #: each (no ``stats``, no ``mg ... v``: their replies are more than the client asks for)
@@ -307,10 +312,11 @@ MEMCACHE_CLIENT_UNREACHABLE = {("value", "lost", "closed")}
 
 
 def test_the_memcached_client_and_server_make_every_edge_within_reach() -> None:
-    """Storage commands take the server through ``storing`` (the block comes with the
-    line), an oversize item through ``swallowing`` (its pieces dropped as they come), a
-    refused ``ms`` too; QUIT closes (and ``closed`` takes the loss); the client reads
-    statuses, errors, and values through its ``value`` state."""
+    """Storage commands are read whole in ``commands`` (the block comes with the line) or,
+    a block larger than a read, through ``storing``; an oversize item through
+    ``swallowing`` (its pieces dropped as they come), a refused ``ms`` too; QUIT closes
+    (and ``closed`` takes the loss); the client reads statuses, errors, and values through
+    its ``value`` state."""
     coverage = check_conversation(
         lambda: memcached.MemcacheFactory(memcached.LRUStore()),
         MemcacheClientProtocol,

@@ -54,7 +54,8 @@ class Client(Conversation):
 def test_the_diagram_reads_as_the_connection_states() -> None:
     text = to_mermaid(MemcacheServer)
     for edge in (
-        "s_commands --> s_storing : store / expect_block",
+        "s_commands --> s_commands : store / store_block",
+        "s_commands --> s_storing : block_follows",
         "s_commands --> s_swallowing : oversize / refuse_item",
         "s_storing --> s_commands : block / stored",
         "s_swallowing --> s_commands : last piece (swallowed) / dropped",
@@ -71,6 +72,22 @@ def test_a_storage_command_reads_its_block_then_commands_again() -> None:
     assert client(b"hel") == b""
     assert client(b"lo\r\nget k\r\n") == b"STORED\r\nVALUE k 3 5\r\nhello\r\nEND\r\n"
     assert client.state == "commands"
+
+
+def test_a_block_come_with_its_line_is_stored_with_no_state_change() -> None:
+    """A storage command whose block came in the read of its line is stored there (the
+    block read with the line: ``take_ahead``), a bad one refused so too; the same bytes
+    cut between line and block go through ``storing``, with the same replies."""
+    wire = b"set k 3 0 5\r\nhello\r\nset j 0 0 2\r\nxyz\r\nget k j\r\n"
+    whole = Client()
+    replies = whole(wire)
+    assert replies == (
+        b"STORED\r\nCLIENT_ERROR bad data chunk\r\nERROR\r\nVALUE k 3 5\r\nhello\r\nEND\r\n"
+    )
+    assert whole.state == "commands"
+    for cut in range(1, len(wire)):
+        client = Client()
+        assert client(wire[:cut]) + client(wire[cut:]) == replies, cut
 
 
 def test_bare_lf_ends_a_command_as_in_memcached() -> None:

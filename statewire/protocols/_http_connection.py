@@ -124,9 +124,6 @@ class HTTPConnection(MachineProtocol):
         #: of each exchange answered inside its head's read): bound once, used twice a
         #: request
         self.restart_deadline = engine.restart_timeout
-        #: a body of known length that arrived with its head, read at once (see
-        #: :meth:`start_exchange`)
-        self.take_ahead = engine.take_ahead
 
     # -- the request ---------------------------------------------------------------------
 

@@ -9,7 +9,10 @@ which is what makes memcached a mixed line/raw protocol; here it is three states
 
     commands     a retrieval, delete, incr/decr, touch, flush_all, version, verbosity,
                  stats, mg, md, ma, mn              answered (:mod:`._memcache_ops`)
-                 set add replace append prepend cas ms   -> storing
+                 set add replace append prepend cas ms   the block read with the
+                                                    line when it came in its read
+                                                    (stored or not, as below), else
+                                                    -> storing (``block_follows``)
                  the same, the item over the limit  SERVER_ERROR object too large for
                                                     cache -> swallowing
                  quit                               -> closed
@@ -108,6 +111,7 @@ class Inputs(Protocol):
 
     def request(self, command: Command) -> None: ...
     def store(self, command: Storage | Meta) -> None: ...
+    def block_follows(self, command: Storage | Meta) -> None: ...
     def oversize(self, command: Storage | Meta) -> None: ...
     def refused(self, command: Refused) -> None: ...
     def unknown(self, line: bytes) -> None: ...
@@ -270,9 +274,18 @@ def answer(machine: Inputs, core: MemcacheConnection, command: Command) -> None:
         core.reply(reply)
 
 
-@commands.upon(Inputs.store).to(storing)
-def expect_block(machine: Inputs, core: MemcacheConnection, command: Storage | Meta) -> None:
-    pass
+@commands.upon(Inputs.store).loop()
+def store_block(machine: Inputs, core: MemcacheConnection, command: Storage | Meta) -> None:
+    # the block that came in the read of its line (a pipelined set, most often) is read
+    # with it: no state change a set; else storing reads it
+    data = core.take_ahead((command.size or 0) + 2)
+    if data is None:
+        machine.block_follows(command)
+    else:
+        _store_block(core, command, data)
+
+
+commands.upon(Inputs.block_follows).to(storing).returns(None)
 
 
 @commands.upon(Inputs.oversize).to(swallowing)
@@ -305,12 +318,17 @@ def hang_up(machine: Inputs, core: MemcacheConnection, command: Command) -> None
 
 @storing.upon(Inputs.block).to(commands)
 def stored(machine: Inputs, core: MemcacheConnection, announced: Announced, data: bytes) -> None:
+    command = announced.command
+    assert not isinstance(command, Refused)  # a refused line is swallowed, never stored
+    _store_block(core, command, data)
+
+
+def _store_block(core: MemcacheConnection, command: Storage | Meta, data: bytes) -> None:
+    """A storage command's block (its data and the CRLF after it) stored, and answered."""
     if data[-2:] != b"\r\n":
         core.factory.count(b"cmd_set")  # as memcached counts it
         core.reply(b"CLIENT_ERROR bad data chunk\r\n")
         return
-    command = announced.command
-    assert not isinstance(command, Refused)  # a refused line is swallowed, never stored
     reply = store(core, command, data[:-2])
     if reply:
         core.reply(reply)
