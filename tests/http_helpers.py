@@ -74,6 +74,30 @@ def serve(
     return asyncio.run(main())
 
 
+async def serve_until_quiet(
+    reads: list[bytes], factory: HTTPFactory, *, half_close: bool = False
+) -> tuple[bytes, bool]:
+    """Feed ``reads`` to one connection of ``factory`` (a few loop turns after each), then,
+    with ``half_close``, the end of the client's stream; return what it wrote once 20
+    turns pass with nothing more, and whether it is closing."""
+    protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+    protocol.clock = Clock()
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    for data in reads:
+        protocol.dataReceived(data)
+        for _ in range(3):
+            await asyncio.sleep(0)
+    if half_close:
+        protocol.readConnectionLost()
+    quiet = 0
+    while quiet < 20:  # until the handlers and the held framing are done
+        before = len(transport.value())
+        await asyncio.sleep(0)
+        quiet = quiet + 1 if len(transport.value()) == before else 0
+    return transport.value(), transport.disconnecting
+
+
 def responses(wire: bytes) -> list[tuple[int, bytes]]:
     """The (status, body) of each response in ``wire``, read by h11's client."""
     if not wire:

@@ -96,30 +96,32 @@ def test_taken_ahead_or_switched_for_alike_under_any_chunking(
     assert taking.framer.offset == whole.framer.offset == len(stream)
 
 
-def test_a_body_in_the_read_of_its_line_is_taken_even_past_lines_cut_ahead() -> None:
-    # one read: the line framer cut "b\n" and "c\n" out of the body in its batch before the
-    # first callback ran; take_ahead gives them back and takes the body whole
+@pytest.mark.parametrize(
+    ("reads", "taken", "events"),
+    [
+        # one read: the line framer cut "b\n" and "c\n" out of the body in its batch before
+        # the first callback ran; take_ahead gives them back and takes the body whole
+        (
+            [b"a\n" + b"4\n" + b"b\nc\n" + b"z\n"],
+            1,
+            [("line", b"a", 2), ("line", b"4", 4), ("body", b"b\nc\n", 8), ("line", b"z", 10)],
+        ),
+        # the body not all there: nothing taken, nothing consumed; fixed(5) reads it
+        (
+            [b"5\nabc", b"de\nz\n"],
+            0,
+            [("line", b"5", 2), ("body", b"abcde", 7), ("line", b"", 8), ("line", b"z", 10)],
+        ),
+    ],
+    ids=["past lines cut ahead", "not all there"],
+)
+def test_a_body_is_taken_when_its_read_holds_it(
+    reads: list[bytes], taken: int, events: list[Any]
+) -> None:
     session = Session()
-    session.feed([b"a\n" + b"4\n" + b"b\nc\n" + b"z\n"])
-    assert session.taken == 1
-    assert session.events == [
-        ("line", b"a", 2),
-        ("line", b"4", 4),
-        ("body", b"b\nc\n", 8),
-        ("line", b"z", 10),
-    ]
-
-
-def test_a_body_not_all_there_is_not_taken_and_nothing_is_consumed() -> None:
-    session = Session()
-    session.feed([b"5\nabc", b"de\nz\n"])
-    assert session.taken == 0
-    assert session.events == [
-        ("line", b"5", 2),
-        ("body", b"abcde", 7),
-        ("line", b"", 8),
-        ("line", b"z", 10),
-    ]
+    session.feed(reads)
+    assert session.taken == taken
+    assert session.events == events
 
 
 def test_take_ahead_outside_a_callback_is_refused() -> None:

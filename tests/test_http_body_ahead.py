@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from http_helpers import serve_until_quiet
 
 from statewire.machine import observe, unobserve
 from statewire.protocols.http import HTTPFactory, Request, Response
-from statewire.testing.memory import Clock, StringTransport
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 import httpd
@@ -53,22 +53,7 @@ async def waiting_echo(request: Request, response: Response) -> None:
 
 
 async def _serve(reads: list[bytes], factory: HTTPFactory, half_close: bool) -> tuple[bytes, bool]:
-    protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
-    protocol.clock = Clock()
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    for data in reads:
-        protocol.dataReceived(data)
-        for _ in range(3):
-            await asyncio.sleep(0)
-    if half_close:
-        protocol.readConnectionLost()
-    quiet = 0
-    while quiet < 20:
-        before = len(transport.value())
-        await asyncio.sleep(0)
-        quiet = quiet + 1 if len(transport.value()) == before else 0
-    return transport.value(), transport.disconnecting
+    return await serve_until_quiet(reads, factory, half_close=half_close)
 
 
 def post(size: int, *fields: bytes, target: bytes = b"/echo", method: bytes = b"POST") -> bytes:

@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 import pytest
 from automat import TypeMachineBuilder
+from http_helpers import serve_until_quiet
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
@@ -896,20 +897,7 @@ def requests(draw: st.DrawFn) -> tuple[bytes, bytes, bytes, bytes]:
 
 
 async def _serve(reads: list[bytes]) -> tuple[bytes, bool]:
-    protocol = HTTPFactory(httpd.handle, date=False).buildProtocol(None)  # type: ignore[arg-type]
-    protocol.clock = Clock()
-    transport = StringTransport()
-    protocol.makeConnection(transport)
-    for data in reads:
-        protocol.dataReceived(data)
-        for _ in range(3):
-            await asyncio.sleep(0)
-    quiet = 0
-    while quiet < 20:  # until the handlers and the held framing are done
-        before = len(transport.value())
-        await asyncio.sleep(0)
-        quiet = quiet + 1 if len(transport.value()) == before else 0
-    return transport.value(), transport.disconnecting
+    return await serve_until_quiet(reads, HTTPFactory(httpd.handle, date=False))
 
 
 @given(st.lists(requests(), min_size=1, max_size=4), st.data())
