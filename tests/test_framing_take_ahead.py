@@ -197,3 +197,19 @@ def test_work_after_the_frame_or_an_interrupt_takes_nothing() -> None:
     framer.feed(b"after\ninterrupt\nz\n")
     framer.feed(b"")
     assert seen == [None, None, b"z"]
+
+
+@pytest.mark.parametrize("before", [b"", b"x\n"], ids=["alone", "in a batch"])
+def test_after_a_take_an_interrupt_ends_the_taking(before: bytes) -> None:
+    seen: list[Any] = []
+
+    def on_frame(frame: bytes) -> None:
+        if frame == b"T":
+            seen.append(framer.take_ahead(1))
+            framer.interrupt()
+            seen.append(framer.take_ahead(1))
+
+    framer = Framer(line(b"\n"), on_frame)
+    framer.feed(before + b"T\nab\n")
+    framer.feed(b"")
+    assert seen == [b"a", None]

@@ -81,6 +81,18 @@ CASES = {
     ),
     "HTTP/1.0": ([post(8).replace(b"HTTP/1.1", b"HTTP/1.0"), GET], {}, True),
     "a request in a body": ([post(len(GET) + 2)[: -len(GET) - 2] + GET + b"\r\n", GET], {}, True),
+    "chunked, tiny chunks and a long one": (
+        [
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"1\r\nx\r\n" * 50
+            + b"%x\r\n" % (300 << 10)
+            + b"y" * (300 << 10)
+            + b"\r\n2;ext=1\r\nzz\r\n0\r\nX-T: 1\r\n\r\n",
+            GET,
+        ],
+        {},
+        True,
+    ),
     "pipelined, waiting handler": ([post(12), post(4), GET], {"handler": waiting_echo}, True),
 }
 

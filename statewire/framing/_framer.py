@@ -357,13 +357,15 @@ class Framer:
         self._pos = 0
         self._decoder.base -= len(data)
         self._interrupt = True  # the batch under way (if any) ends: the source changed
+        self._ahead = False  # (and no take_ahead may follow in this callback)
 
     def take_ahead(self, size: int) -> bytes | None:
         """From inside ``on_frame``: the ``size`` bytes right after the frame being
-        delivered, when the framer's bytes not yet framed (the read under way; after a
-        pause, the reads held meanwhile) hold them all, consumed as a frame of their own
-        would be (``offset`` moves past them; what follows them is framed by the grammar
-        current when the callback returns); else ``None``, nothing consumed.
+        delivered, when the bytes being framed (the read under way; not the reads held
+        behind it while the framer was paused or running) hold them all, consumed as a
+        frame of their own would be (``offset`` moves past them; what follows them is
+        framed by the grammar current when the callback returns); else ``None``, nothing
+        consumed.
 
         For a callback that knows what follows its frame, and how long it is (a body of an
         announced length), and would otherwise switch to a block framing and back to read
@@ -384,6 +386,7 @@ class Framer:
             or (self._interrupt and not self._ahead)
             or self._switch_to is not None
             or self._after is not None
+            or self._stop_batch
             or self._paused
             or size < 0
         ):
