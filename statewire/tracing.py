@@ -10,7 +10,8 @@ Each line names the connection (a number, and its peer), the state it left, the 
 the state it entered, and the size of the frame that caused it (``-`` for an input the
 protocol fed itself or a timeout)::
 
-    #3 127.0.0.1:40312 commands --store--> storing (25 bytes)
+    #3 127.0.0.1:40312 commands --store--> commands (12 bytes)
+    #3 127.0.0.1:40312 commands --block_follows--> storing (-)
 
 Connections started after :func:`enable` are traced, until they end; those already open
 are not. Lines are rate-limited (``rate`` a second, bursts of as many; the lines dropped

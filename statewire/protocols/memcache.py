@@ -12,7 +12,9 @@ which is what makes memcached a mixed line/raw protocol; here it is three states
                  set add replace append prepend cas ms   the block read with the
                                                     line when it came in its read
                                                     (stored or not, as below), else
-                                                    -> storing (``block_follows``)
+                                                    -> storing (``block_follows``;
+                                                    so a subclass framing ``storing``
+                                                    otherwise frames only those)
                  the same, the item over the limit  SERVER_ERROR object too large for
                                                     cache -> swallowing
                  quit                               -> closed
