@@ -24,8 +24,8 @@ one request in flight per connection, ``GET /`` pipelined ``--depth`` (16) deep,
 ``--big-post-kib`` (1024) KiB, a body streamed in pieces (``0``: not run; until
 2026-12-02 the only ``POST`` load, then of 1 MiB by default). The load comes from ``wrk
 -t1`` when it is installed (pipelining and the POST by a Lua script), else from a Python
-client (one process, non-blocking sockets, ``selectors``, pre-built requests, responses counted by
-``HTTP/1.1 200``). Rounds alternate the servers; medians are printed with the server's
+client (one process, non-blocking sockets, ``selectors``, pre-built requests, responses
+counted by ``HTTP/1.1 200``). Rounds alternate the servers; medians are printed with the server's
 CPU microseconds per request and the ratios. Targets (issue 17): >= 3x twisted.web,
 >= 2x h11, >= 0.8x httptools; ASGI: ``asgi(app)`` >= 1x uvicorn on the same event loop.
 

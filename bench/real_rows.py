@@ -46,6 +46,8 @@ HTTP = re.compile(r"^(asgi )?statewire( uvloop)? / (.+?): (.*?)\s+target (.+)$")
 HTTP_RATIO = re.compile(r"([\d.]+)x \(CPU [\d.]+x\)")
 #: the loads when the output names none (its ``server`` header line names them)
 HTTP_LOADS = ("GET keep-alive", "GET pipelined x16", "POST 1 KiB", "POST 1024 KiB")
+#: the loads the issue's targets are for: the first three (not the large POST after them)
+HTTP_JUDGED = 3
 #: ``statewire / twisted: 1 conn 1.51x (CPU 1.63x)  50 conns 1.66x (CPU 1.69x)  target >= 2x``
 SMTP = re.compile(
     r"^statewire( uvloop)? / (\S+): (\d+) conns? ([\d.]+)x \(CPU [\d.]+x\)\s+"
@@ -68,8 +70,7 @@ def http(output: str) -> list[Row]:
             what = ("ASGI " if asgi else "HTTP ") + ("(uvloop)" if uvloop else "(asyncio)")
             target = "-" if target == "limit" else target.replace(" ", "")
             for index, (load, ratio) in enumerate(zip(loads, ratios, strict=True)):
-                # the targets are for its three loads, not the large POST after them
-                judged = target if index < len(HTTP_LOADS) - 1 else "-"
+                judged = target if index < HTTP_JUDGED else "-"
                 rows.append((SECTION, f"{what}, {load}", "", peer, f"{ratio}x", judged))
     return rows
 

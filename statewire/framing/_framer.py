@@ -391,7 +391,7 @@ class Framer:
             or size < 0
         ):
             return None
-        after = self._pos if batch is _ONE else self._after_current()
+        after = self._after_current()
         assert after is not None
         if len(self._src) - after < size:
             return None  # (bytes held behind the read: rare, and read the usual way)
