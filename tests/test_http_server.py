@@ -287,6 +287,17 @@ def test_expect_100_unanswered_means_no_body_comes_so_the_connection_closes() ->
     assert b"100 Continue" not in served.output
     assert [s for s, _ in responses(served.output)] == [403]
     assert served.closed
+    # RFC 9110 §10.1.1: the answer says the connection closes
+    assert b"\r\nConnection: close\r\n" in served.output.split(b"\r\n\r\n")[0] + b"\r\n"
+    # the body sent anyway, whole, and read before the answer: the connection goes on
+    async def refuse_later(request: Request, response: Response) -> None:
+        await asyncio.sleep(0)
+        await response.send(403, body=b"no")
+
+    kept = serve([head + b"hello" + GET], refuse_later)
+    assert [s for s, _ in responses(kept.output)] == [403, 403]
+    assert b"Connection: close" not in kept.output
+    assert not kept.closed
 
 
 def test_a_handler_may_answer_before_the_body_which_is_then_skipped() -> None:

@@ -285,7 +285,9 @@ def test_switching_pausing_interrupting_raising_never_depend_on_the_reads(
 
 @given(
     items=st.lists(st.tuples(st.sampled_from([b"s", b"f"]), st.binary(max_size=5)), max_size=8),
-    tail=st.binary(max_size=5),
+    # (a tail never completes a command line: a line that is not "s N" or "f N" is not
+    # what this test is about, and int() of it would fail before the framer does)
+    tail=st.binary(max_size=5).map(lambda data: data.replace(b"\n", b"")),
     cuts=st.lists(st.integers(0, 200), max_size=8),
 )
 def test_context_sized_decoders_reused_with_a_new_size(

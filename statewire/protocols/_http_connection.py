@@ -79,6 +79,11 @@ class _Exchange:
         #: whether the request was read to its end
         self.complete = False
 
+    def body_withheld(self) -> bool:
+        """Whether the client waits for a ``100 Continue`` that was not sent and has not
+        sent its whole body: what follows cannot be framed."""
+        return self.expects_continue and not self.continued and not self.request.body.complete
+
 
 class HTTPConnection(MachineProtocol):
     """The machine's core: one client's connection and what the transitions use."""
@@ -180,6 +185,8 @@ class HTTPConnection(MachineProtocol):
         )
         response = Response(self, version, method == b"HEAD", keep_alive, method == b"CONNECT")
         exchange = self.exchange = _Exchange(request, response, waits)
+        if waits:
+            response.body_withheld = exchange.body_withheld
         self._machine = machine
         self.body_size = 0
         if length and length <= BODY_HIGH_WATER and not waits:
@@ -310,13 +317,10 @@ class HTTPConnection(MachineProtocol):
             exchange.request.body.abandon()
         if self.gone:
             return  # a handler told of the loss instead of cancelled: nothing follows
-        if not response.keep_alive or (
-            exchange.expects_continue
-            and not exchange.continued
-            and not exchange.request.body.complete
-        ):
+        if not response.keep_alive or exchange.body_withheld():
             # a client told to wait for 100 may never send the body: its framing is lost
-            # (unless the body came anyway, whole: then what follows it is the next request)
+            # (unless the body came anyway, whole: then what follows it is the next request;
+            # a response whose head left while it was withheld said Connection: close)
             self.close()
         if exchange.complete and exchange.task is not None:
             self._end_exchange()  # the framing waits for this task: move on before it ends

@@ -337,6 +337,10 @@ class Response:
     finished = False
     #: why nothing more may be written: the client went away (see :meth:`gone`)
     _gone: str | None = None
+    #: set by the connection when the client waits for ``100 Continue``: whether the
+    #: body it announced will never come (no ``100`` sent, the body not all there), so
+    #: that the connection closes after this response, which then says so
+    body_withheld: Callable[[], bool] | None = None
 
     def gone(self, reason: str) -> None:
         """The connection's side: the client is gone, so every later write raises
@@ -489,6 +493,11 @@ class Response:
         lines = self._lines
         extra = b""
         keep_alive = self.keep_alive
+        withheld = self.body_withheld
+        if keep_alive and withheld is not None and withheld():
+            # RFC 9110 §10.1.1: a final answer before a body the client holds back says
+            # whether the connection closes; its framing is lost, so it does
+            keep_alive = False
         if self._tunnel and 200 <= status < 300:
             # RFC 9110 §9.3.6: a 2xx to CONNECT has no Content-Length or Transfer-Encoding;
             # what follows it is the tunnel's, never another request (the connection
