@@ -289,6 +289,7 @@ def test_expect_100_unanswered_means_no_body_comes_so_the_connection_closes() ->
     assert served.closed
     # RFC 9110 §10.1.1: the answer says the connection closes
     assert b"\r\nConnection: close\r\n" in served.output.split(b"\r\n\r\n")[0] + b"\r\n"
+
     # the body sent anyway, whole, and read before the answer: the connection goes on
     async def refuse_later(request: Request, response: Response) -> None:
         await asyncio.sleep(0)

@@ -1235,3 +1235,29 @@ def test_a_long_timeout_does_not_wake_the_connection_at_the_pace_of_the_shortest
     clock.advance(60)
     assert protocol.log == [("b", pytest.approx(60.01))]
     assert clock.scheduled <= 5
+
+
+def test_reads_after_a_framing_error_are_kept_bounded_and_cleared() -> None:
+    """A protocol that stays connected after a fatal framing error: the reads after it are
+    kept behind the bytes that could not be framed, as the rest of the failing read is
+    (``buffered`` is the same however the bytes came); reading pauses past the read
+    limit, since nothing will frame them; ``discard_input`` drops them all, resumes
+    reading, and framing goes on with the next read."""
+    split, _, _ = _connect(JobsProtocol)
+    for read in (b"wxwx", b"wxwxS\n", b"L\n", b"n\n"):
+        split.dataReceived(read)
+    whole, _, _ = _connect(JobsProtocol)
+    whole.dataReceived(b"wxwxwxwxS\nL\nn\n")
+    assert split.log == whole.log == [("remote", "FrameTooLong", "ready")]
+    assert split.machine_engine.buffered == whole.machine_engine.buffered
+    assert split.machine_engine.buffered == b"wxwxwxwxS\nL\nn\n"
+    transport = split.transport
+    assert transport.producerState == "producing"
+    flood = b"x" * JobsProtocol.waiting_read_limit
+    split.dataReceived(flood)
+    assert split.machine_engine.reading_held and transport.producerState == "paused"
+    assert split.discard_input() == b"wxwxwxwxS\nL\nn\n" + flood
+    assert not split.machine_engine.reading_held and transport.producerState == "producing"
+    split.dataReceived(b"n\n")
+    assert split.log[-1] == ("note", b"n")
+    assert split.machine_engine.buffered == b""

@@ -414,6 +414,13 @@ class Engine(Dispatch, Timers):
         try:
             if framer.error is None:
                 framer.feed(data)
+            elif data:
+                # the framer stopped on an error (a protocol that stays connected after
+                # it): what arrives later is kept behind what it could not frame, as the
+                # rest of the failing read is (buffered, clear()), however the reads came;
+                # reading pauses once that is over the read limit, nothing framing it
+                self._sw_backlog += data
+                self._sw_bound_reading()
             while (queue or self._sw_backlog or self._sw_resume) and not self._sw_closing:
                 if queue:  # (queued outside a frame's callback: a timeout's, a release's)
                     self._sw_drain()
@@ -487,6 +494,10 @@ class Engine(Dispatch, Timers):
         data = held + self._sw_backlog
         self._sw_fed -= len(self._sw_backlog)  # the framer's offset skips what it held
         self._sw_backlog = b""
+        if self._sw_reading_held and not self._sw_waits:
+            # paused for bytes nothing could frame (after a framing error): gone now
+            self._sw_reading_held = False
+            self._sw_host.resume_reading(self._sw_core)
         return data
 
     def refresh(self) -> None:
