@@ -192,6 +192,24 @@ def field_of(frame: bytes) -> tuple[bytes, bytes] | None:
     return parse_field_line(content) if content else None
 
 
+def fields_of(frames: list[bytes]) -> list[tuple[bytes, bytes]] | None:
+    """:func:`field_of` of each of ``frames`` (field lines as cut at their LF, none of them
+    blank) in one call, when every one is the common well-formed line :func:`field_of`
+    reads at once; ``None`` when any is not (each is then for :func:`field_of`, which
+    reads or refuses it)."""
+    fields = []
+    for frame in frames:
+        colon = frame.find(b":")
+        if colon <= 0 or frame[-1:] != b"\r":
+            return None
+        name = frame[:colon]
+        value = frame[colon + 1 : -1].strip(_OWS)
+        if name.translate(None, _TCHARS) or value.translate(None, _VALUE_BYTES):
+            return None
+        fields.append((name, value))
+    return fields
+
+
 def parse_field_line(line: bytes) -> tuple[bytes, bytes]:
     """``field-name ":" OWS field-value OWS`` (CRLF removed): the name as sent and the
     value without its surrounding whitespace."""

@@ -349,6 +349,16 @@ class MachineProtocol(Protocol):
             raise RuntimeError("take_ahead() is for an output of a frame's input")
         return engine.take_ahead(size)
 
+    def peek_ahead(self, limit: int) -> bytes | None:
+        """From an output of an input a frame made: at most ``limit`` of the bytes after
+        that frame in the read, not consumed; ``None`` where :meth:`take_ahead` would take
+        nothing (:meth:`statewire.machine.Engine.peek_ahead`). For an output that must
+        look at what follows its frame to know how much of it to take."""
+        engine = self._sw_eng
+        if engine is None:
+            raise RuntimeError("peek_ahead() is for an output of a frame's input")
+        return engine.peek_ahead(limit)
+
     def discard_input(self) -> bytes:
         """Drop and return every byte received but not yet delivered in a frame.
 

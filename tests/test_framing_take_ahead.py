@@ -22,8 +22,10 @@ class Session:
     (or always so, ``ahead=False``). A line ``!`` pauses the framer until :meth:`feed`
     resumes it; a line over 16 bytes is refused (``DISCARD``: dropped, framing goes on)."""
 
-    def __init__(self, ahead: bool = True) -> None:
+    def __init__(self, ahead: bool = True, peek: bool = False) -> None:
         self.ahead = ahead
+        #: look first (``peek_ahead``), and take only what was seen whole
+        self.peek = peek
         self.lines = line(b"\n", max_length=16)
         self.framer = Framer(
             self.lines, self.on_frame, on_error=self.on_error, policy=Policy.DISCARD
@@ -53,7 +55,16 @@ class Session:
             framer.pause()
         elif frame.isdigit():
             size = int(frame)
-            body = framer.take_ahead(size) if self.ahead else None
+            body = None
+            if self.peek:
+                seen = framer.peek_ahead(size)
+                if seen is not None and len(seen) == size:
+                    body = framer.take_ahead(size)
+                    assert body == seen
+                else:  # (what peek_ahead cannot see, take_ahead cannot take)
+                    assert framer.take_ahead(size) is None
+            elif self.ahead:
+                body = framer.take_ahead(size)
             if body is not None:
                 self.taken += 1
                 self.seen("body", body)
@@ -83,13 +94,15 @@ def test_taken_ahead_or_switched_for_alike_under_any_chunking(
     stream = b"".join(messages)
     reads = data.draw(chunkings(stream))
     sessions = []
-    for ahead in (False, True):  # the same reads: the same frames, offsets, bytes held
-        session = Session(ahead=ahead)
+    for ahead, peek in ((False, False), (True, False), (True, True)):
+        # the same reads: the same frames, offsets, bytes held (peek_ahead first: the same)
+        session = Session(ahead=ahead, peek=peek)
         session.buffered = True
         session.feed(reads)
         sessions.append(session)
-    switching, taking = sessions
-    assert taking.events == switching.events
+    switching, taking, peeking = sessions
+    assert taking.events == switching.events == peeking.events
+    assert peeking.taken == taking.taken
     whole = Session(ahead=False)
     whole.feed([stream])  # and what one read gives, whatever the reads
     assert [event[:3] for event in taking.events] == whole.events
@@ -128,6 +141,44 @@ def test_take_ahead_outside_a_callback_is_refused() -> None:
     framer = Framer(line(), lambda frame: None)
     with pytest.raises(RuntimeError, match="callback"):
         framer.take_ahead(1)
+    with pytest.raises(RuntimeError, match="callback"):
+        framer.peek_ahead(1)
+
+
+@pytest.mark.parametrize("before", [b"", b"x\n"], ids=["alone", "in a batch"])
+def test_peek_ahead_sees_the_rest_of_the_read_up_to_its_limit_and_takes_nothing(
+    before: bytes,
+) -> None:
+    seen: list[Any] = []
+
+    def on_frame(frame: bytes) -> None:
+        seen.append(frame)
+        if frame == b"P":
+            seen.extend([framer.peek_ahead(4), framer.peek_ahead(100), framer.peek_ahead(0)])
+        elif frame == b"E":
+            seen.append(framer.peek_ahead(4))  # the read ends with the frame
+        elif frame == b"S":
+            framer.switch(line(b";"))
+            seen.append(framer.peek_ahead(4))
+
+    framer = Framer(line(b"\n"), on_frame)
+    framer.feed(before + b"P\nab\ncd\nE\n")
+    assert seen == [
+        *([b"x"] if before else []),
+        b"P",
+        b"ab\nc",
+        b"ab\ncd\nE\n",
+        b"",
+        b"ab",
+        b"cd",
+        b"E",
+        b"",
+    ]
+    assert framer.offset == len(before) + 10
+    framer.feed(b"S\nz;")
+    assert seen[-3:] == [b"S", None, b"z"]
+    with pytest.raises(TypeError):
+        framer.peek_ahead(1.0)  # type: ignore[arg-type]
 
 
 def test_after_a_switch_or_an_unread_nothing_is_taken() -> None:

@@ -377,24 +377,10 @@ class Framer:
         :meth:`unread` is not for the callback: the bytes it would give back come before
         the ones taken."""
         size = operator.index(size)  # (before anything moves: a float is refused whole)
-        if not self._running:
-            raise RuntimeError("take_ahead() is for a framer callback: the frame being delivered")
-        batch = self._batch
-        if (
-            batch is None
-            or batch is _BETWEEN
-            or (self._interrupt and not self._ahead)
-            or self._switch_to is not None
-            or self._after is not None
-            or self._stop_batch
-            or self._paused
-            or size < 0
-        ):
-            return None
-        after = self._after_current()
-        assert after is not None
-        if len(self._src) - after < size:
+        after = self._ahead_at("take_ahead")
+        if after is None or size < 0 or len(self._src) - after < size:
             return None  # (bytes held behind the read: rare, and read the usual way)
+        batch = self._batch
         if batch is not _ONE:
             # the frames cut after this one are given back (their bytes are the ones
             # taken, and what follows them is framed again), as an unread gives them back
@@ -405,6 +391,37 @@ class Framer:
         self._pos = pos + size
         self._decoder.base += size  # (base is the stream offset of _src[_pos])
         return self._src[pos : pos + size]
+
+    def peek_ahead(self, limit: int) -> bytes | None:
+        """From inside ``on_frame``: the bytes right after the frame being delivered that
+        the read under way holds, at most ``limit`` of them, not consumed; ``None`` where
+        :meth:`take_ahead` would take nothing (``b""``: the read ends with the frame).
+
+        For a callback that must look at what follows its frame to know how much of it to
+        take: a request head whose field lines came with its request line, read whole."""
+        limit = operator.index(limit)
+        after = self._ahead_at("peek_ahead")
+        if after is None or limit < 0:
+            return None
+        return self._src[after : after + limit]
+
+    def _ahead_at(self, caller: str) -> int | None:
+        """Where the bytes after the frame being delivered start in ``_src``, when a
+        callback may take them (see :meth:`take_ahead`); else ``None``."""
+        if not self._running:
+            raise RuntimeError(f"{caller}() is for a framer callback: the frame being delivered")
+        batch = self._batch
+        if (
+            batch is None
+            or batch is _BETWEEN
+            or (self._interrupt and not self._ahead)
+            or self._switch_to is not None
+            or self._after is not None
+            or self._stop_batch
+            or self._paused
+        ):
+            return None
+        return self._after_current()
 
     def switch(
         self, grammar: Any, *, context: Mapping[str, Any] | None = None, deliver: bool = True

@@ -391,6 +391,16 @@ class Engine(Dispatch, Timers):
             raise RuntimeError("take_ahead() is for an input a frame made: no frame was delivered")
         return framer.take_ahead(size)
 
+    def peek_ahead(self, limit: int) -> bytes | None:
+        """From an input a frame made: at most ``limit`` of the bytes after that frame in
+        the read, not consumed; ``None`` where :meth:`take_ahead` would take nothing (see
+        :meth:`Framer.peek_ahead <statewire.framing.Framer.peek_ahead>`): an output that
+        must look at what follows its frame to know how much of it to take."""
+        framer = self._sw_framer
+        if framer is None:
+            raise RuntimeError("peek_ahead() is for an input a frame made: no frame was delivered")
+        return framer.peek_ahead(limit)
+
     def feed(self, data: bytes) -> None:
         """Feed ``data`` and run postponed inputs between frames until nothing is left."""
         self._sw_fed += len(data)

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("statewire.protocols.http")
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: the largest field section read at once with its request line (a larger one, or one
+#: not all in the read, is read a line at a time)
+SECTION_AHEAD = 8 << 10
 #: the field lines the server adds (``Date``, ``Server``), with the second and settings
 #: they were made for: shared by every connection (a new connection makes no date)
 _server_fields: list[tuple[int, bool, bytes | None, bytes]] = [(0, False, None, b"")]
@@ -129,6 +132,7 @@ class HTTPConnection(MachineProtocol):
         #: of each exchange answered inside its head's read): bound once, used twice a
         #: request
         self.restart_deadline = engine.restart_timeout
+        self._peek = engine.peek_ahead  # (read_fields_ahead's, once a request)
 
     # -- the request ---------------------------------------------------------------------
 
@@ -147,6 +151,31 @@ class HTTPConnection(MachineProtocol):
         section.fields = []
         section.size = 0
         self.restart_deadline()
+
+    def read_fields_ahead(self, machine: Inputs) -> None:
+        """Right after the request line: when its whole field section (at most
+        :data:`SECTION_AHEAD` bytes) came in the same read, as it usually does, read it
+        here and start the exchange, with no frame a line. The lines are the frames the
+        head state's framing would cut (at each LF), checked by the same
+        :meth:`FieldSection.add` in the same order, so a head is refused, or read, alike
+        whichever way it came; any other head is read a line at a time."""
+        ahead = self._peek(SECTION_AHEAD)
+        if not ahead:
+            return
+        if ahead[:2] == b"\r\n":
+            size = 2  # no field at all
+        else:
+            end = ahead.find(b"\r\n\r\n")  # (the first blank line: see below)
+            if end < 0:
+                return
+            size = end + 4
+        lines = ahead[:size].split(b"\n")
+        lines.pop()  # (what follows the last LF: nothing)
+        # only the last line is blank: a blank line before it would end with the CRLF found
+        # first, or follow a line that does not end with a CR (refused there)
+        self.section.add_all(lines)
+        self.take_ahead(size)
+        self.start_exchange(machine)
 
     def next_request(self) -> None:
         """The exchange is over: the next request's head is read."""

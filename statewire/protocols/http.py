@@ -41,6 +41,10 @@ Each state frames the bytes that arrive while it is current, and each frame is a
 
 Lines are cut at LF and :func:`grammars.http1.content_of` insists on the CR before it, so
 a bare LF or a bare CR is refused at the line that holds it, whatever the reads were. A
+field section that came whole in the read of its request line (up to 8 KiB, as nearly
+every head does) is read by the request line's output (:meth:`HTTPConnection.read_fields_ahead`,
+with :meth:`statewire.machine.Engine.peek_ahead` and ``take_ahead``): its lines are those
+the framing would cut, checked alike, in one pass; a head costs one frame, not one a line. A
 chunk whose data and CRLF fit one piece (256 KiB) costs one transition when they came in
 the read of its size line (taken with it: :meth:`statewire.machine.Engine.take_ahead`),
 three when the reads cut them from it: a body sent as many tiny chunks costs one frame a
@@ -212,6 +216,7 @@ def read_head_line(machine: Inputs, core: HTTPConnection, frame: bytes) -> None:
                 raise Refusal(400, "blank lines before the request line")
         else:
             core.read_request_line(frame)
+            core.read_fields_ahead(machine)
     except Refusal as refusal:
         core.refuse(refusal.status, refusal.detail)
 
