@@ -95,12 +95,13 @@ def _ways(wire: bytes) -> list[list[bytes]]:
     return [[wire], lines, [wire[i : i + 1] for i in range(len(wire))]]
 
 
-def _alike(wire: bytes) -> tuple[bytes, bool, int]:
-    """What ``wire`` gets read whole, after checking it gets the same read any other way."""
-    (whole, *others) = [_serve(reads) for reads in _ways(wire)]
-    for output, closed, _ in others:
+def _alike(wire: bytes) -> tuple[bytes, bool, int, int]:
+    """What ``wire`` gets read whole, after checking it gets the same read any other way;
+    the head state's frames read whole, and a line a read."""
+    (whole, by_line, by_byte) = [_serve(reads) for reads in _ways(wire)]
+    for output, closed, _ in (by_line, by_byte):
         assert (output, closed) == whole[:2], wire
-    return whole
+    return (*whole, by_line[2])
 
 
 @given(
@@ -114,11 +115,12 @@ def test_a_head_read_whole_or_a_line_a_read_gets_the_same_answer(
     heads: list[list[bytes]],
 ) -> None:
     wire = b"".join(_head([b"Host: a\r\n", *lines]) for lines in heads) + GET
-    output, _, frames = _alike(wire)
+    output, _, frames, line_frames = _alike(wire)
     if all(line in GOOD_LINES for lines in heads for line in lines):
-        # every head read with its request line: one frame a request
         assert output.count(b"HTTP/1.1 200 OK\r\n") == len(heads) + 1
-        assert frames == len(heads) + 1
+        # the first head read with its request line, one frame (those after it too, unless
+        # the framing cut their lines in one batch already: then they are read as cut)
+        assert frames <= line_frames - (len(heads[0]) + 2)
 
 
 def _fields(count: int, size: int = 8) -> list[bytes]:
@@ -152,7 +154,7 @@ HOST = [b"Host: a\r\n"]
         pytest.param(_section(SECTION_AHEAD + 1), 200, False, id="a section one byte over"),
         pytest.param(_section(64 << 10), 200, False, id="a section of 64 KiB"),
         pytest.param(_section((64 << 10) + 1), 431, False, id="a section over 64 KiB"),
-        pytest.param([*HOST, b"X-A: 1\r\n\r"], 400, True, id="a CR before the blank line"),
+        pytest.param([*HOST, b"X-A: 1\r\n\r"], 400, False, id="a CR before the blank line"),
         pytest.param([b"Host: a\r\r\n"], 400, True, id="a CR before a CRLF"),
         pytest.param([], 400, True, id="no Host"),
     ],
@@ -160,22 +162,21 @@ HOST = [b"Host: a\r\n"]
 def test_the_edges_of_a_head_read_whole(lines: list[bytes], status: int, ahead: bool) -> None:
     """At the limits (100 fields, 64 KiB) and at the fast path's own (a section of
     SECTION_AHEAD bytes), whole and a line a read alike; ``ahead``: the head read whole is
-    read with its request line (one frame; two with the GET after an answer)."""
-    output, closed, frames = _alike(_head(lines) + GET)
+    read with its request line (one frame), else a line a frame."""
+    output, closed, frames, line_frames = _alike(_head(lines))
     assert output.startswith(b"HTTP/1.1 %d " % status), output[:200]
     assert closed == (status != 200)
     if ahead:
-        assert frames == (2 if status == 200 else 1)
+        assert frames == 1
     else:
-        assert frames > 2
+        assert frames == line_frames
 
 
 @pytest.mark.parametrize("bad", BAD_LINES)
 def test_each_bad_line_among_good_ones_is_read_alike(bad: bytes) -> None:
     """A bad line followed by good ones (the section still ends with CRLF CRLF, so it is
     read with its request line): the answer of the same head read a line a read."""
-    output, _, frames = _alike(_head([*HOST, b"X-A: 1\r\n", bad, b"X-B: 2\r\n"]) + GET)
-    assert frames >= 1
+    output, _, _, _ = _alike(_head([*HOST, b"X-A: 1\r\n", bad, b"X-B: 2\r\n"]) + GET)
     if bad in (b"Content-Length: 3\r\n", b"Transfer-Encoding: chunked\r\n"):
         assert output.startswith(b"HTTP/1.1 200 ")
     elif bad != b"Connection: close\r\n":

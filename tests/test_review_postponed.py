@@ -424,6 +424,30 @@ def _without_reading_state(sessions: list[Any]) -> list[Any]:
     return sessions
 
 
+def _reads_kept_after_a_framing_error(old: list[Any], new: list[Any]) -> list[Any]:
+    """``old`` with the bytes this tree keeps, and the old one dropped, after a fatal
+    framing error (a protocol staying connected: the reads after it are kept behind the
+    bytes that could not be framed, and ``clear`` returns them): where a run's log holds a
+    framing error and a snapshot's buffered bytes (or cleared ones) of this tree extend
+    the old tree's, the old snapshot takes them. Any other difference stays."""
+    for (_, old_runs), (_, new_runs) in zip(old, new, strict=True):
+        for old_run, new_run in zip(old_runs, new_runs, strict=True):
+            failed = any(
+                entry[:1] == ["remote"] and entry[1] in ("FrameTooLong", "MalformedFrame")
+                for entry in old_run["log"]
+            )
+            if not failed or len(old_run["snaps"]) != len(new_run["snaps"]):
+                continue
+            for before, after in zip(old_run["snaps"], new_run["snaps"], strict=True):
+                if (
+                    len(before) == len(after)
+                    and before[:1] == after[:1]
+                    and after[1].startswith(before[1])
+                ):
+                    before[1] = after[1]
+    return old
+
+
 def _first_mismatch(old: list[Any], new: list[Any]) -> str:
     for a, b in zip(old, new, strict=True):
         if a != b:
@@ -443,6 +467,7 @@ def test_engine_sessions_agree_with_the_parent(parent: Path, seed: int) -> None:
     and framer offsets after every read (the producer state: a test of its own below)."""
     old = _without_reading_state(_play(parent, "engine", seed, 300))
     new = _without_reading_state(_play(ROOT, "engine", seed, 300))
+    old = _reads_kept_after_a_framing_error(old, new)
     assert old == new, _first_mismatch(old, new)
 
 

@@ -398,8 +398,14 @@ class Framer:
         :meth:`take_ahead` would take nothing (``b""``: the read ends with the frame).
 
         For a callback that must look at what follows its frame to know how much of it to
-        take: a request head whose field lines came with its request line, read whole."""
+        take: a request head whose field lines came with its request line, read whole.
+        ``None`` too inside a batch whose frames after this one are cut already (a read of
+        many short frames): they are delivered as they are, which costs less than taking
+        their bytes again would (a take there gives the batch back)."""
         limit = operator.index(limit)
+        batch = self._batch
+        if type(batch) is tuple and length_hint(batch[1]):
+            return None  # (before _ahead_at: where a batch's frame ends costs its frames)
         after = self._ahead_at("peek_ahead")
         if after is None or limit < 0:
             return None

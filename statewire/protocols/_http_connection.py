@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -122,6 +122,8 @@ class HTTPConnection(MachineProtocol):
     client_done = False
     #: the deadline of a half-closed connection's answers (see :meth:`readConnectionLost`)
     _draining: Any = None
+    #: the framer's ``peek_ahead``, once bound (see :meth:`read_fields_ahead`)
+    _peek: Callable[[int], bytes | None] | None = None
 
     def connectionMade(self) -> None:
         """Ready for the first request."""
@@ -132,7 +134,7 @@ class HTTPConnection(MachineProtocol):
         #: of each exchange answered inside its head's read): bound once, used twice a
         #: request
         self.restart_deadline = engine.restart_timeout
-        self._peek = engine.peek_ahead  # (read_fields_ahead's, once a request)
+        self._peek = None  # (the framer's peek_ahead, bound at the first request)
 
     # -- the request ---------------------------------------------------------------------
 
@@ -159,7 +161,14 @@ class HTTPConnection(MachineProtocol):
         head state's framing would cut (at each LF), checked by the same
         :meth:`FieldSection.add` in the same order, so a head is refused, or read, alike
         whichever way it came; any other head is read a line at a time."""
-        ahead = self._peek(SECTION_AHEAD)
+        peek = self._peek
+        if peek is None:
+            # the framer's own (its engine's adds a call a request): made by now, since a
+            # frame is being delivered, and kept for the connection's life
+            engine = self.machine_engine
+            assert engine is not None
+            peek = self._peek = engine.framer().peek_ahead
+        ahead = peek(SECTION_AHEAD)
         if not ahead:
             return
         if ahead[:2] == b"\r\n":

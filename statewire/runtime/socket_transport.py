@@ -134,7 +134,10 @@ class SocketTransport(Connection, Watched):
         finally:
             self._in_callback = False
         if self._out or self.disconnecting:
-            self._flush()
+            if self._poller.defer_flush(self):
+                self._flush_scheduled = True  # (sent at the batch's end: see pollers)
+            else:
+                self._flush()
 
     def _send(self, data: bytes) -> None:
         tls = self._tls
