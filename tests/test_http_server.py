@@ -300,6 +300,51 @@ def test_expect_100_unanswered_means_no_body_comes_so_the_connection_closes() ->
     assert b"Connection: close" not in kept.output
     assert not kept.closed
 
+    # answered before the framing reached a body sent with its head (buffered behind it):
+    # the body has come, so the connection goes on too, whether the handler waits after
+    # its answer or not
+    async def refuse_then_wait(request: Request, response: Response) -> None:
+        await response.send(403, body=b"no")
+        await asyncio.sleep(0)
+
+    for handler in (refuse, refuse_then_wait):
+        early = serve([head + b"hello" + GET], handler)
+        assert [s for s, _ in responses(early.output)] == [403, 403], handler
+        assert b"Connection: close" not in early.output
+        assert not early.closed
+    # half of it buffered: withheld still, so the answer says close and closes
+    partial = serve([head + b"hel"], refuse_then_wait)
+    assert [s for s, _ in responses(partial.output)] == [403]
+    assert b"Connection: close" in partial.output and partial.closed
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        pytest.param(
+            b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+            id="a body withheld for a 100",
+        ),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", id="client close"),
+        pytest.param(b"GET / HTTP/1.0\r\n\r\n", id="HTTP/1.0"),
+    ],
+)
+def test_a_handler_saying_keep_alive_on_a_closing_connection_is_corrected(
+    request_bytes: bytes,
+) -> None:
+    """The server closes after this response whatever the handler's ``Connection`` field
+    says: the field is replaced by ``Connection: close`` (a client told keep-alive would
+    send its next request into a closing connection)."""
+
+    async def keep(request: Request, response: Response) -> None:
+        await response.send(200, [("Connection", "keep-alive"), ("X-A", "1")], b"ok")
+
+    served = serve([request_bytes], keep)
+    head = served.output.split(b"\r\n\r\n")[0]
+    assert served.closed
+    assert b"keep-alive" not in head.lower()
+    assert head.count(b"Connection: close") == 1 and b"X-A: 1" in head
+
 
 def test_a_handler_may_answer_before_the_body_which_is_then_skipped() -> None:
     async def early(request: Request, response: Response) -> None:

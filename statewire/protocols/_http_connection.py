@@ -7,6 +7,7 @@ held while the client does not read), and refuses what must be refused."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
@@ -70,7 +71,15 @@ class Inputs(Protocol):
 class _Exchange:
     """One request and its response, with the task running the handler."""
 
-    __slots__ = ("complete", "continued", "expects_continue", "request", "response", "task")
+    __slots__ = (
+        "complete",
+        "continued",
+        "expects_continue",
+        "length",
+        "request",
+        "response",
+        "task",
+    )
 
     def __init__(self, request: Request, response: Response, expects_continue: bool) -> None:
         self.request = request
@@ -81,6 +90,8 @@ class _Exchange:
         self.task: asyncio.Task[None] | None = None
         #: whether the request was read to its end
         self.complete = False
+        #: the body's announced length (``None``: chunked)
+        self.length: int | None = 0
 
     def body_withheld(self) -> bool:
         """Whether the client waits for a ``100 Continue`` that was not sent and has not
@@ -224,7 +235,10 @@ class HTTPConnection(MachineProtocol):
         response = Response(self, version, method == b"HEAD", keep_alive, method == b"CONNECT")
         exchange = self.exchange = _Exchange(request, response, waits)
         if waits:
-            response.body_withheld = exchange.body_withheld
+            exchange.length = length
+            if length:
+                self.block_left = length  # (what body_withheld counts, before length_body)
+            response.body_withheld = functools.partial(self._body_withheld, exchange)
         self._machine = machine
         self.body_size = 0
         if length and length <= BODY_HIGH_WATER and not waits:
@@ -355,13 +369,27 @@ class HTTPConnection(MachineProtocol):
             exchange.request.body.abandon()
         if self.gone:
             return  # a handler told of the loss instead of cancelled: nothing follows
-        if not response.keep_alive or exchange.body_withheld():
+        if not response.keep_alive or self._body_withheld(exchange):
             # a client told to wait for 100 may never send the body: its framing is lost
             # (unless the body came anyway, whole: then what follows it is the next request;
             # a response whose head left while it was withheld said Connection: close)
             self.close()
         if exchange.complete and exchange.task is not None:
             self._end_exchange()  # the framing waits for this task: move on before it ends
+
+    def _body_withheld(self, exchange: _Exchange) -> bool:
+        """Whether the body the client of ``exchange`` announced, waiting for a ``100
+        Continue`` not sent, will not come: not all of it was read, nor is it buffered
+        behind what was (sent anyway, with its head: the handler answered before the
+        framing reached it). Then what follows cannot be framed: the connection closes
+        after the response, which says so. A chunked body's end cannot be told in the
+        buffer: withheld unless read."""
+        if not exchange.body_withheld():
+            return False
+        engine = self.machine_engine
+        if exchange.length is None or self.exchange is not exchange or engine is None:
+            return True
+        return len(engine.buffered) < self.block_left
 
     def _continue(self) -> None:
         exchange = self.exchange

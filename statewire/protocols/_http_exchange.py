@@ -327,6 +327,7 @@ class Response:
     _length_at = -1
     _length: bytes | None = None
     _connection_field = False
+    _says_close = False
     _framing = ""  # "", "length", "chunked", "close", "none" once the head is out
     _left = 0
     #: whether the handler called :meth:`start` (or :meth:`send`)
@@ -359,7 +360,7 @@ class Response:
         lines: list[bytes] = []
         length = None
         length_at = -1
-        connection = False
+        connection = says_close = False
         keep_alive = self.keep_alive
         for name, value in headers:
             try:  # (a field given before, checked then: the common case, one lookup)
@@ -382,6 +383,7 @@ class Response:
                 else:
                     connection = True
                     if b"close" in value_b.lower():
+                        says_close = True
                         keep_alive = False
             lines.append(line)
         self.started = True
@@ -394,6 +396,7 @@ class Response:
             self._length_at = length_at
         if connection:
             self._connection_field = True
+            self._says_close = says_close
 
     async def write(self, data: bytes) -> None:
         """Send ``data`` as more of the body."""
@@ -530,8 +533,15 @@ class Response:
                 extra += b"Connection: keep-alive\r\n"
         else:
             self.keep_alive = False
-            if not (framing == "close" and self._tunnel) and not self._connection_field:
-                extra += b"Connection: close\r\n"  # (a tunnel has no Connection field)
+            if framing == "close" and self._tunnel:
+                pass  # a tunnel has no Connection field
+            elif not self._connection_field:
+                extra += b"Connection: close\r\n"
+            elif not self._says_close:
+                # the handler's Connection field would have the client send more on a
+                # connection the server closes: the server's close replaces it
+                lines = [line for line in lines if line[:11].lower() != b"connection:"]
+                extra += b"Connection: close\r\n"
         self._framing = framing
         self.head_sent = True
         return b"".join(

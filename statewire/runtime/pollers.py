@@ -9,11 +9,14 @@ back directly, with no layer between the ready socket and ``recv``.
 
 Replies are sent at the end of the batch of ready sockets (:meth:`Poller.defer_flush`): a
 transport that read, and was written to while its protocol handled the read, sends once
-every socket of the batch was read, or once :data:`FLUSH_SPAN` seconds passed since the
-batch's first deferred send. So a peer that keeps many connections busy (a load balancer,
-a benchmark) is woken by one reply for many, rather than by each; over loopback on a
-virtual machine a wake-up costs more than a small request's whole handling. What a reply
-waits is the reads of the other sockets ready at the same moment, bounded by the span.
+every socket of the batch was read, or after the first read that ends :data:`FLUSH_SPAN`
+seconds or more after the batch's first deferred send. So a peer that keeps many
+connections busy (a load balancer, a benchmark) is woken by one reply for many, rather
+than by each; over loopback on a virtual machine a wake-up costs more than a small
+request's whole handling. What a reply waits is the reads of the other sockets ready at
+the same moment: the span, and at most one read more (a read is not interrupted). A
+transport aborted before the batch's end sends what it deferred first
+(:meth:`Poller.flush_deferred`), as it would have before the abort.
 """
 
 from __future__ import annotations
@@ -85,6 +88,10 @@ class Poller:
         False outside a batch, or where the poller has none."""
         return False
 
+    def flush_deferred(self, transport: Watched) -> None:
+        """Send now what ``transport`` deferred to the end of the batch, if it did (it
+        is about to close at once: what it wrote in its read would have left by now)."""
+
 
 class EpollPoller(Poller):
     """Every socket transport of one loop, in one epoll set the loop watches.
@@ -131,6 +138,11 @@ class EpollPoller(Poller):
                     transport._read_ready()
                 if events & _WRITABLE and transport._pending is not None:
                     transport._write_ready()
+                deferred = self._deferred
+                if deferred and time.monotonic() - self._since > FLUSH_SPAN:
+                    # the batch has run long (a slow read among them): what waits goes now
+                    self._deferred = []
+                    _flush_all(deferred)
         finally:
             deferred, self._deferred = self._deferred, None
             if deferred:
@@ -140,17 +152,16 @@ class EpollPoller(Poller):
         deferred = self._deferred
         if deferred is None:
             return False
-        now = time.monotonic()
         if not deferred:
-            self._since = now
-        elif now - self._since > FLUSH_SPAN:
-            # the batch has run long: what waited goes now, this one with the rest
-            self._deferred = []
-            self._since = now
-            _flush_all(deferred)
-            deferred = self._deferred
+            self._since = time.monotonic()
         deferred.append(transport)
         return True
+
+    def flush_deferred(self, transport: Watched) -> None:
+        deferred = self._deferred
+        if deferred and transport in deferred:
+            deferred.remove(transport)
+            transport._flush()
 
     def close(self) -> None:
         if not self.loop.is_closed():

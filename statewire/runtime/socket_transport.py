@@ -318,6 +318,10 @@ class SocketTransport(Connection, Watched):
     def _abort(self, reason: ConnectionLost, reset: bool) -> None:
         if self._closed:
             return
+        if self._flush_scheduled:
+            # what it wrote while reading, held for the end of the poller's batch, would
+            # have been sent before this abort: it goes first, as it did
+            self._poller.flush_deferred(self)
         self._closing()
         if reset:
             reset_on_close(self._sock)
