@@ -1261,3 +1261,20 @@ def test_reads_after_a_framing_error_are_kept_bounded_and_cleared() -> None:
     split.dataReceived(b"n\n")
     assert split.log[-1] == ("note", b"n")
     assert split.machine_engine.buffered == b""
+
+
+def test_reading_stays_paused_when_held_bytes_fail_to_frame_after_work_ends() -> None:
+    """Work pending, an over-long line and more than the read limit behind it: when the
+    work ends, the held bytes fail to frame, and reading stays paused (nothing will ever
+    take them) until ``discard_input``."""
+    protocol, transport, _ = _connect(JobsProtocol)
+    protocol.dataReceived(b"S\nwxwxwxwxwx\nn\n")
+    protocol.dataReceived(b"y" * (JobsProtocol.waiting_read_limit + 10))
+    assert transport.producerState == "paused"
+    protocol.works.pop(0).finish()
+    assert protocol.log[-1] == ("remote", "FrameTooLong", "ready")
+    assert protocol.machine_engine.reading_held and transport.producerState == "paused"
+    protocol.discard_input()
+    assert transport.producerState == "producing"
+    protocol.dataReceived(b"n\n")
+    assert protocol.log[-1] == ("note", b"n")

@@ -655,6 +655,9 @@ class Engine(Dispatch, Timers):
                     self._sw_last_read = self._sw_host.seconds(self._sw_core)
                 self._sw_host.resume_reading(self._sw_core)
             self.release("waiting")  # a frame it lets through may start more work
+            if self.framing_failed:
+                # what it let through failed to frame: nothing will take what is buffered
+                self._sw_bound_reading()
         except Exception as exc:
             self._sw_local(exc)
 
