@@ -18,6 +18,11 @@ routes: ``GET /`` a 22-byte text, ``POST /echo`` the request body back.
   own process with ``--loop asyncio`` and each of its HTTP parsers installed (``--http
   httptools``, ``--http h11``); when ``uvloop`` is installed, both again on uvloop.
 
+``--against TREE`` adds ``statewire@against``: the same example served from another
+checkout of statewire (``git archive COMMIT | tar -x -C TREE``, with the C accelerator's
+``.so`` files copied in or built there), imported from there, and a ratio of this
+checkout's to it: a before/after comparison whose two sides share every round.
+
 Four loads, ``--connections`` (50) keep-alive connections for ``--seconds`` each: ``GET /``
 one request in flight per connection, ``GET /`` pipelined ``--depth`` (16) deep, a ``POST
 /echo`` of ``--post-kib`` (1) KiB, the issue's, which the targets are for, and one of
@@ -33,6 +38,7 @@ CPU microseconds per request and the ratios. Targets (issue 17): >= 3x twisted.w
     python bench/bench_http.py --quick
     python bench/bench_http.py --quick --asgi-only
     python bench/bench_http.py --tiny-chunks 20000
+    python bench/bench_http.py --against /tmp/before --rounds 2 --seconds 2 --big-post-kib 0
 
 ``--tiny-chunks N`` measures only, in process, a chunked body of N 1-byte chunks read in one
 piece and one byte a read, and a ``Content-Length`` body of N bytes read one byte a read:
@@ -312,11 +318,16 @@ def asgi_servers() -> list[str]:
     ]
 
 
+#: the other checkout ``--against`` names, served as ``statewire@against``
+AGAINST = "statewire@against"
+
+
 @contextmanager
-def server(name: str) -> Iterator[tuple[int, int]]:
-    """Serve ``name`` in its own process: (port, pid)."""
+def server(name: str, tree: str | None = None) -> Iterator[tuple[int, int]]:
+    """Serve ``name`` in its own process (from checkout ``tree`` for
+    ``statewire@against``): (port, pid)."""
     port = free_port()
-    with served(command(name, port), port) as found:
+    with served(command(name, port), port, tree if name == AGAINST else None) as found:
         yield found
 
 
@@ -553,6 +564,12 @@ def main() -> None:
     parser.add_argument(
         "--tiny-chunks", type=int, metavar="N", help="only: N-byte bodies fed tiny, in process"
     )
+    parser.add_argument(
+        "--against",
+        metavar="TREE",
+        help="add statewire from another checkout (git archive of a commit, with its C "
+        "accelerator built or copied in): a before/after row in the same run",
+    )
     args = parser.parse_args()
     if args.tiny_chunks:
         tiny_chunks(args.tiny_chunks)
@@ -563,6 +580,8 @@ def main() -> None:
     if client == "wrk" and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: wrk); or --client python")
     names = ["statewire", *(["statewire-uvloop"] if args.uvloop else []), "h11", "twisted"]
+    if args.against:
+        names.insert(1, AGAINST)
     if importlib.util.find_spec("httptools") is None:
         print("httptools is not installed: its peer is skipped (pip install httptools)")
     else:
@@ -584,7 +603,7 @@ def main() -> None:
     rates: dict[tuple[str, str], list[float]] = {}
     costs: dict[tuple[str, str], list[float]] = {}
     with ExitStack() as running, tempfile.TemporaryDirectory() as folder:
-        found = {name: running.enter_context(server(name)) for name in names}
+        found = {name: running.enter_context(server(name, args.against)) for name in names}
         for port, _ in found.values():
             check(port, loads)
         # rounds alternate the servers: a busy spell of the machine hits each alike
@@ -623,7 +642,7 @@ def main() -> None:
     pairs = [
         (ours, peer, targets[peer])
         for ours in names
-        if ours.startswith("statewire")
+        if ours.startswith("statewire") and ours != AGAINST
         for peer in names
         if peer in targets
     ]
@@ -635,6 +654,8 @@ def main() -> None:
         for peer in names
         if peer.startswith("uvicorn") and peer.endswith("uvloop") == ours.endswith("uvloop")
     ]
+    if args.against:
+        pairs.insert(0, ("statewire", AGAINST, "none (a before/after row)"))
     for ours, peer, target in pairs:
         ratios = "  ".join(
             f"{median_rate[ours, load.name] / median_rate[peer, load.name]:.2f}x"

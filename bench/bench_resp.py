@@ -76,10 +76,17 @@ def serving(command: list[str], port: int) -> Iterator[int]:
 
 
 @contextmanager
-def served(command: list[str], port: int) -> Iterator[tuple[int, int]]:
-    """Run ``command`` (a server listening on ``port``): the block gets (port, pid)."""
+def served(command: list[str], port: int, tree: str | None = None) -> Iterator[tuple[int, int]]:
+    """Run ``command`` (a server listening on ``port``): the block gets (port, pid).
+    ``tree``: run it from that checkout of statewire, imported from there, instead of this
+    one (a before/after comparison in one run)."""
+    env = None if tree is None else {**os.environ, "PYTHONPATH": tree}
     process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        cwd=tree or ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(port)
