@@ -590,3 +590,50 @@ def test_a_lost_client_cancels_the_handler_or_tells_it(cancel: bool) -> None:
         assert seen == ["told", "CancelledError disconnected=True"]
     else:  # its next write says the client is gone
         assert seen == ["told", "ConnectionError disconnected=True"]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "given", "closed", "expected"),
+    [
+        pytest.param(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "x-closed",
+            False,
+            [b"Connection: x-closed"],
+            id="a token holding close is not close",
+        ),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            "keep-alive, Close",
+            True,
+            [b"Connection: keep-alive, Close"],
+            id="close among the tokens",
+        ),
+        pytest.param(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "Keep-Alive",
+            False,
+            [b"Connection: Keep-Alive"],
+            id="HTTP/1.0 keep-alive given once",
+        ),
+        pytest.param(
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            "x-other",
+            False,
+            [b"Connection: x-other", b"Connection: keep-alive"],
+            id="HTTP/1.0 keep-alive added to another token",
+        ),
+    ],
+)
+def test_a_handler_connection_field_is_read_by_its_tokens(
+    request_bytes: bytes, given: str, closed: bool, expected: list[bytes]
+) -> None:
+    async def own(request: Request, response: Response) -> None:
+        await response.send(200, [("Connection", given)], b"ok")
+
+    served = serve([request_bytes], own)
+    head = served.output.split(b"\r\n\r\n")[0]
+    assert [line for line in head.split(b"\r\n") if line.lower().startswith(b"connection:")] == (
+        expected
+    )
+    assert served.closed == closed

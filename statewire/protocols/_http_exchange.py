@@ -328,6 +328,7 @@ class Response:
     _length: bytes | None = None
     _connection_field = False
     _says_close = False
+    _says_keep_alive = False
     _framing = ""  # "", "length", "chunked", "close", "none" once the head is out
     _left = 0
     #: whether the handler called :meth:`start` (or :meth:`send`)
@@ -360,7 +361,7 @@ class Response:
         lines: list[bytes] = []
         length = None
         length_at = -1
-        connection = says_close = False
+        connection = says_close = says_keep_alive = False
         keep_alive = self.keep_alive
         for name, value in headers:
             try:  # (a field given before, checked then: the common case, one lookup)
@@ -382,9 +383,12 @@ class Response:
                     length_at = len(lines)
                 else:
                     connection = True
-                    if b"close" in value_b.lower():
+                    tokens = [token.strip(b" \t") for token in value_b.lower().split(b",")]
+                    if b"close" in tokens:  # (the token, not a word holding it: x-closed)
                         says_close = True
                         keep_alive = False
+                    if b"keep-alive" in tokens:
+                        says_keep_alive = True
             lines.append(line)
         self.started = True
         self.status = status
@@ -397,6 +401,7 @@ class Response:
         if connection:
             self._connection_field = True
             self._says_close = says_close
+            self._says_keep_alive = says_keep_alive
 
     async def write(self, data: bytes) -> None:
         """Send ``data`` as more of the body."""
@@ -529,8 +534,8 @@ class Response:
         if self._head_request and framing != "none":
             framing = "head"
         if keep_alive:
-            if self._version < (1, 1):
-                extra += b"Connection: keep-alive\r\n"
+            if self._version < (1, 1) and not self._says_keep_alive:
+                extra += b"Connection: keep-alive\r\n"  # (unless the handler said it)
         else:
             self.keep_alive = False
             if framing == "close" and self._tunnel:
