@@ -93,11 +93,6 @@ class _Exchange:
         #: the body's announced length (``None``: chunked)
         self.length: int | None = 0
 
-    def body_withheld(self) -> bool:
-        """Whether the client waits for a ``100 Continue`` that was not sent and has not
-        sent its whole body: what follows cannot be framed."""
-        return self.expects_continue and not self.continued and not self.request.body.complete
-
 
 class HTTPConnection(MachineProtocol):
     """The machine's core: one client's connection and what the transitions use."""
@@ -133,8 +128,10 @@ class HTTPConnection(MachineProtocol):
     client_done = False
     #: the deadline of a half-closed connection's answers (see :meth:`readConnectionLost`)
     _draining: Any = None
-    #: the framer's ``peek_ahead``, once bound (see :meth:`read_fields_ahead`)
+    #: the framer's ``peek_ahead`` and ``take_ahead``, once bound (see
+    #: :meth:`read_fields_ahead`)
     _peek: Callable[[int], bytes | None] | None = None
+    _take: Callable[[int], bytes | None]
 
     def connectionMade(self) -> None:
         """Ready for the first request."""
@@ -145,7 +142,7 @@ class HTTPConnection(MachineProtocol):
         #: of each exchange answered inside its head's read): bound once, used twice a
         #: request
         self.restart_deadline = engine.restart_timeout
-        self._peek = None  # (the framer's peek_ahead, bound at the first request)
+        self._peek = None  # (the framer's peek_ahead and take_ahead: bound at the first head)
 
     # -- the request ---------------------------------------------------------------------
 
@@ -178,7 +175,9 @@ class HTTPConnection(MachineProtocol):
             # frame is being delivered, and kept for the connection's life
             engine = self.machine_engine
             assert engine is not None
-            peek = self._peek = engine.framer().peek_ahead
+            framer = engine.framer()
+            peek = self._peek = framer.peek_ahead
+            self._take = framer.take_ahead
         ahead = peek(SECTION_AHEAD)
         if not ahead:
             return
@@ -194,7 +193,7 @@ class HTTPConnection(MachineProtocol):
         # only the last line is blank: a blank line before it would end with the CRLF found
         # first, or follow a line that does not end with a CR (refused there)
         self.section.add_all(lines)
-        self.take_ahead(size)
+        self._take(size)
         self.start_exchange(machine)
 
     def next_request(self) -> None:
@@ -384,7 +383,7 @@ class HTTPConnection(MachineProtocol):
         framing reached it). Then what follows cannot be framed: the connection closes
         after the response, which says so. A chunked body's end cannot be told in the
         buffer: withheld unless read."""
-        if not exchange.body_withheld():
+        if not exchange.expects_continue or exchange.continued or exchange.request.body.complete:
             return False
         engine = self.machine_engine
         if exchange.length is None or self.exchange is not exchange or engine is None:
