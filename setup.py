@@ -19,6 +19,13 @@ if os.environ.get("STATEWIRE_PURE") != "1":
     )
     extensions.append(
         Extension(
+            "statewire.protocols._http1_speedups",
+            ["statewire/protocols/_http1_speedups.c"],
+            optional=True,
+        )
+    )
+    extensions.append(
+        Extension(
             "statewire._proxy_speedups",
             ["statewire/_proxy_speedups.c"],
             optional=True,

@@ -147,8 +147,8 @@ class HTTPConnection(MachineProtocol):
     # -- the request ---------------------------------------------------------------------
 
     def read_request_line(self, frame: bytes) -> None:
-        """The request line (cut at its LF): its parts, then the field lines; the fields
-        have :data:`~statewire.protocols.http.KEEP_ALIVE_TIMEOUT` from now."""
+        """The request line (cut at its LF): its parts, then the field lines (which
+        :meth:`read_fields_ahead`, called next, reads or times)."""
         try:
             if len(frame) > MAX_REQUEST_LINE + 1:  # (its CR)
                 raise Refusal(414, f"request line over {MAX_REQUEST_LINE} bytes")
@@ -160,7 +160,6 @@ class HTTPConnection(MachineProtocol):
         section = self.section  # (emptied: the last head's fields were copied)
         section.fields = []
         section.size = 0
-        self.restart_deadline()
 
     def read_fields_ahead(self, machine: Inputs) -> None:
         """Right after the request line: when its whole field section (at most
@@ -168,7 +167,10 @@ class HTTPConnection(MachineProtocol):
         here and start the exchange, with no frame a line. The lines are the frames the
         head state's framing would cut (at each LF), checked by the same
         :meth:`FieldSection.add` in the same order, so a head is refused, or read, alike
-        whichever way it came; any other head is read a line at a time."""
+        whichever way it came; any other head is read a line at a time, its fields given
+        :data:`~statewire.protocols.http.KEEP_ALIVE_TIMEOUT` from its request line (a head
+        read whole here is timed by what follows it: its exchange's state, or the next
+        head; one refused here has the time to send its refusal)."""
         peek = self._peek
         if peek is None:
             # the framer's own (its engine's adds a call a request): made by now, since a
@@ -179,22 +181,16 @@ class HTTPConnection(MachineProtocol):
             peek = self._peek = framer.peek_ahead
             self._take = framer.take_ahead
         ahead = peek(SECTION_AHEAD)
-        if not ahead:
-            return
-        if ahead[:2] == b"\r\n":
-            size = 2  # no field at all
-        else:
-            end = ahead.find(b"\r\n\r\n")  # (the first blank line: see below)
-            if end < 0:
+        try:
+            size = self.section.read_ahead(ahead) if ahead else None
+            if size is None:
+                self.restart_deadline()  # the fields come line by line
                 return
-            size = end + 4
-        lines = ahead[:size].split(b"\n")
-        lines.pop()  # (what follows the last LF: nothing)
-        # only the last line is blank: a blank line before it would end with the CRLF found
-        # first, or follow a line that does not end with a CR (refused there)
-        self.section.add_all(lines)
-        self._take(size)
-        self.start_exchange(machine)
+            self._take(size)
+            self.start_exchange(machine)
+        except Refusal:
+            self.restart_deadline()
+            raise
 
     def next_request(self) -> None:
         """The exchange is over: the next request's head is read."""

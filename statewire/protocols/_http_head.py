@@ -5,10 +5,14 @@ breach is a :class:`Refusal` carrying the status to answer; the connection's mac
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 from grammars import MalformedError
 from grammars.http1 import (
     MAX_FIELD_BYTES,
     MAX_FIELDS,
+    MAX_REQUEST_LINE,
     Fields,
     UnsupportedVersion,
     content_of,
@@ -18,6 +22,20 @@ from grammars.http1 import (
     request_line_of,
 )
 from statewire.protocols._http_exchange import Headers
+
+#: the optional C accelerator's readings of a common request line and field section
+#: (:mod:`statewire.protocols._http1_speedups`), ``None`` without it or with
+#: ``STATEWIRE_PURE=1``: each gives the grammar's own result, or ``None`` for the grammar
+#: to read (or refuse) the bytes itself
+quick_request_line: Callable[[bytes, int], tuple[bytes, bytes, tuple[int, int]] | None] | None
+quick_section: Callable[[bytes, int, int], tuple[list[tuple[bytes, bytes]], int] | None] | None
+try:
+    if os.environ.get("STATEWIRE_PURE") == "1":
+        raise ImportError("STATEWIRE_PURE=1")
+    from statewire.protocols._http1_speedups import field_section as quick_section
+    from statewire.protocols._http1_speedups import request_line as quick_request_line
+except ImportError:
+    quick_request_line = quick_section = None
 
 #: longest Content-Length written in digits (18 digits fit any size a server takes)
 MAX_LENGTH_DIGITS = 18
@@ -39,7 +57,12 @@ class Refusal(Exception):
 
 
 def request_line(frame: bytes) -> tuple[bytes, bytes, tuple[int, int]]:
-    """The method, target and version of a request line cut at its LF."""
+    """The method, target and version of a request line cut at its LF (at most
+    :data:`~grammars.http1.MAX_REQUEST_LINE` bytes before its CR: the caller's check)."""
+    if quick_request_line is not None:
+        known = quick_request_line(frame, MAX_REQUEST_LINE)
+        if known is not None:
+            return known
     try:
         method, target, version = request_line_of(frame)
     except UnsupportedVersion as error:
@@ -131,6 +154,34 @@ class FieldSection:
         if not content:
             return True
         raise Refusal(431, f"more than {MAX_FIELDS} fields")
+
+    def read_ahead(self, data: bytes) -> int | None:
+        """The rest of the section at the start of ``data`` (the bytes after the last line
+        read: after the request line, all of it), read at once: the bytes it took, its
+        blank line included; ``None`` when ``data`` does not hold its end (nothing read).
+        The lines are the ones :meth:`add` would get a line at a time (cut at each LF),
+        checked in the same order, so a section is read, or refused, alike either way."""
+        fields = self.fields
+        if quick_section is not None:
+            known = quick_section(data, MAX_FIELD_BYTES - self.size, MAX_FIELDS - len(fields))
+            if known is not None:
+                more, size = known
+                fields += more
+                self.size += size
+                return size
+        if data[:2] == b"\r\n":
+            size = 2  # no more field
+        else:
+            end = data.find(b"\r\n\r\n")  # (the first blank line: see below)
+            if end < 0:
+                return None
+            size = end + 4
+        lines = data[:size].split(b"\n")
+        lines.pop()  # (what follows the last LF: nothing)
+        # only the last line is blank: a blank line before it would end with the CRLF found
+        # first, or follow a line that does not end with a CR (refused there)
+        self.add_all(lines)
+        return size
 
     def add_all(self, frames: list[bytes]) -> None:
         """Every line of the section at once, cut at their LF, the last one blank (the

@@ -1,0 +1,6 @@
+def request_line(
+    frame: bytes, max_length: int, /
+) -> tuple[bytes, bytes, tuple[int, int]] | None: ...
+def field_section(
+    data: bytes, max_bytes: int, max_fields: int, /
+) -> tuple[list[tuple[bytes, bytes]], int] | None: ...
