@@ -138,9 +138,9 @@ class HTTPConnection(MachineProtocol):
         self.section = FieldSection()
         engine = self.machine_engine  # (made by makeConnection: the machine has timeouts)
         assert engine is not None
-        #: the head state's deadline starts again (at each request line, and at the end
-        #: of each exchange answered inside its head's read): bound once, used twice a
-        #: request
+        #: the head state's deadline starts again (at a request line whose fields come
+        #: later, and at the end of each exchange answered inside its head's read): bound
+        #: once, used once a request
         self.restart_deadline = engine.restart_timeout
         self._peek = None  # (the framer's peek_ahead and take_ahead: bound at the first head)
 
@@ -240,7 +240,7 @@ class HTTPConnection(MachineProtocol):
             # a body that came whole with its head (a small POST) is read here, before the
             # handler starts: no state change to read it, none after it when the handler
             # answers at once (the length_body state reads any other body)
-            data = self.take_ahead(length)
+            data = self._take(length)  # (the framer's, bound at the request line)
             if data is not None:
                 body.feed(data)
                 length = 0
