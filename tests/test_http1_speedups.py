@@ -169,6 +169,22 @@ def test_a_request_line_past_the_length_given_is_left_to_the_grammar() -> None:
     frame = b"GET /" + b"a" * 20 + b" HTTP/1.1\r"
     assert _http_head.quick_request_line(frame, len(frame) - 1) is not None
     assert _http_head.quick_request_line(frame, len(frame) - 2) is None
+    # the largest length there is (no overflow working out the longest line it allows)
+    assert _http_head.quick_request_line(frame, sys.maxsize) is not None
+
+
+@needs_c
+def test_the_limits_may_be_any_integer_like_value() -> None:
+    assert _http1_speedups is not None
+
+    class Index:
+        def __index__(self) -> int:
+            return 8192
+
+    known = _http1_speedups.request_line(b"GET / HTTP/1.1\r", Index())  # type: ignore[arg-type]
+    assert known == (b"GET", b"/", (1, 1))
+    section = _http1_speedups.field_section(b"\r\n", Index(), Index())  # type: ignore[arg-type]
+    assert section == ([], 2)
 
 
 # -- the field section -----------------------------------------------------------------------

@@ -52,13 +52,13 @@ request_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "request_line(frame: bytes, max_length: int)");
         return NULL;
     }
-    Py_ssize_t max_length = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t max_length = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
     if (max_length == -1 && PyErr_Occurred()) {
         return NULL;
     }
     const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(args[0]);
     Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
-    if (size < 2 || size > max_length + 1 || s[size - 1] != '\r') {
+    if (size < 2 || size - 1 > max_length || s[size - 1] != '\r') {
         Py_RETURN_NONE;
     }
     Py_ssize_t end = size - 1; /* the CR */
@@ -165,11 +165,11 @@ field_section(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                         "field_section(data: bytes, max_bytes: int, max_fields: int)");
         return NULL;
     }
-    Py_ssize_t max_bytes = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t max_bytes = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
     if (max_bytes == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    Py_ssize_t max_fields = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t max_fields = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
     if (max_fields == -1 && PyErr_Occurred()) {
         return NULL;
     }
