@@ -451,8 +451,9 @@ class Response:
             data = bytes(data)
         if not self.head_sent:
             head = self._head(len(data))
-            if self._framing == "length" and self._length is None:
-                # the whole body, framed by the Content-Length the head just gave it
+            if self._framing == "length" and len(data) == self._left:
+                # the whole body, framed by the Content-Length the head gave it (its size,
+                # or the handler's own, when that is the body's size)
                 self._left = 0
                 self._connection.write(head + data if data else head)
                 self.finished = True
