@@ -258,3 +258,28 @@ def test_after_a_take_an_interrupt_ends_the_taking(before: bytes) -> None:
     framer.feed(before + b"T\nab\n")
     framer.feed(b"")
     assert seen == [b"a", None]
+
+
+def test_after_a_take_the_frames_of_the_read_come_one_at_a_time() -> None:
+    """A stream whose frames are each read with what follows them (pipelined requests,
+    each taking its own block): after a take, the framer delivers the rest of the read a
+    frame at a time, as after a switch, so that every frame may look ahead and take
+    (inside a batch ``peek_ahead`` sees nothing: the frames after it are cut already).
+    Batches warmed first, then a read of such frames: every one saw its block."""
+    took: list[Any] = []
+
+    def on_frame(frame: bytes) -> None:
+        if frame.startswith(b"n"):
+            size = int(frame[1:])
+            # what a frame must see to know how much to take (None inside a batch)
+            took.append(framer.peek_ahead(size))
+            took.append(framer.take_ahead(size))
+        else:
+            took.append(frame)
+
+    framer = Framer(line(b"\n"), on_frame)
+    framer.feed(b"a\n" * 50)  # plain lines: batches grow
+    took.clear()
+    framer.feed(b"n3\nxyzn2\nabn1\nq" * 20)
+    assert took == [b"xyz", b"xyz", b"ab", b"ab", b"q", b"q"] * 20
+    assert framer.offset == 100 + 15 * 20

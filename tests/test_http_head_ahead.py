@@ -172,6 +172,21 @@ def test_the_edges_of_a_head_read_whole(lines: list[bytes], status: int, ahead: 
         assert frames == line_frames
 
 
+def test_pipelined_heads_in_one_read_are_each_read_with_their_request_line() -> None:
+    """Sixteen requests in one read, after others: each head is one frame, its request
+    line (a take ahead has the framer deliver the rest of the read a frame at a time)."""
+    lines = _HeadLines()
+    observe(lines)
+    try:
+        factory = HTTPFactory(httpd.handle, date=False)
+        output, closed = asyncio.run(serve_until_quiet([GET * 4, GET * 16], factory))
+    finally:
+        unobserve(lines)
+    assert output.count(b"HTTP/1.1 200 OK\r\n") == 20
+    assert not closed
+    assert lines.count == 20
+
+
 @pytest.mark.parametrize("bad", BAD_LINES)
 def test_each_bad_line_among_good_ones_is_read_alike(bad: bytes) -> None:
     """A bad line followed by good ones (the section still ends with CRLF CRLF, so it is

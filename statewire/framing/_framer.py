@@ -390,6 +390,10 @@ class Framer:
         pos = self._pos
         self._pos = pos + size
         self._decoder.base += size  # (base is the stream offset of _src[_pos])
+        # what follows is framed a frame at a time, as after a switch: a stream whose
+        # frames are read with what follows them (pipelined requests whose heads or blocks
+        # are taken so) is read so throughout, each frame free to take its own
+        self._budget = 1
         return self._src[pos : pos + size]
 
     def peek_ahead(self, limit: int) -> bytes | None:
