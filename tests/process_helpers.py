@@ -95,3 +95,18 @@ def recv_exactly(sock: socket.socket, count: int, timeout: float = 10) -> bytes:
             break
         data += chunk
     return data
+
+
+def assert_runs_pure(program: str) -> None:
+    """Run ``program`` (Python source) in a process of its own without the C accelerators
+    (``STATEWIRE_PURE=1``): it must succeed and print ``pure``, its last word."""
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "STATEWIRE_PURE": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "pure"

@@ -9,7 +9,6 @@ read in Python."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from process_helpers import ROOT
+from process_helpers import assert_runs_pure
 
 from grammars.http1 import MAX_FIELD_BYTES, MAX_FIELDS
 from statewire.protocols import _http_head
@@ -327,13 +326,4 @@ def test_without_the_accelerator_heads_are_read_in_python() -> None:
         print("pure")
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "STATEWIRE_PURE": "1"},
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "pure"
+    assert_runs_pure(script)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from process_helpers import ROOT
+from process_helpers import assert_runs_pure
 from test_proxy_grammar import near_v1_lines
 
 from grammars.proxy import ProxyHeader, encode
@@ -160,16 +158,7 @@ def test_without_the_accelerator_connections_read_v1_lines_with_the_expression()
         print("pure")
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", program],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "STATEWIRE_PURE": "1"},
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "pure"
+    assert_runs_pure(program)
 
 
 # -- v2: a TCP header without TLVs ------------------------------------------------------------

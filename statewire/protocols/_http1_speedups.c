@@ -45,15 +45,31 @@ fill_tables(void)
     }
 }
 
+/* bytes, then `count` integer limits (anything with __index__) into `limits`: the
+ * arguments of both functions; 0, or -1 with an exception set. */
+static int
+arguments(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t count, Py_ssize_t *limits,
+          const char *usage)
+{
+    if (nargs != count + 1 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        limits[i] = PyNumber_AsSsize_t(args[i + 1], PyExc_OverflowError);
+        if (limits[i] == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 request_line(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "request_line(frame: bytes, max_length: int)");
-        return NULL;
-    }
-    Py_ssize_t max_length = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
-    if (max_length == -1 && PyErr_Occurred()) {
+    Py_ssize_t max_length;
+    if (arguments(args, nargs, 1, &max_length,
+                  "request_line(frame: bytes, max_length: int)") < 0) {
         return NULL;
     }
     const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(args[0]);
@@ -160,19 +176,12 @@ field_line(const unsigned char *s, Py_ssize_t at, Py_ssize_t size, PyObject *fie
 static PyObject *
 field_section(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "field_section(data: bytes, max_bytes: int, max_fields: int)");
+    Py_ssize_t limits[2];
+    if (arguments(args, nargs, 2, limits,
+                  "field_section(data: bytes, max_bytes: int, max_fields: int)") < 0) {
         return NULL;
     }
-    Py_ssize_t max_bytes = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);
-    if (max_bytes == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    Py_ssize_t max_fields = PyNumber_AsSsize_t(args[2], PyExc_OverflowError);
-    if (max_fields == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
+    Py_ssize_t max_bytes = limits[0], max_fields = limits[1];
     const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(args[0]);
     Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
     if (size > max_bytes) {
