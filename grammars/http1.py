@@ -210,6 +210,12 @@ def fields_of(frames: list[bytes]) -> list[tuple[bytes, bytes]] | None:
     return fields
 
 
+def list_tokens(value: bytes) -> list[bytes]:
+    """The elements of a comma-separated field value (``Connection``, ``Transfer-Encoding``),
+    lower-cased, their surrounding SP and HTAB dropped, empty ones kept."""
+    return [part.strip(_OWS) for part in value.lower().split(b",")]
+
+
 def parse_field_line(line: bytes) -> tuple[bytes, bytes]:
     """``field-name ":" OWS field-value OWS`` (CRLF removed): the name as sent and the
     value without its surrounding whitespace."""
@@ -625,7 +631,9 @@ __all__ = [
     "content_of",
     "field_line",
     "field_of",
+    "fields_of",
     "is_token",
+    "list_tokens",
     "parse_chunk_line",
     "parse_field_line",
     "parse_request_line",

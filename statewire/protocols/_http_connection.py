@@ -142,7 +142,6 @@ class HTTPConnection(MachineProtocol):
         #: later, and at the end of each exchange answered inside its head's read): bound
         #: once, used once a request
         self.restart_deadline = engine.restart_timeout
-        self._peek = None  # (the framer's peek_ahead and take_ahead: bound at the first head)
 
     # -- the request ---------------------------------------------------------------------
 

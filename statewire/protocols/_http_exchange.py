@@ -22,6 +22,7 @@ from grammars.http1 import (
     REASONS,
     Fields,
     field_line,
+    list_tokens,
     status_line,
 )
 
@@ -64,9 +65,7 @@ class Headers:
     def tokens(self, name: bytes) -> list[bytes]:
         """The comma-separated list elements of the field, lower-cased, empty ones kept."""
         return [
-            part.strip(b" \t").lower()
-            for value in self._lookup().get(name.lower(), ())
-            for part in value.split(b",")
+            token for value in self._lookup().get(name.lower(), ()) for token in list_tokens(value)
         ]
 
     def __contains__(self, name: object) -> bool:
@@ -383,7 +382,7 @@ class Response:
                     length_at = len(lines)
                 else:
                     connection = True
-                    tokens = [token.strip(b" \t") for token in value_b.lower().split(b",")]
+                    tokens = list_tokens(value_b)
                     if b"close" in tokens:  # (the token, not a word holding it: x-closed)
                         says_close = True
                         keep_alive = False

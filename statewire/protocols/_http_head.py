@@ -18,6 +18,7 @@ from grammars.http1 import (
     content_of,
     field_of,
     fields_of,
+    list_tokens,
     parse_chunk_line,
     request_line_of,
 )
@@ -270,7 +271,7 @@ def head_rules(
             if connection is None:
                 keep_alive = version >= (1, 1)
             else:
-                options = [part.strip(b" \t") for part in connection.lower().split(b",")]
+                options = list_tokens(connection)
                 keep_alive = b"close" not in options and (
                     version >= (1, 1) or b"keep-alive" in options
                 )
