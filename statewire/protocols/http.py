@@ -45,7 +45,9 @@ field section that came whole in the read of its request line (up to 8 KiB, as n
 every head does) is read by the request line's output (:meth:`HTTPConnection.read_fields_ahead`,
 with :meth:`statewire.machine.Engine.peek_ahead` and ``take_ahead``): its lines are those
 the framing would cut, checked alike, in one pass; a head costs one frame, not one a line
-(pipelined heads the framing cut in one batch are read as cut). A
+(after a head read so, the framer delivers the rest of the read a frame at a time, so the
+pipelined heads behind it are read whole too; heads the framing had cut in one batch are
+read as cut). A
 chunk whose data and CRLF fit one piece (256 KiB) costs one transition when they came in
 the read of its size line (taken with it: :meth:`statewire.machine.Engine.take_ahead`),
 three when the reads cut them from it: a body sent as many tiny chunks costs one frame a
