@@ -59,10 +59,11 @@ import enum
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from operator import length_hint
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request, Streamed
 from grammars.resp import Resp
+from statewire.framing._after import AfterQueue
 from statewire.framing._decoder import Decoder, FixedDecoder, RawDecoder
 from statewire.framing._generic import GenericDecoder
 from statewire.framing._line import LineDecoder
@@ -72,6 +73,9 @@ from statewire.framing._replies import ReplyDecoder
 from statewire.framing._resp import RespDecoder
 from statewire.framing._streamed import StreamedDecoder
 from statewire.framing.errors import FramingError, TruncatedFrame
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # (bytes-like: collections.abc.Buffer in 3.12)
 
 #: Bytes one frame of a grammar without its own limit (the generic path) may need.
 DEFAULT_MAX_LENGTH = 1 << 20
@@ -282,7 +286,7 @@ class Framer:
         size, remaining = batch
         return self._decoder._position_after(size - length_hint(remaining))
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Buffer) -> None:
         """Frame ``data``, the next bytes of the stream, delivering every complete frame.
 
         While paused, or when called from inside ``on_frame``, the bytes are queued behind
@@ -547,10 +551,7 @@ class Framer:
         after the frame (:meth:`after_frame`, with no call more): for work queued by the
         callback that ``drain`` runs (the engine's postponed inputs). Appended to
         elsewhere, it is a list; whoever appended runs ``drain`` then."""
-        queue = _AfterQueue()
-        queue.framer = self
-        queue.drain = drain
-        return queue
+        return AfterQueue(self.after_frame, drain)
 
     def interrupt(self) -> None:
         """From inside ``on_frame``: return from ``feed`` after this frame.
@@ -833,21 +834,6 @@ class Framer:
         self.on_error(error)
 
 
-class _AfterQueue(list[Callable[[], object]]):
-    """:meth:`Framer.after_queue`'s list."""
-
-    __slots__ = ("drain", "framer")
-    framer: Framer
-    drain: Callable[[], None]
-
-    def append(self, item: Callable[[], object]) -> None:
-        list.append(self, item)  # (not super(): twice the cost)
-        framer = self.framer
-        if framer._running and not framer._ended:  # (what after_frame does)
-            framer._after = self.drain
-            framer._interrupt = True
-
-
 def _as_bytes(data: object) -> bytes:
     """``data``, a bytes-like object, as bytes; anything else is a ``TypeError`` (``bytes``
     would turn an int into that many NULs and a list of ints into bytes)."""
@@ -889,7 +875,7 @@ def encode_frame(grammar: Any, value: Any) -> bytes:
     return data
 
 
-def decode(grammar: Any, chunks: Iterable[bytes], **options: Any) -> list[Any]:
+def decode(grammar: Any, chunks: Iterable[Buffer], **options: Any) -> list[Any]:
     """Every frame of ``grammar`` in ``chunks``; raises the first framing error.
 
     A convenience for tests and scripts; ``options`` are :class:`Framer`'s.
