@@ -224,17 +224,20 @@ def machine() -> list[str]:
         except metadata.PackageNotFoundError:
             versions.append(f"{package} (not installed)")
     try:
-        from statewire.framing import _accel
+        from statewire import framing
+        from statewire.framing import _accel, _compiled
 
         accel = "on" if _accel.available() else "off"
+        compiled = "on" if framing.compiled() else f"off ({_compiled.reason})"
     except ImportError:
-        accel = "unknown"
+        accel = compiled = "unknown"
     return [
         f"- CPU: {cpu}, {os.cpu_count()} cores",
         f"- Python: {platform.python_implementation()} {platform.python_version()}",
         f"- OS: {platform.platform()}",
         f"- Versions: {', '.join(versions)}",
         f"- statewire C accelerator: {accel}",
+        f"- statewire framer compiled by mypyc: {compiled}",
     ]
 
 
