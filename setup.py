@@ -6,23 +6,36 @@ results, slower).
 
 * C extensions written by hand: the framing decoders' cutters, the common HTTP head, the
   PROXY header.
-* The framer compiled by mypyc: a copy of ``statewire/framing/_framer.py`` stamped with the
-  source's digest, built as ``statewire.framing._framer_compiled``. statewire uses it only
-  while the digest matches the source beside it (``statewire.framing.compiled()``), so
-  an edited checkout runs the code as edited, pure, until it is installed again.
+* The framer and its decoders compiled by mypyc: a copy of each module named in
+  ``statewire/framing/_compiled.py`` (``_framer.py`` as ``_framer_compiled.py``, the copies
+  importing each other by those names), stamped with the SHA-256 of its source, compiled
+  as one group; the copies are deleted once their C is written. statewire puts them in
+  place of the pure modules only while every stamp matches its source
+  (``statewire.framing.compiled()``), so an edited checkout runs the code as edited, pure,
+  until it is installed again.
 """
 
+import ast
 import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
 from setuptools import Extension, setup
 
 HERE = Path(__file__).resolve().parent
-#: the module mypyc compiles, and the name of its compiled copy
-COMPILED = [("statewire/framing/_framer.py", "statewire/framing/_framer_compiled.py")]
+FRAMING = HERE / "statewire" / "framing"
 STAMP = "\n\n#: the digest of the source this copy was made from\nSOURCE_DIGEST = {!r}\n"
+
+
+def compiled_names() -> tuple[str, ...]:
+    """``MODULES`` of ``statewire/framing/_compiled.py``, read without importing statewire."""
+    tree = ast.parse((FRAMING / "_compiled.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "MODULES":
+            return tuple(ast.literal_eval(node.value))
+    raise RuntimeError("no MODULES in statewire/framing/_compiled.py")
 
 
 def hand_written() -> list[Extension]:
@@ -42,26 +55,38 @@ def compiled() -> list[Extension]:
     try:
         from mypyc.build import mypycify
     except ImportError:
-        print("statewire: mypyc is not installed; the framer stays pure Python", file=sys.stderr)
+        print("statewire: mypyc is not installed; framing stays pure Python", file=sys.stderr)
         return []
+    names = compiled_names()
+    # each copy imports the others by their copies' names
+    alternatives = "|".join(map(re.escape, names))
+    renamed = re.compile(rf"\bstatewire\.framing\.({alternatives})\b")
     copies = []
     try:
-        for source, copy in COMPILED:
-            data = (HERE / source).read_bytes()
+        for name in names:
+            data = (FRAMING / f"{name}.py").read_bytes()
             digest = hashlib.sha256(data).hexdigest()
-            (HERE / copy).write_bytes(data + STAMP.format(digest).encode())
+            text = renamed.sub(r"statewire.framing.\1_compiled", data.decode("utf-8"))
+            copy = FRAMING / f"{name}_compiled.py"
+            copy.write_text(text + STAMP.format(digest), encoding="utf-8")
             copies.append(copy)
-        # the copy's imports are type-checked as far as mypyc needs them; third-party
+        # the copies' imports are type-checked as far as mypyc needs them; third-party
         # packages missing from the build environment are Any
         extensions = mypycify(
-            ["--ignore-missing-imports", "--follow-imports=silent", *copies], opt_level="3"
+            [
+                "--ignore-missing-imports",
+                "--follow-imports=silent",
+                *(str(copy.relative_to(HERE)) for copy in copies),
+            ],
+            opt_level="3",
+            group_name="statewire.framing._group",
         )
     except (Exception, SystemExit) as error:  # (mypyc exits on an error; not fatal here)
-        print(f"statewire: mypyc failed ({error}); the framer stays pure Python", file=sys.stderr)
+        print(f"statewire: mypyc failed ({error}); framing stays pure Python", file=sys.stderr)
         return []
     finally:
         for copy in copies:  # (the C made from it is in build/; a stale copy must not stay)
-            (HERE / copy).unlink(missing_ok=True)
+            copy.unlink(missing_ok=True)
     for extension in extensions:
         extension.optional = True
     return extensions

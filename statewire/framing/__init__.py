@@ -10,38 +10,33 @@
 >>> framer.buffered
 b'three'
 
-The framer is compiled by mypyc when statewire is installed with it (see :func:`compiled`).
+The framer and its decoders are compiled by mypyc when statewire is installed with it
+(see :func:`compiled`).
 """
 
-from typing import TYPE_CHECKING
-
 from statewire.framing import _compiled
-from statewire.framing.errors import FrameTooLong, FramingError, MalformedFrame, TruncatedFrame
 
-if TYPE_CHECKING:
-    from statewire.framing._framer import (
-        DEFAULT_MAX_LENGTH,
-        Framer,
-        Policy,
-        decode,
-        encode,
-        encode_frame,
-    )
-else:
-    _module = _compiled.load()
-    if _module is None:
-        from statewire.framing import _framer as _module
+_compiled.install()  # (before anything imports the modules it may replace)
 
-    DEFAULT_MAX_LENGTH = _module.DEFAULT_MAX_LENGTH
-    Framer = _module.Framer
-    Policy = _module.Policy
-    decode = _module.decode
-    encode = _module.encode
-    encode_frame = _module.encode_frame
+from statewire.framing._framer import (  # noqa: E402
+    DEFAULT_MAX_LENGTH,
+    Framer,
+    Policy,
+    decode,
+    encode,
+    encode_frame,
+)
+from statewire.framing.errors import (  # noqa: E402
+    FrameTooLong,
+    FramingError,
+    MalformedFrame,
+    TruncatedFrame,
+)
 
 
 def compiled() -> bool:
-    """Whether the framer in use is the one mypyc compiled (``_compiled.reason``: why not)."""
+    """Whether the framer and decoders in use are the ones mypyc compiled
+    (``statewire.framing._compiled.reason`` says why not)."""
     return _compiled.reason is None
 
 

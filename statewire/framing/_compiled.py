@@ -1,15 +1,19 @@
-"""The framer compiled by mypyc, when it was built from the source beside it.
+"""The framing modules compiled by mypyc, put in place of the pure ones when they were
+built from the sources beside them.
 
-``setup.py`` compiles a copy of :mod:`statewire.framing._framer`, stamped with the SHA-256
-of the source it was made from, as ``statewire.framing._framer_compiled``. It is used only
-while that digest matches ``_framer.py`` as it is now: an edited checkout (an editable
-install not built again) runs the framer as edited, in pure Python, rather than a compiled
-framer of older code. ``STATEWIRE_PURE=1`` in the environment turns it off, as it turns
-off the C decoders.
+``setup.py`` compiles a copy of each module named in :data:`MODULES` (``_framer`` as
+``_framer_compiled``, ..., importing each other by those names: one group, whose calls
+between modules are native), each stamped with the SHA-256 of the source it was made
+from. :func:`install`, run by ``statewire.framing`` before it imports any of them, puts
+the compiled copies in their place (``sys.modules``), all or none: only while every stamp
+matches the source as it is now. An edited checkout (an editable install not built again)
+thus runs the modules as edited, in pure Python, rather than compiled code of older ones.
+``STATEWIRE_PURE=1`` in the environment turns it off, as it turns off the C decoders.
 
-Both framers are the same code, so they behave alike (``tests/test_framer_compiled.py``
-compares them); the compiled one refuses, with ``TypeError``, arguments of a type its
-annotations do not allow, where the pure one may fail later or not at all.
+The compiled modules are the same code, so they behave alike (``tests/test_compiled.py``
+compares them); where a value's type does not match an annotation, the compiled code
+raises ``TypeError`` at once. Compiled functions have no Python frame of their own: code
+that looks at its caller's frame must not count on a fixed depth (``_generic`` does not).
 """
 
 from __future__ import annotations
@@ -17,30 +21,60 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import sys
 from pathlib import Path
-from types import ModuleType
 
-#: why the compiled framer is not in use (``None``: it is)
-reason: str | None = None
+#: the modules of ``statewire.framing`` compiled (``setup.py`` reads this literal)
+MODULES = (
+    "_decoder",
+    "_framer",
+    "_generic",
+    "_line",
+    "_netstring",
+    "_prefixed",
+    "_replies",
+    "_resp",
+    "_streamed",
+)
+PACKAGE = "statewire.framing"
+
+#: why the compiled modules are not in use (``None``: they are)
+reason: str | None = "not installed yet"
 
 
-def load() -> ModuleType | None:
-    """The compiled framer's module, or ``None`` (and :data:`reason` says why)."""
+def install() -> bool:
+    """Put the compiled modules in place of the pure ones, if they were built from the
+    sources beside them; whether it did (else :data:`reason` says why)."""
     global reason
     if os.environ.get("STATEWIRE_PURE") == "1":
         reason = "STATEWIRE_PURE=1"
-        return None
+        return False
+    imported = [name for name in MODULES if f"{PACKAGE}.{name}" in sys.modules]
+    if imported:  # (pure modules in use already: not mixed with compiled ones)
+        reason = f"imported before the compiled modules could be put in place: {imported}"
+        return False
+    compiled = {}
     try:
-        module = importlib.import_module("statewire.framing._framer_compiled")
+        for name in MODULES:
+            compiled[name] = importlib.import_module(f"{PACKAGE}.{name}_compiled")
     except ImportError:
         reason = "not built (mypyc was not available when statewire was installed)"
-        return None
-    source = Path(__file__).with_name("_framer.py")
-    try:
-        digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    except OSError:  # installed without its sources: nothing to be stale against
-        return module
-    if getattr(module, "SOURCE_DIGEST", None) != digest:
-        reason = "built from another version of _framer.py (install statewire again)"
-        return None
-    return module
+        return False
+    except Exception as error:  # a compiled copy of other sources that fails to import
+        reason = f"the compiled modules fail to import ({type(error).__name__}: {error})"
+        return False
+    here = Path(__file__).resolve().parent
+    for name, module in compiled.items():
+        try:
+            digest = hashlib.sha256((here / f"{name}.py").read_bytes()).hexdigest()
+        except OSError:  # installed without its sources: nothing to be stale against
+            continue
+        if getattr(module, "SOURCE_DIGEST", None) != digest:
+            reason = f"built from another version of {name}.py (install statewire again)"
+            return False
+    package = sys.modules[PACKAGE]
+    for name, module in compiled.items():
+        sys.modules[f"{PACKAGE}.{name}"] = module
+        setattr(package, name, module)
+    reason = None
+    return True

@@ -37,6 +37,7 @@ cut into reads.
 from __future__ import annotations
 
 import sys
+from types import FrameType
 from typing import Any
 
 from construct import Construct, ConstructError, NullTerminated, StreamError, VarInt, ZigZag
@@ -72,6 +73,10 @@ def _satisfied_at(short: tuple[Any, ...]) -> int:
     return 0  # a line or an unknown read: the next byte
 
 
+#: this module's globals, which its own frames have
+_GLOBALS = globals()
+
+
 class _Reader:
     """A read-only stream over ``data[:end]`` that notes each read running past ``end``."""
 
@@ -100,7 +105,14 @@ class _Reader:
         """Note a short read and what would satisfy it. Looking at the caller's frame is
         slow, but a short read happens about once per failed attempt; reads that are
         satisfied, the hot path, never come here."""
-        caller = sys._getframe(2)
+        # the reader's caller: the first frame not of this module (compiled by mypyc, its
+        # functions have no frame, and the caller's is the first)
+        caller: FrameType | None = sys._getframe()
+        while caller is not None and caller.f_globals is _GLOBALS:
+            caller = caller.f_back
+        if caller is None:  # pragma: no cover - a read always has a caller
+            self.short.append((_ANY,))
+            return
         code = caller.f_code
         if code is _COUNTED_READ:
             scanner = caller.f_back
