@@ -8,34 +8,37 @@ results, slower).
   PROXY header.
 * The framer and its decoders compiled by mypyc: a copy of each module named in
   ``statewire/framing/_compiled.py`` (``_framer.py`` as ``_framer_compiled.py``, the copies
-  importing each other by those names), stamped with the SHA-256 of its source, compiled
-  as one group; the copies are deleted once their C is written. statewire puts them in
-  place of the pure modules only while every stamp matches its source
-  (``statewire.framing.compiled()``), so an edited checkout runs the code as edited, pure,
-  until it is installed again.
+  importing each other by those names), stamped with the digest of the package's sources,
+  compiled as one group; the copies are deleted once their C is written. statewire puts
+  them in place of the pure modules only while the stamp is the digest of the sources as
+  they are (``statewire.framing.compiled()``), so an edited checkout runs the code as
+  edited, pure, until it is installed again.
 """
 
-import ast
-import hashlib
+import importlib.util
 import os
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from setuptools import Extension, setup
 
 HERE = Path(__file__).resolve().parent
 FRAMING = HERE / "statewire" / "framing"
-STAMP = "\n\n#: the digest of the source this copy was made from\nSOURCE_DIGEST = {!r}\n"
+STAMP = "\n\n#: the digest of the sources this copy was made from\nSOURCE_DIGEST = {!r}\n"
+#: commands that only read the project's metadata: no need to run mypyc for them
+METADATA_ONLY = {"egg_info", "dist_info", "sdist", "check"}
 
 
-def compiled_names() -> tuple[str, ...]:
-    """``MODULES`` of ``statewire/framing/_compiled.py``, read without importing statewire."""
-    tree = ast.parse((FRAMING / "_compiled.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "MODULES":
-            return tuple(ast.literal_eval(node.value))
-    raise RuntimeError("no MODULES in statewire/framing/_compiled.py")
+def framing_compiled() -> ModuleType:
+    """``statewire/framing/_compiled.py`` (its list and its digest), loaded on its own:
+    it imports nothing but the standard library, and statewire is not importable here."""
+    spec = importlib.util.spec_from_file_location("_statewire_compiled", FRAMING / "_compiled.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def hand_written() -> list[Extension]:
@@ -57,18 +60,18 @@ def compiled() -> list[Extension]:
     except ImportError:
         print("statewire: mypyc is not installed; framing stays pure Python", file=sys.stderr)
         return []
-    names = compiled_names()
+    loader = framing_compiled()
+    names = loader.MODULES
+    stamp = STAMP.format(loader.digest(FRAMING))
     # each copy imports the others by their copies' names
     alternatives = "|".join(map(re.escape, names))
     renamed = re.compile(rf"\bstatewire\.framing\.({alternatives})\b")
     copies = []
     try:
         for name in names:
-            data = (FRAMING / f"{name}.py").read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
-            text = renamed.sub(r"statewire.framing.\1_compiled", data.decode("utf-8"))
+            text = (FRAMING / f"{name}.py").read_text(encoding="utf-8")
             copy = FRAMING / f"{name}_compiled.py"
-            copy.write_text(text + STAMP.format(digest), encoding="utf-8")
+            copy.write_text(renamed.sub(r"statewire.framing.\1_compiled", text) + stamp, "utf-8")
             copies.append(copy)
         # the copies' imports are type-checked as far as mypyc needs them; third-party
         # packages missing from the build environment are Any
@@ -94,6 +97,9 @@ def compiled() -> list[Extension]:
 
 extensions: list[Extension] = []
 if os.environ.get("STATEWIRE_PURE") != "1":
-    extensions = hand_written() + compiled()
+    extensions = hand_written()
+    commands = {argument for argument in sys.argv[1:] if not argument.startswith("-")}
+    if not commands <= METADATA_ONLY or not commands:
+        extensions += compiled()
 
 setup(ext_modules=extensions)

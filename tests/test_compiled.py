@@ -9,7 +9,6 @@ place all or none, never when built from other sources.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import subprocess
@@ -189,7 +188,7 @@ def _fakes(monkeypatch: pytest.MonkeyPatch, stale: str | None) -> dict[str, Modu
     fakes = {}
     for name in _compiled.MODULES:
         fake = ModuleType(f"statewire.framing.{name}_compiled")
-        digest = hashlib.sha256((FRAMING / f"{name}.py").read_bytes()).hexdigest()
+        digest = _compiled.digest(FRAMING)
         fake.SOURCE_DIGEST = "0" * 64 if name == stale else digest  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, fake.__name__, fake)
         monkeypatch.delitem(sys.modules, f"statewire.framing.{name}", raising=False)
@@ -214,7 +213,7 @@ def test_one_copy_of_other_sources_and_none_is_put_in_place(
 ) -> None:
     _fakes(monkeypatch, stale="_line")
     assert not _compiled.install()
-    assert _compiled.reason is not None and "another version of _line.py" in _compiled.reason
+    assert _compiled.reason is not None and "other sources" in _compiled.reason
     assert not any(f"statewire.framing.{name}" in sys.modules for name in _compiled.MODULES)
 
 
@@ -251,3 +250,44 @@ def test_statewire_pure_runs_the_pure_modules() -> None:
 
 
 PURE = _pure_framer()
+
+
+def test_the_stamp_is_of_every_source_of_the_package(tmp_path: Path) -> None:
+    for source in FRAMING.glob("*.py"):
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    before = _compiled.digest(tmp_path)
+    assert before == _compiled.digest(FRAMING)
+    (tmp_path / "_line_compiled.py").write_text("# a copy setup.py left: not a source\n")
+    assert _compiled.digest(tmp_path) == before
+    errors = tmp_path / "errors.py"  # not compiled, but the compiled code counts on it
+    errors.write_bytes(errors.read_bytes() + b"\n")
+    assert _compiled.digest(tmp_path) != before
+    assert _compiled.digest(tmp_path / "empty") is None
+
+
+class _Index:
+    """A size that is an integer by ``__index__`` only (a NumPy integer, say)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
+
+
+def test_unread_takes_bytes_like_data_and_sizes_take_any_index() -> None:
+    seen: list[Any] = []
+    framer: Any = None
+
+    def on_frame(frame: bytes) -> None:
+        seen.append(frame)
+        if frame == b"ab":
+            seen.append(framer.peek_ahead(_Index(2)))
+            seen.append(framer.take_ahead(_Index(2)))
+        elif frame == b"ef":
+            framer.unread(bytearray(b"f"))
+
+    framer = statewire.framing.Framer(fixed(2), on_frame)
+    framer.feed(memoryview(b"abcdef"))
+    assert seen == [b"ab", b"cd", b"cd", b"ef"]
+    assert framer.buffered == b"f"

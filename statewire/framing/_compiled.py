@@ -3,12 +3,14 @@ built from the sources beside them.
 
 ``setup.py`` compiles a copy of each module named in :data:`MODULES` (``_framer`` as
 ``_framer_compiled``, ..., importing each other by those names: one group, whose calls
-between modules are native), each stamped with the SHA-256 of the source it was made
-from. :func:`install`, run by ``statewire.framing`` before it imports any of them, puts
-the compiled copies in their place (``sys.modules``), all or none: only while every stamp
-matches the source as it is now. An edited checkout (an editable install not built again)
-thus runs the modules as edited, in pure Python, rather than compiled code of older ones.
-``STATEWIRE_PURE=1`` in the environment turns it off, as it turns off the C decoders.
+between modules are native), each stamped with :func:`digest` of the package's sources
+then. :func:`install`, run by ``statewire.framing`` before it imports any of them, puts
+the compiled copies in their place (``sys.modules``), all or none: only while the stamp is
+the digest of the sources as they are now (any ``statewire/framing/*.py`` changed, even
+one not compiled: the compiled code counts on the types the others declare). An edited
+checkout (an editable install not built again) thus runs the modules as edited, in pure
+Python, rather than compiled code of older ones. ``STATEWIRE_PURE=1`` in the environment
+turns it off, as it turns off the C decoders.
 
 The compiled modules are the same code, so they behave alike (``tests/test_compiled.py``
 compares them); where a value's type does not match an annotation, the compiled code
@@ -42,6 +44,19 @@ PACKAGE = "statewire.framing"
 reason: str | None = "not installed yet"
 
 
+def digest(folder: Path) -> str | None:
+    """The SHA-256 of the package's sources in ``folder`` (``*.py`` but the compiled
+    copies), names and contents; ``None`` without them (installed without its sources:
+    nothing to be stale against)."""
+    sources = sorted(path for path in folder.glob("*.py") if not path.stem.endswith("_compiled"))
+    if not sources:
+        return None
+    summed = hashlib.sha256()
+    for path in sources:
+        summed.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return summed.hexdigest()
+
+
 def install() -> bool:
     """Put the compiled modules in place of the pure ones, if they were built from the
     sources beside them; whether it did (else :data:`reason` says why)."""
@@ -57,20 +72,19 @@ def install() -> bool:
     try:
         for name in MODULES:
             compiled[name] = importlib.import_module(f"{PACKAGE}.{name}_compiled")
-    except ImportError:
-        reason = "not built (mypyc was not available when statewire was installed)"
+    except ImportError as error:
+        reason = (
+            "not built: mypyc was missing or failed when statewire was installed, or the "
+            f"build is incomplete ({error})"
+        )
         return False
     except Exception as error:  # a compiled copy of other sources that fails to import
         reason = f"the compiled modules fail to import ({type(error).__name__}: {error})"
         return False
-    here = Path(__file__).resolve().parent
-    for name, module in compiled.items():
-        try:
-            digest = hashlib.sha256((here / f"{name}.py").read_bytes()).hexdigest()
-        except OSError:  # installed without its sources: nothing to be stale against
-            continue
-        if getattr(module, "SOURCE_DIGEST", None) != digest:
-            reason = f"built from another version of {name}.py (install statewire again)"
+    current = digest(Path(__file__).resolve().parent)
+    for module in compiled.values():
+        if current is not None and getattr(module, "SOURCE_DIGEST", None) != current:
+            reason = "built from other sources of statewire.framing (install statewire again)"
             return False
     package = sys.modules[PACKAGE]
     for name, module in compiled.items():

@@ -59,7 +59,7 @@ import enum
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from operator import length_hint
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request, Streamed
 from grammars.resp import Resp
@@ -343,7 +343,7 @@ class Framer:
         if not (self._paused or self._running):
             self._run(flush=not data)
 
-    def unread(self, data: bytes) -> None:
+    def unread(self, data: Buffer) -> None:
         """From inside ``on_frame``: ``data``, the end of the frame being delivered, was not
         used. It is framed again, first — before the rest of the read and the reads held
         behind it — by the grammar current when the callback returns (a state that reads
@@ -353,17 +353,18 @@ class Framer:
         meant for a callback whose state then leaves that framing.)"""
         if not self._running:
             raise RuntimeError("unread() is for a framer callback: the frame being delivered")
-        if not data:
+        given = bytes(data)  # (any bytes-like object)
+        if not given:
             return
         if self._batch is not _ONE:
             self._rewind_batch()  # the frames after this one go back to the source, unread
-        self._src = bytes(data) + self._src[self._pos :]
+        self._src = given + self._src[self._pos :]
         self._pos = 0
-        self._decoder.base -= len(data)
+        self._decoder.base -= len(given)
         self._interrupt = True  # the batch under way (if any) ends: the source changed
         self._ahead = False  # (and no take_ahead may follow in this callback)
 
-    def take_ahead(self, size: int) -> bytes | None:
+    def take_ahead(self, size: SupportsIndex) -> bytes | None:
         """From inside ``on_frame``: the ``size`` bytes right after the frame being
         delivered, when the bytes being framed (the read under way; not the reads held
         behind it while the framer was paused or running) hold them all, consumed as a
@@ -400,7 +401,7 @@ class Framer:
         self._budget = 1
         return self._src[pos : pos + size]
 
-    def peek_ahead(self, limit: int) -> bytes | None:
+    def peek_ahead(self, limit: SupportsIndex) -> bytes | None:
         """From inside ``on_frame``: the bytes right after the frame being delivered that
         the read under way holds, at most ``limit`` of them, not consumed; ``None`` where
         :meth:`take_ahead` would take nothing (``b""``: the read ends with the frame).
