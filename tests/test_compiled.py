@@ -9,8 +9,10 @@ place all or none, never when built from other sources.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +20,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from construct import Construct, StreamError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from process_helpers import ROOT, assert_runs_pure
 
 import statewire.framing
-from grammars import fixed, line, netstring, prefixed, raw
+from grammars import TruncatedError, fixed, line, netstring, prefixed, raw
 from statewire.framing import _compiled
 from statewire.framing.errors import FramingError
 from statewire.testing.strategies import chunkings
@@ -291,3 +294,63 @@ def test_unread_takes_bytes_like_data_and_sizes_take_any_index() -> None:
     framer.feed(memoryview(b"abcdef"))
     assert seen == [b"ab", b"cd", b"cd", b"ef"]
     assert framer.buffered == b"f"
+
+
+def test_the_stamp_covers_the_loader_itself(tmp_path: Path) -> None:
+    for source in FRAMING.glob("*.py"):
+        (tmp_path / source.name).write_bytes(source.read_bytes())
+    before = _compiled.digest(tmp_path)
+    loader = tmp_path / "_compiled.py"  # (its list says which modules are compiled)
+    loader.write_bytes(loader.read_bytes() + b"\n")
+    assert _compiled.digest(tmp_path) != before
+
+
+@NOT_COMPILED
+def test_a_reloaded_package_keeps_the_compiled_modules() -> None:
+    framer = statewire.framing.Framer
+    importlib.reload(statewire.framing)
+    assert statewire.framing.compiled(), _compiled.reason
+    assert statewire.framing.Framer is framer
+
+
+def test_a_pickled_policy_names_the_module_every_process_has() -> None:
+    policy = statewire.framing.Policy
+    assert policy.__module__ == "statewire.framing._framer"
+    assert pickle.loads(pickle.dumps(policy.CLOSE)) is policy.CLOSE
+
+
+class _Short(Construct):  # type: ignore[misc]
+    """Three bytes, read short with a ``TruncatedError`` that does not say how far."""
+
+    def _parse(self, stream: Any, context: Any, path: str) -> bytes:
+        data = stream.read(3)
+        if len(data) < 3:
+            raise TruncatedError("short", needed=None)  # type: ignore[arg-type]
+        return bytes(data)
+
+
+def test_a_truncated_error_without_a_length_waits_for_more() -> None:
+    frames: list[Any] = []
+    framer = statewire.framing.Framer(_Short(), frames.append)
+    for read in (b"a", b"bc", b"d"):
+        framer.feed(read)
+    assert frames == [b"abc"]
+    assert framer.buffered == b"d"
+
+
+class _TwoByIndex(Construct):  # type: ignore[misc]
+    """Two bytes, read with a size that is an integer by ``__index__`` only."""
+
+    def _parse(self, stream: Any, context: Any, path: str) -> bytes:
+        data = stream.read(_Index(2))
+        if len(data) < 2:
+            raise StreamError("short")
+        return bytes(data)
+
+
+def test_a_read_size_that_is_an_integer_by_index_only() -> None:
+    frames: list[Any] = []
+    framer = statewire.framing.Framer(_TwoByIndex(), frames.append)
+    framer.feed(b"abc")
+    assert frames == [b"ab"]
+    assert framer.buffered == b"c"

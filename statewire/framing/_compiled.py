@@ -25,6 +25,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 #: the modules of ``statewire.framing`` compiled (``setup.py`` reads this literal)
 MODULES = (
@@ -48,7 +49,8 @@ def digest(folder: Path) -> str | None:
     """The SHA-256 of the package's sources in ``folder`` (``*.py`` but the compiled
     copies), names and contents; ``None`` without them (installed without its sources:
     nothing to be stale against)."""
-    sources = sorted(path for path in folder.glob("*.py") if not path.stem.endswith("_compiled"))
+    copies = {f"{name}_compiled.py" for name in MODULES}
+    sources = sorted(path for path in folder.glob("*.py") if path.name not in copies)
     if not sources:
         return None
     summed = hashlib.sha256()
@@ -64,7 +66,11 @@ def install() -> bool:
     if os.environ.get("STATEWIRE_PURE") == "1":
         reason = "STATEWIRE_PURE=1"
         return False
-    imported = [name for name in MODULES if f"{PACKAGE}.{name}" in sys.modules]
+    present = [sys.modules.get(f"{PACKAGE}.{name}") for name in MODULES]
+    if all(getattr(module, "__name__", "").endswith("_compiled") for module in present):
+        reason = None  # put in place already (the package reloaded)
+        return True
+    imported = [name for name, module in zip(MODULES, present) if module is not None]
     if imported:  # (pure modules in use already: not mixed with compiled ones)
         reason = f"imported before the compiled modules could be put in place: {imported}"
         return False
@@ -90,5 +96,18 @@ def install() -> bool:
     for name, module in compiled.items():
         sys.modules[f"{PACKAGE}.{name}"] = module
         setattr(package, name, module)
+        _named_as_pure(module, f"{PACKAGE}.{name}")
     reason = None
     return True
+
+
+def _named_as_pure(module: ModuleType, name: str) -> None:
+    """Give the classes of ``module`` that mypyc left Python classes (``Policy``, an enum)
+    the pure module's name: what is pickled names the module that has them either way
+    (mypyc's own classes keep theirs: they refuse the change, and do not pickle)."""
+    for value in vars(module).values():
+        if isinstance(value, type) and value.__module__ == module.__name__:
+            try:
+                value.__module__ = name
+            except (TypeError, AttributeError):
+                pass

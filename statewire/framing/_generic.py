@@ -36,9 +36,10 @@ cut into reads.
 
 from __future__ import annotations
 
+import operator
 import sys
 from types import FrameType
-from typing import Any
+from typing import Any, SupportsIndex
 
 from construct import Construct, ConstructError, NullTerminated, StreamError, VarInt, ZigZag
 from construct.core import stream_read
@@ -88,16 +89,17 @@ class _Reader:
         self.position = 0
         self.short: list[tuple[Any, ...]] = []
 
-    def read(self, size: int | None = -1) -> bytes:
+    def read(self, size: SupportsIndex | None = -1) -> bytes:
         start = self.position
         end = self.end
-        if size is None or size < 0:
+        count = -1 if size is None else operator.index(size)  # (a NumPy integer too)
+        if count < 0:
             chunk = self.data[start:end]
             self.short.append((_ANY,))
         else:
-            chunk = self.data[start : min(start + size, end)]
-            if start + size > end:
-                self._note(start, size, chunk)
+            chunk = self.data[start : min(start + count, end)]
+            if start + count > end:
+                self._note(start, count, chunk)
         self.position = start + len(chunk)
         return chunk
 
@@ -131,9 +133,9 @@ class _Reader:
     def tell(self) -> int:
         return self.position
 
-    def seek(self, offset: int, whence: int = 0) -> int:
-        base = (0, self.position, self.end)[whence]
-        self.position = max(base + offset, 0)
+    def seek(self, offset: SupportsIndex, whence: SupportsIndex = 0) -> int:
+        base = (0, self.position, self.end)[operator.index(whence)]
+        self.position = max(base + operator.index(offset), 0)
         return self.position
 
 
@@ -278,7 +280,10 @@ class GenericDecoder(Decoder):
             try:
                 frame = self.grammar.parse_stream(reader, **self.context)
             except TruncatedError as error:
-                self._wait(src, position, reader, error.needed, bool(frames) or not resumed)
+                # (a grammar of one's own may say None: how far is not known)
+                needed = getattr(error, "needed", None)
+                needed = needed if type(needed) is int else 0
+                self._wait(src, position, reader, needed, bool(frames) or not resumed)
                 return frames
             except StreamError:
                 self._wait(src, position, reader, 0, bool(frames) or not resumed)
