@@ -7,7 +7,19 @@ position in the parsed stream (as ``stream.tell()`` counts it) of the offending 
 
 from __future__ import annotations
 
+from typing import Any
+
 from construct import ConstructError, StreamError
+
+
+def restored(cls: type[BaseException], args: tuple[Any, ...], fields: dict[str, Any]) -> Any:
+    """An exception of ``cls`` with ``args`` and the attributes ``fields``, made without
+    calling its ``__init__``: how the errors whose arguments are keyword-only unpickle (the
+    default would call ``cls(*args)``, which they refuse)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(fields)
+    return error
 
 
 class GrammarError(ConstructError):
@@ -22,6 +34,10 @@ class GrammarError(ConstructError):
         self.offset = offset
         where = "" if offset is None else f" (at offset {offset})"
         super().__init__(message + where, path=path)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled by its attributes (see restored)
+        return (restored, (type(self), self.args, self.__dict__))
 
 
 class TooLongError(GrammarError):

@@ -19,9 +19,15 @@ import traceback
 from types import TracebackType
 from typing import Any
 
+from grammars.errors import restored
+
 
 class ProtocolError(Exception):
     """Root of the protocol errors: catch it for "the protocol was broken, by either side"."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled by its attributes: its subclasses' arguments are keyword-only
+        return (restored, (type(self), self.args, self.__dict__))
 
 
 class RemoteProtocolError(ProtocolError):

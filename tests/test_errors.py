@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import pickle
+
 import pytest
 
 import statewire.machine as machine
+from grammars import MalformedError, TooLongError, TruncatedError
 from statewire.error import LocalProtocolError, ProtocolError, RemoteProtocolError
 from statewire.framing import (
     FrameTooLong,
@@ -13,7 +17,7 @@ from statewire.framing import (
     TruncatedFrame,
     decode,
 )
-from statewire.machine import UnexpectedInput, UnroutableFrame
+from statewire.machine import BadArguments, UnexpectedInput, UnroutableFrame
 
 
 @pytest.mark.parametrize(
@@ -49,3 +53,37 @@ def test_a_framing_error_is_caught_as_a_remote_error() -> None:
 def test_a_machine_refusal_names_its_state() -> None:
     error = UnexpectedInput(state="ready", input="put", frame=b"PUT")
     assert (error.state, error.input, error.frame) == ("ready", "put", b"PUT")
+
+
+# -- pickling: errors cross processes (a pool's worker, a log handler) -----------------------
+
+PICKLED = [
+    FrameTooLong("too long", offset=3, grammar=None, limit=2),
+    MalformedFrame("bad", offset=1),
+    TruncatedFrame("cut", offset=9),
+    UnexpectedInput(state="greeted", input="data", frame=b"DATA"),
+    BadArguments("no", state="s", frame=b"q"),
+    TooLongError("long", limit=3, offset=4),
+    TruncatedError("short", needed=3),
+    MalformedError("odd", offset=0, path="(parsing)"),
+]
+
+
+@pytest.mark.parametrize("error", PICKLED, ids=lambda error: type(error).__name__)
+def test_errors_with_keyword_only_arguments_pickle_whole(error: Exception) -> None:
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert copy.args == error.args and str(copy) == str(error)
+    assert vars(copy) == vars(error)
+
+
+def _raise_framing_error(offset: int) -> FrameTooLong:
+    return FrameTooLong("too long", offset=offset, limit=2)
+
+
+def test_an_error_returned_by_a_pool_worker_arrives() -> None:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(_raise_framing_error, (7,))
+        error = result.get(timeout=60)  # (before: the pool's result thread died, and this hung)
+    assert isinstance(error, FrameTooLong) and error.offset == 7 and error.limit == 2
