@@ -99,7 +99,7 @@ extensions: list[Extension] = []
 if os.environ.get("STATEWIRE_PURE") != "1":
     extensions = hand_written()
     commands = {argument for argument in sys.argv[1:] if not argument.startswith("-")}
-    if not commands <= METADATA_ONLY or not commands:
+    if not commands or not commands <= METADATA_ONLY:
         extensions += compiled()
 
 setup(ext_modules=extensions)

@@ -88,10 +88,10 @@ def install() -> bool:
         reason = f"the compiled modules fail to import ({type(error).__name__}: {error})"
         return False
     current = digest(Path(__file__).resolve().parent)
-    for module in compiled.values():
-        if current is not None and getattr(module, "SOURCE_DIGEST", None) != current:
-            reason = "built from other sources of statewire.framing (install statewire again)"
-            return False
+    stamps = {getattr(module, "SOURCE_DIGEST", None) for module in compiled.values()}
+    if current is not None and stamps != {current}:
+        reason = "built from other sources of statewire.framing (install statewire again)"
+        return False
     package = sys.modules[PACKAGE]
     for name, module in compiled.items():
         sys.modules[f"{PACKAGE}.{name}"] = module
