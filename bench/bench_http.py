@@ -33,6 +33,9 @@ client (one process, non-blocking sockets, ``selectors``, pre-built requests, re
 counted by ``HTTP/1.1 200``). Rounds alternate the servers; medians are printed with the server's
 CPU microseconds per request and the ratios. Targets (issue 17): >= 3x twisted.web,
 >= 2x h11, >= 0.8x httptools; ASGI: ``asgi(app)`` >= 1x uvicorn on the same event loop.
+A last ``bound`` line divides httptools's server CPU a keep-alive ``GET`` by statewire's
+cost of one in process, with no socket (``bench_http_request.py``, measured then): the most
+statewire could reach against httptools if its sockets cost nothing.
 
     python bench/bench_http.py [--seconds 3] [--rounds 3] [--uvloop] [--client python]
     python bench/bench_http.py --quick
@@ -663,6 +666,25 @@ def main() -> None:
             for load in loads
         )
         print(f"{ours} / {peer}: {ratios}  target {target}")
+    if "httptools" in names and "statewire" in names:
+        bound(median_cost["httptools", loads[0].name])
+
+
+def bound(peer_cost: float) -> None:
+    """The most statewire could reach against httptools on keep-alive ``GET``: its cost
+    in process, with no socket at all (``bench_http_request.py``), against the whole CPU
+    the httptools server spent a request under load, the kernel's share included. A
+    server's rate under this load follows its CPU a request, so the ratio of the two
+    costs bounds the ratio of the rates, for a statewire whose sockets cost nothing."""
+    from bench_http_request import measure
+
+    costs, _, _ = measure("httpd", rounds=3)
+    alone = statistics.median(costs)
+    print(
+        f"bound: statewire's keep-alive GET in process, no socket: {alone:.1f} us; "
+        f"httptools's whole server under load: {peer_cost:.1f} us CPU a request: at most "
+        f"{peer_cost / alone:.2f}x httptools with sockets that cost nothing"
+    )
 
 
 if __name__ == "__main__":

@@ -1,19 +1,30 @@
-"""One HTTP request a read, in process: what ``examples/httpd.py`` costs a request.
+"""One HTTP request a read, in process: what a server costs a request, sockets aside.
 
 The request ``wrk`` sends (``GET /``, ``Host`` and ``--fields`` more header fields), one
-read at a time, to one connection of the example's factory with a test clock and a
-transport that keeps only the count of its writes; the event loop runs the handler once
-a read, as a socket server's does. Prints the microseconds a request (the median of
-``--rounds``), the Python calls a request (``cProfile``'s count, built-ins included, the
-loop's own included) and the writes a request. Not a comparison: the socket runs of
-``bench/bench_http.py`` are; this one tells where a change moved the server's own cost.
+read at a time, to one connection with a test clock and a transport that keeps only the
+count of its writes. Each read is handed in from a callback of the event loop, and the
+next read comes from the callback it schedules: one loop turn a read, as a socket server
+takes, and no task running while the server reads (so the server starts its handler's
+task as it does under a socket, not inside the bench's). Prints the microseconds a
+request (the median of ``--rounds``), the Python calls a request (``cProfile``'s count,
+built-ins included, the loop's own included) and the writes a request. Not a comparison
+of servers under load: the socket runs of ``bench/bench_http.py`` are; this one tells where
+a change moved the server's own cost, and what the sockets add to it there.
 
-    python bench/bench_http_request.py [--requests 5000] [--rounds 5] [--fields 0] [--post BYTES]
+The server (one of):
+
+* ``examples/httpd.py``'s factory (the default);
+* ``--asgi``: ``bench/bench_http.py``'s ASGI application through
+  ``statewire.protocols.asgi.asgi``;
+* ``--uvicorn``: the same application through uvicorn's ``httptools`` protocol (uvicorn
+  and httptools installed), its transport the same counting one: what ``--asgi`` is
+  compared with.
+
+    python bench/bench_http_request.py [--requests 5000] [--rounds 5] [--fields 0]
+        [--post BYTES] [--asgi | --uvicorn] [--uvloop]
 
 ``--post BYTES`` sends ``POST /echo`` with a body of BYTES instead (in the read of its head,
-as wrk sends it: the echo, answered inside the read, needs no loop turn when the body
-comes with its head; a body the server reads later would need more than the one turn a
-request this gives, and the figure would not mean much).
+as wrk sends it). ``--uvloop`` runs the loop on uvloop.
 """
 
 from __future__ import annotations
@@ -21,18 +32,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import inspect
 import pstats
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "examples"))
+sys.path.insert(0, str(BENCH))
 
 
 class _Counted:
-    """A transport keeping only the count of writes."""
+    """A transport keeping only the count of writes (statewire's and asyncio's methods)."""
 
     disconnecting = False
     writes = 0
@@ -61,31 +76,131 @@ class _Counted:
     def resumeProducing(self) -> None:
         pass
 
+    # asyncio's, for uvicorn's protocol
 
-async def _run(request: bytes, count: int, profile: Any = None) -> tuple[float, float]:
-    """Microseconds and writes a request over ``count`` requests on a new connection."""
-    import httpd  # type: ignore[import-not-found]
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        names = {"sockname": ("127.0.0.1", 8080), "peername": ("127.0.0.1", 50000)}
+        return names.get(name, default)
 
+    def is_closing(self) -> bool:
+        return False
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def _statewire(factory: Any) -> tuple[Callable[[bytes], None], _Counted]:
     from statewire.testing.memory import Clock
 
-    protocol = httpd.factory.buildProtocol(None)
+    protocol = factory.buildProtocol(None)
     protocol.clock = Clock()
     transport = _Counted()
     protocol.makeConnection(transport)
-    for _ in range(20):  # warm: the handlers and decoders made
-        protocol.dataReceived(request)
-        await asyncio.sleep(0)
-    before = transport.writes
-    if profile is not None:
-        profile.enable()
-    start = time.perf_counter()
-    for _ in range(count):
-        protocol.dataReceived(request)
-        await asyncio.sleep(0)  # (the loop's turn a socket server takes for each read)
-    elapsed = time.perf_counter() - start
-    if profile is not None:
-        profile.disable()
-    return elapsed * 1e6 / count, (transport.writes - before) / count
+    return protocol.dataReceived, transport
+
+
+def _uvicorn(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[bytes], None], _Counted]:
+    import bench_http  # type: ignore[import-not-found]
+    from uvicorn.config import Config
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    config = Config(
+        app=bench_http.app, lifespan="off", access_log=False, log_level="warning", http="httptools"
+    )
+    config.load()
+    state: dict[str, Any] = {}
+    if "app_state" in inspect.signature(HttpToolsProtocol).parameters:  # (uvicorn >= 0.32)
+        state["app_state"] = {}
+    protocol = HttpToolsProtocol(config=config, server_state=ServerState(), _loop=loop, **state)
+    transport = _Counted()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    return protocol.data_received, transport
+
+
+def connect(
+    server: str, loop: asyncio.AbstractEventLoop
+) -> tuple[Callable[[bytes], None], _Counted]:
+    """One connection of ``server`` (``httpd``, ``asgi`` or ``uvicorn``): its read entry
+    point and its transport."""
+    if server == "uvicorn":
+        return _uvicorn(loop)
+    if server == "asgi":
+        import bench_http
+
+        return _statewire(bench_http.asgi_factory())
+    import httpd  # type: ignore[import-not-found]
+
+    return _statewire(httpd.factory)
+
+
+async def _run(
+    server: str, request: bytes, count: int, profile: Any = None
+) -> tuple[float, float]:
+    """Microseconds and writes a request over ``count`` requests on a new connection,
+    each read from a callback of the loop."""
+    loop = asyncio.get_running_loop()
+    feed, transport = connect(server, loop)
+    done: asyncio.Future[None] = loop.create_future()
+    warm = 20  # the handlers and decoders made
+    left = count + warm
+    marks: dict[str, float] = {}
+    writes = 0
+
+    def read() -> None:
+        nonlocal left, writes
+        if left == count:
+            writes = transport.writes
+            if profile is not None:
+                profile.enable()
+            marks["start"] = time.perf_counter()
+        elif left == 0:
+            marks["end"] = time.perf_counter()
+            if profile is not None:
+                profile.disable()
+            done.set_result(None)
+            return
+        left -= 1
+        feed(request)
+        loop.call_soon(read)  # (the loop's turn a socket server takes for each read)
+
+    loop.call_soon(read)
+    await done
+    await asyncio.sleep(0)  # (a task still running ends)
+    elapsed = marks["end"] - marks["start"]
+    return elapsed * 1e6 / count, (transport.writes - writes) / count
+
+
+def measure(
+    server: str = "httpd",
+    request: bytes = b"GET / HTTP/1.1\r\nHost: localhost:8080\r\n\r\n",
+    requests: int = 5000,
+    rounds: int = 5,
+    uvloop: bool = False,
+) -> tuple[list[float], float, float]:
+    """Microseconds a request in each round, Python calls a request, writes a request."""
+    run: Callable[[Any], Any] = asyncio.run
+    if uvloop:
+        import uvloop as _uvloop
+
+        run = _uvloop.run
+    costs = [run(_run(server, request, requests))[0] for _ in range(rounds)]
+    profile = cProfile.Profile()
+    _, writes = run(_run(server, request, requests, profile))
+    calls = pstats.Stats(profile).total_calls / requests  # type: ignore[attr-defined]
+    return costs, calls, writes
 
 
 def main() -> None:
@@ -96,7 +211,12 @@ def main() -> None:
     parser.add_argument(
         "--post", type=int, metavar="BYTES", help="POST /echo of BYTES, in the head's read"
     )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--asgi", action="store_true", help="the ASGI app through asgi()")
+    which.add_argument("--uvicorn", action="store_true", help="the ASGI app through uvicorn")
+    parser.add_argument("--uvloop", action="store_true", help="the loop on uvloop")
     args = parser.parse_args()
+    server = "asgi" if args.asgi else "uvicorn" if args.uvicorn else "httpd"
     fields = b"".join(b"X-Field-%d: a value\r\n" % n for n in range(args.fields))
     what = f"GET / with {1 + args.fields} header fields"
     request = b"GET / HTTP/1.1\r\nHost: localhost:8080\r\n" + fields + b"\r\n"
@@ -104,12 +224,10 @@ def main() -> None:
         what = f"POST /echo of {args.post} bytes with {2 + args.fields} header fields"
         head = b"POST /echo HTTP/1.1\r\nHost: localhost:8080\r\nContent-Length: %d\r\n"
         request = head % args.post + fields + b"\r\n" + b"x" * args.post
-    costs = [asyncio.run(_run(request, args.requests))[0] for _ in range(args.rounds)]
-    profile = cProfile.Profile()
-    _, writes = asyncio.run(_run(request, args.requests, profile))
-    calls = pstats.Stats(profile).total_calls / args.requests  # type: ignore[attr-defined]
+    costs, calls, writes = measure(server, request, args.requests, args.rounds, args.uvloop)
+    loop = "uvloop" if args.uvloop else "asyncio"
     print(
-        f"in process, {what}, one read a request: "
+        f"in process, {server} on {loop}, {what}, one read a request: "
         f"{statistics.median(costs):.1f} us a request [{min(costs):.1f}-{max(costs):.1f}], "
         f"{calls:.0f} Python calls (the loop's turn included), {writes:g} writes"
     )

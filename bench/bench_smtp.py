@@ -6,7 +6,10 @@ handler (every sender and recipient accepted, the body thrown away): statewire's
 (``--uvloop`` adds a row on uvloop); ``aiosmtpd`` (skipped, and said so, when it is not
 installed) with a ``handle_DATA`` answering ``250``; Twisted's ``twisted.mail.smtp.ESMTP``
 with an ``IMessageDelivery`` whose messages drop their lines; and ``asyncio``, the least
-an SMTP server can do (:class:`AsyncioSink`: the hand-written limit, no target).
+an SMTP server can do (:class:`AsyncioSink`: the hand-written limit, no target). The
+``bound`` lines divide its rate by each peer's: over one connection, where the round trip's
+fixed costs (the two processes' wake-ups, the client's own work) dominate, no server that
+parses the session and answers it reaches more than that ratio.
 
 Messages accepted per second, small messages (about 1 KiB), over one connection and over
 ``--connections`` concurrent ones, for ``--seconds`` each. The client is one process with
@@ -519,6 +522,13 @@ def main() -> None:
             )
             goal = "limit" if target is None else f">= {target:g}x"
             print(f"{ours} / {peer}: {ratios}  target {goal}")
+    for peer in (name for name in ("twisted", "aiosmtpd") if name in names and "asyncio" in names):
+        # what the least an SMTP server can do reaches: no server that parses more does better
+        ceiling = "  ".join(
+            f"{load} {median_rate['asyncio', load] / median_rate[peer, load]:.2f}x"
+            for load in loads
+        )
+        print(f"bound: asyncio / {peer}: {ceiling}  (the most any server doing more reaches)")
     if args.big_mib <= 0:
         return
     body = big_message(args.big_mib)
