@@ -33,9 +33,10 @@ client (one process, non-blocking sockets, ``selectors``, pre-built requests, re
 counted by ``HTTP/1.1 200``). Rounds alternate the servers; medians are printed with the server's
 CPU microseconds per request and the ratios. Targets (issue 17): >= 3x twisted.web,
 >= 2x h11, >= 0.8x httptools; ASGI: ``asgi(app)`` >= 1x uvicorn on the same event loop.
-A last ``bound`` line divides httptools's server CPU a keep-alive ``GET`` by statewire's
-cost of one in process, with no socket (``bench_http_request.py``, measured then): the most
-statewire could reach against httptools if its sockets cost nothing.
+A last ``ceiling`` line divides httptools's server CPU a keep-alive ``GET`` by statewire's
+cost of one in process with no socket, ``--connections`` reads a loop turn
+(``bench_http_request.py --batch``, measured then): what statewire would reach against
+httptools if its sockets cost nothing.
 
     python bench/bench_http.py [--seconds 3] [--rounds 3] [--uvloop] [--client python]
     python bench/bench_http.py --quick
@@ -667,23 +668,25 @@ def main() -> None:
         )
         print(f"{ours} / {peer}: {ratios}  target {target}")
     if "httptools" in names and "statewire" in names:
-        bound(median_cost["httptools", loads[0].name])
+        ceiling(median_cost["httptools", loads[0].name], args.connections)
 
 
-def bound(peer_cost: float) -> None:
-    """The most statewire could reach against httptools on keep-alive ``GET``: its cost
-    in process, with no socket at all (``bench_http_request.py``), against the whole CPU
-    the httptools server spent a request under load, the kernel's share included. A
-    server's rate under this load follows its CPU a request, so the ratio of the two
-    costs bounds the ratio of the rates, for a statewire whose sockets cost nothing."""
+def ceiling(peer_cost: float, connections: int) -> None:
+    """How far statewire's own work lets it go against httptools on keep-alive ``GET``: its
+    cost in process with no socket (``bench_http_request.py``, the reads of ``connections``
+    connections a loop turn, as its poller hands them in under this load), against the
+    whole CPU the httptools server spent a request under load, the kernel's share included.
+    Both servers are CPU-bound under this load, so a server's rate follows its CPU a
+    request: the ratio of the two costs is what statewire would reach if its sockets cost
+    nothing, a ceiling rather than a forecast."""
     from bench_http_request import measure
 
-    costs, _, _ = measure("httpd", rounds=3)
+    costs, _, _ = measure("httpd", rounds=3, batch=connections)
     alone = statistics.median(costs)
     print(
-        f"bound: statewire's keep-alive GET in process, no socket: {alone:.1f} us; "
-        f"httptools's whole server under load: {peer_cost:.1f} us CPU a request: at most "
-        f"{peer_cost / alone:.2f}x httptools with sockets that cost nothing"
+        f"ceiling: statewire's keep-alive GET in process ({connections} reads a loop turn, "
+        f"no socket) {alone:.1f} us; httptools's whole server under load {peer_cost:.1f} us "
+        f"CPU a request: {peer_cost / alone:.2f}x httptools if statewire's sockets cost nothing"
     )
 
 

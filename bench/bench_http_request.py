@@ -17,8 +17,8 @@ The server (one of):
 * ``--asgi``: ``bench/bench_http.py``'s ASGI application through
   ``statewire.protocols.asgi.asgi``;
 * ``--uvicorn``: the same application through uvicorn's ``httptools`` protocol (uvicorn
-  and httptools installed), its transport the same counting one: what ``--asgi`` is
-  compared with.
+  and httptools installed), its transport the same counting one, its ``Date`` and
+  ``Server`` fields set as uvicorn's server sets them: what ``--asgi`` is compared with.
 
     python bench/bench_http_request.py [--requests 5000] [--rounds 5] [--fields 0]
         [--post BYTES] [--asgi | --uvicorn] [--uvloop]
@@ -38,6 +38,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +125,11 @@ def _uvicorn(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[bytes], None], 
     state: dict[str, Any] = {}
     if "app_state" in inspect.signature(HttpToolsProtocol).parameters:  # (uvicorn >= 0.32)
         state["app_state"] = {}
-    protocol = HttpToolsProtocol(config=config, server_state=ServerState(), _loop=loop, **state)
+    server_state = ServerState()
+    # what uvicorn's server sets on each tick (its Date and Server fields: statewire sends both)
+    date = [(b"date", formatdate(usegmt=True).encode())] if config.date_header else []
+    server_state.default_headers = date + config.encoded_headers
+    protocol = HttpToolsProtocol(config=config, server_state=server_state, _loop=loop, **state)
     transport = _Counted()
     protocol.connection_made(transport)  # type: ignore[arg-type]
     return protocol.data_received, transport
@@ -147,40 +152,45 @@ def connect(
 
 
 async def _run(
-    server: str, request: bytes, count: int, profile: Any = None
+    server: str, request: bytes, count: int, batch: int = 1, profile: Any = None
 ) -> tuple[float, float]:
-    """Microseconds and writes a request over ``count`` requests on a new connection,
-    each read from a callback of the loop."""
+    """Microseconds and writes a request over ``count`` requests (at least one) on
+    ``batch`` new connections, each loop callback handing one read to each of them in
+    turn, as a socket server's poller does with the sockets it found ready together."""
     loop = asyncio.get_running_loop()
-    feed, transport = connect(server, loop)
+    connections = [connect(server, loop) for _ in range(batch)]
+    feeds = [feed for feed, _ in connections]
     done: asyncio.Future[None] = loop.create_future()
-    warm = 20  # the handlers and decoders made
-    left = count + warm
+    turns = max(1, -(-count // batch))  # (whole turns: every connection reads in each)
+    left = turns + 20  # the first 20 turns warm: the handlers and decoders made
     marks: dict[str, float] = {}
     writes = 0
 
     def read() -> None:
         nonlocal left, writes
-        if left == count:
-            writes = transport.writes
-            if profile is not None:
-                profile.enable()
-            marks["start"] = time.perf_counter()
-        elif left == 0:
+        if left == 0:
             marks["end"] = time.perf_counter()
             if profile is not None:
                 profile.disable()
             done.set_result(None)
             return
+        if left == turns:
+            writes = sum(transport.writes for _, transport in connections)
+            if profile is not None:
+                profile.enable()
+            marks["start"] = time.perf_counter()
         left -= 1
-        feed(request)
-        loop.call_soon(read)  # (the loop's turn a socket server takes for each read)
+        for feed in feeds:
+            feed(request)
+        loop.call_soon(read)  # (the loop's turn a socket server takes for each batch)
 
     loop.call_soon(read)
     await done
     await asyncio.sleep(0)  # (a task still running ends)
     elapsed = marks["end"] - marks["start"]
-    return elapsed * 1e6 / count, (transport.writes - writes) / count
+    requests = turns * batch
+    written = sum(transport.writes for _, transport in connections) - writes
+    return elapsed * 1e6 / requests, written / requests
 
 
 def measure(
@@ -189,6 +199,7 @@ def measure(
     requests: int = 5000,
     rounds: int = 5,
     uvloop: bool = False,
+    batch: int = 1,
 ) -> tuple[list[float], float, float]:
     """Microseconds a request in each round, Python calls a request, writes a request."""
     run: Callable[[Any], Any] = asyncio.run
@@ -196,9 +207,10 @@ def measure(
         import uvloop as _uvloop
 
         run = _uvloop.run
-    costs = [run(_run(server, request, requests))[0] for _ in range(rounds)]
+    costs = [run(_run(server, request, requests, batch))[0] for _ in range(rounds)]
     profile = cProfile.Profile()
-    _, writes = run(_run(server, request, requests, profile))
+    _, writes = run(_run(server, request, requests, batch, profile))
+    requests = max(1, -(-requests // batch)) * batch
     calls = pstats.Stats(profile).total_calls / requests  # type: ignore[attr-defined]
     return costs, calls, writes
 
@@ -215,6 +227,9 @@ def main() -> None:
     which.add_argument("--asgi", action="store_true", help="the ASGI app through asgi()")
     which.add_argument("--uvicorn", action="store_true", help="the ASGI app through uvicorn")
     parser.add_argument("--uvloop", action="store_true", help="the loop on uvloop")
+    parser.add_argument(
+        "--batch", type=int, default=1, help="connections read in each loop turn (default 1)"
+    )
     args = parser.parse_args()
     server = "asgi" if args.asgi else "uvicorn" if args.uvicorn else "httpd"
     fields = b"".join(b"X-Field-%d: a value\r\n" % n for n in range(args.fields))
@@ -224,10 +239,15 @@ def main() -> None:
         what = f"POST /echo of {args.post} bytes with {2 + args.fields} header fields"
         head = b"POST /echo HTTP/1.1\r\nHost: localhost:8080\r\nContent-Length: %d\r\n"
         request = head % args.post + fields + b"\r\n" + b"x" * args.post
-    costs, calls, writes = measure(server, request, args.requests, args.rounds, args.uvloop)
+    if args.batch < 1:
+        parser.error("--batch is at least 1")
+    costs, calls, writes = measure(
+        server, request, args.requests, args.rounds, args.uvloop, args.batch
+    )
     loop = "uvloop" if args.uvloop else "asyncio"
+    turn = "a loop turn a read" if args.batch == 1 else f"{args.batch} connections' reads a turn"
     print(
-        f"in process, {server} on {loop}, {what}, one read a request: "
+        f"in process, {server} on {loop}, {what}, one read a request, {turn}: "
         f"{statistics.median(costs):.1f} us a request [{min(costs):.1f}-{max(costs):.1f}], "
         f"{calls:.0f} Python calls (the loop's turn included), {writes:g} writes"
     )
