@@ -305,3 +305,45 @@ def test_switch_while_paused_then_resume_keeps_every_byte(accel: str, data: st.D
     framer.resume()
     assert received == [*values, block]
     assert framer.buffered == b""
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (line(b"\r\n", max_length=3), line(b"\r\n", max_length=16)),
+        (line(b"\n", max_length=6), prefixed(1)),
+        (prefixed(1, max_length=5), line(b"\n")),
+    ],
+    ids=repr,
+)
+@given(data=st.data())
+def test_a_switch_after_a_dropped_frame_does_not_depend_on_chunking(
+    accel: str, first: Any, second: Any, data: st.DataObject
+) -> None:
+    """An error callback whose work, run after it, switches grammars (as a declared
+    machine's postponed input does): the rest of the frame being dropped is dropped as
+    the first grammar cuts it, wherever the reads end, and the second frames what follows.
+    (A read that ended inside the dropped frame used to hand its rest to the second.)"""
+    wire = data.draw(_noisy_stream(first)) + data.draw(st.binary(max_size=20))
+
+    def framed(chunks: list[bytes]) -> tuple[list[Any], list[Any], int]:
+        frames: list[Any] = []
+        errors: list[Any] = []
+
+        def on_error(error: Any) -> None:
+            errors.append((type(error), error.offset, framer.grammar is second))
+            if framer.grammar is first:
+                framer.after_frame(lambda: framer.switch(second))
+
+        framer = Framer(
+            first,
+            lambda frame: frames.append((framer.grammar is second, frame)),
+            on_error=on_error,
+            policy=Policy.DISCARD,
+        )
+        for chunk in chunks:
+            if framer.error is None:
+                framer.feed(chunk)
+        return frames, errors, framer.offset
+
+    assert framed(data.draw(chunkings(wire))) == framed([wire])

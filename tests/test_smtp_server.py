@@ -524,6 +524,27 @@ def test_an_auth_line_over_its_limit_ends_the_exchange() -> None:
     assert session.state == "identified" and session.protocol.user is None
 
 
+@pytest.mark.parametrize("cut", [12300, 12301, 12299 + len(b"MAIL FROM:<x@y>"), 12316])
+def test_the_rest_of_an_auth_line_over_its_limit_is_no_command_however_cut(cut: int) -> None:
+    """The line goes on to its CRLF whatever the reads: its rest, read after the exchange
+    ended, is not framed as commands (a second read starting ``AIL FROM:...`` after a kept
+    ``M`` once ran a whole transaction)."""
+    stream = (
+        b"A" * 12299
+        + b"MAIL FROM:<x@y>\r\nRCPT TO:<r@s>\r\nDATA\r\nsmuggled\r\n.\r\nNOOP\r\n"
+    )
+    whole = Session(check_credentials=_check, auth_over_plaintext=True)
+    whole(b"EHLO c\r\nAUTH LOGIN\r\n")
+    expected = whole.codes(stream)
+    assert expected[0] == "500 5.5.6" and expected[-1] == "250 2.0.0"
+    assert "354" not in expected and whole.handler.messages == []
+    session = Session(check_credentials=_check, auth_over_plaintext=True)
+    session(b"EHLO c\r\nAUTH LOGIN\r\n")
+    written = session(stream[:cut]) + session(stream[cut:])
+    assert session.codes_of(written) == expected
+    assert session.handler.messages == [] and session.state == "identified"
+
+
 def test_auth_needs_tls_unless_allowed_and_mail_may_need_auth() -> None:
     session = Session(check_credentials=_check, require_auth=True)
     session(b"EHLO c\r\n")

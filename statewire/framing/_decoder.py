@@ -221,6 +221,15 @@ class Decoder:
         """Whether bytes of an incomplete frame are pending (for end of stream)."""
         return bool(self.pending)
 
+    def dropping(self) -> bool:
+        """Whether the rest of a bad frame is still to be dropped (after ``skip``)."""
+        return False
+
+    def drop(self, src: bytes, pos: int) -> int:
+        """Drop more of the bad frame ``skip`` began to drop, from ``src[pos:]``: the
+        position after it, or ``len(src)`` when it goes on past ``src``."""
+        return pos
+
     def retry(self) -> bool:
         """Make the next ``feed`` try the pending bytes even if no byte is added, when
         some were held back untried (the generic path defers retries); True if so."""

@@ -50,7 +50,11 @@ from the call that fed the bytes. What happens next is the policy:
   grammar takes over instead: the new grammar frames the bad frame's bytes, nothing is
   dropped (so what it gets does not depend on how the bytes were cut into reads). A
   second error at the same offset, with no byte consumed since the callback switched, is
-  fatal: grammars that refuse the same bytes in turn would otherwise loop for ever.
+  fatal: grammars that refuse the same bytes in turn would otherwise loop for ever. A
+  switch made later, once the dropping has begun (by work the callback left for after it,
+  as a declared machine's postponed input), takes effect after the dropped frame's end:
+  the rest of that frame is dropped as the old grammar cuts it, however the reads cut the
+  stream, so the new grammar frames the same bytes as when the whole frame came in one read.
 """
 
 from __future__ import annotations
@@ -171,6 +175,7 @@ class Framer:
         "_context",
         "_decoder",
         "_decoders",
+        "_draining",
         "_ended",
         "_grammar",
         "_held",
@@ -213,6 +218,9 @@ class Framer:
         self._context: Mapping[str, Any] = context or {}
         self._decoder = make_decoder(grammar, 0, self._context, max_length, fast)
         self._decoders: dict[int, Decoder] | None = None  # made at the first switch
+        #: the decoder of the grammar before a switch, still dropping the rest of a bad
+        #: frame (``DISCARD``): the current grammar frames what follows that frame's end
+        self._draining: Decoder | None = None
         #: the bytes not yet handed to the decoder: ``_src[_pos:]``, then ``_held``
         self._src = b""
         self._pos = 0
@@ -263,7 +271,8 @@ class Framer:
         after = self._after_current()
         if after is not None:
             return self._decoder._src_base + after
-        return self._decoder.base
+        draining = self._draining
+        return self._decoder.base if draining is None else draining.base
 
     @property
     def buffered(self) -> bytes:
@@ -306,7 +315,7 @@ class Framer:
             self._src = data
             self._pos = 0
             decoder = self._decoder
-            if not decoder.pending and not self._interrupt and data:
+            if not decoder.pending and not self._interrupt and data and self._draining is None:
                 # the common read of a request/response protocol: one whole frame (or
                 # the first of several: the rest by the general path), delivered here --
                 # what ``_run``'s step does for it, with no batch and no call more
@@ -467,7 +476,7 @@ class Framer:
                 # have
                 old = self._decoder
                 decoder = None
-                if not old.pending:
+                if not old.pending and not old.dropping():
                     # the common case made short (what _install does): the decoder of a
                     # grammar that was current before, found here; only one that takes
                     # the context (a block's size) is fitted by a call
@@ -520,6 +529,9 @@ class Framer:
         self._rewind_batch()
         data = self.buffered
         decoder = self._decoder
+        draining, self._draining = self._draining, None
+        if draining is not None:  # (what it was dropping is dropped with the rest)
+            decoder.base = draining.base
         decoder.restart(decoder.base + len(data))
         self._src = b""
         self._pos = 0
@@ -592,11 +604,11 @@ class Framer:
     def _finish(self) -> None:
         decoder = self._decoder
         unread = self._pos < len(self._src) or bool(self._held)
-        if self.error is None and (decoder.unfinished() or unread):
+        if self.error is None and (decoder.unfinished() or unread or self._draining is not None):
             self._report(
                 TruncatedFrame(
                     f"stream ended inside a frame ({len(self.buffered)} bytes buffered)",
-                    offset=decoder.base,
+                    offset=self.offset,
                     grammar=self._grammar,
                 ),
                 fatal=True,
@@ -610,16 +622,27 @@ class Framer:
         """Make ``grammar`` current; the old decoder's pending bytes come first."""
         old = self._decoder
         base = old.base
-        rest = old.take() if old.pending else b""
+        dropping = old.dropping()
+        rest = old.take() if old.pending and not dropping else b""
+        cache = self._decoders
+        if dropping and cache is not None and cache.get(id(old.grammar)) is old:
+            del cache[id(old.grammar)]  # (it goes on dropping: not to be restarted for reuse)
         try:
             decoder = self._decoder_for(grammar, base, context)
         except BaseException:
             old.pending += rest  # the grammar cannot frame (a bad size): nothing changes
+            if dropping and cache is not None:
+                cache[id(old.grammar)] = old
             raise
         if rest:
             self._src = rest + self._src[self._pos :]
             self._pos = 0
-        if old is not decoder:
+        if dropping:
+            # the rest of the bad frame is dropped as its own grammar cuts it, however the
+            # reads cut the stream: the new grammar starts after it (as when the whole
+            # frame came in the read that refused it)
+            self._draining = old
+        elif old is not decoder:
             old.settle()  # (a decoder kept for reuse keeps no bytes of its own)
         self._grammar = grammar
         self._context = context
@@ -678,6 +701,9 @@ class Framer:
                 self._interrupted()  # (inside the try: work that raises leaves it running)
             while True:
                 decoder = self._decoder
+                draining = self._draining
+                if draining is not None and not self._drained(draining, decoder):
+                    return
                 if self._pos >= len(self._src) and not decoder.eager:
                     if self._held:
                         self._src = bytes(self._held)
@@ -733,6 +759,25 @@ class Framer:
                     return
         finally:
             self._running = False
+
+    def _drained(self, draining: Decoder, decoder: Decoder) -> bool:
+        """Drop what is left of the bad frame ``draining`` was dropping when the grammar
+        changed; True once it is all gone (``decoder`` then starts where it ended), False
+        when the bytes ran out first."""
+        while True:
+            self._pos = draining.drop(self._src, self._pos)
+            if not draining.dropping():
+                self._draining = None
+                draining.settle()
+                decoder.base = draining.base
+                return True
+            if not self._held:
+                self._src = b""
+                self._pos = 0
+                return False
+            self._src = bytes(self._held)
+            self._pos = 0
+            self._held.clear()
 
     def _deliver(self, decoder: Decoder, frames: list[Any]) -> bool:
         """Call ``on_frame`` for each frame; True if a callback interrupted the batch."""

@@ -161,6 +161,12 @@ class LineDecoder(Decoder):
         self.discarding = True
         return self._discard(src, pos)
 
+    def dropping(self) -> bool:
+        return self.discarding
+
+    def drop(self, src: bytes, pos: int) -> int:
+        return self._discard(src, pos)
+
     def _discard(self, src: bytes, pos: int) -> int:
         """Drop the stream through the next delimiter and return the position in ``src``
         after it; or return ``len(src)``, still discarding, with only a possible partial

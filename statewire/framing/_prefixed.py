@@ -39,13 +39,19 @@ class PrefixedDecoder(Decoder):
 
     def feed(self, src: bytes, pos: int, limit: int) -> list[Any]:
         if self.discard:
-            dropped = min(self.discard, len(src) - pos)
-            self.discard -= dropped
-            self.base += dropped
-            pos += dropped
+            pos = self.drop(src, pos)
             if self.discard:
                 return self._consumed(src, [])
         return Decoder.feed(self, src, pos, limit)  # (not super(): a read's cost)
+
+    def dropping(self) -> bool:
+        return self.discard > 0
+
+    def drop(self, src: bytes, pos: int) -> int:
+        dropped = min(self.discard, len(src) - pos)
+        self.discard -= dropped
+        self.base += dropped
+        return pos + dropped
 
     def _pending_frame(self, src: bytes, pos: int) -> tuple[Any, int, int] | None:
         pending = self.pending
