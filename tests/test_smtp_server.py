@@ -530,8 +530,7 @@ def test_the_rest_of_an_auth_line_over_its_limit_is_no_command_however_cut(cut: 
     ended, is not framed as commands (a second read starting ``AIL FROM:...`` after a kept
     ``M`` once ran a whole transaction)."""
     stream = (
-        b"A" * 12299
-        + b"MAIL FROM:<x@y>\r\nRCPT TO:<r@s>\r\nDATA\r\nsmuggled\r\n.\r\nNOOP\r\n"
+        b"A" * 12299 + b"MAIL FROM:<x@y>\r\nRCPT TO:<r@s>\r\nDATA\r\nsmuggled\r\n.\r\nNOOP\r\n"
     )
     whole = Session(check_credentials=_check, auth_over_plaintext=True)
     whole(b"EHLO c\r\nAUTH LOGIN\r\n")
