@@ -271,6 +271,23 @@ def test_a_handler_that_raises_gets_a_500_and_the_connection_closes() -> None:
     refused(serve([GET + GET], broken), 500)
 
 
+def test_a_handler_raising_cancelled_before_it_waits_gets_a_500_and_runs_once() -> None:
+    """A handler that awaits something cancelled before (a shared task) raises
+    ``CancelledError`` in its first step, with no task of its own yet: nothing cancelled
+    the exchange, so it is a failure as any other. (It once escaped from the read, left
+    the head half read, and the next bytes ran the handler again as more of its fields.)"""
+    calls: list[bytes] = []
+
+    async def cancelled(request: Request, response: Response) -> None:
+        calls.append(request.method)
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    refused(serve([GET + GET, b"X-Later: 1\r\n\r\n"], cancelled), 500)
+    assert calls == [b"GET"]
+
+
 def test_expect_100_continue_is_answered_when_the_body_is_read() -> None:
     head = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
     served = serve([head, b"hello"])
@@ -637,3 +654,38 @@ def test_a_handler_connection_field_is_read_by_its_tokens(
         expected
     )
     assert served.closed == closed
+
+
+@pytest.mark.parametrize("end", ["body deadline", "client gone"])
+def test_a_response_cut_short_is_aborted_not_closed(end: str) -> None:
+    """A response whose head left and whose end did not, cut by the body's deadline or by
+    the client's end of stream: a reset, never a close, which would end an HTTP/1.0 body
+    (framed by the close) as if it were whole (RFC 9112 §8)."""
+
+    async def streaming_early(request: Request, response: Response) -> None:
+        response.start(200, [("Content-Type", "text/plain")])
+        await response.write(b"BEGIN ")
+        await request.body.read()
+        await response.end(b"END")
+
+    async def main() -> StringTransport:
+        factory = HTTPFactory(streaming_early, date=False)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        clock = protocol.clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"POST /u HTTP/1.0\r\nContent-Length: 10\r\n\r\nabc")
+        for _ in range(TURNS):
+            await asyncio.sleep(0)
+        if end == "body deadline":
+            clock.advance(60)
+        else:
+            protocol.readConnectionLost()
+        for _ in range(TURNS):
+            await asyncio.sleep(0)
+        protocol.connectionLost()
+        return transport
+
+    transport = asyncio.run(main())
+    assert transport.value().endswith(b"\r\n\r\nBEGIN ")
+    assert transport.aborted

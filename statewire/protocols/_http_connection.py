@@ -343,21 +343,15 @@ class HTTPConnection(MachineProtocol):
             if not response.finished:
                 await response.end()
         except Exception as error:
-            if self.closing:
-                return
-            if exchange.request.disconnected:
-                # told that the client ended its stream, the handler gave up on it
-                log.info("HTTP handler stopped after its client's end of stream: %r", error)
-                if response.head_sent:
-                    self.abort()
-                else:
-                    self.close()
-                return
-            log.error("HTTP handler raised; answering 500", exc_info=error)
-            if response.head_sent:
-                self.abort()  # the response's framing is broken: nothing else is safe
-            else:
-                self.refuse(500, "the server failed")
+            self._handler_failed(exchange, error)
+            return
+        except asyncio.CancelledError as error:
+            if exchange.task is not None:
+                raise  # its task was cancelled (the client gone, a shutdown)
+            # raised by the handler itself before it first waited (it awaited something
+            # cancelled before): nothing cancelled this exchange, so it is the handler's
+            # failure as any other, answered so (not an exception out of the read)
+            self._handler_failed(exchange, error)
             return
         finally:
             exchange.request.body.abandon()
@@ -370,6 +364,25 @@ class HTTPConnection(MachineProtocol):
             self.close()
         if exchange.complete and exchange.task is not None:
             self._end_exchange()  # the framing waits for this task: move on before it ends
+
+    def _handler_failed(self, exchange: _Exchange, error: BaseException) -> None:
+        """The handler raised ``error``: answer ``500``, or abort a response under way."""
+        if self.closing:
+            return
+        response = exchange.response
+        if exchange.request.disconnected:
+            # told that the client ended its stream, the handler gave up on it
+            log.info("HTTP handler stopped after its client's end of stream: %r", error)
+            if response.head_sent:
+                self.abort()
+            else:
+                self.close()
+            return
+        log.error("HTTP handler raised; answering 500", exc_info=error)
+        if response.head_sent:
+            self.abort()  # the response's framing is broken: nothing else is safe
+        else:
+            self.refuse(500, "the server failed")
 
     def _body_withheld(self, exchange: _Exchange) -> bool:
         """Whether the body the client of ``exchange`` announced, waiting for a ``100
@@ -535,7 +548,16 @@ class HTTPConnection(MachineProtocol):
         self.close()
 
     def close(self) -> None:
-        """Close once what was written is sent; no more requests are read."""
+        """Close once what was written is sent; no more requests are read. With a
+        response cut short (its head sent, its end not), abort instead: a reset tells the
+        client so, where a close would end a body framed by the close (HTTP/1.0, or no
+        length) as if it were whole (RFC 9112 §8)."""
+        exchange = self.exchange
+        if exchange is not None:
+            response = exchange.response
+            if response.head_sent and not response.finished and self.upgraded_to is None:
+                self.abort()
+                return
         self.closing = True
         self._release_writers()
         super().close()
