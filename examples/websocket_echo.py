@@ -292,6 +292,7 @@ async def handle(request: Request, response: Response) -> None:
         await response.send(426, [("Upgrade", "websocket")], b"a WebSocket endpoint\n")
     elif (
         request.method != b"GET"
+        or request.version < (1, 1)  # (RFC 6455 §4.1; and no 101 to HTTP/1.0)
         or b"upgrade" not in headers.tokens(b"connection")
         or headers.get(b"sec-websocket-version") != b"13"
         or not _valid_key(key)

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from http_helpers import responses, serve
 from runtime_helpers import error_records, listen, scenario
 
 from statewire._reactor import Reactor
@@ -301,3 +302,18 @@ def test_the_scope_says_https_over_tls_and_http_without(
         scenario(main, timeout=60)
     assert not errors
     assert schemes == ["https", "http"]
+
+
+def test_a_body_that_is_not_bytes_is_refused_not_sent_as_nul_bytes() -> None:
+    """``bytes(16)`` is sixteen NUL bytes: an ``http.response.body`` whose body is an int
+    is the application's error (``TypeError``: a ``500``), not a body."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": 16})
+
+    with error_records() as errors:
+        served = serve([b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"], asgi(app).handler)
+    assert [status for status, _ in responses(served.output)] == [500]
+    assert b"\0" not in served.output
+    assert [type(record.exc_info[1]) for record in errors if record.exc_info] == [TypeError]

@@ -689,3 +689,38 @@ def test_a_response_cut_short_is_aborted_not_closed(end: str) -> None:
     transport = asyncio.run(main())
     assert transport.value().endswith(b"\r\n\r\nBEGIN ")
     assert transport.aborted
+
+
+@pytest.mark.parametrize("mistake", ["body", "field value", "field name"])
+def test_an_int_where_bytes_belong_is_a_handler_error_not_nul_bytes(mistake: str) -> None:
+    """``bytes(16)`` would be sixteen NUL bytes: a body or a field given as an int is
+    refused (``TypeError``: the handler's failure, a ``500``), never sent."""
+
+    async def wrong(request: Request, response: Response) -> None:
+        if mistake == "body":
+            response.start(200)
+            await response.write(16)  # type: ignore[arg-type]
+        elif mistake == "field value":
+            await response.send(200, [("X-Count", 10**6)], b"x")  # type: ignore[list-item]
+        else:
+            await response.send(200, [(7, b"v")], b"x")  # type: ignore[list-item]
+
+    with error_records() as errors:
+        served = serve([GET], wrong)
+    refused(served, 500)
+    assert b"\0" not in served.output
+    # refused as what it is, before a byte is made of it (an int once became NUL bytes:
+    # a 1 MB field value made a megabyte before its control bytes were refused)
+    assert [type(record.exc_info[1]) for record in errors if record.exc_info] == [TypeError]
+
+
+def test_upgrade_is_refused_to_an_http_1_0_client() -> None:
+    """RFC 9110 §15.2: no ``101`` (no 1xx at all) to an HTTP/1.0 client; ``upgrade()``
+    raises, and the handler that asked gets its ``500``."""
+
+    async def upgrading(request: Request, response: Response) -> None:
+        await response.upgrade(object(), [("Upgrade", "x")])
+
+    served = serve([b"GET / HTTP/1.0\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n"], upgrading)
+    assert b" 101 " not in served.output
+    assert [s for s, _ in responses(served.output)] == [500]

@@ -144,6 +144,9 @@ def test_a_request_without_upgrade_gets_426_and_a_bad_handshake_400() -> None:
     assert plain.output.startswith(b"HTTP/1.1 426 Upgrade Required\r\n")
     bad = HANDSHAKE.replace(b"Version: 13", b"Version: 8")
     assert serve([bad], echo.handle).output.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    # RFC 6455 §4.1 asks HTTP/1.1, and RFC 9110 §15.2 forbids a 101 to HTTP/1.0
+    old = serve([HANDSHAKE.replace(b"HTTP/1.1", b"HTTP/1.0")], echo.handle)
+    assert old.output.startswith(b"HTTP/1.1 400 Bad Request\r\n")
 
 
 def test_frames_in_the_handshakes_read_reach_the_websocket_machine() -> None:

@@ -34,7 +34,21 @@ BODY_HIGH_WATER = 64 << 10
 
 
 def _bytes(value: bytes | str) -> bytes:
-    return value.encode("latin-1") if isinstance(value, str) else bytes(value)
+    """A field's name or value as bytes: ``str`` (Latin-1) or a bytes-like object; anything
+    else is a ``TypeError`` (``bytes(n)`` of an int would be n NUL bytes)."""
+    if isinstance(value, str):
+        return value.encode("latin-1")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"a field name or value is bytes or str, not {type(value).__name__}")
+
+
+def _body(data: bytes) -> bytes:
+    """Body bytes a handler gave, as bytes: a bytes-like object; anything else is a
+    ``TypeError`` (an int would otherwise become that many NUL bytes)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"a response body is bytes-like, not {type(data).__name__}")
 
 
 class Headers:
@@ -409,7 +423,7 @@ class Response:
         if self.finished:
             # bytes after the end of a response would be read as the start of the next
             raise RuntimeError("the response is already finished")
-        data = bytes(data)
+        data = _body(data)
         connection = self._connection
         if not self.head_sent:
             head = self._head(None)
@@ -447,7 +461,7 @@ class Response:
         if not self.started:
             self.start(200)
         if type(data) is not bytes:
-            data = bytes(data)
+            data = _body(data)
         if not self.head_sent:
             head = self._head(len(data))
             if self._framing == "length" and len(data) == self._left:
@@ -480,6 +494,9 @@ class Response:
         ``protocol`` (a Twisted-style protocol, connected to the same transport)."""
         if self.started:
             raise RuntimeError("the response was already started")
+        if self._version < (1, 1):
+            # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client (which cannot switch protocols)
+            raise RuntimeError("101 is never sent to an HTTP/1.0 client: answer it otherwise")
         fields = [(_bytes(name), _bytes(value)) for name, value in headers]
         if not any(name.lower() == b"connection" for name, _ in fields):
             fields.append((b"Connection", b"Upgrade"))

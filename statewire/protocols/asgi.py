@@ -126,7 +126,11 @@ class _Exchange:
         elif kind == "http.response.body":
             if not response.started:
                 raise RuntimeError("http.response.body before http.response.start")
-            data = bytes(message.get("body", b""))
+            data = message.get("body", b"")
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                kind = type(data).__name__
+                raise TypeError(f"an http.response.body's body is bytes, not {kind}")
+            data = bytes(data)
             if message.get("more_body", False):
                 await response.write(data)
             else:
