@@ -46,13 +46,19 @@ BODY_END = b"\r\n.\r\n"
 _CODE = re.compile(rb"[2-5][0-5][0-9]")
 _VERB = re.compile(rb"[A-Za-z][A-Za-z0-9-]*")
 _KEYWORD = re.compile(rb"[A-Za-z0-9][A-Za-z0-9-]*")
-#: what a path may not hold: controls, space, DEL, a second opening bracket
-_BAD_IN_PATH = re.compile(rb"[\x00-\x20\x7f<]")
+#: what a path may not hold: controls, space, DEL, a second opening bracket, a quote (but
+#: in a quoted local part, which _QUOTED_MAILBOX reads)
+_BAD_IN_PATH = re.compile(rb'[\x00-\x20\x7f<"]')
+#: a mailbox whose local part is quoted: printable octets (UTF-8 ones too, for SMTPUTF8)
+#: and spaces between the quotes, a backslash quoting one printable octet; then a domain
+_QUOTED_MAILBOX = re.compile(
+    rb'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\x20-\x7e])*"@[^\x00-\x20\x7f<>"]+'
+)
 #: ``FROM:<path>`` and ``TO:<path>`` alone, with a path that is neither empty nor a source
 #: route (what :func:`parse_path` takes at once; anything else takes the long way)
 _SIMPLE_PATHS = {
     keyword: re.compile(
-        rb"(?i:%s):<([^\x00-\x20\x7f<>@][^\x00-\x20\x7f<>]{0,%d})>" % (keyword, PATH_LIMIT - 3)
+        rb'(?i:%s):<([^\x00-\x20\x7f<>@"][^\x00-\x20\x7f<>"]{0,%d})>' % (keyword, PATH_LIMIT - 3)
     )
     for keyword in (b"FROM", b"TO")
 }
@@ -94,6 +100,28 @@ def parse_command(frame: bytes) -> tuple[bytes, bytes]:
     return verb.upper(), argument
 
 
+def _path_end(rest: bytes) -> int:
+    """The index of the ``>`` closing the path that ``rest`` starts (after its ``<``), not
+    one inside a quoted local part; -1 if there is none."""
+    if b'"' not in rest:
+        return rest.find(b">")
+    quoted = False
+    index = 1
+    while index < len(rest):
+        octet = rest[index]
+        if quoted:
+            if octet == 0x5C:  # a backslash: the next octet is taken as it is
+                index += 1
+            elif octet == 0x22:
+                quoted = False
+        elif octet == 0x22:
+            quoted = True
+        elif octet == 0x3E:
+            return index
+        index += 1
+    return -1
+
+
 def parse_path(argument: bytes, keyword: bytes) -> tuple[bytes, dict[bytes, bytes | None]]:
     """``FROM:<path> KEY=value ...`` (``keyword`` ``FROM`` or ``TO``): the path without its
     brackets (``b""`` for the null path ``<>``) and the parameters, keys upper-cased.
@@ -112,16 +140,22 @@ def parse_path(argument: bytes, keyword: bytes) -> tuple[bytes, dict[bytes, byte
     rest = rest.lstrip(b" ")
     if not rest.startswith(b"<"):
         raise ArgumentError("the address must be in angle brackets")
-    end = rest.find(b">")
+    end = _path_end(rest)
     if end < 0:
         raise ArgumentError("no closing angle bracket")
     path = rest[1:end]
     if end + 1 > PATH_LIMIT:
         raise ArgumentError("address too long")
-    if _BAD_IN_PATH.search(path) is not None:
-        raise ArgumentError("bad character in the address")
     if path.startswith(b"@"):  # a source route (RFC 5321 C): kept for the mailbox only
-        path = path.partition(b":")[2]
+        route, _, path = path.partition(b":")
+        if not path or _BAD_IN_PATH.search(route) is not None:
+            # (``<@x>`` is no null path: RFC 5321 4.1.2's Path has a Mailbox after A-d-l)
+            raise ArgumentError("a source route with no mailbox")
+    if path.startswith(b'"'):  # a quoted local part (RFC 5321 4.1.2's Quoted-string)
+        if _QUOTED_MAILBOX.fullmatch(path) is None:
+            raise ArgumentError("bad quoted local part")
+    elif _BAD_IN_PATH.search(path) is not None:
+        raise ArgumentError("bad character in the address")
     tail = rest[end + 1 :]
     if tail and not tail.startswith(b" "):
         raise ArgumentError("junk after the address")

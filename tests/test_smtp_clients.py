@@ -392,6 +392,35 @@ def test_smtplib_starttls_then_login(tls_files: tuple[Path, Path]) -> None:
     assert (envelope.tls, envelope.user, body) == (True, b"alice", b"secret stuff\r\n")
 
 
+def test_smtplib_over_implicit_tls_logs_in_with_no_starttls(tls_files: tuple[Path, Path]) -> None:
+    """A port that is TLS from the first byte (RFC 8314, ``SMTP_SSL``): the session is
+    encrypted from the start, so no STARTTLS is offered (RFC 3207 §4.2: 503 if sent), AUTH
+    is allowed and the envelope says TLS."""
+    cert, key = tls_files
+    app = Application()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    factory = SMTPFactory(app, tls_context=server_context, check_credentials=_check)
+
+    def client(port: int) -> None:
+        context = ssl.create_default_context(cafile=str(cert))
+        with smtplib.SMTP_SSL(HOST, port, timeout=10, context=context) as smtp:
+            smtp.ehlo()
+            assert not smtp.has_extn("starttls") and smtp.has_extn("auth")
+            assert smtp.docmd("STARTTLS")[0] == 503
+            smtp.login("alice", "secret")
+            smtp.sendmail("a@b", ["c@d"], b"over tls")
+
+    async def body(reactor: Any) -> None:
+        port = reactor.listenSSL(0, factory, server_context, interface=HOST)
+        await port.ready
+        await asyncio.to_thread(client, port.getHost().port)
+
+    scenario(body, timeout=120)
+    ((envelope, message, _),) = app.messages
+    assert (envelope.tls, envelope.user, message) == (True, b"alice", b"over tls\r\n")
+
+
 def test_plaintext_pipelined_behind_starttls_is_never_executed(
     tls_files: tuple[Path, Path],
 ) -> None:

@@ -69,6 +69,10 @@ def test_commands_split_into_verb_and_argument(
         ),
         (b"TO:<@relay.example:c@d>", b"TO", (b"c@d", {})),
         (b"TO:<p\xc3\xa9@b>", b"TO", (b"p\xc3\xa9@b", {})),
+        # quoted local parts (RFC 5321 4.1.2): a space, a ">" and an escaped quote inside
+        (b'TO:<"a b"@c>', b"TO", (b'"a b"@c', {})),
+        (b'FROM:<"a>b"@c> SIZE=1', b"FROM", (b'"a>b"@c', {b"SIZE": b"1"})),
+        (b'TO:<@relay:"x\\"y"@c>', b"TO", (b'"x\\"y"@c', {})),
     ],
 )
 def test_paths_and_parameters_parse(
@@ -89,6 +93,13 @@ def test_paths_and_parameters_parse(
         b"FROM:<a@b> SIZE=",
         b"FROM:<" + b"a" * 300 + b">",
         b"FROM:<a\n@b>",
+        # a source route with no mailbox is no null path (RFC 5321 4.1.2)
+        b"FROM:<@x>",
+        b"FROM:<@x:>",
+        b"FROM:<@a,@b:>",
+        b'FROM:<"a\nb"@c>',
+        b'FROM:<"open@c>',
+        b'FROM:<"a"@>',
     ],
 )
 def test_bad_paths_are_argument_errors(argument: bytes) -> None:

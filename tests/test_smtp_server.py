@@ -722,3 +722,32 @@ def test_the_diagram_walked_by_the_model_kit(path: Any) -> None:
     check_path(
         SmallPieces, path, factory=SMTPFactory(), frames=FRAMES, settings=settings(max_examples=5)
     )
+
+
+def test_a_source_route_with_no_mailbox_is_no_null_sender() -> None:
+    """``<@x>`` is a route to nowhere, not ``<>``: refused, so no bounce is made of it."""
+    session = Session()
+    session(b"EHLO c\r\n")
+    for path in (b"<@x>", b"<@x:>", b"<@a,@b:>"):
+        assert session.codes(b"MAIL FROM:" + path + b"\r\n") == ["501 5.5.4"]
+    assert session.codes(b'MAIL FROM:<"a b"@c>\r\nRCPT TO:<"d>e"@f>\r\n') == [
+        "250 2.1.0",
+        "250 2.1.5",
+    ]
+
+
+def test_a_reply_naming_a_long_parameter_stays_within_512_octets() -> None:
+    """RFC 5321 4.5.3.1.5: the 555 names the parameter cut short, and every reply line is
+    one a client's reply grammar reads (at most 512 octets with its CRLF)."""
+    session = Session()
+    session(b"EHLO c\r\n")
+    # (each command line at its limit, 512 octets with its CRLF)
+    written = session(
+        b"MAIL FROM:<> "
+        + b"K" * 497
+        + b"\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d> "
+        + b"K" * 496
+        + b"\r\n"
+    )
+    assert session.codes_of(written) == ["555 5.5.4", "250 2.1.0", "555 5.5.4"]
+    assert max(map(len, written.split(b"\r\n"))) + 2 <= 512

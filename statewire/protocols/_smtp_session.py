@@ -111,6 +111,9 @@ class SMTPConnection(MachineProtocol):
         """Greet: ``220 <hostname> ESMTP``."""
         self.pending = bytearray()
         self.factory.sessions.add(self)
+        # a port that is TLS from the first byte (RFC 8314's submissions): encrypted as
+        # after STARTTLS (no STARTTLS offered or taken, AUTH over it, the envelope says so)
+        self.tls = bool(getattr(self.transport, "TLS", False))
         engine = self.machine_engine  # (made by makeConnection: the machine has timeouts)
         assert engine is not None
         #: the state's timeout starts again with each reply (once a read: the read's
@@ -302,7 +305,7 @@ class SMTPConnection(MachineProtocol):
             return reply(501, "5.5.4 Bad BODY parameter")
         unknown = set(parameters) - {b"SIZE", b"BODY", b"SMTPUTF8", b"AUTH"}
         if unknown:
-            return reply(555, "5.5.4 Unsupported option: " + min(unknown).decode("ascii"))
+            return _unsupported(min(unknown))
         return None
 
     def check_recipient(self, argument: bytes) -> Pending:
@@ -316,7 +319,7 @@ class SMTPConnection(MachineProtocol):
         if not recipient:
             return reply(501, "5.1.3 Bad recipient address syntax")
         if parameters:
-            return reply(555, "5.5.4 Unsupported option: " + min(parameters).decode("ascii"))
+            return _unsupported(min(parameters))
         if not recipient.isascii() and b"SMTPUTF8" not in envelope.sender_parameters:
             return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
         if len(envelope.recipients) >= self.factory.max_recipients:
@@ -630,6 +633,13 @@ class SMTPConnection(MachineProtocol):
         log.info("SMTP: %s; closing", error)
         self.reply(reply(500, "5.5.2 Error: bad input; closing"))
         self.close()
+
+
+def _unsupported(key: bytes) -> Reply:
+    """The ``555`` for parameter ``key``, cut short when long: a reply line stays within
+    RFC 5321's 512 octets (4.5.3.1.5) whatever the client sent."""
+    shown = key if len(key) <= 64 else key[:64] + b"..."
+    return reply(555, b"5.5.4 Unsupported option: " + shown)
 
 
 def _syntax(error: ArgumentError, usage: str) -> Reply:
