@@ -424,6 +424,17 @@ def _path_items(seed: int, count: int) -> list[list[str]]:
     return items
 
 
+def _changed_on_purpose(argument: bytes, old: list[Any], new: list[Any]) -> bool:
+    """A difference made on purpose since the old tree (2026-12-02): a quote in a path is
+    read as a quoted local part or refused, and a source route with no mailbox is refused,
+    no longer taken for the null path (checked first: a refused route may be refused
+    with another reason than before)."""
+    if b'"' in argument:
+        return True
+    route = b"<@" in argument and new[1] == "a source route with no mailbox"
+    return route and (old[0] == "error" or old[:2] == ["ok", ""])
+
+
 def test_parse_path_fast_path_gives_what_the_old_parse_path_gave(driver: Path) -> None:
     items = _path_items(5, 40_000)
     request = {"mode": "paths", "items": items}
@@ -431,7 +442,7 @@ def test_parse_path_fast_path_gives_what_the_old_parse_path_gave(driver: Path) -
     differ = [
         (bytes.fromhex(i[0]), i[1], a, b)
         for i, a, b in zip(items, old, new, strict=True)
-        if a != b
+        if a != b and not _changed_on_purpose(bytes.fromhex(i[0]), a, b)
     ]
     assert not differ, differ[:5]
     assert sum(found[0] == "ok" for found in new) > 8000  # the fast path was exercised
