@@ -427,3 +427,24 @@ def test_encode_fast_path_is_the_grammars_own_build(grammar: Any, value: bytes) 
     except Exception as error:
         got = type(error)
     assert got == expected
+
+
+def test_offsets_stay_whole_across_a_switch_while_a_line_is_dropped() -> None:
+    """A switch while a too-long line is still being dropped, the read ending inside its
+    multi-byte delimiter: what the old grammar holds (``\\r\\n\\r``) is buffered and
+    counted, so ``clear()`` and every later offset stay where the stream is."""
+    first, second = line(b"\r\n\r\n", max_length=3), line(b"\n", max_length=3)
+    errors: list[int] = []
+
+    def on_error(error: FramingError) -> None:
+        errors.append(error.offset)
+        if framer.grammar is first:
+            framer.after_frame(lambda: framer.switch(second))
+
+    framer = Framer(first, lambda frame: None, on_error=on_error, policy=Policy.DISCARD)
+    framer.feed(b"abcdefg\r\n\r")
+    assert (framer.offset, framer.buffered) == (7, b"\r\n\r")
+    assert framer.clear() == b"\r\n\r"
+    assert framer.offset == 10
+    framer.feed(b"\nabcdef\n")
+    assert errors == [3, 14] and framer.offset == 18

@@ -282,7 +282,11 @@ class Framer:
         if after is not None:  # the batch's undelivered tail is still in _src
             return self._src[after:] + bytes(self._held)
         rest = self._src[self._pos :]
-        return bytes(self._decoder.pending) + rest + bytes(self._held)
+        # (while the old grammar drops a bad frame's end, what it holds comes first: the
+        # new grammar has seen no byte yet)
+        draining = self._draining
+        holder = self._decoder if draining is None else draining
+        return bytes(holder.pending) + rest + bytes(self._held)
 
     def _after_current(self) -> int | None:
         """Inside ``on_frame``: the position in ``_src`` just after the frame delivered."""
