@@ -528,6 +528,43 @@ def test_a_sink_whose_last_write_is_pending_is_aborted_if_the_session_ends(
     assert sink.aborted and not sink.closed
 
 
+class Failing(Recorder):
+    """A handler whose MAIL decision raises."""
+
+    def mail(self, session: SMTPConnection, sender: bytes, parameters: Any) -> Any:
+        raise RuntimeError("the sender database is down")
+
+
+@pytest.mark.parametrize("where", ["a decision raises", "a sink's write fails later"])
+def test_a_failing_handler_gets_the_client_a_421_and_a_clean_close(
+    where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The handler's failure is the server's, not the client's: ``421 4.3.0`` and a close
+    (RFC 5321 3.8: try again later), the message under way aborted; not a bare reset."""
+
+    async def body() -> tuple[Session, SlowSink | None]:
+        session = Session()
+        if where == "a decision raises":
+            session.factory.handler = Failing()
+            written = session(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+            assert session.codes_of(written) == ["250", "421 4.3.0"]
+            return session, None
+        handler = session.factory.handler = SlowSinks()
+        session(ENVELOPE + b"DATA\r\nbody\r\n.\r\nNOOP\r\n")
+        session.transport.clear()
+        handler.slow.pending[0].set_exception(OSError("disk full"))
+        await _settle()
+        assert session.codes_of(session.transport.value()) == ["421 4.3.0"]
+        return session, handler.slow
+
+    with caplog.at_level(logging.ERROR, logger="statewire.smtp"):
+        session, sink = asyncio.run(body())
+    assert session.transport.disconnecting and not session.transport.aborted
+    assert session.handler.messages == []
+    assert sink is None or (sink.aborted and not sink.closed)
+    assert [record.levelno for record in caplog.records] == [logging.ERROR]
+
+
 def test_starttls_held_behind_a_pending_decision_still_drops_what_follows() -> None:
     # STARTTLS and the injected command wait in the framer while MAIL is decided; once
     # STARTTLS runs, what came behind it is dropped, never executed after the handshake

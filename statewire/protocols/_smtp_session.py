@@ -192,6 +192,32 @@ class SMTPConnection(MachineProtocol):
         self.send_replies()
         super().close()
 
+    def localError(self, error: Exception) -> None:
+        """Our code or the handler's raised (a decision, a sink's ``write`` or ``close``,
+        or an awaitable of theirs that failed): logged with its traceback, then the
+        client is told ``421 4.3.0`` and the connection closes (RFC 5321 3.8: a transient
+        failure, to be tried again later), where a reset told it nothing; the message
+        under way, if any, is aborted, never delivered. A session already over (a 421
+        sent, the machine closed) is aborted as before."""
+        log.error(
+            "%s: %s raised; answering 421 and closing",
+            type(self).__name__,
+            type(error).__name__,
+            exc_info=error,
+        )
+        if self.cut_off or self.ended or self.transport is None or self.transport.disconnecting:
+            self.abort()
+            return
+        self.cut_off = True  # (the 421 is the last reply)
+        try:
+            self.forget()  # (the sink's abort: the handler's code too)
+        except Exception:
+            log.exception("SMTP: aborting the message after a failure raised too")
+        self.send_replies()
+        host = self.factory.hostname
+        self.transport.write(reply(421, f"4.3.0 {host} Error: local error; closing").wire)
+        self.close()
+
     def abort(self) -> None:
         """Close at once, dropping the replies not sent yet."""
         if self.batch:
