@@ -724,3 +724,41 @@ def test_upgrade_is_refused_to_an_http_1_0_client() -> None:
     served = serve([b"GET / HTTP/1.0\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n"], upgrading)
     assert b" 101 " not in served.output
     assert [s for s, _ in responses(served.output)] == [500]
+
+
+def test_a_chunked_response_cut_short_closes_gracefully_after_the_complete_ones() -> None:
+    """A half-closed client: the complete response before it still leaves, and the cut
+    chunked body closes gracefully (its missing last chunk says it is cut); only a body
+    framed by the close is cut with a reset."""
+
+    async def handler(request: Request, response: Response) -> None:
+        if request.method == b"GET":
+            await response.send(200, [("Content-Type", "text/plain")], b"complete")
+            return
+        response.start(200)
+        await response.write(b"BEGIN ")
+        await request.body.read()
+        await response.end(b"END")
+
+    async def main() -> StringTransport:
+        factory = HTTPFactory(handler, date=False, half_close=True)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        protocol.clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+        )
+        for _ in range(TURNS):
+            await asyncio.sleep(0)
+        protocol.readConnectionLost()
+        for _ in range(TURNS):
+            await asyncio.sleep(0)
+        protocol.connectionLost()
+        return transport
+
+    transport = asyncio.run(main())
+    assert b"\r\n\r\ncomplete" in transport.value()
+    assert transport.value().endswith(b"6\r\nBEGIN \r\n")
+    assert transport.disconnecting and not transport.aborted

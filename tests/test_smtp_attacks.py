@@ -733,3 +733,33 @@ def test_a_client_that_never_reads_stops_being_read() -> None:
         return await asyncio.to_thread(client, port)
 
     assert scenario(body, timeout=90) == [250] * 5
+
+
+class BrokenSink(MessageSink):
+    """A sink whose write fails and whose abort raises too."""
+
+    def __init__(self) -> None:
+        self.aborts = 0
+
+    def write(self, data: bytes) -> Any:
+        raise OSError("disk full")
+
+    def abort(self) -> None:
+        self.aborts += 1
+        raise OSError("and cannot clean up")
+
+
+class BrokenSinks(Recorder):
+    def message(self, session: SMTPConnection, envelope: Envelope) -> MessageSink:
+        self.broken = BrokenSink()
+        return self.broken
+
+
+def test_a_sink_whose_abort_raises_is_aborted_once() -> None:
+    session = Session()
+    handler = session.factory.handler = BrokenSinks()
+    session.protocol.piece_size = 1  # (the first line is written at once)
+    written = session(ENVELOPE + b"DATA\r\nbody\r\n")
+    assert session.codes_of(written)[-1] == "421 4.3.0"
+    session.protocol.connectionLost()
+    assert handler.broken.aborts == 1 and session.state == "closed"

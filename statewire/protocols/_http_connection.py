@@ -549,15 +549,15 @@ class HTTPConnection(MachineProtocol):
 
     def close(self) -> None:
         """Close once what was written is sent; no more requests are read. With a
-        response cut short (its head sent, its end not), abort instead: a reset tells the
-        client so, where a close would end a body framed by the close (HTTP/1.0, or no
-        length) as if it were whole (RFC 9112 §8)."""
+        response cut short whose body is framed by the close (HTTP/1.0, or no length),
+        abort instead: a reset tells the client so, where a close would end that body as
+        if it were whole (RFC 9112 §8). A body framed by its length or by chunks shows
+        its own end missing: that close stays graceful, so the complete responses queued
+        before it still leave (a half-closed client's pipelined ones)."""
         exchange = self.exchange
-        if exchange is not None:
-            response = exchange.response
-            if response.head_sent and not response.finished and self.upgraded_to is None:
-                self.abort()
-                return
+        if exchange is not None and exchange.response.cut_by_close and self.upgraded_to is None:
+            self.abort()
+            return
         self.closing = True
         self._release_writers()
         super().close()

@@ -357,6 +357,12 @@ class Response:
     #: that the connection closes after this response, which then says so
     body_withheld: Callable[[], bool] | None = None
 
+    @property
+    def cut_by_close(self) -> bool:
+        """Whether the head left and the end did not, the body framed by the connection's
+        close (HTTP/1.0, or no length): a close now would pass the part sent off as whole."""
+        return self.head_sent and not self.finished and self._framing == "close"
+
     def gone(self, reason: str) -> None:
         """The connection's side: the client is gone, so every later write raises
         ``ConnectionError(reason)`` (the handler learns it instead of writing into the void)."""

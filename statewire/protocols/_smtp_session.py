@@ -199,13 +199,16 @@ class SMTPConnection(MachineProtocol):
         failure, to be tried again later), where a reset told it nothing; the message
         under way, if any, is aborted, never delivered. A session already over (a 421
         sent, the machine closed) is aborted as before."""
+        over = self.cut_off or self.ended or self.transport is None
+        over = over or self.transport.disconnecting
         log.error(
-            "%s: %s raised; answering 421 and closing",
+            "%s: %s raised; %s",
             type(self).__name__,
             type(error).__name__,
+            "aborting the connection" if over else "answering 421 and closing",
             exc_info=error,
         )
-        if self.cut_off or self.ended or self.transport is None or self.transport.disconnecting:
+        if over:
             self.abort()
             return
         self.cut_off = True  # (the 421 is the last reply)
@@ -292,13 +295,14 @@ class SMTPConnection(MachineProtocol):
 
     def forget(self) -> None:
         """End the transaction under way, its message (if any) not delivered."""
-        if self.sink is not None:
-            self.sink.abort()
+        sink = self.sink
         self.envelope = self.sink = self.refusal = self.skipping = None
         self.received = 0
         self.carriage = self.text_skipping = False
         self.text_tail = b""
         self.pending = bytearray()
+        if sink is not None:  # (detached first: an abort that raises is not made twice)
+            sink.abort()
 
     # -- the transaction -----------------------------------------------------------------
 
