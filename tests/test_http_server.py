@@ -668,25 +668,9 @@ def test_a_response_cut_short_is_aborted_not_closed(end: str) -> None:
         await request.body.read()
         await response.end(b"END")
 
-    async def main() -> StringTransport:
-        factory = HTTPFactory(streaming_early, date=False)
-        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
-        clock = protocol.clock = Clock()
-        transport = StringTransport()
-        protocol.makeConnection(transport)
-        protocol.dataReceived(b"POST /u HTTP/1.0\r\nContent-Length: 10\r\n\r\nabc")
-        for _ in range(TURNS):
-            await asyncio.sleep(0)
-        if end == "body deadline":
-            clock.advance(60)
-        else:
-            protocol.readConnectionLost()
-        for _ in range(TURNS):
-            await asyncio.sleep(0)
-        protocol.connectionLost()
-        return transport
-
-    transport = asyncio.run(main())
+    factory = HTTPFactory(streaming_early, date=False)
+    data = b"POST /u HTTP/1.0\r\nContent-Length: 10\r\n\r\nabc"
+    transport = _cut_short(factory, data, end)
     assert transport.value().endswith(b"\r\n\r\nBEGIN ")
     assert transport.aborted
 
@@ -740,25 +724,36 @@ def test_a_chunked_response_cut_short_closes_gracefully_after_the_complete_ones(
         await request.body.read()
         await response.end(b"END")
 
+    factory = HTTPFactory(handler, date=False, half_close=True)
+    data = (
+        b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+    )
+    transport = _cut_short(factory, data, "client gone")
+    assert b"\r\n\r\ncomplete" in transport.value()
+    assert transport.value().endswith(b"6\r\nBEGIN \r\n")
+    assert transport.disconnecting and not transport.aborted
+
+
+def _cut_short(factory: HTTPFactory, data: bytes, end: str) -> StringTransport:
+    """Feed ``data`` to one connection, then end it by the body's deadline or by the
+    client's end of stream; the transport once the connection is lost."""
+
     async def main() -> StringTransport:
-        factory = HTTPFactory(handler, date=False, half_close=True)
         protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
-        protocol.clock = Clock()
+        clock = protocol.clock = Clock()
         transport = StringTransport()
         protocol.makeConnection(transport)
-        protocol.dataReceived(
-            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
-            b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
-        )
+        protocol.dataReceived(data)
         for _ in range(TURNS):
             await asyncio.sleep(0)
-        protocol.readConnectionLost()
+        if end == "body deadline":
+            clock.advance(60)
+        else:
+            protocol.readConnectionLost()
         for _ in range(TURNS):
             await asyncio.sleep(0)
         protocol.connectionLost()
         return transport
 
-    transport = asyncio.run(main())
-    assert b"\r\n\r\ncomplete" in transport.value()
-    assert transport.value().endswith(b"6\r\nBEGIN \r\n")
-    assert transport.disconnecting and not transport.aborted
+    return asyncio.run(main())
