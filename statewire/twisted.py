@@ -44,6 +44,11 @@ statewire transport, Twisted sees a Twisted protocol.
   peer's end of stream (a half-close) closes our side once what was written is sent, as
   on statewire's transports (Twisted alone would drop the unsent replies).
 
+* **TLS.** Behind Twisted's TLS (``listenSSL``, ``connectSSL``) the transport's ``TLS`` is
+  true; a pause from Twisted's TLS transport before its handshake completed (it holds
+  what was written until then) does not stop reading, which would stall the handshake.
+  There is no ``startTLS``.
+
 Asynchronous outputs. A declared output may return a coroutine, an asyncio future or
 anything with ``add_done_callback``: on Twisted's asyncio reactor
 (``twisted.internet.asyncioreactor``) every callback runs inside the asyncio loop, so a
@@ -67,10 +72,12 @@ try:
     from twisted.internet import error as terror
     from twisted.internet.interfaces import (
         IHalfCloseableProtocol,
+        IHandshakeListener,
         ILoggingContext,
         IProtocol,
         IProtocolFactory,
         IPushProducer,
+        ISSLTransport,
     )
     from twisted.python.failure import Failure as TwistedFailure
     from zope.interface import implementer  # type: ignore[import-untyped]
@@ -200,6 +207,8 @@ class TwistedTransport:
         self._pull_timer: Any = None
         self._registered = False
         self._eof = False
+        #: a TLS handshake is under way (see :meth:`TwistedProtocol.handshakeCompleted`)
+        self._handshaking = False
 
     # -- time ----------------------------------------------------------------------------
 
@@ -300,6 +309,18 @@ class TwistedTransport:
             if timer is not None and timer.active():
                 timer.cancel()
 
+    # -- TLS -----------------------------------------------------------------------------
+
+    @property
+    def TLS(self) -> bool:
+        """Whether the connection is encrypted: Twisted's transport provides
+        ``ISSLTransport`` (a ``listenSSL`` port, or after Twisted's own ``startTLS``).
+        There is no ``startTLS`` here: a protocol offering STARTTLS does not offer it on
+        Twisted's transports."""
+        return bool(ISSLTransport.providedBy(self.twisted)) or bool(
+            getattr(self.twisted, "TLS", False)
+        )
+
     # -- addresses -----------------------------------------------------------------------
 
     def getPeer(self) -> Address:
@@ -315,7 +336,10 @@ class TwistedTransport:
     def _update_reading(self) -> None:
         if self._closing or self._lost or self._eof:
             return  # Twisted stopped reading when closing began (or the peer's stream ended)
-        reading = not (self._read_paused or self._congested)
+        # Twisted's TLS transport pauses its producer while it holds what was written
+        # before its handshake completed (a server's greeting): that is no full buffer,
+        # and reading on is what completes the handshake (a pause would deadlock it)
+        reading = not (self._read_paused or (self._congested and not self._handshaking))
         if reading != self._reading:
             self._reading = reading
             if reading:
@@ -408,7 +432,7 @@ class TwistedTransport:
 # -- the protocol Twisted talks to ----------------------------------------------------------
 
 
-@implementer(IProtocol, IPushProducer, IHalfCloseableProtocol, ILoggingContext)
+@implementer(IProtocol, IPushProducer, IHalfCloseableProtocol, IHandshakeListener, ILoggingContext)
 class TwistedProtocol:
     """The Twisted protocol of one connection: forwards Twisted's events to the statewire
     ``protocol`` it wraps, which writes to a :class:`TwistedTransport`. Twisted's transport
@@ -438,6 +462,7 @@ class TwistedProtocol:
         facade = self.facade = TwistedTransport(transport, self.clock)
         if isinstance(self.protocol, MachineProtocol):
             facade.close_timeout = self.protocol.close_timeout
+        facade._handshaking = bool(ISSLTransport.providedBy(transport))
         transport.registerProducer(self, True)
         facade._registered = True
         self.protocol.makeConnection(facade)
@@ -445,6 +470,14 @@ class TwistedProtocol:
 
     def connectionMade(self) -> None:
         """Nothing more: the statewire protocol's ``connectionMade`` already ran."""
+
+    def handshakeCompleted(self) -> None:
+        """Twisted's TLS handshake is done (``IHandshakeListener``): from now on a pause
+        from Twisted's transport stops reading, as on any transport."""
+        facade = self.facade
+        if facade is not None and facade._handshaking:
+            facade._handshaking = False
+            facade._update_reading()
 
     def dataReceived(self, data: bytes) -> None:
         """Bytes from the peer, to the statewire protocol."""

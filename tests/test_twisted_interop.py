@@ -655,6 +655,28 @@ def test_mixed_half_close_still_gets_the_reply(mixed: Any) -> None:
         assert _read_to_end(sock) == b"230 hello carol\r\n"
 
 
+def test_mixed_smtp_over_twisted_tls_is_a_tls_session(mixed: Any) -> None:
+    """A statewire SMTP server behind Twisted's ``listenSSL``: the session knows it is
+    encrypted (Twisted's transport provides ``ISSLTransport``), so AUTH (TLS only by
+    default) is offered and taken, and STARTTLS is not offered. The same factory over
+    Twisted's plain TCP offers neither (no TLS, and no ``startTLS`` on Twisted's
+    transports)."""
+    import smtplib
+    import ssl
+
+    _, ports = mixed
+    context = ssl.create_default_context(cafile=ports["cert"])
+    with smtplib.SMTP_SSL("127.0.0.1", ports["smtps"], timeout=20, context=context) as smtp:
+        smtp.ehlo()
+        assert smtp.has_extn("auth") and not smtp.has_extn("starttls")
+        assert smtp.login("alice", "secret")[0] == 235
+        assert smtp.sendmail("a@example.org", ["b@example.org"], b"over Twisted TLS") == {}
+    with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=20) as smtp:
+        smtp.ehlo()
+        assert not smtp.has_extn("auth") and not smtp.has_extn("starttls")
+        assert smtp.docmd("AUTH", "PLAIN")[0] == 538  # encryption required first
+
+
 def test_no_twisted_reactor_in_this_process() -> None:
     assert "twisted.internet.reactor" not in sys.modules
 
@@ -727,7 +749,7 @@ def _serve() -> None:
 
     root = resource.Resource()
     root.putChild(b"hello", Hello())
-    ports: dict[str, int] = {}
+    ports: dict[str, Any] = {}
     ports["web"] = reactor.listenTCP(0, server.Site(root), interface="127.0.0.1").getHost().port
 
     class StoppingUpload(upload.UploadFactory):
@@ -773,6 +795,38 @@ def _serve() -> None:
     ]:
         ports[name] = reactor.listenTCP(0, adapt(factory), interface="127.0.0.1").getHost().port
 
+    # SMTP through ``adapt``, over Twisted's TLS port and its plain one
+    import tempfile
+
+    from OpenSSL import SSL
+    from runtime_helpers import self_signed_certificate
+    from twisted.internet.interfaces import IOpenSSLContextFactory
+    from zope.interface import implementer
+
+    from statewire.protocols.smtp import SMTPFactory, SMTPHandler
+
+    def alice(session: Any, mechanism: str, identity: bytes, password: bytes) -> bool:
+        return (identity, password) == (b"alice", b"secret")
+
+    smtp = adapt(SMTPFactory(SMTPHandler(), check_credentials=alice))
+    certs = tempfile.TemporaryDirectory()
+    cert, key = self_signed_certificate(Path(certs.name))
+
+    @implementer(IOpenSSLContextFactory)
+    class Files:
+        # Twisted's context factory, read from the files (its certificate objects are
+        # pyOpenSSL's, whose use is deprecated)
+        def getContext(self) -> SSL.Context:
+            context = SSL.Context(SSL.TLS_SERVER_METHOD)
+            context.use_certificate_chain_file(cert)
+            context.use_privatekey_file(key)
+            return context
+
+    options = Files()
+    ports["smtps"] = reactor.listenSSL(0, smtp, options, interface="127.0.0.1").getHost().port
+    ports["smtp"] = reactor.listenTCP(0, smtp, interface="127.0.0.1").getHost().port
+    ports["cert"] = cert
+
     def start_statewire() -> None:
         # called by the running loop: statewire's reactor adopts it (Twisted's
         # callWhenRunning would call it before the loop runs, and statewire's reactor
@@ -789,6 +843,7 @@ def _serve() -> None:
     loop.call_soon(start_statewire)
     reactor.addSystemEventTrigger("before", "shutdown", stop_statewire)
     reactor.run()
+    certs.cleanup()
 
 
 if __name__ == "__main__":
