@@ -445,6 +445,19 @@ def test_quit_says_bye_and_closes() -> None:
     assert session.transport.disconnecting and session.state == "closed"
 
 
+def test_rset_and_quit_with_an_argument_are_taken() -> None:
+    """RFC 5321's RSET and QUIT take no argument; given one, they still do what they say
+    (as Twisted; aiosmtpd answers 501): a refused RSET would leave a transaction open
+    that the client believes gone (docs/smtp.md)."""
+    session = Session()
+    session(ENVELOPE)
+    assert session.state == "transaction"
+    assert session.codes(b"RSET now\r\n") == ["250 2.0.0"]
+    assert session.state == "identified" and session.protocol.envelope is None
+    assert session(b"QUIT please\r\n") == b"221 2.0.0 Bye\r\n"
+    assert session.transport.disconnecting and session.state == "closed"
+
+
 @pytest.mark.parametrize(
     "setup", [b"", ENVELOPE, ENVELOPE + b"DATA\r\nhalf a line", ENVELOPE + b"BDAT 9\r\nabc"]
 )
