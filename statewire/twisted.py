@@ -47,7 +47,8 @@ statewire transport, Twisted sees a Twisted protocol.
 * **TLS.** Behind Twisted's TLS (``listenSSL``, ``connectSSL``) the transport's ``TLS`` is
   true; a pause from Twisted's TLS transport before its handshake completed (it holds
   what was written until then) does not stop reading, which would stall the handshake.
-  There is no ``startTLS``.
+  The handshake counts as complete from ``handshakeCompleted`` or the first bytes read
+  over TLS. There is no ``startTLS`` here (Twisted's own, on ``transport.twisted``, works).
 
 Asynchronous outputs. A declared output may return a coroutine, an asyncio future or
 anything with ``add_done_callback``: on Twisted's asyncio reactor
@@ -207,8 +208,8 @@ class TwistedTransport:
         self._pull_timer: Any = None
         self._registered = False
         self._eof = False
-        #: a TLS handshake is under way (see :meth:`TwistedProtocol.handshakeCompleted`)
-        self._handshaking = False
+        #: Twisted's TLS handshake completed (see :meth:`TwistedProtocol.handshakeCompleted`)
+        self._handshake_done = False
 
     # -- time ----------------------------------------------------------------------------
 
@@ -337,9 +338,13 @@ class TwistedTransport:
         if self._closing or self._lost or self._eof:
             return  # Twisted stopped reading when closing began (or the peer's stream ended)
         # Twisted's TLS transport pauses its producer while it holds what was written
-        # before its handshake completed (a server's greeting): that is no full buffer,
-        # and reading on is what completes the handshake (a pause would deadlock it)
-        reading = not (self._read_paused or (self._congested and not self._handshaking))
+        # before its handshake completed (a server's greeting, a client's first command):
+        # that is no full buffer, and reading on is what completes the handshake (a pause
+        # would deadlock it). Asked now, not at the start: Twisted's startTLS may come later
+        congested = self._congested and (
+            self._handshake_done or not ISSLTransport.providedBy(self.twisted)
+        )
+        reading = not (self._read_paused or congested)
         if reading != self._reading:
             self._reading = reading
             if reading:
@@ -462,7 +467,6 @@ class TwistedProtocol:
         facade = self.facade = TwistedTransport(transport, self.clock)
         if isinstance(self.protocol, MachineProtocol):
             facade.close_timeout = self.protocol.close_timeout
-        facade._handshaking = bool(ISSLTransport.providedBy(transport))
         transport.registerProducer(self, True)
         facade._registered = True
         self.protocol.makeConnection(facade)
@@ -475,12 +479,23 @@ class TwistedProtocol:
         """Twisted's TLS handshake is done (``IHandshakeListener``): from now on a pause
         from Twisted's transport stops reading, as on any transport."""
         facade = self.facade
-        if facade is not None and facade._handshaking:
-            facade._handshaking = False
+        if facade is not None and not facade._handshake_done:
+            facade._handshake_done = True
             facade._update_reading()
 
     def dataReceived(self, data: bytes) -> None:
-        """Bytes from the peer, to the statewire protocol."""
+        """Bytes from the peer, to the statewire protocol. Over TLS they also say that
+        the handshake completed: a Twisted wrapper (``policies.ProtocolWrapper``:
+        ``TimeoutFactory``, ``ThrottlingFactory``...) shows ``ISSLTransport`` but does
+        not pass ``handshakeCompleted`` on."""
+        facade = self.facade
+        if (
+            facade is not None
+            and not facade._handshake_done
+            and ISSLTransport.providedBy(self.transport)
+        ):
+            facade._handshake_done = True
+            facade._update_reading()
         self.protocol.dataReceived(data)
 
     def connectionLost(self, reason: Any = None) -> None:

@@ -11,6 +11,7 @@ the same asyncio loop, all reached over 127.0.0.1 sockets.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import signal
@@ -677,6 +678,30 @@ def test_mixed_smtp_over_twisted_tls_is_a_tls_session(mixed: Any) -> None:
         assert smtp.docmd("AUTH", "PLAIN")[0] == 538  # encryption required first
 
 
+def test_mixed_tls_behind_a_twisted_wrapper_still_stops_reading(mixed: Any) -> None:
+    """An echo over Twisted's TLS, behind ``policies.TimeoutFactory`` (which does not pass
+    ``handshakeCompleted`` on): once the handshake is over, a client that sends and never
+    reads is stopped by backpressure (the server stops reading: the client's sends block
+    after a few MiB of socket buffers), not echoed into the server's memory without end."""
+    import ssl
+
+    _, ports = mixed
+    context = ssl.create_default_context(cafile=ports["cert"])
+    raw = socket.create_connection(("127.0.0.1", ports["echo_tls"]), timeout=20)
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(b"ping")
+        assert sock.recv(4) == b"ping"  # the handshake is over, the echo answers
+        sock.settimeout(3)
+        chunk, sent, limit = b"x" * 65536, 0, 64 << 20
+        try:
+            while sent < limit:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except builtins.TimeoutError:  # (statewire's TimeoutError is imported here)
+            pass
+    assert sent < limit // 2, f"the server read {sent >> 20} MiB it could not send back"
+
+
 def test_no_twisted_reactor_in_this_process() -> None:
     assert "twisted.internet.reactor" not in sys.modules
 
@@ -826,6 +851,13 @@ def _serve() -> None:
     ports["smtps"] = reactor.listenSSL(0, smtp, options, interface="127.0.0.1").getHost().port
     ports["smtp"] = reactor.listenTCP(0, smtp, interface="127.0.0.1").getHost().port
     ports["cert"] = cert
+    # an echo behind a Twisted wrapper (policies.ProtocolWrapper shows ISSLTransport, but
+    # does not pass handshakeCompleted on) over TLS
+    from twisted.protocols import policies
+
+    wrapped = policies.TimeoutFactory(adapt(Factory.forProtocol(wire.Echo)), timeoutPeriod=60)
+    echo_tls = reactor.listenSSL(0, wrapped, options, interface="127.0.0.1")
+    ports["echo_tls"] = echo_tls.getHost().port
 
     def start_statewire() -> None:
         # called by the running loop: statewire's reactor adopts it (Twisted's
