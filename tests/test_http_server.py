@@ -288,6 +288,21 @@ def test_a_handler_raising_cancelled_before_it_waits_gets_a_500_and_runs_once() 
     assert calls == [b"GET"]
 
 
+def test_a_handler_raising_cancelled_after_it_waited_gets_a_500() -> None:
+    """The same after its first wait, in its own task: nothing called the task's
+    ``cancel()`` (``cancelling()`` is 0), so the handler failed: a 500 and a clean close
+    (it was a reset with no response). Cancelled by the server, its task still ends
+    cancelled (see test_http_attacks)."""
+
+    async def cancelled(request: Request, response: Response) -> None:
+        await asyncio.sleep(0)
+        future = asyncio.get_running_loop().create_future()
+        future.cancel()
+        await future
+
+    refused(serve([GET + GET], cancelled), 500)
+
+
 def test_expect_100_continue_is_answered_when_the_body_is_read() -> None:
     head = b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
     served = serve([head, b"hello"])

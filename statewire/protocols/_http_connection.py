@@ -346,11 +346,11 @@ class HTTPConnection(MachineProtocol):
             self._handler_failed(exchange, error)
             return
         except asyncio.CancelledError as error:
-            if exchange.task is not None:
+            if exchange.task is not None and _cancel_asked(exchange.task):
                 raise  # its task was cancelled (the client gone, a shutdown)
-            # raised by the handler itself before it first waited (it awaited something
-            # cancelled before): nothing cancelled this exchange, so it is the handler's
-            # failure as any other, answered so (not an exception out of the read)
+            # raised by the handler itself (it awaited something cancelled elsewhere):
+            # nothing cancelled this exchange, so it is the handler's failure as any
+            # other, answered so (not an exception out of the read, nor a reset)
             self._handler_failed(exchange, error)
             return
         finally:
@@ -636,6 +636,14 @@ def _current_task() -> asyncio.Task[Any] | None:
         return asyncio.current_task()
     except RuntimeError:
         return None
+
+
+def _cancel_asked(task: asyncio.Task[Any]) -> bool:
+    """Whether something asked ``task`` to stop (its ``cancel()``: the client gone, a
+    shutdown, a deadline), rather than its coroutine raising ``CancelledError`` on its own
+    (an awaited future cancelled elsewhere). Python 3.10 cannot tell: taken as asked."""
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or cancelling() > 0
 
 
 __all__ = ["HTTPConnection", "Inputs"]
