@@ -518,6 +518,24 @@ def test_a_client_stalling_after_a_handler_behind_caught_up_gets_408() -> None:
     assert b"408 Request Timeout" in output
 
 
+def test_fields_may_be_any_bytes_like() -> None:
+    """A handler's field names and values may be bytes, str, bytearray or memoryview (a
+    writable one too: it cannot key the cache of checked fields, so it is checked each
+    time), twice so that a cached entry is reused."""
+
+    async def fields(request: Request, response: Response) -> None:
+        given = [
+            (b"X-A", memoryview(bytearray(b"one"))),
+            (bytearray(b"X-B"), bytearray(b"two")),
+            ("X-C", memoryview(b"three")),
+        ]
+        await response.send(200, given, body=b"ok")
+
+    served = serve([GET + GET], fields)
+    assert served.output.count(b"\r\nX-A: one\r\nX-B: two\r\nX-C: three\r\n") == 2
+    assert [status for status, _ in responses(served.output)] == [200, 200]
+
+
 def test_the_application_sees_headers_and_trailers() -> None:
     seen: list[object] = []
 

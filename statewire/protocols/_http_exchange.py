@@ -289,7 +289,7 @@ def _field(name: bytes | str, value: bytes | str) -> tuple[bytes, int, bytes]:
     key: tuple[Any, Any] | None = (name, value)
     try:
         known = _CHECKED.get((name, value))
-    except TypeError:  # an unhashable value (a bytearray): checked every time
+    except (TypeError, ValueError):  # unhashable (bytearray, writable memoryview): no cache
         key, known = None, None
     if known is not None:
         return known
@@ -385,7 +385,7 @@ class Response:
         for name, value in headers:
             try:  # (a field given before, checked then: the common case, one lookup)
                 known = _CHECKED.get((name, value))
-            except TypeError:  # an unhashable value (a bytearray)
+            except (TypeError, ValueError):  # unhashable (a bytearray, a writable memoryview)
                 known = None
             line, kind, value_b = known if known is not None else _field(name, value)
             if kind:
