@@ -35,8 +35,10 @@ statewire transport, Twisted sees a Twisted protocol.
   peer then stops, the statewire protocol gets ``transportCongested(True)`` (a declared
   protocol stops cutting frames after the current one) and a producer the protocol
   registered is paused. When Twisted's buffer is empty again, all resume (the held frames
-  are answered before reading starts again). Closing unregisters it first (Twisted would
-  not close a connection with a paused producer registered).
+  are answered before reading starts again). A declared protocol's ``write_timeout``
+  counts from that pause: a buffer that stays full that long aborts the connection.
+  Closing unregisters it first (Twisted would not close a connection with a paused
+  producer registered).
 * **Closing.** ``loseConnection`` and ``abortConnection`` tell a declared protocol to stop
   delivering the frames it holds (``on_closing``), as statewire's transports do;
   ``close_timeout`` (a declared protocol's, else 30 s) bounds how long a closing
@@ -63,6 +65,7 @@ connection is aborted). A ``Deferred`` returned as it is is waited for on every 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -197,6 +200,12 @@ class TwistedTransport:
         #: seconds a closing connection may wait for the peer to take its unsent data
         #: before it is aborted; ``None`` waits for ever
         self.close_timeout: float | None = CLOSE_TIMEOUT
+        #: seconds Twisted's buffer may stay full (its producer paused, never resumed)
+        #: before the connection is aborted; ``None``: no limit. A declared protocol sets
+        #: its own ``write_timeout`` here, as on statewire's transports (see the docs:
+        #: measured from Twisted's pause, since it does not say what the peer took)
+        self.write_timeout: float | None = None
+        self._stall_timer: Any = None
         self._closing = False
         self._lost = False
         self._close_timer: Any = None
@@ -282,9 +291,23 @@ class TwistedTransport:
                 hook()
         # a test double (Twisted's StringTransport) has no reactor, and no unsent data to
         # wait for: no timer then, unless a clock was given
-        clock = self._clock if self._clock is not None else getattr(self.twisted, "reactor", None)
+        clock = self._timer_clock()
         if timed and clock is not None and self.close_timeout is not None and not self._lost:
             self._close_timer = clock.callLater(self.close_timeout, self._close_expired)
+
+    def _timer_clock(self) -> Any:
+        """The clock for the connection's timers, without installing Twisted's global
+        reactor (a test double has none: then no timer, unless a clock was given)."""
+        return self._clock if self._clock is not None else getattr(self.twisted, "reactor", None)
+
+    def _stall_expired(self) -> None:
+        self._stall_timer = None
+        if self._congested and not self._lost:
+            log.info(
+                "Twisted's buffer stayed full for %s s (the peer reads too little); aborting",
+                self.write_timeout,
+            )
+            self.abortConnection()
 
     def _close_expired(self) -> None:
         self._close_timer = None
@@ -304,7 +327,7 @@ class TwistedTransport:
 
     def _connection_lost(self) -> None:
         self._lost = True
-        for name in ("_close_timer", "_pull_timer"):
+        for name in ("_close_timer", "_pull_timer", "_stall_timer"):
             timer = getattr(self, name)
             setattr(self, name, None)
             if timer is not None and timer.active():
@@ -406,12 +429,18 @@ class TwistedTransport:
         hook = getattr(protocol, "transportCongested", None)
         producer = self._producer
         if congested:
+            clock = self._timer_clock()
+            if self.write_timeout is not None and clock is not None and not self._lost:
+                self._stall_timer = clock.callLater(self.write_timeout, self._stall_expired)
             self._update_reading()
             if hook is not None:
                 hook(True)
             if producer is not None and self._streaming:
                 producer.pauseProducing()
             return
+        timer, self._stall_timer = self._stall_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         if hook is not None:
             hook(False)  # may fill the buffer again: then it paused again
         if self._congested:
@@ -556,6 +585,8 @@ class AdaptedFactory:
         self.factory = factory
         #: timer source given to every connection, or ``None``: the serving reactor
         self.clock = clock
+        #: a connection was refused for want of an asyncio loop (said once at ERROR)
+        self._refused = False
 
     @property
     def noisy(self) -> bool:
@@ -581,6 +612,19 @@ class AdaptedFactory:
         protocol = self.factory.buildProtocol(address_from_twisted(addr))
         if protocol is None:
             return None
+        if getattr(protocol, "requires_asyncio", False) and not _asyncio_runs():
+            # (an HTTP server on Twisted's epoll reactor: it would half work, then fail
+            # at its first wait with errors that do not say why)
+            level = logging.DEBUG if self._refused else logging.ERROR
+            self._refused = True
+            log.log(
+                level,
+                "%s needs an asyncio event loop: serve it on Twisted's asyncio reactor "
+                "(twisted.internet.asyncioreactor.install(), before the reactor is "
+                "imported); connection refused",
+                type(protocol).__name__,
+            )
+            return None
         shim = TwistedProtocol(protocol, self.clock)
         shim.factory = self
         return shim
@@ -604,6 +648,14 @@ class AdaptedClientFactory(AdaptedFactory):
     def clientConnectionLost(self, connector: Any, reason: Any) -> None:
         """An established connection ended; ``reason`` as statewire's ``Failure``."""
         self.factory.clientConnectionLost(connector, failure_from_twisted(reason))
+
+
+def _asyncio_runs() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def adapt(factory: Any, clock: Any = None) -> AdaptedFactory:

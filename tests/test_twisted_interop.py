@@ -366,6 +366,57 @@ def test_twisted_pause_holds_frames_and_stops_reading() -> None:
     assert transport.producerState == "producing"
 
 
+def test_an_http_server_without_an_asyncio_loop_is_refused_clearly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The HTTP server's handlers are coroutines: on a Twisted reactor with no asyncio
+    loop (epoll, select) each connection is refused, said once at ERROR, where it would
+    half work and then fail with errors that do not say why. Under a running loop (the
+    asyncio reactor) it is served."""
+    from statewire.protocols.http import HTTPFactory, Request, Response
+
+    async def hello(request: Request, response: Response) -> None:
+        await response.send(200, body=b"hello")
+
+    adapted = adapt(HTTPFactory(hello))
+    with caplog.at_level(logging.DEBUG, logger="statewire.twisted"):
+        assert adapted.buildProtocol(PEER) is None
+        assert adapted.buildProtocol(PEER) is None
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "asyncio reactor" in errors[0].getMessage()
+
+    async def inside_a_loop() -> Any:
+        return adapted.buildProtocol(PEER)
+
+    assert isinstance(asyncio.run(inside_a_loop()), TwistedProtocol)
+
+
+class StalledLines(Lines):
+    write_timeout = 5.0
+
+
+def test_write_timeout_aborts_a_peer_that_leaves_twisted_buffer_full() -> None:
+    """A declared protocol's ``write_timeout`` counts on Twisted's clock from Twisted's
+    pause (its buffer full) to its resume (empty): a peer that never reads is aborted,
+    one that drains the buffer in time is not (docs/twisted.md)."""
+    clock = task.Clock()
+    protocol, transport = connect(Factory.forProtocol(StalledLines), clock=clock)
+    protocol.pauseProducing()
+    clock.advance(4.9)
+    protocol.resumeProducing()  # drained in time: the count starts again at the next pause
+    protocol.pauseProducing()
+    clock.advance(4.9)
+    assert not getattr(transport, "disconnected", False)
+    clock.advance(0.2)
+    assert transport.disconnected  # aborted
+    # without a write_timeout (Lines: None), a full buffer waits for ever, as before
+    clock = task.Clock()
+    protocol, transport = connect(Factory.forProtocol(Lines), clock=clock)
+    protocol.pauseProducing()
+    clock.advance(3600)
+    assert not getattr(transport, "disconnected", False) and not clock.getDelayedCalls()
+
+
 def test_protocol_pause_and_congestion_compose() -> None:
     protocol, transport = connect(Factory.forProtocol(Lines))
     lines = protocol.protocol

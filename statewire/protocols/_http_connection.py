@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Generator
 from email.utils import formatdate
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from grammars.http1 import MAX_FIELD_BYTES, MAX_REQUEST_LINE, field_line, status_line
 from statewire.declarative import MachineProtocol
@@ -98,6 +98,9 @@ class HTTPConnection(MachineProtocol):
     """The machine's core: one client's connection and what the transitions use."""
 
     factory: HTTPFactory
+    #: handlers run as coroutines, whose waits need an asyncio loop: on Twisted's
+    #: reactor, :func:`statewire.twisted.adapt` refuses the connection where none runs
+    requires_asyncio: ClassVar[bool] = True
     exchange: _Exchange | None = None
     #: the request being read: start line, fields, how many bytes they took
     method = b""
