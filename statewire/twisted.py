@@ -44,7 +44,9 @@ statewire transport, Twisted sees a Twisted protocol.
   ``close_timeout`` (a declared protocol's, else 30 s) bounds how long a closing
   connection may wait for the peer to take its unsent data before it is aborted. The
   peer's end of stream (a half-close) closes our side once what was written is sent, as
-  on statewire's transports (Twisted alone would drop the unsent replies).
+  on statewire's transports (Twisted alone would drop the unsent replies). When Twisted's
+  global reactor stops, each adapted factory stops first and its connections close
+  flushed (:meth:`AdaptedFactory._before_shutdown`), as at statewire's reactor's shutdown.
 
 * **TLS.** Behind Twisted's TLS (``listenSSL``, ``connectSSL``) the transport's ``TLS`` is
   true; a pause from Twisted's TLS transport before its handshake completed (it holds
@@ -67,43 +69,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import Callable, Iterable
+import sys
 from typing import Any
 
 try:
-    from twisted.internet import address as taddress
-    from twisted.internet import error as terror
-    from twisted.internet.interfaces import (
-        IHalfCloseableProtocol,
-        IHandshakeListener,
-        ILoggingContext,
-        IProtocol,
-        IProtocolFactory,
-        IPushProducer,
-        ISSLTransport,
-    )
-    from twisted.python.failure import Failure as TwistedFailure
+    from twisted.internet import defer
+    from twisted.internet.interfaces import ILoggingContext, IProtocolFactory
     from zope.interface import implementer  # type: ignore[import-untyped]
 except ImportError as missing:  # pragma: no cover - the test environment has Twisted
     raise ImportError(
         "statewire.twisted needs Twisted: install the extra, pip install 'statewire[twisted]'"
     ) from missing
 
-from statewire.address import Address, IPv4Address, IPv6Address, UNIXAddress
-from statewire.declarative import MachineProtocol
-from statewire.error import (
-    ConnectError,
-    ConnectionAborted,
-    ConnectionDone,
-    ConnectionLost,
-    ConnectionRefusedError,
-    Failure,
-    TimeoutError,
+from statewire._twisted_connection import (
+    TwistedProtocol,
+    TwistedTransport,
+    address_from_twisted,
+    failure_from_twisted,
 )
 from statewire.machine import DeferredFuture
 from statewire.protocol import ClientFactory
-from statewire.runtime.limits import CLOSE_TIMEOUT
 
 __all__ = [
     "AdaptedClientFactory",
@@ -120,55 +105,6 @@ __all__ = [
 log = logging.getLogger("statewire.twisted")
 
 
-# -- values crossing the boundary ---------------------------------------------------------
-
-
-def failure_from_twisted(reason: Any) -> Failure:
-    """Statewire's :class:`~statewire.error.Failure` for a Twisted ``Failure`` (or
-    exception): Twisted's ``ConnectionDone``, ``ConnectionAborted``, ``ConnectionLost``,
-    ``ConnectionRefusedError``, ``TimeoutError`` and ``ConnectError`` become statewire's
-    classes of the same names; anything else (a TLS error, an exception a callback raised)
-    becomes ``ConnectionLost`` with its message. The original is the ``__cause__``."""
-    value: Any = reason.value if isinstance(reason, TwistedFailure) else reason
-    if isinstance(value, (ConnectionDone, ConnectionLost, ConnectError)):
-        return Failure(value)  # statewire's already
-    detail = value.args[0] if value.args and isinstance(value.args[0], str) else None
-    details = () if detail is None else (detail,)
-    exc: Exception
-    if isinstance(value, terror.ConnectionDone):
-        exc = ConnectionDone()
-    elif isinstance(value, terror.ConnectionAborted):
-        exc = ConnectionAborted()
-    elif isinstance(value, terror.ConnectionLost):
-        exc = ConnectionLost(*details)
-    elif isinstance(value, terror.ConnectionRefusedError):
-        exc = ConnectionRefusedError(*details)
-    elif isinstance(value, terror.TimeoutError):
-        exc = TimeoutError(*details)
-    elif isinstance(value, terror.ConnectError):
-        exc = ConnectError(str(value))
-    else:
-        exc = ConnectionLost(f"{type(value).__name__}: {value}")
-    exc.__cause__ = value
-    return Failure(exc)
-
-
-def address_from_twisted(address: Any) -> Address:
-    """Statewire's address for a Twisted ``IPv4Address``, ``IPv6Address`` or
-    ``UNIXAddress`` (Twisted's IPv6 flow info and scope id are dropped; a UNIX name given
-    as bytes is decoded with the file system's encoding). ``TypeError`` for any other."""
-    if isinstance(address, (IPv4Address, IPv6Address, UNIXAddress)):
-        return address
-    if isinstance(address, taddress.IPv4Address):
-        return IPv4Address("TCP", address.host, address.port)
-    if isinstance(address, taddress.IPv6Address):
-        return IPv6Address("TCP", address.host, address.port)
-    if isinstance(address, taddress.UNIXAddress):
-        name = address.name
-        return UNIXAddress(os.fsdecode(name) if name is not None else None)
-    raise TypeError(f"no statewire address for {address!r}")
-
-
 # -- Deferreds as awaitables ----------------------------------------------------------------
 # (the engine waits for a Deferred itself: :class:`statewire.machine.DeferredFuture`)
 
@@ -178,399 +114,6 @@ def from_deferred(deferred: Any) -> DeferredFuture:
     return it and have the connection wait for it, on any reactor: no frame after the
     current one is delivered until it fires; a failure is a local error."""
     return DeferredFuture(deferred)
-
-
-# -- the transport the statewire protocol writes to ----------------------------------------
-
-
-class TwistedTransport:
-    """Statewire's transport methods over a Twisted transport (see the module docs).
-
-    ``reactor`` is the Twisted reactor (or clock) the connection's timers use; ``twisted``
-    is Twisted's transport itself, for what statewire does not cover.
-    """
-
-    def __init__(self, transport: Any, clock: Any = None) -> None:
-        #: Twisted's transport
-        self.twisted = transport
-        self._clock = clock
-        #: called once when the connection starts closing (a declared protocol then stops
-        #: delivering the frames it holds)
-        self.on_closing: Callable[[], object] | None = None
-        #: seconds a closing connection may wait for the peer to take its unsent data
-        #: before it is aborted; ``None`` waits for ever
-        self.close_timeout: float | None = CLOSE_TIMEOUT
-        #: seconds Twisted's buffer may stay full (its producer paused, never resumed)
-        #: before the connection is aborted; ``None``: no limit. A declared protocol sets
-        #: its own ``write_timeout`` here, as on statewire's transports (see the docs:
-        #: measured from Twisted's pause, since it does not say what the peer took)
-        self.write_timeout: float | None = None
-        self._stall_timer: Any = None
-        self._closing = False
-        self._lost = False
-        self._close_timer: Any = None
-        self._read_paused = False
-        self._congested = False
-        self._reading = True
-        self._producer: Any = None
-        self._streaming = True
-        self._pull_timer: Any = None
-        self._registered = False
-        self._eof = False
-        #: Twisted's TLS handshake completed (see :meth:`TwistedProtocol.handshakeCompleted`)
-        self._handshake_done = False
-
-    # -- time ----------------------------------------------------------------------------
-
-    @property
-    def reactor(self) -> Any:
-        """The Twisted reactor (or clock) serving this connection: ``callLater``,
-        ``seconds``."""
-        clock = self._clock
-        if clock is None:
-            clock = getattr(self.twisted, "reactor", None)
-            if clock is None:
-                from twisted.internet import reactor as clock  # the global one, installed now
-            self._clock = clock
-        return clock
-
-    # -- writing -------------------------------------------------------------------------
-
-    def write(self, data: bytes) -> None:
-        """Send ``data`` (bytes-like; ``str`` raises ``TypeError``); nothing after close."""
-        if type(data) is not bytes:
-            if isinstance(data, str) or not isinstance(data, (bytearray, memoryview)):
-                raise TypeError(f"write() takes bytes, not {type(data).__name__}")
-            data = bytes(data)
-        if self._lost:
-            return
-        self.twisted.write(data)
-        if self._producer is not None and not self._streaming:
-            self._schedule_pull()
-
-    def writeSequence(self, data: Iterable[bytes]) -> None:
-        """Send each item of ``data`` in turn."""
-        if isinstance(data, (bytes, bytearray, memoryview, str)):
-            raise TypeError(
-                f"writeSequence() takes an iterable of bytes, not {type(data).__name__}"
-            )
-        for item in data:
-            self.write(item)
-
-    # -- closing -------------------------------------------------------------------------
-
-    @property
-    def disconnecting(self) -> bool:
-        """Whether the connection is closing (or closed)."""
-        closing = self._closing or self._lost or self._eof
-        return closing or bool(getattr(self.twisted, "disconnecting", 0))
-
-    def loseConnection(self) -> None:
-        """Close once what was written is sent (bounded by :attr:`close_timeout`)."""
-        if self._closing or self._lost:
-            return
-        self._start_closing(notify=True)
-        self.twisted.loseConnection()
-
-    def abortConnection(self) -> None:
-        """Close at once, dropping unsent data (``ConnectionAborted``)."""
-        if self._lost:
-            return
-        if not self._closing:
-            self._start_closing(notify=True, timed=False)
-        self.twisted.abortConnection()
-
-    def _start_closing(self, notify: bool, timed: bool = True) -> None:
-        self._closing = True
-        if self._registered:  # Twisted keeps a connection open while a producer is paused
-            self._registered = False
-            self.twisted.unregisterProducer()
-        if notify:
-            hook, self.on_closing = self.on_closing, None
-            if hook is not None:
-                hook()
-        # a test double (Twisted's StringTransport) has no reactor, and no unsent data to
-        # wait for: no timer then, unless a clock was given
-        clock = self._timer_clock()
-        if timed and clock is not None and self.close_timeout is not None and not self._lost:
-            self._close_timer = clock.callLater(self.close_timeout, self._close_expired)
-
-    def _timer_clock(self) -> Any:
-        """The clock for the connection's timers, without installing Twisted's global
-        reactor (a test double has none: then no timer, unless a clock was given)."""
-        return self._clock if self._clock is not None else getattr(self.twisted, "reactor", None)
-
-    def _stall_expired(self) -> None:
-        self._stall_timer = None
-        if self._congested and not self._lost:
-            log.info(
-                "Twisted's buffer stayed full for %s s (the peer reads too little); aborting",
-                self.write_timeout,
-            )
-            self.abortConnection()
-
-    def _close_expired(self) -> None:
-        self._close_timer = None
-        if not self._lost:
-            log.info("the peer did not take our data in %s s; aborting", self.close_timeout)
-            self.twisted.abortConnection()
-
-    def _end_of_stream(self) -> None:
-        """The peer will send nothing more: close our side once what was written is sent
-        (frames already buffered are still the protocol's to deliver)."""
-        if self._closing or self._lost or self._eof:
-            return
-        self._eof = True
-        if not self._congested:  # else the frames held for backpressure go first
-            self._start_closing(notify=False)
-            self.twisted.loseConnection()
-
-    def _connection_lost(self) -> None:
-        self._lost = True
-        for name in ("_close_timer", "_pull_timer", "_stall_timer"):
-            timer = getattr(self, name)
-            setattr(self, name, None)
-            if timer is not None and timer.active():
-                timer.cancel()
-
-    # -- TLS -----------------------------------------------------------------------------
-
-    @property
-    def TLS(self) -> bool:
-        """Whether the connection is encrypted: Twisted's transport provides
-        ``ISSLTransport`` (a ``listenSSL`` port, or after Twisted's own ``startTLS``).
-        There is no ``startTLS`` here: a protocol offering STARTTLS does not offer it on
-        Twisted's transports."""
-        return bool(ISSLTransport.providedBy(self.twisted)) or bool(
-            getattr(self.twisted, "TLS", False)
-        )
-
-    # -- addresses -----------------------------------------------------------------------
-
-    def getPeer(self) -> Address:
-        """The other side's address, as statewire shapes it."""
-        return address_from_twisted(self.twisted.getPeer())
-
-    def getHost(self) -> Address:
-        """This side's address, as statewire shapes it."""
-        return address_from_twisted(self.twisted.getHost())
-
-    # -- the read side as a producer -----------------------------------------------------
-
-    def _update_reading(self) -> None:
-        if self._closing or self._lost or self._eof:
-            return  # Twisted stopped reading when closing began (or the peer's stream ended)
-        # Twisted's TLS transport pauses its producer while it holds what was written
-        # before its handshake completed (a server's greeting, a client's first command):
-        # that is no full buffer, and reading on is what completes the handshake (a pause
-        # would deadlock it). Asked now, not at the start: Twisted's startTLS may come later
-        congested = self._congested and (
-            self._handshake_done or not ISSLTransport.providedBy(self.twisted)
-        )
-        reading = not (self._read_paused or congested)
-        if reading != self._reading:
-            self._reading = reading
-            if reading:
-                self.twisted.resumeProducing()
-            else:
-                self.twisted.pauseProducing()
-
-    def pauseProducing(self) -> None:
-        """Stop reading from the peer."""
-        self._read_paused = True
-        self._update_reading()
-
-    def resumeProducing(self) -> None:
-        """Read from the peer again (unless the peer is not reading what we write)."""
-        self._read_paused = False
-        self._update_reading()
-
-    def stopProducing(self) -> None:
-        """Stop for good: close the connection."""
-        self.loseConnection()
-
-    # -- the write side: a producer that fills this transport -----------------------------
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        """Let ``producer`` be paused (streaming) or pulled (not streaming) as Twisted's
-        write buffer fills and drains."""
-        if self._producer is not None:
-            raise RuntimeError(f"producer {self._producer!r} is already registered")
-        if self._lost:
-            producer.stopProducing()
-            return
-        self._producer = producer
-        self._streaming = streaming
-        if not streaming:
-            producer.resumeProducing()
-        elif self._congested:
-            producer.pauseProducing()
-
-    def unregisterProducer(self) -> None:
-        """Forget the registered producer."""
-        self._producer = None
-
-    def _schedule_pull(self) -> None:
-        if self._pull_timer is None:
-            self._pull_timer = self.reactor.callLater(0, self._pull)
-
-    def _pull(self) -> None:
-        self._pull_timer = None
-        producer = self._producer
-        if producer is not None and not (self._streaming or self._congested or self._lost):
-            producer.resumeProducing()
-
-    def _set_congested(self, congested: bool, protocol: Any) -> None:
-        """Twisted paused (or resumed) us as its producer: its write buffer is full (or
-        empty). Same order as statewire's transports."""
-        if congested == self._congested:
-            return
-        self._congested = congested
-        hook = getattr(protocol, "transportCongested", None)
-        producer = self._producer
-        if congested:
-            clock = self._timer_clock()
-            if self.write_timeout is not None and clock is not None and not self._lost:
-                self._stall_timer = clock.callLater(self.write_timeout, self._stall_expired)
-            self._update_reading()
-            if hook is not None:
-                hook(True)
-            if producer is not None and self._streaming:
-                producer.pauseProducing()
-            return
-        timer, self._stall_timer = self._stall_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-        if hook is not None:
-            hook(False)  # may fill the buffer again: then it paused again
-        if self._congested:
-            return
-        if self._eof:  # the peer is done sending, and what it asked for is written
-            self._start_closing(notify=False)
-            self.twisted.loseConnection()
-            return
-        self._update_reading()
-        producer = self._producer
-        if producer is not None:
-            if self._streaming:
-                producer.resumeProducing()
-            else:
-                self._pull()
-
-    def _stop_producer(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            producer.stopProducing()
-
-
-# -- the protocol Twisted talks to ----------------------------------------------------------
-
-
-@implementer(IProtocol, IPushProducer, IHalfCloseableProtocol, IHandshakeListener, ILoggingContext)
-class TwistedProtocol:
-    """The Twisted protocol of one connection: forwards Twisted's events to the statewire
-    ``protocol`` it wraps, which writes to a :class:`TwistedTransport`. Twisted's transport
-    pauses and resumes it as a streaming producer (see the module docs)."""
-
-    #: the adapted factory that built it (set by :meth:`AdaptedFactory.buildProtocol`)
-    factory: Any = None
-
-    def __init__(self, protocol: Any, clock: Any = None) -> None:
-        #: the statewire protocol
-        self.protocol = protocol
-        self.clock = clock
-        #: Twisted's transport (set by :meth:`makeConnection`)
-        self.transport: Any = None
-        #: the transport the statewire protocol writes to (set by :meth:`makeConnection`)
-        self.facade: TwistedTransport | None = None
-        self.connected = 0
-
-    def logPrefix(self) -> str:
-        """How Twisted's logs name this connection: the statewire protocol's class."""
-        return type(self.protocol).__name__
-
-    def makeConnection(self, transport: Any) -> None:
-        """Twisted connected us: give the statewire protocol its transport."""
-        self.connected = 1
-        self.transport = transport
-        facade = self.facade = TwistedTransport(transport, self.clock)
-        if isinstance(self.protocol, MachineProtocol):
-            facade.close_timeout = self.protocol.close_timeout
-        transport.registerProducer(self, True)
-        facade._registered = True
-        self.protocol.makeConnection(facade)
-        self.connectionMade()
-
-    def connectionMade(self) -> None:
-        """Nothing more: the statewire protocol's ``connectionMade`` already ran."""
-
-    def handshakeCompleted(self) -> None:
-        """Twisted's TLS handshake is done (``IHandshakeListener``): from now on a pause
-        from Twisted's transport stops reading, as on any transport."""
-        facade = self.facade
-        if facade is not None and not facade._handshake_done:
-            facade._handshake_done = True
-            facade._update_reading()
-
-    def dataReceived(self, data: bytes) -> None:
-        """Bytes from the peer, to the statewire protocol. Over TLS they also say that
-        the handshake completed: a Twisted wrapper (``policies.ProtocolWrapper``:
-        ``TimeoutFactory``, ``ThrottlingFactory``...) shows ``ISSLTransport`` but does
-        not pass ``handshakeCompleted`` on."""
-        facade = self.facade
-        if (
-            facade is not None
-            and not facade._handshake_done
-            and ISSLTransport.providedBy(self.transport)
-        ):
-            facade._handshake_done = True
-            facade._update_reading()
-        self.protocol.dataReceived(data)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        """The connection is gone: the statewire protocol gets statewire's ``Failure``,
-        then a producer it registered is stopped (statewire's order)."""
-        self.connected = 0
-        facade = self.facade
-        if facade is not None:
-            facade._connection_lost()
-        lost = failure_from_twisted(reason if reason is not None else terror.ConnectionDone())
-        self.protocol.connected = 0
-        try:
-            self.protocol.connectionLost(lost)
-        finally:
-            if facade is not None:
-                facade._stop_producer()
-
-    # IHalfCloseableProtocol: the peer's end of stream goes to a protocol that takes it
-    # (its ``readConnectionLost``: it closes when it is done); else it closes our side once
-    # flushed
-    def readConnectionLost(self) -> None:
-        """The peer sent everything it will: the protocol's ``readConnectionLost`` if it
-        has one, else close once what was written is sent."""
-        hook = getattr(self.protocol, "readConnectionLost", None)
-        if hook is not None:
-            hook()
-        elif self.facade is not None:
-            self.facade._end_of_stream()
-
-    def writeConnectionLost(self) -> None:
-        """Our side's write half closed: nothing to do."""
-
-    # IPushProducer: Twisted's write buffer filled or drained
-    def pauseProducing(self) -> None:
-        """Twisted's write buffer is full: stop reading, ``transportCongested(True)``."""
-        if self.facade is not None:
-            self.facade._set_congested(True, self.protocol)
-
-    def resumeProducing(self) -> None:
-        """Twisted's write buffer drained: ``transportCongested(False)``, read again."""
-        if self.facade is not None:
-            self.facade._set_congested(False, self.protocol)
-
-    def stopProducing(self) -> None:
-        """Twisted is losing the connection: the producer the statewire protocol
-        registered is stopped after its ``connectionLost`` (see :meth:`connectionLost`)."""
 
 
 # -- factories -----------------------------------------------------------------------------
@@ -587,6 +130,15 @@ class AdaptedFactory:
         self.clock = clock
         #: a connection was refused for want of an asyncio loop (said once at ERROR)
         self._refused = False
+        #: the ports (or client connectors) using it: ``doStart`` calls not yet stopped
+        self._ports = 0
+        #: its open connections
+        self._live: set[TwistedProtocol] = set()
+        #: the reactor's shutdown trigger (see :meth:`_before_shutdown`) and its reactor
+        self._trigger: Any = None
+        self._reactor: Any = None
+        #: fired once the connections closed at a shutdown
+        self._drained: Any = None
 
     @property
     def noisy(self) -> bool:
@@ -597,14 +149,78 @@ class AdaptedFactory:
         """How Twisted's logs name the port: the statewire factory's class."""
         return type(self.factory).__name__
 
+    #: seconds a Twisted reactor's shutdown waits for the open connections to close once
+    #: asked to (flushed), before it aborts the rest (as statewire's reactor's)
+    shutdown_timeout = 5.0
+
     def doStart(self) -> None:
         """A Twisted port starts using the factory: the statewire factory's ``doStart``
-        (its ``startFactory`` for the first one)."""
+        (its ``startFactory`` for the first one). On Twisted's global reactor, the first
+        also arranges the graceful stop of :meth:`_before_shutdown`."""
         self.factory.doStart()
+        self._ports += 1
+        # (the global reactor only if it is installed already: never install one here)
+        reactor = sys.modules.get("twisted.internet.reactor")
+        if self._trigger is None and self.clock is None and reactor is not None:
+            self._reactor = reactor
+            self._trigger = reactor.addSystemEventTrigger(
+                "before", "shutdown", self._before_shutdown
+            )
 
     def doStop(self) -> None:
-        """A Twisted port stopped using it: ``doStop`` (``stopFactory`` for the last)."""
+        """A Twisted port stopped using it: ``doStop`` (``stopFactory`` for the last);
+        nothing once a shutdown stopped it already."""
+        if self._ports <= 0:
+            return
+        self._ports -= 1
+        if not self._ports and self._trigger is not None:
+            trigger, self._trigger = self._trigger, None
+            self._reactor.removeSystemEventTrigger(trigger)
         self.factory.doStop()
+
+    def _before_shutdown(self) -> Any:
+        """Twisted's reactor is stopping: what statewire's reactor does at its shutdown,
+        before Twisted drops every connection. The statewire factory stops first (SMTP's
+        sessions are told ``421``), then each open connection closes once flushed; the
+        shutdown waits for them at most :attr:`shutdown_timeout` seconds, then aborts the
+        rest."""
+        self._trigger = None
+        while self._ports:
+            self._ports -= 1
+            try:
+                self.factory.doStop()
+            except Exception:
+                log.exception("stopping %r at the reactor's shutdown", self.factory)
+        for shim in list(self._live):
+            if shim.facade is not None:
+                shim.facade.loseConnection()
+        if not self._live:
+            return None
+        drained: defer.Deferred[None] = defer.Deferred()
+        self._drained = drained
+        timer = self._reactor.callLater(self.shutdown_timeout, self._shutdown_expired)
+        return drained.addBoth(lambda result: timer.cancel() if timer.active() else None)
+
+    def _shutdown_expired(self) -> None:
+        for shim in list(self._live):
+            if shim.facade is not None:
+                shim.facade.abortConnection()
+        self._settled()
+
+    def _settled(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None:
+            drained.callback(None)
+
+    def track(self, shim: TwistedProtocol) -> None:
+        """``shim`` connected: it is closed at a shutdown (:meth:`_before_shutdown`)."""
+        self._live.add(shim)
+
+    def untrack(self, shim: TwistedProtocol) -> None:
+        """``shim``'s connection is gone."""
+        self._live.discard(shim)
+        if not self._live:
+            self._settled()
 
     def buildProtocol(self, addr: Any) -> TwistedProtocol | None:
         """The statewire factory's protocol for ``addr`` (a statewire address), wrapped;

@@ -753,6 +753,30 @@ def test_mixed_tls_behind_a_twisted_wrapper_still_stops_reading(mixed: Any) -> N
     assert sent < limit // 2, f"the server read {sent >> 20} MiB it could not send back"
 
 
+def test_stopping_twisted_reactor_stops_adapted_servers_gracefully() -> None:
+    """``reactor.stop()`` on Twisted: before Twisted drops every connection, the adapted
+    factory stops (statewire's SMTP server says ``421 4.3.2`` to its sessions, one with a
+    message under way too) and each connection closes once flushed, as at statewire's
+    own reactor's shutdown (it was a bare end of stream)."""
+    from process_helpers import running
+
+    with running("tests/test_twisted_interop.py", env={"PYTHONWARNINGS": "default"}) as server:
+        ports = json.loads(server.lines.get(timeout=20).split(" ", 1)[1])
+        idle, sending = _connect(ports["smtp"]), _connect(ports["smtp"])
+        for sock in (idle, sending):
+            assert _lines_until(sock, 1)[0].startswith(b"220 ")
+            sock.sendall(b"EHLO client.example\r\n")
+            assert _lines_until(sock, 1)[0].startswith(b"250")
+        sending.sendall(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+        assert [reply[:3] for reply in _lines_until(sending, 3)] == [b"250", b"250", b"354"]
+        sending.sendall(b"Subject: cut short\r\n\r\nhalf a body\r\n")
+        out = server.stop(signal.SIGINT)
+    assert "upload factory stopped" in out and "Traceback" not in out, out
+    for sock in (idle, sending):
+        with sock:
+            assert _read_to_end(sock).startswith(b"421 4.3.2 ")
+
+
 def test_no_twisted_reactor_in_this_process() -> None:
     assert "twisted.internet.reactor" not in sys.modules
 
