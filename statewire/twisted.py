@@ -139,6 +139,8 @@ class AdaptedFactory:
         self._reactor: Any = None
         #: fired once the connections closed at a shutdown
         self._drained: Any = None
+        #: the reactor's shutdown began: no new connection (its ports still accept)
+        self._shutting_down = False
 
     @property
     def noisy(self) -> bool:
@@ -185,6 +187,7 @@ class AdaptedFactory:
         shutdown waits for them at most :attr:`shutdown_timeout` seconds, then aborts the
         rest."""
         self._trigger = None
+        self._shutting_down = True
         while self._ports:
             self._ports -= 1
             try:
@@ -225,6 +228,8 @@ class AdaptedFactory:
     def buildProtocol(self, addr: Any) -> TwistedProtocol | None:
         """The statewire factory's protocol for ``addr`` (a statewire address), wrapped;
         ``None`` when it refuses the connection."""
+        if self._shutting_down:
+            return None  # (Twisted's ports accept until the shutdown's end: refused)
         protocol = self.factory.buildProtocol(address_from_twisted(addr))
         if protocol is None:
             return None

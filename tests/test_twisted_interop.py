@@ -753,6 +753,70 @@ def test_mixed_tls_behind_a_twisted_wrapper_still_stops_reading(mixed: Any) -> N
     assert sent < limit // 2, f"the server read {sent >> 20} MiB it could not send back"
 
 
+class _ShutdownReactor:
+    """The part of Twisted's global reactor a shutdown trigger uses, on a test clock."""
+
+    def __init__(self) -> None:
+        self.clock = task.Clock()
+        self.triggers: dict[int, Any] = {}
+
+    def addSystemEventTrigger(self, phase: str, event: str, f: Any) -> int:
+        assert (phase, event) == ("before", "shutdown")
+        self.triggers[len(self.triggers) + 1] = f
+        return len(self.triggers)
+
+    def removeSystemEventTrigger(self, trigger: int) -> None:
+        del self.triggers[trigger]
+
+    def callLater(self, seconds: float, f: Any, *args: Any) -> Any:
+        return self.clock.callLater(seconds, f, *args)
+
+
+def test_the_shutdown_trigger_stops_the_factory_then_closes_its_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reactor = _ShutdownReactor()
+    monkeypatch.setitem(sys.modules, "twisted.internet.reactor", reactor)
+    stops: list[str] = []
+
+    class Counted(Factory):
+        protocol = Lines
+
+        def stopFactory(self) -> None:
+            stops.append("stop")
+
+    adapted = adapt(Counted())
+    adapted.doStart()
+    adapted.doStart()  # two ports
+    (trigger,) = reactor.triggers.values()
+    shims, transports = [], []
+    for _ in range(2):
+        shim = adapted.buildProtocol(PEER)
+        assert shim is not None
+        transports.append(StringTransport())
+        shim.makeConnection(transports[-1])
+        shims.append(shim)
+    drained = trigger()
+    assert stops == ["stop"]  # the factory first, once for both ports
+    assert all(transport.disconnecting for transport in transports)  # closing, flushed
+    assert adapted.buildProtocol(PEER) is None  # the ports still accept: refused
+    fired: list[object] = []
+    drained.addCallback(fired.append)
+    shims[0].connectionLost(TwistedFailure(terror.ConnectionDone()))
+    assert not fired
+    reactor.clock.advance(adapted.shutdown_timeout)  # the second never closed: aborted
+    assert transports[1].disconnected and fired == [None]
+    shims[1].connectionLost(TwistedFailure(terror.ConnectionAborted()))
+    adapted.doStop()
+    adapted.doStop()  # Twisted's ports stop after: nothing more
+    assert stops == ["stop"] and not reactor.clock.getDelayedCalls()
+    # a factory whose ports all stopped before the shutdown has no trigger left
+    again = adapt(Counted())
+    again.doStart()
+    again.doStop()
+    assert len(reactor.triggers) == 1 and stops == ["stop", "stop"]
+
+
 def test_stopping_twisted_reactor_stops_adapted_servers_gracefully() -> None:
     """``reactor.stop()`` on Twisted: before Twisted drops every connection, the adapted
     factory stops (statewire's SMTP server says ``421 4.3.2`` to its sessions, one with a
