@@ -47,6 +47,21 @@ __all__ = ["TwistedProtocol", "TwistedTransport", "address_from_twisted", "failu
 log = logging.getLogger("statewire.twisted")
 
 
+def _unsent(transport: Any) -> int | None:
+    """The bytes Twisted's transport (or the one under its TLS or a wrapper) holds unsent,
+    read from its file descriptor's buffer (``abstract.FileDescriptor``'s ``dataBuffer``,
+    ``offset`` and ``_tempDataLen``: Twisted has no public call for it); ``None`` where
+    it has none of these (a test double, another transport)."""
+    for _ in range(4):
+        buffer = getattr(transport, "dataBuffer", None)
+        if isinstance(buffer, bytes) and isinstance(getattr(transport, "offset", None), int):
+            return len(buffer) - int(transport.offset) + int(getattr(transport, "_tempDataLen", 0))
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return None
+    return None
+
+
 # -- values crossing the boundary ---------------------------------------------------------
 
 
@@ -122,6 +137,8 @@ class TwistedTransport:
         #: measured from Twisted's pause, since it does not say what the peer took)
         self.write_timeout: float | None = None
         self._stall_timer: Any = None
+        #: what Twisted's transport held unsent when the stall timer started (None: unknown)
+        self._stall_mark: int | None = None
         self._closing = False
         self._lost = False
         self._close_timer: Any = None
@@ -216,14 +233,28 @@ class TwistedTransport:
         reactor (a test double has none: then no timer, unless a clock was given)."""
         return self._clock if self._clock is not None else getattr(self.twisted, "reactor", None)
 
+    def _watch_stall(self) -> None:
+        """Twisted's buffer is full: abort if the peer takes none of it for
+        ``write_timeout`` seconds (Twisted tells only when the buffer is empty again; what
+        is still unsent is read from its transport's buffer where it has one)."""
+        clock = self._timer_clock()
+        timeout = self.write_timeout
+        if self._stall_timer is not None or timeout is None or clock is None or self._lost:
+            return
+        if self._full():
+            self._stall_mark = _unsent(self.twisted)
+            self._stall_timer = clock.callLater(timeout, self._stall_expired)
+
     def _stall_expired(self) -> None:
         self._stall_timer = None
-        if self._congested and not self._lost:
-            log.info(
-                "Twisted's buffer stayed full for %s s (the peer reads too little); aborting",
-                self.write_timeout,
-            )
-            self.abortConnection()
+        if not self._full() or self._lost or self.write_timeout is None:
+            return  # (drained, gone, or the limit lifted meanwhile)
+        unsent = _unsent(self.twisted)
+        if unsent is not None and self._stall_mark is not None and unsent < self._stall_mark:
+            self._watch_stall()  # the peer took some: count again from here
+            return
+        log.info("the peer took no byte in %s s; aborting", self.write_timeout)
+        self.abortConnection()
 
     def _close_expired(self) -> None:
         self._close_timer = None
@@ -273,6 +304,23 @@ class TwistedTransport:
 
     # -- the read side as a producer -----------------------------------------------------
 
+    def _full(self) -> bool:
+        """Whether Twisted's buffer is full: paused by Twisted, and not by its TLS
+        holding what was written before its handshake completed (a server's greeting, a
+        client's first command). That pause is no full buffer, and reading on is what
+        completes the handshake (a pause would deadlock it). Asked each time, not at the
+        start: Twisted's ``startTLS`` may come later."""
+        return self._congested and (
+            self._handshake_done or not ISSLTransport.providedBy(self.twisted)
+        )
+
+    def _handshake_completed(self) -> None:
+        """Twisted's TLS handshake is done: a pause from now on is a full buffer."""
+        if not self._handshake_done:
+            self._handshake_done = True
+            self._update_reading()
+            self._watch_stall()
+
     def _update_reading(self) -> None:
         if self._closing or self._lost or self._eof:
             return  # Twisted stopped reading when closing began (or the peer's stream ended)
@@ -280,10 +328,7 @@ class TwistedTransport:
         # before its handshake completed (a server's greeting, a client's first command):
         # that is no full buffer, and reading on is what completes the handshake (a pause
         # would deadlock it). Asked now, not at the start: Twisted's startTLS may come later
-        congested = self._congested and (
-            self._handshake_done or not ISSLTransport.providedBy(self.twisted)
-        )
-        reading = not (self._read_paused or congested)
+        reading = not (self._read_paused or self._full())
         if reading != self._reading:
             self._reading = reading
             if reading:
@@ -345,9 +390,7 @@ class TwistedTransport:
         hook = getattr(protocol, "transportCongested", None)
         producer = self._producer
         if congested:
-            clock = self._timer_clock()
-            if self.write_timeout is not None and clock is not None and not self._lost:
-                self._stall_timer = clock.callLater(self.write_timeout, self._stall_expired)
+            self._watch_stall()
             self._update_reading()
             if hook is not None:
                 hook(True)
@@ -425,10 +468,8 @@ class TwistedProtocol:
     def handshakeCompleted(self) -> None:
         """Twisted's TLS handshake is done (``IHandshakeListener``): from now on a pause
         from Twisted's transport stops reading, as on any transport."""
-        facade = self.facade
-        if facade is not None and not facade._handshake_done:
-            facade._handshake_done = True
-            facade._update_reading()
+        if self.facade is not None:
+            self.facade._handshake_completed()
 
     def dataReceived(self, data: bytes) -> None:
         """Bytes from the peer, to the statewire protocol. Over TLS they also say that
@@ -441,8 +482,7 @@ class TwistedProtocol:
             and not facade._handshake_done
             and ISSLTransport.providedBy(self.transport)
         ):
-            facade._handshake_done = True
-            facade._update_reading()
+            facade._handshake_completed()
         self.protocol.dataReceived(data)
 
     def connectionLost(self, reason: Any = None) -> None:

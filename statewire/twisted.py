@@ -91,6 +91,7 @@ from statewire.machine import DeferredFuture
 from statewire.protocol import ClientFactory
 
 __all__ = [
+    "ABORT_GRACE",
     "AdaptedClientFactory",
     "AdaptedFactory",
     "DeferredFuture",
@@ -119,6 +120,10 @@ def from_deferred(deferred: Any) -> DeferredFuture:
 # -- factories -----------------------------------------------------------------------------
 
 
+#: seconds an aborted connection has to be reported lost at a shutdown (statewire's too)
+ABORT_GRACE = 1.0
+
+
 @implementer(IProtocolFactory, ILoggingContext)
 class AdaptedFactory:
     """A statewire ``Factory`` as a Twisted ``IProtocolFactory`` (made by :func:`adapt`)."""
@@ -141,6 +146,8 @@ class AdaptedFactory:
         self._drained: Any = None
         #: the reactor's shutdown began: no new connection (its ports still accept)
         self._shutting_down = False
+        #: the wait for aborted connections to be reported lost (see ABORT_GRACE)
+        self._grace: Any = None
 
     @property
     def noisy(self) -> bool:
@@ -158,16 +165,14 @@ class AdaptedFactory:
     def doStart(self) -> None:
         """A Twisted port starts using the factory: the statewire factory's ``doStart``
         (its ``startFactory`` for the first one). On Twisted's global reactor, the first
-        also arranges the graceful stop of :meth:`_before_shutdown`."""
+        also arranges the graceful stop of :meth:`_before_shutdown`. Once that shutdown
+        began, nothing (a reconnecting client's connector starts it again and again: its
+        connections are refused, its factory stays stopped)."""
+        if self._shutting_down:
+            return
         self.factory.doStart()
         self._ports += 1
-        # (the global reactor only if it is installed already: never install one here)
-        reactor = sys.modules.get("twisted.internet.reactor")
-        if self._trigger is None and self.clock is None and reactor is not None:
-            self._reactor = reactor
-            self._trigger = reactor.addSystemEventTrigger(
-                "before", "shutdown", self._before_shutdown
-            )
+        self._watch_shutdown()
 
     def doStop(self) -> None:
         """A Twisted port stopped using it: ``doStop`` (``stopFactory`` for the last);
@@ -175,17 +180,35 @@ class AdaptedFactory:
         if self._ports <= 0:
             return
         self._ports -= 1
-        if not self._ports and self._trigger is not None:
+        self._unwatch_shutdown()
+        self.factory.doStop()
+
+    def _watch_shutdown(self) -> None:
+        # (the global reactor only if it is installed already: never install one here;
+        # none added once its shutdown began: it would never run)
+        reactor = sys.modules.get("twisted.internet.reactor")
+        if self._trigger is None and self.clock is None and reactor is not None:
+            if self._shutting_down:
+                return
+            self._reactor = reactor
+            self._trigger = reactor.addSystemEventTrigger(
+                "before", "shutdown", self._before_shutdown
+            )
+
+    def _unwatch_shutdown(self) -> None:
+        # kept while a port or a connection is left (a port stopped, its connections
+        # open: they are still closed gracefully at the shutdown)
+        if self._trigger is not None and not self._ports and not self._live:
             trigger, self._trigger = self._trigger, None
             self._reactor.removeSystemEventTrigger(trigger)
-        self.factory.doStop()
 
     def _before_shutdown(self) -> Any:
         """Twisted's reactor is stopping: what statewire's reactor does at its shutdown,
         before Twisted drops every connection. The statewire factory stops first (SMTP's
         sessions are told ``421``), then each open connection closes once flushed; the
         shutdown waits for them at most :attr:`shutdown_timeout` seconds, then aborts the
-        rest."""
+        rest and gives them ``ABORT_GRACE`` seconds more to be gone. It ends a loop turn
+        after the last is gone, so that the handlers they cancelled run their cleanup."""
         self._trigger = None
         self._shutting_down = True
         while self._ports:
@@ -197,20 +220,32 @@ class AdaptedFactory:
         for shim in list(self._live):
             if shim.facade is not None:
                 shim.facade.loseConnection()
-        if not self._live:
-            return None
         drained: defer.Deferred[None] = defer.Deferred()
         self._drained = drained
         timer = self._reactor.callLater(self.shutdown_timeout, self._shutdown_expired)
+        if not self._live:
+            self._settled()
         return drained.addBoth(lambda result: timer.cancel() if timer.active() else None)
 
     def _shutdown_expired(self) -> None:
-        for shim in list(self._live):
-            if shim.facade is not None:
-                shim.facade.abortConnection()
-        self._settled()
+        live = [shim for shim in self._live if shim.facade is not None]
+        log.info("%d connections open after %s s; aborting", len(live), self.shutdown_timeout)
+        for shim in live:
+            assert shim.facade is not None
+            shim.facade.abortConnection()
+        # Twisted reports an abort's loss a reactor turn later: wait for it, boundedly
+        # (else the socket outlives the reactor, never closed)
+        self._grace = self._reactor.callLater(ABORT_GRACE, self._settle)
 
     def _settled(self) -> None:
+        """Every connection is gone: the shutdown goes on after a loop turn."""
+        if self._drained is not None:
+            self._reactor.callLater(0, self._settle)
+
+    def _settle(self) -> None:
+        grace, self._grace = self._grace, None
+        if grace is not None and grace.active():
+            grace.cancel()
         drained, self._drained = self._drained, None
         if drained is not None:
             drained.callback(None)
@@ -224,6 +259,7 @@ class AdaptedFactory:
         self._live.discard(shim)
         if not self._live:
             self._settled()
+            self._unwatch_shutdown()
 
     def buildProtocol(self, addr: Any) -> TwistedProtocol | None:
         """The statewire factory's protocol for ``addr`` (a statewire address), wrapped;
@@ -240,9 +276,9 @@ class AdaptedFactory:
             self._refused = True
             log.log(
                 level,
-                "%s needs an asyncio event loop: serve it on Twisted's asyncio reactor "
-                "(twisted.internet.asyncioreactor.install(), before the reactor is "
-                "imported); connection refused",
+                "%s needs a running asyncio event loop: serve it on Twisted's asyncio "
+                "reactor (twisted.internet.asyncioreactor.install(), before the reactor "
+                "is imported), from inside the running reactor; connection refused",
                 type(protocol).__name__,
             )
             return None

@@ -52,6 +52,7 @@ from statewire.error import (
 )
 from statewire.protocol import ClientFactory, Factory, Protocol
 from statewire.twisted import (
+    ABORT_GRACE,
     AdaptedClientFactory,
     TwistedProtocol,
     adapt,
@@ -415,6 +416,54 @@ def test_write_timeout_aborts_a_peer_that_leaves_twisted_buffer_full() -> None:
     protocol.pauseProducing()
     clock.advance(3600)
     assert not getattr(transport, "disconnected", False) and not clock.getDelayedCalls()
+
+
+class _Buffered(StringTransport):
+    """A transport holding unsent bytes as Twisted's file descriptors do (``dataBuffer``
+    from ``offset``, and ``_tempDataLen`` more)."""
+
+    dataBuffer = b"x" * 100_000
+    offset = 0
+    _tempDataLen = 0
+
+
+def test_write_timeout_waits_while_the_peer_takes_bytes() -> None:
+    """Twisted says only when its buffer is empty again; where its transport shows what
+    it holds unsent, a peer that takes bytes (slowly) is not cut, one that stops is."""
+    clock = task.Clock()
+    transport = _Buffered()
+    protocol, _ = connect(Factory.forProtocol(StalledLines), transport, clock=clock)
+    protocol.pauseProducing()
+    for _ in range(3):  # 15 s in all, a few KiB taken each 5 s
+        transport.offset += 4096
+        clock.advance(5.0)
+        assert not getattr(transport, "disconnected", False)
+    clock.advance(5.0)  # then nothing taken
+    assert transport.disconnected
+
+
+def test_write_timeout_lifted_or_during_a_tls_handshake_does_not_abort() -> None:
+    from twisted.internet.interfaces import ISSLTransport
+    from zope.interface import directlyProvides
+
+    clock = task.Clock()
+    protocol, transport = connect(Factory.forProtocol(StalledLines), clock=clock)
+    protocol.pauseProducing()
+    protocol.protocol.transport.write_timeout = None  # lifted meanwhile
+    clock.advance(10.0)
+    assert not getattr(transport, "disconnected", False)
+    # Twisted's TLS pauses while it holds a greeting written before its handshake: no
+    # full buffer, so no stall counted until the handshake is done (if still paused)
+    clock = task.Clock()
+    transport = StringTransport()
+    directlyProvides(transport, ISSLTransport)
+    protocol, _ = connect(Factory.forProtocol(StalledLines), transport, clock=clock)
+    protocol.pauseProducing()
+    clock.advance(10.0)
+    assert not getattr(transport, "disconnected", False)
+    protocol.handshakeCompleted()
+    clock.advance(5.0)
+    assert transport.disconnected
 
 
 def test_protocol_pause_and_congestion_compose() -> None:
@@ -805,16 +854,33 @@ def test_the_shutdown_trigger_stops_the_factory_then_closes_its_connections(
     shims[0].connectionLost(TwistedFailure(terror.ConnectionDone()))
     assert not fired
     reactor.clock.advance(adapted.shutdown_timeout)  # the second never closed: aborted
-    assert transports[1].disconnected and fired == [None]
+    assert transports[1].disconnected and not fired  # (its loss comes a turn later)
     shims[1].connectionLost(TwistedFailure(terror.ConnectionAborted()))
+    assert not fired
+    reactor.clock.advance(0)  # a loop turn for what the losses cancelled
+    assert fired == [None]
     adapted.doStop()
     adapted.doStop()  # Twisted's ports stop after: nothing more
     assert stops == ["stop"] and not reactor.clock.getDelayedCalls()
-    # a factory whose ports all stopped before the shutdown has no trigger left
+    # a factory whose ports all stopped before the shutdown keeps its trigger while a
+    # connection is open, then has none left; one aborted whose loss never comes ends
+    # the shutdown after ABORT_GRACE
     again = adapt(Counted())
     again.doStart()
+    shim = again.buildProtocol(PEER)
+    assert shim is not None
+    shim.makeConnection(StringTransport())
     again.doStop()
-    assert len(reactor.triggers) == 1 and stops == ["stop", "stop"]
+    assert len(reactor.triggers) == 2 and stops == ["stop", "stop"]
+    drained = reactor.triggers[2]()
+    drained.addCallback(fired.append)
+    reactor.clock.advance(adapted.shutdown_timeout)
+    reactor.clock.advance(ABORT_GRACE)
+    assert fired == [None, None] and not reactor.clock.getDelayedCalls()
+    gone = adapt(Counted())
+    gone.doStart()
+    gone.doStop()
+    assert len(reactor.triggers) == 2  # (added, then removed: nothing open)
 
 
 def test_stopping_twisted_reactor_stops_adapted_servers_gracefully() -> None:
