@@ -137,7 +137,9 @@ class TwistedTransport:
         #: measured from Twisted's pause, since it does not say what the peer took)
         self.write_timeout: float | None = None
         self._stall_timer: Any = None
-        #: what Twisted's transport held unsent when the stall timer started (None: unknown)
+        #: bytes written to Twisted's transport, and how many of them had left it (handed
+        #: minus what it holds unsent) when the stall timer started (None: unknown)
+        self._handed = 0
         self._stall_mark: int | None = None
         self._closing = False
         self._lost = False
@@ -178,6 +180,7 @@ class TwistedTransport:
         if self._lost:
             return
         self.twisted.write(data)
+        self._handed += len(data)
         if self._producer is not None and not self._streaming:
             self._schedule_pull()
 
@@ -242,7 +245,8 @@ class TwistedTransport:
         if self._stall_timer is not None or timeout is None or clock is None or self._lost:
             return
         if self._full():
-            self._stall_mark = _unsent(self.twisted)
+            unsent = _unsent(self.twisted)
+            self._stall_mark = None if unsent is None else self._handed - unsent
             self._stall_timer = clock.callLater(timeout, self._stall_expired)
 
     def _stall_expired(self) -> None:
@@ -250,8 +254,11 @@ class TwistedTransport:
         if not self._full() or self._lost or self.write_timeout is None:
             return  # (drained, gone, or the limit lifted meanwhile)
         unsent = _unsent(self.twisted)
-        if unsent is not None and self._stall_mark is not None and unsent < self._stall_mark:
-            self._watch_stall()  # the peer took some: count again from here
+        if unsent == 0:
+            return  # nothing waits (closing: Twisted no longer resumes us)
+        mark = self._stall_mark
+        if unsent is not None and mark is not None and self._handed - unsent > mark:
+            self._watch_stall()  # some left since (the peer took some): count again
             return
         log.info("the peer took no byte in %s s; aborting", self.write_timeout)
         self.abortConnection()
@@ -319,7 +326,10 @@ class TwistedTransport:
         if not self._handshake_done:
             self._handshake_done = True
             self._update_reading()
-            self._watch_stall()
+            # (from the next turn: Twisted's TLS moves what it held into its buffer first)
+            clock = self._timer_clock()
+            if clock is not None:
+                clock.callLater(0, self._watch_stall)
 
     def _update_reading(self) -> None:
         if self._closing or self._lost or self._eof:

@@ -434,12 +434,22 @@ def test_write_timeout_waits_while_the_peer_takes_bytes() -> None:
     transport = _Buffered()
     protocol, _ = connect(Factory.forProtocol(StalledLines), transport, clock=clock)
     protocol.pauseProducing()
-    for _ in range(3):  # 15 s in all, a few KiB taken each 5 s
+    for _ in range(3):  # 15 s in all, a few KiB taken each 5 s, more written meanwhile
         transport.offset += 4096
+        protocol.protocol.transport.write(b"y" * 10_000)
+        transport.dataBuffer += b"y" * 10_000  # (held behind what was there)
         clock.advance(5.0)
         assert not getattr(transport, "disconnected", False)
     clock.advance(5.0)  # then nothing taken
     assert transport.disconnected
+    # paused, then closing (Twisted no longer resumes us): nothing left unsent is no stall
+    clock = task.Clock()
+    transport = _Buffered()
+    protocol, _ = connect(Factory.forProtocol(StalledLines), transport, clock=clock)
+    protocol.pauseProducing()
+    transport.dataBuffer = b""
+    clock.advance(5.0)
+    assert not getattr(transport, "disconnected", False)
 
 
 def test_write_timeout_lifted_or_during_a_tls_handshake_does_not_abort() -> None:
@@ -462,6 +472,7 @@ def test_write_timeout_lifted_or_during_a_tls_handshake_does_not_abort() -> None
     clock.advance(10.0)
     assert not getattr(transport, "disconnected", False)
     protocol.handshakeCompleted()
+    clock.advance(0)  # (counted from the next turn: TLS moves what it held first)
     clock.advance(5.0)
     assert transport.disconnected
 
