@@ -81,6 +81,7 @@ except ImportError as missing:  # pragma: no cover - the test environment has Tw
         "statewire.twisted needs Twisted: install the extra, pip install 'statewire[twisted]'"
     ) from missing
 
+from statewire._reactor import ABORT_GRACE, Reactor
 from statewire._twisted_connection import (
     TwistedProtocol,
     TwistedTransport,
@@ -120,13 +121,13 @@ def from_deferred(deferred: Any) -> DeferredFuture:
 # -- factories -----------------------------------------------------------------------------
 
 
-#: seconds an aborted connection has to be reported lost at a shutdown (statewire's too)
-ABORT_GRACE = 1.0
-
-
 @implementer(IProtocolFactory, ILoggingContext)
 class AdaptedFactory:
     """A statewire ``Factory`` as a Twisted ``IProtocolFactory`` (made by :func:`adapt`)."""
+
+    #: seconds a Twisted reactor's shutdown waits for the open connections to close once
+    #: asked to (flushed), before it aborts the rest (statewire's reactor's own)
+    shutdown_timeout = Reactor.shutdown_timeout
 
     def __init__(self, factory: Any, clock: Any = None) -> None:
         #: the statewire factory
@@ -158,10 +159,6 @@ class AdaptedFactory:
         """How Twisted's logs name the port: the statewire factory's class."""
         return type(self.factory).__name__
 
-    #: seconds a Twisted reactor's shutdown waits for the open connections to close once
-    #: asked to (flushed), before it aborts the rest (as statewire's reactor's)
-    shutdown_timeout = 5.0
-
     def doStart(self) -> None:
         """A Twisted port starts using the factory: the statewire factory's ``doStart``
         (its ``startFactory`` for the first one). On Twisted's global reactor, the first
@@ -184,12 +181,9 @@ class AdaptedFactory:
         self.factory.doStop()
 
     def _watch_shutdown(self) -> None:
-        # (the global reactor only if it is installed already: never install one here;
-        # none added once its shutdown began: it would never run)
+        # (the global reactor only if it is installed already: never install one here)
         reactor = sys.modules.get("twisted.internet.reactor")
         if self._trigger is None and self.clock is None and reactor is not None:
-            if self._shutting_down:
-                return
             self._reactor = reactor
             self._trigger = reactor.addSystemEventTrigger(
                 "before", "shutdown", self._before_shutdown
@@ -228,11 +222,12 @@ class AdaptedFactory:
         return drained.addBoth(lambda result: timer.cancel() if timer.active() else None)
 
     def _shutdown_expired(self) -> None:
-        live = [shim for shim in self._live if shim.facade is not None]
-        log.info("%d connections open after %s s; aborting", len(live), self.shutdown_timeout)
-        for shim in live:
-            assert shim.facade is not None
-            shim.facade.abortConnection()
+        log.info(
+            "%d connections open after %s s; aborting", len(self._live), self.shutdown_timeout
+        )
+        for shim in list(self._live):
+            if shim.facade is not None:
+                shim.facade.abortConnection()
         # Twisted reports an abort's loss a reactor turn later: wait for it, boundedly
         # (else the socket outlives the reactor, never closed)
         self._grace = self._reactor.callLater(ABORT_GRACE, self._settle)
