@@ -71,6 +71,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_resp import HOST, cpu_seconds, free_port, served
+from http_floor import ApiFloorServer
 
 GREETING = b"Hello from statewire.\n"
 TEXT = b"text/plain; charset=utf-8"
@@ -279,6 +280,7 @@ def asgi_factory() -> Any:
 
 
 SERVE = {
+    "api floor": lambda port: serve_asyncio_protocol(ApiFloorServer, port),
     "h11": lambda port: serve_asyncio_protocol(H11Server, port),
     "httptools": lambda port: serve_asyncio_protocol(HttptoolsServer, port),
     "asyncio": lambda port: serve_asyncio_protocol(AsyncioServer, port),
@@ -289,6 +291,15 @@ SERVE = {
 def command(name: str, port: int) -> list[str]:
     """The command line serving ``name`` on ``port``."""
     uvloop = name.endswith("uvloop")
+    if name == "api floor statewire":
+        serve = [
+            sys.executable,
+            "-m",
+            "statewire",
+            "serve",
+            "bench/http_floor.py:statewire_factory",
+        ]
+        return [*serve, "--listen", f"tcp:{port}:interface={HOST}"]
     if name.startswith(("statewire", "asgi statewire")):
         target = "bench/bench_http.py:asgi_factory" if name.startswith("asgi") else None
         serve = [sys.executable, "-m", "statewire", "serve", target or "examples/httpd.py:factory"]
@@ -566,6 +577,9 @@ def main() -> None:
         "--asgi-only", action="store_true", help="only the ASGI rows: asgi(app) and uvicorn"
     )
     parser.add_argument(
+        "--servers", metavar="NAMES", help="only these rows (comma-separated names)"
+    )
+    parser.add_argument(
         "--tiny-chunks", type=int, metavar="N", help="only: N-byte bodies fed tiny, in process"
     )
     parser.add_argument(
@@ -590,10 +604,13 @@ def main() -> None:
         print("httptools is not installed: its peer is skipped (pip install httptools)")
     else:
         names.append("httptools")
-    names.append("asyncio")
+    names += ["asyncio", "api floor", "api floor statewire"]
     if args.asgi_only:
         names = []
     names += asgi_servers()
+    if args.servers:
+        wanted = args.servers.split(",")
+        names = [name for name in names if name in wanted]
     if not names:
         raise SystemExit("nothing to measure")
     loads = [
@@ -667,6 +684,14 @@ def main() -> None:
             for load in loads
         )
         print(f"{ours} / {peer}: {ratios}  target {target}")
+    for floor in (name for name in names if name.startswith("api floor")):
+        if "httptools" not in names:
+            break
+        ratios = "  ".join(
+            f"{median_rate[floor, load.name] / median_rate['httptools', load.name]:.2f}x"
+            for load in loads
+        )
+        print(f"floor: {floor} / httptools: {ratios}  (the handler API alone)")
     if "httptools" in names and "statewire" in names:
         ceiling(median_cost["httptools", loads[0].name], args.connections)
 

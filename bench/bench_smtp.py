@@ -52,6 +52,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_resp import HOST, cpu_seconds, free_port, served
+from smtp_floor import ApiFloorSink
 
 #: the largest message every server is configured to take
 MAX_SIZE = 128 << 20
@@ -193,28 +194,28 @@ class AsyncioSink(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
 
-def serve_asyncio(port: int) -> None:
+def serve_asyncio(port: int, kind: type[asyncio.Protocol]) -> None:
     async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(AsyncioSink, HOST, port)
+        server = await asyncio.get_running_loop().create_server(kind, HOST, port)
         async with server:
             await server.serve_forever()
 
     asyncio.run(main())
 
 
-SERVE = {"aiosmtpd": serve_aiosmtpd, "twisted": serve_twisted, "asyncio": serve_asyncio}
+SERVE = {
+    "aiosmtpd": serve_aiosmtpd,
+    "twisted": serve_twisted,
+    "asyncio": lambda port: serve_asyncio(port, AsyncioSink),
+    "api floor": lambda port: serve_asyncio(port, ApiFloorSink),
+}
 
 
 def command(name: str, port: int) -> list[str]:
     """The command line serving ``name`` on ``port``."""
-    if name.startswith("statewire"):
-        serve = [
-            sys.executable,
-            "-m",
-            "statewire",
-            "serve",
-            "bench/bench_smtp.py:statewire_factory",
-        ]
+    if name.startswith(("statewire", "api floor statewire")):
+        where = "smtp_floor" if name.startswith("api") else "bench_smtp"
+        serve = [sys.executable, "-m", "statewire", "serve", f"bench/{where}.py:statewire_factory"]
         uvloop = ["--uvloop"] if name.endswith("uvloop") else []
         return [*serve, "--listen", f"tcp:{port}:interface={HOST}", *uvloop]
     return [sys.executable, "bench/bench_smtp.py", "serve", name, str(port)]
@@ -475,6 +476,7 @@ def main() -> None:
     if args.quick:
         args.seconds, args.rounds, args.big_mib = 0.5, 1, min(args.big_mib, 10)
     names = ["statewire", *(["statewire-uvloop"] if args.uvloop else []), "twisted", "asyncio"]
+    names += ["api floor", "api floor statewire"]
     if importlib.util.find_spec("aiosmtpd") is None:
         print("aiosmtpd is not installed: skipped (pip install aiosmtpd)")
     else:
@@ -504,14 +506,14 @@ def main() -> None:
         f"median of {args.rounds} alternated rounds"
     )
     print("messages/s [min-max]; server CPU microseconds per message")
-    print(f"{'server':<18}" + "".join(f"{load:>32}" for load in loads))
+    print(f"{'server':<21}" + "".join(f"{load:>32}" for load in loads))
     for name in names:
         cells = "".join(
             f"{median_rate[name, load]:>10,.0f} [{min(rates[name, load]):,.0f}-"
             f"{max(rates[name, load]):,.0f}] {median_cost[name, load]:>5.0f} us".rjust(32)
             for load in loads
         )
-        print(f"{name:<18}{cells}")
+        print(f"{name:<21}{cells}")
     targets = {"twisted": 2.0, "aiosmtpd": 3.0, "asyncio": None}
     for ours in (name for name in names if name.startswith("statewire")):
         for peer in (name for name in names if name in targets):
@@ -530,12 +532,18 @@ def main() -> None:
             for load in loads
         )
         print(f"limit: asyncio / {peer}: {ceiling}  (a server that parses nothing)")
+        for floor in (name for name in names if name.startswith("api floor")):
+            ratios = "  ".join(
+                f"{load} {median_rate[floor, load] / median_rate[peer, load]:.2f}x"
+                for load in loads
+            )
+            print(f"floor: {floor} / {peer}: {ratios}  (the handler interface alone)")
     if args.big_mib <= 0:
         return
     body = big_message(args.big_mib)
     print(f"\none {len(body) / (1 << 20):.0f} MiB message of 78-octet lines, a fresh server each")
     columns = ("via", "RSS before", "peak RSS", "growth", "seconds")
-    print(f"{'server':<18}" + "".join(f"{column:>12}" for column in columns) + "  reply")
+    print(f"{'server':<21}" + "".join(f"{column:>12}" for column in columns) + "  reply")
     runs = [(name, False) for name in names]
     runs += [(name, True) for name in names if name.startswith("statewire")]
     for name, bdat in runs:
@@ -544,7 +552,7 @@ def main() -> None:
         figures += [f"{(peak - before) / 1024:.1f} MiB", f"{elapsed:.2f}"]
         shown = answer[:40].decode(errors="replace")
         row = "".join(f"{cell:>12}" for cell in ["BDAT" if bdat else "DATA", *figures])
-        print(f"{name:<18}{row}  {shown}")
+        print(f"{name:<21}{row}  {shown}")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,13 @@ SMTP = re.compile(
     r"^statewire( uvloop)? / (\S+): (\d+) conns? ([\d.]+)x \(CPU [\d.]+x\)\s+"
     r"(\d+) conns? ([\d.]+)x \(CPU [\d.]+x\)\s+target (.+)$"
 )
+#: ``floor: api floor / httptools: 0.69x  0.28x  0.68x  (...)``: the least server offering
+#: issue 17's handler API (``http_floor.py``) against httptools, per load
+HTTP_FLOOR = re.compile(r"^floor: (api floor(?: statewire)?) / httptools: ((?:[\d.]+x\s+)+)")
+#: ``floor: api floor statewire / twisted: 1 conn 1.91x  50 conns 4.28x  (...)``
+SMTP_FLOOR = re.compile(
+    r"^floor: (api floor(?: statewire)?) / (\S+): (\d+) conns? ([\d.]+)x\s+(\d+) conns? ([\d.]+)x"
+)
 #: ``v1      5944.1       +3695   6119.1 [...]``: the added cost of a header, in process
 PROXY = re.compile(r"^(v1|v2)\s+[\d.]+\s+\+(\d+)\s")
 
@@ -72,6 +79,12 @@ def http(output: str) -> list[Row]:
             for index, (load, ratio) in enumerate(zip(loads, ratios, strict=True)):
                 judged = target if index < HTTP_JUDGED else "-"
                 rows.append((SECTION, f"{what}, {load}", "", peer, f"{ratio}x", judged))
+        elif match := HTTP_FLOOR.match(text):
+            # not statewire: what the target allows any server offering the handler API
+            where = "statewire's transport" if match[1].endswith("statewire") else "asyncio"
+            for load, ratio in zip(loads, match[2].split(), strict=False):
+                case = f"HTTP API floor ({where}), {load}"
+                rows.append((SECTION, case, "", "httptools", ratio, "-"))
     return rows
 
 
@@ -86,6 +99,13 @@ def smtp(output: str) -> list[Row]:
                 case = f"SMTP messages, {conns} conn{'' if conns == '1' else 's'} ({loop})"
                 limit = "-" if target == "limit" else target.replace(" ", "")
                 rows.append((SECTION, case, "", peer, f"{ratio}x", limit))
+        elif match := SMTP_FLOOR.match(text):
+            # not statewire: what the targets allow any server offering the handler interface
+            floor, peer, one, first, many, second = match.groups()
+            where = "statewire's transport" if floor.endswith("statewire") else "asyncio"
+            for conns, ratio in ((one, first), (many, second)):
+                case = f"SMTP API floor ({where}), {conns} conn{'' if conns == '1' else 's'}"
+                rows.append((SECTION, case, "", peer, f"{ratio}x", "-"))
     return rows
 
 
