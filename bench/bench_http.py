@@ -11,6 +11,9 @@ routes: ``GET /`` a 22-byte text, ``POST /echo`` the request body back.
   ``httptools`` is installed: said so and skipped otherwise);
 * ``asyncio``: a minimal hand-written ``asyncio.Protocol`` (head cut at the blank line,
   ``Content-Length`` read by hand, canned response): the loop's limit, not a real server;
+* ``api floor``: that limit plus only the issue's handler API (``http_floor.py``: request
+  and response objects, an ``async`` handler), on asyncio and (``api floor statewire``) on
+  statewire's own transport; the ``floor`` lines divide their rates by httptools's;
 * ASGI (only if ``uvicorn`` is installed: said so and skipped otherwise): the small ASGI
   application :func:`app` below (``GET /`` the same text with a ``Content-Length``,
   ``POST /echo`` each body message sent back as it arrives) served by
@@ -43,6 +46,7 @@ httptools if its sockets cost nothing.
     python bench/bench_http.py --quick --asgi-only
     python bench/bench_http.py --tiny-chunks 20000
     python bench/bench_http.py --against /tmp/before --rounds 2 --seconds 2 --big-post-kib 0
+    python bench/bench_http.py --servers httptools,"api floor",statewire --big-post-kib 0
 
 ``--tiny-chunks N`` measures only, in process, a chunked body of N 1-byte chunks read in one
 piece and one byte a read, and a ``Content-Length`` body of N bytes read one byte a read:

@@ -1,6 +1,6 @@
 """statewire's SMTP server against aiosmtpd and Twisted's ESMTP, in the same run.
 
-Four servers, each in its own process on a free loopback port, each with a do-nothing
+The servers, each in its own process on a free loopback port, each with a do-nothing
 handler (every sender and recipient accepted, the body thrown away): statewire's
 ``statewire.protocols.smtp`` with the base ``SMTPHandler``, served by ``statewire serve``
 (``--uvloop`` adds a row on uvloop); ``aiosmtpd`` (skipped, and said so, when it is not
@@ -10,7 +10,11 @@ an SMTP server can do (:class:`AsyncioSink`: the hand-written limit, no target).
 ``limit`` lines divide its rate by each peer's. Over one connection, where the round
 trip's fixed costs (the two processes' wake-ups, the client's own work) dominate, that ratio
 is about what a Python server on asyncio could reach if parsing and deciding the session
-cost it nothing; the targets are measured against it.
+cost it nothing; the targets are measured against it. Two ``api floor`` rows add to that
+limit only the calls of statewire's handler interface (``smtp_floor.py``: an envelope, the
+handler's ``mail``, ``rcpt``, ``message`` and the sink's ``write`` and ``close``), served on
+asyncio and (``api floor statewire``) on statewire's own transport; the ``floor`` lines
+divide their rates by each peer's.
 
 Messages accepted per second, small messages (about 1 KiB), over one connection and over
 ``--connections`` concurrent ones, for ``--seconds`` each. The client is one process with

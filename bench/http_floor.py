@@ -7,15 +7,19 @@ response appended). :class:`ApiFloorServer` measures what that API alone costs o
 the least a server can do (``bench_http.AsyncioServer``: the head cut at its blank line, no
 validation): per request, the request line split in three, the field lines split (not
 checked), a request object with a body reader, a response object, and an ``async``
-handler, routed as ``examples/httpd.py`` routes, run by one ``send`` of its coroutine and
-answering with one ``send`` whose head is formatted from its status and fields.
+handler, run to its end by iterating its coroutine once, answering with one ``send``
+whose head is formatted from its status and fields (a plain method returning an awaitable
+already done, as a send that finds the transport writable can). ``GET /`` and ``POST
+/echo`` are routed as ``examples/httpd.py`` routes them; anything else is a ``404`` (no
+``405``, no ``HEAD``: the loads send neither).
 
 Everything a real server adds is left out, to its advantage: no field syntax, no limits,
 no smuggling checks, no keep-alive or framing decisions, no deadlines, no streaming (the
 body is read whole before the handler starts, and the echo is one write, not chunked).
-So its rate is above what any Python server offering that API reaches on the same loop and
-transport: where it falls below 0.8x httptools, so does every such server. The
-``api floor statewire`` row serves it on statewire's own transports and reactor.
+So it bounds what a server whose per-request work is Python can reach with that API on
+the same loop and transport (a server doing that work in C, the handler aside, is not
+bounded by it). The ``api floor statewire`` row serves it on statewire's own transports and
+reactor.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 GREETING = b"Hello from statewire.\n"
 TEXT = [(b"Content-Type", b"text/plain; charset=utf-8")]
 OCTETS = [(b"Content-Type", b"application/octet-stream")]
-REASONS = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed"}
+STATUS_LINES = {200: b"HTTP/1.1 200 OK\r\n", 404: b"HTTP/1.1 404 Not Found\r\n"}
 
 
 class _Ready(Awaitable[bytes]):
@@ -43,6 +47,18 @@ class _Ready(Awaitable[bytes]):
         yield  # (a generator: never reached)
 
 
+class _Done(Awaitable[None]):
+    """An awaitable already complete (one, shared): what ``send`` returns."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+DONE = _Done()
+
+
 class Body:
     """The body reader: the whole body, read at once."""
 
@@ -53,6 +69,10 @@ class Body:
 
     def read(self) -> _Ready:
         return _Ready(self.data)
+
+
+#: the body reader of every request without a body
+EMPTY = Body(b"")
 
 
 class Request:
@@ -77,13 +97,16 @@ class Response:
         self.out = out
         self.finished = False
 
-    async def send(self, status: int, fields: list[tuple[bytes, bytes]], body: bytes) -> None:
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, REASONS[status])]
+    def send(self, status: int, fields: list[tuple[bytes, bytes]], body: bytes) -> _Done:
+        """The whole response, written now; an awaitable already done (a send that found
+        the transport congested would return one to wait on)."""
+        parts = [STATUS_LINES[status]]
         for name, value in fields:
             parts += (name, b": ", value, b"\r\n")
         parts += (b"Content-Length: %d\r\n\r\n" % len(body), body)
         self.out.append(b"".join(parts))
         self.finished = True
+        return DONE
 
 
 async def handle(request: Request, response: Response) -> None:
@@ -119,22 +142,22 @@ class ApiFloorServer(asyncio.Protocol):
                 break
             lines = buffer[pos:end].split(b"\r\n")
             method, target, version = lines[0].split(b" ", 2)
-            size = 0
+            body = EMPTY
             if method == b"POST":
+                size = 0
                 for line in lines:
                     if line[:15].lower() == b"content-length:":
                         size = int(line[15:])
-            if len(buffer) < end + 4 + size:
-                break
-            body = Body(buffer[end + 4 : end + 4 + size])
-            pos = end + 4 + size
-            coroutine = handle(Request(method, target, version, lines, body), Response(out))
-            try:
-                coroutine.send(None)
-            except StopIteration:
-                pass
-            else:  # (never: nothing in it waits)
-                raise RuntimeError("the handler waited")
+                if len(buffer) < end + 4 + size:
+                    break
+                body = Body(buffer[end + 4 : end + 4 + size])
+                pos = end + 4 + size
+            else:
+                pos = end + 4
+            request = Request(method, target, version, lines, body)
+            # driven as a task would drive it, with no StopIteration raised into Python
+            for _ in handle(request, Response(out)).__await__():
+                raise RuntimeError("the handler waited")  # (never: nothing in it waits)
         self.buffer = buffer[pos:]
         if out:
             self.write(b"".join(out))

@@ -42,7 +42,7 @@ def resp(output: str) -> list[Row]:
 
 #: ``statewire / h11: 1.77x (CPU 1.79x)  2.22x (CPU 2.20x)  0.47x (CPU 0.46x)  target >= 2x``
 #: (and ``asgi statewire uvloop / uvicorn httptools uvloop: ...``): one ratio per load
-HTTP = re.compile(r"^(asgi )?statewire( uvloop)? / (.+?): (.*?)\s+target (.+)$")
+HTTP = re.compile(r"^(asgi )?statewire([ -]uvloop)? / (.+?): (.*?)\s+target (.+)$")
 HTTP_RATIO = re.compile(r"([\d.]+)x \(CPU [\d.]+x\)")
 #: the loads when the output names none (its ``server`` header line names them)
 HTTP_LOADS = ("GET keep-alive", "GET pipelined x16", "POST 1 KiB", "POST 1024 KiB")
@@ -50,7 +50,7 @@ HTTP_LOADS = ("GET keep-alive", "GET pipelined x16", "POST 1 KiB", "POST 1024 Ki
 HTTP_JUDGED = 3
 #: ``statewire / twisted: 1 conn 1.51x (CPU 1.63x)  50 conns 1.66x (CPU 1.69x)  target >= 2x``
 SMTP = re.compile(
-    r"^statewire( uvloop)? / (\S+): (\d+) conns? ([\d.]+)x \(CPU [\d.]+x\)\s+"
+    r"^statewire([ -]uvloop)? / (\S+): (\d+) conns? ([\d.]+)x \(CPU [\d.]+x\)\s+"
     r"(\d+) conns? ([\d.]+)x \(CPU [\d.]+x\)\s+target (.+)$"
 )
 #: ``floor: api floor / httptools: 0.69x  0.28x  0.68x  (...)``: the least server offering

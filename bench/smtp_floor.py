@@ -12,8 +12,9 @@ body (dots unstuffed within each read) and asked for the decision.
 Everything a real server adds is left out, to its advantage: no command syntax, no
 sequence (a ``RCPT`` before ``MAIL`` is not refused), no parameters, no limits, no
 deadlines, no line checks in the body, no enhanced status codes of its own choosing. So
-its rate is above what any Python server offering that interface on asyncio reaches with
-the same loop and client.
+it bounds what a server whose per-message work is Python can reach with that interface on
+the same loop, transport and client. Dots are unstuffed as the lines are handed on (a line
+that starts a piece has its dot dropped there, the others by one ``replace``).
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class ApiFloorSink(asyncio.Protocol):
                 sink = self.sink
                 assert sink is not None
                 start = pos + self.resume
+                if buffer[start : start + 1] == b".":  # (a line's stuffed dot: see below)
+                    start += 1
                 end = buffer.find(b"\r\n.\r\n", self.body_from)
                 if end < 0:  # hand on the whole lines, keep the last CRLF (the end may follow)
                     last = buffer.rfind(b"\r\n", self.body_from)
