@@ -76,9 +76,11 @@ class _Exchange:
         "continued",
         "expects_continue",
         "length",
+        "released",
         "request",
         "response",
         "task",
+        "waited",
     )
 
     def __init__(self, request: Request, response: Response, expects_continue: bool) -> None:
@@ -92,6 +94,10 @@ class _Exchange:
         self.complete = False
         #: the body's announced length (``None``: chunked)
         self.length: int | None = 0
+        #: what the framing waits for while the handler runs after the request's end
+        self.waited: _Waited | None = None
+        #: whether the exchange ended with its response, its handler still at work
+        self.released = False
 
 
 class HTTPConnection(MachineProtocol):
@@ -271,20 +277,43 @@ class HTTPConnection(MachineProtocol):
             machine.length_body()
 
     def end_of_request(self, machine: Inputs) -> Awaitable[None] | None:
-        """The request was read whole: once its handler is done, the next request (the
-        handler's task, if it still runs, is what the framing waits for)."""
+        """The request was read whole: once its handler is done, or its response is
+        complete, the next request. A handler still at work after its complete response
+        (an ASGI application's background task, say) goes on beside the next requests,
+        as under uvicorn: the connection waits for a handler only while it owes its
+        response (see :class:`_Waited`)."""
         exchange = self.exchange
         assert exchange is not None
         exchange.complete = True
         task = exchange.task
         if task is not None and not task.done():
-            if not exchange.request.cancel_on_disconnect:
-                # the framing's wait is cancelled when the connection is lost: let that
-                # not cancel a handler that asked to be told of the loss instead
-                return _Uncancelled(task)
-            return task  # _serve ends the exchange
+            response = exchange.response
+            if not response.finished or self.upgraded_to is not None:
+                waited = exchange.waited = _Waited(task, exchange.request.cancel_on_disconnect)
+                response.on_finish = functools.partial(self._response_finished, exchange)
+                return waited  # _serve ends the exchange, or _response_finished does
+            self._release(exchange)
         self._end_exchange(machine)
         return None
+
+    def _release(self, exchange: _Exchange) -> None:
+        """``exchange``'s response is complete and its request read: it ends, its handler
+        left to finish on its own (closing after the response if it said so)."""
+        exchange.released = True
+        if not exchange.response.keep_alive or self._body_withheld(exchange):
+            self.close()
+
+    def _response_finished(self, exchange: _Exchange) -> None:
+        """The response of the exchange the framing waits for is complete, its handler
+        still running: the next request is read (a turn later, as a task's end is seen)."""
+        waited = exchange.waited
+        if waited is None or self.exchange is not exchange or self.gone:
+            return
+        if exchange.released or self.upgraded_to is not None or waited.done():
+            return
+        self._release(exchange)
+        self._end_exchange()
+        waited.release()
 
     def feed_body(self, data: bytes) -> asyncio.Future[None] | None:
         """Body bytes for the handler; a future to wait on while it leaves too many
@@ -346,8 +375,12 @@ class HTTPConnection(MachineProtocol):
             if not response.finished:
                 await response.end()
         except Exception as error:
-            self._handler_failed(exchange, error)
-            return
+            if not response.finished:
+                self._handler_failed(exchange, error)
+                return
+            # the response left whole: the failure is the handler's own work after it
+            # (an ASGI background task), not the exchange's; the connection goes on
+            log.error("HTTP handler raised after its response was complete", exc_info=error)
         except asyncio.CancelledError as error:
             if exchange.task is not None and _cancel_asked(exchange.task):
                 raise  # its task was cancelled (the client gone, a shutdown)
@@ -358,8 +391,10 @@ class HTTPConnection(MachineProtocol):
             return
         finally:
             exchange.request.body.abandon()
-        if self.gone:
-            return  # a handler told of the loss instead of cancelled: nothing follows
+        if self.gone or exchange.released:
+            # a handler told of the loss instead of cancelled, or one that went on after
+            # its response, the connection on to the next request: nothing follows
+            return
         if not response.keep_alive or self._body_withheld(exchange):
             # a client told to wait for 100 may never send the body: its framing is lost
             # (unless the body came anyway, whole: then what follows it is the next request;
@@ -600,33 +635,57 @@ class HTTPConnection(MachineProtocol):
             self.refuse(400, str(error))
 
 
-class _Uncancelled(Awaitable[None]):
-    """``task`` as the framing waits for it (see ``statewire.machine``'s waiting: anything
-    with ``add_done_callback``), except that cancelling the wait does not cancel the task:
-    what ``asyncio.shield`` does, without its future and the loop turn it costs."""
+class _Waited(Awaitable[None]):
+    """The handler's task as the framing waits for it once the request was read (see
+    ``statewire.machine``'s waiting: anything with ``add_done_callback``): done when the
+    task is, or once :meth:`release` d when the response is complete first. Cancelling
+    the wait (the connection lost) cancels the task only if its handler is to be
+    cancelled then (``cancel_on_disconnect``); else the task goes on, told of the loss,
+    as ``asyncio.shield`` would leave it, without its future and the loop turn it costs."""
 
-    __slots__ = ("_task",)
+    __slots__ = ("_callbacks", "_cancels", "_released", "_task")
 
-    def __await__(self) -> Generator[Any, None, None]:
+    def __init__(self, task: asyncio.Task[None], cancels: bool) -> None:
+        self._task = task
+        self._cancels = cancels
+        self._released = False
+        self._callbacks: list[Callable[[_Waited], object]] | None = []
+        task.add_done_callback(self._fire)
+
+    def __await__(self) -> Generator[Any, None, None]:  # pragma: no cover - not awaited
         return asyncio.shield(self._task).__await__()
 
-    def __init__(self, task: asyncio.Task[None]) -> None:
-        self._task = task
+    def _fire(self, _: object = None) -> None:
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback(self)
 
-    def add_done_callback(self, callback: Any) -> None:
-        self._task.add_done_callback(lambda _: callback(self))
+    def release(self) -> None:
+        """The response is complete: the wait ends (its callbacks run a loop turn later,
+        as a task's do), the task goes on."""
+        if self._callbacks is not None and not self._released:
+            self._released = True
+            self._task.get_loop().call_soon(self._fire)
+
+    def add_done_callback(self, callback: Callable[[_Waited], object]) -> None:
+        if self._callbacks is None:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
 
     def done(self) -> bool:
-        return self._task.done()
+        return self._released or self._task.done()
 
     def cancel(self) -> bool:
-        return False  # the task goes on: its handler is told of the loss instead
+        if self._released or not self._cancels:
+            return False  # the task goes on: its handler is told of the loss instead
+        return self._task.cancel()
 
     def cancelled(self) -> bool:
-        return self._task.cancelled()
+        return not self._released and self._task.cancelled()
 
     def exception(self) -> BaseException | None:
-        return self._task.exception()
+        return None if self._released else self._task.exception()
 
 
 def _address(address: Any) -> tuple[str, int] | None:

@@ -111,7 +111,9 @@ class Body:
     _complete = False
     _abandoned = False
     _error: BaseException | None = None
-    _arrived: asyncio.Future[None] | None = None
+    #: the readers waiting for bytes (two may: an ASGI application's concurrent
+    #: ``receive()`` calls, Starlette's stream read while a disconnect is polled)
+    _waiting: list[asyncio.Future[None]] | None = None
     _drained: asyncio.Future[None] | None = None
     #: the trailer fields of a chunked body, once it is complete
     trailers = _NO_FIELDS
@@ -155,7 +157,7 @@ class Body:
         if trailers:
             self.trailers = Headers(trailers)
         self._complete = True
-        if self._arrived is not None:
+        if self._waiting is not None:
             self._wake()
 
     def fail(self, error: BaseException) -> None:
@@ -174,9 +176,11 @@ class Body:
             self._release()
 
     def _wake(self) -> None:
-        arrived, self._arrived = self._arrived, None
-        if arrived is not None and not arrived.done():
-            arrived.set_result(None)
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            for arrived in waiting:  # (each reader's own: one cancelled leaves the others)
+                if not arrived.done():
+                    arrived.set_result(None)
 
     def _release(self) -> None:
         drained, self._drained = self._drained, None
@@ -195,8 +199,12 @@ class Body:
                 raise ConnectionError("the connection was lost before the body's end")
             if self._complete:
                 return b""
-            self._arrived = asyncio.get_running_loop().create_future()
-            await self._arrived
+            arrived: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            if self._waiting is None:
+                self._waiting = [arrived]
+            else:
+                self._waiting.append(arrived)
+            await arrived
         data = self._chunks.popleft()
         self._buffered -= len(data)
         if self._buffered <= BODY_HIGH_WATER // 2:
@@ -356,6 +364,9 @@ class Response:
     #: body it announced will never come (no ``100`` sent, the body not all there), so
     #: that the connection closes after this response, which then says so
     body_withheld: Callable[[], bool] | None = None
+    #: set by the connection while it waits for the handler: called once the response is
+    #: complete (the next request need not wait for a handler still at work after it)
+    on_finish: Callable[[], object] | None = None
 
     @property
     def cut_by_close(self) -> bool:
@@ -476,6 +487,8 @@ class Response:
                 self._left = 0
                 self._connection.write(head + data if data else head)
                 self.finished = True
+                if self.on_finish is not None:
+                    self.on_finish()
                 return
             wire = [head]
         else:
@@ -493,6 +506,8 @@ class Response:
             if wire:  # (what was framed leaves even when the end was wrong)
                 self._connection.write(wire[0] if len(wire) == 1 else b"".join(wire))
         self.finished = True
+        if self.on_finish is not None:
+            self.on_finish()
 
     async def upgrade(self, protocol: Any, headers: Iterable[FieldLike] = ()) -> None:
         """Answer ``101 Switching Protocols`` with ``headers`` (``Upgrade: ...`` among

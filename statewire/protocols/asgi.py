@@ -3,10 +3,15 @@
 ``asgi(app)`` returns an :class:`~statewire.protocols.http.HTTPFactory` whose handler turns
 each request into an ASGI ``http`` scope and its ``receive``/``send`` pair:
 
-* ``receive()`` gives the request body as it arrives (``http.request`` messages,
-  ``more_body`` true until its last bytes), then waits and gives ``http.disconnect``
-  once the response is complete or the client is gone. A client gone before the body's
-  end gets the pending (or next) ``receive()`` an ``http.disconnect`` too.
+* ``receive()`` gives the request body in the pieces the server reads it in
+  (``http.request`` messages, ``more_body`` true until its last bytes): a chunked body
+  chunk by chunk as each completes, a ``Content-Length`` body in pieces of up to 256 KiB
+  (``BODY_PIECE``), each given once whole, so a body trickling in slowly reaches the
+  application a piece at a time, not byte by byte. Then it waits and gives
+  ``http.disconnect`` once the response is complete or the client is gone. A client gone
+  before the body's end gets the pending (or next) ``receive()`` an ``http.disconnect``
+  (the bytes of an incomplete piece are dropped). Concurrent ``receive()`` calls (a
+  stream read while a disconnect is polled, as Starlette does) each get a message.
 * ``send()`` takes ``http.response.start`` (status, headers) and ``http.response.body``
   messages; a response sent in one body message gets a ``Content-Length``, one sent in
   several is streamed (chunked for HTTP/1.1), exactly as the server's own response writer
@@ -16,8 +21,12 @@ each request into an ASGI ``http`` scope and its ``receive``/``send`` pair:
   truncated body passed off as complete.
 * A lost connection does not cancel the application (as the ASGI spec has it, and as
   uvicorn does): its ``receive()`` gives ``http.disconnect`` and its ``send()`` of a body
-  raises ``ConnectionError`` (an ``OSError``), so a streaming response stops (Starlette's
-  ``StreamingResponse`` listens for the disconnect).
+  raises ``ConnectionError`` (an ``OSError``), as the spec's version 2.4 asks (the scope
+  says ``spec_version`` ``2.4``), so a streaming response stops (Starlette then raises
+  ``ClientDisconnect``, which the server drops quietly: the client is gone).
+* Once the response is complete the application may go on (a background task): the
+  connection reads and answers the next requests meanwhile, as uvicorn does. What it
+  raises then is logged; the complete response stands and the connection stays open.
 
 Everything HTTP is the server's: limits, refusals, keep-alive, pipelining, ``100
 Continue`` (sent on the application's first ``receive()``). The ``lifespan`` and
@@ -66,7 +75,7 @@ def scope_of(request: Request) -> dict[str, Any]:
     method = request.method
     return {
         "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": _VERSIONS.get(request.version) or "{}.{}".format(*request.version),
         "method": _METHODS.get(method) or method.decode("ascii"),
         "scheme": "https" if request.secure else "http",
