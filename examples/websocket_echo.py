@@ -17,9 +17,11 @@ whose one framing is a WebSocket frame (a construct grammar, below)::
                 ping / pong / close              as in open (control frames interleave)
 
 Refused, with a close frame and the connection closed: an unmasked client frame, RSV bits,
-an unknown opcode, a fragmented or long (> 125 bytes) control frame, a continuation with
-no message begun or a new message inside one (``1002``), a text message that is not UTF-8
-(``1007``), a message over 16 MiB (``1009``).
+an unknown opcode, a fragmented or long (> 125 bytes) control frame, a 64-bit length with
+its top bit set (each as soon as the frame's header is there, before its payload), a
+continuation with no message begun or a new message inside one (``1002``), a text message
+that is not UTF-8 (``1007``), a message over 16 MiB (``1009``). A client that stops reading
+is dropped after 30 s without taking a byte (``write_timeout``).
 
 python examples/websocket_echo.py --port 8080
 statewire diagram examples/websocket_echo.py:WebSocketEcho
@@ -37,12 +39,14 @@ from construct import (
     BitStruct,
     Bytes,
     Computed,
+    Construct,
     Flag,
     If,
     Int16ub,
     Int64ub,
     Struct,
     Switch,
+    ValidationError,
     this,
 )
 
@@ -57,33 +61,67 @@ GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_MESSAGE = 16 << 20
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0, 1, 2, 8, 9, 10
 
+_HEADER = BitStruct(
+    "fin" / Flag,
+    "rsv" / BitsInteger(3),
+    "opcode" / BitsInteger(4),
+    "masked" / Flag,
+    "length7" / BitsInteger(7),
+)
+_LENGTH = Switch(
+    this.header.length7, {126: Int16ub, 127: Int64ub}, default=Computed(this.header.length7)
+)
 #: one WebSocket frame (RFC 6455 §5.2), the 7-, 16- and 64-bit payload lengths
 FRAME = Struct(
-    "header"
-    / BitStruct(
-        "fin" / Flag,
-        "rsv" / BitsInteger(3),
-        "opcode" / BitsInteger(4),
-        "masked" / Flag,
-        "length7" / BitsInteger(7),
-    ),
-    "length"
-    / Switch(
-        this.header.length7, {126: Int16ub, 127: Int64ub}, default=Computed(this.header.length7)
-    ),
+    "header" / _HEADER,
+    "length" / _LENGTH,
     "mask" / If(this.header.masked, Bytes(4)),
     "payload" / Bytes(this.length),
 )
+
+
+class _Rule(Construct):  # type: ignore[misc]
+    """A frame that breaks ``test`` (given the frame's fields parsed so far) is refused
+    where the rule stands: from its header, before any of its payload arrives."""
+
+    flagbuildnone = True
+
+    def __init__(self, test: Any, reason: str) -> None:
+        super().__init__()
+        self.test = test
+        self.reason = reason
+
+    def _parse(self, stream: Any, context: Any, path: Any) -> None:
+        if not self.test(context):
+            raise ValidationError(self.reason, path=path)
+
+    def _build(self, obj: Any, stream: Any, context: Any, path: Any) -> None:
+        return None
+
+    def _sizeof(self, context: Any, path: Any) -> int:
+        return 0
+
+
+_KNOWN_OPCODES = {CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG}
+#: a client's frame: what RFC 6455 forbids in a header is refused as soon as the header is
+#: there (§5.1 masking, §5.2 RSV bits, opcodes and the length's top bit, §5.5 control
+#: frames), not once up to 16 MiB of payload came
+CLIENT_FRAME = Struct(
+    "header" / _HEADER,
+    _Rule(lambda c: c.header.masked, "client frames must be masked"),
+    _Rule(lambda c: not c.header.rsv, "RSV bits without an extension"),
+    _Rule(lambda c: c.header.opcode in _KNOWN_OPCODES, "unknown opcode"),
+    _Rule(
+        lambda c: c.header.opcode < CLOSE or (c.header.fin and c.header.length7 <= 125),
+        "control frames are short and not fragmented",
+    ),
+    "length" / _LENGTH,
+    _Rule(lambda c: c.length < 1 << 63, "a 64-bit length with its top bit set"),
+    "mask" / Bytes(4),
+    "payload" / Bytes(this.length),
+)
 #: a client's frames: refused from the header when their payload is over the limit
-CLIENT_FRAMES = limited(FRAME, MAX_MESSAGE + 14)
-
-
-class ProtocolViolation(ValueError):
-    """A frame RFC 6455 forbids; ``code`` is the close code to answer."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
+CLIENT_FRAMES = limited(CLIENT_FRAME, MAX_MESSAGE + 14)
 
 
 def unmask(mask: bytes, payload: bytes) -> bytes:
@@ -104,26 +142,19 @@ def frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
     return built
 
 
+_CONTROL = {CLOSE: "close", PING: "ping", PONG: "pong"}
+
+
 def kind(parsed: Any) -> str:
-    """What a client frame is, for the route; a forbidden frame raises."""
+    """What a client frame is, for the route (its header passed :data:`CLIENT_FRAME`'s
+    rules: a known opcode, a control frame whole)."""
     header = parsed.header
-    if not header.masked:
-        raise ProtocolViolation(1002, "client frames must be masked")
-    if header.rsv:
-        raise ProtocolViolation(1002, "RSV bits without an extension")
     opcode = header.opcode
     if opcode >= CLOSE:
-        if not header.fin or parsed.length > 125:
-            raise ProtocolViolation(1002, "control frames are short and not fragmented")
-        names = {CLOSE: "close", PING: "ping", PONG: "pong"}
-        if opcode not in names:
-            raise ProtocolViolation(1002, f"unknown opcode {opcode}")
-        return names[opcode]
+        return _CONTROL[opcode]
     if opcode == CONTINUATION:
         return "last" if header.fin else "more"
-    if opcode in (TEXT, BINARY):
-        return "message" if header.fin else "begin"
-    raise ProtocolViolation(1002, f"unknown opcode {opcode}")
+    return "message" if header.fin else "begin"
 
 
 def payload_of(parsed: Any) -> tuple[int, bytes]:
@@ -170,20 +201,25 @@ class WebSocketConnection(MachineProtocol):
         self.message += data
         return True
 
+    #: a client that stops reading while its echoes pile up is dropped after this long
+    #: without taking a byte (the HTTP side's limit, which the upgrade would lift)
+    write_timeout = 30.0
+
     def fail(self, code: int, reason: str) -> None:
         """Close with ``code``: the peer broke the protocol."""
         self.transport.write(frame(CLOSE, code.to_bytes(2, "big") + reason.encode()))
         self.close()
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
-        """A refused frame: 1009 when too long, the violation's code, else 1002."""
-        cause = error.__cause__
+        """A refused frame: 1009 when too long, else 1002 (its header broke a rule of
+        :data:`CLIENT_FRAME`, or it came out of sequence)."""
         if isinstance(error, FrameTooLong):
             self.fail(1009, "frame too big")
-        elif isinstance(cause, ProtocolViolation):
-            self.fail(cause.code, str(cause))
         elif isinstance(error, UnexpectedInput):
             self.fail(1002, f"{error.input} frame out of sequence")
+        elif isinstance(error, FramingError):
+            # (construct's message names the rule after its path: "... (parsing): rule")
+            self.fail(1002, error.message.rpartition(": ")[2])
         else:
             self.fail(1002, "malformed frame")
 
@@ -231,7 +267,9 @@ def close_back(machine: Frames, core: WebSocketConnection, opcode: int, data: by
         return
     if data:
         code = int.from_bytes(data[:2], "big")
-        if code < 1000 or code in (1004, 1005, 1006, 1015) or 1012 <= code < 3000 or code >= 5000:
+        # RFC 6455 §7.4: 1000-1003, 1007-1011 and IANA's 1012-1014 (service restart, try
+        # again later, bad gateway), 3000-4999 for libraries and applications
+        if code < 1000 or code in (1004, 1005, 1006) or 1015 <= code < 3000 or code >= 5000:
             core.fail(1002, "invalid close code")
             return
         try:
@@ -289,7 +327,9 @@ async def handle(request: Request, response: Response) -> None:
     headers = request.headers
     key = headers.get(b"sec-websocket-key") or b""
     if b"websocket" not in headers.tokens(b"upgrade"):
-        await response.send(426, [("Upgrade", "websocket")], b"a WebSocket endpoint\n")
+        # (RFC 9110 §7.8: a sender of Upgrade sends the "upgrade" connection option too)
+        fields = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+        await response.send(426, fields, b"a WebSocket endpoint\n")
     elif (
         request.method != b"GET"
         or request.version < (1, 1)  # (RFC 6455 §4.1; and no 101 to HTTP/1.0)

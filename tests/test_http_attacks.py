@@ -493,9 +493,19 @@ def test_a_close_code_outside_the_registered_ranges_is_a_protocol_error(code: in
     assert served.closed
 
 
-@pytest.mark.parametrize("length", [1 << 63, (1 << 64) - 1, (16 << 20) + 1])
-def test_a_frame_length_over_the_limit_is_refused_from_its_header(length: int) -> None:
+@pytest.mark.parametrize(
+    ("length", "answer"),
+    [
+        # RFC 6455 §5.2: the top bit of a 64-bit length MUST be 0: a protocol error
+        (1 << 63, b"\x03\xeaa 64-bit length with its top bit set"),
+        ((1 << 64) - 1, b"\x03\xeaa 64-bit length with its top bit set"),
+        ((16 << 20) + 1, b"\x03\xf1frame too big"),
+    ],
+)
+def test_a_frame_length_over_the_limit_is_refused_from_its_header(
+    length: int, answer: bytes
+) -> None:
     header = bytes([0x82, 0x80 | 127]) + length.to_bytes(8, "big") + b"abcd"
     served = serve([HANDSHAKE + header], echo.handle)
-    assert after_handshake(served.output) == echo.frame(8, b"\x03\xf1frame too big")
+    assert after_handshake(served.output) == echo.frame(8, answer)
     assert served.closed

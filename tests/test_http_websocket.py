@@ -157,3 +157,71 @@ def test_frames_in_the_handshakes_read_reach_the_websocket_machine() -> None:
         assert head.startswith(b"HTTP/1.1 101")
         assert frames == echo.frame(1, b"early") + echo.frame(2, b"bird")
         assert served.state == "upgraded"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        bytes([0x81, 0x7F]) + (10 << 20).to_bytes(8, "big"),  # unmasked, 10 MiB announced
+        bytes([0xC2, 0x80 | 126]) + (1000).to_bytes(2, "big") + b"abcd",  # RSV1
+        bytes([0x83, 0x80 | 100]) + b"abcd",  # reserved opcode
+        bytes([0x89, 0x80 | 126, 0xFF, 0xFF]) + b"abcd",  # a ping of 65535 bytes
+        bytes([0x82, 0xFF]) + ((1 << 63) | 5).to_bytes(8, "big"),  # the length's top bit
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",  # HTTP after the upgrade (RSV bits set)
+    ],
+)
+def test_a_header_that_breaks_a_rule_is_refused_before_its_payload(
+    port: int, header: bytes
+) -> None:
+    # (before: the server waited for the announced payload, up to 16 MiB, before refusing;
+    # the top bit was 1009)
+    assert close_code(exchange(port, header)) == 1002
+
+
+@pytest.mark.parametrize("code", [1012, 1013, 1014, 3000, 4999])
+def test_registered_close_codes_are_echoed(port: int, code: int) -> None:
+    data = code.to_bytes(2, "big")
+    assert exchange(port, client_frame(8, data)) == echo.frame(8, data)
+
+
+def test_the_426_says_the_upgrade_connection_option() -> None:
+    plain = serve([b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"], echo.handle)
+    head = plain.output.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert b"Upgrade: websocket" in head and b"Connection: Upgrade" in head  # RFC 9110 §7.8
+
+
+def test_a_client_that_stops_reading_after_the_upgrade_is_dropped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from runtime_helpers import client_socket, listen, scenario
+
+    from statewire._reactor import Reactor
+
+    # (the example's 30 s, made short: what is checked is that the upgrade keeps a limit)
+    monkeypatch.setattr(echo.WebSocketEcho, "write_timeout", 0.5)
+    frame = client_frame(2, b"x" * 65536)
+
+    async def main(reactor: Reactor) -> str:
+        port = await listen(reactor, echo.factory)
+        sock = await client_socket(port, HANDSHAKE)
+        loop = asyncio.get_running_loop()
+        try:
+            for _ in range(400):  # until the server stops reading (its echoes unsent)
+                try:
+                    await asyncio.wait_for(loop.sock_sendall(sock, frame), 1)
+                except TimeoutError:
+                    break  # (a frame left half sent: the server waits for its rest)
+            await asyncio.sleep(3)  # the client never read: the server gives up on it
+            for _ in range(2000):
+                chunk = await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 5)
+                if not chunk:
+                    return "closed"
+            return "still open"
+        except (ConnectionResetError, BrokenPipeError):
+            return "reset"
+        finally:
+            sock.close()
+
+    assert scenario(main, timeout=60) in ("reset", "closed")
