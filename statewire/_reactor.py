@@ -7,8 +7,10 @@ runs a loop, the reactor uses that loop and ``run()`` is not needed.
 
 Graceful stop (``stop()``, SIGINT, SIGTERM): stop accepting, flush what every connection
 has written and close it (waiting at most ``shutdown_timeout`` seconds, then aborting the
-rest), so every protocol gets ``connectionLost``; every factory gets ``stopFactory``; then
-``run()`` returns. A second SIGINT or SIGTERM during that stop aborts the connections still
+rest), so every protocol gets ``connectionLost``; every factory gets ``stopFactory``; the
+asyncio tasks still pending on the loop (a handler's work after its response, say) are
+cancelled and given the turns to end, as ``asyncio.run`` ends its tasks; then ``run()``
+returns. A second SIGINT or SIGTERM during that stop aborts the connections still
 open instead of waiting for them.
 
 User code never stops the stop: a ``stopFactory``, ``connectionLost`` or client factory hook
@@ -313,6 +315,7 @@ class Reactor:
         loop.call_soon(self._started)
         try:
             loop.run_forever()
+            _end_tasks(loop)
         finally:
             self.running = False
             for number in signals:
@@ -415,6 +418,27 @@ class Reactor:
         poller, self._current_poller = self._current_poller, None
         if poller is not None:
             poller.close()
+
+
+def _end_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still pending on ``loop`` once it stopped, and run it until they
+    end (their ``finally`` blocks run: no "Task was destroyed but it is pending"); what
+    one raises other than its cancellation is logged, as ``asyncio.run`` does."""
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not pending:
+        return
+    for task in pending:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    for task in pending:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception of a task ended by the reactor's stop",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
 
 
 def _guarded(step: Callable[[], object]) -> None:

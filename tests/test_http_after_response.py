@@ -263,3 +263,202 @@ def test_the_scope_says_spec_version_2_4() -> None:
     assert scenario(main, timeout=30) == 204
     # send() after the client is gone raises an OSError: version 2.4's rule
     assert seen[0]["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+
+
+# -- found by a review of the change above ---------------------------------------------------
+
+
+def test_a_cancellation_of_its_own_after_the_response_does_not_reset_the_connection() -> None:
+    async def handler(request: Request, response: Response) -> None:
+        await response.send(200, [], request.target)
+        if request.target == b"/first":
+            doomed = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_later(0.05, doomed.cancel)
+            await doomed  # (cancelled elsewhere: a CancelledError of the handler's own)
+
+    async def main(reactor: Reactor) -> tuple[bytes, bool]:
+        port = await listen(reactor, HTTPFactory(handler))
+        wire = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(wire)
+        await asyncio.sleep(0.2)  # the handler's CancelledError came
+        writer.write(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        try:
+            while got.count(b"HTTP/1.1 200") < 2:
+                chunk = await asyncio.wait_for(reader.read(65536), 10)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:
+            return got, True
+        writer.close()
+        return got, False
+
+    with error_records() as errors:
+        got, reset = scenario(main, timeout=30)
+    assert not reset and [b for _, b in responses(got)] == [b"/first", b"/second"]
+    assert [e.getMessage() for e in errors] == [
+        "HTTP handler raised after its response was complete"
+    ]
+
+
+def test_a_lost_client_tells_a_handler_at_work_after_its_response() -> None:
+    told: list[str] = []
+
+    async def handler(request: Request, response: Response) -> None:
+        await response.send(200, [], b"ok")
+        gone = asyncio.get_running_loop().create_future()
+        request.on_disconnect(lambda: gone.done() or gone.set_result(None))
+        await asyncio.wait_for(gone, 5)
+        told.append("told")
+
+    async def main(reactor: Reactor) -> None:
+        port = await listen(reactor, HTTPFactory(handler, cancel_on_disconnect=False))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b"ok")
+        writer.close()
+        for _ in range(100):
+            if told:
+                return
+            await asyncio.sleep(0.02)
+
+    with error_records() as errors:
+        scenario(main, timeout=30)
+    assert told == ["told"] and not errors
+
+
+def test_a_lost_client_cancels_a_server_handler_at_work_after_its_response() -> None:
+    events: list[str] = []
+
+    async def handler(request: Request, response: Response) -> None:
+        await response.send(200, [], b"ok")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            events.append("cancelled")
+            raise
+
+    async def main(reactor: Reactor) -> list[str]:
+        port = await listen(reactor, HTTPFactory(handler))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b"ok")
+        writer.close()
+        for _ in range(100):
+            if events:
+                break
+            await asyncio.sleep(0.02)
+        return list(events)  # (before the scenario's end cancels what is left)
+
+    assert scenario(main, timeout=30) == ["cancelled"]
+
+
+def test_reactor_run_ends_the_tasks_still_pending_when_it_stops() -> None:
+    import socket
+    import threading
+
+    events: list[str] = []
+
+    async def handler(request: Request, response: Response) -> None:
+        await response.send(200, [], b"ok")
+        try:
+            await asyncio.sleep(30)  # work after the response, its client still there
+        finally:
+            events.append("finally ran")
+
+    reactor = Reactor()
+    port = reactor.listenTCP(
+        0, HTTPFactory(handler, cancel_on_disconnect=False), interface="127.0.0.1"
+    )
+
+    def client() -> None:
+        with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.recv(1000)
+            reactor.loop.call_soon_threadsafe(reactor.stop)
+            time.sleep(1)
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    try:
+        reactor.run(installSignalHandlers=False)
+        pending = [task for task in asyncio.all_tasks(reactor.loop) if not task.done()]
+    finally:
+        thread.join(10)
+        reactor.loop.close()
+    assert events == ["finally ran"] and pending == []
+
+
+def test_a_handler_reading_its_body_late_sends_no_100_into_the_next_exchange() -> None:
+    from statewire.testing.memory import Clock, StringTransport
+
+    async def main() -> bytes:
+        gate = asyncio.Event()
+
+        async def handler(request: Request, response: Response) -> None:
+            if request.target == b"/a":
+                await response.send(200, [], b"a")  # before reading its body
+                await gate.wait()
+                await request.body.read()  # read late: no 100 for anyone now
+            else:
+                await response.send(200, [], b"b:" + await request.body.read())
+
+        protocol = HTTPFactory(handler, date=False, server=None).buildProtocol(None)  # type: ignore[arg-type]
+        protocol.clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"POST /a HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+            b"helloPOST /b HTTP/1.0\r\nContent-Length: 4\r\n\r\nab"
+        )
+        for _ in range(30):
+            await asyncio.sleep(0)
+        gate.set()
+        for _ in range(30):
+            await asyncio.sleep(0)
+        protocol.dataReceived(b"cd")
+        for _ in range(30):
+            await asyncio.sleep(0)
+        protocol.connectionLost()
+        return transport.value()
+
+    wire = asyncio.run(main())
+    assert b"100 Continue" not in wire  # (/b is HTTP/1.0: no 1xx ever, RFC 9110 §15.2)
+    assert [body for _, body in responses(wire)] == [b"a", b"b:abcd"]
+
+
+def test_readers_given_up_are_not_kept_while_the_client_is_silent() -> None:
+    import anyio
+
+    from statewire.testing.memory import Clock, StringTransport
+
+    polls: list[int] = []
+
+    async def handler(request: Request, response: Response) -> None:
+        for _ in range(1000):
+            with anyio.CancelScope() as scope:  # what Starlette's is_disconnected() does
+                scope.cancel()
+                await request.body.chunk()
+        polls.append(1000)
+        await response.send(200, [], b"ok")
+
+    async def main() -> None:
+        protocol = HTTPFactory(handler, date=False, eager=False).buildProtocol(None)  # type: ignore[arg-type]
+        protocol.clock = Clock()
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        for _ in range(5000):
+            await asyncio.sleep(0)
+            if polls:
+                break
+        body = protocol.exchange.request.body
+        # each reader's future goes with it (before: 1000 kept until bytes came)
+        assert body.behind is False and not getattr(body, "_waiting", None)
+        protocol.connectionLost()
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert polls == [1000]

@@ -131,6 +131,8 @@ class HTTPConnection(MachineProtocol):
     congested = False
     #: the machine the last head was read by (what a handler's task ends the exchange of)
     _machine: Inputs | None = None
+    #: the exchanges released while their handlers still run (see :meth:`_release`)
+    _released: set[_Exchange] | None = None
     #: the client's and the server's address and whether over TLS, once looked up
     _addresses: tuple[tuple[str, int] | None, tuple[str, int] | None, bool] | None = None
     #: whether the client shut down its sending side (see :meth:`readConnectionLost`)
@@ -214,7 +216,7 @@ class HTTPConnection(MachineProtocol):
         headers, length, keep_alive, waits = head_rules(
             version, tuple(self.section.fields), factory.max_body
         )
-        body = Body(self._continue if waits else None)
+        body = Body()
         addresses = self._addresses
         if addresses is None:
             transport = self.transport
@@ -238,6 +240,7 @@ class HTTPConnection(MachineProtocol):
         response = Response(self, version, method == b"HEAD", keep_alive, method == b"CONNECT")
         exchange = self.exchange = _Exchange(request, response, waits)
         if waits:
+            body.call_on_first_read(functools.partial(self._continue, exchange))
             exchange.length = length
             if length:
                 self.block_left = length  # (what body_withheld counts, before length_body)
@@ -298,8 +301,16 @@ class HTTPConnection(MachineProtocol):
 
     def _release(self, exchange: _Exchange) -> None:
         """``exchange``'s response is complete and its request read: it ends, its handler
-        left to finish on its own (closing after the response if it said so)."""
+        left to finish on its own (closing after the response if it said so). It is kept
+        until its task ends: a lost connection stops it, or tells it, as any handler."""
         exchange.released = True
+        task = exchange.task
+        if task is not None and not task.done():
+            released = self._released
+            if released is None:
+                released = self._released = set()
+            released.add(exchange)
+            task.add_done_callback(lambda _: released.discard(exchange))
         if not exchange.response.keep_alive or self._body_withheld(exchange):
             self.close()
 
@@ -387,8 +398,10 @@ class HTTPConnection(MachineProtocol):
             # raised by the handler itself (it awaited something cancelled elsewhere):
             # nothing cancelled this exchange, so it is the handler's failure as any
             # other, answered so (not an exception out of the read, nor a reset)
-            self._handler_failed(exchange, error)
-            return
+            if not response.finished:
+                self._handler_failed(exchange, error)
+                return
+            log.error("HTTP handler raised after its response was complete", exc_info=error)
         finally:
             exchange.request.body.abandon()
         if self.gone or exchange.released:
@@ -436,10 +449,11 @@ class HTTPConnection(MachineProtocol):
             return True
         return len(engine.buffered) < self.block_left
 
-    def _continue(self) -> None:
-        exchange = self.exchange
+    def _continue(self, exchange: _Exchange) -> None:
+        """``exchange``'s handler reads its body first: ``100 Continue``, if that exchange
+        is still the one being read (not one released, its handler reading late)."""
         if (
-            exchange is not None
+            self.exchange is exchange
             and not exchange.response.head_sent
             and not exchange.request.body.complete
             and not self.closing
@@ -612,12 +626,18 @@ class HTTPConnection(MachineProtocol):
         self.closing = self.gone = True
         self._release_writers()
         self._stop_draining()
-        exchange = self.exchange
-        if exchange is not None and exchange.task is not None and not exchange.task.done():
+        exchanges = [] if self.exchange is None else [self.exchange]
+        if self._released:  # (handlers at work after their response: stopped, or told)
+            exchanges += self._released
+            self._released = None
+        for exchange in exchanges:
+            task = exchange.task
+            if task is None or task.done():
+                continue
             request = exchange.request
             exchange.response.gone("the client went away")
             if request.cancel_on_disconnect:
-                exchange.task.cancel()
+                task.cancel()
             request.body.fail(ConnectionError("connection lost"))
             request.disconnect()
 

@@ -187,6 +187,11 @@ class Body:
         if drained is not None and not drained.done():
             drained.set_result(None)
 
+    def call_on_first_read(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when the handler first reads (the connection's ``100
+        Continue``)."""
+        self._on_first_read = callback
+
     # -- the handler's side --
 
     async def chunk(self) -> bytes:
@@ -204,7 +209,15 @@ class Body:
                 self._waiting = [arrived]
             else:
                 self._waiting.append(arrived)
-            await arrived
+            try:
+                await arrived
+            except asyncio.CancelledError:
+                # (a reader given up, as Starlette's is_disconnected() gives each up: its
+                # future is not kept until bytes come)
+                waiting = self._waiting
+                if waiting is not None and arrived in waiting:
+                    waiting.remove(arrived)
+                raise
         data = self._chunks.popleft()
         self._buffered -= len(data)
         if self._buffered <= BODY_HIGH_WATER // 2:
