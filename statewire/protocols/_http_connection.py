@@ -10,7 +10,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -22,8 +22,8 @@ from statewire.protocols._http_exchange import BODY_HIGH_WATER, Body, Request, R
 from statewire.protocols._http_head import FieldSection, Refusal, head_rules
 from statewire.protocols._http_head import chunk_size as chunk_size_of
 from statewire.protocols._http_head import request_line as request_line_of
+from statewire.protocols._http_task import Waited, start_in_task
 from statewire.protocols._http_task import start as start_eagerly
-from statewire.protocols._http_task import start_in_task
 
 if TYPE_CHECKING:
     from statewire.protocols.http import HTTPFactory
@@ -95,7 +95,7 @@ class _Exchange:
         #: the body's announced length (``None``: chunked)
         self.length: int | None = 0
         #: what the framing waits for while the handler runs after the request's end
-        self.waited: _Waited | None = None
+        self.waited: Waited | None = None
         #: whether the exchange ended with its response, its handler still at work
         self.released = False
 
@@ -284,7 +284,7 @@ class HTTPConnection(MachineProtocol):
         complete, the next request. A handler still at work after its complete response
         (an ASGI application's background task, say) goes on beside the next requests,
         as under uvicorn: the connection waits for a handler only while it owes its
-        response (see :class:`_Waited`)."""
+        response (see :class:`Waited`)."""
         exchange = self.exchange
         assert exchange is not None
         exchange.complete = True
@@ -292,7 +292,7 @@ class HTTPConnection(MachineProtocol):
         if task is not None and not task.done():
             response = exchange.response
             if not response.finished or self.upgraded_to is not None:
-                waited = exchange.waited = _Waited(task, exchange.request.cancel_on_disconnect)
+                waited = exchange.waited = Waited(task, exchange.request.cancel_on_disconnect)
                 response.on_finish = functools.partial(self._response_finished, exchange)
                 return waited  # _serve ends the exchange, or _response_finished does
             self._release(exchange)
@@ -653,59 +653,6 @@ class HTTPConnection(MachineProtocol):
             self.refuse(400, error.message)
         else:
             self.refuse(400, str(error))
-
-
-class _Waited(Awaitable[None]):
-    """The handler's task as the framing waits for it once the request was read (see
-    ``statewire.machine``'s waiting: anything with ``add_done_callback``): done when the
-    task is, or once :meth:`release` d when the response is complete first. Cancelling
-    the wait (the connection lost) cancels the task only if its handler is to be
-    cancelled then (``cancel_on_disconnect``); else the task goes on, told of the loss,
-    as ``asyncio.shield`` would leave it, without its future and the loop turn it costs."""
-
-    __slots__ = ("_callbacks", "_cancels", "_released", "_task")
-
-    def __init__(self, task: asyncio.Task[None], cancels: bool) -> None:
-        self._task = task
-        self._cancels = cancels
-        self._released = False
-        self._callbacks: list[Callable[[_Waited], object]] | None = []
-        task.add_done_callback(self._fire)
-
-    def __await__(self) -> Generator[Any, None, None]:  # pragma: no cover - not awaited
-        return asyncio.shield(self._task).__await__()
-
-    def _fire(self, _: object = None) -> None:
-        callbacks, self._callbacks = self._callbacks, None
-        for callback in callbacks or ():
-            callback(self)
-
-    def release(self) -> None:
-        """The response is complete: the wait ends (its callbacks run a loop turn later,
-        as a task's do), the task goes on."""
-        if self._callbacks is not None and not self._released:
-            self._released = True
-            self._task.get_loop().call_soon(self._fire)
-
-    def add_done_callback(self, callback: Callable[[_Waited], object]) -> None:
-        if self._callbacks is None:
-            callback(self)
-        else:
-            self._callbacks.append(callback)
-
-    def done(self) -> bool:
-        return self._released or self._task.done()
-
-    def cancel(self) -> bool:
-        if self._released or not self._cancels:
-            return False  # the task goes on: its handler is told of the loss instead
-        return self._task.cancel()
-
-    def cancelled(self) -> bool:
-        return not self._released and self._task.cancelled()
-
-    def exception(self) -> BaseException | None:
-        return None if self._released else self._task.exception()
 
 
 def _address(address: Any) -> tuple[str, int] | None:

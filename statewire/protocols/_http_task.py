@@ -6,6 +6,10 @@ transport that is not congested) then completes inside the output that read the 
 so pipelined requests are answered within one read, with no task, no loop turn and no
 hold of the framing per request. Python 3.12's ``eager_start`` does the same; this runs on
 3.10 and 3.11 too.
+
+A handler's task that still runs once its request was read is what the connection waits
+for (:class:`Waited`), until the task ends or the response is complete, whichever comes
+first: a handler at work after its response does not hold the next request.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import asyncio
 import asyncio.tasks
 import contextvars
 import sys
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 #: Python 3.12's own eager start of a task (``Task(..., eager_start=True)``)
@@ -147,4 +151,57 @@ def start_in_task(
     return task
 
 
-__all__ = ["start", "start_in_task"]
+class Waited(Awaitable[None]):
+    """A handler's task as the framing waits for it once the request was read (see
+    ``statewire.machine``'s waiting: anything with ``add_done_callback``): done when the
+    task is, or once released (:meth:`release`) when the response is complete first.
+    Cancelling the wait (the connection lost) cancels the task only if its handler is to
+    be cancelled then (``cancel_on_disconnect``); else the task goes on, told of the loss,
+    as ``asyncio.shield`` would leave it, without its future and the loop turn it costs."""
+
+    __slots__ = ("_callbacks", "_cancels", "_released", "_task")
+
+    def __init__(self, task: asyncio.Task[None], cancels: bool) -> None:
+        self._task = task
+        self._cancels = cancels
+        self._released = False
+        self._callbacks: list[Callable[[Waited], object]] | None = []
+        task.add_done_callback(self._fire)
+
+    def __await__(self) -> Generator[Any, None, None]:  # pragma: no cover - not awaited
+        return asyncio.shield(self._task).__await__()
+
+    def _fire(self, _: object = None) -> None:
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback(self)
+
+    def release(self) -> None:
+        """The response is complete: the wait ends (its callbacks run a loop turn later,
+        as a task's do), the task goes on."""
+        if self._callbacks is not None and not self._released:
+            self._released = True
+            self._task.get_loop().call_soon(self._fire)
+
+    def add_done_callback(self, callback: Callable[[Waited], object]) -> None:
+        if self._callbacks is None:
+            callback(self)
+        else:
+            self._callbacks.append(callback)
+
+    def done(self) -> bool:
+        return self._released or self._task.done()
+
+    def cancel(self) -> bool:
+        if self._released or not self._cancels:
+            return False  # the task goes on: its handler is told of the loss instead
+        return self._task.cancel()
+
+    def cancelled(self) -> bool:
+        return not self._released and self._task.cancelled()
+
+    def exception(self) -> BaseException | None:
+        return None if self._released else self._task.exception()
+
+
+__all__ = ["Waited", "start", "start_in_task"]
