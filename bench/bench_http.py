@@ -688,9 +688,8 @@ def main() -> None:
             for load in loads
         )
         print(f"{ours} / {peer}: {ratios}  target {target}")
-    for floor in (name for name in names if name.startswith("api floor")):
-        if "httptools" not in names:
-            break
+    floors = [name for name in names if name.startswith("api floor") and "httptools" in names]
+    for floor in floors:
         ratios = "  ".join(
             f"{median_rate[floor, load.name] / median_rate['httptools', load.name]:.2f}x"
             for load in loads

@@ -11,23 +11,18 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-try:
-    from twisted.internet import address as taddress
-    from twisted.internet import error as terror
-    from twisted.internet.interfaces import (
-        IHalfCloseableProtocol,
-        IHandshakeListener,
-        ILoggingContext,
-        IProtocol,
-        IPushProducer,
-        ISSLTransport,
-    )
-    from twisted.python.failure import Failure as TwistedFailure
-    from zope.interface import implementer  # type: ignore[import-untyped]
-except ImportError as missing:  # pragma: no cover - the test environment has Twisted
-    raise ImportError(
-        "statewire.twisted needs Twisted: install the extra, pip install 'statewire[twisted]'"
-    ) from missing
+from twisted.internet import address as taddress
+from twisted.internet import error as terror
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    ILoggingContext,
+    IProtocol,
+    IPushProducer,
+    ISSLTransport,
+)
+from twisted.python.failure import Failure as TwistedFailure
+from zope.interface import implementer  # type: ignore[import-untyped]
 
 from statewire.address import Address, IPv4Address, IPv6Address, UNIXAddress
 from statewire.declarative import MachineProtocol

@@ -303,6 +303,23 @@ def test_a_cancellation_of_its_own_after_the_response_does_not_reset_the_connect
     ]
 
 
+async def _answered_then_gone(
+    reactor: Reactor, factory: HTTPFactory, seen: list[str]
+) -> list[str]:
+    """A client gets ``GET /``'s ``ok`` and leaves; what ``seen`` holds once it is not
+    empty (at most 2 s later), before the scenario's end cancels what is left."""
+    port = await listen(reactor, factory)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await reader.readuntil(b"ok")
+    writer.close()
+    for _ in range(100):
+        if seen:
+            break
+        await asyncio.sleep(0.02)
+    return list(seen)
+
+
 def test_a_lost_client_tells_a_handler_at_work_after_its_response() -> None:
     told: list[str] = []
 
@@ -313,16 +330,9 @@ def test_a_lost_client_tells_a_handler_at_work_after_its_response() -> None:
         await asyncio.wait_for(gone, 5)
         told.append("told")
 
-    async def main(reactor: Reactor) -> None:
-        port = await listen(reactor, HTTPFactory(handler, cancel_on_disconnect=False))
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        await reader.readuntil(b"ok")
-        writer.close()
-        for _ in range(100):
-            if told:
-                return
-            await asyncio.sleep(0.02)
+    async def main(reactor: Reactor) -> list[str]:
+        factory = HTTPFactory(handler, cancel_on_disconnect=False)
+        return await _answered_then_gone(reactor, factory, told)
 
     with error_records() as errors:
         scenario(main, timeout=30)
@@ -341,16 +351,7 @@ def test_a_lost_client_cancels_a_server_handler_at_work_after_its_response() -> 
             raise
 
     async def main(reactor: Reactor) -> list[str]:
-        port = await listen(reactor, HTTPFactory(handler))
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        await reader.readuntil(b"ok")
-        writer.close()
-        for _ in range(100):
-            if events:
-                break
-            await asyncio.sleep(0.02)
-        return list(events)  # (before the scenario's end cancels what is left)
+        return await _answered_then_gone(reactor, HTTPFactory(handler), events)
 
     assert scenario(main, timeout=30) == ["cancelled"]
 

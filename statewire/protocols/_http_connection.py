@@ -80,7 +80,6 @@ class _Exchange:
         "request",
         "response",
         "task",
-        "waited",
     )
 
     def __init__(self, request: Request, response: Response, expects_continue: bool) -> None:
@@ -94,8 +93,6 @@ class _Exchange:
         self.complete = False
         #: the body's announced length (``None``: chunked)
         self.length: int | None = 0
-        #: what the framing waits for while the handler runs after the request's end
-        self.waited: Waited | None = None
         #: whether the exchange ended with its response, its handler still at work
         self.released = False
 
@@ -292,8 +289,8 @@ class HTTPConnection(MachineProtocol):
         if task is not None and not task.done():
             response = exchange.response
             if not response.finished or self.upgraded_to is not None:
-                waited = exchange.waited = Waited(task, exchange.request.cancel_on_disconnect)
-                response.on_finish = functools.partial(self._response_finished, exchange)
+                waited = Waited(task, exchange.request.cancel_on_disconnect)
+                response.on_finish = functools.partial(self._response_finished, exchange, waited)
                 return waited  # _serve ends the exchange, or _response_finished does
             self._release(exchange)
         self._end_exchange(machine)
@@ -314,11 +311,11 @@ class HTTPConnection(MachineProtocol):
         if not exchange.response.keep_alive or self._body_withheld(exchange):
             self.close()
 
-    def _response_finished(self, exchange: _Exchange) -> None:
-        """The response of the exchange the framing waits for is complete, its handler
-        still running: the next request is read (a turn later, as a task's end is seen)."""
-        waited = exchange.waited
-        if waited is None or self.exchange is not exchange or self.gone:
+    def _response_finished(self, exchange: _Exchange, waited: Waited) -> None:
+        """The response of the exchange the framing waits for (``waited``) is complete,
+        its handler still running: the next request is read (a turn later, as a task's
+        end is seen)."""
+        if self.exchange is not exchange or self.gone:
             return
         if exchange.released or self.upgraded_to is not None or waited.done():
             return
