@@ -11,7 +11,9 @@ rest), so every protocol gets ``connectionLost``; every factory gets ``stopFacto
 asyncio tasks still pending on the loop (a handler's work after its response, say) are
 cancelled and given the turns to end, as ``asyncio.run`` ends its tasks; then ``run()``
 returns. A second SIGINT or SIGTERM during that stop aborts the connections still
-open instead of waiting for them.
+open instead of waiting for them. Code of its own joins the shutdown through
+:meth:`Reactor.addSystemEventTrigger` (Twisted's ``"shutdown"`` triggers, in its three
+phases: :mod:`statewire._triggers`).
 
 User code never stops the stop: a ``stopFactory``, ``connectionLost`` or client factory hook
 that raises is logged with its traceback and the shutdown goes on, so ``run()`` always
@@ -26,6 +28,7 @@ sockets are in :mod:`statewire.runtime` (its docstring has the map).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import signal
 import socket
@@ -35,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from time import monotonic as _monotonic
 from typing import Any
 
+from statewire._triggers import SystemEvents
 from statewire.address import Address, from_sockaddr
 from statewire.error import ReactorNotRunning
 from statewire.runtime.asyncio_transport import Bridge
@@ -91,6 +95,9 @@ class Reactor:
         self.stopping = False
         self._current_poller: Poller | None = None
         self.running = False
+        self._events = SystemEvents()
+        #: the factories its ports started (their ``afterServing`` at the shutdown)
+        self.factories: set[Any] = set()
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -298,6 +305,20 @@ class Reactor:
         else:
             self._when_running.append((f, args, kwargs))
 
+    def addSystemEventTrigger(
+        self, phase: str, eventType: str, callable: Callable[..., Any], *args: Any, **kw: Any
+    ) -> int:
+        """Call ``callable(*args, **kw)`` at each shutdown, in ``phase`` (``"before"``,
+        ``"during"`` or ``"after"``); ``eventType`` is ``"shutdown"`` (the only event fired
+        here: ``callWhenRunning`` runs code at the start). An awaitable returned by a
+        ``"before"`` or ``"after"`` trigger is awaited (see :mod:`statewire._triggers`).
+        Returns the identifier :meth:`removeSystemEventTrigger` takes."""
+        return self._events.add(phase, eventType, callable, args, kw)
+
+    def removeSystemEventTrigger(self, triggerID: int) -> None:
+        """Remove a trigger :meth:`addSystemEventTrigger` added (``ValueError`` if gone)."""
+        self._events.remove(triggerID)
+
     # -- running and stopping ------------------------------------------------------------
 
     def run(self, installSignalHandlers: bool = True) -> None:
@@ -359,6 +380,7 @@ class Reactor:
         )
         for connection in list(self.connections):
             _guarded(connection.abortConnection)
+        self._events.stop_waiting()
 
     async def _stop(self) -> None:
         try:
@@ -380,14 +402,19 @@ class Reactor:
             await asyncio.sleep(0.01)
 
     async def shutdown(self) -> None:
-        """Stop accepting, close every connection (flushed), stop every factory.
+        """Stop accepting, close every connection (flushed), stop every factory; with
+        the shutdown triggers' phases around (:meth:`addSystemEventTrigger`).
 
-        What raises on the way (a factory's ``stopFactory``...) is logged with its
-        traceback, and the shutdown goes on.
+        What raises on the way (a factory's ``stopFactory``, a trigger...) is logged with
+        its traceback, and the shutdown goes on.
         """
         self.stopping = True
         try:
+            await self._events.fire_and_wait("before")
+            self._events.fire("during")
             await self._shut_down()
+            await self._events.wait(self._after_serving(), "the factories' afterServing")
+            await self._events.fire_and_wait("after")
         finally:
             self.stopping = False
 
@@ -418,6 +445,26 @@ class Reactor:
         poller, self._current_poller = self._current_poller, None
         if poller is not None:
             poller.close()
+
+    def _after_serving(self) -> list[Any]:
+        """Call ``afterServing`` of each factory whose ports have all stopped; what the
+        calls returned to await."""
+        awaitables = []
+        for factory in list(self.factories):
+            if getattr(factory, "numPorts", 0) > 0:
+                continue  # (started again by a port since)
+            self.factories.discard(factory)
+            hook = getattr(factory, "afterServing", None)
+            if hook is None:
+                continue
+            try:
+                result = hook()
+            except Exception:
+                log.exception("%s.afterServing raised", type(factory).__name__)
+                continue
+            if inspect.isawaitable(result):
+                awaitables.append(result)
+        return awaitables
 
 
 def _end_tasks(loop: asyncio.AbstractEventLoop) -> None:

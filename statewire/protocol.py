@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from statewire.error import Failure, connectionDone
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from statewire.address import Address
 
 
@@ -120,6 +122,24 @@ class Factory:
 
     def stopFactory(self) -> None:
         """Release what :meth:`startFactory` opened; called once after serving."""
+
+    # statewire's own, for work that waits (Twisted has no counterpart on a factory):
+
+    def beforeServing(self) -> Awaitable[None] | None:
+        """Called each time one of statewire's ports starts with this factory, after
+        :meth:`doStart`: what it returns, if anything, is awaited before the port accepts
+        a connection (run to its end at once when no loop runs yet, as before
+        ``reactor.run()``: a failure then raises from ``listenTCP``, as a failing
+        :meth:`startFactory` does; beside a running loop, a failure stops the port and
+        fails its ``ready``). An application's startup: ``asgi(app)``'s ``lifespan``."""
+        return None
+
+    def afterServing(self) -> Awaitable[None] | None:
+        """Called at statewire's reactor's shutdown, once every connection has closed,
+        when the factory's ports have all stopped: what it returns, if anything, is
+        awaited before the shutdown ends (``run()`` returns). An application's own
+        shutdown: ``asgi(app)``'s ``lifespan``."""
+        return None
 
     def buildProtocol(self, addr: Address) -> Any:
         """A protocol for a connection from ``addr``, or ``None`` to refuse it."""

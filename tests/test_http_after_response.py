@@ -256,7 +256,7 @@ def test_the_scope_says_spec_version_2_4() -> None:
         await send({"type": "http.response.body", "body": b""})
 
     async def main(reactor: Reactor) -> int:
-        port = await listen(reactor, asgi(app))
+        port = await listen(reactor, asgi(app, lifespan="off"))  # (http scopes only)
         async with _client(port) as client:
             return (await client.get("/")).status_code
 

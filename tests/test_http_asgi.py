@@ -133,7 +133,7 @@ def _disconnecting(app: Any, client: Callable[[int], Awaitable[None]]) -> None:
     """Serve ``app``, run ``client`` against it (it goes away mid-request)."""
 
     async def main(reactor: Reactor) -> None:
-        port = await listen(reactor, asgi(app))
+        port = await listen(reactor, asgi(app, lifespan="off"))
         await client(port)
 
     with error_records() as errors:

@@ -432,7 +432,7 @@ def test_a_starlette_stream_is_answered_whole_to_a_half_closed_client() -> None:
     app = Starlette(routes=[Route("/s", stream)])
 
     async def main(reactor: Reactor) -> bytes:
-        port = await listen(reactor, asgi(app, date=False, half_close=True))
+        port = await listen(reactor, asgi(app, date=False, half_close=True, lifespan="off"))
         return await talk(port, b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n")
 
     received = scenario(main, timeout=60)
@@ -799,7 +799,7 @@ def test_pin_asgi_absolute_form_and_ipv6_authority_make_the_scope() -> None:
         await send({"type": "http.response.body", "body": b""})
 
     async def main(reactor: Reactor) -> bytes:
-        port = await listen(reactor, asgi(app, date=False, half_close=True))
+        port = await listen(reactor, asgi(app, date=False, half_close=True, lifespan="off"))
         return await talk(
             port,
             b"GET http://[::1]:8080?q=1 HTTP/1.1\r\nHost: evil\r\n\r\n"
@@ -816,7 +816,7 @@ def test_pin_asgi_absolute_form_and_ipv6_authority_make_the_scope() -> None:
 
 def test_pin_asgi_app_that_never_reads_the_body_and_the_connection_carries_on() -> None:
     """httpx posts 300 KiB to an app that answers without reading it, then GETs on the
-    same connection; only ``http`` scopes are ever given (no lifespan)."""
+    same connection; with ``lifespan="off"`` only ``http`` scopes are ever given."""
     types: list[str] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -825,7 +825,7 @@ def test_pin_asgi_app_that_never_reads_the_body_and_the_connection_carries_on() 
         await send({"type": "http.response.body", "body": scope["method"].encode()})
 
     async def main(reactor: Reactor) -> list[bytes]:
-        port = await listen(reactor, asgi(app, half_close=True))
+        port = await listen(reactor, asgi(app, half_close=True, lifespan="off"))
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=PATIENCE
         ) as client:
@@ -856,7 +856,7 @@ def test_pin_asgi_after_the_loss_receive_keeps_saying_disconnect_and_send_raises
 
     async def main(reactor: Reactor) -> None:
         loop = asyncio.get_running_loop()
-        port = await listen(reactor, asgi(app, half_close=True))
+        port = await listen(reactor, asgi(app, half_close=True, lifespan="off"))
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         await loop.sock_connect(sock, (HOST, port))

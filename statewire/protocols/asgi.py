@@ -29,26 +29,29 @@ each request into an ASGI ``http`` scope and its ``receive``/``send`` pair:
   raises then is logged; the complete response stands and the connection stays open.
 
 Everything HTTP is the server's: limits, refusals, keep-alive, pipelining, ``100
-Continue`` (sent on the application's first ``receive()``). The ``lifespan`` and
-``websocket`` scopes are not served.
+Continue`` (sent on the application's first ``receive()``). The ``lifespan`` scope is
+served as uvicorn serves it (:mod:`statewire.protocols._asgi_lifespan`; ``asgi(app,
+lifespan="off")`` leaves it out); the ``websocket`` scope is not served.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import unquote
 
+from statewire.protocols._asgi_lifespan import (
+    MODES,
+    Application,
+    Lifespan,
+    LifespanFailed,
+    Message,
+)
 from statewire.protocols._http_head import split_absolute_form
 from statewire.protocols.http import HTTPFactory, Request, Response
 
-#: an ASGI message
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-#: an ASGI 3 application
-Application = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+_TEXT = [(b"Content-Type", b"text/plain; charset=utf-8")]
 
 
 _VERSIONS = {(1, 1): "1.1", (1, 0): "1.0"}
@@ -145,32 +148,80 @@ class _Exchange:
             raise ValueError(f"unexpected ASGI message {kind!r} in an http scope")
 
 
-def asgi(app: Application, **options: Any) -> HTTPFactory:
-    """A factory serving ``app``'s ``http`` scope; ``options`` are
-    :class:`~statewire.protocols.http.HTTPFactory`'s (``max_body``, ``server``...).
-    The application runs in a task of its own from its first step, and that step runs at
-    once, inside the read of the request's head (``eager=True, in_task=True``): anyio,
-    under Starlette and FastAPI, finds its current task, and an application that answers
-    without waiting answers inside the read, as the server's own handlers do (its task
-    then ends at its first turn). ``eager=False`` schedules the task instead, as before;
-    ``in_task=False`` saves the task, for an application that uses no anyio."""
+class ASGIFactory(HTTPFactory):
+    """What :func:`asgi` returns: an :class:`~statewire.protocols.http.HTTPFactory` whose
+    handler is the application, with its ``lifespan`` (see :func:`asgi`)."""
 
-    async def handler(request: Request, response: Response) -> None:
+    def __init__(self, app: Application, lifespan: str = "auto", **options: Any) -> None:
+        if lifespan not in MODES:
+            raise ValueError(f"lifespan={lifespan!r} is not one of {', '.join(MODES)}")
+        #: the application's ``lifespan`` scope (``None``: ``lifespan="off"``)
+        self.lifespan = None if lifespan == "off" else Lifespan(app, lifespan)
+        self.app = app
+        super().__init__(self._handle, **options)
+
+    async def _handle(self, request: Request, response: Response) -> None:
+        lifespan = self.lifespan
+        scope = scope_of(request)
+        if lifespan is not None:
+            if not lifespan.ready and lifespan.begun:  # (statewire's ports wait for it)
+                try:
+                    await lifespan.wait()
+                except LifespanFailed:
+                    await response.send(503, _TEXT, b"the application did not start\n")
+                    return
+            if lifespan.supported:
+                scope["state"] = lifespan.state.copy()
         exchange = _Exchange(request, response)
         try:
-            await app(scope_of(request), exchange.receive, exchange.send)
+            await self.app(scope, exchange.receive, exchange.send)
         finally:
             exchange.end()
         if response.started and not response.finished:
             # ending it for the application would pass a truncated body off as whole
             raise RuntimeError("the ASGI application returned before its response's end")
 
+    def beforeServing(self) -> Awaitable[None] | None:
+        """The application's startup: the port accepts once it is answered."""
+        if self.lifespan is None or self.lifespan.ready:
+            return None
+        return self._start_up(self.lifespan)
+
+    @staticmethod
+    async def _start_up(lifespan: Lifespan) -> None:
+        if not lifespan.begun:
+            lifespan.begin()
+        await lifespan.wait()
+
+    def afterServing(self) -> Awaitable[None] | None:
+        """The application's shutdown, once every connection has closed."""
+        if self.lifespan is None or not self.lifespan.begun:
+            return None
+        return self.lifespan.shutdown()
+
+
+def asgi(app: Application, *, lifespan: str = "auto", **options: Any) -> ASGIFactory:
+    """A factory serving ``app``'s ``http`` scope, and its ``lifespan`` scope as uvicorn
+    does (``lifespan``: ``"auto"``, the default, ``"on"`` or ``"off"``; see
+    :mod:`statewire.protocols._asgi_lifespan`): on statewire's ports the startup is
+    answered before the port accepts a connection (``beforeServing``), and the shutdown
+    comes once the reactor's shutdown has closed every connection (``afterServing``).
+    Under Twisted (:func:`statewire.twisted.adapt`) neither hook is called: the
+    application is served without its lifespan. ``options`` are
+    :class:`~statewire.protocols.http.HTTPFactory`'s (``max_body``, ``server``...).
+
+    The application runs in a task of its own from its first step, and that step runs at
+    once, inside the read of the request's head (``eager=True, in_task=True``): anyio,
+    under Starlette and FastAPI, finds its current task, and an application that answers
+    without waiting answers inside the read, as the server's own handlers do (its task
+    then ends at its first turn). ``eager=False`` schedules the task instead, as before;
+    ``in_task=False`` saves the task, for an application that uses no anyio."""
     # a task from the start: anyio (Starlette, FastAPI) needs asyncio.current_task()
     options.setdefault("eager", True)
     options.setdefault("in_task", True)
     # the application is told of a client gone, by receive(), not cancelled
     options.setdefault("cancel_on_disconnect", False)
-    return HTTPFactory(handler, **options)
+    return ASGIFactory(app, lifespan, **options)
 
 
-__all__ = ["Application", "Message", "asgi", "scope_of"]
+__all__ = ["ASGIFactory", "Application", "LifespanFailed", "Message", "asgi", "scope_of"]

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import inspect
 import logging
 import os
 import socket
 import ssl
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from statewire.address import Address, UNIXAddress, from_sockaddr
@@ -86,12 +88,26 @@ class Port(Counted):
             sock.close()
             self._remove_socket_file()
             raise
+        try:
+            starting = _before_serving(factory)
+            if starting is not None and not loop.is_running():
+                # before the loop runs (``statewire serve``): to its end now, so that a
+                # failure raises here, as a failing startFactory does
+                loop.run_until_complete(starting)
+                starting = None
+        except BaseException:
+            with contextlib.suppress(Exception):
+                factory.doStop()
+            sock.close()
+            self._remove_socket_file()
+            raise
         reactor.ports.add(self)
+        reactor.factories.add(factory)
         #: resolves to this port once it accepts connections
         self.ready: asyncio.Future[Port] = loop.create_future()
         if factory.noisy:
             log.info("%s starting on %s", type(factory).__name__, self._where())
-        self._task = loop.create_task(self._serve())
+        self._task = loop.create_task(self._serve(starting))
 
     def _where(self) -> str:
         host = self.getHost()
@@ -99,7 +115,9 @@ class Port(Counted):
             return str(host.name)
         return f"{host.host}:{host.port}"
 
-    async def _serve(self) -> None:
+    async def _serve(self, starting: Awaitable[None] | None = None) -> None:
+        if starting is not None and not await self._started(starting):
+            return
         loop = self.reactor.loop
         if self._ssl is None and not self.reactor.native_transports:
             self._start_accepting()
@@ -115,6 +133,21 @@ class Port(Counted):
         self._server = server
         if not self.ready.done():
             self.ready.set_result(self)
+
+    async def _started(self, starting: Awaitable[None]) -> bool:
+        """Wait for the factory's ``beforeServing``; false (the port stopped, ``ready``
+        failed) if it raised."""
+        try:
+            await starting
+        except Exception as error:
+            name = type(self.factory).__name__
+            log.error("%s did not start serving on %s: %s", name, self._where(), error)
+            if not self.ready.done():
+                self.ready.set_exception(error)
+                self.ready.exception()  # (logged: an unawaited ready must not warn again)
+            self.stopListening()
+            return False
+        return True
 
     def _start_accepting(self) -> None:
         self._retry = None
@@ -187,6 +220,8 @@ class Port(Counted):
             done.set_result(None)
             return done
         self._stopped = True
+        if not self.ready.done():
+            self.ready.cancel()  # (stopped before it accepted: beforeServing still waited)
         where = self._where()  # before the socket closes
         self.reactor.ports.discard(self)
         if self._retry is not None:
@@ -221,3 +256,13 @@ class Port(Counted):
 
     def __repr__(self) -> str:
         return f"<Port {self.getHost()} {type(self.factory).__name__}>"
+
+
+def _before_serving(factory: Any) -> Awaitable[None] | None:
+    """What the factory's ``beforeServing`` returned to await, if anything (a factory
+    that is not statewire's may have no such method)."""
+    hook = getattr(factory, "beforeServing", None)
+    if hook is None:
+        return None
+    result = hook()
+    return result if inspect.isawaitable(result) else None

@@ -1,0 +1,123 @@
+"""The reactor's system event triggers: Twisted's ``addSystemEventTrigger`` for its
+``"shutdown"`` event (part of :class:`~statewire._reactor.Reactor`).
+
+A shutdown runs three phases, as Twisted's does:
+
+* ``"before"``: the triggers run first, before anything is closed. What one returns that
+  can be awaited (a coroutine, a future, anything with ``__await__``) is awaited, all of
+  them together, before the shutdown goes on (Twisted waits for their ``Deferred``\\ s).
+* ``"during"``: the triggers run as the ports stop and the connections are told to close
+  (Twisted's own closing is a ``"during"`` trigger); what they return is not awaited.
+* ``"after"``: the triggers run once every connection has closed (or was aborted). What
+  one returns that can be awaited is awaited before the shutdown ends, so before
+  ``run()`` returns. Twisted ignores what an ``"after"`` trigger returns; statewire waits,
+  because that is where cleanup that must follow the connections belongs (an ASGI
+  application's ``lifespan.shutdown``: :func:`statewire.protocols.asgi.asgi`). A second
+  SIGINT or SIGTERM stops that wait as it aborts the connections.
+
+A trigger that raises (or whose awaitable raises) is logged with its traceback and the
+shutdown goes on. Triggers stay registered from one shutdown to the next (a reactor that
+runs again fires them again) until :meth:`SystemEvents.remove` takes them out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("statewire")
+
+PHASES = ("before", "during", "after")
+
+#: a registered trigger: its phase, what it calls, and with what
+Trigger = tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+class SystemEvents:
+    """The triggers registered for the reactor's shutdown, by identifier."""
+
+    def __init__(self) -> None:
+        self._triggers: dict[int, Trigger] = {}
+        self._next = 0
+        #: the wait for the awaitables of a phase, while one runs (a second signal
+        #: cancels it: :meth:`stop_waiting`)
+        self._waiting: asyncio.Future[Any] | None = None
+        self._stopped = False
+
+    def add(
+        self,
+        phase: str,
+        event: str,
+        f: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> int:
+        """Register ``f(*args, **kwargs)`` for ``event``'s ``phase``; its identifier."""
+        if event != "shutdown":
+            raise ValueError(
+                f"statewire's reactor fires only 'shutdown' triggers, not {event!r} "
+                "(callWhenRunning runs code once the reactor runs)"
+            )
+        if phase not in PHASES:
+            raise ValueError(f"phase {phase!r} is not one of {', '.join(PHASES)}")
+        if not callable(f):
+            raise TypeError(f"a system event trigger must be callable, not {f!r}")
+        self._next += 1
+        self._triggers[self._next] = (phase, f, args, kwargs)
+        return self._next
+
+    def remove(self, identifier: int) -> None:
+        """Take out the trigger ``add`` returned ``identifier`` for; ``ValueError`` if
+        there is none (removed already), as Twisted."""
+        if self._triggers.pop(identifier, None) is None:
+            raise ValueError(f"no system event trigger {identifier!r}")
+
+    def fire(self, phase: str) -> list[Any]:
+        """Run ``phase``'s triggers, in the order they were added; the awaitables they
+        returned."""
+        awaitables = []
+        for identifier, (when, f, args, kwargs) in list(self._triggers.items()):
+            if when != phase or identifier not in self._triggers:
+                continue  # (a trigger may remove another)
+            try:
+                result = f(*args, **kwargs)
+            except Exception:
+                log.exception("%s shutdown trigger %r raised", phase, f)
+                continue
+            if inspect.isawaitable(result):
+                awaitables.append(result)
+        return awaitables
+
+    async def fire_and_wait(self, phase: str) -> None:
+        """Run ``phase``'s triggers, then wait for what they returned to await."""
+        await self.wait(self.fire(phase), f"the {phase} shutdown triggers")
+
+    async def wait(self, awaitables: list[Any], what: str) -> None:
+        """Wait for ``awaitables`` together (``what`` they are, for the log): what one
+        raises is logged; :meth:`stop_waiting` ends the wait."""
+        if not awaitables:
+            return
+        waits = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+        self._waiting = gathered = asyncio.gather(*waits, return_exceptions=True)
+        self._stopped = False
+        try:
+            results = await gathered
+        except asyncio.CancelledError:
+            if not self._stopped:
+                raise  # the shutdown itself was cancelled
+            log.warning("stopped waiting for %s", what)
+            return
+        finally:
+            self._waiting = None
+        for result in results:
+            if isinstance(result, Exception):
+                log.error("one of %s raised", what, exc_info=result)
+
+    def stop_waiting(self) -> None:
+        """Stop waiting for the triggers of the phase running (each awaited is cancelled)."""
+        if self._waiting is not None:
+            self._stopped = True
+            self._waiting.cancel()
