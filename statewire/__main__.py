@@ -52,6 +52,11 @@ def _serve(
 
             metrics.serve(metrics.enable(), metrics_at, reactor)
         ports = [endpoint.listen(factory) for endpoint in endpoints]
+    except KeyboardInterrupt:  # Ctrl-C during a factory's beforeServing (a slow startup)
+        reactor.loop.run_until_complete(reactor.shutdown())
+        reactor.loop.close()
+        print("statewire serve: interrupted before serving", file=sys.stderr)
+        return 130
     except Exception as error:
         # the ports already listening stop (their factory too) before the one-line error
         reactor.loop.run_until_complete(reactor.shutdown())

@@ -5,15 +5,17 @@ at once (so a port in use raises :class:`~statewire.error.CannotListenError` bef
 ``run()``) and start accepting when the loop runs. Inside an asyncio program that already
 runs a loop, the reactor uses that loop and ``run()`` is not needed.
 
-Graceful stop (``stop()``, SIGINT, SIGTERM): stop accepting, flush what every connection
-has written and close it (waiting at most ``shutdown_timeout`` seconds, then aborting the
-rest), so every protocol gets ``connectionLost``; every factory gets ``stopFactory``; the
-asyncio tasks still pending on the loop (a handler's work after its response, say) are
-cancelled and given the turns to end, as ``asyncio.run`` ends its tasks; then ``run()``
-returns. A second SIGINT or SIGTERM during that stop aborts the connections still
-open instead of waiting for them. Code of its own joins the shutdown through
-:meth:`Reactor.addSystemEventTrigger` (Twisted's ``"shutdown"`` triggers, in its three
-phases: :mod:`statewire._triggers`).
+Graceful stop (``stop()``, SIGINT, SIGTERM): stop accepting, let every connection finish
+what is under way (its protocol's ``closeGracefully``: at once by default, after the
+response being written for HTTP) and close it, flushed (waiting at most
+``shutdown_timeout`` seconds, then aborting the rest), so every protocol gets
+``connectionLost``; every factory gets ``stopFactory``, then, its connections gone,
+``afterServing``; the asyncio tasks still pending on the loop (a handler's work after its
+response, say) are cancelled and given the turns to end, as ``asyncio.run`` ends its
+tasks; then ``run()`` returns. A second SIGINT or SIGTERM during that stop aborts the
+connections still open instead of waiting for them. Code of its own joins the shutdown
+through :meth:`Reactor.addSystemEventTrigger` (Twisted's ``"shutdown"`` triggers, in its
+three phases: :mod:`statewire._triggers`).
 
 User code never stops the stop: a ``stopFactory``, ``connectionLost`` or client factory hook
 that raises is logged with its traceback and the shutdown goes on, so ``run()`` always
@@ -28,6 +30,7 @@ sockets are in :mod:`statewire.runtime` (its docstring has the map).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import signal
@@ -41,6 +44,7 @@ from typing import Any
 from statewire._triggers import SystemEvents
 from statewire.address import Address, from_sockaddr
 from statewire.error import ReactorNotRunning
+from statewire.protocol import close_gracefully
 from statewire.runtime.asyncio_transport import Bridge
 from statewire.runtime.connecting import Opened, tcp_socket, unix_socket
 from statewire.runtime.connection import Connection
@@ -96,6 +100,8 @@ class Reactor:
         self._current_poller: Poller | None = None
         self.running = False
         self._events = SystemEvents()
+        #: resolved when the shutdown under way ends (a second caller waits for it)
+        self._shutting_down: asyncio.Future[None] | None = None
         #: the factories its ports started (their ``afterServing`` at the shutdown)
         self.factories: set[Any] = set()
 
@@ -408,15 +414,22 @@ class Reactor:
         What raises on the way (a factory's ``stopFactory``, a trigger...) is logged with
         its traceback, and the shutdown goes on.
         """
+        if self._shutting_down is not None:  # (one shutdown at a time: join it)
+            await asyncio.shield(self._shutting_down)
+            return
+        self._shutting_down = asyncio.get_running_loop().create_future()
         self.stopping = True
+        self._events.begin()
         try:
             await self._events.fire_and_wait("before")
-            self._events.fire("during")
+            self._events.fire_during()
             await self._shut_down()
             await self._events.wait(self._after_serving(), "the factories' afterServing")
             await self._events.fire_and_wait("after")
         finally:
             self.stopping = False
+            done, self._shutting_down = self._shutting_down, None
+            done.set_result(None)
 
     async def _shut_down(self) -> None:
         for port in list(self.ports):
@@ -428,7 +441,9 @@ class Reactor:
         if pending:
             await asyncio.wait(pending, timeout=ABORT_GRACE)
         for connection in list(self.connections):
-            _guarded(connection.loseConnection)
+            # each closes once what is under way is done (a response being written)
+            protocol = getattr(connection, "protocol", None)
+            _guarded(functools.partial(close_gracefully, protocol, connection))
         deadline = self.seconds() + self.shutdown_timeout
         while self.connections and self.seconds() < deadline:
             await asyncio.sleep(0.01)

@@ -7,13 +7,16 @@ A shutdown runs three phases, as Twisted's does:
   can be awaited (a coroutine, a future, anything with ``__await__``) is awaited, all of
   them together, before the shutdown goes on (Twisted waits for their ``Deferred``\\ s).
 * ``"during"``: the triggers run as the ports stop and the connections are told to close
-  (Twisted's own closing is a ``"during"`` trigger); what they return is not awaited.
+  (Twisted's own closing is a ``"during"`` trigger); what they return is not awaited (an
+  awaitable is started as a task of its own).
 * ``"after"``: the triggers run once every connection has closed (or was aborted). What
   one returns that can be awaited is awaited before the shutdown ends, so before
   ``run()`` returns. Twisted ignores what an ``"after"`` trigger returns; statewire waits,
-  because that is where cleanup that must follow the connections belongs (an ASGI
-  application's ``lifespan.shutdown``: :func:`statewire.protocols.asgi.asgi`). A second
-  SIGINT or SIGTERM stops that wait as it aborts the connections.
+  because that is where cleanup that must follow the connections belongs.
+
+A second SIGINT or SIGTERM during the shutdown stops its waits: the one under way and the
+ones after it, as it aborts the connections (the factories' ``afterServing``, such as an
+ASGI application's ``lifespan.shutdown``, is then not waited for either).
 
 A trigger that raises (or whose awaitable raises) is logged with its traceback and the
 shutdown goes on. Triggers stay registered from one shutdown to the next (a reactor that
@@ -46,6 +49,7 @@ class SystemEvents:
         #: cancels it: :meth:`stop_waiting`)
         self._waiting: asyncio.Future[Any] | None = None
         self._stopped = False
+        self._during: set[asyncio.Future[Any]] = set()
 
     def add(
         self,
@@ -91,6 +95,14 @@ class SystemEvents:
                 awaitables.append(result)
         return awaitables
 
+    def fire_during(self) -> None:
+        """Run the ``"during"`` triggers; what they return to await runs on its own (a
+        coroutine is not left unawaited), not waited for."""
+        for awaitable in self.fire("during"):
+            task = asyncio.ensure_future(awaitable)
+            self._during.add(task)  # (held while it runs: a task only weakly referenced
+            task.add_done_callback(self._during.discard)  # could be collected)
+
     async def fire_and_wait(self, phase: str) -> None:
         """Run ``phase``'s triggers, then wait for what they returned to await."""
         await self.wait(self.fire(phase), f"the {phase} shutdown triggers")
@@ -101,8 +113,12 @@ class SystemEvents:
         if not awaitables:
             return
         waits = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+        if self._stopped:  # (told to stop waiting during this shutdown already)
+            for wait in waits:
+                wait.cancel()
+            log.warning("not waiting for %s", what)
+            return
         self._waiting = gathered = asyncio.gather(*waits, return_exceptions=True)
-        self._stopped = False
         try:
             results = await gathered
         except asyncio.CancelledError:
@@ -116,8 +132,13 @@ class SystemEvents:
             if isinstance(result, Exception):
                 log.error("one of %s raised", what, exc_info=result)
 
+    def begin(self) -> None:
+        """A shutdown begins: its waits are waited for (until :meth:`stop_waiting`)."""
+        self._stopped = False
+
     def stop_waiting(self) -> None:
-        """Stop waiting for the triggers of the phase running (each awaited is cancelled)."""
+        """Stop waiting, for the rest of this shutdown: what is awaited now is cancelled,
+        and what the next phases return is not awaited (cancelled too)."""
+        self._stopped = True
         if self._waiting is not None:
-            self._stopped = True
             self._waiting.cancel()

@@ -21,6 +21,16 @@ if TYPE_CHECKING:
     from statewire.address import Address
 
 
+def close_gracefully(protocol: Any, transport: Any) -> None:
+    """At a shutdown: ``protocol.closeGracefully()``, or, for a protocol without it (not
+    statewire's, or none made yet), ``transport.loseConnection()``."""
+    hook = getattr(protocol, "closeGracefully", None)
+    if hook is None:
+        transport.loseConnection()
+    else:
+        hook()
+
+
 class BaseProtocol:
     """The connection half of a protocol: ``makeConnection`` and ``connectionMade``."""
 
@@ -38,6 +48,14 @@ class BaseProtocol:
 
     def connectionMade(self) -> None:
         """Called when the connection is made; override to greet the peer."""
+
+    def closeGracefully(self) -> None:
+        """statewire's own: the server is shutting down (statewire's reactor, or Twisted's
+        under :func:`statewire.twisted.adapt`): close once what is under way is done. The
+        default closes now, flushed (``transport.loseConnection()``); an HTTP connection
+        first finishes the response under way. The shutdown aborts what is still open
+        after its ``shutdown_timeout``."""
+        self.transport.loseConnection()
 
 
 class Protocol(BaseProtocol):

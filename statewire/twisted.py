@@ -89,7 +89,7 @@ from statewire._twisted_connection import (
     failure_from_twisted,
 )
 from statewire.machine import DeferredFuture
-from statewire.protocol import ClientFactory
+from statewire.protocol import ClientFactory, close_gracefully
 
 __all__ = [
     "ABORT_GRACE",
@@ -213,7 +213,7 @@ class AdaptedFactory:
                 log.exception("stopping %r at the reactor's shutdown", self.factory)
         for shim in list(self._live):
             if shim.facade is not None:
-                shim.facade.loseConnection()
+                close_gracefully(shim.protocol, shim.facade)
         drained: defer.Deferred[None] = defer.Deferred()
         self._drained = drained
         timer = self._reactor.callLater(self.shutdown_timeout, self._shutdown_expired)

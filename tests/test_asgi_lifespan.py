@@ -471,3 +471,118 @@ def test_a_factory_served_again_after_a_shutdown_starts_its_application_again() 
     finally:
         reactor.loop.close()
     assert events == ["startup", "shutdown", "startup", "shutdown"]
+
+
+# -- found by a review of the change above -------------------------------------------------
+
+
+def test_the_application_shutdown_waits_for_its_background_work() -> None:
+    from starlette.applications import Starlette
+    from starlette.background import BackgroundTask
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
+        yield {"pool": []}
+        events.append("shutdown")
+
+    async def later(pool: list[str]) -> None:
+        await asyncio.sleep(0.3)
+        pool.append("used")
+        events.append("background work done")
+
+    async def home(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok", background=BackgroundTask(later, request.state.pool))
+
+    app = Starlette(routes=[Route("/", home)], lifespan=lifespan)
+
+    async def main(reactor: Reactor) -> None:
+        port = await listen(reactor, asgi(app))
+        async with httpx.AsyncClient(trust_env=False, timeout=20) as client:
+            assert (await client.get(f"http://{HOST}:{port}/")).text == "ok"
+
+    scenario(main, timeout=30)
+    assert events == ["background work done", "shutdown"]
+
+
+def test_a_cancellation_of_its_own_at_startup_is_no_lifespan_under_auto() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            raise asyncio.CancelledError  # (its own: nothing cancelled its task)
+        await http_only(scope, receive, send)
+
+    async def main(reactor: Reactor) -> bytes:
+        port = await listen(reactor, asgi(app))
+        async with httpx.AsyncClient(trust_env=False, timeout=20) as client:
+            return (await client.get(f"http://{HOST}:{port}/")).content
+
+    assert scenario(main, timeout=30) == b"served"
+
+
+def test_a_shutdown_answer_before_the_startup_one_is_refused() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+        await http_only(scope, receive, send)
+
+    async def main(reactor: Reactor) -> None:
+        port = reactor.listenTCP(0, asgi(app, lifespan="on"), interface=HOST)
+        with pytest.raises(LifespanFailed, match="before the startup was answered"):
+            await port.ready
+
+    scenario(main, timeout=30)
+
+
+def test_one_shutdown_at_a_time_and_a_during_trigger_s_coroutine_runs() -> None:
+    events: list[str] = []
+
+    async def main(reactor: Reactor) -> None:
+        async def during() -> None:
+            events.append("during ran")
+
+        async def before() -> None:
+            await asyncio.sleep(0.05)
+            events.append("before")
+
+        reactor.addSystemEventTrigger("before", "shutdown", before)
+        reactor.addSystemEventTrigger("during", "shutdown", during)
+        await asyncio.gather(reactor.shutdown(), reactor.shutdown())
+        events.append("both returned")
+        await asyncio.sleep(0)
+
+    scenario(main, timeout=30)  # (and its own shutdown: the triggers fire again)
+    assert events[:3] == ["before", "during ran", "both returned"]
+    assert events.count("before") == 2
+
+
+def test_once_told_to_stop_waiting_a_shutdown_waits_for_no_later_phase() -> None:
+    from statewire._triggers import SystemEvents
+
+    events = SystemEvents()
+    ended: list[str] = []
+
+    async def slow(name: str) -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            ended.append(name)
+
+    async def main() -> None:
+        events.begin()
+        first = asyncio.ensure_future(events.wait([slow("first")], "the first"))
+        await asyncio.sleep(0.01)
+        events.stop_waiting()  # a second signal
+        await first
+        await events.wait([slow("second")], "the second")  # cancelled before it ran
+        await asyncio.sleep(0)
+        events.begin()  # the next shutdown waits again
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(events.wait([slow("third")], "the third"), 0.05)
+
+    asyncio.run(main())
+    assert ended == ["first", "third"]

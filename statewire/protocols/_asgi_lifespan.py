@@ -39,6 +39,17 @@ Application = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None
 MODES = ("auto", "on", "off")
 
 
+def _from_outside(error: BaseException) -> bool:
+    """Whether ``error`` is not the application's own: its task was cancelled (Python
+    3.11's ``cancelling()``; before, any cancellation), or it is not an ``Exception``
+    (``SystemExit``, ``KeyboardInterrupt``)."""
+    if isinstance(error, asyncio.CancelledError):
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)
+        return cancelling is None or bool(cancelling())
+    return not isinstance(error, Exception)
+
+
 class LifespanFailed(Exception):
     """The application's startup failed (its message, or what it raised)."""
 
@@ -98,6 +109,16 @@ class Lifespan:
         self._inbox.put_nowait({"type": "lifespan.shutdown"})
         await asyncio.wait([self._shut, task], return_when=asyncio.FIRST_COMPLETED)
 
+    def abandon(self) -> None:
+        """Cancel a startup under way (the factory stopped before it was answered);
+        nothing once it was answered (a failed startup still answers 503)."""
+        if self._started is None or self._started.done():
+            return
+        task, self._task = self._task, None
+        self.begun = False
+        if task is not None and not task.done():
+            task.cancel()
+
     # -- the application's side --------------------------------------------------------
 
     def _scope(self) -> dict[str, Any]:
@@ -112,21 +133,14 @@ class Lifespan:
         assert started is not None
         try:
             await self.app(self._scope(), self._receive, self._send)
-        except Exception as error:
-            if not started.done():
-                if self.mode == "auto":
-                    log.info(
-                        "ASGI 'lifespan' protocol appears unsupported (the application "
-                        "raised %s: %s); serving without it",
-                        type(error).__name__,
-                        error,
-                    )
-                    self._answer(False)
-                else:
-                    log.exception("ASGI application raised at its lifespan's startup")
-                    self._fail(f"the application raised {type(error).__name__}: {error}")
-            elif started.exception() is None:  # (after a startup.failed: reported there)
-                log.exception("ASGI application raised in its lifespan")
+        except BaseException as error:
+            if _from_outside(error):
+                # its task cancelled (the loop's end, a startup abandoned), or the process
+                # leaving: it propagates, and nothing waits for the startup in vain
+                if not started.done():
+                    self._fail(f"the lifespan ended: {type(error).__name__}")
+                raise
+            self._raised(error)
         else:
             if not started.done():
                 log.info("ASGI application returned from its lifespan scope at once: no lifespan")
@@ -134,6 +148,26 @@ class Lifespan:
         finally:
             if self._shut is not None and not self._shut.done():
                 self._shut.set_result(None)
+
+    def _raised(self, error: BaseException) -> None:
+        """The application raised ``error`` (its own ``CancelledError`` included, as
+        uvicorn takes any exception)."""
+        started = self._started
+        assert started is not None
+        if not started.done():
+            if self.mode == "auto":
+                log.info(
+                    "ASGI 'lifespan' protocol appears unsupported (the application "
+                    "raised %s: %s); serving without it",
+                    type(error).__name__,
+                    error,
+                )
+                self._answer(False)
+            else:
+                log.error("ASGI application raised at its lifespan's startup", exc_info=error)
+                self._fail(f"the application raised {type(error).__name__}: {error}")
+        elif started.exception() is None:  # (after a startup.failed: reported there)
+            log.error("ASGI application raised in its lifespan", exc_info=error)
 
     def _answer(self, supported: bool) -> None:
         assert self._started is not None
@@ -166,6 +200,8 @@ class Lifespan:
                 # (a traceback, from Starlette: its last line says what failed)
                 self._fail(f"the application's startup failed: {text.splitlines()[-1]}")
         elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            if not self.supported:  # (set by its startup.complete)
+                raise RuntimeError(f"{kind} before the startup was answered")
             if shut.done():
                 raise RuntimeError(f"{kind} after the shutdown was answered")
             if kind == "lifespan.shutdown.failed":

@@ -596,6 +596,25 @@ class HTTPConnection(MachineProtocol):
         self.transport.write(head if answers_head else head + text)
         self.close()
 
+    def closeGracefully(self) -> None:
+        """The server is shutting down: the response under way, if any, is the last one
+        (it says ``Connection: close`` if its head has not left; its request body is
+        still read for its handler), then the connection closes; a connection between
+        requests, or whose response is complete and its handler done, closes now. A
+        handler slower than the shutdown's ``shutdown_timeout`` is cut by its abort."""
+        if self.closing:
+            return
+        exchange = self.exchange
+        if exchange is None or self.upgraded_to is not None:
+            self.close()
+            return
+        response = exchange.response
+        task = exchange.task
+        if response.finished and (task is None or task.done()):
+            self.close()  # (what is left of its body is not read: the answer is whole)
+            return
+        response.keep_alive = False  # the connection closes once it is complete
+
     def close(self) -> None:
         """Close once what was written is sent; no more requests are read. With a
         response cut short whose body is framed by the close (HTTP/1.0, or no length),

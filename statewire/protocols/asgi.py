@@ -37,6 +37,7 @@ lifespan="off")`` leaves it out); the ``websocket`` scope is not served.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import unquote
@@ -50,6 +51,8 @@ from statewire.protocols._asgi_lifespan import (
 )
 from statewire.protocols._http_head import split_absolute_form
 from statewire.protocols.http import HTTPFactory, Request, Response
+
+log = logging.getLogger("statewire.asgi")
 
 _TEXT = [(b"Content-Type", b"text/plain; charset=utf-8")]
 
@@ -158,6 +161,10 @@ class ASGIFactory(HTTPFactory):
         #: the application's ``lifespan`` scope (``None``: ``lifespan="off"``)
         self.lifespan = None if lifespan == "off" else Lifespan(app, lifespan)
         self.app = app
+        #: the application's ``http`` calls under way (background work after a response
+        #: included), and what waits for them to end (the shutdown, before the lifespan's)
+        self._calls = 0
+        self._idle: asyncio.Future[None] | None = None
         super().__init__(self._handle, **options)
 
     async def _handle(self, request: Request, response: Response) -> None:
@@ -173,10 +180,14 @@ class ASGIFactory(HTTPFactory):
             if lifespan.supported:
                 scope["state"] = lifespan.state.copy()
         exchange = _Exchange(request, response)
+        self._calls += 1
         try:
             await self.app(scope, exchange.receive, exchange.send)
         finally:
             exchange.end()
+            self._calls -= 1
+            if not self._calls and self._idle is not None and not self._idle.done():
+                self._idle.set_result(None)
         if response.started and not response.finished:
             # ending it for the application would pass a truncated body off as whole
             raise RuntimeError("the ASGI application returned before its response's end")
@@ -194,10 +205,30 @@ class ASGIFactory(HTTPFactory):
         await lifespan.wait()
 
     def afterServing(self) -> Awaitable[None] | None:
-        """The application's shutdown, once every connection has closed."""
+        """Once every connection has closed: wait for the application's calls still
+        under way (as uvicorn waits for its tasks), then its lifespan's shutdown."""
         if self.lifespan is None or not self.lifespan.begun:
             return None
-        return self.lifespan.shutdown()
+        return self._shut_down(self.lifespan)
+
+    async def _shut_down(self, lifespan: Lifespan) -> None:
+        if self._calls:
+            log.info("waiting for %d ASGI application calls to end", self._calls)
+            self._idle = asyncio.get_running_loop().create_future()
+            try:
+                await self._idle
+            finally:
+                self._idle = None
+        if lifespan.supported:
+            log.info("waiting for the ASGI application's shutdown")
+        await lifespan.shutdown()
+
+    def stopFactory(self) -> None:
+        """A startup still under way when the factory stops (its port failed, a
+        shutdown came first) is abandoned: its task is cancelled."""
+        if self.lifespan is not None:
+            self.lifespan.abandon()
+        super().stopFactory()
 
 
 def asgi(app: Application, *, lifespan: str = "auto", **options: Any) -> ASGIFactory:

@@ -88,16 +88,22 @@ class Port(Counted):
             sock.close()
             self._remove_socket_file()
             raise
+        waited: asyncio.Future[None] | None = None
         try:
             starting = _before_serving(factory)
             if starting is not None and not loop.is_running():
                 # before the loop runs (``statewire serve``): to its end now, so that a
                 # failure raises here, as a failing startFactory does
-                loop.run_until_complete(starting)
+                waited = asyncio.ensure_future(starting, loop=loop)
+                loop.run_until_complete(waited)
                 starting = None
         except BaseException:
             with contextlib.suppress(Exception):
-                factory.doStop()
+                factory.doStop()  # (its stopFactory may cancel the work it began)
+            if waited is not None and not waited.done():  # interrupted (Ctrl-C)
+                waited.cancel()
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(waited)  # the work ends, nothing left pending
             sock.close()
             self._remove_socket_file()
             raise

@@ -1,0 +1,163 @@
+"""A graceful stop lets the HTTP response under way finish: the reactor's shutdown asks
+each connection's protocol to ``closeGracefully``; an HTTP connection answers the request
+in progress (``Connection: close``), reads no request after it, and closes; an idle one
+closes at once; a handler slower than ``shutdown_timeout`` is cut by the abort."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from http_helpers import responses
+from runtime_helpers import HOST, error_records, listen, scenario
+
+from statewire._reactor import Reactor
+from statewire.protocol import Factory, Protocol
+from statewire.protocols.http import HTTPFactory, Request, Response
+
+
+def slow_factory(started: asyncio.Event, delay: float = 0.3) -> HTTPFactory:
+    async def handler(request: Request, response: Response) -> None:
+        body = b""
+        while not request.body.exhausted:
+            body += await request.body.chunk()
+        started.set()
+        await asyncio.sleep(delay)
+        await response.send(200, [], b"done:" + body)
+
+    return HTTPFactory(handler, date=False)
+
+
+async def _read_all(reader: asyncio.StreamReader) -> bytes:
+    return await asyncio.wait_for(reader.read(), 20)
+
+
+def test_the_response_under_way_finishes_and_says_close() -> None:
+    async def main(reactor: Reactor) -> tuple[bytes, float]:
+        started = asyncio.Event()
+        port = await listen(reactor, slow_factory(started))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(started.wait(), 20)
+        stopping = asyncio.ensure_future(reactor.shutdown())
+        got = await _read_all(reader)
+        begun = time.monotonic()
+        await stopping
+        writer.close()
+        return got, time.monotonic() - begun
+
+    with error_records() as errors:
+        got, _ = scenario(main, timeout=30)
+    assert errors == []
+    assert responses(got) == [(200, b"done:")]
+    assert got.endswith(b"Connection: close\r\n\r\ndone:")
+
+
+def test_a_body_still_coming_is_read_for_its_handler() -> None:
+    async def main(reactor: Reactor) -> bytes:
+        started = asyncio.Event()
+        port = await listen(reactor, slow_factory(started, delay=0))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nfirst")
+        await asyncio.sleep(0.1)
+        stopping = asyncio.ensure_future(reactor.shutdown())
+        await asyncio.sleep(0.1)
+        writer.write(b"-last")  # after the shutdown began
+        got = await _read_all(reader)
+        await stopping
+        writer.close()
+        return got
+
+    got = scenario(main, timeout=30)
+    assert got.endswith(b"Connection: close\r\n\r\ndone:first-last")
+
+
+def test_an_idle_keep_alive_connection_closes_at_once() -> None:
+    async def main(reactor: Reactor) -> tuple[bytes, float]:
+        port = await listen(reactor, slow_factory(asyncio.Event(), delay=0))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = await asyncio.wait_for(reader.readuntil(b"done:"), 20)
+        begun = time.monotonic()
+        await reactor.shutdown()
+        rest = await _read_all(reader)
+        writer.close()
+        return first + rest, time.monotonic() - begun
+
+    got, took = scenario(main, timeout=30)
+    assert b"Connection: close" not in got  # (it was kept alive)
+    assert took < 2  # not the shutdown_timeout's wait
+
+
+def test_a_pipelined_request_after_the_one_under_way_is_not_served() -> None:
+    served: list[bytes] = []
+
+    async def handler(request: Request, response: Response) -> None:
+        served.append(request.target)
+        await asyncio.sleep(0.2)
+        await response.send(200, [], request.target)
+
+    async def main(reactor: Reactor) -> bytes:
+        port = await listen(reactor, HTTPFactory(handler, date=False))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(200):
+            if served:
+                break
+            await asyncio.sleep(0.01)
+        stopping = asyncio.ensure_future(reactor.shutdown())
+        got = await _read_all(reader)
+        await stopping
+        writer.close()
+        return got
+
+    got = scenario(main, timeout=30)
+    assert served == [b"/a"]
+    assert [status for status, _ in responses(got)] == [200]
+    assert got.endswith(b"Connection: close\r\n\r\n/a")
+
+
+def test_a_handler_slower_than_the_shutdown_timeout_is_cut() -> None:
+    async def main(reactor: Reactor) -> tuple[bytes, float]:
+        reactor.shutdown_timeout = 0.3
+        started = asyncio.Event()
+        port = await listen(reactor, slow_factory(started, delay=30))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(started.wait(), 20)
+        begun = time.monotonic()
+        await reactor.shutdown()
+        took = time.monotonic() - begun
+        try:
+            got = await _read_all(reader)
+        except ConnectionResetError:
+            got = b"reset"
+        writer.close()
+        return got, took
+
+    got, took = scenario(main, timeout=30)
+    assert got in (b"", b"reset")
+    assert took < 3
+
+
+def test_a_protocol_of_its_own_closes_at_once_by_default() -> None:
+    closed: list[str] = []
+
+    class Quiet(Protocol):
+        def connectionLost(self, reason: object = None) -> None:
+            closed.append("lost")
+
+    async def main(reactor: Reactor) -> float:
+        port = await listen(reactor, Factory.forProtocol(Quiet))
+        _, writer = await asyncio.open_connection(HOST, port)
+        for _ in range(200):
+            if reactor.connections:
+                break
+            await asyncio.sleep(0.01)
+        begun = time.monotonic()
+        await reactor.shutdown()
+        writer.close()
+        return time.monotonic() - begun
+
+    assert scenario(main, timeout=30) < 2
+    assert closed == ["lost"]
