@@ -205,6 +205,12 @@ class WebSocketConnection(MachineProtocol):
     #: without taking a byte (the HTTP side's limit, which the upgrade would lift)
     write_timeout = 30.0
 
+    def closeGracefully(self) -> None:
+        """The server is stopping: the close frame RFC 6455 §7.4.1 gives that (1001, going
+        away), then the close (the client's own close frame is not waited for)."""
+        self.transport.write(frame(CLOSE, (1001).to_bytes(2, "big") + b"server going away"))
+        self.close()
+
     def fail(self, code: int, reason: str) -> None:
         """Close with ``code``: the peer broke the protocol."""
         self.transport.write(frame(CLOSE, code.to_bytes(2, "big") + reason.encode()))

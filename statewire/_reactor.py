@@ -447,6 +447,12 @@ class Reactor:
         deadline = self.seconds() + self.shutdown_timeout
         while self.connections and self.seconds() < deadline:
             await asyncio.sleep(0.01)
+        if self.connections:
+            log.info(
+                "%d connections still open after %s s; aborting",
+                len(self.connections),
+                self.shutdown_timeout,
+            )
         for connection in list(self.connections):
             _guarded(connection.abortConnection)
         # An aborted connection is gone within a loop turn or two; bound the wait anyway,

@@ -11,9 +11,12 @@ which sets ``protocol.factory``), is told when the first port using it starts li
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from statewire.error import Failure, connectionDone
+
+log = logging.getLogger("statewire")
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -27,8 +30,12 @@ def close_gracefully(protocol: Any, transport: Any) -> None:
     hook = getattr(protocol, "closeGracefully", None)
     if hook is None:
         transport.loseConnection()
-    else:
+        return
+    try:
         hook()
+    except Exception:
+        log.exception("%s.closeGracefully raised; closing", type(protocol).__name__)
+        transport.loseConnection()
 
 
 class BaseProtocol:

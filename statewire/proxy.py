@@ -440,6 +440,16 @@ class ProxyRelay:
 
     # -- the protocol that reads the header ------------------------------------------------
 
+    def closeGracefully(self) -> None:
+        """At a shutdown: the wrapped protocol's ``closeGracefully`` (it finishes what is
+        under way), or, before the header is read, a close now."""
+        wrapped = self.wrapped
+        hook = getattr(wrapped, "closeGracefully", None)
+        if hook is None:
+            self._transport.loseConnection()
+        else:
+            hook()
+
     def makeConnection(self, transport: Any) -> None:
         """Attach the real transport and start the header's clock."""
         #: 1 while connected (as a protocol's)

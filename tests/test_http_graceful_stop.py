@@ -6,8 +6,13 @@ closes at once; a handler slower than ``shutdown_timeout`` is cut by the abort."
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
+import pytest
 from http_helpers import responses
 from runtime_helpers import HOST, error_records, listen, scenario
 
@@ -161,3 +166,128 @@ def test_a_protocol_of_its_own_closes_at_once_by_default() -> None:
 
     assert scenario(main, timeout=30) < 2
     assert closed == ["lost"]
+
+
+# -- found by a review of the change above -------------------------------------------------
+
+
+def test_an_asgi_stream_that_never_ends_does_not_hold_the_stop_past_its_bounds() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request as StarletteRequest
+    from starlette.responses import StreamingResponse
+    from starlette.routing import Route
+
+    from statewire.protocols.asgi import asgi
+
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        events.append("shutdown")
+
+    async def stream(request: StarletteRequest) -> StreamingResponse:
+        async def events_() -> AsyncIterator[bytes]:
+            yield b"data: first\n\n"
+            await asyncio.Event().wait()  # the next event never comes
+            yield b"never"
+
+        return StreamingResponse(events_(), media_type="text/event-stream")
+
+    app = Starlette(routes=[Route("/", stream)], lifespan=lifespan)
+
+    async def main(reactor: Reactor) -> float:
+        reactor.shutdown_timeout = 0.3
+        factory = asgi(app)
+        factory.calls_timeout = 0.3
+        port = await listen(reactor, factory)
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"data: first"), 20)
+        begun = time.monotonic()
+        await reactor.shutdown()
+        writer.close()
+        return time.monotonic() - begun
+
+    assert scenario(main, timeout=30) < 3
+    assert events == ["shutdown"]
+
+
+def test_a_websocket_gets_going_away_at_the_stop() -> None:
+    from test_http_websocket import HANDSHAKE, echo
+
+    async def main(reactor: Reactor) -> bytes:
+        port = await listen(reactor, echo.factory)
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(HANDSHAKE)
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)  # the 101
+        await reactor.shutdown()
+        got = await _read_all(reader)
+        writer.close()
+        return got
+
+    got = scenario(main, timeout=30)
+    assert got[:2] == bytes([0x88, 2 + len(b"server going away")])
+    assert got[2:4] == (1001).to_bytes(2, "big")
+
+
+def test_a_proxy_relay_passes_the_graceful_close_to_the_wrapped_protocol() -> None:
+    from statewire.proxy import ProxyProtocolFactory
+    from statewire.testing.memory import StringTransport
+
+    asked: list[str] = []
+
+    class Wrapped(Protocol):
+        def closeGracefully(self) -> None:
+            asked.append("wrapped")
+
+    relay = ProxyProtocolFactory(Factory.forProtocol(Wrapped), timeout=None).buildProtocol(None)  # type: ignore[arg-type]
+    transport = StringTransport()
+    relay.makeConnection(transport)
+    relay.closeGracefully()  # before the header: closed now
+    assert transport.disconnecting and asked == []
+
+    relay = ProxyProtocolFactory(Factory.forProtocol(Wrapped), timeout=None).buildProtocol(None)  # type: ignore[arg-type]
+    transport = StringTransport()
+    relay.makeConnection(transport)
+    relay.dataReceived(b"PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\n")
+    relay.closeGracefully()
+    assert asked == ["wrapped"] and not transport.disconnecting
+
+
+def test_a_close_gracefully_that_raises_is_logged_and_the_connection_closed() -> None:
+    class Broken(Protocol):
+        def closeGracefully(self) -> None:
+            raise RuntimeError("no grace here")
+
+    async def main(reactor: Reactor) -> float:
+        port = await listen(reactor, Factory.forProtocol(Broken))
+        _, writer = await asyncio.open_connection(HOST, port)
+        for _ in range(200):
+            if reactor.connections:
+                break
+            await asyncio.sleep(0.01)
+        begun = time.monotonic()
+        await reactor.shutdown()
+        writer.close()
+        return time.monotonic() - begun
+
+    with error_records() as errors:
+        assert scenario(main, timeout=30) < 2
+    assert [record.getMessage() for record in errors] == ["Broken.closeGracefully raised; closing"]
+
+
+def test_the_abort_at_the_end_of_the_wait_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def main(reactor: Reactor) -> None:
+        reactor.shutdown_timeout = 0.2
+        started = asyncio.Event()
+        port = await listen(reactor, slow_factory(started, delay=30))
+        _, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(started.wait(), 20)
+        await reactor.shutdown()
+        writer.close()
+
+    with caplog.at_level(logging.INFO, logger="statewire"):
+        scenario(main, timeout=30)
+    assert "1 connections still open after 0.2 s; aborting" in caplog.text

@@ -70,6 +70,7 @@ class Lifespan:
         self.supported = False
         #: whether :meth:`begin` was called (and no :meth:`shutdown` ended it since)
         self.begun = False
+        self._abandoned = False
         self._started: asyncio.Future[None] | None = None
         self._shut: asyncio.Future[None] | None = None
         self._inbox: asyncio.Queue[Message] | None = None
@@ -80,7 +81,7 @@ class Lifespan:
         its startup."""
         loop = asyncio.get_running_loop()
         self.state = {}
-        self.ready = self.supported = False
+        self.ready = self.supported = self._abandoned = False
         self.begun = True
         self._started = loop.create_future()
         self._shut = loop.create_future()
@@ -116,6 +117,7 @@ class Lifespan:
             return
         task, self._task = self._task, None
         self.begun = False
+        self._abandoned = True  # (what it says of its cancellation is no failure)
         if task is not None and not task.done():
             task.cancel()
 
@@ -196,7 +198,10 @@ class Lifespan:
                 self._answer(True)
             else:
                 text = str(message.get("message", "")).strip() or "(no message)"
-                log.error("ASGI application's startup failed: %s", text)
+                if self._abandoned:
+                    log.info("ASGI application's startup abandoned: %s", text.splitlines()[-1])
+                else:
+                    log.error("ASGI application's startup failed: %s", text)
                 # (a traceback, from Starlette: its last line says what failed)
                 self._fail(f"the application's startup failed: {text.splitlines()[-1]}")
         elif kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):

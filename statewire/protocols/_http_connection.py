@@ -18,6 +18,7 @@ from grammars.http1 import MAX_FIELD_BYTES, MAX_REQUEST_LINE, field_line, status
 from statewire.declarative import MachineProtocol
 from statewire.framing import FrameTooLong, FramingError
 from statewire.machine import RemoteProtocolError
+from statewire.protocol import close_gracefully
 from statewire.protocols._http_exchange import BODY_HIGH_WATER, Body, Request, Response
 from statewire.protocols._http_head import FieldSection, Refusal, head_rules
 from statewire.protocols._http_head import chunk_size as chunk_size_of
@@ -604,8 +605,14 @@ class HTTPConnection(MachineProtocol):
         handler slower than the shutdown's ``shutdown_timeout`` is cut by its abort."""
         if self.closing:
             return
+        upgraded = self.upgraded_to
+        if upgraded is not None and getattr(upgraded, "transport", None) is not None:
+            # the protocol the connection was handed to closes as it closes (a
+            # WebSocket's close frame)
+            close_gracefully(upgraded, self.transport)
+            return
         exchange = self.exchange
-        if exchange is None or self.upgraded_to is not None:
+        if exchange is None or upgraded is not None:
             self.close()
             return
         response = exchange.response

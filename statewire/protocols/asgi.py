@@ -155,6 +155,11 @@ class ASGIFactory(HTTPFactory):
     """What :func:`asgi` returns: an :class:`~statewire.protocols.http.HTTPFactory` whose
     handler is the application, with its ``lifespan`` (see :func:`asgi`)."""
 
+    #: at the shutdown, once every connection has closed: seconds the application's
+    #: calls still under way are waited for before its lifespan's shutdown (they are
+    #: cancelled when the reactor's loop ends)
+    calls_timeout = 5.0
+
     def __init__(self, app: Application, lifespan: str = "auto", **options: Any) -> None:
         if lifespan not in MODES:
             raise ValueError(f"lifespan={lifespan!r} is not one of {', '.join(MODES)}")
@@ -214,9 +219,17 @@ class ASGIFactory(HTTPFactory):
     async def _shut_down(self, lifespan: Lifespan) -> None:
         if self._calls:
             log.info("waiting for %d ASGI application calls to end", self._calls)
-            self._idle = asyncio.get_running_loop().create_future()
+            self._idle = idle = asyncio.get_running_loop().create_future()
             try:
-                await self._idle
+                await asyncio.wait_for(asyncio.shield(idle), self.calls_timeout)
+            except asyncio.TimeoutError:
+                # (a stream that waits for its next event never notices its client gone)
+                log.info(
+                    "%d ASGI application calls still running after %s s; "
+                    "the application shuts down beside them",
+                    self._calls,
+                    self.calls_timeout,
+                )
             finally:
                 self._idle = None
         if lifespan.supported:
