@@ -679,7 +679,7 @@ def main() -> None:
         for peer in names
         if peer.startswith("uvicorn") and peer.endswith("uvloop") == ours.endswith("uvloop")
     ]
-    if args.against:
+    if args.against and "statewire" in names and AGAINST in names:
         pairs.insert(0, ("statewire", AGAINST, "none (a before/after row)"))
     for ours, peer, target in pairs:
         ratios = "  ".join(

@@ -4,9 +4,13 @@ framing ``demo``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 #: where ``serve`` listens when not told: this machine only; ``--listen tcp:8007`` for every
 #: interface (a server reachable from the network should be asked for, not a default)
@@ -51,8 +55,9 @@ def _serve(
             from statewire import metrics
 
             metrics.serve(metrics.enable(), metrics_at, reactor)
-        ports = [endpoint.listen(factory) for endpoint in endpoints]
-    except KeyboardInterrupt:  # Ctrl-C during a factory's beforeServing (a slow startup)
+        with _sigterm_interrupts():
+            ports = [endpoint.listen(factory) for endpoint in endpoints]
+    except KeyboardInterrupt:  # SIGINT or SIGTERM during a factory's beforeServing
         reactor.loop.run_until_complete(reactor.shutdown())
         reactor.loop.close()
         print("statewire serve: interrupted before serving", file=sys.stderr)
@@ -77,6 +82,25 @@ def _serve(
         link.close()
     log.info("stopped")
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the ports start (a factory's ``beforeServing`` may run the loop: an
+    application's startup), SIGTERM interrupts as SIGINT does: the reactor's own handlers
+    come with ``run()``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # pragma: no cover - the command runs in the main thread
+        return
+
+    def interrupt(number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _log_setup(process: bool) -> None:

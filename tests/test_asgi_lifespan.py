@@ -235,6 +235,13 @@ APP = """
     async def lifespan(app):
         if os.environ.get("FAIL"):
             raise RuntimeError("cannot reach the database")
+        if os.environ.get("SLOW"):
+            MARK.write_text("starting\\n")
+            try:
+                await asyncio.sleep(30)  # a startup stopped before its end
+            finally:
+                with MARK.open("a") as mark:
+                    mark.write("startup cleaned up\\n")
         MARK.write_text("started\\n")
         yield {"who": "lifespan state"}
         if os.environ.get("HANG"):
@@ -586,3 +593,36 @@ def test_once_told_to_stop_waiting_a_shutdown_waits_for_no_later_phase() -> None
 
     asyncio.run(main())
     assert ended == ["first", "third"]
+
+
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_slow_startup_under_serve_ends_it_cleanly(
+    tmp_path: Path, number: int
+) -> None:
+    module = tmp_path / "lifespan_app.py"
+    module.write_text(textwrap.dedent(APP))
+    mark = tmp_path / "mark"
+    command = ["serve", f"{module}:factory", "--listen", f"tcp:0:interface={HOST}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "statewire", *command],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "MARK": str(mark), "SLOW": "1"},
+    )
+    try:
+        for _ in range(400):  # the startup began
+            if mark.exists():
+                break
+            time.sleep(0.05)
+        process.send_signal(number)
+        out, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, out
+    assert out.strip().splitlines()[-1] == "statewire serve: interrupted before serving"
+    assert mark.read_text() == "starting\nstartup cleaned up\n"
+    assert "Traceback" not in out and "destroyed" not in out
