@@ -37,6 +37,20 @@ async def _read_all(reader: asyncio.StreamReader) -> bytes:
     return await asyncio.wait_for(reader.read(), 20)
 
 
+async def _stop_timed(reactor: Reactor, factory: Factory) -> float:
+    """Seconds the shutdown takes with one client connected to ``factory``'s port."""
+    port = await listen(reactor, factory)
+    _, writer = await asyncio.open_connection(HOST, port)
+    for _ in range(200):
+        if reactor.connections:
+            break
+        await asyncio.sleep(0.01)
+    begun = time.monotonic()
+    await reactor.shutdown()
+    writer.close()
+    return time.monotonic() - begun
+
+
 def test_the_response_under_way_finishes_and_says_close() -> None:
     async def main(reactor: Reactor) -> tuple[bytes, float]:
         started = asyncio.Event()
@@ -122,7 +136,9 @@ def test_a_pipelined_request_after_the_one_under_way_is_not_served() -> None:
     assert got.endswith(b"Connection: close\r\n\r\n/a")
 
 
-def test_a_handler_slower_than_the_shutdown_timeout_is_cut() -> None:
+def test_a_handler_slower_than_the_shutdown_timeout_is_cut_and_said_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def main(reactor: Reactor) -> tuple[bytes, float]:
         reactor.shutdown_timeout = 0.3
         started = asyncio.Event()
@@ -140,9 +156,11 @@ def test_a_handler_slower_than_the_shutdown_timeout_is_cut() -> None:
         writer.close()
         return got, took
 
-    got, took = scenario(main, timeout=30)
+    with caplog.at_level(logging.INFO, logger="statewire"):
+        got, took = scenario(main, timeout=30)
     assert got in (b"", b"reset")
     assert took < 3
+    assert "1 connections still open after 0.3 s; aborting" in caplog.text
 
 
 def test_a_protocol_of_its_own_closes_at_once_by_default() -> None:
@@ -152,19 +170,7 @@ def test_a_protocol_of_its_own_closes_at_once_by_default() -> None:
         def connectionLost(self, reason: object = None) -> None:
             closed.append("lost")
 
-    async def main(reactor: Reactor) -> float:
-        port = await listen(reactor, Factory.forProtocol(Quiet))
-        _, writer = await asyncio.open_connection(HOST, port)
-        for _ in range(200):
-            if reactor.connections:
-                break
-            await asyncio.sleep(0.01)
-        begun = time.monotonic()
-        await reactor.shutdown()
-        writer.close()
-        return time.monotonic() - begun
-
-    assert scenario(main, timeout=30) < 2
+    assert scenario(lambda reactor: _stop_timed(reactor, Factory.forProtocol(Quiet))) < 2
     assert closed == ["lost"]
 
 
@@ -260,34 +266,6 @@ def test_a_close_gracefully_that_raises_is_logged_and_the_connection_closed() ->
         def closeGracefully(self) -> None:
             raise RuntimeError("no grace here")
 
-    async def main(reactor: Reactor) -> float:
-        port = await listen(reactor, Factory.forProtocol(Broken))
-        _, writer = await asyncio.open_connection(HOST, port)
-        for _ in range(200):
-            if reactor.connections:
-                break
-            await asyncio.sleep(0.01)
-        begun = time.monotonic()
-        await reactor.shutdown()
-        writer.close()
-        return time.monotonic() - begun
-
     with error_records() as errors:
-        assert scenario(main, timeout=30) < 2
+        assert scenario(lambda reactor: _stop_timed(reactor, Factory.forProtocol(Broken))) < 2
     assert [record.getMessage() for record in errors] == ["Broken.closeGracefully raised; closing"]
-
-
-def test_the_abort_at_the_end_of_the_wait_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    async def main(reactor: Reactor) -> None:
-        reactor.shutdown_timeout = 0.2
-        started = asyncio.Event()
-        port = await listen(reactor, slow_factory(started, delay=30))
-        _, writer = await asyncio.open_connection(HOST, port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.wait_for(started.wait(), 20)
-        await reactor.shutdown()
-        writer.close()
-
-    with caplog.at_level(logging.INFO, logger="statewire"):
-        scenario(main, timeout=30)
-    assert "1 connections still open after 0.2 s; aborting" in caplog.text

@@ -603,24 +603,17 @@ class HTTPConnection(MachineProtocol):
         still read for its handler), then the connection closes; a connection between
         requests, or whose response is complete and its handler done, closes now. A
         handler slower than the shutdown's ``shutdown_timeout`` is cut by its abort."""
+        upgraded, exchange = self.upgraded_to, self.exchange
         if self.closing:
             return
-        upgraded = self.upgraded_to
         if upgraded is not None and getattr(upgraded, "transport", None) is not None:
-            # the protocol the connection was handed to closes as it closes (a
-            # WebSocket's close frame)
-            close_gracefully(upgraded, self.transport)
-            return
-        exchange = self.exchange
-        if exchange is None or upgraded is not None:
+            close_gracefully(upgraded, self.transport)  # (a WebSocket's close frame)
+        elif exchange is None or upgraded is not None:
             self.close()
-            return
-        response = exchange.response
-        task = exchange.task
-        if response.finished and (task is None or task.done()):
+        elif exchange.response.finished and (exchange.task is None or exchange.task.done()):
             self.close()  # (what is left of its body is not read: the answer is whole)
-            return
-        response.keep_alive = False  # the connection closes once it is complete
+        else:
+            exchange.response.keep_alive = False  # closed once it is complete
 
     def close(self) -> None:
         """Close once what was written is sent; no more requests are read. With a
