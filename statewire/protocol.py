@@ -38,13 +38,6 @@ def close_gracefully(protocol: Any, transport: Any) -> None:
         transport.loseConnection()
 
 
-def has_own_graceful_close(protocol: Any) -> bool:
-    """Whether ``protocol`` closes gracefully in a way of its own (not the default close
-    at once): what a drain asks to close (statewire's reactor's ``drain``)."""
-    graceful = getattr(type(protocol), "closeGracefully", None)
-    return graceful is not None and graceful is not BaseProtocol.closeGracefully
-
-
 class BaseProtocol:
     """The connection half of a protocol: ``makeConnection`` and ``connectionMade``."""
 

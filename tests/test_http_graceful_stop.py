@@ -269,33 +269,3 @@ def test_a_close_gracefully_that_raises_is_logged_and_the_connection_closed() ->
     with error_records() as errors:
         assert scenario(lambda reactor: _stop_timed(reactor, Factory.forProtocol(Broken))) < 2
     assert [record.getMessage() for record in errors] == ["Broken.closeGracefully raised; closing"]
-
-
-def test_a_drain_closes_idle_http_connections_and_finishes_the_busy_ones() -> None:
-    async def main(reactor: Reactor) -> tuple[bytes, bytes, float, bool]:
-        started = asyncio.Event()
-        http = await listen(reactor, slow_factory(started, delay=0.2))
-        other = await listen(reactor, Factory.forProtocol(Protocol))
-        idle_reader, idle_writer = await asyncio.open_connection(HOST, http)
-        idle_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.wait_for(idle_reader.readuntil(b"done:"), 20)  # now idle, kept alive
-        _, plain_writer = await asyncio.open_connection(HOST, other)
-        started.clear()
-        busy_reader, busy_writer = await asyncio.open_connection(HOST, http)
-        busy_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        await asyncio.wait_for(started.wait(), 20)
-        begun = time.monotonic()
-        draining = asyncio.ensure_future(reactor.drain(1.0))
-        idle_end = await _read_all(idle_reader)
-        idle_took = time.monotonic() - begun
-        busy = await _read_all(busy_reader)
-        await draining  # the plain connection holds it to its timeout
-        plain_open = not plain_writer.is_closing() and len(reactor.connections) == 1
-        for writer in (idle_writer, busy_writer, plain_writer):
-            writer.close()
-        return idle_end, busy, idle_took, plain_open
-
-    idle_end, busy, idle_took, plain_open = scenario(main, timeout=30)
-    assert idle_end == b"" and idle_took < 0.15  # closed at once, not after the handler
-    assert busy.endswith(b"Connection: close\r\n\r\ndone:")
-    assert plain_open  # (a protocol without a graceful close of its own: left open)
