@@ -4,6 +4,7 @@ framing ``demo``."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import os
@@ -11,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 #: where ``serve`` listens when not told: this machine only; ``--listen tcp:8007`` for every
 #: interface (a server reachable from the network should be asked for, not a default)
@@ -28,7 +30,6 @@ def _serve(
 ) -> int:
     from statewire import reactor
     from statewire.endpoints import serverFromString
-    from statewire.error import CannotListenError
     from statewire.target import TargetError, TargetRaised, factory_from
 
     _log_setup(worker_of is not None)
@@ -50,26 +51,27 @@ def _serve(
         from statewire import tracing
 
         tracing.enable()
+    interrupted: list[int] = []
     try:
         if metrics_at is not None:
             from statewire import metrics
 
             metrics.serve(metrics.enable(), metrics_at, reactor)
-        with _sigterm_interrupts():
+        with _interruptible(reactor.loop, interrupted):
             ports = [endpoint.listen(factory) for endpoint in endpoints]
-    except KeyboardInterrupt:  # SIGINT or SIGTERM during a factory's beforeServing
+        if interrupted:
+            raise KeyboardInterrupt
+    except (KeyboardInterrupt, RuntimeError) as error:
+        if isinstance(error, RuntimeError) and not interrupted:
+            return _not_started(reactor, factory, error)
+        # SIGINT or SIGTERM during a factory's beforeServing (the loop stopped: the port
+        # cancelled what it waited for, and that work ended)
         reactor.loop.run_until_complete(reactor.shutdown())
         reactor.loop.close()
         print("statewire serve: interrupted before serving", file=sys.stderr)
         return 130
     except Exception as error:
-        # the ports already listening stop (their factory too) before the one-line error
-        reactor.loop.run_until_complete(reactor.shutdown())
-        message = str(error)
-        if not isinstance(error, CannotListenError):  # the factory's startFactory raised
-            message = f"{type(factory).__name__} did not start: {type(error).__name__}: {error}"
-        print(f"statewire serve: {message}", file=sys.stderr)
-        return 1
+        return _not_started(reactor, factory, error)
     link = None
     if worker_of is not None:
         from statewire.workers import WorkerLink
@@ -84,23 +86,43 @@ def _serve(
     return 0
 
 
+def _not_started(reactor: Any, factory: object, error: Exception) -> int:
+    """A port or its factory failed to start: the ports already listening stop (their
+    factory too), then the one-line error; exit status 1."""
+    from statewire.error import CannotListenError
+
+    reactor.loop.run_until_complete(reactor.shutdown())
+    message = str(error)
+    if not isinstance(error, CannotListenError):  # the factory's startFactory raised
+        message = f"{type(factory).__name__} did not start: {type(error).__name__}: {error}"
+    print(f"statewire serve: {message}", file=sys.stderr)
+    return 1
+
+
 @contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
+def _interruptible(loop: asyncio.AbstractEventLoop, interrupted: list[int]) -> Iterator[None]:
     """While the ports start (a factory's ``beforeServing`` may run the loop: an
-    application's startup), SIGTERM interrupts as SIGINT does: the reactor's own handlers
+    application's startup), SIGINT and SIGTERM stop the loop and are noted in
+    ``interrupted``: what the port waited for is cancelled there, its cleanup runs, and no
+    ``KeyboardInterrupt`` lands inside the application's code. The reactor's own handlers
     come with ``run()``."""
     if threading.current_thread() is not threading.main_thread():
         yield  # pragma: no cover - the command runs in the main thread
         return
 
-    def interrupt(number: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    def interrupt(number: int) -> None:
+        interrupted.append(number)
+        if loop.is_running():
+            loop.stop()
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    for number in numbers:
+        loop.add_signal_handler(number, interrupt, number)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number in numbers:
+            loop.remove_signal_handler(number)
 
 
 def _log_setup(process: bool) -> None:
