@@ -626,3 +626,25 @@ def test_a_signal_during_a_slow_startup_under_serve_ends_it_cleanly(
     assert out.strip().splitlines()[-1] == "statewire serve: interrupted before serving"
     assert mark.read_text() == "starting\nstartup cleaned up\n"
     assert "Traceback" not in out and "destroyed" not in out
+
+
+def test_a_port_stopped_in_the_turn_it_started_leaves_no_coroutine_unawaited() -> None:
+    import gc
+    import warnings
+
+    class Slow(Factory):
+        protocol = Protocol
+
+        def beforeServing(self) -> Awaitable[None]:
+            return asyncio.sleep(30)
+
+    async def main(reactor: Reactor) -> None:
+        port = reactor.listenTCP(0, Slow(), interface=HOST)
+        await port.stopListening()  # before the port's task took its first step
+        await asyncio.sleep(0.01)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scenario(main, timeout=30)
+        gc.collect()
+    assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []

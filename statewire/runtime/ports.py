@@ -113,6 +113,8 @@ class Port(Counted):
         self.ready: asyncio.Future[Port] = loop.create_future()
         if factory.noisy:
             log.info("%s starting on %s", type(factory).__name__, self._where())
+        #: what the port waits for before it accepts (``beforeServing``'s), if anything
+        self._starting = starting
         self._task = loop.create_task(self._serve(starting))
 
     def _where(self) -> str:
@@ -238,6 +240,9 @@ class Port(Counted):
             self._stop_accepting()
             self._task.cancel()
             self.socket.close()
+        starting = self._starting
+        if inspect.iscoroutine(starting) and inspect.getcoroutinestate(starting) == "CORO_CREATED":
+            starting.close()  # (stopped before its task began: never to be awaited)
         self._remove_socket_file()
         name = type(self.factory).__name__
         if self.factory.noisy:
