@@ -59,19 +59,18 @@ def _serve(
             metrics.serve(metrics.enable(), metrics_at, reactor)
         with _interruptible(reactor.loop, interrupted):
             ports = [endpoint.listen(factory) for endpoint in endpoints]
-        if interrupted:
-            raise KeyboardInterrupt
-    except (KeyboardInterrupt, RuntimeError) as error:
-        if isinstance(error, RuntimeError) and not interrupted:
+    except KeyboardInterrupt:
+        interrupted.append(signal.SIGINT)
+    except Exception as error:
+        if not interrupted:  # (else the loop stopped by a signal: the error says so)
             return _not_started(reactor, factory, error)
+    if interrupted:
         # SIGINT or SIGTERM during a factory's beforeServing (the loop stopped: the port
         # cancelled what it waited for, and that work ended)
         reactor.loop.run_until_complete(reactor.shutdown())
         reactor.loop.close()
         print("statewire serve: interrupted before serving", file=sys.stderr)
         return 130
-    except Exception as error:
-        return _not_started(reactor, factory, error)
     link = None
     if worker_of is not None:
         from statewire.workers import WorkerLink

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import logging
 import signal
 import socket
@@ -41,7 +40,7 @@ from collections.abc import Awaitable, Callable
 from time import monotonic as _monotonic
 from typing import Any
 
-from statewire._triggers import SystemEvents
+from statewire._triggers import SystemEvents, call_hook
 from statewire.address import Address, from_sockaddr
 from statewire.error import ReactorNotRunning
 from statewire.protocol import close_gracefully
@@ -470,21 +469,14 @@ class Reactor:
     def _after_serving(self) -> list[Any]:
         """Call ``afterServing`` of each factory whose ports have all stopped; what the
         calls returned to await."""
-        awaitables = []
+        awaitables: list[Any] = []
         for factory in list(self.factories):
             if getattr(factory, "numPorts", 0) > 0:
                 continue  # (started again by a port since)
             self.factories.discard(factory)
             hook = getattr(factory, "afterServing", None)
-            if hook is None:
-                continue
-            try:
-                result = hook()
-            except Exception:
-                log.exception("%s.afterServing raised", type(factory).__name__)
-                continue
-            if inspect.isawaitable(result):
-                awaitables.append(result)
+            if hook is not None:
+                call_hook(awaitables, ("%s.afterServing", type(factory).__name__), hook)
         return awaitables
 
 

@@ -39,6 +39,21 @@ PHASES = ("before", "during", "after")
 Trigger = tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
+def call_hook(
+    awaitables: list[Any], what: tuple[Any, ...], f: Callable[..., Any], *args: Any, **kw: Any
+) -> None:
+    """Call ``f(*args, **kw)``, one step of a shutdown: what it raises is logged (``what``
+    it is: a format and its arguments) and the shutdown goes on; what it returns to await
+    is added to ``awaitables``."""
+    try:
+        result = f(*args, **kw)
+    except Exception:
+        log.exception(what[0] + " raised", *what[1:])
+        return
+    if inspect.isawaitable(result):
+        awaitables.append(result)
+
+
 class SystemEvents:
     """The triggers registered for the reactor's shutdown, by identifier."""
 
@@ -82,17 +97,10 @@ class SystemEvents:
     def fire(self, phase: str) -> list[Any]:
         """Run ``phase``'s triggers, in the order they were added; the awaitables they
         returned."""
-        awaitables = []
+        awaitables: list[Any] = []
         for identifier, (when, f, args, kwargs) in list(self._triggers.items()):
-            if when != phase or identifier not in self._triggers:
-                continue  # (a trigger may remove another)
-            try:
-                result = f(*args, **kwargs)
-            except Exception:
-                log.exception("%s shutdown trigger %r raised", phase, f)
-                continue
-            if inspect.isawaitable(result):
-                awaitables.append(result)
+            if when == phase and identifier in self._triggers:  # (one may remove another)
+                call_hook(awaitables, ("%s shutdown trigger %r", phase, f), f, *args, **kwargs)
         return awaitables
 
     def fire_during(self) -> None:

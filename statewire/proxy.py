@@ -83,7 +83,7 @@ from grammars.proxy import (
 from statewire.address import Address, UNIXAddress, tcp4, tcp6
 from statewire.declarative import default_clock
 from statewire.error import Failure, connectionDone
-from statewire.protocol import Factory
+from statewire.protocol import Factory, close_gracefully
 
 __all__ = [
     "CRC32C_IN_C",
@@ -443,12 +443,7 @@ class ProxyRelay:
     def closeGracefully(self) -> None:
         """At a shutdown: the wrapped protocol's ``closeGracefully`` (it finishes what is
         under way), or, before the header is read, a close now."""
-        wrapped = self.wrapped
-        hook = getattr(wrapped, "closeGracefully", None)
-        if hook is None:
-            self._transport.loseConnection()
-        else:
-            hook()
+        close_gracefully(self.wrapped, self._transport)
 
     def makeConnection(self, transport: Any) -> None:
         """Attach the real transport and start the header's clock."""

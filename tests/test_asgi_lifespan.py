@@ -437,13 +437,16 @@ def test_before_serving_runs_to_its_end_when_no_loop_runs_and_its_failure_unbind
     assert events == ["ready", "after serving, 0 open"]
 
 
+class Slow(Factory):
+    """A factory whose port would accept only after 30 s."""
+
+    protocol = Protocol
+
+    def beforeServing(self) -> Awaitable[None]:
+        return asyncio.sleep(30)
+
+
 def test_a_port_stopped_while_before_serving_waits_never_accepts() -> None:
-    class Slow(Factory):
-        protocol = Protocol
-
-        def beforeServing(self) -> Awaitable[None]:
-            return asyncio.sleep(30)
-
     async def main(reactor: Reactor) -> None:
         port = reactor.listenTCP(0, Slow(), interface=HOST)
         number = port.getHost().port  # type: ignore[union-attr]
@@ -631,12 +634,6 @@ def test_a_signal_during_a_slow_startup_under_serve_ends_it_cleanly(
 def test_a_port_stopped_in_the_turn_it_started_leaves_no_coroutine_unawaited() -> None:
     import gc
     import warnings
-
-    class Slow(Factory):
-        protocol = Protocol
-
-        def beforeServing(self) -> Awaitable[None]:
-            return asyncio.sleep(30)
 
     async def main(reactor: Reactor) -> None:
         port = reactor.listenTCP(0, Slow(), interface=HOST)

@@ -115,7 +115,7 @@ class Port(Counted):
             log.info("%s starting on %s", type(factory).__name__, self._where())
         #: what the port waits for before it accepts (``beforeServing``'s), if anything
         self._starting = starting
-        self._task = loop.create_task(self._serve(starting))
+        self._task = loop.create_task(self._serve())
 
     def _where(self) -> str:
         host = self.getHost()
@@ -123,8 +123,8 @@ class Port(Counted):
             return str(host.name)
         return f"{host.host}:{host.port}"
 
-    async def _serve(self, starting: Awaitable[None] | None = None) -> None:
-        if starting is not None and not await self._started(starting):
+    async def _serve(self) -> None:
+        if self._starting is not None and not await self._started(self._starting):
             return
         loop = self.reactor.loop
         if self._ssl is None and not self.reactor.native_transports:
