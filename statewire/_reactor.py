@@ -43,7 +43,7 @@ from typing import Any
 from statewire._triggers import SystemEvents, call_hook
 from statewire.address import Address, from_sockaddr
 from statewire.error import ReactorNotRunning
-from statewire.protocol import close_gracefully
+from statewire.protocol import close_gracefully, has_own_graceful_close
 from statewire.runtime.asyncio_transport import Bridge
 from statewire.runtime.connecting import Opened, tcp_socket, unix_socket
 from statewire.runtime.connection import Connection
@@ -395,13 +395,22 @@ class Reactor:
                 self.loop.stop()
 
     async def drain(self, timeout: float) -> None:
-        """Stop accepting on every port (their factories stop), then wait at most
-        ``timeout`` seconds for the open connections to close by themselves; the ones
-        still open are left for :meth:`stop` to close. A reloaded worker drains so that
-        no request in progress is cut."""
+        """Stop accepting on every port (their factories stop), ask the connections whose
+        protocol has a graceful close of its own to use it (HTTP: an idle kept-alive
+        connection closes now, a response under way says ``Connection: close``, a new
+        connection's first request is answered so), then wait at most ``timeout``
+        seconds for the open connections to close; the ones still open are left for
+        :meth:`stop` to close. A reloaded worker drains so that no request in progress
+        is cut, and no kept-alive client stays with its code (a protocol without a
+        ``closeGracefully`` of its own, whose default closes at once, is left to end by
+        itself meanwhile)."""
         checked_delay(timeout, "drain()'s timeout")
         for port in list(self.ports):
             _guarded(port.stopListening)
+        for connection in list(self.connections):
+            protocol = getattr(connection, "protocol", None)
+            if has_own_graceful_close(protocol):
+                _guarded(functools.partial(close_gracefully, protocol, connection))
         deadline = self.seconds() + timeout
         while self.connections and self.seconds() < deadline:
             await asyncio.sleep(0.01)

@@ -38,6 +38,17 @@ def close_gracefully(protocol: Any, transport: Any) -> None:
         transport.loseConnection()
 
 
+def has_own_graceful_close(protocol: Any) -> bool:
+    """Whether ``protocol`` closes gracefully in a way of its own, not the default close
+    at once: what a drain asks to close (statewire's reactor's ``drain``). A wrapper
+    (:class:`statewire.proxy.ProxyRelay`) is asked about through its ``wrapped``
+    protocol: none yet (a PROXY header still coming), no."""
+    while hasattr(protocol, "wrapped"):
+        protocol = protocol.wrapped
+    graceful = getattr(type(protocol), "closeGracefully", None)
+    return graceful is not None and graceful is not BaseProtocol.closeGracefully
+
+
 class BaseProtocol:
     """The connection half of a protocol: ``makeConnection`` and ``connectionMade``."""
 

@@ -269,3 +269,141 @@ def test_a_close_gracefully_that_raises_is_logged_and_the_connection_closed() ->
     with error_records() as errors:
         assert scenario(lambda reactor: _stop_timed(reactor, Factory.forProtocol(Broken))) < 2
     assert [record.getMessage() for record in errors] == ["Broken.closeGracefully raised; closing"]
+
+
+# -- a new connection, a request begun, a drain ----------------------------------------------
+
+
+async def _connected(reactor: Reactor, port: int) -> tuple[asyncio.StreamReader, Any]:
+    """A client connection the reactor has taken."""
+    before = len(reactor.connections)
+    reader, writer = await asyncio.open_connection(HOST, port)
+    for _ in range(200):
+        if len(reactor.connections) > before:
+            break
+        await asyncio.sleep(0.01)
+    return reader, writer
+
+
+def test_a_new_connection_has_its_first_request_answered_at_the_stop() -> None:
+    async def main(reactor: Reactor) -> tuple[bytes, float]:
+        port = await listen(reactor, slow_factory(asyncio.Event(), delay=0))
+        reader, writer = await _connected(reactor, port)
+        begun = time.monotonic()
+        stopping = asyncio.ensure_future(reactor.shutdown())
+        await asyncio.sleep(0.2)  # the request comes after the stop began
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = await _read_all(reader)
+        await stopping
+        writer.close()
+        return got, time.monotonic() - begun
+
+    with error_records() as errors:
+        got, took = scenario(main, timeout=30)
+    assert errors == []
+    assert responses(got) == [(200, b"done:")]
+    assert got.endswith(b"Connection: close\r\n\r\ndone:")
+    assert took < 2  # (answered, not aborted at the shutdown_timeout)
+
+
+def test_a_new_connection_silent_past_its_grace_closes_without_the_abort(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from statewire.protocols import _http_connection
+
+    monkeypatch.setattr(_http_connection, "FIRST_REQUEST_GRACE", 0.5)
+
+    async def main(reactor: Reactor) -> tuple[bytes, float, float]:
+        port = await listen(reactor, slow_factory(asyncio.Event(), delay=0))
+        older_reader, older_writer = await _connected(reactor, port)
+        await asyncio.sleep(0.6)  # older than its grace at the stop
+        newer_reader, newer_writer = await _connected(reactor, port)
+        begun = time.monotonic()
+        stopping = asyncio.ensure_future(reactor.shutdown())
+        older_end = await _read_all(older_reader)
+        older_took = time.monotonic() - begun
+        newer_end = await _read_all(newer_reader)
+        await stopping
+        for writer in (older_writer, newer_writer):
+            writer.close()
+        return older_end + newer_end, older_took, time.monotonic() - begun
+
+    with caplog.at_level(logging.INFO, logger="statewire"):
+        got, older_took, took = scenario(main, timeout=30)
+    assert got == b""
+    assert older_took < 0.15  # open longer than its grace already: closed at once
+    assert 0.3 <= took < 1.5  # the newer one at its grace's end, not at the 5 s abort
+    assert "still open" not in caplog.text
+
+
+def test_a_request_begun_before_the_stop_is_answered() -> None:
+    async def main(reactor: Reactor) -> bytes:
+        port = await listen(reactor, slow_factory(asyncio.Event(), delay=0))
+        reader, writer = await _connected(reactor, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /second HT")  # one, then part
+        first = await asyncio.wait_for(reader.readuntil(b"done:"), 20)
+        await asyncio.sleep(0.1)
+        stopping = asyncio.ensure_future(reactor.shutdown())
+        await asyncio.sleep(0.1)
+        writer.write(b"TP/1.1\r\nHost: x\r\n\r\n")
+        got = first + await _read_all(reader)
+        await stopping
+        writer.close()
+        return got
+
+    got = scenario(main, timeout=30)
+    assert [status for status, _ in responses(got)] == [200, 200]
+    assert got.count(b"Connection: close") == 1 and got.endswith(b"close\r\n\r\ndone:")
+
+
+def test_a_drain_closes_idle_http_connections_and_finishes_the_rest() -> None:
+    async def main(reactor: Reactor) -> tuple[bytes, bytes, bytes, float, bool]:
+        started = asyncio.Event()
+        http = await listen(reactor, slow_factory(started, delay=0.2))
+        other = await listen(reactor, Factory.forProtocol(Protocol))
+        idle_reader, idle_writer = await _connected(reactor, http)
+        idle_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(idle_reader.readuntil(b"done:"), 20)  # now idle, kept alive
+        _, plain_writer = await _connected(reactor, other)
+        started.clear()
+        busy_reader, busy_writer = await _connected(reactor, http)
+        busy_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(started.wait(), 20)
+        fresh_reader, fresh_writer = await _connected(reactor, http)
+        begun = time.monotonic()
+        draining = asyncio.ensure_future(reactor.drain(1.5))
+        idle_end = await _read_all(idle_reader)
+        idle_took = time.monotonic() - begun
+        fresh_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # its first request
+        busy = await _read_all(busy_reader)
+        fresh = await _read_all(fresh_reader)
+        await draining  # the plain connection holds it to its timeout
+        plain_open = not plain_writer.is_closing() and len(reactor.connections) == 1
+        for writer in (idle_writer, busy_writer, fresh_writer, plain_writer):
+            writer.close()
+        return idle_end, busy, fresh, idle_took, plain_open
+
+    idle_end, busy, fresh, idle_took, plain_open = scenario(main, timeout=30)
+    assert idle_end == b"" and idle_took < 0.15  # closed at once, not after the handler
+    assert busy.endswith(b"Connection: close\r\n\r\ndone:")
+    assert fresh.endswith(b"Connection: close\r\n\r\ndone:")
+    assert plain_open  # (a protocol without a graceful close of its own: left open)
+
+
+def test_a_drain_asks_a_relay_about_its_wrapped_protocol() -> None:
+    from statewire.protocol import has_own_graceful_close
+    from statewire.proxy import ProxyProtocolFactory
+    from statewire.testing.memory import StringTransport
+
+    class Graceful(Protocol):
+        def closeGracefully(self) -> None:
+            pass
+
+    for wrapped, expected in ((Protocol, False), (Graceful, True)):
+        factory = ProxyProtocolFactory(Factory.forProtocol(wrapped), timeout=None)
+        relay = factory.buildProtocol(None)  # type: ignore[arg-type]
+        relay.makeConnection(StringTransport())
+        assert not has_own_graceful_close(relay)  # (its header still to come)
+        relay.dataReceived(b"PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\n")
+        assert has_own_graceful_close(relay) is expected
+    assert not has_own_graceful_close(Protocol()) and has_own_graceful_close(Graceful())

@@ -302,6 +302,43 @@ def test_reload_under_load_loses_no_request_and_runs_the_new_code(
     assert not current & first
 
 
+HTTP_TARGET = """
+import os
+from statewire.protocols.http import HTTPFactory
+
+async def answer(request, response):
+    await response.send(200, [], b"%d {version}" % os.getpid())
+
+factory = HTTPFactory(answer, date=False)
+"""
+
+
+def test_a_reload_closes_kept_alive_http_connections_without_waiting_for_the_drain(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "web.py"
+    target.write_text(HTTP_TARGET.format(version="one"))
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    with supervised(target, "--drain-timeout", "30") as supervisor:
+        kept = socket.create_connection((HOST, supervisor.port), timeout=10)
+        with kept:
+            kept.sendall(request)
+            first = kept.recv(1000)
+            assert first.startswith(b"HTTP/1.1 200") and first.endswith(b" one")
+            target.write_text(HTTP_TARGET.format(version="two"))
+            begun = time.monotonic()
+            supervisor.server.process.send_signal(signal.SIGHUP)
+            supervisor.wait_for(r"reloaded: the 2 old workers drain")
+            assert kept.recv(1000) == b""  # closed by the old worker, which then exits
+            supervisor.wait_for(r"exited with code 0", count=2)
+        took = time.monotonic() - begun
+        with socket.create_connection((HOST, supervisor.port), timeout=10) as fresh:
+            fresh.sendall(request)
+            assert fresh.recv(1000).endswith(b" two")
+        supervisor.server.stop(signal.SIGTERM)
+    assert took < 15  # not the 30 s drain timeout
+
+
 def test_a_reload_that_cannot_start_keeps_the_old_workers(target: Path) -> None:
     with supervised(target) as supervisor:
         pids = set(supervisor.ready_pids().values())

@@ -34,6 +34,11 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: the largest field section read at once with its request line (a larger one, or one
 #: not all in the read, is read a line at a time)
 SECTION_AHEAD = 8 << 10
+#: seconds a new connection has, from its start, to begin its first request once the
+#: server is stopping (a shutdown, a worker's drain): its client has no answer to retry
+#: on, unlike one whose kept-alive connection closes between requests (Go's server waits
+#: likewise for a connection that has not begun its first request)
+FIRST_REQUEST_GRACE = 2.0
 #: the field lines the server adds (``Date``, ``Server``), with the second and settings
 #: they were made for: shared by every connection (a new connection makes no date)
 _server_fields: list[tuple[int, bool, bytes | None, bytes]] = [(0, False, None, b"")]
@@ -137,6 +142,11 @@ class HTTPConnection(MachineProtocol):
     client_done = False
     #: the deadline of a half-closed connection's answers (see :meth:`readConnectionLost`)
     _draining: Any = None
+    #: when the connection was made (its clock's seconds), and whether the next request
+    #: is its last (the server is stopping: see :meth:`closeGracefully`)
+    opened_at = 0.0
+    last_request = False
+    _grace: Any = None
     #: the framer's ``peek_ahead`` and ``take_ahead``, once bound (see
     #: :meth:`read_fields_ahead`)
     _peek: Callable[[int], bytes | None] | None = None
@@ -151,6 +161,7 @@ class HTTPConnection(MachineProtocol):
         #: later, and at the end of each exchange answered inside its head's read): bound
         #: once, used once a request
         self.restart_deadline = engine.restart_timeout
+        self.opened_at = self.seconds()
 
     # -- the request ---------------------------------------------------------------------
 
@@ -235,6 +246,8 @@ class HTTPConnection(MachineProtocol):
             factory.cancel_on_disconnect,
             addresses[2],
         )
+        if self.last_request:
+            keep_alive = False  # (the server is stopping)
         response = Response(self, version, method == b"HEAD", keep_alive, method == b"CONNECT")
         exchange = self.exchange = _Exchange(request, response, waits)
         if waits:
@@ -531,8 +544,7 @@ class HTTPConnection(MachineProtocol):
 
     def _stop_draining(self) -> None:
         draining, self._draining = self._draining, None
-        if draining is not None and draining.active():
-            draining.cancel()
+        _cancel(draining)
 
     def _release_writers(self) -> None:
         waiting, self._congested = self._congested, None
@@ -598,22 +610,58 @@ class HTTPConnection(MachineProtocol):
         self.close()
 
     def closeGracefully(self) -> None:
-        """The server is shutting down: the response under way, if any, is the last one
-        (it says ``Connection: close`` if its head has not left; its request body is
-        still read for its handler), then the connection closes; a connection between
-        requests, or whose response is complete and its handler done, closes now. A
-        handler slower than the shutdown's ``shutdown_timeout`` is cut by its abort."""
+        """The server is stopping (a shutdown, or a worker's drain): the response under
+        way, if any, is the last one (it says ``Connection: close`` if its head has not
+        left; its request body is still read for its handler), then the connection
+        closes. Between requests:
+
+        * a connection whose next request has begun (some of its head came) answers it
+          the same way;
+        * a new one that has not begun its first request has until
+          :data:`FIRST_REQUEST_GRACE` seconds from its start to begin it, and that
+          request is answered the same way; past them it closes (a client of a fresh
+          connection has no answer to retry on);
+        * a kept-alive one, idle, closes now, as does one whose response is complete and
+          its handler done (its client may retry on a new connection, as HTTP/1.1
+          clients do when a kept-alive connection closes).
+
+        A handler slower than the shutdown's ``shutdown_timeout`` is cut by its abort."""
         upgraded, exchange = self.upgraded_to, self.exchange
         if self.closing:
             return
         if upgraded is not None and getattr(upgraded, "transport", None) is not None:
             close_gracefully(upgraded, self.transport)  # (a WebSocket's close frame)
-        elif exchange is None or upgraded is not None:
+        elif upgraded is not None:
             self.close()
+        elif exchange is None:
+            if self._request_begun():
+                self.last_request = True
+            elif self.method:  # (a request was read before: kept alive, idle)
+                self.close()
+            else:
+                left = self.opened_at + FIRST_REQUEST_GRACE - self.seconds()
+                if left <= 0:
+                    self.close()
+                else:
+                    self.last_request = True
+                    self._grace = self.callLater(left, self._first_request_late)
         elif exchange.response.finished and (exchange.task is None or exchange.task.done()):
             self.close()  # (what is left of its body is not read: the answer is whole)
         else:
             exchange.response.keep_alive = False  # closed once it is complete
+
+    def _request_begun(self) -> bool:
+        """Between requests: whether some of the next request's head came."""
+        if self.in_fields:
+            return True
+        engine = self.machine_engine
+        return engine is not None and bool(engine.framer().buffered)
+
+    def _first_request_late(self) -> None:
+        """A stopping server's new connection did not begin its first request in time."""
+        self._grace = None
+        if not self.closing and self.exchange is None and not self._request_begun():
+            self.close()
 
     def close(self) -> None:
         """Close once what was written is sent; no more requests are read. With a
@@ -642,6 +690,8 @@ class HTTPConnection(MachineProtocol):
         self.closing = self.gone = True
         self._release_writers()
         self._stop_draining()
+        grace, self._grace = self._grace, None
+        _cancel(grace)
         exchanges = [] if self.exchange is None else [self.exchange]
         if self._released:  # (handlers at work after their response: stopped, or told)
             exchanges += self._released
@@ -669,6 +719,12 @@ class HTTPConnection(MachineProtocol):
             self.refuse(400, error.message)
         else:
             self.refuse(400, str(error))
+
+
+def _cancel(call: Any) -> None:
+    """Cancel a delayed call, if there is one and it has not run."""
+    if call is not None and call.active():
+        call.cancel()
 
 
 def _address(address: Any) -> tuple[str, int] | None:
