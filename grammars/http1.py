@@ -28,6 +28,7 @@ with the right status: :class:`RequestLineTooLong` (``414``), :class:`FieldsTooL
 from __future__ import annotations
 
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import IO, Any
 
 from construct import stream_write
@@ -62,33 +63,16 @@ _QDTEXT = b"\t !" + bytes(range(0x23, 0x5C)) + bytes(range(0x5D, 0x7F)) + bytes(
 _OWS = b" \t"
 _VERSIONS = {b"HTTP/1.1": (1, 1), b"HTTP/1.0": (1, 0)}
 
-REASONS = {
-    100: b"Continue",
-    101: b"Switching Protocols",
-    200: b"OK",
-    201: b"Created",
-    202: b"Accepted",
-    204: b"No Content",
-    206: b"Partial Content",
-    301: b"Moved Permanently",
-    302: b"Found",
-    304: b"Not Modified",
-    400: b"Bad Request",
-    403: b"Forbidden",
-    404: b"Not Found",
-    405: b"Method Not Allowed",
-    408: b"Request Timeout",
-    411: b"Length Required",
+#: the reason phrase of each status Python's ``http.HTTPStatus`` knows (the IANA registry's
+#: codes), in RFC 9110's words where it renamed one (``413 Content Too Large``, ``422
+#: Unprocessable Content``); other statuses get an empty phrase (``HTTP/1.1 299 ``), which
+#: RFC 9112 §4 allows
+REASONS: dict[int, bytes] = {
+    **{status.value: status.phrase.encode("ascii") for status in HTTPStatus},
     413: b"Content Too Large",
     414: b"URI Too Long",
-    417: b"Expectation Failed",
-    426: b"Upgrade Required",
-    429: b"Too Many Requests",
-    431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error",
-    501: b"Not Implemented",
-    503: b"Service Unavailable",
-    505: b"HTTP Version Not Supported",
+    416: b"Range Not Satisfiable",
+    422: b"Unprocessable Content",
 }
 
 

@@ -148,6 +148,9 @@ def test_head_rules_are_the_general_rules(
 def test_status_lines_and_field_lines_are_the_heads_grammar() -> None:
     assert status_line(200) == b"HTTP/1.1 200 OK\r\n"
     assert status_line(299) == b"HTTP/1.1 299 \r\n"
+    assert status_line(401) == b"HTTP/1.1 401 Unauthorized\r\n"
+    assert status_line(502) == b"HTTP/1.1 502 Bad Gateway\r\n"
+    assert status_line(413) == b"HTTP/1.1 413 Content Too Large\r\n"  # (RFC 9110's name)
     assert status_line(404, (1, 0)) == b"HTTP/1.0 404 %s\r\n" % reason(404)
     assert field_line(b"X-A", b"a b") == b"X-A: a b\r\n"
     for name, value in ((b"X A", b"1"), (b"X", b"a\r\nb"), (b"X", b" a"), (b"", b"a")):

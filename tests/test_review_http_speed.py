@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -1633,6 +1634,21 @@ def _scenarios(seed: int, count: int) -> list[dict[str, Any]]:
 
 #: the old tree's states for a head, this tree's one state for it
 _HEAD_STATES = {"request_line": "head", "headers": "head"}
+#: the statuses whose reason phrase the base tree knew; every other one was sent with an
+#: empty phrase there, and has Python's ``HTTPStatus`` phrase now (on purpose)
+_BASE_REASONS = {100, 101, 200, 201, 202, 204, 206, 301, 302, 304, 400, 403, 404, 405, 408}
+_BASE_REASONS |= {411, 413, 414, 417, 426, 429, 431, 500, 501, 503, 505}
+_STATUS_LINE = re.compile(r"(HTTP/1\.[01] (\d{3}) )([^\r\n]*)\r\n")
+
+
+def _base_phrases(text: str) -> str:
+    """``text`` with the reason phrases the base tree left empty emptied."""
+
+    def phrase(match: re.Match[str]) -> str:
+        known = int(match[2]) in _BASE_REASONS
+        return match[0] if known else match[1] + "\r\n"
+
+    return _STATUS_LINE.sub(phrase, text)
 
 
 def _expects(request: Any) -> bool:
@@ -1691,6 +1707,8 @@ def _compare(old: Any, new: Any, scenario: dict[str, Any]) -> None:
         # on purpose: the handler's Connection: keep-alive on a response after which the
         # server closes is replaced by Connection: close (before: sent as given)
         new = [old[0], *new[1:]]
+    if isinstance(new[0], str) and isinstance(old[0], str):
+        new = [_base_phrases(new[0]), *new[1:]]  # (on purpose: see _BASE_REASONS)
     if old[0] != "EXC" and new[0] != "EXC" and isinstance(old[2], str):
         old = [*old[:2], _HEAD_STATES.get(old[2], old[2]), *old[3:]]
         if old[1] and new[1]:
