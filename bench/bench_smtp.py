@@ -3,7 +3,8 @@
 The servers, each in its own process on a free loopback port, each with a do-nothing
 handler (every sender and recipient accepted, the body thrown away): statewire's
 ``statewire.protocols.smtp`` with the base ``SMTPHandler``, served by ``statewire serve``
-(``--uvloop`` adds a row on uvloop); ``aiosmtpd`` (skipped, and said so, when it is not
+(``--uvloop`` adds a row on uvloop, and the ``asyncio`` and ``api floor`` servers below served
+on uvloop, its C transports theirs); ``aiosmtpd`` (skipped, and said so, when it is not
 installed) with a ``handle_DATA`` answering ``250``; Twisted's ``twisted.mail.smtp.ESMTP``
 with an ``IMessageDelivery`` whose messages drop their lines; and ``asyncio``, the least
 an SMTP server can do (:class:`AsyncioSink`: the hand-written limit, no target). The
@@ -154,8 +155,7 @@ class AsyncioSink(asyncio.Protocol):
 
     EHLO = b"250-localhost\r\n250-PIPELINING\r\n250 SIZE %d\r\n" % MAX_SIZE
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, transport: Any) -> None:  # (asyncio's, or uvloop's)
         self.transport = transport
         self.buffer = b""
         #: in a body: where its end may start in ``buffer`` (else ``-1``)
@@ -198,13 +198,21 @@ class AsyncioSink(asyncio.Protocol):
             self.transport.write(b"".join(out))
 
 
-def serve_asyncio(port: int, kind: type[asyncio.Protocol]) -> None:
+def serve_asyncio(port: int, kind: type[asyncio.Protocol], uvloop: bool = False) -> None:
+    """Serve ``kind`` on ``port``, on an asyncio loop or (``uvloop``) a uvloop one, whose
+    transports are uvloop's own, in C."""
+
     async def main() -> None:
         server = await asyncio.get_running_loop().create_server(kind, HOST, port)
         async with server:
             await server.serve_forever()
 
-    asyncio.run(main())
+    if not uvloop:
+        asyncio.run(main())
+        return
+    import uvloop as uv
+
+    uv.run(main())
 
 
 SERVE = {
@@ -212,6 +220,8 @@ SERVE = {
     "twisted": serve_twisted,
     "asyncio": lambda port: serve_asyncio(port, AsyncioSink),
     "api floor": lambda port: serve_asyncio(port, ApiFloorSink),
+    "asyncio uvloop": lambda port: serve_asyncio(port, AsyncioSink, uvloop=True),
+    "api floor uvloop": lambda port: serve_asyncio(port, ApiFloorSink, uvloop=True),
 }
 
 
@@ -481,6 +491,8 @@ def main() -> None:
         args.seconds, args.rounds, args.big_mib = 0.5, 1, min(args.big_mib, 10)
     names = ["statewire", *(["statewire-uvloop"] if args.uvloop else []), "twisted", "asyncio"]
     names += ["api floor", "api floor statewire"]
+    if args.uvloop:
+        names += ["asyncio uvloop", "api floor uvloop"]
     if importlib.util.find_spec("aiosmtpd") is None:
         print("aiosmtpd is not installed: skipped (pip install aiosmtpd)")
     else:
@@ -531,11 +543,12 @@ def main() -> None:
             print(f"{ours} / {peer}: {ratios}  target {goal}")
     for peer in (name for name in ("twisted", "aiosmtpd") if name in names and "asyncio" in names):
         # what the least an SMTP server can do reaches, over the same loop and client
-        ceiling = "  ".join(
-            f"{load} {median_rate['asyncio', load] / median_rate[peer, load]:.2f}x"
-            for load in loads
-        )
-        print(f"limit: asyncio / {peer}: {ceiling}  (a server that parses nothing)")
+        for limit in (name for name in names if name.startswith("asyncio")):
+            ceiling = "  ".join(
+                f"{load} {median_rate[limit, load] / median_rate[peer, load]:.2f}x"
+                for load in loads
+            )
+            print(f"limit: {limit} / {peer}: {ceiling}  (a server that parses nothing)")
         for floor in (name for name in names if name.startswith("api floor")):
             ratios = "  ".join(
                 f"{load} {median_rate[floor, load] / median_rate[peer, load]:.2f}x"

@@ -70,8 +70,7 @@ class ApiFloorSink(asyncio.Protocol):
 
     handler = Handler()
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+    def connection_made(self, transport: Any) -> None:  # (asyncio's, or uvloop's)
         self.begin(transport.write, transport.close)
 
     def begin(self, write: Callable[[bytes], object], close: Callable[[], object]) -> None:
