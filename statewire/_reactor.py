@@ -400,20 +400,27 @@ class Reactor:
         connection closes now, a response under way says ``Connection: close``, a new
         connection's first request is answered so), then wait at most ``timeout``
         seconds for the open connections to close; the ones still open are left for
-        :meth:`stop` to close. A reloaded worker drains so that no request in progress
-        is cut, and no kept-alive client stays with its code (a protocol without a
-        ``closeGracefully`` of its own, whose default closes at once, is left to end by
-        itself meanwhile)."""
+        :meth:`stop` to close. A connection is asked as soon as its protocol has such a
+        close (behind a PROXY relay: once the header is read and the wrapped protocol
+        took over). A protocol without a ``closeGracefully`` of its own, whose default
+        closes at once, is left to end by itself. A reloaded worker drains so that no
+        request in progress is cut, and no kept-alive client stays with its code."""
         checked_delay(timeout, "drain()'s timeout")
         for port in list(self.ports):
             _guarded(port.stopListening)
-        for connection in list(self.connections):
-            protocol = getattr(connection, "protocol", None)
-            if has_own_graceful_close(protocol):
-                _guarded(functools.partial(close_gracefully, protocol, connection))
+        seen: dict[Connection, Any] = {}  # (the protocol of each connection looked at)
         deadline = self.seconds() + timeout
-        while self.connections and self.seconds() < deadline:
-            await asyncio.sleep(0.01)
+        while self.connections:
+            for connection in list(self.connections):
+                protocol = getattr(connection, "protocol", None)
+                if seen.get(connection) is protocol:
+                    continue
+                seen[connection] = protocol
+                if has_own_graceful_close(protocol):
+                    _guarded(functools.partial(close_gracefully, protocol, connection))
+            if self.seconds() >= deadline:
+                break
+            await asyncio.sleep(0.05)
 
     async def shutdown(self) -> None:
         """Stop accepting, close every connection (flushed), stop every factory; with

@@ -39,12 +39,13 @@ def close_gracefully(protocol: Any, transport: Any) -> None:
 
 
 def has_own_graceful_close(protocol: Any) -> bool:
-    """Whether ``protocol`` closes gracefully in a way of its own, not the default close
-    at once: what a drain asks to close (statewire's reactor's ``drain``). A wrapper
-    (:class:`statewire.proxy.ProxyRelay`) is asked about through its ``wrapped``
-    protocol: none yet (a PROXY header still coming), no."""
-    while hasattr(protocol, "wrapped"):
-        protocol = protocol.wrapped
+    """Whether ``protocol`` closes gracefully in a way of its own (finishing what is under
+    way), not by the default close at once: what a drain asks to close (statewire's
+    reactor's ``drain``). A protocol that passes the close on to another (a PROXY relay,
+    an HTTP connection after an upgrade) answers for it: its ``closesGracefully()``."""
+    answer = getattr(protocol, "closesGracefully", None)
+    if answer is not None:
+        return bool(answer())
     graceful = getattr(type(protocol), "closeGracefully", None)
     return graceful is not None and graceful is not BaseProtocol.closeGracefully
 

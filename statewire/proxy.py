@@ -83,7 +83,7 @@ from grammars.proxy import (
 from statewire.address import Address, UNIXAddress, tcp4, tcp6
 from statewire.declarative import default_clock
 from statewire.error import Failure, connectionDone
-from statewire.protocol import Factory, close_gracefully
+from statewire.protocol import Factory, close_gracefully, has_own_graceful_close
 
 __all__ = [
     "CRC32C_IN_C",
@@ -416,6 +416,7 @@ class ProxyRelay:
         "_generation",
         "_header",
         "_state",
+        "_stopping",
         "_transport",
         "_wrapper",
         "connected",
@@ -437,13 +438,26 @@ class ProxyRelay:
         # where the header's reading is: _FIRST, _GATHERING (its first pieces in
         # _buffer), _PASSING (reads passed on, see _wrap) or _DONE
         self._state = _FIRST
+        #: whether a graceful close was asked before the header was read
+        self._stopping = False
 
     # -- the protocol that reads the header ------------------------------------------------
 
     def closeGracefully(self) -> None:
         """At a shutdown: the wrapped protocol's ``closeGracefully`` (it finishes what is
-        under way), or, before the header is read, a close now."""
+        under way); before the header is read, the same once it is (a new connection's
+        first request is answered: the header's own deadline, and the shutdown's, bound
+        the wait)."""
+        if self.wrapped is None:
+            self._stopping = self._state != _DONE
+            return
         close_gracefully(self.wrapped, self._transport)
+
+    def closesGracefully(self) -> bool:
+        """Whether :meth:`closeGracefully` finishes what is under way: as the wrapped
+        protocol does (no, before the header: a drain asks the wrapped protocol itself,
+        once it is made)."""
+        return self.wrapped is not None and has_own_graceful_close(self.wrapped)
 
     def makeConnection(self, transport: Any) -> None:
         """Attach the real transport and start the header's clock."""
@@ -523,6 +537,8 @@ class ProxyRelay:
             # (reads, congestion, the loss: straight to it), the addresses this relay's
             transport.relay = self
             hand_over(protocol, rest)
+        if self._stopping:  # (asked to close gracefully while the header came)
+            close_gracefully(protocol, transport)
 
     def timed_out(self) -> None:
         """The header's time is up: refuse the connection if it is still waiting for it."""
@@ -879,6 +895,7 @@ class ProxyProtocolFactory(Factory):
             reader.proxy = addr
             reader.wrapped = None
             reader._state = _FIRST
+            reader._stopping = False
             return reader
         if self.required:
             log.info("PROXY header refused from %s: not a trusted proxy; closing", _describe(addr))

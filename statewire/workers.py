@@ -22,8 +22,10 @@ drops the connections queued on it, so no worker ever owns one alone.
   accepts waits in that socket's backlog. It is restarted after a back-off (0.1 s, doubling
   up to 10 s; back to 0.1 s once a worker has lived 10 s), and logged.
 * ``SIGHUP`` (:meth:`Supervisor.reload`): N new workers start on the same sockets; once all
-  accept, each old one is told to drain: it stops accepting, lets its connections finish
-  (at most ``drain_timeout`` seconds), then stops gracefully. If a new worker fails to
+  accept, each old one is told to drain: it stops accepting, asks the connections whose
+  protocol closes gracefully in a way of its own to do so (HTTP: kept-alive clients
+  leave it), lets its connections finish (at most ``drain_timeout`` seconds), then stops
+  gracefully. If a new worker fails to
   start, the reload is abandoned and the old workers go on serving.
 * ``SIGTERM``/``SIGINT``: every worker gets ``SIGTERM`` (the reactor's graceful stop), the
   supervisor waits for them and exits 0; a second signal is passed on too (the workers then
@@ -466,8 +468,10 @@ class WorkerLink:
     """A worker's side of the link to its supervisor (``serve --worker-of FD``).
 
     It writes ``ready`` once every one of ``ports`` (the endpoints' ``listen`` results)
-    accepts; on ``drain`` it drains the reactor (stops accepting, waits at most
-    ``drain_timeout`` seconds for the connections to finish) and stops it; at the end
+    accepts; on ``drain`` it drains the reactor (stops accepting, asks the connections
+    with a graceful close of their own to use it, waits at most ``drain_timeout`` seconds
+    for the connections to finish: :meth:`statewire._reactor.Reactor.drain`) and stops
+    it; at the end
     of the stream (the supervisor is gone) it stops the reactor gracefully.
     """
 

@@ -247,18 +247,19 @@ def test_a_proxy_relay_passes_the_graceful_close_to_the_wrapped_protocol() -> No
         def closeGracefully(self) -> None:
             asked.append("wrapped")
 
-    relay = ProxyProtocolFactory(Factory.forProtocol(Wrapped), timeout=None).buildProtocol(None)  # type: ignore[arg-type]
-    transport = StringTransport()
-    relay.makeConnection(transport)
-    relay.closeGracefully()  # before the header: closed now
-    assert transport.disconnecting and asked == []
-
-    relay = ProxyProtocolFactory(Factory.forProtocol(Wrapped), timeout=None).buildProtocol(None)  # type: ignore[arg-type]
-    transport = StringTransport()
-    relay.makeConnection(transport)
-    relay.dataReceived(b"PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\n")
-    relay.closeGracefully()
-    assert asked == ["wrapped"] and not transport.disconnecting
+    for before_header in (False, True):
+        factory = ProxyProtocolFactory(Factory.forProtocol(Wrapped), timeout=None)
+        relay = factory.buildProtocol(None)  # type: ignore[arg-type]
+        transport = StringTransport()
+        relay.makeConnection(transport)
+        if before_header:
+            relay.closeGracefully()  # remembered: passed on once the header is read
+            assert asked == [] and not transport.disconnecting
+        relay.dataReceived(b"PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\n")
+        if not before_header:
+            relay.closeGracefully()
+        assert asked == ["wrapped"] and not transport.disconnecting
+        asked.clear()
 
 
 def test_a_close_gracefully_that_raises_is_logged_and_the_connection_closed() -> None:
@@ -307,14 +308,12 @@ def test_a_new_connection_has_its_first_request_answered_at_the_stop() -> None:
 
 
 def test_a_new_connection_silent_past_its_grace_closes_without_the_abort(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from statewire.protocols import _http_connection
-
-    monkeypatch.setattr(_http_connection, "FIRST_REQUEST_GRACE", 0.5)
-
     async def main(reactor: Reactor) -> tuple[bytes, float, float]:
-        port = await listen(reactor, slow_factory(asyncio.Event(), delay=0))
+        factory = slow_factory(asyncio.Event(), delay=0)
+        factory.first_request_grace = 0.5
+        port = await listen(reactor, factory)
         older_reader, older_writer = await _connected(reactor, port)
         await asyncio.sleep(0.6)  # older than its grace at the stop
         newer_reader, newer_writer = await _connected(reactor, port)
@@ -407,3 +406,110 @@ def test_a_drain_asks_a_relay_about_its_wrapped_protocol() -> None:
         relay.dataReceived(b"PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\n")
         assert has_own_graceful_close(relay) is expected
     assert not has_own_graceful_close(Protocol()) and has_own_graceful_close(Graceful())
+
+
+# -- found by a review of the change above ---------------------------------------------------
+
+PROXY_HEADER = b"PROXY TCP4 192.0.2.1 192.0.2.2 1000 80\r\n"
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+class _Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+@pytest.mark.parametrize("stop", ["shutdown", "drain"])
+def test_an_upgrade_accepted_after_the_stop_began_is_asked_to_close_too(stop: str) -> None:
+    from test_http_websocket import HANDSHAKE, echo
+
+    async def main(reactor: Reactor) -> tuple[bytes, float]:
+        port = await listen(reactor, echo.factory)
+        reader, writer = await _connected(reactor, port)
+        begun = time.monotonic()
+        stopping = asyncio.ensure_future(
+            reactor.shutdown() if stop == "shutdown" else reactor.drain(3.0)
+        )
+        await asyncio.sleep(0.1)
+        writer.write(HANDSHAKE)  # a new connection's first request, in its grace
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+        got = await _read_all(reader)
+        await stopping
+        writer.close()
+        return head + got, time.monotonic() - begun
+
+    got, took = scenario(main, timeout=30)
+    assert got.startswith(b"HTTP/1.1 101 ")
+    frame = got[got.index(b"\r\n\r\n") + 4 :]
+    assert frame[:2] == bytes([0x88, 2 + len(b"server going away")])  # (1001, going away)
+    assert took < 2  # not the shutdown's abort nor the drain's timeout
+
+
+def test_a_drain_leaves_an_upgraded_protocol_without_a_graceful_close_of_its_own() -> None:
+    async def handler(request: Request, response: Response) -> None:
+        await response.upgrade(_Echo(), [("Upgrade", "echo")])
+
+    async def main(reactor: Reactor) -> bytes:
+        port = await listen(reactor, HTTPFactory(handler, date=False))
+        reader, writer = await _connected(reactor, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 20)
+        draining = asyncio.ensure_future(reactor.drain(0.5))
+        await asyncio.sleep(0.2)
+        writer.write(b"ping")
+        got = await asyncio.wait_for(reader.readexactly(4), 20)
+        await draining
+        writer.close()
+        return got
+
+    assert scenario(main, timeout=30) == b"ping"  # still served, as before the drain
+
+
+@pytest.mark.parametrize("stop", ["shutdown", "drain"])
+def test_behind_a_proxy_a_new_connection_has_its_first_request_answered(stop: str) -> None:
+    from statewire.proxy import ProxyProtocolFactory
+
+    async def main(reactor: Reactor) -> tuple[bytes, float]:
+        http = slow_factory(asyncio.Event(), delay=0.1)
+        port = await listen(reactor, ProxyProtocolFactory(http, timeout=None))
+        reader, writer = await _connected(reactor, port)
+        begun = time.monotonic()
+        stopping = asyncio.ensure_future(
+            reactor.shutdown() if stop == "shutdown" else reactor.drain(3.0)
+        )
+        await asyncio.sleep(0.1)
+        writer.write(PROXY_HEADER + GET)  # the header comes after the stop began
+        got = await _read_all(reader)
+        await stopping
+        writer.close()
+        return got, time.monotonic() - begun
+
+    got, took = scenario(main, timeout=30)
+    assert responses(got) == [(200, b"done:")]
+    assert got.endswith(b"Connection: close\r\n\r\ndone:")
+    assert took < 2
+
+
+def test_the_first_request_grace_is_armed_once_and_ends_with_the_request() -> None:
+    from statewire.testing.memory import Clock, StringTransport
+
+    def graces(clock: Clock) -> int:
+        names = [getattr(call.func, "__name__", "") for call in clock.pending()]
+        return names.count("_first_request_late")
+
+    async def main() -> tuple[int, int, int, bytes]:
+        protocol = slow_factory(asyncio.Event(), delay=0).buildProtocol(None)  # type: ignore[arg-type]
+        protocol.clock = clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.closeGracefully()
+        protocol.closeGracefully()  # (a drain, then the shutdown)
+        armed = graces(clock)
+        protocol.dataReceived(GET)
+        for _ in range(5):  # (the handler's turns)
+            await asyncio.sleep(0)
+        return armed, graces(clock), int(transport.disconnecting), transport.value()
+
+    armed, left, closed, got = asyncio.run(main())
+    assert (armed, left, closed) == (1, 0, 1)
+    assert got.endswith(b"Connection: close\r\n\r\ndone:")

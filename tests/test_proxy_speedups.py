@@ -8,8 +8,8 @@ headers in Python."""
 
 from __future__ import annotations
 
-import ipaddress
 import os
+import socket
 import textwrap
 from collections.abc import Callable
 from typing import Any
@@ -191,7 +191,11 @@ def test_c_reads_a_plain_v2_header_as_python(
     wire = encode(ProxyHeader.tcp((source, sport), (destination, dport), 2))
     read = _same_v2(wire + after)
     assert read is not None
-    assert read == (str(ipaddress.ip_address(source)), sport, len(wire), ":" in source)
+    # the host as a socket's address gives it (inet_ntop: an IPv4-mapped one in its dotted
+    # form, ``::ffff:0.0.0.0``, where ipaddress writes ``::ffff:0:0``)
+    family = socket.AF_INET6 if ":" in source else socket.AF_INET
+    host = socket.inet_ntop(family, socket.inet_pton(family, source))
+    assert read == (host, sport, len(wire), ":" in source)
     for cut in range(len(wire)):  # never a header from a part of one
         assert _same_v2(wire[:cut]) is None
     changed = bytearray(wire + after)  # a byte of the fixed part changed: only what Python takes
@@ -209,3 +213,12 @@ def test_c_leaves_v2_headers_with_tlvs_or_other_commands_to_python() -> None:
     assert v2_plain is not None
     with pytest.raises(TypeError):
         v2_plain(bytearray(tlv))  # type: ignore[arg-type]
+
+
+@needs_c
+def test_an_ipv4_mapped_source_reads_as_a_socket_gives_it() -> None:
+    for source in ("::ffff:0:0", "::ffff:1.2.3.4"):
+        wire = encode(ProxyHeader.tcp((source, 1000), ("::1", 80), 2))
+        host = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, source))
+        assert _same_v2(wire) == (host, 1000, len(wire), True)
+        assert host.endswith((".0.0.0", ".2.3.4"))  # (the dotted form, as inet_ntop writes)

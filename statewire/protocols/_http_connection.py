@@ -18,7 +18,7 @@ from grammars.http1 import MAX_FIELD_BYTES, MAX_REQUEST_LINE, field_line, status
 from statewire.declarative import MachineProtocol
 from statewire.framing import FrameTooLong, FramingError
 from statewire.machine import RemoteProtocolError
-from statewire.protocol import close_gracefully
+from statewire.protocol import close_gracefully, has_own_graceful_close
 from statewire.protocols._http_exchange import BODY_HIGH_WATER, Body, Request, Response
 from statewire.protocols._http_head import FieldSection, Refusal, head_rules
 from statewire.protocols._http_head import chunk_size as chunk_size_of
@@ -34,11 +34,6 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: the largest field section read at once with its request line (a larger one, or one
 #: not all in the read, is read a line at a time)
 SECTION_AHEAD = 8 << 10
-#: seconds a new connection has, from its start, to begin its first request once the
-#: server is stopping (a shutdown, a worker's drain): its client has no answer to retry
-#: on, unlike one whose kept-alive connection closes between requests (Go's server waits
-#: likewise for a connection that has not begun its first request)
-FIRST_REQUEST_GRACE = 2.0
 #: the field lines the server adds (``Date``, ``Server``), with the second and settings
 #: they were made for: shared by every connection (a new connection makes no date)
 _server_fields: list[tuple[int, bool, bytes | None, bytes]] = [(0, False, None, b"")]
@@ -142,9 +137,11 @@ class HTTPConnection(MachineProtocol):
     client_done = False
     #: the deadline of a half-closed connection's answers (see :meth:`readConnectionLost`)
     _draining: Any = None
-    #: when the connection was made (its clock's seconds), and whether the next request
-    #: is its last (the server is stopping: see :meth:`closeGracefully`)
+    #: when the connection was made (its clock's seconds); whether it was asked to close
+    #: gracefully (the server is stopping: see :meth:`closeGracefully`), and whether the
+    #: next request is then its last
     opened_at = 0.0
+    stopping = False
     last_request = False
     _grace: Any = None
     #: the framer's ``peek_ahead`` and ``take_ahead``, once bound (see
@@ -248,6 +245,8 @@ class HTTPConnection(MachineProtocol):
         )
         if self.last_request:
             keep_alive = False  # (the server is stopping)
+            grace, self._grace = self._grace, None
+            _cancel(grace)  # (the first request came)
         response = Response(self, version, method == b"HEAD", keep_alive, method == b"CONNECT")
         exchange = self.exchange = _Exchange(request, response, waits)
         if waits:
@@ -618,28 +617,31 @@ class HTTPConnection(MachineProtocol):
         * a connection whose next request has begun (some of its head came) answers it
           the same way;
         * a new one that has not begun its first request has until
-          :data:`FIRST_REQUEST_GRACE` seconds from its start to begin it, and that
-          request is answered the same way; past them it closes (a client of a fresh
-          connection has no answer to retry on);
+          :attr:`HTTPFactory.first_request_grace` seconds (2) from its start to begin it,
+          and that request is answered the same way; past them it closes (a client of a
+          fresh connection has no answer to retry on; Go's server waits likewise);
         * a kept-alive one, idle, closes now, as does one whose response is complete and
           its handler done (its client may retry on a new connection, as HTTP/1.1
           clients do when a kept-alive connection closes).
 
-        A handler slower than the shutdown's ``shutdown_timeout`` is cut by its abort."""
+        After a ``101``, the upgraded protocol is asked (its own ``closeGracefully``), also
+        when the upgrade comes after this call. A handler slower than the shutdown's
+        ``shutdown_timeout`` is cut by its abort."""
         upgraded, exchange = self.upgraded_to, self.exchange
-        if self.closing:
+        if self.closing or self.stopping:
             return
+        self.stopping = True
         if upgraded is not None and getattr(upgraded, "transport", None) is not None:
             close_gracefully(upgraded, self.transport)  # (a WebSocket's close frame)
         elif upgraded is not None:
-            self.close()
+            pass  # (its 101 under way: the new protocol is asked once connected)
         elif exchange is None:
             if self._request_begun():
                 self.last_request = True
             elif self.method:  # (a request was read before: kept alive, idle)
                 self.close()
             else:
-                left = self.opened_at + FIRST_REQUEST_GRACE - self.seconds()
+                left = self.opened_at + self.factory.first_request_grace - self.seconds()
                 if left <= 0:
                     self.close()
                 else:
@@ -650,12 +652,19 @@ class HTTPConnection(MachineProtocol):
         else:
             exchange.response.keep_alive = False  # closed once it is complete
 
+    def closesGracefully(self) -> bool:
+        """Whether :meth:`closeGracefully` finishes what is under way (what a drain asks
+        of: :func:`statewire.protocol.has_own_graceful_close`): yes, unless the
+        connection was upgraded to a protocol that closes at once."""
+        upgraded = self.upgraded_to
+        return upgraded is None or has_own_graceful_close(upgraded)
+
     def _request_begun(self) -> bool:
         """Between requests: whether some of the next request's head came."""
         if self.in_fields:
             return True
         engine = self.machine_engine
-        return engine is not None and bool(engine.framer().buffered)
+        return engine is not None and bool(engine.buffered)
 
     def _first_request_late(self) -> None:
         """A stopping server's new connection did not begin its first request in time."""

@@ -114,7 +114,7 @@ from construct import this
 from grammars import fixed, line, raw
 from grammars.http1 import MAX_CHUNK_DIGITS, MAX_CHUNK_LINE, MAX_FIELD_BYTES
 from statewire.machine import Timeout, by_key
-from statewire.protocol import Factory
+from statewire.protocol import Factory, close_gracefully
 from statewire.protocols._http_connection import HTTPConnection, Inputs
 from statewire.protocols._http_exchange import Body, Headers, Request, Response
 from statewire.protocols._http_head import Refusal
@@ -339,6 +339,8 @@ def next_request(machine: Inputs, core: HTTPConnection) -> None:
 @responding.upon(Inputs.upgraded).to(upgraded)
 def switch_protocols(machine: Inputs, core: HTTPConnection) -> None:
     core.upgraded_to.makeConnection(core.transport)
+    if core.stopping:  # (asked to close gracefully before its 101: its new protocol is)
+        close_gracefully(core.upgraded_to, core.transport)
 
 
 @upgraded.upon(Inputs.tunnel).loop()
@@ -472,6 +474,11 @@ class HTTPFactory(Factory):
     """Serves :class:`HTTPServer` connections, each request answered by ``handler``."""
 
     protocol = HTTPServer
+    #: seconds a new connection has, from its start, to begin its first request once the
+    #: server is stopping (a shutdown, or a worker's drain: see
+    #: :meth:`HTTPConnection.closeGracefully`); keep it below the reactor's
+    #: ``shutdown_timeout`` (5 s), whose abort would cut it otherwise
+    first_request_grace = 2.0
 
     def __init__(
         self,
