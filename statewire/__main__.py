@@ -104,7 +104,7 @@ def _interruptible(loop: asyncio.AbstractEventLoop, interrupted: list[int]) -> I
     application's startup), SIGINT and SIGTERM stop the loop and are noted in
     ``interrupted``: what the port waited for is cancelled there, its cleanup runs, and no
     ``KeyboardInterrupt`` lands inside the application's code. The reactor's own handlers
-    come with ``run()``."""
+    come with ``run()``, and replace these."""
     if threading.current_thread() is not threading.main_thread():
         yield  # pragma: no cover - the command runs in the main thread
         return
@@ -119,9 +119,16 @@ def _interruptible(loop: asyncio.AbstractEventLoop, interrupted: list[int]) -> I
         loop.add_signal_handler(number, interrupt, number)
     try:
         yield
-    finally:
+    except BaseException:
         for number in numbers:
             loop.remove_signal_handler(number)
+        raise
+    if interrupted:
+        for number in numbers:
+            loop.remove_signal_handler(number)
+    # else left for ``run()`` to replace with the reactor's own: a signal that comes before
+    # it is caught all the same, and handled by the reactor's handler once the loop runs
+    # (a graceful stop), not by the default action
 
 
 def _log_setup(process: bool) -> None:

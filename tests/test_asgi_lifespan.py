@@ -645,3 +645,53 @@ def test_a_port_stopped_in_the_turn_it_started_leaves_no_coroutine_unawaited() -
         scenario(main, timeout=30)
         gc.collect()
     assert [str(w.message) for w in caught if "never awaited" in str(w.message)] == []
+
+
+GAP_TARGET = """
+import logging
+import os
+import signal
+
+from statewire.protocol import Factory, Protocol
+
+
+class SignalAtServing(logging.Handler):
+    # the 'serving ...' line is logged after the ports listen and before reactor.run():
+    # a signal sent there lands in the gap between the startup's handlers and the reactor's
+    def emit(self, record):
+        if record.getMessage().startswith("serving "):
+            os.kill(os.getpid(), signal.{name})
+
+
+logging.getLogger("statewire").addHandler(SignalAtServing())
+
+
+class Stopped(Factory):
+    protocol = Protocol
+
+    def stopFactory(self):
+        print("stopFactory", flush=True)
+
+
+factory = Stopped()
+"""
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_signal_after_the_ports_listen_and_before_run_stops_gracefully(
+    tmp_path: Path, name: str
+) -> None:
+    module = tmp_path / "gap.py"
+    module.write_text(GAP_TARGET.format(name=name))
+    command = ["serve", f"{module}:factory", "--listen", f"tcp:0:interface={HOST}"]
+    process = subprocess.run(
+        [sys.executable, "-m", "statewire", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = process.stdout + process.stderr
+    assert process.returncode == 0, out  # (not killed by the signal's default action)
+    assert "stopFactory" in out and out.rstrip().endswith("stopped")
+    assert "Traceback" not in out
