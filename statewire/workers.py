@@ -331,9 +331,10 @@ class Supervisor:
             worker.ready.set_result(None)
         how = _exit_status(code)
         if not self._serving:
-            log.error(
-                "worker %d (pid %d) did not start (%s)", worker.slot, worker.process.pid, how
-            )
+            # (stopped by the supervisor's own stop while it started: no failure of its own)
+            report = log.info if self._stopping else log.error
+            verdict = "stopped while starting" if self._stopping else "did not start"
+            report("worker %d (pid %d) %s (%s)", worker.slot, worker.process.pid, verdict, how)
             return
         if worker.retiring or self._stopping:
             log.info("worker %d (pid %d) exited with %s", worker.slot, worker.process.pid, how)
@@ -377,8 +378,12 @@ class Supervisor:
 
     async def _all_ready(self, workers: Sequence[_Worker]) -> bool:
         """Whether every one of ``workers`` says it accepts within ``start_timeout``."""
+        gathered = asyncio.gather(*(w.ready for w in workers))
+        # (a wait cancelled, by a stop while they start, leaves the gathering's
+        # CancelledError unread: read here, not logged as "never retrieved")
+        gathered.add_done_callback(_read_outcome)
         try:
-            await asyncio.wait_for(asyncio.gather(*(w.ready for w in workers)), self.start_timeout)
+            await asyncio.wait_for(gathered, self.start_timeout)
         except asyncio.TimeoutError:
             log.error("workers did not start within %s s", self.start_timeout)
             return False
@@ -526,6 +531,11 @@ class WorkerLink:
         with contextlib.suppress(ValueError, OSError):
             self.reactor.loop.remove_reader(self._link.fileno())
         self._link.close()
+
+
+def _read_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def serve(

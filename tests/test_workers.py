@@ -513,3 +513,33 @@ def test_the_python_api_runs_a_target_in_workers(target: Path) -> None:
         pids = set(supervisor.ready_pids().values())
         assert answering(server.port, pids) == pids
         server.stop(signal.SIGTERM)
+
+
+SLOW_START = """
+import asyncio
+
+from statewire.protocol import Factory, Protocol
+
+
+class Slow(Factory):
+    protocol = Protocol
+
+    async def beforeServing(self):  # (an application's slow startup)
+        print("starting", flush=True)
+        await asyncio.sleep(30)  # (stopped long before)
+
+
+factory = Slow()
+"""
+
+
+def test_workers_stopped_while_they_start_are_no_error(tmp_path: Path) -> None:
+    target = tmp_path / "slow.py"
+    target.write_text(SLOW_START)
+    command = ["-m", "statewire", "serve", f"{target}:factory", "--workers", "2"]
+    with running(*command, "--listen", "tcp:0:interface=127.0.0.1") as server:
+        supervisor = Supervised(server)
+        supervisor.wait_for("starting", count=2)
+        out = server.stop(signal.SIGTERM)
+    assert re.findall(r"INFO worker \d \(pid \d+\) stopped while starting", out), out
+    assert "ERROR" not in out and "did not start" not in out
