@@ -30,6 +30,7 @@ sockets are in :mod:`statewire.runtime` (its docstring has the map).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import signal
@@ -427,14 +428,19 @@ class Reactor:
         the shutdown triggers' phases around (:meth:`addSystemEventTrigger`).
 
         What raises on the way (a factory's ``stopFactory``, a trigger...) is logged with
-        its traceback, and the shutdown goes on.
+        its traceback, and the shutdown goes on. Called while a shutdown runs, it waits
+        for that one; called from that shutdown's own work (a trigger, a hook, a task they
+        started), it returns at once (waiting would wait for itself).
         """
         if self._shutting_down is not None:  # (one shutdown at a time: join it)
+            if _SHUTTING_DOWN.get():
+                return  # (asked by the shutdown's own work, a trigger: it would wait for itself)
             await asyncio.shield(self._shutting_down)
             return
         self._shutting_down = asyncio.get_running_loop().create_future()
         self.stopping = True
         self._events.begin()
+        within = _SHUTTING_DOWN.set(True)
         try:
             await self._events.fire_and_wait("before")
             self._events.fire_during()
@@ -442,6 +448,7 @@ class Reactor:
             await self._events.wait(self._after_serving(), "the factories' afterServing")
             await self._events.fire_and_wait("after")
         finally:
+            _SHUTTING_DOWN.reset(within)
             self.stopping = False
             done, self._shutting_down = self._shutting_down, None
             done.set_result(None)
@@ -494,6 +501,13 @@ class Reactor:
             if hook is not None:
                 call_hook(awaitables, ("%s.afterServing", type(factory).__name__), hook)
         return awaitables
+
+
+#: set while a shutdown runs, in its own context: what its triggers and hooks (and the
+#: tasks they start) run in
+_SHUTTING_DOWN: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "statewire_shutting_down", default=False
+)
 
 
 def _end_tasks(loop: asyncio.AbstractEventLoop) -> None:

@@ -695,3 +695,28 @@ def test_a_signal_after_the_ports_listen_and_before_run_stops_gracefully(
     assert process.returncode == 0, out  # (not killed by the signal's default action)
     assert "stopFactory" in out and out.rstrip().endswith("stopped")
     assert "Traceback" not in out
+
+
+def test_a_trigger_that_awaits_the_shutdown_does_not_wait_for_itself() -> None:
+    events: list[str] = []
+
+    async def main() -> None:
+        reactor = Reactor()
+
+        async def before() -> None:
+            await reactor.shutdown()  # (from inside the shutdown: returns at once)
+            events.append("before")
+
+        async def from_a_task() -> None:
+            await asyncio.ensure_future(reactor.shutdown())  # (a task it started: too)
+            events.append("task")
+
+        reactor.addSystemEventTrigger("before", "shutdown", before)
+        reactor.addSystemEventTrigger("after", "shutdown", from_a_task)
+        await asyncio.wait_for(reactor.shutdown(), 10)
+        outside = asyncio.ensure_future(reactor.shutdown())  # (another one, from outside)
+        await asyncio.wait_for(outside, 10)
+        events.append("again")
+
+    asyncio.run(main())
+    assert events == ["before", "task", "before", "task", "again"]
