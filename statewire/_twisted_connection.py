@@ -454,9 +454,14 @@ class TwistedProtocol:
         return type(self.protocol).__name__
 
     def makeConnection(self, transport: Any) -> None:
-        """Twisted connected us: give the statewire protocol its transport."""
+        """Twisted connected us: give the statewire protocol its transport (once its
+        factory's startup ended: until then the connection is held, not read)."""
         self.connected = 1
         self.transport = transport
+        if self.factory is not None and self.factory.hold(self):
+            self._early: list[bytes] = []  # (what comes in spite of the pause: TLS's)
+            transport.pauseProducing()
+            return
         facade = self.facade = TwistedTransport(transport, self.clock)
         if isinstance(self.protocol, MachineProtocol):
             facade.close_timeout = self.protocol.close_timeout
@@ -466,6 +471,16 @@ class TwistedProtocol:
             self.factory.track(self)
         self.protocol.makeConnection(facade)
         self.connectionMade()
+
+    def release(self) -> None:
+        """The factory's startup ended: connect the statewire protocol, give it what came
+        meanwhile, and read on."""
+        transport = self.transport
+        early, self._early = self._early, []
+        self.makeConnection(transport)
+        for data in early:
+            self.dataReceived(data)
+        transport.resumeProducing()
 
     def connectionMade(self) -> None:
         """Nothing more: the statewire protocol's ``connectionMade`` already ran."""
@@ -482,11 +497,10 @@ class TwistedProtocol:
         ``TimeoutFactory``, ``ThrottlingFactory``...) shows ``ISSLTransport`` but does
         not pass ``handshakeCompleted`` on."""
         facade = self.facade
-        if (
-            facade is not None
-            and not facade._handshake_done
-            and ISSLTransport.providedBy(self.transport)
-        ):
+        if facade is None:
+            self._early.append(data)  # (held: its factory still starts)
+            return
+        if not facade._handshake_done and ISSLTransport.providedBy(self.transport):
             facade._handshake_completed()
         self.protocol.dataReceived(data)
 
@@ -495,8 +509,11 @@ class TwistedProtocol:
         then a producer it registered is stopped (statewire's order)."""
         self.connected = 0
         facade = self.facade
-        if facade is not None:
-            facade._connection_lost()
+        if facade is None:  # (held, its factory still starting: the protocol never began)
+            if self.factory is not None:
+                self.factory.untrack(self)
+            return
+        facade._connection_lost()
         lost = failure_from_twisted(reason if reason is not None else terror.ConnectionDone())
         self.protocol.connected = 0
         try:

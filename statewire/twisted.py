@@ -47,6 +47,9 @@ statewire transport, Twisted sees a Twisted protocol.
   on statewire's transports (Twisted alone would drop the unsent replies). When Twisted's
   global reactor stops, each adapted factory stops first and its connections close
   flushed (:meth:`AdaptedFactory._before_shutdown`), as at statewire's reactor's shutdown.
+* **Starting and stopping.** A factory's ``beforeServing`` is waited for before its port's
+  connections are read (those accepted meanwhile are held, their reading paused), and
+  its ``afterServing`` at the end of that shutdown: ``asgi(app)`` keeps its lifespan.
 
 * **TLS.** Behind Twisted's TLS (``listenSSL``, ``connectSSL``) the transport's ``TLS`` is
   true; a pause from Twisted's TLS transport before its handshake completed (it holds
@@ -75,6 +78,7 @@ from typing import Any
 try:
     from twisted.internet import defer
     from twisted.internet.interfaces import ILoggingContext, IProtocolFactory
+    from twisted.python.failure import Failure
     from zope.interface import implementer  # type: ignore[import-untyped]
 except ImportError as missing:  # pragma: no cover - the test environment has Twisted
     raise ImportError(
@@ -149,6 +153,10 @@ class AdaptedFactory:
         self._shutting_down = False
         #: the wait for aborted connections to be reported lost (see ABORT_GRACE)
         self._grace: Any = None
+        #: the statewire factory's ``beforeServing`` runs still: what it returned (as
+        #: Deferreds), and the connections held until they end
+        self._startups: list[Any] = []
+        self._held: list[TwistedProtocol] = []
 
     @property
     def noisy(self) -> bool:
@@ -170,6 +178,104 @@ class AdaptedFactory:
         self.factory.doStart()
         self._ports += 1
         self._watch_shutdown()
+        self._before_serving()
+
+    # -- beforeServing and afterServing (an ASGI application's lifespan) -------------------
+
+    def _before_serving(self) -> None:
+        """The statewire factory's ``beforeServing``: what it returns, if anything, is
+        waited for before the port's connections are read (they are held meanwhile): an
+        ASGI application's startup. A ``Deferred`` is waited for on any reactor; a
+        coroutine or an asyncio future runs on the asyncio loop (Twisted's asyncio
+        reactor), from the loop's first turn if it does not run yet. A failure is logged
+        at ERROR, and the connections are then served (an ``asgi(app)`` whose startup
+        failed answers ``503``)."""
+        hook = getattr(self.factory, "beforeServing", None)
+        try:
+            returned = None if hook is None else hook()
+        except Exception:
+            self._failed(Failure())  # type: ignore[no-untyped-call]
+            return
+        if returned is None:
+            return
+        running: list[Any] = []  # (the Deferred waited for, once made: what a cancel cancels)
+        startup: defer.Deferred[None] = defer.Deferred(
+            lambda _: running[0].cancel() if running else _closed(returned)
+        )
+        self._startups.append(startup)
+        startup.addBoth(self._started, startup)
+        reactor = sys.modules.get("twisted.internet.reactor")
+        if hasattr(returned, "addBoth") or _asyncio_runs() or reactor is None:
+            self._wait(returned, startup, running)
+        else:
+            # (from the loop's first turn: the connections accepted before are held)
+            reactor.callLater(0, self._wait, returned, startup, running)
+
+    def _wait(self, returned: Any, done: defer.Deferred[None], running: list[Any]) -> None:
+        """``done`` fires once ``returned`` is done (``running`` gets its Deferred)."""
+        if done.called:
+            return  # (cancelled by a shutdown before the loop ran: closed then)
+        try:
+            waited = _as_deferred(returned)
+        except Exception:
+            done.errback()
+            return
+        running.append(waited)
+        waited.addBoth(_pass_on, done)
+
+    def _failed(self, failure: Failure) -> None:
+        if failure.type is not defer.CancelledError:
+            log.error(
+                "%s did not start: %s: %s",
+                type(self.factory).__name__,
+                failure.type.__name__ if failure.type is not None else "error",
+                failure.getErrorMessage(),
+            )
+
+    def _started(self, result: Any, startup: defer.Deferred[None]) -> None:
+        """A ``beforeServing`` ended: once none runs, the held connections go on (closed,
+        when the reactor's shutdown began meanwhile)."""
+        self._startups.remove(startup)
+        if isinstance(result, Failure):
+            self._failed(result)
+        if self._startups:
+            return
+        held, self._held = self._held, []
+        for shim in held:
+            if self._shutting_down:
+                shim.transport.loseConnection()
+            else:
+                shim.release()
+
+    def hold(self, shim: TwistedProtocol) -> bool:
+        """Whether ``shim``'s connection waits for the factory's startup (it is then
+        given :meth:`TwistedProtocol.release` once it ended)."""
+        if not self._startups:
+            return False
+        self._held.append(shim)
+        return True
+
+    def _after_serving(self, result: Any = None) -> Any:
+        """At the shutdown, the connections gone: the statewire factory's
+        ``afterServing``, waited for (an ASGI application's own shutdown); a failure is
+        logged and the shutdown goes on."""
+        hook = getattr(self.factory, "afterServing", None)
+        if hook is None:
+            return None
+        try:
+            waited = _as_deferred(hook())
+        except Exception:
+            log.exception("%s.afterServing raised", type(self.factory).__name__)
+            return None
+        if waited is None:
+            return None
+        return waited.addErrback(
+            lambda failure: log.error(
+                "%s.afterServing failed: %s",
+                type(self.factory).__name__,
+                failure.getErrorMessage(),
+            )
+        )
 
     def doStop(self) -> None:
         """A Twisted port stopped using it: ``doStop`` (``stopFactory`` for the last);
@@ -205,6 +311,8 @@ class AdaptedFactory:
         after the last is gone, so that the handlers they cancelled run their cleanup."""
         self._trigger = None
         self._shutting_down = True
+        for startup in list(self._startups):
+            startup.cancel()  # (a startup still running: cancelled, its held connections closed)
         while self._ports:
             self._ports -= 1
             try:
@@ -219,7 +327,8 @@ class AdaptedFactory:
         timer = self._reactor.callLater(self.shutdown_timeout, self._shutdown_expired)
         if not self._live:
             self._settled()
-        return drained.addBoth(lambda result: timer.cancel() if timer.active() else None)
+        drained.addBoth(lambda result: timer.cancel() if timer.active() else None)
+        return drained.addCallback(self._after_serving)
 
     def _shutdown_expired(self) -> None:
         log.info(
@@ -251,6 +360,8 @@ class AdaptedFactory:
 
     def untrack(self, shim: TwistedProtocol) -> None:
         """``shim``'s connection is gone."""
+        if shim in self._held:
+            self._held.remove(shim)
         self._live.discard(shim)
         if not self._live:
             self._settled()
@@ -300,6 +411,38 @@ class AdaptedClientFactory(AdaptedFactory):
     def clientConnectionLost(self, connector: Any, reason: Any) -> None:
         """An established connection ended; ``reason`` as statewire's ``Failure``."""
         self.factory.clientConnectionLost(connector, failure_from_twisted(reason))
+
+
+def _pass_on(result: Any, done: defer.Deferred[None]) -> None:
+    """``result`` to ``done``, unless it fired already (cancelled): then dropped."""
+    if done.called:
+        return
+    if isinstance(result, Failure):
+        done.errback(result)
+    else:
+        done.callback(None)
+
+
+def _closed(awaitable: Any) -> None:
+    """A coroutine never to run, closed (no "never awaited" warning)."""
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+
+
+def _as_deferred(awaitable: Any) -> Any:
+    """What a factory's hook returned, as a ``Deferred`` (``None`` for nothing): a
+    ``Deferred`` itself; a coroutine or an asyncio future, run on the running asyncio loop
+    (Twisted's asyncio reactor); without one, a ``RuntimeError``."""
+    if awaitable is None or hasattr(awaitable, "addBoth"):
+        return awaitable
+    if not _asyncio_runs():
+        _closed(awaitable)
+        raise RuntimeError(
+            "it returned an awaitable, which needs a running asyncio event loop: serve it "
+            "on Twisted's asyncio reactor (twisted.internet.asyncioreactor.install())"
+        )
+    return defer.Deferred.fromFuture(asyncio.ensure_future(awaitable))
 
 
 def _asyncio_runs() -> bool:
