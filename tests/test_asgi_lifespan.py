@@ -278,6 +278,21 @@ def test_statewire_serve_runs_the_startup_first_and_the_shutdown_at_sigterm(
     assert "Traceback" not in out
 
 
+def _serve_to_its_end(
+    module: Path, port: int, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``statewire serve MODULE:factory`` on ``port`` of 127.0.0.1, run until it exits."""
+    command = ["serve", f"{module}:factory", "--listen", f"tcp:{port}:interface={HOST}"]
+    return subprocess.run(
+        [sys.executable, "-m", "statewire", *command],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **env},
+    )
+
+
 def test_statewire_serve_exits_when_the_startup_fails(tmp_path: Path) -> None:
     module = tmp_path / "lifespan_app.py"
     module.write_text(textwrap.dedent(APP))
@@ -285,15 +300,7 @@ def test_statewire_serve_exits_when_the_startup_fails(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a free port, to show it never accepts
         probe.bind((HOST, 0))
         number = probe.getsockname()[1]
-    command = ["serve", f"{module}:factory", "--listen", f"tcp:{number}:interface={HOST}"]
-    done = subprocess.run(
-        [sys.executable, "-m", "statewire", *command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "MARK": str(mark), "FAIL": "1"},
-    )
+    done = _serve_to_its_end(module, number, {"MARK": str(mark), "FAIL": "1"})
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last == (
@@ -683,14 +690,7 @@ def test_a_signal_after_the_ports_listen_and_before_run_stops_gracefully(
 ) -> None:
     module = tmp_path / "gap.py"
     module.write_text(GAP_TARGET.format(name=name))
-    command = ["serve", f"{module}:factory", "--listen", f"tcp:0:interface={HOST}"]
-    process = subprocess.run(
-        [sys.executable, "-m", "statewire", *command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    process = _serve_to_its_end(module, 0, {})
     out = process.stdout + process.stderr
     assert process.returncode == 0, out  # (not killed by the signal's default action)
     assert "stopFactory" in out and out.rstrip().endswith("stopped")
