@@ -389,6 +389,9 @@ class Reactor:
         self._events.stop_waiting()
 
     async def _stop(self) -> None:
+        # (a stop asked from inside a shutdown, a protocol's connectionLost say, waits for
+        # it: run() returns once it is done)
+        _SHUTTING_DOWN.set(None)
         try:
             await self.shutdown()
         finally:  # whatever happened, run() returns
@@ -429,18 +432,19 @@ class Reactor:
 
         What raises on the way (a factory's ``stopFactory``, a trigger...) is logged with
         its traceback, and the shutdown goes on. Called while a shutdown runs, it waits
-        for that one; called from that shutdown's own work (a trigger, a hook, a task they
-        started), it returns at once (waiting would wait for itself).
+        for that one; called from that shutdown's own work (a trigger, a hook, a protocol's
+        ``connectionLost`` it caused, or a task any of them started: code whose context
+        was copied inside it), it returns at once (waiting would wait for itself).
         """
         if self._shutting_down is not None:  # (one shutdown at a time: join it)
-            if _SHUTTING_DOWN.get():
+            if _SHUTTING_DOWN.get() is self._shutting_down:
                 return  # (asked by the shutdown's own work, a trigger: it would wait for itself)
             await asyncio.shield(self._shutting_down)
             return
         self._shutting_down = asyncio.get_running_loop().create_future()
         self.stopping = True
         self._events.begin()
-        within = _SHUTTING_DOWN.set(True)
+        within = _SHUTTING_DOWN.set(self._shutting_down)
         try:
             await self._events.fire_and_wait("before")
             self._events.fire_during()
@@ -503,10 +507,10 @@ class Reactor:
         return awaitables
 
 
-#: set while a shutdown runs, in its own context: what its triggers and hooks (and the
-#: tasks they start) run in
-_SHUTTING_DOWN: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "statewire_shutting_down", default=False
+#: the future of the shutdown running, in that shutdown's own context: what its triggers
+#: and hooks (and the tasks they start) run in
+_SHUTTING_DOWN: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
+    "statewire_shutting_down", default=None
 )
 
 

@@ -720,3 +720,62 @@ def test_a_trigger_that_awaits_the_shutdown_does_not_wait_for_itself() -> None:
 
     asyncio.run(main())
     assert events == ["before", "task", "before", "task", "again"]
+
+
+def test_a_stop_asked_from_inside_a_shutdown_waits_for_its_end() -> None:
+    # a protocol's connectionLost, run by the shutdown's own close, calls reactor.stop()
+    # (Twisted's idiom): run() returns once that shutdown is done, its triggers included
+    reactor = Reactor()
+    events: list[str] = []
+
+    class StopsTheReactor(Protocol):
+        def connectionLost(self, reason: object = None) -> None:
+            reactor.stop()
+            events.append("lost")
+
+    async def slow_after() -> None:
+        await asyncio.sleep(0.2)
+        events.append("after")
+
+    reactor.addSystemEventTrigger("after", "shutdown", slow_after)
+    port = reactor.listenTCP(0, Factory.forProtocol(StopsTheReactor), interface=HOST)
+    client = socket.create_connection((HOST, port.getHost().port))  # type: ignore[union-attr]
+    reactor.callLater(0.2, lambda: asyncio.ensure_future(reactor.shutdown()))
+    reactor.callLater(30, reactor.loop.stop)  # (a bound, never reached)
+    try:
+        reactor.run()
+    finally:
+        client.close()
+    assert events == ["lost", "after"]
+
+
+def test_a_task_of_an_earlier_shutdown_waits_for_a_later_one() -> None:
+    log: list[str] = []
+
+    async def main() -> None:
+        reactor = Reactor()
+        later = asyncio.Event()
+
+        async def waiter() -> None:
+            await later.wait()
+            await reactor.shutdown()  # (joins the later shutdown: waits for its end)
+            log.append("joined")
+
+        tasks: list[asyncio.Task[None]] = []
+        reactor.addSystemEventTrigger(
+            "before", "shutdown", lambda: tasks or tasks.append(asyncio.ensure_future(waiter()))
+        )
+        await reactor.shutdown()  # the first, which started the waiter
+
+        async def slow_after() -> None:
+            await asyncio.sleep(0.2)
+            log.append("after")
+
+        reactor.addSystemEventTrigger("after", "shutdown", slow_after)
+        second = asyncio.ensure_future(reactor.shutdown())
+        await asyncio.sleep(0.05)
+        later.set()
+        await asyncio.wait_for(asyncio.gather(second, *tasks), 10)
+
+    asyncio.run(main())
+    assert log == ["after", "joined"]
