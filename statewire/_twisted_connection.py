@@ -477,10 +477,12 @@ class TwistedProtocol:
         meanwhile, and read on."""
         transport = self.transport
         early, self._early = self._early, []
+        transport.resumeProducing()  # (first: a pause the protocol makes now stands)
         self.makeConnection(transport)
         for data in early:
+            if self.facade is None or self.facade._lost:
+                break
             self.dataReceived(data)
-        transport.resumeProducing()
 
     def connectionMade(self) -> None:
         """Nothing more: the statewire protocol's ``connectionMade`` already ran."""

@@ -71,6 +71,7 @@ connection is aborted). A ``Deferred`` returned as it is is waited for on every 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import sys
 from typing import Any
@@ -93,7 +94,7 @@ from statewire._twisted_connection import (
     failure_from_twisted,
 )
 from statewire.machine import DeferredFuture
-from statewire.protocol import ClientFactory, close_gracefully
+from statewire.protocol import ClientFactory, Factory, close_gracefully
 
 __all__ = [
     "ABORT_GRACE",
@@ -132,6 +133,15 @@ class AdaptedFactory:
     #: seconds a Twisted reactor's shutdown waits for the open connections to close once
     #: asked to (flushed), before it aborts the rest (statewire's reactor's own)
     shutdown_timeout = Reactor.shutdown_timeout
+    #: seconds the reactor's shutdown waits for the statewire factory's ``afterServing``
+    #: (an ASGI application's shutdown): Twisted's has no second signal that ends it
+    after_serving_timeout = 30.0
+    #: connections held at most while ``beforeServing`` runs (more are refused): a
+    #: backlog, as the kernel's bounds the one of statewire's own ports
+    held_limit = 1024
+    #: whether the factory's ``beforeServing`` and ``afterServing`` are called: a port's
+    #: factory (not a client's, as on statewire's reactor)
+    serves = True
 
     def __init__(self, factory: Any, clock: Any = None) -> None:
         #: the statewire factory
@@ -157,6 +167,8 @@ class AdaptedFactory:
         #: Deferreds), and the connections held until they end
         self._startups: list[Any] = []
         self._held: list[TwistedProtocol] = []
+        #: a port started since the last ``afterServing``: one is owed at the shutdown
+        self._after_owed = False
 
     @property
     def noisy(self) -> bool:
@@ -190,7 +202,10 @@ class AdaptedFactory:
         reactor), from the loop's first turn if it does not run yet. A failure is logged
         at ERROR, and the connections are then served (an ``asgi(app)`` whose startup
         failed answers ``503``)."""
-        hook = getattr(self.factory, "beforeServing", None)
+        hook = getattr(self.factory, "beforeServing", None) if self.serves else None
+        after = getattr(type(self.factory), "afterServing", None)
+        if after is not None and after is not Factory.afterServing and self.serves:
+            self._after_owed = True  # (its own: the base one does nothing)
         try:
             returned = None if hook is None else hook()
         except Exception:
@@ -241,11 +256,16 @@ class AdaptedFactory:
         if self._startups:
             return
         held, self._held = self._held, []
+        closing = self._shutting_down or not self._ports  # (the port stopped meanwhile)
         for shim in held:
-            if self._shutting_down:
-                shim.transport.loseConnection()
-            else:
-                shim.release()
+            try:
+                if closing:
+                    shim.transport.loseConnection()
+                else:
+                    shim.release()
+            except Exception:  # (that connection's protocol failed: the others go on)
+                log.exception("connecting a connection held for the startup; aborting it")
+                shim.transport.abortConnection()
 
     def hold(self, shim: TwistedProtocol) -> bool:
         """Whether ``shim``'s connection waits for the factory's startup (it is then
@@ -255,13 +275,24 @@ class AdaptedFactory:
         self._held.append(shim)
         return True
 
+    def _too_many_held(self) -> bool:
+        if not self._startups or len(self._held) < self.held_limit:
+            return False
+        log.warning(
+            "%s: %d connections wait for the startup already; connection refused",
+            type(self.factory).__name__,
+            len(self._held),
+        )
+        return True
+
     def _after_serving(self, result: Any = None) -> Any:
         """At the shutdown, the connections gone: the statewire factory's
         ``afterServing``, waited for (an ASGI application's own shutdown); a failure is
         logged and the shutdown goes on."""
-        hook = getattr(self.factory, "afterServing", None)
-        if hook is None:
+        if not self._after_owed:
             return None
+        self._after_owed = False
+        hook = self.factory.afterServing  # (owed: it has one)
         try:
             waited = _as_deferred(hook())
         except Exception:
@@ -269,6 +300,8 @@ class AdaptedFactory:
             return None
         if waited is None:
             return None
+        if self._reactor is not None:
+            waited.addTimeout(self.after_serving_timeout, self._reactor)
         return waited.addErrback(
             lambda failure: log.error(
                 "%s.afterServing failed: %s",
@@ -278,11 +311,15 @@ class AdaptedFactory:
         )
 
     def doStop(self) -> None:
-        """A Twisted port stopped using it: ``doStop`` (``stopFactory`` for the last);
-        nothing once a shutdown stopped it already."""
+        """A Twisted port stopped using it: ``doStop`` (``stopFactory`` for the last, and
+        a startup still running cancelled, its held connections closed); nothing once a
+        shutdown stopped it already."""
         if self._ports <= 0:
             return
         self._ports -= 1
+        if not self._ports:
+            for startup in list(self._startups):
+                startup.cancel()
         self._unwatch_shutdown()
         self.factory.doStop()
 
@@ -298,7 +335,9 @@ class AdaptedFactory:
     def _unwatch_shutdown(self) -> None:
         # kept while a port or a connection is left (a port stopped, its connections
         # open: they are still closed gracefully at the shutdown)
-        if self._trigger is not None and not self._ports and not self._live:
+        # (and while an afterServing is owed: the application's shutdown)
+        idle = not self._ports and not self._live and not self._after_owed
+        if self._trigger is not None and idle:
             trigger, self._trigger = self._trigger, None
             self._reactor.removeSystemEventTrigger(trigger)
 
@@ -372,6 +411,8 @@ class AdaptedFactory:
         ``None`` when it refuses the connection."""
         if self._shutting_down:
             return None  # (Twisted's ports accept until the shutdown's end: refused)
+        if self._too_many_held():
+            return None
         protocol = self.factory.buildProtocol(address_from_twisted(addr))
         if protocol is None:
             return None
@@ -398,7 +439,11 @@ class AdaptedFactory:
 
 class AdaptedClientFactory(AdaptedFactory):
     """A statewire ``ClientFactory`` as a Twisted client factory: Twisted's connector
-    events reach it with statewire's failures (the connector is Twisted's)."""
+    events reach it with statewire's failures (the connector is Twisted's). Its
+    ``beforeServing`` and ``afterServing`` are not called (a port's, as on statewire's
+    reactor)."""
+
+    serves = False
 
     def startedConnecting(self, connector: Any) -> None:
         """A connection attempt started."""
@@ -436,6 +481,8 @@ def _as_deferred(awaitable: Any) -> Any:
     (Twisted's asyncio reactor); without one, a ``RuntimeError``."""
     if awaitable is None or hasattr(awaitable, "addBoth"):
         return awaitable
+    if not inspect.isawaitable(awaitable):
+        return None  # (nothing to wait for, as statewire's reactor takes it)
     if not _asyncio_runs():
         _closed(awaitable)
         raise RuntimeError(

@@ -223,3 +223,137 @@ def test_a_startup_that_raises_is_logged_and_holds_nothing(
     shim.makeConnection(transport)
     shim.dataReceived(b"served")
     assert transport.value() == b"served"
+
+
+# -- found by a review of the adapter's hooks -------------------------------------------------
+
+PEER_ADDRESS = ("TCP", "127.0.0.1", 40000)
+
+
+def _held_setup(factory: Any, **settings: Any) -> tuple[Any, Any]:
+    """``factory`` adapted on a test clock, its port started: (adapted, the clock)."""
+    from twisted.internet import task
+
+    from statewire.twisted import adapt
+
+    clock = task.Clock()
+    adapted = adapt(factory, clock=clock)
+    for name, value in settings.items():
+        setattr(adapted, name, value)
+    adapted.doStart()
+    return adapted, clock
+
+
+def _connect(adapted: Any) -> tuple[Any, Any]:
+    from twisted.internet import address
+    from twisted.internet.testing import StringTransport
+
+    shim = adapted.buildProtocol(address.IPv4Address(*PEER_ADDRESS))
+    if shim is None:
+        return None, None
+    transport = StringTransport()
+    shim.makeConnection(transport)
+    return shim, transport
+
+
+def test_held_connections_are_bounded_and_one_failing_does_not_strand_the_others() -> None:
+    from twisted.internet import defer
+
+    from statewire.protocol import Factory, Protocol
+
+    gate: defer.Deferred[None] = defer.Deferred()
+    made: list[int] = []
+
+    class Picky(Protocol):
+        def connectionMade(self) -> None:
+            made.append(len(made))
+            if len(made) == 1:
+                raise RuntimeError("the first fails")
+            self.transport.pauseProducing()  # (a pause of its own: it stands)
+
+    class Gated(Factory):
+        protocol = Picky
+
+        def beforeServing(self) -> Any:
+            return gate
+
+    adapted, _ = _held_setup(Gated(), held_limit=2)
+    (_, first_transport), (second, second_transport) = _connect(adapted), _connect(adapted)
+    assert _connect(adapted) == (None, None)  # (past held_limit: refused)
+    gate.callback(None)
+    assert made == [0, 1]
+    assert first_transport.disconnecting or first_transport.disconnected  # (aborted)
+    assert second.facade is not None and second_transport.producerState == "paused"
+
+
+def test_a_port_stopped_during_the_startup_cancels_it_and_closes_what_it_held() -> None:
+    from twisted.internet import defer
+
+    from statewire.protocol import Factory
+    from statewire.wire import Echo
+
+    cancelled: list[str] = []
+    gate: defer.Deferred[None] = defer.Deferred(lambda _: cancelled.append("cancelled"))
+
+    class Gated(Factory):
+        protocol = Echo
+
+        def beforeServing(self) -> Any:
+            return gate
+
+    adapted, _ = _held_setup(Gated())
+    shim, transport = _connect(adapted)
+    adapted.doStop()
+    assert cancelled == ["cancelled"] and transport.disconnecting and shim.facade is None
+
+
+def test_after_serving_is_owed_after_the_ports_stopped_and_its_wait_is_bounded(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from test_twisted_interop import _ShutdownReactor
+    from twisted.internet import defer
+
+    from statewire.protocol import Factory, Protocol
+    from statewire.twisted import adapt
+
+    reactor = _ShutdownReactor()
+    monkeypatch.setitem(sys.modules, "twisted.internet.reactor", reactor)
+    asked: list[str] = []
+
+    class Slow(Factory):
+        protocol = Protocol
+
+        def afterServing(self) -> Any:
+            asked.append("afterServing")
+            return defer.Deferred()  # (never fires)
+
+    adapted = adapt(Slow())
+    adapted.after_serving_timeout = 2.0
+    adapted.doStart()
+    adapted.doStop()  # the port stopped before the reactor: its trigger stays, owed
+    (trigger,) = reactor.triggers.values()
+    fired: list[object] = []
+    with caplog.at_level(logging.ERROR, logger="statewire"):
+        trigger().addCallback(fired.append)
+        reactor.clock.advance(0)  # (the turn after the last connection)
+        assert asked == ["afterServing"] and not fired
+        reactor.clock.advance(2.0)
+    assert fired == [None]
+    assert "Slow.afterServing failed" in caplog.text
+
+
+def test_a_client_factory_s_hooks_are_not_called() -> None:
+    from statewire.protocol import ClientFactory, Protocol
+
+    asked: list[str] = []
+
+    class Client(ClientFactory):
+        protocol = Protocol
+
+        def beforeServing(self) -> Any:
+            asked.append("before")
+            return None
+
+    adapted, _ = _held_setup(Client())
+    shim, _ = _connect(adapted)
+    assert asked == [] and shim.facade is not None

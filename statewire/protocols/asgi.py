@@ -250,8 +250,8 @@ def asgi(app: Application, *, lifespan: str = "auto", **options: Any) -> ASGIFac
     :mod:`statewire.protocols._asgi_lifespan`): on statewire's ports the startup is
     answered before the port accepts a connection (``beforeServing``), and the shutdown
     comes once the reactor's shutdown has closed every connection (``afterServing``).
-    Under Twisted (:func:`statewire.twisted.adapt`) neither hook is called: the
-    application is served without its lifespan. ``options`` are
+    Under Twisted (:func:`statewire.twisted.adapt`, on its asyncio reactor) the same,
+    the connections accepted during the startup held until it is answered. ``options`` are
     :class:`~statewire.protocols.http.HTTPFactory`'s (``max_body``, ``server``...).
 
     The application runs in a task of its own from its first step, and that step runs at
