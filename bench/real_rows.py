@@ -58,7 +58,8 @@ SMTP = re.compile(
 HTTP_FLOOR = re.compile(r"^floor: (api floor(?: statewire)?) / httptools: ((?:[\d.]+x\s+)+)")
 #: ``floor: api floor statewire / twisted: 1 conn 1.91x  50 conns 4.28x  (...)``
 SMTP_FLOOR = re.compile(
-    r"^floor: (api floor(?: statewire)?) / (\S+): (\d+) conns? ([\d.]+)x\s+(\d+) conns? ([\d.]+)x"
+    r"^floor: (api floor(?: statewire| uvloop)?) / (\S+): "
+    r"(\d+) conns? ([\d.]+)x\s+(\d+) conns? ([\d.]+)x"
 )
 #: ``v1      5944.1       +3695   6119.1 [...]``: the added cost of a header, in process
 PROXY = re.compile(r"^(v1|v2)\s+[\d.]+\s+\+(\d+)\s")
@@ -103,6 +104,7 @@ def smtp(output: str) -> list[Row]:
             # not statewire: what the targets allow any server offering the handler interface
             floor, peer, one, first, many, second = match.groups()
             where = "statewire's transport" if floor.endswith("statewire") else "asyncio"
+            where = "uvloop" if floor.endswith("uvloop") else where
             for conns, ratio in ((one, first), (many, second)):
                 case = f"SMTP API floor ({where}), {conns} conn{'' if conns == '1' else 's'}"
                 rows.append((SECTION, case, "", peer, f"{ratio}x", "-"))
