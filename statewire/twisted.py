@@ -79,6 +79,7 @@ from typing import Any
 try:
     from twisted.internet import defer
     from twisted.internet.interfaces import ILoggingContext, IProtocolFactory
+    from twisted.internet.protocol import Protocol as TwistedBaseProtocol
     from twisted.python.failure import Failure
     from zope.interface import implementer  # type: ignore[import-untyped]
 except ImportError as missing:  # pragma: no cover - the test environment has Twisted
@@ -169,6 +170,8 @@ class AdaptedFactory:
         self._held: list[TwistedProtocol] = []
         #: a port started since the last ``afterServing``: one is owed at the shutdown
         self._after_owed = False
+        #: a connection was refused past ``held_limit`` during this startup (said once)
+        self._refused_held = False
 
     @property
     def noisy(self) -> bool:
@@ -255,6 +258,7 @@ class AdaptedFactory:
             self._failed(result)
         if self._startups:
             return
+        self._refused_held = False
         held, self._held = self._held, []
         closing = self._shutting_down or not self._ports  # (the port stopped meanwhile)
         for shim in held:
@@ -278,7 +282,10 @@ class AdaptedFactory:
     def _too_many_held(self) -> bool:
         if not self._startups or len(self._held) < self.held_limit:
             return False
-        log.warning(
+        level = logging.DEBUG if self._refused_held else logging.WARNING
+        self._refused_held = True  # (said once a startup: no flood of the same line)
+        log.log(
+            level,
             "%s: %d connections wait for the startup already; connection refused",
             type(self.factory).__name__,
             len(self._held),
@@ -300,15 +307,39 @@ class AdaptedFactory:
             return None
         if waited is None:
             return None
-        if self._reactor is not None:
-            waited.addTimeout(self.after_serving_timeout, self._reactor)
-        return waited.addErrback(
-            lambda failure: log.error(
-                "%s.afterServing failed: %s",
-                type(self.factory).__name__,
-                failure.getErrorMessage(),
+        name = type(self.factory).__name__
+        waited.addErrback(
+            lambda failure: (
+                None
+                if failure.check(defer.CancelledError, asyncio.CancelledError)
+                else log.error("%s.afterServing failed: %s", name, failure.getErrorMessage())
             )
         )
+        if self._reactor is None:
+            return waited
+        # bounded by a timer of its own, not by the cancel (a cancelled coroutine may
+        # take its time, or never end): past it, the hook is cancelled and given
+        # ABORT_GRACE seconds to end (its cleanup, the application's lifespan task's
+        # cancel), then the shutdown goes on
+        bounded: defer.Deferred[None] = defer.Deferred()
+        timeout = self.after_serving_timeout
+        timers: list[Any] = []
+
+        def finish() -> None:
+            for timer in timers:
+                if timer.active():
+                    timer.cancel()
+            if not bounded.called:
+                bounded.callback(None)
+
+        def expired() -> None:
+            log.error("%s.afterServing did not end within %s s; cancelled", name, timeout)
+            timers.append(self._reactor.callLater(ABORT_GRACE, finish))
+            waited.cancel()
+
+        timers.append(self._reactor.callLater(timeout, expired))
+        waited.addBoth(lambda _: finish())
+        return bounded
 
     def doStop(self) -> None:
         """A Twisted port stopped using it: ``doStop`` (``stopFactory`` for the last, and
@@ -412,7 +443,9 @@ class AdaptedFactory:
         if self._shutting_down:
             return None  # (Twisted's ports accept until the shutdown's end: refused)
         if self._too_many_held():
-            return None
+            # (a protocol that aborts, not None: Twisted's wrapping factories, TLS's
+            # among them, take a None for a protocol)
+            return _Refused()  # type: ignore[return-value]
         protocol = self.factory.buildProtocol(address_from_twisted(addr))
         if protocol is None:
             return None
@@ -456,6 +489,13 @@ class AdaptedClientFactory(AdaptedFactory):
     def clientConnectionLost(self, connector: Any, reason: Any) -> None:
         """An established connection ended; ``reason`` as statewire's ``Failure``."""
         self.factory.clientConnectionLost(connector, failure_from_twisted(reason))
+
+
+class _Refused(TwistedBaseProtocol):
+    """The protocol of a connection refused after its accept: it aborts at once."""
+
+    def makeConnection(self, transport: Any) -> None:
+        transport.abortConnection()
 
 
 def _pass_on(result: Any, done: defer.Deferred[None]) -> None:

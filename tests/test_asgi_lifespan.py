@@ -779,3 +779,38 @@ def test_a_task_of_an_earlier_shutdown_waits_for_a_later_one() -> None:
 
     asyncio.run(main())
     assert log == ["after", "joined"]
+
+
+def test_a_cancelled_wait_for_the_application_s_shutdown_cancels_its_lifespan_too() -> None:
+    ended: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # the shutdown: never answered
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            ended.append("cancelled")
+            raise
+
+    async def main() -> None:
+        factory = asgi(app)
+        started = factory.beforeServing()
+        assert started is not None
+        await started
+        shutdown = factory.afterServing()
+        assert shutdown is not None
+        waiting = asyncio.ensure_future(shutdown)
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # (a bound past: Twisted's adapter's after_serving_timeout)
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        for _ in range(5):
+            await asyncio.sleep(0)
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        assert pending == []
+
+    asyncio.run(main())
+    assert ended == ["cancelled"]

@@ -101,14 +101,19 @@ class Lifespan:
 
     async def shutdown(self) -> None:
         """Tell the application to shut down and wait for its answer (or its return);
-        nothing when it does not serve the scope."""
+        nothing when it does not serve the scope. A cancelled wait cancels the
+        application's lifespan task too (no task is left pending)."""
         task, self._task = self._task, None
         self.begun = self.ready = False  # (a factory started again starts it again)
         if task is None or task.done() or not self.supported:
             return
         assert self._inbox is not None and self._shut is not None
         self._inbox.put_nowait({"type": "lifespan.shutdown"})
-        await asyncio.wait([self._shut, task], return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait([self._shut, task], return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            task.cancel()  # (the wait given up, its bound past: the application's too)
+            raise
 
     def abandon(self) -> None:
         """Cancel a startup under way (the factory stopped before it was answered);
