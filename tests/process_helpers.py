@@ -85,6 +85,20 @@ def running(*command: str, env: dict[str, str] | None = None) -> Iterator[Server
             process.stdout.close()
 
 
+def statewire_command(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """``python -m statewire ARGS`` run to its end (at most 60 s), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "statewire", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=None if env is None else {**os.environ, **env},
+    )
+
+
 def recv_exactly(sock: socket.socket, count: int, timeout: float = 10) -> bytes:
     """Read ``count`` bytes from ``sock``, or fewer if the peer closes first."""
     sock.settimeout(timeout)

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from process_helpers import ROOT, running
+from process_helpers import ROOT, running, statewire_command
 from runtime_helpers import HOST, error_records, listen, scenario
 
 from statewire._reactor import Reactor
@@ -283,14 +283,7 @@ def _serve_to_its_end(
 ) -> subprocess.CompletedProcess[str]:
     """``statewire serve MODULE:factory`` on ``port`` of 127.0.0.1, run until it exits."""
     command = ["serve", f"{module}:factory", "--listen", f"tcp:{port}:interface={HOST}"]
-    return subprocess.run(
-        [sys.executable, "-m", "statewire", *command],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **env},
-    )
+    return statewire_command(*command, env=env)
 
 
 def test_statewire_serve_exits_when_the_startup_fails(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from process_helpers import statewire_command
 
 from statewire._reactor import Reactor
 from statewire.endpoints import clientFromString, serverFromString
@@ -18,13 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "statewire", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return statewire_command(*args, cwd=cwd)
 
 
 def _one_line(done: subprocess.CompletedProcess[str], prefix: str) -> str:
