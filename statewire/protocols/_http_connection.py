@@ -137,12 +137,11 @@ class HTTPConnection(MachineProtocol):
     client_done = False
     #: the deadline of a half-closed connection's answers (see :meth:`readConnectionLost`)
     _draining: Any = None
-    #: when the connection was made (its clock's seconds); whether it was asked to close
-    #: gracefully (the server is stopping: see :meth:`closeGracefully`), and whether the
-    #: next request is then its last
+    #: when the connection was made (its clock's seconds), and whether it was asked to
+    #: close gracefully (the server is stopping: see :meth:`closeGracefully`; any request
+    #: it starts after that is its last)
     opened_at = 0.0
     stopping = False
-    last_request = False
     _grace: Any = None
     #: the framer's ``peek_ahead`` and ``take_ahead``, once bound (see
     #: :meth:`read_fields_ahead`)
@@ -243,8 +242,8 @@ class HTTPConnection(MachineProtocol):
             factory.cancel_on_disconnect,
             addresses[2],
         )
-        if self.last_request:
-            keep_alive = False  # (the server is stopping)
+        if self.stopping:
+            keep_alive = False  # (the server is stopping: the last request)
             grace, self._grace = self._grace, None
             _cancel(grace)  # (the first request came)
         response = Response(self, version, method == b"HEAD", keep_alive, method == b"CONNECT")
@@ -631,26 +630,26 @@ class HTTPConnection(MachineProtocol):
         if self.closing or self.stopping:
             return
         self.stopping = True
-        if upgraded is not None and getattr(upgraded, "transport", None) is not None:
-            close_gracefully(upgraded, self.transport)  # (a WebSocket's close frame)
-        elif upgraded is not None:
-            pass  # (its 101 under way: the new protocol is asked once connected)
-        elif exchange is None:
-            if self._request_begun():
-                self.last_request = True
-            elif self.method:  # (a request was read before: kept alive, idle)
-                self.close()
+        if upgraded is not None:
+            if getattr(upgraded, "transport", None) is not None:
+                close_gracefully(upgraded, self.transport)  # (a WebSocket's close frame)
+            # (else its 101 under way: the new protocol is asked once connected)
+        elif exchange is not None:
+            if exchange.response.finished and (exchange.task is None or exchange.task.done()):
+                self.close()  # (what is left of its body is not read: the answer is whole)
             else:
-                left = self.opened_at + self.factory.first_request_grace - self.seconds()
-                if left <= 0:
-                    self.close()
-                else:
-                    self.last_request = True
-                    self._grace = self.callLater(left, self._first_request_late)
-        elif exchange.response.finished and (exchange.task is None or exchange.task.done()):
-            self.close()  # (what is left of its body is not read: the answer is whole)
+                exchange.response.keep_alive = False  # closed once it is complete
+        elif not self._request_begun():  # (a request begun is answered, as the last)
+            self._close_between_requests()
+
+    def _close_between_requests(self) -> None:
+        """Stopping, no request begun: a kept-alive connection closes now; a new one has
+        what is left of its first request's grace."""
+        left = self.opened_at + self.factory.first_request_grace - self.seconds()
+        if self.method or left <= 0:  # (a request was read before: kept alive, idle)
+            self.close()
         else:
-            exchange.response.keep_alive = False  # closed once it is complete
+            self._grace = self.callLater(left, self._first_request_late)
 
     def closesGracefully(self) -> bool:
         """Whether :meth:`closeGracefully` finishes what is under way (what a drain asks
