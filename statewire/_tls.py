@@ -36,10 +36,23 @@ class TLSSession:
     ``server_hostname`` is given).
     """
 
-    __slots__ = ("_early", "_early_size", "_incoming", "_outgoing", "_ssl", "closed", "eof")
+    __slots__ = (
+        "_early",
+        "_early_size",
+        "_incoming",
+        "_outgoing",
+        "_ssl",
+        "closed",
+        "eof",
+        "from_start",
+    )
 
     def __init__(
-        self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None = None
+        self,
+        context: ssl.SSLContext,
+        server_side: bool,
+        server_hostname: str | None = None,
+        from_start: bool = False,
     ) -> None:
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -56,6 +69,8 @@ class TLSSession:
         self.eof = False
         #: our close_notify was made (see :meth:`close`)
         self.closed = False
+        #: TLS from the connection's first byte (a ``listenSSL`` port), not a ``startTLS``
+        self.from_start = from_start
 
     @property
     def handshaking(self) -> bool:
@@ -101,9 +116,10 @@ class TLSSession:
         if not deliver or self.eof:
             return b""
         chunks: list[bytes] = []
+        incoming, tls = self._incoming, self._ssl
         while True:
             try:
-                chunk = self._ssl.read(_CHUNK)
+                chunk = tls.read(_CHUNK)
             except ssl.SSLWantReadError:
                 break
             except ssl.SSLZeroReturnError:
@@ -113,6 +129,8 @@ class TLSSession:
                 self.eof = True
                 break
             chunks.append(chunk)
+            if not incoming.pending and not tls.pending():
+                break  # all read: spare the read that would only raise SSLWantReadError
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def encrypt(self, data: bytes) -> bytes:
@@ -129,7 +147,10 @@ class TLSSession:
         return self._outgoing.read()
 
     def _write(self, data: bytes) -> None:
-        view = memoryview(data)
+        written = self._ssl.write(data)
+        if written == len(data):
+            return
+        view = memoryview(data)[written:]
         while view:  # a memory BIO takes all, but write() may still say it took less
             written = self._ssl.write(view)
             view = view[written:]

@@ -670,6 +670,7 @@ def test_starttls_refusals(run: Any, certificate: tuple[str, str]) -> None:
                 self.transport.startTLS(self.factory.context)
             except RuntimeError as error:
                 errors.append(error)
+            self.transport.write(b"refused\r\n")  # (held for after the handshake)
             self.transport.loseConnection()
 
     class Closing(Protocol):
@@ -690,7 +691,8 @@ def test_starttls_refusals(run: Any, certificate: tuple[str, str]) -> None:
         reader, writer = await asyncio.open_connection(
             HOST, tls_port.getHost().port, ssl=client_context(certificate)
         )
-        await asyncio.wait_for(reader.read(), PATIENCE)
+        refused = await asyncio.wait_for(reader.read(), PATIENCE)
+        assert refused == b"refused\r\n"
         writer.close()
         closing_port = await listen(reactor, server_factory(certificate, Closing))
         reader, writer = await asyncio.open_connection(HOST, closing_port)

@@ -476,9 +476,10 @@ class Connection(Deadlines):
 
     @property
     def TLS(self) -> bool:
-        """Whether the connection runs TLS, its handshake done (Twisted's transports have
-        a ``TLS`` attribute too)."""
-        return self._ssl_object() is not None
+        """Whether the connection runs TLS: from ``startTLS`` on, and from the start on a
+        ``listenSSL`` port, its handshake perhaps still under way (as Twisted's ``TLS``
+        attribute says; :meth:`getPeerCertificate` waits for the handshake)."""
+        return self._tls_in_use() is not None
 
     def getPeerCertificate(self, binary_form: bool = False) -> Any:
         """The peer's certificate once a TLS handshake completed, as

@@ -19,6 +19,10 @@ LOW_WATER = 64 * 1024
 #: default ``close_timeout``: seconds a closing connection may take to hand its unsent
 #: data to a peer before it is aborted
 CLOSE_TIMEOUT = 30.0
+#: seconds a TLS handshake on statewire's socket transport (``listenSSL``, ``startTLS``)
+#: may take before the connection is aborted: the bound asyncio puts on its own (its
+#: ``ssl_handshake_timeout``), for protocols that set no deadline of their own
+TLS_HANDSHAKE_TIMEOUT = 60.0
 
 
 class WriteLimits:

@@ -1,5 +1,5 @@
-"""Listening ports: accepting connections on statewire's socket transport (or, for TLS
-and ``native_transports``, on the loop's own server), and stopping.
+"""Listening ports: accepting connections on statewire's socket transport (or, with
+``native_transports``, on the loop's own server), and stopping.
 
 :class:`Counted` is what every owner of connections is: the reactor counts their
 connections (and closes them when it stops).
@@ -47,10 +47,11 @@ class Counted(Owner):
 class Port(Counted):
     """A listening port: ``getHost()``, ``stopListening()``.
 
-    A plain (not TLS) port accepts by itself, as many connections per wake-up as its
-    backlog, and serves each with a
-    :class:`~statewire.runtime.socket_transport.SocketTransport`; a TLS port (or any
-    port, with ``Reactor.native_transports``) uses the loop's own server and transports.
+    A port accepts by itself, as many connections per wake-up as its backlog, and serves
+    each with a :class:`~statewire.runtime.socket_transport.SocketTransport` (TLS from the
+    first byte on a ``listenSSL`` port: the protocol is connected before the handshake,
+    as Twisted connects it); with ``Reactor.native_transports`` it uses the loop's own
+    server and transports (asyncio's TLS: connected once the handshake completes).
     Out of file descriptors, it logs the error, stops accepting for
     :data:`ACCEPT_RETRY_DELAY` seconds (pending clients wait in the backlog) and retries.
     An ``adopted`` socket (``adoptStreamPort``) belongs to whoever made it: stopping the
@@ -127,7 +128,7 @@ class Port(Counted):
         if self._starting is not None and not await self._started(self._starting):
             return
         loop = self.reactor.loop
-        if self._ssl is None and not self.reactor.native_transports:
+        if not self.reactor.native_transports:  # (TLS too: statewire's TLS session)
             self._start_accepting()
             return
         if self._unix:
@@ -186,7 +187,7 @@ class Port(Counted):
                 self._exhausted(error)
                 return
             try:
-                SocketTransport.accepted(self, poller, connection, peer, self.factory)
+                SocketTransport.accepted(self, poller, connection, peer, self.factory, self._ssl)
             except OSError as error:  # reset before we could set it up: the next one
                 log.info("%s: dropped a connection: %s", self._where(), error)
                 connection.close()

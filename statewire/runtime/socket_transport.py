@@ -19,13 +19,13 @@ import contextlib
 import logging
 import socket
 import ssl
-from typing import Any
+from typing import Any, ClassVar
 
 from statewire._tls import TLSSession
-from statewire.error import ConnectionLost
+from statewire.error import ConnectionAborted, ConnectionLost
 from statewire.runtime.connection import Connection, Owner
 from statewire.runtime.kernel import reset_on_close
-from statewire.runtime.limits import HIGH_WATER, LOW_WATER
+from statewire.runtime.limits import HIGH_WATER, LOW_WATER, TLS_HANDSHAKE_TIMEOUT
 from statewire.runtime.naming import peer_of
 from statewire.runtime.pollers import READ, WRITE, Poller, Watched
 
@@ -49,6 +49,7 @@ class SocketTransport(Connection, Watched):
     """
 
     __slots__ = (
+        "_handshake_timer",
         "_host",
         "_peer",
         "_pending",
@@ -59,6 +60,11 @@ class SocketTransport(Connection, Watched):
         "_tls",
     )
 
+    #: seconds a TLS handshake may take before the connection is aborted (default
+    #: :data:`~statewire.runtime.limits.TLS_HANDSHAKE_TIMEOUT`, 60 s); the protocol's own
+    #: deadlines run during the handshake too (it is connected before it)
+    tls_handshake_timeout: ClassVar[float] = TLS_HANDSHAKE_TIMEOUT
+
     def __init__(self, owner: Owner, poller: Poller, sock: socket.socket, peer: Any) -> None:
         super().__init__(owner)
         self._poller = poller
@@ -67,19 +73,33 @@ class SocketTransport(Connection, Watched):
         self._host: Any = None  # the local address, noted when the socket closes
         self._pending: bytearray | None = None  # unsent bytes, while the socket is full
         self._reading = False  # whether the socket is watched for reads
-        self._tls: TLSSession | None = None  # after startTLS
+        self._tls: TLSSession | None = None  # after startTLS (or from the start: listenSSL)
+        self._handshake_timer: asyncio.TimerHandle | None = None  # while TLS handshakes
         self._read_size = READ_SIZE  # (BIG_READ_SIZE while reads come full)
 
     @classmethod
     def accepted(
-        cls, owner: Owner, poller: Poller, sock: socket.socket, peer: Any, factory: Any
+        cls,
+        owner: Owner,
+        poller: Poller,
+        sock: socket.socket,
+        peer: Any,
+        factory: Any,
+        tls: ssl.SSLContext | None = None,
     ) -> SocketTransport | None:
         """Serve an accepted connection (or a client's, connected): build its protocol,
-        connect it, start reading; the transport, or ``None`` when the factory refused."""
+        connect it, start reading; the transport, or ``None`` when the factory refused.
+
+        With ``tls`` (a ``listenSSL`` port) the connection is TLS from its first byte, the
+        server side: the protocol is connected at once, as Twisted connects it, before
+        the handshake; what it writes is held until the handshake completes (startTLS's
+        rules, docs/tls.md)."""
         sock.setblocking(False)
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = cls(owner, poller, sock, peer)
+        if tls is not None:
+            transport._begin_tls(TLSSession(tls, True, None, from_start=True))
         try:
             protocol = factory.buildProtocol(transport.getPeer())
         except Exception:
@@ -235,7 +255,10 @@ class SocketTransport(Connection, Watched):
     # -- TLS -----------------------------------------------------------------------------
 
     def _tls_in_use(self) -> str | None:
-        return None if self._tls is None else "already called it"
+        tls = self._tls
+        if tls is None:
+            return None
+        return "is TLS already" if tls.from_start else "already called it"
 
     def _start_tls(
         self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None
@@ -244,9 +267,34 @@ class SocketTransport(Connection, Watched):
         self._flush()  # what was written before the call goes first, in plaintext
         if self._closed:
             return
-        self._tls = session
+        self._begin_tls(session)
         self._update_reading()  # on, for the handshake, even if the protocol paused it
         self._tls_pump()  # a client says hello
+
+    def _begin_tls(self, session: TLSSession) -> None:
+        """Put ``session`` between the socket and the protocol; its handshake has
+        :attr:`tls_handshake_timeout` seconds to complete."""
+        self._tls = session
+        self._handshake_timer = self._loop.call_later(
+            self.tls_handshake_timeout, self._handshake_expired
+        )
+
+    def _handshake_expired(self) -> None:
+        """The handshake did not complete in time: abort (a peer that never sends its
+        hello holds no socket for long, whatever the protocol's own deadlines)."""
+        self._handshake_timer = None
+        tls = self._tls
+        if self._closed or tls is None or not tls.handshaking:
+            return
+        log.info(
+            "the TLS handshake with %s took longer than %s s; aborting the connection",
+            peer_of(self),
+            self.tls_handshake_timeout,
+        )
+        try:
+            self._abort(ConnectionAborted("TLS handshake timeout"), reset=True)
+        except Exception as exc:
+            self._fail(exc)
 
     def _ssl_object(self) -> ssl.SSLObject | None:
         return None if self._tls is None else self._tls.ssl_object
@@ -268,15 +316,34 @@ class SocketTransport(Connection, Watched):
             if self._closed:
                 return
         if handshaking and not tls.handshaking:
+            if self._handshake_timer is not None:
+                self._handshake_timer.cancel()
+                self._handshake_timer = None
             self._update_reading()  # the protocol's pauses rule reading again
             if self._write_paused and self._drained():
                 self._loop.call_soon(self._resume_if_drained)
         if data:
-            self._call(self.protocol.dataReceived, data)
+            # _call, without its flush: what the protocol wrote goes at the batch's end
+            # (below), as after a plain read
+            outer = self._in_callback
+            self._in_callback = True
+            try:
+                self.protocol.dataReceived(data)
+            except Exception:
+                self._user_error(self.protocol.dataReceived)
+            finally:
+                self._in_callback = outer
+            if self._closed:
+                return
         if tls.eof and not self.disconnecting:
             self._end_of_stream()
         elif not self._in_callback and (self._out or self.disconnecting):
-            self._flush()
+            if self._flush_scheduled:
+                return  # (already waiting for the batch's end)
+            if self._poller.defer_flush(self):
+                self._flush_scheduled = True  # (sent at the batch's end, as in _read_ready)
+            else:
+                self._flush()
 
     def _tls_resume(self) -> None:
         """Reading resumed: deliver what TLS kept while it was off."""
@@ -355,6 +422,9 @@ class SocketTransport(Connection, Watched):
             return
         self._closed = True
         self._cancel_timers()
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
         if self._reading or self._pending is not None:
             self._reading = False
             self._pending = None

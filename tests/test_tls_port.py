@@ -1,0 +1,258 @@
+"""A ``listenSSL`` port on statewire's socket transport: TLS from the first byte.
+
+The protocol is connected before the handshake, as Twisted connects it: its writes wait
+for the handshake, its deadlines run during it, and the reactor knows the connection from
+its accept (a shutdown closes one still in its handshake). A handshake that does not
+complete in ``SocketTransport.tls_handshake_timeout`` seconds is aborted. Each test runs on
+statewire's transport with its epoll poller, with the loop's readers, and on uvloop when
+installed (``native_transports`` keeps asyncio's TLS, connected after the handshake: the
+TLS tests of ``test_starttls.py`` and ``test_reliability.py`` run it). Real sockets on
+127.0.0.1, a certificate made for the run; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from runtime_helpers import HOST, error_records, scenario, self_signed_certificate
+
+from statewire._reactor import Reactor, ssl_context
+from statewire._transport import LoopPoller, Poller, SocketTransport
+from statewire.error import ConnectionAborted, Failure, connectionDone
+from statewire.protocol import Factory, Protocol
+
+T = TypeVar("T")
+
+MODES = ["epoll", "loop-readers"]
+if importlib.util.find_spec("uvloop") is not None:
+    MODES.append("uvloop-epoll")
+
+#: seconds any client wait may take
+PATIENCE = 10.0
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key, made for this module."""
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(autouse=True)
+def nothing_logged_at_error() -> Iterator[None]:
+    """A silent or slow TLS peer is the peer's fault: logged at INFO, never at ERROR."""
+    with error_records() as records:
+        yield
+    assert not [record.getMessage() for record in records]
+
+
+@pytest.fixture(params=MODES)
+def run(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[Callable[[Reactor], Awaitable[T]]], T]]:
+    """Run a scenario on a fresh reactor, its ports served the way the parameter says."""
+    mode: str = request.param
+    if mode == "loop-readers":
+        monkeypatch.setattr(Poller, "make", staticmethod(LoopPoller))
+
+    def in_mode(body: Callable[[Reactor], Awaitable[T]]) -> T:
+        return scenario(body, 60, uvloop=mode.startswith("uvloop"))
+
+    yield in_mode
+
+
+class Greeter(Protocol):
+    """Says hello in ``connectionMade``, echoes lines; notes what it saw there and how
+    its connection ended, in its factory."""
+
+    def connectionMade(self) -> None:
+        factory: Any = self.factory
+        factory.made.append(
+            (type(self.transport), self.transport.TLS, self.transport.getPeerCertificate())
+        )
+        self.transport.write(b"hello\r\n")  # (before the handshake: held for after it)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        factory: Any = self.factory
+        factory.lost.append(reason)
+
+
+def greeter() -> Any:
+    factory: Any = Factory.forProtocol(Greeter)
+    factory.noisy = False
+    factory.made = []
+    factory.lost = []
+    return factory
+
+
+async def serve_tls(reactor: Reactor, factory: Any, certificate: tuple[str, str]) -> int:
+    port = reactor.listenSSL(0, factory, ssl_context(*certificate), interface=HOST)
+    await port.ready
+    return port.getHost().port  # type: ignore[union-attr]
+
+
+def client_context(certificate: tuple[str, str]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=certificate[0])
+
+
+async def silent_client(port: int) -> socket.socket:
+    """A TCP connection to ``port`` that never says hello (connected, not blocking)."""
+    sock = socket.socket()
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
+    return sock
+
+
+async def closed_by_server(sock: socket.socket) -> bytes:
+    """What ``sock`` reads until the server closes it (b"" on a reset)."""
+    loop = asyncio.get_running_loop()
+    got = b""
+    try:
+        while chunk := await asyncio.wait_for(loop.sock_recv(sock, 4096), PATIENCE):
+            got += chunk
+    except ConnectionResetError:
+        pass
+    finally:
+        sock.close()
+    return got
+
+
+async def lost(factory: Any, count: int = 1) -> list[Failure]:
+    """The factory's protocols' ``connectionLost`` reasons, once ``count`` came."""
+    for _ in range(int(PATIENCE / 0.01)):
+        if len(factory.lost) >= count:
+            break
+        await asyncio.sleep(0.01)
+    return list(factory.lost)
+
+
+def test_the_protocol_is_connected_before_the_handshake_and_its_greeting_waits_for_it(
+    run: Any, certificate: tuple[str, str]
+) -> None:
+    """connectionMade runs at the accept: ``TLS`` already says yes, there is no peer
+    certificate yet, and the greeting it writes reaches the client encrypted, first."""
+    factory = greeter()
+
+    async def body(reactor: Reactor) -> bytes:
+        port = await serve_tls(reactor, factory, certificate)
+        reader, writer = await asyncio.open_connection(HOST, port, ssl=client_context(certificate))
+        writer.write(b"ping\r\n")
+        got = await asyncio.wait_for(reader.readexactly(13), PATIENCE)
+        writer.close()
+        return got
+
+    assert run(body) == b"hello\r\nping\r\n"
+    assert factory.made == [(SocketTransport, True, None)]
+
+
+def test_a_peer_that_never_says_hello_is_aborted_at_the_handshake_deadline(
+    run: Any, certificate: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TCP client that connects and sends nothing, and one that stops halfway through
+    its hello, are each aborted once ``tls_handshake_timeout`` passes: the protocol is
+    told ``ConnectionAborted``, and nothing of its greeting ever left in plaintext."""
+    monkeypatch.setattr(SocketTransport, "tls_handshake_timeout", 0.3)
+    factory = greeter()
+
+    async def body(reactor: Reactor) -> tuple[bytes, bytes, list[Failure]]:
+        port = await serve_tls(reactor, factory, certificate)
+        silent = await silent_client(port)
+        halfway = await silent_client(port)
+        await asyncio.get_running_loop().sock_sendall(halfway, b"\x16\x03\x01\x02\x00\x01")
+        read = await asyncio.gather(closed_by_server(silent), closed_by_server(halfway))
+        return read[0], read[1], await lost(factory, 2)
+
+    silent, halfway, reasons = run(body)
+    assert silent == halfway == b""
+    assert [type(reason.value) for reason in reasons] == [ConnectionAborted] * 2
+
+
+def test_the_handshake_deadline_ends_with_the_handshake(
+    run: Any, certificate: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection whose handshake completed outlives the handshake deadline."""
+    monkeypatch.setattr(SocketTransport, "tls_handshake_timeout", 0.2)
+    factory = greeter()
+
+    async def body(reactor: Reactor) -> tuple[bytes, list[Failure]]:
+        port = await serve_tls(reactor, factory, certificate)
+        reader, writer = await asyncio.open_connection(HOST, port, ssl=client_context(certificate))
+        hello = await asyncio.wait_for(reader.readexactly(7), PATIENCE)
+        await asyncio.sleep(0.5)
+        writer.write(b"still here\r\n")
+        echoed = await asyncio.wait_for(reader.readexactly(12), PATIENCE)
+        writer.close()
+        return hello + echoed, list(factory.lost)
+
+    assert run(body) == (b"hello\r\nstill here\r\n", [])
+
+
+@pytest.mark.parametrize("greets", [False, True], ids=["silent-server", "greeting-server"])
+def test_a_shutdown_closes_a_connection_still_in_its_handshake(
+    run: Any, certificate: tuple[str, str], caplog: pytest.LogCaptureFixture, greets: bool
+) -> None:
+    """The reactor knows a TLS connection from its accept: a shutdown closes one whose
+    client never said hello. At once when nothing was written for it; a greeting written
+    waits for the handshake as any unsent data waits, until the shutdown's abort."""
+
+    class Quiet(Greeter):
+        def connectionMade(self) -> None:
+            pass
+
+    factory = greeter()
+    if not greets:
+        factory.protocol = Quiet
+    read: list[bytes] = []
+
+    async def body(reactor: Reactor) -> None:
+        reactor.shutdown_timeout = 0.3
+        port = await serve_tls(reactor, factory, certificate)
+        silent = await silent_client(port)
+        await asyncio.sleep(0.1)
+        assert len(reactor.connections) == 1
+        closed = asyncio.ensure_future(closed_by_server(silent))
+        await reactor.shutdown()
+        read.append(await closed)
+
+    with caplog.at_level(logging.INFO, logger="statewire"):
+        run(body)
+    assert read == [b""]
+    assert len(factory.lost) == 1
+    aborted = [r for r in caplog.records if "still open after 0.3 s" in r.getMessage()]
+    assert len(aborted) == greets
+
+
+def test_a_close_during_the_handshake_with_nothing_written_closes_at_once(
+    run: Any, certificate: tuple[str, str]
+) -> None:
+    """``loseConnection`` in ``connectionMade`` with nothing written: the connection
+    closes without waiting for a handshake (as Twisted's TLS aborts it): the client's
+    handshake fails, and the protocol hears of a clean close."""
+
+    class Refuser(Greeter):
+        def connectionMade(self) -> None:
+            self.transport.loseConnection()
+
+    factory = greeter()
+    factory.protocol = Refuser
+
+    async def body(reactor: Reactor) -> list[Failure]:
+        port = await serve_tls(reactor, factory, certificate)
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            await asyncio.wait_for(
+                asyncio.open_connection(HOST, port, ssl=client_context(certificate)),
+                PATIENCE,
+            )
+        return await lost(factory)
+
+    reasons = run(body)
+    assert len(reasons) == 1 and not isinstance(reasons[0].value, ConnectionAborted)
