@@ -71,7 +71,7 @@ import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_resp import HOST, cpu_seconds, free_port, served
@@ -99,7 +99,8 @@ class H11Server(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         import h11
 
-        assert isinstance(transport, asyncio.Transport)
+        # (uvloop's TLS transport is no asyncio.Transport subclass)
+        transport = cast(asyncio.Transport, transport)
         self.h11 = h11
         self.transport = transport
         self.connection = h11.Connection(h11.SERVER)
@@ -150,7 +151,8 @@ class HttptoolsServer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         import httptools
 
-        assert isinstance(transport, asyncio.Transport)
+        # (uvloop's TLS transport is no asyncio.Transport subclass)
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.parser = httptools.HttpRequestParser(self)
         self.error = httptools.HttpParserError
@@ -186,7 +188,8 @@ class AsyncioServer(asyncio.Protocol):
     hello = canned(TEXT, GREETING)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # (uvloop's TLS transport is no asyncio.Transport subclass)
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.buffer = bytearray()
 
@@ -226,7 +229,8 @@ def serve_asyncio_protocol(kind: type[asyncio.Protocol], port: int) -> None:
     asyncio.run(main())
 
 
-def serve_twisted(port: int) -> None:
+def serve_twisted(port: int, tls: Any = None) -> None:
+    """twisted.web on ``port``; over TLS with ``tls`` (a Twisted context factory)."""
     from twisted.internet import reactor
     from twisted.web.resource import Resource
     from twisted.web.server import Site
@@ -246,7 +250,10 @@ def serve_twisted(port: int) -> None:
     site = Site(Root())
     site.noisy = False
     site.log = lambda request: None  # type: ignore[method-assign]
-    reactor.listenTCP(port, site, interface=HOST)  # type: ignore[attr-defined]
+    if tls is None:
+        reactor.listenTCP(port, site, interface=HOST)  # type: ignore[attr-defined]
+    else:
+        reactor.listenSSL(port, site, tls, interface=HOST)  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
 
 
