@@ -15,8 +15,9 @@ the run, and answers ``bench_http.py``'s routes (``GET /``, ``POST /echo``):
 
 Two loads, ``wrk -t1 -c50`` over kept-alive TLS connections (the handshakes happen once,
 before the load's first second is over): ``GET /`` one request in flight per connection,
-and a ``POST /echo`` of 1 KiB. Rounds alternate the servers; the medians are printed with
-statewire's ratio to each peer (above 1, statewire is faster). No targets: issue 17 sets
+and a ``POST /echo`` of 1 KiB. Rounds alternate the servers; the medians are printed, then
+statewire's ratio to each peer on the same loop (``tls: LOAD: statewire / PEER: R x``,
+the lines ``run.py`` reads; above 1, statewire is faster). No targets: issue 17 sets
 its targets for plain HTTP; this says what TLS changes.
 
     python bench/bench_tls.py [--seconds 3] [--rounds 3] [--uvloop]
@@ -162,7 +163,8 @@ def main() -> None:
         for ours in [n for n in names if n in ("statewire", "statewire uvloop")]:
             same_loop = [n for n in names if n.endswith("uvloop") == ours.endswith("uvloop")]
             for peer in [n for n in same_loop if n != ours]:
-                print(f"  {ours} / {peer}: {median[ours] / median[peer]:.2f}x")
+                ratio = median[ours] / median[peer]
+                print(f"tls: {load.name}: {ours} / {peer}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

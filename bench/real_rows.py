@@ -1,5 +1,5 @@
 """The rows ``run.py`` takes from the benchmarks of the real protocols (memcached, Redis,
-HTTP, SMTP, the PROXY header): each reads the summary lines its benchmark prints, and a
+HTTP, HTTPS, SMTP, the PROXY header): each reads the summary lines its benchmark prints, and a
 benchmark whose lines changed adds no row rather than a wrong one. HTTP and SMTP run in
 their one-round ``--quick`` form there (a round is wrk's or the client's few seconds a
 server and load): their own scripts, run alone, give the figures over more rounds."""
@@ -108,6 +108,21 @@ def smtp(output: str) -> list[Row]:
             for conns, ratio in ((one, first), (many, second)):
                 case = f"SMTP API floor ({where}), {conns} conn{'' if conns == '1' else 's'}"
                 rows.append((SECTION, case, "", peer, f"{ratio}x", "-"))
+    return rows
+
+
+#: ``tls: GET keep-alive: statewire uvloop / httptools uvloop: 0.48x``
+TLS = re.compile(r"^tls: (.+?): statewire( uvloop)? / (.+): ([\d.]+)x$")
+
+
+def tls(output: str) -> list[Row]:
+    """HTTPS: wrk's requests per second, statewire's over the peer's on the same loop."""
+    rows: list[Row] = []
+    for text in output.splitlines():
+        if match := TLS.match(text):
+            load, uvloop, peer, ratio = match.groups()
+            case = f"HTTPS ({'uvloop' if uvloop else 'asyncio'}), {load}"
+            rows.append((SECTION, case, "", peer.removesuffix(" uvloop"), f"{ratio}x", "-"))
     return rows
 
 

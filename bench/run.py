@@ -2,9 +2,9 @@
 
 Runs ``bench_framing.py``, ``bench_protocols.py``, ``bench_switching.py``,
 ``bench_scaling.py``, ``bench_echo.py`` (line echo, request/response, accept rate, body
-memory), the real protocols' (``bench_memcache.py``, ``bench_resp.py``, ``bench_http.py``
-and ``bench_smtp.py`` in their one-round ``--quick`` form, ``bench_proxy.py``: their rows
-are read by ``real_rows.py``) and ``bench_diagram.py``, each in its own process, prints their
+memory), the real protocols' (``bench_memcache.py``, ``bench_resp.py``, ``bench_http.py``,
+``bench_tls.py`` and ``bench_smtp.py`` in their one-round forms, ``bench_proxy.py``: their
+rows are read by ``real_rows.py``) and ``bench_diagram.py``, each in its own process, prints their
 output, then the combined table; writes ``bench/RESULTS.md`` (machine, versions, date,
 command, table, full output) and ``bench/results.png`` (the end-to-end figures: statewire
 on asyncio and uvloop against Twisted and the asyncio limit).
@@ -328,6 +328,9 @@ def main() -> None:
     http = run("bench_http.py", "--quick")  # (one round of 1 s a load: wrk's)
     outputs.append(("bench_http.py", http))
     rows += real_rows.http(http)
+    tls = run("bench_tls.py", "--seconds", "1", "--rounds", "1", "--uvloop")
+    outputs.append(("bench_tls.py", tls))
+    rows += real_rows.tls(tls)
     smtp = run("bench_smtp.py", "--quick", "--big-mib", "0")
     outputs.append(("bench_smtp.py", smtp))
     rows += real_rows.smtp(smtp)
