@@ -151,3 +151,16 @@ def test_run_keeps_statewire_rows_on_uvloop() -> None:
         "SMTP messages, 1 conn (uvloop)",
         "SMTP messages, 50 conns (uvloop)",
     ]
+
+
+def test_run_takes_the_https_ratios_as_rows() -> None:
+    """bench_tls.py's ratio lines become rows, the loop named and the peer without it."""
+    output = (
+        "  statewire                        48,090 requests/s\n"
+        "tls: GET keep-alive: statewire / httptools: 0.69x\n"
+        "tls: POST 1 KiB: statewire uvloop / statewire, loop TLS uvloop: 1.76x\n"
+    )
+    assert [(row[1], row[3], row[4]) for row in real_rows.tls(output)] == [
+        ("HTTPS (asyncio), GET keep-alive", "httptools", "0.69x"),
+        ("HTTPS (uvloop), POST 1 KiB", "statewire, loop TLS", "1.76x"),
+    ]
