@@ -67,6 +67,16 @@ log = logging.getLogger("statewire")
 ABORT_GRACE = 1.0
 
 
+def _check_server_context(context: Any) -> None:
+    """Refuse what cannot be a TLS port's context (every connection would fail)."""
+    if not isinstance(context, ssl.SSLContext):
+        raise TypeError(f"listenSSL() takes an ssl.SSLContext, not {type(context).__name__}")
+    try:
+        context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+    except (ssl.SSLError, ValueError) as error:
+        raise ValueError(f"listenSSL(): this context cannot serve TLS: {error}") from None
+
+
 def ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
     """A server-side TLS context from a certificate file and its private key."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -197,7 +207,13 @@ class Reactor:
         backlog: int = 50,
         interface: str = "",
     ) -> Port:
-        """Listen on TCP ``port`` with TLS, using a stdlib ``ssl.SSLContext``."""
+        """Listen on TCP ``port`` with TLS, using a stdlib ``ssl.SSLContext``.
+
+        Each connection is TLS from its first byte, its protocol connected before the
+        handshake (docs/tls.md). ``TypeError`` when ``contextFactory`` is not an
+        ``SSLContext``, ``ValueError`` when it cannot serve (a client context): said
+        here, not on each connection."""
+        _check_server_context(contextFactory)
         sock = bound_tcp(port, interface, backlog)
         return Port(self, sock, factory, ssl_context=contextFactory, backlog=backlog)
 

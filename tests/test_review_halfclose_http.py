@@ -251,10 +251,11 @@ class TLSClient:
 def test_a_tls_end_of_stream_ends_the_connection_even_with_half_close(
     certificate: tuple[str, str], end: str
 ) -> None:
-    """Over listenSSL (asyncio's TLS transport): two pipelined GETs, then the client ends
-    its stream (close_notify, or a bare FIN) and reads. Over TLS an end of stream ends
-    the session (statewire does no TLS half-close: asyncio's SSLProtocol cannot keep the
-    connection, a returned True "has no effect when using ssl"): the connection closes,
+    """Over listenSSL: two pipelined GETs, then the client ends its stream
+    (close_notify, or a bare FIN) and reads. Over TLS an end of stream ends the session
+    (statewire does no TLS half-close, on its socket transport as on asyncio's, whose
+    SSLProtocol cannot keep the connection: a returned True "has no effect when using
+    ssl"): the connection closes,
     the waiting handlers are cancelled, nothing is answered (decision; docs/http.md)."""
 
     async def main(reactor: Reactor) -> bytes:

@@ -25,8 +25,9 @@ from runtime_helpers import HOST, error_records, scenario, self_signed_certifica
 
 from statewire._reactor import Reactor, ssl_context
 from statewire._transport import LoopPoller, Poller, SocketTransport
-from statewire.error import ConnectionAborted, Failure, connectionDone
+from statewire.error import ConnectionAborted, ConnectionDone, Failure, connectionDone
 from statewire.protocol import Factory, Protocol
+from statewire.runtime import socket_transport
 
 T = TypeVar("T")
 
@@ -198,11 +199,17 @@ def test_the_handshake_deadline_ends_with_the_handshake(
 
 @pytest.mark.parametrize("greets", [False, True], ids=["silent-server", "greeting-server"])
 def test_a_shutdown_closes_a_connection_still_in_its_handshake(
-    run: Any, certificate: tuple[str, str], caplog: pytest.LogCaptureFixture, greets: bool
+    run: Any,
+    certificate: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    greets: bool,
 ) -> None:
     """The reactor knows a TLS connection from its accept: a shutdown closes one whose
     client never said hello. At once when nothing was written for it; a greeting written
-    waits for the handshake as any unsent data waits, until the shutdown's abort."""
+    waits for the handshake, which has ``CLOSING_HANDSHAKE_TIMEOUT`` more (here 0.3 s),
+    then is aborted: the shutdown never waits for its own abort (5 s)."""
+    monkeypatch.setattr(socket_transport, "CLOSING_HANDSHAKE_TIMEOUT", 0.3)
 
     class Quiet(Greeter):
         def connectionMade(self) -> None:
@@ -214,7 +221,6 @@ def test_a_shutdown_closes_a_connection_still_in_its_handshake(
     read: list[bytes] = []
 
     async def body(reactor: Reactor) -> None:
-        reactor.shutdown_timeout = 0.3
         port = await serve_tls(reactor, factory, certificate)
         silent = await silent_client(port)
         await asyncio.sleep(0.1)
@@ -226,9 +232,62 @@ def test_a_shutdown_closes_a_connection_still_in_its_handshake(
     with caplog.at_level(logging.INFO, logger="statewire"):
         run(body)
     assert read == [b""]
-    assert len(factory.lost) == 1
-    aborted = [r for r in caplog.records if "still open after 0.3 s" in r.getMessage()]
-    assert len(aborted) == greets
+    assert [type(reason.value) for reason in factory.lost] == (
+        [ConnectionAborted] if greets else [ConnectionDone]
+    )
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "still open after" in m]
+    assert len([m for m in messages if "did not complete in time" in m]) == greets
+
+
+def test_a_refused_connection_arms_no_handshake_deadline(
+    run: Any,
+    certificate: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection the factory refuses (``buildProtocol`` returns None) is closed at
+    once and leaves no handshake timer behind (it would hold the transport, and log a
+    timeout for a connection long gone)."""
+    monkeypatch.setattr(SocketTransport, "tls_handshake_timeout", 0.2)
+
+    class Refusing(Factory):
+        noisy = False
+
+        def buildProtocol(self, addr: Any) -> None:
+            return None
+
+    async def body(reactor: Reactor) -> bytes:
+        port = await serve_tls(reactor, Refusing(), certificate)
+        got = await closed_by_server(await silent_client(port))
+        await asyncio.sleep(0.5)
+        return got
+
+    with caplog.at_level(logging.INFO, logger="statewire"):
+        assert run(body) == b""
+    assert not [r for r in caplog.records if "TLS handshake" in r.getMessage()]
+
+
+def test_a_context_that_cannot_serve_is_refused_by_listen_ssl() -> None:
+    """A client context, or no context at all: an error from ``listenSSL`` itself, the
+    port never bound (before: every connection failed, said only at INFO)."""
+
+    async def body(reactor: Reactor) -> list[str]:
+        errors = []
+        cases: list[tuple[Any, type[Exception]]] = [
+            (ssl.create_default_context(), ValueError),
+            ("ctx", TypeError),
+        ]
+        for context, error in cases:
+            with pytest.raises(error) as raised:
+                reactor.listenSSL(0, greeter(), context, interface=HOST)
+            errors.append(str(raised.value))
+        assert not reactor.ports
+        return errors
+
+    client, text = scenario(body, 10)
+    assert "cannot serve TLS" in client and "PROTOCOL_TLS_CLIENT" in client
+    assert "takes an ssl.SSLContext, not str" in text
 
 
 def test_a_close_during_the_handshake_with_nothing_written_closes_at_once(

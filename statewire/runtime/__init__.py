@@ -16,11 +16,11 @@ The map, from the bottom up (each module imports only the ones above it in this 
 * :mod:`~statewire.runtime.pollers` -- ``Poller``: one epoll set per loop, or the loop's
   own readers; ``Watched``, what a poller calls back.
 * :mod:`~statewire.runtime.socket_transport` -- ``SocketTransport``, statewire's own
-  transport for the plain TCP and UNIX connections its ports accept, and its STARTTLS
-  (a sans-IO :class:`~statewire._tls.TLSSession`).
+  transport for the TCP, UNIX and TLS connections its ports accept and the TCP and UNIX
+  ones it connects, and its TLS (a sans-IO :class:`~statewire._tls.TLSSession`).
 * :mod:`~statewire.runtime.asyncio_transport` -- ``Transport`` over an asyncio transport
-  and its ``Bridge`` (TLS ports, clients, native transports), and its STARTTLS (the
-  loop's ``start_tls``).
+  and its ``Bridge`` (``connectSSL``, native transports), and its STARTTLS (the loop's
+  ``start_tls``).
 
 Beside them, for the reactor:
 

@@ -2,9 +2,9 @@
 
 :class:`Transport` gives a protocol the same API as
 :class:`~statewire.runtime.socket_transport.SocketTransport` over an asyncio transport,
-which a :class:`Bridge` (an ``asyncio.Protocol``) wraps as the loop connects it: for TLS
-ports (``listenSSL``), client connections, and loops that do not support ``add_reader``
-or have faster native transports of their own (uvloop; ``Reactor.native_transports``).
+which a :class:`Bridge` (an ``asyncio.Protocol``) wraps as the loop connects it: for
+``connectSSL``, and for every connection with ``Reactor.native_transports`` (a loop
+whose own transports are wanted, or one that does not support ``add_reader``).
 
 ``startTLS`` (STARTTLS) hands the asyncio transport to the loop's ``start_tls``
 (asyncio's or uvloop's) and goes on with the TLS transport that comes out of the
@@ -29,7 +29,7 @@ log = logging.getLogger("statewire")
 
 
 class Transport(Connection):
-    """A connection through an asyncio transport (TLS, clients, native transports).
+    """A connection through an asyncio transport (``connectSSL``, native transports).
 
     A loop may deliver a read after the protocol paused reading (uvloop starts reading
     only after ``connection_made`` returns, so a pause made there comes too late for

@@ -23,6 +23,11 @@ CLOSE_TIMEOUT = 30.0
 #: may take before the connection is aborted: the bound asyncio puts on its own (its
 #: ``ssl_handshake_timeout``), for protocols that set no deadline of their own
 TLS_HANDSHAKE_TIMEOUT = 60.0
+#: seconds a TLS handshake may still take once its connection is closing with data held
+#: for after it (a refusal written in ``connectionMade``, a shutdown): a peer that is
+#: about to say hello is answered, a silent one holds no shutdown for long (as long as
+#: an HTTP server gives a new connection to begin its request, ``first_request_grace``)
+CLOSING_HANDSHAKE_TIMEOUT = 2.0
 
 
 class WriteLimits:

@@ -1,4 +1,5 @@
-"""statewire's own transport for plain TCP and UNIX connections accepted by its ports.
+"""statewire's own transport for the TCP and UNIX connections its ports accept and its
+``connectTCP``/``connectUNIX`` make (TLS from the first byte on ``listenSSL`` ports).
 
 A :class:`SocketTransport` owns its socket. All such sockets of a loop share one
 :class:`~statewire.runtime.pollers.Poller`: one small object per connection, no asyncio
@@ -25,7 +26,12 @@ from statewire._tls import TLSSession
 from statewire.error import ConnectionAborted, ConnectionLost
 from statewire.runtime.connection import Connection, Owner
 from statewire.runtime.kernel import reset_on_close
-from statewire.runtime.limits import HIGH_WATER, LOW_WATER, TLS_HANDSHAKE_TIMEOUT
+from statewire.runtime.limits import (
+    CLOSING_HANDSHAKE_TIMEOUT,
+    HIGH_WATER,
+    LOW_WATER,
+    TLS_HANDSHAKE_TIMEOUT,
+)
 from statewire.runtime.naming import peer_of
 from statewire.runtime.pollers import READ, WRITE, Poller, Watched
 
@@ -98,8 +104,6 @@ class SocketTransport(Connection, Watched):
         if sock.family != socket.AF_UNIX:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = cls(owner, poller, sock, peer)
-        if tls is not None:
-            transport._begin_tls(TLSSession(tls, True, None, from_start=True))
         try:
             protocol = factory.buildProtocol(transport.getPeer())
         except Exception:
@@ -109,6 +113,8 @@ class SocketTransport(Connection, Watched):
             sock.close()
             return None
         transport.protocol = protocol
+        if tls is not None:  # (after a refusal: a refused connection arms no deadline)
+            transport._begin_tls(TLSSession(tls, True, None, from_start=True))
         owner.track(transport)
         transport._call(protocol.makeConnection, transport)
         try:
@@ -279,6 +285,17 @@ class SocketTransport(Connection, Watched):
             self.tls_handshake_timeout, self._handshake_expired
         )
 
+    def _hurry_handshake(self) -> None:
+        """Closing during the handshake: it has :data:`CLOSING_HANDSHAKE_TIMEOUT` seconds
+        more at most."""
+        timer = self._handshake_timer
+        if timer is None or timer.when() - self._loop.time() <= CLOSING_HANDSHAKE_TIMEOUT:
+            return
+        timer.cancel()
+        self._handshake_timer = self._loop.call_later(
+            CLOSING_HANDSHAKE_TIMEOUT, self._handshake_expired
+        )
+
     def _handshake_expired(self) -> None:
         """The handshake did not complete in time: abort (a peer that never sends its
         hello holds no socket for long, whatever the protocol's own deadlines)."""
@@ -287,9 +304,11 @@ class SocketTransport(Connection, Watched):
         if self._closed or tls is None or not tls.handshaking:
             return
         log.info(
-            "the TLS handshake with %s took longer than %s s; aborting the connection",
+            "the TLS handshake with %s did not complete in time (%s s, %s s once closing); "
+            "aborting the connection",
             peer_of(self),
             self.tls_handshake_timeout,
+            CLOSING_HANDSHAKE_TIMEOUT,
         )
         try:
             self._abort(ConnectionAborted("TLS handshake timeout"), reset=True)
@@ -369,8 +388,12 @@ class SocketTransport(Connection, Watched):
     def _finish(self) -> None:
         tls = self._tls
         if tls is not None:
-            if tls.buffered:  # written for after the handshake: it must complete first
+            if tls.buffered:
+                # written for after the handshake: it completes first, within
+                # CLOSING_HANDSHAKE_TIMEOUT (a silent peer, a port scanner, would hold a
+                # shutdown to its abort otherwise)
                 self._close_when_sent()
+                self._hurry_handshake()
                 return
             notify = tls.close()
             if notify:
