@@ -187,17 +187,26 @@ class Reactor:
         sock = bound_tcp(port, interface, backlog, reuse_port=reusePort)
         return Port(self, sock, factory, backlog=backlog)
 
-    def adoptStreamPort(self, fileDescriptor: int, addressFamily: int, factory: Any) -> Port:
+    def adoptStreamPort(
+        self,
+        fileDescriptor: int,
+        addressFamily: int,
+        factory: Any,
+        contextFactory: ssl.SSLContext | None = None,
+    ) -> Port:
         """Serve an already-listening stream socket (as Twisted's ``adoptStreamPort``).
 
         ``fileDescriptor`` must be a listening stream socket of ``addressFamily``
         (``socket.AF_INET``, ``AF_INET6`` or ``AF_UNIX``), else
         :class:`~statewire.error.CannotListenError`. The port serves a duplicate of it:
         the caller still owns ``fileDescriptor`` and should close it. Stopping the port
-        never removes a UNIX socket's file (it is not ours).
+        never removes a UNIX socket's file (it is not ours). With ``contextFactory`` (a
+        statewire addition) its connections are TLS, as a ``listenSSL`` port's.
         """
+        if contextFactory is not None:
+            _check_server_context(contextFactory)
         sock = adopted_stream(fileDescriptor, addressFamily)
-        return Port(self, sock, factory, adopted=True)
+        return Port(self, sock, factory, ssl_context=contextFactory, adopted=True)
 
     def listenSSL(
         self,

@@ -25,7 +25,9 @@ syntax: ``type:positional:key=value``, with ``\\:`` for a colon inside a value::
 ``fd:`` serves a listening socket this process was handed as that descriptor (``domain=``
 INET, INET6 or UNIX; default: the socket's own), ``systemd:`` one that systemd's socket
 activation handed (``LISTEN_FDS``, ``LISTEN_PID``; by ``index=`` from 0, or by ``name=``
-from ``LISTEN_FDNAMES``; ``domain=`` is required there, as in Twisted).
+from ``LISTEN_FDNAMES``; ``domain=`` is required there, as in Twisted). Both take
+``privateKey=`` and ``certKey=`` as ``ssl:`` does, for a handed socket served with TLS (a
+statewire addition: ``serve --workers`` hands its ``ssl:`` sockets to its workers so).
 """
 
 from __future__ import annotations
@@ -125,20 +127,29 @@ class AdoptedStreamServerEndpoint:
     file descriptor ``fileno`` (by systemd, a supervisor, ``fd:``), as Twisted's.
 
     ``listen`` adopts it (:meth:`~statewire._reactor.Reactor.adoptStreamPort`) and closes
-    ``fileno`` (the port keeps its own duplicate); it can listen only once.
+    ``fileno`` (the port keeps its own duplicate); it can listen only once. With
+    ``context`` (``privateKey=``/``certKey=`` in the description, a statewire addition)
+    its connections are TLS.
     """
 
-    def __init__(self, reactor: Reactor, fileno: int, addressFamily: int):
+    def __init__(
+        self,
+        reactor: Reactor,
+        fileno: int,
+        addressFamily: int,
+        context: ssl.SSLContext | None = None,
+    ):
         self.reactor = reactor
         self.fileno = fileno
         self.addressFamily = addressFamily
+        self.context = context
         self._used = False
 
     def listen(self, factory: Any) -> asyncio.Future[Port]:
         """Adopt the socket now; the result resolves to the port once it accepts."""
         if self._used:
             raise RuntimeError(f"file descriptor {self.fileno} was adopted already")
-        port = self.reactor.adoptStreamPort(self.fileno, self.addressFamily, factory)
+        port = self.reactor.adoptStreamPort(self.fileno, self.addressFamily, factory, self.context)
         self._used = True
         os.close(self.fileno)
         return port.ready
@@ -266,8 +277,8 @@ _SERVER_OPTIONS = {
     "tcp6": ("port", "backlog", "interface"),
     "unix": ("address", "backlog", "mode", "lockfile"),
     "ssl": ("port", "privateKey", "certKey", "backlog", "interface"),
-    "fd": ("fileno", "domain"),
-    "systemd": ("domain", "index", "name"),
+    "fd": ("fileno", "domain", "privateKey", "certKey"),
+    "systemd": ("domain", "index", "name", "privateKey", "certKey"),
 }
 
 #: the ``domain=`` of ``fd:`` and ``systemd:`` descriptions (Twisted's names)
@@ -417,10 +428,29 @@ def _systemd_descriptor(description: str, values: dict[str, str]) -> int:
     return _SYSTEMD_FIRST_FD + index
 
 
+def _tls_context(description: str, values: dict[str, str]) -> ssl.SSLContext:
+    """The server context of ``privateKey=`` and ``certKey=`` (the key's file when
+    absent): files that must exist and load."""
+    key = values.get("privateKey")
+    if key is None:
+        raise ValueError(f"{description!r} lacks privateKey")
+    key = _file(key, "privateKey", description)
+    cert = _file(values.get("certKey", key), "certKey", description)
+    try:
+        return ssl_context(cert, key)
+    except ssl.SSLError as error:
+        raise ValueError(
+            f"cannot load the key or certificate of {description!r}: {error}"
+        ) from None
+
+
 def _server(reactor: Reactor, description: str, kind: str, values: dict[str, str]) -> Any:
     if kind in ("fd", "systemd"):
+        if "certKey" in values and "privateKey" not in values:
+            raise ValueError(f"{description!r} lacks privateKey")
+        context = _tls_context(description, values) if "privateKey" in values else None
         fileno, family = handedDescriptor(description)
-        return AdoptedStreamServerEndpoint(reactor, fileno, family)
+        return AdoptedStreamServerEndpoint(reactor, fileno, family, context)
     backlog = _int(values.get("backlog", "50"), "backlog", description, (1 << 31) - 1)
     if kind == "unix":
         try:
@@ -435,17 +465,7 @@ def _server(reactor: Reactor, description: str, kind: str, values: dict[str, str
         return TCP4ServerEndpoint(reactor, port, backlog, values.get("interface", ""))
     if kind == "tcp6":
         return TCP6ServerEndpoint(reactor, port, backlog, values.get("interface", "::"))
-    key = values.get("privateKey")
-    if key is None:
-        raise ValueError(f"{description!r} lacks privateKey")
-    key = _file(key, "privateKey", description)
-    cert = _file(values.get("certKey", key), "certKey", description)
-    try:
-        context = ssl_context(cert, key)
-    except ssl.SSLError as error:
-        raise ValueError(
-            f"cannot load the key or certificate of {description!r}: {error}"
-        ) from None
+    context = _tls_context(description, values)
     return SSL4ServerEndpoint(reactor, port, context, backlog, values.get("interface", ""))
 
 

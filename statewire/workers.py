@@ -14,7 +14,9 @@ Sockets. Where the platform has ``SO_REUSEPORT``, the supervisor binds one liste
 socket per worker slot, all on one port, and hands slot *i*'s socket to the worker of slot
 *i*: the kernel spreads new connections evenly over the slots. Without it, one socket is
 shared by every worker (they take turns in ``accept``); UNIX sockets and handed sockets
-(``fd:``, ``systemd:``) are always shared. The supervisor holds every listening socket open
+(``fd:``, ``systemd:``) are always shared. An ``ssl:`` description is bound as ``tcp:``'s
+and handed on with its key and certificate (each worker does its own TLS; the supervisor
+only checks that they load). The supervisor holds every listening socket open
 until it exits, which is what makes restarts and reloads lose nothing: closing a socket
 drops the connections queued on it, so no worker ever owns one alone.
 
@@ -46,13 +48,14 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from statewire.endpoints import handedDescriptor, serverDescription, serverParts
+from statewire.endpoints import handedDescriptor, serverDescription, serverParts, ssl_context
 from statewire.error import CannotListenError, ReactorNotRunning
 from statewire.runtime.listening import REUSE_PORT, adopted_stream, bound_tcp, bound_unix
 
@@ -89,7 +92,8 @@ class _Listener:
     it, and what to remove when the supervisor exits."""
 
     sockets: list[socket.socket]
-    options: dict[str, str]  # passed on to each worker's fd: description (proxy=...)
+    #: passed on to each worker's fd: description (proxy=..., an ssl: one's privateKey=...)
+    options: dict[str, str]
     path: str | None = None  # a UNIX socket file this supervisor made
 
     def worker_description(self, slot: int) -> tuple[str, int]:
@@ -139,9 +143,16 @@ def _bind(description: str, count: int) -> _Listener:
         raise WorkersError(str(error)) from None
     options = {k: v for k, v in values.items() if k.startswith("proxy")}
     backlog = _number(values, "backlog", "50", description)
-    if kind in ("tcp", "tcp6"):
+    if kind == "ssl":  # TCP, handed to each worker with its key and certificate
+        key = values.get("privateKey")
+        if key is None:
+            raise WorkersError(f"{description!r} lacks privateKey")
+        options["privateKey"] = os.path.abspath(key)
+        options["certKey"] = os.path.abspath(values.get("certKey", key))
+        _check_tls_files(options, description)
+    if kind in ("tcp", "tcp6", "ssl"):
         port = _number(values, "port", "0", description)
-        interface = values.get("interface", "" if kind == "tcp" else "::")
+        interface = values.get("interface", "::" if kind == "tcp6" else "")
         first = bound_tcp(port, interface, backlog, reuse_port=REUSE_PORT)
         sockets = [first]
         try:
@@ -165,10 +176,17 @@ def _bind(description: str, count: int) -> _Listener:
         sock = adopted_stream(fileno, family)
         os.close(fileno)  # ours is the duplicate, handed on to each worker
         return _Listener([sock], options)
-    raise WorkersError(
-        f"workers cannot serve {description!r} yet: {kind}: is served by one process "
-        "(terminate TLS in front of the workers, or run without --workers)"
-    )
+    raise WorkersError(f"workers cannot serve {description!r}: {kind}: is unknown to them")
+
+
+def _check_tls_files(options: dict[str, str], description: str) -> None:
+    """The key and certificate load (said once, here, rather than by every worker)."""
+    try:
+        ssl_context(options["certKey"], options["privateKey"])
+    except (OSError, ssl.SSLError) as error:
+        raise WorkersError(
+            f"cannot load the key or certificate of {description!r}: {error}"
+        ) from None
 
 
 @dataclass(eq=False)

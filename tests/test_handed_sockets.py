@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ from statewire.endpoints import AdoptedStreamServerEndpoint, handedDescriptor, s
 from statewire.error import CannotListenError
 from statewire.protocol import Factory, Protocol
 from tests.process_helpers import ROOT, recv_exactly
-from tests.runtime_helpers import HOST, scenario
+from tests.runtime_helpers import HOST, scenario, self_signed_certificate
 
 ACTIVATE = shutil.which("systemd-socket-activate")
 needs_activate = pytest.mark.skipif(
@@ -143,6 +144,36 @@ def test_fd_description_adopts_then_closes_the_descriptor() -> None:
         return reply
 
     assert scenario(body, timeout=20) == b"fd"
+
+
+def test_fd_description_with_a_key_serves_tls(tmp_path: Path) -> None:
+    """``fd:N:privateKey=K:certKey=C`` (what ``serve --workers`` hands its workers for an
+    ``ssl:`` port): the adopted socket's connections are TLS. A ``certKey`` alone, or a
+    key that does not load, is refused with the description."""
+    cert, key = self_signed_certificate(tmp_path)
+    handed = listening_socket()
+    port_number = handed.getsockname()[1]
+    fileno = os.dup(handed.fileno())
+    handed.close()
+
+    async def body(reactor: Reactor) -> bytes:
+        for wrong, said in (
+            (f"fd:{fileno}:certKey={cert}", "lacks privateKey"),
+            (f"fd:{fileno}:privateKey={tmp_path}/none.pem", "privateKey"),
+        ):
+            with pytest.raises(ValueError, match=said):
+                serverFromString(reactor, wrong)
+        endpoint = serverFromString(reactor, f"fd:{fileno}:privateKey={key}:certKey={cert}")
+        port = await endpoint.listen(Factory.forProtocol(Echo))
+        client = ssl.create_default_context(cafile=cert)
+        reader, writer = await asyncio.open_connection(HOST, port_number, ssl=client)
+        writer.write(b"over tls")
+        reply = await asyncio.wait_for(reader.readexactly(8), 10)
+        writer.close()
+        await port.stopListening()
+        return reply
+
+    assert scenario(body, timeout=20) == b"over tls"
 
 
 @pytest.mark.parametrize(

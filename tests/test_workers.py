@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -29,7 +30,7 @@ from statewire.protocol import Factory, Protocol
 from statewire.runtime import listening
 from statewire.workers import worker_count
 from tests.process_helpers import ROOT, Server, recv_exactly, running
-from tests.runtime_helpers import HOST, scenario
+from tests.runtime_helpers import HOST, scenario, self_signed_certificate
 
 TARGET = """
 import os
@@ -374,7 +375,10 @@ def test_workers_share_one_unix_socket(target: Path, tmp_path: Path) -> None:
     [
         (["--workers", "0"], "at least 1"),
         (["--workers", "many"], "a number or auto"),
-        (["--workers", "2", "--listen", "ssl:0:privateKey=k.pem"], "ssl: is served by one"),
+        (
+            ["--workers", "2", "--listen", "ssl:0:privateKey=missing.pem"],
+            "cannot load the key or certificate of 'ssl:0:privateKey=missing.pem'",
+        ),
         (["--workers", "2", "--metrics", "tcp:0"], "--metrics is not served with --workers"),
     ],
 )
@@ -497,6 +501,35 @@ def test_every_worker_reads_the_proxy_header(tmp_path: Path) -> None:
             if seen == pids:
                 break
         assert seen == pids
+        supervisor.server.stop(signal.SIGTERM)
+
+
+def test_every_worker_serves_tls_on_an_ssl_port(target: Path, tmp_path: Path) -> None:
+    """``--listen ssl:...`` with workers: the supervisor binds the TCP sockets and hands
+    each worker its socket with the key and certificate; every worker answers over TLS
+    (and only over TLS: a plaintext request gets no answer)."""
+    cert, key = self_signed_certificate(tmp_path)
+    context = ssl.create_default_context(cafile=cert)
+    listen = f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"
+    with supervised(target, listen=listen) as supervisor:
+        pids = set(supervisor.ready_pids().values())
+        seen: set[int] = set()
+        for _ in range(200):  # until both workers have answered
+            with (
+                socket.create_connection((HOST, supervisor.port), timeout=10) as raw,
+                context.wrap_socket(raw, server_hostname=HOST) as sock,
+            ):
+                sock.sendall(b"?\n")
+                pid, version = read_line(sock).split()
+            assert version == b"one"
+            seen.add(int(pid))
+            if seen == pids:
+                break
+        assert seen == pids
+        with socket.create_connection((HOST, supervisor.port), timeout=10) as plain:
+            plain.sendall(b"?\n" * 8)  # (more than a TLS record header: refused at once)
+            refused = plain.recv(100)  # a TLS alert, or the end of the stream
+            assert not refused or refused.startswith(b"\x15")
         supervisor.server.stop(signal.SIGTERM)
 
 
