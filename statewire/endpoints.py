@@ -306,6 +306,7 @@ class ProxyServerEndpoint:
         versions: tuple[str, ...],
         trusted: list[str] | None = None,
         timeout: float = 5.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         from statewire.proxy import trusted_networks
 
@@ -314,13 +315,15 @@ class ProxyServerEndpoint:
         self.versions = versions
         self.trusted = trusted
         self.timeout = timeout
+        #: the TLS that follows the header (``ssl:``, or ``fd:`` with a key, and proxy=)
+        self.tls = tls
 
     def listen(self, factory: Any) -> Any:
         """Listen with ``factory`` behind the PROXY protocol."""
         from statewire.proxy import ProxyProtocolFactory
 
         proxied = ProxyProtocolFactory(
-            factory, self.versions, trusted=self.trusted, timeout=self.timeout
+            factory, self.versions, trusted=self.trusted, timeout=self.timeout, tls=self.tls
         )
         return self.inner.listen(proxied)
 
@@ -330,7 +333,9 @@ def serverFromString(reactor: Reactor, description: str) -> Any:
     ``proxy=v2`` (and ``proxyTrusted``, ``proxyTimeout``) puts it behind the PROXY
     protocol (see :data:`_PROXY_OPTIONS`)."""
     kind, values = serverParts(description)
-    endpoint = _server(reactor, description, kind, values)
+    # behind a proxy, TLS starts after the PROXY header: the port is plain, the relay
+    # starts TLS (HAProxy sends the header before the TLS stream it passes through)
+    endpoint, tls = _server(reactor, description, kind, values, "proxy" in values)
     if "proxy" not in values:
         for option in _PROXY_OPTIONS[1:]:
             if option in values:
@@ -349,7 +354,7 @@ def serverFromString(reactor: Reactor, description: str) -> Any:
         raise ValueError(f"proxyTimeout in {description!r} is not a number of seconds > 0")
     networks = None if trusted is None else [n.strip() for n in trusted.split(",") if n]
     try:
-        return ProxyServerEndpoint(endpoint, versions, networks, seconds)
+        return ProxyServerEndpoint(endpoint, versions, networks, seconds, tls)
     except ValueError as error:  # a bad network
         raise ValueError(f"proxyTrusted in {description!r}: {error}") from None
 
@@ -444,13 +449,19 @@ def _tls_context(description: str, values: dict[str, str]) -> ssl.SSLContext:
         ) from None
 
 
-def _server(reactor: Reactor, description: str, kind: str, values: dict[str, str]) -> Any:
+def _server(
+    reactor: Reactor, description: str, kind: str, values: dict[str, str], proxied: bool
+) -> tuple[Any, ssl.SSLContext | None]:
+    """The endpoint of a description, and, when ``proxied`` and it asks for TLS, the
+    context the PROXY relay starts TLS with after the header (the endpoint then plain)."""
     if kind in ("fd", "systemd"):
         if "certKey" in values and "privateKey" not in values:
             raise ValueError(f"{description!r} lacks privateKey")
         context = _tls_context(description, values) if "privateKey" in values else None
         fileno, family = handedDescriptor(description)
-        return AdoptedStreamServerEndpoint(reactor, fileno, family, context)
+        if proxied:
+            return AdoptedStreamServerEndpoint(reactor, fileno, family), context
+        return AdoptedStreamServerEndpoint(reactor, fileno, family, context), None
     backlog = _int(values.get("backlog", "50"), "backlog", description, (1 << 31) - 1)
     if kind == "unix":
         try:
@@ -459,14 +470,17 @@ def _server(reactor: Reactor, description: str, kind: str, values: dict[str, str
             raise ValueError(f"mode in {description!r} is not an octal number") from None
         if not 0 <= mode <= 0o777:
             raise ValueError(f"mode in {description!r} is not in 0 to 777 (octal)")
-        return UNIXServerEndpoint(reactor, values["address"], backlog, mode)
+        return UNIXServerEndpoint(reactor, values["address"], backlog, mode), None
     port = _port(values["port"], description)
-    if kind == "tcp":
-        return TCP4ServerEndpoint(reactor, port, backlog, values.get("interface", ""))
     if kind == "tcp6":
-        return TCP6ServerEndpoint(reactor, port, backlog, values.get("interface", "::"))
+        return TCP6ServerEndpoint(reactor, port, backlog, values.get("interface", "::")), None
+    interface = values.get("interface", "")
+    if kind == "tcp":
+        return TCP4ServerEndpoint(reactor, port, backlog, interface), None
     context = _tls_context(description, values)
-    return SSL4ServerEndpoint(reactor, port, context, backlog, values.get("interface", ""))
+    if proxied:
+        return TCP4ServerEndpoint(reactor, port, backlog, interface), context
+    return SSL4ServerEndpoint(reactor, port, context, backlog, interface), None
 
 
 #: each client endpoint type's options, and how many of them are required

@@ -58,6 +58,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import struct
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -519,6 +520,9 @@ class ProxyRelay:
             generation.discard(self)
             self._generation = None
         transport = self._transport
+        if factory.tls is not None and not getattr(transport, "hands_over_tls", False):
+            self.refuse("TLS after the header needs statewire's socket transport")
+            return
         protocol = factory.wrapped.buildProtocol(peer or self.proxy or transport.getPeer())
         if protocol is None:
             self._state = _DONE
@@ -536,7 +540,10 @@ class ProxyRelay:
             # statewire's transports: the wrapped protocol becomes the transport's own
             # (reads, congestion, the loss: straight to it), the addresses this relay's
             transport.relay = self
-            hand_over(protocol, rest)
+            if factory.tls is None:
+                hand_over(protocol, rest)
+            else:  # (the bytes after the header are the start of the TLS stream)
+                hand_over(protocol, rest, factory.tls)
         if self._stopping:  # (asked to close gracefully while the header came)
             close_gracefully(protocol, transport)
 
@@ -791,7 +798,12 @@ class ProxyProtocolFactory(Factory):
     a direct client with its real address (``False``, which needs ``trusted``). Trusted
     connections always need a header. ``timeout``: seconds to send the whole header
     (``None``: no limit). ``max_length``: the largest v2 length field taken. ``clock``: a
-    ``callLater`` source (default: the connection's reactor).
+    ``callLater`` source (default: the connection's reactor). ``tls``: an ``ssl.SSLContext``
+    (server side) for a stream that is TLS after its header, as a proxy passing TLS
+    through sends it (HAProxy's ``send-proxy`` in ``mode tcp``): the wrapped protocol is
+    connected before the handshake, as on a ``listenSSL`` port, and the bytes read with
+    the header start the handshake; it needs statewire's socket transport (a port, not
+    ``native_transports``) and ``required=True``.
 
     ``startFactory``/``stopFactory`` of ``wrapped`` run as if it served the port itself.
     """
@@ -806,6 +818,7 @@ class ProxyProtocolFactory(Factory):
         timeout: float | None = TIMEOUT,
         max_length: int = MAX_LENGTH,
         clock: Any = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.wrapped = wrapped
         self.versions = tuple(versions)
@@ -816,6 +829,13 @@ class ProxyProtocolFactory(Factory):
                 "required=False needs trusted=: without a list of proxies, any client "
                 "could send a header and claim any address"
             )
+        if tls is not None and not required:
+            raise ValueError(
+                "tls= needs required=True: a direct client's stream would be TLS from its "
+                "first byte, which this factory does not serve"
+            )
+        #: the context of the TLS that follows the header, if any
+        self.tls = tls
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
         if not 0 <= max_length <= 0xFFFF:

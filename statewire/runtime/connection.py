@@ -373,10 +373,18 @@ class Connection(Deadlines):
 
     # -- hand-over -----------------------------------------------------------------------
 
-    def handOver(self, protocol: Any, data: bytes = b"") -> None:
+    def handOver(
+        self, protocol: Any, data: bytes = b"", tls: ssl.SSLContext | None = None
+    ) -> None:
         """Make ``protocol`` this connection's protocol from now on: connect it
         (``makeConnection``), then give it ``data`` -- bytes already read from the
         connection that are its own -- as its first read.
+
+        With ``tls`` (a server-side context) the stream is TLS from here on, ``data``
+        its first ciphertext: ``protocol`` is connected before the handshake, as on a
+        ``listenSSL`` port (a PROXY header followed by TLS). Only statewire's socket
+        transport does this (its ``hands_over_tls`` is true); the others raise
+        ``NotImplementedError``.
 
         For a protocol that reads only the start of the stream and passes the connection
         on (statewire.proxy, after a PROXY header): every later read, congestion signal
@@ -392,10 +400,13 @@ class Connection(Deadlines):
         dropped: every protocol a connection is handed is told of its end, once.
         """
         if not self._in_callback:  # from a timer, say: guarded as any call into user code
-            self._call(self.handOver, protocol, data)
+            self._call(self.handOver, protocol, data, tls)
             return
         self.protocol = protocol
         lost = self._loss
+        if tls is not None and lost is None:
+            self._hand_over_tls(protocol, data, tls)
+            return
         if data and lost is None:  # held while it connects: pausing, closing or startTLS
             self._held += data  # there keep it back
         protocol.makeConnection(self)
@@ -464,6 +475,10 @@ class Connection(Deadlines):
     def _tls_in_use(self) -> str | None:
         """Why this connection cannot start TLS (it already did), or None."""
         raise NotImplementedError
+
+    def _hand_over_tls(self, protocol: Any, data: bytes, context: ssl.SSLContext) -> None:
+        """:meth:`handOver` with ``tls``: TLS from here on, ``data`` its first bytes."""
+        raise NotImplementedError("TLS after a hand-over needs statewire's socket transport")
 
     def _start_tls(
         self, context: ssl.SSLContext, server_side: bool, server_hostname: str | None

@@ -70,6 +70,9 @@ class SocketTransport(Connection, Watched):
     #: :data:`~statewire.runtime.limits.TLS_HANDSHAKE_TIMEOUT`, 60 s); the protocol's own
     #: deadlines run during the handshake too (it is connected before it)
     tls_handshake_timeout: ClassVar[float] = TLS_HANDSHAKE_TIMEOUT
+    #: ``handOver(protocol, data, tls)`` starts TLS on bytes already read (a PROXY
+    #: header followed by TLS); the loop's transports cannot
+    hands_over_tls: ClassVar[bool] = True
 
     def __init__(self, owner: Owner, poller: Poller, sock: socket.socket, peer: Any) -> None:
         super().__init__(owner)
@@ -276,6 +279,19 @@ class SocketTransport(Connection, Watched):
         self._begin_tls(session)
         self._update_reading()  # on, for the handshake, even if the protocol paused it
         self._tls_pump()  # a client says hello
+
+    def _hand_over_tls(self, protocol: Any, data: bytes, context: ssl.SSLContext) -> None:
+        if self._tls is not None:
+            raise RuntimeError("a hand-over with TLS on a connection that is TLS already")
+        session = TLSSession(context, True, None, from_start=True)
+        self._held = b""  # (plaintext read before: never delivered as protected data)
+        self._begin_tls(session)
+        if data:
+            session.receive(data)
+        protocol.makeConnection(self)
+        if not self._closed:
+            self._update_reading()  # on, for the handshake
+            self._tls_pump()
 
     def _begin_tls(self, session: TLSSession) -> None:
         """Put ``session`` between the socket and the protocol; its handshake has
