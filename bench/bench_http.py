@@ -412,12 +412,18 @@ def check(port: int, loads: list[Load]) -> None:
 
 
 def run_wrk(
-    port: int, load: Load, connections: int, seconds: float, folder: str, name: str
+    port: int,
+    load: Load,
+    connections: int,
+    seconds: float,
+    folder: str,
+    name: str,
+    scheme: str = "http",
 ) -> float:
     """Requests per second wrk measured (errors and non-2xx responses refused)."""
     script = Path(folder) / f"{load.name.replace(' ', '_')}.lua"
     script.write_text(load.lua())
-    url = f"http://{HOST}:{port}{load.path}"
+    url = f"{scheme}://{HOST}:{port}{load.path}"
     wrk = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", str(script)]
     done = subprocess.run(
         [*wrk, url], capture_output=True, text=True, timeout=seconds + GRACE, check=True

@@ -27,24 +27,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import shutil
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_http import H11Server, HttptoolsServer, Load, serve_twisted
+from bench_http import H11Server, HttptoolsServer, Load, run_wrk, serve_twisted
 from bench_resp import HOST, free_port, served
 
 BENCH = Path(__file__).resolve().parent
-
-#: seconds wrk may take beyond its load
-GRACE = 30
 
 
 def certificate(folder: Path) -> tuple[str, str]:
@@ -113,22 +108,6 @@ def command(name: str, port: int, cert: str, key: str) -> list[str]:
     return [sys.executable, str(BENCH / "bench_tls.py"), "serve", name, str(port), cert, key]
 
 
-def wrk(port: int, load: Load, seconds: float, folder: str, name: str) -> float:
-    """Requests per second ``wrk -t1 -c50`` measured over TLS (errors refused)."""
-    script = Path(folder) / f"{load.name.replace(' ', '_')}.lua"
-    script.write_text(load.lua())
-    url = f"https://{HOST}:{port}{load.path}"
-    args = ["wrk", "-t1", "-c50", f"-d{max(1, round(seconds))}s", "-s", str(script), url]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + GRACE)
-    for bad in ("Non-2xx or 3xx responses", "Socket errors"):
-        if bad in done.stdout:
-            raise SystemExit(f"wrk on {name}, {load.name}: {bad}\n{done.stdout}")
-    found = re.search(r"^Requests/sec:\s+([\d.]+)", done.stdout, re.M)
-    if found is None:
-        raise SystemExit(f"wrk printed no rate:\n{done.stdout}{done.stderr}")
-    return float(found.group(1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per load and server")
@@ -152,7 +131,7 @@ def main() -> None:
                 port = free_port()
                 with served(command(name, port, cert, key), port):
                     for load in loads:
-                        rate = wrk(port, load, args.seconds, folder, name)
+                        rate = run_wrk(port, load, 50, args.seconds, folder, name, scheme="https")
                         rates.setdefault((name, load.name), []).append(rate)
             print(f"round {round_ + 1} of {args.rounds} done", flush=True)
     for load in loads:

@@ -124,3 +124,37 @@ def assert_runs_pure(program: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "pure"
+
+
+@contextmanager
+def haproxy(config: str, folder: Path, ports: list[int]) -> Iterator[subprocess.Popen[bytes]]:
+    """Run HAProxy (in the foreground, ``-db``) with ``config``, written in ``folder`` with
+    its log, until it listens on every one of ``ports`` (bounded: 20 s); stopped when the
+    block ends."""
+    path = folder / "haproxy.cfg"
+    path.write_text(config)
+    log = folder / "haproxy.log"
+    with log.open("wb") as out:  # (the child keeps its own copy)
+        process = subprocess.Popen(
+            ["haproxy", "-f", str(path), "-db"], stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        for port in ports:
+            for _ in range(200):
+                if process.poll() is not None:
+                    raise AssertionError(f"haproxy exited: {log.read_text()}")
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                raise AssertionError(f"haproxy did not listen on {port}: {log.read_text()}")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)

@@ -10,6 +10,7 @@ HTTP server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import signal
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from process_helpers import ROOT, running
+from process_helpers import ROOT, haproxy, running
 from runtime_helpers import HOST, listen, scenario
 
 from grammars.proxy import SIGNATURE, Family, ProxyHeader, Transport, canonical, encode
@@ -504,40 +505,13 @@ def haproxy_config(frontends: dict[str, int], backends: list[int], host: str = "
 @pytest.fixture
 def haproxy_factory(tmp_path: Path) -> Iterator[Any]:
     """Start HAProxy with a generated configuration; stopped after the test."""
-    processes: list[subprocess.Popen[bytes]] = []
+    with contextlib.ExitStack() as stack:
 
-    def start(frontends: dict[str, int], backends: list[int]) -> Path:
-        config = tmp_path / "haproxy.cfg"
-        config.write_text(haproxy_config(frontends, backends))
-        with (tmp_path / "haproxy.log").open("wb") as log:  # the child keeps its own copy
-            process = subprocess.Popen(
-                ["haproxy", "-f", str(config), "-db"], stdout=log, stderr=subprocess.STDOUT
-            )
-        processes.append(process)
-        for port in frontends.values():
-            _wait_listening(port, process, tmp_path / "haproxy.log")
-        return config
+        def start(frontends: dict[str, int], backends: list[int]) -> None:
+            config = haproxy_config(frontends, backends)
+            stack.enter_context(haproxy(config, tmp_path, list(frontends.values())))
 
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(200):  # bounded: 20 s
-        if process.poll() is not None:
-            raise AssertionError(f"haproxy exited: {log.read_text()}")
-        try:
-            socket.create_connection((HOST, port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"haproxy did not listen on {port}: {log.read_text()}")
+        yield start
 
 
 def ask(port: int, line: str = "who") -> tuple[tuple[str, int], list[str]]:

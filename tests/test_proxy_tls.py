@@ -16,14 +16,11 @@ import logging
 import shutil
 import socket
 import ssl
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from process_helpers import running
+from process_helpers import haproxy, running
 from runtime_helpers import HOST, scenario, self_signed_certificate
 
 from statewire._reactor import Reactor
@@ -160,7 +157,7 @@ def test_native_transports_refuse_tls_after_the_header(
         wrapped = ProxyProtocolFactory(Counting(), ("v1",), tls=ssl_server(cert, key))
         port = reactor.listenTCP(0, wrapped, interface=HOST)
         await port.ready
-        reader, writer = await asyncio.open_connection(HOST, port.getHost().port)
+        reader, writer = await asyncio.open_connection(HOST, port.getHost().port)  # type: ignore[union-attr]
         writer.write(HEADER)
         got = await asyncio.wait_for(reader.read(), 10)
         writer.close()
@@ -213,47 +210,9 @@ factory = Factory.forProtocol(Who)
 """
 
 
-@pytest.fixture
-def haproxy(tmp_path: Path) -> Iterator[Any]:
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(front: int, backend: int) -> None:
-        config = tmp_path / "haproxy.cfg"
-        config.write_text(
-            "defaults\n    mode tcp\n    timeout connect 2s\n"
-            "    timeout client 30s\n    timeout server 30s\n\n"
-            f"frontend front\n    bind {HOST}:{front}\n    default_backend app\n\n"
-            f"backend app\n    server s1 {HOST}:{backend} send-proxy-v2\n"
-        )
-        log = tmp_path / "haproxy.log"
-        with log.open("wb") as out:
-            processes.append(
-                subprocess.Popen(
-                    ["haproxy", "-f", str(config), "-db"], stdout=out, stderr=subprocess.STDOUT
-                )
-            )
-        for _ in range(200):  # bounded: 20 s
-            assert processes[-1].poll() is None, log.read_text()
-            try:
-                socket.create_connection((HOST, front), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise AssertionError(f"haproxy did not listen: {log.read_text()}")
-
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 @needs_haproxy
 def test_haproxy_passes_tls_through_with_a_v2_header(
-    haproxy: Any, tmp_path: Path, certificate: tuple[str, str]
+    tmp_path: Path, certificate: tuple[str, str]
 ) -> None:
     """HAProxy (``mode tcp``, ``send-proxy-v2``) in front of ``statewire serve --listen
     ssl:...:proxy=v2``: the client's TLS reaches statewire through HAProxy, and the
@@ -266,9 +225,17 @@ def test_haproxy_passes_tls_through_with_a_v2_header(
         f"ssl:{backend}:interface={HOST}:privateKey={key}:certKey={cert}"
         ":proxy=v2:proxyTrusted=127.0.0.0/8"
     )
-    with running("-m", "statewire", "serve", f"{target}:factory", "--listen", listen) as server:
+    serve = ["-m", "statewire", "serve", f"{target}:factory", "--listen", listen]
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(running(*serve))
         assert server.port == backend
-        haproxy(front, backend)
+        config = (
+            "defaults\n    mode tcp\n    timeout connect 2s\n"
+            "    timeout client 30s\n    timeout server 30s\n\n"
+            f"frontend front\n    bind {HOST}:{front}\n    default_backend app\n\n"
+            f"backend app\n    server s1 {HOST}:{backend} send-proxy-v2\n"
+        )
+        stack.enter_context(haproxy(config, tmp_path, [front]))
         context = ssl.create_default_context(cafile=cert)
         for round_ in range(3):
             with (
