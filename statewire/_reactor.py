@@ -68,19 +68,27 @@ ABORT_GRACE = 1.0
 
 
 def _check_server_context(context: Any) -> None:
-    """Refuse what cannot be a TLS port's context (every connection would fail)."""
+    """Refuse what is not a context, or is a client's (every connection would fail).
+    A server context without a certificate is not seen here: its handshakes fail."""
     if not isinstance(context, ssl.SSLContext):
-        raise TypeError(f"listenSSL() takes an ssl.SSLContext, not {type(context).__name__}")
+        raise TypeError(f"a TLS port takes an ssl.SSLContext, not {type(context).__name__}")
     try:
         context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
     except (ssl.SSLError, ValueError) as error:
-        raise ValueError(f"listenSSL(): this context cannot serve TLS: {error}") from None
+        raise ValueError(f"this context cannot serve TLS: {error}") from None
+
+
+def _no_passphrase() -> str:
+    raise ValueError("the private key is protected by a passphrase, which is not supported")
 
 
 def ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
-    """A server-side TLS context from a certificate file and its private key."""
+    """A server-side TLS context from a certificate file and its private key.
+
+    A key protected by a passphrase raises ``ValueError`` (never a prompt on the
+    terminal: a server, or each of its workers, would wait for one)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certfile, keyfile)
+    context.load_cert_chain(certfile, keyfile, password=_no_passphrase)
     return context
 
 

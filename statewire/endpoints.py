@@ -396,10 +396,15 @@ def handedDescriptor(description: str) -> tuple[int, int]:
         if domain not in _DOMAINS:
             raise ValueError(f"domain in {description!r} is not INET, INET6 or UNIX")
         return fileno, _DOMAINS[domain]
+    duplicate = -1
     try:
-        with socket.socket(fileno=os.dup(fileno)) as sock:
+        duplicate = os.dup(fileno)
+        with socket.socket(fileno=duplicate) as sock:
+            duplicate = -1  # (the socket owns it now)
             return fileno, int(sock.family)
     except OSError as error:
+        if duplicate >= 0:
+            os.close(duplicate)
         raise ValueError(
             f"file descriptor {fileno} in {description!r} is not an open socket: "
             f"{error.strerror or error}"
@@ -443,7 +448,7 @@ def _tls_context(description: str, values: dict[str, str]) -> ssl.SSLContext:
     cert = _file(values.get("certKey", key), "certKey", description)
     try:
         return ssl_context(cert, key)
-    except ssl.SSLError as error:
+    except (ssl.SSLError, OSError, ValueError) as error:
         raise ValueError(
             f"cannot load the key or certificate of {description!r}: {error}"
         ) from None

@@ -143,7 +143,8 @@ def _bind(description: str, count: int) -> _Listener:
         raise WorkersError(str(error)) from None
     options = {k: v for k, v in values.items() if k.startswith("proxy")}
     backlog = _number(values, "backlog", "50", description)
-    if kind == "ssl":  # TCP, handed to each worker with its key and certificate
+    if kind == "ssl" or "privateKey" in values or "certKey" in values:
+        # TLS (ssl:, or fd:/systemd: with a key): each worker gets the key and certificate
         key = values.get("privateKey")
         if key is None:
             raise WorkersError(f"{description!r} lacks privateKey")
@@ -183,7 +184,7 @@ def _check_tls_files(options: dict[str, str], description: str) -> None:
     """The key and certificate load (said once, here, rather than by every worker)."""
     try:
         ssl_context(options["certKey"], options["privateKey"])
-    except (OSError, ssl.SSLError) as error:
+    except (OSError, ssl.SSLError, ValueError) as error:
         raise WorkersError(
             f"cannot load the key or certificate of {description!r}: {error}"
         ) from None

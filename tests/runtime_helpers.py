@@ -111,9 +111,10 @@ async def client_socket(port: int, send: bytes = b"", rcvbuf: int = 4096) -> soc
     return sock
 
 
-def self_signed_certificate(directory: Path) -> tuple[str, str]:
+def self_signed_certificate(directory: Path, passphrase: bytes = b"") -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1, made here (no files shipped): the paths of
-    its PEM certificate and key, written in ``directory``."""
+    its PEM certificate and key, written in ``directory`` (the key encrypted with
+    ``passphrase`` when one is given)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -142,7 +143,9 @@ def self_signed_certificate(directory: Path) -> tuple[str, str]:
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption(),
         )
     )
     return str(cert_path), str(key_path)

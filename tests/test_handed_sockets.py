@@ -402,3 +402,20 @@ def test_the_documented_service_runs_under_socket_activation() -> None:
         out.wait_for("reloaded: the")
         assert echo(port, b"after reload") == b"after reload"
         out.stop()
+
+
+def test_a_descriptor_that_is_no_socket_is_refused_and_nothing_leaks() -> None:
+    """``fd:N`` naming a pipe: a ``ValueError`` naming the descriptor, and the duplicate
+    made to look at it is closed (before, one descriptor leaked per attempt)."""
+    reading, writing = os.pipe()
+    try:
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(5):
+            with pytest.raises(
+                ValueError, match=f"file descriptor {reading} .* not an open socket"
+            ):
+                handedDescriptor(f"fd:{reading}")
+        assert len(os.listdir("/proc/self/fd")) == before
+    finally:
+        os.close(reading)
+        os.close(writing)

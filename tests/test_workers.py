@@ -533,6 +533,52 @@ def test_every_worker_serves_tls_on_an_ssl_port(target: Path, tmp_path: Path) ->
         supervisor.server.stop(signal.SIGTERM)
 
 
+def test_workers_keep_the_key_of_a_handed_socket(target: Path, tmp_path: Path) -> None:
+    """``fd:N:privateKey=K:certKey=C`` with workers: each worker serves the handed socket
+    over TLS (before a review caught it, the key was dropped and the workers answered in
+    plaintext)."""
+    cert, key = self_signed_certificate(tmp_path)
+    handed = socket.socket()
+    handed.bind((HOST, 0))
+    handed.listen(16)
+    port = handed.getsockname()[1]
+    listen = f"fd:{handed.fileno()}:privateKey={key}:certKey={cert}"
+    command = [sys.executable, "-m", "statewire", "serve", f"{target}:factory"]
+    process = subprocess.Popen(
+        [*command, "--workers", "2", "--listen", listen],
+        cwd=ROOT,
+        pass_fds=(handed.fileno(),),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    handed.close()
+    try:
+        context = ssl.create_default_context(cafile=cert)
+        for _ in range(100):  # bounded: until the workers accept (10 s)
+            try:
+                with (
+                    socket.create_connection((HOST, port), timeout=10) as raw,
+                    context.wrap_socket(raw, server_hostname=HOST) as tls,
+                ):
+                    tls.sendall(b"?\n")
+                    answer = read_line(tls)
+                break
+            except (ConnectionError, ssl.SSLError):
+                time.sleep(0.1)
+        assert answer.split()[1] == b"one"
+        with socket.create_connection((HOST, port), timeout=10) as plain:
+            plain.sendall(b"?\n" * 8)
+            refused = plain.recv(100)
+            assert not refused or refused.startswith(b"\x15")  # never an answer
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(20)
+
+
 def test_the_python_api_runs_a_target_in_workers(target: Path) -> None:
     code = (
         "import logging, sys\n"

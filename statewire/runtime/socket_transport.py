@@ -298,7 +298,7 @@ class SocketTransport(Connection, Watched):
         :attr:`tls_handshake_timeout` seconds to complete."""
         self._tls = session
         self._handshake_timer = self._loop.call_later(
-            self.tls_handshake_timeout, self._handshake_expired
+            self.tls_handshake_timeout, self._handshake_expired, self.tls_handshake_timeout
         )
 
     def _hurry_handshake(self) -> None:
@@ -309,22 +309,22 @@ class SocketTransport(Connection, Watched):
             return
         timer.cancel()
         self._handshake_timer = self._loop.call_later(
-            CLOSING_HANDSHAKE_TIMEOUT, self._handshake_expired
+            CLOSING_HANDSHAKE_TIMEOUT, self._handshake_expired, CLOSING_HANDSHAKE_TIMEOUT
         )
 
-    def _handshake_expired(self) -> None:
+    def _handshake_expired(self, seconds: float) -> None:
         """The handshake did not complete in time: abort (a peer that never sends its
         hello holds no socket for long, whatever the protocol's own deadlines)."""
         self._handshake_timer = None
         tls = self._tls
         if self._closed or tls is None or not tls.handshaking:
             return
+        closing = " after its connection began to close" if self.disconnecting else ""
         log.info(
-            "the TLS handshake with %s did not complete in time (%s s, %s s once closing); "
-            "aborting the connection",
+            "the TLS handshake with %s did not complete in %s s%s; aborting the connection",
             peer_of(self),
-            self.tls_handshake_timeout,
-            CLOSING_HANDSHAKE_TIMEOUT,
+            seconds,
+            closing,
         )
         try:
             self._abort(ConnectionAborted("TLS handshake timeout"), reset=True)
