@@ -41,6 +41,7 @@ from collections.abc import Awaitable, Callable
 from time import monotonic as _monotonic
 from typing import Any
 
+from statewire._tls import check_server_context
 from statewire._triggers import SystemEvents, call_hook
 from statewire.address import Address, from_sockaddr
 from statewire.error import ReactorNotRunning
@@ -65,17 +66,6 @@ log = logging.getLogger("statewire")
 
 #: seconds a shutdown waits for aborted connections to report their loss
 ABORT_GRACE = 1.0
-
-
-def _check_server_context(context: Any) -> None:
-    """Refuse what is not a context, or is a client's (every connection would fail).
-    A server context without a certificate is not seen here: its handshakes fail."""
-    if not isinstance(context, ssl.SSLContext):
-        raise TypeError(f"a TLS port takes an ssl.SSLContext, not {type(context).__name__}")
-    try:
-        context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
-    except (ssl.SSLError, ValueError) as error:
-        raise ValueError(f"this context cannot serve TLS: {error}") from None
 
 
 def _no_passphrase() -> str:
@@ -212,7 +202,7 @@ class Reactor:
         statewire addition) its connections are TLS, as a ``listenSSL`` port's.
         """
         if contextFactory is not None:
-            _check_server_context(contextFactory)
+            check_server_context(contextFactory, "adoptStreamPort()")
         sock = adopted_stream(fileDescriptor, addressFamily)
         return Port(self, sock, factory, ssl_context=contextFactory, adopted=True)
 
@@ -230,7 +220,7 @@ class Reactor:
         handshake (docs/tls.md). ``TypeError`` when ``contextFactory`` is not an
         ``SSLContext``, ``ValueError`` when it cannot serve (a client context): said
         here, not on each connection."""
-        _check_server_context(contextFactory)
+        check_server_context(contextFactory, "listenSSL()")
         sock = bound_tcp(port, interface, backlog)
         return Port(self, sock, factory, ssl_context=contextFactory, backlog=backlog)
 

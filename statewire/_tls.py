@@ -28,6 +28,19 @@ import ssl
 _CHUNK = 64 * 1024
 
 
+def check_server_context(context: object, what: str = "a TLS port") -> None:
+    """Refuse what cannot serve TLS: anything but an ``ssl.SSLContext`` (``TypeError``),
+    a client context (``ValueError``). Said where it is configured, not on each
+    connection. A server context with no certificate loaded is not seen here (its
+    handshakes fail)."""
+    if not isinstance(context, ssl.SSLContext):
+        raise TypeError(f"{what} takes an ssl.SSLContext, not {type(context).__name__}")
+    try:
+        context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+    except (ssl.SSLError, ValueError) as error:
+        raise ValueError(f"{what}: this context cannot serve TLS: {error}") from None
+
+
 class TLSSession:
     """One side of a TLS connection, sans I/O.
 

@@ -81,6 +81,7 @@ from grammars.proxy import (
     parse_ssl,
     scan,
 )
+from statewire._tls import check_server_context
 from statewire.address import Address, UNIXAddress, tcp4, tcp6
 from statewire.declarative import default_clock
 from statewire.error import Failure, connectionDone
@@ -521,7 +522,15 @@ class ProxyRelay:
             self._generation = None
         transport = self._transport
         if factory.tls is not None and not getattr(transport, "hands_over_tls", False):
-            self.refuse("TLS after the header needs statewire's socket transport")
+            if not factory._warned_tls:
+                factory._warned_tls = True
+                log.warning(
+                    "%s cannot start TLS after the PROXY header on this port: that needs "
+                    "statewire's socket transport (not Reactor.native_transports, nor "
+                    "Twisted's through statewire.twisted.adapt); every connection is closed",
+                    type(factory.wrapped).__name__,
+                )
+            self.refuse("TLS after the header cannot start on this transport")
             return
         protocol = factory.wrapped.buildProtocol(peer or self.proxy or transport.getPeer())
         if protocol is None:
@@ -834,8 +843,11 @@ class ProxyProtocolFactory(Factory):
                 "tls= needs required=True: a direct client's stream would be TLS from its "
                 "first byte, which this factory does not serve"
             )
+        if tls is not None:
+            check_server_context(tls, "ProxyProtocolFactory(tls=)")
         #: the context of the TLS that follows the header, if any
         self.tls = tls
+        self._warned_tls = False  # (a port that cannot start it: said once, at WARNING)
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds or None, got {timeout!r}")
         if not 0 <= max_length <= 0xFFFF:

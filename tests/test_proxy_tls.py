@@ -152,27 +152,40 @@ def test_native_transports_refuse_tls_after_the_header(
             built.append(addr)
             return super().buildProtocol(addr)
 
-    async def body(reactor: Reactor) -> bytes:
+    async def body(reactor: Reactor) -> list[bytes]:
         reactor.native_transports = True
         wrapped = ProxyProtocolFactory(Counting(), ("v1",), tls=ssl_server(cert, key))
         port = reactor.listenTCP(0, wrapped, interface=HOST)
         await port.ready
-        reader, writer = await asyncio.open_connection(HOST, port.getHost().port)  # type: ignore[union-attr]
-        writer.write(HEADER)
-        got = await asyncio.wait_for(reader.read(), 10)
-        writer.close()
+        got = []
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection(HOST, port.getHost().port)  # type: ignore[union-attr]
+            writer.write(HEADER)
+            got.append(await asyncio.wait_for(reader.read(), 10))
+            writer.close()
         return got
 
     with caplog.at_level(logging.INFO, logger="statewire"):
-        assert scenario(body, 30) == b""
+        assert scenario(body, 30) == [b"", b""]
     assert built == []
-    assert any("needs statewire's socket transport" in r.getMessage() for r in caplog.records)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1  # said once for the port, not for each connection
+    assert "needs statewire's socket transport" in warnings[0].getMessage()
 
 
 def ssl_server(cert: str, key: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
+
+
+def test_a_context_that_cannot_serve_is_refused_by_the_factory() -> None:
+    """A client context, or no context: refused where it is given, not on each
+    connection."""
+    with pytest.raises(ValueError, match="cannot serve TLS"):
+        ProxyProtocolFactory(Factory.forProtocol(Who), tls=ssl.create_default_context())
+    with pytest.raises(TypeError, match=r"takes an ssl\.SSLContext"):
+        ProxyProtocolFactory(Factory.forProtocol(Who), tls="context")  # type: ignore[arg-type]
 
 
 def test_tls_with_direct_clients_is_refused(certificate: tuple[str, str]) -> None:

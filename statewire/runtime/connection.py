@@ -402,11 +402,11 @@ class Connection(Deadlines):
         if not self._in_callback:  # from a timer, say: guarded as any call into user code
             self._call(self.handOver, protocol, data, tls)
             return
-        self.protocol = protocol
         lost = self._loss
         if tls is not None and lost is None:
-            self._hand_over_tls(protocol, data, tls)
+            self._hand_over_tls(protocol, data, tls)  # (raises before taking protocol on)
             return
+        self.protocol = protocol
         if data and lost is None:  # held while it connects: pausing, closing or startTLS
             self._held += data  # there keep it back
         protocol.makeConnection(self)
@@ -477,7 +477,9 @@ class Connection(Deadlines):
         raise NotImplementedError
 
     def _hand_over_tls(self, protocol: Any, data: bytes, context: ssl.SSLContext) -> None:
-        """:meth:`handOver` with ``tls``: TLS from here on, ``data`` its first bytes."""
+        """:meth:`handOver` with ``tls``: TLS from here on, ``data`` its first bytes;
+        ``protocol`` becomes the connection's only once the TLS session is made (an
+        error before leaves the connection as it was)."""
         raise NotImplementedError("TLS after a hand-over needs statewire's socket transport")
 
     def _start_tls(

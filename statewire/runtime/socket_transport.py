@@ -284,6 +284,7 @@ class SocketTransport(Connection, Watched):
         if self._tls is not None:
             raise RuntimeError("a hand-over with TLS on a connection that is TLS already")
         session = TLSSession(context, True, None, from_start=True)
+        self.protocol = protocol
         self._held = b""  # (plaintext read before: never delivered as protected data)
         self._begin_tls(session)
         if data:
