@@ -16,6 +16,7 @@ import logging
 import shutil
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -228,8 +229,9 @@ def test_haproxy_passes_tls_through_with_a_v2_header(
     tmp_path: Path, certificate: tuple[str, str]
 ) -> None:
     """HAProxy (``mode tcp``, ``send-proxy-v2``) in front of ``statewire serve --listen
-    ssl:...:proxy=v2``: the client's TLS reaches statewire through HAProxy, and the
-    server sees the client's own address from the header."""
+    ssl:...:proxy=v2``: the client's TLS reaches statewire through HAProxy, the server
+    sees the client's own address from the header, and HAProxy's health checks (a
+    LOCAL header, then a TLS handshake) keep the server up."""
     cert, key = certificate
     target = tmp_path / "who.py"
     target.write_text(BACKEND)
@@ -246,9 +248,12 @@ def test_haproxy_passes_tls_through_with_a_v2_header(
             "defaults\n    mode tcp\n    timeout connect 2s\n"
             "    timeout client 30s\n    timeout server 30s\n\n"
             f"frontend front\n    bind {HOST}:{front}\n    default_backend app\n\n"
-            f"backend app\n    server s1 {HOST}:{backend} send-proxy-v2\n"
+            f"backend app\n    server s1 {HOST}:{backend} send-proxy-v2 "
+            # the health checks docs/proxy.md shows: a LOCAL header, then TLS
+            "check check-send-proxy check-ssl verify none inter 100ms fall 1 rise 1\n"
         )
         stack.enter_context(haproxy(config, tmp_path, [front]))
+        time.sleep(0.5)  # (a few checks: one failing would mark the server down)
         context = ssl.create_default_context(cafile=cert)
         for round_ in range(3):
             with (
@@ -259,3 +264,5 @@ def test_haproxy_passes_tls_through_with_a_v2_header(
                 host, port, version, secure, *echo = read_line(tls).decode().split()
                 assert (host, int(port)) == tls.getsockname()  # this client, not HAProxy
                 assert (version, secure, echo) == ("v2", "tls", ["hello", str(round_)])
+        log = (tmp_path / "haproxy.log").read_text()
+        assert "is DOWN" not in log and "no server available" not in log, log
