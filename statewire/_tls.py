@@ -22,6 +22,7 @@ is at most what one read brought.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 
 #: plaintext asked of the ``SSLObject`` per call (one TLS record holds at most 16 KiB)
@@ -29,16 +30,43 @@ _CHUNK = 64 * 1024
 
 
 def check_server_context(context: object, what: str = "a TLS port") -> None:
-    """Refuse what cannot serve TLS: anything but an ``ssl.SSLContext`` (``TypeError``),
-    a client context (``ValueError``). Said where it is configured, not on each
-    connection. A server context with no certificate loaded is not seen here (its
-    handshakes fail)."""
+    """Refuse what cannot serve TLS, where it is configured rather than on each
+    connection: anything but an ``ssl.SSLContext`` (``TypeError``), a client context, or
+    one that cannot answer a client's hello, as one with no certificate loaded
+    (``ValueError``). The hello is a trial in memory, offering every cipher and version;
+    a context with an ``sni_callback`` (which may pick the certificate) is not tried."""
     if not isinstance(context, ssl.SSLContext):
         raise TypeError(f"{what} takes an ssl.SSLContext, not {type(context).__name__}")
+    incoming = ssl.MemoryBIO()
     try:
-        context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_side=True)
+        server = context.wrap_bio(incoming, ssl.MemoryBIO(), server_side=True)
     except (ssl.SSLError, ValueError) as error:
         raise ValueError(f"{what}: this context cannot serve TLS: {error}") from None
+    if context.sni_callback is not None:
+        return
+    incoming.write(_a_hello())
+    try:
+        server.do_handshake()
+    except ssl.SSLWantReadError:
+        return  # (it answered, and waits for the client's next message)
+    except ssl.SSLError as error:
+        raise ValueError(
+            f"{what}: this context cannot answer a client's hello (no certificate "
+            f"loaded?): {error}"
+        ) from None
+
+
+def _a_hello() -> bytes:
+    """A client's first handshake message, offering every cipher and version."""
+    offer = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    offer.check_hostname = False
+    offer.verify_mode = ssl.CERT_NONE
+    offer.set_ciphers("ALL:@SECLEVEL=0")
+    outgoing = ssl.MemoryBIO()
+    client = offer.wrap_bio(ssl.MemoryBIO(), outgoing)
+    with contextlib.suppress(ssl.SSLWantReadError):  # (it waits for the server's answer)
+        client.do_handshake()
+    return outgoing.read()
 
 
 class TLSSession:

@@ -174,6 +174,36 @@ def test_native_transports_refuse_tls_after_the_header(
     assert "needs statewire's socket transport" in warnings[0].getMessage()
 
 
+def test_a_protocol_that_raises_in_connection_made_is_named_for_it(
+    certificate: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception from the wrapped protocol's ``connectionMade`` (here with TLS after
+    the header) closes that connection and is logged as its ``makeConnection``'s, not as
+    the ``dataReceived`` of the protocol that read the header."""
+    cert, key = certificate
+
+    class Boom(Who):
+        def connectionMade(self) -> None:
+            raise RuntimeError("boom")
+
+    async def body(reactor: Reactor) -> bytes:
+        wrapped = ProxyProtocolFactory(
+            Factory.forProtocol(Boom), ("v1",), tls=ssl_server(cert, key)
+        )
+        port = reactor.listenTCP(0, wrapped, interface=HOST)
+        await port.ready
+        reader, writer = await asyncio.open_connection(HOST, port.getHost().port)  # type: ignore[union-attr]
+        writer.write(HEADER)
+        got = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        return got
+
+    with caplog.at_level(logging.ERROR, logger="statewire"):
+        assert scenario(body, 30) == b""
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1 and said[0].startswith("Boom.makeConnection raised"), said
+
+
 def ssl_server(cert: str, key: str) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)

@@ -193,7 +193,8 @@ def test_a_hand_over_from_a_timer_is_guarded_as_any_callback(
     closed, served = run(body, kind)
     assert closed == b""
     assert served == GREETING + b"first"
-    assert "handOver raised; closing the connection from" in caplog.text
+    # (named for the protocol that raised, in its connectionMade: not for handOver)
+    assert "Raiser.makeConnection raised; closing the connection from" in caplog.text
     assert "RuntimeError: boom" in caplog.text
 
 

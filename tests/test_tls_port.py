@@ -272,14 +272,17 @@ def test_a_refused_connection_arms_no_handshake_deadline(
 
 
 def test_a_context_that_cannot_serve_is_refused_by_listen_ssl() -> None:
-    """A client context, or no context at all: an error from ``listenSSL`` itself, the
-    port never bound (before: every connection failed, said only at INFO)."""
+    """A client context, no context at all, or a server context with no certificate: an
+    error from ``listenSSL`` itself, the port never bound (before: every connection
+    failed, said only at INFO). A client's hello offering everything, in memory, is what
+    finds the missing certificate."""
 
     async def body(reactor: Reactor) -> list[str]:
         errors = []
         cases: list[tuple[Any, type[Exception]]] = [
             (ssl.create_default_context(), ValueError),
             ("ctx", TypeError),
+            (ssl.create_default_context(ssl.Purpose.CLIENT_AUTH), ValueError),  # no cert
         ]
         for context, error in cases:
             with pytest.raises(error) as raised:
@@ -288,9 +291,10 @@ def test_a_context_that_cannot_serve_is_refused_by_listen_ssl() -> None:
         assert not reactor.ports
         return errors
 
-    client, text = scenario(body, 10)
+    client, text, no_certificate = scenario(body, 10)
     assert "cannot serve TLS" in client and "PROTOCOL_TLS_CLIENT" in client
     assert "takes an ssl.SSLContext, not str" in text
+    assert "cannot answer a client's hello (no certificate loaded?)" in no_certificate
 
 
 def test_a_close_during_the_handshake_with_nothing_written_closes_at_once(

@@ -409,7 +409,8 @@ class Connection(Deadlines):
         self.protocol = protocol
         if data and lost is None:  # held while it connects: pausing, closing or startTLS
             self._held += data  # there keep it back
-        protocol.makeConnection(self)
+        if not self._connect_handed(protocol):
+            return
         if lost is not None:  # gone already: told at once, as any protocol is
             protocol.connected = 0
             protocol.connectionLost(lost)
@@ -475,6 +476,16 @@ class Connection(Deadlines):
     def _tls_in_use(self) -> str | None:
         """Why this connection cannot start TLS (it already did), or None."""
         raise NotImplementedError
+
+    def _connect_handed(self, protocol: Any) -> bool:
+        """Connect a protocol handed the connection; false when it raised (said as its
+        ``makeConnection``'s, not as the caller's ``dataReceived``: the connection closes)."""
+        try:
+            protocol.makeConnection(self)
+        except Exception:
+            self._user_error(protocol.makeConnection)
+            return False
+        return True
 
     def _hand_over_tls(self, protocol: Any, data: bytes, context: ssl.SSLContext) -> None:
         """:meth:`handOver` with ``tls``: TLS from here on, ``data`` its first bytes;

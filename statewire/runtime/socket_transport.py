@@ -289,8 +289,7 @@ class SocketTransport(Connection, Watched):
         self._begin_tls(session)
         if data:
             session.receive(data)
-        protocol.makeConnection(self)
-        if not self._closed:
+        if self._connect_handed(protocol) and not self._closed:
             self._update_reading()  # on, for the handshake
             self._tls_pump()
 
