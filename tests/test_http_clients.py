@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from process_helpers import running
+from runtime_helpers import self_signed_certificate
 
 HOST = "127.0.0.1"
 GREETING = b"Hello from statewire.\n"
@@ -79,6 +80,38 @@ def test_curl_chunked_upload_is_echoed(port: int, tmp_path: object) -> None:
         f"http://{HOST}:{port}/echo",
     )
     assert done.stdout == data
+
+
+@pytest.fixture(scope="module")
+def https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
+    """``examples/httpd.py`` on a TLS port (``statewire serve --listen ssl:...``), a
+    certificate made for the run: its port and the certificate's path."""
+    cert, key = self_signed_certificate(tmp_path_factory.mktemp("https"))
+    listen = f"ssl:0:interface={HOST}:privateKey={key}:certKey={cert}"
+    with running("-m", "statewire", "serve", "examples/httpd.py:factory", "--listen", listen) as s:
+        yield s.port, cert
+        s.stop()
+        assert s.process.stdout is not None
+        s.process.stdout.close()
+
+
+def test_curl_over_https_reuses_one_connection_and_echoes_a_chunked_upload(
+    https: tuple[int, str], tmp_path: object
+) -> None:
+    """curl, verifying the certificate: three requests on one TLS connection, then a
+    300 KB chunked upload echoed whole."""
+    port, cert = https
+    url = f"https://{HOST}:{port}"
+    done = curl("--verbose", "--cacert", cert, f"{url}/", f"{url}/bytes/7", f"{url}/")
+    assert done.stdout == GREETING + b"x" * 7 + GREETING
+    assert b"Re-using existing connection" in done.stderr or b"Reusing existing" in done.stderr
+    assert b"SSL connection using TLS" in done.stderr
+    data = os.urandom(300_000)
+    path = f"{tmp_path}/upload"
+    with open(path, "wb") as upload:
+        upload.write(data)
+    chunked = ("-H", "Transfer-Encoding: chunked", "--data-binary", f"@{path}")
+    assert curl("--cacert", cert, *chunked, f"{url}/echo").stdout == data
 
 
 def test_curl_http10_gets_a_close_delimited_echo(port: int) -> None:
