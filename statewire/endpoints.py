@@ -52,6 +52,7 @@ __all__ = [
     "UNIXClientEndpoint",
     "UNIXServerEndpoint",
     "clientFromString",
+    "descriptionContext",
     "handedDescriptor",
     "serverDescription",
     "serverFromString",
@@ -438,6 +439,17 @@ def _systemd_descriptor(description: str, values: dict[str, str]) -> int:
     return _SYSTEMD_FIRST_FD + index
 
 
+def descriptionContext(description: str, certfile: str, keyfile: str) -> ssl.SSLContext:
+    """:func:`ssl_context` of the files a description names; a ``ValueError`` naming the
+    description when they do not load (``serve --workers`` checks its ``ssl:`` ones so)."""
+    try:
+        return ssl_context(certfile, keyfile)
+    except (ssl.SSLError, OSError, ValueError) as error:
+        raise ValueError(
+            f"cannot load the key or certificate of {description!r}: {error}"
+        ) from None
+
+
 def _tls_context(description: str, values: dict[str, str]) -> ssl.SSLContext:
     """The server context of ``privateKey=`` and ``certKey=`` (the key's file when
     absent): files that must exist and load."""
@@ -446,12 +458,7 @@ def _tls_context(description: str, values: dict[str, str]) -> ssl.SSLContext:
         raise ValueError(f"{description!r} lacks privateKey")
     key = _file(key, "privateKey", description)
     cert = _file(values.get("certKey", key), "certKey", description)
-    try:
-        return ssl_context(cert, key)
-    except (ssl.SSLError, OSError, ValueError) as error:
-        raise ValueError(
-            f"cannot load the key or certificate of {description!r}: {error}"
-        ) from None
+    return descriptionContext(description, cert, key)
 
 
 def _server(
@@ -460,9 +467,8 @@ def _server(
     """The endpoint of a description, and, when ``proxied`` and it asks for TLS, the
     context the PROXY relay starts TLS with after the header (the endpoint then plain)."""
     if kind in ("fd", "systemd"):
-        if "certKey" in values and "privateKey" not in values:
-            raise ValueError(f"{description!r} lacks privateKey")
-        context = _tls_context(description, values) if "privateKey" in values else None
+        tls = "privateKey" in values or "certKey" in values
+        context = _tls_context(description, values) if tls else None
         fileno, family = handedDescriptor(description)
         if proxied:
             return AdoptedStreamServerEndpoint(reactor, fileno, family), context

@@ -48,14 +48,18 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from statewire.endpoints import handedDescriptor, serverDescription, serverParts, ssl_context
+from statewire.endpoints import (
+    descriptionContext,
+    handedDescriptor,
+    serverDescription,
+    serverParts,
+)
 from statewire.error import CannotListenError, ReactorNotRunning
 from statewire.runtime.listening import REUSE_PORT, adopted_stream, bound_tcp, bound_unix
 
@@ -150,7 +154,10 @@ def _bind(description: str, count: int) -> _Listener:
             raise WorkersError(f"{description!r} lacks privateKey")
         options["privateKey"] = os.path.abspath(key)
         options["certKey"] = os.path.abspath(values.get("certKey", key))
-        _check_tls_files(options, description)
+        try:  # (said once, here, rather than by every worker)
+            descriptionContext(description, options["certKey"], options["privateKey"])
+        except ValueError as error:
+            raise WorkersError(str(error)) from None
     if kind in ("tcp", "tcp6", "ssl"):
         port = _number(values, "port", "0", description)
         interface = values.get("interface", "::" if kind == "tcp6" else "")
@@ -178,16 +185,6 @@ def _bind(description: str, count: int) -> _Listener:
         os.close(fileno)  # ours is the duplicate, handed on to each worker
         return _Listener([sock], options)
     raise WorkersError(f"workers cannot serve {description!r}: {kind}: is unknown to them")
-
-
-def _check_tls_files(options: dict[str, str], description: str) -> None:
-    """The key and certificate load (said once, here, rather than by every worker)."""
-    try:
-        ssl_context(options["certKey"], options["privateKey"])
-    except (OSError, ssl.SSLError, ValueError) as error:
-        raise WorkersError(
-            f"cannot load the key or certificate of {description!r}: {error}"
-        ) from None
 
 
 @dataclass(eq=False)

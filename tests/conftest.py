@@ -72,3 +72,12 @@ def mini_port() -> Iterator[int]:
     with running("-m", "statewire", "serve", target, "--listen", listen) as served:
         yield served.port
         served.stop()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key (the paths), made for this
+    module."""
+    from runtime_helpers import self_signed_certificate
+
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from process_helpers import haproxy, running
-from runtime_helpers import HOST, scenario, self_signed_certificate
+from runtime_helpers import HOST, scenario
 
 from statewire._reactor import Reactor
 from statewire.basic import LineReceiver
@@ -32,11 +32,6 @@ from statewire.proxy import ProxyProtocolFactory
 from statewire.testing.differential import free_port
 
 HEADER = b"PROXY TCP4 192.0.2.7 198.51.100.1 40000 443\r\n"
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 class Who(LineReceiver):

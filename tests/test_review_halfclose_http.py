@@ -29,7 +29,7 @@ import h11
 import httpx
 import pytest
 from http_helpers import responses, serve
-from runtime_helpers import HOST, error_records, listen, scenario, self_signed_certificate
+from runtime_helpers import HOST, error_records, listen, scenario
 
 from statewire._reactor import Reactor, ssl_context
 from statewire.protocol import Protocol
@@ -41,12 +41,6 @@ ROOT = Path(__file__).resolve().parent.parent
 GET = b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n"
 #: seconds any single wait may take before the test gives up (never a timing assertion)
 PATIENCE = 10.0
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 and its key, made for this module."""
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 async def talk(port: int, data: bytes, *, rcvbuf: int = 0, before_reading: float = 0.0) -> bytes:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from runtime_helpers import HOST, error_records, listen, scenario, self_signed_certificate
+from runtime_helpers import HOST, error_records, listen, scenario
 
 from statewire._reactor import Reactor, ssl_context
 from statewire._transport import LoopPoller, Poller, SocketTransport, Transport
@@ -36,12 +36,6 @@ if importlib.util.find_spec("uvloop") is not None:
 
 #: seconds any blocking client call may take
 PATIENCE = 10.0
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 and its key, made for this module."""
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(autouse=True)

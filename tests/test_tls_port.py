@@ -41,12 +41,6 @@ if importlib.util.find_spec("uvloop") is not None:
 PATIENCE = 10.0
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 and its key, made for this module."""
-    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
-
-
 @pytest.fixture(autouse=True)
 def nothing_logged_at_error() -> Iterator[None]:
     """A silent or slow TLS peer is the peer's fault: logged at INFO, never at ERROR."""
