@@ -24,7 +24,9 @@ The server (one of):
         [--post BYTES] [--asgi | --uvicorn] [--uvloop]
 
 ``--post BYTES`` sends ``POST /echo`` with a body of BYTES instead (in the read of its head,
-as wrk sends it). ``--uvloop`` runs the loop on uvloop.
+as wrk sends it). ``--uvloop`` runs the loop on uvloop. ``--access-log FILE`` has the server
+log each request to FILE (statewire's :class:`~statewire.protocols.http.AccessLog`, or
+uvicorn's own access log), the lines alone, through a ``logging.FileHandler``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import argparse
 import asyncio
 import cProfile
 import inspect
+import logging
 import pstats
 import statistics
 import sys
@@ -112,16 +115,50 @@ def _statewire(factory: Any) -> tuple[Callable[[bytes], None], _Counted]:
     return protocol.dataReceived, transport
 
 
+#: the file each request is logged to (``--access-log``), or ``None``
+ACCESS_LOG: list[str | None] = [None]
+
+
+def _log_handler(logger: str) -> logging.Logger:
+    """The logger ``logger``, writing the lines alone to ``--access-log``'s file (and
+    nowhere else)."""
+    path = ACCESS_LOG[0]
+    assert path is not None
+    chosen = logging.getLogger(logger)
+    if any(isinstance(old, logging.FileHandler) for old in chosen.handlers):
+        return chosen  # (set up for an earlier connection)
+    for old in list(chosen.handlers):
+        chosen.removeHandler(old)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    chosen.addHandler(handler)
+    chosen.setLevel(logging.INFO)
+    chosen.propagate = False
+    return chosen
+
+
+def _logged(factory: Any) -> Any:
+    """``factory`` logging each request to ``--access-log``'s file, if given."""
+    if ACCESS_LOG[0] is not None:
+        from statewire.protocols.http import AccessLog
+
+        factory.access_log = AccessLog(_log_handler("statewire.access"))
+    return factory
+
+
 def _uvicorn(loop: asyncio.AbstractEventLoop) -> tuple[Callable[[bytes], None], _Counted]:
     import bench_http  # type: ignore[import-not-found]
     from uvicorn.config import Config
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.server import ServerState
 
+    logs = ACCESS_LOG[0] is not None
     config = Config(
-        app=bench_http.app, lifespan="off", access_log=False, log_level="warning", http="httptools"
+        app=bench_http.app, lifespan="off", access_log=logs, log_level="warning", http="httptools"
     )
     config.load()
+    if logs:
+        _log_handler("uvicorn.access")
     state: dict[str, Any] = {}
     if "app_state" in inspect.signature(HttpToolsProtocol).parameters:  # (uvicorn >= 0.32)
         state["app_state"] = {}
@@ -145,10 +182,10 @@ def connect(
     if server == "asgi":
         import bench_http
 
-        return _statewire(bench_http.asgi_factory())
+        return _statewire(_logged(bench_http.asgi_factory()))
     import httpd  # type: ignore[import-not-found]
 
-    return _statewire(httpd.factory)
+    return _statewire(_logged(httpd.factory))
 
 
 async def _run(
@@ -230,7 +267,9 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, default=1, help="connections read in each loop turn (default 1)"
     )
+    parser.add_argument("--access-log", metavar="FILE", help="log each request to FILE")
     args = parser.parse_args()
+    ACCESS_LOG[0] = args.access_log
     server = "asgi" if args.asgi else "uvicorn" if args.uvicorn else "httpd"
     fields = b"".join(b"X-Field-%d: a value\r\n" % n for n in range(args.fields))
     what = f"GET / with {1 + args.fields} header fields"
@@ -250,6 +289,7 @@ def main() -> None:
         f"in process, {server} on {loop}, {what}, one read a request, {turn}: "
         f"{statistics.median(costs):.1f} us a request [{min(costs):.1f}-{max(costs):.1f}], "
         f"{calls:.0f} Python calls (the loop's turn included), {writes:g} writes"
+        + (", each request logged" if args.access_log else "")
     )
 
 

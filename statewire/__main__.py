@@ -27,6 +27,7 @@ def _serve(
     metrics_at: str | None = None,
     worker_of: int | None = None,
     drain_timeout: float = 30.0,
+    access_log: str | None = None,
 ) -> int:
     from statewire import reactor
     from statewire.endpoints import serverFromString
@@ -38,6 +39,8 @@ def _serve(
         if uvloop:
             reactor.use_uvloop()
         factory = factory_from(targets)
+        if access_log is not None:
+            _keep_access_log(factory, access_log)
         endpoints = [serverFromString(reactor, description) for description in listen]
         if metrics_at is not None:
             serverFromString(reactor, metrics_at)  # a bad description is a usage error
@@ -47,6 +50,9 @@ def _serve(
     except (TargetError, ValueError, ImportError) as error:
         print(f"statewire serve: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the access log's file
+        print(f"statewire serve: cannot open the access log: {error}", file=sys.stderr)
+        return 1
     if trace:
         from statewire import tracing
 
@@ -83,6 +89,30 @@ def _serve(
         link.close()
     log.info("stopped")
     return 0
+
+
+def _keep_access_log(factory: object, where: str) -> None:
+    """``--access-log``: have an HTTP factory log each exchange (if it does not already),
+    to stderr with the other logs (``-``) or to a file of its own, the lines alone (as a
+    log analyser reads them), reopened when moved away (logrotate's default)."""
+    if not hasattr(factory, "access_log"):
+        raise ValueError(
+            f"--access-log: {type(factory).__name__} keeps no access log (an HTTPFactory or "
+            "asgi(app) does)"
+        )
+    from statewire.protocols.http import AccessLog
+
+    if where != "-":
+        from logging.handlers import WatchedFileHandler
+
+        handler = WatchedFileHandler(where, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("statewire.access")
+        logger.addHandler(handler)
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+    if getattr(factory, "access_log", None) is None:
+        factory.access_log = AccessLog()
 
 
 def _not_started(reactor: Any, factory: object, error: Exception) -> int:
@@ -280,6 +310,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="with --workers: how long a reloaded worker lets its connections finish (default 30)",
     )
+    serve.add_argument(
+        "--access-log",
+        nargs="?",
+        const="-",
+        metavar="FILE",
+        help="HTTP: log each request in the Combined Log Format (logger statewire.access), "
+        "with the other logs on stderr or, given a FILE, appended there",
+    )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")
     diagram.add_argument(
@@ -315,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 2
             passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace
+            if args.access_log is not None:
+                where = args.access_log
+                where = where if where == "-" else os.path.abspath(where)
+                passed.append(f"--access-log={where}")
             return _supervise(args.target, listen, args.workers, passed, args.drain_timeout)
         return _serve(
             args.target,
@@ -324,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
             args.metrics,
             args.worker_of,
             args.drain_timeout,
+            args.access_log,
         )
     if args.command == "diagram":
         return _diagram(args.target, args.format, args.output, args.check, args.counts)

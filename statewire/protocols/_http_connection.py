@@ -224,12 +224,7 @@ class HTTPConnection(MachineProtocol):
         body = Body()
         addresses = self._addresses
         if addresses is None:
-            transport = self.transport
-            addresses = self._addresses = (
-                _address(transport.getPeer()),
-                _address(transport.getHost()),
-                bool(getattr(transport, "TLS", False)),
-            )
+            addresses = self.addresses()
         method = self.method
         request = Request(
             method,
@@ -247,6 +242,9 @@ class HTTPConnection(MachineProtocol):
             grace, self._grace = self._grace, None
             _cancel(grace)  # (the first request came)
         response = Response(self, version, method == b"HEAD", keep_alive, method == b"CONNECT")
+        access = factory.access_log
+        if access is not None:
+            response.access = access.exchange(request)
         exchange = self.exchange = _Exchange(request, response, waits)
         if waits:
             body.call_on_first_read(functools.partial(self._continue, exchange))
@@ -287,6 +285,19 @@ class HTTPConnection(MachineProtocol):
         else:
             self.block_left = self.body_size = length
             machine.length_body()
+
+    def addresses(self) -> tuple[tuple[str, int] | None, tuple[str, int] | None, bool]:
+        """The client's and the server's (host, port), and whether the connection is
+        over TLS: looked up once."""
+        addresses = self._addresses
+        if addresses is None:
+            transport = self.transport
+            addresses = self._addresses = (
+                _address(transport.getPeer()),
+                _address(transport.getHost()),
+                bool(getattr(transport, "TLS", False)),
+            )
+        return addresses
 
     def end_of_request(self, machine: Inputs) -> Awaitable[None] | None:
         """The request was read whole: once its handler is done, or its response is
@@ -605,7 +616,21 @@ class HTTPConnection(MachineProtocol):
         # HEAD's
         answers_head = self.method == b"HEAD" and (self.in_fields or exchange is not None)
         self.transport.write(head if answers_head else head + text)
+        self._log_refusal(status, 0 if answers_head else len(text))
         self.close()
+
+    def _log_refusal(self, status: int, sent: int) -> None:
+        """Tell the access log, if the server keeps one, of a refusal sent."""
+        exchange = self.exchange
+        if exchange is not None:  # (the refusal answers its request)
+            entry, exchange.response.access = exchange.response.access, None
+            if entry is not None:
+                entry.done(status, sent, True)
+            return
+        access = self.factory.access_log
+        if access is not None:
+            line = (self.method, self.target, self.version) if self.in_fields else None
+            access.refused(self.addresses()[0], line, status, sent)
 
     def closeGracefully(self) -> None:
         """The server is stopping (a shutdown, or a worker's drain): the response under
@@ -701,6 +726,8 @@ class HTTPConnection(MachineProtocol):
         grace, self._grace = self._grace, None
         _cancel(grace)
         exchanges = [] if self.exchange is None else [self.exchange]
+        if exchanges and not exchanges[0].response.finished:
+            exchanges[0].response.logged(False)  # (cut short: for the access log)
         if self._released:  # (handlers at work after their response: stopped, or told)
             exchanges += self._released
             self._released = None

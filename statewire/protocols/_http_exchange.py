@@ -25,6 +25,7 @@ from grammars.http1 import (
     list_tokens,
     status_line,
 )
+from statewire.protocols._http_access import CLOSED_BEFORE_RESPONSE, ExchangeLog
 
 #: a field as a handler may give it: name and value as ``str`` (latin-1) or ``bytes``
 FieldLike = tuple[bytes | str, bytes | str]
@@ -364,7 +365,10 @@ class Response:
     _says_close = False
     _says_keep_alive = False
     _framing = ""  # "", "length", "chunked", "close", "none" once the head is out
+    #: body bytes still owed (a length framing) and announced; those sent (the others)
     _left = 0
+    _total = 0
+    _sent = 0
     #: whether the handler called :meth:`start` (or :meth:`send`)
     started = False
     #: whether the head was written
@@ -380,6 +384,27 @@ class Response:
     #: set by the connection while it waits for the handler: called once the response is
     #: complete (the next request need not wait for a handler still at work after it)
     on_finish: Callable[[], object] | None = None
+    #: set by the connection when the server keeps an access log: told once, when the
+    #: response is complete or cut short (see :mod:`statewire.protocols._http_access`)
+    access: ExchangeLog | None = None
+
+    @property
+    def body_sent(self) -> int:
+        """The body bytes written so far (its framing not counted)."""
+        if self._framing == "length":
+            return self._total - self._left
+        return self._sent
+
+    def logged(self, complete: bool, status: int | None = None) -> None:
+        """Tell the access log, once, that the response is done: ``complete``, or cut
+        short by the connection's end (then with ``status``, a refusal's, when the
+        server answered instead; else its own, or ``499`` when its head never left)."""
+        access, self.access = self.access, None
+        if access is None:
+            return
+        if status is None:
+            status = self.status if self.head_sent else CLOSED_BEFORE_RESPONSE
+        access.done(status, self.body_sent if self.head_sent else 0, complete)
 
     @property
     def cut_by_close(self) -> bool:
@@ -500,6 +525,8 @@ class Response:
                 self._left = 0
                 self._connection.write(head + data if data else head)
                 self.finished = True
+                if self.access is not None:
+                    self.logged(True)
                 if self.on_finish is not None:
                     self.on_finish()
                 return
@@ -519,6 +546,8 @@ class Response:
             if wire:  # (what was framed leaves even when the end was wrong)
                 self._connection.write(wire[0] if len(wire) == 1 else b"".join(wire))
         self.finished = True
+        if self.access is not None:
+            self.logged(True)
         if self.on_finish is not None:
             self.on_finish()
 
@@ -540,6 +569,8 @@ class Response:
         self.status = 101
         self.started = self.head_sent = self.finished = True
         self.keep_alive = True
+        if self.access is not None:
+            self.logged(True)
         connection.upgrade(protocol)
         await connection.writable()
 
@@ -571,10 +602,10 @@ class Response:
                 lines = [*lines[: self._length_at], *lines[self._length_at + 1 :]]
         elif self._length is not None:
             framing = "length"
-            self._left = int(self._length)
+            self._left = self._total = int(self._length)
         elif whole is not None:
             framing = "length"
-            self._left = whole
+            self._left = self._total = whole
             extra = b"Content-Length: %d\r\n" % whole
         elif self._version >= (1, 1):
             framing = "chunked"
@@ -613,8 +644,10 @@ class Response:
             self._left -= len(data)
             return data
         if framing == "chunked":
+            self._sent += len(data)
             return b"%x\r\n%s\r\n" % (len(data), data)
         if framing == "close":
+            self._sent += len(data)
             return data
         return b""  # "none", "head": the body is not sent
 

@@ -115,6 +115,7 @@ from grammars import fixed, line, raw
 from grammars.http1 import MAX_CHUNK_DIGITS, MAX_CHUNK_LINE, MAX_FIELD_BYTES
 from statewire.machine import Timeout, by_key
 from statewire.protocol import Factory, close_gracefully
+from statewire.protocols._http_access import AccessEntry, AccessLog
 from statewire.protocols._http_connection import HTTPConnection, Inputs
 from statewire.protocols._http_exchange import Body, Headers, Request, Response
 from statewire.protocols._http_head import Refusal
@@ -492,6 +493,7 @@ class HTTPFactory(Factory):
         cancel_on_disconnect: bool = True,
         half_close: bool = False,
         half_close_timeout: float = 30.0,
+        access_log: AccessLog | bool | None = None,
     ) -> None:
         self.handler = handler
         #: largest request body accepted (``413`` beyond, said before reading it)
@@ -517,9 +519,20 @@ class HTTPFactory(Factory):
         self.half_close = half_close
         #: seconds a half-closed client's answers may take before they are abandoned
         self.half_close_timeout = half_close_timeout
+        #: where each exchange is logged (``None``: nowhere; ``True`` given: an
+        #: :class:`AccessLog` to the ``statewire.access`` logger): read at each request
+        self.access_log: AccessLog | None = (
+            AccessLog()
+            if access_log is True
+            else None
+            if access_log is False or access_log is None
+            else access_log
+        )
 
 
 __all__ = [
+    "AccessEntry",
+    "AccessLog",
     "Body",
     "HTTPConnection",
     "HTTPFactory",
