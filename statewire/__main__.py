@@ -92,27 +92,27 @@ def _serve(
 
 
 def _keep_access_log(factory: object, where: str) -> None:
-    """``--access-log``: have an HTTP factory log each exchange (if it does not already),
-    to stderr with the other logs (``-``) or to a file of its own, the lines alone (as a
-    log analyser reads them), reopened when moved away (logrotate's default)."""
-    if not hasattr(factory, "access_log"):
+    """``--access-log``: have the factory log each request or message (its ``log_access()``:
+    HTTP's and SMTP's factories have one), to stderr with the other logs (``-``) or to a
+    file of its own, the lines alone (as a log analyser reads them), reopened when moved
+    away (logrotate's default)."""
+    log_access = getattr(factory, "log_access", None)
+    if log_access is None:
         raise ValueError(
-            f"--access-log: {type(factory).__name__} keeps no access log (an HTTPFactory or "
-            "asgi(app) does)"
+            f"--access-log: {type(factory).__name__} keeps no access log (an HTTPFactory, "
+            "asgi(app) or an SMTPFactory does)"
         )
-    from statewire.protocols.http import AccessLog
-
     if where != "-":
         from logging.handlers import WatchedFileHandler
 
         handler = WatchedFileHandler(where, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(message)s"))
-        logger = logging.getLogger("statewire.access")
-        logger.addHandler(handler)
-        logger.propagate = False
-        logger.setLevel(logging.INFO)
-    if getattr(factory, "access_log", None) is None:
-        factory.access_log = AccessLog()
+        for name in ("statewire.access", "statewire.mail"):
+            logger = logging.getLogger(name)
+            logger.addHandler(handler)
+            logger.propagate = False
+            logger.setLevel(logging.INFO)
+    log_access()
 
 
 def _not_started(reactor: Any, factory: object, error: Exception) -> int:
@@ -315,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         nargs="?",
         const="-",
         metavar="FILE",
-        help="HTTP: log each request in the Combined Log Format (logger statewire.access), "
-        "with the other logs on stderr or, given a FILE, appended there",
+        help="log each HTTP request (Combined Log Format, logger statewire.access) or SMTP "
+        "message (logger statewire.mail), with the other logs on stderr or, given a FILE, "
+        "appended there",
     )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")

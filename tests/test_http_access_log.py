@@ -29,7 +29,8 @@ from starlette.routing import Route
 
 from grammars.proxy import ProxyHeader, encode
 from statewire._reactor import Reactor
-from statewire.protocols._http_access import AccessEntry, AccessLog, clf_time, combined, escaped
+from statewire.protocols._http_access import AccessEntry, AccessLog, clf_time, combined
+from statewire.protocols._log_text import escaped
 from statewire.protocols.asgi import asgi
 from statewire.protocols.http import HTTPFactory, Request, Response
 from statewire.proxy import ProxyProtocolFactory

@@ -33,14 +33,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
+from statewire.protocols._log_text import escaped
+
 if TYPE_CHECKING:
     from statewire.protocols._http_exchange import Request
 
 #: the logger the default :meth:`AccessLog.write` writes to, at INFO
 LOGGER = "statewire.access"
 log = logging.getLogger("statewire.protocols.http")
-#: the bytes written as they came (printable ASCII but ``"`` and ``\``)
-_PLAIN = bytes(byte for byte in range(0x20, 0x7F) if byte not in b'"\\')
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 #: the status logged for a response of which nothing was sent when the connection ended
 CLOSED_BEFORE_RESPONSE = 499
@@ -66,14 +66,6 @@ class AccessEntry(NamedTuple):
     user_agent: bytes | None
     #: whether the response was sent whole (false: the connection's end cut it short)
     complete: bool
-
-
-def escaped(data: bytes) -> str:
-    """``data`` for a log line: printable ASCII as it is, but ``"``, ``\\`` and every other
-    byte as ``\\xHH``."""
-    if not data.translate(None, _PLAIN):
-        return data.decode("ascii")
-    return "".join(chr(byte) if byte in _PLAIN else f"\\x{byte:02X}" for byte in data)
 
 
 def clf_time(seconds: float) -> str:
@@ -191,5 +183,4 @@ __all__ = [
     "ExchangeLog",
     "clf_time",
     "combined",
-    "escaped",
 ]

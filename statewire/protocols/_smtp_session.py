@@ -39,6 +39,7 @@ from statewire.protocols._smtp_handler import (
     SMTPHandler,
     then,
 )
+from statewire.protocols._smtp_log import MessageLog
 
 if TYPE_CHECKING:
     from statewire.protocols.smtp import Inputs, SMTPFactory
@@ -81,6 +82,8 @@ class SMTPConnection(MachineProtocol):
     #: the transaction under way
     envelope: Envelope | None = None
     sink: MessageSink | None = None
+    #: the mail log's entry of the message under way (the factory keeping a log)
+    message_log: MessageLog | None = None
     #: octets of the message so far; why it will be refused, if it will
     received = 0
     refusal: Reply | None = None
@@ -213,7 +216,7 @@ class SMTPConnection(MachineProtocol):
             return
         self.cut_off = True  # (the 421 is the last reply)
         try:
-            self.forget()  # (the sink's abort: the handler's code too)
+            self.forget("a failure of the server's or the handler's")  # (the sink's abort too)
         except Exception:
             log.exception("SMTP: aborting the message after a failure raised too")
         self.send_replies()
@@ -293,8 +296,11 @@ class SMTPConnection(MachineProtocol):
         factory = self.factory
         return factory.check_credentials is not None and (self.tls or factory.auth_over_plaintext)
 
-    def forget(self) -> None:
-        """End the transaction under way, its message (if any) not delivered."""
+    def forget(self, why: str = "the transaction ended") -> None:
+        """End the transaction under way, its message (if any) not delivered (the mail
+        log says so, and ``why``)."""
+        if self.message_log is not None:
+            self.log_message(0, f"not delivered: {why}".encode())
         sink = self.sink
         self.envelope = self.sink = self.refusal = self.skipping = None
         self.received = 0
@@ -375,7 +381,39 @@ class SMTPConnection(MachineProtocol):
         self.pending = bytearray()
         self.carriage = self.text_skipping = False
         self.text_tail = b""
+        mail_log = self.factory.access_log
+        if mail_log is not None:
+            self.message_log = MessageLog(mail_log)
         self.sink = self.factory.handler.message(self, self.envelope)
+
+    def log_message(self, status: int, text: bytes) -> None:
+        """Write the mail log's entry of the message under way (``status`` 0: not
+        answered, ``text`` says why)."""
+        entry, self.message_log = self.message_log, None
+        envelope = self.envelope
+        if entry is not None and envelope is not None:
+            entry.done(self.client(), envelope, self.received, status, text)
+
+    def logged_reply(self) -> Callable[[Reply], None]:
+        """The message under way has ended: what answers it, and writes its mail log
+        entry with the answer (its envelope and size kept: the transaction ends before
+        the handler's decision comes)."""
+        entry, self.message_log = self.message_log, None
+        envelope, size, client = self.envelope, self.received, self.client()
+        assert entry is not None and envelope is not None
+
+        def respond(answer: Reply) -> None:
+            entry.done(client, envelope, size, answer.code, answer.lines[-1])
+            self.reply(answer)
+
+        return respond
+
+    def client(self) -> tuple[str, int] | None:
+        """The client's (host, port), when the transport says."""
+        peer = getattr(self.transport, "getPeer", None)
+        address = peer() if peer is not None else None
+        host, port = getattr(address, "host", None), getattr(address, "port", None)
+        return (str(host), int(port)) if host is not None and port is not None else None
 
     def take(self, data: bytes) -> Any:
         """Count ``data`` (body octets, unstuffed) and pass it on in pieces."""
@@ -414,19 +452,20 @@ class SMTPConnection(MachineProtocol):
         The sink stays the session's until its ``close()`` is called, so a timeout, a
         shutdown or a lost connection while the last ``write()`` is pending aborts it."""
         written = self.flush()
+        respond = self.reply if self.message_log is None else self.logged_reply()
         if written is None and self.refusal is None and self.sink is not None:
             # written now, decided now: the common case made short (as ``decide`` does)
             sink, self.sink = self.sink, None
             self.forget()
             decision = sink.close()
             if decision is None:
-                self.reply(OK)
+                respond(OK)
                 return None
             if type(decision) is Reply:
-                self.reply(decision)
+                respond(decision)
                 return None
             return self.then(
-                decision, lambda decision: self.reply(OK if decision is None else decision)
+                decision, lambda decision: respond(OK if decision is None else decision)
             )
 
         def decide(_: object) -> Any:
@@ -434,12 +473,12 @@ class SMTPConnection(MachineProtocol):
             self.sink = None
             self.forget()
             if refusal is not None or sink is None:
-                self.reply(refusal or TOO_BIG)
+                respond(refusal or TOO_BIG)
                 return None
             return self.then(sink.close(), answer)
 
         def answer(decision: Decision) -> None:
-            self.reply(OK if decision is None else decision)
+            respond(OK if decision is None else decision)
 
         return self.then(written, decide)
 
@@ -611,6 +650,8 @@ class SMTPConnection(MachineProtocol):
             return written
         skipped = self.skipping
         if skipped is not None:
+            if self.message_log is not None:
+                self.log_message(skipped.code, skipped.lines[-1])
             self.forget()
             self.reply(skipped)
             machine.message_ended()

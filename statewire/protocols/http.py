@@ -529,6 +529,12 @@ class HTTPFactory(Factory):
             else access_log
         )
 
+    def log_access(self) -> None:
+        """Log each exchange to the ``statewire.access`` logger, unless a log is kept
+        already (what ``statewire serve --access-log`` asks)."""
+        if self.access_log is None:
+            self.access_log = AccessLog()
+
 
 __all__ = [
     "AccessEntry",

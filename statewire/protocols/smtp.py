@@ -73,6 +73,7 @@ from statewire.protocols._smtp_handler import (
     Pending,
     SMTPHandler,
 )
+from statewire.protocols._smtp_log import MailLog, MessageEntry
 from statewire.protocols._smtp_session import OK, SENDER_OK, SMTPConnection
 
 GO_AHEAD = reply(354, "End data with <CR><LF>.<CR><LF>")
@@ -351,7 +352,7 @@ chunk.upon(Inputs.message_ended).to(identified).returns(None)
 
 
 def reset(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
-    core.forget()
+    core.forget("RSET")
     core.reply(OK)
 
 
@@ -393,7 +394,7 @@ def unknown(machine: Inputs, core: SMTPConnection, line: bytes) -> None:
 
 def say_bye(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
     core.ended = True
-    core.forget()
+    core.forget("QUIT")
     core.reply(reply(221, "2.0.0 Bye"))
     core.close()
 
@@ -412,21 +413,21 @@ for _state in (greeted, identified, transaction, chunking):
 
 def time_out(machine: Inputs, core: SMTPConnection) -> None:
     core.ended = True
-    core.forget()
+    core.forget("the client's timeout")
     core.reply(reply(421, f"4.4.2 {core.factory.hostname} Error: timeout exceeded"))
     core.close()
 
 
 def shut_down(machine: Inputs, core: SMTPConnection) -> None:
     core.ended = True
-    core.forget()
+    core.forget("the server's shutdown")
     core.reply(reply(421, f"4.3.2 {core.factory.hostname} Service shutting down"))
     core.close()
 
 
 def hang_up(machine: Inputs, core: SMTPConnection, reason: object) -> None:
     core.ended = True
-    core.forget()
+    core.forget("the connection was lost")
 
 
 for _state in _READING:
@@ -526,6 +527,7 @@ class SMTPFactory(Factory):
         check_credentials: CredentialCheck | None = None,
         require_auth: bool = False,
         auth_over_plaintext: bool = False,
+        access_log: MailLog | bool | None = None,
     ) -> None:
         #: decides on senders, recipients and messages
         self.handler = handler if handler is not None else SMTPHandler()
@@ -546,8 +548,23 @@ class SMTPFactory(Factory):
         self.require_auth = require_auth
         #: whether AUTH is offered without TLS (passwords in clear text)
         self.auth_over_plaintext = auth_over_plaintext
+        #: where each message is logged (``None``: nowhere; ``True`` given: a
+        #: :class:`MailLog` to the ``statewire.mail`` logger): read as each message begins
+        self.access_log: MailLog | None = (
+            MailLog()
+            if access_log is True
+            else None
+            if access_log is False or access_log is None
+            else access_log
+        )
         #: the open sessions (told ``421`` when the server stops)
         self.sessions: set[SMTPConnection] = set()
+
+    def log_access(self) -> None:
+        """Log each message to the ``statewire.mail`` logger, unless a log is kept
+        already (what ``statewire serve --access-log`` asks)."""
+        if self.access_log is None:
+            self.access_log = MailLog()
 
     def stopFactory(self) -> None:
         """The last port stopped listening (the server stops): every open session is
@@ -561,6 +578,8 @@ __all__ = [
     "Decision",
     "Envelope",
     "Inputs",
+    "MailLog",
+    "MessageEntry",
     "MessageSink",
     "Pending",
     "SMTPConnection",
