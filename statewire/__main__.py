@@ -40,7 +40,11 @@ def _serve(
             reactor.use_uvloop()
         factory = factory_from(targets)
         if access_log is not None:
-            _keep_access_log(factory, access_log)
+            try:
+                _keep_access_log(factory, access_log)
+            except OSError as error:
+                print(f"statewire serve: cannot open the access log: {error}", file=sys.stderr)
+                return 1
         endpoints = [serverFromString(reactor, description) for description in listen]
         if metrics_at is not None:
             serverFromString(reactor, metrics_at)  # a bad description is a usage error
@@ -50,9 +54,6 @@ def _serve(
     except (TargetError, ValueError, ImportError) as error:
         print(f"statewire serve: {error}", file=sys.stderr)
         return 2
-    except OSError as error:  # the access log's file
-        print(f"statewire serve: cannot open the access log: {error}", file=sys.stderr)
-        return 1
     if trace:
         from statewire import tracing
 
@@ -97,6 +98,12 @@ def _keep_access_log(factory: object, where: str) -> None:
     file of its own, the lines alone (as a log analyser reads them), reopened when moved
     away (logrotate's default)."""
     log_access = getattr(factory, "log_access", None)
+    inner: object = factory
+    for _ in range(8):  # (a wrapper's: statewire's PROXY reader, Twisted's WrappingFactory)
+        if log_access is not None:
+            break
+        inner = getattr(inner, "wrapped", None) or getattr(inner, "wrappedFactory", None)
+        log_access = getattr(inner, "log_access", None)
     if log_access is None:
         raise ValueError(
             f"--access-log: {type(factory).__name__} keeps no access log (an HTTPFactory, "
@@ -312,12 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument(
         "--access-log",
-        nargs="?",
-        const="-",
-        metavar="FILE",
+        metavar="DEST",
         help="log each HTTP request (Combined Log Format, logger statewire.access) or SMTP "
-        "message (logger statewire.mail), with the other logs on stderr or, given a FILE, "
-        "appended there",
+        "message (logger statewire.mail): DEST - with the other logs on stderr, else a file "
+        "the lines are appended to",
     )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")

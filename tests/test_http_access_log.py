@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
@@ -222,7 +223,11 @@ def test_refusals_are_logged_with_what_was_read_of_the_request() -> None:
 
     async def body(port: int) -> None:
         await _talk(port, b"NOT HTTP AT ALL\r\n\r\n")
-        await _talk(port, b"GET /big HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999\r\n\r\n")
+        await _talk(
+            port,
+            b"GET /big HTTP/1.1\r\nHost: x\r\nuser-AGENT: big/1\r\n"
+            b"Content-Length: 999999999999\r\n\r\n",
+        )
         await _talk(port, b"GET /x HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n")
         await _talk(port, b"GET /fail HTTP/1.1\r\nHost: x\r\nUser-Agent: u\r\n\r\n")
         entries = await kept.count(4)
@@ -234,6 +239,7 @@ def test_refusals_are_logged_with_what_was_read_of_the_request() -> None:
         ]
         assert all(e.sent > 0 and e.complete for e in entries)
         assert entries[3].user_agent == b"u"  # (a refusal of an exchange has its fields)
+        assert entries[1].user_agent == b"big/1"  # (and one of a head read whole)
         assert combined(entries[0]).split('"')[1] == "-"
 
     _served(kept, body)
@@ -429,6 +435,7 @@ def test_serve_logs_to_stderr_with_a_dash_and_refuses_other_protocols() -> None:
         "--listen",
         "tcp:0:interface=127.0.0.1",
         "--access-log",
+        "-",
     ) as server:
         _curl(f"http://{HOST}:{server.port}/")
         deadline = time.monotonic() + 10
@@ -439,7 +446,7 @@ def test_serve_logs_to_stderr_with_a_dash_and_refuses_other_protocols() -> None:
     assert re.search(
         r'statewire\.access INFO 127\.0\.0\.1 - - \[.*\] "GET / HTTP/1\.1" 200 22', output
     )
-    done = statewire_command("serve", "examples/echo.py:factory", "--access-log")
+    done = statewire_command("serve", "examples/echo.py:factory", "--access-log", "-")
     assert done.returncode == 2
     assert "--access-log" in done.stderr and "keeps no access log" in done.stderr
 
@@ -465,3 +472,77 @@ def test_a_log_that_raises_fails_no_exchange(caplog: pytest.LogCaptureFixture) -
         _served(kept, body)
     failures = [r for r in caplog.records if "access log could not write" in r.getMessage()]
     assert len(failures) == 3
+
+
+def test_a_response_cut_by_the_clients_end_of_stream_is_logged_as_cut() -> None:
+    # the client half-closes (by default: gone) while the handler waits: the connection
+    # closes, the handler's later writes are dropped, and the entry says what had left
+    kept = Kept()
+    go_on = asyncio.Event()
+
+    async def handler(request: Request, response: Response) -> None:
+        response.start(200, [("Content-Length", "10")])
+        await response.write(b"abcd")
+        await go_on.wait()
+        await response.end(b"efghij")
+
+    async def main(reactor: Reactor) -> None:
+        port = await listen(reactor, HTTPFactory(handler, access_log=kept))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = b""
+        while not got.endswith(b"abcd"):
+            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            assert chunk, got
+            got += chunk
+        writer.write_eof()
+        await asyncio.sleep(0.05)
+        go_on.set()
+        rest = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        assert rest == b""
+        (logged,) = await kept.count(1)
+        assert (logged.status, logged.sent, logged.complete) == (200, 4, False)
+
+    scenario(main)
+
+
+def test_long_fields_are_cut_and_wrong_settings_refused_at_once() -> None:
+    line = combined(entry(user_agent=b"\xff" * 70000, referer=b"r" * 5000))
+    assert len(line) < 4096 * 4 + 4096 + 200
+    assert '"' + "r" * 4096 + '..." "' + "\\xFF" * 4096 + '..."' in line
+    for wrong in (0, 1, "yes", AccessLog):
+        with pytest.raises(TypeError, match="access_log is True, False, None or a AccessLog"):
+            HTTPFactory(_hello, access_log=wrong)  # type: ignore[arg-type]
+    assert isinstance(HTTPFactory(_hello, access_log=True).access_log, AccessLog)
+
+
+def test_serve_finds_the_http_factory_a_wrapper_holds(tmp_path: Path) -> None:
+    target = tmp_path / "proxied.py"
+    target.write_text(
+        "from statewire.protocols.http import HTTPFactory\n"
+        "from statewire.proxy import ProxyProtocolFactory\n"
+        "async def handle(request, response):\n"
+        "    await response.send(200, [], b'ok')\n"
+        "factory = ProxyProtocolFactory(HTTPFactory(handle))\n"
+    )
+    with running(
+        "-m",
+        "statewire",
+        "serve",
+        f"{target}:factory",
+        "--listen",
+        "tcp:0:interface=127.0.0.1",
+        "--access-log",
+        "-",
+    ) as server:
+        header = encode(ProxyHeader.tcp(("203.0.113.9", 4000), (HOST, 80), 1))
+        with socket.create_connection((HOST, server.port), timeout=10) as sock:
+            sock.sendall(header + b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.1 200")
+        deadline = time.monotonic() + 10
+        while not any("statewire.access" in line for line in server.output):
+            assert time.monotonic() < deadline, server.output
+            time.sleep(0.02)
+        output = server.stop()
+    assert "203.0.113.9 - - [" in output and '"GET /p HTTP/1.1" 200 2' in output

@@ -137,6 +137,8 @@ def test_no_entry_without_content_and_none_unless_asked(caplog: pytest.LogCaptur
     assert kept.entries == []
     factory = SMTPFactory(Handler())
     assert factory.access_log is None
+    with pytest.raises(TypeError, match="a MailLog"):
+        SMTPFactory(Handler(), access_log="yes")  # type: ignore[arg-type]
     plain: SMTPServer = factory.buildProtocol(None)
     plain.clock = Clock()
     plain.makeConnection(StringTransport())

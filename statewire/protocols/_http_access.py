@@ -36,6 +36,9 @@ from typing import TYPE_CHECKING, NamedTuple
 from statewire.protocols._log_text import escaped
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+if TYPE_CHECKING:
     from statewire.protocols._http_exchange import Request
 
 #: the logger the default :meth:`AccessLog.write` writes to, at INFO
@@ -44,6 +47,10 @@ log = logging.getLogger("statewire.protocols.http")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 #: the status logged for a response of which nothing was sent when the connection ended
 CLOSED_BEFORE_RESPONSE = 499
+#: the bytes of a ``Referer`` or ``User-Agent`` written (the rest cut, ``...`` after it):
+#: a client sending a 64 KiB field does not get a 256 KiB line (each byte escaped takes
+#: four); the request line is bounded by its own limit (8 KiB)
+FIELD_LIMIT = 4096
 
 
 class AccessEntry(NamedTuple):
@@ -87,8 +94,8 @@ def combined(entry: AccessEntry) -> str:
         major, minor = entry.version
         request = f"{escaped(entry.method)} {escaped(entry.target)} HTTP/{major}.{minor}"
     sent = str(entry.sent) if entry.sent else "-"
-    referer = "-" if entry.referer is None else escaped(entry.referer)
-    agent = "-" if entry.user_agent is None else escaped(entry.user_agent)
+    referer = "-" if entry.referer is None else escaped(entry.referer, FIELD_LIMIT)
+    agent = "-" if entry.user_agent is None else escaped(entry.user_agent, FIELD_LIMIT)
     return (
         f'{host} - - [{clf_time(entry.received)}] "{request}" {entry.status} {sent} '
         f'"{referer}" "{agent}"'
@@ -120,16 +127,26 @@ class AccessLog:
         self,
         client: tuple[str, int] | None,
         line: tuple[bytes, bytes, tuple[int, int]] | None,
+        fields: Sequence[tuple[bytes, bytes]],
         status: int,
         sent: int,
     ) -> None:
         """A refusal sent before any request was made of the head: ``line`` the request
-        line read (``None``: none, or the line itself refused)."""
+        line read (``None``: none, or the line itself refused), ``fields`` those read. Its
+        time is the refusal's (the head's arrival is not kept), its duration 0."""
         now = time.time()
         method, target, version = line if line is not None else (b"", b"", None)
-        self.written(
-            AccessEntry(client, method, target, version, status, sent, now, 0.0, None, None, True)
+        referer = agent = None
+        for name, value in fields:
+            lowered = name.lower()
+            if lowered == b"referer" and referer is None:
+                referer = value
+            elif lowered == b"user-agent" and agent is None:
+                agent = value
+        entry = AccessEntry(
+            client, method, target, version, status, sent, now, 0.0, referer, agent, True
         )
+        self.written(entry)
 
     def written(self, entry: AccessEntry) -> None:
         """:meth:`write` ``entry``; what it raises is logged, not raised."""

@@ -630,7 +630,8 @@ class HTTPConnection(MachineProtocol):
         access = self.factory.access_log
         if access is not None:
             line = (self.method, self.target, self.version) if self.in_fields else None
-            access.refused(self.addresses()[0], line, status, sent)
+            fields = self.section.fields if self.in_fields else ()
+            access.refused(self.addresses()[0], line, fields, status, sent)
 
     def closeGracefully(self) -> None:
         """The server is stopping (a shutdown, or a worker's drain): the response under
@@ -707,15 +708,24 @@ class HTTPConnection(MachineProtocol):
         if exchange is not None and exchange.response.cut_by_close and self.upgraded_to is None:
             self.abort()
             return
+        self._cut_short()
         self.closing = True
         self._release_writers()
         super().close()
 
     def abort(self) -> None:
         """Close at once."""
+        self._cut_short()
         self.closing = True
         self._release_writers()
         super().abort()
+
+    def _cut_short(self) -> None:
+        """The connection closes: a response under way will write nothing more (its later
+        writes are dropped), as the access log will say."""
+        exchange = self.exchange
+        if exchange is not None and not self.closing and not exchange.response.finished:
+            exchange.response.cut()
 
     def forget(self, reason: object) -> None:
         """The connection is gone: fail the body the handler may be reading and its

@@ -395,16 +395,32 @@ class Response:
             return self._total - self._left
         return self._sent
 
-    def logged(self, complete: bool, status: int | None = None) -> None:
+    def logged(self, complete: bool) -> None:
         """Tell the access log, once, that the response is done: ``complete``, or cut
-        short by the connection's end (then with ``status``, a refusal's, when the
-        server answered instead; else its own, or ``499`` when its head never left)."""
+        short by the connection's end (then with its status, or ``499`` when its head
+        never left). A response the connection's close cut before its end (see
+        :meth:`cut`) is logged as it was then, however it ends."""
         access, self.access = self.access, None
         if access is None:
             return
-        if status is None:
-            status = self.status if self.head_sent else CLOSED_BEFORE_RESPONSE
-        access.done(status, self.body_sent if self.head_sent else 0, complete)
+        at_cut = self._at_cut
+        if at_cut is not None:
+            head_sent, sent = at_cut
+            complete = False
+        else:
+            head_sent, sent = self.head_sent, self.body_sent
+        status = self.status if head_sent else CLOSED_BEFORE_RESPONSE
+        access.done(status, sent if head_sent else 0, complete)
+
+    #: whether the head had left, and the body bytes written, when the connection began
+    #: to close with this response under way (its later writes dropped)
+    _at_cut: tuple[bool, int] | None = None
+
+    def cut(self) -> None:
+        """The connection closes before this response's end: what it wrote so far is all
+        that leaves (for the access log)."""
+        if self.access is not None and self._at_cut is None:
+            self._at_cut = (self.head_sent, self.body_sent)
 
     @property
     def cut_by_close(self) -> bool:

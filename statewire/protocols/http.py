@@ -119,6 +119,7 @@ from statewire.protocols._http_access import AccessEntry, AccessLog
 from statewire.protocols._http_connection import HTTPConnection, Inputs
 from statewire.protocols._http_exchange import Body, Headers, Request, Response
 from statewire.protocols._http_head import Refusal
+from statewire.protocols._log_text import chosen_log
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -521,13 +522,7 @@ class HTTPFactory(Factory):
         self.half_close_timeout = half_close_timeout
         #: where each exchange is logged (``None``: nowhere; ``True`` given: an
         #: :class:`AccessLog` to the ``statewire.access`` logger): read at each request
-        self.access_log: AccessLog | None = (
-            AccessLog()
-            if access_log is True
-            else None
-            if access_log is False or access_log is None
-            else access_log
-        )
+        self.access_log: AccessLog | None = chosen_log(access_log, AccessLog)
 
     def log_access(self) -> None:
         """Log each exchange to the ``statewire.access`` logger, unless a log is kept

@@ -64,6 +64,7 @@ from grammars.smtp import (
 from statewire.framing import Policy
 from statewire.machine import Timeout, by_key
 from statewire.protocol import Factory
+from statewire.protocols._log_text import chosen_log
 from statewire.protocols._smtp_auth import Credentials, Exchange
 from statewire.protocols._smtp_handler import (
     CredentialCheck,
@@ -550,13 +551,7 @@ class SMTPFactory(Factory):
         self.auth_over_plaintext = auth_over_plaintext
         #: where each message is logged (``None``: nowhere; ``True`` given: a
         #: :class:`MailLog` to the ``statewire.mail`` logger): read as each message begins
-        self.access_log: MailLog | None = (
-            MailLog()
-            if access_log is True
-            else None
-            if access_log is False or access_log is None
-            else access_log
-        )
+        self.access_log: MailLog | None = chosen_log(access_log, MailLog)
         #: the open sessions (told ``421`` when the server stops)
         self.sessions: set[SMTPConnection] = set()
 
