@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from statewire.protocols._log_text import escaped
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
 if TYPE_CHECKING:
     from statewire.protocols._http_exchange import Request
@@ -75,14 +75,38 @@ class AccessEntry(NamedTuple):
     complete: bool
 
 
+#: the last second :func:`clf_time` wrote, and its text (a busy server logs many a second)
+_last_time: list[tuple[int, str]] = [(-1, "")]
+
+
 def clf_time(seconds: float) -> str:
     """``seconds`` (since the epoch) as the Combined format's ``%t`` has it, in UTC:
     ``03/Dec/2026:14:50:00 +0000`` (month names in English, whatever the locale)."""
-    t = time.gmtime(seconds)
-    return (
+    whole = int(seconds)
+    last = _last_time[0]
+    if last[0] == whole:
+        return last[1]
+    t = time.gmtime(whole)
+    text = (
         f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
         f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
     )
+    _last_time[0] = (whole, text)
+    return text
+
+
+def referer_and_agent(fields: Iterable[tuple[bytes, bytes]]) -> tuple[bytes | None, bytes | None]:
+    """The first ``Referer`` and ``User-Agent`` among ``fields`` (``None``: none)."""
+    referer = agent = None
+    for name, value in fields:
+        if len(name) in (7, 10):  # (most fields are neither: no lower-casing for them)
+            lowered = name.lower()
+            if lowered == b"referer":
+                if referer is None:
+                    referer = value
+            elif lowered == b"user-agent" and agent is None:
+                agent = value
+    return referer, agent
 
 
 def combined(entry: AccessEntry) -> str:
@@ -117,7 +141,19 @@ class AccessLog:
         which goes on: a log's failure fails no exchange.)"""
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
-            logger.info("%s", combined(entry), extra={"access": entry})
+            # the record made here, not by ``logger.info``: the caller's frame (which
+            # ``info`` looks up, walking the stack) is always this one
+            record = logger.makeRecord(
+                logger.name,
+                logging.INFO,
+                __file__,
+                0,
+                combined(entry),
+                (),
+                None,
+                extra={"access": entry},
+            )
+            logger.handle(record)
 
     def exchange(self, request: Request) -> ExchangeLog:
         """What a response calls, once, when it is done (see :class:`ExchangeLog`)."""
@@ -136,13 +172,7 @@ class AccessLog:
         time is the refusal's (the head's arrival is not kept), its duration 0."""
         now = time.time()
         method, target, version = line if line is not None else (b"", b"", None)
-        referer = agent = None
-        for name, value in fields:
-            lowered = name.lower()
-            if lowered == b"referer" and referer is None:
-                referer = value
-            elif lowered == b"user-agent" and agent is None:
-                agent = value
+        referer, agent = referer_and_agent(fields)
         entry = AccessEntry(
             client, method, target, version, status, sent, now, 0.0, referer, agent, True
         )
@@ -174,7 +204,7 @@ class ExchangeLog:
         if access is None:
             return
         request = self._request
-        headers = request.headers
+        referer, agent = referer_and_agent(request.headers.fields)
         access.written(
             AccessEntry(
                 request.client,
@@ -185,8 +215,8 @@ class ExchangeLog:
                 sent,
                 self._received,
                 time.perf_counter() - self._start,
-                headers.get(b"referer"),
-                headers.get(b"user-agent"),
+                referer,
+                agent,
                 complete,
             )
         )

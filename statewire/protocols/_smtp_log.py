@@ -101,7 +101,17 @@ class MailLog:
         """Log ``entry``. (What it raises is logged at ERROR by the server, which goes on.)"""
         logger = self.logger
         if logger.isEnabledFor(logging.INFO):
-            logger.info("%s", line(entry), extra={"message_entry": entry})
+            record = logger.makeRecord(
+                logger.name,
+                logging.INFO,
+                __file__,
+                0,
+                line(entry),
+                (),
+                None,
+                extra={"message_entry": entry},
+            )
+            logger.handle(record)
 
     def written(self, entry: MessageEntry) -> None:
         """:meth:`write` ``entry``; what it raises is logged, not raised."""
