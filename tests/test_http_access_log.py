@@ -21,7 +21,7 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from process_helpers import EXAMPLES, running, statewire_command
+from process_helpers import EXAMPLES, Server, running, statewire_command
 from runtime_helpers import listen, scenario
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
@@ -379,6 +379,19 @@ def _curl(*args: str) -> None:
     )
 
 
+def _logged_line(server: Server) -> None:
+    """Wait (10 s at most) until ``server`` printed an access log line."""
+    deadline = time.monotonic() + 10
+    while not any("statewire.access" in line for line in server.output):
+        assert time.monotonic() < deadline, server.output
+        time.sleep(0.02)
+
+
+def _serving(target: str) -> list[str]:
+    """``python`` arguments serving ``target`` on a free loopback port."""
+    return ["-m", "statewire", "serve", target, "--listen", "tcp:0:interface=127.0.0.1"]
+
+
 def _lines(path: Path, count: int) -> list[str]:
     deadline = time.monotonic() + 10
     lines: list[str] = []
@@ -395,16 +408,8 @@ def test_serve_writes_the_lines_alone_to_the_file(tmp_path: Path, workers: str |
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed (Debian package curl)")
     path = tmp_path / "access.log"
-    command = [
-        "-m",
-        "statewire",
-        "serve",
-        "examples/httpd.py:factory",
-        "--listen",
-        "tcp:0:interface=127.0.0.1",
-    ]
-    command += [f"--access-log={path}"] + (["--workers", workers] if workers else [])
-    with running(*command) as server:
+    command = [*_serving("examples/httpd.py:factory"), f"--access-log={path}"]
+    with running(*command, *(["--workers", workers] if workers else [])) as server:
         url = f"http://{HOST}:{server.port}"
         _curl("-A", "curl-test", "-e", "http://from/", f"{url}/", f"{url}/nope")
         _curl("--data-binary", "hello", f"{url}/echo")
@@ -427,21 +432,9 @@ def test_serve_writes_the_lines_alone_to_the_file(tmp_path: Path, workers: str |
 
 
 def test_serve_logs_to_stderr_with_a_dash_and_refuses_other_protocols() -> None:
-    with running(
-        "-m",
-        "statewire",
-        "serve",
-        "examples/httpd.py:factory",
-        "--listen",
-        "tcp:0:interface=127.0.0.1",
-        "--access-log",
-        "-",
-    ) as server:
+    with running(*_serving("examples/httpd.py:factory"), "--access-log", "-") as server:
         _curl(f"http://{HOST}:{server.port}/")
-        deadline = time.monotonic() + 10
-        while not any("statewire.access" in line for line in server.output):
-            assert time.monotonic() < deadline, server.output
-            time.sleep(0.02)
+        _logged_line(server)
         output = server.stop()
     assert re.search(
         r'statewire\.access INFO 127\.0\.0\.1 - - \[.*\] "GET / HTTP/1\.1" 200 22', output
@@ -526,23 +519,11 @@ def test_serve_finds_the_http_factory_a_wrapper_holds(tmp_path: Path) -> None:
         "    await response.send(200, [], b'ok')\n"
         "factory = ProxyProtocolFactory(HTTPFactory(handle))\n"
     )
-    with running(
-        "-m",
-        "statewire",
-        "serve",
-        f"{target}:factory",
-        "--listen",
-        "tcp:0:interface=127.0.0.1",
-        "--access-log",
-        "-",
-    ) as server:
+    with running(*_serving(f"{target}:factory"), "--access-log", "-") as server:
         header = encode(ProxyHeader.tcp(("203.0.113.9", 4000), (HOST, 80), 1))
         with socket.create_connection((HOST, server.port), timeout=10) as sock:
             sock.sendall(header + b"GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert sock.recv(100).startswith(b"HTTP/1.1 200")
-        deadline = time.monotonic() + 10
-        while not any("statewire.access" in line for line in server.output):
-            assert time.monotonic() < deadline, server.output
-            time.sleep(0.02)
+        _logged_line(server)
         output = server.stop()
     assert "203.0.113.9 - - [" in output and '"GET /p HTTP/1.1" 200 2' in output

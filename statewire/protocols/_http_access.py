@@ -29,11 +29,10 @@ the line, forge a second entry or send terminal escapes to whoever reads the log
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
-from statewire.protocols._log_text import escaped
+from statewire.protocols._log_text import EntryLog, escaped
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 
 #: the logger the default :meth:`AccessLog.write` writes to, at INFO
 LOGGER = "statewire.access"
-log = logging.getLogger("statewire.protocols.http")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 #: the status logged for a response of which nothing was sent when the connection ended
 CLOSED_BEFORE_RESPONSE = 499
@@ -126,34 +124,20 @@ def combined(entry: AccessEntry) -> str:
     )
 
 
-class AccessLog:
+class AccessLog(EntryLog[AccessEntry]):
     """Writes an :class:`AccessEntry` an exchange: by default its :func:`combined` line to
     the ``statewire.access`` logger at INFO, the entry itself in the record's ``access``
     attribute (for a formatter of your own). Override :meth:`write` to send entries
     elsewhere; it runs inside the connection's read or the handler's write, so it should
     not block (a ``logging`` handler writing to a file or stderr is what servers do)."""
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self.logger = logger if logger is not None else logging.getLogger(LOGGER)
+    default_logger = LOGGER
+    attribute = "access"
+    kind = "access"
 
     def write(self, entry: AccessEntry) -> None:
-        """Log ``entry``. (What it raises is logged at ERROR, once an entry, by the server,
-        which goes on: a log's failure fails no exchange.)"""
-        logger = self.logger
-        if logger.isEnabledFor(logging.INFO):
-            # the record made here, not by ``logger.info``: the caller's frame (which
-            # ``info`` looks up, walking the stack) is always this one
-            record = logger.makeRecord(
-                logger.name,
-                logging.INFO,
-                __file__,
-                0,
-                combined(entry),
-                (),
-                None,
-                extra={"access": entry},
-            )
-            logger.handle(record)
+        """Log ``entry``."""
+        self.emit(combined(entry), entry)
 
     def exchange(self, request: Request) -> ExchangeLog:
         """What a response calls, once, when it is done (see :class:`ExchangeLog`)."""
@@ -177,13 +161,6 @@ class AccessLog:
             client, method, target, version, status, sent, now, 0.0, referer, agent, True
         )
         self.written(entry)
-
-    def written(self, entry: AccessEntry) -> None:
-        """:meth:`write` ``entry``; what it raises is logged, not raised."""
-        try:
-            self.write(entry)
-        except Exception:
-            log.exception("the access log could not write an entry")
 
 
 class ExchangeLog:

@@ -1,8 +1,14 @@
-"""Client-chosen bytes made safe for a log line (the HTTP access log, the SMTP mail log)."""
+"""What the HTTP access log and the SMTP mail log share: client-chosen bytes made safe for
+a log line, the base of the two logs (a line an entry to a logger) and the check of a
+factory's ``access_log=``."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+import logging
+from typing import Generic, TypeVar
+
+E = TypeVar("E")
+log = logging.getLogger("statewire.protocols")
 
 L = TypeVar("L")
 
@@ -30,6 +36,50 @@ def escaped(data: bytes, limit: int | None = None) -> str:
     return text + CUT if cut else text
 
 
+class EntryLog(Generic[E]):
+    """A log writing one line an entry (:meth:`write`) to ``logger`` at INFO, the entry in
+    the record's attribute :attr:`attribute`; :meth:`written` is what the server calls."""
+
+    #: the logger used when none is given, the record's attribute holding the entry, and
+    #: what the log is called in its errors
+    default_logger = "statewire"
+    attribute = "entry"
+    kind = "entry"
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger if logger is not None else logging.getLogger(self.default_logger)
+
+    def emit(self, text: str, entry: E) -> None:
+        """Log ``text``, with ``entry`` in the record."""
+        logger = self.logger
+        if logger.isEnabledFor(logging.INFO):
+            # the record made here, not by ``logger.info``: the caller's frame (which
+            # ``info`` looks up, walking the stack) is always this one
+            record = logger.makeRecord(
+                logger.name,
+                logging.INFO,
+                __file__,
+                0,
+                text,
+                (),
+                None,
+                extra={self.attribute: entry},
+            )
+            logger.handle(record)
+
+    def write(self, entry: E) -> None:
+        """Log ``entry`` (the subclass's line)."""
+        raise NotImplementedError
+
+    def written(self, entry: E) -> None:
+        """:meth:`write` ``entry``; what it raises is logged at ERROR, not raised: a log's
+        failure fails no exchange or message."""
+        try:
+            self.write(entry)
+        except Exception:
+            log.exception("the %s log could not write an entry", self.kind)
+
+
 def chosen_log(value: object, kind: type[L]) -> L | None:
     """A factory's ``access_log=`` argument: ``None`` or ``False`` (no log), ``True`` (a
     ``kind()``, the default log) or a ``kind`` instance; anything else is refused here
@@ -43,4 +93,4 @@ def chosen_log(value: object, kind: type[L]) -> L | None:
     raise TypeError(f"access_log is True, False, None or a {kind.__name__}, not {value!r}")
 
 
-__all__ = ["CUT", "chosen_log", "escaped"]
+__all__ = ["CUT", "EntryLog", "chosen_log", "escaped"]

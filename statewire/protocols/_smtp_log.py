@@ -28,17 +28,15 @@ printable ASCII, anything else ``\\xHH``.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from statewire.protocols._log_text import escaped
+from statewire.protocols._log_text import EntryLog, escaped
 from statewire.protocols._smtp_handler import Envelope
 
 #: the logger the default :meth:`MailLog.write` writes to, at INFO
 LOGGER = "statewire.mail"
-log = logging.getLogger("statewire.protocols.smtp")
 
 
 class MessageEntry(NamedTuple):
@@ -88,37 +86,19 @@ def line(entry: MessageEntry) -> str:
     )
 
 
-class MailLog:
+class MailLog(EntryLog[MessageEntry]):
     """Writes a :class:`MessageEntry` a message: by default its :func:`line` to the
     ``statewire.mail`` logger at INFO, the entry itself in the record's ``message_entry``
     attribute. Override :meth:`write` to send entries elsewhere; it runs inside the
     session's read, so it should not block."""
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self.logger = logger if logger is not None else logging.getLogger(LOGGER)
+    default_logger = LOGGER
+    attribute = "message_entry"
+    kind = "mail"
 
     def write(self, entry: MessageEntry) -> None:
-        """Log ``entry``. (What it raises is logged at ERROR by the server, which goes on.)"""
-        logger = self.logger
-        if logger.isEnabledFor(logging.INFO):
-            record = logger.makeRecord(
-                logger.name,
-                logging.INFO,
-                __file__,
-                0,
-                line(entry),
-                (),
-                None,
-                extra={"message_entry": entry},
-            )
-            logger.handle(record)
-
-    def written(self, entry: MessageEntry) -> None:
-        """:meth:`write` ``entry``; what it raises is logged, not raised."""
-        try:
-            self.write(entry)
-        except Exception:
-            log.exception("the mail log could not write an entry")
+        """Log ``entry``."""
+        self.emit(line(entry), entry)
 
 
 class MessageLog:
