@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import httpx
+import pytest
 from http_helpers import responses
 from runtime_helpers import error_records, listen, scenario
 from starlette.applications import Starlette
@@ -148,6 +149,56 @@ def test_a_handler_of_the_server_at_work_after_its_response_does_not_hold_the_ne
     got, seen = scenario(main, timeout=30)
     assert [body for _, body in responses(got)] == [b"/slow", b"/fast"]
     assert seen == [b"/fast"]  # answered while /slow's handler still waited
+
+
+@pytest.mark.parametrize("answer", ["send", "stream"])
+def test_a_connection_lets_at_most_max_background_handlers_run_on(answer: str) -> None:
+    # a client pipelining requests whose handlers run on after their responses: past
+    # max_background of them, the next is waited for before the next request is read
+    release = asyncio.Event()
+    running: list[bytes] = []
+
+    async def handler(request: Request, response: Response) -> None:
+        if answer == "send":
+            await response.send(200, [], request.target)
+        else:  # (its response ends after the request was read whole: a later release)
+            response.start(200, [("Content-Length", str(len(request.target)))])
+            await asyncio.sleep(0)
+            await response.end(request.target)
+        running.append(request.target)
+        await release.wait()
+        running.remove(request.target)
+
+    factory = HTTPFactory(handler)
+    factory.max_background = 2
+    targets = [b"/%d" % n for n in range(5)]
+
+    async def main(reactor: Reactor) -> None:
+        port = await listen(reactor, factory)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % t for t in targets))
+        got = b""
+        while len(responses(got)) < 3:
+            got += await asyncio.wait_for(reader.read(65536), 10)
+        await asyncio.sleep(0.2)  # (time for more, if the bound let them through)
+        got += await _available(reader)
+        assert [body for _, body in responses(got)] == targets[:3]
+        assert running == targets[:3]  # two released, the third waited for
+        release.set()
+        while len(responses(got)) < 5:
+            got += await asyncio.wait_for(reader.read(65536), 10)
+        assert [body for _, body in responses(got)] == targets
+        writer.close()
+
+    scenario(main, timeout=30)
+
+
+async def _available(reader: asyncio.StreamReader) -> bytes:
+    """What ``reader`` has now (nothing, within 10 ms)."""
+    try:
+        return await asyncio.wait_for(reader.read(65536), 0.01)
+    except asyncio.TimeoutError:
+        return b""
 
 
 def test_connection_close_still_closes_after_the_response_not_the_handler() -> None:

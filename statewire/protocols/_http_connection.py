@@ -304,7 +304,8 @@ class HTTPConnection(MachineProtocol):
         complete, the next request. A handler still at work after its complete response
         (an ASGI application's background task, say) goes on beside the next requests,
         as under uvicorn: the connection waits for a handler only while it owes its
-        response (see :class:`Waited`)."""
+        response (see :class:`Waited`), or while :attr:`HTTPFactory.max_background`
+        handlers already run on after theirs."""
         exchange = self.exchange
         assert exchange is not None
         exchange.complete = True
@@ -315,6 +316,8 @@ class HTTPConnection(MachineProtocol):
                 waited = Waited(task, exchange.request.cancel_on_disconnect)
                 response.on_finish = functools.partial(self._response_finished, exchange, waited)
                 return waited  # _serve ends the exchange, or _response_finished does
+            if self._background_full():
+                return Waited(task, exchange.request.cancel_on_disconnect)  # (_serve ends it)
             self._release(exchange)
         self._end_exchange(machine)
         return None
@@ -334,6 +337,12 @@ class HTTPConnection(MachineProtocol):
         if not exchange.response.keep_alive or self._body_withheld(exchange):
             self.close()
 
+    def _background_full(self) -> bool:
+        """Whether as many handlers as the factory lets run on after their responses do
+        already (the next one is waited for, as one that has not answered)."""
+        released = self._released
+        return released is not None and len(released) >= self.factory.max_background
+
     def _response_finished(self, exchange: _Exchange, waited: Waited) -> None:
         """The response of the exchange the framing waits for (``waited``) is complete,
         its handler still running: the next request is read (a turn later, as a task's
@@ -342,6 +351,8 @@ class HTTPConnection(MachineProtocol):
             return
         if exchange.released or self.upgraded_to is not None or waited.done():
             return
+        if self._background_full():
+            return  # the wait goes on until the handler ends (_serve ends the exchange)
         self._release(exchange)
         self._end_exchange()
         waited.release()

@@ -481,6 +481,12 @@ class HTTPFactory(Factory):
     #: :meth:`HTTPConnection.closeGracefully`); keep it below the reactor's
     #: ``shutdown_timeout`` (5 s), whose abort would cut it otherwise
     first_request_grace = 2.0
+    #: handlers a connection lets run on after their complete responses (an ASGI
+    #: application's background task): past them, the next such handler is waited for
+    #: before the next request is read, as one that has not answered is. A client then
+    #: cannot leave more than this many at work per connection by pipelining requests
+    #: (uvicorn bounds them no more than its connections)
+    max_background = 16
 
     def __init__(
         self,
