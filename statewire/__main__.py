@@ -28,6 +28,7 @@ def _serve(
     worker_of: int | None = None,
     drain_timeout: float = 30.0,
     access_log: str | None = None,
+    worker_metrics: bool = False,
 ) -> int:
     from statewire import reactor
     from statewire.endpoints import serverFromString
@@ -82,7 +83,12 @@ def _serve(
     if worker_of is not None:
         from statewire.workers import WorkerLink
 
-        link = WorkerLink(reactor, worker_of, ports, drain_timeout)
+        counting = None
+        if worker_metrics:  # (the supervisor serves them: --metrics with --workers)
+            from statewire import metrics
+
+            counting = metrics.enable()
+        link = WorkerLink(reactor, worker_of, ports, drain_timeout, counting)
     loop = "uvloop" if uvloop else "asyncio"
     log.info("serving %s on %s (%s)", targets, ", ".join(listen), loop)
     reactor.run()
@@ -177,7 +183,12 @@ def _log_setup(process: bool) -> None:
 
 
 def _supervise(
-    target: str, listen: list[str], workers: str, arguments: list[str], drain_timeout: float
+    target: str,
+    listen: list[str],
+    workers: str,
+    arguments: list[str],
+    drain_timeout: float,
+    metrics_at: str | None = None,
 ) -> int:
     """``serve --workers``: a supervisor running the workers (:mod:`statewire.workers`)."""
     from statewire.workers import Supervisor, worker_count
@@ -189,7 +200,12 @@ def _supervise(
         return 2
     _log_setup(True)
     supervisor = Supervisor(
-        target, listen, count, arguments=arguments, drain_timeout=drain_timeout
+        target,
+        listen,
+        count,
+        arguments=arguments,
+        drain_timeout=drain_timeout,
+        metrics_at=metrics_at,
     )
     return supervisor.run()
 
@@ -325,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         "the lines are appended to",
     )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
+    serve.add_argument("--worker-metrics", action="store_true", help=argparse.SUPPRESS)
     diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")
     diagram.add_argument(
         "target",
@@ -353,17 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         listen = args.listen or [DEFAULT_LISTEN]
         if args.workers is not None:
-            if args.metrics is not None:
-                print(
-                    "statewire serve: --metrics is not served with --workers yet", file=sys.stderr
-                )
-                return 2
             passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace
             if args.access_log is not None:
                 where = args.access_log
                 where = where if where == "-" else os.path.abspath(where)
                 passed.append(f"--access-log={where}")
-            return _supervise(args.target, listen, args.workers, passed, args.drain_timeout)
+            return _supervise(
+                args.target, listen, args.workers, passed, args.drain_timeout, args.metrics
+            )
         return _serve(
             args.target,
             listen,
@@ -373,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             args.worker_of,
             args.drain_timeout,
             args.access_log,
+            args.worker_metrics,
         )
     if args.command == "diagram":
         return _diagram(args.target, args.format, args.output, args.check, args.counts)

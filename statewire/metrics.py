@@ -29,6 +29,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from statewire.machine import TransitionCallback, observe, unobserve
@@ -171,8 +172,35 @@ def transitions_in(exposition: str, protocol: str) -> dict[tuple[str, str, str],
             continue
         labels = {k: _unescaped(v) for k, v in _LABEL.findall(match["labels"])}
         if labels.get("protocol") == protocol:
-            found[labels["from"], labels["input"], labels["to"]] = int(match["value"])
+            # (summed over any other label: the workers' ``pid`` of ``serve --workers``)
+            edge = labels["from"], labels["input"], labels["to"]
+            found[edge] = found.get(edge, 0) + int(match["value"])
     return found
+
+
+def merged(expositions: Iterable[tuple[int, str]]) -> str:
+    """Expositions this module wrote, one a process (``serve --workers``'s workers), as
+    one: each sample labelled ``pid`` with its process's id, the samples of each family
+    together under its ``HELP`` and ``TYPE`` (Prometheus's text format asks it)."""
+    families: dict[str, list[str]] = {}
+    for pid, text in expositions:
+        family: list[str] | None = None
+        for line in text.split("\n"):
+            if line.startswith("# HELP "):
+                name = line.split(" ", 3)[2]
+                family = families.get(name)
+                if family is None:
+                    family = families[name] = [line]
+            elif line.startswith("# TYPE "):
+                if family is not None and len(family) == 1:
+                    family.append(line)
+            elif line and family is not None:
+                name, _, rest = line.partition("{")
+                if rest:
+                    family.append(f'{name}{{pid="{pid}",{rest}')
+                else:  # (no labels: not written by this module, kept as it is)
+                    family.append(line)
+    return "".join(line + "\n" for family in families.values() for line in family)
 
 
 def _unescaped(value: str) -> str:
@@ -211,8 +239,11 @@ def disable() -> None:
         _current = None
 
 
-def serve(metrics: Metrics, description: str, reactor: Any = None) -> Any:
-    """Serve ``GET /metrics`` (the exposition) on the endpoint ``description``
+def serve(
+    metrics: Metrics | Callable[[], Awaitable[str]], description: str, reactor: Any = None
+) -> Any:
+    """Serve ``GET /metrics`` (the exposition: ``metrics``'s, or what the coroutine
+    function ``metrics`` returns) on the endpoint ``description``
     (``tcp:9100:interface=127.0.0.1``), with statewire's own HTTP server. Returns the
     listening port's ``Deferred``-like result of the endpoint's ``listen``."""
     from statewire.endpoints import serverFromString
@@ -225,10 +256,13 @@ def serve(metrics: Metrics, description: str, reactor: Any = None) -> Any:
         if request.target.split(b"?", 1)[0] != b"/metrics":
             await response.send(404, [("Content-Type", "text/plain")], b"try /metrics\n")
             return
-        body = metrics.exposition().encode()
+        if isinstance(metrics, Metrics):
+            body = metrics.exposition().encode()
+        else:
+            body = (await metrics()).encode()
         await response.send(200, [("Content-Type", "text/plain; version=0.0.4")], body)
 
     return serverFromString(reactor, description).listen(HTTPFactory(handle))
 
 
-__all__ = ["Metrics", "disable", "enable", "serve", "transitions_in"]
+__all__ = ["Metrics", "disable", "enable", "merged", "serve", "transitions_in"]

@@ -7,8 +7,9 @@ workers, each ``python -m statewire serve TARGET --listen fd:K ... --worker-of L
 same one-process ``serve`` a user runs by hand, serving the sockets it inherits. Workers
 are subprocesses, not ``multiprocessing`` children or forks, so that each imports TARGET
 afresh (a reload picks up new code), nothing is pickled, and nothing of the supervisor but
-its sockets is inherited. The supervisor never imports TARGET nor runs the reactor: it is a
-plain asyncio program watching processes.
+its sockets is inherited. The supervisor never imports TARGET: it is a plain asyncio
+program watching processes (with ``--metrics``, it also runs a reactor of its own, serving
+the workers' figures together: :meth:`Supervisor.collect_metrics`).
 
 Sockets. Where the platform has ``SO_REUSEPORT``, the supervisor binds one listening TCP
 socket per worker slot, all on one port, and hands slot *i*'s socket to the worker of slot
@@ -35,7 +36,8 @@ drops the connections queued on it, so no worker ever owns one alone.
 
 The link. Each worker gets one end of a socket pair (``--worker-of L``, :class:`WorkerLink`
 on the worker's side): it writes ``ready`` once every port accepts; the supervisor writes
-``drain`` to retire it; when the supervisor is gone, even killed, the worker reads the end
+``drain`` to retire it, and ``metrics`` for its figures (answered ``metrics N`` and N
+bytes); when the supervisor is gone, even killed, the worker reads the end
 of the stream and stops gracefully. Workers run in their own session, so a Ctrl-C reaches
 the supervisor alone, which stops them in order.
 """
@@ -43,6 +45,7 @@ the supervisor alone, which stops them in order.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -54,6 +57,8 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from statewire import metrics
+from statewire._reactor import Reactor
 from statewire.endpoints import (
     descriptionContext,
     handedDescriptor,
@@ -198,6 +203,9 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
     #: asked to stop (a reload's old worker, a stop): its exit is not a death
     retiring: bool = False
+    #: what it said that is not read yet, and the metrics asked of it, in order
+    heard: bytearray = field(default_factory=bytearray)
+    asked: collections.deque[asyncio.Future[bytes]] = field(default_factory=collections.deque)
 
 
 class Supervisor:
@@ -207,7 +215,17 @@ class Supervisor:
 
     ``arguments`` are passed on to each worker's ``statewire serve`` (``--uvloop``,
     ``--trace``). :meth:`run` blocks in the main thread and returns the exit code.
+
+    ``metrics_at`` (an endpoint description) serves ``GET /metrics`` from the supervisor:
+    each scrape asks every running worker for its figures over its link (the workers
+    count with ``--worker-metrics``) and answers them together, each sample labelled with
+    its worker's ``pid`` (:func:`statewire.metrics.merged`): a worker restarted or
+    reloaded starts new series, as a new process's counters do. A worker that does not
+    answer within :attr:`metrics_timeout` is left out of that scrape.
     """
+
+    #: seconds a scrape waits for each worker's figures
+    metrics_timeout = 5.0
 
     def __init__(
         self,
@@ -219,6 +237,7 @@ class Supervisor:
         drain_timeout: float = 30.0,
         start_timeout: float = 60.0,
         stop_timeout: float = 30.0,
+        metrics_at: str | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
@@ -229,6 +248,9 @@ class Supervisor:
         self.drain_timeout = drain_timeout
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
+        self.metrics_at = metrics_at
+        if metrics_at is not None:
+            self.arguments.append("--worker-metrics")
         self._listeners: list[_Listener] = []
         self._slots: list[_Worker | None] = [None] * workers
         self._alive: set[_Worker] = set()
@@ -264,7 +286,20 @@ class Supervisor:
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, self._stop_signal, number)
         loop.add_signal_handler(signal.SIGHUP, self._hup)
+        reactor: Reactor | None = None
+        mode = "SO_REUSEPORT" if REUSE_PORT else "one shared socket"
+        for listener in self._listeners:
+            shared = "shared" if len(listener.sockets) == 1 else mode
+            log.info("%d workers (%s) listening on %s", self.workers, shared, listener.where())
         try:
+            if self.metrics_at is not None:
+                reactor = Reactor()
+                try:
+                    await metrics.serve(self.collect_metrics, self.metrics_at, reactor)
+                except (ValueError, CannotListenError) as error:
+                    print(f"statewire serve: --metrics: {error}", file=sys.stderr)
+                    return 2 if isinstance(error, ValueError) else 1
+                log.info("the workers' metrics served on %s", self.metrics_at)
             code = await self._start_first()
             if code is None:
                 await self._stop_asked.wait()
@@ -272,16 +307,14 @@ class Supervisor:
             await self._stop()
             return code
         finally:
+            if reactor is not None:
+                await reactor.shutdown()
             for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(number)
 
     async def _start_first(self) -> int | None:
         """Start the first workers; ``None`` once all accept, else the exit code."""
         assert self._stop_asked is not None
-        mode = "SO_REUSEPORT" if REUSE_PORT else "one shared socket"
-        for listener in self._listeners:
-            shared = "shared" if len(listener.sockets) == 1 else mode
-            log.info("%d workers (%s) listening on %s", self.workers, shared, listener.where())
         try:
             first = [await self._start(slot) for slot in range(self.workers)]
         except OSError as error:
@@ -374,11 +407,71 @@ class Supervisor:
         self._spawn(self._restart(worker.slot, delay))
 
     async def _hear(self, loop: asyncio.AbstractEventLoop, worker: _Worker) -> None:
-        with contextlib.suppress(OSError):
-            while data := await loop.sock_recv(worker.link, 64):
-                if data.startswith(b"ready") and not worker.ready.done():
-                    log.info("worker %d (pid %d) ready", worker.slot, worker.process.pid)
-                    worker.ready.set_result(None)
+        """Read what ``worker`` says: ``ready``, and the metrics asked of it."""
+        heard = worker.heard
+        try:
+            with contextlib.suppress(OSError):
+                while data := await loop.sock_recv(worker.link, 65536):
+                    heard += data
+                    while self._heard_one(worker):
+                        pass
+        finally:
+            for asked in worker.asked:  # (it exited, or stopped being heard: no answer)
+                if not asked.done():
+                    asked.cancel()
+
+    def _heard_one(self, worker: _Worker) -> bool:
+        """Take one whole message of ``worker``'s from what it said; whether there was."""
+        heard = worker.heard
+        end = heard.find(b"\n")
+        if end < 0:
+            return False
+        line = bytes(heard[:end])
+        if line == b"ready":
+            del heard[: end + 1]
+            if not worker.ready.done():
+                log.info("worker %d (pid %d) ready", worker.slot, worker.process.pid)
+                worker.ready.set_result(None)
+            return True
+        word, _, size = line.partition(b" ")
+        if word != b"metrics" or not size.isdigit():
+            del heard[: end + 1]  # (nothing a worker says: skipped)
+            return True
+        total = end + 1 + int(size)
+        if len(heard) < total:
+            return False
+        text = bytes(heard[end + 1 : total])
+        del heard[:total]
+        if worker.asked:
+            asked = worker.asked.popleft()
+            if not asked.done():
+                asked.set_result(text)
+        return True
+
+    async def collect_metrics(self) -> str:
+        """Every running worker's figures, labelled with its ``pid`` (see the class)."""
+        loop = asyncio.get_running_loop()
+        workers = sorted(
+            (w for w in self._alive if w.ready.done() and w.process.returncode is None),
+            key=lambda w: w.process.pid,
+        )
+        asked = []
+        for worker in workers:
+            answer: asyncio.Future[bytes] = loop.create_future()
+            worker.asked.append(answer)
+            asked.append(answer)
+            with contextlib.suppress(OSError):
+                await loop.sock_sendall(worker.link, b"metrics\n")
+        done = await asyncio.gather(
+            *(asyncio.wait_for(a, self.metrics_timeout) for a in asked), return_exceptions=True
+        )
+        texts: list[tuple[int, str]] = []
+        for worker, said in zip(workers, done, strict=True):
+            if isinstance(said, bytes):
+                texts.append((worker.process.pid, said.decode("utf-8", "replace")))
+            else:
+                log.warning("worker %d (pid %d) gave no metrics", worker.slot, worker.process.pid)
+        return metrics.merged(texts)
 
     async def _restart(self, slot: int, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -489,18 +582,26 @@ class WorkerLink:
     """A worker's side of the link to its supervisor (``serve --worker-of FD``).
 
     It writes ``ready`` once every one of ``ports`` (the endpoints' ``listen`` results)
-    accepts; on ``drain`` it drains the reactor (stops accepting, asks the connections
-    with a graceful close of their own to use it, waits at most ``drain_timeout`` seconds
-    for the connections to finish: :meth:`statewire._reactor.Reactor.drain`) and stops
-    it; at the end
+    accepts; on ``metrics`` it answers ``metrics N`` and the N bytes of ``counting``'s
+    exposition (an empty one when it counts nothing); on ``drain`` it drains the reactor
+    (stops accepting, asks the connections with a graceful close of their own to use it,
+    waits at most ``drain_timeout`` seconds for the connections to finish:
+    :meth:`statewire._reactor.Reactor.drain`) and stops it; at the end
     of the stream (the supervisor is gone) it stops the reactor gracefully.
     """
 
     def __init__(
-        self, reactor: Any, fileno: int, ports: Sequence[Awaitable[Any]], drain_timeout: float
+        self,
+        reactor: Any,
+        fileno: int,
+        ports: Sequence[Awaitable[Any]],
+        drain_timeout: float,
+        counting: metrics.Metrics | None = None,
     ) -> None:
         self.reactor = reactor
         self.drain_timeout = drain_timeout
+        self.metrics = counting
+        self._heard = b""
         self._link = socket.socket(fileno=fileno)
         self._link.setblocking(False)
         self._ports = list(ports)
@@ -520,18 +621,31 @@ class WorkerLink:
 
     def _readable(self) -> None:
         try:
-            data = self._link.recv(64)
+            data = self._link.recv(4096)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        if data.startswith(b"drain"):
-            self.reactor.loop.remove_reader(self._link.fileno())
-            self._spawn(self._drain())
-        elif not data:
+        if not data:
             log.warning("the supervisor is gone: stopping")
             self.reactor.loop.remove_reader(self._link.fileno())
             self._stop()
+            return
+        *lines, self._heard = (self._heard + data).split(b"\n")
+        if len(self._heard) > 64:  # (the supervisor's words are short)
+            self._heard = b""
+        for line in lines:
+            if line == b"metrics":
+                text = b"" if self.metrics is None else self.metrics.exposition().encode()
+                self._spawn(self._send(b"metrics %d\n" % len(text) + text))
+            elif line == b"drain":
+                self.reactor.loop.remove_reader(self._link.fileno())
+                self._spawn(self._drain())
+                return
+
+    async def _send(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):  # (the supervisor gone: its end is read next)
+            await self.reactor.loop.sock_sendall(self._link, data)
 
     async def _drain(self) -> None:
         log.info("draining (at most %s s)", self.drain_timeout)

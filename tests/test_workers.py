@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -340,6 +341,48 @@ def test_a_reload_closes_kept_alive_http_connections_without_waiting_for_the_dra
     assert took < 15  # not the 30 s drain timeout
 
 
+def test_the_supervisor_serves_every_workers_metrics_labelled_by_pid(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    target = tmp_path / "web.py"
+    target.write_text(HTTP_TARGET.format(version="one"))
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        metrics_port = probe.getsockname()[1]
+    metrics_at = f"tcp:{metrics_port}:interface={HOST}"
+    with supervised(target, "--metrics", metrics_at) as supervisor:
+        pids = set(supervisor.ready_pids().values())
+        answered: set[int] = set()
+        for _ in range(40):  # (new connections: SO_REUSEPORT spreads them)
+            with socket.create_connection((HOST, supervisor.port), timeout=10) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := sock.recv(1000):
+                    answer += chunk
+            answered.add(int(answer.rsplit(b"\r\n\r\n", 1)[1].split()[0]))
+        url = f"http://{HOST}:{metrics_port}/metrics"
+        deadline = time.monotonic() + 10
+        while True:  # (each worker counts a connection as it closes: a moment later)
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                text = reply.read().decode()
+            families = {f.name: f for f in text_string_to_metric_families(text)}
+            started = families["statewire_connections"].samples
+            total = sum(s.value for s in started if s.name.endswith("_total"))
+            if total >= 40 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        supervisor.server.stop(signal.SIGTERM)
+    assert answered == pids
+    by_pid = {
+        int(s.labels["pid"]): s.value
+        for s in started
+        if s.name.endswith("_total") and s.labels["protocol"] == "HTTPServer"
+    }
+    assert set(by_pid) == pids and sum(by_pid.values()) == 40
+    edges = families["statewire_transitions"].samples
+    assert {int(s.labels["pid"]) for s in edges} == pids
+
+
 def test_a_reload_that_cannot_start_keeps_the_old_workers(target: Path) -> None:
     with supervised(target) as supervisor:
         pids = set(supervisor.ready_pids().values())
@@ -379,7 +422,7 @@ def test_workers_share_one_unix_socket(target: Path, tmp_path: Path) -> None:
             ["--workers", "2", "--listen", "ssl:0:privateKey=missing.pem"],
             "cannot load the key or certificate of 'ssl:0:privateKey=missing.pem'",
         ),
-        (["--workers", "2", "--metrics", "tcp:0"], "--metrics is not served with --workers"),
+        (["--workers", "2", "--metrics", "nonsense:1"], "statewire serve: --metrics: "),
     ],
 )
 def test_usage_mistakes_exit_2(target: Path, arguments: list[str], message: str) -> None:
@@ -622,3 +665,26 @@ def test_workers_stopped_while_they_start_are_no_error(tmp_path: Path) -> None:
         out = server.stop(signal.SIGTERM)
     assert re.findall(r"INFO worker \d \(pid \d+\) stopped while starting", out), out
     assert "ERROR" not in out and "did not start" not in out
+
+
+def test_merged_expositions_keep_each_family_together_and_the_diagram_sums_them() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from statewire.metrics import Metrics, merged, transitions_in
+
+    one, two = Metrics(), Metrics()
+    one.transitions["P", "a", "go", "b"] = 3
+    two.transitions["P", "a", "go", "b"] = 4
+    two.transitions["P", "b", "back", "a"] = 1
+    one.connections["P"] = 2
+    text = merged([(11, one.exposition()), (22, two.exposition())])
+    assert text.count("# TYPE statewire_transitions_total counter") == 1
+    families = {f.name: f for f in text_string_to_metric_families(text)}  # (a valid text)
+    samples = families["statewire_transitions"].samples
+    assert sorted((s.labels["pid"], s.labels["from"], s.value) for s in samples) == [
+        ("11", "a", 3),
+        ("22", "a", 4),
+        ("22", "b", 1),
+    ]
+    assert transitions_in(text, "P") == {("a", "go", "b"): 7, ("b", "back", "a"): 1}
+    assert merged([]) == ""
