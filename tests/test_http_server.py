@@ -518,6 +518,50 @@ def test_a_client_stalling_after_a_handler_behind_caught_up_gets_408() -> None:
     assert b"408 Request Timeout" in output
 
 
+def _paced(head: bytes, pieces: list[bytes], every: float, rate: float = 500) -> bytes:
+    """What the client reads: it sends ``head`` then one of ``pieces`` every ``every``
+    seconds (a test clock), to a server whose bodies must come at ``rate`` bytes a second."""
+
+    async def main() -> bytes:
+        factory = HTTPFactory(application, date=False)
+        factory.min_body_rate = rate
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        clock = protocol.clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(head)
+        for piece in pieces:
+            clock.advance(every)
+            if transport.disconnecting:
+                break
+            protocol.dataReceived(piece)
+            for _ in range(TURNS):
+                await asyncio.sleep(0)
+        protocol.connectionLost()
+        return transport.value()
+
+    return asyncio.run(main())
+
+
+def test_a_body_trickled_below_the_minimum_rate_gets_408() -> None:
+    # 100 bytes every 10 s: never silent for the idle deadline, but 10 bytes a second
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+    output = _paced(head, [b"x" * 100] * 20, every=10)
+    assert b"408 Request Timeout" in output and b"slower than 500 bytes a second" in output
+    chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    output = _paced(chunked, [b"1\r\nx\r\n"] * 20, every=10)
+    assert b"408 Request Timeout" in output
+
+
+def test_a_body_at_the_minimum_rate_or_with_no_minimum_is_read() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 90000\r\n\r\n"
+    output = _paced(head, [b"x" * 10000] * 9, every=10)  # 1,000 bytes a second for 90 s
+    assert responses(output)[0][0] == 200
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1200\r\n\r\n"
+    output = _paced(head, [b"x" * 100] * 12, every=10, rate=0)  # no minimum: 120 s
+    assert responses(output)[0][0] == 200
+
+
 def test_fields_may_be_any_bytes_like() -> None:
     """A handler's field names and values may be bytes, str, bytearray or memoryview (a
     writable one too: it cannot key the cache of checked fields, so it is checked each

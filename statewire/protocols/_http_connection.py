@@ -143,6 +143,13 @@ class HTTPConnection(MachineProtocol):
     opened_at = 0.0
     stopping = False
     _grace: Any = None
+    #: the pace of the body being read (see :meth:`_pace_body`): its timer, the seconds
+    #: between its checks, the body's bytes read so far (its framing included) and at the
+    #: last check
+    _pace: Any = None
+    pace_period: ClassVar[float] = 30.0
+    body_wire = 0
+    _paced_at = 0
     #: the framer's ``peek_ahead`` and ``take_ahead``, once bound (see
     #: :meth:`read_fields_ahead`)
     _peek: Callable[[int], bytes | None] | None = None
@@ -281,10 +288,45 @@ class HTTPConnection(MachineProtocol):
             else:
                 machine.no_body()
         elif length is None:
+            self._pace_body(exchange)
             machine.chunked_body()
         else:
             self.block_left = self.body_size = length
+            self._pace_body(exchange)
             machine.length_body()
+
+    def _pace_body(self, exchange: _Exchange) -> None:
+        """A body follows its head: each :data:`~statewire.protocols.http.BODY_IDLE_TIMEOUT`
+        seconds, it must have come on by :attr:`HTTPFactory.min_body_rate` bytes a second
+        (:meth:`_check_pace`)."""
+        rate = self.factory.min_body_rate
+        if rate:
+            self.body_wire = self._paced_at = 0
+            self._pace = self.callLater(self.pace_period, self._check_pace, exchange, rate)
+
+    def _check_pace(self, exchange: _Exchange, rate: float) -> None:
+        """A period of the body of ``exchange`` ended: ``408`` if less than ``rate`` bytes a
+        second of it came (its framing included, and what is buffered of a piece not
+        whole yet), unless the server read none of it meanwhile (the handler behind, or
+        the client not reading the responses: the write deadline's business)."""
+        self._pace = None
+        if self.exchange is not exchange or self.closing or exchange.request.body.complete:
+            return
+        engine = self.machine_engine
+        came = self.body_wire + (len(engine.buffered) if engine is not None else 0)
+        if (
+            came - self._paced_at >= rate * self.pace_period
+            or exchange.request.body.behind
+            or self.congested
+        ):
+            self._paced_at = came
+            self._pace = self.callLater(self.pace_period, self._check_pace, exchange, rate)
+            return
+        self.refuse(408, f"the request body came slower than {rate:g} bytes a second")
+
+    def _stop_pacing(self) -> None:
+        pace, self._pace = self._pace, None
+        _cancel(pace)
 
     def addresses(self) -> tuple[tuple[str, int] | None, tuple[str, int] | None, bool]:
         """The client's and the server's (host, port), and whether the connection is
@@ -309,6 +351,8 @@ class HTTPConnection(MachineProtocol):
         exchange = self.exchange
         assert exchange is not None
         exchange.complete = True
+        if self._pace is not None:
+            self._stop_pacing()
         task = exchange.task
         if task is not None and not task.done():
             response = exchange.response
@@ -360,6 +404,7 @@ class HTTPConnection(MachineProtocol):
     def feed_body(self, data: bytes) -> asyncio.Future[None] | None:
         """Body bytes for the handler; a future to wait on while it leaves too many
         unread."""
+        self.body_wire += len(data)
         return self.body.feed(data)
 
     def feed_chunk(self, data: bytes) -> asyncio.Future[None] | None:
@@ -367,6 +412,7 @@ class HTTPConnection(MachineProtocol):
         handler, as :meth:`feed_body`."""
         if data[-2:] != b"\r\n":
             raise Refusal(400, "chunk data not followed by CRLF")
+        self.body_wire += len(data)
         return self.body.feed(data[:-2])
 
     def _end_exchange(self, machine: Inputs | None = None) -> None:
@@ -383,6 +429,7 @@ class HTTPConnection(MachineProtocol):
         """A chunk-size line: the size of the next chunk (``0``: the last one, the
         trailers follow)."""
         size = chunk_size_of(frame)
+        self.body_wire += len(frame) + 2  # (its LF, and the CRLF after the data)
         self.body_size += size
         if self.body_size > self.factory.max_body:
             raise Refusal(413, "chunked body over the limit")
@@ -744,6 +791,7 @@ class HTTPConnection(MachineProtocol):
         self.closing = self.gone = True
         self._release_writers()
         self._stop_draining()
+        self._stop_pacing()
         grace, self._grace = self._grace, None
         _cancel(grace)
         exchanges = [] if self.exchange is None else [self.exchange]

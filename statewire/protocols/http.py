@@ -323,6 +323,7 @@ def read_chunk_end(machine: Inputs, core: HTTPConnection, data: bytes) -> None:
 @trailers.upon(Inputs.trailer).loop()
 @_refusing
 def read_trailer(machine: Inputs, core: HTTPConnection, frame: bytes) -> Awaitable[None] | None:
+    core.body_wire += len(frame) + 1  # (the body's pace counts its trailers and their LF)
     if not core.section.add(frame):
         return None
     core.body.finish(tuple(core.section.fields))
@@ -487,6 +488,11 @@ class HTTPFactory(Factory):
     #: cannot leave more than this many at work per connection by pipelining requests
     #: (uvicorn bounds them no more than its connections)
     max_background = 16
+    #: bytes a second a request body must come at, on average over each period of
+    #: ``HTTPConnection.pace_period`` (30 s) from its head: slower, ``408`` and the
+    #: connection closes (as Apache's ``RequestReadTimeout ... MinRate``); ``0``: no
+    #: minimum. A body's silence is bounded besides, by :data:`BODY_IDLE_TIMEOUT`
+    min_body_rate = 500
 
     def __init__(
         self,
