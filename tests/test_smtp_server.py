@@ -764,3 +764,39 @@ def test_a_reply_naming_a_long_parameter_stays_within_512_octets() -> None:
     )
     assert session.codes_of(written) == ["555 5.5.4", "250 2.1.0", "555 5.5.4"]
     assert max(map(len, written.split(b"\r\n"))) + 2 <= 512
+
+
+# -- the pace of a message's content -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["DATA", "BDAT"])
+def test_content_trickled_below_the_minimum_rate_gets_421(how: str) -> None:
+    session = Session()
+    start = b"DATA\r\n" if how == "DATA" else b"BDAT 100000 LAST\r\n"
+    assert session.codes(ENVELOPE + start)[-1] == ("354" if how == "DATA" else "250 2.1.5")
+    written = b""
+    for _ in range(5):  # a line every 50 s: never idle for 300 s, but 0.1 octets a second
+        session.clock.advance(50)
+        written += session.transport.value()  # (what the pace check wrote meanwhile)
+        if session.state == "closed":
+            break
+        written += session(b"x\r\n")
+    assert b"421 4.4.2 mx.test Error: timeout exceeded" in written
+    assert session.state == "closed"
+    assert session.handler.sinks[-1].aborted and session.handler.messages == []
+
+
+def test_content_at_the_minimum_rate_or_with_no_minimum_is_taken() -> None:
+    session = Session()
+    session(ENVELOPE + b"DATA\r\n")
+    for _ in range(4):  # 600 octets a second for 4 minutes
+        session.clock.advance(50)
+        session((b"y" * 998 + b"\r\n") * 30)
+    assert session.codes(b".\r\n") == ["250 2.0.0"]
+    slow = Session()
+    slow.factory.min_data_rate = 0
+    slow(ENVELOPE + b"DATA\r\n")
+    for _ in range(8):
+        slow.clock.advance(50)
+        slow(b"x\r\n")
+    assert slow.codes(b".\r\n") == ["250 2.0.0"]

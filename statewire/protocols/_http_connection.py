@@ -318,6 +318,7 @@ class HTTPConnection(MachineProtocol):
             came - self._paced_at >= rate * self.pace_period
             or exchange.request.body.behind
             or self.congested
+            or (engine is not None and engine.reading_held)
         ):
             self._paced_at = came
             self._pace = self.callLater(self.pace_period, self._check_pace, exchange, rate)

@@ -13,7 +13,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from functools import lru_cache, partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from grammars import fixed
 from grammars.smtp import (
@@ -84,6 +84,12 @@ class SMTPConnection(MachineProtocol):
     sink: MessageSink | None = None
     #: the mail log's entry of the message under way (the factory keeping a log)
     message_log: MessageLog | None = None
+    #: the pace of the DATA body or BDAT chunk being read (see :meth:`pace_body`): its
+    #: timer, the seconds between its checks, the octets read so far and at the last check
+    _pace: Any = None
+    pace_period: ClassVar[float] = 60.0
+    body_wire = 0
+    _paced_at = 0
     #: octets of the message so far; why it will be refused, if it will
     received = 0
     refusal: Reply | None = None
@@ -296,9 +302,45 @@ class SMTPConnection(MachineProtocol):
         factory = self.factory
         return factory.check_credentials is not None and (self.tls or factory.auth_over_plaintext)
 
+    def pace_body(self) -> None:
+        """A DATA body or a BDAT chunk follows: each :attr:`pace_period` seconds, it must
+        have come on by :attr:`SMTPFactory.min_data_rate` octets a second
+        (:meth:`_check_pace`), as Postfix's ``smtpd_min_data_rate`` asks."""
+        self.stop_pacing()
+        rate = self.factory.min_data_rate
+        if rate:
+            self.body_wire = self._paced_at = 0
+            self._pace = self.callLater(self.pace_period, self._check_pace, rate)
+
+    def _check_pace(self, rate: float) -> None:
+        """A period of the body ended: the idle timeout's ``421`` if less than ``rate``
+        octets a second of it came, unless the server read none meanwhile (its reading
+        held while the handler's sink catches up)."""
+        self._pace = None
+        if self.over or self.machine_state not in ("data", "chunk"):
+            return
+        engine = self.machine_engine
+        came = self.body_wire + (len(engine.buffered) if engine is not None else 0)
+        if came - self._paced_at >= rate * self.pace_period or (
+            engine is not None and engine.reading_held
+        ):
+            self._paced_at = came
+            self._pace = self.callLater(self.pace_period, self._check_pace, rate)
+            return
+        log.info("SMTP: the message came slower than %g octets a second", rate)
+        self.inputs.timed_out()
+
+    def stop_pacing(self) -> None:
+        """The body or chunk was read (or the transaction ended): no more pace checks."""
+        pace, self._pace = self._pace, None
+        if pace is not None and pace.active():
+            pace.cancel()
+
     def forget(self, why: str = "the transaction ended") -> None:
         """End the transaction under way, its message (if any) not delivered (the mail
         log says so, and ``why``)."""
+        if self._pace is not None:
+            self.stop_pacing()
         if self.message_log is not None:
             self.log_message(0, f"not delivered: {why}".encode())
         sink = self.sink
@@ -451,6 +493,8 @@ class SMTPConnection(MachineProtocol):
 
         The sink stays the session's until its ``close()`` is called, so a timeout, a
         shutdown or a lost connection while the last ``write()`` is pending aborts it."""
+        if self._pace is not None:
+            self.stop_pacing()
         written = self.flush()
         respond = self.reply if self.message_log is None else self.logged_reply()
         if written is None and self.refusal is None and self.sink is not None:
@@ -492,6 +536,7 @@ class SMTPConnection(MachineProtocol):
 
         Only CRLF ends a line, so only CRLF.CRLF ends the body: the search is for the
         line ``.`` after a CRLF (or first), never for LF or CR alone."""
+        self.body_wire += len(data)
         tail = self.text_tail
         if tail:
             data = tail + data
@@ -628,6 +673,8 @@ class SMTPConnection(MachineProtocol):
         """A BDAT chunk of ``size`` octets follows; ``skipping``: read and drop it, then
         answer that."""
         self.chunk_left, self.chunk_last, self.skipping = size, last, skipping
+        if size:
+            self.pace_body()
         if skipping is None and self.received + size > self.factory.max_size:
             self.refuse(TOO_BIG)
             self.skipping = TOO_BIG
@@ -640,6 +687,9 @@ class SMTPConnection(MachineProtocol):
         """A piece of a BDAT chunk; at the chunk's end, the reply and the next state.
         Returns what to wait for."""
         self.chunk_left -= len(data)
+        self.body_wire += len(data)
+        if not self.chunk_left and self._pace is not None:
+            self.stop_pacing()
         checked = self.skipping is None and self.refusal is None and self.refuse_bare_newlines
         if checked and self.bare_newline_in(data):
             self.refuse(BARE_NEWLINE)

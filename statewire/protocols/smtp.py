@@ -280,6 +280,7 @@ def start_data(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
         machine.data_refused()
     else:
         core.open_message()
+        core.pace_body()
         core.reply(GO_AHEAD)
 
 
@@ -515,6 +516,11 @@ class SMTPFactory(Factory):
     """Serves :class:`SMTPServer` sessions for ``handler``, with the server's settings."""
 
     protocol = SMTPServer
+    #: octets a second a message's content (a DATA body, a BDAT chunk) must come at, on
+    #: average over each period of ``SMTPConnection.pace_period`` (60 s): slower, the
+    #: idle timeout's ``421 4.4.2`` and the connection closes (Postfix's
+    #: ``smtpd_min_data_rate``, whose figure this is); ``0``: no minimum
+    min_data_rate = 500
 
     def __init__(
         self,
