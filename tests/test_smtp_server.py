@@ -775,7 +775,7 @@ def test_content_trickled_below_the_minimum_rate_gets_421(how: str) -> None:
     start = b"DATA\r\n" if how == "DATA" else b"BDAT 100000 LAST\r\n"
     assert session.codes(ENVELOPE + start)[-1] == ("354" if how == "DATA" else "250 2.1.5")
     written = b""
-    for _ in range(5):  # a line every 50 s: never idle for 300 s, but 0.1 octets a second
+    for _ in range(8):  # a line every 50 s: never idle for 300 s, but 0.1 octets a second
         session.clock.advance(50)
         written += session.transport.value()  # (what the pace check wrote meanwhile)
         if session.state == "closed":

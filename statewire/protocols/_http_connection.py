@@ -25,11 +25,15 @@ from statewire.protocols._http_head import chunk_size as chunk_size_of
 from statewire.protocols._http_head import request_line as request_line_of
 from statewire.protocols._http_task import Waited, start_in_task
 from statewire.protocols._http_task import start as start_eagerly
+from statewire.protocols._pace import Pace
 
 if TYPE_CHECKING:
     from statewire.protocols.http import HTTPFactory
 
 log = logging.getLogger("statewire.protocols.http")
+#: seconds a body may stay silent (the body states' idle timeout); also the budget of its
+#: pace (see :meth:`HTTPConnection._pace_body`)
+BODY_IDLE_TIMEOUT = 30.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: the largest field section read at once with its request line (a larger one, or one
 #: not all in the read, is read a line at a time)
@@ -147,9 +151,8 @@ class HTTPConnection(MachineProtocol):
     #: between its checks, the body's bytes read so far (its framing included) and at the
     #: last check
     _pace: Any = None
-    pace_period: ClassVar[float] = 30.0
+    pace_period: ClassVar[float] = 5.0
     body_wire = 0
-    _paced_at = 0
     #: the framer's ``peek_ahead`` and ``take_ahead``, once bound (see
     #: :meth:`read_fields_ahead`)
     _peek: Callable[[int], bytes | None] | None = None
@@ -296,34 +299,35 @@ class HTTPConnection(MachineProtocol):
             machine.length_body()
 
     def _pace_body(self, exchange: _Exchange) -> None:
-        """A body follows its head: each :data:`~statewire.protocols.http.BODY_IDLE_TIMEOUT`
-        seconds, it must have come on by :attr:`HTTPFactory.min_body_rate` bytes a second
-        (:meth:`_check_pace`)."""
+        """A body follows its head: it must keep :attr:`HTTPFactory.min_body_rate` bytes a
+        second (:class:`~statewire.protocols._pace.Pace`, its budget the body's idle
+        timeout), looked at every :attr:`pace_period` seconds (:meth:`_check_pace`)."""
         rate = self.factory.min_body_rate
         if rate:
-            self.body_wire = self._paced_at = 0
-            self._pace = self.callLater(self.pace_period, self._check_pace, exchange, rate)
+            self.body_wire = 0
+            pace = Pace(rate, BODY_IDLE_TIMEOUT)
+            self._pace = self.callLater(self.pace_period, self._check_pace, exchange, pace)
 
-    def _check_pace(self, exchange: _Exchange, rate: float) -> None:
-        """A period of the body of ``exchange`` ended: ``408`` if less than ``rate`` bytes a
-        second of it came (its framing included, and what is buffered of a piece not
-        whole yet), unless the server read none of it meanwhile (the handler behind, or
-        the client not reading the responses: the write deadline's business)."""
+    def _check_pace(self, exchange: _Exchange, pace: Pace) -> None:
+        """A period of the body of ``exchange`` ended: ``408`` once its budget is spent
+        (the bytes counted with their framing, and what is buffered of a piece not whole
+        yet). A period in which the server read none of it (the handler behind, or the
+        client not reading the responses: the write deadline's business) does not count."""
         self._pace = None
         if self.exchange is not exchange or self.closing or exchange.request.body.complete:
             return
         engine = self.machine_engine
         came = self.body_wire + (len(engine.buffered) if engine is not None else 0)
         if (
-            came - self._paced_at >= rate * self.pace_period
-            or exchange.request.body.behind
+            exchange.request.body.behind
             or self.congested
             or (engine is not None and engine.reading_held)
         ):
-            self._paced_at = came
-            self._pace = self.callLater(self.pace_period, self._check_pace, exchange, rate)
+            pace.excused(came)
+        elif not pace.kept(came, self.pace_period):
+            self.refuse(408, f"the request body came slower than {pace.rate:g} bytes a second")
             return
-        self.refuse(408, f"the request body came slower than {rate:g} bytes a second")
+        self._pace = self.callLater(self.pace_period, self._check_pace, exchange, pace)
 
     def _stop_pacing(self) -> None:
         pace, self._pace = self._pace, None

@@ -30,6 +30,7 @@ from statewire.declarative import MachineProtocol
 from statewire.error import Failure, connectionDone
 from statewire.framing import FrameTooLong
 from statewire.machine import RemoteProtocolError, UnexpectedInput
+from statewire.protocols._pace import Pace
 from statewire.protocols._smtp_auth import MECHANISMS, Exchange
 from statewire.protocols._smtp_handler import (
     Decision,
@@ -60,6 +61,9 @@ CLIENT_ERRORS = frozenset({500, 501, 502, 503, 504, 530, 535, 538, 555})
 #: replies gathered from one read before they are written anyway (a client pipelining a
 #: read full of commands and reading nothing meets the transport's high-water mark soon)
 BATCH_LIMIT = 64
+#: idle seconds before ``421`` (RFC 5321 4.5.3.2.7 asks at least five minutes); also the
+#: budget of a message's pace (see :meth:`SMTPConnection.pace_body`)
+IDLE_SECONDS = 300.0
 #: decisions that are never awaitables (looked up first: the common case)
 _PLAIN = frozenset({Reply, bool})
 
@@ -87,9 +91,8 @@ class SMTPConnection(MachineProtocol):
     #: the pace of the DATA body or BDAT chunk being read (see :meth:`pace_body`): its
     #: timer, the seconds between its checks, the octets read so far and at the last check
     _pace: Any = None
-    pace_period: ClassVar[float] = 60.0
+    pace_period: ClassVar[float] = 10.0
     body_wire = 0
-    _paced_at = 0
     #: octets of the message so far; why it will be refused, if it will
     received = 0
     refusal: Reply | None = None
@@ -303,32 +306,33 @@ class SMTPConnection(MachineProtocol):
         return factory.check_credentials is not None and (self.tls or factory.auth_over_plaintext)
 
     def pace_body(self) -> None:
-        """A DATA body or a BDAT chunk follows: each :attr:`pace_period` seconds, it must
-        have come on by :attr:`SMTPFactory.min_data_rate` octets a second
-        (:meth:`_check_pace`), as Postfix's ``smtpd_min_data_rate`` asks."""
+        """A DATA body or a BDAT chunk follows: it must keep
+        :attr:`SMTPFactory.min_data_rate` octets a second, as Postfix's
+        ``smtpd_min_data_rate`` asks (:class:`~statewire.protocols._pace.Pace`, its
+        budget the idle timeout), looked at every :attr:`pace_period` seconds."""
         self.stop_pacing()
         rate = self.factory.min_data_rate
         if rate:
-            self.body_wire = self._paced_at = 0
-            self._pace = self.callLater(self.pace_period, self._check_pace, rate)
+            self.body_wire = 0
+            pace = Pace(rate, IDLE_SECONDS)
+            self._pace = self.callLater(self.pace_period, self._check_pace, pace)
 
-    def _check_pace(self, rate: float) -> None:
-        """A period of the body ended: the idle timeout's ``421`` if less than ``rate``
-        octets a second of it came, unless the server read none meanwhile (its reading
-        held while the handler's sink catches up)."""
+    def _check_pace(self, pace: Pace) -> None:
+        """A period of the body ended: the idle timeout's ``421`` once its budget is spent.
+        A period in which the server held its reading (the handler's sink catching up)
+        does not count."""
         self._pace = None
         if self.over or self.machine_state not in ("data", "chunk"):
             return
         engine = self.machine_engine
         came = self.body_wire + (len(engine.buffered) if engine is not None else 0)
-        if came - self._paced_at >= rate * self.pace_period or (
-            engine is not None and engine.reading_held
-        ):
-            self._paced_at = came
-            self._pace = self.callLater(self.pace_period, self._check_pace, rate)
+        if engine is not None and engine.reading_held:
+            pace.excused(came)
+        elif not pace.kept(came, self.pace_period):
+            log.info("SMTP: the message came slower than %g octets a second", pace.rate)
+            self.inputs.timed_out()
             return
-        log.info("SMTP: the message came slower than %g octets a second", rate)
-        self.inputs.timed_out()
+        self._pace = self.callLater(self.pace_period, self._check_pace, pace)
 
     def stop_pacing(self) -> None:
         """The body or chunk was read (or the transaction ended): no more pace checks."""

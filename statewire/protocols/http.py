@@ -116,7 +116,7 @@ from grammars.http1 import MAX_CHUNK_DIGITS, MAX_CHUNK_LINE, MAX_FIELD_BYTES
 from statewire.machine import Timeout, by_key
 from statewire.protocol import Factory, close_gracefully
 from statewire.protocols._http_access import AccessEntry, AccessLog
-from statewire.protocols._http_connection import HTTPConnection, Inputs
+from statewire.protocols._http_connection import BODY_IDLE_TIMEOUT, HTTPConnection, Inputs
 from statewire.protocols._http_exchange import Body, Headers, Request, Response
 from statewire.protocols._http_head import Refusal
 from statewire.protocols._log_text import chosen_log
@@ -139,8 +139,6 @@ BODY_PIECE = 256 << 10
 #: deadlines, not idle timers (a head dribbled a byte every few seconds would otherwise
 #: hold the connection for hours: slowloris)
 KEEP_ALIVE_TIMEOUT = 15.0
-#: seconds a body may stay silent
-BODY_IDLE_TIMEOUT = 30.0
 
 
 def _refusing(
@@ -488,10 +486,10 @@ class HTTPFactory(Factory):
     #: cannot leave more than this many at work per connection by pipelining requests
     #: (uvicorn bounds them no more than its connections)
     max_background = 16
-    #: bytes a second a request body must come at, on average over each period of
-    #: ``HTTPConnection.pace_period`` (30 s) from its head: slower, ``408`` and the
-    #: connection closes (as Apache's ``RequestReadTimeout ... MinRate``); ``0``: no
-    #: minimum. A body's silence is bounded besides, by :data:`BODY_IDLE_TIMEOUT`
+    #: bytes a second a request body must keep (reckoned as Postfix's
+    #: ``smtpd_min_data_rate``: see :mod:`statewire.protocols._pace`, the budget
+    #: :data:`BODY_IDLE_TIMEOUT`): slower, ``408`` and the connection closes; ``0``: no
+    #: minimum
     min_body_rate = 500
 
     def __init__(

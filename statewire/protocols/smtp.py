@@ -75,11 +75,9 @@ from statewire.protocols._smtp_handler import (
     SMTPHandler,
 )
 from statewire.protocols._smtp_log import MailLog, MessageEntry
-from statewire.protocols._smtp_session import OK, SENDER_OK, SMTPConnection
+from statewire.protocols._smtp_session import IDLE_SECONDS, OK, SENDER_OK, SMTPConnection
 
 GO_AHEAD = reply(354, "End data with <CR><LF>.<CR><LF>")
-#: idle seconds before ``421`` (RFC 5321 4.5.3.2.7 asks at least five minutes)
-IDLE_SECONDS = 300.0
 #: octets of an AUTH exchange's line (RFC 4954 4)
 AUTH_LINE_LIMIT = 12288
 
@@ -516,10 +514,10 @@ class SMTPFactory(Factory):
     """Serves :class:`SMTPServer` sessions for ``handler``, with the server's settings."""
 
     protocol = SMTPServer
-    #: octets a second a message's content (a DATA body, a BDAT chunk) must come at, on
-    #: average over each period of ``SMTPConnection.pace_period`` (60 s): slower, the
-    #: idle timeout's ``421 4.4.2`` and the connection closes (Postfix's
-    #: ``smtpd_min_data_rate``, whose figure this is); ``0``: no minimum
+    #: octets a second a message's content (a DATA body, a BDAT chunk) must keep,
+    #: reckoned as Postfix's ``smtpd_min_data_rate`` (whose figure this is: see
+    #: :mod:`statewire.protocols._pace`, the budget :data:`IDLE_SECONDS`): slower, the
+    #: idle timeout's ``421 4.4.2`` and the connection closes; ``0``: no minimum
     min_data_rate = 500
 
     def __init__(
