@@ -69,6 +69,8 @@ from statewire.error import CannotListenError, ReactorNotRunning
 from statewire.runtime.listening import REUSE_PORT, adopted_stream, bound_tcp, bound_unix
 
 log = logging.getLogger("statewire.workers")
+#: the largest exposition a worker's answer may announce (a larger one is no answer)
+MAX_EXPOSITION = 256 << 20
 
 #: seconds before the first restart of a worker that died; doubled at each death in a row
 BACKOFF_FIRST = 0.1
@@ -203,9 +205,11 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
     #: asked to stop (a reload's old worker, a stop): its exit is not a death
     retiring: bool = False
-    #: what it said that is not read yet, and the metrics asked of it, in order
+    #: what it said that is not read yet; the metrics asked of it and not answered (by
+    #: their numbers); whether its link is still heard
     heard: bytearray = field(default_factory=bytearray)
-    asked: collections.deque[asyncio.Future[bytes]] = field(default_factory=collections.deque)
+    asked: dict[int, asyncio.Future[bytes]] = field(default_factory=dict)
+    heard_out: bool = False
 
 
 class Supervisor:
@@ -260,6 +264,8 @@ class Supervisor:
         self._serving = False  # the first workers all accepted: deaths are restarted
         self._stopping = False
         self._reloading: asyncio.Task[bool] | None = None
+        #: the number of the last metrics asked of a worker
+        self._asked = 0
         self._reload_again = False
 
     def run(self) -> int:
@@ -416,9 +422,11 @@ class Supervisor:
                     while self._heard_one(worker):
                         pass
         finally:
-            for asked in worker.asked:  # (it exited, or stopped being heard: no answer)
+            worker.heard_out = True
+            for asked in worker.asked.values():  # (it exited, or closed its link: no answer)
                 if not asked.done():
                     asked.cancel()
+            worker.asked.clear()
 
     def _heard_one(self, worker: _Worker) -> bool:
         """Take one whole message of ``worker``'s from what it said; whether there was."""
@@ -433,8 +441,12 @@ class Supervisor:
                 log.info("worker %d (pid %d) ready", worker.slot, worker.process.pid)
                 worker.ready.set_result(None)
             return True
-        word, _, size = line.partition(b" ")
-        if word != b"metrics" or not size.isdigit():
+        word, number, size = [*line.split(b" "), b"", b""][:3]
+        if (
+            word != b"metrics"
+            or not (number.isdigit() and size.isdigit())
+            or int(size) > MAX_EXPOSITION
+        ):
             del heard[: end + 1]  # (nothing a worker says: skipped)
             return True
         total = end + 1 + int(size)
@@ -442,36 +454,52 @@ class Supervisor:
             return False
         text = bytes(heard[end + 1 : total])
         del heard[:total]
-        if worker.asked:
-            asked = worker.asked.popleft()
-            if not asked.done():
-                asked.set_result(text)
+        asked = worker.asked.pop(int(number), None)  # (none: an answer given up on)
+        if asked is not None and not asked.done():
+            asked.set_result(text)
         return True
 
     async def collect_metrics(self) -> str:
         """Every running worker's figures, labelled with its ``pid`` (see the class)."""
-        loop = asyncio.get_running_loop()
         workers = sorted(
-            (w for w in self._alive if w.ready.done() and w.process.returncode is None),
+            (
+                w
+                for w in self._alive
+                if w.ready.done() and w.process.returncode is None and not w.heard_out
+            ),
             key=lambda w: w.process.pid,
         )
-        asked = []
-        for worker in workers:
-            answer: asyncio.Future[bytes] = loop.create_future()
-            worker.asked.append(answer)
-            asked.append(answer)
-            with contextlib.suppress(OSError):
-                await loop.sock_sendall(worker.link, b"metrics\n")
-        done = await asyncio.gather(
-            *(asyncio.wait_for(a, self.metrics_timeout) for a in asked), return_exceptions=True
-        )
-        texts: list[tuple[int, str]] = []
-        for worker, said in zip(workers, done, strict=True):
-            if isinstance(said, bytes):
-                texts.append((worker.process.pid, said.decode("utf-8", "replace")))
-            else:
-                log.warning("worker %d (pid %d) gave no metrics", worker.slot, worker.process.pid)
+        said = await asyncio.gather(*(self._metrics_of(worker) for worker in workers))
+        texts = [
+            (worker.process.pid, text.decode("utf-8", "replace"))
+            for worker, text in zip(workers, said, strict=True)
+            if text is not None
+        ]
         return metrics.merged(texts)
+
+    async def _metrics_of(self, worker: _Worker) -> bytes | None:
+        """``worker``'s exposition, asked over its link (``metrics ID``), or ``None`` when
+        it gave none within :attr:`metrics_timeout` (the question and its answer are then
+        forgotten: a late answer is dropped by its number)."""
+        loop = asyncio.get_running_loop()
+        self._asked += 1
+        number = self._asked
+        answer: asyncio.Future[bytes] = loop.create_future()
+        worker.asked[number] = answer
+
+        async def asked() -> bytes:
+            await loop.sock_sendall(worker.link, b"metrics %d\n" % number)
+            return await answer
+
+        try:
+            return await asyncio.wait_for(asked(), self.metrics_timeout)
+        except (asyncio.TimeoutError, OSError, asyncio.CancelledError) as error:
+            if isinstance(error, asyncio.CancelledError) and not answer.cancelled():
+                raise  # (the scrape itself cancelled)
+            log.warning("worker %d (pid %d) gave no metrics", worker.slot, worker.process.pid)
+            return None
+        finally:
+            worker.asked.pop(number, None)
 
     async def _restart(self, slot: int, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -602,6 +630,9 @@ class WorkerLink:
         self.drain_timeout = drain_timeout
         self.metrics = counting
         self._heard = b""
+        #: the metrics asked and not answered yet (their numbers), and whether draining
+        self._answers: collections.deque[int] = collections.deque()
+        self._draining = False
         self._link = socket.socket(fileno=fileno)
         self._link.setblocking(False)
         self._ports = list(ports)
@@ -635,17 +666,31 @@ class WorkerLink:
         if len(self._heard) > 64:  # (the supervisor's words are short)
             self._heard = b""
         for line in lines:
-            if line == b"metrics":
-                text = b"" if self.metrics is None else self.metrics.exposition().encode()
-                self._spawn(self._send(b"metrics %d\n" % len(text) + text))
-            elif line == b"drain":
-                self.reactor.loop.remove_reader(self._link.fileno())
+            word, _, number = line.partition(b" ")
+            if word == b"metrics" and number.isdigit() and len(number) < 20:
+                self._answers.append(int(number))
+                if len(self._answers) == 1:  # (else the answering task is at work)
+                    self._spawn(self._answer())
+            elif line == b"drain" and not self._draining:
+                # (the link is still read: a draining worker answers for its metrics, and
+                # stops if the supervisor goes)
+                self._draining = True
                 self._spawn(self._drain())
-                return
 
-    async def _send(self, data: bytes) -> None:
-        with contextlib.suppress(OSError):  # (the supervisor gone: its end is read next)
-            await self.reactor.loop.sock_sendall(self._link, data)
+    async def _answer(self) -> None:
+        """Answer the metrics asked, one after another (two answers written at once would
+        interleave), each ``metrics ID N`` and the N bytes of the exposition made then."""
+        answers = self._answers
+        while answers:
+            text = b"" if self.metrics is None else self.metrics.exposition().encode()
+            try:
+                await self.reactor.loop.sock_sendall(
+                    self._link, b"metrics %d %d\n" % (answers[0], len(text)) + text
+                )
+            except OSError:  # (the supervisor gone: its end is read next)
+                answers.clear()
+                return
+            answers.popleft()
 
     async def _drain(self) -> None:
         log.info("draining (at most %s s)", self.drain_timeout)

@@ -154,8 +154,9 @@ def test_a_handler_of_the_server_at_work_after_its_response_does_not_hold_the_ne
 @pytest.mark.parametrize("answer", ["send", "stream"])
 def test_a_connection_lets_at_most_max_background_handlers_run_on(answer: str) -> None:
     # a client pipelining requests whose handlers run on after their responses: past
-    # max_background of them, the next is waited for before the next request is read
-    release = asyncio.Event()
+    # max_background of them, the next is waited for before the next request is read,
+    # until one of them ends (its slot goes to the one waited for) or it ends itself
+    releases = {b"/%d" % n: asyncio.Event() for n in range(5)}
     running: list[bytes] = []
 
     async def handler(request: Request, response: Response) -> None:
@@ -166,28 +167,33 @@ def test_a_connection_lets_at_most_max_background_handlers_run_on(answer: str) -
             await asyncio.sleep(0)
             await response.end(request.target)
         running.append(request.target)
-        await release.wait()
+        await releases[request.target].wait()
         running.remove(request.target)
 
     factory = HTTPFactory(handler)
     factory.max_background = 2
-    targets = [b"/%d" % n for n in range(5)]
+    targets = list(releases)
+
+    async def answered(reader: asyncio.StreamReader, got: bytes, count: int) -> bytes:
+        while len(responses(got)) < count:
+            got += await asyncio.wait_for(reader.read(65536), 10)
+        await asyncio.sleep(0.2)  # (time for more, if the bound let them through)
+        got += await _available(reader)
+        assert [body for _, body in responses(got)] == targets[:count]
+        return got
 
     async def main(reactor: Reactor) -> None:
         port = await listen(reactor, factory)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % t for t in targets))
-        got = b""
-        while len(responses(got)) < 3:
-            got += await asyncio.wait_for(reader.read(65536), 10)
-        await asyncio.sleep(0.2)  # (time for more, if the bound let them through)
-        got += await _available(reader)
-        assert [body for _, body in responses(got)] == targets[:3]
+        got = await answered(reader, b"", 3)
         assert running == targets[:3]  # two released, the third waited for
-        release.set()
-        while len(responses(got)) < 5:
-            got += await asyncio.wait_for(reader.read(65536), 10)
-        assert [body for _, body in responses(got)] == targets
+        releases[b"/0"].set()  # a slot frees: the third takes it, the fourth is read
+        got = await answered(reader, got, 4)
+        assert running == targets[1:4]
+        for event in releases.values():
+            event.set()
+        await answered(reader, got, 5)
         writer.close()
 
     scenario(main, timeout=30)

@@ -8,6 +8,7 @@ closes, even when it is killed)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import re
 import signal
@@ -371,7 +372,15 @@ def test_the_supervisor_serves_every_workers_metrics_labelled_by_pid(tmp_path: P
             if total >= 40 or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # (scrapes at once)
+            begun = time.monotonic()
+            texts = list(pool.map(lambda _: _scrape(url), range(4)))
+            took = time.monotonic() - begun
         supervisor.server.stop(signal.SIGTERM)
+    assert took < 5  # (no worker left out for its metrics_timeout)
+    for each in texts:
+        again = {f.name: f for f in text_string_to_metric_families(each)}
+        assert {int(s.labels["pid"]) for s in again["statewire_transitions"].samples} == pids
     assert answered == pids
     by_pid = {
         int(s.labels["pid"]): s.value
@@ -381,6 +390,52 @@ def test_the_supervisor_serves_every_workers_metrics_labelled_by_pid(tmp_path: P
     assert set(by_pid) == pids and sum(by_pid.values()) == 40
     edges = families["statewire_transitions"].samples
     assert {int(s.labels["pid"]) for s in edges} == pids
+
+
+SLOW_TARGET = """
+import asyncio, os
+from statewire.protocols.http import HTTPFactory
+
+async def answer(request, response):
+    if request.target == b"/slow":
+        await asyncio.sleep(4)
+    await response.send(200, [], b"%d" % os.getpid())
+
+factory = HTTPFactory(answer, date=False)
+"""
+
+
+def test_workers_draining_after_a_reload_still_give_their_metrics(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    target = tmp_path / "slow.py"
+    target.write_text(SLOW_TARGET)
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        metrics_port = probe.getsockname()[1]
+    url = f"http://{HOST}:{metrics_port}/metrics"
+    with supervised(target, "--metrics", f"tcp:{metrics_port}:interface={HOST}") as supervisor:
+        old = set(supervisor.ready_pids().values())
+        slow = socket.create_connection((HOST, supervisor.port), timeout=20)
+        with slow:
+            slow.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)  # (the request is read: its worker's drain waits for it)
+            supervisor.server.process.send_signal(signal.SIGHUP)
+            supervisor.wait_for(r"reloaded: the 2 old workers drain")
+            begun = time.monotonic()
+            text = _scrape(url)
+            took = time.monotonic() - begun
+            holding = int(slow.recv(1000).rsplit(b"\r\n\r\n", 1)[1])
+        supervisor.server.stop(signal.SIGTERM)
+    assert holding in old and took < 5
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    pids = {int(s.labels["pid"]) for s in families["statewire_connections_open"].samples}
+    assert holding in pids  # (the draining worker, its connection still open, answered)
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        return str(reply.read().decode())
 
 
 def test_a_reload_that_cannot_start_keeps_the_old_workers(target: Path) -> None:

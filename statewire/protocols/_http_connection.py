@@ -133,8 +133,10 @@ class HTTPConnection(MachineProtocol):
     congested = False
     #: the machine the last head was read by (what a handler's task ends the exchange of)
     _machine: Inputs | None = None
-    #: the exchanges released while their handlers still run (see :meth:`_release`)
+    #: the exchanges released while their handlers still run (see :meth:`_release`), and
+    #: the one waiting for one of them to end (see :attr:`HTTPFactory.max_background`)
     _released: set[_Exchange] | None = None
+    _slot_wanted: tuple[_Exchange, Waited] | None = None
     #: the client's and the server's address and whether over TLS, once looked up
     _addresses: tuple[tuple[str, int] | None, tuple[str, int] | None, bool] | None = None
     #: whether the client shut down its sending side (see :meth:`readConnectionLost`)
@@ -366,7 +368,11 @@ class HTTPConnection(MachineProtocol):
                 response.on_finish = functools.partial(self._response_finished, exchange, waited)
                 return waited  # _serve ends the exchange, or _response_finished does
             if self._background_full():
-                return Waited(task, exchange.request.cancel_on_disconnect)  # (_serve ends it)
+                # waited for until a handler at work after its response ends (the slot it
+                # frees is this one's: _slot_freed), or this one does (_serve ends it)
+                waited = Waited(task, exchange.request.cancel_on_disconnect)
+                self._slot_wanted = (exchange, waited)
+                return waited
             self._release(exchange)
         self._end_exchange(machine)
         return None
@@ -382,9 +388,17 @@ class HTTPConnection(MachineProtocol):
             if released is None:
                 released = self._released = set()
             released.add(exchange)
-            task.add_done_callback(lambda _: released.discard(exchange))
+            task.add_done_callback(lambda _: self._slot_freed(released, exchange))
         if not exchange.response.keep_alive or self._body_withheld(exchange):
             self.close()
+
+    def _slot_freed(self, released: set[_Exchange], exchange: _Exchange) -> None:
+        """The handler of ``exchange``, at work after its response, ended: the exchange
+        waiting for its slot, if any, is released in its place."""
+        released.discard(exchange)
+        wanted, self._slot_wanted = self._slot_wanted, None
+        if wanted is not None:
+            self._response_finished(*wanted)
 
     def _background_full(self) -> bool:
         """Whether as many handlers as the factory lets run on after their responses do
@@ -401,7 +415,8 @@ class HTTPConnection(MachineProtocol):
         if exchange.released or self.upgraded_to is not None or waited.done():
             return
         if self._background_full():
-            return  # the wait goes on until the handler ends (_serve ends the exchange)
+            self._slot_wanted = (exchange, waited)  # (until a slot frees, or it ends)
+            return
         self._release(exchange)
         self._end_exchange()
         waited.release()
