@@ -562,6 +562,33 @@ def test_a_body_at_the_minimum_rate_or_with_no_minimum_is_read() -> None:
     assert responses(output)[0][0] == 200
 
 
+@pytest.mark.parametrize("reading", [False, True])
+def test_a_congested_period_is_excused_only_while_the_client_reads(reading: bool) -> None:
+    # the client does not take the responses (the transport congested) while it trickles
+    # its body: excused while it takes some of them, else counted
+    async def main() -> bytes:
+        factory = HTTPFactory(application, date=False)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
+        clock = protocol.clock = Clock()
+        transport = StringTransport()
+        transport.bytes_sent = 0  # type: ignore[attr-defined]
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9999\r\n\r\n")
+        protocol.transportCongested(True)
+        for _ in range(60):  # a byte every 5 s (a pace period), for 300 s
+            if reading:
+                transport.bytes_sent += 100  # type: ignore[attr-defined]
+            clock.advance(5)
+            if transport.disconnecting:
+                break
+            protocol.dataReceived(b"x")
+        protocol.connectionLost()
+        return transport.value()
+
+    output = asyncio.run(main())
+    assert (b"408 Request Timeout" in output) is not reading
+
+
 def test_fields_may_be_any_bytes_like() -> None:
     """A handler's field names and values may be bytes, str, bytearray or memoryview (a
     writable one too: it cannot key the cache of checked fields, so it is checked each

@@ -800,3 +800,37 @@ def test_content_at_the_minimum_rate_or_with_no_minimum_is_taken() -> None:
         slow.clock.advance(50)
         slow(b"x\r\n")
     assert slow.codes(b".\r\n") == ["250 2.0.0"]
+
+
+def test_bdat_chunks_share_their_messages_budget() -> None:
+    # each chunk announced at once, its one octet after 250 s: a fresh budget a chunk
+    # would hold the session for ever; the message's one runs out
+    session = Session()
+    session(ENVELOPE)
+    written = b""
+    for _ in range(4):
+        written += session(b"BDAT 1\r\n")
+        session.clock.advance(250)
+        written += session.transport.value()
+        if session.state == "closed":
+            break
+        written += session(b"x")
+    assert b"421 4.4.2 mx.test Error: timeout exceeded" in written
+    assert written.count(b"250 2.0.0 1 octets received") <= 1
+
+
+def test_a_sink_whose_abort_raises_at_the_pace_still_ends_the_session() -> None:
+    session = Session()
+    session(ENVELOPE + b"DATA\r\n")
+
+    def broken() -> None:
+        raise RuntimeError("abort failed")
+
+    session.handler.sinks[-1].abort = broken  # type: ignore[method-assign]
+    for _ in range(8):
+        session.clock.advance(50)
+        if session.state == "closed":
+            break
+        session(b"x\r\n")
+    assert session.transport.disconnecting
+    assert b"421 4.3.0" in session.transport.value() or session.state == "closed"

@@ -229,6 +229,13 @@ class Engine(Dispatch, Timers):
         return self._sw_reading_held
 
     @property
+    def holds(self) -> frozenset[str]:
+        """Why frame delivery is held now (empty: it is not): ``"waiting"`` for an
+        output's work, ``"backpressure"`` while the peer does not take our replies, and
+        the reasons given to :meth:`hold`."""
+        return self._sw_holds
+
+    @property
     def framing_failed(self) -> bool:
         """Whether the framer stopped on an error (the bytes after it cannot be framed)."""
         return self._sw_framer is not None and self._sw_framer.error is not None

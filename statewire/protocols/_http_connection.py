@@ -35,6 +35,8 @@ log = logging.getLogger("statewire.protocols.http")
 #: pace (see :meth:`HTTPConnection._pace_body`)
 BODY_IDLE_TIMEOUT = 30.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: the engine's hold for a peer not taking our replies (see :meth:`_check_pace`)
+_PEER_HOLD = frozenset({"backpressure"})
 #: the largest field section read at once with its request line (a larger one, or one
 #: not all in the read, is read a line at a time)
 SECTION_AHEAD = 8 << 10
@@ -319,14 +321,16 @@ class HTTPConnection(MachineProtocol):
         if self.exchange is not exchange or self.closing or exchange.request.body.complete:
             return
         engine = self.machine_engine
-        came = self.body_wire + (len(engine.buffered) if engine is not None else 0)
-        if (
-            exchange.request.body.behind
-            or self.congested
-            or (engine is not None and engine.reading_held)
+        assert engine is not None  # (a body is being read)
+        holds = engine.holds
+        busy = exchange.request.body.behind or engine.reading_held or bool(holds - _PEER_HOLD)
+        if not pace.checked(
+            self.body_wire + len(engine.buffered),
+            self.pace_period,
+            busy=busy,
+            congested=self.congested or bool(holds & _PEER_HOLD),
+            sent=getattr(self.transport, "bytes_sent", None),
         ):
-            pace.excused(came)
-        elif not pace.kept(came, self.pace_period):
             self.refuse(408, f"the request body came slower than {pace.rate:g} bytes a second")
             return
         self._pace = self.callLater(self.pace_period, self._check_pace, exchange, pace)
@@ -432,7 +436,7 @@ class HTTPConnection(MachineProtocol):
         handler, as :meth:`feed_body`."""
         if data[-2:] != b"\r\n":
             raise Refusal(400, "chunk data not followed by CRLF")
-        self.body_wire += len(data)
+        self.body_wire += len(data) - 2
         return self.body.feed(data[:-2])
 
     def _end_exchange(self, machine: Inputs | None = None) -> None:
@@ -449,7 +453,6 @@ class HTTPConnection(MachineProtocol):
         """A chunk-size line: the size of the next chunk (``0``: the last one, the
         trailers follow)."""
         size = chunk_size_of(frame)
-        self.body_wire += len(frame) + 2  # (its LF, and the CRLF after the data)
         self.body_size += size
         if self.body_size > self.factory.max_body:
             raise Refusal(413, "chunked body over the limit")

@@ -16,13 +16,30 @@ from __future__ import annotations
 class Pace:
     """One body's budget (see the module)."""
 
-    __slots__ = ("_budget", "_came", "cap", "rate")
+    __slots__ = ("_budget", "_came", "_sent", "cap", "rate")
 
     def __init__(self, rate: float, cap: float) -> None:
         self.rate = rate
         self.cap = cap
         self._budget = cap
         self._came = 0
+        self._sent: int | None = None
+
+    def checked(
+        self, came: int, elapsed: float, *, busy: bool, congested: bool, sent: int | None
+    ) -> bool:
+        """A period of ``elapsed`` seconds ended, ``came`` bytes of the body so far:
+        whether the budget lasts. The period does not count when the server was the
+        slow one: ``busy`` (its reading held while work is under way), or ``congested``
+        (the peer not taking our replies, reading held) while the peer took some of them
+        (``sent``, the bytes it has taken, moved: a peer taking nothing is the write
+        deadline's; ``None``, not counted: taken as moved)."""
+        moved = sent is None or sent != self._sent
+        self._sent = sent
+        if busy or (congested and moved):
+            self.excused(came)
+            return True
+        return self.kept(came, elapsed)
 
     def kept(self, came: int, elapsed: float) -> bool:
         """``elapsed`` seconds since the last look, ``came`` bytes of the body so far:

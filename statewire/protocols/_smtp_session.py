@@ -91,6 +91,7 @@ class SMTPConnection(MachineProtocol):
     #: the pace of the DATA body or BDAT chunk being read (see :meth:`pace_body`): its
     #: timer, the seconds between its checks, the octets read so far and at the last check
     _pace: Any = None
+    _budget: Pace | None = None
     pace_period: ClassVar[float] = 10.0
     body_wire = 0
     #: octets of the message so far; why it will be refused, if it will
@@ -306,45 +307,58 @@ class SMTPConnection(MachineProtocol):
         return factory.check_credentials is not None and (self.tls or factory.auth_over_plaintext)
 
     def pace_body(self) -> None:
-        """A DATA body or a BDAT chunk follows: it must keep
+        """A DATA body or a BDAT chunk follows: the message must keep
         :attr:`SMTPFactory.min_data_rate` octets a second, as Postfix's
         ``smtpd_min_data_rate`` asks (:class:`~statewire.protocols._pace.Pace`, its
-        budget the idle timeout), looked at every :attr:`pace_period` seconds."""
+        budget the idle timeout), looked at every :attr:`pace_period` seconds while its
+        content is read. The budget is the message's: its BDAT chunks share it (the
+        commands between them have their own deadline)."""
         self.stop_pacing()
         rate = self.factory.min_data_rate
         if rate:
-            self.body_wire = 0
-            pace = Pace(rate, IDLE_SECONDS)
-            self._pace = self.callLater(self.pace_period, self._check_pace, pace)
+            if self._budget is None:
+                self.body_wire = 0
+                self._budget = Pace(rate, IDLE_SECONDS)
+            self._pace = self.callLater(self.pace_period, self._check_pace, self._budget)
 
     def _check_pace(self, pace: Pace) -> None:
-        """A period of the body ended: the idle timeout's ``421`` once its budget is spent.
-        A period in which the server held its reading (the handler's sink catching up)
-        does not count."""
+        """A period of the content ended: the idle timeout's ``421`` once its budget is
+        spent. A period in which the server was the slow one (its reading held, the
+        sink's work under way, or the client taking our replies) does not count."""
         self._pace = None
         if self.over or self.machine_state not in ("data", "chunk"):
             return
         engine = self.machine_engine
-        came = self.body_wire + (len(engine.buffered) if engine is not None else 0)
-        if engine is not None and engine.reading_held:
-            pace.excused(came)
-        elif not pace.kept(came, self.pace_period):
-            log.info("SMTP: the message came slower than %g octets a second", pace.rate)
-            self.inputs.timed_out()
+        assert engine is not None  # (content is being read)
+        holds = engine.holds
+        if pace.checked(
+            self.body_wire + len(engine.buffered),
+            self.pace_period,
+            busy=engine.reading_held or bool(holds - {"backpressure"}),
+            congested="backpressure" in holds,
+            sent=getattr(self.transport, "bytes_sent", None),
+        ):
+            self._pace = self.callLater(self.pace_period, self._check_pace, pace)
             return
-        self._pace = self.callLater(self.pace_period, self._check_pace, pace)
+        log.info("SMTP: the message came slower than %g octets a second", pace.rate)
+        try:
+            self.inputs.timed_out()
+        except Exception as error:  # (a sink's abort that raised: as the engine's timeout)
+            self.localError(error)
 
-    def stop_pacing(self) -> None:
-        """The body or chunk was read (or the transaction ended): no more pace checks."""
+    def stop_pacing(self, message_over: bool = False) -> None:
+        """The body or chunk was read: no more pace checks until the next chunk; with
+        ``message_over``, the message's budget goes too."""
         pace, self._pace = self._pace, None
         if pace is not None and pace.active():
             pace.cancel()
+        if message_over:
+            self._budget = None
 
     def forget(self, why: str = "the transaction ended") -> None:
         """End the transaction under way, its message (if any) not delivered (the mail
         log says so, and ``why``)."""
-        if self._pace is not None:
-            self.stop_pacing()
+        self.stop_pacing(message_over=True)
         if self.message_log is not None:
             self.log_message(0, f"not delivered: {why}".encode())
         sink = self.sink
@@ -497,8 +511,7 @@ class SMTPConnection(MachineProtocol):
 
         The sink stays the session's until its ``close()`` is called, so a timeout, a
         shutdown or a lost connection while the last ``write()`` is pending aborts it."""
-        if self._pace is not None:
-            self.stop_pacing()
+        self.stop_pacing(message_over=True)
         written = self.flush()
         respond = self.reply if self.message_log is None else self.logged_reply()
         if written is None and self.refusal is None and self.sink is not None:

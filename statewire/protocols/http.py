@@ -321,7 +321,7 @@ def read_chunk_end(machine: Inputs, core: HTTPConnection, data: bytes) -> None:
 @trailers.upon(Inputs.trailer).loop()
 @_refusing
 def read_trailer(machine: Inputs, core: HTTPConnection, frame: bytes) -> Awaitable[None] | None:
-    core.body_wire += len(frame) + 1  # (the body's pace counts its trailers and their LF)
+    core.body_wire += len(frame) + 1  # (the pace counts the data and trailers, not size lines)
     if not core.section.add(frame):
         return None
     core.body.finish(tuple(core.section.fields))
