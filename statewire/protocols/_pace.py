@@ -18,11 +18,11 @@ class Pace:
 
     __slots__ = ("_budget", "_came", "_sent", "cap", "rate")
 
-    def __init__(self, rate: float, cap: float) -> None:
+    def __init__(self, rate: float, cap: float, came: int = 0) -> None:
         self.rate = rate
         self.cap = cap
         self._budget = cap
-        self._came = 0
+        self._came = came
         self._sent: int | None = None
 
     def checked(

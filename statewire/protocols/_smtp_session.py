@@ -88,12 +88,15 @@ class SMTPConnection(MachineProtocol):
     sink: MessageSink | None = None
     #: the mail log's entry of the message under way (the factory keeping a log)
     message_log: MessageLog | None = None
-    #: the pace of the DATA body or BDAT chunk being read (see :meth:`pace_body`): its
-    #: timer, the seconds between its checks, the octets read so far and at the last check
-    _pace: Any = None
-    _budget: Pace | None = None
+    #: the pace of a message's content (see :meth:`_check_pace`): its timer (running while
+    #: content is read), the seconds between its looks, the content's octets read so far
+    pace_timer: Any = None
     pace_period: ClassVar[float] = 10.0
     body_wire = 0
+    #: messages whose content began (numbered), and the pace's budget and whose it is
+    messages_begun = 0
+    _budget: Pace | None = None
+    _budget_of = 0
     #: octets of the message so far; why it will be refused, if it will
     received = 0
     refusal: Reply | None = None
@@ -138,6 +141,9 @@ class SMTPConnection(MachineProtocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """The session is over (the ``lost`` input drops any message under way)."""
         self.factory.sessions.discard(self)
+        timer, self.pace_timer = self.pace_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
         super().connectionLost(reason)
 
     def stop_serving(self) -> None:
@@ -307,58 +313,51 @@ class SMTPConnection(MachineProtocol):
         return factory.check_credentials is not None and (self.tls or factory.auth_over_plaintext)
 
     def pace_body(self) -> None:
-        """A DATA body or a BDAT chunk follows: the message must keep
-        :attr:`SMTPFactory.min_data_rate` octets a second, as Postfix's
-        ``smtpd_min_data_rate`` asks (:class:`~statewire.protocols._pace.Pace`, its
-        budget the idle timeout), looked at every :attr:`pace_period` seconds while its
-        content is read. The budget is the message's: its BDAT chunks share it (the
-        commands between them have their own deadline)."""
-        self.stop_pacing()
-        rate = self.factory.min_data_rate
-        if rate:
-            if self._budget is None:
-                self.body_wire = 0
-                self._budget = Pace(rate, IDLE_SECONDS)
-            self._pace = self.callLater(self.pace_period, self._check_pace, self._budget)
+        """Content follows (a DATA body, a BDAT chunk): the pace's timer, if it is not
+        running (see :meth:`_check_pace`)."""
+        if self.factory.min_data_rate:
+            self.pace_timer = self.callLater(self.pace_period, self._check_pace)
 
-    def _check_pace(self, pace: Pace) -> None:
-        """A period of the content ended: the idle timeout's ``421`` once its budget is
-        spent. A period in which the server was the slow one (its reading held, the
-        sink's work under way, or the client taking our replies) does not count."""
-        self._pace = None
-        if self.over or self.machine_state not in ("data", "chunk"):
+    def _check_pace(self) -> None:
+        """Every :attr:`pace_period` seconds while content is read: the message must keep
+        :attr:`SMTPFactory.min_data_rate` octets a second, as Postfix's
+        ``smtpd_min_data_rate`` asks (:class:`~statewire.protocols._pace.Pace`, its budget
+        the idle timeout, begun at the first look at the message: a message read within
+        a period costs no look at all). Spent, the idle timeout's ``421``. The budget is
+        the message's: its BDAT chunks share it (the commands between them have their own
+        deadline, and the timer stops there: the next chunk starts it). A period in which
+        the server was the slow one (its reading held, the sink's work under way, the
+        client taking replies it was slow to take) does not count."""
+        self.pace_timer = None
+        rate = self.factory.min_data_rate
+        if self.over or not rate or self.machine_state not in ("data", "chunk"):
             return
         engine = self.machine_engine
         assert engine is not None  # (content is being read)
-        holds = engine.holds
-        if pace.checked(
-            self.body_wire + len(engine.buffered),
-            self.pace_period,
-            busy=engine.reading_held or bool(holds - {"backpressure"}),
-            congested="backpressure" in holds,
-            sent=getattr(self.transport, "bytes_sent", None),
-        ):
-            self._pace = self.callLater(self.pace_period, self._check_pace, pace)
-            return
-        log.info("SMTP: the message came slower than %g octets a second", pace.rate)
-        try:
-            self.inputs.timed_out()
-        except Exception as error:  # (a sink's abort that raised: as the engine's timeout)
-            self.localError(error)
-
-    def stop_pacing(self, message_over: bool = False) -> None:
-        """The body or chunk was read: no more pace checks until the next chunk; with
-        ``message_over``, the message's budget goes too."""
-        pace, self._pace = self._pace, None
-        if pace is not None and pace.active():
-            pace.cancel()
-        if message_over:
-            self._budget = None
+        came = self.body_wire + len(engine.buffered)
+        budget = self._budget
+        if budget is None or self._budget_of != self.messages_begun:
+            self._budget, self._budget_of = Pace(rate, IDLE_SECONDS, came), self.messages_begun
+        else:
+            holds = engine.holds
+            if not budget.checked(
+                came,
+                self.pace_period,
+                busy=engine.reading_held or bool(holds - {"backpressure"}),
+                congested="backpressure" in holds,
+                sent=getattr(self.transport, "bytes_sent", None),
+            ):
+                log.info("SMTP: the message came slower than %g octets a second", rate)
+                try:
+                    self.inputs.timed_out()
+                except Exception as error:  # (a sink's abort that raised, as a timeout's)
+                    self.localError(error)
+                return
+        self.pace_timer = self.callLater(self.pace_period, self._check_pace)
 
     def forget(self, why: str = "the transaction ended") -> None:
         """End the transaction under way, its message (if any) not delivered (the mail
         log says so, and ``why``)."""
-        self.stop_pacing(message_over=True)
         if self.message_log is not None:
             self.log_message(0, f"not delivered: {why}".encode())
         sink = self.sink
@@ -441,6 +440,7 @@ class SMTPConnection(MachineProtocol):
         self.pending = bytearray()
         self.carriage = self.text_skipping = False
         self.text_tail = b""
+        self.messages_begun += 1
         mail_log = self.factory.access_log
         if mail_log is not None:
             self.message_log = MessageLog(mail_log)
@@ -511,7 +511,6 @@ class SMTPConnection(MachineProtocol):
 
         The sink stays the session's until its ``close()`` is called, so a timeout, a
         shutdown or a lost connection while the last ``write()`` is pending aborts it."""
-        self.stop_pacing(message_over=True)
         written = self.flush()
         respond = self.reply if self.message_log is None else self.logged_reply()
         if written is None and self.refusal is None and self.sink is not None:
@@ -690,7 +689,7 @@ class SMTPConnection(MachineProtocol):
         """A BDAT chunk of ``size`` octets follows; ``skipping``: read and drop it, then
         answer that."""
         self.chunk_left, self.chunk_last, self.skipping = size, last, skipping
-        if size:
+        if size and self.pace_timer is None:
             self.pace_body()
         if skipping is None and self.received + size > self.factory.max_size:
             self.refuse(TOO_BIG)
@@ -705,8 +704,6 @@ class SMTPConnection(MachineProtocol):
         Returns what to wait for."""
         self.chunk_left -= len(data)
         self.body_wire += len(data)
-        if not self.chunk_left and self._pace is not None:
-            self.stop_pacing()
         checked = self.skipping is None and self.refusal is None and self.refuse_bare_newlines
         if checked and self.bare_newline_in(data):
             self.refuse(BARE_NEWLINE)

@@ -278,7 +278,8 @@ def start_data(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
         machine.data_refused()
     else:
         core.open_message()
-        core.pace_body()
+        if core.pace_timer is None:
+            core.pace_body()
         core.reply(GO_AHEAD)
 
 
