@@ -49,6 +49,23 @@ def scenario(
         loop.close()
 
 
+def in_mode(mode: str, monkeypatch: Any) -> Callable[[Callable[[Reactor], Awaitable[T]]], T]:
+    """A scenario runner (60 s) whose ports serve the way ``mode`` names: ``epoll`` (the
+    default poller), ``loop-readers`` (the loop's readers instead: ``monkeypatch`` swaps
+    the poller), ``native`` (the loop's own transports), each on uvloop when it starts
+    with ``uvloop-``."""
+    if mode == "loop-readers":
+        from statewire._transport import LoopPoller, Poller
+
+        monkeypatch.setattr(Poller, "make", staticmethod(LoopPoller))
+
+    def run(body: Callable[[Reactor], Awaitable[T]]) -> T:
+        native, uvloop = mode.endswith("native"), mode.startswith("uvloop")
+        return scenario(body, 60, native=native, uvloop=uvloop)
+
+    return run
+
+
 async def listen(reactor: Reactor, factory: Any, backlog: int = 50, host: str = HOST) -> int:
     """Listen on a free TCP port of ``host``; its number once it accepts."""
     port = reactor.listenTCP(0, factory, backlog=backlog, interface=host)

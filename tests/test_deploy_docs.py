@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from process_helpers import ROOT, Server, recv_exactly, running
+from process_helpers import ROOT, Server, haproxy, recv_exactly, running
 from runtime_helpers import HOST
 from test_proxy_nginx import LOAD_STREAM, MISSING, TARGET, backends, nginx
 from test_proxy_server import ask
@@ -120,38 +120,6 @@ def haproxy_config(front: int, machines: list[int]) -> str:
     return config
 
 
-@contextmanager
-def haproxy(folder: Path, config: str, front: int) -> Iterator[Path]:
-    """Run HAProxy in the foreground with ``config`` until the block ends; its output's
-    path (the log goes to standard output)."""
-    (folder / "haproxy.cfg").write_text(config)
-    log = folder / "haproxy.log"
-    with log.open("wb") as out:  # the child keeps its own copy
-        process = subprocess.Popen(
-            ["haproxy", "-f", str(folder / "haproxy.cfg"), "-db"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        for _ in range(200):  # bounded: 20 s
-            assert process.poll() is None, log.read_text()
-            try:
-                socket.create_connection((HOST, front), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError(f"haproxy did not listen: {log.read_text()}")
-        yield log
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
 def wait_for_text(path: Path, text: str, seconds: float = 20) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -199,8 +167,9 @@ def test_the_documented_haproxy_configuration_balances_two_statewire_machines(
     with (
         serve(first, env={"BACKEND_NAME": "b1"}) as b1,
         serve(second, env={"BACKEND_NAME": "b2"}) as b2,
-        haproxy(tmp_path, haproxy_config(front, ports), front) as log,
+        haproxy(haproxy_config(front, ports), tmp_path, [front]),
     ):
+        log = tmp_path / "haproxy.log"
         # at once, before any check: a client sent to app3 is redispatched
         assert set(clients(front, 6, "hello")) == {"b1", "b2"}
         wait_for_text(log, "Server statewire/app3 is DOWN")

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from runtime_helpers import HOST, error_records, listen, scenario
+from runtime_helpers import HOST, error_records, in_mode, listen, scenario
 
 from statewire._reactor import Reactor, ssl_context
-from statewire._transport import LoopPoller, Poller, SocketTransport, Transport
+from statewire._transport import LoopPoller, SocketTransport, Transport
 from statewire.error import ConnectionAborted, ConnectionDone, Failure
 from statewire.protocol import ClientFactory, Factory, Protocol
 from statewire.testing.memory import StringTransport
@@ -51,15 +51,7 @@ def run(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[[Callable[[Reactor], Awaitable[T]]], T]]:
     """Run a scenario on a fresh reactor whose ports serve the way the parameter names."""
-    mode: str = request.param
-    if mode == "loop-readers":
-        monkeypatch.setattr(Poller, "make", staticmethod(LoopPoller))
-
-    def in_mode(body: Callable[[Reactor], Awaitable[T]]) -> T:
-        native, uvloop = mode.endswith("native"), mode.startswith("uvloop")
-        return scenario(body, 60, native=native, uvloop=uvloop)
-
-    yield in_mode
+    yield in_mode(request.param, monkeypatch)
 
 
 class LineServer(Protocol):

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from runtime_helpers import HOST, error_records, scenario, self_signed_certificate
+from runtime_helpers import HOST, error_records, in_mode, scenario, self_signed_certificate
 
 from statewire._reactor import Reactor, ssl_context
-from statewire._transport import LoopPoller, Poller, SocketTransport
+from statewire._transport import SocketTransport
 from statewire.endpoints import serverFromString
 from statewire.error import ConnectionAborted, ConnectionDone, Failure, connectionDone
 from statewire.protocol import Factory, Protocol
@@ -54,14 +54,7 @@ def run(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[[Callable[[Reactor], Awaitable[T]]], T]]:
     """Run a scenario on a fresh reactor, its ports served the way the parameter says."""
-    mode: str = request.param
-    if mode == "loop-readers":
-        monkeypatch.setattr(Poller, "make", staticmethod(LoopPoller))
-
-    def in_mode(body: Callable[[Reactor], Awaitable[T]]) -> T:
-        return scenario(body, 60, uvloop=mode.startswith("uvloop"))
-
-    yield in_mode
+    yield in_mode(request.param, monkeypatch)
 
 
 class Greeter(Protocol):

@@ -35,8 +35,6 @@ log = logging.getLogger("statewire.protocols.http")
 #: pace (see :meth:`HTTPConnection._pace_body`)
 BODY_IDLE_TIMEOUT = 30.0
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-#: the engine's hold for a peer not taking our replies (see :meth:`_check_pace`)
-_PEER_HOLD = frozenset({"backpressure"})
 #: the largest field section read at once with its request line (a larger one, or one
 #: not all in the read, is read a line at a time)
 SECTION_AHEAD = 8 << 10
@@ -314,22 +312,19 @@ class HTTPConnection(MachineProtocol):
 
     def _check_pace(self, exchange: _Exchange, pace: Pace) -> None:
         """A period of the body of ``exchange`` ended: ``408`` once its budget is spent
-        (the bytes counted with their framing, and what is buffered of a piece not whole
-        yet). A period in which the server read none of it (the handler behind, or the
-        client not reading the responses: the write deadline's business) does not count."""
+        (its data and trailers counted, and what is buffered of a piece not whole yet). A
+        period in which the server was the slow one does not count (see
+        :meth:`~statewire.protocols._pace.Pace.looked`)."""
         self._pace = None
         if self.exchange is not exchange or self.closing or exchange.request.body.complete:
             return
-        engine = self.machine_engine
-        assert engine is not None  # (a body is being read)
-        holds = engine.holds
-        busy = exchange.request.body.behind or engine.reading_held or bool(holds - _PEER_HOLD)
-        if not pace.checked(
-            self.body_wire + len(engine.buffered),
+        if not pace.looked(
+            self.machine_engine,
+            self.transport,
+            self.body_wire,
             self.pace_period,
-            busy=busy,
-            congested=self.congested or bool(holds & _PEER_HOLD),
-            sent=getattr(self.transport, "bytes_sent", None),
+            behind=exchange.request.body.behind,
+            congested=self.congested,
         ):
             self.refuse(408, f"the request body came slower than {pace.rate:g} bytes a second")
             return
@@ -704,9 +699,7 @@ class HTTPConnection(MachineProtocol):
         """Tell the access log, if the server keeps one, of a refusal sent."""
         exchange = self.exchange
         if exchange is not None:  # (the refusal answers its request)
-            entry, exchange.response.access = exchange.response.access, None
-            if entry is not None:
-                entry.done(status, sent, True)
+            exchange.response.answered_instead(status, sent)
             return
         access = self.factory.access_log
         if access is not None:

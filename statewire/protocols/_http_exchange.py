@@ -412,6 +412,13 @@ class Response:
         status = self.status if head_sent else CLOSED_BEFORE_RESPONSE
         access.done(status, sent if head_sent else 0, complete)
 
+    def answered_instead(self, status: int, sent: int) -> None:
+        """The server answered this response's request itself (a refusal: ``status``,
+        ``sent`` bytes of body): the access log, once, says so in its place."""
+        access, self.access = self.access, None
+        if access is not None:
+            access.done(status, sent, True)
+
     #: whether the head had left, and the body bytes written, when the connection began
     #: to close with this response under way (its later writes dropped)
     _at_cut: tuple[bool, int] | None = None

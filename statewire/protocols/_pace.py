@@ -12,6 +12,11 @@ banked: a fast start earns no more than ``cap``.
 
 from __future__ import annotations
 
+from typing import Any
+
+#: the engine's hold while the peer does not take our replies (the others: work under way)
+_PEER_HOLD = frozenset({"backpressure"})
+
 
 class Pace:
     """One body's budget (see the module)."""
@@ -40,6 +45,31 @@ class Pace:
             self.excused(came)
             return True
         return self.kept(came, elapsed)
+
+    def looked(
+        self,
+        engine: Any,
+        transport: Any,
+        read: int,
+        elapsed: float,
+        *,
+        behind: bool = False,
+        congested: bool = False,
+    ) -> bool:
+        """:meth:`checked` for a connection whose ``engine`` (a
+        :class:`~statewire.machine.Engine`) delivered ``read`` bytes of the body so far
+        (what it buffers of the rest is added): busy when ``behind`` (the handler), when
+        the engine's reading is held or its delivery held for work under way; congested
+        when ``congested`` or its delivery is held for backpressure; the bytes the peer
+        took, ``transport.bytes_sent`` (``None`` where not counted)."""
+        holds = engine.holds
+        return self.checked(
+            read + len(engine.buffered),
+            elapsed,
+            busy=behind or engine.reading_held or bool(holds - _PEER_HOLD),
+            congested=congested or bool(holds & _PEER_HOLD),
+            sent=getattr(transport, "bytes_sent", None),
+        )
 
     def kept(self, came: int, elapsed: float) -> bool:
         """``elapsed`` seconds since the last look, ``came`` bytes of the body so far:

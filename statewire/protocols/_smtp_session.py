@@ -334,25 +334,17 @@ class SMTPConnection(MachineProtocol):
             return
         engine = self.machine_engine
         assert engine is not None  # (content is being read)
-        came = self.body_wire + len(engine.buffered)
         budget = self._budget
         if budget is None or self._budget_of != self.messages_begun:
+            came = self.body_wire + len(engine.buffered)
             self._budget, self._budget_of = Pace(rate, IDLE_SECONDS, came), self.messages_begun
-        else:
-            holds = engine.holds
-            if not budget.checked(
-                came,
-                self.pace_period,
-                busy=engine.reading_held or bool(holds - {"backpressure"}),
-                congested="backpressure" in holds,
-                sent=getattr(self.transport, "bytes_sent", None),
-            ):
-                log.info("SMTP: the message came slower than %g octets a second", rate)
-                try:
-                    self.inputs.timed_out()
-                except Exception as error:  # (a sink's abort that raised, as a timeout's)
-                    self.localError(error)
-                return
+        elif not budget.looked(engine, self.transport, self.body_wire, self.pace_period):
+            log.info("SMTP: the message came slower than %g octets a second", rate)
+            try:
+                self.inputs.timed_out()
+            except Exception as error:  # (a sink's abort that raised, as a timeout's)
+                self.localError(error)
+            return
         self.pace_timer = self.callLater(self.pace_period, self._check_pace)
 
     def forget(self, why: str = "the transaction ended") -> None:
