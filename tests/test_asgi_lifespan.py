@@ -110,7 +110,8 @@ async def http_only(scope: Scope, receive: Receive, send: Send) -> None:
     """An application that knows no lifespan (it refuses any other scope, as many do)."""
     if scope["type"] != "http":
         raise RuntimeError(f"unsupported scope {scope['type']!r}")
-    assert "state" not in scope
+    assert scope["state"] == {}  # (an empty state of its own, as uvicorn gives)
+    scope["state"]["written"] = True
     await send({"type": "http.response.start", "status": 200})
     await send({"type": "http.response.body", "body": b"served"})
 

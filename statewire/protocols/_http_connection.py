@@ -664,10 +664,18 @@ class HTTPConnection(MachineProtocol):
         """Answer ``status`` (when no response is under way) and close."""
         exchange = self.exchange
         if exchange is not None:
-            if exchange.task is not None and not exchange.task.done():
-                if exchange.task is not _current_task():
-                    exchange.task.cancel()
-                exchange.request.body.fail(ConnectionError(detail))
+            task = exchange.task
+            if task is not None and not task.done():
+                request = exchange.request
+                if not request.cancel_on_disconnect:
+                    # told, not cancelled (as when the client goes): its reads and
+                    # writes raise ConnectionError, its on_disconnect callbacks run
+                    exchange.response.gone(f"the request was refused: {detail}")
+                elif task is not _current_task():
+                    task.cancel()
+                request.body.fail(ConnectionError(detail))
+                if not request.cancel_on_disconnect:
+                    request.disconnect()
             if exchange.response.head_sent:
                 # the request was answered already (its body refused or stalled after
                 # the response): a second response would answer nothing; close

@@ -447,8 +447,10 @@ class Response:
         ``Content-Length`` that is not one number (``ValueError``)."""
         if self.started:
             raise RuntimeError("the response was already started")
-        if not 200 <= status <= 999:
-            raise ValueError("a final status is 200 to 999 (1xx are the server's)")
+        if type(status) is not int:
+            status = _status_number(status)
+        if not 200 <= status <= 599:  # (RFC 9110 §15: a status is 100 to 599)
+            raise ValueError(f"a final status is 200 to 599 (1xx are the server's), not {status}")
         lines: list[bytes] = []
         length = None
         length_at = -1
@@ -626,10 +628,14 @@ class Response:
         elif self._length is not None:
             framing = "length"
             self._left = self._total = int(self._length)
-        elif whole is not None:
+        elif whole is not None and (whole or not self._head_request):
             framing = "length"
             self._left = self._total = whole
             extra = b"Content-Length: %d\r\n" % whole
+        elif self._head_request:
+            # RFC 9110 §8.6: a HEAD answered with no body and no length of the handler's
+            # does not say the GET's length, which is not known: no Content-Length
+            framing = "head"
         elif self._version >= (1, 1):
             framing = "chunked"
             extra = b"Transfer-Encoding: chunked\r\n"
@@ -673,6 +679,14 @@ class Response:
             self._sent += len(data)
             return data
         return b""  # "none", "head": the body is not sent
+
+
+def _status_number(status: object) -> int:
+    """A status given as an ``int`` subclass (``HTTPStatus.OK``) as its ``int``; a bool,
+    float, string or anything else raises ``TypeError``."""
+    if isinstance(status, int) and not isinstance(status, bool):
+        return int(status)
+    raise TypeError(f"a status is an int, not {type(status).__name__} {status!r}")
 
 
 def reason(status: int) -> bytes:

@@ -137,7 +137,7 @@ class _Exchange:
         kind = message["type"]
         response = self.response
         if kind == "http.response.start":
-            response.start(int(message["status"]), message.get("headers", ()))
+            response.start(message["status"], message.get("headers", ()))
         elif kind == "http.response.body":
             if not response.started:
                 raise RuntimeError("http.response.body before http.response.start")
@@ -175,15 +175,21 @@ class ASGIFactory(HTTPFactory):
     async def _handle(self, request: Request, response: Response) -> None:
         lifespan = self.lifespan
         scope = scope_of(request)
-        if lifespan is not None:
-            if not lifespan.ready and lifespan.begun:  # (statewire's ports wait for it)
-                try:
-                    await lifespan.wait()
-                except LifespanFailed:
-                    await response.send(503, _TEXT, b"the application did not start\n")
-                    return
-            if lifespan.supported:
-                scope["state"] = lifespan.state.copy()
+        if lifespan is not None and not lifespan.ready and lifespan.begun:
+            try:  # (statewire's ports wait for it)
+                await lifespan.wait()
+            except LifespanFailed:
+                await response.send(503, _TEXT, b"the application did not start\n")
+                return
+        # a copy of the lifespan's state; an empty one without it (as uvicorn gives:
+        # middleware may write to it)
+        scope["state"] = (
+            lifespan.state.copy() if lifespan is not None and lifespan.supported else {}
+        )
+        if request.method == b"CONNECT":
+            # an application cannot tunnel in ASGI: its 2xx would be taken for a tunnel
+            await response.send(501, _TEXT, b"CONNECT is not served\n")
+            return
         exchange = _Exchange(request, response)
         self._calls += 1
         try:

@@ -1,0 +1,147 @@
+"""The ASGI adapter on requests and messages at the edges of the spec: ``HEAD`` answered
+with no body, a request refused while its application reads the body, ``CONNECT``, statuses
+that are not statuses, the scope's ``state``. Served in process (one connection, a test
+clock), compared with what uvicorn does where the spec leaves it open."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import MutableMapping
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from http_helpers import responses, serve, serve_until_quiet
+from runtime_helpers import error_records
+
+from statewire.protocols.asgi import asgi
+
+Scope = MutableMapping[str, Any]
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def empty_for_head(scope: Scope, receive: Any, send: Any) -> None:
+    """Leaves out the body of a ``HEAD`` and says no length (as a hand-written app may)."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1")]})
+    body = b"" if scope["method"] == "HEAD" else b"0123456789"
+    await send({"type": "http.response.body", "body": body})
+
+
+def head_of(wire: bytes) -> bytes:
+    return wire.split(b"\r\n\r\n", 1)[0]
+
+
+def test_a_head_answered_without_a_body_says_no_length() -> None:
+    """RFC 9110 §8.6: the length of a ``HEAD``'s response is the ``GET``'s or none; the
+    application gave no body and no length, so none (it was ``Content-Length: 0``)."""
+    served = serve([b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + GET], asgi(empty_for_head).handler)
+    head, rest = served.output.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"x-a: 1" in head
+    assert b"Content-Length" not in head and b"Transfer-Encoding" not in head
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n")  # (no body between: the next response)
+    assert b"Content-Length: 10" in head_of(rest) and rest.endswith(b"0123456789")
+    assert not served.closed
+
+
+def test_a_head_answered_with_the_get_body_says_its_length_and_sends_none() -> None:
+    async def whole(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"0123456789"})
+
+    served = serve([b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + GET], asgi(whole).handler)
+    head, rest = served.output.split(b"\r\n\r\n", 1)
+    assert b"Content-Length: 10" in head
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"\r\n\r\n0123456789")
+
+
+def test_a_request_refused_mid_body_tells_the_application_instead_of_cancelling_it() -> None:
+    """A chunked body gone bad after its first chunk: the server answers ``400`` and
+    closes, and the application, reading the body, gets ``http.disconnect`` (ASGI does
+    not cancel an application; nor does uvicorn here). It then finds it cannot answer."""
+    seen: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        try:
+            for _ in range(10):
+                message = await receive()
+                seen.append(message["type"])
+                if message["type"] == "http.disconnect" or not message["more_body"]:
+                    break
+            try:
+                await send({"type": "http.response.start", "status": 200})
+                await send({"type": "http.response.body", "body": b"late"})
+            except OSError as error:
+                seen.append(type(error).__name__)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    async def main() -> tuple[bytes, bool]:
+        return await serve_until_quiet([head + b"3\r\nabc\r\n", b"zz\r\nabc\r\n"], asgi(app))
+
+    with error_records() as errors:
+        wire, closing = asyncio.run(main())
+    assert [status for status, _ in responses(wire)] == [400]
+    assert closing
+    assert seen == ["http.request", "http.disconnect", "ConnectionError"]
+    assert b"late" not in wire
+    assert not [record for record in errors if record.exc_info]
+
+
+def test_connect_is_answered_501_without_the_application() -> None:
+    """An ASGI application cannot open a tunnel: a ``2xx`` of its to ``CONNECT`` would be
+    taken for one (uvicorn answers ``400``). The connection goes on."""
+    called: list[str] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        called.append(scope["method"])
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"<html>"})
+
+    connect = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"
+    served = serve([connect + GET], asgi(app).handler)
+    assert [status for status, _ in responses(served.output)] == [501, 200]
+    assert called == ["GET"]
+
+
+@pytest.mark.parametrize("status", [600, 999, 199, 200.7, "200", True])
+def test_a_status_that_is_not_a_final_status_is_a_500(status: object) -> None:
+    """RFC 9110 §15: a status is 100 to 599 (it was 200 to 999, and a float was cut to its
+    int); a string or a bool is the application's mistake (uvicorn refuses them too)."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status})
+        await send({"type": "http.response.body", "body": b"x"})
+
+    with error_records() as errors:
+        served = serve([GET], asgi(app).handler)
+    assert [status for status, _ in responses(served.output)] == [500]
+    raised = [type(record.exc_info[1]) for record in errors if record.exc_info]
+    assert raised == [ValueError if type(status) is int else TypeError]
+
+
+def test_an_int_enum_status_is_its_number() -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": HTTPStatus.CREATED})
+        await send({"type": "http.response.body", "body": b"made"})
+
+    served = serve([GET], asgi(app).handler)
+    assert served.output.startswith(b"HTTP/1.1 201 Created\r\n")
+    assert responses(served.output) == [(201, b"made")]
+
+
+def test_the_scope_has_a_state_of_its_own_without_a_lifespan() -> None:
+    states: list[dict[str, Any]] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        state = scope["state"]
+        states.append(state)
+        state["seen"] = len(states)  # (its own: the next request's is empty again)
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body", "body": b""})
+
+    served = serve([GET + GET], asgi(app, lifespan="off").handler)
+    assert [status for status, _ in responses(served.output)] == [204, 204]
+    assert states == [{"seen": 1}, {"seen": 2}] and states[0] is not states[1]
