@@ -46,20 +46,28 @@ BODY_END = b"\r\n.\r\n"
 _CODE = re.compile(rb"[2-5][0-5][0-9]")
 _VERB = re.compile(rb"[A-Za-z][A-Za-z0-9-]*")
 _KEYWORD = re.compile(rb"[A-Za-z0-9][A-Za-z0-9-]*")
-#: what a path may not hold: controls, space, DEL, a second opening bracket, a quote (but
-#: in a quoted local part, which _QUOTED_MAILBOX reads)
-_BAD_IN_PATH = re.compile(rb'[\x00-\x20\x7f<"]')
-#: a mailbox whose local part is quoted: printable octets (UTF-8 ones too, for SMTPUTF8)
-#: and spaces between the quotes, a backslash quoting one printable octet; then a domain
-_QUOTED_MAILBOX = re.compile(
-    rb'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\x20-\x7e])*"@[^\x00-\x20\x7f<>"]+'
-)
-#: ``FROM:<path>`` and ``TO:<path>`` alone, with a path that is neither empty nor a source
-#: route (what :func:`parse_path` takes at once; anything else takes the long way)
+_PARAMETER_VALUE = re.compile(rb"[\x21-\x3c\x3e-\x7e\x80-\xff]+")
+#: RFC 5321 4.1.2's Mailbox (with RFC 6531's UTF-8 octets in its atoms and labels, for
+#: SMTPUTF8, which the session checks apart): a local part, one ``@``, a domain. The local
+#: part is a Dot-string of atext, its dots not checked (``a..b``, a leading or a trailing
+#: dot: some carriers' addresses have them, and they route nowhere else), or a
+#: Quoted-string; the domain is dot-separated LDH labels (a hyphen not first or last) or an
+#: address literal (``[192.0.2.1]``, ``[IPv6:...]``). So ``a@b@c``, ``a@b,c@d``, ``a@``,
+#: ``a(b)@c`` and an unquoted backslash are refused: a handler that checks the domain after
+#: the last ``@`` and a relay after it would not read such an address alike.
+_LOCAL = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\x80-\xff-]+"
+_QUOTED = rb'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\x20-\x7e])*"'
+_LABEL = rb"[A-Za-z0-9\x80-\xff](?:[A-Za-z0-9\x80-\xff-]*[A-Za-z0-9\x80-\xff])?"
+_DOMAIN = rb"%s(?:\.%s)*" % (_LABEL, _LABEL)
+_LITERAL = rb"\[[\x21-\x5a\x5e-\x7e]+\]"
+_MAILBOX = rb"(?:%s|%s)@(?:%s|%s)" % (_LOCAL, _QUOTED, _DOMAIN, _LITERAL)
+_MAILBOX_RE = re.compile(_MAILBOX)
+#: RFC 5321 4.1.2's A-d-l, a source route: ``@one,@two``
+_ROUTE = re.compile(rb"@%s(?:,@%s)*" % (_DOMAIN, _DOMAIN))
+#: ``FROM:<mailbox>`` and ``TO:<mailbox>`` alone, the mailbox unquoted (what
+#: :func:`parse_path` takes at once; anything else takes the long way)
 _SIMPLE_PATHS = {
-    keyword: re.compile(
-        rb'(?i:%s):<([^\x00-\x20\x7f<>@"][^\x00-\x20\x7f<>"]{0,%d})>' % (keyword, PATH_LIMIT - 3)
-    )
+    keyword: re.compile(rb"(?i:%s):<(%s@(?:%s|%s))>" % (keyword, _LOCAL, _DOMAIN, _LITERAL))
     for keyword in (b"FROM", b"TO")
 }
 
@@ -100,6 +108,26 @@ def parse_command(frame: bytes) -> tuple[bytes, bytes]:
     return verb.upper(), argument
 
 
+#: what an EHLO or HELO name may not hold: a space inside, a control octet (it would reach
+#: the reply, the envelope, then headers and logs)
+_BAD_IN_NAME = re.compile(rb"[\x00-\x20\x7f]")
+
+
+def hello_name(argument: bytes) -> bytes | None:
+    """The client's name in ``EHLO name`` or ``HELO name`` (spaces around it dropped), or
+    ``None`` when there is none or it holds a space or a control octet. Its syntax is not
+    checked further (RFC 5321 4.1.4 asks a domain or an address literal; clients send
+    NetBIOS names with underscores, which a server should not refuse).
+
+    >>> hello_name(b"client.example "), hello_name(b"a\\x1b]0;x"), hello_name(b"")
+    (b'client.example', None, None)
+    """
+    name = argument.strip(b" ")
+    if not name or _BAD_IN_NAME.search(name) is not None:
+        return None
+    return name
+
+
 def _path_end(rest: bytes) -> int:
     """The index of the ``>`` closing the path that ``rest`` starts (after its ``<``), not
     one inside a quoted local part; -1 if there is none."""
@@ -132,8 +160,8 @@ def parse_path(argument: bytes, keyword: bytes) -> tuple[bytes, dict[bytes, byte
     (b'a@example.org', {b'SIZE': b'10', b'BODY': b'8BITMIME'})
     """
     simple = _SIMPLE_PATHS[keyword].fullmatch(argument)
-    if simple is not None:  # ``FROM:<a@b>``: the common case, in one match
-        return simple[1], {}
+    if simple is not None and len(simple[1]) <= PATH_LIMIT - 2:
+        return simple[1], {}  # ``FROM:<a@b>``: the common case, in one match
     head, colon, rest = argument.partition(b":")
     if not colon or head.upper() != keyword:
         raise ArgumentError(f"expected {keyword.decode()}:<address>")
@@ -148,14 +176,15 @@ def parse_path(argument: bytes, keyword: bytes) -> tuple[bytes, dict[bytes, byte
         raise ArgumentError("address too long")
     if path.startswith(b"@"):  # a source route (RFC 5321 C): kept for the mailbox only
         route, _, path = path.partition(b":")
-        if not path or _BAD_IN_PATH.search(route) is not None:
+        if not path or _ROUTE.fullmatch(route) is None:
             # (``<@x>`` is no null path: RFC 5321 4.1.2's Path has a Mailbox after A-d-l)
-            raise ArgumentError("a source route with no mailbox")
-    if path.startswith(b'"'):  # a quoted local part (RFC 5321 4.1.2's Quoted-string)
-        if _QUOTED_MAILBOX.fullmatch(path) is None:
-            raise ArgumentError("bad quoted local part")
-    elif _BAD_IN_PATH.search(path) is not None:
-        raise ArgumentError("bad character in the address")
+            raise ArgumentError("a source route with no mailbox, or a bad one")
+    if (
+        path
+        and _MAILBOX_RE.fullmatch(path) is None
+        and (keyword != b"TO" or path.lower() != b"postmaster")  # (RFC 5321 4.1.1.3)
+    ):
+        raise ArgumentError("bad address: a mailbox is local-part@domain")
     tail = rest[end + 1 :]
     if tail and not tail.startswith(b" "):
         raise ArgumentError("junk after the address")
@@ -163,15 +192,24 @@ def parse_path(argument: bytes, keyword: bytes) -> tuple[bytes, dict[bytes, byte
 
 
 def parse_parameters(text: bytes) -> dict[bytes, bytes | None]:
-    """``KEY=value KEY2 ...`` -> ``{KEY: value, KEY2: None}``, keys upper-cased."""
+    """``KEY=value KEY2 ...`` -> ``{KEY: value, KEY2: None}``, keys upper-cased.
+
+    A value is RFC 5321 4.1.2's esmtp-value (visible ASCII but ``=``; RFC 6531's UTF-8
+    octets too): no control octet reaches the handler. A keyword given twice is refused
+    (which one would count?)."""
     parameters: dict[bytes, bytes | None] = {}
     for word in text.split(b" "):
         if not word:
             continue
         key, equals, value = word.partition(b"=")
-        if _KEYWORD.fullmatch(key) is None or (equals and not value):
+        if _KEYWORD.fullmatch(key) is None or (
+            equals and _PARAMETER_VALUE.fullmatch(value) is None
+        ):
             raise ArgumentError(f"bad parameter {word[:40]!r}")
-        parameters[key.upper()] = value if equals else None
+        key = key.upper()
+        if key in parameters:
+            raise ArgumentError(f"parameter {key[:40]!r} given twice")
+        parameters[key] = value if equals else None
     return parameters
 
 

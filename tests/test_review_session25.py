@@ -91,6 +91,17 @@ from statewire.testing.memory import Clock, StringTransport
 from grammars.smtp import reply
 
 
+# Changed on purpose on 2026-12-03: every error reply counts against max_errors (the
+# handler's refusals too), junk commands past a limit count, an accepted message forgives.
+# The trees are compared under the rule they shared before it (the new rule has tests of
+# its own in tests/test_smtp_attacks.py).
+from statewire.protocols import _smtp_session as _session
+if hasattr(_session, "UNCOUNTED"):
+    _session.UNCOUNTED = frozenset(range(400, 600)) - {500, 501, 502, 503, 504, 530, 535, 538, 555}
+    _session.SMTPConnection.forgive = lambda self: None
+    _session.SMTPConnection.junk_command = lambda self: None
+
+
 class Sink(MessageSink):
     def __init__(self, envelope, log):
         self.pieces, self.log = [], log

@@ -53,6 +53,17 @@ from statewire.testing.memory import Clock, StringTransport
 from grammars.smtp import reply, parse_path, ArgumentError
 
 
+# Changed on purpose on 2026-12-03: every error reply counts against max_errors (the
+# handler's refusals too), junk commands past a limit count, an accepted message forgives.
+# The trees are compared under the rule they shared before it (the new rule has tests of
+# its own in tests/test_smtp_attacks.py).
+from statewire.protocols import _smtp_session as _session
+if hasattr(_session, "UNCOUNTED"):
+    _session.UNCOUNTED = frozenset(range(400, 600)) - {500, 501, 502, 503, 504, 530, 535, 538, 555}
+    _session.SMTPConnection.forgive = lambda self: None
+    _session.SMTPConnection.junk_command = lambda self: None
+
+
 class Sink(MessageSink):
     def __init__(self, mode, envelope):
         self.mode, self.pieces, self.aborted, self.closed = mode, [], False, False
@@ -402,9 +413,23 @@ def _path_items(seed: int, count: int) -> list[list[str]]:
     alphabet += [b"\x1f", b"\x80", b"\xff", b'"', b"\\", b"=", b"-", b"+", b"\t", b"\r", b"\n"]
     safe = [b"a", b"Z", b"0", b"@", b".", b":", b"\x80", b"\xff", b'"', b"\\", b"=", b"-"]
 
+    def mailbox() -> bytes:
+        """Mostly a well-formed mailbox (since the paths are checked as RFC 5321's)."""
+        local = b"".join(
+            rng.choice([b"a", b"Z", b"0", b".", b"=", b"-", b"+", b"\x80"])
+            for _ in range(rng.randint(1, 6))
+        )
+        labels = [
+            b"".join(rng.choice([b"a", b"0", b"-", b"\xff"]) for _ in range(rng.randint(1, 4)))
+            for _ in range(rng.randint(1, 3))
+        ]
+        return local + b"@" + b".".join(labels)
+
     def path(letters: list[bytes]) -> bytes:
         if rng.random() < 0.2:  # around the 256-octet limit, with and without a route
             return b"@" * rng.randint(0, 1) + b"x" * (rng.choice(range(248, 257)) - 4) + b"@a.b"
+        if letters is safe and rng.random() < 0.6:
+            return mailbox()
         return b"".join(rng.choice(letters) for _ in range(rng.randint(0, 12)))
 
     items = []
@@ -428,11 +453,19 @@ def _changed_on_purpose(argument: bytes, old: list[Any], new: list[Any]) -> bool
     """A difference made on purpose since the old tree (2026-12-02): a quote in a path is
     read as a quoted local part or refused, and a source route with no mailbox is refused,
     no longer taken for the null path (checked first: a refused route may be refused
-    with another reason than before)."""
+    with another reason than before); and since 2026-12-03 a path is refused when it is no
+    RFC 5321 mailbox (``a@b@c``, ``a``, ``a@``) or its route no list of domains: only
+    refused more, never accepted more."""
     if b'"' in argument:
         return True
-    route = b"<@" in argument and new[1] == "a source route with no mailbox"
+    if new[0] == "error" and new[1] in (MAILBOX_REFUSED, ROUTE_REFUSED):
+        return True
+    route = b"<@" in argument and new[1] == ROUTE_REFUSED
     return route and (old[0] == "error" or old[:2] == ["ok", ""])
+
+
+MAILBOX_REFUSED = "bad address: a mailbox is local-part@domain"
+ROUTE_REFUSED = "a source route with no mailbox, or a bad one"
 
 
 def test_parse_path_fast_path_gives_what_the_old_parse_path_gave(driver: Path) -> None:
@@ -685,7 +718,7 @@ def test_a_timeout_while_a_line_is_held_or_skipped(held: bytes) -> None:
 
 
 def test_replies_of_one_read_are_gathered_at_most_64_at_a_time_in_order() -> None:
-    session = Session()
+    session = Session(max_junk_commands=1000)  # (200 NOOPs and VRFYs: no error)
     writes: list[bytes] = []
     write = session.transport.write
     session.transport.write = lambda data: (writes.append(data), write(data))  # type: ignore

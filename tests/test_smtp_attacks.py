@@ -322,12 +322,52 @@ def test_junk_commands_are_cut_off_after_twenty_errors(junk: bytes) -> None:
         assert session.transport.disconnecting
 
 
-def test_refusals_by_the_handler_and_the_limits_are_no_client_errors() -> None:
+def test_the_handlers_refusals_count_as_errors_and_the_limits_do_not() -> None:
+    """As Postfix's error count (2026-12-03; before, only the client's mistakes counted):
+    refused recipients count, so probing for addresses (a directory harvest) ends at
+    ``max_errors`` with ``421 4.7.0``; ``452`` past the recipient limit does not count."""
     session = Session(max_recipients=1)
     session(b"EHLO c\r\nMAIL FROM:<a@b>\r\n")
-    codes = session.codes(b"RCPT TO:<bad@x>\r\n" * 30 + b"RCPT TO:<c@d>\r\n" * 30)
-    assert codes == ["550 5.1.1"] * 30 + ["250 2.1.5"] + ["452 4.5.3"] * 29
+    codes = session.codes(b"RCPT TO:<c@d>\r\n" * 30)
+    assert codes == ["250 2.1.5"] + ["452 4.5.3"] * 29
     assert not session.transport.disconnecting
+    session = Session()
+    session(b"EHLO c\r\nMAIL FROM:<a@b>\r\n")
+    codes = session.codes(b"RCPT TO:<bad@x>\r\n" * 30)
+    assert codes == ["550 5.1.1"] * 20 + ["421 4.7.0"]
+    assert session.transport.disconnecting
+
+
+def test_an_accepted_message_starts_the_error_count_again() -> None:
+    """A long session of messages, each with a few refused recipients (a list's relay),
+    is not cut off: each message accepted forgives the errors before it (as Postfix)."""
+    session = Session(max_errors=5)
+    message = b"MAIL FROM:<a@b>\r\n" + b"RCPT TO:<bad@x>\r\n" * 4 + b"RCPT TO:<c@d>\r\n"
+    message += b"DATA\r\nhi\r\n.\r\n"
+    codes = session.codes(b"EHLO c\r\n" + message * 10)
+    assert codes.count("250 2.0.0") == 10 and codes.count("550 5.1.1") == 40
+    assert not session.transport.disconnecting
+    # refused messages forgive nothing
+    assert session.codes(b"MAIL FROM:<bad@b>\r\n" * 4) == ["550 5.7.1"] * 4
+    assert session.codes(b"MAIL FROM:<bad@b>\r\n") == ["550 5.7.1", "421 4.7.0"]
+
+
+@pytest.mark.parametrize("junk", [b"NOOP", b"RSET", b"VRFY x", b"HELP"])
+def test_junk_commands_past_their_limit_count_as_errors(junk: bytes) -> None:
+    """Postfix's ``smtpd_junk_command_limit``: past ``max_junk_commands`` (100) NOOP,
+    RSET, VRFY and HELP commands since the last message accepted, each counts as an error,
+    so a session cannot be held for ever by one every few minutes; a message accepted
+    starts the count again."""
+    session = Session(max_junk_commands=10, max_errors=3)
+    session(b"EHLO c\r\n")
+    codes = session.codes((junk + b"\r\n") * 10)
+    assert len(codes) == 10 and "421 4.7.0" not in codes
+    assert session.codes(ENVELOPE[len(b"EHLO c.test\r\n") :] + b"DATA\r\nhi\r\n.\r\n")[-1] == (
+        "250 2.0.0"
+    )
+    codes = session.codes((junk + b"\r\n") * 13)
+    assert len(codes) == 14 and codes[-1] == "421 4.7.0"  # the 11th, 12th, 13th count
+    assert session.transport.disconnecting
 
 
 # -- the Maildir example: envelope headers, file names ----------------------------------------
@@ -729,7 +769,8 @@ def test_a_client_that_never_reads_stops_being_read() -> None:
     async def body(reactor: Any) -> list[int]:
         from statewire.protocols.smtp import SMTPFactory
 
-        port = await listen(reactor, SMTPFactory(app))
+        # (NOOPs without end: no junk limit here, or the 421 would end the test early)
+        port = await listen(reactor, SMTPFactory(app, max_junk_commands=10**9))
         return await asyncio.to_thread(client, port)
 
     assert scenario(body, timeout=90) == [250] * 5
@@ -763,3 +804,31 @@ def test_a_sink_whose_abort_raises_is_aborted_once() -> None:
     assert session.codes_of(written)[-1] == "421 4.3.0"
     session.protocol.connectionLost()
     assert handler.broken.aborts == 1 and session.state == "closed"
+
+
+def test_recipients_that_are_no_mailbox_are_refused_and_never_reach_the_handler() -> None:
+    """Relay-bypass shapes (``user@domain@domain``, a list, a route with a bad separator)
+    are answered ``501`` before the handler's check: one that reads the domain after the
+    last ``@`` and a relay that reads it otherwise would disagree on where mail goes."""
+    session = Session()
+    bad = [
+        b"victim@evil.example@d.test",
+        b"x@evil.example,y@d.test",
+        b"@relay.example:@evil.example:v@d.test",
+        b"a@",
+        b"a",
+    ]
+    rcpts = b"".join(b"RCPT TO:<%s>\r\n" % address for address in bad)
+    wire = b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\n" + rcpts + b"RCPT TO:<ok@d.test>\r\n"
+    codes = session.codes(wire + b"DATA\r\nhi\r\n.\r\n")
+    assert codes == ["250", "250 2.1.0"] + ["501 5.5.4"] * len(bad) + ["250 2.1.5"] + [
+        "354",
+        "250 2.0.0",
+    ]
+    [(envelope, _)] = session.handler.messages
+    assert envelope.recipients == [b"ok@d.test"]
+    # the postmaster of RFC 5321 4.1.1.3, with no domain, is a recipient
+    assert session.codes(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<postmaster>\r\n") == [
+        "250 2.1.0",
+        "250 2.1.5",
+    ]

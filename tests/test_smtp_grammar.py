@@ -73,6 +73,13 @@ def test_commands_split_into_verb_and_argument(
         (b'TO:<"a b"@c>', b"TO", (b'"a b"@c', {})),
         (b'FROM:<"a>b"@c> SIZE=1', b"FROM", (b'"a>b"@c', {b"SIZE": b"1"})),
         (b'TO:<@relay:"x\\"y"@c>', b"TO", (b'"x\\"y"@c', {})),
+        # RFC 5321 4.1.2: a route of several domains; address literals; odd atext and dots
+        (b"TO:<@a.example,@b.example:c@d>", b"TO", (b"c@d", {})),
+        (b"TO:<a@[192.0.2.1]>", b"TO", (b"a@[192.0.2.1]", {})),
+        (b"TO:<a@[IPv6:2001:db8::1]>", b"TO", (b"a@[IPv6:2001:db8::1]", {})),
+        (b"FROM:<a.b+tag!x%y@sub-1.example.org>", b"FROM", (b"a.b+tag!x%y@sub-1.example.org", {})),
+        (b"FROM:<a..b.@docomo.ne.jp>", b"FROM", (b"a..b.@docomo.ne.jp", {})),
+        (b"TO:<Postmaster>", b"TO", (b"Postmaster", {})),
     ],
 )
 def test_paths_and_parameters_parse(
@@ -100,11 +107,32 @@ def test_paths_and_parameters_parse(
         b'FROM:<"a\nb"@c>',
         b'FROM:<"open@c>',
         b'FROM:<"a"@>',
+        # no RFC 5321 mailbox: what a relay after the handler could route elsewhere
+        b"FROM:<victim@evil.example@example.org>",
+        b"FROM:<x@evil.example,y@example.org>",
+        b"FROM:<@relay.example:@evil.example:v@example.org>",
+        b"FROM:<a@>",
+        b"FROM:<a>",
+        b"FROM:<Postmaster>",  # (a recipient only: RFC 5321 4.1.1.3)
+        b"FROM:<a(c)@b>",
+        b"FROM:<a\\@b@c>",
+        b"FROM:<a@-b.example>",
+        b"FROM:<a@b-.example>",
+        b"FROM:<a@b..example>",
+        b"FROM:<a@b.example.>",
+        b"FROM:<a@[192.0.2.1>",
+        b"FROM:<a@b_c.example>",
+        b"FROM:<a;b@c>",
+        b"FROM:<@a.example;@b.example:c@d>",
     ],
 )
 def test_bad_paths_are_argument_errors(argument: bytes) -> None:
     with pytest.raises(ArgumentError):
         parse_path(argument, b"FROM")
+    # the same for a recipient, by the fast path's match and the long way alike
+    if argument.startswith(b"FROM:") and argument != b"FROM:<Postmaster>":
+        with pytest.raises(ArgumentError):
+            parse_path(b"TO:" + argument[5:], b"TO")
 
 
 def test_bdat_arguments() -> None:

@@ -156,12 +156,14 @@ def test_client_bytes_are_escaped_in_the_line(caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.INFO, logger="statewire.mail"):
         protocol.dataReceived(
             b'EHLO h\\"x\r\nMAIL FROM:<"a\\" b"@b.test>\r\nRCPT TO:<c@d.test>\r\n'
-            b"DATA\r\nx\r\n.\r\n"
+            b'RCPT TO:<"x>,<y"@d.test>\r\nDATA\r\nx\r\n.\r\n'
         )
     (record,) = [r for r in caplog.records if r.name == "statewire.mail"]
     text = record.getMessage()
     assert LINE.fullmatch(text), text
     assert "helo=h\\x5C\\x22x from=<\\x22a\\x5C\\x22\\x20b\\x22@b.test>" in text
+    # one recipient whose quoted local part holds ">,<" stays one (2026-12-03)
+    assert " to=<c@d.test>,<\\x22x\\x3E\\x2C\\x3Cy\\x22@d.test> " in text
     assert isinstance(record.message_entry, MessageEntry)  # type: ignore[attr-defined]
     assert kept.entries == []
 

@@ -184,6 +184,22 @@ def test_ehlo_echoes_any_name_it_is_given() -> None:
     )
 
 
+@pytest.mark.parametrize("verb", [b"EHLO", b"HELO"])
+def test_a_bad_name_is_refused_and_the_session_stays_where_it_was(verb: bytes) -> None:
+    """A terminal escape (or NUL, BEL, DEL, a tab) in the name would reach the reply, the
+    envelope's ``helo``, then headers and logs: ``501`` (before 2026-12-03 it was echoed).
+    RFC 5321 4.1.4: after a refused EHLO the server stays in the state it was in (before,
+    a refused one identified the session, and MAIL was taken after it)."""
+    session = Session()
+    for name in (b"\x1b]0;pwned\x07", b"a\x00b", b"a\x7fb", b"a\tb", b"", b"a b"):
+        assert session.codes(verb + b" " + name + b"\r\n") == ["501 5.5.4"]
+        assert session.state == "greeted" and not session.protocol.helo
+    assert session.codes(b"MAIL FROM:<a@b.test>\r\n") == ["503 5.5.1"]
+    assert session.codes(ENVELOPE) == ["250", "250 2.1.0", "250 2.1.5"]
+    assert session.codes(verb + b" \x01\r\nRCPT TO:<e@d.test>\r\n") == ["501 5.5.4", "250 2.1.5"]
+    assert session.state == "transaction" and session.protocol.helo == b"c.test"
+
+
 def test_helo_identifies_without_extensions() -> None:
     session = Session()
     assert session(b"HELO c.test\r\n") == b"250 mx.test\r\n"
@@ -244,6 +260,11 @@ def test_commands_out_of_sequence(commands: bytes, expected: list[str]) -> None:
         (b"MAIL FROM:<a@b> SIZE=x\r\n", "501 5.5.4"),
         (b"MAIL FROM:<a@b> BODY=9BIT\r\n", "501 5.5.4"),
         (b"MAIL FROM:<a@b> FOO=1\r\n", "555 5.5.4"),
+        # parameter values are esmtp-values (no controls); a keyword once (2026-12-03)
+        (b"MAIL FROM:<a@b> AUTH=\x1b[2J\r\n", "501 5.5.4"),
+        (b"MAIL FROM:<a@b> BODY=8BITMIME BODY=7BIT\r\n", "501 5.5.4"),
+        (b"MAIL FROM:<a@b> SMTPUTF8=yes\r\n", "501 5.5.4"),
+        (b"MAIL FROM:<a@b> SIZE=12345678901234567890\r\n", "552 5.3.4"),
         (b"MAIL FROM:<\xc3\xa9@b>\r\n", "553 5.6.7"),
         (b"EHLO\r\n", "501 5.5.4"),
         (b"VRFY\r\n", "501 5.5.4"),

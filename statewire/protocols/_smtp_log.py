@@ -67,10 +67,15 @@ class MessageEntry(NamedTuple):
         return 200 <= self.status < 300
 
 
+#: what a quoted local part may hold that would end a field of the line: its spaces (the
+#: fields are cut at them), its ``<``, ``>`` and ``,`` (the recipients are ``<a>,<b>``)
+_FIELD_ENDS = str.maketrans({" ": "\\x20", "<": "\\x3C", ">": "\\x3E", ",": "\\x2C"})
+
+
 def _word(data: bytes) -> str:
-    """``data`` escaped, its spaces too (a quoted local part may hold one): the line's
-    fields are cut at spaces."""
-    return escaped(data).replace(" ", "\\x20")
+    """``data`` escaped, and what would end its field of the line (see _FIELD_ENDS): a
+    client cannot make one recipient read as two."""
+    return escaped(data).translate(_FIELD_ENDS)
 
 
 def line(entry: MessageEntry) -> str:

@@ -23,6 +23,7 @@ from grammars.smtp import (
     TEXT_LIMIT,
     ArgumentError,
     Reply,
+    hello_name,
     parse_path,
     reply,
 )
@@ -54,10 +55,12 @@ BARE_NEWLINE = reply(500, "5.5.2 Bare CR or LF in the message refused (RFC 5321 
 NEED_AUTH = reply(530, "5.7.0 Authentication required")
 SENDER_OK = reply(250, "2.1.0 Ok")
 RECIPIENT_OK = reply(250, "2.1.5 Ok")
-#: the replies that count against :attr:`SMTPFactory.max_errors`: the client's mistakes
-#: (syntax, unknown or out-of-sequence commands, lines too long, failed or refused AUTH),
-#: not the handler's refusals nor the limits of a well-formed transaction
-CLIENT_ERRORS = frozenset({500, 501, 502, 503, 504, 530, 535, 538, 555})
+#: the replies of 400 and over that do not count against :attr:`SMTPFactory.max_errors`
+#: (every other does, as Postfix's error count: the client's mistakes, the handler's
+#: refusals): the closing ``421``, and the limits of a well-formed transaction (``452``
+#: past the recipient limit, as Postfix counts none within its recipient overshoot limit;
+#: ``552`` past the size)
+UNCOUNTED = frozenset({421, 452, 552})
 #: replies gathered from one read before they are written anyway (a client pipelining a
 #: read full of commands and reading nothing meets the transport's high-water mark soon)
 BATCH_LIMIT = 64
@@ -114,8 +117,10 @@ class SMTPConnection(MachineProtocol):
     skipping: Reply | None = None
     #: the AUTH exchange under way
     exchange: Exchange | None = None
-    #: replies so far for the client's mistakes (see ``CLIENT_ERRORS``)
+    #: error replies since the session began or its last message was accepted (see
+    #: ``UNCOUNTED``); junk commands (NOOP, RSET, VRFY, HELP) in the same time
     errors = 0
+    junk = 0
     #: the session was closed for too many errors (no transition to ``closed`` was taken)
     cut_off = False
     #: the machine is taking (or took) its transition to ``closed``
@@ -174,14 +179,28 @@ class SMTPConnection(MachineProtocol):
             batch.append(answer.wire)
             if len(batch) >= BATCH_LIMIT:
                 self.send_replies()
-        if answer.code in CLIENT_ERRORS:
-            self.errors += 1
-            if self.errors >= self.factory.max_errors:
-                self.cut_off = True
-                host = self.factory.hostname
-                self.send_replies()
-                self.transport.write(reply(421, f"4.7.0 {host} Error: too many errors").wire)
-                self.close()
+        if answer.code >= 400 and answer.code not in UNCOUNTED:
+            self.count_error()
+
+    def count_error(self) -> None:
+        """One more error (after its reply): the :attr:`SMTPFactory.max_errors`-th is
+        followed by ``421 4.7.0`` and the connection closes."""
+        self.errors += 1
+        if self.errors >= self.factory.max_errors:
+            self.cut_off = True
+            host = self.factory.hostname
+            self.send_replies()
+            self.transport.write(reply(421, f"4.7.0 {host} Error: too many errors").wire)
+            self.close()
+
+    def junk_command(self) -> None:
+        """A NOOP, RSET, VRFY or HELP (after its reply): past
+        :attr:`SMTPFactory.max_junk_commands` since the last message accepted, each counts
+        as an error (Postfix's ``smtpd_junk_command_limit``), so a client cannot keep a
+        session with them for ever."""
+        self.junk += 1
+        if self.junk > self.factory.max_junk_commands and not self.cut_off:
+            self.count_error()
 
     def dataReceived(self, data: bytes) -> None:
         """Frame and answer a read; the replies it makes leave in one write (a pipelining
@@ -277,10 +296,8 @@ class SMTPConnection(MachineProtocol):
 
     def identify(self, argument: bytes, extended: bool) -> None:
         """EHLO/HELO: forget any transaction, remember the name, answer."""
-        name = argument.strip(b" ")
-        if not name or b" " in name:
-            self.reply(reply(501, f"5.5.4 Syntax: {'EHLO' if extended else 'HELO'} hostname"))
-            return
+        name = hello_name(argument)
+        assert name is not None  # (a bad name is routed to bad_hello)
         self.forget()
         self.helo, self.extended = name, extended
         host = self.factory.hostname
@@ -383,10 +400,12 @@ class SMTPConnection(MachineProtocol):
     def check_sender_parameters(self, parameters: dict[bytes, bytes | None]) -> Reply | None:
         """MAIL FROM's parameters: the refusal, if one is refused."""
         size = parameters.get(b"SIZE")
-        if size is not None and (not size.isdigit() or len(size) > 18):
+        if size is not None and not size.isdigit():
             return reply(501, "5.5.4 Bad SIZE parameter")
         if size is not None and int(size) > self.factory.max_size:
-            return TOO_BIG
+            return TOO_BIG  # (however many digits: RFC 1870 allows 20)
+        if parameters.get(b"SMTPUTF8") is not None:
+            return reply(501, "5.5.4 SMTPUTF8 takes no value")  # (RFC 6531 3.4)
         body = parameters.get(b"BODY", b"7BIT")
         if body is None or body.upper() not in (b"7BIT", b"8BITMIME"):
             return reply(501, "5.5.4 Bad BODY parameter")
@@ -456,9 +475,22 @@ class SMTPConnection(MachineProtocol):
 
         def respond(answer: Reply) -> None:
             entry.done(client, envelope, size, answer.code, answer.lines[-1])
-            self.reply(answer)
+            self.answer_message(answer)
 
         return respond
+
+    def answer_message(self, answer: Reply) -> None:
+        """Answer a message: accepted, the counts start again (:meth:`forgive`); refused,
+        the reply counts as any error."""
+        if answer.code < 300:
+            self.forgive()
+        self.reply(answer)
+
+    def forgive(self) -> None:
+        """A message was accepted: the error and junk counts start again (as Postfix's
+        do), so a long session of good messages is not cut off by their few refused
+        recipients."""
+        self.errors = self.junk = 0
 
     def client(self) -> tuple[str, int] | None:
         """The client's (host, port), when the transport says."""
@@ -504,13 +536,14 @@ class SMTPConnection(MachineProtocol):
         The sink stays the session's until its ``close()`` is called, so a timeout, a
         shutdown or a lost connection while the last ``write()`` is pending aborts it."""
         written = self.flush()
-        respond = self.reply if self.message_log is None else self.logged_reply()
+        respond = self.answer_message if self.message_log is None else self.logged_reply()
         if written is None and self.refusal is None and self.sink is not None:
             # written now, decided now: the common case made short (as ``decide`` does)
             sink, self.sink = self.sink, None
             self.forget()
             decision = sink.close()
             if decision is None:
+                self.forgive()
                 respond(OK)
                 return None
             if type(decision) is Reply:

@@ -24,7 +24,7 @@ on a decision, the diagram shows both the command and the decision's internal in
 to ``data``) and a refusal moves back (``sender_refused``, ``data_refused``): the
 accepted command is one transition, with no second input to run. No frame is read while
 a decision is pending (or before a refusal has moved back), so nothing is ever read in
-the state a refused command moved to. A refusal that is the client's last allowed mistake
+the state a refused command moved to. A refusal that is the last error allowed
 (:attr:`SMTPFactory.max_errors`: ``421 4.7.0``) closes the session at once, and a closing
 connection runs no postponed input: the machine stays where the refused command moved,
 reading nothing, until the loss takes it to ``closed``. The rarer decisions (a TLS context
@@ -58,6 +58,7 @@ from grammars.smtp import (
     Reply,
     bare_newline,
     command_line,
+    hello_name,
     parse_bdat,
     reply,
 )
@@ -87,6 +88,7 @@ class Inputs(Protocol):
 
     def ehlo(self, argument: bytes) -> None: ...
     def helo(self, argument: bytes) -> None: ...
+    def bad_hello(self, line: bytes) -> None: ...
     def mail(self, argument: bytes) -> None: ...
     def rcpt(self, argument: bytes) -> None: ...
     def data(self, argument: bytes) -> None: ...
@@ -148,6 +150,17 @@ identified.upon(Inputs.ehlo).loop()(greet_ehlo)
 identified.upon(Inputs.helo).loop()(greet_helo)
 transaction.upon(Inputs.ehlo).to(identified)(greet_ehlo)
 transaction.upon(Inputs.helo).to(identified)(greet_helo)
+
+
+def refuse_hello(machine: Inputs, core: SMTPConnection, line: bytes) -> None:
+    """An EHLO or HELO with no name, or a bad one: ``501``, and the session stays in the
+    state it was in (RFC 5321 4.1.4)."""
+    verb = line.partition(b" ")[0].upper().decode("ascii")
+    core.reply(reply(501, f"5.5.4 Syntax: {verb} hostname"))
+
+
+for _state in (greeted, identified, transaction):
+    _state.upon(Inputs.bad_hello).loop()(refuse_hello)
 
 
 # identified: MAIL, AUTH, STARTTLS
@@ -355,6 +368,7 @@ chunk.upon(Inputs.message_ended).to(identified).returns(None)
 def reset(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
     core.forget("RSET")
     core.reply(OK)
+    core.junk_command()
 
 
 greeted.upon(Inputs.rset).loop()(reset)
@@ -365,6 +379,7 @@ chunking.upon(Inputs.rset).to(identified)(reset)
 
 def noop(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
     core.reply(OK)
+    core.junk_command()
 
 
 def verify(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
@@ -374,6 +389,7 @@ def verify(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
         core.reply(
             reply(252, "2.0.0 Cannot VRFY user, but will accept message and attempt delivery")
         )
+    core.junk_command()
 
 
 def help_(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
@@ -384,6 +400,7 @@ def help_(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
             "2.0.0 STARTTLS AUTH; see RFC 5321",
         )
     )
+    core.junk_command()
 
 
 def unknown(machine: Inputs, core: SMTPConnection, line: bytes) -> None:
@@ -444,7 +461,19 @@ closed.upon(Inputs.lost).loop()(hang_up)
 def _verb(frame: bytes) -> bytes:
     if b"\n" in frame or b"\r" in frame:
         return b""  # a bare newline in a command: a syntax error (``unknown``)
-    return frame.partition(b" ")[0].upper()
+    verb, _, argument = frame.partition(b" ")
+    verb = verb.upper()
+    if verb in _HELLOS and hello_name(argument) is None:
+        return _BAD_HELLO  # (refused in the state it came in: no transition)
+    return verb
+
+
+_HELLOS = (b"EHLO", b"HELO")
+_BAD_HELLO = b"EHLO/HELO?"
+
+
+def _line(frame: bytes) -> tuple[bytes]:
+    return (frame,)
 
 
 def _argument(frame: bytes) -> tuple[bytes]:
@@ -470,7 +499,8 @@ _COMMAND_ROUTE = by_key(
             b"STARTTLS": Inputs.starttls,
             b"AUTH": Inputs.auth,
         }.items()
-    },
+    }
+    | {_BAD_HELLO: (Inputs.bad_hello, _line)},
     unknown=Inputs.unknown,
 )
 
@@ -529,6 +559,7 @@ class SMTPFactory(Factory):
         max_size: int = 32 * 1024 * 1024,
         max_recipients: int = 100,
         max_errors: int = 20,
+        max_junk_commands: int = 100,
         tls_context: Any = None,
         check_credentials: CredentialCheck | None = None,
         require_auth: bool = False,
@@ -543,9 +574,15 @@ class SMTPFactory(Factory):
         self.max_size = max_size
         #: recipients one transaction may have (``452 4.5.3`` past it)
         self.max_recipients = max_recipients
-        #: replies to the client's mistakes (syntax, sequence, unknown commands, failed
-        #: AUTH...) a session may get; the last is followed by ``421 4.7.0`` and a close
+        #: error replies a session may get (the client's mistakes: syntax, sequence,
+        #: unknown commands, failed AUTH; the handler's refusals; not ``452`` past the
+        #: recipient limit nor ``552`` past the size), counted again from each message
+        #: accepted, as Postfix's ``smtpd_hard_error_limit``; the last is followed by
+        #: ``421 4.7.0`` and a close
         self.max_errors = max_errors
+        #: NOOP, RSET, VRFY and HELP commands a session may send between two messages
+        #: accepted before each counts as an error (Postfix's ``smtpd_junk_command_limit``)
+        self.max_junk_commands = max_junk_commands
         #: an ``ssl.SSLContext`` (server side) to offer STARTTLS with, or ``None``
         self.tls_context = tls_context
         #: the credential check AUTH uses; ``None``: no AUTH
