@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import select
 import time
+from typing import Any
 
 #: the longest a reply waits for the other sockets of its batch to be read (seconds)
 FLUSH_SPAN = 0.001
@@ -67,6 +68,9 @@ class Poller:
     :class:`EpollPoller`, or :class:`LoopPoller` where epoll is missing."""
 
     loop: asyncio.AbstractEventLoop
+    #: the closed connections' sockets still read before they close (see
+    #: :mod:`statewire.runtime.lingering`): closed with the poller
+    lingering: set[Any]
 
     @staticmethod
     def make(loop: asyncio.AbstractEventLoop) -> Poller:
@@ -80,7 +84,10 @@ class Poller:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Stop watching (the reactor shut down, or its loop changed)."""
+        """Stop watching (the reactor shut down, or its loop changed): the sockets still
+        lingering close now."""
+        for lingering in list(self.lingering):
+            lingering.close()
 
     def defer_flush(self, transport: Watched) -> bool:
         """From a transport that read, in a batch of ready sockets: its :meth:`Watched._flush`
@@ -104,6 +111,7 @@ class EpollPoller(Poller):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.lingering = set()
         #: inside a batch: the transports whose sends wait for its end, and since when
         self._deferred: list[Watched] | None = None
         self._since = 0.0
@@ -164,6 +172,7 @@ class EpollPoller(Poller):
             transport._flush()
 
     def close(self) -> None:
+        super().close()
         if not self.loop.is_closed():
             self.loop.remove_reader(self._epoll.fileno())
         self._epoll.close()
@@ -189,6 +198,7 @@ class LoopPoller(Poller):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.lingering = set()
         self._interest: dict[int, int] = {}
 
     def update(self, fd: int, transport: Watched, interest: int) -> None:

@@ -32,6 +32,7 @@ from statewire.runtime.limits import (
     LOW_WATER,
     TLS_HANDSHAKE_TIMEOUT,
 )
+from statewire.runtime.lingering import Lingering
 from statewire.runtime.naming import peer_of
 from statewire.runtime.pollers import READ, WRITE, Poller, Watched
 
@@ -58,6 +59,7 @@ class SocketTransport(Connection, Watched):
         "_handshake_timer",
         "_host",
         "_peer",
+        "_peer_ended",
         "_pending",
         "_poller",
         "_read_size",
@@ -85,6 +87,7 @@ class SocketTransport(Connection, Watched):
         self._tls: TLSSession | None = None  # after startTLS (or from the start: listenSSL)
         self._handshake_timer: asyncio.TimerHandle | None = None  # while TLS handshakes
         self._read_size = READ_SIZE  # (BIG_READ_SIZE while reads come full)
+        self._peer_ended = False  # whether the peer ended its stream (then no lingering)
 
     @classmethod
     def accepted(
@@ -417,7 +420,9 @@ class SocketTransport(Connection, Watched):
                 if self._closed:
                     return
         if self._pending is None:
-            self._close(None)
+            # (the peer has not ended its stream: it may be sending still, and a close
+            # with its bytes unread, or arriving, would be a reset)
+            self._close(None, linger=not self._peer_ended)
         else:  # _write_ready closes once it is sent, or close_timeout aborts
             self._close_when_sent()
 
@@ -436,6 +441,7 @@ class SocketTransport(Connection, Watched):
     def _end_of_stream(self) -> None:
         """The peer sent everything it will: close our side too, once flushed (without
         ``on_closing``: frames already buffered are still the protocol's to deliver)."""
+        self._peer_ended = True  # (nothing more comes: no lingering at the close)
         if self._tls is not None and self._tls.handshaking:
             self._tls_failed(ssl.SSLEOFError("the peer closed during the TLS handshake"))
             return
@@ -456,7 +462,10 @@ class SocketTransport(Connection, Watched):
             return
         self._flush()  # what was written this turn goes too; then it closes once sent
 
-    def _close(self, exc: BaseException | None) -> None:
+    def _close(self, exc: BaseException | None, linger: bool = False) -> None:
+        """Close the socket and tell the protocol. ``linger`` (bytes the peer sent are
+        unread: a close would be a reset, losing the last replies for it): shut the
+        sending side and hand the socket to a :class:`Lingering` instead."""
         if self._closed:
             return
         self._closed = True
@@ -474,5 +483,13 @@ class SocketTransport(Connection, Watched):
             self._host = sock.getsockname()
         except OSError:
             self._host = "" if sock.family == socket.AF_UNIX else ("", 0)
-        sock.close()
+        if linger:
+            try:
+                sock.shutdown(socket.SHUT_WR)  # (a FIN after what was sent)
+            except OSError:
+                linger = False
+        if linger:
+            Lingering(self._poller, sock)
+        else:
+            sock.close()
         self._loop.call_soon(self._deliver_lost, exc)
