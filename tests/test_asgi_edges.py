@@ -10,11 +10,13 @@ from collections.abc import MutableMapping
 from http import HTTPStatus
 from typing import Any
 
+import httpx
 import pytest
 from http_helpers import responses, serve, serve_until_quiet
-from runtime_helpers import error_records
+from runtime_helpers import error_records, listen, scenario
 
-from statewire.protocols.asgi import asgi
+from statewire._reactor import Reactor
+from statewire.protocols.asgi import Forwarded, asgi
 
 Scope = MutableMapping[str, Any]
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -145,3 +147,106 @@ def test_the_scope_has_a_state_of_its_own_without_a_lifespan() -> None:
     served = serve([GET + GET], asgi(app, lifespan="off").handler)
     assert [status for status, _ in responses(served.output)] == [204, 204]
     assert states == [{"seen": 1}, {"seen": 2}] and states[0] is not states[1]
+
+
+# -- X-Forwarded-Proto and X-Forwarded-For from a trusted proxy ----------------------------
+
+
+def forwarded_scope(client: tuple[str, int] | None, *fields: tuple[bytes, bytes]) -> Scope:
+    return {"scheme": "http", "client": client, "headers": list(fields)}
+
+
+PROXY = ("127.0.0.1", 5000)
+
+
+@pytest.mark.parametrize(
+    ("client", "fields", "scheme", "seen_client"),
+    [
+        # a proxy on the same machine, trusted by default
+        (PROXY, [(b"x-forwarded-proto", b"https")], "https", PROXY),
+        (PROXY, [(b"x-forwarded-proto", b" HTTPS ")], "https", PROXY),
+        (PROXY, [(b"x-forwarded-for", b"203.0.113.7")], "http", ("203.0.113.7", 0)),
+        # appended to by trusted proxies: the first untrusted from the right
+        (
+            PROXY,
+            [(b"x-forwarded-for", b"198.51.100.1, 203.0.113.7, 127.0.0.1")],
+            "http",
+            ("203.0.113.7", 0),
+        ),
+        (
+            PROXY,
+            [(b"x-forwarded-for", b"198.51.100.1"), (b"x-forwarded-for", b"203.0.113.7")],
+            "http",
+            ("203.0.113.7", 0),
+        ),
+        (("::1", 5000), [(b"x-forwarded-for", b"2001:db8::1")], "http", ("2001:db8::1", 0)),
+        # what is not a scheme or not an address changes nothing
+        (PROXY, [(b"x-forwarded-proto", b"gopher")], "http", PROXY),
+        (PROXY, [(b"x-forwarded-proto", b"https, http")], "http", PROXY),
+        (PROXY, [(b"x-forwarded-for", b"evil.example, 203.0.113.7")], "http", PROXY),
+        (PROXY, [(b"x-forwarded-for", b"")], "http", PROXY),
+        # anyone else writes them in vain
+        (
+            ("203.0.113.9", 5000),
+            [(b"x-forwarded-proto", b"https"), (b"x-forwarded-for", b"10.0.0.1")],
+            "http",
+            ("203.0.113.9", 5000),
+        ),
+        (None, [(b"x-forwarded-proto", b"https")], "http", None),  # a UNIX socket's
+    ],
+)
+def test_forwarded_fields_are_believed_from_trusted_proxies_only(
+    client: tuple[str, int] | None,
+    fields: list[tuple[bytes, bytes]],
+    scheme: str,
+    seen_client: tuple[str, int] | None,
+) -> None:
+    scope = forwarded_scope(client, *fields)
+    Forwarded(None).apply(scope)
+    assert (scope["scheme"], scope["client"]) == (scheme, seen_client)
+
+
+def test_forwarded_trust_is_configurable() -> None:
+    fields = [(b"x-forwarded-proto", b"https"), (b"x-forwarded-for", b"10.1.2.3, 10.9.9.9")]
+    inside = Forwarded("10.0.0.0/8")
+    scope = forwarded_scope(("10.9.9.9", 1), *fields)
+    inside.apply(scope)
+    assert scope["scheme"] == "https" and scope["client"] == ("10.1.2.3", 0)  # (all trusted)
+    scope = forwarded_scope(PROXY, *fields)
+    inside.apply(scope)  # (loopback is no longer trusted when a list is given)
+    assert scope["scheme"] == "http" and scope["client"] == PROXY
+    everyone = Forwarded("*")
+    scope = forwarded_scope(None, *fields)
+    everyone.apply(scope)
+    assert scope["scheme"] == "https"
+    with pytest.raises(ValueError):
+        Forwarded("not-an-address")
+
+
+def test_forwarded_trust_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "192.0.2.1")
+    assert Forwarded(None).trusts("192.0.2.1") and not Forwarded(None).trusts("127.0.0.1")
+
+
+def test_asgi_reads_the_forwarded_fields_over_a_real_socket() -> None:
+    """httpx on loopback is a trusted proxy by default; with ``proxy_headers=False`` the
+    fields are the application's to read, never the scope's."""
+    seen: list[tuple[str, Any]] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        seen.append((scope["scheme"], scope["client"]))
+        await send({"type": "http.response.start", "status": 204})
+        await send({"type": "http.response.body", "body": b""})
+
+    fields = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+
+    async def main(reactor: Reactor) -> None:
+        for factory in (asgi(app), asgi(app, proxy_headers=False)):
+            port = await listen(reactor, factory)
+            async with httpx.AsyncClient(trust_env=False, timeout=20) as client:
+                got = await client.get(f"http://127.0.0.1:{port}/", headers=fields)
+                assert got.status_code == 204
+
+    scenario(main, timeout=60)
+    assert seen[0] == ("https", ("203.0.113.7", 0))
+    assert seen[1][0] == "http" and seen[1][1][0] == "127.0.0.1"

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from runtime_helpers import error_records
 
 from statewire.diagram import to_mermaid
+from statewire.protocol import Protocol
 from statewire.protocols.http import BODY_PIECE, HTTPFactory, HTTPServer, Request, Response
 from statewire.testing.memory import Clock, StringTransport
 
@@ -812,6 +813,38 @@ def test_upgrade_is_refused_to_an_http_1_0_client() -> None:
     served = serve([b"GET / HTTP/1.0\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n"], upgrading)
     assert b" 101 " not in served.output
     assert [s for s, _ in responses(served.output)] == [500]
+
+
+class _Tunnel(Protocol):
+    """What the connection is switched to: keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["body later", "body with head"])
+def test_an_upgrade_asked_with_expect_100_continue_sends_100_before_101(together: bool) -> None:
+    """RFC 9110 §7.8: a server that switches a request with ``Expect: 100-continue`` sends
+    ``100`` before ``101``; the announced body is then read as the request's, and what
+    follows it is the new protocol's (before 2026-12-03 no ``100`` came, and a body held
+    back for it had the connection closed after the ``101``)."""
+    tunnel = _Tunnel()
+
+    async def upgrading(request: Request, response: Response) -> None:
+        await response.upgrade(tunnel, [("Upgrade", "x")])
+
+    head = (
+        b"GET /u HTTP/1.1\r\nHost: a\r\nUpgrade: x\r\nConnection: upgrade\r\n"
+        b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+    )
+    reads = [head + b"helloTUNNEL"] if together else [head, b"helloTUNNEL"]
+    served = serve(reads, upgrading)
+    assert served.output.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 ")
+    assert served.output.count(b"HTTP/1.1 101 ") == 1 and not served.closed
+    assert tunnel.received == b"TUNNEL"
 
 
 def test_a_chunked_response_cut_short_closes_gracefully_after_the_complete_ones() -> None:

@@ -264,6 +264,7 @@ class HTTPConnection(MachineProtocol):
             if length:
                 self.block_left = length  # (what body_withheld counts, before length_body)
             response.body_withheld = functools.partial(self._body_withheld, exchange)
+            response.before_switch = functools.partial(self._continue, exchange)
         self._machine = machine
         self.body_size = 0
         if length and length <= BODY_HIGH_WATER and not waits:

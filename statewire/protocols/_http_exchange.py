@@ -381,6 +381,10 @@ class Response:
     #: body it announced will never come (no ``100`` sent, the body not all there), so
     #: that the connection closes after this response, which then says so
     body_withheld: Callable[[], bool] | None = None
+    #: set by the connection when the client waits for ``100 Continue``: called before a
+    #: ``101`` (RFC 9110 7.8: a client that asked for both gets its ``100`` first, and its
+    #: body is then read before the switch)
+    before_switch: Callable[[], object] | None = None
     #: set by the connection while it waits for the handler: called once the response is
     #: complete (the next request need not wait for a handler still at work after it)
     on_finish: Callable[[], object] | None = None
@@ -590,6 +594,8 @@ class Response:
             fields.append((b"Connection", b"Upgrade"))
         lines = [field_line(name, value) for name, value in fields]
         connection = self._connection
+        if self.before_switch is not None:
+            self.before_switch()  # (a 100 first, if the client still waits for it)
         connection.write(b"".join([status_line(101), connection.server_fields(), *lines, b"\r\n"]))
         self.status = 101
         self.started = self.head_sent = self.finished = True

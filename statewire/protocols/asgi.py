@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
@@ -49,6 +49,7 @@ from statewire.protocols._asgi_lifespan import (
     LifespanFailed,
     Message,
 )
+from statewire.protocols._forwarded import Forwarded
 from statewire.protocols._http_head import split_absolute_form
 from statewire.protocols.http import HTTPFactory, Request, Response
 
@@ -160,9 +161,21 @@ class ASGIFactory(HTTPFactory):
     #: cancelled when the reactor's loop ends)
     calls_timeout = 5.0
 
-    def __init__(self, app: Application, lifespan: str = "auto", **options: Any) -> None:
+    def __init__(
+        self,
+        app: Application,
+        lifespan: str = "auto",
+        *,
+        proxy_headers: bool = True,
+        forwarded_allow_ips: str | Iterable[str] | None = None,
+        **options: Any,
+    ) -> None:
         if lifespan not in MODES:
             raise ValueError(f"lifespan={lifespan!r} is not one of {', '.join(MODES)}")
+        #: what reads ``X-Forwarded-Proto`` and ``X-Forwarded-For`` from trusted proxies
+        #: (``None``: ``proxy_headers=False``, they are never read; see
+        #: :mod:`statewire.protocols._forwarded`)
+        self.forwarded = Forwarded(forwarded_allow_ips) if proxy_headers else None
         #: the application's ``lifespan`` scope (``None``: ``lifespan="off"``)
         self.lifespan = None if lifespan == "off" else Lifespan(app, lifespan)
         self.app = app
@@ -175,6 +188,8 @@ class ASGIFactory(HTTPFactory):
     async def _handle(self, request: Request, response: Response) -> None:
         lifespan = self.lifespan
         scope = scope_of(request)
+        if self.forwarded is not None:
+            self.forwarded.apply(scope)
         if lifespan is not None and not lifespan.ready and lifespan.begun:
             try:  # (statewire's ports wait for it)
                 await lifespan.wait()
@@ -250,7 +265,14 @@ class ASGIFactory(HTTPFactory):
         super().stopFactory()
 
 
-def asgi(app: Application, *, lifespan: str = "auto", **options: Any) -> ASGIFactory:
+def asgi(
+    app: Application,
+    *,
+    lifespan: str = "auto",
+    proxy_headers: bool = True,
+    forwarded_allow_ips: str | Iterable[str] | None = None,
+    **options: Any,
+) -> ASGIFactory:
     """A factory serving ``app``'s ``http`` scope, and its ``lifespan`` scope as uvicorn
     does (``lifespan``: ``"auto"``, the default, ``"on"`` or ``"off"``; see
     :mod:`statewire.protocols._asgi_lifespan`): on statewire's ports the startup is
@@ -259,6 +281,12 @@ def asgi(app: Application, *, lifespan: str = "auto", **options: Any) -> ASGIFac
     Under Twisted (:func:`statewire.twisted.adapt`, on its asyncio reactor) the same,
     the connections accepted during the startup held until it is answered. ``options`` are
     :class:`~statewire.protocols.http.HTTPFactory`'s (``max_body``, ``server``...).
+
+    As uvicorn, the scope's ``scheme`` and ``client`` follow ``X-Forwarded-Proto`` and
+    ``X-Forwarded-For`` when the client is a trusted proxy: ``forwarded_allow_ips``
+    (addresses, networks, ``"*"``; by default ``FORWARDED_ALLOW_IPS`` from the environment,
+    else ``127.0.0.1`` and ``::1``); ``proxy_headers=False`` never reads them (see
+    :mod:`statewire.protocols._forwarded`).
 
     The application runs in a task of its own from its first step, and that step runs at
     once, inside the read of the request's head (``eager=True, in_task=True``): anyio,
@@ -271,7 +299,21 @@ def asgi(app: Application, *, lifespan: str = "auto", **options: Any) -> ASGIFac
     options.setdefault("in_task", True)
     # the application is told of a client gone, by receive(), not cancelled
     options.setdefault("cancel_on_disconnect", False)
-    return ASGIFactory(app, lifespan, **options)
+    return ASGIFactory(
+        app,
+        lifespan,
+        proxy_headers=proxy_headers,
+        forwarded_allow_ips=forwarded_allow_ips,
+        **options,
+    )
 
 
-__all__ = ["ASGIFactory", "Application", "LifespanFailed", "Message", "asgi", "scope_of"]
+__all__ = [
+    "ASGIFactory",
+    "Application",
+    "Forwarded",
+    "LifespanFailed",
+    "Message",
+    "asgi",
+    "scope_of",
+]
