@@ -17,6 +17,7 @@ from runtime_helpers import error_records, listen, scenario
 
 from statewire._reactor import Reactor
 from statewire.protocols.asgi import Forwarded, asgi
+from statewire.testing.memory import Clock, StringTransport
 
 Scope = MutableMapping[str, Any]
 GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -250,3 +251,46 @@ def test_asgi_reads_the_forwarded_fields_over_a_real_socket() -> None:
     scenario(main, timeout=60)
     assert seen[0] == ("https", ("203.0.113.7", 0))
     assert seen[1][0] == "http" and seen[1][1][0] == "127.0.0.1"
+
+
+def test_a_head_whose_body_is_long_in_coming_leaves_at_the_next_turn() -> None:
+    """A stream of events (SSE) whose first event comes late: its head leaves at the
+    loop's next turn after ``http.response.start``, chunked, as uvicorn sends it at once
+    (before 2026-12-03 it waited for the first event); a response given whole still
+    leaves in one write with its length."""
+    gate = asyncio.Event()
+
+    async def events(scope: Scope, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if scope["path"] == "/late":
+            await gate.wait()
+        await send({"type": "http.response.body", "body": b"data: 1\n\n", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def main() -> tuple[bytes, bytes, bytes]:
+        protocol = asgi(events, lifespan="off").buildProtocol(None)
+        protocol.clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET /now HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        now = transport.value()
+        transport.clear()
+        protocol.dataReceived(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        before = transport.value()
+        gate.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        after = transport.value()
+        protocol.connectionLost()
+        return now, before, after
+
+    now, before, after = asyncio.run(main())
+    assert now.startswith(b"HTTP/1.1 200 OK\r\n") and now.endswith(b"\r\n0\r\n\r\n")
+    assert before.startswith(b"HTTP/1.1 200 OK\r\n") and before.endswith(b"\r\n\r\n")
+    assert b"Transfer-Encoding: chunked" in before and b"data:" not in before
+    assert after == before + b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"

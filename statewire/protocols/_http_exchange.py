@@ -500,6 +500,14 @@ class Response:
             self._says_close = says_close
             self._says_keep_alive = says_keep_alive
 
+    def send_head(self) -> None:
+        """Send the head now, if it has not left (the body's framing then chosen as for
+        :meth:`write`: the handler's ``Content-Length``, else chunked, or the close for
+        HTTP/1.0): for a response whose first bytes of body may be long in coming (a
+        stream of events), so that its client learns the status at once."""
+        if self.started and not self.head_sent and self._gone is None:
+            self._connection.write(self._head(None))
+
     async def write(self, data: bytes) -> None:
         """Send ``data`` as more of the body."""
         if self._gone is not None:

@@ -139,6 +139,9 @@ class _Exchange:
         response = self.response
         if kind == "http.response.start":
             response.start(message["status"], message.get("headers", ()))
+            # the head leaves with the first body message if it comes before the loop's
+            # next turn (a response given whole: one write, its Content-Length), else then
+            asyncio.get_running_loop().call_soon(response.send_head)
         elif kind == "http.response.body":
             if not response.started:
                 raise RuntimeError("http.response.body before http.response.start")
