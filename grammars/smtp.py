@@ -52,14 +52,16 @@ _PARAMETER_VALUE = re.compile(rb"[\x21-\x3c\x3e-\x7e\x80-\xff]+")
 #: part is a Dot-string of atext, its dots not checked (``a..b``, a leading or a trailing
 #: dot: some carriers' addresses have them, and they route nowhere else), or a
 #: Quoted-string; the domain is dot-separated LDH labels (a hyphen not first or last) or an
-#: address literal (``[192.0.2.1]``, ``[IPv6:...]``). So ``a@b@c``, ``a@b,c@d``, ``a@``,
-#: ``a(b)@c`` and an unquoted backslash are refused: a handler that checks the domain after
-#: the last ``@`` and a relay after it would not read such an address alike.
+#: address literal (``[192.0.2.1]``, ``[IPv6:...]``, a tag and its value: letters, digits,
+#: dots, colons and hyphens only, so no ``>``, ``"``, ``@`` or ``,`` hides in one). So
+#: ``a@b@c``, ``a@b,c@d``, ``a@``, ``a(b)@c`` and an unquoted backslash are refused: a
+#: handler that checks the domain after the last ``@`` and a relay after it would not read
+#: such an address alike.
 _LOCAL = rb"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\x80-\xff-]+"
 _QUOTED = rb'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\x20-\x7e])*"'
 _LABEL = rb"[A-Za-z0-9\x80-\xff](?:[A-Za-z0-9\x80-\xff-]*[A-Za-z0-9\x80-\xff])?"
 _DOMAIN = rb"%s(?:\.%s)*" % (_LABEL, _LABEL)
-_LITERAL = rb"\[[\x21-\x5a\x5e-\x7e]+\]"
+_LITERAL = rb"\[[A-Za-z0-9.:-]+\]"
 _MAILBOX = rb"(?:%s|%s)@(?:%s|%s)" % (_LOCAL, _QUOTED, _DOMAIN, _LITERAL)
 _MAILBOX_RE = re.compile(_MAILBOX)
 #: RFC 5321 4.1.2's A-d-l, a source route: ``@one,@two``

@@ -183,9 +183,25 @@ PROXY = ("127.0.0.1", 5000)
         (("::1", 5000), [(b"x-forwarded-for", b"2001:db8::1")], "http", ("2001:db8::1", 0)),
         # what is not a scheme or not an address changes nothing
         (PROXY, [(b"x-forwarded-proto", b"gopher")], "http", PROXY),
-        (PROXY, [(b"x-forwarded-proto", b"https, http")], "http", PROXY),
-        (PROXY, [(b"x-forwarded-for", b"evil.example, 203.0.113.7")], "http", PROXY),
+        (PROXY, [(b"x-forwarded-proto", b"gopher, https")], "https", PROXY),  # (the last)
+        (PROXY, [(b"x-forwarded-proto", b"https, gopher")], "http", PROXY),
         (PROXY, [(b"x-forwarded-for", b"")], "http", PROXY),
+        (PROXY, [(b"x-forwarded-for", b"203.0.113.7, 127.0.0.1:80")], "http", PROXY),
+        # garbage the client wrote left of its address cannot hide it
+        (PROXY, [(b"x-forwarded-for", b"garbage, 203.0.113.9")], "http", ("203.0.113.9", 0)),
+        (
+            PROXY,
+            [(b"x-forwarded-for", b", 1.2.3.4:80, 203.0.113.9, ::1")],
+            "http",
+            ("203.0.113.9", 0),
+        ),
+        # a dual-stack listener's loopback is the IPv4 one
+        (
+            ("::ffff:127.0.0.1", 1),
+            [(b"x-forwarded-proto", b"https")],
+            "https",
+            ("::ffff:127.0.0.1", 1),
+        ),
         # anyone else writes them in vain
         (
             ("203.0.113.9", 5000),
@@ -294,3 +310,56 @@ def test_a_head_whose_body_is_long_in_coming_leaves_at_the_next_turn() -> None:
     assert before.startswith(b"HTTP/1.1 200 OK\r\n") and before.endswith(b"\r\n\r\n")
     assert b"Transfer-Encoding: chunked" in before and b"data:" not in before
     assert after == before + b"9\r\ndata: 1\n\n\r\n0\r\n\r\n"
+
+
+def test_a_head_due_waits_for_the_body_a_client_holds_back_for_100_continue() -> None:
+    """``send_head`` at the next turn would say ``Connection: close`` and forgo the
+    ``100``: while the body is held back, the head waits for the application's body
+    message, and the ``100`` comes when the application reads."""
+    gate = asyncio.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await gate.wait()
+        message = await receive()
+        await send({"type": "http.response.body", "body": message["body"]})
+
+    async def main() -> tuple[bytes, bytes]:
+        protocol = asgi(app, lifespan="off").buildProtocol(None)
+        protocol.clock = Clock()
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+        )
+        for _ in range(5):
+            await asyncio.sleep(0)
+        before = transport.value()
+        gate.set()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        protocol.dataReceived(b"hello")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        after = transport.value()
+        protocol.connectionLost()
+        return before, after
+
+    before, after = asyncio.run(main())
+    assert before == b""
+    assert after.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert b"Connection: close" not in after and after.endswith(b"\r\n\r\nhello")
+
+
+def test_an_http_10_head_leaves_with_its_body_keeping_its_length() -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await asyncio.sleep(0)  # (a middleware's hop)
+        await asyncio.sleep(0)
+        await send({"type": "http.response.body", "body": b"whole"})
+
+    served = serve(
+        [b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"], asgi(app, lifespan="off").handler
+    )
+    assert b"Content-Length: 5\r\n" in served.output and b"Connection: keep-alive" in served.output
+    assert not served.closed

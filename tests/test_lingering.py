@@ -11,9 +11,11 @@ import fcntl
 import socket
 import struct
 import termios
+import textwrap
 import time
 from typing import Any
 
+from process_helpers import recv_exactly, running
 from runtime_helpers import HOST, listen, scenario
 
 from statewire.protocol import Factory, Protocol
@@ -143,3 +145,82 @@ def test_the_reactors_shutdown_closes_the_lingering_sockets() -> None:
             break
     sock.close()
     assert errors and errors[0] in ("ConnectionResetError", "BrokenPipeError")
+
+
+def test_past_the_cap_the_oldest_lingering_socket_closes(monkeypatch: Any) -> None:
+    monkeypatch.setattr(lingering, "MAX_LINGERING", 2)
+    held: list[socket.socket] = []
+
+    def client(port: int) -> None:
+        sock = socket.create_connection((HOST, port))
+        sock.settimeout(20)
+        held.append(sock)
+        for _ in range(8):  # (more than one read: it closes with bytes unread)
+            sock.sendall(CHUNK)
+        assert sock.recv(100) == b"413 bye\r\n"
+
+    async def main(reactor: Any) -> list[int]:
+        port = await listen(reactor, factory())
+        sizes = []
+        for _ in range(4):
+            await asyncio.to_thread(client, port)
+            for _ in range(50):
+                if not reactor.connections:
+                    break
+                await asyncio.sleep(0.01)
+            sizes.append(len(reactor.poller().lingering))
+        return sizes
+
+    try:
+        assert scenario(main) == [1, 2, 2, 2]
+    finally:
+        for sock in held:
+            sock.close()
+
+
+SERVER = textwrap.dedent(
+    """
+    import logging, resource, sys
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    import statewire.runtime.lingering as lingering
+    lingering.LINGER_IDLE = lingering.LINGER_TIME = 60.0
+    from statewire import reactor
+    from statewire.protocol import Factory, Protocol
+
+    class RefuseAtOnce(Protocol):
+        def dataReceived(self, data):
+            if not self.transport.disconnecting:
+                self.transport.write(b"bye")
+                self.transport.loseConnection()
+
+    port = reactor.listenTCP(0, Factory.forProtocol(RefuseAtOnce), 200, "127.0.0.1")
+    print("listening on 127.0.0.1:%d" % port.getHost().port, flush=True)
+    reactor.run()
+    """
+)
+
+
+def test_out_of_descriptors_the_lingering_sockets_close_first() -> None:
+    """Sockets lingering take descriptors: a port that runs out closes them and accepts
+    at once, rather than pausing (with 64 descriptors, 60 refused clients that keep their
+    sockets open and quiet would otherwise hold them for a minute)."""
+    with running("-c", SERVER) as server:
+        held = []
+        try:
+            for _ in range(60):
+                sock = socket.create_connection((HOST, server.port))
+                held.append(sock)
+                for _ in range(4):
+                    sock.sendall(CHUNK)
+                assert recv_exactly(sock, 3) == b"bye"
+            late = socket.create_connection((HOST, server.port))
+            held.append(late)
+            late.sendall(b"x")
+            assert recv_exactly(late, 3, timeout=10) == b"bye"
+        finally:
+            for sock in held:
+                sock.close()
+        out = server.stop()
+    assert "cannot accept connections" not in out

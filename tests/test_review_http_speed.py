@@ -519,7 +519,7 @@ def test_a_field_that_cannot_be_sent_raises_at_start_and_the_client_gets_500(
     assert b"Injected" not in served.output and b"never" not in served.output
 
 
-@pytest.mark.parametrize("status", [200, 201, 299, 418, 451, 599, 600, 777, 999])
+@pytest.mark.parametrize("status", [200, 201, 299, 418, 451, 599])
 def test_unusual_statuses_have_the_same_status_line_as_the_general_builder(status: int) -> None:
     line_ = status_line(status)
     assert line_ == status_line(status)  # (from the cache the second time)
@@ -533,7 +533,7 @@ def test_unusual_statuses_have_the_same_status_line_as_the_general_builder(statu
     assert served.output.startswith(line_)
 
 
-@pytest.mark.parametrize("status", [0, 99, 100, 101, 199, 1000, -200])
+@pytest.mark.parametrize("status", [0, 99, 100, 101, 199, 600, 777, 999, 1000, -200])
 def test_statuses_a_handler_may_not_give_are_refused(status: int) -> None:
     async def answer(request: Request, response: Response) -> None:
         await response.send(status, [], b"x")

@@ -10,12 +10,15 @@ gunicorn do, by default a proxy on the same machine (``127.0.0.1``, ``::1``).
 
 A request from a trusted client:
 
-* ``X-Forwarded-Proto`` of ``http`` or ``https`` (case and spaces aside; one value, the
-  last field's when several came) is the scope's ``scheme``; anything else is ignored.
+* ``X-Forwarded-Proto`` of ``http`` or ``https`` (case and spaces aside; of a list, the
+  last value, the nearest proxy's; the last field's when several came) is the scope's
+  ``scheme``; anything else is ignored.
 * ``X-Forwarded-For`` (its fields joined, as RFC 9110 5.3 reads a list) is read from the
-  right: each address a trusted proxy appended is passed over, and the first one that is
-  not trusted is the client (``(address, 0)``: its port is not known); when every one is
-  trusted, the leftmost. An empty or malformed list changes nothing.
+  right: each trusted address (a trusted proxy's) is passed over, and the first one that
+  is not trusted is the client (``(address, 0)``: its port is not known); when every one
+  is trusted, the leftmost. An entry that is no address met on the way changes nothing
+  (a trusted proxy wrote it); what lies left of the client's own address is never read,
+  so a client cannot hide behind garbage it wrote there.
 
 Behind the PROXY protocol (statewire.proxy) the client is the PROXY header's, so the
 fields are believed only if that client is trusted.
@@ -64,18 +67,18 @@ class Forwarded:
 
     def trusts(self, host: str | None) -> bool:
         """Whether the fields of a client at ``host`` (``None``: a UNIX socket's, trusted
-        only with ``"*"``) are believed."""
+        only with ``"*"``) are believed. An IPv4 address mapped into IPv6
+        (``::ffff:127.0.0.1``, a dual-stack listener's) is its IPv4 address."""
         if self.everyone:
             return True
         if host is None:
             return False
         if host in self._addresses:
             return True
-        if not self._networks:
-            return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
+        if not self._networks and not host.startswith("::ffff:"):
+            return False  # (the common answer, with no address parsed)
+        address = _address(host)
+        if address is None:
             return False
         if str(address) in self._addresses:  # (another spelling of a trusted one)
             return True
@@ -95,7 +98,8 @@ class Forwarded:
             elif name == b"x-forwarded-for":
                 hosts.extend(value.split(b","))
         if proto is not None:
-            scheme = proto.decode("latin-1").strip().lower()
+            # (a list: the nearest proxy's value is the last)
+            scheme = proto.rpartition(b",")[2].decode("latin-1").strip().lower()
             if scheme in _SCHEMES:
                 scope["scheme"] = scheme
         if hosts:
@@ -104,17 +108,28 @@ class Forwarded:
                 scope["client"] = (found, 0)
 
     def _client_of(self, hosts: list[str]) -> str | None:
-        """The client an ``X-Forwarded-For`` list names, or ``None`` when it names none
-        (an empty entry, something that is no address)."""
-        for host in hosts:
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                return None
+        """The client an ``X-Forwarded-For`` list names: read from the right (the entries
+        our trusted proxies appended), the first address that is not trusted; the leftmost
+        when all are. ``None`` when an entry met on the way is no address (it was appended
+        by a trusted proxy, so nothing in the list can be believed). What the client wrote
+        left of its own address is never read: garbage there cannot hide it."""
         for host in reversed(hosts):
+            if _address(host) is None:
+                return None
             if not self.trusts(host):
                 return host
         return hosts[0]
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an address (an IPv4 one mapped into IPv6 as its IPv4), or ``None``."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 __all__ = ["DEFAULT_TRUSTED", "Forwarded"]

@@ -504,9 +504,16 @@ class Response:
         """Send the head now, if it has not left (the body's framing then chosen as for
         :meth:`write`: the handler's ``Content-Length``, else chunked, or the close for
         HTTP/1.0): for a response whose first bytes of body may be long in coming (a
-        stream of events), so that its client learns the status at once."""
-        if self.started and not self.head_sent and self._gone is None:
-            self._connection.write(self._head(None))
+        stream of events), so that its client learns the status at once. Not while the
+        client waits for ``100 Continue`` and its body is not there: the head would have
+        to say ``Connection: close`` and the ``100`` would never come; it then leaves
+        with the body, as it would have."""
+        if not self.started or self.head_sent or self._gone is not None:
+            return
+        withheld = self.body_withheld
+        if withheld is not None and withheld():
+            return
+        self._connection.write(self._head(None))
 
     async def write(self, data: bytes) -> None:
         """Send ``data`` as more of the body."""

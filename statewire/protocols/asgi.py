@@ -140,8 +140,10 @@ class _Exchange:
         if kind == "http.response.start":
             response.start(message["status"], message.get("headers", ()))
             # the head leaves with the first body message if it comes before the loop's
-            # next turn (a response given whole: one write, its Content-Length), else then
-            asyncio.get_running_loop().call_soon(response.send_head)
+            # next turn (a response given whole: one write, its Content-Length), else then;
+            # for HTTP/1.0, with it (sent early, it would have to be framed by the close)
+            if self.request.version >= (1, 1):
+                asyncio.get_running_loop().call_soon(response.send_head)
         elif kind == "http.response.body":
             if not response.started:
                 raise RuntimeError("http.response.body before http.response.start")

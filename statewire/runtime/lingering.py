@@ -11,7 +11,9 @@ closes before its peer ended its stream shuts its sending side instead (its peer
 end of stream after the replies) and hands the socket to a :class:`Lingering`, which reads
 what still comes and drops it, until the peer closes, :data:`LINGER_IDLE` seconds pass
 without a byte, or :data:`LINGER_TIME` seconds pass in all; then it closes the socket (a
-peer that closes at our end of stream, as clients do, costs one round trip). The protocol
+peer that closes at our end of stream, as clients do, costs one round trip). At most
+:data:`MAX_LINGERING` sockets linger at once on a poller (past it the oldest closes), and
+a port out of descriptors closes them all before it accepts again. The protocol
 was told of the close already: lingering is the socket's, not the connection's. A poller
 closes the sockets still lingering when it closes (the reactor's shutdown).
 """
@@ -27,8 +29,11 @@ from statewire.runtime.pollers import READ, Poller, Watched
 LINGER_IDLE = 2.0
 #: seconds a socket lingers at most, however the peer keeps sending
 LINGER_TIME = 10.0
-#: bytes read at a time (and dropped)
-_READ_SIZE = 256 * 1024
+#: sockets a poller lets linger at once: past it, the one lingering longest closes (a
+#: client whose requests end in refusals must not hold descriptors without bound)
+MAX_LINGERING = 512
+#: where what is read is dropped (one buffer for every lingering socket: never read)
+_DROPPED = bytearray(256 * 1024)
 
 
 class Lingering(Watched):
@@ -44,7 +49,10 @@ class Lingering(Watched):
         loop = poller.loop
         self._deadline = loop.time() + LINGER_TIME
         self._timer: Any = loop.call_later(LINGER_IDLE, self.close)
-        poller.lingering.add(self)
+        lingering = poller.lingering
+        if len(lingering) >= MAX_LINGERING:
+            next(iter(lingering)).close()  # (the oldest: insertion order)
+        lingering[self] = None
         poller.update(sock.fileno(), self, READ)
 
     def _read_ready(self) -> None:
@@ -52,13 +60,13 @@ class Lingering(Watched):
         if sock is None:
             return
         try:
-            data = sock.recv(_READ_SIZE)
+            read = sock.recv_into(_DROPPED)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self.close()
             return
-        if not data:  # the peer closed: nothing more to wait for
+        if not read:  # the peer closed: nothing more to wait for
             self.close()
             return
         self._timer.cancel()
@@ -81,11 +89,11 @@ class Lingering(Watched):
         if sock is None:
             return
         self._timer.cancel()
-        self._poller.lingering.discard(self)
+        self._poller.lingering.pop(self, None)
         try:
             self._poller.update(sock.fileno(), self, 0)
         finally:
             sock.close()
 
 
-__all__ = ["LINGER_IDLE", "LINGER_TIME", "Lingering"]
+__all__ = ["LINGER_IDLE", "LINGER_TIME", "MAX_LINGERING", "Lingering"]

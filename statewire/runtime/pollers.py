@@ -68,9 +68,9 @@ class Poller:
     :class:`EpollPoller`, or :class:`LoopPoller` where epoll is missing."""
 
     loop: asyncio.AbstractEventLoop
-    #: the closed connections' sockets still read before they close (see
+    #: the closed connections' sockets still read before they close, oldest first (see
     #: :mod:`statewire.runtime.lingering`): closed with the poller
-    lingering: set[Any]
+    lingering: dict[Any, None]
 
     @staticmethod
     def make(loop: asyncio.AbstractEventLoop) -> Poller:
@@ -86,8 +86,15 @@ class Poller:
     def close(self) -> None:
         """Stop watching (the reactor shut down, or its loop changed): the sockets still
         lingering close now."""
-        for lingering in list(self.lingering):
-            lingering.close()
+        self.stop_lingering()
+
+    def stop_lingering(self) -> int:
+        """Close every socket still lingering now (out of descriptors, or closing); how
+        many there were."""
+        lingering = list(self.lingering)
+        for lingerer in lingering:
+            lingerer.close()
+        return len(lingering)
 
     def defer_flush(self, transport: Watched) -> bool:
         """From a transport that read, in a batch of ready sockets: its :meth:`Watched._flush`
@@ -111,7 +118,7 @@ class EpollPoller(Poller):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.lingering = set()
+        self.lingering = {}
         #: inside a batch: the transports whose sends wait for its end, and since when
         self._deferred: list[Watched] | None = None
         self._since = 0.0
@@ -198,7 +205,7 @@ class LoopPoller(Poller):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.lingering = set()
+        self.lingering = {}
         self._interest: dict[int, int] = {}
 
     def update(self, fd: int, transport: Watched, interest: int) -> None:

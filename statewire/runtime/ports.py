@@ -52,7 +52,9 @@ class Port(Counted):
     first byte on a ``listenSSL`` port: the protocol is connected before the handshake,
     as Twisted connects it); with ``Reactor.native_transports`` it uses the loop's own
     server and transports (asyncio's TLS: connected once the handshake completes).
-    Out of file descriptors, it logs the error, stops accepting for
+    Out of file descriptors, it closes the sockets still lingering after their
+    connections (:mod:`statewire.runtime.lingering`) and accepts again; with none, it
+    logs the error, stops accepting for
     :data:`ACCEPT_RETRY_DELAY` seconds (pending clients wait in the backlog) and retries.
     An ``adopted`` socket (``adoptStreamPort``) belongs to whoever made it: stopping the
     port closes our duplicate of it but never removes its UNIX socket file.
@@ -184,6 +186,8 @@ class Port(Counted):
             except OSError as error:
                 if error.errno not in _EXHAUSTED:
                     continue  # that one connection is gone (ECONNABORTED...): the next
+                if poller.stop_lingering():
+                    continue  # (descriptors freed: the lingering sockets closed at once)
                 self._exhausted(error)
                 return
             try:
