@@ -69,7 +69,11 @@ _ROUTE = re.compile(rb"@%s(?:,@%s)*" % (_DOMAIN, _DOMAIN))
 #: ``FROM:<mailbox>`` and ``TO:<mailbox>`` alone, the mailbox unquoted (what
 #: :func:`parse_path` takes at once; anything else takes the long way)
 _SIMPLE_PATHS = {
-    keyword: re.compile(rb"(?i:%s):<(%s@(?:%s|%s))>" % (keyword, _LOCAL, _DOMAIN, _LITERAL))
+    keyword: re.compile(
+        # (the lookahead bounds the path at PATH_LIMIT with its brackets: no len() after)
+        rb"(?i:%s):<(?=[^>]{1,%d}>\Z)(%s@(?:%s|%s))>"
+        % (keyword, PATH_LIMIT - 2, _LOCAL, _DOMAIN, _LITERAL)
+    )
     for keyword in (b"FROM", b"TO")
 }
 
@@ -162,8 +166,8 @@ def parse_path(argument: bytes, keyword: bytes) -> tuple[bytes, dict[bytes, byte
     (b'a@example.org', {b'SIZE': b'10', b'BODY': b'8BITMIME'})
     """
     simple = _SIMPLE_PATHS[keyword].fullmatch(argument)
-    if simple is not None and len(simple[1]) <= PATH_LIMIT - 2:
-        return simple[1], {}  # ``FROM:<a@b>``: the common case, in one match
+    if simple is not None:  # ``FROM:<a@b>``: the common case, in one match
+        return simple[1], {}
     head, colon, rest = argument.partition(b":")
     if not colon or head.upper() != keyword:
         raise ArgumentError(f"expected {keyword.decode()}:<address>")

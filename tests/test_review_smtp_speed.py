@@ -60,7 +60,7 @@ from grammars.smtp import reply, parse_path, ArgumentError
 from statewire.protocols import _smtp_session as _session
 if hasattr(_session, "UNCOUNTED"):
     _session.UNCOUNTED = frozenset(range(400, 600)) - {500, 501, 502, 503, 504, 530, 535, 538, 555}
-    _session.SMTPConnection.forgive = lambda self: None
+    _session.SMTPConnection.answer_message = _session.SMTPConnection.reply
     _session.SMTPConnection.junk_command = lambda self: None
 
 

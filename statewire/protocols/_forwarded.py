@@ -87,8 +87,9 @@ class Forwarded:
     def apply(self, scope: dict[str, Any]) -> None:
         """Set ``scope``'s ``scheme`` and ``client`` from the fields, if its client is
         trusted (see the module)."""
-        client = scope.get("client")
-        if not self.trusts(client[0] if client else None):
+        client = scope["client"]
+        host = client[0] if client else None
+        if host not in self._addresses and not self.trusts(host):  # (a set first: no call)
             return
         proto = None
         hosts: list[bytes] = []

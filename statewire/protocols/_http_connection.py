@@ -279,7 +279,11 @@ class HTTPConnection(MachineProtocol):
             body.finish()
         if factory.eager:
             start = start_in_task if factory.in_task else start_eagerly
+            response.first_step = True
             exchange.task = start(self._serve(exchange), self._loop)
+            response.first_step = False
+            if response.head_due and exchange.task is not None and not response.head_sent:
+                response.send_head()  # (the handler waits, its head asked to leave then)
         else:
             exchange.task = self._loop().create_task(self._serve(exchange))
         self.in_fields = False

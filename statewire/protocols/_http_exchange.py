@@ -381,6 +381,11 @@ class Response:
     #: body it announced will never come (no ``100`` sent, the body not all there), so
     #: that the connection closes after this response, which then says so
     body_withheld: Callable[[], bool] | None = None
+    #: whether the head is to leave once the handler waits, if no body came by then (see
+    #: :meth:`send_head`; the ASGI adapter's), and whether the handler's first step is
+    #: running inside the read of its head (the connection looks then, at its end)
+    head_due = False
+    first_step = False
     #: set by the connection when the client waits for ``100 Continue``: called before a
     #: ``101`` (RFC 9110 7.8: a client that asked for both gets its ``100`` first, and its
     #: body is then read before the switch)

@@ -480,17 +480,12 @@ class SMTPConnection(MachineProtocol):
         return respond
 
     def answer_message(self, answer: Reply) -> None:
-        """Answer a message: accepted, the counts start again (:meth:`forgive`); refused,
-        the reply counts as any error."""
+        """Answer a message. Accepted, the error and junk counts start again (as
+        Postfix's do), so a long session of good messages is not cut off by their few
+        refused recipients; refused, the reply counts as any error."""
         if answer.code < 300:
-            self.forgive()
+            self.errors = self.junk = 0
         self.reply(answer)
-
-    def forgive(self) -> None:
-        """A message was accepted: the error and junk counts start again (as Postfix's
-        do), so a long session of good messages is not cut off by their few refused
-        recipients."""
-        self.errors = self.junk = 0
 
     def client(self) -> tuple[str, int] | None:
         """The client's (host, port), when the transport says."""
@@ -543,7 +538,6 @@ class SMTPConnection(MachineProtocol):
             self.forget()
             decision = sink.close()
             if decision is None:
-                self.forgive()
                 respond(OK)
                 return None
             if type(decision) is Reply:

@@ -139,11 +139,15 @@ class _Exchange:
         response = self.response
         if kind == "http.response.start":
             response.start(message["status"], message.get("headers", ()))
-            # the head leaves with the first body message if it comes before the loop's
-            # next turn (a response given whole: one write, its Content-Length), else then;
-            # for HTTP/1.0, with it (sent early, it would have to be framed by the close)
+            # the head leaves with the first body message if it comes before the
+            # application waits (a response given whole: one write, its Content-Length),
+            # else then: looked at when its first step, run inside the read, ends, or at
+            # the loop's next turn; for HTTP/1.0, with the body (sent early, it would have
+            # to be framed by the close)
             if self.request.version >= (1, 1):
-                asyncio.get_running_loop().call_soon(response.send_head)
+                response.head_due = True
+                if not response.first_step:
+                    asyncio.get_running_loop().call_soon(response.send_head)
         elif kind == "http.response.body":
             if not response.started:
                 raise RuntimeError("http.response.body before http.response.start")
