@@ -269,6 +269,15 @@ def test_asgi_reads_the_forwarded_fields_over_a_real_socket() -> None:
     assert seen[1][0] == "http" and seen[1][1][0] == "127.0.0.1"
 
 
+def connected(app: Any) -> tuple[Any, StringTransport]:
+    """A connection of ``asgi(app)`` in memory (a test clock, no lifespan)."""
+    protocol = asgi(app, lifespan="off").buildProtocol(None)  # type: ignore[arg-type]
+    protocol.clock = Clock()
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
 def test_a_head_whose_body_is_long_in_coming_leaves_at_the_next_turn() -> None:
     """A stream of events (SSE) whose first event comes late: its head leaves at the
     loop's next turn after ``http.response.start``, chunked, as uvicorn sends it at once
@@ -285,10 +294,7 @@ def test_a_head_whose_body_is_long_in_coming_leaves_at_the_next_turn() -> None:
         await send({"type": "http.response.body", "body": b""})
 
     async def main() -> tuple[bytes, bytes, bytes]:
-        protocol = asgi(events, lifespan="off").buildProtocol(None)
-        protocol.clock = Clock()
-        transport = StringTransport()
-        protocol.makeConnection(transport)
+        protocol, transport = connected(events)
         protocol.dataReceived(b"GET /now HTTP/1.1\r\nHost: x\r\n\r\n")
         for _ in range(5):
             await asyncio.sleep(0)
@@ -325,10 +331,7 @@ def test_a_head_due_waits_for_the_body_a_client_holds_back_for_100_continue() ->
         await send({"type": "http.response.body", "body": message["body"]})
 
     async def main() -> tuple[bytes, bytes]:
-        protocol = asgi(app, lifespan="off").buildProtocol(None)
-        protocol.clock = Clock()
-        transport = StringTransport()
-        protocol.makeConnection(transport)
+        protocol, transport = connected(app)
         protocol.dataReceived(
             b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
         )

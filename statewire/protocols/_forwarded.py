@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 #: trusted when nothing else is said (and ``FORWARDED_ALLOW_IPS`` is not set)
@@ -84,7 +84,7 @@ class Forwarded:
             return True
         return any(address in network for network in self._networks)
 
-    def apply(self, scope: dict[str, Any]) -> None:
+    def apply(self, scope: MutableMapping[str, Any]) -> None:
         """Set ``scope``'s ``scheme`` and ``client`` from the fields, if its client is
         trusted (see the module)."""
         client = scope["client"]
