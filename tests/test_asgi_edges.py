@@ -366,3 +366,18 @@ def test_an_http_10_head_leaves_with_its_body_keeping_its_length() -> None:
     )
     assert b"Content-Length: 5\r\n" in served.output and b"Connection: keep-alive" in served.output
     assert not served.closed
+
+
+def test_a_head_answered_by_a_stream_says_it_is_chunked_as_the_get_would() -> None:
+    """A streamed answer to ``HEAD`` keeps the head a ``GET`` would have had (a review's
+    differential found it lost its ``Transfer-Encoding`` with the empty-body rule)."""
+
+    async def stream(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200})
+        await send({"type": "http.response.body", "body": b"ab", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    served = serve([b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + GET], asgi(stream).handler)
+    head, rest = served.output.split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding: chunked" in head and b"Content-Length" not in head
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n") and rest.endswith(b"2\r\nab\r\n0\r\n\r\n")

@@ -658,9 +658,9 @@ class Response:
             framing = "length"
             self._left = self._total = whole
             extra = b"Content-Length: %d\r\n" % whole
-        elif self._head_request:
-            # RFC 9110 §8.6: a HEAD answered with no body and no length of the handler's
-            # does not say the GET's length, which is not known: no Content-Length
+        elif whole is not None:
+            # RFC 9110 §8.6: a HEAD answered whole with no body and no length of the
+            # handler's does not say the GET's length, which is not known: none
             framing = "head"
         elif self._version >= (1, 1):
             framing = "chunked"
