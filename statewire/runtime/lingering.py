@@ -48,12 +48,16 @@ class Lingering(Watched):
         self._pending = None
         loop = poller.loop
         self._deadline = loop.time() + LINGER_TIME
-        self._timer: Any = loop.call_later(LINGER_IDLE, self.close)
         lingering = poller.lingering
         if len(lingering) >= MAX_LINGERING:
             next(iter(lingering)).close()  # (the oldest: insertion order)
-        lingering[self] = None
         poller.update(sock.fileno(), self, READ)
+        try:
+            self._timer: Any = loop.call_later(LINGER_IDLE, self.close)
+        except BaseException:  # (the loop closed): watched by nobody, the caller closes it
+            poller.update(sock.fileno(), self, 0)
+            raise
+        lingering[self] = None
 
     def _read_ready(self) -> None:
         sock = self._sock

@@ -486,10 +486,9 @@ class SocketTransport(Connection, Watched):
         if linger:
             try:
                 sock.shutdown(socket.SHUT_WR)  # (a FIN after what was sent)
-            except OSError:
+                Lingering(self._poller, sock)
+            except Exception:  # (reset by now, the loop closed...): closed at once
                 linger = False
-        if linger:
-            Lingering(self._poller, sock)
-        else:
+        if not linger:
             sock.close()
         self._loop.call_soon(self._deliver_lost, exc)
