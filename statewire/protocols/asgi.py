@@ -183,7 +183,7 @@ class ASGIFactory(HTTPFactory):
             raise ValueError(f"lifespan={lifespan!r} is not one of {', '.join(MODES)}")
         #: what reads ``X-Forwarded-Proto`` and ``X-Forwarded-For`` from trusted proxies
         #: (``None``: ``proxy_headers=False``, they are never read; see
-        #: :mod:`statewire.protocols._forwarded`)
+        #: :class:`Forwarded`)
         self.forwarded = Forwarded(forwarded_allow_ips) if proxy_headers else None
         #: the application's ``lifespan`` scope (``None``: ``lifespan="off"``)
         self.lifespan = None if lifespan == "off" else Lifespan(app, lifespan)
@@ -295,7 +295,7 @@ def asgi(
     ``X-Forwarded-For`` when the client is a trusted proxy: ``forwarded_allow_ips``
     (addresses, networks, ``"*"``; by default ``FORWARDED_ALLOW_IPS`` from the environment,
     else ``127.0.0.1`` and ``::1``); ``proxy_headers=False`` never reads them (see
-    :mod:`statewire.protocols._forwarded`).
+    :class:`Forwarded`).
 
     The application runs in a task of its own from its first step, and that step runs at
     once, inside the read of the request's head (``eager=True, in_task=True``): anyio,
