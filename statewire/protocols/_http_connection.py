@@ -672,14 +672,15 @@ class HTTPConnection(MachineProtocol):
             task = exchange.task
             if task is not None and not task.done():
                 request = exchange.request
-                if not request.cancel_on_disconnect:
+                if request.cancel_on_disconnect:
+                    if task is not _current_task():
+                        task.cancel()
+                    request.body.fail(ConnectionError(detail))
+                else:
                     # told, not cancelled (as when the client goes): its reads and
                     # writes raise ConnectionError, its on_disconnect callbacks run
                     exchange.response.gone(f"the request was refused: {detail}")
-                elif task is not _current_task():
-                    task.cancel()
-                request.body.fail(ConnectionError(detail))
-                if not request.cancel_on_disconnect:
+                    request.body.fail(ConnectionError(detail))
                     request.disconnect()
             if exchange.response.head_sent:
                 # the request was answered already (its body refused or stalled after

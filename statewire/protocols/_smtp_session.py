@@ -23,7 +23,6 @@ from grammars.smtp import (
     TEXT_LIMIT,
     ArgumentError,
     Reply,
-    hello_name,
     parse_path,
     reply,
 )
@@ -296,8 +295,7 @@ class SMTPConnection(MachineProtocol):
 
     def identify(self, argument: bytes, extended: bool) -> None:
         """EHLO/HELO: forget any transaction, remember the name, answer."""
-        name = hello_name(argument)
-        assert name is not None  # (a bad name is routed to bad_hello)
+        name = argument.strip(b" ")  # (checked by the route: a bad one went to bad_hello)
         self.forget()
         self.helo, self.extended = name, extended
         host = self.factory.hostname
@@ -332,7 +330,7 @@ class SMTPConnection(MachineProtocol):
     def pace_body(self) -> None:
         """Content follows (a DATA body, a BDAT chunk): the pace's timer, if it is not
         running (see :meth:`_check_pace`)."""
-        if self.factory.min_data_rate:
+        if self.pace_timer is None and self.factory.min_data_rate:
             self.pace_timer = self.callLater(self.pace_period, self._check_pace)
 
     def _check_pace(self) -> None:
@@ -708,7 +706,7 @@ class SMTPConnection(MachineProtocol):
         """A BDAT chunk of ``size`` octets follows; ``skipping``: read and drop it, then
         answer that."""
         self.chunk_left, self.chunk_last, self.skipping = size, last, skipping
-        if size and self.pace_timer is None:
+        if size:
             self.pace_body()
         if skipping is None and self.received + size > self.factory.max_size:
             self.refuse(TOO_BIG)

@@ -291,8 +291,7 @@ def start_data(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
         machine.data_refused()
     else:
         core.open_message()
-        if core.pace_timer is None:
-            core.pace_body()
+        core.pace_body()
         core.reply(GO_AHEAD)
 
 
