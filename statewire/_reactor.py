@@ -156,10 +156,13 @@ class Reactor:
     def seconds(self) -> float:
         """The reactor's clock (the loop's monotonic time)."""
         loop = self._loop
-        if loop is not None and loop is asyncio._get_running_loop():
-            # the common case without the ``loop`` property's checks; asyncio's own loops
-            # tell ``time.monotonic()`` (read here with no call more: once a read), unless
-            # their ``time`` was replaced (a virtual clock in a test: callLater counts with it)
+        if loop is not None and loop.is_running():
+            # the common case without the ``loop`` property's checks (the loop running is
+            # the one this thread runs: the reactor is not shared between threads). Not
+            # ``asyncio._get_running_loop()``: on CPython 3.11 it makes a ``getpid`` system
+            # call, once a read. asyncio's own loops tell ``time.monotonic()`` (read here
+            # with no call more), unless their ``time`` was replaced (a virtual clock in a
+            # test: callLater counts with it)
             if type(loop).time is _ASYNCIO_TIME and "time" not in loop.__dict__:
                 return _monotonic()
             return loop.time()

@@ -159,6 +159,8 @@ class HTTPConnection(MachineProtocol):
     #: :meth:`read_fields_ahead`)
     _peek: Callable[[int], bytes | None] | None = None
     _take: Callable[[int], bytes | None]
+    #: the running loop, once :meth:`_loop` found it
+    _event_loop: asyncio.AbstractEventLoop | None = None
 
     def connectionMade(self) -> None:
         """Ready for the first request."""
@@ -471,11 +473,16 @@ class HTTPConnection(MachineProtocol):
     # -- the handler ---------------------------------------------------------------------
 
     def _loop(self) -> asyncio.AbstractEventLoop:
-        try:
-            return asyncio.get_running_loop()
-        except RuntimeError:
-            loop: asyncio.AbstractEventLoop = self.transport.reactor.loop
-            return loop
+        """The loop the handlers' tasks run on: the running loop, kept for the
+        connection's life once found (a connection lives in one loop; asking each request
+        costs a ``getpid`` system call on CPython 3.11), else its transport's reactor's."""
+        loop = self._event_loop
+        if loop is None:
+            try:
+                loop = self._event_loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = self.transport.reactor.loop
+        return loop
 
     async def _serve(self, exchange: _Exchange) -> None:
         """Run the handler; finish or replace its response when it does not."""
