@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from process_helpers import ROOT, Server, haproxy, recv_exactly, running
 from runtime_helpers import HOST
-from test_proxy_nginx import LOAD_STREAM, MISSING, TARGET, backends, nginx
+from test_proxy_nginx import LOAD_STREAM, MISSING, TARGET, backends, front_port, nginx
 from test_proxy_server import ask
 
 from grammars.proxy import ProxyHeader, encode
@@ -196,8 +196,8 @@ def test_the_documented_haproxy_configuration_balances_two_statewire_machines(
 def test_the_documented_nginx_stream_block_serves_each_client_as_itself(
     tmp_path: Path,
 ) -> None:
-    front = free_port()
     with backends(tmp_path, "b1", "b2") as (b1, b2):
+        front = front_port()
         block = rewrite(
             documented("nginx-stream.conf"),
             {

@@ -167,6 +167,12 @@ def _wait_started(process: subprocess.Popen[bytes], folder: Path) -> None:
     raise AssertionError(f"nginx did not start: {(folder / 'nginx.out').read_text()}")
 
 
+def front_port() -> int:
+    """nginx's port, free now: taken once the backends listen (on ports the kernel gave
+    them), so that neither of them can be given it before nginx binds it."""
+    return free_port()
+
+
 @contextmanager
 def backends(folder: Path, *names: str) -> Iterator[list[Server]]:
     """``statewire serve`` of :data:`TARGET` once per name, behind the PROXY protocol v1."""
@@ -210,55 +216,53 @@ def _relayed_to(front: int, backend: str) -> socket.socket:
 def test_nginx_balances_two_backends_that_see_each_clients_own_address(
     tmp_path: Path,
 ) -> None:
-    front = free_port()
-    fronts = [f"{HOST}:{front}"] + ([f"[::1]:{front}"] if has_ipv6() else [])
-    with (
-        backends(tmp_path, "b1", "b2") as (b1, b2),
-        nginx(tmp_path, stream_block(fronts, [b1.port, b2.port])),
-    ):
-        seen = []
-        for i in range(6):
-            (host, port), words = served(front, f"hello{i}")
-            name, peer, peer_port, dst, dst_port, version, echo = words
-            assert (peer, int(peer_port)) == (host, port)  # this client, not nginx
-            assert (dst, int(dst_port)) == (HOST, front)
-            assert version == "v1" and echo == f"hello{i}"
-            seen.append(name)
-        assert sorted(seen) == ["b1"] * 3 + ["b2"] * 3  # round robin over both
-        if len(fronts) == 2:  # a TCP6 line: the client's IPv6 address, to an IPv4 backend
-            (host, port), words = ask6(front, "six")
-            assert words[1:] == [host, str(port), "::1", str(front), "v1", "six"]
-        for backend in (b1, b2):
-            output = "".join(backend.output)
-            assert "Traceback" not in output and "refused" not in output, output
+    with backends(tmp_path, "b1", "b2") as (b1, b2):
+        front = front_port()
+        fronts = [f"{HOST}:{front}"] + ([f"[::1]:{front}"] if has_ipv6() else [])
+        with nginx(tmp_path, stream_block(fronts, [b1.port, b2.port])):
+            seen = []
+            for i in range(6):
+                (host, port), words = served(front, f"hello{i}")
+                name, peer, peer_port, dst, dst_port, version, echo = words
+                assert (peer, int(peer_port)) == (host, port)  # this client, not nginx
+                assert (dst, int(dst_port)) == (HOST, front)
+                assert version == "v1" and echo == f"hello{i}"
+                seen.append(name)
+            assert sorted(seen) == ["b1"] * 3 + ["b2"] * 3  # round robin over both
+            if len(fronts) == 2:  # a TCP6 line: the client's IPv6 address, to an IPv4 backend
+                (host, port), words = ask6(front, "six")
+                assert words[1:] == [host, str(port), "::1", str(front), "v1", "six"]
+            for backend in (b1, b2):
+                output = "".join(backend.output)
+                assert "Traceback" not in output and "refused" not in output, output
 
 
 def test_a_backend_killed_mid_run_nginx_sends_every_new_client_to_the_other(
     tmp_path: Path,
 ) -> None:
-    front = free_port()
-    with (
-        backends(tmp_path, "b1", "b2") as (b1, b2),
-        nginx(tmp_path, stream_block([f"{HOST}:{front}"], [b1.port, b2.port])) as log,
-    ):
-        on_b1, on_b2 = _relayed_to(front, "b1"), _relayed_to(front, "b2")
-        try:
-            b1.process.send_signal(signal.SIGKILL)
-            b1.process.wait(10)
-            # what was relayed to b1 is closed by nginx, not left hanging
-            on_b1.settimeout(10)
-            assert on_b1.recv(4096) == b""
-            # no retry by the client: nginx's refused connect() goes to the next server
-            for i in range(8):
-                (host, port), words = ask(front, f"after{i}")
-                assert words[:3] == ["b2", host, str(port)], words
-            on_b2.sendall(b"still\r\n")
-            assert on_b2.recv(4096).split()[-1] == b"still"
-        finally:
-            on_b1.close()
-            on_b2.close()
-        errors = log.read_text()
-        assert "connect() failed (111: Connection refused) while connecting to upstream" in errors
-        assert "upstream server temporarily disabled" in errors
-        output = "".join(b2.output)
-        assert "Traceback" not in output and "refused" not in output, output
+    with backends(tmp_path, "b1", "b2") as (b1, b2):
+        front = front_port()
+        with nginx(tmp_path, stream_block([f"{HOST}:{front}"], [b1.port, b2.port])) as log:
+            on_b1, on_b2 = _relayed_to(front, "b1"), _relayed_to(front, "b2")
+            try:
+                b1.process.send_signal(signal.SIGKILL)
+                b1.process.wait(10)
+                # what was relayed to b1 is closed by nginx, not left hanging
+                on_b1.settimeout(10)
+                assert on_b1.recv(4096) == b""
+                # no retry by the client: nginx's refused connect() goes to the next server
+                for i in range(8):
+                    (host, port), words = ask(front, f"after{i}")
+                    assert words[:3] == ["b2", host, str(port)], words
+                on_b2.sendall(b"still\r\n")
+                assert on_b2.recv(4096).split()[-1] == b"still"
+            finally:
+                on_b1.close()
+                on_b2.close()
+            errors = log.read_text()
+            assert (
+                "connect() failed (111: Connection refused) while connecting to upstream" in errors
+            )
+            assert "upstream server temporarily disabled" in errors
+            output = "".join(b2.output)
+            assert "Traceback" not in output and "refused" not in output, output
