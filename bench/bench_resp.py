@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from statewire.testing.differential import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 TESTS = "ping,set,get,incr,lpush,lrange_100,mset"
@@ -48,13 +50,6 @@ PEERS = {
     "redis-server": ("redis-server", "aim >=0.5x at -P 16 on SET/GET"),
 }
 RATE = re.compile(r"^\s*([A-Z][A-Z0-9_]*)( \([^)]*\))?: ([\d.]+) requests per second")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_for(port: int, seconds: float = 20) -> None:

@@ -64,7 +64,9 @@ def _serve(
         if metrics_at is not None:
             from statewire import metrics
 
-            metrics.serve(metrics.enable(), metrics_at, reactor)
+            served = metrics.enable()
+            served.count_responses(factory)  # (an HTTP factory's: by status, timed)
+            metrics.serve(served, metrics_at, reactor)
         with _interruptible(reactor.loop, interrupted):
             ports = [endpoint.listen(factory) for endpoint in endpoints]
     except KeyboardInterrupt:
@@ -88,6 +90,7 @@ def _serve(
             from statewire import metrics
 
             counting = metrics.enable()
+            counting.count_responses(factory)
         link = WorkerLink(reactor, worker_of, ports, drain_timeout, counting)
     loop = "uvloop" if uvloop else "asyncio"
     log.info("serving %s on %s (%s)", targets, ", ".join(listen), loop)
@@ -103,13 +106,11 @@ def _keep_access_log(factory: object, where: str) -> None:
     HTTP's and SMTP's factories have one), to stderr with the other logs (``-``) or to a
     file of its own, the lines alone (as a log analyser reads them), reopened when moved
     away (logrotate's default)."""
-    log_access = getattr(factory, "log_access", None)
-    inner: object = factory
-    for _ in range(8):  # (a wrapper's: statewire's PROXY reader, Twisted's WrappingFactory)
-        if log_access is not None:
-            break
-        inner = getattr(inner, "wrapped", None) or getattr(inner, "wrappedFactory", None)
-        log_access = getattr(inner, "log_access", None)
+    from statewire.metrics import innermost
+
+    # (a wrapper's: statewire's PROXY reader, Twisted's WrappingFactory)
+    inner = innermost(factory, lambda found: getattr(found, "log_access", None) is not None)
+    log_access = getattr(inner, "log_access", None)
     if log_access is None:
         raise ValueError(
             f"--access-log: {type(factory).__name__} keeps no access log (an HTTPFactory, "

@@ -19,6 +19,14 @@ Per protocol class (the ``protocol`` label):
 * ``statewire_sent_bytes_total``: bytes handed to the peers' sockets (read from each
   connection's transport when asked, added up when it closes: nothing counted per write).
 
+Per HTTP factory told so (:meth:`Metrics.count_responses`; ``statewire serve --metrics``
+tells every HTTP factory it serves, ``asgi(app)`` too):
+
+* ``statewire_http_responses_total{status}``: responses and refusals, by status
+  (``499``: the connection ended before any of the response left);
+* ``statewire_http_request_duration_seconds``: a histogram of their durations, from the
+  head's arrival to the response's end (see :mod:`statewire._response_metrics`).
+
 Connections started after :func:`enable` are counted. Counting transitions takes the
 traced path (self-loop shortcuts off), so an observed connection costs more than one that
 is not: ``bench/bench_tracing.py`` measures it.
@@ -32,6 +40,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from statewire._histogram import DURATION_BUCKETS, Histogram
 from statewire.machine import TransitionCallback, observe, unobserve
 
 
@@ -46,6 +55,9 @@ class Metrics:
         self.bytes_in: Counter[str] = Counter()
         #: bytes sent by the connections that have closed (the open ones are read live)
         self.bytes_out: Counter[str] = Counter()
+        #: HTTP responses by protocol and status, and their durations by protocol
+        self.responses: Counter[tuple[str, int]] = Counter()
+        self.durations: dict[str, Histogram] = {}
 
     # -- the observer ------------------------------------------------------------------------
 
@@ -70,6 +82,34 @@ class Metrics:
     def stopped(self, protocol: Any) -> None:
         self._live.discard(protocol)
         self.bytes_out[type(protocol).__name__] += _sent(protocol)
+
+    # -- HTTP responses ------------------------------------------------------------------------
+
+    def count_responses(self, factory: object) -> bool:
+        """Count the responses of ``factory``, an HTTP factory (``HTTPFactory``,
+        ``asgi(app)``), or one wrapping it (the PROXY protocol's): their statuses and
+        durations, from its next request on. Its access log, if it keeps one, goes on
+        writing. Whether it is one: any other factory is left as it is. Counting twice
+        counts once."""
+        from statewire._response_metrics import CountingLog
+        from statewire.protocols.http import HTTPFactory
+
+        inner = innermost(factory, lambda found: isinstance(found, HTTPFactory))
+        if not isinstance(inner, HTTPFactory):
+            return False
+        kept = inner.access_log
+        if isinstance(kept, CountingLog) and kept.metrics is self:
+            return True
+        inner.access_log = CountingLog(self, inner.protocol.__name__, kept)
+        return True
+
+    def responded(self, protocol: str, status: int, seconds: float) -> None:
+        """One response (or refusal) of ``protocol`` with ``status`` took ``seconds``."""
+        self.responses[protocol, status] += 1
+        histogram = self.durations.get(protocol)
+        if histogram is None:
+            histogram = self.durations[protocol] = Histogram(DURATION_BUCKETS)
+        histogram.observe(seconds)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -96,6 +136,10 @@ class Metrics:
             "errors_total": dict(self.errors),
             "received_bytes_total": dict(self.bytes_in),
             "sent_bytes_total": dict(self.sent()),
+            "http_responses_total": dict(self.responses),
+            "http_request_duration_seconds_count": {
+                protocol: histogram.count for protocol, histogram in self.durations.items()
+            },
         }
 
     def exposition(self) -> str:
@@ -149,7 +193,45 @@ class Metrics:
             "Bytes handed to the peers' sockets, by protocol.",
             (({"protocol": p}, n) for p, n in self.sent().items()),
         )
+        if self.responses:
+            _family(
+                out,
+                "statewire_http_responses_total",
+                "counter",
+                "HTTP responses and refusals, by protocol and status.",
+                (({"protocol": p, "status": s}, n) for (p, s), n in self.responses.items()),
+            )
+            self._durations(out)
         return "".join(out)
+
+    def _durations(self, out: list[str]) -> None:
+        """The duration histograms, in Prometheus's text format."""
+        name = "statewire_http_request_duration_seconds"
+        out.append(
+            f"# HELP {name} HTTP exchanges' durations, from the head's arrival to the "
+            f"response's end, by protocol.\n# TYPE {name} histogram\n"
+        )
+        for protocol, histogram in sorted(self.durations.items()):
+            label = f'protocol="{_escaped(protocol)}"'
+            for bound, count in histogram.cumulative():
+                out.append(f'{name}_bucket{{le="{bound}",{label}}} {count}\n')
+            out.append(f"{name}_sum{{{label}}} {histogram.sum!r}\n")
+            out.append(f"{name}_count{{{label}}} {histogram.count}\n")
+
+
+def innermost(factory: object, wanted: Callable[[object], bool]) -> object:
+    """``factory``, or the factory it wraps (statewire's PROXY reader's ``wrapped``,
+    Twisted's ``wrappedFactory``), and so on, the first that is ``wanted``; the last found
+    when none is (bounded: 8 wrappers)."""
+    found = factory
+    for _ in range(8):
+        if wanted(found):
+            return found
+        inner = getattr(found, "wrapped", None) or getattr(found, "wrappedFactory", None)
+        if inner is None:
+            return found
+        found = inner
+    return found
 
 
 def _sent(protocol: Any) -> int:
@@ -265,4 +347,4 @@ def serve(
     return serverFromString(reactor, description).listen(HTTPFactory(handle))
 
 
-__all__ = ["Metrics", "disable", "enable", "merged", "serve", "transitions_in"]
+__all__ = ["Metrics", "disable", "enable", "innermost", "merged", "serve", "transitions_in"]

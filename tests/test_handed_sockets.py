@@ -27,6 +27,7 @@ from statewire._reactor import Reactor
 from statewire.endpoints import AdoptedStreamServerEndpoint, handedDescriptor, serverFromString
 from statewire.error import CannotListenError
 from statewire.protocol import Factory, Protocol
+from statewire.testing.differential import free_port
 from tests.process_helpers import ROOT, recv_exactly
 from tests.runtime_helpers import HOST, scenario, self_signed_certificate
 
@@ -264,12 +265,6 @@ def started(command: list[str], pass_fds: tuple[int, ...] = ()) -> Iterator[Outp
         process.wait(10)
         if process.stdout is not None:
             process.stdout.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def read_line(sock: socket.socket) -> bytes:

@@ -37,6 +37,7 @@ from statewire.error import (
 )
 from statewire.error import ConnectionRefusedError as Refused
 from statewire.protocol import ClientFactory, Factory, Protocol
+from statewire.testing.differential import free_port
 from statewire.testing.memory import Clock
 from statewire.wire import Echo
 
@@ -60,13 +61,6 @@ class StopFails(Factory):
 
     def stopFactory(self) -> None:
         raise RuntimeError("boom in stopFactory")
-
-
-def _free_port() -> int:
-    """A TCP port of 127.0.0.1 that nothing listens on (just released by the system)."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def _refused(port: int) -> bool:
@@ -170,7 +164,7 @@ START_FACTORY_RAISES = _child(
 
 
 def test_raising_start_factory_leaves_no_port_and_run_still_stops() -> None:
-    bad = _free_port()
+    bad = free_port()
     with running("-c", START_FACTORY_RAISES, str(bad)) as server:
         assert _refused(bad), "the port whose factory failed to start still listens"
         with socket.create_connection((HOST, server.port), timeout=5) as client:
@@ -190,7 +184,7 @@ def _unix_path(tmp_path: Path) -> str:
 @pytest.mark.parametrize("kind", ["tcp", "ssl", "unix", "tcp-endpoint", "unix-endpoint"])
 def test_raising_start_factory_raises_from_listen_and_unbinds(kind: str, tmp_path: Path) -> None:
     path = _unix_path(tmp_path)
-    port = _free_port()
+    port = free_port()
 
     async def body(reactor: Reactor) -> None:
         with pytest.raises(RuntimeError, match="boom in startFactory"):
@@ -357,7 +351,7 @@ def test_client_factory_hooks_raising_on_a_failed_attempt(caplog: Any) -> None:
 
     async def body(reactor: Reactor) -> list[dict[str, Any]]:
         errors = _loop_errors(reactor)
-        connector = reactor.connectTCP(HOST, _free_port(), factory, timeout=5)
+        connector = reactor.connectTCP(HOST, free_port(), factory, timeout=5)
         with pytest.raises(Refused):
             await connector.connected
         await asyncio.sleep(0.05)

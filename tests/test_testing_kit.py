@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 
 from statewire.basic import LineReceiver
 from statewire.protocol import Protocol
+from statewire.testing import differential
 from statewire.testing.memory import Clock, Loopback, StringTransport
 from statewire.wire import Echo
 
@@ -102,3 +106,30 @@ def test_loopback_fixture_shares_the_clock(
 def test_plugin_profiles_are_registered() -> None:
     assert settings.get_profile("statewire-ci").derandomize
     assert settings.get_profile("statewire-long").max_examples == 2000
+
+
+def _ephemeral_low() -> int | None:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def test_free_port_is_free_and_outside_the_ports_the_system_hands_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    low = _ephemeral_low()
+    ports = {differential.free_port() for _ in range(20)}
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind((differential.HOST, port))  # free: nothing holds it
+        if low is not None and low - differential.FREE_PORTS_FROM >= 1000:
+            assert differential.FREE_PORTS_FROM <= port < low
+    assert len(ports) > 1  # picked at random, not the same each time
+    # no room below the system's range: its own choice
+    monkeypatch.setattr(differential, "FREE_PORTS_FROM", 65000)
+    port = differential.free_port()
+    with socket.socket() as sock:
+        sock.bind((differential.HOST, port))
+    if low is not None:
+        assert port >= low

@@ -390,6 +390,11 @@ def test_the_supervisor_serves_every_workers_metrics_labelled_by_pid(tmp_path: P
     assert set(by_pid) == pids and sum(by_pid.values()) == 40
     edges = families["statewire_transitions"].samples
     assert {int(s.labels["pid"]) for s in edges} == pids
+    # each worker's HTTP responses, by status (every one a 200)
+    responses = families["statewire_http_responses"].samples
+    ok = {int(s.labels["pid"]): s.value for s in responses if s.name.endswith("_total")}
+    assert {s.labels["status"] for s in responses} == {"200"}
+    assert set(ok) == pids and sum(ok.values()) == 40
 
 
 SLOW_TARGET = """

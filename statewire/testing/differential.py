@@ -22,6 +22,7 @@ Only loopback addresses are ever used; every wait is bounded in time and bytes.
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -45,12 +46,48 @@ class ServerUnavailable(Exception):
     """The reference server is not installed, or did not start."""
 
 
+#: the lowest port :func:`free_port` picks (below it: the ports services are known by)
+FREE_PORTS_FROM = 20000
+#: where Linux says its ephemeral ports are (``ip_local_port_range``)
+_EPHEMERAL = "/proc/sys/net/ipv4/ip_local_port_range"
+#: the picks' source: the system's randomness, which no seeding touches (Hypothesis seeds
+#: ``random`` alike in every process: parallel test processes would pick alike)
+_PICK = random.SystemRandom()
+
+
+def _ephemeral_low() -> int | None:
+    """The lowest port the system hands out by itself (to ``bind`` to port 0 and to
+    ``connect``), where it says (Linux)."""
+    try:
+        with open(_EPHEMERAL) as ranges:
+            return int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def free_port() -> int:
-    """A TCP port free on the loopback interface now."""
+    """A TCP port free on the loopback interface now, for a server started next.
+
+    Picked at random below the system's ephemeral range (from :data:`FREE_PORTS_FROM`),
+    where it says where that range is (Linux): the system never gives those ports away by
+    itself, so between this call and the server's ``bind`` no client socket and no server
+    listening on port 0 can take it, as they could a port released by the system's own
+    choice (tests running in parallel make that likely). Elsewhere, or when the range
+    leaves no room, or no port tried was free: the system's choice."""
+    low = _ephemeral_low()
+    if low is not None and low - FREE_PORTS_FROM >= 1000:
+        for _ in range(50):  # bounded
+            port = _PICK.randrange(FREE_PORTS_FROM, low)
+            with socket.socket() as probe:
+                try:
+                    probe.bind((HOST, port))
+                except OSError:
+                    continue
+            return port
     with socket.socket() as probe:
         probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+        chosen: int = probe.getsockname()[1]
+        return chosen
 
 
 @contextmanager

@@ -1,0 +1,49 @@
+"""HTTP responses counted for :mod:`statewire.metrics`: by status, and their durations in a
+histogram (:mod:`statewire._histogram`); :meth:`statewire.metrics.Metrics.count_responses`
+turns it on for a factory, importing this module then (it imports the HTTP server).
+
+The counting rides on the HTTP server's access log (:mod:`statewire.protocols._http_access`):
+:class:`CountingLog` is an :class:`~statewire.protocols.http.AccessLog` that counts each
+entry, then hands it to the log the factory kept before, if any (``--access-log``). So
+what is counted is what the access log writes, once an exchange: a response complete or
+cut short (``499`` when nothing of it had left), a ``101``, and the server's refusals
+(``400``, ``408``, ``413``, ``431``, ``500`` for a handler that raised...). The duration
+is the access log's: from the head's arrival to the response's end (0 for a refusal made
+before any request: its head was never whole). A server counting no responses pays
+nothing for it; one counting pays the access log's entry a request.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from statewire.protocols.http import AccessEntry, AccessLog
+
+
+class Responded(Protocol):
+    """What the counting log tells (:class:`statewire.metrics.Metrics` is one)."""
+
+    def responded(self, protocol: str, status: int, seconds: float) -> None: ...
+
+
+class CountingLog(AccessLog):
+    """An access log that counts each entry (``metrics.responded``), then writes it to
+    ``then``, the log kept before (``None``: none, nothing written)."""
+
+    kind = "access (counting)"
+
+    def __init__(self, metrics: Responded, protocol: str, then: AccessLog | None) -> None:
+        super().__init__(then.logger if then is not None else None)
+        self.metrics = metrics
+        self.protocol = protocol
+        self.then = then
+
+    def write(self, entry: AccessEntry) -> None:
+        """Count ``entry``; then the kept log writes it (its failure logged there, as a
+        log's failure is: the counting stands)."""
+        self.metrics.responded(self.protocol, entry.status, entry.duration)
+        if self.then is not None:
+            self.then.written(entry)
+
+
+__all__ = ["CountingLog", "Responded"]
