@@ -106,7 +106,7 @@ def _keep_access_log(factory: object, where: str) -> None:
     HTTP's and SMTP's factories have one), to stderr with the other logs (``-``) or to a
     file of its own, the lines alone (as a log analyser reads them), reopened when moved
     away (logrotate's default)."""
-    from statewire.metrics import innermost
+    from statewire.protocol import innermost
 
     # (a wrapper's: statewire's PROXY reader, Twisted's WrappingFactory)
     inner = innermost(factory, lambda found: getattr(found, "log_access", None) is not None)

@@ -42,6 +42,7 @@ from typing import Any
 
 from statewire._histogram import DURATION_BUCKETS, Histogram
 from statewire.machine import TransitionCallback, observe, unobserve
+from statewire.protocol import innermost
 
 
 class Metrics:
@@ -219,21 +220,6 @@ class Metrics:
             out.append(f"{name}_count{{{label}}} {histogram.count}\n")
 
 
-def innermost(factory: object, wanted: Callable[[object], bool]) -> object:
-    """``factory``, or the factory it wraps (statewire's PROXY reader's ``wrapped``,
-    Twisted's ``wrappedFactory``), and so on, the first that is ``wanted``; the last found
-    when none is (bounded: 8 wrappers)."""
-    found = factory
-    for _ in range(8):
-        if wanted(found):
-            return found
-        inner = getattr(found, "wrapped", None) or getattr(found, "wrappedFactory", None)
-        if inner is None:
-            return found
-        found = inner
-    return found
-
-
 def _sent(protocol: Any) -> int:
     """What ``protocol``'s transport has sent (0 when it does not count)."""
     sent = getattr(getattr(protocol, "transport", None), "bytes_sent", 0)
@@ -347,4 +333,4 @@ def serve(
     return serverFromString(reactor, description).listen(HTTPFactory(handle))
 
 
-__all__ = ["Metrics", "disable", "enable", "innermost", "merged", "serve", "transitions_in"]
+__all__ = ["Metrics", "disable", "enable", "merged", "serve", "transitions_in"]

@@ -12,6 +12,7 @@ which sets ``protocol.factory``), is told when the first port using it starts li
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from statewire.error import Failure, connectionDone
@@ -202,3 +203,18 @@ class ClientFactory(Factory):
 
     def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
         """An established connection ended."""
+
+
+def innermost(factory: object, wanted: Callable[[object], bool]) -> object:
+    """``factory``, or the factory it wraps (statewire's PROXY reader's ``wrapped``,
+    Twisted's ``wrappedFactory``), and so on, the first that is ``wanted``; the last found
+    when none is (bounded: 8 wrappers)."""
+    found = factory
+    for _ in range(8):
+        if wanted(found):
+            return found
+        inner = getattr(found, "wrapped", None) or getattr(found, "wrappedFactory", None)
+        if inner is None:
+            return found
+        found = inner
+    return found
