@@ -1,6 +1,7 @@
 """HTTP responses counted for :mod:`statewire.metrics`: by status, and their durations in a
-histogram (:mod:`statewire._histogram`); :meth:`statewire.metrics.Metrics.count_responses`
-turns it on for a factory, importing this module then (it imports the HTTP server).
+histogram (:mod:`statewire._histogram`); and SMTP messages, by the reply that answered
+them. :meth:`statewire.metrics.Metrics.count_responses` turns it on for a factory,
+importing this module then (it imports both servers).
 
 The counting rides on the HTTP server's access log (:mod:`statewire.protocols._http_access`):
 :class:`CountingLog` is an :class:`~statewire.protocols.http.AccessLog` that counts each
@@ -11,6 +12,10 @@ cut short (``499`` when nothing of it had left), a ``101``, and the server's ref
 is the access log's: from the head's arrival to the response's end (0 for a refusal made
 before any request: its head was never whole). A server counting no responses pays
 nothing for it; one counting pays the access log's entry a request.
+
+SMTP's counting rides on its mail log (:mod:`statewire.protocols._smtp_log`) alike:
+:class:`CountingMailLog` counts each message the mail log writes, by its reply's code
+(``0`` when the session ended before the message was answered).
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from __future__ import annotations
 from typing import Protocol
 
 from statewire.protocols.http import AccessEntry, AccessLog
+from statewire.protocols.smtp import MailLog, MessageEntry
 
 
 class Responded(Protocol):
     """What the counting log tells (:class:`statewire.metrics.Metrics` is one)."""
 
     def responded(self, protocol: str, status: int, seconds: float) -> None: ...
+
+    def mailed(self, protocol: str, status: int) -> None: ...
 
 
 class CountingLog(AccessLog):
@@ -46,4 +54,23 @@ class CountingLog(AccessLog):
             self.then.written(entry)
 
 
-__all__ = ["CountingLog", "Responded"]
+class CountingMailLog(MailLog):
+    """A mail log that counts each message (``metrics.mailed``), then writes it to
+    ``then``, the log kept before (``None``: none, nothing written)."""
+
+    kind = "mail (counting)"
+
+    def __init__(self, metrics: Responded, protocol: str, then: MailLog | None) -> None:
+        super().__init__(then.logger if then is not None else None)
+        self.metrics = metrics
+        self.protocol = protocol
+        self.then = then
+
+    def write(self, entry: MessageEntry) -> None:
+        """Count ``entry``; then the kept log writes it."""
+        self.metrics.mailed(self.protocol, entry.status)
+        if self.then is not None:
+            self.then.written(entry)
+
+
+__all__ = ["CountingLog", "CountingMailLog", "Responded"]

@@ -19,13 +19,15 @@ Per protocol class (the ``protocol`` label):
 * ``statewire_sent_bytes_total``: bytes handed to the peers' sockets (read from each
   connection's transport when asked, added up when it closes: nothing counted per write).
 
-Per HTTP factory told so (:meth:`Metrics.count_responses`; ``statewire serve --metrics``
-tells every HTTP factory it serves, ``asgi(app)`` too):
+Per HTTP or SMTP factory told so (:meth:`Metrics.count_responses`; ``statewire serve
+--metrics`` tells the factory it serves, ``asgi(app)`` too):
 
 * ``statewire_http_responses_total{status}``: responses and refusals, by status
   (``499``: the connection ended before any of the response left);
 * ``statewire_http_request_duration_seconds``: a histogram of their durations, from the
-  head's arrival to the response's end (see :mod:`statewire._response_metrics`).
+  head's arrival to the response's end (see :mod:`statewire._response_metrics`);
+* ``statewire_smtp_messages_total{status}``: messages whose content began, by the code
+  of the reply that answered them (``0``: the session ended first).
 
 Connections started after :func:`enable` are counted. Counting transitions takes the
 traced path (self-loop shortcuts off), so an observed connection costs more than one that
@@ -59,6 +61,8 @@ class Metrics:
         #: HTTP responses by protocol and status, and their durations by protocol
         self.responses: Counter[tuple[str, int]] = Counter()
         self.durations: dict[str, Histogram] = {}
+        #: SMTP messages by protocol and the code of their reply
+        self.messages: Counter[tuple[str, int]] = Counter()
 
     # -- the observer ------------------------------------------------------------------------
 
@@ -87,22 +91,29 @@ class Metrics:
     # -- HTTP responses ------------------------------------------------------------------------
 
     def count_responses(self, factory: object) -> bool:
-        """Count the responses of ``factory``, an HTTP factory (``HTTPFactory``,
-        ``asgi(app)``), or one wrapping it (the PROXY protocol's): their statuses and
-        durations, from its next request on. Its access log, if it keeps one, goes on
-        writing. Whether it is one: any other factory is left as it is. Counting twice
+        """Count the answers of ``factory``, or of the factory it wraps (the PROXY
+        protocol's): an HTTP factory's responses (``HTTPFactory``, ``asgi(app)``), their
+        statuses and durations, from its next request on; an ``SMTPFactory``'s messages,
+        by their replies' codes. Its access or mail log, if it keeps one, goes on writing.
+        Whether it is one of those: any other factory is left as it is. Counting twice
         counts once."""
-        from statewire._response_metrics import CountingLog
+        from statewire._response_metrics import CountingLog, CountingMailLog
         from statewire.protocols.http import HTTPFactory
+        from statewire.protocols.smtp import SMTPFactory
 
-        inner = innermost(factory, lambda found: isinstance(found, HTTPFactory))
-        if not isinstance(inner, HTTPFactory):
-            return False
-        kept = inner.access_log
-        if isinstance(kept, CountingLog) and kept.metrics is self:
+        kinds = (HTTPFactory, SMTPFactory)
+        inner = innermost(factory, lambda found: isinstance(found, kinds))
+        if isinstance(inner, HTTPFactory):
+            kept = inner.access_log
+            if not (isinstance(kept, CountingLog) and kept.metrics is self):
+                inner.access_log = CountingLog(self, inner.protocol.__name__, kept)
             return True
-        inner.access_log = CountingLog(self, inner.protocol.__name__, kept)
-        return True
+        if isinstance(inner, SMTPFactory):
+            mail = inner.access_log
+            if not (isinstance(mail, CountingMailLog) and mail.metrics is self):
+                inner.access_log = CountingMailLog(self, inner.protocol.__name__, mail)
+            return True
+        return False
 
     def responded(self, protocol: str, status: int, seconds: float) -> None:
         """One response (or refusal) of ``protocol`` with ``status`` took ``seconds``."""
@@ -111,6 +122,10 @@ class Metrics:
         if histogram is None:
             histogram = self.durations[protocol] = Histogram(DURATION_BUCKETS)
         histogram.observe(seconds)
+
+    def mailed(self, protocol: str, status: int) -> None:
+        """One message of ``protocol`` was answered ``status`` (``0``: not answered)."""
+        self.messages[protocol, status] += 1
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -141,6 +156,7 @@ class Metrics:
             "http_request_duration_seconds_count": {
                 protocol: histogram.count for protocol, histogram in self.durations.items()
             },
+            "smtp_messages_total": dict(self.messages),
         }
 
     def exposition(self) -> str:
@@ -203,6 +219,14 @@ class Metrics:
                 (({"protocol": p, "status": s}, n) for (p, s), n in self.responses.items()),
             )
             self._durations(out)
+        if self.messages:
+            _family(
+                out,
+                "statewire_smtp_messages_total",
+                "counter",
+                "SMTP messages, by protocol and the code of their reply (0: none).",
+                (({"protocol": p, "status": s}, n) for (p, s), n in self.messages.items()),
+            )
         return "".join(out)
 
     def _durations(self, out: list[str]) -> None:

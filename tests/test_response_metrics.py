@@ -1,10 +1,12 @@
-"""HTTP responses counted by status, with their durations (``Metrics.count_responses``):
-in memory on an ``HTTPFactory`` (a wrapped one, one keeping its own access log), then
-``statewire serve --metrics --access-log`` over real sockets, the exposition read by the
-Prometheus client's own parser."""
+"""HTTP responses counted by status, with their durations, and SMTP messages by their reply
+(``Metrics.count_responses``): in memory on an ``HTTPFactory`` (a wrapped one, one keeping
+its own access log), then ``statewire serve --metrics`` over real sockets (curl's part
+played by raw requests, smtplib's by smtplib), the exposition read by the Prometheus
+client's own parser."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -175,3 +177,50 @@ def test_serve_metrics_counts_the_http_servers_responses_by_status(tmp_path: Pat
     assert [line.split('" ')[1].split()[0] for line in log.read_text().splitlines()] == [
         "200", "200", "200", "404", "400",
     ]  # fmt: skip
+
+
+def test_serve_metrics_counts_the_smtp_servers_messages_by_reply(tmp_path: Path) -> None:
+    import smtplib
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port, metrics_port = free_port(), free_port()
+    command = [sys.executable, "-m", "statewire", "serve", "examples/smtpd.py:factory"]
+    command += ["--listen", f"tcp:{port}:interface=127.0.0.1"]
+    command += ["--metrics", f"tcp:{metrics_port}:interface=127.0.0.1"]
+    environment = {**os.environ, "SMTPD_MAILDIR": str(tmp_path / "maildir")}
+    server = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        _scrape(url, server)  # (serving)
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            for n in range(2):
+                client.sendmail("a@example.org", ["b@example.org"], f"Subject: {n}\r\n\r\nhi\r\n")
+            # a message its session ends in: no answer (0)
+            client.mail("a@example.org")
+            client.rcpt("b@example.org")
+            client.putcmd("data")
+            assert client.getreply()[0] == 354
+            client.send(b"half a message\r\n")
+            client.close()
+        deadline = time.monotonic() + 10
+        while True:  # (the cut message is counted as the server sees the end: a moment)
+            families = {f.name: f for f in text_string_to_metric_families(_scrape(url, server))}
+            found = families.get("statewire_smtp_messages")
+            samples = [] if found is None else found.samples
+            statuses = {s.labels["status"]: s.value for s in samples}
+            if "0" in statuses or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=20)
+    assert statuses == {"250": 2, "0": 1}, output
+    assert "statewire_http_responses" not in families  # (its own metrics server not counted)
