@@ -3,10 +3,11 @@ bound (:mod:`statewire.metrics` times HTTP exchanges with it)."""
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
-#: the histogram's bucket bounds, in seconds (the Prometheus clients' default buckets)
+#: the histogram's bucket bounds, in seconds (the default buckets of Prometheus's Go client)
 DURATION_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
@@ -20,6 +21,10 @@ class Histogram:
 
     def __init__(self, bounds: Sequence[float] = DURATION_BUCKETS) -> None:
         self.bounds = tuple(bounds)
+        if not all(math.isfinite(bound) for bound in self.bounds) or list(self.bounds) != sorted(
+            set(self.bounds)
+        ):
+            raise ValueError(f"bounds are finite and rising (+Inf is added), not {bounds!r}")
         self.counts = [0] * (len(self.bounds) + 1)  # (the last: over every bound)
         self.count = 0
         self.sum = 0.0

@@ -20,10 +20,13 @@ SMTP's counting rides on its mail log (:mod:`statewire.protocols._smtp_log`) ali
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from statewire.protocols.http import AccessEntry, AccessLog
 from statewire.protocols.smtp import MailLog, MessageEntry
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # (typing's from Python 3.11)
 
 
 class Responded(Protocol):
@@ -53,6 +56,12 @@ class CountingLog(AccessLog):
         if self.then is not None:
             self.then.written(entry)
 
+    def with_lines(self) -> Self:
+        """Counting, and writing the lines: the default access log behind, if none was."""
+        if self.then is None:
+            self.then = AccessLog()
+        return self
+
 
 class CountingMailLog(MailLog):
     """A mail log that counts each message (``metrics.mailed``), then writes it to
@@ -71,6 +80,12 @@ class CountingMailLog(MailLog):
         self.metrics.mailed(self.protocol, entry.status)
         if self.then is not None:
             self.then.written(entry)
+
+    def with_lines(self) -> Self:
+        """Counting, and writing the lines: the default mail log behind, if none was."""
+        if self.then is None:
+            self.then = MailLog()
+        return self
 
 
 __all__ = ["CountingLog", "CountingMailLog", "Responded"]

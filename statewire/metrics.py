@@ -63,6 +63,8 @@ class Metrics:
         self.durations: dict[str, Histogram] = {}
         #: SMTP messages by protocol and the code of their reply
         self.messages: Counter[tuple[str, int]] = Counter()
+        #: the factories whose answers are counted (see :meth:`count_responses`)
+        self._counted: weakref.WeakSet[Any] = weakref.WeakSet()
 
     # -- the observer ------------------------------------------------------------------------
 
@@ -94,9 +96,11 @@ class Metrics:
         """Count the answers of ``factory``, or of the factory it wraps (the PROXY
         protocol's): an HTTP factory's responses (``HTTPFactory``, ``asgi(app)``), their
         statuses and durations, from its next request on; an ``SMTPFactory``'s messages,
-        by their replies' codes. Its access or mail log, if it keeps one, goes on writing.
-        Whether it is one of those: any other factory is left as it is. Counting twice
-        counts once."""
+        by their replies' codes. Its access or mail log, if it keeps one, goes on writing
+        (and ``log_access()`` later still turns one on). Whether it is one of those: any
+        other factory is left as it is. A factory counts for one :class:`Metrics`, the
+        last that asked: counting twice counts once; :meth:`stop_counting` (and
+        :func:`disable`) gives it back its own log."""
         from statewire._response_metrics import CountingLog, CountingMailLog
         from statewire.protocols.http import HTTPFactory
         from statewire.protocols.smtp import SMTPFactory
@@ -105,15 +109,29 @@ class Metrics:
         inner = innermost(factory, lambda found: isinstance(found, kinds))
         if isinstance(inner, HTTPFactory):
             kept = inner.access_log
-            if not (isinstance(kept, CountingLog) and kept.metrics is self):
-                inner.access_log = CountingLog(self, inner.protocol.__name__, kept)
-            return True
-        if isinstance(inner, SMTPFactory):
+            while isinstance(kept, CountingLog):  # (another Metrics counted it: no more)
+                kept = kept.then
+            inner.access_log = CountingLog(self, inner.protocol.__name__, kept)
+        elif isinstance(inner, SMTPFactory):
             mail = inner.access_log
-            if not (isinstance(mail, CountingMailLog) and mail.metrics is self):
-                inner.access_log = CountingMailLog(self, inner.protocol.__name__, mail)
-            return True
-        return False
+            while isinstance(mail, CountingMailLog):
+                mail = mail.then
+            inner.access_log = CountingMailLog(self, inner.protocol.__name__, mail)
+        else:
+            return False
+        self._counted.add(inner)
+        return True
+
+    def stop_counting(self) -> None:
+        """The factories :meth:`count_responses` counted for this one count no more: each
+        gets back the log it kept (or none), with what it was told since."""
+        from statewire._response_metrics import CountingLog, CountingMailLog
+
+        for factory in list(self._counted):
+            log = factory.access_log
+            if isinstance(log, (CountingLog, CountingMailLog)) and log.metrics is self:
+                factory.access_log = log.then
+        self._counted = weakref.WeakSet()
 
     def responded(self, protocol: str, status: int, seconds: float) -> None:
         """One response (or refusal) of ``protocol`` with ``status`` took ``seconds``."""
@@ -328,6 +346,7 @@ def disable() -> None:
     global _current
     if _current is not None:
         unobserve(_current)
+        _current.stop_counting()
         _current = None
 
 

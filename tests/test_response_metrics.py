@@ -6,6 +6,7 @@ client's own parser."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -224,3 +225,56 @@ def test_serve_metrics_counts_the_smtp_servers_messages_by_reply(tmp_path: Path)
         output, _ = server.communicate(timeout=20)
     assert statuses == {"250": 2, "0": 1}, output
     assert "statewire_http_responses" not in families  # (its own metrics server not counted)
+
+
+def test_a_factory_counted_first_still_keeps_the_access_log_asked_later() -> None:
+    counting = metrics.Metrics()
+    factory = HTTPFactory(handle, date=False)
+    counting.count_responses(factory)
+    factory.log_access()  # (what --access-log asks: a log, besides the counting)
+    records: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("statewire.access")
+    handler = Lines()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        _feed(factory, GET)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert len(records) == 1 and '"GET / HTTP/1.1" 200' in records[0]
+    assert counting.responses == {("HTTPServer", 200): 1}
+
+
+def test_a_factory_counts_for_the_last_metrics_that_asked_and_disable_gives_its_log_back() -> None:
+    first, second = metrics.Metrics(), metrics.Metrics()
+    kept = Kept()
+    factory = HTTPFactory(handle, date=False, access_log=kept)
+    first.count_responses(factory)
+    second.count_responses(factory)
+    first.count_responses(factory)
+    _feed(factory, GET)
+    assert first.responses == {("HTTPServer", 200): 1} and not second.responses
+    assert len(kept.entries) == 1
+    first.stop_counting()
+    assert factory.access_log is kept
+    counting = metrics.enable()
+    try:
+        counting.count_responses(factory)
+    finally:
+        metrics.disable()  # (stops counting too)
+    assert factory.access_log is kept
+    _feed(factory, GET)
+    assert not counting.responses and len(kept.entries) == 2
+
+
+def test_a_histogram_refuses_bounds_it_cannot_write() -> None:
+    for bounds in ((1.0, float("inf")), (1.0, 0.5), (0.1, 0.1), (float("nan"),)):
+        with pytest.raises(ValueError, match="finite and rising"):
+            Histogram(bounds)

@@ -5,7 +5,10 @@ factory's ``access_log=``."""
 from __future__ import annotations
 
 import logging
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # (typing's from Python 3.11)
 
 E = TypeVar("E")
 log = logging.getLogger("statewire.protocols")
@@ -70,6 +73,12 @@ class EntryLog(Generic[E]):
     def write(self, entry: E) -> None:
         """Log ``entry`` (the subclass's line)."""
         raise NotImplementedError
+
+    def with_lines(self) -> Self:
+        """This log, made to write its lines: what ``log_access()`` (``statewire serve
+        --access-log``) asks of a log a factory keeps already. Itself; a log that only
+        counts (``statewire.metrics``) puts the default log behind it."""
+        return self
 
     def written(self, entry: E) -> None:
         """:meth:`write` ``entry``; what it raises is logged at ERROR, not raised: a log's

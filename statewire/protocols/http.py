@@ -539,6 +539,8 @@ class HTTPFactory(Factory):
         already (what ``statewire serve --access-log`` asks)."""
         if self.access_log is None:
             self.access_log = AccessLog()
+        else:
+            self.access_log = self.access_log.with_lines()  # (one that only counted)
 
 
 __all__ = [

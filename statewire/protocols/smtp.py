@@ -601,6 +601,8 @@ class SMTPFactory(Factory):
         already (what ``statewire serve --access-log`` asks)."""
         if self.access_log is None:
             self.access_log = MailLog()
+        else:
+            self.access_log = self.access_log.with_lines()  # (one that only counted)
 
     def stopFactory(self) -> None:
         """The last port stopped listening (the server stops): every open session is

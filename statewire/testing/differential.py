@@ -22,11 +22,13 @@ Only loopback addresses are ever used; every wait is bounded in time and bytes.
 
 from __future__ import annotations
 
+import errno
 import random
 import shutil
 import socket
 import subprocess
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -72,22 +74,43 @@ def free_port() -> int:
     where it says where that range is (Linux): the system never gives those ports away by
     itself, so between this call and the server's ``bind`` no client socket and no server
     listening on port 0 can take it, as they could a port released by the system's own
-    choice (tests running in parallel make that likely). Elsewhere, or when the range
-    leaves no room, or no port tried was free: the system's choice."""
+    choice (tests running in parallel make that likely). Free means bindable on
+    127.0.0.1 and, where there is IPv6, on ::1; and no port is given twice in a row (the
+    last 256 are not given again). Elsewhere, or when the range leaves no room, or no
+    port tried was free: the system's choice."""
     low = _ephemeral_low()
     if low is not None and low - FREE_PORTS_FROM >= 1000:
         for _ in range(50):  # bounded
             port = _PICK.randrange(FREE_PORTS_FROM, low)
-            with socket.socket() as probe:
-                try:
-                    probe.bind((HOST, port))
-                except OSError:
-                    continue
-            return port
+            if port not in _GIVEN and _bindable(port):
+                _GIVEN.append(port)
+                return port
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         chosen: int = probe.getsockname()[1]
         return chosen
+
+
+#: the ports :func:`free_port` gave lately (two calls in a row never give the same)
+_GIVEN: deque[int] = deque(maxlen=256)
+
+
+def _bindable(port: int) -> bool:
+    """Whether ``port`` is free on 127.0.0.1, and on ::1 where there is IPv6 (a server
+    may listen on both)."""
+    for family, host in ((socket.AF_INET, HOST), (socket.AF_INET6, "::1")):
+        try:
+            probe = socket.socket(family)
+        except OSError:
+            continue  # (no IPv6 here)
+        with probe:
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                if family == socket.AF_INET6 and error.errno == errno.EADDRNOTAVAIL:
+                    continue  # (IPv6 without ::1)
+                return False
+    return True
 
 
 @contextmanager
