@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 from process_helpers import ROOT
+from test_http_access_log import Kept
 
 from statewire import metrics
 from statewire._histogram import Histogram
 from statewire.protocol import Factory
-from statewire.protocols.http import AccessEntry, AccessLog, HTTPFactory, Request, Response
+from statewire.protocols.http import HTTPFactory, Request, Response
 from statewire.proxy import ProxyProtocolFactory
 from statewire.testing.differential import free_port
 from statewire.testing.memory import Clock, StringTransport
@@ -36,17 +37,6 @@ async def handle(request: Request, response: Response) -> None:
         await response.send(200, [], b"hello\n")
     else:
         await response.send(404, [], b"not found\n")
-
-
-class Kept(AccessLog):
-    """An access log keeping its entries."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: list[AccessEntry] = []
-
-    def write(self, entry: AccessEntry) -> None:
-        self.entries.append(entry)
 
 
 def _feed(factory: HTTPFactory, data: bytes) -> bytes:
