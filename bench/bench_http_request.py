@@ -27,6 +27,9 @@ The server (one of):
 as wrk sends it). ``--uvloop`` runs the loop on uvloop. ``--access-log FILE`` has the server
 log each request to FILE (statewire's :class:`~statewire.protocols.http.AccessLog`, or
 uvicorn's own access log), the lines alone, through a ``logging.FileHandler``.
+``--metrics`` has a :class:`statewire.metrics.Metrics` count the responses (by status,
+their durations in a histogram), as ``statewire serve --metrics`` does; the connection
+observer that ``--metrics`` also turns on is left out (``bench/bench_tracing.py``'s).
 """
 
 from __future__ import annotations
@@ -117,6 +120,8 @@ def _statewire(factory: Any) -> tuple[Callable[[bytes], None], _Counted]:
 
 #: the file each request is logged to (``--access-log``), or ``None``
 ACCESS_LOG: list[str | None] = [None]
+#: whether the server's responses are counted (``--metrics``: ``statewire.metrics``)
+COUNTED: list[bool] = [False]
 
 
 def _log_handler(logger: str) -> logging.Logger:
@@ -143,6 +148,10 @@ def _logged(factory: Any) -> Any:
         from statewire.protocols.http import AccessLog
 
         factory.access_log = AccessLog(_log_handler("statewire.access"))
+    if COUNTED[0]:
+        from statewire import metrics
+
+        metrics.Metrics().count_responses(factory)  # (only the responses: no observer)
     return factory
 
 
@@ -268,8 +277,12 @@ def main() -> None:
         "--batch", type=int, default=1, help="connections read in each loop turn (default 1)"
     )
     parser.add_argument("--access-log", metavar="FILE", help="log each request to FILE")
+    parser.add_argument(
+        "--metrics", action="store_true", help="count the responses (statewire.metrics)"
+    )
     args = parser.parse_args()
     ACCESS_LOG[0] = args.access_log
+    COUNTED[0] = args.metrics
     server = "asgi" if args.asgi else "uvicorn" if args.uvicorn else "httpd"
     fields = b"".join(b"X-Field-%d: a value\r\n" % n for n in range(args.fields))
     what = f"GET / with {1 + args.fields} header fields"
@@ -290,6 +303,7 @@ def main() -> None:
         f"{statistics.median(costs):.1f} us a request [{min(costs):.1f}-{max(costs):.1f}], "
         f"{calls:.0f} Python calls (the loop's turn included), {writes:g} writes"
         + (", each request logged" if args.access_log else "")
+        + (", each response counted" if args.metrics else "")
     )
 
 
