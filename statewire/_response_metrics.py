@@ -11,7 +11,7 @@ cut short (``499`` when nothing of it had left), a ``101``, and the server's ref
 (``400``, ``408``, ``413``, ``431``, ``500`` for a handler that raised...). The duration
 is the access log's: from the head's arrival to the response's end (0 for a refusal made
 before any request: its head was never whole). A server counting no responses pays
-nothing for it; one counting pays the access log's entry a request.
+nothing for it; one counting and keeping no log makes no entry (:class:`_Timed`).
 
 SMTP's counting rides on its mail log (:mod:`statewire.protocols._smtp_log`) alike:
 :class:`CountingMailLog` counts each message the mail log writes, by its reply's code
@@ -20,9 +20,11 @@ SMTP's counting rides on its mail log (:mod:`statewire.protocols._smtp_log`) ali
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Protocol
 
-from statewire.protocols.http import AccessEntry, AccessLog
+from statewire.protocols._http_access import ExchangeLog
+from statewire.protocols.http import AccessEntry, AccessLog, Request
 from statewire.protocols.smtp import MailLog, MessageEntry
 
 if TYPE_CHECKING:
@@ -49,6 +51,13 @@ class CountingLog(AccessLog):
         self.protocol = protocol
         self.then = then
 
+    def exchange(self, request: Request) -> ExchangeLog:
+        """With a log kept, the entry it writes (counted as it is written); with none, only
+        the exchange's time and status, counted (no entry made: :class:`_Timed`)."""
+        if self.then is not None:
+            return ExchangeLog(self, request)
+        return _Timed(self.metrics, self.protocol)
+
     def write(self, entry: AccessEntry) -> None:
         """Count ``entry``; then the kept log writes it (its failure logged there, as a
         log's failure is: the counting stands)."""
@@ -61,6 +70,24 @@ class CountingLog(AccessLog):
         if self.then is None:
             self.then = AccessLog()
         return self
+
+
+class _Timed(ExchangeLog):
+    """One exchange counted, with no log to write: its start, then its status and
+    duration told once (what :class:`ExchangeLog` does, without the entry)."""
+
+    __slots__ = ("_counting", "_protocol")
+
+    def __init__(self, metrics: Responded, protocol: str) -> None:  # (not ExchangeLog's)
+        self._counting: Responded | None = metrics
+        self._protocol = protocol
+        self._start = time.perf_counter()
+
+    def done(self, status: int, sent: int, complete: bool) -> None:
+        """The response is done: counted, once."""
+        counting, self._counting = self._counting, None
+        if counting is not None:
+            counting.responded(self._protocol, status, time.perf_counter() - self._start)
 
 
 class CountingMailLog(MailLog):
