@@ -21,9 +21,8 @@ class Histogram:
 
     def __init__(self, bounds: Sequence[float] = DURATION_BUCKETS) -> None:
         self.bounds = tuple(bounds)
-        if not all(math.isfinite(bound) for bound in self.bounds) or list(self.bounds) != sorted(
-            set(self.bounds)
-        ):
+        pairs = zip(self.bounds, self.bounds[1:], strict=False)
+        if not all(map(math.isfinite, self.bounds)) or any(a >= b for a, b in pairs):
             raise ValueError(f"bounds are finite and rising (+Inf is added), not {bounds!r}")
         self.counts = [0] * (len(self.bounds) + 1)  # (the last: over every bound)
         self.count = 0

@@ -21,14 +21,18 @@ SMTP's counting rides on its mail log (:mod:`statewire.protocols._smtp_log`) ali
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from statewire.protocols._http_access import ExchangeLog
+from statewire.protocols._log_text import EntryLog
 from statewire.protocols.http import AccessEntry, AccessLog, Request
 from statewire.protocols.smtp import MailLog, MessageEntry
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # (typing's from Python 3.11)
+
+#: an entry a log writes
+E = TypeVar("E")
 
 
 class Responded(Protocol):
@@ -39,17 +43,42 @@ class Responded(Protocol):
     def mailed(self, protocol: str, status: int) -> None: ...
 
 
-class CountingLog(AccessLog):
-    """An access log that counts each entry (``metrics.responded``), then writes it to
-    ``then``, the log kept before (``None``: none, nothing written)."""
+class Counting(EntryLog[E]):
+    """A log that counts each entry (:meth:`count`), then writes it to ``then``, the log
+    kept before (``None``: none, nothing written)."""
 
-    kind = "access (counting)"
+    #: the log put behind it when it is asked for lines (:meth:`with_lines`)
+    lines: ClassVar[type[EntryLog[Any]]]
 
-    def __init__(self, metrics: Responded, protocol: str, then: AccessLog | None) -> None:
+    def __init__(self, metrics: Responded, protocol: str, then: EntryLog[E] | None) -> None:
         super().__init__(then.logger if then is not None else None)
         self.metrics = metrics
         self.protocol = protocol
         self.then = then
+
+    def count(self, entry: E) -> None:
+        """Tell :attr:`metrics` of ``entry``."""
+        raise NotImplementedError
+
+    def write(self, entry: E) -> None:
+        """Count ``entry``; then the kept log writes it (its failure logged there, as a
+        log's failure is: the counting stands)."""
+        self.count(entry)
+        if self.then is not None:
+            self.then.written(entry)
+
+    def with_lines(self) -> Self:
+        """Counting, and writing the lines: the default log behind, if none was."""
+        if self.then is None:
+            self.then = self.lines()
+        return self
+
+
+class CountingLog(Counting[AccessEntry], AccessLog):
+    """An access log that counts each exchange (``metrics.responded``)."""
+
+    kind = "access (counting)"
+    lines = AccessLog
 
     def exchange(self, request: Request) -> ExchangeLog:
         """With a log kept, the entry it writes (counted as it is written); with none, only
@@ -58,18 +87,8 @@ class CountingLog(AccessLog):
             return ExchangeLog(self, request)
         return _Timed(self.metrics, self.protocol)
 
-    def write(self, entry: AccessEntry) -> None:
-        """Count ``entry``; then the kept log writes it (its failure logged there, as a
-        log's failure is: the counting stands)."""
+    def count(self, entry: AccessEntry) -> None:
         self.metrics.responded(self.protocol, entry.status, entry.duration)
-        if self.then is not None:
-            self.then.written(entry)
-
-    def with_lines(self) -> Self:
-        """Counting, and writing the lines: the default access log behind, if none was."""
-        if self.then is None:
-            self.then = AccessLog()
-        return self
 
 
 class _Timed(ExchangeLog):
@@ -90,29 +109,14 @@ class _Timed(ExchangeLog):
             counting.responded(self._protocol, status, time.perf_counter() - self._start)
 
 
-class CountingMailLog(MailLog):
-    """A mail log that counts each message (``metrics.mailed``), then writes it to
-    ``then``, the log kept before (``None``: none, nothing written)."""
+class CountingMailLog(Counting[MessageEntry], MailLog):
+    """A mail log that counts each message (``metrics.mailed``)."""
 
     kind = "mail (counting)"
+    lines = MailLog
 
-    def __init__(self, metrics: Responded, protocol: str, then: MailLog | None) -> None:
-        super().__init__(then.logger if then is not None else None)
-        self.metrics = metrics
-        self.protocol = protocol
-        self.then = then
-
-    def write(self, entry: MessageEntry) -> None:
-        """Count ``entry``; then the kept log writes it."""
+    def count(self, entry: MessageEntry) -> None:
         self.metrics.mailed(self.protocol, entry.status)
-        if self.then is not None:
-            self.then.written(entry)
-
-    def with_lines(self) -> Self:
-        """Counting, and writing the lines: the default mail log behind, if none was."""
-        if self.then is None:
-            self.then = MailLog()
-        return self
 
 
-__all__ = ["CountingLog", "CountingMailLog", "Responded"]
+__all__ = ["Counting", "CountingLog", "CountingMailLog", "Responded"]

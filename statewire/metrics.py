@@ -40,11 +40,14 @@ import re
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from statewire._histogram import DURATION_BUCKETS, Histogram
 from statewire.machine import TransitionCallback, observe, unobserve
 from statewire.protocol import innermost
+
+if TYPE_CHECKING:
+    from statewire.protocols._log_text import EntryLog
 
 
 class Metrics:
@@ -101,35 +104,34 @@ class Metrics:
         other factory is left as it is. A factory counts for one :class:`Metrics`, the
         last that asked: counting twice counts once; :meth:`stop_counting` (and
         :func:`disable`) gives it back its own log."""
-        from statewire._response_metrics import CountingLog, CountingMailLog
+        from statewire._response_metrics import Counting, CountingLog, CountingMailLog
         from statewire.protocols.http import HTTPFactory
         from statewire.protocols.smtp import SMTPFactory
 
         kinds = (HTTPFactory, SMTPFactory)
         inner = innermost(factory, lambda found: isinstance(found, kinds))
+        counting: type[Counting[Any]]
         if isinstance(inner, HTTPFactory):
-            kept = inner.access_log
-            while isinstance(kept, CountingLog):  # (another Metrics counted it: no more)
-                kept = kept.then
-            inner.access_log = CountingLog(self, inner.protocol.__name__, kept)
+            counting = CountingLog
         elif isinstance(inner, SMTPFactory):
-            mail = inner.access_log
-            while isinstance(mail, CountingMailLog):
-                mail = mail.then
-            inner.access_log = CountingMailLog(self, inner.protocol.__name__, mail)
+            counting = CountingMailLog
         else:
             return False
+        kept: EntryLog[Any] | None = inner.access_log
+        while isinstance(kept, Counting):  # (another Metrics counted it: no more)
+            kept = kept.then
+        inner.access_log = counting(self, inner.protocol.__name__, kept)
         self._counted.add(inner)
         return True
 
     def stop_counting(self) -> None:
         """The factories :meth:`count_responses` counted for this one count no more: each
         gets back the log it kept (or none), with what it was told since."""
-        from statewire._response_metrics import CountingLog, CountingMailLog
+        from statewire._response_metrics import Counting
 
         for factory in list(self._counted):
             log = factory.access_log
-            if isinstance(log, (CountingLog, CountingMailLog)) and log.metrics is self:
+            if isinstance(log, Counting) and log.metrics is self:
                 factory.access_log = log.then
         self._counted = weakref.WeakSet()
 

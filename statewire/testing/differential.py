@@ -67,6 +67,28 @@ def _ephemeral_low() -> int | None:
         return None
 
 
+#: the ports :func:`free_port` gave lately (two calls in a row never give the same)
+_GIVEN: deque[int] = deque(maxlen=256)
+
+
+def _bindable(port: int) -> bool:
+    """Whether ``port`` is free on 127.0.0.1, and on ::1 where there is IPv6 (a server
+    may listen on both)."""
+    for family, host in ((socket.AF_INET, HOST), (socket.AF_INET6, "::1")):
+        try:
+            probe = socket.socket(family)
+        except OSError:
+            continue  # (no IPv6 here)
+        with probe:
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                if family == socket.AF_INET6 and error.errno == errno.EADDRNOTAVAIL:
+                    continue  # (IPv6 without ::1)
+                return False
+    return True
+
+
 def free_port() -> int:
     """A TCP port free on the loopback interface now, for a server started next.
 
@@ -89,28 +111,6 @@ def free_port() -> int:
         probe.bind((HOST, 0))
         chosen: int = probe.getsockname()[1]
         return chosen
-
-
-#: the ports :func:`free_port` gave lately (two calls in a row never give the same)
-_GIVEN: deque[int] = deque(maxlen=256)
-
-
-def _bindable(port: int) -> bool:
-    """Whether ``port`` is free on 127.0.0.1, and on ::1 where there is IPv6 (a server
-    may listen on both)."""
-    for family, host in ((socket.AF_INET, HOST), (socket.AF_INET6, "::1")):
-        try:
-            probe = socket.socket(family)
-        except OSError:
-            continue  # (no IPv6 here)
-        with probe:
-            try:
-                probe.bind((host, port))
-            except OSError as error:
-                if family == socket.AF_INET6 and error.errno == errno.EADDRNOTAVAIL:
-                    continue  # (IPv6 without ::1)
-                return False
-    return True
 
 
 @contextmanager
