@@ -1,0 +1,379 @@
+"""A WebSocket connection's server side (RFC 6455), as a declared machine, and the HTTP
+handshake that leads to it.
+
+After an HTTP handler answers a handshake with ``response.upgrade(protocol, fields)``
+(:func:`handshake_refusal` says whether to, :func:`accept_fields` what to answer), the
+connection's bytes, those already received included, are framed by ``protocol``: a
+:class:`WebSocket`, whose one framing is a client frame (:mod:`grammars.websocket`)::
+
+    open        text/binary frame, FIN set       messageReceived(the message)
+                text/binary frame, FIN clear     -> fragmented (a message begins)
+                ping                             pong with the same payload
+                close                            the close answered -> closed
+    fragmented  continuation, FIN clear          the message grows
+                continuation, FIN set            -> open, messageReceived(the message)
+                ping / pong / close              as in open (control frames interleave)
+
+A subclass overrides :meth:`WebSocket.messageReceived` (a text message is a ``str``, a
+binary one ``bytes``) and :meth:`WebSocket.websocketClosed`, and sends with
+:meth:`WebSocket.sendMessage` and :meth:`WebSocket.sendClose`.
+
+Refused, with a close frame and the connection closed: an unmasked client frame, RSV bits,
+an unknown opcode, a fragmented or long (> 125 bytes) control frame, a 64-bit length with
+its top bit set (each as soon as the frame's header is there, before its payload), a
+continuation with no message begun or a new message inside one (``1002``), a text message
+or close reason that is not UTF-8 (``1007``), a frame or message over
+:attr:`WebSocket.max_message` (16 MiB, ``1009``). A client that stops reading is dropped
+after :attr:`WebSocket.write_timeout` (30 s) without taking a byte.
+
+A close, either side's, ends the session: the server answers a client's close frame with
+the same code and closes the connection; a close it sends itself is not followed by a wait
+for the client's answer (the connection closes once the frame is sent, and what the client
+sends after it is dropped).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from automat import TypeMachineBuilder
+
+from grammars.websocket import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    TEXT,
+    client_frames,
+    close_code_allowed,
+    close_payload,
+    frame,
+    unmask,
+)
+from statewire.declarative import MachineProtocol
+from statewire.framing import FrameTooLong, FramingError
+from statewire.machine import RemoteProtocolError, UnexpectedInput, by_key
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: the largest message (and frame payload) :class:`WebSocket` takes
+MAX_MESSAGE = 16 << 20
+#: the close code a connection lost without a close frame reports (RFC 6455 §7.1.5)
+ABNORMAL = 1006
+#: the close code a close frame without one reports (RFC 6455 §7.1.5)
+NO_STATUS = 1005
+
+
+# -- the handshake (RFC 6455 §4.2) --------------------------------------------------------
+
+
+def accept_key(key: bytes) -> bytes:
+    """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key``."""
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+def _valid_key(key: bytes) -> bool:
+    try:
+        return len(base64.b64decode(key, validate=True)) == 16
+    except ValueError:
+        return False
+
+
+def wants_websocket(request: Any) -> bool:
+    """Whether ``request`` asks for a WebSocket (``websocket`` among its ``Upgrade``
+    tokens), a handshake or not."""
+    return b"websocket" in request.headers.tokens(b"upgrade")
+
+
+def handshake_refusal(request: Any) -> str | None:
+    """Why ``request`` (one that :func:`wants_websocket`) is not a valid handshake, to be
+    answered ``400`` with ``Sec-WebSocket-Version: 13`` (the RFC's own example), or
+    ``None``: a ``GET`` of HTTP/1.1 or later (RFC 6455 §4.1; and RFC 9110 §15.2 sends no
+    ``101`` to HTTP/1.0), the ``upgrade`` connection option, version 13, a key of 16 bytes
+    in base64."""
+    headers = request.headers
+    if request.method != b"GET":
+        return "a WebSocket handshake is a GET"
+    if request.version < (1, 1):
+        return "a WebSocket handshake is HTTP/1.1"
+    if b"upgrade" not in headers.tokens(b"connection"):
+        return "no upgrade connection option"
+    if headers.get(b"sec-websocket-version") != b"13":
+        return "not WebSocket version 13"
+    if not _valid_key(headers.get(b"sec-websocket-key") or b""):
+        return "no valid Sec-WebSocket-Key"
+    return None
+
+
+def subprotocols(request: Any) -> list[str]:
+    """The subprotocols the client offers (``Sec-WebSocket-Protocol``), in its order."""
+    return [token.decode("latin-1") for token in request.headers.tokens(b"sec-websocket-protocol")]
+
+
+def accept_fields(
+    request: Any, subprotocol: str | None = None, extra: Sequence[tuple[Any, Any]] = ()
+) -> list[tuple[Any, Any]]:
+    """The ``101``'s fields for a valid handshake: ``Upgrade``, ``Connection``,
+    ``Sec-WebSocket-Accept``, the ``subprotocol`` chosen (one the client offered, else
+    :class:`ValueError`), then ``extra``."""
+    key = request.headers.get(b"sec-websocket-key") or b""
+    fields: list[tuple[Any, Any]] = [
+        (b"Upgrade", b"websocket"),
+        (b"Connection", b"Upgrade"),
+        (b"Sec-WebSocket-Accept", accept_key(key)),
+    ]
+    if subprotocol is not None:
+        if subprotocol not in subprotocols(request):
+            raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
+        fields.append((b"Sec-WebSocket-Protocol", subprotocol.encode("latin-1")))
+    fields.extend(extra)
+    return fields
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+
+class Frames(Protocol):
+    """The machine's inputs: one per kind of frame, and the loss."""
+
+    def message(self, opcode: int, data: bytes) -> None: ...
+    def begin(self, opcode: int, data: bytes) -> None: ...
+    def more(self, opcode: int, data: bytes) -> None: ...
+    def last(self, opcode: int, data: bytes) -> None: ...
+    def ping(self, opcode: int, data: bytes) -> None: ...
+    def pong(self, opcode: int, data: bytes) -> None: ...
+    def close(self, opcode: int, data: bytes) -> None: ...
+    def lost(self, reason: object) -> None: ...
+
+
+class WebSocketCore(MachineProtocol):
+    """The machine's core: the message being put together, sending and closing."""
+
+    #: the largest message taken (its fragments together): past it, ``1009``
+    max_message = MAX_MESSAGE
+    #: a client that stops reading while frames pile up is dropped after this long
+    #: without taking a byte (the HTTP side's limit, which the upgrade would lift)
+    write_timeout = 30.0
+    #: the opcode of the fragmented message under way
+    opcode = TEXT
+    #: the fragmented message under way: one buffer, so a fragment costs its payload
+    #: bytes only (a list of fragments would grow with empty ones for ever)
+    message: bytearray
+    #: the session's close code, once it ended (either side's close, or the loss)
+    close_code: int | None = None
+
+    # -- what a subclass overrides ------------------------------------------------------
+
+    def messageReceived(self, message: str | bytes) -> None:
+        """A whole message: ``str`` for a text message, ``bytes`` for a binary one."""
+
+    def websocketClosed(self, code: int, reason: str) -> None:
+        """The session ended, once: the client's close frame (its code, ``1005`` for
+        none), the server's own (its code), or the connection lost first (``1006``)."""
+
+    # -- sending ------------------------------------------------------------------------
+
+    def sendMessage(self, message: str | bytes) -> None:
+        """Send one message: text for a ``str``, binary for bytes. Nothing is sent once
+        the session ended."""
+        if self.close_code is not None:
+            return
+        if isinstance(message, str):
+            self.transport.write(frame(TEXT, message.encode("utf-8")))
+        else:
+            self.transport.write(frame(BINARY, bytes(message)))
+
+    def sendClose(self, code: int = 1000, reason: str = "") -> None:
+        """End the session: a close frame with ``code`` (one a close frame may carry),
+        then the connection closes once it is sent."""
+        if not close_code_allowed(code):
+            raise ValueError(f"close code {code} is not one a close frame carries")
+        self._close_with(code, reason)
+
+    def closeGracefully(self) -> None:
+        """The server is stopping: the close frame RFC 6455 §7.4.1 gives that (``1001``,
+        going away), then the close (the client's own close frame is not waited for)."""
+        self._close_with(1001, "server going away")
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close with ``code``: the peer broke the protocol."""
+        self._close_with(code, reason)
+
+    def _close_with(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.transport.write(frame(CLOSE, close_payload(code, reason)))
+            self._ended(code, reason)
+        self.close()
+
+    def _ended(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = code
+            self.websocketClosed(code, reason)
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def deliver(self, opcode: int, data: bytes) -> None:
+        """A whole message, checked: to :meth:`messageReceived`."""
+        if opcode == TEXT:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.fail(1007, "text message is not UTF-8")
+                return
+            self.messageReceived(text)
+        else:
+            self.messageReceived(data)
+
+    def grow(self, data: bytes) -> bool:
+        """Add a fragment to the message under way; ``False`` if it grew too big."""
+        if len(self.message) + len(data) > self.max_message:
+            self.fail(1009, "message too big")
+            return False
+        self.message += data
+        return True
+
+    def closed_by_client(self, data: bytes) -> None:
+        """The client's close frame: checked (RFC 6455 §5.5.1, §7.4), answered with its
+        code, the session ended."""
+        if len(data) == 1:
+            self.fail(1002, "close payload of one byte")
+            return
+        code, reason = NO_STATUS, ""
+        if data:
+            code = int.from_bytes(data[:2], "big")
+            if not close_code_allowed(code):
+                self.fail(1002, "invalid close code")
+                return
+            try:
+                reason = data[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                self.fail(1007, "close reason is not UTF-8")
+                return
+        if self.close_code is None:
+            self.transport.write(frame(CLOSE, data[:2]))
+        self._ended(code, reason)
+        self.close()
+
+    def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
+        """A refused frame: ``1009`` when too long, else ``1002`` (its header broke a rule
+        of :data:`~grammars.websocket.CLIENT_FRAME`, or it came out of sequence)."""
+        if isinstance(error, FrameTooLong):
+            self.fail(1009, "frame too big")
+        elif isinstance(error, UnexpectedInput):
+            self.fail(1002, f"{error.input} frame out of sequence")
+        elif isinstance(error, FramingError):
+            # (construct's message names the rule after its path: "... (parsing): rule")
+            self.fail(1002, error.message.rpartition(": ")[2])
+        else:
+            self.fail(1002, "malformed frame")
+
+
+builder = TypeMachineBuilder(Frames, WebSocketCore)
+open_ = builder.state("open")
+fragmented = builder.state("fragmented")
+closed = builder.state("closed")
+
+
+@open_.upon(Frames.message).loop()
+def deliver(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
+    core.deliver(opcode, data)
+
+
+@open_.upon(Frames.begin).to(fragmented)
+def begin(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
+    core.opcode, core.message = opcode, bytearray()
+    core.grow(data)
+
+
+@fragmented.upon(Frames.more).loop()
+def grow(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
+    core.grow(data)
+
+
+@fragmented.upon(Frames.last).to(open_)
+def finish(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
+    if core.grow(data):
+        core.deliver(core.opcode, bytes(core.message))
+    core.message = bytearray()
+
+
+def pong(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
+    if core.close_code is None:
+        core.transport.write(frame(PONG, data))
+
+
+def ignore(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
+    pass
+
+
+def close_back(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
+    core.closed_by_client(data)
+
+
+def gone(machine: Frames, core: WebSocketCore, reason: object) -> None:
+    core._ended(ABNORMAL, "")
+
+
+for _state in (open_, fragmented):
+    _state.upon(Frames.ping).loop()(pong)
+    _state.upon(Frames.pong).loop()(ignore)
+    _state.upon(Frames.close).to(closed)(close_back)
+    _state.upon(Frames.lost).to(closed)(gone)
+closed.upon(Frames.lost).loop()(gone)
+
+_CONTROL = {CLOSE: "close", PING: "ping", PONG: "pong"}
+
+
+def kind(parsed: Any) -> str:
+    """What a client frame is, for the route (its header passed the grammar's rules: a
+    known opcode, a control frame whole)."""
+    header = parsed.header
+    opcode = header.opcode
+    if opcode >= CLOSE:
+        return _CONTROL[opcode]
+    if opcode == CONTINUATION:
+        return "last" if header.fin else "more"
+    return "message" if header.fin else "begin"
+
+
+def payload_of(parsed: Any) -> tuple[int, bytes]:
+    """The route's converter: the frame's opcode and unmasked payload."""
+    return parsed.header.opcode, unmask(parsed.mask, parsed.payload)
+
+
+_FRAMES = client_frames(MAX_MESSAGE)
+_ROUTE = by_key(
+    kind,
+    {
+        name: (getattr(Frames, name), payload_of)
+        for name in ("message", "begin", "more", "last", "ping", "pong", "close")
+    },
+)
+
+
+class WebSocket(WebSocketCore):
+    """A WebSocket session's server side: the machine above, client frames in every open
+    state. Subclass it (see the module's docs)."""
+
+    machine = builder.build()
+    framings = {open_: _FRAMES, fragmented: _FRAMES}
+    routes = {open_: _ROUTE, fragmented: _ROUTE}
+    lost = Frames.lost
+
+
+__all__ = [
+    "ABNORMAL",
+    "MAX_MESSAGE",
+    "NO_STATUS",
+    "Frames",
+    "WebSocket",
+    "WebSocketCore",
+    "accept_fields",
+    "accept_key",
+    "handshake_refusal",
+    "subprotocols",
+    "wants_websocket",
+]
