@@ -128,6 +128,8 @@ class HTTPConnection(MachineProtocol):
     gone = False
     #: the protocol the connection switches to after a ``101`` (see ``Response.upgrade``)
     upgraded_to: Any = None
+    #: whether the handler that upgraded goes on beside the protocol (``detach``)
+    upgrade_detached = False
     _congested: asyncio.Future[None] | None = None
     #: whether response writers wait (:meth:`writable`) before writing more
     congested = False
@@ -369,11 +371,11 @@ class HTTPConnection(MachineProtocol):
         task = exchange.task
         if task is not None and not task.done():
             response = exchange.response
-            if not response.finished or self.upgraded_to is not None:
+            if not response.finished or self._upgrade_waits():
                 waited = Waited(task, exchange.request.cancel_on_disconnect)
                 response.on_finish = functools.partial(self._response_finished, exchange, waited)
                 return waited  # _serve ends the exchange, or _response_finished does
-            if self._background_full():
+            if self.upgraded_to is None and self._background_full():
                 # waited for until a handler at work after its response ends (the slot it
                 # frees is this one's: _slot_freed), or this one does (_serve ends it)
                 waited = Waited(task, exchange.request.cancel_on_disconnect)
@@ -418,9 +420,9 @@ class HTTPConnection(MachineProtocol):
         end is seen)."""
         if self.exchange is not exchange or self.gone:
             return
-        if exchange.released or self.upgraded_to is not None or waited.done():
+        if exchange.released or self._upgrade_waits() or waited.done():
             return
-        if self._background_full():
+        if self.upgraded_to is None and self._background_full():
             self._slot_wanted = (exchange, waited)  # (until a slot frees, or it ends)
             return
         self._release(exchange)
@@ -649,9 +651,15 @@ class HTTPConnection(MachineProtocol):
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
 
-    def upgrade(self, protocol: Any) -> None:
-        """After this request, hand the connection to ``protocol`` (``101`` was sent)."""
+    def upgrade(self, protocol: Any, detach: bool = False) -> None:
+        """After this request, hand the connection to ``protocol`` (``101`` was sent): once
+        its handler returns, or, with ``detach``, at once (the handler going on)."""
         self.upgraded_to = protocol
+        self.upgrade_detached = detach
+
+    def _upgrade_waits(self) -> bool:
+        """Whether the connection upgraded and its switch waits for the handler's end."""
+        return self.upgraded_to is not None and not self.upgrade_detached
 
     def server_fields(self) -> bytes:
         """The field lines the server adds to every response (``Date``, ``Server``), made

@@ -291,7 +291,7 @@ class Connection(Protocol):
     def write(self, data: bytes) -> None: ...
     async def writable(self) -> None: ...
     def server_fields(self) -> bytes: ...
-    def upgrade(self, protocol: Any) -> None: ...
+    def upgrade(self, protocol: Any, detach: bool = False) -> None: ...
 
 
 # what a field a handler gives means to the writer (see _field)
@@ -600,10 +600,19 @@ class Response:
         if self.on_finish is not None:
             self.on_finish()
 
-    async def upgrade(self, protocol: Any, headers: Iterable[FieldLike] = ()) -> None:
+    async def upgrade(
+        self, protocol: Any, headers: Iterable[FieldLike] = (), *, detach: bool = False
+    ) -> None:
         """Answer ``101 Switching Protocols`` with ``headers`` (``Upgrade: ...`` among
-        them); once the request is complete, every byte the connection receives goes to
-        ``protocol`` (a Twisted-style protocol, connected to the same transport)."""
+        them); every byte the connection receives then goes to ``protocol`` (a
+        Twisted-style protocol, connected to the same transport).
+
+        By default the switch comes once the request is complete and the handler has
+        returned. With ``detach``, it comes once the request is complete, the handler
+        going on beside ``protocol`` (as an ASGI application's ``websocket`` call runs
+        the whole session): it is no longer waited for, and a lost connection tells it as
+        it tells a handler at work after its response (cancelled, or told, per
+        ``cancel_on_disconnect``), ``protocol`` told first."""
         if self.started:
             raise RuntimeError("the response was already started")
         if self._version < (1, 1):
@@ -622,7 +631,9 @@ class Response:
         self.keep_alive = True
         if self.access is not None:
             self.logged(True)
-        connection.upgrade(protocol)
+        connection.upgrade(protocol, detach)
+        if detach and self.on_finish is not None:
+            self.on_finish()  # (the framing waits for the handler: it need not now)
         await connection.writable()
 
     def _head(self, whole: int | None) -> bytes:

@@ -49,9 +49,12 @@ from statewire.protocols._asgi_lifespan import (
     LifespanFailed,
     Message,
 )
+from statewire.protocols._asgi_websocket import serve as serve_websocket
+from statewire.protocols._asgi_websocket import websocket_scope
 from statewire.protocols._forwarded import Forwarded
 from statewire.protocols._http_head import split_absolute_form
 from statewire.protocols.http import HTTPFactory, Request, Response
+from statewire.protocols.websocket import handshake_refusal, wants_websocket
 
 log = logging.getLogger("statewire.asgi")
 
@@ -214,12 +217,25 @@ class ASGIFactory(HTTPFactory):
             # an application cannot tunnel in ASGI: its 2xx would be taken for a tunnel
             await response.send(501, _TEXT, b"CONNECT is not served\n")
             return
-        exchange = _Exchange(request, response)
+        exchange: _Exchange | None = None
+        if b"upgrade" in dict(scope["headers"]) and wants_websocket(request):
+            refusal = handshake_refusal(request)
+            if refusal is not None:
+                fields = [*_TEXT, (b"Sec-WebSocket-Version", b"13")]
+                await response.send(400, fields, refusal.encode() + b"\n")
+                return
+            call: Awaitable[None] = serve_websocket(
+                self.app, websocket_scope(scope, request), request, response
+            )
+        else:
+            exchange = _Exchange(request, response)
+            call = self.app(scope, exchange.receive, exchange.send)
         self._calls += 1
         try:
-            await self.app(scope, exchange.receive, exchange.send)
+            await call
         finally:
-            exchange.end()
+            if exchange is not None:
+                exchange.end()
             self._calls -= 1
             if not self._calls and self._idle is not None and not self._idle.done():
                 self._idle.set_result(None)

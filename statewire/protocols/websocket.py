@@ -164,6 +164,9 @@ class WebSocketCore(MachineProtocol):
     message: bytearray
     #: the session's close code, once it ended (either side's close, or the loss)
     close_code: int | None = None
+    #: what was sent before the connection switched to the protocol (a handler that
+    #: upgraded with ``detach`` may send at once): written first once it does
+    _unsent: list[bytes] | None = None
 
     # -- what a subclass overrides ------------------------------------------------------
 
@@ -182,9 +185,28 @@ class WebSocketCore(MachineProtocol):
         if self.close_code is not None:
             return
         if isinstance(message, str):
-            self.transport.write(frame(TEXT, message.encode("utf-8")))
+            self._write(frame(TEXT, message.encode("utf-8")))
         else:
-            self.transport.write(frame(BINARY, bytes(message)))
+            self._write(frame(BINARY, bytes(message)))
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.write(data)
+        elif self._unsent is None:
+            self._unsent = [data]
+        else:
+            self._unsent.append(data)
+
+    def connectionMade(self) -> None:
+        """The connection is the protocol's: what was sent before goes first (and a close
+        sent before closes it)."""
+        super().connectionMade()
+        unsent, self._unsent = self._unsent, None
+        if unsent:
+            self.transport.write(b"".join(unsent))
+        if self.close_code is not None:
+            self.close()
 
     def sendClose(self, code: int = 1000, reason: str = "") -> None:
         """End the session: a close frame with ``code`` (one a close frame may carry),
@@ -204,9 +226,10 @@ class WebSocketCore(MachineProtocol):
 
     def _close_with(self, code: int, reason: str) -> None:
         if self.close_code is None:
-            self.transport.write(frame(CLOSE, close_payload(code, reason)))
+            self._write(frame(CLOSE, close_payload(code, reason)))
             self._ended(code, reason)
-        self.close()
+        if self.transport is not None:
+            self.close()
 
     def _ended(self, code: int, reason: str) -> None:
         if self.close_code is None:

@@ -1,0 +1,247 @@
+"""An ASGI application's ``websocket`` scope (ASGI WebSocket spec 2.4, as uvicorn serves
+it), over statewire's :class:`~statewire.protocols.websocket.WebSocket`.
+
+A request that asks for a WebSocket (``Upgrade: websocket``) and is a valid handshake
+(:func:`~statewire.protocols.websocket.handshake_refusal`) becomes a ``websocket`` scope;
+one that asks and is not gets ``400`` without the application. The application's first
+``receive()`` gives ``websocket.connect``; it answers with one of:
+
+* ``websocket.accept`` (``subprotocol``: one the client offered, else the call raises
+  ``ValueError``; ``headers``): ``101``, and from then on the connection is the session's.
+  ``receive()`` gives ``websocket.receive`` (``text`` or ``bytes``) for each message, then
+  ``websocket.disconnect`` with the close code (the client's, ``1005`` when its close frame
+  had none, ``1006`` when the connection was lost without one, the server's own code when
+  it closed first: ``1001`` at a graceful stop) and reason; every later ``receive()``
+  gives the same. ``send()`` takes ``websocket.send`` (``bytes`` or ``text``) and
+  ``websocket.close`` (``code``, default ``1000``, and ``reason``).
+* ``websocket.close`` before the accept: ``403``, as the spec asks, and the call's later
+  ``receive()`` gives ``websocket.disconnect`` (``1006``).
+* ``websocket.http.response.start`` and ``.body`` (the "WebSocket Denial Response"
+  extension, named in the scope's ``extensions``): an HTTP response of the application's
+  own instead of the ``101``.
+
+Messages the application has not received yet are kept; past :data:`UNREAD_HIGH_WATER`
+bytes of them the session stops taking frames (the client's bytes wait in the kernel)
+until it catches up. ``send()`` waits while the client does not take what was sent. A
+``send()`` after the session ended raises: ``ConnectionError`` (an ``OSError``, spec 2.4)
+once the client closed or went away, ``RuntimeError`` after the application's own close.
+
+An application that returns without answering the handshake gets ``500``; one that
+returns with the session open closes it with ``1000``; one that raises closes it with
+``1011`` (the exception is logged). The application is not cancelled when the client
+leaves: its ``receive()`` gives the disconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from statewire.protocols._asgi_lifespan import Message
+from statewire.protocols.http import Request, Response
+from statewire.protocols.websocket import (
+    ABNORMAL,
+    WebSocket,
+    accept_fields,
+    subprotocols,
+)
+
+#: bytes of received messages the application has not taken, past which the session
+#: takes no more frames until it does
+UNREAD_HIGH_WATER = 1 << 20
+#: the extensions the scope names
+EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
+
+
+def websocket_scope(http_scope: dict[str, Any], request: Request) -> dict[str, Any]:
+    """The ``websocket`` scope of a handshake, from the ``http`` scope it would have had
+    (its headers, path, client and server; ``scheme`` ``ws`` or ``wss`` as that was
+    ``http`` or ``https``, trusted proxies' ``X-Forwarded-Proto`` included)."""
+    scope = dict(http_scope)
+    del scope["method"]
+    scope["type"] = "websocket"
+    scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
+    scope["subprotocols"] = subprotocols(request)
+    scope["extensions"] = EXTENSIONS
+    return scope
+
+
+class Channel(WebSocket):
+    """The session's protocol: the client's messages queued for ``receive()``."""
+
+    def __init__(self) -> None:
+        self.events: deque[tuple[Message, int]] = deque()
+        self.unread = 0
+        #: the ``websocket.disconnect`` once the session ended
+        self.ended: Message | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._congested: asyncio.Future[None] | None = None
+
+    def messageReceived(self, message: str | bytes) -> None:
+        if isinstance(message, str):
+            self._put({"type": "websocket.receive", "text": message}, len(message))
+        else:
+            self._put({"type": "websocket.receive", "bytes": message}, len(message))
+
+    def websocketClosed(self, code: int, reason: str) -> None:
+        self.ended = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        self._wake()
+        self._release_writers()
+
+    def _put(self, event: Message, size: int) -> None:
+        self.events.append((event, size))
+        self.unread += size
+        if self.unread > UNREAD_HIGH_WATER and self.machine_engine is not None:
+            self.machine_engine.hold("unread")
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Message:
+        """The next event for ``receive()``: a message, or the disconnect (for ever)."""
+        while not self.events:
+            if self.ended is not None:
+                return self.ended
+            if self._waiter is None:
+                self._waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._waiter)
+        event, size = self.events.popleft()
+        self.unread -= size
+        engine = self.machine_engine
+        if engine is not None and "unread" in engine.holds and self.unread <= UNREAD_HIGH_WATER:
+            engine.release("unread")
+        return event
+
+    def transportCongested(self, congested: bool) -> None:
+        super().transportCongested(congested)
+        if not congested:
+            self._release_writers()
+        elif self._congested is None and self.ended is None:
+            self._congested = asyncio.get_running_loop().create_future()
+
+    async def writable(self) -> None:
+        """Return when the client has taken enough of what was sent (or is gone)."""
+        while self._congested is not None and self.ended is None:
+            await asyncio.shield(self._congested)
+
+    def _release_writers(self) -> None:
+        waiting, self._congested = self._congested, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
+
+
+_CONNECTING, _OPEN, _DENYING, _DENIED = range(4)
+
+
+class Session:
+    """One ``websocket`` call's ``receive`` and ``send``."""
+
+    def __init__(self, request: Request, response: Response) -> None:
+        self.request = request
+        self.response = response
+        self.state = _CONNECTING
+        self.connect_given = False
+        self.channel: Channel | None = None
+        #: whether the application sent ``websocket.close`` (after it, ``send()`` raises
+        #: ``RuntimeError``, not ``ConnectionError``)
+        self.closed_by_app = False
+
+    async def receive(self) -> Message:
+        if not self.connect_given:
+            self.connect_given = True
+            return {"type": "websocket.connect"}
+        channel = self.channel
+        if channel is not None:
+            return await channel.get()
+        if self.state == _CONNECTING:
+            raise RuntimeError("receive() before websocket.accept or websocket.close")
+        return {"type": "websocket.disconnect", "code": ABNORMAL, "reason": ""}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        state = self.state
+        if state == _CONNECTING:
+            await self._answer(kind, message)
+        elif state == _OPEN:
+            await self._in_session(kind, message)
+        elif state == _DENYING and kind == "websocket.http.response.body":
+            body = message.get("body", b"")
+            if message.get("more_body", False):
+                await self.response.write(body)
+            else:
+                self.state = _DENIED
+                await self.response.end(body)
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r}: the handshake was refused")
+
+    async def _answer(self, kind: str, message: Message) -> None:
+        """The application's answer to the handshake."""
+        if kind == "websocket.accept":
+            fields = accept_fields(
+                self.request, message.get("subprotocol"), message.get("headers") or ()
+            )
+            self.channel = Channel()
+            self.state = _OPEN
+            await self.response.upgrade(self.channel, fields, detach=True)
+        elif kind == "websocket.close":
+            self.state = _DENIED
+            await self.response.send(403, [(b"Content-Type", b"text/plain")], b"")
+        elif kind == "websocket.http.response.start":
+            self.state = _DENYING
+            self.response.start(message["status"], message.get("headers", ()))
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} before the handshake's answer")
+
+    async def _in_session(self, kind: str, message: Message) -> None:
+        channel = self.channel
+        assert channel is not None
+        if channel.close_code is not None:
+            if self.closed_by_app:
+                raise RuntimeError(f"unexpected ASGI message {kind!r} after websocket.close")
+            raise ConnectionError("the WebSocket session ended")
+        if kind == "websocket.send":
+            data = message.get("bytes")
+            if data is None:
+                text = message.get("text")
+                if text is None:
+                    raise ValueError("websocket.send with neither bytes nor text")
+                channel.sendMessage(str(text))
+            else:
+                channel.sendMessage(bytes(data))
+            await channel.writable()
+        elif kind == "websocket.close":
+            self.closed_by_app = True
+            channel.sendClose(message.get("code") or 1000, message.get("reason") or "")
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} in a WebSocket session")
+
+    def finish(self, error: BaseException | None) -> None:
+        """The application returned (``error``: it raised): a session left open is
+        closed, ``1011`` after an error; a handshake left unanswered raises (``500``)."""
+        channel = self.channel
+        if channel is not None:
+            if channel.close_code is None:
+                if error is None:
+                    channel.sendClose(1000)
+                else:
+                    channel.sendClose(1011, "the application failed")
+            return
+        if self.state == _CONNECTING and error is None:
+            raise RuntimeError("the ASGI application returned without answering the handshake")
+        if self.state == _DENYING and error is None:
+            raise RuntimeError("the ASGI application returned before its denial's end")
+
+
+async def serve(app: Any, scope: dict[str, Any], request: Request, response: Response) -> None:
+    """Run ``app`` on the ``websocket`` ``scope`` of ``request`` (a valid handshake)."""
+    session = Session(request, response)
+    try:
+        await app(scope, session.receive, session.send)
+    except Exception as error:
+        session.finish(error)
+        raise
+    session.finish(None)
