@@ -1,4 +1,5 @@
-"""Serve an ASGI 3 application's ``http`` scope on statewire's HTTP/1.1 server.
+"""Serve an ASGI 3 application's ``http`` and ``websocket`` scopes on statewire's HTTP/1.1
+server.
 
 ``asgi(app)`` returns an :class:`~statewire.protocols.http.HTTPFactory` whose handler turns
 each request into an ASGI ``http`` scope and its ``receive``/``send`` pair:
@@ -31,7 +32,8 @@ each request into an ASGI ``http`` scope and its ``receive``/``send`` pair:
 Everything HTTP is the server's: limits, refusals, keep-alive, pipelining, ``100
 Continue`` (sent on the application's first ``receive()``). The ``lifespan`` scope is
 served as uvicorn serves it (:mod:`statewire.protocols._asgi_lifespan`; ``asgi(app,
-lifespan="off")`` leaves it out); the ``websocket`` scope is not served.
+lifespan="off")`` leaves it out), and a WebSocket handshake's ``websocket`` scope as
+:mod:`statewire.protocols._asgi_websocket` says.
 """
 
 from __future__ import annotations
@@ -298,7 +300,7 @@ def asgi(
     forwarded_allow_ips: str | Iterable[str] | None = None,
     **options: Any,
 ) -> ASGIFactory:
-    """A factory serving ``app``'s ``http`` scope, and its ``lifespan`` scope as uvicorn
+    """A factory serving ``app``'s ``http`` and ``websocket`` scopes, and its ``lifespan`` scope as uvicorn
     does (``lifespan``: ``"auto"``, the default, ``"on"`` or ``"off"``; see
     :mod:`statewire.protocols._asgi_lifespan`): on statewire's ports the startup is
     answered before the port accepts a connection (``beforeServing``), and the shutdown
