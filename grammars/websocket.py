@@ -1,10 +1,11 @@
 """WebSocket frames (RFC 6455 §5): the grammar of a client's frames, and a server's built.
 
-:data:`CLIENT_FRAME` refuses what RFC 6455 forbids in a client frame's header as soon as
-the header is there, before any of its payload: an unmasked frame (§5.1), RSV bits with no
-extension, an unknown opcode, a control frame fragmented or over 125 bytes (§5.5), a
-64-bit length with its top bit set (§5.2). :func:`client_frames` bounds the whole frame,
-so a frame announcing more than the limit is refused from its header too.
+:class:`ClientFrames` (:func:`client_frames`) refuses what RFC 6455 forbids in a client
+frame's header as soon as the header is there, before any of its payload: an unmasked
+frame (§5.1), RSV bits with no extension, an unknown opcode, a control frame fragmented or
+over 125 bytes (§5.5), a 64-bit length with its top bit set (§5.2), a payload over the
+limit. A frame parses to a :class:`Frame`, its payload unmasked. Lengths in a longer form
+than needed are taken, as most servers take them.
 
 A server's frames are never masked (§5.1) and are built by :func:`frame` directly, not
 through construct (a message sent costs a few bytes operations); :data:`FRAME` parses
@@ -12,32 +13,38 @@ them back, and any frame a test writes.
 
 >>> frame(TEXT, b"hi")
 b'\\x81\\x02hi'
->>> parsed = CLIENT_FRAME.parse(b"\\x81\\x82abcd" + unmask(b"abcd", b"hi"))
->>> parsed.header.opcode, unmask(parsed.mask, parsed.payload)
-(1, b'hi')
+>>> client_frames(125).parse(b"\\x81\\x82abcd" + unmask(b"abcd", b"hi"))
+Frame(fin=True, opcode=1, payload=b'hi', wire=8)
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import IO, Any, NamedTuple
 
 from construct import (
     BitsInteger,
     BitStruct,
     Bytes,
     Computed,
-    Construct,
     Flag,
     If,
     Int16ub,
     Int64ub,
     Struct,
     Switch,
-    ValidationError,
+    stream_write,
     this,
 )
 
-from grammars.limited import Limited, limited
+from grammars._base import Framing, as_bytes, human_size
+from grammars.errors import (
+    GrammarError,
+    InvalidValueError,
+    MalformedError,
+    TooLongError,
+    TruncatedError,
+)
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0, 1, 2, 8, 9, 10
 #: the opcodes RFC 6455 defines (the others are reserved: refused)
@@ -64,50 +71,113 @@ FRAME = Struct(
 )
 
 
-class Rule(Construct):
-    """A frame that breaks ``test`` (given the frame's fields parsed so far) is refused
-    where the rule stands, with ``reason``: from its header, before its payload."""
+class Frame(NamedTuple):
+    """A client frame as parsed: its payload unmasked, and how many bytes it took."""
 
-    flagbuildnone = True
+    fin: bool
+    opcode: int
+    payload: bytes
+    #: the frame's size on the wire: header, mask and payload
+    wire: int
 
-    def __init__(self, test: Any, reason: str) -> None:
+
+def read_header(data: bytes, pos: int, max_payload: int) -> tuple[int, int]:
+    """The frame header at ``data[pos]``: its size with the mask and the payload's length,
+    or ``(bytes needed from pos, -1)`` while it is incomplete. Each rule is checked as
+    soon as the bytes it reads are there (:class:`~grammars.MalformedError`, or
+    :class:`~grammars.TooLongError` past ``max_payload``; ``offset`` from ``pos``)."""
+    if len(data) - pos < 2:
+        return 2, -1
+    first, second = data[pos], data[pos + 1]
+    opcode = first & 0x0F
+    length = second & 0x7F
+    if not second & 0x80:
+        raise MalformedError("client frames must be masked", offset=1)
+    if first & 0x70:
+        raise MalformedError("RSV bits without an extension", offset=0)
+    if opcode not in OPCODES:
+        raise MalformedError("unknown opcode", offset=0)
+    if opcode >= CLOSE and (not first & 0x80 or length > 125):
+        raise MalformedError("control frames are short and not fragmented", offset=0)
+    head = 6
+    if length == 126:
+        head = 8
+        if len(data) - pos < 4:
+            return 4, -1
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+    elif length == 127:
+        head = 14
+        if len(data) - pos < 10:
+            return 10, -1
+        length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+        if length >= 1 << 63:
+            raise MalformedError("a 64-bit length with its top bit set", offset=2)
+    if length > max_payload:
+        raise TooLongError(
+            f"frame payload of {length} bytes over {max_payload}", limit=max_payload, offset=1
+        )
+    return head, length
+
+
+class ClientFrames(Framing):
+    """A client's frames (RFC 6455 §5.2), payloads of at most ``max_payload`` bytes: each
+    parses to a :class:`Frame`, its payload unmasked. A header that breaks a rule (see
+    the module) is refused as soon as it is there; statewire's framer cuts these frames
+    on a fast path of its own. Built frames are masked with a random key (a client's)."""
+
+    def __init__(self, max_payload: int) -> None:
         super().__init__()
-        self.test = test
-        self.reason = reason
+        if max_payload < 0:
+            raise ValueError("max_payload must be >= 0")
+        self.max_payload = max_payload
 
-    def _parse(self, stream: Any, context: Any, path: Any) -> None:
-        if not self.test(context):
-            raise ValidationError(self.reason, path=path)
+    def describe(self) -> str:
+        return f"WebSocket client frame ≤ {human_size(self.max_payload)}"
 
-    def _build(self, obj: Any, stream: Any, context: Any, path: Any) -> None:
-        return None
+    def _parse(self, stream: IO[bytes], context: Any, path: str) -> Frame:
+        start = stream.tell()
+        data = b""
+        while True:
+            try:
+                head, length = read_header(data, 0, self.max_payload)
+            except GrammarError as error:
+                error.offset = start + (error.offset or 0)
+                error.path = path
+                raise
+            want = head if length < 0 else head + length
+            if len(data) >= want and length >= 0:
+                break
+            more = stream.read(want - len(data))
+            if not more:
+                raise TruncatedError(
+                    "stream ended inside a WebSocket frame",
+                    needed=start + want,
+                    offset=start + len(data),
+                    path=path,
+                )
+            data += more
+        mask = data[head - 4 : head]
+        first = data[0]
+        return Frame(bool(first & 0x80), first & 0x0F, unmask(mask, data[head:]), head + length)
 
-    def _sizeof(self, context: Any, path: Any) -> int:
-        return 0
+    def _build(self, obj: Any, stream: IO[bytes], context: Any, path: str) -> Any:
+        fin, opcode, payload = obj[0], obj[1], as_bytes(obj[2], path)
+        if len(payload) > self.max_payload:
+            raise InvalidValueError(
+                f"payload of {len(payload)} bytes over {self.max_payload}", path=path
+            )
+        built = frame(opcode, payload, fin)
+        header = built[: len(built) - len(payload)]
+        mask = os.urandom(4)
+        wire = bytes((header[0], header[1] | 0x80)) + header[2:] + mask + unmask(mask, payload)
+        stream_write(stream, wire, len(wire), path)
+        return obj
 
 
-#: a client's frame, its header's rules checked before its payload is waited for
-CLIENT_FRAME = Struct(
-    "header" / _HEADER,
-    Rule(lambda c: c.header.masked, "client frames must be masked"),
-    Rule(lambda c: not c.header.rsv, "RSV bits without an extension"),
-    Rule(lambda c: c.header.opcode in OPCODES, "unknown opcode"),
-    Rule(
-        lambda c: c.header.opcode < CLOSE or (c.header.fin and c.header.length7 <= 125),
-        "control frames are short and not fragmented",
-    ),
-    "length" / _LENGTH,
-    Rule(lambda c: c.length < 1 << 63, "a 64-bit length with its top bit set"),
-    "mask" / Bytes(4),
-    "payload" / Bytes(this.length),
-)
-
-
-def client_frames(max_payload: int) -> Limited:
-    """:data:`CLIENT_FRAME` with payloads of at most ``max_payload`` bytes: a frame
-    announcing more is refused from its header (a
-    :class:`~grammars.TooLongError` once framed)."""
-    return limited(CLIENT_FRAME, max_payload + MAX_HEADER)
+def client_frames(max_payload: int) -> ClientFrames:
+    """A client's frames, payloads of at most ``max_payload`` bytes (see
+    :class:`ClientFrames`)."""
+    return ClientFrames(max_payload)
 
 
 def unmask(mask: bytes, payload: bytes) -> bytes:
@@ -149,7 +219,6 @@ def close_payload(code: int, reason: str = "") -> bytes:
 
 __all__ = [
     "BINARY",
-    "CLIENT_FRAME",
     "CLOSE",
     "CONTINUATION",
     "FRAME",
@@ -158,10 +227,12 @@ __all__ = [
     "PING",
     "PONG",
     "TEXT",
-    "Rule",
+    "ClientFrames",
+    "Frame",
     "client_frames",
     "close_code_allowed",
     "close_payload",
     "frame",
+    "read_header",
     "unmask",
 ]

@@ -11,14 +11,15 @@ from construct import ConstructError
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grammars import TooLongError, TruncatedError
 from grammars.websocket import (
     BINARY,
-    CLIENT_FRAME,
     CLOSE,
     CONTINUATION,
     FRAME,
     PING,
     TEXT,
+    Frame,
     client_frames,
     close_code_allowed,
     close_payload,
@@ -60,8 +61,20 @@ def test_masking_is_its_own_inverse(mask: bytes, payload: bytes) -> None:
 def test_a_client_frame_parses(payload: bytes, opcode: int) -> None:
     if opcode == PING:
         payload = payload[:125]
-    parsed = CLIENT_FRAME.parse(client_frame(opcode, payload))
-    assert unmask(parsed.mask, parsed.payload) == payload
+    wire = client_frame(opcode, payload)
+    assert client_frames(200).parse(wire) == Frame(True, opcode, payload, len(wire))
+
+
+@given(st.sampled_from([CONTINUATION, TEXT, BINARY]), st.binary(max_size=70_000), st.booleans())
+def test_client_frames_round_trip(opcode: int, payload: bytes, fin: bool) -> None:
+    grammar = client_frames(70_000)
+    parsed = grammar.parse(grammar.build((fin, opcode, payload)))
+    assert parsed[:3] == (fin, opcode, payload)
+
+
+def test_a_frame_cut_short_is_truncated() -> None:
+    with pytest.raises(TruncatedError):
+        client_frames(200).parse(client_frame(TEXT, b"abc")[:-1])
 
 
 @pytest.mark.parametrize(
@@ -79,13 +92,14 @@ def test_a_client_header_breaking_a_rule_is_refused_before_its_payload(
     header: bytes, reason: str
 ) -> None:
     with pytest.raises(ConstructError, match=reason):
-        CLIENT_FRAME.parse(header + b"\x00" * 20)
+        client_frames(1 << 20).parse(header + b"\x00" * 20)
 
 
 def test_client_frames_bound_the_payload() -> None:
     grammar = client_frames(1000)
-    assert grammar.max_length == 1014
-    assert unmask(b"m4sk", grammar.parse(client_frame(BINARY, b"y" * 1000)).payload)
+    assert grammar.parse(client_frame(BINARY, b"y" * 1000)).payload == b"y" * 1000
+    with pytest.raises(TooLongError):
+        grammar.parse(client_frame(BINARY, b"y" * 1001)[:8])  # (from its header)
 
 
 @pytest.mark.parametrize(
@@ -244,3 +258,50 @@ def test_a_connection_lost_without_a_close_is_1006() -> None:
     protocol, _ = session([client_frame(TEXT, b"hi")])
     protocol.connectionLost(Exception("gone"))
     assert protocol.endings == [(1006, "")]
+
+
+# -- the framer's fast path against construct's own parse ---------------------------------
+
+frames_strategy = st.lists(
+    st.tuples(
+        st.sampled_from([CONTINUATION, TEXT, BINARY, PING]),
+        st.one_of(st.binary(max_size=130), st.integers(126, 70_000).map(lambda n: b"q" * n)),
+        st.booleans(),
+    ),
+    max_size=6,
+)
+
+
+def framed(wire: bytes, cuts: list[int], fast: bool) -> tuple[list[Any], list[str]]:
+    from statewire.framing import Framer
+
+    got: list[Any] = []
+    errors: list[str] = []
+    framer = Framer(
+        client_frames(65_536), got.append, on_error=lambda e: errors.append(e.message), fast=fast
+    )
+    points = sorted({c for c in cuts if 0 < c < len(wire)})
+    for a, b in zip([0, *points], [*points, len(wire)], strict=True):
+        if errors:
+            break  # (the framer stopped there: feeding more raises its error)
+        framer.feed(wire[a:b])
+    return got, errors
+
+
+@given(frames_strategy, st.lists(st.integers(0, 200_000), max_size=8), st.binary(max_size=12))
+def test_the_fast_path_cuts_what_construct_parses(
+    frames: list[tuple[int, bytes, bool]], cuts: list[int], tail: bytes
+) -> None:
+    wire = b"".join(
+        client_frame(opcode, payload[:125] if opcode == PING else payload, fin or opcode == PING)
+        for opcode, payload, fin in frames
+    )
+    wire += tail  # (anything: a frame begun, or one breaking a rule)
+    fast = framed(wire, cuts, True)
+    assert fast == framed(wire, [], False)
+    assert fast[0][: len(frames)] == [
+        Frame(
+            fin or opcode == PING, opcode, payload[:125] if opcode == PING else payload, 0
+        )._replace(wire=got.wire)
+        for (opcode, payload, fin), got in zip(frames, fast[0], strict=False)
+    ]

@@ -38,6 +38,7 @@ MODULES = (
     "_replies",
     "_resp",
     "_streamed",
+    "_websocket",
 )
 PACKAGE = "statewire.framing"
 

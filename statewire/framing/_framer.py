@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any, SupportsIndex
 
 from grammars import Fixed, LengthPrefixed, Limited, Line, Netstring, Raw, Request, Streamed
 from grammars.resp import Resp
+from grammars.websocket import ClientFrames
 from statewire.framing._after import AfterQueue
 from statewire.framing._decoder import Decoder, FixedDecoder, RawDecoder
 from statewire.framing._generic import GenericDecoder
@@ -76,6 +77,7 @@ from statewire.framing._prefixed import PrefixedDecoder
 from statewire.framing._replies import ReplyDecoder
 from statewire.framing._resp import RespDecoder
 from statewire.framing._streamed import StreamedDecoder
+from statewire.framing._websocket import WebSocketDecoder
 from statewire.framing.errors import FramingError, TruncatedFrame
 
 if TYPE_CHECKING:
@@ -143,6 +145,8 @@ def make_decoder(
         return RespDecoder(grammar, base)
     if kind is Resp:
         return ReplyDecoder(grammar, base)
+    if kind is ClientFrames:
+        return WebSocketDecoder(grammar, base)
     if kind is Limited:  # the framing's own bound replaces the framer's
         return GenericDecoder(grammar.subcon, base, dict(context), grammar.max_length)
     return GenericDecoder(grammar, base, dict(context), max_length)

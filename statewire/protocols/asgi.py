@@ -300,8 +300,8 @@ def asgi(
     forwarded_allow_ips: str | Iterable[str] | None = None,
     **options: Any,
 ) -> ASGIFactory:
-    """A factory serving ``app``'s ``http`` and ``websocket`` scopes, and its ``lifespan`` scope as uvicorn
-    does (``lifespan``: ``"auto"``, the default, ``"on"`` or ``"off"``; see
+    """A factory serving ``app``'s ``http`` and ``websocket`` scopes, and its ``lifespan``
+    scope as uvicorn does (``lifespan``: ``"auto"``, the default, ``"on"`` or ``"off"``; see
     :mod:`statewire.protocols._asgi_lifespan`): on statewire's ports the startup is
     answered before the port accepts a connection (``beforeServing``), and the shutdown
     comes once the reactor's shutdown has closed every connection (``afterServing``).

@@ -48,11 +48,11 @@ from grammars.websocket import (
     PING,
     PONG,
     TEXT,
+    Frame,
     client_frames,
     close_code_allowed,
     close_payload,
     frame,
-    unmask,
 )
 from statewire.declarative import MachineProtocol
 from statewire.framing import FrameTooLong, FramingError
@@ -282,14 +282,13 @@ class WebSocketCore(MachineProtocol):
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
         """A refused frame: ``1009`` when too long, else ``1002`` (its header broke a rule
-        of :data:`~grammars.websocket.CLIENT_FRAME`, or it came out of sequence)."""
+        of :func:`~grammars.websocket.read_header`, or it came out of sequence)."""
         if isinstance(error, FrameTooLong):
             self.fail(1009, "frame too big")
         elif isinstance(error, UnexpectedInput):
             self.fail(1002, f"{error.input} frame out of sequence")
         elif isinstance(error, FramingError):
-            # (construct's message names the rule after its path: "... (parsing): rule")
-            self.fail(1002, error.message.rpartition(": ")[2])
+            self.fail(1002, error.message)
         else:
             self.fail(1002, "malformed frame")
 
@@ -350,21 +349,20 @@ closed.upon(Frames.lost).loop()(gone)
 _CONTROL = {CLOSE: "close", PING: "ping", PONG: "pong"}
 
 
-def kind(parsed: Any) -> str:
+def kind(parsed: Frame) -> str:
     """What a client frame is, for the route (its header passed the grammar's rules: a
     known opcode, a control frame whole)."""
-    header = parsed.header
-    opcode = header.opcode
+    opcode = parsed.opcode
     if opcode >= CLOSE:
         return _CONTROL[opcode]
     if opcode == CONTINUATION:
-        return "last" if header.fin else "more"
-    return "message" if header.fin else "begin"
+        return "last" if parsed.fin else "more"
+    return "message" if parsed.fin else "begin"
 
 
-def payload_of(parsed: Any) -> tuple[int, bytes]:
-    """The route's converter: the frame's opcode and unmasked payload."""
-    return parsed.header.opcode, unmask(parsed.mask, parsed.payload)
+def payload_of(parsed: Frame) -> tuple[int, bytes]:
+    """The route's converter: the frame's opcode and (unmasked) payload."""
+    return parsed.opcode, parsed.payload
 
 
 _FRAMES = client_frames(MAX_MESSAGE)
