@@ -206,7 +206,7 @@ def main() -> None:
                 continue
             ours = "asgi statewire" + (" uvloop" if name.endswith("uvloop") else "")
             ratio = rate[(ours, connections)] / rate[(name, connections)]
-            print(f"{ours} / {name}: {ratio:.2f}x")
+            print(f"websocket: {connections} conn: {ours} / {name}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,22 @@ def smtp(output: str) -> list[Row]:
     return rows
 
 
+#: ``websocket: 10 conn: asgi statewire uvloop / uvicorn websockets uvloop: 2.43x``
+WEBSOCKET = re.compile(r"^websocket: (\d+) conn: asgi statewire( uvloop)? / (.+): ([\d.]+)x$")
+
+
+def websocket(output: str) -> list[Row]:
+    """WebSocket echo through ASGI: messages per second, ``asgi(app)``'s over uvicorn's."""
+    rows: list[Row] = []
+    for text in output.splitlines():
+        if match := WEBSOCKET.match(text):
+            conns, uvloop, peer, ratio = match.groups()
+            loop = "uvloop" if uvloop else "asyncio"
+            case = f"ASGI WebSocket echo, {conns} conn{'' if conns == '1' else 's'} ({loop})"
+            rows.append((SECTION, case, "", peer, f"{ratio}x", "-"))
+    return rows
+
+
 #: ``tls: GET keep-alive: statewire uvloop / httptools uvloop: 0.48x``
 TLS = re.compile(r"^tls: (.+?): statewire( uvloop)? / (.+): ([\d.]+)x$")
 

@@ -3,9 +3,9 @@
 Runs ``bench_framing.py``, ``bench_protocols.py``, ``bench_switching.py``,
 ``bench_scaling.py``, ``bench_echo.py`` (line echo, request/response, accept rate, body
 memory), the real protocols' (``bench_memcache.py``, ``bench_resp.py``, ``bench_http.py``,
-``bench_tls.py`` and ``bench_smtp.py`` in their one-round forms, ``bench_proxy.py``: their
-rows are read by ``real_rows.py``) and ``bench_diagram.py``, each in its own process, prints their
-output, then the combined table; writes ``bench/RESULTS.md`` (machine, versions, date,
+``bench_tls.py``, ``bench_websocket.py`` and ``bench_smtp.py`` in their one-round forms,
+``bench_proxy.py``: their rows are read by ``real_rows.py``) and ``bench_diagram.py``, each
+in its own process, prints their output, then the combined table; writes ``bench/RESULTS.md`` (machine, versions, date,
 command, table, full output) and ``bench/results.png`` (the end-to-end figures: statewire
 on asyncio and uvloop against Twisted and the asyncio limit).
 
@@ -331,6 +331,9 @@ def main() -> None:
     tls = run("bench_tls.py", "--seconds", "1", "--rounds", "1", "--uvloop")
     outputs.append(("bench_tls.py", tls))
     rows += real_rows.tls(tls)
+    websocket = run("bench_websocket.py", "--quick")
+    outputs.append(("bench_websocket.py", websocket))
+    rows += real_rows.websocket(websocket)
     smtp = run("bench_smtp.py", "--quick", "--big-mib", "0")
     outputs.append(("bench_smtp.py", smtp))
     rows += real_rows.smtp(smtp)
