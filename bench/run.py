@@ -5,9 +5,10 @@ Runs ``bench_framing.py``, ``bench_protocols.py``, ``bench_switching.py``,
 memory), the real protocols' (``bench_memcache.py``, ``bench_resp.py``, ``bench_http.py``,
 ``bench_tls.py``, ``bench_websocket.py`` and ``bench_smtp.py`` in their one-round forms,
 ``bench_proxy.py``: their rows are read by ``real_rows.py``) and ``bench_diagram.py``, each
-in its own process, prints their output, then the combined table; writes ``bench/RESULTS.md`` (machine, versions, date,
-command, table, full output) and ``bench/results.png`` (the end-to-end figures: statewire
-on asyncio and uvloop against Twisted and the asyncio limit).
+in its own process, prints their output, then the combined table; writes
+``bench/RESULTS.md`` (machine, versions, date, command, table, full output) and
+``bench/results.png`` (the end-to-end figures: statewire on asyncio and uvloop against
+Twisted and the asyncio limit).
 
     python bench/run.py [--quick]
 """

@@ -238,6 +238,17 @@ def test_a_fragmented_message_over_the_limit_is_1009() -> None:
     assert protocol.messages == []
 
 
+def test_a_frame_over_a_subclass_limit_is_1009_from_its_header() -> None:
+    class Small(Recorded):
+        max_message = 10
+
+    protocol, transport = Small(), Kept()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(client_frame(BINARY, b"x" * 11)[:6])  # (the header and mask)
+    assert [code for code, _ in protocol.endings] == [1009]
+    assert transport.closed
+
+
 def test_sending_before_the_connection_and_closing() -> None:
     protocol, transport = Recorded(), Kept()
     protocol.sendMessage("early")

@@ -152,7 +152,8 @@ class Frames(Protocol):
 class WebSocketCore(MachineProtocol):
     """The machine's core: the message being put together, sending and closing."""
 
-    #: the largest message taken (its fragments together): past it, ``1009``
+    #: the largest message taken (its fragments together), and frame: past it, ``1009``
+    #: (a frame from its header, in a subclass of :class:`WebSocket` that sets it)
     max_message = MAX_MESSAGE
     #: a client that stops reading while frames pile up is dropped after this long
     #: without taking a byte (the HTTP side's limit, which the upgrade would lift)
@@ -383,6 +384,14 @@ class WebSocket(WebSocketCore):
     framings = {open_: _FRAMES, fragmented: _FRAMES}
     routes = {open_: _ROUTE, fragmented: _ROUTE}
     lost = Frames.lost
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that sets :attr:`max_message` frames with that bound too: a frame
+        announcing more is refused (``1009``) from its header."""
+        if "max_message" in cls.__dict__ and "framings" not in cls.__dict__:
+            frames = client_frames(cls.max_message)
+            cls.framings = {state: frames for state in cls.framings}
+        super().__init_subclass__(**kwargs)  # (which compiles the plan of new framings)
 
 
 __all__ = [
