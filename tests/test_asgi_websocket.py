@@ -8,13 +8,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from runtime_helpers import error_records, listen, scenario
 
-from grammars.websocket import unmask
+from grammars.websocket import PING, frame, unmask
 from statewire._reactor import Reactor
 from statewire.protocols import _asgi_websocket
 from statewire.protocols.asgi import asgi
@@ -344,11 +345,6 @@ KEY = base64.b64encode(b"0123456789abcdef")
             b"not WebSocket version 13",
         ),
         (
-            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\n"
-            b"Sec-WebSocket-Key: " + KEY + b"\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            b"no upgrade connection option",
-        ),
-        (
             b"POST / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: " + KEY + b"\r\nSec-WebSocket-Version: 13\r\n"
             b"Content-Length: 0\r\n\r\n",
@@ -372,6 +368,30 @@ def test_a_bad_handshake_is_400_without_the_application(head: bytes, why: bytes)
 
     serving(app, client)
     assert called == []
+
+
+def test_upgrade_without_the_connection_option_is_an_http_request() -> None:
+    """RFC 9110 §7.8: without the ``upgrade`` connection option, ``Upgrade`` is not for
+    this hop: the request is the application's ``http`` scope (as under uvicorn)."""
+    called: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        called.append(scope["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"plain"})
+
+    async def client(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: WebSocket\r\nConnection: close\r\n"
+            b"Sec-WebSocket-Key: " + KEY + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"plain")
+
+    serving(app, client)
+    assert called == ["http"]
 
 
 def test_unread_messages_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -440,3 +460,202 @@ def test_frames_in_the_handshakes_read_reach_the_application() -> None:
 
     serving(raw_app(behave), client)
     assert got == [{"type": "websocket.receive", "text": "early"}]
+
+
+# -- what an adversarial review found (each failed before its fix) -------------------------
+
+
+def handshake(extra: bytes = b"") -> bytes:
+    return (
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + KEY + b"\r\nSec-WebSocket-Version: 13\r\n" + extra + b"\r\n"
+    )
+
+
+def test_an_application_streaming_from_its_accept_leaves_the_server_responsive() -> None:
+    """Run inside the handshake's read, an application that sends in a loop without
+    waiting for anything else used to pile its frames up unsent, the loop never turning
+    (the 101 never left, no other client was served): it now waits, as a client's
+    reading lets it, and the client can stop it."""
+    stop = asyncio.Event()
+    sends = [0]
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while not stop.is_set() and sends[0] < 20_000:  # (bounded: 20 MB before the fix)
+            await send({"type": "websocket.send", "bytes": b"%05d" % sends[0] + b"x" * 1000})
+            sends[0] += 1
+        await send({"type": "websocket.close"})
+
+    async def client(port: int) -> None:
+        async with connect(f"ws://127.0.0.1:{port}/", max_size=None) as ws:
+            got = [await ws.recv() for _ in range(100)]
+            stop.set()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(handshake())  # (another client, served meanwhile)
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+            writer.close()
+            with pytest.raises(ConnectionClosed):
+                while True:  # (the rest, then the application's close)
+                    await ws.recv()
+        assert [message[:5] for message in got] == [b"%05d" % n for n in range(100)]
+
+    serving(raw_app(behave), client)
+    assert sends[0] < 20_000
+
+
+def test_a_client_gone_before_the_accept_is_a_disconnect() -> None:
+    got: list[Any] = []
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await asyncio.sleep(0.3)  # (the client leaves meanwhile)
+        await send({"type": "websocket.accept"})
+        got.append(await receive())
+        try:
+            await send({"type": "websocket.send", "text": "anyone?"})
+        except ConnectionError:
+            got.append("ConnectionError")
+
+    async def client(port: int) -> None:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(handshake())
+        sock.close()
+        for _ in range(250):
+            if len(got) == 2:
+                return
+            await asyncio.sleep(0.02)
+
+    serving(raw_app(behave), client)
+    assert got == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}, "ConnectionError"]
+
+
+def test_a_handshake_whose_body_never_comes() -> None:
+    """The switch waits for the request's end: the accept waits with it (its sends do not
+    pile up), and the client's leaving ends it."""
+    got: list[Any] = []
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        got.append("accepted")
+        got.append(await receive())
+
+    async def client(port: int) -> None:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(handshake(b"Content-Length: 5\r\n"))
+        await asyncio.sleep(0.3)
+        assert not got  # (the accept still waits for the body)
+        sock.close()
+        for _ in range(250):
+            if len(got) == 2:
+                return
+            await asyncio.sleep(0.02)
+
+    serving(raw_app(behave), client)
+    assert got == ["accepted", {"type": "websocket.disconnect", "code": 1006, "reason": ""}]
+
+
+def test_the_unread_bound_stops_reading_the_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client flooding an application that does not read: past the bound the server
+    reads nothing more, so the client's sends block (before: the engine read on, into
+    its buffer, without end)."""
+    monkeypatch.setattr(_asgi_websocket, "UNREAD_HIGH_WATER", 100_000)
+    sent = [0]
+    done = asyncio.Event()
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await done.wait()
+
+    async def client(port: int) -> None:
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setblocking(False)
+        sock.send(handshake())
+        head = await asyncio.get_running_loop().sock_recv(sock, 4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        chunk = bytes([0x82, 0x80 | 127]) + (65536).to_bytes(8, "big") + b"mask" + b"z" * 65536
+        stalled_since = time.monotonic()
+        while sent[0] < 300 << 20 and time.monotonic() - stalled_since < 1.0:
+            try:
+                sent[0] += sock.send(chunk)
+                stalled_since = time.monotonic()
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+        done.set()
+        sock.close()
+
+    serving(raw_app(behave), client)
+    assert sent[0] < 64 << 20  # (the kernel's buffers on both sides, and the bound)
+
+
+def test_refused_accept_fields_leave_the_handshake_to_answer() -> None:
+    outcome: list[str] = []
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        try:
+            await send({"type": "websocket.accept", "headers": [(b"x-bad", b"a\r\nb: c")]})
+        except Exception as error:  # (InvalidValueError: a construct error)
+            outcome.append(f"refused: {type(error).__name__}")
+        await send({"type": "websocket.close"})
+
+    async def client(port: int) -> None:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"ws://127.0.0.1:{port}/"):
+                pass
+        assert refused.value.response.status_code == 403
+
+    serving(raw_app(behave), client)
+    assert outcome == ["refused: InvalidValueError"]
+
+
+def test_a_client_that_answers_no_ping_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_asgi_websocket.Channel, "ping_interval", 0.2)
+    monkeypatch.setattr(_asgi_websocket.Channel, "ping_timeout", 0.3)
+    ends: list[Any] = []
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] != "websocket.disconnect":
+            pass
+        ends.append(message)
+
+    async def client(port: int) -> None:
+        # the websockets client answers pings: it stays past several intervals
+        async with connect(f"ws://127.0.0.1:{port}/", ping_interval=None) as ws:
+            await asyncio.sleep(1.0)
+            await ws.send("still here")
+        # a raw one answers none: a ping, then the close
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(handshake())
+        await reader.readuntil(b"\r\n\r\n")
+        ping = await asyncio.wait_for(reader.readexactly(21), 5)
+        assert ping == frame(PING, b"statewire keepalive")
+        close = await asyncio.wait_for(reader.readexactly(2), 5)
+        assert close[0] == 0x88
+        code = await reader.readexactly(close[1])
+        assert int.from_bytes(code[:2], "big") == 1011
+        writer.close()
+
+    serving(raw_app(behave), client)
+    assert ends[0]["code"] == 1000 and ends[1]["code"] == 1011
+
+
+def test_a_send_after_the_client_left_ends_the_application_quietly() -> None:
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()  # the client's close
+        while True:
+            await send({"type": "websocket.send", "text": "talking to no one"})
+
+    async def client(port: int) -> None:
+        async with connect(f"ws://127.0.0.1:{port}/"):
+            pass
+        await asyncio.sleep(0.2)
+
+    serving(raw_app(behave), client)  # (no ERROR logged)

@@ -1,19 +1,22 @@
 """An ASGI application's ``websocket`` scope (ASGI WebSocket spec 2.4, as uvicorn serves
 it), over statewire's :class:`~statewire.protocols.websocket.WebSocket`.
 
-A request that asks for a WebSocket (``Upgrade: websocket``) and is a valid handshake
-(:func:`~statewire.protocols.websocket.handshake_refusal`) becomes a ``websocket`` scope;
-one that asks and is not gets ``400`` without the application. The application's first
-``receive()`` gives ``websocket.connect``; it answers with one of:
+A request that asks for a WebSocket (``websocket`` in ``Upgrade`` and the ``upgrade``
+connection option, :func:`~statewire.protocols.websocket.wants_websocket`) and is a valid
+handshake (:func:`~statewire.protocols.websocket.handshake_refusal`) becomes a
+``websocket`` scope; one that asks and is not gets ``400`` without the application (one
+with ``Upgrade: websocket`` but not the option is an ``http`` scope, as under uvicorn).
+The application's first ``receive()`` gives ``websocket.connect``; it answers with one of:
 
 * ``websocket.accept`` (``subprotocol``: one the client offered, else the call raises
-  ``ValueError``; ``headers``): ``101``, and from then on the connection is the session's.
-  ``receive()`` gives ``websocket.receive`` (``text`` or ``bytes``) for each message, then
-  ``websocket.disconnect`` with the close code (the client's, ``1005`` when its close frame
-  had none, ``1006`` when the connection was lost without one, the server's own code when
-  it closed first: ``1001`` at a graceful stop) and reason; every later ``receive()``
-  gives the same. ``send()`` takes ``websocket.send`` (``bytes`` or ``text``) and
-  ``websocket.close`` (``code``, default ``1000``, and ``reason``).
+  ``ValueError``; ``headers``): ``101``, and from then on the connection is the session's
+  (the accept returns once it is). ``receive()`` gives ``websocket.receive`` (``text`` or
+  ``bytes``) for each message, then ``websocket.disconnect`` with the close code (the
+  client's, ``1005`` when its close frame had none, ``1006`` when the connection was lost
+  without one, before the switch too, the server's own code when it closed first:
+  ``1001`` at a graceful stop, ``1011`` when a ping went unanswered) and reason; every
+  later ``receive()`` gives the same. ``send()`` takes ``websocket.send`` (``bytes`` or
+  ``text``) and ``websocket.close`` (``code``, default ``1000``, and ``reason``).
 * ``websocket.close`` before the accept: ``403``, as the spec asks, and the call's later
   ``receive()`` gives ``websocket.disconnect`` (``1006``).
 * ``websocket.http.response.start`` and ``.body`` (the "WebSocket Denial Response"
@@ -21,20 +24,25 @@ one that asks and is not gets ``400`` without the application. The application's
   own instead of the ``101``.
 
 Messages the application has not received yet are kept; past :data:`UNREAD_HIGH_WATER`
-bytes of them the session stops taking frames (the client's bytes wait in the kernel)
-until it catches up. ``send()`` waits while the client does not take what was sent. A
-``send()`` after the session ended raises: ``ConnectionError`` (an ``OSError``, spec 2.4)
-once the client closed or went away, ``RuntimeError`` after the application's own close.
+(bytes of binary messages, characters of text) the session stops reading the connection
+(the client's bytes wait in the kernel, then in the client) until it catches up.
+``send()`` waits while the client does not take what was sent. A ``send()`` after the
+session ended raises: ``ConnectionError`` (an ``OSError``, spec 2.4) once the client
+closed or went away, ``RuntimeError`` after the application's own close. The server pings
+every 20 s and closes a client whose pong does not come within 20 s (``1011``), as
+uvicorn does.
 
 An application that returns without answering the handshake gets ``500``; one that
 returns with the session open closes it with ``1000``; one that raises closes it with
-``1011`` (the exception is logged). The application is not cancelled when the client
-leaves: its ``receive()`` gives the disconnect.
+``1011`` (the exception is logged; a ``ConnectionError`` after its client left ends it
+quietly). The application is not cancelled when the client leaves: its ``receive()``
+gives the disconnect.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import Any
 
@@ -50,8 +58,7 @@ from statewire.protocols.websocket import (
 #: bytes of received messages the application has not taken, past which the session
 #: takes no more frames until it does
 UNREAD_HIGH_WATER = 1 << 20
-#: the extensions the scope names
-EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
+log = logging.getLogger("statewire.asgi")
 
 
 def websocket_scope(http_scope: dict[str, Any], request: Request) -> dict[str, Any]:
@@ -63,20 +70,44 @@ def websocket_scope(http_scope: dict[str, Any], request: Request) -> dict[str, A
     scope["type"] = "websocket"
     scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
     scope["subprotocols"] = subprotocols(request)
-    scope["extensions"] = EXTENSIONS
+    scope["extensions"] = {"websocket.http.response": {}}
     return scope
 
 
 class Channel(WebSocket):
     """The session's protocol: the client's messages queued for ``receive()``."""
 
+    #: the server pings every 20 s and closes a client that does not answer within 20 s,
+    #: as uvicorn does
+    ping_interval = 20.0
+
     def __init__(self) -> None:
         self.events: deque[tuple[Message, int]] = deque()
+        #: the messages queued, in bytes (binary) and characters (text)
         self.unread = 0
         #: the ``websocket.disconnect`` once the session ended
         self.ended: Message | None = None
+        #: whether reading stopped for the unread messages
+        self.paused = False
         self._waiter: asyncio.Future[None] | None = None
         self._congested: asyncio.Future[None] | None = None
+        self._connected: asyncio.Future[None] | None = None
+
+    # -- the connection -------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._resolve(self._connected)
+
+    async def switched(self) -> None:
+        """Return once the connection switched to the session (or the session ended
+        first: the client gone before it)."""
+        if self.transport is None and self.ended is None:
+            if self._connected is None:
+                self._connected = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._connected)
+
+    # -- the client's messages --------------------------------------------------------------
 
     def messageReceived(self, message: str | bytes) -> None:
         if isinstance(message, str):
@@ -86,35 +117,46 @@ class Channel(WebSocket):
 
     def websocketClosed(self, code: int, reason: str) -> None:
         self.ended = {"type": "websocket.disconnect", "code": code, "reason": reason}
-        self._wake()
+        self._resolve(self._waiter)
+        self._resolve(self._connected)
         self._release_writers()
 
     def _put(self, event: Message, size: int) -> None:
         self.events.append((event, size))
         self.unread += size
-        if self.unread > UNREAD_HIGH_WATER and self.machine_engine is not None:
-            self.machine_engine.hold("unread")
-        self._wake()
+        if self.unread > UNREAD_HIGH_WATER and not self.paused:
+            # no frame more is cut, and no byte more is read, until the application
+            # catches up (the engine's hold alone keeps reading into its buffer)
+            self.paused = True
+            if self.machine_engine is not None:
+                self.machine_engine.hold("unread")
+            self.transport.pauseProducing()
+        self._resolve(self._waiter)
 
-    def _wake(self) -> None:
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self.paused and self.transport is not None:
+            self.transport.pauseProducing()  # (again: the HTTP side may have resumed it)
 
     async def get(self) -> Message:
         """The next event for ``receive()``: a message, or the disconnect (for ever)."""
         while not self.events:
             if self.ended is not None:
                 return self.ended
-            if self._waiter is None:
+            if self._waiter is None or self._waiter.done():
                 self._waiter = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._waiter)
         event, size = self.events.popleft()
         self.unread -= size
-        engine = self.machine_engine
-        if engine is not None and "unread" in engine.holds and self.unread <= UNREAD_HIGH_WATER:
-            engine.release("unread")
+        if self.paused and self.unread <= UNREAD_HIGH_WATER:
+            self.paused = False
+            if self.transport is not None and self.ended is None:
+                self.transport.resumeProducing()
+            if self.machine_engine is not None:
+                self.machine_engine.release("unread")
         return event
+
+    # -- sending --------------------------------------------------------------------------
 
     def transportCongested(self, congested: bool) -> None:
         super().transportCongested(congested)
@@ -130,8 +172,12 @@ class Channel(WebSocket):
 
     def _release_writers(self) -> None:
         waiting, self._congested = self._congested, None
-        if waiting is not None and not waiting.done():
-            waiting.set_result(None)
+        self._resolve(waiting)
+
+    @staticmethod
+    def _resolve(future: asyncio.Future[None] | None) -> None:
+        if future is not None and not future.done():
+            future.set_result(None)
 
 
 _CONNECTING, _OPEN, _DENYING, _DENIED = range(4)
@@ -184,9 +230,17 @@ class Session:
             fields = accept_fields(
                 self.request, message.get("subprotocol"), message.get("headers") or ()
             )
-            self.channel = Channel()
+            channel = Channel()
+            # (refused fields raise here, before the 101: the handshake is still to answer)
+            await self.response.upgrade(channel, fields, detach=True)
+            self.channel = channel
             self.state = _OPEN
-            await self.response.upgrade(self.channel, fields, detach=True)
+            # a client gone before the switch ends the session (it never connects)
+            self.request.on_disconnect(channel.abandoned)
+            # the accept returns once the connection is the session's: inside the read
+            # of the handshake (the application's first step) its sends would otherwise
+            # pile up unsent, never waiting, the loop never turning
+            await channel.switched()
         elif kind == "websocket.close":
             self.state = _DENIED
             await self.response.send(403, [(b"Content-Type", b"text/plain")], b"")
@@ -237,10 +291,19 @@ class Session:
 
 
 async def serve(app: Any, scope: dict[str, Any], request: Request, response: Response) -> None:
-    """Run ``app`` on the ``websocket`` ``scope`` of ``request`` (a valid handshake)."""
+    """Run ``app`` on the ``websocket`` ``scope`` of ``request`` (a valid handshake). A
+    ``ConnectionError`` out of the application after its client left (its ``send()``'s)
+    ends the call quietly, as uvicorn takes its ``ClientDisconnected``."""
     session = Session(request, response)
     try:
         await app(scope, session.receive, session.send)
+    except ConnectionError as error:
+        channel = session.channel
+        if channel is None or channel.close_code is None or session.closed_by_app:
+            session.finish(error)
+            raise
+        log.info("ASGI WebSocket application stopped after its client left: %r", error)
+        return
     except Exception as error:
         session.finish(error)
         raise

@@ -83,9 +83,13 @@ def _valid_key(key: bytes) -> bool:
 
 
 def wants_websocket(request: Any) -> bool:
-    """Whether ``request`` asks for a WebSocket (``websocket`` among its ``Upgrade``
-    tokens), a handshake or not."""
-    return b"websocket" in request.headers.tokens(b"upgrade")
+    """Whether ``request`` asks for a WebSocket: ``websocket`` among its ``Upgrade``
+    tokens and the ``upgrade`` connection option (RFC 9110 §7.8: without the option, the
+    ``Upgrade`` field is not for this hop), a valid handshake or not."""
+    headers = request.headers
+    return b"websocket" in headers.tokens(b"upgrade") and b"upgrade" in headers.tokens(
+        b"connection"
+    )
 
 
 def handshake_refusal(request: Any) -> str | None:
@@ -163,8 +167,16 @@ class WebSocketCore(MachineProtocol):
     #: the fragmented message under way: one buffer, so a fragment costs its payload
     #: bytes only (a list of fragments would grow with empty ones for ever)
     message: bytearray
+    #: seconds between the server's pings (``None``: it sends none); a client that does
+    #: not answer one with a pong within :attr:`ping_timeout` seconds is closed (``1011``),
+    #: as one gone without a word (a half-open connection) would otherwise stay for ever
+    ping_interval: float | None = None
+    ping_timeout = 20.0
     #: the session's close code, once it ended (either side's close, or the loss)
     close_code: int | None = None
+    #: the next keepalive step (a ping to send, or a pong waited for)
+    _keepalive: Any = None
+    _pong_due = False
     #: what was sent before the connection switched to the protocol (a handler that
     #: upgraded with ``detach`` may send at once): written first once it does
     _unsent: list[bytes] | None = None
@@ -208,6 +220,30 @@ class WebSocketCore(MachineProtocol):
             self.transport.write(b"".join(unsent))
         if self.close_code is not None:
             self.close()
+        elif self.ping_interval is not None:
+            self._keepalive = self.callLater(self.ping_interval, self._ping)
+
+    # -- keepalive ----------------------------------------------------------------------
+
+    def _ping(self) -> None:
+        self._keepalive = None
+        if self.close_code is None:
+            self._pong_due = True
+            self.transport.write(frame(PING, b"statewire keepalive"))
+            self._keepalive = self.callLater(self.ping_timeout, self._no_pong)
+
+    def _no_pong(self) -> None:
+        self._keepalive = None
+        if self.close_code is None and self._pong_due:
+            self.fail(1011, "keepalive ping timeout")
+
+    def pongReceived(self, data: bytes) -> None:
+        """A pong: the client is there (the next ping in :attr:`ping_interval`)."""
+        if self._pong_due and self.close_code is None and self.ping_interval is not None:
+            self._pong_due = False
+            if self._keepalive is not None:
+                self._keepalive.cancel()
+            self._keepalive = self.callLater(self.ping_interval, self._ping)
 
     def sendClose(self, code: int = 1000, reason: str = "") -> None:
         """End the session: a close frame with ``code`` (one a close frame may carry),
@@ -232,9 +268,17 @@ class WebSocketCore(MachineProtocol):
         if self.transport is not None:
             self.close()
 
+    def abandoned(self) -> None:
+        """The connection is gone, as told by something other than its transport (the
+        HTTP side, when the client left before the switch): the session ends, ``1006``."""
+        self._ended(ABNORMAL, "")
+
     def _ended(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code = code
+            keepalive, self._keepalive = self._keepalive, None
+            if keepalive is not None and keepalive.active():
+                keepalive.cancel()
             self.websocketClosed(code, reason)
 
     # -- receiving ----------------------------------------------------------------------
@@ -328,8 +372,8 @@ def pong(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None
         core.transport.write(frame(PONG, data))
 
 
-def ignore(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
-    pass
+def pong_came(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
+    core.pongReceived(data)
 
 
 def close_back(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
@@ -342,7 +386,7 @@ def gone(machine: Frames, core: WebSocketCore, reason: object) -> None:
 
 for _state in (open_, fragmented):
     _state.upon(Frames.ping).loop()(pong)
-    _state.upon(Frames.pong).loop()(ignore)
+    _state.upon(Frames.pong).loop()(pong_came)
     _state.upon(Frames.close).to(closed)(close_back)
     _state.upon(Frames.lost).to(closed)(gone)
 closed.upon(Frames.lost).loop()(gone)
