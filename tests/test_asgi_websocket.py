@@ -34,6 +34,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect  # noqa: E402
 Client = Callable[[int], Awaitable[None]]
 
 
+async def refused(uri: str, **options: Any) -> Any:
+    """The response to a handshake the server did not answer with ``101``."""
+    with pytest.raises(InvalidStatus) as refusal:
+        async with connect(uri, **options):
+            pass
+    return refusal.value.response
+
+
 def serving(app: Any, client: Client, *, errors_expected: int = 0) -> None:
     """Serve ``app`` on a loopback port and run ``client(port)`` against it."""
 
@@ -173,21 +181,17 @@ def test_the_application_closes_with_its_code_and_reason() -> None:
 
 def test_a_close_before_the_accept_is_403() -> None:
     async def client(port: int) -> None:
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"ws://127.0.0.1:{port}/refuse"):
-                pass
-        assert refused.value.response.status_code == 403
+        response = await refused(f"ws://127.0.0.1:{port}/refuse")
+        assert response.status_code == 403
 
     serving(APP, client)
 
 
 def test_a_denial_response_is_the_applications_own() -> None:
     async def client(port: int) -> None:
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"ws://127.0.0.1:{port}/deny"):
-                pass
-        assert refused.value.response.status_code == 401
-        assert refused.value.response.body == b"who are you?"
+        response = await refused(f"ws://127.0.0.1:{port}/deny")
+        assert response.status_code == 401
+        assert response.body == b"who are you?"
 
     serving(APP, client)
 
@@ -247,10 +251,8 @@ def test_an_application_that_never_answers_the_handshake_gets_500() -> None:
         assert await receive() == {"type": "websocket.connect"}
 
     async def client(port: int) -> None:
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"ws://127.0.0.1:{port}/"):
-                pass
-        assert refused.value.response.status_code == 500
+        response = await refused(f"ws://127.0.0.1:{port}/")
+        assert response.status_code == 500
 
     serving(raw_app(behave), client, errors_expected=1)
 
@@ -320,10 +322,8 @@ def test_a_subprotocol_the_client_did_not_offer_is_refused() -> None:
         await send({"type": "websocket.accept", "subprotocol": "not-offered"})
 
     async def client(port: int) -> None:
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"ws://127.0.0.1:{port}/", subprotocols=["chat"]):
-                pass
-        assert refused.value.response.status_code == 500
+        response = await refused(f"ws://127.0.0.1:{port}/", subprotocols=["chat"])
+        assert response.status_code == 500
 
     serving(raw_app(behave), client, errors_expected=1)
 
@@ -603,10 +603,8 @@ def test_refused_accept_fields_leave_the_handshake_to_answer() -> None:
         await send({"type": "websocket.close"})
 
     async def client(port: int) -> None:
-        with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"ws://127.0.0.1:{port}/"):
-                pass
-        assert refused.value.response.status_code == 403
+        response = await refused(f"ws://127.0.0.1:{port}/")
+        assert response.status_code == 403
 
     serving(raw_app(behave), client)
     assert outcome == ["refused: InvalidValueError"]
