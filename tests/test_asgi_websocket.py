@@ -657,3 +657,33 @@ def test_a_send_after_the_client_left_ends_the_application_quietly() -> None:
         await asyncio.sleep(0.2)
 
     serving(raw_app(behave), client)  # (no ERROR logged)
+
+
+def test_a_paused_session_does_not_blame_its_client_for_an_unread_pong(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the application lets messages pile up past the bound, the server reads
+    nothing, the client's pongs included: that is no keepalive timeout (it was: 1011)."""
+    monkeypatch.setattr(_asgi_websocket, "UNREAD_HIGH_WATER", 100_000)
+    monkeypatch.setattr(_asgi_websocket.Channel, "ping_interval", 0.2)
+    monkeypatch.setattr(_asgi_websocket.Channel, "ping_timeout", 0.3)
+    received: list[bytes] = []
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await asyncio.sleep(1.5)  # (several pings' timeouts, the session paused)
+        while len(received) < 60:
+            received.append((await receive())["bytes"])
+        await send({"type": "websocket.send", "text": "all read"})
+
+    async def client(port: int) -> None:
+        async with connect(f"ws://127.0.0.1:{port}/", max_size=None, ping_interval=None) as ws:
+            sending = asyncio.ensure_future(
+                asyncio.gather(*[ws.send(bytes([n]) * 20_000) for n in range(60)])
+            )
+            assert await ws.recv() == "all read"
+            await sending
+
+    serving(raw_app(behave), client)
+    assert received == [bytes([n]) * 20_000 for n in range(60)]

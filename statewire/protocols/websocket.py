@@ -169,7 +169,8 @@ class WebSocketCore(MachineProtocol):
     message: bytearray
     #: seconds between the server's pings (``None``: it sends none); a client that does
     #: not answer one with a pong within :attr:`ping_timeout` seconds is closed (``1011``),
-    #: as one gone without a word (a half-open connection) would otherwise stay for ever
+    #: as one gone without a word (a half-open connection) would otherwise stay for ever;
+    #: while the server itself holds frames unread, the wait is extended
     ping_interval: float | None = None
     ping_timeout = 20.0
     #: the session's close code, once it ended (either side's close, or the loss)
@@ -234,8 +235,15 @@ class WebSocketCore(MachineProtocol):
 
     def _no_pong(self) -> None:
         self._keepalive = None
-        if self.close_code is None and self._pong_due:
-            self.fail(1011, "keepalive ping timeout")
+        if self.close_code is not None or not self._pong_due:
+            return
+        engine = self.machine_engine
+        if engine is not None and engine.holds:
+            # the server is not reading frames now (its own pause): the pong may be among
+            # those waiting, so the client is given another timeout, not blamed
+            self._keepalive = self.callLater(self.ping_timeout, self._no_pong)
+            return
+        self.fail(1011, "keepalive ping timeout")
 
     def pongReceived(self, data: bytes) -> None:
         """A pong: the client is there (the next ping in :attr:`ping_interval`)."""
