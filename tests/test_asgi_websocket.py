@@ -34,6 +34,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect  # noqa: E402
 Client = Callable[[int], Awaitable[None]]
 
 
+async def until(condition: Callable[[], bool], seconds: float) -> None:
+    """Wait (polling) until ``condition()`` holds, or ``seconds`` have passed."""
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+
+
 async def refused(uri: str, **options: Any) -> Any:
     """The response to a handshake the server did not answer with ``101``."""
     with pytest.raises(InvalidStatus) as refusal:
@@ -133,10 +141,7 @@ def test_a_starlette_websocket_route_with_a_real_client() -> None:
             await ws.send(["frag", "ment", "ed"])  # one message in three frames
             assert await ws.recv() == "echo: fragmented"
             await ws.close(code=4001, reason="done here")
-        for _ in range(100):
-            if "returned" in seen:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: "returned" in seen, 2)
 
     serving(APP, client)
     scope = seen["scope"]
@@ -203,10 +208,7 @@ def test_a_client_gone_without_a_close_frame_is_1006() -> None:
         ws = await connect(f"ws://127.0.0.1:{port}/counted")
         await ws.send("one")
         ws.transport.abort()  # (no close frame)
-        for _ in range(200):
-            if "code" in seen:
-                return
-            await asyncio.sleep(0.02)
+        await until(lambda: "code" in seen, 4)
 
     serving(APP, client)
     assert seen["code"] == 1006
@@ -304,10 +306,7 @@ def test_send_after_the_session_ended() -> None:
                 await ws.recv()
         async with connect(f"ws://127.0.0.1:{port}/"):
             pass  # (closes with 1000)
-        for _ in range(100):
-            if len(outcomes) == 2:
-                return
-            await asyncio.sleep(0.02)
+        await until(lambda: len(outcomes) == 2, 2)
 
     serving(raw_app(behave), client)
     assert sorted(outcomes) == [
@@ -452,10 +451,7 @@ def test_frames_in_the_handshakes_read_reach_the_application() -> None:
         )
         sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(head + frame)
-        for _ in range(200):
-            if got:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: bool(got), 4)
         sock.close()
 
     serving(raw_app(behave), client)
@@ -522,10 +518,7 @@ def test_a_client_gone_before_the_accept_is_a_disconnect() -> None:
         sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(handshake())
         sock.close()
-        for _ in range(250):
-            if len(got) == 2:
-                return
-            await asyncio.sleep(0.02)
+        await until(lambda: len(got) == 2, 5)
 
     serving(raw_app(behave), client)
     assert got == [{"type": "websocket.disconnect", "code": 1006, "reason": ""}, "ConnectionError"]
@@ -548,10 +541,7 @@ def test_a_handshake_whose_body_never_comes() -> None:
         await asyncio.sleep(0.3)
         assert not got  # (the accept still waits for the body)
         sock.close()
-        for _ in range(250):
-            if len(got) == 2:
-                return
-            await asyncio.sleep(0.02)
+        await until(lambda: len(got) == 2, 5)
 
     serving(raw_app(behave), client)
     assert got == ["accepted", {"type": "websocket.disconnect", "code": 1006, "reason": ""}]
