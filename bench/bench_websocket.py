@@ -15,7 +15,12 @@ server's CPU microseconds a message are printed, and the ratios of ``asgi statew
 each uvicorn on the same loop. No target is set by an issue: the figures say where
 statewire stands.
 
-    python bench/bench_websocket.py [--seconds 2] [--rounds 3] [--quick]
+``--deflate``: the client offers permessage-deflate (``client_no_context_takeover``, so
+one compressed frame, built once, serves for every message); every server agrees (uvicorn
+by default, statewire as well) and compresses each echo, which the client counts by
+frame headers without inflating. What compression costs each server.
+
+    python bench/bench_websocket.py [--seconds 2] [--rounds 3] [--quick] [--deflate]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import socket
 import statistics
 import sys
 import time
+import zlib
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -46,6 +52,36 @@ FRAME = (
 )
 ECHO = 2 + len(MESSAGE)
 KEY = base64.b64encode(b"bench-websocket!")
+OFFER = b"Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n"
+
+
+def compressed_frame() -> bytes:
+    """MESSAGE as a masked client text frame compressed with no context (RSV1 set)."""
+    compressor = zlib.compressobj(-1, zlib.DEFLATED, -15)
+    payload = (compressor.compress(MESSAGE) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    assert len(payload) < 126
+    masked = bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
+    return bytes([0xC1, 0x80 | len(payload)]) + MASK + masked
+
+
+def whole_frames(data: bytes) -> tuple[int, bytes]:
+    """The server frames at the start of ``data`` (count), and the bytes after them."""
+    count, pos, n = 0, 0, len(data)
+    while n - pos >= 2:
+        length, head = data[pos + 1] & 0x7F, 2
+        if length == 126:
+            if n - pos < 4:
+                break
+            length, head = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
+        elif length == 127:
+            if n - pos < 10:
+                break
+            length, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
+        if n - pos < head + length:
+            break
+        pos += head + length
+        count += 1
+    return count, data[pos:]
 
 
 async def app(scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
@@ -88,12 +124,16 @@ def command(name: str, port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", *where, *loop, *quiet]
 
 
-def handshake(port: int) -> socket.socket:
+def handshake(port: int, deflate: bool = False) -> socket.socket:
     sock = socket.create_connection((HOST, port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(
         b"GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: " + KEY + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        b"Sec-WebSocket-Key: "
+        + KEY
+        + b"\r\nSec-WebSocket-Version: 13\r\n"
+        + (OFFER if deflate else b"")
+        + b"\r\n"
     )
     head = b""
     while b"\r\n\r\n" not in head:
@@ -105,11 +145,16 @@ def handshake(port: int) -> socket.socket:
         raise SystemExit(f"port {port} answered {head.splitlines()[0]!r}")
     if head.split(b"\r\n\r\n", 1)[1]:
         raise SystemExit("a frame before the first message")
+    if deflate and b"permessage-deflate" not in head.lower():
+        raise SystemExit(f"port {port} did not agree on permessage-deflate")
     return sock
 
 
-def load(port: int, connections: int, window: int, seconds: float) -> int:
-    """Messages echoed in ``seconds`` over ``connections``, ``window`` in flight each."""
+def load(port: int, connections: int, window: int, seconds: float, deflate: bool) -> int:
+    """Messages echoed in ``seconds`` over ``connections``, ``window`` in flight each
+    (``deflate``: compressed both ways, the echoes counted by their frames)."""
+    if deflate:
+        return load_deflate(port, connections, window, seconds)
     batch = FRAME * window
     expected = ECHO * window
     socks = [handshake(port) for _ in range(connections)]
@@ -143,6 +188,42 @@ def load(port: int, connections: int, window: int, seconds: float) -> int:
     return echoed
 
 
+def load_deflate(port: int, connections: int, window: int, seconds: float) -> int:
+    """:func:`load` with permessage-deflate."""
+    batch = compressed_frame() * window
+    socks = [handshake(port, deflate=True) for _ in range(connections)]
+    selector = selectors.DefaultSelector()
+    pending: dict[socket.socket, tuple[int, bytes]] = {}
+    for sock in socks:
+        sock.setblocking(False)
+        sock.sendall(batch)
+        pending[sock] = (window, b"")
+        selector.register(sock, selectors.EVENT_READ)
+    echoed = 0
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            for key, _ in selector.select(1.0):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                data = sock.recv(1 << 18)
+                if not data:
+                    raise SystemExit("the server closed a connection")
+                left, rest = pending[sock]
+                count, rest = whole_frames(rest + data)
+                left -= count
+                while left <= 0:
+                    echoed += window
+                    sock.sendall(batch)
+                    left += window
+                pending[sock] = (left, rest)
+    finally:
+        for sock in socks:
+            selector.unregister(sock)
+            sock.close()
+    return echoed
+
+
 def servers() -> list[str]:
     """The rows: statewire's, and uvicorn's WebSocket implementations installed here."""
     loops = [""]
@@ -158,13 +239,15 @@ def servers() -> list[str]:
     return names
 
 
-def measure(name: str, connections: int, window: int, seconds: float) -> tuple[float, float]:
+def measure(
+    name: str, connections: int, window: int, seconds: float, deflate: bool = False
+) -> tuple[float, float]:
     """(messages a second, server CPU microseconds a message) for one round."""
     port = free_port()
     with served(command(name, port), port) as (_, pid):
-        load(port, connections, window, 0.2)  # warm
+        load(port, connections, window, 0.2, deflate)  # warm
         before, start = cpu_seconds(pid), time.monotonic()
-        echoed = load(port, connections, window, seconds)
+        echoed = load(port, connections, window, seconds, deflate)
         elapsed, cpu = time.monotonic() - start, cpu_seconds(pid) - before
     return echoed / elapsed, cpu * 1e6 / max(1, echoed)
 
@@ -176,14 +259,16 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=16)
     parser.add_argument("--connections", default="1,10")
     parser.add_argument("--quick", action="store_true", help="1 round of 0.5 s")
+    parser.add_argument("--deflate", action="store_true", help="permessage-deflate both ways")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds = 0.5, 1
     names = servers()
     counts = [int(n) for n in args.connections.split(",")]
+    compressed = ", permessage-deflate" if args.deflate else ""
     print(
-        f"WebSocket echo of 64-byte text messages, {args.window} in flight a connection, "
-        f"{args.seconds:g} s a load, {args.rounds} alternated rounds (medians)"
+        f"WebSocket echo of 64-byte text messages{compressed}, {args.window} in flight a "
+        f"connection, {args.seconds:g} s a load, {args.rounds} alternated rounds (medians)"
     )
     results: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for _ in range(args.rounds):
@@ -191,7 +276,7 @@ def main() -> None:
             for name in names:
                 key = (name, connections)
                 results.setdefault(key, []).append(
-                    measure(name, connections, args.window, args.seconds)
+                    measure(name, connections, args.window, args.seconds, args.deflate)
                 )
     median: Callable[[list[float]], float] = statistics.median
     rate = {key: median([r for r, _ in rounds]) for key, rounds in results.items()}
@@ -206,7 +291,8 @@ def main() -> None:
                 continue
             ours = "asgi statewire" + (" uvloop" if name.endswith("uvloop") else "")
             ratio = rate[(ours, connections)] / rate[(name, connections)]
-            print(f"websocket: {connections} conn: {ours} / {name}: {ratio:.2f}x")
+            label = "websocket deflate" if args.deflate else "websocket"
+            print(f"{label}: {connections} conn: {ours} / {name}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

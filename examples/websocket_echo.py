@@ -44,7 +44,8 @@ async def handle(request: Request, response: Response) -> None:
     elif handshake_refusal(request) is not None:
         await response.send(400, [("Sec-WebSocket-Version", "13")], b"bad handshake\n")
     else:
-        await response.upgrade(WebSocketEcho(), accept_fields(request))
+        echo = WebSocketEcho()  # (permessage-deflate when the client offers it)
+        await response.upgrade(echo, accept_fields(request, protocol=echo))
 
 
 factory = HTTPFactory(handle)

@@ -5,7 +5,10 @@ frame's header as soon as the header is there, before any of its payload: an unm
 frame (§5.1), RSV bits with no extension, an unknown opcode, a control frame fragmented or
 over 125 bytes (§5.5), a 64-bit length with its top bit set (§5.2), a payload over the
 limit. A frame parses to a :class:`Frame`, its payload unmasked. Lengths in a longer form
-than needed are taken, as most servers take them.
+than needed are taken, as most servers take them. The frames of a session that agreed on
+permessage-deflate (RFC 7692, ``client_frames(n, deflate=True)``) may carry ``RSV1`` on a
+message's first frame (a text or binary frame: the message is compressed), never on a
+continuation or a control frame; ``RSV2`` and ``RSV3`` are refused always.
 
 A server's frames are never masked (§5.1) and are built by :func:`frame` directly, not
 through construct (a message sent costs a few bytes operations); :data:`FRAME` parses
@@ -14,7 +17,7 @@ them back, and any frame a test writes.
 >>> frame(TEXT, b"hi")
 b'\\x81\\x02hi'
 >>> client_frames(125).parse(b"\\x81\\x82abcd" + unmask(b"abcd", b"hi"))
-Frame(fin=True, opcode=1, payload=b'hi', wire=8)
+Frame(fin=True, opcode=1, payload=b'hi', wire=8, rsv1=False)
 """
 
 from __future__ import annotations
@@ -79,13 +82,16 @@ class Frame(NamedTuple):
     payload: bytes
     #: the frame's size on the wire: header, mask and payload
     wire: int
+    #: ``RSV1``: a compressed message's first frame (permessage-deflate)
+    rsv1: bool = False
 
 
-def read_header(data: bytes, pos: int, max_payload: int) -> tuple[int, int]:
+def read_header(data: bytes, pos: int, max_payload: int, deflate: bool = False) -> tuple[int, int]:
     """The frame header at ``data[pos]``: its size with the mask and the payload's length,
     or ``(bytes needed from pos, -1)`` while it is incomplete. Each rule is checked as
     soon as the bytes it reads are there (:class:`~grammars.MalformedError`, or
-    :class:`~grammars.TooLongError` past ``max_payload``; ``offset`` from ``pos``)."""
+    :class:`~grammars.TooLongError` past ``max_payload``; ``offset`` from ``pos``).
+    ``deflate``: ``RSV1`` is allowed on a text or binary frame."""
     if len(data) - pos < 2:
         return 2, -1
     first, second = data[pos], data[pos + 1]
@@ -94,7 +100,10 @@ def read_header(data: bytes, pos: int, max_payload: int) -> tuple[int, int]:
     if not second & 0x80:
         raise MalformedError("client frames must be masked", offset=1)
     if first & 0x70:
-        raise MalformedError("RSV bits without an extension", offset=0)
+        if not deflate or first & 0x30:
+            raise MalformedError("RSV bits without an extension", offset=0)
+        if opcode != TEXT and opcode != BINARY:
+            raise MalformedError("RSV1 on a continuation or control frame", offset=0)
     if opcode not in OPCODES:
         raise MalformedError("unknown opcode", offset=0)
     if opcode >= CLOSE and (not first & 0x80 or length > 125):
@@ -123,23 +132,27 @@ class ClientFrames(Framing):
     """A client's frames (RFC 6455 §5.2), payloads of at most ``max_payload`` bytes: each
     parses to a :class:`Frame`, its payload unmasked. A header that breaks a rule (see
     the module) is refused as soon as it is there; statewire's framer cuts these frames
-    on a fast path of its own. Built frames are masked with a random key (a client's)."""
+    on a fast path of its own. Built frames are masked with a random key (a client's).
+    ``deflate``: a session's frames once it agreed on permessage-deflate (``RSV1``
+    allowed on a message's first frame: see the module)."""
 
-    def __init__(self, max_payload: int) -> None:
+    def __init__(self, max_payload: int, deflate: bool = False) -> None:
         super().__init__()
         if max_payload < 0:
             raise ValueError("max_payload must be >= 0")
         self.max_payload = max_payload
+        self.deflate = deflate
 
     def describe(self) -> str:
-        return f"WebSocket client frame ≤ {human_size(self.max_payload)}"
+        extension = ", permessage-deflate" if self.deflate else ""
+        return f"WebSocket client frame ≤ {human_size(self.max_payload)}{extension}"
 
     def _parse(self, stream: IO[bytes], context: Any, path: str) -> Frame:
         start = stream.tell()
         data = b""
         while True:
             try:
-                head, length = read_header(data, 0, self.max_payload)
+                head, length = read_header(data, 0, self.max_payload, self.deflate)
             except GrammarError as error:
                 error.offset = start + (error.offset or 0)
                 error.path = path
@@ -158,15 +171,19 @@ class ClientFrames(Framing):
             data += more
         mask = data[head - 4 : head]
         first = data[0]
-        return Frame(bool(first & 0x80), first & 0x0F, unmask(mask, data[head:]), head + length)
+        payload = unmask(mask, data[head:])
+        return Frame(bool(first & 0x80), first & 0x0F, payload, head + length, bool(first & 0x40))
 
     def _build(self, obj: Any, stream: IO[bytes], context: Any, path: str) -> Any:
         fin, opcode, payload = obj[0], obj[1], as_bytes(obj[2], path)
+        rsv1 = bool(obj[4]) if len(obj) > 4 else False
         if len(payload) > self.max_payload:
             raise InvalidValueError(
                 f"payload of {len(payload)} bytes over {self.max_payload}", path=path
             )
-        built = frame(opcode, payload, fin)
+        if rsv1 and not self.deflate:
+            raise InvalidValueError("RSV1 without permessage-deflate", path=path)
+        built = frame(opcode, payload, fin, rsv1)
         header = built[: len(built) - len(payload)]
         mask = os.urandom(4)
         wire = bytes((header[0], header[1] | 0x80)) + header[2:] + mask + unmask(mask, payload)
@@ -174,10 +191,10 @@ class ClientFrames(Framing):
         return obj
 
 
-def client_frames(max_payload: int) -> ClientFrames:
+def client_frames(max_payload: int, deflate: bool = False) -> ClientFrames:
     """A client's frames, payloads of at most ``max_payload`` bytes (see
-    :class:`ClientFrames`)."""
-    return ClientFrames(max_payload)
+    :class:`ClientFrames`; ``deflate``: of a session with permessage-deflate)."""
+    return ClientFrames(max_payload, deflate)
 
 
 def unmask(mask: bytes, payload: bytes) -> bytes:
@@ -190,10 +207,11 @@ def unmask(mask: bytes, payload: bytes) -> bytes:
     return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
-def frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
-    """A server's frame (never masked), the shortest length form for ``payload``."""
+def frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv1: bool = False) -> bytes:
+    """A server's frame (never masked), the shortest length form for ``payload``
+    (``rsv1``: a compressed message's first frame)."""
     n = len(payload)
-    first = (0x80 if fin else 0) | opcode
+    first = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     if n < 126:
         head = bytes((first, n))
     elif n < 1 << 16:

@@ -14,6 +14,7 @@ from types import ModuleType
 import pytest
 from http_helpers import serve
 from process_helpers import EXAMPLES, recv_exactly, running
+from websocket_helpers import client_frame
 
 websockets_sync = pytest.importorskip("websockets.sync.client")
 
@@ -34,20 +35,6 @@ def load_example() -> ModuleType:
 
 
 echo = load_example()
-
-
-def client_frame(opcode: int, payload: bytes, fin: bool = True, mask: bytes = b"abcd") -> bytes:
-    """A client frame, masked with ``mask`` (``b""``: unmasked)."""
-    first = (0x80 if fin else 0) | opcode
-    n = len(payload)
-    masked = 0x80 if mask else 0
-    if n < 126:
-        head = bytes([first, masked | n])
-    elif n < 1 << 16:
-        head = bytes([first, masked | 126]) + n.to_bytes(2, "big")
-    else:
-        head = bytes([first, masked | 127]) + n.to_bytes(8, "big")
-    return head + mask + (echo.unmask(mask, payload) if mask else payload)
 
 
 @pytest.fixture(scope="module")

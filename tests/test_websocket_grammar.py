@@ -10,6 +10,7 @@ import pytest
 from construct import ConstructError
 from hypothesis import given
 from hypothesis import strategies as st
+from websocket_helpers import Kept, Recorded, client_frame, frames_of, session
 
 from grammars import TooLongError, TruncatedError
 from grammars.websocket import (
@@ -26,14 +27,6 @@ from grammars.websocket import (
     frame,
     unmask,
 )
-from statewire.protocols.websocket import WebSocket
-
-
-def client_frame(opcode: int, payload: bytes, fin: bool = True, mask: bytes = b"m4sk") -> bytes:
-    """A client frame: :func:`frame`'s header with the mask bit and the mask, masked."""
-    built = frame(opcode, payload, fin)
-    header = built[: len(built) - len(payload)]
-    return bytes([header[0], header[1] | 0x80]) + header[2:] + mask + unmask(mask, payload)
 
 
 @given(
@@ -134,38 +127,6 @@ def test_a_close_payload_fits_a_control_frame(reason: str) -> None:
 # -- the session, in memory ----------------------------------------------------------------
 
 
-class Recorded(WebSocket):
-    def __init__(self) -> None:
-        self.messages: list[str | bytes] = []
-        self.endings: list[tuple[int, str]] = []
-
-    def messageReceived(self, message: str | bytes) -> None:
-        self.messages.append(message)
-
-    def websocketClosed(self, code: int, reason: str) -> None:
-        self.endings.append((code, reason))
-
-
-class Kept:
-    def __init__(self) -> None:
-        self.data = b""
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.data += data
-
-    def loseConnection(self) -> None:
-        self.closed = True
-
-    abortConnection = loseConnection
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-
 SESSION = (
     client_frame(TEXT, "héllo".encode())
     + client_frame(BINARY, b"\x00\xff", fin=False)
@@ -174,14 +135,6 @@ SESSION = (
     + client_frame(CONTINUATION, b"\x02")
     + client_frame(CLOSE, (4001).to_bytes(2, "big") + b"bye")
 )
-
-
-def session(chunks: list[bytes]) -> tuple[Recorded, Kept]:
-    protocol, transport = Recorded(), Kept()
-    protocol.makeConnection(transport)
-    for chunk in chunks:
-        protocol.dataReceived(chunk)
-    return protocol, transport
 
 
 @given(st.lists(st.integers(1, len(SESSION)), max_size=12))
@@ -214,16 +167,6 @@ def test_what_a_session_refuses(wire: bytes, code: int) -> None:
     assert sent.header.opcode == CLOSE
     assert int.from_bytes(sent.payload[:2], "big") == code
     assert transport.closed
-
-
-def frames_of(data: bytes) -> list[Any]:
-    """The frames ``data`` holds, one after another."""
-    frames = []
-    while data:
-        parsed = FRAME.parse(data)
-        frames.append(parsed)
-        data = data[len(FRAME.build(parsed)) :]
-    return frames
 
 
 def test_a_fragmented_message_over_the_limit_is_1009() -> None:

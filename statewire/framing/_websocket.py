@@ -18,22 +18,24 @@ from statewire.framing.errors import FramingError
 
 
 class WebSocketDecoder(Decoder):
-    __slots__ = ("max_payload",)
+    __slots__ = ("deflate", "max_payload")
 
     def __init__(self, grammar: ClientFrames, base: int) -> None:
         self.max_payload = grammar.max_payload
+        self.deflate = grammar.deflate
         super().__init__(grammar, base)
 
     def _cut(self, src: bytes, pos: int, limit: int) -> list[Any]:
         frames: list[Frame] = []
         n = len(src)
         max_payload = self.max_payload
+        deflate = self.deflate
         while True:
             if pos < n and len(frames) >= limit:
                 self._stop(pos)
                 return frames
             try:
-                head, length = read_header(src, pos, max_payload)
+                head, length = read_header(src, pos, max_payload, deflate)
             except GrammarError as error:
                 self._fail(
                     pos, FramingError.from_grammar(error, self._src_base + pos, self.grammar)
@@ -48,7 +50,9 @@ class WebSocketDecoder(Decoder):
                 return frames
             first = src[pos]
             payload = unmask(src[pos + head - 4 : pos + head], src[pos + head : end])
-            frames.append(Frame(first >= 0x80, first & 0x0F, payload, head + length))
+            frames.append(
+                Frame(first >= 0x80, first & 0x0F, payload, head + length, first & 0x40 != 0)
+            )
             pos = end
 
     def wire_size(self, frame: Any) -> int:

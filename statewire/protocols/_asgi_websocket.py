@@ -9,14 +9,17 @@ with ``Upgrade: websocket`` but not the option is an ``http`` scope, as under uv
 The application's first ``receive()`` gives ``websocket.connect``; it answers with one of:
 
 * ``websocket.accept`` (``subprotocol``: one the client offered, else the call raises
-  ``ValueError``; ``headers``): ``101``, and from then on the connection is the session's
-  (the accept returns once it is). ``receive()`` gives ``websocket.receive`` (``text`` or
-  ``bytes``) for each message, then ``websocket.disconnect`` with the close code (the
-  client's, ``1005`` when its close frame had none, ``1006`` when the connection was lost
-  without one, before the switch too, the server's own code when it closed first:
-  ``1001`` at a graceful stop, ``1011`` when a ping went unanswered) and reason; every
-  later ``receive()`` gives the same. ``send()`` takes ``websocket.send`` (``bytes`` or
-  ``text``) and ``websocket.close`` (``code``, default ``1000``, and ``reason``).
+  ``ValueError``; ``headers``): ``101``, permessage-deflate agreed on when the client
+  offers it (as uvicorn does; ``asgi(app, ws_per_message_deflate=False)`` never does, nor
+  an accept whose ``headers`` answer ``Sec-WebSocket-Extensions`` themselves), and from
+  then on the connection is the session's (the accept returns once it is). ``receive()``
+  gives ``websocket.receive`` (``text`` or ``bytes``) for each message, then
+  ``websocket.disconnect`` with the close code (the client's, ``1005`` when its close
+  frame had none, ``1006`` when the connection was lost without one, before the switch
+  too, the server's own code when it closed first: ``1001`` at a graceful stop, ``1011``
+  when a ping went unanswered) and reason; every later ``receive()`` gives the same.
+  ``send()`` takes ``websocket.send`` (``bytes`` or ``text``) and ``websocket.close``
+  (``code``, default ``1000``, and ``reason``).
 * ``websocket.close`` before the accept: ``403``, as the spec asks, and the call's later
   ``receive()`` gives ``websocket.disconnect`` (``1006``).
 * ``websocket.http.response.start`` and ``.body`` (the "WebSocket Denial Response"
@@ -186,9 +189,11 @@ _CONNECTING, _OPEN, _DENYING, _DENIED = range(4)
 class Session:
     """One ``websocket`` call's ``receive`` and ``send``."""
 
-    def __init__(self, request: Request, response: Response) -> None:
+    def __init__(self, request: Request, response: Response, compression: bool = True) -> None:
         self.request = request
         self.response = response
+        #: whether the accept agrees on permessage-deflate when the client offers it
+        self.compression = compression
         self.state = _CONNECTING
         self.connect_given = False
         self.channel: Channel | None = None
@@ -227,10 +232,11 @@ class Session:
     async def _answer(self, kind: str, message: Message) -> None:
         """The application's answer to the handshake."""
         if kind == "websocket.accept":
-            fields = accept_fields(
-                self.request, message.get("subprotocol"), message.get("headers") or ()
-            )
             channel = Channel()
+            channel.compression = self.compression
+            fields = accept_fields(
+                self.request, message.get("subprotocol"), message.get("headers") or (), channel
+            )
             # (refused fields raise here, before the 101: the handshake is still to answer)
             await self.response.upgrade(channel, fields, detach=True)
             self.channel = channel
@@ -290,11 +296,18 @@ class Session:
             raise RuntimeError("the ASGI application returned before its denial's end")
 
 
-async def serve(app: Any, scope: dict[str, Any], request: Request, response: Response) -> None:
-    """Run ``app`` on the ``websocket`` ``scope`` of ``request`` (a valid handshake). A
+async def serve(
+    app: Any,
+    scope: dict[str, Any],
+    request: Request,
+    response: Response,
+    compression: bool = True,
+) -> None:
+    """Run ``app`` on the ``websocket`` ``scope`` of ``request`` (a valid handshake;
+    ``compression``: permessage-deflate when the client offers it). A
     ``ConnectionError`` out of the application after its client left (its ``send()``'s)
     ends the call quietly, as uvicorn takes its ``ClientDisconnected``."""
-    session = Session(request, response)
+    session = Session(request, response, compression)
     try:
         await app(scope, session.receive, session.send)
     except ConnectionError as error:

@@ -182,6 +182,7 @@ class ASGIFactory(HTTPFactory):
         *,
         proxy_headers: bool = True,
         forwarded_allow_ips: str | Iterable[str] | None = None,
+        ws_per_message_deflate: bool = True,
         **options: Any,
     ) -> None:
         if lifespan not in MODES:
@@ -192,6 +193,8 @@ class ASGIFactory(HTTPFactory):
         self.forwarded = Forwarded(forwarded_allow_ips) if proxy_headers else None
         #: the application's ``lifespan`` scope (``None``: ``lifespan="off"``)
         self.lifespan = None if lifespan == "off" else Lifespan(app, lifespan)
+        #: whether a WebSocket accept agrees on permessage-deflate when offered
+        self.ws_per_message_deflate = ws_per_message_deflate
         self.app = app
         #: the application's ``http`` calls under way (background work after a response
         #: included), and what waits for them to end (the shutdown, before the lifespan's)
@@ -227,7 +230,11 @@ class ASGIFactory(HTTPFactory):
                 await response.send(400, fields, refusal.encode() + b"\n")
                 return
             call: Awaitable[None] = serve_websocket(
-                self.app, websocket_scope(scope, request), request, response
+                self.app,
+                websocket_scope(scope, request),
+                request,
+                response,
+                self.ws_per_message_deflate,
             )
         else:
             exchange = _Exchange(request, response)
@@ -298,6 +305,7 @@ def asgi(
     lifespan: str = "auto",
     proxy_headers: bool = True,
     forwarded_allow_ips: str | Iterable[str] | None = None,
+    ws_per_message_deflate: bool = True,
     **options: Any,
 ) -> ASGIFactory:
     """A factory serving ``app``'s ``http`` and ``websocket`` scopes, and its ``lifespan``
@@ -315,6 +323,10 @@ def asgi(
     else ``127.0.0.1`` and ``::1``); ``proxy_headers=False`` never reads them (see
     :class:`Forwarded`).
 
+    A WebSocket session agrees on permessage-deflate (RFC 7692) when its client offers
+    it, as uvicorn's ``--ws-per-message-deflate`` does by default;
+    ``ws_per_message_deflate=False`` never does.
+
     The application runs in a task of its own from its first step, and that step runs at
     once, inside the read of the request's head (``eager=True, in_task=True``): anyio,
     under Starlette and FastAPI, finds its current task, and an application that answers
@@ -331,6 +343,7 @@ def asgi(
         lifespan,
         proxy_headers=proxy_headers,
         forwarded_allow_ips=forwarded_allow_ips,
+        ws_per_message_deflate=ws_per_message_deflate,
         **options,
     )
 

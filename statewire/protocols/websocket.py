@@ -18,13 +18,22 @@ A subclass overrides :meth:`WebSocket.messageReceived` (a text message is a ``st
 binary one ``bytes``) and :meth:`WebSocket.websocketClosed`, and sends with
 :meth:`WebSocket.sendMessage` and :meth:`WebSocket.sendClose`.
 
-Refused, with a close frame and the connection closed: an unmasked client frame, RSV bits,
-an unknown opcode, a fragmented or long (> 125 bytes) control frame, a 64-bit length with
-its top bit set (each as soon as the frame's header is there, before its payload), a
-continuation with no message begun or a new message inside one (``1002``), a text message
-or close reason that is not UTF-8 (``1007``), a frame or message over
-:attr:`WebSocket.max_message` (16 MiB, ``1009``). A client that stops reading is dropped
-after :attr:`WebSocket.write_timeout` (30 s) without taking a byte.
+Compression (permessage-deflate, RFC 7692): :func:`accept_fields` given the protocol
+(``accept_fields(request, protocol=session)``) accepts the client's offer when
+:attr:`WebSocket.compression` is on (the default), and the session then compresses every
+message it sends and inflates each one the client sent compressed (see
+:mod:`statewire.protocols._websocket_deflate` for the parameters chosen).
+
+Refused, with a close frame and the connection closed: an unmasked client frame, RSV bits
+(but ``RSV1`` on a message's first frame in a session that agreed on permessage-deflate),
+an unknown opcode, a fragmented or
+long (> 125 bytes) control frame, a 64-bit length with its top bit set (each as soon as
+the frame's header is there, before its payload), a continuation with no message begun or
+a new message inside one (``1002``), a text message or close reason that is not UTF-8, a
+compressed message that does not inflate (``1007``), a frame or message over
+:attr:`WebSocket.max_message` (16 MiB, ``1009``; a compressed one as soon as its inflated
+bytes pass it). A client that stops reading is dropped after
+:attr:`WebSocket.write_timeout` (30 s) without taking a byte.
 
 A close, either side's, ends the session: the server answers a client's close frame with
 the same code and closes the connection; a close it sends itself is not followed by a wait
@@ -36,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import zlib
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -48,6 +58,7 @@ from grammars.websocket import (
     PING,
     PONG,
     TEXT,
+    ClientFrames,
     Frame,
     client_frames,
     close_code_allowed,
@@ -57,6 +68,7 @@ from grammars.websocket import (
 from statewire.declarative import MachineProtocol
 from statewire.framing import FrameTooLong, FramingError
 from statewire.machine import RemoteProtocolError, UnexpectedInput, by_key
+from statewire.protocols._websocket_deflate import Deflate, TooBig, negotiate
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: the largest message (and frame payload) :class:`WebSocket` takes
@@ -118,11 +130,21 @@ def subprotocols(request: Any) -> list[str]:
 
 
 def accept_fields(
-    request: Any, subprotocol: str | None = None, extra: Sequence[tuple[Any, Any]] = ()
+    request: Any,
+    subprotocol: str | None = None,
+    extra: Sequence[tuple[Any, Any]] = (),
+    protocol: WebSocketCore | None = None,
 ) -> list[tuple[Any, Any]]:
     """The ``101``'s fields for a valid handshake: ``Upgrade``, ``Connection``,
     ``Sec-WebSocket-Accept``, the ``subprotocol`` chosen (one the client offered, else
-    :class:`ValueError`), then ``extra``."""
+    :class:`ValueError`), ``Sec-WebSocket-Extensions`` when permessage-deflate is agreed
+    on, then ``extra``.
+
+    ``protocol`` is the session the connection will switch to: when its
+    :attr:`~WebSocketCore.compression` is on and the client offers permessage-deflate in
+    a form the server can honour, the offer is accepted and ``protocol`` set to compress
+    (without ``protocol``, no extension is agreed on; nor when ``extra`` answers
+    ``Sec-WebSocket-Extensions`` itself)."""
     key = request.headers.get(b"sec-websocket-key") or b""
     fields: list[tuple[Any, Any]] = [
         (b"Upgrade", b"websocket"),
@@ -133,8 +155,18 @@ def accept_fields(
         if subprotocol not in subprotocols(request):
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
         fields.append((b"Sec-WebSocket-Protocol", subprotocol.encode("latin-1")))
+    own = any(bytes(_latin(name)).lower() == b"sec-websocket-extensions" for name, _ in extra)
+    if protocol is not None and protocol.compression and not own:
+        agreement = negotiate(request.headers.get_all(b"sec-websocket-extensions"))
+        if agreement is not None:
+            protocol.deflate = Deflate(agreement)
+            fields.append((b"Sec-WebSocket-Extensions", agreement.response()))
     fields.extend(extra)
     return fields
+
+
+def _latin(name: Any) -> bytes:
+    return name.encode("latin-1") if isinstance(name, str) else bytes(name)
 
 
 # -- the machine ---------------------------------------------------------------------------
@@ -143,8 +175,8 @@ def accept_fields(
 class Frames(Protocol):
     """The machine's inputs: one per kind of frame, and the loss."""
 
-    def message(self, opcode: int, data: bytes) -> None: ...
-    def begin(self, opcode: int, data: bytes) -> None: ...
+    def message(self, opcode: int, data: bytes, compressed: bool) -> None: ...
+    def begin(self, opcode: int, data: bytes, compressed: bool) -> None: ...
     def more(self, opcode: int, data: bytes) -> None: ...
     def last(self, opcode: int, data: bytes) -> None: ...
     def ping(self, opcode: int, data: bytes) -> None: ...
@@ -175,6 +207,13 @@ class WebSocketCore(MachineProtocol):
     ping_timeout = 20.0
     #: the session's close code, once it ended (either side's close, or the loss)
     close_code: int | None = None
+    #: whether :func:`accept_fields` (given this protocol) agrees on permessage-deflate
+    #: when the client offers it
+    compression = True
+    #: the session's permessage-deflate, once agreed on (``None``: messages go as they are)
+    deflate: Deflate | None = None
+    #: whether the fragmented message under way is compressed
+    compressed = False
     #: the next keepalive step (a ping to send, or a pong waited for)
     _keepalive: Any = None
     _pong_due = False
@@ -199,9 +238,14 @@ class WebSocketCore(MachineProtocol):
         if self.close_code is not None:
             return
         if isinstance(message, str):
-            self._write(frame(TEXT, message.encode("utf-8")))
+            opcode, data = TEXT, message.encode("utf-8")
         else:
-            self._write(frame(BINARY, bytes(message)))
+            opcode, data = BINARY, bytes(message)
+        deflate = self.deflate
+        if deflate is None:
+            self._write(frame(opcode, data))
+        else:
+            self._write(frame(opcode, deflate.compress(data), True, True))
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
@@ -303,8 +347,31 @@ class WebSocketCore(MachineProtocol):
         else:
             self.messageReceived(data)
 
-    def grow(self, data: bytes) -> bool:
-        """Add a fragment to the message under way; ``False`` if it grew too big."""
+    def inflated(self, data: bytes, final: bool, room: int) -> bytes | None:
+        """A compressed message's next fragment inflated (``final``: its last), at most
+        ``room`` bytes; ``None`` when the session failed on it: ``RSV1`` with no
+        permessage-deflate agreed on (``1002``), data that does not inflate (``1007``),
+        past ``room`` (``1009``)."""
+        deflate = self.deflate
+        if deflate is None:
+            self.fail(1002, "RSV1 without permessage-deflate")
+            return None
+        try:
+            return deflate.inflate(data, final, room)
+        except TooBig:
+            self.fail(1009, "message too big")
+        except zlib.error:
+            self.fail(1007, "compressed message does not inflate")
+        return None
+
+    def grow(self, data: bytes, final: bool = False) -> bool:
+        """Add a fragment to the message under way (inflated, when it is compressed);
+        ``False`` if the session failed on it (too big, or not inflating)."""
+        if self.compressed:
+            inflated = self.inflated(data, final, self.max_message - len(self.message))
+            if inflated is None:
+                return False
+            data = inflated
         if len(self.message) + len(data) > self.max_message:
             self.fail(1009, "message too big")
             return False
@@ -353,13 +420,22 @@ closed = builder.state("closed")
 
 
 @open_.upon(Frames.message).loop()
-def deliver(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
+def deliver(
+    machine: Frames, core: WebSocketCore, opcode: int, data: bytes, compressed: bool
+) -> None:
+    if compressed:
+        inflated = core.inflated(data, True, core.max_message)
+        if inflated is None:
+            return
+        data = inflated
     core.deliver(opcode, data)
 
 
 @open_.upon(Frames.begin).to(fragmented)
-def begin(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
-    core.opcode, core.message = opcode, bytearray()
+def begin(
+    machine: Frames, core: WebSocketCore, opcode: int, data: bytes, compressed: bool
+) -> None:
+    core.opcode, core.message, core.compressed = opcode, bytearray(), compressed
     core.grow(data)
 
 
@@ -370,7 +446,7 @@ def grow(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None
 
 @fragmented.upon(Frames.last).to(open_)
 def finish(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
-    if core.grow(data):
+    if core.grow(data, True):
         core.deliver(core.opcode, bytes(core.message))
     core.message = bytearray()
 
@@ -418,12 +494,31 @@ def payload_of(parsed: Frame) -> tuple[int, bytes]:
     return parsed.opcode, parsed.payload
 
 
-_FRAMES = client_frames(MAX_MESSAGE)
+def message_of(parsed: Frame) -> tuple[int, bytes, bool]:
+    """The route's converter for a message's first frame: its opcode, (unmasked) payload
+    and whether the message is compressed (``RSV1``)."""
+    return parsed.opcode, parsed.payload, parsed.rsv1
+
+
+def frames_of(protocol: Any, data: object) -> ClientFrames:
+    """A session's framing: client frames, ``RSV1`` allowed on a message's first frame once
+    the session agreed on permessage-deflate (the handshake's answer comes before the
+    switch, so the first frame read already knows)."""
+    if protocol.deflate is None:
+        frames: ClientFrames = protocol.frames
+    else:
+        frames = protocol.compressed_frames
+    return frames
+
+
 _ROUTE = by_key(
     kind,
     {
-        name: (getattr(Frames, name), payload_of)
-        for name in ("message", "begin", "more", "last", "ping", "pong", "close")
+        **{name: (getattr(Frames, name), message_of) for name in ("message", "begin")},
+        **{
+            name: (getattr(Frames, name), payload_of)
+            for name in ("more", "last", "ping", "pong", "close")
+        },
     },
 )
 
@@ -433,17 +528,21 @@ class WebSocket(WebSocketCore):
     state. Subclass it (see the module's docs)."""
 
     machine = builder.build()
-    framings = {open_: _FRAMES, fragmented: _FRAMES}
+    framings = {open_: frames_of, fragmented: frames_of}
+    #: the client frames a session reads (:func:`frames_of`): without permessage-deflate,
+    #: and with it
+    frames = client_frames(MAX_MESSAGE)
+    compressed_frames = client_frames(MAX_MESSAGE, deflate=True)
     routes = {open_: _ROUTE, fragmented: _ROUTE}
     lost = Frames.lost
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass that sets :attr:`max_message` frames with that bound too: a frame
         announcing more is refused (``1009``) from its header."""
-        if "max_message" in cls.__dict__ and "framings" not in cls.__dict__:
-            frames = client_frames(cls.max_message)
-            cls.framings = {state: frames for state in cls.framings}
-        super().__init_subclass__(**kwargs)  # (which compiles the plan of new framings)
+        if "max_message" in cls.__dict__:
+            cls.frames = client_frames(cls.max_message)
+            cls.compressed_frames = client_frames(cls.max_message, deflate=True)
+        super().__init_subclass__(**kwargs)
 
 
 __all__ = [
