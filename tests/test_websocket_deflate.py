@@ -448,3 +448,114 @@ def raw_exchange(port: int, message: bytes) -> bytes:
         if extra:
             length = int.from_bytes(more, "big")
         return first + more + recv_exactly(sock, length)
+
+
+# -- what the first review found --------------------------------------------------------------
+
+
+def finished(data: bytes) -> bytes:
+    """``data`` as a whole deflate stream, ended by a final block (as a client may send)."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -12)
+    return compressor.compress(data) + compressor.flush()
+
+
+def fragments(opcode: int, payload: bytes, cuts: list[int]) -> bytes:
+    """A compressed message's ``payload`` in frames cut at ``cuts`` (RSV1 on the first)."""
+    parts = chunked(payload, cuts) if payload else [b""]
+    return b"".join(
+        client_frame(
+            opcode if index == 0 else CONTINUATION,
+            part,
+            fin=index == len(parts) - 1,
+            rsv1=index == 0,
+        )
+        for index, part in enumerate(parts)
+    )
+
+
+@given(
+    st.lists(st.binary(max_size=200), min_size=1, max_size=4),
+    st.booleans(),
+    st.lists(st.integers(1, 400), max_size=5),
+)
+def test_a_message_of_several_deflate_streams_under_any_fragmentation(
+    streams: list[bytes], last_ended: bool, cuts: list[int]
+) -> None:
+    """A client may end its deflate stream inside a message (a final block) and begin a
+    new one: the message is every stream's bytes, however its frames are cut, and the
+    next message inflates too."""
+    payload = b"".join(finished(data) for data in streams[:-1])
+    payload += finished(streams[-1]) if last_ended else Client().compress(streams[-1])
+    wire = fragments(BINARY, payload, cuts) + Client().frames(TEXT, b"next", 1)
+    protocol, _ = session([wire], agreed())
+    assert protocol.endings == []
+    assert protocol.messages == [b"".join(streams), "next"]
+
+
+def test_a_final_block_then_an_empty_last_fragment_leaves_the_next_message_whole() -> None:
+    wire = (
+        client_frame(TEXT, finished(b"hello"), fin=False, rsv1=True)
+        + client_frame(CONTINUATION, b"")
+        + Client().frames(TEXT, b"second message", 1)
+    )
+    protocol, _ = session([wire], agreed())
+    assert protocol.messages == ["hello", "second message"]
+    assert protocol.endings == []
+
+
+def test_an_empty_compressed_message_is_the_empty_message() -> None:
+    wire = client_frame(TEXT, b"", rsv1=True) + Client().frames(TEXT, b"A" * 100, 1)
+    protocol, _ = session([wire], agreed())
+    assert protocol.messages == ["", "A" * 100]
+
+
+def test_bytes_after_a_final_block_that_do_not_inflate_are_1007() -> None:
+    wire = client_frame(BINARY, finished(b"hello") + b"GARBAGE\xff\xff", rsv1=True)
+    protocol, _ = session([wire], agreed())
+    assert protocol.messages == []
+    assert status(protocol) == [1007]
+
+
+def test_an_incompressible_message_goes_uncompressed_its_context_kept() -> None:
+    import os
+
+    protocol, transport = session([], agreed())
+    noise = os.urandom(100_000)
+    protocol.sendMessage("hello " * 50)
+    protocol.sendMessage(noise)
+    protocol.sendMessage("hello " * 50)
+    sent = frames_of(transport.data)
+    assert [f.header.rsv for f in sent] == [4, 0, 4]
+    assert sent[1].payload == noise
+    client = zlib.decompressobj(-12)  # (sees the compressed messages only)
+    assert inflate(client, sent[0].payload) == inflate(client, sent[2].payload)
+    assert len(sent[2].payload) < len(sent[0].payload)  # (the context was kept)
+
+
+class Headed:
+    """A request with the fields of a handshake offering permessage-deflate."""
+
+    def __init__(self) -> None:
+        from statewire.protocols.http import Headers
+
+        self.headers = Headers(
+            [
+                (b"Sec-WebSocket-Key", base64.b64encode(b"0123456789abcdef")),
+                (b"Sec-WebSocket-Extensions", b"permessage-deflate"),
+            ]
+        )
+
+
+def test_accept_fields_takes_its_extra_fields_from_an_iterator() -> None:
+    extra = iter([(b"X-App", b"1"), (b"Set-Cookie", b"a=b")])
+    session_ = Echo()
+    fields = accept_fields(Headed(), extra=extra, protocol=session_)
+    assert fields[-2:] == [(b"X-App", b"1"), (b"Set-Cookie", b"a=b")]
+    assert session_.deflate is not None
+    own = iter([("Sec-WebSocket-Extensions", "x-own")])
+    plain = Echo()
+    assert accept_fields(Headed(), extra=own, protocol=plain)[-1] == (
+        "Sec-WebSocket-Extensions",
+        "x-own",
+    )
+    assert plain.deflate is None

@@ -18,10 +18,15 @@ refused handshake). The answer keeps each connection's memory small, as uvicorn'
 * the ``*_no_context_takeover`` parameters the client asked for are honoured (a new
   compressor for each message sent), and the client's own is answered back.
 
-Every message the session sends is compressed (``RSV1``); a received message is inflated
-when its first frame carries ``RSV1``, and one left uncompressed is taken as it is. The
-inflation stops as soon as the message passes the session's limit (a compressed bomb
-costs the limit, not its expansion): :class:`Inflated` tells the caller.
+Every message the session sends is compressed (``RSV1``), but one of
+:data:`SHRINK_CHECK` bytes or more that compression would not shrink (random or already
+compressed data) goes as it is, the compressor's context kept as before it. A received
+message is inflated when its first frame carries ``RSV1``, and one left uncompressed is
+taken as it is. The inflation stops as soon as the message passes the session's limit (a
+compressed bomb costs the limit, not its expansion: :class:`TooBig`). A client's deflate
+stream may end inside a message (a final block): what follows it starts a new stream,
+in the same message or the next. A compressed message with no byte at all is the empty
+message.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ TAIL = b"\x00\x00\xff\xff"
 WINDOW_BITS = 12
 #: the server compressor's memLevel (zlib's default is 8: 128 KiB a compressor)
 MEM_LEVEL = 5
+#: a message this long or longer is sent uncompressed when compression would not shrink it
+#: (for shorter ones the difference is a few bytes, not worth a copy of the compressor)
+SHRINK_CHECK = 4096
 
 _OWS = r"[ \t]*"
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -166,16 +174,20 @@ class Deflate:
     """One session's permessage-deflate: its compressor and decompressor, each made when
     first needed (a session that never sends keeps no compressor)."""
 
-    __slots__ = ("_compressor", "_decompressor", "agreement")
+    __slots__ = ("_compressor", "_decompressor", "_fed", "agreement")
 
     def __init__(self, agreement: Agreement) -> None:
         self.agreement = agreement
         self._compressor: zlib._Compress | None = None
         self._decompressor: zlib._Decompress | None = None
+        #: whether a byte of the compressed message under way was inflated yet
+        self._fed = False
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes) -> bytes | None:
         """A message's payload compressed (RFC 7692 §7.2.1): the deflate stream flushed
-        to a byte boundary, its last four bytes (``00 00 ff ff``) cut."""
+        to a byte boundary, its last four bytes (``00 00 ff ff``) cut; ``None`` for a
+        message of :data:`SHRINK_CHECK` bytes or more that it would not shrink (to be
+        sent as it is: the context is left as it was)."""
         compressor = self._compressor
         if compressor is None:
             compressor = zlib.compressobj(
@@ -183,28 +195,47 @@ class Deflate:
             )
             if not self.agreement.server_no_context:
                 self._compressor = compressor
+        before = None
+        if len(data) >= SHRINK_CHECK and self._compressor is not None:
+            before = compressor.copy()
         out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        if len(out) - 4 >= len(data) >= SHRINK_CHECK:
+            if before is not None:
+                self._compressor = before
+            return None
         return out[:-4] if out.endswith(TAIL) else out
 
     def inflate(self, data: bytes, final: bool, room: int) -> bytes:
         """The next fragment of a compressed message inflated (``final``: the message's
         last, its tail put back), at most ``room`` bytes: more raises :class:`TooBig`,
         data that does not inflate ``zlib.error``."""
-        decompressor = self._decompressor
-        if decompressor is None:
-            # (a window at least 9 bits: a client of zlib asked for 8 uses 9)
-            bits = max(self.agreement.client_bits, 9)
-            decompressor = self._decompressor = zlib.decompressobj(-bits)
+        fed = self._fed or bool(data)
+        self._fed = fed and not final
         if final:
+            if not data and (not fed or self._decompressor is None):
+                # no stream under way to end: the message had no byte at all (the empty
+                # message), or its last stream ended with a final block
+                return b""
             data += TAIL
-        out = decompressor.decompress(data, room + 1)
-        if len(out) > room:
-            raise TooBig(f"the message inflates past {room} bytes")
-        if decompressor.eof:
-            # the client ended its deflate stream (a final block): the next message
-            # starts a new one
+        out = b""
+        while data:
+            decompressor = self._decompressor
+            if decompressor is None:
+                # (a window at least 9 bits: a client of zlib asked for 8 uses 9)
+                bits = max(self.agreement.client_bits, 9)
+                decompressor = self._decompressor = zlib.decompressobj(-bits)
+            out += decompressor.decompress(data, room + 1 - len(out))
+            if len(out) > room:
+                raise TooBig(f"the message inflates past {room} bytes")
+            if not decompressor.eof:
+                break
+            # the client ended its deflate stream (a final block): what follows starts a
+            # new one (the tail put back after it is no data)
             self._decompressor = None
-        elif final and self.agreement.client_no_context:
+            data = decompressor.unused_data
+            if final and data == TAIL:
+                break
+        if final and self.agreement.client_no_context:
             self._decompressor = None
         return out
 

@@ -146,6 +146,7 @@ def accept_fields(
     (without ``protocol``, no extension is agreed on; nor when ``extra`` answers
     ``Sec-WebSocket-Extensions`` itself)."""
     key = request.headers.get(b"sec-websocket-key") or b""
+    extra = list(extra)  # (read twice: an iterator would be spent by the first)
     fields: list[tuple[Any, Any]] = [
         (b"Upgrade", b"websocket"),
         (b"Connection", b"Upgrade"),
@@ -242,10 +243,11 @@ class WebSocketCore(MachineProtocol):
         else:
             opcode, data = BINARY, bytes(message)
         deflate = self.deflate
-        if deflate is None:
+        compressed = None if deflate is None else deflate.compress(data)
+        if compressed is None:
             self._write(frame(opcode, data))
         else:
-            self._write(frame(opcode, deflate.compress(data), True, True))
+            self._write(frame(opcode, compressed, True, True))
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
