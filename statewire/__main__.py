@@ -29,17 +29,18 @@ def _serve(
     drain_timeout: float = 30.0,
     access_log: str | None = None,
     worker_metrics: bool = False,
+    asgi: bool = False,
 ) -> int:
     from statewire import reactor
     from statewire.endpoints import serverFromString
-    from statewire.target import TargetError, TargetRaised, factory_from
+    from statewire.target import TargetError, TargetRaised, asgi_factory_from, factory_from
 
     _log_setup(worker_of is not None)
     log = logging.getLogger("statewire.serve")
     try:
         if uvloop:
             reactor.use_uvloop()
-        factory = factory_from(targets)
+        factory = asgi_factory_from(targets) if asgi else factory_from(targets)
         if access_log is not None:
             try:
                 _keep_access_log(factory, access_log)
@@ -299,7 +300,14 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="serve a protocol until SIGINT or SIGTERM")
     serve.add_argument(
         "target",
-        help="FILE.py:NAME or MODULE:NAME: a Factory, a function making one, or a Protocol class",
+        help="FILE.py:NAME or MODULE:NAME: a Factory, a function making one, or a Protocol "
+        "class (with --asgi: an ASGI application)",
+    )
+    serve.add_argument(
+        "--asgi",
+        action="store_true",
+        help="TARGET is an ASGI 3 application (a Starlette or FastAPI app, as uvicorn "
+        "MODULE:app takes), served by statewire.protocols.asgi.asgi(app)",
     )
     serve.add_argument(
         "--listen",
@@ -371,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         listen = args.listen or [DEFAULT_LISTEN]
         if args.workers is not None:
-            passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace
+            passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace + ["--asgi"] * args.asgi
             if args.access_log is not None:
                 where = args.access_log
                 where = where if where == "-" else os.path.abspath(where)
@@ -389,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             args.drain_timeout,
             args.access_log,
             args.worker_metrics,
+            args.asgi,
         )
     if args.command == "diagram":
         return _diagram(args.target, args.format, args.output, args.check, args.counts)

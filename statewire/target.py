@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -82,11 +83,41 @@ def factory_from(target: str) -> Any:
     raise TargetError(f"{target} is a {type(found).__name__}, not a Factory or a Protocol")
 
 
+def asgi_factory_from(target: str) -> Any:
+    """``serve --asgi``: the ASGI 3 application ``target`` names (a Starlette or FastAPI
+    instance, an ``async def app(scope, receive, send)``: what ``uvicorn MODULE:app``
+    takes), served by :func:`statewire.protocols.asgi.asgi` with its defaults."""
+    from statewire.protocol import Factory, Protocol
+    from statewire.protocols.asgi import asgi
+
+    found = load(target)
+    if isinstance(found, Factory) or (
+        isinstance(found, type) and issubclass(found, (Factory, Protocol))
+    ):
+        raise TargetError(f"{target} is a statewire factory or protocol: serve it without --asgi")
+    if not callable(found):
+        raise TargetError(f"{target} is a {type(found).__name__}, not an ASGI application")
+    try:
+        inspect.signature(found).bind(None, None, None)
+    except TypeError:
+        raise TargetError(
+            f"{target} cannot be called as (scope, receive, send): not an ASGI 3 application"
+        ) from None
+    except ValueError:  # no signature to read (a builtin): calling it will tell
+        pass
+    return asgi(found)
+
+
 def _no_arguments(target: str, function: Any) -> None:
     """Refuse a factory (function or class) that cannot be called with no arguments."""
     try:
-        inspect.signature(function).bind()
+        signature = inspect.signature(function)
+        signature.bind()
     except TypeError as error:
-        raise TargetError(f"{target} cannot be called with no arguments: {error}") from None
+        hint = ""
+        with contextlib.suppress(TypeError):
+            signature.bind(None, None, None)
+            hint = " (an ASGI application? serve it with --asgi)"
+        raise TargetError(f"{target} cannot be called with no arguments: {error}{hint}") from None
     except ValueError:  # no signature to read (a builtin): calling it will tell
         pass

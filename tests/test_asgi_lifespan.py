@@ -253,23 +253,29 @@ APP = """
     async def home(request):
         return PlainTextResponse(request.state.who)
 
-    factory = asgi(Starlette(routes=[Route("/", home)], lifespan=lifespan))
+    app = Starlette(routes=[Route("/", home)], lifespan=lifespan)
+    factory = asgi(app)
 """
 
 
-def _serve(tmp_path: Path, **env: str) -> Any:
+def _serve(tmp_path: Path, *target: str, **env: str) -> Any:
+    """``statewire serve`` of APP's ``factory``, or of ``target`` (its name and flags)."""
     module = tmp_path / "lifespan_app.py"
     module.write_text(textwrap.dedent(APP))
     mark = tmp_path / "mark"
     listen = f"tcp:0:interface={HOST}"
-    command = ("-m", "statewire", "serve", f"{module}:factory", "--listen", listen)
+    name, *flags = target or ("factory",)
+    command = ("-m", "statewire", "serve", f"{module}:{name}", *flags, "--listen", listen)
     return running(*command, env={"MARK": str(mark), **env}), mark
 
 
+@pytest.mark.parametrize("target", [(), ("app", "--asgi")])
 def test_statewire_serve_runs_the_startup_first_and_the_shutdown_at_sigterm(
-    tmp_path: Path,
+    tmp_path: Path, target: tuple[str, ...]
 ) -> None:
-    served, mark = _serve(tmp_path)
+    """The factory ``asgi(app)`` made, or the application itself with ``--asgi`` (as
+    ``uvicorn MODULE:app`` takes it)."""
+    served, mark = _serve(tmp_path, *target)
     with served as server:
         assert mark.read_text() == "started\n"  # before the port was reported listening
         response = httpx.get(f"http://{HOST}:{server.port}/", timeout=20, trust_env=False)

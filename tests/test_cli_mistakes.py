@@ -176,6 +176,15 @@ class Buggy(Factory):
     protocol = Echo
     def __init__(self):
         len(5)
+
+async def asgi_app(scope, receive, send):
+    pass
+
+def asgi2_app(scope):
+    pass
+
+factory = Factory.forProtocol(Echo)
+settings = {"debug": True}
 """
 
 
@@ -185,6 +194,16 @@ class Buggy(Factory):
         ("raises_runtime", 1, "calling {t} raised RuntimeError: no database"),
         ("NeedsArguments", 2, "{t} cannot be called with no arguments"),
         ("Buggy", 1, "making {t} raised TypeError"),
+        (
+            "asgi_app",
+            2,
+            "no arguments: missing a required argument: 'scope' (an ASGI "
+            "application? serve it with --asgi)",
+        ),
+        ("asgi2_app --asgi", 2, "{t} cannot be called as (scope, receive, send)"),
+        ("factory --asgi", 2, "{t} is a statewire factory or protocol: serve it without --asgi"),
+        ("Buggy --asgi", 2, "{t} is a statewire factory or protocol"),
+        ("settings --asgi", 2, "{t} is a dict, not an ASGI application"),
     ],
 )
 def test_a_target_whose_code_fails_is_one_line(
@@ -192,8 +211,9 @@ def test_a_target_whose_code_fails_is_one_line(
 ) -> None:
     script = tmp_path / "targets.py"
     script.write_text(TARGETS)
+    name, *flags = name.split()
     target = f"{script}:{name}"
-    done = _cli("serve", target, "--listen", "tcp:0:interface=127.0.0.1")
+    done = _cli("serve", target, *flags, "--listen", "tcp:0:interface=127.0.0.1")
     assert done.returncode == code
     assert message.format(t=target) in _one_line(done, "statewire serve:")
 
