@@ -50,11 +50,12 @@ async def refused(uri: str, **options: Any) -> Any:
     return refusal.value.response
 
 
-def serving(app: Any, client: Client, *, errors_expected: int = 0) -> None:
-    """Serve ``app`` on a loopback port and run ``client(port)`` against it."""
+def serving(app: Any, client: Client, *, errors_expected: int = 0, **options: Any) -> None:
+    """Serve ``asgi(app, **options)`` on a loopback port and run ``client(port)`` against
+    it."""
 
     async def main(reactor: Reactor) -> None:
-        port = await listen(reactor, asgi(app, lifespan="off"))
+        port = await listen(reactor, asgi(app, lifespan="off", **options))
         await asyncio.wait_for(client(port), 30)
 
     with error_records() as errors:
@@ -600,9 +601,7 @@ def test_refused_accept_fields_leave_the_handshake_to_answer() -> None:
     assert outcome == ["refused: InvalidValueError"]
 
 
-def test_a_client_that_answers_no_ping_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_asgi_websocket.Channel, "ping_interval", 0.2)
-    monkeypatch.setattr(_asgi_websocket.Channel, "ping_timeout", 0.3)
+def test_a_client_that_answers_no_ping_is_closed() -> None:
     ends: list[Any] = []
 
     async def behave(receive: Any, send: Any) -> None:
@@ -629,7 +628,7 @@ def test_a_client_that_answers_no_ping_is_closed(monkeypatch: pytest.MonkeyPatch
         assert int.from_bytes(code[:2], "big") == 1011
         writer.close()
 
-    serving(raw_app(behave), client)
+    serving(raw_app(behave), client, ws_ping_interval=0.2, ws_ping_timeout=0.3)
     assert ends[0]["code"] == 1000 and ends[1]["code"] == 1011
 
 
@@ -655,8 +654,6 @@ def test_a_paused_session_does_not_blame_its_client_for_an_unread_pong(
     """While the application lets messages pile up past the bound, the server reads
     nothing, the client's pongs included: that is no keepalive timeout (it was: 1011)."""
     monkeypatch.setattr(_asgi_websocket, "UNREAD_HIGH_WATER", 100_000)
-    monkeypatch.setattr(_asgi_websocket.Channel, "ping_interval", 0.2)
-    monkeypatch.setattr(_asgi_websocket.Channel, "ping_timeout", 0.3)
     received: list[bytes] = []
 
     async def behave(receive: Any, send: Any) -> None:
@@ -675,5 +672,76 @@ def test_a_paused_session_does_not_blame_its_client_for_an_unread_pong(
             assert await ws.recv() == "all read"
             await sending
 
-    serving(raw_app(behave), client)
+    serving(raw_app(behave), client, ws_ping_interval=0.2, ws_ping_timeout=0.3)
     assert received == [bytes([n]) * 20_000 for n in range(60)]
+
+
+def test_uvicorns_websocket_options() -> None:
+    """``ws_max_size`` bounds a message (``1009``, compressed or not); with
+    ``ws_ping_interval=None`` no ping comes; bad values are refused up front."""
+    ends: list[Any] = []
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] != "websocket.disconnect":
+            await send({"type": "websocket.send", "bytes": message["bytes"]})
+        ends.append(message["code"])
+
+    async def client(port: int) -> None:
+        for compression in ("deflate", None):
+            async with connect(f"ws://127.0.0.1:{port}/", compression=compression) as ws:
+                await ws.send(b"k" * 1000)
+                assert await ws.recv() == b"k" * 1000
+                await ws.send(b"k" * 1001)
+                with pytest.raises(ConnectionClosed):
+                    await ws.recv()
+            assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1009
+        # a raw client that answers no ping is not pinged, nor closed
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(handshake())
+        await reader.readuntil(b"\r\n\r\n")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(reader.readexactly(1), 0.6)
+        writer.close()
+
+    serving(raw_app(behave), client, ws_max_size=1000, ws_ping_interval=None, ws_ping_timeout=0.1)
+    assert ends[:2] == [1009, 1009]
+    for bad in ({"ws_max_size": 0}, {"ws_ping_interval": 0}, {"ws_ping_timeout": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            asgi(raw_app(behave), **bad)
+
+
+def test_root_path_is_put_back_before_the_path_as_uvicorn_does() -> None:
+    seen_scopes: list[dict[str, Any]] = []
+
+    async def where(websocket: WebSocket) -> None:
+        seen_scopes.append(dict(websocket.scope))
+        await websocket.accept()
+        await websocket.send_text(str(websocket.url.path))
+        await websocket.close()
+
+    async def page(request: Any) -> PlainTextResponse:
+        seen_scopes.append(dict(request.scope))
+        return PlainTextResponse(str(request.url_for("page")))
+
+    app = Starlette(routes=[WebSocketRoute("/ws", where), Route("/page", page, name="page")])
+
+    async def client(port: int) -> None:
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            assert await ws.recv() == "/api/v1/ws"
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /page HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+        answer = await reader.read()
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        assert answer.endswith(b"http://example.com/api/v1/page")
+
+    serving(app, client, root_path="/api/v1")
+    assert len(seen_scopes) == 2
+    for scope in seen_scopes:
+        assert scope["root_path"] == "/api/v1"
+        assert scope["path"].startswith("/api/v1/")
+        assert scope["raw_path"].startswith(b"/api/v1/")
+    with pytest.raises(ValueError, match="root_path"):
+        asgi(app, root_path="api/")

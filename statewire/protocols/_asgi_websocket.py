@@ -53,6 +53,7 @@ from statewire.protocols._asgi_lifespan import Message
 from statewire.protocols.http import Request, Response
 from statewire.protocols.websocket import (
     ABNORMAL,
+    MAX_MESSAGE,
     WebSocket,
     accept_fields,
     subprotocols,
@@ -183,17 +184,46 @@ class Channel(WebSocket):
             future.set_result(None)
 
 
+def channel_class(
+    max_message: int = MAX_MESSAGE,
+    ping_interval: float | None = 20.0,
+    ping_timeout: float = 20.0,
+    compression: bool = True,
+) -> type[Channel]:
+    """The sessions' protocol for these settings (uvicorn's ``--ws-max-size``,
+    ``--ws-ping-interval``, ``--ws-ping-timeout``, ``--ws-per-message-deflate``):
+    :class:`Channel` itself for the defaults, else a subclass made once (its framings
+    bound to ``max_message``)."""
+    if max_message <= 0:
+        raise ValueError(f"ws_max_size={max_message!r}: a positive number of bytes")
+    if ping_interval is not None and ping_interval <= 0:
+        raise ValueError(f"ws_ping_interval={ping_interval!r}: positive seconds, or None")
+    if ping_timeout <= 0:
+        raise ValueError(f"ws_ping_timeout={ping_timeout!r}: positive seconds")
+    settings = {
+        "max_message": max_message,
+        "ping_interval": ping_interval,
+        "ping_timeout": ping_timeout,
+        "compression": compression,
+    }
+    if all(getattr(Channel, name) == value for name, value in settings.items()):
+        return Channel
+    return type("Channel", (Channel,), settings)
+
+
 _CONNECTING, _OPEN, _DENYING, _DENIED = range(4)
 
 
 class Session:
     """One ``websocket`` call's ``receive`` and ``send``."""
 
-    def __init__(self, request: Request, response: Response, compression: bool = True) -> None:
+    def __init__(
+        self, request: Request, response: Response, channel: type[Channel] = Channel
+    ) -> None:
         self.request = request
         self.response = response
-        #: whether the accept agrees on permessage-deflate when the client offers it
-        self.compression = compression
+        #: the session's protocol (its limit, pings and compression: :func:`channel_class`)
+        self.channel_class = channel
         self.state = _CONNECTING
         self.connect_given = False
         self.channel: Channel | None = None
@@ -232,8 +262,7 @@ class Session:
     async def _answer(self, kind: str, message: Message) -> None:
         """The application's answer to the handshake."""
         if kind == "websocket.accept":
-            channel = Channel()
-            channel.compression = self.compression
+            channel = self.channel_class()
             fields = accept_fields(
                 self.request, message.get("subprotocol"), message.get("headers") or (), channel
             )
@@ -301,13 +330,13 @@ async def serve(
     scope: dict[str, Any],
     request: Request,
     response: Response,
-    compression: bool = True,
+    protocol: type[Channel] = Channel,
 ) -> None:
-    """Run ``app`` on the ``websocket`` ``scope`` of ``request`` (a valid handshake;
-    ``compression``: permessage-deflate when the client offers it). A
-    ``ConnectionError`` out of the application after its client left (its ``send()``'s)
-    ends the call quietly, as uvicorn takes its ``ClientDisconnected``."""
-    session = Session(request, response, compression)
+    """Run ``app`` on the ``websocket`` ``scope`` of ``request`` (a valid handshake), its
+    session a ``protocol`` (:func:`channel_class`). A ``ConnectionError`` out of the
+    application after its client left (its ``send()``'s) ends the call quietly, as uvicorn
+    takes its ``ClientDisconnected``."""
+    session = Session(request, response, protocol)
     try:
         await app(scope, session.receive, session.send)
     except ConnectionError as error:

@@ -51,12 +51,12 @@ from statewire.protocols._asgi_lifespan import (
     LifespanFailed,
     Message,
 )
+from statewire.protocols._asgi_websocket import channel_class, websocket_scope
 from statewire.protocols._asgi_websocket import serve as serve_websocket
-from statewire.protocols._asgi_websocket import websocket_scope
 from statewire.protocols._forwarded import Forwarded
 from statewire.protocols._http_head import split_absolute_form
 from statewire.protocols.http import HTTPFactory, Request, Response
-from statewire.protocols.websocket import handshake_refusal, wants_websocket
+from statewire.protocols.websocket import MAX_MESSAGE, handshake_refusal, wants_websocket
 
 log = logging.getLogger("statewire.asgi")
 
@@ -182,6 +182,10 @@ class ASGIFactory(HTTPFactory):
         *,
         proxy_headers: bool = True,
         forwarded_allow_ips: str | Iterable[str] | None = None,
+        root_path: str = "",
+        ws_max_size: int = MAX_MESSAGE,
+        ws_ping_interval: float | None = 20.0,
+        ws_ping_timeout: float = 20.0,
         ws_per_message_deflate: bool = True,
         **options: Any,
     ) -> None:
@@ -193,8 +197,15 @@ class ASGIFactory(HTTPFactory):
         self.forwarded = Forwarded(forwarded_allow_ips) if proxy_headers else None
         #: the application's ``lifespan`` scope (``None``: ``lifespan="off"``)
         self.lifespan = None if lifespan == "off" else Lifespan(app, lifespan)
-        #: whether a WebSocket accept agrees on permessage-deflate when offered
-        self.ws_per_message_deflate = ws_per_message_deflate
+        if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+            raise ValueError(f"root_path={root_path!r}: a path from '/', without a final '/'")
+        #: the path a proxy in front took off before passing requests on: each scope's
+        #: ``root_path``, and put back before its ``path`` (as uvicorn's ``--root-path``)
+        self.root_path = root_path
+        #: the WebSocket sessions' protocol: their limit, pings and compression
+        self.websocket = channel_class(
+            ws_max_size, ws_ping_interval, ws_ping_timeout, ws_per_message_deflate
+        )
         self.app = app
         #: the application's ``http`` calls under way (background work after a response
         #: included), and what waits for them to end (the shutdown, before the lifespan's)
@@ -205,6 +216,11 @@ class ASGIFactory(HTTPFactory):
     async def _handle(self, request: Request, response: Response) -> None:
         lifespan = self.lifespan
         scope = scope_of(request)
+        root_path = self.root_path
+        if root_path:
+            scope["root_path"] = root_path
+            scope["path"] = root_path + scope["path"]
+            scope["raw_path"] = root_path.encode("utf-8") + scope["raw_path"]
         if self.forwarded is not None:
             self.forwarded.apply(scope)
         if lifespan is not None and not lifespan.ready and lifespan.begun:
@@ -234,7 +250,7 @@ class ASGIFactory(HTTPFactory):
                 websocket_scope(scope, request),
                 request,
                 response,
-                self.ws_per_message_deflate,
+                self.websocket,
             )
         else:
             exchange = _Exchange(request, response)
@@ -305,6 +321,10 @@ def asgi(
     lifespan: str = "auto",
     proxy_headers: bool = True,
     forwarded_allow_ips: str | Iterable[str] | None = None,
+    root_path: str = "",
+    ws_max_size: int = MAX_MESSAGE,
+    ws_ping_interval: float | None = 20.0,
+    ws_ping_timeout: float = 20.0,
     ws_per_message_deflate: bool = True,
     **options: Any,
 ) -> ASGIFactory:
@@ -323,9 +343,16 @@ def asgi(
     else ``127.0.0.1`` and ``::1``); ``proxy_headers=False`` never reads them (see
     :class:`Forwarded`).
 
-    A WebSocket session agrees on permessage-deflate (RFC 7692) when its client offers
-    it, as uvicorn's ``--ws-per-message-deflate`` does by default;
-    ``ws_per_message_deflate=False`` never does.
+    ``root_path`` (uvicorn's ``--root-path``): the prefix a proxy in front takes off the
+    paths it passes on; each scope's ``root_path`` is it, and its ``path`` (and
+    ``raw_path``) have it put back first, as uvicorn does since 0.26 and as the ASGI spec
+    reads (the application, Starlette's routing for one, takes it off again).
+
+    WebSocket sessions take messages of ``ws_max_size`` bytes at most (16 MiB; ``1009``
+    past it), ping every ``ws_ping_interval`` seconds (``None``: never) and close a client
+    whose pong has not come ``ws_ping_timeout`` seconds later, and agree on
+    permessage-deflate (RFC 7692) when their client offers it
+    (``ws_per_message_deflate``): uvicorn's options of those names, with its defaults.
 
     The application runs in a task of its own from its first step, and that step runs at
     once, inside the read of the request's head (``eager=True, in_task=True``): anyio,
@@ -343,6 +370,10 @@ def asgi(
         lifespan,
         proxy_headers=proxy_headers,
         forwarded_allow_ips=forwarded_allow_ips,
+        root_path=root_path,
+        ws_max_size=ws_max_size,
+        ws_ping_interval=ws_ping_interval,
+        ws_ping_timeout=ws_ping_timeout,
         ws_per_message_deflate=ws_per_message_deflate,
         **options,
     )
