@@ -26,13 +26,12 @@ message it sends and inflates each one the client sent compressed (see
 
 Refused, with a close frame and the connection closed: an unmasked client frame, RSV bits
 (but ``RSV1`` on a message's first frame in a session that agreed on permessage-deflate),
-an unknown opcode, a fragmented or
-long (> 125 bytes) control frame, a 64-bit length with its top bit set (each as soon as
-the frame's header is there, before its payload), a continuation with no message begun or
-a new message inside one (``1002``), a text message or close reason that is not UTF-8, a
-compressed message that does not inflate (``1007``), a frame or message over
-:attr:`WebSocket.max_message` (16 MiB, ``1009``; a compressed one as soon as its inflated
-bytes pass it). A client that stops reading is dropped after
+an unknown opcode, a fragmented or long (> 125 bytes) control frame, a 64-bit length with
+its top bit set (each as soon as the frame's header is there, before its payload), a
+continuation with no message begun or a new message inside one (``1002``), a text message
+or close reason that is not UTF-8, a compressed message that does not inflate (``1007``),
+a frame or message over :attr:`WebSocket.max_message` (16 MiB, ``1009``; a compressed one
+as soon as its inflated bytes pass it). A client that stops reading is dropped after
 :attr:`WebSocket.write_timeout` (30 s) without taking a byte.
 
 A close, either side's, ends the session: the server answers a client's close frame with
@@ -46,7 +45,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from automat import TypeMachineBuilder
@@ -132,7 +131,7 @@ def subprotocols(request: Any) -> list[str]:
 def accept_fields(
     request: Any,
     subprotocol: str | None = None,
-    extra: Sequence[tuple[Any, Any]] = (),
+    extra: Iterable[tuple[Any, Any]] = (),
     protocol: WebSocketCore | None = None,
 ) -> list[tuple[Any, Any]]:
     """The ``101``'s fields for a valid handshake: ``Upgrade``, ``Connection``,
@@ -156,7 +155,7 @@ def accept_fields(
         if subprotocol not in subprotocols(request):
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
         fields.append((b"Sec-WebSocket-Protocol", subprotocol.encode("latin-1")))
-    own = any(bytes(_latin(name)).lower() == b"sec-websocket-extensions" for name, _ in extra)
+    own = any(_latin(name).lower() == b"sec-websocket-extensions" for name, _ in extra)
     if protocol is not None and protocol.compression and not own:
         agreement = negotiate(request.headers.get_all(b"sec-websocket-extensions"))
         if agreement is not None:
