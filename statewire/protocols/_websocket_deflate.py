@@ -230,10 +230,11 @@ class Deflate:
             if not decompressor.eof:
                 break
             # the client ended its deflate stream (a final block): what follows starts a
-            # new one (the tail put back after it is no data)
+            # new one (the tail put back after it, or what of it the block did not take,
+            # is no data: as the websockets library reads it)
             self._decompressor = None
             data = decompressor.unused_data
-            if final and data == TAIL:
+            if final and TAIL.endswith(data):
                 break
         if final and self.agreement.client_no_context:
             self._decompressor = None

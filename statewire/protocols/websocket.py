@@ -387,14 +387,16 @@ class WebSocketCore(MachineProtocol):
             return
         code, reason = NO_STATUS, ""
         if data:
-            code = int.from_bytes(data[:2], "big")
-            if not close_code_allowed(code):
-                self.fail(1002, "invalid close code")
-                return
+            # (the reason first, as the websockets library checks: a frame breaking both
+            # rules is 1007 in either)
             try:
                 reason = data[2:].decode("utf-8")
             except UnicodeDecodeError:
                 self.fail(1007, "close reason is not UTF-8")
+                return
+            code = int.from_bytes(data[:2], "big")
+            if not close_code_allowed(code):
+                self.fail(1002, "invalid close code")
                 return
         if self.close_code is None:
             self.transport.write(frame(CLOSE, data[:2]))
