@@ -28,7 +28,7 @@ _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 
 async def handle(request: Request, response: Response) -> None:
     """Route by path and method."""
-    path = request.target.split(b"?", 1)[0]
+    path = request.path
     reading = request.method in (b"GET", b"HEAD")
     if path == b"/":
         if not reading:

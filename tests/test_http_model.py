@@ -573,7 +573,12 @@ def read_response(data: bytes, head_request: bool) -> tuple[int, dict[bytes, byt
 
 
 def httpd_answer(method: bytes, target: bytes) -> tuple[int, bytes | None]:
-    """What ``examples/httpd.py`` answers: status and body (``None``: not checked)."""
+    """What ``examples/httpd.py`` answers: status and body (``None``: not checked). It
+    routes by the path, an absolute-form target's too (its scheme and authority off)."""
+    absolute = re.match(rb"[A-Za-z][A-Za-z0-9+.-]*://[^/?]*", target)
+    if absolute is not None:
+        target = target[absolute.end() :]
+        target = target if target.startswith(b"/") else b"/" + target
     path = target.split(b"?", 1)[0]
     reading = method in (b"GET", b"HEAD")
     if path == b"/":

@@ -894,3 +894,24 @@ def _cut_short(factory: HTTPFactory, data: bytes, end: str) -> StringTransport:
         return transport
 
     return asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("target", "path", "query"),
+    [
+        (b"/", b"/", b""),
+        (b"/a/b%20c?x=1&y=?", b"/a/b%20c", b"x=1&y=?"),
+        (b"/?", b"/", b""),
+        (b"http://example.com", b"/", b""),
+        (b"http://example.com?q", b"/", b"q"),
+        (b"https://example.com:8443/a?b", b"/a", b"b"),
+        (b"*", b"*", b""),
+        (b"example.com:443", b"example.com:443", b""),
+    ],
+)
+def test_a_requests_path_and_query(target: bytes, path: bytes, query: bytes) -> None:
+    """Request.path and Request.query, from each target form a request may have."""
+    from statewire.protocols.http import Headers
+
+    request = Request(b"GET", target, (1, 1), Headers([]), body=None)  # type: ignore[arg-type]
+    assert (request.path, request.query) == (path, query)

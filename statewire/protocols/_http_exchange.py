@@ -262,6 +262,26 @@ class Request:
         default=None, init=False, repr=False, compare=False
     )
 
+    @property
+    def path(self) -> bytes:
+        """The target's path as sent (percent-escapes kept), its query cut off: ``/a/b``
+        of ``/a/b?x=1``, and of ``http://host/a/b?x=1`` (the absolute form a proxy's
+        client sends); ``*`` of ``OPTIONS *``, and a ``CONNECT``'s target as it is."""
+        target = self.target
+        if target[:1] != b"/" and b"://" in target:
+            rest = target.partition(b"://")[2]
+            ends = [found for found in (rest.find(b"/"), rest.find(b"?")) if found >= 0]
+            target = rest[min(ends) :] if ends else b"/"
+            if target[:1] != b"/":
+                target = b"/" + target
+        return target.partition(b"?")[0]
+
+    @property
+    def query(self) -> bytes:
+        """The target's query as sent, after its first ``?`` (``b""`` when there is
+        none)."""
+        return self.target.partition(b"?")[2]
+
     def on_disconnect(self, callback: Callable[[], object]) -> None:
         """Call ``callback()`` once the client is gone, see :attr:`disconnected` (now, if
         it already is)."""
