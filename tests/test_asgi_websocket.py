@@ -745,3 +745,34 @@ def test_root_path_is_put_back_before_the_path_as_uvicorn_does() -> None:
         assert scope["raw_path"].startswith(b"/api/v1/")
     with pytest.raises(ValueError, match="root_path"):
         asgi(app, root_path="api/")
+
+
+@pytest.mark.parametrize("answers", [True, False])
+def test_the_applications_close_waits_for_the_clients_close_frame(
+    monkeypatch: pytest.MonkeyPatch, answers: bool
+) -> None:
+    """RFC 6455 §7.1.1: after the server's close frame the connection stays open for the
+    client's answer, then the server closes it (well before a close_timeout of 30 s); a
+    client that never answers is closed after close_timeout (0.3 s here)."""
+    monkeypatch.setattr(_asgi_websocket.Channel, "close_timeout", 30.0 if answers else 0.3)
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": 4001, "reason": "done"})
+
+    async def client(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(handshake())
+        await reader.readuntil(b"\r\n\r\n")
+        close = await asyncio.wait_for(reader.readexactly(8), 5)
+        assert close == frame(8, (4001).to_bytes(2, "big") + b"done")
+        with pytest.raises(asyncio.TimeoutError):  # (no end of stream yet)
+            await asyncio.wait_for(reader.read(1), 0.1)
+        if answers:
+            mask = b"abcd"
+            writer.write(bytes([0x88, 0x82]) + mask + unmask(mask, (4001).to_bytes(2, "big")))
+        assert await asyncio.wait_for(reader.read(1), 5) == b""  # (the server closed)
+        writer.close()
+
+    serving(raw_app(behave), client)

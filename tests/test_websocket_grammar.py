@@ -204,8 +204,37 @@ def test_sending_before_the_connection_and_closing() -> None:
     protocol.sendMessage("after the close")  # (dropped)
     assert transport.data.endswith(frame(CLOSE, close_payload(3000, "done")))
     assert protocol.endings == [(3000, "done")]
+    assert not transport.closed  # (the client's close frame is waited for)
     protocol.connectionLost(Exception("gone"))
     assert protocol.endings == [(3000, "done")]  # (once)
+    transport.reactor.advance(60)
+    assert not transport.closed  # (the wait ended with the connection)
+
+
+def test_a_close_the_server_sent_waits_for_the_clients() -> None:
+    """RFC 6455 §7.1.1: the server's close waits for the client's (messages meanwhile are
+    dropped, pings not answered), then the connection closes; a client that does not
+    answer is closed after close_timeout; a protocol error closes at once."""
+    protocol, transport = session([])
+    protocol.sendClose(1000, "bye")
+    protocol.dataReceived(
+        client_frame(TEXT, b"late") + client_frame(PING, b"?") + client_frame(BINARY, b"x", False)
+    )
+    assert protocol.messages == [] and not transport.closed
+    sent = len(transport.data)
+    protocol.dataReceived(client_frame(CLOSE, (1000).to_bytes(2, "big")))
+    assert transport.closed and len(transport.data) == sent  # (no second close frame)
+    assert protocol.endings == [(1000, "bye")]
+
+    silent, kept = session([])
+    silent.closeGracefully()
+    kept.reactor.advance(silent.close_timeout - 0.1)
+    assert not kept.closed
+    kept.reactor.advance(0.2)
+    assert kept.closed and silent.endings == [(1001, "server going away")]
+
+    failed, kept = session([client_frame(TEXT, b"\xff")])
+    assert failed.endings[0][0] == 1007 and kept.closed
 
 
 def test_a_connection_lost_without_a_close_is_1006() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from grammars.websocket import FRAME, frame, unmask
 from statewire.protocols.websocket import WebSocket
+from statewire.testing.memory import Clock
 
 
 def client_frame(
@@ -37,11 +38,13 @@ class Recorded(WebSocket):
 
 
 class Kept:
-    """A transport that keeps what is written, and whether it was closed."""
+    """A transport that keeps what is written, and whether it was closed; its ``reactor``
+    is a clock the test advances."""
 
     def __init__(self) -> None:
         self.data = b""
         self.closed = False
+        self.reactor = Clock()
 
     def write(self, data: bytes) -> None:
         self.data += data

@@ -34,10 +34,15 @@ a frame or message over :attr:`WebSocket.max_message` (16 MiB, ``1009``; a compr
 as soon as its inflated bytes pass it). A client that stops reading is dropped after
 :attr:`WebSocket.write_timeout` (30 s) without taking a byte.
 
-A close, either side's, ends the session: the server answers a client's close frame with
-the same code and closes the connection; a close it sends itself is not followed by a wait
-for the client's answer (the connection closes once the frame is sent, and what the client
-sends after it is dropped).
+A close, either side's, ends the session (:meth:`WebSocket.websocketClosed` at once). The
+server answers a client's close frame with the same code and closes the connection. A
+close it sends itself (:meth:`~WebSocket.sendClose`, :meth:`~WebSocket.closeGracefully`)
+waits for the client's close frame, as RFC 6455 §7.1.1 has it, up to
+:attr:`~WebSocket.close_timeout` (10 s, as the ``websockets`` library), then closes the
+connection: the server closes first, and the client sees its close answered. Messages
+that come meanwhile are dropped, pings are not answered. A close for a protocol error
+(``1002``, ``1007``, ``1009``, ``1011``) does not wait: the connection closes once the
+frame is sent.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ from grammars.websocket import (
     frame,
 )
 from statewire.declarative import MachineProtocol
+from statewire.error import Failure, connectionDone
 from statewire.framing import FrameTooLong, FramingError
 from statewire.machine import RemoteProtocolError, UnexpectedInput, by_key
 from statewire.protocols._websocket_deflate import Deflate, TooBig, negotiate
@@ -207,6 +213,11 @@ class WebSocketCore(MachineProtocol):
     ping_timeout = 20.0
     #: the session's close code, once it ended (either side's close, or the loss)
     close_code: int | None = None
+    #: seconds a close the server sent waits for the client's close frame before the
+    #: connection closes anyway
+    close_timeout = 10.0
+    #: the end of that wait, while it lasts
+    _closing: Any = None
     #: whether :func:`accept_fields` (given this protocol) agrees on permessage-deflate
     #: when the client offers it
     compression = True
@@ -300,26 +311,44 @@ class WebSocketCore(MachineProtocol):
 
     def sendClose(self, code: int = 1000, reason: str = "") -> None:
         """End the session: a close frame with ``code`` (one a close frame may carry),
-        then the connection closes once it is sent."""
+        then the client's close frame is waited for (:attr:`close_timeout`) before the
+        connection closes."""
         if not close_code_allowed(code):
             raise ValueError(f"close code {code} is not one a close frame carries")
-        self._close_with(code, reason)
+        self._close_with(code, reason, wait=True)
 
     def closeGracefully(self) -> None:
         """The server is stopping: the close frame RFC 6455 §7.4.1 gives that (``1001``,
-        going away), then the close (the client's own close frame is not waited for)."""
-        self._close_with(1001, "server going away")
+        going away), then the client's is waited for, as after :meth:`sendClose`."""
+        self._close_with(1001, "server going away", wait=True)
 
     def fail(self, code: int, reason: str) -> None:
-        """Close with ``code``: the peer broke the protocol."""
+        """Close with ``code``: the peer broke the protocol (the connection closes once
+        the frame is sent, nothing waited for)."""
         self._close_with(code, reason)
 
-    def _close_with(self, code: int, reason: str) -> None:
+    def _close_with(self, code: int, reason: str, wait: bool = False) -> None:
         if self.close_code is None:
             self._write(frame(CLOSE, close_payload(code, reason)))
             self._ended(code, reason)
+            if wait and self.transport is not None:
+                self._closing = self.callLater(self.close_timeout, self._close_now)
+                return
         if self.transport is not None:
-            self.close()
+            self._close_now()
+
+    def _close_now(self) -> None:
+        closing, self._closing = self._closing, None
+        if closing is not None and closing.active():
+            closing.cancel()
+        self.close()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """The connection is gone: the wait for the client's close frame ends too."""
+        closing, self._closing = self._closing, None
+        if closing is not None and closing.active():
+            closing.cancel()
+        super().connectionLost(reason)
 
     def abandoned(self) -> None:
         """The connection is gone, as told by something other than its transport (the
@@ -401,7 +430,7 @@ class WebSocketCore(MachineProtocol):
         if self.close_code is None:
             self.transport.write(frame(CLOSE, data[:2]))
         self._ended(code, reason)
-        self.close()
+        self._close_now()
 
     def remoteError(self, error: RemoteProtocolError | FramingError) -> None:
         """A refused frame: ``1009`` when too long, else ``1002`` (its header broke a rule
@@ -426,6 +455,8 @@ closed = builder.state("closed")
 def deliver(
     machine: Frames, core: WebSocketCore, opcode: int, data: bytes, compressed: bool
 ) -> None:
+    if core.close_code is not None:
+        return  # (the server closed: what comes before the client's close is dropped)
     if compressed:
         inflated = core.inflated(data, True, core.max_message)
         if inflated is None:
@@ -439,17 +470,19 @@ def begin(
     machine: Frames, core: WebSocketCore, opcode: int, data: bytes, compressed: bool
 ) -> None:
     core.opcode, core.message, core.compressed = opcode, bytearray(), compressed
-    core.grow(data)
+    if core.close_code is None:
+        core.grow(data)
 
 
 @fragmented.upon(Frames.more).loop()
 def grow(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
-    core.grow(data)
+    if core.close_code is None:
+        core.grow(data)
 
 
 @fragmented.upon(Frames.last).to(open_)
 def finish(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
-    if core.grow(data, True):
+    if core.close_code is None and core.grow(data, True):
         core.deliver(core.opcode, bytes(core.message))
     core.message = bytearray()
 
