@@ -151,53 +151,18 @@ def handshake(port: int, deflate: bool = False) -> socket.socket:
 
 
 def load(port: int, connections: int, window: int, seconds: float, deflate: bool) -> int:
-    """Messages echoed in ``seconds`` over ``connections``, ``window`` in flight each
-    (``deflate``: compressed both ways, the echoes counted by their frames)."""
-    if deflate:
-        return load_deflate(port, connections, window, seconds)
-    batch = FRAME * window
-    expected = ECHO * window
-    socks = [handshake(port) for _ in range(connections)]
-    selector = selectors.DefaultSelector()
-    pending = {}
-    for sock in socks:
-        sock.setblocking(False)
-        sock.sendall(batch)
-        pending[sock] = expected
-        selector.register(sock, selectors.EVENT_READ)
-    echoed = 0
-    deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            for key, _ in selector.select(1.0):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                data = sock.recv(1 << 18)
-                if not data:
-                    raise SystemExit("the server closed a connection")
-                left = pending[sock] - len(data)
-                while left <= 0:
-                    echoed += window
-                    sock.sendall(batch)
-                    left += expected
-                pending[sock] = left
-    finally:
-        for sock in socks:
-            selector.unregister(sock)
-            sock.close()
-    return echoed
-
-
-def load_deflate(port: int, connections: int, window: int, seconds: float) -> int:
-    """:func:`load` with permessage-deflate."""
-    batch = compressed_frame() * window
-    socks = [handshake(port, deflate=True) for _ in range(connections)]
+    """Messages echoed in ``seconds`` over ``connections``, ``window`` in flight each: the
+    echoes counted by their bytes, or (``deflate``: compressed both ways, each echo's
+    length its own) by their frames."""
+    batch = (compressed_frame() if deflate else FRAME) * window
+    expected = window if deflate else ECHO * window
+    socks = [handshake(port, deflate) for _ in range(connections)]
     selector = selectors.DefaultSelector()
     pending: dict[socket.socket, tuple[int, bytes]] = {}
     for sock in socks:
         sock.setblocking(False)
         sock.sendall(batch)
-        pending[sock] = (window, b"")
+        pending[sock] = (expected, b"")
         selector.register(sock, selectors.EVENT_READ)
     echoed = 0
     deadline = time.monotonic() + seconds
@@ -210,12 +175,15 @@ def load_deflate(port: int, connections: int, window: int, seconds: float) -> in
                 if not data:
                     raise SystemExit("the server closed a connection")
                 left, rest = pending[sock]
-                count, rest = whole_frames(rest + data)
+                if deflate:
+                    count, rest = whole_frames(rest + data)
+                else:
+                    count = len(data)
                 left -= count
                 while left <= 0:
                     echoed += window
                     sock.sendall(batch)
-                    left += window
+                    left += expected
                 pending[sock] = (left, rest)
     finally:
         for sock in socks:

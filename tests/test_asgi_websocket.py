@@ -50,6 +50,17 @@ async def refused(uri: str, **options: Any) -> Any:
     return refusal.value.response
 
 
+async def http_get(port: int, target: bytes, host: bytes = b"x") -> bytes:
+    """A plain ``GET`` of ``target`` on its own connection: the whole answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n"
+    )
+    answer = await reader.read()
+    writer.close()
+    return answer
+
+
 def serving(app: Any, client: Client, *, errors_expected: int = 0, **options: Any) -> None:
     """Serve ``asgi(app, **options)`` on a loopback port and run ``client(port)`` against
     it."""
@@ -163,10 +174,7 @@ def test_a_starlette_websocket_route_with_a_real_client() -> None:
 
 def test_plain_http_beside_the_websocket_routes() -> None:
     async def client(port: int) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answer = await reader.read()
-        writer.close()
+        answer = await http_get(port, b"/")
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
         assert answer.endswith(b"plain HTTP beside")
 
@@ -730,10 +738,7 @@ def test_root_path_is_put_back_before_the_path_as_uvicorn_does() -> None:
     async def client(port: int) -> None:
         async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
             assert await ws.recv() == "/api/v1/ws"
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /page HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
-        answer = await reader.read()
-        writer.close()
+        answer = await http_get(port, b"/page", b"example.com")
         assert answer.startswith(b"HTTP/1.1 200 ")
         assert answer.endswith(b"http://example.com/api/v1/page")
 
