@@ -75,10 +75,16 @@ def factory_from(target: str) -> Any:
     if isinstance(found, Factory):
         return found
     if callable(found) and not isinstance(found, type):
-        _no_arguments(target, found)
+        _no_arguments(target, found, hint=True)
         made = call(target, "calling", found)
         if isinstance(made, Factory):
             return made
+        if inspect.iscoroutine(made):  # (an ASGI application taking any arguments)
+            made.close()
+            raise TargetError(
+                f"{target} returned a coroutine, not a Factory (an ASGI application? serve "
+                "it with --asgi)"
+            )
         raise TargetError(f"{target} returned {type(made).__name__}, not a Factory")
     raise TargetError(f"{target} is a {type(found).__name__}, not a Factory or a Protocol")
 
@@ -97,6 +103,12 @@ def asgi_factory_from(target: str) -> Any:
         raise TargetError(f"{target} is a statewire factory or protocol: serve it without --asgi")
     if not callable(found):
         raise TargetError(f"{target} is a {type(found).__name__}, not an ASGI application")
+    if isinstance(found, type) and not hasattr(found, "__await__"):
+        # (a class called with the three arguments makes an instance, not a response: an
+        # ASGI 2 application, or an application's class named for its instance)
+        raise TargetError(
+            f"{target} is a class, not an ASGI 3 application: name an instance of it"
+        )
     try:
         inspect.signature(found).bind(None, None, None)
     except TypeError:
@@ -108,16 +120,20 @@ def asgi_factory_from(target: str) -> Any:
     return asgi(found)
 
 
-def _no_arguments(target: str, function: Any) -> None:
-    """Refuse a factory (function or class) that cannot be called with no arguments."""
+def _no_arguments(target: str, function: Any, hint: bool = False) -> None:
+    """Refuse a factory (function or class) that cannot be called with no arguments
+    (``hint``: one that takes ``(scope, receive, send)`` is said to be perhaps an ASGI
+    application)."""
     try:
         signature = inspect.signature(function)
+    except (TypeError, ValueError):  # no signature to read (a builtin): calling it will tell
+        return
+    try:
         signature.bind()
     except TypeError as error:
-        hint = ""
-        with contextlib.suppress(TypeError):
-            signature.bind(None, None, None)
-            hint = " (an ASGI application? serve it with --asgi)"
-        raise TargetError(f"{target} cannot be called with no arguments: {error}{hint}") from None
-    except ValueError:  # no signature to read (a builtin): calling it will tell
-        pass
+        asgi = ""
+        if hint:
+            with contextlib.suppress(TypeError):
+                signature.bind(None, None, None)
+                asgi = " (an ASGI application? serve it with --asgi)"
+        raise TargetError(f"{target} cannot be called with no arguments: {error}{asgi}") from None

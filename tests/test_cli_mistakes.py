@@ -185,6 +185,25 @@ def asgi2_app(scope):
 
 factory = Factory.forProtocol(Echo)
 settings = {"debug": True}
+
+class _BadSignature:
+    __signature__ = 42
+    def __call__(self):
+        pass
+
+bad_signature = _BadSignature()
+
+class HostedFactory(Factory):
+    protocol = Echo
+    def __init__(self, handler, host, port):
+        pass
+
+async def any_arguments(*args):
+    pass
+
+class AppClass:
+    def __init__(self, scope, receive, send):
+        pass
 """
 
 
@@ -202,8 +221,16 @@ settings = {"debug": True}
         ),
         ("asgi2_app --asgi", 2, "{t} cannot be called as (scope, receive, send)"),
         ("factory --asgi", 2, "{t} is a statewire factory or protocol: serve it without --asgi"),
-        ("Buggy --asgi", 2, "{t} is a statewire factory or protocol"),
+        ("Buggy --asgi", 2, "{t} is a statewire factory or protocol: serve it without --asgi"),
         ("settings --asgi", 2, "{t} is a dict, not an ASGI application"),
+        ("bad_signature", 2, "{t} returned NoneType, not a Factory"),  # (no traceback)
+        ("HostedFactory", 2, "no arguments: missing a required argument: 'handler'"),
+        (
+            "any_arguments",
+            2,
+            "{t} returned a coroutine, not a Factory (an ASGI application? serve it with --asgi)",
+        ),
+        ("AppClass --asgi", 2, "{t} is a class, not an ASGI 3 application: name an instance"),
     ],
 )
 def test_a_target_whose_code_fails_is_one_line(
@@ -215,7 +242,10 @@ def test_a_target_whose_code_fails_is_one_line(
     target = f"{script}:{name}"
     done = _cli("serve", target, *flags, "--listen", "tcp:0:interface=127.0.0.1")
     assert done.returncode == code
-    assert message.format(t=target) in _one_line(done, "statewire serve:")
+    line = _one_line(done, "statewire serve:")
+    assert message.format(t=target) in line
+    if "--asgi" not in message:
+        assert "--asgi" not in line  # (the ASGI hint only where it fits)
 
 
 def test_a_module_that_raises_on_import_is_one_line(tmp_path: Path) -> None:
