@@ -715,9 +715,42 @@ def test_uvicorns_websocket_options() -> None:
 
     serving(raw_app(behave), client, ws_max_size=1000, ws_ping_interval=None, ws_ping_timeout=0.1)
     assert ends[:2] == [1009, 1009]
-    for bad in ({"ws_max_size": 0}, {"ws_ping_interval": 0}, {"ws_ping_timeout": -1}):
-        with pytest.raises(ValueError, match=next(iter(bad))):
-            asgi(raw_app(behave), **bad)
+    for name, value in [
+        ("ws_max_size", 0),
+        ("ws_max_size", None),
+        ("ws_max_size", 1.5),
+        ("ws_max_size", True),
+        ("ws_ping_interval", 0),
+        ("ws_ping_interval", float("nan")),
+        ("ws_ping_interval", float("inf")),
+        ("ws_ping_timeout", -1),
+        ("ws_ping_timeout", float("nan")),
+        ("ws_ping_timeout", "20"),
+        ("ws_per_message_deflate", "no"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            asgi(raw_app(behave), **{name: value})
+
+
+def test_no_ping_timeout_pings_without_closing() -> None:
+    """``ws_ping_timeout=None`` (as uvicorn takes it): pings go on, a client that answers
+    none is not closed."""
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    async def client(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(handshake())
+        await reader.readuntil(b"\r\n\r\n")
+        pings = await asyncio.wait_for(reader.readexactly(21 * 3), 5)  # (never answered)
+        assert pings == frame(PING, b"statewire keepalive") * 3
+        writer.close()
+
+    serving(raw_app(behave), client, ws_ping_interval=0.1, ws_ping_timeout=None)
 
 
 def test_root_path_is_put_back_before_the_path_as_uvicorn_does() -> None:
@@ -748,8 +781,11 @@ def test_root_path_is_put_back_before_the_path_as_uvicorn_does() -> None:
         assert scope["root_path"] == "/api/v1"
         assert scope["path"].startswith("/api/v1/")
         assert scope["raw_path"].startswith(b"/api/v1/")
-    with pytest.raises(ValueError, match="root_path"):
-        asgi(app, root_path="api/")
+    for bad in ("api/", "/api/", "/api\n", "/api?x", "/a b", "/a#b"):
+        with pytest.raises(ValueError, match="root_path"):
+            asgi(app, root_path=bad)
+    # (raw_path is as a client sends it: a root path beyond ASCII percent-encoded)
+    assert asgi(app, root_path="/café").raw_root_path == b"/caf%C3%A9"
 
 
 @pytest.mark.parametrize("answers", [True, False])

@@ -897,21 +897,27 @@ def _cut_short(factory: HTTPFactory, data: bytes, end: str) -> StringTransport:
 
 
 @pytest.mark.parametrize(
-    ("target", "path", "query"),
+    ("target", "path", "query", "host"),
     [
-        (b"/", b"/", b""),
-        (b"/a/b%20c?x=1&y=?", b"/a/b%20c", b"x=1&y=?"),
-        (b"/?", b"/", b""),
-        (b"http://example.com", b"/", b""),
-        (b"http://example.com?q", b"/", b"q"),
-        (b"https://example.com:8443/a?b", b"/a", b"b"),
-        (b"*", b"*", b""),
-        (b"example.com:443", b"example.com:443", b""),
+        (b"/", b"/", b"", b"h"),
+        (b"/a/b%20c?x=1&y=?", b"/a/b%20c", b"x=1&y=?", b"h"),
+        (b"/?", b"/", b"", b"h"),
+        (b"http://example.com", b"/", b"", b"example.com"),
+        (b"http://example.com?q", b"/", b"q", b"example.com"),
+        (b"https://example.com:8443/a?b", b"/a", b"b", b"example.com:8443"),
+        (b"HTTP://[::1]:80/p?u=http://x/y", b"/p", b"u=http://x/y", b"[::1]:80"),
+        (b"*", b"*", b"", b"h"),
+        (b"example.com:443", b"example.com:443", b"", b"h"),
     ],
 )
-def test_a_requests_path_and_query(target: bytes, path: bytes, query: bytes) -> None:
-    """Request.path and Request.query, from each target form a request may have."""
+def test_a_requests_path_query_and_host(
+    target: bytes, path: bytes, query: bytes, host: bytes
+) -> None:
+    """Request.path, .query and .host, from each target form a request may have (an
+    absolute-form target's authority is the host, whatever Host says)."""
     from statewire.protocols.http import Headers
 
-    request = Request(b"GET", target, (1, 1), Headers([]), body=None)  # type: ignore[arg-type]
-    assert (request.path, request.query) == (path, query)
+    request = Request(b"GET", target, (1, 1), Headers([(b"Host", b"h")]), body=None)  # type: ignore[arg-type]
+    assert (request.path, request.query, request.host) == (path, query, host)
+    bare = Request(b"GET", b"/", (1, 0), Headers([]), body=None)  # type: ignore[arg-type]
+    assert bare.host is None

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from typing import Any
 
@@ -184,22 +185,32 @@ class Channel(WebSocket):
             future.set_result(None)
 
 
+def _seconds(name: str, value: object) -> None:
+    """Refuse a duration that is not a finite positive number of seconds, or ``None``."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}={value!r}: seconds (a number), or None")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}={value!r}: a finite positive number of seconds, or None")
+
+
 def channel_class(
     max_message: int = MAX_MESSAGE,
     ping_interval: float | None = 20.0,
-    ping_timeout: float = 20.0,
+    ping_timeout: float | None = 20.0,
     compression: bool = True,
 ) -> type[Channel]:
     """The sessions' protocol for these settings (uvicorn's ``--ws-max-size``,
-    ``--ws-ping-interval``, ``--ws-ping-timeout``, ``--ws-per-message-deflate``):
-    :class:`Channel` itself for the defaults, else a subclass made once (its framings
-    bound to ``max_message``)."""
-    if max_message <= 0:
+    ``--ws-ping-interval``, ``--ws-ping-timeout``, ``--ws-per-message-deflate``; ``None``
+    for either timing: no pings, no pong waited for): :class:`Channel` itself for the
+    defaults, else a subclass made once (its framings bound to ``max_message``)."""
+    if isinstance(max_message, bool) or not isinstance(max_message, int) or max_message <= 0:
         raise ValueError(f"ws_max_size={max_message!r}: a positive number of bytes")
-    if ping_interval is not None and ping_interval <= 0:
-        raise ValueError(f"ws_ping_interval={ping_interval!r}: positive seconds, or None")
-    if ping_timeout <= 0:
-        raise ValueError(f"ws_ping_timeout={ping_timeout!r}: positive seconds")
+    _seconds("ws_ping_interval", ping_interval)
+    _seconds("ws_ping_timeout", ping_timeout)
+    if not isinstance(compression, bool):
+        raise ValueError(f"ws_per_message_deflate={compression!r}: True or False")
     settings = {
         "max_message": max_message,
         "ping_interval": ping_interval,

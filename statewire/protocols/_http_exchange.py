@@ -268,13 +268,22 @@ class Request:
         of ``/a/b?x=1``, and of ``http://host/a/b?x=1`` (the absolute form a proxy's
         client sends); ``*`` of ``OPTIONS *``, and a ``CONNECT``'s target as it is."""
         target = self.target
-        if target[:1] != b"/" and b"://" in target:
-            rest = target.partition(b"://")[2]
-            ends = [found for found in (rest.find(b"/"), rest.find(b"?")) if found >= 0]
-            target = rest[min(ends) :] if ends else b"/"
+        absolute = _absolute_form(target)
+        if absolute is not None:
+            target = absolute[1]
             if target[:1] != b"/":
                 target = b"/" + target
         return target.partition(b"?")[0]
+
+    @property
+    def host(self) -> bytes | None:
+        """The host the request names: an absolute-form target's authority, whatever
+        ``Host`` says (RFC 9112 §3.2.2), else the ``Host`` field (``None`` without one).
+        Route virtual hosts by it, as :attr:`path` is the same target's path."""
+        absolute = _absolute_form(self.target)
+        if absolute is not None:
+            return absolute[0]
+        return self.headers.get(b"host")
 
     @property
     def query(self) -> bytes:
@@ -300,6 +309,17 @@ class Request:
         callbacks, self._on_disconnect = self._on_disconnect or [], None
         for callback in callbacks:
             callback()
+
+
+def _absolute_form(target: bytes) -> tuple[bytes, bytes] | None:
+    """An absolute-form target's authority and what follows it (path and query), or
+    ``None`` for any other form (the server refused the malformed ones before)."""
+    if target[:1] == b"/" or b"://" not in target:
+        return None
+    rest = target.partition(b"://")[2]
+    ends = [found for found in (rest.find(b"/"), rest.find(b"?")) if found >= 0]
+    cut = min(ends) if ends else len(rest)
+    return rest[:cut], rest[cut:]
 
 
 class Connection(Protocol):

@@ -42,7 +42,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from statewire.protocols._asgi_lifespan import (
     MODES,
@@ -185,7 +185,7 @@ class ASGIFactory(HTTPFactory):
         root_path: str = "",
         ws_max_size: int = MAX_MESSAGE,
         ws_ping_interval: float | None = 20.0,
-        ws_ping_timeout: float = 20.0,
+        ws_ping_timeout: float | None = 20.0,
         ws_per_message_deflate: bool = True,
         **options: Any,
     ) -> None:
@@ -197,11 +197,21 @@ class ASGIFactory(HTTPFactory):
         self.forwarded = Forwarded(forwarded_allow_ips) if proxy_headers else None
         #: the application's ``lifespan`` scope (``None``: ``lifespan="off"``)
         self.lifespan = None if lifespan == "off" else Lifespan(app, lifespan)
-        if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
-            raise ValueError(f"root_path={root_path!r}: a path from '/', without a final '/'")
+        if root_path and (
+            not root_path.startswith("/")
+            or root_path.endswith("/")
+            or not root_path.isprintable()
+            or any(mark in root_path for mark in " ?#")
+        ):
+            raise ValueError(
+                f"root_path={root_path!r}: a path from '/', without a final '/', spaces, "
+                "'?', '#' or control characters"
+            )
         #: the path a proxy in front took off before passing requests on: each scope's
         #: ``root_path``, and put back before its ``path`` (as uvicorn's ``--root-path``)
         self.root_path = root_path
+        #: the same before ``raw_path``, as a client sends it (percent-encoded)
+        self.raw_root_path = quote(root_path, safe="/:@!$&'()*+,;=~").encode("ascii")
         #: the WebSocket sessions' protocol: their limit, pings and compression
         self.websocket = channel_class(
             ws_max_size, ws_ping_interval, ws_ping_timeout, ws_per_message_deflate
@@ -220,7 +230,7 @@ class ASGIFactory(HTTPFactory):
         if root_path:
             scope["root_path"] = root_path
             scope["path"] = root_path + scope["path"]
-            scope["raw_path"] = root_path.encode("utf-8") + scope["raw_path"]
+            scope["raw_path"] = self.raw_root_path + scope["raw_path"]
         if self.forwarded is not None:
             self.forwarded.apply(scope)
         if lifespan is not None and not lifespan.ready and lifespan.begun:
@@ -324,7 +334,7 @@ def asgi(
     root_path: str = "",
     ws_max_size: int = MAX_MESSAGE,
     ws_ping_interval: float | None = 20.0,
-    ws_ping_timeout: float = 20.0,
+    ws_ping_timeout: float | None = 20.0,
     ws_per_message_deflate: bool = True,
     **options: Any,
 ) -> ASGIFactory:
@@ -350,7 +360,7 @@ def asgi(
 
     WebSocket sessions take messages of ``ws_max_size`` bytes at most (16 MiB; ``1009``
     past it), ping every ``ws_ping_interval`` seconds (``None``: never) and close a client
-    whose pong has not come ``ws_ping_timeout`` seconds later, and agree on
+    whose pong has not come ``ws_ping_timeout`` seconds later (``None``: never), and agree on
     permessage-deflate (RFC 7692) when their client offers it
     (``ws_per_message_deflate``): uvicorn's options of those names, with its defaults.
 

@@ -210,7 +210,8 @@ class WebSocketCore(MachineProtocol):
     #: as one gone without a word (a half-open connection) would otherwise stay for ever;
     #: while the server itself holds frames unread, the wait is extended
     ping_interval: float | None = None
-    ping_timeout = 20.0
+    #: (``None``: no pong is waited for, the pings go on)
+    ping_timeout: float | None = 20.0
     #: the session's close code, once it ended (either side's close, or the loss)
     close_code: int | None = None
     #: seconds a close the server sent waits for the client's close frame before the
@@ -287,17 +288,22 @@ class WebSocketCore(MachineProtocol):
         if self.close_code is None:
             self._pong_due = True
             self.transport.write(frame(PING, b"statewire keepalive"))
-            self._keepalive = self.callLater(self.ping_timeout, self._no_pong)
+            if self.ping_timeout is None:  # (no pong waited for: the next ping)
+                assert self.ping_interval is not None
+                self._keepalive = self.callLater(self.ping_interval, self._ping)
+            else:
+                self._keepalive = self.callLater(self.ping_timeout, self._no_pong)
 
     def _no_pong(self) -> None:
         self._keepalive = None
-        if self.close_code is not None or not self._pong_due:
+        timeout = self.ping_timeout
+        if self.close_code is not None or not self._pong_due or timeout is None:
             return
         engine = self.machine_engine
         if engine is not None and engine.holds:
             # the server is not reading frames now (its own pause): the pong may be among
             # those waiting, so the client is given another timeout, not blamed
-            self._keepalive = self.callLater(self.ping_timeout, self._no_pong)
+            self._keepalive = self.callLater(timeout, self._no_pong)
             return
         self.fail(1011, "keepalive ping timeout")
 
