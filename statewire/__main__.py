@@ -30,6 +30,7 @@ def _serve(
     access_log: str | None = None,
     worker_metrics: bool = False,
     asgi: bool = False,
+    root_path: str | None = None,
 ) -> int:
     from statewire import reactor
     from statewire.endpoints import serverFromString
@@ -40,7 +41,9 @@ def _serve(
     try:
         if uvloop:
             reactor.use_uvloop()
-        factory = asgi_factory_from(targets) if asgi else factory_from(targets)
+        if root_path is not None and not asgi:
+            raise ValueError("--root-path is an ASGI application's: serve it with --asgi")
+        factory = asgi_factory_from(targets, root_path or "") if asgi else factory_from(targets)
         if access_log is not None:
             try:
                 _keep_access_log(factory, access_log)
@@ -310,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
         "MODULE:app takes), served by statewire.protocols.asgi.asgi(app)",
     )
     serve.add_argument(
+        "--root-path",
+        metavar="PATH",
+        help="with --asgi: the path prefix a proxy in front takes off (uvicorn's "
+        "--root-path): each scope's root_path, put back before its path",
+    )
+    serve.add_argument(
         "--listen",
         action="append",
         metavar="DESCRIPTION",
@@ -380,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         listen = args.listen or [DEFAULT_LISTEN]
         if args.workers is not None:
             passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace + ["--asgi"] * args.asgi
+            if args.root_path is not None:
+                passed.append(f"--root-path={args.root_path}")
             if args.access_log is not None:
                 where = args.access_log
                 where = where if where == "-" else os.path.abspath(where)
@@ -398,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             args.access_log,
             args.worker_metrics,
             args.asgi,
+            args.root_path,
         )
     if args.command == "diagram":
         return _diagram(args.target, args.format, args.output, args.check, args.counts)

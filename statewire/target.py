@@ -89,10 +89,11 @@ def factory_from(target: str) -> Any:
     raise TargetError(f"{target} is a {type(found).__name__}, not a Factory or a Protocol")
 
 
-def asgi_factory_from(target: str) -> Any:
+def asgi_factory_from(target: str, root_path: str = "") -> Any:
     """``serve --asgi``: the ASGI 3 application ``target`` names (a Starlette or FastAPI
     instance, an ``async def app(scope, receive, send)``: what ``uvicorn MODULE:app``
-    takes), served by :func:`statewire.protocols.asgi.asgi` with its defaults."""
+    takes), served by :func:`statewire.protocols.asgi.asgi` with its defaults but
+    ``root_path`` (``--root-path``)."""
     from statewire.protocol import Factory, Protocol
     from statewire.protocols.asgi import asgi
 
@@ -117,7 +118,7 @@ def asgi_factory_from(target: str) -> Any:
         ) from None
     except ValueError:  # no signature to read (a builtin): calling it will tell
         pass
-    return asgi(found)
+    return asgi(found, root_path=root_path)
 
 
 def _no_arguments(target: str, function: Any, hint: bool = False) -> None:

@@ -251,7 +251,7 @@ APP = """
             mark.write("stopped\\n")
 
     async def home(request):
-        return PlainTextResponse(request.state.who)
+        return PlainTextResponse(request.state.who + request.scope["root_path"])
 
     app = Starlette(routes=[Route("/", home)], lifespan=lifespan)
     factory = asgi(app)
@@ -269,17 +269,18 @@ def _serve(tmp_path: Path, *target: str, **env: str) -> Any:
     return running(*command, env={"MARK": str(mark), **env}), mark
 
 
-@pytest.mark.parametrize("target", [(), ("app", "--asgi")])
+@pytest.mark.parametrize("target", [(), ("app", "--asgi"), ("app", "--asgi", "--root-path=/api")])
 def test_statewire_serve_runs_the_startup_first_and_the_shutdown_at_sigterm(
     tmp_path: Path, target: tuple[str, ...]
 ) -> None:
     """The factory ``asgi(app)`` made, or the application itself with ``--asgi`` (as
-    ``uvicorn MODULE:app`` takes it)."""
+    ``uvicorn MODULE:app`` takes it), and ``--root-path`` with it."""
     served, mark = _serve(tmp_path, *target)
     with served as server:
         assert mark.read_text() == "started\n"  # before the port was reported listening
         response = httpx.get(f"http://{HOST}:{server.port}/", timeout=20, trust_env=False)
-        assert response.text == "lifespan state"
+        root = "/api" if "--root-path=/api" in target else ""
+        assert response.text == "lifespan state" + root
         out = server.stop(signal.SIGTERM)
     assert mark.read_text() == "started\nstopped\n"
     assert "Traceback" not in out

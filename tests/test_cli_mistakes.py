@@ -230,6 +230,12 @@ class AppClass:
             2,
             "{t} returned a coroutine, not a Factory (an ASGI application? serve it with --asgi)",
         ),
+        (
+            "asgi_app --root-path=/api",
+            2,
+            "--root-path is an ASGI application's: serve it with --asgi",
+        ),
+        ("asgi_app --asgi --root-path=api", 2, "root_path='api': a path from '/'"),
         ("AppClass --asgi", 2, "{t} is a class, not an ASGI 3 application: name an instance"),
     ],
 )
