@@ -214,7 +214,8 @@ def test_sending_before_the_connection_and_closing() -> None:
 def test_a_close_the_server_sent_waits_for_the_clients() -> None:
     """RFC 6455 §7.1.1: the server's close waits for the client's (messages meanwhile are
     dropped, pings not answered), then the connection closes; a client that does not
-    answer is closed after close_timeout; a protocol error closes at once."""
+    answer is closed after close_timeout; a protocol error and a stop's 1001 close at
+    once."""
     protocol, transport = session([])
     protocol.sendClose(1000, "bye")
     protocol.dataReceived(
@@ -227,11 +228,15 @@ def test_a_close_the_server_sent_waits_for_the_clients() -> None:
     assert protocol.endings == [(1000, "bye")]
 
     silent, kept = session([])
-    silent.closeGracefully()
+    silent.sendClose(3000)
     kept.reactor.advance(silent.close_timeout - 0.1)
     assert not kept.closed
     kept.reactor.advance(0.2)
-    assert kept.closed and silent.endings == [(1001, "server going away")]
+    assert kept.closed and silent.endings == [(3000, "")]
+
+    stopped, kept = session([])
+    stopped.closeGracefully()
+    assert kept.closed and stopped.endings == [(1001, "server going away")]
 
     failed, kept = session([client_frame(TEXT, b"\xff")])
     assert failed.endings[0][0] == 1007 and kept.closed

@@ -36,13 +36,13 @@ as soon as its inflated bytes pass it). A client that stops reading is dropped a
 
 A close, either side's, ends the session (:meth:`WebSocket.websocketClosed` at once). The
 server answers a client's close frame with the same code and closes the connection. A
-close it sends itself (:meth:`~WebSocket.sendClose`, :meth:`~WebSocket.closeGracefully`)
-waits for the client's close frame, as RFC 6455 §7.1.1 has it, up to
-:attr:`~WebSocket.close_timeout` (10 s, as the ``websockets`` library), then closes the
-connection: the server closes first, and the client sees its close answered. Messages
-that come meanwhile are dropped, pings are not answered. A close for a protocol error
-(``1002``, ``1007``, ``1009``, ``1011``) does not wait: the connection closes once the
-frame is sent.
+close it sends itself (:meth:`~WebSocket.sendClose`) waits for the client's close frame,
+as RFC 6455 §7.1.1 has it, up to :attr:`~WebSocket.close_timeout` (10 s, as the
+``websockets`` library), then closes the connection: the server closes first, and the
+client sees its close answered. Messages that come meanwhile are dropped, pings are not
+answered. A close for a protocol error (``1002``, ``1007``, ``1009``, ``1011``) and the
+stop's ``1001`` (:meth:`~WebSocket.closeGracefully`) do not wait: the connection closes
+once the frame is sent.
 """
 
 from __future__ import annotations
@@ -325,8 +325,11 @@ class WebSocketCore(MachineProtocol):
 
     def closeGracefully(self) -> None:
         """The server is stopping: the close frame RFC 6455 §7.4.1 gives that (``1001``,
-        going away), then the client's is waited for, as after :meth:`sendClose`."""
-        self._close_with(1001, "server going away", wait=True)
+        going away), then the close once it is sent. The client's close frame is not
+        waited for: a stop is bounded by its own deadlines (a drain's, a shutdown's, which
+        would reset a connection still open past them), and the lingering close still
+        takes in what the client sends after it."""
+        self._close_with(1001, "server going away")
 
     def fail(self, code: int, reason: str) -> None:
         """Close with ``code``: the peer broke the protocol (the connection closes once
