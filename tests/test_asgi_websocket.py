@@ -817,3 +817,48 @@ def test_the_applications_close_waits_for_the_clients_close_frame(
         writer.close()
 
     serving(raw_app(behave), client)
+
+
+def test_a_close_while_paused_for_unread_messages_reads_on_to_the_clients_close(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The application closes while the session is paused past the unread bound: the
+    server reads again (dropping the messages) so that the client's close frame, which
+    its close waits for, is seen (well before a close_timeout of 30 s)."""
+    monkeypatch.setattr(_asgi_websocket, "UNREAD_HIGH_WATER", 100_000)
+    monkeypatch.setattr(_asgi_websocket.Channel, "close_timeout", 30.0)
+    flooded = asyncio.Event()
+
+    async def behave(receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await flooded.wait()
+        await send({"type": "websocket.close", "code": 4000})
+
+    async def client(port: int) -> None:
+        loop = asyncio.get_running_loop()
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setblocking(False)
+        sock.send(handshake())
+        head = await loop.sock_recv(sock, 4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        chunk = bytes([0x82, 0x80 | 127]) + (65536).to_bytes(8, "big") + b"mask" + b"z" * 65536
+        left = b""
+        stalled_since = time.monotonic()
+        while time.monotonic() - stalled_since < 0.5:  # (until the server stops reading)
+            try:
+                left = left[sock.send(left) :] if left else chunk[sock.send(chunk) :]
+                stalled_since = time.monotonic()
+            except BlockingIOError:
+                await asyncio.sleep(0.01)
+        flooded.set()
+        await asyncio.wait_for(loop.sock_sendall(sock, left), 10)  # (the frame's rest)
+        close = await asyncio.wait_for(loop.sock_recv(sock, 4096), 10)
+        assert close == frame(8, (4000).to_bytes(2, "big"))
+        mask = b"abcd"
+        answer = bytes([0x88, 0x82]) + mask + unmask(mask, (4000).to_bytes(2, "big"))
+        await asyncio.wait_for(loop.sock_sendall(sock, answer), 10)
+        assert await asyncio.wait_for(loop.sock_recv(sock, 4096), 10) == b""  # (closed)
+        sock.close()
+
+    serving(raw_app(behave), client)

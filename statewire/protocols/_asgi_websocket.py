@@ -125,6 +125,14 @@ class Channel(WebSocket):
         self._resolve(self._waiter)
         self._resolve(self._connected)
         self._release_writers()
+        if self.paused:
+            # reading again: what comes now is dropped, up to the client's close frame
+            # that the server's own close waits for
+            self.paused = False
+            if self.transport is not None:
+                self.transport.resumeProducing()
+            if self.machine_engine is not None:
+                self.machine_engine.release("unread")
 
     def _put(self, event: Message, size: int) -> None:
         self.events.append((event, size))
