@@ -34,7 +34,7 @@ FieldLike = tuple[bytes | str, bytes | str]
 BODY_HIGH_WATER = 64 << 10
 
 
-def _bytes(value: bytes | str) -> bytes:
+def field_bytes(value: bytes | str) -> bytes:
     """A field's name or value as bytes: ``str`` (Latin-1) or a bytes-like object; anything
     else is a ``TypeError`` (``bytes(n)`` of an int would be n NUL bytes)."""
     if isinstance(value, str):
@@ -270,7 +270,7 @@ class Request:
         target = self.target
         absolute = _absolute_form(target)
         if absolute is not None:
-            target = absolute[1]
+            target = absolute[2]
             if target[:1] != b"/":
                 target = b"/" + target
         return target.partition(b"?")[0]
@@ -282,7 +282,7 @@ class Request:
         Route virtual hosts by it, as :attr:`path` is the same target's path."""
         absolute = _absolute_form(self.target)
         if absolute is not None:
-            return absolute[0]
+            return absolute[1]
         return self.headers.get(b"host")
 
     @property
@@ -311,15 +311,25 @@ class Request:
             callback()
 
 
-def _absolute_form(target: bytes) -> tuple[bytes, bytes] | None:
-    """An absolute-form target's authority and what follows it (path and query), or
-    ``None`` for any other form (the server refused the malformed ones before)."""
-    if target[:1] == b"/" or b"://" not in target:
+def cut_absolute_form(target: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """``(scheme, authority, rest)`` of a target ``scheme://authority`` followed by
+    nothing, a path or a query, none of them checked (``_http_head.split_absolute_form``
+    checks them); ``None`` without ``://``."""
+    scheme, slashes, after = target.partition(b"://")
+    if not slashes:
         return None
-    rest = target.partition(b"://")[2]
-    ends = [found for found in (rest.find(b"/"), rest.find(b"?")) if found >= 0]
-    cut = min(ends) if ends else len(rest)
-    return rest[:cut], rest[cut:]
+    end = len(after)
+    for mark in (b"/", b"?"):
+        found = after.find(mark)
+        if 0 <= found < end:
+            end = found
+    return scheme, after[:end], after[end:]
+
+
+def _absolute_form(target: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """An absolute-form target's parts (:func:`cut_absolute_form`), or ``None`` for any
+    other form (the server refused the malformed ones before)."""
+    return None if target[:1] == b"/" else cut_absolute_form(target)
 
 
 class Connection(Protocol):
@@ -355,7 +365,7 @@ def _field(name: bytes | str, value: bytes | str) -> tuple[bytes, int, bytes]:
         key, known = None, None
     if known is not None:
         return known
-    name_b, value_b = _bytes(name), _bytes(value)
+    name_b, value_b = field_bytes(name), field_bytes(value)
     kind = _KINDS.get(name_b.lower(), _PLAIN)
     if kind is _CODING:
         return b"", kind, value_b
@@ -658,7 +668,7 @@ class Response:
         if self._version < (1, 1):
             # RFC 9110 §15.2: no 1xx to an HTTP/1.0 client (which cannot switch protocols)
             raise RuntimeError("101 is never sent to an HTTP/1.0 client: answer it otherwise")
-        fields = [(_bytes(name), _bytes(value)) for name, value in headers]
+        fields = [(field_bytes(name), field_bytes(value)) for name, value in headers]
         if not any(name.lower() == b"connection" for name, _ in fields):
             fields.append((b"Connection", b"Upgrade"))
         lines = [field_line(name, value) for name, value in fields]

@@ -22,7 +22,7 @@ from grammars.http1 import (
     parse_chunk_line,
     request_line_of,
 )
-from statewire.protocols._http_exchange import Headers
+from statewire.protocols._http_exchange import Headers, cut_absolute_form
 
 #: the optional C accelerator's readings of a common request line and field section
 #: (:mod:`statewire.protocols._http1_speedups`), ``None`` without it or with
@@ -109,18 +109,15 @@ def split_absolute_form(target: bytes) -> tuple[bytes, bytes, bytes] | None:
     followed by nothing, a path or a query; ``None`` when ``target`` is not one. The
     authority must be a valid, non-empty ``host[:port]`` (no userinfo: RFC 9110 §4.2.4
     has it treated as an error; ``a@b`` reads as two hosts to two parsers)."""
-    scheme, slashes, after = target.partition(b"://")
-    if not slashes or not scheme[:1].isalpha() or scheme[1:].translate(None, _SCHEME_BYTES):
+    parts = cut_absolute_form(target)
+    if parts is None:
         return None
-    end = len(after)
-    for mark in (b"/", b"?"):
-        found = after.find(mark)
-        if 0 <= found < end:
-            end = found
-    authority, rest = after[:end], after[end:]
+    scheme, authority, _ = parts
+    if not scheme[:1].isalpha() or scheme[1:].translate(None, _SCHEME_BYTES):
+        return None
     if not authority or not valid_host(authority):
         return None
-    return scheme, authority, rest
+    return parts
 
 
 class FieldSection:

@@ -73,6 +73,7 @@ from statewire.declarative import MachineProtocol
 from statewire.error import Failure, connectionDone
 from statewire.framing import FrameTooLong, FramingError
 from statewire.machine import RemoteProtocolError, UnexpectedInput, by_key
+from statewire.protocols._http_exchange import field_bytes
 from statewire.protocols._websocket_deflate import Deflate, TooBig, negotiate
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -161,7 +162,7 @@ def accept_fields(
         if subprotocol not in subprotocols(request):
             raise ValueError(f"subprotocol {subprotocol!r} was not offered by the client")
         fields.append((b"Sec-WebSocket-Protocol", subprotocol.encode("latin-1")))
-    own = any(_latin(name).lower() == b"sec-websocket-extensions" for name, _ in extra)
+    own = any(field_bytes(name).lower() == b"sec-websocket-extensions" for name, _ in extra)
     if protocol is not None and protocol.compression and not own:
         agreement = negotiate(request.headers.get_all(b"sec-websocket-extensions"))
         if agreement is not None:
@@ -169,10 +170,6 @@ def accept_fields(
             fields.append((b"Sec-WebSocket-Extensions", agreement.response()))
     fields.extend(extra)
     return fields
-
-
-def _latin(name: Any) -> bytes:
-    return name.encode("latin-1") if isinstance(name, str) else bytes(name)
 
 
 # -- the machine ---------------------------------------------------------------------------
@@ -347,16 +344,18 @@ class WebSocketCore(MachineProtocol):
             self._close_now()
 
     def _close_now(self) -> None:
+        self._stop_waiting()
+        self.close()
+
+    def _stop_waiting(self) -> None:
+        """End the wait for the client's close frame, if one is under way."""
         closing, self._closing = self._closing, None
         if closing is not None and closing.active():
             closing.cancel()
-        self.close()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """The connection is gone: the wait for the client's close frame ends too."""
-        closing, self._closing = self._closing, None
-        if closing is not None and closing.active():
-            closing.cancel()
+        self._stop_waiting()
         super().connectionLost(reason)
 
     def abandoned(self) -> None:
@@ -374,8 +373,17 @@ class WebSocketCore(MachineProtocol):
 
     # -- receiving ----------------------------------------------------------------------
 
-    def deliver(self, opcode: int, data: bytes) -> None:
-        """A whole message, checked: to :meth:`messageReceived`."""
+    def deliver(self, opcode: int, data: bytes, compressed: bool = False) -> None:
+        """A whole message (``compressed``: to inflate first), checked: to
+        :meth:`messageReceived`; dropped once the session ended (the server's close
+        waiting for the client's)."""
+        if self.close_code is not None:
+            return
+        if compressed:
+            inflated = self.inflated(data, True, self.max_message)
+            if inflated is None:
+                return
+            data = inflated
         if opcode == TEXT:
             try:
                 text = data.decode("utf-8")
@@ -405,7 +413,10 @@ class WebSocketCore(MachineProtocol):
 
     def grow(self, data: bytes, final: bool = False) -> bool:
         """Add a fragment to the message under way (inflated, when it is compressed);
-        ``False`` if the session failed on it (too big, or not inflating)."""
+        ``False`` if the session failed on it (too big, or not inflating), or ended
+        before it."""
+        if self.close_code is not None:
+            return False
         if self.compressed:
             inflated = self.inflated(data, final, self.max_message - len(self.message))
             if inflated is None:
@@ -464,14 +475,7 @@ closed = builder.state("closed")
 def deliver(
     machine: Frames, core: WebSocketCore, opcode: int, data: bytes, compressed: bool
 ) -> None:
-    if core.close_code is not None:
-        return  # (the server closed: what comes before the client's close is dropped)
-    if compressed:
-        inflated = core.inflated(data, True, core.max_message)
-        if inflated is None:
-            return
-        data = inflated
-    core.deliver(opcode, data)
+    core.deliver(opcode, data, compressed)
 
 
 @open_.upon(Frames.begin).to(fragmented)
@@ -479,19 +483,17 @@ def begin(
     machine: Frames, core: WebSocketCore, opcode: int, data: bytes, compressed: bool
 ) -> None:
     core.opcode, core.message, core.compressed = opcode, bytearray(), compressed
-    if core.close_code is None:
-        core.grow(data)
+    core.grow(data)
 
 
 @fragmented.upon(Frames.more).loop()
 def grow(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
-    if core.close_code is None:
-        core.grow(data)
+    core.grow(data)
 
 
 @fragmented.upon(Frames.last).to(open_)
 def finish(machine: Frames, core: WebSocketCore, opcode: int, data: bytes) -> None:
-    if core.close_code is None and core.grow(data, True):
+    if core.grow(data, True):
         core.deliver(core.opcode, bytes(core.message))
     core.message = bytearray()
 
@@ -549,10 +551,9 @@ def frames_of(protocol: Any, data: object) -> ClientFrames:
     """A session's framing: client frames, ``RSV1`` allowed on a message's first frame once
     the session agreed on permessage-deflate (the handshake's answer comes before the
     switch, so the first frame read already knows)."""
-    if protocol.deflate is None:
-        frames: ClientFrames = protocol.frames
-    else:
-        frames = protocol.compressed_frames
+    frames: ClientFrames = (
+        protocol.frames if protocol.deflate is None else protocol.compressed_frames
+    )
     return frames
 
 
