@@ -14,6 +14,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from statewire._asgi_cli import add_arguments as asgi_arguments
+from statewire._asgi_cli import as_flags, flag, given
+
 #: where ``serve`` listens when not told: this machine only; ``--listen tcp:8007`` for every
 #: interface (a server reachable from the network should be asked for, not a default)
 DEFAULT_LISTEN = "tcp:8007:interface=127.0.0.1"
@@ -29,9 +32,10 @@ def _serve(
     drain_timeout: float = 30.0,
     access_log: str | None = None,
     worker_metrics: bool = False,
-    asgi: bool = False,
-    root_path: str | None = None,
+    asgi: dict[str, Any] | None = None,
 ) -> int:
+    """``serve``: ``asgi`` is ``None``, else the target is an ASGI application and these
+    are the ASGI options given (:func:`statewire._asgi_cli.given`)."""
     from statewire import reactor
     from statewire.endpoints import serverFromString
     from statewire.target import TargetError, TargetRaised, asgi_factory_from, factory_from
@@ -41,9 +45,13 @@ def _serve(
     try:
         if uvloop:
             reactor.use_uvloop()
-        if root_path is not None and not asgi:
-            raise ValueError("--root-path is an ASGI application's: serve it with --asgi")
-        factory = asgi_factory_from(targets, root_path or "") if asgi else factory_from(targets)
+        if asgi is not None:
+            from statewire._asgi_cli import asgi_options
+
+            called, keywords = asgi_options(asgi)
+            factory = asgi_factory_from(targets, called, **keywords)
+        else:
+            factory = factory_from(targets)
         if access_log is not None:
             try:
                 _keep_access_log(factory, access_log)
@@ -313,12 +321,6 @@ def main(argv: list[str] | None = None) -> int:
         "MODULE:app takes), served by statewire.protocols.asgi.asgi(app)",
     )
     serve.add_argument(
-        "--root-path",
-        metavar="PATH",
-        help="with --asgi: the path prefix a proxy in front takes off (uvicorn's "
-        "--root-path): each scope's root_path, put back before its path",
-    )
-    serve.add_argument(
         "--listen",
         action="append",
         metavar="DESCRIPTION",
@@ -360,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     serve.add_argument("--worker-metrics", action="store_true", help=argparse.SUPPRESS)
+    asgi_arguments(serve)
     diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")
     diagram.add_argument(
         "target",
@@ -387,10 +390,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         listen = args.listen or [DEFAULT_LISTEN]
+        asgi = given(args)
+        if asgi and not args.asgi:
+            option = flag(next(iter(asgi)))
+            print(
+                f"statewire serve: {option} is an ASGI application's: serve it with --asgi",
+                file=sys.stderr,
+            )
+            return 2
         if args.workers is not None:
             passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace + ["--asgi"] * args.asgi
-            if args.root_path is not None:
-                passed.append(f"--root-path={args.root_path}")
+            passed += as_flags(asgi)
             if args.access_log is not None:
                 where = args.access_log
                 where = where if where == "-" else os.path.abspath(where)
@@ -408,8 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             args.drain_timeout,
             args.access_log,
             args.worker_metrics,
-            args.asgi,
-            args.root_path,
+            asgi if args.asgi else None,
         )
     if args.command == "diagram":
         return _diagram(args.target, args.format, args.output, args.check, args.counts)

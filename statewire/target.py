@@ -89,15 +89,27 @@ def factory_from(target: str) -> Any:
     raise TargetError(f"{target} is a {type(found).__name__}, not a Factory or a Protocol")
 
 
-def asgi_factory_from(target: str, root_path: str = "") -> Any:
+def asgi_factory_from(target: str, called: bool = False, **options: Any) -> Any:
     """``serve --asgi``: the ASGI 3 application ``target`` names (a Starlette or FastAPI
     instance, an ``async def app(scope, receive, send)``: what ``uvicorn MODULE:app``
-    takes), served by :func:`statewire.protocols.asgi.asgi` with its defaults but
-    ``root_path`` (``--root-path``)."""
+    takes), or that it returns when called with no arguments (``called``: uvicorn's
+    ``--factory``), served by :func:`statewire.protocols.asgi.asgi` with ``options``."""
     from statewire.protocol import Factory, Protocol
     from statewire.protocols.asgi import asgi
 
     found = load(target)
+    if called:
+        if not callable(found):
+            raise TargetError(f"{target} is a {type(found).__name__}, not a function (--factory)")
+        _no_arguments(target, found)
+        found = call(target, "calling", found)
+        if inspect.iscoroutine(found):  # (an application, not its factory)
+            found.close()
+            raise TargetError(
+                f"{target} returned a coroutine: an ASGI application, not its factory "
+                "(serve it without --factory)"
+            )
+        target = f"what {target} returned"
     if isinstance(found, Factory) or (
         isinstance(found, type) and issubclass(found, (Factory, Protocol))
     ):
@@ -118,7 +130,7 @@ def asgi_factory_from(target: str, root_path: str = "") -> Any:
         ) from None
     except ValueError:  # no signature to read (a builtin): calling it will tell
         pass
-    return asgi(found, root_path=root_path)
+    return asgi(found, **options)
 
 
 def _no_arguments(target: str, function: Any, hint: bool = False) -> None:

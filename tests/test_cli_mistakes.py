@@ -204,6 +204,9 @@ async def any_arguments(*args):
 class AppClass:
     def __init__(self, scope, receive, send):
         pass
+
+def make_settings():
+    return settings
 """
 
 
@@ -237,6 +240,43 @@ class AppClass:
         ),
         ("asgi_app --asgi --root-path=api", 2, "root_path='api': a path from '/'"),
         ("AppClass --asgi", 2, "{t} is a class, not an ASGI 3 application: name an instance"),
+        ("asgi_app --lifespan=on", 2, "--lifespan is an ASGI application's: serve it with --asgi"),
+        (
+            "asgi_app --no-server-header",
+            2,
+            "--server-header is an ASGI application's: serve it with --asgi",
+        ),
+        ("asgi_app --asgi --factory", 2, "no arguments: missing a required argument: 'scope'"),
+        (
+            "any_arguments --asgi --factory",
+            2,
+            "{t} returned a coroutine: an ASGI application, not its factory (serve it "
+            "without --factory)",
+        ),
+        (
+            "make_settings --asgi --factory",
+            2,
+            "what {t} returned is a dict, not an ASGI application",
+        ),
+        ("settings --asgi --factory", 2, "{t} is a dict, not a function (--factory)"),
+        ("Buggy --asgi --factory", 1, "calling {t} raised TypeError"),
+        (
+            "asgi_app --asgi --forwarded-allow-ips=10.0.0.0/8,proxy",
+            2,
+            "forwarded_allow_ips: 'proxy' is no address nor network (nor *)",
+        ),
+        (
+            "asgi_app --asgi --ws-ping-timeout=0",
+            2,
+            "argument --ws-ping-timeout: '0': seconds are finite and positive, or none",
+        ),
+        ("asgi_app --asgi --ws-max-size=1k", 2, "argument --ws-max-size: '1k' is not a number"),
+        (
+            "asgi_app --asgi --ws-per-message-deflate=maybe",
+            2,
+            "'maybe' is not a boolean (true or false)",
+        ),
+        ("asgi_app --asgi --lifespan=sometimes", 2, "argument --lifespan: invalid choice"),
     ],
 )
 def test_a_target_whose_code_fails_is_one_line(

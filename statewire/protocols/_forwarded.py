@@ -59,7 +59,12 @@ class Forwarded:
         for name in names:
             if name == "*":
                 continue
-            network = ipaddress.ip_network(name, strict=False)  # (ValueError: not one)
+            try:
+                network = ipaddress.ip_network(name, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"forwarded_allow_ips: {name!r} is no address nor network (nor *)"
+                ) from None
             if network.num_addresses == 1:
                 self._addresses.add(str(network.network_address))
             else:

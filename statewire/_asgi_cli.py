@@ -1,0 +1,180 @@
+"""``statewire serve --asgi``'s options: uvicorn's of the same names, for
+:func:`statewire.protocols.asgi.asgi` (and its :class:`~statewire.protocols.http.HTTPFactory`).
+
+Someone moving a ``uvicorn MODULE:app --root-path /api --no-server-header`` command line
+keeps it: each option here has uvicorn's name, meaning and default. An option given
+without ``--asgi`` is refused (a statewire factory is made by its module, which sets these
+itself). Its value is checked where ``asgi()`` checks it, so a bad one is the same
+one-line error from the command line as from code.
+
+uvicorn options that are not here: ``--timeout-keep-alive`` (statewire's keep-alive
+timeout is the HTTP server's, 15 s), ``--limit-concurrency``, ``--limit-max-requests``,
+``--backlog``, ``--headers``, ``--ws-max-queue`` and the choice of HTTP and WebSocket
+implementations; ``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job under
+``--workers``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+#: the words taken for true and false by ``--ws-per-message-deflate`` (uvicorn's: click's)
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+
+#: the ``serve`` options that are ``asgi()``'s, by their ``dest``
+_DESTS = (
+    "factory",
+    "root_path",
+    "lifespan",
+    "proxy_headers",
+    "forwarded_allow_ips",
+    "server_header",
+    "date_header",
+    "ws_max_size",
+    "ws_ping_interval",
+    "ws_ping_timeout",
+    "ws_per_message_deflate",
+)
+
+
+def _boolean(text: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true or false)")
+
+
+def _seconds(text: str) -> float | None:
+    """Positive seconds, or ``none`` (never: as ``asgi(..., ws_ping_interval=None)``)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds are finite and positive, or none")
+    return seconds
+
+
+def _size(text: str) -> int:
+    try:
+        size = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a size is positive")
+    return size
+
+
+def add_arguments(serve: argparse.ArgumentParser) -> None:
+    """The ASGI options, a group of their own in ``serve --help``."""
+    group = serve.add_argument_group(
+        "ASGI options (with --asgi; uvicorn's options of these names, with its defaults)",
+        argument_default=argparse.SUPPRESS,  # (left out when not given: see given())
+    )
+    group.add_argument(
+        "--factory",
+        action="store_true",
+        help="TARGET is a function returning the application, called once with no arguments",
+    )
+    group.add_argument(
+        "--root-path",
+        metavar="PATH",
+        help="the path prefix a proxy in front takes off: each scope's root_path, put back "
+        "before its path",
+    )
+    group.add_argument(
+        "--lifespan",
+        choices=["auto", "on", "off"],
+        help="the application's lifespan scope: auto (default: served unless the application "
+        "refuses it), on (its failure stops the server), off",
+    )
+    group.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        help="believe X-Forwarded-Proto and X-Forwarded-For from the trusted proxies "
+        "(default: yes)",
+    )
+    group.add_argument(
+        "--forwarded-allow-ips",
+        metavar="LIST",
+        help="the trusted proxies: comma-separated addresses and networks, or * (default: "
+        "$FORWARDED_ALLOW_IPS, else 127.0.0.1,::1)",
+    )
+    group.add_argument(
+        "--server-header",
+        action=argparse.BooleanOptionalAction,
+        help="send a Server field (default: yes)",
+    )
+    group.add_argument(
+        "--date-header",
+        action=argparse.BooleanOptionalAction,
+        help="send a Date field (default: yes)",
+    )
+    group.add_argument(
+        "--ws-max-size",
+        type=_size,
+        metavar="BYTES",
+        help="the largest WebSocket message taken (default 16777216; 1009 past it)",
+    )
+    group.add_argument(
+        "--ws-ping-interval",
+        type=_seconds,
+        metavar="SECONDS",
+        help="ping each WebSocket client this often (default 20; none: never)",
+    )
+    group.add_argument(
+        "--ws-ping-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="close a WebSocket client whose pong has not come this long after the ping "
+        "(default 20; none: never)",
+    )
+    group.add_argument(
+        "--ws-per-message-deflate",
+        type=_boolean,
+        metavar="BOOL",
+        help="agree on permessage-deflate when a WebSocket client offers it (default true)",
+    )
+
+
+def given(args: argparse.Namespace) -> dict[str, Any]:
+    """The ASGI options the command line gave, by ``dest`` (those not given left out)."""
+    return {dest: getattr(args, dest) for dest in _DESTS if hasattr(args, dest)}
+
+
+def flag(dest: str) -> str:
+    """The option's spelling on the command line (``root_path``: ``--root-path``)."""
+    return "--" + dest.replace("_", "-")
+
+
+def as_flags(options: dict[str, Any]) -> list[str]:
+    """``options`` (from :func:`given`) as command-line arguments again: what a supervisor
+    passes on to its workers."""
+    flags = []
+    for dest, value in options.items():
+        if value is True and dest in ("factory", "proxy_headers", "server_header", "date_header"):
+            flags.append(flag(dest))
+        elif value is False and dest != "ws_per_message_deflate":
+            flags.append("--no-" + flag(dest)[2:])
+        else:
+            flags.append(f"{flag(dest)}={'none' if value is None else value}")
+    return flags
+
+
+def asgi_options(options: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+    """Whether the target is a factory of the application (``--factory``), and the
+    keyword arguments of ``asgi()`` the other options are."""
+    keywords = dict(options)
+    factory = bool(keywords.pop("factory", False))
+    if "server_header" in keywords:
+        keywords["server"] = b"statewire" if keywords.pop("server_header") else None
+    if "date_header" in keywords:
+        keywords["date"] = keywords.pop("date_header")
+    return factory, keywords
