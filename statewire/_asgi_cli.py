@@ -7,8 +7,9 @@ without ``--asgi`` is refused (a statewire factory is made by its module, which 
 itself). Its value is checked where ``asgi()`` checks it, so a bad one is the same
 one-line error from the command line as from code.
 
-uvicorn options that are not here: ``--timeout-keep-alive`` (statewire's keep-alive
-timeout is the HTTP server's, 15 s), ``--limit-concurrency``, ``--limit-max-requests``,
+One default differs: ``--timeout-keep-alive`` is the HTTP server's 15 s (uvicorn's 5), and
+is the deadline of a whole head too (:func:`statewire.protocols.http.keeping_alive`).
+uvicorn options that are not here: ``--limit-concurrency``, ``--limit-max-requests``,
 ``--backlog``, ``--headers``, ``--ws-max-queue`` and the choice of HTTP and WebSocket
 implementations; ``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job under
 ``--workers``.
@@ -33,6 +34,7 @@ _DESTS = (
     "forwarded_allow_ips",
     "server_header",
     "date_header",
+    "timeout_keep_alive",
     "ws_max_size",
     "ws_ping_interval",
     "ws_ping_timeout",
@@ -53,12 +55,17 @@ def _seconds(text: str) -> float | None:
     """Positive seconds, or ``none`` (never: as ``asgi(..., ws_ping_interval=None)``)."""
     if text.strip().lower() == "none":
         return None
+    return _positive(text, ", or none")
+
+
+def _positive(text: str, alternative: str = "") -> float:
+    """Positive seconds."""
     try:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not (math.isfinite(seconds) and seconds > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: seconds are finite and positive, or none")
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds are finite and positive{alternative}")
     return seconds
 
 
@@ -75,7 +82,7 @@ def _size(text: str) -> int:
 def add_arguments(serve: argparse.ArgumentParser) -> None:
     """The ASGI options, a group of their own in ``serve --help``."""
     group = serve.add_argument_group(
-        "ASGI options (with --asgi; uvicorn's options of these names, with its defaults)",
+        "ASGI options (with --asgi; uvicorn's options of these names)",
         argument_default=argparse.SUPPRESS,  # (left out when not given: see given())
     )
     group.add_argument(
@@ -116,6 +123,14 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         "--date-header",
         action=argparse.BooleanOptionalAction,
         help="send a Date field (default: yes)",
+    )
+    group.add_argument(
+        "--timeout-keep-alive",
+        type=_positive,
+        metavar="SECONDS",
+        help="close a kept-alive connection that has not sent its next request line this "
+        "long after the last response, or its field section this long after its request "
+        "line (default 15; uvicorn's: 5)",
     )
     group.add_argument(
         "--ws-max-size",
@@ -177,4 +192,6 @@ def asgi_options(options: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         keywords["server"] = b"statewire" if keywords.pop("server_header") else None
     if "date_header" in keywords:
         keywords["date"] = keywords.pop("date_header")
+    if "timeout_keep_alive" in keywords:
+        keywords["keep_alive_timeout"] = keywords.pop("timeout_keep_alive")
     return factory, keywords

@@ -272,6 +272,11 @@ def make_settings():
         ),
         ("asgi_app --asgi --ws-max-size=1k", 2, "argument --ws-max-size: '1k' is not a number"),
         (
+            "asgi_app --asgi --timeout-keep-alive=-5",
+            2,
+            "argument --timeout-keep-alive: '-5': seconds are finite and positive",
+        ),
+        (
             "asgi_app --asgi --ws-per-message-deflate=maybe",
             2,
             "'maybe' is not a boolean (true or false)",

@@ -199,13 +199,14 @@ class Driven:
     protocol: HTTPServer
 
 
-def drive(steps: list[bytes | float], handler: Handler = application) -> Driven:
+def drive(steps: list[bytes | float], handler: Handler = application, **options: Any) -> Driven:
     """Feed bytes and advance a test clock by seconds, in order; the connection is not
-    lost at the end (its state can be looked at)."""
+    lost at the end (its state can be looked at). ``options``: the factory's."""
 
     async def main() -> Driven:
         clock = Clock()
-        protocol = HTTPFactory(handler, date=False).buildProtocol(None)  # type: ignore[arg-type]
+        factory = HTTPFactory(handler, date=False, **options)
+        protocol = factory.buildProtocol(None)  # type: ignore[arg-type]
         assert isinstance(protocol, HTTPServer)
         protocol.clock = clock
         transport = StringTransport()
@@ -254,6 +255,31 @@ def test_field_lines_arriving_in_time_do_not_extend_the_header_deadline() -> Non
     driven = drive(steps)
     assert statuses(driven.output) == [408]
     assert driven.closed
+
+
+@pytest.mark.parametrize("seconds", [5, 65.5])
+def test_keep_alive_timeout_sets_both_deadlines_of_a_head(seconds: float) -> None:
+    """``HTTPFactory(keep_alive_timeout=...)`` (``statewire serve --asgi
+    --timeout-keep-alive``): shorter or longer than the default 15 s, for the request line
+    and for the field section alike."""
+    before, after = seconds - 0.5, seconds + 0.5
+    kept = drive([GET, before, GET, before], keep_alive_timeout=seconds)
+    assert statuses(kept.output) == [200, 200]
+    assert not kept.closed
+    idle = drive([GET, after, GET], keep_alive_timeout=seconds)
+    assert statuses(idle.output) == [200]
+    assert idle.closed
+    fields: list[bytes | float] = [b"GET / HTTP/1.1\r\n"]
+    fields += [b"Host: a\r\n", before, b"\r\n"]
+    assert statuses(drive(fields, keep_alive_timeout=seconds).output) == [200]
+    fields[-1:] = [1.0]
+    assert statuses(drive(fields, keep_alive_timeout=seconds).output) == [408]
+
+
+@pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), True, "5"])
+def test_keep_alive_timeout_refuses_what_is_no_seconds(seconds: Any) -> None:
+    with pytest.raises(ValueError, match=r"keep_alive_timeout=.*: positive seconds"):
+        HTTPFactory(application, keep_alive_timeout=seconds)
 
 
 # -- the handler's mistakes ---------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,26 @@ def _get(port: int) -> httpx.Response:
     return httpx.get(f"http://{HOST}:{port}/", headers=FORWARDED, timeout=20, trust_env=False)
 
 
+def _left_idle(port: int) -> bytes:
+    """What a kept-alive connection reads after its response, waiting at most 10 s: ``b""``
+    once the server closed it."""
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, head
+            head += chunk
+        fields, _, body = head.partition(b"\r\n\r\n")
+        length = int(fields.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += sock.recv(4096)
+        try:
+            return sock.recv(4096)
+        except TimeoutError:
+            return b"(still open)"
+
+
 def test_the_defaults_are_uvicorns(tmp_path: Path) -> None:
     """Without options: Server and Date fields, the proxy on this machine believed."""
     with _serve(tmp_path, "app") as server:
@@ -98,11 +119,14 @@ def test_the_options_reach_the_application(tmp_path: Path, workers: tuple[str, .
         "--no-date-header",
         "--no-proxy-headers",
         "--lifespan=off",
+        "--timeout-keep-alive=0.5",
         *workers,
     )
     with _serve(tmp_path, "make", *flags) as server:
         response = _get(server.port)  # (the proxy took /api off)
+        left = _left_idle(server.port)
         out = server.stop(signal.SIGTERM)
+    assert left == b""  # closed by the server (the default 15 s: still open after 10)
     assert response.status_code == 200, response.text
     assert "server" not in response.headers
     assert "date" not in response.headers
@@ -179,6 +203,7 @@ _OPTIONS = st.fixed_dictionaries(
         "forwarded_allow_ips": st.sampled_from(["*", "10.0.0.0/8,::1", ""]),
         "server_header": st.booleans(),
         "date_header": st.booleans(),
+        "timeout_keep_alive": st.floats(0.001, 1e6),
         "ws_max_size": st.integers(1, 2**40),
         "ws_ping_interval": st.none() | st.floats(0.001, 1e6),
         "ws_ping_timeout": st.none() | st.floats(0.001, 1e6),

@@ -471,6 +471,18 @@ class HTTPServer(HTTPConnection):
     write_timeout = 30.0
 
 
+@functools.cache
+def keeping_alive(protocol: type[HTTPServer], seconds: float) -> type[HTTPServer]:
+    """``protocol`` with a head's deadline of ``seconds`` (for the request line, from the
+    connection's start or the previous exchange's end, then for the field section, from the
+    request line): ``protocol`` itself when it has that deadline already, else a subclass,
+    made once for each such pair (its plan compiled as any declared protocol's)."""
+    if protocol.timeouts[head].seconds == seconds:
+        return protocol
+    timeouts = {**protocol.timeouts, head: Timeout(seconds, Inputs.idle)}
+    return type(protocol.__name__, (protocol,), {"timeouts": timeouts})
+
+
 class HTTPFactory(Factory):
     """Serves :class:`HTTPServer` connections, each request answered by ``handler``."""
 
@@ -505,8 +517,21 @@ class HTTPFactory(Factory):
         half_close: bool = False,
         half_close_timeout: float = 30.0,
         access_log: AccessLog | bool | None = None,
+        keep_alive_timeout: float | None = None,
     ) -> None:
         self.handler = handler
+        if keep_alive_timeout is not None:
+            if isinstance(keep_alive_timeout, bool) or not (
+                isinstance(keep_alive_timeout, int | float) and 0 < keep_alive_timeout < 1e9
+            ):
+                raise ValueError(
+                    f"keep_alive_timeout={keep_alive_timeout!r}: positive seconds "
+                    "(under a billion)"
+                )
+            #: the protocol's connections have :func:`keeping_alive`'s deadline for a
+            #: head (``keep_alive_timeout``; ``None``: the protocol's own,
+            #: :data:`KEEP_ALIVE_TIMEOUT`)
+            self.protocol = keeping_alive(type(self).protocol, float(keep_alive_timeout))
         #: largest request body accepted (``413`` beyond, said before reading it)
         self.max_body = max_body
         #: the ``Server`` field of responses (``None``: none)
@@ -556,4 +581,5 @@ __all__ = [
     "Refusal",
     "Request",
     "Response",
+    "keeping_alive",
 ]
