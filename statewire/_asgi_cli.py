@@ -2,16 +2,22 @@
 :func:`statewire.protocols.asgi.asgi` (and its :class:`~statewire.protocols.http.HTTPFactory`).
 
 Someone moving a ``uvicorn MODULE:app --root-path /api --no-server-header`` command line
-keeps it: each option here has uvicorn's name, meaning and default. An option given
-without ``--asgi`` is refused (a statewire factory is made by its module, which sets these
-itself). Its value is checked where ``asgi()`` checks it, so a bad one is the same
-one-line error from the command line as from code.
+keeps it: each option here has uvicorn's name, meaning and default, but two:
 
-One default differs: ``--timeout-keep-alive`` is the HTTP server's 15 s (uvicorn's 5), and
-is the deadline of a whole head too (:func:`statewire.protocols.http.keeping_alive`).
+* ``--max-body`` is statewire's own (``HTTPFactory``'s ``max_body``, 1 MiB by default:
+  uvicorn sets no limit, so an application taking larger uploads needs it);
+* ``--timeout-keep-alive`` is the HTTP server's 15 s by default (uvicorn's: 5), and is the
+  deadline of a whole head too (:func:`statewire.protocols.http.keeping_alive`).
+
+Sizes take ``K``, ``M`` and ``G`` (binary multiples) as well as bytes. An option given
+without ``--asgi`` is refused (a statewire factory is made by its module, which sets these
+itself), and a bad value is a one-line error, exit status 2: from argparse, or from
+``asgi()`` as it would be from code.
+
 uvicorn options that are not here: ``--limit-concurrency``, ``--limit-max-requests``,
-``--backlog``, ``--headers``, ``--ws-max-queue`` and the choice of HTTP and WebSocket
-implementations; ``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job under
+``--headers``, ``--ws-max-queue`` and the choice of HTTP and WebSocket implementations;
+``--backlog N`` is the endpoint's (``--listen tcp:8000:backlog=N``, 50 by default, as
+Twisted's), and ``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job under
 ``--workers``.
 """
 
@@ -35,6 +41,7 @@ _DESTS = (
     "server_header",
     "date_header",
     "timeout_keep_alive",
+    "max_body",
     "ws_max_size",
     "ws_ping_interval",
     "ws_ping_timeout",
@@ -69,11 +76,19 @@ def _positive(text: str, alternative: str = "") -> float:
     return seconds
 
 
+#: the suffixes a size may take: binary multiples (``16M`` is 16 MiB)
+_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
 def _size(text: str) -> int:
-    try:
-        size = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
+    """Bytes: a positive integer, or one with ``K``, ``M`` or ``G`` (KiB, MiB, GiB)."""
+    digits = text.strip()
+    unit = _UNITS.get(digits[-1:].lower(), 1)
+    if unit != 1:
+        digits = digits[:-1]
+    if not digits.isdigit() or not digits.isascii():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes (or of K, M, G)")
+    size = int(digits) * unit
     if size <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: a size is positive")
     return size
@@ -133,10 +148,17 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         "line (default 15; uvicorn's: 5)",
     )
     group.add_argument(
+        "--max-body",
+        type=_size,
+        metavar="BYTES",
+        help="statewire's own: the largest request body taken, e.g. 100M (default 1M; 413 "
+        "past it, answered from Content-Length before the body is read; uvicorn has no limit)",
+    )
+    group.add_argument(
         "--ws-max-size",
         type=_size,
         metavar="BYTES",
-        help="the largest WebSocket message taken (default 16777216; 1009 past it)",
+        help="the largest WebSocket message taken (default 16M; 1009 past it)",
     )
     group.add_argument(
         "--ws-ping-interval",

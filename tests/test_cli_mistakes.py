@@ -270,7 +270,8 @@ def make_settings():
             2,
             "argument --ws-ping-timeout: '0': seconds are finite and positive, or none",
         ),
-        ("asgi_app --asgi --ws-max-size=1k", 2, "argument --ws-max-size: '1k' is not a number"),
+        ("asgi_app --asgi --ws-max-size=1kb", 2, "argument --ws-max-size: '1kb' is not a number"),
+        ("asgi_app --asgi --max-body=0M", 2, "argument --max-body: '0M': a size is positive"),
         (
             "asgi_app --asgi --timeout-keep-alive=-5",
             2,

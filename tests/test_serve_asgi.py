@@ -40,13 +40,17 @@ async def home(request):
         "scheme": request.url.scheme,
     })
 
+async def size(request):
+    return JSONResponse({"size": len(await request.body())})
+
 async def echo(websocket):
     await websocket.accept()
     async for text in websocket.iter_text():
         await websocket.send_text(text)
 
 def build():
-    return Starlette(routes=[Route("/", home), WebSocketRoute("/ws", echo)])
+    routes = [Route("/", home), Route("/size", size, methods=["POST"])]
+    return Starlette(routes=[*routes, WebSocketRoute("/ws", echo)])
 
 made = []
 
@@ -152,6 +156,18 @@ def test_forwarded_allow_ips_names_the_trusted_proxies(tmp_path: Path) -> None:
     assert (trusted["client"], trusted["scheme"]) == ("203.0.113.7", "https")
 
 
+def test_max_body_bounds_the_request_bodies(tmp_path: Path) -> None:
+    """``--max-body 2K``: 2048 bytes taken, one more refused before it is read."""
+    with _serve(tmp_path, "app", "--max-body=2K") as server:
+        url = f"http://{HOST}:{server.port}/size"
+        sizes = [
+            httpx.post(url, content=b"x" * n, timeout=20, trust_env=False) for n in (2048, 2049)
+        ]
+        server.stop(signal.SIGTERM)
+    assert sizes[0].json() == {"size": 2048}
+    assert sizes[1].status_code == 413
+
+
 async def _websocket_session(port: int) -> tuple[str | None, str, int | None]:
     """The extensions agreed, a small message's echo, and the close code of a large one."""
     async with websockets_client.connect(f"ws://{HOST}:{port}/ws", open_timeout=20) as ws:
@@ -204,6 +220,7 @@ _OPTIONS = st.fixed_dictionaries(
         "server_header": st.booleans(),
         "date_header": st.booleans(),
         "timeout_keep_alive": st.floats(0.001, 1e6),
+        "max_body": st.integers(1, 2**40),
         "ws_max_size": st.integers(1, 2**40),
         "ws_ping_interval": st.none() | st.floats(0.001, 1e6),
         "ws_ping_timeout": st.none() | st.floats(0.001, 1e6),
