@@ -33,6 +33,7 @@ def _serve(
     access_log: str | None = None,
     worker_metrics: bool = False,
     asgi: dict[str, Any] | None = None,
+    limit_max_requests: int | None = None,
 ) -> int:
     """``serve``: ``asgi`` is ``None``, else the target is an ASGI application and these
     are the ASGI options given (:func:`statewire._asgi_cli.given`)."""
@@ -40,6 +41,7 @@ def _serve(
     from statewire.endpoints import serverFromString
     from statewire.target import TargetError, TargetRaised, asgi_factory_from, factory_from
 
+    link: Any = None  # (a worker's: its link to the supervisor, made once it serves)
     _log_setup(worker_of is not None)
     log = logging.getLogger("statewire.serve")
     try:
@@ -58,6 +60,8 @@ def _serve(
             except OSError as error:
                 print(f"statewire serve: cannot open the access log: {error}", file=sys.stderr)
                 return 1
+        if limit_max_requests is not None:
+            _limit_requests(factory, limit_max_requests, lambda: _retire(reactor, link))
         endpoints = [serverFromString(reactor, description) for description in listen]
         if metrics_at is not None:
             serverFromString(reactor, metrics_at)  # a bad description is a usage error
@@ -93,7 +97,6 @@ def _serve(
         reactor.loop.close()
         print("statewire serve: interrupted before serving", file=sys.stderr)
         return 130
-    link = None
     if worker_of is not None:
         from statewire.workers import WorkerLink
 
@@ -139,6 +142,38 @@ def _keep_access_log(factory: object, where: str) -> None:
             logger.propagate = False
             logger.setLevel(logging.INFO)
     log_access()
+
+
+def _limit_requests(factory: object, limit: int, reached: Any) -> None:
+    """``--limit-max-requests``: count the HTTP factory's requests (see
+    :mod:`statewire._request_limit`)."""
+    from statewire._request_limit import limit_requests
+    from statewire.protocol import innermost
+    from statewire.protocols.http import HTTPFactory
+
+    inner = innermost(factory, lambda found: isinstance(found, HTTPFactory))
+    if not isinstance(inner, HTTPFactory):
+        raise ValueError(
+            f"--limit-max-requests: {type(factory).__name__} is no HTTP factory (an "
+            "HTTPFactory or asgi(app) counts its requests)"
+        )
+    limit_requests(inner, limit, reached)
+
+
+def _retire(reactor: Any, link: Any) -> None:
+    """The request limit reached: a worker asks its supervisor for its replacement; a
+    process serving alone stops gracefully."""
+    from statewire.error import ReactorNotRunning
+
+    if link is not None:
+        logging.getLogger("statewire.serve").info(
+            "the request limit reached: asking the supervisor for a new worker"
+        )
+        link.retire()
+        return
+    logging.getLogger("statewire.serve").info("the request limit reached: stopping")
+    with contextlib.suppress(ReactorNotRunning):  # (stopping already)
+        reactor.stop()
 
 
 def _not_started(reactor: Any, factory: object, error: Exception) -> int:
@@ -304,6 +339,13 @@ def _diagram(
     return 0
 
 
+def _count(text: str) -> int:
+    """A positive whole number."""
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``statewire`` command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="statewire", description=__doc__)
@@ -360,6 +402,14 @@ def main(argv: list[str] | None = None) -> int:
         "message (logger statewire.mail): DEST - with the other logs on stderr, else a file "
         "the lines are appended to",
     )
+    serve.add_argument(
+        "--limit-max-requests",
+        type=_count,
+        metavar="N",
+        help="after N requests (an HTTP factory's, asgi(app)'s), make way for a fresh "
+        "process: alone, stop gracefully (exit 0); a worker of --workers is replaced "
+        "(uvicorn's option of that name)",
+    )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     serve.add_argument("--worker-metrics", action="store_true", help=argparse.SUPPRESS)
     asgi_arguments(serve)
@@ -401,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers is not None:
             passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace + ["--asgi"] * args.asgi
             passed += as_flags(asgi)
+            if args.limit_max_requests is not None:
+                passed.append(f"--limit-max-requests={args.limit_max_requests}")
             if args.access_log is not None:
                 where = args.access_log
                 where = where if where == "-" else os.path.abspath(where)
@@ -419,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             args.access_log,
             args.worker_metrics,
             asgi if args.asgi else None,
+            args.limit_max_requests,
         )
     if args.command == "diagram":
         return _diagram(args.target, args.format, args.output, args.check, args.counts)

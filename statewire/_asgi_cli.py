@@ -14,8 +14,10 @@ without ``--asgi`` is refused (a statewire factory is made by its module, which 
 itself), and a bad value is a one-line error, exit status 2: from argparse, or from
 ``asgi()`` as it would be from code.
 
-uvicorn options that are not here: ``--limit-concurrency``, ``--limit-max-requests``,
-``--headers``, ``--ws-max-queue`` and the choice of HTTP and WebSocket implementations;
+``--limit-max-requests`` is ``serve``'s for any HTTP factory
+(:mod:`statewire._request_limit`). uvicorn options that are not here:
+``--limit-concurrency``, ``--headers``, ``--ws-max-queue`` and the choice of HTTP and
+WebSocket implementations;
 ``--backlog N`` is the endpoint's (``--listen tcp:8000:backlog=N``, 50 by default, as
 Twisted's), and ``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job under
 ``--workers``.

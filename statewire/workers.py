@@ -441,6 +441,10 @@ class Supervisor:
                 log.info("worker %d (pid %d) ready", worker.slot, worker.process.pid)
                 worker.ready.set_result(None)
             return True
+        if line == b"retire":
+            del heard[: end + 1]
+            self._spawn(self.replace(worker))
+            return True
         word, number, size = [*line.split(b" "), b"", b""][:3]
         if (
             word != b"metrics"
@@ -576,6 +580,45 @@ class Supervisor:
             if not self._reload_again:
                 return True
 
+    async def replace(self, worker: _Worker) -> bool:
+        """Start a new worker in ``worker``'s slot; once it accepts, drain ``worker``, as
+        a reload does for every slot (what a worker that reached its request limit asks).
+        Whether it did: not for a worker already retiring or replaced, nor while the
+        supervisor reloads or stops (a reload replaces it anyway); when the new one
+        cannot start, ``worker`` goes on serving."""
+        if not self._replaceable(worker):
+            return False
+        log.info("worker %d (pid %d) asks to be replaced", worker.slot, worker.process.pid)
+        try:
+            new = await self._start(worker.slot)
+        except OSError as error:
+            log.error("cannot start a new worker: %s", error)
+            return False
+        ready = await self._all_ready([new])
+        if not ready or not self._replaceable(worker):
+            # (or a reload came meanwhile: it replaces the old worker itself)
+            new.retiring = True
+            self._signal(new, signal.SIGTERM)
+            if not ready:
+                log.error("worker %d not replaced: it goes on serving", worker.slot)
+            return False
+        self._slots[worker.slot] = new
+        worker.retiring = True
+        with contextlib.suppress(OSError):
+            worker.link.send(b"drain\n")
+        log.info("worker %d (pid %d) replaced: it drains", worker.slot, worker.process.pid)
+        return True
+
+    def _replaceable(self, worker: _Worker) -> bool:
+        """Whether ``worker`` serves its slot, and nothing else replaces it: no reload
+        (whose old workers are those of the slots when it starts), no stop."""
+        reloading = self._reloading is not None and not self._reloading.done()
+        return (
+            self._serving
+            and not (self._stopping or reloading or worker.retiring)
+            and self._slots[worker.slot] is worker
+        )
+
     def _signal(self, worker: _Worker, number: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             worker.process.send_signal(number)
@@ -633,6 +676,7 @@ class WorkerLink:
         #: the metrics asked and not answered yet (their numbers), and whether draining
         self._answers: collections.deque[int] = collections.deque()
         self._draining = False
+        self._retired = False
         self._link = socket.socket(fileno=fileno)
         self._link.setblocking(False)
         self._ports = list(ports)
@@ -700,6 +744,16 @@ class WorkerLink:
     def _stop(self) -> None:
         with contextlib.suppress(ReactorNotRunning):  # stopping already
             self.reactor.stop()
+
+    def retire(self) -> None:
+        """Ask the supervisor for this worker's replacement (``retire``; the request
+        limit reached, :mod:`statewire._request_limit`): it answers ``drain`` once the new
+        worker accepts. Asked once; nothing while draining already."""
+        if self._retired or self._draining:
+            return
+        self._retired = True
+        with contextlib.suppress(OSError):  # (the supervisor gone: its end is read next)
+            self._link.send(b"retire\n")
 
     def close(self) -> None:
         """Stop listening to the supervisor (the reactor has stopped)."""
