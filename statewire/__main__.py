@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from statewire._asgi_cli import add_arguments as asgi_arguments
-from statewire._asgi_cli import as_flags, flag, given
+from statewire._asgi_cli import as_flags, given
 
 #: where ``serve`` listens when not told: this machine only; ``--listen tcp:8007`` for every
 #: interface (a server reachable from the network should be asked for, not a default)
@@ -442,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         listen = args.listen or [DEFAULT_LISTEN]
         asgi = given(args)
         if asgi and not args.asgi:
-            option = flag(next(iter(asgi)))
+            option = as_flags(dict([next(iter(asgi.items()))]))[0].partition("=")[0]
             print(
                 f"statewire serve: {option} is an ASGI application's: serve it with --asgi",
                 file=sys.stderr,

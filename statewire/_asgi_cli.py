@@ -16,7 +16,7 @@ itself), and a bad value is a one-line error, exit status 2: from argparse, or f
 
 ``--limit-max-requests`` is ``serve``'s for any HTTP factory
 (:mod:`statewire._request_limit`). uvicorn options that are not here:
-``--limit-concurrency``, ``--headers``, ``--ws-max-queue`` and the choice of HTTP and
+``--limit-concurrency``, ``--header``, ``--ws-max-queue`` and the choice of HTTP and
 WebSocket implementations;
 ``--backlog N`` is the endpoint's (``--listen tcp:8000:backlog=N``, 50 by default, as
 Twisted's), and ``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job under
@@ -145,9 +145,9 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         "--timeout-keep-alive",
         type=_positive,
         metavar="SECONDS",
-        help="close a kept-alive connection that has not sent its next request line this "
-        "long after the last response, or its field section this long after its request "
-        "line (default 15; uvicorn's: 5)",
+        help="close a connection that has not sent its next request line this long after "
+        "it opened or after the last response, or its field section this long after its "
+        "request line (default 15; uvicorn's: 5, between requests only)",
     )
     group.add_argument(
         "--max-body",

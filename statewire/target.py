@@ -103,11 +103,11 @@ def asgi_factory_from(target: str, called: bool = False, **options: Any) -> Any:
             raise TargetError(f"{target} is a {type(found).__name__}, not a function (--factory)")
         _no_arguments(target, found)
         found = call(target, "calling", found)
-        if inspect.iscoroutine(found):  # (an application, not its factory)
+        if inspect.iscoroutine(found):  # (an async function, or an application)
             found.close()
             raise TargetError(
-                f"{target} returned a coroutine: an ASGI application, not its factory "
-                "(serve it without --factory)"
+                f"{target} returned a coroutine: --factory takes a plain function returning "
+                "the application (an async function, or an ASGI application, is not one)"
             )
         target = f"what {target} returned"
     if isinstance(found, Factory) or (
@@ -123,13 +123,20 @@ def asgi_factory_from(target: str, called: bool = False, **options: Any) -> Any:
             f"{target} is a class, not an ASGI 3 application: name an instance of it"
         )
     try:
-        inspect.signature(found).bind(None, None, None)
-    except TypeError:
-        raise TargetError(
-            f"{target} cannot be called as (scope, receive, send): not an ASGI 3 application"
-        ) from None
+        signature = inspect.signature(found)
     except ValueError:  # no signature to read (a builtin): calling it will tell
-        pass
+        return asgi(found, **options)
+    try:
+        signature.bind(None, None, None)
+    except TypeError:
+        hint = ""
+        if not called:
+            with contextlib.suppress(TypeError):
+                signature.bind()
+                hint = " (a function making one? serve it with --factory)"
+        raise TargetError(
+            f"{target} cannot be called as (scope, receive, send): not an ASGI 3 application{hint}"
+        ) from None
     return asgi(found, **options)
 
 

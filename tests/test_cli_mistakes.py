@@ -244,14 +244,20 @@ def make_settings():
         (
             "asgi_app --no-server-header",
             2,
-            "--server-header is an ASGI application's: serve it with --asgi",
+            "statewire serve: --no-server-header is an ASGI application's: serve it with --asgi",
+        ),
+        (
+            "make_settings --asgi",
+            2,
+            "{t} cannot be called as (scope, receive, send): not an ASGI 3 application (a "
+            "function making one? serve it with --factory)",
         ),
         ("asgi_app --asgi --factory", 2, "no arguments: missing a required argument: 'scope'"),
         (
             "any_arguments --asgi --factory",
             2,
-            "{t} returned a coroutine: an ASGI application, not its factory (serve it "
-            "without --factory)",
+            "{t} returned a coroutine: --factory takes a plain function returning the "
+            "application (an async function, or an ASGI application, is not one)",
         ),
         (
             "make_settings --asgi --factory",

@@ -20,8 +20,16 @@ from http_helpers import application, responses, serve
 from process_helpers import EXAMPLES
 from runtime_helpers import error_records
 
+from statewire.machine import Timeout
 from statewire.protocols.asgi import asgi
-from statewire.protocols.http import HTTPFactory, HTTPServer, Request, Response
+from statewire.protocols.http import (
+    KEEP_ALIVE_TIMEOUT,
+    HTTPFactory,
+    HTTPServer,
+    Request,
+    Response,
+    keeping_alive,
+)
 from statewire.testing.memory import Clock, StringTransport
 
 Handler = Callable[[Request, Response], Awaitable[None]]
@@ -274,6 +282,31 @@ def test_keep_alive_timeout_sets_both_deadlines_of_a_head(seconds: float) -> Non
     assert statuses(drive(fields, keep_alive_timeout=seconds).output) == [200]
     fields[-1:] = [1.0]
     assert statuses(drive(fields, keep_alive_timeout=seconds).output) == [408]
+
+
+def test_keep_alive_timeout_applies_to_the_protocol_the_factory_builds() -> None:
+    """A protocol of one's own (set by ``forProtocol`` or after the factory is made) gets
+    the deadline, its own input and idleness kept; one without a head deadline is refused."""
+
+    others = {k: t for k, t in HTTPServer.timeouts.items() if k.name != "head"}
+
+    class Mine(HTTPServer):
+        timeouts = {**others, "head": Timeout(20.0, "idle", idle=True)}
+
+    factory = HTTPFactory.forProtocol(Mine, application, keep_alive_timeout=60)
+    built = type(factory.buildProtocol(None))  # type: ignore[arg-type]
+    assert issubclass(built, Mine) and built.__name__ == "Mine"
+    deadlines = [t for t in built.timeouts.values() if t.input_name == "idle"]
+    assert deadlines == [Timeout(60.0, "idle", idle=True)]
+    assert len(built.timeouts) == len(HTTPServer.timeouts)
+    assert keeping_alive(Mine, 60) is built  # (made once)
+    assert keeping_alive(HTTPServer, KEEP_ALIVE_TIMEOUT) is HTTPServer
+
+    class Deadlineless(HTTPServer):
+        timeouts = {}
+
+    with pytest.raises(ValueError, match="Deadlineless has no deadline for its head"):
+        keeping_alive(Deadlineless, 60)
 
 
 @pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), True, "5"])

@@ -23,6 +23,7 @@ from statewire._asgi_cli import add_arguments, as_flags
 from statewire._asgi_cli import given as given_options
 from tests.process_helpers import running
 from tests.runtime_helpers import HOST
+from tests.websocket_helpers import frames_of
 
 websockets_client = pytest.importorskip("websockets.asyncio.client")
 from websockets.exceptions import ConnectionClosed  # noqa: E402
@@ -201,6 +202,45 @@ def test_permessage_deflate_is_agreed_by_default(tmp_path: Path) -> None:
         extensions = asyncio.run(agreed(server.port))
         server.stop(signal.SIGTERM)
     assert extensions is not None and extensions.startswith("permessage-deflate")
+
+
+def _silent_client(port: int, wait: float) -> list[Any]:
+    """A WebSocket client that answers nothing, pings included: the frames the server
+    sends until it closes the connection, or until ``wait`` seconds pass with none."""
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(4096)
+            assert chunk, data
+            data += chunk
+        head, _, data = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        sock.settimeout(wait)
+        try:
+            while chunk := sock.recv(4096):
+                data += chunk
+        except TimeoutError:
+            pass
+    return frames_of(data)
+
+
+def test_the_keepalive_pings_follow_their_options(tmp_path: Path) -> None:
+    """``--ws-ping-interval`` and ``--ws-ping-timeout``: a client that never answers is
+    pinged, then closed with ``1011``; with ``--ws-ping-interval=none`` it is left alone."""
+    flags = ("--ws-ping-interval=0.2", "--ws-ping-timeout=0.3")
+    with _serve(tmp_path, "app", *flags) as server:
+        pinged = _silent_client(server.port, 10)
+        server.stop(signal.SIGTERM)
+    with _serve(tmp_path, "app", "--ws-ping-interval=none") as server:
+        left = _silent_client(server.port, 1.0)
+        server.stop(signal.SIGTERM)
+    assert [f.header.opcode for f in pinged] == [9, 8]  # a ping, then the close
+    assert pinged[-1].payload[:2] == (1011).to_bytes(2, "big")
+    assert left == []
 
 
 def _parser() -> argparse.ArgumentParser:

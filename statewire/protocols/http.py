@@ -102,6 +102,7 @@ the connection quietly, a field section not complete as long after its request l
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Awaitable, Callable
@@ -471,16 +472,41 @@ class HTTPServer(HTTPConnection):
     write_timeout = 30.0
 
 
-@functools.cache
 def keeping_alive(protocol: type[HTTPServer], seconds: float) -> type[HTTPServer]:
     """``protocol`` with a head's deadline of ``seconds`` (for the request line, from the
-    connection's start or the previous exchange's end, then for the field section, from the
-    request line): ``protocol`` itself when it has that deadline already, else a subclass,
-    made once for each such pair (its plan compiled as any declared protocol's)."""
-    if protocol.timeouts[head].seconds == seconds:
+    connection's start or the previous exchange's end, then for the field section, from
+    the request line): ``protocol`` itself when it has that deadline already, else a
+    subclass of the same name (its plan compiled as any declared protocol's), made once
+    for each such pair while it is among the last :data:`_KEPT_ALIVE` made. The
+    deadline's input is ``protocol``'s own; a protocol with no deadline for ``head``
+    raises ``ValueError``, as do seconds that are not finite and positive."""
+    if isinstance(seconds, bool) or not (isinstance(seconds, int | float) and 0 < seconds < 1e9):
+        raise ValueError(f"keep_alive_timeout={seconds!r}: positive seconds (under a billion)")
+    key = (protocol, float(seconds))
+    made = _made.get(key)
+    if made is None:
+        made = _made[key] = _keeping_alive(protocol, float(seconds))
+        if len(_made) > _KEPT_ALIVE:
+            del _made[next(iter(_made))]  # (the oldest made)
+    return made
+
+
+#: the protocols with a deadline of their own kept made (a factory makes one per protocol)
+_KEPT_ALIVE = 32
+_made: dict[tuple[type[HTTPServer], float], type[HTTPServer]] = {}
+
+
+def _keeping_alive(protocol: type[HTTPServer], seconds: float) -> type[HTTPServer]:
+    timeouts = dict(protocol.timeouts)
+    key = head if head in timeouts else "head" if "head" in timeouts else None
+    if key is None:
+        raise ValueError(f"{protocol.__name__} has no deadline for its head to set")
+    if timeouts[key].seconds == seconds:
         return protocol
-    timeouts = {**protocol.timeouts, head: Timeout(seconds, Inputs.idle)}
-    return type(protocol.__name__, (protocol,), {"timeouts": timeouts})
+    timeouts[key] = dataclasses.replace(timeouts[key], seconds=seconds)
+    made = type(protocol.__name__, (protocol,), {"timeouts": timeouts})
+    made.__module__, made.__qualname__ = protocol.__module__, protocol.__qualname__
+    return made
 
 
 class HTTPFactory(Factory):
@@ -521,17 +547,11 @@ class HTTPFactory(Factory):
     ) -> None:
         self.handler = handler
         if keep_alive_timeout is not None:
-            if isinstance(keep_alive_timeout, bool) or not (
-                isinstance(keep_alive_timeout, int | float) and 0 < keep_alive_timeout < 1e9
-            ):
-                raise ValueError(
-                    f"keep_alive_timeout={keep_alive_timeout!r}: positive seconds "
-                    "(under a billion)"
-                )
-            #: the protocol's connections have :func:`keeping_alive`'s deadline for a
-            #: head (``keep_alive_timeout``; ``None``: the protocol's own,
-            #: :data:`KEEP_ALIVE_TIMEOUT`)
-            self.protocol = keeping_alive(type(self).protocol, float(keep_alive_timeout))
+            keeping_alive(HTTPServer, keep_alive_timeout)  # (checked now: ValueError)
+        #: the deadline of a head on this factory's connections (:func:`keeping_alive`,
+        #: applied to whatever :attr:`protocol` is when a connection comes); ``None``: the
+        #: protocol's own (:data:`KEEP_ALIVE_TIMEOUT` for :class:`HTTPServer`)
+        self.keep_alive_timeout = keep_alive_timeout
         #: largest request body accepted (``413`` beyond, said before reading it)
         self.max_body = max_body
         #: the ``Server`` field of responses (``None``: none)
@@ -558,6 +578,15 @@ class HTTPFactory(Factory):
         #: where each exchange is logged (``None``: nowhere; ``True`` given: an
         #: :class:`AccessLog` to the ``statewire.access`` logger): read at each request
         self.access_log: AccessLog | None = chosen_log(access_log, AccessLog)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """The protocol, with :attr:`keep_alive_timeout` when it is set."""
+        seconds = self.keep_alive_timeout
+        if seconds is None:
+            return super().buildProtocol(addr)
+        protocol = keeping_alive(self.protocol, seconds)()
+        protocol.factory = self
+        return protocol
 
     def log_access(self) -> None:
         """Log each exchange to the ``statewire.access`` logger, unless a log is kept
