@@ -16,11 +16,10 @@ itself), and a bad value is a one-line error, exit status 2: from argparse, or f
 
 ``--limit-max-requests`` is ``serve``'s for any HTTP factory
 (:mod:`statewire._request_limit`). uvicorn options that are not here:
-``--limit-concurrency``, ``--header``, ``--ws-max-queue`` and the choice of HTTP and
-WebSocket implementations;
-``--backlog N`` is the endpoint's (``--listen tcp:8000:backlog=N``, 50 by default, as
-Twisted's), and ``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job under
-``--workers``.
+``--limit-concurrency``, ``--ws-max-queue`` and the choice of HTTP and WebSocket
+implementations; ``--backlog N`` is the endpoint's (``--listen tcp:8000:backlog=N``, 50 by
+default, as Twisted's), and ``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job
+under ``--workers``.
 """
 
 from __future__ import annotations
@@ -42,6 +41,7 @@ _DESTS = (
     "forwarded_allow_ips",
     "server_header",
     "date_header",
+    "header",
     "timeout_keep_alive",
     "max_body",
     "ws_max_size",
@@ -96,6 +96,14 @@ def _size(text: str) -> int:
     return size
 
 
+def _header(text: str) -> tuple[str, str]:
+    """``NAME:VALUE`` (spaces around either taken off), checked as a response field."""
+    name, colon, value = text.partition(":")
+    if not colon:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME:VALUE")
+    return name.strip(), value.strip()
+
+
 def add_arguments(serve: argparse.ArgumentParser) -> None:
     """The ASGI options, a group of their own in ``serve --help``."""
     group = serve.add_argument_group(
@@ -140,6 +148,14 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         "--date-header",
         action=argparse.BooleanOptionalAction,
         help="send a Date field (default: yes)",
+    )
+    group.add_argument(
+        "--header",
+        action="append",
+        type=_header,
+        metavar="NAME:VALUE",
+        help="a field every response carries, e.g. X-Frame-Options:DENY (repeatable; a "
+        "Server replaces the server's own)",
     )
     group.add_argument(
         "--timeout-keep-alive",
@@ -198,7 +214,14 @@ def as_flags(options: dict[str, Any]) -> list[str]:
     passes on to its workers."""
     flags = []
     for dest, value in options.items():
-        if value is True and dest in ("factory", "proxy_headers", "server_header", "date_header"):
+        if dest == "header":
+            flags += [f"--header={name}:{field}" for name, field in value]
+        elif value is True and dest in (
+            "factory",
+            "proxy_headers",
+            "server_header",
+            "date_header",
+        ):
             flags.append(flag(dest))
         elif value is False and dest != "ws_per_message_deflate":
             flags.append("--no-" + flag(dest)[2:])
@@ -216,6 +239,8 @@ def asgi_options(options: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         keywords["server"] = b"statewire" if keywords.pop("server_header") else None
     if "date_header" in keywords:
         keywords["date"] = keywords.pop("date_header")
+    if "header" in keywords:
+        keywords["headers"] = keywords.pop("header")
     if "timeout_keep_alive" in keywords:
         keywords["keep_alive_timeout"] = keywords.pop("timeout_keep_alive")
     return factory, keywords

@@ -278,6 +278,9 @@ def make_settings():
         ),
         ("asgi_app --asgi --ws-max-size=1kb", 2, "argument --ws-max-size: '1kb' is not a number"),
         ("asgi_app --asgi --max-body=0M", 2, "argument --max-body: '0M': a size is positive"),
+        ("asgi_app --asgi --header=X-A", 2, "argument --header: 'X-A' is not NAME:VALUE"),
+        ("asgi_app --asgi --header=Connection:close", 2, "headers: Connection is the server's"),
+        ("asgi_app --asgi --header=X(A):1", 2, "headers: field name b'X(A)' is not a token"),
         (
             "asgi_app --asgi --timeout-keep-alive=-5",
             2,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -307,6 +308,36 @@ def test_keep_alive_timeout_applies_to_the_protocol_the_factory_builds() -> None
 
     with pytest.raises(ValueError, match="Deadlineless has no deadline for its head"):
         keeping_alive(Deadlineless, 60)
+
+
+def test_a_factorys_headers_go_with_every_response_refusals_included() -> None:
+    """``HTTPFactory(headers=...)`` (``serve --asgi --header``): after ``Date`` and
+    ``Server``, on answers and refusals alike; a ``Server`` among them is the server's."""
+    headers = [("X-Frame-Options", "DENY"), (b"Server", b"mine")]
+    answered = drive([GET, b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"], headers=headers)
+    heads = re.findall(rb"HTTP/1\.1 (\d{3}) [^\r]*\r\n((?:[^\r]+\r\n)*)\r\n", answered.output)
+    assert [status for status, _ in heads] == [b"200", b"400"]
+    for _, fields in heads:
+        assert fields.split(b"\r\n")[:2] == [b"Server: mine", b"X-Frame-Options: DENY"]
+        assert fields.count(b"Server:") == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ([("X-A", "1\r\nSet-Cookie: a=b")], "value of b'X-A' has surrounding whitespace or a"),
+        ([("X-A", " 1")], "value of b'X-A' has surrounding whitespace"),
+        ([("X A", "1")], "field name b'X A' is not a token"),
+        ([("x-a", "\u20ac")], "is not Latin-1"),
+        ([("content-length", "5")], "content-length is the server's own"),
+        ([("Transfer-Encoding", "chunked")], "Transfer-Encoding is the server's own"),
+        ([("Connection", "close")], "Connection is the server's own"),
+        ([("Date", "today")], "Date is the server's own"),
+    ],
+)
+def test_a_factorys_headers_cannot_inject_or_reframe(headers: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        HTTPFactory(application, headers=headers)
 
 
 @pytest.mark.parametrize("seconds", [0, -1, float("nan"), float("inf"), True, "5"])

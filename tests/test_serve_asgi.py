@@ -125,6 +125,8 @@ def test_the_options_reach_the_application(tmp_path: Path, workers: tuple[str, .
         "--no-proxy-headers",
         "--lifespan=off",
         "--timeout-keep-alive=0.5",
+        "--header=X-Frame-Options: DENY",
+        "--header=Server:mine",
         *workers,
     )
     with _serve(tmp_path, "make", *flags) as server:
@@ -133,7 +135,8 @@ def test_the_options_reach_the_application(tmp_path: Path, workers: tuple[str, .
         out = server.stop(signal.SIGTERM)
     assert left == b""  # closed by the server (the default 15 s: still open after 10)
     assert response.status_code == 200, response.text
-    assert "server" not in response.headers
+    assert response.headers["server"] == "mine"  # (as uvicorn: it replaces the server's)
+    assert response.headers["x-frame-options"] == "DENY"
     assert "date" not in response.headers
     assert response.json() == {
         "root_path": "/api",
@@ -259,6 +262,14 @@ _OPTIONS = st.fixed_dictionaries(
         "forwarded_allow_ips": st.sampled_from(["*", "10.0.0.0/8,::1", ""]),
         "server_header": st.booleans(),
         "date_header": st.booleans(),
+        "header": st.lists(
+            st.tuples(
+                st.sampled_from(["X-A", "Server", "x_b"]),
+                st.sampled_from(["1", "a: b", "max-age=1; x", ""]),
+            ),
+            min_size=1,
+            max_size=3,
+        ),
         "timeout_keep_alive": st.floats(0.001, 1e6),
         "max_body": st.integers(1, 2**40),
         "ws_max_size": st.integers(1, 2**40),

@@ -40,7 +40,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 SECTION_AHEAD = 8 << 10
 #: the field lines the server adds (``Date``, ``Server``), with the second and settings
 #: they were made for: shared by every connection (a new connection makes no date)
-_server_fields: list[tuple[int, bool, bytes | None, bytes]] = [(0, False, None, b"")]
+_server_fields: list[tuple[int, bool, bytes | None, bytes, bytes]] = [(0, False, None, b"", b"")]
 
 
 class Inputs(Protocol):
@@ -662,20 +662,21 @@ class HTTPConnection(MachineProtocol):
         return self.upgraded_to is not None and not self.upgrade_detached
 
     def server_fields(self) -> bytes:
-        """The field lines the server adds to every response (``Date``, ``Server``), made
-        again once a second."""
+        """The field lines the server adds to every response (``Date``, ``Server``, the
+        factory's ``headers``), made again once a second."""
         factory = self.factory
-        date, server = factory.date, factory.server
+        date, server, extra = factory.date, factory.server, factory.extra_fields
         now = int(time.time()) if date else 0  # wall time: the reactor's clock is monotonic
         made = _server_fields[0]
-        if made[0] == now and made[1] is date and made[2] is server:
-            return made[3]
+        if made[0] == now and made[1] is date and made[2] is server and made[3] is extra:
+            return made[4]
         lines = b""
         if date:
             lines += field_line(b"Date", formatdate(now, usegmt=True).encode())
         if server:
             lines += field_line(b"Server", server)
-        _server_fields[0] = (now, date, server, lines)
+        lines += extra
+        _server_fields[0] = (now, date, server, extra, lines)
         return lines
 
     # -- refusals and the end ------------------------------------------------------------

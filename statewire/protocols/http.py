@@ -105,20 +105,20 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from automat import TypeMachineBuilder
 from construct import this
 
-from grammars import fixed, line, raw
-from grammars.http1 import MAX_CHUNK_DIGITS, MAX_CHUNK_LINE, MAX_FIELD_BYTES
+from grammars import InvalidValueError, fixed, line, raw
+from grammars.http1 import MAX_CHUNK_DIGITS, MAX_CHUNK_LINE, MAX_FIELD_BYTES, field_line
 from statewire.machine import Timeout, by_key
 from statewire.protocol import Factory, close_gracefully
 from statewire.protocols._http_access import AccessEntry, AccessLog
 from statewire.protocols._http_connection import BODY_IDLE_TIMEOUT, HTTPConnection, Inputs
-from statewire.protocols._http_exchange import Body, Headers, Request, Response
+from statewire.protocols._http_exchange import Body, Headers, Request, Response, field_bytes
 from statewire.protocols._http_head import Refusal
 from statewire.protocols._log_text import chosen_log
 
@@ -472,6 +472,39 @@ class HTTPServer(HTTPConnection):
     write_timeout = 30.0
 
 
+#: fields the server frames or writes itself: not among a factory's ``headers``
+_OWN_FIELDS = {b"content-length", b"transfer-encoding", b"connection", b"date"}
+
+
+def default_fields(
+    headers: Iterable[tuple[bytes | str, bytes | str]],
+) -> tuple[bytes, bytes | None]:
+    """A factory's ``headers`` (uvicorn's ``--header``): the field lines every response
+    gets, and the value of a ``Server`` among them (``None``: none), which replaces the
+    server's own, as under uvicorn. A field the handler gives too is sent twice, as
+    uvicorn does. A name that is not a token or a value with a control byte is
+    ``ValueError``, and so is ``Content-Length``, ``Transfer-Encoding``, ``Connection``
+    (the server's to frame with) or ``Date`` (``date=False`` leaves the server's out)."""
+    lines = []
+    server = None
+    for name, value in headers:
+        try:
+            name_b, value_b = field_bytes(name), field_bytes(value)
+            line_b = field_line(name_b, value_b, "headers")
+        except InvalidValueError as error:
+            raise ValueError(f"headers: {error.message}") from None
+        except UnicodeEncodeError:
+            raise ValueError(f"headers: ({name!r}, {value!r}) is not Latin-1") from None
+        folded = name_b.lower()
+        if folded in _OWN_FIELDS:
+            raise ValueError(f"headers: {name_b.decode('latin-1')} is the server's own")
+        if folded == b"server":
+            server = value_b
+        else:
+            lines.append(line_b)
+    return b"".join(lines), server
+
+
 def keeping_alive(protocol: type[HTTPServer], seconds: float) -> type[HTTPServer]:
     """``protocol`` with a head's deadline of ``seconds`` (for the request line, from the
     connection's start or the previous exchange's end, then for the field section, from
@@ -544,6 +577,7 @@ class HTTPFactory(Factory):
         half_close_timeout: float = 30.0,
         access_log: AccessLog | bool | None = None,
         keep_alive_timeout: float | None = None,
+        headers: Iterable[tuple[bytes | str, bytes | str]] = (),
     ) -> None:
         self.handler = handler
         if keep_alive_timeout is not None:
@@ -554,8 +588,12 @@ class HTTPFactory(Factory):
         self.keep_alive_timeout = keep_alive_timeout
         #: largest request body accepted (``413`` beyond, said before reading it)
         self.max_body = max_body
+        #: the field lines every response carries after ``Date`` and ``Server``
+        #: (``headers``: see :func:`default_fields`); a ``Server`` among them is the
+        #: :attr:`server` field's value
+        self.extra_fields, named_server = default_fields(headers)
         #: the ``Server`` field of responses (``None``: none)
-        self.server = server
+        self.server = server if named_server is None else named_server
         #: whether responses carry a ``Date`` field
         self.date = date
         #: whether a handler starts eagerly, inside the read of its request's head, and
@@ -610,5 +648,6 @@ __all__ = [
     "Refusal",
     "Request",
     "Response",
+    "default_fields",
     "keeping_alive",
 ]
