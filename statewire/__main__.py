@@ -34,10 +34,12 @@ def _serve(
     worker_metrics: bool = False,
     asgi: dict[str, Any] | None = None,
     limit_max_requests: int | None = None,
+    limit_concurrency: int | None = None,
 ) -> int:
     """``serve``: ``asgi`` is ``None``, else the target is an ASGI application and these
     are the ASGI options given (:func:`statewire._asgi_cli.given`)."""
     from statewire import reactor
+    from statewire._request_limit import limit_requests
     from statewire.endpoints import serverFromString
     from statewire.target import TargetError, TargetRaised, asgi_factory_from, factory_from
 
@@ -60,8 +62,11 @@ def _serve(
             except OSError as error:
                 print(f"statewire serve: cannot open the access log: {error}", file=sys.stderr)
                 return 1
-        if limit_max_requests is not None:
-            _limit_requests(factory, limit_max_requests, lambda: _retire(reactor, link))
+        if limit_max_requests is not None or limit_concurrency is not None:
+            http = _http_factory(factory, limit_max_requests, limit_concurrency)
+            http.limit_concurrency = limit_concurrency or http.limit_concurrency
+            if limit_max_requests is not None:
+                limit_requests(http, limit_max_requests, lambda: _retire(reactor, link))
         endpoints = [serverFromString(reactor, description) for description in listen]
         if metrics_at is not None:
             serverFromString(reactor, metrics_at)  # a bad description is a usage error
@@ -144,20 +149,20 @@ def _keep_access_log(factory: object, where: str) -> None:
     log_access()
 
 
-def _limit_requests(factory: object, limit: int, reached: Any) -> None:
-    """``--limit-max-requests``: count the HTTP factory's requests (see
-    :mod:`statewire._request_limit`)."""
-    from statewire._request_limit import limit_requests
+def _http_factory(factory: object, max_requests: int | None, concurrency: int | None) -> Any:
+    """The HTTP factory ``--limit-max-requests`` and ``--limit-concurrency`` apply to
+    (inside a wrapper's: statewire's PROXY reader, Twisted's WrappingFactory)."""
     from statewire.protocol import innermost
     from statewire.protocols.http import HTTPFactory
 
     inner = innermost(factory, lambda found: isinstance(found, HTTPFactory))
     if not isinstance(inner, HTTPFactory):
+        option = "--limit-max-requests" if max_requests is not None else "--limit-concurrency"
         raise ValueError(
-            f"--limit-max-requests: {type(factory).__name__} is no HTTP factory (an "
-            "HTTPFactory or asgi(app) counts its requests)"
+            f"{option}: {type(factory).__name__} is no HTTP factory (an HTTPFactory or "
+            "asgi(app) counts its requests and connections)"
         )
-    limit_requests(inner, limit, reached)
+    return inner
 
 
 def _retire(reactor: Any, link: Any) -> None:
@@ -410,6 +415,13 @@ def main(argv: list[str] | None = None) -> int:
         "process: alone, stop gracefully (exit 0); a worker of --workers is replaced "
         "(uvicorn's option of that name)",
     )
+    serve.add_argument(
+        "--limit-concurrency",
+        type=_count,
+        metavar="N",
+        help="while more than N connections are open, answer each request 503 and close "
+        "its connection (an HTTP factory's, asgi(app)'s; uvicorn's option of that name)",
+    )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     serve.add_argument("--worker-metrics", action="store_true", help=argparse.SUPPRESS)
     asgi_arguments(serve)
@@ -453,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
             passed += as_flags(asgi)
             if args.limit_max_requests is not None:
                 passed.append(f"--limit-max-requests={args.limit_max_requests}")
+            if args.limit_concurrency is not None:
+                passed.append(f"--limit-concurrency={args.limit_concurrency}")
             if args.access_log is not None:
                 where = args.access_log
                 where = where if where == "-" else os.path.abspath(where)
@@ -472,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
             args.worker_metrics,
             asgi if args.asgi else None,
             args.limit_max_requests,
+            args.limit_concurrency,
         )
     if args.command == "diagram":
         return _diagram(args.target, args.format, args.output, args.check, args.counts)

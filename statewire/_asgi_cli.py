@@ -14,10 +14,9 @@ without ``--asgi`` is refused (a statewire factory is made by its module, which 
 itself), and a bad value is a one-line error, exit status 2: from argparse, or from
 ``asgi()`` as it would be from code.
 
-``--limit-max-requests`` is ``serve``'s for any HTTP factory
-(:mod:`statewire._request_limit`). uvicorn options that are not here:
-``--limit-concurrency``, ``--ws-max-queue`` and the choice of HTTP and WebSocket
-implementations; ``--backlog N`` is the endpoint's (``--listen tcp:8000:backlog=N``, 50 by
+``--limit-max-requests`` (:mod:`statewire._request_limit`) and ``--limit-concurrency``
+are ``serve``'s for any HTTP factory. uvicorn options that are not here:
+``--ws-max-queue`` and the choice of HTTP and WebSocket implementations; ``--backlog N`` is the endpoint's (``--listen tcp:8000:backlog=N``, 50 by
 default, as Twisted's), and ``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job
 under ``--workers``.
 """

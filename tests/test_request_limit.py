@@ -1,19 +1,23 @@
 """``statewire serve --limit-max-requests N``: a process that took N requests makes way
 for a fresh one (uvicorn's option). Alone, it stops gracefully and exits 0; as a worker,
-its supervisor replaces it and no request meanwhile is refused. Served in processes of
-their own and judged with ``http.client`` over 127.0.0.1; every wait is bounded."""
+its supervisor replaces it and no request meanwhile is refused. ``--limit-concurrency N``:
+past N open connections, requests are answered ``503``. Served in processes of their own
+and judged with ``http.client`` and raw sockets over 127.0.0.1; every wait is bounded."""
 
 from __future__ import annotations
 
 import http.client
 import re
 import signal
+import socket
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from statewire.protocols.http import HTTPFactory
 from tests.process_helpers import running, statewire_command
 from tests.runtime_helpers import HOST
 
@@ -90,7 +94,7 @@ def test_the_limit_takes_an_http_factory(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "statewire serve: --limit-max-requests: Factory is no HTTP factory (an HTTPFactory "
-        "or asgi(app) counts its requests)"
+        "or asgi(app) counts its requests and connections)"
     )
 
 
@@ -101,3 +105,48 @@ def test_the_limit_is_a_positive_whole_number(target: str, value: str) -> None:
     assert f"argument --limit-max-requests: {value!r} is not a positive whole number" in (
         done.stderr
     )
+
+
+def _status(port: int) -> int:
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        connection.request("GET", "/")
+        answer = connection.getresponse()
+        answer.read()
+        return answer.status
+    finally:
+        connection.close()
+
+
+def test_past_the_concurrency_limit_requests_are_answered_503(target: str) -> None:
+    command = ("-m", "statewire", "serve", target, "--limit-concurrency=2", *LISTEN)
+    with running(*command) as server:
+        idle = [socket.create_connection((HOST, server.port), timeout=10) for _ in range(2)]
+        try:
+            # two connections open, a third's request: refused, its connection closed
+            deadline = time.monotonic() + 20
+            refused = _status(server.port)
+            while refused != 503 and time.monotonic() < deadline:
+                refused = _status(server.port)  # (until the server has seen both)
+                time.sleep(0.05)
+            idle.pop().close()
+            answered = _status(server.port)
+            while answered != 200 and time.monotonic() < deadline:
+                answered = _status(server.port)  # (until the server has seen the close)
+                time.sleep(0.05)
+        finally:
+            for sock in idle:
+                sock.close()
+        out = server.stop(signal.SIGTERM)
+    assert refused == 503
+    assert answered == 200
+    assert "HTTP 503: Service Unavailable: the server is at its concurrency limit" in out
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "2"])
+def test_limit_concurrency_is_a_positive_number(value: object) -> None:
+    async def handler(request: Any, response: Any) -> None:
+        pass
+
+    with pytest.raises(ValueError, match=r"limit_concurrency=.*: a positive number"):
+        HTTPFactory(handler, limit_concurrency=value)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from grammars.http1 import MAX_FIELD_BYTES, MAX_REQUEST_LINE, field_line, status_line
 from statewire.declarative import MachineProtocol
+from statewire.error import Failure, connectionDone
 from statewire.framing import FrameTooLong, FramingError
 from statewire.machine import RemoteProtocolError
 from statewire.protocol import close_gracefully, has_own_graceful_close
@@ -149,6 +150,8 @@ class HTTPConnection(MachineProtocol):
     #: close gracefully (the server is stopping: see :meth:`closeGracefully`; any request
     #: it starts after that is its last)
     opened_at = 0.0
+    #: whether the connection counts among its factory's ``open_connections``
+    counted = False
     stopping = False
     _grace: Any = None
     #: the pace of the body being read (see :meth:`_pace_body`): its timer, the seconds
@@ -174,6 +177,16 @@ class HTTPConnection(MachineProtocol):
         #: once, used once a request
         self.restart_deadline = engine.restart_timeout
         self.opened_at = self.seconds()
+        self.factory.open_connections += 1
+        self.counted = True
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """The connection no longer counts among its factory's open ones; then the
+        machine is told (its ``lost`` input)."""
+        if self.counted:
+            self.counted = False
+            self.factory.open_connections -= 1
+        super().connectionLost(reason)
 
     # -- the request ---------------------------------------------------------------------
 
@@ -233,6 +246,9 @@ class HTTPConnection(MachineProtocol):
         request without a body: ``no_body``, whose output waits for the handler, or at
         once the next request when the handler answered already)."""
         factory = self.factory
+        limit = factory.limit_concurrency
+        if limit is not None and factory.open_connections > limit:
+            raise Refusal(503, "Service Unavailable: the server is at its concurrency limit")
         version = self.version
         headers, length, keep_alive, waits = head_rules(
             version, tuple(self.section.fields), factory.max_body

@@ -578,8 +578,22 @@ class HTTPFactory(Factory):
         access_log: AccessLog | bool | None = None,
         keep_alive_timeout: float | None = None,
         headers: Iterable[tuple[bytes | str, bytes | str]] = (),
+        limit_concurrency: int | None = None,
     ) -> None:
         self.handler = handler
+        if limit_concurrency is not None and (
+            isinstance(limit_concurrency, bool)
+            or not isinstance(limit_concurrency, int)
+            or limit_concurrency < 1
+        ):
+            raise ValueError(f"limit_concurrency={limit_concurrency!r}: a positive number")
+        #: open connections past which a request is answered ``503`` and its connection
+        #: closed, the handler not called (uvicorn's ``--limit-concurrency``, counting
+        #: connections: each runs one handler at a time, and at most
+        #: :attr:`max_background` more after their responses); ``None``: no limit
+        self.limit_concurrency = limit_concurrency
+        #: the connections of this factory open now (WebSocket ones included)
+        self.open_connections = 0
         if keep_alive_timeout is not None:
             keeping_alive(HTTPServer, keep_alive_timeout)  # (checked now: ValueError)
         #: the deadline of a head on this factory's connections (:func:`keeping_alive`,
