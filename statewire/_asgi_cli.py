@@ -15,10 +15,10 @@ itself), and a bad value is a one-line error, exit status 2: from argparse, or f
 ``asgi()`` as it would be from code.
 
 ``--limit-max-requests`` (:mod:`statewire._request_limit`) and ``--limit-concurrency``
-are ``serve``'s for any HTTP factory. uvicorn options that are not here:
-``--ws-max-queue`` and the choice of HTTP and WebSocket implementations; ``--backlog N`` is the endpoint's (``--listen tcp:8000:backlog=N``, 50 by
-default, as Twisted's), and ``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job
-under ``--workers``.
+are ``serve``'s for any HTTP factory. uvicorn options that are not here: ``--ws-max-queue``
+and the choice of HTTP and WebSocket implementations; ``--backlog N`` is the endpoint's
+(``--listen tcp:8000:backlog=N``, 50 by default, as Twisted's), and
+``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job under ``--workers``.
 """
 
 from __future__ import annotations
