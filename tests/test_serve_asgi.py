@@ -78,17 +78,23 @@ def _get(port: int) -> httpx.Response:
     return httpx.get(f"http://{HOST}:{port}/", headers=FORWARDED, timeout=20, trust_env=False)
 
 
+def _read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """A response's head (up to its blank line), and what came after it in the reads."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
 def _left_idle(port: int) -> bytes:
     """What a kept-alive connection reads after its response, waiting at most 10 s: ``b""``
     once the server closed it."""
     with socket.create_connection((HOST, port), timeout=10) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            assert chunk, head
-            head += chunk
-        fields, _, body = head.partition(b"\r\n\r\n")
+        fields, body = _read_head(sock)
         length = int(fields.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         while len(body) < length:
             body += sock.recv(4096)
@@ -215,12 +221,7 @@ def _silent_client(port: int, wait: float) -> list[Any]:
             b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            assert chunk, data
-            data += chunk
-        head, _, data = data.partition(b"\r\n\r\n")
+        head, data = _read_head(sock)
         assert head.startswith(b"HTTP/1.1 101 "), head
         sock.settimeout(wait)
         try:
