@@ -205,6 +205,9 @@ class _Worker:
     started: float = field(default_factory=time.monotonic)
     #: asked to stop (a reload's old worker, a stop): its exit is not a death
     retiring: bool = False
+    #: it asked to be replaced (its request limit reached), and whether that is under way
+    wants_out: bool = False
+    replacing: bool = False
     #: what it said that is not read yet; the metrics asked of it and not answered (by
     #: their numbers); whether its link is still heard
     heard: bytearray = field(default_factory=bytearray)
@@ -337,6 +340,7 @@ class Supervisor:
         if ready.result():
             self._serving = True
             log.info("serving %s in %d workers", self.target, self.workers)
+            self._replace_due()  # (the ones that asked while the others started)
             return None
         codes = [w.process.returncode for w in first if w.process.returncode]
         return 2 if 2 in codes else 1
@@ -440,10 +444,14 @@ class Supervisor:
             if not worker.ready.done():
                 log.info("worker %d (pid %d) ready", worker.slot, worker.process.pid)
                 worker.ready.set_result(None)
+            self._replace_when_due(worker)  # (one that asked before it was ready)
             return True
         if line == b"retire":
             del heard[: end + 1]
-            self._spawn(self.replace(worker))
+            if not worker.wants_out:
+                worker.wants_out = True
+                log.info("worker %d (pid %d) asks to be replaced", worker.slot, worker.process.pid)
+            self._replace_when_due(worker)
             return True
         word, number, size = [*line.split(b" "), b"", b""][:3]
         if (
@@ -550,6 +558,8 @@ class Supervisor:
             self._reload_again = True
             return
         self._reloading = asyncio.ensure_future(self.reload())
+        # (a worker that asked meanwhile, and was not replaced by it: an abandoned reload)
+        self._reloading.add_done_callback(lambda _: self._replace_due())
 
     async def reload(self) -> bool:
         """Start new workers; once all accept, drain the old ones. Whether it did (when
@@ -580,33 +590,50 @@ class Supervisor:
             if not self._reload_again:
                 return True
 
-    async def replace(self, worker: _Worker) -> bool:
+    def _replace_when_due(self, worker: _Worker) -> None:
+        """Replace ``worker`` if it asked to be and it can be now; else a later moment
+        will: its ``ready``, the first workers all serving, a reload's end."""
+        if worker.wants_out and not worker.replacing and self._replaceable(worker):
+            worker.replacing = True
+            self._spawn(self._replace(worker))
+
+    def _replace_due(self) -> None:
+        for worker in list(self._slots):
+            if worker is not None:
+                self._replace_when_due(worker)
+
+    async def _replace(self, worker: _Worker) -> bool:
         """Start a new worker in ``worker``'s slot; once it accepts, drain ``worker``, as
         a reload does for every slot (what a worker that reached its request limit asks).
-        Whether it did: not for a worker already retiring or replaced, nor while the
-        supervisor reloads or stops (a reload replaces it anyway); when the new one
-        cannot start, ``worker`` goes on serving."""
-        if not self._replaceable(worker):
-            return False
-        log.info("worker %d (pid %d) asks to be replaced", worker.slot, worker.process.pid)
+        Whether it did. When the new one cannot start, ``worker`` goes on serving, and is
+        tried again after the next reload (one that is abandoned); when the supervisor
+        stops or reloads meanwhile, or ``worker`` dies, the new one is stopped."""
         try:
             new = await self._start(worker.slot)
         except OSError as error:
             log.error("cannot start a new worker: %s", error)
+            worker.replacing = False
             return False
         ready = await self._all_ready([new])
         if not ready or not self._replaceable(worker):
-            # (or a reload came meanwhile: it replaces the old worker itself)
             new.retiring = True
             self._signal(new, signal.SIGTERM)
-            if not ready:
+            worker.replacing = False
+            if not ready and not self._stopping:
                 log.error("worker %d not replaced: it goes on serving", worker.slot)
+            elif not self._stopping and not worker.retiring:
+                log.info(
+                    "worker %d's replacement (pid %d) stopped: not needed now",
+                    worker.slot,
+                    new.process.pid,
+                )
             return False
         self._slots[worker.slot] = new
         worker.retiring = True
         with contextlib.suppress(OSError):
             worker.link.send(b"drain\n")
         log.info("worker %d (pid %d) replaced: it drains", worker.slot, worker.process.pid)
+        self._replace_when_due(new)  # (one that reached its own limit already)
         return True
 
     def _replaceable(self, worker: _Worker) -> bool:
@@ -673,8 +700,9 @@ class WorkerLink:
         self.drain_timeout = drain_timeout
         self.metrics = counting
         self._heard = b""
-        #: the metrics asked and not answered yet (their numbers), and whether draining
-        self._answers: collections.deque[int] = collections.deque()
+        #: what is to be written to the supervisor, in order: the metrics asked and not
+        #: answered yet (their numbers), ``retire``; and whether draining
+        self._outbox: collections.deque[int | bytes] = collections.deque()
         self._draining = False
         self._retired = False
         self._link = socket.socket(fileno=fileno)
@@ -712,29 +740,37 @@ class WorkerLink:
         for line in lines:
             word, _, number = line.partition(b" ")
             if word == b"metrics" and number.isdigit() and len(number) < 20:
-                self._answers.append(int(number))
-                if len(self._answers) == 1:  # (else the answering task is at work)
-                    self._spawn(self._answer())
+                self._post(int(number))
             elif line == b"drain" and not self._draining:
                 # (the link is still read: a draining worker answers for its metrics, and
                 # stops if the supervisor goes)
                 self._draining = True
                 self._spawn(self._drain())
 
-    async def _answer(self) -> None:
-        """Answer the metrics asked, one after another (two answers written at once would
-        interleave), each ``metrics ID N`` and the N bytes of the exposition made then."""
-        answers = self._answers
-        while answers:
-            text = b"" if self.metrics is None else self.metrics.exposition().encode()
+    def _post(self, entry: int | bytes) -> None:
+        """Write ``entry`` after what is being written: a metrics answer (its number) or a
+        line (``retire``)."""
+        self._outbox.append(entry)
+        if len(self._outbox) == 1:  # (else the writing task is at work)
+            self._spawn(self._write())
+
+    async def _write(self) -> None:
+        """Write what is posted, one after another (two writes at once would interleave):
+        for metrics asked, ``metrics ID N`` and the N bytes of the exposition made then."""
+        outbox = self._outbox
+        while outbox:
+            entry = outbox[0]
+            if isinstance(entry, bytes):
+                data = entry
+            else:
+                text = b"" if self.metrics is None else self.metrics.exposition().encode()
+                data = b"metrics %d %d\n" % (entry, len(text)) + text
             try:
-                await self.reactor.loop.sock_sendall(
-                    self._link, b"metrics %d %d\n" % (answers[0], len(text)) + text
-                )
+                await self.reactor.loop.sock_sendall(self._link, data)
             except OSError:  # (the supervisor gone: its end is read next)
-                answers.clear()
+                outbox.clear()
                 return
-            answers.popleft()
+            outbox.popleft()
 
     async def _drain(self) -> None:
         log.info("draining (at most %s s)", self.drain_timeout)
@@ -752,8 +788,7 @@ class WorkerLink:
         if self._retired or self._draining:
             return
         self._retired = True
-        with contextlib.suppress(OSError):  # (the supervisor gone: its end is read next)
-            self._link.send(b"retire\n")
+        self._post(b"retire\n")
 
     def close(self) -> None:
         """Stop listening to the supervisor (the reactor has stopped)."""

@@ -6,6 +6,7 @@ and judged with ``http.client`` and raw sockets over 127.0.0.1; every wait is bo
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.client
 import re
 import signal
@@ -84,6 +85,26 @@ def test_a_worker_is_replaced_and_no_request_is_refused(target: str) -> None:
     assert re.search(rf"worker 0 \(pid {first}\) replaced: it drains", out), out
     assert re.search(rf"worker 0 \(pid {first}\) exited with code 0", out), out
     assert "died" not in out
+    assert "Traceback" not in out
+
+
+def test_a_worker_past_its_limit_before_it_is_ready_is_replaced_all_the_same(
+    target: str,
+) -> None:
+    """Connections queued while the worker starts are answered as soon as it accepts,
+    before the supervisor hears it is ready: its ask to be replaced comes early, and is
+    kept until it can be acted on (not dropped, leaving the worker unlimited)."""
+    command = ("-m", "statewire", "serve", target, "--workers=1", "--limit-max-requests=2")
+    with running(*command, *LISTEN) as server:
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            early = list(pool.map(lambda _: _pid(server.port), range(6)))
+        seen = set(early)
+        deadline = time.monotonic() + 30
+        while len(seen) < 3 and time.monotonic() < deadline:
+            seen.add(_pid(server.port))
+            time.sleep(0.05)
+        out = server.stop(signal.SIGTERM)
+    assert len(seen) >= 3, out  # two replacements at least
     assert "Traceback" not in out
 
 
