@@ -103,7 +103,7 @@ def _serve(
         print("statewire serve: interrupted before serving", file=sys.stderr)
         return 130
     if worker_of is not None:
-        from statewire.workers import WorkerLink
+        from statewire._worker_link import WorkerLink
 
         counting = None
         if worker_metrics:  # (the supervisor serves them: --metrics with --workers)

@@ -481,10 +481,11 @@ def default_fields(
 ) -> tuple[bytes, bytes | None]:
     """A factory's ``headers`` (uvicorn's ``--header``): the field lines every response
     gets, and the value of a ``Server`` among them (``None``: none), which replaces the
-    server's own, as under uvicorn (an empty one leaves the ``Server`` field out). A field the handler gives too is sent twice, as
-    uvicorn does. A name that is not a token or a value with a control byte is
-    ``ValueError``, and so is ``Content-Length``, ``Transfer-Encoding``, ``Connection``
-    (the server's to frame with) or ``Date`` (``date=False`` leaves the server's out)."""
+    server's own, as under uvicorn (an empty one leaves the ``Server`` field out). A
+    field the handler gives too is sent twice, as uvicorn does. A name that is not a token
+    or a value with a control byte is ``ValueError``, and so is ``Content-Length``,
+    ``Transfer-Encoding``, ``Connection`` (the server's to frame with) or ``Date``
+    (``date=False`` leaves the server's out)."""
     lines = []
     server = None
     for name, value in headers:
