@@ -242,8 +242,10 @@ def _supervise(
     arguments: list[str],
     drain_timeout: float,
     metrics_at: str | None = None,
+    watch: list[str] | None = None,
 ) -> int:
-    """``serve --workers``: a supervisor running the workers (:mod:`statewire.workers`)."""
+    """``serve --workers`` (or ``--reload``: one worker, ``watch`` the folders whose Python
+    files are watched): a supervisor running the workers (:mod:`statewire.workers`)."""
     from statewire.workers import Supervisor, worker_count
 
     try:
@@ -259,6 +261,7 @@ def _supervise(
         arguments=arguments,
         drain_timeout=drain_timeout,
         metrics_at=metrics_at,
+        watch=watch or (),
     )
     return supervisor.run()
 
@@ -344,6 +347,21 @@ def _diagram(
     return 0
 
 
+def _reload_dirs(reload: bool, dirs: list[str] | None, workers: str | None) -> list[str]:
+    """``--reload``'s folders (the current one when none is named), checked."""
+    if not reload:
+        raise ValueError("--reload-dir goes with --reload")
+    if workers is not None:
+        raise ValueError(
+            "--reload serves one worker, reloaded at each change: leave out --workers"
+        )
+    folders = [os.path.abspath(d) for d in dirs or [os.curdir]]
+    for folder in folders:
+        if not os.path.isdir(folder):
+            raise ValueError(f"--reload-dir: {folder} is not a folder")
+    return folders
+
+
 def _count(text: str) -> int:
     """A positive whole number."""
     if not (text.isascii() and text.isdigit()) or int(text) == 0:
@@ -392,6 +410,18 @@ def main(argv: list[str] | None = None) -> int:
         help="serve in N worker processes (a number, or auto: one per CPU) run by a "
         "supervisor: SIGHUP reloads them without downtime, a worker that dies is restarted "
         "(default: serve in this one process)",
+    )
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="for development: serve in one worker, reloaded (as by SIGHUP) whenever a "
+        "Python file under the current folder (or --reload-dir) changes",
+    )
+    serve.add_argument(
+        "--reload-dir",
+        action="append",
+        metavar="DIR",
+        help="with --reload: watch this folder instead of the current one (repeatable)",
     )
     serve.add_argument(
         "--drain-timeout",
@@ -460,6 +490,14 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+        watch = None
+        if args.reload or args.reload_dir:
+            try:
+                watch = _reload_dirs(args.reload, args.reload_dir, args.workers)
+            except ValueError as error:
+                print(f"statewire serve: {error}", file=sys.stderr)
+                return 2
+            args.workers = "1"
         if args.workers is not None:
             passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace + ["--asgi"] * args.asgi
             passed += as_flags(asgi)
@@ -472,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
                 where = where if where == "-" else os.path.abspath(where)
                 passed.append(f"--access-log={where}")
             return _supervise(
-                args.target, listen, args.workers, passed, args.drain_timeout, args.metrics
+                args.target, listen, args.workers, passed, args.drain_timeout, args.metrics, watch
             )
         return _serve(
             args.target,

@@ -60,6 +60,7 @@ from typing import Any
 
 from statewire import metrics
 from statewire._reactor import Reactor
+from statewire._watch import Scan, changes, scan
 from statewire.endpoints import (
     descriptionContext,
     handedDescriptor,
@@ -246,6 +247,8 @@ class Supervisor:
         start_timeout: float = 60.0,
         stop_timeout: float = 30.0,
         metrics_at: str | None = None,
+        watch: Sequence[str] = (),
+        watch_interval: float = 0.5,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
@@ -257,6 +260,10 @@ class Supervisor:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.metrics_at = metrics_at
+        #: folders whose Python files are watched (``--reload``): a change reloads the
+        #: workers (:mod:`statewire._watch`), looked for every ``watch_interval`` seconds
+        self.watch = list(watch)
+        self.watch_interval = watch_interval
         if metrics_at is not None:
             self.arguments.append("--worker-metrics")
         self._listeners: list[_Listener] = []
@@ -310,8 +317,11 @@ class Supervisor:
                     print(f"statewire serve: --metrics: {error}", file=sys.stderr)
                     return 2 if isinstance(error, ValueError) else 1
                 log.info("the workers' metrics served on %s", self.metrics_at)
+            before = await asyncio.to_thread(scan, self.watch) if self.watch else {}
             code = await self._start_first()
             if code is None:
+                if self.watch:
+                    self._spawn(self._watch_files(before))
                 await self._stop_asked.wait()
                 code = 0
             await self._stop()
@@ -550,6 +560,21 @@ class Supervisor:
             return
         log.info("%s: stopping the workers", signal.Signals(number).name)
         self._stop_asked.set()
+
+    async def _watch_files(self, before: Scan) -> None:
+        """``--reload``: reload the workers when a watched file changes (from ``before``,
+        the scan made before the first workers started)."""
+        where = ", ".join(self.watch)
+        log.info("watching the Python files under %s: a change reloads the workers", where)
+        while not self._stopping:
+            await asyncio.sleep(self.watch_interval)
+            after = await asyncio.to_thread(scan, self.watch)
+            changed = changes(before, after)
+            before = after
+            if changed and not self._stopping:
+                more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+                log.info("%s changed%s: reloading", os.path.relpath(changed[0]), more)
+                self._hup()
 
     def _hup(self) -> None:
         if self._stopping or not self._serving:

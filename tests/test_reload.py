@@ -1,0 +1,127 @@
+"""``statewire serve --reload``: a development server that serves new code as soon as a
+Python file changes, by reloading its one worker (the zero-downtime reload of
+``--workers``), and keeps the old code serving while the new one does not import. Run as
+a process of its own on 127.0.0.1 and judged with ``http.client``; every wait is bounded.
+The watcher's scans (``statewire/_watch.py``) are checked on their own below."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from statewire._watch import changes, scan
+from tests.process_helpers import running, statewire_command
+from tests.runtime_helpers import HOST
+
+APP = """
+from statewire.protocols.http import HTTPFactory
+
+async def handler(request, response):
+    await response.send(200, [(b"Content-Type", b"text/plain")], b"{version}")
+
+factory = HTTPFactory(handler)
+"""
+
+LISTEN = ("--listen", f"tcp:0:interface={HOST}")
+
+
+def _write(path: Path, text: str) -> None:
+    """Write ``text``, its modification time a second later than before (a change seen
+    whatever the file system's timestamp resolution)."""
+    before = path.stat().st_mtime if path.exists() else time.time()
+    path.write_text(text)
+    os.utime(path, (before + 1, before + 1))
+
+
+def _get(port: int) -> str:
+    connection = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        connection.request("GET", "/", headers={"Connection": "close"})
+        return connection.getresponse().read().decode()
+    finally:
+        connection.close()
+
+
+def _until(port: int, expected: str, timeout: float = 30) -> str:
+    """GET until the answer is ``expected`` (each answered: a refusal raises), at most
+    ``timeout`` seconds; the last answer."""
+    deadline = time.monotonic() + timeout
+    answer = _get(port)
+    while answer != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        answer = _get(port)
+    return answer
+
+
+def test_a_change_is_served_and_code_that_does_not_import_is_not(tmp_path: Path) -> None:
+    source = tmp_path / "app.py"
+    _write(source, APP.format(version="one"))
+    command = ("-m", "statewire", "serve", f"{source}:factory", "--reload")
+    with running(*command, "--reload-dir", str(tmp_path), *LISTEN) as server:
+        first = _get(server.port)
+        _write(source, APP.format(version="two"))
+        second = _until(server.port, "two")
+        _write(source, APP.format(version="three") + "\nbroken(\n")
+        deadline = time.monotonic() + 30
+        while "reload abandoned" not in "".join(server.output):
+            assert time.monotonic() < deadline, "".join(server.output)
+            time.sleep(0.1)
+        kept = _get(server.port)  # the old code serves on
+        _write(source, APP.format(version="four"))
+        fourth = _until(server.port, "four")
+        out = server.stop(signal.SIGTERM)
+    assert (first, second, kept, fourth) == ("one", "two", "two", "four")
+    assert "app.py changed: reloading" in out
+    assert "SyntaxError" in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--reload", "--workers=2"), "--reload serves one worker, reloaded at each change"),
+        (("--reload-dir=.",), "--reload-dir goes with --reload"),
+        (
+            ("--reload", "--reload-dir=/no/such/folder"),
+            "--reload-dir: /no/such/folder is not a folder",
+        ),
+    ],
+)
+def test_reload_mistakes_exit_2(tmp_path: Path, flags: tuple[str, ...], message: str) -> None:
+    source = tmp_path / "app.py"
+    _write(source, APP.format(version="one"))
+    done = statewire_command("serve", f"{source}:factory", *flags, *LISTEN)
+    assert done.returncode == 2
+    assert f"statewire serve: {message}" in done.stderr
+
+
+def test_a_scan_sees_python_files_added_written_and_removed(tmp_path: Path) -> None:
+    (tmp_path / "pkg").mkdir()
+    kept, written, removed = (tmp_path / "pkg" / n for n in ("a.py", "b.py", "c.py"))
+    for path in (kept, written, removed):
+        _write(path, "x = 1\n")
+    (tmp_path / "notes.txt").write_text("not Python")
+    before = scan([str(tmp_path)])
+    assert sorted(before) == sorted(str(p) for p in (kept, written, removed))
+    _write(written, "x = 2\n")
+    removed.unlink()
+    added = tmp_path / "d.py"
+    _write(added, "")
+    assert changes(before, scan([str(tmp_path)])) == sorted(
+        str(p) for p in (written, removed, added)
+    )
+
+
+def test_a_scan_leaves_out_hidden_folders_caches_and_virtual_environments(
+    tmp_path: Path,
+) -> None:
+    for folder in (".git", "__pycache__", "node_modules", "venv", "src"):
+        (tmp_path / folder).mkdir()
+        _write(tmp_path / folder / "m.py", "")
+    (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr\n")
+    _write(tmp_path / ".hidden.py", "")
+    assert list(scan([str(tmp_path)])) == [str(tmp_path / "src" / "m.py")]
