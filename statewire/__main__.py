@@ -16,6 +16,8 @@ from typing import Any
 
 from statewire._asgi_cli import add_arguments as asgi_arguments
 from statewire._asgi_cli import as_flags, given
+from statewire._listen_cli import add_arguments as listen_arguments
+from statewire._listen_cli import descriptions as listen_descriptions
 
 #: where ``serve`` listens when not told: this machine only; ``--listen tcp:8007`` for every
 #: interface (a server reachable from the network should be asked for, not a default)
@@ -454,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     serve.add_argument("--worker-metrics", action="store_true", help=argparse.SUPPRESS)
+    listen_arguments(serve)
     asgi_arguments(serve)
     diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")
     diagram.add_argument(
@@ -481,7 +484,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=2026, help="seed for the random read sizes")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        listen = args.listen or [DEFAULT_LISTEN]
+        try:
+            spelled = listen_descriptions(args, args.listen)
+        except ValueError as error:
+            print(f"statewire serve: {error}", file=sys.stderr)
+            return 2
+        listen = spelled or args.listen or [DEFAULT_LISTEN]
         asgi = given(args)
         if asgi and not args.asgi:
             option = as_flags(dict([next(iter(asgi.items()))]))[0].partition("=")[0]
