@@ -3,7 +3,10 @@ their modification times (no dependency, as uvicorn's fallback ``StatReload``).
 
 A scan walks each folder, leaving out hidden folders (``.git``, ``.venv``...),
 ``__pycache__``, ``node_modules`` and any folder holding a ``pyvenv.cfg`` (a virtual
-environment), and notes each ``*.py`` file's ``st_mtime_ns``. Two scans differ when a file
+environment), and notes each ``*.py`` file's ``st_mtime_ns``; folders it cannot read are
+passed over, and symbolic links to folders are not followed (a link to a file is). It
+notes :data:`MAX_FILES` files at most (the supervisor warns when a scan reaches them:
+name smaller folders then). Two scans differ when a file
 was added, removed or written: the supervisor then reloads its workers
 (:meth:`statewire.workers.Supervisor.reload`), so new code is served without a dropped
 connection, and code that does not import leaves the old workers serving.

@@ -60,7 +60,7 @@ from typing import Any
 
 from statewire import metrics
 from statewire._reactor import Reactor
-from statewire._watch import Scan, changes, scan
+from statewire._watch import MAX_FILES, Scan, changes, scan
 from statewire.endpoints import (
     descriptionContext,
     handedDescriptor,
@@ -319,6 +319,14 @@ class Supervisor:
                 log.info("the workers' metrics served on %s", self.metrics_at)
             before = await asyncio.to_thread(scan, self.watch) if self.watch else {}
             code = await self._start_first()
+            while code is not None and self.watch and not self._stop_asked.is_set():
+                # --reload: code that does not start yet is waited for, as uvicorn does
+                log.error("the workers did not start: a change to the code tries again")
+                for worker in list(self._alive):  # (one not ready in time)
+                    worker.retiring = True
+                    self._signal(worker, signal.SIGTERM)
+                before, changed = await self._changed(before)
+                code = await self._start_first() if changed else None
             if code is None:
                 if self.watch:
                     self._spawn(self._watch_files(before))
@@ -566,15 +574,38 @@ class Supervisor:
         the scan made before the first workers started)."""
         where = ", ".join(self.watch)
         log.info("watching the Python files under %s: a change reloads the workers", where)
-        while not self._stopping:
+        while True:
+            before, changed = await self._changed(before)
+            if not changed:
+                return  # (stopping)
+            more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+            log.info("%s changed%s: reloading", changed[0], more)
+            self._hup()
+
+    async def _changed(self, before: Scan) -> tuple[Scan, list[str]]:
+        """Wait until a watched file differs from ``before``: the new scan and the files
+        that changed; nothing changed once the supervisor stops. A scan that fails is
+        logged and tried again (the watching never ends on its own)."""
+        assert self._stop_asked is not None
+        while not (self._stopping or self._stop_asked.is_set()):
             await asyncio.sleep(self.watch_interval)
-            after = await asyncio.to_thread(scan, self.watch)
+            try:
+                after = await asyncio.to_thread(scan, self.watch)
+            except Exception:
+                log.exception("cannot scan the watched folders; trying again")
+                continue
+            if len(after) >= MAX_FILES and len(before) < MAX_FILES:
+                log.warning(
+                    "%d Python files or more under %s: only those are watched; name "
+                    "smaller folders with --reload-dir",
+                    MAX_FILES,
+                    ", ".join(self.watch),
+                )
             changed = changes(before, after)
+            if changed:
+                return after, changed
             before = after
-            if changed and not self._stopping:
-                more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
-                log.info("%s changed%s: reloading", os.path.relpath(changed[0]), more)
-                self._hup()
+        return before, []
 
     def _hup(self) -> None:
         if self._stopping or not self._serving:
@@ -593,7 +624,6 @@ class Supervisor:
         while True:
             self._reload_again = False
             log.info("reloading: starting %d new workers", self.workers)
-            old = [w for w in self._slots if w is not None]
             new: list[_Worker] = []
             try:
                 for slot in range(self.workers):
@@ -605,7 +635,12 @@ class Supervisor:
                     worker.retiring = True
                     self._signal(worker, signal.SIGTERM)
                 log.error("reload abandoned: the old workers go on serving")
+                if self._reload_again and not self._stopping:
+                    continue  # (asked again meanwhile: new code, perhaps the fix)
                 return False
+            # the workers serving now, not those when the reload began: one that died
+            # meanwhile was restarted, and the restarted one drains too
+            old = [w for w in self._slots if w is not None]
             self._slots = list(new)
             self._failures = [0] * self.workers
             for worker in old:

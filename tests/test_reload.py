@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
+import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,10 +77,91 @@ def test_a_change_is_served_and_code_that_does_not_import_is_not(tmp_path: Path)
         kept = _get(server.port)  # the old code serves on
         _write(source, APP.format(version="four"))
         fourth = _until(server.port, "four")
+        time.sleep(2)  # (a watcher that saw changes where there are none would reload)
         out = server.stop(signal.SIGTERM)
     assert (first, second, kept, fourth) == ("one", "two", "two", "four")
     assert "app.py changed: reloading" in out
+    assert out.count("changed: reloading") <= 6  # three edits (each at most twice: _write)
     assert "SyntaxError" in out
+
+
+SLOW = "import time\ntime.sleep(1.5)  # (an application slow to import)\n"
+
+
+def test_a_fix_saved_while_a_broken_version_is_loading_is_served(tmp_path: Path) -> None:
+    """The reload of the broken version is abandoned after the fix was saved: the
+    fix's change, seen during it, is tried then (not dropped)."""
+    source = tmp_path / "app.py"
+    _write(source, APP.format(version="one"))
+    command = ("-m", "statewire", "serve", f"{source}:factory", "--reload")
+    with running(*command, "--reload-dir", str(tmp_path), *LISTEN) as server:
+        first = _get(server.port)
+        _write(source, SLOW + APP.format(version="two") + "\nundefined_name\n")
+        deadline = time.monotonic() + 30
+        while "reloading: starting" not in "".join(server.output):
+            assert time.monotonic() < deadline, "".join(server.output)
+            time.sleep(0.05)
+        time.sleep(0.7)  # (the broken version still importing)
+        _write(source, APP.format(version="three"))
+        third = _until(server.port, "three")
+        out = server.stop(signal.SIGTERM)
+    assert (first, third) == ("one", "three")
+    assert "NameError" in out
+
+
+def test_a_worker_restarted_during_a_reload_drains_at_its_end(tmp_path: Path) -> None:
+    """The serving worker dies while the new code loads: its restart serves meanwhile,
+    and is drained when the reload switches over, not left serving the old code."""
+    source = tmp_path / "app.py"
+    _write(source, APP.format(version="one"))
+    command = ("-m", "statewire", "serve", f"{source}:factory", "--reload")
+    with running(*command, "--reload-dir", str(tmp_path), *LISTEN) as server:
+        assert _get(server.port) == "one"
+        first = int(_seen(server, r"worker 0 \(pid (\d+)\) ready"))
+        _write(source, SLOW + APP.format(version="two"))
+        _seen(server, "(reloading: starting)")
+        loading = _seen(server, rf"worker 0 \(pid (?!{first}\))(\d+)\) started")
+        os.kill(first, signal.SIGKILL)
+        restarted = _seen(server, rf"worker 0 \(pid (?!(?:{first}|{loading})\))(\d+)\) started")
+        _seen(server, "(reloaded:)")
+        _seen(server, rf"worker 0 \(pid ({restarted})\) exited with code 0")  # drained
+        answers = {_get(server.port) for _ in range(20)}
+        out = server.stop(signal.SIGTERM)
+    assert answers == {"two"}, out
+
+
+def test_code_broken_at_the_start_is_served_once_fixed(tmp_path: Path) -> None:
+    source = tmp_path / "app.py"
+    _write(source, APP.format(version="one") + "\nbroken(\n")
+    port = _free_port()
+    listen = ("--listen", f"tcp:{port}:interface={HOST}")
+    command = ("-m", "statewire", "serve", f"{source}:factory", "--reload")
+    with running(*command, "--reload-dir", str(tmp_path), *listen) as server:
+        deadline = time.monotonic() + 30
+        while "a change to the code tries again" not in "".join(server.output):
+            assert time.monotonic() < deadline, "".join(server.output)
+            time.sleep(0.05)
+        _write(source, APP.format(version="two"))
+        served = _until(port, "two")
+        out = server.stop(signal.SIGTERM)
+    assert served == "two"
+    assert "SyntaxError" in out
+
+
+def _seen(server: Any, pattern: str, timeout: float = 30) -> str:
+    """Wait until ``pattern`` is in the server's output; its first group."""
+    deadline = time.monotonic() + timeout
+    while (found := re.search(pattern, "".join(server.output))) is None:
+        assert time.monotonic() < deadline, "".join(server.output)
+        time.sleep(0.05)
+    return found.group(1)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 @pytest.mark.parametrize(
