@@ -37,6 +37,7 @@ def _serve(
     asgi: dict[str, Any] | None = None,
     limit_max_requests: int | None = None,
     limit_concurrency: int | None = None,
+    log_level: str = "info",
 ) -> int:
     """``serve``: ``asgi`` is ``None``, else the target is an ASGI application and these
     are the ASGI options given (:func:`statewire._asgi_cli.given`)."""
@@ -46,7 +47,7 @@ def _serve(
     from statewire.target import TargetError, TargetRaised, asgi_factory_from, factory_from
 
     link: Any = None  # (a worker's: its link to the supervisor, made once it serves)
-    _log_setup(worker_of is not None)
+    _log_setup(worker_of is not None, log_level)
     log = logging.getLogger("statewire.serve")
     try:
         if uvloop:
@@ -229,11 +230,24 @@ def _interruptible(loop: asyncio.AbstractEventLoop, interrupted: list[int]) -> I
     # (a graceful stop), not by the default action
 
 
-def _log_setup(process: bool) -> None:
-    """Log to stderr; with the process id where several processes share it (workers)."""
+#: ``--log-level``'s words (uvicorn's; its ``trace`` is ``debug`` here: ``--trace`` logs
+#: the transitions)
+LOG_LEVELS = {
+    "critical": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warning": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+    "trace": logging.DEBUG,
+}
+
+
+def _log_setup(process: bool, level: str = "info") -> None:
+    """Log to stderr from ``level`` up; with the process id where several processes share
+    it (workers)."""
     where = " [%(process)d]" if process else ""
     logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s{where} %(name)s %(levelname)s %(message)s"
+        level=LOG_LEVELS[level], format=f"%(asctime)s{where} %(name)s %(levelname)s %(message)s"
     )
 
 
@@ -245,6 +259,7 @@ def _supervise(
     drain_timeout: float,
     metrics_at: str | None = None,
     watch: list[str] | None = None,
+    log_level: str = "info",
 ) -> int:
     """``serve --workers`` (or ``--reload``: one worker, ``watch`` the folders whose Python
     files are watched): a supervisor running the workers (:mod:`statewire.workers`)."""
@@ -255,7 +270,7 @@ def _supervise(
     except ValueError as error:
         print(f"statewire serve: {error}", file=sys.stderr)
         return 2
-    _log_setup(True)
+    _log_setup(True, log_level)
     supervisor = Supervisor(
         target,
         listen,
@@ -373,6 +388,13 @@ def main(argv: list[str] | None = None) -> int:
         help="while more than N connections are open, answer each request 503 and close "
         "its connection (an HTTP factory's, asgi(app)'s; uvicorn's option of that name)",
     )
+    serve.add_argument(
+        "--log-level",
+        choices=list(LOG_LEVELS),
+        default="info",
+        help="log from this level up (default info; uvicorn's option: its trace is debug "
+        "here, --trace logs the transitions)",
+    )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     serve.add_argument("--worker-metrics", action="store_true", help=argparse.SUPPRESS)
     listen_arguments(serve)
@@ -427,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
             args.workers = "1"
         if args.workers is not None:
             passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace + ["--asgi"] * args.asgi
-            passed += as_flags(asgi)
+            passed += [*as_flags(asgi), f"--log-level={args.log_level}"]
             if args.limit_max_requests is not None:
                 passed.append(f"--limit-max-requests={args.limit_max_requests}")
             if args.limit_concurrency is not None:
@@ -437,7 +459,14 @@ def main(argv: list[str] | None = None) -> int:
                 where = where if where == "-" else os.path.abspath(where)
                 passed.append(f"--access-log={where}")
             return _supervise(
-                args.target, listen, args.workers, passed, args.drain_timeout, args.metrics, watch
+                args.target,
+                listen,
+                args.workers,
+                passed,
+                args.drain_timeout,
+                args.metrics,
+                watch,
+                args.log_level,
             )
         return _serve(
             args.target,
@@ -452,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
             asgi if args.asgi else None,
             args.limit_max_requests,
             args.limit_concurrency,
+            args.log_level,
         )
     if args.command == "diagram":
         from statewire._diagram_cli import diagram as draw
