@@ -389,6 +389,13 @@ def main(argv: list[str] | None = None) -> int:
         "its connection (an HTTP factory's, asgi(app)'s; uvicorn's option of that name)",
     )
     serve.add_argument(
+        "--app-dir",
+        default=os.curdir,
+        metavar="DIR",
+        help="import MODULE:NAME from this folder first (default: the current one, as "
+        "uvicorn's --app-dir)",
+    )
+    serve.add_argument(
         "--log-level",
         choices=list(LOG_LEVELS),
         default="info",
@@ -409,6 +416,12 @@ def main(argv: list[str] | None = None) -> int:
         choices=["svg", "png", "dot", "mermaid"],
         help="default: from the file's suffix (.svg .png .dot .gv .mmd), else dot",
     )
+    diagram.add_argument(
+        "--app-dir",
+        default=os.curdir,
+        metavar="DIR",
+        help="import MODULE:NAME from this folder first (default: the current one)",
+    )
     diagram.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
     diagram.add_argument(
         "--check",
@@ -424,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = commands.add_parser("demo", help="frame a sample byte stream and print the frames")
     demo.add_argument("--seed", type=int, default=2026, help="seed for the random read sizes")
     args = parser.parse_args(argv)
+    if args.command in ("serve", "diagram"):
+        # MODULE:NAME from the project's folder, as with `python -m statewire` (the
+        # installed command's sys.path holds its own folder instead: uvicorn's --app-dir)
+        args.app_dir = os.path.abspath(args.app_dir)
+        if args.app_dir not in sys.path:
+            sys.path.insert(0, args.app_dir)
     if args.command == "serve":
         try:
             spelled = listen_descriptions(args, args.listen)
@@ -450,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers is not None:
             passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace + ["--asgi"] * args.asgi
             passed += [*as_flags(asgi), f"--log-level={args.log_level}"]
+            passed.append(f"--app-dir={args.app_dir}")
             if args.limit_max_requests is not None:
                 passed.append(f"--limit-max-requests={args.limit_max_requests}")
             if args.limit_concurrency is not None:
