@@ -230,8 +230,8 @@ def _interruptible(loop: asyncio.AbstractEventLoop, interrupted: list[int]) -> I
     # (a graceful stop), not by the default action
 
 
-#: ``--log-level``'s words (uvicorn's; its ``trace`` is ``debug`` here: ``--trace`` logs
-#: the transitions)
+#: ``--log-level``'s words (uvicorn's; its ``trace`` is ``debug`` and ``--trace``, the
+#: transitions logged, here)
 LOG_LEVELS = {
     "critical": logging.CRITICAL,
     "error": logging.ERROR,
@@ -399,8 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         "--log-level",
         choices=list(LOG_LEVELS),
         default="info",
-        help="log from this level up (default info; uvicorn's option: its trace is debug "
-        "here, --trace logs the transitions)",
+        help="log from this level up (default info; uvicorn's option: trace is debug with "
+        "--trace's transitions, which are info lines: hidden from warning up)",
     )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     serve.add_argument("--worker-metrics", action="store_true", help=argparse.SUPPRESS)
@@ -438,11 +438,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=2026, help="seed for the random read sizes")
     args = parser.parse_args(argv)
     if args.command in ("serve", "diagram"):
-        # MODULE:NAME from the project's folder, as with `python -m statewire` (the
-        # installed command's sys.path holds its own folder instead: uvicorn's --app-dir)
+        # MODULE:NAME from the project's folder (uvicorn's --app-dir): the installed
+        # command's sys.path holds its own folder, not the current one. Searched last, so a
+        # stray file there (an http.py, a datetime.py) never stands in for the standard
+        # library's module or an installed package's
         args.app_dir = os.path.abspath(args.app_dir)
         if args.app_dir not in sys.path:
-            sys.path.insert(0, args.app_dir)
+            sys.path.append(args.app_dir)
+        if args.command == "serve" and args.log_level == "trace":
+            args.trace = True  # (uvicorn's most talkative level: the transitions too)
     if args.command == "serve":
         try:
             spelled = listen_descriptions(args, args.listen)

@@ -19,6 +19,7 @@ certificates) are not there: an ``ssl:`` description or a factory of one's own t
 from __future__ import annotations
 
 import argparse
+import os
 
 from statewire.endpoints import serverDescription
 
@@ -61,6 +62,9 @@ def descriptions(args: argparse.Namespace, listen: list[str] | None) -> list[str
         raise ValueError(f"{named} stand for --listen: give one or the other")
     if "ssl_keyfile" in given and "ssl_certfile" not in given:
         raise ValueError("--ssl-keyfile goes with --ssl-certfile")
+    for dest in ("ssl_certfile", "ssl_keyfile"):
+        if dest in given and not os.path.isfile(given[dest]):
+            raise ValueError(f"--{dest.replace('_', '-')}: no such file: {given[dest]}")
     tls = {}
     if "ssl_certfile" in given:
         tls = {

@@ -264,6 +264,7 @@ class Supervisor:
         #: workers (:mod:`statewire._watch`), looked for every ``watch_interval`` seconds
         self.watch = list(watch)
         self.watch_interval = watch_interval
+        self._watch_full = False  # (warned that a scan reached MAX_FILES)
         if metrics_at is not None:
             self.arguments.append("--worker-metrics")
         self._listeners: list[_Listener] = []
@@ -328,7 +329,7 @@ class Supervisor:
                 before, changed = await self._changed(before)
                 code = await self._start_first() if changed else None
             if code is None:
-                if self.watch:
+                if self.watch and not self._stop_asked.is_set():
                     self._spawn(self._watch_files(before))
                 await self._stop_asked.wait()
                 code = 0
@@ -538,11 +539,18 @@ class Supervisor:
         if self._stopping or self._slots[slot] is not None:
             return
         try:
-            self._slots[slot] = await self._start(slot)
+            started = await self._start(slot)
         except OSError as error:
             delay = min(delay * 2, BACKOFF_MAX)
             log.error("cannot start worker %d (%s); trying again in %.1f s", slot, error, delay)
             self._spawn(self._restart(slot, delay))
+            return
+        if self._stopping or self._slots[slot] is not None:
+            # (a reload switched over while it started: its worker serves the slot)
+            started.retiring = True
+            self._signal(started, signal.SIGTERM)
+            return
+        self._slots[slot] = started
 
     async def _all_ready(self, workers: Sequence[_Worker]) -> bool:
         """Whether every one of ``workers`` says it accepts within ``start_timeout``."""
@@ -594,7 +602,8 @@ class Supervisor:
             except Exception:
                 log.exception("cannot scan the watched folders; trying again")
                 continue
-            if len(after) >= MAX_FILES and len(before) < MAX_FILES:
+            if len(after) >= MAX_FILES and not self._watch_full:
+                self._watch_full = True
                 log.warning(
                     "%d Python files or more under %s: only those are watched; name "
                     "smaller folders with --reload-dir",

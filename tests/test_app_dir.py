@@ -42,3 +42,18 @@ def test_app_dir_names_another(launcher: Path) -> None:
     assert "imported: served_module" in done.stderr
     elsewhere = _run(launcher, launcher.parent.parent)
     assert "cannot import served_module" in elsewhere.stderr
+
+
+def test_a_stray_file_does_not_stand_in_for_the_standard_library(launcher: Path) -> None:
+    """The folder is searched after the standard library and the installed packages: a
+    ``datetime.py`` or an ``http`` package beside the application is never imported in
+    their place (the server imports both after it reads its options)."""
+    project = launcher.parent.parent / "project"
+    (project / "datetime.py").write_text("raise SystemExit('shadowed: datetime')\n")
+    (project / "http").mkdir()
+    (project / "http" / "__init__.py").write_text("raise SystemExit('shadowed: http')\n")
+    # (the application imports them itself, as statewire's HTTP server does)
+    (project / "served_module.py").write_text("import datetime, http.client\n" + MODULE)
+    done = _run(launcher, project)
+    assert "imported: served_module" in done.stderr
+    assert "shadowed" not in done.stderr

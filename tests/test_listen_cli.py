@@ -31,6 +31,14 @@ def _described(*argv: str, listen: list[str] | None = None) -> list[str] | None:
     return descriptions(parser.parse_args(argv), listen)
 
 
+@pytest.fixture(autouse=True)
+def _in_a_folder_with_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit cases' certificate and key files (named, not read) exist here."""
+    for name in ("c.pem", "k.pem", "both.pem"):
+        (tmp_path / name).write_text("")
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("argv", "kind", "values"),
     [
@@ -76,13 +84,14 @@ def test_none_given_leaves_listen_alone() -> None:
         (("--ssl-keyfile", "k.pem"), "--ssl-keyfile goes with --ssl-certfile"),
         (("--uds", "/a", "--fd", "3"), "one place to listen"),
         (("--uds", "/a", "--port", "1"), "one place to listen"),
-        (("--uds", "/a", "--ssl-certfile", "c"), "--uds serves no TLS here"),
+        (("--uds", "/a", "--ssl-certfile", "c.pem"), "--uds serves no TLS here"),
         (("--port", "70000"), "--port 70000 is not in 0 to 65535"),
+        (("--port", "8443", "--ssl-certfile", "/no/cert.pem"), "--ssl-certfile: no such file"),
     ],
 )
 def test_mistakes_are_one_line_exit_2(argv: tuple[str, ...], message: str) -> None:
     argv = tuple("--listen=tcp:0" if a == "--listen" else a for a in argv)
-    done = statewire_command("serve", TARGET, *argv)
+    done = statewire_command("serve", TARGET, *argv, cwd=Path.cwd())  # (the files' folder)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1].startswith("statewire serve: ")
     assert message in done.stderr
