@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -83,6 +84,27 @@ def running(*command: str, env: dict[str, str] | None = None) -> Iterator[Server
         process.wait(10)
         if process.stdout is not None:
             process.stdout.close()
+
+
+@contextmanager
+def spawned(command: list[str], **options: Any) -> Iterator[subprocess.Popen[str]]:
+    """``command`` run for the block (``subprocess.Popen``'s ``options``, text mode), a
+    process that does not say where it listens; killed at the end if still running."""
+    process = subprocess.Popen(command, text=True, **options)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+
+def terminated(process: subprocess.Popen[str]) -> str:
+    """Stop ``process`` with ``SIGTERM``; it must exit with 0. Its output (or errors)."""
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, (out, err)
+    return out or err or ""
 
 
 def statewire_command(

@@ -18,7 +18,14 @@ import pytest
 
 from statewire._listen_cli import add_arguments, descriptions
 from statewire.endpoints import serverParts
-from tests.process_helpers import EXAMPLES, recv_exactly, running, statewire_command
+from tests.process_helpers import (
+    EXAMPLES,
+    recv_exactly,
+    running,
+    spawned,
+    statewire_command,
+    terminated,
+)
 from tests.runtime_helpers import HOST, self_signed_certificate
 
 TARGET = f"{EXAMPLES / 'httpd.py'}:factory"
@@ -125,8 +132,7 @@ def test_tls_from_uvicorns_options_under_workers(tmp_path: Path) -> None:
 def test_a_unix_socket_from_uds(tmp_path: Path) -> None:
     path = tmp_path / "http.sock"
     command = [sys.executable, "-m", "statewire", "serve", TARGET, "--uds", str(path)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
+    with spawned(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
         deadline = time.monotonic() + 20
         while not path.exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -135,11 +141,5 @@ def test_a_unix_socket_from_uds(tmp_path: Path) -> None:
             sock.connect(str(path))
             sock.sendall(GET)
             answer = recv_exactly(sock, 12)
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
+        terminated(process)
     assert answer == b"HTTP/1.1 200"
-    assert process.returncode == 0, err

@@ -5,7 +5,6 @@ output of a server run in its own process on 127.0.0.1."""
 from __future__ import annotations
 
 import http.client
-import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import time
 
 import pytest
 
-from tests.process_helpers import EXAMPLES, statewire_command
+from tests.process_helpers import EXAMPLES, spawned, statewire_command, terminated
 from tests.runtime_helpers import HOST
 
 TARGET = f"{EXAMPLES / 'httpd.py'}:factory"
@@ -27,10 +26,7 @@ def _served(*flags: str) -> str:
         port = probe.getsockname()[1]
     listen = ("--listen", f"tcp:{port}:interface={HOST}")
     command = [sys.executable, "-m", "statewire", "serve", TARGET, *flags, *listen]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
+    with spawned(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -42,14 +38,7 @@ def _served(*flags: str) -> str:
                 time.sleep(0.05)
         assert connection.getresponse().status == 200
         connection.close()
-        process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
-    assert process.returncode == 0, out
-    return out
+        return terminated(process)
 
 
 @pytest.mark.parametrize("workers", [(), ("--workers", "1")])
