@@ -39,8 +39,9 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: the largest field section read at once with its request line (a larger one, or one
 #: not all in the read, is read a line at a time)
 SECTION_AHEAD = 8 << 10
-#: the field lines the server adds (``Date``, ``Server``), with the second and settings
-#: they were made for: shared by every connection (a new connection makes no date)
+#: the field lines the server adds (``Date``, ``Server``, the factory's ``headers``), with
+#: the second and settings they were made for: shared by every connection (a new
+#: connection makes no date)
 _server_fields: list[tuple[int, bool, bytes | None, bytes, bytes]] = [(0, False, None, b"", b"")]
 
 

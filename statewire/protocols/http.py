@@ -563,6 +563,11 @@ class HTTPFactory(Factory):
     #: :data:`BODY_IDLE_TIMEOUT`): slower, ``408`` and the connection closes; ``0``: no
     #: minimum
     min_body_rate = 500
+    # (the settings ``__init__`` makes, at their defaults for a subclass that makes its own)
+    extra_fields = b""
+    keep_alive_timeout: float | None = None
+    limit_concurrency: int | None = None
+    open_connections = 0
 
     def __init__(
         self,
