@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from statewire._asgi_cli import add_arguments as asgi_arguments
-from statewire._asgi_cli import as_flags, given
+from statewire._asgi_cli import as_flags, given, spelling
 from statewire._listen_cli import add_arguments as listen_arguments
 from statewire._listen_cli import descriptions as listen_descriptions
 
@@ -66,8 +66,10 @@ def _serve(
                 print(f"statewire serve: cannot open the access log: {error}", file=sys.stderr)
                 return 1
         if limit_max_requests is not None or limit_concurrency is not None:
-            http = _http_factory(factory, limit_max_requests, limit_concurrency)
-            http.limit_concurrency = limit_concurrency or http.limit_concurrency
+            option = "--limit-max-requests" if limit_max_requests else "--limit-concurrency"
+            http = _http_factory(factory, option)
+            if limit_concurrency is not None:
+                http.limit_concurrency = limit_concurrency
             if limit_max_requests is not None:
                 limit_requests(http, limit_max_requests, lambda: _retire(reactor, link))
         endpoints = [serverFromString(reactor, description) for description in listen]
@@ -152,15 +154,14 @@ def _keep_access_log(factory: object, where: str) -> None:
     log_access()
 
 
-def _http_factory(factory: object, max_requests: int | None, concurrency: int | None) -> Any:
-    """The HTTP factory ``--limit-max-requests`` and ``--limit-concurrency`` apply to
-    (inside a wrapper's: statewire's PROXY reader, Twisted's WrappingFactory)."""
+def _http_factory(factory: object, option: str) -> Any:
+    """The HTTP factory ``option`` (``--limit-max-requests``, ``--limit-concurrency``)
+    applies to (inside a wrapper's: statewire's PROXY reader, Twisted's WrappingFactory)."""
     from statewire.protocol import innermost
     from statewire.protocols.http import HTTPFactory
 
     inner = innermost(factory, lambda found: isinstance(found, HTTPFactory))
     if not isinstance(inner, HTTPFactory):
-        option = "--limit-max-requests" if max_requests is not None else "--limit-concurrency"
         raise ValueError(
             f"{option}: {type(factory).__name__} is no HTTP factory (an HTTPFactory or "
             "asgi(app) counts its requests and connections)"
@@ -283,19 +284,29 @@ def _supervise(
     return supervisor.run()
 
 
-def _reload_dirs(reload: bool, dirs: list[str] | None, workers: str | None) -> list[str]:
-    """``--reload``'s folders (the current one when none is named), checked."""
-    if not reload:
+def _serve_settings(
+    args: argparse.Namespace,
+) -> tuple[list[str], dict[str, Any], list[str] | None]:
+    """``serve``'s options checked together: where to listen, the ASGI options given, and
+    ``--reload``'s folders (``None``: no ``--reload``); ``ValueError`` for a usage mistake."""
+    listen = listen_descriptions(args, args.listen) or args.listen or [DEFAULT_LISTEN]
+    asgi = given(args)
+    if asgi and not args.asgi:
+        option = spelling(*next(iter(asgi.items())))
+        raise ValueError(f"{option} is an ASGI application's: serve it with --asgi")
+    if not (args.reload or args.reload_dir):
+        return listen, asgi, None
+    if not args.reload:
         raise ValueError("--reload-dir goes with --reload")
-    if workers is not None:
+    if args.workers is not None:
         raise ValueError(
             "--reload serves one worker, reloaded at each change: leave out --workers"
         )
-    folders = [os.path.abspath(d) for d in dirs or [os.curdir]]
+    folders = [os.path.abspath(d) for d in args.reload_dir or [os.curdir]]
     for folder in folders:
         if not os.path.isdir(folder):
             raise ValueError(f"--reload-dir: {folder} is not a folder")
-    return folders
+    return listen, asgi, folders
 
 
 def _count(text: str) -> int:
@@ -392,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         "--app-dir",
         default=os.curdir,
         metavar="DIR",
-        help="import MODULE:NAME from this folder first (default: the current one, as "
-        "uvicorn's --app-dir)",
+        help="find MODULE:NAME in this folder too, after the standard library and the "
+        "installed packages (default: the current one; uvicorn's --app-dir)",
     )
     serve.add_argument(
         "--log-level",
@@ -420,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
         "--app-dir",
         default=os.curdir,
         metavar="DIR",
-        help="import MODULE:NAME from this folder first (default: the current one)",
+        help="find MODULE:NAME in this folder too, after the standard library and the "
+        "installed packages (default: the current one)",
     )
     diagram.add_argument("-o", "--output", metavar="FILE", help="write here (default stdout)")
     diagram.add_argument(
@@ -449,26 +461,11 @@ def main(argv: list[str] | None = None) -> int:
             args.trace = True  # (uvicorn's most talkative level: the transitions too)
     if args.command == "serve":
         try:
-            spelled = listen_descriptions(args, args.listen)
+            listen, asgi, watch = _serve_settings(args)
         except ValueError as error:
             print(f"statewire serve: {error}", file=sys.stderr)
             return 2
-        listen = spelled or args.listen or [DEFAULT_LISTEN]
-        asgi = given(args)
-        if asgi and not args.asgi:
-            option = as_flags(dict([next(iter(asgi.items()))]))[0].partition("=")[0]
-            print(
-                f"statewire serve: {option} is an ASGI application's: serve it with --asgi",
-                file=sys.stderr,
-            )
-            return 2
-        watch = None
-        if args.reload or args.reload_dir:
-            try:
-                watch = _reload_dirs(args.reload, args.reload_dir, args.workers)
-            except ValueError as error:
-                print(f"statewire serve: {error}", file=sys.stderr)
-                return 2
+        if watch is not None:
             args.workers = "1"
         if args.workers is not None:
             passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace + ["--asgi"] * args.asgi

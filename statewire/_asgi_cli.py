@@ -203,9 +203,21 @@ def given(args: argparse.Namespace) -> dict[str, Any]:
     return {dest: getattr(args, dest) for dest in _DESTS if hasattr(args, dest)}
 
 
-def flag(dest: str) -> str:
-    """The option's spelling on the command line (``root_path``: ``--root-path``)."""
-    return "--" + dest.replace("_", "-")
+#: the options given as flags (``--x``, ``--no-x``), not ``--x=VALUE``
+_FLAGS = ("factory", "proxy_headers", "server_header", "date_header")
+#: the options whose ``asgi()`` keyword has another name
+_KEYWORDS = {
+    "date_header": "date",
+    "header": "headers",
+    "timeout_keep_alive": "keep_alive_timeout",
+}
+
+
+def spelling(dest: str, value: Any) -> str:
+    """How the option ``dest`` given ``value`` is spelled (``--no-server-header``), its
+    value left out."""
+    name = dest.replace("_", "-")
+    return f"--no-{name}" if dest in _FLAGS and value is False else f"--{name}"
 
 
 def as_flags(options: dict[str, Any]) -> list[str]:
@@ -215,31 +227,18 @@ def as_flags(options: dict[str, Any]) -> list[str]:
     for dest, value in options.items():
         if dest == "header":
             flags += [f"--header={name}:{field}" for name, field in value]
-        elif value is True and dest in (
-            "factory",
-            "proxy_headers",
-            "server_header",
-            "date_header",
-        ):
-            flags.append(flag(dest))
-        elif value is False and dest != "ws_per_message_deflate":
-            flags.append("--no-" + flag(dest)[2:])
+        elif dest in _FLAGS:
+            flags.append(spelling(dest, value))
         else:
-            flags.append(f"{flag(dest)}={'none' if value is None else value}")
+            flags.append(f"{spelling(dest, value)}={'none' if value is None else value}")
     return flags
 
 
 def asgi_options(options: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
     """Whether the target is a factory of the application (``--factory``), and the
     keyword arguments of ``asgi()`` the other options are."""
-    keywords = dict(options)
+    keywords = {_KEYWORDS.get(dest, dest): value for dest, value in options.items()}
     factory = bool(keywords.pop("factory", False))
     if "server_header" in keywords:
         keywords["server"] = b"statewire" if keywords.pop("server_header") else None
-    if "date_header" in keywords:
-        keywords["date"] = keywords.pop("date_header")
-    if "header" in keywords:
-        keywords["headers"] = keywords.pop("header")
-    if "timeout_keep_alive" in keywords:
-        keywords["keep_alive_timeout"] = keywords.pop("timeout_keep_alive")
     return factory, keywords

@@ -324,8 +324,7 @@ class Supervisor:
                 # --reload: code that does not start yet is waited for, as uvicorn does
                 log.error("the workers did not start: a change to the code tries again")
                 for worker in list(self._alive):  # (one not ready in time)
-                    worker.retiring = True
-                    self._signal(worker, signal.SIGTERM)
+                    self._dismiss(worker)
                 before, changed = await self._changed(before)
                 code = await self._start_first() if changed else None
             if code is None:
@@ -547,8 +546,7 @@ class Supervisor:
             return
         if self._stopping or self._slots[slot] is not None:
             # (a reload switched over while it started: its worker serves the slot)
-            started.retiring = True
-            self._signal(started, signal.SIGTERM)
+            self._dismiss(started)
             return
         self._slots[slot] = started
 
@@ -641,8 +639,7 @@ class Supervisor:
                 log.error("cannot start a new worker: %s", error)
             if len(new) < self.workers or not await self._all_ready(new) or self._stopping:
                 for worker in new:
-                    worker.retiring = True
-                    self._signal(worker, signal.SIGTERM)
+                    self._dismiss(worker)
                 log.error("reload abandoned: the old workers go on serving")
                 if self._reload_again and not self._stopping:
                     continue  # (asked again meanwhile: new code, perhaps the fix)
@@ -653,9 +650,7 @@ class Supervisor:
             self._slots = list(new)
             self._failures = [0] * self.workers
             for worker in old:
-                worker.retiring = True
-                with contextlib.suppress(OSError):
-                    worker.link.send(b"drain\n")
+                self._drain(worker)
             log.info("reloaded: the %d old workers drain", len(old))
             if not self._reload_again:
                 return True
@@ -686,8 +681,7 @@ class Supervisor:
             return False
         ready = await self._all_ready([new])
         if not ready or not self._replaceable(worker):
-            new.retiring = True
-            self._signal(new, signal.SIGTERM)
+            self._dismiss(new)
             worker.replacing = False
             if not ready and not self._stopping:
                 log.error("worker %d not replaced: it goes on serving", worker.slot)
@@ -699,9 +693,7 @@ class Supervisor:
                 )
             return False
         self._slots[worker.slot] = new
-        worker.retiring = True
-        with contextlib.suppress(OSError):
-            worker.link.send(b"drain\n")
+        self._drain(worker)
         log.info("worker %d (pid %d) replaced: it drains", worker.slot, worker.process.pid)
         self._replace_when_due(new)  # (one that reached its own limit already)
         return True
@@ -716,6 +708,18 @@ class Supervisor:
             and self._slots[worker.slot] is worker
         )
 
+    def _dismiss(self, worker: _Worker) -> None:
+        """Stop ``worker`` gracefully (``SIGTERM``); its exit is no death."""
+        worker.retiring = True
+        self._signal(worker, signal.SIGTERM)
+
+    def _drain(self, worker: _Worker) -> None:
+        """Tell ``worker`` to drain (its connections finish, then it stops); its exit is
+        no death."""
+        worker.retiring = True
+        with contextlib.suppress(OSError):
+            worker.link.send(b"drain\n")
+
     def _signal(self, worker: _Worker, number: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             worker.process.send_signal(number)
@@ -728,8 +732,7 @@ class Supervisor:
             self._reloading.cancel()
         alive = list(self._alive)
         for worker in alive:
-            worker.retiring = True
-            self._signal(worker, signal.SIGTERM)
+            self._dismiss(worker)
         waits = [w.process.wait() for w in alive]
         if waits:
             _, late = await asyncio.wait(
