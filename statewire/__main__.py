@@ -11,13 +11,16 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+from statewire import _uvicorn_cli as uvicorn_cli
 from statewire._asgi_cli import add_arguments as asgi_arguments
 from statewire._asgi_cli import as_flags, given, spelling
 from statewire._listen_cli import add_arguments as listen_arguments
 from statewire._listen_cli import descriptions as listen_descriptions
+from statewire._log_cli import LOG_LEVELS
+from statewire._log_cli import setup as log_setup
 
 #: where ``serve`` listens when not told: this machine only; ``--listen tcp:8007`` for every
 #: interface (a server reachable from the network should be asked for, not a default)
@@ -37,26 +40,40 @@ def _serve(
     asgi: dict[str, Any] | None = None,
     limit_max_requests: int | None = None,
     limit_concurrency: int | None = None,
-    log_level: str = "info",
+    log_level: str | None = None,
+    log_config: str | None = None,
+    graceful_timeout: float | None = None,
+    notes: Sequence[str] = (),
 ) -> int:
     """``serve``: ``asgi`` is ``None``, else the target is an ASGI application and these
-    are the ASGI options given (:func:`statewire._asgi_cli.given`)."""
+    are the ASGI options given (:func:`statewire._asgi_cli.given`); ``notes``, lines for
+    the log once it is set up (:func:`statewire._uvicorn_cli.settle`'s)."""
     from statewire import reactor
     from statewire._request_limit import limit_requests
     from statewire.endpoints import serverFromString
     from statewire.target import TargetError, TargetRaised, asgi_factory_from, factory_from
 
     link: Any = None  # (a worker's: its link to the supervisor, made once it serves)
-    _log_setup(worker_of is not None, log_level)
+    try:
+        log_setup(worker_of is not None, log_level, log_config)
+    except ValueError as error:
+        print(f"statewire serve: {error}", file=sys.stderr)
+        return 2
     log = logging.getLogger("statewire.serve")
+    for note in notes:
+        log.info("%s", note)
+    if graceful_timeout is not None:
+        reactor.shutdown_timeout = graceful_timeout
     try:
         if uvloop:
             reactor.use_uvloop()
         if asgi is not None:
             from statewire._asgi_cli import asgi_options
 
-            called, keywords = asgi_options(asgi)
-            factory = asgi_factory_from(targets, called, **keywords)
+            called, interface, keywords = asgi_options(asgi)
+            factory = asgi_factory_from(targets, called, interface, **keywords)
+            if graceful_timeout is not None:
+                factory.calls_timeout = graceful_timeout
         else:
             factory = factory_from(targets)
         if access_log is not None:
@@ -231,27 +248,6 @@ def _interruptible(loop: asyncio.AbstractEventLoop, interrupted: list[int]) -> I
     # (a graceful stop), not by the default action
 
 
-#: ``--log-level``'s words (uvicorn's; its ``trace`` is ``debug`` and ``--trace``, the
-#: transitions logged, here)
-LOG_LEVELS = {
-    "critical": logging.CRITICAL,
-    "error": logging.ERROR,
-    "warning": logging.WARNING,
-    "info": logging.INFO,
-    "debug": logging.DEBUG,
-    "trace": logging.DEBUG,
-}
-
-
-def _log_setup(process: bool, level: str = "info") -> None:
-    """Log to stderr from ``level`` up; with the process id where several processes share
-    it (workers)."""
-    where = " [%(process)d]" if process else ""
-    logging.basicConfig(
-        level=LOG_LEVELS[level], format=f"%(asctime)s{where} %(name)s %(levelname)s %(message)s"
-    )
-
-
 def _supervise(
     target: str,
     listen: list[str],
@@ -260,18 +256,28 @@ def _supervise(
     drain_timeout: float,
     metrics_at: str | None = None,
     watch: list[str] | None = None,
-    log_level: str = "info",
+    log_level: str | None = None,
+    uvicorn: dict[str, Any] | None = None,
+    notes: Sequence[str] = (),
 ) -> int:
-    """``serve --workers`` (or ``--reload``: one worker, ``watch`` the folders whose Python
-    files are watched): a supervisor running the workers (:mod:`statewire.workers`)."""
+    """``serve --workers`` (or ``--reload``: one worker, ``watch`` the folders whose files
+    are watched): a supervisor running the workers (:mod:`statewire.workers`); ``uvicorn``,
+    :func:`statewire._uvicorn_cli.options`."""
     from statewire.workers import Supervisor, worker_count
 
+    uvicorn = uvicorn or {}
     try:
         count = worker_count(workers)
+        log_setup(True, log_level, uvicorn.get("log_config"))
     except ValueError as error:
         print(f"statewire serve: {error}", file=sys.stderr)
         return 2
-    _log_setup(True, log_level)
+    for note in notes:
+        logging.getLogger("statewire.serve").info("%s", note)
+    graceful = uvicorn.get("timeout_graceful_shutdown")
+    # (the workers' own graceful stop, and an ASGI application's calls after it, are
+    # waited for before the supervisor kills them)
+    stop_timeout = 30.0 if graceful is None else max(30.0, 2 * graceful + 5)
     supervisor = Supervisor(
         target,
         listen,
@@ -280,6 +286,10 @@ def _supervise(
         drain_timeout=drain_timeout,
         metrics_at=metrics_at,
         watch=watch or (),
+        watch_include=uvicorn.get("reload_include") or (),
+        watch_exclude=uvicorn.get("reload_exclude") or (),
+        watch_interval=uvicorn.get("reload_delay") or uvicorn_cli.RELOAD_DELAY,
+        stop_timeout=stop_timeout,
     )
     return supervisor.run()
 
@@ -289,7 +299,9 @@ def _serve_settings(
 ) -> tuple[list[str], dict[str, Any], list[str] | None]:
     """``serve``'s options checked together: where to listen, the ASGI options given, and
     ``--reload``'s folders (``None``: no ``--reload``); ``ValueError`` for a usage mistake."""
-    listen = listen_descriptions(args, args.listen) or args.listen or [DEFAULT_LISTEN]
+    spelled = listen_descriptions(args, args.listen)
+    listen = spelled or args.listen or [DEFAULT_LISTEN]
+    listen = uvicorn_cli.with_backlog(listen, getattr(args, "backlog", None), spelled is not None)
     asgi = given(args)
     if asgi and not args.asgi:
         option = spelling(*next(iter(asgi.items())))
@@ -319,6 +331,7 @@ def _count(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``statewire`` command; returns the exit code."""
     parser = argparse.ArgumentParser(prog="statewire", description=__doc__)
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve a protocol until SIGINT or SIGTERM")
     serve.add_argument(
@@ -379,10 +392,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     serve.add_argument(
         "--access-log",
+        nargs="?",
+        const="-",
         metavar="DEST",
         help="log each HTTP request (Combined Log Format, logger statewire.access) or SMTP "
-        "message (logger statewire.mail): DEST - with the other logs on stderr, else a file "
-        "the lines are appended to",
+        "message (logger statewire.mail): DEST - (or none) with the other logs on stderr, "
+        "else a file the lines are appended to",
+    )
+    serve.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_const",
+        const=None,
+        help="log no request (the default; uvicorn's option)",
     )
     serve.add_argument(
         "--limit-max-requests",
@@ -409,14 +431,15 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument(
         "--log-level",
         choices=list(LOG_LEVELS),
-        default="info",
         help="log from this level up (default info; uvicorn's option: trace is debug with "
         "--trace's transitions, which are info lines: hidden from warning up)",
     )
     serve.add_argument("--worker-of", type=int, metavar="FD", help=argparse.SUPPRESS)
     serve.add_argument("--worker-metrics", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--version", action="version", version=_version())
     listen_arguments(serve)
     asgi_arguments(serve)
+    uvicorn_cli.add_arguments(serve)
     diagram = commands.add_parser("diagram", help="draw a declared protocol's state diagram")
     diagram.add_argument(
         "target",
@@ -461,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
             args.trace = True  # (uvicorn's most talkative level: the transitions too)
     if args.command == "serve":
         try:
+            notes = uvicorn_cli.settle(args)
             listen, asgi, watch = _serve_settings(args)
         except ValueError as error:
             print(f"statewire serve: {error}", file=sys.stderr)
@@ -469,7 +493,9 @@ def main(argv: list[str] | None = None) -> int:
             args.workers = "1"
         if args.workers is not None:
             passed = ["--uvloop"] * args.uvloop + ["--trace"] * args.trace + ["--asgi"] * args.asgi
-            passed += [*as_flags(asgi), f"--log-level={args.log_level}"]
+            passed += [*as_flags(asgi), *uvicorn_cli.worker_flags(args)]
+            if args.log_level is not None:
+                passed.append(f"--log-level={args.log_level}")
             passed.append(f"--app-dir={args.app_dir}")
             if args.limit_max_requests is not None:
                 passed.append(f"--limit-max-requests={args.limit_max_requests}")
@@ -488,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.metrics,
                 watch,
                 args.log_level,
+                uvicorn_cli.options(args),
+                notes,
             )
         return _serve(
             args.target,
@@ -500,9 +528,12 @@ def main(argv: list[str] | None = None) -> int:
             args.access_log,
             args.worker_metrics,
             asgi if args.asgi else None,
-            args.limit_max_requests,
+            uvicorn_cli.request_limit(args),
             args.limit_concurrency,
             args.log_level,
+            getattr(args, "log_config", None),
+            getattr(args, "timeout_graceful_shutdown", None),
+            notes if args.worker_of is None else (),
         )
     if args.command == "diagram":
         from statewire._diagram_cli import diagram as draw
@@ -524,6 +555,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"statewire demo: cannot write: {error.strerror or error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _version() -> str:
+    """What ``--version`` prints: statewire's version, and the Python running it."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        mine = version("statewire")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree
+        mine = "(not installed)"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"statewire {mine} with {python} on {platform.system()}"
 
 
 if __name__ == "__main__":

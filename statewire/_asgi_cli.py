@@ -15,10 +15,8 @@ itself), and a bad value is a one-line error, exit status 2: from argparse, or f
 ``asgi()`` as it would be from code.
 
 ``--limit-max-requests`` (:mod:`statewire._request_limit`) and ``--limit-concurrency``
-are ``serve``'s for any HTTP factory. uvicorn options that are not here: ``--ws-max-queue``
-and the choice of HTTP and WebSocket implementations; ``--backlog N`` is the endpoint's
-(``--listen tcp:8000:backlog=N``, 50 by default, as Twisted's), and
-``--timeout-graceful-shutdown`` is ``--drain-timeout``'s job under ``--workers``.
+are ``serve``'s for any HTTP factory; :mod:`statewire._listen_cli` takes uvicorn's
+spellings of ``--listen``, and :mod:`statewire._uvicorn_cli` the rest of its options.
 """
 
 from __future__ import annotations
@@ -34,6 +32,7 @@ _FALSE = {"0", "false", "f", "no", "n", "off"}
 #: the ``serve`` options that are ``asgi()``'s, by their ``dest``
 _DESTS = (
     "factory",
+    "interface",
     "root_path",
     "lifespan",
     "proxy_headers",
@@ -63,10 +62,10 @@ def _seconds(text: str) -> float | None:
     """Positive seconds, or ``none`` (never: as ``asgi(..., ws_ping_interval=None)``)."""
     if text.strip().lower() == "none":
         return None
-    return _positive(text, ", or none")
+    return positive_seconds(text, ", or none")
 
 
-def _positive(text: str, alternative: str = "") -> float:
+def positive_seconds(text: str, alternative: str = "") -> float:
     """Positive seconds."""
     try:
         seconds = float(text)
@@ -115,6 +114,12 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         help="TARGET is a function returning the application, called once with no arguments",
     )
     group.add_argument(
+        "--interface",
+        choices=["auto", "asgi3", "asgi2", "wsgi"],
+        help="the application's interface: auto and asgi3 (the default), asgi2 (served as "
+        "asgi3); wsgi is refused",
+    )
+    group.add_argument(
         "--root-path",
         metavar="PATH",
         help="the path prefix a proxy in front takes off: each scope's root_path, put back "
@@ -158,7 +163,7 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--timeout-keep-alive",
-        type=_positive,
+        type=positive_seconds,
         metavar="SECONDS",
         help="close a connection that has not sent its next request line this long after "
         "it opened or after the last response, or its field section this long after its "
@@ -234,11 +239,12 @@ def as_flags(options: dict[str, Any]) -> list[str]:
     return flags
 
 
-def asgi_options(options: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
-    """Whether the target is a factory of the application (``--factory``), and the
-    keyword arguments of ``asgi()`` the other options are."""
+def asgi_options(options: dict[str, Any]) -> tuple[bool, str, dict[str, Any]]:
+    """Whether the target is a factory of the application (``--factory``), its interface
+    (``--interface``), and the keyword arguments of ``asgi()`` the other options are."""
     keywords = {_KEYWORDS.get(dest, dest): value for dest, value in options.items()}
     factory = bool(keywords.pop("factory", False))
+    interface = str(keywords.pop("interface", "auto"))
     if "server_header" in keywords:
         keywords["server"] = b"statewire" if keywords.pop("server_header") else None
-    return factory, keywords
+    return factory, interface, keywords

@@ -1,44 +1,67 @@
-"""``statewire serve --reload``: the Python files under some folders, watched by polling
-their modification times (no dependency, as uvicorn's fallback ``StatReload``).
+"""``statewire serve --reload``: the files under some folders, watched by polling their
+modification times (no dependency, as uvicorn's fallback ``StatReload``).
 
 A scan walks each folder, leaving out hidden folders (``.git``, ``.venv``...),
 ``__pycache__``, ``node_modules`` and any folder holding a ``pyvenv.cfg`` (a virtual
-environment), and notes each ``*.py`` file's ``st_mtime_ns``; folders it cannot read are
-passed over, and symbolic links to folders are not followed (a link to a file is). It
-notes :data:`MAX_FILES` files at most (the supervisor warns when a scan reaches them:
-name smaller folders then). Two scans differ when a file
-was added, removed or written: the supervisor then reloads its workers
-(:meth:`statewire.workers.Supervisor.reload`), so new code is served without a dropped
-connection, and code that does not import leaves the old workers serving.
+environment), and notes the modification time (``st_mtime_ns``) of each file watched:
+
+* the ``*.py`` files, and those an ``include`` pattern matches (``--reload-include``:
+  ``*.html``, ``templates/*``, ``.env``: a hidden file is watched only when a pattern
+  names it so);
+* except those an ``exclude`` pattern matches (``--reload-exclude``), or one of
+  :data:`EXCLUDED` (compiled Python, editors' backup and swap files); a folder an
+  ``exclude`` pattern matches is not looked into.
+
+A pattern is matched as :meth:`pathlib.PurePath.match` matches it against the path below
+the watched folder: from the right, so ``*.html`` is any HTML file, ``templates/*.html``
+one right under a ``templates`` folder. Folders it cannot read are passed over, and
+symbolic links to folders are not followed (a link to a file is). It notes
+:data:`MAX_FILES` files at most (the supervisor warns when a scan reaches them: name
+smaller folders then). Two scans differ when a file was added, removed or written: the
+supervisor then reloads its workers (:meth:`statewire.workers.Supervisor.reload`), so new
+code is served without a dropped connection, and code that does not import leaves the old
+workers serving.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import PurePath
 
 #: folders never looked into
 SKIPPED = {"__pycache__", "node_modules", "site-packages"}
+#: files never watched, whatever the patterns say
+EXCLUDED = ("*.py[cod]", "*~", "~*", "*.sw[a-p]", "*.sw[q-z]")
 #: the most files a scan notes (a folder that holds more is not a project's source)
 MAX_FILES = 20_000
 
 Scan = dict[str, int]
 
 
-def scan(folders: Iterable[str]) -> Scan:
-    """Each ``*.py`` file under ``folders`` and its modification time (ns)."""
+def _matches(path: PurePath, patterns: Sequence[str]) -> bool:
+    return any(path.match(pattern) for pattern in patterns)
+
+
+def scan(folders: Iterable[str], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> Scan:
+    """Each file watched under ``folders`` (see the module) and its modification time (ns)."""
     found: Scan = {}
+    excluded = (*EXCLUDED, *exclude)
     for folder in folders:
         for root, dirs, files in os.walk(folder):
+            below = PurePath(os.path.relpath(root, folder))
             dirs[:] = [
                 d
                 for d in dirs
                 if not d.startswith(".")
                 and d not in SKIPPED
+                and not _matches(below / d, exclude)
                 and not os.path.exists(os.path.join(root, d, "pyvenv.cfg"))
             ]
             for name in files:
-                if not name.endswith(".py") or name.startswith("."):
+                relative = below / name
+                python = name.endswith(".py") and not name.startswith(".")
+                if not (python or _matches(relative, include)) or _matches(relative, excluded):
                     continue
                 path = os.path.join(root, name)
                 try:

@@ -89,14 +89,25 @@ def factory_from(target: str) -> Any:
     raise TargetError(f"{target} is a {type(found).__name__}, not a Factory or a Protocol")
 
 
-def asgi_factory_from(target: str, called: bool = False, **options: Any) -> Any:
+def asgi_factory_from(
+    target: str, called: bool = False, interface: str = "auto", **options: Any
+) -> Any:
     """``serve --asgi``: the ASGI 3 application ``target`` names (a Starlette or FastAPI
     instance, an ``async def app(scope, receive, send)``: what ``uvicorn MODULE:app``
     takes), or that it returns when called with no arguments (``called``: uvicorn's
-    ``--factory``), served by :func:`statewire.protocols.asgi.asgi` with ``options``."""
+    ``--factory``), served by :func:`statewire.protocols.asgi.asgi` with ``options``.
+
+    ``interface`` is uvicorn's ``--interface``: ``auto`` and ``asgi3`` take an ASGI 3
+    application; ``asgi2`` an ASGI 2 one (``app(scope)`` returns the instance that is
+    called with ``(receive, send)``), served as ASGI 3; ``wsgi`` is refused."""
     from statewire.protocol import Factory, Protocol
     from statewire.protocols.asgi import asgi
 
+    if interface == "wsgi":
+        raise TargetError(
+            "--interface wsgi: statewire serves ASGI applications; wrap a WSGI one in an "
+            "ASGI adapter (a2wsgi's WSGIMiddleware, say) and serve that"
+        )
     found = load(target)
     if called:
         if not callable(found):
@@ -116,11 +127,14 @@ def asgi_factory_from(target: str, called: bool = False, **options: Any) -> Any:
         raise TargetError(f"{target} is a statewire factory or protocol: serve it without --asgi")
     if not callable(found):
         raise TargetError(f"{target} is a {type(found).__name__}, not an ASGI application")
+    if interface == "asgi2":
+        return asgi(_asgi3(found), **options)
     if isinstance(found, type) and not hasattr(found, "__await__"):
         # (a class called with the three arguments makes an instance, not a response: an
         # ASGI 2 application, or an application's class named for its instance)
         raise TargetError(
-            f"{target} is a class, not an ASGI 3 application: name an instance of it"
+            f"{target} is a class, not an ASGI 3 application: name an instance of it (or "
+            "serve an ASGI 2 application with --interface asgi2)"
         )
     try:
         signature = inspect.signature(found)
@@ -138,6 +152,15 @@ def asgi_factory_from(target: str, called: bool = False, **options: Any) -> Any:
             f"{target} cannot be called as (scope, receive, send): not an ASGI 3 application{hint}"
         ) from None
     return asgi(found, **options)
+
+
+def _asgi3(application: Any) -> Any:
+    """An ASGI 2 application as an ASGI 3 one: its instance for the scope, called."""
+
+    async def asgi3(scope: Any, receive: Any, send: Any) -> None:
+        await application(scope)(receive, send)
+
+    return asgi3
 
 
 def _no_arguments(target: str, function: Any, hint: bool = False) -> None:

@@ -249,6 +249,8 @@ class Supervisor:
         metrics_at: str | None = None,
         watch: Sequence[str] = (),
         watch_interval: float = 0.5,
+        watch_include: Sequence[str] = (),
+        watch_exclude: Sequence[str] = (),
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
@@ -261,9 +263,12 @@ class Supervisor:
         self.stop_timeout = stop_timeout
         self.metrics_at = metrics_at
         #: folders whose Python files are watched (``--reload``): a change reloads the
-        #: workers (:mod:`statewire._watch`), looked for every ``watch_interval`` seconds
+        #: workers (:mod:`statewire._watch`), looked for every ``watch_interval`` seconds;
+        #: the files its patterns include besides, and those they exclude
         self.watch = list(watch)
         self.watch_interval = watch_interval
+        self.watch_include = list(watch_include)
+        self.watch_exclude = list(watch_exclude)
         self._watch_full = False  # (warned that a scan reached MAX_FILES)
         if metrics_at is not None:
             self.arguments.append("--worker-metrics")
@@ -318,7 +323,7 @@ class Supervisor:
                     print(f"statewire serve: --metrics: {error}", file=sys.stderr)
                     return 2 if isinstance(error, ValueError) else 1
                 log.info("the workers' metrics served on %s", self.metrics_at)
-            before = await asyncio.to_thread(scan, self.watch) if self.watch else {}
+            before = await asyncio.to_thread(self._scan) if self.watch else {}
             code = await self._start_first()
             while code is not None and self.watch and not self._stop_asked.is_set():
                 # --reload: code that does not start yet is waited for, as uvicorn does
@@ -579,7 +584,8 @@ class Supervisor:
         """``--reload``: reload the workers when a watched file changes (from ``before``,
         the scan made before the first workers started)."""
         where = ", ".join(self.watch)
-        log.info("watching the Python files under %s: a change reloads the workers", where)
+        what = " and ".join(["the Python files", *self.watch_include])
+        log.info("watching %s under %s: a change reloads the workers", what, where)
         while True:
             before, changed = await self._changed(before)
             if not changed:
@@ -587,6 +593,9 @@ class Supervisor:
             more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
             log.info("%s changed%s: reloading", changed[0], more)
             self._hup()
+
+    def _scan(self) -> Scan:
+        return scan(self.watch, self.watch_include, self.watch_exclude)
 
     async def _changed(self, before: Scan) -> tuple[Scan, list[str]]:
         """Wait until a watched file differs from ``before``: the new scan and the files
@@ -596,7 +605,7 @@ class Supervisor:
         while not (self._stopping or self._stop_asked.is_set()):
             await asyncio.sleep(self.watch_interval)
             try:
-                after = await asyncio.to_thread(scan, self.watch)
+                after = await asyncio.to_thread(self._scan)
             except Exception:
                 log.exception("cannot scan the watched folders; trying again")
                 continue

@@ -209,3 +209,62 @@ def test_a_scan_leaves_out_hidden_folders_caches_and_virtual_environments(
     (tmp_path / "venv" / "pyvenv.cfg").write_text("home = /usr\n")
     _write(tmp_path / ".hidden.py", "")
     assert list(scan([str(tmp_path)])) == [str(tmp_path / "src" / "m.py")]
+
+
+def test_a_scan_takes_the_included_files_and_leaves_out_the_excluded(tmp_path: Path) -> None:
+    for relative in (
+        "app.py",
+        "templates/page.html",
+        "templates/old/page.html",
+        "static/site.css",
+        ".env",
+        "app.pyc",
+        "page.html~",
+        "build/gen.py",
+        "build/out.html",
+    ):
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write(path, "")
+    found = scan([str(tmp_path)], include=["*.html", ".env"], exclude=["build", "old"])
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in found) == [
+        ".env",
+        "app.py",
+        "templates/page.html",
+    ]
+    # a pattern with a folder in it matches the path's end
+    found = scan([str(tmp_path)], include=["templates/*.html"])
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in found) == [
+        "app.py",
+        "build/gen.py",
+        "templates/page.html",
+    ]
+
+
+#: an application whose answer is read from a text file when it is imported
+TEXT_APP = """
+from pathlib import Path
+from statewire.protocols.http import HTTPFactory
+
+VERSION = (Path(__file__).parent / "version.txt").read_bytes()
+
+async def handler(request, response):
+    await response.send(200, [(b"Content-Type", b"text/plain")], VERSION)
+
+factory = HTTPFactory(handler)
+"""
+
+
+def test_a_change_to_an_included_file_reloads(tmp_path: Path) -> None:
+    source = tmp_path / "app.py"
+    _write(tmp_path / "version.txt", "one")
+    _write(source, TEXT_APP)
+    command = ("-m", "statewire", "serve", f"{source}:factory", "--reload")
+    flags = ("--reload-dir", str(tmp_path), "--reload-include", "*.txt", "--reload-delay", "0.1")
+    with running(*command, *flags, *LISTEN) as server:
+        assert _get(server.port) == "one"
+        _write(tmp_path / "version.txt", "two")
+        assert _until(server.port, "two") == "two"
+        out = server.stop()
+    assert "watching the Python files and *.txt under" in out
+    assert "version.txt changed: reloading" in out
