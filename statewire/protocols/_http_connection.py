@@ -595,6 +595,16 @@ class HTTPConnection(MachineProtocol):
         if not self.closing:
             self.transport.write(data)
 
+    def send_file(self, fd: int, offset: int, count: int) -> asyncio.Future[int] | None:
+        """Bytes of a response's file sent by the kernel: the transport's ``sendFile``
+        (statewire's socket transport, plain TCP or UNIX), or ``None`` when it has none,
+        cannot now, or the connection closes (the bytes are then written)."""
+        send = getattr(self.transport, "sendFile", None)
+        if send is None or self.closing:
+            return None
+        sending: asyncio.Future[int] | None = send(fd, offset, count)
+        return sending
+
     async def writable(self) -> None:
         """Return when the client has taken enough of what was written."""
         while self._congested is not None and not self.closing:

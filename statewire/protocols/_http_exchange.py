@@ -12,10 +12,11 @@ body whatever the handler writes.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from grammars.http1 import (
     LAST_CHUNK,
@@ -26,6 +27,7 @@ from grammars.http1 import (
     status_line,
 )
 from statewire.protocols._http_access import CLOSED_BEFORE_RESPONSE, ExchangeLog
+from statewire.protocols._http_file import SMALL_FILE, body_size, opened, read_whole, stream
 
 #: a field as a handler may give it: name and value as ``str`` (latin-1) or ``bytes``
 FieldLike = tuple[bytes | str, bytes | str]
@@ -337,11 +339,14 @@ class Connection(Protocol):
 
     #: whether writers should wait (:meth:`writable`) before writing more
     congested: bool
+    #: whether the connection closes: nothing more written reaches the client
+    closing: bool
 
     def write(self, data: bytes) -> None: ...
     async def writable(self) -> None: ...
     def server_fields(self) -> bytes: ...
     def upgrade(self, protocol: Any, detach: bool = False) -> None: ...
+    def send_file(self, fd: int, offset: int, count: int) -> asyncio.Future[int] | None: ...
 
 
 # what a field a handler gives means to the writer (see _field)
@@ -607,6 +612,53 @@ class Response:
         if self._connection.congested:
             await self._connection.writable()
 
+    async def send_file(
+        self, file: str | os.PathLike[str] | BinaryIO, offset: int = 0, count: int | None = None
+    ) -> None:
+        """The body from a file (a path, or an open binary file, left open), ``count``
+        bytes from ``offset`` (default: to its end), framed by its length (the handler's
+        ``Content-Length``, which must be that length, or one the writer adds): the
+        status and fields set by :meth:`start` before (else ``200``), nothing written
+        before. On statewire's socket transport over plain TCP or UNIX the kernel sends
+        it (``sendfile``); elsewhere it is read and written in pieces
+        (:mod:`statewire.protocols._http_file`). A range the file does not hold, or a
+        ``Content-Length`` that is not the range's, is a ``ValueError`` before anything
+        is sent; a file that shrinks while it is sent is a ``RuntimeError`` (what was
+        sent is cut short: the connection is aborted). A ``HEAD`` request gets the head
+        alone, with the length."""
+        if self._gone is not None:
+            raise ConnectionError(self._gone)
+        if self.finished or self.head_sent:
+            raise RuntimeError("send_file() sends the whole body: nothing may be sent before")
+        with opened(file) as fd:
+            count = body_size(fd, offset, count)
+            if not self.started:
+                self.start(200)
+            if self._length is not None and int(self._length) != count:
+                raise ValueError(
+                    f"Content-Length {self._length.decode()} is not the {count} bytes to send"
+                )
+            connection = self._connection
+            if count <= SMALL_FILE and not self._head_request:
+                self._end(read_whole(fd, offset, count))  # (one write, head and body)
+            else:
+                connection.write(self._head(count))
+                if self._framing in ("length", "close"):  # (not HEAD's, 204's, 304's)
+                    sent = await stream(connection, fd, offset, count)
+                    if self._framing == "length":
+                        self._left = count - sent
+                    else:
+                        self._sent = sent
+                    if sent < count:
+                        if connection.closing:
+                            return  # (the client is gone, or the server closes: cut)
+                        raise RuntimeError(
+                            f"the file ended {count - sent} bytes short of the response's length"
+                        )
+                self._done()
+        if connection.congested:
+            await connection.writable()
+
     def _end(self, data: bytes) -> None:
         if self._gone is not None:
             raise ConnectionError(self._gone)
@@ -623,7 +675,7 @@ class Response:
                 # or the handler's own, when that is the body's size)
                 self._left = 0
                 self._connection.write(head + data if data else head)
-                self.finished = True
+                self.finished = True  # (_done, inlined: the common response's path)
                 if self.access is not None:
                     self.logged(True)
                 if self.on_finish is not None:
@@ -644,6 +696,10 @@ class Response:
         finally:
             if wire:  # (what was framed leaves even when the end was wrong)
                 self._connection.write(wire[0] if len(wire) == 1 else b"".join(wire))
+        self._done()
+
+    def _done(self) -> None:
+        """The response is complete: logged, and the connection told."""
         self.finished = True
         if self.access is not None:
             self.logged(True)

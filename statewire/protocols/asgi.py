@@ -16,7 +16,10 @@ each request into an ASGI ``http`` scope and its ``receive``/``send`` pair:
 * ``send()`` takes ``http.response.start`` (status, headers) and ``http.response.body``
   messages; a response sent in one body message gets a ``Content-Length``, one sent in
   several is streamed (chunked for HTTP/1.1), exactly as the server's own response writer
-  decides (see :mod:`statewire.protocols._http_exchange`). A body message after the last
+  decides (see :mod:`statewire.protocols._http_exchange`). The scope's ``extensions``
+  offer ``http.response.pathsend``: its message (``path``, after the start) sends the
+  file as the whole body, by the kernel where it can (``Response.send_file``; Starlette's
+  ``FileResponse`` and ``StaticFiles`` use it when offered). A body message after the last
   one raises; an application that returns before its last body message gets the
   connection aborted (``500`` if nothing was sent yet), as uvicorn does, never a
   truncated body passed off as complete.
@@ -98,6 +101,7 @@ def scope_of(request: Request) -> dict[str, Any]:
         "headers": headers,
         "client": request.client,
         "server": request.server,
+        "extensions": {"http.response.pathsend": {}},
     }
 
 
@@ -162,6 +166,12 @@ class _Exchange:
             else:
                 await response.end(data)
                 self.end()
+        elif kind == "http.response.pathsend":
+            # (the extension: the file's bytes as the body, sent by the kernel where it can)
+            if not response.started:
+                raise RuntimeError("http.response.pathsend before http.response.start")
+            await response.send_file(message["path"])
+            self.end()
         else:
             raise ValueError(f"unexpected ASGI message {kind!r} in an http scope")
 

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from statewire._tls import TLSSession
 from statewire.error import ConnectionAborted, ConnectionLost
 from statewire.runtime.connection import Connection, Owner
+from statewire.runtime.file_sending import FileSend
 from statewire.runtime.kernel import reset_on_close
 from statewire.runtime.limits import (
     CLOSING_HANDSHAKE_TIMEOUT,
@@ -56,6 +57,7 @@ class SocketTransport(Connection, Watched):
     """
 
     __slots__ = (
+        "_file",
         "_handshake_timer",
         "_host",
         "_peer",
@@ -88,6 +90,7 @@ class SocketTransport(Connection, Watched):
         self._handshake_timer: asyncio.TimerHandle | None = None  # while TLS handshakes
         self._read_size = READ_SIZE  # (BIG_READ_SIZE while reads come full)
         self._peer_ended = False  # whether the peer ended its stream (then no lingering)
+        self._file: FileSend | None = None  # a file under way (sendFile)
 
     @classmethod
     def accepted(
@@ -200,6 +203,9 @@ class SocketTransport(Connection, Watched):
             self._pause_writing()
 
     def _write_ready(self) -> None:
+        if self._file is not None:
+            self._file_step()
+            return
         pending = self._pending
         if pending is None:
             return
@@ -230,6 +236,95 @@ class SocketTransport(Connection, Watched):
 
     def _drained(self) -> bool:
         return self._write_buffer_size() <= LOW_WATER
+
+    # -- files ---------------------------------------------------------------------------
+
+    def sendFile(self, fd: int, offset: int, count: int) -> asyncio.Future[int] | None:
+        """Send ``count`` bytes of the open file ``fd`` from ``offset`` straight from the
+        kernel (``os.sendfile``: no byte passes through Python), after everything written
+        before; statewire's own (Twisted's transports have no such method).
+
+        Returns a future of the bytes sent, done once all are, or fewer when the file
+        ended first, when ``sendfile`` cannot serve this file (then none), or when the
+        connection closed (it is done after the protocol's ``connectionLost``). ``None``
+        when it cannot start now: over TLS, while the socket still holds bytes written
+        before, while another file is under way, or once the connection is closing; the
+        caller then writes the bytes itself.
+
+        Bytes written meanwhile wait behind the file. The file's unsent bytes count as
+        unsent data for the write deadlines (a peer that stops reading is aborted after
+        ``write_timeout``, as for any write), not for flow control: the caller waits for
+        the future, not for ``transportCongested``. The file must stay open until the
+        future is done."""
+        if self._tls is not None or self._closed or self.disconnecting or self._file is not None:
+            return None
+        if self._out:
+            self._flush()  # what was written before goes first
+            if self._closed:
+                return None
+        if self._pending is not None:
+            return None
+        sending = self._file = FileSend(fd, offset, count, self._loop.create_future())
+        self._pending = bytearray()  # (what is written meanwhile waits behind the file)
+        self._file_step()
+        if self._file is sending:
+            self._watch()  # the rest when the socket has room
+        return sending.future
+
+    def _file_step(self) -> None:
+        """Send more of the file under way; finish it when it is done."""
+        sending = self._file
+        assert sending is not None
+        before = sending.sent
+        try:
+            sending.step(self._sock.fileno())
+        except OSError as exc:
+            self._count_sent(sending.sent - before)
+            self._close(exc)
+            return
+        except Exception as exc:  # MemoryError...
+            self._fail(exc)
+            return
+        self._count_sent(sending.sent - before)
+        if sending.done:
+            self._end_file(sending)
+            return
+        limits = self._limits
+        if limits is not None and limits.write_timeout is not None and limits.stall_timer is None:
+            self._watch_stall(limits)  # (the peer may stop taking the file)
+
+    def _count_sent(self, sent: int) -> None:
+        self.bytes_sent += sent
+        limits = self._limits
+        if limits is not None:
+            limits.handed += sent
+
+    def _end_file(self, sending: FileSend) -> None:
+        """The file is sent (or ends short): what was written meanwhile follows it."""
+        self._file = None
+        held, self._pending = self._pending, None
+        try:
+            if held:
+                self._put(bytes(held))
+            if not self._closed:
+                self._watch()
+        except Exception as exc:
+            self._fail(exc)
+        sending.finish()
+        if self._closed:
+            return
+        try:
+            if self.disconnecting and not self._out and self._pending is None:
+                self._finish()
+            elif self._write_paused and self._drained():
+                self._resume_writing()
+        except Exception as exc:
+            self._fail(exc)
+
+    def _unsent(self) -> int:
+        sending = self._file
+        unsent = self._write_buffer_size()
+        return unsent if sending is None else unsent + sending.left
 
     def _set_reading(self, reading: bool) -> None:
         tls = self._tls
@@ -492,3 +587,6 @@ class SocketTransport(Connection, Watched):
         if not linger:
             sock.close()
         self._loop.call_soon(self._deliver_lost, exc)
+        sending, self._file = self._file, None
+        if sending is not None:  # (its caller wakes after connectionLost: scheduled first)
+            self._loop.call_soon(sending.finish)

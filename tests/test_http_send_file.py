@@ -1,0 +1,330 @@
+"""``Response.send_file`` and the transport's ``sendFile`` beneath it: a file's bytes as a
+response body, sent by the kernel on statewire's socket transport (plain TCP) and read
+and written in pieces elsewhere (TLS, the loop's own transports), judged over real
+sockets on 127.0.0.1: every byte in order, the head's length, keep-alive after it, a
+slow reader, a reader that stops (the write deadline), a client that leaves, bad ranges."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from runtime_helpers import (
+    HOST,
+    client_socket,
+    error_records,
+    in_mode,
+    listen,
+    scenario,
+    self_signed_certificate,
+)
+
+from statewire._reactor import Reactor
+from statewire.protocol import Factory, Protocol
+from statewire.protocols._http_file import SMALL_FILE
+from statewire.protocols.http import HTTPFactory, HTTPServer, Request, Response
+
+MODES = ["epoll", "loop-readers", "native", "uvloop-epoll"]
+SIZES = [0, 1, SMALL_FILE, SMALL_FILE + 1, 3 * 1024 * 1024 + 7]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    for size in SIZES:
+        (tmp_path / f"{size}.bin").write_bytes(os.urandom(size))
+    return tmp_path
+
+
+def _factory(folder: Path) -> HTTPFactory:
+    """``GET /SIZE.bin`` the file; ``?from=A&count=B`` a range of it; ``?length=N`` with
+    the handler's own ``Content-Length``."""
+
+    async def handler(request: Request, response: Response) -> None:
+        path, _, query = request.target.decode().partition("?")
+        options = dict(part.split("=") for part in query.split("&") if part)
+        fields = [(b"Content-Type", b"application/octet-stream")]
+        if "length" in options:
+            fields.append((b"Content-Length", options["length"].encode()))
+        response.start(200, fields)
+        count = int(options["count"]) if "count" in options else None
+        await response.send_file(folder / path.lstrip("/"), int(options.get("from", 0)), count)
+
+    return HTTPFactory(handler)
+
+
+async def _response(
+    reader: asyncio.StreamReader, head_only: bool = False
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    fields = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(b":")
+            fields[name.strip().lower()] = value.strip()
+    length = int(fields.get(b"content-length", b"0"))
+    body = b"" if head_only else await reader.readexactly(length)
+    return status, fields, body
+
+
+async def _get(
+    port: int, *targets: str, method: str = "GET"
+) -> list[tuple[int, dict[bytes, bytes], bytes]]:
+    """Each target asked in turn on one kept-alive connection."""
+    reader, writer = await asyncio.open_connection(HOST, port)
+    try:
+        answers = []
+        for target in targets:
+            writer.write(f"{method} {target} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+            answers.append(await _response(reader, head_only=method == "HEAD"))
+        return answers
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_size_arrives_whole_and_the_connection_goes_on(
+    files: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, _factory(files))
+        targets = [f"/{size}.bin" for size in SIZES]
+        answers = await _get(port, *targets, *targets)  # (twice: each on a kept connection)
+        for (status, fields, got), target in zip(answers, targets * 2, strict=True):
+            expected = (files / target[1:]).read_bytes()
+            assert status == 200
+            assert fields[b"content-length"] == str(len(expected)).encode()
+            assert got == expected
+
+    in_mode(mode, monkeypatch)(body)
+
+
+def test_ranges_and_the_handlers_own_length(files: Path) -> None:
+    whole = (files / f"{SIZES[-1]}.bin").read_bytes()
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, _factory(files))
+        name = f"/{SIZES[-1]}.bin"
+        cases = [
+            (f"{name}?from=10&count=100", whole[10:110]),
+            (f"{name}?from=70000&count=2000000", whole[70000:2070000]),
+            (f"{name}?from={len(whole) - 5}", whole[-5:]),
+            (f"{name}?from={len(whole)}", b""),
+            (f"{name}?length={len(whole)}", whole),
+        ]
+        answers = await _get(port, *(target for target, _ in cases))
+        assert [got for _, _, got in answers] == [expected for _, expected in cases]
+
+    scenario(body)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["from=-1", "from=99999999", "count=99999999", "from=5&count=-2", "length=12"],
+)
+def test_a_range_the_file_does_not_hold_is_a_500_before_any_byte(files: Path, query: str) -> None:
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, _factory(files))
+        with error_records() as errors:
+            reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(f"GET /{SIZES[-1]}.bin?{query} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+            status, fields, _ = await _response(reader)
+            writer.close()
+        assert status == 500
+        assert fields[b"connection"] == b"close"
+        assert any("ValueError" in str(record.exc_info) for record in errors)
+
+    scenario(body)
+
+
+def test_head_gets_the_length_and_no_body(files: Path) -> None:
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, _factory(files))
+        name = f"/{SIZES[-1]}.bin"
+        [(status, fields, _)] = await _get(port, name, method="HEAD")
+        assert status == 200
+        assert fields[b"content-length"] == str(SIZES[-1]).encode()
+        # the connection goes on: no body bytes came after the head
+        answers = await _get(port, name, "/1.bin")
+        assert [len(got) for _, _, got in answers] == [SIZES[-1], 1]
+
+    scenario(body)
+
+
+def test_over_tls_the_file_is_read_and_written(files: Path, tmp_path: Path) -> None:
+    cert, key = self_signed_certificate(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    client_context = ssl.create_default_context(cafile=cert)
+    client_context.check_hostname = False
+
+    async def body(reactor: Reactor) -> None:
+        port = reactor.listenSSL(0, _factory(files), server_context, interface=HOST)
+        await port.ready
+        number = port.getHost().port  # type: ignore[union-attr]
+        reader, writer = await asyncio.open_connection(HOST, number, ssl=client_context)
+        name = f"{SIZES[-1]}.bin"
+        writer.write(f"GET /{name} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        status, _, got = await _response(reader)
+        writer.close()
+        assert status == 200 and got == (files / name).read_bytes()
+
+    scenario(body)
+
+
+def test_a_slow_reader_gets_every_byte(files: Path) -> None:
+    name = f"{SIZES[-1]}.bin"
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, _factory(files))
+        sock = await client_socket(port, f"GET /{name} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        loop = asyncio.get_running_loop()
+        data = b""
+        deadline = time.monotonic() + 30
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < SIZES[-1]:
+            assert time.monotonic() < deadline
+            chunk = await loop.sock_recv(sock, 65536)
+            assert chunk
+            data += chunk
+            await asyncio.sleep(0.001 if len(data) < 200_000 else 0)  # (slow at first)
+        sock.close()
+        assert data.split(b"\r\n\r\n", 1)[1] == (files / name).read_bytes()
+
+    scenario(body)
+
+
+def test_a_reader_that_stops_is_aborted_by_the_write_deadline(files: Path) -> None:
+    class Quick(HTTPServer):
+        write_timeout = 0.5
+
+    async def body(reactor: Reactor) -> None:
+        factory = _factory(files)
+        factory.protocol = Quick
+        port = await listen(reactor, factory)
+        sock = await client_socket(
+            port, f"GET /{SIZES[-1]}.bin HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+        )
+        started = time.monotonic()
+        while reactor.connections and time.monotonic() - started < 10:
+            await asyncio.sleep(0.05)
+        assert not reactor.connections  # aborted, the file not sent, nothing read
+        assert time.monotonic() - started < 5
+        sock.close()
+
+    scenario(body)
+
+
+def test_a_client_gone_mid_file_ends_the_sending(files: Path) -> None:
+    ended: list[BaseException | None] = []
+
+    async def handler(request: Request, response: Response) -> None:
+        try:
+            await response.send_file(files / f"{SIZES[-1]}.bin")
+        except BaseException as error:
+            ended.append(error)
+            raise
+        ended.append(None)
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, HTTPFactory(handler))
+        sock = await client_socket(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert await asyncio.get_running_loop().sock_recv(sock, 1000)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # (a reset)
+        deadline = time.monotonic() + 10
+        while not ended and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert ended, "the handler never ended"
+        assert not reactor.connections
+        # the server serves on
+        [(status, _, got)] = await _get(port, "/")
+        assert status == 200 and len(got) == SIZES[-1]
+
+    scenario(body)
+
+
+class _FileThenWrite(Protocol):
+    """Sends the file named by the first read with ``sendFile``, then writes ``after``
+    at once (it must wait behind the file), then closes once the file is sent."""
+
+    def dataReceived(self, data: bytes) -> None:
+        path = data.decode().strip()
+        self.file = open(path, "rb")  # noqa: SIM115 - closed when the sending ends
+        size = os.fstat(self.file.fileno()).st_size
+        sending = self.transport.sendFile(self.file.fileno(), 0, size + 100)
+        self.transport.write(b"after")
+        assert sending is not None
+        sending.add_done_callback(self._sent)
+
+    def _sent(self, sending: Any) -> None:
+        self.file.close()
+        self.transport.write(b"|%d" % sending.result())
+        self.transport.loseConnection()
+
+
+def test_the_transport_sends_the_file_then_what_was_written_meanwhile(files: Path) -> None:
+    name = files / f"{SIZES[-1]}.bin"
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, Factory.forProtocol(_FileThenWrite))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(str(name).encode() + b"\n")
+        got = await reader.read()
+        writer.close()
+        # a count past the file's end: the future says how many were sent
+        assert got == name.read_bytes() + b"after|%d" % SIZES[-1]
+
+    scenario(body)
+
+
+def test_starlettes_file_responses_go_by_pathsend(files: Path) -> None:
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.responses import FileResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    from statewire.protocols.asgi import asgi
+
+    name = f"{SIZES[-1]}.bin"
+
+    async def one(request: Any) -> FileResponse:
+        return FileResponse(files / name)
+
+    starlette = Starlette(
+        routes=[Route("/one", one), Mount("/static", StaticFiles(directory=files))]
+    )
+    kinds: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def noted(message: Any) -> None:
+            kinds.append(message["type"])
+            await send(message)
+
+        await starlette(scope, receive, noted)
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, asgi(app, lifespan="off"))
+        async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}") as client:
+            whole = await client.get("/one")
+            static = await client.get(f"/static/{name}")
+            small = await client.get("/static/1.bin")
+            ranged = await client.get("/one", headers={"Range": "bytes=5-14"})
+        expected = (files / name).read_bytes()
+        assert whole.content == expected and static.content == expected
+        assert whole.headers["content-length"] == str(len(expected))
+        assert small.content == (files / "1.bin").read_bytes()
+        assert ranged.status_code == 206 and ranged.content == expected[5:15]
+        # three whole files by the extension; the range by body messages (Starlette's)
+        assert kinds.count("http.response.pathsend") == 3
+        assert "http.response.body" in kinds
+
+    scenario(body)
