@@ -275,9 +275,10 @@ def _supervise(
     for note in notes:
         logging.getLogger("statewire.serve").info("%s", note)
     graceful = uvicorn.get("timeout_graceful_shutdown")
-    # (the workers' own graceful stop, and an ASGI application's calls after it, are
-    # waited for before the supervisor kills them)
-    stop_timeout = 30.0 if graceful is None else max(30.0, 2 * graceful + 5)
+    # (the workers' own graceful stop, then an ASGI application's calls, each as long as
+    # that, are waited for before the supervisor kills them, with 20 s for the rest:
+    # an application's shutdown; 30 s in all by default)
+    stop_timeout = 30.0 if graceful is None else 2 * graceful + 20
     supervisor = Supervisor(
         target,
         listen,
@@ -301,7 +302,9 @@ def _serve_settings(
     ``--reload``'s folders (``None``: no ``--reload``); ``ValueError`` for a usage mistake."""
     spelled = listen_descriptions(args, args.listen)
     listen = spelled or args.listen or [DEFAULT_LISTEN]
-    listen = uvicorn_cli.with_backlog(listen, getattr(args, "backlog", None), spelled is not None)
+    listen = uvicorn_cli.with_backlog(
+        listen, getattr(args, "backlog", None), spelled is not None, bool(args.listen)
+    )
     asgi = given(args)
     if asgi and not args.asgi:
         option = spelling(*next(iter(asgi.items())))
@@ -397,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DEST",
         help="log each HTTP request (Combined Log Format, logger statewire.access) or SMTP "
         "message (logger statewire.mail): DEST - (or none) with the other logs on stderr, "
-        "else a file the lines are appended to",
+        "else a file the lines are appended to (a path with a ':' as --access-log=PATH)",
     )
     serve.add_argument(
         "--no-access-log",
@@ -471,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo = commands.add_parser("demo", help="frame a sample byte stream and print the frames")
     demo.add_argument("--seed", type=int, default=2026, help="seed for the random read sizes")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_bare_access_log(sys.argv[1:] if argv is None else argv))
     if args.command in ("serve", "diagram"):
         # MODULE:NAME from the project's folder (uvicorn's --app-dir): the installed
         # command's sys.path holds its own folder, not the current one. Searched last, so a
@@ -555,6 +558,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"statewire demo: cannot write: {error.strerror or error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _bare_access_log(argv: list[str]) -> list[str]:
+    """uvicorn's ``--access-log`` is a flag: given bare before ``MODULE:NAME``
+    (``serve --access-log app:app``), it is not taken for a file named ``app:app``.
+    (A log file whose path holds a ``:`` is named with ``--access-log=PATH``.)"""
+    out = list(argv)
+    for at, word in enumerate(out[:-1]):
+        if word == "--access-log" and ":" in out[at + 1] and not out[at + 1].startswith("-"):
+            out[at] = "--access-log=-"
+    return out
 
 
 def _version() -> str:

@@ -5,13 +5,15 @@ The file's lines, as the usual ``.env`` files write them:
 
 * ``NAME=VALUE`` (spaces around ``=`` allowed, an ``export`` before ``NAME`` ignored);
   ``NAME`` is letters, digits and ``_``, not starting with a digit;
-* an unquoted value ends at the line's end or at a ``#`` after a space (a comment), its
-  outer spaces taken off; ``'single quotes'`` keep what they hold as it is; ``"double
-  quotes"`` read ``\\n``, ``\\t``, ``\\"`` and ``\\\\``; anything after the closing quote
-  must be a comment;
+* an unquoted value ends at the line's end or at a ``#`` after a space inside it (a
+  comment), its outer spaces taken off; ``'single quotes'`` keep what they hold as it is
+  (no reference replaced, unlike some python-dotenv versions); ``"double quotes"`` read
+  ``\\n``, ``\\t``, ``\\r``, ``\\"``, ``\\'``, ``\\\\`` and ``\\$`` (a ``$`` kept as it is);
+  anything after the closing quote must be a comment;
 * ``${NAME}`` (or ``${NAME:-default}``) in an unquoted or double-quoted value is replaced
   by the variable's value: from the environment, else from an earlier line of the file,
-  else ``default`` (else nothing);
+  else ``default`` (else nothing); a variable set empty is set (its empty value is
+  taken), as python-dotenv takes it;
 * blank lines, ``#`` comment lines, and a ``NAME`` alone (declared, given no value) are
   passed over.
 
@@ -34,7 +36,7 @@ _ASSIGNMENT = re.compile(rf"\s*(?:export\s+)?({_NAME})\s*=\s*(.*?)\s*\Z", re.DOT
 _DECLARATION = re.compile(rf"\s*(?:export\s+)?{_NAME}\s*\Z")
 #: ``${NAME}`` or ``${NAME:-default}``
 _REFERENCE = re.compile(rf"\$\{{({_NAME})(?::-([^}}]*))?\}}")
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\"}
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\"}
 #: an escaped ``$`` while references are replaced (no value holds a NUL: refused below)
 _KEPT = "\0"
 
@@ -115,7 +117,8 @@ def _expanded(text: str, known: Mapping[str, str]) -> str:
 
     def value(found: re.Match[str]) -> str:
         name, default = found.groups()
-        return known.get(name) or (default or "")
+        value = known.get(name)
+        return value if value is not None else default or ""
 
     return _REFERENCE.sub(value, text).replace(_KEPT, "$")
 
@@ -124,8 +127,13 @@ def load(path: str) -> list[str]:
     """Set the variables of the file at ``path`` that the environment does not have; the
     names set. ``OSError`` when it cannot be read, :class:`EnvFileError` (naming the
     file) when a line is wrong."""
-    with open(path, encoding="utf-8") as file:
-        text = file.read()
+    try:
+        with open(path, encoding="utf-8-sig") as file:  # (a BOM at the start is passed over)
+            text = file.read()
+    except UnicodeDecodeError as error:
+        raise EnvFileError(
+            f"{path}: not UTF-8 text ({error.reason} at byte {error.start})"
+        ) from None
     try:
         found = read(text, os.environ)
     except EnvFileError as error:

@@ -7,7 +7,9 @@ stream (``--workers``, ``--reload``).
 ``--log-config PATH`` is applied after that setup, as uvicorn applies it: a ``.json`` or
 ``.yaml``/``.yml`` file is a ``logging.config.dictConfig`` dictionary (YAML needs PyYAML,
 and is read with ``safe_load``), any other file is read by ``logging.config.fileConfig``
-with ``disable_existing_loggers`` false. A ``--log-level`` given beside it sets the
+with ``disable_existing_loggers`` false. statewire's own loggers stay on whatever a
+dictionary's ``disable_existing_loggers`` says (some are made before the file is read,
+others after), unless it configures them by name. A ``--log-level`` given beside it sets the
 ``statewire`` loggers' level (uvicorn's sets its own loggers'); without it, the file
 decides. A file that does not apply is a one-line error, exit status 2.
 """
@@ -43,7 +45,13 @@ def setup(process: bool, level: str | None = None, config: str | None = None) ->
     )
     if config is None:
         return
-    _configure(config)
+    named = _configure(config)
+    for name, logger in logging.Logger.manager.loggerDict.items():
+        # statewire's loggers made before the file was read (its imports') stay on, as
+        # those made after it are, unless the file speaks of them
+        mine = name == "statewire" or name.startswith("statewire.")
+        if mine and isinstance(logger, logging.Logger) and name not in named:
+            logger.disabled = False
     if level is not None:
         logging.getLogger("statewire").setLevel(LOG_LEVELS[level])
 
@@ -60,17 +68,26 @@ def check_config(path: str) -> None:
         raise ValueError(f"--log-config {path}: a YAML file needs PyYAML (pip install pyyaml)")
 
 
-def _configure(path: str) -> None:
+def _configure(path: str) -> set[str]:
+    """Apply the file; the loggers it names."""
     try:
-        if path.endswith(".json"):
+        if path.endswith((".json", ".yaml", ".yml")):
             with open(path, encoding="utf-8") as file:
-                logging.config.dictConfig(json.load(file))
-        elif path.endswith((".yaml", ".yml")):
-            yaml = importlib.import_module("yaml")  # (PyYAML: checked by check_config)
-            with open(path, encoding="utf-8") as file:
-                logging.config.dictConfig(yaml.safe_load(file))
-        else:
-            logging.config.fileConfig(path, disable_existing_loggers=False)
+                if path.endswith(".json"):
+                    config = json.load(file)
+                else:
+                    yaml = importlib.import_module("yaml")  # (PyYAML: see check_config)
+                    config = yaml.safe_load(file)
+            logging.config.dictConfig(config)
+            loggers = config.get("loggers") if isinstance(config, dict) else None
+            return set(loggers) if isinstance(loggers, dict) else set()
+        logging.config.fileConfig(path, disable_existing_loggers=False)
+        return set()
     except Exception as error:  # (json's, yaml's, configparser's and logging's own errors)
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"--log-config {path}: {reason}") from None
+        reasons: list[str] = []
+        cause: BaseException | None = error
+        while cause is not None and len(reasons) < 3:  # (dictConfig's says which handler)
+            text = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+            reasons.append(text)
+            cause = cause.__cause__
+        raise ValueError(f"--log-config {path}: {': '.join(reasons)}") from None

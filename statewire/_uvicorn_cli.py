@@ -38,13 +38,13 @@ its key (``--ssl-keyfile-password``, ``--ssl-version``, ``--ssl-cert-reqs``,
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import random
 from typing import Any
 
 from statewire._asgi_cli import positive_seconds
 from statewire._log_cli import check_config
+from statewire._watch import check_pattern
 from statewire.endpoints import serverDescription, serverParts
 
 #: uvicorn's listen queue, for the sockets made from its spellings of ``--listen``
@@ -55,6 +55,7 @@ RELOAD_DELAY = 0.25
 #: uvicorn options not taken, by ``dest``: why, and what to do instead
 REFUSED = {
     "http2": "statewire serves HTTP/1.1; HTTP/2 clients are a proxy's to take in front",
+    "loop": "statewire runs on asyncio or uvloop (--loop asyncio, uvloop or auto)",
     "ws_max_queue": "statewire bounds a WebSocket session's unread messages by their bytes "
     "(--ws-max-size), not by their count",
     "reset_contextvars": "each request already runs in a copy of the context its connection "
@@ -79,11 +80,32 @@ _OWN_WAY = {
 }
 
 
-def _count(text: str, least: int = 1) -> int:
-    """A whole number, ``least`` or more."""
-    if not (text.isascii() and text.isdigit()) or int(text) < least:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {least} up")
+def _count(text: str, least: int = 1, most: int = (1 << 31) - 1) -> int:
+    """A whole number from ``least`` to ``most``."""
+    if not (text.isascii() and text.isdigit()) or not least <= int(text) <= most:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {least} to {most}")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    """Seconds, 0 or more."""
+    return 0.0 if text.strip() in ("0", "0.0") else positive_seconds(text)
+
+
+def _pattern(text: str) -> str:
+    try:
+        return check_pattern(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _uvloop_imports() -> bool:
+    """Whether uvloop is installed and imports."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def add_arguments(serve: argparse.ArgumentParser) -> None:
@@ -94,8 +116,8 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--loop",
-        choices=["auto", "asyncio", "uvloop"],
-        help="uvloop: as --uvloop; auto: uvloop if installed (default: asyncio)",
+        choices=["auto", "asyncio", "uvloop", "zuvloop"],
+        help="uvloop: as --uvloop; auto: uvloop if installed (default: asyncio); zuvloop: refused",
     )
     group.add_argument("--env-file", metavar="PATH", help="set the variables of a .env file")
     group.add_argument(
@@ -107,11 +129,11 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         "--backlog",
         type=_count,
         metavar="N",
-        help=f"listen queue of --host/--port/--uds's socket (default {BACKLOG})",
+        help=f"listen queue of the socket made without --listen (default {BACKLOG})",
     )
     group.add_argument(
         "--timeout-graceful-shutdown",
-        type=positive_seconds,
+        type=_seconds,
         metavar="SECONDS",
         help="how long a graceful stop waits for connections, then for an ASGI "
         "application's calls (default 5)",
@@ -125,12 +147,14 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--reload-include",
         action="append",
+        type=_pattern,
         metavar="PATTERN",
         help="with --reload: watch the files matching this too (default *.py; repeatable)",
     )
     group.add_argument(
         "--reload-exclude",
         action="append",
+        type=_pattern,
         metavar="PATTERN",
         help="with --reload: not the files or folders matching this (repeatable)",
     )
@@ -141,7 +165,7 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         help=f"with --reload: look for changes this often (default {RELOAD_DELAY})",
     )
     own = "statewire's own serves, whichever is named"
-    group.add_argument("--http", choices=["auto", "h11", "httptools"], help=own)
+    group.add_argument("--http", choices=["auto", "h11", "httptools", "zttp"], help=own)
     group.add_argument(
         "--ws", choices=["auto", "websockets", "websockets-sansio", "wsproto"], help=own
     )
@@ -154,6 +178,8 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         help="statewire's log lines have no colors",
     )
     for dest in REFUSED:
+        if dest == "loop":
+            continue  # (one of --loop's choices)
         name = "--" + dest.replace("_", "-")
         if dest in ("http2", "reset_contextvars"):
             group.add_argument(name, action="store_true", help="refused, saying why")
@@ -166,17 +192,19 @@ def settle(args: argparse.Namespace) -> list[str]:
     ``args.uvloop``, the ``.env`` file into the environment; ``ValueError`` (one line) for
     a refused option or a mistake. The lines the log should say (the options done
     statewire's own way)."""
-    refused = next((dest for dest in REFUSED if hasattr(args, dest)), None)
+    refused = next((dest for dest in REFUSED if dest != "loop" and hasattr(args, dest)), None)
     if refused is not None:
         raise ValueError(f"--{refused.replace('_', '-')}: {REFUSED[refused]}")
     loop = getattr(args, "loop", None)
     if loop is not None:
+        if loop == "zuvloop":
+            raise ValueError(f"--loop zuvloop: {REFUSED['loop']}")
         if args.uvloop and loop == "asyncio":
             raise ValueError("--loop asyncio and --uvloop: one loop")
-        installed = importlib.util.find_spec("uvloop") is not None
-        if loop == "uvloop" and not installed:
-            raise ValueError("--loop uvloop: uvloop is not installed (pip install uvloop)")
-        args.uvloop = args.uvloop or loop == "uvloop" or (loop == "auto" and installed)
+        imports = loop != "asyncio" and _uvloop_imports()  # (auto falls back, as uvicorn's)
+        if loop == "uvloop" and not imports:
+            raise ValueError("--loop uvloop: uvloop does not import (pip install uvloop)")
+        args.uvloop = args.uvloop or imports
     if hasattr(args, "limit_max_requests_jitter") and args.limit_max_requests is None:
         raise ValueError("--limit-max-requests-jitter goes with --limit-max-requests")
     for dest in ("reload_include", "reload_exclude", "reload_delay"):
@@ -196,13 +224,18 @@ def settle(args: argparse.Namespace) -> list[str]:
     return [_OWN_WAY[dest].format(getattr(args, dest)) for dest in _OWN_WAY if hasattr(args, dest)]
 
 
-def with_backlog(descriptions: list[str], backlog: int | None, uvicorn_spelled: bool) -> list[str]:
+def with_backlog(
+    descriptions: list[str], backlog: int | None, uvicorn_spelled: bool, given: bool = False
+) -> list[str]:
     """``descriptions`` with ``--backlog``'s queue (or uvicorn's default, for those
-    ``--host``/``--port``/``--uds`` made); ``ValueError`` where it cannot apply."""
-    if backlog is None and not uvicorn_spelled:
+    ``--host``/``--port``/``--uds`` made; ``given``: they are ``--listen``'s, which say
+    their own); ``ValueError`` where it cannot apply."""
+    if given:
+        if backlog is not None:
+            raise ValueError("--backlog: with --listen, put backlog=N in its description")
         return descriptions
-    if not uvicorn_spelled:
-        raise ValueError("--backlog: with --listen, put backlog=N in its description")
+    if backlog is None and not uvicorn_spelled:
+        return descriptions  # (serve's own default place: Twisted's queue, as before)
     out = []
     for description in descriptions:
         kind, values = serverParts(description)

@@ -144,6 +144,9 @@ def asgi_factory_from(
         signature.bind(None, None, None)
     except TypeError:
         hint = ""
+        with contextlib.suppress(TypeError):
+            signature.bind(None)
+            hint = " (an ASGI 2 application? serve it with --interface asgi2)"
         if not called:
             with contextlib.suppress(TypeError):
                 signature.bind()

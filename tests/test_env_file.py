@@ -41,6 +41,25 @@ def test_the_environment_comes_before_earlier_lines_in_references() -> None:
     assert read("A=file\nB=${A}\n", {"A": "env"})["B"] == "env"
 
 
+def test_as_python_dotenv_reads_them() -> None:
+    # a variable set empty is set (its default is not taken); \' in double quotes is '
+    text = 'A=${EMPTY:-d}\nB=${UNSET:-d}\nC="it\\\'s"\n'
+    assert read(text, {"EMPTY": ""}) == {"A": "", "B": "d", "C": "it's"}
+
+
+def test_a_bom_is_passed_over_and_other_encodings_are_named(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.env"
+    bom.write_bytes(b"\xef\xbb\xbfSW_TEST_BOM=1\n")
+    try:
+        assert load(str(bom)) == ["SW_TEST_BOM"]
+    finally:
+        os.environ.pop("SW_TEST_BOM", None)
+    latin = tmp_path / "latin.env"
+    latin.write_bytes(b"A=caf\xe9\n")
+    with pytest.raises(EnvFileError, match=rf"^{latin}: not UTF-8 text"):
+        load(str(latin))
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -232,6 +232,14 @@ def test_a_scan_takes_the_included_files_and_leaves_out_the_excluded(tmp_path: P
         "app.py",
         "templates/page.html",
     ]
+    # an absolute pattern matches the whole path; * takes no hidden file
+    found = scan([str(tmp_path)], include=["*"], exclude=[str(tmp_path / "templates")])
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in found) == [
+        "app.py",
+        "build/gen.py",
+        "build/out.html",
+        "static/site.css",
+    ]
     # a pattern with a folder in it matches the path's end
     found = scan([str(tmp_path)], include=["templates/*.html"])
     assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in found) == [

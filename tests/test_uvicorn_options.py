@@ -38,6 +38,10 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 
 
+def legacy_function(scope):  # an ASGI 2 application, as a function
+    return Legacy(scope)
+
+
 class Legacy:  # an ASGI 2 application
     def __init__(self, scope):
         self.scope = scope
@@ -74,7 +78,7 @@ def _get(port: int, path: str = "/", timeout: float = 10) -> tuple[int, bytes]:
 # -- refused, with the reason ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dest", sorted(_uvicorn_cli.REFUSED))
+@pytest.mark.parametrize("dest", sorted(set(_uvicorn_cli.REFUSED) - {"loop"}))
 def test_each_refused_option_says_why_in_one_line(app: str, dest: str) -> None:
     option = "--" + dest.replace("_", "-")
     value = () if dest in ("http2", "reset_contextvars") else ("1",)
@@ -95,7 +99,11 @@ def test_each_refused_option_says_why_in_one_line(app: str, dest: str) -> None:
         (("--log-config", "/no/such/file"), "--log-config: No such file or directory"),
         (("--backlog", "9", "--listen", "tcp:0"), "put backlog=N in its description"),
         (("--backlog", "9", "--fd", "3"), "the socket of --fd listens already"),
-        (("--backlog", "0"), "'0' is not a whole number from 1 up"),
+        (("--backlog", "0"), "'0' is not a whole number from 1 to 2147483647"),
+        (("--backlog", "99999999999"), "is not a whole number from 1 to 2147483647"),
+        (("--reload", "--reload-exclude", "."), "'.' is no pattern of a file or folder"),
+        (("--reload", "--reload-include", ""), "'' is no pattern of a file or folder"),
+        (("--loop", "zuvloop"), "--loop zuvloop: statewire runs on asyncio or uvloop"),
         (("--interface", "wsgi"), "statewire serves ASGI applications"),
         (("--loop", "trio"), "invalid choice: 'trio'"),
     ],
@@ -241,6 +249,12 @@ def test_bare_access_log_logs_and_no_access_log_does_not(app: str) -> None:
     with _serve(f"{app}:app", "--access-log") as server:
         _get(server.port, "/where")
         logged = server.stop()
+    # before the target too, as uvicorn's flag: the target is not taken for a file
+    command = ("-m", "statewire", "serve", "--access-log", f"{app}:app", "--asgi")
+    with running(*command, "--port", "0") as server:
+        _get(server.port, "/before")
+        before = server.stop()
+    assert '"GET /before HTTP/1.1" 200' in before
     with _serve(f"{app}:app", "--access-log", "--no-access-log") as server:
         _get(server.port, "/where")
         quiet = server.stop()
@@ -259,10 +273,16 @@ def test_backlog_is_the_listening_sockets(app: str) -> None:
 
 def test_with_backlog_leaves_listen_descriptions_alone() -> None:
     described = ["tcp:8000:interface=127.0.0.1", "unix:/tmp/s"]
+    assert _uvicorn_cli.with_backlog(described, None, False, given=True) == described
     assert _uvicorn_cli.with_backlog(described, None, uvicorn_spelled=False) == described
     made = _uvicorn_cli.with_backlog(described, 5, uvicorn_spelled=True)
     assert [serverParts(d)[1]["backlog"] for d in made] == ["5", "5"]
+    # serve's own default place takes --backlog too
+    made = _uvicorn_cli.with_backlog(described[:1], 6, uvicorn_spelled=False)
+    assert serverParts(made[0])[1]["backlog"] == "6"
     assert _uvicorn_cli.with_backlog(["fd:3"], None, uvicorn_spelled=True) == ["fd:3"]
+    with pytest.raises(ValueError, match="with --listen, put backlog=N"):
+        _uvicorn_cli.with_backlog(described, 5, False, given=True)
 
 
 def _slow_answer(port: int, result: list[object]) -> None:
@@ -313,6 +333,57 @@ def test_jittered_limit_stops_a_lone_server_within_its_range(app: str) -> None:
     assert "the request limit reached: stopping" in out
 
 
+def test_loop_auto_falls_back_when_uvloop_does_not_import(app: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken" / "uvloop"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('libuv is missing')\n")
+    env = {"PYTHONPATH": str(broken.parent)}
+    with _serve(f"{app}:app", "--loop", "auto", env=env) as server:
+        assert _get(server.port) == (200, b"-")
+        out = server.stop()
+    assert re.search(r"serving \S+ on \S+ \(asyncio\)", out), out
+    done = statewire_command("serve", f"{app}:app", "--asgi", "--loop", "uvloop", env=env)
+    assert done.returncode == 2
+    assert "--loop uvloop: uvloop does not import" in done.stderr
+
+
+def test_a_log_config_that_disables_existing_loggers_keeps_statewires(
+    app: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "log.json"
+    config.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "formatters": {"f": {"format": "CONFIGURED %(name)s: %(message)s"}},
+                "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f"}},
+                "root": {"handlers": ["h"], "level": "INFO"},
+            }
+        )
+    )
+    with _serve(f"{app}:app", "--log-config", str(config)) as server:
+        out = server.stop()
+    assert "CONFIGURED statewire: ASGIFactory starting on" in out  # (made before the file)
+    assert "CONFIGURED statewire.serve: serving" in out
+
+
+def test_a_log_config_error_says_its_cause(app: str, tmp_path: Path) -> None:
+    config = tmp_path / "log.json"
+    handler = {"class": "logging.FileHandler", "filename": str(tmp_path / "no" / "such.log")}
+    config.write_text(json.dumps({"version": 1, "handlers": {"h": handler}}))
+    done = statewire_command("serve", f"{app}:app", "--asgi", "--log-config", str(config))
+    assert done.returncode == 2
+    assert "Unable to configure handler 'h'" in done.stderr
+    assert "No such file or directory" in done.stderr
+    assert len(done.stderr.splitlines()) == 1
+
+
+def test_graceful_shutdown_may_be_zero(app: str) -> None:
+    with _serve(f"{app}:app", "--timeout-graceful-shutdown", "0") as server:
+        assert _get(server.port) == (200, b"-")
+        server.stop()
+
+
 def test_interface_asgi2_serves_an_asgi2_application(app: str) -> None:
     with _serve(f"{app}:Legacy", "--interface", "asgi2") as server:
         assert _get(server.port) == (200, b"asgi2")
@@ -320,6 +391,12 @@ def test_interface_asgi2_serves_an_asgi2_application(app: str) -> None:
     done = statewire_command("serve", f"{app}:Legacy", "--asgi")
     assert done.returncode == 2
     assert "(or serve an ASGI 2 application with --interface asgi2)" in done.stderr
+    done = statewire_command("serve", f"{app}:legacy_function", "--asgi")
+    assert done.returncode == 2
+    assert "(an ASGI 2 application? serve it with --interface asgi2)" in done.stderr
+    with _serve(f"{app}:legacy_function", "--interface", "asgi2") as server:
+        assert _get(server.port) == (200, b"asgi2")
+        server.stop()
 
 
 def test_the_options_reach_the_workers(app: str, tmp_path: Path) -> None:
