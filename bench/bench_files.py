@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_http import Load, run_wrk
 from bench_resp import HOST, cpu_seconds, served
 
 from statewire.testing.differential import free_port
@@ -67,20 +66,6 @@ def command(name: str, port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", *where, *loop, *quiet]
 
 
-def wrk(port: int, path: str, connections: int, seconds: float) -> float:
-    """Requests per second (errors refused)."""
-    url = f"http://{HOST}:{port}{path}"
-    run = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", url]
-    done = subprocess.run(run, capture_output=True, text=True, timeout=seconds + 60, check=True)
-    for bad in ("Non-2xx or 3xx responses", "Socket errors"):
-        if bad in done.stdout:
-            raise SystemExit(f"wrk on {url}: {bad}\n{done.stdout}")
-    found = re.search(r"^Requests/sec:\s+([\d.]+)", done.stdout, re.M)
-    if found is None:
-        raise SystemExit(f"wrk printed no rate:\n{done.stdout}{done.stderr}")
-    return float(found.group(1))
-
-
 def _size(text: str) -> int:
     unit = _UNITS.get(text[-1:].upper(), 1)
     return int(text[:-1] if unit != 1 else text) * unit
@@ -115,7 +100,8 @@ def main() -> None:
                 with served(command(name, port), port) as (_, pid):
                     for text, _size_bytes in sizes:
                         before = cpu_seconds(pid)
-                        rate = wrk(port, f"/{text}", args.connections, args.seconds)
+                        load = Load(text, "GET", f"/{text}", b"", 1)
+                        rate = run_wrk(port, load, args.connections, args.seconds, folder, name)
                         used = cpu_seconds(pid) - before
                         rates.setdefault((name, text), []).append(rate)
                         requests = rate * max(1, round(args.seconds))

@@ -328,3 +328,21 @@ def test_starlettes_file_responses_go_by_pathsend(files: Path) -> None:
         assert "http.response.body" in kinds
 
     scenario(body)
+
+
+def test_over_a_unix_socket_the_kernel_sends_it(files: Path, tmp_path: Path) -> None:
+    name = f"{SIZES[-1]}.bin"
+    path = str(tmp_path / "http.sock")
+
+    async def body(reactor: Reactor) -> None:
+        port = reactor.listenUNIX(path, _factory(files))
+        await port.ready
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(f"GET /{name} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        status, _, got = await _response(reader)
+        writer.close()
+        assert status == 200 and got == (files / name).read_bytes()
+        sent = sum(connection.bytes_sent for connection in reactor.connections)
+        assert sent > SIZES[-1]  # (the file's bytes counted as sent by the transport)
+
+    scenario(body)

@@ -75,6 +75,23 @@ def _get(port: int, path: str = "/", timeout: float = 10) -> tuple[int, bytes]:
         connection.close()
 
 
+def _log_config(folder: Path, line: str | None = None, disable: bool = False) -> Path:
+    """A ``dictConfig`` file: one stderr handler on the root at INFO, its lines formatted
+    as ``line`` says (``None``: logging's default), existing loggers kept unless
+    ``disable``."""
+    handler: dict[str, str] = {"class": "logging.StreamHandler"}
+    config: dict[str, object] = {"version": 1, "handlers": {"h": handler}}
+    if line is not None:
+        config["formatters"] = {"f": {"format": line}}
+        handler["formatter"] = "f"
+    if not disable:
+        config["disable_existing_loggers"] = False
+    config["root"] = {"handlers": ["h"], "level": "INFO"}
+    path = folder / "log.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
 # -- refused, with the reason ---------------------------------------------------------------
 
 
@@ -203,17 +220,7 @@ def test_log_config_formats_the_lines(app: str, tmp_path: Path, kind: str) -> No
 
 
 def test_log_level_beside_log_config_sets_statewires_level(app: str, tmp_path: Path) -> None:
-    config = tmp_path / "log.json"
-    config.write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "disable_existing_loggers": False,
-                "handlers": {"h": {"class": "logging.StreamHandler"}},
-                "root": {"handlers": ["h"], "level": "INFO"},
-            }
-        )
-    )
+    config = _log_config(tmp_path)
     outputs = []
     for level in ("warning", "info"):
         port = _free_port()
@@ -350,17 +357,7 @@ def test_loop_auto_falls_back_when_uvloop_does_not_import(app: str, tmp_path: Pa
 def test_a_log_config_that_disables_existing_loggers_keeps_statewires(
     app: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "log.json"
-    config.write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "formatters": {"f": {"format": "CONFIGURED %(name)s: %(message)s"}},
-                "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f"}},
-                "root": {"handlers": ["h"], "level": "INFO"},
-            }
-        )
-    )
+    config = _log_config(tmp_path, "CONFIGURED %(name)s: %(message)s", disable=True)
     with _serve(f"{app}:app", "--log-config", str(config)) as server:
         out = server.stop()
     assert "CONFIGURED statewire: ASGIFactory starting on" in out  # (made before the file)
@@ -400,18 +397,7 @@ def test_interface_asgi2_serves_an_asgi2_application(app: str) -> None:
 
 
 def test_the_options_reach_the_workers(app: str, tmp_path: Path) -> None:
-    config = tmp_path / "log.json"
-    config.write_text(
-        json.dumps(
-            {
-                "version": 1,
-                "disable_existing_loggers": False,
-                "formatters": {"f": {"format": "CONFIGURED %(process)d %(name)s: %(message)s"}},
-                "handlers": {"h": {"class": "logging.StreamHandler", "formatter": "f"}},
-                "root": {"handlers": ["h"], "level": "INFO"},
-            }
-        )
-    )
+    config = _log_config(tmp_path, "CONFIGURED %(process)d %(name)s: %(message)s")
     env_file = tmp_path / "w.env"
     env_file.write_text("GREETING=from-file\n")
     port = _free_port()
