@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from runtime_helpers import (
     HOST,
     client_socket,
@@ -344,5 +346,32 @@ def test_over_a_unix_socket_the_kernel_sends_it(files: Path, tmp_path: Path) -> 
         assert status == 200 and got == (files / name).read_bytes()
         sent = sum(connection.bytes_sent for connection in reactor.connections)
         assert sent > SIZES[-1]  # (the file's bytes counted as sent by the transport)
+
+    scenario(body)
+
+
+@settings(max_examples=25)
+@given(st.data())
+def test_any_range_of_any_file_arrives_exactly(tmp_path_factory: Any, data: st.DataObject) -> None:
+    folder = tmp_path_factory.mktemp("ranges")
+    size = data.draw(st.integers(0, 300_000), label="size")
+    whole = os.urandom(size)
+    (folder / "f.bin").write_bytes(whole)
+    ranges = data.draw(
+        st.lists(
+            st.integers(0, size).flatmap(
+                lambda at: st.tuples(st.just(at), st.integers(0, size - at))
+            ),
+            min_size=1,
+            max_size=4,
+        ),
+        label="ranges",
+    )
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, _factory(folder))
+        targets = [f"/f.bin?from={at}&count={count}" for at, count in ranges]
+        answers = await _get(port, *targets)
+        assert [got for _, _, got in answers] == [whole[at : at + count] for at, count in ranges]
 
     scenario(body)
