@@ -7,6 +7,7 @@ slow reader, a reader that stops (the write deadline), a client that leaves, bad
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
@@ -373,5 +374,150 @@ def test_any_range_of_any_file_arrives_exactly(tmp_path_factory: Any, data: st.D
         targets = [f"/f.bin?from={at}&count={count}" for at, count in ranges]
         answers = await _get(port, *targets)
         assert [got for _, _, got in answers] == [whole[at : at + count] for at, count in ranges]
+
+    scenario(body)
+
+
+def test_a_cancelled_send_aborts_and_never_sends_another_files_bytes(files: Path) -> None:
+    big = files / f"{SIZES[-1]}.bin"
+    other = files / "other.bin"
+    other.write_bytes(b"S" * (4 << 20))
+
+    async def handler(request: Request, response: Response) -> None:
+        try:
+            await asyncio.wait_for(response.send_file(big), 0.2)
+        except asyncio.TimeoutError:
+            with open(other, "rb"):  # (a descriptor the freed one's number may go to)
+                await asyncio.sleep(1)
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, HTTPFactory(handler))
+        sock = await client_socket(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.5)  # (not reading: the file waits on the socket)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 10):
+                data += chunk
+        sock.close()
+        got = data.split(b"\r\n\r\n", 1)[1]
+        assert len(got) < SIZES[-1]  # cut: the connection was aborted
+        assert got == big.read_bytes()[: len(got)]  # and only the file's own bytes
+
+    scenario(body)
+
+
+@pytest.mark.parametrize("path", ["/sleep", "/middleware"])
+def test_pathsend_after_the_head_left_is_a_chunk(files: Path, path: str) -> None:
+    httpx = pytest.importorskip("httpx")
+    pytest.importorskip("starlette")
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import FileResponse
+    from starlette.routing import Route
+
+    from statewire.protocols.asgi import asgi
+
+    name = files / f"{SIZES[-1]}.bin"
+
+    class Noop(BaseHTTPMiddleware):
+        async def dispatch(self, request: Any, call_next: Any) -> Any:
+            return await call_next(request)
+
+    async def one(request: Any) -> FileResponse:
+        return FileResponse(name)
+
+    starlette = Starlette(routes=[Route("/middleware", one)], middleware=[Middleware(Noop)])
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/sleep":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await asyncio.sleep(0.05)  # (the head leaves meanwhile, chunked)
+            await send({"type": "http.response.pathsend", "path": str(name)})
+            return
+        await starlette(scope, receive, send)
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, asgi(app, lifespan="off"))
+        async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}") as client:
+            first = await client.get(path)
+            second = await client.get(path)  # (the connection goes on)
+        for answer in (first, second):
+            assert answer.status_code == 200 and answer.content == name.read_bytes()
+
+    scenario(body)
+
+
+def test_a_file_starting_is_no_loss_of_progress_for_the_write_deadline(files: Path) -> None:
+    big = files / f"{SIZES[-1]}.bin"
+    seen: list[int] = []
+
+    class Sender(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write_timeout = 30.0
+            self.transport.write(b"x" * 100_000)
+            seen.append(self.transport.peer_progress())
+            self.file = open(big, "rb")  # noqa: SIM115 - closed with the connection
+            assert self.transport.sendFile(self.file.fileno(), 0, SIZES[-1]) is not None
+            seen.append(self.transport.peer_progress())
+
+        def connectionLost(self, reason: Any = None) -> None:
+            self.file.close()
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, Factory.forProtocol(Sender))
+        sock = await client_socket(port, b"go")
+        while len(seen) < 2:
+            await asyncio.sleep(0.01)
+        sock.close()
+
+    scenario(body)
+    assert seen[1] >= seen[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "write-only", "float offset"])
+def test_files_that_cannot_be_sent_are_errors_not_hangs(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "f"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(b"y" * 300_000)
+
+    async def handler(request: Request, response: Response) -> None:
+        if kind == "write-only":
+            with open(path, "r+b") as file, open(path, "wb") as writer:
+                writer.write(b"y" * 300_000)
+                writer.flush()
+                await response.send_file(writer)
+                file.read()
+        elif kind == "float offset":
+            await response.send_file(path, 1.5)  # type: ignore[arg-type]
+        else:
+            await response.send_file(path)
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, HTTPFactory(handler))
+        with error_records() as errors:
+            reader, writer = await asyncio.open_connection(HOST, port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            data = b"(reset)"
+            with contextlib.suppress(ConnectionResetError):
+                data = await asyncio.wait_for(reader.read(), 10)
+            writer.close()
+        assert errors, "the failure was not logged"
+        if kind != "write-only":
+            assert data.startswith(b"HTTP/1.1 500 ")  # (before the head)
+        else:  # the head left: cut, by an abort (a reset), never passed off as whole
+            assert data == b"(reset)" or len(data.split(b"\r\n\r\n", 1)[1]) < 300_000
+
+    scenario(body)
+
+
+def test_head_of_an_empty_file_says_its_length(files: Path) -> None:
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, _factory(files))
+        [(status, fields, _)] = await _get(port, "/0.bin", method="HEAD")
+        assert status == 200 and fields[b"content-length"] == b"0"
 
     scenario(body)

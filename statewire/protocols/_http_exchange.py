@@ -616,48 +616,78 @@ class Response:
         self, file: str | os.PathLike[str] | BinaryIO, offset: int = 0, count: int | None = None
     ) -> None:
         """The body from a file (a path, or an open binary file, left open), ``count``
-        bytes from ``offset`` (default: to its end), framed by its length (the handler's
-        ``Content-Length``, which must be that length, or one the writer adds): the
-        status and fields set by :meth:`start` before (else ``200``), nothing written
-        before. On statewire's socket transport over plain TCP or UNIX the kernel sends
-        it (``sendfile``); elsewhere it is read and written in pieces
-        (:mod:`statewire.protocols._http_file`). A range the file does not hold, or a
-        ``Content-Length`` that is not the range's, is a ``ValueError`` before anything
-        is sent; a file that shrinks while it is sent is a ``RuntimeError`` (what was
-        sent is cut short: the connection is aborted). A ``HEAD`` request gets the head
-        alone, with the length."""
+        bytes from ``offset`` (default: to its end): the status and fields set by
+        :meth:`start` before (else ``200``), no body byte written before (the head may
+        have left: then the body is framed as it said, a chunk for a chunked one). A
+        body not framed yet is framed by its length (the handler's ``Content-Length``
+        must be that length, or the writer adds one). On statewire's socket transport
+        over plain TCP or UNIX the kernel sends it (``sendfile``); elsewhere it is read
+        and written in pieces (:mod:`statewire.protocols._http_file`). A range the file
+        does not hold, a file that is not a regular one, or a ``Content-Length`` that is
+        not the range's, is a ``ValueError`` (before the head, when it had not left); a
+        file that shrinks while it is sent, or cannot be read, a ``RuntimeError`` or
+        ``OSError`` (what was sent is cut short: the connection is aborted). A ``HEAD``
+        request gets the head alone, with the length. The access log counts the file's
+        bytes as written when they are handed to the connection, as any write's."""
         if self._gone is not None:
             raise ConnectionError(self._gone)
-        if self.finished or self.head_sent:
-            raise RuntimeError("send_file() sends the whole body: nothing may be sent before")
+        if self.finished:
+            raise RuntimeError("the response is already finished")
+        if self.head_sent and self.body_sent:
+            raise RuntimeError("send_file() sends the whole body: some was written before")
+        connection = self._connection
         with opened(file) as fd:
             count = body_size(fd, offset, count)
-            if not self.started:
-                self.start(200)
-            if self._length is not None and int(self._length) != count:
-                raise ValueError(
-                    f"Content-Length {self._length.decode()} is not the {count} bytes to send"
-                )
-            connection = self._connection
-            if count <= SMALL_FILE and not self._head_request:
-                self._end(read_whole(fd, offset, count))  # (one write, head and body)
-            else:
+            if not self.head_sent:
+                if not self.started:
+                    self.start(200)
+                if self._length is not None and int(self._length) != count:
+                    raise ValueError(
+                        f"Content-Length {self._length.decode()} is not the {count} bytes to send"
+                    )
+                if count <= SMALL_FILE and not self._head_request:
+                    self._end(read_whole(fd, offset, count))  # (one write, head and body)
+                    if connection.congested:
+                        await connection.writable()
+                    return
+                if self._head_request and not count and self._length is None:
+                    self._length, self._length_at = b"0", len(self._lines)  # (HEAD's length)
+                    self._lines = [*self._lines, b"Content-Length: 0\r\n"]
                 connection.write(self._head(count))
-                if self._framing in ("length", "close"):  # (not HEAD's, 204's, 304's)
-                    sent = await stream(connection, fd, offset, count)
-                    if self._framing == "length":
-                        self._left = count - sent
-                    else:
-                        self._sent = sent
-                    if sent < count:
-                        if connection.closing:
-                            return  # (the client is gone, or the server closes: cut)
-                        raise RuntimeError(
-                            f"the file ended {count - sent} bytes short of the response's length"
-                        )
-                self._done()
+            elif self._framing == "length" and self._left != count:
+                raise ValueError(f"Content-Length {self._total} is not the {count} bytes to send")
+            if not await self._file_body(connection, fd, offset, count):
+                return  # (the client is gone, or the server closes: cut short)
+        self._done()
         if connection.congested:
             await connection.writable()
+
+    async def _file_body(self, connection: Connection, fd: int, offset: int, count: int) -> bool:
+        """The file's bytes as the head framed the body (none for ``HEAD``, 204, 304);
+        false when the connection closed before all were sent."""
+        framing = self._framing
+        if framing not in ("length", "close", "chunked") or not count:
+            return True
+        chunked = framing == "chunked"
+        if chunked:
+            connection.write(b"%x\r\n" % count)
+        # counted as written when handed over, as a write's (the access log's figure)
+        if framing == "length":
+            self._left -= count
+        else:
+            self._sent += count
+        sent = await stream(connection, fd, offset, count)
+        if sent < count:
+            if framing == "length":
+                self._left += count - sent
+            else:
+                self._sent -= count - sent
+            if connection.closing:
+                return False
+            raise RuntimeError(f"the file ended {count - sent} bytes short of its length")
+        if chunked:
+            connection.write(b"\r\n" + LAST_CHUNK)
+        return True
 
     def _end(self, data: bytes) -> None:
         if self._gone is not None:

@@ -42,11 +42,15 @@ class Sink(Protocol):
 
 @contextlib.contextmanager
 def opened(file: Any) -> Iterator[int]:
-    """The descriptor of ``file``: a path, opened (and closed after), or an open binary
-    file (its ``fileno()``, left open)."""
+    """The descriptor of ``file``: a path, opened (and closed after; without waiting, so
+    that a FIFO is refused as not regular rather than waited on), or an open binary file
+    (its ``fileno()``, left open)."""
     if isinstance(file, (str, bytes, os.PathLike)):
-        with open(file, "rb") as found:
-            yield found.fileno()
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
         return
     fileno = getattr(file, "fileno", None)
     if fileno is None:
@@ -58,6 +62,9 @@ def body_size(fd: int, offset: int, count: int | None) -> int:
     """The bytes to send: ``count``, or all from ``offset`` to the file's end; a
     ``ValueError`` for a range the file does not hold, or a file that is not a regular
     one (its size is not known)."""
+    for name, number in (("offset", offset), ("count", count)):
+        if number is not None and (type(number) is not int):
+            raise TypeError(f"send_file()'s {name} is an int, not {type(number).__name__}")
     status = os.fstat(fd)
     if not stat.S_ISREG(status.st_mode):
         raise ValueError("send_file() sends a regular file")

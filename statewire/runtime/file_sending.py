@@ -14,23 +14,38 @@ import errno
 import os
 
 #: bytes asked of one ``os.sendfile`` call
-PIECE = 1 << 20
+PIECE = 512 * 1024
 #: bytes one step sends at most before the loop runs other work
-STEP = 4 << 20
+STEP = 2 << 20
 #: errors saying ``sendfile`` cannot serve this file (a file system or a kind of file it
 #: does not support): the caller writes the rest itself
 UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EOVERFLOW, errno.ENOTSUP}
+#: errors of the socket, not of the file: the connection is lost
+SOCKET_ERRORS = {
+    errno.EPIPE,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.ENOTCONN,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ENETDOWN,
+}
 
 
 class FileSend:
     """``left`` bytes of the open file ``fd`` to send from ``offset``; ``future`` is
     given the bytes sent once done (fewer when the file ended first, ``sendfile`` could
-    not serve it, or the connection closed)."""
+    not serve it, or the connection closed), or the error reading the file.
+
+    The sending holds a descriptor of its own (a duplicate of ``fd``): the caller closing
+    its file, even before the future is done, never has another file's bytes sent in its
+    place. :meth:`close` closes it."""
 
     __slots__ = ("ended", "fd", "future", "left", "offset", "sent")
 
     def __init__(self, fd: int, offset: int, count: int, future: asyncio.Future[int]) -> None:
-        self.fd = fd
+        self.fd = os.dup(fd)
         self.offset = offset
         self.left = count
         self.sent = 0
@@ -43,8 +58,8 @@ class FileSend:
         return self.ended or not self.left
 
     def step(self, socket_fd: int) -> None:
-        """Send what the socket takes now (see the module). ``OSError``: the socket
-        failed (an unsupported file only ends the sending: :attr:`ended`)."""
+        """Send what the socket takes now (see the module). ``OSError``: the socket or
+        the file failed (an unsupported file only ends the sending: :attr:`ended`)."""
         budget = STEP
         while self.left and budget > 0:
             try:
@@ -64,7 +79,13 @@ class FileSend:
             self.sent += sent
             budget -= sent
 
-    def finish(self) -> None:
-        """Give the future the bytes sent (once)."""
+    def close(self, error: BaseException | None = None) -> None:
+        """Close the descriptor; give the future the bytes sent, or ``error`` (once)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
         if not self.future.done():
-            self.future.set_result(self.sent)
+            if error is None:
+                self.future.set_result(self.sent)
+            else:
+                self.future.set_exception(error)

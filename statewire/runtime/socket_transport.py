@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from statewire._tls import TLSSession
 from statewire.error import ConnectionAborted, ConnectionLost
 from statewire.runtime.connection import Connection, Owner
-from statewire.runtime.file_sending import FileSend
+from statewire.runtime.file_sending import SOCKET_ERRORS, FileSend
 from statewire.runtime.kernel import reset_on_close
 from statewire.runtime.limits import (
     CLOSING_HANDSHAKE_TIMEOUT,
@@ -246,16 +246,19 @@ class SocketTransport(Connection, Watched):
 
         Returns a future of the bytes sent, done once all are, or fewer when the file
         ended first, when ``sendfile`` cannot serve this file (then none), or when the
-        connection closed (it is done after the protocol's ``connectionLost``). ``None``
-        when it cannot start now: over TLS, while the socket still holds bytes written
-        before, while another file is under way, or once the connection is closing; the
-        caller then writes the bytes itself.
+        connection closed (it is done after the protocol's ``connectionLost``); an error
+        reading the file is the future's exception. ``None`` when it cannot start now:
+        over TLS, while the socket still holds bytes written before, while another file
+        is under way, or once the connection is closing; the caller then writes the bytes
+        itself. Cancelling the future aborts the connection (the peer could not tell where
+        the file was cut).
 
-        Bytes written meanwhile wait behind the file. The file's unsent bytes count as
-        unsent data for the write deadlines (a peer that stops reading is aborted after
-        ``write_timeout``, as for any write), not for flow control: the caller waits for
-        the future, not for ``transportCongested``. The file must stay open until the
-        future is done."""
+        Bytes written meanwhile wait behind the file. The file's bytes count as handed
+        over from the start, and its unsent bytes as unsent data, for the write deadlines
+        (a peer that stops reading is aborted after ``write_timeout``, as for any write),
+        not for flow control: the caller waits for the future, not for
+        ``transportCongested``. The transport sends from a descriptor of its own: the
+        caller may close its file at any time."""
         if self._tls is not None or self._closed or self.disconnecting or self._file is not None:
             return None
         if self._out:
@@ -265,11 +268,21 @@ class SocketTransport(Connection, Watched):
         if self._pending is not None:
             return None
         sending = self._file = FileSend(fd, offset, count, self._loop.create_future())
+        sending.future.add_done_callback(self._file_abandoned)
         self._pending = bytearray()  # (what is written meanwhile waits behind the file)
+        limits = self._limits
+        if limits is not None:
+            limits.handed += count  # (as a write hands its bytes over: see _unsent)
         self._file_step()
         if self._file is sending:
             self._watch()  # the rest when the socket has room
         return sending.future
+
+    def _file_abandoned(self, future: asyncio.Future[int]) -> None:
+        """The caller cancelled the file's future: abort, the file cut where it was."""
+        sending = self._file
+        if future.cancelled() and sending is not None and sending.future is future:
+            self._abort(ConnectionAborted("the file's sending was cancelled"), reset=True)
 
     def _file_step(self) -> None:
         """Send more of the file under way; finish it when it is done."""
@@ -279,13 +292,16 @@ class SocketTransport(Connection, Watched):
         try:
             sending.step(self._sock.fileno())
         except OSError as exc:
-            self._count_sent(sending.sent - before)
-            self._close(exc)
+            self.bytes_sent += sending.sent - before
+            if exc.errno in SOCKET_ERRORS:
+                self._close(exc)
+            else:  # the file's: the caller is told, the connection stays as it is
+                self._end_file(sending, exc)
             return
         except Exception as exc:  # MemoryError...
             self._fail(exc)
             return
-        self._count_sent(sending.sent - before)
+        self.bytes_sent += sending.sent - before
         if sending.done:
             self._end_file(sending)
             return
@@ -293,15 +309,13 @@ class SocketTransport(Connection, Watched):
         if limits is not None and limits.write_timeout is not None and limits.stall_timer is None:
             self._watch_stall(limits)  # (the peer may stop taking the file)
 
-    def _count_sent(self, sent: int) -> None:
-        self.bytes_sent += sent
+    def _end_file(self, sending: FileSend, error: OSError | None = None) -> None:
+        """The file is sent (or ends short, or could not be read): what was written
+        meanwhile follows it."""
+        self._file = None
         limits = self._limits
         if limits is not None:
-            limits.handed += sent
-
-    def _end_file(self, sending: FileSend) -> None:
-        """The file is sent (or ends short): what was written meanwhile follows it."""
-        self._file = None
+            limits.handed -= sending.left  # (never sent: no longer counted as handed)
         held, self._pending = self._pending, None
         try:
             if held:
@@ -310,7 +324,7 @@ class SocketTransport(Connection, Watched):
                 self._watch()
         except Exception as exc:
             self._fail(exc)
-        sending.finish()
+        sending.close(error)
         if self._closed:
             return
         try:
@@ -589,4 +603,4 @@ class SocketTransport(Connection, Watched):
         self._loop.call_soon(self._deliver_lost, exc)
         sending, self._file = self._file, None
         if sending is not None:  # (its caller wakes after connectionLost: scheduled first)
-            self._loop.call_soon(sending.finish)
+            self._loop.call_soon(sending.close)
