@@ -521,3 +521,68 @@ def test_head_of_an_empty_file_says_its_length(files: Path) -> None:
         assert status == 200 and fields[b"content-length"] == b"0"
 
     scenario(body)
+
+
+@pytest.mark.parametrize("mode", ["epoll", "native"])
+@pytest.mark.parametrize("failure", ["timeout", "unreadable"])
+def test_a_handler_that_swallows_a_cut_file_still_has_the_connection_aborted(
+    files: Path, tmp_path: Path, mode: str, failure: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = files / f"{SIZES[-1]}.bin"
+    unreadable = tmp_path / "w.bin"
+    unreadable.write_bytes(b"w" * 300_000)
+
+    async def handler(request: Request, response: Response) -> None:
+        if request.target == b"/first":
+            await response.send(200, [], b"f" * 3_000_000)  # (fills the socket first)
+        elif request.target == b"/file":
+            try:
+                if failure == "timeout":
+                    await asyncio.wait_for(response.send_file(big), 0.1)
+                else:
+                    with open(unreadable, "ab") as writer:  # (no reading from it)
+                        await response.send_file(writer, 0, 300_000)
+            except (asyncio.TimeoutError, OSError):
+                pass  # swallowed: the server must still not pass the body off as whole
+        else:
+            await response.send(200, [], b"next")
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, HTTPFactory(handler))
+        requests = b"".join(
+            b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % target for target in (b"/first", b"/file")
+        )
+        sock = await client_socket(port, requests + b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.5)  # (not reading meanwhile)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 10):
+                data += chunk
+        sock.close()
+        assert b"next" not in data  # no response after the cut one
+        assert data.count(b"HTTP/1.1 200") <= 2
+
+    in_mode(mode, monkeypatch)(body)
+
+
+def test_an_empty_file_after_the_head_left_ends_its_chunked_body(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+
+    async def handler(request: Request, response: Response) -> None:
+        response.start(200, [(b"Content-Type", b"text/plain")])
+        response.send_head()
+        await response.send_file(empty)
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, HTTPFactory(handler))
+        reader, writer = await asyncio.open_connection(HOST, port)
+        for _ in range(2):  # (the connection goes on after it)
+            writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert b"Transfer-Encoding: chunked" in head
+            assert await reader.readexactly(5) == b"0\r\n\r\n"
+        writer.close()
+
+    scenario(body)

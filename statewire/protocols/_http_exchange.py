@@ -666,9 +666,11 @@ class Response:
         """The file's bytes as the head framed the body (none for ``HEAD``, 204, 304);
         false when the connection closed before all were sent."""
         framing = self._framing
-        if framing not in ("length", "close", "chunked") or not count:
-            return True
         chunked = framing == "chunked"
+        if framing not in ("length", "close", "chunked") or not count:
+            if chunked:
+                connection.write(LAST_CHUNK)  # (an empty file: the body ends here)
+            return True
         if chunked:
             connection.write(b"%x\r\n" % count)
         # counted as written when handed over, as a write's (the access log's figure)
@@ -676,7 +678,15 @@ class Response:
             self._left -= count
         else:
             self._sent += count
-        sent = await stream(connection, fd, offset, count)
+        try:
+            sent = await stream(connection, fd, offset, count)
+        except BaseException:
+            # cut where nobody can tell (cancelled, the file unreadable): the response can
+            # no longer end well, whatever the handler does next (its end raises, so the
+            # connection is aborted)
+            if self._gone is None:
+                self._gone = "the response's file was cut short"
+            raise
         if sent < count:
             if framing == "length":
                 self._left += count - sent

@@ -20,16 +20,18 @@ STEP = 2 << 20
 #: errors saying ``sendfile`` cannot serve this file (a file system or a kind of file it
 #: does not support): the caller writes the rest itself
 UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EOVERFLOW, errno.ENOTSUP}
-#: errors of the socket, not of the file: the connection is lost
-SOCKET_ERRORS = {
-    errno.EPIPE,
-    errno.ECONNRESET,
-    errno.ECONNABORTED,
-    errno.ENOTCONN,
-    errno.ETIMEDOUT,
-    errno.EHOSTUNREACH,
-    errno.ENETUNREACH,
-    errno.ENETDOWN,
+#: errors of the file, not of the socket (sendfile(2)): the caller is told; any other is
+#: the socket's, and the connection is lost
+FILE_ERRORS = {
+    errno.EBADF,
+    errno.EIO,
+    errno.EINVAL,
+    errno.ENOMEM,
+    errno.EOVERFLOW,
+    errno.ESPIPE,
+    errno.EFAULT,
+    errno.EISDIR,
+    errno.ENXIO,
 }
 
 

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from statewire._tls import TLSSession
 from statewire.error import ConnectionAborted, ConnectionLost
 from statewire.runtime.connection import Connection, Owner
-from statewire.runtime.file_sending import SOCKET_ERRORS, FileSend
+from statewire.runtime.file_sending import FILE_ERRORS, FileSend
 from statewire.runtime.kernel import reset_on_close
 from statewire.runtime.limits import (
     CLOSING_HANDSHAKE_TIMEOUT,
@@ -267,7 +267,11 @@ class SocketTransport(Connection, Watched):
                 return None
         if self._pending is not None:
             return None
-        sending = self._file = FileSend(fd, offset, count, self._loop.create_future())
+        try:
+            sending = FileSend(fd, offset, count, self._loop.create_future())
+        except OSError:  # (no descriptor to spare for its own: the caller writes the bytes)
+            return None
+        self._file = sending
         sending.future.add_done_callback(self._file_abandoned)
         self._pending = bytearray()  # (what is written meanwhile waits behind the file)
         limits = self._limits
@@ -293,10 +297,10 @@ class SocketTransport(Connection, Watched):
             sending.step(self._sock.fileno())
         except OSError as exc:
             self.bytes_sent += sending.sent - before
-            if exc.errno in SOCKET_ERRORS:
-                self._close(exc)
-            else:  # the file's: the caller is told, the connection stays as it is
+            if exc.errno in FILE_ERRORS:  # the caller is told; the connection stays as it is
                 self._end_file(sending, exc)
+            else:
+                self._close(exc)
             return
         except Exception as exc:  # MemoryError...
             self._fail(exc)
