@@ -266,12 +266,13 @@ class Bridge(asyncio.Protocol):
     """The asyncio protocol behind one :class:`Transport`: builds and drives the user's
     protocol."""
 
-    __slots__ = ("factory", "owner", "transport")
+    __slots__ = ("_turns", "factory", "owner", "transport")
 
     def __init__(self, owner: Owner, factory: Any) -> None:
         self.owner = owner
         self.factory = factory
         self.transport: Transport | None = None
+        self._turns = 0  # (asyncio's pauses and resumes so far: see resume_writing)
 
     @property
     def protocol(self) -> Any:
@@ -315,11 +316,21 @@ class Bridge(asyncio.Protocol):
         return False  # close our side too, as Twisted does
 
     def pause_writing(self) -> None:
+        self._turns += 1
         if self.transport is not None:
             self.transport._loop_congested(True)
 
     def resume_writing(self) -> None:
+        # taken up at the loop's next turn, not inside asyncio's write-ready callback that
+        # calls this: what a resume sets off may close the transport, and a close there
+        # has asyncio (3.11's selector transport) run its connection_lost twice, the
+        # second time failing in the loop's logs; a pause since cancels it
+        self._turns += 1
         if self.transport is not None:
+            self.transport._loop.call_soon(self._resumed, self._turns)
+
+    def _resumed(self, turn: int) -> None:
+        if turn == self._turns and self.transport is not None:
             self.transport._loop_congested(False)
 
     def connection_lost(self, exc: Exception | None) -> None:
