@@ -586,3 +586,34 @@ def test_an_empty_file_after_the_head_left_ends_its_chunked_body(tmp_path: Path)
         writer.close()
 
     scenario(body)
+
+
+@pytest.mark.parametrize("mode", ["native", "epoll"])
+def test_a_file_shrinking_under_a_swallowing_handler_never_ends_its_chunks(
+    tmp_path: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "shrinks.bin"
+    path.write_bytes(b"z" * (8 << 20))
+
+    async def handler(request: Request, response: Response) -> None:
+        response.start(200, [])
+        response.send_head()  # (chunked: the file will be its one chunk)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, os.truncate, path, 1000)
+        with contextlib.suppress(RuntimeError):
+            await response.send_file(path)
+        # (returning: the server ends the response, which must raise, so it aborts)
+
+    async def body(reactor: Reactor) -> None:
+        port = await listen(reactor, HTTPFactory(handler))
+        sock = await client_socket(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0.3)  # (not reading: the file waits on the socket meanwhile)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 1 << 20), 10):
+                data += chunk
+        sock.close()
+        assert not data.endswith(b"\r\n0\r\n\r\n")  # never passed off as whole
+
+    in_mode(mode, monkeypatch)(body)

@@ -694,6 +694,7 @@ class Response:
                 self._sent -= count - sent
             if connection.closing:
                 return False
+            self._gone = "the response's file was cut short"  # (as above: its end raises)
             raise RuntimeError(f"the file ended {count - sent} bytes short of its length")
         if chunked:
             connection.write(b"\r\n" + LAST_CHUNK)
