@@ -6,13 +6,15 @@ either done as statewire does it or refused with a line saying why (exit status 
 
 Done:
 
-* ``--loop uvloop`` is ``--uvloop``; ``asyncio`` the default; ``auto`` uvloop when it is
-  installed (uvicorn's default; statewire's stays asyncio when ``--loop`` is not given).
+* ``--loop uvloop`` is ``--uvloop``; ``asyncio`` the default; ``auto`` uvloop when it
+  imports, else asyncio (uvicorn's default; statewire's stays asyncio when ``--loop`` is
+  not given).
 * ``--env-file PATH``: :mod:`statewire._env_file`, read before the target is imported.
 * ``--log-config PATH``: :mod:`statewire._log_cli`.
-* ``--backlog N``: the listen queue of the sockets ``--host``/``--port``/``--uds`` make
-  (2048 when not given, uvicorn's default; a ``--listen`` description says
-  ``backlog=N`` itself, 50 when it does not, as Twisted's).
+* ``--backlog N``: the listen queue of the socket made without ``--listen`` (2048 for
+  ``--host``/``--port``/``--uds`` when not given, uvicorn's default; a ``--listen``
+  description says ``backlog=N`` itself, 50 when it does not, as Twisted's, as does
+  ``serve``'s own default place without ``--backlog``).
 * ``--timeout-graceful-shutdown SECONDS``: how long a graceful stop waits for the
   connections to close (the reactor's ``shutdown_timeout``, 5 s when not given) and then
   for an ASGI application's calls still under way (``calls_timeout``).
@@ -29,7 +31,8 @@ Done:
 * ``--access-log`` alone logs each request with the other logs; ``--no-access-log`` logs
   none (statewire's default): ``statewire.__main__``'s ``--access-log [DEST]``.
 
-Refused, each with its reason: ``--http2``, ``--ws-max-queue``, ``--reset-contextvars``,
+Refused, each with its reason: ``--loop zuvloop``, ``--http2``, ``--ws-max-queue``,
+``--reset-contextvars``,
 ``--timeout-worker-healthcheck``, and the TLS options that need more than a certificate and
 its key (``--ssl-keyfile-password``, ``--ssl-version``, ``--ssl-cert-reqs``,
 ``--ssl-ca-certs``, ``--ssl-ciphers``).
@@ -55,7 +58,6 @@ RELOAD_DELAY = 0.25
 #: uvicorn options not taken, by ``dest``: why, and what to do instead
 REFUSED = {
     "http2": "statewire serves HTTP/1.1; HTTP/2 clients are a proxy's to take in front",
-    "loop": "statewire runs on asyncio or uvloop (--loop asyncio, uvloop or auto)",
     "ws_max_queue": "statewire bounds a WebSocket session's unread messages by their bytes "
     "(--ws-max-size), not by their count",
     "reset_contextvars": "each request already runs in a copy of the context its connection "
@@ -71,6 +73,8 @@ REFUSED = {
     "factory with a TLS context of your own",
     "ssl_ciphers": "the ciphers are ssl.create_default_context's",
 }
+#: why ``--loop zuvloop`` is refused
+_NO_ZUVLOOP = "statewire runs on asyncio or uvloop (--loop asyncio, uvloop or auto)"
 #: the options taken as uvicorn has them but done statewire's way: what the log says
 _OWN_WAY = {
     "http": "statewire's own HTTP/1.1 server serves (--http {} does not apply)",
@@ -78,6 +82,11 @@ _OWN_WAY = {
     "h11_max_incomplete_event_size": "statewire's own head limits apply (8 KiB request line, "
     "64 KiB and 100 fields; --h11-max-incomplete-event-size {} does not apply)",
 }
+
+
+def _flag(dest: str) -> str:
+    """The option of ``dest`` as the command line spells it (``--reload-include``)."""
+    return "--" + dest.replace("_", "-")
 
 
 def _count(text: str, least: int = 1, most: int = (1 << 31) - 1) -> int:
@@ -178,9 +187,7 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         help="statewire's log lines have no colors",
     )
     for dest in REFUSED:
-        if dest == "loop":
-            continue  # (one of --loop's choices)
-        name = "--" + dest.replace("_", "-")
+        name = _flag(dest)
         if dest in ("http2", "reset_contextvars"):
             group.add_argument(name, action="store_true", help="refused, saying why")
         else:
@@ -192,13 +199,13 @@ def settle(args: argparse.Namespace) -> list[str]:
     ``args.uvloop``, the ``.env`` file into the environment; ``ValueError`` (one line) for
     a refused option or a mistake. The lines the log should say (the options done
     statewire's own way)."""
-    refused = next((dest for dest in REFUSED if dest != "loop" and hasattr(args, dest)), None)
+    refused = next((dest for dest in REFUSED if hasattr(args, dest)), None)
     if refused is not None:
-        raise ValueError(f"--{refused.replace('_', '-')}: {REFUSED[refused]}")
+        raise ValueError(f"{_flag(refused)}: {REFUSED[refused]}")
     loop = getattr(args, "loop", None)
     if loop is not None:
         if loop == "zuvloop":
-            raise ValueError(f"--loop zuvloop: {REFUSED['loop']}")
+            raise ValueError(f"--loop zuvloop: {_NO_ZUVLOOP}")
         if args.uvloop and loop == "asyncio":
             raise ValueError("--loop asyncio and --uvloop: one loop")
         imports = loop != "asyncio" and _uvloop_imports()  # (auto falls back, as uvicorn's)
@@ -209,7 +216,7 @@ def settle(args: argparse.Namespace) -> list[str]:
         raise ValueError("--limit-max-requests-jitter goes with --limit-max-requests")
     for dest in ("reload_include", "reload_exclude", "reload_delay"):
         if hasattr(args, dest) and not args.reload:
-            raise ValueError(f"--{dest.replace('_', '-')} goes with --reload")
+            raise ValueError(f"{_flag(dest)} goes with --reload")
     if hasattr(args, "log_config"):
         check_config(args.log_config)
     if hasattr(args, "env_file"):
@@ -264,7 +271,7 @@ def worker_flags(args: argparse.Namespace) -> list[str]:
         flags.append(f"--log-config={os.path.abspath(args.log_config)}")
     for dest in ("timeout_graceful_shutdown", "limit_max_requests_jitter"):
         if hasattr(args, dest):
-            flags.append(f"--{dest.replace('_', '-')}={getattr(args, dest)}")
+            flags.append(f"{_flag(dest)}={getattr(args, dest)}")
     return flags
 
 

@@ -27,7 +27,14 @@ from grammars.http1 import (
     status_line,
 )
 from statewire.protocols._http_access import CLOSED_BEFORE_RESPONSE, ExchangeLog
-from statewire.protocols._http_file import SMALL_FILE, body_size, opened, read_whole, stream
+from statewire.protocols._http_file import (
+    SMALL_FILE,
+    Sink,
+    body_size,
+    opened,
+    read_whole,
+    stream,
+)
 
 #: a field as a handler may give it: name and value as ``str`` (latin-1) or ``bytes``
 FieldLike = tuple[bytes | str, bytes | str]
@@ -334,19 +341,13 @@ def _absolute_form(target: bytes) -> tuple[bytes, bytes, bytes] | None:
     return None if target[:1] == b"/" else cut_absolute_form(target)
 
 
-class Connection(Protocol):
-    """What a response needs from its connection."""
+class Connection(Sink, Protocol):
+    """What a response needs from its connection: what a file's sending needs
+    (:class:`~statewire.protocols._http_file.Sink`: ``write``, ``writable``,
+    ``congested``, ``closing``, ``send_file``), and the head's fields and the switch."""
 
-    #: whether writers should wait (:meth:`writable`) before writing more
-    congested: bool
-    #: whether the connection closes: nothing more written reaches the client
-    closing: bool
-
-    def write(self, data: bytes) -> None: ...
-    async def writable(self) -> None: ...
     def server_fields(self) -> bytes: ...
     def upgrade(self, protocol: Any, detach: bool = False) -> None: ...
-    def send_file(self, fd: int, offset: int, count: int) -> asyncio.Future[int] | None: ...
 
 
 # what a field a handler gives means to the writer (see _field)
@@ -650,10 +651,7 @@ class Response:
                     if connection.congested:
                         await connection.writable()
                     return
-                if self._head_request and not count and self._length is None:
-                    self._length, self._length_at = b"0", len(self._lines)  # (HEAD's length)
-                    self._lines = [*self._lines, b"Content-Length: 0\r\n"]
-                connection.write(self._head(count))
+                connection.write(self._head(count, known=True))
             elif self._framing == "length" and self._left != count:
                 raise ValueError(f"Content-Length {self._total} is not the {count} bytes to send")
             if not await self._file_body(connection, fd, offset, count):
@@ -783,9 +781,10 @@ class Response:
             self.on_finish()  # (the framing waits for the handler: it need not now)
         await connection.writable()
 
-    def _head(self, whole: int | None) -> bytes:
+    def _head(self, whole: int | None, known: bool = False) -> bytes:
         """The head, its framing chosen (``whole``: the body's size, when it is given at
-        once): noted, and the bytes to write."""
+        once; ``known``: that size is the ``GET``'s too, said to a ``HEAD`` even when 0, as
+        a file's is): noted, and the bytes to write."""
         if not self.started:
             self.start(200)
         status = self.status
@@ -812,7 +811,7 @@ class Response:
         elif self._length is not None:
             framing = "length"
             self._left = self._total = int(self._length)
-        elif whole is not None and (whole or not self._head_request):
+        elif whole is not None and (whole or known or not self._head_request):
             framing = "length"
             self._left = self._total = whole
             extra = b"Content-Length: %d\r\n" % whole

@@ -32,8 +32,10 @@ PIECE = 128 * 1024
 class Sink(Protocol):
     """What the sending needs of the connection."""
 
-    closing: bool
+    #: whether writers should wait (:meth:`writable`) before writing more
     congested: bool
+    #: whether the connection closes: nothing more written reaches the client
+    closing: bool
 
     def write(self, data: bytes) -> None: ...
     async def writable(self) -> None: ...

@@ -293,19 +293,21 @@ class SocketTransport(Connection, Watched):
         sending = self._file
         assert sending is not None
         before = sending.sent
+        failed: OSError | None = None
         try:
             sending.step(self._sock.fileno())
         except OSError as exc:
-            self.bytes_sent += sending.sent - before
-            if exc.errno in FILE_ERRORS:  # the caller is told; the connection stays as it is
-                self._end_file(sending, exc)
-            else:
-                self._close(exc)
-            return
+            failed = exc
         except Exception as exc:  # MemoryError...
             self._fail(exc)
             return
         self.bytes_sent += sending.sent - before
+        if failed is not None:
+            if failed.errno in FILE_ERRORS:  # the caller is told; the connection stays as it is
+                self._end_file(sending, failed)
+            else:
+                self._close(failed)
+            return
         if sending.done:
             self._end_file(sending)
             return
