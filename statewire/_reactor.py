@@ -42,6 +42,7 @@ from time import monotonic as _monotonic
 from typing import Any
 
 from statewire._tls import check_server_context
+from statewire._tls_context import ssl_context as ssl_context
 from statewire._triggers import SystemEvents, call_hook
 from statewire.address import Address, from_sockaddr
 from statewire.error import ReactorNotRunning
@@ -66,20 +67,6 @@ log = logging.getLogger("statewire")
 
 #: seconds a shutdown waits for aborted connections to report their loss
 ABORT_GRACE = 1.0
-
-
-def _no_passphrase() -> str:
-    raise ValueError("the private key is protected by a passphrase, which is not supported")
-
-
-def ssl_context(certfile: str, keyfile: str | None = None) -> ssl.SSLContext:
-    """A server-side TLS context from a certificate file and its private key.
-
-    A key protected by a passphrase raises ``ValueError`` (never a prompt on the
-    terminal: a server, or each of its workers, would wait for one)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certfile, keyfile, password=_no_passphrase)
-    return context
 
 
 class Reactor:

@@ -32,10 +32,8 @@ Done:
   none (statewire's default): ``statewire.__main__``'s ``--access-log [DEST]``.
 
 Refused, each with its reason: ``--loop zuvloop``, ``--http2``, ``--ws-max-queue``,
-``--reset-contextvars``,
-``--timeout-worker-healthcheck``, and the TLS options that need more than a certificate and
-its key (``--ssl-keyfile-password``, ``--ssl-version``, ``--ssl-cert-reqs``,
-``--ssl-ca-certs``, ``--ssl-ciphers``).
+``--reset-contextvars``, ``--timeout-worker-healthcheck``. (The TLS options are
+:mod:`statewire._listen_cli`'s.)
 """
 
 from __future__ import annotations
@@ -64,14 +62,6 @@ REFUSED = {
     "was accepted in: what one request sets never reaches another",
     "timeout_worker_healthcheck": "statewire's supervisor restarts a worker that exits and "
     "pings none",
-    "ssl_keyfile_password": "an encrypted key is not read: decrypt it once (openssl pkey -in "
-    "KEY -out PLAIN.pem) and keep that file private",
-    "ssl_version": "the TLS versions are ssl.create_default_context's (TLS 1.2 and up)",
-    "ssl_cert_reqs": "client certificates are not asked for from the command line: serve a "
-    "factory with a TLS context of your own",
-    "ssl_ca_certs": "client certificates are not asked for from the command line: serve a "
-    "factory with a TLS context of your own",
-    "ssl_ciphers": "the ciphers are ssl.create_default_context's",
 }
 #: why ``--loop zuvloop`` is refused
 _NO_ZUVLOOP = "statewire runs on asyncio or uvloop (--loop asyncio, uvloop or auto)"

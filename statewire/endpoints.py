@@ -28,6 +28,17 @@ activation handed (``LISTEN_FDS``, ``LISTEN_PID``; by ``index=`` from 0, or by `
 from ``LISTEN_FDNAMES``; ``domain=`` is required there, as in Twisted). Both take
 ``privateKey=`` and ``certKey=`` as ``ssl:`` does, for a handed socket served with TLS (a
 statewire addition: ``serve --workers`` hands its ``ssl:`` sockets to its workers so).
+
+TLS descriptions (``ssl:``, and ``fd:``/``systemd:`` with a key) also take, as statewire
+additions (:func:`ssl_context` says what each does):
+
+* ``passwordEnv=NAME``: the key's passphrase, from the environment variable ``NAME`` (a
+  secret in the environment, not on a command line any user may read);
+* ``caCerts=FILE``: the authorities whose client certificates are accepted, and
+  ``verify=none|optional|required`` (default ``required`` with ``caCerts=``, else
+  ``none``);
+* ``ciphers=LIST``: an OpenSSL cipher list (separated by commas, or colons escaped);
+* ``minVersion=`` and ``maxVersion=``: ``1.2`` or ``1.3``.
 """
 
 from __future__ import annotations
@@ -281,6 +292,16 @@ _SERVER_OPTIONS = {
     "fd": ("fileno", "domain", "privateKey", "certKey"),
     "systemd": ("domain", "index", "name", "privateKey", "certKey"),
 }
+#: the TLS choices beyond the key and certificate (keywords only), by the ``ssl_context``
+#: keyword each gives
+TLS_CHOICES = {
+    "passwordEnv": "password",
+    "caCerts": "cafile",
+    "verify": "verify",
+    "ciphers": "ciphers",
+    "minVersion": "min_version",
+    "maxVersion": "max_version",
+}
 
 #: the ``domain=`` of ``fd:`` and ``systemd:`` descriptions (Twisted's names)
 _DOMAINS = {"INET": socket.AF_INET, "INET6": socket.AF_INET6, "UNIX": socket.AF_UNIX}
@@ -368,7 +389,8 @@ def serverParts(description: str) -> tuple[str, dict[str, str]]:
     if kind not in _SERVER_OPTIONS:
         raise ValueError(f"unknown endpoint type {kind!r} in {description!r}")
     names = _SERVER_OPTIONS[kind]
-    return kind, _take(description, args, kwargs, names + _PROXY_OPTIONS, 1, len(names))
+    extra = (*TLS_CHOICES, *_PROXY_OPTIONS) if "privateKey" in names else _PROXY_OPTIONS
+    return kind, _take(description, args, kwargs, names + extra, 1, len(names))
 
 
 def serverDescription(kind: str, values: dict[str, str]) -> str:
@@ -439,26 +461,35 @@ def _systemd_descriptor(description: str, values: dict[str, str]) -> int:
     return _SYSTEMD_FIRST_FD + index
 
 
-def descriptionContext(description: str, certfile: str, keyfile: str) -> ssl.SSLContext:
-    """:func:`ssl_context` of the files a description names; a ``ValueError`` naming the
-    description when they do not load (``serve --workers`` checks its ``ssl:`` ones so)."""
-    try:
-        return ssl_context(certfile, keyfile)
-    except (ssl.SSLError, OSError, ValueError) as error:
-        raise ValueError(
-            f"cannot load the key or certificate of {description!r}: {error}"
-        ) from None
-
-
-def _tls_context(description: str, values: dict[str, str]) -> ssl.SSLContext:
-    """The server context of ``privateKey=`` and ``certKey=`` (the key's file when
-    absent): files that must exist and load."""
+def descriptionContext(description: str, values: dict[str, str] | None = None) -> ssl.SSLContext:
+    """The server TLS context a description asks for (``values``: its values, as
+    :func:`serverParts` gives them; parsed from ``description`` when ``None``): the key of
+    ``privateKey=``, the certificate of ``certKey=`` (the key's file when absent), and the
+    TLS choices (module docstring). A ``ValueError`` naming the description when they do
+    not load or do not make sense (``serve --workers`` checks its ``ssl:`` ones so)."""
+    if values is None:
+        values = serverParts(description)[1]
     key = values.get("privateKey")
     if key is None:
         raise ValueError(f"{description!r} lacks privateKey")
     key = _file(key, "privateKey", description)
     cert = _file(values.get("certKey", key), "certKey", description)
-    return descriptionContext(description, cert, key)
+    choices = {TLS_CHOICES[k]: v for k, v in values.items() if k in TLS_CHOICES}
+    if "cafile" in choices:
+        choices["cafile"] = _file(choices["cafile"], "caCerts", description)
+    if "password" in choices:
+        name = choices["password"]
+        if name not in os.environ:
+            raise ValueError(f"passwordEnv in {description!r}: {name} is not set")
+        choices["password"] = os.environ[name]
+    try:
+        return ssl_context(cert, key, **choices)
+    except (ssl.SSLError, OSError) as error:
+        raise ValueError(
+            f"cannot load the key or certificate of {description!r}: {error}"
+        ) from None
+    except ValueError as error:  # (a choice that makes no sense, or a passphrase missing)
+        raise ValueError(f"{description!r}: {error}") from None
 
 
 def _server(
@@ -468,7 +499,7 @@ def _server(
     context the PROXY relay starts TLS with after the header (the endpoint then plain)."""
     if kind in ("fd", "systemd"):
         tls = "privateKey" in values or "certKey" in values
-        context = _tls_context(description, values) if tls else None
+        context = descriptionContext(description, values) if tls else None
         fileno, family = handedDescriptor(description)
         if proxied:
             return AdoptedStreamServerEndpoint(reactor, fileno, family), context
@@ -488,7 +519,7 @@ def _server(
     interface = values.get("interface", "")
     if kind == "tcp":
         return TCP4ServerEndpoint(reactor, port, backlog, interface), None
-    context = _tls_context(description, values)
+    context = descriptionContext(description, values)
     if proxied:
         return TCP4ServerEndpoint(reactor, port, backlog, interface), context
     return SSL4ServerEndpoint(reactor, port, context, backlog, interface), None

@@ -62,6 +62,7 @@ from statewire import metrics
 from statewire._reactor import Reactor
 from statewire._watch import MAX_FILES, Scan, changes, scan
 from statewire.endpoints import (
+    TLS_CHOICES,
     descriptionContext,
     handedDescriptor,
     serverDescription,
@@ -163,8 +164,13 @@ def _bind(description: str, count: int) -> _Listener:
             raise WorkersError(f"{description!r} lacks privateKey")
         options["privateKey"] = os.path.abspath(key)
         options["certKey"] = os.path.abspath(values.get("certKey", key))
+        # the TLS choices too (a key's passphrase by the name of its variable: the
+        # workers inherit the environment)
+        options.update((k, v) for k, v in values.items() if k in TLS_CHOICES)
+        if "caCerts" in options:
+            options["caCerts"] = os.path.abspath(options["caCerts"])
         try:  # (said once, here, rather than by every worker)
-            descriptionContext(description, options["certKey"], options["privateKey"])
+            descriptionContext(description, options)
         except ValueError as error:
             raise WorkersError(str(error)) from None
     if kind in ("tcp", "tcp6", "ssl"):

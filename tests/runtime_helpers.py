@@ -166,3 +166,66 @@ def self_signed_certificate(directory: Path, passphrase: bytes = b"") -> tuple[s
         )
     )
     return str(cert_path), str(key_path)
+
+
+def certificate_authority(directory: Path, name: str = "statewire test CA") -> Any:
+    """A certificate authority made here: an object whose ``path`` is its certificate
+    (PEM) and whose ``issue(subject, stem, passphrase=b"")`` writes a certificate it signs
+    for ``subject`` (a ``cryptography`` ``x509.Name``, for 127.0.0.1 too) and its key,
+    as ``stem``.pem and ``stem``.key, and returns their paths."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    class Authority:
+        path = directory / f"{name.replace(' ', '-')}.pem"
+
+        @staticmethod
+        def issue(subject: Any, stem: str, passphrase: bytes = b"") -> tuple[str, str]:
+            key = ec.generate_private_key(ec.SECP256R1())
+            cert = (
+                x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(ca_name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=5))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(
+                    x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
+                    critical=False,
+                )
+                .sign(ca_key, hashes.SHA256())
+            )
+            cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
+            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            encryption: Any = (
+                serialization.BestAvailableEncryption(passphrase)
+                if passphrase
+                else serialization.NoEncryption()
+            )
+            key_path.write_bytes(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+                )
+            )
+            return str(cert_path), str(key_path)
+
+    Authority.path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    return Authority

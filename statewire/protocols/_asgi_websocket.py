@@ -76,6 +76,8 @@ def websocket_scope(http_scope: dict[str, Any], request: Request) -> dict[str, A
     scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
     scope["subprotocols"] = subprotocols(request)
     scope["extensions"] = {"websocket.http.response": {}}
+    if "tls" in http_scope["extensions"]:
+        scope["extensions"]["tls"] = http_scope["extensions"]["tls"]
     return scope
 
 

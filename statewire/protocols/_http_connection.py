@@ -27,6 +27,7 @@ from statewire.protocols._http_head import request_line as request_line_of
 from statewire.protocols._http_task import Waited, start_in_task
 from statewire.protocols._http_task import start as start_eagerly
 from statewire.protocols._pace import Pace
+from statewire.protocols._tls_info import TLSInfo, tls_info
 
 if TYPE_CHECKING:
     from statewire.protocols.http import HTTPFactory
@@ -142,7 +143,9 @@ class HTTPConnection(MachineProtocol):
     _released: set[_Exchange] | None = None
     _slot_wanted: tuple[_Exchange, Waited] | None = None
     #: the client's and the server's address and whether over TLS, once looked up
-    _addresses: tuple[tuple[str, int] | None, tuple[str, int] | None, bool] | None = None
+    _addresses: (
+        tuple[tuple[str, int] | None, tuple[str, int] | None, bool, TLSInfo | None] | None
+    ) = None
     #: whether the client shut down its sending side (see :meth:`readConnectionLost`)
     client_done = False
     #: the deadline of a half-closed connection's answers (see :meth:`readConnectionLost`)
@@ -269,6 +272,7 @@ class HTTPConnection(MachineProtocol):
             addresses[1],
             factory.cancel_on_disconnect,
             addresses[2],
+            addresses[3],
         )
         if self.stopping:
             keep_alive = False  # (the server is stopping: the last request)
@@ -360,16 +364,20 @@ class HTTPConnection(MachineProtocol):
         pace, self._pace = self._pace, None
         _cancel(pace)
 
-    def addresses(self) -> tuple[tuple[str, int] | None, tuple[str, int] | None, bool]:
-        """The client's and the server's (host, port), and whether the connection is
-        over TLS: looked up once."""
+    def addresses(
+        self,
+    ) -> tuple[tuple[str, int] | None, tuple[str, int] | None, bool, TLSInfo | None]:
+        """The client's and the server's (host, port), whether the connection is over
+        TLS, and its TLS once the handshake completed: looked up once."""
         addresses = self._addresses
         if addresses is None:
             transport = self.transport
+            secure = bool(getattr(transport, "TLS", False))
             addresses = self._addresses = (
                 _address(transport.getPeer()),
                 _address(transport.getHost()),
-                bool(getattr(transport, "TLS", False)),
+                secure,
+                tls_info(transport) if secure else None,
             )
         return addresses
 

@@ -35,6 +35,7 @@ from statewire.protocols._http_file import (
     read_whole,
     stream,
 )
+from statewire.protocols._tls_info import TLSInfo
 
 #: a field as a handler may give it: name and value as ``str`` (latin-1) or ``bytes``
 FieldLike = tuple[bytes | str, bytes | str]
@@ -264,6 +265,9 @@ class Request:
     cancel_on_disconnect: bool = True
     #: whether the request came over TLS (ASGI's ``https`` scheme)
     secure: bool = False
+    #: its connection's TLS: version, cipher, the client's certificate (``None`` without
+    #: TLS, or behind a transport that does not say, as Twisted's)
+    tls: TLSInfo | None = None
     #: whether the client is gone: the connection was lost (by default a client's end of
     #: stream closes it; see ``HTTPServer.readConnectionLost``)
     disconnected: bool = field(default=False, init=False)

@@ -101,7 +101,11 @@ def scope_of(request: Request) -> dict[str, Any]:
         "headers": headers,
         "client": request.client,
         "server": request.server,
-        "extensions": {"http.response.pathsend": {}},
+        "extensions": (
+            {"http.response.pathsend": {}}
+            if request.tls is None
+            else {"http.response.pathsend": {}, "tls": request.tls.asgi()}
+        ),
     }
 
 

@@ -121,6 +121,7 @@ from statewire.protocols._http_connection import BODY_IDLE_TIMEOUT, HTTPConnecti
 from statewire.protocols._http_exchange import Body, Headers, Request, Response, field_bytes
 from statewire.protocols._http_head import Refusal
 from statewire.protocols._log_text import chosen_log
+from statewire.protocols._tls_info import TLSInfo
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -668,6 +669,7 @@ __all__ = [
     "Refusal",
     "Request",
     "Response",
+    "TLSInfo",
     "default_fields",
     "keeping_alive",
 ]

@@ -509,6 +509,12 @@ class Connection(Deadlines):
         attribute says; :meth:`getPeerCertificate` waits for the handshake)."""
         return self._tls_in_use() is not None
 
+    def getSSLObject(self) -> ssl.SSLObject | None:
+        """The connection's ``ssl.SSLObject`` once its TLS handshake completed (its
+        version, cipher, peer's certificate and chain), else ``None`` (asyncio's
+        ``get_extra_info("ssl_object")``)."""
+        return self._ssl_object()
+
     def getPeerCertificate(self, binary_form: bool = False) -> Any:
         """The peer's certificate once a TLS handshake completed, as
         ``ssl.SSLObject.getpeercert(binary_form)`` gives it (a dict, empty when it was
