@@ -9,7 +9,7 @@ reads no further command, so pipelined commands are answered in order.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 Decision = Reply | None
 #: a decision now, or an awaitable of one
 Pending = Decision | Awaitable[Decision]
+#: LMTP: a message's decision for each recipient, now or later
+Answers = Sequence[Decision] | Awaitable[Sequence[Decision]]
 #: the credential check: ``(session, mechanism, identity, password)`` -> accepted
 CredentialCheck = Callable[["SMTPConnection", str, bytes, bytes], bool | Awaitable[bool]]
 
@@ -55,8 +57,10 @@ class MessageSink:
         """Take the next piece; return an awaitable to read no more until it completes."""
         return None
 
-    def close(self) -> Pending:
-        """The whole message arrived: the final decision (``None``: ``250 2.0.0 Ok``)."""
+    def close(self) -> Pending | Answers:
+        """The whole message arrived: the final decision (``None``: ``250 2.0.0 Ok``).
+        LMTP's server answers each recipient accepted: with this decision, or with each
+        of a sequence of decisions, one a recipient in their order."""
         return None
 
     def abort(self) -> None:
@@ -107,6 +111,7 @@ def then(first: Any, step: Callable[[Any], Any]) -> Awaitable[None] | None:
 
 
 __all__ = [
+    "Answers",
     "CredentialCheck",
     "Decision",
     "Envelope",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -79,6 +79,9 @@ class SMTPConnection(MachineProtocol):
     #: refuse a message holding a bare CR or LF (else keep it as it came)
     refuse_bare_newlines = True
 
+    #: whether the session is LMTP's (RFC 2033): ``LHLO``, and a reply for each accepted
+    #: recipient at a message's end
+    lmtp: ClassVar[bool] = False
     #: the name EHLO/HELO gave; whether it was EHLO
     helo = b""
     extended = False
@@ -126,6 +129,8 @@ class SMTPConnection(MachineProtocol):
     ended = False
     #: the replies made while a read is handled, written together at its end
     batch: list[bytes] | None = None
+    #: LMTP: the recipients the message under way answers (accepted before its content)
+    answers_due = 0
 
     def connectionMade(self) -> None:
         """Greet: ``220 <hostname> ESMTP``."""
@@ -140,7 +145,8 @@ class SMTPConnection(MachineProtocol):
         #: instant is the reply's): the client has the timeout's seconds from the last
         #: reply to send its next command whole
         self.restart_deadline = engine.restart_timeout
-        self.reply(reply(220, f"{self.factory.hostname} ESMTP statewire"))
+        kind = "LMTP" if self.lmtp else "ESMTP"
+        self.reply(reply(220, f"{self.factory.hostname} {kind} statewire"))
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """The session is over (the ``lost`` input drops any message under way)."""
@@ -450,6 +456,7 @@ class SMTPConnection(MachineProtocol):
         self.carriage = self.text_skipping = False
         self.text_tail = b""
         self.messages_begun += 1
+        self.answers_due = len(self.envelope.recipients)
         mail_log = self.factory.access_log
         if mail_log is not None:
             self.message_log = MessageLog(mail_log)
@@ -471,19 +478,47 @@ class SMTPConnection(MachineProtocol):
         envelope, size, client = self.envelope, self.received, self.client()
         assert entry is not None and envelope is not None
 
-        def respond(answer: Reply) -> None:
-            entry.done(client, envelope, size, answer.code, answer.lines[-1])
+        def respond(answer: Reply | Sequence[Decision]) -> None:
+            first = answer if isinstance(answer, Reply) else self.each_recipient(answer)[0]
+            entry.done(client, envelope, size, first.code, first.lines[-1])
             self.answer_message(answer)
 
         return respond
 
-    def answer_message(self, answer: Reply) -> None:
+    def answer_message(self, answer: Reply | Sequence[Decision]) -> None:
         """Answer a message. Accepted, the error and junk counts start again (as
         Postfix's do), so a long session of good messages is not cut off by their few
-        refused recipients; refused, the reply counts as any error."""
+        refused recipients; refused, the reply counts as any error. LMTP: one reply for
+        each recipient accepted (:meth:`each_recipient`), accepted if one is."""
+        if self.lmtp:
+            answers = self.each_recipient(answer)
+            if any(each.code < 300 for each in answers):
+                self.errors = self.junk = 0
+            for each in answers:
+                self.reply(each)
+            return
+        if not isinstance(answer, Reply):
+            raise TypeError(f"a message's answer is one reply (a sequence is LMTP's): {answer!r}")
         if answer.code < 300:
             self.errors = self.junk = 0
         self.reply(answer)
+
+    def each_recipient(self, answer: Reply | Sequence[Decision]) -> list[Reply]:
+        """LMTP's replies at a message's end, one for each recipient accepted, in their
+        order (RFC 2033 4.2): ``answer`` for each, or the sink's sequence of decisions, one
+        for each (``None``: the usual ``250``). A sequence of another length, or holding
+        anything but replies and ``None``, is the application's error (``ValueError``:
+        the session answers ``421`` and closes, as for any handler that raised)."""
+        count = max(1, self.answers_due)
+        if isinstance(answer, Reply):
+            return [answer] * count
+        answers = list(answer)
+        if len(answers) != count or not all(a is None or isinstance(a, Reply) for a in answers):
+            raise ValueError(
+                f"the message sink's close() gave {answers!r}: a reply or None for each "
+                f"of the {count} recipients (or one reply for all)"
+            )
+        return [OK if each is None else each for each in answers]
 
     def client(self) -> tuple[str, int] | None:
         """The client's (host, port), when the transport says."""
@@ -780,7 +815,7 @@ class SMTPConnection(MachineProtocol):
                 self.reply(reply(503, "5.5.1 Error: send EHLO first; closing"))
                 self.close()
                 return
-            self.reply(_out_of_sequence(state, error.input))
+            self.reply(_out_of_sequence(state, error.input, self.lmtp))
             return
         log.info("SMTP: %s; closing", error)
         self.reply(reply(500, "5.5.2 Error: bad input; closing"))
@@ -800,10 +835,12 @@ def _syntax(error: ArgumentError, usage: str) -> Reply:
     return reply(501, f"5.5.4 Syntax: {usage} ({error})")
 
 
-def _out_of_sequence(state: str, name: str) -> Reply:
-    """The 503 for command ``name`` in ``state``."""
+def _out_of_sequence(state: str, name: str, lmtp: bool = False) -> Reply:
+    """The 503 for command ``name`` in ``state`` (of an LMTP session: ``lmtp``)."""
     if state == "greeted":
-        return reply(503, "5.5.1 Error: send HELO/EHLO first")
+        return reply(
+            503, "5.5.1 Error: send LHLO first" if lmtp else "5.5.1 Error: send HELO/EHLO first"
+        )
     if name == "mail":
         return reply(503, "5.5.1 Error: nested MAIL command")
     if name in ("rcpt", "data", "bdat") and state == "identified":

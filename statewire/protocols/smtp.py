@@ -48,6 +48,7 @@ further command until one completes, so pipelined replies leave in order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from automat import TypeMachineBuilder
@@ -68,6 +69,7 @@ from statewire.protocol import Factory
 from statewire.protocols._log_text import chosen_log
 from statewire.protocols._smtp_auth import Credentials, Exchange
 from statewire.protocols._smtp_handler import (
+    Answers,
     CredentialCheck,
     Decision,
     Envelope,
@@ -391,20 +393,30 @@ def verify(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
     core.junk_command()
 
 
+_HELP = reply(
+    214,
+    "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
+    "2.0.0 STARTTLS AUTH; see RFC 5321",
+)
+_LMTP_HELP = reply(
+    214,
+    "2.0.0 Commands: LHLO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
+    "2.0.0 STARTTLS AUTH; see RFC 2033",
+)
+
+
 def help_(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
-    core.reply(
-        reply(
-            214,
-            "2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
-            "2.0.0 STARTTLS AUTH; see RFC 5321",
-        )
-    )
+    core.reply(_LMTP_HELP if core.lmtp else _HELP)
     core.junk_command()
 
 
 def unknown(machine: Inputs, core: SMTPConnection, line: bytes) -> None:
     if not line or bare_newline(line) or not line[:1].isalpha():
         core.reply(reply(500, "5.5.2 Error: bad syntax"))
+    elif core.lmtp and line.partition(b" ")[0].upper() in (b"EHLO", b"HELO"):
+        # RFC 2033 4.1: an LMTP server takes LHLO, never EHLO or HELO (a client that
+        # speaks SMTP to it must not believe its mail delivered the SMTP way)
+        core.reply(reply(500, "5.5.1 Error: this is LMTP: LHLO, not EHLO or HELO"))
     else:
         core.reply(reply(502, "5.5.2 Error: command not recognized"))
 
@@ -457,17 +469,22 @@ closed.upon(Inputs.lost).loop()(hang_up)
 # -- routes and framings -------------------------------------------------------------------
 
 
-def _verb(frame: bytes) -> bytes:
-    if b"\n" in frame or b"\r" in frame:
-        return b""  # a bare newline in a command: a syntax error (``unknown``)
-    verb, _, argument = frame.partition(b" ")
-    verb = verb.upper()
-    if verb in _HELLOS and hello_name(argument) is None:
-        return _BAD_HELLO  # (refused in the state it came in: no transition)
-    return verb
+def _verb_of(hellos: tuple[bytes, ...]) -> Callable[[bytes], bytes]:
+    """The route's key of a command line: its verb, upper-cased; ``_BAD_HELLO`` for one
+    of ``hellos`` without a good name."""
+
+    def verb_of(frame: bytes) -> bytes:
+        if b"\n" in frame or b"\r" in frame:
+            return b""  # a bare newline in a command: a syntax error (``unknown``)
+        verb, _, argument = frame.partition(b" ")
+        verb = verb.upper()
+        if verb in hellos and hello_name(argument) is None:
+            return _BAD_HELLO  # (refused in the state it came in: no transition)
+        return verb
+
+    return verb_of
 
 
-_HELLOS = (b"EHLO", b"HELO")
 _BAD_HELLO = b"EHLO/HELO?"
 
 
@@ -479,29 +496,34 @@ def _argument(frame: bytes) -> tuple[bytes]:
     return (frame.partition(b" ")[2],)
 
 
-_COMMAND_ROUTE = by_key(
-    _verb,
-    {
-        verb: (target, _argument)
-        for verb, target in {
-            b"EHLO": Inputs.ehlo,
-            b"HELO": Inputs.helo,
-            b"MAIL": Inputs.mail,
-            b"RCPT": Inputs.rcpt,
-            b"DATA": Inputs.data,
-            b"BDAT": Inputs.bdat,
-            b"RSET": Inputs.rset,
-            b"NOOP": Inputs.noop,
-            b"VRFY": Inputs.vrfy,
-            b"HELP": Inputs.help,
-            b"QUIT": Inputs.quit,
-            b"STARTTLS": Inputs.starttls,
-            b"AUTH": Inputs.auth,
-        }.items()
-    }
-    | {_BAD_HELLO: (Inputs.bad_hello, _line)},
-    unknown=Inputs.unknown,
-)
+_COMMANDS_TAKEN = {
+    b"MAIL": Inputs.mail,
+    b"RCPT": Inputs.rcpt,
+    b"DATA": Inputs.data,
+    b"BDAT": Inputs.bdat,
+    b"RSET": Inputs.rset,
+    b"NOOP": Inputs.noop,
+    b"VRFY": Inputs.vrfy,
+    b"HELP": Inputs.help,
+    b"QUIT": Inputs.quit,
+    b"STARTTLS": Inputs.starttls,
+    b"AUTH": Inputs.auth,
+}
+
+
+def _command_route(hellos: dict[bytes, Any]) -> Any:
+    """The command states' route: ``hellos`` (verb: input) and the other commands."""
+    return by_key(
+        _verb_of(tuple(hellos)),
+        {verb: (target, _argument) for verb, target in {**hellos, **_COMMANDS_TAKEN}.items()}
+        | {_BAD_HELLO: (Inputs.bad_hello, _line)},
+        unknown=Inputs.unknown,
+    )
+
+
+_COMMAND_ROUTE = _command_route({b"EHLO": Inputs.ehlo, b"HELO": Inputs.helo})
+#: LMTP's: LHLO is EHLO by another name (RFC 2033 4.1); EHLO and HELO are unknown there
+_LMTP_ROUTE = _command_route({b"LHLO": Inputs.ehlo})
 
 
 def bdat_piece(protocol: SMTPConnection, state_data: object) -> Any:
@@ -538,6 +560,20 @@ class SMTPServer(SMTPConnection):
     #: a line over the limit is skipped and answered, and the session goes on
     policy = Policy.DISCARD
     close_on_error = False
+
+
+class LMTPServer(SMTPServer):
+    """An LMTP server connection (RFC 2033): SMTP's session, its machine and its diagram,
+    with two differences. ``LHLO`` is EHLO by another name, and EHLO and HELO are
+    refused (``500 5.5.1``). At a message's end, after DATA's final dot or BDAT's LAST
+    chunk, each recipient accepted gets a reply, in their order: the message sink's
+    decision for each, or each of the decisions it gives (see
+    :meth:`MessageSink.close`); a refusal of the message (too large, a bare newline)
+    answers every one. PIPELINING and ENHANCEDSTATUSCODES, which RFC 2033 requires, are
+    offered as SMTP's are."""
+
+    lmtp = True
+    routes = {**SMTPServer.routes, **dict.fromkeys(_COMMANDS, _LMTP_ROUTE)}
 
 
 class SMTPFactory(Factory):
@@ -611,11 +647,22 @@ class SMTPFactory(Factory):
             session.stop_serving()
 
 
+class LMTPFactory(SMTPFactory):
+    """Serves :class:`LMTPServer` sessions: an :class:`SMTPFactory` in every setting.
+    LMTP is for a mail system's last hop, to the delivery agent: serve it on a UNIX
+    socket or a port of its own (24), never on SMTP's 25 (RFC 2033 5)."""
+
+    protocol = LMTPServer
+
+
 __all__ = [
+    "Answers",
     "CredentialCheck",
     "Decision",
     "Envelope",
     "Inputs",
+    "LMTPFactory",
+    "LMTPServer",
     "MailLog",
     "MessageEntry",
     "MessageSink",
