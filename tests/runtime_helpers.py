@@ -128,43 +128,65 @@ async def client_socket(port: int, send: bytes = b"", rcvbuf: int = 4096) -> soc
     return sock
 
 
+def _certificate(
+    subject: Any, issuer: Any, public_key: Any, signer: Any, *, authority: bool = False
+) -> Any:
+    """A certificate of ``subject`` (``x509.Name``) for ``public_key``, signed by
+    ``signer`` in ``issuer``'s name, valid from 5 minutes ago for a day: for 127.0.0.1,
+    or a certificate authority's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    if authority:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True
+        )
+    else:
+        address = x509.IPAddress(ipaddress.ip_address(HOST))
+        builder = builder.add_extension(x509.SubjectAlternativeName([address]), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _write_pair(cert: Any, key: Any, cert_path: Path, key_path: Path, passphrase: bytes) -> None:
+    """Write ``cert`` and ``key`` in PEM (the key encrypted with ``passphrase`` if any)."""
+    from cryptography.hazmat.primitives import serialization
+
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    encryption: Any = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+    )
+
+
 def self_signed_certificate(directory: Path, passphrase: bytes = b"") -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1, made here (no files shipped): the paths of
     its PEM certificate and key, written in ``directory`` (the key encrypted with
     ``passphrase`` when one is given)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
+    cert = _certificate(name, name, key.public_key(), key)
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(passphrase)
-            if passphrase
-            else serialization.NoEncryption(),
-        )
-    )
+    _write_pair(cert, key, cert_path, key_path, passphrase)
     return str(cert_path), str(key_path)
 
 
@@ -174,24 +196,13 @@ def certificate_authority(directory: Path, name: str = "statewire test CA") -> A
     for ``subject`` (a ``cryptography`` ``x509.Name``, for 127.0.0.1 too) and its key,
     as ``stem``.pem and ``stem``.key, and returns their paths."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_cert = _certificate(ca_name, ca_name, ca_key.public_key(), ca_key, authority=True)
 
     class Authority:
         path = directory / f"{name.replace(' ', '-')}.pem"
@@ -199,32 +210,9 @@ def certificate_authority(directory: Path, name: str = "statewire test CA") -> A
         @staticmethod
         def issue(subject: Any, stem: str, passphrase: bytes = b"") -> tuple[str, str]:
             key = ec.generate_private_key(ec.SECP256R1())
-            cert = (
-                x509.CertificateBuilder()
-                .subject_name(subject)
-                .issuer_name(ca_name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(
-                    x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
-                    critical=False,
-                )
-                .sign(ca_key, hashes.SHA256())
-            )
+            cert = _certificate(subject, ca_name, key.public_key(), ca_key)
             cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
-            cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-            encryption: Any = (
-                serialization.BestAvailableEncryption(passphrase)
-                if passphrase
-                else serialization.NoEncryption()
-            )
-            key_path.write_bytes(
-                key.private_bytes(
-                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-                )
-            )
+            _write_pair(cert, key, cert_path, key_path, passphrase)
             return str(cert_path), str(key_path)
 
     Authority.path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
