@@ -50,6 +50,7 @@ import ssl
 from typing import Any
 
 from statewire._reactor import Port, Reactor, ssl_context
+from statewire._tls import check_server_context
 from statewire.hostname import HostnameEndpoint
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "serverFromString",
     "serverParts",
     "ssl_context",
+    "wantsTLS",
 ]
 
 
@@ -461,13 +463,19 @@ def _systemd_descriptor(description: str, values: dict[str, str]) -> int:
     return _SYSTEMD_FIRST_FD + index
 
 
-def descriptionContext(description: str, values: dict[str, str] | None = None) -> ssl.SSLContext:
+def descriptionContext(
+    description: str, values: dict[str, str] | str | None = None, keyfile: str | None = None
+) -> ssl.SSLContext:
     """The server TLS context a description asks for (``values``: its values, as
     :func:`serverParts` gives them; parsed from ``description`` when ``None``): the key of
     ``privateKey=``, the certificate of ``certKey=`` (the key's file when absent), and the
-    TLS choices (module docstring). A ``ValueError`` naming the description when they do
-    not load or do not make sense (``serve --workers`` checks its ``ssl:`` ones so)."""
-    if values is None:
+    TLS choices (module docstring), tried on a client's hello in memory. A ``ValueError``
+    naming the description when they do not load or do not make sense (``serve
+    --workers`` checks its ``ssl:`` ones so). The older form, ``(description, certfile,
+    keyfile)``, is taken too."""
+    if isinstance(values, str):  # (description, certfile, keyfile)
+        values = {"certKey": values, "privateKey": keyfile or values}
+    elif values is None:
         values = serverParts(description)[1]
     key = values.get("privateKey")
     if key is None:
@@ -483,13 +491,23 @@ def descriptionContext(description: str, values: dict[str, str] | None = None) -
             raise ValueError(f"passwordEnv in {description!r}: {name} is not set")
         choices["password"] = os.environ[name]
     try:
-        return ssl_context(cert, key, **choices)
+        context = ssl_context(cert, key, **choices)
     except (ssl.SSLError, OSError) as error:
+        wrong = " (a wrong passphrase?)" if "password" in choices else ""
         raise ValueError(
-            f"cannot load the key or certificate of {description!r}: {error}"
+            f"cannot load the key or certificate of {description!r}{wrong}: {error}"
         ) from None
     except ValueError as error:  # (a choice that makes no sense, or a passphrase missing)
         raise ValueError(f"{description!r}: {error}") from None
+    # (a cipher list the key cannot serve with, said here rather than at the listen)
+    check_server_context(context, repr(description))
+    return context
+
+
+def wantsTLS(kind: str, values: dict[str, str]) -> bool:
+    """Whether a server description asks for TLS: ``ssl:``, or a key, a certificate or
+    a TLS choice on ``fd:``/``systemd:`` (which then needs its key: never served plain)."""
+    return kind == "ssl" or any(name in values for name in ("privateKey", "certKey", *TLS_CHOICES))
 
 
 def _server(
@@ -498,8 +516,7 @@ def _server(
     """The endpoint of a description, and, when ``proxied`` and it asks for TLS, the
     context the PROXY relay starts TLS with after the header (the endpoint then plain)."""
     if kind in ("fd", "systemd"):
-        tls = "privateKey" in values or "certKey" in values
-        context = descriptionContext(description, values) if tls else None
+        context = descriptionContext(description, values) if wantsTLS(kind, values) else None
         fileno, family = handedDescriptor(description)
         if proxied:
             return AdoptedStreamServerEndpoint(reactor, fileno, family), context

@@ -67,6 +67,7 @@ from statewire.endpoints import (
     handedDescriptor,
     serverDescription,
     serverParts,
+    wantsTLS,
 )
 from statewire.error import CannotListenError
 from statewire.runtime.listening import REUSE_PORT, adopted_stream, bound_tcp, bound_unix
@@ -157,7 +158,7 @@ def _bind(description: str, count: int) -> _Listener:
         raise WorkersError(str(error)) from None
     options = {k: v for k, v in values.items() if k.startswith("proxy")}
     backlog = _number(values, "backlog", "50", description)
-    if kind == "ssl" or "privateKey" in values or "certKey" in values:
+    if wantsTLS(kind, values):
         # TLS (ssl:, or fd:/systemd: with a key): each worker gets the key and certificate
         key = values.get("privateKey")
         if key is None:

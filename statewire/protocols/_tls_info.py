@@ -12,8 +12,10 @@ reaches a handler has a valid one or none.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 #: the TLS versions' numbers on the wire (what ASGI's ``tls_version`` gives)
@@ -30,6 +32,30 @@ _SHORT_NAMES = {
     "domainComponent": "DC",
     "userId": "UID",
 }
+#: the dotted numbers (OIDs) of the other attributes a certificate's name often holds,
+#: by the long name ``getpeercert()`` gives (RFC 4514 2.3 writes an attribute without a
+#: short name by its number, as ``cryptography``'s ``rfc4514_string()`` does)
+_NUMBERS = {
+    "emailAddress": "1.2.840.113549.1.9.1",
+    "surname": "2.5.4.4",
+    "serialNumber": "2.5.4.5",
+    "title": "2.5.4.12",
+    "description": "2.5.4.13",
+    "businessCategory": "2.5.4.15",
+    "postalCode": "2.5.4.17",
+    "postOfficeBox": "2.5.4.18",
+    "name": "2.5.4.41",
+    "givenName": "2.5.4.42",
+    "initials": "2.5.4.43",
+    "generationQualifier": "2.5.4.44",
+    "x500UniqueIdentifier": "2.5.4.45",
+    "dnQualifier": "2.5.4.46",
+    "pseudonym": "2.5.4.65",
+    "organizationIdentifier": "2.5.4.97",
+    "jurisdictionLocalityName": "1.3.6.1.4.1.311.60.2.1.1",
+    "jurisdictionStateOrProvinceName": "1.3.6.1.4.1.311.60.2.1.2",
+    "jurisdictionCountryName": "1.3.6.1.4.1.311.60.2.1.3",
+}
 #: the ciphers' IANA numbers by OpenSSL name, filled from each context met
 _CIPHER_NUMBERS: dict[str, int] = {}
 
@@ -44,13 +70,13 @@ class TLSInfo:
     cipher: str | None
     #: its IANA number (``0x1302``), when OpenSSL lists it
     cipher_suite: int | None
-    #: the client's certificate chain, DER, its own certificate first: the verified chain
+    #: the client's certificate chain, DER, its own certificate first: the chain it sent
     #: where Python gives it (3.13 and later), else the client's certificate alone; empty
     #: when the client sent none (or was not asked)
     peer_chain: tuple[bytes, ...] = ()
     #: the client's certificate as ``ssl.SSLObject.getpeercert()`` gives it (subject,
-    #: issuer, ``subjectAltName``, validity...), when it sent a valid one
-    peer_certificate: dict[str, Any] | None = field(default=None, compare=False)
+    #: issuer, ``subjectAltName``, validity...), read-only, when it sent a valid one
+    peer_certificate: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def version_number(self) -> int | None:
@@ -97,14 +123,16 @@ def tls_info(transport: Any) -> TLSInfo | None:
     leaf = ssl_object.getpeercert(binary_form=True)
     chain: tuple[bytes, ...] = ()
     if leaf:
-        verified = getattr(ssl_object, "get_verified_chain", None)  # (Python 3.13)
-        chain = tuple(bytes(c) for c in verified()) if verified is not None else (leaf,)
+        # what the client sent (Python 3.13 gives it whole), else its certificate alone
+        sent = getattr(ssl_object, "get_unverified_chain", None)
+        chain = tuple(bytes(c) for c in sent()) if sent is not None else (leaf,)
+    fields = ssl_object.getpeercert()
     return TLSInfo(
         ssl_object.version(),
         name,
         _cipher_number(name, ssl_object.context),
         chain,
-        ssl_object.getpeercert() or None,
+        MappingProxyType(fields) if fields else None,
     )
 
 
@@ -121,16 +149,24 @@ def _cipher_number(name: str | None, context: ssl.SSLContext) -> int | None:
 def rfc4514(subject: Any) -> str:
     """The name ``getpeercert()`` gives as a subject (relative names, each a tuple of
     ``(attribute, value)`` pairs, the most general first), written as RFC 4514 says: the
-    most specific first, short attribute names where RFC 4514 has one, special characters
-    escaped."""
+    most specific first; an attribute by its short name where RFC 4514 has one, else by
+    its number (``_NUMBERS``; an attribute unknown there by the name ``ssl`` gives);
+    special characters escaped. A value that is not text (``bytes``, from an attribute
+    whose type is not a string) is written ``#`` and its octets in hex."""
     return ",".join(
-        "+".join(f"{_SHORT_NAMES.get(key, key)}={_escaped(value)}" for key, value in rdn)
+        "+".join(f"{_attribute(key)}={_escaped(value)}" for key, value in rdn)
         for rdn in reversed(subject)
     )
 
 
-def _escaped(value: str) -> str:
+def _attribute(key: str) -> str:
+    return _SHORT_NAMES.get(key) or _NUMBERS.get(key) or key
+
+
+def _escaped(value: str | bytes) -> str:
     """An attribute's value with RFC 4514 §2.4's characters escaped."""
+    if not isinstance(value, str):
+        return "#" + bytes(value).hex()
     out = []
     for index, char in enumerate(value):
         if char in '"+,;<>\\' or (char == "#" and index == 0):
