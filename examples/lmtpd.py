@@ -14,12 +14,18 @@ take it gets ``451 4.2.0 <...> mailbox unavailable``, and the others their deliv
 Configured by the environment: ``LMTPD_MAILBOXES``, ``LMTPD_HOSTNAME`` (default
 ``localhost``), ``LMTPD_MAX_SIZE`` (octets; default 32 MiB).
 
-statewire serve examples/lmtpd.py:factory --listen unix:/run/lmtpd.sock
+A user's name is its folder's, as the address has it: case counts, ``alice+tag`` is not
+``alice``, and a quoted local part is refused. Each copy is on disk (``fsync``) before its
+``250``. Run it as the mailboxes' owner, not as root (it writes where their folders say),
+and let only the MTA reach its socket (``mode=660``, the MTA's group):
+
+statewire serve examples/lmtpd.py:factory --listen unix:/run/lmtpd.sock:mode=660
 swaks --socket /run/lmtpd.sock --protocol LMTP --to alice@example.org,bob@example.org
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -62,8 +68,9 @@ class Copy:
         try:
             for sub in ("tmp", "new", "cur"):
                 (maildir / sub).mkdir(mode=0o700, exist_ok=True)
-            # mail is private: readable by its owner only, whatever the umask
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            # mail is private: readable by its owner only, whatever the umask (and a link
+            # planted in the Maildir is not followed)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
             self.file = os.fdopen(os.open(maildir / "tmp" / self.name, flags, 0o600), "wb")
             self.file.write(head + b"Delivered-To: %s\r\n" % recipient)
         except OSError:
@@ -79,6 +86,8 @@ class Copy:
     def deliver(self) -> Reply:
         if self.file is not None:
             try:
+                self.file.flush()
+                os.fsync(self.file.fileno())  # (on disk before the MTA is told delivered)
                 self.file.close()
                 self.file = None
                 (self.maildir / "tmp" / self.name).rename(self.maildir / "new" / self.name)
@@ -88,10 +97,11 @@ class Copy:
         return reply(451, b"4.2.0 <%s> mailbox unavailable" % self.recipient)
 
     def abort(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-        (self.maildir / "tmp" / self.name).unlink(missing_ok=True)
+        file, self.file = self.file, None
+        with contextlib.suppress(OSError):  # (a full disk fails the close's flush again)
+            if file is not None:
+                file.close()
+            (self.maildir / "tmp" / self.name).unlink(missing_ok=True)
 
 
 class Delivery(MessageSink):

@@ -149,6 +149,64 @@ def test_a_refused_message_refuses_it_for_every_recipient() -> None:
     assert answered[-2:] == [answered[-1]] * 2 and answered[-1].startswith("500 5.5.2")
 
 
+def test_a_last_bdat_chunk_past_the_size_is_refused_to_every_recipient() -> None:
+    answered, _ = _talk(ENVELOPE + b"BDAT 200 LAST\r\n" + b"x" * 200 + b"NOOP\r\n", max_size=100)
+    assert answered[-4:] == [answered[-2]] * 3 + ["250 2.0.0 Ok"]
+    assert answered[-2].startswith("552 5.3.4")
+    # a chunk before the last: its one reply, and the transaction is over
+    answered, _ = _talk(ENVELOPE + b"BDAT 200\r\n" + b"x" * 200 + b"NOOP\r\n", max_size=100)
+    assert answered[-2].startswith("552 5.3.4") and answered[-3] == "250 2.1.5 Ok"
+
+
+def test_data_without_recipients_is_503_in_lmtp() -> None:
+    nobody = b"LHLO m\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<bad@x.test>\r\n"
+    answered, _ = _talk(nobody + b"DATA\r\n")
+    assert answered[-1] == "503 5.5.1 Error: no valid recipients"
+    answered, _ = _talk(nobody + b"BDAT 2 LAST\r\nhi")
+    assert answered[-1] == "503 5.5.1 Error: no valid recipients"
+
+
+def test_a_message_refused_to_many_recipients_counts_one_error() -> None:
+    many = b"".join(b"RCPT TO:<r%d@x.test>\r\n" % n for n in range(25))
+    session = b"LHLO m\r\nMAIL FROM:<s@x.test>\r\n" + many + b"DATA\r\nbare\nLF\r\n.\r\n"
+    answered, _ = _talk(session + b"NOOP\r\n", max_errors=3)
+    assert answered[-26:-1] == [answered[-2]] * 25 and answered[-2].startswith("500 5.5.2")
+    assert answered[-1] == "250 2.0.0 Ok"  # (not cut off: one error of three)
+    refused = reply(451, "4.2.0 later")
+    answered, _ = _talk(session.replace(b"bare\nLF", b"fine") + b"NOOP\r\n", answers=refused)
+    assert answered[-26:] == ["451 4.2.0 later"] * 25 + ["250 2.0.0 Ok"]
+
+
+def test_the_mail_log_takes_the_answer_as_the_client_gets_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def each(n: int) -> Any:
+        return (None for _ in range(n))  # (a generator: read once)
+
+    class Once(Handler):
+        def message(self, session: SMTPConnection, envelope: Envelope) -> MessageSink:
+            return Each(envelope, each(len(envelope.recipients)))
+
+    factory, protocol, transport = _session(access_log=True)
+    factory.handler = Once()
+    with caplog.at_level(logging.INFO, "statewire.mail"):
+        protocol.dataReceived(ENVELOPE + b"DATA\r\nHi\r\n.\r\n")
+    assert _replies(transport.value())[-3:] == ["250 2.0.0 Ok"] * 3
+    (entry,) = [r.getMessage() for r in caplog.records if r.name == "statewire.mail"]
+    assert " 250 " in entry
+
+
+def test_a_wrong_answer_is_logged_as_unanswered_not_as_delivered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    smtp = b"EHLO m\r\nMAIL FROM:<s@x.test>\r\nRCPT TO:<a@x.test>\r\nDATA\r\nHi\r\n.\r\n"
+    with caplog.at_level(logging.INFO):
+        answered, _ = _talk(smtp, factory_class=SMTPFactory, answers=[None], access_log=True)
+    assert answered[-1].startswith("421 4.3.0")
+    (entry,) = [r.getMessage() for r in caplog.records if r.name == "statewire.mail"]
+    assert entry.endswith('- "the application\'s answer was wrong"') and "250" not in entry
+
+
 @pytest.mark.parametrize(
     "answers",
     [[None], [None, None, None, None], [None, "250 ok", None], (reply(250, "x"), None, 7)],
@@ -177,7 +235,9 @@ def test_smtp_keeps_one_reply_a_message() -> None:
     [
         (b"EHLO mta.test", "500 5.5.1 Error: this is LMTP: LHLO, not EHLO or HELO"),
         (b"helo mta.test", "500 5.5.1 Error: this is LMTP: LHLO, not EHLO or HELO"),
+        (b"EHLO\tmta.test", "500 5.5.1 Error: this is LMTP: LHLO, not EHLO or HELO"),
         (b"LHLO", "501 5.5.4 Syntax: LHLO hostname"),
+        (b"BDAT 2", "503 5.5.1 Error: send LHLO first; closing"),
         (b"MAIL FROM:<a@b>", "503 5.5.1 Error: send LHLO first"),
         (b"HELP", "214 2.0.0 STARTTLS AUTH; see RFC 2033"),
     ],
@@ -299,3 +359,27 @@ def test_swaks_lmtp_reads_a_reply_for_each_recipient(lmtpd: tuple[Path, Path]) -
         < after.index("221 2.0.0 Bye")
     )
     assert len(_delivered(boxes, "alice")) == len(_delivered(boxes, "bob")) == 1
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_full_mailbox_fails_its_recipient_alone(tmp_path: Path) -> None:
+    """A write that meets a full disk (``/dev/full``) drops that copy, and its abort (whose
+    close flushes again, and fails again) raises nothing: the others are delivered."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lmtpd_example", EXAMPLES / "lmtpd.py")
+    assert spec is not None and spec.loader is not None
+    lmtpd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lmtpd)
+    for user in ("alice", "tiny"):
+        (tmp_path / user).mkdir()
+    envelope = Envelope(b"s@x.test", {}, [b"alice@x.test", b"tiny@x.test"])
+    delivery = lmtpd.Delivery(tmp_path, envelope)
+    full = delivery.copies[1]
+    full.file.close()
+    full.file = open("/dev/full", "wb")  # noqa: SIM115 - closed by the copy
+    delivery.write(b"x" * 100_000)  # (past the buffer: the write itself fails)
+    answers = delivery.close()
+    assert [a.code for a in answers] == [250, 451]
+    assert len(list((tmp_path / "alice" / "new").iterdir())) == 1
+    assert not list((tmp_path / "tiny" / "tmp").iterdir())

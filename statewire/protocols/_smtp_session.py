@@ -167,11 +167,11 @@ class SMTPConnection(MachineProtocol):
         """The application's handler (the factory's)."""
         return self.factory.handler
 
-    def reply(self, answer: Reply) -> None:
+    def reply(self, answer: Reply, counted: bool = True) -> None:
         """Send one reply. The :attr:`SMTPFactory.max_errors`-th reply to a mistake of the
         client's is followed by ``421 4.7.0`` and the connection closes (as Postfix's
         ``smtpd_hard_error_limit``): no endless password guessing or junk on one
-        connection."""
+        connection (``counted`` false: the caller counts it)."""
         if self.cut_off:
             return  # the 421 was the last reply
         batch = self.batch
@@ -184,7 +184,7 @@ class SMTPConnection(MachineProtocol):
             batch.append(answer.wire)
             if len(batch) >= BATCH_LIMIT:
                 self.send_replies()
-        if answer.code >= 400 and answer.code not in UNCOUNTED:
+        if counted and answer.code >= 400 and answer.code not in UNCOUNTED:
             self.count_error()
 
     def count_error(self) -> None:
@@ -479,9 +479,14 @@ class SMTPConnection(MachineProtocol):
         assert entry is not None and envelope is not None
 
         def respond(answer: Reply | Sequence[Decision]) -> None:
-            first = answer if isinstance(answer, Reply) else self.each_recipient(answer)[0]
+            try:
+                answered = self.message_answer(answer)
+            except Exception:
+                entry.done(client, envelope, size, 0, b"the application's answer was wrong")
+                raise
+            first = answered if isinstance(answered, Reply) else answered[0]
             entry.done(client, envelope, size, first.code, first.lines[-1])
-            self.answer_message(answer)
+            self.answer_message(answered)
 
         return respond
 
@@ -489,29 +494,44 @@ class SMTPConnection(MachineProtocol):
         """Answer a message. Accepted, the error and junk counts start again (as
         Postfix's do), so a long session of good messages is not cut off by their few
         refused recipients; refused, the reply counts as any error. LMTP: one reply for
-        each recipient accepted (:meth:`each_recipient`), accepted if one is."""
-        if self.lmtp:
-            answers = self.each_recipient(answer)
-            if any(each.code < 300 for each in answers):
+        each recipient accepted (:meth:`message_answer`); the message is accepted if one
+        recipient's is, and refused to all counts as one error, however many they are."""
+        answered = self.message_answer(answer)
+        if isinstance(answered, Reply):
+            if answered.code < 300:
                 self.errors = self.junk = 0
-            for each in answers:
-                self.reply(each)
+            self.reply(answered)
             return
-        if not isinstance(answer, Reply):
-            raise TypeError(f"a message's answer is one reply (a sequence is LMTP's): {answer!r}")
-        if answer.code < 300:
+        accepted = any(each.code < 300 for each in answered)
+        if accepted:
             self.errors = self.junk = 0
-        self.reply(answer)
+        for each in answered:
+            self.reply(each, counted=False)
+        counted = any(e.code >= 400 and e.code not in UNCOUNTED for e in answered)
+        if not accepted and counted and not self.cut_off:
+            self.count_error()
 
-    def each_recipient(self, answer: Reply | Sequence[Decision]) -> list[Reply]:
-        """LMTP's replies at a message's end, one for each recipient accepted, in their
-        order (RFC 2033 4.2): ``answer`` for each, or the sink's sequence of decisions, one
-        for each (``None``: the usual ``250``). A sequence of another length, or holding
-        anything but replies and ``None``, is the application's error (``ValueError``:
-        the session answers ``421`` and closes, as for any handler that raised)."""
+    def message_answer(self, answer: Reply | Sequence[Decision]) -> Reply | list[Reply]:
+        """The replies that answer a message: ``answer`` itself (SMTP), or LMTP's, one
+        for each recipient accepted, in their order (RFC 2033 4.2): ``answer`` for each,
+        or the sink's sequence of decisions, one for each (``None``: the usual ``250``).
+        Anything else is the application's error (``TypeError``, ``ValueError``: the
+        session answers ``421`` and closes, as for any handler that raised)."""
+        if not self.lmtp:
+            if not isinstance(answer, Reply):
+                raise TypeError(
+                    f"a message's answer is one reply (a sequence is LMTP's): {answer!r}"
+                )
+            return answer
         count = max(1, self.answers_due)
         if isinstance(answer, Reply):
             return [answer] * count
+        if (
+            isinstance(answer, list)
+            and len(answer) == count
+            and all(isinstance(each, Reply) for each in answer)
+        ):
+            return answer  # (made here before: the mail log's respond)
         answers = list(answer)
         if len(answers) != count or not all(a is None or isinstance(a, Reply) for a in answers):
             raise ValueError(
@@ -769,7 +789,12 @@ class SMTPConnection(MachineProtocol):
             if self.message_log is not None:
                 self.log_message(skipped.code, skipped.lines[-1])
             self.forget()
-            self.reply(skipped)
+            if self.lmtp and self.chunk_last and skipped is TOO_BIG:
+                # the message's last chunk, refused: LMTP answers each recipient (a chunk
+                # before the last gets its own one reply, and ends the transaction)
+                self.answer_message(skipped)
+            else:
+                self.reply(skipped)
             machine.message_ended()
             return written
         if not self.chunk_last:
@@ -812,7 +837,8 @@ class SMTPConnection(MachineProtocol):
         if isinstance(error, UnexpectedInput):
             if error.input == "bdat" and state == "greeted":
                 # its octets follow and cannot be told from commands: stop reading
-                self.reply(reply(503, "5.5.1 Error: send EHLO first; closing"))
+                first = "LHLO" if self.lmtp else "EHLO"
+                self.reply(reply(503, f"5.5.1 Error: send {first} first; closing"))
                 self.close()
                 return
             self.reply(_out_of_sequence(state, error.input, self.lmtp))
@@ -838,9 +864,8 @@ def _syntax(error: ArgumentError, usage: str) -> Reply:
 def _out_of_sequence(state: str, name: str, lmtp: bool = False) -> Reply:
     """The 503 for command ``name`` in ``state`` (of an LMTP session: ``lmtp``)."""
     if state == "greeted":
-        return reply(
-            503, "5.5.1 Error: send LHLO first" if lmtp else "5.5.1 Error: send HELO/EHLO first"
-        )
+        first = "LHLO" if lmtp else "HELO/EHLO"
+        return reply(503, f"5.5.1 Error: send {first} first")
     if name == "mail":
         return reply(503, "5.5.1 Error: nested MAIL command")
     if name in ("rcpt", "data", "bdat") and state == "identified":

@@ -282,6 +282,12 @@ def check_recipient(machine: Inputs, core: SMTPConnection, argument: bytes) -> A
     return decision
 
 
+def _no_recipients(core: SMTPConnection) -> Reply:
+    """DATA or BDAT with no recipient accepted: ``554`` (RFC 2920 3.1: with pipelining,
+    the recipients were refused), LMTP's ``503`` (RFC 2033 4.2)."""
+    return reply(503 if core.lmtp else 554, "5.5.1 Error: no valid recipients")
+
+
 @transaction.upon(Inputs.data).to(data)
 def start_data(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
     assert core.envelope is not None
@@ -289,7 +295,7 @@ def start_data(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
         core.reply(reply(501, "5.5.4 Syntax: DATA"))
         machine.data_refused()
     elif not core.envelope.recipients:
-        core.reply(reply(554, "5.5.1 Error: no valid recipients"))
+        core.reply(_no_recipients(core))
         machine.data_refused()
     else:
         core.open_message()
@@ -328,7 +334,7 @@ def skip_chunk(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
     if parsed is not None:
         envelope = core.envelope
         refusal = (
-            reply(554, "5.5.1 Error: no valid recipients")
+            _no_recipients(core)
             if envelope is not None
             else reply(503, "5.5.1 Error: need MAIL command")
         )
@@ -413,7 +419,7 @@ def help_(machine: Inputs, core: SMTPConnection, argument: bytes) -> None:
 def unknown(machine: Inputs, core: SMTPConnection, line: bytes) -> None:
     if not line or bare_newline(line) or not line[:1].isalpha():
         core.reply(reply(500, "5.5.2 Error: bad syntax"))
-    elif core.lmtp and line.partition(b" ")[0].upper() in (b"EHLO", b"HELO"):
+    elif core.lmtp and line.split(maxsplit=1)[0].upper() in (b"EHLO", b"HELO"):
         # RFC 2033 4.1: an LMTP server takes LHLO, never EHLO or HELO (a client that
         # speaks SMTP to it must not believe its mail delivered the SMTP way)
         core.reply(reply(500, "5.5.1 Error: this is LMTP: LHLO, not EHLO or HELO"))
