@@ -7,7 +7,8 @@ each of them after the message. Here a user is a folder under ``LMTPD_MAILBOXES`
 ``./mailboxes``): ``RCPT TO:<alice@anywhere>`` is accepted when ``alice/`` is there (a
 Maildir, its ``tmp``, ``new`` and ``cur`` made at the first delivery), else refused
 (``550 5.1.1``). The message is written as it arrives into each recipient's ``tmp/``,
-under a ``Return-Path`` and that recipient's ``Delivered-To``, and moved into ``new/``
+under a ``Return-Path``, the ``Received`` trace (RFC 5321 4.4) and that recipient's
+``Delivered-To``, and moved into ``new/``
 once complete: ``250 2.0.0 <alice@anywhere> delivered``. A recipient whose Maildir cannot
 take it gets ``451 4.2.0 <...> mailbox unavailable``, and the others their delivery.
 
@@ -105,14 +106,18 @@ class Copy:
 
 
 class Delivery(MessageSink):
-    """One message, a copy for each recipient."""
+    """One message, a copy for each recipient, each under its own trace."""
 
-    def __init__(self, mailboxes: Path, envelope: Envelope) -> None:
-        head = b"Return-Path: <%s>\r\n" % envelope.sender
-        self.copies = [
-            Copy(mailboxes / (user_of(r) or b"").decode("ascii"), r, head)
-            for r in envelope.recipients
-        ]
+    def __init__(
+        self, mailboxes: Path, envelope: Envelope, session: SMTPConnection | None = None
+    ) -> None:
+        self.copies = []
+        for r in envelope.recipients:
+            head = b"Return-Path: <%s>\r\n" % envelope.sender
+            if session is not None:
+                head += session.trace(envelope, recipient=r)
+            folder = mailboxes / (user_of(r) or b"").decode("ascii")
+            self.copies.append(Copy(folder, r, head))
 
     def write(self, data: bytes) -> None:
         for copy in self.copies:
@@ -139,7 +144,7 @@ class MailboxHandler(SMTPHandler):
         return None
 
     def message(self, session: SMTPConnection, envelope: Envelope) -> MessageSink:
-        return Delivery(self.mailboxes, envelope)
+        return Delivery(self.mailboxes, envelope, session)
 
 
 def make_factory() -> LMTPFactory:

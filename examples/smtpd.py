@@ -1,7 +1,8 @@
 """An SMTP server that accepts mail for anyone and files each message into a Maildir.
 
 Each message is written as it arrives (never held whole) into ``tmp/`` of the Maildir,
-under a ``Return-Path`` and one ``Delivered-To`` per recipient (the envelope), then moved
+under a ``Return-Path``, the ``Received`` trace (RFC 5321 4.4: the client's name and
+address, the protocol, the queue id) and one ``Delivered-To`` per recipient, then moved
 into ``new/`` once complete; the client is told ``250 2.0.0 Ok: queued as <id>``.
 A message refused (too large, a bare LF, the client gave up) leaves nothing behind.
 
@@ -48,15 +49,15 @@ _HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 class MaildirMessage(MessageSink):
     """One message on its way into the Maildir: ``tmp/NAME`` until complete."""
 
-    def __init__(self, maildir: Path, envelope: Envelope) -> None:
-        self.queue_id = secrets.token_hex(6).upper()
+    def __init__(self, maildir: Path, envelope: Envelope, trace: bytes, queue_id: str) -> None:
+        self.queue_id = queue_id
         self.name = f"{time.time_ns()}.P{os.getpid()}Q{next(_counter)}.{_HOST}"
         self.maildir = maildir
         self.path = maildir / "tmp" / self.name
         # mail is private: readable by its owner only, whatever the umask
         descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self.file: IO[bytes] | None = os.fdopen(descriptor, "wb")
-        header = b"Return-Path: <%s>\r\n" % envelope.sender
+        header = b"Return-Path: <%s>\r\n" % envelope.sender + trace
         for recipient in envelope.recipients:
             header += b"Delivered-To: %s\r\n" % recipient
         self.file.write(header)
@@ -88,7 +89,10 @@ class MaildirHandler(SMTPHandler):
     def message(self, session: SMTPConnection, envelope: Envelope) -> MessageSink:
         for sub in ("tmp", "new", "cur"):  # made at the first message, not on import
             (self.maildir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        return MaildirMessage(self.maildir, envelope)
+        queue_id = secrets.token_hex(6).upper()
+        only = envelope.recipients[0] if len(envelope.recipients) == 1 else None
+        trace = session.trace(envelope, id=queue_id, recipient=only)
+        return MaildirMessage(self.maildir, envelope, trace, queue_id)
 
 
 def _users(text: str) -> dict[bytes, bytes]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import re
 import shutil
 import smtplib
 import socket
@@ -533,10 +534,24 @@ def test_the_maildir_example_files_each_message_with_its_envelope(tmp_path: Path
     files = sorted((maildir / "new").iterdir())
     assert len(files) == 2 and list((maildir / "tmp").iterdir()) == []
     contents = sorted(f.read_bytes() for f in files)
-    assert contents[0] == (
-        b"Return-Path: <>\r\nDelivered-To: c@d.test\r\nSubject: two\r\n\r\nbounce\r\n"
+    # the trace (RFC 5321 4.4): the client's name and address, the queue id told to it,
+    # the one recipient of a message of one; a date
+    trace = (
+        rb"Received: from (\S+) \(\[127\.0\.0\.1\]\)\r\n\tby mx\.example with ESMTP "
+        rb"id ([0-9A-F]{12})%s;\r\n\t[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} [0-9:]{8} "
+        rb"[+-]\d{4}\r\n"
     )
-    assert contents[1] == (
-        b"Return-Path: <a@b.test>\r\nDelivered-To: c@d.test\r\nDelivered-To: e@f.test\r\n"
-        b"Subject: one\r\n\r\n.hi\r\n"
+    bounce = re.fullmatch(
+        rb"Return-Path: <>\r\n"
+        + trace % rb"\r\n\tfor <c@d\.test>"
+        + rb"Delivered-To: c@d.test\r\nSubject: two\r\n\r\nbounce\r\n",
+        contents[0],
     )
+    assert bounce is not None and text.endswith(bounce.group(2))
+    first = re.fullmatch(
+        rb"Return-Path: <a@b.test>\r\n"
+        + trace % b""
+        + rb"Delivered-To: c@d.test\r\nDelivered-To: e@f.test\r\nSubject: one\r\n\r\n\.hi\r\n",
+        contents[1],
+    )
+    assert first is not None and first.group(1) == smtp.local_hostname.encode()

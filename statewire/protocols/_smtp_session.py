@@ -41,6 +41,7 @@ from statewire.protocols._smtp_handler import (
     then,
 )
 from statewire.protocols._smtp_log import MessageLog
+from statewire.protocols._smtp_trace import protocol_name, received
 
 if TYPE_CHECKING:
     from statewire.protocols.smtp import Inputs, SMTPFactory
@@ -539,6 +540,24 @@ class SMTPConnection(MachineProtocol):
                 f"of the {count} recipients (or one reply for all)"
             )
         return [OK if each is None else each for each in answers]
+
+    def trace(
+        self, envelope: Envelope, *, id: str | None = None, recipient: bytes | None = None
+    ) -> bytes:
+        """The ``Received:`` header field a server accepting ``envelope``'s message puts
+        at its top (RFC 5321 4.4; :func:`~statewire.protocols._smtp_trace.received`):
+        from the client's name and address, by the server's hostname, with the protocol
+        as RFC 3848 names it, under ``id``, for ``recipient`` (give it for one)."""
+        utf8 = b"SMTPUTF8" in envelope.sender_parameters
+        protocol = protocol_name(self.lmtp, self.extended, envelope.tls, envelope.user, utf8)
+        return received(
+            self.factory.hostname,
+            envelope.helo,
+            self.client(),
+            protocol,
+            id=id,
+            recipient=recipient,
+        )
 
     def client(self) -> tuple[str, int] | None:
         """The client's (host, port), when the transport says."""

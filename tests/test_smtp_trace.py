@@ -1,0 +1,132 @@
+"""The ``Received:`` trace field a server accepting a message writes (RFC 5321 4.4), with
+RFC 3848's protocol names: what it says, and that no client's name can change how it
+reads (Hypothesis, with Python's own header parser as the judge)."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from grammars.smtp import hello_name
+from statewire.protocols._smtp_trace import protocol_name, received
+from statewire.protocols.smtp import (
+    Envelope,
+    LMTPFactory,
+    MessageSink,
+    SMTPConnection,
+    SMTPFactory,
+    SMTPHandler,
+)
+from statewire.testing.memory import Clock, StringTransport
+
+WHEN = datetime(2026, 12, 4, 15, 0, 5, tzinfo=timezone(timedelta(hours=1)))
+
+
+def test_a_trace_says_from_whom_by_whom_how_which_id_for_whom_and_when() -> None:
+    field = received(
+        "mx.example",
+        b"client.example",
+        ("192.0.2.7", 50000),
+        "ESMTPS",
+        id="4F2A",
+        recipient=b"bob@example.org",
+        when=WHEN,
+    )
+    assert field == (
+        b"Received: from client.example ([192.0.2.7])\r\n"
+        b"\tby mx.example with ESMTPS id 4F2A\r\n"
+        b"\tfor <bob@example.org>;\r\n"
+        b"\tFri, 04 Dec 2026 15:00:05 +0100\r\n"
+    )
+    ipv6 = received("mx", b"[IPv6:2001:db8::1]", ("2001:db8::1", 1), "ESMTP", when=WHEN)
+    assert ipv6.startswith(
+        b"Received: from [IPv6:2001:db8::1] ([IPv6:2001:db8::1])\r\n\tby mx with ESMTP;\r\n"
+    )
+    unknown = received("mx", b"c.test", None, "SMTP", when=WHEN)
+    assert unknown.startswith(b"Received: from c.test\r\n\tby mx with SMTP;\r\n")
+
+
+def test_a_name_that_is_not_a_domain_goes_in_the_comment_escaped() -> None:
+    field = received("mx", b"caf\xc3\xa9(x);y\\", ("10.0.0.1", 25), "ESMTP", when=WHEN)
+    assert field.startswith(
+        b"Received: from unknown (helo=caf\\xc3\\xa9\\(x\\);y\\\\ [10.0.0.1])\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lmtp", "extended", "tls", "user", "utf8", "name"),
+    [
+        (False, False, False, None, False, "SMTP"),
+        (False, False, True, b"u", True, "SMTP"),
+        (False, True, False, None, False, "ESMTP"),
+        (False, True, True, None, False, "ESMTPS"),
+        (False, True, False, b"u", False, "ESMTPA"),
+        (False, True, True, b"u", False, "ESMTPSA"),
+        (False, True, True, b"u", True, "UTF8SMTPSA"),
+        (True, True, False, None, False, "LMTP"),
+        (True, True, True, b"u", False, "LMTPSA"),
+        (True, True, False, None, True, "UTF8LMTP"),
+    ],
+)
+def test_protocol_names_are_rfc_3848s(
+    lmtp: bool, extended: bool, tls: bool, user: bytes | None, utf8: bool, name: str
+) -> None:
+    assert protocol_name(lmtp, extended, tls, user, utf8) == name
+
+
+#: what EHLO takes as a name (``hello_name``: no space, no control octet)
+names = st.binary(min_size=1, max_size=40).filter(lambda b: hello_name(b) == b)
+
+
+@given(names)
+def test_no_client_name_changes_how_the_field_reads(helo: bytes) -> None:
+    field = received("mx.example", helo, ("127.0.0.1", 1), "ESMTP", id="ID1", when=WHEN)
+    assert field.isascii() and field.count(b"\r\n") == 3  # (folded, never a new field)
+    message = email.message_from_bytes(field + b"\r\nbody\r\n", policy=email.policy.default)
+    assert list(message.keys()) == ["Received"]
+    value = " ".join(str(message["Received"]).split())
+    stamp = re.fullmatch(r"from (\S+)(?: \((.*)\))? by mx\.example with ESMTP id ID1; (.+)", value)
+    assert stamp is not None and stamp.group(3) == "Fri, 04 Dec 2026 15:00:05 +0100"
+    comment = stamp.group(2)
+    assert comment is not None and comment.endswith("[127.0.0.1]")
+    if stamp.group(1) == "unknown":  # the name in the comment: no unescaped parenthesis
+        assert re.search(r"(?<!\\)[()]", comment) is None
+
+
+@pytest.mark.parametrize(
+    ("factory", "hello", "expected"),
+    [
+        (SMTPFactory, b"EHLO", b"ESMTP"),
+        (SMTPFactory, b"HELO", b"SMTP"),
+        (LMTPFactory, b"LHLO", b"LMTP"),
+    ],
+)
+def test_a_session_traces_its_envelope(
+    factory: type[SMTPFactory], hello: bytes, expected: bytes
+) -> None:
+    traced: list[bytes] = []
+
+    class Tracing(SMTPHandler):
+        def message(self, session: SMTPConnection, envelope: Envelope) -> MessageSink:
+            traced.append(session.trace(envelope, id="Q1", recipient=envelope.recipients[0]))
+            return MessageSink()
+
+    server = factory(Tracing(), hostname="mx.test")
+    protocol = server.buildProtocol(None)
+    protocol.clock = Clock()
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(
+        hello + b" c.test\r\nMAIL FROM:<a@b.test> SMTPUTF8\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
+    )
+    (field,) = traced
+    utf8 = b"UTF8" + expected.replace(b"ESMTP", b"SMTP") if hello != b"HELO" else expected
+    assert field.startswith(
+        b"Received: from c.test ([127.0.0.1])\r\n\tby mx.test with %s id Q1\r\n"
+        b"\tfor <c@d.test>;\r\n" % utf8
+    )
