@@ -464,7 +464,11 @@ def _systemd_descriptor(description: str, values: dict[str, str]) -> int:
 
 
 def descriptionContext(
-    description: str, values: dict[str, str] | str | None = None, keyfile: str | None = None
+    description: str,
+    values: dict[str, str] | str | os.PathLike[str] | None = None,
+    keyfile: str | os.PathLike[str] | None = None,
+    *,
+    certfile: str | os.PathLike[str] | None = None,
 ) -> ssl.SSLContext:
     """The server TLS context a description asks for (``values``: its values, as
     :func:`serverParts` gives them; parsed from ``description`` when ``None``): the key of
@@ -472,9 +476,12 @@ def descriptionContext(
     TLS choices (module docstring), tried on a client's hello in memory. A ``ValueError``
     naming the description when they do not load or do not make sense (``serve
     --workers`` checks its ``ssl:`` ones so). The older form, ``(description, certfile,
-    keyfile)``, is taken too."""
-    if isinstance(values, str):  # (description, certfile, keyfile)
-        values = {"certKey": values, "privateKey": keyfile or values}
+    keyfile)``, is taken too (positional or by keyword, paths as ``str`` or
+    ``os.PathLike``)."""
+    if certfile is not None or isinstance(values, (str, os.PathLike)):
+        # (description, certfile, keyfile): the key in the certificate's file when absent
+        cert = os.fspath(certfile if certfile is not None else values)  # type: ignore[arg-type]
+        values = {"certKey": cert, "privateKey": cert if keyfile is None else os.fspath(keyfile)}
     elif values is None:
         values = serverParts(description)[1]
     key = values.get("privateKey")

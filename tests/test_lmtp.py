@@ -196,6 +196,17 @@ def test_the_mail_log_takes_the_answer_as_the_client_gets_it(
     assert " 250 " in entry
 
 
+def test_a_message_delivered_to_one_recipient_is_logged_delivered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    answers = [reply(452, "4.2.2 over quota"), None, None]
+    with caplog.at_level(logging.INFO, "statewire.mail"):
+        answered, _ = _talk(ENVELOPE + b"DATA\r\nHi\r\n.\r\n", answers=answers, access_log=True)
+    assert answered[-3:] == ["452 4.2.2 over quota", "250 2.0.0 Ok", "250 2.0.0 Ok"]
+    (entry,) = [r.getMessage() for r in caplog.records if r.name == "statewire.mail"]
+    assert entry.endswith(' 250 "2.0.0 Ok"')  # (as the session counts it: accepted)
+
+
 def test_a_wrong_answer_is_logged_as_unanswered_not_as_delivered(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -5,6 +5,7 @@ Sessions in memory on a test clock, then ``statewire serve examples/smtpd.py:fac
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import smtplib
@@ -129,6 +130,56 @@ def test_a_message_the_session_ended_is_logged_not_delivered(ending: str, why: b
     (entry,) = kept.entries
     assert (entry.status, entry.text, entry.delivered) == (0, why, False)
     assert entry.size in (4, 11)
+
+
+class Failing(SMTPHandler):
+    """A sink whose ``close()`` raises, or gives an answer that never comes."""
+
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def message(self, session: SMTPConnection, envelope: Envelope) -> MessageSink:
+        how = self.how
+
+        class Deciding(MessageSink):
+            def close(self) -> Any:
+                if how == "raises":
+                    raise RuntimeError("the disk is gone")
+                return asyncio.get_event_loop().create_future()  # (never decided)
+
+        return Deciding()
+
+
+@pytest.mark.parametrize(
+    ("how", "ending", "why"),
+    [
+        ("raises", None, b"not answered: a failure of the server's or the handler's"),
+        ("pending", "lost", b"not answered: the connection was lost"),
+        ("pending", "timeout", b"not answered: the client's timeout"),
+        ("pending", "stop", b"not answered: the server's shutdown"),
+    ],
+)
+def test_a_message_whose_answer_never_came_is_logged_not_answered(
+    how: str, ending: str | None, why: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> list[MessageEntry]:
+        protocol, transport, clock, kept = session()
+        protocol.factory.handler = Failing(how)
+        with caplog.at_level(logging.CRITICAL, "statewire.smtp"):
+            protocol.dataReceived(ENVELOPE + b"DATA\r\nsome text\r\n.\r\n")
+        if ending == "lost":
+            transport.loseConnection()
+            protocol.connectionLost()
+        elif ending == "timeout":
+            clock.advance(10_000)
+        elif ending == "stop":
+            protocol.stop_serving()
+        await asyncio.sleep(0)
+        return kept.entries
+
+    (entry,) = asyncio.run(main())
+    assert (entry.status, entry.text, entry.delivered) == (0, why, False)
+    assert entry.size == 11
 
 
 def test_no_entry_without_content_and_none_unless_asked(caplog: pytest.LogCaptureFixture) -> None:

@@ -63,7 +63,8 @@ def test_a_name_that_is_not_a_domain_goes_in_the_comment_escaped() -> None:
     ("lmtp", "extended", "tls", "user", "utf8", "name"),
     [
         (False, False, False, None, False, "SMTP"),
-        (False, False, True, b"u", True, "SMTP"),
+        (False, False, True, b"u", False, "SMTP"),
+        (False, False, False, None, True, "UTF8SMTP"),
         (False, True, False, None, False, "ESMTP"),
         (False, True, True, None, False, "ESMTPS"),
         (False, True, False, b"u", False, "ESMTPA"),
@@ -125,8 +126,48 @@ def test_a_session_traces_its_envelope(
         hello + b" c.test\r\nMAIL FROM:<a@b.test> SMTPUTF8\r\nRCPT TO:<c@d.test>\r\nDATA\r\n"
     )
     (field,) = traced
-    utf8 = b"UTF8" + expected.replace(b"ESMTP", b"SMTP") if hello != b"HELO" else expected
+    utf8 = b"UTF8LMTP" if expected == b"LMTP" else b"UTF8SMTP"  # (MAIL said SMTPUTF8)
     assert field.startswith(
         b"Received: from c.test ([127.0.0.1])\r\n\tby mx.test with %s id Q1\r\n"
         b"\tfor <c@d.test>;\r\n" % utf8
     )
+
+
+def test_a_long_odd_name_is_cut_short_and_every_line_stays_within_998_octets() -> None:
+    field = received("mx", b"(" * 500, ("10.0.0.1", 1), "ESMTP", id="I", when=WHEN)
+    first = field.split(b"\r\n")[0]
+    assert first == b"Received: from unknown (helo=" + b"\\(" * 64 + b"... [10.0.0.1])"
+    worst = received("mx", b"\xe9" * 500, ("10.0.0.1", 1), "ESMTP", when=WHEN)
+    assert max(len(line) for line in worst.split(b"\r\n")) <= 998
+
+
+@pytest.mark.parametrize("bad", ["A1\r\nBcc: victim@x", "a b", "x;y", "(c)", "\u00e9"])
+def test_an_id_or_a_server_name_that_would_break_the_field_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="printable ASCII"):
+        received("mx", b"c.test", None, "ESMTP", id=bad)
+    with pytest.raises(ValueError, match="printable ASCII"):
+        received(bad, b"c.test", None, "ESMTP")
+    with pytest.raises(ValueError, match="hostname="):
+        SMTPFactory(hostname=bad)
+
+
+def test_the_protocol_is_the_transactions_even_when_traced_later() -> None:
+    kept: list[tuple[SMTPConnection, Envelope]] = []
+
+    class Keeping(SMTPHandler):
+        def message(self, session: SMTPConnection, envelope: Envelope) -> MessageSink:
+            kept.append((session, envelope))
+            return MessageSink()
+
+    protocol = SMTPFactory(Keeping(), hostname="mx.test").buildProtocol(None)
+    protocol.clock = Clock()
+    protocol.makeConnection(StringTransport())
+    protocol.dataReceived(
+        b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\nx\r\n.\r\n"
+    )
+    protocol.dataReceived(b"HELO other.test\r\nMAIL FROM:<a@b.test> SMTPUTF8\r\n")
+    protocol.dataReceived(b"RCPT TO:<c@d.test>\r\nDATA\r\nx\r\n.\r\n")
+    (session, first), (_, second) = kept
+    assert b" with ESMTP;" in session.trace(first)  # (EHLO's, though HELO came since)
+    assert b"from c.test " in session.trace(first)
+    assert b" with UTF8SMTP;" in session.trace(second)  # (SMTPUTF8 after HELO: 8-bit)

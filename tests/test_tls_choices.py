@@ -8,6 +8,10 @@ for the run; every wait is bounded."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
+import pickle
 import shutil
 import socket
 import ssl
@@ -108,6 +112,8 @@ def test_the_older_description_context_call_still_works(pki: dict[str, Any]) -> 
     cert, key = pki["server"]
     context = descriptionContext("ssl:0", cert, key)
     assert context.verify_mode == ssl.CERT_NONE
+    assert descriptionContext("ssl:0", Path(cert), Path(key)).protocol
+    assert descriptionContext("ssl:0", certfile=cert, keyfile=key).protocol
     assert descriptionContext(f"ssl:0:privateKey={key}:certKey={cert}").protocol
 
 
@@ -250,6 +256,13 @@ def test_an_optional_client_certificate_is_told_when_sent(
     assert (unnamed.peer_chain, unnamed.peer_name, unnamed.peer_certificate) == ((), None, None)
     with pytest.raises(TypeError):  # (one connection's: no handler changes it for the next)
         named.peer_certificate["subject"] = ((("commonName", "admin"),),)  # type: ignore[index]
+    # read-only, and still what a dict is to json, pickle and copies
+    assert json.loads(json.dumps(named.peer_certificate))["subjectAltName"] == [
+        ["IP Address", HOST]
+    ]
+    assert pickle.loads(pickle.dumps(named)) == named
+    assert copy.deepcopy(named.peer_certificate) == dict(named.peer_certificate)
+    assert dataclasses.asdict(named)["peer_certificate"] == dict(named.peer_certificate)
 
 
 def test_plain_connections_have_no_tls_to_tell() -> None:
@@ -392,6 +405,9 @@ def test_a_name_with_several_values_in_one_part_joins_them_with_plus() -> None:
     assert rfc4514(subject) == "CN=a+UID=u1,C=NO"
     assert rfc4514(((("commonName", "nul\0"),),)) == "CN=nul\\00"
     assert rfc4514(((("someNewName", "x"),),)) == "someNewName=x"  # (no number known)
+    # OpenSSL's long names that are no attribute type: by number, as cryptography writes
+    msupn = ((("Microsoft User Principal Name", "u@x"),), (("unstructuredName", "box"),))
+    assert rfc4514(msupn) == "1.2.840.113549.1.9.2=box,1.3.6.1.4.1.311.20.2.3=u@x"
 
 
 def test_attributes_without_a_short_name_go_by_their_number() -> None:

@@ -44,6 +44,8 @@ class Envelope:
     user: bytes | None = None
     #: whether the connection is encrypted (STARTTLS)
     tls: bool = False
+    #: whether the client said EHLO (LHLO), not HELO
+    extended: bool = False
 
 
 class MessageSink:

@@ -92,8 +92,10 @@ class SMTPConnection(MachineProtocol):
     #: the transaction under way
     envelope: Envelope | None = None
     sink: MessageSink | None = None
-    #: the mail log's entry of the message under way (the factory keeping a log)
+    #: the mail log's entry of the message under way (the factory keeping a log), and,
+    #: once its content ended, what writes it as not answered if no answer comes
     message_log: MessageLog | None = None
+    unanswered: Callable[[str], None] | None = None
     #: the pace of a message's content (see :meth:`_check_pace`): its timer (running while
     #: content is read), the seconds between its looks, the content's octets read so far
     pace_timer: Any = None
@@ -369,11 +371,15 @@ class SMTPConnection(MachineProtocol):
             return
         self.pace_timer = self.callLater(self.pace_period, self._check_pace)
 
-    def forget(self, why: str = "the transaction ended") -> None:
+    def forget(self, why: str = "the transaction ended", keep_answer: bool = False) -> None:
         """End the transaction under way, its message (if any) not delivered (the mail
-        log says so, and ``why``)."""
+        log says so, and ``why``); a message whose answer was awaited is logged as not
+        answered, unless ``keep_answer`` (the message's end: its answer is coming)."""
         if self.message_log is not None:
             self.log_message(0, f"not delivered: {why}".encode())
+        if not keep_answer and self.unanswered is not None:
+            unanswered, self.unanswered = self.unanswered, None
+            unanswered(f"not answered: {why}")
         sink = self.sink
         self.envelope = self.sink = self.refusal = self.skipping = None
         self.received = 0
@@ -399,7 +405,14 @@ class SMTPConnection(MachineProtocol):
                 return refusal
         if not sender.isascii() and b"SMTPUTF8" not in parameters:
             return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
-        self.envelope = Envelope(sender, parameters, helo=self.helo, user=self.user, tls=self.tls)
+        self.envelope = Envelope(
+            sender,
+            parameters,
+            helo=self.helo,
+            user=self.user,
+            tls=self.tls,
+            extended=self.extended,
+        )
         return self.factory.handler.mail(self, sender, parameters)
 
     def check_sender_parameters(self, parameters: dict[bytes, bytes | None]) -> Reply | None:
@@ -479,13 +492,26 @@ class SMTPConnection(MachineProtocol):
         envelope, size, client = self.envelope, self.received, self.client()
         assert entry is not None and envelope is not None
 
+        def unanswered(why: str) -> None:
+            entry.done(client, envelope, size, 0, why.encode())  # (written once at most)
+
+        # until the answer comes, a session that ends (or a failure) writes the entry
+        self.unanswered = unanswered
+
         def respond(answer: Reply | Sequence[Decision]) -> None:
+            if self.unanswered is unanswered:
+                self.unanswered = None
             try:
                 answered = self.message_answer(answer)
             except Exception:
-                entry.done(client, envelope, size, 0, b"the application's answer was wrong")
+                unanswered("the application's answer was wrong")
                 raise
-            first = answered if isinstance(answered, Reply) else answered[0]
+            # (LMTP: delivered if it was to one recipient, as the session counts it)
+            first = (
+                answered
+                if isinstance(answered, Reply)
+                else next((each for each in answered if each.code < 300), answered[0])
+            )
             entry.done(client, envelope, size, first.code, first.lines[-1])
             self.answer_message(answered)
 
@@ -549,7 +575,7 @@ class SMTPConnection(MachineProtocol):
         from the client's name and address, by the server's hostname, with the protocol
         as RFC 3848 names it, under ``id``, for ``recipient`` (give it for one)."""
         utf8 = b"SMTPUTF8" in envelope.sender_parameters
-        protocol = protocol_name(self.lmtp, self.extended, envelope.tls, envelope.user, utf8)
+        protocol = protocol_name(self.lmtp, envelope.extended, envelope.tls, envelope.user, utf8)
         return received(
             self.factory.hostname,
             envelope.helo,
@@ -607,7 +633,7 @@ class SMTPConnection(MachineProtocol):
         if written is None and self.refusal is None and self.sink is not None:
             # written now, decided now: the common case made short (as ``decide`` does)
             sink, self.sink = self.sink, None
-            self.forget()
+            self.forget(keep_answer=True)
             decision = sink.close()
             if decision is None:
                 respond(OK)
@@ -622,7 +648,7 @@ class SMTPConnection(MachineProtocol):
         def decide(_: object) -> Any:
             refusal, sink = self.refusal, self.sink
             self.sink = None
-            self.forget()
+            self.forget(keep_answer=True)
             if refusal is not None or sink is None:
                 respond(refusal or TOO_BIG)
                 return None

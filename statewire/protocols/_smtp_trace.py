@@ -25,6 +25,11 @@ _DOMAIN = re.compile(
 #: ASCII but the parentheses and the backslash, which are escaped)
 _COMMENT_ESCAPED = re.compile(rb"[()\\]")
 _NOT_PRINTABLE = re.compile(rb"[^\x21-\x7e]")
+#: octets of a client's odd name the comment shows
+SHOWN = 64
+#: what the server's name and an id may be: printable ASCII, no space, nothing that
+#: would end or open a part of the field
+ATOM = re.compile(r"(?:(?![;()\\])[!-~])+")
 
 
 def received(
@@ -42,6 +47,8 @@ def received(
     server's name), with ``protocol``, under ``id``, for ``recipient`` (give it for a
     message of one recipient: naming them all would tell each the others), at ``when``
     (now by default; a local time with its offset)."""
+    if ATOM.fullmatch(by) is None or (id is not None and ATOM.fullmatch(id) is None):
+        raise ValueError(f"by={by!r}, id={id!r}: printable ASCII, no space, no ';' or '()'")
     host = address[0] if address is not None else None
     literal = None if host is None else f"[IPv6:{host}]" if ":" in host else f"[{host}]"
     if _DOMAIN.fullmatch(helo):
@@ -49,7 +56,9 @@ def received(
         comment = literal
     else:
         source = "unknown"
-        shown = _COMMENT_ESCAPED.sub(rb"\\\g<0>", helo)
+        # (cut short: the field's lines stay within RFC 5322's 998 octets, escapes and all)
+        shown = helo if len(helo) <= SHOWN else helo[:SHOWN] + b"..."
+        shown = _COMMENT_ESCAPED.sub(rb"\\\g<0>", shown)
         shown = _NOT_PRINTABLE.sub(lambda m: b"\\x%02x" % m.group()[0], shown)
         comment = f"helo={shown.decode('ascii')}" + ("" if literal is None else f" {literal}")
     lines = [f"Received: from {source}" + ("" if comment is None else f" ({comment})")]
@@ -67,9 +76,10 @@ def protocol_name(lmtp: bool, extended: bool, tls: bool, user: bytes | None, utf
     """RFC 3848's (and RFC 6531's) name of the protocol a message came by: ``SMTP`` after
     HELO, ``ESMTP`` after EHLO, ``LMTP``; ``S`` for TLS, ``A`` for an authenticated
     client; ``UTF8`` first for a transaction with ``SMTPUTF8``."""
-    if not lmtp and not extended:
-        return "SMTP"  # (RFC 3848 names no TLS or AUTH after HELO: both need EHLO)
-    base = "LMTP" if lmtp else "ESMTP"
-    if utf8:
-        base = "UTF8LMTP" if lmtp else "UTF8SMTP"  # (RFC 6531 3.7.7)
+    if utf8:  # (RFC 6531 3.7.7; SMTPUTF8 after HELO too, which the server takes)
+        base = "UTF8LMTP" if lmtp else "UTF8SMTP"
+    elif lmtp or extended:
+        base = "LMTP" if lmtp else "ESMTP"
+    else:
+        return "SMTP"  # (RFC 3848 names no TLS or AUTH after HELO)
     return base + ("S" if tls else "") + ("A" if user else "")

@@ -11,11 +11,11 @@ reaches a handler has a valid one or none.
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
-from types import MappingProxyType
+from functools import cached_property, lru_cache
 from typing import Any
 
 #: the TLS versions' numbers on the wire (what ASGI's ``tls_version`` gives)
@@ -32,30 +32,11 @@ _SHORT_NAMES = {
     "domainComponent": "DC",
     "userId": "UID",
 }
-#: the dotted numbers (OIDs) of the other attributes a certificate's name often holds,
-#: by the long name ``getpeercert()`` gives (RFC 4514 2.3 writes an attribute without a
-#: short name by its number, as ``cryptography``'s ``rfc4514_string()`` does)
-_NUMBERS = {
-    "emailAddress": "1.2.840.113549.1.9.1",
-    "surname": "2.5.4.4",
-    "serialNumber": "2.5.4.5",
-    "title": "2.5.4.12",
-    "description": "2.5.4.13",
-    "businessCategory": "2.5.4.15",
-    "postalCode": "2.5.4.17",
-    "postOfficeBox": "2.5.4.18",
-    "name": "2.5.4.41",
-    "givenName": "2.5.4.42",
-    "initials": "2.5.4.43",
-    "generationQualifier": "2.5.4.44",
-    "x500UniqueIdentifier": "2.5.4.45",
-    "dnQualifier": "2.5.4.46",
-    "pseudonym": "2.5.4.65",
-    "organizationIdentifier": "2.5.4.97",
-    "jurisdictionLocalityName": "1.3.6.1.4.1.311.60.2.1.1",
-    "jurisdictionStateOrProvinceName": "1.3.6.1.4.1.311.60.2.1.2",
-    "jurisdictionCountryName": "1.3.6.1.4.1.311.60.2.1.3",
-}
+#: OpenSSL's table of object names to numbers (``ssl._ASN1Object.fromname``: not a public
+#: name of ``ssl``, so looked up with care; without it, names are written as given)
+_FROM_NAME = getattr(getattr(ssl, "_ASN1Object", None), "fromname", None)
+#: an attribute's name RFC 4514 can write as it is (a ``descr``, RFC 4512 1.4)
+_DESCRIPTOR = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 #: the ciphers' IANA numbers by OpenSSL name, filled from each context met
 _CIPHER_NUMBERS: dict[str, int] = {}
 
@@ -111,6 +92,20 @@ class TLSInfo:
         }
 
 
+class ReadOnlyDict(dict[str, Any]):
+    """A ``dict`` that cannot be changed (``TypeError``), and still serialises as one
+    (``json``, ``pickle``, ``copy``, ``dataclasses.asdict``)."""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("the peer's certificate is read-only (the connection's, shared)")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReadOnlyDict, (dict(self),))
+
+
 def tls_info(transport: Any) -> TLSInfo | None:
     """The TLS of ``transport``'s connection once its handshake completed, else
     ``None`` (no TLS, or a transport that does not say)."""
@@ -132,7 +127,7 @@ def tls_info(transport: Any) -> TLSInfo | None:
         name,
         _cipher_number(name, ssl_object.context),
         chain,
-        MappingProxyType(fields) if fields else None,
+        ReadOnlyDict(fields) if fields else None,
     )
 
 
@@ -150,17 +145,32 @@ def rfc4514(subject: Any) -> str:
     """The name ``getpeercert()`` gives as a subject (relative names, each a tuple of
     ``(attribute, value)`` pairs, the most general first), written as RFC 4514 says: the
     most specific first; an attribute by its short name where RFC 4514 has one, else by
-    its number (``_NUMBERS``; an attribute unknown there by the name ``ssl`` gives);
-    special characters escaped. A value that is not text (``bytes``, from an attribute
-    whose type is not a string) is written ``#`` and its octets in hex."""
+    its number (:func:`_attribute`); special characters escaped, as ``cryptography``
+    writes a name. A value that is not text (``bytes``, from an attribute whose type is
+    not a string) is written ``#`` and its octets in hex (not their BER encoding, which
+    ``getpeercert()`` does not give)."""
     return ",".join(
         "+".join(f"{_attribute(key)}={_escaped(value)}" for key, value in rdn)
         for rdn in reversed(subject)
     )
 
 
+@lru_cache(maxsize=256)
 def _attribute(key: str) -> str:
-    return _SHORT_NAMES.get(key) or _NUMBERS.get(key) or key
+    """An attribute as RFC 4514 writes it: its short name, else its number (as
+    ``cryptography`` writes them), else, when OpenSSL does not know it, its name if that
+    is a descriptor, else its name with what a descriptor cannot hold left out."""
+    short = _SHORT_NAMES.get(key)
+    if short is not None:
+        return short
+    if _FROM_NAME is not None:
+        try:
+            return str(_FROM_NAME(key).oid)
+        except (ValueError, TypeError):
+            pass
+    if _DESCRIPTOR.fullmatch(key):
+        return key
+    return re.sub(r"[^A-Za-z0-9-]", "", key) or "unknown"
 
 
 def _escaped(value: str | bytes) -> str:

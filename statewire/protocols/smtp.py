@@ -79,6 +79,7 @@ from statewire.protocols._smtp_handler import (
 )
 from statewire.protocols._smtp_log import MailLog, MessageEntry
 from statewire.protocols._smtp_session import IDLE_SECONDS, OK, SENDER_OK, SMTPConnection
+from statewire.protocols._smtp_trace import ATOM
 
 GO_AHEAD = reply(354, "End data with <CR><LF>.<CR><LF>")
 #: octets of an AUTH exchange's line (RFC 4954 4)
@@ -607,6 +608,9 @@ class SMTPFactory(Factory):
         auth_over_plaintext: bool = False,
         access_log: MailLog | bool | None = None,
     ) -> None:
+        if ATOM.fullmatch(hostname) is None:
+            # (it is in every greeting, EHLO reply and trace: one word of printable ASCII)
+            raise ValueError(f"hostname={hostname!r}: printable ASCII, no space, ';' or '()'")
         #: decides on senders, recipients and messages
         self.handler = handler if handler is not None else SMTPHandler()
         #: the name the server greets with
