@@ -523,6 +523,11 @@ class SMTPConnection(MachineProtocol):
         refused recipients; refused, the reply counts as any error. LMTP: one reply for
         each recipient accepted (:meth:`message_answer`); the message is accepted if one
         recipient's is, and refused to all counts as one error, however many they are."""
+        if type(answer) is Reply and not self.lmtp:  # (SMTP's one reply: the common case)
+            if answer.code < 300:
+                self.errors = self.junk = 0
+            self.reply(answer)
+            return
         answered = self.message_answer(answer)
         if isinstance(answered, Reply):
             if answered.code < 300:
