@@ -393,6 +393,35 @@ def test_smtplib_starttls_then_login(tls_files: tuple[Path, Path]) -> None:
     assert (envelope.tls, envelope.user, body) == (True, b"alice", b"secret stuff\r\n")
 
 
+def test_the_maildir_example_traces_tls_and_auth(
+    tls_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The Received trace of a message sent over STARTTLS, authenticated: ESMTPSA (RFC
+    3848), and the TLS version and cipher as Postfix writes them."""
+    cert, key = tls_files
+    maildir = tmp_path / "Maildir"
+    env = {
+        "SMTPD_MAILDIR": str(maildir),
+        "SMTPD_HOSTNAME": "mx.example",
+        "SMTPD_TLS_CERT": str(cert),
+        "SMTPD_TLS_KEY": str(key),
+        "SMTPD_USERS": "alice:secret",
+    }
+    target, where = "examples/smtpd.py:factory", "tcp:0:interface=127.0.0.1"
+    with running("-m", "statewire", "serve", target, "--listen", where, env=env) as server:
+        with smtplib.SMTP(HOST, server.port, timeout=10) as smtp:
+            smtp.starttls(context=ssl.create_default_context(cafile=str(cert)))
+            smtp.login("alice", "secret")
+            smtp.sendmail("a@b.test", ["c@d.test"], b"Subject: s\r\n\r\nx\r\n")
+            cipher = smtp.sock.cipher()  # type: ignore[union-attr]
+        server.stop()
+    (written,) = (maildir / "new").iterdir()
+    head = written.read_bytes().split(b"\r\n\t")
+    name, version, _ = cipher
+    assert head[1] == f"(using {version} with cipher {name})".encode()
+    assert head[2].startswith(b"by mx.example with ESMTPSA id ")
+
+
 def test_smtplib_over_implicit_tls_logs_in_with_no_starttls(tls_files: tuple[Path, Path]) -> None:
     """A port that is TLS from the first byte (RFC 8314, ``SMTP_SSL``): the session is
     encrypted from the start, so no STARTTLS is offered (RFC 3207 §4.2: 503 if sent), AUTH

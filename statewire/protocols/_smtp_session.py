@@ -42,6 +42,7 @@ from statewire.protocols._smtp_handler import (
 )
 from statewire.protocols._smtp_log import MessageLog
 from statewire.protocols._smtp_trace import protocol_name, received
+from statewire.protocols._tls_info import tls_info
 
 if TYPE_CHECKING:
     from statewire.protocols.smtp import Inputs, SMTPFactory
@@ -581,6 +582,10 @@ class SMTPConnection(MachineProtocol):
         as RFC 3848 names it, under ``id``, for ``recipient`` (give it for one)."""
         utf8 = b"SMTPUTF8" in envelope.sender_parameters
         protocol = protocol_name(self.lmtp, envelope.extended, envelope.tls, envelope.user, utf8)
+        info = tls_info(self.transport) if envelope.tls else None
+        used = None
+        if info is not None and info.version is not None and info.cipher is not None:
+            used = (info.version, info.cipher)
         return received(
             self.factory.hostname,
             envelope.helo,
@@ -588,6 +593,7 @@ class SMTPConnection(MachineProtocol):
             protocol,
             id=id,
             recipient=recipient,
+            tls=used,
         )
 
     def client(self) -> tuple[str, int] | None:

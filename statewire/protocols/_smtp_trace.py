@@ -41,9 +41,11 @@ def received(
     id: str | None = None,
     recipient: bytes | None = None,
     when: datetime | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> bytes:
     """A ``Received:`` header field, folded, with its CRLF: from the client that said
-    ``helo`` at ``address`` (``(host, port)``, or ``None`` when unknown), by ``by`` (the
+    ``helo`` at ``address`` (``(host, port)``, or ``None`` when unknown), over ``tls``
+    (its version and cipher, in a comment as Postfix writes them), by ``by`` (the
     server's name), with ``protocol``, under ``id``, for ``recipient`` (give it for a
     message of one recipient: naming them all would tell each the others), at ``when``
     (now by default; a local time with its offset)."""
@@ -62,6 +64,8 @@ def received(
         shown = _NOT_PRINTABLE.sub(lambda m: b"\\x%02x" % m.group()[0], shown)
         comment = f"helo={shown.decode('ascii')}" + ("" if literal is None else f" {literal}")
     lines = [f"Received: from {source}" + ("" if comment is None else f" ({comment})")]
+    if tls is not None and all(ATOM.fullmatch(part) for part in tls):
+        lines.append(f"(using {tls[0]} with cipher {tls[1]})")
     lines.append(f"by {by} with {protocol}" + ("" if id is None else f" id {id}"))
     if recipient is not None:
         lines.append(f"for <{recipient.decode('utf-8', 'replace')}>;")
