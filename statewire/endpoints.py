@@ -465,10 +465,10 @@ def _systemd_descriptor(description: str, values: dict[str, str]) -> int:
 
 def descriptionContext(
     description: str,
-    values: dict[str, str] | str | os.PathLike[str] | None = None,
-    keyfile: str | os.PathLike[str] | None = None,
+    values: dict[str, str] | str | bytes | os.PathLike[str] | None = None,
+    keyfile: str | bytes | os.PathLike[str] | None = None,
     *,
-    certfile: str | os.PathLike[str] | None = None,
+    certfile: str | bytes | os.PathLike[str] | None = None,
 ) -> ssl.SSLContext:
     """The server TLS context a description asks for (``values``: its values, as
     :func:`serverParts` gives them; parsed from ``description`` when ``None``): the key of
@@ -478,10 +478,17 @@ def descriptionContext(
     --workers`` checks its ``ssl:`` ones so). The older form, ``(description, certfile,
     keyfile)``, is taken too (positional or by keyword, paths as ``str`` or
     ``os.PathLike``)."""
-    if certfile is not None or isinstance(values, (str, os.PathLike)):
-        # (description, certfile, keyfile): the key in the certificate's file when absent
-        cert = os.fspath(certfile if certfile is not None else values)  # type: ignore[arg-type]
-        values = {"certKey": cert, "privateKey": cert if keyfile is None else os.fspath(keyfile)}
+    if isinstance(values, (str, bytes, os.PathLike)):  # (description, certfile, keyfile)
+        if certfile is not None:
+            raise TypeError("descriptionContext(): the certificate given twice")
+        certfile, values = values, None
+    if certfile is not None:
+        if values is not None:
+            raise TypeError("descriptionContext(): the description's values or certfile")
+        cert = os.fsdecode(certfile)  # (the key in the certificate's file when absent)
+        values = {"certKey": cert, "privateKey": cert if keyfile is None else os.fsdecode(keyfile)}
+    elif keyfile is not None:
+        raise TypeError("descriptionContext(): keyfile goes with certfile")
     elif values is None:
         values = serverParts(description)[1]
     key = values.get("privateKey")

@@ -215,7 +215,8 @@ def test_a_wrong_answer_is_logged_as_unanswered_not_as_delivered(
         answered, _ = _talk(smtp, factory_class=SMTPFactory, answers=[None], access_log=True)
     assert answered[-1].startswith("421 4.3.0")
     (entry,) = [r.getMessage() for r in caplog.records if r.name == "statewire.mail"]
-    assert entry.endswith('- "the application\'s answer was wrong"') and "250" not in entry
+    assert entry.endswith('- "not answered: the application\'s answer was wrong"')
+    assert "250" not in entry
 
 
 @pytest.mark.parametrize(

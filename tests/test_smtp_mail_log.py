@@ -142,6 +142,11 @@ class Failing(SMTPHandler):
         how = self.how
 
         class Deciding(MessageSink):
+            def write(self, data: bytes) -> Any:
+                if how == "writing":  # (the last piece is still being written)
+                    return asyncio.get_event_loop().create_future()
+                return None
+
             def close(self) -> Any:
                 if how == "raises":
                     raise RuntimeError("the disk is gone")
@@ -157,6 +162,8 @@ class Failing(SMTPHandler):
         ("pending", "lost", b"not answered: the connection was lost"),
         ("pending", "timeout", b"not answered: the client's timeout"),
         ("pending", "stop", b"not answered: the server's shutdown"),
+        ("writing", "lost", b"not delivered: the connection was lost"),
+        ("writing", "stop", b"not delivered: the server's shutdown"),
     ],
 )
 def test_a_message_whose_answer_never_came_is_logged_not_answered(

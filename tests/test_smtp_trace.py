@@ -65,6 +65,7 @@ def test_a_name_that_is_not_a_domain_goes_in_the_comment_escaped() -> None:
         (False, False, False, None, False, "SMTP"),
         (False, False, True, b"u", False, "SMTP"),
         (False, False, False, None, True, "UTF8SMTP"),
+        (False, False, True, b"u", True, "UTF8SMTP"),
         (False, True, False, None, False, "ESMTP"),
         (False, True, True, None, False, "ESMTPS"),
         (False, True, False, b"u", False, "ESMTPA"),
@@ -141,7 +142,9 @@ def test_a_long_odd_name_is_cut_short_and_every_line_stays_within_998_octets() -
     assert max(len(line) for line in worst.split(b"\r\n")) <= 998
 
 
-@pytest.mark.parametrize("bad", ["A1\r\nBcc: victim@x", "a b", "x;y", "(c)", "\u00e9"])
+@pytest.mark.parametrize(
+    "bad", ["A1\r\nBcc: victim@x", "a b", "x;y", "(c)", "\u00e9", 'mx"', "<a@b>", "a,b", "m" * 256]
+)
 def test_an_id_or_a_server_name_that_would_break_the_field_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="printable ASCII"):
         received("mx", b"c.test", None, "ESMTP", id=bad)

@@ -114,7 +114,12 @@ def test_the_older_description_context_call_still_works(pki: dict[str, Any]) -> 
     assert context.verify_mode == ssl.CERT_NONE
     assert descriptionContext("ssl:0", Path(cert), Path(key)).protocol
     assert descriptionContext("ssl:0", certfile=cert, keyfile=key).protocol
+    assert descriptionContext("ssl:0", cert.encode(), key.encode()).protocol
     assert descriptionContext(f"ssl:0:privateKey={key}:certKey={cert}").protocol
+    with pytest.raises(TypeError, match="keyfile goes with certfile"):
+        descriptionContext(f"ssl:0:privateKey={key}:certKey={cert}", keyfile="/nonexistent")
+    with pytest.raises(TypeError, match="values or certfile"):
+        descriptionContext("ssl:0", {"privateKey": key}, certfile=cert)
 
 
 def test_versions_and_ciphers_are_checked_and_set(pki: dict[str, Any]) -> None:
@@ -263,6 +268,9 @@ def test_an_optional_client_certificate_is_told_when_sent(
     assert pickle.loads(pickle.dumps(named)) == named
     assert copy.deepcopy(named.peer_certificate) == dict(named.peer_certificate)
     assert dataclasses.asdict(named)["peer_certificate"] == dict(named.peer_certificate)
+    for change in ("clear", "popitem", "__init__"):
+        with pytest.raises(TypeError):
+            getattr(named.peer_certificate, change)()
 
 
 def test_plain_connections_have_no_tls_to_tell() -> None:
@@ -408,6 +416,8 @@ def test_a_name_with_several_values_in_one_part_joins_them_with_plus() -> None:
     # OpenSSL's long names that are no attribute type: by number, as cryptography writes
     msupn = ((("Microsoft User Principal Name", "u@x"),), (("unstructuredName", "box"),))
     assert rfc4514(msupn) == "1.2.840.113549.1.9.2=box,1.3.6.1.4.1.311.20.2.3=u@x"
+    # a type OpenSSL has no name for comes as its number, and stays so
+    assert rfc4514(((("1.3.6.1.4.1.99999.1.2", "role"),),)) == "1.3.6.1.4.1.99999.1.2=role"
 
 
 def test_attributes_without_a_short_name_go_by_their_number() -> None:

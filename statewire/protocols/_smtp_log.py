@@ -19,7 +19,9 @@ A message is logged once its content began (``DATA`` answered ``354``, or a firs
 
 * when the session ended first (the connection lost, the idle timeout, the server's
   shutdown, a ``RSET`` between ``BDAT`` chunks, a failure of the handler's): status
-  ``-`` and why, the message not delivered.
+  ``-`` and why, the message not delivered; or, once its end came and the sink was
+  asked for its decision, which never came (its ``close()`` raised, was still pending,
+  or gave what is no answer), ``not answered`` and why.
 
 Every byte the client chose (the ``EHLO`` name, the paths, the ``AUTH`` identity) and the
 reply's text are written as :func:`statewire.protocols._log_text.escaped` makes them:

@@ -42,7 +42,6 @@ from statewire.protocols._smtp_handler import (
 )
 from statewire.protocols._smtp_log import MessageLog
 from statewire.protocols._smtp_trace import protocol_name, received
-from statewire.protocols._tls_info import tls_info
 
 if TYPE_CHECKING:
     from statewire.protocols.smtp import Inputs, SMTPFactory
@@ -97,6 +96,7 @@ class SMTPConnection(MachineProtocol):
     #: once its content ended, what writes it as not answered if no answer comes
     message_log: MessageLog | None = None
     unanswered: Callable[[str], None] | None = None
+    deciding = False
     #: the pace of a message's content (see :meth:`_check_pace`): its timer (running while
     #: content is read), the seconds between its looks, the content's octets read so far
     pace_timer: Any = None
@@ -380,7 +380,9 @@ class SMTPConnection(MachineProtocol):
             self.log_message(0, f"not delivered: {why}".encode())
         if not keep_answer and self.unanswered is not None:
             unanswered, self.unanswered = self.unanswered, None
-            unanswered(f"not answered: {why}")
+            state = "not answered" if self.deciding else "not delivered"
+            self.deciding = False
+            unanswered(f"{state}: {why}")
         sink = self.sink
         self.envelope = self.sink = self.refusal = self.skipping = None
         self.received = 0
@@ -496,16 +498,18 @@ class SMTPConnection(MachineProtocol):
         def unanswered(why: str) -> None:
             entry.done(client, envelope, size, 0, why.encode())  # (written once at most)
 
-        # until the answer comes, a session that ends (or a failure) writes the entry
-        self.unanswered = unanswered
+        # until the answer comes, a session that ends (or a failure) writes the entry:
+        # not delivered while the last piece is written, not answered once the sink's
+        # close() was asked (``deciding``)
+        self.unanswered, self.deciding = unanswered, False
 
         def respond(answer: Reply | Sequence[Decision]) -> None:
             if self.unanswered is unanswered:
-                self.unanswered = None
+                self.unanswered, self.deciding = None, False
             try:
                 answered = self.message_answer(answer)
             except Exception:
-                unanswered("the application's answer was wrong")
+                unanswered("not answered: the application's answer was wrong")
                 raise
             # (LMTP: delivered if it was to one recipient, as the session counts it)
             first = (
@@ -582,10 +586,13 @@ class SMTPConnection(MachineProtocol):
         as RFC 3848 names it, under ``id``, for ``recipient`` (give it for one)."""
         utf8 = b"SMTPUTF8" in envelope.sender_parameters
         protocol = protocol_name(self.lmtp, envelope.extended, envelope.tls, envelope.user, utf8)
-        info = tls_info(self.transport) if envelope.tls else None
         used = None
-        if info is not None and info.version is not None and info.cipher is not None:
-            used = (info.version, info.cipher)
+        get = getattr(self.transport, "getSSLObject", None) if envelope.tls else None
+        ssl_object = None if get is None else get()
+        if ssl_object is not None:
+            version, cipher = ssl_object.version(), ssl_object.cipher()
+            if version is not None and cipher is not None:
+                used = (version, cipher[0])
         return received(
             self.factory.hostname,
             envelope.helo,
@@ -645,6 +652,7 @@ class SMTPConnection(MachineProtocol):
             # written now, decided now: the common case made short (as ``decide`` does)
             sink, self.sink = self.sink, None
             self.forget(keep_answer=True)
+            self.deciding = True
             decision = sink.close()
             if decision is None:
                 respond(OK)
@@ -663,6 +671,7 @@ class SMTPConnection(MachineProtocol):
             if refusal is not None or sink is None:
                 respond(refusal or TOO_BIG)
                 return None
+            self.deciding = True
             return self.then(sink.close(), answer)
 
         def answer(decision: Decision) -> None:

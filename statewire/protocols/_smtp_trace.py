@@ -27,9 +27,10 @@ _COMMENT_ESCAPED = re.compile(rb"[()\\]")
 _NOT_PRINTABLE = re.compile(rb"[^\x21-\x7e]")
 #: octets of a client's odd name the comment shows
 SHOWN = 64
-#: what the server's name and an id may be: printable ASCII, no space, nothing that
-#: would end or open a part of the field
-ATOM = re.compile(r"(?:(?![;()\\])[!-~])+")
+#: what the server's name and an id may be: up to 255 octets of printable ASCII, no
+#: space, nothing that would end or open a part of the field (a comment, a quoted
+#: string, an angle address, the ``;`` before the date)
+ATOM = re.compile(r"(?:(?![;()\\\"<>,])[!-~]){1,255}")
 
 
 def received(
@@ -50,7 +51,10 @@ def received(
     message of one recipient: naming them all would tell each the others), at ``when``
     (now by default; a local time with its offset)."""
     if ATOM.fullmatch(by) is None or (id is not None and ATOM.fullmatch(id) is None):
-        raise ValueError(f"by={by!r}, id={id!r}: printable ASCII, no space, no ';' or '()'")
+        raise ValueError(
+            f"by={by!r}, id={id!r}: one word of printable ASCII (at most 255 octets, no "
+            'space nor any of ;()\\"<>,)'
+        )
     host = address[0] if address is not None else None
     literal = None if host is None else f"[IPv6:{host}]" if ":" in host else f"[{host}]"
     if _DOMAIN.fullmatch(helo):
@@ -80,10 +84,10 @@ def protocol_name(lmtp: bool, extended: bool, tls: bool, user: bytes | None, utf
     """RFC 3848's (and RFC 6531's) name of the protocol a message came by: ``SMTP`` after
     HELO, ``ESMTP`` after EHLO, ``LMTP``; ``S`` for TLS, ``A`` for an authenticated
     client; ``UTF8`` first for a transaction with ``SMTPUTF8``."""
-    if utf8:  # (RFC 6531 3.7.7; SMTPUTF8 after HELO too, which the server takes)
-        base = "UTF8LMTP" if lmtp else "UTF8SMTP"
-    elif lmtp or extended:
-        base = "LMTP" if lmtp else "ESMTP"
-    else:
-        return "SMTP"  # (RFC 3848 names no TLS or AUTH after HELO)
+    if not lmtp and not extended:
+        # (RFC 3848 names no TLS or AUTH after HELO; SMTPUTF8 after HELO, which the
+        # server takes: RFC 6531 3.7.7's name)
+        return "UTF8SMTP" if utf8 else "SMTP"
+    names = {(True, True): "UTF8LMTP", (False, True): "UTF8SMTP", (True, False): "LMTP"}
+    base = names.get((lmtp, utf8), "ESMTP")
     return base + ("S" if tls else "") + ("A" if user else "")

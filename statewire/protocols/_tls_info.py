@@ -35,6 +35,8 @@ _SHORT_NAMES = {
 #: OpenSSL's table of object names to numbers (``ssl._ASN1Object.fromname``: not a public
 #: name of ``ssl``, so looked up with care; without it, names are written as given)
 _FROM_NAME = getattr(getattr(ssl, "_ASN1Object", None), "fromname", None)
+#: a dotted number (an OID)
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)+")
 #: an attribute's name RFC 4514 can write as it is (a ``descr``, RFC 4512 1.4)
 _DESCRIPTOR = re.compile(r"[A-Za-z][A-Za-z0-9-]*")
 #: the ciphers' IANA numbers by OpenSSL name, filled from each context met
@@ -102,6 +104,15 @@ class ReadOnlyDict(dict[str, Any]):
     __setitem__ = __delitem__ = __ior__ = _read_only
     clear = pop = popitem = setdefault = update = _read_only
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if self:  # (made once: ``d.__init__(...)`` later would change it)
+            self._read_only()
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def fromkeys(cls, keys: Any, value: Any = None) -> ReadOnlyDict:  # type: ignore[override]
+        return cls(dict.fromkeys(keys, value))
+
     def __reduce__(self) -> tuple[Any, ...]:
         return (ReadOnlyDict, (dict(self),))
 
@@ -163,6 +174,8 @@ def _attribute(key: str) -> str:
     short = _SHORT_NAMES.get(key)
     if short is not None:
         return short
+    if _NUMBER.fullmatch(key):
+        return key  # (a type OpenSSL has no name for: ``getpeercert()`` gives its number)
     if _FROM_NAME is not None:
         try:
             return str(_FROM_NAME(key).oid)

@@ -610,7 +610,10 @@ class SMTPFactory(Factory):
     ) -> None:
         if ATOM.fullmatch(hostname) is None:
             # (it is in every greeting, EHLO reply and trace: one word of printable ASCII)
-            raise ValueError(f"hostname={hostname!r}: printable ASCII, no space, ';' or '()'")
+            raise ValueError(
+                f"hostname={hostname!r}: one word of printable ASCII (at most 255 octets, "
+                'no space nor any of ;()\\"<>,)'
+            )
         #: decides on senders, recipients and messages
         self.handler = handler if handler is not None else SMTPHandler()
         #: the name the server greets with
