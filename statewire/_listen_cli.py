@@ -114,15 +114,15 @@ def descriptions(args: argparse.Namespace, listen: list[str] | None) -> list[str
     given = {dest: getattr(args, dest) for dest in _DESTS if hasattr(args, dest)}
     if not given:
         return None
-    named = ", ".join("--" + dest.replace("_", "-") for dest in given)
+    named = ", ".join(flag(dest) for dest in given)
     if listen:
         raise ValueError(f"{named} stand for --listen: give one or the other")
     alone = [d for d in given if d.startswith("ssl_") and d != "ssl_certfile"]
     if alone and "ssl_certfile" not in given:
-        raise ValueError(f"{_flag(alone[0])} goes with --ssl-certfile")
+        raise ValueError(f"{flag(alone[0])} goes with --ssl-certfile")
     for dest in ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs"):
         if dest in given and not os.path.isfile(given[dest]):
-            raise ValueError(f"{_flag(dest)}: no such file: {given[dest]}")
+            raise ValueError(f"{flag(dest)}: no such file: {given[dest]}")
     tls = {}
     if "ssl_certfile" in given:
         tls = {
@@ -146,7 +146,8 @@ def descriptions(args: argparse.Namespace, listen: list[str] | None) -> list[str
     return [serverDescription(kind, {"port": str(port), "interface": host, **tls})]
 
 
-def _flag(dest: str) -> str:
+def flag(dest: str) -> str:
+    """The option of ``dest`` as the command line spells it (``--ssl-ca-certs``)."""
     return "--" + dest.replace("_", "-")
 
 

@@ -44,6 +44,7 @@ import random
 from typing import Any
 
 from statewire._asgi_cli import positive_seconds
+from statewire._listen_cli import flag
 from statewire._log_cli import check_config
 from statewire._watch import check_pattern
 from statewire.endpoints import serverDescription, serverParts
@@ -72,11 +73,6 @@ _OWN_WAY = {
     "h11_max_incomplete_event_size": "statewire's own head limits apply (8 KiB request line, "
     "64 KiB and 100 fields; --h11-max-incomplete-event-size {} does not apply)",
 }
-
-
-def _flag(dest: str) -> str:
-    """The option of ``dest`` as the command line spells it (``--reload-include``)."""
-    return "--" + dest.replace("_", "-")
 
 
 def _count(text: str, least: int = 1, most: int = (1 << 31) - 1) -> int:
@@ -177,7 +173,7 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         help="statewire's log lines have no colors",
     )
     for dest in REFUSED:
-        name = _flag(dest)
+        name = flag(dest)
         if dest in ("http2", "reset_contextvars"):
             group.add_argument(name, action="store_true", help="refused, saying why")
         else:
@@ -191,7 +187,7 @@ def settle(args: argparse.Namespace) -> list[str]:
     statewire's own way)."""
     refused = next((dest for dest in REFUSED if hasattr(args, dest)), None)
     if refused is not None:
-        raise ValueError(f"{_flag(refused)}: {REFUSED[refused]}")
+        raise ValueError(f"{flag(refused)}: {REFUSED[refused]}")
     loop = getattr(args, "loop", None)
     if loop is not None:
         if loop == "zuvloop":
@@ -206,7 +202,7 @@ def settle(args: argparse.Namespace) -> list[str]:
         raise ValueError("--limit-max-requests-jitter goes with --limit-max-requests")
     for dest in ("reload_include", "reload_exclude", "reload_delay"):
         if hasattr(args, dest) and not args.reload:
-            raise ValueError(f"{_flag(dest)} goes with --reload")
+            raise ValueError(f"{flag(dest)} goes with --reload")
     if hasattr(args, "log_config"):
         check_config(args.log_config)
     if hasattr(args, "env_file"):
@@ -261,7 +257,7 @@ def worker_flags(args: argparse.Namespace) -> list[str]:
         flags.append(f"--log-config={os.path.abspath(args.log_config)}")
     for dest in ("timeout_graceful_shutdown", "limit_max_requests_jitter"):
         if hasattr(args, dest):
-            flags.append(f"{_flag(dest)}={getattr(args, dest)}")
+            flags.append(f"{flag(dest)}={getattr(args, dest)}")
     return flags
 
 

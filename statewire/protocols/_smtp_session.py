@@ -42,6 +42,7 @@ from statewire.protocols._smtp_handler import (
 )
 from statewire.protocols._smtp_log import MessageLog
 from statewire.protocols._smtp_trace import protocol_name, received
+from statewire.protocols._tls_info import ssl_object_of
 
 if TYPE_CHECKING:
     from statewire.protocols.smtp import Inputs, SMTPFactory
@@ -528,25 +529,23 @@ class SMTPConnection(MachineProtocol):
         refused recipients; refused, the reply counts as any error. LMTP: one reply for
         each recipient accepted (:meth:`message_answer`); the message is accepted if one
         recipient's is, and refused to all counts as one error, however many they are."""
-        if type(answer) is Reply and not self.lmtp:  # (SMTP's one reply: the common case)
-            if answer.code < 300:
-                self.errors = self.junk = 0
-            self.reply(answer)
-            return
-        answered = self.message_answer(answer)
-        if isinstance(answered, Reply):
-            if answered.code < 300:
-                self.errors = self.junk = 0
-            self.reply(answered)
-            return
-        accepted = any(each.code < 300 for each in answered)
-        if accepted:
+        if type(answer) is not Reply or self.lmtp:  # (SMTP's one reply: taken as it is)
+            answered = self.message_answer(answer)
+            if type(answered) is list:
+                accepted = any(each.code < 300 for each in answered)
+                if accepted:
+                    self.errors = self.junk = 0
+                for each in answered:
+                    self.reply(each, counted=False)
+                counted = any(e.code >= 400 and e.code not in UNCOUNTED for e in answered)
+                if not accepted and counted and not self.cut_off:
+                    self.count_error()
+                return
+            assert isinstance(answered, Reply)
+            answer = answered
+        if answer.code < 300:
             self.errors = self.junk = 0
-        for each in answered:
-            self.reply(each, counted=False)
-        counted = any(e.code >= 400 and e.code not in UNCOUNTED for e in answered)
-        if not accepted and counted and not self.cut_off:
-            self.count_error()
+        self.reply(answer)
 
     def message_answer(self, answer: Reply | Sequence[Decision]) -> Reply | list[Reply]:
         """The replies that answer a message: ``answer`` itself (SMTP), or LMTP's, one
@@ -563,12 +562,6 @@ class SMTPConnection(MachineProtocol):
         count = max(1, self.answers_due)
         if isinstance(answer, Reply):
             return [answer] * count
-        if (
-            isinstance(answer, list)
-            and len(answer) == count
-            and all(isinstance(each, Reply) for each in answer)
-        ):
-            return answer  # (made here before: the mail log's respond)
         answers = list(answer)
         if len(answers) != count or not all(a is None or isinstance(a, Reply) for a in answers):
             raise ValueError(
@@ -587,8 +580,7 @@ class SMTPConnection(MachineProtocol):
         utf8 = b"SMTPUTF8" in envelope.sender_parameters
         protocol = protocol_name(self.lmtp, envelope.extended, envelope.tls, envelope.user, utf8)
         used = None
-        get = getattr(self.transport, "getSSLObject", None) if envelope.tls else None
-        ssl_object = None if get is None else get()
+        ssl_object = ssl_object_of(self.transport) if envelope.tls else None
         if ssl_object is not None:
             version, cipher = ssl_object.version(), ssl_object.cipher()
             if version is not None and cipher is not None:

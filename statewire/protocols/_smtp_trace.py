@@ -33,6 +33,16 @@ SHOWN = 64
 ATOM = re.compile(r"(?:(?![;()\\\"<>,])[!-~]){1,255}")
 
 
+def check_word(text: str, what: str) -> None:
+    """``ValueError`` unless ``text`` is one word that cannot end or open a part of a
+    header field or a reply (:data:`ATOM`)."""
+    if ATOM.fullmatch(text) is None:
+        raise ValueError(
+            f"{what}={text!r}: one word of printable ASCII (at most 255 octets, no space "
+            'nor any of ;()\\"<>,)'
+        )
+
+
 def received(
     by: str,
     helo: bytes,
@@ -50,11 +60,9 @@ def received(
     server's name), with ``protocol``, under ``id``, for ``recipient`` (give it for a
     message of one recipient: naming them all would tell each the others), at ``when``
     (now by default; a local time with its offset)."""
-    if ATOM.fullmatch(by) is None or (id is not None and ATOM.fullmatch(id) is None):
-        raise ValueError(
-            f"by={by!r}, id={id!r}: one word of printable ASCII (at most 255 octets, no "
-            'space nor any of ;()\\"<>,)'
-        )
+    check_word(by, "by")
+    if id is not None:
+        check_word(id, "id")
     host = address[0] if address is not None else None
     literal = None if host is None else f"[IPv6:{host}]" if ":" in host else f"[{host}]"
     if _DOMAIN.fullmatch(helo):

@@ -117,12 +117,19 @@ class ReadOnlyDict(dict[str, Any]):
         return (ReadOnlyDict, (dict(self),))
 
 
+def ssl_object_of(transport: Any) -> ssl.SSLObject | None:
+    """``transport``'s ``ssl.SSLObject`` once its handshake completed, else ``None`` (no
+    TLS, or a transport that does not say)."""
+    get = getattr(transport, "getSSLObject", None)
+    ssl_object = None if get is None else get()
+    return ssl_object if isinstance(ssl_object, ssl.SSLObject) else None
+
+
 def tls_info(transport: Any) -> TLSInfo | None:
     """The TLS of ``transport``'s connection once its handshake completed, else
     ``None`` (no TLS, or a transport that does not say)."""
-    get = getattr(transport, "getSSLObject", None)
-    ssl_object = None if get is None else get()
-    if not isinstance(ssl_object, ssl.SSLObject):
+    ssl_object = ssl_object_of(transport)
+    if ssl_object is None:
         return None
     cipher = ssl_object.cipher()
     name = None if cipher is None else cipher[0]

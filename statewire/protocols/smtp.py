@@ -79,7 +79,7 @@ from statewire.protocols._smtp_handler import (
 )
 from statewire.protocols._smtp_log import MailLog, MessageEntry
 from statewire.protocols._smtp_session import IDLE_SECONDS, OK, SENDER_OK, SMTPConnection
-from statewire.protocols._smtp_trace import ATOM
+from statewire.protocols._smtp_trace import check_word
 
 GO_AHEAD = reply(354, "End data with <CR><LF>.<CR><LF>")
 #: octets of an AUTH exchange's line (RFC 4954 4)
@@ -608,12 +608,7 @@ class SMTPFactory(Factory):
         auth_over_plaintext: bool = False,
         access_log: MailLog | bool | None = None,
     ) -> None:
-        if ATOM.fullmatch(hostname) is None:
-            # (it is in every greeting, EHLO reply and trace: one word of printable ASCII)
-            raise ValueError(
-                f"hostname={hostname!r}: one word of printable ASCII (at most 255 octets, "
-                'no space nor any of ;()\\"<>,)'
-            )
+        check_word(hostname, "hostname")  # (in every greeting, EHLO reply and trace)
         #: decides on senders, recipients and messages
         self.handler = handler if handler is not None else SMTPHandler()
         #: the name the server greets with
