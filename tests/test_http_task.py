@@ -166,7 +166,8 @@ def test_a_cancelled_error_raised_before_the_first_wait_ends_the_task_cancelled(
 
 
 @eager
-def test_a_finished_task_cancelled_before_its_turn_ends_cancelled_quietly() -> None:
+def test_a_task_whose_coroutine_ended_in_its_first_step_is_done_and_cannot_be_cancelled() -> None:
+    # as Python 3.12's eager start leaves it: done at once, with nothing scheduled
     tasks: list[asyncio.Task[Any]] = []
 
     async def handler() -> None:
@@ -175,13 +176,16 @@ def test_a_finished_task_cancelled_before_its_turn_ends_cancelled_quietly() -> N
     def body(loop: asyncio.AbstractEventLoop) -> Any:
         assert start_in_task(handler(), lambda: loop) is None
         (task,) = tasks
-        assert task.cancel()  # before its first turn, its coroutine already done
+        assert task.done() and not task.cancelled() and task.result() is None
+        assert not task.cancel()  # (done: nothing to cancel)
+        assert task not in asyncio.all_tasks(loop)
         return task
 
     async def main() -> None:
         task = await _in_a_callback(body)
-        with pytest.raises(asyncio.CancelledError):
-            await task  # (not "cannot reuse already awaited coroutine")
+        assert await task is None
+        assert task.get_loop() is asyncio.get_running_loop()
+        assert "finished" in repr(task) and task.get_stack() == []
 
     with error_records() as errors:
         asyncio.run(main())

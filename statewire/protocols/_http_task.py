@@ -21,6 +21,8 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
+from statewire.protocols import _lazy_task
+
 #: Python 3.12's own eager start of a task (``Task(..., eager_start=True)``)
 _NATIVE_EAGER = sys.version_info >= (3, 12)
 #: a task made in a context of our choosing (``create_task(..., context=)``: 3.11)
@@ -107,9 +109,11 @@ def start_in_task(
     """:func:`start` with a task from the first step: ``coro`` runs at once until it first
     waits, as the current task of its own (``asyncio.current_task()`` is it: anyio's task
     groups and cancel scopes, under Starlette and FastAPI, work), in that task's context;
-    ``None`` if it finished (its task then ends at its first turn, with nothing to do),
-    else the task, which goes on from there. Python 3.12's ``eager_start``; on 3.11 the
-    same by asyncio's own task bookkeeping. Where a task is running already (bytes fed
+    ``None`` if it finished (its task, if the coroutine kept it, is then done), else the
+    task, which goes on from there. Python 3.12's ``eager_start``; on 3.11 the same by
+    asyncio's own task bookkeeping, the task held back until it is needed
+    (:mod:`statewire.protocols._lazy_task`: a coroutine that finishes without asking
+    anything of its task costs none). Where a task is running already (bytes fed
     from inside one), where the loop has a task factory (instrumentation that wraps
     coroutines), and before Python 3.11, the coroutine starts as a task's first step, as
     ``create_task`` starts it. A ``CancelledError`` it raises before waiting ends its task
@@ -131,23 +135,35 @@ def start_in_task(
     if _enter_task is None or _leave_task is None or asyncio.tasks.current_task(running):
         return running.create_task(coro, context=context)  # type: ignore[call-arg]  # pragma: no cover
     resume = _Resume(coro, _NOT_STARTED)
-    task = running.create_task(resume, context=context)  # type: ignore[call-arg]
+    lazy: _lazy_task.LazyTask | None
+    if _lazy_task.AVAILABLE:
+        # held back: a task (scheduled, registered) only if the step asks for one or
+        # the coroutine waits; a coroutine that answers at once costs no task at all
+        lazy = _lazy_task.held(resume, running, context)
+        task = lazy
+    else:  # pragma: no cover - CPython 3.11 has its C task
+        lazy, task = None, running.create_task(resume, context=context)  # type: ignore[call-arg]
     _enter_task(running, task)
     try:
         resume._first = context.run(coro.send, None)
     except StopIteration:
         resume._first = _FINISHED
-        return None
+        if lazy is not None:
+            lazy.end()
+        return None  # (a task it became ends at its first turn, with nothing to do)
     except asyncio.CancelledError as error:
         # the application cancelled itself: its task ends cancelled, as a task's own
         # first step would have ended it (what waits for it is told so)
         resume._first, resume._raised = _FINISHED, error
-        return task
     except BaseException:
         resume._first = _FINISHED
+        if lazy is not None:
+            lazy.end()
         raise
     finally:
         _leave_task(running, task)
+    if lazy is not None:
+        lazy.become()
     return task
 
 
