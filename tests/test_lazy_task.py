@@ -135,12 +135,12 @@ def test_a_task_kept_past_the_step_is_ended_when_asked_later_even_on_a_closed_lo
     (task,) = kept  # the loop is closed by now
     assert type(task) is _lazy_task.LazyTask
     assert task.done() and not task.cancelled()
+    assert type(task) is _lazy_task.Task  # (complete: its C parts all set)
     assert task.result() is None and task.exception() is None
-    assert type(task) is _lazy_task.EndedTask
     assert not task.cancel() and task.cancelling() == 0
-    assert task.get_coro() is task._coro and task.get_coro() is not None
-    assert "finished" in repr(task) and task.get_stack() == []
-    assert task.get_name() == "Task (ended in its first step)"
+    assert asyncio.Task.get_coro(task) is task.get_coro() is task._coro  # (no NULL)
+    assert task.get_name().startswith("Task-")
+    assert repr(task).startswith("<Task finished name='Task-") and task.get_stack() == []
     task.print_stack(file=io.StringIO())
 
 
@@ -195,6 +195,73 @@ def test_a_held_task_dropped_unused_says_nothing() -> None:
             _run_from_a_callback(lambda loop: start_in_task(handler(), lambda: loop))
         gc.collect()
     assert not errors
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held", "made at once"])
+def test_a_cancel_queued_in_the_first_step_reaches_what_the_coroutine_then_awaits(
+    held: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the task's first turn comes after what the step queued; the cancel still reaches
+    # the awaited task, as when the first turn came first (and as 3.12's eager start)
+    if not held:
+        monkeypatch.setattr(_lazy_task, "available", lambda loop: False)
+    seen: list[Any] = []
+
+    async def handler(loop: asyncio.AbstractEventLoop) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        inner = loop.create_task(asyncio.sleep(3600))
+        loop.call_soon(task.cancel, "stop")
+        try:
+            await inner
+        except asyncio.CancelledError as error:
+            seen.extend([inner.cancelled(), error.args])
+            raise
+
+    with error_records() as errors:
+        task = _run_from_a_callback(lambda loop: start_in_task(handler(loop), lambda: loop))
+    assert not errors
+    assert task.cancelled() and seen == [True, ("stop",)]
+
+
+def test_a_swapped_task_class_or_a_loop_of_its_own_making_gets_create_task_s_task(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[Any] = []
+
+    class Loop(asyncio.SelectorEventLoop):
+        def create_task(self, coro: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            made.append(coro)
+            return super().create_task(coro, **kwargs)
+
+    async def handler() -> None:
+        await asyncio.sleep(0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        loop.call_soon(lambda: done.set_result(start_in_task(handler(), lambda: loop)))
+        task = await done
+        assert type(task) is asyncio.Task
+        await task
+
+    loop = Loop()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+    assert len(made) == 2  # (main's task, then the handler's)
+
+    class Swapped(asyncio.Task):  # type: ignore[type-arg]
+        pass
+
+    plain = asyncio.new_event_loop()
+    try:
+        assert _lazy_task.available(plain) and not _lazy_task.available(loop)
+        monkeypatch.setattr(asyncio, "Task", Swapped)  # (as nest_asyncio swaps it)
+        assert not _lazy_task.available(plain)
+    finally:
+        plain.close()
 
 
 def test_a_held_task_is_not_made_by_calling_its_class() -> None:

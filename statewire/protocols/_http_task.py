@@ -73,12 +73,24 @@ class _Resume(Coroutine[Any, Any, None]):
         return self._coro.send(value)
 
     def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
-        if not self._started and self._first is _FINISHED:
-            # cancelled before its first turn, its coroutine already done: the task ends
-            # with what was thrown (the coroutine cannot take it any more)
+        if not self._started:
+            first = self._first
             self._started = True
-            raise typ if val is None else val
-        self._started = True
+            if first is _FINISHED:
+                # cancelled before its first turn, its coroutine already done: the task
+                # ends with what was thrown (the coroutine cannot take it any more)
+                raise typ if val is None else val
+            error = typ if val is None else val
+            if (
+                isinstance(error, asyncio.CancelledError)
+                and first is not _NOT_STARTED
+                and getattr(first, "_asyncio_future_blocking", False)
+                and first.cancel(*error.args[:1])
+            ):
+                # cancelled before its first turn took the future the coroutine waits
+                # for: that future is cancelled, as the task would have cancelled it
+                # (Python 3.12's eager start too), and waited for as before
+                return first
         if val is None and tb is None:
             return self._coro.throw(typ)
         return self._coro.throw(typ, val, tb)  # pragma: no cover - asyncio throws one
@@ -136,12 +148,12 @@ def start_in_task(
         return running.create_task(coro, context=context)  # type: ignore[call-arg]  # pragma: no cover
     resume = _Resume(coro, _NOT_STARTED)
     lazy: _lazy_task.LazyTask | None
-    if _lazy_task.AVAILABLE:
+    if _lazy_task.available(running):
         # held back: a task (scheduled, registered) only if the step asks for one or
         # the coroutine waits; a coroutine that answers at once costs no task at all
         lazy = _lazy_task.held(resume, running, context)
         task = lazy
-    else:  # pragma: no cover - CPython 3.11 has its C task
+    else:
         lazy, task = None, running.create_task(resume, context=context)  # type: ignore[call-arg]
     _enter_task(running, task)
     try:

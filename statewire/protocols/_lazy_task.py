@@ -16,8 +16,18 @@ same task the eager start made before: scheduled, its first step the coroutine's
 (:class:`~statewire.protocols._http_task` gives it the coroutine's rest). A coroutine that
 waits makes it a task too, once its first step is over.
 
-Only with CPython's own task (``_asyncio.Task``), which allows an object made but not
-initialised; elsewhere :data:`AVAILABLE` is false and the caller makes its task at once.
+Only with CPython 3.11's C task (which allows an object made but not initialised), and
+while ``asyncio.Task`` is still that task and the loop's ``create_task`` asyncio's or
+uvloop's own (:func:`available`); elsewhere (a library that swaps the task class, as
+``nest_asyncio`` does, or a loop that makes its tasks its own way) the caller makes its
+task with ``create_task``, as before.
+
+What differs from a task made at once: during that first step the task is not in
+``asyncio.all_tasks()``, its type is a subclass of ``asyncio.Task``, and asyncio's C
+methods called unbound on it (``asyncio.Task.get_coro(task)``, rather than
+``task.get_coro()``) find it uninitialised: they raise, and ``get_coro`` reads a missing
+coroutine (do not). A task kept from a first step its coroutine ended in, and asked later,
+is done at once (as under 3.12's eager start), not after a first turn.
 """
 
 from __future__ import annotations
@@ -25,12 +35,18 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-#: CPython 3.11's C task (3.12 has its own eager start; the pure-Python task cannot be
-#: left uninitialised)
-AVAILABLE = sys.version_info[:2] == (3, 11) and asyncio.Task.__module__ == "_asyncio"
+#: CPython 3.11's C task and future, as they were at import (3.12 has its own eager
+#: start; the pure-Python task cannot be left uninitialised)
+_C_TASK: Any = asyncio.Task
+_C_FUTURE: Any = asyncio.Future
+AVAILABLE = (
+    sys.version_info[:2] == (3, 11)
+    and _C_TASK.__module__ == "_asyncio"
+    and _C_FUTURE.__module__ == "_asyncio"
+)
 
 #: what a task offers that a held-back one answers only by becoming one first: every
 #: method and attribute of ``asyncio.Task`` and ``asyncio.Future`` but the object's own
@@ -38,8 +54,24 @@ AVAILABLE = sys.version_info[:2] == (3, 11) and asyncio.Task.__module__ == "_asy
 _KEPT = {"__new__", "__init__", "__del__", "__doc__", "__class_getitem__"}
 
 
-class _Slots(asyncio.Task):  # type: ignore[type-arg]
-    """The layout the three kinds share, so that a held-back task can become another."""
+class _Keeper:
+    """A stand-in loop a task is initialised on to be made complete without being
+    scheduled: it keeps the first step the task asks it to schedule, and drops it."""
+
+    __slots__ = ()
+
+    def get_debug(self) -> bool:
+        return False
+
+    def call_soon(self, callback: Callable[[], object], *args: Any, context: Any = None) -> None:
+        pass
+
+
+_KEEPER = _Keeper()
+
+
+class _Slots(_C_TASK):  # type: ignore[misc]
+    """The layout both kinds share, so that a held-back task can become the other."""
 
     __slots__ = ("_sw_ended", "_sw_start")
     #: what the task runs, on which loop, in which context (``None`` once a Task)
@@ -55,27 +87,9 @@ class _Slots(asyncio.Task):  # type: ignore[type-arg]
 
 
 class Task(_Slots):
-    """What a :class:`LazyTask` becomes when it is needed before its coroutine ended: an
-    asyncio task with nothing of its own."""
+    """What a :class:`LazyTask` becomes: an asyncio task with nothing of its own."""
 
     __slots__ = ()
-
-
-class EndedTask(_Slots):
-    """What a :class:`LazyTask` becomes when it is needed after its coroutine ended in
-    its first step: done, its result ``None``, as the task the eager start made before
-    was once its first turn had run (never scheduled: a loop closed since is no matter).
-    Only its future's part is initialised, so its coroutine is kept here."""
-
-    __slots__ = ()
-
-    @property
-    def _coro(self) -> Any:
-        return self.get_coro()
-
-    def get_coro(self) -> Any:
-        assert self._sw_start is not None  # (kept: the future alone was initialised)
-        return self._sw_start[0]
 
 
 class LazyTask(_Slots):
@@ -83,7 +97,7 @@ class LazyTask(_Slots):
 
     __slots__ = ()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - unused
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("LazyTask is made by held(), not called")
 
     def end(self) -> None:
@@ -92,22 +106,44 @@ class LazyTask(_Slots):
         self._sw_ended = True
 
     def become(self) -> None:
-        """Be the task at once: a :class:`Task`, scheduled, or after :meth:`end` an
-        :class:`EndedTask`."""
-        assert self._sw_start is not None  # (a LazyTask's own until it becomes another)
-        coro, loop, context = self._sw_start
-        kind: type[_Slots]
+        """Be the task at once: scheduled, its first step the coroutine's next; or, after
+        :meth:`end`, done (never scheduled, so a loop closed since is no matter)."""
+        start = self._sw_start
+        assert start is not None  # (a LazyTask's own until it becomes a Task)
+        coro, loop, context = start
         if self._sw_ended:
-            asyncio.Future.__init__(self, loop=loop)
-            asyncio.Task.set_name(self, "Task (ended in its first step)")
-            asyncio.Future.set_result(self, None)  # (a task's own set_result refuses)
-            kind = EndedTask
+            # complete, its first step handed to a stand-in loop that drops it, then its
+            # future's part again on its own loop, done
+            _C_TASK.__init__(self, coro, loop=_KEEPER, context=context)
+            _C_FUTURE.__init__(self, loop=loop)
+            _C_FUTURE.set_result(self, None)  # (a task's own set_result refuses)
         else:
-            self._sw_start = None
-            init: Any = asyncio.Task.__init__  # (typeshed's lacks 3.11's context=)
-            init(self, coro, loop=loop, context=context)
-            kind = Task
-        self.__class__ = kind  # type: ignore[assignment]
+            _C_TASK.__init__(self, coro, loop=loop, context=context)
+        self._sw_start = None  # (only now: a failure above leaves it to try again)
+        self.__class__ = Task
+
+
+def available(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether :func:`held` may stand for ``loop.create_task``: on CPython 3.11's C task,
+    still ``asyncio.Task``, on a loop whose ``create_task`` is asyncio's or uvloop's."""
+    if not AVAILABLE or asyncio.Task is not _C_TASK or asyncio.Future is not _C_FUTURE:
+        return False
+    plain = _PLAIN.get(type(loop))
+    if plain is None:
+        plain = _PLAIN[type(loop)] = _plain_create_task(type(loop))
+    return plain
+
+
+#: loop classes, and whether their ``create_task`` is asyncio's or uvloop's own
+_PLAIN: dict[type, bool] = {}
+
+
+def _plain_create_task(kind: type) -> bool:
+    create = getattr(kind, "create_task", None)
+    if create is asyncio.BaseEventLoop.create_task:
+        return True
+    uvloop = sys.modules.get("uvloop")
+    return uvloop is not None and create is getattr(uvloop.Loop, "create_task", None)
 
 
 def held(
@@ -123,12 +159,12 @@ def held(
 
 def _becoming(name: str) -> Any:
     """``asyncio.Task``'s ``name``, reached only after the held-back task became one."""
-    member = getattr(asyncio.Task, name)
+    member = getattr(_C_TASK, name)
     if hasattr(member, "__get__") and not callable(member):
         # an attribute (a getset or member descriptor): read and written through it
         def get(self: LazyTask) -> Any:
             self.become()
-            return member.__get__(self, Task)
+            return member.__get__(self, _C_TASK)
 
         def put(self: LazyTask, value: Any) -> None:
             self.become()
@@ -145,9 +181,9 @@ def _becoming(name: str) -> Any:
 
 
 if AVAILABLE:
-    for _name in set(vars(asyncio.Task)) | set(vars(asyncio.Future)):
+    for _name in set(vars(_C_TASK)) | set(vars(_C_FUTURE)):
         if _name not in _KEPT:
             setattr(LazyTask, _name, _becoming(_name))
 
 
-__all__ = ["AVAILABLE", "LazyTask", "held"]
+__all__ = ["AVAILABLE", "LazyTask", "Task", "available", "held"]
