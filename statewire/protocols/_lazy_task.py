@@ -56,7 +56,7 @@ _KEPT = {"__new__", "__init__", "__del__", "__doc__", "__class_getitem__"}
 
 class _Keeper:
     """A stand-in loop a task is initialised on to be made complete without being
-    scheduled: it keeps the first step the task asks it to schedule, and drops it."""
+    scheduled: the first step the task asks it to schedule is dropped."""
 
     __slots__ = ()
 
