@@ -5,6 +5,7 @@ task costs no task; anything asked of it makes it the task it would have been.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import io
 from collections.abc import Callable
@@ -125,21 +126,35 @@ def test_anything_asked_in_the_first_step_makes_it_a_task_that_ends_at_its_first
         assert isinstance(answer, list)
 
 
-def test_a_task_kept_past_the_step_is_ended_when_asked_later_even_on_a_closed_loop() -> None:
+@pytest.mark.parametrize("ends", ["returns", "raises"])
+def test_a_task_kept_from_a_first_step_that_ended_is_a_whole_task_done_at_once(
+    ends: str,
+) -> None:
     kept: list[asyncio.Task[Any]] = []
 
     async def handler() -> None:
         kept.append(asyncio.current_task())  # type: ignore[arg-type]
+        if ends == "raises":
+            raise KeyError("in the first step")
 
-    _run_from_a_callback(lambda loop: start_in_task(handler(), lambda: loop))
+    def body(loop: asyncio.AbstractEventLoop) -> Any:
+        with pytest.raises(KeyError) if ends == "raises" else contextlib.nullcontext():
+            assert start_in_task(handler(), lambda: loop) is None
+        (task,) = kept
+        assert type(task) is _lazy_task.Task  # (made whole before the call returned)
+        assert task.done() and task.result() is None
+        return len(asyncio.all_tasks(loop))
+
+    with error_records() as errors:
+        assert _run_from_a_callback(body) == 1  # (main's own: this one is done)
+    assert not errors
     (task,) = kept  # the loop is closed by now
-    assert type(task) is _lazy_task.LazyTask
-    assert task.done() and not task.cancelled()
-    assert type(task) is _lazy_task.Task  # (complete: its C parts all set)
-    assert task.result() is None and task.exception() is None
+    # asyncio's own C methods, unbound, find it whole (none reads a missing part)
+    assert asyncio.Task.done(task) and not asyncio.Task.cancelled(task)
+    assert asyncio.Task.get_coro(task) is task.get_coro() is task._coro
+    assert asyncio.Task.get_name(task).startswith("Task-")
+    assert isinstance(asyncio.Task.get_loop(task), asyncio.AbstractEventLoop)
     assert not task.cancel() and task.cancelling() == 0
-    assert asyncio.Task.get_coro(task) is task.get_coro() is task._coro  # (no NULL)
-    assert task.get_name().startswith("Task-")
     assert repr(task).startswith("<Task finished name='Task-") and task.get_stack() == []
     task.print_stack(file=io.StringIO())
 

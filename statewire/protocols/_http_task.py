@@ -153,6 +153,7 @@ def start_in_task(
         # the coroutine waits; a coroutine that answers at once costs no task at all
         lazy = _lazy_task.held(resume, running, context)
         task = lazy
+        references = sys.getrefcount(lazy)  # (this frame's own)
     else:
         lazy, task = None, running.create_task(resume, context=context)  # type: ignore[call-arg]
     _enter_task(running, task)
@@ -160,8 +161,6 @@ def start_in_task(
         resume._first = context.run(coro.send, None)
     except StopIteration:
         resume._first = _FINISHED
-        if lazy is not None:
-            lazy.end()
         return None  # (a task it became ends at its first turn, with nothing to do)
     except asyncio.CancelledError as error:
         # the application cancelled itself: its task ends cancelled, as a task's own
@@ -169,11 +168,19 @@ def start_in_task(
         resume._first, resume._raised = _FINISHED, error
     except BaseException:
         resume._first = _FINISHED
-        if lazy is not None:
-            lazy.end()
         raise
     finally:
         _leave_task(running, task)
+        if (
+            lazy is not None
+            and resume._first is _FINISHED
+            and resume._raised is None
+            and sys.getrefcount(lazy) > references
+        ):
+            # ended in its first step (returned, or raised to the caller) and kept by
+            # something (a reference beyond this frame's): made a whole task, done
+            # (else it is dropped with this frame)
+            lazy.end()
     if lazy is not None:
         lazy.become()
     return task

@@ -22,12 +22,21 @@ uvloop's own (:func:`available`); elsewhere (a library that swaps the task class
 ``nest_asyncio`` does, or a loop that makes its tasks its own way) the caller makes its
 task with ``create_task``, as before.
 
+A coroutine that ended in its first step leaves a task that something kept (any reference
+to it beyond :func:`~statewire.protocols._http_task.start_in_task`'s own) made whole at
+once: done, never scheduled (initialised on a stand-in loop that drops its first step,
+then its future's part on its own loop), so that no uninitialised task outlives the step.
+
 What differs from a task made at once: during that first step the task is not in
 ``asyncio.all_tasks()``, its type is a subclass of ``asyncio.Task``, and asyncio's C
 methods called unbound on it (``asyncio.Task.get_coro(task)``, rather than
 ``task.get_coro()``) find it uninitialised: they raise, and ``get_coro`` reads a missing
-coroutine (do not). A task kept from a first step its coroutine ended in, and asked later,
-is done at once (as under 3.12's eager start), not after a first turn.
+coroutine (do not). A task kept from a first step its coroutine ended in is done at once
+(as under 3.12's eager start), not after a first turn. A coroutine that waits has its
+task's first turn queued once its first step is over, after what that step queued (a
+task made at once had it queued before): a cancel queued by that step without asking
+anything of the task reaches it after those callbacks (what it waits for is then
+cancelled if it is still pending).
 """
 
 from __future__ import annotations
@@ -101,9 +110,11 @@ class LazyTask(_Slots):
         raise TypeError("LazyTask is made by held(), not called")
 
     def end(self) -> None:
-        """The coroutine ended in its first step (returned or raised): the task, if it is
-        ever needed, is one that ended so."""
+        """The coroutine ended in its first step (returned or raised) and something keeps
+        its task: made at once a whole task that ended so (nothing holds an uninitialised
+        task past its first step)."""
         self._sw_ended = True
+        self.become()
 
     def become(self) -> None:
         """Be the task at once: scheduled, its first step the coroutine's next; or, after
