@@ -82,11 +82,9 @@ _KEEPER = _Keeper()
 class _Slots(_C_TASK):  # type: ignore[misc]
     """The layout both kinds share, so that a held-back task can become the other."""
 
-    __slots__ = ("_sw_ended", "_sw_start")
+    __slots__ = ("_sw_start",)
     #: what the task runs, on which loop, in which context (``None`` once a Task)
     _sw_start: tuple[Coroutine[Any, Any, None], asyncio.AbstractEventLoop, Any] | None
-    #: its coroutine ended in its first step, before it was needed as a task
-    _sw_ended: bool
 
     def end(self) -> None:
         """(A task already: its coroutine's end is its own.)"""
@@ -111,26 +109,28 @@ class LazyTask(_Slots):
 
     def end(self) -> None:
         """The coroutine ended in its first step (returned or raised) and something keeps
-        its task: made at once a whole task that ended so (nothing holds an uninitialised
-        task past its first step)."""
-        self._sw_ended = True
-        self.become()
+        its task: made at once a whole task that ended so, done, never scheduled (nothing
+        holds an uninitialised task past its first step): initialised on a stand-in loop
+        that drops its first step, then its future's part again on its own loop."""
+        coro, loop, context = self._started()
+        _C_TASK.__init__(self, coro, loop=_KEEPER, context=context)
+        _C_FUTURE.__init__(self, loop=loop)
+        _C_FUTURE.set_result(self, None)  # (a task's own set_result refuses)
+        self._became()
 
     def become(self) -> None:
-        """Be the task at once: scheduled, its first step the coroutine's next; or, after
-        :meth:`end`, done (never scheduled, so a loop closed since is no matter)."""
+        """Be the task at once: scheduled, its first step the coroutine's next."""
+        coro, loop, context = self._started()
+        _C_TASK.__init__(self, coro, loop=loop, context=context)
+        self._became()
+
+    def _started(self) -> tuple[Coroutine[Any, Any, None], asyncio.AbstractEventLoop, Any]:
         start = self._sw_start
         assert start is not None  # (a LazyTask's own until it becomes a Task)
-        coro, loop, context = start
-        if self._sw_ended:
-            # complete, its first step handed to a stand-in loop that drops it, then its
-            # future's part again on its own loop, done
-            _C_TASK.__init__(self, coro, loop=_KEEPER, context=context)
-            _C_FUTURE.__init__(self, loop=loop)
-            _C_FUTURE.set_result(self, None)  # (a task's own set_result refuses)
-        else:
-            _C_TASK.__init__(self, coro, loop=loop, context=context)
-        self._sw_start = None  # (only now: a failure above leaves it to try again)
+        return start
+
+    def _became(self) -> None:
+        self._sw_start = None  # (only now: a failure before leaves it to try again)
         self.__class__ = Task
 
 
@@ -164,7 +164,6 @@ def held(
     ``context``), as ``loop.create_task(coro, context=context)`` would have."""
     task = LazyTask.__new__(LazyTask)
     task._sw_start = (coro, loop, context)
-    task._sw_ended = False
     return task
 
 
