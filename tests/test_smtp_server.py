@@ -292,6 +292,30 @@ def test_mail_parameters_and_smtputf8() -> None:
     assert got == ["250", "250 2.1.0", "250 2.1.5", "555 5.5.4"]
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        b"\xff@b",  # never in UTF-8
+        b"\xc3@b",  # a sequence cut short
+        b"\xc0\xaf@b",  # an overlong "/"
+        b"a@\xed\xa0\x80.example",  # a surrogate
+        b"\xf4\x90\x80\x80@b",  # past U+10FFFF
+        b"\x80@b",  # a continuation octet alone
+    ],
+)
+def test_smtputf8_addresses_must_be_utf8(address: bytes) -> None:
+    """RFC 6531 3.3: SMTPUTF8's addresses are UTF-8; other octets above 127 are refused
+    before the handler is asked, and the transaction goes on."""
+    session = Session()
+    got = session.codes(
+        b"EHLO c\r\nMAIL FROM:<" + address + b"> SMTPUTF8\r\n"
+        b"MAIL FROM:<\xc3\xa9@b> SMTPUTF8\r\nRCPT TO:<" + address + b">\r\n"
+        b"RCPT TO:<\xe2\x82\xac@d>\r\n"
+    )
+    assert got == ["250", "553 5.1.7", "250 2.1.0", "553 5.1.3", "250 2.1.5"]
+    assert session.state == "transaction"
+
+
 def test_the_handler_refuses_senders_and_recipients() -> None:
     session = Session()
     got = session.codes(

@@ -407,8 +407,11 @@ class SMTPConnection(MachineProtocol):
             refusal = self.check_sender_parameters(parameters)
             if refusal is not None:
                 return refusal
-        if not sender.isascii() and b"SMTPUTF8" not in parameters:
-            return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
+        if not sender.isascii():
+            if b"SMTPUTF8" not in parameters:
+                return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
+            if not _utf8(sender):
+                return reply(553, "5.1.7 Bad sender address syntax: not UTF-8")
         self.envelope = Envelope(
             sender,
             parameters,
@@ -448,8 +451,11 @@ class SMTPConnection(MachineProtocol):
             return reply(501, "5.1.3 Bad recipient address syntax")
         if parameters:
             return _unsupported(min(parameters))
-        if not recipient.isascii() and b"SMTPUTF8" not in envelope.sender_parameters:
-            return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
+        if not recipient.isascii():
+            if b"SMTPUTF8" not in envelope.sender_parameters:
+                return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
+            if not _utf8(recipient):
+                return reply(553, "5.1.3 Bad recipient address syntax: not UTF-8")
         if len(envelope.recipients) >= self.factory.max_recipients:
             return reply(452, "4.5.3 Error: too many recipients")
         decision = self.factory.handler.rcpt(self, recipient, parameters)
@@ -903,6 +909,17 @@ class SMTPConnection(MachineProtocol):
         log.info("SMTP: %s; closing", error)
         self.reply(reply(500, "5.5.2 Error: bad input; closing"))
         self.close()
+
+
+def _utf8(address: bytes) -> bool:
+    """Whether ``address`` is UTF-8 (RFC 3629: no overlong form, no surrogate, nothing past
+    U+10FFFF), as RFC 6531 3.3 has SMTPUTF8's addresses: a handler, and a Maildir's
+    ``Return-Path``, never get other octets above 127 from the server."""
+    try:
+        address.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _unsupported(key: bytes) -> Reply:
