@@ -160,7 +160,9 @@ class Failing(SMTPHandler):
     [
         ("raises", None, b"not answered: a failure of the server's or the handler's"),
         ("pending", "lost", b"not answered: the connection was lost"),
-        ("pending", "timeout", b"not answered: the client's timeout"),
+        # the deadline passed while the server waited for the handler: not the client's
+        ("pending", "timeout", b"not answered: the handler's timeout"),
+        ("writing", "timeout", b"not delivered: the handler's timeout"),
         ("pending", "stop", b"not answered: the server's shutdown"),
         ("writing", "lost", b"not delivered: the connection was lost"),
         ("writing", "stop", b"not delivered: the server's shutdown"),

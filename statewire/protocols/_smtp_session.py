@@ -98,6 +98,9 @@ class SMTPConnection(MachineProtocol):
     message_log: MessageLog | None = None
     unanswered: Callable[[str], None] | None = None
     deciding = False
+    #: whether the session waits for the handler (a decision, or a sink's write): a
+    #: timeout then is the handler's, not the client's
+    waiting = False
     #: the pace of a message's content (see :meth:`_check_pace`): its timer (running while
     #: content is read), the seconds between its looks, the content's octets read so far
     pace_timer: Any = None
@@ -294,12 +297,14 @@ class SMTPConnection(MachineProtocol):
             return second if inspect.isawaitable(second) else None
 
         def unless_over(value: Any) -> Any:
+            self.waiting = False
             return None if self.over else step(value)
 
         # the client's part is whole (its command, or the lines of a body): from now the
         # deadline bounds the decision, not the client (a command in a state it loops in
         # makes no reply, and no state change, until the decision comes)
         self.restart_deadline()
+        self.waiting = True
         return then(first, unless_over)
 
     # -- the session ---------------------------------------------------------------------

@@ -449,7 +449,7 @@ for _state in (greeted, identified, transaction, chunking):
 
 def time_out(machine: Inputs, core: SMTPConnection) -> None:
     core.ended = True
-    core.forget("the client's timeout")
+    core.forget("the handler's timeout" if core.waiting else "the client's timeout")
     core.reply(reply(421, f"4.4.2 {core.factory.hostname} Error: timeout exceeded"))
     core.close()
 
