@@ -191,6 +191,47 @@ def test_a_message_whose_answer_never_came_is_logged_not_answered(
     assert entry.size == 11
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"DATA\r\n" + b"x" * 10 + b"\r\n" + b"y" * 10 + b"\r\n",  # a piece mid-body
+        b"DATA\r\n" + b"x" * 8 + b"\r\n",  # the last piece before the end
+        b"BDAT 20\r\n" + b"z" * 20,  # a chunk that is not the last
+    ],
+)
+def test_a_write_pending_at_the_deadline_is_the_handlers_timeout(content: bytes) -> None:
+    """The deadline passes while a sink's ``write`` of the content under way is pending
+    (pieces of 8 octets): the handler's timeout, whichever piece it was."""
+
+    async def main() -> list[MessageEntry]:
+        protocol, _, clock, kept = session()
+        protocol.factory.handler = Failing("writing")
+        protocol.piece_size = 8
+        protocol.dataReceived(ENVELOPE + content)
+        assert protocol.waiting
+        clock.advance(10_000)
+        await asyncio.sleep(0)
+        return kept.entries
+
+    (entry,) = asyncio.run(main())
+    assert (entry.status, entry.text) == (0, b"not delivered: the handler's timeout")
+
+
+def test_a_client_idle_mid_body_is_the_clients_timeout() -> None:
+    """The client stops in the middle of its content, every write done: its timeout."""
+
+    async def main() -> list[MessageEntry]:
+        protocol, _, clock, kept = session()
+        protocol.dataReceived(ENVELOPE + b"DATA\r\nsome text\r\n")
+        assert not protocol.waiting
+        clock.advance(10_000)
+        await asyncio.sleep(0)
+        return kept.entries
+
+    (entry,) = asyncio.run(main())
+    assert (entry.status, entry.text) == (0, b"not delivered: the client's timeout")
+
+
 def test_no_entry_without_content_and_none_unless_asked(caplog: pytest.LogCaptureFixture) -> None:
     protocol, _, _, kept = session()
     protocol.dataReceived(ENVELOPE + b"RSET\r\nMAIL FROM:<a@b.test>\r\nQUIT\r\n")

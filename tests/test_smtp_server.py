@@ -266,6 +266,9 @@ def test_commands_out_of_sequence(commands: bytes, expected: list[str]) -> None:
         (b"MAIL FROM:<a@b> SMTPUTF8=yes\r\n", "501 5.5.4"),
         (b"MAIL FROM:<a@b> SIZE=12345678901234567890\r\n", "552 5.3.4"),
         (b"MAIL FROM:<\xc3\xa9@b>\r\n", "553 5.6.7"),
+        # AUTH='s mailbox: ASCII, or UTF-8 under SMTPUTF8 (2026-12-04)
+        (b"MAIL FROM:<a@b> AUTH=\xc3\xa9@b\r\n", "501 5.5.4"),
+        (b"MAIL FROM:<a@b> SMTPUTF8 AUTH=\xff\xfe\r\n", "501 5.5.4"),
         (b"EHLO\r\n", "501 5.5.4"),
         (b"VRFY\r\n", "501 5.5.4"),
         (b"VRFY someone\r\n", "252 2.0.0"),
@@ -286,7 +289,7 @@ def test_syntax_errors_and_the_small_commands(command: bytes, expected: str) -> 
 def test_mail_parameters_and_smtputf8() -> None:
     session = Session()
     got = session.codes(
-        b"EHLO c\r\nMAIL FROM:<\xc3\xa9@b> SMTPUTF8 BODY=8BITMIME SIZE=10\r\n"
+        b"EHLO c\r\nMAIL FROM:<\xc3\xa9@b> SMTPUTF8 BODY=8BITMIME SIZE=10 AUTH=\xc3\xa9@b\r\n"
         b"RCPT TO:<\xc3\xa9@d>\r\nRCPT TO:<x@y> NOTIFY=NEVER\r\n"
     )
     assert got == ["250", "250 2.1.0", "250 2.1.5", "555 5.5.4"]

@@ -98,9 +98,6 @@ class SMTPConnection(MachineProtocol):
     message_log: MessageLog | None = None
     unanswered: Callable[[str], None] | None = None
     deciding = False
-    #: whether the session waits for the handler (a decision, or a sink's write): a
-    #: timeout then is the handler's, not the client's
-    waiting = False
     #: the pace of a message's content (see :meth:`_check_pace`): its timer (running while
     #: content is read), the seconds between its looks, the content's octets read so far
     pace_timer: Any = None
@@ -297,15 +294,21 @@ class SMTPConnection(MachineProtocol):
             return second if inspect.isawaitable(second) else None
 
         def unless_over(value: Any) -> Any:
-            self.waiting = False
             return None if self.over else step(value)
 
         # the client's part is whole (its command, or the lines of a body): from now the
         # deadline bounds the decision, not the client (a command in a state it loops in
         # makes no reply, and no state change, until the decision comes)
         self.restart_deadline()
-        self.waiting = True
         return then(first, unless_over)
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the session waits for the handler: a decision, a credential check or a
+        sink's ``write`` (the engine holds the client's next frames for it), so that a
+        timeout now is the handler's, not the client's."""
+        engine = self.machine_engine
+        return engine is not None and "waiting" in engine.holds
 
     # -- the session ---------------------------------------------------------------------
 
@@ -442,6 +445,11 @@ class SMTPConnection(MachineProtocol):
         unknown = set(parameters) - {b"SIZE", b"BODY", b"SMTPUTF8", b"AUTH"}
         if unknown:
             return _unsupported(min(unknown))
+        auth = parameters.get(b"AUTH")
+        if auth is not None and not auth.isascii():
+            # RFC 4954 5: a mailbox in xtext, ASCII; UTF-8 under SMTPUTF8 (RFC 6531 3.4)
+            if b"SMTPUTF8" not in parameters or not _utf8(auth):
+                return reply(501, "5.5.4 Bad AUTH parameter")
         return None
 
     def check_recipient(self, argument: bytes) -> Pending:
