@@ -445,11 +445,14 @@ class SMTPConnection(MachineProtocol):
         unknown = set(parameters) - {b"SIZE", b"BODY", b"SMTPUTF8", b"AUTH"}
         if unknown:
             return _unsupported(min(unknown))
+        # AUTH='s mailbox: xtext, ASCII (RFC 4954 5); UTF-8 under SMTPUTF8 (RFC 6531 3.4)
         auth = parameters.get(b"AUTH")
-        if auth is not None and not auth.isascii():
-            # RFC 4954 5: a mailbox in xtext, ASCII; UTF-8 under SMTPUTF8 (RFC 6531 3.4)
-            if b"SMTPUTF8" not in parameters or not _utf8(auth):
-                return reply(501, "5.5.4 Bad AUTH parameter")
+        if (
+            auth is not None
+            and not auth.isascii()
+            and (b"SMTPUTF8" not in parameters or not _utf8(auth))
+        ):
+            return reply(501, "5.5.4 Bad AUTH parameter")
         return None
 
     def check_recipient(self, argument: bytes) -> Pending:
