@@ -416,10 +416,9 @@ class SMTPConnection(MachineProtocol):
             if refusal is not None:
                 return refusal
         if not sender.isascii():
-            if b"SMTPUTF8" not in parameters:
-                return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
-            if not _utf8(sender):
-                return reply(553, "5.1.7 Bad sender address syntax: not UTF-8")
+            refusal = _international(sender, b"SMTPUTF8" in parameters, "5.1.7 Bad sender")
+            if refusal is not None:
+                return refusal
         self.envelope = Envelope(
             sender,
             parameters,
@@ -468,10 +467,10 @@ class SMTPConnection(MachineProtocol):
         if parameters:
             return _unsupported(min(parameters))
         if not recipient.isascii():
-            if b"SMTPUTF8" not in envelope.sender_parameters:
-                return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
-            if not _utf8(recipient):
-                return reply(553, "5.1.3 Bad recipient address syntax: not UTF-8")
+            smtputf8 = b"SMTPUTF8" in envelope.sender_parameters
+            refusal = _international(recipient, smtputf8, "5.1.3 Bad recipient")
+            if refusal is not None:
+                return refusal
         if len(envelope.recipients) >= self.factory.max_recipients:
             return reply(452, "4.5.3 Error: too many recipients")
         decision = self.factory.handler.rcpt(self, recipient, parameters)
@@ -541,7 +540,10 @@ class SMTPConnection(MachineProtocol):
                 else next((each for each in answered if each.code < 300), answered[0])
             )
             entry.done(client, envelope, size, first.code, first.lines[-1])
-            self.answer_message(answered)
+            if type(answered) is list:  # (validated: sent as they are)
+                self.send_answers(answered)
+            else:
+                self.answer_message(answered)
 
         return respond
 
@@ -554,20 +556,25 @@ class SMTPConnection(MachineProtocol):
         if type(answer) is not Reply or self.lmtp:  # (SMTP's one reply: taken as it is)
             answered = self.message_answer(answer)
             if type(answered) is list:
-                accepted = any(each.code < 300 for each in answered)
-                if accepted:
-                    self.errors = self.junk = 0
-                for each in answered:
-                    self.reply(each, counted=False)
-                counted = any(e.code >= 400 and e.code not in UNCOUNTED for e in answered)
-                if not accepted and counted and not self.cut_off:
-                    self.count_error()
+                self.send_answers(answered)
                 return
             assert isinstance(answered, Reply)
             answer = answered
         if answer.code < 300:
             self.errors = self.junk = 0
         self.reply(answer)
+
+    def send_answers(self, answered: list[Reply]) -> None:
+        """Send LMTP's replies to a message, as :meth:`message_answer` made them (see
+        :meth:`answer_message`)."""
+        accepted = any(each.code < 300 for each in answered)
+        if accepted:
+            self.errors = self.junk = 0
+        for each in answered:
+            self.reply(each, counted=False)
+        counted = any(e.code >= 400 and e.code not in UNCOUNTED for e in answered)
+        if not accepted and counted and not self.cut_off:
+            self.count_error()
 
     def message_answer(self, answer: Reply | Sequence[Decision]) -> Reply | list[Reply]:
         """The replies that answer a message: ``answer`` itself (SMTP), or LMTP's, one
@@ -925,6 +932,14 @@ class SMTPConnection(MachineProtocol):
         log.info("SMTP: %s; closing", error)
         self.reply(reply(500, "5.5.2 Error: bad input; closing"))
         self.close()
+
+
+def _international(address: bytes, smtputf8: bool, bad: str) -> Reply | None:
+    """The refusal of a non-ASCII ``address``: ``553 5.6.7`` without SMTPUTF8, ``553`` and
+    ``bad`` when it is not UTF-8; ``None`` when it is taken."""
+    if not smtputf8:
+        return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
+    return None if _utf8(address) else reply(553, f"{bad} address syntax: not UTF-8")
 
 
 def _utf8(address: bytes) -> bool:
