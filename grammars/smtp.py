@@ -121,16 +121,24 @@ _BAD_IN_NAME = re.compile(rb"[\x00-\x20\x7f]")
 
 def hello_name(argument: bytes) -> bytes | None:
     """The client's name in ``EHLO name`` or ``HELO name`` (spaces around it dropped), or
-    ``None`` when there is none or it holds a space or a control octet. Its syntax is not
+    ``None`` when there is none, it holds a space or a control octet, or its octets above
+    127 are not UTF-8 (RFC 3629: a name in UTF-8, U-labels, is kept). Its syntax is not
     checked further (RFC 5321 4.1.4 asks a domain or an address literal; clients send
     NetBIOS names with underscores, which a server should not refuse).
 
     >>> hello_name(b"client.example "), hello_name(b"a\\x1b]0;x"), hello_name(b"")
     (b'client.example', None, None)
+    >>> hello_name("bücher.example".encode()), hello_name(b"b\\xfccher.example")
+    (b'b\\xc3\\xbccher.example', None)
     """
     name = argument.strip(b" ")
     if not name or _BAD_IN_NAME.search(name) is not None:
         return None
+    if not name.isascii():
+        try:
+            name.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     return name
 
 

@@ -249,6 +249,7 @@ def test_smtp_keeps_one_reply_a_message() -> None:
         (b"helo mta.test", "500 5.5.1 Error: this is LMTP: LHLO, not EHLO or HELO"),
         (b"EHLO\tmta.test", "500 5.5.1 Error: this is LMTP: LHLO, not EHLO or HELO"),
         (b"LHLO", "501 5.5.4 Syntax: LHLO hostname"),
+        (b"LHLO b\xfc.test", "501 5.5.4 Syntax: LHLO hostname"),
         (b"BDAT 2", "503 5.5.1 Error: send LHLO first; closing"),
         (b"MAIL FROM:<a@b>", "503 5.5.1 Error: send LHLO first"),
         (b"HELP", "214 2.0.0 STARTTLS AUTH; see RFC 2033"),

@@ -200,6 +200,20 @@ def test_a_bad_name_is_refused_and_the_session_stays_where_it_was(verb: bytes) -
     assert session.state == "transaction" and session.protocol.helo == b"c.test"
 
 
+@pytest.mark.parametrize("verb", [b"EHLO", b"HELO"])
+def test_a_name_not_utf8_is_refused_and_a_utf8_one_taken(verb: bytes) -> None:
+    """Octets above 127 in the name must be UTF-8 (a U-label): a stray octet, a sequence cut
+    short, an overlong form or a surrogate is ``501`` and the session stays greeted (before
+    2026-12-04 it was ``250`` and reached ``Envelope.helo``)."""
+    session = Session()
+    for name in (b"b\xfccher.test", b"b\xc3.test", b"\xc0\xae.test", b"\xed\xa0\x80.test"):
+        assert session.codes(verb + b" " + name + b"\r\n") == ["501 5.5.4"]
+        assert session.state == "greeted" and not session.protocol.helo
+    name = "bücher.test".encode()
+    assert session.codes(verb + b" " + name + b"\r\n")[0].startswith("250")
+    assert session.state == "identified" and session.protocol.helo == name
+
+
 def test_helo_identifies_without_extensions() -> None:
     session = Session()
     assert session(b"HELO c.test\r\n") == b"250 mx.test\r\n"
