@@ -117,12 +117,18 @@ def parse_command(frame: bytes) -> tuple[bytes, bytes]:
 #: what an EHLO or HELO name may not hold: a space inside, a control octet (it would reach
 #: the reply, the envelope, then headers and logs)
 _BAD_IN_NAME = re.compile(rb"[\x00-\x20\x7f]")
+#: nor, in UTF-8, a C1 control (U+0080-U+009F: CSI is U+009B), a line or paragraph
+#: separator (U+2028, U+2029) or a bidirectional embedding, override or isolate
+#: (U+202A-U+202E, U+2066-U+2069): a terminal's escape, a line break or text reordered
+#: for whoever prints the decoded name
+_BAD_IN_UTF8_NAME = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
 
 
 def hello_name(argument: bytes) -> bytes | None:
     """The client's name in ``EHLO name`` or ``HELO name`` (spaces around it dropped), or
     ``None`` when there is none, it holds a space or a control octet, or its octets above
-    127 are not UTF-8 (RFC 3629: a name in UTF-8, U-labels, is kept). Its syntax is not
+    127 are not UTF-8 (RFC 3629: a name in UTF-8, U-labels, is kept) or encode a C1
+    control, a line separator or a bidirectional control. Its syntax is not
     checked further (RFC 5321 4.1.4 asks a domain or an address literal; clients send
     NetBIOS names with underscores, which a server should not refuse).
 
@@ -130,6 +136,8 @@ def hello_name(argument: bytes) -> bytes | None:
     (b'client.example', None, None)
     >>> hello_name("bücher.example".encode()), hello_name(b"b\\xfccher.example")
     (b'b\\xc3\\xbccher.example', None)
+    >>> hello_name("a\\u009b31m.example".encode()), hello_name("a\\u202e.example".encode())
+    (None, None)
     """
     name = argument.strip(b" ")
     if not name or _BAD_IN_NAME.search(name) is not None:
@@ -138,6 +146,8 @@ def hello_name(argument: bytes) -> bytes | None:
         try:
             name.decode("utf-8")
         except UnicodeDecodeError:
+            return None
+        if _BAD_IN_UTF8_NAME.search(name) is not None:
             return None
     return name
 

@@ -204,9 +204,11 @@ def test_a_bad_name_is_refused_and_the_session_stays_where_it_was(verb: bytes) -
 def test_a_name_not_utf8_is_refused_and_a_utf8_one_taken(verb: bytes) -> None:
     """Octets above 127 in the name must be UTF-8 (a U-label): a stray octet, a sequence cut
     short, an overlong form or a surrogate is ``501`` and the session stays greeted (before
-    2026-12-04 it was ``250`` and reached ``Envelope.helo``)."""
+    2026-12-04 it was ``250`` and reached ``Envelope.helo``); so is UTF-8 for a C1 control
+    (CSI), a line separator or a bidirectional override."""
     session = Session()
-    for name in (b"b\xfccher.test", b"b\xc3.test", b"\xc0\xae.test", b"\xed\xa0\x80.test"):
+    utf8 = [f"a{c}.test".encode() for c in ("\u009b", "\u0085", "\u2028", "\u202e", "\u2066")]
+    for name in [b"b\xfccher.test", b"b\xc3.test", b"\xc0\xae.test", b"\xed\xa0\x80.test", *utf8]:
         assert session.codes(verb + b" " + name + b"\r\n") == ["501 5.5.4"]
         assert session.state == "greeted" and not session.protocol.helo
     name = "bücher.test".encode()
