@@ -33,7 +33,8 @@ via ``BDAT LAST`` to statewire, each to a fresh server: the server's peak RSS (V
 test clock, a transport that keeps what is written) fed the reads the client sends, the
 body, its dot and the next envelope in one read a message; it prints the microseconds and
 the Python function calls (``cProfile``'s count, built-ins included) a message costs,
-and the writes. ``--lines`` sets the body's lines of 74 octets (0: the message above).
+and the writes; then the microseconds of the ``api floor`` (``bench/smtp_floor.py``) fed
+the same reads. ``--lines`` sets the body's lines of 74 octets (0: the message above).
 
     python bench/bench_smtp.py [--seconds 3] [--connections 50] [--big-mib 50] [--uvloop]
     python bench/bench_smtp.py --quick
@@ -50,7 +51,7 @@ import socket
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -435,18 +436,27 @@ def in_process(lines: int, messages: int = 2000, rounds: int = 5) -> None:
         message = b"".join(b"%02d " % (n % 100) + b"x" * 69 + b"\r\n" for n in range(lines))
     read = message + END + ENVELOPE
 
-    def connected() -> tuple[Any, _Kept]:
+    def connected() -> tuple[Callable[[bytes], object], _Kept]:
         protocol = statewire_factory().buildProtocol(None)
         protocol.clock = Clock()
         transport = _Kept()
         protocol.makeConnection(transport)
         protocol.dataReceived(b"EHLO bench.example.org\r\n")
         protocol.dataReceived(ENVELOPE)
-        return protocol, transport
+        return protocol.dataReceived, transport
 
-    def run(profile: Any = None) -> tuple[float, float]:
-        protocol, transport = connected()
-        feed, before = protocol.dataReceived, transport.writes
+    def floor_connected() -> tuple[Callable[[bytes], object], _Kept]:
+        sink, transport = ApiFloorSink(), _Kept()
+        sink.begin(transport.write, transport.loseConnection)
+        sink.data_received(b"EHLO bench.example.org\r\n" + ENVELOPE)
+        return sink.data_received, transport
+
+    def run(
+        profile: Any = None,
+        connect: Callable[[], tuple[Callable[[bytes], object], _Kept]] = connected,
+    ) -> tuple[float, float]:
+        feed, transport = connect()
+        before = transport.writes
         if profile is not None:
             profile.enable()
         start = time.perf_counter()
@@ -467,6 +477,12 @@ def in_process(lines: int, messages: int = 2000, rounds: int = 5) -> None:
         f"in process, {count}-line messages ({len(message)} octets), one read "
         f"a message: {statistics.median(costs):.1f} us a message [{min(costs):.1f}-"
         f"{max(costs):.1f}], {calls:.0f} Python calls, {writes:g} writes"
+    )
+    run(connect=floor_connected)  # warm
+    costs = [run(connect=floor_connected)[0] for _ in range(rounds)]
+    print(
+        f"the api floor (bench/smtp_floor.py), the same reads: {statistics.median(costs):.1f} "
+        f"us a message [{min(costs):.1f}-{max(costs):.1f}]"
     )
 
 
