@@ -124,6 +124,21 @@ _BAD_IN_NAME = re.compile(rb"[\x00-\x20\x7f]")
 _BAD_IN_UTF8_NAME = re.compile(rb"\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae]|\xe2\x81[\xa6-\xa9]")
 
 
+def is_utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 (RFC 3629: no overlong form, no surrogate, nothing past
+    U+10FFFF), as RFC 6531 3.3 has SMTPUTF8's addresses: a handler, and a Maildir's
+    ``Return-Path``, never get other octets above 127 from the server.
+
+    >>> is_utf8("bücher".encode()), is_utf8(b"b\\xfccher"), is_utf8(b"\\xed\\xa0\\x80")
+    (True, False, False)
+    """
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def hello_name(argument: bytes) -> bytes | None:
     """The client's name in ``EHLO name`` or ``HELO name`` (spaces around it dropped), or
     ``None`` when there is none, it holds a space or a control octet, or its octets above
@@ -142,13 +157,8 @@ def hello_name(argument: bytes) -> bytes | None:
     name = argument.strip(b" ")
     if not name or _BAD_IN_NAME.search(name) is not None:
         return None
-    if not name.isascii():
-        try:
-            name.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        if _BAD_IN_UTF8_NAME.search(name) is not None:
-            return None
+    if not name.isascii() and (not is_utf8(name) or _BAD_IN_UTF8_NAME.search(name)):
+        return None
     return name
 
 
@@ -453,6 +463,8 @@ __all__ = [
     "bare_newline",
     "command_line",
     "dot_body",
+    "hello_name",
+    "is_utf8",
     "parse_bdat",
     "parse_command",
     "parse_parameters",

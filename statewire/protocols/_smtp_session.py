@@ -23,6 +23,7 @@ from grammars.smtp import (
     TEXT_LIMIT,
     ArgumentError,
     Reply,
+    is_utf8,
     parse_path,
     reply,
 )
@@ -449,7 +450,7 @@ class SMTPConnection(MachineProtocol):
         if (
             auth is not None
             and not auth.isascii()
-            and (b"SMTPUTF8" not in parameters or not _utf8(auth))
+            and (b"SMTPUTF8" not in parameters or not is_utf8(auth))
         ):
             return reply(501, "5.5.4 Bad AUTH parameter")
         return None
@@ -939,18 +940,7 @@ def _international(address: bytes, smtputf8: bool, bad: str) -> Reply | None:
     ``bad`` when it is not UTF-8; ``None`` when it is taken."""
     if not smtputf8:
         return reply(553, "5.6.7 Non-ASCII address needs SMTPUTF8")
-    return None if _utf8(address) else reply(553, f"{bad} address syntax: not UTF-8")
-
-
-def _utf8(address: bytes) -> bool:
-    """Whether ``address`` is UTF-8 (RFC 3629: no overlong form, no surrogate, nothing past
-    U+10FFFF), as RFC 6531 3.3 has SMTPUTF8's addresses: a handler, and a Maildir's
-    ``Return-Path``, never get other octets above 127 from the server."""
-    try:
-        address.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
+    return None if is_utf8(address) else reply(553, f"{bad} address syntax: not UTF-8")
 
 
 def _unsupported(key: bytes) -> Reply:
